@@ -1,0 +1,95 @@
+"""The `reconciler` command: a thin shell over the core.
+
+Each command parses its options, calls one core function, and hands the
+result to a reporter in `output`. Errors are turned into messages and exit
+codes by `errors.reported`, nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from reconciler import __version__
+from reconciler.cli import output
+from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.errors import UsageError
+from reconciler.layout import place
+from reconciler.validate import validate_snapshot
+from reconciler.worktree import find_root, read_worktree
+
+FC = TypeVar("FC", bound=Callable[..., object])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The configuration repository (default: the one containing the current directory).",
+)
+
+
+def format_option(*choices: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default="text",
+        show_default=True,
+        help="Output for people (text) or machines (json"
+        + (", github workflow annotations" if "github" in choices else "")
+        + ").",
+    )
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="reconciler")
+def main() -> None:
+    """GitOps reconciler for deployment plans.
+
+    Plans, environments and role grants are YAML in a Git repository; the
+    reconciler proves from Git history who changed, approved and triggered
+    each plan, runs what the right people approved, and records every run
+    back into the repository as commits.
+    """
+
+
+@main.command()
+@repo_option
+@format_option(*output.FORMATS_WITH_GITHUB)
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def validate(repo: Path | None, output_format: str, paths: tuple[Path, ...]) -> None:
+    """Check the working tree: schemas and cross-file rules.
+
+    Prints `file:line:col: message` for every finding, with a hint on how to
+    fix it. With PATHS, reports only on those files (the rest still serve as
+    context). Exit 0 when valid, 1 with findings, 2 on usage errors.
+    """
+    with reported():
+        root = find_root(repo or Path.cwd())
+        only = [_repo_relative(root, path) for path in paths] if paths else None
+        if only is not None and "" in only:
+            only = None
+        report = validate_snapshot(read_worktree(root), only)
+        output.emit_report(report, output_format)
+    raise SystemExit(EXIT_OK if report.valid else EXIT_FAILED)
+
+
+def _repo_relative(root: Path, path: Path) -> str:
+    try:
+        relative = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise UsageError(f"{path} is outside the repository {root}") from None
+    if relative == ".":
+        return ""
+    placement = place(relative)
+    if placement.kind is None and placement.misplaced is None and not (root / relative).is_dir():
+        raise UsageError(
+            f"{relative} is not a configuration file",
+            hint="validate teams.yaml, environments/*.yaml, plans/*.yaml or deployments/*.yaml",
+        )
+    return relative

@@ -1,0 +1,59 @@
+"""Exit codes and error messages, in one place.
+
+Every command body runs inside `reported()`. A `ReconcilerError` becomes a
+message on stderr naming the file, line and fix, with the exit code of its
+kind; anything else is a bug in the reconciler: one line saying so, and the
+traceback only when RECONCILER_DEBUG is set. Usage errors that click itself
+detects keep click's exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import click
+
+from reconciler.errors import ReconcilerError, UsageError
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # invalid input, unauthorised change, refused or failed run
+EXIT_USAGE: Final = 2
+EXIT_INTERNAL: Final = 3  # a bug in the reconciler
+
+
+def exit_code_for(error: ReconcilerError) -> int:
+    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED
+
+
+def render(error: ReconcilerError) -> str:
+    where = error.location()
+    text = f"{where}: error: {error.message}" if where else f"error: {error.message}"
+    if error.hint:
+        text += f"\n  hint: {error.hint}"
+    return text
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    try:
+        yield
+    except ReconcilerError as error:
+        click.echo(render(error), err=True)
+        raise SystemExit(exit_code_for(error)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+    except Exception as error:
+        if os.environ.get("RECONCILER_DEBUG"):
+            traceback.print_exc()
+        click.echo(
+            f"internal error: {type(error).__name__}: {error}\n"
+            "  hint: this is a bug in gitops-reconciler; please report it with the command you ran "
+            "(set RECONCILER_DEBUG=1 to see the traceback)",
+            err=True,
+        )
+        raise SystemExit(EXIT_INTERNAL) from None

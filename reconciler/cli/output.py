@@ -1,0 +1,85 @@
+"""Reporters: the same result as text for people, JSON for machines, or GitHub annotations.
+
+Chosen by name with `--format`. JSON output is a stable interface (see the
+README's "Output formats"): keys are only ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from reconciler.model import Finding
+from reconciler.validate import Report
+
+FORMATS_WITH_GITHUB = ("text", "json", "github")
+FORMATS = ("text", "json")
+
+
+def emit_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, sort_keys=False))
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "file": finding.file,
+        "line": finding.line,
+        "column": finding.column,
+        "severity": finding.severity,
+        "message": finding.message,
+        "hint": finding.hint,
+    }
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotation(finding: Finding, title: str) -> str:
+    message = finding.message + (f"\n{finding.hint}" if finding.hint else "")
+    return (
+        f"::{finding.severity} file={_escape_property(finding.file)},line={finding.line},"
+        f"col={finding.column},title={_escape_property(title)}::{_escape_data(message)}"
+    )
+
+
+def finding_text(finding: Finding) -> str:
+    colour = "red" if finding.severity == "error" else "yellow"
+    head = (
+        f"{click.style(f'{finding.file}:{finding.line}:{finding.column}', bold=True)}: "
+        f"{click.style(finding.severity, fg=colour)}: {finding.message}"
+    )
+    if finding.hint:
+        head += f"\n  hint: {finding.hint}"
+    return head
+
+
+def emit_report(report: Report, output_format: str) -> None:
+    if output_format == "json":
+        emit_json(
+            {
+                "valid": report.valid,
+                "files_checked": report.files_checked,
+                "errors": report.errors,
+                "warnings": report.warnings,
+                "findings": [finding_json(finding) for finding in report.findings],
+            }
+        )
+        return
+    if output_format == "github":
+        for finding in report.findings:
+            click.echo(github_annotation(finding, "reconciler validate"))
+        return
+    for finding in report.findings:
+        click.echo(finding_text(finding))
+    summary = click.style("valid", fg="green") if report.valid else click.style("invalid", fg="red")
+    click.echo(
+        f"{summary}: {report.files_checked} file(s) checked, "
+        f"{report.errors} error(s), {report.warnings} warning(s)"
+    )

@@ -1,0 +1,160 @@
+"""Stage 2b, typed configuration: schema-valid data in, domain values out.
+
+Called by `validate` (for cross-file checks) and `authorise` (for the policy
+that judges each landing). The input has passed the schema, so shapes are
+trusted here; meaning is not (unknown references are `validate`'s job).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from reconciler.model import (
+    DEFAULT_PERMISSIONS,
+    ApprovalRule,
+    DriverSpec,
+    Environment,
+    Freeze,
+    Gates,
+    Identity,
+    Plan,
+    PlanEntry,
+    Policy,
+    Team,
+    Window,
+)
+from reconciler.sshkeys import KeyFormatError, parse_public_key
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'8h', '1d12h', '90m' -> timedelta (the schema has checked the shape)."""
+    return timedelta(
+        seconds=sum(
+            int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text)
+        )
+    )
+
+
+def parse_instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _identity(identity_id: str, data: Mapping[str, Any]) -> Identity:
+    return Identity(
+        id=identity_id,
+        name=data.get("name", identity_id),
+        emails=tuple(data.get("emails", ())),
+        keys=tuple(data.get("keys", ())),
+    )
+
+
+def build_environment(data: Mapping[str, Any]) -> Environment:
+    gates = data.get("gates", {})
+    driver = data["driver"]
+    permissions = dict(DEFAULT_PERMISSIONS)
+    permissions.update({name: tuple(roles) for name, roles in data.get("permissions", {}).items()})
+    ttl = gates.get("approval_ttl")
+    return Environment(
+        name=data["name"],
+        order=data["order"],
+        promotes_from=data.get("promotes_from"),
+        permissions=permissions,
+        gates=Gates(
+            approvals=tuple(
+                ApprovalRule(rule["role"], rule.get("count", 1))
+                for rule in gates.get("approvals", ())
+            ),
+            signed_commits=gates.get("signed_commits", False),
+            approval_ttl=parse_duration(ttl) if ttl else None,
+            windows=tuple(
+                Window(
+                    days=frozenset(WEEKDAYS.index(day) for day in window["days"]),
+                    start=time.fromisoformat(window["from"]),
+                    end=time.fromisoformat(window["to"]),
+                    timezone=window.get("timezone", "UTC"),
+                )
+                for window in gates.get("windows", ())
+            ),
+            freezes=tuple(
+                Freeze(
+                    freeze["name"], parse_instant(freeze["from"]), parse_instant(freeze["until"])
+                )
+                for freeze in gates.get("freezes", ())
+            ),
+        ),
+        driver=DriverSpec(
+            type=driver["type"],
+            argv=tuple(driver.get("argv", ())),
+            timeout=driver.get("timeout", 600),
+            retries=driver.get("retries", 0),
+            root=driver.get("root"),
+            options=driver.get("options", {}),
+        ),
+    )
+
+
+def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) -> Policy:
+    users = {user_id: _identity(user_id, data) for user_id, data in teams["users"].items()}
+    services = {
+        account_id: _identity(account_id, data)
+        for account_id, data in teams["service_accounts"].items()
+    }
+    hosts = {host_id: _identity(host_id, data) for host_id, data in teams.get("hosts", {}).items()}
+    team_values = {
+        name: Team(name, tuple(data.get("applications", ())), dict(data["members"]))
+        for name, data in teams["teams"].items()
+    }
+    application_owner: dict[str, str] = {}
+    for team in team_values.values():
+        for application in team.applications:
+            application_owner.setdefault(application, team.name)
+    key_owner: dict[str, str] = {}
+    for identity in (*users.values(), *services.values(), *hosts.values()):
+        for key in identity.keys:
+            try:
+                key_owner.setdefault(parse_public_key(key).fingerprint, identity.id)
+            except KeyFormatError:
+                continue  # reported by validate; an undecodable key identifies nobody
+    email_owner: dict[str, str] = {}
+    for user in users.values():
+        for email in user.emails:
+            email_owner.setdefault(email.lower(), user.id)
+    infrastructure = teams["infrastructure"]
+    return Policy(
+        users=users,
+        service_accounts=services,
+        hosts=hosts,
+        settings=frozenset(infrastructure.get("settings", ())),
+        projects=frozenset(infrastructure.get("projects", ())),
+        teams=team_values,
+        environments={env.name: env for env in environments},
+        application_owner=application_owner,
+        key_owner=key_owner,
+        email_owner=email_owner,
+    )
+
+
+def build_plan(data: Mapping[str, Any]) -> Plan:
+    return Plan(
+        name=data["name"],
+        source=data.get("source"),
+        target=data["target"],
+        applications=tuple(
+            PlanEntry(
+                name=entry["name"],
+                version=entry["version"],
+                action=entry.get("action", "deploy"),
+                from_version=entry.get("from"),
+            )
+            for entry in data["applications"]
+        ),
+        notes=data.get("notes", ""),
+        state=data["state"],
+    )

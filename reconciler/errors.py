@@ -1,0 +1,69 @@
+"""The one family of expected errors.
+
+Every stage raises a `ReconcilerError` (or a subclass) for anything a user can
+cause or fix: broken input, a refused action, a rewritten history, a missing
+key. Each carries the file, line and column it concerns and a hint that says
+how to fix it. The CLI (`reconciler.cli.errors`) turns them into messages and
+exit codes in one place; anything else that escapes is a bug in the
+reconciler and is reported as such, never as a bare traceback.
+"""
+
+from __future__ import annotations
+
+
+class ReconcilerError(Exception):
+    """An expected failure, explained: what went wrong, where, and how to fix it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.hint = hint
+
+    def location(self) -> str:
+        """`file:line:col`, as far as it is known ('' when nothing is)."""
+        parts = [part for part in (self.file, self.line, self.column) if part is not None]
+        return ":".join(str(part) for part in parts)
+
+    def __str__(self) -> str:
+        where = self.location()
+        text = f"{where}: {self.message}" if where else self.message
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class UsageError(ReconcilerError):
+    """The command line itself is wrong (an unknown plan, a bad option value)."""
+
+
+class ConfigError(ReconcilerError):
+    """A configuration file cannot be read or fails validation."""
+
+
+class GitError(ReconcilerError):
+    """Git could not do what we asked (no repository, unknown revision, failed push)."""
+
+
+class HistoryRewrittenError(ReconcilerError):
+    """Main no longer descends from the last verified commit."""
+
+
+class RefusedError(ReconcilerError):
+    """The acting user lacks the permission for what they asked to do."""
+
+
+class TemporaryError(ReconcilerError):
+    """A failure that may pass if tried again later (a lost push race, a busy driver)."""
+
+
+class PermanentError(ReconcilerError):
+    """A failure that retrying will not change."""

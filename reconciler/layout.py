@@ -1,0 +1,69 @@
+"""The configuration repository's layout: which path holds which kind of file.
+
+One place that knows DESIGN.md's "The repository" section, used by
+`worktree` and the git adapter (what to read), `validate` (what to check) and
+`authorise` (which rule judges a change to a path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Kind = Literal["teams", "environment", "plan", "deployment", "schema", "log"]
+
+TEAMS_FILE: Final = "teams.yaml"
+CONFIG_DIRS: Final = {
+    "environments": "environment",
+    "plans": "plan",
+    "deployments": "deployment",
+    "schemas": "schema",
+}
+# Directories the reconciler reads, in the order a person would explain them.
+READ_DIRS: Final = ("environments", "plans", "deployments", "schemas")
+SUFFIX: Final = {"environment": ".yaml", "plan": ".yaml", "deployment": ".yaml", "schema": ".json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What a path is: its kind and, for per-item files, the item's name ('' otherwise).
+
+    `misplaced` explains a path inside a configuration directory that the
+    reconciler would never read (a `.yml` suffix, a nested folder).
+    """
+
+    kind: Kind | None
+    name: str = ""
+    misplaced: str | None = None
+
+
+def place(path: str) -> Placement:
+    """Classify a repository-relative POSIX path."""
+    if path == TEAMS_FILE:
+        return Placement("teams")
+    top, _, rest = path.partition("/")
+    if top == "logs" and rest:
+        return Placement("log", rest)
+    kind = CONFIG_DIRS.get(top)
+    if kind is None or not rest:
+        return Placement(None)
+    suffix = SUFFIX[kind]
+    if "/" in rest:
+        return Placement(None, misplaced=f"{top}/ holds files directly, not in sub-folders")
+    if not rest.endswith(suffix):
+        if kind == "schema":
+            return Placement(None)
+        return Placement(None, misplaced=f"{top}/ files end in '{suffix}'")
+    return Placement(kind, rest[: -len(suffix)])  # type: ignore[arg-type]
+
+
+def plan_path(name: str) -> str:
+    return f"plans/{name}.yaml"
+
+
+def environment_path(name: str) -> str:
+    return f"environments/{name}.yaml"
+
+
+def deployment_path(environment: str) -> str:
+    return f"deployments/{environment}.yaml"

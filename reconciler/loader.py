@@ -1,0 +1,395 @@
+"""Stage 1, load: YAML bytes in, plain JSON-compatible data with positions out.
+
+Called by `validate` for the working tree and by `authorise` for committed
+blobs. It trusts nothing about its input and refuses, each with its own
+message, what PyYAML would otherwise accept or choke on:
+
+- more than `MAX_FILE_BYTES`, or bytes that are not UTF-8;
+- anchors and aliases (a 338-byte alias bomb takes python-jsonschema minutes,
+  and `&x [*x]` is a cycle), custom tags and merge keys;
+- nesting deeper than `MAX_DEPTH`, checked on the event stream *before* any
+  node exists (libyaml's composer segfaults at ~30,000 levels);
+- duplicate keys (PyYAML keeps the last one silently), including keys that
+  collide once resolved (`1` and `true`), and keys that are not strings;
+- more than one document in a file.
+
+It composes the data itself from libyaml's events (C parser when present), so
+depth, anchors and duplicates are checked in the same pass that builds the
+values and records where each one stands. Plain scalars resolve as YAML 1.1
+does, except timestamps, which stay strings: JSON has no dates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import ScalarNode
+
+from reconciler.errors import ConfigError
+
+try:
+    from yaml._yaml import CParser as _Parser
+
+    WITH_LIBYAML = True
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.parser import Parser as _PyParser
+    from yaml.reader import Reader as _Reader
+    from yaml.scanner import Scanner as _Scanner
+
+    class _Parser(_Reader, _Scanner, _PyParser):  # type: ignore[no-redef]
+        def __init__(self, stream: bytes) -> None:
+            _Reader.__init__(self, stream)
+            _Scanner.__init__(self)
+            _PyParser.__init__(self)
+
+        def dispose(self) -> None:
+            pass
+
+    WITH_LIBYAML = False
+
+MAX_FILE_BYTES: Final = 4 * 1024 * 1024
+MAX_DEPTH: Final = 20
+
+JsonPath = tuple[str | int, ...]
+
+_STR: Final = "tag:yaml.org,2002:str"
+_ALLOWED_TAGS: Final = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+) | {"!"}
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """1-based line and column of a node's first character."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One loaded file: its data and where every value (and every key) stands."""
+
+    path: str
+    data: Any
+    values: dict[JsonPath, Position] = field(repr=False)
+    keys: dict[JsonPath, Position] = field(repr=False)
+    # Original text of plain scalars that did not load as strings, for hints
+    # such as "1.10 was read as the number 1.1".
+    plain_text: dict[JsonPath, str] = field(repr=False)
+
+    def position(self, path: JsonPath) -> Position:
+        """The value at `path`, or the nearest ancestor that exists."""
+        while path not in self.values and path:
+            path = path[:-1]
+        return self.values.get(path, Position(1, 1))
+
+    def key_position(self, path: JsonPath) -> Position:
+        """The key of the mapping entry at `path` (its value when it has no key)."""
+        return self.keys.get(path) or self.position(path)
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1 plain-scalar resolution without timestamps (JSON has no dates)."""
+
+
+_Resolver.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+}
+_RESOLVER: Final = _Resolver()
+_CONSTRUCTOR: Final = SafeConstructor()
+_CONSTRUCT = {
+    "tag:yaml.org,2002:int": _CONSTRUCTOR.construct_yaml_int,
+    "tag:yaml.org,2002:float": _CONSTRUCTOR.construct_yaml_float,
+    "tag:yaml.org,2002:bool": _CONSTRUCTOR.construct_yaml_bool,
+    "tag:yaml.org,2002:null": _CONSTRUCTOR.construct_yaml_null,
+}
+_NON_PRINTABLE = re.compile(
+    r"[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]"
+)
+
+
+def load(raw: bytes, path: str) -> Document:
+    """Load one YAML file; raise `ConfigError` naming the line for anything refused."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"file is larger than the limit of {MAX_FILE_BYTES:,} bytes",
+            file=path,
+            line=1,
+            column=1,
+            hint="configuration files are small; split it or remove what does not belong",
+        )
+    _check_utf8(raw, path)
+    return _Composer(raw, path).compose()
+
+
+def _check_utf8(raw: bytes, path: str) -> None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _line_column(raw[: exc.start].decode("utf-8", "replace"))
+        raise ConfigError(
+            f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot be decoded",
+            file=path,
+            line=line,
+            column=column,
+            hint="save the file as UTF-8",
+        ) from None
+    bad = _NON_PRINTABLE.search(text)
+    if bad:
+        line, column = _line_column(text[: bad.start()])
+        raise ConfigError(
+            f"control character U+{ord(bad.group()):04X} is not allowed in YAML",
+            file=path,
+            line=line,
+            column=column,
+            hint="remove it; write special characters in a quoted string as escapes",
+        )
+
+
+def _line_column(before: str) -> tuple[int, int]:
+    """1-based line and column of the character that follows `before`."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+class _Frame:
+    """An open mapping or sequence while composing."""
+
+    __slots__ = ("container", "path", "pending_key")
+
+    def __init__(self, container: dict[Any, Any] | list[Any], path: JsonPath) -> None:
+        self.container = container
+        self.path = path
+        self.pending_key: Any = _NO_KEY
+
+
+_NO_KEY: Final = object()
+
+
+class _Composer:
+    def __init__(self, raw: bytes, path: str) -> None:
+        self.raw = raw
+        self.path = path
+        self.values: dict[JsonPath, Position] = {}
+        self.keys: dict[JsonPath, Position] = {}
+        self.plain_text: dict[JsonPath, str] = {}
+
+    def error(self, message: str, mark: Any, hint: str | None = None) -> ConfigError:
+        return ConfigError(
+            message, file=self.path, line=mark.line + 1, column=mark.column + 1, hint=hint
+        )
+
+    def compose(self) -> Document:
+        parser = _Parser(self.raw)
+        try:
+            data = self._compose(_events(parser))
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or exc.context or "invalid YAML"
+            raise ConfigError(
+                f"YAML syntax error: {problem}",
+                file=self.path,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+                hint=_syntax_hint(problem),
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"YAML error: {exc}", file=self.path, line=1, column=1) from None
+        finally:
+            parser.dispose()
+        return Document(self.path, data, self.values, self.keys, self.plain_text)
+
+    def _compose(self, events: Iterator[Any]) -> Any:
+        stack: list[_Frame] = []
+        root: Any = None
+        documents = 0
+        for event in events:
+            kind = type(event)
+            if kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise self.error(
+                        "more than one YAML document in this file",
+                        event.start_mark,
+                        "keep one document per file; remove the '---' separator",
+                    )
+                continue
+            if kind in (yaml.StreamStartEvent, yaml.DocumentEndEvent, yaml.StreamEndEvent):
+                continue
+            if kind is yaml.AliasEvent:
+                raise self.error(
+                    f"alias '*{event.anchor}' is not allowed",
+                    event.start_mark,
+                    "anchors and aliases are refused (they allow 'billion laughs' bombs); "
+                    "write the value out in full",
+                )
+            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                stack.pop()
+                continue
+            if event.anchor is not None:
+                raise self.error(
+                    f"anchor '&{event.anchor}' is not allowed",
+                    event.start_mark,
+                    "anchors and aliases are refused; write the value out in full",
+                )
+            if event.tag is not None and event.tag not in _ALLOWED_TAGS:
+                raise self.error(
+                    f"tag '{event.tag}' is not allowed",
+                    event.start_mark,
+                    "remove the tag; only plain YAML values are accepted",
+                )
+            parent = stack[-1] if stack else None
+            if (
+                parent is not None
+                and isinstance(parent.container, dict)
+                and (parent.pending_key is _NO_KEY)
+            ):
+                self._key(parent, event)
+                continue
+            node_path = self._child_path(parent)
+            mark = event.start_mark
+            self.values[node_path] = Position(mark.line + 1, mark.column + 1)
+            value: Any
+            if kind is yaml.ScalarEvent:
+                value = self._scalar(event, node_path)
+            elif kind is yaml.MappingStartEvent:
+                value = {}
+            else:
+                value = []
+            if parent is None:
+                root = value
+            elif isinstance(parent.container, dict):
+                parent.container[parent.pending_key] = value
+                parent.pending_key = _NO_KEY
+            else:
+                parent.container.append(value)
+            if kind is not yaml.ScalarEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise self.error(
+                        f"nesting deeper than {MAX_DEPTH} levels",
+                        mark,
+                        "configuration files are shallow; this looks like a mistake or an attack",
+                    )
+                stack.append(_Frame(value, node_path))
+        return root
+
+    def _child_path(self, parent: _Frame | None) -> JsonPath:
+        if parent is None:
+            return ()
+        if isinstance(parent.container, dict):
+            return (*parent.path, parent.pending_key)
+        return (*parent.path, len(parent.container))
+
+    def _key(self, frame: _Frame, event: Any) -> None:
+        mark = event.start_mark
+        if type(event) is not yaml.ScalarEvent:
+            raise self.error(
+                "a mapping key must be a plain string, not a collection",
+                mark,
+                "use a simple name as the key",
+            )
+        key = self._scalar(event, None)
+        where = Position(mark.line + 1, mark.column + 1)
+        if not isinstance(key, str):
+            raise self.error(
+                f"key {event.value!r} is read as {_describe(key)}, not a string",
+                mark,
+                f"quote it: '{event.value}'",
+            )
+        if key == "<<":
+            raise self.error(
+                "merge keys ('<<') are not allowed", mark, "write the keys out in full"
+            )
+        key_path = (*frame.path, key)
+        if key_path in self.keys:
+            raise self.error(
+                f"duplicate key '{key}' (first defined at line {self.keys[key_path].line})",
+                mark,
+                "YAML keeps only the last one; remove or rename one of them",
+            )
+        frame.pending_key = key
+        self.keys[key_path] = where
+
+    def _scalar(self, event: Any, path: JsonPath | None) -> Any:
+        text: str = event.value
+        plain = event.implicit[0] and not event.style
+        if event.tag is not None and event.tag != "!":
+            tag = event.tag
+        elif plain:
+            tag = _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        else:
+            return text
+        if tag in (_STR, "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
+            return text
+        construct = _CONSTRUCT.get(tag)
+        if construct is None:  # pragma: no cover - guarded by _ALLOWED_TAGS
+            return text
+        try:
+            value = construct(ScalarNode(tag, text))
+        except (ValueError, yaml.constructor.ConstructorError):
+            raise self.error(
+                f"{text!r} is not a valid {tag.rsplit(':', 1)[-1]}", event.start_mark
+            ) from None
+        if path is not None and plain:
+            self.plain_text[path] = text
+        return value
+
+
+def _events(parser: Any) -> Iterator[Any]:
+    while True:
+        event = parser.get_event()
+        if event is None:
+            return
+        yield event
+        if type(event) is yaml.StreamEndEvent:
+            return
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return type(value).__name__
+
+
+def _syntax_hint(problem: str) -> str | None:
+    if "tab" in problem:
+        return "indent with spaces, never tabs"
+    if "mapping values are not allowed" in problem:
+        return "a value containing ': ' must be quoted"
+    if "could not find expected ':'" in problem:
+        return "each line of a mapping needs 'key: value'; check indentation and quotes"
+    if "found character that cannot start any token" in problem:
+        return "quote values that start with special characters such as @ ` % or |"
+    return "check indentation, colons and quotes around this line"
+
+
+def surprise_hint(document: Document, path: JsonPath, value: Any) -> str | None:
+    """Explain a YAML 1.1 surprise at `path`: the text the author wrote and what it became."""
+    text = document.plain_text.get(path)
+    if text is None:
+        return None
+    if isinstance(value, bool):
+        return (
+            f"'{text}' is read by YAML as the boolean {str(value).lower()}; "
+            f'quote it if you mean the text: "{text}"'
+        )
+    if isinstance(value, float):
+        lost = f" (the trailing zero is lost: {value!r})" if str(value) != text else ""
+        return f"'{text}' is read by YAML as a number{lost}; quote it: \"{text}\""
+    if isinstance(value, int):
+        if text.startswith("0") and len(text) > 1:
+            return f"'{text}' is read by YAML as the number {value} (leading zero); quote it"
+        return f"'{text}' is read by YAML as a number; quote it: \"{text}\""
+    if value is None:
+        return f"'{text}' is read by YAML as null; quote it or give a value"
+    return None

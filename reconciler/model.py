@@ -1,0 +1,176 @@
+"""The domain, as small immutable values every stage passes along.
+
+Nothing here does I/O. `config` builds these from validated documents;
+`authorise`, `decide`, `execute` and `record` consume and produce them. A
+decision is a value that explains itself: a `Verdict` carries its reasons, so
+`plan`, `verify` and `access` print the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Final, Literal
+
+# Roles a team member can hold, and the permissions an environment grants to them.
+TEAM_ROLES: Final = ("tech-lead", "developer", "tester", "deployment")
+INFRASTRUCTURE_ROLES: Final = ("settings", "projects")
+ENVIRONMENT_PERMISSIONS: Final = ("plan.edit", "plan.approve", "plan.deploy")
+DEFAULT_PERMISSIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "plan.edit": ("tech-lead", "developer"),
+    "plan.approve": ("tech-lead",),
+    "plan.deploy": ("deployment",),
+}
+# What `projects` may grant: never the deployment role.
+PROJECTS_GRANTABLE_ROLES: Final = ("tech-lead", "developer", "tester")
+PLAN_STATES: Final = ("draft", "ready", "cancelled")
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem in one file, with where it is and how to fix it."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    hint: str | None = None
+    severity: Severity = "error"
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file, self.line, self.column, self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A user, a reconciler service account or a Git host, as teams.yaml names it."""
+
+    id: str
+    name: str
+    emails: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    name: str
+    applications: tuple[str, ...]
+    members: Mapping[str, str]  # user id -> role
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRule:
+    role: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A weekly deploy window in a time zone; `end` before `start` runs past midnight."""
+
+    days: frozenset[int]  # 0 = Monday
+    start: time
+    end: time
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    name: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Gates:
+    approvals: tuple[ApprovalRule, ...] = ()
+    signed_commits: bool = False
+    approval_ttl: timedelta | None = None
+    windows: tuple[Window, ...] = ()
+    freezes: tuple[Freeze, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DriverSpec:
+    type: str
+    argv: tuple[str, ...] = ()
+    timeout: int = 600
+    retries: int = 0
+    root: str | None = None
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    name: str
+    order: int
+    promotes_from: str | None
+    permissions: Mapping[str, tuple[str, ...]]  # permission -> roles holding it here
+    gates: Gates
+    driver: DriverSpec
+
+    def roles_holding(self, permission: str) -> tuple[str, ...]:
+        return self.permissions.get(permission, ())
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEntry:
+    name: str
+    version: str
+    action: Literal["deploy", "tag-and-deploy"] = "deploy"
+    from_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    source: str | None
+    target: str
+    applications: tuple[PlanEntry, ...]
+    notes: str
+    state: Literal["draft", "ready", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The rules in force: teams.yaml and environments/ as one value.
+
+    The indexes (`application_owner`, `key_owner`, `email_owner`) are derived
+    once by `config.build_policy`, so lookups during a history walk are dict
+    reads.
+    """
+
+    users: Mapping[str, Identity]
+    service_accounts: Mapping[str, Identity]
+    hosts: Mapping[str, Identity]
+    settings: frozenset[str]
+    projects: frozenset[str]
+    teams: Mapping[str, Team]
+    environments: Mapping[str, Environment]
+    application_owner: Mapping[str, str]  # application -> team
+    key_owner: Mapping[str, str]  # SHA256 key fingerprint -> identity id (first listed wins)
+    email_owner: Mapping[str, str]  # email (lowercase) -> user id
+
+    def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
+        """(team, role) pairs the user holds, in teams.yaml order."""
+        return tuple(
+            (team.name, team.members[user]) for team in self.teams.values() if user in team.members
+        )
+
+    def environments_in_order(self) -> tuple[Environment, ...]:
+        return tuple(sorted(self.environments.values(), key=lambda env: (env.order, env.name)))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The configuration files of one tree (working tree or commit), as bytes.
+
+    `refused` holds what the reader would not read: symlinks, submodules,
+    files in places the reconciler never looks.
+    """
+
+    files: Mapping[str, bytes]
+    refused: tuple[Finding, ...] = ()
