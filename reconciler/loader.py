@@ -21,6 +21,7 @@ does, except timestamps, which stay strings: JSON has no dates.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ _CONSTRUCT = {
     "tag:yaml.org,2002:null": _CONSTRUCTOR.construct_yaml_null,
 }
 _NON_PRINTABLE = re.compile(
-    r"[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]"
+    r"[^\x09\x0A\x0D\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]"
 )
 
 
@@ -129,7 +130,31 @@ def load(raw: bytes, path: str) -> Document:
     return _Composer(raw, path).compose()
 
 
+_BYTE_ORDER_MARKS: Final = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+# Line breaks that YAML counts but editors do not show as new lines: with them
+# in a file, every line number after them would point at the wrong line.
+_HIDDEN_LINE_BREAKS: Final = {
+    "\x85": "NEL",
+    "\u2028": "LINE SEPARATOR",
+    "\u2029": "PARAGRAPH SEPARATOR",
+}
+
+
 def _check_utf8(raw: bytes, path: str) -> None:
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
+            raise ConfigError(
+                f"not UTF-8: the file is {encoding} (it starts with a {encoding} byte order mark)",
+                file=path,
+                line=1,
+                column=1,
+                hint="save the file as UTF-8",
+            )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -144,12 +169,25 @@ def _check_utf8(raw: bytes, path: str) -> None:
     bad = _NON_PRINTABLE.search(text)
     if bad:
         line, column = _line_column(text[: bad.start()])
+        character = bad.group()
+        if character in _HIDDEN_LINE_BREAKS:
+            raise ConfigError(
+                f"line break character U+{ord(character):04X} "
+                f"({_HIDDEN_LINE_BREAKS[character]}) is not allowed",
+                file=path,
+                line=line,
+                column=column,
+                hint="YAML counts it as a new line but editors do not; "
+                "replace it with a plain new line or a space",
+            )
         raise ConfigError(
-            f"control character U+{ord(bad.group()):04X} is not allowed in YAML",
+            f"control character U+{ord(character):04X} is not allowed in YAML",
             file=path,
             line=line,
             column=column,
-            hint="remove it; write special characters in a quoted string as escapes",
+            hint="a NUL byte: the file may be UTF-16; save it as UTF-8"
+            if character == "\x00"
+            else "remove it; write special characters in a quoted string as escapes",
         )
 
 
@@ -190,20 +228,51 @@ class _Composer:
         try:
             data = self._compose(_events(parser))
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise ConfigError(
-                f"YAML syntax error: {problem}",
-                file=self.path,
-                line=mark.line + 1 if mark else None,
-                column=mark.column + 1 if mark else None,
-                hint=_syntax_hint(problem),
-            ) from None
+            raise self._syntax_error(exc) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"YAML error: {exc}", file=self.path, line=1, column=1) from None
         finally:
             parser.dispose()
         return Document(self.path, data, self.values, self.keys, self.plain_text)
+
+    def _syntax_error(self, exc: yaml.MarkedYAMLError) -> ConfigError:
+        """libyaml's complaint, moved to where the mistake is and explained."""
+        problem = exc.problem or exc.context or "invalid YAML"
+        context = exc.context or ""
+        mark = exc.problem_mark or exc.context_mark
+        opened = exc.context_mark
+        if "quoted scalar" in context and "end of stream" in problem and opened is not None:
+            # libyaml reports the end of the file; the mistake is the opening quote.
+            return self.error(
+                "YAML syntax error: this quoted string is never closed",
+                opened,
+                "add the closing quote; inside '...' write a quote as '', inside \"...\" as \\\"",
+            )
+        hint = _syntax_hint(problem)
+        if "cannot start any token" in problem and mark is not None:
+            character = self._character_at(mark)
+            if character == "\t":
+                problem = "found a tab character where indentation or a value was expected"
+                hint = "indent with spaces, never tabs"
+            elif character:
+                problem = f"found character {character!r} that cannot start any token"
+        brackets = _FLOW_BRACKETS.get(context)
+        if brackets is not None and opened is not None:
+            hint = (
+                f"close the '{brackets[0]}' opened at line {opened.line + 1}, "
+                f"column {opened.column + 1} with '{brackets[1]}', "
+                "and separate its items with ','"
+            )
+        if mark is None:  # pragma: no cover - libyaml always marks its errors
+            return ConfigError(f"YAML syntax error: {problem}", file=self.path, hint=hint)
+        return self.error(f"YAML syntax error: {problem}", mark, hint)
+
+    def _character_at(self, mark: Any) -> str:
+        lines = self.raw.decode("utf-8").split("\n")
+        if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+            return ""
+        character: str = lines[mark.line][mark.column]
+        return character
 
     def _compose(self, events: Iterator[Any]) -> Any:
         stack: list[_Frame] = []
@@ -332,9 +401,14 @@ class _Composer:
             return text
         try:
             value = construct(ScalarNode(tag, text))
-        except (ValueError, yaml.constructor.ConstructorError):
+        except (ValueError, IndexError, KeyError, yaml.constructor.ConstructorError):
+            # PyYAML's constructors trust the resolver's regexps; an explicit tag
+            # bypasses them ('!!int ""' is an IndexError, '!!bool x' a KeyError).
+            name = tag.rsplit(":", 1)[-1]
             raise self.error(
-                f"{text!r} is not a valid {tag.rsplit(':', 1)[-1]}", event.start_mark
+                f"{text!r} is not a valid {name}",
+                event.start_mark,
+                f"remove the tag, or write a valid {name}",
             ) from None
         if path is not None and plain:
             self.plain_text[path] = text
@@ -361,16 +435,32 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+_FLOW_BRACKETS: Final = {
+    "while parsing a flow sequence": "[]",
+    "while parsing a flow mapping": "{}",
+}
+
+
 def _syntax_hint(problem: str) -> str | None:
     if "tab" in problem:
         return "indent with spaces, never tabs"
     if "mapping values are not allowed" in problem:
-        return "a value containing ': ' must be quoted"
+        return "quote a value that contains ': ', or check this line's indentation"
     if "could not find expected ':'" in problem:
         return "each line of a mapping needs 'key: value'; check indentation and quotes"
+    if "expected '-' indicator" in problem:
+        return "every item of a list starts with '- ' at the same indentation; check this line"
+    if "did not find expected key" in problem:
+        return (
+            "every key of a mapping starts at the same indentation; check this line, "
+            "and quote a value that starts with a quote but goes on after it"
+        )
     if "found character that cannot start any token" in problem:
         return "quote values that start with special characters such as @ ` % or |"
     return "check indentation, colons and quotes around this line"
+
+
+_TRAILING_ZERO: Final = re.compile(r"^[-+]?[0-9_]*\.[0-9_]*0$")
 
 
 def surprise_hint(document: Document, path: JsonPath, value: Any) -> str | None:
@@ -384,7 +474,11 @@ def surprise_hint(document: Document, path: JsonPath, value: Any) -> str | None:
             f'quote it if you mean the text: "{text}"'
         )
     if isinstance(value, float):
-        lost = f" (the trailing zero is lost: {value!r})" if str(value) != text else ""
+        if math.isnan(value) or math.isinf(value):
+            return f"'{text}' is read by YAML as the special number {value!r}; quote it: \"{text}\""
+        lost = ""
+        if _TRAILING_ZERO.match(text) and repr(value) != text:
+            lost = f" (the trailing zero is lost: {value!r})"
         return f"'{text}' is read by YAML as a number{lost}; quote it: \"{text}\""
     if isinstance(value, int):
         if text.startswith("0") and len(text) > 1:

@@ -10,6 +10,7 @@ with a message a person can act on.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -32,25 +33,47 @@ def _detailed(kind: str) -> Any:
     return jsonschema.Draft202012Validator(resources.schema(kind))
 
 
+# How a hint names the file a schema describes.
+_KIND_TEXT = {
+    "teams": "teams.yaml",
+    "environment": "an environment",
+    "plan": "a plan",
+    "deployment": "a deployment record",
+}
+_WHOLE_NUMBER = re.compile(r"[-+]?[0-9]+")
+# Required keys whose absence needs more than the key's description.
+_REQUIRED_HINTS = {
+    "from": "action: tag-and-deploy tags a version that runs in the source; "
+    "name it with from: <source version>",
+    "argv": "driver type command runs a program: add argv: [program, its arguments]",
+}
+
+
 def check(document: Document, kind: str) -> list[Finding]:
     """Every schema violation in `document`, one finding each (empty when valid)."""
     if _fast(kind).is_valid(document.data):
         return []
     if document.data is None:
-        return [Finding(document.path, 1, 1, "the file is empty", "see the schema for its keys")]
+        return [Finding(document.path, 1, 1, "the file is empty", _needs(kind))]
     findings = {
         finding.sort_key(): finding
         for error in _detailed(kind).iter_errors(document.data)
-        for finding in _explain(document, error)
+        for finding in _explain(document, kind, error)
     }
     return [findings[key] for key in sorted(findings)]
 
 
-def _explain(document: Document, error: Any) -> Iterator[Finding]:
+def _needs(kind: str) -> str:
+    required = resources.schema(kind).get("required", [])
+    return f"{_KIND_TEXT.get(kind, kind)} needs the keys: {', '.join(required)}"
+
+
+def _explain(document: Document, kind: str, error: Any) -> Iterator[Finding]:
     path: JsonPath = tuple(error.absolute_path)
     keyword = error.validator
     instance = error.instance
     here = document.position(path)
+    rule = _describe_rule(error.schema)
 
     def at(position_path: JsonPath, message: str, hint: str | None = None) -> Finding:
         where = document.key_position(position_path) if position_path else here
@@ -60,6 +83,15 @@ def _explain(document: Document, error: Any) -> Iterator[Finding]:
         return Finding(document.path, here.line, here.column, message, hint)
 
     field = _field_name(path)
+    if "propertyNames" in error.schema_path:
+        # A key that is not a valid name: python-jsonschema reports the inner
+        # keyword (pattern, maxLength) at the mapping; the mistake is the key.
+        yield at(
+            (*path, instance),
+            f"{_where(field)}'{instance}' is not a valid name",
+            rule or "use lowercase letters, digits and single . _ -",
+        )
+        return
     if keyword == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         for key in instance:
@@ -70,18 +102,14 @@ def _explain(document: Document, error: Any) -> Iterator[Finding]:
                     hint = "allowed keys: " + ", ".join(allowed)
                 yield at((*path, key), f"{_where(field)}unknown key '{key}'", hint)
         return
-    if keyword == "propertyNames":
-        name = instance
-        yield at(
-            (*path, name),
-            f"{_where(field)}'{name}' is not a valid name",
-            _describe_rule(error.schema) or "use lowercase letters, digits and single . _ -",
-        )
-        return
     if keyword == "required":
+        properties = error.schema.get("properties", {})
         for missing in error.validator_value:
             if isinstance(instance, dict) and missing not in instance:
-                yield value_at(f"{_where(field)}missing required key '{missing}'")
+                yield value_at(
+                    f"{_where(field)}missing required key '{missing}'",
+                    _required_hint(missing, properties.get(missing)),
+                )
         return
     if keyword == "not" and isinstance(error.validator_value, dict):
         for key in error.validator_value.get("required", ()):
@@ -89,37 +117,85 @@ def _explain(document: Document, error: Any) -> Iterator[Finding]:
         return
     if keyword == "type":
         expected = error.validator_value
-        hint = surprise_hint(document, path, instance)
         yield value_at(
             f"{_where(field)}expected {_article(expected)}, got {_json_type(instance)}",
-            hint or ("quote it" if expected == "string" else None),
+            _type_hint(document, kind, error, path, rule),
         )
         return
     if keyword == "enum":
-        options = ", ".join(str(option) for option in error.validator_value)
-        hint = surprise_hint(document, path, instance) or f"one of: {options}"
-        yield value_at(f"{_where(field)}{instance!r} is not allowed", hint)
+        options = list(error.validator_value)
+        listed = ", ".join(str(option) for option in options)
+        hint = None
+        if any(isinstance(option, str) for option in options):
+            hint = surprise_hint(document, path, instance)
+        if hint is None and isinstance(instance, str):
+            close = difflib.get_close_matches(instance, [str(option) for option in options], n=1)
+            if close:
+                hint = f"did you mean '{close[0]}'? (one of: {listed})"
+        yield value_at(
+            f"{_where(field)}{_shown(instance)} is not allowed", hint or f"one of: {listed}"
+        )
         return
     if keyword == "pattern":
         yield value_at(
             f"{_where(field)}{instance!r} is not allowed",
-            _describe_rule(error.schema) or f"must match {error.validator_value}",
+            rule or f"must match {error.validator_value}",
         )
         return
     if keyword in ("maxLength", "minLength", "maxItems", "minItems", "minProperties"):
-        yield value_at(f"{_where(field)}{_limit_message(keyword, error.validator_value)}")
+        yield value_at(f"{_where(field)}{_limit_message(keyword, error.validator_value)}", rule)
         return
     if keyword in ("minimum", "maximum"):
         word = "at least" if keyword == "minimum" else "at most"
-        yield value_at(f"{_where(field)}must be {word} {error.validator_value}, got {instance}")
+        yield value_at(
+            f"{_where(field)}must be {word} {error.validator_value}, got {instance}", rule
+        )
         return
     if keyword == "uniqueItems":
         yield value_at(f"{_where(field)}lists the same value twice", "remove the repeated item")
         return
     if keyword == "const":
-        yield value_at(f"{_where(field)}must be {error.validator_value!r}")
+        yield value_at(f"{_where(field)}must be {error.validator_value!r}", rule)
         return
-    yield value_at(f"{_where(field)}{error.message}")
+    yield value_at(f"{_where(field)}{error.message}", rule)
+
+
+def _required_hint(key: str, schema: Any) -> str:
+    if key in _REQUIRED_HINTS:
+        return _REQUIRED_HINTS[key]
+    described = _describe_rule(schema)
+    return f"add '{key}': {described}" if described else f"add '{key}'"
+
+
+def _type_hint(
+    document: Document, kind: str, error: Any, path: JsonPath, rule: str | None
+) -> str | None:
+    expected, instance = error.validator_value, error.instance
+    expects = set(expected) if isinstance(expected, list) else {expected}
+    if "string" in expects:
+        return surprise_hint(document, path, instance) or "quote it"
+    if not path:
+        return _needs(kind)
+    if isinstance(instance, str) and _fits_unquoted(instance, expects):
+        return f"remove the quotes: {instance}"
+    if instance is None:
+        return f"give it a value: {_article(expected)}"
+    if expects == {"array"}:
+        return "write a list: one item per line after '- ', or [first, second]"
+    if expects == {"object"}:
+        return "write a mapping: 'key: value' lines indented below it, or {key: value}"
+    return rule
+
+
+def _fits_unquoted(text: str, expects: set[str]) -> bool:
+    """Would `text`, written without quotes, be a value of one of the `expects` types?"""
+    if "boolean" in expects and text in ("true", "false"):
+        return True
+    return bool(expects & {"integer", "number"}) and _WHOLE_NUMBER.fullmatch(text) is not None
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else _json_type(value)
 
 
 def _field_name(path: JsonPath) -> str:
@@ -131,10 +207,15 @@ def _where(field: str) -> str:
 
 
 def _describe_rule(schema: Any) -> str | None:
+    """A schema's description, phrased as a hint: lower case, no final full stop."""
     if isinstance(schema, dict):
         description = schema.get("description")
-        if isinstance(description, str):
-            return description
+        if isinstance(description, str) and description.strip(". "):
+            text = description.strip().rstrip(".")
+            first_word = text.split(maxsplit=1)[0]
+            if first_word[0].isupper() and not any(c.isupper() for c in first_word[1:]):
+                text = text[0].lower() + text[1:]  # but not an acronym: IANA stays
+            return text
     return None
 
 

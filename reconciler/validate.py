@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import resources, schema
-from reconciler.config import build_environment, build_plan, build_policy
+from reconciler.config import build_environment, build_plan, build_policy, parse_instant
 from reconciler.errors import ConfigError
 from reconciler.layout import TEAMS_FILE, Kind, place
 from reconciler.loader import Document, JsonPath, load
 from reconciler.model import Environment, Finding, Plan, Policy, Snapshot
-from reconciler.sshkeys import KeyFormatError, parse_public_key
+from reconciler.sshkeys import KeyFormatError, PublicKey, parse_public_key, read_string
 
 BUILTIN_DRIVERS = ("local", "command")
 DRIVER_ENTRY_POINTS = "reconciler.drivers"
@@ -159,6 +159,8 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
     out = _Findings()
     environments: dict[str, Environment] = {}
     for path, document in checked.environments.items():
+        if not _instants_exist(document, out):
+            continue
         environment = build_environment(document.data)
         expected = place(path).name
         if environment.name != expected:
@@ -170,11 +172,22 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
             )
             continue
         environments[environment.name] = environment
+    # Environments whose file exists but did not make it this far: references
+    # to them are neither confirmed nor reported, their own findings say why.
+    broken = {
+        placement.name
+        for placement in map(place, snapshot.files)
+        if placement.kind == "environment" and placement.name not in environments
+    }
     policy: Policy | None = None
     if checked.teams is not None:
         policy = build_policy(checked.teams.data, environments.values())
         _check_teams(checked.teams, out)
-    elif snapshot.files and TEAMS_FILE not in snapshot.files:
+    elif (
+        snapshot.files
+        and TEAMS_FILE not in snapshot.files
+        and not any(finding.file == TEAMS_FILE for finding in snapshot.refused)
+    ):
         out.items.append(
             Finding(
                 TEAMS_FILE,
@@ -184,7 +197,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
                 "every configuration repository needs one; see `reconciler init`",
             )
         )
-    _check_chain(checked.environments, environments, out)
+    unchained = _check_chain(checked.environments, environments, broken, out)
     for path, document in checked.environments.items():
         valid_environment = environments.get(place(path).name)
         if valid_environment is not None:
@@ -192,11 +205,35 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
     for path, document in checked.plans.items():
         plan = build_plan(document.data)
         _check_plan(
-            document, plan, place(path).name, environments=environments, policy=policy, out=out
+            document,
+            plan,
+            place(path).name,
+            environments=environments,
+            unsettled=broken | unchained,
+            policy=policy,
+            out=out,
         )
     for path, document in checked.deployments.items():
-        _check_deployment(document, place(path).name, environments, out)
+        _check_deployment(document, place(path).name, environments, broken, out)
     return out.items
+
+
+def _instants_exist(document: Document, out: _Findings) -> bool:
+    """The schema checks an instant's shape; whether the day exists needs a calendar."""
+    exists = True
+    for index, freeze in enumerate(document.data.get("gates", {}).get("freezes", ())):
+        for key in ("from", "until"):
+            try:
+                parse_instant(freeze[key])
+            except ValueError as exc:
+                out.at(
+                    document,
+                    ("gates", "freezes", index, key),
+                    f"'{freeze[key]}' is not a real date and time: {exc}",
+                    "write a real date and time, e.g. 2026-12-20T00:00:00Z",
+                )
+                exists = False
+    return exists
 
 
 def _check_teams(document: Document, out: _Findings) -> None:
@@ -239,7 +276,8 @@ def _check_teams(document: Document, out: _Findings) -> None:
             for index, key in enumerate(identity.get("keys", ())):
                 path = (section, identity_id, "keys", index)
                 try:
-                    fingerprint = parse_public_key(key).fingerprint
+                    public_key = parse_public_key(key)
+                    _check_key_blob(public_key)
                 except KeyFormatError as exc:
                     out.at(
                         document,
@@ -248,6 +286,7 @@ def _check_teams(document: Document, out: _Findings) -> None:
                         "paste the whole line of the .pub file",
                     )
                     continue
+                fingerprint = public_key.fingerprint
                 if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
                     out.at(
                         document,
@@ -279,48 +318,111 @@ def _check_teams(document: Document, out: _Findings) -> None:
         )
 
 
+# Sizes fixed by RFC 8709 (Ed25519) and RFC 5656 (uncompressed ECDSA points).
+_ED25519_BYTES = 32
+_ECDSA_POINT_BYTES = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
+
+
+def _check_key_blob(key: PublicKey) -> None:
+    """Refuse a key blob whose fields after the type are missing, short or trailed by more.
+
+    `parse_public_key` checks the type only, so 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5'
+    (the type and no key) would otherwise pass and identify nobody.
+    """
+    blob = key.blob
+    offset = read_string(blob, 0)[1]
+    kind = key.type
+    if kind in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
+        point, offset = read_string(blob, offset)
+        if len(point) != _ED25519_BYTES:
+            raise KeyFormatError(f"an Ed25519 key is 32 bytes, this one is {len(point)}")
+    elif kind == "ssh-rsa":
+        for _ in ("exponent", "modulus"):
+            number, offset = read_string(blob, offset)
+            if not number.strip(b"\x00"):
+                raise KeyFormatError("the RSA key's numbers are missing")
+    else:
+        curve = kind.removeprefix("sk-").removeprefix("ecdsa-sha2-").removesuffix("@openssh.com")
+        named, offset = read_string(blob, offset)
+        if named != curve.encode("ascii"):
+            raise KeyFormatError(f"the key says curve '{curve}' but encodes another")
+        point, offset = read_string(blob, offset)
+        if len(point) != _ECDSA_POINT_BYTES.get(curve) or not point.startswith(b"\x04"):
+            raise KeyFormatError(f"the key's point is not a {curve} point")
+    if kind.startswith("sk-"):
+        offset = read_string(blob, offset)[1]  # the FIDO application, usually 'ssh:'
+    if offset != len(blob):
+        raise KeyFormatError("unexpected bytes after the key")
+
+
 def _check_chain(
-    documents: Mapping[str, Document], environments: Mapping[str, Environment], out: _Findings
-) -> None:
+    documents: Mapping[str, Document],
+    environments: Mapping[str, Environment],
+    broken: Collection[str],
+    out: _Findings,
+) -> set[str]:
+    """Report each environment's broken link; return the environments reported."""
     by_name = {place(path).name: document for path, document in documents.items()}
-    ordered = sorted(environments.values(), key=lambda env: (env.order, env.name))
-    previous: Environment | None = None
-    for environment in ordered:
-        document = by_name[environment.name]
-        # Each branch reports one broken link; later links are judged on their own.
-        if previous is not None and previous.order == environment.order:
-            out.at(
-                document,
-                ("order",),
-                f"order {environment.order} is also used by '{previous.name}'",
-                "environments form one chain: give each a distinct order",
-            )
-        elif (
-            environment.promotes_from is not None and environment.promotes_from not in environments
-        ):
-            out.at(
-                document,
-                ("promotes_from",),
-                f"unknown environment '{environment.promotes_from}'",
-                _suggest(environment.promotes_from, environments, "environments/"),
-            )
-        elif previous is None and environment.promotes_from is not None:
-            out.at(
-                document,
-                ("promotes_from",),
-                f"'{environment.name}' comes first (order {environment.order}) "
-                f"but promotes from '{environment.promotes_from}'",
-                "the first environment promotes from nothing: remove promotes_from, or fix order",
-            )
-        elif previous is not None and environment.promotes_from != previous.name:
-            out.at(
-                document,
-                ("promotes_from",) if environment.promotes_from else ("order",),
-                f"'{environment.name}' follows '{previous.name}' in order "
-                f"but promotes from {_quoted(environment.promotes_from)}",
-                f"environments form one chain: set promotes_from: {previous.name}",
-            )
-        previous = environment
+    groups: dict[int, list[Environment]] = {}
+    for environment in sorted(environments.values(), key=lambda env: (env.order, env.name)):
+        groups.setdefault(environment.order, []).append(environment)
+    reported: set[str] = set()
+
+    def report(environment: Environment, path: JsonPath, message: str, hint: str) -> None:
+        out.at(by_name[environment.name], path, message, hint)
+        reported.add(environment.name)
+
+    previous: list[Environment] = []
+    for order in sorted(groups):
+        group = groups[order]
+        for environment in group:
+            others = [other.name for other in group if other is not environment]
+            if others:
+                report(
+                    environment,
+                    ("order",),
+                    f"order {order} is also used by {_listed(others)}",
+                    "environments form one chain: give each a distinct order",
+                )
+            elif (
+                environment.promotes_from is not None
+                and environment.promotes_from not in environments
+            ):
+                if environment.promotes_from not in broken:
+                    report(
+                        environment,
+                        ("promotes_from",),
+                        f"unknown environment '{environment.promotes_from}'",
+                        _suggest(environment.promotes_from, environments, "environments/"),
+                    )
+            elif broken or len(previous) > 1:
+                # Next to a file that did not load, or an order two share, the
+                # chain cannot be judged; those findings come first.
+                continue
+            elif not previous and environment.promotes_from is not None:
+                report(
+                    environment,
+                    ("promotes_from",),
+                    f"'{environment.name}' comes first (order {environment.order}) "
+                    f"but promotes from '{environment.promotes_from}'",
+                    "the first environment promotes from nothing: "
+                    "remove promotes_from, or fix order",
+                )
+            elif previous and environment.promotes_from != previous[0].name:
+                report(
+                    environment,
+                    ("promotes_from",) if environment.promotes_from else ("order",),
+                    f"'{environment.name}' follows '{previous[0].name}' in order "
+                    f"but promotes from {_quoted(environment.promotes_from)}",
+                    f"environments form one chain: set promotes_from: {previous[0].name}",
+                )
+        previous = group
+    return reported
+
+
+def _listed(names: list[str]) -> str:
+    quoted = [f"'{name}'" for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _quoted(name: str | None) -> str:
@@ -334,6 +436,7 @@ def _check_environment(
     approvers = environment.roles_holding("plan.approve")
     needed: set[str] = set()
     total = 0
+    unmeetable = False
     for index, rule in enumerate(gates.approvals):
         path = ("gates", "approvals", index)
         if rule.role not in approvers:
@@ -349,17 +452,22 @@ def _check_environment(
             continue
         holders = _holders(policy, rule.role, signed=gates.signed_commits)
         if len(holders) < rule.count:
-            signed = " with an SSH key" if gates.signed_commits else ""
+            approvals = "approval" if rule.count == 1 else "approvals"
             out.at(
                 document,
                 path,
-                f"needs {rule.count} approvals by '{rule.role}', but only {len(holders)} "
-                f"user(s){signed} hold that role: the gate can never be met",
-                "lower the count, or grant the role to more people in teams.yaml",
+                f"needs {rule.count} {approvals} by '{rule.role}', but "
+                f"{_how_many(len(holders), signed=gates.signed_commits)} that role: "
+                "the gate can never be met",
+                "lower the count, add SSH keys for the role's holders, "
+                "or grant the role to more people in teams.yaml"
+                if gates.signed_commits
+                else "lower the count, or grant the role to more people in teams.yaml",
             )
+            unmeetable = True
         needed |= holders
         total += rule.count
-    if policy is not None and gates.approvals and len(needed) < total:
+    if policy is not None and gates.approvals and not unmeetable and len(needed) < total:
         out.at(
             document,
             ("gates", "approvals"),
@@ -404,6 +512,16 @@ def _check_environment(
         )
 
 
+def _how_many(count: int, *, signed: bool) -> str:
+    """'no user holds', 'only 1 user with an SSH key holds', 'only 3 users hold'."""
+    keyed = " with an SSH key" if signed else ""
+    if count == 0:
+        return f"no user{keyed} holds"
+    if count == 1:
+        return f"only 1 user{keyed} holds"
+    return f"only {count} users{keyed} hold"
+
+
 def _holders(policy: Policy, role: str, *, signed: bool) -> set[str]:
     return {
         user
@@ -423,6 +541,7 @@ def _check_plan(
     file_name: str,
     *,
     environments: Mapping[str, Environment],
+    unsettled: Collection[str],
     policy: Policy | None,
     out: _Findings,
 ) -> None:
@@ -434,14 +553,15 @@ def _check_plan(
             f"rename the file to plans/{plan.name}.yaml or set name: {file_name}",
         )
     target = environments.get(plan.target)
-    if target is None:
-        if environments:
-            out.at(
-                document,
-                ("target",),
-                f"unknown environment '{plan.target}'",
-                _suggest(plan.target, environments, "environments/"),
-            )
+    if plan.target in unsettled:
+        pass  # the environment's own findings come first
+    elif target is None:
+        out.at(
+            document,
+            ("target",),
+            f"unknown environment '{plan.target}'",
+            _suggest(plan.target, environments, "environments/"),
+        )
     elif target.promotes_from is None and plan.source is not None:
         out.at(
             document,
@@ -479,7 +599,11 @@ def _check_plan(
 
 
 def _check_deployment(
-    document: Document, file_name: str, environments: Mapping[str, Environment], out: _Findings
+    document: Document,
+    file_name: str,
+    environments: Mapping[str, Environment],
+    broken: Collection[str],
+    out: _Findings,
 ) -> None:
     environment = document.data["environment"]
     if environment != file_name:
@@ -489,7 +613,7 @@ def _check_deployment(
             f"environment '{environment}' does not match the file name",
             "deployments/ is written by the reconciler; do not edit it by hand",
         )
-    elif environments and environment not in environments:
+    elif environment not in environments and environment not in broken:
         out.at(
             document,
             ("environment",),

@@ -40,6 +40,9 @@ def read_worktree(root: Path) -> Snapshot:
             )
             return
         if stat.S_ISDIR(info.st_mode):
+            if path == TEAMS_FILE:
+                refuse(path, "teams.yaml is a directory, not a file", "replace it with the file")
+                return
             if (full / ".git").exists():
                 refuse(
                     path, "submodules are refused in the configuration", "vendor the files instead"
@@ -50,6 +53,13 @@ def read_worktree(root: Path) -> Snapshot:
             return
         if not stat.S_ISREG(info.st_mode):
             refuse(path, "not a regular file", "remove it")
+            return
+        if path in READ_DIRS:
+            refuse(
+                path,
+                f"{path} is a file, so nothing in {path}/ is read",
+                f"{path}/ is a directory of files; move this file into it",
+            )
             return
         placement = place(path)
         if placement.misplaced:

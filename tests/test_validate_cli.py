@@ -1,0 +1,366 @@
+"""`reconciler validate` as a command: exit codes, output formats, PATH filtering, where it looks.
+
+The broken-input corpus (`test_validate_corpus.py`) pins each message; this
+file pins the command around them. Tests run in-process with click's
+CliRunner, except where the working directory or the real process matters.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconciler.cli import main
+from tests.configrepo import reconciler, replace, write
+
+QA_PLAN = "plans/2026-11-qa-release.yaml"
+PRODUCTION = "environments/production.yaml"
+VALID_SUMMARY = "valid: 10 file(s) checked, 0 error(s), 0 warning(s)\n"
+
+
+@pytest.fixture
+def config(example_copy: Path) -> Path:
+    """The example configuration in a real Git repository of its own."""
+    subprocess.run(["git", "init", "-q", str(example_copy)], check=True)
+    return example_copy
+
+
+def validate(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, ["validate", *map(str, args)])
+
+
+def break_the_qa_plan(root: Path) -> None:
+    """One error: plans/2026-11-qa-release.yaml:6:12 unknown application 'ecomerce'."""
+    replace(root, QA_PLAN, "{name: ecommerce", "{name: ecomerce")
+
+
+def break_production(root: Path) -> None:
+    """One error: environments/production.yaml:3:8 order is not a whole number."""
+    replace(root, PRODUCTION, "order: 3", "order: three")
+
+
+def findings(result: Result) -> list[dict[str, Any]]:
+    report: dict[str, Any] = json.loads(result.stdout)
+    found: list[dict[str, Any]] = report["findings"]
+    return found
+
+
+# --- exit codes --------------------------------------------------------------------------------
+
+
+def test_the_example_configuration_is_valid_and_exits_0(config: Path) -> None:
+    result = validate("--repo", config)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, VALID_SUMMARY, "")
+
+
+def test_a_finding_exits_1(config: Path) -> None:
+    break_the_qa_plan(config)
+    result = validate("--repo", config)
+    assert result.exit_code == 1
+    assert result.stdout.endswith("invalid: 10 file(s) checked, 1 error(s), 0 warning(s)\n")
+
+
+def test_warnings_alone_exit_0(config: Path) -> None:
+    replace(config, PRODUCTION, "driver: {type: local}", "driver: {type: kubernetes}")
+    result = validate("--repo", config)
+    assert result.exit_code == 0
+    assert result.stdout.endswith("valid: 10 file(s) checked, 0 error(s), 1 warning(s)\n")
+
+
+def test_an_unknown_option_is_a_usage_error_exiting_2(config: Path) -> None:
+    result = validate("--repo", config, "--strict")
+    assert result.exit_code == 2
+    assert "No such option '--strict'" in result.stderr
+
+
+def test_an_unknown_format_is_a_usage_error_exiting_2(config: Path) -> None:
+    result = validate("--repo", config, "--format", "xml")
+    assert result.exit_code == 2
+    assert "'xml' is not one of 'text', 'json', 'github'" in result.stderr
+
+
+def test_a_path_outside_the_repository_is_a_usage_error_exiting_2(
+    config: Path, tmp_path: Path
+) -> None:
+    outside = write(tmp_path, "elsewhere/plan.yaml", "name: x\n")
+    result = validate("--repo", config, outside)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {outside} is outside the repository {config}\n"
+
+
+def test_a_path_that_is_not_a_configuration_file_is_a_usage_error_exiting_2(
+    config: Path,
+) -> None:
+    readme = write(config, "README.md", "# configuration\n")
+    result = validate("--repo", config, readme)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: README.md is not a configuration file\n"
+        "  hint: validate teams.yaml, environments/*.yaml, plans/*.yaml or deployments/*.yaml\n"
+    )
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error_exiting_2(config: Path) -> None:
+    result = validate("--repo", config, config / "plans/missing.yaml")
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_a_repo_that_is_not_a_directory_is_a_usage_error_exiting_2(config: Path) -> None:
+    result = validate("--repo", config / "teams.yaml")
+    assert result.exit_code == 2
+    assert "is a file" in result.stderr
+
+
+# --- --format json -----------------------------------------------------------------------------
+
+
+def test_json_output_of_a_valid_configuration(config: Path) -> None:
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "valid": True,
+        "files_checked": 10,
+        "errors": 0,
+        "warnings": 0,
+        "findings": [],
+    }
+
+
+def test_json_output_carries_every_field_of_every_finding(config: Path) -> None:
+    break_the_qa_plan(config)
+    replace(config, PRODUCTION, "driver: {type: local}", "driver: {type: kubernetes}")
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "valid": False,
+        "files_checked": 10,
+        "errors": 1,
+        "warnings": 1,
+        "findings": [
+            {
+                "file": PRODUCTION,
+                "line": 19,
+                "column": 16,
+                "severity": "warning",
+                "message": "driver 'kubernetes' is not installed here",
+                "hint": "install the package that registers it in 'reconciler.drivers', "
+                "or use local or command",
+            },
+            {
+                "file": QA_PLAN,
+                "line": 6,
+                "column": 12,
+                "severity": "error",
+                "message": "unknown application 'ecomerce'",
+                "hint": "did you mean 'ecommerce'?",
+            },
+        ],
+    }
+
+
+def test_json_output_reports_a_file_that_does_not_load(config: Path) -> None:
+    write(
+        config, "plans/x.yaml", "name: x\ntarget: development\napplications: []\nstate: !!int x\n"
+    )
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 1
+    assert findings(result) == [
+        {
+            "file": "plans/x.yaml",
+            "line": 4,
+            "column": 8,
+            "severity": "error",
+            "message": "'x' is not a valid int",
+            "hint": "remove the tag, or write a valid int",
+        }
+    ]
+
+
+# --- --format github ---------------------------------------------------------------------------
+
+
+def test_github_format_prints_one_workflow_annotation_per_finding(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    result = validate("--repo", config, "--format", "github")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "::error file=environments/production.yaml,line=3,col=8,title=reconciler validate::"
+        "order: expected a whole number, got the string 'three'"
+        "%0Aposition in the promotion chain, 1 for the first environment",
+        "::error file=plans/2026-11-qa-release.yaml,line=6,col=12,title=reconciler validate::"
+        "unknown application 'ecomerce'%0Adid you mean 'ecommerce'?",
+    ]
+
+
+def test_github_format_annotates_warnings_as_warnings(config: Path) -> None:
+    replace(config, PRODUCTION, "driver: {type: local}", "driver: {type: kubernetes}")
+    result = validate("--repo", config, "--format", "github")
+    assert result.exit_code == 0
+    assert result.stdout.startswith(
+        "::warning file=environments/production.yaml,line=19,col=16,title=reconciler validate::"
+    )
+
+
+def test_github_format_escapes_what_would_end_the_annotation(config: Path) -> None:
+    # A file name with a comma and a message with a percent sign and a colon.
+    write(config, "plans/a,b.yaml", "name: '100%'\n")
+    result = validate("--repo", config, "--format", "github", config / "plans/a,b.yaml")
+    assert result.stdout.splitlines()[0].startswith("::error file=plans/a%2Cb.yaml,line=1,col=1,")
+    assert "name: '100%25' is not allowed" in result.stdout
+
+
+def test_github_format_prints_nothing_for_a_valid_configuration(config: Path) -> None:
+    result = validate("--repo", config, "--format", "github")
+    assert (result.exit_code, result.stdout) == (0, "")
+
+
+# --- PATH filtering ----------------------------------------------------------------------------
+
+
+def test_paths_limit_the_report_to_those_files(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    result = validate("--repo", config, "--format", "json", config / QA_PLAN)
+    assert result.exit_code == 1
+    assert [finding["file"] for finding in findings(result)] == [QA_PLAN]
+
+
+def test_a_path_without_findings_is_valid_while_other_files_are_broken(config: Path) -> None:
+    break_production(config)
+    result = validate("--repo", config, config / QA_PLAN)
+    assert (result.exit_code, result.stdout) == (0, VALID_SUMMARY)
+
+
+def test_other_files_still_serve_as_context_for_the_given_path(config: Path) -> None:
+    # The plan's target exists only in environments/, its application only in teams.yaml.
+    write(
+        config,
+        "plans/2026-12-release.yaml",
+        "name: 2026-12-release\nsource: quality-assurance\ntarget: production\n"
+        "applications: [{name: customer-portal, version: '0.6'}]\nstate: draft\n",
+    )
+    assert validate("--repo", config, config / "plans/2026-12-release.yaml").exit_code == 0
+    replace(config, "teams.yaml", "applications: [customer-portal]", "applications: [portal]")
+    result = validate("--repo", config, "--format", "json", config / "plans/2026-12-release.yaml")
+    assert [(finding["file"], finding["message"]) for finding in findings(result)] == [
+        ("plans/2026-12-release.yaml", "unknown application 'customer-portal'")
+    ]
+
+
+def test_a_directory_path_reports_on_every_file_in_it(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    write(config, "plans/x.yaml", "name: x\n")
+    result = validate("--repo", config, "--format", "json", config / "plans")
+    assert sorted({finding["file"] for finding in findings(result)}) == [QA_PLAN, "plans/x.yaml"]
+
+
+def test_the_repository_root_as_a_path_reports_on_everything(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    result = validate("--repo", config, "--format", "json", config)
+    assert [finding["file"] for finding in findings(result)] == [PRODUCTION, QA_PLAN]
+
+
+# --- where it looks ----------------------------------------------------------------------------
+
+
+def test_from_a_subdirectory_it_validates_the_whole_repository(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    from_root = reconciler("validate", "--repo", config)
+    from_inside = reconciler("validate", cwd=config / "environments")
+    assert from_inside == from_root
+    assert from_inside.exit_code == 1
+    assert from_inside.stdout.splitlines()[0].startswith("environments/production.yaml:3:8: ")
+
+
+def test_from_a_subdirectory_paths_are_relative_to_it(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    result = reconciler(
+        "validate", "--format", "json", "2026-11-qa-release.yaml", cwd=config / "plans"
+    )
+    assert [finding["file"] for finding in result.json()["findings"]] == [QA_PLAN]
+
+
+def test_repo_given_as_a_subdirectory_means_its_repository(config: Path) -> None:
+    break_the_qa_plan(config)
+    assert validate("--repo", config / "plans").stdout == validate("--repo", config).stdout
+
+
+def test_repo_is_read_instead_of_the_current_directory(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run(["git", "init", "-q", str(elsewhere)], check=True)
+    monkeypatch.chdir(elsewhere)
+    break_the_qa_plan(config)
+    result = validate("--repo", config)
+    assert result.stdout.startswith(f"{QA_PLAN}:6:12: error: unknown application 'ecomerce'\n")
+
+
+# --- collecting and ordering -------------------------------------------------------------------
+
+
+def test_every_broken_file_is_reported_not_only_the_first(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    write(config, "plans/x.yaml", "name: x\n\tstate: ready\n")
+    write(config, "deployments/development.yaml", "environment: [\n")
+    replace(config, "teams.yaml", "settings: [root]", "settings: [bob]")
+    result = validate("--repo", config, "--format", "json")
+    assert [(finding["file"], finding["line"]) for finding in findings(result)] == [
+        ("deployments/development.yaml", 2),
+        (PRODUCTION, 3),
+        (QA_PLAN, 6),
+        ("plans/x.yaml", 2),
+        ("teams.yaml", 32),
+    ]
+    assert json.loads(result.stdout)["errors"] == 5
+
+
+def test_findings_are_sorted_by_file_then_line_then_column(config: Path) -> None:
+    write(
+        config,
+        "plans/2026-12-release.yaml",
+        "name: 2026-12-release\n"
+        "target: production\n"
+        "applications:\n"
+        "  - {name: portal, version: '2'}\n"
+        "  - {name: shop, version: '1'}\n"
+        "state: ready\n"
+        "source: development\n",
+    )
+    replace(config, QA_PLAN, "{name: ecommerce", "{name: ecomerce")
+    replace(config, QA_PLAN, "{name: customer-portal", "{name: customer-portl")
+    result = validate("--repo", config, "--format", "json")
+    located = [
+        (finding["file"], finding["line"], finding["column"]) for finding in findings(result)
+    ]
+    assert located == [
+        (QA_PLAN, 6, 12),
+        (QA_PLAN, 7, 12),
+        ("plans/2026-12-release.yaml", 4, 12),
+        ("plans/2026-12-release.yaml", 5, 12),
+        ("plans/2026-12-release.yaml", 7, 9),
+    ]
+    assert located == sorted(located)
+
+
+def test_text_output_ends_with_a_summary_of_what_was_found(config: Path) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    replace(config, "schemas/plan.schema.json", '"title": ', '"$comment": "edited", "title": ')
+    result = validate("--repo", config)
+    assert result.stdout.splitlines()[-1] == (
+        "invalid: 10 file(s) checked, 2 error(s), 1 warning(s)"
+    )
