@@ -1,7 +1,8 @@
 """OpenSSH public keys as teams.yaml lists them: parsing and fingerprints.
 
-Pure functions, used by `config` (to index keys by fingerprint) and by
-`validate` (to refuse keys that do not decode). A fingerprint is what
+Pure functions, used by `config` (to index keys by fingerprint), by
+`validate` (to refuse keys that do not decode) and by `signatures` (which
+reads SSHSIG blobs with the wire-format readers below). A fingerprint is what
 `ssh-keygen -l` and git's `%GK` print: `SHA256:` and the unpadded base64 of
 the SHA-256 of the key blob.
 """
@@ -63,3 +64,25 @@ def read_string(data: bytes, offset: int) -> tuple[bytes, int]:
     if end > len(data):
         raise KeyFormatError("truncated SSH data")
     return data[start:end], end
+
+
+def read_uint32(data: bytes, offset: int) -> tuple[int, int]:
+    """The big-endian uint32 at `offset`, and the offset after it."""
+    if offset + 4 > len(data):
+        raise KeyFormatError("truncated SSH data")
+    return int.from_bytes(data[offset : offset + 4], "big"), offset + 4
+
+
+def read_mpint(data: bytes, offset: int) -> tuple[int, int]:
+    """The non-negative SSH mpint at `offset`, and the offset after it.
+
+    Only the minimal encoding OpenSSH writes is accepted: OpenSSH would read a
+    padded integer and re-encode it minimally, so a padded key blob would
+    fingerprint differently here than in `ssh-keygen -l` and git's `%GK`.
+    """
+    raw, end = read_string(data, offset)
+    if raw and raw[0] & 0x80:
+        raise KeyFormatError("negative SSH integer")
+    if raw[:1] == b"\x00" and (len(raw) == 1 or not raw[1] & 0x80):
+        raise KeyFormatError("SSH integer with a needless leading zero byte")
+    return int.from_bytes(raw, "big"), end
