@@ -138,6 +138,7 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
         application_owner=application_owner,
         key_owner=key_owner,
         email_owner=email_owner,
+        other_paths=tuple(teams.get("other_paths", ())),
     )
 
 

@@ -52,7 +52,12 @@ class Result:
         return json.loads(self.stdout)
 
 
-def reconciler(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> Result:
+def reconciler(
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> Result:
     """Run the real `reconciler` command in a subprocess."""
     completed = subprocess.run(
         [sys.executable, "-m", "reconciler", *map(str, args)],
@@ -61,5 +66,6 @@ def reconciler(*args: str | Path, cwd: Path | None = None, timeout: float = 120)
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
     return Result(completed.returncode, completed.stdout, completed.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.configrepo import copy_example
+from tests.gitfixtures import People
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +43,9 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def example_copy(tmp_path: Path) -> Path:
     """A scratch copy of the seed-story configuration, as a plain directory."""
     return copy_example(tmp_path / "config")
+
+
+@pytest.fixture(scope="session")
+def people(tmp_path_factory: pytest.TempPathFactory) -> People:
+    """The seed story's cast with real ed25519 keys, made once per session."""
+    return People.create(tmp_path_factory.mktemp("keys"))

@@ -7,9 +7,10 @@ codes by `errors.reported`, nowhere else.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import click
 
@@ -46,7 +47,35 @@ def format_option(*choices: str) -> Callable[[FC], FC]:
     )
 
 
-@click.group(context_settings=CONTEXT)
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs.
+
+    `reconciler validate` then never loads Git, SQLite or the history modules,
+    which keeps a pre-commit hook's start-up short.
+    """
+
+    LAZY: ClassVar[dict[str, str]] = {
+        "verify": "reconciler.cli.verify_commands:verify",
+        "access": "reconciler.cli.verify_commands:access_command",
+        "plan": "reconciler.cli.plan_commands:plan_command",
+        "approve": "reconciler.cli.action_commands:approve",
+        "deploy": "reconciler.cli.action_commands:deploy",
+        "cancel": "reconciler.cli.action_commands:cancel",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.LAZY.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="reconciler")
 def main() -> None:
     """GitOps reconciler for deployment plans.

@@ -1,0 +1,97 @@
+"""What a user may do, where, and why: `reconciler access USER`.
+
+Called by the CLI. It asks `permissions` the same questions `authorise` and
+`decide` ask, for every environment and application, so `access` can never
+disagree with `verify` or `plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler import permissions
+from reconciler.errors import UsageError
+from reconciler.model import Policy
+from reconciler.permissions import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    permission: str
+    environment: str | None
+    application: str | None
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class AccessReport:
+    user: str
+    name: str
+    roles: str
+    has_key: bool
+    entitlements: tuple[Entitlement, ...]
+
+
+def report(policy: Policy, user: str, environment: str | None = None) -> AccessReport:
+    if user not in policy.users:
+        known = ", ".join(sorted(policy.users))
+        raise UsageError(f"unknown user '{user}'", hint=f"users in teams.yaml: {known}")
+    if environment is not None and environment not in policy.environments:
+        known = ", ".join(env.name for env in policy.environments_in_order())
+        raise UsageError(f"unknown environment '{environment}'", hint=f"environments: {known}")
+    entitlements: list[Entitlement] = [
+        Entitlement(
+            permissions.TEAMS_EDIT,
+            None,
+            None,
+            permissions.may_change_settings(policy, user, permissions.TEAMS_EDIT),
+        ),
+        Entitlement(
+            permissions.ENVIRONMENTS_EDIT,
+            None,
+            None,
+            permissions.may_change_settings(policy, user, permissions.ENVIRONMENTS_EDIT),
+        ),
+    ]
+    if user in policy.projects and user not in policy.settings:
+        entitlements.append(
+            Entitlement(
+                f"{permissions.TEAMS_EDIT} (applications and members)",
+                None,
+                None,
+                Verdict.allow(
+                    f"{user} holds infrastructure projects: teams' applications and members, "
+                    "granting only tech-lead, developer or tester, never to itself"
+                ),
+            )
+        )
+    applications = sorted(policy.application_owner)
+    for env in policy.environments_in_order():
+        if environment is not None and env.name != environment:
+            continue
+        for application in applications:
+            entitlements.append(
+                Entitlement(
+                    permissions.PLAN_EDIT,
+                    env.name,
+                    application,
+                    permissions.may_edit_application(policy, user, env.name, application),
+                )
+            )
+        for permission in (permissions.PLAN_APPROVE, permissions.PLAN_DEPLOY):
+            entitlements.append(
+                Entitlement(
+                    permission,
+                    env.name,
+                    None,
+                    permissions.may_on_environment(policy, user, permission, env.name),
+                )
+            )
+    identity = policy.users[user]
+    return AccessReport(
+        user=user,
+        name=identity.name,
+        roles=permissions.describe_roles(policy, user),
+        has_key=bool(identity.keys),
+        entitlements=tuple(entitlements),
+    )

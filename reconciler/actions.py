@@ -1,0 +1,233 @@
+"""The commits people make through the CLI: approve, deploy (or retry), cancel.
+
+Called by `reconciler approve`, `deploy` and `cancel`. Each first works out
+who the commit will be attributed to (the local git identity and signing
+key, resolved exactly as `authorise` will resolve the commit), asks
+`permissions` whether that actor may do it, and refuses up front with the
+same reasons `access` gives. Only then does it make the commit: empty and
+single-parent for approvals, triggers and retries, bound to the plan's full
+blob id; a one-line edit of `state:` for cancel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from reconciler import process
+from reconciler.errors import ConfigError, RefusedError, UsageError
+from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef
+from reconciler.identity import Actor, CommitFacts, resolve
+from reconciler.layout import place, plan_path
+from reconciler.loader import load
+from reconciler.model import Environment, Policy
+from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
+from reconciler.session import Session
+from reconciler.sshkeys import KeyFormatError, PublicKey, parse_public_key
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """A commit an action made."""
+
+    kind: Literal["approve", "deploy", "retry", "cancel", "uncancel"]
+    commit: str
+    plan: PlanRef
+    environment: str
+    actor: str
+    message: str
+
+
+def plan_file(name_or_path: str) -> str:
+    """'2026-11-qa-release' or 'plans/2026-11-qa-release.yaml' -> the plan's path."""
+    candidate = name_or_path.strip()
+    if place(candidate).kind == "plan":
+        return candidate
+    path = plan_path(Path(candidate).stem if candidate.endswith(".yaml") else candidate)
+    if place(path).kind != "plan":
+        raise UsageError(f"'{name_or_path}' is not a plan", hint="name a file in plans/")
+    return path
+
+
+def local_actor(session: Session, policy: Policy, environment: Environment) -> tuple[Actor, bool]:
+    """Who a commit made here will count as, and whether git will sign it."""
+    repo = session.repo
+    email = repo.committer_email()
+    key = _signing_key(session)
+    fingerprint = key.fingerprint if key else None
+    facts = CommitFacts(
+        commit="(to be made)",
+        signature_status="good" if fingerprint else "unsigned",
+        fingerprint=fingerprint,
+        signature_reason="",
+        committer_email=email,
+        author_email=email,
+    )
+    return resolve(
+        facts, policy, signature_required=environment.gates.signed_commits
+    ), key is not None
+
+
+def _signing_key(session: Session) -> PublicKey | None:
+    repo = session.repo
+    if (repo.config("gpg.format") or "openpgp") != "ssh":
+        return None
+    configured = repo.config("user.signingkey")
+    if not configured:
+        return None
+    try:
+        if configured.startswith("key::"):
+            return parse_public_key(configured[len("key::") :])
+        path = Path(configured).expanduser()
+        public = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")
+        if public.is_file():
+            return parse_public_key(public.read_text())
+        return parse_public_key(process.output_of(["ssh-keygen", "-y", "-f", str(path)]))
+    except (OSError, KeyFormatError) as error:
+        raise ConfigError(
+            f"cannot read your signing key {configured}: {error}",
+            hint="set git config user.signingkey to your SSH public key file",
+        ) from None
+
+
+def _target(session: Session, path: str) -> tuple[str, str]:
+    """The plan's blob at HEAD and its target environment."""
+    head = session.repo.resolve("HEAD")
+    blob = session.repo.blob_at(head, path)
+    if blob is None:
+        raise UsageError(f"{path} does not exist at HEAD", hint="check the plan's name")
+    try:
+        data = load(session.repo.read_blob(blob), path).data
+    except ConfigError as error:
+        raise ConfigError(
+            f"{path} is invalid: {error.message}", file=path, line=error.line
+        ) from None
+    target = data.get("target") if isinstance(data, dict) else None
+    if not isinstance(target, str):
+        raise ConfigError(f"{path} names no target environment", file=path)
+    return blob, target
+
+
+def _environment(policy: Policy, target: str) -> Environment:
+    environment = policy.environments.get(target)
+    if environment is None:
+        raise ConfigError(f"the plan's target '{target}' is not an environment")
+    return environment
+
+
+def _check(session: Session, policy: Policy, permission: str, environment: Environment) -> Actor:
+    actor, signs = local_actor(session, policy, environment)
+    if not actor.known:
+        raise RefusedError(
+            f"this commit would not be attributed to any user: {actor.how}",
+            hint="configure git to sign with your SSH key (gpg.format=ssh, user.signingkey)",
+        )
+    verdict = may_on_environment(policy, actor.name, permission, environment.name)
+    if not verdict:
+        raise RefusedError(
+            f"{actor.name} may not {permission.split('.')[1]} into {environment.name}: "
+            f"{verdict.text()}",
+            hint=f"see `reconciler access {actor.name}`",
+        )
+    if environment.gates.signed_commits and not signs:
+        raise RefusedError(
+            f"{environment.name} requires signed commits and git is not set up to sign",
+            hint="git config gpg.format ssh; git config user.signingkey ~/.ssh/id_ed25519.pub",
+        )
+    return actor
+
+
+def approve(session: Session, plan: str) -> Made:
+    path = plan_file(plan)
+    _, policy = session.authorise()
+    blob, target = _target(session, path)
+    environment = _environment(policy, target)
+    actor = _check(session, policy, PLAN_APPROVE, environment)
+    if actor.name in session.store.editors(path):
+        raise RefusedError(
+            f"{actor.name} edited {path}, and editors do not approve their own plans",
+            hint="ask a reviewer who did not edit the plan",
+        )
+    message = f"Approve {Path(path).stem} for {target}\n\n{APPROVE}: {path}@{blob}"
+    commit = session.repo.commit_empty(message, sign=_signs(session))
+    return Made("approve", commit, PlanRef(path, blob), target, actor.name, message)
+
+
+def deploy(session: Session, plan: str, retry: str | None = None) -> Made:
+    path = plan_file(plan)
+    _, policy = session.authorise()
+    blob, target = _target(session, path)
+    if retry is not None:
+        return _retry(session, policy, path, retry)
+    environment = _environment(policy, target)
+    actor = _check(session, policy, PLAN_DEPLOY, environment)
+    message = f"Deploy {Path(path).stem} to {target}\n\n{DEPLOY}: {path}@{blob}"
+    commit = session.repo.commit_empty(message, sign=_signs(session))
+    return Made("deploy", commit, PlanRef(path, blob), target, actor.name, message)
+
+
+def _retry(session: Session, policy: Policy, path: str, run_id: str) -> Made:
+    runs = {
+        decision.run.id: decision.run
+        for decision in session.decisions()
+        if decision.run is not None and decision.path == path
+    }
+    run = runs.get(run_id)
+    if run is None:
+        known = ", ".join(sorted(runs)) or "none"
+        raise RefusedError(
+            f"{run_id} is not a run of {path}", hint=f"runs of this plan version: {known}"
+        )
+    if run.result != "interrupted":
+        raise RefusedError(
+            f"run {run_id} {run.result}; only interrupted runs are retried",
+            hint="change the plan (a new version) to deploy again",
+        )
+    environment = _environment(policy, run.environment)
+    actor = _check(session, policy, PLAN_DEPLOY, environment)
+    message = f"Retry run {run_id} of {Path(path).stem}\n\n{RETRY}: {run_id}"
+    commit = session.repo.commit_empty(message, sign=_signs(session))
+    return Made("retry", commit, run.plan, environment.name, actor.name, message)
+
+
+def cancel(session: Session, plan: str, *, undo: bool = False) -> Made:
+    path = plan_file(plan)
+    _, policy = session.authorise()
+    blob, target = _target(session, path)
+    environment = _environment(policy, target)
+    actor = _check(session, policy, PLAN_DEPLOY, environment)
+    work_tree = session.repo.work_tree()
+    raw = (work_tree / path).read_bytes()
+    document = load(raw, path)
+    state = document.data.get("state") if isinstance(document.data, dict) else None
+    wanted = "ready" if undo else "cancelled"
+    if undo and state != "cancelled":
+        raise UsageError(f"{path} is not cancelled (state: {state})")
+    if not undo and state == "cancelled":
+        raise UsageError(f"{path} is already cancelled")
+    position = document.position(("state",))
+    lines = raw.decode("utf-8").split("\n")
+    line = lines[position.line - 1]
+    start = position.column - 1
+    if line[start : start + 1] in ("'", '"'):
+        start += 1  # keep the quotes; replace the word inside them
+    end = start + len(str(state))
+    lines[position.line - 1] = line[:start] + wanted + line[end:]
+    (work_tree / path).write_text("\n".join(lines), encoding="utf-8")
+    verb = "Un-cancel" if undo else "Cancel"
+    message = f"{verb} {Path(path).stem}\n\nstate: {state} -> {wanted}"
+    commit = session.repo.commit_paths([path], message, sign=_signs(session))
+    new_blob = session.repo.blob_at(commit, path) or blob
+    return Made(
+        "uncancel" if undo else "cancel",
+        commit,
+        PlanRef(path, new_blob),
+        target,
+        actor.name,
+        message,
+    )
+
+
+def _signs(session: Session) -> bool:
+    return _signing_key(session) is not None

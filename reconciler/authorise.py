@@ -1,0 +1,970 @@
+"""Stage 3, authorise: prove from Git history that every landed change was allowed.
+
+Called by `reconciler verify` and by every reconcile pass before deciding what
+to run. It walks main's first-parent chain from the last verified commit L.
+Each first-parent commit M with first parent P is one *landing*: the commits
+reachable from M and not from P (capped). The policy that judges a landing is
+the *effective* teams.yaml and environments/ before it, never main's tree, so
+a grant never authorises the commit that makes it.
+
+For every commit X of the landing, parents first, and every value (see
+`fields`) of every path the landing touches, the walk computes the value
+X *vouches* for:
+
+1. X's value equals a vouched value of some parent: vouched (merges of
+   independent, authorised edits; reverts of refused ones).
+2. Else X's value equals some parent's actual value: X did not change it, so X
+   vouches for what that parent vouched (a refused value stays refused and
+   keeps the name of whoever introduced it).
+3. Else it is X's own edit, judged by `rules` from a parent's vouched value;
+   if refused, X keeps vouching for the old value and the refusal is kept.
+
+A landing is authorised when M's content equals what M vouches for wherever it
+differs from the effective state. The effective state takes, per path and
+per field, the new content only where it is vouched; a refused change never
+becomes policy nor a base for later edits. Where main's content and the
+effective state part, `verify` says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import yaml
+
+from reconciler import schema, validate
+from reconciler.config import build_environment, build_policy
+from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
+from reconciler.events import (
+    APPROVE,
+    DEPLOY,
+    HUMAN_TRAILERS,
+    RESULT,
+    RETRY,
+    PlanRef,
+    Signoff,
+    is_run_id,
+    parse_plan_ref,
+    parse_record,
+    parse_trailers,
+)
+from reconciler.fields import (
+    CONTENT,
+    INVALID,
+    ORDER,
+    FieldMap,
+    describe_field,
+    invalid,
+    plan_fields,
+    teams_data,
+    teams_fields,
+    value,
+    whole_file,
+)
+from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
+from reconciler.identity import CommitFacts, resolve
+from reconciler.layout import TEAMS_FILE, place
+from reconciler.loader import MAX_FILE_BYTES, load
+from reconciler.model import Policy, Snapshot
+from reconciler.permissions import (
+    PLAN_APPROVE,
+    PLAN_DEPLOY,
+    Verdict,
+    may_change_settings,
+    may_on_environment,
+)
+from reconciler.rules import judge_change
+from reconciler.signatures import check_commit_signature
+from reconciler.statestore import Position, StateStore
+
+DEFAULT_CAP: Final = 1000
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One change that was not allowed, with everything needed to understand why."""
+
+    commit: str
+    path: str
+    field: str
+    actor: str
+    how: str
+    needed: str
+    reasons: tuple[str, ...]
+
+    def what(self) -> str:
+        if self.field in ("", CONTENT):
+            return self.path
+        return f"{self.path} ({describe_field(self.field)})"
+
+    def message(self) -> str:
+        return (
+            f"{self.what()}: changed by {self.actor} in {self.commit[:12]}, which needs "
+            f"{self.needed}: {'; '.join(self.reasons)}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "path": self.path,
+            "field": self.field,
+            "actor": self.actor,
+            "how": self.how,
+            "needed": self.needed,
+            "reasons": list(self.reasons),
+            "message": self.message(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Refusal:
+        return cls(
+            data["commit"],
+            data["path"],
+            data["field"],
+            data["actor"],
+            data["how"],
+            data["needed"],
+            tuple(data["reasons"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LandingVerdict:
+    """The judgement of one first-parent commit on main and everything it landed."""
+
+    commit: str
+    first_parent: str | None
+    landed: tuple[str, ...]
+    actor: str
+    refusals: tuple[Refusal, ...]
+    changed: tuple[str, ...]  # paths whose effective content changed
+    superseded: tuple[Refusal, ...] = ()  # refused edits that later commits undid
+
+    @property
+    def authorised(self) -> bool:
+        return not self.refusals
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "first_parent": self.first_parent,
+            "landed": list(self.landed),
+            "actor": self.actor,
+            "authorised": self.authorised,
+            "refusals": [refusal.as_json() for refusal in self.refusals],
+            "changed": list(self.changed),
+            "superseded": [refusal.as_json() for refusal in self.superseded],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LandingVerdict:
+        return cls(
+            data["commit"],
+            data["first_parent"],
+            tuple(data["landed"]),
+            data["actor"],
+            tuple(Refusal.from_json(item) for item in data["refusals"]),
+            tuple(data["changed"]),
+            tuple(Refusal.from_json(item) for item in data.get("superseded", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    anchor: str
+    tip: str
+    judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
+    differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
+
+    @property
+    def authorised(self) -> bool:
+        return all(verdict.authorised for verdict in self.judged)
+
+
+@dataclass(slots=True)
+class _Landing:
+    """Per-landing working memory: what each commit vouches for, and who is to blame."""
+
+    seq: int
+    first_parent: str | None
+    entries: dict[str, HistoryEntry]
+    changes: dict[str, dict[str, Any]]
+    vouched: dict[str, dict[str, FieldMap]] = field(default_factory=dict)
+    culprits: dict[str, dict[str, Mapping[str, Refusal | None]]] = field(default_factory=dict)
+    refused: list[Refusal] = field(default_factory=list)
+    editors: dict[str, set[str]] = field(default_factory=dict)
+
+
+class Authoriser:
+    """Walks main from the last verified commit and keeps the effective state."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        store: StateStore,
+        *,
+        now: datetime,
+        cap: int = DEFAULT_CAP,
+        progress: Progress | None = None,
+    ) -> None:
+        self.repo = repo
+        self.store = store
+        self.now = now
+        self.cap = cap
+        self.progress = progress
+        self.effective: dict[str, dict[str, str]] = {}
+        # Where main's content is not the effective state: path -> field -> who put it there.
+        self.dirty: dict[str, dict[str, Refusal | None]] = {}
+        self._policy: Policy | None = None
+        self._fields_memo: dict[tuple[str, str, str, str], FieldMap] = {}
+        self._boundary_blobs: dict[tuple[str, str], str | None] = {}
+        self._facts: dict[str, CommitFacts] = {}
+        self._infos: dict[str, CommitInfo] = {}
+        self.anchor = ""
+
+    # -- public -------------------------------------------------------------
+
+    def run(
+        self,
+        tip: str,
+        *,
+        trust_anchor: str | None = None,
+        persist: bool = True,
+    ) -> VerifyResult:
+        position = self.store.position()
+        self.store.begin()
+        try:
+            if position is None:
+                anchor = trust_anchor or self._default_anchor(tip)
+                position = self._anchor(anchor)
+            else:
+                self.effective = self.store.effective()
+                self.dirty = {
+                    path: {
+                        key: Refusal.from_json(blame) if blame else None
+                        for key, blame in detail.items()
+                    }
+                    for path, detail in self.store.dirty().items()
+                }
+            self.anchor = position.anchor
+            judged = self._walk(tip, position)
+        except BaseException:
+            self.store.rollback()
+            raise
+        if persist:
+            self.store.commit()
+        else:
+            self.store.rollback()
+        return VerifyResult(
+            anchor=position.anchor,
+            tip=tip,
+            judged=judged,
+            differs={
+                path: tuple(describe_field(key) for key in sorted(detail))
+                for path, detail in self.dirty.items()
+            },
+        )
+
+    def policy(self) -> Policy:
+        if self._policy is None:
+            self._policy = policy_from(self.effective, self.repo)
+        return self._policy
+
+    # -- anchoring ------------------------------------------------------------
+
+    def _default_anchor(self, tip: str) -> str:
+        roots = self.repo.root_commits(tip)
+        return roots[-1]
+
+    def _anchor(self, anchor: str) -> Position:
+        """Trust `anchor`'s tree wholesale as the first effective state."""
+        self.effective = {}
+        for path, (mode, oid) in self.repo.tree_files(anchor).items():
+            if mode not in FILE_MODES and place(path).kind is not None:
+                raise ConfigError(
+                    f"the trust anchor {anchor[:12]} holds a symlink or submodule at {path}",
+                    hint="anchor on a commit whose configuration holds plain files only",
+                )
+            fields = self._fields_for(path, oid, mode)
+            if fields:
+                self.effective[path] = dict(fields)
+        if TEAMS_FILE not in self.effective:
+            raise ConfigError(
+                f"the trust anchor {anchor[:12]} has no teams.yaml",
+                hint="pass --trust-anchor with the first commit that holds the configuration",
+            )
+        problem = _policy_problem(self.effective, self.repo)
+        if problem:
+            raise ConfigError(
+                f"the trust anchor {anchor[:12]}'s configuration is invalid: {problem}",
+                hint="anchor on a commit whose teams.yaml and environments/ validate",
+            )
+        self._policy = None
+        self.dirty = {}
+        for path, fields in self.effective.items():
+            self.store.replace_effective(path, fields)
+        self.store.set_dirty({})
+        position = Position(anchor, anchor, self.store.branch)
+        self.store.set_position(position)
+        self.store.mark_seen([anchor], self.now)
+        return position
+
+    # -- the walk ------------------------------------------------------------
+
+    def _walk(self, tip: str, position: Position) -> tuple[LandingVerdict, ...]:
+        last = position.last_verified
+        if last == tip:
+            return ()
+        if not self.repo.is_ancestor(last, tip):
+            raise HistoryRewrittenError(
+                f"main ({tip[:12]}) does not descend from the last verified commit {last[:12]}: "
+                "history was rewritten",
+                hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
+                "commit signed by a settings user; and deny force-pushes to main on the Git host",
+            )
+        chain = self.repo.first_parent_chain(tip, last)
+        first = self.repo.commit(chain[0])
+        off_chain = not first.parents or first.parents[0] != last
+        verdicts: list[LandingVerdict] = []
+        pending: dict[str, HistoryEntry] = {}
+        targets = {tip} if off_chain else set(chain)
+        total = len(targets)
+        for entry in self.repo.history(tip, last):
+            pending[entry.id] = entry
+            if entry.id not in targets:
+                continue
+            landed = _take_landed(pending, entry.id)
+            first_parent = last if off_chain else (entry.parents[0] if entry.parents else None)
+            verdicts.append(self._judge(entry.id, first_parent, landed))
+            self.store.set_position(Position(position.anchor, entry.id, self.store.branch))
+            if self.progress is not None:
+                self.progress(len(verdicts), total)
+        self._save_dirty()
+        return tuple(verdicts)
+
+    def _judge(
+        self, commit: str, first_parent: str | None, landed: list[HistoryEntry]
+    ) -> LandingVerdict:
+        policy = self.policy()
+        seq = self.store.next_seq()
+        work = _Landing(
+            seq=seq,
+            first_parent=first_parent,
+            entries={entry.id: entry for entry in landed},
+            changes={
+                entry.id: {change.path: change for change in entry.changes} for entry in landed
+            },
+        )
+        paths = sorted({path for changes in work.changes.values() for path in changes})
+        self.store.mark_seen(work.entries, self.now)
+        if len(landed) > self.cap:
+            over_cap = tuple(
+                Refusal(
+                    commit,
+                    path,
+                    "",
+                    self._display_actor(commit, policy),
+                    "",
+                    f"a landing of at most {self.cap} commits",
+                    (f"this landing holds {len(landed)} commits",),
+                )
+                for path in paths
+            )
+            blame = {refusal.path: refusal for refusal in over_cap}
+            for path in paths:
+                actual = self._actual(commit, path, work)
+                self._mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
+            return self._record(work, commit, policy, over_cap, (), ())
+        for entry in landed:
+            self._vouch(entry, paths, policy, work)
+        before = {path: dict(self.effective.get(path, {})) for path in paths}
+        refusals: list[Refusal] = []
+        changed: list[str] = []
+        for path in paths:
+            refusals.extend(self._settle(commit, path, work, changed))
+        refusals.extend(self._check_policy(commit, changed, policy, before, work))
+        final = set(refusals)
+        superseded = tuple(refusal for refusal in work.refused if refusal not in final)
+        self._note_plan_versions(commit, first_parent, paths, work, policy)
+        for path, actors in work.editors.items():
+            self.store.add_editors(path, actors)
+        for entry in landed:
+            self._collect_events(entry, work, policy)
+        return self._record(work, commit, policy, tuple(refusals), tuple(changed), superseded)
+
+    def _vouch(self, entry: HistoryEntry, paths: list[str], policy: Policy, work: _Landing) -> None:
+        commit = entry.id
+        parents = entry.parents
+        vouched: dict[str, FieldMap] = {}
+        culprits: dict[str, Mapping[str, Refusal | None]] = {}
+        changes = work.changes[commit]
+        for path in paths:
+            if len(parents) == 1 and path not in changes:
+                vouched[path] = self._vouched(parents[0], path, work)
+                culprits[path] = self._culprits(parents[0], path, work)
+                continue
+            actual = self._actual(commit, path, work)
+            parent_vouched = [self._vouched(parent, path, work) for parent in parents] or [
+                self.effective.get(path, {})
+            ]
+            parent_actual = [self._actual(parent, path, work) for parent in parents] or [{}]
+            own: dict[str, str] = {}
+            blame: dict[str, Refusal | None] = {}
+            keys = set(actual).union(*parent_vouched, *parent_actual)
+            for key in sorted(keys):
+                current = actual.get(key)
+                if any(candidate.get(key) == current for candidate in parent_vouched) or (
+                    key == ORDER and _order_kept(current, parent_vouched)
+                ):
+                    _put(own, key, current)
+                    continue
+                same = next(
+                    (
+                        i
+                        for i, candidate in enumerate(parent_actual)
+                        if candidate.get(key) == current
+                    ),
+                    None,
+                )
+                if same is not None:
+                    _put(own, key, parent_vouched[same].get(key))
+                    inherited = self._culprits(parents[same], path, work) if parents else {}
+                    if inherited.get(key) is not None:
+                        blame[key] = inherited[key]
+                    continue
+                refusal = self._own_edit(commit, path, key, parent_vouched, actual, policy, work)
+                if refusal is None:
+                    _put(own, key, current)
+                else:
+                    _put(own, key, parent_vouched[0].get(key))
+                    blame[key] = refusal
+            if len(parents) <= 1 and place(path).kind == "plan":
+                self._note_editor(commit, path, actual or parent_vouched[0], policy, work)
+            vouched[path] = own
+            culprits[path] = blame
+        work.vouched[commit] = vouched
+        work.culprits[commit] = culprits
+
+    def _own_edit(
+        self,
+        commit: str,
+        path: str,
+        key: str,
+        parent_vouched: list[FieldMap],
+        actual: FieldMap,
+        policy: Policy,
+        work: _Landing,
+    ) -> Refusal | None:
+        facts = self.facts(commit)
+        first = None
+        for base in parent_vouched:
+            judgement = judge_change(policy, facts, path, key, base, actual)
+            if judgement.verdict:
+                merge = len(work.entries[commit].parents) > 1
+                if merge and place(path).kind == "plan" and judgement.actor.id:
+                    work.editors.setdefault(path, set()).add(judgement.actor.id)
+                return None
+            first = first or judgement
+        assert first is not None
+        refusal = Refusal(
+            commit,
+            path,
+            key,
+            first.actor.name,
+            first.actor.how,
+            first.needed,
+            first.verdict.reasons,
+        )
+        work.refused.append(refusal)
+        return refusal
+
+    def _note_editor(
+        self, commit: str, path: str, fields: FieldMap, policy: Policy, work: _Landing
+    ) -> None:
+        target = value(fields, "target")
+        environment = policy.environments.get(target) if isinstance(target, str) else None
+        signed = environment.gates.signed_commits if environment else True
+        actor = resolve(self.facts(commit), policy, signature_required=signed)
+        if actor.id:
+            work.editors.setdefault(path, set()).add(actor.id)
+
+    def _settle(self, commit: str, path: str, work: _Landing, changed: list[str]) -> list[Refusal]:
+        """Compare M's content with what M vouches for; update the effective state."""
+        actual = self._actual(commit, path, work)
+        vouched = work.vouched[commit][path]
+        before = self.effective.get(path, {})
+        after = dict(before)
+        refusals: dict[str, Refusal] = {}
+        for key in sorted(set(actual) | set(before)):
+            current = actual.get(key)
+            if current == before.get(key):
+                continue
+            if vouched.get(key) == current:
+                _put(after, key, current)
+                continue
+            culprit = work.culprits[commit][path].get(key)
+            refusals[key] = culprit or self._unexplained(commit, path, key)
+        if after != before:
+            self._set_effective(path, after)
+            changed.append(path)
+        self._mark_dirty(path, actual, refusals)
+        return list(dict.fromkeys(refusals.values()))
+
+    def _unexplained(self, commit: str, path: str, key: str) -> Refusal:
+        return Refusal(
+            commit,
+            path,
+            key,
+            self._display_actor(commit, self.policy()),
+            "",
+            "an authorised edit",
+            (
+                "no landed commit made this change with permission (a merge kept content "
+                "that was never authorised)",
+            ),
+        )
+
+    def _check_policy(
+        self,
+        commit: str,
+        changed: list[str],
+        judging: Policy,
+        before: Mapping[str, Mapping[str, str]],
+        work: _Landing,
+    ) -> list[Refusal]:
+        """A landing may not leave the policy invalid; if it would, its policy edits are refused."""
+        policy_paths = [path for path in changed if place(path).kind in ("teams", "environment")]
+        if not policy_paths:
+            return []
+        problem = _policy_problem(self.effective, self.repo)
+        self._policy = None
+        if not problem:
+            return []
+        refusals = []
+        for path in policy_paths:
+            self._set_effective(path, before[path])
+            changed.remove(path)
+            refusal = Refusal(
+                commit,
+                path,
+                "",
+                self._display_actor(commit, judging),
+                "",
+                "a valid policy",
+                (f"the resulting configuration is invalid: {problem}",),
+            )
+            actual = self._actual(commit, path, work)
+            self._mark_dirty(path, actual, dict.fromkeys(actual, refusal))
+            refusals.append(refusal)
+        self._policy = None
+        return refusals
+
+    def _note_plan_versions(
+        self,
+        commit: str,
+        first_parent: str | None,
+        paths: list[str],
+        work: _Landing,
+        policy: Policy,
+    ) -> None:
+        """Plan versions this landing made effective, and whether it triggered them."""
+        for path in paths:
+            if place(path).kind != "plan" or path in self.dirty:
+                continue
+            blob = self._blob(commit, path, work)
+            if blob is None:
+                continue
+            if first_parent is not None and self._blob(first_parent, path, work) == blob:
+                continue
+            target = value(self.effective.get(path, {}), "target")
+            environment = policy.environments.get(target) if isinstance(target, str) else None
+            signed = environment.gates.signed_commits if environment else True
+            actor = resolve(self.facts(commit), policy, signature_required=signed)
+            verdict = (
+                may_on_environment(policy, actor.name, PLAN_DEPLOY, target)
+                if actor.known and isinstance(target, str)
+                else None
+            )
+            self.store.add_plan_version(
+                path,
+                blob,
+                commit,
+                {
+                    "seq": work.seq,
+                    "actor": actor.id,
+                    "how": actor.how,
+                    "verified": actor.verified,
+                    "triggered": bool(verdict),
+                    "reasons": list(verdict.reasons) if verdict is not None else [actor.how],
+                },
+            )
+
+    def _record(
+        self,
+        work: _Landing,
+        commit: str,
+        judging: Policy,
+        refusals: tuple[Refusal, ...],
+        changed: tuple[str, ...],
+        superseded: tuple[Refusal, ...],
+    ) -> LandingVerdict:
+        verdict = LandingVerdict(
+            commit=commit,
+            first_parent=work.first_parent,
+            landed=tuple(work.entries),
+            actor=self._display_actor(commit, judging),
+            refusals=refusals,
+            changed=changed,
+            superseded=superseded,
+        )
+        self.store.add_landing(work.seq, commit, verdict.as_json())
+        return verdict
+
+    def _save_dirty(self) -> None:
+        self.store.set_dirty(
+            {
+                path: {key: blame.as_json() if blame else None for key, blame in detail.items()}
+                for path, detail in self.dirty.items()
+            }
+        )
+
+    # -- state ---------------------------------------------------------------
+
+    def _set_effective(self, path: str, fields: Mapping[str, str]) -> None:
+        if fields:
+            self.effective[path] = dict(fields)
+        else:
+            self.effective.pop(path, None)
+        self.store.replace_effective(path, fields)
+        if place(path).kind in ("teams", "environment"):
+            self._policy = None
+
+    def _mark_dirty(self, path: str, actual: FieldMap, blame: Mapping[str, Refusal]) -> None:
+        effective = self.effective.get(path, {})
+        if dict(actual) == effective:
+            self.dirty.pop(path, None)
+            return
+        self.dirty[path] = {
+            key: blame.get(key)
+            for key in sorted(set(actual) | set(effective))
+            if actual.get(key) != effective.get(key)
+        }
+
+    def _culprits(self, commit: str, path: str, work: _Landing) -> Mapping[str, Refusal | None]:
+        """Who introduced each unvouched value at `commit` (known inside the landing, and at P)."""
+        if commit in work.culprits:
+            return work.culprits[commit].get(path, {})
+        if commit == work.first_parent:
+            return self.dirty.get(path, {})
+        return {}
+
+    def _vouched(self, commit: str, path: str, work: _Landing) -> FieldMap:
+        if commit in work.vouched:
+            return work.vouched[commit][path]
+        return self.effective.get(path, {})
+
+    # -- content -------------------------------------------------------------
+
+    def _actual(self, commit: str, path: str, work: _Landing) -> FieldMap:
+        blob, mode = self._blob_and_mode(commit, path, work)
+        return self._fields_for(path, blob, mode)
+
+    def _blob(self, commit: str, path: str, work: _Landing) -> str | None:
+        return self._blob_and_mode(commit, path, work)[0]
+
+    def _blob_and_mode(self, commit: str, path: str, work: _Landing) -> tuple[str | None, str]:
+        current = commit
+        while current in work.entries:
+            change = work.changes[current].get(path)
+            if change is not None:
+                blob = None if change.new_blob == NULL_OID else change.new_blob
+                return blob, change.new_mode
+            parents = work.entries[current].parents
+            if not parents:
+                return None, ""
+            current = parents[0]
+        key = (current, path)
+        if key not in self._boundary_blobs:
+            self._boundary_blobs[key] = self.repo.blob_at(current, path)
+        return self._boundary_blobs[key], "100644"
+
+    def _fields_for(self, path: str, blob: str | None, mode: str) -> FieldMap:
+        if blob is None:
+            return {}
+        placement = place(path)
+        kind = placement.kind or ""
+        if mode and mode not in FILE_MODES:
+            return invalid("symlinks and submodules are refused in the configuration")
+        if kind not in ("plan", "teams"):
+            return whole_file(blob)
+        key = (kind, placement.name, blob, mode)
+        cached = self._fields_memo.get(key)
+        if cached is None:
+            cached = _structured_fields(self.repo, path, kind, placement.name, blob)
+            self._fields_memo[key] = cached
+        return cached
+
+    def facts(self, commit: str) -> CommitFacts:
+        cached = self._facts.get(commit)
+        if cached is not None:
+            return cached
+        info = self.info(commit)
+        stored = self.store.signatures([commit]).get(commit)
+        if stored is None:
+            check = check_commit_signature(info.raw)
+            stored = (check.status, check.fingerprint, check.reason)
+            self.store.remember_signatures({commit: stored})
+        facts = CommitFacts(
+            commit=commit,
+            signature_status=stored[0],
+            fingerprint=stored[1],
+            signature_reason=stored[2],
+            committer_email=info.committer.email,
+            author_email=info.author.email,
+        )
+        self._facts[commit] = facts
+        return facts
+
+    def info(self, commit: str) -> CommitInfo:
+        cached = self._infos.get(commit)
+        if cached is None:
+            if len(self._infos) > 4096:
+                self._infos.clear()  # memory stays flat over long histories
+            cached = self._infos[commit] = self.repo.commit(commit)
+        return cached
+
+    # -- events ----------------------------------------------------------------
+
+    def _collect_events(self, entry: HistoryEntry, work: _Landing, policy: Policy) -> None:
+        """Approvals, triggers, retries and records this landed commit carries."""
+        trailers = parse_trailers(self.info(entry.id).message)
+        if not trailers:
+            return
+        ignore = self._ignorer(entry.id, work.seq, trailers)
+        if len(entry.parents) != 1:
+            ignore("a merge commit's message never counts (hosts copy pull-request text there)")
+            return
+        if RESULT in trailers:
+            self._collect_record(entry.id, work, policy, trailers, ignore)
+            return
+        if not any(key in trailers for key in HUMAN_TRAILERS):
+            return
+        if work.changes[entry.id]:
+            ignore("the commit also changes files; approvals and triggers are empty commits")
+            return
+        if not self.repo.is_ancestor(self.anchor, entry.id):
+            ignore("the commit does not descend from the trust anchor")
+            return
+        kinds: tuple[tuple[str, Literal["approve", "deploy"], str], ...] = (
+            (APPROVE, "approve", PLAN_APPROVE),
+            (DEPLOY, "deploy", PLAN_DEPLOY),
+        )
+        for key, kind, permission in kinds:
+            for text in trailers.get(key, ()):
+                ref = parse_plan_ref(text)
+                if ref is None:
+                    ignore(f"{key}: '{text}' is not plans/<file>.yaml@<full 40-character blob id>")
+                elif self._blob(entry.id, ref.path, work) != ref.blob:
+                    ignore(f"{key}: the commit's tree does not hold {ref.path} at {ref.blob[:12]}")
+                else:
+                    target = value(self._fields_for(ref.path, ref.blob, ""), "target")
+                    self._signoff(entry.id, work, policy, kind, permission, ref, None, target)
+        for run in trailers.get(RETRY, ()):
+            target = self._run_environment(run)
+            if target is None:
+                ignore(f"{RETRY}: '{run}' is not a run the reconciler recorded")
+            else:
+                self._signoff(entry.id, work, policy, "retry", PLAN_DEPLOY, None, run, target)
+
+    def _signoff(
+        self,
+        commit: str,
+        work: _Landing,
+        policy: Policy,
+        kind: Literal["approve", "deploy", "retry"],
+        permission: str,
+        ref: PlanRef | None,
+        run: str | None,
+        target: Any,
+    ) -> None:
+        environment = policy.environments.get(target) if isinstance(target, str) else None
+        signed = environment.gates.signed_commits if environment else True
+        actor = resolve(self.facts(commit), policy, signature_required=signed)
+        if not actor.known:
+            verdict = Verdict.deny(actor.how)
+        elif environment is None:
+            verdict = Verdict.deny(f"the plan's target '{target}' is not an environment")
+        else:
+            verdict = may_on_environment(policy, actor.name, permission, environment.name)
+        signoff = Signoff(
+            kind=kind,
+            commit=commit,
+            seq=work.seq,
+            plan=ref,
+            run=run,
+            actor=actor.id,
+            how=actor.how,
+            verified=actor.verified,
+            held=verdict.allowed,
+            reasons=verdict.reasons,
+            committed_at=self.info(commit).committer.when,
+        )
+        self.store.add_event(work.seq, commit, kind, signoff.as_json())
+
+    def _collect_record(
+        self,
+        commit: str,
+        work: _Landing,
+        policy: Policy,
+        trailers: Mapping[str, tuple[str, ...]],
+        ignore: Callable[[str], None],
+    ) -> None:
+        actor = resolve(self.facts(commit), policy, signature_required=True)
+        if actor.kind != "service":
+            ignore(
+                f"a record counts only when signed by the reconciler service account ({actor.how})"
+            )
+            return
+        record = parse_record(commit, work.seq, trailers, self.info(commit).committer.when)
+        if isinstance(record, str):
+            ignore(record)
+            return
+        self.store.add_event(work.seq, commit, "record", record.as_json())
+
+    def _run_environment(self, run: str) -> str | None:
+        if not is_run_id(run):
+            return None
+        for event in self.store.events(["record"]):
+            if event["run"] == run and event["environment"]:
+                return str(event["environment"])
+        return None
+
+    def _ignorer(
+        self, commit: str, seq: int, trailers: Mapping[str, tuple[str, ...]]
+    ) -> Callable[[str], None]:
+        def ignore(reason: str) -> None:
+            self.store.add_event(
+                seq,
+                commit,
+                "ignored",
+                {
+                    "kind": "ignored",
+                    "commit": commit,
+                    "seq": seq,
+                    "trailers": {key: list(values) for key, values in trailers.items()},
+                    "reason": reason,
+                },
+            )
+
+        return ignore
+
+    def _display_actor(self, commit: str, policy: Policy) -> str:
+        actor = resolve(self.facts(commit), policy, signature_required=False)
+        return actor.name
+
+
+def _put(target: dict[str, str], key: str, text: str | None) -> None:
+    if text is None:
+        target.pop(key, None)
+    else:
+        target[key] = text
+
+
+def _order_kept(order: str | None, parents: list[FieldMap]) -> bool:
+    """An order that only adds or drops entries keeps every pair each parent ordered.
+
+    So two leads appending to one plan merge cleanly; a real reorder is an edit.
+    """
+    if order is None:
+        return False
+    names: list[str] = json.loads(order)
+    for parent in parents:
+        before = value(parent, ORDER) or []
+        common = set(names) & set(before)
+        if [name for name in names if name in common] != [
+            name for name in before if name in common
+        ]:
+            return False
+    return True
+
+
+def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryEntry]:
+    """Remove and return the pending commits reachable from `commit`, in pending (topo) order."""
+    reached = {commit}
+    stack = [commit]
+    while stack:
+        for parent in pending[stack.pop()].parents:
+            if parent in pending and parent not in reached:
+                reached.add(parent)
+                stack.append(parent)
+    landed = [entry for entry_id, entry in pending.items() if entry_id in reached]
+    for entry_id in reached:
+        del pending[entry_id]
+    return landed
+
+
+def _structured_fields(repo: GitRepo, path: str, kind: str, name: str, blob: str) -> FieldMap:
+    if repo.blob_size(blob) > MAX_FILE_BYTES:
+        return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
+    try:
+        document = load(repo.read_blob(blob), path)
+    except ConfigError as error:
+        return invalid(str(error))
+    findings = schema.check(document, kind)
+    if findings:
+        first = findings[0]
+        return invalid(f"{first.file}:{first.line}:{first.column}: {first.message}")
+    if kind == "plan":
+        if document.data["name"] != name:
+            return invalid(f"{path}: name '{document.data['name']}' does not match the file name")
+        return plan_fields(document.data)
+    return teams_fields(document.data)
+
+
+def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:
+    """The policy the effective teams.yaml and environments/ describe."""
+    teams = effective.get(TEAMS_FILE, {})
+    environments = []
+    for path, fields in effective.items():
+        if place(path).kind == "environment" and CONTENT in fields:
+            data = load(repo.read_blob(value(fields, CONTENT)), path).data
+            environments.append(build_environment(data))
+    return build_policy(teams_data(teams), environments)
+
+
+def _policy_problem(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> str | None:
+    """The first validation error of the effective teams.yaml + environments/, if any."""
+    teams = effective.get(TEAMS_FILE, {})
+    if INVALID in teams:
+        return str(value(teams, INVALID))
+    files = {TEAMS_FILE: yaml.safe_dump(teams_data(teams), sort_keys=False).encode()}
+    for path, fields in effective.items():
+        if place(path).kind == "environment" and CONTENT in fields:
+            files[path] = repo.read_blob(value(fields, CONTENT))
+    report = validate.validate_snapshot(Snapshot(files))
+    errors = [finding for finding in report.findings if finding.severity == "error"]
+    if not errors:
+        return None
+    first = errors[0]
+    return f"{first.file}:{first.line}: {first.message}"
+
+
+def re_anchor_allowed(facts: CommitFacts, policy: Policy) -> None:
+    """Re-anchoring needs a commit signed by a settings user of the last trusted policy."""
+    actor = resolve(facts, policy, signature_required=True)
+    if not actor.known:
+        raise ReconcilerError(
+            f"cannot re-anchor on {facts.commit[:12]}: {actor.how}",
+            hint="re-anchor on a commit signed by a user listed under infrastructure.settings",
+        )
+    verdict = may_change_settings(policy, actor.name, "re-anchoring")
+    if not verdict:
+        raise ReconcilerError(
+            f"cannot re-anchor on {facts.commit[:12]}: {verdict.text()}",
+            hint="re-anchor on a commit signed by a user listed under infrastructure.settings",
+        )

@@ -1,0 +1,111 @@
+"""`reconciler approve`, `deploy` and `cancel`: the commits people make, checked up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler import actions
+from reconciler.actions import Made
+from reconciler.cli.errors import EXIT_OK, reported
+from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.output import FORMATS, emit_json
+from reconciler.cli.shared import session_for
+
+
+def _emit(made: Made, output_format: str) -> None:
+    if output_format == "json":
+        emit_json(
+            {
+                "kind": made.kind,
+                "commit": made.commit,
+                "plan": made.plan.path,
+                "blob": made.plan.blob,
+                "environment": made.environment,
+                "actor": made.actor,
+            }
+        )
+        return
+    verbs = {
+        "approve": "approved",
+        "deploy": "triggered",
+        "retry": "asked to retry",
+        "cancel": "cancelled",
+        "uncancel": "un-cancelled",
+    }
+    click.echo(
+        f"{made.actor} {verbs[made.kind]} {made.plan.path}@{made.plan.blob[:12]} "
+        f"for {made.environment} in commit {made.commit[:12]}"
+    )
+    click.echo("push it to the followed branch (or merge it) for it to count")
+
+
+@click.command()
+@click.argument("plan")
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def approve(
+    plan: str, repo: Path | None, branch: str | None, state_dir: Path | None, output_format: str
+) -> None:
+    """Approve PLAN as it is at HEAD: an empty commit bound to its exact content.
+
+    Refused up front (exit 1) when you do not hold plan.approve on the plan's
+    target, or edited the plan yourself.
+    """
+    with reported(), session_for(repo, branch, state_dir) as session:
+        _emit(actions.approve(session, plan), output_format)
+    raise SystemExit(EXIT_OK)
+
+
+@click.command()
+@click.argument("plan")
+@click.option("--retry", "retry_run", metavar="RUN", help="Retry RUN, a run recorded interrupted.")
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def deploy(
+    plan: str,
+    retry_run: str | None,
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    output_format: str,
+) -> None:
+    """Trigger PLAN as it is at HEAD (or retry an interrupted run).
+
+    Makes an empty `Deploy-Plan:` (or `Retry-Run:`) commit. Refused up front
+    (exit 1) when you do not hold plan.deploy on the plan's target, or the run
+    to retry was not interrupted.
+    """
+    with reported(), session_for(repo, branch, state_dir) as session:
+        _emit(actions.deploy(session, plan, retry_run), output_format)
+    raise SystemExit(EXIT_OK)
+
+
+@click.command()
+@click.argument("plan")
+@click.option("--undo", is_flag=True, help="Un-cancel: set the state back to ready.")
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def cancel(
+    plan: str,
+    undo: bool,
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    output_format: str,
+) -> None:
+    """Cancel PLAN (state: cancelled), or un-cancel it with --undo.
+
+    A run in progress is not interrupted; the next pass skips the plan.
+    Refused up front (exit 1) without plan.deploy on the plan's target.
+    """
+    with reported(), session_for(repo, branch, state_dir) as session:
+        _emit(actions.cancel(session, plan, undo=undo), output_format)
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,47 @@
+"""Options every command shares, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+FC = TypeVar("FC", bound=Callable[..., object])
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The configuration repository (default: the one containing the current directory).",
+)
+
+branch_option = click.option(
+    "--branch",
+    default=None,
+    metavar="NAME",
+    help="The branch whose history is the source of truth (default: main, else HEAD's branch).",
+)
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RECONCILER_STATE_DIR",
+    default=None,
+    help="Where the reconciler keeps its position and effective state, outside the "
+    "repository's refs (default: <git-dir>/reconciler; env RECONCILER_STATE_DIR).",
+)
+
+
+def format_option(*choices: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default="text",
+        show_default=True,
+        help="Output for people (text) or machines (json"
+        + (", github workflow annotations" if "github" in choices else "")
+        + ").",
+    )

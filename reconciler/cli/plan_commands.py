@@ -1,0 +1,100 @@
+"""`reconciler plan`: what `apply` would do now, and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli.errors import EXIT_OK, reported
+from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.output import FORMATS, emit_json
+from reconciler.cli.shared import session_for
+from reconciler.decide import Decision, executable
+
+STATUS_COLOURS = {
+    "executable": "green",
+    "waiting": "yellow",
+    "refused": "red",
+    "done": "blue",
+    "cancelled": "white",
+}
+
+
+def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
+    return {
+        "plan": decision.path,
+        "name": decision.plan.name if decision.plan else None,
+        "blob": decision.blob,
+        "environment": decision.environment,
+        "status": decision.status,
+        "position": position,
+        "reasons": list(decision.reasons),
+        "waits": [
+            {
+                "what": wait.what,
+                "text": wait.text,
+                "until": wait.until.isoformat() if wait.until else None,
+            }
+            for wait in decision.waits
+        ],
+        "approvers": list(decision.approvers),
+        "triggered_by": decision.triggered_by,
+        "run": (
+            {
+                "id": decision.run.id,
+                "result": decision.run.result,
+                "environment": decision.run.environment,
+            }
+            if decision.run
+            else None
+        ),
+        "retry_of": decision.retry_of,
+        "notes": list(decision.notes),
+    }
+
+
+def emit_plan(decisions: tuple[Decision, ...], output_format: str) -> None:
+    queues = executable(decisions)
+    positions = {
+        decision.path: index
+        for queue in queues.values()
+        for index, decision in enumerate(queue, start=1)
+    }
+    if output_format == "json":
+        emit_json({"plans": [decision_json(d, positions.get(d.path)) for d in decisions]})
+        return
+    if not decisions:
+        click.echo("no plans on the branch")
+        return
+    for decision in decisions:
+        status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
+        where = f" -> {decision.environment}" if decision.environment else ""
+        order = (
+            f" (#{positions[decision.path]} to run{where})" if decision.path in positions else where
+        )
+        click.echo(f"{status} {decision.path}@{decision.blob[:12]}{order}")
+        for reason in decision.reasons:
+            click.echo(f"             {reason}")
+        for note in decision.notes:
+            click.echo(click.style(f"             note: {note}", dim=True))
+
+
+@click.command(name="plan")
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def plan_command(
+    repo: Path | None, branch: str | None, state_dir: Path | None, output_format: str
+) -> None:
+    """What `apply` would do now: every plan on the branch and its state.
+
+    executable (and the order runs will take), waiting (for approvals by
+    which role, a trigger by whom, a deploy window, a promotion), refused
+    (why), done (which run), cancelled. Exit 0.
+    """
+    with reported(), session_for(repo, branch, state_dir) as session:
+        emit_plan(session.decisions(), output_format)
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,134 @@
+"""`reconciler verify` and `reconciler access`: authorisation, explained."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from reconciler import access
+from reconciler.authorise import Progress
+from reconciler.cli import output, verify_output
+from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.clock import utc_now
+from reconciler.session import open_session
+from reconciler.worktree import find_root
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Progress]:
+    """A progress bar on a terminal, nothing on a pipe."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    bar: list[object] = []
+
+    def update(done: int, total: int) -> None:
+        if not bar and total >= 50:
+            bar.append(click.progressbar(length=total, label=label, file=sys.stderr))
+            bar[0].__enter__()  # type: ignore[attr-defined]
+        if bar:
+            bar[0].update(1)  # type: ignore[attr-defined]
+
+    try:
+        yield update
+    finally:
+        if bar:
+            bar[0].__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+@click.command()
+@repo_option
+@branch_option
+@state_dir_option
+@click.option(
+    "--from",
+    "from_rev",
+    metavar="REV",
+    help="Report landings after REV (default: the trust anchor).",
+)
+@click.option("--to", "to_rev", metavar="REV", help="Verify up to REV (default: the branch tip).")
+@click.option(
+    "--trust-anchor",
+    metavar="REV",
+    help="On the first run, trust REV's tree (default: the first commit).",
+)
+@click.option(
+    "--re-anchor",
+    metavar="REV",
+    help="After a history rewrite, trust REV anew; it must be signed by a settings user.",
+)
+@format_option(*output.FORMATS_WITH_GITHUB)
+def verify(
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    from_rev: str | None,
+    to_rev: str | None,
+    trust_anchor: str | None,
+    re_anchor: str | None,
+    output_format: str,
+) -> None:
+    """Prove from Git history that every landed change was authorised.
+
+    Walks the branch's first-parent chain; each first-parent commit and the
+    commits it brought in are judged by the effective policy before them.
+    Prints one verdict per landing and, for each refusal, the file, the entry,
+    the actor, the permission needed and who holds it. Exit 0 when all are
+    authorised, 1 otherwise.
+    """
+    with (
+        reported(),
+        open_session(
+            find_root(repo or Path.cwd()), branch=branch, state_dir=state_dir, now=utc_now()
+        ) as session,
+        progress_bar("verifying history") as progress,
+    ):
+        if re_anchor:
+            result, _ = session.re_anchor(re_anchor, progress)
+        else:
+            result, _ = session.authorise(to_rev, trust_anchor=trust_anchor, progress=progress)
+        stored = {verdict.commit: verdict for verdict in session.stored_landings()}
+        stored.update({verdict.commit: verdict for verdict in result.judged})
+        wanted = session.repo.first_parent_chain(
+            result.tip, session.repo.resolve(from_rev) if from_rev else None
+        )
+        verdicts = [stored[commit] for commit in wanted if commit in stored]
+        verify_output.emit_verification(result, verdicts, output_format)
+        authorised = all(verdict.authorised for verdict in verdicts)
+    raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)
+
+
+@click.command(name="access")
+@click.argument("user")
+@repo_option
+@branch_option
+@state_dir_option
+@click.option("--env", "environment", metavar="ENV", help="Only this environment.")
+@format_option(*output.FORMATS)
+def access_command(
+    user: str,
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    environment: str | None,
+    output_format: str,
+) -> None:
+    """What USER may do on every environment and application, and why.
+
+    Answers from the effective policy (the last authorised teams.yaml and
+    environments/), with the same reasons `verify` and `plan` give.
+    """
+    with (
+        reported(),
+        open_session(
+            find_root(repo or Path.cwd()), branch=branch, state_dir=state_dir, now=utc_now()
+        ) as session,
+    ):
+        _, policy = session.authorise()
+        verify_output.emit_access(access.report(policy, user, environment), output_format)
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,106 @@
+"""Reporters for `verify` and `access`: text for people, JSON and annotations for machines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from reconciler.access import AccessReport
+from reconciler.authorise import LandingVerdict, VerifyResult
+from reconciler.cli.output import emit_json
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def emit_verification(
+    result: VerifyResult, verdicts: Sequence[LandingVerdict], output_format: str
+) -> None:
+    refused = [verdict for verdict in verdicts if not verdict.authorised]
+    if output_format == "json":
+        emit_json(
+            {
+                "anchor": result.anchor,
+                "tip": result.tip,
+                "authorised": not refused,
+                "landings": [verdict.as_json() for verdict in verdicts],
+                "differs": {path: list(fields) for path, fields in result.differs.items()},
+            }
+        )
+        return
+    if output_format == "github":
+        for verdict in refused:
+            for refusal in verdict.refusals:
+                title = f"unauthorised change in {refusal.commit[:12]}"
+                click.echo(
+                    f"::error file={refusal.path},title={_escape(title)}::"
+                    f"{_escape(refusal.message())}"
+                )
+        for path, fields in result.differs.items():
+            click.echo(
+                f"::warning file={path},title=not in the effective state::"
+                f"{_escape('main differs from the last authorised content: ' + ', '.join(fields))}"
+            )
+        return
+    click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
+    for verdict in verdicts:
+        mark = (
+            click.style("ok", fg="green")
+            if verdict.authorised
+            else click.style("REFUSED", fg="red")
+        )
+        count = len(verdict.landed)
+        click.echo(
+            f"{mark:>7} {verdict.commit[:12]} by {verdict.actor}"
+            f" ({count} commit{'s' * (count != 1)} landed)"
+        )
+        for refusal in verdict.refusals:
+            click.echo(f"          {refusal.message()}")
+            if refusal.how:
+                click.echo(f"          actor: {refusal.how}")
+    if result.differs:
+        click.echo("main differs from the effective state (the last authorised content):")
+        for path, fields in sorted(result.differs.items()):
+            click.echo(f"  {path}: {', '.join(fields)}")
+    summary = f"{len(verdicts)} landing(s), {len(refused)} refused"
+    click.echo(click.style(summary, fg="red" if refused else "green"))
+
+
+def access_json(report: AccessReport) -> dict[str, Any]:
+    return {
+        "user": report.user,
+        "name": report.name,
+        "roles": report.roles,
+        "has_key": report.has_key,
+        "entitlements": [
+            {
+                "permission": item.permission,
+                "environment": item.environment,
+                "application": item.application,
+                "allowed": item.verdict.allowed,
+                "reasons": list(item.verdict.reasons),
+            }
+            for item in report.entitlements
+        ],
+    }
+
+
+def emit_access(report: AccessReport, output_format: str) -> None:
+    if output_format == "json":
+        emit_json(access_json(report))
+        return
+    key = "has an SSH key" if report.has_key else "has no SSH key (cannot sign)"
+    click.echo(f"{report.user} ({report.name}): {report.roles}; {key}")
+    environment: str | None = "-"
+    for item in report.entitlements:
+        if item.environment != environment:
+            environment = item.environment
+            click.echo(click.style(environment or "organisation", bold=True))
+        subject = item.permission + (f" {item.application}" if item.application else "")
+        answer = (
+            click.style("yes", fg="green") if item.verdict.allowed else click.style("no", fg="red")
+        )
+        click.echo(f"  {subject}: {answer}: {item.verdict.text()}")

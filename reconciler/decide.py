@@ -1,0 +1,575 @@
+"""Stage 4, decide: which plan versions may run now, and why the others may not.
+
+`gather` reads what authorisation left in the state store and what main's tip
+holds (an edge); `decide` is pure: given that `History` and the clock, every
+plan on main is exactly one of
+
+- executable: it may run now (and in which order per environment);
+- waiting: for a state, approvals (how many, by which role), a trigger (by
+  whom), a deploy window (until when), a promotion, a retry;
+- refused: it can never run as it is (invalid, unauthorised content,
+  inconsistent with the environments);
+- done: it ran (which run, with what result);
+- cancelled.
+
+It is the single source of truth for `plan`, `apply` and `deploy`'s up-front
+checks (DESIGN.md, "From plan to deployment", points 1 to 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from reconciler import gates
+from reconciler.authorise import Authoriser
+from reconciler.config import build_plan
+from reconciler.events import PlanRef, Record, Signoff
+from reconciler.fields import CONTENT, INVALID, describe_field, plan_data, value
+from reconciler.identity import CommitFacts, resolve
+from reconciler.layout import place
+from reconciler.loader import load
+from reconciler.model import Environment, Plan, Policy
+from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
+
+Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
+RunResult = Literal["started", "succeeded", "failed", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution of a plan version, as the reconciler's records tell it."""
+
+    id: str
+    plan: PlanRef
+    environment: str
+    result: RunResult
+    instance: str | None
+    lease_until: datetime | None
+    started: str  # commit of the start record
+    finished: str | None
+    triggered_by: str | None
+    approved_by: tuple[str, ...]
+    retry_of: str | None
+    started_at: datetime
+    started_seq: int
+    finished_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """The landing that made a plan version current on main, and what its actor held."""
+
+    seq: int
+    commit: str
+    actor: str | None
+    how: str
+    triggered: bool  # its actor held plan.deploy under the policy that judged it
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OnMain:
+    """A plan file on main's tip."""
+
+    path: str
+    blob: str
+    data: Mapping[str, Any] | None  # None when the content is invalid
+    problem: str | None  # why it is invalid or not effective
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Everything `decide` needs, read once from the store and the repository."""
+
+    policy: Policy
+    plans: tuple[OnMain, ...]
+    landings: Mapping[PlanRef, Landed]  # the latest landing of each version
+    signoffs: tuple[Signoff, ...]
+    runs: tuple[Run, ...]
+    editors: Mapping[str, frozenset[str]]
+    first_seen: Mapping[str, datetime]
+    commit_times: Mapping[str, datetime]
+    facts: Mapping[str, CommitFacts]
+    deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
+    ignored: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    what: Literal["state", "approval", "trigger", "window", "promotion", "retry"]
+    text: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    path: str
+    blob: str
+    plan: Plan | None
+    status: Status
+    reasons: tuple[str, ...]
+    waits: tuple[Wait, ...] = ()
+    approvers: tuple[str, ...] = ()
+    triggered_by: str | None = None
+    trigger_seq: int = 0
+    run: Run | None = None
+    retry_of: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ref(self) -> PlanRef:
+        return PlanRef(self.path, self.blob)
+
+    @property
+    def environment(self) -> str | None:
+        return self.plan.target if self.plan else None
+
+
+def decide(history: History, now: datetime) -> tuple[Decision, ...]:
+    """Every plan on main, decided; executable ones first, in the order they will run."""
+    decisions = [_decide_one(history, on_main, now) for on_main in history.plans]
+    order = {"executable": 0, "waiting": 1, "refused": 2, "done": 3, "cancelled": 4}
+    return tuple(
+        sorted(decisions, key=lambda item: (order[item.status], item.trigger_seq, item.path))
+    )
+
+
+def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
+    """Executable decisions by target environment, in the order they will run."""
+    queues: dict[str, list[Decision]] = {}
+    for decision in decisions:
+        if decision.status == "executable" and decision.plan is not None:
+            queues.setdefault(decision.plan.target, []).append(decision)
+    for queue in queues.values():
+        queue.sort(key=lambda item: (item.trigger_seq, item.path))
+    return queues
+
+
+def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
+    path, blob = on_main.path, on_main.blob
+    if on_main.data is None or on_main.problem:
+        return Decision(path, blob, None, "refused", (on_main.problem or "invalid plan",))
+    plan = build_plan(on_main.data)
+    policy = history.policy
+    refused = _consistency(policy, plan)
+    if refused:
+        return Decision(path, blob, plan, "refused", refused)
+    if plan.state == "cancelled":
+        return Decision(path, blob, plan, "cancelled", ("cancelled by a plan.deploy holder",))
+    ref = PlanRef(path, blob)
+    runs = [run for run in history.runs if run.plan == ref]
+    latest = runs[-1] if runs else None
+    if latest is not None and latest.result != "interrupted":
+        verb = {"started": "is running", "succeeded": "succeeded", "failed": "failed"}[
+            latest.result
+        ]
+        ignored_retries = tuple(
+            f"retry of {item.run} in {item.commit[:12]} does not count: only interrupted runs "
+            f"are retried, and {item.run} {verb}"
+            for item in history.signoffs
+            if item.kind == "retry" and item.run in {run.id for run in runs}
+        )
+        return Decision(
+            path,
+            blob,
+            plan,
+            "done",
+            (f"run {latest.id} {verb}",),
+            run=latest,
+            notes=ignored_retries,
+        )
+    if plan.state == "draft":
+        wait = Wait("state", "saved as a draft: set state: ready to propose it")
+        return Decision(path, blob, plan, "waiting", (wait.text,), (wait,))
+    environment = policy.environments[plan.target]
+    notes: list[str] = []
+    waits: list[Wait] = []
+    if latest is not None:
+        return _decide_retry(history, on_main, plan, environment, latest, now)
+    landed = history.landings.get(ref)
+    if landed is None:
+        return Decision(path, blob, plan, "refused", ("this version never landed on main",))
+    trigger, trigger_seq = _trigger(history, ref, landed, environment, now, notes)
+    if trigger is None:
+        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name)) or "nobody"
+        waits.append(
+            Wait(
+                "trigger",
+                f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
+                "merge it, or run `reconciler deploy`",
+            )
+        )
+    approvers, missing = _approvals(history, ref, environment, now, notes)
+    waits.extend(missing)
+    waits.extend(_promotion(history, plan, environment))
+    if not waits:
+        opening = gates.next_opening(environment.gates, now)
+        if opening is not None:
+            freeze = gates.blocking_freeze(environment.gates, now)
+            reason = f"the {freeze} freeze" if freeze else "a deploy window"
+            waits.append(
+                Wait("window", f"{reason}: deploys may start at {opening.isoformat()}", opening)
+            )
+    status: Status = "waiting" if waits else "executable"
+    reasons = tuple(wait.text for wait in waits) or (
+        f"triggered by {trigger}, approved by "
+        f"{', '.join(approvers) or 'nobody (no approvals needed)'}",
+    )
+    return Decision(
+        path,
+        blob,
+        plan,
+        status,
+        reasons,
+        tuple(waits),
+        approvers=approvers,
+        triggered_by=trigger,
+        trigger_seq=trigger_seq,
+        notes=tuple(notes),
+    )
+
+
+def _consistency(policy: Policy, plan: Plan) -> tuple[str, ...]:
+    environment = policy.environments.get(plan.target)
+    if environment is None:
+        return (f"target '{plan.target}' is not an environment",)
+    problems = []
+    if plan.source != environment.promotes_from:
+        expected = environment.promotes_from or "nothing"
+        problems.append(f"{plan.target} promotes from {expected}, not {plan.source or 'nothing'}")
+    for entry in plan.applications:
+        if entry.name not in policy.application_owner:
+            problems.append(f"no team owns application '{entry.name}'")
+    return tuple(problems)
+
+
+def _fresh(
+    history: History,
+    signoff_commit: str,
+    committed_at: datetime,
+    environment: Environment,
+    now: datetime,
+) -> str | None:
+    """Why a signoff is too old, or None."""
+    ttl = environment.gates.approval_ttl
+    if ttl is None:
+        return None
+    age = gates.age(committed_at, history.first_seen.get(signoff_commit), now)
+    if age > ttl:
+        return f"older than approval_ttl ({_duration(ttl)})"
+    return None
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+def _still_holds(
+    history: History, signoff: Signoff, permission: str, environment: Environment
+) -> str | None:
+    """Why `signoff`'s actor no longer counts under today's policy, or None."""
+    facts = history.facts.get(signoff.commit)
+    if facts is None or signoff.actor is None:
+        return signoff.how
+    actor = resolve(facts, history.policy, signature_required=environment.gates.signed_commits)
+    if actor.id != signoff.actor:
+        return f"{signoff.actor}'s identity no longer verifies: {actor.how}"
+    verdict = may_on_environment(history.policy, actor.name, permission, environment.name)
+    if not verdict:
+        return f"{actor.name} no longer holds {permission}: {verdict.text()}"
+    return None
+
+
+def _trigger(
+    history: History,
+    ref: PlanRef,
+    landed: Landed,
+    environment: Environment,
+    now: datetime,
+    notes: list[str],
+) -> tuple[str | None, int]:
+    """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan)."""
+    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = [
+        (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
+    ]
+    candidates += [
+        (item.seq, item.commit, item.actor, item.how, item.held, item.reasons)
+        for item in history.signoffs
+        if item.kind == "deploy" and item.plan == ref and item.seq >= landed.seq
+    ]
+    for seq, commit, actor, how, held, reasons in candidates:
+        label = f"trigger in {commit[:12]} by {actor or 'an unknown actor'}"
+        if actor is None:
+            notes.append(f"{label} does not count: {how}")
+            continue
+        if not held:
+            notes.append(f"{label} does not count: {'; '.join(reasons)}")
+            continue
+        signoff = Signoff("deploy", commit, seq, ref, None, actor, how, True, True, (), now)
+        problem = _still_holds(history, signoff, PLAN_DEPLOY, environment)
+        problem = problem or _fresh(
+            history, commit, history.commit_times.get(commit, now), environment, now
+        )
+        if problem:
+            notes.append(f"{label} does not count: {problem}")
+            continue
+        return actor, seq
+    return None, 0
+
+
+def _approvals(
+    history: History, ref: PlanRef, environment: Environment, now: datetime, notes: list[str]
+) -> tuple[tuple[str, ...], list[Wait]]:
+    """Approvers that count, and what the approval rules still wait for."""
+    policy = history.policy
+    editors = history.editors.get(ref.path, frozenset())
+    landed = history.landings[ref]
+    valid: list[str] = []
+    for signoff in history.signoffs:
+        if signoff.kind != "approve" or signoff.plan != ref:
+            continue
+        label = f"approval in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
+        if signoff.seq < landed.seq:
+            notes.append(f"{label} does not count: it landed before this version")
+            continue
+        problem = None
+        if signoff.actor is None or not signoff.held:
+            problem = "; ".join(signoff.reasons) or signoff.how
+        elif signoff.actor in editors:
+            problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
+        else:
+            problem = _still_holds(history, signoff, PLAN_APPROVE, environment) or _fresh(
+                history, signoff.commit, signoff.committed_at, environment, now
+            )
+        if problem:
+            notes.append(f"{label} does not count: {problem}")
+        elif signoff.actor is not None and signoff.actor not in valid:
+            valid.append(signoff.actor)
+    counted: list[str] = []
+    waits: list[Wait] = []
+    for rule in environment.gates.approvals:
+        matching = [
+            user
+            for user in valid
+            if user not in counted and any(role == rule.role for _, role in policy.roles_of(user))
+        ]
+        taken = matching[: rule.count]
+        counted.extend(taken)
+        if len(taken) < rule.count:
+            missing = rule.count - len(taken)
+            eligible = [
+                user
+                for user in holders(policy, PLAN_APPROVE, environment.name)
+                if any(role == rule.role for _, role in policy.roles_of(user))
+                and user not in editors
+                and user not in counted
+            ]
+            who = ", ".join(eligible) or "nobody who did not edit the plan"
+            waits.append(
+                Wait(
+                    "approval",
+                    f"{missing} more approval{'s' * (missing != 1)} by {rule.role} "
+                    f"(may approve: {who})",
+                )
+            )
+    return tuple(counted), waits
+
+
+def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:
+    source = environment.promotes_from
+    if source is None:
+        return []
+    running = history.deployed.get(source, {})
+    waits = []
+    for entry in plan.applications:
+        needed = entry.from_version if entry.action == "tag-and-deploy" else entry.version
+        current = running.get(entry.name)
+        if current != needed:
+            now_runs = f"it runs {current}" if current else "it does not run there"
+            waits.append(
+                Wait("promotion", f"{entry.name} {needed} must run in {source} first ({now_runs})")
+            )
+    return waits
+
+
+def _decide_retry(
+    history: History,
+    on_main: OnMain,
+    plan: Plan,
+    environment: Environment,
+    interrupted: Run,
+    now: datetime,
+) -> Decision:
+    """An interrupted run re-runs only on a `Retry-Run` by a plan.deploy holder."""
+    notes: list[str] = []
+    for signoff in history.signoffs:
+        if signoff.kind != "retry" or signoff.run != interrupted.id:
+            continue
+        label = f"retry in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
+        problem = None
+        if signoff.seq < interrupted.finished_seq:
+            problem = "it landed before the run was recorded interrupted"
+        elif signoff.actor is None or not signoff.held:
+            problem = "; ".join(signoff.reasons) or signoff.how
+        else:
+            problem = _still_holds(history, signoff, PLAN_DEPLOY, environment) or _fresh(
+                history, signoff.commit, signoff.committed_at, environment, now
+            )
+        if problem:
+            notes.append(f"{label} does not count: {problem}")
+            continue
+        waits = _promotion(history, plan, environment)
+        opening = gates.next_opening(environment.gates, now)
+        if opening is not None:
+            waits.append(
+                Wait(
+                    "window",
+                    f"a deploy window: deploys may start at {opening.isoformat()}",
+                    opening,
+                )
+            )
+        status: Status = "waiting" if waits else "executable"
+        reasons = tuple(wait.text for wait in waits) or (
+            f"retry of interrupted run {interrupted.id}, requested by {signoff.actor}",
+        )
+        return Decision(
+            on_main.path,
+            on_main.blob,
+            plan,
+            status,
+            reasons,
+            tuple(waits),
+            approvers=interrupted.approved_by,
+            triggered_by=signoff.actor,
+            trigger_seq=signoff.seq,
+            run=interrupted,
+            retry_of=interrupted.id,
+            notes=tuple(notes),
+        )
+    who = ", ".join(holders(history.policy, PLAN_DEPLOY, environment.name)) or "nobody"
+    wait = Wait(
+        "retry",
+        f"run {interrupted.id} was interrupted; a plan.deploy holder ({who}) may retry it with "
+        f"`reconciler deploy {plan.name} --retry {interrupted.id}`",
+    )
+    return Decision(
+        on_main.path,
+        on_main.blob,
+        plan,
+        "waiting",
+        (wait.text,),
+        (wait,),
+        run=interrupted,
+        notes=tuple(notes),
+    )
+
+
+def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
+    """Fold start and finish records into runs, in the order they started."""
+    runs: dict[str, Run] = {}
+    for record in records:
+        if record.run is None or record.plan is None:
+            continue
+        if record.result == "started":
+            runs[record.run] = Run(
+                id=record.run,
+                plan=record.plan,
+                environment=record.environment or "",
+                result="started",
+                instance=record.instance,
+                lease_until=record.lease_until,
+                started=record.commit,
+                finished=None,
+                triggered_by=record.triggered_by,
+                approved_by=record.approved_by,
+                retry_of=record.retry_of,
+                started_at=record.committed_at,
+                started_seq=record.seq,
+            )
+        elif record.run in runs and record.result in ("succeeded", "failed", "interrupted"):
+            previous = runs[record.run]
+            if previous.finished is None:
+                runs[record.run] = replace(
+                    previous,
+                    result=record.result,  # type: ignore[arg-type]
+                    finished=record.commit,
+                    finished_seq=record.seq,
+                )
+    return tuple(runs.values())
+
+
+def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
+    if not fields or INVALID in fields:
+        return None
+    return plan_data(fields)
+
+
+def deployed_versions(
+    effective: Mapping[str, Mapping[str, str]], read_blob: Any
+) -> dict[str, dict[str, str]]:
+    """What runs where, per the effective deployments/<env>.yaml."""
+    deployed: dict[str, dict[str, str]] = {}
+    for path, fields in effective.items():
+        placement = place(path)
+        if placement.kind != "deployment" or CONTENT not in fields:
+            continue
+        data = load(read_blob(value(fields, CONTENT)), path).data
+        deployed[placement.name] = {
+            app: entry["version"] for app, entry in (data.get("applications") or {}).items()
+        }
+    return deployed
+
+
+def gather(authoriser: Authoriser, tip: str) -> History:
+    """Read the decision's inputs from the walk's state and main's tip."""
+    store, repo = authoriser.store, authoriser.repo
+    effective, dirty = authoriser.effective, authoriser.dirty
+    plans: list[OnMain] = []
+    for path, (_mode, blob) in sorted(repo.tree_files(tip, "plans").items()):
+        if place(path).kind != "plan":
+            continue
+        fields = effective.get(path, {})
+        problem = None
+        if path in dirty:
+            blamed = [
+                f"{describe_field(key)}: {refusal.message() if refusal else 'never authorised'}"
+                for key, refusal in dirty[path].items()
+            ]
+            problem = "main's content is not authorised: " + "; ".join(blamed)
+        elif INVALID in fields:
+            problem = f"invalid: {value(fields, INVALID)}"
+        plans.append(OnMain(path, blob, None if problem else effective_plan(fields), problem))
+    landings: dict[PlanRef, Landed] = {}
+    for path, blob, landing, detail in store.plan_versions():
+        landings[PlanRef(path, blob)] = Landed(
+            seq=detail["seq"],
+            commit=landing,
+            actor=detail["actor"],
+            how=detail["how"],
+            triggered=detail["triggered"],
+            reasons=tuple(detail["reasons"]),
+        )
+    signoffs = tuple(
+        Signoff.from_json(item) for item in store.events(["approve", "deploy", "retry"])
+    )
+    records = [Record.from_json(item) for item in store.events(["record"])]
+    commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
+    return History(
+        policy=authoriser.policy(),
+        plans=tuple(plans),
+        landings=landings,
+        signoffs=signoffs,
+        runs=runs_from(records),
+        editors={item.path: frozenset(store.editors(item.path)) for item in plans},
+        first_seen=store.first_seen(commits),
+        commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
+        facts={commit: authoriser.facts(commit) for commit in commits},
+        deployed=deployed_versions(effective, repo.read_blob),
+        ignored=tuple(store.events(["ignored"])),
+    )

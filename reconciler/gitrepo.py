@@ -1,0 +1,368 @@
+"""The Git adapter: the only module that talks to Git (through GitPython).
+
+Called by `authorise` (history, blobs, trees), `decide` and `record`. It reads
+history in batches, never one subprocess per commit: one `git log --raw -z`
+stream per pass for every commit and the paths it changed, and objects
+through GitPython's persistent `cat-file --batch` process. Everything it
+returns is plain data (`CommitInfo`, `Change`); nothing above this module
+sees a GitPython object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Final, cast
+
+import git
+
+from reconciler.errors import GitError
+
+NULL_OID: Final = "0" * 40
+FILE_MODES: Final = frozenset({"100644", "100755"})
+SYMLINK_MODE: Final = "120000"
+GITLINK_MODE: Final = "160000"
+_FULL_OID = re.compile(r"[0-9a-f]{40}")
+_RECORD_SEPARATOR: Final = "\x1e"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One path a commit changed relative to its first parent (blob ids, modes)."""
+
+    path: str
+    old_mode: str
+    new_mode: str
+    old_blob: str  # NULL_OID when added
+    new_blob: str  # NULL_OID when deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    email: str
+    when: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """A commit as the reconciler needs it: who, when, what it says, and its raw bytes."""
+
+    id: str
+    parents: tuple[str, ...]
+    tree: str
+    author: Person
+    committer: Person
+    message: str
+    raw: bytes  # the whole commit object, for signature checks
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A commit in a history walk, with its changes against its first parent."""
+
+    id: str
+    parents: tuple[str, ...]
+    changes: tuple[Change, ...]
+
+
+class GitRepo:
+    """A repository opened for reading (and, in `record`, for committing)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._repo = git.Repo(path, search_parent_directories=False)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(
+                f"{path} is not a Git repository",
+                hint="pass --repo with the configuration repository's path",
+            ) from None
+        self.path = path
+        self.git_dir = Path(self._repo.git_dir)
+
+    def close(self) -> None:
+        """Stop GitPython's persistent cat-file processes (long-running watchers call this)."""
+        self._repo.close()
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- references -------------------------------------------------------
+
+    def resolve(self, rev: str) -> str:
+        """The full commit id `rev` names; GitError when it names none."""
+        try:
+            oid = self._repo.git.rev_parse("--verify", "--end-of-options", f"{rev}^{{commit}}")
+        except git.GitCommandError:
+            raise GitError(
+                f"unknown revision '{rev}'", hint="name a commit, branch or tag"
+            ) from None
+        return str(oid)
+
+    def try_resolve(self, rev: str) -> str | None:
+        try:
+            return self.resolve(rev)
+        except GitError:
+            return None
+
+    def head_branch(self) -> str | None:
+        """The branch HEAD points at (also in a bare repository), or None when detached."""
+        try:
+            ref: str = self._repo.git.symbolic_ref("-q", "--short", "HEAD")
+        except git.GitCommandError:
+            return None
+        return ref or None
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self._repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        except git.GitCommandError as error:
+            if error.status == 1:
+                return False
+            raise GitError(f"git merge-base failed: {error.stderr.strip()}") from None
+        return True
+
+    def first_parent_chain(self, tip: str, stop: str | None) -> list[str]:
+        """First-parent commits from just after `stop` up to `tip`, oldest first."""
+        args = ["--first-parent", "--reverse", tip]
+        if stop is not None:
+            args.append(f"^{stop}")
+        output = self._repo.git.rev_list(*args)
+        return output.split() if output else []
+
+    def root_commits(self, tip: str) -> list[str]:
+        output: str = self._repo.git.rev_list("--first-parent", "--max-parents=0", tip)
+        return output.split()
+
+    # -- the local user -----------------------------------------------------
+
+    def committer_email(self) -> str:
+        """The email `git commit` would use here (config and environment)."""
+        try:
+            ident: str = self._repo.git.var("GIT_COMMITTER_IDENT")
+        except git.GitCommandError:
+            raise GitError(
+                "git does not know who you are", hint="set user.name and user.email in git config"
+            ) from None
+        return ident.rsplit("<", 1)[-1].split(">", 1)[0]
+
+    def config(self, key: str) -> str | None:
+        try:
+            found: str = self._repo.git.config("--get", key)
+        except git.GitCommandError:
+            return None
+        return found or None
+
+    # -- writing ------------------------------------------------------------
+
+    def commit_empty(self, message: str, *, sign: bool) -> str:
+        """An empty, single-parent commit on HEAD with the user's identity."""
+        args = ["--allow-empty", "--no-verify", "-q", "-m", message]
+        if sign:
+            args.append("-S")
+        self._commit(args)
+        return self.resolve("HEAD")
+
+    def commit_paths(self, paths: list[str], message: str, *, sign: bool) -> str:
+        """Commit exactly `paths` from the working tree on HEAD."""
+        self._repo.git.add("--", *paths)
+        args = ["--no-verify", "-q", "-m", message]
+        if sign:
+            args.append("-S")
+        self._commit([*args, "--", *paths])
+        return self.resolve("HEAD")
+
+    def _commit(self, args: list[str]) -> None:
+        try:
+            self._repo.git.commit(*args)
+        except git.GitCommandError as error:
+            raise GitError(
+                f"git commit failed: {str(error.stderr).strip()}",
+                hint="check your git identity and signing setup (gpg.format, user.signingkey)",
+            ) from None
+
+    def work_tree(self) -> Path:
+        if self._repo.bare or self._repo.working_tree_dir is None:
+            raise GitError(f"{self.path} is a bare repository", hint="run this in a clone")
+        return Path(self._repo.working_tree_dir)
+
+    # -- history ----------------------------------------------------------
+
+    def history(self, tip: str, exclude: str | None) -> Iterator[HistoryEntry]:
+        """Every commit reachable from `tip` and not from `exclude`, parents first.
+
+        One `git log` process; merges carry their diff against the first parent.
+        """
+        args = [
+            "--topo-order",
+            "--reverse",
+            "-r",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--no-abbrev",
+            "--diff-merges=first-parent",
+            f"--format={_RECORD_SEPARATOR}%H %P",
+            tip,
+        ]
+        if exclude is not None:
+            args.append(f"^{exclude}")
+        process = self._repo.git.log(*args, as_process=True)
+        try:
+            yield from _parse_log(_chunks(process.stdout))
+        finally:
+            process.proc.stdout.close()
+            process.wait()
+
+    def commit(self, oid: str) -> CommitInfo:
+        kind, raw = self._object(oid)
+        if kind != b"commit":
+            raise GitError(f"{oid} is not a commit")
+        return parse_commit(oid, raw)
+
+    # -- objects ----------------------------------------------------------
+
+    def blob_at(self, commit: str, path: str) -> str | None:
+        """The blob id of `path` in `commit`'s tree, or None when absent."""
+        if "\n" in path:
+            return None
+        try:
+            # GitPython's stubs say str; the persistent cat-file process returns bytes.
+            header = cast(
+                tuple[bytes, bytes, int], self._repo.git.get_object_header(f"{commit}:{path}")
+            )
+        except ValueError:
+            return None
+        oid, kind, _ = header
+        return oid.decode() if kind == b"blob" else None
+
+    def blob_size(self, oid: str) -> int:
+        _, _, size = self._repo.git.get_object_header(oid)
+        return int(size)
+
+    def read_blob(self, oid: str) -> bytes:
+        kind, data = self._object(oid)
+        if kind != b"blob":
+            raise GitError(f"{oid} is not a blob")
+        return data
+
+    def _object(self, oid: str) -> tuple[bytes, bytes]:
+        """(type, content) through the persistent `cat-file --batch` process."""
+        try:
+            found = cast(tuple[bytes, bytes, int, bytes], self._repo.git.get_object_data(oid))
+        except ValueError:
+            raise GitError(f"object {oid} is missing from the repository") from None
+        return found[1], bytes(found[3])
+
+    def tree_files(self, commit: str, folder: str | None = None) -> dict[str, tuple[str, str]]:
+        """Every path in `commit`'s tree (or under `folder`): path -> (mode, object id)."""
+        args = ["-r", "-z", "--full-tree", commit]
+        if folder is not None:
+            args += ["--", folder]
+        output = self._repo.git.ls_tree(*args)
+        files: dict[str, tuple[str, str]] = {}
+        for record in output.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            mode, _, oid = meta.split(" ")
+            files[path] = (mode, oid)
+        return files
+
+
+def _chunks(stream: object) -> Iterator[str]:
+    read = stream.read  # type: ignore[attr-defined]
+    while True:
+        block = read(1 << 16)
+        if not block:
+            return
+        yield block.decode("utf-8", "surrogateescape")
+
+
+def _parse_log(chunks: Iterator[str]) -> Iterator[HistoryEntry]:
+    """Parse `git log --raw -z --format=<RS>%H %P` output, one commit at a time.
+
+    Tokens are NUL-separated; a path always follows its `:meta` token, so a
+    path containing any byte (even the record separator) is read as a path.
+    """
+    current: list[str] | None = None
+    changes: list[Change] = []
+    meta: str | None = None
+    for token in _tokens(chunks):
+        if meta is not None:
+            old_mode, new_mode, old_blob, new_blob, _status = meta[1:].split(" ")
+            changes.append(Change(token, old_mode, new_mode, old_blob, new_blob))
+            meta = None
+            continue
+        text = token.lstrip("\n")
+        if text.startswith(_RECORD_SEPARATOR):
+            if current is not None:
+                yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes))
+            current = text[1:].split()
+            changes = []
+        elif text.startswith(":"):
+            meta = text
+    if current is not None:
+        yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes))
+
+
+def _tokens(chunks: Iterator[str]) -> Iterator[str]:
+    pending = ""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split("\0")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def parse_commit(oid: str, raw: bytes) -> CommitInfo:
+    """Parse a raw commit object (headers, blank line, message)."""
+    head, _, body = raw.partition(b"\n\n")
+    headers: dict[str, list[str]] = {}
+    last: str | None = None
+    for line in head.split(b"\n"):
+        text = line.decode("utf-8", "replace")
+        if text.startswith(" ") and last is not None:
+            continue  # continuation of a multi-line header (gpgsig, mergetag)
+        key, _, value = text.partition(" ")
+        headers.setdefault(key, []).append(value)
+        last = key
+    return CommitInfo(
+        id=oid,
+        parents=tuple(headers.get("parent", ())),
+        tree=headers.get("tree", [""])[0],
+        author=_person(headers.get("author", [""])[0]),
+        committer=_person(headers.get("committer", [""])[0]),
+        message=body.decode("utf-8", "replace"),
+        raw=raw,
+    )
+
+
+_PERSON = re.compile(
+    r"^(?P<name>.*?) ?<(?P<email>[^<>]*)> (?P<seconds>-?\d+) (?P<offset>[+-]\d{4})$"
+)
+
+
+def _person(text: str) -> Person:
+    match = _PERSON.match(text)
+    if match is None:
+        return Person(text, "", datetime.fromtimestamp(0, UTC))
+    offset = match["offset"]
+    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+    zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+    try:
+        when = datetime.fromtimestamp(int(match["seconds"]), zone)
+    except (OverflowError, OSError, ValueError):
+        when = datetime.fromtimestamp(0, UTC)
+    return Person(match["name"], match["email"], when)
+
+
+def is_full_oid(text: str) -> bool:
+    return bool(_FULL_OID.fullmatch(text))

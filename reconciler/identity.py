@@ -1,0 +1,102 @@
+"""Who made a commit, as far as the judging policy lets us trust it.
+
+Called by `authorise` (the actor of every landed edit) and `decide` (approvers
+and triggerers). Two steps, kept apart because only the first may be cached:
+
+1. `CommitFacts`: what the commit itself proves, independent of any policy:
+   the fingerprint of a good SSH signature, the committer's and author's emails.
+2. `resolve`: the actor under one policy. The key fingerprint maps to exactly
+   one identity of that policy (never the email, never git's `%GS`); a key the
+   policy no longer lists proves nothing, whatever the commit's dates say.
+   Where no signature is required, a user may be named by the committer's
+   email. A commit that a Git host committed and signed (`identity: author`)
+   counts as its author's. An unknown or unverifiable actor holds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from reconciler.model import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFacts:
+    """Policy-independent facts about a commit's authorship."""
+
+    commit: str
+    signature_status: str  # good, bad, unsigned, unsupported
+    fingerprint: str | None  # set only for a good signature
+    signature_reason: str
+    committer_email: str
+    author_email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The identity a commit is attributed to under one policy, and how we know."""
+
+    id: str | None
+    kind: Literal["user", "service", "unknown"]
+    verified: bool  # from a signature (the user's own or a trusted host's)
+    how: str
+
+    @property
+    def known(self) -> bool:
+        return self.id is not None
+
+    @property
+    def name(self) -> str:
+        return self.id or "an unknown actor"
+
+
+def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> Actor:
+    """The actor of `facts` under `policy`."""
+    owner = policy.key_owner.get(facts.fingerprint) if facts.fingerprint else None
+    if owner is not None:
+        if owner in policy.users:
+            return Actor(owner, "user", True, f"signed with {owner}'s key {facts.fingerprint}")
+        if owner in policy.service_accounts:
+            return Actor(owner, "service", True, f"signed with service account {owner}'s key")
+        if owner in policy.hosts:
+            return _host_author(facts, policy, owner)
+    unsigned = _why_unverified(facts)
+    if signature_required:
+        return Actor(
+            None, "unknown", False, f"{unsigned}, and this change needs a verified signature"
+        )
+    user = policy.email_owner.get(facts.committer_email.lower())
+    if user is None:
+        return Actor(
+            None,
+            "unknown",
+            False,
+            f"{unsigned}; committer email {facts.committer_email} is no user's",
+        )
+    return Actor(user, "user", False, f"committer email {facts.committer_email} ({unsigned})")
+
+
+def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
+    host_emails = {email.lower() for email in policy.hosts[host].emails}
+    if host_emails and facts.committer_email.lower() not in host_emails:
+        return Actor(
+            None,
+            "unknown",
+            False,
+            f"signed with host {host}'s key but committed as {facts.committer_email}",
+        )
+    user = policy.email_owner.get(facts.author_email.lower())
+    if user is None:
+        return Actor(
+            None, "unknown", False, f"committed by host {host} for {facts.author_email}, no user's"
+        )
+    return Actor(user, "user", True, f"committed and signed by host {host} for {user}")
+
+
+def _why_unverified(facts: CommitFacts) -> str:
+    if facts.signature_status == "good":
+        return f"signed with key {facts.fingerprint}, which teams.yaml does not list"
+    if facts.signature_status == "unsigned":
+        return "unsigned commit"
+    return f"signature not accepted ({facts.signature_reason})"

@@ -1,0 +1,218 @@
+"""The per-file rules: may this actor change this value of this file?
+
+Called by `authorise` for every edit a landed commit makes, one field at a
+time (see `fields`). Pure: a policy, what the commit proves about its author,
+the value before and after. The answer is a `Judgement` whose verdict
+carries the reasons `permissions` gives, plus the permission that was needed.
+
+- plans/: an entry needs plan.edit on the target through the team owning its
+  application; notes, order and draft/ready need plan.edit for some
+  application in the plan; to or from cancelled, plan.deploy; source and
+  target, plan.edit on the old and new target for every application.
+- teams.yaml: teams.edit (settings); projects may change teams' applications
+  and members, granting only tech-lead, developer or tester, never to itself.
+- environments/, schemas/: environments.edit (settings).
+- deployments/, logs/: the reconciler service account only.
+- anything else: listed in teams.yaml `other_paths`, by a user; else refused.
+
+Plan edits into environments without `signed_commits` may be attributed by
+committer email; everything else needs a verified signature.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from reconciler import permissions
+from reconciler.fields import (
+    APP_PREFIX,
+    INVALID,
+    FieldMap,
+    plan_applications,
+    teams_field_parts,
+    value,
+)
+from reconciler.identity import Actor, CommitFacts, resolve
+from reconciler.layout import place
+from reconciler.model import Policy
+from reconciler.permissions import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    needed: str
+    actor: Actor
+
+
+def judge_change(
+    policy: Policy, facts: CommitFacts, path: str, field: str, old: FieldMap, new: FieldMap
+) -> Judgement:
+    """Judge one field of one file changing from `old` to `new` (whole field maps)."""
+    kind = place(path).kind
+    if kind == "plan":
+        return _plan(policy, facts, field, old, new)
+    actor = resolve(facts, policy, signature_required=True)
+    if INVALID in new and field == INVALID:
+        return Judgement(
+            Verdict.deny(f"the new content is refused: {value(new, INVALID)}"),
+            "valid content",
+            actor,
+        )
+    if kind in ("deployment", "log"):
+        return _service_only(actor)
+    if not actor.known:
+        return Judgement(Verdict.deny(actor.how), _needed_for(kind), actor)
+    if actor.kind == "service":
+        return _service_elsewhere(actor, _needed_for(kind))
+    if kind == "teams":
+        return _teams(policy, actor, field, old, new)
+    if kind in ("environment", "schema"):
+        verdict = permissions.may_change_settings(policy, actor.name, permissions.ENVIRONMENTS_EDIT)
+        return Judgement(verdict, permissions.ENVIRONMENTS_EDIT, actor)
+    return _other_path(policy, actor, path)
+
+
+def _needed_for(kind: str | None) -> str:
+    return {
+        "teams": permissions.TEAMS_EDIT,
+        "environment": permissions.ENVIRONMENTS_EDIT,
+        "schema": permissions.ENVIRONMENTS_EDIT,
+    }.get(kind or "", "a listing in teams.yaml other_paths")
+
+
+def _service_only(actor: Actor) -> Judgement:
+    needed = "the reconciler service account's signature"
+    if actor.kind == "service":
+        return Judgement(
+            Verdict.allow(f"{actor.name} is the reconciler service account"), needed, actor
+        )
+    return Judgement(
+        Verdict.deny(
+            f"{actor.name} is not the reconciler service account ({actor.how})",
+            "deployments/ and logs/ are written only by the reconciler",
+        ),
+        needed,
+        actor,
+    )
+
+
+def _service_elsewhere(actor: Actor, needed: str) -> Judgement:
+    return Judgement(
+        Verdict.deny(
+            f"{actor.name} is the reconciler service account, "
+            "which may only write deployments/ and logs/"
+        ),
+        needed,
+        actor,
+    )
+
+
+def _plan(
+    policy: Policy, facts: CommitFacts, field: str, old: FieldMap, new: FieldMap
+) -> Judgement:
+    targets = tuple(
+        dict.fromkeys(
+            target
+            for target in (value(old, "target"), value(new, "target"))
+            if isinstance(target, str)
+        )
+    )
+    signed = any(
+        policy.environments[target].gates.signed_commits
+        for target in targets
+        if target in policy.environments
+    )
+    actor = resolve(facts, policy, signature_required=signed)
+    applications = tuple(dict.fromkeys((*plan_applications(old), *plan_applications(new))))
+    if field == INVALID:
+        if INVALID in new:
+            reason = f"the new content is refused: {value(new, INVALID)}"
+            return Judgement(Verdict.deny(reason), "a valid plan", actor)
+        return Judgement(Verdict.allow("replaces content that was refused"), "nothing", actor)
+    if not actor.known:
+        return Judgement(Verdict.deny(actor.how), _plan_needed(field, targets), actor)
+    if actor.kind == "service":
+        return _service_elsewhere(actor, _plan_needed(field, targets))
+    if not targets:
+        return Judgement(Verdict.deny("the plan names no target environment"), "a target", actor)
+    verdicts: list[Verdict] = []
+    for target in targets:
+        if field.startswith(APP_PREFIX):
+            application = field[len(APP_PREFIX) :]
+            verdicts.append(
+                permissions.may_edit_application(policy, actor.name, target, application)
+            )
+        elif field in ("source", "target"):
+            verdicts.extend(
+                permissions.may_edit_application(policy, actor.name, target, application)
+                for application in applications
+            )
+            if not applications:
+                verdicts.append(
+                    permissions.may_edit_some_application(policy, actor.name, target, ())
+                )
+        elif field == "state" and "cancelled" in (value(old, "state"), value(new, "state")):
+            verdicts.append(
+                permissions.may_on_environment(policy, actor.name, permissions.PLAN_DEPLOY, target)
+            )
+        else:
+            verdicts.append(
+                permissions.may_edit_some_application(policy, actor.name, target, applications)
+            )
+    return Judgement(_all(verdicts), _plan_needed(field, targets, old, new), actor)
+
+
+def _all(verdicts: list[Verdict]) -> Verdict:
+    for verdict in verdicts:
+        if not verdict:
+            return verdict
+    reasons = tuple(dict.fromkeys(reason for verdict in verdicts for reason in verdict.reasons))
+    return Verdict.allow(*reasons)
+
+
+def _plan_needed(
+    field: str, targets: tuple[str, ...], old: FieldMap | None = None, new: FieldMap | None = None
+) -> str:
+    where = " and ".join(targets) or "the target"
+    if field.startswith(APP_PREFIX):
+        return f"plan.edit on {where} for {field[len(APP_PREFIX) :]}"
+    if field in ("source", "target"):
+        return f"plan.edit on {where} for every application in the plan"
+    states = (value(old or {}, "state"), value(new or {}, "state"))
+    if field == "state" and "cancelled" in states:
+        return f"plan.deploy on {where}"
+    return f"plan.edit on {where} for some application in the plan"
+
+
+def _teams(policy: Policy, actor: Actor, field: str, old: FieldMap, new: FieldMap) -> Judgement:
+    parts = teams_field_parts(field)
+    if parts[0] == "teams" and len(parts) == 4 and parts[2] == "members":
+        old_role, new_role = value(old, field), value(new, field)
+        verdict = permissions.may_change_membership(
+            policy, actor.name, parts[1], parts[3], old_role, new_role
+        )
+        return Judgement(verdict, f"{permissions.TEAMS_EDIT} (members of {parts[1]})", actor)
+    if parts[0] == "teams" and len(parts) == 3 and parts[2] == "applications":
+        verdict = permissions.may_change_applications(policy, actor.name, parts[1])
+        return Judgement(verdict, f"{permissions.TEAMS_EDIT} (applications of {parts[1]})", actor)
+    verdict = permissions.may_change_settings(policy, actor.name, permissions.TEAMS_EDIT)
+    return Judgement(verdict, permissions.TEAMS_EDIT, actor)
+
+
+def _other_path(policy: Policy, actor: Actor, path: str) -> Judgement:
+    needed = "a listing in teams.yaml other_paths"
+    for pattern in policy.other_paths:
+        if fnmatch.fnmatchcase(path, pattern):
+            return Judgement(
+                Verdict.allow(f"{path} matches other_paths '{pattern}'"), needed, actor
+            )
+    return Judgement(
+        Verdict.deny(
+            f"{path} is not part of the configuration layout and teams.yaml other_paths "
+            "does not list it"
+        ),
+        needed,
+        actor,
+    )

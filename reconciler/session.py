@@ -1,0 +1,107 @@
+"""One command's view of a configuration repository: Git, the state store, the branch.
+
+Called by the CLI for every command that reads history (`verify`, `access`,
+`plan`, `apply`, ...). It opens the repository and the state directory,
+resolves the followed branch, and runs the authorisation walk up to its tip,
+so each command starts from the effective state and the policy in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.authorise import (
+    Authoriser,
+    LandingVerdict,
+    Progress,
+    VerifyResult,
+    re_anchor_allowed,
+)
+from reconciler.decide import Decision, decide, gather
+from reconciler.errors import GitError, UsageError
+from reconciler.gitrepo import GitRepo
+from reconciler.model import Policy
+from reconciler.statestore import StateStore
+
+
+@dataclass
+class Session:
+    repo: GitRepo
+    store: StateStore
+    branch: str
+    now: datetime
+    walked: Authoriser | None = None  # the last walk, with its effective state and caches
+
+    def tip(self) -> str:
+        return self.repo.resolve(f"refs/heads/{self.branch}")
+
+    def authoriser(self, progress: Progress | None = None, cap: int | None = None) -> Authoriser:
+        if cap is None:
+            return Authoriser(self.repo, self.store, now=self.now, progress=progress)
+        return Authoriser(self.repo, self.store, now=self.now, progress=progress, cap=cap)
+
+    def authorise(
+        self,
+        to: str | None = None,
+        *,
+        trust_anchor: str | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[VerifyResult, Policy]:
+        """Walk to `to` (default: the branch tip); persist only what is on the branch."""
+        tip = self.tip()
+        target = self.repo.resolve(to) if to else tip
+        on_branch = self.repo.is_ancestor(target, tip)
+        authoriser = self.authoriser(progress)
+        anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
+        result = authoriser.run(target, trust_anchor=anchor, persist=on_branch)
+        self.walked = authoriser
+        return result, authoriser.policy()
+
+    def decisions(self) -> tuple[Decision, ...]:
+        """Every plan on the branch tip, decided now (after walking to the tip)."""
+        self.authorise()
+        assert self.walked is not None
+        return decide(gather(self.walked, self.tip()), self.now)
+
+    def stored_landings(self) -> list[LandingVerdict]:
+        return [LandingVerdict.from_json(landing) for landing in self.store.landings()]
+
+    def re_anchor(self, rev: str, progress: Progress | None = None) -> tuple[VerifyResult, Policy]:
+        """Trust `rev` anew after a rewrite; it must be signed by a settings user."""
+        anchor = self.repo.resolve(rev)
+        if self.store.position() is not None:
+            authoriser = self.authoriser()
+            authoriser.effective = self.store.effective()
+            re_anchor_allowed(authoriser.facts(anchor), authoriser.policy())
+        self.store.reset()
+        return self.authorise(trust_anchor=anchor, progress=progress)
+
+
+def default_branch(repo: GitRepo) -> str:
+    if repo.try_resolve("refs/heads/main"):
+        return "main"
+    head = repo.head_branch()
+    if head is None:
+        raise UsageError("cannot tell which branch to follow", hint="pass --branch")
+    return head
+
+
+@contextmanager
+def open_session(
+    repo_dir: Path, *, branch: str | None, state_dir: Path | None, now: datetime
+) -> Iterator[Session]:
+    with GitRepo(repo_dir) as repo:
+        followed = branch or default_branch(repo)
+        if repo.try_resolve(f"refs/heads/{followed}") is None:
+            raise GitError(
+                f"branch '{followed}' does not exist in {repo_dir}", hint="pass --branch"
+            )
+        store = StateStore(state_dir or repo.git_dir / "reconciler", followed)
+        try:
+            yield Session(repo, store, followed, now)
+        finally:
+            store.close()

@@ -1,0 +1,237 @@
+"""The reconciler's own memory, kept outside the repository's refs (an edge: SQLite).
+
+Called by `authorise` (position, effective state, landing verdicts), `decide`
+(when a commit was first seen, which plan versions landed and ran) and the
+signature cache. Anyone who can push can move refs, so nothing here lives in
+Git. One SQLite file per followed branch; every pass commits its changes in
+one transaction, so a crash or `kill -9` leaves the previous pass intact.
+
+Only what does not depend on the policy is cached across policies: a
+commit's signature status and key fingerprint. Everything policy-dependent
+(who an actor is, what they may do) is recomputed by the landing walk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from reconciler.errors import ReconcilerError
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS effective (
+    path TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (path, field));
+CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signatures (
+    commit_id TEXT PRIMARY KEY, status TEXT NOT NULL, fingerprint TEXT, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (commit_id TEXT PRIMARY KEY, first_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS landings (
+    seq INTEGER PRIMARY KEY, commit_id TEXT UNIQUE NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plan_versions (
+    seq INTEGER PRIMARY KEY, path TEXT NOT NULL, blob TEXT NOT NULL, landing TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, commit_id TEXT NOT NULL, kind TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
+    PRIMARY KEY (path, actor));
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    anchor: str
+    last_verified: str
+    branch: str
+
+
+class StateStore:
+    """One SQLite database in the state directory."""
+
+    def __init__(self, directory: Path, branch: str) -> None:
+        self.directory = directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            safe_branch = branch.replace("/", "--")
+            self._db = sqlite3.connect(directory / f"{safe_branch}.sqlite3", isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise ReconcilerError(
+                f"cannot open the state directory {directory}: {error}",
+                hint="pass --state-dir with a writable directory",
+            ) from None
+        self.branch = branch
+
+    def close(self) -> None:
+        self._db.close()
+
+    # A pass runs in one transaction: begin, then commit (persist) or roll back
+    # (a dry run, a verify of a commit that is not on main, or an error).
+    def begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    # -- position -----------------------------------------------------------
+
+    def position(self) -> Position | None:
+        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if "anchor" not in rows:
+            return None
+        return Position(rows["anchor"], rows["last_verified"], rows.get("branch", self.branch))
+
+    def set_position(self, position: Position) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("anchor", position.anchor),
+                ("last_verified", position.last_verified),
+                ("branch", position.branch),
+                ("schema", str(SCHEMA_VERSION)),
+            ],
+        )
+
+    def reset(self) -> None:
+        """Forget everything policy-dependent (re-anchoring); keep the signature cache."""
+        tables = ("meta", "effective", "dirty", "landings", "plan_versions", "editors", "events")
+        for table in tables:
+            self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    # -- effective state ----------------------------------------------------
+
+    def effective(self) -> dict[str, dict[str, str]]:
+        state: dict[str, dict[str, str]] = {}
+        for path, field, value in self._db.execute("SELECT path, field, value FROM effective"):
+            state.setdefault(path, {})[field] = value
+        return state
+
+    def replace_effective(self, path: str, fields: Mapping[str, str]) -> None:
+        self._db.execute("DELETE FROM effective WHERE path = ?", (path,))
+        self._db.executemany(
+            "INSERT INTO effective (path, field, value) VALUES (?, ?, ?)",
+            [(path, field, value) for field, value in fields.items()],
+        )
+
+    def dirty(self) -> dict[str, Any]:
+        return {
+            path: json.loads(detail) for path, detail in self._db.execute("SELECT * FROM dirty")
+        }
+
+    def set_dirty(self, dirty: Mapping[str, Any]) -> None:
+        self._db.execute("DELETE FROM dirty")
+        self._db.executemany(
+            "INSERT INTO dirty (path, detail) VALUES (?, ?)",
+            [(path, json.dumps(detail)) for path, detail in dirty.items()],
+        )
+
+    # -- signatures (policy-independent cache) ------------------------------
+
+    def signatures(self, commits: Iterable[str]) -> dict[str, tuple[str, str | None, str]]:
+        wanted = list(commits)
+        found: dict[str, tuple[str, str | None, str]] = {}
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT * FROM signatures WHERE commit_id IN ({marks})"  # noqa: S608
+            for commit_id, status, fingerprint, reason in self._db.execute(query, batch):
+                found[commit_id] = (status, fingerprint, reason)
+        return found
+
+    def remember_signatures(self, checks: Mapping[str, tuple[str, str | None, str]]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO signatures VALUES (?, ?, ?, ?)",
+            [(commit, *check) for commit, check in checks.items()],
+        )
+
+    # -- what was seen when ---------------------------------------------------
+
+    def first_seen(self, commits: Iterable[str]) -> dict[str, datetime]:
+        found: dict[str, datetime] = {}
+        wanted = list(commits)
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT commit_id, first_seen FROM seen WHERE commit_id IN ({marks})"  # noqa: S608
+            for commit_id, when in self._db.execute(query, batch):
+                found[commit_id] = datetime.fromisoformat(when)
+        return found
+
+    def mark_seen(self, commits: Iterable[str], when: datetime) -> None:
+        stamp = when.astimezone(UTC).isoformat()
+        self._db.executemany(
+            "INSERT OR IGNORE INTO seen (commit_id, first_seen) VALUES (?, ?)",
+            [(commit, stamp) for commit in commits],
+        )
+
+    # -- landings -------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        (highest,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM landings").fetchone()
+        return int(highest) + 1
+
+    def add_landing(self, seq: int, commit: str, detail: Mapping[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO landings (seq, commit_id, detail) VALUES (?, ?, ?)",
+            (seq, commit, json.dumps(detail)),
+        )
+
+    def landings(self) -> list[dict[str, Any]]:
+        return [
+            {"seq": seq, **json.loads(detail)}
+            for seq, detail in self._db.execute("SELECT seq, detail FROM landings ORDER BY seq")
+        ]
+
+    def add_plan_version(
+        self, path: str, blob: str, landing: str, detail: Mapping[str, Any]
+    ) -> None:
+        """A plan version made effective by a landing, and what that landing's actor could do."""
+        self._db.execute(
+            "INSERT INTO plan_versions (path, blob, landing, detail) VALUES (?, ?, ?, ?)",
+            (path, blob, landing, json.dumps(detail)),
+        )
+
+    def plan_versions(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        return [
+            (path, blob, landing, json.loads(detail))
+            for path, blob, landing, detail in self._db.execute(
+                "SELECT path, blob, landing, detail FROM plan_versions ORDER BY seq"
+            )
+        ]
+
+    def add_event(self, seq: int, commit: str, kind: str, detail: Mapping[str, Any]) -> None:
+        """An approval, trigger, retry, record, or an ignored trailer, in landing order."""
+        self._db.execute(
+            "INSERT INTO events (seq, commit_id, kind, detail) VALUES (?, ?, ?, ?)",
+            (seq, commit, kind, json.dumps(detail)),
+        )
+
+    def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT kind, detail FROM events ORDER BY id")
+        wanted = set(kinds) if kinds is not None else None
+        return [json.loads(detail) for kind, detail in rows if wanted is None or kind in wanted]
+
+    def add_editors(self, path: str, actors: Iterable[str]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO editors VALUES (?, ?)", [(path, actor) for actor in actors]
+        )
+
+    def editors(self, path: str) -> set[str]:
+        return {
+            actor
+            for (actor,) in self._db.execute("SELECT actor FROM editors WHERE path = ?", (path,))
+        }

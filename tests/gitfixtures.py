@@ -1,0 +1,427 @@
+"""Throwaway configuration repositories with real people, real keys, real commits.
+
+Every helper does one thing in one line of a test:
+
+    repo = SeedRepo.create(tmp_path, people)          # the seed story, signed by root
+    repo.commit(people.alice, {"plans/x.yaml": PLAN})  # a signed commit by Alice
+    repo.commit(people.bob, {...}, signed=False)       # an unsigned one under Bob's email
+    with repo.branch("feature"): ...                   # work on a branch, then come back
+    repo.merge(people.olga, "feature")                 # a true merge by Olga
+
+Keys are made once per test session with `ssh-keygen`; commits are made and
+signed by `git` itself (gpg.format=ssh), so signatures are what real users
+produce. Git never sees the developer's own configuration (see conftest).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.authorise import Authoriser, VerifyResult, policy_from
+from reconciler.decide import Decision, decide, gather
+from reconciler.gitrepo import GitRepo
+from reconciler.model import Policy
+from reconciler.resources import example_dir
+from reconciler.statestore import StateStore
+from tests.configrepo import Result, reconciler
+
+FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    completed = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {completed.stderr}")
+    return completed.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    email: str
+    key: Path  # private key file; the public key is key.pub
+
+    @property
+    def public_key(self) -> str:
+        return self.key.with_suffix(".pub").read_text().strip()
+
+
+def make_key(directory: Path, name: str) -> Path:
+    key = directory / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
+    return key
+
+
+@dataclass
+class People:
+    """The seed story's cast, each with a key, plus Mallory who is nobody."""
+
+    directory: Path
+    by_id: dict[str, Person] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Person:
+        try:
+            return self.by_id[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def create(cls, directory: Path) -> People:
+        cast = {
+            "alice": "Alice Tech",
+            "bob": "Bob Dev",
+            "carol": "Carol Test",
+            "diana": "Diana Lead",
+            "erik": "Erik Dev",
+            "fiona": "Fiona Test",
+            "ravi": "Ravi Review",
+            "olga": "Olga Ops",
+            "pm": "Pat Manager",
+            "root": "Root Admin",
+            "reconciler": "Reconciler",
+            "mallory": "Mallory",
+        }
+        people = cls(directory)
+        for person_id, name in cast.items():
+            people.by_id[person_id] = Person(
+                person_id, name, f"{person_id}@example.com", make_key(directory, person_id)
+            )
+        return people
+
+    def second_key(self, person: Person, label: str = "2") -> Person:
+        """The same person with another key (a new laptop)."""
+        return Person(
+            person.id, person.name, person.email, make_key(self.directory, f"{person.id}-{label}")
+        )
+
+
+def seed_teams(people: People) -> dict[str, Any]:
+    """The example teams.yaml with the people's real public keys (bob and erik have none)."""
+    data: dict[str, Any] = yaml.safe_load((example_dir() / "teams.yaml").read_text())
+    for user_id, user in data["users"].items():
+        if "keys" in user:
+            user["keys"] = [people.by_id[user_id].public_key]
+    data["service_accounts"]["reconciler"]["keys"] = [people.reconciler.public_key]
+    return data
+
+
+def dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, width=400)
+
+
+def example_file(path: str) -> str:
+    return (example_dir() / path).read_text()
+
+
+class ConfigRepo:
+    """A real Git repository on `main`, committed to by real people."""
+
+    def __init__(self, path: Path, people: People, state_dir: Path) -> None:
+        self.path = path
+        self.people = people
+        self.state_dir = state_dir
+        # Commits start two hours before FIXED_NOW, one minute apart.
+        self.clock = int(FIXED_NOW.timestamp()) - 7200
+
+    @classmethod
+    def init(cls, root: Path, people: People) -> ConfigRepo:
+        path = root / "repo"
+        path.mkdir(parents=True)
+        run_git(path, "init", "-q", "-b", "main")
+        return cls(path, people, root / "state")
+
+    def git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        return run_git(self.path, *args, env=env)
+
+    def _identity(
+        self, by: Person, *, signed: bool, email: str | None, key: Path | None, date: str | None
+    ) -> tuple[list[str], dict[str, str]]:
+        self.clock += 60
+        when = date or f"{self.clock} +0000"
+        config = ["-c", f"user.name={by.name}", "-c", f"user.email={email or by.email}"]
+        if signed:
+            config += ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key or by.key}"]
+        env = {
+            "GIT_AUTHOR_NAME": by.name,
+            "GIT_AUTHOR_EMAIL": email or by.email,
+            "GIT_COMMITTER_NAME": by.name,
+            "GIT_COMMITTER_EMAIL": email or by.email,
+            "GIT_AUTHOR_DATE": when,
+            "GIT_COMMITTER_DATE": when,
+        }
+        return config, env
+
+    def write(self, files: Mapping[str, str | None]) -> None:
+        for relative, content in files.items():
+            target = self.path / relative
+            if content is None:
+                self.git("rm", "-q", "--", relative)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            self.git("add", "--", relative)
+
+    def commit(
+        self,
+        by: Person,
+        files: Mapping[str, str | None] | None = None,
+        message: str = "change",
+        *,
+        signed: bool = True,
+        email: str | None = None,
+        key: Path | None = None,
+        date: str | None = None,
+    ) -> str:
+        """Commit `files` (None deletes) as `by`; an empty commit when no files are given."""
+        self.write(files or {})
+        config, env = self._identity(by, signed=signed, email=email, key=key, date=date)
+        args = [*config, "commit", "-q", "--allow-empty", "-m", message]
+        if signed:
+            args.append("-S")
+        self.git(*args, env=env)
+        return self.head()
+
+    def head(self, rev: str = "HEAD") -> str:
+        return self.git("rev-parse", rev)
+
+    @contextmanager
+    def branch(self, name: str, start: str = "main") -> Iterator[None]:
+        self.git("checkout", "-q", "-B", name, start)
+        try:
+            yield
+        finally:
+            self.git("checkout", "-q", "main")
+
+    def merge(
+        self,
+        by: Person,
+        branch: str,
+        message: str | None = None,
+        *,
+        resolve: Mapping[str, str | None] | None = None,
+        signed: bool = True,
+    ) -> str:
+        """A true merge (--no-ff) of `branch` into main, by `by`.
+
+        With `resolve`, the merge result is edited before it is committed: a
+        conflict resolution (or an "evil merge" when there was no conflict).
+        """
+        config, env = self._identity(by, signed=signed, email=None, key=None, date=None)
+        sign = ["-S"] if signed else []
+        text = message or f"Merge {branch}"
+        if resolve is None:
+            self.git(*config, "merge", "-q", "--no-ff", "-m", text, *sign, branch, env=env)
+            return self.head()
+        subprocess.run(
+            ["git", *config, "merge", "-q", "--no-ff", "--no-commit", branch],
+            cwd=self.path,
+            capture_output=True,
+            env={**os.environ, **env},
+            check=False,
+        )
+        self.write(resolve)
+        self.git(*config, "commit", "-q", "-m", text, *sign, env=env)
+        return self.head()
+
+    def blob(self, path: str, rev: str = "HEAD") -> str:
+        return self.git("rev-parse", f"{rev}:{path}")
+
+    def verify(
+        self, *, now: datetime = FIXED_NOW, tip: str = "main", **options: Any
+    ) -> VerifyResult:
+        with GitRepo(self.path) as repo:
+            store = StateStore(self.state_dir, "main")
+            try:
+                authoriser = Authoriser(repo, store, now=now)
+                return authoriser.run(repo.resolve(tip), **options)
+            finally:
+                store.close()
+
+    def signoff(
+        self,
+        by: Person,
+        trailer: str,
+        value: str,
+        *,
+        signed: bool = True,
+        date: str | None = None,
+        key: Path | None = None,
+    ) -> str:
+        """An empty commit carrying one trailer, as `reconciler approve/deploy` makes it."""
+        return self.commit(
+            by,
+            message=f"{trailer} by {by.id}\n\n{trailer}: {value}",
+            signed=signed,
+            date=date,
+            key=key,
+        )
+
+    def approve(self, by: Person, path: str, **options: Any) -> str:
+        return self.signoff(by, "Approve-Plan", f"{path}@{self.blob(path)}", **options)
+
+    def trigger(self, by: Person, path: str, **options: Any) -> str:
+        return self.signoff(by, "Deploy-Plan", f"{path}@{self.blob(path)}", **options)
+
+    def record(
+        self, trailers: Mapping[str, str], files: Mapping[str, str | None] | None = None
+    ) -> str:
+        """A record signed by the reconciler service account."""
+        body = "\n".join(f"{key}: {value}" for key, value in trailers.items())
+        return self.commit(self.people.reconciler, files, f"Record\n\n{body}")
+
+    def deployed(self, environment: str, versions: Mapping[str, str]) -> str:
+        """deployments/<env>.yaml as the reconciler writes it, signed by its key."""
+        content = dump(
+            {
+                "environment": environment,
+                "applications": {
+                    app: {
+                        "version": version,
+                        "plan": "earlier",
+                        "run": "earlier.1",
+                        "deployed_at": "2026-11-01T00:00:00Z",
+                    }
+                    for app, version in versions.items()
+                },
+            }
+        )
+        return self.commit(self.people.reconciler, {f"deployments/{environment}.yaml": content})
+
+    def decide(self, *, now: datetime = FIXED_NOW) -> dict[str, Decision]:
+        """Verify to main's tip, then decide every plan on it; by plan path."""
+        with GitRepo(self.path) as repo:
+            store = StateStore(self.state_dir, "main")
+            try:
+                authoriser = Authoriser(repo, store, now=now)
+                tip = repo.resolve("main")
+                authoriser.run(tip)
+                decisions = decide(gather(authoriser, tip), now)
+            finally:
+                store.close()
+        return {decision.path: decision for decision in decisions}
+
+    def act_as(self, person: Person, *, signed: bool = True) -> None:
+        """Make `person` the repository's git user, as their own clone would be configured."""
+        self.git("config", "user.name", person.name)
+        self.git("config", "user.email", person.email)
+        if signed:
+            self.git("config", "gpg.format", "ssh")
+            self.git("config", "user.signingkey", str(person.key))
+        else:
+            subprocess.run(
+                ["git", "config", "--unset-all", "user.signingkey"], cwd=self.path, check=False
+            )
+
+    def reconciler(self, *args: str) -> Result:
+        """The real `reconciler` command, run in this repository with its state directory.
+
+        The identity comes from the repository's git config (see `act_as`), as
+        in a person's own clone: the test-wide GIT_AUTHOR_*/GIT_COMMITTER_*
+        variables are removed.
+        """
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
+        }
+        return reconciler(
+            *args, "--repo", self.path, "--state-dir", self.state_dir, cwd=self.path, env=env
+        )
+
+    def store(self) -> StateStore:
+        return StateStore(self.state_dir, "main")
+
+    def plan_versions(self, path: str) -> list[dict[str, Any]]:
+        """Versions of `path` that landed, each with what its landing's actor could do."""
+        store = self.store()
+        try:
+            return [
+                {"blob": blob, "landing": landing, **detail}
+                for version_path, blob, landing, detail in store.plan_versions()
+                if version_path == path
+            ]
+        finally:
+            store.close()
+
+    def editors(self, path: str) -> set[str]:
+        store = self.store()
+        try:
+            return store.editors(path)
+        finally:
+            store.close()
+
+    def effective_policy(self) -> Policy:
+        store = self.store()
+        try:
+            with GitRepo(self.path) as repo:
+                return policy_from(store.effective(), repo)
+        finally:
+            store.close()
+
+
+class SeedRepo(ConfigRepo):
+    """The seed-story configuration committed by root, the trust anchor."""
+
+    @classmethod
+    def create(
+        cls,
+        root: Path,
+        people: People,
+        *,
+        teams: dict[str, Any] | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> SeedRepo:
+        repo = cls(root / "repo", people, root / "state")
+        repo.path.mkdir(parents=True)
+        repo.git("init", "-q", "-b", "main")
+        files = {
+            "teams.yaml": dump(teams or seed_teams(people)),
+            "environments/development.yaml": example_file("environments/development.yaml"),
+            "environments/quality-assurance.yaml": example_file(
+                "environments/quality-assurance.yaml"
+            ),
+            "environments/production.yaml": example_file("environments/production.yaml"),
+            **(extra or {}),
+        }
+        repo.commit(people.root, files, "Seed configuration")
+        return repo
+
+
+def plan(
+    name: str,
+    target: str,
+    applications: list[dict[str, str]],
+    *,
+    source: str | None = None,
+    notes: str = "",
+    state: str = "ready",
+) -> str:
+    """A plan file's YAML text."""
+    data: dict[str, Any] = {"name": name}
+    if source:
+        data["source"] = source
+    data["target"] = target
+    data["applications"] = applications
+    if notes:
+        data["notes"] = notes
+    data["state"] = state
+    return dump(data)

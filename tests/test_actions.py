@@ -1,0 +1,132 @@
+"""`reconciler approve`, `deploy` and `cancel`: real commits, refused up front when not allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.gitfixtures import People, SeedRepo
+from tests.test_decide import ECOMMERCE, PORTAL, QA_PLAN, proposed_qa_release, qa_plan, ran
+
+
+def test_approve_makes_an_empty_commit_bound_to_the_plans_blob(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    blob = repo.blob(QA_PLAN)
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", "2026-11-qa-release", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    made = result.json()
+    assert (made["kind"], made["actor"], made["blob"]) == ("approve", "ravi", blob)
+    assert repo.git("log", "-1", "--format=%B") == (
+        f"Approve 2026-11-qa-release for quality-assurance\n\nApprove-Plan: {QA_PLAN}@{blob}"
+    )
+    assert repo.git("diff-tree", "--no-commit-id", "-r", "HEAD") == ""
+    assert "-----BEGIN SSH SIGNATURE-----" in repo.git("cat-file", "commit", "HEAD")
+    assert repo.decide()[QA_PLAN].approvers == ("ravi",)
+
+
+def test_approve_is_refused_up_front_without_plan_approve(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    head = repo.head()
+    repo.act_as(people.bob, signed=False)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: bob may not approve into quality-assurance: bob holds developer in ecommerce; "
+        "quality-assurance grants plan.approve to tech-lead (held by alice, diana, ravi)"
+    )
+    assert repo.head() == head
+
+
+def test_approve_is_refused_up_front_for_an_editor_of_the_plan(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.alice)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"error: alice edited {QA_PLAN}, and editors do not approve their own plans"
+    )
+
+
+def test_deploy_is_refused_up_front_naming_who_holds_plan_deploy(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.alice)
+    result = repo.reconciler("deploy", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: alice may not deploy into quality-assurance: alice holds tech-lead in ecommerce; "
+        "quality-assurance grants plan.deploy to deployment (held by olga)"
+    )
+
+
+def test_deploy_by_ops_triggers_the_plan(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.act_as(people.olga)
+    assert repo.reconciler("deploy", QA_PLAN).exit_code == 0
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.triggered_by) == ("executable", "olga")
+
+
+def test_an_unsigned_user_is_refused_where_signatures_are_required(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    prod = "plans/2026-11-prod-release.yaml"
+    repo.commit(
+        people.alice,
+        {
+            prod: qa_plan(ECOMMERCE)
+            .replace("quality-assurance", "production")
+            .replace("development", "quality-assurance")
+            .replace("2026-11-qa-release", "2026-11-prod-release")
+        },
+    )
+    repo.act_as(people.ravi, signed=False)
+    result = repo.reconciler("approve", prod)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: this commit would not be attributed to any user: unsigned commit, and this change "
+        "needs a verified signature"
+    )
+
+
+def test_retrying_a_run_that_was_not_interrupted_is_refused_up_front(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="succeeded")
+    repo.act_as(people.olga)
+    result = repo.reconciler("deploy", QA_PLAN, "--retry", "2026-11-qa-release.1")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: run 2026-11-qa-release.1 succeeded; only interrupted runs are retried"
+    )
+
+
+def test_cancel_sets_the_state_keeping_the_rest_of_the_file(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    before = (repo.path / QA_PLAN).read_text()
+    repo.act_as(people.olga)
+    assert repo.reconciler("cancel", QA_PLAN).exit_code == 0
+    after = (repo.path / QA_PLAN).read_text()
+    assert after == before.replace("state: ready", "state: cancelled")
+    assert repo.decide()[QA_PLAN].status == "cancelled"
+    assert repo.reconciler("cancel", QA_PLAN, "--undo").exit_code == 0
+    assert (repo.path / QA_PLAN).read_text() == before
+
+
+def test_cancel_is_refused_up_front_without_plan_deploy(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.diana)
+    result = repo.reconciler("cancel", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: diana may not deploy into quality-assurance")
+    assert PORTAL["name"] in (repo.path / QA_PLAN).read_text()

@@ -1,0 +1,570 @@
+"""Authorisation from Git history: every landed change judged by the policy before it.
+
+Each test plays one attack (or one legitimate workflow) with real people,
+real keys and real commits, and asserts the exact reason the reconciler gives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.authorise import Authoriser, LandingVerdict, Refusal
+from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
+from reconciler.gitrepo import GitRepo
+from reconciler.session import Session
+from reconciler.statestore import StateStore
+from tests.gitfixtures import (
+    FIXED_NOW,
+    People,
+    SeedRepo,
+    dump,
+    example_file,
+    plan,
+    seed_teams,
+)
+
+QA_PLAN = "plans/2026-11-qa-release.yaml"
+PROD_PLAN = "plans/2026-11-prod-release.yaml"
+ECOMMERCE = {"name": "ecommerce", "version": "1.4.0"}
+PORTAL = {
+    "name": "customer-portal",
+    "version": "0.6",
+    "action": "tag-and-deploy",
+    "from": "0.6-dev.41",
+}
+
+
+def qa_plan(*applications: dict[str, str], notes: str = "") -> str:
+    return plan(
+        "2026-11-qa-release",
+        "quality-assurance",
+        list(applications),
+        source="development",
+        notes=notes,
+    )
+
+
+def prod_plan(*applications: dict[str, str], notes: str = "") -> str:
+    return plan(
+        "2026-11-prod-release",
+        "production",
+        list(applications),
+        source="quality-assurance",
+        notes=notes,
+    )
+
+
+def only_refusal(verdict: LandingVerdict) -> Refusal:
+    assert not verdict.authorised
+    assert len(verdict.refusals) == 1, verdict.refusals
+    return verdict.refusals[0]
+
+
+def teams_with(people: People, change: Any) -> str:
+    data = seed_teams(people)
+    change(data)
+    return dump(data)
+
+
+# -- plans: per entry and per field ---------------------------------------------------
+
+
+def test_two_team_leads_each_add_their_own_application_to_one_plan(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    result = repo.verify()
+    assert [verdict.authorised for verdict in result.judged] == [True, True]
+    assert result.differs == {}
+
+
+def test_a_developer_editing_another_teams_entry_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    changed = {**PORTAL, "version": "0.7", "from": "0.7-dev.1"}
+    bad = repo.commit(people.bob, {QA_PLAN: qa_plan(changed)}, signed=False)
+    result = repo.verify()
+    refusal = only_refusal(result.judged[-1])
+    assert (refusal.commit, refusal.path, refusal.field, refusal.actor) == (
+        bad,
+        QA_PLAN,
+        "app:customer-portal",
+        "bob",
+    )
+    assert refusal.needed == "plan.edit on quality-assurance for customer-portal"
+    assert refusal.reasons == (
+        "customer-portal belongs to team customer-portal, and bob is not a member of it",
+        "bob holds developer in ecommerce",
+    )
+    assert result.differs == {QA_PLAN: ("the customer-portal entry",)}
+
+
+def test_a_refused_entry_is_not_laundered_by_another_users_notes_edit(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    intruder = {"name": "customer-portal", "version": "9.9"}
+    bobs = repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE, intruder)}, signed=False)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, intruder, notes="Looks good")})
+    result = repo.verify()
+    bob_landing, alice_landing = result.judged[-2:]
+    assert only_refusal(bob_landing).commit == bobs
+    refusal = only_refusal(alice_landing)
+    assert (refusal.commit, refusal.actor, refusal.field) == (bobs, "bob", "app:customer-portal")
+    assert result.differs == {QA_PLAN: ("the customer-portal entry",)}
+
+
+def test_retargeting_another_teams_plan_to_production_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    retargeted = plan("2026-11-qa-release", "production", [PORTAL], source="quality-assurance")
+    repo.commit(people.alice, {QA_PLAN: retargeted})
+    verdict = repo.verify().judged[-1]
+    assert not verdict.authorised
+    fields = {refusal.field for refusal in verdict.refusals}
+    assert fields == {"source", "target"}
+    refusal = next(item for item in verdict.refusals if item.field == "target")
+    assert refusal.needed == (
+        "plan.edit on quality-assurance and production for every application in the plan"
+    )
+    assert refusal.reasons == (
+        "customer-portal belongs to team customer-portal, and alice is not a member of it",
+        "alice holds tech-lead in ecommerce",
+    )
+
+
+def test_a_merge_whose_conflict_resolution_changes_another_teams_entry_is_blamed_on_the_merger(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    with repo.branch("ecommerce-1.4.1"):
+        repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, {**PORTAL, "version": "0.6.1"})})
+    resolution = qa_plan({**ECOMMERCE, "version": "1.4.1"}, {**PORTAL, "version": "0.7"})
+    merge = repo.merge(people.olga, "ecommerce-1.4.1", resolve={QA_PLAN: resolution})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.actor, refusal.field) == (merge, "olga", "app:customer-portal")
+    assert refusal.reasons == (
+        "customer-portal belongs to team customer-portal, and olga is not a member of it",
+        "olga holds deployment in operations",
+    )
+
+
+def test_two_leads_pull_requests_appending_to_one_plan_merge_cleanly_when_both_are_kept(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(notes="November release")})
+    with repo.branch("ecommerce"):
+        repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, notes="November release")})
+    with repo.branch("portal"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL, notes="November release")})
+    repo.merge(people.olga, "ecommerce")
+    both = qa_plan(ECOMMERCE, PORTAL, notes="November release")
+    repo.merge(people.olga, "portal", resolve={QA_PLAN: both})
+    result = repo.verify()
+    assert [verdict.authorised for verdict in result.judged] == [True, True, True]
+    assert result.differs == {}
+
+
+def test_a_branch_made_before_its_author_left_the_team_is_refused_when_merged_after(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("bob-bump"):
+        bobs = repo.commit(
+            people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.2"})}, signed=False
+        )
+    without_bob = teams_with(people, lambda data: data["teams"]["ecommerce"]["members"].pop("bob"))
+    repo.commit(people.root, {"teams.yaml": without_bob}, "Bob leaves eCommerce")
+    repo.merge(people.olga, "bob-bump")
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.actor) == (bobs, "bob")
+    assert refusal.reasons == (
+        "ecommerce belongs to team ecommerce, and bob is not a member of it",
+        "bob holds no role",
+    )
+
+
+# -- teams.yaml and the policy -----------------------------------------------------------
+
+
+def grant_bob_deployment(data: dict[str, Any]) -> None:
+    data["teams"]["operations"]["members"]["bob"] = "deployment"
+
+
+def test_a_self_grant_and_a_trigger_in_one_commit_are_both_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    grant = teams_with(people, grant_bob_deployment)
+    commit = repo.commit(
+        people.bob,
+        {"teams.yaml": grant, QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"})},
+        signed=False,
+    )
+    verdict = repo.verify().judged[-1]
+    refusal = only_refusal(verdict)
+    assert (refusal.path, refusal.field, refusal.commit) == (
+        "teams.yaml",
+        "teams/operations/members/bob",
+        commit,
+    )
+    assert refusal.reasons == ("unsigned commit, and this change needs a verified signature",)
+    [version] = [v for v in repo.plan_versions(QA_PLAN) if v["landing"] == commit]
+    assert version["triggered"] is False
+    assert version["reasons"] == [
+        "bob holds developer in ecommerce",
+        "quality-assurance grants plan.deploy to deployment (held by olga)",
+    ]
+    assert "bob" not in repo.effective_policy().teams["operations"].members
+
+
+def test_a_self_grant_and_a_trigger_in_one_pull_request_are_both_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    bobs_key = people.second_key(people.bob, "pr")
+    with repo.branch("bob-ops"):
+
+        def grant(data: dict[str, Any]) -> None:
+            grant_bob_deployment(data)
+            data["users"]["bob"]["keys"] = [bobs_key.public_key]
+
+        repo.commit(bobs_key, {"teams.yaml": teams_with(people, grant)})
+        repo.commit(bobs_key, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"})})
+    merge = repo.merge(bobs_key, "bob-ops")
+    verdict = repo.verify().judged[-1]
+    assert {(refusal.path, refusal.field) for refusal in verdict.refusals} == {
+        ("teams.yaml", "teams/operations/members/bob"),
+        ("teams.yaml", "users/bob"),
+    }
+    for refusal in verdict.refusals:
+        assert refusal.reasons[0].startswith("signed with key SHA256:")
+        assert refusal.reasons[0].endswith(
+            "which teams.yaml does not list, and this change needs a verified signature"
+        )
+    [version] = [v for v in repo.plan_versions(QA_PLAN) if v["landing"] == merge]
+    assert version["triggered"] is False
+    assert version["actor"] == "bob"
+
+
+def test_a_projects_user_may_add_a_member(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    add_bob = teams_with(
+        people, lambda data: data["teams"]["customer-portal"]["members"].update(bob="developer")
+    )
+    repo.commit(people.pm, {"teams.yaml": add_bob}, "Bob helps the portal team")
+    result = repo.verify()
+    assert result.judged[-1].authorised
+    assert repo.effective_policy().teams["customer-portal"].members["bob"] == "developer"
+
+
+def test_a_projects_user_may_not_change_an_environment(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    looser = example_file("environments/production.yaml").replace(
+        "signed_commits: true", "signed_commits: false"
+    )
+    repo.commit(people.pm, {"environments/production.yaml": looser})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.path, refusal.actor, refusal.needed) == (
+        "environments/production.yaml",
+        "pm",
+        "environments.edit",
+    )
+    assert refusal.reasons == (
+        "pm holds infrastructure projects",
+        "environments.edit is held by infrastructure settings (root)",
+    )
+
+
+def test_a_projects_user_may_not_grant_the_deployment_role(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.pm, {"teams.yaml": teams_with(people, grant_bob_deployment)})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.field == "teams/operations/members/bob"
+    assert refusal.reasons == (
+        "pm holds infrastructure projects, which may grant only tech-lead, developer, tester, "
+        "not deployment",
+    )
+
+
+def test_a_projects_user_may_not_grant_itself_a_role(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    self_grant = teams_with(
+        people, lambda data: data["teams"]["ecommerce"]["members"].update(pm="tech-lead")
+    )
+    repo.commit(people.pm, {"teams.yaml": self_grant})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons == (
+        "pm holds infrastructure projects, which never changes its own roles",
+    )
+
+
+def test_an_unsigned_commit_under_the_admins_email_may_not_edit_teams_yaml(
+    tmp_path: Path, people: People
+) -> None:
+    unsigned_everywhere = example_file("environments/production.yaml").replace(
+        "signed_commits: true", "signed_commits: false"
+    )
+    repo = SeedRepo.create(
+        tmp_path, people, extra={"environments/production.yaml": unsigned_everywhere}
+    )
+    repo.commit(
+        people.mallory,
+        {"teams.yaml": teams_with(people, grant_bob_deployment)},
+        signed=False,
+        email="root@example.com",
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.actor == "an unknown actor"
+    assert refusal.reasons == ("unsigned commit, and this change needs a verified signature",)
+
+
+def test_a_grant_never_authorises_the_commit_that_makes_it(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    root_lead = teams_with(
+        people, lambda data: data["teams"]["customer-portal"]["members"].update(root="tech-lead")
+    )
+    repo.commit(
+        people.root,
+        {"teams.yaml": root_lead, PROD_PLAN: prod_plan(PORTAL)},
+        "Root makes itself a lead and proposes production in one go",
+    )
+    verdict = repo.verify().judged[-1]
+    assert {refusal.path for refusal in verdict.refusals} == {PROD_PLAN}
+    entry = next(refusal for refusal in verdict.refusals if refusal.field == "app:customer-portal")
+    assert entry.reasons == (
+        "customer-portal belongs to team customer-portal, and root is not a member of it",
+        "root holds infrastructure settings",
+    )
+    assert repo.effective_policy().teams["customer-portal"].members["root"] == "tech-lead"
+
+
+# -- identity -------------------------------------------------------------------------
+
+
+def test_a_spoofed_committer_email_is_refused_where_signatures_are_required(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(
+        people.mallory, {PROD_PLAN: prod_plan(ECOMMERCE)}, signed=False, email="alice@example.com"
+    )
+    verdict = repo.verify().judged[-1]
+    assert not verdict.authorised
+    assert {refusal.reasons for refusal in verdict.refusals} == {
+        ("unsigned commit, and this change needs a verified signature",)
+    }
+
+
+def test_a_valid_signature_by_a_key_not_in_teams_yaml_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(
+        people.mallory,
+        {"teams.yaml": teams_with(people, grant_bob_deployment)},
+        email="root@example.com",
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons[0].startswith("signed with key SHA256:")
+    assert "which teams.yaml does not list" in refusal.reasons[0]
+
+
+def test_a_commit_signed_with_alices_key_but_bobs_email_counts_as_alices(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)}, email="bob@example.com")
+    result = repo.verify()
+    assert result.judged[-1].authorised
+    assert result.judged[-1].actor == "alice"
+    assert repo.editors(PROD_PLAN) == {"alice"}
+
+
+def test_a_key_removed_from_teams_yaml_no_longer_verifies_even_backdated_commits(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    revoked = teams_with(people, lambda data: data["users"]["alice"].pop("keys"))
+    repo.commit(people.root, {"teams.yaml": revoked}, "Alice's laptop was stolen")
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)}, date="1700000000 +0000")
+    verdict = repo.verify().judged[-1]
+    assert not verdict.authorised
+    assert all("which teams.yaml does not list" in r.reasons[0] for r in verdict.refusals)
+
+
+def test_a_human_commit_writing_deployments_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(
+        people.alice, {"deployments/production.yaml": "environment: production\napplications: {}\n"}
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.needed == "the reconciler service account's signature"
+    assert refusal.reasons[1] == "deployments/ and logs/ are written only by the reconciler"
+
+
+def test_a_human_commit_writing_logs_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.root, {"logs/production/x/x.1.log": "all good\n"})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons[0].startswith("root is not the reconciler service account")
+
+
+def test_the_service_account_may_write_deployments(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.reconciler, {"logs/development/p/p.1.log": "ok\n"})
+    assert repo.verify().judged[-1].authorised
+
+
+def test_the_service_account_editing_a_plan_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.reconciler, {QA_PLAN: qa_plan(ECOMMERCE)})
+    verdict = repo.verify().judged[-1]
+    assert not verdict.authorised
+    assert {refusal.reasons for refusal in verdict.refusals} == {
+        (
+            "reconciler is the reconciler service account, "
+            "which may only write deployments/ and logs/",
+        )
+    }
+
+
+# -- layout ------------------------------------------------------------------------
+
+
+def test_unknown_paths_are_refused_by_default(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.root, {"README.md": "hello\n"})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons == (
+        "README.md is not part of the configuration layout and teams.yaml other_paths does not "
+        "list it",
+    )
+
+
+def test_paths_listed_in_other_paths_may_be_changed_by_a_signed_user(
+    tmp_path: Path, people: People
+) -> None:
+    teams = seed_teams(people)
+    teams["other_paths"] = ["README.md", "docs/*"]
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    repo.commit(people.bob, {"README.md": "hello\n"}, signed=False)
+    repo.commit(people.alice, {"docs/howto.md": "steps\n"})
+    verdicts = repo.verify().judged
+    assert not verdicts[0].authorised
+    assert verdicts[1].authorised
+
+
+def test_a_symlink_in_the_configuration_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    (repo.path / "plans").mkdir()
+    (repo.path / "plans" / "evil.yaml").symlink_to("/etc/passwd")
+    repo.git("add", "plans/evil.yaml")
+    repo.commit(people.alice)
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons == (
+        "the new content is refused: symlinks and submodules are refused in the configuration",
+    )
+
+
+# -- history ----------------------------------------------------------------------
+
+
+def test_verification_is_incremental_and_judges_each_landing_once(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    first = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    assert [verdict.commit for verdict in repo.verify().judged] == [first]
+    second = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    assert [verdict.commit for verdict in repo.verify().judged] == [second]
+    assert repo.verify().judged == ()
+
+
+def test_a_rewritten_history_stops_verification_naming_both_commits(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    verified = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.verify()
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    rewritten = repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "2.0"})})
+    with pytest.raises(HistoryRewrittenError) as caught:
+        repo.verify()
+    assert verified[:12] in caught.value.message
+    assert rewritten[:12] in caught.value.message
+
+
+def test_re_anchoring_after_a_rewrite_needs_a_commit_signed_by_a_settings_user(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.verify()
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    by_alice = repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "2.0"})})
+    with GitRepo(repo.path) as git_repo:
+        store = StateStore(repo.state_dir, "main")
+        session = Session(git_repo, store, "main", FIXED_NOW)
+        with pytest.raises(ReconcilerError) as caught:
+            session.re_anchor(by_alice)
+        assert "alice holds tech-lead in ecommerce" in caught.value.message
+        by_root = repo.commit(people.root, message="Re-anchor after the rewrite")
+        result, _ = session.re_anchor(by_root)
+        store.close()
+    assert result.anchor == by_root
+
+
+def test_a_pull_merge_that_moves_the_last_verified_commit_off_the_chain_is_one_landing(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    base = repo.head()
+    verified = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.verify()
+    with repo.branch("local", start=base):
+        repo.commit(people.diana, {PROD_PLAN: prod_plan(PORTAL)})
+        merge = repo.merge(people.diana, "main")
+    repo.git("checkout", "-q", "main")
+    repo.git("reset", "-q", "--hard", merge)
+    verdict = repo.verify().judged[-1]
+    assert verdict.commit == merge
+    assert verdict.first_parent == verified
+    assert len(verdict.landed) == 2
+
+
+def test_a_landing_over_the_cap_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("big"):
+        for index in range(3):
+            repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": f"1.4.{index}"})})
+    merge = repo.merge(people.olga, "big")
+    with GitRepo(repo.path) as git_repo:
+        store = StateStore(repo.state_dir, "main")
+        result = Authoriser(git_repo, store, now=FIXED_NOW, cap=2).run(merge)
+        store.close()
+    refusal = only_refusal(result.judged[-1])
+    assert refusal.needed == "a landing of at most 2 commits"
+    assert refusal.reasons == ("this landing holds 4 commits",)
+
+
+def test_the_trust_anchor_must_hold_a_valid_configuration(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people, teams={"users": {}})
+    with pytest.raises(ConfigError) as caught:
+        repo.verify()
+    assert "configuration is invalid" in caught.value.message

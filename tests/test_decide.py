@@ -1,0 +1,385 @@
+"""Approvals, triggers and executability: what may run now, and why the rest may not."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.decide import Decision
+from tests.gitfixtures import FIXED_NOW, People, SeedRepo, dump, example_file, plan, seed_teams
+
+QA_PLAN = "plans/2026-11-qa-release.yaml"
+PROD_PLAN = "plans/2026-11-prod-release.yaml"
+ECOMMERCE = {"name": "ecommerce", "version": "1.4.0"}
+PORTAL = {
+    "name": "customer-portal",
+    "version": "0.6",
+    "action": "tag-and-deploy",
+    "from": "0.6-dev.41",
+}
+
+
+def qa_plan(*applications: dict[str, str], notes: str = "", state: str = "ready") -> str:
+    return plan(
+        "2026-11-qa-release",
+        "quality-assurance",
+        list(applications),
+        source="development",
+        notes=notes,
+        state=state,
+    )
+
+
+def prod_plan(*applications: dict[str, str]) -> str:
+    return plan(
+        "2026-11-prod-release", "production", list(applications), source="quality-assurance"
+    )
+
+
+def proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRepo:
+    """The seed story up to a saved QA plan: alice's entry, diana's entry, development ready."""
+    repo = SeedRepo.create(tmp_path, people, **seed)
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release")})
+    return repo
+
+
+def waits(decision: Decision) -> list[str]:
+    return [wait.text for wait in decision.waits]
+
+
+def test_an_approved_and_triggered_plan_is_executable(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "executable"
+    assert decision.approvers == ("ravi",)
+    assert decision.triggered_by == "olga"
+
+
+def test_a_draft_waits_for_state_ready(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert waits(decision) == ["saved as a draft: set state: ready to propose it"]
+
+
+def test_an_approval_followed_by_a_plan_edit_no_longer_counts(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert "1 more approval by tech-lead (may approve: ravi)" in waits(decision)
+
+
+def test_a_plan_editor_approving_their_own_plan_does_not_count(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.alice, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert decision.approvers == ()
+    assert (
+        f"approval in {approval[:12]} by alice does not count: alice edited the plan, and "
+        "editors do not approve their own plans"
+    ) in decision.notes
+
+
+def test_the_same_person_approving_twice_with_two_keys_counts_once(
+    tmp_path: Path, people: People
+) -> None:
+    ravi_laptop = people.second_key(people.ravi, "laptop")
+    teams = seed_teams(people)
+    teams["users"]["ravi"]["keys"].append(ravi_laptop.public_key)
+    teams["teams"]["customer-portal"]["members"]["fiona"] = "tester"
+    production = example_file("environments/production.yaml").replace(
+        "- {role: tech-lead, count: 1}\n    - {role: tester, count: 1}",
+        "- {role: tech-lead, count: 2}",
+    )
+    repo = SeedRepo.create(
+        tmp_path, people, teams=teams, extra={"environments/production.yaml": production}
+    )
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(ravi_laptop, PROD_PLAN)
+    decision = repo.decide()[PROD_PLAN]
+    assert decision.approvers == ("ravi",)
+    assert "1 more approval by tech-lead (may approve: diana)" in waits(decision)
+
+
+def test_two_approvals_required_one_given_waits_naming_the_role(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.fiona, PROD_PLAN)
+    repo.trigger(people.olga, PROD_PLAN)
+    decision = repo.decide()[PROD_PLAN]
+    assert decision.status == "waiting"
+    assert decision.approvers == ("fiona",)
+    assert waits(decision) == ["1 more approval by tech-lead (may approve: diana, ravi)"]
+
+
+def test_an_approval_on_a_branch_that_never_landed_does_not_count(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    with repo.branch("side"):
+        repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert decision.approvers == ()
+
+
+def test_an_approval_older_than_the_ttl_does_not_count(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    repo.decide()  # the reconciler sees both now
+    later = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
+    assert later.status == "waiting"
+    assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
+        later.notes
+    )
+
+
+def test_an_approval_dated_in_the_future_ages_from_when_it_was_first_seen(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    future = int((FIXED_NOW + timedelta(days=30)).timestamp())
+    approval = repo.approve(people.ravi, QA_PLAN, date=f"{future} +0000")
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].status == "executable"
+    later = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
+    assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
+        later.notes
+    )
+
+
+def test_a_trigger_by_someone_without_plan_deploy_waits_naming_who_may(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    attempt = repo.trigger(people.alice, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert waits(decision) == [
+        "a trigger by a plan.deploy holder on quality-assurance (olga): merge it, or run "
+        "`reconciler deploy`"
+    ]
+    assert (
+        f"trigger in {attempt[:12]} by alice does not count: alice holds tech-lead in ecommerce; "
+        "quality-assurance grants plan.deploy to deployment (held by olga)"
+    ) in decision.notes
+
+
+def test_a_refused_self_grant_followed_by_a_trigger_from_the_same_person_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    teams = seed_teams(people)
+    teams["teams"]["operations"]["members"]["bob"] = "deployment"
+    repo.commit(people.bob, {"teams.yaml": dump(teams)}, signed=False)
+    attempt = repo.trigger(people.bob, QA_PLAN, signed=False)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert (
+        f"trigger in {attempt[:12]} by bob does not count: bob holds developer in ecommerce; "
+        "quality-assurance grants plan.deploy to deployment (held by olga)"
+    ) in decision.notes
+
+
+def test_deploy_plan_pasted_into_a_merge_commits_message_is_ignored(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    blob = repo.blob(QA_PLAN)
+    with repo.branch("notes"):
+        repo.commit(people.diana, {"plans/other.yaml": plan("other", "development", [])})
+    repo.merge(people.alice, "notes", f"Merge notes\n\nDeploy-Plan: {QA_PLAN}@{blob}")
+    decisions = repo.decide()
+    assert decisions[QA_PLAN].triggered_by is None
+    assert decisions[QA_PLAN].status == "waiting"
+
+
+def test_a_trailer_with_a_short_blob_id_is_ignored(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.signoff(people.olga, "Deploy-Plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)[:12]}")
+    decision = repo.decide()[QA_PLAN]
+    assert decision.triggered_by is None
+    ignored = repo.store().events(["ignored"])
+    assert ignored[-1]["reason"].startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
+    assert ignored[-1]["reason"].endswith("is not plans/<file>.yaml@<full 40-character blob id>")
+
+
+def test_a_trailer_in_a_commit_that_also_changes_files_is_ignored(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    blob = repo.blob(QA_PLAN)
+    repo.commit(
+        people.ravi,
+        {"plans/other.yaml": plan("other", "development", [])},
+        f"Approve and sneak a file in\n\nApprove-Plan: {QA_PLAN}@{blob}",
+    )
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].approvers == ()
+    assert repo.store().events(["ignored"])[-1]["reason"] == (
+        "the commit also changes files; approvals and triggers are empty commits"
+    )
+
+
+def test_record_trailers_without_the_service_accounts_signature_are_ignored(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    blob = repo.blob(QA_PLAN)
+    repo.commit(
+        people.olga,
+        message=(
+            "Deploy 2026-11-qa-release to quality-assurance: succeeded\n\n"
+            f"Plan: {QA_PLAN}@{blob}\nEnvironment: quality-assurance\nResult: succeeded\n"
+            "Run: 2026-11-qa-release.1"
+        ),
+    )
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].status == "executable"
+    reason = repo.store().events(["ignored"])[-1]["reason"]
+    assert reason.startswith("a record counts only when signed by the reconciler service account")
+
+
+def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
+    blob = repo.blob(path)
+    common = {"Plan": f"{path}@{blob}", "Environment": "quality-assurance", "Run": run}
+    repo.record({**common, "Result": "started", "Reconciler": "test-instance"})
+    repo.record({**common, "Result": result})
+
+
+def test_a_plan_version_that_already_ran_does_not_run_again_even_after_a_revert(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1")
+    original = repo.head()
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    repo.git("revert", "--no-edit", "HEAD", env={"GIT_COMMITTER_EMAIL": "alice@example.com"})
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.blob(QA_PLAN, original) == repo.blob(QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "done"
+    assert decision.reasons == ("run 2026-11-qa-release.1 succeeded",)
+
+
+def test_a_version_not_yet_in_the_promotion_source_waits(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.3.9", "customer-portal": "0.6-dev.41"})
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert waits(decision) == ["ecommerce 1.4.0 must run in development first (it runs 1.3.9)"]
+
+
+def test_a_plan_outside_its_deploy_window_waits_and_says_until_when(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    repo.trigger(people.olga, PROD_PLAN)
+    decision = repo.decide()[PROD_PLAN]  # a Sunday
+    assert decision.status == "waiting"
+    assert waits(decision) == ["a deploy window: deploys may start at 2026-11-23T09:00:00+00:00"]
+    assert decision.waits[0].until is not None
+
+
+def test_an_approver_removed_from_the_team_before_execution_no_longer_counts(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    teams = seed_teams(people)
+    del teams["teams"]["architecture"]
+    repo.commit(people.root, {"teams.yaml": dump(teams)}, "Ravi moves on")
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert (
+        f"approval in {approval[:12]} by ravi does not count: ravi no longer holds plan.approve: "
+        "ravi holds no role; quality-assurance grants plan.approve to tech-lead "
+        "(held by alice, diana)"
+    ) in decision.notes
+
+
+def test_a_retry_of_a_run_that_is_not_interrupted_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="failed")
+    retry = repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "done"
+    assert decision.notes == (
+        f"retry of 2026-11-qa-release.1 in {retry[:12]} does not count: only interrupted runs are "
+        "retried, and 2026-11-qa-release.1 failed",
+    )
+
+
+def test_a_retry_of_an_interrupted_run_by_a_deploy_holder_makes_it_executable(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="interrupted")
+    assert repo.decide()[QA_PLAN].waits[0].what == "retry"
+    repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "executable"
+    assert decision.retry_of == "2026-11-qa-release.1"
+
+
+def test_a_cancelled_plan_is_cancelled(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(
+        people.olga,
+        {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release", state="cancelled")},
+    )
+    assert repo.decide()[QA_PLAN].status == "cancelled"
+
+
+def test_a_plan_with_unauthorised_content_is_refused(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(
+        people.bob, {QA_PLAN: qa_plan(ECOMMERCE, {**PORTAL, "version": "0.9"})}, signed=False
+    )
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "refused"
+    assert decision.reasons[0].startswith(
+        "main's content is not authorised: the customer-portal entry: plans/2026-11-qa-release.yaml"
+    )
