@@ -236,6 +236,7 @@ class Authoriser:
         trust_anchor: str | None = None,
         persist: bool = True,
     ) -> VerifyResult:
+        """Walk to `tip`; with `persist=False` the caller must `discard()` afterwards."""
         position = self.store.position()
         self.store.begin()
         try:
@@ -258,8 +259,8 @@ class Authoriser:
             raise
         if persist:
             self.store.commit()
-        else:
-            self.store.rollback()
+        # Otherwise the walk's writes stay uncommitted, readable by `decide.gather`
+        # on this store until `discard()` rolls them back.
         return VerifyResult(
             anchor=position.anchor,
             tip=tip,
@@ -269,6 +270,10 @@ class Authoriser:
                 for path, detail in self.dirty.items()
             },
         )
+
+    def discard(self) -> None:
+        """Forget what a `run(persist=False)` wrote (a dry run, a commit off the branch)."""
+        self.store.rollback()
 
     def policy(self) -> Policy:
         if self._policy is None:

@@ -10,14 +10,17 @@ sees a GitPython object.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from io import BytesIO
 from pathlib import Path
 from typing import Final, cast
 
 import git
+from gitdb import IStream  # type: ignore[import-untyped]
 
 from reconciler.errors import GitError
 
@@ -187,6 +190,97 @@ class GitRepo:
                 hint="check your git identity and signing setup (gpg.format, user.signingkey)",
             ) from None
 
+    # -- objects and refs, written directly (records) ---------------------------
+
+    def write_object(self, kind: str, data: bytes) -> str:
+        """Store an object in the object database; its id."""
+        stored = self._repo.odb.store(IStream(kind, len(data), BytesIO(data)))
+        return stored.hexsha.decode() if isinstance(stored.hexsha, bytes) else str(stored.hexsha)
+
+    def tree_with(self, base_tree: str, files: Mapping[str, bytes]) -> str:
+        """`base_tree` with `files` written (path -> content), as a new tree id."""
+        grouped: dict[str, dict[str, bytes]] = {}
+        blobs: dict[str, str] = {}
+        for path, content in files.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                grouped.setdefault(head, {})[rest] = content
+            else:
+                blobs[head] = self.write_object("blob", content)
+        entries = self._tree_entries(base_tree)
+        for name, blob in blobs.items():
+            entries[name] = ("100644", blob)
+        for name, nested in grouped.items():
+            mode, oid = entries.get(name, ("40000", ""))
+            if mode != "40000":
+                raise GitError(f"cannot write under {name}: it is not a directory")
+            entries[name] = ("40000", self.tree_with(oid, nested))
+        return self.write_object("tree", _tree_bytes(entries))
+
+    def _tree_entries(self, tree: str) -> dict[str, tuple[str, str]]:
+        if not tree:
+            return {}
+        kind, data = self._object(tree)
+        if kind != b"tree":
+            raise GitError(f"{tree} is not a tree")
+        entries: dict[str, tuple[str, str]] = {}
+        position = 0
+        while position < len(data):
+            space = data.index(b" ", position)
+            nul = data.index(b"\0", space)
+            mode = data[position:space].decode()
+            name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+            entries[name] = (mode, data[nul + 1 : nul + 21].hex())
+            position = nul + 21
+        return entries
+
+    def update_ref(self, branch: str, new: str, expected: str) -> bool:
+        """Move refs/heads/<branch> from `expected` to `new`, atomically; False if it moved."""
+        try:
+            self._repo.git.update_ref(f"refs/heads/{branch}", new, expected)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def push(self, remote: str, commit: str, branch: str) -> bool:
+        """Fast-forward the remote's branch to `commit`; False when rejected (someone pushed)."""
+        try:
+            self._repo.git.push("--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
+        except git.GitCommandError as error:
+            text = f"{error.stdout} {error.stderr}"
+            if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
+                return False
+            raise GitError(f"git push to {remote} failed: {str(error.stderr).strip()}") from None
+        self._repo.git.update_ref(f"refs/remotes/{remote}/{branch}", commit)
+        return True
+
+    def fetch(self, remote: str, branch: str) -> str:
+        """Fetch the remote's branch; its commit id."""
+        try:
+            self._repo.git.fetch(
+                "--quiet",
+                "--no-tags",
+                remote,
+                f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+            )
+        except git.GitCommandError as error:
+            raise GitError(
+                f"git fetch {remote} failed: {str(error.stderr).strip()}",
+                hint="check the remote's URL and your credentials",
+            ) from None
+        return self.resolve(f"refs/remotes/{remote}/{branch}")
+
+    def follow_worktree(self, branch: str, old: str, new: str) -> None:
+        """After moving a checked-out branch's ref, bring the index and files along.
+
+        Best effort: a working tree with conflicting local edits is left alone
+        (the commits are safe in the ref; `git status` will show the difference).
+        """
+        if self._repo.bare or self.head_branch() != branch:
+            return
+        with contextlib.suppress(git.GitCommandError):
+            self._repo.git.read_tree("-m", "-u", old, new)
+
     def work_tree(self) -> Path:
         if self._repo.bare or self._repo.working_tree_dir is None:
             raise GitError(f"{self.path} is a bare repository", hint="run this in a clone")
@@ -274,6 +368,29 @@ class GitRepo:
             mode, _, oid = meta.split(" ")
             files[path] = (mode, oid)
         return files
+
+
+def _tree_sort_key(item: tuple[str, tuple[str, str]]) -> bytes:
+    name, (mode, _) = item
+    # Git orders a directory as if its name ended with "/".
+    return name.encode("utf-8", "surrogateescape") + (b"/" if mode == "40000" else b"")
+
+
+def _tree_bytes(entries: Mapping[str, tuple[str, str]]) -> bytes:
+    return b"".join(
+        mode.encode() + b" " + name.encode("utf-8", "surrogateescape") + b"\0" + bytes.fromhex(oid)
+        for name, (mode, oid) in sorted(entries.items(), key=_tree_sort_key)
+    )
+
+
+def commit_bytes(
+    tree: str, parents: tuple[str, ...], author: str, committer: str, message: str
+) -> bytes:
+    """A raw commit object; `author`/`committer` are 'Name <email> <seconds> <+hhmm>'."""
+    lines = [f"tree {tree}", *(f"parent {parent}" for parent in parents)]
+    lines += [f"author {author}", f"committer {committer}"]
+    text = message if message.endswith("\n") else message + "\n"
+    return ("\n".join(lines) + "\n\n" + text).encode("utf-8")
 
 
 def _chunks(stream: object) -> Iterator[str]:

@@ -58,8 +58,11 @@ class Session:
         authoriser = self.authoriser(progress)
         anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
         result = authoriser.run(target, trust_anchor=anchor, persist=on_branch)
+        policy = authoriser.policy()
+        if not on_branch:
+            authoriser.discard()
         self.walked = authoriser
-        return result, authoriser.policy()
+        return result, policy
 
     def decisions(self) -> tuple[Decision, ...]:
         """Every plan on the branch tip, decided now (after walking to the tip)."""

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS plan_versions (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, commit_id TEXT NOT NULL, kind TEXT NOT NULL,
     detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (run TEXT PRIMARY KEY, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
     PRIMARY KEY (path, actor));
 """
@@ -61,7 +62,10 @@ class StateStore:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             safe_branch = branch.replace("/", "--")
-            self._db = sqlite3.connect(directory / f"{safe_branch}.sqlite3", isolation_level=None)
+            # Worker threads of one reconciler share it, serialised by the reconciler's lock.
+            self._db = sqlite3.connect(
+                directory / f"{safe_branch}.sqlite3", isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -224,6 +228,20 @@ class StateStore:
         rows = self._db.execute("SELECT kind, detail FROM events ORDER BY id")
         wanted = set(kinds) if kinds is not None else None
         return [json.loads(detail) for kind, detail in rows if wanted is None or kind in wanted]
+
+    # -- outbox: finish records not yet published --------------------------------
+
+    def put_outbox(self, run: str, detail: Mapping[str, Any]) -> None:
+        """Keep a finished run's record until it is published: a crash or lost race loses none."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO outbox (run, detail) VALUES (?, ?)", (run, json.dumps(detail))
+        )
+
+    def outbox(self) -> dict[str, dict[str, Any]]:
+        return {run: json.loads(detail) for run, detail in self._db.execute("SELECT * FROM outbox")}
+
+    def clear_outbox(self, run: str) -> None:
+        self._db.execute("DELETE FROM outbox WHERE run = ?", (run,))
 
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
         self._db.executemany(

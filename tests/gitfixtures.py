@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -346,6 +347,59 @@ class ConfigRepo:
         return reconciler(
             *args, "--repo", self.path, "--state-dir", self.state_dir, cwd=self.path, env=env
         )
+
+    def apply(self, *args: str, key: Path | None = None, driver_root: Path | None = None) -> Result:
+        """`reconciler apply` as the service, with the reconciler's key and a driver root."""
+        return self.reconciler(
+            "apply",
+            "--key",
+            str(key or self.people.reconciler.key),
+            "--driver-root",
+            str(driver_root or self.driver_root),
+            "--instance",
+            "test-reconciler",
+            *args,
+        )
+
+    def publish_to_bare_remote(self) -> Path:
+        """A bare repository next to this one, holding main, added as `origin`."""
+        remote = self.path.parent / "remote.git"
+        run_git(self.path.parent, "init", "-q", "--bare", "-b", "main", str(remote))
+        self.git("remote", "add", "origin", str(remote))
+        self.git("push", "-q", "origin", "main")
+        return remote
+
+    def clone(self, remote: Path, name: str) -> ConfigRepo:
+        """Another clone of `remote` (a second person's, or a reconciler's), with its own state."""
+        path = self.path.parent / name
+        run_git(self.path.parent, "clone", "-q", str(remote), str(path))
+        clone = ConfigRepo(path, self.people, self.path.parent / f"{name}-state")
+        clone.clock = self.clock + 3600
+        return clone
+
+    def apply_command(self, *args: str, instance: str = "test-reconciler") -> list[str]:
+        """The argv of `reconciler apply` as the service (for running it in the background)."""
+        return [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "apply",
+            "--repo",
+            str(self.path),
+            "--state-dir",
+            str(self.state_dir),
+            "--key",
+            str(self.people.reconciler.key),
+            "--driver-root",
+            str(self.driver_root),
+            "--instance",
+            instance,
+            *args,
+        ]
+
+    @property
+    def driver_root(self) -> Path:
+        return self.state_dir.parent / "releases"
 
     def store(self) -> StateStore:
         return StateStore(self.state_dir, "main")

@@ -61,6 +61,7 @@ class LazyGroup(click.Group):
         "approve": "reconciler.cli.action_commands:approve",
         "deploy": "reconciler.cli.action_commands:deploy",
         "cancel": "reconciler.cli.action_commands:cancel",
+        "apply": "reconciler.cli.apply_commands:apply",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

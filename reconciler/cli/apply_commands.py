@@ -1,0 +1,146 @@
+"""`reconciler apply`: one reconcile pass."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.output import FORMATS, emit_json
+from reconciler.cli.plan_commands import decision_json
+from reconciler.cli.verify_commands import progress_bar
+from reconciler.clock import utc_now
+from reconciler.reconcile import Options, PassReport, Reconciler
+from reconciler.worktree import find_root
+
+remote_option = click.option(
+    "--remote", metavar="NAME", help="Fetch from and push records to this remote (default: none)."
+)
+key_option = click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECONCILER_KEY",
+    help="The service account's private SSH key that signs records (env RECONCILER_KEY).",
+)
+instance_option = click.option(
+    "--instance",
+    metavar="NAME",
+    help="This reconciler's name in start records (default: host name and state directory).",
+)
+driver_root_option = click.option(
+    "--driver-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RECONCILER_DRIVER_ROOT",
+    help="Where the local driver keeps releases when an environment sets no root "
+    "(default: <state-dir>/releases).",
+)
+
+
+def pass_json(report: PassReport) -> dict[str, Any]:
+    return {
+        "tip": report.tip,
+        "dry_run": report.dry_run,
+        "failed": report.failed,
+        "landings_verified": len(report.landings),
+        "unauthorised_landings": [v.commit for v in report.landings if not v.authorised],
+        "runs": [
+            {
+                "run": run.run,
+                "plan": run.plan.path,
+                "blob": run.plan.blob,
+                "environment": run.environment,
+                "result": run.result,
+                "failed_step": run.failed_step,
+                "retry_of": run.retry_of,
+            }
+            for run in report.runs
+        ],
+        "refused": [str(ref) for ref in report.refused],
+        "interrupted": report.interrupted,
+        "would_run": [decision_json(decision, 1) for decision in report.would_run],
+    }
+
+
+def emit_pass(report: PassReport, output_format: str) -> None:
+    if output_format == "json":
+        emit_json(pass_json(report))
+        return
+    refused = [verdict for verdict in report.landings if not verdict.authorised]
+    click.echo(
+        f"verified {len(report.landings)} new landing(s) up to {report.tip[:12]}"
+        + (f", {len(refused)} unauthorised (see `reconciler verify`)" if refused else "")
+    )
+    for run_id in report.interrupted:
+        click.echo(click.style(f"marked {run_id} interrupted", fg="yellow"))
+    for ref in report.refused:
+        click.echo(click.style(f"refused {ref}", fg="red"))
+    for run in report.runs:
+        colour = "green" if run.result == "succeeded" else "red"
+        failed = f" at step {run.failed_step}" if run.failed_step else ""
+        click.echo(
+            f"{click.style(run.result, fg=colour)} {run.run}: {run.plan.path} -> {run.environment}"
+            f"{failed}"
+        )
+    if report.dry_run:
+        for decision in report.would_run:
+            click.echo(f"would run {decision.path}@{decision.blob[:12]} -> {decision.environment}")
+        if not report.would_run:
+            click.echo("would run nothing")
+    elif not report.runs:
+        click.echo("nothing to run")
+
+
+@click.command()
+@repo_option
+@remote_option
+@branch_option
+@state_dir_option
+@key_option
+@instance_option
+@driver_root_option
+@click.option("--dry-run", is_flag=True, help="Say what would run; change nothing.")
+@format_option(*FORMATS)
+def apply(
+    repo: Path | None,
+    remote: str | None,
+    branch: str | None,
+    state_dir: Path | None,
+    key: Path | None,
+    instance: str | None,
+    driver_root: Path | None,
+    dry_run: bool,
+    output_format: str,
+) -> None:
+    """One reconcile pass: fetch, verify, run what is executable, record, push.
+
+    Per environment one run at a time, applications in plan order, stop at
+    the first failure; a plan version runs at most once. Exit 0, or 1 when a
+    run failed or a plan version was refused.
+    """
+    options = Options(
+        branch=branch,
+        remote=remote,
+        state_dir=state_dir,
+        key=key,
+        instance=instance,
+        driver_root=driver_root,
+        dry_run=dry_run,
+    )
+    with (
+        reported(),
+        progress_bar("verifying history") as progress,
+        Reconciler(
+            find_root(repo or Path.cwd()),
+            options,
+            clock=utc_now,
+            sleep=time.sleep,
+            progress=progress,
+        ) as reconciler,
+    ):
+        report = reconciler.pass_once()
+        emit_pass(report, output_format)
+    raise SystemExit(EXIT_FAILED if report.failed else EXIT_OK)

@@ -1,0 +1,219 @@
+"""Deploy drivers: one application version into one environment.
+
+Called by `execute`. A driver implements the small `Driver` protocol:
+`deploy(step) -> Outcome` and `current(application, environment)`. Built in:
+
+- `local` (the embedded default): releases in `<root>/<env>/<app>/releases/
+  <version>` and an atomic `current` symlink switch; no server needed.
+  `tag-and-deploy` creates the release from the source environment's `from`
+  release; a plain deploy copies the source environment's release (or, in the
+  first environment, creates it).
+- `command`: an argv list from the environment file; the step reaches it as
+  `RECONCILER_*` environment variables, never through a shell. Exit 0 is
+  success, 75 (EX_TEMPFAIL) and timeouts are transient, anything else is
+  permanent.
+
+Third-party drivers register a factory in the `reconciler.drivers`
+entry-point group: `factory(spec: DriverSpec, root: Path) -> Driver`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, Protocol
+
+from reconciler import process
+from reconciler.errors import ConfigError
+from reconciler.model import DriverSpec
+
+ENTRY_POINT_GROUP: Final = "reconciler.drivers"
+EX_TEMPFAIL: Final = 75
+# What a command driver inherits from the reconciler's environment; nothing else leaks.
+_PASSED_THROUGH: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One application version to deploy, and where it comes from."""
+
+    application: str
+    version: str
+    environment: str
+    plan: str
+    run: str
+    action: Literal["deploy", "tag-and-deploy"]
+    from_version: str | None
+    source: str | None  # the environment it is promoted from
+
+    def variables(self) -> dict[str, str]:
+        return {
+            "RECONCILER_APP": self.application,
+            "RECONCILER_VERSION": self.version,
+            "RECONCILER_ENVIRONMENT": self.environment,
+            "RECONCILER_PLAN": self.plan,
+            "RECONCILER_RUN": self.run,
+            "RECONCILER_ACTION": self.action,
+            "RECONCILER_FROM_VERSION": self.from_version or "",
+            "RECONCILER_SOURCE_ENVIRONMENT": self.source or "",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    transient: bool  # worth retrying
+    lines: tuple[str, ...]
+    summary: str
+
+    @classmethod
+    def success(cls, summary: str, lines: tuple[str, ...] = ()) -> Outcome:
+        return cls(True, False, lines, summary)
+
+    @classmethod
+    def failure(
+        cls, summary: str, lines: tuple[str, ...] = (), *, transient: bool = False
+    ) -> Outcome:
+        return cls(False, transient, lines, summary)
+
+
+class Driver(Protocol):
+    def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome: ...
+
+    def current(self, application: str, environment: str) -> str | None: ...
+
+
+class LocalDriver:
+    """Releases in a directory tree, switched atomically with a `current` symlink."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _app_dir(self, environment: str, application: str) -> Path:
+        return self.root / environment / application
+
+    def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
+        target = self._app_dir(step.environment, step.application)
+        release = target / "releases" / step.version
+        lines: list[str] = []
+
+        def say(line: str) -> None:
+            lines.append(line)
+            on_line(line)
+
+        try:
+            if not release.exists():
+                origin = self._origin(step)
+                if origin is None and step.source is not None:
+                    wanted = step.from_version if step.action == "tag-and-deploy" else step.version
+                    return Outcome.failure(
+                        f"release {step.application} {wanted} not found in {step.source}",
+                        tuple(lines),
+                    )
+                self._create(release, origin, step)
+                say(f"created release {release}" + (f" from {origin}" if origin else ""))
+            self._switch(target / "current", Path("releases") / step.version)
+            say(f"current -> releases/{step.version}")
+        except OSError as error:
+            return Outcome.failure(f"local driver: {error}", tuple(lines), transient=True)
+        return Outcome.success(f"{step.application} {step.version} is current", tuple(lines))
+
+    def _origin(self, step: Step) -> Path | None:
+        if step.source is None:
+            return None
+        version = step.from_version if step.action == "tag-and-deploy" else step.version
+        candidate = self._app_dir(step.source, step.application) / "releases" / (version or "")
+        return candidate if candidate.is_dir() else None
+
+    def _create(self, release: Path, origin: Path | None, step: Step) -> None:
+        release.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.parent))
+        try:
+            if origin is not None:
+                shutil.copytree(origin, staging, dirs_exist_ok=True)
+            (staging / "VERSION").write_text(f"{step.application} {step.version}\n")
+            os.rename(staging, release)  # a release appears whole or not at all
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _switch(self, link: Path, destination: Path) -> None:
+        temporary = link.with_name(f".current-{os.getpid()}")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(destination)
+        os.replace(temporary, link)  # atomic: readers see the old or the new release
+
+    def current(self, application: str, environment: str) -> str | None:
+        link = self._app_dir(environment, application) / "current"
+        if not link.is_symlink():
+            return None
+        return Path(os.readlink(link)).name
+
+
+class CommandDriver:
+    """Runs an argv list per step; the step arrives as RECONCILER_* variables."""
+
+    def __init__(self, argv: tuple[str, ...], timeout: int) -> None:
+        self.argv = argv
+        self.timeout = timeout
+
+    def _environment(self, variables: Mapping[str, str]) -> dict[str, str]:
+        inherited = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+        return {**inherited, **variables}
+
+    def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
+        completed = process.run(
+            self.argv,
+            env=self._environment({**step.variables(), "RECONCILER_OPERATION": "deploy"}),
+            timeout=self.timeout,
+            on_line=on_line,
+        )
+        if completed.timed_out:
+            return Outcome.failure(
+                f"{self.argv[0]} timed out after {self.timeout} s", completed.output, transient=True
+            )
+        if completed.exit_code == 0:
+            return Outcome.success(f"{self.argv[0]} exited 0", completed.output)
+        return Outcome.failure(
+            f"{self.argv[0]} exited {completed.exit_code}",
+            completed.output,
+            transient=completed.exit_code == EX_TEMPFAIL,
+        )
+
+    def current(self, application: str, environment: str) -> str | None:
+        completed = process.run(
+            self.argv,
+            env=self._environment(
+                {
+                    "RECONCILER_OPERATION": "current",
+                    "RECONCILER_APP": application,
+                    "RECONCILER_ENVIRONMENT": environment,
+                }
+            ),
+            timeout=min(self.timeout, 60),
+        )
+        if not completed.ok or not completed.output:
+            return None
+        return completed.output[-1].strip() or None
+
+
+def load_driver(spec: DriverSpec, default_root: Path) -> Driver:
+    """The driver an environment file names."""
+    if spec.type == "local":
+        return LocalDriver(Path(spec.root).expanduser() if spec.root else default_root)
+    if spec.type == "command":
+        return CommandDriver(spec.argv, spec.timeout)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == spec.type:
+            factory = entry.load()
+            driver: Driver = factory(spec, default_root)
+            return driver
+    raise ConfigError(
+        f"driver '{spec.type}' is not installed",
+        hint=f"install the package that registers it in the '{ENTRY_POINT_GROUP}' group",
+    )

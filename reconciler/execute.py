@@ -1,0 +1,104 @@
+"""Stage 5, execute: one plan version's applications through the environment's driver.
+
+Called by `reconcile` once the run's start record is published (the lock).
+Applications run in plan order and the run stops at the first failure.
+Transient failures are retried with backoff as many times as the
+environment's driver allows. Every driver line lands in the run's log with a
+timestamp; the clock and the sleep are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from reconciler.drivers import Driver, Outcome, Step
+from reconciler.model import Environment, Plan
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    position: int  # 1-based, in plan order
+    step: Step
+    outcome: Outcome
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    result: Literal["succeeded", "failed", "interrupted"]
+    steps: tuple[StepResult, ...]
+    log: tuple[str, ...]
+
+    @property
+    def failed_step(self) -> StepResult | None:
+        return next((result for result in self.steps if not result.outcome.ok), None)
+
+    @property
+    def deployed(self) -> tuple[Step, ...]:
+        return tuple(result.step for result in self.steps if result.outcome.ok)
+
+
+def steps_for(plan: Plan, environment: Environment, run: str) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            application=entry.name,
+            version=entry.version,
+            environment=environment.name,
+            plan=plan.name,
+            run=run,
+            action=entry.action,
+            from_version=entry.from_version,
+            source=environment.promotes_from,
+        )
+        for entry in plan.applications
+    )
+
+
+def execute(
+    steps: tuple[Step, ...],
+    driver: Driver,
+    *,
+    retries: int,
+    clock: Clock,
+    sleep: Callable[[float], None],
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> Execution:
+    log: list[str] = []
+
+    def note(line: str) -> None:
+        log.append(f"{clock().strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z {line}")
+
+    results: list[StepResult] = []
+    for position, step in enumerate(steps, start=1):
+        if stop_requested():
+            note(
+                f"stopped before step {position} ({step.application} {step.version}): shutting down"
+            )
+            return Execution("interrupted", tuple(results), tuple(log))
+        label = f"[{position}/{len(steps)} {step.application} {step.version}]"
+
+        def driver_line(line: str, label: str = label) -> None:
+            note(f"{label} {line}")
+
+        attempt = 0
+        while True:
+            attempt += 1
+            note(f"{label} deploying to {step.environment} (attempt {attempt})")
+            outcome = driver.deploy(step, driver_line)
+            note(f"{label} {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}")
+            if outcome.ok or not outcome.transient or attempt > retries or stop_requested():
+                break
+            delay = min(2 ** (attempt - 1), 60)
+            note(f"{label} transient failure; retrying in {delay} s")
+            sleep(delay)
+        results.append(StepResult(position, step, outcome, attempt))
+        if not outcome.ok:
+            note(f"run stopped at step {position}: {step.application} {step.version} failed")
+            return Execution("failed", tuple(results), tuple(log))
+    note("run succeeded")
+    return Execution("succeeded", tuple(results), tuple(log))

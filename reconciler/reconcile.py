@@ -1,0 +1,447 @@
+"""One reconcile pass: fetch, verify, decide, execute, record, publish (`reconciler apply`).
+
+Called by `reconciler apply` (one pass) and by the watcher (a pass per
+change). The order of a pass:
+
+1. publish finish records left in the outbox by an earlier pass;
+2. fetch (with a remote) and verify the new landings;
+3. decide; mark runs that were started and never finished `interrupted`
+   (by their own instance once it is not running them any more, or by anyone
+   once their lease has passed) and record new refusals, in one publish;
+4. per environment without a run in progress, publish a start record for the
+   first executable plan: the publish is the lock, so two reconcilers never
+   start the same run; a lost race means fetch, re-verify, re-decide;
+5. run the drivers, environments in parallel, and publish each finish record
+   (rebuilt on the new tip when a human pushed meanwhile);
+6. repeat from 2 until nothing more may run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.authorise import Authoriser, LandingVerdict, Progress
+from reconciler.decide import Decision, History, Run, decide, executable, gather
+from reconciler.drivers import Driver, load_driver
+from reconciler.errors import ConfigError, TemporaryError
+from reconciler.events import PlanRef, Record
+from reconciler.execute import Execution, execute, steps_for
+from reconciler.gitrepo import GitRepo
+from reconciler.loader import load
+from reconciler.model import Environment, Policy
+from reconciler.record import (
+    Publisher,
+    RecordWriter,
+    deployments_bytes,
+    deployments_file,
+    finish_message,
+    interrupted_message,
+    log_bytes,
+    log_path,
+    refusal_message,
+    start_message,
+)
+from reconciler.signing import SigningKey
+from reconciler.statestore import StateStore
+
+Clock = Callable[[], datetime]
+LEASE_MARGIN = timedelta(minutes=2)
+PUBLISH_ATTEMPTS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    branch: str | None = None
+    remote: str | None = None
+    state_dir: Path | None = None
+    key: Path | None = None
+    instance: str | None = None
+    driver_root: Path | None = None
+    dry_run: bool = False
+    max_rounds: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    run: str
+    plan: PlanRef
+    environment: str
+    result: str
+    failed_step: str | None
+    retry_of: str | None
+
+
+@dataclass(slots=True)
+class PassReport:
+    tip: str = ""
+    decisions: tuple[Decision, ...] = ()
+    landings: list[LandingVerdict] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+    refused: list[PlanRef] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    would_run: tuple[Decision, ...] = ()
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.refused) or any(run.result == "failed" for run in self.runs)
+
+
+def default_instance(state_dir: Path) -> str:
+    """Stable across restarts (so a restarted reconciler recognises its own runs)."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+class Reconciler:
+    """A configuration repository, the reconciler's state, key and drivers, for many passes."""
+
+    def __init__(
+        self,
+        repo_dir: Path,
+        options: Options,
+        *,
+        clock: Clock,
+        sleep: Callable[[float], None],
+        stop_requested: Callable[[], bool] = lambda: False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.stop_requested = stop_requested
+        self.progress = progress
+        self.repo = GitRepo(repo_dir)
+        self.branch = options.branch or self._default_branch()
+        followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
+        self.state_dir = options.state_dir or self.repo.git_dir / "reconciler"
+        self.store = StateStore(self.state_dir, followed)
+        self.publisher = Publisher(self.repo, self.branch, options.remote)
+        self.instance = options.instance or default_instance(self.state_dir)
+        self.key = SigningKey.load(options.key) if options.key else None
+        if self.key is None and not options.dry_run:
+            self.close()
+            raise ConfigError(
+                "the reconciler needs its service account's private key to sign records",
+                hint="pass --key FILE (or set RECONCILER_KEY); --dry-run needs none",
+            )
+        self.in_flight: set[str] = set()
+        self._git_lock = threading.Lock()
+
+    def _default_branch(self) -> str:
+        if self.options.remote is not None or self.repo.try_resolve("refs/heads/main"):
+            return "main"
+        return self.repo.head_branch() or "main"
+
+    def close(self) -> None:
+        self.store.close()
+        self.repo.close()
+
+    def __enter__(self) -> Reconciler:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- the pass ---------------------------------------------------------------
+
+    def pass_once(self) -> PassReport:
+        report = PassReport(dry_run=self.options.dry_run)
+        if not self.options.dry_run:
+            self._flush_outbox()
+        for _ in range(self.options.max_rounds):
+            tip, history, decisions = self._observe(report)
+            if self.options.dry_run:
+                report.would_run = tuple(queue[0] for queue in executable(decisions).values())
+                return report
+            writer = self._writer(history.policy)
+            if self._bookkeeping(writer, tip, history, decisions, report):
+                continue
+            if self.stop_requested():
+                return report
+            chosen = self._choose(history, decisions)
+            if not chosen:
+                return report
+            started = self._start(writer, tip, history, chosen)
+            if started is None:
+                continue  # lost the race: someone else published first
+            self._run_all(writer, history.policy, started, report)
+        raise TemporaryError(
+            "the pass did not settle", hint="check for a reconciler racing in a loop"
+        )
+
+    def _observe(self, report: PassReport) -> tuple[str, History, tuple[Decision, ...]]:
+        tip = self.publisher.tip()
+        now = self.clock()
+        authoriser = Authoriser(self.repo, self.store, now=now, progress=self.progress)
+        result = authoriser.run(tip, persist=not self.options.dry_run)
+        try:
+            report.landings.extend(result.judged)
+            history = gather(authoriser, tip)
+            decisions = decide(history, now)
+        finally:
+            if self.options.dry_run:
+                authoriser.discard()
+        report.tip, report.decisions = tip, decisions
+        return tip, history, decisions
+
+    def _writer(self, policy: Policy) -> RecordWriter:
+        assert self.key is not None
+        fingerprint = self.key.public.fingerprint
+        owner = policy.key_owner.get(fingerprint)
+        if owner is None or owner not in policy.service_accounts:
+            raise ConfigError(
+                f"the reconciler's key {fingerprint} is not a service account's key in teams.yaml; "
+                "the reconciler refuses to start",
+                hint="add its public key under service_accounts in teams.yaml (a signed change "
+                "by a settings user), or pass the right --key",
+            )
+        account = policy.service_accounts[owner]
+        email = account.emails[0] if account.emails else f"{owner}@reconciler.invalid"
+        return RecordWriter(self.repo, self.key, account.name or owner, email, self.clock)
+
+    # -- bookkeeping: interrupted runs and refusals -------------------------------
+
+    def _bookkeeping(
+        self,
+        writer: RecordWriter,
+        tip: str,
+        history: History,
+        decisions: tuple[Decision, ...],
+        report: PassReport,
+    ) -> bool:
+        """Record interrupted runs and new refusals; True when something was published."""
+        now = self.clock()
+        pending = set(self.store.outbox())
+        records: list[tuple[str, None]] = []
+        interrupted: list[str] = []
+        for run in history.runs:
+            if run.result != "started" or run.id in self.in_flight or run.id in pending:
+                continue
+            why = self._why_interrupted(run, now)
+            if why is not None:
+                records.append((interrupted_message(run, why, self.instance), None))
+                interrupted.append(run.id)
+        already = _refused_before(self.store)
+        refused = [
+            decision
+            for decision in decisions
+            if decision.status == "refused" and decision.ref not in already
+        ]
+        if refused:
+            records.append((refusal_message(refused, self.instance), None))
+        if not records:
+            return False
+        with self._git_lock:
+            commit = writer.chain(tip, records)
+            if not self.publisher.publish(commit, tip):
+                return True  # lost a race; the next round sees the new tip
+        report.interrupted.extend(interrupted)
+        report.refused.extend(decision.ref for decision in refused)
+        return True
+
+    def _why_interrupted(self, run: Run, now: datetime) -> str | None:
+        if run.instance == self.instance:
+            return (
+                f"run {run.id} was started by this reconciler ({self.instance}), which is not "
+                "running it any more (it stopped or restarted before recording the end)"
+            )
+        if run.lease_until is not None and now > run.lease_until:
+            return (
+                f"run {run.id} was started by {run.instance}, whose lease passed at "
+                f"{run.lease_until.isoformat()} without a finish record"
+            )
+        return None
+
+    # -- starting runs ------------------------------------------------------------
+
+    def _choose(self, history: History, decisions: tuple[Decision, ...]) -> list[Decision]:
+        busy = {run.environment for run in history.runs if run.result == "started"}
+        return [
+            queue[0]
+            for environment, queue in executable(decisions).items()
+            if environment not in busy
+        ]
+
+    def _start(
+        self, writer: RecordWriter, tip: str, history: History, chosen: list[Decision]
+    ) -> list[tuple[Decision, str, Environment]] | None:
+        now = self.clock()
+        taken = [run.id for run in history.runs]
+        started: list[tuple[Decision, str, Environment]] = []
+        records: list[tuple[str, None]] = []
+        for decision in chosen:
+            assert decision.plan is not None
+            environment = history.policy.environments[decision.plan.target]
+            run_id = _next_run_id(decision.plan.name, taken)
+            taken.append(run_id)
+            lease = now + _lease(environment, len(decision.plan.applications))
+            records.append((start_message(decision, run_id, self.instance, lease), None))
+            started.append((decision, run_id, environment))
+        with self._git_lock:
+            commit = writer.chain(tip, records)
+            if not self.publisher.publish(commit, tip):
+                return None
+        self.in_flight.update(run_id for _, run_id, _ in started)
+        return started
+
+    # -- running and finishing ------------------------------------------------------
+
+    def _run_all(
+        self,
+        writer: RecordWriter,
+        policy: Policy,
+        started: list[tuple[Decision, str, Environment]],
+        report: PassReport,
+    ) -> None:
+        def one(item: tuple[Decision, str, Environment]) -> RunReport:
+            decision, run_id, environment = item
+            try:
+                execution = self._execute(decision, run_id, environment)
+                self._finish(writer, decision, run_id, execution)
+            finally:
+                self.in_flight.discard(run_id)
+            failed = execution.failed_step
+            return RunReport(
+                run=run_id,
+                plan=decision.ref,
+                environment=environment.name,
+                result=execution.result,
+                failed_step=(
+                    f"{failed.position} {failed.step.application} {failed.step.version}"
+                    if failed
+                    else None
+                ),
+                retry_of=decision.retry_of,
+            )
+
+        with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
+            report.runs.extend(pool.map(one, started))
+
+    def _execute(self, decision: Decision, run_id: str, environment: Environment) -> Execution:
+        assert decision.plan is not None
+        driver = self._driver(environment)
+        return execute(
+            steps_for(decision.plan, environment, run_id),
+            driver,
+            retries=environment.driver.retries,
+            clock=self.clock,
+            sleep=self.sleep,
+            stop_requested=self.stop_requested,
+        )
+
+    def _driver(self, environment: Environment) -> Driver:
+        root = self.options.driver_root or self.state_dir / "releases"
+        return load_driver(environment.driver, root)
+
+    def _finish(
+        self, writer: RecordWriter, decision: Decision, run_id: str, execution: Execution
+    ) -> None:
+        assert decision.plan is not None
+        detail = {
+            "message": finish_message(decision, run_id, execution),
+            "environment": decision.plan.target,
+            "plan": decision.plan.name,
+            "log_path": log_path(decision.plan.target, decision.plan.name, run_id),
+            "log": log_bytes(decision, run_id, execution).decode(),
+            "deployed": [[step.application, step.version] for step in execution.deployed],
+            "when": self.clock().isoformat(),
+        }
+        with self._git_lock:
+            self.store.put_outbox(run_id, detail)
+            self._publish_finish(writer, run_id, detail)
+
+    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> None:
+        """Build the finish record on the current tip and publish it, rebuilding on lost races."""
+        for attempt in range(PUBLISH_ATTEMPTS):
+            tip = self.publisher.tip()
+            environment = detail["environment"]
+            previous = self._deployments_at(tip, environment)
+            files = {
+                detail["log_path"]: detail["log"].encode(),
+                deployments_file(environment): deployments_bytes(
+                    environment,
+                    previous,
+                    [(app, version) for app, version in detail["deployed"]],
+                    detail["plan"],
+                    run_id,
+                    datetime.fromisoformat(detail["when"]),
+                ),
+            }
+            commit = writer.commit(tip, detail["message"], files)
+            if self.publisher.publish(commit, tip):
+                self.store.clear_outbox(run_id)
+                return
+            self.sleep(min(0.05 * 2**attempt, 2.0))
+        raise TemporaryError(
+            f"could not publish the finish record of {run_id} after {PUBLISH_ATTEMPTS} attempts",
+            hint="it is kept in the state directory and published by the next pass",
+        )
+
+    def _deployments_at(self, tip: str, environment: str) -> dict[str, Any] | None:
+        blob = self.repo.blob_at(tip, deployments_file(environment))
+        if blob is None:
+            return None
+        try:
+            data = load(self.repo.read_blob(blob), deployments_file(environment)).data
+        except ConfigError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _flush_outbox(self) -> None:
+        pending = self.store.outbox()
+        if not pending:
+            return
+        tip = self.publisher.tip()
+        authoriser = Authoriser(self.repo, self.store, now=self.clock())
+        authoriser.run(tip)
+        writer = self._writer(authoriser.policy())
+        with self._git_lock:
+            for run_id, detail in pending.items():
+                self._publish_finish(writer, run_id, detail)
+
+
+def _refused_before(store: StateStore) -> set[PlanRef]:
+    refused: set[PlanRef] = set()
+    for item in store.events(["record"]):
+        record = Record.from_json(item)
+        refused.update(record.refused)
+    return refused
+
+
+def _next_run_id(plan: str, taken: list[str]) -> str:
+    numbers = [
+        int(run.rsplit(".", 1)[1])
+        for run in taken
+        if run.rsplit(".", 1)[0] == plan and run.rsplit(".", 1)[1].isdigit()
+    ]
+    return f"{plan}.{max(numbers, default=0) + 1}"
+
+
+def _lease(environment: Environment, steps: int) -> timedelta:
+    driver = environment.driver
+    attempts = driver.retries + 1
+    backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
+    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
+
+
+@contextmanager
+def reconciler_for(
+    repo_dir: Path,
+    options: Options,
+    *,
+    clock: Clock,
+    sleep: Callable[[float], None],
+    progress: Progress | None = None,
+) -> Iterator[Reconciler]:
+    with Reconciler(repo_dir, options, clock=clock, sleep=sleep, progress=progress) as reconciler:
+        yield reconciler

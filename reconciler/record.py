@@ -1,0 +1,206 @@
+"""Stage 6, record: the reconciler's own commits, signed, published by compare-and-swap.
+
+Called by `reconcile`. Every record is a commit by the service account,
+signed in-process with its key (`signing`), whose trailers `events` reads
+back:
+
+- a *start* record (`Result: started`, the instance, a lease deadline)
+  before the first driver call: publishing it is the lock;
+- a *finish* record with the run's log and the new `deployments/<env>.yaml`;
+- an *interrupted* record for a run that was started and never finished;
+- one *refusal* record per pass naming every newly refused plan version.
+
+Publishing moves the branch only if it still points where we built on: a
+`git push` that the remote rejects unless it fast-forwards, or a local
+`update-ref` with the old value. A lost race is not an error: the caller
+fetches, re-verifies and re-decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from reconciler.decide import Decision, Run
+from reconciler.events import PlanRef
+from reconciler.execute import Execution
+from reconciler.gitrepo import GitRepo, commit_bytes
+from reconciler.layout import deployment_path
+from reconciler.signing import SigningKey, signed_commit
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    """Where records go: a remote's branch (pushed) or the local branch (update-ref)."""
+
+    repo: GitRepo
+    branch: str
+    remote: str | None
+
+    def tip(self) -> str:
+        if self.remote is not None:
+            return self.repo.fetch(self.remote, self.branch)
+        return self.repo.resolve(f"refs/heads/{self.branch}")
+
+    def publish(self, commit: str, expected: str) -> bool:
+        if self.remote is not None:
+            return self.repo.push(self.remote, commit, self.branch)
+        if not self.repo.update_ref(self.branch, commit, expected):
+            return False
+        self.repo.follow_worktree(self.branch, expected, commit)
+        return True
+
+
+class RecordWriter:
+    """Makes signed record commits on top of a given parent."""
+
+    def __init__(self, repo: GitRepo, key: SigningKey, name: str, email: str, clock: Clock) -> None:
+        self.repo = repo
+        self.key = key
+        self.name = name
+        self.email = email
+        self.clock = clock
+
+    def commit(self, parent: str, message: str, files: Mapping[str, bytes] | None = None) -> str:
+        base_tree = self.repo.commit(parent).tree
+        tree = self.repo.tree_with(base_tree, files) if files else base_tree
+        identity = f"{self.name} <{self.email}> {int(self.clock().timestamp())} +0000"
+        payload = commit_bytes(tree, (parent,), identity, identity, message)
+        return self.repo.write_object("commit", signed_commit(payload, self.key))
+
+    def chain(self, parent: str, records: Sequence[tuple[str, Mapping[str, bytes] | None]]) -> str:
+        """Several records, each on the previous one; the last one's id."""
+        tip = parent
+        for message, files in records:
+            tip = self.commit(tip, message, files)
+        return tip
+
+
+def _trailers(pairs: Sequence[tuple[str, str | None]]) -> str:
+    return "\n".join(f"{key}: {value}" for key, value in pairs if value)
+
+
+def _stem(ref: PlanRef) -> str:
+    return ref.path.rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
+def start_message(decision: Decision, run: str, instance: str, lease_until: datetime) -> str:
+    environment = decision.environment or ""
+    trailers = _trailers(
+        [
+            ("Plan", str(decision.ref)),
+            ("Environment", environment),
+            ("Triggered-By", decision.triggered_by),
+            ("Approved-By", ", ".join(decision.approvers)),
+            ("Result", "started"),
+            ("Run", run),
+            ("Retry-Of", decision.retry_of),
+            ("Reconciler", instance),
+            ("Lease-Until", lease_until.isoformat()),
+        ]
+    )
+    return f"Start {_stem(decision.ref)} in {environment}: run {run}\n\n{trailers}\n"
+
+
+def finish_message(decision: Decision, run: str, execution: Execution) -> str:
+    environment = decision.environment or ""
+    failed = execution.failed_step
+    summary = "\n".join(
+        f"{result.position}. {result.step.application} {result.step.version}: "
+        f"{'ok' if result.outcome.ok else 'FAILED'} ({result.outcome.summary})"
+        for result in execution.steps
+    )
+    trailers = _trailers(
+        [
+            ("Plan", str(decision.ref)),
+            ("Environment", environment),
+            ("Triggered-By", decision.triggered_by),
+            ("Approved-By", ", ".join(decision.approvers)),
+            ("Result", execution.result),
+            ("Run", run),
+            (
+                "Failed-Step",
+                f"{failed.position} {failed.step.application} {failed.step.version}"
+                if failed
+                else None,
+            ),
+        ]
+    )
+    return (
+        f"Deploy {_stem(decision.ref)} to {environment}: {execution.result}\n\n"
+        f"{summary or 'no applications'}\n\n{trailers}\n"
+    )
+
+
+def interrupted_message(run: Run, why: str, instance: str) -> str:
+    trailers = _trailers(
+        [
+            ("Plan", str(run.plan)),
+            ("Environment", run.environment),
+            ("Result", "interrupted"),
+            ("Run", run.id),
+            ("Reconciler", instance),
+        ]
+    )
+    return f"Mark run {run.id} interrupted\n\n{why}\n\n{trailers}\n"
+
+
+def refusal_message(refused: Sequence[Decision], instance: str) -> str:
+    body = "\n".join(f"{decision.ref}: {'; '.join(decision.reasons)}" for decision in refused)
+    trailers = "\n".join(
+        [
+            "Result: refused",
+            *(f"Refused-Plan: {decision.ref}" for decision in refused),
+            f"Reconciler: {instance}",
+        ]
+    )
+    count = len(refused)
+    return f"Refuse {count} plan version{'s' * (count != 1)}\n\n{body}\n\n{trailers}\n"
+
+
+def log_path(environment: str, plan: str, run: str) -> str:
+    return f"logs/{environment}/{plan}/{run}.log"
+
+
+def log_bytes(decision: Decision, run: str, execution: Execution) -> bytes:
+    header = [
+        f"run {run}",
+        f"plan {decision.ref}",
+        f"environment {decision.environment}",
+        f"triggered by {decision.triggered_by}",
+        f"approved by {', '.join(decision.approvers) or 'nobody'}",
+    ]
+    return ("\n".join([*header, "", *execution.log, f"result {execution.result}"]) + "\n").encode()
+
+
+def deployments_bytes(
+    environment: str,
+    previous: Mapping[str, Any] | None,
+    deployed: Sequence[tuple[str, str]],
+    plan: str,
+    run: str,
+    when: datetime,
+) -> bytes:
+    """The new deployments/<env>.yaml: what runs there now, after this run's successful steps."""
+    applications = dict((previous or {}).get("applications") or {})
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for application, version in deployed:
+        applications[application] = {
+            "version": version,
+            "plan": plan,
+            "run": run,
+            "deployed_at": stamp,
+        }
+    data = {"environment": environment, "applications": dict(sorted(applications.items()))}
+    header = "# Written by the reconciler; do not edit. What runs in this environment now.\n"
+    return (header + yaml.safe_dump(data, sort_keys=False)).encode()
+
+
+def deployments_file(environment: str) -> str:
+    return deployment_path(environment)

@@ -1,0 +1,328 @@
+"""`reconciler apply`: verified, approved, triggered plans run through drivers and are recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.gitfixtures import People, SeedRepo, example_file, plan, run_git
+from tests.test_decide import ECOMMERCE, PORTAL, QA_PLAN, qa_plan
+
+DEV_PLAN = "plans/2026-11-dev-build.yaml"
+
+
+def dev_plan(*applications: dict[str, str]) -> str:
+    return plan("2026-11-dev-build", "development", list(applications))
+
+
+def trailers(repo: SeedRepo, rev: str) -> dict[str, str]:
+    text = repo.git("log", "-1", "--format=%(trailers:only,unfold)", rev)
+    return dict(line.split(": ", 1) for line in text.splitlines() if line)
+
+
+def test_the_seed_story_end_to_end(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    # Development: the leads build their release candidates; a tech lead may deploy there.
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(
+        people.diana,
+        {DEV_PLAN: dev_plan(ECOMMERCE, {"name": "customer-portal", "version": "0.6-dev.41"})},
+    )
+    first = repo.apply()
+    assert first.exit_code == 0, first.stderr
+    assert "succeeded 2026-11-dev-build.1" in first.stdout
+    # Quality Assurance: saved by one lead, completed by another on a branch, approved there.
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("qa-release"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="Invoices page")})
+        repo.approve(people.ravi, QA_PLAN)
+    # A developer pushing straight to main does not deploy.
+    repo.trigger(people.bob, QA_PLAN, signed=False)
+    assert "2026-11-qa-release" not in repo.apply().stdout
+    # Ops merge: the trigger.
+    merge = repo.merge(people.olga, "qa-release")
+    second = repo.apply("--format", "json")
+    assert second.exit_code == 0, second.stderr
+    [run] = second.json()["runs"]
+    assert (run["run"], run["environment"], run["result"]) == (
+        "2026-11-qa-release.1",
+        "quality-assurance",
+        "succeeded",
+    )
+    finish, start = repo.git("rev-list", "-2", "main").split()
+    assert repo.git("rev-parse", f"{start}^") == merge
+    assert trailers(repo, start)["Result"] == "started"
+    assert trailers(repo, finish) == {
+        "Plan": f"{QA_PLAN}@{repo.blob(QA_PLAN)}",
+        "Environment": "quality-assurance",
+        "Triggered-By": "olga",
+        "Approved-By": "ravi",
+        "Result": "succeeded",
+        "Run": "2026-11-qa-release.1",
+    }
+    deployed = yaml.safe_load((repo.path / "deployments/quality-assurance.yaml").read_text())
+    assert {app: entry["version"] for app, entry in deployed["applications"].items()} == {
+        "ecommerce": "1.4.0",
+        "customer-portal": "0.6",
+    }
+    log = (
+        repo.path / "logs/quality-assurance/2026-11-qa-release/2026-11-qa-release.1.log"
+    ).read_text()
+    assert "[2/2 customer-portal 0.6] ok" in log
+    current = repo.driver_root / "quality-assurance" / "customer-portal" / "current"
+    assert current.resolve().name == "0.6"
+    assert (current / "VERSION").read_text() == "customer-portal 0.6\n"
+    verify = repo.reconciler("verify")
+    assert verify.exit_code == 0, verify.stdout
+    assert repo.apply().stdout.strip().endswith("nothing to run")
+
+
+DRIVER = """\
+import os, sys, time, pathlib
+out = pathlib.Path(sys.argv[1])
+if os.environ.get("RECONCILER_OPERATION") == "current":
+    sys.exit(1)
+app, version = os.environ["RECONCILER_APP"], os.environ["RECONCILER_VERSION"]
+with out.open("a") as handle:
+    handle.write(f"{os.environ['RECONCILER_PLAN']} {app} {version} {sys.argv[2:]!r}\\n")
+print(f"deploying {app} {version}")
+hold = pathlib.Path(sys.argv[1] + ".hold")
+if hold.exists():
+    pathlib.Path(sys.argv[1] + ".started").write_text("yes")
+    while hold.exists():
+        time.sleep(0.05)
+fail = pathlib.Path(sys.argv[1] + ".fail")
+if fail.exists() and app in fail.read_text().split():
+    print("boom", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def command_environment(name: str, script: Path, out: Path, *extra_argv: str) -> str:
+    """An environment file from the example, with the command driver running `script`."""
+    text = example_file(f"environments/{name}.yaml")
+    argv = ", ".join(
+        json.dumps(part) for part in (sys.executable, str(script), str(out), *extra_argv)
+    )
+    return text.replace(
+        "driver: {type: local}", f"driver: {{type: command, argv: [{argv}], timeout: 60}}"
+    )
+
+
+def with_command_driver(tmp_path: Path, people: People, *extra_argv: str) -> tuple[SeedRepo, Path]:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = tmp_path / "driver.out"
+    repo = SeedRepo.create(
+        tmp_path,
+        people,
+        extra={
+            "environments/development.yaml": command_environment(
+                "development", script, out, *extra_argv
+            )
+        },
+    )
+    return repo, out
+
+
+PORTAL_DEV = {"name": "customer-portal", "version": "0.6-dev.41"}
+
+
+def test_a_failing_second_application_stops_the_run_and_the_record_names_the_step(
+    tmp_path: Path, people: People
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    out.with_name("driver.out.fail").write_text("customer-portal")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    result = repo.apply()
+    assert result.exit_code == 1
+    assert "failed 2026-11-dev-build.1" in result.stdout
+    assert trailers(repo, "main")["Result"] == "failed"
+    assert trailers(repo, "main")["Failed-Step"] == "2 customer-portal 0.6-dev.41"
+    deployed = yaml.safe_load((repo.path / "deployments/development.yaml").read_text())
+    assert list(deployed["applications"]) == ["ecommerce"]
+    log = (repo.path / "logs/development/2026-11-dev-build/2026-11-dev-build.1.log").read_text()
+    assert "[2/2 customer-portal 0.6-dev.41] boom" in log
+    assert "run stopped at step 2: customer-portal 0.6-dev.41 failed" in log
+    assert repo.apply().exit_code == 0  # a plan version runs at most once, even a failed one
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_arguments_that_would_be_dangerous_in_a_shell_reach_the_driver_literally(
+    tmp_path: Path, people: People
+) -> None:
+    dangerous = ["$(touch pwned1)", "; touch pwned2", "`touch pwned3`", "a b|c>d"]
+    repo, out = with_command_driver(tmp_path, people, *dangerous)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    assert repo.apply().exit_code == 0
+    assert out.read_text() == f"2026-11-dev-build ecommerce 1.4.0 {dangerous!r}\n"
+    assert not list(tmp_path.rglob("pwned*"))
+    assert not (repo.path / "d").exists()
+
+
+def test_a_version_with_shell_metacharacters_is_refused_before_any_driver(
+    tmp_path: Path, people: People
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    hostile = dev_plan({"name": "ecommerce", "version": "1.0;touch${IFS}pwned"})
+    repo.commit(people.alice, {DEV_PLAN: hostile})
+    result = repo.apply("--format", "json")
+    assert result.exit_code == 1
+    assert result.json()["refused"] == [f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}"]
+    assert not out.exists()
+    assert trailers(repo, "main")["Result"] == "refused"
+    assert repo.apply().exit_code == 0  # refused once per plan version, not every pass
+
+
+def refs_and_files(repo: SeedRepo) -> tuple[str, list[str]]:
+    refs = repo.git("for-each-ref", "--format=%(refname) %(objectname)")
+    files = sorted(str(path.relative_to(repo.driver_root)) for path in repo.driver_root.rglob("*"))
+    return refs, files
+
+
+def test_a_dry_run_changes_nothing(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.driver_root.mkdir()
+    before = refs_and_files(repo)
+    result = repo.apply("--dry-run", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [item["plan"] for item in result.json()["would_run"]] == [DEV_PLAN]
+    assert refs_and_files(repo) == before
+    assert repo.apply().exit_code == 0
+    assert refs_and_files(repo) != before
+
+
+def test_the_reconciler_refuses_to_start_with_a_key_that_is_not_the_service_accounts(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    head = repo.head()
+    result = repo.apply(key=people.mallory.key)
+    assert result.exit_code == 1
+    assert "is not a service account's key in teams.yaml; the reconciler refuses to start" in (
+        result.stderr
+    )
+    assert repo.head() == head
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_kill_9_mid_driver_call_then_the_run_is_interrupted_and_retry_completes_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    hold = out.with_name("driver.out.hold")
+    hold.write_text("")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    reconciler = subprocess.Popen(
+        repo.apply_command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(out.with_name("driver.out.started"))
+    os.kill(reconciler.pid, signal.SIGKILL)
+    reconciler.wait()
+    hold.unlink()  # the orphaned driver finishes on its own; nobody records it
+    after_kill = repo.apply("--format", "json")
+    assert after_kill.exit_code == 0, after_kill.stderr
+    assert after_kill.json()["interrupted"] == ["2026-11-dev-build.1"]
+    assert after_kill.json()["runs"] == []
+    assert repo.apply("--format", "json").json()["runs"] == []  # not repeated on its own
+    repo.act_as(people.olga)
+    retry = repo.reconciler("deploy", DEV_PLAN, "--retry", "2026-11-dev-build.1")
+    assert retry.exit_code == 0, retry.stderr
+    finished = repo.apply("--format", "json").json()["runs"]
+    assert [(run["run"], run["retry_of"], run["result"]) for run in finished] == [
+        ("2026-11-dev-build.2", "2026-11-dev-build.1", "succeeded")
+    ]
+    assert len(out.read_text().splitlines()) == 2  # the interrupted attempt and the retry
+    assert repo.apply("--format", "json").json()["runs"] == []
+
+
+def test_three_reconcilers_on_one_remote_run_each_of_30_plans_exactly_once(
+    tmp_path: Path, people: People
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    for index in range(30):
+        name = f"batch-{index:02d}"
+        repo.commit(
+            people.alice,
+            {
+                f"plans/{name}.yaml": plan(
+                    name, "development", [{"name": "ecommerce", "version": f"1.0.{index}"}]
+                )
+            },
+        )
+    remote = repo.publish_to_bare_remote()
+    clones = [repo.clone(remote, f"reconciler-{number}") for number in range(3)]
+    running = [
+        subprocess.Popen(
+            clone.apply_command("--remote", "origin", instance=f"reconciler-{number}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for number, clone in enumerate(clones)
+    ]
+    for process in running:
+        _, errors = process.communicate(timeout=600)
+        assert process.returncode == 0, errors
+    settle = clones[0].reconciler(
+        "apply",
+        "--remote",
+        "origin",
+        "--key",
+        str(people.reconciler.key),
+        "--driver-root",
+        str(clones[0].driver_root),
+        "--format",
+        "json",
+    )
+    assert settle.exit_code == 0, settle.stderr
+    lines = sorted(line.split()[0] for line in out.read_text().splitlines())
+    assert lines == [f"batch-{index:02d}" for index in range(30)]
+    finishes = run_git(remote, "log", "--format=%s", "main").splitlines()
+    assert len([subject for subject in finishes if subject.startswith("Deploy batch-")]) == 30
+
+
+def test_a_human_push_racing_a_finish_record_both_survive(tmp_path: Path, people: People) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    hold = out.with_name("driver.out.hold")
+    hold.write_text("")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    remote = repo.publish_to_bare_remote()
+    service = repo.clone(remote, "service")
+    reconciler = subprocess.Popen(
+        service.apply_command("--remote", "origin"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(out.with_name("driver.out.started"))
+    repo.git("pull", "-q", "--ff-only", "origin", "main")
+    human = repo.commit(
+        people.diana,
+        {"plans/portal-next.yaml": plan("portal-next", "development", [PORTAL_DEV], state="draft")},
+    )
+    repo.git("push", "-q", "origin", "main")
+    hold.unlink()
+    _, errors = reconciler.communicate(timeout=120)
+    assert reconciler.returncode == 0, errors
+    history = run_git(remote, "log", "--format=%H %P %s", "main").splitlines()
+    _, finish_parent, *subject = history[0].split()
+    assert " ".join(subject) == "Deploy 2026-11-dev-build to development: succeeded"
+    assert finish_parent == human
+    assert any(line.startswith(human) for line in history)
