@@ -79,6 +79,8 @@ def run(
         _kill_group(process)
         process.wait()
     reader.join(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()
     return Completed(
         argv=tuple(argv),
         exit_code=None if timed_out else process.returncode,

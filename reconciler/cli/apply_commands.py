@@ -9,7 +9,13 @@ from typing import Any
 import click
 
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    driver_root_option,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.plan_commands import decision_json
 from reconciler.cli.verify_commands import progress_bar
@@ -30,13 +36,6 @@ instance_option = click.option(
     "--instance",
     metavar="NAME",
     help="This reconciler's name in start records (default: host name and state directory).",
-)
-driver_root_option = click.option(
-    "--driver-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="RECONCILER_DRIVER_ROOT",
-    help="Where the local driver keeps releases when an environment sets no root "
-    "(default: <state-dir>/releases).",
 )
 
 

@@ -33,6 +33,14 @@ state_dir_option = click.option(
     "repository's refs (default: <git-dir>/reconciler; env RECONCILER_STATE_DIR).",
 )
 
+driver_root_option = click.option(
+    "--driver-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RECONCILER_DRIVER_ROOT",
+    help="Where the local driver keeps releases when an environment sets no root "
+    "(default: <state-dir>/releases).",
+)
+
 
 def format_option(*choices: str) -> Callable[[FC], FC]:
     return click.option(

@@ -8,10 +8,18 @@ from typing import Any
 import click
 
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    driver_root_option,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
-from reconciler.decide import Decision, executable
+from reconciler.decide import Decision, deployed_versions, executable
+from reconciler.drift import Drift, find_drift
+from reconciler.drivers import load_driver
 
 STATUS_COLOURS = {
     "executable": "green",
@@ -55,7 +63,9 @@ def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
     }
 
 
-def emit_plan(decisions: tuple[Decision, ...], output_format: str) -> None:
+def emit_plan(
+    decisions: tuple[Decision, ...], drift: tuple[Drift, ...], output_format: str
+) -> None:
     queues = executable(decisions)
     positions = {
         decision.path: index
@@ -63,11 +73,23 @@ def emit_plan(decisions: tuple[Decision, ...], output_format: str) -> None:
         for index, decision in enumerate(queue, start=1)
     }
     if output_format == "json":
-        emit_json({"plans": [decision_json(d, positions.get(d.path)) for d in decisions]})
+        emit_json(
+            {
+                "plans": [decision_json(d, positions.get(d.path)) for d in decisions],
+                "drift": [
+                    {
+                        "environment": item.environment,
+                        "application": item.application,
+                        "recorded": item.recorded,
+                        "current": item.current,
+                    }
+                    for item in drift
+                ],
+            }
+        )
         return
     if not decisions:
         click.echo("no plans on the branch")
-        return
     for decision in decisions:
         status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
         where = f" -> {decision.environment}" if decision.environment else ""
@@ -79,22 +101,38 @@ def emit_plan(decisions: tuple[Decision, ...], output_format: str) -> None:
             click.echo(f"             {reason}")
         for note in decision.notes:
             click.echo(click.style(f"             note: {note}", dim=True))
+    for item in drift:
+        click.echo(click.style(f"drift      {item.text()}", fg="magenta"))
 
 
 @click.command(name="plan")
 @repo_option
 @branch_option
 @state_dir_option
+@driver_root_option
 @format_option(*FORMATS)
 def plan_command(
-    repo: Path | None, branch: str | None, state_dir: Path | None, output_format: str
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    driver_root: Path | None,
+    output_format: str,
 ) -> None:
     """What `apply` would do now: every plan on the branch and its state.
 
     executable (and the order runs will take), waiting (for approvals by
     which role, a trigger by whom, a deploy window, a promotion), refused
-    (why), done (which run), cancelled. Exit 0.
+    (why), done (which run), cancelled; and drift, where a driver reports
+    another version than deployments/ records. Exit 0.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
-        emit_plan(session.decisions(), output_format)
+        decisions = session.decisions()
+        assert session.walked is not None
+        root = driver_root or session.store.directory / "releases"
+        drift = find_drift(
+            session.walked.policy(),
+            deployed_versions(session.walked.effective, session.repo.read_blob),
+            lambda environment: load_driver(environment.driver, root),
+        )
+        emit_plan(decisions, drift, output_format)
     raise SystemExit(EXIT_OK)
