@@ -420,6 +420,7 @@ class Authoriser:
             parent_actual = [self._actual(parent, path, work) for parent in parents] or [{}]
             own: dict[str, str] = {}
             blame: dict[str, Refusal | None] = {}
+            own_edits: list[str] = []
             keys = set(actual).union(*parent_vouched, *parent_actual)
             for key in sorted(keys):
                 current = actual.get(key)
@@ -442,14 +443,16 @@ class Authoriser:
                     if inherited.get(key) is not None:
                         blame[key] = inherited[key]
                     continue
+                own_edits.append(key)
                 refusal = self._own_edit(commit, path, key, parent_vouched, actual, policy, work)
                 if refusal is None:
                     _put(own, key, current)
                 else:
                     _put(own, key, parent_vouched[0].get(key))
                     blame[key] = refusal
-            if len(parents) <= 1 and place(path).kind == "plan":
-                self._note_editor(commit, path, actual or parent_vouched[0], policy, work)
+            if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
+                before = parent_actual[0] if len(parents) == 1 else parent_vouched[0]
+                self._note_edit(commit, path, before, actual, blame, policy, work)
             vouched[path] = own
             culprits[path] = blame
         work.vouched[commit] = vouched
@@ -488,15 +491,53 @@ class Authoriser:
         work.refused.append(refusal)
         return refusal
 
-    def _note_editor(
-        self, commit: str, path: str, fields: FieldMap, policy: Policy, work: _Landing
+    def _note_edit(
+        self,
+        commit: str,
+        path: str,
+        before: FieldMap,
+        after: FieldMap,
+        blame: Mapping[str, Refusal | None],
+        policy: Policy,
+        work: _Landing,
     ) -> None:
+        """Remember who edited a plan, and what, for approvals (editors) and `history`."""
+        fields = after or before
         target = value(fields, "target")
         environment = policy.environments.get(target) if isinstance(target, str) else None
         signed = environment.gates.signed_commits if environment else True
         actor = resolve(self.facts(commit), policy, signature_required=signed)
         if actor.id:
             work.editors.setdefault(path, set()).add(actor.id)
+        changed = sorted(
+            key for key in set(before) | set(after) if before.get(key) != after.get(key)
+        )
+        refused = sorted(
+            key
+            for key, refusal in blame.items()
+            if refusal is not None and refusal.commit == commit
+        )
+        self.store.add_event(
+            work.seq,
+            commit,
+            "edit",
+            {
+                "kind": "edit",
+                "commit": commit,
+                "seq": work.seq,
+                "path": path,
+                "change": "created" if not before else "deleted" if not after else "edited",
+                "fields": [describe_field(key) for key in changed],
+                "state": [value(before, "state"), value(after, "state")],
+                "environment": target if isinstance(target, str) else None,
+                "actor": actor.id,
+                "claimed": self._display_actor(commit, policy),
+                "how": actor.how,
+                "refused": [describe_field(key) for key in refused],
+                "merge": len(work.entries[commit].parents) > 1,
+                "committed_at": self.info(commit).committer.when.isoformat(),
+            },
+        )
 
     def _settle(self, commit: str, path: str, work: _Landing, changed: list[str]) -> list[Refusal]:
         """Compare M's content with what M vouches for; update the effective state."""
@@ -601,6 +642,7 @@ class Authoriser:
                 commit,
                 {
                     "seq": work.seq,
+                    "committed_at": self.info(commit).committer.when.isoformat(),
                     "actor": actor.id,
                     "how": actor.how,
                     "verified": actor.verified,
@@ -627,7 +669,11 @@ class Authoriser:
             changed=changed,
             superseded=superseded,
         )
-        self.store.add_landing(work.seq, commit, verdict.as_json())
+        self.store.add_landing(
+            work.seq,
+            commit,
+            {**verdict.as_json(), "committed_at": self.info(commit).committer.when.isoformat()},
+        )
         return verdict
 
     def _save_dirty(self) -> None:
@@ -861,6 +907,7 @@ class Authoriser:
                     "kind": "ignored",
                     "commit": commit,
                     "seq": seq,
+                    "committed_at": self.info(commit).committer.when.isoformat(),
                     "trailers": {key: list(values) for key, values in trailers.items()},
                     "reason": reason,
                 },

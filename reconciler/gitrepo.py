@@ -11,6 +11,7 @@ sees a GitPython object.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ class Change:
     new_mode: str
     old_blob: str  # NULL_OID when added
     new_blob: str  # NULL_OID when deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Someone:
+    """Who to commit as: a name, an email, and the SSH key to sign with (if any)."""
+
+    name: str
+    email: str
+    key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,15 @@ class GitRepo:
             ) from None
         self.path = path
         self.git_dir = Path(self._repo.git_dir)
+
+    @classmethod
+    def init(cls, path: Path, branch: str) -> GitRepo:
+        """A new, empty repository at `path` whose first branch is `branch`."""
+        try:
+            git.Repo.init(path, mkdir=True, initial_branch=branch)
+        except git.GitCommandError as error:
+            raise GitError(f"git init {path} failed: {str(error.stderr).strip()}") from None
+        return cls(path)
 
     def close(self) -> None:
         """Stop GitPython's persistent cat-file processes (long-running watchers call this)."""
@@ -164,29 +183,59 @@ class GitRepo:
 
     # -- writing ------------------------------------------------------------
 
-    def commit_empty(self, message: str, *, sign: bool) -> str:
-        """An empty, single-parent commit on HEAD with the user's identity."""
-        args = ["--allow-empty", "--no-verify", "-q", "-m", message]
-        if sign:
-            args.append("-S")
-        self._commit(args)
+    def commit_empty(self, message: str, *, sign: bool, who: Someone | None = None) -> str:
+        """An empty, single-parent commit on HEAD (the user's identity, or `who`'s)."""
+        self._git(who, "commit", "--allow-empty", "--no-verify", "-q", "-m", message, sign=sign)
         return self.resolve("HEAD")
 
-    def commit_paths(self, paths: list[str], message: str, *, sign: bool) -> str:
+    def commit_paths(
+        self, paths: list[str], message: str, *, sign: bool, who: Someone | None = None
+    ) -> str:
         """Commit exactly `paths` from the working tree on HEAD."""
         self._repo.git.add("--", *paths)
-        args = ["--no-verify", "-q", "-m", message]
-        if sign:
-            args.append("-S")
-        self._commit([*args, "--", *paths])
+        self._git(who, "commit", "--no-verify", "-q", "-m", message, "--", *paths, sign=sign)
         return self.resolve("HEAD")
 
-    def _commit(self, args: list[str]) -> None:
+    def merge(self, branch: str, message: str, *, sign: bool, who: Someone | None = None) -> str:
+        """A true merge (--no-ff) of `branch` into HEAD."""
+        self._git(who, "merge", "--no-ff", "--no-edit", "-q", "-m", message, branch, sign=sign)
+        return self.resolve("HEAD")
+
+    def checkout(self, branch: str, *, start: str | None = None) -> None:
+        """Switch to `branch`, creating it at `start` when given."""
         try:
-            self._repo.git.commit(*args)
+            if start is None:
+                self._repo.git.checkout("-q", branch)
+            else:
+                self._repo.git.checkout("-q", "-B", branch, start)
+        except git.GitCommandError as error:
+            raise GitError(f"git checkout {branch} failed: {str(error.stderr).strip()}") from None
+
+    def _git(self, who: Someone | None, command: str, *args: str, sign: bool) -> None:
+        """Run a committing command as the user, or as `who` (identity and signing key)."""
+        config: list[str] = []
+        env: dict[str, str] = {}
+        if who is not None:
+            config = ["-c", f"user.name={who.name}", "-c", f"user.email={who.email}"]
+            env = {
+                "GIT_AUTHOR_NAME": who.name,
+                "GIT_AUTHOR_EMAIL": who.email,
+                "GIT_COMMITTER_NAME": who.name,
+                "GIT_COMMITTER_EMAIL": who.email,
+            }
+            if who.key is not None:
+                config += ["-c", "gpg.format=ssh", "-c", f"user.signingkey={who.key}"]
+            if not sign:
+                config += ["-c", "commit.gpgsign=false"]
+        signing = ["-S"] if sign else []
+        try:
+            self._repo.git.execute(
+                ["git", *config, command, *signing, *args],
+                env={**os.environ, **env} if env else None,
+            )
         except git.GitCommandError as error:
             raise GitError(
-                f"git commit failed: {str(error.stderr).strip()}",
+                f"git {command} failed: {str(error.stderr).strip()}",
                 hint="check your git identity and signing setup (gpg.format, user.signingkey)",
             ) from None
 
@@ -269,6 +318,32 @@ class GitRepo:
                 hint="check the remote's URL and your credentials",
             ) from None
         return self.resolve(f"refs/remotes/{remote}/{branch}")
+
+    def ls_remote(self, remote: str, branch: str) -> str | None:
+        """The commit the remote's branch points at, without fetching; None when it has none.
+
+        One round trip and no objects: the watcher's cheap poll of a remote.
+        """
+        ref = f"refs/heads/{branch}"
+        try:
+            output: str = self._repo.git.ls_remote("--exit-code", remote, ref)
+        except git.GitCommandError as error:
+            if error.status == 2:  # --exit-code: no such ref
+                return None
+            raise GitError(
+                f"git ls-remote {remote} failed: {str(error.stderr).strip()}",
+                hint="check the remote's URL and your credentials",
+            ) from None
+        for line in output.splitlines():
+            oid, _, name = line.partition("\t")
+            if name == ref:
+                return oid
+        return None
+
+    @property
+    def common_dir(self) -> Path:
+        """Where the refs live (the git dir, or the main one of a linked worktree)."""
+        return Path(self._repo.common_dir)
 
     def follow_worktree(self, branch: str, old: str, new: str) -> None:
         """After moving a checked-out branch's ref, bring the index and files along.
@@ -368,6 +443,15 @@ class GitRepo:
             mode, _, oid = meta.split(" ")
             files[path] = (mode, oid)
         return files
+
+
+def user_config(key: str) -> str | None:
+    """A value of the user's git configuration outside any repository (e.g. user.email)."""
+    try:
+        found: str = git.Git().config("--get", key)
+    except git.GitCommandError:
+        return None
+    return found or None
 
 
 def _tree_sort_key(item: tuple[str, tuple[str, str]]) -> bytes:

@@ -48,6 +48,8 @@ def place(path: str) -> Placement:
     if kind is None or not rest:
         return Placement(None)
     suffix = SUFFIX[kind]
+    if rest.startswith("."):
+        return Placement(None)  # .gitkeep and the like: not configuration
     if "/" in rest:
         return Placement(None, misplaced=f"{top}/ holds files directly, not in sub-folders")
     if not rest.endswith(suffix):

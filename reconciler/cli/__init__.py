@@ -62,6 +62,10 @@ class LazyGroup(click.Group):
         "deploy": "reconciler.cli.action_commands:deploy",
         "cancel": "reconciler.cli.action_commands:cancel",
         "apply": "reconciler.cli.apply_commands:apply",
+        "status": "reconciler.cli.people_commands:status",
+        "history": "reconciler.cli.people_commands:history",
+        "demo": "reconciler.cli.demo_commands:demo",
+        "init": "reconciler.cli.init_commands:init",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,0 +1,80 @@
+"""`reconciler demo`: the seed story, told step by step on a scratch repository."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import click
+
+from reconciler.cli.apply_commands import emit_pass
+from reconciler.cli.errors import EXIT_OK, reported
+from reconciler.cli.people_commands import render_entry, render_pipeline
+from reconciler.cli.plan_commands import emit_plan
+from reconciler.clock import utc_now
+from reconciler.demo import Scene, play, where_to_look
+from reconciler.history import Entry
+from reconciler.reconcile import PassReport
+from reconciler.status import Pipeline
+
+
+def _show(number: int, scene: Scene) -> None:
+    click.echo()
+    click.echo(click.style(f"{number}. {scene.title}", bold=True))
+    for line in textwrap.wrap(scene.narration, width=78):
+        click.echo(f"   {line}")
+    payload = scene.payload
+    if payload is None:
+        return
+    click.echo()
+    if isinstance(payload, PassReport):
+        emit_pass(payload, "text")
+    elif isinstance(payload, Pipeline):
+        for line in render_pipeline(payload):
+            click.echo(line)
+    elif payload and isinstance(payload[0], Entry):
+        for entry in payload:
+            assert isinstance(entry, Entry)
+            click.echo(render_entry(entry))
+    else:
+        emit_plan(payload, (), "text")  # type: ignore[arg-type]
+
+
+@click.command()
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Play the story in DIR (new or empty) and keep it there to look around.",
+)
+def demo(keep: Path | None) -> None:
+    """Play the seed story end to end on a scratch copy of the example.
+
+    The eCommerce lead saves a plan, the Customer Portal lead adds their
+    application, a tech lead approves, a developer's direct push does not
+    deploy, ops merge and the deploy runs through the local driver; then the
+    pipeline and the audit trail. Your own repositories are never touched.
+    """
+    folder = keep or Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    try:
+        with reported():
+            click.echo(click.style("gitops-reconciler: the seed story", bold=True))
+            click.echo(f"scratch repository: {folder / 'config'}")
+            for number, scene in enumerate(play(folder, clock=utc_now, sleep=time.sleep), start=1):
+                _show(number, scene)
+            click.echo()
+            if keep is not None:
+                click.echo(click.style("Look around:", bold=True))
+                for command in where_to_look(folder):
+                    click.echo(f"  {command}")
+            else:
+                click.echo(
+                    "The scratch repository is removed now; run `reconciler demo --keep DIR` to "
+                    "keep it and then `git -C DIR/config log` to read the story in Git."
+                )
+    finally:
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    raise SystemExit(EXIT_OK)

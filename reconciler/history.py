@@ -1,0 +1,223 @@
+"""The audit trail of plans: who created, edited, approved, triggered, cancelled and ran what.
+
+Called by `reconciler history` (and the demo). Everything comes from what the
+authorisation walk read out of Git (edits and their actors, landings,
+trailers, the reconciler's records), so the trail agrees with `git log` and
+its trailers; each entry names its commit so anyone can check it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler.events import parse_plan_ref
+from reconciler.layout import place
+from reconciler.statestore import StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    when: datetime
+    commit: str
+    plan: str | None  # the plan's path
+    environment: str | None
+    action: str
+    actor: str | None
+    counted: bool  # authorised, or an approval/trigger that counted when it landed
+    detail: str
+    rank: int = 0  # within a landing: edits and sign-offs, then the landing's trigger, then runs
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "when": self.when.isoformat(),
+            "commit": self.commit,
+            "plan": self.plan,
+            "environment": self.environment,
+            "action": self.action,
+            "actor": self.actor,
+            "counted": self.counted,
+            "detail": self.detail,
+        }
+
+
+def audit_trail(store: StateStore) -> tuple[Entry, ...]:
+    entries: list[Entry] = []
+    environments: dict[str, str] = {}
+    for event in store.events(["edit"]):
+        if event["environment"]:
+            environments[event["path"]] = event["environment"]
+        entries.extend(_edit_entries(event))
+    for path, _blob, landing, detail in store.plan_versions():
+        if detail.get("triggered") and "committed_at" in detail:
+            entries.append(
+                Entry(
+                    detail["seq"],
+                    datetime.fromisoformat(detail["committed_at"]),
+                    landing,
+                    path,
+                    environments.get(path),
+                    "triggered",
+                    detail["actor"],
+                    True,
+                    "by landing it on main",
+                    rank=1,
+                )
+            )
+    for event in store.events(["approve", "deploy", "retry"]):
+        entries.append(_signoff_entry(event, environments))
+    for event in store.events(["record"]):
+        entries.extend(_record_entries(event))
+    for event in store.events(["ignored"]):
+        entries.append(_ignored_entry(event, environments))
+    for verdict in store.landings():
+        for refusal in verdict["refusals"]:
+            if place(refusal["path"]).kind == "plan":
+                continue  # shown with the edit that made it
+            entries.append(
+                Entry(
+                    verdict["seq"],
+                    datetime.fromisoformat(verdict["committed_at"]),
+                    refusal["commit"],
+                    None,
+                    None,
+                    "unauthorised",
+                    refusal["actor"],
+                    False,
+                    refusal["message"],
+                )
+            )
+    return tuple(sorted(entries, key=lambda entry: (entry.seq, entry.rank, entry.when)))
+
+
+def select(
+    entries: Iterable[Entry],
+    *,
+    plan: str | None = None,
+    environment: str | None = None,
+    user: str | None = None,
+    since: datetime | None = None,
+) -> tuple[Entry, ...]:
+    return tuple(
+        entry
+        for entry in entries
+        if (plan is None or entry.plan == plan)
+        and (environment is None or entry.environment == environment)
+        and (user is None or entry.actor == user)
+        and (since is None or entry.when >= since)
+    )
+
+
+def _edit_entries(event: dict[str, Any]) -> list[Entry]:
+    before, after = event["state"]
+    if after == "cancelled" and before not in (None, "cancelled"):
+        action = "cancelled"
+    elif before == "cancelled" and after not in (None, "cancelled"):
+        action = "un-cancelled"
+    else:
+        action = event["change"]
+    refused = event["refused"]
+    if event["change"] == "created":
+        detail = f"new plan into {event['environment'] or 'an unknown environment'}"
+    else:
+        detail = ", ".join(event["fields"]) or "no field changed"
+    if event["merge"]:
+        detail = f"merge resolution: {detail}"
+    if refused:
+        detail += f"; refused: {', '.join(refused)}"
+    if event["actor"] is None:
+        detail += f" (actor not verified: {event['how']})"
+    return [
+        Entry(
+            event["seq"],
+            datetime.fromisoformat(event["committed_at"]),
+            event["commit"],
+            event["path"],
+            event["environment"],
+            action,
+            event["actor"] or event.get("claimed"),
+            not refused,
+            detail,
+        )
+    ]
+
+
+def _signoff_entry(event: dict[str, Any], environments: dict[str, str]) -> Entry:
+    ref = parse_plan_ref(event["plan"]) if event["plan"] else None
+    actions = {"approve": "approved", "deploy": "triggered", "retry": "asked to retry"}
+    action = actions[event["kind"]]
+    detail = f"run {event['run']}" if event["run"] else f"version {ref.blob[:12]}" if ref else ""
+    if not event["held"]:
+        detail += f"; does not count: {'; '.join(event['reasons']) or event['how']}"
+    path = ref.path if ref else None
+    return Entry(
+        event["seq"],
+        datetime.fromisoformat(event["committed_at"]),
+        event["commit"],
+        path,
+        environments.get(path or ""),
+        action,
+        event["actor"],
+        event["held"],
+        detail,
+    )
+
+
+def _record_entries(event: dict[str, Any]) -> list[Entry]:
+    when = datetime.fromisoformat(event["committed_at"])
+    if event["result"] == "refused":
+        return [
+            Entry(
+                event["seq"],
+                when,
+                event["commit"],
+                ref.path,
+                None,
+                "refused",
+                "reconciler",
+                True,
+                f"version {ref.blob[:12]} refused (reasons in the commit message)",
+                rank=2,
+            )
+            for ref in (parse_plan_ref(text) for text in event["refused"])
+            if ref
+        ]
+    ref = parse_plan_ref(event["plan"]) if event["plan"] else None
+    action = {"started": "run started"}.get(event["result"], f"run {event['result']}")
+    return [
+        Entry(
+            event["seq"],
+            when,
+            event["commit"],
+            ref.path if ref else None,
+            event["environment"],
+            action,
+            "reconciler",
+            True,
+            event["run"] + (f" (retry of {event['retry_of']})" if event.get("retry_of") else ""),
+            rank=2,
+        )
+    ]
+
+
+def _ignored_entry(event: dict[str, Any], environments: dict[str, str]) -> Entry:
+    path = None
+    for values in event["trailers"].values():
+        for text in values:
+            ref = parse_plan_ref(text)
+            if ref:
+                path = ref.path
+    return Entry(
+        event["seq"],
+        datetime.fromisoformat(event["committed_at"]),
+        event["commit"],
+        path,
+        environments.get(path or ""),
+        "ignored",
+        None,
+        False,
+        event["reason"],
+    )

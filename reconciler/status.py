@@ -1,0 +1,102 @@
+"""The pipeline, as OutSystems LifeTime shows it: what runs where, and what is moving.
+
+Called by `reconciler status` (and the demo). Environments are columns in
+promotion order, applications rows, each cell the version that runs there per
+the effective `deployments/`; between two columns, the plans on their way
+with a one-word label a person scans for: saved, approved, triggered,
+running, failed, refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.decide import Decision
+from reconciler.model import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    source: str | None
+    target: str
+    plan: str
+    path: str
+    blob: str
+    label: str
+    status: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    environments: tuple[str, ...]
+    applications: tuple[str, ...]
+    versions: Mapping[str, Mapping[str, str]]  # application -> environment -> version
+    moves: tuple[Move, ...]
+
+
+def label(decision: Decision) -> str:
+    """What a plan looks like from the pipeline: LifeTime's words."""
+    if decision.status == "done" and decision.run is not None:
+        return {"started": "running", "failed": "failed", "succeeded": "deployed"}.get(
+            decision.run.result, decision.run.result
+        )
+    if decision.status in ("executable", "refused", "cancelled"):
+        return {"executable": "ready to run"}.get(decision.status, decision.status)
+    kinds = {wait.what for wait in decision.waits}
+    if "state" in kinds:
+        return "draft"
+    if "retry" in kinds:
+        return "interrupted"
+    if "approval" in kinds:
+        return "saved"
+    if "trigger" in kinds:
+        return "approved"
+    return "triggered"
+
+
+def pipeline(
+    policy: Policy,
+    deployed: Mapping[str, Mapping[str, str]],
+    decisions: Iterable[Decision],
+    *,
+    include_deployed: bool = False,
+) -> Pipeline:
+    environments = tuple(environment.name for environment in policy.environments_in_order())
+    applications = tuple(
+        sorted(set(policy.application_owner) | {app for apps in deployed.values() for app in apps})
+    )
+    versions = {
+        application: {
+            environment: deployed[environment][application]
+            for environment in environments
+            if application in deployed.get(environment, {})
+        }
+        for application in applications
+    }
+    moves = []
+    for decision in decisions:
+        word = label(decision)
+        if word in ("deployed", "cancelled") and not include_deployed:
+            continue
+        moves.append(
+            Move(
+                # A plan that cannot be read has no lane of its own: target "".
+                source=decision.plan.source if decision.plan else None,
+                target=decision.plan.target if decision.plan else "",
+                plan=decision.plan.name if decision.plan else _stem(decision.path),
+                path=decision.path,
+                blob=decision.blob,
+                label=word,
+                status=decision.status,
+                reasons=decision.reasons,
+            )
+        )
+    order = {name: index for index, name in enumerate(environments)}
+    moves.sort(key=lambda move: (order.get(move.target, len(order)), move.plan))
+    return Pipeline(environments, applications, versions, tuple(moves))
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".yaml")

@@ -1,0 +1,194 @@
+"""What people see: the demo, status, history, init, and the README's command reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from reconciler.cli.reference import render, section
+from tests.configrepo import reconciler
+from tests.gitfixtures import People, SeedRepo, run_git
+from tests.test_apply import DEV_PLAN, PORTAL_DEV, dev_plan, trailers, with_command_driver
+from tests.test_decide import ECOMMERCE, QA_PLAN, qa_plan
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
+    tmp_path: Path,
+) -> None:
+    result = reconciler("demo", "--keep", tmp_path / "demo", timeout=300)
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    repo = tmp_path / "demo" / "config"
+    subjects = run_git(repo, "log", "--first-parent", "--format=%an|%s", "main").splitlines()
+    assert subjects == [
+        "reconciler|Deploy 2026-11-qa-release to quality-assurance: succeeded",
+        "reconciler|Start 2026-11-qa-release in quality-assurance: run 2026-11-qa-release.1",
+        "Olga Ops|Merge release/2026-11-qa",
+        "Bob Dev|Ship it now",
+        "reconciler|Deploy 2026-11-dev-build to development: succeeded",
+        "reconciler|Start 2026-11-dev-build in development: run 2026-11-dev-build.1",
+        "Diana Lead|Development build: Customer Portal 0.6-dev.41",
+        "Alice Tech|Development build: eCommerce 1.4.0",
+        "Root Admin|Seed configuration: teams, roles and three environments",
+    ]
+    finish = run_git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main")
+    assert (
+        "Triggered-By: olga\nApproved-By: ravi\nResult: succeeded\nRun: 2026-11-qa-release.1"
+        in finish
+    )
+    qa = yaml.safe_load((repo / "deployments/quality-assurance.yaml").read_text())
+    assert {app: item["version"] for app, item in qa["applications"].items()} == {
+        "customer-portal": "0.6",
+        "ecommerce": "1.4.0",
+    }
+    assert "waiting    plans/2026-11-qa-hotfix.yaml" in result.stdout
+    assert "does not count: bob holds developer in ecommerce" in result.stdout
+    verify = reconciler("verify", "--repo", repo)
+    assert verify.exit_code == 0, verify.stdout
+
+
+def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:
+    result = reconciler(
+        "demo",
+        timeout=300,
+        env={
+            "TMPDIR": str(tmp_path),
+            "PATH": __import__("os").environ["PATH"],
+            "HOME": str(tmp_path),
+        },
+    )
+    assert result.exit_code == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def known_history(tmp_path: Path, people: People) -> SeedRepo:
+    """Development succeeded once, failed once; a hostile plan refused; QA waiting."""
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    assert repo.apply().exit_code == 0
+    out.with_name("driver.out.fail").write_text("customer-portal")
+    repo.commit(
+        people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, {**PORTAL_DEV, "version": "0.6-dev.42"})}
+    )
+    assert repo.apply().exit_code == 1
+    repo.commit(
+        people.bob,
+        {
+            "plans/hostile.yaml": dev_plan({"name": "ecommerce", "version": "1;x"}).replace(
+                "2026-11-dev-build", "hostile"
+            )
+        },
+        signed=False,
+    )
+    assert repo.apply().exit_code == 1
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.approve(people.ravi, QA_PLAN)
+    return repo
+
+
+def test_status_shows_what_runs_where_and_what_is_moving(tmp_path: Path, people: People) -> None:
+    repo = known_history(tmp_path, people)
+    status = repo.reconciler("status", "--format", "json").json()
+    assert status["environments"] == ["development", "quality-assurance", "production"]
+    assert status["applications"] == {
+        "customer-portal": {"development": "0.6-dev.41"},
+        "ecommerce": {"development": "1.4.0"},
+    }
+    moves = [(move["to"], move["plan"], move["label"]) for move in status["moves"]]
+    assert moves == [
+        ("development", "2026-11-dev-build", "failed"),
+        ("quality-assurance", "2026-11-qa-release", "approved"),
+        ("", "hostile", "refused"),
+    ]
+    text = repo.reconciler("status").stdout
+    assert "ecommerce        1.4.0" in text
+    assert max(len(line) for line in text.splitlines()) <= 80 + 20  # colour codes aside
+
+
+def test_history_tells_who_did_what_and_agrees_with_git_log(tmp_path: Path, people: People) -> None:
+    repo = known_history(tmp_path, people)
+    entries = repo.reconciler("history", "--format", "json").json()["entries"]
+    summary = [
+        (entry["action"], entry["actor"], entry["plan"], entry["counted"]) for entry in entries
+    ]
+    assert summary == [
+        ("created", "alice", DEV_PLAN, True),
+        ("triggered", "alice", DEV_PLAN, True),
+        ("edited", "diana", DEV_PLAN, True),
+        ("triggered", "diana", DEV_PLAN, True),
+        ("run started", "reconciler", DEV_PLAN, True),
+        ("run succeeded", "reconciler", DEV_PLAN, True),
+        ("edited", "diana", DEV_PLAN, True),
+        ("triggered", "diana", DEV_PLAN, True),
+        ("run started", "reconciler", DEV_PLAN, True),
+        ("run failed", "reconciler", DEV_PLAN, True),
+        ("created", "bob", "plans/hostile.yaml", False),
+        ("refused", "reconciler", "plans/hostile.yaml", True),
+        ("created", "alice", QA_PLAN, True),
+        ("approved", "ravi", QA_PLAN, True),
+    ]
+    for entry in entries:
+        author = run_git(repo.path, "show", "-s", "--format=%ae", entry["commit"])
+        assert author == f"{entry['actor']}@example.com"
+        if entry["action"] in ("created", "edited"):
+            changed = run_git(repo.path, "show", "--format=", "--name-only", entry["commit"])
+            assert entry["plan"] in changed.splitlines()
+        if entry["action"].startswith("run "):
+            assert trailers(repo, entry["commit"])["Result"] == entry["action"].removeprefix("run ")
+        if entry["action"] == "approved":
+            assert trailers(repo, entry["commit"])["Approve-Plan"].startswith(QA_PLAN + "@")
+    only_bob = repo.reconciler("history", "--user", "bob", "--format", "json").json()["entries"]
+    assert [entry["commit"] for entry in only_bob] == [entries[10]["commit"]]
+    only_qa = repo.reconciler("history", "2026-11-qa-release").stdout.splitlines()
+    assert len(only_qa) == 2
+
+
+def test_init_makes_a_repository_that_validates_and_verifies(
+    tmp_path: Path, people: People
+) -> None:
+    target = tmp_path / "config"
+    made = reconciler(
+        "init",
+        target,
+        "--name",
+        "Root Admin",
+        "--email",
+        "root@example.com",
+        "--key",
+        people.root.key.with_suffix(".pub"),
+        "--format",
+        "json",
+    )
+    assert made.exit_code == 0, made.stderr
+    assert made.json()["admin"] == "root"
+    assert reconciler("validate", "--repo", target).exit_code == 0
+    verify = reconciler("verify", "--repo", target, "--format", "json")
+    assert verify.exit_code == 0, verify.stdout
+    assert verify.json()["anchor"] == run_git(target, "rev-parse", "HEAD")
+    assert run_git(target, "status", "--porcelain") == ""
+    assert (target / ".github/workflows/reconciler.yml").is_file()
+    assert (
+        "apply"
+        not in (target / ".github/workflows/reconciler.yml")
+        .read_text()
+        .split("Never run")[1]
+        .split("\n", 3)[-1]
+    )
+    assert (target / ".git/reconciler/service-key").stat().st_mode & 0o077 == 0
+
+
+def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, people: People) -> None:
+    (tmp_path / "something").write_text("x")
+    result = reconciler("init", tmp_path, "--key", people.root.key.with_suffix(".pub"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path} is not empty")
+
+
+def test_the_readme_command_reference_matches_the_cli_help() -> None:
+    assert section(README.read_text()) == render().strip("\n"), (
+        "regenerate it: python -m reconciler.cli.reference README.md"
+    )
