@@ -65,7 +65,10 @@ class Person:
 
 
 def make_key(directory: Path, name: str) -> Path:
+    """An ed25519 key made by ssh-keygen (once: the session's people share their keys)."""
     key = directory / name
+    if key.exists():
+        return key
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
     )

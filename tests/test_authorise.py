@@ -568,3 +568,114 @@ def test_the_trust_anchor_must_hold_a_valid_configuration(tmp_path: Path, people
     with pytest.raises(ConfigError) as caught:
         repo.verify()
     assert "configuration is invalid" in caught.value.message
+
+
+# -- hosts that commit merges themselves -----------------------------------------
+
+
+def host_commit(
+    repo: SeedRepo, host_key: Path, author: str, committer_email: str, files: dict[str, str]
+) -> str:
+    repo.write(files)
+    env = {
+        "GIT_AUTHOR_NAME": author,
+        "GIT_AUTHOR_EMAIL": f"{author}@example.com",
+        "GIT_COMMITTER_NAME": "GitHub",
+        "GIT_COMMITTER_EMAIL": committer_email,
+    }
+    repo.git(
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        f"user.signingkey={host_key}",
+        "commit",
+        "-q",
+        "-S",
+        "-m",
+        "Merge pull request #7",
+        env=env,
+    )
+    return repo.head()
+
+
+def teams_with_host(people: People, host_key: Path) -> dict[str, Any]:
+    teams = seed_teams(people)
+    teams["hosts"] = {
+        "github": {
+            "identity": "author",
+            "emails": ["noreply@github.com"],
+            "keys": [host_key.with_suffix(".pub").read_text().strip()],
+        }
+    }
+    return teams
+
+
+def test_a_commit_the_host_committed_and_signed_counts_as_its_authors(
+    tmp_path: Path, people: People
+) -> None:
+    host = people.second_key(people.mallory, "github-host").key
+    repo = SeedRepo.create(tmp_path, people, teams=teams_with_host(people, host))
+    host_commit(repo, host, "alice", "noreply@github.com", {PROD_PLAN: prod_plan(ECOMMERCE)})
+    verdict = repo.verify().judged[-1]
+    assert verdict.authorised
+    assert repo.editors(PROD_PLAN) == {"alice"}
+
+
+def test_the_hosts_key_does_not_vouch_for_a_commit_it_did_not_commit(
+    tmp_path: Path, people: People
+) -> None:
+    host = people.second_key(people.mallory, "github-host").key
+    repo = SeedRepo.create(tmp_path, people, teams=teams_with_host(people, host))
+    host_commit(repo, host, "alice", "mallory@example.com", {PROD_PLAN: prod_plan(ECOMMERCE)})
+    verdict = repo.verify().judged[-1]
+    assert not verdict.authorised
+    assert verdict.refusals[0].reasons == (
+        "signed with host github's key but committed as mallory@example.com",
+    )
+
+
+# -- verify and access speak with one voice ----------------------------------------
+
+
+def test_access_gives_the_same_reasons_verify_gives(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    repo.commit(
+        people.bob, {QA_PLAN: qa_plan({**PORTAL, "version": "0.7", "from": "x"})}, signed=False
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    access = repo.reconciler(
+        "access", "bob", "--env", "quality-assurance", "--format", "json"
+    ).json()
+    [entry] = [
+        item
+        for item in access["entitlements"]
+        if item["permission"] == "plan.edit" and item["application"] == "customer-portal"
+    ]
+    assert entry["allowed"] is False
+    assert tuple(entry["reasons"]) == refusal.reasons
+
+
+def test_verify_exits_1_and_prints_the_refusal_in_every_format(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    assert repo.reconciler("verify").exit_code == 0
+    bad = repo.commit(
+        people.bob, {QA_PLAN: qa_plan({**PORTAL, "version": "0.7", "from": "x"})}, signed=False
+    )
+    text = repo.reconciler("verify")
+    assert text.exit_code == 1
+    assert f"REFUSED {bad[:12]} by bob (1 commit landed)" in text.stdout
+    assert "main differs from the effective state" in text.stdout
+    github = repo.reconciler("verify", "--format", "github")
+    assert github.exit_code == 1
+    assert github.stdout.splitlines()[0].startswith(
+        f"::error file={QA_PLAN},title=unauthorised change in {bad[:12]}::"
+    )
+    data = repo.reconciler("verify", "--format", "json").json()
+    assert data["authorised"] is False
+    assert data["differs"] == {QA_PLAN: ["the customer-portal entry"]}
+    after_first = repo.reconciler("verify", "--from", bad, "--format", "json").json()
+    assert after_first["landings"] == []

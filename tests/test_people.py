@@ -192,3 +192,54 @@ def test_the_readme_command_reference_matches_the_cli_help() -> None:
     assert section(README.read_text()) == render().strip("\n"), (
         "regenerate it: python -m reconciler.cli.reference README.md"
     )
+
+
+def readme_row(command: str) -> str:
+    for line in README.read_text().splitlines():
+        if line.startswith(f"| `{command}`"):
+            return line
+    raise AssertionError(f"no row for {command} in the README's output formats")
+
+
+def test_every_commands_json_has_the_keys_the_readme_documents(
+    tmp_path: Path, people: People
+) -> None:
+    repo = known_history(tmp_path, people)
+    outputs = {
+        "validate": reconciler("validate", "--repo", repo.path, "--format", "json").json(),
+        "verify": repo.reconciler("verify", "--format", "json").json(),
+        "access": repo.reconciler("access", "bob", "--format", "json").json(),
+        "plan": repo.reconciler("plan", "--format", "json").json(),
+        "apply": repo.apply("--dry-run", "--format", "json").json(),
+        "status": repo.reconciler("status", "--format", "json").json(),
+        "history": repo.reconciler("history", "--format", "json").json(),
+    }
+    for command, data in outputs.items():
+        row = readme_row(command)
+        for key in data:
+            assert f"{key}" in row, f"{command}: '{key}' is not documented in the README"
+    assert set(outputs["plan"]["plans"][0]) == {
+        "plan",
+        "name",
+        "blob",
+        "environment",
+        "status",
+        "position",
+        "reasons",
+        "waits",
+        "approvers",
+        "triggered_by",
+        "run",
+        "retry_of",
+        "notes",
+    }
+    assert set(outputs["history"]["entries"][0]) == {
+        "when",
+        "commit",
+        "plan",
+        "environment",
+        "action",
+        "actor",
+        "counted",
+        "detail",
+    }
