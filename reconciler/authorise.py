@@ -65,7 +65,7 @@ from reconciler.fields import (
     value,
     whole_file,
 )
-from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
+from reconciler.gitrepo import FILE_MODES, NULL_OID, Change, CommitInfo, GitRepo, HistoryEntry
 from reconciler.identity import CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, load
@@ -82,6 +82,8 @@ from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
+PREFETCH: Final = 512  # commits read (and signatures checked) per batch
+_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 Progress = Callable[[int, int], None]
 
 
@@ -225,6 +227,8 @@ class Authoriser:
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
         self._infos: dict[str, CommitInfo] = {}
+        self._next_seq = 0
+        self._sizes: dict[str, int] = {}
         self.anchor = ""
 
     # -- public -------------------------------------------------------------
@@ -303,7 +307,8 @@ class Authoriser:
                 f"the trust anchor {anchor[:12]} has no teams.yaml",
                 hint="pass --trust-anchor with the first commit that holds the configuration",
             )
-        problem = _policy_problem(self.effective, self.repo)
+        teams_blob = self.repo.blob_at(anchor, TEAMS_FILE)
+        problem = _policy_problem(self.effective, self.repo, teams_blob)
         if problem:
             raise ConfigError(
                 f"the trust anchor {anchor[:12]}'s configuration is invalid: {problem}",
@@ -339,24 +344,67 @@ class Authoriser:
         pending: dict[str, HistoryEntry] = {}
         targets = {tip} if off_chain else set(chain)
         total = len(targets)
+        self._next_seq = self.store.next_seq()
+        chunk: list[HistoryEntry] = []
+
+        def drain() -> None:
+            self.prefetch(
+                [entry.id for entry in chunk], [change for entry in chunk for change in entry.changes]
+            )
+            for entry in chunk:
+                pending[entry.id] = entry
+                if entry.id not in targets:
+                    continue
+                landed = _take_landed(pending, entry.id)
+                first_parent = last if off_chain else (entry.parents[0] if entry.parents else None)
+                verdicts.append(self._judge(entry.id, first_parent, landed))
+                if self.progress is not None:
+                    self.progress(len(verdicts), total)
+            chunk.clear()
+
         for entry in self.repo.history(tip, last):
-            pending[entry.id] = entry
-            if entry.id not in targets:
-                continue
-            landed = _take_landed(pending, entry.id)
-            first_parent = last if off_chain else (entry.parents[0] if entry.parents else None)
-            verdicts.append(self._judge(entry.id, first_parent, landed))
-            self.store.set_position(Position(position.anchor, entry.id, self.store.branch))
-            if self.progress is not None:
-                self.progress(len(verdicts), total)
+            chunk.append(entry)
+            if len(chunk) >= PREFETCH:
+                drain()
+        drain()
+        self.store.set_position(Position(position.anchor, tip, self.store.branch))
         self._save_dirty()
         return tuple(verdicts)
+
+    def prefetch(self, commits: list[str], changes: list[Change] | None = None) -> None:
+        """Read commits, signature checks and new blobs' sizes in batches.
+
+        The caches hold one batch, so memory stays flat however long the history.
+        """
+        self._infos = self.repo.commits(commits)
+        self._facts = {}
+        self._boundary_blobs = {}
+        self._fields_memo = {}
+        structured = [
+            change.new_blob
+            for change in changes or ()
+            if change.new_blob != NULL_OID and place(change.path).kind in ("plan", "teams")
+        ]
+        self._sizes = self.repo.blob_sizes(structured)
+        stored = self.store.signatures(commits)
+        checked: dict[str, tuple[str, str | None, str]] = {}
+        for commit in commits:
+            info = self._infos.get(commit)
+            if info is None:
+                continue
+            check = stored.get(commit)
+            if check is None:
+                result = check_commit_signature(info.raw)
+                check = checked[commit] = (result.status, result.fingerprint, result.reason)
+            self._facts[commit] = _facts_of(info, check)
+        self.store.remember_signatures(checked)
 
     def _judge(
         self, commit: str, first_parent: str | None, landed: list[HistoryEntry]
     ) -> LandingVerdict:
         policy = self.policy()
-        seq = self.store.next_seq()
+        seq = self._next_seq
+        self._next_seq += 1
         work = _Landing(
             seq=seq,
             first_parent=first_parent,
@@ -366,6 +414,12 @@ class Authoriser:
             },
         )
         paths = sorted({path for changes in work.changes.values() for path in changes})
+        for entry in landed:
+            # The diff against the first parent already says what the parent held.
+            if entry.parents and entry.parents[0] not in work.entries:
+                for change in entry.changes:
+                    old = None if change.old_blob == NULL_OID else change.old_blob
+                    self._boundary_blobs[(entry.parents[0], change.path)] = old
         self.store.mark_seen(work.entries, self.now)
         if len(landed) > self.cap:
             over_cap = tuple(
@@ -587,7 +641,10 @@ class Authoriser:
         policy_paths = [path for path in changed if place(path).kind in ("teams", "environment")]
         if not policy_paths:
             return []
-        problem = _policy_problem(self.effective, self.repo)
+        teams_blob, _ = self._blob_and_mode(commit, TEAMS_FILE, work)
+        if self._fields_for(TEAMS_FILE, teams_blob, "") != self.effective.get(TEAMS_FILE, {}):
+            teams_blob = None  # the effective teams.yaml is no blob: validate its fields
+        problem = _policy_problem(self.effective, self.repo, teams_blob)
         self._policy = None
         if not problem:
             return []
@@ -756,7 +813,8 @@ class Authoriser:
         key = (kind, placement.name, blob, mode)
         cached = self._fields_memo.get(key)
         if cached is None:
-            cached = _structured_fields(self.repo, path, kind, placement.name, blob)
+            size = self._sizes.get(blob)
+            cached = _structured_fields(self.repo, path, kind, placement.name, blob, size)
             self._fields_memo[key] = cached
         return cached
 
@@ -770,22 +828,12 @@ class Authoriser:
             check = check_commit_signature(info.raw)
             stored = (check.status, check.fingerprint, check.reason)
             self.store.remember_signatures({commit: stored})
-        facts = CommitFacts(
-            commit=commit,
-            signature_status=stored[0],
-            fingerprint=stored[1],
-            signature_reason=stored[2],
-            committer_email=info.committer.email,
-            author_email=info.author.email,
-        )
-        self._facts[commit] = facts
+        facts = self._facts[commit] = _facts_of(info, stored)
         return facts
 
     def info(self, commit: str) -> CommitInfo:
         cached = self._infos.get(commit)
         if cached is None:
-            if len(self._infos) > 4096:
-                self._infos.clear()  # memory stays flat over long histories
             cached = self._infos[commit] = self.repo.commit(commit)
         return cached
 
@@ -920,6 +968,17 @@ class Authoriser:
         return actor.name
 
 
+def _facts_of(info: CommitInfo, check: tuple[str, str | None, str]) -> CommitFacts:
+    return CommitFacts(
+        commit=info.id,
+        signature_status=check[0],
+        fingerprint=check[1],
+        signature_reason=check[2],
+        committer_email=info.committer.email,
+        author_email=info.author.email,
+    )
+
+
 def _put(target: dict[str, str], key: str, text: str | None) -> None:
     if text is None:
         target.pop(key, None)
@@ -960,8 +1019,11 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     return landed
 
 
-def _structured_fields(repo: GitRepo, path: str, kind: str, name: str, blob: str) -> FieldMap:
-    if repo.blob_size(blob) > MAX_FILE_BYTES:
+def _structured_fields(
+    repo: GitRepo, path: str, kind: str, name: str, blob: str, size: int | None
+) -> FieldMap:
+    # Never read a pushed blob of any size into memory just to refuse it.
+    if (size if size is not None else repo.blob_size(blob)) > MAX_FILE_BYTES:
         return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
     try:
         document = load(repo.read_blob(blob), path)
@@ -989,12 +1051,22 @@ def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Po
     return build_policy(teams_data(teams), environments)
 
 
-def _policy_problem(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> str | None:
-    """The first validation error of the effective teams.yaml + environments/, if any."""
+def _policy_problem(
+    effective: Mapping[str, Mapping[str, str]], repo: GitRepo, teams_blob: str | None
+) -> str | None:
+    """The first validation error of the effective teams.yaml + environments/, if any.
+
+    `teams_blob` is a blob whose content is the effective teams.yaml, when one
+    is at hand; otherwise the effective fields are written out as YAML first.
+    """
     teams = effective.get(TEAMS_FILE, {})
     if INVALID in teams:
         return str(value(teams, INVALID))
-    files = {TEAMS_FILE: yaml.safe_dump(teams_data(teams), sort_keys=False).encode()}
+    if teams_blob is not None:
+        teams_bytes = repo.read_blob(teams_blob)
+    else:
+        teams_bytes = yaml.dump(teams_data(teams), Dumper=_DUMPER, sort_keys=False).encode()
+    files = {TEAMS_FILE: teams_bytes}
     for path, fields in effective.items():
         if place(path).kind == "environment" and CONTENT in fields:
             files[path] = repo.read_blob(value(fields, CONTENT))

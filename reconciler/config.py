@@ -139,7 +139,17 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
         key_owner=key_owner,
         email_owner=email_owner,
         other_paths=tuple(teams.get("other_paths", ())),
+        role_holders=_role_holders(team_values, users),
     )
+
+
+def _role_holders(teams: Mapping[str, Team], users: Mapping[str, Identity]) -> dict[str, frozenset[str]]:
+    holders: dict[str, set[str]] = {}
+    for team in teams.values():
+        for user, role in team.members.items():
+            if user in users:
+                holders.setdefault(role, set()).add(user)
+    return {role: frozenset(members) for role, members in holders.items()}
 
 
 def build_plan(data: Mapping[str, Any]) -> Plan:

@@ -560,6 +560,7 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     )
     records = [Record.from_json(item) for item in store.events(["record"])]
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
+    authoriser.prefetch(sorted(commits))
     return History(
         policy=authoriser.policy(),
         plans=tuple(plans),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -326,7 +327,7 @@ class GitRepo:
         """
         ref = f"refs/heads/{branch}"
         try:
-            output: str = self._repo.git.ls_remote("--exit-code", remote, ref)
+            output = str(self._repo.git.ls_remote("--exit-code", remote, ref))
         except git.GitCommandError as error:
             if error.status == 2:  # --exit-code: no such ref
                 return None
@@ -389,6 +390,31 @@ class GitRepo:
             process.proc.stdout.close()
             process.wait()
 
+    def commits(self, oids: list[str]) -> dict[str, CommitInfo]:
+        """Many commits through one pipelined `cat-file --batch` (not one round trip each)."""
+        if not oids:
+            return {}
+        with tempfile.TemporaryFile() as requests:
+            requests.write("".join(f"{oid}\n" for oid in oids).encode())
+            requests.seek(0)
+            process = self._repo.git.cat_file("--batch", as_process=True, istream=requests)
+            found: dict[str, CommitInfo] = {}
+            try:
+                stream = process.proc.stdout
+                for oid in oids:
+                    header = stream.readline().split()
+                    if len(header) != 3:
+                        continue  # "<oid> missing"
+                    size = int(header[2])
+                    raw = stream.read(size)
+                    stream.read(1)  # the newline after each object
+                    if header[1] == b"commit":
+                        found[oid] = parse_commit(oid, raw)
+            finally:
+                process.proc.stdout.close()
+                process.wait()
+        return found
+
     def commit(self, oid: str) -> CommitInfo:
         kind, raw = self._object(oid)
         if kind != b"commit":
@@ -410,6 +436,21 @@ class GitRepo:
             return None
         oid, kind, _ = header
         return oid.decode() if kind == b"blob" else None
+
+    def blob_sizes(self, oids: list[str]) -> dict[str, int]:
+        """Sizes of many objects through one `cat-file --batch-check`."""
+        if not oids:
+            return {}
+        with tempfile.TemporaryFile() as requests:
+            requests.write("".join(f"{oid}\n" for oid in oids).encode())
+            requests.seek(0)
+            output: str = self._repo.git.cat_file("--batch-check", istream=requests)
+        sizes: dict[str, int] = {}
+        for line in output.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                sizes[parts[0]] = int(parts[2])
+        return sizes
 
     def blob_size(self, oid: str) -> int:
         _, _, size = self._repo.git.get_object_header(oid)

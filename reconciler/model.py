@@ -154,6 +154,7 @@ class Policy:
     key_owner: Mapping[str, str]  # SHA256 key fingerprint -> identity id (first listed wins)
     email_owner: Mapping[str, str]  # email (lowercase) -> user id
     other_paths: tuple[str, ...] = ()  # globs outside the layout that signed users may change
+    role_holders: Mapping[str, frozenset[str]] = field(default_factory=dict)  # role -> users
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
         """(team, role) pairs the user holds, in teams.yaml order."""

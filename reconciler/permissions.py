@@ -66,16 +66,7 @@ def holders(policy: Policy, permission: str, environment: str) -> tuple[str, ...
     if env is None:
         return ()
     roles = env.roles_holding(permission)
-    return tuple(
-        sorted(
-            {
-                user
-                for team in policy.teams.values()
-                for user, role in team.members.items()
-                if role in roles and user in policy.users
-            }
-        )
-    )
+    return tuple(sorted({user for role in roles for user in policy.role_holders.get(role, ())}))
 
 
 def _grant_text(environment: str, permission: str, roles: tuple[str, ...]) -> str:

@@ -70,8 +70,33 @@ class Session:
         assert self.walked is not None
         return decide(gather(self.walked, self.tip()), self.now)
 
-    def stored_landings(self) -> list[LandingVerdict]:
-        return [LandingVerdict.from_json(landing) for landing in self.store.landings()]
+    def landings_between(
+        self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]
+    ) -> list[LandingVerdict]:
+        """Verdicts of the landings after `start` (default: the trust anchor) up to `tip`."""
+        position = self.store.position()
+        if start is None or (position is not None and start == position.anchor):
+            after: int | None = 0
+        else:
+            after = self.store.landing_seq(start)
+        if after is None:
+            return self._landings_on_chain(start, tip, judged)
+        stored = self.store.landings(after)
+        upto = self.store.landing_seq(tip)
+        if upto is not None:
+            stored = [item for item in stored if item["seq"] <= upto]
+        verdicts = [LandingVerdict.from_json(item) for item in stored]
+        known = {verdict.commit for verdict in verdicts}
+        return verdicts + [verdict for verdict in judged if verdict.commit not in known]
+
+    def _landings_on_chain(
+        self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]
+    ) -> list[LandingVerdict]:
+        """For a `start` that is no landing: select by main's first-parent chain."""
+        found = {item["commit"]: LandingVerdict.from_json(item) for item in self.store.landings()}
+        found.update({verdict.commit: verdict for verdict in judged})
+        chain = self.repo.first_parent_chain(tip, start)
+        return [found[commit] for commit in chain if commit in found]
 
     def re_anchor(self, rev: str, progress: Progress | None = None) -> tuple[VerifyResult, Policy]:
         """Trust `rev` anew after a rewrite; it must be signed by a settings user."""

@@ -194,11 +194,15 @@ class StateStore:
             (seq, commit, json.dumps(detail)),
         )
 
-    def landings(self) -> list[dict[str, Any]]:
-        return [
-            {"seq": seq, **json.loads(detail)}
-            for seq, detail in self._db.execute("SELECT seq, detail FROM landings ORDER BY seq")
-        ]
+    def landings(self, after_seq: int = 0) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT seq, detail FROM landings WHERE seq > ? ORDER BY seq", (after_seq,)
+        )
+        return [{"seq": seq, **json.loads(detail)} for seq, detail in rows]
+
+    def landing_seq(self, commit: str) -> int | None:
+        row = self._db.execute("SELECT seq FROM landings WHERE commit_id = ?", (commit,)).fetchone()
+        return int(row[0]) if row else None
 
     def add_plan_version(
         self, path: str, blob: str, landing: str, detail: Mapping[str, Any]

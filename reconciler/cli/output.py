@@ -7,6 +7,7 @@ README's "Output formats"): keys are only ever added, never renamed.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -19,7 +20,9 @@ FORMATS = ("text", "json")
 
 
 def emit_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, sort_keys=False))
+    """Indented on a terminal, compact on a pipe (the same JSON either way)."""
+    indent = 2 if sys.stdout.isatty() else None
+    click.echo(json.dumps(payload, indent=indent, sort_keys=False))
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:

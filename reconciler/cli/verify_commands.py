@@ -62,6 +62,9 @@ def progress_bar(label: str) -> Iterator[Progress]:
     metavar="REV",
     help="After a history rewrite, trust REV anew; it must be signed by a settings user.",
 )
+@click.option(
+    "--all", "list_all", is_flag=True, help="List every landing, not only the refused ones (text)."
+)
 @format_option(*output.FORMATS_WITH_GITHUB)
 def verify(
     repo: Path | None,
@@ -71,15 +74,18 @@ def verify(
     to_rev: str | None,
     trust_anchor: str | None,
     re_anchor: str | None,
+    list_all: bool,
     output_format: str,
 ) -> None:
     """Prove from Git history that every landed change was authorised.
 
     Walks the branch's first-parent chain; each first-parent commit and the
     commits it brought in are judged by the effective policy before them.
-    Prints one verdict per landing and, for each refusal, the file, the entry,
-    the actor, the permission needed and who holds it. Exit 0 when all are
-    authorised, 1 otherwise.
+    Reports the landings after --from (default: the trust anchor): each refusal
+    with the file, the entry, the actor, the permission needed and who holds
+    it (--all lists the authorised landings too; JSON always lists every
+    one), and where main differs from the effective state. Exit 0 when all
+    are authorised, 1 otherwise.
     """
     with (
         reported(),
@@ -92,13 +98,9 @@ def verify(
             result, _ = session.re_anchor(re_anchor, progress)
         else:
             result, _ = session.authorise(to_rev, trust_anchor=trust_anchor, progress=progress)
-        stored = {verdict.commit: verdict for verdict in session.stored_landings()}
-        stored.update({verdict.commit: verdict for verdict in result.judged})
-        wanted = session.repo.first_parent_chain(
-            result.tip, session.repo.resolve(from_rev) if from_rev else None
-        )
-        verdicts = [stored[commit] for commit in wanted if commit in stored]
-        verify_output.emit_verification(result, verdicts, output_format)
+        start = session.repo.resolve(from_rev) if from_rev else None
+        verdicts = session.landings_between(start, result.tip, result.judged)
+        verify_output.emit_verification(result, verdicts, output_format, list_all=list_all)
         authorised = all(verdict.authorised for verdict in verdicts)
     raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)
 

@@ -17,7 +17,11 @@ def _escape(text: str) -> str:
 
 
 def emit_verification(
-    result: VerifyResult, verdicts: Sequence[LandingVerdict], output_format: str
+    result: VerifyResult,
+    verdicts: Sequence[LandingVerdict],
+    output_format: str,
+    *,
+    list_all: bool = False,
 ) -> None:
     refused = [verdict for verdict in verdicts if not verdict.authorised]
     if output_format == "json":
@@ -47,6 +51,8 @@ def emit_verification(
         return
     click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
     for verdict in verdicts:
+        if verdict.authorised and not list_all:
+            continue
         mark = (
             click.style("ok", fg="green")
             if verdict.authorised
