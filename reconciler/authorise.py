@@ -349,7 +349,8 @@ class Authoriser:
 
         def drain() -> None:
             self.prefetch(
-                [entry.id for entry in chunk], [change for entry in chunk for change in entry.changes]
+                [entry.id for entry in chunk],
+                [change for entry in chunk for change in entry.changes],
             )
             for entry in chunk:
                 pending[entry.id] = entry

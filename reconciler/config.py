@@ -143,7 +143,9 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
     )
 
 
-def _role_holders(teams: Mapping[str, Team], users: Mapping[str, Identity]) -> dict[str, frozenset[str]]:
+def _role_holders(
+    teams: Mapping[str, Team], users: Mapping[str, Identity]
+) -> dict[str, frozenset[str]]:
     holders: dict[str, set[str]] = {}
     for team in teams.values():
         for user, role in team.members.items():
