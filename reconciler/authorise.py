@@ -83,6 +83,7 @@ from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
 PREFETCH: Final = 512  # commits read (and signatures checked) per batch
+FIELDS_MEMO: Final = 8192  # parsed plan and teams.yaml versions kept between batches
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 Progress = Callable[[int, int], None]
 
@@ -223,12 +224,13 @@ class Authoriser:
         # Where main's content is not the effective state: path -> field -> who put it there.
         self.dirty: dict[str, dict[str, Refusal | None]] = {}
         self._policy: Policy | None = None
-        self._fields_memo: dict[tuple[str, str, str, str], FieldMap] = {}
+        self._fields_memo: dict[tuple[str, str, str], FieldMap] = {}
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
         self._infos: dict[str, CommitInfo] = {}
         self._next_seq = 0
         self._sizes: dict[str, int] = {}
+        self._contents: dict[str, bytes] = {}
         self.anchor = ""
 
     # -- public -------------------------------------------------------------
@@ -380,13 +382,16 @@ class Authoriser:
         self._infos = self.repo.commits(commits)
         self._facts = {}
         self._boundary_blobs = {}
-        self._fields_memo = {}
+        if len(self._fields_memo) > FIELDS_MEMO:
+            self._fields_memo = {}  # bounded: memory stays flat however long the history
         structured = [
-            change.new_blob
+            blob
             for change in changes or ()
-            if change.new_blob != NULL_OID and place(change.path).kind in ("plan", "teams")
+            if place(change.path).kind in ("plan", "teams")
+            for blob in (change.old_blob, change.new_blob)
+            if blob != NULL_OID
         ]
-        self._sizes = self.repo.blob_sizes(structured)
+        self._contents, self._sizes = self.repo.blobs(structured, MAX_FILE_BYTES)
         stored = self.store.signatures(commits)
         checked: dict[str, tuple[str, str | None, str]] = {}
         for commit in commits:
@@ -811,11 +816,19 @@ class Authoriser:
             return invalid("symlinks and submodules are refused in the configuration")
         if kind not in ("plan", "teams"):
             return whole_file(blob)
-        key = (kind, placement.name, blob, mode)
+        key = (kind, placement.name, blob)
         cached = self._fields_memo.get(key)
         if cached is None:
-            size = self._sizes.get(blob)
-            cached = _structured_fields(self.repo, path, kind, placement.name, blob, size)
+            raw = self._contents.get(blob)
+            if raw is None:
+                raw = (
+                    self.repo.read_blob(blob)
+                    if self.repo.blob_size(blob) <= MAX_FILE_BYTES
+                    else b""
+                )
+                if not raw:
+                    return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
+            cached = _structured_fields(path, kind, placement.name, raw)
             self._fields_memo[key] = cached
         return cached
 
@@ -1020,14 +1033,11 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     return landed
 
 
-def _structured_fields(
-    repo: GitRepo, path: str, kind: str, name: str, blob: str, size: int | None
-) -> FieldMap:
-    # Never read a pushed blob of any size into memory just to refuse it.
-    if (size if size is not None else repo.blob_size(blob)) > MAX_FILE_BYTES:
+def _structured_fields(path: str, kind: str, name: str, raw: bytes) -> FieldMap:
+    if len(raw) > MAX_FILE_BYTES:
         return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
     try:
-        document = load(repo.read_blob(blob), path)
+        document = load(raw, path)
     except ConfigError as error:
         return invalid(str(error))
     findings = schema.check(document, kind)

@@ -392,28 +392,40 @@ class GitRepo:
 
     def commits(self, oids: list[str]) -> dict[str, CommitInfo]:
         """Many commits through one pipelined `cat-file --batch` (not one round trip each)."""
+        return {
+            oid: parse_commit(oid, raw) for oid, kind, raw in self._batch(oids) if kind == b"commit"
+        }
+
+    def blobs(self, oids: list[str], limit: int) -> tuple[dict[str, bytes], dict[str, int]]:
+        """Contents of the blobs no larger than `limit`, and every blob's size, in two batches.
+
+        Sizes come first, so a blob of any size pushed by anyone is never read whole.
+        """
+        sizes = self.blob_sizes(oids)
+        small = [oid for oid in dict.fromkeys(oids) if sizes.get(oid, limit + 1) <= limit]
+        contents = {oid: raw for oid, kind, raw in self._batch(small) if kind == b"blob"}
+        return contents, sizes
+
+    def _batch(self, oids: list[str]) -> Iterator[tuple[str, bytes, bytes]]:
+        """(oid, type, content) of each object, through one `cat-file --batch` process."""
         if not oids:
-            return {}
+            return
         with tempfile.TemporaryFile() as requests:
             requests.write("".join(f"{oid}\n" for oid in oids).encode())
             requests.seek(0)
             process = self._repo.git.cat_file("--batch", as_process=True, istream=requests)
-            found: dict[str, CommitInfo] = {}
             try:
                 stream = process.proc.stdout
                 for oid in oids:
                     header = stream.readline().split()
                     if len(header) != 3:
                         continue  # "<oid> missing"
-                    size = int(header[2])
-                    raw = stream.read(size)
+                    raw = stream.read(int(header[2]))
                     stream.read(1)  # the newline after each object
-                    if header[1] == b"commit":
-                        found[oid] = parse_commit(oid, raw)
+                    yield oid, header[1], raw
             finally:
                 process.proc.stdout.close()
                 process.wait()
-        return found
 
     def commit(self, oid: str) -> CommitInfo:
         kind, raw = self._object(oid)
