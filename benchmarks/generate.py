@@ -14,8 +14,8 @@ application entries whose `source` is always their target's `promotes_from`.
 Everything is a pure function of `GeneratorSettings`, seed included, so two
 runs with the same settings write byte-identical files.
 
-The module has three layers, so that a later `history` subcommand (a Git
-history of M commits over these files) can reuse the first two:
+The module has three layers, so that the `history` subcommand (a Git history
+of M commits over these files, `benchmarks.history`) reuses the first two:
 
 1. `generate_config(settings) -> SyntheticConfig`: pure, in memory. The
    result carries the file texts and, per identity, the ed25519 private key
@@ -23,8 +23,8 @@ history of M commits over these files) can reuse the first two:
    sign commits as that identity.
 2. `write_config(config, directory)` and `init_repository(directory)`: the
    file-system edge.
-3. The CLI: one `argparse` subcommand per entry of `SUBCOMMANDS`. A
-   `history` subcommand registers itself there next to `config`.
+3. The CLI: one `argparse` subcommand per entry of `SUBCOMMANDS`: `config`,
+   and `history` (`python -m benchmarks.generate history DIR --commits 10000`).
 """
 
 from __future__ import annotations
@@ -593,10 +593,27 @@ class Subcommand:
     run: Callable[[argparse.Namespace], int]
 
 
-# A `history` subcommand (M commits over these files) registers itself here.
+def _configure_history(parser: argparse.ArgumentParser) -> None:
+    from benchmarks import history  # noqa: PLC0415 - history builds on this module
+
+    history.configure_parser(parser)
+
+
+def _command_history(arguments: argparse.Namespace) -> int:
+    from benchmarks import history  # noqa: PLC0415 - history builds on this module
+
+    return history.run_command(arguments)
+
+
 SUBCOMMANDS: Final[dict[str, Subcommand]] = {
     "config": Subcommand(
         "write a valid synthetic configuration repository", _configure_config, _command_config
+    ),
+    # M commits over these files, signed and not, with merges (benchmarks.history).
+    "history": Subcommand(
+        "write a Git history of a configuration repository (see benchmarks.history)",
+        _configure_history,
+        _command_history,
     ),
 }
 

@@ -1,0 +1,716 @@
+"""The history-authorisation benchmark: `reconciler verify` against `git log`, full and incremental.
+
+Run by people and CI as `python -m benchmarks.verify [--dir DIR] [--commits N] [--format json]`.
+It generates (with `benchmarks.history`), or reuses with `--dir`, a configuration
+repository whose main holds 10,000 commits by 200 users over 1,000 plans, with
+merges, signed and unsigned commits and 1% deliberately unauthorised ones, and
+measures:
+
+(a) a full `reconciler verify --repo DIR --state-dir <fresh> --format json`, the
+    real CLI in a subprocess, from the trust anchor to the tip;
+(b) the reference `git log --first-parent -m --raw --no-renames <anchor>..main`
+    over the same range, output to /dev/null (several runs, the median);
+(c) an incremental verify after one new signed commit, with (a)'s state
+    directory (several runs, each after one more commit; main is put back
+    afterwards). Where that time goes: (c') the same with `--from` the
+    previous tip, so only the new landing is reported, and (c'') the
+    command's start-up alone (`reconciler verify --help`);
+(d) the peak RSS of the full verify for two history lengths, `--commits` and a
+    quarter of it (the shorter one generated in a temporary directory), each
+    measured in a fresh child with `getrusage(RUSAGE_CHILDREN).ru_maxrss`.
+
+A benchmark that verifies nothing proves nothing, so every verify run's JSON is
+checked against the generator's manifest: the number of landings, the refused
+landings (exactly those holding a deliberately unauthorised commit), the
+commits the refusals blame, and the paths where main differs from the
+effective state. Then the goals: full verify <= 3x git log, incremental
+< 0.3 s, peak memory flat in history length (long / short <= 1.25). The exit
+status is 1 when a check fails (a goal missed is reported, not an error).
+`--profile` instead prints a cProfile of the full verify, in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import dataclasses
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from benchmarks.history import (
+    HistoryError,
+    HistoryManifest,
+    HistorySettings,
+    append_signed_commit,
+    describe,
+    generate_history,
+    load_manifest,
+)
+from reconciler.clock import utc_now
+from reconciler.session import open_session
+
+FULL_RATIO_GOAL: Final = 3.0  # full verify / git log, at most
+INCREMENTAL_GOAL: Final = 0.3  # seconds, below
+MEMORY_GOAL: Final = 1.25  # peak RSS, long history / short history, at most
+SHORT_FRACTION: Final = 4  # the short history for (d) is --commits / 4
+MEASUREMENT_NAMES: Final = {
+    "a": "(a)",
+    "b": "(b)",
+    "c": "(c)",
+    "c_new": "(c')",
+    "c_startup": "(c'')",
+}
+
+# Runs `argv` (JSON in argv[1]) with stdout to the file argv[2], from a fresh
+# interpreter, so RUSAGE_CHILDREN holds that one command (and what it waited
+# for) and nothing this benchmark ran before.
+_MEASURING_CHILD: Final = """
+import json, resource, subprocess, sys, time
+argv = json.loads(sys.argv[1])
+with open(sys.argv[2], "wb") as out:
+    started = time.perf_counter()
+    completed = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, check=False)
+    seconds = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({
+    "seconds": seconds,
+    "maxrss": usage.ru_maxrss,
+    "returncode": completed.returncode,
+    "stderr": completed.stderr.decode("utf-8", "replace")[-4000:],
+}))
+"""
+
+
+class BenchmarkError(Exception):
+    """A step of the benchmark failed, or a verify run reported the wrong thing."""
+
+
+@dataclass(slots=True)
+class Measurement:
+    """Repeated timings of one thing, in seconds, and peak memory where measured."""
+
+    key: str
+    label: str
+    seconds: list[float] = field(default_factory=list)
+    peak_mib: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.seconds)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "median_seconds": self.median,
+            "min_seconds": self.minimum,
+            "runs": len(self.seconds),
+            "seconds": self.seconds,
+            "peak_rss_mib": self.peak_mib,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    name: str
+    value: float | None
+    bound: float
+    direction: Literal["at most", "below"]
+    unit: str  # "x" or "s"
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return "n/a"
+        met = self.value <= self.bound if self.direction == "at most" else self.value < self.bound
+        return "PASS" if met else "MISS"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "bound": self.bound,
+            "direction": self.direction,
+            "unit": self.unit,
+            "status": self.status,
+        }
+
+
+@dataclass(slots=True)
+class Check:
+    """What one verify run reported against what the generator put in the history."""
+
+    what: str
+    landings: int
+    expected_landings: int
+    refused: int
+    expected_refused: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "landings": self.landings,
+            "expected_landings": self.expected_landings,
+            "refused": self.refused,
+            "expected_refused": self.expected_refused,
+            "passed": self.passed,
+            "problems": self.problems,
+        }
+
+
+# -- the repositories -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def benchmark_repository(
+    settings: HistorySettings, directory: Path | None
+) -> Iterator[tuple[Path, HistoryManifest, str]]:
+    """The repository to time, its manifest, and how it was obtained."""
+    if directory is not None:
+        manifest = load_manifest(directory)
+        if manifest is not None:
+            print(
+                f"reusing {directory} as it is ({manifest.commits} commits, not --commits)",
+                file=sys.stderr,
+            )
+            _put_main_back(directory, manifest)
+            yield directory, manifest, "reused"
+            return
+        yield directory, _generate(settings, directory), "generated"
+        return
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-history-") as scratch:
+        root = Path(scratch) / "config"
+        yield root, _generate(settings, root), "generated, temporary"
+
+
+def _generate(settings: HistorySettings, directory: Path) -> HistoryManifest:
+    print(f"generating {settings.commits} commits in {directory} ...", file=sys.stderr)
+    manifest = generate_history(settings, directory)
+    print(describe(manifest, directory), file=sys.stderr)
+    return manifest
+
+
+def _put_main_back(directory: Path, manifest: HistoryManifest) -> None:
+    """main at the generated tip again (an interrupted incremental run may have moved it)."""
+    _git(directory, "update-ref", "refs/heads/main", manifest.tip)
+
+
+def _git(directory: Path, *args: str) -> str:
+    completed = subprocess.run(
+        ["git", *args], cwd=directory, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise BenchmarkError(f"git {' '.join(args)} failed: {completed.stderr.strip()}")
+    return completed.stdout
+
+
+# -- what is timed ----------------------------------------------------------------------------
+
+
+def reconciler_launcher() -> list[str]:
+    """The installed `reconciler` script next to this Python, else `python -m reconciler`."""
+    script = Path(sys.executable).parent / "reconciler"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "reconciler"]
+
+
+def verify_argv(root: Path, state_dir: Path) -> list[str]:
+    return [
+        *reconciler_launcher(),
+        "verify",
+        "--repo",
+        str(root),
+        "--state-dir",
+        str(state_dir),
+        "--format",
+        "json",
+    ]
+
+
+def git_log_argv(root: Path, anchor: str) -> list[str]:
+    return [
+        "git",
+        "-C",
+        str(root),
+        "log",
+        "--first-parent",
+        "-m",
+        "--raw",
+        "--no-renames",
+        f"{anchor}..main",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    peak_mib: float
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def run_measured(argv: Sequence[str]) -> Run:
+    """Wall time and peak RSS of `argv`, measured by a fresh child interpreter."""
+    with tempfile.NamedTemporaryFile(prefix="reconciler-bench-out-") as out:
+        completed = subprocess.run(
+            [sys.executable, "-c", _MEASURING_CHILD, json.dumps(list(argv)), out.name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise BenchmarkError(f"the measuring child failed: {completed.stderr.strip()}")
+        report = json.loads(completed.stdout)
+        stdout = Path(out.name).read_bytes()
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    divisor = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return Run(
+        report["seconds"],
+        report["maxrss"] / divisor,
+        report["returncode"],
+        stdout,
+        report["stderr"],
+    )
+
+
+def run_timed(argv: Sequence[str], what: str) -> float:
+    """Seconds `argv` took, wall clock, output discarded; raise unless it exits 0."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise BenchmarkError(f"{what} exited {completed.returncode}: {completed.stderr[-2000:]}")
+    return elapsed
+
+
+def verify_report(run: Run, what: str) -> dict[str, Any]:
+    """The JSON a verify run printed; exit 0 (all authorised) and 1 (refusals) are answers."""
+    if run.returncode not in (0, 1):
+        raise BenchmarkError(f"{what} exited {run.returncode}: {run.stderr.strip()}")
+    try:
+        report: dict[str, Any] = json.loads(run.stdout)
+    except json.JSONDecodeError as exc:
+        raise BenchmarkError(f"{what} printed no JSON ({exc}): {run.stderr.strip()}") from None
+    return report
+
+
+def check_report(
+    report: dict[str, Any],
+    manifest: HistoryManifest,
+    what: str,
+    *,
+    appended: Sequence[str] = (),
+    returncode: int | None = None,
+) -> Check:
+    """Compare a verify report with the manifest (plus `appended` authorised landings)."""
+    landings = report["landings"]
+    refused = {landing["commit"] for landing in landings if not landing["authorised"]}
+    blamed = {
+        (refusal["commit"], refusal["path"], refusal["field"])
+        for landing in landings
+        for refusal in landing["refusals"]
+    }
+    expected_blame = {(item.commit, item.path, item.field) for item in manifest.unauthorised}
+    check = Check(
+        what,
+        len(landings),
+        manifest.landings + len(appended),
+        len(refused),
+        len(manifest.refused_landings),
+    )
+    if check.landings != check.expected_landings:
+        check.problems.append(
+            f"{check.landings} landings reported, {check.expected_landings} expected"
+        )
+    if refused != manifest.refused_landings:
+        missing = len(manifest.refused_landings - refused)
+        extra = len(refused - manifest.refused_landings)
+        check.problems.append(
+            f"refused landings differ: {missing} unauthorised ones not refused, "
+            f"{extra} authorised ones refused"
+        )
+    if blamed != expected_blame:
+        check.problems.append(
+            f"refusals blame {len(blamed)} (commit, path, field), "
+            f"{len(expected_blame)} deliberately unauthorised edits expected, "
+            f"{len(blamed & expected_blame)} in common"
+        )
+    if sorted(report["differs"]) != sorted(manifest.tainted_at_tip):
+        check.problems.append(
+            f"main differs from the effective state in {len(report['differs'])} paths, "
+            f"{len(manifest.tainted_at_tip)} expected"
+        )
+    if appended:
+        tail = [landing["commit"] for landing in landings[-len(appended) :]]
+        if tail != list(appended):
+            check.problems.append("the appended commits are not the last landings reported")
+    if report["tip"] != (appended[-1] if appended else manifest.tip):
+        check.problems.append(f"verified up to {report['tip'][:12]}, not main's tip")
+    if returncode is not None and returncode != (1 if manifest.unauthorised else 0):
+        check.problems.append(f"exit status {returncode}")
+    return check
+
+
+# -- the measurements -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Results:
+    facts: dict[str, Any]
+    measurements: dict[str, Measurement]
+    checks: list[Check]
+    memory: dict[str, float | int]  # commits and peak MiB of the long and short histories
+
+    def goals(self) -> list[Goal]:
+        full = self.measurements.get("a")
+        log = self.measurements.get("b")
+        incremental = self.measurements.get("c")
+        long_mib, short_mib = self.memory.get("long_mib"), self.memory.get("short_mib")
+        return [
+            Goal(
+                "full verify / git log",
+                full.median / log.median if full and log else None,
+                FULL_RATIO_GOAL,
+                "at most",
+                "x",
+            ),
+            Goal(
+                "incremental verify (1 new signed commit)",
+                incremental.median if incremental else None,
+                INCREMENTAL_GOAL,
+                "below",
+                "s",
+            ),
+            Goal(
+                f"peak RSS, {self.memory.get('long_commits')} / "
+                f"{self.memory.get('short_commits')} commits",
+                long_mib / short_mib if long_mib and short_mib else None,
+                MEMORY_GOAL,
+                "at most",
+                "x",
+            ),
+        ]
+
+
+def measure(
+    root: Path,
+    manifest: HistoryManifest,
+    *,
+    repeat_full: int,
+    repeat_log: int,
+    repeat_incremental: int,
+    short: HistoryManifest | None,
+    short_root: Path | None,
+    scratch: Path,
+) -> tuple[dict[str, Measurement], list[Check], dict[str, float | int]]:
+    results = {
+        "a": Measurement("a", "reconciler verify, full, anchor..tip (subprocess)"),
+        "b": Measurement("b", "git log --first-parent -m --raw --no-renames"),
+        "c": Measurement("c", "reconciler verify, incremental: 1 new signed commit"),
+        "c_new": Measurement("c_new", "same, --from the previous tip: new landing only"),
+        "c_startup": Measurement("c_startup", "start-up floor: reconciler verify --help"),
+    }
+    checks: list[Check] = []
+    log_argv = git_log_argv(root, manifest.anchor)
+    run_timed(log_argv, "git log")  # warm the page cache for everyone
+    for _ in range(repeat_log):
+        results["b"].seconds.append(run_timed(log_argv, "git log"))
+
+    kept_state: Path | None = None
+    for attempt in range(repeat_full):
+        state = scratch / f"state-full-{attempt}"
+        run = run_measured(verify_argv(root, state))
+        report = verify_report(run, "the full verify")
+        results["a"].seconds.append(run.seconds)
+        results["a"].peak_mib.append(run.peak_mib)
+        if attempt == 0:
+            checks.append(check_report(report, manifest, "full verify", returncode=run.returncode))
+            kept_state = state
+        else:
+            shutil.rmtree(state)
+    assert kept_state is not None
+
+    appended: list[str] = []
+    try:
+        for attempt in range(1, repeat_incremental + 1):
+            appended.append(append_signed_commit(root, manifest))
+            run = run_measured(verify_argv(root, kept_state))
+            report = verify_report(run, "the incremental verify")
+            results["c"].seconds.append(run.seconds)
+            results["c"].peak_mib.append(run.peak_mib)
+            checks.append(
+                check_report(
+                    report,
+                    manifest,
+                    f"incremental verify #{attempt}",
+                    appended=appended,
+                    returncode=run.returncode,
+                )
+            )
+            # Where the time goes: the same with a report of the new landing only,
+            # and the command's start-up alone.
+            previous = appended[-1]
+            appended.append(append_signed_commit(root, manifest))
+            run = run_measured([*verify_argv(root, kept_state), "--from", previous])
+            report = verify_report(run, "the incremental verify --from")
+            results["c_new"].seconds.append(run.seconds)
+            new_landings = [landing["commit"] for landing in report["landings"]]
+            if new_landings != appended[-1:] or not report["landings"][0]["authorised"]:
+                raise BenchmarkError(
+                    f"verify --from {previous[:12]} reported {len(new_landings)} landings, "
+                    "not the one authorised new landing"
+                )
+            startup = [*reconciler_launcher(), "verify", "--help"]
+            results["c_startup"].seconds.append(run_timed(startup, "reconciler verify --help"))
+    finally:
+        _put_main_back(root, manifest)
+    if appended:
+        results[
+            "c"
+        ].note = f"each run after one more commit; the last reported {checks[-1].landings} landings"
+
+    memory: dict[str, float | int] = {
+        "long_commits": manifest.commits,
+        "long_mib": max(results["a"].peak_mib),
+    }
+    if short is not None and short_root is not None:
+        run = run_measured(verify_argv(short_root, scratch / "state-short"))
+        report = verify_report(run, "the short full verify")
+        checks.append(
+            check_report(report, short, "full verify, short history", returncode=run.returncode)
+        )
+        memory.update(
+            short_commits=short.commits, short_mib=run.peak_mib, short_seconds=run.seconds
+        )
+    return results, checks, memory
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def render_text(results: Results) -> str:
+    facts = results.facts
+    lines = [
+        f"repository: {facts['path']} ({facts['origin']}): {facts['commits']} commits, "
+        f"{facts['landings']} landings after the anchor ({facts['merges']} merges), "
+        f"{facts['signed']} signed / {facts['unsigned']} unsigned, {facts['users']} users, "
+        f"{facts['plans']} plans, {facts['policy_changes']} policy changes; "
+        f"{facts['unauthorised']} deliberately unauthorised commits",
+        "",
+        "checks (verify's JSON against the generator's manifest):",
+    ]
+    for check in results.checks:
+        lines.append(
+            f"  {check.what:<34} landings {check.landings}/{check.expected_landings}, "
+            f"refused {check.refused}/{check.expected_refused} deliberately unauthorised: "
+            f"{'PASS' if check.passed else 'FAIL'}"
+        )
+        lines += [f"      {problem}" for problem in check.problems]
+    lines += ["", f"{'measurement':<58} {'median s':>9} {'min s':>8} {'runs':>5} {'peak MiB':>9}"]
+    for key, name in MEASUREMENT_NAMES.items():
+        measurement = results.measurements.get(key)
+        if measurement is None:
+            continue
+        peak = f"{max(measurement.peak_mib):>9.1f}" if measurement.peak_mib else f"{'':>9}"
+        lines.append(
+            f"{name + ' ' + measurement.label:<58} {measurement.median:>9.3f} "
+            f"{measurement.minimum:>8.3f} {len(measurement.seconds):>5} {peak}"
+        )
+        if measurement.note:
+            lines.append(f"      {measurement.note}")
+    memory = results.memory
+    if "short_mib" in memory:
+        lines.append(
+            f"(d) peak RSS of the full verify: {memory['short_commits']} commits "
+            f"{memory['short_mib']:.1f} MiB ({memory['short_seconds']:.1f} s), "
+            f"{memory['long_commits']} commits {memory['long_mib']:.1f} MiB"
+        )
+    lines += ["", f"{'goal':<46} {'value':>8}  {'target':<9} result"]
+    for goal in results.goals():
+        if goal.value is None:
+            shown = "n/a"
+        elif goal.unit == "s":
+            shown = f"{goal.value:.3f} s"
+        else:
+            shown = f"{goal.value:.2f}x"
+        bound = f"{'<=' if goal.direction == 'at most' else '<'} {goal.bound:g}{goal.unit}"
+        lines.append(f"{goal.name:<46} {shown:>8}  {bound:<9} {goal.status}")
+    return "\n".join(lines)
+
+
+def render_json(results: Results) -> str:
+    return json.dumps(
+        {
+            "repository": results.facts,
+            "checks": [check.as_json() for check in results.checks],
+            "measurements": {key: value.as_json() for key, value in results.measurements.items()},
+            "memory": results.memory,
+            "goals": [goal.as_json() for goal in results.goals()],
+            "platform": {
+                "python": sys.version.split()[0],
+                "implementation": platform.python_implementation(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "git": _git(Path.cwd(), "--version").strip(),
+            },
+        },
+        indent=2,
+    )
+
+
+def repository_facts(root: Path, manifest: HistoryManifest, origin: str) -> dict[str, Any]:
+    return {
+        "path": str(root),
+        "origin": origin,
+        "commits": manifest.commits,
+        "landings": manifest.landings,
+        "merges": manifest.merges,
+        "signed": manifest.signed,
+        "unsigned": manifest.unsigned,
+        "users": manifest.settings.users,
+        "plans": manifest.settings.plans,
+        "environments": manifest.settings.environments,
+        "policy_changes": manifest.policy_changes,
+        "unauthorised": len(manifest.unauthorised),
+        "refused_landings": len(manifest.refused_landings),
+        "seed": manifest.settings.seed,
+        "anchor": manifest.anchor,
+        "tip": manifest.tip,
+        "generation_seconds": manifest.seconds,
+    }
+
+
+def profile_verify(root: Path, top: int) -> str:
+    """cProfile of one full verify in-process (a fresh state directory), top functions both ways."""
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-state-") as state:
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        with open_session(root, branch=None, state_dir=Path(state), now=utc_now()) as session:
+            result, _ = session.authorise()
+        profiler.disable()
+        elapsed = time.perf_counter() - started
+    out = io.StringIO()
+    out.write(f"full verify in-process: {len(result.judged)} landings in {elapsed:.2f} s\n")
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    defaults = HistorySettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.verify",
+        description="Time reconciler verify over a generated history against git log.",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="repository to time: reused if it holds a generated history, else generated "
+        "there (default: a temporary directory)",
+    )
+    parser.add_argument("--commits", type=int, default=defaults.commits)
+    parser.add_argument("--users", type=int, default=defaults.users)
+    parser.add_argument("--plans", type=int, default=defaults.plans)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the full verify (a)")
+    parser.add_argument("--repeat-log", type=int, default=5, help="runs of git log (b)")
+    parser.add_argument(
+        "--repeat-incremental", type=int, default=3, help="runs of the incremental verify (c)"
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the short history of the memory check (d)"
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=30,
+        default=None,
+        metavar="TOP",
+        help="print a cProfile of the full verify (TOP functions) instead of timing",
+    )
+    arguments = parser.parse_args(argv)
+    if min(arguments.repeat, arguments.repeat_log, arguments.repeat_incremental) < 1:
+        parser.error("repetitions must be at least 1")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    settings = HistorySettings(
+        commits=arguments.commits,
+        users=arguments.users,
+        plans=arguments.plans,
+        seed=arguments.seed,
+    )
+    try:
+        with (
+            benchmark_repository(settings, arguments.dir) as (root, manifest, origin),
+            tempfile.TemporaryDirectory(prefix="reconciler-bench-verify-") as scratch,
+        ):
+            if arguments.profile is not None:
+                print(profile_verify(root, arguments.profile))
+                return 0
+            short: HistoryManifest | None = None
+            short_root: Path | None = None
+            if not arguments.no_memory:
+                short_settings = dataclasses.replace(
+                    manifest.settings, commits=max(2, manifest.commits // SHORT_FRACTION)
+                )
+                short_root = Path(scratch) / "short"
+                short = _generate(short_settings, short_root)
+            measurements, checks, memory = measure(
+                root,
+                manifest,
+                repeat_full=arguments.repeat,
+                repeat_log=arguments.repeat_log,
+                repeat_incremental=arguments.repeat_incremental,
+                short=short,
+                short_root=short_root,
+                scratch=Path(scratch),
+            )
+            results = Results(
+                repository_facts(root, manifest, origin), measurements, checks, memory
+            )
+    except (BenchmarkError, HistoryError, ValueError, FileExistsError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    print(render_json(results) if arguments.format == "json" else render_text(results))
+    return 0 if all(check.passed for check in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
