@@ -130,7 +130,25 @@ class Decision:
 
 def decide(history: History, now: datetime) -> tuple[Decision, ...]:
     """Every plan on main, decided; executable ones first, in the order they will run."""
-    decisions = [_decide_one(history, on_main, now) for on_main in history.plans]
+    runs: dict[PlanRef, list[Run]] = {}
+    for run in history.runs:
+        runs.setdefault(run.plan, []).append(run)
+    signoffs: dict[PlanRef | str, list[Signoff]] = {}
+    for signoff in history.signoffs:
+        key: PlanRef | str | None = signoff.plan if signoff.plan is not None else signoff.run
+        if key is not None:
+            signoffs.setdefault(key, []).append(signoff)
+    decisions = []
+    for on_main in history.plans:
+        ref = PlanRef(on_main.path, on_main.blob)
+        own_runs = runs.get(ref, [])
+        relevant = [
+            *signoffs.get(ref, ()),
+            *(signoff for run in own_runs for signoff in signoffs.get(run.id, ())),
+        ]
+        # Each plan is decided on its own runs and sign-offs: linear in history, not quadratic.
+        narrowed = replace(history, runs=tuple(own_runs), signoffs=tuple(relevant))
+        decisions.append(_decide_one(narrowed, on_main, now))
     order = {"executable": 0, "waiting": 1, "refused": 2, "done": 3, "cancelled": 4}
     return tuple(
         sorted(decisions, key=lambda item: (order[item.status], item.trigger_seq, item.path))

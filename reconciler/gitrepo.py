@@ -11,9 +11,12 @@ sees a GitPython object.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
+import threading
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -96,6 +99,8 @@ class GitRepo:
             ) from None
         self.path = path
         self.git_dir = Path(self._repo.git_dir)
+        self._objects = Path(self._repo.common_dir) / "objects"
+        self._object_format = self.config("extensions.objectformat") or "sha1"
 
     @classmethod
     def init(cls, path: Path, branch: str) -> GitRepo:
@@ -243,9 +248,21 @@ class GitRepo:
     # -- objects and refs, written directly (records) ---------------------------
 
     def write_object(self, kind: str, data: bytes) -> str:
-        """Store an object in the object database; its id."""
-        stored = self._repo.odb.store(IStream(kind, len(data), BytesIO(data)))
-        return stored.hexsha.decode() if isinstance(stored.hexsha, bytes) else str(stored.hexsha)
+        """Store an object as a loose object, as git does (about 0.1 ms, not a process)."""
+        if self._object_format != "sha1":
+            stored = self._repo.odb.store(IStream(kind, len(data), BytesIO(data)))
+            hexsha = stored.hexsha
+            return hexsha.decode() if isinstance(hexsha, bytes) else str(hexsha)
+        body = f"{kind} {len(data)}".encode() + b"\0" + data
+        oid = hashlib.sha1(body, usedforsecurity=False).hexdigest()
+        target = self._objects / oid[:2] / oid[2:]
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            temporary = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
+            temporary.write_bytes(zlib.compress(body, 1))
+            temporary.chmod(0o444)
+            os.replace(temporary, target)  # readers see the whole object or none
+        return oid
 
     def tree_with(self, base_tree: str, files: Mapping[str, bytes]) -> str:
         """`base_tree` with `files` written (path -> content), as a new tree id."""
@@ -301,8 +318,7 @@ class GitRepo:
             if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
                 return False
             raise GitError(f"git push to {remote} failed: {str(error.stderr).strip()}") from None
-        self._repo.git.update_ref(f"refs/remotes/{remote}/{branch}", commit)
-        return True
+        return True  # git moved refs/remotes/<remote>/<branch> along with the push
 
     def fetch(self, remote: str, branch: str) -> str:
         """Fetch the remote's branch; its commit id."""

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, commit_id TEXT NOT NULL, kind TEXT NOT NULL,
     detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (run TEXT PRIMARY KEY, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
 CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
     PRIMARY KEY (path, actor));
 """
@@ -229,9 +230,14 @@ class StateStore:
         )
 
     def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT kind, detail FROM events ORDER BY id")
-        wanted = set(kinds) if kinds is not None else None
-        return [json.loads(detail) for kind, detail in rows if wanted is None or kind in wanted]
+        if kinds is None:
+            rows = self._db.execute("SELECT detail FROM events ORDER BY id")
+        else:
+            wanted = list(kinds)
+            marks = ",".join("?" * len(wanted))
+            query = f"SELECT detail FROM events WHERE kind IN ({marks}) ORDER BY id"  # noqa: S608
+            rows = self._db.execute(query, wanted)
+        return [json.loads(detail) for (detail,) in rows]
 
     # -- outbox: finish records not yet published --------------------------------
 
