@@ -17,18 +17,31 @@ It composes the data itself from libyaml's events (C parser when present), so
 depth, anchors and duplicates are checked in the same pass that builds the
 values and records where each one stands. Plain scalars resolve as YAML 1.1
 does, except timestamps, which stay strings: JSON has no dates.
+
+Loading is most of `reconciler validate`'s time (README, "Performance"), so
+the composing loop is written for speed; the comments there say what each
+choice saves, and `tests/test_loader.py` holds it to libyaml's own composer.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import ScalarNode
 
 from reconciler.errors import ConfigError
@@ -72,14 +85,22 @@ class Position:
     column: int
 
 
+# Where a node starts: 0-based line and column, as libyaml counts them.
+_Where = tuple[int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """One loaded file: its data and where every value (and every key) stands."""
 
     path: str
     data: Any
-    values: dict[JsonPath, Position] = field(repr=False)
-    keys: dict[JsonPath, Position] = field(repr=False)
+    # Plain (line, column) tuples, 0-based: a `Position` is built only for
+    # the few paths a finding asks about, not for every node loaded. (Tuples
+    # of small ints also cost the garbage collector nothing once it has seen
+    # them; a Position or a libyaml mark it would scan again and again.)
+    values: dict[JsonPath, _Where] = field(repr=False)
+    keys: dict[JsonPath, _Where] = field(repr=False)
     # Original text of plain scalars that did not load as strings, for hints
     # such as "1.10 was read as the number 1.1".
     plain_text: dict[JsonPath, str] = field(repr=False)
@@ -88,11 +109,13 @@ class Document:
         """The value at `path`, or the nearest ancestor that exists."""
         while path not in self.values and path:
             path = path[:-1]
-        return self.values.get(path, Position(1, 1))
+        where = self.values.get(path)
+        return Position(1, 1) if where is None else Position(where[0] + 1, where[1] + 1)
 
     def key_position(self, path: JsonPath) -> Position:
         """The key of the mapping entry at `path` (its value when it has no key)."""
-        return self.keys.get(path) or self.position(path)
+        where = self.keys.get(path)
+        return self.position(path) if where is None else Position(where[0] + 1, where[1] + 1)
 
 
 class _Resolver(yaml.resolver.Resolver):
@@ -111,8 +134,13 @@ _CONSTRUCT = {
     "tag:yaml.org,2002:bool": _CONSTRUCTOR.construct_yaml_bool,
     "tag:yaml.org,2002:null": _CONSTRUCTOR.construct_yaml_null,
 }
-_NON_PRINTABLE = re.compile(
-    r"[^\x09\x0A\x0D\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]"
+# Characters YAML does not allow (C0 and C1 controls but tab and line breaks,
+# surrogates, U+FFFE/U+FFFF) and the line breaks of `_HIDDEN_LINE_BREAKS`
+# (NEL U+0085 is a C1 control). Written as the refused set rather than the
+# complement of the allowed one, which takes ten times as long to compile at
+# every start-up (7 ms); both match exactly the same code points.
+_NON_PRINTABLE: Final = re.compile(
+    r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u2028\u2029\uD800-\uDFFF\uFFFE\uFFFF]"
 )
 
 
@@ -196,26 +224,25 @@ def _line_column(before: str) -> tuple[int, int]:
     return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
-class _Frame:
-    """An open mapping or sequence while composing."""
-
-    __slots__ = ("container", "path", "pending_key")
-
-    def __init__(self, container: dict[Any, Any] | list[Any], path: JsonPath) -> None:
-        self.container = container
-        self.path = path
-        self.pending_key: Any = _NO_KEY
-
-
+# A mapping whose next node is a key, not a value, has no pending key yet.
 _NO_KEY: Final = object()
+# What `_PLAIN_VALUES.get` returns for a text not resolved yet (None is a value: '~').
+_UNRESOLVED: Final = object()
+# Plain scalars' texts and their YAML 1.1 values, remembered across files:
+# keys (`name`, `version`) and many values (environment and application names)
+# repeat in every file, and resolving one runs up to four regular expressions.
+# Every value is immutable (str, int, float, bool, None), so sharing is safe;
+# the bound keeps a long-running `watch` from collecting every text it sees.
+_PLAIN_VALUES: dict[str, Any] = {}
+_PLAIN_VALUES_LIMIT: Final = 20_000
 
 
 class _Composer:
     def __init__(self, raw: bytes, path: str) -> None:
         self.raw = raw
         self.path = path
-        self.values: dict[JsonPath, Position] = {}
-        self.keys: dict[JsonPath, Position] = {}
+        self.values: dict[JsonPath, _Where] = {}
+        self.keys: dict[JsonPath, _Where] = {}
         self.plain_text: dict[JsonPath, str] = {}
 
     def error(self, message: str, mark: Any, hint: str | None = None) -> ConfigError:
@@ -226,7 +253,7 @@ class _Composer:
     def compose(self) -> Document:
         parser = _Parser(self.raw)
         try:
-            data = self._compose(_events(parser))
+            data = self._compose(parser)
         except yaml.MarkedYAMLError as exc:
             raise self._syntax_error(exc) from None
         except yaml.YAMLError as exc:
@@ -274,13 +301,88 @@ class _Composer:
         character: str = lines[mark.line][mark.column]
         return character
 
-    def _compose(self, events: Iterator[Any]) -> Any:
-        stack: list[_Frame] = []
+    def _compose(self, parser: Any) -> Any:
+        """The data of the file's one document, built from libyaml's events in one pass.
+
+        Each node event is checked (anchor, tag, key, depth) before it becomes
+        a value, so nothing refused is ever built. This loop is most of the
+        time `reconciler validate` takes, hence its shape: `parser.get_event`
+        is called directly (a generator around it cost a fifth of the loop),
+        node events are tested first (most events are scalars), and the
+        innermost open container lives in local variables rather than in an
+        object on `stack` (locals are Python's fastest look-up; a flag says
+        whether it is a mapping, cheaper than `isinstance` on every event).
+        """
+        next_event = parser.get_event
+        values = self.values
+        # The innermost open mapping or sequence (None before the root opens),
+        # its path, and whether it is a mapping. In a mapping, `key` is the key
+        # whose value comes next, or _NO_KEY when the next node is a key.
+        container: Any = None
+        path: JsonPath = ()
+        in_mapping = False
+        key: Any = _NO_KEY
+        # The containers around it, outermost first, restored as each one ends.
+        stack: list[tuple[Any, JsonPath, bool]] = []
         root: Any = None
         documents = 0
-        for event in events:
+        while True:
+            event = next_event()
             kind = type(event)
-            if kind is yaml.DocumentStartEvent:
+            # Scalars are most events, then collection starts and ends; stream
+            # and document events come once per file.
+            if kind is ScalarEvent or kind is MappingStartEvent or kind is SequenceStartEvent:
+                tag = event.tag
+                if event.anchor is not None or (tag is not None and tag not in _ALLOWED_TAGS):
+                    raise self._refused_node(event)
+                if in_mapping and key is _NO_KEY:
+                    key = self._key(event, path, container)
+                    continue
+                # Where the node goes: under the pending key, at the end of the
+                # open sequence, or at the top. (`path + (key,)` builds the
+                # tuple faster than `(*path, key)`, which goes through a list.)
+                if in_mapping:
+                    node_path = path + (key,)  # noqa: RUF005
+                elif container is not None:
+                    node_path = path + (len(container),)  # noqa: RUF005
+                else:
+                    node_path = ()
+                mark = event.start_mark
+                values[node_path] = (mark.line, mark.column)
+                value: Any
+                if kind is ScalarEvent:
+                    value = self._scalar(event)
+                    if type(value) is not str and not event.style and event.implicit[0]:
+                        self.plain_text[node_path] = event.value  # for hints: 1.10 became 1.1
+                else:
+                    if len(stack) >= MAX_DEPTH:
+                        raise self.error(
+                            f"nesting deeper than {MAX_DEPTH} levels",
+                            mark,
+                            "configuration files are shallow; "
+                            "this looks like a mistake or an attack",
+                        )
+                    value = {} if kind is MappingStartEvent else []
+                if in_mapping:
+                    container[key] = value
+                    key = _NO_KEY
+                elif container is not None:
+                    container.append(value)
+                else:
+                    root = value
+                if kind is not ScalarEvent:
+                    stack.append((container, path, in_mapping))
+                    container, path, in_mapping = value, node_path, kind is MappingStartEvent
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                container, path, in_mapping = stack.pop()
+            elif kind is AliasEvent:
+                raise self.error(
+                    f"alias '*{event.anchor}' is not allowed",
+                    event.start_mark,
+                    "anchors and aliases are refused (they allow 'billion laughs' bombs); "
+                    "write the value out in full",
+                )
+            elif kind is DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     raise self.error(
@@ -288,84 +390,35 @@ class _Composer:
                         event.start_mark,
                         "keep one document per file; remove the '---' separator",
                     )
-                continue
-            if kind in (yaml.StreamStartEvent, yaml.DocumentEndEvent, yaml.StreamEndEvent):
-                continue
-            if kind is yaml.AliasEvent:
-                raise self.error(
-                    f"alias '*{event.anchor}' is not allowed",
-                    event.start_mark,
-                    "anchors and aliases are refused (they allow 'billion laughs' bombs); "
-                    "write the value out in full",
-                )
-            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                stack.pop()
-                continue
-            if event.anchor is not None:
-                raise self.error(
-                    f"anchor '&{event.anchor}' is not allowed",
-                    event.start_mark,
-                    "anchors and aliases are refused; write the value out in full",
-                )
-            if event.tag is not None and event.tag not in _ALLOWED_TAGS:
-                raise self.error(
-                    f"tag '{event.tag}' is not allowed",
-                    event.start_mark,
-                    "remove the tag; only plain YAML values are accepted",
-                )
-            parent = stack[-1] if stack else None
-            if (
-                parent is not None
-                and isinstance(parent.container, dict)
-                and (parent.pending_key is _NO_KEY)
-            ):
-                self._key(parent, event)
-                continue
-            node_path = self._child_path(parent)
-            mark = event.start_mark
-            self.values[node_path] = Position(mark.line + 1, mark.column + 1)
-            value: Any
-            if kind is yaml.ScalarEvent:
-                value = self._scalar(event, node_path)
-            elif kind is yaml.MappingStartEvent:
-                value = {}
-            else:
-                value = []
-            if parent is None:
-                root = value
-            elif isinstance(parent.container, dict):
-                parent.container[parent.pending_key] = value
-                parent.pending_key = _NO_KEY
-            else:
-                parent.container.append(value)
-            if kind is not yaml.ScalarEvent:
-                if len(stack) >= MAX_DEPTH:
-                    raise self.error(
-                        f"nesting deeper than {MAX_DEPTH} levels",
-                        mark,
-                        "configuration files are shallow; this looks like a mistake or an attack",
-                    )
-                stack.append(_Frame(value, node_path))
-        return root
+            elif kind is StreamEndEvent or event is None:
+                return root
+            # StreamStartEvent and DocumentEndEvent need nothing.
 
-    def _child_path(self, parent: _Frame | None) -> JsonPath:
-        if parent is None:
-            return ()
-        if isinstance(parent.container, dict):
-            return (*parent.path, parent.pending_key)
-        return (*parent.path, len(parent.container))
+    def _refused_node(self, event: Any) -> ConfigError:
+        """The error for a node with an anchor (checked first) or a tag outside `_ALLOWED_TAGS`."""
+        if event.anchor is not None:
+            return self.error(
+                f"anchor '&{event.anchor}' is not allowed",
+                event.start_mark,
+                "anchors and aliases are refused; write the value out in full",
+            )
+        return self.error(
+            f"tag '{event.tag}' is not allowed",
+            event.start_mark,
+            "remove the tag; only plain YAML values are accepted",
+        )
 
-    def _key(self, frame: _Frame, event: Any) -> None:
+    def _key(self, event: Any, path: JsonPath, mapping: dict[str, Any]) -> str:
+        """Check the key `event` of `mapping` (at `path`), record where it stands, return it."""
         mark = event.start_mark
-        if type(event) is not yaml.ScalarEvent:
+        if type(event) is not ScalarEvent:
             raise self.error(
                 "a mapping key must be a plain string, not a collection",
                 mark,
                 "use a simple name as the key",
             )
-        key = self._scalar(event, None)
-        where = Position(mark.line + 1, mark.column + 1)
-        if not isinstance(key, str):
+        key = self._scalar(event)
+        if type(key) is not str:
             raise self.error(
                 f"key {event.value!r} is read as {_describe(key)}, not a string",
                 mark,
@@ -375,54 +428,56 @@ class _Composer:
             raise self.error(
                 "merge keys ('<<') are not allowed", mark, "write the keys out in full"
             )
-        key_path = (*frame.path, key)
-        if key_path in self.keys:
+        key_path = path + (key,)  # noqa: RUF005 - faster, see _compose
+        if key in mapping:  # every earlier key of this mapping already holds its value
             raise self.error(
-                f"duplicate key '{key}' (first defined at line {self.keys[key_path].line})",
+                f"duplicate key '{key}' (first defined at line {self.keys[key_path][0] + 1})",
                 mark,
                 "YAML keeps only the last one; remove or rename one of them",
             )
-        frame.pending_key = key
-        self.keys[key_path] = where
+        self.keys[key_path] = (mark.line, mark.column)
+        return key
 
-    def _scalar(self, event: Any, path: JsonPath | None) -> Any:
+    def _resolve_plain(self, event: Any) -> Any:
+        """A plain scalar's YAML 1.1 value, worked out and remembered in `_PLAIN_VALUES`."""
         text: str = event.value
-        plain = event.implicit[0] and not event.style
+        tag = _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        value = self._construct(tag, event)
+        if len(_PLAIN_VALUES) >= _PLAIN_VALUES_LIMIT:
+            _PLAIN_VALUES.clear()
+        _PLAIN_VALUES[text] = value
+        return value
+
+    def _scalar(self, event: Any) -> Any:
+        """A scalar event's value: as its tag says, as YAML 1.1 resolves it if plain, else text."""
         if event.tag is not None and event.tag != "!":
-            tag = event.tag
-        elif plain:
-            tag = _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-        else:
-            return text
+            return self._construct(event.tag, event)
+        if event.style or not event.implicit[0]:
+            return event.value  # quoted or a block: a string
+        # Plain: most are remembered from an earlier file or an earlier key.
+        value = _PLAIN_VALUES.get(event.value, _UNRESOLVED)
+        return self._resolve_plain(event) if value is _UNRESOLVED else value
+
+    def _construct(self, tag: str, event: Any) -> Any:
+        """The scalar `event`'s text as a value of type `tag` (an allowed one)."""
+        text: str = event.value
         if tag in (_STR, "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
             return text
         construct = _CONSTRUCT.get(tag)
         if construct is None:  # pragma: no cover - guarded by _ALLOWED_TAGS
             return text
         try:
-            value = construct(ScalarNode(tag, text))
+            return construct(ScalarNode(tag, text))
         except (ValueError, IndexError, KeyError, yaml.constructor.ConstructorError):
             # PyYAML's constructors trust the resolver's regexps; an explicit tag
-            # bypasses them ('!!int ""' is an IndexError, '!!bool x' a KeyError).
+            # bypasses them ('!!int ""' is an IndexError, '!!bool x' a KeyError),
+            # and some texts pass a regexp but not the constructor ('0x_').
             name = tag.rsplit(":", 1)[-1]
             raise self.error(
                 f"{text!r} is not a valid {name}",
                 event.start_mark,
                 f"remove the tag, or write a valid {name}",
             ) from None
-        if path is not None and plain:
-            self.plain_text[path] = text
-        return value
-
-
-def _events(parser: Any) -> Iterator[Any]:
-    while True:
-        event = parser.get_event()
-        if event is None:
-            return
-        yield event
-        if type(event) is yaml.StreamEndEvent:
-            return
 
 
 def _describe(value: Any) -> str:

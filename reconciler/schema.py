@@ -5,17 +5,18 @@ Rust validator (`jsonschema-rs`, about 40x faster); only an invalid one is
 walked again by python-jsonschema, whose errors carry the keyword, the schema
 and the instance, so each becomes a finding at the offending key or value
 with a message a person can act on.
+
+python-jsonschema (about 95 ms to import) and difflib are imported only when a
+document is invalid: a valid repository, the common case, never needs them.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-import jsonschema
 import jsonschema_rs
 
 from reconciler import resources
@@ -30,6 +31,8 @@ def _fast(kind: str) -> Any:
 
 @cache
 def _detailed(kind: str) -> Any:
+    import jsonschema  # noqa: PLC0415 - only for invalid documents (start-up time)
+
     return jsonschema.Draft202012Validator(resources.schema(kind))
 
 
@@ -93,6 +96,8 @@ def _explain(document: Document, kind: str, error: Any) -> Iterator[Finding]:
         )
         return
     if keyword == "additionalProperties" and isinstance(instance, dict):
+        import difflib  # noqa: PLC0415 - only for invalid documents
+
         allowed = sorted(error.schema.get("properties", {}))
         for key in instance:
             if key not in allowed:
@@ -129,6 +134,8 @@ def _explain(document: Document, kind: str, error: Any) -> Iterator[Finding]:
         if any(isinstance(option, str) for option in options):
             hint = surprise_hint(document, path, instance)
         if hint is None and isinstance(instance, str):
+            import difflib  # noqa: PLC0415 - only for invalid documents
+
             close = difflib.get_close_matches(instance, [str(option) for option in options], n=1)
             if close:
                 hint = f"did you mean '{close[0]}'? (one of: {listed})"

@@ -1,10 +1,12 @@
 """OpenSSH public keys as teams.yaml lists them: parsing and fingerprints.
 
 Pure functions, used by `config` (to index keys by fingerprint), by
-`validate` (to refuse keys that do not decode) and by `signatures` (which
-reads SSHSIG blobs with the wire-format readers below). A fingerprint is what
-`ssh-keygen -l` and git's `%GK` print: `SHA256:` and the unpadded base64 of
-the SHA-256 of the key blob.
+`validate` (to refuse keys that do not decode), by `actions` (the user's own
+signing key) and by `signatures` (which reads SSHSIG blobs with the
+wire-format readers below). A key `parse_public_key` returns is well formed,
+so a malformed key in teams.yaml identifies nobody, wherever it is read. A
+fingerprint is what `ssh-keygen -l` and git's `%GK` print: `SHA256:` and the
+unpadded base64 of the SHA-256 of the key blob.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,11 @@ def fingerprint(blob: bytes) -> str:
 
 
 def parse_public_key(line: str) -> PublicKey:
-    """Parse 'type base64 [comment]'; the type inside the blob must match the prefix."""
+    """Parse 'type base64 [comment]' into a well-formed key, else raise `KeyFormatError`.
+
+    The type inside the blob must match the prefix, and the blob must hold
+    exactly the fields of its type (`_check_key_blob`).
+    """
     parts = line.strip().split(None, 2)
     if len(parts) < 2:
         raise KeyFormatError("expected 'type base64-key [comment]'")
@@ -51,7 +58,59 @@ def parse_public_key(line: str) -> PublicKey:
         raise KeyFormatError(
             f"the key says '{key_type}' but encodes '{inner_type.decode('ascii', 'replace')}'"
         )
-    return PublicKey(key_type, blob, parts[2] if len(parts) > 2 else "")
+    key = PublicKey(key_type, blob, parts[2] if len(parts) > 2 else "")
+    _check_key_blob(key)
+    return key
+
+
+# Sizes fixed by RFC 8709 (Ed25519) and RFC 5656 (uncompressed ECDSA points).
+_ED25519_BYTES: Final = 32
+_ECDSA_POINT_BYTES: Final = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
+_ECDSA_TYPES: Final = frozenset(
+    {
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+
+
+def _check_key_blob(key: PublicKey) -> None:
+    """Refuse a key blob whose fields after the type are missing, short or trailed by more.
+
+    Without it 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5' (the type and no key) would
+    decode and identify nobody. Only the key types a signature can be
+    verified with (those teams.yaml's schema allows) are known here; a key of
+    another type is left as it is, and `signatures` refuses its signatures as
+    unsupported.
+    """
+    blob = key.blob
+    offset = read_string(blob, 0)[1]
+    kind = key.type
+    if kind in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
+        point, offset = read_string(blob, offset)
+        if len(point) != _ED25519_BYTES:
+            raise KeyFormatError(f"an Ed25519 key is 32 bytes, this one is {len(point)}")
+    elif kind == "ssh-rsa":
+        for _ in ("exponent", "modulus"):
+            number, offset = read_string(blob, offset)
+            if not number.strip(b"\x00"):
+                raise KeyFormatError("the RSA key's numbers are missing")
+    elif kind in _ECDSA_TYPES:
+        curve = kind.removeprefix("sk-").removeprefix("ecdsa-sha2-").removesuffix("@openssh.com")
+        named, offset = read_string(blob, offset)
+        if named != curve.encode("ascii"):
+            raise KeyFormatError(f"the key says curve '{curve}' but encodes another")
+        point, offset = read_string(blob, offset)
+        if len(point) != _ECDSA_POINT_BYTES[curve] or not point.startswith(b"\x04"):
+            raise KeyFormatError(f"the key's point is not a {curve} point")
+    else:
+        return
+    if kind.startswith("sk-"):
+        offset = read_string(blob, offset)[1]  # the FIDO application, usually 'ssh:'
+    if offset != len(blob):
+        raise KeyFormatError("unexpected bytes after the key")
 
 
 def read_string(data: bytes, offset: int) -> tuple[bytes, int]:

@@ -10,20 +10,17 @@ stops the others, and each names its file, line and fix.
 
 from __future__ import annotations
 
-import difflib
-import importlib.metadata
-import zoneinfo
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import resources, schema
-from reconciler.config import build_environment, build_plan, build_policy, parse_instant
+from reconciler.config import build_environment, build_policy, parse_instant
 from reconciler.errors import ConfigError
 from reconciler.layout import TEAMS_FILE, Kind, place
 from reconciler.loader import Document, JsonPath, load
-from reconciler.model import Environment, Finding, Plan, Policy, Snapshot
-from reconciler.sshkeys import KeyFormatError, PublicKey, parse_public_key, read_string
+from reconciler.model import Environment, Finding, Policy, Snapshot
+from reconciler.sshkeys import KeyFormatError, parse_public_key
 
 BUILTIN_DRIVERS = ("local", "command")
 DRIVER_ENTRY_POINTS = "reconciler.drivers"
@@ -55,6 +52,10 @@ class _Checked:
     environments: dict[str, Document] = field(default_factory=dict)
     plans: dict[str, Document] = field(default_factory=dict)
     deployments: dict[str, Document] = field(default_factory=dict)
+    # The item name of every environment, plan and deployment file, by path,
+    # and the names of all environment files, also those that did not pass.
+    names: dict[str, str] = field(default_factory=dict)
+    environment_files: set[str] = field(default_factory=set)
 
 
 def validate_snapshot(snapshot: Snapshot, only: Collection[str] | None = None) -> Report:
@@ -68,6 +69,9 @@ def validate_snapshot(snapshot: Snapshot, only: Collection[str] | None = None) -
         if placement.kind == "schema":
             findings.extend(_compare_schema(path, snapshot.files[path]))
             continue
+        checked.names[path] = placement.name
+        if placement.kind == "environment":
+            checked.environment_files.add(placement.name)
         document = _load_and_check(path, placement.kind, snapshot.files[path], findings)
         if document is not None:
             _file(checked, placement.kind, document)
@@ -149,6 +153,8 @@ class _Findings:
 
 
 def _suggest(name: str, known: Iterable[str], what: str) -> str:
+    import difflib  # noqa: PLC0415 - only with a finding to explain (start-up time)
+
     close = difflib.get_close_matches(name, list(known), n=1)
     if close:
         return f"did you mean '{close[0]}'?"
@@ -162,7 +168,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
         if not _instants_exist(document, out):
             continue
         environment = build_environment(document.data)
-        expected = place(path).name
+        expected = checked.names[path]
         if environment.name != expected:
             out.at(
                 document,
@@ -174,11 +180,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
         environments[environment.name] = environment
     # Environments whose file exists but did not make it this far: references
     # to them are neither confirmed nor reported, their own findings say why.
-    broken = {
-        placement.name
-        for placement in map(place, snapshot.files)
-        if placement.kind == "environment" and placement.name not in environments
-    }
+    broken = checked.environment_files - environments.keys()
     policy: Policy | None = None
     if checked.teams is not None:
         policy = build_policy(checked.teams.data, environments.values())
@@ -197,24 +199,23 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
                 "every configuration repository needs one; see `reconciler init`",
             )
         )
-    unchained = _check_chain(checked.environments, environments, broken, out)
+    unchained = _check_chain(checked, environments, broken, out)
     for path, document in checked.environments.items():
-        valid_environment = environments.get(place(path).name)
+        valid_environment = environments.get(checked.names[path])
         if valid_environment is not None:
             _check_environment(document, valid_environment, policy, out)
+    unsettled = broken | unchained
     for path, document in checked.plans.items():
-        plan = build_plan(document.data)
         _check_plan(
             document,
-            plan,
-            place(path).name,
+            checked.names[path],
             environments=environments,
-            unsettled=broken | unchained,
+            unsettled=unsettled,
             policy=policy,
             out=out,
         )
     for path, document in checked.deployments.items():
-        _check_deployment(document, place(path).name, environments, broken, out)
+        _check_deployment(document, checked.names[path], environments, broken, out)
     return out.items
 
 
@@ -277,7 +278,6 @@ def _check_teams(document: Document, out: _Findings) -> None:
                 path = (section, identity_id, "keys", index)
                 try:
                     public_key = parse_public_key(key)
-                    _check_key_blob(public_key)
                 except KeyFormatError as exc:
                     out.at(
                         document,
@@ -318,51 +318,14 @@ def _check_teams(document: Document, out: _Findings) -> None:
         )
 
 
-# Sizes fixed by RFC 8709 (Ed25519) and RFC 5656 (uncompressed ECDSA points).
-_ED25519_BYTES = 32
-_ECDSA_POINT_BYTES = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
-
-
-def _check_key_blob(key: PublicKey) -> None:
-    """Refuse a key blob whose fields after the type are missing, short or trailed by more.
-
-    `parse_public_key` checks the type only, so 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5'
-    (the type and no key) would otherwise pass and identify nobody.
-    """
-    blob = key.blob
-    offset = read_string(blob, 0)[1]
-    kind = key.type
-    if kind in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
-        point, offset = read_string(blob, offset)
-        if len(point) != _ED25519_BYTES:
-            raise KeyFormatError(f"an Ed25519 key is 32 bytes, this one is {len(point)}")
-    elif kind == "ssh-rsa":
-        for _ in ("exponent", "modulus"):
-            number, offset = read_string(blob, offset)
-            if not number.strip(b"\x00"):
-                raise KeyFormatError("the RSA key's numbers are missing")
-    else:
-        curve = kind.removeprefix("sk-").removeprefix("ecdsa-sha2-").removesuffix("@openssh.com")
-        named, offset = read_string(blob, offset)
-        if named != curve.encode("ascii"):
-            raise KeyFormatError(f"the key says curve '{curve}' but encodes another")
-        point, offset = read_string(blob, offset)
-        if len(point) != _ECDSA_POINT_BYTES.get(curve) or not point.startswith(b"\x04"):
-            raise KeyFormatError(f"the key's point is not a {curve} point")
-    if kind.startswith("sk-"):
-        offset = read_string(blob, offset)[1]  # the FIDO application, usually 'ssh:'
-    if offset != len(blob):
-        raise KeyFormatError("unexpected bytes after the key")
-
-
 def _check_chain(
-    documents: Mapping[str, Document],
+    checked: _Checked,
     environments: Mapping[str, Environment],
     broken: Collection[str],
     out: _Findings,
 ) -> set[str]:
     """Report each environment's broken link; return the environments reported."""
-    by_name = {place(path).name: document for path, document in documents.items()}
+    by_name = {checked.names[path]: document for path, document in checked.environments.items()}
     groups: dict[int, list[Environment]] = {}
     for environment in sorted(environments.values(), key=lambda env: (env.order, env.name)):
         groups.setdefault(environment.order, []).append(environment)
@@ -476,9 +439,7 @@ def _check_environment(
             key=True,
         )
     for index, window in enumerate(gates.windows):
-        try:
-            zoneinfo.ZoneInfo(window.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if not _time_zone_exists(window.timezone):
             out.at(
                 document,
                 ("gates", "windows", index, "timezone"),
@@ -512,6 +473,16 @@ def _check_environment(
         )
 
 
+def _time_zone_exists(name: str) -> bool:
+    import zoneinfo  # noqa: PLC0415 - only for deploy windows (start-up time)
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _how_many(count: int, *, signed: bool) -> str:
     """'no user holds', 'only 1 user with an SSH key holds', 'only 3 users hold'."""
     keyed = " with an SSH key" if signed else ""
@@ -532,12 +503,15 @@ def _holders(policy: Policy, role: str, *, signed: bool) -> set[str]:
 
 
 def _installed_drivers() -> set[str]:
+    # Imported here: importlib.metadata costs ~40 ms of start-up, and only an
+    # environment with a third-party driver needs it.
+    import importlib.metadata  # noqa: PLC0415
+
     return {entry.name for entry in importlib.metadata.entry_points(group=DRIVER_ENTRY_POINTS)}
 
 
 def _check_plan(
     document: Document,
-    plan: Plan,
     file_name: str,
     *,
     environments: Mapping[str, Environment],
@@ -545,55 +519,62 @@ def _check_plan(
     policy: Policy | None,
     out: _Findings,
 ) -> None:
-    if plan.name != file_name:
+    # Read from the schema-valid data itself: building a `Plan` for each of
+    # thousands of plans only to read four fields was a tenth of validation.
+    plan: Mapping[str, Any] = document.data
+    name: str = plan["name"]
+    target_name: str = plan["target"]
+    source: str | None = plan.get("source")
+    if name != file_name:
         out.at(
             document,
             ("name",),
-            f"name '{plan.name}' does not match the file name",
-            f"rename the file to plans/{plan.name}.yaml or set name: {file_name}",
+            f"name '{name}' does not match the file name",
+            f"rename the file to plans/{name}.yaml or set name: {file_name}",
         )
-    target = environments.get(plan.target)
-    if plan.target in unsettled:
+    target = environments.get(target_name)
+    if target_name in unsettled:
         pass  # the environment's own findings come first
     elif target is None:
         out.at(
             document,
             ("target",),
-            f"unknown environment '{plan.target}'",
-            _suggest(plan.target, environments, "environments/"),
+            f"unknown environment '{target_name}'",
+            _suggest(target_name, environments, "environments/"),
         )
-    elif target.promotes_from is None and plan.source is not None:
+    elif target.promotes_from is None and source is not None:
         out.at(
             document,
             ("source",),
-            f"'{plan.target}' is the first environment; it promotes from nothing",
+            f"'{target_name}' is the first environment; it promotes from nothing",
             "remove source",
         )
-    elif target.promotes_from is not None and plan.source != target.promotes_from:
-        where: JsonPath = ("source",) if plan.source is not None else ("target",)
+    elif target.promotes_from is not None and source != target.promotes_from:
+        where: JsonPath = ("source",) if source is not None else ("target",)
         out.at(
             document,
             where,
-            f"'{plan.target}' promotes from '{target.promotes_from}', not {_quoted(plan.source)}",
+            f"'{target_name}' promotes from '{target.promotes_from}', not {_quoted(source)}",
             f"set source: {target.promotes_from}",
         )
     seen: set[str] = set()
-    for index, entry in enumerate(plan.applications):
-        if entry.name in seen:
+    for index, entry in enumerate(plan["applications"]):
+        application: str = entry["name"]
+        if application in seen:
             out.at(
                 document,
                 ("applications", index, "name"),
-                f"application '{entry.name}' is listed twice",
+                f"application '{application}' is listed twice",
                 "a plan deploys each application once; remove one entry",
             )
-        seen.add(entry.name)
-        if policy is not None and entry.name not in policy.application_owner:
+        seen.add(application)
+        if policy is not None and application not in policy.application_owner:
             out.at(
                 document,
                 ("applications", index, "name"),
-                f"unknown application '{entry.name}'",
+                f"unknown application '{application}'",
                 _suggest(
-                    entry.name, policy.application_owner, "a team's applications in teams.yaml"
+                    application, policy.application_owner, "a team's applications in teams.yaml"
                 ),
             )
 

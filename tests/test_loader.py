@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from reconciler.errors import ConfigError
-from reconciler.loader import MAX_DEPTH, MAX_FILE_BYTES, Position, load
+from reconciler.loader import MAX_DEPTH, MAX_FILE_BYTES, JsonPath, Position, load
 
 
 def refusal(text: str | bytes) -> ConfigError:
@@ -120,3 +124,117 @@ def test_control_characters_are_refused() -> None:
 
 def test_an_empty_file_loads_as_nothing() -> None:
     assert load(b"", "f.yaml").data is None
+
+
+def test_hidden_line_breaks_are_refused_at_their_position() -> None:
+    for character, name in (("\x85", "NEL"), ("\u2028", "LINE SEPARATOR")):
+        error = refusal(f"name: a\nnotes: b{character}c\n")
+        assert (error.line, error.column) == (2, 9)
+        assert (
+            error.message == f"line break character U+{ord(character):04X} ({name}) is not allowed"
+        )
+    error = refusal("notes: 'a\u2029b'\n")
+    assert error.message == "line break character U+2029 (PARAGRAPH SEPARATOR) is not allowed"
+
+
+def test_a_repeated_plain_text_resolves_and_is_explained_the_same_every_time() -> None:
+    # Plain scalars' values are remembered across files; the hint's text must not be.
+    for _ in range(2):
+        document = load(b"a: 010\nb: [010, '010']\nc: {010x: on}\n", "f.yaml")
+        assert document.data == {"a": 8, "b": [8, "010"], "c": {"010x": True}}
+        assert document.plain_text == {("a",): "010", ("b", 0): "010", ("c", "010x"): "on"}
+
+
+def test_a_key_that_repeats_in_another_mapping_is_not_a_duplicate() -> None:
+    document = load(b"- {name: a, version: '1'}\n- {name: b, version: '2'}\n", "f.yaml")
+    assert document.key_position((1, "name")) == Position(2, 4)
+    error = refusal("- {name: a}\n- {name: b, name: c}\n")
+    assert (error.line, error.column) == (2, 13)
+    assert error.message == "duplicate key 'name' (first defined at line 2)"
+
+
+def test_an_explicit_tag_is_checked_against_its_type_as_a_key_and_as_a_value() -> None:
+    assert load(b"!!str 1: !!int '2'\n", "f.yaml").data == {"1": 2}
+    assert refusal("!!int 1: x\n").message == "key '1' is read as the number 1, not a string"
+    assert refusal("a: !!int 0x_\n").message == "'0x_' is not a valid int"
+    # Some plain texts pass PyYAML's int pattern but not its constructor.
+    error = refusal("a: 0x_\n")
+    assert (error.message, error.hint) == (
+        "'0x_' is not a valid int",
+        "remove the tag, or write a valid int",
+    )
+
+
+# Values JSON can hold, written out by PyYAML in every style, must load back as
+# they were, with every value's and every key's position where libyaml's own
+# composer puts it.
+_TEXT = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x85\u2028\u2029"),
+    max_size=12,
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(_TEXT.filter(lambda key: key != "<<"), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+def _typed(value: Any) -> Any:
+    """`value` with the type of every leaf, so that 1, 1.0 and True differ."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _node_positions(
+    node: yaml.Node,
+    path: JsonPath,
+    values: dict[JsonPath, Position],
+    keys: dict[JsonPath, Position],
+) -> None:
+    values[path] = Position(node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            keys[(*path, key_node.value)] = Position(
+                key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            )
+            _node_positions(value_node, (*path, key_node.value), values, keys)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _node_positions(item, (*path, index), values, keys)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=_JSON,
+    flow=st.sampled_from([False, True, None]),
+    allow_unicode=st.booleans(),
+    width=st.sampled_from([20, 80]),
+)
+def test_what_pyyaml_writes_loads_back_with_libyamls_positions(
+    value: Any, flow: bool | None, allow_unicode: bool, width: int
+) -> None:
+    assume(_depth(value) <= MAX_DEPTH)
+    text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=allow_unicode, width=width)
+    document = load(text.encode("utf-8"), "f.yaml")
+    assert _typed(document.data) == _typed(value)
+    values: dict[JsonPath, Position] = {}
+    keys: dict[JsonPath, Position] = {}
+    root = yaml.compose(text, Loader=yaml.CSafeLoader)
+    assert root is not None
+    _node_positions(root, (), values, keys)
+    assert {path: document.position(path) for path in values} == values
+    assert {path: document.key_position(path) for path in keys} == keys

@@ -269,6 +269,46 @@ def test_the_repository_root_as_a_path_reports_on_everything(config: Path) -> No
     assert [finding["file"] for finding in findings(result)] == [PRODUCTION, QA_PLAN]
 
 
+def test_a_symlink_named_as_a_path_is_refused_not_followed(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (config / "plans/copy.yaml").symlink_to("2026-11-qa-release.yaml")
+    refusal = {
+        "file": "plans/copy.yaml",
+        "line": 1,
+        "column": 1,
+        "severity": "error",
+        "message": "symlinks are refused in the configuration",
+        "hint": "replace it with the file itself",
+    }
+    result = validate("--repo", config, "--format", "json", config / "plans/copy.yaml")
+    assert (result.exit_code, findings(result)) == (1, [refusal])
+    monkeypatch.chdir(config / "plans")
+    result = validate("--format", "json", "copy.yaml")
+    assert (result.exit_code, findings(result)) == (1, [refusal])
+
+
+def test_a_dangling_symlink_named_as_a_path_is_refused_as_a_symlink(config: Path) -> None:
+    (config / "plans/gone.yaml").symlink_to("nowhere.yaml")
+    result = validate("--repo", config, "--format", "json", config / "plans/gone.yaml")
+    assert result.exit_code == 1
+    assert [(finding["file"], finding["message"]) for finding in findings(result)] == [
+        ("plans/gone.yaml", "symlinks are refused in the configuration")
+    ]
+
+
+def test_a_symlink_to_a_file_outside_the_repository_is_refused_not_a_usage_error(
+    config: Path, tmp_path: Path
+) -> None:
+    outside = write(tmp_path, "elsewhere/plan.yaml", "name: x\n")
+    (config / "plans/outside.yaml").symlink_to(outside)
+    result = validate("--repo", config, config / "plans/outside.yaml")
+    assert result.exit_code == 1
+    assert result.stdout.startswith(
+        "plans/outside.yaml:1:1: error: symlinks are refused in the configuration\n"
+    )
+
+
 # --- where it looks ----------------------------------------------------------------------------
 
 
@@ -289,6 +329,66 @@ def test_from_a_subdirectory_paths_are_relative_to_it(config: Path) -> None:
         "validate", "--format", "json", "2026-11-qa-release.yaml", cwd=config / "plans"
     )
     assert [finding["file"] for finding in result.json()["findings"]] == [QA_PLAN]
+
+
+def test_with_repo_from_outside_it_relative_paths_start_at_the_repository_root(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = validate("--repo", config, "--format", "json", QA_PLAN)
+    assert result.exit_code == 1
+    assert [finding["file"] for finding in findings(result)] == [QA_PLAN]
+
+
+def test_with_repo_from_inside_it_relative_paths_start_at_the_current_directory(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_the_qa_plan(config)
+    break_production(config)
+    monkeypatch.chdir(config / "environments")
+    result = validate("--repo", config, "--format", "json", "production.yaml")
+    assert [finding["file"] for finding in findings(result)] == [PRODUCTION]
+    # plans/ is not below environments/: no root-relative fallback from inside.
+    result = validate("--repo", config, QA_PLAN)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {QA_PLAN} does not exist\n"
+
+
+def test_a_missing_relative_path_from_outside_names_where_it_was_looked_for(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = validate("--repo", config, "plans/missing.yaml")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: plans/missing.yaml does not exist\n"
+        f"  hint: run from outside the repository, a relative PATH starts at its root, {config}\n"
+    )
+
+
+def test_a_relative_path_that_leaves_the_repository_is_a_usage_error(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "elsewhere/plan.yaml", "name: x\n")
+    monkeypatch.chdir(config / "plans")
+    result = validate("../../elsewhere/plan.yaml")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: ../../elsewhere/plan.yaml is outside the repository {config}\n"
+
+
+def test_the_help_says_where_relative_paths_start() -> None:
+    result = CliRunner().invoke(main, ["validate", "--help"])
+    assert result.exit_code == 0
+    help_text = " ".join(result.stdout.split())
+    assert (
+        "A relative PATH is taken from the current directory when that is inside the "
+        "repository, else from the repository's root" in help_text
+    )
+    assert "a PATH outside the repository is a usage error" in help_text
 
 
 def test_repo_given_as_a_subdirectory_means_its_repository(config: Path) -> None:
