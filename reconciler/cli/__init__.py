@@ -10,44 +10,23 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import click
 
 from reconciler import __version__
 from reconciler.cli import output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.cli.options import format_option, repo_option
 from reconciler.errors import UsageError
 from reconciler.layout import place
 from reconciler.validate import validate_snapshot
 from reconciler.worktree import find_root, read_worktree
 
-FC = TypeVar("FC", bound=Callable[..., object])
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-repo_option = click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The configuration repository (default: the one containing the current directory).",
-)
-
-
-def format_option(*choices: str) -> Callable[[FC], FC]:
-    return click.option(
-        "--format",
-        "output_format",
-        type=click.Choice(choices),
-        default="text",
-        show_default=True,
-        help="Output for people (text) or machines (json"
-        + (", github workflow annotations" if "github" in choices else "")
-        + ").",
-    )
 
 
 class LazyGroup(click.Group):
