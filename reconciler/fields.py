@@ -25,8 +25,12 @@ PLAN_SCALARS: Final = ("name", "source", "target", "notes", "state")
 ORDER: Final = "order"
 
 
+# One encoder for every value: json.dumps with options would build a new one per call.
+_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def value(fields: FieldMap, key: str) -> Any:
