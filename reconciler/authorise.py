@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 
 import yaml
 
-from reconciler import schema, validate
+from reconciler import schema
 from reconciler.config import build_environment, build_policy
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.events import (
@@ -1081,7 +1081,9 @@ def _policy_problem(
     for path, fields in effective.items():
         if place(path).kind == "environment" and CONTENT in fields:
             files[path] = repo.read_blob(value(fields, CONTENT))
-    report = validate.validate_snapshot(Snapshot(files))
+    from reconciler.validate import validate_snapshot  # noqa: PLC0415 - only when the policy changes
+
+    report = validate_snapshot(Snapshot(files))
     errors = [finding for finding in report.findings if finding.severity == "error"]
     if not errors:
         return None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from reconciler.validate import Report
+
 from reconciler.model import Finding
-from reconciler.validate import Report
 
 FORMATS_WITH_GITHUB = ("text", "json", "github")
 FORMATS = ("text", "json")
