@@ -1,7 +1,10 @@
 """One reconcile pass: fetch, verify, decide, execute, record, publish (`reconciler apply`).
 
-Called by `reconciler apply` (one pass) and by the watcher (a pass per
-change). The order of a pass:
+Called by `reconciler apply` (one pass) and by the watcher (`watch`, a pass
+per change). A pass has two halves, so that the watcher can hand runs to
+long-lived per-environment workers while `apply` keeps its one-shot loop:
+
+*decide and start* (`plan_pass`):
 
 1. publish finish records left in the outbox by an earlier pass;
 2. fetch (with a remote) and verify the new landings;
@@ -11,9 +14,17 @@ change). The order of a pass:
 4. per environment without a run in progress, publish a start record for the
    first executable plan: the publish is the lock, so two reconcilers never
    start the same run; a lost race means fetch, re-verify, re-decide;
-5. run the drivers, environments in parallel, and publish each finish record
-   (rebuilt on the new tip when a human pushed meanwhile);
-6. repeat from 2 until nothing more may run.
+
+*run and finish* (`run_started`, one call per started run):
+
+5. run the drivers and publish the finish record (rebuilt on the new tip when
+   a human pushed meanwhile).
+
+`pass_once` (apply) runs the started runs at once, a thread per environment,
+and repeats from 2 until nothing more may run; `watch_pass` (the watcher)
+returns them to its workers instead. Git and the state store are used under
+one re-entrant lock, so a pass and the workers' finish records never
+interleave.
 """
 
 from __future__ import annotations
@@ -80,9 +91,24 @@ class RunReport:
     retry_of: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class StartedRun:
+    """A run whose start record is published: the lock is held, the drivers may go."""
+
+    decision: Decision
+    run_id: str
+    environment: Environment
+    writer: RecordWriter
+
+    @property
+    def plan(self) -> PlanRef:
+        return self.decision.ref
+
+
 @dataclass(slots=True)
 class PassReport:
     tip: str = ""
+    settled: str = ""  # where this pass left the branch: its last publish, else the tip it read
     decisions: tuple[Decision, ...] = ()
     landings: list[LandingVerdict] = field(default_factory=list)
     runs: list[RunReport] = field(default_factory=list)
@@ -135,7 +161,9 @@ class Reconciler:
                 hint="pass --key FILE (or set RECONCILER_KEY); --dry-run needs none",
             )
         self.in_flight: set[str] = set()
-        self._git_lock = threading.Lock()
+        self._last_published = ""
+        # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
+        self._git_lock = threading.RLock()
 
     def _default_branch(self) -> str:
         if self.options.remote is not None or self.repo.try_resolve("refs/heads/main"):
@@ -146,6 +174,24 @@ class Reconciler:
         self.store.close()
         self.repo.close()
 
+    def recycle(self) -> None:
+        """Let Git's persistent helper processes start afresh on their next use.
+
+        A terminal's Ctrl-C reaches the whole process group, Git's helpers
+        included; the watcher calls this when it stops, before its workers
+        publish their finish records.
+        """
+        with self._git_lock:
+            self.repo.close()
+
+    def flush_outbox(self) -> int:
+        """Publish the finish records a failed publish left in the outbox; how many there were."""
+        with self._git_lock:
+            pending = len(self.store.outbox())
+            if pending:
+                self._flush_outbox()
+        return pending
+
     def __enter__(self) -> Reconciler:
         return self
 
@@ -155,26 +201,55 @@ class Reconciler:
     # -- the pass ---------------------------------------------------------------
 
     def pass_once(self) -> PassReport:
+        """Decide, start, run and finish until nothing more may run (`reconciler apply`)."""
         report = PassReport(dry_run=self.options.dry_run)
         if not self.options.dry_run:
             self._flush_outbox()
         for _ in range(self.options.max_rounds):
+            started = self.plan_pass(report)
+            if not started:
+                return report
+            self._run_all(started, report)
+        raise TemporaryError(
+            "the pass did not settle", hint="check for a reconciler racing in a loop"
+        )
+
+    def watch_pass(self) -> tuple[PassReport, list[StartedRun]]:
+        """The watcher's pass: decide and publish start records; the runs go to its workers.
+
+        Holds the Git lock throughout, so a worker's finish record waits for it.
+        """
+        report = PassReport(dry_run=self.options.dry_run)
+        with self._git_lock:
+            if not self.options.dry_run:
+                self._flush_outbox()
+            started = self.plan_pass(report)
+        return report, started
+
+    def plan_pass(self, report: PassReport) -> list[StartedRun]:
+        """Verify, decide, record bookkeeping and publish start records; the runs started.
+
+        Empty when nothing may start now (or on a dry run, or when stopping).
+        """
+        for _ in range(self.options.max_rounds):
             tip, history, decisions = self._observe(report)
+            report.settled = tip
             if self.options.dry_run:
                 report.would_run = tuple(queue[0] for queue in executable(decisions).values())
-                return report
+                return []
             writer = self._writer(history.policy)
             if self._bookkeeping(writer, tip, history, decisions, report):
                 continue
             if self.stop_requested():
-                return report
+                return []
             chosen = self._choose(history, decisions)
             if not chosen:
-                return report
+                return []
             started = self._start(writer, tip, history, chosen)
             if started is None:
                 continue  # lost the race: someone else published first
-            self._run_all(writer, history.policy, started, report)
+            report.settled = self._last_published
+            return started
         raise TemporaryError(
             "the pass did not settle", hint="check for a reconciler racing in a loop"
         )
@@ -274,10 +349,10 @@ class Reconciler:
 
     def _start(
         self, writer: RecordWriter, tip: str, history: History, chosen: list[Decision]
-    ) -> list[tuple[Decision, str, Environment]] | None:
+    ) -> list[StartedRun] | None:
         now = self.clock()
         taken = [run.id for run in history.runs]
-        started: list[tuple[Decision, str, Environment]] = []
+        started: list[StartedRun] = []
         records: list[tuple[str, None]] = []
         for decision in chosen:
             assert decision.plan is not None
@@ -286,46 +361,42 @@ class Reconciler:
             taken.append(run_id)
             lease = now + _lease(environment, len(decision.plan.applications))
             records.append((start_message(decision, run_id, self.instance, lease), None))
-            started.append((decision, run_id, environment))
+            started.append(StartedRun(decision, run_id, environment, writer))
         with self._git_lock:
             commit = writer.chain(tip, records)
             if not self.publisher.publish(commit, tip):
                 return None
-        self.in_flight.update(run_id for _, run_id, _ in started)
+            self._last_published = commit
+        self.in_flight.update(run.run_id for run in started)
         return started
 
     # -- running and finishing ------------------------------------------------------
 
-    def _run_all(
-        self,
-        writer: RecordWriter,
-        policy: Policy,
-        started: list[tuple[Decision, str, Environment]],
-        report: PassReport,
-    ) -> None:
-        def one(item: tuple[Decision, str, Environment]) -> RunReport:
-            decision, run_id, environment = item
-            try:
-                execution = self._execute(decision, run_id, environment)
-                self._finish(writer, decision, run_id, execution)
-            finally:
-                self.in_flight.discard(run_id)
-            failed = execution.failed_step
-            return RunReport(
-                run=run_id,
-                plan=decision.ref,
-                environment=environment.name,
-                result=execution.result,
-                failed_step=(
-                    f"{failed.position} {failed.step.application} {failed.step.version}"
-                    if failed
-                    else None
-                ),
-                retry_of=decision.retry_of,
-            )
-
+    def _run_all(self, started: list[StartedRun], report: PassReport) -> None:
         with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
-            report.runs.extend(pool.map(one, started))
+            report.runs.extend(pool.map(self.run_started, started))
+
+    def run_started(self, started: StartedRun) -> RunReport:
+        """Run the drivers for a started run and publish its finish record (any thread)."""
+        decision, run_id, environment = started.decision, started.run_id, started.environment
+        try:
+            execution = self._execute(decision, run_id, environment)
+            self._finish(started.writer, decision, run_id, execution)
+        finally:
+            self.in_flight.discard(run_id)
+        failed = execution.failed_step
+        return RunReport(
+            run=run_id,
+            plan=decision.ref,
+            environment=environment.name,
+            result=execution.result,
+            failed_step=(
+                f"{failed.position} {failed.step.application} {failed.step.version}"
+                if failed
+                else None
+            ),
+            retry_of=decision.retry_of,
+        )
 
     def _execute(self, decision: Decision, run_id: str, environment: Environment) -> Execution:
         assert decision.plan is not None

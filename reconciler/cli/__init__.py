@@ -34,6 +34,7 @@ class LazyGroup(click.Group):
         "deploy": "reconciler.cli.action_commands:deploy",
         "cancel": "reconciler.cli.action_commands:cancel",
         "apply": "reconciler.cli.apply_commands:apply",
+        "watch": "reconciler.cli.watch_commands:watch",
         "status": "reconciler.cli.people_commands:status",
         "history": "reconciler.cli.people_commands:history",
         "demo": "reconciler.cli.demo_commands:demo",

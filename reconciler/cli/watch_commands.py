@@ -1,0 +1,176 @@
+"""`reconciler watch`: reconcile on every change of the branch, until stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from reconciler.cli.apply_commands import instance_option, key_option, remote_option
+from reconciler.cli.errors import EXIT_OK, reported
+from reconciler.cli.options import (
+    branch_option,
+    driver_root_option,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
+from reconciler.cli.output import FORMATS
+from reconciler.clock import utc_now
+from reconciler.errors import UsageError
+from reconciler.reconcile import Options
+from reconciler.watch import LogEvent, Watch, WatchSettings
+from reconciler.worktree import find_root
+
+DEFAULT_INTERVAL = 15.0
+_COLOURS = {"info": None, "warning": "yellow", "error": "red"}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT`, `:PORT` or `PORT`; the host defaults to loopback."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(
+            f"--listen {text!r} is not HOST:PORT",
+            hint="e.g. --listen 127.0.0.1:8080 (or 0.0.0.0:8080 behind a TLS proxy)",
+        )
+    return host, int(port)
+
+
+def read_secret(path: Path) -> bytes:
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise UsageError(
+            f"cannot read the webhook secret {path}: {error.strerror}",
+            hint="pass --webhook-secret-file with a readable file",
+        ) from None
+    if not secret:
+        raise UsageError(
+            f"the webhook secret file {path} is empty",
+            hint="put a long random secret in it, e.g. `openssl rand -hex 32 > FILE`",
+        )
+    return secret
+
+
+def repository_dir(repo: Path | None) -> Path:
+    """`--repo` as given when it is a git directory itself (a bare repository), else its root."""
+    if repo is not None and (repo / "HEAD").is_file() and (repo / "objects").is_dir():
+        return repo
+    return find_root(repo or Path.cwd())
+
+
+def log_line(event: LogEvent, output_format: str) -> str:
+    stamp = event.at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if output_format == "json":
+        return json.dumps(
+            {
+                "time": stamp,
+                "level": event.level,
+                "event": event.event,
+                "message": event.message,
+                **event.fields,
+            },
+            default=str,
+        )
+    text = f"{stamp} {click.style(f'{event.level:<7}', fg=_COLOURS[event.level])} {event.message}"
+    trace = event.fields.get("traceback")
+    if trace and os.environ.get("RECONCILER_DEBUG"):
+        text += "\n" + str(trace).rstrip()
+    return text
+
+
+@click.command()
+@repo_option
+@remote_option
+@branch_option
+@state_dir_option
+@key_option
+@instance_option
+@driver_root_option
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_INTERVAL,
+    show_default=True,
+    metavar="S",
+    help="With --remote: seconds between `git ls-remote` polls. Local: the safety poll "
+    "behind file events.",
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Serve GitHub/GitLab push webhooks on POST /webhook and GET /healthz "
+    "(host defaults to 127.0.0.1; needs --webhook-secret-file).",
+)
+@click.option(
+    "--webhook-secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The webhooks' shared secret (GitHub: the HMAC key; GitLab: the token).",
+)
+@format_option(*FORMATS)
+def watch(
+    repo: Path | None,
+    remote: str | None,
+    branch: str | None,
+    state_dir: Path | None,
+    key: Path | None,
+    instance: str | None,
+    driver_root: Path | None,
+    interval: float,
+    listen: str | None,
+    webhook_secret_file: Path | None,
+    output_format: str,
+) -> None:
+    """Reconcile on every change of the branch, for as long as it runs.
+
+    A local repository (the source of truth itself, e.g. a bare repository on
+    the Git server) is watched through file events on the branch's ref; a
+    --remote is polled with `git ls-remote` every --interval seconds. With
+    --listen, push webhooks trigger a pass at once. Runs go to one worker
+    per environment. Log lines (--format text|json) go to stderr. SIGTERM or
+    SIGINT: finish the driver step in progress, record the run, exit 0.
+    """
+    with reported():
+        if listen is not None and webhook_secret_file is None:
+            raise UsageError(
+                "refusing to listen for webhooks without a secret",
+                hint="pass --webhook-secret-file FILE with the secret set on GitHub/GitLab",
+            )
+        if webhook_secret_file is not None and listen is None:
+            raise UsageError(
+                "--webhook-secret-file needs --listen HOST:PORT",
+                hint="add --listen 127.0.0.1:8080",
+            )
+        settings = WatchSettings(
+            interval=interval,
+            listen=parse_listen(listen) if listen is not None else None,
+            webhook_secret=read_secret(webhook_secret_file) if webhook_secret_file else None,
+        )
+        options = Options(
+            branch=branch,
+            remote=remote,
+            state_dir=state_dir,
+            key=key,
+            instance=instance,
+            driver_root=driver_root,
+        )
+
+        def emit(event: LogEvent) -> None:
+            click.echo(log_line(event, output_format), err=True)
+
+        watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=emit)
+
+        def on_signal(signum: int, frame: FrameType | None) -> Any:
+            watcher.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        watcher.run()
+    raise SystemExit(EXIT_OK)
