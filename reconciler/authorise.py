@@ -332,14 +332,16 @@ class Authoriser:
         last = position.last_verified
         if last == tip:
             return ()
-        if not self.repo.is_ancestor(last, tip):
+        chain = self.repo.first_parent_chain(tip, last)
+        # The common case needs no merge-base: last is the first parent of the chain's start.
+        on_chain = bool(chain) and last in self.repo.commit(chain[0]).parents[:1]
+        if not on_chain and not self.repo.is_ancestor(last, tip):
             raise HistoryRewrittenError(
                 f"main ({tip[:12]}) does not descend from the last verified commit {last[:12]}: "
                 "history was rewritten",
                 hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
                 "commit signed by a settings user; and deny force-pushes to main on the Git host",
             )
-        chain = self.repo.first_parent_chain(tip, last)
         first = self.repo.commit(chain[0])
         off_chain = not first.parents or first.parents[0] != last
         verdicts: list[LandingVerdict] = []

@@ -434,7 +434,8 @@ class Reconciler:
     def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> None:
         """Build the finish record on the current tip and publish it, rebuilding on lost races."""
         for attempt in range(PUBLISH_ATTEMPTS):
-            tip = self.publisher.tip()
+            # First try on the tip we last saw or published; after a lost race, fetch.
+            tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
             environment = detail["environment"]
             previous = self._deployments_at(tip, environment)
             files = {

@@ -19,7 +19,6 @@ fetches, re-verifies and re-decides.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,26 +34,40 @@ from reconciler.signing import SigningKey, signed_commit
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
 class Publisher:
-    """Where records go: a remote's branch (pushed) or the local branch (update-ref)."""
+    """Where records go: a remote's branch (pushed) or the local branch (update-ref).
 
-    repo: GitRepo
-    branch: str
-    remote: str | None
+    It remembers the last tip it saw or published, so a record can be built on
+    it without asking the remote again; if someone pushed meanwhile, the
+    publish fails and the caller fetches (`tip()`) and rebuilds.
+    """
+
+    def __init__(self, repo: GitRepo, branch: str, remote: str | None) -> None:
+        self.repo = repo
+        self.branch = branch
+        self.remote = remote
+        self.known: str | None = None
 
     def tip(self) -> str:
         if self.remote is not None:
-            return self.repo.fetch(self.remote, self.branch)
-        return self.repo.resolve(f"refs/heads/{self.branch}")
+            self.known = self.repo.fetch(self.remote, self.branch)
+        else:
+            self.known = self.repo.resolve(f"refs/heads/{self.branch}")
+        return self.known
+
+    def last_known(self) -> str:
+        return self.known or self.tip()
 
     def publish(self, commit: str, expected: str) -> bool:
         if self.remote is not None:
-            return self.repo.push(self.remote, commit, self.branch)
-        if not self.repo.update_ref(self.branch, commit, expected):
-            return False
-        self.repo.follow_worktree(self.branch, expected, commit)
-        return True
+            published = self.repo.push(self.remote, commit, self.branch)
+        else:
+            published = self.repo.update_ref(self.branch, commit, expected)
+            if published:
+                self.repo.follow_worktree(self.branch, expected, commit)
+        if published:
+            self.known = commit
+        return published
 
 
 class RecordWriter:
