@@ -203,6 +203,7 @@ class Reconciler:
     def pass_once(self) -> PassReport:
         """Decide, start, run and finish until nothing more may run (`reconciler apply`)."""
         report = PassReport(dry_run=self.options.dry_run)
+        self.publisher.ours = False  # every pass starts from what the branch holds now
         if not self.options.dry_run:
             self._flush_outbox()
         for _ in range(self.options.max_rounds):
@@ -221,6 +222,7 @@ class Reconciler:
         """
         report = PassReport(dry_run=self.options.dry_run)
         with self._git_lock:
+            self.publisher.ours = False  # every pass starts from what the branch holds now
             if not self.options.dry_run:
                 self._flush_outbox()
             started = self.plan_pass(report)
@@ -255,7 +257,7 @@ class Reconciler:
         )
 
     def _observe(self, report: PassReport) -> tuple[str, History, tuple[Decision, ...]]:
-        tip = self.publisher.tip()
+        tip = self.publisher.current()
         now = self.clock()
         authoriser = Authoriser(self.repo, self.store, now=now, progress=self.progress)
         result = authoriser.run(tip, persist=not self.options.dry_run)

@@ -47,13 +47,23 @@ class Publisher:
         self.branch = branch
         self.remote = remote
         self.known: str | None = None
+        self.ours = False  # `known` is a commit we just published: nobody has moved it since
 
     def tip(self) -> str:
         if self.remote is not None:
             self.known = self.repo.fetch(self.remote, self.branch)
         else:
             self.known = self.repo.resolve(f"refs/heads/{self.branch}")
+        self.ours = False
         return self.known
+
+    def current(self) -> str:
+        """The tip to decide on: our own last publish, else fetched.
+
+        Deciding on our own last publish is safe: if anyone pushed since, the
+        next publish fails (compare-and-swap) and the caller fetches.
+        """
+        return self.known if self.ours and self.known else self.tip()
 
     def last_known(self) -> str:
         return self.known or self.tip()
@@ -67,6 +77,7 @@ class Publisher:
                 self.repo.follow_worktree(self.branch, expected, commit)
         if published:
             self.known = commit
+        self.ours = published
         return published
 
 
