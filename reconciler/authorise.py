@@ -229,6 +229,7 @@ class Authoriser:
         self._facts: dict[str, CommitFacts] = {}
         self._infos: dict[str, CommitInfo] = {}
         self._next_seq = 0
+        self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._sizes: dict[str, int] = {}
         self._contents: dict[str, bytes] = {}
         self.anchor = ""
@@ -249,7 +250,7 @@ class Authoriser:
             if position is None:
                 anchor = trust_anchor or self._default_anchor(tip)
                 position = self._anchor(anchor)
-            else:
+            elif position.last_verified != self._loaded:
                 self.effective = self.store.effective()
                 self.dirty = {
                     path: {
@@ -262,11 +263,16 @@ class Authoriser:
             judged = self._walk(tip, position)
         except BaseException:
             self.store.rollback()
+            self._loaded = None
             raise
         if persist:
             self.store.commit()
-        # Otherwise the walk's writes stay uncommitted, readable by `decide.gather`
-        # on this store until `discard()` rolls them back.
+            # What this object holds is what the store holds: the next run may skip reloading.
+            self._loaded = tip
+        else:
+            # The walk's writes stay uncommitted, readable by `decide.gather` on
+            # this store until `discard()` rolls them back.
+            self._loaded = None
         return VerifyResult(
             anchor=position.anchor,
             tip=tip,
@@ -280,6 +286,7 @@ class Authoriser:
     def discard(self) -> None:
         """Forget what a `run(persist=False)` wrote (a dry run, a commit off the branch)."""
         self.store.rollback()
+        self._loaded = None
 
     def policy(self) -> Policy:
         if self._policy is None:

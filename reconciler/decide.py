@@ -549,7 +549,7 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     store, repo = authoriser.store, authoriser.repo
     effective, dirty = authoriser.effective, authoriser.dirty
     plans: list[OnMain] = []
-    for path, (_mode, blob) in sorted(repo.tree_files(tip, "plans").items()):
+    for path, (_mode, blob) in sorted(repo.folder(tip, "plans").items()):
         if place(path).kind != "plan":
             continue
         fields = effective.get(path, {})
@@ -585,7 +585,7 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         landings=landings,
         signoffs=signoffs,
         runs=runs_from(records),
-        editors={item.path: frozenset(store.editors(item.path)) for item in plans},
+        editors=store.editors_of([item.path for item in plans]),
         first_seen=store.first_seen(commits),
         commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
         facts={commit: authoriser.facts(commit) for commit in commits},

@@ -34,6 +34,7 @@ FILE_MODES: Final = frozenset({"100644", "100755"})
 SYMLINK_MODE: Final = "120000"
 GITLINK_MODE: Final = "160000"
 _FULL_OID = re.compile(r"[0-9a-f]{40}")
+FEW: Final = 24  # up to this many objects, round trips beat starting a batch process
 _RECORD_SEPARATOR: Final = "\x1e"
 
 
@@ -423,8 +424,16 @@ class GitRepo:
         return contents, sizes
 
     def _batch(self, oids: list[str]) -> Iterator[tuple[str, bytes, bytes]]:
-        """(oid, type, content) of each object, through one `cat-file --batch` process."""
-        if not oids:
+        """(oid, type, content) of each object, through one `cat-file --batch` process.
+
+        A handful of objects go through the persistent process instead: starting
+        a process costs more than a few round trips.
+        """
+        if len(oids) <= FEW:
+            for oid in oids:
+                with contextlib.suppress(GitError):
+                    kind, raw = self._object(oid)
+                    yield oid, kind, raw
             return
         with tempfile.TemporaryFile() as requests:
             requests.write("".join(f"{oid}\n" for oid in oids).encode())
@@ -466,14 +475,18 @@ class GitRepo:
         return oid.decode() if kind == b"blob" else None
 
     def blob_sizes(self, oids: list[str]) -> dict[str, int]:
-        """Sizes of many objects through one `cat-file --batch-check`."""
-        if not oids:
-            return {}
+        """Sizes of many objects through one `cat-file --batch-check` (a few: one by one)."""
+        if len(oids) <= FEW:
+            sizes: dict[str, int] = {}
+            for oid in oids:
+                with contextlib.suppress(ValueError):
+                    sizes[oid] = self.blob_size(oid)
+            return sizes
         with tempfile.TemporaryFile() as requests:
             requests.write("".join(f"{oid}\n" for oid in oids).encode())
             requests.seek(0)
             output: str = self._repo.git.cat_file("--batch-check", istream=requests)
-        sizes: dict[str, int] = {}
+        sizes = {}
         for line in output.splitlines():
             parts = line.split()
             if len(parts) == 3:
@@ -497,6 +510,18 @@ class GitRepo:
         except ValueError:
             raise GitError(f"object {oid} is missing from the repository") from None
         return found[1], bytes(found[3])
+
+    def folder(self, commit: str, name: str) -> dict[str, tuple[str, str]]:
+        """The files directly in top-level folder `name` of `commit`: path -> (mode, id).
+
+        Read in-process through the persistent cat-file (no `ls-tree` process).
+        """
+        kind, raw = self._object(commit)
+        tree = parse_commit(commit, raw).tree if kind == b"commit" else ""
+        mode, oid = self._tree_entries(tree).get(name, ("", ""))
+        if mode != "40000":
+            return {}
+        return {f"{name}/{entry}": found for entry, found in self._tree_entries(oid).items()}
 
     def tree_files(self, commit: str, folder: str | None = None) -> dict[str, tuple[str, str]]:
         """Every path in `commit`'s tree (or under `folder`): path -> (mode, object id)."""

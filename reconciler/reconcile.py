@@ -161,6 +161,7 @@ class Reconciler:
                 hint="pass --key FILE (or set RECONCILER_KEY); --dry-run needs none",
             )
         self.in_flight: set[str] = set()
+        self._walker = Authoriser(self.repo, self.store, now=clock(), progress=progress)
         self._last_published = ""
         # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
         self._git_lock = threading.RLock()
@@ -259,7 +260,9 @@ class Reconciler:
     def _observe(self, report: PassReport) -> tuple[str, History, tuple[Decision, ...]]:
         tip = self.publisher.current()
         now = self.clock()
-        authoriser = Authoriser(self.repo, self.store, now=now, progress=self.progress)
+        # One walker for the reconciler's life: it keeps the effective state between passes.
+        authoriser = self._walker
+        authoriser.now = now
         result = authoriser.run(tip, persist=not self.options.dry_run)
         try:
             report.landings.extend(result.judged)

@@ -258,6 +258,13 @@ class StateStore:
             "INSERT OR IGNORE INTO editors VALUES (?, ?)", [(path, actor) for actor in actors]
         )
 
+    def editors_of(self, paths: list[str]) -> dict[str, frozenset[str]]:
+        found: dict[str, set[str]] = {path: set() for path in paths}
+        for path, actor in self._db.execute("SELECT path, actor FROM editors"):
+            if path in found:
+                found[path].add(actor)
+        return {path: frozenset(actors) for path, actors in found.items()}
+
     def editors(self, path: str) -> set[str]:
         return {
             actor
