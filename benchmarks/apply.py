@@ -790,7 +790,7 @@ PHASES: Final = (
     ("reconciler.reconcile", "Reconciler._writer", "record writer for the policy"),
     ("reconciler.reconcile", "Reconciler._bookkeeping", "bookkeeping check (refusals, leases)"),
     ("reconciler.reconcile", "Reconciler._choose", "choose"),
-    ("reconciler.reconcile", "Reconciler._start", "start (rest)"),
+    ("reconciler.reconcile", "Reconciler._starts", "start (rest)"),
     ("reconciler.reconcile", "Reconciler._run_all", "run all (rest)"),
     ("reconciler.reconcile", "Reconciler.run_started", "run one (rest)"),
     ("reconciler.reconcile", "Reconciler._execute", "execute (rest)"),

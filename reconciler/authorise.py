@@ -230,6 +230,7 @@ class Authoriser:
         self._infos: dict[str, CommitInfo] = {}
         self._next_seq = 0
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
+        self._walked: str | None = None
         self._sizes: dict[str, int] = {}
         self._contents: dict[str, bytes] = {}
         self.anchor = ""
@@ -271,8 +272,9 @@ class Authoriser:
             self._loaded = tip
         else:
             # The walk's writes stay uncommitted, readable by `decide.gather` on
-            # this store until `discard()` rolls them back.
+            # this store, until `keep()` commits or `discard()` rolls them back.
             self._loaded = None
+        self._walked = tip
         return VerifyResult(
             anchor=position.anchor,
             tip=tip,
@@ -282,6 +284,11 @@ class Authoriser:
                 for path, detail in self.dirty.items()
             },
         )
+
+    def keep(self) -> None:
+        """Commit what a `run(persist=False)` wrote, once what it walked is published."""
+        self.store.commit()
+        self._loaded = self._walked
 
     def discard(self) -> None:
         """Forget what a `run(persist=False)` wrote (a dry run, a commit off the branch)."""

@@ -232,38 +232,68 @@ class Reconciler:
     def plan_pass(self, report: PassReport) -> list[StartedRun]:
         """Verify, decide, record bookkeeping and publish start records; the runs started.
 
-        Empty when nothing may start now (or on a dry run, or when stopping).
+        Finish records waiting in the outbox (`apply` keeps them there while its
+        runs finish) are built first and published together with whatever this
+        round records, so a run costs one push, not two. Empty when nothing may
+        start now (or on a dry run, or when stopping).
         """
         for _ in range(self.options.max_rounds):
-            tip, history, decisions = self._observe(report)
+            base = self.publisher.current()
+            pending = {} if self.options.dry_run else self.store.outbox()
+            tip = self._finish_chain(base, pending) if pending else base
+            history, decisions = self._observe(report, tip, persist=not pending)
             report.settled = tip
             if self.options.dry_run:
                 report.would_run = tuple(queue[0] for queue in executable(decisions).values())
                 return []
             writer = self._writer(history.policy)
-            if self._bookkeeping(writer, tip, history, decisions, report):
-                continue
-            if self.stop_requested():
-                return []
-            chosen = self._choose(history, decisions)
+            records, interrupted, refused = self._bookkeeping(history, decisions)
+            if records:
+                if self._publish(writer.chain(tip, records), base, pending):
+                    report.interrupted.extend(interrupted)
+                    report.refused.extend(refused)
+                continue  # published or not, look again
+            chosen = [] if self.stop_requested() else self._choose(history, decisions)
             if not chosen:
+                if pending and not self._publish(tip, base, pending):
+                    continue
                 return []
-            started = self._start(writer, tip, history, chosen)
-            if started is None:
+            started, starts = self._starts(writer, history, chosen)
+            if not self._publish(writer.chain(tip, starts), base, pending):
                 continue  # lost the race: someone else published first
+            self.in_flight.update(run.run_id for run in started)
             report.settled = self._last_published
             return started
         raise TemporaryError(
             "the pass did not settle", hint="check for a reconciler racing in a loop"
         )
 
-    def _observe(self, report: PassReport) -> tuple[str, History, tuple[Decision, ...]]:
-        tip = self.publisher.current()
+    def _publish(self, commit: str, base: str, pending: dict[str, dict[str, Any]]) -> bool:
+        """Publish `commit` (built on `base`); settle the walk and the outbox either way."""
+        with self._git_lock:
+            published = self.publisher.publish(commit, base)
+        if published:
+            self._last_published = commit
+        if pending:
+            if published:
+                self._walker.keep()
+                for run_id in pending:
+                    self.store.clear_outbox(run_id)
+            else:
+                # Someone pushed first: forget the walk of our unpublished records and
+                # publish each finish record on its own, rebuilt on the new tip.
+                self._walker.discard()
+                self._flush_outbox()
+        return published
+
+    def _observe(
+        self, report: PassReport, tip: str, *, persist: bool
+    ) -> tuple[History, tuple[Decision, ...]]:
         now = self.clock()
         # One walker for the reconciler's life: it keeps the effective state between passes.
         authoriser = self._walker
         authoriser.now = now
-        result = authoriser.run(tip, persist=not self.options.dry_run)
+        result = authoriser.run(tip, persist=persist and not self.options.dry_run)
         try:
             report.landings.extend(result.judged)
             history = gather(authoriser, tip)
@@ -272,7 +302,7 @@ class Reconciler:
             if self.options.dry_run:
                 authoriser.discard()
         report.tip, report.decisions = tip, decisions
-        return tip, history, decisions
+        return history, decisions
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None
@@ -292,14 +322,9 @@ class Reconciler:
     # -- bookkeeping: interrupted runs and refusals -------------------------------
 
     def _bookkeeping(
-        self,
-        writer: RecordWriter,
-        tip: str,
-        history: History,
-        decisions: tuple[Decision, ...],
-        report: PassReport,
-    ) -> bool:
-        """Record interrupted runs and new refusals; True when something was published."""
+        self, history: History, decisions: tuple[Decision, ...]
+    ) -> tuple[list[tuple[str, None]], list[str], list[PlanRef]]:
+        """Records for runs started and never finished, and for new refusals."""
         now = self.clock()
         pending = set(self.store.outbox())
         records: list[tuple[str, None]] = []
@@ -319,15 +344,7 @@ class Reconciler:
         ]
         if refused:
             records.append((refusal_message(refused, self.instance), None))
-        if not records:
-            return False
-        with self._git_lock:
-            commit = writer.chain(tip, records)
-            if not self.publisher.publish(commit, tip):
-                return True  # lost a race; the next round sees the new tip
-        report.interrupted.extend(interrupted)
-        report.refused.extend(decision.ref for decision in refused)
-        return True
+        return records, interrupted, [decision.ref for decision in refused]
 
     def _why_interrupted(self, run: Run, now: datetime) -> str | None:
         if run.instance == self.instance:
@@ -352,9 +369,10 @@ class Reconciler:
             if environment not in busy
         ]
 
-    def _start(
-        self, writer: RecordWriter, tip: str, history: History, chosen: list[Decision]
-    ) -> list[StartedRun] | None:
+    def _starts(
+        self, writer: RecordWriter, history: History, chosen: list[Decision]
+    ) -> tuple[list[StartedRun], list[tuple[str, None]]]:
+        """Run ids, leases and start records for the chosen plan versions."""
         now = self.clock()
         taken = [run.id for run in history.runs]
         started: list[StartedRun] = []
@@ -367,26 +385,26 @@ class Reconciler:
             lease = now + _lease(environment, len(decision.plan.applications))
             records.append((start_message(decision, run_id, self.instance, lease), None))
             started.append(StartedRun(decision, run_id, environment, writer))
-        with self._git_lock:
-            commit = writer.chain(tip, records)
-            if not self.publisher.publish(commit, tip):
-                return None
-            self._last_published = commit
-        self.in_flight.update(run.run_id for run in started)
-        return started
+        return started, records
 
     # -- running and finishing ------------------------------------------------------
 
     def _run_all(self, started: list[StartedRun], report: PassReport) -> None:
+        """Run them, environments in parallel; their finish records wait in the outbox,
+        to be published with the next round's records (`plan_pass`)."""
         with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
-            report.runs.extend(pool.map(self.run_started, started))
+            report.runs.extend(pool.map(lambda run: self.run_started(run, publish=False), started))
 
-    def run_started(self, started: StartedRun) -> RunReport:
-        """Run the drivers for a started run and publish its finish record (any thread)."""
+    def run_started(self, started: StartedRun, *, publish: bool = True) -> RunReport:
+        """Run the drivers for a started run and record its finish (any thread).
+
+        With `publish`, the finish record is published at once (the watcher's
+        workers); otherwise it is left in the outbox for the next round.
+        """
         decision, run_id, environment = started.decision, started.run_id, started.environment
         try:
             execution = self._execute(decision, run_id, environment)
-            self._finish(started.writer, decision, run_id, execution)
+            self._finish(started.writer, decision, run_id, execution, publish=publish)
         finally:
             self.in_flight.discard(run_id)
         failed = execution.failed_step
@@ -420,7 +438,13 @@ class Reconciler:
         return load_driver(environment.driver, root)
 
     def _finish(
-        self, writer: RecordWriter, decision: Decision, run_id: str, execution: Execution
+        self,
+        writer: RecordWriter,
+        decision: Decision,
+        run_id: str,
+        execution: Execution,
+        *,
+        publish: bool,
     ) -> None:
         assert decision.plan is not None
         detail = {
@@ -434,27 +458,15 @@ class Reconciler:
         }
         with self._git_lock:
             self.store.put_outbox(run_id, detail)
-            self._publish_finish(writer, run_id, detail)
+            if publish:
+                self._publish_finish(writer, run_id, detail)
 
     def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> None:
         """Build the finish record on the current tip and publish it, rebuilding on lost races."""
         for attempt in range(PUBLISH_ATTEMPTS):
             # First try on the tip we last saw or published; after a lost race, fetch.
             tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
-            environment = detail["environment"]
-            previous = self._deployments_at(tip, environment)
-            files = {
-                detail["log_path"]: detail["log"].encode(),
-                deployments_file(environment): deployments_bytes(
-                    environment,
-                    previous,
-                    [(app, version) for app, version in detail["deployed"]],
-                    detail["plan"],
-                    run_id,
-                    datetime.fromisoformat(detail["when"]),
-                ),
-            }
-            commit = writer.commit(tip, detail["message"], files)
+            commit = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
                 return
@@ -463,6 +475,30 @@ class Reconciler:
             f"could not publish the finish record of {run_id} after {PUBLISH_ATTEMPTS} attempts",
             hint="it is kept in the state directory and published by the next pass",
         )
+
+    def _finish_chain(self, base: str, pending: dict[str, dict[str, Any]]) -> str:
+        """The outbox's finish records as commits on `base`, unpublished; the last one."""
+        writer = self._writer(self._walker.policy())
+        tip = base
+        with self._git_lock:
+            for run_id, detail in pending.items():
+                tip = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
+        return tip
+
+    def _finish_files(self, tip: str, run_id: str, detail: dict[str, Any]) -> dict[str, bytes]:
+        """The run's log and `deployments/<env>.yaml` as they become on top of `tip`."""
+        environment = detail["environment"]
+        return {
+            detail["log_path"]: detail["log"].encode(),
+            deployments_file(environment): deployments_bytes(
+                environment,
+                self._deployments_at(tip, environment),
+                [(app, version) for app, version in detail["deployed"]],
+                detail["plan"],
+                run_id,
+                datetime.fromisoformat(detail["when"]),
+            ),
+        }
 
     def _deployments_at(self, tip: str, environment: str) -> dict[str, Any] | None:
         blob = self.repo.blob_at(tip, deployments_file(environment))
