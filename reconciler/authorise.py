@@ -231,6 +231,7 @@ class Authoriser:
         self._next_seq = 0
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._walked: str | None = None
+        self._touched: set[str] = set()
         self._sizes: dict[str, int] = {}
         self._contents: dict[str, bytes] = {}
         self.anchor = ""
@@ -265,6 +266,7 @@ class Authoriser:
         except BaseException:
             self.store.rollback()
             self._loaded = None
+            self._touched.clear()
             raise
         if persist:
             self.store.commit()
@@ -387,6 +389,9 @@ class Authoriser:
                 drain()
         drain()
         self.store.set_position(Position(position.anchor, tip, self.store.branch))
+        for path in self._touched:
+            self.store.replace_effective(path, self.effective.get(path, {}))
+        self._touched.clear()
         self._save_dirty()
         return tuple(verdicts)
 
@@ -770,7 +775,7 @@ class Authoriser:
             self.effective[path] = dict(fields)
         else:
             self.effective.pop(path, None)
-        self.store.replace_effective(path, fields)
+        self._touched.add(path)  # written to the store once, at the end of the walk
         if place(path).kind in ("teams", "environment"):
             self._policy = None
 
