@@ -429,9 +429,17 @@ class Reconciler:
             driver,
             retries=environment.driver.retries,
             clock=self.clock,
-            sleep=self.sleep,
+            sleep=self._sleep_unless_stopping,
             stop_requested=self.stop_requested,
         )
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the reconciler is asked to stop."""
+        remaining = seconds
+        while remaining > 0 and not self.stop_requested():
+            step = min(remaining, 0.2)
+            self.sleep(step)
+            remaining -= step
 
     def _driver(self, environment: Environment) -> Driver:
         root = self.options.driver_root or self.state_dir / "releases"
