@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
-from reconciler.decide import Decision, deployed_versions
+from reconciler.decide import Decision
 from reconciler.errors import UsageError
 from reconciler.gitrepo import GitRepo, Someone
 from reconciler.history import Entry, audit_trail
@@ -32,7 +29,8 @@ from reconciler.loader import load
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.resources import example_dir, schemas_dir
 from reconciler.session import open_session
-from reconciler.status import Pipeline, pipeline
+from reconciler.signing import new_key_pair
+from reconciler.status import Pipeline
 
 QA_PLAN = "plans/2026-11-qa-release.yaml"
 DEV_PLAN = "plans/2026-11-dev-build.yaml"
@@ -54,25 +52,6 @@ class Cast:
     reconciler_key: Path
 
 
-def _new_key(folder: Path, name: str, comment: str) -> tuple[Path, str]:
-    private = ed25519.Ed25519PrivateKey.generate()
-    path = folder / name
-    path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    public = private.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    line = f"{public.decode()} {comment}"
-    path.with_name(name + ".pub").write_text(line + "\n")
-    return path, line
-
-
 def _stage(folder: Path, keys: Path) -> Cast:
     """Copy the example, swapping each public key for a throwaway one whose private half we hold."""
     example = example_dir()
@@ -85,13 +64,14 @@ def _stage(folder: Path, keys: Path) -> Cast:
     for user_id, user in teams["users"].items():
         key_path = None
         for old_key in user.get("keys", ()):
-            key_path, line = _new_key(keys, user_id, user["emails"][0])
+            key_path = keys / user_id
+            line = new_key_pair(key_path, user["emails"][0])
             text = text.replace(old_key, line)
         people[user_id] = Someone(user["name"], user["emails"][0], key_path)
     reconciler_key = keys / "reconciler"
     for account in teams["service_accounts"].values():
         for old_key in account["keys"]:
-            _, line = _new_key(keys, "reconciler", account["emails"][0])
+            line = new_key_pair(reconciler_key, account["emails"][0])
             text = text.replace(old_key, line)
     if "root" not in people or not reconciler_key.exists():
         raise UsageError("the example teams.yaml is not the seed story the demo knows")
@@ -233,13 +213,7 @@ def _story(
     )
 
     with open_session(repository, branch="main", state_dir=None, now=clock()) as session:
-        decisions = session.decisions()
-        assert session.walked is not None
-        view = pipeline(
-            session.walked.policy(),
-            deployed_versions(session.walked.effective, session.repo.read_blob),
-            decisions,
-        )
+        view = session.pipeline()
         trail = audit_trail(session.store)
     yield Scene("`reconciler status`: what runs where", "", view)
     yield Scene("`reconciler history`: who did what", "", trail)

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from reconciler.errors import UsageError
 from reconciler.gitrepo import GitRepo, Someone
 from reconciler.resources import schemas_dir
+from reconciler.signing import new_key_pair
 from reconciler.sshkeys import KeyFormatError, parse_public_key
 
 TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
@@ -57,7 +55,8 @@ def initialise(
     path.mkdir(parents=True, exist_ok=True)
     with GitRepo.init(path, "main") as repo:
         service_key = repo.git_dir / "reconciler" / "service-key"
-        service_public = _service_key(service_key)
+        service_key.parent.mkdir(parents=True, exist_ok=True)
+        service_public = new_key_pair(service_key, "reconciler@example.com")
         teams = (
             (TEMPLATES / "teams.yaml")
             .read_text()
@@ -98,22 +97,3 @@ def initialise(
 
 def _b64(line: str) -> str:
     return line.split()[1]
-
-
-def _service_key(private_path: Path) -> str:
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = ed25519.Ed25519PrivateKey.generate()
-    private_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    private_path.chmod(0o600)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    line = f"{public.decode()} reconciler@example.com"
-    private_path.with_name(private_path.name + ".pub").write_text(line + "\n")
-    return line

@@ -21,11 +21,12 @@ from reconciler.authorise import (
     VerifyResult,
     re_anchor_allowed,
 )
-from reconciler.decide import Decision, decide, gather
+from reconciler.decide import Decision, decide, deployed_versions, gather
 from reconciler.errors import GitError, UsageError
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
+from reconciler.status import Pipeline, pipeline
 
 
 @dataclass
@@ -63,6 +64,17 @@ class Session:
             authoriser.discard()
         self.walked = authoriser
         return result, policy
+
+    def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
+        """What runs where and what is moving (`reconciler status`), as of the branch tip."""
+        decisions = self.decisions()
+        assert self.walked is not None
+        return pipeline(
+            self.walked.policy(),
+            deployed_versions(self.walked.effective, self.repo.read_blob),
+            decisions,
+            include_deployed=include_deployed,
+        )
 
     def decisions(self) -> tuple[Decision, ...]:
         """Every plan on the branch tip, decided now (after walking to the tip)."""

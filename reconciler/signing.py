@@ -96,6 +96,29 @@ class SigningKey:
         ).encode()
 
 
+def new_key_pair(path: Path, comment: str) -> str:
+    """A new ed25519 key: the private half at `path` (0600), the public at `path.pub`.
+
+    For the demo's throwaway people and `init`'s service account; the public
+    line (`ssh-ed25519 AAAA... comment`) is returned for teams.yaml.
+    """
+    private = ed25519.Ed25519PrivateKey.generate()
+    path.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    line = f"{public.decode()} {comment}"
+    path.with_name(path.name + ".pub").write_text(line + "\n")
+    return line
+
+
 def signed_commit(payload: bytes, key: SigningKey) -> bytes:
     """Insert a `gpgsig` header after the committer line, exactly where git puts it."""
     head, separator, message = payload.partition(b"\n\n")

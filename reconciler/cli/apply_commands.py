@@ -10,11 +10,8 @@ import click
 
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
 from reconciler.cli.options import (
-    branch_option,
-    driver_root_option,
     format_option,
-    repo_option,
-    state_dir_option,
+    service_options,
 )
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.plan_commands import decision_json
@@ -22,21 +19,6 @@ from reconciler.cli.verify_commands import progress_bar
 from reconciler.clock import utc_now
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.worktree import find_root
-
-remote_option = click.option(
-    "--remote", metavar="NAME", help="Fetch from and push records to this remote (default: none)."
-)
-key_option = click.option(
-    "--key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="RECONCILER_KEY",
-    help="The service account's private SSH key that signs records (env RECONCILER_KEY).",
-)
-instance_option = click.option(
-    "--instance",
-    metavar="NAME",
-    help="This reconciler's name in start records (default: host name and state directory).",
-)
 
 
 def pass_json(report: PassReport) -> dict[str, Any]:
@@ -94,13 +76,7 @@ def emit_pass(report: PassReport, output_format: str) -> None:
 
 
 @click.command()
-@repo_option
-@remote_option
-@branch_option
-@state_dir_option
-@key_option
-@instance_option
-@driver_root_option
+@service_options
 @click.option("--dry-run", is_flag=True, help="Say what would run; change nothing.")
 @format_option(*FORMATS)
 def apply(

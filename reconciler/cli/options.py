@@ -53,3 +53,36 @@ def format_option(*choices: str) -> Callable[[FC], FC]:
         + (", github workflow annotations" if "github" in choices else "")
         + ").",
     )
+
+
+remote_option = click.option(
+    "--remote", metavar="NAME", help="Fetch from and push records to this remote (default: none)."
+)
+key_option = click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECONCILER_KEY",
+    help="The service account's private SSH key that signs records (env RECONCILER_KEY).",
+)
+instance_option = click.option(
+    "--instance",
+    metavar="NAME",
+    help="This reconciler's name in start records (default: host name and state directory).",
+)
+
+
+def service_options(command: FC) -> FC:
+    """The options of the commands that run as the reconciler service: apply and watch."""
+    for option in reversed(
+        (
+            repo_option,
+            remote_option,
+            branch_option,
+            state_dir_option,
+            key_option,
+            instance_option,
+            driver_root_option,
+        )
+    ):
+        command = option(command)
+    return command

@@ -13,10 +13,9 @@ from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
-from reconciler.decide import deployed_versions
 from reconciler.errors import UsageError
 from reconciler.history import Entry, audit_trail, select
-from reconciler.status import Pipeline, pipeline
+from reconciler.status import Pipeline
 
 LABEL_COLOURS = {
     "draft": "white",
@@ -122,14 +121,7 @@ def status(
     environments, the plans moving between them and their state.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
-        decisions = session.decisions()
-        assert session.walked is not None
-        view = pipeline(
-            session.walked.policy(),
-            deployed_versions(session.walked.effective, session.repo.read_blob),
-            decisions,
-            include_deployed=show_all,
-        )
+        view = session.pipeline(include_deployed=show_all)
         if output_format == "json":
             emit_json(pipeline_json(view))
         else:

@@ -11,14 +11,10 @@ from typing import Any
 
 import click
 
-from reconciler.cli.apply_commands import instance_option, key_option, remote_option
 from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import (
-    branch_option,
-    driver_root_option,
     format_option,
-    repo_option,
-    state_dir_option,
+    service_options,
 )
 from reconciler.cli.output import FORMATS
 from reconciler.clock import utc_now
@@ -87,13 +83,7 @@ def log_line(event: LogEvent, output_format: str) -> str:
 
 
 @click.command()
-@repo_option
-@remote_option
-@branch_option
-@state_dir_option
-@key_option
-@instance_option
-@driver_root_option
+@service_options
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),
