@@ -8,6 +8,7 @@ so each command starts from the effective state and the policy in force.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Session:
     branch: str
     now: datetime
     walked: Authoriser | None = None  # the last walk, with its effective state and caches
+    persisted: bool = True  # whether the last walk was kept (it is, on the branch)
 
     def tip(self) -> str:
         return self.repo.resolve(f"refs/heads/{self.branch}")
@@ -59,6 +61,7 @@ class Session:
         authoriser = self.authoriser(progress)
         anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
         result = authoriser.run(target, trust_anchor=anchor, persist=on_branch)
+        self.persisted = on_branch
         policy = authoriser.policy()
         if not on_branch:
             authoriser.discard()
@@ -83,23 +86,48 @@ class Session:
         return decide(gather(self.walked, self.tip()), self.now)
 
     def landings_between(
-        self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]
+        self,
+        start: str | None,
+        tip: str,
+        judged: tuple[LandingVerdict, ...],
+        *,
+        refused_only: bool = False,
     ) -> list[LandingVerdict]:
         """Verdicts of the landings after `start` (default: the trust anchor) up to `tip`."""
+        texts = self.landing_texts(start, tip, judged, refused_only=refused_only)
+        return [LandingVerdict.from_json(json.loads(text)) for text in texts]
+
+    def landing_texts(
+        self,
+        start: str | None,
+        tip: str,
+        judged: tuple[LandingVerdict, ...],
+        *,
+        refused_only: bool = False,
+    ) -> list[str]:
+        """The same verdicts as JSON text, read from the store without decoding them."""
         position = self.store.position()
         if start is None or (position is not None and start == position.anchor):
             after: int | None = 0
         else:
             after = self.store.landing_seq(start)
         if after is None:
-            return self._landings_on_chain(start, tip, judged)
-        stored = self.store.landings(after)
-        upto = self.store.landing_seq(tip)
-        if upto is not None:
-            stored = [item for item in stored if item["seq"] <= upto]
-        verdicts = [LandingVerdict.from_json(item) for item in stored]
-        known = {verdict.commit for verdict in verdicts}
-        return verdicts + [verdict for verdict in judged if verdict.commit not in known]
+            verdicts = self._landings_on_chain(start, tip, judged)
+            return [
+                json.dumps(verdict.as_json())
+                for verdict in verdicts
+                if not refused_only or not verdict.authorised
+            ]
+        texts = self.store.landing_details(
+            after, self.store.landing_seq(tip), refused_only=refused_only
+        )
+        if not self.persisted:  # a walk off the branch: its verdicts are only in `judged`
+            texts += [
+                json.dumps(verdict.as_json())
+                for verdict in judged
+                if not refused_only or not verdict.authorised
+            ]
+        return texts
 
     def _landings_on_chain(
         self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]

@@ -201,6 +201,20 @@ class StateStore:
         )
         return [{"seq": seq, **json.loads(detail)} for seq, detail in rows]
 
+    def landing_details(
+        self, after_seq: int, upto_seq: int | None = None, *, refused_only: bool = False
+    ) -> list[str]:
+        """The stored verdicts of a range of landings, as JSON text (not decoded: a report
+        of thousands of landings passes them through)."""
+        query = "SELECT detail FROM landings WHERE seq > ?"
+        arguments: list[int] = [after_seq]
+        if upto_seq is not None:
+            query += " AND seq <= ?"
+            arguments.append(upto_seq)
+        if refused_only:
+            query += " AND json_extract(detail, '$.authorised') = 0"
+        return [detail for (detail,) in self._db.execute(query + " ORDER BY seq", arguments)]
+
     def landing_seq(self, commit: str) -> int | None:
         row = self._db.execute("SELECT seq FROM landings WHERE commit_id = ?", (commit,)).fetchone()
         return int(row[0]) if row else None

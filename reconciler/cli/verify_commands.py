@@ -99,9 +99,20 @@ def verify(
         else:
             result, _ = session.authorise(to_rev, trust_anchor=trust_anchor, progress=progress)
         start = session.repo.resolve(from_rev) if from_rev else None
-        verdicts = session.landings_between(start, result.tip, result.judged)
-        verify_output.emit_verification(result, verdicts, output_format, list_all=list_all)
-        authorised = all(verdict.authorised for verdict in verdicts)
+        refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
+        if output_format == "json":
+            verify_output.emit_verification_json(
+                result, session.landing_texts(start, result.tip, result.judged), refused
+            )
+        else:
+            every = session.landing_texts(start, result.tip, result.judged)
+            shown = (
+                session.landings_between(start, result.tip, result.judged) if list_all else refused
+            )
+            verify_output.emit_verification(
+                result, shown, output_format, list_all=list_all, total=len(every)
+            )
+        authorised = not refused
     raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,12 +17,29 @@ def _escape(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
+def emit_verification_json(
+    result: VerifyResult, landings: Sequence[str], refused: Sequence[LandingVerdict]
+) -> None:
+    """The documented JSON, with every landing's stored verdict passed through as it is."""
+    head = {"anchor": result.anchor, "tip": result.tip, "authorised": not refused}
+    differs = {path: list(fields) for path, fields in result.differs.items()}
+    click.echo(
+        json.dumps(head)[:-1]
+        + ', "landings": ['
+        + ", ".join(landings)
+        + '], "differs": '
+        + json.dumps(differs)
+        + "}"
+    )
+
+
 def emit_verification(
     result: VerifyResult,
     verdicts: Sequence[LandingVerdict],
     output_format: str,
     *,
     list_all: bool = False,
+    total: int | None = None,
 ) -> None:
     refused = [verdict for verdict in verdicts if not verdict.authorised]
     if output_format == "json":
@@ -71,7 +89,7 @@ def emit_verification(
         click.echo("main differs from the effective state (the last authorised content):")
         for path, fields in sorted(result.differs.items()):
             click.echo(f"  {path}: {', '.join(fields)}")
-    summary = f"{len(verdicts)} landing(s), {len(refused)} refused"
+    summary = f"{len(verdicts) if total is None else total} landing(s), {len(refused)} refused"
     click.echo(click.style(summary, fg="red" if refused else "green"))
 
 
