@@ -67,6 +67,7 @@ def execute(
     clock: Clock,
     sleep: Callable[[float], None],
     stop_requested: Callable[[], bool] = lambda: False,
+    on_step: Callable[[int, int, Step], None] | None = None,
 ) -> Execution:
     log: list[str] = []
 
@@ -81,6 +82,8 @@ def execute(
             )
             return Execution("interrupted", tuple(results), tuple(log))
         label = f"[{position}/{len(steps)} {step.application} {step.version}]"
+        if on_step is not None:
+            on_step(position, len(steps), step)
 
         def driver_line(line: str, label: str = label) -> None:
             note(f"{label} {line}")

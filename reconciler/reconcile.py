@@ -42,7 +42,7 @@ from typing import Any
 
 from reconciler.authorise import Authoriser, LandingVerdict, Progress
 from reconciler.decide import Decision, History, Run, decide, executable, gather
-from reconciler.drivers import Driver, load_driver
+from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import ConfigError, TemporaryError
 from reconciler.events import PlanRef, Record
 from reconciler.execute import Execution, execute, steps_for
@@ -140,8 +140,10 @@ class Reconciler:
         sleep: Callable[[float], None],
         stop_requested: Callable[[], bool] = lambda: False,
         progress: Progress | None = None,
+        on_step: Callable[[int, int, Step], None] | None = None,
     ) -> None:
         self.options = options
+        self.on_step = on_step
         self.clock = clock
         self.sleep = sleep
         self.stop_requested = stop_requested
@@ -431,6 +433,7 @@ class Reconciler:
             clock=self.clock,
             sleep=self._sleep_unless_stopping,
             stop_requested=self.stop_requested,
+            on_step=self.on_step,
         )
 
     def _sleep_unless_stopping(self, seconds: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -326,3 +327,32 @@ def test_a_human_push_racing_a_finish_record_both_survive(tmp_path: Path, people
     assert " ".join(subject) == "Deploy 2026-11-dev-build to development: succeeded"
     assert finish_parent == human
     assert any(line.startswith(human) for line in history)
+
+
+def test_a_run_shows_its_progress_on_a_terminal_and_nothing_on_a_pipe(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        repo.apply_command(), stdout=subprocess.PIPE, stderr=terminal, text=True
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the command is done
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout, _ = process.communicate(timeout=120)
+    os.close(controller)
+    assert process.returncode == 0
+    assert "2026-11-dev-build.1 [##] 2/2 customer-portal 0.6-dev.41" in shown.decode()
+    piped = repo.apply("--dry-run")
+    assert piped.stderr == ""
+    assert "succeeded 2026-11-dev-build.1" in stdout

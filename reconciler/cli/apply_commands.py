@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,24 @@ from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.plan_commands import decision_json
 from reconciler.cli.verify_commands import progress_bar
 from reconciler.clock import utc_now
+from reconciler.drivers import Step
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.worktree import find_root
+
+
+def step_progress() -> Callable[[int, int, Step], None] | None:
+    """On a terminal, a line per application deployed (runs can be long); on a pipe, nothing."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(position: int, total: int, step: Step) -> None:
+        bar = "#" * position + "." * (total - position)
+        click.echo(
+            f"  {step.run} [{bar[:40]}] {position}/{total} {step.application} {step.version}",
+            err=True,
+        )
+
+    return show
 
 
 def pass_json(report: PassReport) -> dict[str, Any]:
@@ -114,6 +132,7 @@ def apply(
             clock=utc_now,
             sleep=time.sleep,
             progress=progress,
+            on_step=step_progress(),
         ) as reconciler,
     ):
         report = reconciler.pass_once()
