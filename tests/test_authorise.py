@@ -679,3 +679,15 @@ def test_verify_exits_1_and_prints_the_refusal_in_every_format(
     assert data["differs"] == {QA_PLAN: ["the customer-portal entry"]}
     after_first = repo.reconciler("verify", "--from", bad, "--format", "json").json()
     assert after_first["landings"] == []
+
+
+def test_verifying_up_to_an_older_commit_reports_the_landings_until_then(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    first = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    assert repo.reconciler("verify").exit_code == 0
+    older = repo.reconciler("verify", "--to", first, "--format", "json")
+    assert older.exit_code == 0, older.stderr
+    assert [landing["commit"] for landing in older.json()["landings"]] == [first]
