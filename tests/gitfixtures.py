@@ -482,3 +482,43 @@ def plan(
         data["notes"] = notes
     data["state"] = state
     return dump(data)
+
+
+# -- the seed story's plans, as tests write them -------------------------------------
+
+DEV_PLAN = "plans/2026-11-dev-build.yaml"
+QA_PLAN = "plans/2026-11-qa-release.yaml"
+PROD_PLAN = "plans/2026-11-prod-release.yaml"
+ECOMMERCE = {"name": "ecommerce", "version": "1.4.0"}
+PORTAL = {
+    "name": "customer-portal",
+    "version": "0.6",
+    "action": "tag-and-deploy",
+    "from": "0.6-dev.41",
+}
+PORTAL_DEV = {"name": "customer-portal", "version": "0.6-dev.41"}
+
+
+def dev_plan(*applications: dict[str, str]) -> str:
+    return plan("2026-11-dev-build", "development", list(applications))
+
+
+def qa_plan(*applications: dict[str, str], notes: str = "", state: str = "ready") -> str:
+    return plan(
+        "2026-11-qa-release",
+        "quality-assurance",
+        list(applications),
+        source="development",
+        notes=notes,
+        state=state,
+    )
+
+
+def prod_plan(*applications: dict[str, str], notes: str = "") -> str:
+    return plan(
+        "2026-11-prod-release",
+        "production",
+        list(applications),
+        source="quality-assurance",
+        notes=notes,
+    )

@@ -13,14 +13,20 @@ from pathlib import Path
 
 import yaml
 
-from tests.gitfixtures import People, SeedRepo, example_file, plan, run_git
-from tests.test_decide import ECOMMERCE, PORTAL, QA_PLAN, qa_plan
-
-DEV_PLAN = "plans/2026-11-dev-build.yaml"
-
-
-def dev_plan(*applications: dict[str, str]) -> str:
-    return plan("2026-11-dev-build", "development", list(applications))
+from tests.gitfixtures import (
+    DEV_PLAN,
+    ECOMMERCE,
+    PORTAL,
+    PORTAL_DEV,
+    QA_PLAN,
+    People,
+    SeedRepo,
+    dev_plan,
+    example_file,
+    plan,
+    qa_plan,
+    run_git,
+)
 
 
 def trailers(repo: SeedRepo, rev: str) -> dict[str, str]:
@@ -131,9 +137,6 @@ def with_command_driver(tmp_path: Path, people: People, *extra_argv: str) -> tup
         },
     )
     return repo, out
-
-
-PORTAL_DEV = {"name": "customer-portal", "version": "0.6-dev.41"}
 
 
 def test_a_failing_second_application_stops_the_run_and_the_record_names_the_step(

@@ -17,44 +17,20 @@ from reconciler.gitrepo import GitRepo
 from reconciler.session import Session
 from reconciler.statestore import StateStore
 from tests.gitfixtures import (
+    ECOMMERCE,
     FIXED_NOW,
+    PORTAL,
+    PROD_PLAN,
+    QA_PLAN,
     People,
     SeedRepo,
     dump,
     example_file,
     plan,
+    prod_plan,
+    qa_plan,
     seed_teams,
 )
-
-QA_PLAN = "plans/2026-11-qa-release.yaml"
-PROD_PLAN = "plans/2026-11-prod-release.yaml"
-ECOMMERCE = {"name": "ecommerce", "version": "1.4.0"}
-PORTAL = {
-    "name": "customer-portal",
-    "version": "0.6",
-    "action": "tag-and-deploy",
-    "from": "0.6-dev.41",
-}
-
-
-def qa_plan(*applications: dict[str, str], notes: str = "") -> str:
-    return plan(
-        "2026-11-qa-release",
-        "quality-assurance",
-        list(applications),
-        source="development",
-        notes=notes,
-    )
-
-
-def prod_plan(*applications: dict[str, str], notes: str = "") -> str:
-    return plan(
-        "2026-11-prod-release",
-        "production",
-        list(applications),
-        source="quality-assurance",
-        notes=notes,
-    )
 
 
 def only_refusal(verdict: LandingVerdict) -> Refusal:

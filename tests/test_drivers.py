@@ -14,9 +14,7 @@ from reconciler.drivers import CommandDriver, LocalDriver, Step, load_driver
 from reconciler.errors import ConfigError
 from reconciler.execute import execute
 from reconciler.model import DriverSpec
-from tests.gitfixtures import People, SeedRepo
-from tests.test_apply import DEV_PLAN, dev_plan
-from tests.test_decide import ECOMMERCE
+from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan
 
 
 def step(application: str = "ecommerce", version: str = "1.4.0", **changes: object) -> Step:

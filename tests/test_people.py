@@ -8,9 +8,18 @@ import yaml
 
 from reconciler.cli.reference import render, section
 from tests.configrepo import reconciler
-from tests.gitfixtures import People, SeedRepo, run_git
-from tests.test_apply import DEV_PLAN, PORTAL_DEV, dev_plan, trailers, with_command_driver
-from tests.test_decide import ECOMMERCE, QA_PLAN, qa_plan
+from tests.gitfixtures import (
+    DEV_PLAN,
+    ECOMMERCE,
+    PORTAL_DEV,
+    QA_PLAN,
+    People,
+    SeedRepo,
+    dev_plan,
+    qa_plan,
+    run_git,
+)
+from tests.test_apply import trailers, with_command_driver
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -25,16 +25,21 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.gitfixtures import ConfigRepo, People, Person, SeedRepo, plan, run_git
-from tests.test_apply import (
+from tests.gitfixtures import (
     DEV_PLAN,
+    ECOMMERCE,
     PORTAL_DEV,
+    QA_PLAN,
+    ConfigRepo,
+    People,
+    Person,
+    SeedRepo,
     dev_plan,
-    trailers,
-    wait_for,
-    with_command_driver,
+    plan,
+    qa_plan,
+    run_git,
 )
-from tests.test_decide import ECOMMERCE, QA_PLAN, qa_plan
+from tests.test_apply import trailers, wait_for, with_command_driver
 from tests.test_people import readme_row
 
 Event = dict[str, Any]
