@@ -349,9 +349,10 @@ class Authoriser:
         if last == tip:
             return ()
         chain = self.repo.first_parent_chain(tip, last)
+        first = self.repo.commit(chain[0]) if chain else None
         # The common case needs no merge-base: last is the first parent of the chain's start.
-        on_chain = bool(chain) and last in self.repo.commit(chain[0]).parents[:1]
-        if not on_chain and not self.repo.is_ancestor(last, tip):
+        off_chain = first is None or first.parents[:1] != (last,)
+        if off_chain and not self.repo.is_ancestor(last, tip):
             if self.repo.is_ancestor(tip, last):
                 return ()  # an older commit of the verified history: nothing new to judge
             raise HistoryRewrittenError(
@@ -360,8 +361,6 @@ class Authoriser:
                 hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
                 "commit signed by a settings user; and deny force-pushes to main on the Git host",
             )
-        first = self.repo.commit(chain[0])
-        off_chain = not first.parents or first.parents[0] != last
         verdicts: list[LandingVerdict] = []
         pending: dict[str, HistoryEntry] = {}
         targets = {tip} if off_chain else set(chain)

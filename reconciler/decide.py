@@ -94,7 +94,7 @@ class History:
     commit_times: Mapping[str, datetime]
     facts: Mapping[str, CommitFacts]
     deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
-    ignored: tuple[Mapping[str, Any], ...] = ()
+    refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,5 +590,5 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
         facts={commit: authoriser.facts(commit) for commit in commits},
         deployed=deployed_versions(effective, repo.read_blob),
-        ignored=tuple(store.events(["ignored"])),
+        refused=frozenset(ref for record in records for ref in record.refused),
     )

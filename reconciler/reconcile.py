@@ -44,7 +44,7 @@ from reconciler.authorise import Authoriser, LandingVerdict, Progress
 from reconciler.decide import Decision, History, Run, decide, executable, gather
 from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import ConfigError, TemporaryError
-from reconciler.events import PlanRef, Record
+from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
 from reconciler.gitrepo import GitRepo
 from reconciler.loader import load
@@ -338,11 +338,10 @@ class Reconciler:
             if why is not None:
                 records.append((interrupted_message(run, why, self.instance), None))
                 interrupted.append(run.id)
-        already = _refused_before(self.store)
         refused = [
             decision
             for decision in decisions
-            if decision.status == "refused" and decision.ref not in already
+            if decision.status == "refused" and decision.ref not in history.refused
         ]
         if refused:
             records.append((refusal_message(refused, self.instance), None))
@@ -532,14 +531,6 @@ class Reconciler:
         with self._git_lock:
             for run_id, detail in pending.items():
                 self._publish_finish(writer, run_id, detail)
-
-
-def _refused_before(store: StateStore) -> set[PlanRef]:
-    refused: set[PlanRef] = set()
-    for item in store.events(["record"]):
-        record = Record.from_json(item)
-        refused.update(record.refused)
-    return refused
 
 
 def _next_run_id(plan: str, taken: list[str]) -> str:
