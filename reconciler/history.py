@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.events import parse_plan_ref
+from reconciler.events import Record, Signoff, parse_plan_ref
 from reconciler.layout import place
 from reconciler.statestore import StateStore
 
@@ -68,9 +68,9 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
                 )
             )
     for event in store.events(["approve", "deploy", "retry"]):
-        entries.append(_signoff_entry(event, environments))
+        entries.append(_signoff_entry(Signoff.from_json(event), environments))
     for event in store.events(["record"]):
-        entries.extend(_record_entries(event))
+        entries.extend(_record_entries(Record.from_json(event)))
     for event in store.events(["ignored"]):
         entries.append(_ignored_entry(event, environments))
     for verdict in store.landings():
@@ -145,35 +145,33 @@ def _edit_entries(event: dict[str, Any]) -> list[Entry]:
     ]
 
 
-def _signoff_entry(event: dict[str, Any], environments: dict[str, str]) -> Entry:
-    ref = parse_plan_ref(event["plan"]) if event["plan"] else None
+def _signoff_entry(signoff: Signoff, environments: dict[str, str]) -> Entry:
     actions = {"approve": "approved", "deploy": "triggered", "retry": "asked to retry"}
-    action = actions[event["kind"]]
-    detail = f"run {event['run']}" if event["run"] else f"version {ref.blob[:12]}" if ref else ""
-    if not event["held"]:
-        detail += f"; does not count: {'; '.join(event['reasons']) or event['how']}"
+    ref = signoff.plan
+    detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
+    if not signoff.held:
+        detail += f"; does not count: {'; '.join(signoff.reasons) or signoff.how}"
     path = ref.path if ref else None
     return Entry(
-        event["seq"],
-        datetime.fromisoformat(event["committed_at"]),
-        event["commit"],
+        signoff.seq,
+        signoff.committed_at,
+        signoff.commit,
         path,
         environments.get(path or ""),
-        action,
-        event["actor"],
-        event["held"],
+        actions[signoff.kind],
+        signoff.actor,
+        signoff.held,
         detail,
     )
 
 
-def _record_entries(event: dict[str, Any]) -> list[Entry]:
-    when = datetime.fromisoformat(event["committed_at"])
-    if event["result"] == "refused":
+def _record_entries(record: Record) -> list[Entry]:
+    if record.result == "refused":
         return [
             Entry(
-                event["seq"],
-                when,
-                event["commit"],
+                record.seq,
+                record.committed_at,
+                record.commit,
                 ref.path,
                 None,
                 "refused",
@@ -182,22 +180,21 @@ def _record_entries(event: dict[str, Any]) -> list[Entry]:
                 f"version {ref.blob[:12]} refused (reasons in the commit message)",
                 rank=2,
             )
-            for ref in (parse_plan_ref(text) for text in event["refused"])
-            if ref
+            for ref in record.refused
         ]
-    ref = parse_plan_ref(event["plan"]) if event["plan"] else None
-    action = {"started": "run started"}.get(event["result"], f"run {event['result']}")
+    action = "run started" if record.result == "started" else f"run {record.result}"
+    retry = f" (retry of {record.retry_of})" if record.retry_of else ""
     return [
         Entry(
-            event["seq"],
-            when,
-            event["commit"],
-            ref.path if ref else None,
-            event["environment"],
+            record.seq,
+            record.committed_at,
+            record.commit,
+            record.plan.path if record.plan else None,
+            record.environment,
             action,
             "reconciler",
             True,
-            event["run"] + (f" (retry of {event['retry_of']})" if event.get("retry_of") else ""),
+            f"{record.run}{retry}",
             rank=2,
         )
     ]
