@@ -20,6 +20,7 @@ from reconciler.authorise import (
     LandingVerdict,
     Progress,
     VerifyResult,
+    policy_from,
     re_anchor_allowed,
 )
 from reconciler.decide import Decision, decide, deployed_versions, gather
@@ -142,9 +143,8 @@ class Session:
         """Trust `rev` anew after a rewrite; it must be signed by a settings user."""
         anchor = self.repo.resolve(rev)
         if self.store.position() is not None:
-            authoriser = self.authoriser()
-            authoriser.effective = self.store.effective()
-            re_anchor_allowed(authoriser.facts(anchor), authoriser.policy())
+            trusted = policy_from(self.store.effective(), self.repo)
+            re_anchor_allowed(self.authoriser().facts(anchor), trusted)
         self.store.reset()
         return self.authorise(trust_anchor=anchor, progress=progress)
 
