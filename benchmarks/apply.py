@@ -67,6 +67,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
+from benchmarks.common import BenchmarkError
 from benchmarks.generate import DEFAULT_SEED, identity_private_key, openssh_public_key
 
 RATIO_GOAL: Final = 1.5  # reconciler per run / plain-git records per run, at most
@@ -88,10 +89,6 @@ GIT_ISOLATION: Final = {
     "GIT_PAGER": "cat",
 }
 _GIT_SCRUBBED: Final = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
-
-
-class BenchmarkError(Exception):
-    """A step of the benchmark failed, or a pass did not do what it must, so no number counts."""
 
 
 @dataclass(frozen=True, slots=True)

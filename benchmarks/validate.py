@@ -32,19 +32,18 @@ import os
 import platform
 import pstats
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
 
 from benchmarks import bare_parse
+from benchmarks.common import BenchmarkError, Measurement, run_timed
 from benchmarks.generate import GeneratorSettings, generate_config, init_repository, write_config
 from reconciler.resources import SCHEMA_FILES, schemas_dir
 from reconciler.validate import validate_snapshot
@@ -59,34 +58,6 @@ CHECK_JSONSCHEMA_RUNS: Final = (
     ("environment", "environments"),
     ("teams", "teams.yaml"),
 )
-
-
-@dataclass(slots=True)
-class Measurement:
-    """Repeated timings of one thing, in seconds."""
-
-    key: str
-    label: str
-    seconds: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def minimum(self) -> float:
-        return min(self.seconds)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "median_seconds": self.median,
-            "min_seconds": self.minimum,
-            "runs": len(self.seconds),
-            "seconds": self.seconds,
-            "note": self.note,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +89,6 @@ GOALS: Final = (
     Goal("check-jsonschema / reconciler (in-process)", "b_in", "d", SPEED_UP_GOAL, "at least"),
     Goal("reconciler / bare C parse (in-process)", "d", "c_in", OVERHEAD_GOAL, "at most"),
 )
-
-
-class BenchmarkError(Exception):
-    """A step of the benchmark failed, so its numbers would mean nothing."""
 
 
 # -- the repository ---------------------------------------------------------------------------
@@ -195,17 +162,6 @@ def check_jsonschema_arguments(root: Path) -> list[list[str]]:
             schema_file = schemas_dir() / SCHEMA_FILES[kind]
             runs.append(["--schemafile", str(schema_file), *map(str, files)])
     return runs
-
-
-def run_timed(argv: Sequence[str], what: str) -> float:
-    """Seconds `argv` took, wall clock; raise `BenchmarkError` unless it exits 0."""
-    started = time.perf_counter()
-    completed = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if completed.returncode != 0:
-        output = (completed.stdout + completed.stderr).strip().splitlines()
-        raise BenchmarkError(f"{what} exited {completed.returncode}:\n" + "\n".join(output[:20]))
-    return elapsed
 
 
 def time_call(function: Callable[[], object]) -> float:

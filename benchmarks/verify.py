@@ -41,7 +41,6 @@ import os
 import platform
 import pstats
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from benchmarks.common import BenchmarkError, Measurement, run_timed
 from benchmarks.history import (
     HistoryError,
     HistoryManifest,
@@ -93,40 +93,6 @@ print(json.dumps({
     "stderr": completed.stderr.decode("utf-8", "replace")[-4000:],
 }))
 """
-
-
-class BenchmarkError(Exception):
-    """A step of the benchmark failed, or a verify run reported the wrong thing."""
-
-
-@dataclass(slots=True)
-class Measurement:
-    """Repeated timings of one thing, in seconds, and peak memory where measured."""
-
-    key: str
-    label: str
-    seconds: list[float] = field(default_factory=list)
-    peak_mib: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def minimum(self) -> float:
-        return min(self.seconds)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "median_seconds": self.median,
-            "min_seconds": self.minimum,
-            "runs": len(self.seconds),
-            "seconds": self.seconds,
-            "peak_rss_mib": self.peak_mib,
-            "note": self.note,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,18 +261,6 @@ def run_measured(argv: Sequence[str]) -> Run:
         stdout,
         report["stderr"],
     )
-
-
-def run_timed(argv: Sequence[str], what: str) -> float:
-    """Seconds `argv` took, wall clock, output discarded; raise unless it exits 0."""
-    started = time.perf_counter()
-    completed = subprocess.run(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
-    )
-    elapsed = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise BenchmarkError(f"{what} exited {completed.returncode}: {completed.stderr[-2000:]}")
-    return elapsed
 
 
 def verify_report(run: Run, what: str) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
+from benchmarks.common import BenchmarkError
 from benchmarks.generate import DEFAULT_SEED, identity_private_key, openssh_public_key
 
 LATENCY_P50_GOAL: Final = 0.25
@@ -65,10 +66,6 @@ GIT_ISOLATION: Final = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_TERMINAL_PROMPT": "0",
 }
-
-
-class BenchmarkError(Exception):
-    """A step failed or timed out, so no number counts."""
 
 
 @dataclass(frozen=True, slots=True)
