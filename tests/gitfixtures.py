@@ -15,9 +15,11 @@ produce. Git never sees the developer's own configuration (see conftest).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -522,3 +524,91 @@ def prod_plan(*applications: dict[str, str], notes: str = "") -> str:
         source="quality-assurance",
         notes=notes,
     )
+
+
+# -- shared by several test modules -------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def trailers(repo: SeedRepo, rev: str) -> dict[str, str]:
+    text = repo.git("log", "-1", "--format=%(trailers:only,unfold)", rev)
+    return dict(line.split(": ", 1) for line in text.splitlines() if line)
+
+
+DRIVER = """\
+import os, sys, time, pathlib
+out = pathlib.Path(sys.argv[1])
+if os.environ.get("RECONCILER_OPERATION") == "current":
+    sys.exit(1)
+app, version = os.environ["RECONCILER_APP"], os.environ["RECONCILER_VERSION"]
+with out.open("a") as handle:
+    handle.write(f"{os.environ['RECONCILER_PLAN']} {app} {version} {sys.argv[2:]!r}\\n")
+print(f"deploying {app} {version}")
+hold = pathlib.Path(sys.argv[1] + ".hold")
+if hold.exists():
+    pathlib.Path(sys.argv[1] + ".started").write_text("yes")
+    while hold.exists():
+        time.sleep(0.05)
+fail = pathlib.Path(sys.argv[1] + ".fail")
+if fail.exists() and app in fail.read_text().split():
+    print("boom", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def command_environment(name: str, script: Path, out: Path, *extra_argv: str) -> str:
+    """An environment file from the example, with the command driver running `script`."""
+    text = example_file(f"environments/{name}.yaml")
+    argv = ", ".join(
+        json.dumps(part) for part in (sys.executable, str(script), str(out), *extra_argv)
+    )
+    return text.replace(
+        "driver: {type: local}", f"driver: {{type: command, argv: [{argv}], timeout: 60}}"
+    )
+
+
+def with_command_driver(tmp_path: Path, people: People, *extra_argv: str) -> tuple[SeedRepo, Path]:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = tmp_path / "driver.out"
+    repo = SeedRepo.create(
+        tmp_path,
+        people,
+        extra={
+            "environments/development.yaml": command_environment(
+                "development", script, out, *extra_argv
+            )
+        },
+    )
+    return repo, out
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRepo:
+    """The seed story up to a saved QA plan: alice's entry, diana's entry, development ready."""
+    repo = SeedRepo.create(tmp_path, people, **seed)
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release")})
+    return repo
+
+
+def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
+    blob = repo.blob(path)
+    common = {"Plan": f"{path}@{blob}", "Environment": "quality-assurance", "Run": run}
+    repo.record({**common, "Result": "started", "Reconciler": "test-instance"})
+    repo.record({**common, "Result": result})
+
+
+def readme_row(command: str) -> str:
+    for line in README.read_text().splitlines():
+        if line.startswith(f"| `{command}`"):
+            return line
+    raise AssertionError(f"no row for {command} in the README's output formats")

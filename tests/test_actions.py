@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.gitfixtures import ECOMMERCE, PORTAL, QA_PLAN, People, SeedRepo, qa_plan
-from tests.test_decide import proposed_qa_release, ran
+from tests.gitfixtures import (
+    ECOMMERCE,
+    PORTAL,
+    QA_PLAN,
+    People,
+    SeedRepo,
+    proposed_qa_release,
+    qa_plan,
+    ran,
+)
 
 
 def test_approve_makes_an_empty_commit_bound_to_the_plans_blob(

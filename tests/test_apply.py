@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -22,16 +19,13 @@ from tests.gitfixtures import (
     People,
     SeedRepo,
     dev_plan,
-    example_file,
     plan,
     qa_plan,
     run_git,
+    trailers,
+    wait_for,
+    with_command_driver,
 )
-
-
-def trailers(repo: SeedRepo, rev: str) -> dict[str, str]:
-    text = repo.git("log", "-1", "--format=%(trailers:only,unfold)", rev)
-    return dict(line.split(": ", 1) for line in text.splitlines() if line)
 
 
 def test_the_seed_story_end_to_end(tmp_path: Path, people: People) -> None:
@@ -89,54 +83,6 @@ def test_the_seed_story_end_to_end(tmp_path: Path, people: People) -> None:
     verify = repo.reconciler("verify")
     assert verify.exit_code == 0, verify.stdout
     assert repo.apply().stdout.strip().endswith("nothing to run")
-
-
-DRIVER = """\
-import os, sys, time, pathlib
-out = pathlib.Path(sys.argv[1])
-if os.environ.get("RECONCILER_OPERATION") == "current":
-    sys.exit(1)
-app, version = os.environ["RECONCILER_APP"], os.environ["RECONCILER_VERSION"]
-with out.open("a") as handle:
-    handle.write(f"{os.environ['RECONCILER_PLAN']} {app} {version} {sys.argv[2:]!r}\\n")
-print(f"deploying {app} {version}")
-hold = pathlib.Path(sys.argv[1] + ".hold")
-if hold.exists():
-    pathlib.Path(sys.argv[1] + ".started").write_text("yes")
-    while hold.exists():
-        time.sleep(0.05)
-fail = pathlib.Path(sys.argv[1] + ".fail")
-if fail.exists() and app in fail.read_text().split():
-    print("boom", file=sys.stderr)
-    sys.exit(3)
-"""
-
-
-def command_environment(name: str, script: Path, out: Path, *extra_argv: str) -> str:
-    """An environment file from the example, with the command driver running `script`."""
-    text = example_file(f"environments/{name}.yaml")
-    argv = ", ".join(
-        json.dumps(part) for part in (sys.executable, str(script), str(out), *extra_argv)
-    )
-    return text.replace(
-        "driver: {type: local}", f"driver: {{type: command, argv: [{argv}], timeout: 60}}"
-    )
-
-
-def with_command_driver(tmp_path: Path, people: People, *extra_argv: str) -> tuple[SeedRepo, Path]:
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
-    out = tmp_path / "driver.out"
-    repo = SeedRepo.create(
-        tmp_path,
-        people,
-        extra={
-            "environments/development.yaml": command_environment(
-                "development", script, out, *extra_argv
-            )
-        },
-    )
-    return repo, out
 
 
 def test_a_failing_second_application_stops_the_run_and_the_record_names_the_step(
@@ -217,13 +163,6 @@ def test_the_reconciler_refuses_to_start_with_a_key_that_is_not_the_service_acco
         result.stderr
     )
     assert repo.head() == head
-
-
-def wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 def test_kill_9_mid_driver_call_then_the_run_is_interrupted_and_retry_completes_it(

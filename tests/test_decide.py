@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from reconciler.decide import Decision
 from tests.gitfixtures import (
@@ -19,18 +18,11 @@ from tests.gitfixtures import (
     example_file,
     plan,
     prod_plan,
+    proposed_qa_release,
     qa_plan,
+    ran,
     seed_teams,
 )
-
-
-def proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRepo:
-    """The seed story up to a saved QA plan: alice's entry, diana's entry, development ready."""
-    repo = SeedRepo.create(tmp_path, people, **seed)
-    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
-    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
-    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release")})
-    return repo
 
 
 def waits(decision: Decision) -> list[str]:
@@ -252,13 +244,6 @@ def test_record_trailers_without_the_service_accounts_signature_are_ignored(
     assert repo.decide()[QA_PLAN].status == "executable"
     reason = repo.store().events(["ignored"])[-1]["reason"]
     assert reason.startswith("a record counts only when signed by the reconciler service account")
-
-
-def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
-    blob = repo.blob(path)
-    common = {"Plan": f"{path}@{blob}", "Environment": "quality-assurance", "Run": run}
-    repo.record({**common, "Result": "started", "Reconciler": "test-instance"})
-    repo.record({**common, "Result": result})
 
 
 def test_a_plan_version_that_already_ran_does_not_run_again_even_after_a_revert(

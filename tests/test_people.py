@@ -13,15 +13,16 @@ from tests.gitfixtures import (
     ECOMMERCE,
     PORTAL_DEV,
     QA_PLAN,
+    README,
     People,
     SeedRepo,
     dev_plan,
     qa_plan,
+    readme_row,
     run_git,
+    trailers,
+    with_command_driver,
 )
-from tests.test_apply import trailers, with_command_driver
-
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
@@ -201,13 +202,6 @@ def test_the_readme_command_reference_matches_the_cli_help() -> None:
     assert section(README.read_text()) == render().strip("\n"), (
         "regenerate it: python -m reconciler.cli.reference README.md"
     )
-
-
-def readme_row(command: str) -> str:
-    for line in README.read_text().splitlines():
-        if line.startswith(f"| `{command}`"):
-            return line
-    raise AssertionError(f"no row for {command} in the README's output formats")
 
 
 def test_every_commands_json_has_the_keys_the_readme_documents(

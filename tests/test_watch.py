@@ -37,10 +37,12 @@ from tests.gitfixtures import (
     dev_plan,
     plan,
     qa_plan,
+    readme_row,
     run_git,
+    trailers,
+    wait_for,
+    with_command_driver,
 )
-from tests.test_apply import trailers, wait_for, with_command_driver
-from tests.test_people import readme_row
 
 Event = dict[str, Any]
 SECRET = "s3cret-for-tests"
