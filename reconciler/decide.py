@@ -289,15 +289,20 @@ def _duration(delta: timedelta) -> str:
 
 
 def _still_holds(
-    history: History, signoff: Signoff, permission: str, environment: Environment
+    history: History,
+    commit: str,
+    who: str | None,
+    how: str,
+    permission: str,
+    environment: Environment,
 ) -> str | None:
-    """Why `signoff`'s actor no longer counts under today's policy, or None."""
-    facts = history.facts.get(signoff.commit)
-    if facts is None or signoff.actor is None:
-        return signoff.how
+    """Why the actor of `commit` (`who`, as its landing judged) no longer counts today, or None."""
+    facts = history.facts.get(commit)
+    if facts is None or who is None:
+        return how
     actor = resolve(facts, history.policy, signature_required=environment.gates.signed_commits)
-    if actor.id != signoff.actor:
-        return f"{signoff.actor}'s identity no longer verifies: {actor.how}"
+    if actor.id != who:
+        return f"{who}'s identity no longer verifies: {actor.how}"
     verdict = may_on_environment(history.policy, actor.name, permission, environment.name)
     if not verdict:
         return f"{actor.name} no longer holds {permission}: {verdict.text()}"
@@ -329,8 +334,7 @@ def _trigger(
         if not held:
             notes.append(f"{label} does not count: {'; '.join(reasons)}")
             continue
-        signoff = Signoff("deploy", commit, seq, ref, None, actor, how, True, True, (), now)
-        problem = _still_holds(history, signoff, PLAN_DEPLOY, environment)
+        problem = _still_holds(history, commit, actor, how, PLAN_DEPLOY, environment)
         problem = problem or _fresh(
             history, commit, history.commit_times.get(commit, now), environment, now
         )
@@ -362,9 +366,9 @@ def _approvals(
         elif signoff.actor in editors:
             problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
         else:
-            problem = _still_holds(history, signoff, PLAN_APPROVE, environment) or _fresh(
-                history, signoff.commit, signoff.committed_at, environment, now
-            )
+            problem = _still_holds(
+                history, signoff.commit, signoff.actor, signoff.how, PLAN_APPROVE, environment
+            ) or _fresh(history, signoff.commit, signoff.committed_at, environment, now)
         if problem:
             notes.append(f"{label} does not count: {problem}")
         elif signoff.actor is not None and signoff.actor not in valid:
@@ -436,9 +440,9 @@ def _decide_retry(
         elif signoff.actor is None or not signoff.held:
             problem = "; ".join(signoff.reasons) or signoff.how
         else:
-            problem = _still_holds(history, signoff, PLAN_DEPLOY, environment) or _fresh(
-                history, signoff.commit, signoff.committed_at, environment, now
-            )
+            problem = _still_holds(
+                history, signoff.commit, signoff.actor, signoff.how, PLAN_DEPLOY, environment
+            ) or _fresh(history, signoff.commit, signoff.committed_at, environment, now)
         if problem:
             notes.append(f"{label} does not count: {problem}")
             continue
