@@ -76,9 +76,33 @@ class StateStore:
                 hint="pass --state-dir with a writable directory",
             ) from None
         self.branch = branch
+        # Writes wait here, in order, and go out as one `executemany` per run of
+        # the same statement: a walk of thousands of landings writes tens of
+        # thousands of rows, and one `execute` each cost a tenth of the walk.
+        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
 
     def close(self) -> None:
         self._db.close()
+
+    def _write(self, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        if not self._db.in_transaction:  # outside a pass, a write is durable at once
+            self.flush()
+            self._db.executemany(statement, rows)
+            return
+        if self._pending and self._pending[-1][0] == statement:
+            self._pending[-1][1].extend(rows)
+        else:
+            self._pending.append((statement, list(rows)))
+
+    def _read(self, query: str, arguments: Iterable[Any] = ()) -> sqlite3.Cursor:
+        self.flush()
+        return self._db.execute(query, tuple(arguments))
+
+    def flush(self) -> None:
+        """Send the waiting writes to SQLite (inside the pass's transaction)."""
+        pending, self._pending = self._pending, []
+        for statement, rows in pending:
+            self._db.executemany(statement, rows)
 
     # A pass runs in one transaction: begin, then commit (persist) or roll back
     # (a dry run, a verify of a commit that is not on main, or an error).
@@ -86,22 +110,24 @@ class StateStore:
         self._db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        self.flush()
         self._db.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._pending = []
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
     # -- position -----------------------------------------------------------
 
     def position(self) -> Position | None:
-        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        rows = dict(self._read("SELECT key, value FROM meta").fetchall())
         if "anchor" not in rows:
             return None
         return Position(rows["anchor"], rows["last_verified"], rows.get("branch", self.branch))
 
     def set_position(self, position: Position) -> None:
-        self._db.executemany(
+        self._write(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
             [
                 ("anchor", position.anchor),
@@ -115,31 +141,29 @@ class StateStore:
         """Forget everything policy-dependent (re-anchoring); keep the signature cache."""
         tables = ("meta", "effective", "dirty", "landings", "plan_versions", "editors", "events")
         for table in tables:
-            self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            self._write(f"DELETE FROM {table}", [()])  # noqa: S608 - fixed table names
 
     # -- effective state ----------------------------------------------------
 
     def effective(self) -> dict[str, dict[str, str]]:
         state: dict[str, dict[str, str]] = {}
-        for path, field, value in self._db.execute("SELECT path, field, value FROM effective"):
+        for path, field, value in self._read("SELECT path, field, value FROM effective"):
             state.setdefault(path, {})[field] = value
         return state
 
     def replace_effective(self, path: str, fields: Mapping[str, str]) -> None:
-        self._db.execute("DELETE FROM effective WHERE path = ?", (path,))
-        self._db.executemany(
+        self._write("DELETE FROM effective WHERE path = ?", [(path,)])
+        self._write(
             "INSERT INTO effective (path, field, value) VALUES (?, ?, ?)",
             [(path, field, value) for field, value in fields.items()],
         )
 
     def dirty(self) -> dict[str, Any]:
-        return {
-            path: json.loads(detail) for path, detail in self._db.execute("SELECT * FROM dirty")
-        }
+        return {path: json.loads(detail) for path, detail in self._read("SELECT * FROM dirty")}
 
     def set_dirty(self, dirty: Mapping[str, Any]) -> None:
-        self._db.execute("DELETE FROM dirty")
-        self._db.executemany(
+        self._write("DELETE FROM dirty", [()])
+        self._write(
             "INSERT INTO dirty (path, detail) VALUES (?, ?)",
             [(path, json.dumps(detail)) for path, detail in dirty.items()],
         )
@@ -153,12 +177,12 @@ class StateStore:
             batch = wanted[start : start + 500]
             marks = ",".join("?" * len(batch))
             query = f"SELECT * FROM signatures WHERE commit_id IN ({marks})"  # noqa: S608
-            for commit_id, status, fingerprint, reason in self._db.execute(query, batch):
+            for commit_id, status, fingerprint, reason in self._read(query, batch):
                 found[commit_id] = (status, fingerprint, reason)
         return found
 
     def remember_signatures(self, checks: Mapping[str, tuple[str, str | None, str]]) -> None:
-        self._db.executemany(
+        self._write(
             "INSERT OR REPLACE INTO signatures VALUES (?, ?, ?, ?)",
             [(commit, *check) for commit, check in checks.items()],
         )
@@ -172,13 +196,13 @@ class StateStore:
             batch = wanted[start : start + 500]
             marks = ",".join("?" * len(batch))
             query = f"SELECT commit_id, first_seen FROM seen WHERE commit_id IN ({marks})"  # noqa: S608
-            for commit_id, when in self._db.execute(query, batch):
+            for commit_id, when in self._read(query, batch):
                 found[commit_id] = datetime.fromisoformat(when)
         return found
 
     def mark_seen(self, commits: Iterable[str], when: datetime) -> None:
         stamp = when.astimezone(UTC).isoformat()
-        self._db.executemany(
+        self._write(
             "INSERT OR IGNORE INTO seen (commit_id, first_seen) VALUES (?, ?)",
             [(commit, stamp) for commit in commits],
         )
@@ -186,17 +210,17 @@ class StateStore:
     # -- landings -------------------------------------------------------------
 
     def next_seq(self) -> int:
-        (highest,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM landings").fetchone()
+        (highest,) = self._read("SELECT COALESCE(MAX(seq), 0) FROM landings").fetchone()
         return int(highest) + 1
 
     def add_landing(self, seq: int, commit: str, detail: Mapping[str, Any]) -> None:
-        self._db.execute(
+        self._write(
             "INSERT INTO landings (seq, commit_id, detail) VALUES (?, ?, ?)",
-            (seq, commit, json.dumps(detail)),
+            [(seq, commit, json.dumps(detail))],
         )
 
     def landings(self, after_seq: int = 0) -> list[dict[str, Any]]:
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT seq, detail FROM landings WHERE seq > ? ORDER BY seq", (after_seq,)
         )
         return [{"seq": seq, **json.loads(detail)} for seq, detail in rows]
@@ -213,74 +237,73 @@ class StateStore:
             arguments.append(upto_seq)
         if refused_only:
             query += " AND json_extract(detail, '$.authorised') = 0"
-        return [detail for (detail,) in self._db.execute(query + " ORDER BY seq", arguments)]
+        return [detail for (detail,) in self._read(query + " ORDER BY seq", arguments)]
 
     def landing_seq(self, commit: str) -> int | None:
-        row = self._db.execute("SELECT seq FROM landings WHERE commit_id = ?", (commit,)).fetchone()
+        row = self._read("SELECT seq FROM landings WHERE commit_id = ?", (commit,)).fetchone()
         return int(row[0]) if row else None
 
     def add_plan_version(
         self, path: str, blob: str, landing: str, detail: Mapping[str, Any]
     ) -> None:
         """A plan version made effective by a landing, and what that landing's actor could do."""
-        self._db.execute(
+        self._write(
             "INSERT INTO plan_versions (path, blob, landing, detail) VALUES (?, ?, ?, ?)",
-            (path, blob, landing, json.dumps(detail)),
+            [(path, blob, landing, json.dumps(detail))],
         )
 
     def plan_versions(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         return [
             (path, blob, landing, json.loads(detail))
-            for path, blob, landing, detail in self._db.execute(
+            for path, blob, landing, detail in self._read(
                 "SELECT path, blob, landing, detail FROM plan_versions ORDER BY seq"
             )
         ]
 
     def add_event(self, seq: int, commit: str, kind: str, detail: Mapping[str, Any]) -> None:
         """An approval, trigger, retry, record, or an ignored trailer, in landing order."""
-        self._db.execute(
+        self._write(
             "INSERT INTO events (seq, commit_id, kind, detail) VALUES (?, ?, ?, ?)",
-            (seq, commit, kind, json.dumps(detail)),
+            [(seq, commit, kind, json.dumps(detail))],
         )
 
     def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
         if kinds is None:
-            rows = self._db.execute("SELECT detail FROM events ORDER BY id")
+            rows = self._read("SELECT detail FROM events ORDER BY id")
         else:
             wanted = list(kinds)
             marks = ",".join("?" * len(wanted))
             query = f"SELECT detail FROM events WHERE kind IN ({marks}) ORDER BY id"  # noqa: S608
-            rows = self._db.execute(query, wanted)
+            rows = self._read(query, wanted)
         return [json.loads(detail) for (detail,) in rows]
 
     # -- outbox: finish records not yet published --------------------------------
 
     def put_outbox(self, run: str, detail: Mapping[str, Any]) -> None:
         """Keep a finished run's record until it is published: a crash or lost race loses none."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO outbox (run, detail) VALUES (?, ?)", (run, json.dumps(detail))
+        self._write(
+            "INSERT OR REPLACE INTO outbox (run, detail) VALUES (?, ?)", [(run, json.dumps(detail))]
         )
 
     def outbox(self) -> dict[str, dict[str, Any]]:
-        return {run: json.loads(detail) for run, detail in self._db.execute("SELECT * FROM outbox")}
+        return {run: json.loads(detail) for run, detail in self._read("SELECT * FROM outbox")}
 
     def clear_outbox(self, run: str) -> None:
-        self._db.execute("DELETE FROM outbox WHERE run = ?", (run,))
+        self._write("DELETE FROM outbox WHERE run = ?", [(run,)])
 
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
-        self._db.executemany(
+        self._write(
             "INSERT OR IGNORE INTO editors VALUES (?, ?)", [(path, actor) for actor in actors]
         )
 
     def editors_of(self, paths: list[str]) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {path: set() for path in paths}
-        for path, actor in self._db.execute("SELECT path, actor FROM editors"):
+        for path, actor in self._read("SELECT path, actor FROM editors"):
             if path in found:
                 found[path].add(actor)
         return {path: frozenset(actors) for path, actors in found.items()}
 
     def editors(self, path: str) -> set[str]:
         return {
-            actor
-            for (actor,) in self._db.execute("SELECT actor FROM editors WHERE path = ?", (path,))
+            actor for (actor,) in self._read("SELECT actor FROM editors WHERE path = ?", (path,))
         }
