@@ -7,6 +7,7 @@ One place that knows DESIGN.md's "The repository" section, used by
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -37,6 +38,7 @@ class Placement:
     misplaced: str | None = None
 
 
+@functools.lru_cache(maxsize=16384)  # a history walk asks about the same paths again and again
 def place(path: str) -> Placement:
     """Classify a repository-relative POSIX path."""
     if path == TEAMS_FILE:
