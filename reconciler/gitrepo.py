@@ -10,11 +10,12 @@ sees a GitPython object.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import os
+import queue
 import re
-import tempfile
 import threading
 import zlib
 from collections.abc import Iterator, Mapping
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
-from typing import Final, cast
+from typing import IO, Any, Final, cast
 
 import git
+from git.cmd import PIPE, Popen  # type: ignore[attr-defined]  # re-exported from subprocess
 from gitdb import IStream  # type: ignore[import-untyped]
 
 from reconciler.errors import GitError
@@ -102,6 +104,9 @@ class GitRepo:
         self.git_dir = Path(self._repo.git_dir)
         self._objects = Path(self._repo.common_dir) / "objects"
         self._object_format = self.config("extensions.objectformat") or "sha1"
+        self._objects_batch = _CatFile(self._repo, "--batch")
+        self._names_batch = _CatFile(self._repo, "--batch-check=%(objectname) %(objecttype)")
+        self._sizes_batch = _CatFile(self._repo, "--batch-check")
 
     @classmethod
     def init(cls, path: Path, branch: str) -> GitRepo:
@@ -113,7 +118,9 @@ class GitRepo:
         return cls(path)
 
     def close(self) -> None:
-        """Stop GitPython's persistent cat-file processes (long-running watchers call this)."""
+        """Stop the persistent cat-file processes (long-running watchers call this)."""
+        for batch in (self._objects_batch, self._names_batch, self._sizes_batch):
+            batch.close()
         self._repo.close()
 
     def __enter__(self) -> GitRepo:
@@ -401,11 +408,16 @@ class GitRepo:
         if exclude is not None:
             args.append(f"^{exclude}")
         process = self._repo.git.log(*args, as_process=True)
+        blocks = _ReadAhead(process.stdout)
         try:
-            yield from _parse_log(_chunks(process.stdout))
-        finally:
-            process.proc.stdout.close()
-            process.wait()
+            yield from _parse_log(_decoded(blocks))
+        except GeneratorExit:
+            process.proc.kill()  # the caller stopped early: git's exit status means nothing
+            blocks.stop()
+            process.proc.wait()
+            raise
+        blocks.stop()
+        process.wait()
 
     def commits(self, oids: list[str]) -> dict[str, CommitInfo]:
         """Many commits through one pipelined `cat-file --batch` (not one round trip each)."""
@@ -435,22 +447,9 @@ class GitRepo:
                     kind, raw = self._object(oid)
                     yield oid, kind, raw
             return
-        with tempfile.TemporaryFile() as requests:
-            requests.write("".join(f"{oid}\n" for oid in oids).encode())
-            requests.seek(0)
-            process = self._repo.git.cat_file("--batch", as_process=True, istream=requests)
-            try:
-                stream = process.proc.stdout
-                for oid in oids:
-                    header = stream.readline().split()
-                    if len(header) != 3:
-                        continue  # "<oid> missing"
-                    raw = stream.read(int(header[2]))
-                    stream.read(1)  # the newline after each object
-                    yield oid, header[1], raw
-            finally:
-                process.proc.stdout.close()
-                process.wait()
+        for oid, (header, content) in zip(oids, self._objects_batch.ask(oids), strict=True):
+            if len(header) == 3:  # else "<oid> missing"
+                yield oid, header[1], content
 
     def commit(self, oid: str) -> CommitInfo:
         kind, raw = self._object(oid)
@@ -474,6 +473,20 @@ class GitRepo:
         oid, kind, _ = header
         return oid.decode() if kind == b"blob" else None
 
+    def blobs_at(self, places: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """`blob_at` for many (commit, path) pairs through one `cat-file --batch-check`."""
+        wanted = [(commit, path) for commit, path in dict.fromkeys(places) if "\n" not in path]
+        found: dict[tuple[str, str], str | None] = dict.fromkeys(places)
+        if len(wanted) <= FEW:
+            for commit, path in wanted:
+                found[(commit, path)] = self.blob_at(commit, path)
+            return found
+        answers = self._names_batch.ask([f"{commit}:{path}" for commit, path in wanted])
+        for pair, (parts, _) in zip(wanted, answers, strict=True):
+            if len(parts) == 2 and parts[1] == b"blob":
+                found[pair] = parts[0].decode()
+        return found
+
     def blob_sizes(self, oids: list[str]) -> dict[str, int]:
         """Sizes of many objects through one `cat-file --batch-check` (a few: one by one)."""
         if len(oids) <= FEW:
@@ -482,15 +495,10 @@ class GitRepo:
                 with contextlib.suppress(ValueError):
                     sizes[oid] = self.blob_size(oid)
             return sizes
-        with tempfile.TemporaryFile() as requests:
-            requests.write("".join(f"{oid}\n" for oid in oids).encode())
-            requests.seek(0)
-            output: str = self._repo.git.cat_file("--batch-check", istream=requests)
         sizes = {}
-        for line in output.splitlines():
-            parts = line.split()
+        for parts, _ in self._sizes_batch.ask(oids):
             if len(parts) == 3:
-                sizes[parts[0]] = int(parts[2])
+                sizes[parts[0].decode()] = int(parts[2])
         return sizes
 
     def blob_size(self, oid: str) -> int:
@@ -571,13 +579,125 @@ def commit_bytes(
     return ("\n".join(lines) + "\n\n" + text).encode("utf-8")
 
 
-def _chunks(stream: object) -> Iterator[str]:
-    read = stream.read  # type: ignore[attr-defined]
-    while True:
-        block = read(1 << 16)
-        if not block:
-            return
-        yield block.decode("utf-8", "surrogateescape")
+class _ReadAhead:
+    """The blocks of a process's output, read by a thread as fast as the process writes.
+
+    With a plain pipe, `git log` stops whenever 64 KiB wait unread, so it would
+    idle while the walk judges; read ahead, it runs on the other core. The
+    queue's bound keeps memory flat (16 MiB, about 60,000 commits of a log).
+    """
+
+    BLOCK: Final = 1 << 16
+    BLOCKS: Final = 256
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._blocks: queue.Queue[bytes] = queue.Queue(maxsize=self.BLOCKS)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="git-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                block = self._stream.read(self.BLOCK)
+                self._put(block)
+                if not block:
+                    return
+        except (OSError, ValueError):
+            self._put(b"")  # the stream was closed under us: end the reading side too
+
+    def _put(self, block: bytes) -> None:
+        while not self._stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                self._blocks.put(block, timeout=0.05)
+                return
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self._blocks.get():
+            yield block
+
+    def stop(self) -> None:
+        """Let the thread go (after the process ended or was killed) and wait for it."""
+        self._stopped.set()
+        self._thread.join()
+
+
+class _CatFile:
+    """One long-lived `git cat-file --batch...` process, asked many objects at a time.
+
+    It lives as long as the repository object, so its delta-base cache stays
+    warm from one batch of a walk to the next (a new process per batch spent
+    most of its time rebuilding deltas). Requests go out in slices small
+    enough to sit in the pipe, and every answer of a slice is read before the
+    next is written, so neither side can block the other.
+    """
+
+    SLICE_BYTES: Final = 16 * 1024
+
+    def __init__(self, repo: git.Repo, option: str) -> None:
+        self._repo = repo
+        self._option = option
+        self._process: Popen[bytes] | None = None
+        self._handle: Any = None  # GitPython's AutoInterrupt
+        self._lock = threading.Lock()
+
+    def ask(self, requests: list[str]) -> list[tuple[list[bytes], bytes]]:
+        """Each request's header fields and (for `--batch`) content, in order."""
+        answers: list[tuple[list[bytes], bytes]] = []
+        with self._lock:
+            stdin, stdout = self._started()
+            start = 0
+            while start < len(requests):
+                end, size = start, 0
+                while end < len(requests) and (end == start or size < self.SLICE_BYTES):
+                    size += len(requests[end]) + 1
+                    end += 1
+                try:
+                    stdin.write("".join(f"{request}\n" for request in requests[start:end]).encode())
+                    stdin.flush()
+                    for _ in range(start, end):
+                        answers.append(self._answer(stdout))
+                except (OSError, ValueError):
+                    self.close()
+                    raise GitError(f"git cat-file {self._option} stopped answering") from None
+                start = end
+        return answers
+
+    def _answer(self, stdout: IO[bytes]) -> tuple[list[bytes], bytes]:
+        line = stdout.readline()
+        if not line:
+            raise OSError("end of output")
+        header = line.split()
+        if self._option != "--batch" or len(header) != 3 or header[-1] == b"missing":
+            return header, b""
+        size = int(header[2])
+        content = stdout.read(size + 1)[:size]  # each object ends with a newline
+        return header, content
+
+    def _started(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self._process is None or self._process.poll() is not None:
+            # GitPython's own persistent cat-file processes are started this way.
+            # Its wrapper kills the process when collected, so it is kept alongside.
+            self._handle = self._repo.git.cat_file(self._option, as_process=True, istream=PIPE)
+            self._process = cast("Popen[bytes]", self._handle.proc)
+        return cast(IO[bytes], self._process.stdin), cast(IO[bytes], self._process.stdout)
+
+    def close(self) -> None:
+        if self._process is not None:
+            with contextlib.suppress(OSError, ValueError):
+                cast(IO[bytes], self._process.stdin).close()
+            self._process.kill()
+            self._process.wait()
+            self._process = self._handle = None
+
+
+def _decoded(blocks: Iterator[bytes] | _ReadAhead) -> Iterator[str]:
+    # Incremental: a character split between two blocks is decoded whole.
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    for block in blocks:
+        yield decoder.decode(block)
+    yield decoder.decode(b"", final=True)
 
 
 def _parse_log(chunks: Iterator[str]) -> Iterator[HistoryEntry]:

@@ -1,0 +1,110 @@
+"""The Git adapter's batched reads: many objects through long-lived cat-file processes,
+the history read ahead of its reader. Real repositories, real `git`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.gitrepo import GitRepo
+from tests.gitfixtures import ConfigRepo, People
+
+MISSING = "0123456789abcdef0123456789abcdef01234567"
+
+
+def repo_with_plans(tmp_path: Path, people: People, versions: int) -> ConfigRepo:
+    repo = ConfigRepo.init(tmp_path, people)
+    for version in range(versions):
+        repo.commit(people.alice, {"plans/p.yaml": f"version: {version}\n"}, signed=False)
+    return repo
+
+
+def blob_ids(repo: ConfigRepo) -> list[str]:
+    log = repo.git("log", "--format=", "--raw", "--no-abbrev", "main")
+    return [line.split()[3] for line in log.splitlines() if line.startswith(":")]
+
+
+def test_many_objects_are_answered_in_order_with_the_missing_ones_left_out(
+    tmp_path: Path, people: People
+) -> None:
+    repo = repo_with_plans(tmp_path, people, 3)
+    blobs = blob_ids(repo)
+    # Far more requests than fit in one slice of the pipe, a missing one in the middle.
+    requests = blobs * 400 + [MISSING] + blobs * 400
+    with GitRepo(repo.path) as git_repo:
+        contents, sizes = git_repo.blobs(requests, limit=1 << 20)
+        commits = repo.git("rev-list", "main").split()
+        infos = git_repo.commits(commits * 400 + [MISSING] + commits * 400)
+    assert contents == {blob: repo.git("cat-file", "blob", blob).encode() + b"\n" for blob in blobs}
+    assert sizes == {blob: len(contents[blob]) for blob in blobs}
+    assert sorted(infos) == sorted(commits)
+    assert all(
+        infos[commit].parents == tuple(repo.git("rev-parse", f"{commit}^@").split())
+        for commit in commits
+    )
+
+
+def test_blobs_larger_than_the_limit_are_sized_but_never_read(
+    tmp_path: Path, people: People
+) -> None:
+    repo = ConfigRepo.init(tmp_path, people)
+    repo.commit(people.alice, {"plans/big.yaml": "x" * 5000 + "\n"}, signed=False)
+    [big] = blob_ids(repo)
+    with GitRepo(repo.path) as git_repo:
+        contents, sizes = git_repo.blobs([big] * 30, limit=4096)
+    assert (contents, sizes) == ({}, {big: 5001})
+
+
+def test_paths_are_looked_up_in_many_commits_at_once(tmp_path: Path, people: People) -> None:
+    repo = repo_with_plans(tmp_path, people, 30)
+    commits = repo.git("rev-list", "--reverse", "main").split()
+    places = [(commit, "plans/p.yaml") for commit in commits]
+    places += [(commits[0], "plans/absent.yaml"), (commits[0], "plans"), (commits[0], "a\nb")]
+    with GitRepo(repo.path) as git_repo:
+        found = git_repo.blobs_at(places)
+    for commit in commits:
+        assert found[(commit, "plans/p.yaml")] == repo.git("rev-parse", f"{commit}:plans/p.yaml")
+    assert found[(commits[0], "plans/absent.yaml")] is None
+    assert found[(commits[0], "plans")] is None  # a tree, not a blob
+    assert found[(commits[0], "a\nb")] is None
+
+
+def test_history_stopped_early_stops_git_and_leaves_the_repository_usable(
+    tmp_path: Path, people: People
+) -> None:
+    repo = repo_with_plans(tmp_path, people, 40)
+    tip = repo.head()
+    with GitRepo(repo.path) as git_repo:
+        history = git_repo.history(tip, None)
+        first = next(history)
+        history.close()
+        assert first.changes[0].path == "plans/p.yaml"
+        assert len(list(git_repo.history(tip, None))) == 40
+
+
+def test_history_of_paths_with_non_ascii_characters_is_read_whole(
+    tmp_path: Path, people: People
+) -> None:
+    repo = ConfigRepo.init(tmp_path, people)
+    # About 500 KiB of log: some 'é' straddles the read-ahead's 64 KiB blocks.
+    names = [f"docs/{index:04}-{'é' * 100}.md" for index in range(1500)]
+    (repo.path / "docs").mkdir()
+    for name in names:
+        (repo.path / name).write_text("x\n")
+    repo.git("add", "docs")
+    repo.commit(people.alice, None, signed=False)
+    with GitRepo(repo.path) as git_repo:
+        [entry] = list(git_repo.history(repo.head(), None))
+    assert sorted(change.path for change in entry.changes) == names
+
+
+def test_a_cat_file_process_that_died_is_started_again(tmp_path: Path, people: People) -> None:
+    repo = repo_with_plans(tmp_path, people, 30)
+    blobs = blob_ids(repo)
+    with GitRepo(repo.path) as git_repo:
+        git_repo.blobs(blobs, limit=1 << 20)
+        process = git_repo._objects_batch._process  # the long-lived `cat-file --batch`
+        assert process is not None
+        process.kill()
+        process.wait()
+        contents, _ = git_repo.blobs(blobs, limit=1 << 20)
+    assert set(contents) == set(blob_ids(repo))
