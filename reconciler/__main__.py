@@ -1,3 +1,5 @@
 from reconciler.cli import main
 
-main(prog_name="reconciler")
+# Guarded: a worker process started by `process.worker_pool` imports this module again.
+if __name__ == "__main__":
+    main(prog_name="reconciler")

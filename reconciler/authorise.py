@@ -29,7 +29,8 @@ effective state part, `verify` says so.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -65,7 +66,7 @@ from reconciler.fields import (
     value,
     whole_file,
 )
-from reconciler.gitrepo import FILE_MODES, NULL_OID, Change, CommitInfo, GitRepo, HistoryEntry
+from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.identity import CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, load
@@ -77,14 +78,16 @@ from reconciler.permissions import (
     may_change_settings,
     may_on_environment,
 )
+from reconciler.process import worker_pool
 from reconciler.rules import judge_change
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
-PREFETCH: Final = 512  # commits read (and signatures checked) per batch
+PREFETCH: Final = 512  # commits read, checked and parsed per batch
 FIELDS_MEMO: Final = 8192  # parsed plan and teams.yaml versions kept between batches
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 Progress = Callable[[int, int], None]
 
 
@@ -203,6 +206,34 @@ class _Landing:
     editors: dict[str, set[str]] = field(default_factory=dict)
 
 
+SignatureCheck = tuple[str, str | None, str]  # status, key fingerprint, reason
+
+
+Version = tuple[str, str, str, str, bytes]  # path, kind, name, blob, raw content
+# What `prepare` returns: signature checks by commit, parsed versions by (kind, name, blob).
+Prepared = tuple[dict[str, SignatureCheck], dict[tuple[str, str, str], FieldMap]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch of the walk, read ahead of its judging."""
+
+    entries: list[HistoryEntry]
+    infos: dict[str, CommitInfo] = field(default_factory=dict)
+    stored: dict[str, SignatureCheck] = field(default_factory=dict)  # from the state store
+    prepared: Future[Prepared] | None = None  # the other checks, and the versions parsed
+    versions: frozenset[str] = frozenset()  # blobs read for this batch
+    inputs: tuple[dict[str, bytes], list[Version]] = ({}, [])  # what `prepared` was given
+
+    @classmethod
+    def unread(cls, entries: list[HistoryEntry]) -> _Batch:
+        return cls(entries)
+
+    @property
+    def read(self) -> bool:
+        return self.prepared is not None
+
+
 class Authoriser:
     """Walks main from the last verified commit and keeps the effective state."""
 
@@ -214,8 +245,10 @@ class Authoriser:
         now: datetime,
         cap: int = DEFAULT_CAP,
         progress: Progress | None = None,
+        batch: int = PREFETCH,
     ) -> None:
         self.repo = repo
+        self.batch = batch
         self.store = store
         self.now = now
         self.cap = cap
@@ -232,7 +265,6 @@ class Authoriser:
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._walked: str | None = None
         self._touched: set[str] = set()
-        self._sizes: dict[str, int] = {}
         self._contents: dict[str, bytes] = {}
         self.anchor = ""
 
@@ -311,7 +343,10 @@ class Authoriser:
     def _anchor(self, anchor: str) -> Position:
         """Trust `anchor`'s tree wholesale as the first effective state."""
         self.effective = {}
-        for path, (mode, oid) in self.repo.tree_files(anchor).items():
+        files = self.repo.tree_files(anchor)
+        structured = [oid for path, (_, oid) in files.items() if place(path).kind in STRUCTURED]
+        self._contents, _ = self.repo.blobs(structured, MAX_FILE_BYTES)
+        for path, (mode, oid) in files.items():
             if mode not in FILE_MODES and place(path).kind is not None:
                 raise ConfigError(
                     f"the trust anchor {anchor[:12]} holds a symlink or submodule at {path}",
@@ -366,29 +401,42 @@ class Authoriser:
         targets = {tip} if off_chain else set(chain)
         total = len(targets)
         self._next_seq = self.store.next_seq()
-        chunk: list[HistoryEntry] = []
 
-        def drain() -> None:
-            self.prefetch(
-                [entry.id for entry in chunk],
-                [change for entry in chunk for change in entry.changes],
-            )
-            for entry in chunk:
+        def judge(batch: _Batch) -> None:
+            self._install(batch)
+            landings: list[tuple[str, str | None, list[HistoryEntry]]] = []
+            for entry in batch.entries:
                 pending[entry.id] = entry
-                if entry.id not in targets:
-                    continue
-                landed = _take_landed(pending, entry.id)
-                first_parent = last if off_chain else (entry.parents[0] if entry.parents else None)
-                verdicts.append(self._judge(entry.id, first_parent, landed))
+                if entry.id in targets:
+                    first_parent = last if off_chain else (entry.parents[:1] or (None,))[0]
+                    landings.append((entry.id, first_parent, _take_landed(pending, entry.id)))
+            self._read_boundaries([landed for _, _, landed in landings])
+            for commit, first_parent, landed in landings:
+                verdicts.append(self._judge(commit, first_parent, landed))
                 if self.progress is not None:
                     self.progress(len(verdicts), total)
-            chunk.clear()
 
-        for entry in self.repo.history(tip, last):
-            chunk.append(entry)
-            if len(chunk) >= PREFETCH:
-                drain()
-        drain()
+        # A long walk hands the CPU-bound half of each batch (signature checks,
+        # parsing plan versions) to a worker process: batch n+1 is read and sent
+        # before batch n is judged, so both cores work. A short walk (one batch:
+        # every pass of a service) never starts the worker.
+        batches = _batched(self.repo.history(tip, last), self.batch)
+        opening = next(batches, None)
+        ahead = None if opening is None else _Batch.unread(opening)
+        worker: Executor | None = None
+        try:
+            for entries in batches:
+                if worker is None:
+                    worker = worker_pool()
+                batch = self._read(entries, worker, ahead)
+                if ahead is not None:
+                    judge(ahead if ahead.read else self._read(ahead.entries, None, None))
+                ahead = batch
+            if ahead is not None:
+                judge(ahead if ahead.read else self._read(ahead.entries, None, None))
+        finally:
+            if worker is not None:
+                worker.shutdown(cancel_futures=True)
         self.store.set_position(Position(position.anchor, tip, self.store.branch))
         for path in self._touched:
             self.store.replace_effective(path, self.effective.get(path, {}))
@@ -396,36 +444,88 @@ class Authoriser:
         self._save_dirty()
         return tuple(verdicts)
 
-    def prefetch(self, commits: list[str], changes: list[Change] | None = None) -> None:
-        """Read commits, signature checks and new blobs' sizes in batches.
+    def prefetch(self, commits: list[str]) -> None:
+        """Read many commits and check their signatures in one batch (`decide.gather`)."""
+        self._install(self._read([HistoryEntry(commit, (), ()) for commit in commits], None, None))
+
+    def _read(
+        self, entries: list[HistoryEntry], worker: Executor | None, before: _Batch | None
+    ) -> _Batch:
+        """Read a batch's commits and the plan and teams.yaml versions it needs, and
+        have them checked and parsed: by `worker`, or here and now without one.
+
+        Versions already parsed, or read for the batch `before`, are not read again.
+        """
+        commits = [entry.id for entry in entries]
+        infos = self.repo.commits(commits)
+        stored = self.store.signatures(commits)
+        unknown = {commit: info.raw for commit, info in infos.items() if commit not in stored}
+        if len(self._fields_memo) > FIELDS_MEMO:
+            self._fields_memo = {}  # bounded: memory stays flat however long the history
+        memo = self._fields_memo
+        skip = before.versions if before is not None else frozenset()
+        wanted: dict[str, tuple[str, str, str]] = {}
+        for entry in entries:
+            for change in entry.changes:
+                placement = place(change.path)
+                if placement.kind not in STRUCTURED:
+                    continue
+                for blob in (change.old_blob, change.new_blob):
+                    key = (placement.kind, placement.name, blob)
+                    if blob != NULL_OID and blob not in skip and key not in memo:
+                        wanted[blob] = (change.path, placement.kind, placement.name)
+        contents, _ = self.repo.blobs(list(wanted), MAX_FILE_BYTES)
+        versions = [(*wanted[blob], blob, raw) for blob, raw in contents.items()]
+        prepared: Future[Prepared] = Future()
+        try:
+            if worker is not None:
+                prepared = worker.submit(prepare, unknown, versions)
+        except RuntimeError:  # a broken or shut down worker: work here instead
+            worker = None
+        if worker is None:
+            prepared.set_result(prepare(unknown, versions))
+        return _Batch(entries, infos, stored, prepared, frozenset(wanted), (unknown, versions))
+
+    def _install(self, batch: _Batch) -> None:
+        """Make `batch` the one whose commits and versions the judging reads.
 
         The caches hold one batch, so memory stays flat however long the history.
         """
-        self._infos = self.repo.commits(commits)
-        self._facts = {}
-        self._boundary_blobs = {}
-        if len(self._fields_memo) > FIELDS_MEMO:
-            self._fields_memo = {}  # bounded: memory stays flat however long the history
-        structured = [
-            blob
-            for change in changes or ()
-            if place(change.path).kind in ("plan", "teams")
-            for blob in (change.old_blob, change.new_blob)
-            if blob != NULL_OID
-        ]
-        self._contents, self._sizes = self.repo.blobs(structured, MAX_FILE_BYTES)
-        stored = self.store.signatures(commits)
-        checked: dict[str, tuple[str, str | None, str]] = {}
-        for commit in commits:
-            info = self._infos.get(commit)
-            if info is None:
-                continue
-            check = stored.get(commit)
-            if check is None:
-                result = check_commit_signature(info.raw)
-                check = checked[commit] = (result.status, result.fingerprint, result.reason)
-            self._facts[commit] = _facts_of(info, check)
+        assert batch.prepared is not None
+        try:
+            checked, parsed = batch.prepared.result()
+        except Exception:  # the worker could not start, or died: do it here instead
+            checked, parsed = prepare(*batch.inputs)
         self.store.remember_signatures(checked)
+        self._fields_memo.update(parsed)
+        self._infos = batch.infos
+        self._facts = {
+            commit: _facts_of(info, batch.stored.get(commit) or checked[commit])
+            for commit, info in batch.infos.items()
+        }
+        self._boundary_blobs = {}
+
+    def _read_boundaries(self, landings: list[list[HistoryEntry]]) -> None:
+        """What the commits just outside each landing hold at the paths it touches.
+
+        The diff against a first parent already says what that parent held; the
+        rest (the bases of merged side branches) are looked up in one batch.
+        """
+        lookups: list[tuple[str, str]] = []
+        for landed in landings:
+            inside = {entry.id for entry in landed}
+            paths = {change.path for entry in landed for change in entry.changes}
+            for entry in landed:
+                if entry.parents and entry.parents[0] not in inside:
+                    for change in entry.changes:
+                        old = None if change.old_blob == NULL_OID else change.old_blob
+                        self._boundary_blobs[(entry.parents[0], change.path)] = old
+            for entry in landed:
+                for parent in entry.parents:
+                    if parent not in inside:
+                        lookups.extend((parent, path) for path in paths)
+        missing = [place for place in lookups if place not in self._boundary_blobs]
+        self._boundary_blobs.update(self.repo.blobs_at(missing))
 
     def _judge(
         self, commit: str, first_parent: str | None, landed: list[HistoryEntry]
@@ -442,12 +542,6 @@ class Authoriser:
             },
         )
         paths = sorted({path for changes in work.changes.values() for path in changes})
-        for entry in landed:
-            # The diff against the first parent already says what the parent held.
-            if entry.parents and entry.parents[0] not in work.entries:
-                for change in entry.changes:
-                    old = None if change.old_blob == NULL_OID else change.old_blob
-                    self._boundary_blobs[(entry.parents[0], change.path)] = old
         self.store.mark_seen(work.entries, self.now)
         if len(landed) > self.cap:
             over_cap = tuple(
@@ -836,7 +930,7 @@ class Authoriser:
         kind = placement.kind or ""
         if mode and mode not in FILE_MODES:
             return invalid("symlinks and submodules are refused in the configuration")
-        if kind not in ("plan", "teams"):
+        if kind not in STRUCTURED:
             return whole_file(blob)
         key = (kind, placement.name, blob)
         cached = self._fields_memo.get(key)
@@ -1004,7 +1098,35 @@ class Authoriser:
         return actor.name
 
 
-def _facts_of(info: CommitInfo, check: tuple[str, str | None, str]) -> CommitFacts:
+def _batched(entries: Iterator[HistoryEntry], size: int) -> Iterator[list[HistoryEntry]]:
+    batch: list[HistoryEntry] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def prepare(commits: Mapping[str, bytes], versions: list[Version]) -> Prepared:
+    """The policy-independent half of judging a batch: each raw commit's signature
+    check, and each (path, kind, name, blob, raw) version's fields.
+
+    Runs in the walk's worker process (so it is a top-level function of plain data).
+    """
+    checked: dict[str, SignatureCheck] = {}
+    for commit, raw in commits.items():
+        result = check_commit_signature(raw)
+        checked[commit] = (result.status, result.fingerprint, result.reason)
+    parsed = {
+        (kind, name, blob): _structured_fields(path, kind, name, raw)
+        for path, kind, name, blob, raw in versions
+    }
+    return checked, parsed
+
+
+def _facts_of(info: CommitInfo, check: SignatureCheck) -> CommitFacts:
     return CommitFacts(
         commit=info.id,
         signature_status=check[0],

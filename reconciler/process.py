@@ -1,6 +1,7 @@
-"""The one place that starts subprocesses (an edge): drivers and ssh-keygen.
+"""The one place that starts subprocesses (an edge): drivers, ssh-keygen, a worker.
 
-Called by the drivers (`execute`) and by `actions` (reading a signing key).
+Called by the drivers (`execute`), by `actions` (reading a signing key) and
+by `authorise` (a worker process for the CPU-bound half of a long walk).
 Arguments are always an argv list, never a shell string; the environment is
 given explicitly; output is captured line by line with timestamps; a
 timeout kills the whole process group, so a driver's children die with it.
@@ -17,8 +18,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import ReconcilerError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +112,13 @@ def output_of(argv: Sequence[str], *, timeout: float = 30) -> str:
             f"{' '.join(argv)} failed: {' '.join(completed.output)[:300]}",
         )
     return "\n".join(completed.output)
+
+
+def worker_pool() -> ProcessPoolExecutor:
+    """One worker process: a fresh interpreter ("spawn"), so no lock or thread of
+    this process is copied into it, whatever the platform's default."""
+    # Imported here: multiprocessing costs every command's start-up a few milliseconds.
+    import multiprocessing  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))

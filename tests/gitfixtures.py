@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.authorise import Authoriser, VerifyResult, policy_from
+from reconciler.authorise import PREFETCH, Authoriser, VerifyResult, policy_from
 from reconciler.decide import Decision, decide, gather
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
@@ -252,12 +252,18 @@ class ConfigRepo:
         return self.git("rev-parse", f"{rev}:{path}")
 
     def verify(
-        self, *, now: datetime = FIXED_NOW, tip: str = "main", **options: Any
+        self,
+        *,
+        now: datetime = FIXED_NOW,
+        tip: str = "main",
+        batch: int = PREFETCH,
+        state_dir: Path | None = None,
+        **options: Any,
     ) -> VerifyResult:
         with GitRepo(self.path) as repo:
-            store = StateStore(self.state_dir, "main")
+            store = StateStore(state_dir or self.state_dir, "main")
             try:
-                authoriser = Authoriser(repo, store, now=now)
+                authoriser = Authoriser(repo, store, now=now, batch=batch)
                 return authoriser.run(repo.resolve(tip), **options)
             finally:
                 store.close()

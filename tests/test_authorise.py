@@ -117,17 +117,22 @@ def test_retargeting_another_teams_plan_to_production_is_refused(
     )
 
 
-def test_a_merge_whose_conflict_resolution_changes_another_teams_entry_is_blamed_on_the_merger(
-    tmp_path: Path, people: People
-) -> None:
-    repo = SeedRepo.create(tmp_path, people)
+def merge_resolved_by_changing_portal(repo: SeedRepo, people: People) -> str:
+    """Alice and Diana edit their entries on two branches; Olga's merge changes Diana's."""
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
     repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
     with repo.branch("ecommerce-1.4.1"):
         repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
     repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, {**PORTAL, "version": "0.6.1"})})
     resolution = qa_plan({**ECOMMERCE, "version": "1.4.1"}, {**PORTAL, "version": "0.7"})
-    merge = repo.merge(people.olga, "ecommerce-1.4.1", resolve={QA_PLAN: resolution})
+    return repo.merge(people.olga, "ecommerce-1.4.1", resolve={QA_PLAN: resolution})
+
+
+def test_a_merge_whose_conflict_resolution_changes_another_teams_entry_is_blamed_on_the_merger(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    merge = merge_resolved_by_changing_portal(repo, people)
     refusal = only_refusal(repo.verify().judged[-1])
     assert (refusal.commit, refusal.actor, refusal.field) == (merge, "olga", "app:customer-portal")
     assert refusal.reasons == (
@@ -470,6 +475,27 @@ def test_verification_is_incremental_and_judges_each_landing_once(
     second = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
     assert [verdict.commit for verdict in repo.verify().judged] == [second]
     assert repo.verify().judged == ()
+
+
+def test_a_walk_in_many_batches_judges_exactly_as_a_walk_in_one(
+    tmp_path: Path, people: People
+) -> None:
+    # Batches of two commits: signatures are checked and plans parsed by the
+    # worker process, each batch read before the previous one is judged.
+    repo = SeedRepo.create(tmp_path, people)
+    merge_resolved_by_changing_portal(repo, people)
+    repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"}, PORTAL)})
+
+    in_one = repo.verify(state_dir=tmp_path / "one")
+    in_batches = repo.verify(batch=2, state_dir=tmp_path / "batches")
+
+    assert len(in_one.judged) == 6
+    assert sum(not verdict.authorised for verdict in in_one.judged) == 3
+    assert [verdict.as_json() for verdict in in_batches.judged] == [
+        verdict.as_json() for verdict in in_one.judged
+    ]
+    assert in_batches.differs == in_one.differs
 
 
 def test_a_rewritten_history_stops_verification_naming_both_commits(
