@@ -28,12 +28,13 @@ effective state part, `verify` says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import yaml
 
@@ -78,14 +79,13 @@ from reconciler.permissions import (
     may_change_settings,
     may_on_environment,
 )
-from reconciler.process import worker_pool
 from reconciler.rules import judge_change
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
 PREFETCH: Final = 512  # commits read, checked and parsed per batch
-FIELDS_MEMO: Final = 8192  # parsed plan and teams.yaml versions kept between batches
+FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 Progress = Callable[[int, int], None]
@@ -209,9 +209,47 @@ class _Landing:
 SignatureCheck = tuple[str, str | None, str]  # status, key fingerprint, reason
 
 
-Version = tuple[str, str, str, str, bytes]  # path, kind, name, blob, raw content
-# What `prepare` returns: signature checks by commit, parsed versions by (kind, name, blob).
-Prepared = tuple[dict[str, SignatureCheck], dict[tuple[str, str, str], FieldMap]]
+class _Memo:
+    """Parsed versions by (kind, name, blob), bounded: in two generations, the older
+    dropped when the newer fills, so what the last batch parsed is still at hand."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._newer: dict[tuple[str, str, str], FieldMap] = {}
+        self._older: dict[tuple[str, str, str], FieldMap] = {}
+
+    def get(self, key: tuple[str, str, str]) -> FieldMap | None:
+        found = self._newer.get(key)
+        return self._older.get(key) if found is None else found
+
+    def put(self, key: tuple[str, str, str], fields: FieldMap) -> None:
+        self._newer[key] = fields
+        if len(self._newer) >= self._limit:
+            self._older, self._newer = self._newer, {}
+
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+Wanted = tuple[str, str, str, str]  # a version to parse: path, kind, name, blob
+# What `prepare` returns: the commits read, their signature checks, the versions parsed.
+Prepared = tuple[
+    dict[str, CommitInfo], dict[str, SignatureCheck], dict[tuple[str, str, str], FieldMap]
+]
+
+
+class _Outcome(Protocol):
+    """A worker's future, or `_Done` work (concurrent.futures is imported by long walks only)."""
+
+    def result(self) -> Prepared: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    prepared: Prepared
+
+    def result(self) -> Prepared:
+        return self.prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +257,10 @@ class _Batch:
     """A batch of the walk, read ahead of its judging."""
 
     entries: list[HistoryEntry]
-    infos: dict[str, CommitInfo] = field(default_factory=dict)
     stored: dict[str, SignatureCheck] = field(default_factory=dict)  # from the state store
-    prepared: Future[Prepared] | None = None  # the other checks, and the versions parsed
-    versions: frozenset[str] = frozenset()  # blobs read for this batch
-    inputs: tuple[dict[str, bytes], list[Version]] = ({}, [])  # what `prepared` was given
+    prepared: _Outcome | None = None  # commits, their checks, the versions parsed
+    versions: frozenset[str] = frozenset()  # blobs asked for this batch
+    inputs: tuple[list[str], frozenset[str], list[Wanted]] = ([], frozenset(), [])
 
     @classmethod
     def unread(cls, entries: list[HistoryEntry]) -> _Batch:
@@ -257,7 +294,7 @@ class Authoriser:
         # Where main's content is not the effective state: path -> field -> who put it there.
         self.dirty: dict[str, dict[str, Refusal | None]] = {}
         self._policy: Policy | None = None
-        self._fields_memo: dict[tuple[str, str, str], FieldMap] = {}
+        self._memo = _Memo(FIELDS_MEMO)  # parsed plan and teams.yaml versions
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
         self._infos: dict[str, CommitInfo] = {}
@@ -265,7 +302,6 @@ class Authoriser:
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._walked: str | None = None
         self._touched: set[str] = set()
-        self._contents: dict[str, bytes] = {}
         self.anchor = ""
 
     # -- public -------------------------------------------------------------
@@ -344,8 +380,13 @@ class Authoriser:
         """Trust `anchor`'s tree wholesale as the first effective state."""
         self.effective = {}
         files = self.repo.tree_files(anchor)
-        structured = [oid for path, (_, oid) in files.items() if place(path).kind in STRUCTURED]
-        self._contents, _ = self.repo.blobs(structured, MAX_FILE_BYTES)
+        wanted = [
+            (path, str(placement.kind), placement.name, oid)
+            for path, (_, oid) in files.items()
+            if (placement := place(path)).kind in STRUCTURED
+        ]
+        for key, fields in prepare(self.repo, [], frozenset(), wanted)[2].items():
+            self._memo.put(key, fields)
         for path, (mode, oid) in files.items():
             if mode not in FILE_MODES and place(path).kind is not None:
                 raise ConfigError(
@@ -427,6 +468,8 @@ class Authoriser:
         try:
             for entries in batches:
                 if worker is None:
+                    from reconciler.process import worker_pool  # noqa: PLC0415 - long walks only
+
                     worker = worker_pool()
                 batch = self._read(entries, worker, ahead)
                 if ahead is not None:
@@ -451,20 +494,15 @@ class Authoriser:
     def _read(
         self, entries: list[HistoryEntry], worker: Executor | None, before: _Batch | None
     ) -> _Batch:
-        """Read a batch's commits and the plan and teams.yaml versions it needs, and
-        have them checked and parsed: by `worker`, or here and now without one.
+        """Have a batch's commits read and checked, and the plan and teams.yaml versions
+        it needs read and parsed: by `worker`, or here and now without one.
 
-        Versions already parsed, or read for the batch `before`, are not read again.
+        Versions already parsed, or asked for by the batch `before`, are not read again.
         """
         commits = [entry.id for entry in entries]
-        infos = self.repo.commits(commits)
         stored = self.store.signatures(commits)
-        unknown = {commit: info.raw for commit, info in infos.items() if commit not in stored}
-        if len(self._fields_memo) > FIELDS_MEMO:
-            self._fields_memo = {}  # bounded: memory stays flat however long the history
-        memo = self._fields_memo
-        skip = before.versions if before is not None else frozenset()
-        wanted: dict[str, tuple[str, str, str]] = {}
+        asked = before.versions if before is not None else frozenset()
+        wanted: dict[str, Wanted] = {}
         for entry in entries:
             for change in entry.changes:
                 placement = place(change.path)
@@ -472,36 +510,34 @@ class Authoriser:
                     continue
                 for blob in (change.old_blob, change.new_blob):
                     key = (placement.kind, placement.name, blob)
-                    if blob != NULL_OID and blob not in skip and key not in memo:
-                        wanted[blob] = (change.path, placement.kind, placement.name)
-        contents, _ = self.repo.blobs(list(wanted), MAX_FILE_BYTES)
-        versions = [(*wanted[blob], blob, raw) for blob, raw in contents.items()]
-        prepared: Future[Prepared] = Future()
-        try:
-            if worker is not None:
-                prepared = worker.submit(prepare, unknown, versions)
-        except RuntimeError:  # a broken or shut down worker: work here instead
-            worker = None
-        if worker is None:
-            prepared.set_result(prepare(unknown, versions))
-        return _Batch(entries, infos, stored, prepared, frozenset(wanted), (unknown, versions))
+                    if blob != NULL_OID and blob not in asked and self._memo.get(key) is None:
+                        wanted[blob] = (change.path, placement.kind, placement.name, blob)
+        inputs = (commits, frozenset(stored), list(wanted.values()))
+        prepared: _Outcome | None = None
+        if worker is not None:
+            with contextlib.suppress(RuntimeError):  # a broken worker: work here instead
+                prepared = worker.submit(prepare, self.repo.path, *inputs)
+        if prepared is None:
+            prepared = _Done(prepare(self.repo, *inputs))
+        return _Batch(entries, stored, prepared, frozenset(wanted), inputs)
 
     def _install(self, batch: _Batch) -> None:
         """Make `batch` the one whose commits and versions the judging reads.
 
-        The caches hold one batch, so memory stays flat however long the history.
+        The caches hold about one batch, so memory stays flat however long the history.
         """
         assert batch.prepared is not None
         try:
-            checked, parsed = batch.prepared.result()
+            infos, checked, parsed = batch.prepared.result()
         except Exception:  # the worker could not start, or died: do it here instead
-            checked, parsed = prepare(*batch.inputs)
+            infos, checked, parsed = prepare(self.repo, *batch.inputs)
         self.store.remember_signatures(checked)
-        self._fields_memo.update(parsed)
-        self._infos = batch.infos
+        for key, fields in parsed.items():
+            self._memo.put(key, fields)
+        self._infos = infos
         self._facts = {
             commit: _facts_of(info, batch.stored.get(commit) or checked[commit])
-            for commit, info in batch.infos.items()
+            for commit, info in infos.items()
         }
         self._boundary_blobs = {}
 
@@ -933,19 +969,13 @@ class Authoriser:
         if kind not in STRUCTURED:
             return whole_file(blob)
         key = (kind, placement.name, blob)
-        cached = self._fields_memo.get(key)
+        cached = self._memo.get(key)
         if cached is None:
-            raw = self._contents.get(blob)
-            if raw is None:
-                raw = (
-                    self.repo.read_blob(blob)
-                    if self.repo.blob_size(blob) <= MAX_FILE_BYTES
-                    else b""
-                )
-                if not raw:
-                    return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
+            raw = self.repo.read_blob(blob) if self.repo.blob_size(blob) <= MAX_FILE_BYTES else b""
+            if not raw:
+                return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
             cached = _structured_fields(path, kind, placement.name, raw)
-            self._fields_memo[key] = cached
+            self._memo.put(key, cached)
         return cached
 
     def facts(self, commit: str) -> CommitFacts:
@@ -1109,21 +1139,39 @@ def _batched(entries: Iterator[HistoryEntry], size: int) -> Iterator[list[Histor
         yield batch
 
 
-def prepare(commits: Mapping[str, bytes], versions: list[Version]) -> Prepared:
-    """The policy-independent half of judging a batch: each raw commit's signature
-    check, and each (path, kind, name, blob, raw) version's fields.
+def prepare(
+    source: GitRepo | Path, commits: list[str], checked: frozenset[str], wanted: list[Wanted]
+) -> Prepared:
+    """The policy-independent half of judging a batch: read the commits and check the
+    signatures not `checked` before; read and parse the `wanted` versions.
 
-    Runs in the walk's worker process (so it is a top-level function of plain data).
+    Runs in the walk's worker process, which opens the repository at `source`
+    once (so it is a top-level function of plain data), or in the walk itself.
     """
-    checked: dict[str, SignatureCheck] = {}
-    for commit, raw in commits.items():
-        result = check_commit_signature(raw)
-        checked[commit] = (result.status, result.fingerprint, result.reason)
+    repo = source if isinstance(source, GitRepo) else _worker_repository(source)
+    infos = repo.commits(commits)
+    checks: dict[str, SignatureCheck] = {}
+    for commit, info in infos.items():
+        if commit not in checked:
+            result = check_commit_signature(info.raw)
+            checks[commit] = (result.status, result.fingerprint, result.reason)
+    # Larger versions are left out: the walk reads their size and calls them invalid.
+    contents, _ = repo.blobs([blob for *_, blob in wanted], MAX_FILE_BYTES)
     parsed = {
-        (kind, name, blob): _structured_fields(path, kind, name, raw)
-        for path, kind, name, blob, raw in versions
+        (kind, name, blob): _structured_fields(path, kind, name, contents[blob])
+        for path, kind, name, blob in wanted
+        if blob in contents
     }
-    return checked, parsed
+    return infos, checks, parsed
+
+
+_WORKER_REPOSITORIES: dict[Path, GitRepo] = {}
+
+
+def _worker_repository(path: Path) -> GitRepo:
+    if path not in _WORKER_REPOSITORIES:
+        _WORKER_REPOSITORIES[path] = GitRepo(path)
+    return _WORKER_REPOSITORIES[path]
 
 
 def _facts_of(info: CommitInfo, check: SignatureCheck) -> CommitFacts:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.authorise import (
     Authoriser,
@@ -23,12 +24,14 @@ from reconciler.authorise import (
     policy_from,
     re_anchor_allowed,
 )
-from reconciler.decide import Decision, decide, deployed_versions, gather
 from reconciler.errors import GitError, UsageError
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
-from reconciler.status import Pipeline, pipeline
+
+if TYPE_CHECKING:
+    from reconciler.decide import Decision
+    from reconciler.status import Pipeline
 
 
 @dataclass
@@ -71,6 +74,10 @@ class Session:
 
     def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
+        # Imported here, as in `decisions`: `verify` and `access` never need them.
+        from reconciler.decide import deployed_versions  # noqa: PLC0415
+        from reconciler.status import pipeline  # noqa: PLC0415
+
         decisions = self.decisions()
         assert self.walked is not None
         return pipeline(
@@ -82,6 +89,8 @@ class Session:
 
     def decisions(self) -> tuple[Decision, ...]:
         """Every plan on the branch tip, decided now (after walking to the tip)."""
+        from reconciler.decide import decide, gather  # noqa: PLC0415
+
         self.authorise()
         assert self.walked is not None
         return decide(gather(self.walked, self.tip()), self.now)
