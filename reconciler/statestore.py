@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (run TEXT PRIMARY KEY, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
+CREATE INDEX IF NOT EXISTS landings_refused ON landings (json_extract(detail, '$.authorised'))
+    WHERE json_extract(detail, '$.authorised') = 0;
 CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
     PRIMARY KEY (path, actor));
 """
