@@ -37,6 +37,7 @@ class Measurement:
     label: str
     seconds: list[float] = field(default_factory=list)
     peak_mib: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # user + system, where measured
     note: str = ""
 
     @property
@@ -55,5 +56,6 @@ class Measurement:
             "runs": len(self.seconds),
             "seconds": self.seconds,
             "peak_rss_mib": self.peak_mib,
+            "cpu_seconds": self.cpu_seconds,
             "note": self.note,
         }

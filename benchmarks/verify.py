@@ -41,6 +41,7 @@ import os
 import platform
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,7 @@ with open(sys.argv[2], "wb") as out:
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({
     "seconds": seconds,
+    "cpu": usage.ru_utime + usage.ru_stime,
     "maxrss": usage.ru_maxrss,
     "returncode": completed.returncode,
     "stderr": completed.stderr.decode("utf-8", "replace")[-4000:],
@@ -233,6 +235,7 @@ def git_log_argv(root: Path, anchor: str) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class Run:
     seconds: float
+    cpu_seconds: float  # user + system, the command and every process it waited for
     peak_mib: float
     returncode: int
     stdout: bytes
@@ -240,7 +243,7 @@ class Run:
 
 
 def run_measured(argv: Sequence[str]) -> Run:
-    """Wall time and peak RSS of `argv`, measured by a fresh child interpreter."""
+    """Wall time, CPU time and peak RSS of `argv`, measured by a fresh child interpreter."""
     with tempfile.NamedTemporaryFile(prefix="reconciler-bench-out-") as out:
         completed = subprocess.run(
             [sys.executable, "-c", _MEASURING_CHILD, json.dumps(list(argv)), out.name],
@@ -256,6 +259,7 @@ def run_measured(argv: Sequence[str]) -> Run:
     divisor = 1024 * 1024 if sys.platform == "darwin" else 1024
     return Run(
         report["seconds"],
+        report["cpu"],
         report["maxrss"] / divisor,
         report["returncode"],
         stdout,
@@ -394,7 +398,11 @@ def measure(
     log_argv = git_log_argv(root, manifest.anchor)
     run_timed(log_argv, "git log")  # warm the page cache for everyone
     for _ in range(repeat_log):
-        results["b"].seconds.append(run_timed(log_argv, "git log"))
+        run = run_measured(log_argv)
+        if run.returncode != 0:
+            raise BenchmarkError(f"git log exited {run.returncode}: {run.stderr.strip()}")
+        results["b"].seconds.append(run.seconds)
+        results["b"].cpu_seconds.append(run.cpu_seconds)
 
     kept_state: Path | None = None
     for attempt in range(repeat_full):
@@ -402,6 +410,7 @@ def measure(
         run = run_measured(verify_argv(root, state))
         report = verify_report(run, "the full verify")
         results["a"].seconds.append(run.seconds)
+        results["a"].cpu_seconds.append(run.cpu_seconds)
         results["a"].peak_mib.append(run.peak_mib)
         if attempt == 0:
             checks.append(check_report(report, manifest, "full verify", returncode=run.returncode))
@@ -486,15 +495,21 @@ def render_text(results: Results) -> str:
             f"{'PASS' if check.passed else 'FAIL'}"
         )
         lines += [f"      {problem}" for problem in check.problems]
-    lines += ["", f"{'measurement':<58} {'median s':>9} {'min s':>8} {'runs':>5} {'peak MiB':>9}"]
+    lines += [
+        "",
+        f"{'measurement':<58} {'median s':>9} {'min s':>8} {'runs':>5} {'peak MiB':>9} "
+        f"{'cpu s':>6}",
+    ]
     for key, name in MEASUREMENT_NAMES.items():
         measurement = results.measurements.get(key)
         if measurement is None:
             continue
         peak = f"{max(measurement.peak_mib):>9.1f}" if measurement.peak_mib else f"{'':>9}"
+        cpu = measurement.cpu_seconds
+        used = f" {statistics.median(cpu):>6.2f}" if cpu else ""
         lines.append(
             f"{name + ' ' + measurement.label:<58} {measurement.median:>9.3f} "
-            f"{measurement.minimum:>8.3f} {len(measurement.seconds):>5} {peak}"
+            f"{measurement.minimum:>8.3f} {len(measurement.seconds):>5} {peak}{used}".rstrip()
         )
         if measurement.note:
             lines.append(f"      {measurement.note}")
