@@ -1,11 +1,13 @@
-"""The Git adapter: the only module that talks to Git (through GitPython).
+"""The Git adapter: the only module that talks to Git (the `git` command).
 
 Called by `authorise` (history, blobs, trees), `decide` and `record`. It reads
 history in batches, never one subprocess per commit: one `git log --raw -z`
 stream per pass for every commit and the paths it changed, and objects
-through GitPython's persistent `cat-file --batch` process. Everything it
-returns is plain data (`CommitInfo`, `Change`); nothing above this module
-sees a GitPython object.
+through long-lived `cat-file --batch` processes. It runs git's plumbing
+directly (through `process`), not through GitPython: importing GitPython
+alone cost every command a tenth of a second, a third of the budget of an
+incremental verify, for process handling this module does in a few lines.
+Everything it returns is plain data (`CommitInfo`, `Change`).
 """
 
 from __future__ import annotations
@@ -21,23 +23,28 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from io import BytesIO
 from pathlib import Path
-from typing import IO, Any, Final, cast
-
-import git
-from git.cmd import PIPE, Popen  # type: ignore[attr-defined]  # re-exported from subprocess
-from gitdb import IStream  # type: ignore[import-untyped]
+from typing import IO, Final
 
 from reconciler.errors import GitError
+from reconciler.process import Reader, capture
 
 NULL_OID: Final = "0" * 40
 FILE_MODES: Final = frozenset({"100644", "100755"})
 SYMLINK_MODE: Final = "120000"
 GITLINK_MODE: Final = "160000"
 _FULL_OID = re.compile(r"[0-9a-f]{40}")
-FEW: Final = 24  # up to this many objects, round trips beat starting a batch process
 _RECORD_SEPARATOR: Final = "\x1e"
+
+
+class _Failed(GitError):
+    """A git command exited non-zero: its status and output, for the caller to explain."""
+
+    def __init__(self, command: str, status: int, stdout: bytes, stderr: str) -> None:
+        super().__init__(f"git {command} failed: {stderr.strip()}")
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,35 +100,55 @@ class GitRepo:
     """A repository opened for reading (and, in `record`, for committing)."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            self._repo = git.Repo(path, search_parent_directories=False)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        self.path = path
+        found = (
+            capture(
+                [
+                    "git",
+                    "rev-parse",
+                    "--path-format=absolute",
+                    "--git-dir",
+                    "--git-common-dir",
+                    "--is-bare-repository",
+                    "--show-toplevel",  # fails, after the rest, in a bare repository
+                ],
+                cwd=path,
+            )
+            .stdout.decode("utf-8", "surrogateescape")
+            .splitlines()
+            if path.is_dir()
+            else []
+        )
+        self.bare = found[2:] == ["true"]
+        top = found[0] if self.bare else (found[3:] or [""])[0]
+        # The repository is `path` itself, never one found in a folder above it.
+        if len(found) < 3 or os.path.realpath(top) != os.path.realpath(path):
             raise GitError(
                 f"{path} is not a Git repository",
                 hint="pass --repo with the configuration repository's path",
-            ) from None
-        self.path = path
-        self.git_dir = Path(self._repo.git_dir)
-        self._objects = Path(self._repo.common_dir) / "objects"
+            )
+        self.git_dir = Path(found[0])
+        self._common_dir = Path(found[1])
+        self._work_tree = None if self.bare else Path(top)
+        self._objects = self._common_dir / "objects"
         self._object_format = self.config("extensions.objectformat") or "sha1"
-        self._objects_batch = _CatFile(self._repo, "--batch")
-        self._names_batch = _CatFile(self._repo, "--batch-check=%(objectname) %(objecttype)")
-        self._sizes_batch = _CatFile(self._repo, "--batch-check")
+        self._objects_batch = _CatFile(path, "--batch")
+        self._names_batch = _CatFile(path, "--batch-check=%(objectname) %(objecttype)")
+        self._sizes_batch = _CatFile(path, "--batch-check")
 
     @classmethod
     def init(cls, path: Path, branch: str) -> GitRepo:
         """A new, empty repository at `path` whose first branch is `branch`."""
-        try:
-            git.Repo.init(path, mkdir=True, initial_branch=branch)
-        except git.GitCommandError as error:
-            raise GitError(f"git init {path} failed: {str(error.stderr).strip()}") from None
+        path.mkdir(parents=True, exist_ok=True)
+        result = capture(["git", "init", "-q", "-b", branch, str(path)])
+        if result.returncode != 0:
+            raise GitError(f"git init {path} failed: {result.stderr.strip()}")
         return cls(path)
 
     def close(self) -> None:
-        """Stop the persistent cat-file processes (long-running watchers call this)."""
+        """Stop the long-lived cat-file processes (long-running watchers call this)."""
         for batch in (self._objects_batch, self._names_batch, self._sizes_batch):
             batch.close()
-        self._repo.close()
 
     def __enter__(self) -> GitRepo:
         return self
@@ -129,17 +156,31 @@ class GitRepo:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    # -- running git ----------------------------------------------------------
+
+    def _run(
+        self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
+    ) -> bytes:
+        """`git <args>` in this repository: its output, or `_Failed`."""
+        result = capture(["git", *args], cwd=self.path, env=env, stdin=stdin)
+        if result.returncode != 0:
+            raise _Failed(args[0], result.returncode, result.stdout, result.stderr)
+        return result.stdout
+
+    def _text(self, *args: str) -> str:
+        """`git <args>`'s output as text, without its final newline."""
+        return self._run(*args).decode("utf-8", "surrogateescape").removesuffix("\n")
+
     # -- references -------------------------------------------------------
 
     def resolve(self, rev: str) -> str:
         """The full commit id `rev` names; GitError when it names none."""
         try:
-            oid = self._repo.git.rev_parse("--verify", "--end-of-options", f"{rev}^{{commit}}")
-        except git.GitCommandError:
+            return self._text("rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+        except GitError:
             raise GitError(
                 f"unknown revision '{rev}'", hint="name a commit, branch or tag"
             ) from None
-        return str(oid)
 
     def try_resolve(self, rev: str) -> str | None:
         try:
@@ -150,15 +191,14 @@ class GitRepo:
     def head_branch(self) -> str | None:
         """The branch HEAD points at (also in a bare repository), or None when detached."""
         try:
-            ref: str = self._repo.git.symbolic_ref("-q", "--short", "HEAD")
-        except git.GitCommandError:
+            return self._text("symbolic-ref", "-q", "--short", "HEAD") or None
+        except GitError:
             return None
-        return ref or None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         try:
-            self._repo.git.merge_base("--is-ancestor", ancestor, descendant)
-        except git.GitCommandError as error:
+            self._run("merge-base", "--is-ancestor", ancestor, descendant)
+        except _Failed as error:
             if error.status == 1:
                 return False
             raise GitError(f"git merge-base failed: {error.stderr.strip()}") from None
@@ -169,20 +209,18 @@ class GitRepo:
         args = ["--first-parent", "--reverse", tip]
         if stop is not None:
             args.append(f"^{stop}")
-        output = self._repo.git.rev_list(*args)
-        return output.split() if output else []
+        return self._text("rev-list", *args).split()
 
     def root_commits(self, tip: str) -> list[str]:
-        output: str = self._repo.git.rev_list("--first-parent", "--max-parents=0", tip)
-        return output.split()
+        return self._text("rev-list", "--first-parent", "--max-parents=0", tip).split()
 
     # -- the local user -----------------------------------------------------
 
     def committer_email(self) -> str:
         """The email `git commit` would use here (config and environment)."""
         try:
-            ident: str = self._repo.git.var("GIT_COMMITTER_IDENT")
-        except git.GitCommandError:
+            ident = self._text("var", "GIT_COMMITTER_IDENT")
+        except GitError:
             raise GitError(
                 "git does not know who you are", hint="set user.name and user.email in git config"
             ) from None
@@ -190,10 +228,9 @@ class GitRepo:
 
     def config(self, key: str) -> str | None:
         try:
-            found: str = self._repo.git.config("--get", key)
-        except git.GitCommandError:
+            return self._text("config", "--get", key) or None
+        except GitError:
             return None
-        return found or None
 
     # -- writing ------------------------------------------------------------
 
@@ -206,7 +243,7 @@ class GitRepo:
         self, paths: list[str], message: str, *, sign: bool, who: Someone | None = None
     ) -> str:
         """Commit exactly `paths` from the working tree on HEAD."""
-        self._repo.git.add("--", *paths)
+        self._run("add", "--", *paths)
         self._git(who, "commit", "--no-verify", "-q", "-m", message, "--", *paths, sign=sign)
         return self.resolve("HEAD")
 
@@ -219,11 +256,11 @@ class GitRepo:
         """Switch to `branch`, creating it at `start` when given."""
         try:
             if start is None:
-                self._repo.git.checkout("-q", branch)
+                self._run("checkout", "-q", branch)
             else:
-                self._repo.git.checkout("-q", "-B", branch, start)
-        except git.GitCommandError as error:
-            raise GitError(f"git checkout {branch} failed: {str(error.stderr).strip()}") from None
+                self._run("checkout", "-q", "-B", branch, start)
+        except _Failed as error:
+            raise GitError(f"git checkout {branch} failed: {error.stderr.strip()}") from None
 
     def _git(self, who: Someone | None, command: str, *args: str, sign: bool) -> None:
         """Run a committing command as the user, or as `who` (identity and signing key)."""
@@ -243,13 +280,10 @@ class GitRepo:
                 config += ["-c", "commit.gpgsign=false"]
         signing = ["-S"] if sign else []
         try:
-            self._repo.git.execute(
-                ["git", *config, command, *signing, *args],
-                env={**os.environ, **env} if env else None,
-            )
-        except git.GitCommandError as error:
+            self._run(*config, command, *signing, *args, env={**os.environ, **env} if env else None)
+        except _Failed as error:
             raise GitError(
-                f"git {command} failed: {str(error.stderr).strip()}",
+                f"git {command} failed: {error.stderr.strip()}",
                 hint="check your git identity and signing setup (gpg.format, user.signingkey)",
             ) from None
 
@@ -258,9 +292,9 @@ class GitRepo:
     def write_object(self, kind: str, data: bytes) -> str:
         """Store an object as a loose object, as git does (about 0.1 ms, not a process)."""
         if self._object_format != "sha1":
-            stored = self._repo.odb.store(IStream(kind, len(data), BytesIO(data)))
-            hexsha = stored.hexsha
-            return hexsha.decode() if isinstance(hexsha, bytes) else str(hexsha)
+            return (
+                self._run("hash-object", "-w", "-t", kind, "--stdin", stdin=data).decode().strip()
+            )
         body = f"{kind} {len(data)}".encode() + b"\0" + data
         oid = hashlib.sha1(body, usedforsecurity=False).hexdigest()
         target = self._objects / oid[:2] / oid[2:]
@@ -312,34 +346,35 @@ class GitRepo:
     def update_ref(self, branch: str, new: str, expected: str) -> bool:
         """Move refs/heads/<branch> from `expected` to `new`, atomically; False if it moved."""
         try:
-            self._repo.git.update_ref(f"refs/heads/{branch}", new, expected)
-        except git.GitCommandError:
+            self._run("update-ref", f"refs/heads/{branch}", new, expected)
+        except GitError:
             return False
         return True
 
     def push(self, remote: str, commit: str, branch: str) -> bool:
         """Fast-forward the remote's branch to `commit`; False when rejected (someone pushed)."""
         try:
-            self._repo.git.push("--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
-        except git.GitCommandError as error:
-            text = f"{error.stdout} {error.stderr}"
+            self._run("push", "--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
+        except _Failed as error:
+            text = f"{error.stdout.decode('utf-8', 'replace')} {error.stderr}"
             if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
                 return False
-            raise GitError(f"git push to {remote} failed: {str(error.stderr).strip()}") from None
+            raise GitError(f"git push to {remote} failed: {error.stderr.strip()}") from None
         return True  # git moved refs/remotes/<remote>/<branch> along with the push
 
     def fetch(self, remote: str, branch: str) -> str:
         """Fetch the remote's branch; its commit id."""
         try:
-            self._repo.git.fetch(
+            self._run(
+                "fetch",
                 "--quiet",
                 "--no-tags",
                 remote,
                 f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
             )
-        except git.GitCommandError as error:
+        except _Failed as error:
             raise GitError(
-                f"git fetch {remote} failed: {str(error.stderr).strip()}",
+                f"git fetch {remote} failed: {error.stderr.strip()}",
                 hint="check the remote's URL and your credentials",
             ) from None
         return self.resolve(f"refs/remotes/{remote}/{branch}")
@@ -351,12 +386,12 @@ class GitRepo:
         """
         ref = f"refs/heads/{branch}"
         try:
-            output = str(self._repo.git.ls_remote("--exit-code", remote, ref))
-        except git.GitCommandError as error:
+            output = self._text("ls-remote", "--exit-code", remote, ref)
+        except _Failed as error:
             if error.status == 2:  # --exit-code: no such ref
                 return None
             raise GitError(
-                f"git ls-remote {remote} failed: {str(error.stderr).strip()}",
+                f"git ls-remote {remote} failed: {error.stderr.strip()}",
                 hint="check the remote's URL and your credentials",
             ) from None
         for line in output.splitlines():
@@ -368,7 +403,7 @@ class GitRepo:
     @property
     def common_dir(self) -> Path:
         """Where the refs live (the git dir, or the main one of a linked worktree)."""
-        return Path(self._repo.common_dir)
+        return self._common_dir
 
     def follow_worktree(self, branch: str, old: str, new: str) -> None:
         """After moving a checked-out branch's ref, bring the index and files along.
@@ -376,15 +411,15 @@ class GitRepo:
         Best effort: a working tree with conflicting local edits is left alone
         (the commits are safe in the ref; `git status` will show the difference).
         """
-        if self._repo.bare or self.head_branch() != branch:
+        if self.bare or self.head_branch() != branch:
             return
-        with contextlib.suppress(git.GitCommandError):
-            self._repo.git.read_tree("-m", "-u", old, new)
+        with contextlib.suppress(GitError):
+            self._run("read-tree", "-m", "-u", old, new)
 
     def work_tree(self) -> Path:
-        if self._repo.bare or self._repo.working_tree_dir is None:
+        if self._work_tree is None:
             raise GitError(f"{self.path} is a bare repository", hint="run this in a clone")
-        return Path(self._repo.working_tree_dir)
+        return self._work_tree
 
     # -- history ----------------------------------------------------------
 
@@ -407,17 +442,18 @@ class GitRepo:
         ]
         if exclude is not None:
             args.append(f"^{exclude}")
-        process = self._repo.git.log(*args, as_process=True)
-        blocks = _ReadAhead(process.stdout)
+        log = Reader(["git", "log", *args], cwd=self.path, answers=False)
+        blocks = _ReadAhead(log.stdout)
         try:
             yield from _parse_log(_decoded(blocks))
         except GeneratorExit:
-            process.proc.kill()  # the caller stopped early: git's exit status means nothing
+            log.stop()  # the caller stopped early: git's exit status means nothing
             blocks.stop()
-            process.proc.wait()
             raise
         blocks.stop()
-        process.wait()
+        returncode, errors = log.finish()
+        if returncode != 0:
+            raise GitError(f"git log failed: {errors.strip()}")
 
     def commits(self, oids: list[str]) -> dict[str, CommitInfo]:
         """Many commits through one pipelined `cat-file --batch` (not one round trip each)."""
@@ -436,17 +472,7 @@ class GitRepo:
         return contents, sizes
 
     def _batch(self, oids: list[str]) -> Iterator[tuple[str, bytes, bytes]]:
-        """(oid, type, content) of each object, through one `cat-file --batch` process.
-
-        A handful of objects go through the persistent process instead: starting
-        a process costs more than a few round trips.
-        """
-        if len(oids) <= FEW:
-            for oid in oids:
-                with contextlib.suppress(GitError):
-                    kind, raw = self._object(oid)
-                    yield oid, kind, raw
-            return
+        """(oid, type, content) of each object, through the long-lived `cat-file --batch`."""
         for oid, (header, content) in zip(oids, self._objects_batch.ask(oids), strict=True):
             if len(header) == 3:  # else "<oid> missing"
                 yield oid, header[1], content
@@ -461,26 +487,12 @@ class GitRepo:
 
     def blob_at(self, commit: str, path: str) -> str | None:
         """The blob id of `path` in `commit`'s tree, or None when absent."""
-        if "\n" in path:
-            return None
-        try:
-            # GitPython's stubs say str; the persistent cat-file process returns bytes.
-            header = cast(
-                tuple[bytes, bytes, int], self._repo.git.get_object_header(f"{commit}:{path}")
-            )
-        except ValueError:
-            return None
-        oid, kind, _ = header
-        return oid.decode() if kind == b"blob" else None
+        return self.blobs_at([(commit, path)])[(commit, path)]
 
     def blobs_at(self, places: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         """`blob_at` for many (commit, path) pairs through one `cat-file --batch-check`."""
         wanted = [(commit, path) for commit, path in dict.fromkeys(places) if "\n" not in path]
         found: dict[tuple[str, str], str | None] = dict.fromkeys(places)
-        if len(wanted) <= FEW:
-            for commit, path in wanted:
-                found[(commit, path)] = self.blob_at(commit, path)
-            return found
         answers = self._names_batch.ask([f"{commit}:{path}" for commit, path in wanted])
         for pair, (parts, _) in zip(wanted, answers, strict=True):
             if len(parts) == 2 and parts[1] == b"blob":
@@ -488,22 +500,18 @@ class GitRepo:
         return found
 
     def blob_sizes(self, oids: list[str]) -> dict[str, int]:
-        """Sizes of many objects through one `cat-file --batch-check` (a few: one by one)."""
-        if len(oids) <= FEW:
-            sizes: dict[str, int] = {}
-            for oid in oids:
-                with contextlib.suppress(ValueError):
-                    sizes[oid] = self.blob_size(oid)
-            return sizes
-        sizes = {}
+        """Sizes of many objects through the long-lived `cat-file --batch-check`."""
+        sizes: dict[str, int] = {}
         for parts, _ in self._sizes_batch.ask(oids):
             if len(parts) == 3:
                 sizes[parts[0].decode()] = int(parts[2])
         return sizes
 
     def blob_size(self, oid: str) -> int:
-        _, _, size = self._repo.git.get_object_header(oid)
-        return int(size)
+        size = self.blob_sizes([oid]).get(oid)
+        if size is None:
+            raise GitError(f"object {oid} is missing from the repository")
+        return size
 
     def read_blob(self, oid: str) -> bytes:
         kind, data = self._object(oid)
@@ -512,12 +520,11 @@ class GitRepo:
         return data
 
     def _object(self, oid: str) -> tuple[bytes, bytes]:
-        """(type, content) through the persistent `cat-file --batch` process."""
-        try:
-            found = cast(tuple[bytes, bytes, int, bytes], self._repo.git.get_object_data(oid))
-        except ValueError:
-            raise GitError(f"object {oid} is missing from the repository") from None
-        return found[1], bytes(found[3])
+        """(type, content) through the long-lived `cat-file --batch` process."""
+        [(header, content)] = self._objects_batch.ask([oid])
+        if len(header) != 3:
+            raise GitError(f"object {oid} is missing from the repository")
+        return header[1], content
 
     def folder(self, commit: str, name: str) -> dict[str, tuple[str, str]]:
         """The files directly in top-level folder `name` of `commit`: path -> (mode, id).
@@ -536,7 +543,7 @@ class GitRepo:
         args = ["-r", "-z", "--full-tree", commit]
         if folder is not None:
             args += ["--", folder]
-        output = self._repo.git.ls_tree(*args)
+        output = self._run("ls-tree", *args).decode("utf-8", "surrogateescape")
         files: dict[str, tuple[str, str]] = {}
         for record in output.split("\0"):
             if not record:
@@ -549,11 +556,10 @@ class GitRepo:
 
 def user_config(key: str) -> str | None:
     """A value of the user's git configuration outside any repository (e.g. user.email)."""
-    try:
-        found: str = git.Git().config("--get", key)
-    except git.GitCommandError:
+    result = capture(["git", "config", "--get", key])
+    if result.returncode != 0:
         return None
-    return found or None
+    return result.stdout.decode("utf-8", "replace").strip() or None
 
 
 def _tree_sort_key(item: tuple[str, tuple[str, str]]) -> bytes:
@@ -635,11 +641,10 @@ class _CatFile:
 
     SLICE_BYTES: Final = 16 * 1024
 
-    def __init__(self, repo: git.Repo, option: str) -> None:
-        self._repo = repo
+    def __init__(self, path: Path, option: str) -> None:
+        self._path = path
         self._option = option
-        self._process: Popen[bytes] | None = None
-        self._handle: Any = None  # GitPython's AutoInterrupt
+        self._reader: Reader | None = None
         self._lock = threading.Lock()
 
     def ask(self, requests: list[str]) -> list[tuple[list[bytes], bytes]]:
@@ -669,27 +674,24 @@ class _CatFile:
         if not line:
             raise OSError("end of output")
         header = line.split()
-        if self._option != "--batch" or len(header) != 3 or header[-1] == b"missing":
-            return header, b""
+        if self._option != "--batch" or len(header) != 3:
+            return header, b""  # sizes and names, or "<name> missing"
         size = int(header[2])
         content = stdout.read(size + 1)[:size]  # each object ends with a newline
         return header, content
 
     def _started(self) -> tuple[IO[bytes], IO[bytes]]:
-        if self._process is None or self._process.poll() is not None:
-            # GitPython's own persistent cat-file processes are started this way.
-            # Its wrapper kills the process when collected, so it is kept alongside.
-            self._handle = self._repo.git.cat_file(self._option, as_process=True, istream=PIPE)
-            self._process = cast("Popen[bytes]", self._handle.proc)
-        return cast(IO[bytes], self._process.stdin), cast(IO[bytes], self._process.stdout)
+        if self._reader is not None and not self._reader.running:
+            self.close()  # it died (killed, out of memory): start another
+        if self._reader is None:
+            self._reader = Reader(["git", "cat-file", self._option], cwd=self._path, answers=True)
+        assert self._reader.stdin is not None
+        return self._reader.stdin, self._reader.stdout
 
     def close(self) -> None:
-        if self._process is not None:
-            with contextlib.suppress(OSError, ValueError):
-                cast(IO[bytes], self._process.stdin).close()
-            self._process.kill()
-            self._process.wait()
-            self._process = self._handle = None
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
 
 
 def _decoded(blocks: Iterator[bytes] | _ReadAhead) -> Iterator[str]:

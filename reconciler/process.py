@@ -1,7 +1,8 @@
-"""The one place that starts subprocesses (an edge): drivers, ssh-keygen, a worker.
+"""The one place that starts subprocesses (an edge): drivers, git, ssh-keygen, a worker.
 
-Called by the drivers (`execute`), by `actions` (reading a signing key) and
-by `authorise` (a worker process for the CPU-bound half of a long walk).
+Called by the drivers (`execute`), by the git adapter (`gitrepo`: plumbing
+commands and long-lived readers), by `actions` (reading a signing key) and by
+`authorise` (a worker process for the CPU-bound half of a long walk).
 Arguments are always an argv list, never a shell string; the environment is
 given explicitly; output is captured line by line with timestamps; a
 timeout kills the whole process group, so a driver's children die with it.
@@ -13,12 +14,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from reconciler.errors import ReconcilerError
 
@@ -112,6 +114,92 @@ def output_of(argv: Sequence[str], *, timeout: float = 30) -> str:
             f"{' '.join(argv)} failed: {' '.join(completed.output)[:300]}",
         )
     return "\n".join(completed.output)
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A finished command's exit status and its output, whole."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def capture(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> Captured:
+    """Run a short command (git plumbing) to completion, `stdin` as its whole input."""
+    try:
+        completed = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            check=False,
+        )
+    except OSError as error:
+        raise ReconcilerError(
+            f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}"
+        ) from None
+    return Captured(
+        completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace")
+    )
+
+
+class Reader:
+    """A long-lived command that writes to a pipe (git log) or answers on one (cat-file).
+
+    Its errors go to a temporary file, so a chatty stderr never blocks it.
+    """
+
+    def __init__(self, argv: Sequence[str], *, cwd: Path | None = None, answers: bool) -> None:
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish() or stop()
+        try:
+            self._process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                stdin=subprocess.PIPE if answers else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+            )
+        except OSError as error:
+            self._errors.close()
+            raise ReconcilerError(
+                f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}"
+            ) from None
+        assert self._process.stdout is not None
+        self.stdout: IO[bytes] = self._process.stdout
+        self.stdin: IO[bytes] | None = self._process.stdin
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the end; its exit status and what it wrote to stderr."""
+        returncode = self._process.wait()
+        self._errors.seek(0)
+        errors = self._errors.read().decode("utf-8", "replace")
+        self._close()
+        return returncode, errors
+
+    def stop(self) -> None:
+        """Kill it (the caller is done with its output) and wait."""
+        self._process.kill()
+        self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        for stream in (self._process.stdin, self._process.stdout, self._errors):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def worker_pool() -> ProcessPoolExecutor:

@@ -3,7 +3,12 @@ the history read ahead of its reader. Real repositories, real `git`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
+
+import pytest
 
 from reconciler.gitrepo import GitRepo
 from tests.gitfixtures import ConfigRepo, People
@@ -97,14 +102,28 @@ def test_history_of_paths_with_non_ascii_characters_is_read_whole(
     assert sorted(change.path for change in entry.changes) == names
 
 
+def our_cat_files() -> list[int]:
+    """Process ids of this process's `git cat-file --batch` children (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if int(fields[1]) == os.getpid() and command[:3] == [b"git", b"cat-file", b"--batch"]:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_cat_file_process_that_died_is_started_again(tmp_path: Path, people: People) -> None:
     repo = repo_with_plans(tmp_path, people, 30)
     blobs = blob_ids(repo)
     with GitRepo(repo.path) as git_repo:
         git_repo.blobs(blobs, limit=1 << 20)
-        process = git_repo._objects_batch._process  # the long-lived `cat-file --batch`
-        assert process is not None
-        process.kill()
-        process.wait()
+        [process] = our_cat_files()
+        os.kill(process, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(process, 0)
         contents, _ = git_repo.blobs(blobs, limit=1 << 20)
+        assert our_cat_files() not in ([], [process])
     assert set(contents) == set(blob_ids(repo))
