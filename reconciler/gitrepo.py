@@ -20,7 +20,7 @@ import queue
 import re
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -423,7 +423,7 @@ class GitRepo:
 
     # -- history ----------------------------------------------------------
 
-    def history(self, tip: str, exclude: str | None) -> Iterator[HistoryEntry]:
+    def history(self, tip: str, exclude: str | None) -> Generator[HistoryEntry, None, None]:
         """Every commit reachable from `tip` and not from `exclude`, parents first.
 
         One `git log` process; merges carry their diff against the first parent.
