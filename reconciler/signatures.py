@@ -50,17 +50,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from reconciler.sshkeys import KeyFormatError, fingerprint, read_mpint, read_string, read_uint32
+
+if TYPE_CHECKING:
+    # The other key types go through OpenSSL (`cryptography`), imported when one
+    # is met: a history signed with Ed25519 keys, the common case, never loads it.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 Status = Literal["good", "bad", "unsigned", "unsupported"]
 ObjectFormat = Literal["sha1", "sha256"]
@@ -84,10 +85,7 @@ _MESSAGE_HASHES: dict[bytes, Callable[[bytes], bytes]] = {
     b"sha256": lambda data: hashlib.sha256(data).digest(),
     b"sha512": lambda data: hashlib.sha512(data).digest(),
 }
-_RSA_HASHES: dict[bytes, hashes.HashAlgorithm] = {
-    b"rsa-sha2-256": hashes.SHA256(),
-    b"rsa-sha2-512": hashes.SHA512(),
-}
+_RSA_HASHES: Final = {b"rsa-sha2-256": "SHA256", b"rsa-sha2-512": "SHA512"}
 # OpenSSH accepts 1024-bit RSA; an authorisation decision should not.
 _RSA_MIN_BITS = 2048
 _RSA_MAX_BITS = 16384  # OpenSSH's own ceiling (SSHBUF_MAX_BIGNUM)
@@ -362,7 +360,7 @@ def _load_key(blob: bytes) -> _Key:
         return loader(name, reader)
     except _Refused as refusal:
         raise _Refused(refusal.status, refusal.reason, name) from None
-    except (ValueError, UnsupportedAlgorithm):
+    except ValueError:
         raise _Refused("bad", f"the {name} key is not a valid public key", name) from None
 
 
@@ -375,10 +373,23 @@ def _unsupported_key_reason(key_type: bytes) -> str:
 
 
 def _verified(check: Callable[[], None]) -> None:
+    """Run an OpenSSL verification; a mismatch is a bad signature."""
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - see TYPE_CHECKING
+
     try:
         check()
     except InvalidSignature:
         raise _Refused("bad", "signature does not match the commit") from None
+
+
+def _openssl_key(build: Callable[[], _T]) -> _T:
+    """An OpenSSL key object; one OpenSSL cannot load is an invalid key (ValueError)."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - see TYPE_CHECKING
+
+    try:
+        return build()
+    except UnsupportedAlgorithm as error:
+        raise ValueError(str(error)) from None
 
 
 def _signature_reader(signature: bytes, key_type: str, expected: bytes) -> _Reader:
@@ -396,6 +407,10 @@ def _ecdsa_der(blob: bytes, key_type: str) -> bytes:
     r = reader.mpint()
     s = reader.mpint()
     reader.finish()
+    from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: PLC0415
+        encode_dss_signature,
+    )
+
     return encode_dss_signature(r, s)
 
 
@@ -441,6 +456,8 @@ class _Ecdsa:
     type: str
 
     def verify(self, signature: bytes, data: bytes) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
         reader = _signature_reader(signature, self.type, self.type.encode("ascii"))
         der = _ecdsa_der(reader.string(), self.type)
         reader.finish()
@@ -461,8 +478,11 @@ class _Rsa:
                 "the RSA signature uses SHA-1 (ssh-rsa); only rsa-sha2-256 and rsa-sha2-512 "
                 "are accepted",
             )
-        algorithm = _RSA_HASHES.get(signature_type)
-        if algorithm is None:
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+
+        hash_name = _RSA_HASHES.get(signature_type)
+        if hash_name is None:
             raise _Refused(
                 "bad", f"signature type {_shown(signature_type)} does not fit an ssh-rsa key"
             )
@@ -473,6 +493,7 @@ class _Rsa:
             raise _Refused("bad", "the ssh-rsa signature is longer than the key's modulus")
         # OpenSSH left-pads short signatures the same way (ssh-rsa.c).
         padded = raw.rjust(size, b"\0")
+        algorithm = getattr(hashes, hash_name)()
         _verified(lambda: self.key.verify(padded, data, padding.PKCS1v15(), algorithm))
 
 
@@ -513,6 +534,9 @@ class _SkEcdsa:
         counter = reader.uint32()
         reader.finish()
         signed = _sk_signed_data(self.application, flags, counter, data)
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
         _verified(lambda: self.key.verify(der, signed, ec.ECDSA(hashes.SHA256())))
         _require_user_presence(flags)
 
@@ -524,24 +548,34 @@ def _ed25519_signature(reader: _Reader, key_type: str) -> bytes:
     return raw
 
 
-def _ed25519_point(reader: _Reader, key_type: str) -> ed25519.Ed25519PublicKey:
+def _ed25519_bytes(reader: _Reader, key_type: str) -> bytes:
     raw = reader.string()
     if len(raw) != _ED25519_KEY:
         raise _Refused("bad", f"the {key_type} key is not {_ED25519_KEY} bytes")
-    return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    return raw
 
 
-# SSH key type -> (curve name inside the blob, curve, signature hash)
-_CURVES: dict[str, tuple[bytes, ec.EllipticCurve, hashes.HashAlgorithm]] = {
-    "ecdsa-sha2-nistp256": (b"nistp256", ec.SECP256R1(), hashes.SHA256()),
-    "ecdsa-sha2-nistp384": (b"nistp384", ec.SECP384R1(), hashes.SHA384()),
-    "ecdsa-sha2-nistp521": (b"nistp521", ec.SECP521R1(), hashes.SHA512()),
-    "sk-ecdsa-sha2-nistp256@openssh.com": (b"nistp256", ec.SECP256R1(), hashes.SHA256()),
+# SSH key type -> (curve name inside the blob, curve, signature hash), by class name
+_CURVES: Final = {
+    "ecdsa-sha2-nistp256": (b"nistp256", "SECP256R1", "SHA256"),
+    "ecdsa-sha2-nistp384": (b"nistp384", "SECP384R1", "SHA384"),
+    "ecdsa-sha2-nistp521": (b"nistp521", "SECP521R1", "SHA512"),
+    "sk-ecdsa-sha2-nistp256@openssh.com": (b"nistp256", "SECP256R1", "SHA256"),
 }
 
 
+def _curve(key_type: str) -> tuple[bytes, ec.EllipticCurve, hashes.HashAlgorithm]:
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    curve_name, curve, hash_name = _CURVES[key_type]
+    return curve_name, getattr(ec, curve)(), getattr(hashes, hash_name)()
+
+
 def _ecdsa_point(reader: _Reader, key_type: str) -> ec.EllipticCurvePublicKey:
-    curve_name, curve, _ = _CURVES[key_type]
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    curve_name, curve, _ = _curve(key_type)
     if reader.string() != curve_name:
         raise _Refused("bad", f"the {key_type} key names another curve")
     point = reader.string()
@@ -549,19 +583,19 @@ def _ecdsa_point(reader: _Reader, key_type: str) -> ec.EllipticCurvePublicKey:
     # fingerprinting it, so its fingerprint would not be that of this blob.
     if point[:1] != b"\x04" or len(point) != 1 + 2 * ((curve.key_size + 7) // 8):
         raise _Refused("bad", f"the {key_type} key is not an uncompressed curve point")
-    return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+    return _openssl_key(lambda: ec.EllipticCurvePublicKey.from_encoded_point(curve, point))
 
 
 def _load_ed25519(key_type: str, reader: _Reader) -> _Key:
-    key = _ed25519_point(reader, key_type)
+    key = _ed25519_bytes(reader, key_type)
     reader.finish()
-    return _Ed25519(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+    return _Ed25519(key)
 
 
 def _load_ecdsa(key_type: str, reader: _Reader) -> _Key:
     key = _ecdsa_point(reader, key_type)
     reader.finish()
-    return _Ecdsa(key, _CURVES[key_type][2], key_type)
+    return _Ecdsa(key, _curve(key_type)[2], key_type)
 
 
 def _load_rsa(key_type: str, reader: _Reader) -> _Key:
@@ -577,14 +611,20 @@ def _load_rsa(key_type: str, reader: _Reader) -> _Key:
         raise _Refused(
             "unsupported", f"the {bits}-bit RSA key is too long (at most {_RSA_MAX_BITS})"
         )
-    return _Rsa(rsa.RSAPublicNumbers(exponent, modulus).public_key())
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    return _Rsa(_openssl_key(lambda: rsa.RSAPublicNumbers(exponent, modulus).public_key()))
 
 
 def _load_sk_ed25519(key_type: str, reader: _Reader) -> _Key:
-    key = _ed25519_point(reader, key_type)
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415
+
+    raw = _ed25519_bytes(reader, key_type)
     application = reader.string()
     reader.finish()
-    return _SkEd25519(key, application)
+    return _SkEd25519(
+        _openssl_key(lambda: ed25519.Ed25519PublicKey.from_public_bytes(raw)), application
+    )
 
 
 def _load_sk_ecdsa(key_type: str, reader: _Reader) -> _Key:
