@@ -1248,7 +1248,12 @@ def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Po
     teams = effective.get(TEAMS_FILE, {})
     environments = []
     for path, fields in effective.items():
-        if place(path).kind == "environment" and CONTENT in fields:
+        # The prefix first: the effective state holds every plan too.
+        if (
+            path.startswith("environments/")
+            and place(path).kind == "environment"
+            and CONTENT in fields
+        ):
             data = load(repo.read_blob(value(fields, CONTENT)), path).data
             environments.append(build_environment(data))
     return build_policy(teams_data(teams), environments)

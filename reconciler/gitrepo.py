@@ -106,6 +106,7 @@ class GitRepo:
                 [
                     "git",
                     "rev-parse",
+                    "--show-object-format",
                     "--path-format=absolute",
                     "--git-dir",
                     "--git-common-dir",
@@ -119,6 +120,7 @@ class GitRepo:
             if path.is_dir()
             else []
         )
+        self._object_format, *found = found or [""]
         self.bare = found[2:] == ["true"]
         top = found[0] if self.bare else (found[3:] or [""])[0]
         # The repository is `path` itself, never one found in a folder above it.
@@ -131,7 +133,6 @@ class GitRepo:
         self._common_dir = Path(found[1])
         self._work_tree = None if self.bare else Path(top)
         self._objects = self._common_dir / "objects"
-        self._object_format = self.config("extensions.objectformat") or "sha1"
         self._objects_batch = _CatFile(path, "--batch")
         self._names_batch = _CatFile(path, "--batch-check=%(objectname) %(objecttype)")
         self._sizes_batch = _CatFile(path, "--batch-check")
