@@ -223,9 +223,13 @@ class _Memo:
         return self._older.get(key) if found is None else found
 
     def put(self, key: tuple[str, str, str], fields: FieldMap) -> None:
-        self._newer[key] = fields
-        if len(self._newer) >= self._limit:
+        self.add({key: fields})
+
+    def add(self, parsed: Mapping[tuple[str, str, str], FieldMap]) -> None:
+        """Remember `parsed` together: a batch's versions all stay until the next batch."""
+        if len(self._newer) + len(parsed) > self._limit:
             self._older, self._newer = self._newer, {}
+        self._newer.update(parsed)
 
 
 if TYPE_CHECKING:
@@ -385,8 +389,7 @@ class Authoriser:
             for path, (_, oid) in files.items()
             if (placement := place(path)).kind in STRUCTURED
         ]
-        for key, fields in prepare(self.repo, [], frozenset(), wanted)[2].items():
-            self._memo.put(key, fields)
+        self._memo.add(prepare(self.repo, [], frozenset(), wanted)[2])
         for path, (mode, oid) in files.items():
             if mode not in FILE_MODES and place(path).kind is not None:
                 raise ConfigError(
@@ -532,8 +535,7 @@ class Authoriser:
         except Exception:  # the worker could not start, or died: do it here instead
             infos, checked, parsed = prepare(self.repo, *batch.inputs)
         self.store.remember_signatures(checked)
-        for key, fields in parsed.items():
-            self._memo.put(key, fields)
+        self._memo.add(parsed)
         self._infos = infos
         self._facts = {
             commit: _facts_of(info, batch.stored.get(commit) or checked[commit])
