@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,6 +86,7 @@ from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
 PREFETCH: Final = 512  # commits read, checked and parsed per batch
+AHEAD: Final = 2  # batches sent to the worker before the walk judges the oldest
 FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
@@ -461,12 +463,12 @@ class Authoriser:
                     self.progress(len(verdicts), total)
 
         # A long walk hands the CPU-bound half of each batch (signature checks,
-        # parsing plan versions) to a worker process: batch n+1 is read and sent
-        # before batch n is judged, so both cores work. A short walk (one batch:
-        # every pass of a service) never starts the worker.
+        # parsing plan versions) to a worker process: the next batches are read
+        # and sent before this one is judged, so both cores work. A short walk
+        # (one batch: every pass of a service) never starts the worker.
         batches = _batched(self.repo.history(tip, last), self.batch)
         opening = next(batches, None)
-        ahead = None if opening is None else _Batch.unread(opening)
+        flight: deque[_Batch] = deque([_Batch.unread(opening)] if opening else [])
         worker: Executor | None = None
         try:
             for entries in batches:
@@ -474,12 +476,12 @@ class Authoriser:
                     from reconciler.process import worker_pool  # noqa: PLC0415 - long walks only
 
                     worker = worker_pool()
-                batch = self._read(entries, worker, ahead)
-                if ahead is not None:
-                    judge(ahead if ahead.read else self._read(ahead.entries, None, None))
-                ahead = batch
-            if ahead is not None:
-                judge(ahead if ahead.read else self._read(ahead.entries, None, None))
+                asked = frozenset().union(*(batch.versions for batch in flight))
+                flight.append(self._read(entries, worker, asked))
+                if len(flight) > AHEAD:
+                    judge(self._ready(flight.popleft()))
+            while flight:
+                judge(self._ready(flight.popleft()))
         finally:
             if worker is not None:
                 worker.shutdown(cancel_futures=True)
@@ -492,19 +494,23 @@ class Authoriser:
 
     def prefetch(self, commits: list[str]) -> None:
         """Read many commits and check their signatures in one batch (`decide.gather`)."""
-        self._install(self._read([HistoryEntry(commit, (), ()) for commit in commits], None, None))
+        entries = [HistoryEntry(commit, (), ()) for commit in commits]
+        self._install(self._read(entries, None, frozenset()))
+
+    def _ready(self, batch: _Batch) -> _Batch:
+        """`batch`, read here and now if it was not sent to the worker."""
+        return batch if batch.read else self._read(batch.entries, None, frozenset())
 
     def _read(
-        self, entries: list[HistoryEntry], worker: Executor | None, before: _Batch | None
+        self, entries: list[HistoryEntry], worker: Executor | None, asked: frozenset[str]
     ) -> _Batch:
         """Have a batch's commits read and checked, and the plan and teams.yaml versions
         it needs read and parsed: by `worker`, or here and now without one.
 
-        Versions already parsed, or asked for by the batch `before`, are not read again.
+        Versions already parsed, or `asked` for by the batches in flight, are not read again.
         """
         commits = [entry.id for entry in entries]
         stored = self.store.signatures(commits)
-        asked = before.versions if before is not None else frozenset()
         wanted: dict[str, Wanted] = {}
         for entry in entries:
             for change in entry.changes:

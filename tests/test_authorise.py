@@ -6,11 +6,15 @@ real keys and real commits, and asserts the exact reason the reconciler gives.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler import process
 from reconciler.authorise import Authoriser, LandingVerdict, Refusal
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.gitrepo import GitRepo
@@ -496,6 +500,28 @@ def test_a_walk_in_many_batches_judges_exactly_as_a_walk_in_one(
         verdict.as_json() for verdict in in_one.judged
     ]
     assert in_batches.differs == in_one.differs
+
+
+def test_a_walk_whose_worker_dies_judges_its_batches_itself(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    merge_resolved_by_changing_portal(repo, people)
+    repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
+
+    def dying_pool() -> ProcessPoolExecutor:
+        # A real worker process that exits as it starts: every batch sent to it fails.
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(1, mp_context=context, initializer=os._exit, initargs=(3,))
+
+    in_one = repo.verify(state_dir=tmp_path / "one")
+    monkeypatch.setattr(process, "worker_pool", dying_pool)
+    in_batches = repo.verify(batch=2, state_dir=tmp_path / "batches")
+
+    assert sum(not verdict.authorised for verdict in in_one.judged) == 2
+    assert [verdict.as_json() for verdict in in_batches.judged] == [
+        verdict.as_json() for verdict in in_one.judged
+    ]
 
 
 def test_a_rewritten_history_stops_verification_naming_both_commits(
