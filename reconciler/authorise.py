@@ -978,11 +978,10 @@ class Authoriser:
             return whole_file(blob)
         key = (kind, placement.name, blob)
         cached = self._memo.get(key)
-        if cached is None:
-            raw = self.repo.read_blob(blob) if self.repo.blob_size(blob) <= MAX_FILE_BYTES else b""
-            if not raw:
+        if cached is None:  # not parsed with its batch (a version outside the walk)
+            if self.repo.blob_size(blob) > MAX_FILE_BYTES:
                 return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
-            cached = _structured_fields(path, kind, placement.name, raw)
+            cached = _structured_fields(path, kind, placement.name, self.repo.read_blob(blob))
             self._memo.put(key, cached)
         return cached
 

@@ -101,37 +101,14 @@ class GitRepo:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        found = (
-            capture(
-                [
-                    "git",
-                    "rev-parse",
-                    "--show-object-format",
-                    "--path-format=absolute",
-                    "--git-dir",
-                    "--git-common-dir",
-                    "--is-bare-repository",
-                    "--show-toplevel",  # fails, after the rest, in a bare repository
-                ],
-                cwd=path,
-            )
-            .stdout.decode("utf-8", "surrogateescape")
-            .splitlines()
-            if path.is_dir()
-            else []
-        )
-        self._object_format, *found = found or [""]
-        self.bare = found[2:] == ["true"]
-        top = found[0] if self.bare else (found[3:] or [""])[0]
-        # The repository is `path` itself, never one found in a folder above it.
-        if len(found) < 3 or os.path.realpath(top) != os.path.realpath(path):
+        where = _locate(path)
+        if where is None:
             raise GitError(
                 f"{path} is not a Git repository",
                 hint="pass --repo with the configuration repository's path",
             )
-        self.git_dir = Path(found[0])
-        self._common_dir = Path(found[1])
-        self._work_tree = None if self.bare else Path(top)
+        self._object_format, self.git_dir, self._common_dir, self._work_tree = where
+        self.bare = self._work_tree is None
         self._objects = self._common_dir / "objects"
         self._objects_batch = _CatFile(path, "--batch")
         self._names_batch = _CatFile(path, "--batch-check=%(objectname) %(objecttype)")
@@ -553,6 +530,25 @@ class GitRepo:
             mode, _, oid = meta.split(" ")
             files[path] = (mode, oid)
         return files
+
+
+def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
+    """The object format, git dir, common dir and work tree (None when bare) of the
+    repository at `path` itself (never one found in a folder above it); one process."""
+    if not path.is_dir():
+        return None
+    argv = ["git", "rev-parse", "--show-object-format", "--path-format=absolute"]
+    argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
+    argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
+    found = capture(argv, cwd=path).stdout.decode("utf-8", "surrogateescape").splitlines()
+    if len(found) < 4:
+        return None
+    object_format, git_dir, common_dir, bare, *top = found
+    root = git_dir if bare == "true" else (top or [""])[0]
+    if os.path.realpath(root) != os.path.realpath(path):
+        return None
+    work_tree = None if bare == "true" else Path(root)
+    return object_format, Path(git_dir), Path(common_dir), work_tree
 
 
 def user_config(key: str) -> str | None:

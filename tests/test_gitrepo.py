@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.errors import GitError
 from reconciler.gitrepo import GitRepo
 from tests.gitfixtures import ConfigRepo, People
 
@@ -127,3 +128,24 @@ def test_a_cat_file_process_that_died_is_started_again(tmp_path: Path, people: P
         contents, _ = git_repo.blobs(blobs, limit=1 << 20)
         assert our_cat_files() not in ([], [process])
     assert set(contents) == set(blob_ids(repo))
+
+
+def test_a_repository_is_opened_only_at_its_own_path(tmp_path: Path, people: People) -> None:
+    repo = repo_with_plans(tmp_path, people, 1)
+    for elsewhere in (repo.path / "plans", repo.path / ".git", tmp_path / "absent"):
+        with pytest.raises(GitError, match="is not a Git repository"):
+            GitRepo(elsewhere)
+    with GitRepo(repo.path) as git_repo:
+        assert git_repo.work_tree() == repo.path.resolve()
+        assert not git_repo.bare
+
+
+def test_a_bare_repository_opens_and_has_no_work_tree(tmp_path: Path, people: People) -> None:
+    repo = repo_with_plans(tmp_path, people, 2)
+    bare = tmp_path / "bare.git"
+    repo.git("clone", "-q", "--bare", str(repo.path), str(bare))
+    with GitRepo(bare) as git_repo:
+        assert git_repo.bare
+        assert git_repo.resolve("main") == repo.head()
+        with pytest.raises(GitError, match="bare repository"):
+            git_repo.work_tree()
