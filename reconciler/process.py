@@ -204,9 +204,26 @@ class Reader:
 
 def worker_pool() -> ProcessPoolExecutor:
     """One worker process: a fresh interpreter ("spawn"), so no lock or thread of
-    this process is copied into it, whatever the platform's default."""
+    this process is copied into it, whatever the platform's default. It leaves
+    when this process is gone, even killed with SIGKILL."""
     # Imported here: multiprocessing costs every command's start-up a few milliseconds.
     import multiprocessing  # noqa: PLC0415
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_leave_with,
+        initargs=(os.getpid(),),
+    )
+
+
+def _leave_with(parent: int) -> None:
+    """In a worker: exit as soon as `parent` is no longer its parent (it died)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="leave-with-parent", daemon=True).start()
