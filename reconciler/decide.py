@@ -376,11 +376,9 @@ def _approvals(
     counted: list[str] = []
     waits: list[Wait] = []
     for rule in environment.gates.approvals:
-        matching = [
-            user
-            for user in valid
-            if user not in counted and any(role == rule.role for _, role in policy.roles_of(user))
-        ]
+        # Approvers and eligible users are users, so role_holders says what roles_of would.
+        with_role = policy.role_holders.get(rule.role, frozenset())
+        matching = [user for user in valid if user not in counted and user in with_role]
         taken = matching[: rule.count]
         counted.extend(taken)
         if len(taken) < rule.count:
@@ -388,9 +386,7 @@ def _approvals(
             eligible = [
                 user
                 for user in holders(policy, PLAN_APPROVE, environment.name)
-                if any(role == rule.role for _, role in policy.roles_of(user))
-                and user not in editors
-                and user not in counted
+                if user in with_role and user not in editors and user not in counted
             ]
             who = ", ".join(eligible) or "nobody who did not edit the plan"
             waits.append(
@@ -567,8 +563,13 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         elif INVALID in fields:
             problem = f"invalid: {value(fields, INVALID)}"
         plans.append(OnMain(path, blob, None if problem else effective_plan(fields), problem))
+    # Only what the plans on main need: each is decided on its own version's
+    # landing, sign-offs and runs, so older versions' commits are never read.
+    current = {PlanRef(item.path, item.blob) for item in plans}
     landings: dict[PlanRef, Landed] = {}
     for path, blob, landing, detail in store.plan_versions():
+        if PlanRef(path, blob) not in current:
+            continue
         landings[PlanRef(path, blob)] = Landed(
             seq=detail["seq"],
             commit=landing,
@@ -577,10 +578,14 @@ def gather(authoriser: Authoriser, tip: str) -> History:
             triggered=detail["triggered"],
             reasons=tuple(detail["reasons"]),
         )
-    signoffs = tuple(
-        Signoff.from_json(item) for item in store.events(["approve", "deploy", "retry"])
-    )
     records = [Record.from_json(item) for item in store.events(["record"])]
+    runs = runs_from(records)
+    current_runs = {run.id for run in runs if run.plan in current}
+    signoffs = tuple(
+        signoff
+        for signoff in map(Signoff.from_json, store.events(["approve", "deploy", "retry"]))
+        if signoff.plan in current or signoff.run in current_runs
+    )
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
     return History(
@@ -588,7 +593,7 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         plans=tuple(plans),
         landings=landings,
         signoffs=signoffs,
-        runs=runs_from(records),
+        runs=runs,
         editors=store.editors_of([item.path for item in plans]),
         first_seen=store.first_seen(commits),
         commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
