@@ -567,9 +567,8 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     # landing, sign-offs and runs, so older versions' commits are never read.
     current = {PlanRef(item.path, item.blob) for item in plans}
     landings: dict[PlanRef, Landed] = {}
-    for path, blob, landing, detail in store.plan_versions():
-        if PlanRef(path, blob) not in current:
-            continue
+    wanted = {(ref.path, ref.blob) for ref in current}
+    for path, blob, landing, detail in store.plan_versions(only=wanted):
         landings[PlanRef(path, blob)] = Landed(
             seq=detail["seq"],
             commit=landing,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -254,12 +254,16 @@ class StateStore:
             [(path, blob, landing, json.dumps(detail))],
         )
 
-    def plan_versions(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+    def plan_versions(
+        self, only: Container[tuple[str, str]] | None = None
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Landed plan versions in landing order; with `only`, those (path, blob) pairs."""
         return [
             (path, blob, landing, json.loads(detail))
             for path, blob, landing, detail in self._read(
                 "SELECT path, blob, landing, detail FROM plan_versions ORDER BY seq"
             )
+            if only is None or (path, blob) in only
         ]
 
     def add_event(self, seq: int, commit: str, kind: str, detail: Mapping[str, Any]) -> None:
