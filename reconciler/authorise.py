@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
 PREFETCH: Final = 512  # commits read, checked and parsed per batch
-AHEAD: Final = 2  # batches sent to the worker before the walk judges the oldest
+MAX_WORKERS: Final = 3  # worker processes of a long walk, at most (one core stays the walk's)
 FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
@@ -289,9 +290,12 @@ class Authoriser:
         cap: int = DEFAULT_CAP,
         progress: Progress | None = None,
         batch: int = PREFETCH,
+        workers: int | None = None,
     ) -> None:
         self.repo = repo
         self.batch = batch
+        # One worker per core beside the walk's own; none where there is only one core.
+        self.workers = workers if workers is not None else min(MAX_WORKERS, _cores() - 1)
         self.store = store
         self.now = now
         self.cap = cap
@@ -472,13 +476,14 @@ class Authoriser:
         worker: Executor | None = None
         try:
             for entries in batches:
-                if worker is None:
+                if worker is None and self.workers > 0:
                     from reconciler.process import worker_pool  # noqa: PLC0415 - long walks only
 
-                    worker = worker_pool()
+                    worker = worker_pool(self.workers)
                 asked = frozenset().union(*(batch.versions for batch in flight))
                 flight.append(self._read(entries, worker, asked))
-                if len(flight) > AHEAD:
+                # Each worker has a batch to work on and one waiting.
+                if len(flight) > 2 * self.workers:
                     judge(self._ready(flight.popleft()))
             while flight:
                 judge(self._ready(flight.popleft()))
@@ -1133,6 +1138,12 @@ class Authoriser:
     def _display_actor(self, commit: str, policy: Policy) -> str:
         actor = resolve(self.facts(commit), policy, signature_required=False)
         return actor.name
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _batched(entries: Iterator[HistoryEntry], size: int) -> Iterator[list[HistoryEntry]]:

@@ -202,16 +202,16 @@ class Reader:
                     stream.close()
 
 
-def worker_pool() -> ProcessPoolExecutor:
-    """One worker process: a fresh interpreter ("spawn"), so no lock or thread of
-    this process is copied into it, whatever the platform's default. It leaves
+def worker_pool(workers: int = 1) -> ProcessPoolExecutor:
+    """Worker processes, each a fresh interpreter ("spawn"), so no lock or thread of
+    this process is copied into them, whatever the platform's default. They leave
     when this process is gone, even killed with SIGKILL."""
     # Imported here: multiprocessing costs every command's start-up a few milliseconds.
     import multiprocessing  # noqa: PLC0415
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
     return ProcessPoolExecutor(
-        max_workers=1,
+        max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_leave_with,
         initargs=(os.getpid(),),

@@ -257,13 +257,14 @@ class ConfigRepo:
         now: datetime = FIXED_NOW,
         tip: str = "main",
         batch: int = PREFETCH,
+        workers: int | None = None,
         state_dir: Path | None = None,
         **options: Any,
     ) -> VerifyResult:
         with GitRepo(self.path) as repo:
             store = StateStore(state_dir or self.state_dir, "main")
             try:
-                authoriser = Authoriser(repo, store, now=now, batch=batch)
+                authoriser = Authoriser(repo, store, now=now, batch=batch, workers=workers)
                 return authoriser.run(repo.resolve(tip), **options)
             finally:
                 store.close()

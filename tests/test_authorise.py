@@ -484,22 +484,22 @@ def test_verification_is_incremental_and_judges_each_landing_once(
 def test_a_walk_in_many_batches_judges_exactly_as_a_walk_in_one(
     tmp_path: Path, people: People
 ) -> None:
-    # Batches of two commits: signatures are checked and plans parsed by the
-    # worker process, each batch read before the previous one is judged.
+    # Batches of two commits: signatures are checked and plans parsed by no
+    # worker (one core), one or two worker processes, batches read ahead.
     repo = SeedRepo.create(tmp_path, people)
     merge_resolved_by_changing_portal(repo, people)
     repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
     repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"}, PORTAL)})
 
     in_one = repo.verify(state_dir=tmp_path / "one")
-    in_batches = repo.verify(batch=2, state_dir=tmp_path / "batches")
-
     assert len(in_one.judged) == 6
     assert sum(not verdict.authorised for verdict in in_one.judged) == 3
-    assert [verdict.as_json() for verdict in in_batches.judged] == [
-        verdict.as_json() for verdict in in_one.judged
-    ]
-    assert in_batches.differs == in_one.differs
+    for workers in (0, 1, 2):
+        in_batches = repo.verify(batch=2, workers=workers, state_dir=tmp_path / f"w{workers}")
+        assert [verdict.as_json() for verdict in in_batches.judged] == [
+            verdict.as_json() for verdict in in_one.judged
+        ]
+        assert in_batches.differs == in_one.differs
 
 
 def test_a_walk_whose_worker_dies_judges_its_batches_itself(
@@ -509,14 +509,14 @@ def test_a_walk_whose_worker_dies_judges_its_batches_itself(
     merge_resolved_by_changing_portal(repo, people)
     repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
 
-    def dying_pool() -> ProcessPoolExecutor:
-        # A real worker process that exits as it starts: every batch sent to it fails.
+    def dying_pool(workers: int) -> ProcessPoolExecutor:
+        # Real worker processes that exit as they start: every batch sent to them fails.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(1, mp_context=context, initializer=os._exit, initargs=(3,))
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=os._exit, initargs=(3,))
 
     in_one = repo.verify(state_dir=tmp_path / "one")
     monkeypatch.setattr(process, "worker_pool", dying_pool)
-    in_batches = repo.verify(batch=2, state_dir=tmp_path / "batches")
+    in_batches = repo.verify(batch=2, workers=1, state_dir=tmp_path / "batches")
 
     assert sum(not verdict.authorised for verdict in in_one.judged) == 2
     assert [verdict.as_json() for verdict in in_batches.judged] == [
