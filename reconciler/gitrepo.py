@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from reconciler.errors import GitError
-from reconciler.process import Reader, capture
+from reconciler.process import Reader, TimedOut, capture
 
 NULL_OID: Final = "0" * 40
 FILE_MODES: Final = frozenset({"100644", "100755"})
@@ -35,6 +35,9 @@ SYMLINK_MODE: Final = "120000"
 GITLINK_MODE: Final = "160000"
 _FULL_OID = re.compile(r"[0-9a-f]{40}")
 _RECORD_SEPARATOR: Final = "\x1e"
+# Fetch, push and ls-remote talk to another machine: a remote that stops
+# answering must not hold a reconciler forever (it retries on its next pass).
+NETWORK_TIMEOUT: Final = 300.0
 
 
 class _Failed(GitError):
@@ -137,10 +140,19 @@ class GitRepo:
     # -- running git ----------------------------------------------------------
 
     def _run(
-        self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> bytes:
         """`git <args>` in this repository: its output, or `_Failed`."""
-        result = capture(["git", *args], cwd=self.path, env=env, stdin=stdin)
+        try:
+            result = capture(["git", *args], cwd=self.path, env=env, stdin=stdin, timeout=timeout)
+        except TimedOut as error:
+            raise GitError(
+                error.message, hint="check the remote's URL, the network and your credentials"
+            ) from None
         if result.returncode != 0:
             raise _Failed(args[0], result.returncode, result.stdout, result.stderr)
         return result.stdout
@@ -332,7 +344,14 @@ class GitRepo:
     def push(self, remote: str, commit: str, branch: str) -> bool:
         """Fast-forward the remote's branch to `commit`; False when rejected (someone pushed)."""
         try:
-            self._run("push", "--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
+            self._run(
+                "push",
+                "--porcelain",
+                "--quiet",
+                remote,
+                f"{commit}:refs/heads/{branch}",
+                timeout=NETWORK_TIMEOUT,
+            )
         except _Failed as error:
             text = f"{error.stdout.decode('utf-8', 'replace')} {error.stderr}"
             if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
@@ -349,6 +368,7 @@ class GitRepo:
                 "--no-tags",
                 remote,
                 f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+                timeout=NETWORK_TIMEOUT,
             )
         except _Failed as error:
             raise GitError(
@@ -364,7 +384,9 @@ class GitRepo:
         """
         ref = f"refs/heads/{branch}"
         try:
-            output = self._text("ls-remote", "--exit-code", remote, ref)
+            output = self._run(
+                "ls-remote", "--exit-code", remote, ref, timeout=NETWORK_TIMEOUT
+            ).decode("utf-8", "replace")
         except _Failed as error:
             if error.status == 2:  # --exit-code: no such ref
                 return None

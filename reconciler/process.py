@@ -125,31 +125,52 @@ class Captured:
     stderr: str
 
 
+class TimedOut(ReconcilerError):
+    """A command did not finish in the time it was given (and was killed)."""
+
+
 def capture(
     argv: Sequence[str],
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
+    timeout: float | None = None,
 ) -> Captured:
-    """Run a short command (git plumbing) to completion, `stdin` as its whole input."""
+    """Run a short command (git plumbing) to completion, `stdin` as its whole input.
+
+    With a `timeout`, it runs in its own process group, which is killed (the
+    command and whatever it started: ssh, a remote helper) after that many
+    seconds, raising `TimedOut`.
+    """
     try:
-        completed = subprocess.run(
+        process = subprocess.Popen(
             list(argv),
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            input=stdin,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
-            check=False,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=timeout is not None,
         )
     except OSError as error:
         raise ReconcilerError(
             f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}"
         ) from None
-    return Captured(
-        completed.returncode, completed.stdout, completed.stderr.decode("utf-8", "replace")
-    )
+    try:
+        stdout, stderr = process.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.communicate()
+        raise TimedOut(f"{' '.join(argv[:2])} did not finish within {timeout:g} s") from None
+    except BaseException:
+        if timeout is not None:
+            _kill_group(process)
+        else:
+            process.kill()
+        process.wait()
+        raise
+    return Captured(process.returncode, stdout, stderr.decode("utf-8", "replace"))
 
 
 class Reader:

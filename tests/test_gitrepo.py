@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
+from reconciler import gitrepo
 from reconciler.errors import GitError
 from reconciler.gitrepo import GitRepo
 from tests.gitfixtures import ConfigRepo, People
@@ -103,6 +105,16 @@ def test_history_of_paths_with_non_ascii_characters_is_read_whole(
     assert sorted(change.path for change in entry.changes) == names
 
 
+def processes_mentioning(text: str) -> list[int]:
+    """Process ids whose command line holds `text` (from /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+    return found
+
+
 def our_cat_files() -> list[int]:
     """Process ids of this process's `git cat-file --batch` children (from /proc)."""
     found = []
@@ -149,3 +161,21 @@ def test_a_bare_repository_opens_and_has_no_work_tree(tmp_path: Path, people: Pe
         assert git_repo.resolve("main") == repo.head()
         with pytest.raises(GitError, match="bare repository"):
             git_repo.work_tree()
+
+
+def test_a_remote_that_stops_answering_is_given_up_on(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = repo_with_plans(tmp_path, people, 1)
+    remote = tmp_path / "remote.git"
+    repo.git("init", "-q", "--bare", str(remote))
+    repo.git("remote", "add", "origin", str(remote))
+    # The remote side of the fetch never answers (git appends the path as $1).
+    repo.git("config", "remote.origin.uploadpack", "sh -c 'sleep 30' upload-pack")
+    monkeypatch.setattr(gitrepo, "NETWORK_TIMEOUT", 1.0)
+    started = time.monotonic()
+    with GitRepo(repo.path) as git_repo, pytest.raises(GitError, match="did not finish within 1 s"):
+        git_repo.fetch("origin", "main")
+    assert time.monotonic() - started < 10
+    # Nothing the fetch started is left behind: the whole process group was killed.
+    assert processes_mentioning(str(remote)) == []
