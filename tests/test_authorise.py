@@ -100,6 +100,21 @@ def test_a_refused_entry_is_not_laundered_by_another_users_notes_edit(
     assert result.differs == {QA_PLAN: ("the customer-portal entry",)}
 
 
+def test_an_owner_clears_a_refused_value_they_want_by_committing_another_value_first(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    wanted = {**PORTAL, "version": "0.7", "from": "0.7-dev.1"}
+    repo.commit(people.bob, {QA_PLAN: qa_plan(wanted)}, signed=False)
+    assert repo.verify().differs == {QA_PLAN: ("the customer-portal entry",)}
+    repo.commit(people.diana, {QA_PLAN: qa_plan({**wanted, "version": "0.7.0"})})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(wanted)})
+    result = repo.verify()
+    assert [verdict.authorised for verdict in result.judged] == [True, True]
+    assert result.differs == {}
+
+
 def test_retargeting_another_teams_plan_to_production_is_refused(
     tmp_path: Path, people: People
 ) -> None:
