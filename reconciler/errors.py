@@ -61,6 +61,10 @@ class RefusedError(ReconcilerError):
     """The acting user lacks the permission for what they asked to do."""
 
 
+class TimedOut(ReconcilerError):
+    """A command did not finish in the time it was given (and was killed)."""
+
+
 class TemporaryError(ReconcilerError):
     """A failure that may pass if tried again later (a lost push race, a busy driver)."""
 

@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Final
 
-from reconciler.errors import GitError
-from reconciler.process import Reader, TimedOut, capture
+from reconciler.errors import GitError, TimedOut
+from reconciler.process import Reader, capture
 
 NULL_OID: Final = "0" * 40
 FILE_MODES: Final = frozenset({"100644", "100755"})

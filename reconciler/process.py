@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, TimedOut
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -123,10 +123,6 @@ class Captured:
     returncode: int
     stdout: bytes
     stderr: str
-
-
-class TimedOut(ReconcilerError):
-    """A command did not finish in the time it was given (and was killed)."""
 
 
 def capture(
