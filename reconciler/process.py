@@ -150,9 +150,7 @@ def capture(
             start_new_session=timeout is not None,
         )
     except OSError as error:
-        raise ReconcilerError(
-            f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}"
-        ) from None
+        raise _cannot_start(argv, error) from None
     try:
         stdout, stderr = process.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -167,6 +165,10 @@ def capture(
         process.wait()
         raise
     return Captured(process.returncode, stdout, stderr.decode("utf-8", "replace"))
+
+
+def _cannot_start(argv: Sequence[str], error: OSError) -> ReconcilerError:
+    return ReconcilerError(f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}")
 
 
 class Reader:
@@ -187,9 +189,7 @@ class Reader:
             )
         except OSError as error:
             self._errors.close()
-            raise ReconcilerError(
-                f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}"
-            ) from None
+            raise _cannot_start(argv, error) from None
         assert self._process.stdout is not None
         self.stdout: IO[bytes] = self._process.stdout
         self.stdin: IO[bytes] | None = self._process.stdin

@@ -105,26 +105,28 @@ def test_history_of_paths_with_non_ascii_characters_is_read_whole(
     assert sorted(change.path for change in entry.changes) == names
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Process ids whose command line holds `text` (from /proc)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            if text.encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-    return found
-
-
-def our_cat_files() -> list[int]:
-    """Process ids of this process's `git cat-file --batch` children (from /proc)."""
+def processes() -> list[tuple[int, int, list[bytes]]]:
+    """(pid, parent pid, argv) of every process, from /proc (skipping ones that just ended)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
-            if int(fields[1]) == os.getpid() and command[:3] == [b"git", b"cat-file", b"--batch"]:
-                found.append(int(stat.parent.name))
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            found.append((int(stat.parent.name), parent, argv))
     return found
+
+
+def processes_mentioning(text: str) -> list[int]:
+    return [pid for pid, _, argv in processes() if any(text.encode() in arg for arg in argv)]
+
+
+def our_cat_files() -> list[int]:
+    """This process's `git cat-file --batch` children."""
+    return [
+        pid
+        for pid, parent, argv in processes()
+        if parent == os.getpid() and argv[:3] == [b"git", b"cat-file", b"--batch"]
+    ]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
