@@ -467,9 +467,9 @@ class Authoriser:
                     self.progress(len(verdicts), total)
 
         # A long walk hands the CPU-bound half of each batch (signature checks,
-        # parsing plan versions) to a worker process: the next batches are read
-        # and sent before this one is judged, so both cores work. A short walk
-        # (one batch: every pass of a service) never starts the worker.
+        # parsing plan versions) to worker processes: the next batches are sent
+        # before this one is judged, so every core works. A short walk (one
+        # batch: every pass of a service) starts none.
         batches = _batched(self.repo.history(tip, last), self.batch)
         opening = next(batches, None)
         flight: deque[_Batch] = deque([_Batch.unread(opening)] if opening else [])
@@ -538,7 +538,7 @@ class Authoriser:
     def _install(self, batch: _Batch) -> None:
         """Make `batch` the one whose commits and versions the judging reads.
 
-        The caches hold about one batch, so memory stays flat however long the history.
+        The caches hold a few batches, so memory stays flat however long the history.
         """
         assert batch.prepared is not None
         try:
