@@ -288,6 +288,54 @@ def _duration(delta: timedelta) -> str:
     return f"{seconds // 60}m"
 
 
+def _signoff_problem(
+    history: History,
+    signoff: Signoff,
+    permission: str,
+    environment: Environment,
+    now: datetime,
+    editors: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why an approval or a retry does not count, or None (editors never approve)."""
+    problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
+    if problem is None and signoff.actor in editors:
+        problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
+    return problem or _lapsed(
+        history,
+        signoff.commit,
+        signoff.actor,
+        signoff.how,
+        signoff.committed_at,
+        permission,
+        environment,
+        now,
+    )
+
+
+def _not_held(actor: str | None, held: bool, reasons: tuple[str, ...], how: str) -> str | None:
+    """Why a sign-off (or a triggering landing) did not hold its permission when it landed."""
+    if actor is None or not held:
+        return "; ".join(reasons) or how
+    return None
+
+
+def _lapsed(
+    history: History,
+    commit: str,
+    actor: str | None,
+    how: str,
+    committed_at: datetime,
+    permission: str,
+    environment: Environment,
+    now: datetime,
+) -> str | None:
+    """Why a sign-off that held its permission when it landed does not count now: its
+    actor no longer verifies or holds it under today's policy, or it is too old."""
+    return _still_holds(history, commit, actor, how, permission, environment) or _fresh(
+        history, commit, committed_at, environment, now
+    )
+
+
 def _still_holds(
     history: History,
     commit: str,
@@ -328,15 +376,9 @@ def _trigger(
     ]
     for seq, commit, actor, how, held, reasons in candidates:
         label = f"trigger in {commit[:12]} by {actor or 'an unknown actor'}"
-        if actor is None:
-            notes.append(f"{label} does not count: {how}")
-            continue
-        if not held:
-            notes.append(f"{label} does not count: {'; '.join(reasons)}")
-            continue
-        problem = _still_holds(history, commit, actor, how, PLAN_DEPLOY, environment)
-        problem = problem or _fresh(
-            history, commit, history.commit_times.get(commit, now), environment, now
+        committed_at = history.commit_times.get(commit, now)
+        problem = _not_held(actor, held, reasons, how) or _lapsed(
+            history, commit, actor, how, committed_at, PLAN_DEPLOY, environment, now
         )
         if problem:
             notes.append(f"{label} does not count: {problem}")
@@ -360,15 +402,7 @@ def _approvals(
         if signoff.seq < landed.seq:
             notes.append(f"{label} does not count: it landed before this version")
             continue
-        problem = None
-        if signoff.actor is None or not signoff.held:
-            problem = "; ".join(signoff.reasons) or signoff.how
-        elif signoff.actor in editors:
-            problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
-        else:
-            problem = _still_holds(
-                history, signoff.commit, signoff.actor, signoff.how, PLAN_APPROVE, environment
-            ) or _fresh(history, signoff.commit, signoff.committed_at, environment, now)
+        problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
         if problem:
             notes.append(f"{label} does not count: {problem}")
         elif signoff.actor is not None and signoff.actor not in valid:
@@ -430,15 +464,10 @@ def _decide_retry(
         if signoff.kind != "retry" or signoff.run != interrupted.id:
             continue
         label = f"retry in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
-        problem = None
         if signoff.seq < interrupted.finished_seq:
-            problem = "it landed before the run was recorded interrupted"
-        elif signoff.actor is None or not signoff.held:
-            problem = "; ".join(signoff.reasons) or signoff.how
+            problem: str | None = "it landed before the run was recorded interrupted"
         else:
-            problem = _still_holds(
-                history, signoff.commit, signoff.actor, signoff.how, PLAN_DEPLOY, environment
-            ) or _fresh(history, signoff.commit, signoff.committed_at, environment, now)
+            problem = _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now)
         if problem:
             notes.append(f"{label} does not count: {problem}")
             continue
