@@ -40,6 +40,7 @@ import argparse
 import base64
 import contextlib
 import cProfile
+import dataclasses
 import functools
 import hashlib
 import io
@@ -412,16 +413,7 @@ class PassCheck:
         return not self.problems
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "runs": self.runs,
-            "succeeded": self.succeeded,
-            "start_records": self.start_records,
-            "finish_records": self.finish_records,
-            "bookkeeping_records": self.bookkeeping_records,
-            "other_commits": self.other_commits,
-            "passed": self.passed,
-            "problems": self.problems,
-        }
+        return {**dataclasses.asdict(self), "passed": self.passed}
 
 
 # One record per NUL-terminated entry: id, signer key, trailers.

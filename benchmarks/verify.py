@@ -116,14 +116,7 @@ class Goal:
         return "PASS" if met else "MISS"
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "value": self.value,
-            "bound": self.bound,
-            "direction": self.direction,
-            "unit": self.unit,
-            "status": self.status,
-        }
+        return {**dataclasses.asdict(self), "status": self.status}
 
 
 @dataclass(slots=True)
@@ -142,15 +135,7 @@ class Check:
         return not self.problems
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "landings": self.landings,
-            "expected_landings": self.expected_landings,
-            "refused": self.refused,
-            "expected_refused": self.expected_refused,
-            "passed": self.passed,
-            "problems": self.problems,
-        }
+        return {**dataclasses.asdict(self), "passed": self.passed}
 
 
 # -- the repositories -------------------------------------------------------------------------
