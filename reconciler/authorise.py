@@ -61,6 +61,7 @@ from reconciler.fields import (
     INVALID,
     ORDER,
     FieldMap,
+    changed_keys,
     describe_field,
     invalid,
     plan_fields,
@@ -70,7 +71,7 @@ from reconciler.fields import (
     whole_file,
 )
 from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
-from reconciler.identity import CommitFacts, resolve
+from reconciler.identity import Actor, CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, load
 from reconciler.model import Policy, Snapshot
@@ -307,6 +308,12 @@ class Authoriser:
         self._memo = _Memo(FIELDS_MEMO)  # parsed plan and teams.yaml versions
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
+        # Every rule that judges a commit asks who made it: answers last for the
+        # batch and the policy (`_actor`, `_may_deploy`).
+        self._actors: dict[tuple[str, bool], Actor] = {}
+        self._deploy_verdicts: dict[tuple[str, str], Verdict] = {}
+        self._answers_policy: Policy | None = None
+        self._stamps: dict[str, str] = {}  # commit -> committer date, ISO 8601
         self._infos: dict[str, CommitInfo] = {}
         self._next_seq = 0
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
@@ -553,6 +560,8 @@ class Authoriser:
             for commit, info in infos.items()
         }
         self._boundary_blobs = {}
+        self._actors = {}
+        self._stamps = {}
 
     def _read_boundaries(self, landings: list[list[HistoryEntry]]) -> None:
         """What the commits just outside each landing hold at the paths it touches.
@@ -643,11 +652,12 @@ class Authoriser:
                 self.effective.get(path, {})
             ]
             parent_actual = [self._actual(parent, path, work) for parent in parents] or [{}]
-            own: dict[str, str] = {}
+            # A value equal to the first parent's vouched one is vouched as it is:
+            # only the others need a look.
+            own: dict[str, str] = dict(actual)
             blame: dict[str, Refusal | None] = {}
             own_edits: list[str] = []
-            keys = set(actual).union(*parent_vouched, *parent_actual)
-            for key in sorted(keys):
+            for key in changed_keys(parent_vouched[0], actual):
                 current = actual.get(key)
                 if any(candidate.get(key) == current for candidate in parent_vouched) or (
                     key == ORDER and _order_kept(current, parent_vouched)
@@ -731,12 +741,10 @@ class Authoriser:
         target = value(fields, "target")
         environment = policy.environments.get(target) if isinstance(target, str) else None
         signed = environment.gates.signed_commits if environment else True
-        actor = resolve(self.facts(commit), policy, signature_required=signed)
+        actor = self._actor(commit, policy, signed=signed)
         if actor.id:
             work.editors.setdefault(path, set()).add(actor.id)
-        changed = sorted(
-            key for key in set(before) | set(after) if before.get(key) != after.get(key)
-        )
+        changed = changed_keys(before, after)
         refused = sorted(
             key
             for key, refusal in blame.items()
@@ -760,7 +768,7 @@ class Authoriser:
                 "how": actor.how,
                 "refused": [describe_field(key) for key in refused],
                 "merge": len(work.entries[commit].parents) > 1,
-                "committed_at": self.info(commit).committer.when.isoformat(),
+                "committed_at": self._committed_at(commit),
             },
         )
 
@@ -771,10 +779,8 @@ class Authoriser:
         before = self.effective.get(path, {})
         after = dict(before)
         refusals: dict[str, Refusal] = {}
-        for key in sorted(set(actual) | set(before)):
+        for key in changed_keys(before, actual):
             current = actual.get(key)
-            if current == before.get(key):
-                continue
             if vouched.get(key) == current:
                 _put(after, key, current)
                 continue
@@ -858,9 +864,9 @@ class Authoriser:
             target = value(self.effective.get(path, {}), "target")
             environment = policy.environments.get(target) if isinstance(target, str) else None
             signed = environment.gates.signed_commits if environment else True
-            actor = resolve(self.facts(commit), policy, signature_required=signed)
+            actor = self._actor(commit, policy, signed=signed)
             verdict = (
-                may_on_environment(policy, actor.name, PLAN_DEPLOY, target)
+                self._may_deploy(policy, actor.name, target)
                 if actor.known and isinstance(target, str)
                 else None
             )
@@ -870,7 +876,7 @@ class Authoriser:
                 commit,
                 {
                     "seq": work.seq,
-                    "committed_at": self.info(commit).committer.when.isoformat(),
+                    "committed_at": self._committed_at(commit),
                     "actor": actor.id,
                     "how": actor.how,
                     "verified": actor.verified,
@@ -900,7 +906,7 @@ class Authoriser:
         self.store.add_landing(
             work.seq,
             commit,
-            {**verdict.as_json(), "committed_at": self.info(commit).committer.when.isoformat()},
+            {**verdict.as_json(), "committed_at": self._committed_at(commit)},
         )
         return verdict
 
@@ -1127,7 +1133,7 @@ class Authoriser:
                     "kind": "ignored",
                     "commit": commit,
                     "seq": seq,
-                    "committed_at": self.info(commit).committer.when.isoformat(),
+                    "committed_at": self._committed_at(commit),
                     "trailers": {key: list(values) for key, values in trailers.items()},
                     "reason": reason,
                 },
@@ -1136,8 +1142,41 @@ class Authoriser:
         return ignore
 
     def _display_actor(self, commit: str, policy: Policy) -> str:
-        actor = resolve(self.facts(commit), policy, signature_required=False)
-        return actor.name
+        return self._actor(commit, policy, signed=False).name
+
+    def _actor(self, commit: str, policy: Policy, *, signed: bool) -> Actor:
+        """`commit`'s actor under `policy` when a signature is (not) required."""
+        self._answering(policy)
+        key = (commit, signed)
+        actor = self._actors.get(key)
+        if actor is None:
+            actor = self._actors[key] = resolve(
+                self.facts(commit), policy, signature_required=signed
+            )
+        return actor
+
+    def _may_deploy(self, policy: Policy, user: str, environment: str) -> Verdict:
+        self._answering(policy)
+        key = (user, environment)
+        verdict = self._deploy_verdicts.get(key)
+        if verdict is None:
+            verdict = self._deploy_verdicts[key] = may_on_environment(
+                policy, user, PLAN_DEPLOY, environment
+            )
+        return verdict
+
+    def _answering(self, policy: Policy) -> None:
+        """Forget the remembered answers when another policy asks."""
+        if policy is not self._answers_policy:
+            self._answers_policy = policy
+            self._actors = {}
+            self._deploy_verdicts = {}
+
+    def _committed_at(self, commit: str) -> str:
+        stamp = self._stamps.get(commit)
+        if stamp is None:
+            stamp = self._stamps[commit] = self.info(commit).committer.when.isoformat()
+        return stamp
 
 
 def _cores() -> int:

@@ -33,6 +33,15 @@ def canonical(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def changed_keys(before: FieldMap, after: FieldMap) -> list[str]:
+    """The keys whose text differs between two field maps (or is in one only), sorted.
+
+    Most edits change one field of many: the set difference of the items finds
+    it without visiting every key in Python.
+    """
+    return sorted({key for key, _ in before.items() ^ after.items()})
+
+
 def value(fields: FieldMap, key: str) -> Any:
     text = fields.get(key)
     if text is None:

@@ -125,7 +125,6 @@ def _plan(
         if target in policy.environments
     )
     actor = resolve(facts, policy, signature_required=signed)
-    applications = tuple(dict.fromkeys((*plan_applications(old), *plan_applications(new))))
     if field == INVALID:
         if INVALID in new:
             reason = f"the new content is refused: {value(new, INVALID)}"
@@ -138,6 +137,12 @@ def _plan(
     if not targets:
         return Judgement(Verdict.deny("the plan names no target environment"), "a target", actor)
     verdicts: list[Verdict] = []
+    # Most edits are one application's entry, which needs only that application.
+    applications = (
+        ()
+        if field.startswith(APP_PREFIX)
+        else tuple(dict.fromkeys((*plan_applications(old), *plan_applications(new))))
+    )
     for target in targets:
         if field.startswith(APP_PREFIX):
             application = field[len(APP_PREFIX) :]
