@@ -61,7 +61,7 @@ class Session:
         """Walk to `to` (default: the branch tip); persist only what is on the branch."""
         tip = self.tip()
         target = self.repo.resolve(to) if to else tip
-        on_branch = self.repo.is_ancestor(target, tip)
+        on_branch = target == tip or self.repo.is_ancestor(target, tip)
         authoriser = self.authoriser(progress)
         anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
         result = authoriser.run(target, trust_anchor=anchor, persist=on_branch)
@@ -158,13 +158,16 @@ class Session:
         return self.authorise(trust_anchor=anchor, progress=progress)
 
 
-def default_branch(repo: GitRepo) -> str:
-    if repo.try_resolve("refs/heads/main"):
+def followed_branch(repo: GitRepo, branch: str | None) -> str:
+    """`branch`, else main, else the branch HEAD points at; it must exist."""
+    if branch is None and repo.try_resolve("refs/heads/main"):
         return "main"
-    head = repo.head_branch()
-    if head is None:
+    followed = branch or repo.head_branch()
+    if followed is None:
         raise UsageError("cannot tell which branch to follow", hint="pass --branch")
-    return head
+    if repo.try_resolve(f"refs/heads/{followed}") is None:
+        raise GitError(f"branch '{followed}' does not exist in {repo.path}", hint="pass --branch")
+    return followed
 
 
 @contextmanager
@@ -172,11 +175,7 @@ def open_session(
     repo_dir: Path, *, branch: str | None, state_dir: Path | None, now: datetime
 ) -> Iterator[Session]:
     with GitRepo(repo_dir) as repo:
-        followed = branch or default_branch(repo)
-        if repo.try_resolve(f"refs/heads/{followed}") is None:
-            raise GitError(
-                f"branch '{followed}' does not exist in {repo_dir}", hint="pass --branch"
-            )
+        followed = followed_branch(repo, branch)
         store = StateStore(state_dir or repo.git_dir / "reconciler", followed)
         try:
             yield Session(repo, store, followed, now)

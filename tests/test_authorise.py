@@ -734,3 +734,22 @@ def test_verifying_up_to_an_older_commit_reports_the_landings_until_then(
     older = repo.reconciler("verify", "--to", first, "--format", "json")
     assert older.exit_code == 0, older.stderr
     assert [landing["commit"] for landing in older.json()["landings"]] == [first]
+
+
+def test_verify_refuses_a_branch_that_does_not_exist(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    result = repo.reconciler("verify", "--branch", "releases")
+    assert result.exit_code != 0
+    assert "branch 'releases' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_main_verify_follows_the_branch_head_points_at(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.git("branch", "-m", "main", "trunk")
+    bad = repo.commit(people.bob, {QA_PLAN: qa_plan(PORTAL)}, signed=False)
+    data = repo.reconciler("verify", "--format", "json").json()
+    assert data["tip"] == bad
+    assert data["authorised"] is False
