@@ -60,6 +60,7 @@ from reconciler.fields import (
     CONTENT,
     INVALID,
     ORDER,
+    TEXT,
     FieldMap,
     changed_keys,
     describe_field,
@@ -329,8 +330,15 @@ class Authoriser:
         *,
         trust_anchor: str | None = None,
         persist: bool = True,
+        older: bool = False,
     ) -> VerifyResult:
-        """Walk to `tip`; with `persist=False` the caller must `discard()` afterwards."""
+        """Walk to `tip`; with `persist=False` the caller must `discard()` afterwards.
+
+        `older=True` lets `tip` be an older commit of the verified history (a
+        report up to it). Otherwise `tip` is where the branch is now, and a
+        branch moved back behind the last verified commit was rewritten: the
+        commits it dropped may be what made its content effective.
+        """
         position = self.store.position()
         self.store.begin()
         try:
@@ -338,16 +346,9 @@ class Authoriser:
                 anchor = trust_anchor or self._default_anchor(tip)
                 position = self._anchor(anchor)
             elif position.last_verified != self._loaded:
-                self.effective = self.store.effective()
-                self.dirty = {
-                    path: {
-                        key: Refusal.from_json(blame) if blame else None
-                        for key, blame in detail.items()
-                    }
-                    for path, detail in self.store.dirty().items()
-                }
+                self._restore()
             self.anchor = position.anchor
-            judged = self._walk(tip, position)
+            judged = self._walk(tip, position, older=older)
         except BaseException:
             self.store.rollback()
             self._loaded = None
@@ -371,6 +372,22 @@ class Authoriser:
                 for path, detail in self.dirty.items()
             },
         )
+
+    def _restore(self) -> None:
+        """Hold the effective state as the store has it, and judge by its policy.
+
+        The policy built from the state this object held before (a walk that
+        was discarded, or one another walker has since moved past) must not
+        judge a single landing more.
+        """
+        self.effective = self.store.effective()
+        self.dirty = {
+            path: {
+                key: Refusal.from_json(blame) if blame else None for key, blame in detail.items()
+            }
+            for path, detail in self.store.dirty().items()
+        }
+        self._policy = None
 
     def keep(self) -> None:
         """Commit what a `run(persist=False)` wrote, once what it walked is published."""
@@ -436,7 +453,7 @@ class Authoriser:
 
     # -- the walk ------------------------------------------------------------
 
-    def _walk(self, tip: str, position: Position) -> tuple[LandingVerdict, ...]:
+    def _walk(self, tip: str, position: Position, *, older: bool) -> tuple[LandingVerdict, ...]:
         last = position.last_verified
         if last == tip:
             return ()
@@ -445,7 +462,7 @@ class Authoriser:
         # The common case needs no merge-base: last is the first parent of the chain's start.
         off_chain = first is None or first.parents[:1] != (last,)
         if off_chain and not self.repo.is_ancestor(last, tip):
-            if self.repo.is_ancestor(tip, last):
+            if older and self.repo.is_ancestor(tip, last):
                 return ()  # an older commit of the verified history: nothing new to judge
             raise HistoryRewrittenError(
                 f"main ({tip[:12]}) does not descend from the last verified commit {last[:12]}: "
@@ -657,7 +674,7 @@ class Authoriser:
             own: dict[str, str] = dict(actual)
             blame: dict[str, Refusal | None] = {}
             own_edits: list[str] = []
-            for key in changed_keys(parent_vouched[0], actual):
+            for key in _text_last(changed_keys(parent_vouched[0], actual)):
                 current = actual.get(key)
                 if any(candidate.get(key) == current for candidate in parent_vouched) or (
                     key == ORDER and _order_kept(current, parent_vouched)
@@ -679,7 +696,14 @@ class Authoriser:
                         blame[key] = inherited[key]
                     continue
                 own_edits.append(key)
-                refusal = self._own_edit(commit, path, key, parent_vouched, actual, policy, work)
+                if key == TEXT and len(own_edits) > 1:
+                    # teams.yaml's text changes with every edit of it: it follows
+                    # the commit's other edits there, and a refusal is told once.
+                    refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
+                else:
+                    refusal = self._own_edit(
+                        commit, path, key, parent_vouched, actual, policy, work
+                    )
                 if refusal is None:
                     _put(own, key, current)
                 else:
@@ -992,7 +1016,8 @@ class Authoriser:
         if cached is None:  # not parsed with its batch (a version outside the walk)
             if self.repo.blob_size(blob) > MAX_FILE_BYTES:
                 return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
-            cached = _structured_fields(path, kind, placement.name, self.repo.read_blob(blob))
+            raw = self.repo.read_blob(blob)
+            cached = _structured_fields(path, kind, placement.name, blob, raw)
             self._memo.put(key, cached)
         return cached
 
@@ -1215,7 +1240,7 @@ def prepare(
     # Larger versions are left out: the walk reads their size and calls them invalid.
     contents, _ = repo.blobs([blob for *_, blob in wanted], MAX_FILE_BYTES)
     parsed = {
-        (kind, name, blob): _structured_fields(path, kind, name, contents[blob])
+        (kind, name, blob): _structured_fields(path, kind, name, blob, contents[blob])
         for path, kind, name, blob in wanted
         if blob in contents
     }
@@ -1247,6 +1272,13 @@ def _put(target: dict[str, str], key: str, text: str | None) -> None:
         target.pop(key, None)
     else:
         target[key] = text
+
+
+def _text_last(keys: list[str]) -> list[str]:
+    """`keys` with `TEXT` (if there) moved last, to be judged after the others."""
+    if TEXT not in keys:
+        return keys
+    return [key for key in keys if key != TEXT] + [TEXT]
 
 
 def _order_kept(order: str | None, parents: list[FieldMap]) -> bool:
@@ -1282,7 +1314,7 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     return landed
 
 
-def _structured_fields(path: str, kind: str, name: str, raw: bytes) -> FieldMap:
+def _structured_fields(path: str, kind: str, name: str, blob: str, raw: bytes) -> FieldMap:
     if len(raw) > MAX_FILE_BYTES:
         return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
     try:
@@ -1297,7 +1329,7 @@ def _structured_fields(path: str, kind: str, name: str, raw: bytes) -> FieldMap:
         if document.data["name"] != name:
             return invalid(f"{path}: name '{document.data['name']}' does not match the file name")
         return plan_fields(document.data)
-    return teams_fields(document.data)
+    return teams_fields(document.data, blob)
 
 
 def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:

@@ -4,6 +4,9 @@ Called by `authorise`. Plans are judged per application entry and per field,
 `teams.yaml` per user, team membership and application list, so that two
 people's independent edits to one file merge cleanly and a merge that changes
 someone else's value is caught. Every other file is one value, its blob id.
+`teams.yaml` also has its text as a value (`TEXT`, the blob id): a change to
+its comments or layout alone changes no other field, and still needs a
+signed user who may edit the file.
 
 A `FieldMap` maps a field key to its canonical JSON text; a missing key means
 the field is absent. Content that cannot be read (invalid YAML, a schema
@@ -20,6 +23,7 @@ FieldMap = Mapping[str, str]
 
 INVALID: Final = "invalid"
 CONTENT: Final = "content"
+TEXT: Final = "text"
 APP_PREFIX: Final = "app:"
 PLAN_SCALARS: Final = ("name", "source", "target", "notes", "state")
 ORDER: Final = "order"
@@ -98,6 +102,8 @@ def describe_field(key: str) -> str:
         return "its content"
     if key == CONTENT:
         return "its content"
+    if key == TEXT:
+        return "its comments and layout"
     return key.replace("/", ".")
 
 
@@ -106,8 +112,8 @@ def describe_field(key: str) -> str:
 _IDENTITY_SECTIONS: Final = ("users", "service_accounts", "hosts")
 
 
-def teams_fields(data: Mapping[str, Any]) -> FieldMap:
-    fields: dict[str, str] = {}
+def teams_fields(data: Mapping[str, Any], blob: str) -> FieldMap:
+    fields: dict[str, str] = {TEXT: canonical(blob)}
     for section in _IDENTITY_SECTIONS:
         for identity_id, identity in data.get(section, {}).items():
             fields[f"{section}/{identity_id}"] = canonical(identity)

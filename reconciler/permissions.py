@@ -175,6 +175,15 @@ def may_change_membership(
     return Verdict.allow(f"{user} holds infrastructure projects (members of team {team})")
 
 
+def may_change_teams_text(policy: Policy, user: str) -> Verdict:
+    """teams.yaml's comments and layout: whoever may edit some of it (settings, projects)."""
+    if user in policy.settings:
+        return Verdict.allow(f"{user} holds infrastructure settings")
+    if user in policy.projects:
+        return Verdict.allow(f"{user} holds infrastructure projects (comments and layout)")
+    return may_change_settings(policy, user, TEAMS_EDIT)
+
+
 def may_change_applications(policy: Policy, user: str, team: str) -> Verdict:
     if user in policy.settings:
         return Verdict.allow(f"{user} holds infrastructure settings")

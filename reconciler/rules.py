@@ -10,7 +10,8 @@ carries the reasons `permissions` gives, plus the permission that was needed.
   application in the plan; to or from cancelled, plan.deploy; source and
   target, plan.edit on the old and new target for every application.
 - teams.yaml: teams.edit (settings); projects may change teams' applications
-  and members, granting only tech-lead, developer or tester, never to itself.
+  and members, granting only tech-lead, developer or tester, never to itself,
+  and the comments and layout that go with such a change.
 - environments/, schemas/: environments.edit (settings).
 - deployments/, logs/: the reconciler service account only.
 - anything else: listed in teams.yaml `other_paths`, by a user; else refused.
@@ -28,6 +29,7 @@ from reconciler import permissions
 from reconciler.fields import (
     APP_PREFIX,
     INVALID,
+    TEXT,
     FieldMap,
     plan_applications,
     teams_field_parts,
@@ -192,6 +194,9 @@ def _plan_needed(
 
 
 def _teams(policy: Policy, actor: Actor, field: str, old: FieldMap, new: FieldMap) -> Judgement:
+    if field == TEXT:
+        verdict = permissions.may_change_teams_text(policy, actor.name)
+        return Judgement(verdict, f"{permissions.TEAMS_EDIT} (comments and layout)", actor)
     parts = teams_field_parts(field)
     if parts[0] == "teams" and len(parts) == 4 and parts[2] == "members":
         old_role, new_role = value(old, field), value(new, field)

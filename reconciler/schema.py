@@ -1,4 +1,5 @@
-"""Stage 2a, validate one file: a loaded document against the shipped JSON Schema.
+"""Stage 2a, validate one file: a loaded document against the shipped JSON Schema
+(and the one rule of a single file that a schema cannot state, see `_beyond_schema`).
 
 Called by `validate`. Valid documents, the common case, are checked by the
 Rust validator (`jsonschema-rs`, about 40x faster); only an invalid one is
@@ -55,7 +56,7 @@ _REQUIRED_HINTS = {
 def check(document: Document, kind: str) -> list[Finding]:
     """Every schema violation in `document`, one finding each (empty when valid)."""
     if _fast(kind).is_valid(document.data):
-        return []
+        return _beyond_schema(document, kind)
     if document.data is None:
         return [Finding(document.path, 1, 1, "the file is empty", _needs(kind))]
     findings = {
@@ -64,6 +65,35 @@ def check(document: Document, kind: str) -> list[Finding]:
         for finding in _explain(document, kind, error)
     }
     return [findings[key] for key in sorted(findings)]
+
+
+def _beyond_schema(document: Document, kind: str) -> list[Finding]:
+    """The rules of one file that a JSON Schema cannot state: a plan lists each
+    application once (`uniqueItems` compares whole entries, not names).
+
+    Here rather than among validate's cross-file checks, so that the history
+    walk, which checks every plan version with `check`, refuses such a plan
+    too: its entries could not be judged one application at a time.
+    """
+    if kind != "plan":
+        return []
+    findings: list[Finding] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(document.data["applications"]):
+        application: str = entry["name"]
+        if application in seen:
+            where = document.position(("applications", index, "name"))
+            findings.append(
+                Finding(
+                    document.path,
+                    where.line,
+                    where.column,
+                    f"application '{application}' is listed twice",
+                    "a plan deploys each application once; remove one entry",
+                )
+            )
+        seen.add(application)
+    return findings
 
 
 def _needs(kind: str) -> str:

@@ -64,7 +64,7 @@ class Session:
         on_branch = target == tip or self.repo.is_ancestor(target, tip)
         authoriser = self.authoriser(progress)
         anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
-        result = authoriser.run(target, trust_anchor=anchor, persist=on_branch)
+        result = authoriser.run(target, trust_anchor=anchor, persist=on_branch, older=target != tip)
         self.persisted = on_branch
         policy = authoriser.policy()
         if not on_branch:

@@ -557,17 +557,8 @@ def _check_plan(
             f"'{target_name}' promotes from '{target.promotes_from}', not {_quoted(source)}",
             f"set source: {target.promotes_from}",
         )
-    seen: set[str] = set()
     for index, entry in enumerate(plan["applications"]):
         application: str = entry["name"]
-        if application in seen:
-            out.at(
-                document,
-                ("applications", index, "name"),
-                f"application '{application}' is listed twice",
-                "a plan deploys each application once; remove one entry",
-            )
-        seen.add(application)
         if policy is not None and application not in policy.application_owner:
             out.at(
                 document,

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,14 @@ from typing import Any
 
 import yaml
 
-from reconciler.authorise import PREFETCH, Authoriser, VerifyResult, policy_from
+from reconciler.authorise import (
+    PREFETCH,
+    Authoriser,
+    LandingVerdict,
+    Refusal,
+    VerifyResult,
+    policy_from,
+)
 from reconciler.decide import Decision, decide, gather
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
@@ -157,6 +164,25 @@ class ConfigRepo:
 
     def git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         return run_git(self.path, *args, env=env)
+
+    def identity(
+        self, by: Person, *, signed: bool = True, date: str | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """Config options and environment for a git command run as `by` (merges, reverts)."""
+        return self._identity(by, signed=signed, email=None, key=None, date=date)
+
+    def land_commit_tree(
+        self, by: Person, tree: str, *parents: str, message: str, signed: bool = False
+    ) -> str:
+        """A commit of `tree` with exactly `parents` (any order, any number) made as `by`,
+        put on main and checked out: merges `git merge` would never make."""
+        config, env = self.identity(by, signed=signed)
+        sign = ["-S"] if signed else []
+        parent_args = [arg for parent in parents for arg in ("-p", parent)]
+        commit = self.git(*config, "commit-tree", *sign, tree, *parent_args, "-m", message, env=env)
+        self.git("update-ref", "refs/heads/main", commit)
+        self.git("reset", "-q", "--hard", "main")
+        return commit
 
     def _identity(
         self, by: Person, *, signed: bool, email: str | None, key: Path | None, date: str | None
@@ -619,3 +645,17 @@ def readme_row(command: str) -> str:
         if line.startswith(f"| `{command}`"):
             return line
     raise AssertionError(f"no row for {command} in the README's output formats")
+
+
+def only_refusal(verdict: LandingVerdict) -> Refusal:
+    """The one refusal of a refused landing."""
+    assert not verdict.authorised
+    assert len(verdict.refusals) == 1, verdict.refusals
+    return verdict.refusals[0]
+
+
+def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> str:
+    """The seed teams.yaml after `change` edits its data."""
+    data = seed_teams(people)
+    change(data)
+    return dump(data)

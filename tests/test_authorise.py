@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reconciler import process
-from reconciler.authorise import Authoriser, LandingVerdict, Refusal
+from reconciler.authorise import Authoriser
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.gitrepo import GitRepo
 from reconciler.session import Session
@@ -28,26 +28,14 @@ from tests.gitfixtures import (
     QA_PLAN,
     People,
     SeedRepo,
-    dump,
     example_file,
+    only_refusal,
     plan,
     prod_plan,
     qa_plan,
     seed_teams,
+    teams_with,
 )
-
-
-def only_refusal(verdict: LandingVerdict) -> Refusal:
-    assert not verdict.authorised
-    assert len(verdict.refusals) == 1, verdict.refusals
-    return verdict.refusals[0]
-
-
-def teams_with(people: People, change: Any) -> str:
-    data = seed_teams(people)
-    change(data)
-    return dump(data)
-
 
 # -- plans: per entry and per field ---------------------------------------------------
 

@@ -1,0 +1,556 @@
+"""Attacks on the authorisation rules, written as the attacker would try them.
+
+From an adversarial review: each test is one attempt to get a change, an
+approval or a trigger accepted that DESIGN.md says must be refused, and
+asserts the refusal. The first versions of four of them got through: a
+walker that kept the policy of a discarded walk, main moved back behind the
+last verified commit, a plan listing an application twice, and an unsigned
+change to teams.yaml's comments.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from reconciler.authorise import Authoriser
+from reconciler.decide import gather
+from reconciler.errors import HistoryRewrittenError
+from reconciler.gitrepo import GitRepo
+from reconciler.reconcile import Options, Reconciler
+from reconciler.statestore import StateStore
+from tests.configrepo import reconciler as run_cli
+from tests.gitfixtures import (
+    DEV_PLAN,
+    DRIVER,
+    ECOMMERCE,
+    FIXED_NOW,
+    PORTAL,
+    PROD_PLAN,
+    QA_PLAN,
+    People,
+    SeedRepo,
+    command_environment,
+    dev_plan,
+    dump,
+    only_refusal,
+    prod_plan,
+    proposed_qa_release,
+    qa_plan,
+    seed_teams,
+    teams_with,
+    with_command_driver,
+)
+
+PORTAL_BAD = {**PORTAL, "version": "9.9", "from": "9.9-dev.1"}
+
+
+# -- 1. effective-state caching: a walk that is thrown away leaves its policy behind --------
+
+
+def test_a_discarded_walk_does_not_leave_its_policy_to_judge_the_next_walk(
+    tmp_path: Path, people: People
+) -> None:
+    """reconcile._observe runs `run(tip, persist=False)` (pending finish records, or
+    --dry-run), calls gather() (which computes authoriser.policy()), and calls
+    discard() when the push loses a race. The next run() on the same long-lived
+    walker must judge every landing by the policy *before* it again."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    assert repo.verify().authorised  # the service has verified up to here
+    # bob (ecommerce developer) changes customer-portal: refused, he is not in that team
+    bobs = repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL_BAD)}, signed=False)
+    # later root adds bob to customer-portal (this never authorises bob's earlier commit)
+    grant = teams_with(
+        people, lambda d: d["teams"]["customer-portal"]["members"].__setitem__("bob", "developer")
+    )
+    repo.commit(people.root, {"teams.yaml": grant}, "bob joins customer-portal")
+    with GitRepo(repo.path) as git:
+        store = StateStore(repo.state_dir, "main")
+        try:
+            walker = Authoriser(git, store, now=FIXED_NOW)
+            tip = git.resolve("main")
+            walker.run(tip, persist=False)
+            gather(walker, tip)  # as reconcile._observe does before publishing
+            walker.discard()  # the push lost the race (or a dry run)
+            result = walker.run(tip)  # the next round, same walker
+        finally:
+            store.close()
+    bob_landing = next(v for v in result.judged if v.commit == bobs)
+    assert not bob_landing.authorised, "bob's edit was judged by the policy granted after it"
+    assert QA_PLAN in result.differs
+
+
+# -- 2. merges with crafted parents ---------------------------------------------------------
+
+
+def test_merging_an_old_commit_does_not_bring_back_a_superseded_value(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    old = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    newer = {**PORTAL, "version": "0.7", "from": "0.7-dev.1"}
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, newer)})
+    # bob merges the old commit back and resolves to its (superseded) content
+    repo.git("checkout", "-q", old, "--", QA_PLAN)
+    tree = repo.git("write-tree")
+    repo.land_commit_tree(people.bob, tree, repo.head(), old, message="Merge old")
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+    assert QA_PLAN in result.differs
+
+
+def test_an_octopus_merge_cannot_smuggle_a_refused_branch(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    with repo.branch("alice-bump"):
+        repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    with repo.branch("bob-portal"):
+        repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL_BAD)}, signed=False)
+    with repo.branch("notes"):
+        repo.commit(people.alice, {"README.md": "x"}, signed=True)
+    config, env = repo.identity(people.olga, signed=True)
+    final = qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL_BAD)
+    repo.git(
+        *config, "merge", "-q", "--no-commit", "-s", "ours", "alice-bump", "bob-portal", env=env
+    )
+    repo.write({QA_PLAN: final})
+    repo.git(*config, "commit", "-q", "-S", "-m", "octopus", env=env)
+    assert len(repo.git("log", "-1", "--format=%P").split()) == 3
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+    assert QA_PLAN in result.differs
+
+
+def test_a_merge_whose_first_parent_is_a_side_branch_is_still_judged(
+    tmp_path: Path, people: People
+) -> None:
+    """main moves to a merge whose FIRST parent is bob's branch and second the old main."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    repo.verify()
+    base = repo.head()
+    with repo.branch("bob"):
+        repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL_BAD)}, signed=False)
+        bob_tip = repo.head()
+    tree = repo.git("rev-parse", f"{bob_tip}^{{tree}}")
+    repo.land_commit_tree(people.olga, tree, bob_tip, base, message="Merge main")
+    result = repo.verify()
+    assert not result.authorised
+    assert QA_PLAN in result.differs
+
+
+def test_a_merge_of_an_orphan_root_commit_cannot_replace_the_policy(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.verify()
+    evil = seed_teams(people)
+    evil["infrastructure"]["settings"].append("olga")
+    (repo.path / "evil.yaml").write_text(dump(evil))
+    teams_blob = repo.git("hash-object", "-w", "evil.yaml")
+    (repo.path / "evil.yaml").unlink()
+    index_env = {"GIT_INDEX_FILE": str(tmp_path / "orphan.index")}
+    repo.git(
+        "update-index", "--add", "--cacheinfo", f"100644,{teams_blob},teams.yaml", env=index_env
+    )
+    orphan_tree = repo.git("write-tree", env=index_env)
+    config, env = repo.identity(people.olga, signed=False, date="100000000 +0000")
+    orphan = repo.git(*config, "commit-tree", orphan_tree, "-m", "root", env=env)
+    config, env = repo.identity(people.olga, signed=True)
+    repo.git(
+        *config,
+        "merge",
+        "-q",
+        "--allow-unrelated-histories",
+        "-X",
+        "theirs",
+        "--no-commit",
+        orphan,
+        env=env,
+    )
+    repo.write({"teams.yaml": dump(evil)})
+    repo.git(*config, "commit", "-q", "-S", "-m", "merge orphan", env=env)
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+    assert "olga" not in repo.effective_policy().settings
+
+
+# -- 3. refuse, revert, re-apply ------------------------------------------------------------
+
+
+def test_a_refused_change_reverted_and_reapplied_is_still_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    good = repo.git("show", f"HEAD:{QA_PLAN}")
+    repo.commit(
+        people.bob,
+        {QA_PLAN: qa_plan(ECOMMERCE, PORTAL_BAD, notes="November release")},
+        signed=False,
+    )
+    repo.commit(people.bob, {QA_PLAN: good + "\n"}, signed=False)
+    repo.commit(
+        people.bob,
+        {QA_PLAN: qa_plan(ECOMMERCE, PORTAL_BAD, notes="November release")},
+        signed=False,
+    )
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+    assert QA_PLAN in result.differs
+
+
+def test_a_revert_of_a_revoking_commit_by_a_nobody_does_not_restore_a_grant(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    without_bob = teams_with(people, lambda d: d["teams"]["ecommerce"]["members"].pop("bob"))
+    revoke = repo.commit(people.root, {"teams.yaml": without_bob}, "Bob leaves")
+    config, env = repo.identity(people.bob, signed=False)
+    repo.git(*config, "revert", "--no-edit", revoke, env=env)
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+    assert "bob" not in repo.effective_policy().teams["ecommerce"].members
+
+
+# -- 4. history rewrites ------------------------------------------------------------------
+
+
+def test_main_force_pushed_back_to_an_older_commit_stops_the_reconciler(
+    tmp_path: Path, people: People
+) -> None:
+    """DESIGN: 'History that is rewritten (main no longer descends from the last
+    verified commit) stops the reconciler with a clear error'. Main reset to an
+    ancestor no longer descends from the last verified commit."""
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    approved_blob = repo.blob(QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    rewind_to = repo.head()
+    # alice then changes the plan; nobody approves the new content
+    bumped = {**ECOMMERCE, "version": "1.4.1"}
+    repo.commit(people.alice, {QA_PLAN: qa_plan(bumped, PORTAL, notes="November release")})
+    repo.deployed("development", {"ecommerce": "1.4.1", "customer-portal": "0.6-dev.41"})
+    repo.verify()  # the reconciler has verified main up to here
+    # mallory force-pushes main back to the approved-and-triggered commit
+    repo.git("reset", "-q", "--hard", rewind_to)
+    assert repo.blob(QA_PLAN) == approved_blob
+    try:
+        decisions = repo.decide()
+    except HistoryRewrittenError:
+        return  # what DESIGN.md requires
+    decision = decisions[QA_PLAN]
+    ran_content = decision.plan.applications if decision.plan else ()
+    raise AssertionError(
+        f"no error; decision for the approved blob is {decision.status} "
+        f"(approvers {decision.approvers}, triggered by {decision.triggered_by}) "
+        f"and would deploy {[(a.name, a.version) for a in ran_content]}"
+    )
+
+
+# -- 5. plan content tricks --------------------------------------------------------------
+
+
+def test_a_duplicate_entry_for_another_teams_application_is_not_accepted(
+    tmp_path: Path, people: People
+) -> None:
+    """bob (ecommerce developer) inserts a second customer-portal entry with his own
+    version ahead of diana's. Only one value per application is judged."""
+    repo = proposed_qa_release(tmp_path, people)
+    text = (
+        "name: 2026-11-qa-release\nsource: development\ntarget: quality-assurance\n"
+        "applications:\n"
+        "- {name: ecommerce, version: 1.4.0}\n"
+        "- {name: customer-portal, version: '9.9', action: tag-and-deploy, from: 9.9-dev.1}\n"
+        "- {name: customer-portal, version: '0.6', action: tag-and-deploy, from: 0.6-dev.41}\n"
+        "notes: November release\nstate: ready\n"
+    )
+    repo.commit(people.bob, {QA_PLAN: text}, signed=False)
+    result = repo.verify()
+    verdict = result.judged[-1]
+    assert not verdict.authorised
+    refusal = next(refusal for refusal in verdict.refusals if refusal.field == "invalid")
+    assert refusal.reasons == (
+        f"the new content is refused: {QA_PLAN}:7:10: "
+        "application 'customer-portal' is listed twice",
+    )
+    assert QA_PLAN in result.differs
+
+
+def test_yaml_duplicate_keys_cannot_hide_a_value(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    text = (
+        "name: 2026-11-qa-release\nsource: development\ntarget: quality-assurance\n"
+        "applications:\n"
+        "- {name: ecommerce, version: 1.4.0}\n"
+        "- {name: customer-portal, version: '0.6', version: '9.9', action: tag-and-deploy,"
+        " from: 0.6-dev.41}\n"
+        "notes: November release\nstate: ready\n"
+    )
+    repo.commit(people.bob, {QA_PLAN: text}, signed=False)
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+
+
+def test_an_unquoted_float_version_is_not_the_same_value_as_the_string(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan({"name": "ecommerce", "version": "1.10"})})
+    repo.commit(people.diana, {QA_PLAN: qa_plan({"name": "ecommerce", "version": "1.10"}, PORTAL)})
+    text = repo.git("show", f"HEAD:{QA_PLAN}").replace("'1.10'", "1.10")
+    assert "version: 1.10\n" in text
+    repo.commit(people.erik, {QA_PLAN: text}, signed=False)
+    result = repo.verify()
+    assert not result.judged[-1].authorised  # erik may not touch ecommerce; 1.10 is 1.1
+
+
+# -- 6. teams.yaml ---------------------------------------------------------------------------
+
+
+def test_a_projects_user_editing_identities_along_with_members_gets_only_the_members(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+
+    def change(data: dict[str, Any]) -> None:
+        data["teams"]["ecommerce"]["members"]["erik"] = "developer"  # allowed for projects
+        data["users"]["pm"]["keys"].append(people.mallory.public_key)  # not allowed
+        data["users"]["bob"]["keys"] = [people.mallory.public_key]  # not allowed
+
+    repo.commit(people.pm, {"teams.yaml": teams_with(people, change)})
+    result = repo.verify()
+    assert not result.judged[-1].authorised
+    policy = repo.effective_policy()
+    assert policy.teams["ecommerce"].members.get("erik") == "developer"
+    assert not policy.users["bob"].keys
+    assert people.mallory.public_key not in policy.users["pm"].keys
+
+
+def test_a_projects_user_may_not_move_the_deployment_role_by_renaming_a_team(
+    tmp_path: Path, people: People
+) -> None:
+    """pm deletes team operations (olga: deployment) and recreates it as ops2 with bob."""
+    repo = SeedRepo.create(tmp_path, people)
+
+    def change(data: dict[str, Any]) -> None:
+        data["teams"].pop("operations")
+        data["teams"]["ops2"] = {"members": {"bob": "deployment"}}
+
+    repo.commit(people.pm, {"teams.yaml": teams_with(people, change)})
+    repo.verify()
+    policy = repo.effective_policy()
+    assert "ops2" not in policy.teams or "bob" not in policy.teams["ops2"].members
+    assert policy.teams["operations"].members.get("olga") == "deployment"
+
+
+def test_a_lost_publish_race_does_not_leave_the_service_judging_with_an_old_policy(
+    tmp_path: Path, people: People
+) -> None:
+    """End to end through the long-lived Reconciler (as `watch` keeps it): root revokes
+    bob while a finish record is being published (the push loses the race, so the
+    outbox is flushed by a fresh walker); on the next pass bob edits ecommerce."""
+    repo, _ = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})  # triggered: alice deploys dev
+    revoked = seed_teams(people)
+    revoked["teams"]["ecommerce"]["members"].pop("bob")
+    service = Reconciler(
+        repo.path,
+        Options(
+            state_dir=repo.state_dir,
+            key=people.reconciler.key,
+            driver_root=repo.driver_root,
+            instance="t",
+        ),
+        clock=lambda: FIXED_NOW,
+        sleep=time.sleep,
+    )
+    real_publish = service.publisher.publish
+    calls: list[str] = []
+
+    def racing(commit: str, expected: str) -> bool:
+        calls.append(commit)
+        if len(calls) == 2:  # the finish record's publish: root pushed first
+            repo.commit(people.root, {"teams.yaml": dump(revoked)}, "bob leaves ecommerce")
+        return real_publish(commit, expected)
+
+    service.publisher.publish = racing  # type: ignore[method-assign]
+    with service:
+        service.pass_once()
+        bobs = repo.commit(
+            people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "6.6.6"})}, signed=False
+        )
+        report = service.pass_once()
+    verdict = next(item for item in report.landings if item.commit == bobs)
+    fresh = repo.verify(state_dir=tmp_path / "fresh-state")
+    assert not next(item for item in fresh.judged if item.commit == bobs).authorised
+    assert not verdict.authorised, "the service accepted bob's edit after his revocation"
+    assert repo.verify().differs == {QA_PLAN: ("the ecommerce entry",)}
+
+
+def test_main_force_pushed_back_does_not_deploy_unapproved_content(
+    tmp_path: Path, people: People
+) -> None:
+    """End to end: `reconciler apply` after main is reset to the approved commit."""
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = tmp_path / "driver.out"
+    qa_env = command_environment("quality-assurance", script, out)
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/quality-assurance.yaml": qa_env})
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release")})
+    repo.approve(people.ravi, QA_PLAN)  # ravi approves ecommerce 1.4.0
+    repo.trigger(people.olga, QA_PLAN)
+    rewind_to = repo.head()
+    bumped = {**ECOMMERCE, "version": "1.4.1"}  # nobody approves this
+    repo.commit(people.alice, {QA_PLAN: qa_plan(bumped, PORTAL, notes="November release")})
+    repo.deployed("development", {"ecommerce": "1.4.1", "customer-portal": "0.6-dev.41"})
+    assert repo.reconciler("verify").exit_code == 0
+    repo.git("reset", "-q", "--hard", rewind_to)  # mallory force-pushes main back
+    repo.apply()
+    deployed = out.read_text() if out.exists() else ""
+    assert "ecommerce 1.4.1" not in deployed, f"deployed without approval:\n{deployed}"
+
+
+def test_a_plan_listing_an_application_twice_never_becomes_executable(
+    tmp_path: Path, people: People
+) -> None:
+    """`reconciler validate` refuses it ('a plan deploys each application once');
+    DESIGN 'From plan to deployment' 1: executable only when ... valid."""
+    repo = proposed_qa_release(tmp_path, people)
+    text = (
+        "name: 2026-11-qa-release\nsource: development\ntarget: quality-assurance\n"
+        "applications:\n"
+        "- {name: ecommerce, version: 1.4.0}\n"
+        "- {name: customer-portal, version: '9.9', action: tag-and-deploy, from: 9.9-dev.1}\n"
+        "- {name: customer-portal, version: '0.6', action: tag-and-deploy, from: 0.6-dev.41}\n"
+        "notes: November release\nstate: ready\n"
+    )
+    repo.commit(people.bob, {QA_PLAN: text}, signed=False)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    assert "listed twice" in run_cli("validate", cwd=repo.path).stdout
+    decision = repo.decide()[QA_PLAN]
+    steps = [(a.name, a.version) for a in decision.plan.applications] if decision.plan else []
+    assert decision.status != "executable", f"executable, would deploy {steps}"
+
+
+# -- 7. changes that alter no parsed value --------------------------------------------------
+
+
+def test_an_unsigned_comment_only_change_to_teams_yaml_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    """DESIGN: 'teams.yaml ... changes to them always need a verified signature'."""
+    repo = SeedRepo.create(tmp_path, people)
+    text = repo.git("show", "HEAD:teams.yaml")
+    forged = "# bob is a tech-lead in ecommerce as of today (approved by root)\n" + text
+    repo.commit(people.mallory, {"teams.yaml": forged}, signed=False)
+    result = repo.verify()
+    refusal = only_refusal(result.judged[-1])
+    assert (refusal.path, refusal.field) == ("teams.yaml", "text")
+    assert refusal.reasons == ("unsigned commit, and this change needs a verified signature",)
+    assert result.differs == {"teams.yaml": ("its comments and layout",)}
+
+
+def test_a_signed_comment_only_change_to_teams_yaml_by_a_projects_user_is_authorised(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    text = repo.git("show", "HEAD:teams.yaml")
+    repo.commit(people.pm, {"teams.yaml": "# reviewed every quarter\n" + text})
+    result = repo.verify()
+    assert result.authorised
+    assert result.differs == {}
+
+
+def test_an_unauthorised_grant_with_a_comment_is_refused_once(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    grant = teams_with(
+        people, lambda d: d["teams"]["operations"]["members"].__setitem__("bob", "deployment")
+    )
+    repo.commit(people.bob, {"teams.yaml": "# bob helps out\n" + grant})
+    result = repo.verify()
+    refusal = only_refusal(result.judged[-1])
+    assert refusal.field == "teams/operations/members/bob"
+    assert result.differs == {
+        "teams.yaml": ("teams.operations.members.bob", "its comments and layout")
+    }
+
+
+def test_an_unsigned_reformat_of_a_production_plan_is_not_a_landed_version(
+    tmp_path: Path, people: People
+) -> None:
+    """Production requires signatures; mallory (nobody) rewrites the file's bytes."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    text = repo.git("show", f"HEAD:{PROD_PLAN}")
+    repo.commit(people.mallory, {PROD_PLAN: text + "# reviewed\n"}, signed=False)
+    result = repo.verify()
+    landed = {item["blob"] for item in repo.plan_versions(PROD_PLAN)}
+    assert not result.judged[-1].authorised or repo.blob(PROD_PLAN) not in landed
+
+
+# -- 8. approvals and triggers ----------------------------------------------------------------
+
+
+def test_a_trigger_signed_with_an_unlisted_key_under_olgas_email_does_not_count_in_production(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.signoff(
+        people.olga, "Deploy-Plan", f"{PROD_PLAN}@{repo.blob(PROD_PLAN)}", key=people.mallory.key
+    )
+    decision = repo.decide()[PROD_PLAN]
+    assert decision.status != "executable"
+    assert decision.triggered_by is None
+
+
+def test_the_service_account_cannot_approve_or_trigger(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    repo.commit(
+        people.reconciler,
+        message=f"sign-off\n\nApprove-Plan: {ref}\nDeploy-Plan: {ref}",
+    )
+    decision = repo.decide()[QA_PLAN]
+    assert decision.approvers == ()
+    assert decision.triggered_by is None
+
+
+def test_a_trigger_of_main_content_that_is_not_effective_does_not_run(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(
+        people.bob,
+        {QA_PLAN: qa_plan(ECOMMERCE, PORTAL_BAD, notes="November release")},
+        signed=False,
+    )
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].status == "refused"
+
+
+def test_an_approval_in_a_commit_that_also_touches_an_unrelated_file_does_not_count(
+    tmp_path: Path, people: People
+) -> None:
+    teams = seed_teams(people)
+    teams["other_paths"] = ["README.md"]
+    repo = proposed_qa_release(tmp_path, people, teams=teams)
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    repo.commit(people.ravi, {"README.md": "hi"}, f"docs\n\nApprove-Plan: {ref}")
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].approvers == ()
