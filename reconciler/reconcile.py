@@ -52,6 +52,7 @@ from reconciler.model import Environment, Policy
 from reconciler.record import (
     Publisher,
     RecordWriter,
+    check_instance_name,
     deployments_bytes,
     deployments_file,
     finish_message,
@@ -148,6 +149,8 @@ class Reconciler:
         self.sleep = sleep
         self.stop_requested = stop_requested
         self.progress = progress
+        if options.instance is not None:
+            check_instance_name(options.instance)
         self.repo = GitRepo(repo_dir)
         self.branch = options.branch or self._default_branch()
         followed = f"{options.remote}/{self.branch}" if options.remote else self.branch

@@ -18,13 +18,15 @@ fetches, re-verifies and re-decides.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from reconciler.decide import Decision, Run
+from reconciler.errors import ReconcilerError, UsageError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution
 from reconciler.gitrepo import GitRepo, commit_bytes
@@ -106,7 +108,28 @@ class RecordWriter:
         return tip
 
 
+# A reconciler's name goes into every start record's `Reconciler:` trailer.
+_INSTANCE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,99}")
+
+
+def check_instance_name(name: str) -> None:
+    """Refuse a name that could not stand in one trailer line as it is."""
+    if not _INSTANCE_NAME.fullmatch(name):
+        raise UsageError(
+            f"--instance {name!r} is not a reconciler name",
+            hint="use at most 100 letters, digits and . _ : @ / -, starting with a letter or digit",
+        )
+
+
 def _trailers(pairs: Sequence[tuple[str, str | None]]) -> str:
+    for key, value in pairs:
+        # A line break would end the trailer block early: the record would
+        # lose the trailers after it (its plan, its result, its run).
+        if value and ("\n" in value or "\r" in value):
+            raise ReconcilerError(
+                f"the {key} trailer of a record would span lines: {value!r}",
+                hint="this is a bug: a value that reaches a record must be one line",
+            )
     return "\n".join(f"{key}: {value}" for key, value in pairs if value)
 
 

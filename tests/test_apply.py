@@ -151,6 +151,24 @@ def test_a_dry_run_changes_nothing(tmp_path: Path, people: People) -> None:
     assert refs_and_files(repo) != before
 
 
+def test_an_instance_name_that_would_break_the_start_records_trailers_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    # A blank line in the name would end the start record's trailer block there:
+    # the record, which is the run's lock, would lose its plan and run, and
+    # every later round would start the run again.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    head = repo.head()
+    name = "box\n\nLease-Until: 2999-01-01T00:00:00+00:00"
+    result = repo.apply("--instance", name)
+    assert result.exit_code == 2
+    assert f"--instance {name!r} is not a reconciler name" in result.stderr
+    assert "hint: use at most 100 letters, digits and . _ : @ / -" in result.stderr
+    assert repo.head() == head
+    assert not repo.driver_root.exists()
+
+
 def test_the_reconciler_refuses_to_start_with_a_key_that_is_not_the_service_accounts(
     tmp_path: Path, people: People
 ) -> None:
