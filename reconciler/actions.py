@@ -6,7 +6,8 @@ key, resolved exactly as `authorise` will resolve the commit), asks
 `permissions` whether that actor may do it, and refuses up front with the
 same reasons `access` gives. Only then does it make the commit: empty and
 single-parent for approvals, triggers and retries, bound to the plan's full
-blob id; a one-line edit of `state:` for cancel.
+blob id; for cancel, an edit of the one word of `state:` in the plan as
+committed at HEAD (never the working tree's other edits).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler import process
+from reconciler import process, schema
 from reconciler.errors import ConfigError, RefusedError, UsageError
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef
 from reconciler.identity import Actor, CommitFacts, resolve
 from reconciler.layout import place, plan_path
-from reconciler.loader import load
+from reconciler.loader import Document, load
 from reconciler.model import Environment, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
 from reconciler.session import Session
@@ -91,28 +92,61 @@ def _signing_key(session: Session) -> PublicKey | None:
         ) from None
 
 
-def _target(session: Session, path: str) -> tuple[str, str]:
-    """The plan's blob at HEAD and its target environment."""
+@dataclass(frozen=True, slots=True)
+class _PlanAtHead:
+    """The plan as committed at HEAD: what an approval, trigger or cancel binds to."""
+
+    blob: str
+    raw: bytes
+    document: Document
+
+    @property
+    def target(self) -> str:
+        target: str = self.document.data["target"]
+        return target
+
+
+def _target(session: Session, path: str) -> _PlanAtHead:
+    """The plan at HEAD, which must be a valid plan."""
     head = session.repo.resolve("HEAD")
     blob = session.repo.blob_at(head, path)
     if blob is None:
         raise UsageError(f"{path} does not exist at HEAD", hint="check the plan's name")
+    raw = session.repo.read_blob(blob)
     try:
-        data = load(session.repo.read_blob(blob), path).data
+        document = load(raw, path)
     except ConfigError as error:
         raise ConfigError(
-            f"{path} is invalid: {error.message}", file=path, line=error.line
+            f"the plan is invalid at HEAD: {error.message}",
+            file=path,
+            line=error.line,
+            column=error.column,
+            hint=error.hint,
         ) from None
-    target = data.get("target") if isinstance(data, dict) else None
-    if not isinstance(target, str):
-        raise ConfigError(f"{path} names no target environment", file=path)
-    return blob, target
+    findings = schema.check(document, "plan")
+    if findings:
+        first = findings[0]
+        raise ConfigError(
+            f"the plan is invalid at HEAD: {first.message}",
+            file=path,
+            line=first.line,
+            column=first.column,
+            hint=first.hint or "run `reconciler validate`",
+        )
+    return _PlanAtHead(blob, raw, document)
 
 
-def _environment(policy: Policy, target: str) -> Environment:
-    environment = policy.environments.get(target)
+def _environment(policy: Policy, plan: _PlanAtHead) -> Environment:
+    environment = policy.environments.get(plan.target)
     if environment is None:
-        raise ConfigError(f"the plan's target '{target}' is not an environment")
+        where = plan.document.position(("target",))
+        raise ConfigError(
+            f"the plan's target '{plan.target}' is not an environment",
+            file=plan.document.path,
+            line=where.line,
+            column=where.column,
+            hint=f"environments: {', '.join(sorted(policy.environments)) or 'none'}",
+        )
     return environment
 
 
@@ -141,8 +175,9 @@ def _check(session: Session, policy: Policy, permission: str, environment: Envir
 def approve(session: Session, plan: str) -> Made:
     path = plan_file(plan)
     _, policy = session.authorise()
-    blob, target = _target(session, path)
-    environment = _environment(policy, target)
+    plan_at_head = _target(session, path)
+    blob, target = plan_at_head.blob, plan_at_head.target
+    environment = _environment(policy, plan_at_head)
     actor = _check(session, policy, PLAN_APPROVE, environment)
     if actor.name in session.store.editors(path):
         raise RefusedError(
@@ -157,10 +192,11 @@ def approve(session: Session, plan: str) -> Made:
 def deploy(session: Session, plan: str, retry: str | None = None) -> Made:
     path = plan_file(plan)
     _, policy = session.authorise()
-    blob, target = _target(session, path)
+    plan_at_head = _target(session, path)
+    blob, target = plan_at_head.blob, plan_at_head.target
     if retry is not None:
         return _retry(session, policy, path, retry)
-    environment = _environment(policy, target)
+    environment = _environment(policy, plan_at_head)
     actor = _check(session, policy, PLAN_DEPLOY, environment)
     message = f"Deploy {Path(path).stem} to {target}\n\n{DEPLOY}: {path}@{blob}"
     commit = session.repo.commit_empty(message, sign=_signs(session))
@@ -184,7 +220,12 @@ def _retry(session: Session, policy: Policy, path: str, run_id: str) -> Made:
             f"run {run_id} {run.result}; only interrupted runs are retried",
             hint="change the plan (a new version) to deploy again",
         )
-    environment = _environment(policy, run.environment)
+    environment = policy.environments.get(run.environment)
+    if environment is None:
+        raise RefusedError(
+            f"run {run_id} ran in {run.environment}, which is no longer an environment",
+            hint="a retry runs where the run started; restore the environment first",
+        )
     actor = _check(session, policy, PLAN_DEPLOY, environment)
     message = f"Retry run {run_id} of {Path(path).stem}\n\n{RETRY}: {run_id}"
     commit = session.repo.commit_empty(message, sign=_signs(session))
@@ -194,27 +235,40 @@ def _retry(session: Session, policy: Policy, path: str, run_id: str) -> Made:
 def cancel(session: Session, plan: str, *, undo: bool = False) -> Made:
     path = plan_file(plan)
     _, policy = session.authorise()
-    blob, target = _target(session, path)
-    environment = _environment(policy, target)
+    plan_at_head = _target(session, path)
+    blob, target = plan_at_head.blob, plan_at_head.target
+    environment = _environment(policy, plan_at_head)
     actor = _check(session, policy, PLAN_DEPLOY, environment)
     work_tree = session.repo.work_tree()
-    raw = (work_tree / path).read_bytes()
-    document = load(raw, path)
-    state = document.data.get("state") if isinstance(document.data, dict) else None
+    # The commit must hold HEAD's plan with one word changed: uncommitted edits
+    # would ride along in it (and, un-cancelled, be triggered by it).
+    if session.repo.has_uncommitted_changes(path):
+        raise UsageError(
+            f"{path} has uncommitted changes",
+            hint="commit or stash them first; cancel changes only the committed plan's state",
+        )
+    document = plan_at_head.document
+    state: str = document.data["state"]
     wanted = "ready" if undo else "cancelled"
+    where = document.position(("state",))
     if undo and state != "cancelled":
-        raise UsageError(f"{path} is not cancelled (state: {state})")
+        raise UsageError(
+            f"the plan is not cancelled (state: {state})",
+            file=path,
+            line=where.line,
+            column=where.column,
+            hint="nothing to undo; `reconciler cancel PLAN` cancels it",
+        )
     if not undo and state == "cancelled":
-        raise UsageError(f"{path} is already cancelled")
-    position = document.position(("state",))
-    lines = raw.decode("utf-8").split("\n")
-    line = lines[position.line - 1]
-    start = position.column - 1
-    if line[start : start + 1] in ("'", '"'):
-        start += 1  # keep the quotes; replace the word inside them
-    end = start + len(str(state))
-    lines[position.line - 1] = line[:start] + wanted + line[end:]
-    (work_tree / path).write_text("\n".join(lines), encoding="utf-8")
+        raise UsageError(
+            "the plan is already cancelled",
+            file=path,
+            line=where.line,
+            column=where.column,
+            hint="`reconciler cancel PLAN --undo` makes it ready again",
+        )
+    edited = _with_state(plan_at_head, state, wanted)
+    (work_tree / path).write_bytes(edited)
     verb = "Un-cancel" if undo else "Cancel"
     message = f"{verb} {Path(path).stem}\n\nstate: {state} -> {wanted}"
     commit = session.repo.commit_paths([path], message, sign=_signs(session))
@@ -227,6 +281,34 @@ def cancel(session: Session, plan: str, *, undo: bool = False) -> Made:
         actor.name,
         message,
     )
+
+
+def _with_state(plan: _PlanAtHead, state: str, wanted: str) -> bytes:
+    """The plan's text with the word of `state:` replaced, and nothing else changed."""
+    document = plan.document
+    where = document.position(("state",))
+    lines = plan.raw.decode("utf-8").split("\n")
+    line = lines[where.line - 1]
+    start = where.column - 1
+    if line[start : start + 1] in ("'", '"'):
+        start += 1  # keep the quotes; replace the word inside them
+    end = start + len(state)
+    refusal = ConfigError(
+        f"cannot change state: {state} is not written as one word on the line of `state:`",
+        file=document.path,
+        line=where.line,
+        column=where.column,
+        hint=f"write it as `state: {state}` on one line, commit, and cancel again",
+    )
+    if line[start:end] != state:
+        raise refusal
+    lines[where.line - 1] = line[:start] + wanted + line[end:]
+    edited = "\n".join(lines).encode("utf-8")
+    # A word of that text elsewhere (a block scalar, a flow mapping) would change
+    # another value: the result must be the plan with only its state changed.
+    if load(edited, document.path).data != {**document.data, "state": wanted}:
+        raise refusal
+    return edited
 
 
 def _signs(session: Session) -> bool:

@@ -237,6 +237,10 @@ class GitRepo:
         self._git(who, "commit", "--no-verify", "-q", "-m", message, "--", *paths, sign=sign)
         return self.resolve("HEAD")
 
+    def has_uncommitted_changes(self, path: str) -> bool:
+        """Whether the working tree or the index holds changes to `path` (or deleted it)."""
+        return bool(self._run("status", "--porcelain", "--", path).strip())
+
     def merge(self, branch: str, message: str, *, sign: bool, who: Someone | None = None) -> str:
         """A true merge (--no-ff) of `branch` into HEAD."""
         self._git(who, "merge", "--no-ff", "--no-edit", "-q", "-m", message, branch, sign=sign)

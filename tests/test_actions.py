@@ -138,3 +138,108 @@ def test_cancel_is_refused_up_front_without_plan_deploy(tmp_path: Path, people: 
     assert result.exit_code == 1
     assert result.stderr.startswith("error: diana may not deploy into quality-assurance")
     assert PORTAL["name"] in (repo.path / QA_PLAN).read_text()
+
+
+def test_cancel_refuses_a_plan_with_uncommitted_changes_and_commits_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    head = repo.head()
+    repo.act_as(people.olga)
+    edited = (repo.path / QA_PLAN).read_text().replace("1.4.0", "9.9.9")
+    (repo.path / QA_PLAN).write_text(edited)
+    result = repo.reconciler("cancel", QA_PLAN)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {QA_PLAN} has uncommitted changes",
+        "  hint: commit or stash them first; cancel changes only the committed plan's state",
+    ]
+    assert repo.head() == head
+    assert (repo.path / QA_PLAN).read_text() == edited
+
+
+def test_uncancel_never_commits_uncommitted_edits_that_a_trigger_would_then_run(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.olga)
+    assert repo.reconciler("cancel", QA_PLAN).exit_code == 0
+    head = repo.head()
+    (repo.path / QA_PLAN).write_text((repo.path / QA_PLAN).read_text().replace("1.4.0", "6.6.6"))
+    result = repo.reconciler("cancel", QA_PLAN, "--undo")
+    assert result.exit_code == 2
+    assert f"error: {QA_PLAN} has uncommitted changes" in result.stderr
+    assert repo.head() == head
+    assert "6.6.6" not in repo.git("show", f"HEAD:{QA_PLAN}")
+
+
+def test_cancel_of_a_plan_deleted_in_the_working_tree_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.olga)
+    (repo.path / QA_PLAN).unlink()
+    result = repo.reconciler("cancel", QA_PLAN)
+    assert result.exit_code == 2
+    assert f"error: {QA_PLAN} has uncommitted changes" in result.stderr
+
+
+def test_cancel_refuses_a_state_not_written_as_one_word_and_commits_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    folded = qa_plan(ECOMMERCE, PORTAL).replace("state: ready\n", "state: >-\n  ready\n")
+    repo.commit(people.alice, {QA_PLAN: folded})
+    head = repo.head()
+    repo.act_as(people.olga)
+    result = repo.reconciler("cancel", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{QA_PLAN}:11:8: error: cannot change state: ready is not written as one word "
+        "on the line of `state:`",
+        "  hint: write it as `state: ready` on one line, commit, and cancel again",
+    ]
+    assert repo.head() == head
+
+
+def test_uncancel_of_a_plan_that_is_not_cancelled_says_there_is_nothing_to_undo(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.olga)
+    result = repo.reconciler("cancel", QA_PLAN, "--undo")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{QA_PLAN}:12:8: error: the plan is not cancelled (state: ready)",
+        "  hint: nothing to undo; `reconciler cancel PLAN` cancels it",
+    ]
+
+
+def test_approving_a_plan_that_is_invalid_at_head_names_the_line_and_the_fix(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL) + "state: draft\n"})
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{QA_PLAN}:12:1: error: the plan is invalid at HEAD: duplicate key 'state' "
+        "(first defined at line 11)",
+        "  hint: YAML keeps only the last one; remove or rename one of them",
+    ]
+
+
+def test_approving_a_plan_whose_target_is_no_environment_names_the_line_and_the_environments(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    staging = qa_plan(ECOMMERCE, PORTAL).replace("target: quality-assurance", "target: staging")
+    repo.commit(people.alice, {QA_PLAN: staging})
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{QA_PLAN}:3:9: error: the plan's target 'staging' is not an environment",
+        "  hint: environments: development, production, quality-assurance",
+    ]
