@@ -104,7 +104,9 @@ def cancel(
     """Cancel PLAN (state: cancelled), or un-cancel it with --undo.
 
     A run in progress is not interrupted; the next pass skips the plan.
-    Refused up front (exit 1) without plan.deploy on the plan's target.
+    Refused up front (exit 1) without plan.deploy on the plan's target. The
+    commit changes the state of the plan as committed at HEAD, nothing else;
+    it is refused (exit 2) while the plan's file has uncommitted changes.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _emit(actions.cancel(session, plan, undo=undo), output_format)

@@ -67,7 +67,8 @@ key_option = click.option(
 instance_option = click.option(
     "--instance",
     metavar="NAME",
-    help="This reconciler's name in start records (default: host name and state directory).",
+    help="This reconciler's name in start records: letters, digits and . _ : @ / - "
+    "(default: host name and state directory).",
 )
 
 
