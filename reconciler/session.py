@@ -46,6 +46,21 @@ class Session:
     def tip(self) -> str:
         return self.repo.resolve(f"refs/heads/{self.branch}")
 
+    def typed_revision(self, option: str, rev: str) -> str:
+        """The commit a revision the user typed after `option` names.
+
+        A typo is a usage error (exit 2), not a GitError: `verify` exits 1
+        only for unauthorised history, and CI must tell the two apart.
+        """
+        commit = self.repo.try_resolve(rev)
+        if commit is None:
+            raise UsageError(
+                f"unknown revision '{rev}' given to {option}",
+                hint="name a commit, branch or tag of this repository "
+                "(`git log --oneline` lists them)",
+            )
+        return commit
+
     def authoriser(self, progress: Progress | None = None, cap: int | None = None) -> Authoriser:
         if cap is None:
             return Authoriser(self.repo, self.store, now=self.now, progress=progress)

@@ -741,3 +741,27 @@ def test_without_main_verify_follows_the_branch_head_points_at(
     data = repo.reconciler("verify", "--format", "json").json()
     assert data["tip"] == bad
     assert data["authorised"] is False
+
+
+@pytest.mark.parametrize("option", ["--from", "--to", "--trust-anchor", "--re-anchor"])
+def test_verify_refuses_an_unknown_revision_as_a_usage_error(
+    tmp_path: Path, people: People, option: str
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    result = repo.reconciler("verify", option, "no-such-rev")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: unknown revision 'no-such-rev' given to {option}\n"
+        "  hint: name a commit, branch or tag of this repository (`git log --oneline` lists them)\n"
+    )
+
+
+def test_verify_refuses_a_commit_id_that_is_not_in_the_repository(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    result = repo.reconciler("verify", "--trust-anchor", "0" * 40)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"error: unknown revision '{'0' * 40}' given to --trust-anchor"
+    )

@@ -94,11 +94,15 @@ def verify(
         ) as session,
         progress_bar("verifying history") as progress,
     ):
+        # Every revision typed is resolved before the walk: a typo stops it before it starts.
+        start = session.typed_revision("--from", from_rev) if from_rev else None
+        to = session.typed_revision("--to", to_rev) if to_rev else None
+        anchor = session.typed_revision("--trust-anchor", trust_anchor) if trust_anchor else None
         if re_anchor:
-            result, _ = session.re_anchor(re_anchor, progress)
+            trusted = session.typed_revision("--re-anchor", re_anchor)
+            result, _ = session.re_anchor(trusted, progress)
         else:
-            result, _ = session.authorise(to_rev, trust_anchor=trust_anchor, progress=progress)
-        start = session.repo.resolve(from_rev) if from_rev else None
+            result, _ = session.authorise(to, trust_anchor=anchor, progress=progress)
         refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
         if output_format == "json":
             verify_output.emit_verification_json(
