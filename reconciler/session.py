@@ -77,8 +77,17 @@ class Session:
         tip = self.tip()
         target = self.repo.resolve(to) if to else tip
         on_branch = target == tip or self.repo.is_ancestor(target, tip)
-        authoriser = self.authoriser(progress)
         anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
+        position = self.store.position()
+        if anchor is not None and position is not None and anchor != position.anchor:
+            # The anchor is chosen once; ignoring another would report a trust the user did
+            # not get, and moving it silently would skip re_anchor's settings-user check.
+            raise UsageError(
+                f"already anchored at {position.anchor[:12]}",
+                hint="use --re-anchor REV to trust another commit, "
+                "or --state-dir for a fresh state",
+            )
+        authoriser = self.authoriser(progress)
         result = authoriser.run(target, trust_anchor=anchor, persist=on_branch, older=target != tip)
         self.persisted = on_branch
         policy = authoriser.policy()

@@ -765,3 +765,25 @@ def test_verify_refuses_a_commit_id_that_is_not_in_the_repository(
     assert result.stderr.splitlines()[0] == (
         f"error: unknown revision '{'0' * 40}' given to --trust-anchor"
     )
+
+
+def test_verify_refuses_another_trust_anchor_once_anchored(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    anchor = repo.head()
+    assert repo.reconciler("verify").exit_code == 0
+    later = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    result = repo.reconciler("verify", "--trust-anchor", later)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: already anchored at {anchor[:12]}\n"
+        "  hint: use --re-anchor REV to trust another commit, or --state-dir for a fresh state\n"
+    )
+
+
+def test_verify_accepts_the_trust_anchor_it_is_anchored_at(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    anchor = repo.head()
+    assert repo.reconciler("verify").exit_code == 0
+    result = repo.reconciler("verify", "--trust-anchor", "main", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["anchor"] == anchor
