@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler import permissions
-from reconciler.errors import UsageError
+from reconciler.errors import unknown_name
 from reconciler.model import Policy
 from reconciler.permissions import Verdict
 
@@ -34,11 +34,10 @@ class AccessReport:
 
 def report(policy: Policy, user: str, environment: str | None = None) -> AccessReport:
     if user not in policy.users:
-        known = ", ".join(sorted(policy.users))
-        raise UsageError(f"unknown user '{user}'", hint=f"users in teams.yaml: {known}")
+        raise unknown_name("user", user, sorted(policy.users), "users in teams.yaml")
     if environment is not None and environment not in policy.environments:
-        known = ", ".join(env.name for env in policy.environments_in_order())
-        raise UsageError(f"unknown environment '{environment}'", hint=f"environments: {known}")
+        known = (env.name for env in policy.environments_in_order())
+        raise unknown_name("environment", environment, known, "environments")
     entitlements: list[Entitlement] = [
         Entitlement(
             permissions.TEAMS_EDIT,

@@ -10,6 +10,8 @@ reconciler and is reported as such, never as a bare traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ReconcilerError(Exception):
     """An expected failure, explained: what went wrong, where, and how to fix it."""
@@ -43,6 +45,27 @@ class ReconcilerError(Exception):
 
 class UsageError(ReconcilerError):
     """The command line itself is wrong (an unknown plan, a bad option value)."""
+
+
+_LISTED = 10
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], listed_as: str) -> UsageError:
+    """A `kind` the user named that is not among `known`: the closest match, then the list.
+
+    The list is cut short: thousands of plans would bury the suggestion.
+    """
+    import difflib  # noqa: PLC0415 - only for a typo (start-up time)
+
+    names = list(dict.fromkeys(known))
+    shown = ", ".join(names[:_LISTED]) or "none"
+    if len(names) > _LISTED:
+        shown += f", ... ({len(names)} in all)"
+    hint = f"{listed_as}: {shown}"
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        hint = f"did you mean '{close[0]}'? ({hint})"
+    return UsageError(f"unknown {kind} '{name}'", hint=hint)
 
 
 class ConfigError(ReconcilerError):

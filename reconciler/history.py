@@ -8,13 +8,15 @@ its trailers; each entry names its commit so anyone can check it there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from reconciler.errors import unknown_name
 from reconciler.events import Record, Signoff, parse_plan_ref
 from reconciler.layout import place
+from reconciler.model import Policy
 from reconciler.statestore import StateStore
 
 
@@ -94,13 +96,42 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
 
 
 def select(
-    entries: Iterable[Entry],
+    entries: Sequence[Entry],
+    policy: Policy,
+    effective: Iterable[str],
     *,
     plan: str | None = None,
     environment: str | None = None,
     user: str | None = None,
     since: datetime | None = None,
 ) -> tuple[Entry, ...]:
+    """The entries that pass every filter given.
+
+    A plan, environment or user that neither the effective policy and state
+    (`effective`: its paths) nor the trail knows is a typo, refused rather than
+    answered with an empty trail. The trail counts: a removed user or a
+    deleted plan keeps its history.
+    """
+    if plan is not None:
+        plans = sorted(path for path in effective if place(path).kind == "plan")
+        plans += sorted({entry.plan for entry in entries if entry.plan})
+        if plan not in plans:
+            raise unknown_name("plan", plan, plans, "plans on the branch or in the trail")
+    if environment is not None:
+        environments = [env.name for env in policy.environments_in_order()]
+        environments += sorted({entry.environment for entry in entries if entry.environment})
+        if environment not in environments:
+            raise unknown_name(
+                "environment",
+                environment,
+                environments,
+                "environments in environments/ or the trail",
+            )
+    if user is not None:
+        actors = {entry.actor for entry in entries if entry.actor}
+        users = sorted({*policy.users, *policy.service_accounts, *policy.hosts, *actors})
+        if user not in users:
+            raise unknown_name("user", user, users, "users in teams.yaml or the trail")
     return tuple(
         entry
         for entry in entries

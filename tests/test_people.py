@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,9 +18,11 @@ from tests.gitfixtures import (
     People,
     SeedRepo,
     dev_plan,
+    proposed_qa_release,
     qa_plan,
     readme_row,
     run_git,
+    teams_with,
     trailers,
     with_command_driver,
 )
@@ -246,3 +249,66 @@ def test_every_commands_json_has_the_keys_the_readme_documents(
         "counted",
         "detail",
     }
+
+
+def test_history_refuses_an_unknown_plan(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    result = repo.reconciler("history", "2026-11-qa-relase")
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr == (
+        "error: unknown plan 'plans/2026-11-qa-relase.yaml'\n"
+        "  hint: did you mean 'plans/2026-11-qa-release.yaml'? "
+        "(plans on the branch or in the trail: plans/2026-11-qa-release.yaml)\n"
+    )
+
+
+def test_history_refuses_an_unknown_environment(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    result = repo.reconciler("history", "--env", "qa")
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr == (
+        "error: unknown environment 'qa'\n"
+        "  hint: environments in environments/ or the trail: "
+        "development, quality-assurance, production\n"
+    )
+
+
+def test_history_refuses_an_unknown_user(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    result = repo.reconciler("history", "--user", "olgaa")
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr.splitlines() == [
+        "error: unknown user 'olgaa'",
+        "  hint: did you mean 'olga'? (users in teams.yaml or the trail: alice, bob, carol, "
+        "diana, erik, fiona, olga, pm, ravi, reconciler, ... (11 in all))",
+    ]
+
+
+def test_history_of_a_user_removed_from_teams_yaml_still_shows_their_entries(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+
+    def remove_diana(data: dict[str, Any]) -> None:
+        del data["users"]["diana"]
+        for team in data["teams"].values():
+            team["members"].pop("diana", None)
+
+    repo.commit(people.root, {"teams.yaml": teams_with(people, remove_diana)})
+    result = repo.reconciler("history", "--user", "diana", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [(entry["action"], entry["plan"]) for entry in result.json()["entries"]] == [
+        ("edited", QA_PLAN)
+    ]
+
+
+def test_history_of_a_deleted_plan_still_shows_its_entries(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: None})
+    result = repo.reconciler("history", "2026-11-qa-release", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [(entry["action"], entry["actor"]) for entry in result.json()["entries"]] == [
+        ("created", "alice"),
+        ("edited", "diana"),
+        ("deleted", "diana"),
+    ]

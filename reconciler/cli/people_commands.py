@@ -177,9 +177,12 @@ def history(
     from reconciler.actions import plan_file  # noqa: PLC0415 - keeps `history -h` light
 
     with reported(), session_for(repo, branch, state_dir) as session:
-        session.authorise()
+        _, policy = session.authorise()
+        assert session.walked is not None
         entries = select(
             audit_trail(session.store),
+            policy,
+            session.walked.effective,
             plan=plan_file(plan) if plan else None,
             environment=environment,
             user=user,
