@@ -178,6 +178,10 @@ class GitRepo:
         except GitError:
             return None
 
+    def has_commits(self) -> bool:
+        """Whether any branch exists: a fresh `git init` has none, HEAD names an unborn one."""
+        return bool(self._text("for-each-ref", "--count=1", "--format=%(refname)", "refs/heads/"))
+
     def head_branch(self) -> str | None:
         """The branch HEAD points at (also in a bare repository), or None when detached."""
         try:

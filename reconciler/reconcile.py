@@ -43,7 +43,7 @@ from typing import Any
 from reconciler.authorise import Authoriser, LandingVerdict, Progress
 from reconciler.decide import Decision, History, Run, decide, executable, gather
 from reconciler.drivers import Driver, Step, load_driver
-from reconciler.errors import ConfigError, TemporaryError
+from reconciler.errors import ConfigError, ReconcilerError, TemporaryError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
 from reconciler.gitrepo import GitRepo
@@ -62,6 +62,7 @@ from reconciler.record import (
     refusal_message,
     start_message,
 )
+from reconciler.session import followed_branch
 from reconciler.signing import SigningKey
 from reconciler.statestore import StateStore
 
@@ -152,7 +153,15 @@ class Reconciler:
         if options.instance is not None:
             check_instance_name(options.instance)
         self.repo = GitRepo(repo_dir)
-        self.branch = options.branch or self._default_branch()
+        if options.remote is not None:
+            # The remote's branch: it need not exist here before the first fetch.
+            self.branch = options.branch or "main"
+        else:
+            try:
+                self.branch = followed_branch(self.repo, options.branch)
+            except ReconcilerError:
+                self.repo.close()
+                raise
         followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
         self.state_dir = options.state_dir or self.repo.git_dir / "reconciler"
         self.store = StateStore(self.state_dir, followed)
@@ -170,11 +179,6 @@ class Reconciler:
         self._last_published = ""
         # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
         self._git_lock = threading.RLock()
-
-    def _default_branch(self) -> str:
-        if self.options.remote is not None or self.repo.try_resolve("refs/heads/main"):
-            return "main"
-        return self.repo.head_branch() or "main"
 
     def close(self) -> None:
         self.store.close()

@@ -183,13 +183,23 @@ class Session:
 
 
 def followed_branch(repo: GitRepo, branch: str | None) -> str:
-    """`branch`, else main, else the branch HEAD points at; it must exist."""
+    """`branch`, else main, else the branch HEAD points at; it must exist.
+
+    The one rule for every command that reads a local branch, `apply` and
+    `watch` included (they follow the remote's main when given a remote).
+    """
     if branch is None and repo.try_resolve("refs/heads/main"):
         return "main"
     followed = branch or repo.head_branch()
     if followed is None:
         raise UsageError("cannot tell which branch to follow", hint="pass --branch")
     if repo.try_resolve(f"refs/heads/{followed}") is None:
+        if not repo.has_commits():  # no branch can be meant: passing --branch will not help
+            raise GitError(
+                f"{repo.path} has no commits yet",
+                hint="commit the configuration first "
+                "(`reconciler init DIR` makes a repository with its first commit)",
+            )
         raise GitError(f"branch '{followed}' does not exist in {repo.path}", hint="pass --branch")
     return followed
 

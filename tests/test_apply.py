@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -316,3 +317,23 @@ def test_a_run_shows_its_progress_on_a_terminal_and_nothing_on_a_pipe(
     piped = repo.apply("--dry-run")
     assert piped.stderr == ""
     assert "succeeded 2026-11-dev-build.1" in stdout
+
+
+NO_COMMITS_YET = (
+    "  hint: commit the configuration first "
+    "(`reconciler init DIR` makes a repository with its first commit)\n"
+)
+
+
+def test_plan_in_a_repository_without_commits_says_so(tmp_path: Path) -> None:
+    run_git(tmp_path, "init", "-q", "-b", "main")
+    result = reconciler("plan", "--repo", tmp_path)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr == f"error: {tmp_path} has no commits yet\n" + NO_COMMITS_YET
+
+
+def test_a_dry_run_in_a_repository_without_commits_says_so(tmp_path: Path) -> None:
+    run_git(tmp_path, "init", "-q", "-b", "main")
+    result = reconciler("apply", "--dry-run", "--repo", tmp_path)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr == f"error: {tmp_path} has no commits yet\n" + NO_COMMITS_YET
