@@ -125,7 +125,10 @@ def find_root(start: Path) -> Path:
     """The repository containing `start` (the nearest folder with `.git`), else `start` itself."""
     start = start.resolve()
     if not start.is_dir():
-        raise UsageError(f"{start} is not a directory")
+        what = "is not a directory" if start.exists() else "does not exist"
+        raise UsageError(
+            f"{start} {what}", hint="pass --repo with the configuration repository's path"
+        )
     for folder in (start, *start.parents):
         if (folder / ".git").exists():
             return folder

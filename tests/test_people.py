@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from reconciler.cli.reference import render, section
@@ -312,3 +313,30 @@ def test_history_of_a_deleted_plan_still_shows_its_entries(tmp_path: Path, peopl
         ("edited", "diana"),
         ("deleted", "diana"),
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "validate",
+        "verify",
+        "plan",
+        "apply --dry-run",
+        "watch",
+        "status",
+        "history",
+        "access bob",
+        "approve x",
+        "deploy x",
+        "cancel x",
+    ],
+)
+def test_a_repo_that_does_not_exist_is_a_usage_error_with_a_hint(
+    tmp_path: Path, command: str
+) -> None:
+    result = reconciler(*command.split(), "--repo", tmp_path / "nowhere")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: {tmp_path / 'nowhere'} does not exist\n"
+        "  hint: pass --repo with the configuration repository's path\n"
+    )
