@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from tests.configrepo import Result, reconciler
 from tests.gitfixtures import (
     ECOMMERCE,
     PORTAL,
     QA_PLAN,
     People,
+    Person,
     SeedRepo,
     proposed_qa_release,
     qa_plan,
     ran,
+    run_git,
 )
 
 
@@ -243,3 +247,35 @@ def test_approving_a_plan_whose_target_is_no_environment_names_the_line_and_the_
         f"{QA_PLAN}:3:9: error: the plan's target 'staging' is not an environment",
         "  hint: environments: development, production, quality-assurance",
     ]
+
+
+def in_a_bare_clone(repo: SeedRepo, person: Person, *args: str) -> tuple[Path, Result]:
+    """`reconciler *args` in a bare clone of `repo` set up as `person`'s, signing included."""
+    bare = repo.path.parent / "bare.git"
+    run_git(repo.path.parent, "clone", "-q", "--bare", str(repo.path), str(bare))
+    for key, value in (
+        ("user.name", person.name),
+        ("user.email", person.email),
+        ("gpg.format", "ssh"),
+        ("user.signingkey", str(person.key)),
+    ):
+        run_git(bare, "config", key, value)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
+    }
+    state = repo.path.parent / "bare-state"
+    return bare, reconciler(*args, "--repo", bare, "--state-dir", state, env=env)
+
+
+def test_approve_in_a_bare_repository_is_refused_up_front(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    bare, result = in_a_bare_clone(repo, people.ravi, "approve", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr == f"error: {bare} is a bare repository\n  hint: run this in a clone\n"
+
+
+def test_deploy_in_a_bare_repository_is_refused_up_front(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    bare, result = in_a_bare_clone(repo, people.olga, "deploy", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr == f"error: {bare} is a bare repository\n  hint: run this in a clone\n"

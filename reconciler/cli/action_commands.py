@@ -12,6 +12,16 @@ from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
+from reconciler.session import Session
+
+
+def _needs_work_tree(session: Session) -> None:
+    """Refuse a bare repository before the history walk, not when `git commit` fails after it.
+
+    Each action ends in `git commit`, which needs a working tree; its own
+    failure would be blamed on the git identity and signing setup.
+    """
+    session.repo.work_tree()
 
 
 def _emit(made: Made, output_format: str) -> None:
@@ -56,6 +66,7 @@ def approve(
     target, or edited the plan yourself.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
+        _needs_work_tree(session)
         _emit(actions.approve(session, plan), output_format)
     raise SystemExit(EXIT_OK)
 
@@ -82,6 +93,7 @@ def deploy(
     to retry was not interrupted.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
+        _needs_work_tree(session)
         _emit(actions.deploy(session, plan, retry_run), output_format)
     raise SystemExit(EXIT_OK)
 
@@ -109,5 +121,6 @@ def cancel(
     it is refused (exit 2) while the plan's file has uncommitted changes.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
+        _needs_work_tree(session)
         _emit(actions.cancel(session, plan, undo=undo), output_format)
     raise SystemExit(EXIT_OK)
