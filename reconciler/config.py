@@ -34,7 +34,11 @@ _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def parse_duration(text: str) -> timedelta:
-    """'8h', '1d12h', '90m' -> timedelta (the schema has checked the shape)."""
+    """'8h', '1d12h', '90m' -> timedelta (the schema has checked the shape).
+
+    The schema also caps the text at 32 characters: at most four 6-digit day
+    counts, so the sum always fits a timedelta (longer text overflowed it).
+    """
     return timedelta(
         seconds=sum(
             int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text)

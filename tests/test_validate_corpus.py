@@ -813,6 +813,15 @@ CASES = [
         """,
     ),
     Broken(
+        "approval-ttl-too-long-to-represent",
+        PRODUCTION,
+        edit=("approval_ttl: 8h", "approval_ttl: " + "999999d" * 1001),
+        expected="""
+        environments/production.yaml:14:17: error: gates.approval_ttl: is longer than 32 characters
+          hint: a duration: a number and a unit, d, h, m or s, e.g. 8h, 90m or 1d12h
+        """,
+    ),
+    Broken(
         "freeze-ends-before-it-starts",
         PRODUCTION,
         edit=('until: "2027-01-04T00:00:00Z"', 'until: "2026-12-04T00:00:00Z"'),
