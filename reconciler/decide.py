@@ -224,13 +224,7 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     waits.extend(missing)
     waits.extend(_promotion(history, plan, environment))
     if not waits:
-        opening = gates.next_opening(environment.gates, now)
-        if opening is not None:
-            freeze = gates.blocking_freeze(environment.gates, now)
-            reason = f"the {freeze} freeze" if freeze else "a deploy window"
-            waits.append(
-                Wait("window", f"{reason}: deploys may start at {opening.isoformat()}", opening)
-            )
+        waits.extend(_time_gate(environment, now))
     status: Status = "waiting" if waits else "executable"
     reasons = tuple(wait.text for wait in waits) or (
         f"triggered by {trigger}, approved by "
@@ -247,6 +241,19 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         triggered_by=trigger,
         trigger_seq=trigger_seq,
         notes=tuple(notes),
+    )
+
+
+def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
+    """The wait for a freeze or a deploy window, if deploys may not start now."""
+    closed = gates.closed(environment.gates, now)
+    if closed is None:
+        return ()
+    reason = f"the {closed.freeze} freeze" if closed.freeze else "a deploy window"
+    if closed.opens is None:
+        return (Wait("window", f"{reason}: no deploy window opens before the year 9999 ends"),)
+    return (
+        Wait("window", f"{reason}: deploys may start at {closed.opens.isoformat()}", closed.opens),
     )
 
 
@@ -472,15 +479,7 @@ def _decide_retry(
             notes.append(f"{label} does not count: {problem}")
             continue
         waits = _promotion(history, plan, environment)
-        opening = gates.next_opening(environment.gates, now)
-        if opening is not None:
-            waits.append(
-                Wait(
-                    "window",
-                    f"a deploy window: deploys may start at {opening.isoformat()}",
-                    opening,
-                )
-            )
+        waits.extend(_time_gate(environment, now))
         status: Status = "waiting" if waits else "executable"
         reasons = tuple(wait.text for wait in waits) or (
             f"retry of interrupted run {interrupted.id}, requested by {signoff.actor}",

@@ -1,11 +1,12 @@
 """Time gates: deploy windows, freezes and the age of approvals. Pure, the clock is passed in.
 
 Called by `decide`. Outside a window (or inside a freeze) an executable plan
-waits; `next_opening` says until when, so `plan` can print it.
+waits; `closed` says until when, so `plan` can print it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -49,17 +50,41 @@ def is_open(gates: Gates, now: datetime) -> bool:
     return not gates.windows or any(_window_open(window, now) for window in gates.windows)
 
 
-def next_opening(gates: Gates, now: datetime) -> datetime | None:
-    """None when deploys may start now; otherwise the next moment they may."""
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Deploys may not start now: the freeze that stops them (None: outside every window),
+    and when they may start.
+
+    `opens` is None when that moment lies past 9999-12-31, the last day a
+    datetime holds: a freeze "until 9999-12-31" with deploy windows. The plan
+    then simply waits for as long as the freeze stands, which is what its
+    author asked for; ending the freeze earlier is how to deploy again.
+    """
+
+    freeze: str | None
+    opens: datetime | None
+
+
+def closed(gates: Gates, now: datetime) -> Closed | None:
+    """None when deploys may start now; otherwise why not, and until when."""
+    if is_open(gates, now):
+        return None
+    return Closed(blocking_freeze(gates, now), _next_opening(gates, now))
+
+
+def _next_opening(gates: Gates, now: datetime) -> datetime | None:
     moment = now
-    for _ in range(64):  # alternating freezes and windows settle quickly
-        if is_open(gates, moment):
-            return None if moment == now else moment
-        freeze_end = _freeze_at(gates, moment)
-        if freeze_end is not None:
-            moment = freeze_end
-            continue
-        moment = min(_next_window_start(window, moment) for window in gates.windows)
+    try:
+        for _ in range(64):  # alternating freezes and windows settle quickly
+            if is_open(gates, moment):
+                return moment
+            freeze_end = _freeze_at(gates, moment)
+            if freeze_end is not None:
+                moment = freeze_end
+                continue
+            moment = min(_next_window_start(window, moment) for window in gates.windows)
+    except OverflowError:
+        return None  # the next window would open after 9999-12-31
     return moment
 
 

@@ -20,6 +20,7 @@ from tests.gitfixtures import (
     People,
     SeedRepo,
     dev_plan,
+    example_file,
     plan,
     qa_plan,
     run_git,
@@ -168,6 +169,22 @@ def test_an_instance_name_that_would_break_the_start_records_trailers_is_refused
     assert "hint: use at most 100 letters, digits and . _ : @ / -" in result.stderr
     assert repo.head() == head
     assert not repo.driver_root.exists()
+
+
+def test_a_dry_run_during_a_freeze_until_the_end_of_time_would_run_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    development = example_file("environments/development.yaml").replace(
+        "  signed_commits: false",
+        "  signed_commits: false\n"
+        "  windows: [{days: [mon], from: '09:00', to: '10:00'}]\n"
+        "  freezes: [{name: forever, from: '2020-01-01T00:00:00Z', until: '9999-12-31T23:59:00Z'}]",
+    )
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    result = repo.apply("--dry-run", "--format", "json")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.json()["would_run"] == []
 
 
 def test_the_reconciler_refuses_to_start_with_a_key_that_is_not_the_service_accounts(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reconciler.decide import Decision
 from tests.gitfixtures import (
+    DEV_PLAN,
     ECOMMERCE,
     FIXED_NOW,
     PORTAL,
@@ -14,6 +15,7 @@ from tests.gitfixtures import (
     QA_PLAN,
     People,
     SeedRepo,
+    dev_plan,
     dump,
     example_file,
     plan,
@@ -286,6 +288,32 @@ def test_a_plan_outside_its_deploy_window_waits_and_says_until_when(
     assert decision.status == "waiting"
     assert waits(decision) == ["a deploy window: deploys may start at 2026-11-23T09:00:00+00:00"]
     assert decision.waits[0].until is not None
+
+
+def test_a_freeze_until_the_end_of_time_keeps_a_plan_waiting_with_no_opening(
+    tmp_path: Path, people: People
+) -> None:
+    # With a window, the next opening after 9999-12-31T23:59 is past the last
+    # date a datetime holds; `plan` used to crash with an OverflowError.
+    development = example_file("environments/development.yaml").replace(
+        "  signed_commits: false",
+        "  signed_commits: false\n"
+        "  windows: [{days: [mon], from: '09:00', to: '10:00'}]\n"
+        "  freezes: [{name: forever, from: '2020-01-01T00:00:00Z', until: '9999-12-31T23:59:00Z'}]",
+    )
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    result = repo.reconciler("plan", "--format", "json")
+    assert (result.exit_code, result.stderr) == (0, "")
+    [decision] = [item for item in result.json()["plans"] if item["plan"] == DEV_PLAN]
+    assert decision["status"] == "waiting"
+    assert decision["waits"] == [
+        {
+            "what": "window",
+            "text": "the forever freeze: no deploy window opens before the year 9999 ends",
+            "until": None,
+        }
+    ]
 
 
 def test_an_approver_removed_from_the_team_before_execution_no_longer_counts(
