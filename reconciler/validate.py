@@ -272,8 +272,20 @@ def _check_teams(document: Document, out: _Findings) -> None:
                 owners[application] = team_name
     key_holders: dict[str, str] = {}
     email_holders: dict[str, str] = {}
+    # identity.resolve looks an id up in users first: a service account or host
+    # sharing a user's id would act as that user.
+    id_sections: dict[str, str] = {}
     for section in ("users", "service_accounts", "hosts"):
         for identity_id, identity in data.get(section, {}).items():
+            first = id_sections.setdefault(identity_id, section)
+            if first != section:
+                out.at(
+                    document,
+                    (section, identity_id),
+                    f"'{identity_id}' is in both {first} and {section}",
+                    "ids must be unique across users, service accounts and hosts; rename one",
+                    key=True,
+                )
             for index, key in enumerate(identity.get("keys", ())):
                 path = (section, identity_id, "keys", index)
                 try:

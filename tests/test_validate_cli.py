@@ -464,3 +464,30 @@ def test_text_output_ends_with_a_summary_of_what_was_found(config: Path) -> None
     assert result.stdout.splitlines()[-1] == (
         "invalid: 10 file(s) checked, 2 error(s), 1 warning(s)"
     )
+
+
+# --- identities --------------------------------------------------------------------------------
+
+
+def test_an_id_that_is_both_a_user_and_a_service_account_is_a_finding_at_the_second(
+    config: Path,
+) -> None:
+    # identity.resolve looks users up first: the service account's key would act as alice.
+    replace(
+        config,
+        "teams.yaml",
+        "  reconciler: {emails: [reconciler@",
+        "  alice: {emails: [reconciler@",
+    )
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 1
+    assert findings(result) == [
+        {
+            "file": "teams.yaml",
+            "line": 30,
+            "column": 3,
+            "severity": "error",
+            "message": "'alice' is in both users and service_accounts",
+            "hint": "ids must be unique across users, service accounts and hosts; rename one",
+        }
+    ]
