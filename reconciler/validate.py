@@ -185,11 +185,11 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
     if checked.teams is not None:
         policy = build_policy(checked.teams.data, environments.values())
         _check_teams(checked.teams, out)
-    elif (
-        snapshot.files
-        and TEAMS_FILE not in snapshot.files
-        and not any(finding.file == TEAMS_FILE for finding in snapshot.refused)
+    elif TEAMS_FILE not in snapshot.files and not any(
+        finding.file == TEAMS_FILE for finding in snapshot.refused
     ):
+        # Also when nothing at all was found: an empty folder (or the wrong
+        # --repo) is not a valid configuration.
         out.items.append(
             Finding(
                 TEAMS_FILE,

@@ -133,3 +133,20 @@ def find_root(start: Path) -> Path:
         if (folder / ".git").exists():
             return folder
     return start
+
+
+def require_worktree(root: Path) -> None:
+    """Refuse a bare repository: it has history but no files to validate.
+
+    Without this, `find_root` takes the bare repository for a plain folder,
+    nothing in it is a configuration file, and validate would report on an
+    empty tree.
+    """
+    if (root / ".git").exists():
+        return
+    if (root / "HEAD").is_file() and (root / "objects").is_dir() and (root / "refs").is_dir():
+        raise UsageError(
+            f"{root} is a bare repository: validate checks a working tree",
+            hint=f"validate a clone of it (git clone {root}), "
+            f"or check its history with `reconciler verify --repo {root}`",
+        )

@@ -408,6 +408,42 @@ def test_repo_is_read_instead_of_the_current_directory(
     assert result.stdout.startswith(f"{QA_PLAN}:6:12: error: unknown application 'ecomerce'\n")
 
 
+def test_an_empty_repository_is_invalid_because_teams_yaml_is_missing(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    result = validate("--repo", tmp_path, "--format", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "valid": False,
+        "files_checked": 0,
+        "errors": 1,
+        "warnings": 0,
+        "findings": [
+            {
+                "file": "teams.yaml",
+                "line": 1,
+                "column": 1,
+                "severity": "error",
+                "message": "teams.yaml is missing",
+                "hint": "every configuration repository needs one; see `reconciler init`",
+            }
+        ],
+    }
+
+
+def test_a_bare_repository_is_a_usage_error_exiting_2(config: Path, tmp_path: Path) -> None:
+    subprocess.run(["git", "-C", str(config), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(config), "commit", "-q", "-m", "seed"], check=True)
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(config), str(bare)], check=True)
+    result = validate("--repo", bare)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: {bare} is a bare repository: validate checks a working tree\n"
+        f"  hint: validate a clone of it (git clone {bare}), "
+        f"or check its history with `reconciler verify --repo {bare}`\n"
+    )
+
+
 # --- collecting and ordering -------------------------------------------------------------------
 
 

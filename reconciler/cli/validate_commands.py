@@ -16,7 +16,7 @@ from reconciler.cli.options import format_option, repo_option
 from reconciler.errors import UsageError
 from reconciler.layout import place
 from reconciler.validate import validate_snapshot
-from reconciler.worktree import find_root, read_worktree
+from reconciler.worktree import find_root, read_worktree, require_worktree
 
 
 @click.command()
@@ -36,6 +36,7 @@ def validate(repo: Path | None, output_format: str, paths: tuple[Path, ...]) -> 
     """
     with reported(), _without_cycle_collection():
         root = find_root(repo or Path.cwd())
+        require_worktree(root)
         # Relative PATHs start in the current directory when it is inside the
         # repository (as git's do), else at the repository's root.
         here = Path.cwd().resolve()
