@@ -14,7 +14,7 @@ from reconciler.drivers import CommandDriver, LocalDriver, Step, load_driver
 from reconciler.errors import ConfigError
 from reconciler.execute import execute
 from reconciler.model import DriverSpec
-from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan
+from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan, example_file
 
 
 def step(application: str = "ecommerce", version: str = "1.4.0", **changes: object) -> Step:
@@ -253,4 +253,22 @@ def test_plan_reports_drift_between_the_driver_and_deployments(
             "recorded": "1.4.0",
             "current": "1.3.9",
         }
+    ]
+
+
+def test_plan_notes_a_driver_that_cannot_be_asked_naming_its_environment_file(
+    tmp_path: Path, people: People
+) -> None:
+    development = example_file("environments/development.yaml").replace(
+        "driver: {type: local}",
+        "driver: {type: command, argv: [/nonexistent/deploy-driver], timeout: 5}",
+    )
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo.deployed("development", {"ecommerce": "1.4.0"})
+    result = repo.reconciler("plan", "--format", "json")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.json()["drift"] == []
+    assert result.json()["drift_notes"] == [
+        "environments/development.yaml: its driver could not be asked what runs, so drift "
+        "there is unknown: cannot start /nonexistent/deploy-driver: No such file or directory"
     ]

@@ -18,7 +18,7 @@ from reconciler.cli.options import (
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
 from reconciler.decide import Decision, deployed_versions, executable
-from reconciler.drift import Drift, find_drift
+from reconciler.drift import DriftReport, find_drift
 from reconciler.drivers import load_driver
 
 STATUS_COLOURS = {
@@ -63,9 +63,7 @@ def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
     }
 
 
-def emit_plan(
-    decisions: tuple[Decision, ...], drift: tuple[Drift, ...], output_format: str
-) -> None:
+def emit_plan(decisions: tuple[Decision, ...], drift: DriftReport, output_format: str) -> None:
     queues = executable(decisions)
     positions = {
         decision.path: index
@@ -83,8 +81,9 @@ def emit_plan(
                         "recorded": item.recorded,
                         "current": item.current,
                     }
-                    for item in drift
+                    for item in drift.drift
                 ],
+                "drift_notes": list(drift.notes),
             }
         )
         return
@@ -101,8 +100,10 @@ def emit_plan(
             click.echo(f"             {reason}")
         for note in decision.notes:
             click.echo(click.style(f"             note: {note}", dim=True))
-    for item in drift:
+    for item in drift.drift:
         click.echo(click.style(f"drift      {item.text()}", fg="magenta"))
+    for note in drift.notes:
+        click.echo(click.style(f"drift      note: {note}", dim=True))
 
 
 @click.command(name="plan")
@@ -123,7 +124,8 @@ def plan_command(
     executable (and the order runs will take), waiting (for approvals by
     which role, a trigger by whom, a deploy window, a promotion), refused
     (why), done (which run), cancelled; and drift, where a driver reports
-    another version than deployments/ records. Exit 0.
+    another version than deployments/ records (a note names the environment
+    file of a driver that cannot be asked). Exit 0.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         decisions = session.decisions()
