@@ -473,11 +473,14 @@ class _Composer:
             # bypasses them ('!!int ""' is an IndexError, '!!bool x' a KeyError),
             # and some texts pass a regexp but not the constructor ('0x_').
             name = tag.rsplit(":", 1)[-1]
-            raise self.error(
-                f"{text!r} is not a valid {name}",
-                event.start_mark,
-                f"remove the tag, or write a valid {name}",
-            ) from None
+            if event.tag is not None and event.tag != "!":
+                hint = f"remove the tag, or write a valid {name}"
+            else:
+                # Plain text that YAML resolves as a number it then cannot read
+                # ('0x_', an int of over 4,300 digits): there is no tag to remove.
+                article = "an" if name[0] in "aeiou" else "a"
+                hint = f"quote it to keep it as text (unquoted, YAML reads it as {article} {name})"
+            raise self.error(f"{text!r} is not a valid {name}", event.start_mark, hint) from None
 
 
 def _describe(value: Any) -> str:

@@ -156,12 +156,28 @@ def test_a_key_that_repeats_in_another_mapping_is_not_a_duplicate() -> None:
 def test_an_explicit_tag_is_checked_against_its_type_as_a_key_and_as_a_value() -> None:
     assert load(b"!!str 1: !!int '2'\n", "f.yaml").data == {"1": 2}
     assert refusal("!!int 1: x\n").message == "key '1' is read as the number 1, not a string"
-    assert refusal("a: !!int 0x_\n").message == "'0x_' is not a valid int"
+    error = refusal("a: !!int 0x_\n")
+    assert (error.message, error.hint) == (
+        "'0x_' is not a valid int",
+        "remove the tag, or write a valid int",
+    )
+
+
+def test_a_plain_value_read_as_a_number_that_cannot_be_built_is_told_to_be_quoted() -> None:
     # Some plain texts pass PyYAML's int pattern but not its constructor.
     error = refusal("a: 0x_\n")
     assert (error.message, error.hint) == (
         "'0x_' is not a valid int",
-        "remove the tag, or write a valid int",
+        "quote it to keep it as text (unquoted, YAML reads it as an int)",
+    )
+
+
+def test_a_plain_integer_too_long_for_python_is_told_to_be_quoted_not_to_lose_a_tag() -> None:
+    error = refusal("name: " + "9" * 5000 + "\n")
+    assert (error.line, error.column) == (1, 7)
+    assert (error.message, error.hint) == (
+        f"'{'9' * 5000}' is not a valid int",
+        "quote it to keep it as text (unquoted, YAML reads it as an int)",
     )
 
 
