@@ -200,7 +200,9 @@ def followed_branch(repo: GitRepo, branch: str | None) -> str:
                 hint="commit the configuration first "
                 "(`reconciler init DIR` makes a repository with its first commit)",
             )
-        raise GitError(f"branch '{followed}' does not exist in {repo.path}", hint="pass --branch")
+        # A --branch typo is a usage error: for verify, exit 1 would read as a refusal.
+        error = UsageError if branch is not None else GitError
+        raise error(f"branch '{followed}' does not exist in {repo.path}", hint="pass --branch")
     return followed
 
 

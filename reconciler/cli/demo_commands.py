@@ -15,7 +15,9 @@ from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.people_commands import render_entry, render_pipeline
 from reconciler.cli.plan_commands import emit_plan
 from reconciler.clock import utc_now
+from reconciler.decide import Decision
 from reconciler.demo import Scene, play, where_to_look
+from reconciler.drift import DriftReport
 from reconciler.history import Entry
 from reconciler.reconcile import PassReport
 from reconciler.status import Pipeline
@@ -40,7 +42,8 @@ def _show(number: int, scene: Scene) -> None:
             assert isinstance(entry, Entry)
             click.echo(render_entry(entry))
     else:
-        emit_plan(payload, (), "text")  # type: ignore[arg-type]
+        decisions = tuple(item for item in payload if isinstance(item, Decision))
+        emit_plan(decisions, DriftReport(drift=(), notes=()), "text")
 
 
 @click.command()
