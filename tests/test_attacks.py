@@ -554,3 +554,28 @@ def test_an_approval_in_a_commit_that_also_touches_an_unrelated_file_does_not_co
     repo.commit(people.ravi, {"README.md": "hi"}, f"docs\n\nApprove-Plan: {ref}")
     repo.trigger(people.olga, QA_PLAN)
     assert repo.decide()[QA_PLAN].approvers == ()
+
+
+def test_a_policy_giving_a_user_the_service_accounts_id_never_becomes_effective(
+    tmp_path: Path, people: People
+) -> None:
+    # identity.resolve looks users up first: were it effective, the service
+    # account's key would sign as the user 'reconciler', and its records as a person.
+    repo = SeedRepo.create(tmp_path, people)
+    clash = teams_with(
+        people,
+        lambda data: data["users"].__setitem__(
+            "reconciler",
+            {
+                "name": "Reconciler Bot",
+                "emails": ["bot@example.com"],
+                "keys": [people.reconciler.public_key],
+            },
+        ),
+    )
+    repo.commit(people.root, {"teams.yaml": clash})
+    result = repo.verify()
+    refusal = only_refusal(result.judged[-1])
+    assert refusal.needed == "a valid policy"
+    assert "'reconciler' is in both users and service_accounts" in refusal.reasons[0]
+    assert "reconciler" not in repo.effective_policy().users
