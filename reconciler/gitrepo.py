@@ -319,9 +319,11 @@ class GitRepo:
             entries[name] = ("100644", blob)
         for name, nested in grouped.items():
             mode, oid = entries.get(name, ("40000", ""))
-            if mode != "40000":
-                raise GitError(f"cannot write under {name}: it is not a directory")
-            entries[name] = ("40000", self.tree_with(oid, nested))
+            # A file (or link) where a folder must be is replaced: records write
+            # under deployments/ and logs/, which only the reconciler may change,
+            # so what stands in the way is a refused change, never effective.
+            base = oid if mode == "40000" else ""
+            entries[name] = ("40000", self.tree_with(base, nested))
         return self.write_object("tree", _tree_bytes(entries))
 
     def _tree_entries(self, tree: str) -> dict[str, tuple[str, str]]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +46,7 @@ from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import ConfigError, ReconcilerError, TemporaryError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
+from reconciler.fields import CONTENT, value
 from reconciler.gitrepo import GitRepo
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
@@ -483,6 +484,7 @@ class Reconciler:
         for attempt in range(PUBLISH_ATTEMPTS):
             # First try on the tip we last saw or published; after a lost race, fetch.
             tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
+            self._walk_to(tip)
             commit = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
@@ -495,21 +497,44 @@ class Reconciler:
 
     def _finish_chain(self, base: str, pending: dict[str, dict[str, Any]]) -> str:
         """The outbox's finish records as commits on `base`, unpublished; the last one."""
-        writer = self._writer(self._walker.policy())
-        tip = base
         with self._git_lock:
+            self._walk_to(base)
+            writer = self._writer(self._walker.policy())
+            tip = base
+            ours: set[str] = set()  # environments whose file a record of this chain wrote
             for run_id, detail in pending.items():
-                tip = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
+                files = self._finish_files(tip, run_id, detail, ours=ours)
+                tip = writer.commit(tip, detail["message"], files)
+                ours.add(detail["environment"])
         return tip
 
-    def _finish_files(self, tip: str, run_id: str, detail: dict[str, Any]) -> dict[str, bytes]:
-        """The run's log and `deployments/<env>.yaml` as they become on top of `tip`."""
+    def _walk_to(self, tip: str) -> None:
+        """Bring the walker's effective state to `tip` (a commit on the branch)."""
+        self._walker.now = self.clock()
+        self._walker.run(tip)
+
+    def _finish_files(
+        self, tip: str, run_id: str, detail: dict[str, Any], *, ours: Collection[str] = ()
+    ) -> dict[str, bytes]:
+        """The run's log and `deployments/<env>.yaml` as they become on top of `tip`.
+
+        What already runs there is the file's effective content, as the walker
+        holds it at `tip`, never main's file as it stands: a person's refused
+        edit of deployments/ must not become the base of the next record, which
+        the service signs (nor, unreadable, erase what runs). Only what a record
+        of the same chain just wrote is read from `tip`.
+        """
         environment = detail["environment"]
+        path = deployments_file(environment)
+        if environment in ours:
+            blob = self.repo.blob_at(tip, path)
+        else:
+            blob = value(self._walker.effective.get(path, {}), CONTENT)
         return {
             detail["log_path"]: detail["log"].encode(),
-            deployments_file(environment): deployments_bytes(
+            path: deployments_bytes(
                 environment,
-                self._deployments_at(tip, environment),
+                self._deployments_in(blob, path),
                 [(app, version) for app, version in detail["deployed"]],
                 detail["plan"],
                 run_id,
@@ -517,12 +542,11 @@ class Reconciler:
             ),
         }
 
-    def _deployments_at(self, tip: str, environment: str) -> dict[str, Any] | None:
-        blob = self.repo.blob_at(tip, deployments_file(environment))
+    def _deployments_in(self, blob: str | None, path: str) -> dict[str, Any] | None:
         if blob is None:
             return None
         try:
-            data = load(self.repo.read_blob(blob), deployments_file(environment)).data
+            data = load(self.repo.read_blob(blob), path).data
         except ConfigError:
             return None
         return data if isinstance(data, dict) else None

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from reconciler.authorise import Authoriser
 from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError
@@ -579,3 +581,82 @@ def test_a_policy_giving_a_user_the_service_accounts_id_never_becomes_effective(
     assert refusal.needed == "a valid policy"
     assert "'reconciler' is in both users and service_accounts" in refusal.reasons[0]
     assert "reconciler" not in repo.effective_policy().users
+
+
+# -- records: deployments/ and logs/ are the reconciler's alone ------------------------------
+
+
+def qa_with_a_command_driver(tmp_path: Path, people: People) -> tuple[SeedRepo, Path]:
+    """The seed story with a command driver in quality-assurance; what it ran, and where."""
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = tmp_path / "driver.out"
+    qa = command_environment("quality-assurance", script, out)
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/quality-assurance.yaml": qa})
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    return repo, out
+
+
+def runs_in_qa(repo: SeedRepo) -> dict[str, Any]:
+    data = yaml.safe_load(repo.git("show", "main:deployments/quality-assurance.yaml"))
+    return {app: entry["version"] for app, entry in data["applications"].items()}
+
+
+def test_a_forged_deployments_entry_is_not_laundered_by_the_next_finish_record(
+    tmp_path: Path, people: People
+) -> None:
+    # bob claims ecommerce 6.6.6 runs in QA (refused); the next QA run's record,
+    # which the service signs, must not carry his line on to production's promotion gate.
+    repo, _ = qa_with_a_command_driver(tmp_path, people)
+    forged = {
+        "environment": "quality-assurance",
+        "applications": {
+            "ecommerce": {
+                "version": "6.6.6",
+                "plan": "forged",
+                "run": "forged.1",
+                "deployed_at": "2026-11-01T00:00:00Z",
+            }
+        },
+    }
+    repo.commit(people.bob, {"deployments/quality-assurance.yaml": dump(forged)}, signed=False)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    applied = repo.apply("--format", "json")
+    assert [run["result"] for run in applied.json()["runs"]] == ["succeeded"]
+    assert runs_in_qa(repo) == {"customer-portal": "0.6"}
+    repo.commit(people.alice, {PROD_PLAN: prod_plan({"name": "ecommerce", "version": "6.6.6"})})
+    decision = repo.decide()[PROD_PLAN]
+    assert "promotion" in [wait.what for wait in decision.waits]
+
+
+def test_an_unreadable_deployments_file_does_not_erase_what_runs_there(
+    tmp_path: Path, people: People
+) -> None:
+    repo, _ = qa_with_a_command_driver(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.bob, {"deployments/quality-assurance.yaml": "{{{ nope"}, signed=False)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    applied = repo.apply("--format", "json")
+    assert [run["result"] for run in applied.json()["runs"]] == ["succeeded"]
+    assert runs_in_qa(repo) == {"customer-portal": "0.6", "ecommerce": "1.4.0"}
+
+
+def test_a_refused_file_where_the_logs_folder_goes_does_not_stop_runs_being_recorded(
+    tmp_path: Path, people: People
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.bob, {"logs": "not a directory\n"}, signed=False)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert "ecommerce 1.4.0" in out.read_text()
+    assert repo.git("log", "-1", "--format=%s", "main") == (
+        "Deploy 2026-11-dev-build to development: succeeded"
+    )
+    assert repo.git("cat-file", "-t", "main:logs") == "tree"
+    # The record restored what was effective there: verify has no complaint left.
+    assert repo.verify().differs == {}
