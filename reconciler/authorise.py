@@ -1070,7 +1070,7 @@ class Authoriser:
             for text in trailers.get(key, ()):
                 ref = parse_plan_ref(text)
                 if ref is None:
-                    ignore(f"{key}: '{text}' is not plans/<file>.yaml@<full 40-character blob id>")
+                    ignore(f"{key}: '{text}' is not plans/<file>.yaml@<full blob id>")
                 elif self._blob(entry.id, ref.path, work) != ref.blob:
                     ignore(f"{key}: the commit's tree does not hold {ref.path} at {ref.blob[:12]}")
                 else:

@@ -31,7 +31,8 @@ RESULT: Final = "Result"
 HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY)
 RESULTS: Final = ("started", "succeeded", "failed", "interrupted", "refused")
 
-_REF = re.compile(r"^(?P<path>plans/[^@\s]+\.yaml)@(?P<blob>[0-9a-f]{40})$")
+# A full blob id: 40 hex digits with SHA-1, 64 in a SHA-256 repository.
+_REF = re.compile(r"^(?P<path>plans/[^@\s]+\.yaml)@(?P<blob>[0-9a-f]{40}(?:[0-9a-f]{24})?)$")
 _RUN = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*\.[0-9]+$")
 _TRAILER_KEY = re.compile(r"[A-Za-z0-9-]+")
 

@@ -8,6 +8,7 @@ One place that knows DESIGN.md's "The repository" section, used by
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -23,6 +24,9 @@ CONFIG_DIRS: Final = {
 # Directories the reconciler reads, in the order a person would explain them.
 READ_DIRS: Final = ("environments", "plans", "deployments", "schemas")
 SUFFIX: Final = {"environment": ".yaml", "plan": ".yaml", "deployment": ".yaml", "schema": ".json"}
+# The schemas' `identifier`: a plan, environment or deployment file is named
+# for what it holds, whose name must match it.
+_NAME: Final = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,16 @@ def place(path: str) -> Placement:
         if kind == "schema":
             return Placement(None)
         return Placement(None, misplaced=f"{top}/ files end in '{suffix}'")
-    return Placement(kind, rest[: -len(suffix)])  # type: ignore[arg-type]
+    name = rest[: -len(suffix)]
+    # A file whose name no plan (or environment) can have is never read as one:
+    # it could not be valid, and its path would not survive a record's trailer.
+    if kind != "schema" and not (len(name) <= 63 and _NAME.fullmatch(name)):
+        return Placement(
+            None,
+            misplaced=f"{top}/ file names are lowercase letters and digits, "
+            "words joined by single '.', '_' or '-'",
+        )
+    return Placement(kind, name)  # type: ignore[arg-type]
 
 
 def plan_path(name: str) -> str:

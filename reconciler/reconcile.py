@@ -178,6 +178,7 @@ class Reconciler:
         self.in_flight: set[str] = set()
         self._walker = Authoriser(self.repo, self.store, now=clock(), progress=progress)
         self._last_published = ""
+        self._refusals_recorded: set[PlanRef] = set()
         # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
         self._git_lock = threading.RLock()
 
@@ -262,6 +263,9 @@ class Reconciler:
                 if self._publish(writer.chain(tip, records), base, pending):
                     report.interrupted.extend(interrupted)
                     report.refused.extend(refused)
+                    # Once per version even were a record not read back as one:
+                    # each round would record it again, and the pass never settle.
+                    self._refusals_recorded.update(refused)
                 continue  # published or not, look again
             chosen = [] if self.stop_requested() else self._choose(history, decisions)
             if not chosen:
@@ -349,7 +353,9 @@ class Reconciler:
         refused = [
             decision
             for decision in decisions
-            if decision.status == "refused" and decision.ref not in history.refused
+            if decision.status == "refused"
+            and decision.ref not in history.refused
+            and decision.ref not in self._refusals_recorded
         ]
         if refused:
             records.append((refusal_message(refused, self.instance), None))

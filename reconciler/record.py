@@ -200,11 +200,11 @@ def interrupted_message(run: Run, why: str, instance: str) -> str:
 
 def refusal_message(refused: Sequence[Decision], instance: str) -> str:
     body = "\n".join(f"{decision.ref}: {'; '.join(decision.reasons)}" for decision in refused)
-    trailers = "\n".join(
+    trailers = _trailers(
         [
-            "Result: refused",
-            *(f"Refused-Plan: {decision.ref}" for decision in refused),
-            f"Reconciler: {instance}",
+            ("Result", "refused"),
+            *(("Refused-Plan", str(decision.ref)) for decision in refused),
+            ("Reconciler", instance),
         ]
     )
     count = len(refused)

@@ -660,3 +660,24 @@ def test_a_refused_file_where_the_logs_folder_goes_does_not_stop_runs_being_reco
     assert repo.git("cat-file", "-t", "main:logs") == "tree"
     # The record restored what was effective there: verify has no complaint left.
     assert repo.verify().differs == {}
+
+
+def test_a_plan_file_named_as_no_plan_can_be_is_not_a_plan_and_records_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    # 'plans/a b.yaml' could never be valid (a plan's name is its file's name), and
+    # its path would not read back from a Refused-Plan trailer: each round recorded
+    # its refusal again, 1,000 records in one apply, and nothing deployed.
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.bob, {"plans/a b.yaml": "name: a\n"}, signed=False)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    before = int(repo.git("rev-list", "--count", "main"))
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert [run["result"] for run in applied.json()["runs"]] == ["succeeded"]
+    assert "ecommerce 1.4.0" in out.read_text()
+    assert int(repo.git("rev-list", "--count", "main")) - before == 2  # start and finish
+    fresh = repo.verify(state_dir=tmp_path / "fresh-state")
+    refusal = next(refusal for verdict in fresh.judged for refusal in verdict.refusals)
+    assert refusal.path == "plans/a b.yaml"
+    assert refusal.needed == "a listing in teams.yaml other_paths"

@@ -208,7 +208,7 @@ def test_a_trailer_with_a_short_blob_id_is_ignored(tmp_path: Path, people: Peopl
     assert decision.triggered_by is None
     ignored = repo.store().events(["ignored"])
     assert ignored[-1]["reason"].startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
-    assert ignored[-1]["reason"].endswith("is not plans/<file>.yaml@<full 40-character blob id>")
+    assert ignored[-1]["reason"].endswith("is not plans/<file>.yaml@<full blob id>")
 
 
 def test_a_trailer_in_a_commit_that_also_changes_files_is_ignored(

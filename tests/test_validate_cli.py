@@ -209,10 +209,14 @@ def test_github_format_annotates_warnings_as_warnings(config: Path) -> None:
 
 
 def test_github_format_escapes_what_would_end_the_annotation(config: Path) -> None:
-    # A file name with a comma and a message with a percent sign and a colon.
-    write(config, "plans/a,b.yaml", "name: '100%'\n")
-    result = validate("--repo", config, "--format", "github", config / "plans/a,b.yaml")
-    assert result.stdout.splitlines()[0].startswith("::error file=plans/a%2Cb.yaml,line=1,col=1,")
+    # A file name with a comma (no plan's: the file is never read, and says so),
+    # and a message with a percent sign and a colon.
+    write(config, "plans/a,b.yaml", "name: a\n")
+    write(config, "plans/a.yaml", "name: '100%'\n")
+    result = validate(
+        "--repo", config, "--format", "github", config / "plans/a,b.yaml", config / "plans/a.yaml"
+    )
+    assert "::error file=plans/a%2Cb.yaml,line=1,col=1," in result.stdout
     assert "name: '100%25' is not allowed" in result.stdout
 
 

@@ -1028,6 +1028,15 @@ CASES = [
         """,
     ),
     Broken(
+        "plan-named-as-no-plan-can-be",
+        "plans/Release 1.yaml",
+        content="name: release-1\n",
+        expected="""
+        plans/Release 1.yaml:1:1: error: the reconciler never reads this file: plans/ file names are lowercase letters and digits, words joined by single '.', '_' or '-'
+          hint: move or rename it
+        """,
+    ),
+    Broken(
         "deployment-record-for-another-environment",
         "deployments/development.yaml",
         content=DEPLOYMENT.format(environment="production"),
