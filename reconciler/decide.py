@@ -203,14 +203,17 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         wait = Wait("state", "saved as a draft: set state: ready to propose it")
         return Decision(path, blob, plan, "waiting", (wait.text,), (wait,))
     environment = policy.environments[plan.target]
-    notes: list[str] = []
-    waits: list[Wait] = []
-    if latest is not None:
-        return _decide_retry(history, on_main, plan, environment, latest, now)
     landed = history.landings.get(ref)
     if landed is None:
         return Decision(path, blob, plan, "refused", ("this version never landed on main",))
-    trigger, trigger_seq = _trigger(history, ref, landed, environment, now, notes)
+    notes: list[str] = []
+    waits: list[Wait] = []
+    # A retry is an execution like any other: the Retry-Run takes the trigger's place,
+    # and the approval, promotion and time gates are judged again, now.
+    if latest is None:
+        trigger, trigger_seq = _trigger(history, ref, landed, environment, now, notes)
+    else:
+        trigger, trigger_seq = _retry(history, landed, environment, latest, now, notes)
     if trigger is None:
         who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name)) or "nobody"
         waits.append(
@@ -219,6 +222,12 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
                 f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
                 "merge it, or run `reconciler deploy`",
             )
+            if latest is None
+            else Wait(
+                "retry",
+                f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry it "
+                f"with `reconciler deploy {plan.name} --retry {latest.id}`",
+            )
         )
     approvers, missing = _approvals(history, ref, environment, now, notes)
     waits.extend(missing)
@@ -226,9 +235,13 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     if not waits:
         waits.extend(_time_gate(environment, now))
     status: Status = "waiting" if waits else "executable"
+    asked = (
+        f"triggered by {trigger}"
+        if latest is None
+        else f"retry of interrupted run {latest.id}, requested by {trigger}"
+    )
     reasons = tuple(wait.text for wait in waits) or (
-        f"triggered by {trigger}, approved by "
-        f"{', '.join(approvers) or 'nobody (no approvals needed)'}",
+        f"{asked}, approved by {', '.join(approvers) or 'nobody (no approvals needed)'}",
     )
     return Decision(
         path,
@@ -240,6 +253,8 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         approvers=approvers,
         triggered_by=trigger,
         trigger_seq=trigger_seq,
+        run=latest,
+        retry_of=latest.id if latest is not None and trigger is not None else None,
         notes=tuple(notes),
     )
 
@@ -457,16 +472,15 @@ def _promotion(history: History, plan: Plan, environment: Environment) -> list[W
     return waits
 
 
-def _decide_retry(
+def _retry(
     history: History,
-    on_main: OnMain,
-    plan: Plan,
+    landed: Landed,
     environment: Environment,
     interrupted: Run,
     now: datetime,
-) -> Decision:
-    """An interrupted run re-runs only on a `Retry-Run` by a plan.deploy holder."""
-    notes: list[str] = []
+    notes: list[str],
+) -> tuple[str | None, int]:
+    """Who asked to re-run the interrupted run (a `Retry-Run` by a plan.deploy holder)."""
     for signoff in history.signoffs:
         if signoff.kind != "retry" or signoff.run != interrupted.id:
             continue
@@ -478,42 +492,8 @@ def _decide_retry(
         if problem:
             notes.append(f"{label} does not count: {problem}")
             continue
-        waits = _promotion(history, plan, environment)
-        waits.extend(_time_gate(environment, now))
-        status: Status = "waiting" if waits else "executable"
-        reasons = tuple(wait.text for wait in waits) or (
-            f"retry of interrupted run {interrupted.id}, requested by {signoff.actor}",
-        )
-        return Decision(
-            on_main.path,
-            on_main.blob,
-            plan,
-            status,
-            reasons,
-            tuple(waits),
-            approvers=interrupted.approved_by,
-            triggered_by=signoff.actor,
-            trigger_seq=signoff.seq,
-            run=interrupted,
-            retry_of=interrupted.id,
-            notes=tuple(notes),
-        )
-    who = ", ".join(holders(history.policy, PLAN_DEPLOY, environment.name)) or "nobody"
-    wait = Wait(
-        "retry",
-        f"run {interrupted.id} was interrupted; a plan.deploy holder ({who}) may retry it with "
-        f"`reconciler deploy {plan.name} --retry {interrupted.id}`",
-    )
-    return Decision(
-        on_main.path,
-        on_main.blob,
-        plan,
-        "waiting",
-        (wait.text,),
-        (wait,),
-        run=interrupted,
-        notes=tuple(notes),
-    )
+        return signoff.actor, signoff.seq
+    return None, 0
 
 
 def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:

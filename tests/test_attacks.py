@@ -11,6 +11,7 @@ change to teams.yaml's comments.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,14 @@ from tests.gitfixtures import (
     prod_plan,
     proposed_qa_release,
     qa_plan,
+    ran,
     seed_teams,
     teams_with,
     with_command_driver,
 )
 
 PORTAL_BAD = {**PORTAL, "version": "9.9", "from": "9.9-dev.1"}
+QA_RUN = "2026-11-qa-release.1"
 
 
 # -- 1. effective-state caching: a walk that is thrown away leaves its policy behind --------
@@ -681,3 +684,73 @@ def test_a_plan_file_named_as_no_plan_can_be_is_not_a_plan_and_records_nothing(
     refusal = next(refusal for verdict in fresh.judged for refusal in verdict.refusals)
     assert refusal.path == "plans/a b.yaml"
     assert refusal.needed == "a listing in teams.yaml other_paths"
+
+
+# -- 9. retries of interrupted runs ----------------------------------------------------------
+
+
+def test_a_retry_does_not_revive_an_approval_whose_approver_lost_plan_approve(
+    tmp_path: Path, people: People
+) -> None:
+    # A retry is an execution too: its approvers must still hold plan.approve now.
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    teams = seed_teams(people)
+    del teams["teams"]["architecture"]  # ravi, the only approver, loses tech-lead
+    repo.commit(people.root, {"teams.yaml": dump(teams)}, "Ravi moves on")
+    repo.signoff(people.olga, "Retry-Run", QA_RUN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert decision.reasons == (
+        "1 more approval by tech-lead (may approve: nobody who did not edit the plan)",
+    )
+    assert [wait.what for wait in decision.waits] == ["approval"]
+    assert decision.approvers == ()
+    assert decision.notes == (
+        f"approval in {approval[:12]} by ravi does not count: ravi no longer holds plan.approve: "
+        "ravi holds no role; quality-assurance grants plan.approve to tech-lead "
+        "(held by alice, diana)",
+    )
+
+
+def test_a_retry_does_not_revive_approvals_older_than_approval_ttl(
+    tmp_path: Path, people: People
+) -> None:
+    # The fresh Retry-Run stands in for the trigger, never for the 12h-old approval (8h ttl).
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    later = FIXED_NOW + timedelta(hours=12)
+    retried_at = int((later - timedelta(minutes=10)).timestamp())
+    repo.signoff(people.olga, "Retry-Run", QA_RUN, date=f"{retried_at} +0000")
+    decision = repo.decide(now=later)[QA_PLAN]
+    assert decision.status == "waiting"
+    assert decision.reasons == ("1 more approval by tech-lead (may approve: ravi)",)
+    assert [wait.what for wait in decision.waits] == ["approval"]
+    assert decision.approvers == ()
+    assert decision.notes == (
+        f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)",
+    )
+
+
+def test_a_retry_with_a_current_approval_runs_with_todays_approvers(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    repo.signoff(people.olga, "Retry-Run", QA_RUN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "executable"
+    assert decision.reasons == (
+        f"retry of interrupted run {QA_RUN}, requested by olga, approved by ravi",
+    )
+    assert (decision.approvers, decision.triggered_by, decision.retry_of) == (
+        ("ravi",),
+        "olga",
+        QA_RUN,
+    )

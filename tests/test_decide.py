@@ -364,6 +364,25 @@ def test_a_retry_of_an_interrupted_run_by_a_deploy_holder_makes_it_executable(
     assert decision.retry_of == "2026-11-qa-release.1"
 
 
+def test_an_interrupted_run_whose_approval_lapsed_waits_for_a_retry_and_an_approval(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="interrupted")
+    decision = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
+    assert decision.status == "waiting"
+    assert decision.reasons == (
+        "run 2026-11-qa-release.1 was interrupted; a plan.deploy holder (olga) may retry it with "
+        "`reconciler deploy 2026-11-qa-release --retry 2026-11-qa-release.1`",
+        "1 more approval by tech-lead (may approve: ravi)",
+    )
+    assert decision.run is not None
+    assert decision.run.id == "2026-11-qa-release.1"
+    assert decision.retry_of is None
+
+
 def test_a_cancelled_plan_is_cancelled(tmp_path: Path, people: People) -> None:
     repo = proposed_qa_release(tmp_path, people)
     repo.commit(
