@@ -8,7 +8,8 @@ delivery means (a pass, or nothing) is the caller's business, through the
 `POST /webhook` (also `/webhook/github`, `/webhook/gitlab`):
 
 - a body over `MAX_BODY` (1 MiB) is refused with 413 from its Content-Length,
-  before a byte of it is read; a body without a length gets 411;
+  before a byte of it is read; a body without a length gets 411, one whose
+  length is not 1 to 10 ASCII digits 400;
 - GitHub deliveries carry `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256
   of the body under the shared secret; GitLab deliveries carry the secret
   itself in `X-Gitlab-Token`. Both are compared with `hmac.compare_digest`;
@@ -168,9 +169,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
-    def _length(self) -> int | None:
+    def _length(self) -> int | tuple[int, str]:
+        """The body's length, or the refusal (status, reason) when there is no usable one."""
         text = self.headers.get("Content-Length")
-        return int(text) if text is not None and text.strip().isdigit() else None
+        if text is None:
+            return 411, "a Content-Length is required"
+        text = text.strip()
+        # ASCII digits only: str.isdigit() also takes '\u00b2', which int() refuses. Ten at
+        # most: int() refuses thousands of digits, and ten already say more than MAX_BODY.
+        if not (text.isascii() and text.isdigit() and len(text) <= 10):
+            return 400, "the Content-Length is not a number of bytes (1 to 10 digits)"
+        return int(text)
 
     def _too_large(self, length: int) -> None:
         # Refused from the header alone: the body is never read, the connection is closed.
@@ -179,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         """`Expect: 100-continue` (curl, for large bodies): refuse before the body is sent."""
         length = self._length()
-        if length is not None and length > MAX_BODY and self._path() in WEBHOOK_PATHS:
+        if isinstance(length, int) and length > MAX_BODY and self._path() in WEBHOOK_PATHS:
             self._too_large(length)
             return False
         return super().handle_expect_100()
@@ -200,8 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, {"error": f"no such path: {path}"}, close=True)
             return
         length = self._length()
-        if length is None:
-            self._refuse(411, "a Content-Length is required", close=True)
+        if not isinstance(length, int):
+            status, reason = length
+            self._refuse(status, reason, close=True)
             return
         if length > MAX_BODY:
             self._too_large(length)

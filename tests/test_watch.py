@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.webhook import Delivery, Receiver, WebhookServer
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -504,6 +506,58 @@ def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
     for key in [*health, *health["last_pass"], *watcher.named("pass")[-1]]:
         assert f"{key}" in row, f"watch: '{key}' is not documented in the README"
     assert watcher.stop() == 0
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send `data` as is on a fresh connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "length",
+    [b"\xb2", b"9" * 5000, b"12345678901", b"-1", b"0x10", b""],
+    ids=["superscript-two", "5000-digits", "11-digits", "negative", "hex", "empty"],
+)
+def test_a_webhook_whose_content_length_is_not_1_to_10_ascii_digits_gets_400(
+    length: bytes,
+) -> None:
+    # '\u00b2' passes str.isdigit() and 5000 digits pass it too; int() refuses both, and the
+    # client used to get no answer at all. The body is never read: there is none to read.
+    refused: list[tuple[str, int, str]] = []
+    delivered: list[Delivery] = []
+
+    def deliver(delivery: Delivery) -> str:
+        delivered.append(delivery)
+        return "pass triggered"
+
+    def refuse(client: str, status: int, reason: str) -> None:
+        refused.append((client, status, reason))
+
+    server = WebhookServer(
+        "127.0.0.1",
+        0,
+        SECRET.encode(),
+        Receiver(delivered=deliver, refused=refuse, health=lambda: (200, {"status": "ok"})),
+    )
+    server.start()
+    try:
+        answer = raw_exchange(
+            server.address[1],
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+            b"Content-Length: " + length + b"\r\n\r\n",
+        )
+    finally:
+        server.stop()
+    reason = "the Content-Length is not a number of bytes (1 to 10 digits)"
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert answer.endswith(json.dumps({"error": reason}).encode() + b"\n")
+    assert refused == [("127.0.0.1", 400, reason)]
+    assert delivered == []
 
 
 def test_listening_without_a_webhook_secret_is_refused(tmp_path: Path, people: People) -> None:
