@@ -485,8 +485,12 @@ def _retry(
         if signoff.kind != "retry" or signoff.run != interrupted.id:
             continue
         label = f"retry in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
-        if signoff.seq < interrupted.finished_seq:
-            problem: str | None = "it landed before the run was recorded interrupted"
+        # Like any trailer, a retry counts only for the landing it followed: asked for before
+        # the version left main, it must not re-run the version when someone brings it back.
+        if signoff.seq < landed.seq:
+            problem: str | None = "it landed before this version"
+        elif signoff.seq < interrupted.finished_seq:
+            problem = "it landed before the run was recorded interrupted"
         else:
             problem = _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now)
         if problem:

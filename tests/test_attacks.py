@@ -754,3 +754,33 @@ def test_a_retry_with_a_current_approval_runs_with_todays_approvers(
         "olga",
         QA_RUN,
     )
+
+
+def test_a_retry_that_landed_before_the_versions_latest_landing_does_not_count(
+    tmp_path: Path, people: People
+) -> None:
+    # olga's retry and alice's edit land together; alice (no plan.deploy) later brings the
+    # interrupted version back and ravi approves it again: the old retry must not re-run it.
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    original = repo.head()
+    with repo.branch("race"):
+        retry = repo.signoff(people.olga, "Retry-Run", QA_RUN)
+        repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    repo.git("merge", "-q", "--ff-only", "race")
+    repo.git("checkout", "-q", original, "--", QA_PLAN)
+    repo.commit(people.alice, message="bring back the interrupted version")
+    repo.approve(people.ravi, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert decision.reasons == (
+        f"run {QA_RUN} was interrupted; a plan.deploy holder (olga) may retry it with "
+        f"`reconciler deploy 2026-11-qa-release --retry {QA_RUN}`",
+    )
+    assert decision.retry_of is None
+    assert decision.notes == (
+        f"retry in {retry[:12]} by olga does not count: it landed before this version",
+        f"approval in {approval[:12]} by ravi does not count: it landed before this version",
+    )
