@@ -331,6 +331,7 @@ class Authoriser:
         trust_anchor: str | None = None,
         persist: bool = True,
         older: bool = False,
+        re_anchor: bool = False,
     ) -> VerifyResult:
         """Walk to `tip`; with `persist=False` the caller must `discard()` afterwards.
 
@@ -338,10 +339,20 @@ class Authoriser:
         report up to it). Otherwise `tip` is where the branch is now, and a
         branch moved back behind the last verified commit was rewritten: the
         commits it dropped may be what made its content effective.
+
+        `re_anchor=True` forgets everything policy-dependent and anchors anew
+        on `trust_anchor`, in the walk's one transaction: should anchoring fail
+        (or the process die), the old state stands, and the rewrite still stops
+        the next run instead of being trusted from its root.
         """
-        position = self.store.position()
+        # The position is read inside the transaction: another process's pass
+        # may have moved it while this one waited for the lock.
         self.store.begin()
         try:
+            if re_anchor:
+                self.store.reset()
+                self._loaded = None
+            position = self.store.position()
             if position is None:
                 anchor = trust_anchor or self._default_anchor(tip)
                 position = self._anchor(anchor)
@@ -465,7 +476,8 @@ class Authoriser:
             if older and self.repo.is_ancestor(tip, last):
                 return ()  # an older commit of the verified history: nothing new to judge
             raise HistoryRewrittenError(
-                f"main ({tip[:12]}) does not descend from the last verified commit {last[:12]}: "
+                f"{self.store.branch} ({tip[:12]}) does not descend from the last verified "
+                f"commit {last[:12]}: "
                 "history was rewritten",
                 hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
                 "commit signed by a settings user; and deny force-pushes to main on the Git host",

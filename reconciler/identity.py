@@ -79,7 +79,9 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
 
 def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
     host_emails = {email.lower() for email in policy.hosts[host].emails}
-    if host_emails and facts.committer_email.lower() not in host_emails:
+    # Only a commit the host itself committed speaks for its author: with no
+    # emails to tell, the host's key alone would vouch for any committer.
+    if facts.committer_email.lower() not in host_emails:
         return Actor(
             None,
             "unknown",

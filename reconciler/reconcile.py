@@ -63,7 +63,7 @@ from reconciler.record import (
     refusal_message,
     start_message,
 )
-from reconciler.session import followed_branch
+from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
 from reconciler.statestore import StateStore
 
@@ -164,7 +164,7 @@ class Reconciler:
                 self.repo.close()
                 raise
         followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
-        self.state_dir = options.state_dir or self.repo.git_dir / "reconciler"
+        self.state_dir = state_directory(self.repo, options.state_dir)
         self.store = StateStore(self.state_dir, followed)
         self.publisher = Publisher(self.repo, self.branch, options.remote)
         self.instance = options.instance or default_instance(self.state_dir)

@@ -72,6 +72,7 @@ class Session:
         *,
         trust_anchor: str | None = None,
         progress: Progress | None = None,
+        re_anchor: bool = False,
     ) -> tuple[VerifyResult, Policy]:
         """Walk to `to` (default: the branch tip); persist only what is on the branch."""
         tip = self.tip()
@@ -79,7 +80,12 @@ class Session:
         on_branch = target == tip or self.repo.is_ancestor(target, tip)
         anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
         position = self.store.position()
-        if anchor is not None and position is not None and anchor != position.anchor:
+        if (
+            not re_anchor
+            and anchor is not None
+            and position is not None
+            and anchor != position.anchor
+        ):
             # The anchor is chosen once; ignoring another would report a trust the user did
             # not get, and moving it silently would skip re_anchor's settings-user check.
             raise UsageError(
@@ -88,7 +94,13 @@ class Session:
                 "or --state-dir for a fresh state",
             )
         authoriser = self.authoriser(progress)
-        result = authoriser.run(target, trust_anchor=anchor, persist=on_branch, older=target != tip)
+        result = authoriser.run(
+            target,
+            trust_anchor=anchor,
+            persist=on_branch,
+            older=target != tip,
+            re_anchor=re_anchor,
+        )
         self.persisted = on_branch
         policy = authoriser.policy()
         if not on_branch:
@@ -175,11 +187,37 @@ class Session:
     def re_anchor(self, rev: str, progress: Progress | None = None) -> tuple[VerifyResult, Policy]:
         """Trust `rev` anew after a rewrite; it must be signed by a settings user."""
         anchor = self.repo.resolve(rev)
+        tip = self.tip()
+        if anchor != tip and not self.repo.is_ancestor(anchor, tip):
+            raise UsageError(
+                f"cannot re-anchor on {anchor[:12]}: it is not on {self.branch} ({tip[:12]})",
+                hint=f"name a commit of {self.branch}'s history, signed by a settings user",
+            )
         if self.store.position() is not None:
             trusted = policy_from(self.store.effective(), self.repo)
             re_anchor_allowed(self.authoriser().facts(anchor), trusted)
-        self.store.reset()
-        return self.authorise(trust_anchor=anchor, progress=progress)
+        return self.authorise(trust_anchor=anchor, progress=progress, re_anchor=True)
+
+
+def state_directory(repo: GitRepo, state_dir: Path | None) -> Path:
+    """Where the state lives: `state_dir`, else <git-dir>/reconciler; never in the checkout.
+
+    A state directory inside the working tree could hold a database that a
+    pushed commit put there (anyone who can push can), anchored wherever its
+    author liked: the state must be the reconciler's own.
+    """
+    if state_dir is None:
+        return repo.git_dir / "reconciler"
+    chosen = state_dir.resolve()
+    work_tree = repo.path.resolve()
+    git_dir = repo.git_dir.resolve()
+    if chosen.is_relative_to(work_tree) and not chosen.is_relative_to(git_dir):
+        raise UsageError(
+            f"the state directory {state_dir} is inside the repository's working tree",
+            hint="keep it outside the checkout (the default is <git-dir>/reconciler): "
+            "a pushed commit could put a state there",
+        )
+    return state_dir
 
 
 def followed_branch(repo: GitRepo, branch: str | None) -> str:
@@ -212,7 +250,7 @@ def open_session(
 ) -> Iterator[Session]:
     with GitRepo(repo_dir) as repo:
         followed = followed_branch(repo, branch)
-        store = StateStore(state_dir or repo.git_dir / "reconciler", followed)
+        store = StateStore(state_directory(repo, state_dir), followed)
         try:
             yield Session(repo, store, followed, now)
         finally:

@@ -13,15 +13,17 @@ commit's signature status and key fingerprint. Everything policy-dependent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, TemporaryError
 
 SCHEMA_VERSION: Final = 1
 
@@ -60,23 +62,25 @@ class Position:
 class StateStore:
     """One SQLite database in the state directory."""
 
-    def __init__(self, directory: Path, branch: str) -> None:
+    def __init__(self, directory: Path, branch: str, *, busy_timeout: float = 15) -> None:
         self.directory = directory
+        self.path = _database(directory, branch)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            safe_branch = branch.replace("/", "--")
-            # Worker threads of one reconciler share it, serialised by the reconciler's lock.
+            # Worker threads of one reconciler share it, serialised by the reconciler's lock;
+            # another process's pass is waited for, up to the timeout.
             self._db = sqlite3.connect(
-                directory / f"{safe_branch}.sqlite3", isolation_level=None, check_same_thread=False
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise ReconcilerError(
                 f"cannot open the state directory {directory}: {error}",
                 hint="pass --state-dir with a writable directory",
             ) from None
+        with self._errors():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
         self.branch = branch
         # Writes wait here, in order, and go out as one `executemany` per run of
         # the same statement: a walk of thousands of landings writes tens of
@@ -86,10 +90,33 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's failures as the reconciler's: the database is busy, damaged or foreign."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise TemporaryError(
+                    f"the state database {self.path} is in use by another reconciler process",
+                    hint="try again when it is done, or give each its own --state-dir",
+                ) from None
+            raise self._unusable(error) from None
+        except sqlite3.Error as error:
+            raise self._unusable(error) from None
+
+    def _unusable(self, error: sqlite3.Error) -> ReconcilerError:
+        return ReconcilerError(
+            f"the state database {self.path} cannot be used: {error}",
+            hint="it may be damaged or another program's; pass --state-dir with a new "
+            "directory (verify rebuilds the state from Git history)",
+        )
+
     def _write(self, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
         if not self._db.in_transaction:  # outside a pass, a write is durable at once
             self.flush()
-            self._db.executemany(statement, rows)
+            with self._errors():
+                self._db.executemany(statement, rows)
             return
         if self._pending and self._pending[-1][0] == statement:
             self._pending[-1][1].extend(rows)
@@ -98,22 +125,26 @@ class StateStore:
 
     def _read(self, query: str, arguments: Iterable[Any] = ()) -> sqlite3.Cursor:
         self.flush()
-        return self._db.execute(query, tuple(arguments))
+        with self._errors():
+            return self._db.execute(query, tuple(arguments))
 
     def flush(self) -> None:
         """Send the waiting writes to SQLite (inside the pass's transaction)."""
         pending, self._pending = self._pending, []
-        for statement, rows in pending:
-            self._db.executemany(statement, rows)
+        with self._errors():
+            for statement, rows in pending:
+                self._db.executemany(statement, rows)
 
     # A pass runs in one transaction: begin, then commit (persist) or roll back
     # (a dry run, a verify of a commit that is not on main, or an error).
     def begin(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
         self.flush()
-        self._db.execute("COMMIT")
+        with self._errors():
+            self._db.execute("COMMIT")
 
     def rollback(self) -> None:
         self._pending = []
@@ -126,7 +157,13 @@ class StateStore:
         rows = dict(self._read("SELECT key, value FROM meta").fetchall())
         if "anchor" not in rows:
             return None
-        return Position(rows["anchor"], rows["last_verified"], rows.get("branch", self.branch))
+        followed = rows.get("branch", self.branch)
+        if followed != self.branch:
+            raise ReconcilerError(
+                f"the state database {self.path} follows branch '{followed}', not '{self.branch}'",
+                hint="give each followed branch its own --state-dir",
+            )
+        return Position(rows["anchor"], rows["last_verified"], followed)
 
     def set_position(self, position: Position) -> None:
         self._write(
@@ -313,3 +350,18 @@ class StateStore:
         return {
             actor for (actor,) in self._read("SELECT actor FROM editors WHERE path = ?", (path,))
         }
+
+
+def _database(directory: Path, branch: str) -> Path:
+    """The branch's database: its name percent-encoded, so no two branches share one.
+
+    A database named the old way ('/' written '--', which 'a/b' and 'a--b'
+    shared) is kept when it exists: a new one would re-anchor from scratch,
+    trusting a history rewritten meanwhile. `position` refuses it if it
+    follows another branch.
+    """
+    encoded = directory / f"{quote(branch, safe='')}.sqlite3"
+    legacy = directory / f"{branch.replace('/', '--')}.sqlite3"
+    if legacy != encoded and legacy.exists() and not encoded.exists():
+        return legacy
+    return encoded

@@ -10,16 +10,18 @@ change to teams.yaml's comments.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from reconciler.authorise import Authoriser
 from reconciler.decide import gather
-from reconciler.errors import HistoryRewrittenError
+from reconciler.errors import HistoryRewrittenError, TemporaryError
 from reconciler.gitrepo import GitRepo
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
@@ -784,3 +786,187 @@ def test_a_retry_that_landed_before_the_versions_latest_landing_does_not_count(
         f"retry in {retry[:12]} by olga does not count: it landed before this version",
         f"approval in {approval[:12]} by ravi does not count: it landed before this version",
     )
+
+
+# -- the state directory: the reconciler's own, one per branch, one pass at a time -----------
+
+
+def mallory_rewrites_main(repo: SeedRepo, people: People) -> str:
+    """A force-push: main becomes a new history whose root makes mallory a settings user."""
+
+    def make_mallory_settings(data: dict[str, Any]) -> None:
+        data["users"]["mallory"] = {
+            "name": "Mallory",
+            "emails": ["mallory@example.com"],
+            "keys": [people.mallory.public_key],
+        }
+        data["infrastructure"]["settings"] = ["mallory"]
+
+    repo.git("checkout", "-q", "--orphan", "evil")
+    environments = {
+        path: (repo.path / path).read_text()
+        for path in repo.git("ls-files", "environments").splitlines()
+    }
+    evil = repo.commit(
+        people.mallory,
+        {"teams.yaml": teams_with(people, make_mallory_settings), **environments},
+        "evil root",
+    )
+    repo.git("branch", "-f", "main", evil)
+    repo.git("checkout", "-q", "main")
+    repo.git("branch", "-D", "evil")
+    return evil
+
+
+def test_a_re_anchor_on_a_commit_that_is_not_on_main_is_refused_and_the_state_kept(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    old_by_root = repo.commit(people.root, message="root's last commit")
+    repo.verify()
+    mallory_rewrites_main(repo, people)
+    attempt = repo.reconciler("verify", "--re-anchor", old_by_root)
+    assert attempt.exit_code == 2
+    assert f"cannot re-anchor on {old_by_root[:12]}: it is not on main" in attempt.stderr
+    after = repo.reconciler("verify")
+    assert after.exit_code == 1
+    assert "history was rewritten" in after.stderr
+
+
+def test_a_re_anchor_that_fails_while_anchoring_leaves_the_old_state_standing(
+    tmp_path: Path, people: People
+) -> None:
+    # Root (settings in the trusted policy) signs a commit on the rewritten main
+    # whose configuration is invalid: re-anchoring on it fails inside the walk.
+    # Before, the state was wiped first, and the next verify trusted mallory's root.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.verify()
+    mallory_rewrites_main(repo, people)
+    broken = repo.commit(people.root, {"teams.yaml": "users: [\n"}, "broken")
+    attempt = repo.reconciler("verify", "--re-anchor", broken)
+    assert attempt.exit_code == 1
+    assert f"the trust anchor {broken[:12]}'s configuration is invalid" in attempt.stderr
+    after = repo.reconciler("verify")
+    assert after.exit_code == 1
+    assert "history was rewritten" in after.stderr
+
+
+def test_a_state_directory_inside_the_working_tree_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    # A pushed commit could put a database there, anchored wherever its author liked.
+    repo = SeedRepo.create(tmp_path, people)
+    inside = repo.path / ".reconciler"
+    result = run_cli("verify", "--repo", repo.path, "--state-dir", inside, cwd=repo.path)
+    assert result.exit_code == 2
+    assert "is inside the repository's working tree" in result.stderr
+    assert not (repo.path / ".reconciler").exists()
+
+
+def test_a_second_walk_on_one_state_waits_and_starts_where_the_first_left_off(
+    tmp_path: Path, people: People
+) -> None:
+    # The second walker read the position before waiting for the first one's
+    # transaction, then judged the same landings again (a UNIQUE constraint, exit 3).
+    repo = SeedRepo.create(tmp_path, people)
+    repo.verify()
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    with GitRepo(repo.path) as git:
+        first_store = StateStore(repo.state_dir, "main")
+        second_store = StateStore(repo.state_dir, "main")
+        tip = git.resolve("main")
+        waiting_begin = second_store.begin
+
+        def first_walks_while_the_second_waits() -> None:
+            Authoriser(git, first_store, now=FIXED_NOW).run(tip)
+            waiting_begin()
+
+        second_store.begin = first_walks_while_the_second_waits  # type: ignore[method-assign]
+        try:
+            second = Authoriser(git, second_store, now=FIXED_NOW).run(tip)
+        finally:
+            first_store.close()
+            second_store.close()
+    assert second.judged == ()
+    store = repo.store()
+    try:
+        assert len(store.landings()) == 2
+    finally:
+        store.close()
+
+
+def test_a_state_database_busy_past_the_timeout_is_a_temporary_error(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.verify()
+    holder = sqlite3.connect(repo.state_dir / "main.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    store = StateStore(repo.state_dir, "main", busy_timeout=0.2)
+    try:
+        with pytest.raises(TemporaryError, match="is in use by another reconciler process"):
+            store.begin()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+
+
+def test_a_state_database_of_another_program_is_an_error_naming_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.state_dir.mkdir(parents=True)
+    foreign = sqlite3.connect(repo.state_dir / "main.sqlite3")
+    foreign.execute("CREATE TABLE meta (k TEXT, v TEXT)")
+    foreign.commit()
+    foreign.close()
+    result = repo.reconciler("verify")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].startswith(
+        f"error: the state database {repo.state_dir / 'main.sqlite3'} cannot be used:"
+    )
+    assert "internal error" not in result.stderr
+
+
+def test_branches_whose_names_once_mapped_to_one_file_keep_separate_states(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    seed = repo.head()
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.git("branch", "release/x", "main")
+    repo.git("branch", "release--x", seed)
+    assert repo.reconciler("verify", "--branch", "release/x").exit_code == 0
+    assert repo.reconciler("verify", "--branch", "release--x").exit_code == 0
+    assert sorted(path.name for path in repo.state_dir.glob("*.sqlite3")) == [
+        "release%2Fx.sqlite3",
+        "release--x.sqlite3",
+    ]
+
+
+def test_a_state_database_that_follows_another_branch_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    # An old state file for 'release/x' was named 'release--x': still used for
+    # release/x (a new one would trust its history from scratch), never for another.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.git("branch", "release--x", "main")
+    repo.git("branch", "release/x", "main")
+    assert repo.reconciler("verify", "--branch", "release--x").exit_code == 0
+    result = repo.reconciler("verify", "--branch", "release/x")
+    assert result.exit_code == 1
+    assert "follows branch 'release--x', not 'release/x'" in result.stderr
+    assert "hint: give each followed branch its own --state-dir" in result.stderr
+
+
+def test_a_host_without_emails_is_refused_it_could_vouch_for_any_committer(
+    tmp_path: Path, people: People
+) -> None:
+    host = people.second_key(people.mallory, "host").public_key
+    teams = seed_teams(people)
+    teams["hosts"] = {"github": {"identity": "author", "keys": [host]}}
+    result = run_cli("validate", cwd=SeedRepo.create(tmp_path, people, teams=teams).path)
+    assert result.exit_code == 1
+    assert "error: hosts.github: missing required key 'emails'" in result.stdout
