@@ -30,6 +30,7 @@ interleave.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -65,7 +66,7 @@ from reconciler.record import (
 )
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
-from reconciler.statestore import StateStore
+from reconciler.statestore import ServiceLock, StateStore
 
 Clock = Callable[[], datetime]
 LEASE_MARGIN = timedelta(minutes=2)
@@ -154,27 +155,28 @@ class Reconciler:
         if options.instance is not None:
             check_instance_name(options.instance)
         self.repo = GitRepo(repo_dir)
-        if options.remote is not None:
-            # The remote's branch: it need not exist here before the first fetch.
-            self.branch = options.branch or "main"
-        else:
-            try:
+        try:
+            if options.remote is not None:
+                # The remote's branch: it need not exist here before the first fetch.
+                self.branch = options.branch or "main"
+            else:
                 self.branch = followed_branch(self.repo, options.branch)
-            except ReconcilerError:
-                self.repo.close()
-                raise
-        followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
-        self.state_dir = state_directory(self.repo, options.state_dir)
-        self.store = StateStore(self.state_dir, followed)
+            followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
+            self.state_dir = state_directory(self.repo, options.state_dir)
+            self.store = StateStore(self.state_dir, followed)
+        except ReconcilerError:
+            self.repo.close()
+            raise
+        self._service_lock: ServiceLock | None = None
         self.publisher = Publisher(self.repo, self.branch, options.remote)
         self.instance = options.instance or default_instance(self.state_dir)
-        self.key = SigningKey.load(options.key) if options.key else None
-        if self.key is None and not options.dry_run:
+        try:
+            self.key = SigningKey.load(options.key) if options.key else None
+            if not options.dry_run:
+                self._ready_to_record(options)
+        except ReconcilerError:
             self.close()
-            raise ConfigError(
-                "the reconciler needs its service account's private key to sign records",
-                hint="pass --key FILE (or set RECONCILER_KEY); --dry-run needs none",
-            )
+            raise
         self.in_flight: set[str] = set()
         self._walker = Authoriser(self.repo, self.store, now=clock(), progress=progress)
         self._last_published = ""
@@ -182,7 +184,37 @@ class Reconciler:
         # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
         self._git_lock = threading.RLock()
 
+    def _ready_to_record(self, options: Options) -> None:
+        """What a service that records runs needs, checked before any run starts."""
+        if self.key is None:
+            raise ConfigError(
+                "the reconciler needs its service account's private key to sign records",
+                hint="pass --key FILE (or set RECONCILER_KEY); --dry-run needs none",
+            )
+        self._service_lock = ServiceLock(self.store.path)
+        if options.driver_root is not None:
+            # Found out only at the first step, an unusable root would fail a run,
+            # and a failed run is never retried.
+            try:
+                options.driver_root.mkdir(parents=True, exist_ok=True)
+                writable = os.access(options.driver_root, os.W_OK)
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot use the driver root {options.driver_root}: {error.strerror}",
+                    hint="pass --driver-root (or RECONCILER_DRIVER_ROOT) with a folder the "
+                    "reconciler can write",
+                ) from None
+            if not writable:
+                raise ConfigError(
+                    f"cannot use the driver root {options.driver_root}: it is not writable",
+                    hint="pass --driver-root (or RECONCILER_DRIVER_ROOT) with a folder the "
+                    "reconciler can write",
+                )
+
     def close(self) -> None:
+        if self._service_lock is not None:
+            self._service_lock.release()
+            self._service_lock = None
         self.store.close()
         self.repo.close()
 

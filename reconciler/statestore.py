@@ -14,7 +14,9 @@ commit's signature status and key fingerprint. Everything policy-dependent
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -365,3 +367,40 @@ def _database(directory: Path, branch: str) -> Path:
     if legacy != encoded and legacy.exists() and not encoded.exists():
         return legacy
     return encoded
+
+
+class ServiceLock:
+    """The one reconciler service (apply or watch) on a state database at a time.
+
+    Two on one state would share an instance name: each would take the other's
+    live runs for its own dead ones and record them interrupted. The lock is
+    the kernel's (`flock`), so it goes with the process, even on `kill -9`.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".lock")
+        try:
+            self._file = self.path.open("a+", encoding="utf-8")
+        except OSError as error:
+            raise ReconcilerError(
+                f"cannot lock the state database {database}: {error.strerror}",
+                hint="pass --state-dir with a writable directory",
+            ) from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise ReconcilerError(
+                f"another reconciler ({holder}) is using the state database {database}",
+                hint="run one reconciler per state directory: give each its own "
+                "--state-dir and --instance",
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        self._file.close()  # closing the descriptor releases the lock

@@ -6,14 +6,17 @@ import os
 import pty
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
 
+from reconciler.reconcile import Options, Reconciler
 from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
+    FIXED_NOW,
     PORTAL,
     PORTAL_DEV,
     QA_PLAN,
@@ -354,3 +357,82 @@ def test_a_dry_run_in_a_repository_without_commits_says_so(tmp_path: Path) -> No
     result = reconciler("apply", "--dry-run", "--repo", tmp_path)
     assert result.exit_code == 1, result.stdout
     assert result.stderr == f"error: {tmp_path} has no commits yet\n" + NO_COMMITS_YET
+
+
+def test_sigterm_stops_apply_after_the_step_in_progress_and_records_the_run_interrupted(
+    tmp_path: Path, people: People
+) -> None:
+    # Killed outright, apply left a started run with no finish record while the
+    # driver, in a session of its own, went on deploying.
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    hold = out.with_name(out.name + ".hold")
+    hold.write_text("")
+    process = subprocess.Popen(
+        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(out.with_name(out.name + ".started"), 30)
+        process.send_signal(signal.SIGTERM)
+        wait_for_text(process, "stopping after the step in progress")
+        hold.unlink()
+        _, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, errors
+    assert "Traceback" not in errors
+    assert trailers(repo, "main")["Result"] == "interrupted"
+    assert out.read_text().splitlines()[0].startswith("2026-11-dev-build ecommerce 1.4.0")
+    assert len(out.read_text().splitlines()) == 1  # the second application never started
+
+
+def wait_for_text(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
+    """Read `process`'s stderr until a line holds `text`."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if text in line:
+            return
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"{text!r} never appeared on stderr")
+
+
+def test_a_second_reconciler_on_a_state_directory_in_use_is_refused_before_any_pass(
+    tmp_path: Path, people: People
+) -> None:
+    # Two on one state share an instance name: each took the other's live run
+    # for its own dead one and recorded it interrupted.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    head = repo.head()
+    options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="first")
+    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep):
+        result = repo.apply()
+    assert result.exit_code == 1
+    database = repo.state_dir / "main.sqlite3"
+    assert f"another reconciler (pid {os.getpid()}) is using the state database {database}" in (
+        result.stderr
+    )
+    assert repo.head() == head
+    assert repo.apply().exit_code == 0  # the lock went with the first reconciler
+
+
+def test_a_driver_root_that_cannot_be_created_is_refused_before_a_run_starts(
+    tmp_path: Path, people: People
+) -> None:
+    # Found at the first step, it failed the run, and a failed run is never retried.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    head = repo.head()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    result = repo.apply(driver_root=a_file / "releases")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"error: cannot use the driver root {a_file / 'releases'}: Not a directory"
+    )
+    assert repo.head() == head

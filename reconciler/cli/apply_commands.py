@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 
-from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, reported
 from reconciler.cli.options import (
     format_option,
     service_options,
@@ -112,7 +115,10 @@ def apply(
 
     Per environment one run at a time, applications in plan order, stop at
     the first failure; a plan version runs at most once. Exit 0, or 1 when a
-    run failed or a plan version was refused.
+    run failed or a plan version was refused. On SIGTERM or Ctrl-C the step
+    in progress finishes, the run is recorded as interrupted (retry it with
+    `reconciler deploy --retry`), and apply exits 130; a second signal stops
+    at once.
     """
     options = Options(
         branch=branch,
@@ -125,16 +131,46 @@ def apply(
     )
     with (
         reported(),
+        stop_on_signals() as stopping,
         progress_bar("verifying history") as progress,
         Reconciler(
             find_root(repo or Path.cwd()),
             options,
             clock=utc_now,
             sleep=time.sleep,
+            stop_requested=stopping,
             progress=progress,
             on_step=step_progress(),
         ) as reconciler,
     ):
         report = reconciler.pass_once()
         emit_pass(report, output_format)
+    if stopping():
+        raise SystemExit(EXIT_INTERRUPTED)
     raise SystemExit(EXIT_FAILED if report.failed else EXIT_OK)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGTERM and SIGINT ask the pass to stop after the step in progress.
+
+    Left to kill the process, they would leave a started run with no finish
+    record, while its driver (in a session of its own) went on deploying.
+    """
+    asked: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        asked.append(signum)
+        click.echo("stopping after the step in progress (again to stop at once)", err=True)
+        # The next one acts as if nothing were installed.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for signum, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

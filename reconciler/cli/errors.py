@@ -23,6 +23,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1  # invalid input, unauthorised change, refused or failed run
 EXIT_USAGE: Final = 2
 EXIT_INTERNAL: Final = 3  # a bug in the reconciler
+EXIT_INTERRUPTED: Final = 130  # stopped by SIGINT or SIGTERM, as a shell reports Ctrl-C
 
 
 def exit_code_for(error: ReconcilerError) -> int:
@@ -46,7 +47,7 @@ def reported() -> Iterator[None]:
         raise SystemExit(exit_code_for(error)) from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as error:
         if os.environ.get("RECONCILER_DEBUG"):
             traceback.print_exc()
