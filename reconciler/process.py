@@ -5,13 +5,15 @@ commands and long-lived readers), by `actions` (reading a signing key) and by
 `authorise` (a worker process for the CPU-bound half of a long walk).
 Arguments are always an argv list, never a shell string; the environment is
 given explicitly; output is captured line by line with timestamps; a
-timeout kills the whole process group, so a driver's children die with it.
+timeout kills the whole process group, and so does the driver's exit (after a
+moment for its output), so a driver's children die with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -20,12 +22,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Final
 
 from reconciler.errors import ReconcilerError, TimedOut
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+
+# How long a driver's output may keep arriving after it exits (its timeout permitting).
+_OUTPUT_GRACE: Final = 1.0
+_POLL: Final = 0.1
+_CHUNK: Final = 65536
+# After the stop: at most this many more chunks (a full pipe holds one to sixteen).
+_DRAIN_CHUNKS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +77,17 @@ def run(
         ) from None
     lines: list[str] = []
 
-    def pump() -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            if on_line is not None:
-                on_line(line)
+    def emit(raw: bytes | bytearray) -> None:
+        line = raw.decode("utf-8", "replace")
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
 
-    reader = threading.Thread(target=pump, daemon=True)
+    assert process.stdout is not None
+    stop = threading.Event()
+    reader = threading.Thread(target=_pump, args=(process.stdout.fileno(), stop, emit), daemon=True)
     reader.start()
+    deadline = None if timeout is None else started + timeout
     timed_out = False
     try:
         process.wait(timeout=timeout)
@@ -85,9 +95,16 @@ def run(
         timed_out = True
         _kill_group(process)
         process.wait()
-    reader.join(timeout=5)
-    if process.stdout is not None:
-        process.stdout.close()
+    # A child it left behind (`server &`) may hold the pipe open for ever: what the
+    # driver wrote has a moment to arrive, then the rest of its group dies and the
+    # reading stops, so neither outlives the driver nor its timeout.
+    grace = _OUTPUT_GRACE if deadline is None else min(_OUTPUT_GRACE, deadline - time.monotonic())
+    reader.join(timeout=max(grace, 0))
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    stop.set()
+    reader.join()
+    process.stdout.close()
     return Completed(
         argv=tuple(argv),
         exit_code=None if timed_out else process.returncode,
@@ -95,6 +112,37 @@ def run(
         seconds=time.monotonic() - started,
         timed_out=timed_out,
     )
+
+
+def _pump(fd: int, stop: threading.Event, emit: Callable[[bytes | bytearray], None]) -> None:
+    """Split what arrives on `fd` into lines until its end or until `stop` is set.
+
+    Reads the descriptor itself (not a buffered file) so that a stop is seen
+    while nothing arrives; what is already in the pipe is still read then,
+    up to a bound, since a writer that escaped the kill may never stop.
+    """
+    pending = bytearray()
+    after_stop = 0
+    while after_stop < _DRAIN_CHUNKS:
+        if stop.is_set():
+            after_stop += 1
+        ready, _, _ = select.select([fd], [], [], 0 if stop.is_set() else _POLL)
+        if not ready:
+            if stop.is_set():
+                break
+            continue
+        chunk = os.read(fd, _CHUNK)
+        if not chunk:
+            break
+        search = len(pending)
+        pending += chunk
+        begin = 0
+        while (end := pending.find(b"\n", search)) >= 0:
+            emit(pending[begin:end])
+            begin = search = end + 1
+        del pending[:begin]
+    if pending:
+        emit(pending)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

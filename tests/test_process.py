@@ -1,4 +1,4 @@
-"""The process helper's worker pool: a worker never outlives the process that started it."""
+"""The process helper: a driver's children and a worker never outlive what started them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from reconciler import process
 
 # A child that starts the pool, gives its worker a long task, says the worker's
 # pid, and waits to be killed.
@@ -49,3 +51,57 @@ def test_a_worker_leaves_when_the_walk_is_killed(tmp_path: Path) -> None:
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(worker)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_a_child_left_holding_the_output_dies_when_the_command_exits(tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild.pid"
+    argv = ["/bin/sh", "-c", f"sleep 40 & echo $! > {marker}; echo started; exit 0"]
+    began = time.monotonic()
+    try:
+        completed = process.run(argv, timeout=30)
+        took = time.monotonic() - began
+    finally:
+        grandchild = int(marker.read_text())
+        if alive(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
+    assert took < 5, took
+    assert completed.exit_code == 0
+    assert completed.output == ("started",)
+    deadline = time.monotonic() + 5
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_a_child_that_left_the_process_group_does_not_keep_the_reading_going(
+    tmp_path: Path,
+) -> None:
+    # setsid: the child leaves the process group, so no kill reaches it; the reading stops anyway.
+    marker = tmp_path / "escaped.pid"
+    escapee = tmp_path / "escapee.py"
+    escapee.write_text(
+        f"import os, time\nmarker = {str(marker)!r}\n"
+        "open(marker, 'w').write(str(os.getpid()))\ntime.sleep(40)\n"
+    )
+    argv = ["/bin/sh", "-c", f"setsid {sys.executable} {escapee} & sleep 0.5; echo done"]
+    began = time.monotonic()
+    try:
+        completed = process.run(argv, timeout=3)
+        took = time.monotonic() - began
+    finally:
+        wait = time.monotonic() + 5
+        while not marker.exists() and time.monotonic() < wait:
+            time.sleep(0.05)
+        if marker.exists() and marker.read_text().strip():
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+    assert took < 5, took
+    assert completed.output == ("done",)
+    assert completed.exit_code == 0
+
+
+def test_the_output_that_arrives_before_the_end_is_kept_whole(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; sys.stdout.write('y' * 300000 + '\\nlast')"]
+    completed = process.run(argv, timeout=30)
+    assert completed.output == ("y" * 300000, "last")
