@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Final, Literal, Protocol
 
 from reconciler import process
-from reconciler.errors import ConfigError
+from reconciler.errors import CannotStart, ConfigError
+from reconciler.layout import environment_path
 from reconciler.model import DriverSpec
 
 ENTRY_POINT_GROUP: Final = "reconciler.drivers"
@@ -167,12 +168,19 @@ class CommandDriver:
         return {**inherited, **variables}
 
     def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
-        completed = process.run(
-            self.argv,
-            env=self._environment({**step.variables(), "RECONCILER_OPERATION": "deploy"}),
-            timeout=self.timeout,
-            on_line=on_line,
-        )
+        try:
+            completed = process.run(
+                self.argv,
+                env=self._environment({**step.variables(), "RECONCILER_OPERATION": "deploy"}),
+                timeout=self.timeout,
+                on_line=on_line,
+            )
+        except CannotStart as error:
+            # A failed step like any other, so the run ends and is recorded; permanent,
+            # since retrying does not install or chmod the program.
+            return Outcome.failure(
+                f"{error.message} (check driver.argv in {environment_path(step.environment)})"
+            )
         if completed.timed_out:
             return Outcome.failure(
                 f"{self.argv[0]} timed out after {self.timeout} s", completed.output, transient=True

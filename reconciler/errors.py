@@ -88,6 +88,10 @@ class TimedOut(ReconcilerError):
     """A command did not finish in the time it was given (and was killed)."""
 
 
+class CannotStart(ReconcilerError):
+    """A program could not be started at all (missing, not executable)."""
+
+
 class TemporaryError(ReconcilerError):
     """A failure that may pass if tried again later (a lost push race, a busy driver)."""
 

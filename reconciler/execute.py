@@ -33,10 +33,17 @@ class Execution:
     result: Literal["succeeded", "failed", "interrupted"]
     steps: tuple[StepResult, ...]
     log: tuple[str, ...]
+    # Why it failed when no step says so (it ended before a driver could run a step).
+    reason: str | None = None
 
     @property
     def failed_step(self) -> StepResult | None:
         return next((result for result in self.steps if not result.outcome.ok), None)
+
+    @property
+    def why_failed(self) -> str | None:
+        failed = self.failed_step
+        return failed.outcome.summary if failed is not None else self.reason
 
     @property
     def deployed(self) -> tuple[Step, ...]:

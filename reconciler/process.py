@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
-from reconciler.errors import ReconcilerError, TimedOut
+from reconciler.errors import CannotStart, ReconcilerError, TimedOut
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -71,7 +71,7 @@ def run(
             start_new_session=True,  # its own process group, so a timeout kills its children too
         )
     except OSError as error:
-        raise ReconcilerError(
+        raise CannotStart(
             f"cannot start {argv[0]}: {error.strerror}",
             hint="check the driver's argv in the environment file",
         ) from None
@@ -215,8 +215,8 @@ def capture(
     return Captured(process.returncode, stdout, stderr.decode("utf-8", "replace"))
 
 
-def _cannot_start(argv: Sequence[str], error: OSError) -> ReconcilerError:
-    return ReconcilerError(f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}")
+def _cannot_start(argv: Sequence[str], error: OSError) -> CannotStart:
+    return CannotStart(f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}")
 
 
 class Reader:

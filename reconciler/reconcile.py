@@ -93,6 +93,7 @@ class RunReport:
     result: str
     failed_step: str | None
     retry_of: str | None
+    reason: str | None = None  # why it failed: the failed step's summary, or the error
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +451,12 @@ class Reconciler:
         """
         decision, run_id, environment = started.decision, started.run_id, started.environment
         try:
-            execution = self._execute(decision, run_id, environment)
+            try:
+                execution = self._execute(decision, run_id, environment)
+            except ReconcilerError as error:
+                # The start record is out: a run that ends in an error must still be
+                # recorded as ended, or it stays 'started' until a restart or its lease.
+                execution = self._ended_by(error)
             self._finish(started.writer, decision, run_id, execution, publish=publish)
         finally:
             self.in_flight.discard(run_id)
@@ -466,7 +472,13 @@ class Reconciler:
                 else None
             ),
             retry_of=decision.retry_of,
+            reason=execution.why_failed,
         )
+
+    def _ended_by(self, error: ReconcilerError) -> Execution:
+        """A failed execution for a run that `error` stopped outside any driver step."""
+        stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        return Execution("failed", (), (f"{stamp}Z run failed: {error}",), reason=str(error))
 
     def _execute(self, decision: Decision, run_id: str, environment: Environment) -> Execution:
         assert decision.plan is not None

@@ -179,6 +179,8 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
             ),
         ]
     )
+    if execution.reason is not None:
+        summary = f"{summary}\n\n{execution.reason}" if summary else execution.reason
     return (
         f"Deploy {_stem(decision.ref)} to {environment}: {execution.result}\n\n"
         f"{summary or 'no applications'}\n\n{trailers}\n"

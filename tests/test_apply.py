@@ -111,6 +111,82 @@ def test_a_failing_second_application_stops_the_run_and_the_record_names_the_ste
     assert len(out.read_text().splitlines()) == 2
 
 
+def command_driver_repo(tmp_path: Path, people: People, program: Path) -> SeedRepo:
+    """The seed story with development deploying through `program` alone."""
+    development = example_file("environments/development.yaml").replace(
+        "driver: {type: local}", f"driver: {{type: command, argv: [{program}], timeout: 5}}"
+    )
+    return SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+
+
+def test_a_driver_that_does_not_exist_ends_the_run_failed_naming_its_environment_file(
+    tmp_path: Path, people: People
+) -> None:
+    missing = tmp_path / "missing-driver"
+    repo = command_driver_repo(tmp_path, people, missing)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    result = repo.apply()
+    assert (result.exit_code, result.stderr) == (1, "")
+    assert "failed 2026-11-dev-build.1" in result.stdout
+    assert trailers(repo, "main")["Result"] == "failed"
+    why = (
+        f"cannot start {missing}: No such file or directory "
+        "(check driver.argv in environments/development.yaml)"
+    )
+    assert f"1. ecommerce 1.4.0: FAILED ({why})" in repo.git("log", "-1", "--format=%B", "main")
+    log = (repo.path / "logs/development/2026-11-dev-build/2026-11-dev-build.1.log").read_text()
+    assert f"[1/1 ecommerce 1.4.0] FAILED: {why}" in log
+
+
+def test_a_driver_that_is_not_executable_ends_the_run_failed(
+    tmp_path: Path, people: People
+) -> None:
+    program = tmp_path / "driver.sh"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o644)
+    repo = command_driver_repo(tmp_path, people, program)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    result = repo.apply()
+    assert (result.exit_code, result.stderr) == (1, "")
+    assert trailers(repo, "main")["Result"] == "failed"
+    assert f"cannot start {program}: Permission denied" in repo.git(
+        "log", "-1", "--format=%B", "main"
+    )
+
+
+def test_an_error_raised_while_a_run_executes_is_recorded_as_its_failure(
+    tmp_path: Path, people: People
+) -> None:
+    site = tmp_path / "site"
+    (site / "raising_driver-1.0.dist-info").mkdir(parents=True)
+    (site / "raising_driver-1.0.dist-info" / "METADATA").write_text(
+        "Name: raising-driver\nVersion: 1.0\n"
+    )
+    (site / "raising_driver-1.0.dist-info" / "entry_points.txt").write_text(
+        "[reconciler.drivers]\nraising = raising_driver:make\n"
+    )
+    (site / "raising_driver.py").write_text(
+        "from reconciler.errors import ReconcilerError\n"
+        "class Raising:\n"
+        "    def deploy(self, step, on_line):\n"
+        "        raise ReconcilerError('the cluster said no', hint='ask the cluster')\n"
+        "    def current(self, application, environment): return None\n"
+        "def make(spec, root): return Raising()\n"
+    )
+    development = example_file("environments/development.yaml").replace(
+        "driver: {type: local}", "driver: {type: raising}"
+    )
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    result = reconciler(*repo.apply_command()[3:], env={**os.environ, "PYTHONPATH": path})
+    assert (result.exit_code, result.stderr) == (1, "")
+    assert trailers(repo, "main")["Result"] == "failed"
+    assert "the cluster said no (ask the cluster)" in repo.git("log", "-1", "--format=%B", "main")
+    log = (repo.path / "logs/development/2026-11-dev-build/2026-11-dev-build.1.log").read_text()
+    assert "run failed: the cluster said no (ask the cluster)" in log
+
+
 def test_arguments_that_would_be_dangerous_in_a_shell_reach_the_driver_literally(
     tmp_path: Path, people: People
 ) -> None:

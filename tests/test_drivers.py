@@ -158,6 +158,17 @@ def test_a_command_that_outlives_its_timeout_is_killed_and_is_transient(script: 
     assert outcome.summary.endswith("timed out after 1 s")
 
 
+def test_a_command_that_cannot_start_is_a_permanent_failure_naming_its_environment_file(
+    tmp_path: Path,
+) -> None:
+    outcome = CommandDriver((str(tmp_path / "missing"),), timeout=30).deploy(step(), lines().append)
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert outcome.summary == (
+        f"cannot start {tmp_path / 'missing'}: No such file or directory "
+        "(check driver.argv in environments/development.yaml)"
+    )
+
+
 def test_transient_failures_are_retried_with_backoff_up_to_the_configured_count(
     tmp_path: Path,
 ) -> None:
