@@ -26,6 +26,7 @@ from typing import Any, Literal
 from reconciler import gates
 from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
+from reconciler.errors import ReconcilerError
 from reconciler.events import PlanRef, Record, Signoff
 from reconciler.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.identity import CommitFacts, resolve
@@ -99,7 +100,7 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    what: Literal["state", "approval", "trigger", "window", "promotion", "retry"]
+    what: Literal["state", "approval", "trigger", "window", "promotion", "retry", "driver"]
     text: str
     until: datetime | None = None
 
@@ -149,10 +150,35 @@ def decide(history: History, now: datetime) -> tuple[Decision, ...]:
         # Each plan is decided on its own runs and sign-offs: linear in history, not quadratic.
         narrowed = replace(history, runs=tuple(own_runs), signoffs=tuple(relevant))
         decisions.append(_decide_one(narrowed, on_main, now))
+    return _ordered(decisions)
+
+
+def _ordered(decisions: Iterable[Decision]) -> tuple[Decision, ...]:
     order = {"executable": 0, "waiting": 1, "refused": 2, "done": 3, "cancelled": 4}
     return tuple(
         sorted(decisions, key=lambda item: (order[item.status], item.trigger_seq, item.path))
     )
+
+
+def held_for_drivers(
+    decisions: Iterable[Decision], problems: Mapping[str, ReconcilerError]
+) -> tuple[Decision, ...]:
+    """Executable plans into an environment whose driver cannot load here wait for it.
+
+    They wait rather than being refused, as Argo CD and Flux users expect of an
+    operator's setup problem (an application whose tooling is missing stays out
+    of sync with its error shown and is tried again): the plan is not at fault,
+    and installing the driver lets the same plan version run, with no new one.
+    """
+    held = []
+    for decision in decisions:
+        problem = problems.get(decision.environment or "")
+        if decision.status == "executable" and problem is not None:
+            wait = Wait("driver", f"its environment's driver cannot be loaded: {problem}")
+            held.append(replace(decision, status="waiting", reasons=(wait.text,), waits=(wait,)))
+        else:
+            held.append(decision)
+    return _ordered(held)
 
 
 def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:

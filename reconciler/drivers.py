@@ -23,7 +23,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -31,7 +31,8 @@ from typing import Final, Literal, Protocol
 from reconciler import process
 from reconciler.errors import CannotStart, ConfigError
 from reconciler.layout import environment_path
-from reconciler.model import DriverSpec
+from reconciler.loader import load
+from reconciler.model import DriverSpec, Environment
 
 ENTRY_POINT_GROUP: Final = "reconciler.drivers"
 EX_TEMPFAIL: Final = 75
@@ -221,7 +222,59 @@ def load_driver(spec: DriverSpec, default_root: Path) -> Driver:
             factory = entry.load()
             driver: Driver = factory(spec, default_root)
             return driver
-    raise ConfigError(
+    raise _not_installed(spec)
+
+
+def _not_installed(spec: DriverSpec) -> ConfigError:
+    return ConfigError(
         f"driver '{spec.type}' is not installed",
         hint=f"install the package that registers it in the '{ENTRY_POINT_GROUP}' group",
     )
+
+
+def unavailable(
+    environments: Iterable[Environment],
+    read: Callable[[str], bytes | None],
+    default_root: Path | None = None,
+) -> dict[str, ConfigError]:
+    """The environments whose driver cannot be loaded here, and why, at the file's line.
+
+    With `default_root` each driver is loaded (a factory may fail too);
+    without, only its type is looked up. `read` gives an environment file's
+    content, for the line of its `driver`.
+    """
+    installed: set[str] | None = None
+    problems: dict[str, ConfigError] = {}
+    for environment in environments:
+        spec = environment.driver
+        try:
+            if default_root is not None:
+                load_driver(spec, default_root)
+            elif spec.type not in {"local", "command"}:
+                if installed is None:
+                    group = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                    installed = {entry.name for entry in group}
+                if spec.type not in installed:
+                    raise _not_installed(spec)
+        except (ConfigError, ImportError) as error:
+            # ImportError: a registered plug-in whose module is broken or gone.
+            message, hint = (
+                (error.message, error.hint)
+                if isinstance(error, ConfigError)
+                else (f"driver '{spec.type}' cannot be imported: {error}", "reinstall it")
+            )
+            path = environment_path(environment.name)
+            problems[environment.name] = ConfigError(
+                message, file=path, line=_driver_line(path, read), hint=hint
+            )
+    return problems
+
+
+def _driver_line(path: str, read: Callable[[str], bytes | None]) -> int | None:
+    raw = read(path)
+    if raw is None:
+        return None
+    try:
+        return load(raw, path).position(("driver", "type")).line
+    except ConfigError:
+        return None

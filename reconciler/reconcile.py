@@ -42,8 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.authorise import Authoriser, LandingVerdict, Progress
-from reconciler.decide import Decision, History, Run, decide, executable, gather
-from reconciler.drivers import Driver, Step, load_driver
+from reconciler.decide import (
+    Decision,
+    History,
+    Run,
+    decide,
+    executable,
+    gather,
+    held_for_drivers,
+)
+from reconciler.drivers import Driver, Step, load_driver, unavailable
 from reconciler.errors import ConfigError, ReconcilerError, TemporaryError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
@@ -121,10 +129,16 @@ class PassReport:
     interrupted: list[str] = field(default_factory=list)
     would_run: tuple[Decision, ...] = ()
     dry_run: bool = False
+    # Environments whose next plan waits because their driver cannot load here, and why.
+    held: dict[str, ConfigError] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
-        return bool(self.refused) or any(run.result == "failed" for run in self.runs)
+        return (
+            bool(self.refused)
+            or bool(self.held)
+            or any(run.result == "failed" for run in self.runs)
+        )
 
 
 def default_instance(state_dir: Path) -> str:
@@ -254,6 +268,8 @@ class Reconciler:
         for _ in range(self.options.max_rounds):
             started = self.plan_pass(report)
             if not started:
+                if report.held:
+                    raise _held_error(report)
                 return report
             self._run_all(started, report)
         raise TemporaryError(
@@ -344,12 +360,30 @@ class Reconciler:
         try:
             report.landings.extend(result.judged)
             history = gather(authoriser, tip)
-            decisions = decide(history, now)
+            decisions, report.held = self._hold_for_drivers(history, decide(history, now))
         finally:
             if self.options.dry_run:
                 authoriser.discard()
         report.tip, report.decisions = tip, decisions
         return history, decisions
+
+    def _hold_for_drivers(
+        self, history: History, decisions: tuple[Decision, ...]
+    ) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
+        """Before any start record: a plan whose environment's driver cannot load waits."""
+        targets = {
+            decision.environment
+            for decision in decisions
+            if decision.status == "executable" and decision.environment is not None
+        }
+        environments = [history.policy.environments[name] for name in sorted(targets)]
+        root = self.options.driver_root or self.state_dir / "releases"
+        problems = unavailable(environments, self._effective_file, root)
+        return held_for_drivers(decisions, problems), problems
+
+    def _effective_file(self, path: str) -> bytes | None:
+        blob = value(self._walker.effective.get(path, {}), CONTENT)
+        return None if blob is None else self.repo.read_blob(blob)
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None
@@ -612,6 +646,25 @@ class Reconciler:
         with self._git_lock:
             for run_id, detail in pending.items():
                 self._publish_finish(writer, run_id, detail)
+
+
+def _held_error(report: PassReport) -> ConfigError:
+    """What `apply` says when plans wait for a driver that cannot load (after all else ran)."""
+    environment, problem = sorted(report.held.items())[0]
+    waiting = next(
+        decision.ref
+        for decision in report.decisions
+        if decision.environment == environment
+        and any(wait.what == "driver" for wait in decision.waits)
+    )
+    others = sorted(report.held)[1:]
+    also = f" (and the next plans into {', '.join(others)})" if others else ""
+    return ConfigError(
+        f"{waiting} cannot start: {problem.message}{also}",
+        file=problem.file,
+        line=problem.line,
+        hint=f"{problem.hint}, then apply again; the plan waits until then",
+    )
 
 
 def _next_run_id(plan: str, taken: list[str]) -> str:

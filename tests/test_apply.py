@@ -187,6 +187,55 @@ def test_an_error_raised_while_a_run_executes_is_recorded_as_its_failure(
     assert "run failed: the cluster said no (ask the cluster)" in log
 
 
+def uninstalled_driver_repo(tmp_path: Path, people: People) -> tuple[SeedRepo, int]:
+    """The seed story with development's driver not installed; the line naming it."""
+    development = example_file("environments/development.yaml").replace(
+        "driver: {type: local}", "driver: {type: no-such-driver}"
+    )
+    line = development.splitlines().index("driver: {type: no-such-driver}") + 1
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    return repo, line
+
+
+def test_a_plan_whose_driver_is_not_installed_never_starts_and_apply_says_why(
+    tmp_path: Path, people: People
+) -> None:
+    repo, line = uninstalled_driver_repo(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    before = repo.git("rev-parse", "main")
+    result = repo.apply()
+    blob = repo.git("rev-parse", f"main:{DEV_PLAN}")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"environments/development.yaml:{line}: error: {DEV_PLAN}@{blob} cannot start: "
+        "driver 'no-such-driver' is not installed\n"
+        "  hint: install the package that registers it in the 'reconciler.drivers' group, "
+        "then apply again; the plan waits until then\n"
+    )
+    assert repo.git("rev-parse", "main") == before  # no start record, no refusal
+
+
+def test_plan_shows_a_plan_waiting_for_a_driver_that_is_not_installed(
+    tmp_path: Path, people: People
+) -> None:
+    repo, line = uninstalled_driver_repo(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    result = repo.reconciler("plan", "--format", "json")
+    [decision] = [item for item in result.json()["plans"] if item["plan"] == DEV_PLAN]
+    assert (decision["status"], decision["waits"]) == (
+        "waiting",
+        [
+            {
+                "what": "driver",
+                "text": f"its environment's driver cannot be loaded: environments/development.yaml:"
+                f"{line}: driver 'no-such-driver' is not installed (install the package that "
+                "registers it in the 'reconciler.drivers' group)",
+                "until": None,
+            }
+        ],
+    )
+
+
 def test_arguments_that_would_be_dangerous_in_a_shell_reach_the_driver_literally(
     tmp_path: Path, people: People
 ) -> None:

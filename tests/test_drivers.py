@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
-from reconciler.drivers import CommandDriver, LocalDriver, Step, load_driver
+from reconciler.config import build_environment
+from reconciler.drivers import CommandDriver, LocalDriver, Step, load_driver, unavailable
 from reconciler.errors import ConfigError
 from reconciler.execute import execute
 from reconciler.model import DriverSpec
@@ -243,6 +245,23 @@ def test_an_unknown_driver_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_driver(DriverSpec("nonexistent"), tmp_path)
     assert caught.value.message == "driver 'nonexistent' is not installed"
+
+
+def test_an_environment_whose_driver_is_not_installed_is_named_at_its_line(
+    tmp_path: Path,
+) -> None:
+    text = example_file("environments/development.yaml").replace(
+        "driver: {type: local}", "driver: {type: nonexistent}"
+    )
+    line = text.splitlines().index("driver: {type: nonexistent}") + 1
+    environment = build_environment(yaml.safe_load(text))
+    files = {"environments/development.yaml": text.encode()}
+    [(name, problem)] = unavailable([environment], files.get).items()
+    assert (name, str(problem)) == (
+        "development",
+        f"environments/development.yaml:{line}: driver 'nonexistent' is not installed "
+        "(install the package that registers it in the 'reconciler.drivers' group)",
+    )
 
 
 # -- drift --------------------------------------------------------------------------
