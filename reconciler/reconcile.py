@@ -268,8 +268,6 @@ class Reconciler:
         for _ in range(self.options.max_rounds):
             started = self.plan_pass(report)
             if not started:
-                if report.held:
-                    raise _held_error(report)
                 return report
             self._run_all(started, report)
         raise TemporaryError(
@@ -646,25 +644,6 @@ class Reconciler:
         with self._git_lock:
             for run_id, detail in pending.items():
                 self._publish_finish(writer, run_id, detail)
-
-
-def _held_error(report: PassReport) -> ConfigError:
-    """What `apply` says when plans wait for a driver that cannot load (after all else ran)."""
-    environment, problem = sorted(report.held.items())[0]
-    waiting = next(
-        decision.ref
-        for decision in report.decisions
-        if decision.environment == environment
-        and any(wait.what == "driver" for wait in decision.waits)
-    )
-    others = sorted(report.held)[1:]
-    also = f" (and the next plans into {', '.join(others)})" if others else ""
-    return ConfigError(
-        f"{waiting} cannot start: {problem.message}{also}",
-        file=problem.file,
-        line=problem.line,
-        hint=f"{problem.hint}, then apply again; the plan waits until then",
-    )
 
 
 def _next_run_id(plan: str, taken: list[str]) -> str:

@@ -58,8 +58,19 @@ def pass_json(report: PassReport) -> dict[str, Any]:
                 "result": run.result,
                 "failed_step": run.failed_step,
                 "retry_of": run.retry_of,
+                "reason": run.reason,
             }
             for run in report.runs
+        ],
+        "held": [
+            {
+                "environment": environment,
+                "file": problem.file,
+                "line": problem.line,
+                "message": problem.message,
+                "hint": problem.hint,
+            }
+            for environment, problem in sorted(report.held.items())
         ],
         "refused": [str(ref) for ref in report.refused],
         "interrupted": report.interrupted,
@@ -86,6 +97,15 @@ def emit_pass(report: PassReport, output_format: str) -> None:
         click.echo(
             f"{click.style(run.result, fg=colour)} {run.run}: {run.plan.path} -> {run.environment}"
             f"{failed}"
+        )
+        if run.result == "failed" and run.reason:
+            click.echo(f"  {run.reason}")
+    for environment, problem in sorted(report.held.items()):
+        where = f"{problem.file}:{problem.line}: " if problem.file else ""
+        click.echo(
+            click.style(f"held {environment}: ", fg="yellow")
+            + f"{where}{problem.message}"
+            + (f"\n  hint: {problem.hint}" if problem.hint else "")
         )
     if report.dry_run:
         for decision in report.would_run:
