@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from reconciler import init as init_module
 from reconciler.cli.reference import render, section
-from tests.configrepo import reconciler
+from reconciler.errors import UsageError
+from tests.configrepo import Result, reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -200,6 +203,111 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, people: People)
     result = reconciler("init", tmp_path, "--key", people.root.key.with_suffix(".pub"))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {tmp_path} is not empty")
+
+
+def init_as(tmp_path: Path, people: People, *options: str) -> Result:
+    """`reconciler init` into tmp_path/config with root's public key and `options`."""
+    return reconciler(
+        "init", tmp_path / "config", *options, "--key", people.root.key.with_suffix(".pub")
+    )
+
+
+@pytest.mark.parametrize("name", ["Ann #1 Admin", "Ann: Admin", "[Ann]", 'Ann, "the" {Admin}'])
+def test_init_writes_a_name_that_yaml_would_misread_exactly_as_given(
+    tmp_path: Path, people: People, name: str
+) -> None:
+    made = init_as(tmp_path, people, "--name", name, "--email", "ann@example.com")
+    assert made.exit_code == 0, made.stderr
+    target = tmp_path / "config"
+    assert reconciler("validate", "--repo", target).exit_code == 0
+    teams = yaml.safe_load((target / "teams.yaml").read_text())
+    assert teams["users"]["ann"]["name"] == name
+    assert run_git(target, "log", "-1", "--format=%an", "main") == name
+
+
+@pytest.mark.parametrize("email", ["ann@example.com]", "ann,1@example.com"])
+def test_init_writes_an_email_that_yaml_would_misread_exactly_as_given(
+    tmp_path: Path, people: People, email: str
+) -> None:
+    made = init_as(tmp_path, people, "--email", email, "--admin", "ann")
+    assert made.exit_code == 0, made.stderr
+    target = tmp_path / "config"
+    assert reconciler("validate", "--repo", target).exit_code == 0
+    teams = yaml.safe_load((target / "teams.yaml").read_text())
+    assert teams["users"]["ann"]["emails"] == [email]
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "ann@example.com] # x"])
+def test_init_refuses_an_email_that_is_not_an_address(
+    tmp_path: Path, people: People, email: str
+) -> None:
+    result = init_as(tmp_path, people, "--email", email)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: --email {email!r} is not an email address\n"
+        "  hint: pass the address you commit with: no spaces or < >, one @, "
+        "e.g. --email ann@example.com\n"
+    )
+    assert not (tmp_path / "config").exists()
+
+
+@pytest.mark.parametrize(("admin", "suggested"), [("Ann Admin", "ann-admin"), ("x: y", "x-y")])
+def test_init_refuses_an_admin_that_is_not_a_user_id(
+    tmp_path: Path, people: People, admin: str, suggested: str
+) -> None:
+    result = init_as(tmp_path, people, "--admin", admin)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: --admin {admin!r} is not a user id\n"
+        "  hint: use lowercase letters and digits, words joined by single '.', '_' or '-', "
+        f"at most 63 characters, e.g. --admin {suggested}\n"
+    )
+    assert not (tmp_path / "config").exists()
+
+
+@pytest.mark.parametrize("name", ["", "   ", "Ann\nAdmin", "A" * 201])
+def test_init_refuses_a_name_that_is_not_a_display_name(
+    tmp_path: Path, people: People, name: str
+) -> None:
+    result = init_as(tmp_path, people, "--name", name)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: --name {name!r} is not a display name\n"
+        "  hint: give 1 to 200 characters, no control characters, e.g. --name 'Ann Admin'\n"
+    )
+    assert not (tmp_path / "config").exists()
+
+
+def test_init_derives_a_user_id_from_a_long_email_that_fits_the_schema(
+    tmp_path: Path, people: People
+) -> None:
+    made = init_as(tmp_path, people, "--email", "a." * 40 + "b@example.com", "--format", "json")
+    assert made.exit_code == 0, made.stderr
+    assert made.json()["admin"] == "a-" * 31 + "a"
+    assert reconciler("validate", "--repo", tmp_path / "config").exit_code == 0
+
+
+def test_init_makes_nothing_when_its_templates_would_not_validate(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(init_module.TEMPLATES, templates)
+    production = templates / "production.yaml"
+    production.write_text(production.read_text() + "surprise: 1\n")
+    monkeypatch.setattr(init_module, "TEMPLATES", templates)
+    with pytest.raises(UsageError) as raised:
+        init_module.initialise(
+            tmp_path / "config",
+            name="Root Admin",
+            email="root@example.com",
+            public_key=people.root.public_key,
+        )
+    assert str(raised.value) == (
+        "the new configuration would not be valid: environments/production.yaml:15:1: "
+        "unknown key 'surprise' (allowed keys: driver, gates, name, order, permissions, "
+        "promotes_from)"
+    )
+    assert not (tmp_path / "config").exists()
 
 
 def test_the_readme_command_reference_matches_the_cli_help() -> None:

@@ -64,8 +64,9 @@ def init(
     with reported():
         made = initialise(
             directory,
-            name=name or user_config("user.name") or "Admin",
-            email=email or user_config("user.email") or "admin@example.com",
+            # An option given empty is checked as given, not replaced by a default.
+            name=name if name is not None else user_config("user.name") or "Admin",
+            email=email if email is not None else user_config("user.email") or "admin@example.com",
             public_key=_public_key(key),
             admin=admin,
         )
