@@ -117,7 +117,11 @@ def initialise(
 ) -> Initialised:
     admin_id = admin if admin is not None else _admin_id(email)
     _check_identity(name, email, admin_id)
-    if path.exists() and any(path.iterdir()):
+    try:
+        occupied = path.exists() and any(path.iterdir())
+    except OSError as error:
+        raise _cannot_create(path, error) from None
+    if occupied:
         raise UsageError(f"{path} is not empty", hint="give init a new or empty folder")
     try:
         key = parse_public_key(public_key)
@@ -158,7 +162,10 @@ def initialise(
             f"schemas/{p.name}": p.read_bytes() for p in schemas_dir().iterdir() if p.is_file()
         }
         _require_valid(files)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _cannot_create(path, error) from None
         with GitRepo.init(path, "main") as repo:
             service_key = repo.git_dir / "reconciler" / "service-key"
             service_key.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +183,13 @@ def initialise(
                 who=Someone(name, email),
             )
     return Initialised(path, commit, admin_id, service_key, tuple(written))
+
+
+def _cannot_create(path: Path, error: OSError) -> UsageError:
+    return UsageError(
+        f"cannot create {path}: {error.strerror}",
+        hint="give init a new or empty folder you can write to",
+    )
 
 
 def _b64(line: str) -> str:

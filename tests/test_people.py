@@ -310,6 +310,24 @@ def test_init_makes_nothing_when_its_templates_would_not_validate(
     assert not (tmp_path / "config").exists()
 
 
+def test_init_under_a_file_is_a_usage_error(tmp_path: Path, people: People) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = reconciler("init", afile / "config", "--key", people.root.key.with_suffix(".pub"))
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: cannot create {afile / 'config'}: Not a directory\n"
+        "  hint: give init a new or empty folder you can write to\n"
+    )
+
+
+def test_init_where_no_folder_can_be_made_is_a_usage_error(people: People) -> None:
+    result = reconciler("init", "/proc/1/config", "--key", people.root.key.with_suffix(".pub"))
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: cannot create /proc/1/config: "), result.stderr
+    assert result.stderr.endswith("\n  hint: give init a new or empty folder you can write to\n")
+
+
 def test_the_readme_command_reference_matches_the_cli_help() -> None:
     assert section(README.read_text()) == render().strip("\n"), (
         "regenerate it: python -m reconciler.cli.reference README.md"
