@@ -328,6 +328,17 @@ def test_init_where_no_folder_can_be_made_is_a_usage_error(people: People) -> No
     assert result.stderr.endswith("\n  hint: give init a new or empty folder you can write to\n")
 
 
+def test_init_with_a_binary_key_file_says_it_is_not_a_public_key(tmp_path: Path) -> None:
+    key = tmp_path / "key.pub"
+    key.write_bytes(b"\xff\xfe\x00garbage\x80" * 20)
+    result = reconciler("init", tmp_path / "config", "--key", key)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: {key} is not an SSH public key\n  hint: pass --key ~/.ssh/id_ed25519.pub\n"
+    )
+    assert not (tmp_path / "config").exists()
+
+
 def test_the_readme_command_reference_matches_the_cli_help() -> None:
     assert section(README.read_text()) == render().strip("\n"), (
         "regenerate it: python -m reconciler.cli.reference README.md"

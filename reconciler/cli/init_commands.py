@@ -26,11 +26,24 @@ def _public_key(given: Path | None) -> str:
         candidates.append(Path("~/.ssh/id_ed25519.pub").expanduser())
     for candidate in candidates:
         if candidate.is_file():
-            return candidate.read_text().strip()
+            return _read_key(candidate)
     raise UsageError(
         "no SSH public key for the first admin",
         hint="pass --key ~/.ssh/id_ed25519.pub (the key you sign commits with)",
     )
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"{path} is not an SSH public key", hint="pass --key ~/.ssh/id_ed25519.pub"
+        ) from None
+    except OSError as error:
+        raise UsageError(
+            f"cannot read {path}: {error.strerror}", hint="pass --key ~/.ssh/id_ed25519.pub"
+        ) from None
 
 
 @click.command()
