@@ -89,12 +89,20 @@ def play(
     folder: Path, *, clock: Callable[[], datetime], sleep: Callable[[float], None]
 ) -> Iterator[Scene]:
     """Play the seed story in `folder` (empty or new), one scene at a time."""
-    if folder.exists() and any(folder.iterdir()):
-        raise UsageError(f"{folder} is not empty", hint="give --keep a new or empty folder")
     repository = folder / "config"
     keys = folder / "keys"
-    repository.mkdir(parents=True)
-    keys.mkdir()
+    try:
+        occupied = folder.exists() and any(folder.iterdir())
+        if not occupied:
+            repository.mkdir(parents=True)
+            keys.mkdir()
+    except OSError as error:
+        raise UsageError(
+            f"cannot create {folder}: {error.strerror}",
+            hint="give --keep a new or empty folder you can write to",
+        ) from None
+    if occupied:
+        raise UsageError(f"{folder} is not empty", hint="give --keep a new or empty folder")
     cast = _stage(repository, keys)
     people = cast.people
     with GitRepo.init(repository, "main") as repo:

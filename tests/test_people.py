@@ -81,6 +81,17 @@ def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_demo_keep_under_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = reconciler("demo", "--keep", afile / "sub")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: cannot create {afile / 'sub'}: Not a directory\n"
+        "  hint: give --keep a new or empty folder you can write to\n"
+    )
+
+
 def known_history(tmp_path: Path, people: People) -> SeedRepo:
     """Development succeeded once, failed once; a hostile plan refused; QA waiting."""
     repo, out = with_command_driver(tmp_path, people)
