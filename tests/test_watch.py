@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from reconciler.webhook import Delivery, Receiver, WebhookServer
+from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -569,3 +570,26 @@ def test_listening_without_a_webhook_secret_is_refused(tmp_path: Path, people: P
     assert "error: refusing to listen for webhooks without a secret" in result.stderr
     assert "--webhook-secret-file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("interval", ["nan", "inf", "-inf", "86401", "0.05"])
+def test_an_interval_that_is_not_0_1_to_86400_seconds_is_refused(
+    tmp_path: Path, people: People, interval: str
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    # An interval that got through would watch (and, as NaN, spin) until the timeout.
+    result = reconciler(
+        "watch",
+        "--repo",
+        repo.path,
+        "--key",
+        people.reconciler.key,
+        "--interval",
+        interval,
+        timeout=30,
+    )
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.endswith(
+        f"Error: Invalid value for '--interval': '{interval}' is not a number of seconds "
+        "from 0.1 to 86400.\n"
+    ), result.stderr

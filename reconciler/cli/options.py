@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
 FC = TypeVar("FC", bound=Callable[..., object])
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds from `low` to `high`, both included.
+
+    Plain FloatRange lets NaN through (every comparison with it is false), and
+    a watch loop that waits NaN seconds never waits: it spins a core at 100%.
+    """
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__(min=low, max=high)  # FloatRange shows the range in --help
+        self.low = low
+        self.high = high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(seconds) or not self.low <= seconds <= self.high:
+            self.fail(
+                f"{value!r} is not a number of seconds from {self.low:g} to {self.high:g}.",
+                param,
+                ctx,
+            )
+        return seconds
+
 
 repo_option = click.option(
     "--repo",

@@ -13,6 +13,7 @@ import click
 
 from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import (
+    Seconds,
     format_option,
     service_options,
 )
@@ -24,6 +25,8 @@ from reconciler.watch import LogEvent, Watch, WatchSettings
 from reconciler.worktree import find_root
 
 DEFAULT_INTERVAL = 15.0
+# A day: a longer poll is a typo, and a watch that never looks is not watching.
+MAX_INTERVAL = 86400.0
 _COLOURS = {"info": None, "warning": "yellow", "error": "red"}
 
 
@@ -86,7 +89,7 @@ def log_line(event: LogEvent, output_format: str) -> str:
 @service_options
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(0.1, MAX_INTERVAL),
     default=DEFAULT_INTERVAL,
     show_default=True,
     metavar="S",
