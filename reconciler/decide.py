@@ -455,14 +455,14 @@ def _approvals(
             notes.append(f"{label} does not count: {problem}")
         elif signoff.actor is not None and signoff.actor not in valid:
             valid.append(signoff.actor)
-    counted: list[str] = []
+    rules = environment.gates.approvals
+    # Approvers and eligible users are users, so role_holders says what roles_of would.
+    roles = [policy.role_holders.get(rule.role, frozenset()) for rule in rules]
+    assigned = _match_approvers(valid, [rule.count for rule in rules], roles)
+    matched = {user for users in assigned for user in users}
+    counted = [user for user in valid if user in matched]
     waits: list[Wait] = []
-    for rule in environment.gates.approvals:
-        # Approvers and eligible users are users, so role_holders says what roles_of would.
-        with_role = policy.role_holders.get(rule.role, frozenset())
-        matching = [user for user in valid if user not in counted and user in with_role]
-        taken = matching[: rule.count]
-        counted.extend(taken)
+    for rule, with_role, taken in zip(rules, roles, assigned, strict=True):
         if len(taken) < rule.count:
             missing = rule.count - len(taken)
             eligible = [
@@ -479,6 +479,38 @@ def _approvals(
                 )
             )
     return tuple(counted), waits
+
+
+def _match_approvers(
+    approvers: list[str], counts: list[int], roles: list[frozenset[str]]
+) -> list[list[str]]:
+    """Each approver to at most one rule they hold the role for, meeting as many as can be.
+
+    A maximum matching (augmenting paths; rule i has counts[i] places): taken
+    in turn, an approver holding two roles would fill the first rule's place
+    and leave the second waiting, although another approver could have taken
+    the first.
+    """
+    assigned: list[list[str]] = [[] for _ in counts]
+
+    def place(user: str, tried: set[int]) -> bool:
+        for index, holders_of_role in enumerate(roles):
+            if index in tried or user not in holders_of_role:
+                continue
+            tried.add(index)
+            if len(assigned[index]) < counts[index]:
+                assigned[index].append(user)
+                return True
+            for other in list(assigned[index]):
+                if place(other, tried):  # `other` moved to another rule: take its place
+                    assigned[index].remove(other)
+                    assigned[index].append(user)
+                    return True
+        return False
+
+    for user in approvers:
+        place(user, set())
+    return assigned
 
 
 def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:

@@ -970,3 +970,35 @@ def test_a_host_without_emails_is_refused_it_could_vouch_for_any_committer(
     result = run_cli("validate", cwd=SeedRepo.create(tmp_path, people, teams=teams).path)
     assert result.exit_code == 1
     assert "error: hosts.github: missing required key 'emails'" in result.stdout
+
+
+def test_an_approver_holding_two_roles_fills_the_rule_no_one_else_can(
+    tmp_path: Path, people: People
+) -> None:
+    # fiona is a tester (customer-portal) and a tech lead (architecture); ravi is a
+    # tech lead. Taken in turn, fiona filled the tech-lead rule and the plan waited
+    # for a tester, although ravi for tech-lead and fiona for tester meet both.
+    teams = seed_teams(people)
+    teams["teams"]["architecture"]["members"]["fiona"] = "tech-lead"
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.fiona, PROD_PLAN)
+    repo.approve(people.ravi, PROD_PLAN)
+    decision = repo.decide()[PROD_PLAN]
+    assert decision.approvers == ("fiona", "ravi")
+    assert "approval" not in [wait.what for wait in decision.waits]
+
+
+def test_one_approver_holding_two_roles_never_counts_for_both(
+    tmp_path: Path, people: People
+) -> None:
+    teams = seed_teams(people)
+    teams["teams"]["architecture"]["members"]["fiona"] = "tech-lead"
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.fiona, PROD_PLAN)
+    decision = repo.decide()[PROD_PLAN]
+    assert decision.approvers == ("fiona",)
+    assert [wait.what for wait in decision.waits].count("approval") == 1
