@@ -32,24 +32,45 @@ class AccessReport:
     entitlements: tuple[Entitlement, ...]
 
 
+_SIGNOFF = {permissions.PLAN_APPROVE: "an approval", permissions.PLAN_DEPLOY: "a trigger"}
+
+
 def report(policy: Policy, user: str, environment: str | None = None) -> AccessReport:
     if user not in policy.users:
         raise unknown_name("user", user, sorted(policy.users), "users in teams.yaml")
     if environment is not None and environment not in policy.environments:
         known = (env.name for env in policy.environments_in_order())
         raise unknown_name("environment", environment, known, "environments")
+    signs = bool(policy.users[user].keys)
+
+    def signed(verdict: Verdict, what: str, required: bool = True) -> Verdict:
+        # verify takes the actor of such a change from its signature alone: a user
+        # with no key holds the role and still cannot make the change count.
+        if not verdict or signs or not required:
+            return verdict
+        return Verdict.deny(
+            f"{user} has no SSH key in teams.yaml, and {what} needs a verified signature",
+            *verdict.reasons,
+        )
+
     entitlements: list[Entitlement] = [
         Entitlement(
             permissions.TEAMS_EDIT,
             None,
             None,
-            permissions.may_change_settings(policy, user, permissions.TEAMS_EDIT),
+            signed(
+                permissions.may_change_settings(policy, user, permissions.TEAMS_EDIT),
+                "a change to teams.yaml",
+            ),
         ),
         Entitlement(
             permissions.ENVIRONMENTS_EDIT,
             None,
             None,
-            permissions.may_change_settings(policy, user, permissions.ENVIRONMENTS_EDIT),
+            signed(
+                permissions.may_change_settings(policy, user, permissions.ENVIRONMENTS_EDIT),
+                "a change to environments/",
+            ),
         ),
     ]
     if user in policy.projects and user not in policy.settings:
@@ -58,9 +79,12 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
                 f"{permissions.TEAMS_EDIT} (applications and members)",
                 None,
                 None,
-                Verdict.allow(
-                    f"{user} holds infrastructure projects: teams' applications and members, "
-                    "granting only tech-lead, developer or tester, never to itself"
+                signed(
+                    Verdict.allow(
+                        f"{user} holds infrastructure projects: teams' applications and "
+                        "members, granting only tech-lead, developer or tester, never to itself"
+                    ),
+                    "a change to teams.yaml",
                 ),
             )
         )
@@ -74,7 +98,11 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
                     permissions.PLAN_EDIT,
                     env.name,
                     application,
-                    permissions.may_edit_application(policy, user, env.name, application),
+                    signed(
+                        permissions.may_edit_application(policy, user, env.name, application),
+                        f"a plan edit into {env.name}",
+                        env.gates.signed_commits,
+                    ),
                 )
             )
         for permission in (permissions.PLAN_APPROVE, permissions.PLAN_DEPLOY):
@@ -83,7 +111,11 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
                     permission,
                     env.name,
                     None,
-                    permissions.may_on_environment(policy, user, permission, env.name),
+                    signed(
+                        permissions.may_on_environment(policy, user, permission, env.name),
+                        f"{_SIGNOFF[permission]} of a plan into {env.name}",
+                        env.gates.signed_commits,
+                    ),
                 )
             )
     identity = policy.users[user]

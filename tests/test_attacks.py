@@ -1002,3 +1002,29 @@ def test_one_approver_holding_two_roles_never_counts_for_both(
     decision = repo.decide()[PROD_PLAN]
     assert decision.approvers == ("fiona",)
     assert [wait.what for wait in decision.waits].count("approval") == 1
+
+
+def test_access_says_a_user_without_a_key_cannot_approve_where_signatures_are_required(
+    tmp_path: Path, people: People
+) -> None:
+    # verify refuses erik's unsigned approval in production; access said he may.
+    teams = seed_teams(people)
+    teams["teams"]["architecture"]["members"]["erik"] = "tech-lead"  # erik has no key
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.erik, PROD_PLAN, signed=False)
+    assert "erik" not in repo.decide()[PROD_PLAN].approvers
+    result = repo.reconciler("access", "erik", "--format", "json")
+    entitlements = {
+        (item["permission"], item["environment"]): item
+        for item in result.json()["entitlements"]
+        if item["application"] is None
+    }
+    production = entitlements[("plan.approve", "production")]
+    assert production["allowed"] is False
+    assert production["reasons"][0] == (
+        "erik has no SSH key in teams.yaml, and an approval of a plan into production "
+        "needs a verified signature"
+    )
+    assert entitlements[("plan.approve", "quality-assurance")]["allowed"] is True
