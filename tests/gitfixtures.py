@@ -659,3 +659,14 @@ def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> st
     data = seed_teams(people)
     change(data)
     return dump(data)
+
+
+def frozen_until_the_end_of_time(tmp_path: Path, people: People) -> SeedRepo:
+    """The seed story with development in a freeze until 9999-12-31, and a deploy window."""
+    development = example_file("environments/development.yaml").replace(
+        "  signed_commits: false",
+        "  signed_commits: false\n"
+        "  windows: [{days: [mon], from: '09:00', to: '10:00'}]\n"
+        "  freezes: [{name: forever, from: '2020-01-01T00:00:00Z', until: '9999-12-31T23:59:00Z'}]",
+    )
+    return SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})

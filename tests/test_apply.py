@@ -24,6 +24,7 @@ from tests.gitfixtures import (
     SeedRepo,
     dev_plan,
     example_file,
+    frozen_until_the_end_of_time,
     plan,
     qa_plan,
     run_git,
@@ -302,13 +303,7 @@ def test_an_instance_name_that_would_break_the_start_records_trailers_is_refused
 def test_a_dry_run_during_a_freeze_until_the_end_of_time_would_run_nothing(
     tmp_path: Path, people: People
 ) -> None:
-    development = example_file("environments/development.yaml").replace(
-        "  signed_commits: false",
-        "  signed_commits: false\n"
-        "  windows: [{days: [mon], from: '09:00', to: '10:00'}]\n"
-        "  freezes: [{name: forever, from: '2020-01-01T00:00:00Z', until: '9999-12-31T23:59:00Z'}]",
-    )
-    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo = frozen_until_the_end_of_time(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     result = repo.apply("--dry-run", "--format", "json")
     assert (result.exit_code, result.stderr) == (0, "")

@@ -18,6 +18,7 @@ from tests.gitfixtures import (
     dev_plan,
     dump,
     example_file,
+    frozen_until_the_end_of_time,
     plan,
     prod_plan,
     proposed_qa_release,
@@ -295,13 +296,7 @@ def test_a_freeze_until_the_end_of_time_keeps_a_plan_waiting_with_no_opening(
 ) -> None:
     # With a window, the next opening after 9999-12-31T23:59 is past the last
     # date a datetime holds; `plan` used to crash with an OverflowError.
-    development = example_file("environments/development.yaml").replace(
-        "  signed_commits: false",
-        "  signed_commits: false\n"
-        "  windows: [{days: [mon], from: '09:00', to: '10:00'}]\n"
-        "  freezes: [{name: forever, from: '2020-01-01T00:00:00Z', until: '9999-12-31T23:59:00Z'}]",
-    )
-    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo = frozen_until_the_end_of_time(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     result = repo.reconciler("plan", "--format", "json")
     assert (result.exit_code, result.stderr) == (0, "")
