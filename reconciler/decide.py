@@ -345,10 +345,7 @@ def _signoff_problem(
     editors: frozenset[str] = frozenset(),
 ) -> str | None:
     """Why an approval or a retry does not count, or None (editors never approve)."""
-    problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
-    if problem is None and signoff.actor in editors:
-        problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
-    return problem or _lapsed(
+    return signoff_refusal(signoff, editors) or _lapsed(
         history,
         signoff.commit,
         signoff.actor,
@@ -358,6 +355,18 @@ def _signoff_problem(
         environment,
         now,
     )
+
+
+def signoff_refusal(signoff: Signoff, editors: frozenset[str] = frozenset()) -> str | None:
+    """Why a sign-off did not count when it landed, or None: its actor was unknown or did not
+    hold the permission then, or (`editors`: the plan's, for an approval) edited the plan.
+
+    `history` shows the same verdict; `_lapsed` adds what today's policy and the clock say.
+    """
+    problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
+    if problem is None and signoff.actor in editors:
+        problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
+    return problem
 
 
 def _not_held(actor: str | None, held: bool, reasons: tuple[str, ...], how: str) -> str | None:

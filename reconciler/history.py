@@ -8,11 +8,12 @@ its trailers; each entry names its commit so anyone can check it there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from reconciler.decide import signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import Record, Signoff, parse_plan_ref
 from reconciler.layout import place
@@ -49,10 +50,13 @@ class Entry:
 def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     entries: list[Entry] = []
     environments: dict[str, str] = {}
+    paths: set[str] = set()
     for event in store.events(["edit"]):
+        paths.add(event["path"])
         if event["environment"]:
             environments[event["path"]] = event["environment"]
         entries.extend(_edit_entries(event))
+    editors = store.editors_of(sorted(paths))
     for path, _blob, landing, detail in store.plan_versions():
         if detail.get("triggered") and "committed_at" in detail:
             entries.append(
@@ -70,7 +74,7 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
                 )
             )
     for event in store.events(["approve", "deploy", "retry"]):
-        entries.append(_signoff_entry(Signoff.from_json(event), environments))
+        entries.append(_signoff_entry(Signoff.from_json(event), environments, editors))
     for event in store.events(["record"]):
         entries.extend(_record_entries(Record.from_json(event)))
     for event in store.events(["ignored"]):
@@ -176,13 +180,19 @@ def _edit_entries(event: dict[str, Any]) -> list[Entry]:
     ]
 
 
-def _signoff_entry(signoff: Signoff, environments: dict[str, str]) -> Entry:
+def _signoff_entry(
+    signoff: Signoff, environments: dict[str, str], editors: Mapping[str, frozenset[str]]
+) -> Entry:
     actions = {"approve": "approved", "deploy": "triggered", "retry": "asked to retry"}
     ref = signoff.plan
-    detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
-    if not signoff.held:
-        detail += f"; does not count: {'; '.join(signoff.reasons) or signoff.how}"
     path = ref.path if ref else None
+    detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
+    # decide's rule for the landing itself (editors never approve their own plan); whether
+    # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
+    editing = editors.get(path or "", frozenset()) if signoff.kind == "approve" else frozenset()
+    problem = signoff_refusal(signoff, editing)
+    if problem is not None:
+        detail += f"; does not count: {problem}"
     return Entry(
         signoff.seq,
         signoff.committed_at,
@@ -191,7 +201,7 @@ def _signoff_entry(signoff: Signoff, environments: dict[str, str]) -> Entry:
         environments.get(path or ""),
         actions[signoff.kind],
         signoff.actor,
-        signoff.held,
+        problem is None,
         detail,
     )
 

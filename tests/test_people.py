@@ -175,6 +175,29 @@ def test_history_tells_who_did_what_and_agrees_with_git_log(tmp_path: Path, peop
     assert len(only_qa) == 2
 
 
+def _history(repo: SeedRepo) -> list[dict[str, Any]]:
+    result = repo.reconciler("history", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    entries: list[dict[str, Any]] = result.json()["entries"]
+    return entries
+
+
+def test_history_shows_an_editors_approval_as_not_counting_as_decide_does(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.alice, QA_PLAN)  # alice created the plan
+    assert repo.decide()[QA_PLAN].approvers == ()
+    entries = [entry for entry in _history(repo) if entry["commit"] == approval]
+    assert [(e["action"], e["actor"], e["counted"]) for e in entries] == [
+        ("approved", "alice", False)
+    ]
+    assert entries[0]["detail"] == (
+        f"version {repo.blob(QA_PLAN)[:12]}; does not count: "
+        "alice edited the plan, and editors do not approve their own plans"
+    )
+
+
 def test_init_makes_a_repository_that_validates_and_verifies(
     tmp_path: Path, people: People
 ) -> None:
