@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.decide import signoff_refusal
 from reconciler.errors import unknown_name
-from reconciler.events import Record, Signoff, parse_plan_ref
+from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
@@ -57,8 +57,14 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             environments[event["path"]] = event["environment"]
         entries.extend(_edit_entries(event))
     editors = store.editors_of(sorted(paths))
-    for path, _blob, landing, detail in store.plan_versions():
+    records = [Record.from_json(event) for event in store.events(["record"])]
+    started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
+    for record in records:
+        if record.result == "started" and record.plan is not None and record.run is not None:
+            started.setdefault(record.plan, []).append((record.seq, record.run))
+    for path, blob, landing, detail in store.plan_versions():
         if detail.get("triggered") and "committed_at" in detail:
+            ran = _ran_before(started, PlanRef(path, blob), detail["seq"])
             entries.append(
                 Entry(
                     detail["seq"],
@@ -68,15 +74,22 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
                     environments.get(path),
                     "triggered",
                     detail["actor"],
-                    True,
-                    "by landing it on main",
+                    ran is None,
+                    "by landing it on main"
+                    + (f"; does not count: {ran}" if ran is not None else ""),
                     rank=1,
                 )
             )
     for event in store.events(["approve", "deploy", "retry"]):
-        entries.append(_signoff_entry(Signoff.from_json(event), environments, editors))
-    for event in store.events(["record"]):
-        entries.extend(_record_entries(Record.from_json(event)))
+        signoff = Signoff.from_json(event)
+        ran = (
+            _ran_before(started, signoff.plan, signoff.seq)
+            if signoff.kind == "deploy" and signoff.plan is not None
+            else None
+        )
+        entries.append(_signoff_entry(signoff, environments, editors, ran))
+    for record in records:
+        entries.extend(_record_entries(record))
     for event in store.events(["ignored"]):
         entries.append(_ignored_entry(event, environments))
     for verdict in store.landings():
@@ -180,8 +193,23 @@ def _edit_entries(event: dict[str, Any]) -> list[Entry]:
     ]
 
 
+def _ran_before(
+    started: Mapping[PlanRef, list[tuple[int, str]]], ref: PlanRef, seq: int
+) -> str | None:
+    """Why a trigger landing at `seq` does not count because its version already ran, or None.
+
+    A plan version runs at most once (`decide`: a version with a run is done, and only a
+    Retry-Run re-runs an interrupted one).
+    """
+    runs = [run for started_seq, run in started.get(ref, ()) if started_seq < seq]
+    return f"the version already ran: run {runs[-1]}" if runs else None
+
+
 def _signoff_entry(
-    signoff: Signoff, environments: dict[str, str], editors: Mapping[str, frozenset[str]]
+    signoff: Signoff,
+    environments: dict[str, str],
+    editors: Mapping[str, frozenset[str]],
+    ran: str | None = None,
 ) -> Entry:
     actions = {"approve": "approved", "deploy": "triggered", "retry": "asked to retry"}
     ref = signoff.plan
@@ -190,7 +218,7 @@ def _signoff_entry(
     # decide's rule for the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
     editing = editors.get(path or "", frozenset()) if signoff.kind == "approve" else frozenset()
-    problem = signoff_refusal(signoff, editing)
+    problem = signoff_refusal(signoff, editing) or ran
     if problem is not None:
         detail += f"; does not count: {problem}"
     return Entry(

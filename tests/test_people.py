@@ -24,6 +24,7 @@ from tests.gitfixtures import (
     dev_plan,
     proposed_qa_release,
     qa_plan,
+    ran,
     readme_row,
     run_git,
     teams_with,
@@ -195,6 +196,56 @@ def test_history_shows_an_editors_approval_as_not_counting_as_decide_does(
     assert entries[0]["detail"] == (
         f"version {repo.blob(QA_PLAN)[:12]}; does not count: "
         "alice edited the plan, and editors do not approve their own plans"
+    )
+
+
+def test_history_shows_a_second_trigger_of_a_version_that_ran_as_not_counting(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    first = repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1")
+    again = repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].status == "done"
+    triggers = [
+        (entry["commit"], entry["counted"], entry["detail"])
+        for entry in _history(repo)
+        if entry["action"] == "triggered" and entry["plan"] == QA_PLAN
+    ]
+    version = f"version {repo.blob(QA_PLAN)[:12]}"
+    assert triggers == [
+        (first, True, version),
+        (
+            again,
+            False,
+            f"{version}; does not count: the version already ran: run 2026-11-qa-release.1",
+        ),
+    ]
+
+
+def test_history_shows_a_relanding_of_a_version_that_ran_as_not_a_trigger_that_counts(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})  # alice holds plan.deploy
+    ran_blob = repo.blob(DEV_PLAN)
+    ran(repo, DEV_PLAN, "2026-11-dev-build.1")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan({**ECOMMERCE, "version": "1.4.1"})})
+    back = repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    assert repo.blob(DEV_PLAN) == ran_blob
+    assert repo.decide()[DEV_PLAN].status == "done"
+    triggers = [
+        (entry["commit"], entry["counted"], entry["detail"])
+        for entry in _history(repo)
+        if entry["action"] == "triggered" and entry["plan"] == DEV_PLAN
+    ]
+    assert len(triggers) == 3
+    assert [counted for _, counted, _ in triggers] == [True, True, False]
+    assert triggers[2] == (
+        back,
+        False,
+        "by landing it on main; does not count: the version already ran: run 2026-11-dev-build.1",
     )
 
 
