@@ -897,7 +897,8 @@ class Authoriser:
                 continue
             if first_parent is not None and self._blob(first_parent, path, work) == blob:
                 continue
-            target = value(self.effective.get(path, {}), "target")
+            fields = self.effective.get(path, {})
+            target = value(fields, "target")
             environment = policy.environments.get(target) if isinstance(target, str) else None
             signed = environment.gates.signed_commits if environment else True
             actor = self._actor(commit, policy, signed=signed)
@@ -917,6 +918,9 @@ class Authoriser:
                     "how": actor.how,
                     "verified": actor.verified,
                     "triggered": bool(verdict),
+                    # Only a ready, valid version runs, so only its landing is a trigger
+                    # (history); None: invalid. Rows stored before it have no "state".
+                    "state": None if INVALID in fields else value(fields, "state"),
                     "reasons": list(verdict.reasons) if verdict is not None else [actor.how],
                 },
             )

@@ -62,28 +62,18 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     for record in records:
         if record.result == "started" and record.plan is not None and record.run is not None:
             started.setdefault(record.plan, []).append((record.seq, record.run))
+    unready: dict[PlanRef, str] = {}  # versions that never run: why
     for path, blob, landing, detail in store.plan_versions():
+        ref = PlanRef(path, blob)
+        never = _never_runs(detail)
+        if never is not None:
+            unready[ref] = never
         if detail.get("triggered") and "committed_at" in detail:
-            ran = _ran_before(started, PlanRef(path, blob), detail["seq"])
-            entries.append(
-                Entry(
-                    detail["seq"],
-                    datetime.fromisoformat(detail["committed_at"]),
-                    landing,
-                    path,
-                    environments.get(path),
-                    "triggered",
-                    detail["actor"],
-                    ran is None,
-                    "by landing it on main"
-                    + (f"; does not count: {ran}" if ran is not None else ""),
-                    rank=1,
-                )
-            )
+            entries.append(_landing_entry(ref, landing, detail, environments, never, started))
     for event in store.events(["approve", "deploy", "retry"]):
         signoff = Signoff.from_json(event)
         ran = (
-            _ran_before(started, signoff.plan, signoff.seq)
+            unready.get(signoff.plan) or _ran_before(started, signoff.plan, signoff.seq)
             if signoff.kind == "deploy" and signoff.plan is not None
             else None
         )
@@ -191,6 +181,47 @@ def _edit_entries(event: dict[str, Any]) -> list[Entry]:
             detail,
         )
     ]
+
+
+def _never_runs(detail: Mapping[str, Any]) -> str | None:
+    """Why a landed plan version can never run (a draft, cancelled, invalid), or None.
+
+    A row stored before versions kept their state has no "state": taken as ready.
+    """
+    if "state" not in detail or detail["state"] == "ready":
+        return None
+    if detail["state"] is None:
+        return "the version is invalid, and an invalid plan never runs"
+    return f"the version is {detail['state']}, and a {detail['state']} plan never runs"
+
+
+def _landing_entry(
+    ref: PlanRef,
+    landing: str,
+    detail: Mapping[str, Any],
+    environments: Mapping[str, str],
+    never: str | None,
+    started: Mapping[PlanRef, list[tuple[int, str]]],
+) -> Entry:
+    """A landing by a plan.deploy holder: the trigger of a ready version, else just landed."""
+    ran = _ran_before(started, ref, detail["seq"]) if never is None else None
+    if never is not None:
+        action, text = "landed", f"by landing it on main; not a trigger: {never}"
+    else:
+        action = "triggered"
+        text = "by landing it on main" + (f"; does not count: {ran}" if ran is not None else "")
+    return Entry(
+        detail["seq"],
+        datetime.fromisoformat(detail["committed_at"]),
+        landing,
+        ref.path,
+        environments.get(ref.path),
+        action,
+        detail["actor"],
+        never is None and ran is None,
+        text,
+        rank=1,
+    )
 
 
 def _ran_before(

@@ -12,6 +12,8 @@ import yaml
 from reconciler import init as init_module
 from reconciler.cli.reference import render, section
 from reconciler.errors import UsageError
+from reconciler.history import audit_trail
+from reconciler.statestore import StateStore
 from tests.configrepo import Result, reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
@@ -247,6 +249,56 @@ def test_history_shows_a_relanding_of_a_version_that_ran_as_not_a_trigger_that_c
         False,
         "by landing it on main; does not count: the version already ran: run 2026-11-dev-build.1",
     )
+
+
+def test_history_shows_a_draft_landed_by_a_deployer_as_landed_not_triggered(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("draft"):
+        repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
+    merge = repo.merge(people.olga, "draft")  # olga holds plan.deploy on quality-assurance
+    deploy = repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].status == "waiting"
+    entries = {
+        entry["commit"]: (entry["action"], entry["actor"], entry["counted"], entry["detail"])
+        for entry in _history(repo)
+        if entry["commit"] in (merge, deploy)
+    }
+    assert entries == {
+        merge: (
+            "landed",
+            "olga",
+            False,
+            "by landing it on main; not a trigger: the version is draft, and a draft plan "
+            "never runs",
+        ),
+        deploy: (
+            "triggered",
+            "olga",
+            False,
+            f"version {repo.blob(QA_PLAN)[:12]}; does not count: the version is draft, "
+            "and a draft plan never runs",
+        ),
+    }
+
+
+def test_history_reads_a_plan_version_stored_without_its_state_as_before(
+    tmp_path: Path, people: People
+) -> None:
+    """Rows stored before versions kept their state: a landing by a deployer is a trigger."""
+    store = StateStore(tmp_path / "state", "main")
+    detail = {"seq": 3, "committed_at": "2026-11-02T10:00:00+00:00", "actor": "olga"}
+    detail |= {"how": "signed", "verified": True, "triggered": True, "reasons": []}
+    store.add_plan_version(QA_PLAN, "a" * 40, "b" * 40, detail)
+    [entry] = audit_trail(store)
+    assert (entry.action, entry.actor, entry.counted, entry.detail) == (
+        "triggered",
+        "olga",
+        True,
+        "by landing it on main",
+    )
+    store.close()
 
 
 def test_init_makes_a_repository_that_validates_and_verifies(
