@@ -3,8 +3,9 @@
 Called by `reconciler status` (and the demo). Environments are columns in
 promotion order, applications rows, each cell the version that runs there per
 the effective `deployments/`; between two columns, the plans on their way
-with a one-word label a person scans for: saved, approved, triggered,
-running, failed, refused.
+with a short label a person scans for: draft, saved (waiting for approvals),
+ready (waiting for its trigger, no approvals needed), approved (waiting for
+its trigger), triggered, ready to run, running, failed, refused.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def label(decision: Decision) -> str:
     if "approval" in kinds:
         return "saved"
     if "trigger" in kinds:
-        return "approved"
+        # Waiting for its trigger only: approved if someone approved it; an environment that
+        # needs no approvals (development) has none, and the plan is merely ready.
+        return "approved" if decision.approvers else "ready"
     return "triggered"
 
 

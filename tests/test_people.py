@@ -24,6 +24,7 @@ from tests.gitfixtures import (
     People,
     SeedRepo,
     dev_plan,
+    dump,
     proposed_qa_release,
     qa_plan,
     ran,
@@ -138,6 +139,26 @@ def test_status_shows_what_runs_where_and_what_is_moving(tmp_path: Path, people:
     text = repo.reconciler("status").stdout
     assert "ecommerce        1.4.0" in text
     assert max(len(line) for line in text.splitlines()) <= 80 + 20  # colour codes aside
+
+
+def test_status_labels_a_plan_nobody_needed_to_approve_ready_not_approved(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    dev = dump(
+        {
+            "name": "dev",
+            "target": "development",
+            "applications": [{"name": "ecommerce", "version": "1.4.0"}],
+            "state": "ready",
+        }
+    )
+    repo.commit(people.bob, {"plans/dev.yaml": dev}, signed=False)  # bob may not deploy
+    decision = repo.decide()["plans/dev.yaml"]
+    assert (decision.status, decision.approvers) == ("waiting", ())
+    assert [wait.what for wait in decision.waits] == ["trigger"]
+    moves = repo.reconciler("status", "--format", "json").json()["moves"]
+    assert [(move["path"], move["label"]) for move in moves] == [("plans/dev.yaml", "ready")]
 
 
 def test_history_tells_who_did_what_and_agrees_with_git_log(tmp_path: Path, people: People) -> None:

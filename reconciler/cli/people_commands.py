@@ -20,6 +20,7 @@ from reconciler.status import Pipeline
 LABEL_COLOURS = {
     "draft": "white",
     "saved": "yellow",
+    "ready": "cyan",
     "approved": "cyan",
     "triggered": "cyan",
     "ready to run": "green",
