@@ -52,7 +52,7 @@ from reconciler.decide import (
     held_for_drivers,
 )
 from reconciler.drivers import Driver, Step, load_driver, unavailable
-from reconciler.errors import ConfigError, ReconcilerError, TemporaryError
+from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError, TemporaryError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
 from reconciler.fields import CONTENT, value
@@ -606,7 +606,17 @@ class Reconciler:
         if position is not None and (position.last_verified, tip) == self._fileless_records:
             self._walker.run(position.last_verified)  # holds the state as stored
             return
-        self._walker.run(tip)
+        try:
+            self._walker.run(tip)
+        except HistoryRewrittenError:
+            # Another walk (a `verify` beside the service) went past the tip this
+            # record was to be built on: the tip is stale, not rewritten. The
+            # state there serves; the push, expecting the stale tip, then loses
+            # its race, and the record is rebuilt on the branch as it is.
+            moved = self.store.position()
+            if moved is None or not self.repo.is_ancestor(tip, moved.last_verified):
+                raise
+            self._walker.run(moved.last_verified)
 
     def _finish_files(
         self, tip: str, run_id: str, detail: dict[str, Any], *, ours: Collection[str] = ()

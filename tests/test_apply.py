@@ -556,3 +556,25 @@ def test_a_driver_root_that_cannot_be_created_is_refused_before_a_run_starts(
         f"error: cannot use the driver root {a_file / 'releases'}: Not a directory"
     )
     assert repo.head() == head
+
+
+def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_past_its_tip(
+    tmp_path: Path, people: People
+) -> None:
+    # The verify moved the state's position past the tip the finish record was
+    # first built on; that tip is stale, not rewritten, and the record goes out.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = Options(
+        state_dir=repo.state_dir,
+        key=people.reconciler.key,
+        instance="watcher",
+        driver_root=tmp_path / "releases",
+    )
+    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+        _, started = service.watch_pass()
+        repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+        repo.verify()
+        service.run_started(started[0], publish=True)
+    assert trailers(repo, "main")["Result"] == "succeeded"
+    assert repo.reconciler("verify").exit_code == 0
