@@ -410,6 +410,11 @@ class Authoriser:
         self.store.rollback()
         self._loaded = None
 
+    def effective_file(self, path: str) -> bytes | None:
+        """The effective content of a file judged whole (environments/, deployments/)."""
+        blob = value(self.effective.get(path, {}), CONTENT)
+        return None if blob is None else self.repo.read_blob(blob)
+
     def policy(self) -> Policy:
         if self._policy is None:
             self._policy = policy_from(self.effective, self.repo)

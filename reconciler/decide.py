@@ -18,7 +18,7 @@ checks (DESIGN.md, "From plan to deployment", points 1 to 5).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -26,7 +26,7 @@ from typing import Any, Literal
 from reconciler import gates
 from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError
 from reconciler.events import PlanRef, Record, Signoff
 from reconciler.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.identity import CommitFacts, resolve
@@ -161,15 +161,24 @@ def _ordered(decisions: Iterable[Decision]) -> tuple[Decision, ...]:
 
 
 def held_for_drivers(
-    decisions: Iterable[Decision], problems: Mapping[str, ReconcilerError]
-) -> tuple[Decision, ...]:
-    """Executable plans into an environment whose driver cannot load here wait for it.
+    decisions: tuple[Decision, ...],
+    policy: Policy,
+    unavailable: Callable[[list[Environment]], Mapping[str, ConfigError]],
+) -> tuple[tuple[Decision, ...], Mapping[str, ConfigError]]:
+    """Executable plans into an environment whose driver cannot load here wait for it;
+    and why, per environment (`unavailable` is asked about those environments only).
 
     They wait rather than being refused, as Argo CD and Flux users expect of an
     operator's setup problem (an application whose tooling is missing stays out
     of sync with its error shown and is tried again): the plan is not at fault,
     and installing the driver lets the same plan version run, with no new one.
     """
+    targets = {
+        decision.environment
+        for decision in decisions
+        if decision.status == "executable" and decision.environment is not None
+    }
+    problems = unavailable([policy.environments[name] for name in sorted(targets)])
     held = []
     for decision in decisions:
         problem = problems.get(decision.environment or "")
@@ -178,7 +187,7 @@ def held_for_drivers(
             held.append(replace(decision, status="waiting", reasons=(wait.text,), waits=(wait,)))
         else:
             held.append(decision)
-    return _ordered(held)
+    return _ordered(held), problems
 
 
 def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:

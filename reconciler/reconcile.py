@@ -55,7 +55,6 @@ from reconciler.drivers import Driver, Step, load_driver, unavailable
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError, TemporaryError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
-from reconciler.fields import CONTENT, value
 from reconciler.gitrepo import GitRepo
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
@@ -214,16 +213,12 @@ class Reconciler:
             # and a failed run is never retried.
             try:
                 options.driver_root.mkdir(parents=True, exist_ok=True)
-                writable = os.access(options.driver_root, os.W_OK)
+                problem = None if os.access(options.driver_root, os.W_OK) else "it is not writable"
             except OSError as error:
+                problem = error.strerror
+            if problem is not None:
                 raise ConfigError(
-                    f"cannot use the driver root {options.driver_root}: {error.strerror}",
-                    hint="pass --driver-root (or RECONCILER_DRIVER_ROOT) with a folder the "
-                    "reconciler can write",
-                ) from None
-            if not writable:
-                raise ConfigError(
-                    f"cannot use the driver root {options.driver_root}: it is not writable",
+                    f"cannot use the driver root {options.driver_root}: {problem}",
                     hint="pass --driver-root (or RECONCILER_DRIVER_ROOT) with a folder the "
                     "reconciler can write",
                 )
@@ -372,19 +367,13 @@ class Reconciler:
         self, history: History, decisions: tuple[Decision, ...]
     ) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
         """Before any start record: a plan whose environment's driver cannot load waits."""
-        targets = {
-            decision.environment
-            for decision in decisions
-            if decision.status == "executable" and decision.environment is not None
-        }
-        environments = [history.policy.environments[name] for name in sorted(targets)]
         root = self.options.driver_root or self.state_dir / "releases"
-        problems = unavailable(environments, self._effective_file, root)
-        return held_for_drivers(decisions, problems), problems
-
-    def _effective_file(self, path: str) -> bytes | None:
-        blob = value(self._walker.effective.get(path, {}), CONTENT)
-        return None if blob is None else self.repo.read_blob(blob)
+        held, problems = held_for_drivers(
+            decisions,
+            history.policy,
+            lambda environments: unavailable(environments, self._walker.effective_file, root),
+        )
+        return held, dict(problems)
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None
@@ -633,28 +622,20 @@ class Reconciler:
         path = deployments_file(environment)
         if environment in ours:
             blob = self.repo.blob_at(tip, path)
+            raw = None if blob is None else self.repo.read_blob(blob)
         else:
-            blob = value(self._walker.effective.get(path, {}), CONTENT)
+            raw = self._walker.effective_file(path)
         return {
             detail["log_path"]: detail["log"].encode(),
             path: deployments_bytes(
                 environment,
-                self._deployments_in(blob, path),
+                _deployments_in(raw, path),
                 [(app, version) for app, version in detail["deployed"]],
                 detail["plan"],
                 run_id,
                 datetime.fromisoformat(detail["when"]),
             ),
         }
-
-    def _deployments_in(self, blob: str | None, path: str) -> dict[str, Any] | None:
-        if blob is None:
-            return None
-        try:
-            data = load(self.repo.read_blob(blob), path).data
-        except ConfigError:
-            return None
-        return data if isinstance(data, dict) else None
 
     def _flush_outbox(self) -> None:
         pending = self.store.outbox()
@@ -667,6 +648,17 @@ class Reconciler:
         with self._git_lock:
             for run_id, detail in pending.items():
                 self._publish_finish(writer, run_id, detail)
+
+
+def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
+    """What a deployments/ file says runs there (nothing, when it is absent or unreadable)."""
+    if raw is None:
+        return None
+    try:
+        data = load(raw, path).data
+    except ConfigError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _next_run_id(plan: str, taken: list[str]) -> str:

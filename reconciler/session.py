@@ -127,26 +127,18 @@ class Session:
         """Every plan on the branch tip, decided now (after walking to the tip)."""
         from reconciler.decide import decide, gather, held_for_drivers  # noqa: PLC0415
         from reconciler.drivers import unavailable  # noqa: PLC0415
-        from reconciler.fields import CONTENT, value  # noqa: PLC0415
 
         self.authorise()
         walked = self.walked
         assert walked is not None
         decisions = decide(gather(walked, self.tip()), self.now)
-        policy = walked.policy()
-        targets = {
-            decision.environment
-            for decision in decisions
-            if decision.status == "executable" and decision.environment is not None
-        }
-
-        def read(path: str) -> bytes | None:
-            blob = value(walked.effective.get(path, {}), CONTENT)
-            return None if blob is None else self.repo.read_blob(blob)
-
         # Only looked up, not loaded: `plan` has no driver root and starts nothing.
-        problems = unavailable([policy.environments[name] for name in sorted(targets)], read)
-        return held_for_drivers(decisions, problems)
+        held, _ = held_for_drivers(
+            decisions,
+            walked.policy(),
+            lambda environments: unavailable(environments, walked.effective_file),
+        )
+        return held
 
     def landings_between(
         self,
