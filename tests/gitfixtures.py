@@ -640,6 +640,16 @@ def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
     repo.record({**common, "Result": result})
 
 
+def interrupted_qa_release(tmp_path: Path, people: People) -> tuple[SeedRepo, str]:
+    """The QA release approved by ravi, triggered by olga, its run 1 interrupted; and the
+    approval's commit."""
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, f"{Path(QA_PLAN).stem}.1", result="interrupted")
+    return repo, approval
+
+
 def readme_row(command: str) -> str:
     for line in README.read_text().splitlines():
         if line.startswith(f"| `{command}`"):

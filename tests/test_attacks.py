@@ -39,11 +39,11 @@ from tests.gitfixtures import (
     command_environment,
     dev_plan,
     dump,
+    interrupted_qa_release,
     only_refusal,
     prod_plan,
     proposed_qa_release,
     qa_plan,
-    ran,
     seed_teams,
     teams_with,
     with_command_driver,
@@ -695,10 +695,7 @@ def test_a_retry_does_not_revive_an_approval_whose_approver_lost_plan_approve(
     tmp_path: Path, people: People
 ) -> None:
     # A retry is an execution too: its approvers must still hold plan.approve now.
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    repo, approval = interrupted_qa_release(tmp_path, people)
     teams = seed_teams(people)
     del teams["teams"]["architecture"]  # ravi, the only approver, loses tech-lead
     repo.commit(people.root, {"teams.yaml": dump(teams)}, "Ravi moves on")
@@ -721,10 +718,7 @@ def test_a_retry_does_not_revive_approvals_older_than_approval_ttl(
     tmp_path: Path, people: People
 ) -> None:
     # The fresh Retry-Run stands in for the trigger, never for the 12h-old approval (8h ttl).
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    repo, approval = interrupted_qa_release(tmp_path, people)
     later = FIXED_NOW + timedelta(hours=12)
     retried_at = int((later - timedelta(minutes=10)).timestamp())
     repo.signoff(people.olga, "Retry-Run", QA_RUN, date=f"{retried_at} +0000")
@@ -741,10 +735,7 @@ def test_a_retry_does_not_revive_approvals_older_than_approval_ttl(
 def test_a_retry_with_a_current_approval_runs_with_todays_approvers(
     tmp_path: Path, people: People
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    repo, _ = interrupted_qa_release(tmp_path, people)
     repo.signoff(people.olga, "Retry-Run", QA_RUN)
     decision = repo.decide()[QA_PLAN]
     assert decision.status == "executable"
@@ -763,10 +754,7 @@ def test_a_retry_that_landed_before_the_versions_latest_landing_does_not_count(
 ) -> None:
     # olga's retry and alice's edit land together; alice (no plan.deploy) later brings the
     # interrupted version back and ravi approves it again: the old retry must not re-run it.
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
+    repo, approval = interrupted_qa_release(tmp_path, people)
     original = repo.head()
     with repo.branch("race"):
         retry = repo.signoff(people.olga, "Retry-Run", QA_RUN)

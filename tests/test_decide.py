@@ -19,6 +19,7 @@ from tests.gitfixtures import (
     dump,
     example_file,
     frozen_until_the_end_of_time,
+    interrupted_qa_release,
     plan,
     prod_plan,
     proposed_qa_release,
@@ -348,10 +349,7 @@ def test_a_retry_of_a_run_that_is_not_interrupted_is_refused(
 def test_a_retry_of_an_interrupted_run_by_a_deploy_holder_makes_it_executable(
     tmp_path: Path, people: People
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="interrupted")
+    repo, _ = interrupted_qa_release(tmp_path, people)
     assert repo.decide()[QA_PLAN].waits[0].what == "retry"
     repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
     decision = repo.decide()[QA_PLAN]
@@ -362,10 +360,7 @@ def test_a_retry_of_an_interrupted_run_by_a_deploy_holder_makes_it_executable(
 def test_an_interrupted_run_whose_approval_lapsed_waits_for_a_retry_and_an_approval(
     tmp_path: Path, people: People
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="interrupted")
+    repo, _ = interrupted_qa_release(tmp_path, people)
     decision = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
     assert decision.status == "waiting"
     assert decision.reasons == (
