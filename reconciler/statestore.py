@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -87,7 +89,12 @@ class StateStore:
         # Writes wait here, in order, and go out as one `executemany` per run of
         # the same statement: a walk of thousands of landings writes tens of
         # thousands of rows, and one `execute` each cost a tenth of the walk.
-        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
+        # Writes waiting for the next read or commit, per table: each table's
+        # statements in order, runs of one statement merged into one
+        # `executemany`. Tables have no triggers or foreign keys, so writes to
+        # different tables may be sent in any order; a landing writes to five
+        # tables in turn, and a list of all writes in order merged nothing.
+        self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -120,10 +127,11 @@ class StateStore:
             with self._errors():
                 self._db.executemany(statement, rows)
             return
-        if self._pending and self._pending[-1][0] == statement:
-            self._pending[-1][1].extend(rows)
+        queue = self._pending.setdefault(_table_of(statement), [])
+        if queue and queue[-1][0] == statement:
+            queue[-1][1].extend(rows)
         else:
-            self._pending.append((statement, list(rows)))
+            queue.append((statement, list(rows)))
 
     def _read(self, query: str, arguments: Iterable[Any] = ()) -> sqlite3.Cursor:
         self.flush()
@@ -132,10 +140,11 @@ class StateStore:
 
     def flush(self) -> None:
         """Send the waiting writes to SQLite (inside the pass's transaction)."""
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, {}
         with self._errors():
-            for statement, rows in pending:
-                self._db.executemany(statement, rows)
+            for queue in pending.values():
+                for statement, rows in queue:
+                    self._db.executemany(statement, rows)
 
     # A pass runs in one transaction: begin, then commit (persist) or roll back
     # (a dry run, a verify of a commit that is not on main, or an error).
@@ -149,7 +158,7 @@ class StateStore:
             self._db.execute("COMMIT")
 
     def rollback(self) -> None:
-        self._pending = []
+        self._pending = {}
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -352,6 +361,17 @@ class StateStore:
         return {
             actor for (actor,) in self._read("SELECT actor FROM editors WHERE path = ?", (path,))
         }
+
+
+_TABLE_NAME: Final = re.compile(r"\b(?:INTO|FROM)\s+(\w+)")
+
+
+@functools.cache
+def _table_of(statement: str) -> str:
+    """The table a (fixed) write statement changes."""
+    found = _TABLE_NAME.search(statement)
+    assert found is not None, statement
+    return found.group(1)
 
 
 def _database(directory: Path, branch: str) -> Path:
