@@ -12,12 +12,13 @@ committed at HEAD (never the working tree's other edits).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from reconciler import process, schema
-from reconciler.errors import ConfigError, RefusedError, UsageError
+from reconciler.errors import ConfigError, GitError, RefusedError, UsageError
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef
 from reconciler.identity import Actor, CommitFacts, resolve
 from reconciler.layout import place, plan_path
@@ -96,6 +97,7 @@ def _signing_key(session: Session) -> PublicKey | None:
 class _PlanAtHead:
     """The plan as committed at HEAD: what an approval, trigger or cancel binds to."""
 
+    head: str
     blob: str
     raw: bytes
     document: Document
@@ -133,7 +135,7 @@ def _target(session: Session, path: str) -> _PlanAtHead:
             column=first.column,
             hint=first.hint or "run `reconciler validate`",
         )
-    return _PlanAtHead(blob, raw, document)
+    return _PlanAtHead(head, blob, raw, document)
 
 
 def _environment(policy: Policy, plan: _PlanAtHead) -> Environment:
@@ -268,10 +270,23 @@ def cancel(session: Session, plan: str, *, undo: bool = False) -> Made:
             hint="`reconciler cancel PLAN --undo` makes it ready again",
         )
     edited = _with_state(plan_at_head, state, wanted)
-    (work_tree / path).write_bytes(edited)
     verb = "Un-cancel" if undo else "Cancel"
     message = f"{verb} {Path(path).stem}\n\nstate: {state} -> {wanted}"
-    commit = session.repo.commit_paths([path], message, sign=_signs(session))
+    sign = _signs(session)
+    file = work_tree / path
+    original = file.read_bytes()
+    file.write_bytes(edited)
+    try:
+        commit = session.repo.commit_paths([path], message, sign=sign)
+    except BaseException:
+        # Left edited (and staged), the plan would refuse the next cancel as
+        # uncommitted changes: unless the commit was made after all (an
+        # interrupt), it goes back as it was, unchanged from HEAD.
+        if session.repo.resolve("HEAD") == plan_at_head.head:
+            file.write_bytes(original)
+            with contextlib.suppress(GitError):
+                session.repo.unstage([path])  # nothing was staged if the index was locked
+        raise
     new_blob = session.repo.blob_at(commit, path) or blob
     return Made(
         "uncancel" if undo else "cancel",

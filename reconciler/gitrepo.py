@@ -241,6 +241,10 @@ class GitRepo:
         self._git(who, "commit", "--no-verify", "-q", "-m", message, "--", *paths, sign=sign)
         return self.resolve("HEAD")
 
+    def unstage(self, paths: list[str]) -> None:
+        """Put `paths` back in the index as HEAD has them (the working tree is left alone)."""
+        self._run("reset", "-q", "--", *paths)
+
     def has_uncommitted_changes(self, path: str) -> bool:
         """Whether the working tree or the index holds changes to `path` (or deleted it)."""
         return bool(self._run("status", "--porcelain", "--", path).strip())

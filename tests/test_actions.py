@@ -279,3 +279,39 @@ def test_deploy_in_a_bare_repository_is_refused_up_front(tmp_path: Path, people:
     bare, result = in_a_bare_clone(repo, people.olga, "deploy", QA_PLAN)
     assert result.exit_code == 1, result.stdout
     assert result.stderr == f"error: {bare} is a bare repository\n  hint: run this in a clone\n"
+
+
+def test_a_cancel_whose_commit_fails_leaves_the_plan_as_it_was_and_may_be_tried_again(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    head = repo.head()
+    repo.act_as(people.olga)
+    repo.git("config", "gpg.ssh.program", "false")  # signing fails: the commit cannot be made
+    result = repo.reconciler("cancel", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: git commit failed:")
+    assert "hint: check your git identity and signing setup" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert repo.head() == head
+    assert repo.git("status", "--porcelain") == ""
+    repo.git("config", "--unset", "gpg.ssh.program")
+    assert repo.reconciler("cancel", QA_PLAN).exit_code == 0
+    assert repo.decide()[QA_PLAN].status == "cancelled"
+
+
+def test_a_cancel_refused_by_a_locked_index_leaves_the_plan_as_it_was(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    before = (repo.path / QA_PLAN).read_bytes()
+    repo.act_as(people.olga)
+    lock = repo.path / ".git" / "index.lock"  # another git command at work, or one that died
+    lock.write_text("")
+    result = repo.reconciler("cancel", QA_PLAN)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: git add failed: fatal: Unable to create '{lock}'")
+    assert (repo.path / QA_PLAN).read_bytes() == before
+    lock.unlink()
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.reconciler("cancel", QA_PLAN).exit_code == 0
