@@ -292,6 +292,15 @@ class Reconciler:
         round records, so a run costs one push, not two. Empty when nothing may
         start now (or on a dry run, or when stopping).
         """
+        try:
+            return self._plan_rounds(report)
+        except BaseException:
+            # The walk of unpublished finish records stays open until their publish
+            # keeps or discards it: an error in between must not hold the state store.
+            self._walker.discard()
+            raise
+
+    def _plan_rounds(self, report: PassReport) -> list[StartedRun]:
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()

@@ -7,8 +7,11 @@ import pty
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from reconciler.reconcile import Options, Reconciler
@@ -578,3 +581,60 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
         service.run_started(started[0], publish=True)
     assert trailers(repo, "main")["Result"] == "succeeded"
     assert repo.reconciler("verify").exit_code == 0
+
+
+def raise_once(
+    monkeypatch: pytest.MonkeyPatch, method: str, when: Callable[[Reconciler], bool]
+) -> None:
+    """Make `Reconciler.<method>` raise 'an error mid-round' the first time `when` holds."""
+    real = getattr(Reconciler, method)
+    raised: list[bool] = []
+
+    def failing(service: Reconciler, *args: Any, **kwargs: Any) -> Any:
+        if not raised and when(service):
+            raised.append(True)
+            raise RuntimeError("an error mid-round")
+        return real(service, *args, **kwargs)
+
+    monkeypatch.setattr(Reconciler, method, failing)
+
+
+def service_options(repo: SeedRepo, people: People, tmp_path: Path) -> Options:
+    return Options(
+        state_dir=repo.state_dir, key=people.reconciler.key, driver_root=tmp_path / "releases"
+    )
+
+
+def test_an_error_in_a_round_carrying_finish_records_leaves_the_state_free_for_the_next_pass(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The round walks its unpublished finish records in a transaction that only
+    # their publish settles; an error before it held the state store until exit.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    raise_once(monkeypatch, "_bookkeeping", lambda service: bool(service.store.outbox()))
+    options = service_options(repo, people, tmp_path)
+    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+        with pytest.raises(RuntimeError, match="an error mid-round"):
+            service.pass_once()
+        assert trailers(repo, "main")["Result"] == "started"
+        assert repo.reconciler("verify").exit_code == 0  # another process may use the state
+        service.pass_once()
+    assert trailers(repo, "main")["Result"] == "succeeded"
+
+
+def test_an_error_while_the_watcher_flushes_its_outbox_leaves_the_state_free_for_the_next_pass(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    raise_once(monkeypatch, "_finish_files", lambda _: True)
+    options = service_options(repo, people, tmp_path)
+    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+        _, [started] = service.watch_pass()
+        service.run_started(started, publish=False)  # as a worker's failed publish leaves it
+        with pytest.raises(RuntimeError, match="an error mid-round"):
+            service.watch_pass()
+        assert repo.reconciler("verify").exit_code == 0  # another process may use the state
+        service.watch_pass()
+    assert trailers(repo, "main")["Result"] == "succeeded"
