@@ -178,21 +178,21 @@ class Reconciler:
             followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
             self.state_dir = state_directory(self.repo, options.state_dir)
             self.store = StateStore(self.state_dir, followed)
-        except ReconcilerError:
+        except BaseException:
             self.repo.close()
             raise
         self._service_lock: ServiceLock | None = None
-        self.publisher = Publisher(self.repo, self.branch, options.remote)
-        self.instance = options.instance or default_instance(self.state_dir)
-        try:
+        try:  # a failure lets go of what was taken: the state's lock above all
+            self.publisher = Publisher(self.repo, self.branch, options.remote)
+            self.instance = options.instance or default_instance(self.state_dir)
             self.key = SigningKey.load(options.key) if options.key else None
             if not options.dry_run:
                 self._ready_to_record(options)
-        except ReconcilerError:
+            self._walker = Authoriser(self.repo, self.store, now=clock(), progress=progress)
+        except BaseException:
             self.close()
             raise
         self.in_flight: set[str] = set()
-        self._walker = Authoriser(self.repo, self.store, now=clock(), progress=progress)
         self._last_published = ""
         self._refusals_recorded: set[PlanRef] = set()
         # (a, b): b is a's descendant by this reconciler's start records alone.

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler import reconcile
+from reconciler.authorise import Authoriser
 from reconciler.reconcile import Options, Reconciler
 from tests.configrepo import reconciler
 from tests.gitfixtures import (
@@ -638,3 +640,22 @@ def test_an_error_while_the_watcher_flushes_its_outbox_leaves_the_state_free_for
         assert repo.reconciler("verify").exit_code == 0  # another process may use the state
         service.watch_pass()
     assert trailers(repo, "main")["Result"] == "succeeded"
+
+
+def test_a_reconciler_that_fails_to_construct_lets_go_of_the_state_directory(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = service_options(repo, people, tmp_path)
+
+    def failing(*_: object, **__: object) -> Authoriser:
+        raise RuntimeError("an error after the service lock was taken")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reconcile, "Authoriser", failing)
+        with pytest.raises(RuntimeError) as failure:  # its traceback holds the reconciler
+            Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep)
+    result = repo.apply()
+    assert result.exit_code == 0, result.stderr
+    assert failure.value.args == ("an error after the service lock was taken",)
