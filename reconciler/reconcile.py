@@ -305,7 +305,12 @@ class Reconciler:
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
             tip = self._finish_chain(base, pending) if pending else base
-            history, decisions = self._observe(report, tip, persist=not pending)
+            try:
+                history, decisions = self._observe(report, tip, persist=not pending)
+            except HistoryRewrittenError:
+                if self._left_behind(base) is None:
+                    raise
+                continue  # `base` is stale: the round again, on the branch as it is
             report.settled = tip
             if self.options.dry_run:
                 report.would_run = tuple(queue[0] for queue in executable(decisions).values())
@@ -607,14 +612,26 @@ class Reconciler:
         try:
             self._walker.run(tip)
         except HistoryRewrittenError:
-            # Another walk (a `verify` beside the service) went past the tip this
-            # record was to be built on: the tip is stale, not rewritten. The
-            # state there serves; the push, expecting the stale tip, then loses
+            # The tip this record was to be built on is stale, not rewritten. The
+            # state past it serves; the push, expecting the stale tip, then loses
             # its race, and the record is rebuilt on the branch as it is.
-            moved = self.store.position()
-            if moved is None or not self.repo.is_ancestor(tip, moved.last_verified):
+            moved = self._left_behind(tip)
+            if moved is None:
                 raise
-            self._walker.run(moved.last_verified)
+            self._walker.run(moved)
+
+    def _left_behind(self, tip: str) -> str | None:
+        """Where a walk beside the service (a `verify`) took the state past `tip`, the tip
+        it last saw or published, when the branch has left `tip` too: `tip` is stale.
+
+        None when the state is not past `tip`, or the branch is back at it (a rewrite).
+        """
+        moved = self.store.position()
+        if moved is None or moved.last_verified == tip:
+            return None
+        if not self.repo.is_ancestor(tip, moved.last_verified) or self.publisher.tip() == tip:
+            return None
+        return moved.last_verified
 
     def _finish_files(
         self, tip: str, run_id: str, detail: dict[str, Any], *, ours: Collection[str] = ()

@@ -16,6 +16,7 @@ import yaml
 
 from reconciler import reconcile
 from reconciler.authorise import Authoriser
+from reconciler.errors import HistoryRewrittenError
 from reconciler.reconcile import Options, Reconciler
 from tests.configrepo import reconciler
 from tests.gitfixtures import (
@@ -659,3 +660,70 @@ def test_a_reconciler_that_fails_to_construct_lets_go_of_the_state_directory(
     result = repo.apply()
     assert result.exit_code == 0, result.stderr
     assert failure.value.args == ("an error after the service lock was taken",)
+
+
+def verified_beside_a_running_apply(
+    tmp_path: Path, people: People
+) -> tuple[SeedRepo, str, Callable[[], tuple[int, str]]]:
+    """An apply whose run holds while a person pushes and a verify on its state walks past
+    the start record; the repository, the start record, and how to let the run end."""
+    repo, out = with_command_driver(tmp_path, people)
+    hold = out.with_name("driver.out.hold")
+    hold.write_text("")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    service = subprocess.Popen(
+        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(out.with_name("driver.out.started"))
+    start = repo.head()
+    repo.commit(
+        people.diana,
+        {"plans/portal-next.yaml": plan("portal-next", "development", [PORTAL_DEV], state="draft")},
+    )
+    assert repo.reconciler("verify").exit_code == 0
+
+    def finish() -> tuple[int, str]:
+        hold.unlink()
+        _, errors = service.communicate(timeout=120)
+        return service.returncode, errors
+
+    return repo, start, finish
+
+
+def test_an_apply_whose_run_a_verify_beside_it_went_past_publishes_its_finish_record(
+    tmp_path: Path, people: People
+) -> None:
+    # While the run's finish record waited in the outbox, the start record apply
+    # meant to build it on was left behind by a push: stale, not rewritten.
+    repo, _, finish = verified_beside_a_running_apply(tmp_path, people)
+    human = repo.head()
+    assert finish() == (0, "")
+    assert trailers(repo, "main")["Result"] == "succeeded"
+    assert repo.git("rev-parse", "main^") == human
+
+
+def test_an_apply_whose_branch_went_back_behind_what_a_verify_beside_it_saw_stops_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo, start, finish = verified_beside_a_running_apply(tmp_path, people)
+    repo.git("reset", "-q", "--hard", start)  # the verified push is dropped: a rewrite
+    code, errors = finish()
+    assert code == 1
+    assert "history was rewritten" in errors.splitlines()[0]
+
+
+def test_a_finish_record_is_not_published_on_a_branch_moved_back_behind_what_a_verify_saw(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = service_options(repo, people, tmp_path)
+    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+        _, [started] = service.watch_pass()
+        start = repo.head()
+        repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+        repo.verify()
+        repo.git("reset", "-q", "--hard", start)  # the verified push is dropped: a rewrite
+        with pytest.raises(HistoryRewrittenError):
+            service.run_started(started, publish=True)
+    assert repo.head() == start
