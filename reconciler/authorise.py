@@ -33,7 +33,7 @@ import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -252,6 +252,10 @@ class _Outcome(Protocol):
 
     def result(self) -> Prepared: ...
 
+    def done(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Done:
@@ -259,6 +263,12 @@ class _Done:
 
     def result(self) -> Prepared:
         return self.prepared
+
+    def done(self) -> bool:
+        return True
+
+    def cancel(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,9 +535,9 @@ class Authoriser:
                 flight.append(self._read(entries, worker, asked))
                 # Each worker has a batch to work on and one waiting.
                 if len(flight) > 2 * self.workers:
-                    judge(self._ready(flight.popleft()))
+                    judge(self._next(flight))
             while flight:
-                judge(self._ready(flight.popleft()))
+                judge(self._next(flight))
         finally:
             if worker is not None:
                 worker.shutdown(cancel_futures=True)
@@ -542,6 +552,30 @@ class Authoriser:
         """Read many commits and check their signatures in one batch (`decide.gather`)."""
         entries = [HistoryEntry(commit, (), ()) for commit in commits]
         self._install(self._read(entries, None, frozenset()))
+
+    def _next(self, flight: deque[_Batch]) -> _Batch:
+        """The next batch to judge, read.
+
+        While the workers are still on it, this process reads a batch queued
+        behind it that no worker has started (the last one), rather than wait:
+        how the reading's cost compares with the judging's depends on the
+        machine and the history, so the cores share it as it comes.
+        """
+        head = flight.popleft()
+        while head.prepared is not None and not head.prepared.done():
+            queued = next(
+                (
+                    index
+                    for index in reversed(range(len(flight)))
+                    if (outcome := flight[index].prepared) is not None and outcome.cancel()
+                ),
+                None,
+            )
+            if queued is None:
+                break
+            batch = flight[queued]
+            flight[queued] = replace(batch, prepared=_Done(prepare(self.repo, *batch.inputs)))
+        return self._ready(head)
 
     def _ready(self, batch: _Batch) -> _Batch:
         """`batch`, read here and now if it was not sent to the worker."""

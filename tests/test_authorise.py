@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -522,6 +523,37 @@ def test_a_walk_whose_worker_dies_judges_its_batches_itself(
     in_batches = repo.verify(batch=2, workers=1, state_dir=tmp_path / "batches")
 
     assert sum(not verdict.authorised for verdict in in_one.judged) == 2
+    assert [verdict.as_json() for verdict in in_batches.judged] == [
+        verdict.as_json() for verdict in in_one.judged
+    ]
+
+
+def test_a_walk_reads_a_batch_itself_rather_than_wait_for_a_busy_worker(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    merge_resolved_by_changing_portal(repo, people)
+    repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"}, PORTAL)})
+    sent: list[Future[object]] = []
+
+    class SlowPool(ProcessPoolExecutor):
+        """A real worker that takes a second to start: batches queue up behind it."""
+
+        def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+            future = super().submit(*args, **kwargs)
+            sent.append(future)
+            return future
+
+    def slow_pool(workers: int) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        return SlowPool(workers, mp_context=context, initializer=time.sleep, initargs=(1.0,))
+
+    in_one = repo.verify(state_dir=tmp_path / "one")
+    monkeypatch.setattr(process, "worker_pool", slow_pool)
+    in_batches = repo.verify(batch=1, workers=1, state_dir=tmp_path / "batches")
+
+    assert any(future.cancelled() for future in sent)  # taken back from the worker
     assert [verdict.as_json() for verdict in in_batches.judged] == [
         verdict.as_json() for verdict in in_one.judged
     ]
