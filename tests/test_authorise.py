@@ -485,15 +485,21 @@ def test_verification_is_incremental_and_judges_each_landing_once(
     assert repo.verify().judged == ()
 
 
+def six_landings_three_refused(tmp_path: Path, people: People) -> SeedRepo:
+    """A history with a merge, unsigned and refused commits: walks of it in batches."""
+    repo = SeedRepo.create(tmp_path, people)
+    merge_resolved_by_changing_portal(repo, people)
+    repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"}, PORTAL)})
+    return repo
+
+
 def test_a_walk_in_many_batches_judges_exactly_as_a_walk_in_one(
     tmp_path: Path, people: People
 ) -> None:
     # Batches of two commits: signatures are checked and plans parsed by no
     # worker (one core), one or two worker processes, batches read ahead.
-    repo = SeedRepo.create(tmp_path, people)
-    merge_resolved_by_changing_portal(repo, people)
-    repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
-    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"}, PORTAL)})
+    repo = six_landings_three_refused(tmp_path, people)
 
     in_one = repo.verify(state_dir=tmp_path / "one")
     assert len(in_one.judged) == 6
@@ -531,10 +537,7 @@ def test_a_walk_whose_worker_dies_judges_its_batches_itself(
 def test_a_walk_reads_a_batch_itself_rather_than_wait_for_a_busy_worker(
     tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    merge_resolved_by_changing_portal(repo, people)
-    repo.commit(people.bob, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "9"})}, signed=False)
-    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"}, PORTAL)})
+    repo = six_landings_three_refused(tmp_path, people)
     sent: list[Future[object]] = []
 
     class SlowPool(ProcessPoolExecutor):
