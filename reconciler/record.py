@@ -31,6 +31,7 @@ from reconciler.events import PlanRef
 from reconciler.execute import Execution
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.layout import deployment_path
+from reconciler.printable import printable
 from reconciler.signing import SigningKey, signed_commit
 
 Clock = Callable[[], datetime]
@@ -160,7 +161,7 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
     failed = execution.failed_step
     summary = "\n".join(
         f"{result.position}. {result.step.application} {result.step.version}: "
-        f"{'ok' if result.outcome.ok else 'FAILED'} ({result.outcome.summary})"
+        f"{'ok' if result.outcome.ok else 'FAILED'} ({printable(result.outcome.summary)})"
         for result in execution.steps
     )
     trailers = _trailers(
@@ -180,7 +181,8 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
         ]
     )
     if execution.reason is not None:
-        summary = f"{summary}\n\n{execution.reason}" if summary else execution.reason
+        reason = printable(execution.reason)
+        summary = f"{summary}\n\n{reason}" if summary else reason
     return (
         f"Deploy {_stem(decision.ref)} to {environment}: {execution.result}\n\n"
         f"{summary or 'no applications'}\n\n{trailers}\n"
@@ -197,11 +199,13 @@ def interrupted_message(run: Run, why: str, instance: str) -> str:
             ("Reconciler", instance),
         ]
     )
-    return f"Mark run {run.id} interrupted\n\n{why}\n\n{trailers}\n"
+    return f"Mark run {run.id} interrupted\n\n{printable(why)}\n\n{trailers}\n"
 
 
 def refusal_message(refused: Sequence[Decision], instance: str) -> str:
-    body = "\n".join(f"{decision.ref}: {'; '.join(decision.reasons)}" for decision in refused)
+    body = "\n".join(
+        printable(f"{decision.ref}: {'; '.join(decision.reasons)}") for decision in refused
+    )
     trailers = _trailers(
         [
             ("Result", "refused"),
@@ -225,7 +229,8 @@ def log_bytes(decision: Decision, run: str, execution: Execution) -> bytes:
         f"triggered by {decision.triggered_by}",
         f"approved by {', '.join(decision.approvers) or 'nobody'}",
     ]
-    return ("\n".join([*header, "", *execution.log, f"result {execution.result}"]) + "\n").encode()
+    lines = [*header, "", *map(printable, execution.log), f"result {execution.result}"]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def deployments_bytes(

@@ -23,6 +23,7 @@ from reconciler.cli.plan_commands import decision_json
 from reconciler.cli.verify_commands import progress_bar
 from reconciler.clock import utc_now
 from reconciler.drivers import Step
+from reconciler.printable import printable
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.worktree import find_root
 
@@ -90,26 +91,27 @@ def emit_pass(report: PassReport, output_format: str) -> None:
     for run_id in report.interrupted:
         click.echo(click.style(f"marked {run_id} interrupted", fg="yellow"))
     for ref in report.refused:
-        click.echo(click.style(f"refused {ref}", fg="red"))
+        click.echo(click.style(printable(f"refused {ref}"), fg="red"))
     for run in report.runs:
         colour = "green" if run.result == "succeeded" else "red"
         failed = f" at step {run.failed_step}" if run.failed_step else ""
         click.echo(
-            f"{click.style(run.result, fg=colour)} {run.run}: {run.plan.path} -> {run.environment}"
-            f"{failed}"
+            f"{click.style(run.result, fg=colour)} "
+            + printable(f"{run.run}: {run.plan.path} -> {run.environment}{failed}")
         )
         if run.result == "failed" and run.reason:
-            click.echo(f"  {run.reason}")
+            click.echo(f"  {printable(run.reason)}")
     for environment, problem in sorted(report.held.items()):
         where = f"{problem.file}:{problem.line}: " if problem.file else ""
         click.echo(
             click.style(f"held {environment}: ", fg="yellow")
-            + f"{where}{problem.message}"
-            + (f"\n  hint: {problem.hint}" if problem.hint else "")
+            + printable(f"{where}{problem.message}")
+            + (f"\n  hint: {printable(problem.hint)}" if problem.hint else "")
         )
     if report.dry_run:
         for decision in report.would_run:
-            click.echo(f"would run {decision.path}@{decision.blob[:12]} -> {decision.environment}")
+            where = f"{decision.path}@{decision.blob[:12]} -> {decision.environment}"
+            click.echo(f"would run {printable(where)}")
         if not report.would_run:
             click.echo("would run nothing")
     elif not report.runs:

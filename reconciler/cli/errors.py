@@ -18,6 +18,7 @@ from typing import Final
 import click
 
 from reconciler.errors import ReconcilerError, UsageError
+from reconciler.printable import printable
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1  # invalid input, unauthorised change, refused or failed run
@@ -32,9 +33,9 @@ def exit_code_for(error: ReconcilerError) -> int:
 
 def render(error: ReconcilerError) -> str:
     where = error.location()
-    text = f"{where}: error: {error.message}" if where else f"error: {error.message}"
+    text = printable(f"{where}: error: {error.message}" if where else f"error: {error.message}")
     if error.hint:
-        text += f"\n  hint: {error.hint}"
+        text += f"\n  hint: {printable(error.hint)}"
     return text
 
 
@@ -52,7 +53,7 @@ def reported() -> Iterator[None]:
         if os.environ.get("RECONCILER_DEBUG"):
             traceback.print_exc()
         click.echo(
-            f"internal error: {type(error).__name__}: {error}\n"
+            f"internal error: {type(error).__name__}: {printable(str(error))}\n"
             "  hint: this is a bug in gitops-reconciler; please report it with the command you ran "
             "(set RECONCILER_DEBUG=1 to see the traceback)",
             err=True,

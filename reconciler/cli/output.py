@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from reconciler.validate import Report
 
 from reconciler.model import Finding
+from reconciler.printable import printable
 
 FORMATS_WITH_GITHUB = ("text", "json", "github")
 FORMATS = ("text", "json")
@@ -38,30 +39,34 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def _escape_data(text: str) -> str:
+def escape_data(text: str) -> str:
+    """A workflow command's message: one line, whatever `text` holds."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+def escape_property(text: str) -> str:
+    """A workflow command's property (file=, title=): no `,` or `::` can end it early."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def github_annotation(finding: Finding, title: str) -> str:
-    message = finding.message + (f"\n{finding.hint}" if finding.hint else "")
+    message = printable(finding.message) + (f"\n{printable(finding.hint)}" if finding.hint else "")
     return (
-        f"::{finding.severity} file={_escape_property(finding.file)},line={finding.line},"
-        f"col={finding.column},title={_escape_property(title)}::{_escape_data(message)}"
+        f"::{finding.severity} file={escape_property(printable(finding.file))},"
+        f"line={finding.line},col={finding.column},title={escape_property(printable(title))}::"
+        f"{escape_data(message)}"
     )
 
 
 def finding_text(finding: Finding) -> str:
     colour = "red" if finding.severity == "error" else "yellow"
+    where = printable(f"{finding.file}:{finding.line}:{finding.column}")
     head = (
-        f"{click.style(f'{finding.file}:{finding.line}:{finding.column}', bold=True)}: "
-        f"{click.style(finding.severity, fg=colour)}: {finding.message}"
+        f"{click.style(where, bold=True)}: "
+        f"{click.style(finding.severity, fg=colour)}: {printable(finding.message)}"
     )
     if finding.hint:
-        head += f"\n  hint: {finding.hint}"
+        head += f"\n  hint: {printable(finding.hint)}"
     return head
 
 

@@ -15,6 +15,7 @@ from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
 from reconciler.errors import UsageError
 from reconciler.history import Entry, audit_trail, select
+from reconciler.printable import printable
 from reconciler.status import Pipeline
 
 LABEL_COLOURS = {
@@ -95,8 +96,10 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
             )
             lines.append(click.style(title, bold=True))
         word = click.style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))
-        lines.append(f"  {word} {move.plan}")
-        lines.extend(f"               {_fit(reason, width - 15)}" for reason in move.reasons)
+        lines.append(f"  {word} {printable(move.plan)}")
+        lines.extend(
+            f"               {_fit(printable(reason), width - 15)}" for reason in move.reasons
+        )
     if not view.moves:
         lines += ["", "no plans on their way"]
     return lines
@@ -134,10 +137,13 @@ def status(
 
 def render_entry(entry: Entry) -> str:
     when = entry.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    actor = (entry.actor or "?").ljust(10)
+    actor = printable(entry.actor or "?").ljust(10)
     plan = entry.plan.removeprefix("plans/").removesuffix(".yaml") if entry.plan else "-"
     mark = "" if entry.counted else click.style(" (does not count)", fg="red")
-    return f"{when} {entry.commit[:10]} {actor} {entry.action:<14} {plan}: {entry.detail}{mark}"
+    return (
+        f"{when} {entry.commit[:10]} {actor} {entry.action:<14} "
+        f"{printable(f'{plan}: {entry.detail}')}{mark}"
+    )
 
 
 def _since(text: str | None) -> datetime | None:

@@ -20,6 +20,7 @@ from reconciler.cli.shared import session_for
 from reconciler.decide import Decision, deployed_versions, executable
 from reconciler.drift import DriftReport, find_drift
 from reconciler.drivers import load_driver
+from reconciler.printable import printable
 
 STATUS_COLOURS = {
     "executable": "green",
@@ -95,15 +96,15 @@ def emit_plan(decisions: tuple[Decision, ...], drift: DriftReport, output_format
         order = (
             f" (#{positions[decision.path]} to run{where})" if decision.path in positions else where
         )
-        click.echo(f"{status} {decision.path}@{decision.blob[:12]}{order}")
+        click.echo(f"{status} {printable(decision.path)}@{decision.blob[:12]}{order}")
         for reason in decision.reasons:
-            click.echo(f"             {reason}")
+            click.echo(f"             {printable(reason)}")
         for note in decision.notes:
-            click.echo(click.style(f"             note: {note}", dim=True))
+            click.echo(click.style(f"             note: {printable(note)}", dim=True))
     for item in drift.drift:
-        click.echo(click.style(f"drift      {item.text()}", fg="magenta"))
+        click.echo(click.style(f"drift      {printable(item.text())}", fg="magenta"))
     for note in drift.notes:
-        click.echo(click.style(f"drift      note: {note}", dim=True))
+        click.echo(click.style(f"drift      note: {printable(note)}", dim=True))
 
 
 @click.command(name="plan")

@@ -10,11 +10,8 @@ import click
 
 from reconciler.access import AccessReport
 from reconciler.authorise import LandingVerdict, VerifyResult
-from reconciler.cli.output import emit_json
-
-
-def _escape(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+from reconciler.cli.output import emit_json, escape_data, escape_property
+from reconciler.printable import printable
 
 
 def emit_verification_json(
@@ -55,13 +52,14 @@ def emit_verification(
             for refusal in verdict.refusals:
                 title = f"unauthorised change in {refusal.commit[:12]}"
                 click.echo(
-                    f"::error file={refusal.path},title={_escape(title)}::"
-                    f"{_escape(refusal.message())}"
+                    f"::error file={escape_property(printable(refusal.path))},"
+                    f"title={escape_property(title)}::{escape_data(printable(refusal.message()))}"
                 )
         for path, fields in result.differs.items():
+            what = "main differs from the last authorised content: " + ", ".join(fields)
             click.echo(
-                f"::warning file={path},title=not in the effective state::"
-                f"{_escape('main differs from the last authorised content: ' + ', '.join(fields))}"
+                f"::warning file={escape_property(printable(path))},"
+                f"title=not in the effective state::{escape_data(printable(what))}"
             )
         return
     click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
@@ -75,17 +73,17 @@ def emit_verification(
         )
         count = len(verdict.landed)
         click.echo(
-            f"{mark:>7} {verdict.commit[:12]} by {verdict.actor}"
+            f"{mark:>7} {verdict.commit[:12]} by {printable(verdict.actor)}"
             f" ({count} commit{'s' * (count != 1)} landed)"
         )
         for refusal in verdict.refusals:
-            click.echo(f"          {refusal.message()}")
+            click.echo(f"          {printable(refusal.message())}")
             if refusal.how:
-                click.echo(f"          actor: {refusal.how}")
+                click.echo(f"          actor: {printable(refusal.how)}")
     if result.differs:
         click.echo("main differs from the effective state (the last authorised content):")
         for path, fields in sorted(result.differs.items()):
-            click.echo(f"  {path}: {', '.join(fields)}")
+            click.echo(printable(f"  {path}: {', '.join(fields)}"))
     summary = f"{len(verdicts) if total is None else total} landing(s), {len(refused)} refused"
     click.echo(click.style(summary, fg="red" if refused else "green"))
 
@@ -114,14 +112,14 @@ def emit_access(report: AccessReport, output_format: str) -> None:
         emit_json(access_json(report))
         return
     key = "has an SSH key" if report.has_key else "has no SSH key (cannot sign)"
-    click.echo(f"{report.user} ({report.name}): {report.roles}; {key}")
+    click.echo(printable(f"{report.user} ({report.name}): {report.roles}; {key}"))
     environment: str | None = "-"
     for item in report.entitlements:
         if item.environment != environment:
             environment = item.environment
             click.echo(click.style(environment or "organisation", bold=True))
-        subject = item.permission + (f" {item.application}" if item.application else "")
+        subject = printable(item.permission + (f" {item.application}" if item.application else ""))
         answer = (
             click.style("yes", fg="green") if item.verdict.allowed else click.style("no", fg="red")
         )
-        click.echo(f"  {subject}: {answer}: {item.verdict.text()}")
+        click.echo(f"  {subject}: {answer}: {printable(item.verdict.text())}")

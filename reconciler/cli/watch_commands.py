@@ -20,6 +20,7 @@ from reconciler.cli.options import (
 from reconciler.cli.output import FORMATS
 from reconciler.clock import utc_now
 from reconciler.errors import UsageError
+from reconciler.printable import printable
 from reconciler.reconcile import Options
 from reconciler.watch import LogEvent, Watch, WatchSettings
 from reconciler.worktree import find_root
@@ -78,7 +79,8 @@ def log_line(event: LogEvent, output_format: str) -> str:
             },
             default=str,
         )
-    text = f"{stamp} {click.style(f'{event.level:<7}', fg=_COLOURS[event.level])} {event.message}"
+    level = click.style(f"{event.level:<7}", fg=_COLOURS[event.level])
+    text = f"{stamp} {level} {printable(event.message)}"
     trace = event.fields.get("traceback")
     if trace and os.environ.get("RECONCILER_DEBUG"):
         text += "\n" + str(trace).rstrip()
