@@ -198,24 +198,26 @@ class StateStore:
     def effective(self) -> dict[str, dict[str, str]]:
         state: dict[str, dict[str, str]] = {}
         for path, field, value in self._read("SELECT path, field, value FROM effective"):
-            state.setdefault(path, {})[field] = value
+            state.setdefault(_path_read(path), {})[field] = value
         return state
 
     def replace_effective(self, path: str, fields: Mapping[str, str]) -> None:
-        self._write("DELETE FROM effective WHERE path = ?", [(path,)])
+        stored = _path_stored(path)
+        self._write("DELETE FROM effective WHERE path = ?", [(stored,)])
         self._write(
             "INSERT INTO effective (path, field, value) VALUES (?, ?, ?)",
-            [(path, field, value) for field, value in fields.items()],
+            [(stored, field, value) for field, value in fields.items()],
         )
 
     def dirty(self) -> dict[str, Any]:
-        return {path: json.loads(detail) for path, detail in self._read("SELECT * FROM dirty")}
+        rows = self._read("SELECT * FROM dirty")
+        return {_path_read(path): json.loads(detail) for path, detail in rows}
 
     def set_dirty(self, dirty: Mapping[str, Any]) -> None:
         self._write("DELETE FROM dirty", [()])
         self._write(
             "INSERT INTO dirty (path, detail) VALUES (?, ?)",
-            [(path, json.dumps(detail)) for path, detail in dirty.items()],
+            [(_path_stored(path), json.dumps(detail)) for path, detail in dirty.items()],
         )
 
     # -- signatures (policy-independent cache) ------------------------------
@@ -347,20 +349,37 @@ class StateStore:
 
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
         self._write(
-            "INSERT OR IGNORE INTO editors VALUES (?, ?)", [(path, actor) for actor in actors]
+            "INSERT OR IGNORE INTO editors VALUES (?, ?)",
+            [(_path_stored(path), actor) for actor in actors],
         )
 
     def editors_of(self, paths: list[str]) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {path: set() for path in paths}
-        for path, actor in self._read("SELECT path, actor FROM editors"):
+        for stored, actor in self._read("SELECT path, actor FROM editors"):
+            path = _path_read(stored)
             if path in found:
                 found[path].add(actor)
         return {path: frozenset(actors) for path, actors in found.items()}
 
     def editors(self, path: str) -> set[str]:
-        return {
-            actor for (actor,) in self._read("SELECT actor FROM editors WHERE path = ?", (path,))
-        }
+        query = "SELECT actor FROM editors WHERE path = ?"
+        return {actor for (actor,) in self._read(query, (_path_stored(path),))}
+
+
+# A file name Git holds may be any bytes; one that is not UTF-8 reaches us decoded with
+# surrogateescape, which SQLite's TEXT cannot take: it is kept as its bytes (a BLOB).
+def _path_stored(path: str) -> str | bytes:
+    if path.isascii():
+        return path
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+    return path
+
+
+def _path_read(stored: str | bytes) -> str:
+    return stored.decode("utf-8", "surrogateescape") if isinstance(stored, bytes) else stored
 
 
 _TABLE_NAME: Final = re.compile(r"\b(?:INTO|FROM)\s+(\w+)")

@@ -107,6 +107,31 @@ def test_a_file_name_cannot_forge_a_workflow_command_in_verify_format_github(
     )
 
 
+def test_a_file_name_that_is_not_utf8_does_not_break_any_command_or_the_service(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    # Any pusher's commit: the state database used to refuse the name (UnicodeEncodeError),
+    # every command ended in an internal error, and no pass could get past the commit.
+    commit_path(repo, b"docs/caf\xe9-\xff.md", "x\n")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    verify = repo.reconciler("verify")
+    assert verify.exit_code == 1, verify.stderr
+    assert "docs/caf\\xe9-\\xff.md: changed by an unknown actor" in verify.stdout
+    for command in ("plan", "history", "status"):
+        result = repo.reconciler(command)
+        assert (result.exit_code, result.stderr) == (0, ""), command
+    data = repo.reconciler("verify", "--format", "json").json()
+    assert "docs/caf\udce9-\udcff.md" in data["differs"]
+    applied = repo.apply()
+    assert "Traceback" not in applied.stderr
+    assert "succeeded 2026-11-dev-build.1" in applied.stdout, applied.stdout + applied.stderr
+    # And again: the stored name reads back as the same file (nothing new is refused).
+    again = repo.reconciler("verify", "--from", "main~1")
+    assert again.exit_code == 0, again.stdout
+    assert "docs/caf\\xe9-\\xff.md: its content" in again.stdout
+
+
 HOSTILE_DRIVER = """\
 import os, sys
 if os.environ.get("RECONCILER_OPERATION") == "current":
