@@ -242,7 +242,9 @@ class Watch:
             "delivery": delivery.delivery_id,
             "client": delivery.client,
         }
-        if delivery.event != "push":
+        if delivery.replayed:
+            action = "ignored: the same delivery was received before"
+        elif delivery.event != "push":
             action = f"ignored: a {delivery.event} event, not a push"
         elif delivery.ref is not None and delivery.ref != wanted:
             action = f"ignored: a push to {delivery.ref}, not {wanted}"

@@ -8,14 +8,21 @@ delivery means (a pass, or nothing) is the caller's business, through the
 `POST /webhook` (also `/webhook/github`, `/webhook/gitlab`):
 
 - a body over `MAX_BODY` (1 MiB) is refused with 413 from its Content-Length,
-  before a byte of it is read; a body without a length gets 411, one whose
-  length is not 1 to 10 ASCII digits 400;
+  before a byte of it is read; a body without a length (or sent with a
+  Transfer-Encoding) gets 411, one whose length is not 1 to 10 ASCII digits 400;
+- a request, headers and body, must arrive within `READ_TIMEOUT` of the
+  moment the server starts waiting for it (a client that sends a byte now and
+  then is cut off, not waited for); at most `MAX_CONNECTIONS` connections
+  are served at once, any more are answered 503 and closed, so clients that
+  hold connections cannot take the process's threads, memory or descriptors;
 - GitHub deliveries carry `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256
   of the body under the shared secret; GitLab deliveries carry the secret
   itself in `X-Gitlab-Token`. Both are compared with `hmac.compare_digest`;
   a missing or wrong one gets 401 and is reported to `refused`;
 - an authenticated delivery is answered 202 at once; `delivered` (which only
-  wakes the watcher up) says what it will do with it.
+  wakes the watcher up) says what it will do with it. A delivery whose body
+  was already received (GitHub signs the body alone, so a captured delivery
+  can be sent again, under any delivery id) is marked `replayed`.
 
 `GET /healthz` answers the `health` callback's JSON. Any other path is 404,
 a known path with another method 405.
@@ -23,12 +30,16 @@ a known path with another method 405.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import socket
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +48,9 @@ from typing import Any, Final, Literal
 from reconciler.errors import ReconcilerError
 
 MAX_BODY: Final = 1024 * 1024
-READ_TIMEOUT: Final = 10.0  # seconds a client may take to send its request
+READ_TIMEOUT: Final = 10.0  # seconds a client may take to send its request, all of it
+MAX_CONNECTIONS: Final = 32  # served at once; GitHub and GitLab send one delivery at a time
+REMEMBERED: Final = 1024  # bodies remembered, to tell a replayed delivery
 WEBHOOK_PATHS: Final = frozenset({"/webhook", "/webhook/github", "/webhook/gitlab"})
 HEALTH_PATH: Final = "/healthz"
 
@@ -54,6 +67,7 @@ class Delivery:
     after: str | None  # the commit the ref points at after the push
     delivery_id: str | None
     client: str
+    replayed: bool = False  # the same body (so the same signature) was received before
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +137,65 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], receiver: Receiver, secret: bytes) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        receiver: Receiver,
+        secret: bytes,
+        read_timeout: float,
+        max_connections: int,
+    ) -> None:
         self.receiver = receiver
         self.secret = secret
+        self.read_timeout = read_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._seen_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def seen_before(self, body: bytes) -> bool:
+        """Whether this body was received before; remembers it (the last `REMEMBERED`)."""
+        digest = hashlib.sha256(body).digest()
+        with self._seen_lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return True
+            self._seen[digest] = None
+            if len(self._seen) > REMEMBERED:
+                self._seen.popitem(last=False)
+            return False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, while there are slots; else 503, closed at once."""
+        if not self._slots.acquire(blocking=False):
+            self._turn_away(request, str(client_address[0]))
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _turn_away(self, request: socket.socket, client: str) -> None:
+        reason = "too many connections"
+        body = (json.dumps({"error": reason}) + "\n").encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 10\r\n\r\n"
+        )
+        try:
+            request.setblocking(False)  # the accepting thread never waits for a client
+            request.send(head.encode() + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+        self.receiver.refused(client, 503, reason)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Never a traceback on stderr: a failed request is reported like a refused one."""
@@ -138,12 +207,43 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A socket's input that ends in TimeoutError once `deadline` (monotonic) has passed,
+    however the client spaces its bytes (a socket timeout alone restarts at every byte)."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        self.deadline = time.monotonic()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = READ_TIMEOUT
+    timeout = READ_TIMEOUT  # a write to the client; reads run to the request's deadline
     server_version = "gitops-reconciler"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own reader: replaced by one that keeps the deadline
+        self._input = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._input)
+
+    def handle_one_request(self) -> None:
+        # The clock starts when the server waits for the request: an idle keep-alive
+        # connection and a slow request count alike.
+        self._input.deadline = time.monotonic() + self.server.read_timeout
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         """The watcher logs what matters itself; http.server's own stderr lines are not wanted."""
@@ -172,8 +272,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _length(self) -> int | tuple[int, str]:
         """The body's length, or the refusal (status, reason) when there is no usable one."""
         text = self.headers.get("Content-Length")
-        if text is None:
-            return 411, "a Content-Length is required"
+        if text is None or "Transfer-Encoding" in self.headers:
+            # Chunked bodies are not read: with a Content-Length beside, the two would
+            # disagree on where the body ends (and the next request begins).
+            return 411, "a Content-Length is required (and no Transfer-Encoding)"
         text = text.strip()
         # ASCII digits only: str.isdigit() also takes '\u00b2', which int() refuses. Ten at
         # most: int() refuses thousands of digits, and ten already say more than MAX_BODY.
@@ -243,6 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError) as error:
             self._refuse(400, f"the body is not a JSON push event: {error}")
             return
+        if self.server.seen_before(body):
+            delivery = dataclasses.replace(delivery, replayed=True)
         action = self.server.receiver.delivered(delivery)
         self._answer(202, {"accepted": True, "event": delivery.event, "action": action})
 
@@ -250,14 +354,25 @@ class _Handler(BaseHTTPRequestHandler):
 class WebhookServer:
     """The HTTP endpoint, served by a daemon thread until `stop()`."""
 
-    def __init__(self, host: str, port: int, secret: bytes, receiver: Receiver) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secret: bytes,
+        receiver: Receiver,
+        *,
+        read_timeout: float = READ_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         if not secret:
             raise ReconcilerError(
                 "the webhook secret is empty", hint="put a long random secret in the file"
             )
         server_class = _Server6 if ":" in host else _Server
         try:
-            self._server = server_class((host, port), receiver, secret)
+            self._server = server_class(
+                (host, port), receiver, secret, read_timeout, max_connections
+            )
         except OSError as error:
             raise ReconcilerError(
                 f"cannot listen on {host}:{port}: {error.strerror or error}",

@@ -10,13 +10,25 @@ Attacks the code already withstood are kept as tests that pin the defence.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import re
+import socket
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from reconciler.cli.watch_commands import parse_listen
 from reconciler.printable import printable
+from reconciler.webhook import Delivery, Receiver, WebhookServer
+from tests import test_watch
+from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -26,6 +38,7 @@ from tests.gitfixtures import (
     example_file,
     run_git,
 )
+from tests.test_watch import Watcher, push_plan, start_watch
 
 # What a terminal acts on: C0 controls (but the line feed and the tab), DEL, C1, bidi.
 _ACTED_ON = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -168,3 +181,294 @@ def test_driver_output_cannot_forge_or_hide_lines_in_the_run_log_committed_to_gi
     assert "[1/1 ecommerce 1.4.0] fetching\\r2026-11-22T12:00:00.000Z run succeeded\\x1b[2K" in log
     assert "\\x1b]8;;https://evil.example\\x07click\\x1b]8;;\\x07 \\u202eok" in log
     assert acted_on(run_git(repo.path, "log", "-1", "--format=%B", "main")) == []
+
+
+# -- A. the service: a remote that refuses, the webhook receiver ---------------------------
+
+
+SECRET = b"surfaces-secret"
+watchers = test_watch.watchers  # the fixture: the watch processes a test started, killed after
+
+
+class Service:
+    """A real webhook server on loopback, and what it reported."""
+
+    def __init__(self, **limits: float) -> None:
+        self.delivered: list[Delivery] = []
+        self.refused: list[tuple[str, int, str]] = []
+
+        def deliver(delivery: Delivery) -> str:
+            self.delivered.append(delivery)
+            return "ignored: replayed" if delivery.replayed else "pass triggered"
+
+        self.server = WebhookServer(
+            "127.0.0.1",
+            0,
+            SECRET,
+            Receiver(
+                delivered=deliver,
+                refused=lambda *refusal: self.refused.append(refusal),
+                health=lambda: (200, {"status": "ok"}),
+            ),
+            **limits,  # type: ignore[arg-type]
+        )
+        self.server.start()
+        self.port = self.server.address[1]
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def exchange(self, data: bytes) -> bytes:
+        """`data` on a fresh connection; all the server answers until it closes."""
+        with self.connect() as sock:
+            sock.sendall(data)
+            return read_all(sock)
+
+    def get(self, method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    running = Service(read_timeout=1.0, max_connections=4)
+    yield running
+    running.server.stop()
+
+
+def signed(body: bytes) -> dict[str, str]:
+    return {
+        "X-GitHub-Event": "push",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest(),
+    }
+
+
+def test_a_client_that_sends_a_byte_now_and_then_is_cut_off_at_the_request_deadline(
+    service: Service,
+) -> None:
+    # Slowloris: a socket timeout restarts at every byte, so a byte every 0.3 s held the
+    # connection (and its thread) for ever. The whole request must come within the deadline.
+    with service.connect() as sock:
+        sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")
+        began = time.monotonic()
+        closed = False
+        while time.monotonic() - began < 6:
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                closed = True
+                break
+            sock.settimeout(0.3)
+            try:
+                if sock.recv(65536) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+        assert closed
+        assert time.monotonic() - began < 3
+    # A body that trickles in is cut off the same way, and nothing is delivered.
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    with service.connect() as sock:
+        head = f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        sock.sendall(
+            head.encode()
+            + b"".join(f"{k}: {v}\r\n".encode() for k, v in signed(body).items())
+            + b"\r\n"
+        )
+        began = time.monotonic()
+        for byte in body[:-1]:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.2)
+        assert time.monotonic() - began < 3
+    assert service.delivered == []
+
+
+def test_connections_beyond_the_cap_are_answered_503_and_the_server_recovers(
+    service: Service,
+) -> None:
+    held = [service.connect() for _ in range(4)]  # silent clients: every slot taken
+    try:
+        time.sleep(0.2)
+        answer = service.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        assert answer.endswith(b'{"error": "too many connections"}\n')
+        assert ("127.0.0.1", 503, "too many connections") in service.refused
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert service.get("GET", "/healthz")[0] == 200
+    # And the held ones would have been dropped at the deadline anyway.
+    with service.connect() as sock:
+        time.sleep(1.5)
+        assert read_all(sock) == b""
+
+
+def test_a_chunked_body_is_refused_even_beside_a_content_length(service: Service) -> None:
+    # Two lengths that disagree: the rest of the chunked body would be read as the next
+    # request on the connection.
+    answer = service.exchange(
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+        b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 411 "), answer
+    assert b"Connection: close" in answer
+    assert answer.count(b"HTTP/1.1") == 1
+
+
+def test_methods_paths_and_headers_the_receiver_does_not_serve(service: Service) -> None:
+    """Pinned: nothing but the three webhook paths and /healthz, compared as typed."""
+    for method in ("HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"):
+        assert service.get(method, "/webhook")[0] == 501, method
+    for path in ("/webhook/../healthz", "/webhook/", "/WEBHOOK", "/webhook%2F", "/./webhook"):
+        assert service.get("POST", path, b"{}", **signed(b"{}"))[0] == 404, path
+    # The path is echoed in JSON only (escaped), and never logged.
+    answer = service.exchange(b"GET /\x1b[2J/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert answer.endswith(b'{"error": "no such path: /\\u001b[2J/../../etc/passwd"}\n')
+    # A header line over 64 KiB, or over 100 headers: refused by http.server itself.
+    long_header = b"X-A: " + b"a" * 70000 + b"\r\n"
+    assert service.exchange(b"GET /healthz HTTP/1.1\r\n" + long_header + b"\r\n").startswith(
+        b"HTTP/1.1 431 "
+    )
+    many = b"".join(b"X-%d: 1\r\n" % n for n in range(101))
+    assert service.exchange(b"GET /healthz HTTP/1.1\r\n" + many + b"\r\n").startswith(
+        b"HTTP/1.1 431 "
+    )
+    # A TLS client hello on the plain port: http.server's own 400, as HTTP/0.9 would have it.
+    tls = service.exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n")
+    assert b"400 - Bad request syntax" in tls
+    assert service.delivered == []
+
+
+def test_a_replayed_delivery_is_acknowledged_and_ignored_whatever_its_delivery_id(
+    service: Service,
+) -> None:
+    body = json.dumps({"ref": "refs/heads/main", "after": "a" * 40}).encode()
+    first = service.get("POST", "/webhook", body, **signed(body), **{"X-GitHub-Delivery": "1"})
+    assert first[0] == 202
+    # GitHub signs the body alone: the same body under a new id is the same delivery.
+    again = service.get("POST", "/webhook", body, **signed(body), **{"X-GitHub-Delivery": "2"})
+    assert again[0] == 202
+    assert json.loads(again[1])["action"] == "ignored: replayed"
+    assert [delivery.replayed for delivery in service.delivered] == [False, True]
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "9" * 5000, "65536", "-1", ""])
+def test_a_listen_port_that_is_not_0_to_65535_in_ascii_digits_is_a_usage_error(
+    tmp_path: Path, port: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("x" * 32)
+    result = reconciler(
+        "watch",
+        "--repo",
+        tmp_path,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--webhook-secret-file",
+        secret,
+        timeout=30,
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "is not HOST:PORT" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_listen_binds_loopback_unless_a_host_is_named() -> None:
+    assert parse_listen("8181") == ("127.0.0.1", 8181)
+    assert parse_listen(":8181") == ("127.0.0.1", 8181)
+    assert parse_listen("0.0.0.0:8181") == ("0.0.0.0", 8181)
+    assert parse_listen("[::1]:8181") == ("::1", 8181)
+
+
+def test_a_flood_of_bad_or_replayed_deliveries_makes_no_pass_and_healthz_tells_no_secret(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    service = repo.clone(remote, "service")
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text(SECRET.decode())
+    watcher = start_watch(
+        watchers,
+        service,
+        people,
+        service.path,
+        "--remote",
+        "origin",
+        "--interval",
+        "3600",
+        "--listen",
+        "127.0.0.1:0",
+        "--webhook-secret-file",
+        str(secret_file),
+    )
+    port = watcher.wait_for_event("listening")["port"]
+    pushed = push_plan(repo, people.alice, "hooked", "1.0.0")
+    body = json.dumps({"ref": "refs/heads/main", "after": pushed}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/webhook", body, signed(body))
+    response = connection.getresponse()
+    assert (response.status, json.loads(response.read())["action"]) == (202, "pass triggered")
+    watcher.wait_for_event("run-finished", run="hooked.1", result="succeeded")
+    watcher.wait_for_event("pass", commit=run_git(remote, "rev-parse", "main"))
+    passes = len(watcher.named("pass"))
+    # The same delivery again and again (a captured one), on one keep-alive connection,
+    # then bad signatures: acknowledged or refused, and not one pass more.
+    for number in range(50):
+        connection.request(
+            "POST", "/webhook", body, {**signed(body), "X-GitHub-Delivery": str(number)}
+        )
+        response = connection.getresponse()
+        assert json.loads(response.read())["action"] == (
+            "ignored: the same delivery was received before"
+        )
+    for _ in range(50):
+        connection.request("POST", "/webhook", body, {**signed(b"other"), "X-GitHub-Event": "push"})
+        response = connection.getresponse()
+        assert response.status == 401
+        response.read()
+    connection.close()
+    time.sleep(1.0)
+    assert len(watcher.named("pass")) == passes
+    assert len(watcher.named("webhook-refused")) == 50
+    health = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    health.request("GET", "/healthz")
+    answer = health.getresponse()
+    text = answer.read().decode()
+    health.close()
+    assert answer.status == 200
+    assert set(json.loads(text)) == {
+        "status",
+        "branch",
+        "remote",
+        "instance",
+        "since",
+        "passes",
+        "last_pass",
+        "running",
+        "stopping",
+    }
+    for private in (SECRET.decode(), str(people.reconciler.key), str(secret_file), str(tmp_path)):
+        assert private not in text
+    assert watcher.stop() == 0

@@ -35,7 +35,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT`, `[V6]:PORT`, `:PORT` or `PORT`; the host defaults to loopback."""
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    # ASCII digits: str.isdigit() also takes '\u00b2', which int() refuses.
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         raise UsageError(
             f"--listen {text!r} is not HOST:PORT",
             hint="e.g. --listen 127.0.0.1:8080 (or 0.0.0.0:8080 behind a TLS proxy)",
