@@ -355,8 +355,9 @@ class GitRepo:
             return False
         return True
 
-    def push(self, remote: str, commit: str, branch: str) -> bool:
-        """Fast-forward the remote's branch to `commit`; False when rejected (someone pushed)."""
+    def push(self, remote: str, commit: str, branch: str) -> str | None:
+        """Fast-forward the remote's branch to `commit`; None when done, else why the remote
+        rejected it (someone pushed first, or a hook or branch protection refused it)."""
         try:
             self._run(
                 "push",
@@ -369,9 +370,9 @@ class GitRepo:
         except _Failed as error:
             text = f"{error.stdout.decode('utf-8', 'replace')} {error.stderr}"
             if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
-                return False
+                return " ".join(text.split())
             raise GitError(f"git push to {remote} failed: {error.stderr.strip()}") from None
-        return True  # git moved refs/remotes/<remote>/<branch> along with the push
+        return None  # git moved refs/remotes/<remote>/<branch> along with the push
 
     def fetch(self, remote: str, branch: str) -> str:
         """Fetch the remote's branch; its commit id."""

@@ -26,7 +26,7 @@ from typing import Any, Final
 import yaml
 
 from reconciler.decide import Decision, Run
-from reconciler.errors import ReconcilerError, UsageError
+from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution
 from reconciler.gitrepo import GitRepo, commit_bytes
@@ -72,8 +72,22 @@ class Publisher:
         return self.known or self.tip()
 
     def publish(self, commit: str, expected: str) -> bool:
+        """Move the branch from `expected` to `commit`; False when someone moved it first.
+
+        A remote that rejects the push while its branch is still at `expected`
+        did not lose us a race: it refuses the service's records (branch
+        protection, a hook). Taken for a race, it was pushed to again and
+        again, a thousand times a pass.
+        """
         if self.remote is not None:
-            published = self.repo.push(self.remote, commit, self.branch)
+            rejected = self.repo.push(self.remote, commit, self.branch)
+            published = rejected is None
+            if rejected is not None and self.tip() == expected:
+                raise GitError(
+                    f"{self.remote} refused the push to {self.branch}: {rejected}",
+                    hint=f"let the reconciler's service account push to {self.branch} "
+                    "(branch protection, or a hook that refuses its record commits)",
+                )
         else:
             published = self.repo.update_ref(self.branch, commit, expected)
             if published:

@@ -186,6 +186,36 @@ def test_driver_output_cannot_forge_or_hide_lines_in_the_run_log_committed_to_gi
 # -- A. the service: a remote that refuses, the webhook receiver ---------------------------
 
 
+def test_a_remote_that_refuses_every_push_stops_the_pass_at_once_naming_its_reason(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.git("push", "-q", "origin", "main")
+    service = repo.clone(remote, "service")
+    # Branch protection, or a hook that wants pull requests: every push is refused.
+    attempts = tmp_path / "attempts"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\necho x >> {attempts}\necho 'main is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    result = service.reconciler(
+        "apply",
+        "--remote",
+        "origin",
+        "--key",
+        str(people.reconciler.key),
+        "--driver-root",
+        str(tmp_path / "releases"),
+    )
+    # It used to take the refusal for a lost race: fetch, re-verify and push again, 1,000
+    # times in a row, then once more after every backoff of the watcher.
+    assert len(attempts.read_text().splitlines()) <= 2
+    assert result.exit_code == 1, result.stderr
+    assert "main is protected" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 SECRET = b"surfaces-secret"
 watchers = test_watch.watchers  # the fixture: the watch processes a test started, killed after
 
