@@ -9,9 +9,10 @@ Called by `execute`. A driver implements the small `Driver` protocol:
   release; a plain deploy copies the source environment's release (or, in the
   first environment, creates it).
 - `command`: an argv list from the environment file; the step reaches it as
-  `RECONCILER_*` environment variables, never through a shell. Exit 0 is
-  success, 75 (EX_TEMPFAIL) and timeouts are transient, anything else is
-  permanent.
+  `RECONCILER_*` environment variables, never through a shell, in an empty
+  temporary directory of its own (never the reconciler's working directory,
+  often the configuration repository's work tree). Exit 0 is success, 75
+  (EX_TEMPFAIL) and timeouts are transient, anything else is permanent.
 
 Third-party drivers register a factory in the `reconciler.drivers`
 entry-point group: `factory(spec: DriverSpec, root: Path) -> Driver`.
@@ -168,13 +169,22 @@ class CommandDriver:
         inherited = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
         return {**inherited, **variables}
 
+    def _run(
+        self, variables: Mapping[str, str], timeout: int, on_line: Callable[[str], None] | None
+    ) -> process.Completed:
+        with tempfile.TemporaryDirectory(prefix="reconciler-driver-") as folder:
+            return process.run(
+                self.argv,
+                env=self._environment(variables),
+                cwd=Path(folder),
+                timeout=timeout,
+                on_line=on_line,
+            )
+
     def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
         try:
-            completed = process.run(
-                self.argv,
-                env=self._environment({**step.variables(), "RECONCILER_OPERATION": "deploy"}),
-                timeout=self.timeout,
-                on_line=on_line,
+            completed = self._run(
+                {**step.variables(), "RECONCILER_OPERATION": "deploy"}, self.timeout, on_line
             )
         except CannotStart as error:
             # A failed step like any other, so the run ends and is recorded; permanent,
@@ -195,16 +205,14 @@ class CommandDriver:
         )
 
     def current(self, application: str, environment: str) -> str | None:
-        completed = process.run(
-            self.argv,
-            env=self._environment(
-                {
-                    "RECONCILER_OPERATION": "current",
-                    "RECONCILER_APP": application,
-                    "RECONCILER_ENVIRONMENT": environment,
-                }
-            ),
-            timeout=min(self.timeout, 60),
+        completed = self._run(
+            {
+                "RECONCILER_OPERATION": "current",
+                "RECONCILER_APP": application,
+                "RECONCILER_ENVIRONMENT": environment,
+            },
+            min(self.timeout, 60),
+            None,
         )
         if not completed.ok or not completed.output:
             return None

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,10 @@ _POLL: Final = 0.1
 _CHUNK: Final = 65536
 # After the stop: at most this many more chunks (a full pipe holds one to sixteen).
 _DRAIN_CHUNKS: Final = 64
+# What is kept of a command's output (it goes into run logs committed to Git): lines cut
+# at this many bytes, and the first and the last this many lines, the count of the rest.
+MAX_LINE_BYTES: Final = 4096
+KEPT_LINES: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,13 @@ def run(
     timeout: float | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> Completed:
-    """Run `argv` without a shell; stdout and stderr merged, one line at a time."""
+    """Run `argv` without a shell; stdout and stderr merged, one line at a time.
+
+    A command that writes without end costs neither memory nor a huge log:
+    `on_line` sees the first `KEPT_LINES` lines as they come; of the rest, the
+    last `KEPT_LINES` when the command is done, after a line that counts
+    those left out.
+    """
     started = time.monotonic()
     try:
         process = subprocess.Popen(
@@ -76,12 +87,22 @@ def run(
             hint="check the driver's argv in the environment file",
         ) from None
     lines: list[str] = []
+    tail: deque[str] = deque(maxlen=KEPT_LINES)
+    seen = 0
 
-    def emit(raw: bytes | bytearray) -> None:
-        line = raw.decode("utf-8", "replace")
+    def keep(line: str) -> None:
         lines.append(line)
         if on_line is not None:
             on_line(line)
+
+    def emit(raw: bytes | bytearray) -> None:
+        nonlocal seen
+        seen += 1
+        line = raw.decode("utf-8", "replace")
+        if seen <= KEPT_LINES:
+            keep(line)
+        else:
+            tail.append(line)
 
     assert process.stdout is not None
     stop = threading.Event()
@@ -105,6 +126,10 @@ def run(
     stop.set()
     reader.join()
     process.stdout.close()
+    if seen > len(lines) + len(tail):
+        keep(f"[{seen - len(lines) - len(tail)} lines of output left out]")
+    for line in tail:
+        keep(line)
     return Completed(
         argv=tuple(argv),
         exit_code=None if timed_out else process.returncode,
@@ -122,6 +147,7 @@ def _pump(fd: int, stop: threading.Event, emit: Callable[[bytes | bytearray], No
     up to a bound, since a writer that escaped the kill may never stop.
     """
     pending = bytearray()
+    cut = False  # the line in `pending` was too long: the rest of it is dropped
     after_stop = 0
     while after_stop < _DRAIN_CHUNKS:
         if stop.is_set():
@@ -138,10 +164,17 @@ def _pump(fd: int, stop: threading.Event, emit: Callable[[bytes | bytearray], No
         pending += chunk
         begin = 0
         while (end := pending.find(b"\n", search)) >= 0:
-            emit(pending[begin:end])
+            if not cut:
+                emit(pending[begin:end])
+            cut = False
             begin = search = end + 1
         del pending[:begin]
-    if pending:
+        if len(pending) > MAX_LINE_BYTES:
+            if not cut:
+                emit(pending[:MAX_LINE_BYTES] + b" [line cut]")
+            cut = True
+            del pending[:]
+    if pending and not cut:
         emit(pending)
 
 

@@ -167,16 +167,21 @@ def command_driver_repo(tmp_path: Path, people: People, script_text: str) -> See
     return SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": environment})
 
 
-def test_driver_output_cannot_forge_or_hide_lines_in_the_run_log_committed_to_git(
-    tmp_path: Path, people: People
-) -> None:
-    repo = command_driver_repo(tmp_path, people, HOSTILE_DRIVER)
+def deployed_with(tmp_path: Path, people: People, script_text: str) -> tuple[SeedRepo, str]:
+    """The development build run by `apply` through the driver `script_text`; its run log,
+    as committed on main."""
+    repo = command_driver_repo(tmp_path, people, script_text)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     result = repo.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
-    log = run_git(
-        repo.path, "show", "main:logs/development/2026-11-dev-build/2026-11-dev-build.1.log"
-    )
+    log = "main:logs/development/2026-11-dev-build/2026-11-dev-build.1.log"
+    return repo, run_git(repo.path, "show", log)
+
+
+def test_driver_output_cannot_forge_or_hide_lines_in_the_run_log_committed_to_git(
+    tmp_path: Path, people: People
+) -> None:
+    repo, log = deployed_with(tmp_path, people, HOSTILE_DRIVER)
     assert acted_on(log) == []
     assert "[1/1 ecommerce 1.4.0] fetching\\r2026-11-22T12:00:00.000Z run succeeded\\x1b[2K" in log
     assert "\\x1b]8;;https://evil.example\\x07click\\x1b]8;;\\x07 \\u202eok" in log
@@ -502,3 +507,72 @@ def test_a_flood_of_bad_or_replayed_deliveries_makes_no_pass_and_healthz_tells_n
     for private in (SECRET.decode(), str(people.reconciler.key), str(secret_file), str(tmp_path)):
         assert private not in text
     assert watcher.stop() == 0
+
+
+# -- C. drivers --------------------------------------------------------------------------------
+
+NOSY_DRIVER = """\
+import os, sys
+if os.environ.get("RECONCILER_OPERATION") == "current":
+    sys.exit(1)
+print("variables " + " ".join(sorted(os.environ)))
+print("folder " + os.getcwd() + " holds " + repr(os.listdir(".")))
+"""
+
+
+def test_a_driver_sees_no_secret_of_the_service_and_runs_outside_the_repository(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "RECONCILER_KEY": str(people.reconciler.key),
+        "RECONCILER_STATE_DIR": str(tmp_path / "state"),
+        "GITHUB_TOKEN": "ghp_secret",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret",
+        "SSH_AUTH_SOCK": "/tmp/agent.sock",
+    }.items():
+        monkeypatch.setenv(name, value)
+    repo, log = deployed_with(tmp_path, people, NOSY_DRIVER)
+    [variables] = [
+        line.split(" variables ", 1)[1] for line in log.splitlines() if " variables " in line
+    ]
+    assert set(variables.split()) <= {
+        "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "LC_CTYPE",  # LC_CTYPE: Python's own
+        "RECONCILER_APP", "RECONCILER_VERSION", "RECONCILER_ENVIRONMENT", "RECONCILER_PLAN",
+        "RECONCILER_RUN", "RECONCILER_ACTION", "RECONCILER_FROM_VERSION",
+        "RECONCILER_SOURCE_ENVIRONMENT", "RECONCILER_OPERATION",
+    }  # fmt: skip
+    # `reconciler apply` ran in the repository's work tree; the driver did not.
+    [folder] = [line.split(" folder ", 1)[1] for line in log.splitlines() if " folder " in line]
+    where, holds = folder.split(" holds ")
+    assert holds == "[]"
+    assert not Path(where).is_relative_to(repo.path)
+    assert not Path(where).exists()  # removed after the step
+
+
+FLOODING_DRIVER = """\
+import os, sys
+if os.environ.get("RECONCILER_OPERATION") == "current":
+    sys.exit(1)
+out = sys.stdout.buffer
+out.write(b"first line\\n")
+out.write(b"x" * (8 * 1024 * 1024) + b" end of a long line\\n")
+for number in range(200_000):
+    out.write(b"line %d\\n" % number)
+out.write(b"last line\\n")
+"""
+
+
+def test_a_driver_that_writes_without_end_leaves_a_bounded_log(
+    tmp_path: Path, people: People
+) -> None:
+    _, log = deployed_with(tmp_path, people, FLOODING_DRIVER)
+    # It used to hold every line in memory twice and commit 10 MB of log to the repository.
+    assert len(log) < 3_000_000
+    driver = [
+        line.split("] ", 1)[1] for line in log.splitlines() if "[1/1 ecommerce 1.4.0] " in line
+    ]
+    assert driver[1] == "first line"
+    assert driver[2] == "x" * 4096 + " [line cut]"
+    assert driver[3] == "line 0"
+    assert "[199003 lines of output left out]" in driver
+    assert driver[-3:] == ["line 199999", "last line", "ok: " + sys.executable + " exited 0"]
