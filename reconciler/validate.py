@@ -473,6 +473,16 @@ def _check_environment(
                 "the freeze ends before it starts",
                 "set 'until' after 'from'",
             )
+    argv = environment.driver.argv
+    if environment.driver.type == "command" and argv and "/" in argv[0] and argv[0][0] != "/":
+        out.at(
+            document,
+            ("driver", "argv", 0),
+            f"'{argv[0]}' is a relative path, and the command runs in an empty folder of its own",
+            "give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. "
+            "'/opt/deploy/deploy.sh'); a script in this repository would run whatever was "
+            "pushed, authorised or not",
+        )
     driver = environment.driver.type
     if driver not in BUILTIN_DRIVERS and driver not in _installed_drivers():
         out.at(

@@ -859,6 +859,15 @@ CASES = [
         exit_code=0,
     ),
     Broken(
+        "command-driver-given-a-relative-path",
+        PRODUCTION,
+        edit=("driver: {type: local}", "driver: {type: command, argv: [scripts/deploy.sh, --all]}"),
+        expected="""
+        environments/production.yaml:19:32: error: 'scripts/deploy.sh' is a relative path, and the command runs in an empty folder of its own
+          hint: give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. '/opt/deploy/deploy.sh'); a script in this repository would run whatever was pushed, authorised or not
+        """,
+    ),
+    Broken(
         "environment-that-does-not-load-is-not-also-called-unknown",
         QA,
         edit=("order: 2", "order: [2"),
