@@ -6,7 +6,9 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
 
 *decide and start* (`plan_pass`):
 
-1. publish finish records left in the outbox by an earlier pass;
+1. publish finish records left in the outbox by an earlier pass (one the
+   branch already holds, from a pass that died before clearing it, just
+   leaves the outbox);
 2. fetch (with a remote) and verify the new landings;
 3. decide; mark runs that were started and never finished `interrupted`
    (by their own instance once it is not running them any more, or by anyone
@@ -304,7 +306,7 @@ class Reconciler:
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
-            tip = self._finish_chain(base, pending) if pending else base
+            tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
             try:
                 history, decisions = self._observe(report, tip, persist=not pending)
             except HistoryRewrittenError:
@@ -573,6 +575,8 @@ class Reconciler:
             # First try on the tip we last saw or published; after a lost race, fetch.
             tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
             self._walk_to(tip)
+            if not self._unpublished({run_id: detail}):
+                return  # a publish the process died after (or that was reported failed)
             commit = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
@@ -583,10 +587,16 @@ class Reconciler:
             hint="it is kept in the state directory and published by the next pass",
         )
 
-    def _finish_chain(self, base: str, pending: dict[str, dict[str, Any]]) -> str:
-        """The outbox's finish records as commits on `base`, unpublished; the last one."""
+    def _finish_chain(
+        self, base: str, pending: dict[str, dict[str, Any]]
+    ) -> tuple[str, dict[str, dict[str, Any]]]:
+        """The outbox's finish records `base` does not hold yet as commits on it, unpublished;
+        the last one, and those records."""
         with self._git_lock:
             self._walk_to(base)
+            pending = self._unpublished(pending)
+            if not pending:
+                return base, pending
             writer = self._writer(self._walker.policy())
             tip = base
             ours: set[str] = set()  # environments whose file a record of this chain wrote
@@ -594,7 +604,29 @@ class Reconciler:
                 files = self._finish_files(tip, run_id, detail, ours=ours)
                 tip = writer.commit(tip, detail["message"], files)
                 ours.add(detail["environment"])
-        return tip
+        return tip, pending
+
+    def _unpublished(self, pending: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The finish records of `pending` not on the branch as walked; the others leave the
+        outbox.
+
+        One the branch holds went out in a publish whose process died before it
+        cleared the outbox (or whose push was reported failed): published again,
+        the run would end twice. Only that very record counts, not another finish
+        record of the run (one marking it interrupted once its lease passed):
+        this one still says what the run deployed.
+        """
+        published = {
+            record["run"]
+            for record in self.store.records_of(pending)
+            if record["result"] != "started"
+            and _same_message(
+                self.repo.commit(record["commit"]).message, pending[record["run"]]["message"]
+            )
+        }
+        for run_id in published:
+            self.store.clear_outbox(run_id)
+        return {run_id: detail for run_id, detail in pending.items() if run_id not in published}
 
     def _walk_to(self, tip: str) -> None:
         """Bring the walker's effective deployments/ to `tip` (a commit on the branch).
@@ -685,6 +717,11 @@ def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
     except ConfigError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _same_message(committed: str, message: str) -> bool:
+    """Whether a commit's message is `message` (a commit's always ends with a line break)."""
+    return committed.rstrip("\n") == message.rstrip("\n")
 
 
 def _next_run_id(plan: str, taken: list[str]) -> str:

@@ -347,6 +347,16 @@ class StateStore:
     def clear_outbox(self, run: str) -> None:
         self._write("DELETE FROM outbox WHERE run = ?", [(run,)])
 
+    def records_of(self, runs: Iterable[str]) -> list[dict[str, Any]]:
+        """The records of these runs the walk collected, in landing order."""
+        wanted = list(runs)
+        marks = ",".join("?" * len(wanted))
+        query = (
+            "SELECT detail FROM events WHERE kind = 'record' "  # noqa: S608 - only placeholders
+            f"AND json_extract(detail, '$.run') IN ({marks}) ORDER BY id"
+        )
+        return [json.loads(detail) for (detail,) in self._read(query, wanted)]
+
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
         self._write(
             "INSERT OR IGNORE INTO editors VALUES (?, ?)",

@@ -6,6 +6,7 @@ import os
 import pty
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,8 @@ import yaml
 from reconciler import reconcile
 from reconciler.authorise import Authoriser
 from reconciler.errors import HistoryRewrittenError
-from reconciler.reconcile import Options, Reconciler
+from reconciler.reconcile import Options, PassReport, Reconciler
+from reconciler.statestore import StateStore
 from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
@@ -727,3 +729,115 @@ def test_a_finish_record_is_not_published_on_a_branch_moved_back_behind_what_a_v
         with pytest.raises(HistoryRewrittenError):
             service.run_started(started, publish=True)
     assert repo.head() == start
+
+
+# Run as `python -c`: `reconciler` itself, killed by SIGKILL where it calls the named method.
+KILLED_AT = """\
+import os, signal, sys
+from reconciler.{module} import {owner}
+setattr({owner}, "{method}", lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL))
+sys.argv = ["reconciler", *sys.argv[1:]]
+from reconciler.cli import main
+main(prog_name="reconciler")
+"""
+
+
+def finish_records(git_dir: Path, run: str) -> list[str]:
+    """The commits on main whose trailers record `run` as ended, newest first."""
+    log = run_git(git_dir, "log", "--format=%H%n%(trailers:only,unfold)%x00", "main")
+    found = []
+    for entry in filter(None, (text.strip() for text in log.split("\0"))):
+        commit, *lines = entry.splitlines()
+        fields = dict(line.split(": ", 1) for line in lines)
+        if fields.get("Run") == run and fields.get("Result") != "started":
+            found.append(commit)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("module", "owner", "method"),
+    [
+        ("authorise", "Authoriser", "keep"),  # before the walk of the published record is kept
+        ("statestore", "StateStore", "clear_outbox"),  # before the outbox lets go of it
+    ],
+)
+def test_an_apply_killed_right_after_publishing_a_finish_record_leaves_the_run_ended_once(
+    tmp_path: Path, people: People, module: str, owner: str, method: str
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    remote = repo.publish_to_bare_remote()
+    service = repo.clone(remote, "service")
+    script = KILLED_AT.format(module=module, owner=owner, method=method)
+    argv = service.apply_command("--remote", "origin")[3:]  # after `python -m reconciler`
+    killed = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    [published] = finish_records(remote, "2026-11-dev-build.1")
+    again = service.apply("--remote", "origin", "--format", "json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["runs"] == []
+    assert finish_records(remote, "2026-11-dev-build.1") == [published]
+    store = StateStore(service.state_dir, "origin/main")
+    try:
+        assert store.outbox() == {}
+    finally:
+        store.close()
+    service.git("pull", "-q", "--ff-only", "origin", "main")
+    history = service.reconciler("history", "--format", "json").json()["entries"]
+    assert [entry["action"] for entry in history if entry["actor"] == "reconciler"] == [
+        "run started",
+        "run succeeded",
+    ]
+
+
+def test_a_round_does_not_publish_again_a_finish_record_the_branch_already_holds(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher's rounds build the outbox's records themselves, after its own flush.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    with monkeypatch.context() as patch:
+        patch.setattr(Authoriser, "keep", failing_keep)
+        dying = service_on(repo, people, tmp_path)
+        with dying, pytest.raises(RuntimeError, match="the process dies here"):
+            dying.pass_once()
+    [published] = finish_records(repo.path, "2026-11-dev-build.1")
+    with service_on(repo, people, tmp_path) as service:
+        assert service.plan_pass(PassReport()) == []
+        assert service.store.outbox() == {}
+    assert finish_records(repo.path, "2026-11-dev-build.1") == [published]
+    assert repo.head() == published
+
+
+def service_on(repo: SeedRepo, people: People, tmp_path: Path) -> Reconciler:
+    """The service, in this process, on `repo` at the fixed time (to use in a `with`)."""
+    options = service_options(repo, people, tmp_path)
+    return Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep)
+
+
+def failing_keep(_: Authoriser) -> None:
+    raise RuntimeError("the process dies here")
+
+
+def test_a_finish_record_is_published_when_another_reconciler_marked_its_run_interrupted(
+    tmp_path: Path, people: People
+) -> None:
+    # Its lease passed while the driver ran; what the run deployed must still be recorded.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    with service_on(repo, people, tmp_path) as service:
+        _, [started] = service.watch_pass()
+        marked = repo.record(
+            {
+                "Plan": f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}",
+                "Environment": "development",
+                "Result": "interrupted",
+                "Run": started.run_id,
+                "Reconciler": "another-reconciler",
+            }
+        )
+        service.run_started(started, publish=True)
+    assert finish_records(repo.path, started.run_id) == [repo.head(), marked]
+    assert trailers(repo, "main")["Result"] == "succeeded"
+    deployed = yaml.safe_load((repo.path / "deployments/development.yaml").read_text())
+    assert deployed["applications"]["ecommerce"]["version"] == "1.4.0"
