@@ -267,6 +267,27 @@ def test_a_plan_version_that_already_ran_does_not_run_again_even_after_a_revert(
     assert decision.reasons == ("run 2026-11-qa-release.1 succeeded",)
 
 
+def test_a_second_finish_record_of_a_run_does_not_change_how_it_ended(
+    tmp_path: Path, people: People
+) -> None:
+    # Two finish records of one run: as an older reconciler, killed between its
+    # publish and clearing its outbox, could leave.
+    repo, _ = interrupted_qa_release(tmp_path, people)
+    ended = repo.head()
+    repo.record(
+        {
+            "Plan": f"{QA_PLAN}@{repo.blob(QA_PLAN)}",
+            "Environment": "quality-assurance",
+            "Result": "succeeded",
+            "Run": "2026-11-qa-release.1",
+        }
+    )
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.waits[0].what) == ("waiting", "retry")
+    assert decision.run is not None
+    assert (decision.run.result, decision.run.finished) == ("interrupted", ended)
+
+
 def test_a_version_not_yet_in_the_promotion_source_waits(tmp_path: Path, people: People) -> None:
     repo = proposed_qa_release(tmp_path, people)
     repo.deployed("development", {"ecommerce": "1.3.9", "customer-portal": "0.6-dev.41"})
