@@ -634,10 +634,19 @@ def proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRepo
 
 
 def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
-    blob = repo.blob(path)
-    common = {"Plan": f"{path}@{blob}", "Environment": "quality-assurance", "Run": run}
-    repo.record({**common, "Result": "started", "Reconciler": "test-instance"})
-    repo.record({**common, "Result": result})
+    repo.record(
+        {**_run_trailers(repo, path, run), "Result": "started", "Reconciler": "test-instance"}
+    )
+    ended(repo, path, run, result)
+
+
+def ended(repo: SeedRepo, path: str, run: str, result: str) -> str:
+    """A record that `run` of the plan at `path` ended with `result`; its commit."""
+    return repo.record({**_run_trailers(repo, path, run), "Result": result})
+
+
+def _run_trailers(repo: SeedRepo, path: str, run: str) -> dict[str, str]:
+    return {"Plan": f"{path}@{repo.blob(path)}", "Environment": "quality-assurance", "Run": run}
 
 
 def interrupted_qa_release(tmp_path: Path, people: People) -> tuple[SeedRepo, str]:

@@ -17,6 +17,7 @@ from tests.gitfixtures import (
     SeedRepo,
     dev_plan,
     dump,
+    ended,
     example_file,
     frozen_until_the_end_of_time,
     interrupted_qa_release,
@@ -273,19 +274,12 @@ def test_a_second_finish_record_of_a_run_does_not_change_how_it_ended(
     # Two finish records of one run: as an older reconciler, killed between its
     # publish and clearing its outbox, could leave.
     repo, _ = interrupted_qa_release(tmp_path, people)
-    ended = repo.head()
-    repo.record(
-        {
-            "Plan": f"{QA_PLAN}@{repo.blob(QA_PLAN)}",
-            "Environment": "quality-assurance",
-            "Result": "succeeded",
-            "Run": "2026-11-qa-release.1",
-        }
-    )
+    interrupted = repo.head()
+    ended(repo, QA_PLAN, "2026-11-qa-release.1", "succeeded")
     decision = repo.decide()[QA_PLAN]
     assert (decision.status, decision.waits[0].what) == ("waiting", "retry")
     assert decision.run is not None
-    assert (decision.run.result, decision.run.finished) == ("interrupted", ended)
+    assert (decision.run.result, decision.run.finished) == ("interrupted", interrupted)
 
 
 def test_a_version_not_yet_in_the_promotion_source_waits(tmp_path: Path, people: People) -> None:
