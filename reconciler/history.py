@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.decide import signoff_refusal
+from reconciler.decide import runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.layout import place
@@ -30,7 +30,7 @@ class Entry:
     environment: str | None
     action: str
     actor: str | None
-    counted: bool  # authorised, or an approval/trigger that counted when it landed
+    counted: bool  # authorised, a sign-off that counted when it landed, or a run's first end
     detail: str
     rank: int = 0  # within a landing: edits and sign-offs, then the landing's trigger, then runs
 
@@ -78,8 +78,10 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             else None
         )
         entries.append(_signoff_entry(signoff, environments, editors, ran))
+    # The record that ended each run, as decide counts it (the first after its start).
+    ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
     for record in records:
-        entries.extend(_record_entries(record))
+        entries.extend(_record_entries(record, ended))
     for event in store.events(["ignored"]):
         entries.append(_ignored_entry(event, environments))
     for verdict in store.landings():
@@ -265,7 +267,7 @@ def _signoff_entry(
     )
 
 
-def _record_entries(record: Record) -> list[Entry]:
+def _record_entries(record: Record, ended: Mapping[str, str]) -> list[Entry]:
     if record.result == "refused":
         return [
             Entry(
@@ -283,7 +285,13 @@ def _record_entries(record: Record) -> list[Entry]:
             for ref in record.refused
         ]
     action = "run started" if record.result == "started" else f"run {record.result}"
-    retry = f" (retry of {record.retry_of})" if record.retry_of else ""
+    detail = f"{record.run} (retry of {record.retry_of})" if record.retry_of else f"{record.run}"
+    # A second finish record of a run (a reconciler killed between its publish and
+    # clearing its outbox once left one) does not count, as in decide.
+    ending = ended.get(record.run or "", record.commit)
+    counted = record.result == "started" or ending == record.commit
+    if not counted:
+        detail += f"; does not count: the run already ended in {ending[:12]}"
     return [
         Entry(
             record.seq,
@@ -293,8 +301,8 @@ def _record_entries(record: Record) -> list[Entry]:
             record.environment,
             action,
             "reconciler",
-            True,
-            f"{record.run}{retry}",
+            counted,
+            detail,
             rank=2,
         )
     ]

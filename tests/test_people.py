@@ -25,6 +25,7 @@ from tests.gitfixtures import (
     SeedRepo,
     dev_plan,
     dump,
+    ended,
     proposed_qa_release,
     qa_plan,
     ran,
@@ -243,6 +244,31 @@ def test_history_shows_a_second_trigger_of_a_version_that_ran_as_not_counting(
             again,
             False,
             f"{version}; does not count: the version already ran: run 2026-11-qa-release.1",
+        ),
+    ]
+
+
+def test_history_shows_a_second_finish_record_of_a_run_as_not_counting_as_decide_does(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    ran(repo, DEV_PLAN, "2026-11-dev-build.1", result="failed")
+    first = repo.head()
+    second = ended(repo, DEV_PLAN, "2026-11-dev-build.1", "succeeded")
+    assert repo.decide()[DEV_PLAN].reasons == ("run 2026-11-dev-build.1 failed",)
+    ends = [
+        (entry["commit"], entry["action"], entry["counted"], entry["detail"])
+        for entry in _history(repo)
+        if entry["action"] in ("run failed", "run succeeded")
+    ]
+    assert ends == [
+        (first, "run failed", True, "2026-11-dev-build.1"),
+        (
+            second,
+            "run succeeded",
+            False,
+            f"2026-11-dev-build.1; does not count: the run already ended in {first[:12]}",
         ),
     ]
 
