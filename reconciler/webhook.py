@@ -189,13 +189,14 @@ class _Server(ThreadingHTTPServer):
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 10\r\n\r\n"
         )
+        # Told before the answer goes out, so whoever reads the answer finds it in the log.
+        self.receiver.refused(client, 503, reason)
         try:
             request.setblocking(False)  # the accepting thread never waits for a client
             request.send(head.encode() + body)
         except OSError:
             pass
         self.shutdown_request(request)
-        self.receiver.refused(client, 503, reason)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Never a traceback on stderr: a failed request is reported like a refused one."""
