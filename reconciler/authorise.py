@@ -30,17 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import yaml
 
-from reconciler import schema
 from reconciler.config import build_environment, build_policy
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.events import (
@@ -65,9 +61,7 @@ from reconciler.fields import (
     changed_keys,
     describe_field,
     invalid,
-    plan_fields,
     teams_data,
-    teams_fields,
     value,
     whole_file,
 )
@@ -83,16 +77,22 @@ from reconciler.permissions import (
     may_change_settings,
     may_on_environment,
 )
+from reconciler.readahead import (
+    PREFETCH,
+    STRUCTURED,
+    ParsedVersions,
+    ReadAhead,
+    ReadBatch,
+    SignatureCheck,
+    parse_version,
+    prepare,
+)
 from reconciler.rules import judge_change
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
-PREFETCH: Final = 512  # commits read, checked and parsed per batch
-MAX_WORKERS: Final = 3  # worker processes of a long walk, at most (one core stays the walk's)
-FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 Progress = Callable[[int, int], None]
 
 
@@ -211,85 +211,6 @@ class _Landing:
     editors: dict[str, set[str]] = field(default_factory=dict)
 
 
-SignatureCheck = tuple[str, str | None, str]  # status, key fingerprint, reason
-
-
-class _Memo:
-    """Parsed versions by (kind, name, blob), bounded: in two generations, the older
-    dropped when the newer fills, so what the last batch parsed is still at hand."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._newer: dict[tuple[str, str, str], FieldMap] = {}
-        self._older: dict[tuple[str, str, str], FieldMap] = {}
-
-    def get(self, key: tuple[str, str, str]) -> FieldMap | None:
-        found = self._newer.get(key)
-        return self._older.get(key) if found is None else found
-
-    def put(self, key: tuple[str, str, str], fields: FieldMap) -> None:
-        self.add({key: fields})
-
-    def add(self, parsed: Mapping[tuple[str, str, str], FieldMap]) -> None:
-        """Remember `parsed` together: a batch's versions all stay until the next batch."""
-        if len(self._newer) + len(parsed) > self._limit:
-            self._older, self._newer = self._newer, {}
-        self._newer.update(parsed)
-
-
-if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
-Wanted = tuple[str, str, str, str]  # a version to parse: path, kind, name, blob
-# What `prepare` returns: the commits read, their signature checks, the versions parsed.
-Prepared = tuple[
-    dict[str, CommitInfo], dict[str, SignatureCheck], dict[tuple[str, str, str], FieldMap]
-]
-
-
-class _Outcome(Protocol):
-    """A worker's future, or `_Done` work (concurrent.futures is imported by long walks only)."""
-
-    def result(self) -> Prepared: ...
-
-    def done(self) -> bool: ...
-
-    def cancel(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    prepared: Prepared
-
-    def result(self) -> Prepared:
-        return self.prepared
-
-    def done(self) -> bool:
-        return True
-
-    def cancel(self) -> bool:
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """A batch of the walk, read ahead of its judging."""
-
-    entries: list[HistoryEntry]
-    stored: dict[str, SignatureCheck] = field(default_factory=dict)  # from the state store
-    prepared: _Outcome | None = None  # commits, their checks, the versions parsed
-    versions: frozenset[str] = frozenset()  # blobs asked for this batch
-    inputs: tuple[list[str], frozenset[str], list[Wanted]] = ([], frozenset(), [])
-
-    @classmethod
-    def unread(cls, entries: list[HistoryEntry]) -> _Batch:
-        return cls(entries)
-
-    @property
-    def read(self) -> bool:
-        return self.prepared is not None
-
-
 class Authoriser:
     """Walks main from the last verified commit and keeps the effective state."""
 
@@ -305,9 +226,6 @@ class Authoriser:
         workers: int | None = None,
     ) -> None:
         self.repo = repo
-        self.batch = batch
-        # One worker per core beside the walk's own; none where there is only one core.
-        self.workers = workers if workers is not None else min(MAX_WORKERS, _cores() - 1)
         self.store = store
         self.now = now
         self.cap = cap
@@ -316,7 +234,8 @@ class Authoriser:
         # Where main's content is not the effective state: path -> field -> who put it there.
         self.dirty: dict[str, dict[str, Refusal | None]] = {}
         self._policy: Policy | None = None
-        self._memo = _Memo(FIELDS_MEMO)  # parsed plan and teams.yaml versions
+        self._versions = ParsedVersions()  # parsed plan and teams.yaml versions
+        self._reader = ReadAhead(repo, store, self._versions, size=batch, workers=workers)
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
         # Every rule that judges a commit asks who made it: answers last for the
@@ -445,7 +364,7 @@ class Authoriser:
             for path, (_, oid) in files.items()
             if (placement := place(path)).kind in STRUCTURED
         ]
-        self._memo.add(prepare(self.repo, [], frozenset(), wanted)[2])
+        self._versions.add(prepare(self.repo, [], frozenset(), wanted)[2])
         for path, (mode, oid) in files.items():
             if mode not in FILE_MODES and place(path).kind is not None:
                 raise ConfigError(
@@ -503,7 +422,7 @@ class Authoriser:
         total = len(targets)
         self._next_seq = self.store.next_seq()
 
-        def judge(batch: _Batch) -> None:
+        def judge(batch: ReadBatch) -> None:
             self._install(batch)
             landings: list[tuple[str, str | None, list[HistoryEntry]]] = []
             for entry in batch.entries:
@@ -517,30 +436,9 @@ class Authoriser:
                 if self.progress is not None:
                     self.progress(len(verdicts), total)
 
-        # A long walk hands the CPU-bound half of each batch (signature checks,
-        # parsing plan versions) to worker processes: the next batches are sent
-        # before this one is judged, so every core works. A short walk (one
-        # batch: every pass of a service) starts none.
-        batches = _batched(self.repo.history(tip, last), self.batch)
-        opening = next(batches, None)
-        flight: deque[_Batch] = deque([_Batch.unread(opening)] if opening else [])
-        worker: Executor | None = None
-        try:
-            for entries in batches:
-                if worker is None and self.workers > 0:
-                    from reconciler.process import worker_pool  # noqa: PLC0415 - long walks only
-
-                    worker = worker_pool(self.workers)
-                asked = frozenset().union(*(batch.versions for batch in flight))
-                flight.append(self._read(entries, worker, asked))
-                # Each worker has a batch to work on and one waiting.
-                if len(flight) > 2 * self.workers:
-                    judge(self._next(flight))
-            while flight:
-                judge(self._next(flight))
-        finally:
-            if worker is not None:
-                worker.shutdown(cancel_futures=True)
+        with contextlib.closing(self._reader.batches(self.repo.history(tip, last))) as batches:
+            for batch in batches:
+                judge(batch)
         self.store.set_position(Position(position.anchor, tip, self.store.branch))
         for path in self._touched:
             self.store.replace_effective(path, self.effective.get(path, {}))
@@ -550,82 +448,13 @@ class Authoriser:
 
     def prefetch(self, commits: list[str]) -> None:
         """Read many commits and check their signatures in one batch (`decide.gather`)."""
-        entries = [HistoryEntry(commit, (), ()) for commit in commits]
-        self._install(self._read(entries, None, frozenset()))
+        self._install(self._reader.read_now(commits))
 
-    def _next(self, flight: deque[_Batch]) -> _Batch:
-        """The next batch to judge, read.
-
-        While the workers are still on it, this process reads a batch queued
-        behind it that no worker has started (the last one), rather than wait:
-        how the reading's cost compares with the judging's depends on the
-        machine and the history, so the cores share it as it comes.
-        """
-        head = flight.popleft()
-        while head.prepared is not None and not head.prepared.done():
-            queued = next(
-                (
-                    index
-                    for index in reversed(range(len(flight)))
-                    if (outcome := flight[index].prepared) is not None and outcome.cancel()
-                ),
-                None,
-            )
-            if queued is None:
-                break
-            batch = flight[queued]
-            flight[queued] = replace(batch, prepared=_Done(prepare(self.repo, *batch.inputs)))
-        return self._ready(head)
-
-    def _ready(self, batch: _Batch) -> _Batch:
-        """`batch`, read here and now if it was not sent to the worker."""
-        return batch if batch.read else self._read(batch.entries, None, frozenset())
-
-    def _read(
-        self, entries: list[HistoryEntry], worker: Executor | None, asked: frozenset[str]
-    ) -> _Batch:
-        """Have a batch's commits read and checked, and the plan and teams.yaml versions
-        it needs read and parsed: by `worker`, or here and now without one.
-
-        Versions already parsed, or `asked` for by the batches in flight, are not read again.
-        """
-        commits = [entry.id for entry in entries]
-        stored = self.store.signatures(commits)
-        wanted: dict[str, Wanted] = {}
-        for entry in entries:
-            for change in entry.changes:
-                placement = place(change.path)
-                if placement.kind not in STRUCTURED:
-                    continue
-                for blob in (change.old_blob, change.new_blob):
-                    key = (placement.kind, placement.name, blob)
-                    if blob != NULL_OID and blob not in asked and self._memo.get(key) is None:
-                        wanted[blob] = (change.path, placement.kind, placement.name, blob)
-        inputs = (commits, frozenset(stored), list(wanted.values()))
-        prepared: _Outcome | None = None
-        if worker is not None:
-            with contextlib.suppress(RuntimeError):  # a broken worker: work here instead
-                prepared = worker.submit(prepare, self.repo.path, *inputs)
-        if prepared is None:
-            prepared = _Done(prepare(self.repo, *inputs))
-        return _Batch(entries, stored, prepared, frozenset(wanted), inputs)
-
-    def _install(self, batch: _Batch) -> None:
-        """Make `batch` the one whose commits and versions the judging reads.
-
-        The caches hold a few batches, so memory stays flat however long the history.
-        """
-        assert batch.prepared is not None
-        try:
-            infos, checked, parsed = batch.prepared.result()
-        except Exception:  # the worker could not start, or died: do it here instead
-            infos, checked, parsed = prepare(self.repo, *batch.inputs)
-        self.store.remember_signatures(checked)
-        self._memo.add(parsed)
-        self._infos = infos
+    def _install(self, batch: ReadBatch) -> None:
+        """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
+        self._infos = batch.infos
         self._facts = {
-            commit: _facts_of(info, batch.stored.get(commit) or checked[commit])
-            for commit, info in infos.items()
+            commit: _facts_of(info, batch.checks[commit]) for commit, info in batch.infos.items()
         }
         self._boundary_blobs = {}
         self._actors = {}
@@ -1067,13 +896,13 @@ class Authoriser:
         if kind not in STRUCTURED:
             return whole_file(blob)
         key = (kind, placement.name, blob)
-        cached = self._memo.get(key)
+        cached = self._versions.get(key)
         if cached is None:  # not parsed with its batch (a version outside the walk)
             if self.repo.blob_size(blob) > MAX_FILE_BYTES:
                 return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
             raw = self.repo.read_blob(blob)
-            cached = _structured_fields(path, kind, placement.name, blob, raw)
-            self._memo.put(key, cached)
+            cached = parse_version(path, kind, placement.name, blob, raw)
+            self._versions.put(key, cached)
         return cached
 
     def facts(self, commit: str) -> CommitFacts:
@@ -1259,58 +1088,6 @@ class Authoriser:
         return stamp
 
 
-def _cores() -> int:
-    """The cores this process may run on."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-
-
-def _batched(entries: Iterator[HistoryEntry], size: int) -> Iterator[list[HistoryEntry]]:
-    batch: list[HistoryEntry] = []
-    for entry in entries:
-        batch.append(entry)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def prepare(
-    source: GitRepo | Path, commits: list[str], checked: frozenset[str], wanted: list[Wanted]
-) -> Prepared:
-    """The policy-independent half of judging a batch: read the commits and check the
-    signatures not `checked` before; read and parse the `wanted` versions.
-
-    Runs in the walk's worker process, which opens the repository at `source`
-    once (so it is a top-level function of plain data), or in the walk itself.
-    """
-    repo = source if isinstance(source, GitRepo) else _worker_repository(source)
-    infos = repo.commits(commits)
-    checks: dict[str, SignatureCheck] = {}
-    for commit, info in infos.items():
-        if commit not in checked:
-            result = check_commit_signature(info.raw)
-            checks[commit] = (result.status, result.fingerprint, result.reason)
-    # Larger versions are left out: the walk reads their size and calls them invalid.
-    contents, _ = repo.blobs([blob for *_, blob in wanted], MAX_FILE_BYTES)
-    parsed = {
-        (kind, name, blob): _structured_fields(path, kind, name, blob, contents[blob])
-        for path, kind, name, blob in wanted
-        if blob in contents
-    }
-    return infos, checks, parsed
-
-
-_WORKER_REPOSITORIES: dict[Path, GitRepo] = {}
-
-
-def _worker_repository(path: Path) -> GitRepo:
-    if path not in _WORKER_REPOSITORIES:
-        _WORKER_REPOSITORIES[path] = GitRepo(path)
-    return _WORKER_REPOSITORIES[path]
-
-
 def _facts_of(info: CommitInfo, check: SignatureCheck) -> CommitFacts:
     return CommitFacts(
         commit=info.id,
@@ -1367,24 +1144,6 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     for entry_id in reached:
         del pending[entry_id]
     return landed
-
-
-def _structured_fields(path: str, kind: str, name: str, blob: str, raw: bytes) -> FieldMap:
-    if len(raw) > MAX_FILE_BYTES:
-        return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
-    try:
-        document = load(raw, path)
-    except ConfigError as error:
-        return invalid(str(error))
-    findings = schema.check(document, kind)
-    if findings:
-        first = findings[0]
-        return invalid(f"{first.file}:{first.line}:{first.column}: {first.message}")
-    if kind == "plan":
-        if document.data["name"] != name:
-            return invalid(f"{path}: name '{document.data['name']}' does not match the file name")
-        return plan_fields(document.data)
-    return teams_fields(document.data, blob)
 
 
 def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:

@@ -30,7 +30,6 @@ from typing import Any
 import yaml
 
 from reconciler.authorise import (
-    PREFETCH,
     Authoriser,
     LandingVerdict,
     Refusal,
@@ -40,6 +39,7 @@ from reconciler.authorise import (
 from reconciler.decide import Decision, decide, gather
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
+from reconciler.readahead import PREFETCH
 from reconciler.resources import example_dir
 from reconciler.statestore import StateStore
 from tests.configrepo import Result, reconciler
