@@ -243,12 +243,13 @@ class Reconciler:
             self.repo.close()
 
     def flush_outbox(self) -> int:
-        """Publish the finish records a failed publish left in the outbox; how many there were."""
+        """Publish the finish records a failed publish left in the outbox; how many it published.
+
+        Those the branch already holds (published by a process that died before
+        it cleared them) leave the outbox unpublished, and are not counted.
+        """
         with self._git_lock:
-            pending = len(self.store.outbox())
-            if pending:
-                self._flush_outbox()
-        return pending
+            return self._flush_outbox()
 
     def __enter__(self) -> Reconciler:
         return self
@@ -569,18 +570,19 @@ class Reconciler:
             if publish:
                 self._publish_finish(writer, run_id, detail)
 
-    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> None:
-        """Build the finish record on the current tip and publish it, rebuilding on lost races."""
+    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> bool:
+        """Build the finish record on the current tip and publish it, rebuilding on lost races;
+        False when the branch holds it already."""
         for attempt in range(PUBLISH_ATTEMPTS):
             # First try on the tip we last saw or published; after a lost race, fetch.
             tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
             self._walk_to(tip)
             if not self._unpublished({run_id: detail}):
-                return  # a publish the process died after (or that was reported failed)
+                return False  # a publish the process died after (or that was reported failed)
             commit = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
-                return
+                return True
             self.sleep(min(0.05 * 2**attempt, 2.0))
         raise TemporaryError(
             f"could not publish the finish record of {run_id} after {PUBLISH_ATTEMPTS} attempts",
@@ -695,17 +697,19 @@ class Reconciler:
             ),
         }
 
-    def _flush_outbox(self) -> None:
+    def _flush_outbox(self) -> int:
+        """Publish the outbox's finish records one by one; how many were published."""
         pending = self.store.outbox()
         if not pending:
-            return
+            return 0
         tip = self.publisher.tip()
         authoriser = Authoriser(self.repo, self.store, now=self.clock())
         authoriser.run(tip)
         writer = self._writer(authoriser.policy())
         with self._git_lock:
-            for run_id, detail in pending.items():
-                self._publish_finish(writer, run_id, detail)
+            return sum(
+                self._publish_finish(writer, run_id, detail) for run_id, detail in pending.items()
+            )
 
 
 def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:

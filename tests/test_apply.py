@@ -794,13 +794,7 @@ def test_a_round_does_not_publish_again_a_finish_record_the_branch_already_holds
     tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The watcher's rounds build the outbox's records themselves, after its own flush.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    with monkeypatch.context() as patch:
-        patch.setattr(Authoriser, "keep", failing_keep)
-        dying = service_on(repo, people, tmp_path)
-        with dying, pytest.raises(RuntimeError, match="the process dies here"):
-            dying.pass_once()
+    repo = published_by_a_service_that_died(tmp_path, people, monkeypatch)
     [published] = finish_records(repo.path, "2026-11-dev-build.1")
     with service_on(repo, people, tmp_path) as service:
         assert service.plan_pass(PassReport()) == []
@@ -809,10 +803,35 @@ def test_a_round_does_not_publish_again_a_finish_record_the_branch_already_holds
     assert repo.head() == published
 
 
+def test_a_flush_counts_only_the_finish_records_it_published(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the watcher logs as "published N finish record(s)" on its way out.
+    repo = published_by_a_service_that_died(tmp_path, people, monkeypatch)
+    with service_on(repo, people, tmp_path) as service:
+        assert len(service.store.outbox()) == 1
+        assert service.flush_outbox() == 0
+        assert service.store.outbox() == {}
+
+
 def service_on(repo: SeedRepo, people: People, tmp_path: Path) -> Reconciler:
     """The service, in this process, on `repo` at the fixed time (to use in a `with`)."""
     options = service_options(repo, people, tmp_path)
     return Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep)
+
+
+def published_by_a_service_that_died(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> SeedRepo:
+    """A run whose finish record the service published, and died before it cleared its outbox."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    with monkeypatch.context() as patch:
+        patch.setattr(Authoriser, "keep", failing_keep)
+        dying = service_on(repo, people, tmp_path)
+        with dying, pytest.raises(RuntimeError, match="the process dies here"):
+            dying.pass_once()
+    return repo
 
 
 def failing_keep(_: Authoriser) -> None:
