@@ -42,14 +42,20 @@ class Placement:
     misplaced: str | None = None
 
 
-@functools.lru_cache(maxsize=16384)  # a history walk asks about the same paths again and again
 def place(path: str) -> Placement:
     """Classify a repository-relative POSIX path."""
+    if path.startswith("logs/") and len(path) > len("logs/"):
+        # Not cached: every run adds a log that a walk places once or twice, and
+        # a service's cache filled with them (270 bytes each) up to its cap, 4 MiB.
+        return Placement("log", path[len("logs/") :])
+    return _place(path)
+
+
+@functools.lru_cache(maxsize=16384)  # a history walk asks about the same paths again and again
+def _place(path: str) -> Placement:
     if path == TEAMS_FILE:
         return Placement("teams")
     top, _, rest = path.partition("/")
-    if top == "logs" and rest:
-        return Placement("log", rest)
     kind = CONFIG_DIRS.get(top)
     if kind is None or not rest:
         return Placement(None)

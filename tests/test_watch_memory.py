@@ -4,8 +4,8 @@ The service makes a pass per commit for months, so nothing it keeps between
 passes may grow with each commit. These tests drive the service's passes in
 this process over real repositories (the watch benchmark's: a bare
 repository, a clone that pushes signed commits) and look at the structures
-that grew before: SQLite's prepared statements. They assert on the
-structures, never on RSS (`python -m benchmarks.watch` measures).
+that grew before: SQLite's prepared statements and the path cache. They
+assert on the structures, never on RSS (`python -m benchmarks.watch` measures).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.watch import Fixture, Settings, build_fixture, git, plan_yaml, sync
+from reconciler.layout import Placement, _place, place
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
 
@@ -84,3 +85,16 @@ def test_lookups_of_any_number_of_commits_find_them_all(tmp_path: Path) -> None:
         assert store.first_seen(commits[:1]) == {commits[0]: when}
     finally:
         store.close()
+
+
+def test_run_logs_never_fill_the_path_cache() -> None:
+    # Every run adds a log file, which a walk places once: cached, a long-running
+    # service's cache filled with them up to its cap.
+    before = _place.cache_info().currsize
+    for number in range(20_000):
+        path = f"logs/development/plan-{number}/plan-{number}.1.log"
+        assert place(path) == Placement("log", path.removeprefix("logs/"))
+    assert _place.cache_info().currsize == before
+    assert place("logs") == Placement(None)
+    assert place("logs/") == Placement(None)
+    assert place("plans/web.yaml") == Placement("plan", "web")
