@@ -4,8 +4,9 @@ The service makes a pass per commit for months, so nothing it keeps between
 passes may grow with each commit. These tests drive the service's passes in
 this process over real repositories (the watch benchmark's: a bare
 repository, a clone that pushes signed commits) and look at the structures
-that grew before: SQLite's prepared statements and the path cache. They
-assert on the structures, never on RSS (`python -m benchmarks.watch` measures).
+that grew before: SQLite's prepared statements and page cache, the path
+cache. They assert on the structures, never on RSS (`python -m
+benchmarks.watch` measures).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from benchmarks.watch import Fixture, Settings, build_fixture, git, plan_yaml, sync
 from reconciler.layout import Placement, _place, place
 from reconciler.reconcile import Options, Reconciler
-from reconciler.statestore import StateStore
+from reconciler.statestore import PAGE_CACHE_KIB, StateStore
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+\b")
 
@@ -68,6 +69,17 @@ def test_a_pass_prepares_the_same_statements_however_many_plans_and_runs_there_a
             sync(fixture.work)
     warmed = set().union(*shapes[:8])
     assert set().union(*shapes[8:]) - warmed == set()
+
+
+def test_the_state_stores_page_cache_is_capped_below_sqlites_default(tmp_path: Path) -> None:
+    # SQLite's 2 MiB filled as the store grew with the history; a service's passes touch
+    # every table, so whatever the cap, the cache holds that much.
+    fixture = build_fixture(Settings(), tmp_path)
+    with _service(fixture) as service:
+        service.watch_pass()
+        (cache_size,) = service.store._db.execute("PRAGMA cache_size").fetchone()
+    assert cache_size == -PAGE_CACHE_KIB
+    assert PAGE_CACHE_KIB < 2000
 
 
 def test_lookups_of_any_number_of_commits_find_them_all(tmp_path: Path) -> None:
