@@ -19,9 +19,13 @@ every millisecond and notes when each commit first appears.
     watcher's pass for it is logged, until the watcher has made `--passes`
     passes. Every 10% of the way its resident memory (VmRSS, and the peak,
     VmHWM), open file descriptors (/proc/<pid>/fd), threads and child
-    processes are read. Goal: flat, measured from the 20% mark (after warm-up)
-    to the end: RSS grows by at most 10%, descriptors, threads and children
-    not at all.
+    processes are read, with the number of commits on main then (the
+    history's length). Goal: flat, measured from the 20% mark (after warm-up)
+    to the end: RSS grows by at most 10%, and by at most 1 KiB per commit the
+    history grew (a service runs for months on hundreds of thousands of
+    commits; what still grows here follows the plans on main and their runs,
+    one each per 25 commits), descriptors, threads and children not at all.
+    The growth per pass is printed too.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from benchmarks.generate import DEFAULT_SEED, identity_private_key, openssh_publ
 LATENCY_P50_GOAL: Final = 0.25
 LATENCY_P95_GOAL: Final = 0.5
 RSS_GROWTH_GOAL: Final = 0.10
+RSS_PER_COMMIT_GOAL: Final = 1.0  # KiB of resident memory per commit the history grows by
 PLAN_EVERY: Final = 25  # in (b), every 25th commit adds a plan
 WAIT: Final = 60.0  # seconds any one step may take before the benchmark gives up
 ENVIRONMENT: Final = "development"
@@ -371,6 +376,7 @@ class WatchProcess:
 @dataclass(frozen=True, slots=True)
 class Footprint:
     passes: int
+    commits: int  # on main: the history's length
     rss_kib: int
     peak_kib: int
     fds: int
@@ -380,6 +386,7 @@ class Footprint:
     def as_json(self) -> dict[str, int]:
         return {
             "passes": self.passes,
+            "commits": self.commits,
             "rss_kib": self.rss_kib,
             "peak_rss_kib": self.peak_kib,
             "fds": self.fds,
@@ -402,7 +409,7 @@ def _children(pid: int) -> int:
     )
 
 
-def footprint(pid: int, passes: int) -> Footprint:
+def footprint(pid: int, passes: int, commits: int) -> Footprint:
     """The watcher's memory now; descriptors, threads and children at rest.
 
     A Git command or a driver in flight holds a pipe or two for a few
@@ -417,6 +424,7 @@ def footprint(pid: int, passes: int) -> Footprint:
     status = _status(pid)
     return Footprint(
         passes,
+        commits,
         int(status["VmRSS"].split()[0]),
         int(status["VmHWM"].split()[0]),
         min(fds for fds, _, _ in readings),
@@ -426,6 +434,10 @@ def footprint(pid: int, passes: int) -> Footprint:
 
 
 # -- the measurements -----------------------------------------------------------------------------
+
+
+def history_length(bare: Path) -> int:
+    return int(git(bare, "rev-list", "--count", "main"))
 
 
 def sync(work: Path) -> None:
@@ -503,9 +515,18 @@ class Results:
         target = self.settings.passes * 0.2
         return min(self.samples, key=lambda sample: abs(sample.passes - target))
 
+    def growth_per(self) -> tuple[float, float]:
+        """KiB of RSS gained per commit on main and per pass, from the 20% mark to the end."""
+        first, last = self.reference(), self.samples[-1]
+        gained = last.rss_kib - first.rss_kib
+        return gained / max(1, last.commits - first.commits), gained / max(
+            1, last.passes - first.passes
+        )
+
     def checks(self) -> list[dict[str, Any]]:
         first, last = self.reference(), self.samples[-1]
         growth = (last.rss_kib - first.rss_kib) / first.rss_kib
+        per_commit, per_pass = self.growth_per()
         return [
             {
                 "name": "push -> start record, p50",
@@ -528,6 +549,13 @@ class Results:
                 f"({growth:+.1%})",
                 "goal": f"<= +{RSS_GROWTH_GOAL:.0%}",
                 "met": growth <= RSS_GROWTH_GOAL,
+            },
+            {
+                "name": f"RSS per commit, {first.commits} -> {last.commits} commits",
+                "value": per_commit,
+                "text": f"{per_commit:+.2f} KiB ({per_pass:+.2f} KiB per pass)",
+                "goal": f"<= {RSS_PER_COMMIT_GOAL} KiB",
+                "met": per_commit <= RSS_PER_COMMIT_GOAL,
             },
             {
                 "name": f"open fds, pass {first.passes} -> {last.passes}",
@@ -563,7 +591,8 @@ def measure(settings: Settings, directory: Path) -> Results:
             for index in range(1, settings.merges + 1):
                 results.latencies.append(merge_one(fixture, poller, index))
         sync(fixture.work)
-        results.samples.append(footprint(watcher.pid, len(watcher.passes)))
+        length = history_length(fixture.bare)
+        results.samples.append(footprint(watcher.pid, len(watcher.passes), length))
         checkpoints = [
             mark
             for mark in (settings.passes * tenth // 10 for tenth in range(1, 11))
@@ -574,7 +603,8 @@ def measure(settings: Settings, directory: Path) -> Results:
             number += 1
             watcher.wait_for_pass(commit=push_commit(fixture, number))
             while checkpoints and len(watcher.passes) >= checkpoints[0]:
-                results.samples.append(footprint(watcher.pid, len(watcher.passes)))
+                length = history_length(fixture.bare)
+                results.samples.append(footprint(watcher.pid, len(watcher.passes), length))
                 checkpoints.pop(0)
         results.pass_seconds = [float(event["duration"]) for event in watcher.passes]
     finally:
@@ -618,11 +648,12 @@ def render_text(results: Results) -> str:
         f"peak RSS (VmHWM) after {results.samples[-1].passes} passes: "
         f"{results.samples[-1].peak_kib / 1024:.1f} MiB",
         "",
-        f"{'passes':>7} {'RSS MiB':>8} {'peak MiB':>9} {'fds':>4} {'threads':>7} {'children':>8}",
+        f"{'passes':>7} {'commits':>7} {'RSS MiB':>8} {'peak MiB':>9} {'fds':>4} {'threads':>7} "
+        f"{'children':>8}",
     ]
     lines += [
-        f"{s.passes:>7} {s.rss_kib / 1024:>8.1f} {s.peak_kib / 1024:>9.1f} {s.fds:>4} "
-        f"{s.threads:>7} {s.children:>8}"
+        f"{s.passes:>7} {s.commits:>7} {s.rss_kib / 1024:>8.1f} {s.peak_kib / 1024:>9.1f} "
+        f"{s.fds:>4} {s.threads:>7} {s.children:>8}"
         for s in results.samples
     ]
     return "\n".join(lines)
