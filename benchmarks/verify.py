@@ -27,7 +27,11 @@ effective state. Then the goals: full verify <= 3x git log, incremental
 < 0.3 s, peak memory flat in history length (long / short <= 1.25). The exit
 status is 1 when a check fails (a goal missed is reported, not an error).
 `--profile` instead prints a cProfile of the full verify, in-process and in
-one batch (no worker process), so it shows all the work.
+one batch (no worker process), so it shows all the work. `--floor` instead
+times the work no Python code of ours can avoid, each part alone: the walk's
+`git log` and `cat-file` (CPU), the signature checks and libyaml's events
+for every plan version, and the interpreter's start-up; what that costs on
+the machine's cores, as a ratio to the reference `git log`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import shutil
 import statistics
 import subprocess
@@ -590,6 +595,89 @@ def profile_verify(root: Path, manifest: HistoryManifest, top: int) -> str:
     return out.getvalue()
 
 
+def library_floor(root: Path, manifest: HistoryManifest) -> str:
+    """The CPU of the work any verify in this design does, each part alone, and the wall
+    time it needs at best on this machine's cores against the reference `git log`."""
+    from yaml._yaml import CParser  # noqa: PLC0415 - the C parser the loader uses
+
+    from reconciler.gitrepo import NULL_OID  # noqa: PLC0415
+    from reconciler.layout import place  # noqa: PLC0415
+    from reconciler.readahead import STRUCTURED  # noqa: PLC0415
+    from reconciler.signatures import check_commit_signature  # noqa: PLC0415
+
+    with GitRepo(root) as repo:
+        tip = repo.resolve("main")
+        entries = list(repo.history(tip, manifest.anchor))
+        commits = [entry.id for entry in entries]
+        versions = sorted(
+            {
+                blob
+                for entry in entries
+                for change in entry.changes
+                if place(change.path).kind in STRUCTURED
+                for blob in (change.old_blob, change.new_blob)
+                if blob != NULL_OID
+            }
+        )
+        infos = repo.commits(commits)
+        contents, _ = repo.blobs(versions, 1 << 20)
+    parts: list[tuple[str, float]] = []
+    log_args = ["--topo-order", "--reverse", "-r", "--raw", "-z", "--no-renames", "--no-abbrev"]
+    log_args += ["--diff-merges=first-parent", "--format=%x1e%H %P", tip, f"^{manifest.anchor}"]
+    parts.append(
+        (
+            "git log of every commit, --raw -z",
+            _child_cpu(["git", "-C", str(root), "log", *log_args]),
+        )
+    )
+    objects = "".join(f"{name}\n" for name in [*commits, *versions]).encode()
+    parts.append(
+        (
+            f"git cat-file of {len(commits):,} commits and {len(versions):,} versions",
+            _child_cpu(["git", "-C", str(root), "cat-file", "--batch"], objects),
+        )
+    )
+    started = time.process_time()
+    for info in infos.values():
+        check_commit_signature(info.raw)
+    parts.append((f"SSHSIG checks of {len(infos):,} commits", time.process_time() - started))
+    started = time.process_time()
+    for raw in contents.values():
+        parser = CParser(raw)
+        while parser.get_event() is not None:
+            pass
+        parser.dispose()
+    parts.append((f"libyaml events of {len(contents):,} versions", time.process_time() - started))
+    parts.append(("interpreter and imports", _child_cpu([*reconciler_launcher(), "--help"])))
+    reference = statistics.median(
+        run_timed(git_log_argv(root, manifest.anchor), "git log") for _ in range(5)
+    )
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    total = sum(seconds for _, seconds in parts)
+    lines = [f"{'work no verify avoids (CPU, each alone)':<58}{'cpu s':>8}"]
+    lines += [f"{what:<58}{seconds:>8.3f}" for what, seconds in parts]
+    lines += [
+        f"{'total':<58}{total:>8.3f}",
+        "",
+        f"reference git log, median of 5: {reference:.3f} s",
+        f"at best on {cores} core(s): {total / cores:.3f} s = {total / cores / reference:.2f}x "
+        "the reference, before any judging",
+    ]
+    return "\n".join(lines)
+
+
+def _child_cpu(argv: Sequence[str], stdin: bytes | None = None) -> float:
+    """User plus system seconds of `argv`, output discarded."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    completed = subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, check=False)
+    if completed.returncode != 0:
+        raise BenchmarkError(f"{argv[0]} exited {completed.returncode}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 # -- command line -----------------------------------------------------------------------------
 
 
@@ -628,6 +716,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="TOP",
         help="print a cProfile of the full verify (TOP functions) instead of timing",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="time only the work no verify avoids (git, signatures, libyaml, start-up)",
+    )
     arguments = parser.parse_args(argv)
     if min(arguments.repeat, arguments.repeat_log, arguments.repeat_incremental) < 1:
         parser.error("repetitions must be at least 1")
@@ -649,6 +742,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             if arguments.profile is not None:
                 print(profile_verify(root, manifest, arguments.profile))
+                return 0
+            if arguments.floor:
+                print(library_floor(root, manifest))
                 return 0
             short: HistoryManifest | None = None
             short_root: Path | None = None

@@ -178,3 +178,17 @@ def test_the_benchmark_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     manifest = load_manifest(directory)
     assert manifest is not None
     assert run_git(directory, "rev-parse", "main") == manifest.tip  # main is put back
+
+
+def test_the_floor_times_each_part_of_the_work_no_verify_avoids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["--dir", str(tmp_path / "bench"), "--commits", "40", "--users", "12"]
+    assert verify_main([*arguments, "--plans", "20", "--floor"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    parts = [line for line in lines if line.startswith(("git ", "SSHSIG", "libyaml", "interp"))]
+    assert len(parts) == 5
+    assert sum(float(line.split()[-1]) for line in parts) > 0
+    assert any(
+        line.startswith("at best on ") and line.endswith("before any judging") for line in lines
+    )
