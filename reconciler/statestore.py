@@ -99,14 +99,12 @@ class StateStore:
             self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
             self._db.executescript(_SCHEMA)
         self.branch = branch
-        # Writes wait here, in order, and go out as one `executemany` per run of
-        # the same statement: a walk of thousands of landings writes tens of
-        # thousands of rows, and one `execute` each cost a tenth of the walk.
-        # Writes waiting for the next read or commit, per table: each table's
+        # Writes wait for the next read or commit, per table: each table's
         # statements in order, runs of one statement merged into one
-        # `executemany`. Tables have no triggers or foreign keys, so writes to
-        # different tables may be sent in any order; a landing writes to five
-        # tables in turn, and a list of all writes in order merged nothing.
+        # `executemany` (a walk writes tens of thousands of rows, and one
+        # `execute` each cost a tenth of it). Tables have no triggers or foreign
+        # keys, so writes to different tables may go in any order; a landing
+        # writes to five tables in turn, and one list of all writes merged nothing.
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
 
     def close(self) -> None:
