@@ -1025,8 +1025,8 @@ class Authoriser:
     def _run_environment(self, run: str) -> str | None:
         if not is_run_id(run):
             return None
-        for event in self.store.events(["record"]):
-            if event["run"] == run and event["environment"]:
+        for event in self.store.records_of([run]):
+            if event["environment"]:
                 return str(event["environment"])
         return None
 

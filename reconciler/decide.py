@@ -665,12 +665,19 @@ def gather(authoriser: Authoriser, tip: str) -> History:
             triggered=detail["triggered"],
             reasons=tuple(detail["reasons"]),
         )
-    records = [Record.from_json(item) for item in store.events(["record"])]
+    # The runs of these plans (every version: run ids are numbered per plan), the
+    # runs still open (whatever their plan: they hold their environment), and the
+    # refusals of these versions; read by index, so a pass costs what is on main,
+    # not what the history holds.
+    records = [
+        Record.from_json(item)
+        for item in store.run_records({ref.path for ref in current}, map(str, current))
+    ]
     runs = runs_from(records)
     current_runs = {run.id for run in runs if run.plan in current}
     signoffs = tuple(
         signoff
-        for signoff in map(Signoff.from_json, store.events(["approve", "deploy", "retry"]))
+        for signoff in map(Signoff.from_json, store.signoff_events(map(str, current), current_runs))
         if signoff.plan in current or signoff.run in current_runs
     )
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}

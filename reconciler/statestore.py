@@ -65,7 +65,24 @@ CREATE INDEX IF NOT EXISTS landings_refused ON landings (json_extract(detail, '$
     WHERE json_extract(detail, '$.authorised') = 0;
 CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
     PRIMARY KEY (path, actor));
+CREATE INDEX IF NOT EXISTS events_record_run ON events (json_extract(detail, '$.run'))
+    WHERE kind = 'record';
+CREATE INDEX IF NOT EXISTS events_record_path ON events (
+    substr(json_extract(detail, '$.plan'), 1, instr(json_extract(detail, '$.plan'), '@') - 1))
+    WHERE kind = 'record';
+CREATE INDEX IF NOT EXISTS events_record_refusing ON events (id)
+    WHERE kind = 'record' AND json_array_length(detail, '$.refused') > 0;
+CREATE INDEX IF NOT EXISTS events_signoff_plan ON events (json_extract(detail, '$.plan'))
+    WHERE kind IN ('approve', 'deploy', 'retry');
+CREATE INDEX IF NOT EXISTS events_signoff_run ON events (json_extract(detail, '$.run'))
+    WHERE kind IN ('approve', 'deploy', 'retry');
 """
+# The runs whose last start record no finish record followed yet, as `decide.runs_from`
+# folds the records: kept as records are added, so a pass finds them without reading
+# every record there ever was. Made (and filled from the records) in one transaction
+# when a database from before it is opened.
+_OPEN_RUNS: Final = "CREATE TABLE open_runs (run TEXT PRIMARY KEY)"
+_FINISHED: Final = ("succeeded", "failed", "interrupted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +115,7 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
             self._db.executescript(_SCHEMA)
+            self._add_open_runs()
         self.branch = branch
         # Writes wait for the next read or commit, per table: each table's
         # statements in order, runs of one statement merged into one
@@ -106,6 +124,25 @@ class StateStore:
         # keys, so writes to different tables may go in any order; a landing
         # writes to five tables in turn, and one list of all writes merged nothing.
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+
+    def _add_open_runs(self) -> None:
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'open_runs'"
+        if self._db.execute(found).fetchone() is not None:
+            return  # no lock taken: a walk may hold it for a while
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute(found).fetchone() is None:  # not made meanwhile by another
+                self._db.execute(_OPEN_RUNS)
+                records = self._db.execute(
+                    "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"
+                )
+                for (detail,) in records:
+                    for statement, rows in _open_runs_change(json.loads(detail)):
+                        self._db.executemany(statement, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -200,7 +237,10 @@ class StateStore:
 
     def reset(self) -> None:
         """Forget everything policy-dependent (re-anchoring); keep the signature cache."""
-        tables = ("meta", "effective", "dirty", "landings", "plan_versions", "editors", "events")
+        tables = (
+            *("meta", "effective", "dirty", "landings", "plan_versions", "editors", "events"),
+            "open_runs",
+        )
         for table in tables:
             self._write(f"DELETE FROM {table}", [()])  # noqa: S608 - fixed table names
 
@@ -327,6 +367,51 @@ class StateStore:
             "INSERT INTO events (seq, commit_id, kind, detail) VALUES (?, ?, ?, ?)",
             [(seq, commit, kind, json.dumps(detail))],
         )
+        if kind == "record":
+            for statement, rows in _open_runs_change(detail):
+                self._write(statement, rows)
+
+    def run_records(self, paths: Iterable[str], refs: Iterable[str]) -> list[dict[str, Any]]:
+        """The records a decision about the plans at `paths` (versions `refs`) needs, in
+        landing order: those of every run of these plans and of every run still open, and
+        the records that refuse one of `refs`. A pass reads these, not the whole history."""
+        # Each part is driven from the short list and looks events up by index (the
+        # `+` drops a column's affinity, without which SQLite would not use it).
+        query = """
+            WITH runs(run) AS (
+                SELECT +run FROM open_runs
+                UNION
+                SELECT json_extract(e.detail, '$.run') FROM json_each(?) AS p
+                    CROSS JOIN events AS e
+                    WHERE e.kind = 'record'
+                        AND substr(json_extract(e.detail, '$.plan'), 1,
+                                   instr(json_extract(e.detail, '$.plan'), '@') - 1) = p.value)
+            SELECT e.id, e.detail FROM runs AS r CROSS JOIN events AS e
+                WHERE e.kind = 'record' AND json_extract(e.detail, '$.run') = +r.run
+            UNION
+            SELECT id, detail FROM events INDEXED BY events_record_refusing
+                WHERE kind = 'record' AND json_array_length(detail, '$.refused') > 0
+                    AND EXISTS (SELECT 1 FROM json_each(detail, '$.refused')
+                                WHERE value IN (SELECT value FROM json_each(?)))
+            ORDER BY 1
+        """
+        arguments = (json.dumps(list(paths)), json.dumps(list(refs)))
+        return [json.loads(detail) for _, detail in self._read(query, arguments)]
+
+    def signoff_events(self, refs: Iterable[str], runs: Iterable[str]) -> list[dict[str, Any]]:
+        """The approvals and triggers of the plan versions `refs`, and the retries of `runs`."""
+        query = """
+            SELECT e.id, e.detail FROM json_each(?) AS p CROSS JOIN events AS e
+                WHERE e.kind IN ('approve', 'deploy', 'retry')
+                    AND json_extract(e.detail, '$.plan') = p.value
+            UNION
+            SELECT e.id, e.detail FROM json_each(?) AS p CROSS JOIN events AS e
+                WHERE e.kind IN ('approve', 'deploy', 'retry')
+                    AND json_extract(e.detail, '$.run') = p.value
+            ORDER BY 1
+        """
+        arguments = (json.dumps(list(refs)), json.dumps(list(runs)))
+        return [json.loads(detail) for _, detail in self._read(query, arguments)]
 
     def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
         if kinds is None:
@@ -395,6 +480,21 @@ def _path_stored(path: str) -> str | bytes:
 
 def _path_read(stored: str | bytes) -> str:
     return stored.decode("utf-8", "surrogateescape") if isinstance(stored, bytes) else stored
+
+
+def _open_runs_change(record: Mapping[str, Any]) -> list[tuple[str, list[tuple[str]]]]:
+    """How a record changes the open runs: a start opens its run (again), a finish closes it.
+
+    As `decide.runs_from` folds them: a record without a run or a plan counts for nothing.
+    """
+    run, plan, result = record.get("run"), record.get("plan"), record.get("result")
+    if not run or not plan:
+        return []
+    if result == "started":
+        return [("INSERT OR IGNORE INTO open_runs (run) VALUES (?)", [(run,)])]
+    if result in _FINISHED:
+        return [("DELETE FROM open_runs WHERE run = ?", [(run,)])]
+    return []
 
 
 _TABLE_NAME: Final = re.compile(r"\b(?:INTO|FROM)\s+(\w+)")

@@ -838,6 +838,21 @@ def failing_keep(_: Authoriser) -> None:
     raise RuntimeError("the process dies here")
 
 
+def test_a_run_left_open_is_recorded_interrupted_though_its_plan_was_deleted_since(
+    tmp_path: Path, people: People
+) -> None:
+    # A pass reads the runs of the plans on main and the runs still open, whatever their plan.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    with service_on(repo, people, tmp_path) as service:
+        _, [started] = service.watch_pass()  # and the service stops before the run ends
+    repo.commit(people.alice, {DEV_PLAN: None})
+    with service_on(repo, people, tmp_path) as restarted:
+        restarted.pass_once()
+    assert finish_records(repo.path, started.run_id) == [repo.head()]
+    assert trailers(repo, "main")["Result"] == "interrupted"
+
+
 def test_a_finish_record_is_published_when_another_reconciler_marked_its_run_interrupted(
     tmp_path: Path, people: People
 ) -> None:

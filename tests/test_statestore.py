@@ -1,0 +1,157 @@
+"""The state store's reads for a pass: what a decision needs, found by index, not by history.
+
+Real SQLite databases in temporary folders; records and sign-offs as the walk stores them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.decide import runs_from
+from reconciler.events import PlanRef, Record, Signoff
+from reconciler.statestore import StateStore
+
+WHEN = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def ref(name: str, version: int) -> PlanRef:
+    return PlanRef(f"plans/{name}.yaml", f"{version:040x}")
+
+
+def record(
+    seq: int, result: str, run: str | None, plan: PlanRef | None, *refused: PlanRef
+) -> Record:
+    return Record(
+        commit=f"{seq:040x}",
+        seq=seq,
+        result=result,
+        run=run,
+        plan=plan,
+        environment="development",
+        instance="ci",
+        lease_until=None,
+        triggered_by="olga",
+        approved_by=(),
+        refused=refused,
+        committed_at=WHEN,
+    )
+
+
+def signoff(seq: int, kind: str, plan: PlanRef | None, run: str | None = None) -> Signoff:
+    return Signoff(
+        kind=kind,  # type: ignore[arg-type]
+        commit=f"{seq:040x}",
+        seq=seq,
+        plan=plan,
+        run=run,
+        actor="ravi",
+        how="signed",
+        verified=True,
+        held=True,
+        reasons=(),
+        committed_at=WHEN,
+    )
+
+
+def stored(store: StateStore, *events: Record | Signoff) -> None:
+    store.begin()
+    for event in events:
+        kind = "record" if isinstance(event, Record) else event.kind
+        store.add_event(event.seq, event.commit, kind, event.as_json())
+    store.commit()
+
+
+def runs_read(store: StateStore, *current: PlanRef) -> dict[str, str]:
+    records = store.run_records({item.path for item in current}, map(str, current))
+    return {run.id: run.result for run in runs_from(map(Record.from_json, records))}
+
+
+HISTORY = (
+    record(1, "started", "old.1", ref("old", 1)),
+    record(2, "succeeded", "old.1", ref("old", 1)),  # a plan since deleted, its run ended
+    record(3, "started", "gone.1", ref("gone", 1)),  # a plan since deleted, its run open
+    record(4, "started", "qa.1", ref("qa", 1)),
+    record(5, "failed", "qa.1", ref("qa", 1)),  # an older version of a plan on main
+    record(6, "started", "qa.2", ref("qa", 2)),
+    record(7, "refused", None, None, ref("qa", 2), ref("old", 1)),
+    record(8, "refused", None, None, ref("old", 1)),
+)
+
+
+def test_a_pass_reads_the_runs_of_the_plans_on_main_and_every_run_still_open(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(store, *HISTORY)
+    # Every version of a plan on main (run ids are numbered per plan), and the open run of
+    # a deleted plan (it holds its environment, and may need recording as interrupted).
+    assert runs_read(store, ref("qa", 2)) == {
+        "gone.1": "started",
+        "qa.1": "failed",
+        "qa.2": "started",
+    }
+
+
+def test_a_pass_reads_the_refusals_that_name_a_version_on_main_and_no_other(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(store, *HISTORY)
+    records = store.run_records({"plans/qa.yaml"}, [str(ref("qa", 2))])
+    assert [item["commit"] for item in records if item["result"] == "refused"] == [f"{7:040x}"]
+
+
+def test_a_run_started_again_after_it_ended_is_open_as_the_records_fold(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(
+        store,
+        record(1, "started", "gone.1", ref("gone", 1)),
+        record(2, "interrupted", "gone.1", ref("gone", 1)),
+        record(3, "started", "gone.1", ref("gone", 1)),
+        record(4, "started", "left.1", ref("left", 1)),
+        record(5, "succeeded", "left.1", ref("left", 1)),
+        record(6, "succeeded", "left.1", ref("left", 1)),  # a second finish changes nothing
+    )
+    assert runs_read(store, ref("qa", 1)) == {"gone.1": "started"}
+
+
+def test_a_database_from_before_the_open_runs_finds_them_when_opened(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(store, *HISTORY)
+    store.close()
+    with sqlite3.connect(tmp_path / "main.sqlite3") as older:
+        older.execute("DROP TABLE open_runs")
+    reopened = StateStore(tmp_path, "main")
+    assert runs_read(reopened, ref("qa", 2)) == {
+        "gone.1": "started",
+        "qa.1": "failed",
+        "qa.2": "started",
+    }
+
+
+def test_re_anchoring_forgets_the_open_runs_with_the_records(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(store, *HISTORY)
+    store.begin()
+    store.reset()
+    store.commit()
+    assert runs_read(store, ref("qa", 2)) == {}
+
+
+def test_a_pass_reads_the_sign_offs_of_the_versions_on_main_and_the_retries_of_their_runs(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(
+        store,
+        signoff(1, "approve", ref("qa", 1)),
+        signoff(2, "approve", ref("qa", 2)),
+        signoff(3, "deploy", ref("qa", 2)),
+        signoff(4, "retry", None, "qa.2"),
+        signoff(5, "retry", None, "qa.1"),
+        signoff(6, "deploy", ref("other", 1)),
+    )
+    found = store.signoff_events([str(ref("qa", 2))], ["qa.2"])
+    assert [item["seq"] for item in found] == [2, 3, 4]
