@@ -20,7 +20,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,7 @@ CREATE INDEX IF NOT EXISTS landings_refused ON landings (json_extract(detail, '$
     WHERE json_extract(detail, '$.authorised') = 0;
 CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
     PRIMARY KEY (path, actor));
+CREATE INDEX IF NOT EXISTS plan_versions_ref ON plan_versions (path, blob);
 CREATE INDEX IF NOT EXISTS events_record_run ON events (json_extract(detail, '$.run'))
     WHERE kind = 'record';
 CREATE INDEX IF NOT EXISTS events_record_path ON events (
@@ -350,16 +351,22 @@ class StateStore:
         )
 
     def plan_versions(
-        self, only: Container[tuple[str, str]] | None = None
+        self, only: Iterable[tuple[str, str]] | None = None
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
-        """Landed plan versions in landing order; with `only`, those (path, blob) pairs."""
-        return [
-            (path, blob, landing, json.loads(detail))
-            for path, blob, landing, detail in self._read(
-                "SELECT path, blob, landing, detail FROM plan_versions ORDER BY seq"
-            )
-            if only is None or (path, blob) in only
-        ]
+        """Landed plan versions in landing order; with `only`, those (path, blob) pairs,
+        looked up by index (a pass asks for the versions on main, not the history)."""
+        if only is None:
+            rows = self._read("SELECT path, blob, landing, detail FROM plan_versions ORDER BY seq")
+        else:
+            query = """
+                SELECT v.path, v.blob, v.landing, v.detail FROM json_each(?) AS w
+                    CROSS JOIN plan_versions AS v
+                    WHERE v.path = json_extract(w.value, '$[0]')
+                        AND v.blob = json_extract(w.value, '$[1]')
+                    ORDER BY v.seq
+            """
+            rows = self._read(query, (json.dumps([list(pair) for pair in only]),))
+        return [(path, blob, landing, json.loads(detail)) for path, blob, landing, detail in rows]
 
     def add_event(self, seq: int, commit: str, kind: str, detail: Mapping[str, Any]) -> None:
         """An approval, trigger, retry, record, or an ignored trailer, in landing order."""
@@ -455,10 +462,16 @@ class StateStore:
 
     def editors_of(self, paths: list[str]) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {path: set() for path in paths}
-        for stored, actor in self._read("SELECT path, actor FROM editors"):
-            path = _path_read(stored)
-            if path in found:
-                found[path].add(actor)
+        query = (
+            "SELECT e.path, e.actor FROM json_each(?) AS p CROSS JOIN editors AS e"
+            " WHERE e.path = p.value"
+        )
+        texts = [path for path in paths if isinstance(_path_stored(path), str)]
+        for stored, actor in self._read(query, (json.dumps(texts),)):
+            found[_path_read(stored)].add(actor)
+        for path in paths:  # names that are not UTF-8 are stored as their bytes
+            if path not in texts:
+                found[path] = self.editors(path)
         return {path: frozenset(actors) for path, actors in found.items()}
 
     def editors(self, path: str) -> set[str]:

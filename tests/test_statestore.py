@@ -155,3 +155,36 @@ def test_a_pass_reads_the_sign_offs_of_the_versions_on_main_and_the_retries_of_t
     )
     found = store.signoff_events([str(ref("qa", 2))], ["qa.2"])
     assert [item["seq"] for item in found] == [2, 3, 4]
+
+
+def test_a_pass_looks_up_the_landings_of_the_versions_on_main_in_landing_order(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    store.begin()
+    for landing, (name, version) in enumerate([("qa", 1), ("qa", 2), ("old", 1), ("qa", 1)]):
+        version_ref = ref(name, version)
+        store.add_plan_version(
+            version_ref.path, version_ref.blob, f"{landing:040x}", {"n": landing}
+        )
+    store.commit()
+    wanted = {(ref("qa", 1).path, ref("qa", 1).blob), (ref("gone", 1).path, ref("gone", 1).blob)}
+    assert [detail["n"] for *_, detail in store.plan_versions(only=wanted)] == [0, 3]
+    assert len(store.plan_versions()) == 4
+
+
+def test_a_pass_reads_the_editors_of_the_plans_asked_for_whatever_their_names_bytes(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    odd = "plans/caf\udce9.yaml"  # a name that is not UTF-8, as Git hands it over
+    store.begin()
+    store.add_editors("plans/qa.yaml", ["alice", "diana"])
+    store.add_editors("plans/old.yaml", ["bob"])
+    store.add_editors(odd, ["carol"])
+    store.commit()
+    assert store.editors_of(["plans/qa.yaml", odd, "plans/new.yaml"]) == {
+        "plans/qa.yaml": frozenset({"alice", "diana"}),
+        odd: frozenset({"carol"}),
+        "plans/new.yaml": frozenset(),
+    }
