@@ -165,17 +165,23 @@ def _pump(fd: int, stop: threading.Event, emit: Callable[[bytes | bytearray], No
         begin = 0
         while (end := pending.find(b"\n", search)) >= 0:
             if not cut:
-                emit(pending[begin:end])
+                emit(_cut(pending[begin:end]))
             cut = False
             begin = search = end + 1
         del pending[:begin]
         if len(pending) > MAX_LINE_BYTES:
             if not cut:
-                emit(pending[:MAX_LINE_BYTES] + b" [line cut]")
+                emit(_cut(pending))
             cut = True
             del pending[:]
     if pending and not cut:
         emit(pending)
+
+
+def _cut(line: bytearray) -> bytes | bytearray:
+    """`line`, or its first `MAX_LINE_BYTES` and a mark when it is longer (however it
+    arrived: in one read or in many)."""
+    return line if len(line) <= MAX_LINE_BYTES else line[:MAX_LINE_BYTES] + b" [line cut]"
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -110,3 +110,12 @@ def test_the_output_that_arrives_before_the_end_is_kept_whole(tmp_path: Path) ->
     ]
     completed = process.run(argv, timeout=30)
     assert completed.output == ("y" * 999,) * 300 + ("last",)
+
+
+def test_a_long_line_that_arrives_whole_in_one_read_is_cut_too() -> None:
+    # 20 kB and its line break in one write: one read of the pipe holds the whole
+    # line, which was kept whole (up to 64 kB a line) while only lines longer
+    # than what one read brings were cut.
+    argv = [sys.executable, "-c", "import sys; sys.stdout.write('z' * 20000 + '\\nafter\\n')"]
+    completed = process.run(argv, timeout=30)
+    assert completed.output == ("z" * process.MAX_LINE_BYTES + " [line cut]", "after")
