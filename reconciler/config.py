@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from reconciler.errors import ConfigError
 from reconciler.model import (
     DEFAULT_PERMISSIONS,
     ApprovalRule,
@@ -174,4 +175,17 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
         ),
         notes=data.get("notes", ""),
         state=data["state"],
+    )
+
+
+def relative_command(spec: DriverSpec) -> ConfigError | None:
+    """A command given as a relative path names nothing in the driver's empty folder."""
+    program = spec.argv[0] if spec.argv else ""
+    if spec.type != "command" or "/" not in program or program.startswith("/"):
+        return None
+    return ConfigError(
+        f"'{program}' is a relative path, and the command runs in an empty folder of its own",
+        hint="give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. "
+        "'/opt/deploy/deploy.sh'); a script in this repository would run whatever was "
+        "pushed, authorised or not",
     )

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final, Literal, Protocol
 
 from reconciler import process
+from reconciler.config import relative_command
 from reconciler.errors import CannotStart, ConfigError
 from reconciler.layout import environment_path
 from reconciler.loader import load
@@ -224,6 +225,9 @@ def load_driver(spec: DriverSpec, default_root: Path) -> Driver:
     if spec.type == "local":
         return LocalDriver(Path(spec.root).expanduser() if spec.root else default_root)
     if spec.type == "command":
+        relative = relative_command(spec)
+        if relative is not None:
+            raise relative
         return CommandDriver(spec.argv, spec.timeout)
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == spec.type:
@@ -258,6 +262,8 @@ def unavailable(
         try:
             if default_root is not None:
                 load_driver(spec, default_root)
+            elif (relative := relative_command(spec)) is not None:
+                raise relative
             elif spec.type not in {"local", "command"}:
                 if installed is None:
                     group = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)

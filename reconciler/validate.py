@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import resources, schema
-from reconciler.config import build_environment, build_policy, parse_instant
+from reconciler.config import build_environment, build_policy, parse_instant, relative_command
 from reconciler.errors import ConfigError
 from reconciler.layout import TEAMS_FILE, Kind, place
 from reconciler.loader import Document, JsonPath, load
@@ -473,16 +473,11 @@ def _check_environment(
                 "the freeze ends before it starts",
                 "set 'until' after 'from'",
             )
-    argv = environment.driver.argv
-    if environment.driver.type == "command" and argv and "/" in argv[0] and argv[0][0] != "/":
-        out.at(
-            document,
-            ("driver", "argv", 0),
-            f"'{argv[0]}' is a relative path, and the command runs in an empty folder of its own",
-            "give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. "
-            "'/opt/deploy/deploy.sh'); a script in this repository would run whatever was "
-            "pushed, authorised or not",
-        )
+    relative = relative_command(environment.driver)
+    if relative is not None:
+        # A warning: such a driver cannot run, and plans for it wait (see `drivers`), but
+        # the environment is a valid policy all the same.
+        out.at(document, ("driver", "argv", 0), relative.message, relative.hint, severity="warning")
     driver = environment.driver.type
     if driver not in BUILTIN_DRIVERS and driver not in _installed_drivers():
         out.at(

@@ -197,12 +197,14 @@ def test_an_error_raised_while_a_run_executes_is_recorded_as_its_failure(
     assert "run failed: the cluster said no (ask the cluster)" in log
 
 
-def uninstalled_driver_repo(tmp_path: Path, people: People) -> tuple[SeedRepo, int]:
+def uninstalled_driver_repo(
+    tmp_path: Path, people: People, driver: str = "{type: no-such-driver}"
+) -> tuple[SeedRepo, int]:
     """The seed story with development's driver not installed; the line naming it."""
     development = example_file("environments/development.yaml").replace(
-        "driver: {type: local}", "driver: {type: no-such-driver}"
+        "driver: {type: local}", f"driver: {driver}"
     )
-    line = development.splitlines().index("driver: {type: no-such-driver}") + 1
+    line = development.splitlines().index(f"driver: {driver}") + 1
     repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
     return repo, line
 
@@ -222,6 +224,28 @@ def test_a_plan_whose_driver_is_not_installed_never_starts_and_apply_says_why(
         "nothing to run",
     ]
     assert repo.git("rev-parse", "main") == before  # no start record, no refusal
+
+
+def test_a_plan_whose_command_is_a_relative_path_waits_and_the_policy_stands(
+    tmp_path: Path, people: People
+) -> None:
+    # The command would run in an empty folder, where `scripts/deploy.sh` names nothing.
+    repo, line = uninstalled_driver_repo(
+        tmp_path, people, "{type: command, argv: [scripts/deploy.sh]}"
+    )
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    before = repo.git("rev-parse", "main")
+    result = repo.apply()
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1:3] == [
+        f"held development: environments/development.yaml:{line}: 'scripts/deploy.sh' is a "
+        "relative path, and the command runs in an empty folder of its own",
+        "  hint: give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. "
+        "'/opt/deploy/deploy.sh'); a script in this repository would run whatever was pushed, "
+        "authorised or not",
+    ]
+    assert repo.git("rev-parse", "main") == before  # no start record, no refusal
+    assert repo.verify().authorised  # the environment is a policy like any other
 
 
 def test_plan_shows_a_plan_waiting_for_a_driver_that_is_not_installed(

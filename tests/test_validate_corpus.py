@@ -863,9 +863,10 @@ CASES = [
         PRODUCTION,
         edit=("driver: {type: local}", "driver: {type: command, argv: [scripts/deploy.sh, --all]}"),
         expected="""
-        environments/production.yaml:19:32: error: 'scripts/deploy.sh' is a relative path, and the command runs in an empty folder of its own
+        environments/production.yaml:19:32: warning: 'scripts/deploy.sh' is a relative path, and the command runs in an empty folder of its own
           hint: give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. '/opt/deploy/deploy.sh'); a script in this repository would run whatever was pushed, authorised or not
         """,
+        exit_code=0,
     ),
     Broken(
         "environment-that-does-not-load-is-not-also-called-unknown",
