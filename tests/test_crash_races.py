@@ -1,0 +1,596 @@
+"""Crashes and races against real processes: a real remote, real `apply` and `watch`, SIGKILL.
+
+Whatever kills or races a reconciler, nothing committed or deployed is lost:
+every run that started ends recorded exactly once (succeeded, failed, or
+interrupted and retryable), no plan version runs twice without a recorded
+retry, and two reconcilers on one remote never corrupt each other's records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+import yaml
+
+from reconciler.reconcile import Options, Reconciler
+from reconciler.statestore import StateStore
+from tests.gitfixtures import (
+    DEV_PLAN,
+    ECOMMERCE,
+    PORTAL_DEV,
+    ConfigRepo,
+    People,
+    SeedRepo,
+    command_environment,
+    dev_plan,
+    plan,
+    run_git,
+    wait_for,
+)
+from tests.test_watch import Watcher, push, push_plan, start_watch, wait_until
+
+RUN_1 = "2026-11-dev-build.1"
+RUN_2 = "2026-11-dev-build.2"
+
+# `reconciler apply`, with one method of the reconciler wrapped: every call of the local
+# driver's `deploy` is counted in $DEPLOYS, and the process SIGKILLs itself just before or
+# just after the method's nth call ($KILL_AT: "module:Class.method:before|after:n").
+KILLABLE = """\
+import importlib, os, signal, sys
+from pathlib import Path
+
+def wrap(owner, name, before, after):
+    original = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        before()
+        result = original(*args, **kwargs)
+        after()
+        return result
+    setattr(owner, name, wrapped)
+
+from reconciler.drivers import LocalDriver
+deploys = Path(os.environ["DEPLOYS"])
+wrap(LocalDriver, "deploy", lambda: None, lambda: deploys.open("a").write("deploy\\n"))
+where = os.environ.get("KILL_AT")
+if where:
+    target, when, nth = where.split(":")
+    module, dotted = target.rsplit(".", 2)[0], target.rsplit(".", 2)[1:]
+    owner = getattr(importlib.import_module(module), dotted[0])
+    calls = []
+    def maybe(moment):
+        def check():
+            if moment == "before":
+                calls.append(1)
+            if moment == when and len(calls) == int(nth):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return check
+    wrap(owner, dotted[1], maybe("before"), maybe("after"))
+sys.argv = ["reconciler", *sys.argv[1:]]
+from reconciler.cli import main
+main(prog_name="reconciler")
+"""
+
+
+def records(git_dir: Path, rev: str = "main") -> list[dict[str, str]]:
+    """Every commit with a `Run:` trailer, oldest first: its trailers, its id and subject."""
+    log = run_git(git_dir, "log", "--reverse", "--format=%H %s%n%(trailers:only,unfold)%x00", rev)
+    found = []
+    for entry in filter(None, (text.strip() for text in log.split("\0"))):
+        head, *lines = entry.splitlines()
+        fields = dict(line.split(": ", 1) for line in lines if ": " in line)
+        if "Run" in fields:
+            commit, subject = head.split(" ", 1)
+            found.append({**fields, "commit": commit, "subject": subject})
+    return found
+
+
+def runs(git_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each run: its start records and its finish records (results, in order)."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in records(git_dir):
+        run = found.setdefault(record["Run"], {"starts": [], "finishes": [], "plan": None})
+        if record["Result"] == "started":
+            run["starts"].append(record)
+            run["plan"] = record["Plan"]
+        else:
+            run["finishes"].append(record)
+    return found
+
+
+def check_records(git_dir: Path, *, unfinished: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+    """The invariants of the records on `git_dir`'s main; the runs, by id.
+
+    Every run has one start record, and one finish record (two only when another
+    reconciler marked it interrupted first), never the same finish twice; a plan
+    version has a second run only as a recorded retry of an interrupted one.
+    """
+    found = runs(git_dir)
+    for run_id, run in found.items():
+        assert len(run["starts"]) == 1, f"{run_id} started {len(run['starts'])} times"
+        results = [finish["Result"] for finish in run["finishes"]]
+        messages = Counter(finish["subject"] + finish["commit"] for finish in run["finishes"])
+        assert all(count == 1 for count in messages.values())
+        if run_id in unfinished:
+            continue
+        assert results, f"{run_id} started and never ended"
+        assert len(results) == 1 or (len(results) == 2 and results[0] == "interrupted"), (
+            f"{run_id} ended {results}"
+        )
+    by_plan: dict[str, list[str]] = {}
+    for run_id, run in found.items():
+        by_plan.setdefault(run["plan"], []).append(run_id)
+    for ids in by_plan.values():
+        for earlier, later in pairwise(ids):
+            assert found[later]["starts"][0].get("Retry-Of") == earlier, (
+                f"{later} re-ran {earlier} without a recorded retry"
+            )
+            assert found[earlier]["finishes"][0]["Result"] == "interrupted"
+    return found
+
+
+def verified(remote: Path, root: Path, people: People) -> None:
+    """`reconciler verify` of the remote's history, in a fresh clone with a fresh state."""
+    name = f"auditor-{time.monotonic_ns()}"
+    auditor = ConfigRepo(root / name, people, root / f"{name}-state")
+    run_git(root, "clone", "-q", str(remote), str(auditor.path))
+    result = auditor.reconciler("verify")
+    assert result.exit_code == 0, result.stdout + result.stderr
+
+
+def deployed_on(remote: Path, environment: str) -> dict[str, str]:
+    """What deployments/<env>.yaml on the remote's main says runs there."""
+    try:
+        text = run_git(remote, "show", f"main:deployments/{environment}.yaml")
+    except AssertionError:
+        return {}
+    data = yaml.safe_load(text)
+    return {app: entry["version"] for app, entry in (data.get("applications") or {}).items()}
+
+
+def current_in(driver_root: Path, environment: str) -> dict[str, str]:
+    """What the local driver's `current` links say runs there."""
+    found = {}
+    folder = driver_root / environment
+    for app in sorted(folder.iterdir()) if folder.is_dir() else []:
+        link = app / "current"
+        if link.is_symlink():
+            found[app.name] = Path(os.readlink(link)).name
+    return found
+
+
+def outbox(service: ConfigRepo) -> dict[str, Any]:
+    store = StateStore(service.state_dir, "origin/main")
+    try:
+        return store.outbox()
+    finally:
+        store.close()
+
+
+def deploys(service: ConfigRepo) -> int:
+    counted = service.state_dir.parent / "deploys"
+    return len(counted.read_text().splitlines()) if counted.exists() else 0
+
+
+def killable_apply(
+    service: ConfigRepo, *args: str, kill_at: str | None = None, instance: str = "service"
+) -> subprocess.CompletedProcess[str]:
+    """`apply --remote origin` on `service`, every local deploy counted, killed at `kill_at`."""
+    argv = service.apply_command("--remote", "origin", *args, instance=instance)[3:]
+    env = {**os.environ, "DEPLOYS": str(service.state_dir.parent / "deploys")}
+    if kill_at:
+        env["KILL_AT"] = kill_at
+    return subprocess.run(
+        [sys.executable, "-c", KILLABLE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def background_apply(service: ConfigRepo, instance: str) -> subprocess.Popen[str]:
+    """`apply --remote origin` on `service`, running on its own."""
+    return subprocess.Popen(
+        service.apply_command("--remote", "origin", instance=instance),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def two_app_dev_plan(tmp_path: Path, people: People) -> tuple[SeedRepo, Path, ConfigRepo]:
+    """The seed story with a development plan of two applications (local driver), pushed to a
+    bare remote; the person's repository, the remote and the service's clone."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    remote = repo.publish_to_bare_remote()
+    return repo, remote, repo.clone(remote, "service")
+
+
+def retry(repo: ConfigRepo, people: People, run: str) -> None:
+    """olga asks for a retry of `run`, in her clone, pushed."""
+    repo.git("pull", "-q", "--ff-only", "origin", "main")
+    repo.signoff(people.olga, "Retry-Run", run)
+    repo.git("push", "-q", "origin", "main")
+
+
+# -- 1. the kill sweep ---------------------------------------------------------------------
+
+KILL_POINTS = [
+    # (where, whether run 1's start record is out by then, whether both steps ran)
+    ("reconciler.gitrepo.GitRepo.fetch:before:1", False, False),
+    ("reconciler.record.Publisher.publish:before:1", False, False),
+    ("reconciler.record.Publisher.publish:after:1", True, False),
+    ("reconciler.drivers.LocalDriver.deploy:after:1", True, False),
+    ("reconciler.drivers.LocalDriver.deploy:after:2", True, True),
+    ("reconciler.statestore.StateStore.put_outbox:after:1", True, True),
+    ("reconciler.gitrepo.GitRepo.push:before:2", True, True),
+    ("reconciler.gitrepo.GitRepo.push:after:2", True, True),
+    ("reconciler.statestore.StateStore.clear_outbox:before:1", True, True),
+]
+
+
+@pytest.mark.parametrize(("kill_at", "started", "ran"), KILL_POINTS)
+def test_an_apply_killed_anywhere_loses_nothing_and_ends_every_run_once(
+    tmp_path: Path, people: People, kill_at: str, started: bool, ran: bool
+) -> None:
+    repo, remote, service = two_app_dev_plan(tmp_path, people)
+    killed = killable_apply(service, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (RUN_1 in runs(remote)) == started
+    # Another reconciler (its own state and instance) beside the dead one: it neither runs
+    # the plan again nor takes the run over before its lease has passed.
+    other = repo.clone(remote, "other")
+    beside = killable_apply(other, "--format", "json", instance="other")
+    assert beside.returncode == 0, beside.stderr
+    assert json.loads(beside.stdout)["runs"] == ([] if started else [ANY])
+    check_records(remote, unfinished={RUN_1})
+    # The service comes back on its own state.
+    again = killable_apply(service, "--format", "json")
+    assert again.returncode == 0, again.stderr
+    found = check_records(remote)
+    assert outbox(service) == {}
+    if not started:  # nothing had happened: the plan simply runs now
+        assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+        assert deploys(service) == 2
+    elif found[RUN_1]["finishes"][0]["Result"] == "interrupted":
+        assert not ran or kill_at.endswith("deploy:after:2")  # its deploys were not recorded
+        retry(repo, people, RUN_1)
+        retried = killable_apply(service, "--format", "json")
+        assert retried.returncode == 0, retried.stderr
+        found = check_records(remote)
+        assert [finish["Result"] for finish in found[RUN_2]["finishes"]] == ["succeeded"]
+    else:  # the driver had finished: its finish record was kept, and published once
+        assert ran
+        assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+        assert deploys(service) == 2
+        assert RUN_2 not in found
+    assert deployed_on(remote, "development") == current_in(service.driver_root, "development")
+    assert deployed_on(remote, "development") == {
+        "ecommerce": "1.4.0",
+        "customer-portal": "0.6-dev.41",
+    }
+    # Nothing is left to do, and nobody does anything twice.
+    for reconciler, instance in ((service, "service"), (other, "other")):
+        last = killable_apply(reconciler, "--format", "json", instance=instance)
+        assert last.returncode == 0, last.stderr
+    assert check_records(remote) == found
+    verified(remote, tmp_path, people)
+
+
+# -- 2. races --------------------------------------------------------------------------------
+
+REJECT_ONCE = """\
+#!/bin/sh
+# Refuse the push numbered in REJECT (counted in COUNT), once; accept every other.
+count=$(($(cat "{count}" 2>/dev/null || echo 0) + 1))
+echo "$count" > "{count}"
+if [ "$count" = "$(cat "{reject}" 2>/dev/null)" ]; then
+    echo "policy check unavailable, try again" >&2
+    exit 1
+fi
+"""
+
+
+def reject_push(remote: Path, number: int) -> Path:
+    """A pre-receive hook on `remote` that refuses its `number`th push from now, once."""
+    count, reject = remote / "pushes", remote / "reject"
+    count.write_text("0")
+    reject.write_text(str(number))
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(REJECT_ONCE.format(count=count, reject=reject))
+    hook.chmod(0o755)
+    return count
+
+
+@pytest.mark.parametrize("refused", [1, 2], ids=["start-record", "finish-record"])
+def test_a_push_the_remote_refuses_once_fails_the_pass_and_the_next_pass_loses_nothing(
+    tmp_path: Path, people: People, refused: int
+) -> None:
+    _, remote, service = two_app_dev_plan(tmp_path, people)
+    reject_push(remote, refused)
+    first = killable_apply(service, "--format", "json")
+    assert first.returncode == 1, first.stderr
+    assert "policy check unavailable" in first.stderr
+    assert "Traceback" not in first.stderr
+    check_records(remote, unfinished={RUN_1})
+    assert deploys(service) == (0 if refused == 1 else 2)
+    again = killable_apply(service, "--format", "json")
+    assert again.returncode == 0, again.stderr
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+    assert deploys(service) == 2
+    assert outbox(service) == {}
+    assert deployed_on(remote, "development") == current_in(service.driver_root, "development")
+    verified(remote, tmp_path, people)
+
+
+@pytest.fixture
+def watching() -> Iterator[list[Watcher]]:
+    """Watchers started by a test; any still running at its end are killed."""
+    started: list[Watcher] = []
+    yield started
+    for watcher in started:
+        watcher.kill()
+
+
+def watch_outbox(service: ConfigRepo) -> dict[str, Any]:
+    store = StateStore(service.path.parent / "watch-state", "origin/main")
+    try:
+        return store.outbox()
+    finally:
+        store.close()
+
+
+def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_the_next_pass(
+    tmp_path: Path, people: People, watching: list[Watcher]
+) -> None:
+    _, remote, service = two_app_dev_plan(tmp_path, people)
+    reject_push(remote, 2)  # its start record goes out; its finish record is refused
+    watcher = start_watch(
+        watching, service, people, service.path, "--remote", "origin", "--interval", "0.2"
+    )
+    watcher.wait_for_event("run-failed", 30, run=RUN_1)
+    wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the finish record")
+    assert watcher.stop() == 0
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+    assert watch_outbox(service) == {}
+    assert deployed_on(remote, "development") == current_in(service.driver_root, "development")
+    verified(remote, tmp_path, people)
+
+
+def test_an_apply_beside_a_watch_on_one_remote_never_runs_a_plan_twice(
+    tmp_path: Path, people: People, watching: list[Watcher]
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    service = repo.clone(remote, "service")
+    other = repo.clone(remote, "other")
+    watcher = start_watch(
+        watching, service, people, service.path, "--remote", "origin", "--interval", "0.1"
+    )
+    names = [f"beside-{index}" for index in range(4)]
+    running: subprocess.Popen[str] | None = None
+    for index, name in enumerate(names):
+        push_plan(repo, people.alice, name, f"1.0.{index}")
+        if running is not None:  # one apply per state directory at a time
+            _, errors = running.communicate(timeout=60)
+            assert running.returncode == 0, errors
+        running = background_apply(other, "other")
+    assert running is not None
+    _, errors = running.communicate(timeout=60)
+    assert running.returncode == 0, errors
+    # Whatever the apply left to the watcher (a run it saw started), the watcher finishes.
+    wait_until(
+        lambda: all(
+            f"{name}.1" in runs(remote) and runs(remote)[f"{name}.1"]["finishes"] for name in names
+        ),
+        30,
+        "every plan run",
+    )
+    assert watcher.stop() == 0
+    found = check_records(remote)
+    assert sorted(found) == [f"{name}.1" for name in names]
+    assert all(run["finishes"][0]["Result"] == "succeeded" for run in found.values())
+    assert {(run["starts"][0]["Reconciler"]) for run in found.values()} <= {"other", "test-watch"}
+    assert deployed_on(remote, "development") == current_in(repo.driver_root, "development")
+    assert deployed_on(remote, "development") == {"ecommerce": "1.0.3"}
+    assert watch_outbox(service) == {}
+    assert outbox(other) == {}
+    verified(remote, tmp_path, people)
+
+
+def test_two_applies_on_one_remote_started_together_again_and_again_run_each_plan_once(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    services = [repo.clone(remote, f"service-{number}") for number in range(2)]
+    for round_ in range(4):
+        for environment in ("development", "quality-assurance"):
+            name = f"{environment[:3]}-{round_}"
+            content = plan(name, environment, [{"name": "ecommerce", "version": f"1.{round_}"}])
+            if environment == "development":
+                push(repo, partial(repo.commit, people.alice, {f"plans/{name}.yaml": content}))
+            else:  # QA: from development, approved by ravi, triggered by olga
+                push(repo, partial(qa_edit, repo, people, name, round_))
+        racing = [
+            background_apply(service, f"racer-{number}") for number, service in enumerate(services)
+        ]
+        for process in racing:
+            _, errors = process.communicate(timeout=60)
+            assert process.returncode == 0, errors
+        found = check_records(remote)
+        assert {run_id for run_id in found if run_id.endswith(f"-{round_}.1")} == {
+            f"dev-{round_}.1",
+            f"qua-{round_}.1",
+        }
+    for environment in ("development", "quality-assurance"):
+        assert deployed_on(remote, environment) == current_in(repo.driver_root, environment)
+        assert deployed_on(remote, environment) == {"ecommerce": "1.3"}
+    for service in services:
+        assert outbox(service) == {}
+    verified(remote, tmp_path, people)
+
+
+def qa_edit(repo: ConfigRepo, people: People, name: str, round_: int) -> str:
+    """A QA plan deploying development's ecommerce 1.<round_>: proposed, approved, triggered."""
+    path = f"plans/{name}.yaml"
+    content = plan(
+        name,
+        "quality-assurance",
+        [{"name": "ecommerce", "version": f"1.{round_}"}],
+        source="development",
+    )
+    repo.commit(people.alice, {path: content})
+    repo.approve(people.ravi, path)
+    return repo.trigger(people.olga, path)
+
+
+# -- 3. leases -------------------------------------------------------------------------------
+
+# A command driver that records each deploy, keeps what is current in files, and holds a
+# run's steps while a file named after the run exists (saying so in another file).
+HOLDING_DRIVER = """\
+import os, sys, time, pathlib
+folder = pathlib.Path(sys.argv[1])
+run, app, version = (os.environ[name] for name in ("RECONCILER_RUN", "RECONCILER_APP",
+                                                     "RECONCILER_VERSION"))
+if os.environ.get("RECONCILER_OPERATION") == "current":
+    sys.exit(1)
+hold = folder / f"hold-{run}"
+if hold.exists():
+    (folder / f"started-{run}").write_text("yes")
+    while hold.exists():
+        time.sleep(0.05)
+with (folder / "deploys").open("a") as handle:
+    handle.write(f"{run} {app} {version}\\n")
+(folder / f"current-{app}").write_text(version)
+print(f"deployed {app} {version}")
+"""
+
+
+def holding_driver_repo(tmp_path: Path, people: People) -> tuple[SeedRepo, Path, Path]:
+    """The seed story with development deploying through HOLDING_DRIVER and alice's
+    development plan, pushed to a bare remote; the person's repository, the driver's
+    folder and the remote."""
+    script = tmp_path / "holding.py"
+    script.write_text(HOLDING_DRIVER)
+    folder = tmp_path / "driven"
+    folder.mkdir()
+    development = command_environment("development", script, folder)
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    return repo, folder, repo.publish_to_bare_remote()
+
+
+def driven(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """The deploys the holding driver made (run app version), and what is current."""
+    made = (folder / "deploys").read_text().splitlines() if (folder / "deploys").exists() else []
+    current = {
+        path.name.removeprefix("current-"): path.read_text() for path in folder.glob("current-*")
+    }
+    return made, current
+
+
+def later_reconciler(service: ConfigRepo, people: People, ahead: timedelta) -> Reconciler:
+    """Another reconciler on `service`'s remote, in this process, its clock `ahead`."""
+    options = Options(
+        remote="origin",
+        state_dir=service.state_dir,
+        key=people.reconciler.key,
+        instance="later",
+        driver_root=service.driver_root,
+    )
+    return Reconciler(
+        service.path, options, clock=lambda: datetime.now(UTC) + ahead, sleep=time.sleep
+    )
+
+
+@contextmanager
+def apply_held_by(service: ConfigRepo, gate: Path, waits_for: Path) -> Iterator[None]:
+    """`apply` on `service`, held while `gate` exists: the body runs once `waits_for`
+    appears; then the gate goes, and the apply must end well."""
+    gate.write_text("")
+    running = background_apply(service, "held")
+    try:
+        wait_for(waits_for, 30)
+        yield
+        gate.unlink()
+        _, errors = running.communicate(timeout=60)
+    finally:
+        gate.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 0, errors
+
+
+def test_a_run_that_outlives_its_lease_is_retried_only_on_request_and_both_runs_are_recorded(
+    tmp_path: Path, people: People
+) -> None:
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    slow = repo.clone(remote, "slow")
+    with (
+        apply_held_by(slow, folder / f"hold-{RUN_1}", folder / f"started-{RUN_1}"),
+        later_reconciler(repo.clone(remote, "later"), people, timedelta(hours=1)) as later,
+    ):
+        taken_over = later.pass_once()
+        assert taken_over.interrupted == [RUN_1]
+        assert taken_over.runs == []  # not repeated on its own
+        assert later.pass_once().runs == []
+        retry(repo, people, RUN_1)
+        [retried] = later.pass_once().runs
+        assert (retried.run, retried.retry_of, retried.result) == (RUN_2, RUN_1, "succeeded")
+    found = check_records(remote)
+    # The slow run's own finish record came last: what it deployed is on record too.
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "succeeded"]
+    assert [finish["Result"] for finish in found[RUN_2]["finishes"]] == ["succeeded"]
+    made, current = driven(folder)
+    assert sorted(made) == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_2} ecommerce 1.4.0"]
+    assert deployed_on(remote, "development") == current == {"ecommerce": "1.4.0"}
+    verified(remote, tmp_path, people)
+
+
+def test_a_plan_edit_pushed_while_its_run_is_in_flight_is_a_new_version_run_after_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    with apply_held_by(service, folder / f"hold-{RUN_1}", folder / f"started-{RUN_1}"):
+        edit = push(
+            repo, partial(repo.commit, people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+        )
+    found = check_records(remote)
+    assert list(found) == [RUN_1, RUN_2]
+    assert found[RUN_1]["finishes"][0]["Result"] == "succeeded"
+    assert found[RUN_2]["finishes"][0]["Result"] == "succeeded"
+    assert "Retry-Of" not in found[RUN_2]["starts"][0]
+    assert found[RUN_2]["plan"].endswith(run_git(remote, "rev-parse", f"{edit}:{DEV_PLAN}"))
+    assert edit in run_git(remote, "rev-list", "main").split()
+    made, current = driven(folder)
+    assert made == [
+        f"{RUN_1} ecommerce 1.4.0",
+        f"{RUN_2} ecommerce 1.4.0",
+        f"{RUN_2} customer-portal 0.6-dev.41",
+    ]
+    assert deployed_on(remote, "development") == current
+    verified(remote, tmp_path, people)
