@@ -570,6 +570,48 @@ def test_a_run_that_outlives_its_lease_is_retried_only_on_request_and_both_runs_
     verified(remote, tmp_path, people)
 
 
+STALL_FINISH = """\
+#!/bin/sh
+# Hold a push of {subject!r} while {stall} exists; accept every push.
+while read old new ref; do
+    if git log -1 --format=%s "$new" | grep -q "^{subject}"; then
+        touch "{stalled}"
+        while [ -e "{stall}" ]; do sleep 0.05; done
+    fi
+done
+"""
+
+
+def test_a_finish_record_published_after_its_lease_does_not_overwrite_a_later_deploy(
+    tmp_path: Path, people: People
+) -> None:
+    # The slow reconciler's driver finished before its lease passed, its push did not: the
+    # environment went on to a later plan meanwhile, which is what runs there now.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    stall, stalled = tmp_path / "stall", tmp_path / "stalled"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(
+        STALL_FINISH.format(subject="Deploy 2026-11-dev-build", stall=stall, stalled=stalled)
+    )
+    hook.chmod(0o755)
+    next_plan = plan("next", "development", [{"name": "ecommerce", "version": "2.0"}])
+    with (
+        apply_held_by(repo.clone(remote, "slow"), stall, stalled),
+        later_reconciler(repo.clone(remote, "later"), people, timedelta(hours=1)) as later,
+    ):
+        assert later.pass_once().interrupted == [RUN_1]
+        push(repo, partial(repo.commit, people.alice, {"plans/next.yaml": next_plan}))
+        [next_run] = later.pass_once().runs
+        assert (next_run.run, next_run.result) == ("next.1", "succeeded")
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "succeeded"]
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0", "next.1 ecommerce 2.0"]
+    assert current == {"ecommerce": "2.0"}
+    assert deployed_on(remote, "development") == current
+    verified(remote, tmp_path, people)
+
+
 def test_a_plan_edit_pushed_while_its_run_is_in_flight_is_a_new_version_run_after_it(
     tmp_path: Path, people: People
 ) -> None:
