@@ -42,7 +42,7 @@ from tests.gitfixtures import (
     run_git,
     wait_for,
 )
-from tests.test_watch import Watcher, push, push_plan, start_watch, wait_until
+from tests.test_watch import Watcher, push, push_plan, start_watch, wait_until, watch_argv
 
 RUN_1 = "2026-11-dev-build.1"
 RUN_2 = "2026-11-dev-build.2"
@@ -634,5 +634,34 @@ def test_a_plan_edit_pushed_while_its_run_is_in_flight_is_a_new_version_run_afte
         f"{RUN_2} ecommerce 1.4.0",
         f"{RUN_2} customer-portal 0.6-dev.41",
     ]
+    assert deployed_on(remote, "development") == current
+    verified(remote, tmp_path, people)
+
+
+def test_a_watch_killed_mid_run_marks_it_interrupted_on_restart_and_runs_only_the_retry(
+    tmp_path: Path, people: People, watching: list[Watcher]
+) -> None:
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    hold = folder / f"hold-{RUN_1}"
+    hold.write_text("")
+    args = ("--remote", "origin", "--interval", "0.2")
+    try:
+        killed = Watcher(watch_argv(service, people, service.path, *args))
+        watching.append(killed)
+        wait_for(folder / f"started-{RUN_1}", 30)
+        killed.kill()
+    finally:
+        hold.unlink(missing_ok=True)  # the orphaned driver ends; nobody records it
+    watcher = start_watch(watching, service, people, service.path, *args)
+    wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the interrupted record")
+    retry(repo, people, RUN_1)
+    watcher.wait_for_event("run-finished", 30, run=RUN_2, result="succeeded")
+    assert watcher.stop() == 0
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted"]
+    assert watch_outbox(service) == {}
+    made, current = driven(folder)
+    assert sorted(made) == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_2} ecommerce 1.4.0"]
     assert deployed_on(remote, "development") == current
     verified(remote, tmp_path, people)

@@ -139,7 +139,15 @@ def watchers() -> Iterator[list[Watcher]]:
 def start_watch(
     watchers: list[Watcher], repo: ConfigRepo, people: People, source: Path, *args: str
 ) -> Watcher:
-    argv = [
+    watcher = Watcher(watch_argv(repo, people, source, *args))
+    watchers.append(watcher)
+    watcher.wait_for_event("pass", result="ok")  # the first pass, at start
+    return watcher
+
+
+def watch_argv(repo: ConfigRepo, people: People, source: Path, *args: str) -> list[str]:
+    """The argv of `reconciler watch` on `source`, with its own state and instance name."""
+    return [
         sys.executable,
         "-m",
         "reconciler",
@@ -158,10 +166,6 @@ def start_watch(
         "json",
         *args,
     ]
-    watcher = Watcher(argv)
-    watchers.append(watcher)
-    watcher.wait_for_event("pass", result="ok")  # the first pass, at start
-    return watcher
 
 
 def push(repo: ConfigRepo, change: Callable[[], str]) -> str:
