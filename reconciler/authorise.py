@@ -295,6 +295,7 @@ class Authoriser:
             self._touched.clear()
             raise
         if persist:
+            self._loaded = None  # should the commit fail, what this object holds is ahead
             self.store.commit()
             # What this object holds is what the store holds: the next run may skip reloading.
             self._loaded = tip

@@ -202,9 +202,14 @@ class StateStore:
             self._db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
-        self.flush()
-        with self._errors():
-            self._db.execute("COMMIT")
+        """End the pass's transaction; if its writes cannot be made (a full disk), none are."""
+        try:
+            self.flush()
+            with self._errors():
+                self._db.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
 
     def rollback(self) -> None:
         self._pending = {}

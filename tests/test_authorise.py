@@ -562,6 +562,30 @@ def test_a_walk_reads_a_batch_itself_rather_than_wait_for_a_busy_worker(
     ]
 
 
+def test_a_walk_whose_state_cannot_be_written_keeps_none_of_it_and_walks_again(
+    tmp_path: Path, people: People
+) -> None:
+    repo = six_landings_three_refused(tmp_path, people)
+    expected = repo.verify(state_dir=tmp_path / "expected")
+    first = repo.git("rev-list", "--reverse", "main").split()[1]
+    store = StateStore(tmp_path / "state", "main")
+    with GitRepo(repo.path) as git:
+        authoriser = Authoriser(git, store, now=FIXED_NOW)
+        before = authoriser.run(first).judged
+        # SQLite's own "database or disk is full", for real: no page may be added.
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(ReconcilerError, match="full"):
+            authoriser.run(git.resolve("main"))
+        assert not store._db.in_transaction
+        store._db.execute("PRAGMA max_page_count = 1073741823")
+        after = authoriser.run(git.resolve("main")).judged
+    store.close()
+    assert [verdict.as_json() for verdict in (*before, *after)] == [
+        verdict.as_json() for verdict in expected.judged
+    ]
+
+
 def test_a_rewritten_history_stops_verification_naming_both_commits(
     tmp_path: Path, people: People
 ) -> None:
