@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+import reconciler as reconciler_package
 from reconciler import init as init_module
 from reconciler.cli.reference import render, section
 from reconciler.errors import UsageError
@@ -527,6 +528,14 @@ def test_the_readme_command_reference_matches_the_cli_help() -> None:
     assert section(README.read_text()) == render().strip("\n"), (
         "regenerate it: python -m reconciler.cli.reference README.md"
     )
+
+
+def test_the_readme_module_map_names_every_module_of_the_package() -> None:
+    # The map under "Developing" is how a newcomer finds their way: it may not fall behind.
+    text = README.read_text()
+    package = Path(reconciler_package.__file__).parent
+    modules = sorted(path.name for path in package.glob("*.py") if not path.name.startswith("_"))
+    assert [name for name in modules if f"`{name}`" not in text] == []
 
 
 def test_every_commands_json_has_the_keys_the_readme_documents(
