@@ -38,7 +38,7 @@ from tests.gitfixtures import (
     example_file,
     run_git,
 )
-from tests.test_watch import Watcher, push_plan, start_watch
+from tests.test_watch import Watcher, push_plan, watch_with_webhooks
 
 # What a terminal acts on: C0 controls (but the line feed and the tab), DEL, C1, bidi.
 _ACTED_ON = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -440,25 +440,8 @@ def test_a_flood_of_bad_or_replayed_deliveries_makes_no_pass_and_healthz_tells_n
     tmp_path: Path, people: People, watchers: list[Watcher]
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
-    remote = repo.publish_to_bare_remote()
-    service = repo.clone(remote, "service")
+    remote, watcher, port = watch_with_webhooks(repo, people, watchers, SECRET.decode())
     secret_file = tmp_path / "webhook-secret"
-    secret_file.write_text(SECRET.decode())
-    watcher = start_watch(
-        watchers,
-        service,
-        people,
-        service.path,
-        "--remote",
-        "origin",
-        "--interval",
-        "3600",
-        "--listen",
-        "127.0.0.1:0",
-        "--webhook-secret-file",
-        str(secret_file),
-    )
-    port = watcher.wait_for_event("listening")["port"]
     pushed = push_plan(repo, people.alice, "hooked", "1.0.0")
     body = json.dumps({"ref": "refs/heads/main", "after": pushed}).encode()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

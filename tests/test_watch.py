@@ -411,14 +411,15 @@ def gitlab_push(ref: str, after: str, token: str) -> tuple[bytes, dict[str, str]
     }
 
 
-def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
-    tmp_path: Path, people: People, watchers: list[Watcher]
-) -> None:
-    repo = SeedRepo.create(tmp_path, people)
+def watch_with_webhooks(
+    repo: SeedRepo, people: People, watchers: list[Watcher], secret: str
+) -> tuple[Path, Watcher, int]:
+    """`repo` on a bare remote, watched from a clone that only webhooks trigger (the
+    interval is an hour); the remote, the watcher and the port it listens on."""
     remote = repo.publish_to_bare_remote()
     service = repo.clone(remote, "service")
-    secret = tmp_path / "webhook-secret"
-    secret.write_text(SECRET + "\n")
+    secret_file = repo.path.parent / "webhook-secret"
+    secret_file.write_text(secret)
     watcher = start_watch(
         watchers,
         service,
@@ -427,13 +428,20 @@ def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
         "--remote",
         "origin",
         "--interval",
-        "3600",  # only the webhooks may trigger a pass
+        "3600",
         "--listen",
         "127.0.0.1:0",
         "--webhook-secret-file",
-        str(secret),
+        str(secret_file),
     )
-    port = watcher.wait_for_event("listening")["port"]
+    return remote, watcher, watcher.wait_for_event("listening")["port"]
+
+
+def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    remote, watcher, port = watch_with_webhooks(repo, people, watchers, SECRET + "\n")
     status, health = request(port, "GET", "/healthz")
     assert status == 200
     assert (health["status"], health["passes"], health["branch"]) == ("ok", 1, "main")
