@@ -87,7 +87,7 @@ from reconciler.readahead import (
     parse_version,
     prepare,
 )
-from reconciler.rules import judge_change
+from reconciler.rules import judge_change, judge_signoff
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
@@ -979,15 +979,8 @@ class Authoriser:
         run: str | None,
         target: Any,
     ) -> None:
-        environment = policy.environments.get(target) if isinstance(target, str) else None
-        signed = environment.gates.signed_commits if environment else True
-        actor = resolve(self.facts(commit), policy, signature_required=signed)
-        if not actor.known:
-            verdict = Verdict.deny(actor.how)
-        elif environment is None:
-            verdict = Verdict.deny(f"the plan's target '{target}' is not an environment")
-        else:
-            verdict = may_on_environment(policy, actor.name, permission, environment.name)
+        judgement = judge_signoff(policy, self.facts(commit), permission, target)
+        actor, verdict = judgement.actor, judgement.verdict
         signoff = Signoff(
             kind=kind,
             commit=commit,

@@ -14,6 +14,8 @@ carries the reasons `permissions` gives, plus the permission that was needed.
   and the comments and layout that go with such a change.
 - environments/, schemas/: environments.edit (settings).
 - deployments/, logs/: the reconciler service account only.
+- approvals, triggers and retries (`judge_signoff`): plan.approve or plan.deploy
+  on the plan's target.
 - anything else: listed in teams.yaml `other_paths`, by a user; else refused.
 
 Plan edits into environments without `signed_commits` may be attributed by
@@ -74,6 +76,20 @@ def judge_change(
         verdict = permissions.may_change_settings(policy, actor.name, permissions.ENVIRONMENTS_EDIT)
         return Judgement(verdict, permissions.ENVIRONMENTS_EDIT, actor)
     return _other_path(policy, actor, path)
+
+
+def judge_signoff(policy: Policy, facts: CommitFacts, permission: str, target: object) -> Judgement:
+    """Judge an approval, trigger or retry (`permission`) of a plan into `target`."""
+    environment = policy.environments.get(target) if isinstance(target, str) else None
+    signed = environment.gates.signed_commits if environment else True
+    actor = resolve(facts, policy, signature_required=signed)
+    if not actor.known:
+        verdict = Verdict.deny(actor.how)
+    elif environment is None:
+        verdict = Verdict.deny(f"the plan's target '{target}' is not an environment")
+    else:
+        verdict = permissions.may_on_environment(policy, actor.name, permission, environment.name)
+    return Judgement(verdict, permission, actor)
 
 
 def _needed_for(kind: str | None) -> str:
