@@ -79,13 +79,7 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
                 f"{permissions.TEAMS_EDIT} (applications and members)",
                 None,
                 None,
-                signed(
-                    Verdict.allow(
-                        f"{user} holds infrastructure projects: teams' applications and "
-                        "members, granting only tech-lead, developer or tester, never to itself"
-                    ),
-                    "a change to teams.yaml",
-                ),
+                signed(permissions.may_change_as_projects(policy, user), "a change to teams.yaml"),
             )
         )
     applications = sorted(policy.application_owner)

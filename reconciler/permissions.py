@@ -175,6 +175,17 @@ def may_change_membership(
     return Verdict.allow(f"{user} holds infrastructure projects (members of team {team})")
 
 
+def may_change_as_projects(policy: Policy, user: str) -> Verdict:
+    """The part of teams.edit `projects` holds: every team's applications and members,
+    within the limits `may_change_membership` applies (`reconciler access`'s summary)."""
+    if user not in policy.projects:
+        return may_change_settings(policy, user, TEAMS_EDIT)
+    return Verdict.allow(
+        f"{user} holds infrastructure projects: teams' applications and members, granting "
+        f"only {', '.join(PROJECTS_GRANTABLE_ROLES)}, never to itself"
+    )
+
+
 def may_change_teams_text(policy: Policy, user: str) -> Verdict:
     """teams.yaml's comments and layout: whoever may edit some of it (settings, projects)."""
     if user in policy.settings:
