@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from reconciler import permissions
 from reconciler.errors import unknown_name
+from reconciler.identity import can_verify
 from reconciler.model import Policy
 from reconciler.permissions import Verdict
 
@@ -41,11 +42,12 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
     if environment is not None and environment not in policy.environments:
         known = (env.name for env in policy.environments_in_order())
         raise unknown_name("environment", environment, known, "environments")
-    signs = bool(policy.users[user].keys)
+    signs = can_verify(policy, user)
 
     def signed(verdict: Verdict, what: str, required: bool = True) -> Verdict:
         # verify takes the actor of such a change from its signature alone: a user
-        # with no key holds the role and still cannot make the change count.
+        # with no key (and no host that signs for them) holds the role and still
+        # cannot make the change count.
         if not verdict or signs or not required:
             return verdict
         return Verdict.deny(

@@ -77,6 +77,20 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
     return Actor(user, "user", False, f"committer email {facts.committer_email} ({unsigned})")
 
 
+def can_verify(policy: Policy, user: str) -> bool:
+    """Whether `resolve` can attribute some signed commit to `user` as verified: one of
+    their own keys, or a host that commits and signs for an author with their email."""
+    if user in policy.key_owner.values():
+        return True
+    emails = (
+        {email.lower() for email in policy.users[user].emails} if user in policy.users else set()
+    )
+    return any(policy.email_owner.get(email) == user for email in emails) and any(
+        host.emails and host_id in policy.key_owner.values()
+        for host_id, host in policy.hosts.items()
+    )
+
+
 def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
     host_emails = {email.lower() for email in policy.hosts[host].emails}
     # Only a commit the host itself committed speaks for its author: with no
