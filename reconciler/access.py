@@ -31,6 +31,7 @@ class AccessReport:
     roles: str
     has_key: bool
     entitlements: tuple[Entitlement, ...]
+    host_signs: bool = False  # no key of their own, but a host commits and signs for them
 
 
 _SIGNOFF = {permissions.PLAN_APPROVE: "an approval", permissions.PLAN_DEPLOY: "a trigger"}
@@ -121,4 +122,5 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
         roles=permissions.describe_roles(policy, user),
         has_key=bool(identity.keys),
         entitlements=tuple(entitlements),
+        host_signs=signs and not identity.keys,
     )

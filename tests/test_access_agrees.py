@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import access, permissions
+from reconciler.cli.verify_output import emit_access
 from reconciler.config import build_environment, build_policy
 from reconciler.fields import APP_PREFIX, CONTENT, ORDER, TEXT, FieldMap, canonical
 from reconciler.identity import CommitFacts
@@ -266,6 +268,20 @@ def test_access_counts_a_host_that_signs_merges_for_a_user_without_a_key() -> No
         "erik is tech-lead in architecture",
         "production grants plan.approve to tech-lead, tester",
     )
+
+
+def test_access_text_says_a_host_signs_for_a_user_without_a_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    policy = policy_of(with_host(example_teams()), example_environments())
+    emit_access(access.report(policy, "erik", "production"), "text")
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[0]
+        .endswith("; has no SSH key (a host signs the merges it commits for them)")
+    )
+    emit_access(access.report(policy_of(example_teams(), example_environments()), "erik"), "text")
+    assert capsys.readouterr().out.splitlines()[0].endswith("; has no SSH key (cannot sign)")
 
 
 def test_access_still_refuses_a_user_without_a_key_where_no_host_signs_for_them() -> None:

@@ -111,7 +111,12 @@ def emit_access(report: AccessReport, output_format: str) -> None:
     if output_format == "json":
         emit_json(access_json(report))
         return
-    key = "has an SSH key" if report.has_key else "has no SSH key (cannot sign)"
+    if report.has_key:
+        key = "has an SSH key"
+    elif report.host_signs:
+        key = "has no SSH key (a host signs the merges it commits for them)"
+    else:
+        key = "has no SSH key (cannot sign)"
     click.echo(printable(f"{report.user} ({report.name}): {report.roles}; {key}"))
     environment: str | None = "-"
     for item in report.entitlements:
