@@ -188,3 +188,15 @@ def test_a_pass_reads_the_editors_of_the_plans_asked_for_whatever_their_names_by
         odd: frozenset({"carol"}),
         "plans/new.yaml": frozenset(),
     }
+
+
+def test_the_records_of_runs_come_in_landing_order_once_each(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(store, *HISTORY)
+    found = store.records_of(["qa.1", "old.1", "qa.1"])
+    assert [(item["run"], item["result"]) for item in found] == [
+        ("old.1", "started"),
+        ("old.1", "succeeded"),
+        ("qa.1", "started"),
+        ("qa.1", "failed"),
+    ]
