@@ -29,6 +29,7 @@ import yaml
 
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
+from tests import test_watch
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -342,13 +343,7 @@ def test_a_push_the_remote_refuses_once_fails_the_pass_and_the_next_pass_loses_n
     verified(remote, tmp_path, people)
 
 
-@pytest.fixture
-def watching() -> Iterator[list[Watcher]]:
-    """Watchers started by a test; any still running at its end are killed."""
-    started: list[Watcher] = []
-    yield started
-    for watcher in started:
-        watcher.kill()
+watchers = test_watch.watchers  # the fixture: the watch processes a test started, killed after
 
 
 def watch_outbox(service: ConfigRepo) -> dict[str, Any]:
@@ -360,12 +355,12 @@ def watch_outbox(service: ConfigRepo) -> dict[str, Any]:
 
 
 def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_the_next_pass(
-    tmp_path: Path, people: People, watching: list[Watcher]
+    tmp_path: Path, people: People, watchers: list[Watcher]
 ) -> None:
     _, remote, service = two_app_dev_plan(tmp_path, people)
     reject_push(remote, 2)  # its start record goes out; its finish record is refused
     watcher = start_watch(
-        watching, service, people, service.path, "--remote", "origin", "--interval", "0.2"
+        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
     )
     watcher.wait_for_event("run-failed", 30, run=RUN_1)
     wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the finish record")
@@ -378,14 +373,14 @@ def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_t
 
 
 def test_an_apply_beside_a_watch_on_one_remote_never_runs_a_plan_twice(
-    tmp_path: Path, people: People, watching: list[Watcher]
+    tmp_path: Path, people: People, watchers: list[Watcher]
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
     remote = repo.publish_to_bare_remote()
     service = repo.clone(remote, "service")
     other = repo.clone(remote, "other")
     watcher = start_watch(
-        watching, service, people, service.path, "--remote", "origin", "--interval", "0.1"
+        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.1"
     )
     names = [f"beside-{index}" for index in range(4)]
     running: subprocess.Popen[str] | None = None
@@ -639,7 +634,7 @@ def test_a_plan_edit_pushed_while_its_run_is_in_flight_is_a_new_version_run_afte
 
 
 def test_a_watch_killed_mid_run_marks_it_interrupted_on_restart_and_runs_only_the_retry(
-    tmp_path: Path, people: People, watching: list[Watcher]
+    tmp_path: Path, people: People, watchers: list[Watcher]
 ) -> None:
     repo, folder, remote = holding_driver_repo(tmp_path, people)
     service = repo.clone(remote, "service")
@@ -648,12 +643,12 @@ def test_a_watch_killed_mid_run_marks_it_interrupted_on_restart_and_runs_only_th
     args = ("--remote", "origin", "--interval", "0.2")
     try:
         killed = Watcher(watch_argv(service, people, service.path, *args))
-        watching.append(killed)
+        watchers.append(killed)
         wait_for(folder / f"started-{RUN_1}", 30)
         killed.kill()
     finally:
         hold.unlink(missing_ok=True)  # the orphaned driver ends; nobody records it
-    watcher = start_watch(watching, service, people, service.path, *args)
+    watcher = start_watch(watchers, service, people, service.path, *args)
     wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the interrupted record")
     retry(repo, people, RUN_1)
     watcher.wait_for_event("run-finished", 30, run=RUN_2, result="succeeded")
