@@ -397,28 +397,30 @@ def init_as(tmp_path: Path, people: People, *options: str) -> Result:
     )
 
 
+def valid_teams_made_by_init(tmp_path: Path, people: People, *options: str) -> dict[str, Any]:
+    """`init` with `options` succeeds, its repository validates: the teams.yaml it wrote."""
+    made = init_as(tmp_path, people, *options)
+    assert made.exit_code == 0, made.stderr
+    target = tmp_path / "config"
+    assert reconciler("validate", "--repo", target).exit_code == 0
+    teams: dict[str, Any] = yaml.safe_load((target / "teams.yaml").read_text())
+    return teams
+
+
 @pytest.mark.parametrize("name", ["Ann #1 Admin", "Ann: Admin", "[Ann]", 'Ann, "the" {Admin}'])
 def test_init_writes_a_name_that_yaml_would_misread_exactly_as_given(
     tmp_path: Path, people: People, name: str
 ) -> None:
-    made = init_as(tmp_path, people, "--name", name, "--email", "ann@example.com")
-    assert made.exit_code == 0, made.stderr
-    target = tmp_path / "config"
-    assert reconciler("validate", "--repo", target).exit_code == 0
-    teams = yaml.safe_load((target / "teams.yaml").read_text())
+    teams = valid_teams_made_by_init(tmp_path, people, "--name", name, "--email", "ann@example.com")
     assert teams["users"]["ann"]["name"] == name
-    assert run_git(target, "log", "-1", "--format=%an", "main") == name
+    assert run_git(tmp_path / "config", "log", "-1", "--format=%an", "main") == name
 
 
 @pytest.mark.parametrize("email", ["ann@example.com]", "ann,1@example.com"])
 def test_init_writes_an_email_that_yaml_would_misread_exactly_as_given(
     tmp_path: Path, people: People, email: str
 ) -> None:
-    made = init_as(tmp_path, people, "--email", email, "--admin", "ann")
-    assert made.exit_code == 0, made.stderr
-    target = tmp_path / "config"
-    assert reconciler("validate", "--repo", target).exit_code == 0
-    teams = yaml.safe_load((target / "teams.yaml").read_text())
+    teams = valid_teams_made_by_init(tmp_path, people, "--email", email, "--admin", "ann")
     assert teams["users"]["ann"]["emails"] == [email]
 
 
