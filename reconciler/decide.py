@@ -675,11 +675,7 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     ]
     runs = runs_from(records)
     current_runs = {run.id for run in runs if run.plan in current}
-    signoffs = tuple(
-        signoff
-        for signoff in map(Signoff.from_json, store.signoff_events(map(str, current), current_runs))
-        if signoff.plan in current or signoff.run in current_runs
-    )
+    signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
     return History(
