@@ -196,8 +196,15 @@ def may_change_teams_text(policy: Policy, user: str) -> Verdict:
 
 
 def may_change_applications(policy: Policy, user: str, team: str) -> Verdict:
+    """A `projects` user may move applications between teams, but never into or out of a
+    team it is a member of: that would change what it may do itself."""
     if user in policy.settings:
         return Verdict.allow(f"{user} holds infrastructure settings")
+    if user in policy.projects and team in policy.teams and user in policy.teams[team].members:
+        return Verdict.deny(
+            f"{user} holds infrastructure projects, which never changes the applications "
+            f"of its own team {team}"
+        )
     if user in policy.projects:
         return Verdict.allow(f"{user} holds infrastructure projects (applications of team {team})")
     return may_change_settings(policy, user, TEAMS_EDIT)

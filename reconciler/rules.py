@@ -10,8 +10,9 @@ carries the reasons `permissions` gives, plus the permission that was needed.
   application in the plan; to or from cancelled, plan.deploy; source and
   target, plan.edit on the old and new target for every application.
 - teams.yaml: teams.edit (settings); projects may change teams' applications
-  and members, granting only tech-lead, developer or tester, never to itself,
-  and the comments and layout that go with such a change.
+  and members, granting only tech-lead, developer or tester, never to itself
+  (nor its own teams' applications), and the comments and layout that go with
+  such a change.
 - environments/, schemas/: environments.edit (settings).
 - deployments/, logs/: the reconciler service account only.
 - approvals, triggers and retries (`judge_signoff`): plan.approve or plan.deploy

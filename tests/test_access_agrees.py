@@ -189,15 +189,22 @@ def _disagreements(policy: Policy, user: str) -> Iterator[Disagreement]:
 def projects_disagreements(
     policy: Policy, user: str, label: str, said: Verdict
 ) -> Iterator[Disagreement]:
-    """teams.edit (applications and members), a summary: yes for every team's applications
-    and for granting any grantable role to anyone else (its reasons name the limits)."""
+    """teams.edit (applications and members), a summary: yes for the applications of every
+    team but its own and for granting any grantable role to anyone else (its reasons name
+    the limits: "never to itself")."""
     assert label == f"{permissions.TEAMS_EDIT} (applications and members)", label
+    assert said.reasons[-1].endswith("never to itself"), said.reasons
     for team in sorted(policy.teams):
         field = f"teams/{team}/applications"
         applications = list(policy.teams[team].applications)
         judged = teams_change(policy, user, field, applications, [*applications, "new-app"])
-        yield from agree(user, f"{label} {field}", said, judged, same_reasons=False)
         members = policy.teams[team].members
+        if user in members:
+            # New applications for its own team would be new rights for itself.
+            if judged.verdict.allowed:
+                yield Disagreement(user, f"{label} {field} (its own team)", said, judged.verdict)
+        else:
+            yield from agree(user, f"{label} {field}", said, judged, same_reasons=False)
         for other in sorted(set(policy.users) - {user}):
             if members.get(other, "tester") not in PROJECTS_GRANTABLE_ROLES:
                 continue  # taking away a role it may not grant is outside the summary
@@ -309,6 +316,12 @@ def test_the_projects_limits_access_names_are_the_limits_the_rules_enforce() -> 
     assert not to_itself.verdict
     assert not deployment.verdict
     assert disagreements(policy, "pm") == []
+    teams = example_teams()
+    teams["teams"]["architecture"]["members"]["pm"] = "tech-lead"
+    member = policy_of(teams, example_environments())
+    own_team = teams_change(member, "pm", "teams/architecture/applications", [], ["ecommerce"])
+    assert not own_team.verdict
+    assert disagreements(member, "pm") == []
 
 
 ROLES = ("tech-lead", "developer", "tester", "deployment")

@@ -303,6 +303,35 @@ def test_a_projects_user_may_not_grant_itself_a_role(tmp_path: Path, people: Peo
     )
 
 
+def test_a_projects_user_may_not_give_its_own_team_another_teams_application(
+    tmp_path: Path, people: People
+) -> None:
+    """pm, made a tech lead of architecture by root, moves ecommerce into architecture:
+    that would grant pm plan.edit on ecommerce, a grant to itself."""
+    teams = seed_teams(people)
+    teams["teams"]["architecture"]["members"]["pm"] = "tech-lead"
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+
+    def move(data: dict[str, Any]) -> None:
+        data["teams"]["architecture"]["members"]["pm"] = "tech-lead"
+        data["teams"]["ecommerce"]["applications"] = []
+        data["teams"]["architecture"]["applications"] = ["ecommerce"]
+
+    taken = repo.commit(people.pm, {"teams.yaml": teams_with(people, move)})
+    verdict = repo.verify().judged[-1]
+    assert {(refusal.commit, refusal.field) for refusal in verdict.refusals} == {
+        (taken, "teams/architecture/applications")
+    }
+    assert verdict.refusals[0].reasons == (
+        "pm holds infrastructure projects, which never changes the applications of its own "
+        "team architecture",
+    )
+    policy = repo.effective_policy()
+    assert policy.application_owner.get("ecommerce") != "architecture"
+    repo.commit(people.pm, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    assert not repo.verify().judged[-1].authorised
+
+
 def test_an_unsigned_commit_under_the_admins_email_may_not_edit_teams_yaml(
     tmp_path: Path, people: People
 ) -> None:
