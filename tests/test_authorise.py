@@ -875,3 +875,26 @@ def test_verify_accepts_the_trust_anchor_it_is_anchored_at(tmp_path: Path, peopl
     result = repo.reconciler("verify", "--trust-anchor", "main", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["anchor"] == anchor
+
+
+# -- the contract, statement by statement (audit) ------------------------------------
+
+
+def test_cancelling_and_uncancelling_a_plan_by_commit_needs_plan_deploy_not_plan_edit(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    by_alice = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, state="cancelled")})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field) == (by_alice, "state")
+    assert refusal.needed == "plan.deploy on quality-assurance"
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})  # back to the effective value
+    repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE, state="cancelled")})
+    assert repo.verify().judged[-1].authorised
+    uncancel = repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field, refusal.actor) == (uncancel, "state", "alice")
+    repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE, state="cancelled")})
+    repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
+    assert repo.verify().judged[-1].authorised
