@@ -898,3 +898,18 @@ def test_cancelling_and_uncancelling_a_plan_by_commit_needs_plan_deploy_not_plan
     repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE, state="cancelled")})
     repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
     assert repo.verify().judged[-1].authorised
+
+
+def test_moving_a_plan_between_draft_and_ready_needs_plan_edit_not_plan_deploy(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
+    by_olga = repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE)})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field, refusal.actor) == (by_olga, "state", "olga")
+    assert refusal.needed == "plan.edit on quality-assurance for some application in the plan"
+    repo.commit(people.olga, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
+    repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE)}, signed=False)
+    assert repo.verify().judged[-1].authorised
+    assert repo.editors(QA_PLAN) >= {"alice", "bob"}
