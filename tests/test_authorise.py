@@ -913,3 +913,19 @@ def test_moving_a_plan_between_draft_and_ready_needs_plan_edit_not_plan_deploy(
     repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE)}, signed=False)
     assert repo.verify().judged[-1].authorised
     assert repo.editors(QA_PLAN) >= {"alice", "bob"}
+
+
+def test_changing_only_a_plans_source_needs_plan_edit_for_every_application_in_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    sourceless = plan("2026-11-qa-release", "quality-assurance", [ECOMMERCE, PORTAL])
+    by_alice = repo.commit(people.alice, {QA_PLAN: sourceless})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field) == (by_alice, "source")
+    assert refusal.needed == "plan.edit on quality-assurance for every application in the plan"
+    assert refusal.reasons[0] == (
+        "customer-portal belongs to team customer-portal, and alice is not a member of it"
+    )
