@@ -929,3 +929,29 @@ def test_changing_only_a_plans_source_needs_plan_edit_for_every_application_in_i
     assert refusal.reasons[0] == (
         "customer-portal belongs to team customer-portal, and alice is not a member of it"
     )
+
+
+def test_a_grant_authorised_in_a_pull_request_does_not_authorise_what_lands_with_it(
+    tmp_path: Path, people: People
+) -> None:
+    """root grants bob a role in customer-portal, and bob uses it, on one branch: one
+    landing, judged by the policy before it, so bob's edit is refused; the grant stands."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    with repo.branch("bob-joins-portal"):
+        bob_in_portal = teams_with(
+            people, lambda data: data["teams"]["customer-portal"]["members"].update(bob="developer")
+        )
+        repo.commit(people.root, {"teams.yaml": bob_in_portal}, "Bob joins the portal team")
+        bobs = repo.commit(
+            people.bob,
+            {QA_PLAN: qa_plan({**PORTAL, "version": "0.7", "from": "0.7-dev.1"})},
+            signed=False,
+        )
+    repo.merge(people.root, "bob-joins-portal")
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field, refusal.actor) == (bobs, "app:customer-portal", "bob")
+    assert refusal.reasons[0] == (
+        "customer-portal belongs to team customer-portal, and bob is not a member of it"
+    )
+    assert repo.effective_policy().teams["customer-portal"].members["bob"] == "developer"
