@@ -955,3 +955,31 @@ def test_a_grant_authorised_in_a_pull_request_does_not_authorise_what_lands_with
         "customer-portal belongs to team customer-portal, and bob is not a member of it"
     )
     assert repo.effective_policy().teams["customer-portal"].members["bob"] == "developer"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["environments/development.yaml", "schemas/plan.schema.json"],
+)
+def test_environments_and_schemas_need_a_settings_users_verified_signature(
+    tmp_path: Path, people: People, path: str
+) -> None:
+    repo = SeedRepo.create(tmp_path, people, extra={"schemas/plan.schema.json": "{}\n"})
+    original = (repo.path / path).read_text()
+    repo.commit(people.mallory, {path: original + "\n"}, signed=False, email="root@example.com")
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.path, refusal.actor, refusal.needed) == (
+        path,
+        "an unknown actor",
+        "environments.edit",
+    )
+    assert refusal.reasons == ("unsigned commit, and this change needs a verified signature",)
+    repo.commit(people.alice, {path: original + "\n\n"})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.path, refusal.actor) == (path, "alice")
+    assert refusal.reasons == (
+        "alice holds tech-lead in ecommerce",
+        "environments.edit is held by infrastructure settings (root)",
+    )
+    repo.commit(people.root, {path: original + "\n\n\n"})
+    assert repo.verify().judged[-1].authorised
