@@ -983,3 +983,19 @@ def test_environments_and_schemas_need_a_settings_users_verified_signature(
     )
     repo.commit(people.root, {path: original + "\n\n\n"})
     assert repo.verify().judged[-1].authorised
+
+
+def test_an_unsigned_commit_under_the_reconcilers_email_may_not_write_deployments(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    forged = "environment: production\napplications: {}\n"
+    repo.commit(
+        people.mallory,
+        {"deployments/production.yaml": forged},
+        signed=False,
+        email="reconciler@example.com",
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.needed == "the reconciler service account's signature"
+    assert refusal.reasons[0].startswith("an unknown actor is not the reconciler service account")
