@@ -999,3 +999,13 @@ def test_an_unsigned_commit_under_the_reconcilers_email_may_not_write_deployment
     refusal = only_refusal(repo.verify().judged[-1])
     assert refusal.needed == "the reconciler service account's signature"
     assert refusal.reasons[0].startswith("an unknown actor is not the reconciler service account")
+
+
+def test_the_service_account_may_not_change_the_policy(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.reconciler, {"teams.yaml": teams_with(people, grant_bob_deployment)})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons == (
+        "reconciler is the reconciler service account, which may only write deployments/ and logs/",
+    )
+    assert "bob" not in repo.effective_policy().teams["operations"].members
