@@ -1009,3 +1009,22 @@ def test_the_service_account_may_not_change_the_policy(tmp_path: Path, people: P
         "reconciler is the reconciler service account, which may only write deployments/ and logs/",
     )
     assert "bob" not in repo.effective_policy().teams["operations"].members
+
+
+def test_a_landing_of_exactly_the_cap_is_judged_and_the_default_cap_is_1000(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("big"):
+        for index in range(3):
+            repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": f"1.4.{index}"})})
+    merge = repo.merge(people.olga, "big")
+    with GitRepo(repo.path) as git_repo:
+        store = StateStore(repo.state_dir, "main")
+        try:
+            assert Authoriser(git_repo, store, now=FIXED_NOW).cap == 1000
+            result = Authoriser(git_repo, store, now=FIXED_NOW, cap=4).run(merge)
+        finally:
+            store.close()
+    assert result.judged[-1].authorised
+    assert len(result.judged[-1].landed) == 4
