@@ -1028,3 +1028,34 @@ def test_a_landing_of_exactly_the_cap_is_judged_and_the_default_cap_is_1000(
             store.close()
     assert result.judged[-1].authorised
     assert len(result.judged[-1].landed) == 4
+
+
+def test_re_anchoring_on_a_commit_whose_own_teams_yaml_makes_its_signer_settings_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    """The settings user is one of the last trusted policy, not of the commit's own tree."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.verify()
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+
+    def mallory_rules(data: dict[str, Any]) -> None:
+        data["users"]["mallory"] = {
+            "name": "Mallory",
+            "emails": ["mallory@example.com"],
+            "keys": [people.mallory.public_key],
+        }
+        data["infrastructure"]["settings"] = ["mallory"]
+
+    takeover = repo.commit(people.mallory, {"teams.yaml": teams_with(people, mallory_rules)})
+    with GitRepo(repo.path) as git_repo:
+        store = StateStore(repo.state_dir, "main")
+        try:
+            session = Session(git_repo, store, "main", FIXED_NOW)
+            with pytest.raises(ReconcilerError) as caught:
+                session.re_anchor(takeover)
+        finally:
+            store.close()
+    assert caught.value.message.startswith(f"cannot re-anchor on {takeover[:12]}: signed with key")
+    with pytest.raises(HistoryRewrittenError):
+        repo.verify()
