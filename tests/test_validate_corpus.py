@@ -44,6 +44,10 @@ ALICE_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZuRvq7OAoU803zWL5Q9LdF784Vd2c4F+WP/YR+UaM1"
     " alice@example.com"
 )
+SERVICE_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxADb/UPx5lFlvddT+HCwsxiYKwgULLHoVwQxVxe2Nx"
+    " reconciler@example.com"
+)
 BOB = "bob: {name: Bob Dev, emails: [bob@example.com]}"
 CAROL_KEY = (
     ', keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMyiEwvwZkZUpU2sXJdd0zLtNJbVazjW+UHe5xCU7CBw'
@@ -971,6 +975,24 @@ CASES = [
         expected="""
         teams.yaml:32:1: error: no settings user has an SSH key, so nobody could ever sign a change to the policy
           hint: add a key to at least one user listed under infrastructure.settings
+        """,
+    ),
+    Broken(
+        "service-account-without-a-key",
+        TEAMS,
+        edit=(", keys: [" + '"' + SERVICE_KEY + '"' + "]}", ", keys: []}"),
+        expected="""
+        teams.yaml:30:56: error: service_accounts.reconciler.keys: needs at least 1 item
+          hint: SSH public keys the reconciler signs its records with; at least one
+        """,
+    ),
+    Broken(
+        "service-account-key-that-is-a-users-key",
+        TEAMS,
+        edit=(SERVICE_KEY, ALICE_KEY),
+        expected="""
+        teams.yaml:30:57: error: this key already belongs to 'alice'
+          hint: one key belongs to one identity; each person needs their own key
         """,
     ),
     # --- the repository's layout ------------------------------------------------------------
