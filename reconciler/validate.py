@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 from reconciler import resources, schema
 from reconciler.config import build_environment, build_policy, parse_instant, relative_command
 from reconciler.errors import ConfigError
+from reconciler.identity import can_verify
 from reconciler.layout import TEAMS_FILE, Kind, place
 from reconciler.loader import Document, JsonPath, load
 from reconciler.model import Environment, Finding, Policy, Snapshot
@@ -412,9 +414,11 @@ def _check_environment(
     needed: set[str] = set()
     total = 0
     unmeetable = False
+    misnamed = False
     for index, rule in enumerate(gates.approvals):
         path = ("gates", "approvals", index)
         if rule.role not in approvers:
+            misnamed = True
             out.at(
                 document,
                 (*path, "role"),
@@ -450,6 +454,9 @@ def _check_environment(
             "lower the counts, or grant the roles to more people",
             key=True,
         )
+        unmeetable = True
+    if policy is not None and gates.approvals and not unmeetable and not misnamed:
+        _check_editors_left_to_approve(document, environment, policy, out)
     for index, window in enumerate(gates.windows):
         if not _time_zone_exists(window.timezone):
             out.at(
@@ -488,6 +495,65 @@ def _check_environment(
             "or use local or command",
             severity="warning",
         )
+
+
+def _check_editors_left_to_approve(
+    document: Document, environment: Environment, policy: Policy, out: _Findings
+) -> None:
+    """Every plan has an editor, whose approval does not count: the gate must be met by
+    the others for at least one possible editor, or no plan can ever be approved here."""
+    editors = _possible_editors(policy, environment)
+    if not editors:
+        return  # nobody can propose a plan here: nothing waits on the gate
+    signed = environment.gates.signed_commits
+    wanted: dict[str, int] = {}
+    for rule in environment.gates.approvals:
+        wanted[rule.role] = wanted.get(rule.role, 0) + rule.count
+    holders = {role: _holders(policy, role, signed=signed) for role in wanted}
+    total = sum(wanted.values())
+    most = max(
+        _most_approvals(wanted, {role: people - {editor} for role, people in holders.items()})
+        for editor in sorted(editors)
+    )
+    if most >= total:
+        return
+    names = sorted(editors)
+    who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    out.at(
+        document,
+        ("gates", "approvals"),
+        f"every plan into {environment.name} is edited by {who}, whose approval of it does "
+        f"not count: the approval rules need {total} {'approval' if total == 1 else 'approvals'} "
+        f"but at most {most} can be given",
+        "grant the approving roles to someone who does not edit plans here "
+        "(a reviewer in a team without applications), or lower the counts",
+        key=True,
+    )
+
+
+def _possible_editors(policy: Policy, environment: Environment) -> set[str]:
+    """Users who may add an application's entry to a plan into `environment`."""
+    roles = environment.roles_holding("plan.edit")
+    signed = environment.gates.signed_commits
+    return {
+        user
+        for team in policy.teams.values()
+        if team.applications
+        for user, role in team.members.items()
+        if role in roles and user in policy.users and (not signed or can_verify(policy, user))
+    }
+
+
+def _most_approvals(wanted: Mapping[str, int], holders: Mapping[str, set[str]]) -> int:
+    """How many of the approvals wanted (role -> count) distinct people can give: the total
+    less the worst shortfall of any set of roles (Hall's theorem)."""
+    roles = sorted(wanted)
+    shortfall = 0
+    for size in range(1, len(roles) + 1):
+        for group in combinations(roles, size):
+            people = set().union(*(holders[role] for role in group))
+            shortfall = max(shortfall, sum(wanted[role] for role in group) - len(people))
+    return sum(wanted.values()) - shortfall
 
 
 def _time_zone_exists(name: str) -> bool:

@@ -108,6 +108,13 @@ def _overlapping_approvers(root: Path) -> None:
     replace(root, PRODUCTION, "{role: tester, count: 1}", "{role: tester, count: 3}")
 
 
+def _only_editors_could_approve(root: Path) -> None:
+    # Only tech leads edit QA plans: alice or diana edits every one, and may not approve it,
+    # so of the three tech leads only two are ever left to give the three approvals.
+    replace(root, QA, "plan.edit: [tech-lead, developer]", "plan.edit: [tech-lead]")
+    replace(root, QA, "{role: tech-lead, count: 1}", "{role: tech-lead, count: 3}")
+
+
 def _plans_as_a_file(root: Path) -> None:
     shutil.rmtree(root / "plans")
     write(root, "plans", "name: 2026-11-qa-release\n")
@@ -787,6 +794,15 @@ CASES = [
         expected="""
         environments/production.yaml:10:3: error: the approval rules need 6 distinct people but only 5 can approve
           hint: lower the counts, or grant the roles to more people
+        """,
+    ),
+    Broken(
+        "approval-rules-need-an-editor-of-every-plan-to-approve-it",
+        QA,
+        setup=_only_editors_could_approve,
+        expected="""
+        environments/quality-assurance.yaml:10:3: error: every plan into quality-assurance is edited by alice or diana, whose approval of it does not count: the approval rules need 3 approvals but at most 2 can be given
+          hint: grant the approving roles to someone who does not edit plans here (a reviewer in a team without applications), or lower the counts
         """,
     ),
     Broken(
