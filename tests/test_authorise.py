@@ -1059,3 +1059,34 @@ def test_re_anchoring_on_a_commit_whose_own_teams_yaml_makes_its_signer_settings
     assert caught.value.message.startswith(f"cannot re-anchor on {takeover[:12]}: signed with key")
     with pytest.raises(HistoryRewrittenError):
         repo.verify()
+
+
+def test_a_true_merge_the_host_committed_counts_as_the_mergers_and_its_own_edits_are_theirs(
+    tmp_path: Path, people: People
+) -> None:
+    """A web merge: the host commits and signs it, its author is whoever merged. The merged
+    commits keep their own actors; what the merge itself changed is the merger's."""
+    host = people.second_key(people.mallory, "github-host").key
+    repo = SeedRepo.create(tmp_path, people, teams=teams_with_host(people, host))
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    with repo.branch("ecommerce-1.4.1"):
+        repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={host}"]
+    as_host = {
+        "GIT_AUTHOR_NAME": "Alice Tech",
+        "GIT_AUTHOR_EMAIL": "alice@example.com",
+        "GIT_COMMITTER_NAME": "GitHub",
+        "GIT_COMMITTER_EMAIL": "noreply@github.com",
+    }
+    repo.git(*sign, "merge", "-q", "--no-ff", "--no-commit", "ecommerce-1.4.1", env=as_host)
+    repo.write({QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, {**PORTAL, "version": "0.7"})})
+    repo.git(*sign, "commit", "-q", "-S", "-m", "Merge pull request #8", env=as_host)
+    merge = repo.head()
+    verdict = repo.verify().judged[-1]
+    assert (verdict.commit, verdict.actor) == (merge, "alice")
+    refusal = only_refusal(verdict)
+    assert (refusal.commit, refusal.actor, refusal.field) == (merge, "alice", "app:customer-portal")
+    assert refusal.reasons[0] == (
+        "customer-portal belongs to team customer-portal, and alice is not a member of it"
+    )
