@@ -407,3 +407,23 @@ def test_a_plan_with_unauthorised_content_is_refused(tmp_path: Path, people: Peo
     assert decision.reasons[0].startswith(
         "main's content is not authorised: the customer-portal entry: plans/2026-11-qa-release.yaml"
     )
+
+
+def test_an_approval_and_a_trigger_by_committer_email_count_only_where_signatures_are_not_required(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN, signed=False)
+    repo.trigger(people.olga, QA_PLAN, signed=False)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "executable"
+    assert (decision.approvers, decision.triggered_by) == (("ravi",), "olga")
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN, signed=False)
+    repo.approve(people.carol, PROD_PLAN, signed=False)
+    repo.trigger(people.olga, PROD_PLAN, signed=False)
+    production = repo.decide()[PROD_PLAN]
+    assert production.status == "waiting"
+    assert production.approvers == ()
+    assert production.triggered_by is None
