@@ -145,6 +145,7 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
         email_owner=email_owner,
         other_paths=tuple(teams.get("other_paths", ())),
         role_holders=_role_holders(team_values, users),
+        signers=frozenset(key_owner.values()),
     )
 
 

@@ -80,13 +80,13 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
 def can_verify(policy: Policy, user: str) -> bool:
     """Whether `resolve` can attribute some signed commit to `user` as verified: one of
     their own keys, or a host that commits and signs for an author with their email."""
-    if user in policy.key_owner.values():
+    if user in policy.signers:
         return True
     emails = (
         {email.lower() for email in policy.users[user].emails} if user in policy.users else set()
     )
     return any(policy.email_owner.get(email) == user for email in emails) and any(
-        host.emails and host_id in policy.key_owner.values()
+        host.emails and host_id in policy.signers
         for host_id, host in policy.hosts.items()
     )
 

@@ -138,9 +138,9 @@ class Plan:
 class Policy:
     """The rules in force: teams.yaml and environments/ as one value.
 
-    The indexes (`application_owner`, `key_owner`, `email_owner`) are derived
-    once by `config.build_policy`, so lookups during a history walk are dict
-    reads.
+    The indexes (`application_owner`, `key_owner`, `email_owner`, `role_holders`,
+    `signers`) are derived once by `config.build_policy`, so lookups during a
+    history walk are dict and set reads.
     """
 
     users: Mapping[str, Identity]
@@ -155,6 +155,7 @@ class Policy:
     email_owner: Mapping[str, str]  # email (lowercase) -> user id
     other_paths: tuple[str, ...] = ()  # globs outside the layout that signed users may change
     role_holders: Mapping[str, frozenset[str]] = field(default_factory=dict)  # role -> users
+    signers: frozenset[str] = frozenset()  # identities owning a key (`key_owner`'s values)
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
         """(team, role) pairs the user holds, in teams.yaml order."""
