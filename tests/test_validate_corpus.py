@@ -18,6 +18,7 @@ inputs end in a message, not a crash or a segfault.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -1146,3 +1147,26 @@ def test_validate_reports_the_broken_input_exactly(config: Path, case: Broken) -
     assert "\n".join(findings) == expected
     assert summary.startswith("valid: " if case.exit_code == 0 else "invalid: ")
     assert (exit_code, stderr) == (case.exit_code, "")
+
+
+def test_a_gate_met_by_keyless_approvers_a_host_signs_for_is_valid(config: Path) -> None:
+    # Production wants one signed tester approval; carol and fiona (the testers) have no
+    # key, but the host signs the merges it commits for them (identity: author), which
+    # verify attributes to them and access counts: validate must count them too.
+    _without_keys(config)
+    host_key = "ssh-ed25519 " + base64.b64encode(
+        b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))
+    ).decode("ascii")
+    replace(
+        config,
+        TEAMS,
+        "service_accounts:\n",
+        "hosts:\n"
+        f'  forge: {{identity: author, emails: [noreply@host.example], keys: ["{host_key}"]}}\n'
+        "service_accounts:\n",
+    )
+
+    exit_code, stdout, stderr = _validate(config, real_process=False)
+
+    assert (exit_code, stderr) == (0, ""), stdout
+    assert stdout.startswith("valid: ")
