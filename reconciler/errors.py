@@ -76,6 +76,14 @@ class GitError(ReconcilerError):
     """Git could not do what we asked (no repository, unknown revision, failed push)."""
 
 
+class NotARepositoryError(GitError, UsageError):
+    """The folder named (by --repo, or the current directory) holds no Git repository.
+
+    A usage error, exit 2, as for a --repo that does not exist: the command
+    line names the wrong folder.
+    """
+
+
 class HistoryRewrittenError(ReconcilerError):
     """Main no longer descends from the last verified commit."""
 

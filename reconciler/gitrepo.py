@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Final
 
-from reconciler.errors import GitError, TimedOut
+from reconciler.errors import GitError, NotARepositoryError, TimedOut
 from reconciler.process import Reader, capture
 
 NULL_OID: Final = "0" * 40
@@ -106,7 +106,7 @@ class GitRepo:
         self.path = path
         where = _locate(path)
         if where is None:
-            raise GitError(
+            raise NotARepositoryError(
                 f"{path} is not a Git repository",
                 hint="pass --repo with the configuration repository's path",
             )

@@ -672,3 +672,30 @@ def test_a_repo_that_does_not_exist_is_a_usage_error_with_a_hint(
         f"error: {tmp_path / 'nowhere'} does not exist\n"
         "  hint: pass --repo with the configuration repository's path\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "verify",
+        "plan",
+        "apply --dry-run",
+        "watch",
+        "status",
+        "history",
+        "access bob",
+        "approve x",
+        "deploy x",
+        "cancel x",
+    ],
+)
+def test_a_repo_that_is_not_a_git_repository_is_a_usage_error_with_a_hint(
+    tmp_path: Path, command: str
+) -> None:
+    # As for a --repo that does not exist: the command line names the wrong folder.
+    result = reconciler(*command.split(), "--repo", tmp_path)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        f"error: {tmp_path} is not a Git repository\n"
+        "  hint: pass --repo with the configuration repository's path\n"
+    )
