@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -699,3 +702,26 @@ def test_a_repo_that_is_not_a_git_repository_is_a_usage_error_with_a_hint(
         f"error: {tmp_path} is not a Git repository\n"
         "  hint: pass --repo with the configuration repository's path\n"
     )
+
+
+@pytest.mark.parametrize("command", ["validate", "verify --all", "plan", "status", "history"])
+def test_output_into_a_closed_pipe_ends_quietly_not_as_a_bug(
+    tmp_path: Path, people: People, command: str
+) -> None:
+    # `reconciler plan | head -1`: the reader goes away before the output ends.
+    repo = proposed_qa_release(tmp_path, people)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "reconciler", *command.split(), "--repo", str(repo.path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert completed.stderr == ""
+    assert completed.returncode == 1  # as click does for `reconciler --help | head -1`

@@ -10,10 +10,12 @@ detects keep click's exit code 2.
 from __future__ import annotations
 
 import os
+import select
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Final, NoReturn
 
 import click
 
@@ -49,13 +51,35 @@ def reported() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError as error:
+        if _reader_gone():
+            raise  # `reconciler plan | head -1`: click's main ends quietly, exit 1
+        _internal(error)
     except Exception as error:
-        if os.environ.get("RECONCILER_DEBUG"):
-            traceback.print_exc()
-        click.echo(
-            f"internal error: {type(error).__name__}: {printable(str(error))}\n"
-            "  hint: this is a bug in gitops-reconciler; please report it with the command you ran "
-            "(set RECONCILER_DEBUG=1 to see the traceback)",
-            err=True,
-        )
-        raise SystemExit(EXIT_INTERNAL) from None
+        _internal(error)
+
+
+def _reader_gone() -> bool:
+    """Whether our stdout is a pipe whose reader has gone (not a pipe to git or a driver).
+
+    Such a pipe polls as an error; a file, a terminal or a live pipe does not.
+    """
+    try:
+        stdout = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(stdout, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _internal(error: Exception) -> NoReturn:
+    if os.environ.get("RECONCILER_DEBUG"):
+        traceback.print_exc()
+    click.echo(
+        f"internal error: {type(error).__name__}: {printable(str(error))}\n"
+        "  hint: this is a bug in gitops-reconciler; please report it with the command you ran "
+        "(set RECONCILER_DEBUG=1 to see the traceback)",
+        err=True,
+    )
+    raise SystemExit(EXIT_INTERNAL) from None
