@@ -54,7 +54,13 @@ from reconciler.decide import (
     held_for_drivers,
 )
 from reconciler.drivers import Driver, Step, load_driver, unavailable
-from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError, TemporaryError
+from reconciler.errors import (
+    ConfigError,
+    HistoryRewrittenError,
+    ReconcilerError,
+    TemporaryError,
+    UsageError,
+)
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, steps_for
 from reconciler.gitrepo import GitRepo
@@ -205,9 +211,14 @@ class Reconciler:
     def _ready_to_record(self, options: Options) -> None:
         """What a service that records runs needs, checked before any run starts."""
         if self.key is None:
-            raise ConfigError(
+            made_by_init = self.repo.git_dir / "reconciler" / "service-key"
+            where = (
+                f": `reconciler init` left it in {made_by_init}" if made_by_init.is_file() else ""
+            )
+            raise UsageError(
                 "the reconciler needs its service account's private key to sign records",
-                hint="pass --key FILE (or set RECONCILER_KEY); --dry-run needs none",
+                hint=f"pass --key FILE (or set RECONCILER_KEY){where}; "
+                "`apply --dry-run` needs none",
             )
         self._service_lock = ServiceLock(self.store.path)
         if options.driver_root is not None:

@@ -386,6 +386,23 @@ def test_init_makes_a_repository_that_validates_and_verifies(
     assert (target / ".git/reconciler/service-key").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.parametrize("command", ["apply", "watch"])
+def test_running_the_service_without_its_key_is_a_usage_error_naming_inits_key(
+    tmp_path: Path, people: People, command: str
+) -> None:
+    target = tmp_path / "config"
+    made = reconciler("init", target, "--key", people.root.key.with_suffix(".pub"))
+    assert made.exit_code == 0, made.stderr
+    env = {key: value for key, value in os.environ.items() if key != "RECONCILER_KEY"}
+    result = reconciler(command, "--repo", target, env=env, timeout=60)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == (
+        "error: the reconciler needs its service account's private key to sign records\n"
+        f"  hint: pass --key FILE (or set RECONCILER_KEY): `reconciler init` left it in "
+        f"{target / '.git/reconciler/service-key'}; `apply --dry-run` needs none\n"
+    )
+
+
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, people: People) -> None:
     (tmp_path / "something").write_text("x")
     result = reconciler("init", tmp_path, "--key", people.root.key.with_suffix(".pub"))
