@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -550,6 +551,18 @@ def test_the_readme_command_reference_matches_the_cli_help() -> None:
     assert section(README.read_text()) == render().strip("\n"), (
         "regenerate it: python -m reconciler.cli.reference README.md"
     )
+
+
+def test_the_readme_command_reference_is_what_each_commands_help_prints() -> None:
+    # What a user types, on a terminal 90 columns wide (click keeps 2 of them free).
+    reference = section(README.read_text())
+    env = {**os.environ, "COLUMNS": "90"}
+    names = re.findall(r"^#### `reconciler (\S+)`$", reference, flags=re.MULTILINE)
+    assert len(names) == 13
+    for name in names:
+        result = reconciler(name, "--help", env=env)
+        assert result.exit_code == 0, result.stderr
+        assert f"#### `reconciler {name}`\n\n```\n{result.stdout}```" in reference, name
 
 
 def test_the_readme_module_map_names_every_module_of_the_package() -> None:

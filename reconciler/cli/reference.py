@@ -18,7 +18,8 @@ END = "<!-- reference:end -->"
 
 
 def render() -> str:
-    context = click.Context(main, info_name="reconciler", terminal_width=88, max_content_width=88)
+    settings = {**main.context_settings, "terminal_width": 88, "max_content_width": 88}
+    context = click.Context(main, info_name="reconciler", **settings)
     parts = []
     for name in main.list_commands(context):
         command = main.get_command(context, name)
