@@ -755,3 +755,18 @@ def test_output_into_a_closed_pipe_ends_quietly_not_as_a_bug(
         os.close(write_end)
     assert completed.stderr == ""
     assert completed.returncode == 1  # as click does for `reconciler --help | head -1`
+
+
+def test_plan_on_a_feature_branch_names_the_branch_it_read_and_shows_yours_with_branch(
+    tmp_path: Path, people: People
+) -> None:
+    # The developer's walkthrough: branch, add a plan, run `reconciler plan` before the PR.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.git("checkout", "-q", "-b", "my-plan")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)}, "eCommerce 1.4.0 into development")
+    on_main = repo.reconciler("plan")
+    assert on_main.exit_code == 0, on_main.stderr
+    assert on_main.stdout == "no plans on main\n"
+    on_branch = repo.reconciler("plan", "--branch", "my-plan")
+    assert on_branch.exit_code == 0, on_branch.stderr
+    assert on_branch.stdout.startswith(f"executable {DEV_PLAN}@")

@@ -64,7 +64,12 @@ def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
     }
 
 
-def emit_plan(decisions: tuple[Decision, ...], drift: DriftReport, output_format: str) -> None:
+def emit_plan(
+    decisions: tuple[Decision, ...],
+    drift: DriftReport,
+    output_format: str,
+    branch: str = "the branch",
+) -> None:
     queues = executable(decisions)
     positions = {
         decision.path: index
@@ -89,7 +94,7 @@ def emit_plan(decisions: tuple[Decision, ...], drift: DriftReport, output_format
         )
         return
     if not decisions:
-        click.echo("no plans on the branch")
+        click.echo(f"no plans on {printable(branch)}")
     for decision in decisions:
         status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
         where = f" -> {decision.environment}" if decision.environment else ""
@@ -137,5 +142,5 @@ def plan_command(
             deployed_versions(session.walked.effective, session.repo.read_blob),
             lambda environment: load_driver(environment.driver, root),
         )
-        emit_plan(decisions, drift, output_format)
+        emit_plan(decisions, drift, output_format, session.branch)
     raise SystemExit(EXIT_OK)
