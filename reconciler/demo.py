@@ -267,4 +267,7 @@ def where_to_look(folder: Path) -> list[str]:
         f"reconciler status --repo {repository}",
         f"reconciler history --repo {repository}",
         f"ls -l {folder / 'releases' / 'quality-assurance' / 'customer-portal'}",
+        # Carrying the story on: the service's key, and the releases the story made.
+        f"reconciler apply --repo {repository} --key {folder / 'keys' / 'reconciler'} "
+        f"--driver-root {folder / 'releases'}",
     ]

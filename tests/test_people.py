@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,20 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
     assert "does not count: bob holds developer in ecommerce" in result.stdout
     verify = reconciler("verify", "--repo", repo)
     assert verify.exit_code == 0, verify.stdout
+    # Carry the story on as "Look around" says: Bob's hotfix, approved and triggered, deploys
+    # from the releases the story made (a plain `apply` would look for them elsewhere).
+    keys = tmp_path / "demo" / "keys"
+    for person, action in (("ravi", "approve"), ("olga", "deploy")):
+        run_git(repo, "config", "user.email", f"{person}@example.com")
+        run_git(repo, "config", "gpg.format", "ssh")
+        run_git(repo, "config", "user.signingkey", str(keys / person))
+        acted = reconciler(action, "2026-11-qa-hotfix", "--repo", repo)
+        assert acted.exit_code == 0, acted.stderr
+    look_around = result.stdout.split("Look around:\n")[1].splitlines()
+    apply = next(line.strip() for line in look_around if "reconciler apply" in line)
+    applied = reconciler(*shlex.split(apply)[1:])
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    assert "succeeded 2026-11-qa-hotfix.1" in applied.stdout
 
 
 def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:
