@@ -1,3 +1,5 @@
+"""`python -m reconciler`: the `reconciler` command (`cli.main`), for tests and worker processes."""
+
 from reconciler.cli import main
 
 # Guarded: a worker process started by `process.worker_pool` imports this module again.

@@ -1,8 +1,8 @@
 """The one place that starts subprocesses (an edge): drivers, git, ssh-keygen, a worker.
 
-Called by the drivers (`execute`), by the git adapter (`gitrepo`: plumbing
+Called by `drivers` (for `execute`), by the git adapter (`gitrepo`: plumbing
 commands and long-lived readers), by `actions` (reading a signing key) and by
-`authorise` (a worker process for the CPU-bound half of a long walk).
+`readahead` (worker processes for the CPU-bound half of `authorise`'s long walks).
 Arguments are always an argv list, never a shell string; the environment is
 given explicitly; output is captured line by line with timestamps; a
 timeout kills the whole process group, and so does the driver's exit (after a
