@@ -1,8 +1,8 @@
 """The clock, an edge like Git and subprocesses: the core is always handed the time.
 
 Called by the CLI commands alone, which pass `utc_now` (or the time it
-returns) down; the core never reads the clock itself, so tests hand it a
-fixed one.
+returns) down; the core never reads the wall clock itself (timeouts use
+`time.monotonic`), so tests hand it a fixed one.
 """
 
 from __future__ import annotations
