@@ -90,7 +90,11 @@ def test_a_path_outside_the_repository_is_a_usage_error_exiting_2(
     outside = write(tmp_path, "elsewhere/plan.yaml", "name: x\n")
     result = validate("--repo", config, outside)
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == f"error: {outside} is outside the repository {config}\n"
+    assert result.stderr == (
+        f"error: {outside} is outside the repository {config}\n"
+        "  hint: name a file or folder inside it, or pass --repo with the repository "
+        "that holds it\n"
+    )
 
 
 def test_a_path_that_is_not_a_configuration_file_is_a_usage_error_exiting_2(
@@ -359,7 +363,10 @@ def test_with_repo_from_inside_it_relative_paths_start_at_the_current_directory(
     # plans/ is not below environments/: no root-relative fallback from inside.
     result = validate("--repo", config, QA_PLAN)
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == f"error: {QA_PLAN} does not exist\n"
+    assert result.stderr == (
+        f"error: {QA_PLAN} does not exist\n"
+        f"  hint: a relative PATH starts at the current directory, {config / 'environments'}\n"
+    )
 
 
 def test_a_missing_relative_path_from_outside_names_where_it_was_looked_for(
@@ -381,7 +388,11 @@ def test_a_relative_path_that_leaves_the_repository_is_a_usage_error(
     monkeypatch.chdir(config / "plans")
     result = validate("../../elsewhere/plan.yaml")
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == f"error: ../../elsewhere/plan.yaml is outside the repository {config}\n"
+    assert result.stderr == (
+        f"error: ../../elsewhere/plan.yaml is outside the repository {config}\n"
+        "  hint: name a file or folder inside it, or pass --repo with the repository "
+        "that holds it\n"
+    )
 
 
 def test_the_help_says_where_relative_paths_start() -> None:

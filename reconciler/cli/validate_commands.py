@@ -83,12 +83,18 @@ def _repo_relative(root: Path, path: Path, base: Path | None) -> str:
             f"{path} does not exist",
             hint=f"run from outside the repository, a relative PATH starts at its root, {root}"
             if from_root
-            else None,
+            else f"a relative PATH starts at the current directory, {base}"
+            if base is not None and not path.is_absolute()
+            else "check the path",
         )
     try:
         relative = located.relative_to(root.resolve()).as_posix()
     except ValueError:
-        raise UsageError(f"{path} is outside the repository {root}") from None
+        raise UsageError(
+            f"{path} is outside the repository {root}",
+            hint="name a file or folder inside it, or pass --repo with the repository that "
+            "holds it",
+        ) from None
     if relative == ".":
         return ""
     placement = place(relative)
