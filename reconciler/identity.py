@@ -86,8 +86,7 @@ def can_verify(policy: Policy, user: str) -> bool:
         {email.lower() for email in policy.users[user].emails} if user in policy.users else set()
     )
     return any(policy.email_owner.get(email) == user for email in emails) and any(
-        host.emails and host_id in policy.signers
-        for host_id, host in policy.hosts.items()
+        host.emails and host_id in policy.signers for host_id, host in policy.hosts.items()
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -104,6 +105,29 @@ def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_in_json_gives_each_scene_with_the_json_of_the_command_it_shows(
+    tmp_path: Path,
+) -> None:
+    result = reconciler("demo", "--format", "json", "--keep", tmp_path / "demo", timeout=300)
+    assert (result.exit_code, result.stderr) == (0, "")
+    story = json.loads(result.stdout)
+    assert story["repository"] == str(tmp_path / "demo" / "config")
+    assert any("reconciler apply" in command for command in story["look_around"])
+    shown = [
+        key
+        for scene in story["scenes"]
+        for key in ("apply", "plan", "status", "history")
+        if key in scene
+    ]
+    assert shown == ["apply", "plan", "apply", "status", "history"]
+    qa_release = story["scenes"][-3]["apply"]["runs"]
+    assert [(run["run"], run["result"]) for run in qa_release] == [
+        ("2026-11-qa-release.1", "succeeded")
+    ]
+    [hotfix] = story["scenes"][-4]["plan"]["plans"]
+    assert (hotfix["plan"], hotfix["status"]) == ("plans/2026-11-qa-hotfix.yaml", "waiting")
 
 
 def test_demo_keep_under_a_file_is_a_usage_error(tmp_path: Path) -> None:

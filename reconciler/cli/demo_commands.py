@@ -7,13 +7,16 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from reconciler.cli.apply_commands import emit_pass
+from reconciler.cli.apply_commands import emit_pass, pass_json
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.people_commands import render_entry, render_pipeline
-from reconciler.cli.plan_commands import emit_plan
+from reconciler.cli.options import format_option
+from reconciler.cli.output import emit_json
+from reconciler.cli.people_commands import pipeline_json, render_entry, render_pipeline
+from reconciler.cli.plan_commands import emit_plan, plan_json
 from reconciler.clock import utc_now
 from reconciler.decide import Decision
 from reconciler.demo import Scene, play, where_to_look
@@ -21,6 +24,24 @@ from reconciler.drift import DriftReport
 from reconciler.history import Entry
 from reconciler.reconcile import PassReport
 from reconciler.status import Pipeline
+
+
+def _scene_json(scene: Scene) -> dict[str, Any]:
+    """A scene as the JSON of the command whose output it shows (apply, plan, status, history)."""
+    shown: dict[str, Any] = {"title": scene.title, "narration": scene.narration}
+    payload = scene.payload
+    if payload is None:
+        return shown
+    if isinstance(payload, PassReport):
+        shown["apply"] = pass_json(payload)
+    elif isinstance(payload, Pipeline):
+        shown["status"] = pipeline_json(payload)
+    elif payload and isinstance(payload[0], Entry):
+        shown["history"] = {"entries": [e.as_json() for e in payload if isinstance(e, Entry)]}
+    else:
+        decisions = tuple(item for item in payload if isinstance(item, Decision))
+        shown["plan"] = plan_json(decisions, DriftReport(drift=(), notes=()))
+    return shown
 
 
 def _show(number: int, scene: Scene) -> None:
@@ -52,17 +73,29 @@ def _show(number: int, scene: Scene) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Play the story in DIR (new or empty) and keep it there to look around.",
 )
-def demo(keep: Path | None) -> None:
+@format_option("text", "json")
+def demo(keep: Path | None, output_format: str) -> None:
     """Play the seed story end to end on a scratch copy of the example.
 
     The eCommerce lead saves a plan, the Customer Portal lead adds their
     application, a tech lead approves, a developer's direct push does not
     deploy, ops merge and the deploy runs through the local driver; then the
     pipeline and the audit trail. Your own repositories are never touched.
+    With --format json, one object: each scene with the JSON its command gives.
     """
     folder = keep or Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     try:
         with reported():
+            if output_format == "json":
+                scenes = play(folder, clock=utc_now, sleep=time.sleep)
+                emit_json(
+                    {
+                        "repository": str(folder / "config") if keep is not None else None,
+                        "scenes": [_scene_json(scene) for scene in scenes],
+                        "look_around": where_to_look(folder) if keep is not None else [],
+                    }
+                )
+                raise SystemExit(EXIT_OK)
             click.echo(click.style("gitops-reconciler: the seed story", bold=True))
             click.echo(f"scratch repository: {folder / 'config'}")
             for number, scene in enumerate(play(folder, clock=utc_now, sleep=time.sleep), start=1):

@@ -64,35 +64,42 @@ def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
     }
 
 
+def _queue_positions(decisions: tuple[Decision, ...]) -> dict[str, int]:
+    """Each executable plan's place in its environment's queue (1 runs next)."""
+    return {
+        decision.path: index
+        for queue in executable(decisions).values()
+        for index, decision in enumerate(queue, start=1)
+    }
+
+
+def plan_json(decisions: tuple[Decision, ...], drift: DriftReport) -> dict[str, Any]:
+    positions = _queue_positions(decisions)
+    return {
+        "plans": [decision_json(d, positions.get(d.path)) for d in decisions],
+        "drift": [
+            {
+                "environment": item.environment,
+                "application": item.application,
+                "recorded": item.recorded,
+                "current": item.current,
+            }
+            for item in drift.drift
+        ],
+        "drift_notes": list(drift.notes),
+    }
+
+
 def emit_plan(
     decisions: tuple[Decision, ...],
     drift: DriftReport,
     output_format: str,
     branch: str = "the branch",
 ) -> None:
-    queues = executable(decisions)
-    positions = {
-        decision.path: index
-        for queue in queues.values()
-        for index, decision in enumerate(queue, start=1)
-    }
     if output_format == "json":
-        emit_json(
-            {
-                "plans": [decision_json(d, positions.get(d.path)) for d in decisions],
-                "drift": [
-                    {
-                        "environment": item.environment,
-                        "application": item.application,
-                        "recorded": item.recorded,
-                        "current": item.current,
-                    }
-                    for item in drift.drift
-                ],
-                "drift_notes": list(drift.notes),
-            }
-        )
+        emit_json(plan_json(decisions, drift))
         return
+    positions = _queue_positions(decisions)
     if not decisions:
         click.echo(f"no plans on {printable(branch)}")
     for decision in decisions:
