@@ -427,3 +427,25 @@ def test_an_approval_and_a_trigger_by_committer_email_count_only_where_signature
     assert production.status == "waiting"
     assert production.approvers == ()
     assert production.triggered_by is None
+
+
+def test_trailers_in_merges_by_holders_of_the_permission_neither_trigger_nor_approve(
+    tmp_path: Path, people: People
+) -> None:
+    # olga may deploy to QA and ravi may approve there: were a merge's message read, their
+    # merges of unrelated branches would trigger and approve with text a host pasted in.
+    repo = proposed_qa_release(tmp_path, people)
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    with repo.branch("other"):
+        repo.commit(people.diana, {"plans/other.yaml": plan("other", "development", [])})
+    repo.merge(people.olga, "other", f"Merge other\n\nDeploy-Plan: {ref}")
+    with repo.branch("another"):
+        repo.commit(people.diana, {"plans/another.yaml": plan("another", "development", [])})
+    repo.merge(people.ravi, "another", f"Merge another\n\nApprove-Plan: {ref}")
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
+    reasons = [event["reason"] for event in repo.store().events(["ignored"])]
+    assert (
+        reasons[-2:]
+        == ["a merge commit's message never counts (hosts copy pull-request text there)"] * 2
+    )
