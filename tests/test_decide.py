@@ -449,3 +449,29 @@ def test_trailers_in_merges_by_holders_of_the_permission_neither_trigger_nor_app
         reasons[-2:]
         == ["a merge commit's message never counts (hosts copy pull-request text there)"] * 2
     )
+
+    assert (
+        reasons[-2:]
+        == ["a merge commit's message never counts (hosts copy pull-request text there)"] * 2
+    )
+
+
+def test_a_trigger_from_a_history_unrelated_to_the_trust_anchor_does_not_count(
+    tmp_path: Path, people: People
+) -> None:
+    # olga's signed trigger of this very blob, made in another history (a fork, a scratch
+    # repository) and merged in without changing a file: it never descended from the anchor.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    tree = repo.git("rev-parse", "main^{tree}")
+    config, env = repo.identity(people.olga, signed=True)
+    root = repo.git(*config, "commit-tree", "-S", tree, "-m", "elsewhere", env=env)
+    message = f"Deploy by olga\n\nDeploy-Plan: {QA_PLAN}@{repo.blob(QA_PLAN)}"
+    config, env = repo.identity(people.olga, signed=True)
+    foreign = repo.git(*config, "commit-tree", "-S", tree, "-p", root, "-m", message, env=env)
+    repo.land_commit_tree(people.alice, tree, repo.head(), foreign, message="Merge", signed=True)
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.triggered_by) == ("waiting", None)
+    assert [event["reason"] for event in repo.store().events(["ignored"])] == [
+        "the commit does not descend from the trust anchor"
+    ]
