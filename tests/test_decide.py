@@ -475,3 +475,28 @@ def test_a_trigger_from_a_history_unrelated_to_the_trust_anchor_does_not_count(
     assert [event["reason"] for event in repo.store().events(["ignored"])] == [
         "the commit does not descend from the trust anchor"
     ]
+
+
+def test_an_approval_made_before_the_content_existed_does_not_count_once_it_lands(
+    tmp_path: Path, people: People
+) -> None:
+    # A blob id is a hash of the content: ravi can name tomorrow's version today. Made on a
+    # branch whose tree holds the old version and merged after the new one landed, the
+    # approval lands after it; it still approves content its commit never held.
+    repo = proposed_qa_release(tmp_path, people)
+    tomorrow = qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL, notes="November release")
+    (tmp_path / "tomorrow.yaml").write_text(tomorrow)
+    blob = repo.git("hash-object", str(tmp_path / "tomorrow.yaml"))
+    with repo.branch("ahead"):
+        early = repo.signoff(people.ravi, "Approve-Plan", f"{QA_PLAN}@{blob}")
+    repo.commit(people.alice, {QA_PLAN: tomorrow})
+    assert repo.blob(QA_PLAN) == blob
+    repo.merge(people.olga, "ahead")
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.approvers) == ("waiting", ())
+    [ignored] = repo.store().events(["ignored"])
+    assert (ignored["commit"], ignored["reason"]) == (
+        early,
+        f"Approve-Plan: the commit's tree does not hold {QA_PLAN} at {blob[:12]}",
+    )
