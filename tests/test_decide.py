@@ -500,3 +500,23 @@ def test_an_approval_made_before_the_content_existed_does_not_count_once_it_land
         early,
         f"Approve-Plan: the commit's tree does not hold {QA_PLAN} at {blob[:12]}",
     )
+
+
+def test_a_triggerer_who_lost_plan_deploy_before_execution_no_longer_triggers(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    trigger = repo.trigger(people.olga, QA_PLAN)
+    teams = seed_teams(people)
+    del teams["teams"]["operations"]
+    teams["teams"]["architecture"]["members"]["olga"] = "tech-lead"
+    repo.commit(people.root, {"teams.yaml": dump(teams)}, "Olga moves to architecture")
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.triggered_by) == ("waiting", None)
+    assert [wait.what for wait in decision.waits] == ["trigger"]
+    assert (
+        f"trigger in {trigger[:12]} by olga does not count: olga no longer holds plan.deploy: "
+        "olga holds tech-lead in architecture; quality-assurance grants plan.deploy to "
+        "deployment (held by nobody)"
+    ) in decision.notes
