@@ -520,3 +520,17 @@ def test_a_triggerer_who_lost_plan_deploy_before_execution_no_longer_triggers(
         "olga holds tech-lead in architecture; quality-assurance grants plan.deploy to "
         "deployment (held by nobody)"
     ) in decision.notes
+
+
+def test_a_trigger_older_than_the_ttl_does_not_count(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    trigger = repo.trigger(people.olga, QA_PLAN)
+    repo.decide()  # the reconciler sees the trigger now
+    approved_at = int((FIXED_NOW + timedelta(hours=9)).timestamp())
+    repo.approve(people.ravi, QA_PLAN, date=f"{approved_at} +0000")
+    later = repo.decide(now=FIXED_NOW + timedelta(hours=9, minutes=5))[QA_PLAN]
+    assert (later.status, later.triggered_by, later.approvers) == ("waiting", None, ("ravi",))
+    assert [wait.what for wait in later.waits] == ["trigger"]
+    assert f"trigger in {trigger[:12]} by olga does not count: older than approval_ttl (8h)" in (
+        later.notes
+    )
