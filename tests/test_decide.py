@@ -534,3 +534,18 @@ def test_a_trigger_older_than_the_ttl_does_not_count(tmp_path: Path, people: Peo
     assert f"trigger in {trigger[:12]} by olga does not count: older than approval_ttl (8h)" in (
         later.notes
     )
+
+
+def test_an_approval_dated_in_the_past_ages_from_its_date_not_from_when_it_was_first_seen(
+    tmp_path: Path, people: People
+) -> None:
+    # The earlier of the two: an approval made yesterday and pushed today is a day old.
+    repo = proposed_qa_release(tmp_path, people)
+    yesterday = int((FIXED_NOW - timedelta(hours=9)).timestamp())
+    approval = repo.approve(people.ravi, QA_PLAN, date=f"{yesterday} +0000")
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]  # first seen now
+    assert (decision.status, decision.approvers) == ("waiting", ())
+    assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
+        decision.notes
+    )
