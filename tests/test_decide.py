@@ -549,3 +549,17 @@ def test_an_approval_dated_in_the_past_ages_from_its_date_not_from_when_it_was_f
     assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
         decision.notes
     )
+
+
+def test_an_unsigned_approval_under_an_approvers_email_does_not_count_where_signatures_are_required(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN, signed=False)
+    repo.trigger(people.olga, PROD_PLAN)
+    decision = repo.decide()[PROD_PLAN]
+    assert decision.approvers == ("ravi",)
+    assert waits(decision) == ["1 more approval by tester (may approve: carol, fiona)"]
