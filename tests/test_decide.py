@@ -563,3 +563,18 @@ def test_an_unsigned_approval_under_an_approvers_email_does_not_count_where_sign
     decision = repo.decide()[PROD_PLAN]
     assert decision.approvers == ("ravi",)
     assert waits(decision) == ["1 more approval by tester (may approve: carol, fiona)"]
+
+
+def test_tag_and_deploy_waits_for_its_from_version_even_when_the_tag_already_runs_there(
+    tmp_path: Path, people: People
+) -> None:
+    # The approval covers tagging 0.6-dev.41: that 0.6 runs in development says nothing of it.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6"})
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.status == "waiting"
+    assert waits(decision) == [
+        "customer-portal 0.6-dev.41 must run in development first (it runs 0.6)"
+    ]
