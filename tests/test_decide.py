@@ -578,3 +578,33 @@ def test_tag_and_deploy_waits_for_its_from_version_even_when_the_tag_already_run
     assert waits(decision) == [
         "customer-portal 0.6-dev.41 must run in development first (it runs 0.6)"
     ]
+
+
+def test_a_plan_whose_source_is_not_its_targets_promotion_source_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.4.0"})
+    skipping = plan("skip-qa", "production", [ECOMMERCE], source="development")
+    sourced = plan("sourced-dev", "development", [ECOMMERCE], source="quality-assurance")
+    unsourced = plan("unsourced-qa", "quality-assurance", [ECOMMERCE])
+    repo.commit(
+        people.alice,
+        {"plans/skip-qa.yaml": skipping, "plans/sourced-dev.yaml": sourced},
+    )
+    repo.commit(people.alice, {"plans/unsourced-qa.yaml": unsourced})
+    decisions = repo.decide()
+    assert {path: (item.status, item.reasons) for path, item in decisions.items()} == {
+        "plans/skip-qa.yaml": (
+            "refused",
+            ("production promotes from quality-assurance, not development",),
+        ),
+        "plans/sourced-dev.yaml": (
+            "refused",
+            ("development promotes from nothing, not quality-assurance",),
+        ),
+        "plans/unsourced-qa.yaml": (
+            "refused",
+            ("quality-assurance promotes from development, not nothing",),
+        ),
+    }
