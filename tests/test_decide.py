@@ -608,3 +608,17 @@ def test_a_plan_whose_source_is_not_its_targets_promotion_source_is_refused(
             ("quality-assurance promotes from development, not nothing",),
         ),
     }
+
+
+def test_a_retry_by_someone_without_plan_deploy_does_not_re_run_the_interrupted_run(
+    tmp_path: Path, people: People
+) -> None:
+    repo, _ = interrupted_qa_release(tmp_path, people)
+    retry = repo.signoff(people.alice, "Retry-Run", "2026-11-qa-release.1")
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.retry_of) == ("waiting", None)
+    assert [wait.what for wait in decision.waits] == ["retry"]
+    assert (
+        f"retry in {retry[:12]} by alice does not count: alice holds tech-lead in ecommerce; "
+        "quality-assurance grants plan.deploy to deployment (held by olga)"
+    ) in decision.notes
