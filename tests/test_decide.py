@@ -622,3 +622,23 @@ def test_a_retry_by_someone_without_plan_deploy_does_not_re_run_the_interrupted_
         f"retry in {retry[:12]} by alice does not count: alice holds tech-lead in ecommerce; "
         "quality-assurance grants plan.deploy to deployment (held by olga)"
     ) in decision.notes
+
+
+def test_approvals_and_triggers_of_a_version_do_not_carry_over_when_a_revert_brings_it_back(
+    tmp_path: Path, people: People
+) -> None:
+    # Approved and triggered, edited before it ran, then reverted by its editor: the version
+    # is back, and it needs a new approval and a new trigger, as after any other landing.
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    original = repo.blob(QA_PLAN)
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
+    repo.git("revert", "--no-edit", "HEAD", env={"GIT_COMMITTER_EMAIL": "alice@example.com"})
+    assert repo.blob(QA_PLAN) == original
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
+    assert f"approval in {approval[:12]} by ravi does not count: it landed before this version" in (
+        decision.notes
+    )
+    assert [wait.what for wait in decision.waits] == ["trigger", "approval"]
