@@ -642,3 +642,24 @@ def test_approvals_and_triggers_of_a_version_do_not_carry_over_when_a_revert_bri
         decision.notes
     )
     assert [wait.what for wait in decision.waits] == ["trigger", "approval"]
+
+
+def test_an_editor_whose_commit_landed_in_someone_elses_merge_does_not_approve(
+    tmp_path: Path, people: People
+) -> None:
+    # diana's only edit is on a branch that alice merged: the merge is alice's, the entry is
+    # still diana's, and so is the plan she would approve.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("portal"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    repo.merge(people.alice, "portal")
+    approval = repo.approve(people.diana, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.approvers) == ("waiting", ())
+    assert (
+        f"approval in {approval[:12]} by diana does not count: diana edited the plan, and "
+        "editors do not approve their own plans"
+    ) in decision.notes
