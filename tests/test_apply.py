@@ -899,3 +899,37 @@ def test_a_finish_record_is_published_when_another_reconciler_marked_its_run_int
     assert trailers(repo, "main")["Result"] == "succeeded"
     deployed = yaml.safe_load((repo.path / "deployments/development.yaml").read_text())
     assert deployed["applications"]["ecommerce"]["version"] == "1.4.0"
+
+
+def test_the_refusals_of_a_pass_are_one_record_and_a_version_is_never_refused_twice(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    hostile = {"name": "ecommerce", "version": "1.0;touch${IFS}pwned"}
+    first = plan("first", "development", [hostile])
+    second = plan("second", "quality-assurance", [ECOMMERCE])  # QA promotes from development
+    repo.commit(people.alice, {"plans/first.yaml": first})
+    repo.commit(people.alice, {"plans/second.yaml": second})
+    refs = [f"{path}@{repo.blob(path)}" for path in ("plans/first.yaml", "plans/second.yaml")]
+    shown = repo.reconciler("plan", "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    [reason] = [
+        item["reasons"] for item in shown.json()["plans"] if item["plan"] == "plans/second.yaml"
+    ]
+    assert reason == ["quality-assurance promotes from development, not nothing"]
+    before = repo.head()
+    result = repo.apply("--format", "json")
+    assert result.exit_code == 1, result.stderr
+    assert sorted(result.json()["refused"]) == refs
+    [record] = repo.git("rev-list", f"{before}..main").split()
+    assert repo.git("log", "-1", "--format=%(trailers:key=Refused-Plan,valueonly)", record) == (
+        "\n".join(refs)
+    )
+    body = repo.git("log", "-1", "--format=%B", record)
+    assert f"{refs[1]}: quality-assurance promotes from development, not nothing" in body
+    # The same versions, brought back by an edit and its revert: recorded once, not again.
+    repo.commit(people.alice, {"plans/first.yaml": plan("first", "development", [ECOMMERCE])})
+    repo.git("revert", "--no-edit", "HEAD", env={"GIT_COMMITTER_EMAIL": "alice@example.com"})
+    again = repo.apply("--format", "json")
+    assert (again.exit_code, again.json()["refused"]) == (0, [])
+    assert repo.git("log", "--format=%H", "--grep=^Result: refused", "main").split() == [record]
