@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -933,3 +934,28 @@ def test_the_refusals_of_a_pass_are_one_record_and_a_version_is_never_refused_tw
     again = repo.apply("--format", "json")
     assert (again.exit_code, again.json()["refused"]) == (0, [])
     assert repo.git("log", "--format=%H", "--grep=^Result: refused", "main").split() == [record]
+
+
+@pytest.mark.parametrize("timeout", [60, 7200])
+def test_the_start_record_names_the_instance_and_a_lease_that_covers_the_driver_timeouts(
+    tmp_path: Path, people: People, timeout: int
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    text = (repo.path / "environments/development.yaml").read_text()
+    slower = text.replace("timeout: 60", f"timeout: {timeout}")
+    repo.commit(people.root, {"environments/development.yaml": slower}, "Slower deploys")
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    assert repo.apply().exit_code == 0
+    finish, start = repo.git("rev-list", "-2", "main").split()
+    found = trailers(repo, start)
+    assert (found["Result"], found["Reconciler"], found["Run"]) == (
+        "started",
+        "test-reconciler",
+        "2026-11-dev-build.1",
+    )
+    started_at = int(repo.git("log", "-1", "--format=%ct", start))
+    lease = datetime.fromisoformat(found["Lease-Until"]).timestamp() - started_at
+    assert 2 * timeout < lease < 2 * timeout + 3600  # two steps, each up to the timeout
+    assert trailers(repo, finish)["Result"] == "succeeded"
+    assert len(out.read_text().splitlines()) == 2
