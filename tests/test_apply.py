@@ -959,3 +959,21 @@ def test_the_start_record_names_the_instance_and_a_lease_that_covers_the_driver_
     assert 2 * timeout < lease < 2 * timeout + 3600  # two steps, each up to the timeout
     assert trailers(repo, finish)["Result"] == "succeeded"
     assert len(out.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("command", ["apply", "watch"])
+def test_the_reconciler_refuses_to_start_without_the_service_accounts_key(
+    tmp_path: Path, people: People, command: str
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    head = repo.head()
+    result = repo.reconciler(command, "--driver-root", str(repo.driver_root))
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "the reconciler needs its service account's private key to sign records" in (
+        result.stderr
+    )
+    assert "hint: pass --key FILE (or set RECONCILER_KEY)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert repo.head() == head
+    assert not out.exists()
