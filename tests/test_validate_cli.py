@@ -542,3 +542,16 @@ def test_an_id_that_is_both_a_user_and_a_service_account_is_a_finding_at_the_sec
             "hint": "ids must be unique across users, service accounts and hosts; rename one",
         }
     ]
+
+
+def test_a_repositorys_loosened_schema_does_not_loosen_validation(config: Path) -> None:
+    # An editor's schema that lets a plan carry anything: validate still uses the shipped one.
+    replace(config, "schemas/plan.schema.json", '"additionalProperties": false', '"x": 1')
+    replace(config, QA_PLAN, "state: ready", "state: ready\npriority: skip-the-gates")
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 1, result.stdout
+    assert [(item["file"], item["severity"]) for item in findings(result)] == [
+        (QA_PLAN, "error"),
+        ("schemas/plan.schema.json", "warning"),
+    ]
+    assert "priority" in findings(result)[0]["message"]
