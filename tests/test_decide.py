@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from reconciler.decide import Decision
+from reconciler.resources import schemas_dir
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -663,3 +664,17 @@ def test_an_editor_whose_commit_landed_in_someone_elses_merge_does_not_approve(
         f"approval in {approval[:12]} by diana does not count: diana edited the plan, and "
         "editors do not approve their own plans"
     ) in decision.notes
+
+
+def test_a_plan_only_the_repositorys_loosened_schema_accepts_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    # root may change schemas/, but they are for editors: the reconciler uses its own.
+    shipped = (schemas_dir() / "plan.schema.json").read_text()
+    loosened = shipped.replace('"additionalProperties": false', '"x": 1', 1)
+    repo = SeedRepo.create(tmp_path, people, extra={"schemas/plan.schema.json": loosened})
+    text = dev_plan(ECOMMERCE) + "priority: skip-the-gates\n"
+    repo.commit(people.alice, {DEV_PLAN: text})
+    decision = repo.decide()[DEV_PLAN]
+    assert decision.status == "refused"
+    assert decision.reasons[0].endswith(f"{DEV_PLAN}:7:1: unknown key 'priority'")
