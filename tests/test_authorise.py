@@ -500,6 +500,22 @@ def test_a_symlink_in_the_configuration_is_refused(tmp_path: Path, people: Peopl
     )
 
 
+def test_a_submodule_in_the_configuration_is_refused(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    elsewhere = repo.head()  # any commit will do: a gitlink names a commit of another repository
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{elsewhere},plans/vendor.yaml")
+    repo.commit(people.alice)
+    assert repo.git("ls-tree", "HEAD", "plans/vendor.yaml").startswith("160000 commit ")
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert refusal.reasons == (
+        "the new content is refused: symlinks and submodules are refused in the configuration",
+    )
+    shown = repo.reconciler("plan", "--format", "json")
+    assert (shown.exit_code, shown.stderr) == (0, "")
+    [decision] = shown.json()["plans"]
+    assert (decision["plan"], decision["status"]) == ("plans/vendor.yaml", "refused")
+
+
 # -- history ----------------------------------------------------------------------
 
 
