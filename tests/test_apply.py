@@ -977,3 +977,26 @@ def test_the_reconciler_refuses_to_start_without_the_service_accounts_key(
     assert "Traceback" not in result.stderr
     assert repo.head() == head
     assert not out.exists()
+
+
+def test_verify_plan_and_apply_read_the_committed_tree_never_the_working_tree(
+    tmp_path: Path, people: People
+) -> None:
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    # Uncommitted: another version in the plan, a new plan, and a grant in teams.yaml.
+    (repo.path / DEV_PLAN).write_text(dev_plan({"name": "ecommerce", "version": "6.6.6"}))
+    (repo.path / "plans/uncommitted.yaml").write_text(
+        plan("uncommitted", "development", [{"name": "ecommerce", "version": "7.7.7"}])
+    )
+    (repo.path / "teams.yaml").write_text("users: {}\n")
+    verify = repo.reconciler("verify")
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
+    shown = repo.reconciler("plan", "--format", "json")
+    assert [item["plan"] for item in shown.json()["plans"]] == [DEV_PLAN]
+    assert repo.apply().exit_code == 0
+    assert out.read_text() == "2026-11-dev-build ecommerce 1.4.0 []\n"
+    # and the person's uncommitted edits are still there
+    assert "6.6.6" in (repo.path / DEV_PLAN).read_text()
+    assert (repo.path / "teams.yaml").read_text() == "users: {}\n"
+    assert (repo.path / "deployments/development.yaml").exists()
