@@ -1,0 +1,99 @@
+"""The commands as a stable interface: `--repo`, `--format`, and usage errors (DESIGN.md's table).
+
+Every command takes `--repo DIR` and `--format text|json` (and `github` for
+validate and verify); usage errors exit 2, and never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from tests.configrepo import reconciler
+from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan
+
+# Each command with the arguments it needs; `init` and `demo` make their own repositories.
+COMMANDS = {
+    "validate": [],
+    "verify": [],
+    "plan": [],
+    "apply": ["--dry-run"],
+    "watch": [],
+    "approve": ["2026-11-dev-build"],
+    "deploy": ["2026-11-dev-build"],
+    "cancel": ["2026-11-dev-build"],
+    "status": [],
+    "history": [],
+    "access": ["alice"],
+}
+READ_ONLY = ["validate", "verify", "plan", "apply", "status", "history", "access"]
+WITH_GITHUB = {"validate", "verify"}
+
+
+def invoke(*args: str) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(main, list(args))
+    unexpected = None if isinstance(result.exception, SystemExit) else result.exception
+    return result.exit_code, result.output, unexpected
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "init"])
+def test_an_unknown_option_or_format_is_a_usage_error_exiting_2(
+    tmp_path: Path, command: str
+) -> None:
+    args = COMMANDS.get(command, [str(tmp_path / "new")])
+    for wrong in (["--no-such-option"], ["--format", "yaml"]):
+        exit_code, output, unexpected = invoke(command, *args, *wrong)
+        assert (exit_code, unexpected) == (2, None), output
+        assert "Traceback" not in output
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_the_github_format_is_for_validate_and_verify_only(tmp_path: Path, command: str) -> None:
+    exit_code, output, unexpected = invoke(
+        command, *COMMANDS[command], "--repo", str(tmp_path), "--format", "github"
+    )
+    assert unexpected is None
+    if command in WITH_GITHUB:
+        assert exit_code != 2, output
+    else:
+        assert exit_code == 2, output
+        assert "'github' is not one of 'text', 'json'" in output
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_repo_that_does_not_exist_is_a_usage_error_exiting_2(
+    tmp_path: Path, command: str
+) -> None:
+    missing = tmp_path / "missing"
+    exit_code, output, unexpected = invoke(command, *COMMANDS[command], "--repo", str(missing))
+    assert (exit_code, unexpected) == (2, None), output
+    assert f"{missing} does not exist" in output
+
+
+def test_every_read_only_command_answers_in_json_for_the_repository_given_with_repo(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = ["--state-dir", str(repo.state_dir)]
+    for command in READ_ONLY:
+        extra = [] if command == "validate" else state
+        result = reconciler(
+            command,
+            *COMMANDS[command],
+            "--repo",
+            repo.path,
+            "--format",
+            "json",
+            *extra,
+            cwd=elsewhere,
+        )
+        assert (result.exit_code, result.stderr) == (0, ""), (command, result.stdout)
+        assert isinstance(json.loads(result.stdout), dict), command
