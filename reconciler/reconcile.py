@@ -133,6 +133,7 @@ class PassReport:
     landings: list[LandingVerdict] = field(default_factory=list)
     runs: list[RunReport] = field(default_factory=list)
     refused: list[PlanRef] = field(default_factory=list)
+    why_refused: dict[PlanRef, tuple[str, ...]] = field(default_factory=dict)  # by `refused`
     interrupted: list[str] = field(default_factory=list)
     would_run: tuple[Decision, ...] = ()
     dry_run: bool = False
@@ -335,6 +336,9 @@ class Reconciler:
                 if self._publish(writer.chain(tip, records), base, pending):
                     report.interrupted.extend(interrupted)
                     report.refused.extend(refused)
+                    report.why_refused.update(
+                        (item.ref, item.reasons) for item in decisions if item.ref in refused
+                    )
                     # Once per version even were a record not read back as one:
                     # each round would record it again, and the pass never settle.
                     self._refusals_recorded.update(refused)

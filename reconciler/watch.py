@@ -445,7 +445,13 @@ class Watch:
         if report.interrupted:
             outcome.append(f"marked {', '.join(report.interrupted)} interrupted")
         if report.refused:
-            outcome.append(f"refused {', '.join(str(ref) for ref in report.refused)}")
+            outcome.append(
+                "refused "
+                + ", ".join(
+                    f"{ref} ({'; '.join(report.why_refused.get(ref, ()))})"
+                    for ref in report.refused
+                )
+            )
         if started:
             outcome.append(
                 "started " + ", ".join(f"{run.run_id} -> {run.environment.name}" for run in started)

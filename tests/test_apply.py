@@ -1000,3 +1000,15 @@ def test_verify_plan_and_apply_read_the_committed_tree_never_the_working_tree(
     assert "6.6.6" in (repo.path / DEV_PLAN).read_text()
     assert (repo.path / "teams.yaml").read_text() == "users: {}\n"
     assert (repo.path / "deployments/development.yaml").exists()
+
+
+def test_apply_says_why_it_refused_each_plan_version(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    unsourced = plan("unsourced-qa", "quality-assurance", [ECOMMERCE])
+    repo.commit(people.alice, {"plans/unsourced-qa.yaml": unsourced})
+    result = repo.apply()
+    assert result.exit_code == 1
+    ref = f"plans/unsourced-qa.yaml@{repo.blob('plans/unsourced-qa.yaml')}"
+    assert f"refused {ref}: quality-assurance promotes from development, not nothing\n" in (
+        result.stdout
+    )

@@ -605,3 +605,20 @@ def test_an_interval_that_is_not_0_1_to_86400_seconds_is_refused(
         f"Error: Invalid value for '--interval': '{interval}' is not a number of seconds "
         "from 0.1 to 86400.\n"
     ), result.stderr
+
+
+def test_the_watch_log_says_why_a_plan_version_was_refused(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    unsourced = plan("unsourced-qa", "quality-assurance", [{"name": "ecommerce", "version": "1"}])
+    repo.commit(people.alice, {"plans/unsourced-qa.yaml": unsourced})
+    ref = f"plans/unsourced-qa.yaml@{repo.blob('plans/unsourced-qa.yaml')}"
+    watcher = start_watch(watchers, repo, people, repo.path)
+    [event] = [event for event in watcher.named("pass") if event["refused"]]
+    assert event["refused"] == [ref]
+    assert (
+        f"refused {ref} (quality-assurance promotes from development, not nothing)"
+        in (event["message"])
+    )
+    assert watcher.stop() == 0

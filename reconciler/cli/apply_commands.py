@@ -91,7 +91,8 @@ def emit_pass(report: PassReport, output_format: str) -> None:
     for run_id in report.interrupted:
         click.echo(click.style(f"marked {run_id} interrupted", fg="yellow"))
     for ref in report.refused:
-        click.echo(click.style(printable(f"refused {ref}"), fg="red"))
+        why = "; ".join(report.why_refused.get(ref, ()))
+        click.echo(click.style(printable(f"refused {ref}" + (f": {why}" if why else "")), fg="red"))
     for run in report.runs:
         colour = "green" if run.result == "succeeded" else "red"
         failed = f" at step {run.failed_step}" if run.failed_step else ""
