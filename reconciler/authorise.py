@@ -937,14 +937,19 @@ class Authoriser:
             ignore("a merge commit's message never counts (hosts copy pull-request text there)")
             return
         if RESULT in trailers:
-            self._collect_record(entry.id, work, policy, trailers, ignore)
+            # A record from another history (one service key signing for two repositories)
+            # must not say that a run started or ended here.
+            if self._descends_from_anchor(entry, work):
+                self._collect_record(entry.id, work, policy, trailers, ignore)
+            else:
+                ignore("the commit does not descend from the trust anchor")
             return
         if not any(key in trailers for key in HUMAN_TRAILERS):
             return
         if work.changes[entry.id]:
             ignore("the commit also changes files; approvals and triggers are empty commits")
             return
-        if not self.repo.is_ancestor(self.anchor, entry.id):
+        if not self._descends_from_anchor(entry, work):
             ignore("the commit does not descend from the trust anchor")
             return
         kinds: tuple[tuple[str, Literal["approve", "deploy"], str], ...] = (
@@ -967,6 +972,14 @@ class Authoriser:
                 ignore(f"{RETRY}: '{run}' is not a run the reconciler recorded")
             else:
                 self._signoff(entry.id, work, policy, "retry", PLAN_DEPLOY, None, run, target)
+
+    def _descends_from_anchor(self, entry: HistoryEntry, work: _Landing) -> bool:
+        """Whether a single-parent landed commit descends from the trust anchor; a commit
+        on main's first-parent chain (every record the reconciler publishes) without asking
+        git, as its parent does."""
+        if work.first_parent is not None and entry.parents[0] == work.first_parent:
+            return True
+        return self.repo.is_ancestor(self.anchor, entry.id)
 
     def _signoff(
         self,

@@ -11,7 +11,8 @@ kept with the reason it was ignored, so `plan` and `history` can say why:
   commit's message (hosts copy pull-request descriptions there); never with
   a short blob id.
 - A record (`Result:` with `Plan:`, `Run:`, ...) counts only when signed by a
-  service account's key of the judging policy.
+  service account's key of the judging policy, in a single-parent commit that
+  descends from the trust anchor (never one replayed from another history).
 """
 
 from __future__ import annotations

@@ -1019,3 +1019,36 @@ def test_access_says_a_user_without_a_key_cannot_approve_where_signatures_are_re
         "needs a verified signature"
     )
     assert entitlements[("plan.approve", "quality-assurance")]["allowed"] is True
+
+
+# -- 10. records from another history -------------------------------------------------------
+
+
+def test_records_from_a_history_unrelated_to_the_trust_anchor_do_not_end_a_run_here(
+    tmp_path: Path, people: People
+) -> None:
+    # One service key signs the records of two configuration repositories. In the other one,
+    # mallory ran a plan with the same bytes as ours; its history, merged here without
+    # changing a file, must not make our plan version one that already ran.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    tree = repo.git("rev-parse", "main^{tree}")
+    config, env = repo.identity(people.mallory, signed=False)
+    elsewhere = repo.git(*config, "commit-tree", tree, "-m", "another repository", env=env)
+    run = {
+        "Plan": f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}",
+        "Environment": "development",
+        "Run": "2026-11-dev-build.1",
+    }
+    for result in ("started", "succeeded"):
+        trailers = {**run, "Result": result, "Reconciler": "elsewhere"}
+        body = "\n".join(f"{key}: {value}" for key, value in trailers.items())
+        config, env = repo.identity(people.reconciler, signed=True)
+        elsewhere = repo.git(
+            *config, "commit-tree", "-S", tree, "-p", elsewhere, "-m", f"Record\n\n{body}", env=env
+        )
+    repo.land_commit_tree(people.alice, tree, repo.head(), elsewhere, message="Merge", signed=True)
+    decision = repo.decide()[DEV_PLAN]
+    assert (decision.status, decision.run) == ("executable", None)
+    reasons = [event["reason"] for event in repo.store().events(["ignored"])]
+    assert reasons == ["the commit does not descend from the trust anchor"] * 2
