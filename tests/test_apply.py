@@ -969,7 +969,7 @@ def test_the_reconciler_refuses_to_start_without_the_service_accounts_key(
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     head = repo.head()
     result = repo.reconciler(command, "--driver-root", str(repo.driver_root))
-    assert result.exit_code == 1, result.stdout + result.stderr
+    assert result.exit_code == 2, result.stdout + result.stderr
     assert "the reconciler needs its service account's private key to sign records" in (
         result.stderr
     )

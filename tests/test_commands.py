@@ -7,6 +7,7 @@ validate and verify); usage errors exit 2, and never with a traceback.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,11 @@ def invoke(*args: str) -> tuple[int, str, BaseException | None]:
     return result.exit_code, result.output, unexpected
 
 
-@pytest.mark.parametrize("command", [*COMMANDS, "init"])
+@pytest.mark.parametrize("command", [*COMMANDS, "init", "demo"])
 def test_an_unknown_option_or_format_is_a_usage_error_exiting_2(
     tmp_path: Path, command: str
 ) -> None:
-    args = COMMANDS.get(command, [str(tmp_path / "new")])
+    args = {**COMMANDS, "init": [str(tmp_path / "new")], "demo": []}[command]
     for wrong in (["--no-such-option"], ["--format", "yaml"]):
         exit_code, output, unexpected = invoke(command, *args, *wrong)
         assert (exit_code, unexpected) == (2, None), output
@@ -54,6 +55,7 @@ def test_an_unknown_option_or_format_is_a_usage_error_exiting_2(
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_the_github_format_is_for_validate_and_verify_only(tmp_path: Path, command: str) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # past the usage checks
     exit_code, output, unexpected = invoke(
         command, *COMMANDS[command], "--repo", str(tmp_path), "--format", "github"
     )
