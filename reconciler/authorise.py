@@ -48,6 +48,7 @@ from reconciler.events import (
     PlanRef,
     Signoff,
     is_run_id,
+    miscased_keys,
     parse_plan_ref,
     parse_record,
     parse_trailers,
@@ -944,6 +945,11 @@ class Authoriser:
             else:
                 ignore("the commit does not descend from the trust anchor")
             return
+        for written, meant in miscased_keys(trailers):
+            ignore(
+                f"'{written}' is not a key the reconciler reads: "
+                f"trailer keys are exact, write '{meant}'"
+            )
         if not any(key in trailers for key in HUMAN_TRAILERS):
             return
         if work.changes[entry.id]:

@@ -9,7 +9,7 @@ kept with the reason it was ignored, so `plan` and `history` can say why:
   count in single-parent commits that change no files, descend from the
   trust anchor and whose tree holds that path at that blob; never in a merge
   commit's message (hosts copy pull-request descriptions there); never with
-  a short blob id.
+  a short blob id; never under a key spelt in other cases (`deploy-plan:`).
 - A record (`Result:` with `Plan:`, `Run:`, ...) counts only when signed by a
   service account's key of the judging policy, in a single-parent commit that
   descends from the trust anchor (never one replayed from another history).
@@ -74,6 +74,20 @@ def parse_trailers(message: str) -> dict[str, tuple[str, ...]]:
             return {}
         found.setdefault(key, []).append(value.strip())
     return {key: tuple(values) for key, values in found.items()}
+
+
+def miscased_keys(trailers: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """Keys that spell an approval, trigger or retry in other letter cases: (written, meant).
+
+    Only the exact keys count (a history means what it meant when it landed), but a
+    `deploy-plan:` typed by hand should not vanish without a word.
+    """
+    meant = {key.casefold(): key for key in HUMAN_TRAILERS}
+    return tuple(
+        (key, meant[key.casefold()])
+        for key in trailers
+        if key.casefold() in meant and key not in HUMAN_TRAILERS
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -213,6 +214,25 @@ def test_a_trailer_with_a_short_blob_id_is_ignored(tmp_path: Path, people: Peopl
     ignored = repo.store().events(["ignored"])
     assert ignored[-1]["reason"].startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
     assert ignored[-1]["reason"].endswith("is not plans/<file>.yaml@<full blob id>")
+
+
+def test_a_trigger_whose_key_is_spelt_in_other_cases_does_not_count_and_says_why(
+    tmp_path: Path, people: People
+) -> None:
+    # git matches trailer keys in any case; we count only the exact key, as when the
+    # history landed, but the hand-typed `deploy-plan:` is shown ignored, never dropped.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.signoff(people.olga, "deploy-plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)}")
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.triggered_by) == ("waiting", None)
+    assert repo.store().events(["ignored"])[-1]["reason"] == (
+        "'deploy-plan' is not a key the reconciler reads: trailer keys are exact, "
+        "write 'Deploy-Plan'"
+    )
+    history = json.loads(repo.reconciler("history", QA_PLAN, "--format", "json").stdout)
+    assert history["entries"][-1]["action"] == "ignored"
+    assert history["entries"][-1]["detail"].startswith("'deploy-plan' is not a key")
 
 
 def test_a_trailer_in_a_commit_that_also_changes_files_is_ignored(
