@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import signal
@@ -1012,3 +1013,17 @@ def test_apply_says_why_it_refused_each_plan_version(tmp_path: Path, people: Peo
     assert f"refused {ref}: quality-assurance promotes from development, not nothing\n" in (
         result.stdout
     )
+
+
+def test_apply_json_gives_the_reasons_of_each_refusal(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    unsourced = plan("unsourced-qa", "quality-assurance", [ECOMMERCE])
+    repo.commit(people.alice, {"plans/unsourced-qa.yaml": unsourced})
+    result = repo.apply("--format", "json")
+    assert result.exit_code == 1
+    ref = f"plans/unsourced-qa.yaml@{repo.blob('plans/unsourced-qa.yaml')}"
+    report = json.loads(result.stdout)
+    assert report["refused"] == [ref]
+    assert report["refusals"] == [
+        {"plan": ref, "reasons": ["quality-assurance promotes from development, not nothing"]}
+    ]

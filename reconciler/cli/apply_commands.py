@@ -74,6 +74,10 @@ def pass_json(report: PassReport) -> dict[str, Any]:
             for environment, problem in sorted(report.held.items())
         ],
         "refused": [str(ref) for ref in report.refused],
+        "refusals": [
+            {"plan": str(ref), "reasons": list(report.why_refused.get(ref, ()))}
+            for ref in report.refused
+        ],
         "interrupted": report.interrupted,
         "would_run": [decision_json(decision, 1) for decision in report.would_run],
     }
