@@ -231,8 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = READ_TIMEOUT  # a write to the client; reads run to the request's deadline
     server_version = "gitops-reconciler"
-    sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    def version_string(self) -> str:
+        return self.server_version  # not Python's version: nothing a caller needs
 
     def setup(self) -> None:
         super().setup()

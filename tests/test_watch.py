@@ -573,6 +573,28 @@ def test_a_webhook_whose_content_length_is_not_1_to_10_ascii_digits_gets_400(
     assert delivered == []
 
 
+def test_the_webhook_server_names_itself_without_pythons_version() -> None:
+    server = WebhookServer(
+        "127.0.0.1",
+        0,
+        SECRET.encode(),
+        Receiver(
+            delivered=lambda delivery: "pass triggered",
+            refused=lambda client, status, reason: None,
+            health=lambda: (200, {"status": "ok"}),
+        ),
+    )
+    server.start()
+    try:
+        answer = raw_exchange(
+            server.address[1], b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nServer: gitops-reconciler\r\n" in answer
+
+
 def test_listening_without_a_webhook_secret_is_refused(tmp_path: Path, people: People) -> None:
     repo = SeedRepo.create(tmp_path, people)
     result = repo.reconciler(
