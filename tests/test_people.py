@@ -184,6 +184,7 @@ def test_status_shows_what_runs_where_and_what_is_moving(tmp_path: Path, people:
     text = repo.reconciler("status").stdout
     assert "ecommerce        1.4.0" in text
     assert max(len(line) for line in text.splitlines()) <= 80 + 20  # colour codes aside
+    assert [line for line in text.splitlines() if line != line.rstrip()] == []
 
 
 def test_status_labels_a_plan_nobody_needed_to_approve_ready_not_approved(

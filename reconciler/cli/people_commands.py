@@ -73,10 +73,12 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
             )
             lines.append(f"{environment}: {running or 'nothing deployed'}")
     else:
-        header = "".ljust(first) + "".join(
-            click.style(_fit(env, cell - 1).ljust(cell), bold=True) for env in view.environments
-        )
-        lines.append(header.rstrip())
+        # Padded before styling, so the padding of the last column (inside the style's
+        # escape codes, where rstrip cannot see it) is never added.
+        names = [_fit(env, cell - 1).ljust(cell) for env in view.environments]
+        names[-1:] = [name.rstrip() for name in names[-1:]]
+        header = "".join(click.style(name, bold=True) for name in names)
+        lines.append("".ljust(first) + header if header else "")
         for app in view.applications:
             row = _fit(app, first - 1).ljust(first) + "".join(
                 _fit(view.versions[app].get(env, "-"), cell - 1).ljust(cell)
