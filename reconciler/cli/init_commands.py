@@ -69,10 +69,11 @@ def init(
     """Create a configuration repository in DIRECTORY (new or empty).
 
     Schemas, a commented teams.yaml with you as the first admin, three
-    environments, an empty plans/, a pre-commit hook, a CI workflow that
-    validates and verifies pull requests, the reconciler's service key pair
-    (the private half in .git/reconciler/, never committed), and an initial
-    commit that becomes the trust anchor.
+    environments, an empty plans/, a pre-commit configuration (`pre-commit
+    install` makes validate a hook), a CI workflow that validates and verifies
+    pull requests, the reconciler's service key pair (the private half in
+    .git/reconciler/, never committed), and an initial commit that becomes the
+    trust anchor.
     """
     with reported():
         made = initialise(
