@@ -182,6 +182,17 @@ class GitRepo:
         """Whether any branch exists: a fresh `git init` has none, HEAD names an unborn one."""
         return bool(self._text("for-each-ref", "--count=1", "--format=%(refname)", "refs/heads/"))
 
+    def branches(self, limit: int = 10) -> list[str]:
+        """Up to `limit` local branch names, most recently committed first."""
+        listed = self._text(
+            "for-each-ref",
+            f"--count={limit}",
+            "--sort=-committerdate",
+            "--format=%(refname:short)",
+            "refs/heads/",
+        )
+        return listed.splitlines()
+
     def head_branch(self) -> str | None:
         """The branch HEAD points at (also in a bare repository), or None when detached."""
         try:

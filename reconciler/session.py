@@ -249,7 +249,10 @@ def followed_branch(repo: GitRepo, branch: str | None) -> str:
             )
         # A --branch typo is a usage error: for verify, exit 1 would read as a refusal.
         error = UsageError if branch is not None else GitError
-        raise error(f"branch '{followed}' does not exist in {repo.path}", hint="pass --branch")
+        raise error(
+            f"branch '{followed}' does not exist in {repo.path}",
+            hint=f"pass --branch with one of its branches: {', '.join(repo.branches())}",
+        )
     return followed
 
 

@@ -830,9 +830,12 @@ def test_verifying_up_to_an_older_commit_reports_the_landings_until_then(
 
 def test_verify_refuses_a_branch_that_does_not_exist(tmp_path: Path, people: People) -> None:
     repo = SeedRepo.create(tmp_path, people)
+    repo.git("branch", "release")
     result = repo.reconciler("verify", "--branch", "releases")
     assert result.exit_code == 2
     assert "branch 'releases' does not exist" in result.stderr
+    assert "hint: pass --branch with one of its branches: " in result.stderr
+    assert set(result.stderr.split("branches: ")[1].strip().split(", ")) == {"main", "release"}
     assert "Traceback" not in result.stderr
 
 
