@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler import process, schema
-from reconciler.errors import ConfigError, GitError, RefusedError, UsageError
+from reconciler.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef
 from reconciler.identity import Actor, CommitFacts, resolve
 from reconciler.layout import place, plan_path
@@ -113,7 +113,10 @@ def _target(session: Session, path: str) -> _PlanAtHead:
     head = session.repo.resolve("HEAD")
     blob = session.repo.blob_at(head, path)
     if blob is None:
-        raise UsageError(f"{path} does not exist at HEAD", hint="check the plan's name")
+        plans = sorted(
+            found for found in session.repo.folder(head, "plans") if place(found).kind == "plan"
+        )
+        raise unknown_name("plan", path, plans, "plans at HEAD")
     raw = session.repo.read_blob(blob)
     try:
         document = load(raw, path)

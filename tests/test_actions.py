@@ -76,6 +76,22 @@ def test_deploy_is_refused_up_front_naming_who_holds_plan_deploy(
     )
 
 
+def test_a_misspelt_plan_is_a_usage_error_that_suggests_the_plan_at_head(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    head = repo.head()
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", "2026-11-qa-relase")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: unknown plan 'plans/2026-11-qa-relase.yaml'\n"
+        "  hint: did you mean 'plans/2026-11-qa-release.yaml'? "
+        "(plans at HEAD: plans/2026-11-qa-release.yaml)\n"
+    )
+    assert repo.head() == head
+
+
 def test_deploy_by_ops_triggers_the_plan(tmp_path: Path, people: People) -> None:
     repo = proposed_qa_release(tmp_path, people)
     repo.approve(people.ravi, QA_PLAN)
