@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -795,6 +796,28 @@ def test_output_into_a_closed_pipe_ends_quietly_not_as_a_bug(
         os.close(write_end)
     assert completed.stderr == ""
     assert completed.returncode == 1  # as click does for `reconciler --help | head -1`
+
+
+def test_output_into_a_socket_whose_reader_has_gone_ends_quietly_not_as_a_bug(
+    tmp_path: Path, people: People
+) -> None:
+    # A service manager's or a remote runner's stdout is a socket, not a pipe: once its
+    # reader has gone, writing fails as into a pipe without a reader, and it polls as a
+    # hang-up, not as an error.
+    repo = proposed_qa_release(tmp_path, people)
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    with ours:
+        completed = subprocess.run(
+            [sys.executable, "-m", "reconciler", "history", "--repo", str(repo.path)],
+            stdout=ours.fileno(),
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert completed.stderr == ""
+    assert completed.returncode == 1  # as click does for `reconciler --help`
 
 
 def test_plan_on_a_feature_branch_names_the_branch_it_read_and_shows_yours_with_branch(

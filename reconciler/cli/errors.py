@@ -60,9 +60,12 @@ def reported() -> Iterator[None]:
 
 
 def _reader_gone() -> bool:
-    """Whether our stdout is a pipe whose reader has gone (not a pipe to git or a driver).
+    """Whether our stdout is a pipe or socket whose reader has gone (not a pipe to git or
+    a driver).
 
-    Such a pipe polls as an error; a file, a terminal or a live pipe does not.
+    Such a pipe polls as an error, such a socket as a hang-up; a file, a terminal or a
+    live pipe or socket does neither (a terminal that hung up fails writes with EIO, not
+    as a broken pipe).
     """
     try:
         stdout = sys.stdout.fileno()
@@ -70,7 +73,8 @@ def _reader_gone() -> bool:
         return False
     poller = select.poll()
     poller.register(stdout, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+    gone = select.POLLERR | select.POLLHUP
+    return any(events & gone for _, events in poller.poll(0))
 
 
 def _internal(error: Exception) -> NoReturn:
