@@ -938,8 +938,9 @@ class Authoriser:
             ignore("a merge commit's message never counts (hosts copy pull-request text there)")
             return
         if RESULT in trailers:
-            # A record from another history (one service key signing for two repositories)
-            # must not say that a run started or ended here.
+            # A record from an unrelated history (one service key signing for two
+            # repositories) must not say that a run started or ended here. A fork shares
+            # the anchor, so this does not tell its records apart: one key per repository.
             if self._descends_from_anchor(entry, work):
                 self._collect_record(entry.id, work, policy, trailers, ignore)
             else:

@@ -12,7 +12,8 @@ kept with the reason it was ignored, so `plan` and `history` can say why:
   a short blob id; never under a key spelt in other cases (`deploy-plan:`).
 - A record (`Result:` with `Plan:`, `Run:`, ...) counts only when signed by a
   service account's key of the judging policy, in a single-parent commit that
-  descends from the trust anchor (never one replayed from another history).
+  descends from the trust anchor (never one from an unrelated history; a fork
+  shares the anchor, so each repository needs its own service key).
 """
 
 from __future__ import annotations
