@@ -1197,7 +1197,7 @@ def _policy_problem(
             files[path] = repo.read_blob(value(fields, CONTENT))
     from reconciler.validate import validate_snapshot  # noqa: PLC0415 - only when the policy changes
 
-    report = validate_snapshot(Snapshot(files))
+    report = validate_snapshot(Snapshot(files), editor_gates=False)
     errors = [finding for finding in report.findings if finding.severity == "error"]
     if not errors:
         return None

@@ -60,8 +60,17 @@ class _Checked:
     environment_files: set[str] = field(default_factory=set)
 
 
-def validate_snapshot(snapshot: Snapshot, only: Collection[str] | None = None) -> Report:
-    """Check every file of `snapshot`; report findings for `only` those paths when given."""
+def validate_snapshot(
+    snapshot: Snapshot, only: Collection[str] | None = None, *, editor_gates: bool = True
+) -> Report:
+    """Check every file of `snapshot`; report findings for `only` those paths when given.
+
+    `editor_gates=False` leaves out the check that some approval gate could be met
+    by people other than a plan's editors. `authorise` judges policies in history
+    without it: such a gate holds plans back (a settings user can always fix it)
+    but never the policy, and a check added after a repository's policy was accepted
+    must not turn that history invalid and refuse every later policy change.
+    """
     findings: list[Finding] = list(snapshot.refused)
     checked = _Checked()
     for path in sorted(snapshot.files):
@@ -77,7 +86,7 @@ def validate_snapshot(snapshot: Snapshot, only: Collection[str] | None = None) -
         document = _load_and_check(path, placement.kind, snapshot.files[path], findings)
         if document is not None:
             _file(checked, placement.kind, document)
-    findings.extend(_cross_file(checked, snapshot))
+    findings.extend(_cross_file(checked, snapshot, editor_gates=editor_gates))
     if only is not None:
         wanted = set(only)
         findings = [
@@ -163,7 +172,7 @@ def _suggest(name: str, known: Iterable[str], what: str) -> str:
     return f"add it to {what} first, or fix the name"
 
 
-def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
+def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) -> list[Finding]:
     out = _Findings()
     environments: dict[str, Environment] = {}
     for path, document in checked.environments.items():
@@ -205,7 +214,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot) -> list[Finding]:
     for path, document in checked.environments.items():
         valid_environment = environments.get(checked.names[path])
         if valid_environment is not None:
-            _check_environment(document, valid_environment, policy, out)
+            _check_environment(document, valid_environment, policy, out, editor_gates=editor_gates)
     unsettled = broken | unchained
     for path, document in checked.plans.items():
         _check_plan(
@@ -407,7 +416,12 @@ def _quoted(name: str | None) -> str:
 
 
 def _check_environment(
-    document: Document, environment: Environment, policy: Policy | None, out: _Findings
+    document: Document,
+    environment: Environment,
+    policy: Policy | None,
+    out: _Findings,
+    *,
+    editor_gates: bool,
 ) -> None:
     gates = environment.gates
     approvers = environment.roles_holding("plan.approve")
@@ -455,7 +469,7 @@ def _check_environment(
             key=True,
         )
         unmeetable = True
-    if policy is not None and gates.approvals and not unmeetable and not misnamed:
+    if editor_gates and policy is not None and gates.approvals and not unmeetable and not misnamed:
         _check_editors_left_to_approve(document, environment, policy, out)
     for index, window in enumerate(gates.windows):
         if not _time_zone_exists(window.timezone):

@@ -21,6 +21,7 @@ from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerErro
 from reconciler.gitrepo import GitRepo
 from reconciler.session import Session
 from reconciler.statestore import StateStore
+from tests.configrepo import reconciler
 from tests.gitfixtures import (
     ECOMMERCE,
     FIXED_NOW,
@@ -1109,3 +1110,39 @@ def test_a_true_merge_the_host_committed_counts_as_the_mergers_and_its_own_edits
     assert refusal.reasons[0] == (
         "customer-portal belongs to team customer-portal, and alice is not a member of it"
     )
+
+
+def test_a_gate_only_editors_could_meet_does_not_wedge_a_repository_made_before_that_check(
+    tmp_path: Path, people: People
+) -> None:
+    """A small team as yesterday's `reconciler init` left it: alice is the only tech lead
+    and edits every plan, QA and production each want a tech lead's approval. Yesterday
+    that policy was valid; an upgrade must not refuse the anchor (CI's fresh verify), nor
+    every later policy change, nor a fix made one file at a time."""
+
+    def small_team(data: dict[str, Any]) -> None:
+        del data["teams"]["customer-portal"], data["teams"]["architecture"]
+        del data["teams"]["ecommerce"]["members"]["bob"]
+
+    teams = seed_teams(people)
+    small_team(teams)
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    repo.verify()  # the state a reconciler already keeps
+    production = example_file("environments/production.yaml").replace(
+        "    - {role: tech-lead, count: 1}\n", ""
+    )
+    repo.commit(people.root, {"environments/production.yaml": production}, "Tester sign-off only")
+    # `validate` still refuses the gate QA keeps, so the team hears of it in CI.
+    validated = reconciler("validate", "--repo", repo.path)
+    assert validated.exit_code == 1
+    assert "environments/quality-assurance.yaml" in validated.stdout
+    assert "whose approval of it does not count" in validated.stdout
+
+    def with_erik(data: dict[str, Any]) -> None:
+        small_team(data)
+        data["teams"]["ecommerce"]["members"]["erik"] = "developer"
+
+    repo.commit(people.root, {"teams.yaml": teams_with(people, with_erik)}, "Erik joins")
+    assert [verdict.refusals for verdict in repo.verify().judged] == [(), ()]
+    fresh = repo.verify(state_dir=tmp_path / "ci-state")  # CI: a fresh state, from the anchor
+    assert [verdict.refusals for verdict in fresh.judged] == [(), ()]
