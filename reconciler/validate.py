@@ -511,6 +511,9 @@ def _check_environment(
         )
 
 
+_EDITORS_NAMED = 5
+
+
 def _check_editors_left_to_approve(
     document: Document, environment: Environment, policy: Policy, out: _Findings
 ) -> None:
@@ -538,6 +541,8 @@ def _check_editors_left_to_approve(
     if most >= total:
         return
     names = sorted(editors)
+    if len(names) > _EDITORS_NAMED:  # a thousand users would bury the finding
+        names = [*names[: _EDITORS_NAMED - 1], f"one of {len(names) - _EDITORS_NAMED + 1} others"]
     who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     out.at(
         document,

@@ -116,6 +116,20 @@ def _only_editors_could_approve(root: Path) -> None:
     replace(root, QA, "{role: tech-lead, count: 1}", "{role: tech-lead, count: 3}")
 
 
+def _many_editors_could_approve_only(root: Path) -> None:
+    # Eight tech leads edit every QA plan, and all nine must approve: the finding names
+    # four editors and counts the rest, so a large organisation's list stays readable.
+    leads = [f"lead{number}" for number in range(1, 7)]
+    users = "".join(f"  {lead}: {{name: Lead, emails: [{lead}@example.com]}}\n" for lead in leads)
+    replace(root, TEAMS, "  # Operations\n", users + "  # Operations\n")
+    members = "".join(f", {lead}: tech-lead" for lead in leads)
+    replace(
+        root, TEAMS, "bob: developer, carol: tester}", f"bob: developer, carol: tester{members}}}"
+    )
+    replace(root, QA, "plan.edit: [tech-lead, developer]", "plan.edit: [tech-lead]")
+    replace(root, QA, "{role: tech-lead, count: 1}", "{role: tech-lead, count: 9}")
+
+
 def _plans_as_a_file(root: Path) -> None:
     shutil.rmtree(root / "plans")
     write(root, "plans", "name: 2026-11-qa-release\n")
@@ -803,6 +817,15 @@ CASES = [
         setup=_only_editors_could_approve,
         expected="""
         environments/quality-assurance.yaml:10:3: error: every plan into quality-assurance is edited by alice or diana, whose approval of it does not count: the approval rules need 3 approvals but at most 2 can be given
+          hint: grant the approving roles to someone who does not edit plans here (a reviewer in a team without applications), or lower the counts
+        """,
+    ),
+    Broken(
+        "approval-rules-need-one-of-many-editors-to-approve",
+        QA,
+        setup=_many_editors_could_approve_only,
+        expected="""
+        environments/quality-assurance.yaml:10:3: error: every plan into quality-assurance is edited by alice, diana, lead1, lead2 or one of 4 others, whose approval of it does not count: the approval rules need 9 approvals but at most 8 can be given
           hint: grant the approving roles to someone who does not edit plans here (a reviewer in a team without applications), or lower the counts
         """,
     ),
