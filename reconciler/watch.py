@@ -448,7 +448,9 @@ class Watch:
             outcome.append(
                 "refused "
                 + ", ".join(
-                    f"{ref} ({'; '.join(report.why_refused.get(ref, ()))})"
+                    f"{ref} ({'; '.join(why)})"
+                    if (why := report.why_refused.get(ref))
+                    else str(ref)
                     for ref in report.refused
                 )
             )
