@@ -8,6 +8,7 @@ its trailers; each entry names its commit so anyone can check it there.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,12 +50,12 @@ class Entry:
 
 def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     entries: list[Entry] = []
-    environments: dict[str, str] = {}
+    environments = _Targets()
     paths: set[str] = set()
     for event in store.events(["edit"]):
         paths.add(event["path"])
         if event["environment"]:
-            environments[event["path"]] = event["environment"]
+            environments.add(event["path"], event["seq"], event["environment"])
         entries.extend(_edit_entries(event))
     editors = store.editors_of(sorted(paths))
     records = [Record.from_json(event) for event in store.events(["record"])]
@@ -102,6 +103,29 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
                 )
             )
     return tuple(sorted(entries, key=lambda entry: (entry.seq, entry.rank, entry.when)))
+
+
+class _Targets:
+    """Where each plan pointed over the history: a plan deleted and re-created, or moved to
+    another target, keeps its earlier entries in the environment they were made for."""
+
+    def __init__(self) -> None:
+        self._seqs: dict[str, list[int]] = {}
+        self._names: dict[str, list[str]] = {}
+
+    def add(self, path: str, seq: int, environment: str) -> None:
+        """The target of an edit landed at `seq` (added in landing order)."""
+        self._seqs.setdefault(path, []).append(seq)
+        self._names.setdefault(path, []).append(environment)
+
+    def get(self, path: str, seq: int) -> str | None:
+        """The plan's target as of the landing `seq`: its last edit's at or before it (its
+        first edit's when none is, a plan older than the trail)."""
+        names = self._names.get(path)
+        if not names:
+            return None
+        index = bisect.bisect_right(self._seqs[path], seq) - 1
+        return names[max(index, 0)]
 
 
 def select(
@@ -201,7 +225,7 @@ def _landing_entry(
     ref: PlanRef,
     landing: str,
     detail: Mapping[str, Any],
-    environments: Mapping[str, str],
+    environments: _Targets,
     never: str | None,
     started: Mapping[PlanRef, list[tuple[int, str]]],
 ) -> Entry:
@@ -217,7 +241,7 @@ def _landing_entry(
         datetime.fromisoformat(detail["committed_at"]),
         landing,
         ref.path,
-        environments.get(ref.path),
+        environments.get(ref.path, detail["seq"]),
         action,
         detail["actor"],
         never is None and ran is None,
@@ -240,7 +264,7 @@ def _ran_before(
 
 def _signoff_entry(
     signoff: Signoff,
-    environments: dict[str, str],
+    environments: _Targets,
     editors: Mapping[str, frozenset[str]],
     ran: str | None = None,
 ) -> Entry:
@@ -259,7 +283,7 @@ def _signoff_entry(
         signoff.committed_at,
         signoff.commit,
         path,
-        environments.get(path or ""),
+        environments.get(path or "", signoff.seq),
         actions[signoff.kind],
         signoff.actor,
         problem is None,
@@ -308,7 +332,7 @@ def _record_entries(record: Record, ended: Mapping[str, str]) -> list[Entry]:
     ]
 
 
-def _ignored_entry(event: dict[str, Any], environments: dict[str, str]) -> Entry:
+def _ignored_entry(event: dict[str, Any], environments: _Targets) -> Entry:
     path = None
     for values in event["trailers"].values():
         for text in values:
@@ -320,7 +344,7 @@ def _ignored_entry(event: dict[str, Any], environments: dict[str, str]) -> Entry
         datetime.fromisoformat(event["committed_at"]),
         event["commit"],
         path,
-        environments.get(path or ""),
+        environments.get(path or "", event["seq"]),
         "ignored",
         None,
         False,

@@ -833,3 +833,18 @@ def test_plan_on_a_feature_branch_names_the_branch_it_read_and_shows_yours_with_
     on_branch = repo.reconciler("plan", "--branch", "my-plan")
     assert on_branch.exit_code == 0, on_branch.stderr
     assert on_branch.stdout.startswith(f"executable {DEV_PLAN}@")
+
+
+def test_history_names_the_environment_a_plan_targeted_when_it_was_approved(
+    tmp_path: Path, people: People
+) -> None:
+    # The plan is approved into QA, deleted, and re-created into development: the approval
+    # was one into QA, and `history --env quality-assurance` must still show it.
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.commit(people.alice, {QA_PLAN: None})
+    repo.commit(people.alice, {QA_PLAN: dev_plan(ECOMMERCE).replace("dev-build", "qa-release")})
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == approval]
+    assert entry["environment"] == "quality-assurance"
+    result = repo.reconciler("history", "--env", "quality-assurance", "--format", "json")
+    assert approval in [entry["commit"] for entry in result.json()["entries"]]
