@@ -60,9 +60,11 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     editors = store.editors_of(sorted(paths))
     records = [Record.from_json(event) for event in store.events(["record"])]
     started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
+    starts: dict[str, Record] = {}  # each run's first start record: its plan and environment
     for record in records:
         if record.result == "started" and record.plan is not None and record.run is not None:
             started.setdefault(record.plan, []).append((record.seq, record.run))
+            starts.setdefault(record.run, record)
     unready: dict[PlanRef, str] = {}  # versions that never run: why
     for path, blob, landing, detail in store.plan_versions():
         ref = PlanRef(path, blob)
@@ -78,7 +80,8 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             if signoff.kind == "deploy" and signoff.plan is not None
             else None
         )
-        entries.append(_signoff_entry(signoff, environments, editors, ran))
+        run = starts.get(signoff.run) if signoff.run is not None else None
+        entries.append(_signoff_entry(signoff, environments, editors, ran, run))
     # The record that ended each run, as decide counts it (the first after its start).
     ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
     for record in records:
@@ -267,10 +270,14 @@ def _signoff_entry(
     environments: _Targets,
     editors: Mapping[str, frozenset[str]],
     ran: str | None = None,
+    run: Record | None = None,
 ) -> Entry:
+    """An approval, a trigger, or a retry (`run`: the start record of the run it names)."""
     actions = {"approve": "approved", "deploy": "triggered", "retry": "asked to retry"}
     ref = signoff.plan
-    path = ref.path if ref else None
+    # A retry names a run, not a plan: its plan and environment are the run's.
+    path = ref.path if ref else run.plan.path if run is not None and run.plan else None
+    environment = run.environment if run is not None and run.environment else None
     detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
     # decide's rule for the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
@@ -283,7 +290,7 @@ def _signoff_entry(
         signoff.committed_at,
         signoff.commit,
         path,
-        environments.get(path or "", signoff.seq),
+        environment or environments.get(path or "", signoff.seq),
         actions[signoff.kind],
         signoff.actor,
         problem is None,

@@ -34,6 +34,7 @@ from tests.gitfixtures import (
     dev_plan,
     dump,
     ended,
+    interrupted_qa_release,
     proposed_qa_release,
     qa_plan,
     ran,
@@ -848,3 +849,16 @@ def test_history_names_the_environment_a_plan_targeted_when_it_was_approved(
     assert entry["environment"] == "quality-assurance"
     result = repo.reconciler("history", "--env", "quality-assurance", "--format", "json")
     assert approval in [entry["commit"] for entry in result.json()["entries"]]
+
+
+def test_history_names_the_plan_and_environment_of_a_retry(tmp_path: Path, people: People) -> None:
+    repo, _ = interrupted_qa_release(tmp_path, people)
+    retry = repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == retry]
+    assert (entry["action"], entry["plan"], entry["environment"]) == (
+        "asked to retry",
+        QA_PLAN,
+        "quality-assurance",
+    )
+    result = repo.reconciler("history", "2026-11-qa-release", "--format", "json")
+    assert retry in [entry["commit"] for entry in result.json()["entries"]]
