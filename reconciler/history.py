@@ -61,10 +61,15 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     records = [Record.from_json(event) for event in store.events(["record"])]
     started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
     starts: dict[str, Record] = {}  # each run's first start record: its plan and environment
+    of_run: dict[str, list[Record]] = {}  # each run's records, and those of its retries
     for record in records:
+        if record.run is not None:
+            of_run.setdefault(record.run, []).append(record)
         if record.result == "started" and record.plan is not None and record.run is not None:
             started.setdefault(record.plan, []).append((record.seq, record.run))
             starts.setdefault(record.run, record)
+            if record.retry_of:
+                of_run.setdefault(record.retry_of, []).append(record)
     unready: dict[PlanRef, str] = {}  # versions that never run: why
     for path, blob, landing, detail in store.plan_versions():
         ref = PlanRef(path, blob)
@@ -81,6 +86,8 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             else None
         )
         run = starts.get(signoff.run) if signoff.run is not None else None
+        if signoff.run is not None:
+            ran = _retry_refusal(signoff.run, of_run.get(signoff.run, []), signoff.seq)
         entries.append(_signoff_entry(signoff, environments, editors, ran, run))
     # The record that ended each run, as decide counts it (the first after its start).
     ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
@@ -263,6 +270,28 @@ def _ran_before(
     """
     runs = [run for started_seq, run in started.get(ref, ()) if started_seq < seq]
     return f"the version already ran: run {runs[-1]}" if runs else None
+
+
+def _retry_refusal(run: str, records: Sequence[Record], seq: int) -> str | None:
+    """Why a `Retry-Run: run` landed at `seq` does not count, or None; as in `decide`, only
+    a run recorded interrupted before the retry landed, and not retried since, is re-run.
+
+    `records`: the run's records and the start records of its retries, in landing order.
+    """
+    retries = [record.run for record in records if record.retry_of == run and record.seq < seq]
+    if retries:
+        return f"{run} was already retried as run {retries[0]}"
+    own = [record for record in records if record.run == run]
+    then = next((item for item in runs_from(r for r in own if r.seq < seq) if item.id == run), None)
+    if then is not None and then.result == "interrupted":
+        return None
+    final = next((item for item in runs_from(own) if item.id == run), None)
+    if final is None:
+        return None  # a retry of a run never recorded is ignored, not kept as a retry
+    if final.result == "interrupted":
+        return "it landed before the run was recorded interrupted"
+    verb = {"started": "is running"}.get(final.result, final.result)
+    return f"only interrupted runs are retried, and {run} {verb}"
 
 
 def _signoff_entry(

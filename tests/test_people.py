@@ -862,3 +862,45 @@ def test_history_names_the_plan_and_environment_of_a_retry(tmp_path: Path, peopl
     )
     result = repo.reconciler("history", "2026-11-qa-release", "--format", "json")
     assert retry in [entry["commit"] for entry in result.json()["entries"]]
+
+
+def test_history_shows_a_retry_of_a_run_that_succeeded_as_not_counting_as_decide_does(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1")
+    retry = repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
+    assert repo.decide()[QA_PLAN].notes == (
+        f"retry of 2026-11-qa-release.1 in {retry[:12]} does not count: only interrupted runs "
+        "are retried, and 2026-11-qa-release.1 succeeded",
+    )
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == retry]
+    assert (entry["counted"], entry["detail"]) == (
+        False,
+        "run 2026-11-qa-release.1; does not count: only interrupted runs are retried, "
+        "and 2026-11-qa-release.1 succeeded",
+    )
+
+
+def test_history_shows_a_retry_landed_before_the_run_was_recorded_interrupted_as_not_counting(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    run = "2026-11-qa-release.1"
+    started = {"Plan": f"{QA_PLAN}@{repo.blob(QA_PLAN)}", "Environment": "quality-assurance"}
+    repo.record({**started, "Run": run, "Result": "started", "Reconciler": "test-instance"})
+    retry = repo.signoff(people.olga, "Retry-Run", run)  # while it runs
+    ended(repo, QA_PLAN, run, "interrupted")
+    assert repo.decide()[QA_PLAN].notes == (
+        f"retry in {retry[:12]} by olga does not count: "
+        "it landed before the run was recorded interrupted",
+    )
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == retry]
+    assert (entry["counted"], entry["detail"]) == (
+        False,
+        f"run {run}; does not count: it landed before the run was recorded interrupted",
+    )
