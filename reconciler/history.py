@@ -92,7 +92,7 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     # The record that ended each run, as decide counts it (the first after its start).
     ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
     for record in records:
-        entries.extend(_record_entries(record, ended))
+        entries.extend(_record_entries(record, ended, environments))
     for event in store.events(["ignored"]):
         entries.append(_ignored_entry(event, environments))
     for verdict in store.landings():
@@ -327,15 +327,18 @@ def _signoff_entry(
     )
 
 
-def _record_entries(record: Record, ended: Mapping[str, str]) -> list[Entry]:
+def _record_entries(
+    record: Record, ended: Mapping[str, str], environments: _Targets
+) -> list[Entry]:
     if record.result == "refused":
+        # A refusal record names versions, not environments: each is in its plan's target.
         return [
             Entry(
                 record.seq,
                 record.committed_at,
                 record.commit,
                 ref.path,
-                None,
+                environments.get(ref.path, record.seq),
                 "refused",
                 "reconciler",
                 True,

@@ -35,6 +35,7 @@ from tests.gitfixtures import (
     dump,
     ended,
     interrupted_qa_release,
+    plan,
     proposed_qa_release,
     qa_plan,
     ran,
@@ -903,4 +904,21 @@ def test_history_shows_a_retry_landed_before_the_run_was_recorded_interrupted_as
     assert (entry["counted"], entry["detail"]) == (
         False,
         f"run {run}; does not count: it landed before the run was recorded interrupted",
+    )
+
+
+def test_history_names_the_environment_of_a_refused_plan_version(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    wrong = plan("2026-11-dev-build", "development", [ECOMMERCE], source="production")
+    repo.commit(people.alice, {DEV_PLAN: wrong})
+    assert repo.decide()[DEV_PLAN].status == "refused"
+    assert repo.apply().exit_code == 1
+    refusal = repo.head()
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == refusal]
+    assert (entry["action"], entry["plan"], entry["environment"]) == (
+        "refused",
+        DEV_PLAN,
+        "development",
     )
