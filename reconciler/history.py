@@ -51,13 +51,13 @@ class Entry:
 def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     entries: list[Entry] = []
     environments = _Targets()
-    paths: set[str] = set()
+    edited: dict[str, list[tuple[int, str]]] = {}  # a plan's editors: (landing seq, actor)
     for event in store.events(["edit"]):
-        paths.add(event["path"])
+        if event["actor"]:
+            edited.setdefault(event["path"], []).append((event["seq"], event["actor"]))
         if event["environment"]:
             environments.add(event["path"], event["seq"], event["environment"])
         entries.extend(_edit_entries(event))
-    editors = store.editors_of(sorted(paths))
     records = [Record.from_json(event) for event in store.events(["record"])]
     started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
     starts: dict[str, Record] = {}  # each run's first start record: its plan and environment
@@ -88,6 +88,10 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
         run = starts.get(signoff.run) if signoff.run is not None else None
         if signoff.run is not None:
             ran = _retry_refusal(signoff.run, of_run.get(signoff.run, []), signoff.seq)
+        # Editors as of the approval's landing: one who edits the plan only later does not
+        # undo an approval that counted (and may have let a run start).
+        path = signoff.plan.path if signoff.plan is not None else ""
+        editors = frozenset(actor for seq, actor in edited.get(path, ()) if seq <= signoff.seq)
         entries.append(_signoff_entry(signoff, environments, editors, ran, run))
     # The record that ended each run, as decide counts it (the first after its start).
     ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
@@ -297,7 +301,7 @@ def _retry_refusal(run: str, records: Sequence[Record], seq: int) -> str | None:
 def _signoff_entry(
     signoff: Signoff,
     environments: _Targets,
-    editors: Mapping[str, frozenset[str]],
+    editors: frozenset[str],
     ran: str | None = None,
     run: Record | None = None,
 ) -> Entry:
@@ -310,7 +314,7 @@ def _signoff_entry(
     detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
     # decide's rule for the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
-    editing = editors.get(path or "", frozenset()) if signoff.kind == "approve" else frozenset()
+    editing = editors if signoff.kind == "approve" else frozenset()
     problem = signoff_refusal(signoff, editing) or ran
     if problem is not None:
         detail += f"; does not count: {problem}"

@@ -26,6 +26,7 @@ from tests.configrepo import Result, reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
+    PORTAL,
     PORTAL_DEV,
     QA_PLAN,
     README,
@@ -921,4 +922,23 @@ def test_history_names_the_environment_of_a_refused_plan_version(
         "refused",
         DEV_PLAN,
         "development",
+    )
+
+
+def test_history_keeps_an_approval_counted_when_its_approver_edits_the_plan_later(
+    tmp_path: Path, people: People
+) -> None:
+    # Alice approves Diana's plan, which runs; only then does Alice add her application.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(PORTAL)})
+    approval = repo.approve(people.alice, QA_PLAN)
+    assert repo.decide()[QA_PLAN].approvers == ("alice",)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1")
+    repo.commit(people.alice, {QA_PLAN: qa_plan(PORTAL, ECOMMERCE)})
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == approval]
+    assert (entry["actor"], entry["counted"], entry["detail"]) == (
+        "alice",
+        True,
+        f"version {repo.blob(QA_PLAN, approval)[:12]}",
     )
