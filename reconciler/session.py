@@ -111,16 +111,21 @@ class Session:
     def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
         # Imported here, as in `decisions`: `verify` and `access` never need them.
-        from reconciler.decide import deployed_versions  # noqa: PLC0415
+        from reconciler.decide import deployed_versions, runs_from  # noqa: PLC0415
+        from reconciler.events import Record  # noqa: PLC0415
         from reconciler.status import pipeline  # noqa: PLC0415
 
         decisions = self.decisions()
         assert self.walked is not None
+        # The runs still open, whatever their plan: one of a version edited or deleted since
+        # it started is running all the same.
+        records = [Record.from_json(item) for item in self.store.run_records([], [])]
         return pipeline(
             self.walked.policy(),
             deployed_versions(self.walked.effective, self.repo.read_blob),
             decisions,
             include_deployed=include_deployed,
+            open_runs=[run for run in runs_from(records) if run.finished is None],
         )
 
     def decisions(self) -> tuple[Decision, ...]:

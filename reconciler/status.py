@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reconciler.decide import Decision
+from reconciler.decide import Decision, Run
 from reconciler.model import Policy
 
 
@@ -65,7 +65,11 @@ def pipeline(
     decisions: Iterable[Decision],
     *,
     include_deployed: bool = False,
+    open_runs: Iterable[Run] = (),
 ) -> Pipeline:
+    """The pipeline; `open_runs`: the runs no finish record followed yet, so a run of a
+    version that is no longer on main (edited or deleted since it started) is shown too."""
+    decisions = tuple(decisions)
     environments = tuple(environment.name for environment in policy.environments_in_order())
     applications = tuple(
         sorted(set(policy.application_owner) | {app for apps in deployed.values() for app in apps})
@@ -79,6 +83,23 @@ def pipeline(
         for application in applications
     }
     moves = []
+    shown = {decision.run.id for decision in decisions if decision.run is not None}
+    for run in open_runs:
+        if run.id in shown or run.finished is not None:
+            continue
+        target = policy.environments.get(run.environment)
+        moves.append(
+            Move(
+                source=target.promotes_from if target else None,
+                target=run.environment,
+                plan=_stem(run.plan.path),
+                path=run.plan.path,
+                blob=run.plan.blob,
+                label="running",
+                status="done",
+                reasons=(f"run {run.id} is running (a version no longer on main)",),
+            )
+        )
     for decision in decisions:
         word = label(decision)
         if word in ("deployed", "cancelled") and not include_deployed:

@@ -942,3 +942,24 @@ def test_history_keeps_an_approval_counted_when_its_approver_edits_the_plan_late
         True,
         f"version {repo.blob(QA_PLAN, approval)[:12]}",
     )
+
+
+def test_status_shows_a_run_of_a_version_no_longer_on_main_as_running(
+    tmp_path: Path, people: People
+) -> None:
+    # QA's run of the approved version is under way when Diana edits the plan again.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    running = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    lease = "2026-11-22T13:00:00+00:00"
+    repo.record(
+        {"Plan": running, "Environment": "quality-assurance", "Run": "2026-11-qa-release.1"}
+        | {"Result": "started", "Reconciler": "test-instance", "Lease-Until": lease}
+    )
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="later")})
+    moves = repo.reconciler("status", "--format", "json").json()["moves"]
+    assert [(move["to"], move["plan"], move["label"], move["blob"]) for move in moves] == [
+        ("quality-assurance", "2026-11-qa-release", "running", running.split("@")[1]),
+        ("quality-assurance", "2026-11-qa-release", "saved", repo.blob(QA_PLAN)),
+    ]
