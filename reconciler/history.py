@@ -99,7 +99,8 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
         entries.extend(_record_entries(record, ended, environments))
     for event in store.events(["ignored"]):
         entries.append(_ignored_entry(event, environments))
-    for verdict in store.landings():
+    landings = store.landings()
+    for verdict in landings:
         for refusal in verdict["refusals"]:
             if place(refusal["path"]).kind == "plan":
                 continue  # shown with the edit that made it
@@ -116,7 +117,19 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
                     refusal["message"],
                 )
             )
-    return tuple(sorted(entries, key=lambda entry: (entry.seq, entry.rank, entry.when)))
+    # Within a landing, commits in the order they were made (the walk's topological order,
+    # as `git log --topo-order`): committer dates come from the committers' clocks.
+    made = {
+        commit: index
+        for verdict in landings
+        for index, commit in enumerate(verdict.get("landed", ()))
+    }
+    return tuple(
+        sorted(
+            entries,
+            key=lambda entry: (entry.seq, entry.rank, made.get(entry.commit, -1), entry.when),
+        )
+    )
 
 
 class _Targets:

@@ -963,3 +963,23 @@ def test_status_shows_a_run_of_a_version_no_longer_on_main_as_running(
         ("quality-assurance", "2026-11-qa-release", "running", running.split("@")[1]),
         ("quality-assurance", "2026-11-qa-release", "saved", repo.blob(QA_PLAN)),
     ]
+
+
+def test_history_lists_a_pull_requests_commits_in_the_order_they_were_made_whatever_the_clocks(
+    tmp_path: Path, people: People
+) -> None:
+    # Alice's laptop clock runs an hour fast: Diana's edit on top of Alice's commit carries
+    # an earlier date. git log --topo-order shows Alice's commit first, and so must history.
+    repo = proposed_qa_release(tmp_path, people)
+    with repo.branch("november"):
+        first = repo.commit(
+            people.alice,
+            {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="A")},
+            date=f"{repo.clock + 3600} +0000",
+        )
+        second = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="B")})
+    repo.merge(people.olga, "november")
+    topo = repo.git("log", "--topo-order", "--reverse", "--format=%H", "main").split()
+    assert topo.index(first) < topo.index(second)
+    commits = [entry["commit"] for entry in _history(repo) if entry["action"] == "edited"]
+    assert commits[-2:] == [first, second]
