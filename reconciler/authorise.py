@@ -933,7 +933,7 @@ class Authoriser:
         trailers = parse_trailers(self.info(entry.id).message)
         if not trailers:
             return
-        ignore = self._ignorer(entry.id, work.seq, trailers)
+        ignore = self._ignorer(entry.id, work.seq, trailers, policy)
         if len(entry.parents) != 1:
             ignore("a merge commit's message never counts (hosts copy pull-request text there)")
             return
@@ -1045,8 +1045,12 @@ class Authoriser:
         return None
 
     def _ignorer(
-        self, commit: str, seq: int, trailers: Mapping[str, tuple[str, ...]]
+        self, commit: str, seq: int, trailers: Mapping[str, tuple[str, ...]], policy: Policy
     ) -> Callable[[str], None]:
+        # Who wrote the trailers (by signature, else by email): an ignored trailer grants
+        # nothing, but `history --user` still shows whose it was, as git log does.
+        actor = self._actor(commit, policy, signed=False).id
+
         def ignore(reason: str) -> None:
             self.store.add_event(
                 seq,
@@ -1059,6 +1063,7 @@ class Authoriser:
                     "committed_at": self._committed_at(commit),
                     "trailers": {key: list(values) for key, values in trailers.items()},
                     "reason": reason,
+                    "actor": actor,
                 },
             )
 

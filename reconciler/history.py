@@ -402,7 +402,7 @@ def _ignored_entry(event: dict[str, Any], environments: _Targets) -> Entry:
         path,
         environments.get(path or "", event["seq"]),
         "ignored",
-        None,
+        event.get("actor"),  # events stored before it was kept have none
         False,
         event["reason"],
     )

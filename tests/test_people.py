@@ -983,3 +983,16 @@ def test_history_lists_a_pull_requests_commits_in_the_order_they_were_made_whate
     assert topo.index(first) < topo.index(second)
     commits = [entry["commit"] for entry in _history(repo) if entry["action"] == "edited"]
     assert commits[-2:] == [first, second]
+
+
+def test_history_names_who_wrote_a_trailer_that_was_ignored(tmp_path: Path, people: People) -> None:
+    # Olga pastes an approval into her merge's message: it never counts, but it is hers.
+    repo = proposed_qa_release(tmp_path, people)
+    with repo.branch("readme"):
+        repo.commit(people.root, {"README.md": "notes\n"})
+    text = f"Merge readme\n\nApprove-Plan: {QA_PLAN}@{repo.blob(QA_PLAN)}"
+    merge = repo.merge(people.olga, "readme", message=text)
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == merge]
+    assert (entry["action"], entry["actor"], entry["counted"]) == ("ignored", "olga", False)
+    result = repo.reconciler("history", "--user", "olga", "--format", "json")
+    assert merge in [entry["commit"] for entry in result.json()["entries"]]
