@@ -592,8 +592,12 @@ class Authoriser:
                     _put(own, key, parent_vouched[0].get(key))
                     blame[key] = refusal
             if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
-                before = parent_actual[0] if len(parents) == 1 else parent_vouched[0]
-                self._note_edit(commit, path, before, actual, blame, policy, work)
+                if len(parents) == 1:
+                    self._note_edit(commit, path, parent_actual[0], actual, blame, policy, work)
+                else:  # a merge's edits are the values no parent has, not its branches'
+                    self._note_edit(
+                        commit, path, parent_vouched[0], actual, blame, policy, work, own_edits
+                    )
             vouched[path] = own
             culprits[path] = blame
         work.vouched[commit] = vouched
@@ -641,8 +645,10 @@ class Authoriser:
         blame: Mapping[str, Refusal | None],
         policy: Policy,
         work: _Landing,
+        edited: list[str] | None = None,
     ) -> None:
-        """Remember who edited a plan, and what, for approvals (editors) and `history`."""
+        """Remember who edited a plan, and what, for approvals (editors) and `history`;
+        `edited`: the fields the commit changed, when not all that differ from `before`."""
         fields = after or before
         target = value(fields, "target")
         environment = policy.environments.get(target) if isinstance(target, str) else None
@@ -650,7 +656,7 @@ class Authoriser:
         actor = self._actor(commit, policy, signed=signed)
         if actor.id:
             work.editors.setdefault(path, set()).add(actor.id)
-        changed = changed_keys(before, after)
+        changed = changed_keys(before, after) if edited is None else sorted(edited)
         refused = sorted(
             key
             for key, refusal in blame.items()

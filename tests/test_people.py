@@ -996,3 +996,20 @@ def test_history_names_who_wrote_a_trailer_that_was_ignored(tmp_path: Path, peop
     assert (entry["action"], entry["actor"], entry["counted"]) == ("ignored", "olga", False)
     result = repo.reconciler("history", "--user", "olga", "--format", "json")
     assert merge in [entry["commit"] for entry in result.json()["entries"]]
+
+
+def test_a_merge_entry_names_only_the_mergers_own_edits_not_the_branchs(
+    tmp_path: Path, people: People
+) -> None:
+    # erik's branch changes the notes; diana's merge also changes the ecommerce entry.
+    # git log --cc shows her resolution as that entry alone: the notes are erik's.
+    repo = proposed_qa_release(tmp_path, people)
+    with repo.branch("notes"):
+        repo.commit(people.erik, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="Portal invoices")})
+    ecommerce_next = {**ECOMMERCE, "version": "1.4.1"}
+    resolved = qa_plan(ecommerce_next, PORTAL, notes="Portal invoices")
+    merge = repo.merge(people.diana, "notes", resolve={QA_PLAN: resolved})
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == merge]
+    assert (entry["actor"], entry["counted"]) == ("diana", False)
+    assert entry["detail"].startswith("merge resolution: the ecommerce entry")
+    assert "notes" not in entry["detail"]
