@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from reconciler import permissions
 from reconciler.errors import unknown_name
-from reconciler.identity import can_verify
+from reconciler.identity import can_verify, signs_for_itself
 from reconciler.model import Policy
 from reconciler.permissions import Verdict
+from reconciler.revocation import SETTING
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +33,32 @@ class AccessReport:
     has_key: bool
     entitlements: tuple[Entitlement, ...]
     host_signs: bool = False  # no key of their own, but a host commits and signs for them
+    keys_revoked: bool = False  # keys in teams.yaml, all in the revocation file
 
 
 _SIGNOFF = {permissions.PLAN_APPROVE: "an approval", permissions.PLAN_DEPLOY: "a trigger"}
 
 
-def report(policy: Policy, user: str, environment: str | None = None) -> AccessReport:
+def report(
+    policy: Policy,
+    user: str,
+    environment: str | None = None,
+    revoked: frozenset[str] = frozenset(),
+) -> AccessReport:
+    """What `user` may do, and why; `revoked`: fingerprints of keys that sign nothing."""
     if user not in policy.users:
         raise unknown_name("user", user, sorted(policy.users), "users in teams.yaml")
     if environment is not None and environment not in policy.environments:
         known = (env.name for env in policy.environments_in_order())
         raise unknown_name("environment", environment, known, "environments")
-    signs = can_verify(policy, user)
+    signs = can_verify(policy, user, revoked)
+    # Keys teams.yaml lists, every one of them revoked on this machine.
+    keys_revoked = user in policy.signers and not signs_for_itself(policy, user, revoked)
+    unsigned = (
+        f"{user}'s SSH keys are revoked ({SETTING})"
+        if keys_revoked
+        else f"{user} has no SSH key in teams.yaml"
+    )
 
     def signed(verdict: Verdict, what: str, required: bool = True) -> Verdict:
         # verify takes the actor of such a change from its signature alone: a user
@@ -51,10 +66,7 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
         # cannot make the change count.
         if not verdict or signs or not required:
             return verdict
-        return Verdict.deny(
-            f"{user} has no SSH key in teams.yaml, and {what} needs a verified signature",
-            *verdict.reasons,
-        )
+        return Verdict.deny(f"{unsigned}, and {what} needs a verified signature", *verdict.reasons)
 
     entitlements: list[Entitlement] = [
         Entitlement(
@@ -122,5 +134,6 @@ def report(policy: Policy, user: str, environment: str | None = None) -> AccessR
         roles=permissions.describe_roles(policy, user),
         has_key=bool(identity.keys),
         entitlements=tuple(entitlements),
-        host_signs=signs and not identity.keys,
+        host_signs=signs and not signs_for_itself(policy, user, revoked),
+        keys_revoked=keys_revoked,
     )

@@ -88,6 +88,7 @@ from reconciler.readahead import (
     parse_version,
     prepare,
 )
+from reconciler.revocation import Revocations
 from reconciler.rules import judge_change, judge_signoff
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
@@ -225,8 +226,10 @@ class Authoriser:
         progress: Progress | None = None,
         batch: int = PREFETCH,
         workers: int | None = None,
+        revoked: Revocations | None = None,
     ) -> None:
         self.repo = repo
+        self.revoked = revoked
         self.store = store
         self.now = now
         self.cap = cap
@@ -456,7 +459,8 @@ class Authoriser:
         """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
         self._infos = batch.infos
         self._facts = {
-            commit: _facts_of(info, batch.checks[commit]) for commit, info in batch.infos.items()
+            commit: _facts_of(info, batch.checks[commit], self.revoked)
+            for commit, info in batch.infos.items()
         }
         self._boundary_blobs = {}
         self._actors = {}
@@ -923,7 +927,7 @@ class Authoriser:
             check = check_commit_signature(info.raw)
             stored = (check.status, check.fingerprint, check.reason)
             self.store.remember_signatures({commit: stored})
-        facts = self._facts[commit] = _facts_of(info, stored)
+        facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
         return facts
 
     def info(self, commit: str) -> CommitInfo:
@@ -1113,12 +1117,18 @@ class Authoriser:
         return stamp
 
 
-def _facts_of(info: CommitInfo, check: SignatureCheck) -> CommitFacts:
+def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:
+    status, fingerprint, reason = check
+    # The signature cache holds what the commit proves; a revocation is applied on
+    # top, so revoking or restoring a key never needs the signatures checked again.
+    why = revoked.why(fingerprint) if revoked is not None and fingerprint else None
+    if why is not None:
+        status, fingerprint, reason = "revoked", None, why
     return CommitFacts(
         commit=info.id,
-        signature_status=check[0],
-        fingerprint=check[1],
-        signature_reason=check[2],
+        signature_status=status,
+        fingerprint=fingerprint,
+        signature_reason=reason,
         committer_email=info.committer.email,
         author_email=info.author.email,
     )

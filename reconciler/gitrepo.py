@@ -237,6 +237,13 @@ class GitRepo:
         except GitError:
             return None
 
+    def config_path(self, key: str) -> str | None:
+        """A path setting as git reads it (`~/` expanded), from any level of configuration."""
+        try:
+            return self._text("config", "--type=path", "--get", key) or None
+        except GitError:
+            return None
+
     # -- writing ------------------------------------------------------------
 
     def commit_empty(self, message: str, *, sign: bool, who: Someone | None = None) -> str:

@@ -77,16 +77,28 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
     return Actor(user, "user", False, f"committer email {facts.committer_email} ({unsigned})")
 
 
-def can_verify(policy: Policy, user: str) -> bool:
+def can_verify(policy: Policy, user: str, revoked: frozenset[str] = frozenset()) -> bool:
     """Whether `resolve` can attribute some signed commit to `user` as verified: one of
-    their own keys, or a host that commits and signs for an author with their email."""
-    if user in policy.signers:
+    their own keys, or a host that commits and signs for an author with their email;
+    keys whose fingerprints are `revoked` sign nothing."""
+    if signs_for_itself(policy, user, revoked):
         return True
     emails = (
         {email.lower() for email in policy.users[user].emails} if user in policy.users else set()
     )
     return any(policy.email_owner.get(email) == user for email in emails) and any(
-        host.emails and host_id in policy.signers for host_id, host in policy.hosts.items()
+        host.emails and signs_for_itself(policy, host_id, revoked)
+        for host_id, host in policy.hosts.items()
+    )
+
+
+def signs_for_itself(policy: Policy, identity: str, revoked: frozenset[str] = frozenset()) -> bool:
+    """Whether `identity` owns a key (first listed wins) that is not revoked."""
+    if not revoked:
+        return identity in policy.signers
+    return any(
+        owner == identity and fingerprint not in revoked
+        for fingerprint, owner in policy.key_owner.items()
     )
 
 

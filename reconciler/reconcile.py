@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from reconciler import revocation
 from reconciler.authorise import Authoriser, LandingVerdict, Progress
 from reconciler.decide import (
     Decision,
@@ -197,7 +198,13 @@ class Reconciler:
             self.key = SigningKey.load(options.key) if options.key else None
             if not options.dry_run:
                 self._ready_to_record(options)
-            self._walker = Authoriser(self.repo, self.store, now=clock(), progress=progress)
+            self._walker = Authoriser(
+                self.repo,
+                self.store,
+                now=clock(),
+                progress=progress,
+                revoked=revocation.configured(self.repo),
+            )
         except BaseException:
             self.close()
             raise
@@ -384,6 +391,8 @@ class Reconciler:
         # One walker for the reconciler's life: it keeps the effective state between passes.
         authoriser = self._walker
         authoriser.now = now
+        # Read again every pass: a key revoked during an incident takes effect at once.
+        authoriser.revoked = revocation.configured(self.repo)
         result = authoriser.run(tip, persist=persist and not self.options.dry_run)
         try:
             report.landings.extend(result.judged)
@@ -417,6 +426,14 @@ class Reconciler:
                 "the reconciler refuses to start",
                 hint="add its public key under service_accounts in teams.yaml (a signed change "
                 "by a settings user), or pass the right --key",
+            )
+        revoked = self._walker.revoked.why(fingerprint) if self._walker.revoked else None
+        if revoked is not None:
+            # Its records would count for nothing: no run would ever be seen started.
+            raise ConfigError(
+                f"the reconciler's own {revoked}; the reconciler refuses to sign records with it",
+                hint="rotate it: a settings user adds a new key under service_accounts in "
+                "teams.yaml, then restart the reconciler with that key's --key",
             )
         account = policy.service_accounts[owner]
         email = account.emails[0] if account.emails else f"{owner}@reconciler.invalid"
@@ -743,7 +760,9 @@ class Reconciler:
         if not pending:
             return 0
         tip = self.publisher.tip()
-        authoriser = Authoriser(self.repo, self.store, now=self.clock())
+        authoriser = Authoriser(
+            self.repo, self.store, now=self.clock(), revoked=revocation.configured(self.repo)
+        )
         authoriser.run(tip)
         writer = self._writer(authoriser.policy())
         with self._git_lock:

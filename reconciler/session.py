@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler import revocation
 from reconciler.authorise import (
     Authoriser,
     LandingVerdict,
@@ -62,9 +63,14 @@ class Session:
         return commit
 
     def authoriser(self, progress: Progress | None = None, cap: int | None = None) -> Authoriser:
+        revoked = revocation.configured(self.repo)
         if cap is None:
-            return Authoriser(self.repo, self.store, now=self.now, progress=progress)
-        return Authoriser(self.repo, self.store, now=self.now, progress=progress, cap=cap)
+            return Authoriser(
+                self.repo, self.store, now=self.now, progress=progress, revoked=revoked
+            )
+        return Authoriser(
+            self.repo, self.store, now=self.now, progress=progress, cap=cap, revoked=revoked
+        )
 
     def authorise(
         self,

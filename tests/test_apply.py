@@ -38,6 +38,7 @@ from tests.gitfixtures import (
     plan,
     qa_plan,
     run_git,
+    teams_with,
     trailers,
     wait_for,
     with_command_driver,
@@ -358,6 +359,25 @@ def test_the_reconciler_refuses_to_start_with_a_key_that_is_not_the_service_acco
     assert repo.head() == head
 
 
+def test_the_reconciler_refuses_to_sign_records_with_its_own_revoked_key(
+    tmp_path: Path, people: People
+) -> None:
+    # Records by a revoked key count for nothing: a run it started would never be seen
+    # started, and would start again at every pass.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    head = repo.head()
+    revoked = tmp_path / "revoked-keys"
+    revoked.write_text(people.reconciler.public_key + "\n")
+    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    result = repo.apply()
+    assert result.exit_code == 1
+    assert "error: the reconciler's own key SHA256:" in result.stderr
+    assert "is revoked (gpg.ssh.revocationFile " in result.stderr
+    assert "hint: rotate it" in result.stderr
+    assert repo.head() == head
+
+
 def test_kill_9_mid_driver_call_then_the_run_is_interrupted_and_retry_completes_it(
     tmp_path: Path, people: People
 ) -> None:
@@ -612,6 +632,28 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
         service.run_started(started[0], publish=True)
     assert trailers(repo, "main")["Result"] == "succeeded"
     assert repo.reconciler("verify").exit_code == 0
+
+
+def test_a_key_revoked_while_the_service_runs_proves_nothing_from_its_next_pass(
+    tmp_path: Path, people: People
+) -> None:
+    # No restart in an incident: the revocation file is read again at every pass.
+    repo = SeedRepo.create(tmp_path, people)
+    options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="watcher")
+    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+        service.watch_pass()
+        revoked = tmp_path / "revoked-keys"
+        revoked.write_text(people.root.public_key + "\n")
+        repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+
+        def bob_deploys(data: dict[str, Any]) -> None:
+            data["teams"]["operations"]["members"]["bob"] = "deployment"
+
+        repo.commit(people.root, {"teams.yaml": teams_with(people, bob_deploys)}, "Bob joins ops")
+        report, _ = service.watch_pass()
+    [landing] = report.landings
+    assert not landing.authorised
+    assert "is revoked (gpg.ssh.revocationFile" in landing.refusals[0].reasons[0]
 
 
 def raise_once(

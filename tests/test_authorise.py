@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ from reconciler.authorise import Authoriser
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.gitrepo import GitRepo
 from reconciler.session import Session
+from reconciler.sshkeys import parse_public_key
 from reconciler.statestore import StateStore
 from tests.configrepo import reconciler
 from tests.gitfixtures import (
@@ -425,6 +427,96 @@ def test_a_key_removed_from_teams_yaml_no_longer_verifies_even_backdated_commits
     verdict = repo.verify().judged[-1]
     assert not verdict.authorised
     assert all("which teams.yaml does not list" in r.reasons[0] for r in verdict.refusals)
+
+
+def git_succeeds(path: Path, *args: str) -> bool:
+    return (
+        subprocess.run(["git", *args], cwd=path, capture_output=True, check=False).returncode == 0
+    )
+
+
+def revoke_in_git_config(repo: SeedRepo, revoked: Path, text: str | bytes) -> None:
+    """List keys in the revocation file git (and so the reconciler) is configured with."""
+    if isinstance(text, str):
+        text = text.encode()
+    revoked.write_bytes(text)
+    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+
+
+def test_a_key_in_gits_revocation_file_proves_nothing_even_on_a_backdated_commit(
+    tmp_path: Path, people: People
+) -> None:
+    # root's key was stolen: ops revoke it on the reconciler's machine at once, before a
+    # commit retiring it from teams.yaml can land. The thief's backdated grant proves
+    # nothing, as `git verify-commit` with the same file says.
+    repo = SeedRepo.create(tmp_path, people)
+    revoked = tmp_path / "revoked-keys"
+    revoke_in_git_config(repo, revoked, f"# stolen on 22 November\n{people.root.public_key}\n")
+
+    def bob_deploys(data: dict[str, Any]) -> None:
+        data["teams"]["operations"]["members"]["bob"] = "deployment"
+
+    grant = teams_with(people, bob_deploys)
+    theft = repo.commit(
+        people.root, {"teams.yaml": grant}, "Bob joins ops", date="1700000000 +0000"
+    )
+
+    result = repo.reconciler("verify", "--format", "json")
+    assert result.exit_code == 1
+    [landing] = [item for item in result.json()["landings"] if item["commit"] == theft]
+    fingerprint = parse_public_key(people.root.public_key).fingerprint
+    assert landing["refusals"][0]["reasons"][0] == (
+        f"signature not accepted (key {fingerprint} is revoked "
+        f"(gpg.ssh.revocationFile {revoked})), and this change needs a verified signature"
+    )
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'root@example.com namespaces="git" {people.root.public_key}\n')
+    signers = f"gpg.ssh.allowedSignersFile={allowed}"
+    assert not git_succeeds(repo.path, "-c", signers, "verify-commit", theft)
+    unrevoked = ["-c", signers, "-c", "gpg.ssh.revocationFile=/dev/null"]
+    assert git_succeeds(repo.path, *unrevoked, "verify-commit", theft)
+
+
+def test_access_says_a_user_whose_keys_are_revoked_can_sign_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    revoke_in_git_config(repo, tmp_path / "revoked-keys", people.root.public_key + "\n")
+    answer = repo.reconciler("access", "root", "--format", "json").json()
+    assert (answer["has_key"], answer["keys_revoked"]) == (True, True)
+    [teams_edit] = [item for item in answer["entitlements"] if item["permission"] == "teams.edit"]
+    assert not teams_edit["allowed"]
+    assert teams_edit["reasons"][0] == (
+        "root's SSH keys are revoked (gpg.ssh.revocationFile), "
+        "and a change to teams.yaml needs a verified signature"
+    )
+    text = repo.reconciler("access", "root").stdout.splitlines()[0]
+    assert text.endswith("; has an SSH key, revoked on this machine")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"SSHKRL\n\x00\x00", "{file}: error: an OpenSSH KRL, which the reconciler does not read"),
+        (b"# ok\nssh-ed25519 not-base64!\n", "{file}:2: error: not a public key: "),
+        (None, "{file}: error: cannot read the revocation file: No such file or directory"),
+    ],
+    ids=["krl", "not-a-key", "missing"],
+)
+def test_a_revocation_file_the_reconciler_cannot_read_stops_it_naming_the_file(
+    tmp_path: Path, people: People, content: bytes | None, expected: str
+) -> None:
+    # Failing open (trusting every key) is what a stolen key's thief would want.
+    repo = SeedRepo.create(tmp_path, people)
+    revoked = tmp_path / "revoked-keys"
+    revoke_in_git_config(repo, revoked, content or b"")
+    if content is None:
+        revoked.unlink()
+    result = repo.reconciler("verify")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(expected.format(file=revoked)), result.stderr
+    assert "hint: " in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_human_commit_writing_deployments_is_refused(tmp_path: Path, people: People) -> None:

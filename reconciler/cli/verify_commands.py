@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reconciler import access
+from reconciler import access, revocation
 from reconciler.authorise import Progress
 from reconciler.cli import output, verify_output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
@@ -147,5 +147,9 @@ def access_command(
         ) as session,
     ):
         _, policy = session.authorise()
-        verify_output.emit_access(access.report(policy, user, environment), output_format)
+        revoked = revocation.configured(session.repo)
+        answer = access.report(
+            policy, user, environment, revoked.fingerprints if revoked else frozenset()
+        )
+        verify_output.emit_access(answer, output_format)
     raise SystemExit(EXIT_OK)

@@ -94,6 +94,7 @@ def access_json(report: AccessReport) -> dict[str, Any]:
         "name": report.name,
         "roles": report.roles,
         "has_key": report.has_key,
+        "keys_revoked": report.keys_revoked,
         "entitlements": [
             {
                 "permission": item.permission,
@@ -111,7 +112,11 @@ def emit_access(report: AccessReport, output_format: str) -> None:
     if output_format == "json":
         emit_json(access_json(report))
         return
-    if report.has_key:
+    if report.keys_revoked:
+        key = "has an SSH key, revoked on this machine" + (
+            " (a host signs the merges it commits for them)" if report.host_signs else ""
+        )
+    elif report.has_key:
         key = "has an SSH key"
     elif report.host_signs:
         key = "has no SSH key (a host signs the merges it commits for them)"

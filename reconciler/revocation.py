@@ -1,0 +1,86 @@
+"""Keys revoked outside Git: git's `gpg.ssh.revocationFile`, read once per walk.
+
+Called by `session` and `reconcile` before they walk history. Retiring a key
+from teams.yaml takes a signed commit that must land, and in an incident
+whoever holds the stolen key races that commit. The revocation file lives on
+the reconciler's machine, beyond the reach of anyone who can push: from the
+moment it is read, a signature by a key it lists proves nothing, whatever the
+commit's dates and whatever teams.yaml says (landings judged before keep their
+verdicts, as with any policy). It is the file `git verify-commit` honours, in
+the form both read: one public key a line, as in authorized_keys. OpenSSH's
+binary KRL is refused with a hint rather than read as no revocations at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from reconciler.errors import ConfigError
+from reconciler.gitrepo import GitRepo
+from reconciler.sshkeys import KeyFormatError, parse_public_key
+
+SETTING: Final = "gpg.ssh.revocationFile"
+_KRL_MAGIC: Final = b"SSHKRL\n"
+_HINT: Final = "one revoked public key a line, as in authorized_keys ('ssh-ed25519 AAAA... who')"
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """The fingerprints of revoked keys, and the file that lists them (for reasons)."""
+
+    source: str
+    fingerprints: frozenset[str]
+
+    def why(self, fingerprint: str) -> str | None:
+        """Why a signature by `fingerprint` proves nothing, or None when it is not revoked."""
+        if fingerprint in self.fingerprints:
+            return f"key {fingerprint} is revoked ({SETTING} {self.source})"
+        return None
+
+
+def configured(repo: GitRepo) -> Revocations | None:
+    """The revocations git is configured with for `repo`, or None when there are none.
+
+    A file that is configured but cannot be read stops the command: silently
+    trusting every key would be the wrong way to fail.
+    """
+    setting = repo.config_path(SETTING)
+    if setting is None:
+        return None
+    path = Path(setting)
+    if not path.is_absolute():
+        raise ConfigError(
+            f"{SETTING} is '{setting}', a relative path",
+            hint="give it an absolute path, outside the repository",
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read the revocation file: {error.strerror}",
+            file=str(path),
+            hint=f"create it, or unset {SETTING}",
+        ) from None
+    return Revocations(str(path), parse(data, str(path)))
+
+
+def parse(data: bytes, source: str) -> frozenset[str]:
+    """The fingerprints of the keys a revocation file lists."""
+    if data.startswith(_KRL_MAGIC):
+        raise ConfigError(
+            "an OpenSSH KRL, which the reconciler does not read", file=source, hint=_HINT
+        )
+    revoked: set[str] = set()
+    for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            revoked.add(parse_public_key(line).fingerprint)
+        except KeyFormatError as error:
+            raise ConfigError(
+                f"not a public key: {error}", file=source, line=number, hint=_HINT
+            ) from None
+    return frozenset(revoked)
