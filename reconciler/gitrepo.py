@@ -595,8 +595,16 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
     argv = ["git", "rev-parse", "--show-object-format", "--path-format=absolute"]
     argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
     argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
-    found = capture(argv, cwd=path).stdout.decode("utf-8", "surrogateescape").splitlines()
+    result = capture(argv, cwd=path)
+    found = result.stdout.decode("utf-8", "surrogateescape").splitlines()
     if len(found) < 4:
+        if "dubious ownership" in result.stderr:
+            # A repository owned by someone else: git reads nothing of it, and saying
+            # "not a Git repository" would send the user looking in the wrong place.
+            raise GitError(
+                f"git refuses to read {path}: it is owned by another user",
+                hint=f"if you trust it: git config --global --add safe.directory {path}",
+            )
         return None
     object_format, git_dir, common_dir, bare, *top = found
     root = git_dir if bare == "true" else (top or [""])[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -181,3 +182,23 @@ def test_a_remote_that_stops_answering_is_given_up_on(
     assert time.monotonic() - started < 10
     # Nothing the fetch started is left behind: the whole process group was killed.
     assert processes_mentioning(str(remote)) == []
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="making a repository another user owns needs root (chown)",
+)
+def test_a_repository_owned_by_another_user_is_named_as_such_not_as_no_repository(
+    tmp_path: Path,
+) -> None:
+    theirs = tmp_path / "theirs"
+    subprocess.run(["git", "init", "-q", str(theirs)], check=True)
+    for folder, _, files in os.walk(theirs):
+        for name in [folder, *(os.path.join(folder, file) for file in files)]:
+            os.chown(name, 65534, 65534)
+    with pytest.raises(GitError) as raised:
+        GitRepo(theirs)
+    assert raised.value.message == f"git refuses to read {theirs}: it is owned by another user"
+    assert (
+        raised.value.hint == f"if you trust it: git config --global --add safe.directory {theirs}"
+    )
