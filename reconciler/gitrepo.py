@@ -238,11 +238,21 @@ class GitRepo:
             return None
 
     def config_path(self, key: str) -> str | None:
-        """A path setting as git reads it (`~/` expanded), from any level of configuration."""
+        """A path setting as git reads it (`~/` expanded), from any level of configuration.
+
+        None only when it is not set: a setting git cannot read (a `~user/` that
+        does not expand, a `~/` without HOME) is an error, as it is to git itself,
+        never taken for an unset one.
+        """
         try:
             return self._text("config", "--type=path", "--get", key) or None
-        except GitError:
-            return None
+        except _Failed as error:
+            if error.status == 1:
+                return None
+            raise GitError(
+                f"git cannot read {key}: {error.stderr.strip()}",
+                hint=f"give {key} an absolute path (git config --show-origin --get {key})",
+            ) from None
 
     # -- writing ------------------------------------------------------------
 

@@ -1238,3 +1238,24 @@ def test_a_gate_only_editors_could_meet_does_not_wedge_a_repository_made_before_
     assert [verdict.refusals for verdict in repo.verify().judged] == [(), ()]
     fresh = repo.verify(state_dir=tmp_path / "ci-state")  # CI: a fresh state, from the anchor
     assert [verdict.refusals for verdict in fresh.judged] == [(), ()]
+
+
+def test_a_revocation_file_setting_git_cannot_expand_stops_the_reconciler(
+    tmp_path: Path, people: People
+) -> None:
+    # `~nosuchuser/...`, or `~/...` for a service run without HOME: git itself dies on it
+    # (`git verify-commit` exits 128). With nothing new to walk no `git log` runs to die
+    # too, and the keys the file lists must not count again meanwhile.
+    repo = SeedRepo.create(tmp_path, people)
+    theft = repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    assert repo.reconciler("verify").exit_code == 0
+    repo.git("config", "gpg.ssh.revocationFile", "~nosuchuser/revoked-keys")
+    assert not git_succeeds(repo.path, "verify-commit", theft)
+    result = repo.reconciler("access", "root")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.startswith(
+        "error: git cannot read gpg.ssh.revocationFile: "
+        "fatal: failed to expand user dir in: '~nosuchuser/revoked-keys'"
+    ), result.stderr
+    assert "hint: " in result.stderr
+    assert "Traceback" not in result.stderr
