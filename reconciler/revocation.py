@@ -19,7 +19,7 @@ from typing import Final
 
 from reconciler.errors import ConfigError
 from reconciler.gitrepo import GitRepo
-from reconciler.sshkeys import KeyFormatError, parse_public_key
+from reconciler.sshkeys import KeyFormatError, certified_key, parse_public_key
 
 SETTING: Final = "gpg.ssh.revocationFile"
 _KRL_MAGIC: Final = b"SSHKRL\n"
@@ -78,7 +78,8 @@ def parse(data: bytes, source: str) -> frozenset[str]:
         if not line or line.startswith("#"):
             continue
         try:
-            revoked.add(parse_public_key(line).fingerprint)
+            # A certificate revokes the key it certifies, as ssh-keygen reads the file.
+            revoked.add(certified_key(parse_public_key(line)).fingerprint)
         except KeyFormatError as error:
             raise ConfigError(
                 f"not a public key: {error}", file=source, line=number, hint=_HINT

@@ -63,6 +63,45 @@ def parse_public_key(line: str) -> PublicKey:
     return key
 
 
+# The fields an OpenSSH certificate holds after its type and nonce, before its
+# serial: those of the key it certifies (PROTOCOL.certkeys).
+_CERT_SUFFIX: Final = "-cert-v01@openssh.com"
+_CERTIFIED_FIELDS: Final = {
+    "ssh-ed25519": 1,
+    "sk-ssh-ed25519@openssh.com": 2,
+    "ssh-rsa": 2,
+    "ecdsa-sha2-nistp256": 2,
+    "ecdsa-sha2-nistp384": 2,
+    "ecdsa-sha2-nistp521": 2,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,
+    "ssh-dss": 4,
+}
+
+
+def certified_key(key: PublicKey) -> PublicKey:
+    """The plain key an OpenSSH certificate certifies; any other key as it is.
+
+    What `ssh-keygen` compares a revoked key with when it ignores certificate
+    data, as it does for git's `gpg.ssh.revocationFile`.
+    """
+    if not key.type.endswith(_CERT_SUFFIX):
+        return key
+    base = key.type.removesuffix(_CERT_SUFFIX)
+    plain = f"{base}@openssh.com" if base.startswith("sk-") else base
+    count = _CERTIFIED_FIELDS.get(plain)
+    if count is None:
+        raise KeyFormatError(f"a certificate of an unknown key type '{key.type}'")
+    offset = read_string(key.blob, read_string(key.blob, 0)[1])[1]  # type, nonce
+    start = offset
+    for _ in range(count):
+        offset = read_string(key.blob, offset)[1]
+    encoded = plain.encode("ascii")
+    blob = struct.pack(">I", len(encoded)) + encoded + key.blob[start:offset]
+    certified = PublicKey(plain, blob, key.comment)
+    _check_key_blob(certified)
+    return certified
+
+
 # Sizes fixed by RFC 8709 (Ed25519) and RFC 5656 (uncompressed ECDSA points).
 _ED25519_BYTES: Final = 32
 _ECDSA_POINT_BYTES: Final = {"nistp256": 65, "nistp384": 97, "nistp521": 133}

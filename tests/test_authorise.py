@@ -1259,3 +1259,43 @@ def test_a_revocation_file_setting_git_cannot_expand_stops_the_reconciler(
     ), result.stderr
     assert "hint: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_certificate_in_the_revocation_file_revokes_the_key_it_certifies(
+    tmp_path: Path, people: People
+) -> None:
+    # Ops paste the stolen key's certificate (id_ed25519-cert.pub, what is at hand) into
+    # the file: `git verify-commit` compares keys ignoring certificate data (ssh-keygen's
+    # sshkey_in_file, not strict), so it refuses the key's signatures, and so must we.
+    repo = SeedRepo.create(tmp_path, people)
+    certified = tmp_path / "root.pub"
+    certified.write_text(people.root.public_key + "\n")
+    authority = tmp_path / "ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", authority], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-s", authority, "-I", "root", "-n", "root", certified], check=True
+    )
+    certificate = (tmp_path / "root-cert.pub").read_text()
+    assert certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
+    revoked = tmp_path / "revoked-keys"
+    revoke_in_git_config(repo, revoked, certificate)
+
+    def bob_deploys(data: dict[str, Any]) -> None:
+        data["teams"]["operations"]["members"]["bob"] = "deployment"
+
+    theft = repo.commit(people.root, {"teams.yaml": teams_with(people, bob_deploys)})
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'root@example.com namespaces="git" {people.root.public_key}\n')
+    signers = f"gpg.ssh.allowedSignersFile={allowed}"
+    assert not git_succeeds(repo.path, "-c", signers, "verify-commit", theft)
+    unrevoked = ["-c", signers, "-c", "gpg.ssh.revocationFile=/dev/null"]
+    assert git_succeeds(repo.path, *unrevoked, "verify-commit", theft)
+
+    result = repo.reconciler("verify", "--format", "json")
+    assert result.exit_code == 1, result.stdout
+    [landing] = [item for item in result.json()["landings"] if item["commit"] == theft]
+    fingerprint = parse_public_key(people.root.public_key).fingerprint
+    assert landing["refusals"][0]["reasons"][0] == (
+        f"signature not accepted (key {fingerprint} is revoked "
+        f"(gpg.ssh.revocationFile {revoked})), and this change needs a verified signature"
+    )
