@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler import process, schema
+from reconciler import process, revocation, schema
 from reconciler.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef
 from reconciler.identity import Actor, CommitFacts, resolve
@@ -58,11 +58,14 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
     email = repo.committer_email()
     key = _signing_key(session)
     fingerprint = key.fingerprint if key else None
+    # A key git's revocation file lists signs nothing `authorise` will count.
+    revoked = revocation.configured(repo)
+    why = revoked.why(fingerprint) if revoked is not None and fingerprint else None
     facts = CommitFacts(
         commit="(to be made)",
-        signature_status="good" if fingerprint else "unsigned",
-        fingerprint=fingerprint,
-        signature_reason="",
+        signature_status="revoked" if why else "good" if fingerprint else "unsigned",
+        fingerprint=None if why else fingerprint,
+        signature_reason=why or "",
         committer_email=email,
         author_email=email,
     )

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from reconciler.sshkeys import parse_public_key
 from tests.configrepo import Result, reconciler
 from tests.gitfixtures import (
     ECOMMERCE,
     PORTAL,
+    PROD_PLAN,
     QA_PLAN,
     People,
     Person,
     SeedRepo,
+    prod_plan,
     proposed_qa_release,
     qa_plan,
     ran,
@@ -331,3 +334,26 @@ def test_a_cancel_refused_by_a_locked_index_leaves_the_plan_as_it_was(
     lock.unlink()
     assert repo.git("status", "--porcelain") == ""
     assert repo.reconciler("cancel", QA_PLAN).exit_code == 0
+
+
+def test_approve_with_a_revoked_key_is_refused_up_front(tmp_path: Path, people: People) -> None:
+    # Production takes signatures only: an approval signed with a key in git's
+    # revocation file would count for nothing, as `access` says; saying "approved" and
+    # leaving the plan unapproved is what an operator in an incident must not be told.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    revoked = tmp_path / "revoked-keys"
+    revoked.write_text(people.ravi.public_key + "\n")
+    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    head = repo.head()
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", PROD_PLAN)
+    assert result.exit_code == 1, result.stdout
+    fingerprint = parse_public_key(people.ravi.public_key).fingerprint
+    assert result.stderr.splitlines()[0] == (
+        "error: this commit would not be attributed to any user: signature not accepted "
+        f"(key {fingerprint} is revoked (gpg.ssh.revocationFile {revoked})), "
+        "and this change needs a verified signature"
+    )
+    assert repo.head() == head
