@@ -23,6 +23,8 @@ from reconciler.sshkeys import KeyFormatError, certified_key, parse_public_key
 
 SETTING: Final = "gpg.ssh.revocationFile"
 _KRL_MAGIC: Final = b"SSHKRL\n"
+# About 200,000 keys (an Ed25519 key line is some 80 bytes), parsed at every pass.
+MAX_BYTES: Final = 16 * 1024 * 1024
 _HINT: Final = "one revoked public key a line, as in authorized_keys ('ssh-ed25519 AAAA... who')"
 
 
@@ -56,13 +58,20 @@ def configured(repo: GitRepo) -> Revocations | None:
             hint="give it an absolute path, outside the repository",
         )
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)  # never more: /dev/zero does not end
     except OSError as error:
         raise ConfigError(
             f"cannot read the revocation file: {error.strerror}",
             file=str(path),
             hint=f"create it, or unset {SETTING}",
         ) from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(
+            f"the revocation file is larger than {MAX_BYTES:,} bytes",
+            file=str(path),
+            hint=f"{SETTING} names the wrong file? It holds {_HINT}",
+        )
     return Revocations(str(path), parse(data, str(path)))
 
 

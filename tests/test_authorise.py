@@ -1299,3 +1299,22 @@ def test_a_certificate_in_the_revocation_file_revokes_the_key_it_certifies(
         f"signature not accepted (key {fingerprint} is revoked "
         f"(gpg.ssh.revocationFile {revoked})), and this change needs a verified signature"
     )
+
+
+def test_a_revocation_file_too_large_to_be_a_list_of_keys_stops_the_reconciler(
+    tmp_path: Path, people: People
+) -> None:
+    # Read whole, a file of gigabytes (or /dev/zero, which never ends) took all memory
+    # and ended in an internal error; no more than what a list of keys can need is read.
+    repo = SeedRepo.create(tmp_path, people)
+    revoked = tmp_path / "revoked-keys"
+    with revoked.open("wb") as file:
+        file.truncate(64 * 1024**2)
+    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    result = repo.reconciler("verify")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.startswith(
+        f"{revoked}: error: the revocation file is larger than 16,777,216 bytes"
+    ), result.stderr
+    assert "hint: " in result.stderr
+    assert "Traceback" not in result.stderr
