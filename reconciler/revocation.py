@@ -13,6 +13,7 @@ binary KRL is refused with a hint rather than read as no revocations at all.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -86,6 +87,15 @@ def parse(data: bytes, source: str) -> frozenset[str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        options = _options_before_key(line)
+        if options is not None:
+            raise ConfigError(
+                f"options before the key, as in authorized_keys, are not read ('{options}')",
+                file=source,
+                line=number,
+                hint="list the key alone: ssh-ed25519 AAAA... (git verify-commit refuses the "
+                "line too)",
+            )
         try:
             # A certificate revokes the key it certifies, as ssh-keygen reads the file.
             revoked.add(certified_key(parse_public_key(line)).fingerprint)
@@ -94,3 +104,16 @@ def parse(data: bytes, source: str) -> frozenset[str]:
                 f"not a public key: {error}", file=source, line=number, hint=_HINT
             ) from None
     return frozenset(revoked)
+
+
+# A key's type and the start of its base64 (every key blob begins with a length
+# under 2**24: 'AAAA'), after something else: authorized_keys' options.
+_KEY_AFTER_OPTIONS: Final = re.compile(r"\s((?:ssh|ecdsa|sk)-[\w.@-]+)\s+AAAA")
+
+
+def _options_before_key(line: str) -> str | None:
+    """The options an authorized_keys line puts before its key, or None."""
+    if line.startswith(("ssh-", "ecdsa-", "sk-")):
+        return None
+    found = _KEY_AFTER_OPTIONS.search(line)
+    return line[: found.start()].strip() if found else None

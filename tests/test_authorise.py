@@ -1318,3 +1318,25 @@ def test_a_revocation_file_too_large_to_be_a_list_of_keys_stops_the_reconciler(
     ), result.stderr
     assert "hint: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "options", ["restrict", "cert-authority", 'from="10.0.0.0/8",command="echo hi"']
+)
+def test_a_revocation_line_with_authorized_keys_options_is_refused_saying_so(
+    tmp_path: Path, people: People, options: str
+) -> None:
+    # Pasted from authorized_keys: ssh-keygen (so git) cannot read the line either and
+    # refuses every signature; the reconciler stops, and says what is wrong with it.
+    repo = SeedRepo.create(tmp_path, people)
+    revoked = tmp_path / "revoked-keys"
+    revoke_in_git_config(repo, revoked, f"# stolen\r\n{options} {people.root.public_key}\r\n")
+    result = repo.reconciler("verify")
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        f"{revoked}:2: error: options before the key, as in authorized_keys, are not read "
+        f"('{options}')"
+    )
+    assert result.stderr.splitlines()[1] == (
+        "  hint: list the key alone: ssh-ed25519 AAAA... (git verify-commit refuses the line too)"
+    )
