@@ -427,7 +427,9 @@ class Reconciler:
                 hint="add its public key under service_accounts in teams.yaml (a signed change "
                 "by a settings user), or pass the right --key",
             )
-        revoked = self._walker.revoked.why(fingerprint) if self._walker.revoked else None
+        # Read now, not at the last walk: a pass publishes its outbox before it walks.
+        revocations = revocation.configured(self.repo)
+        revoked = revocations.why(fingerprint) if revocations is not None else None
         if revoked is not None:
             # Its records would count for nothing: no run would ever be seen started.
             raise ConfigError(

@@ -19,7 +19,7 @@ import yaml
 
 from reconciler import reconcile
 from reconciler.authorise import Authoriser
-from reconciler.errors import HistoryRewrittenError
+from reconciler.errors import ConfigError, HistoryRewrittenError
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.statestore import StateStore
 from tests.configrepo import reconciler
@@ -1069,3 +1069,24 @@ def test_apply_json_gives_the_reasons_of_each_refusal(tmp_path: Path, people: Pe
     assert report["refusals"] == [
         {"plan": ref, "reasons": ["quality-assurance promotes from development, not nothing"]}
     ]
+
+
+def test_a_service_whose_key_was_revoked_since_its_last_pass_publishes_no_finish_record(
+    tmp_path: Path, people: People
+) -> None:
+    # A pass begins by publishing the finish records its outbox holds, before it walks:
+    # the revocation file read at the last pass is stale by then, and today's says no.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    with service_on(repo, people, tmp_path) as service:
+        _, [started] = service.watch_pass()
+        service.run_started(started, publish=False)
+        assert len(service.store.outbox()) == 1
+        revoked = tmp_path / "revoked-keys"
+        revoked.write_text(people.reconciler.public_key + "\n")
+        repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+        head = repo.head()
+        with pytest.raises(ConfigError, match="refuses to sign records with it"):
+            service.watch_pass()
+        assert repo.head() == head
+        assert len(service.store.outbox()) == 1
