@@ -31,15 +31,16 @@ _HINT: Final = "one revoked public key a line, as in authorized_keys ('ssh-ed255
 
 @dataclass(frozen=True, slots=True)
 class Revocations:
-    """The fingerprints of revoked keys, and the file that lists them (for reasons)."""
+    """The fingerprints of the keys the revocation file lists."""
 
-    source: str
     fingerprints: frozenset[str]
 
     def why(self, fingerprint: str) -> str | None:
         """Why a signature by `fingerprint` proves nothing, or None when it is not revoked."""
         if fingerprint in self.fingerprints:
-            return f"key {fingerprint} is revoked ({SETTING} {self.source})"
+            # Not the file's path: reasons reach record commits on the shared branch,
+            # and where a machine keeps its revocations is nobody else's business.
+            return f"key {fingerprint} is revoked ({SETTING})"
         return None
 
 
@@ -73,7 +74,7 @@ def configured(repo: GitRepo) -> Revocations | None:
             file=str(path),
             hint=f"{SETTING} names the wrong file? It holds {_HINT}",
         )
-    return Revocations(str(path), parse(data, str(path)))
+    return Revocations(parse(data, str(path)))
 
 
 def parse(data: bytes, source: str) -> frozenset[str]:

@@ -373,7 +373,7 @@ def test_the_reconciler_refuses_to_sign_records_with_its_own_revoked_key(
     result = repo.apply()
     assert result.exit_code == 1
     assert "error: the reconciler's own key SHA256:" in result.stderr
-    assert "is revoked (gpg.ssh.revocationFile " in result.stderr
+    assert "is revoked (gpg.ssh.revocationFile);" in result.stderr
     assert "hint: rotate it" in result.stderr
     assert repo.head() == head
 
