@@ -32,7 +32,6 @@ COMMANDS = {
     "access": ["alice"],
 }
 READ_ONLY = ["validate", "verify", "plan", "apply", "status", "history", "access"]
-WITH_GITHUB = {"validate", "verify"}
 
 
 def invoke(*args: str) -> tuple[int, str, BaseException | None]:
@@ -60,21 +59,18 @@ def test_the_github_format_is_for_validate_and_verify_only(tmp_path: Path, comma
         command, *COMMANDS[command], "--repo", str(tmp_path), "--format", "github"
     )
     assert unexpected is None
-    if command in WITH_GITHUB:
-        assert exit_code != 2, output
+    if command == "validate":  # an empty repository: the finding, as an annotation
+        assert exit_code == 1, output
+        assert output.startswith("::error file=teams.yaml,line=1,col=1,"), output
+    elif command == "verify":  # past the options, to the repository's own problem
+        assert exit_code == 1, output
+        assert "has no commits yet" in output
     else:
         assert exit_code == 2, output
         assert "'github' is not one of 'text', 'json'" in output
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
-def test_a_repo_that_does_not_exist_is_a_usage_error_exiting_2(
-    tmp_path: Path, command: str
-) -> None:
-    missing = tmp_path / "missing"
-    exit_code, output, unexpected = invoke(command, *COMMANDS[command], "--repo", str(missing))
-    assert (exit_code, unexpected) == (2, None), output
-    assert f"{missing} does not exist" in output
+# A --repo that does not exist: tests/test_people.py checks every command's exact message.
 
 
 def test_every_read_only_command_answers_in_json_for_the_repository_given_with_repo(
