@@ -84,6 +84,9 @@ def pipeline(
     }
     moves = []
     shown = {decision.run.id for decision in decisions if decision.run is not None}
+    # A version on main whose decision names no run (refused since it started) is running
+    # all the same, but it did not leave main.
+    on_main = {(decision.path, decision.blob) for decision in decisions}
     for run in open_runs:
         if run.id in shown or run.finished is not None:
             continue
@@ -97,7 +100,11 @@ def pipeline(
                 blob=run.plan.blob,
                 label="running",
                 status="done",
-                reasons=(f"run {run.id} is running (a version no longer on main)",),
+                reasons=(
+                    f"run {run.id} is running"
+                    if (run.plan.path, run.plan.blob) in on_main
+                    else f"run {run.id} is running (a version no longer on main)",
+                ),
             )
         )
     for decision in decisions:

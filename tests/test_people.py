@@ -1013,3 +1013,29 @@ def test_a_merge_entry_names_only_the_mergers_own_edits_not_the_branchs(
     assert (entry["actor"], entry["counted"]) == ("diana", False)
     assert entry["detail"].startswith("merge resolution: the ecommerce entry")
     assert "notes" not in entry["detail"]
+
+
+def test_status_shows_a_running_version_still_on_main_once_and_not_as_gone_from_main(
+    tmp_path: Path, people: People
+) -> None:
+    # QA's run is under way when root drops the portal's team: the version on main is
+    # refused from now on, but it is the running one, and it never left main.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    blob = repo.blob(QA_PLAN)
+    lease = "2026-11-22T13:00:00+00:00"
+    repo.record(
+        {"Plan": f"{QA_PLAN}@{blob}", "Environment": "quality-assurance"}
+        | {"Run": "2026-11-qa-release.1", "Result": "started"}
+        | {"Reconciler": "test-instance", "Lease-Until": lease}
+    )
+
+    def no_portal_team(data: dict[str, Any]) -> None:
+        del data["teams"]["customer-portal"]
+
+    repo.commit(people.root, {"teams.yaml": teams_with(people, no_portal_team)}, "Drop portal")
+    moves = repo.reconciler("status", "--format", "json").json()["moves"]
+    running = [move for move in moves if move["label"] == "running"]
+    assert [move["blob"] for move in running] == [blob]
+    assert not any("no longer on main" in reason for reason in running[0]["reasons"])
