@@ -71,8 +71,12 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             if record.retry_of:
                 of_run.setdefault(record.retry_of, []).append(record)
     unready: dict[PlanRef, str] = {}  # versions that never run: why
+    # Where each version landed: its target is its own (a field of it), whatever the plan
+    # targets by the time a refusal record naming it lands.
+    landed: dict[PlanRef, int] = {}
     for path, blob, landing, detail in store.plan_versions():
         ref = PlanRef(path, blob)
+        landed.setdefault(ref, detail["seq"])
         never = _never_runs(detail)
         if never is not None:
             unready[ref] = never
@@ -96,7 +100,7 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     # The record that ended each run, as decide counts it (the first after its start).
     ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
     for record in records:
-        entries.extend(_record_entries(record, ended, environments))
+        entries.extend(_record_entries(record, ended, environments, landed))
     for event in store.events(["ignored"]):
         entries.append(_ignored_entry(event, environments))
     landings = store.landings()
@@ -345,7 +349,10 @@ def _signoff_entry(
 
 
 def _record_entries(
-    record: Record, ended: Mapping[str, str], environments: _Targets
+    record: Record,
+    ended: Mapping[str, str],
+    environments: _Targets,
+    landed: Mapping[PlanRef, int],
 ) -> list[Entry]:
     if record.result == "refused":
         # A refusal record names versions, not environments: each is in its plan's target.
@@ -355,7 +362,7 @@ def _record_entries(
                 record.committed_at,
                 record.commit,
                 ref.path,
-                environments.get(ref.path, record.seq),
+                environments.get(ref.path, landed.get(ref, record.seq)),
                 "refused",
                 "reconciler",
                 True,

@@ -1039,3 +1039,18 @@ def test_status_shows_a_running_version_still_on_main_once_and_not_as_gone_from_
     running = [move for move in moves if move["label"] == "running"]
     assert [move["blob"] for move in running] == [blob]
     assert not any("no longer on main" in reason for reason in running[0]["reasons"])
+
+
+def test_history_names_the_environment_of_the_refused_version_not_of_a_later_edit(
+    tmp_path: Path, people: People
+) -> None:
+    # The service refuses the development version; before its record lands, alice moves
+    # the plan to QA. The record refuses the development version, as its trailer says.
+    repo = SeedRepo.create(tmp_path, people)
+    wrong = plan("2026-11-dev-build", "development", [ECOMMERCE], source="production")
+    repo.commit(people.alice, {DEV_PLAN: wrong})
+    refused = f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}"
+    repo.commit(people.alice, {DEV_PLAN: qa_plan(ECOMMERCE).replace("qa-release", "dev-build")})
+    refusal = repo.record({"Result": "refused", "Refused-Plan": refused, "Reconciler": "test"})
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == refusal]
+    assert (entry["action"], entry["environment"]) == ("refused", "development")
