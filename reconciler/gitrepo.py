@@ -605,7 +605,8 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
     argv = ["git", "rev-parse", "--show-object-format", "--path-format=absolute"]
     argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
     argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
-    result = capture(argv, cwd=path)
+    # Untranslated, so the ownership refusal below is recognised in every locale.
+    result = capture(argv, cwd=path, env={**os.environ, "LC_ALL": "C"})
     found = result.stdout.decode("utf-8", "surrogateescape").splitlines()
     if len(found) < 4:
         if "dubious ownership" in result.stderr:
