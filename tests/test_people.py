@@ -724,22 +724,23 @@ def test_history_of_a_deleted_plan_still_shows_its_entries(tmp_path: Path, peopl
     ]
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "validate",
-        "verify",
-        "plan",
-        "apply --dry-run",
-        "watch",
-        "status",
-        "history",
-        "access bob",
-        "approve x",
-        "deploy x",
-        "cancel x",
-    ],
-)
+# Every command that reads history from the repository --repo names (validate reads
+# the working tree alone, and needs no Git).
+HISTORY_COMMANDS = [
+    "verify",
+    "plan",
+    "apply --dry-run",
+    "watch",
+    "status",
+    "history",
+    "access bob",
+    "approve x",
+    "deploy x",
+    "cancel x",
+]
+
+
+@pytest.mark.parametrize("command", ["validate", *HISTORY_COMMANDS])
 def test_a_repo_that_does_not_exist_is_a_usage_error_with_a_hint(
     tmp_path: Path, command: str
 ) -> None:
@@ -751,21 +752,7 @@ def test_a_repo_that_does_not_exist_is_a_usage_error_with_a_hint(
     )
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "verify",
-        "plan",
-        "apply --dry-run",
-        "watch",
-        "status",
-        "history",
-        "access bob",
-        "approve x",
-        "deploy x",
-        "cancel x",
-    ],
-)
+@pytest.mark.parametrize("command", HISTORY_COMMANDS)
 def test_a_repo_that_is_not_a_git_repository_is_a_usage_error_with_a_hint(
     tmp_path: Path, command: str
 ) -> None:
