@@ -327,6 +327,14 @@ class ConfigRepo:
         body = "\n".join(f"{key}: {value}" for key, value in trailers.items())
         return self.commit(self.people.reconciler, files, f"Record\n\n{body}")
 
+    def revoke(self, listed: str | bytes) -> Path:
+        """Make `listed` the revocation file git (and so the reconciler) reads: a file
+        beside the repository, never in it. The file."""
+        revoked = self.path.parent / "revoked-keys"
+        revoked.write_bytes(listed.encode() if isinstance(listed, str) else listed)
+        self.git("config", "gpg.ssh.revocationFile", str(revoked))
+        return revoked
+
     def deployed(self, environment: str, versions: Mapping[str, str]) -> str:
         """deployments/<env>.yaml as the reconciler writes it, signed by its key."""
         content = dump(
@@ -671,6 +679,11 @@ def only_refusal(verdict: LandingVerdict) -> Refusal:
     assert not verdict.authorised
     assert len(verdict.refusals) == 1, verdict.refusals
     return verdict.refusals[0]
+
+
+def grant_bob_deployment(data: dict[str, Any]) -> None:
+    """A teams.yaml change (for `teams_with`): bob joins operations as a deployer."""
+    data["teams"]["operations"]["members"]["bob"] = "deployment"
 
 
 def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> str:

@@ -343,9 +343,7 @@ def test_approve_with_a_revoked_key_is_refused_up_front(tmp_path: Path, people: 
     repo = proposed_qa_release(tmp_path, people)
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
     repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    revoked = tmp_path / "revoked-keys"
-    revoked.write_text(people.ravi.public_key + "\n")
-    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    repo.revoke(people.ravi.public_key + "\n")
     head = repo.head()
     repo.act_as(people.ravi)
     result = repo.reconciler("approve", PROD_PLAN)

@@ -35,6 +35,7 @@ from tests.gitfixtures import (
     dev_plan,
     example_file,
     frozen_until_the_end_of_time,
+    grant_bob_deployment,
     plan,
     qa_plan,
     run_git,
@@ -367,9 +368,7 @@ def test_the_reconciler_refuses_to_sign_records_with_its_own_revoked_key(
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     head = repo.head()
-    revoked = tmp_path / "revoked-keys"
-    revoked.write_text(people.reconciler.public_key + "\n")
-    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    repo.revoke(people.reconciler.public_key + "\n")
     result = repo.apply()
     assert result.exit_code == 1
     assert "error: the reconciler's own key SHA256:" in result.stderr
@@ -642,14 +641,11 @@ def test_a_key_revoked_while_the_service_runs_proves_nothing_from_its_next_pass(
     options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="watcher")
     with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
         service.watch_pass()
-        revoked = tmp_path / "revoked-keys"
-        revoked.write_text(people.root.public_key + "\n")
-        repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+        repo.revoke(people.root.public_key + "\n")
 
-        def bob_deploys(data: dict[str, Any]) -> None:
-            data["teams"]["operations"]["members"]["bob"] = "deployment"
-
-        repo.commit(people.root, {"teams.yaml": teams_with(people, bob_deploys)}, "Bob joins ops")
+        repo.commit(
+            people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)}, "Bob joins ops"
+        )
         report, _ = service.watch_pass()
     [landing] = report.landings
     assert not landing.authorised
@@ -1082,9 +1078,7 @@ def test_a_service_whose_key_was_revoked_since_its_last_pass_publishes_no_finish
         _, [started] = service.watch_pass()
         service.run_started(started, publish=False)
         assert len(service.store.outbox()) == 1
-        revoked = tmp_path / "revoked-keys"
-        revoked.write_text(people.reconciler.public_key + "\n")
-        repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+        repo.revoke(people.reconciler.public_key + "\n")
         head = repo.head()
         with pytest.raises(ConfigError, match="refuses to sign records with it"):
             service.watch_pass()

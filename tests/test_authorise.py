@@ -33,6 +33,7 @@ from tests.gitfixtures import (
     People,
     SeedRepo,
     example_file,
+    grant_bob_deployment,
     only_refusal,
     plan,
     prod_plan,
@@ -190,10 +191,6 @@ def test_a_branch_made_before_its_author_left_the_team_is_refused_when_merged_af
 
 
 # -- teams.yaml and the policy -----------------------------------------------------------
-
-
-def grant_bob_deployment(data: dict[str, Any]) -> None:
-    data["teams"]["operations"]["members"]["bob"] = "deployment"
 
 
 def test_a_self_grant_and_a_trigger_in_one_commit_are_both_refused(
@@ -435,14 +432,6 @@ def git_succeeds(path: Path, *args: str) -> bool:
     )
 
 
-def revoke_in_git_config(repo: SeedRepo, revoked: Path, text: str | bytes) -> None:
-    """List keys in the revocation file git (and so the reconciler) is configured with."""
-    if isinstance(text, str):
-        text = text.encode()
-    revoked.write_bytes(text)
-    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
-
-
 def test_a_key_in_gits_revocation_file_proves_nothing_even_on_a_backdated_commit(
     tmp_path: Path, people: People
 ) -> None:
@@ -450,13 +439,9 @@ def test_a_key_in_gits_revocation_file_proves_nothing_even_on_a_backdated_commit
     # commit retiring it from teams.yaml can land. The thief's backdated grant proves
     # nothing, as `git verify-commit` with the same file says.
     repo = SeedRepo.create(tmp_path, people)
-    revoked = tmp_path / "revoked-keys"
-    revoke_in_git_config(repo, revoked, f"# stolen on 22 November\n{people.root.public_key}\n")
+    repo.revoke(f"# stolen on 22 November\n{people.root.public_key}\n")
 
-    def bob_deploys(data: dict[str, Any]) -> None:
-        data["teams"]["operations"]["members"]["bob"] = "deployment"
-
-    grant = teams_with(people, bob_deploys)
+    grant = teams_with(people, grant_bob_deployment)
     theft = repo.commit(
         people.root, {"teams.yaml": grant}, "Bob joins ops", date="1700000000 +0000"
     )
@@ -481,7 +466,7 @@ def test_access_says_a_user_whose_keys_are_revoked_can_sign_nothing(
     tmp_path: Path, people: People
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
-    revoke_in_git_config(repo, tmp_path / "revoked-keys", people.root.public_key + "\n")
+    repo.revoke(people.root.public_key + "\n")
     answer = repo.reconciler("access", "root", "--format", "json").json()
     assert (answer["has_key"], answer["keys_revoked"]) == (True, True)
     [teams_edit] = [item for item in answer["entitlements"] if item["permission"] == "teams.edit"]
@@ -508,8 +493,7 @@ def test_a_revocation_file_the_reconciler_cannot_read_stops_it_naming_the_file(
 ) -> None:
     # Failing open (trusting every key) is what a stolen key's thief would want.
     repo = SeedRepo.create(tmp_path, people)
-    revoked = tmp_path / "revoked-keys"
-    revoke_in_git_config(repo, revoked, content or b"")
+    revoked = repo.revoke(content or b"")
     if content is None:
         revoked.unlink()
     result = repo.reconciler("verify")
@@ -1277,13 +1261,9 @@ def test_a_certificate_in_the_revocation_file_revokes_the_key_it_certifies(
     )
     certificate = (tmp_path / "root-cert.pub").read_text()
     assert certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
-    revoked = tmp_path / "revoked-keys"
-    revoke_in_git_config(repo, revoked, certificate)
+    repo.revoke(certificate)
 
-    def bob_deploys(data: dict[str, Any]) -> None:
-        data["teams"]["operations"]["members"]["bob"] = "deployment"
-
-    theft = repo.commit(people.root, {"teams.yaml": teams_with(people, bob_deploys)})
+    theft = repo.commit(people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)})
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f'root@example.com namespaces="git" {people.root.public_key}\n')
     signers = f"gpg.ssh.allowedSignersFile={allowed}"
@@ -1307,10 +1287,9 @@ def test_a_revocation_file_too_large_to_be_a_list_of_keys_stops_the_reconciler(
     # Read whole, a file of gigabytes (or /dev/zero, which never ends) took all memory
     # and ended in an internal error; no more than what a list of keys can need is read.
     repo = SeedRepo.create(tmp_path, people)
-    revoked = tmp_path / "revoked-keys"
-    with revoked.open("wb") as file:
-        file.truncate(64 * 1024**2)
-    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    revoked = repo.revoke(b"")
+    with revoked.open("r+b") as file:
+        file.truncate(64 * 1024**2)  # sparse: no disk, but 64 MiB to read
     result = repo.reconciler("verify")
     assert result.exit_code == 1, result.stdout
     assert result.stderr.startswith(
@@ -1329,8 +1308,7 @@ def test_a_revocation_line_with_authorized_keys_options_is_refused_saying_so(
     # Pasted from authorized_keys: ssh-keygen (so git) cannot read the line either and
     # refuses every signature; the reconciler stops, and says what is wrong with it.
     repo = SeedRepo.create(tmp_path, people)
-    revoked = tmp_path / "revoked-keys"
-    revoke_in_git_config(repo, revoked, f"# stolen\r\n{options} {people.root.public_key}\r\n")
+    revoked = repo.revoke(f"# stolen\r\n{options} {people.root.public_key}\r\n")
     result = repo.reconciler("verify")
     assert result.exit_code == 1, result.stdout
     assert result.stderr.splitlines()[0] == (

@@ -708,9 +708,7 @@ def test_a_trigger_made_with_a_key_revoked_since_no_longer_counts(
     repo.approve(people.carol, PROD_PLAN)
     trigger = repo.trigger(people.olga, PROD_PLAN)
     assert decided_as_the_service_would(repo)[PROD_PLAN].triggered_by == "olga"
-    revoked = tmp_path / "revoked-keys"
-    revoked.write_text(people.olga.public_key + "\n")
-    repo.git("config", "gpg.ssh.revocationFile", str(revoked))
+    repo.revoke(people.olga.public_key + "\n")
     decision = decided_as_the_service_would(repo)[PROD_PLAN]
     assert decision.triggered_by is None
     fingerprint = parse_public_key(people.olga.public_key).fingerprint
