@@ -59,13 +59,14 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
     key = _signing_key(session)
     fingerprint = key.fingerprint if key else None
     # A key git's revocation file lists signs nothing `authorise` will count.
-    revoked = revocation.configured(repo)
-    why = revoked.why(fingerprint) if revoked is not None and fingerprint else None
+    status, fingerprint, reason = revocation.screened(
+        "good" if fingerprint else "unsigned", fingerprint, "", revocation.configured(repo)
+    )
     facts = CommitFacts(
         commit="(to be made)",
-        signature_status="revoked" if why else "good" if fingerprint else "unsigned",
-        fingerprint=None if why else fingerprint,
-        signature_reason=why or "",
+        signature_status=status,
+        fingerprint=fingerprint,
+        signature_reason=reason,
         committer_email=email,
         author_email=email,
     )

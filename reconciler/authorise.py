@@ -88,7 +88,7 @@ from reconciler.readahead import (
     parse_version,
     prepare,
 )
-from reconciler.revocation import Revocations
+from reconciler.revocation import Revocations, screened
 from reconciler.rules import judge_change, judge_signoff
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
@@ -1118,12 +1118,9 @@ class Authoriser:
 
 
 def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:
-    status, fingerprint, reason = check
     # The signature cache holds what the commit proves; a revocation is applied on
     # top, so revoking or restoring a key never needs the signatures checked again.
-    why = revoked.why(fingerprint) if revoked is not None and fingerprint else None
-    if why is not None:
-        status, fingerprint, reason = "revoked", None, why
+    status, fingerprint, reason = screened(*check, revoked)
     return CommitFacts(
         commit=info.id,
         signature_status=status,

@@ -44,6 +44,15 @@ class Revocations:
         return None
 
 
+def screened(
+    status: str, fingerprint: str | None, reason: str, revoked: Revocations | None
+) -> tuple[str, str | None, str]:
+    """A signature check as the rules see it: a good signature by a revoked key is
+    `revoked`, with no fingerprint to map to anyone, and says why."""
+    why = revoked.why(fingerprint) if revoked is not None and fingerprint else None
+    return ("revoked", None, why) if why is not None else (status, fingerprint, reason)
+
+
 def configured(repo: GitRepo) -> Revocations | None:
     """The revocations git is configured with for `repo`, or None when there are none.
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from reconciler import revocation
 from reconciler.authorise import (
+    DEFAULT_CAP,
     Authoriser,
     LandingVerdict,
     Progress,
@@ -63,13 +64,13 @@ class Session:
         return commit
 
     def authoriser(self, progress: Progress | None = None, cap: int | None = None) -> Authoriser:
-        revoked = revocation.configured(self.repo)
-        if cap is None:
-            return Authoriser(
-                self.repo, self.store, now=self.now, progress=progress, revoked=revoked
-            )
         return Authoriser(
-            self.repo, self.store, now=self.now, progress=progress, cap=cap, revoked=revoked
+            self.repo,
+            self.store,
+            now=self.now,
+            progress=progress,
+            cap=DEFAULT_CAP if cap is None else cap,
+            revoked=revocation.configured(self.repo),
         )
 
     def authorise(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reconciler import access, revocation
+from reconciler import access
 from reconciler.authorise import Progress
 from reconciler.cli import output, verify_output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
@@ -147,7 +147,8 @@ def access_command(
         ) as session,
     ):
         _, policy = session.authorise()
-        revoked = revocation.configured(session.repo)
+        assert session.walked is not None
+        revoked = session.walked.revoked  # as the walk read it: one read per command
         answer = access.report(
             policy, user, environment, revoked.fingerprints if revoked else frozenset()
         )
