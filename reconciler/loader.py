@@ -43,27 +43,32 @@ from yaml.events import (
     StreamEndEvent,
 )
 from yaml.nodes import ScalarNode
+from yaml.parser import Parser as _PyParser
+from yaml.reader import Reader as _Reader
+from yaml.scanner import Scanner as _Scanner
 
 from reconciler.errors import ConfigError
 
+
+class _PureParser(_Reader, _Scanner, _PyParser):
+    """PyYAML's pure-Python parser, with the C parser's `dispose`."""
+
+    def __init__(self, stream: bytes) -> None:
+        _Reader.__init__(self, stream)
+        _Scanner.__init__(self)
+        _PyParser.__init__(self)
+
+    def dispose(self) -> None:
+        pass
+
+
+_Parser: Any
 try:
     from yaml._yaml import CParser as _Parser
 
     WITH_LIBYAML = True
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml.parser import Parser as _PyParser
-    from yaml.reader import Reader as _Reader
-    from yaml.scanner import Scanner as _Scanner
-
-    class _Parser(_Reader, _Scanner, _PyParser):  # type: ignore[no-redef]
-        def __init__(self, stream: bytes) -> None:
-            _Reader.__init__(self, stream)
-            _Scanner.__init__(self)
-            _PyParser.__init__(self)
-
-        def dispose(self) -> None:
-            pass
-
+    _Parser = _PureParser
     WITH_LIBYAML = False
 
 MAX_FILE_BYTES: Final = 4 * 1024 * 1024
@@ -255,12 +260,34 @@ class _Composer:
         try:
             data = self._compose(parser)
         except yaml.MarkedYAMLError as exc:
-            raise self._syntax_error(exc) from None
+            ours = self._refusal_of_the_pure_parser() if WITH_LIBYAML else None
+            raise (ours or self._syntax_error(exc)) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"YAML error: {exc}", file=self.path, line=1, column=1) from None
         finally:
             parser.dispose()
         return Document(self.path, data, self.values, self.keys, self.plain_text)
+
+    def _refusal_of_the_pure_parser(self) -> ConfigError | None:
+        """Our own refusal, where libyaml stopped first on a limit of its own.
+
+        libyaml reads ahead of the events it hands us and has limits that vary by
+        release (0.2.6 refuses flow nesting past 1,000 levels with its own words),
+        so its error may come before our checks see the node that breaks them. The
+        pure-Python parser has no such limits: run the same checks on its events,
+        and if one of ours refuses first, that is the finding. Only invalid files
+        pay for this second pass.
+        """
+        parser = _PureParser(self.raw)
+        try:
+            _Composer(self.raw, self.path)._compose(parser)
+        except ConfigError as refusal:
+            return refusal
+        except yaml.YAMLError:
+            return None
+        finally:
+            parser.dispose()
+        return None
 
     def _syntax_error(self, exc: yaml.MarkedYAMLError) -> ConfigError:
         """libyaml's complaint, moved to where the mistake is and explained."""

@@ -181,6 +181,7 @@ def test_a_plan_with_a_numeric_version_is_invalid() -> None:
         "state": "draft",
     }
     validator = jsonschema.Draft202012Validator(load("plan.schema.json"))
-    assert [error.message for error in validator.iter_errors(plan)] == [
-        "1.1 is not of type 'string'"
-    ]
+    # Which keyword refuses, and where: not how python-jsonschema words it.
+    assert [
+        (error.validator, list(error.absolute_path)) for error in validator.iter_errors(plan)
+    ] == [("type", ["applications", 0, "version"])]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -1159,6 +1160,25 @@ def _validate(root: Path, *, real_process: bool) -> tuple[int, str, str]:
     return outcome.exit_code, outcome.stdout, outcome.stderr
 
 
+# How libyaml words a syntax error is its own to change from release to release; what
+# we promise is where it is, that it is a syntax error, and our hint. The problems the
+# loader words itself are compared exactly.
+_OUR_SYNTAX_PROBLEMS = (
+    "this quoted string is never closed",
+    "found a tab character where",
+    "found character ",
+)
+
+
+def _without_libyamls_words(findings: str) -> str:
+    def blank(match: re.Match[str]) -> str:
+        if match.group(2).startswith(_OUR_SYNTAX_PROBLEMS):
+            return match.group(0)
+        return match.group(1) + "(libyaml's words)"
+
+    return re.sub(r"(YAML syntax error: )(.*)", blank, findings)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_validate_reports_the_broken_input_exactly(config: Path, case: Broken) -> None:
     case.apply(config)
@@ -1167,7 +1187,7 @@ def test_validate_reports_the_broken_input_exactly(config: Path, case: Broken) -
 
     *findings, summary = stdout.rstrip("\n").split("\n")
     expected = textwrap.dedent(case.expected).strip("\n").replace(SHIPPED, str(schemas_dir()))
-    assert "\n".join(findings) == expected
+    assert _without_libyamls_words("\n".join(findings)) == _without_libyamls_words(expected)
     assert summary.startswith("valid: " if case.exit_code == 0 else "invalid: ")
     assert (exit_code, stderr) == (case.exit_code, "")
 
