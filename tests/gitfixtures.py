@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,13 @@ from reconciler.resources import example_dir
 from reconciler.statestore import StateStore
 from tests.configrepo import Result, reconciler
 
-FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+# The suite's "now": the real time when the suite started, to the minute. Fixture
+# commits are dated from it and in-process decisions are handed it, so they agree with
+# the CLI run in a subprocess, which reads the real clock (the commands take no clock
+# from outside: a settable clock could fool the service's TTLs and windows). A test
+# that needs a weekday, a window or a freeze builds it around SUITE_NOW (see
+# `window_around`), never around a calendar date, so the suite passes on any day.
+SUITE_NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
@@ -152,8 +158,8 @@ class ConfigRepo:
         self.path = path
         self.people = people
         self.state_dir = state_dir
-        # Commits start two hours before FIXED_NOW, one minute apart.
-        self.clock = int(FIXED_NOW.timestamp()) - 7200
+        # Commits start two hours before SUITE_NOW, one minute apart.
+        self.clock = int(SUITE_NOW.timestamp()) - 7200
 
     @classmethod
     def init(cls, root: Path, people: People) -> ConfigRepo:
@@ -280,7 +286,7 @@ class ConfigRepo:
     def verify(
         self,
         *,
-        now: datetime = FIXED_NOW,
+        now: datetime = SUITE_NOW,
         tip: str = "main",
         batch: int = PREFETCH,
         workers: int | None = None,
@@ -353,7 +359,7 @@ class ConfigRepo:
         )
         return self.commit(self.people.reconciler, {f"deployments/{environment}.yaml": content})
 
-    def decide(self, *, now: datetime = FIXED_NOW) -> dict[str, Decision]:
+    def decide(self, *, now: datetime = SUITE_NOW) -> dict[str, Decision]:
         """Verify to main's tip, then decide every plan on it; by plan path."""
         with GitRepo(self.path) as repo:
             store = StateStore(self.state_dir, "main")
@@ -691,6 +697,26 @@ def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> st
     data = seed_teams(people)
     change(data)
     return dump(data)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def production_with_windows(windows: str, freezes: str = "[]") -> str:
+    """The example production environment with these windows and freezes (YAML flow lists)
+    instead of its Lisbon office hours and its year-end freeze, which fall differently
+    on every day the suite runs."""
+    production = example_file("environments/production.yaml")
+    start = production.index("  windows:")
+    end = production.index("driver:")
+    return production[:start] + f"  windows: {windows}\n  freezes: {freezes}\n" + production[end:]
+
+
+def window_only_tomorrow(now: datetime) -> tuple[str, datetime]:
+    """A 09:00-16:00 UTC window on the weekday after `now` alone, and when it opens."""
+    tomorrow = (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    window = f"[{{days: [{WEEKDAYS[tomorrow.weekday()]}], from: '09:00', to: '16:00'}}]"
+    return window, tomorrow
 
 
 def frozen_until_the_end_of_time(tmp_path: Path, people: People) -> SeedRepo:

@@ -26,10 +26,10 @@ from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
-    FIXED_NOW,
     PORTAL,
     PORTAL_DEV,
     QA_PLAN,
+    SUITE_NOW,
     People,
     SeedRepo,
     dev_plan,
@@ -583,7 +583,7 @@ def test_a_second_reconciler_on_a_state_directory_in_use_is_refused_before_any_p
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     head = repo.head()
     options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="first")
-    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep):
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep):
         result = repo.apply()
     assert result.exit_code == 1
     database = repo.state_dir / "main.sqlite3"
@@ -624,7 +624,7 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
         instance="watcher",
         driver_root=tmp_path / "releases",
     )
-    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         _, started = service.watch_pass()
         repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
         repo.verify()
@@ -639,7 +639,7 @@ def test_a_key_revoked_while_the_service_runs_proves_nothing_from_its_next_pass(
     # No restart in an incident: the revocation file is read again at every pass.
     repo = SeedRepo.create(tmp_path, people)
     options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="watcher")
-    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         service.watch_pass()
         repo.revoke(people.root.public_key + "\n")
 
@@ -683,7 +683,7 @@ def test_an_error_in_a_round_carrying_finish_records_leaves_the_state_free_for_t
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     raise_once(monkeypatch, "_bookkeeping", lambda service: bool(service.store.outbox()))
     options = service_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         with pytest.raises(RuntimeError, match="an error mid-round"):
             service.pass_once()
         assert trailers(repo, "main")["Result"] == "started"
@@ -699,7 +699,7 @@ def test_an_error_while_the_watcher_flushes_its_outbox_leaves_the_state_free_for
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     raise_once(monkeypatch, "_finish_files", lambda _: True)
     options = service_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         _, [started] = service.watch_pass()
         service.run_started(started, publish=False)  # as a worker's failed publish leaves it
         with pytest.raises(RuntimeError, match="an error mid-round"):
@@ -722,7 +722,7 @@ def test_a_reconciler_that_fails_to_construct_lets_go_of_the_state_directory(
     with monkeypatch.context() as patch:
         patch.setattr(reconcile, "Authoriser", failing)
         with pytest.raises(RuntimeError) as failure:  # its traceback holds the reconciler
-            Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep)
+            Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep)
     result = repo.apply()
     assert result.exit_code == 0, result.stderr
     assert failure.value.args == ("an error after the service lock was taken",)
@@ -784,7 +784,7 @@ def test_a_finish_record_is_not_published_on_a_branch_moved_back_behind_what_a_v
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     options = service_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep) as service:
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         _, [started] = service.watch_pass()
         start = repo.head()
         repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
@@ -881,7 +881,7 @@ def test_a_flush_counts_only_the_finish_records_it_published(
 def service_on(repo: SeedRepo, people: People, tmp_path: Path) -> Reconciler:
     """The service, in this process, on `repo` at the fixed time (to use in a `with`)."""
     options = service_options(repo, people, tmp_path)
-    return Reconciler(repo.path, options, clock=lambda: FIXED_NOW, sleep=time.sleep)
+    return Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep)
 
 
 def published_by_a_service_that_died(

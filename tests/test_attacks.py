@@ -30,10 +30,10 @@ from tests.gitfixtures import (
     DEV_PLAN,
     DRIVER,
     ECOMMERCE,
-    FIXED_NOW,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
+    SUITE_NOW,
     People,
     SeedRepo,
     command_environment,
@@ -77,7 +77,7 @@ def test_a_discarded_walk_does_not_leave_its_policy_to_judge_the_next_walk(
     with GitRepo(repo.path) as git:
         store = StateStore(repo.state_dir, "main")
         try:
-            walker = Authoriser(git, store, now=FIXED_NOW)
+            walker = Authoriser(git, store, now=SUITE_NOW)
             tip = git.resolve("main")
             walker.run(tip, persist=False)
             gather(walker, tip)  # as reconcile._observe does before publishing
@@ -375,7 +375,7 @@ def test_a_lost_publish_race_does_not_leave_the_service_judging_with_an_old_poli
             driver_root=repo.driver_root,
             instance="t",
         ),
-        clock=lambda: FIXED_NOW,
+        clock=lambda: SUITE_NOW,
         sleep=time.sleep,
     )
     real_publish = service.publisher.publish
@@ -719,7 +719,7 @@ def test_a_retry_does_not_revive_approvals_older_than_approval_ttl(
 ) -> None:
     # The fresh Retry-Run stands in for the trigger, never for the 12h-old approval (8h ttl).
     repo, approval = interrupted_qa_release(tmp_path, people)
-    later = FIXED_NOW + timedelta(hours=12)
+    later = SUITE_NOW + timedelta(hours=12)
     retried_at = int((later - timedelta(minutes=10)).timestamp())
     repo.signoff(people.olga, "Retry-Run", QA_RUN, date=f"{retried_at} +0000")
     decision = repo.decide(now=later)[QA_PLAN]
@@ -870,12 +870,12 @@ def test_a_second_walk_on_one_state_waits_and_starts_where_the_first_left_off(
         waiting_begin = second_store.begin
 
         def first_walks_while_the_second_waits() -> None:
-            Authoriser(git, first_store, now=FIXED_NOW).run(tip)
+            Authoriser(git, first_store, now=SUITE_NOW).run(tip)
             waiting_begin()
 
         second_store.begin = first_walks_while_the_second_waits  # type: ignore[method-assign]
         try:
-            second = Authoriser(git, second_store, now=FIXED_NOW).run(tip)
+            second = Authoriser(git, second_store, now=SUITE_NOW).run(tip)
         finally:
             first_store.close()
             second_store.close()

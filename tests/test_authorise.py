@@ -26,10 +26,10 @@ from reconciler.statestore import StateStore
 from tests.configrepo import reconciler
 from tests.gitfixtures import (
     ECOMMERCE,
-    FIXED_NOW,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
+    SUITE_NOW,
     People,
     SeedRepo,
     example_file,
@@ -692,7 +692,7 @@ def test_a_walk_whose_state_cannot_be_written_keeps_none_of_it_and_walks_again(
     first = repo.git("rev-list", "--reverse", "main").split()[1]
     store = StateStore(tmp_path / "state", "main")
     with GitRepo(repo.path) as git:
-        authoriser = Authoriser(git, store, now=FIXED_NOW)
+        authoriser = Authoriser(git, store, now=SUITE_NOW)
         before = authoriser.run(first).judged
         # SQLite's own "database or disk is full", for real: no page may be added.
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
@@ -732,7 +732,7 @@ def test_re_anchoring_after_a_rewrite_needs_a_commit_signed_by_a_settings_user(
     by_alice = repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "2.0"})})
     with GitRepo(repo.path) as git_repo:
         store = StateStore(repo.state_dir, "main")
-        session = Session(git_repo, store, "main", FIXED_NOW)
+        session = Session(git_repo, store, "main", SUITE_NOW)
         with pytest.raises(ReconcilerError) as caught:
             session.re_anchor(by_alice)
         assert "alice holds tech-lead in ecommerce" in caught.value.message
@@ -768,7 +768,7 @@ def test_a_landing_over_the_cap_is_refused(tmp_path: Path, people: People) -> No
     merge = repo.merge(people.olga, "big")
     with GitRepo(repo.path) as git_repo:
         store = StateStore(repo.state_dir, "main")
-        result = Authoriser(git_repo, store, now=FIXED_NOW, cap=2).run(merge)
+        result = Authoriser(git_repo, store, now=SUITE_NOW, cap=2).run(merge)
         store.close()
     refusal = only_refusal(result.judged[-1])
     assert refusal.needed == "a landing of at most 2 commits"
@@ -1118,8 +1118,8 @@ def test_a_landing_of_exactly_the_cap_is_judged_and_the_default_cap_is_1000(
     with GitRepo(repo.path) as git_repo:
         store = StateStore(repo.state_dir, "main")
         try:
-            assert Authoriser(git_repo, store, now=FIXED_NOW).cap == 1000
-            result = Authoriser(git_repo, store, now=FIXED_NOW, cap=4).run(merge)
+            assert Authoriser(git_repo, store, now=SUITE_NOW).cap == 1000
+            result = Authoriser(git_repo, store, now=SUITE_NOW, cap=4).run(merge)
         finally:
             store.close()
     assert result.judged[-1].authorised
@@ -1147,7 +1147,7 @@ def test_re_anchoring_on_a_commit_whose_own_teams_yaml_makes_its_signer_settings
     with GitRepo(repo.path) as git_repo:
         store = StateStore(repo.state_dir, "main")
         try:
-            session = Session(git_repo, store, "main", FIXED_NOW)
+            session = Session(git_repo, store, "main", SUITE_NOW)
             with pytest.raises(ReconcilerError) as caught:
                 session.re_anchor(takeover)
         finally:

@@ -13,10 +13,10 @@ from reconciler.sshkeys import parse_public_key
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
-    FIXED_NOW,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
+    SUITE_NOW,
     People,
     SeedRepo,
     dev_plan,
@@ -27,10 +27,12 @@ from tests.gitfixtures import (
     interrupted_qa_release,
     plan,
     prod_plan,
+    production_with_windows,
     proposed_qa_release,
     qa_plan,
     ran,
     seed_teams,
+    window_only_tomorrow,
 )
 
 
@@ -137,7 +139,7 @@ def test_an_approval_older_than_the_ttl_does_not_count(tmp_path: Path, people: P
     approval = repo.approve(people.ravi, QA_PLAN)
     repo.trigger(people.olga, QA_PLAN)
     repo.decide()  # the reconciler sees both now
-    later = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
+    later = repo.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
     assert later.status == "waiting"
     assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
         later.notes
@@ -148,11 +150,11 @@ def test_an_approval_dated_in_the_future_ages_from_when_it_was_first_seen(
     tmp_path: Path, people: People
 ) -> None:
     repo = proposed_qa_release(tmp_path, people)
-    future = int((FIXED_NOW + timedelta(days=30)).timestamp())
+    future = int((SUITE_NOW + timedelta(days=30)).timestamp())
     approval = repo.approve(people.ravi, QA_PLAN, date=f"{future} +0000")
     repo.trigger(people.olga, QA_PLAN)
     assert repo.decide()[QA_PLAN].status == "executable"
-    later = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
+    later = repo.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
     assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
         later.notes
     )
@@ -319,15 +321,17 @@ def test_a_plan_outside_its_deploy_window_waits_and_says_until_when(
     tmp_path: Path, people: People
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
+    window, opens = window_only_tomorrow(SUITE_NOW)
+    repo.commit(people.root, {"environments/production.yaml": production_with_windows(window)})
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
     repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
     repo.approve(people.ravi, PROD_PLAN)
     repo.approve(people.carol, PROD_PLAN)
     repo.trigger(people.olga, PROD_PLAN)
-    decision = repo.decide()[PROD_PLAN]  # a Sunday
+    decision = repo.decide()[PROD_PLAN]
     assert decision.status == "waiting"
-    assert waits(decision) == ["a deploy window: deploys may start at 2026-11-23T09:00:00+00:00"]
-    assert decision.waits[0].until is not None
+    assert waits(decision) == [f"a deploy window: deploys may start at {opens.isoformat()}"]
+    assert decision.waits[0].until == opens
 
 
 def test_a_freeze_until_the_end_of_time_keeps_a_plan_waiting_with_no_opening(
@@ -399,7 +403,7 @@ def test_an_interrupted_run_whose_approval_lapsed_waits_for_a_retry_and_an_appro
     tmp_path: Path, people: People
 ) -> None:
     repo, _ = interrupted_qa_release(tmp_path, people)
-    decision = repo.decide(now=FIXED_NOW + timedelta(hours=9))[QA_PLAN]
+    decision = repo.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
     assert decision.status == "waiting"
     assert decision.reasons == (
         "run 2026-11-qa-release.1 was interrupted; a plan.deploy holder (olga) may retry it with "
@@ -544,9 +548,9 @@ def test_a_trigger_older_than_the_ttl_does_not_count(tmp_path: Path, people: Peo
     repo = proposed_qa_release(tmp_path, people)
     trigger = repo.trigger(people.olga, QA_PLAN)
     repo.decide()  # the reconciler sees the trigger now
-    approved_at = int((FIXED_NOW + timedelta(hours=9)).timestamp())
+    approved_at = int((SUITE_NOW + timedelta(hours=9)).timestamp())
     repo.approve(people.ravi, QA_PLAN, date=f"{approved_at} +0000")
-    later = repo.decide(now=FIXED_NOW + timedelta(hours=9, minutes=5))[QA_PLAN]
+    later = repo.decide(now=SUITE_NOW + timedelta(hours=9, minutes=5))[QA_PLAN]
     assert (later.status, later.triggered_by, later.approvers) == ("waiting", None, ("ravi",))
     assert [wait.what for wait in later.waits] == ["trigger"]
     assert f"trigger in {trigger[:12]} by olga does not count: older than approval_ttl (8h)" in (
@@ -559,7 +563,7 @@ def test_an_approval_dated_in_the_past_ages_from_its_date_not_from_when_it_was_f
 ) -> None:
     # The earlier of the two: an approval made yesterday and pushed today is a day old.
     repo = proposed_qa_release(tmp_path, people)
-    yesterday = int((FIXED_NOW - timedelta(hours=9)).timestamp())
+    yesterday = int((SUITE_NOW - timedelta(hours=9)).timestamp())
     approval = repo.approve(people.ravi, QA_PLAN, date=f"{yesterday} +0000")
     repo.trigger(people.olga, QA_PLAN)
     decision = repo.decide()[QA_PLAN]  # first seen now
@@ -720,6 +724,6 @@ def test_a_trigger_made_with_a_key_revoked_since_no_longer_counts(
 
 
 def decided_as_the_service_would(repo: SeedRepo) -> dict[str, Decision]:
-    """Every plan decided through a session, which reads git's configuration, at FIXED_NOW."""
-    with open_session(repo.path, branch=None, state_dir=repo.state_dir, now=FIXED_NOW) as session:
+    """Every plan decided through a session, which reads git's configuration, at SUITE_NOW."""
+    with open_session(repo.path, branch=None, state_dir=repo.state_dir, now=SUITE_NOW) as session:
         return {decision.path: decision for decision in session.decisions()}
