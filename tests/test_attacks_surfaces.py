@@ -559,3 +559,55 @@ def test_a_driver_that_writes_without_end_leaves_a_bounded_log(
     assert driver[3] == "line 0"
     assert "[199003 lines of output left out]" in driver
     assert driver[-3:] == ["line 199999", "last line", "ok: " + sys.executable + " exited 0"]
+
+
+# -- C. values the schema refuses must never reach a driver ----------------------------------
+
+NEWLINE_PLAN = """\
+name: 2026-11-dev-build
+target: development
+applications:
+  - {name: ecommerce, version: "9.9\\n"}
+state: ready
+"""
+
+
+def test_a_value_ending_in_a_newline_is_invalid_and_never_becomes_a_release_directory(
+    tmp_path: Path, people: People, example_copy: Path
+) -> None:
+    # python-jsonschema's `$` matches before a final newline: its explanation of the
+    # Rust validator's refusal found nothing, and nothing was taken for valid.
+    (example_copy / DEV_PLAN).write_text(NEWLINE_PLAN)
+    for path, old, new in (
+        ("teams.yaml", "emails: [bob@example.com]", 'emails: ["bob@example.com\\n"]'),
+        ("environments/quality-assurance.yaml", "approval_ttl: 8h", 'approval_ttl: "8h\\n"'),
+    ):
+        text = (example_copy / path).read_text()
+        assert old in text
+        (example_copy / path).write_text(text.replace(old, new))
+    lines = {
+        path: next(
+            number
+            for number, line in enumerate((example_copy / path).read_text().splitlines(), 1)
+            if "\\n" in line
+        )
+        for path in (DEV_PLAN, "teams.yaml", "environments/quality-assurance.yaml")
+    }
+    validated = reconciler("validate", "--repo", example_copy)
+    assert validated.exit_code == 1, validated.stdout
+    assert "Traceback" not in validated.stderr
+    for path, line in lines.items():
+        assert re.search(rf"^{re.escape(path)}:{line}:\d+: error: ", validated.stdout, re.M), (
+            validated.stdout
+        )
+
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: NEWLINE_PLAN})
+    verified = repo.reconciler("verify", "--format", "json")
+    assert verified.exit_code == 1, verified.stdout + verified.stderr
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 1, applied.stdout + applied.stderr
+    assert applied.json()["runs"] == []
+    assert applied.json()["refused"] == [f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}"]
+    assert not (repo.driver_root / "development" / "ecommerce").exists()
+    assert not [path for path in repo.driver_root.rglob("*") if "\n" in path.name]
