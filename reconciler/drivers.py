@@ -7,7 +7,10 @@ Called by `execute`. A driver implements the small `Driver` protocol:
   <version>` and an atomic `current` symlink switch; no server needed.
   `tag-and-deploy` creates the release from the source environment's `from`
   release; a plain deploy copies the source environment's release (or, in the
-  first environment, creates it).
+  first environment, creates it). Each release it makes records how
+  (`.provenance.json`: the step's action, source and `from`, and a digest of
+  its content), so a release that exists is reused only for the same ask and
+  unchanged content, never shipped for another build of the same version.
 - `command`: an argv list from the environment file; the step reaches it as
   `RECONCILER_*` environment variables, never through a shell, in an empty
   temporary directory of its own (never the reconciler's working directory,
@@ -20,9 +23,12 @@ entry-point group: `factory(spec: DriverSpec, root: Path) -> Driver`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -35,11 +41,15 @@ from reconciler.errors import CannotStart, ConfigError
 from reconciler.layout import environment_path
 from reconciler.loader import load
 from reconciler.model import DriverSpec, Environment
+from reconciler.printable import printable
 
 ENTRY_POINT_GROUP: Final = "reconciler.drivers"
 EX_TEMPFAIL: Final = 75
 # What a command driver inherits from the reconciler's environment; nothing else leaks.
 _PASSED_THROUGH: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# How the local driver made a release: a file at the top of the release, left out of
+# its digest (and never copied into a release made from it).
+PROVENANCE: Final = ".provenance.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,9 @@ class LocalDriver:
         return self.root / environment / application
 
     def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
+        unsafe = _unsafe_name(step)
+        if unsafe is not None:
+            return Outcome.failure(unsafe)
         target = self._app_dir(step.environment, step.application)
         release = target / "releases" / step.version
         lines: list[str] = []
@@ -111,12 +124,17 @@ class LocalDriver:
             on_line(line)
 
         try:
-            if not release.exists():
+            if release.exists() or release.is_symlink():
+                refused = _reusable(release, step)
+                if refused is not None:
+                    return Outcome.failure(refused, tuple(lines))
+                say(f"release {release} exists as {_made(_asked(step))}: not copied again")
+            else:
                 origin = self._origin(step)
                 if origin is None and step.source is not None:
-                    wanted = step.from_version if step.action == "tag-and-deploy" else step.version
                     return Outcome.failure(
-                        f"release {step.application} {wanted} not found in {step.source}",
+                        f"release {step.application} {_source_version(step)} not found in "
+                        f"{step.source}",
                         tuple(lines),
                     )
                 self._create(release, origin, step)
@@ -130,8 +148,8 @@ class LocalDriver:
     def _origin(self, step: Step) -> Path | None:
         if step.source is None:
             return None
-        version = step.from_version if step.action == "tag-and-deploy" else step.version
-        candidate = self._app_dir(step.source, step.application) / "releases" / (version or "")
+        version = _source_version(step) or ""
+        candidate = self._app_dir(step.source, step.application) / "releases" / version
         return candidate if candidate.is_dir() else None
 
     def _create(self, release: Path, origin: Path | None, step: Step) -> None:
@@ -139,9 +157,18 @@ class LocalDriver:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.parent))
         try:
             if origin is not None:
-                shutil.copytree(origin, staging, dirs_exist_ok=True)
+                # The origin's own provenance describes the origin, not this release.
+                shutil.copytree(
+                    origin,
+                    staging,
+                    dirs_exist_ok=True,
+                    ignore=lambda folder, _: [PROVENANCE] if Path(folder) == origin else [],
+                )
             (staging / "VERSION").write_text(f"{step.application} {step.version}\n")
-            os.rename(staging, release)  # a release appears whole or not at all
+            record = {**_asked(step), "run": step.run, "digest": _digest(staging)}
+            (staging / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
+            # A release appears whole, its provenance with it, or not at all.
+            os.rename(staging, release)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -157,6 +184,133 @@ class LocalDriver:
         if not link.is_symlink():
             return None
         return Path(os.readlink(link)).name
+
+
+def _unsafe_name(step: Step) -> str | None:
+    """Why a name of `step` cannot be part of a release's path, if it cannot.
+
+    The schemas refuse such names; this is the defence behind them: a release
+    directory named with a newline, a '/' or '..' is never made.
+    """
+    names = (
+        ("application", step.application),
+        ("version", step.version),
+        ("environment", step.environment),
+        ("source environment", step.source),
+        ("from version", step.from_version),
+    )
+    for what, name in names:
+        if name is not None and (
+            not name or name.startswith(".") or "/" in name or printable(name) != name
+        ):
+            return (
+                f"local driver: the {what} {printable(repr(name))} cannot name a release "
+                "directory (no '/', control characters or leading '.'); fix the plan"
+            )
+    return None
+
+
+def _source_version(step: Step) -> str | None:
+    """The version in the source environment a release of `step` is made from."""
+    if step.source is None:
+        return None
+    return step.from_version if step.action == "tag-and-deploy" else step.version
+
+
+def _asked(step: Step) -> dict[str, object]:
+    """What a release made for `step` records of its making, and what `step` asks of one
+    that exists."""
+    return {
+        "application": step.application,
+        "version": step.version,
+        "environment": step.environment,
+        "action": step.action,
+        "source": step.source,
+        "from": _source_version(step),
+    }
+
+
+def _made(fields: Mapping[str, object]) -> str:
+    """What a release was (or is to be) made as, in words, from `_asked`'s fields."""
+    if fields.get("source") is None:
+        return "a release of the first environment"
+    kind = "a tag" if fields.get("action") == "tag-and-deploy" else "a copy"
+    return f"{kind} of {fields.get('source')}'s {fields.get('from')}"
+
+
+def _reusable(release: Path, step: Step) -> str | None:
+    """Why the existing `release` must not be switched to for `step`, if it must not.
+
+    It must have been made for what `step` asks (same action, source and `from`,
+    so an approval of 0.6 from 0.6-dev.42 never ships the 0.6 made from
+    0.6-dev.41) and be unchanged since (its digest). A release in the first
+    environment without a record was put there by a build and is used as it is.
+    """
+    asked = _asked(step)
+    label = f"{step.application} {step.version} in {step.environment}"
+    remove = f"remove {release} to have it made again as {_made(asked)}"
+    if not release.is_dir() or release.is_symlink():
+        return f"release {label}: {release} is not a directory; {remove}"
+    try:
+        recorded = json.loads((release / PROVENANCE).read_text())
+    except FileNotFoundError:
+        if step.source is None:
+            return None
+        return (
+            f"release {label} exists but records no provenance, so it may be another build "
+            f"than the one wanted ({_made(asked)}): {remove}"
+        )
+    except (OSError, ValueError) as error:
+        return f"release {label}: its {PROVENANCE} cannot be read ({error}); {remove}"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("digest"), str):
+        return f"release {label}: its {PROVENANCE} is not a provenance record; {remove}"
+    made = {key: recorded.get(key) for key in asked}
+    if made != asked:
+        how = _made(made)
+        where = (made["application"], made["version"], made["environment"])
+        if where != (step.application, step.version, step.environment):
+            how += f" as {where[0]} {where[1]} in {where[2]}"
+        return (
+            f"release {label} exists as {how} (made by run {recorded.get('run')}); this step "
+            f"wants {_made(asked)}, another build: {remove}, or deploy another version"
+        )
+    if _digest(release) != recorded["digest"]:
+        return (
+            f"release {label} changed after it was made (its content no longer has the "
+            f"digest in its {PROVENANCE}): {remove}"
+        )
+    return None
+
+
+def _digest(release: Path) -> str:
+    """sha256 of a release's tree: each entry's path, kind, mode and content (a file's
+    bytes, a link's target), in path order; the provenance file at its top left out."""
+    total = hashlib.sha256()
+    for path in sorted(_entries(release), key=lambda entry: os.fsencode(entry[0])):
+        relative, full = path
+        info = full.lstat()
+        if stat.S_ISREG(info.st_mode):
+            kind = b"f"
+            with full.open("rb") as handle:
+                content = hashlib.file_digest(handle, "sha256").hexdigest().encode()
+        elif stat.S_ISLNK(info.st_mode):
+            kind, content = b"l", os.fsencode(os.readlink(full))
+        else:
+            kind, content = (b"d" if stat.S_ISDIR(info.st_mode) else b"o"), b""
+        # NUL ends each field: no path or link target holds one.
+        total.update(
+            b"%s %o %s\0%s\0" % (kind, stat.S_IMODE(info.st_mode), os.fsencode(relative), content)
+        )
+    return f"sha256:{total.hexdigest()}"
+
+
+def _entries(release: Path) -> Iterable[tuple[str, Path]]:
+    for folder, directories, files in os.walk(release):
+        for name in [*directories, *files]:
+            full = Path(folder) / name
+            relative = full.relative_to(release).as_posix()
+            if relative != PROVENANCE:
+                yield relative, full
 
 
 class CommandDriver:

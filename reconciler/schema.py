@@ -1,11 +1,14 @@
 """Stage 2a, validate one file: a loaded document against the shipped JSON Schema
 (and the one rule of a single file that a schema cannot state, see `_beyond_schema`).
 
-Called by `validate`. Valid documents, the common case, are checked by the
-Rust validator (`jsonschema-rs`, about 40x faster); only an invalid one is
-walked again by python-jsonschema, whose errors carry the keyword, the schema
-and the instance, so each becomes a finding at the offending key or value
-with a message a person can act on.
+Called by `validate`. Every document is judged by the Rust validator
+(`jsonschema-rs`, about 40x faster), and its verdict decides; only an invalid
+one is walked again by python-jsonschema, whose errors carry the keyword, the
+schema and the instance, so each becomes a finding at the offending key or
+value with a message a person can act on. That walk matches `pattern` with the
+Rust validator's ECMA-262 regular expressions, not Python's `re` (whose `$`
+also matches before a final newline), and when it still finds nothing the
+document is refused all the same.
 
 python-jsonschema (about 95 ms to import) and difflib are imported only when a
 document is invalid: a valid repository, the common case, never needs them.
@@ -34,7 +37,27 @@ def _fast(kind: str) -> Any:
 def _detailed(kind: str) -> Any:
     import jsonschema  # noqa: PLC0415 - only for invalid documents (start-up time)
 
-    return jsonschema.Draft202012Validator(resources.schema(kind))
+    explaining = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator, {"pattern": _pattern}
+    )
+    return explaining(resources.schema(kind))
+
+
+@cache
+def _matcher(pattern: str) -> Any:
+    return jsonschema_rs.validator_for({"pattern": pattern})
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """`pattern` as the fast validator (and the JSON Schema spec, ECMA-262) reads it.
+
+    python-jsonschema's own uses `re.search`, whose `$` also matches before a
+    final newline: it found nothing wrong with `version: "9.9\\n"`.
+    """
+    from jsonschema.exceptions import ValidationError  # noqa: PLC0415 - as in _detailed
+
+    if isinstance(instance, str) and not _matcher(pattern).is_valid(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 # How a hint names the file a schema describes.
@@ -64,7 +87,25 @@ def check(document: Document, kind: str) -> list[Finding]:
         for error in _detailed(kind).iter_errors(document.data)
         for finding in _explain(document, kind, error)
     }
-    return [findings[key] for key in sorted(findings)]
+    return [findings[key] for key in sorted(findings)] or [_unexplained(document, kind)]
+
+
+def _unexplained(document: Document, kind: str) -> Finding:
+    """The fast validator refused `document` and the explanation found nothing: an error
+    in the reconciler, never a pass (a refused value must not reach a driver)."""
+    first = next(iter(_fast(kind).iter_errors(document.data)), None)
+    where = ""
+    if first is not None and first.instance_path:
+        where = f"at {_field_name(tuple(first.instance_path))}: "
+    return Finding(
+        document.path,
+        1,
+        1,
+        "the document does not match its schema",
+        f"{where}{first.message if first is not None else 'refused'}; check the file against "
+        f"schemas/{resources.SCHEMA_FILES[kind]} (validate could not explain this refusal: "
+        "please report it)",
+    )
 
 
 def _beyond_schema(document: Document, kind: str) -> list[Finding]:

@@ -32,11 +32,15 @@ from tests.configrepo import reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
+    PORTAL,
+    QA_PLAN,
     People,
     SeedRepo,
     dev_plan,
     example_file,
+    qa_plan,
     run_git,
+    trailers,
 )
 from tests.test_watch import Watcher, push_plan, watch_with_webhooks
 
@@ -559,3 +563,97 @@ def test_a_driver_that_writes_without_end_leaves_a_bounded_log(
     assert driver[3] == "line 0"
     assert "[199003 lines of output left out]" in driver
     assert driver[-3:] == ["line 199999", "last line", "ok: " + sys.executable + " exited 0"]
+
+
+# -- C. values the schema refuses must never reach a driver ----------------------------------
+
+NEWLINE_PLAN = """\
+name: 2026-11-dev-build
+target: development
+applications:
+  - {name: ecommerce, version: "9.9\\n"}
+state: ready
+"""
+
+
+def test_a_value_ending_in_a_newline_is_invalid_and_never_becomes_a_release_directory(
+    tmp_path: Path, people: People, example_copy: Path
+) -> None:
+    # python-jsonschema's `$` matches before a final newline: its explanation of the
+    # Rust validator's refusal found nothing, and nothing was taken for valid.
+    (example_copy / DEV_PLAN).write_text(NEWLINE_PLAN)
+    for path, old, new in (
+        ("teams.yaml", "emails: [bob@example.com]", 'emails: ["bob@example.com\\n"]'),
+        ("environments/quality-assurance.yaml", "approval_ttl: 8h", 'approval_ttl: "8h\\n"'),
+    ):
+        text = (example_copy / path).read_text()
+        assert old in text
+        (example_copy / path).write_text(text.replace(old, new))
+    lines = {
+        path: next(
+            number
+            for number, line in enumerate((example_copy / path).read_text().splitlines(), 1)
+            if "\\n" in line
+        )
+        for path in (DEV_PLAN, "teams.yaml", "environments/quality-assurance.yaml")
+    }
+    validated = reconciler("validate", "--repo", example_copy)
+    assert validated.exit_code == 1, validated.stdout
+    assert "Traceback" not in validated.stderr
+    for path, line in lines.items():
+        assert re.search(rf"^{re.escape(path)}:{line}:\d+: error: ", validated.stdout, re.M), (
+            validated.stdout
+        )
+
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: NEWLINE_PLAN})
+    verified = repo.reconciler("verify", "--format", "json")
+    assert verified.exit_code == 1, verified.stdout + verified.stderr
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 1, applied.stdout + applied.stderr
+    assert applied.json()["runs"] == []
+    assert applied.json()["refused"] == [f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}"]
+    assert not (repo.driver_root / "development" / "ecommerce").exists()
+    assert not [path for path in repo.driver_root.rglob("*") if "\n" in path.name]
+
+
+def test_an_approval_of_a_tag_from_a_newer_build_never_ships_the_release_of_an_older_one(
+    tmp_path: Path, people: People
+) -> None:
+    # The local driver reused quality-assurance's releases/0.6 whichever build it was
+    # tagged from: "0.6 from 0.6-dev.42", approved and triggered, shipped 0.6-dev.41.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.clock = int(time.time()) - 3600  # QA counts approvals for 8 hours: date them now
+    builds = repo.driver_root / "development" / "customer-portal" / "releases"
+
+    def build_and_tag(build: str) -> None:
+        (builds / build).mkdir(parents=True)  # a build puts its release into development
+        (builds / build / "app.bin").write_text(f"built {build}")
+        repo.commit(
+            people.diana, {DEV_PLAN: dev_plan({"name": "customer-portal", "version": build})}
+        )
+        assert repo.apply().exit_code == 0
+        repo.commit(people.diana, {QA_PLAN: qa_plan({**PORTAL, "from": build})})
+        repo.approve(people.ravi, QA_PLAN)
+        repo.trigger(people.olga, QA_PLAN)
+
+    build_and_tag("0.6-dev.41")
+    assert repo.apply().exit_code == 0
+    current = repo.driver_root / "quality-assurance" / "customer-portal" / "current"
+    assert (current / "app.bin").read_text() == "built 0.6-dev.41"
+
+    build_and_tag("0.6-dev.42")
+    result = repo.apply("--format", "json")
+
+    assert result.exit_code == 1, result.stdout + result.stderr
+    [run] = result.json()["runs"]
+    assert (run["run"], run["result"]) == ("2026-11-qa-release.2", "failed")
+    assert trailers(repo, "main")["Result"] == "failed"
+    assert trailers(repo, "main")["Failed-Step"] == "1 customer-portal 0.6"
+    record = repo.git("log", "-1", "--format=%B", "main")
+    assert "exists as a tag of development's 0.6-dev.41 (made by run 2026-11-qa-release.1)" in (
+        record
+    )
+    assert "this step wants a tag of development's 0.6-dev.42, another build" in record
+    assert os.readlink(current) == "releases/0.6"
+    assert (current / "app.bin").read_text() == "built 0.6-dev.41"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +14,18 @@ import pytest
 import yaml
 
 from reconciler.config import build_environment
-from reconciler.drivers import CommandDriver, LocalDriver, Step, load_driver, unavailable
+from reconciler.drivers import (
+    PROVENANCE,
+    CommandDriver,
+    LocalDriver,
+    Step,
+    load_driver,
+    unavailable,
+)
 from reconciler.errors import ConfigError
 from reconciler.execute import execute
 from reconciler.model import DriverSpec
+from reconciler.printable import printable
 from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan, example_file
 
 
@@ -94,6 +104,207 @@ def test_promoting_a_release_the_source_does_not_have_fails(tmp_path: Path) -> N
     assert not outcome.ok
     assert not outcome.transient
     assert outcome.summary == "release ecommerce 1.4.0 not found in development"
+
+
+def tag(from_version: str, version: str = "0.6") -> Step:
+    """customer-portal `version` into quality-assurance, tagged from development's build."""
+    return step(
+        "customer-portal",
+        version,
+        environment="quality-assurance",
+        action="tag-and-deploy",
+        from_version=from_version,
+        source="development",
+    )
+
+
+def built(driver: LocalDriver, *versions: str) -> None:
+    """customer-portal builds in development, each with its own app.bin."""
+    for version in versions:
+        assert driver.deploy(step("customer-portal", version), lines().append).ok
+        release = driver.root / "development/customer-portal/releases" / version
+        (release / "app.bin").write_text(f"built {version}")
+
+
+QA_PORTAL = "quality-assurance/customer-portal"
+
+
+def test_a_release_records_how_it_was_made_and_a_digest_of_its_content(tmp_path: Path) -> None:
+    driver = LocalDriver(tmp_path)
+    built(driver, "0.6-dev.41")
+    assert driver.deploy(tag("0.6-dev.41"), lines().append).ok
+    release = tmp_path / QA_PORTAL / "releases/0.6"
+    provenance = json.loads((release / PROVENANCE).read_text())
+    assert {key: value for key, value in provenance.items() if key != "digest"} == {
+        "application": "customer-portal",
+        "version": "0.6",
+        "environment": "quality-assurance",
+        "action": "tag-and-deploy",
+        "source": "development",
+        "from": "0.6-dev.41",
+        "run": "p.1",
+    }
+    assert re.fullmatch("sha256:[0-9a-f]{64}", provenance["digest"])
+    # Made from a release that has a provenance of its own: that one is not copied along.
+    origin = tmp_path / "development/customer-portal/releases/0.6-dev.41"
+    assert json.loads((origin / PROVENANCE).read_text())["action"] == "deploy"
+    assert sorted(path.name for path in release.iterdir()) == [PROVENANCE, "VERSION", "app.bin"]
+
+
+def test_a_tag_from_another_build_than_the_release_was_made_from_fails_and_current_stays(
+    tmp_path: Path,
+) -> None:
+    driver = LocalDriver(tmp_path)
+    built(driver, "0.5-dev.3", "0.6-dev.41", "0.6-dev.42")
+    assert driver.deploy(tag("0.6-dev.41"), lines().append).ok
+    assert driver.deploy(tag("0.5-dev.3", "0.5"), lines().append).ok  # rolled back since
+
+    said: list[str] = []
+    outcome = driver.deploy(tag("0.6-dev.42"), said.append)
+
+    release = tmp_path / QA_PORTAL / "releases/0.6"
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert outcome.summary == (
+        "release customer-portal 0.6 in quality-assurance exists as a tag of development's "
+        "0.6-dev.41 (made by run p.1); this step wants a tag of development's 0.6-dev.42, "
+        f"another build: remove {release} to have it made again as a tag of development's "
+        "0.6-dev.42, or deploy another version"
+    )
+    assert said == []
+    assert driver.current("customer-portal", "quality-assurance") == "0.5"
+    assert (release / "app.bin").read_text() == "built 0.6-dev.41"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda release: (release / "app.bin").write_text("patched"),
+        lambda release: (release / "extra.so").write_text("injected"),
+        lambda release: (release / "app.bin").chmod(0o777),
+        lambda release: (release / "app.bin").unlink(),
+    ],
+    ids=["content", "added-file", "mode", "removed-file"],
+)
+def test_a_release_changed_after_it_was_made_is_not_deployed_again(
+    tmp_path: Path, tamper: Callable[[Path], object]
+) -> None:
+    driver = LocalDriver(tmp_path)
+    built(driver, "0.5-dev.3", "0.6-dev.41", "0.6-dev.42")
+    assert driver.deploy(tag("0.6-dev.41"), lines().append).ok
+    assert driver.deploy(tag("0.5-dev.3", "0.5"), lines().append).ok
+    release = tmp_path / QA_PORTAL / "releases/0.6"
+    tamper(release)
+
+    outcome = driver.deploy(tag("0.6-dev.41"), lines().append)
+
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert outcome.summary.startswith(
+        "release customer-portal 0.6 in quality-assurance changed after it was made"
+    )
+    assert outcome.summary.endswith(
+        f"remove {release} to have it made again as a tag of development's 0.6-dev.41"
+    )
+    assert driver.current("customer-portal", "quality-assurance") == "0.5"
+
+
+def test_the_same_ask_again_switches_to_the_release_without_copying_it_again(
+    tmp_path: Path,
+) -> None:
+    driver = LocalDriver(tmp_path)
+    built(driver, "0.5-dev.3", "0.6-dev.41")
+    assert driver.deploy(tag("0.6-dev.41"), lines().append).ok
+    assert driver.deploy(tag("0.5-dev.3", "0.5"), lines().append).ok
+    release = tmp_path / QA_PORTAL / "releases/0.6"
+    made = {path.name: path.stat().st_ino for path in release.iterdir()}
+
+    said: list[str] = []
+    outcome = driver.deploy(tag("0.6-dev.41"), said.append)
+
+    assert outcome.ok, outcome.summary
+    assert said == [
+        f"release {release} exists as a tag of development's 0.6-dev.41: not copied again",
+        "current -> releases/0.6",
+    ]
+    assert {path.name: path.stat().st_ino for path in release.iterdir()} == made
+    assert driver.current("customer-portal", "quality-assurance") == "0.6"
+
+
+def test_a_release_made_by_a_plain_deploy_is_not_taken_for_a_tag_of_a_build(
+    tmp_path: Path,
+) -> None:
+    driver = LocalDriver(tmp_path)
+    built(driver, "0.6", "0.6-dev.42")
+    promoted = step("customer-portal", "0.6", environment="quality-assurance", source="development")
+    assert driver.deploy(promoted, lines().append).ok
+    release = tmp_path / QA_PORTAL / "releases/0.6"
+    recorded = json.loads((release / PROVENANCE).read_text())
+    assert (recorded["action"], recorded["source"], recorded["from"]) == (
+        "deploy",
+        "development",
+        "0.6",
+    )
+
+    outcome = driver.deploy(tag("0.6-dev.42"), lines().append)
+
+    assert not outcome.ok
+    assert outcome.summary.startswith(
+        "release customer-portal 0.6 in quality-assurance exists as a copy of development's 0.6 "
+        "(made by run p.1); this step wants a tag of development's 0.6-dev.42, another build"
+    )
+    assert driver.deploy(promoted, lines().append).ok  # the same plain deploy still may
+
+
+def test_a_release_without_provenance_is_reused_only_in_the_first_environment(
+    tmp_path: Path,
+) -> None:
+    # A build may put a release into the first environment itself; a promoted release
+    # nobody can say the making of (made by hand, or before releases recorded it) may not
+    # be what the step promotes.
+    driver = LocalDriver(tmp_path)
+    by_a_build = tmp_path / "development/customer-portal/releases/0.6-dev.41"
+    by_a_build.mkdir(parents=True)
+    (by_a_build / "app.bin").write_text("built")
+    assert driver.deploy(step("customer-portal", "0.6-dev.41"), lines().append).ok
+    assert not (by_a_build / PROVENANCE).exists()
+    by_hand = tmp_path / QA_PORTAL / "releases/0.6"
+    by_hand.mkdir(parents=True)
+
+    outcome = driver.deploy(tag("0.6-dev.41"), lines().append)
+
+    assert not outcome.ok
+    assert outcome.summary == (
+        "release customer-portal 0.6 in quality-assurance exists but records no provenance, "
+        "so it may be another build than the one wanted (a tag of development's 0.6-dev.41): "
+        f"remove {by_hand} to have it made again as a tag of development's 0.6-dev.41"
+    )
+    assert driver.current("customer-portal", "quality-assurance") is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"version": "9.9\n"},
+        {"version": "../../../x"},
+        {"version": ".."},
+        {"version": "a/b"},
+        {"version": ""},
+        {"version": ".hidden"},
+        {"application": "eco\x1bmmerce"},
+        {"environment": "dev\u202e"},
+        {"from_version": "0.6\x00", "action": "tag-and-deploy", "source": "development"},
+    ],
+    ids=repr,
+)
+def test_the_local_driver_makes_no_directory_of_a_name_that_cannot_be_one(
+    tmp_path: Path, changes: dict[str, str]
+) -> None:
+    # The schemas refuse these names; the driver is the defence behind them.
+    outcome = LocalDriver(tmp_path / "releases").deploy(step(**changes), lines().append)
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert outcome.summary.startswith("local driver: the ")
+    assert "cannot name a release directory" in outcome.summary
+    assert printable(outcome.summary) == outcome.summary  # shown as escapes, never acted on
+    assert not (tmp_path / "releases").exists()
 
 
 # -- command ------------------------------------------------------------------------

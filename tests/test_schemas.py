@@ -17,7 +17,8 @@ import jsonschema
 import jsonschema_rs
 import pytest
 
-from reconciler.resources import SCHEMA_FILES, schemas_dir
+from reconciler import loader
+from reconciler.resources import SCHEMA_FILES, example_dir, schemas_dir
 
 TOP_LEVEL = Path(__file__).resolve().parents[1] / "schemas"
 NAMES = sorted(SCHEMA_FILES.values())
@@ -185,3 +186,73 @@ def test_a_plan_with_a_numeric_version_is_invalid() -> None:
     assert [
         (error.validator, list(error.absolute_path)) for error in validator.iter_errors(plan)
     ] == [("type", ["applications", 0, "version"])]
+
+
+def with_a_final_newline(data: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """`data` with one string (a value or a mapping key) ending in a newline, each way."""
+    if isinstance(data, str):
+        yield "/".join(map(str, path)), data + "\n"
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            for where, changed in with_a_final_newline(item, (*path, index)):
+                yield where, [*data[:index], changed, *data[index + 1 :]]
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            for where, changed in with_a_final_newline(value, (*path, key)):
+                yield where, {**data, key: changed}
+            renamed = {(f"{k}\n" if k == key else k): v for k, v in data.items()}
+            yield "/".join(map(str, (*path, f"{key}<key>"))), renamed
+
+
+EXAMPLES = {
+    "teams.yaml": "teams",
+    "environments/development.yaml": "environment",
+    "environments/quality-assurance.yaml": "environment",
+    "environments/production.yaml": "environment",
+    "plans/2026-11-dev-build.yaml": "plan",
+    "plans/2026-11-qa-release.yaml": "plan",
+}
+DEPLOYMENT = {
+    "environment": "development",
+    "applications": {
+        "ecommerce": {
+            "version": "1.4.0",
+            "plan": "2026-11-dev-build",
+            "run": "2026-11-dev-build.1",
+            "deployed_at": "2026-11-02T10:00:00Z",
+        }
+    },
+}
+
+
+def test_every_pattern_refuses_a_final_newline_in_python_jsonschema_as_in_ecma_262() -> None:
+    # ECMA-262's `$` (JSON Schema's regexes) is the end of the string; Python's `re`, which
+    # plain python-jsonschema uses, also matches it before a final newline. A value like
+    # "9.9\n" passed there and became a release directory named with a newline.
+    documents = [
+        (path, kind, loader.load((example_dir() / path).read_bytes(), path).data)
+        for path, kind in EXAMPLES.items()
+    ]
+    documents.append(("deployments/development.yaml", "deployment", DEPLOYMENT))
+    refused: set[str] = set()
+    disagreements: list[str] = []
+    for path, kind, data in documents:
+        python = jsonschema.Draft202012Validator(load(SCHEMA_FILES[kind]))
+        rust = jsonschema_rs.validator_for(load(SCHEMA_FILES[kind]))
+        assert python.is_valid(data), path
+        assert rust.is_valid(data), path
+        for where, changed in with_a_final_newline(data):
+            verdicts = (python.is_valid(changed), rust.is_valid(changed))
+            if verdicts[0] != verdicts[1]:
+                disagreements.append(f"{path}: {where} (python {verdicts[0]}, rust {verdicts[1]})")
+            if not any(verdicts):
+                refused.add(f"{path}: {where}")
+    assert disagreements == []
+    assert {
+        "plans/2026-11-dev-build.yaml: applications/0/version",
+        "plans/2026-11-dev-build.yaml: applications/0/name",
+        "teams.yaml: users/bob/emails/0",
+        "teams.yaml: users/bob<key>",
+        "environments/quality-assurance.yaml: gates/approval_ttl",
+        "deployments/development.yaml: applications/ecommerce/deployed_at",
+    } <= refused

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from reconciler import schema
 from reconciler.cli import main
 from tests.configrepo import reconciler, replace, write
 
@@ -555,3 +556,25 @@ def test_a_repositorys_loosened_schema_does_not_loosen_validation(config: Path) 
         ("schemas/plan.schema.json", "warning"),
     ]
     assert "priority" in findings(result)[0]["message"]
+
+
+def test_a_refusal_the_explanation_cannot_place_is_an_error_at_line_1_never_a_pass(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Rust validator's verdict decides; when python-jsonschema's walk, which only
+    # explains it, finds nothing (as its `$` once did for "9.9\\n"), the file is still refused.
+    import jsonschema  # noqa: PLC0415 - as the reconciler imports it, only when needed
+
+    monkeypatch.setattr(schema, "_detailed", lambda kind: jsonschema.Draft202012Validator(True))
+    replace(config, QA_PLAN, "state: ready", "state: ready\npriority: skip-the-gates")
+    result = validate("--repo", config, "--format", "json")
+    assert (result.exit_code, result.stderr) == (1, "")
+    [finding] = findings(result)
+    assert (finding["file"], finding["line"], finding["severity"], finding["message"]) == (
+        QA_PLAN,
+        1,
+        "error",
+        "the document does not match its schema",
+    )
+    assert "schemas/plan.schema.json" in finding["hint"]
+    assert "report" in finding["hint"]
