@@ -300,7 +300,7 @@ class Authoriser:
                 self._loaded = None
             position = self.store.position()
             if position is None:
-                anchor = trust_anchor or self._default_anchor(tip)
+                anchor = trust_anchor or default_anchor(self.repo, tip)
                 position = self._anchor(anchor)
             elif position.last_verified != self._loaded:
                 self._restore()
@@ -368,10 +368,6 @@ class Authoriser:
         return self._policy
 
     # -- anchoring ------------------------------------------------------------
-
-    def _default_anchor(self, tip: str) -> str:
-        roots = self.repo.root_commits(tip)
-        return roots[-1]
 
     def _anchor(self, anchor: str) -> Position:
         """Trust `anchor`'s tree wholesale as the first effective state."""
@@ -1220,6 +1216,12 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     for entry_id in reached:
         del pending[entry_id]
     return landed
+
+
+def default_anchor(repo: GitRepo, tip: str) -> str:
+    """The trust anchor of a fresh state: the root of the followed branch's first-parent
+    chain (`tip`: the branch's, never a commit under test's, which could bring its own)."""
+    return repo.root_commits(tip)[-1]
 
 
 def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:

@@ -10,6 +10,8 @@ change to teams.yaml's comments.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sqlite3
 import subprocess
 import time
@@ -35,6 +37,7 @@ from tests.gitfixtures import (
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
+    ConfigRepo,
     People,
     SeedRepo,
     command_environment,
@@ -1227,3 +1230,51 @@ def test_a_finish_record_counts_only_on_top_of_its_runs_start_with_its_plan_and_
         nothing: ("the commit is not the finish record of a run",),
     }
     assert repo.decide()[DEV_PLAN].reasons == (f"run {DEV_RUN} is running",)
+
+
+# -- 12. the trust anchor of a pull request's check -------------------------------------------
+
+
+def ci_verify_command(workflow: Path, base: str) -> list[str]:
+    """The `reconciler verify` step of the generated CI workflow, for a pull request into
+    `base`, without the leading `reconciler`."""
+    lines = workflow.read_text().splitlines()
+    [line] = [line for line in lines if line.strip().startswith("- run: reconciler verify")]
+    command = line.split("run:", 1)[1].replace("$GITHUB_BASE_REF", base)
+    return shlex.split(command)[1:]
+
+
+def test_a_pull_request_from_an_orphan_branch_cannot_choose_its_trust_anchor_in_ci(
+    tmp_path: Path, people: People
+) -> None:
+    # Before, a fresh state anchored on the root of HEAD's first-parent chain: mallory's
+    # own root, making her a settings user, and the check passed.
+    target = tmp_path / "config"
+    made = run_cli("init", target, "--key", people.root.key.with_suffix(".pub"))
+    assert made.exit_code == 0, made.stderr
+    repo = ConfigRepo(target, people, tmp_path / "unused-state")
+    anchor = repo.head()
+    command = ci_verify_command(target / ".github/workflows/reconciler.yml", "main")
+
+    def fresh(name: str) -> dict[str, str]:
+        return {**os.environ, "RECONCILER_STATE_DIR": str(tmp_path / name)}
+
+    with repo.branch("tidy"):  # an honest pull request passes
+        text = (target / "environments/development.yaml").read_text()
+        repo.commit(people.root, {"environments/development.yaml": "# tidy\n" + text})
+        assert run_cli(*command, cwd=target, env=fresh("tidy-state")).exit_code == 0
+    teams = yaml.safe_load((target / "teams.yaml").read_text())
+    user = {"name": "Mallory", "emails": ["mallory@example.com"]}
+    teams["users"]["mallory"] = {**user, "keys": [people.mallory.public_key]}
+    teams["infrastructure"]["settings"] = ["mallory"]
+    repo.git("checkout", "-q", "--orphan", "evil")
+    repo.commit(people.mallory, {"teams.yaml": dump(teams)}, "root")
+    production = (target / "environments/production.yaml").read_text()
+    evil = repo.commit(people.mallory, {"environments/production.yaml": production + "# ok\n"})
+    result = run_cli(*command, cwd=target, env=fresh("evil-state"))
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        f"error: HEAD ({evil[:12]}) does not descend from the trust anchor {anchor[:12]} of "
+        "main: its history is not the branch's, and is not verified against it"
+    )
+    assert "hint: base the commit on main" in result.stderr
