@@ -1270,7 +1270,8 @@ def test_a_pull_request_from_an_orphan_branch_cannot_choose_its_trust_anchor_in_
     repo.git("checkout", "-q", "--orphan", "evil")
     repo.commit(people.mallory, {"teams.yaml": dump(teams)}, "root")
     production = (target / "environments/production.yaml").read_text()
-    evil = repo.commit(people.mallory, {"environments/production.yaml": production + "# ok\n"})
+    anyone = production.replace("plan.deploy: [deployment]", "plan.deploy: [developer]")
+    evil = repo.commit(people.mallory, {"environments/production.yaml": anyone})
     result = run_cli(*command, cwd=target, env=fresh("evil-state"))
     assert result.exit_code == 1, result.stdout
     assert result.stderr.splitlines()[0] == (
