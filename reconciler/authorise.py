@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import yaml
 
@@ -42,16 +42,19 @@ from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerErro
 from reconciler.events import (
     APPROVE,
     DEPLOY,
+    FINISHED,
     HUMAN_TRAILERS,
     RESULT,
     RETRY,
     PlanRef,
+    Record,
     Signoff,
     is_run_id,
     miscased_keys,
     parse_plan_ref,
     parse_record,
     parse_trailers,
+    record_refusal,
 )
 from reconciler.fields import (
     CONTENT,
@@ -96,6 +99,12 @@ from reconciler.statestore import Position, StateStore
 DEFAULT_CAP: Final = 1000
 _DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 Progress = Callable[[int, int], None]
+
+
+class Ignore(Protocol):
+    """Keeps a trailer that does not count, with why (and the record, when it is one)."""
+
+    def __call__(self, reason: str, record: Record | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +220,10 @@ class _Landing:
     culprits: dict[str, dict[str, Mapping[str, Refusal | None]]] = field(default_factory=dict)
     refused: list[Refusal] = field(default_factory=list)
     editors: dict[str, set[str]] = field(default_factory=dict)
+    # The runs its records end (commit -> the record, as it counted), and why the others'
+    # records do not count: deployments/ moves only with a finish record that counts.
+    finishes: dict[str, Record] = field(default_factory=dict)
+    void: dict[str, str] = field(default_factory=dict)
 
 
 class Authoriser:
@@ -287,7 +300,7 @@ class Authoriser:
                 self._loaded = None
             position = self.store.position()
             if position is None:
-                anchor = trust_anchor or self._default_anchor(tip)
+                anchor = trust_anchor or default_anchor(self.repo, tip)
                 position = self._anchor(anchor)
             elif position.last_verified != self._loaded:
                 self._restore()
@@ -355,10 +368,6 @@ class Authoriser:
         return self._policy
 
     # -- anchoring ------------------------------------------------------------
-
-    def _default_anchor(self, tip: str) -> str:
-        roots = self.repo.root_commits(tip)
-        return roots[-1]
 
     def _anchor(self, anchor: str) -> Position:
         """Trust `anchor`'s tree wholesale as the first effective state."""
@@ -522,6 +531,9 @@ class Authoriser:
                 actual = self._actual(commit, path, work)
                 self._mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
             return self._record(work, commit, policy, over_cap, (), ())
+        # Events first: judging an edit of deployments/ asks whether its record counts.
+        for entry in landed:
+            self._collect_events(entry, work, policy)
         for entry in landed:
             self._vouch(entry, paths, policy, work)
         before = {path: dict(self.effective.get(path, {})) for path in paths}
@@ -535,8 +547,6 @@ class Authoriser:
         self._note_plan_versions(commit, first_parent, paths, work, policy)
         for path, actors in work.editors.items():
             self.store.add_editors(path, actors)
-        for entry in landed:
-            self._collect_events(entry, work, policy)
         return self._record(work, commit, policy, tuple(refusals), tuple(changed), superseded)
 
     def _vouch(self, entry: HistoryEntry, paths: list[str], policy: Policy, work: _Landing) -> None:
@@ -618,9 +628,10 @@ class Authoriser:
         work: _Landing,
     ) -> Refusal | None:
         facts = self.facts(commit)
+        finish = work.finishes.get(commit) or work.void.get(commit)
         first = None
         for base in parent_vouched:
-            judgement = judge_change(policy, facts, path, key, base, actual)
+            judgement = judge_change(policy, facts, path, key, base, actual, finish)
             if judgement.verdict:
                 merge = len(work.entries[commit].parents) > 1
                 if merge and place(path).kind == "plan" and judgement.actor.id:
@@ -952,7 +963,7 @@ class Authoriser:
             # repositories) must not say that a run started or ended here. A fork shares
             # the anchor, so this does not tell its records apart: one key per repository.
             if self._descends_from_anchor(entry, work):
-                self._collect_record(entry.id, work, policy, trailers, ignore)
+                self._collect_record(entry, work, policy, trailers, ignore)
             else:
                 ignore("the commit does not descend from the trust anchor")
             return
@@ -1028,12 +1039,13 @@ class Authoriser:
 
     def _collect_record(
         self,
-        commit: str,
+        entry: HistoryEntry,
         work: _Landing,
         policy: Policy,
         trailers: Mapping[str, tuple[str, ...]],
-        ignore: Callable[[str], None],
+        ignore: Ignore,
     ) -> None:
+        commit = entry.id
         actor = resolve(self.facts(commit), policy, signature_required=True)
         if actor.kind != "service":
             ignore(
@@ -1044,7 +1056,37 @@ class Authoriser:
         if isinstance(record, str):
             ignore(record)
             return
+        if record.run is not None:
+            earlier = [Record.from_json(item) for item in self.store.records_of([record.run])]
+            void = record_refusal(record, earlier, lambda start: self._built_on(entry, start, work))
+            if void is not None:
+                work.void[commit] = void
+                ignore(void, record)
+                return
         self.store.add_event(work.seq, commit, "record", record.as_json())
+        if record.result in FINISHED:
+            work.finishes[commit] = record
+
+    def _built_on(self, entry: HistoryEntry, ancestor: str, work: _Landing) -> bool:
+        """Whether a commit that landed (`ancestor`: earlier, or in this landing) is an
+        ancestor of a landed commit. Without asking git for one whose parent is main's
+        previous commit (every record the reconciler publishes): everything an earlier
+        landing brought in is an ancestor of that commit."""
+        if ancestor not in work.entries:
+            if work.first_parent is not None and entry.parents[:1] == (work.first_parent,):
+                return True
+            return self.repo.is_ancestor(ancestor, entry.id)
+        # Inside the landing, every commit between the two is in it too.
+        stack, seen = [entry.id], {entry.id}
+        while stack:
+            current = stack.pop()
+            if current == ancestor:
+                return True
+            for parent in work.entries[current].parents:
+                if parent in work.entries and parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return False
 
     def _run_environment(self, run: str) -> str | None:
         if not is_run_id(run):
@@ -1056,26 +1098,24 @@ class Authoriser:
 
     def _ignorer(
         self, commit: str, seq: int, trailers: Mapping[str, tuple[str, ...]], policy: Policy
-    ) -> Callable[[str], None]:
+    ) -> Ignore:
         # Who wrote the trailers (by signature, else by email): an ignored trailer grants
         # nothing, but `history --user` still shows whose it was, as git log does.
         actor = self._actor(commit, policy, signed=False).id
 
-        def ignore(reason: str) -> None:
-            self.store.add_event(
-                seq,
-                commit,
-                "ignored",
-                {
-                    "kind": "ignored",
-                    "commit": commit,
-                    "seq": seq,
-                    "committed_at": self._committed_at(commit),
-                    "trailers": {key: list(values) for key, values in trailers.items()},
-                    "reason": reason,
-                    "actor": actor,
-                },
-            )
+        def ignore(reason: str, record: Record | None = None) -> None:
+            detail = {
+                "kind": "ignored",
+                "commit": commit,
+                "seq": seq,
+                "committed_at": self._committed_at(commit),
+                "trailers": {key: list(values) for key, values in trailers.items()},
+                "reason": reason,
+                "actor": actor,
+            }
+            if record is not None:  # a record that does not count: `history` shows it as one
+                detail["record"] = record.as_json()
+            self.store.add_event(seq, commit, "ignored", detail)
 
         return ignore
 
@@ -1176,6 +1216,12 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     for entry_id in reached:
         del pending[entry_id]
     return landed
+
+
+def default_anchor(repo: GitRepo, tip: str) -> str:
+    """The trust anchor of a fresh state: the root of the followed branch's first-parent
+    chain (`tip`: the branch's, never a commit under test's, which could bring its own)."""
+    return repo.root_commits(tip)[-1]
 
 
 def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:

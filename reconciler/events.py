@@ -14,12 +14,14 @@ kept with the reason it was ignored, so `plan` and `history` can say why:
   service account's key of the judging policy, in a single-parent commit that
   descends from the trust anchor (never one from an unrelated history; a fork
   shares the anchor, so each repository needs its own service key).
+- A record counts once (`record_refusal`): one start and one finish per run id,
+  the finish built on its run's start.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -32,6 +34,7 @@ RETRY: Final = "Retry-Run"
 RESULT: Final = "Result"
 HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY)
 RESULTS: Final = ("started", "succeeded", "failed", "interrupted", "refused")
+FINISHED: Final = ("succeeded", "failed", "interrupted")
 
 # A full blob id: 40 hex digits with SHA-1, 64 in a SHA-256 repository.
 _REF = re.compile(r"^(?P<path>plans/[^@\s]+\.yaml)@(?P<blob>[0-9a-f]{40}(?:[0-9a-f]{24})?)$")
@@ -237,3 +240,38 @@ def parse_record(
         committed_at=committed_at,
         retry_of=one("Retry-Of"),
     )
+
+
+def record_refusal(
+    record: Record, earlier: Sequence[Record], built_on: Callable[[str], bool]
+) -> str | None:
+    """Why a run's record does not count, or None: a record counts once.
+
+    A run id has one start and one finish. A start counts for a run no record
+    counted for yet; a finish for a run that started and has not ended, with
+    the start's plan and environment, in a commit built on the start record
+    (`built_on(commit)`: the service's own continuation of the run). So a
+    record copied back into the history neither opens a run that ended (for
+    the service to mark it interrupted, and a retry to deploy it again) nor
+    ends one a second time (and so never moves `deployments/`).
+
+    `earlier`: the records of the same run that counted, in landing order.
+    """
+    if record.run is None or record.result not in ("started", *FINISHED):
+        return None
+    start = next((item for item in earlier if item.result == "started"), None)
+    end = next((item for item in earlier if item.result in FINISHED), None)
+    if end is not None:
+        return f"the run already ended in {end.commit[:12]}"
+    if start is not None and record.result == "started":
+        return f"the run already started in {start.commit[:12]}"
+    if start is None:
+        return None if record.result == "started" else "no start record of the run counted"
+    if (record.plan, record.environment) != (start.plan, start.environment):
+        return (
+            f"the run started for {start.plan} in {start.environment}, "
+            f"not {record.plan} in {record.environment}"
+        )
+    if not built_on(start.commit):
+        return f"it is not built on the run's start record {start.commit[:12]}"
+    return None

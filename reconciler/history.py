@@ -97,12 +97,14 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
         path = signoff.plan.path if signoff.plan is not None else ""
         editors = frozenset(actor for seq, actor in edited.get(path, ()) if seq <= signoff.seq)
         entries.append(_signoff_entry(signoff, environments, editors, ran, run))
-    # The record that ended each run, as decide counts it (the first after its start).
-    ended = {run.id: run.finished for run in runs_from(records) if run.finished is not None}
     for record in records:
-        entries.extend(_record_entries(record, ended, environments, landed))
+        entries.extend(_record_entries(record, environments, landed))
     for event in store.events(["ignored"]):
-        entries.append(_ignored_entry(event, environments))
+        if "record" in event:  # a record that does not count (`events.record_refusal`)
+            void = Record.from_json(event["record"])
+            entries.extend(_record_entries(void, environments, landed, event["reason"]))
+        else:
+            entries.append(_ignored_entry(event, environments))
     landings = store.landings()
     for verdict in landings:
         for refusal in verdict["refusals"]:
@@ -350,10 +352,11 @@ def _signoff_entry(
 
 def _record_entries(
     record: Record,
-    ended: Mapping[str, str],
     environments: _Targets,
     landed: Mapping[PlanRef, int],
+    void: str | None = None,
 ) -> list[Entry]:
+    """A record's entries; `void`: why it does not count (a run's second finish record)."""
     if record.result == "refused":
         # A refusal record names versions, not environments: each is in its plan's target.
         return [
@@ -373,12 +376,8 @@ def _record_entries(
         ]
     action = "run started" if record.result == "started" else f"run {record.result}"
     detail = f"{record.run} (retry of {record.retry_of})" if record.retry_of else f"{record.run}"
-    # A second finish record of a run (a reconciler killed between its publish and
-    # clearing its outbox once left one) does not count, as in decide.
-    ending = ended.get(record.run or "", record.commit)
-    counted = record.result == "started" or ending == record.commit
-    if not counted:
-        detail += f"; does not count: the run already ended in {ending[:12]}"
+    if void is not None:
+        detail += f"; does not count: {void}"
     return [
         Entry(
             record.seq,
@@ -388,7 +387,7 @@ def _record_entries(
             record.environment,
             action,
             "reconciler",
-            counted,
+            void is None,
             detail,
             rank=2,
         )

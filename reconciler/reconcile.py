@@ -654,7 +654,7 @@ class Reconciler:
         """
         published = {
             record["run"]
-            for record in self.store.records_of(pending)
+            for record in self.store.records_of(pending, uncounted=True)
             if record["result"] != "started"
             and _same_message(
                 self.repo.commit(record["commit"]).message, pending[record["run"]]["message"]
@@ -712,10 +712,10 @@ class Reconciler:
         the service signs (nor, unreadable, erase what runs). Only what a record
         of the same chain just wrote is read from `tip`.
 
-        An application a run started after this one deployed keeps its entry: this
-        run's lease passed, another reconciler ended it as interrupted and went on
-        to the next run there, and this record comes late. The later run's
-        deploy, recorded, is what runs there now.
+        A run that already ended leaves the file as it is: its lease passed,
+        another reconciler recorded it interrupted (and may have gone on to the
+        next run there), and this record comes late. Only the finish record that
+        counts moves `deployments/` (`rules`); this one records the log.
         """
         environment = detail["environment"]
         path = deployments_file(environment)
@@ -724,37 +724,19 @@ class Reconciler:
             raw = None if blob is None else self.repo.read_blob(blob)
         else:
             raw = self._walker.effective_file(path)
-        previous = _deployments_in(raw, path)
-        entries = _entries(previous)
-        deployed = [(app, version) for app, version in detail["deployed"]]
-        later = self._started_after(run_id, {entries[app] for app, _ in deployed if app in entries})
-        return {
-            detail["log_path"]: detail["log"].encode(),
-            path: deployments_bytes(
-                environment,
-                previous,
-                [(app, version) for app, version in deployed if entries.get(app) not in later],
-                detail["plan"],
-                run_id,
-                datetime.fromisoformat(detail["when"]),
-            ),
-        }
-
-    def _started_after(self, run_id: str, runs: Collection[str]) -> set[str]:
-        """Those of `runs` whose start record the branch holds after `run_id`'s."""
-        others = set(runs) - {run_id}
-        if not others:
-            return set()
-        later: set[str] = set()
-        seen = False
-        for record in self.store.records_of([run_id, *others]):
-            if record["result"] != "started":
-                continue
-            if record["run"] == run_id:
-                seen = True
-            elif seen:
-                later.add(record["run"])
-        return later
+        files = {detail["log_path"]: detail["log"].encode()}
+        ended = any(record["result"] != "started" for record in self.store.records_of([run_id]))
+        if ended:
+            return files if raw is None else {**files, path: raw}
+        files[path] = deployments_bytes(
+            environment,
+            _deployments_in(raw, path),
+            [(app, version) for app, version in detail["deployed"]],
+            detail["plan"],
+            run_id,
+            datetime.fromisoformat(detail["when"]),
+        )
+        return files
 
     def _flush_outbox(self) -> int:
         """Publish the outbox's finish records one by one; how many were published."""
@@ -782,18 +764,6 @@ def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
     except ConfigError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _entries(deployments: dict[str, Any] | None) -> dict[str, str]:
-    """Which run each application's entry of a deployments/ file names."""
-    applications = (deployments or {}).get("applications")
-    if not isinstance(applications, dict):
-        return {}
-    return {
-        app: entry["run"]
-        for app, entry in applications.items()
-        if isinstance(entry, dict) and isinstance(entry.get("run"), str)
-    }
 
 
 def _same_message(committed: str, message: str) -> bool:

@@ -14,7 +14,8 @@ carries the reasons `permissions` gives, plus the permission that was needed.
   (nor its own teams' applications), and the comments and layout that go with
   such a change.
 - environments/, schemas/: environments.edit (settings).
-- deployments/, logs/: the reconciler service account only.
+- deployments/<env>.yaml: the reconciler service account, in the finish
+  record that counts for a run into <env>; logs/: the service account.
 - approvals, triggers and retries (`judge_signoff`): plan.approve or plan.deploy
   on the plan's target.
 - anything else: listed in teams.yaml `other_paths`, by a user; else refused.
@@ -29,6 +30,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from reconciler import permissions
+from reconciler.events import Record
 from reconciler.fields import (
     APP_PREFIX,
     INVALID,
@@ -52,10 +54,21 @@ class Judgement:
 
 
 def judge_change(
-    policy: Policy, facts: CommitFacts, path: str, field: str, old: FieldMap, new: FieldMap
+    policy: Policy,
+    facts: CommitFacts,
+    path: str,
+    field: str,
+    old: FieldMap,
+    new: FieldMap,
+    finish: Record | str | None = None,
 ) -> Judgement:
-    """Judge one field of one file changing from `old` to `new` (whole field maps)."""
-    kind = place(path).kind
+    """Judge one field of one file changing from `old` to `new` (whole field maps).
+
+    `finish`: the run the commit's record ends, as it counted, or why its record does
+    not count (None: the commit is no finish record); only deployments/ asks.
+    """
+    placement = place(path)
+    kind = placement.kind
     if kind == "plan":
         return _plan(policy, facts, field, old, new)
     actor = resolve(facts, policy, signature_required=True)
@@ -65,7 +78,9 @@ def judge_change(
             "valid content",
             actor,
         )
-    if kind in ("deployment", "log"):
+    if kind == "deployment":
+        return _deployment(actor, placement.name, finish)
+    if kind == "log":
         return _service_only(actor)
     if not actor.known:
         return Judgement(Verdict.deny(actor.how), _needed_for(kind), actor)
@@ -115,6 +130,28 @@ def _service_only(actor: Actor) -> Judgement:
         needed,
         actor,
     )
+
+
+def _deployment(actor: Actor, environment: str, finish: Record | str | None) -> Judgement:
+    """What runs in an environment moves only with the finish record of the run that
+    deployed it: a record copied back into the history must not roll it back."""
+    judgement = _service_only(actor)
+    if not judgement.verdict:
+        return judgement
+    needed = f"the finish record of a run into {environment}"
+    if finish is None:
+        problem = "the commit is not the finish record of a run"
+    elif isinstance(finish, str):
+        problem = f"its record does not count: {finish}"
+    elif finish.environment != environment:
+        problem = f"its record ends run {finish.run} in {finish.environment}, not {environment}"
+    else:
+        return Judgement(
+            Verdict.allow(f"the finish record of run {finish.run} in {environment}"),
+            needed,
+            actor,
+        )
+    return Judgement(Verdict.deny(problem), needed, actor)
 
 
 def _service_elsewhere(actor: Actor, needed: str) -> Judgement:

@@ -23,10 +23,11 @@ from reconciler.authorise import (
     LandingVerdict,
     Progress,
     VerifyResult,
+    default_anchor,
     policy_from,
     re_anchor_allowed,
 )
-from reconciler.errors import GitError, UsageError
+from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
@@ -80,8 +81,12 @@ class Session:
         trust_anchor: str | None = None,
         progress: Progress | None = None,
         re_anchor: bool = False,
+        to_name: str | None = None,
     ) -> tuple[VerifyResult, Policy]:
-        """Walk to `to` (default: the branch tip); persist only what is on the branch."""
+        """Walk to `to` (default: the branch tip); persist only what is on the branch.
+
+        `to_name`: how the user named `to`, for messages.
+        """
         tip = self.tip()
         target = self.repo.resolve(to) if to else tip
         on_branch = target == tip or self.repo.is_ancestor(target, tip)
@@ -100,6 +105,10 @@ class Session:
                 hint="use --re-anchor REV to trust another commit, "
                 "or --state-dir for a fresh state",
             )
+        if position is None and anchor is None:
+            anchor = default_anchor(self.repo, tip)
+        if not on_branch:
+            self._under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
         result = authoriser.run(
             target,
@@ -114,6 +123,21 @@ class Session:
             authoriser.discard()
         self.walked = authoriser
         return result, policy
+
+    def _under_test(self, target: str, name: str | None, anchor: str | None) -> None:
+        """A commit off the branch (a pull request's HEAD) is judged from the trust anchor
+        the state or the branch gives, never one it chooses (an orphan root of its own,
+        making its author a settings user): it must descend from that anchor."""
+        if anchor is None or anchor == target or self.repo.is_ancestor(anchor, target):
+            return
+        named = f"{name} ({target[:12]})" if name else target[:12]
+        raise ReconcilerError(
+            f"{named} does not descend from the trust anchor {anchor[:12]} of {self.branch}: "
+            "its history is not the branch's, and is not verified against it",
+            hint=f"base the commit on {self.branch} (rebase or merge {self.branch} into it); "
+            f"the trust anchor comes from {self.branch}, or from --trust-anchor, never from "
+            "the commit under test",
+        )
 
     def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""

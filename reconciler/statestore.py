@@ -449,16 +449,24 @@ class StateStore:
     def clear_outbox(self, run: str) -> None:
         self._write("DELETE FROM outbox WHERE run = ?", [(run,)])
 
-    def records_of(self, runs: Iterable[str]) -> list[dict[str, Any]]:
+    def records_of(self, runs: Iterable[str], *, uncounted: bool = False) -> list[dict[str, Any]]:
         """The records of these runs the walk collected, in landing order (by index, and
-        one statement however many runs: see `run_records`)."""
+        one statement however many runs: see `run_records`); with `uncounted`, those
+        that did not count as well (a run's second finish record)."""
         query = """
-            SELECT e.id, e.detail FROM json_each(?) AS r CROSS JOIN events AS e
+            SELECT e.id, e.detail FROM json_each(?1) AS r CROSS JOIN events AS e
                 WHERE e.kind = 'record' AND json_extract(e.detail, '$.run') = r.value
-            ORDER BY 1
         """
+        if uncounted:  # few: read by kind, not by index
+            query += """
+            UNION
+            SELECT id, json_extract(detail, '$.record') FROM events
+                WHERE kind = 'ignored' AND json_extract(detail, '$.record.run')
+                    IN (SELECT value FROM json_each(?1))
+            """
         wanted = json.dumps(sorted(set(runs)))
-        return [json.loads(detail) for _, detail in self._read(query, (wanted,))]
+        rows = self._read(query + " ORDER BY 1", (wanted,))
+        return [json.loads(detail) for _, detail in rows]
 
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
         self._write(

@@ -160,6 +160,7 @@ class ConfigRepo:
         self.state_dir = state_dir
         # Commits start two hours before SUITE_NOW, one minute apart.
         self.clock = int(SUITE_NOW.timestamp()) - 7200
+        self.earlier_runs = 0  # runs `deployed` recorded
 
     @classmethod
     def init(cls, root: Path, people: People) -> ConfigRepo:
@@ -342,7 +343,11 @@ class ConfigRepo:
         return revoked
 
     def deployed(self, environment: str, versions: Mapping[str, str]) -> str:
-        """deployments/<env>.yaml as the reconciler writes it, signed by its key."""
+        """deployments/<env>.yaml as the reconciler writes it: a run of a plan `earlier`
+        (not on main), its start record and its finish record, signed by its key; the
+        finish record's commit."""
+        self.earlier_runs += 1
+        run = f"earlier.{self.earlier_runs}"
         content = dump(
             {
                 "environment": environment,
@@ -350,14 +355,19 @@ class ConfigRepo:
                     app: {
                         "version": version,
                         "plan": "earlier",
-                        "run": "earlier.1",
+                        "run": run,
                         "deployed_at": "2026-11-01T00:00:00Z",
                     }
                     for app, version in versions.items()
                 },
             }
         )
-        return self.commit(self.people.reconciler, {f"deployments/{environment}.yaml": content})
+        trailers = {"Plan": f"plans/earlier.yaml@{'e' * 40}", "Environment": environment}
+        self.record({**trailers, "Result": "started", "Run": run, "Reconciler": "earlier"})
+        return self.record(
+            {**trailers, "Result": "succeeded", "Run": run},
+            {f"deployments/{environment}.yaml": content},
+        )
 
     def decide(self, *, now: datetime = SUITE_NOW) -> dict[str, Decision]:
         """Verify to main's tip, then decide every plan on it; by plan path."""

@@ -920,7 +920,8 @@ def test_a_run_left_open_is_recorded_interrupted_though_its_plan_was_deleted_sin
 def test_a_finish_record_is_published_when_another_reconciler_marked_its_run_interrupted(
     tmp_path: Path, people: People
 ) -> None:
-    # Its lease passed while the driver ran; what the run deployed must still be recorded.
+    # Its lease passed while the driver ran: its log is recorded, but the run ended
+    # interrupted, and only the finish record that counts moves deployments/.
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     with service_on(repo, people, tmp_path) as service:
@@ -937,8 +938,11 @@ def test_a_finish_record_is_published_when_another_reconciler_marked_its_run_int
         service.run_started(started, publish=True)
     assert finish_records(repo.path, started.run_id) == [repo.head(), marked]
     assert trailers(repo, "main")["Result"] == "succeeded"
-    deployed = yaml.safe_load((repo.path / "deployments/development.yaml").read_text())
-    assert deployed["applications"]["ecommerce"]["version"] == "1.4.0"
+    assert repo.git("ls-tree", "-r", "--name-only", "main", "logs", "deployments") == (
+        f"logs/development/2026-11-dev-build/{started.run_id}.log"
+    )
+    assert repo.verify().authorised
+    assert [wait.what for wait in repo.decide()[DEV_PLAN].waits] == ["retry"]
 
 
 def test_the_refusals_of_a_pass_are_one_record_and_a_version_is_never_refused_twice(

@@ -10,7 +10,10 @@ change to teams.yaml's comments.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sqlite3
+import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +37,7 @@ from tests.gitfixtures import (
     PROD_PLAN,
     QA_PLAN,
     SUITE_NOW,
+    ConfigRepo,
     People,
     SeedRepo,
     command_environment,
@@ -1052,3 +1056,226 @@ def test_records_from_a_history_unrelated_to_the_trust_anchor_do_not_end_a_run_h
     assert (decision.status, decision.run) == ("executable", None)
     reasons = [event["reason"] for event in repo.store().events(["ignored"])]
     assert reasons == ["the commit does not descend from the trust anchor"] * 2
+
+
+# -- 11. records copied back into the history: a record counts once ----------------------------
+
+DEV_RUN = "2026-11-dev-build.1"
+
+
+def copied(repo: SeedRepo, commit: str) -> str:
+    """`commit` under a new id, its signed payload unchanged (a second signature header,
+    which the payload leaves out), as anyone who can push can make it."""
+    raw = subprocess.run(
+        ["git", "cat-file", "commit", commit], cwd=repo.path, capture_output=True, check=True
+    ).stdout
+    headers, _, message = raw.partition(b"\n\n")
+    copy = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+        cwd=repo.path,
+        input=headers + b"\ngpgsig-sha256 bogus\n\n" + message,
+        capture_output=True,
+        check=True,
+    )
+    return copy.stdout.decode().strip()
+
+
+def tree_with(repo: SeedRepo, rev: str, blobs: dict[str, str]) -> str:
+    """The tree of `rev` with `blobs` (path -> blob id) put in."""
+    index = {"GIT_INDEX_FILE": str(repo.path.parent / "attack.index")}
+    repo.git("read-tree", rev, env=index)
+    for path, blob in blobs.items():
+        repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
+    return repo.git("write-tree", env=index)
+
+
+def runs_of(applied: Any) -> list[tuple[str, str]]:
+    return [(run["run"], run["result"]) for run in applied.json()["runs"]]
+
+
+def test_a_start_record_copied_back_does_not_reopen_a_run_that_succeeded(
+    tmp_path: Path, people: People
+) -> None:
+    # Before, the service marked the run interrupted itself, `plan` offered a retry,
+    # and the retry deployed the version a second time.
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})  # alice deploys development
+    assert runs_of(repo.apply("--format", "json")) == [(DEV_RUN, "succeeded")]
+    start, finish = repo.head("main~1"), repo.head()
+    copy = copied(repo, start)
+    repo.land_commit_tree(people.mallory, repo.head("main^{tree}"), finish, copy, message="Merge")
+    applied = repo.apply("--format", "json")
+    assert applied.json()["interrupted"] == []
+    shown = repo.reconciler("plan", "--format", "json").json()["plans"]
+    assert [(item["status"], item["reasons"]) for item in shown] == [
+        ("done", [f"run {DEV_RUN} succeeded"])
+    ]
+    repo.signoff(people.olga, "Retry-Run", DEV_RUN)
+    assert runs_of(repo.apply("--format", "json")) == []
+    assert out.read_text().splitlines() == ["2026-11-dev-build ecommerce 1.4.0 []"]
+    entries = repo.reconciler("history", "--format", "json").json()["entries"]
+    assert [
+        (entry["action"], entry["counted"], entry["detail"])
+        for entry in entries
+        if entry["commit"] == copy
+    ] == [
+        ("run started", False, f"{DEV_RUN}; does not count: the run already ended in {finish[:12]}")
+    ]
+
+
+def test_a_finish_record_copied_back_does_not_roll_back_what_runs_in_an_environment(
+    tmp_path: Path, people: People
+) -> None:
+    # Before, deployments/development.yaml went back to 1.4.0 in the effective state:
+    # `status` said so, and promotion to quality-assurance took 1.4.0, not 1.4.1.
+    repo, _ = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.apply()
+    first = repo.head()
+    newer = {**ECOMMERCE, "version": "1.4.1"}
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(newer)})
+    assert runs_of(repo.apply("--format", "json")) == [("2026-11-dev-build.2", "succeeded")]
+    path = "deployments/development.yaml"
+    tree = tree_with(repo, "main", {path: repo.blob(path, first)})
+    repo.land_commit_tree(people.mallory, tree, repo.head(), copied(repo, first), message="Merge")
+    verified = repo.reconciler("verify")
+    assert verified.exit_code == 1
+    assert (
+        f"{path}: changed by reconciler in {repo.head('main^2')[:12]}, which needs the finish "
+        f"record of a run into development: its record does not count: the run already ended "
+        f"in {first[:12]}"
+    ) in verified.stdout
+    status = repo.reconciler("status", "--format", "json").json()
+    assert status["applications"]["ecommerce"] == {"development": "1.4.1"}
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    waits = [(wait.what, wait.text) for wait in repo.decide()[QA_PLAN].waits]
+    assert ("promotion", "ecommerce 1.4.0 must run in development first (it runs 1.4.1)") in waits
+    repo.commit(people.alice, {QA_PLAN: qa_plan(newer)})
+    assert "promotion" not in [wait.what for wait in repo.decide()[QA_PLAN].waits]
+
+
+def run_trailers(repo: SeedRepo, run: str, environment: str = "development") -> dict[str, str]:
+    return {"Plan": f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}", "Environment": environment, "Run": run}
+
+
+def deployments(version: str, run: str) -> dict[str, str]:
+    entry = {"version": version, "plan": "2026-11-dev-build", "run": run, "deployed_at": "x"}
+    content = dump({"environment": "development", "applications": {"ecommerce": entry}})
+    return {"deployments/development.yaml": content}
+
+
+def void_records(repo: SeedRepo) -> list[tuple[str, str]]:
+    """The records the walk kept as not counting: (commit, why)."""
+    store = repo.store()
+    try:
+        return [
+            (event["commit"], event["reason"])
+            for event in store.events(["ignored"])
+            if "record" in event
+        ]
+    finally:
+        store.close()
+
+
+def test_a_second_finish_record_of_a_run_signed_by_the_service_never_moves_deployments(
+    tmp_path: Path, people: People
+) -> None:
+    # However a record comes back (a copy, or the same service key on another branch).
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.record({**run_trailers(repo, DEV_RUN), "Result": "started", "Reconciler": "t"})
+    ended = repo.record(
+        {**run_trailers(repo, DEV_RUN), "Result": "failed"}, deployments("1.4.0", DEV_RUN)
+    )
+    again = repo.record(
+        {**run_trailers(repo, DEV_RUN), "Result": "succeeded"}, deployments("9.9.9", DEV_RUN)
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.path) == (again, "deployments/development.yaml")
+    assert refusal.reasons == (f"its record does not count: the run already ended in {ended[:12]}",)
+    assert repo.decide()[DEV_PLAN].reasons == (f"run {DEV_RUN} failed",)
+    assert void_records(repo) == [(again, f"the run already ended in {ended[:12]}")]
+
+
+def test_a_finish_record_counts_only_on_top_of_its_runs_start_with_its_plan_and_environment(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    before = repo.head()
+    start = repo.record({**run_trailers(repo, DEV_RUN), "Result": "started", "Reconciler": "t"})
+    with repo.branch("elsewhere", before):  # signed for the same run id, not on its start
+        aside = repo.record({**run_trailers(repo, DEV_RUN), "Result": "succeeded"})
+    repo.merge(people.alice, "elsewhere")
+    other = repo.record({**run_trailers(repo, DEV_RUN, "production"), "Result": "succeeded"})
+    qa_run = {"Plan": f"plans/other.yaml@{'a' * 40}", "Environment": "quality-assurance"}
+    written = repo.record({**qa_run, "Run": "other.1", "Result": "started"})
+    wrong = repo.record(
+        {**qa_run, "Run": "other.1", "Result": "succeeded"}, deployments("1.4.0", "other.1")
+    )
+    nothing = repo.commit(people.reconciler, deployments("1.4.0", "none"))
+    result = repo.verify()
+    plan = f"{DEV_PLAN}@{repo.blob(DEV_PLAN)}"
+    assert void_records(repo) == [
+        (aside, f"it is not built on the run's start record {start[:12]}"),
+        (
+            other,
+            f"the run started for {plan} in development, not {plan} in production",
+        ),
+    ]
+    assert written not in [commit for commit, _ in void_records(repo)]
+    refusals = {verdict.commit: only_refusal(verdict).reasons for verdict in result.judged[-2:]}
+    assert refusals == {
+        wrong: ("its record ends run other.1 in quality-assurance, not development",),
+        nothing: ("the commit is not the finish record of a run",),
+    }
+    assert repo.decide()[DEV_PLAN].reasons == (f"run {DEV_RUN} is running",)
+
+
+# -- 12. the trust anchor of a pull request's check -------------------------------------------
+
+
+def ci_verify_command(workflow: Path, base: str) -> list[str]:
+    """The `reconciler verify` step of the generated CI workflow, for a pull request into
+    `base`, without the leading `reconciler`."""
+    lines = workflow.read_text().splitlines()
+    [line] = [line for line in lines if line.strip().startswith("- run: reconciler verify")]
+    command = line.split("run:", 1)[1].replace("$GITHUB_BASE_REF", base)
+    return shlex.split(command)[1:]
+
+
+def test_a_pull_request_from_an_orphan_branch_cannot_choose_its_trust_anchor_in_ci(
+    tmp_path: Path, people: People
+) -> None:
+    # Before, a fresh state anchored on the root of HEAD's first-parent chain: mallory's
+    # own root, making her a settings user, and the check passed.
+    target = tmp_path / "config"
+    made = run_cli("init", target, "--key", people.root.key.with_suffix(".pub"))
+    assert made.exit_code == 0, made.stderr
+    repo = ConfigRepo(target, people, tmp_path / "unused-state")
+    anchor = repo.head()
+    command = ci_verify_command(target / ".github/workflows/reconciler.yml", "main")
+
+    def fresh(name: str) -> dict[str, str]:
+        return {**os.environ, "RECONCILER_STATE_DIR": str(tmp_path / name)}
+
+    with repo.branch("tidy"):  # an honest pull request passes
+        text = (target / "environments/development.yaml").read_text()
+        repo.commit(people.root, {"environments/development.yaml": "# tidy\n" + text})
+        assert run_cli(*command, cwd=target, env=fresh("tidy-state")).exit_code == 0
+    teams = yaml.safe_load((target / "teams.yaml").read_text())
+    user = {"name": "Mallory", "emails": ["mallory@example.com"]}
+    teams["users"]["mallory"] = {**user, "keys": [people.mallory.public_key]}
+    teams["infrastructure"]["settings"] = ["mallory"]
+    repo.git("checkout", "-q", "--orphan", "evil")
+    repo.commit(people.mallory, {"teams.yaml": dump(teams)}, "root")
+    production = (target / "environments/production.yaml").read_text()
+    anyone = production.replace("plan.deploy: [deployment]", "plan.deploy: [developer]")
+    evil = repo.commit(people.mallory, {"environments/production.yaml": anyone})
+    result = run_cli(*command, cwd=target, env=fresh("evil-state"))
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        f"error: HEAD ({evil[:12]}) does not descend from the trust anchor {anchor[:12]} of "
+        "main: its history is not the branch's, and is not verified against it"
+    )
+    assert "hint: base the commit on main" in result.stderr

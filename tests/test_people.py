@@ -662,13 +662,13 @@ def test_every_commands_json_has_the_keys_the_readme_documents(
 
 
 def test_history_refuses_an_unknown_plan(tmp_path: Path, people: People) -> None:
-    repo = proposed_qa_release(tmp_path, people)
+    repo = proposed_qa_release(tmp_path, people)  # development's versions: a run of 'earlier'
     result = repo.reconciler("history", "2026-11-qa-relase")
     assert result.exit_code == 2, result.stdout
     assert result.stderr == (
         "error: unknown plan 'plans/2026-11-qa-relase.yaml'\n"
-        "  hint: did you mean 'plans/2026-11-qa-release.yaml'? "
-        "(plans on the branch or in the trail: plans/2026-11-qa-release.yaml)\n"
+        "  hint: did you mean 'plans/2026-11-qa-release.yaml'? (plans on the branch or in "
+        "the trail: plans/2026-11-qa-release.yaml, plans/earlier.yaml)\n"
     )
 
 

@@ -55,7 +55,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
 @click.option(
     "--trust-anchor",
     metavar="REV",
-    help="On the first run, trust REV's tree (default: the first commit).",
+    help="On the first run, trust REV's tree (default: the branch's first commit).",
 )
 @click.option(
     "--re-anchor",
@@ -102,7 +102,9 @@ def verify(
             trusted = session.typed_revision("--re-anchor", re_anchor)
             result, _ = session.re_anchor(trusted, progress)
         else:
-            result, _ = session.authorise(to, trust_anchor=anchor, progress=progress)
+            result, _ = session.authorise(
+                to, trust_anchor=anchor, progress=progress, to_name=to_rev
+            )
         refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
         if output_format == "json":
             verify_output.emit_verification_json(
