@@ -18,6 +18,7 @@ checks (DESIGN.md, "From plan to deployment", points 1 to 5).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -299,12 +300,20 @@ def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
     closed = gates.closed(environment.gates, now)
     if closed is None:
         return ()
-    reason = f"the {closed.freeze} freeze" if closed.freeze else "a deploy window"
+    reason = _freeze_named(closed.freeze) if closed.freeze else "a deploy window"
     if closed.opens is None:
         return (Wait("window", f"{reason}: no deploy window opens before the year 9999 ends"),)
     return (
         Wait("window", f"{reason}: deploys may start at {closed.opens.isoformat()}", closed.opens),
     )
+
+
+def _freeze_named(name: str) -> str:
+    """'the forever freeze'; and 'the year-end freeze' for a freeze named so, not
+    'the year-end freeze freeze'."""
+    if re.search(r"\bfreeze$", name, re.IGNORECASE):
+        return f"the {name}"
+    return f"the {name} freeze"
 
 
 def _consistency(policy: Policy, plan: Plan) -> tuple[str, ...]:
@@ -431,10 +440,17 @@ def _trigger(
     now: datetime,
     notes: list[str],
 ) -> tuple[str | None, int]:
-    """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan)."""
-    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = [
-        (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
-    ]
+    """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan).
+
+    A landing by a user who did not hold plan.deploy is their proposal, not a trigger
+    that failed: it is no candidate (one whose actor is unknown may have been meant as
+    a trigger, and is told why it was none).
+    """
+    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = []
+    if landed.triggered or landed.actor is None:
+        candidates.append(
+            (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
+        )
     candidates += [
         (item.seq, item.commit, item.actor, item.how, item.held, item.reasons)
         for item in history.signoffs

@@ -78,7 +78,9 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
         "ecommerce": "1.4.0",
     }
     assert "waiting    plans/2026-11-qa-hotfix.yaml" in result.stdout
-    assert "does not count: bob holds developer in ecommerce" in result.stdout
+    # Bob's push is his proposal: the plan waits for a trigger, and the push is no failed one.
+    assert "a trigger by a plan.deploy holder on quality-assurance (olga)" in result.stdout
+    assert "by bob does not count" not in result.stdout
     verify = reconciler("verify", "--repo", repo)
     assert verify.exit_code == 0, verify.stdout
     # Carry the story on as "Look around" says: Bob's hotfix, approved and triggered, deploys
