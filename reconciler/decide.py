@@ -97,6 +97,7 @@ class History:
     facts: Mapping[str, CommitFacts]
     deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
+    revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +252,8 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     else:
         trigger, trigger_seq = _retry(history, landed, environment, latest, now, notes)
     if trigger is None:
-        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name)) or "nobody"
+        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
+        who = who or "nobody"
         waits.append(
             Wait(
                 "trigger",
@@ -426,7 +428,9 @@ def _still_holds(
     actor = resolve(facts, history.policy, signature_required=environment.gates.signed_commits)
     if actor.id != who:
         return f"{who}'s identity no longer verifies: {actor.how}"
-    verdict = may_on_environment(history.policy, actor.name, permission, environment.name)
+    verdict = may_on_environment(
+        history.policy, actor.name, permission, environment.name, history.revoked
+    )
     if not verdict:
         return f"{actor.name} no longer holds {permission}: {verdict.text()}"
     return None
@@ -501,7 +505,7 @@ def _approvals(
             missing = rule.count - len(taken)
             eligible = [
                 user
-                for user in holders(policy, PLAN_APPROVE, environment.name)
+                for user in holders(policy, PLAN_APPROVE, environment.name, history.revoked)
                 if user in with_role and user not in editors and user not in counted
             ]
             who = ", ".join(eligible) or "nobody who did not edit the plan"
@@ -706,4 +710,5 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         facts={commit: authoriser.facts(commit) for commit in commits},
         deployed=deployed_versions(effective, repo.read_blob),
         refused=frozenset(ref for record in records for ref in record.refused),
+        revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
     )

@@ -24,6 +24,7 @@ from tests.gitfixtures import (
     ended,
     example_file,
     frozen_until_the_end_of_time,
+    grant_bob_deployment,
     interrupted_qa_release,
     plan,
     prod_plan,
@@ -31,6 +32,7 @@ from tests.gitfixtures import (
     qa_plan,
     ran,
     seed_teams,
+    teams_with,
 )
 
 
@@ -364,6 +366,39 @@ def test_a_freeze_whose_name_ends_in_freeze_is_named_once(tmp_path: Path, people
     decision = repo.decide(now=during)[PROD_PLAN]
     assert waits(decision) == [
         "the year-end freeze: deploys may start at 2027-01-04T09:00:00+00:00"
+    ]
+
+
+def test_who_may_approve_or_trigger_where_signatures_count_leaves_out_who_cannot_sign(
+    tmp_path: Path, people: People
+) -> None:
+    # Ravi's and olga's keys are revoked: `plan` still offered them as the ones to ask,
+    # in production, where nothing they do without a key counts.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    trigger_wait = (
+        "a trigger by a plan.deploy holder on {} ({}): merge it, or run `reconciler deploy`"
+    )
+    before = decided_as_the_service_would(repo)
+    # bob has no key: he deploys to quality-assurance by email, never to production.
+    assert waits(before[PROD_PLAN]) == [
+        trigger_wait.format("production", "olga"),
+        "1 more approval by tech-lead (may approve: diana, ravi)",
+        "1 more approval by tester (may approve: carol, fiona)",
+    ]
+    repo.revoke(f"{people.olga.public_key}\n{people.ravi.public_key}\n")
+    after = decided_as_the_service_would(repo)
+    assert waits(after[PROD_PLAN]) == [
+        trigger_wait.format("production", "nobody"),
+        "1 more approval by tech-lead (may approve: diana)",
+        "1 more approval by tester (may approve: carol, fiona)",
+    ]
+    # Where signatures are not required, their emails still make their sign-offs count.
+    assert waits(after[QA_PLAN]) == [
+        trigger_wait.format("quality-assurance", "bob, olga"),
+        "1 more approval by tech-lead (may approve: ravi)",
     ]
 
 
