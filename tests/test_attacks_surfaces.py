@@ -440,10 +440,11 @@ def test_idle_connections_from_one_address_or_many_do_not_keep_out_a_signed_deli
 
 def test_one_address_cannot_take_every_slot_with_requests_that_never_end() -> None:
     service = Service()
-    began = [service.connect("127.0.0.2") for _ in range(40)]
+    began: list[socket.socket] = []
     try:
-        for sock in began:
-            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        for _ in range(40):
+            began.append(service.connect("127.0.0.2"))
+            began[-1].sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")  # and never the rest
         time.sleep(0.3)
         assert deliver_in_time(service, 1) < 1.5
         turned_away = [refusal for refusal in service.refused if refusal[1] == 503]
