@@ -376,7 +376,11 @@ class _Server(ThreadingHTTPServer):
                 return
         room.remove(waiting)
         selector.unregister(waiting.sock)
-        self._serve(waiting)
+        try:
+            self._serve(waiting)
+        except Exception:  # as in socketserver: a request's failure, never the loop's
+            self.handle_error(waiting.sock, waiting.address)
+            self.shutdown_request(waiting.sock)
 
     def _close_waiting(self, selector: selectors.BaseSelector, waiting: _Waiting) -> None:
         """Closed without an answer: it asked for nothing."""
@@ -397,12 +401,11 @@ class _Server(ThreadingHTTPServer):
         waiting.sock.setblocking(True)
         try:
             self.process_request(waiting.sock, waiting.address)
-        except Exception:  # no thread to be had: the loop lives on
+        except BaseException:  # no thread to be had: the slot is free again
             with self._slots_lock:
                 self._read_ahead.pop(waiting.sock, None)
             self._release_slot(waiting.client)
-            self.handle_error(waiting.sock, waiting.address)
-            self.shutdown_request(waiting.sock)
+            raise
 
     def read_ahead(self, sock: socket.socket) -> tuple[float, bytes]:
         """When the wait for the request on `sock` began, and what the loop read of it."""
