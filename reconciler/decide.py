@@ -18,6 +18,7 @@ checks (DESIGN.md, "From plan to deployment", points 1 to 5).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -96,6 +97,7 @@ class History:
     facts: Mapping[str, CommitFacts]
     deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
+    revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +252,8 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     else:
         trigger, trigger_seq = _retry(history, landed, environment, latest, now, notes)
     if trigger is None:
-        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name)) or "nobody"
+        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
+        who = who or "nobody"
         waits.append(
             Wait(
                 "trigger",
@@ -299,12 +302,20 @@ def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
     closed = gates.closed(environment.gates, now)
     if closed is None:
         return ()
-    reason = f"the {closed.freeze} freeze" if closed.freeze else "a deploy window"
+    reason = _freeze_named(closed.freeze) if closed.freeze else "a deploy window"
     if closed.opens is None:
         return (Wait("window", f"{reason}: no deploy window opens before the year 9999 ends"),)
     return (
         Wait("window", f"{reason}: deploys may start at {closed.opens.isoformat()}", closed.opens),
     )
+
+
+def _freeze_named(name: str) -> str:
+    """'the forever freeze'; and 'the year-end freeze' for a freeze named so, not
+    'the year-end freeze freeze'."""
+    if re.search(r"\bfreeze$", name, re.IGNORECASE):
+        return f"the {name}"
+    return f"the {name} freeze"
 
 
 def _consistency(policy: Policy, plan: Plan) -> tuple[str, ...]:
@@ -417,7 +428,9 @@ def _still_holds(
     actor = resolve(facts, history.policy, signature_required=environment.gates.signed_commits)
     if actor.id != who:
         return f"{who}'s identity no longer verifies: {actor.how}"
-    verdict = may_on_environment(history.policy, actor.name, permission, environment.name)
+    verdict = may_on_environment(
+        history.policy, actor.name, permission, environment.name, history.revoked
+    )
     if not verdict:
         return f"{actor.name} no longer holds {permission}: {verdict.text()}"
     return None
@@ -431,10 +444,17 @@ def _trigger(
     now: datetime,
     notes: list[str],
 ) -> tuple[str | None, int]:
-    """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan)."""
-    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = [
-        (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
-    ]
+    """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan).
+
+    A landing by a user who did not hold plan.deploy is their proposal, not a trigger
+    that failed: it is no candidate (one whose actor is unknown may have been meant as
+    a trigger, and is told why it was none).
+    """
+    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = []
+    if landed.triggered or landed.actor is None:
+        candidates.append(
+            (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
+        )
     candidates += [
         (item.seq, item.commit, item.actor, item.how, item.held, item.reasons)
         for item in history.signoffs
@@ -485,7 +505,7 @@ def _approvals(
             missing = rule.count - len(taken)
             eligible = [
                 user
-                for user in holders(policy, PLAN_APPROVE, environment.name)
+                for user in holders(policy, PLAN_APPROVE, environment.name, history.revoked)
                 if user in with_role and user not in editors and user not in counted
             ]
             who = ", ".join(eligible) or "nobody who did not edit the plan"
@@ -690,4 +710,5 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         facts={commit: authoriser.facts(commit) for commit in commits},
         deployed=deployed_versions(effective, repo.read_blob),
         refused=frozenset(ref for record in records for ref in record.refused),
+        revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
     )

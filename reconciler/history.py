@@ -17,6 +17,7 @@ from typing import Any
 from reconciler.decide import runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
+from reconciler.fields import describe_field
 from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
@@ -34,6 +35,12 @@ class Entry:
     counted: bool  # authorised, a sign-off that counted when it landed, or a run's first end
     detail: str
     rank: int = 0  # within a landing: edits and sign-offs, then the landing's trigger, then runs
+    why_not: str | None = None  # why a sign-off, trigger or record does not count
+
+    @property
+    def text(self) -> str:
+        """The detail, and why the entry does not count when there is a reason to give."""
+        return self.detail + (f"; does not count: {self.why_not}" if self.why_not else "")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -44,7 +51,7 @@ class Entry:
             "action": self.action,
             "actor": self.actor,
             "counted": self.counted,
-            "detail": self.detail,
+            "detail": self.text,
         }
 
 
@@ -52,12 +59,14 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     entries: list[Entry] = []
     environments = _Targets()
     edited: dict[str, list[tuple[int, str]]] = {}  # a plan's editors: (landing seq, actor)
+    landings = store.landings()
+    why_refused = _refusal_reasons(landings)
     for event in store.events(["edit"]):
         if event["actor"]:
             edited.setdefault(event["path"], []).append((event["seq"], event["actor"]))
         if event["environment"]:
             environments.add(event["path"], event["seq"], event["environment"])
-        entries.extend(_edit_entries(event))
+        entries.extend(_edit_entries(event, why_refused))
     records = [Record.from_json(event) for event in store.events(["record"])]
     started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
     starts: dict[str, Record] = {}  # each run's first start record: its plan and environment
@@ -105,7 +114,6 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             entries.extend(_record_entries(void, environments, landed, event["reason"]))
         else:
             entries.append(_ignored_entry(event, environments))
-    landings = store.landings()
     for verdict in landings:
         for refusal in verdict["refusals"]:
             if place(refusal["path"]).kind == "plan":
@@ -208,7 +216,22 @@ def select(
     )
 
 
-def _edit_entries(event: dict[str, Any]) -> list[Entry]:
+def _refusal_reasons(landings: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """What each refused change to a plan needed and lacked, by (commit, path, field as
+    `describe_field` words it): an invalid plan's, the validation problem."""
+    return {
+        (refusal["commit"], refusal["path"], describe_field(refusal["field"])): (
+            f"needs {refusal['needed']}: {'; '.join(refusal['reasons'])}"
+        )
+        for verdict in landings
+        for refusal in [*verdict["refusals"], *verdict.get("superseded", ())]
+        if place(refusal["path"]).kind == "plan"
+    }
+
+
+def _edit_entries(
+    event: dict[str, Any], why_refused: Mapping[tuple[str, str, str], str]
+) -> list[Entry]:
     before, after = event["state"]
     if after == "cancelled" and before not in (None, "cancelled"):
         action = "cancelled"
@@ -224,7 +247,13 @@ def _edit_entries(event: dict[str, Any]) -> list[Entry]:
     if event["merge"]:
         detail = f"merge resolution: {detail}"
     if refused:
-        detail += f"; refused: {', '.join(refused)}"
+        reasons = [
+            f"{what} ({why})"
+            if (why := why_refused.get((event["commit"], event["path"], what)))
+            else what
+            for what in refused
+        ]
+        detail += f"; refused: {', '.join(reasons)}"
     if event["actor"] is None:
         detail += f" (actor not verified: {event['how']})"
     return [
@@ -267,8 +296,7 @@ def _landing_entry(
     if never is not None:
         action, text = "landed", f"by landing it on main; not a trigger: {never}"
     else:
-        action = "triggered"
-        text = "by landing it on main" + (f"; does not count: {ran}" if ran is not None else "")
+        action, text = "triggered", "by landing it on main"
     return Entry(
         detail["seq"],
         datetime.fromisoformat(detail["committed_at"]),
@@ -280,6 +308,7 @@ def _landing_entry(
         never is None and ran is None,
         text,
         rank=1,
+        why_not=ran,
     )
 
 
@@ -335,8 +364,6 @@ def _signoff_entry(
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
     editing = editors if signoff.kind == "approve" else frozenset()
     problem = signoff_refusal(signoff, editing) or ran
-    if problem is not None:
-        detail += f"; does not count: {problem}"
     return Entry(
         signoff.seq,
         signoff.committed_at,
@@ -347,6 +374,7 @@ def _signoff_entry(
         signoff.actor,
         problem is None,
         detail,
+        why_not=problem,
     )
 
 
@@ -376,8 +404,6 @@ def _record_entries(
         ]
     action = "run started" if record.result == "started" else f"run {record.result}"
     detail = f"{record.run} (retry of {record.retry_of})" if record.retry_of else f"{record.run}"
-    if void is not None:
-        detail += f"; does not count: {void}"
     return [
         Entry(
             record.seq,
@@ -390,6 +416,7 @@ def _record_entries(
             void is None,
             detail,
             rank=2,
+            why_not=void,
         )
     ]
 

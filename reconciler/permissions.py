@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from reconciler.identity import can_verify
 from reconciler.model import PROJECTS_GRANTABLE_ROLES, Policy
 
 PLAN_EDIT: Final = "plan.edit"
@@ -60,13 +61,21 @@ def _infrastructure_roles(policy: Policy, user: str) -> list[str]:
     ]
 
 
-def holders(policy: Policy, permission: str, environment: str) -> tuple[str, ...]:
-    """Users holding an environment-wide permission (plan.approve, plan.deploy) there."""
+def holders(
+    policy: Policy, permission: str, environment: str, revoked: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """Users who can use an environment-wide permission (plan.approve, plan.deploy) there:
+    holders of a role it is granted to; where signatures are required, only those who
+    can sign with a key that is not `revoked` (fingerprints), their own or a host's.
+    Elsewhere an email makes a sign-off count, so every holder can."""
     env = policy.environments.get(environment)
     if env is None:
         return ()
     roles = env.roles_holding(permission)
-    return tuple(sorted({user for role in roles for user in policy.role_holders.get(role, ())}))
+    users = {user for role in roles for user in policy.role_holders.get(role, ())}
+    if env.gates.signed_commits:
+        users = {user for user in users if can_verify(policy, user, revoked)}
+    return tuple(sorted(users))
 
 
 def _grant_text(environment: str, permission: str, roles: tuple[str, ...]) -> str:
@@ -127,8 +136,15 @@ def may_edit_some_application(
     )
 
 
-def may_on_environment(policy: Policy, user: str, permission: str, environment: str) -> Verdict:
-    """plan.approve or plan.deploy: held through a role in any team."""
+def may_on_environment(
+    policy: Policy,
+    user: str,
+    permission: str,
+    environment: str,
+    revoked: frozenset[str] = frozenset(),
+) -> Verdict:
+    """plan.approve or plan.deploy: held through a role in any team (`revoked`: for the
+    `holders` a denial names)."""
     env = policy.environments.get(environment)
     if env is None:
         return Verdict.deny(f"environment '{environment}' does not exist")
@@ -138,7 +154,7 @@ def may_on_environment(policy: Policy, user: str, permission: str, environment: 
         for team, role in policy.roles_of(user):
             if role in roles:
                 return Verdict.allow(f"{user} is {role} in {team}", grant)
-    who = holders(policy, permission, environment)
+    who = holders(policy, permission, environment, revoked)
     held_by = f"held by {', '.join(who)}" if who else "held by nobody"
     return Verdict.deny(describe_roles(policy, user), f"{grant} ({held_by})")
 

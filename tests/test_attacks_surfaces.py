@@ -16,8 +16,10 @@ import http.client
 import json
 import os
 import re
+import select
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,7 +234,7 @@ watchers = test_watch.watchers  # the fixture: the watch processes a test starte
 class Service:
     """A real webhook server on loopback, and what it reported."""
 
-    def __init__(self, **limits: float) -> None:
+    def __init__(self, secret: bytes = SECRET, **limits: float) -> None:
         self.delivered: list[Delivery] = []
         self.refused: list[tuple[str, int, str]] = []
 
@@ -243,7 +245,7 @@ class Service:
         self.server = WebhookServer(
             "127.0.0.1",
             0,
-            SECRET,
+            secret,
             Receiver(
                 delivered=deliver,
                 refused=lambda *refusal: self.refused.append(refusal),
@@ -254,8 +256,11 @@ class Service:
         self.server.start()
         self.port = self.server.address[1]
 
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+    def connect(self, source: str = "127.0.0.1") -> socket.socket:
+        """A connection from `source`: any 127.x.y.z address is this machine's too."""
+        return socket.create_connection(
+            ("127.0.0.1", self.port), timeout=10, source_address=(source, 0)
+        )
 
     def exchange(self, data: bytes) -> bytes:
         """`data` on a fresh connection; all the server answers until it closes."""
@@ -341,11 +346,15 @@ def test_a_client_that_sends_a_byte_now_and_then_is_cut_off_at_the_request_deadl
     assert service.delivered == []
 
 
-def test_connections_beyond_the_cap_are_answered_503_and_the_server_recovers(
+def test_requests_beyond_the_cap_are_answered_503_and_the_server_recovers(
     service: Service,
 ) -> None:
-    held = [service.connect() for _ in range(4)]  # silent clients: every slot taken
+    # Requests that have begun (a request line) and never end their headers: every slot
+    # taken. Silent connections take none (test_idle_connections_...).
+    held = [service.connect() for _ in range(4)]
     try:
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         time.sleep(0.2)
         answer = service.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503 "), answer
@@ -360,6 +369,172 @@ def test_connections_beyond_the_cap_are_answered_503_and_the_server_recovers(
     with service.connect() as sock:
         time.sleep(1.5)
         assert read_all(sock) == b""
+
+
+def deliver_in_time(service: Service, number: int) -> float:
+    """A genuine signed push delivered now: asserts 202, and returns how long it took."""
+    body = json.dumps({"ref": "refs/heads/main", "after": f"{number:040x}"}).encode()
+    began = time.monotonic()
+    status, answer = service.get("POST", "/webhook", body, **signed(body))
+    assert status == 202, answer
+    assert json.loads(answer)["action"] == "pass triggered"
+    return time.monotonic() - began
+
+
+class Hoarder(threading.Thread):
+    """An attacker that keeps `per_address` silent connections open from each of
+    `addresses`, opening another whenever the server closes one, until stopped."""
+
+    def __init__(self, port: int, addresses: list[str], per_address: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.addresses, self.per_address = port, addresses, per_address
+        self.opened = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        held: dict[socket.socket, str] = {}
+        while not self.stopping.is_set():
+            for address in self.addresses:
+                while list(held.values()).count(address) < self.per_address:
+                    try:
+                        sock = socket.create_connection(
+                            ("127.0.0.1", self.port), timeout=1, source_address=(address, 0)
+                        )
+                    except OSError:
+                        break
+                    held[sock] = address
+                    self.opened += 1
+            readable, _, _ = select.select(list(held), [], [], 0.05)
+            for sock in readable:  # closed by the server: opened again on the next turn
+                del held[sock]
+                sock.close()
+        for sock in held:
+            sock.close()
+
+
+def test_idle_connections_from_one_address_or_many_do_not_keep_out_a_signed_delivery() -> None:
+    # 32 silent connections took every slot: genuine deliveries got 503 until the read
+    # timeout (10 s) closed them, and the attacker opened 32 more.
+    service = Service()  # the limits `watch --listen` has
+    idle = [service.connect() for _ in range(40)]  # from the address the delivery comes from
+    idle += [service.connect(f"127.0.0.{host}") for host in range(2, 6) for _ in range(10)]
+    try:
+        time.sleep(0.2)
+        assert deliver_in_time(service, 1) < 1.5
+        # The same attacker again and again, from several addresses: every connection the
+        # server closes is opened anew at once.
+        hoarder = Hoarder(service.port, [f"127.0.0.{host}" for host in range(6, 10)], 12)
+        hoarder.start()
+        try:
+            began = time.monotonic()
+            for number in range(2, 8):
+                time.sleep(0.4)
+                assert deliver_in_time(service, number) < 1.5
+            assert time.monotonic() - began >= 2.4
+            assert hoarder.opened > 48  # it did open again what the server closed
+        finally:
+            hoarder.stopping.set()
+            hoarder.join(timeout=5)
+        assert [delivery.replayed for delivery in service.delivered] == [False] * 7
+    finally:
+        for sock in idle:
+            sock.close()
+        service.server.stop()
+
+
+def test_one_address_cannot_take_every_slot_with_requests_that_never_end() -> None:
+    service = Service()
+    began: list[socket.socket] = []
+    try:
+        for _ in range(40):
+            began.append(service.connect("127.0.0.2"))
+            began[-1].sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        time.sleep(0.3)
+        assert deliver_in_time(service, 1) < 1.5
+        turned_away = [refusal for refusal in service.refused if refusal[1] == 503]
+        assert set(turned_away) == {("127.0.0.2", 503, "too many connections from one address")}
+        assert len(turned_away) == 40 - 8
+    finally:
+        for sock in began:
+            sock.close()
+        service.server.stop()
+
+
+def test_headers_sent_a_byte_a_second_are_cut_off_at_the_header_deadline() -> None:
+    # Slowloris within the request deadline: the headers had the whole 10 s, so a client
+    # held a thread (and a slot) 10 s for a few bytes.
+    service = Service(read_timeout=10.0)
+    try:
+        with service.connect() as sock:
+            began = time.monotonic()
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            closed_after = None
+            while time.monotonic() - began < 6:
+                sock.settimeout(1.0)
+                try:
+                    if sock.recv(65536) == b"":
+                        closed_after = time.monotonic() - began
+                        break
+                except TimeoutError:
+                    pass
+                except ConnectionResetError:
+                    closed_after = time.monotonic() - began
+                    break
+                try:
+                    sock.sendall(b"a")
+                except OSError:
+                    closed_after = time.monotonic() - began
+                    break
+            assert closed_after is not None
+            assert 1.5 < closed_after < 3.5
+        # The body still has the request's whole deadline: headers at once, body 2.5 s on.
+        body = json.dumps({"ref": "refs/heads/main", "after": "b" * 40}).encode()
+        with service.connect() as sock:
+            head = f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            sock.sendall(
+                head.encode()
+                + b"".join(f"{k}: {v}\r\n".encode() for k, v in signed(body).items())
+                + b"Connection: close\r\n\r\n"
+            )
+            time.sleep(2.5)
+            sock.sendall(body)
+            assert read_all(sock).startswith(b"HTTP/1.1 202 ")
+        assert len(service.delivered) == 1
+    finally:
+        service.server.stop()
+
+
+def test_a_gitlab_token_that_is_not_ascii_is_accepted_when_right_and_refused_when_wrong() -> None:
+    # Header values are read as Latin-1 and were compared as UTF-8: a non-ASCII token
+    # never matched, however right.
+    token = "jeton-d\u00e9ploiement-\u00df\u2603"
+    service = Service(secret=token.encode())
+    body = json.dumps({"object_kind": "push", "ref": "refs/heads/main", "after": "c" * 40})
+
+    def send(raw_token: bytes) -> bytes:
+        return service.exchange(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Gitlab-Event: Push Hook\r\n"
+            b"X-Gitlab-Token: " + raw_token + b"\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body.encode()
+        )
+
+    try:
+        assert send(token.encode()).startswith(b"HTTP/1.1 202 ")
+        assert [delivery.provider for delivery in service.delivered] == ["gitlab"]
+        wrong = [
+            token.replace("\u2603", "\u2604").encode(),  # one character off
+            token.encode("utf-8")[:-1],  # one byte short
+            token.encode("latin-1", "replace"),  # the same text, another encoding
+            b"jeton-d\xc3\xa9ploiement-",  # a prefix
+        ]
+        for raw in wrong:
+            assert send(raw).startswith(b"HTTP/1.1 401 "), raw
+        assert len(service.delivered) == 1
+        assert [refusal[1:] for refusal in service.refused] == [
+            (401, "bad or missing X-Gitlab-Token")
+        ] * len(wrong)
+    finally:
+        service.server.stop()
 
 
 def test_a_chunked_body_is_refused_even_beside_a_content_length(service: Service) -> None:

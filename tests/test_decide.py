@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.decide import Decision
@@ -24,6 +24,7 @@ from tests.gitfixtures import (
     ended,
     example_file,
     frozen_until_the_end_of_time,
+    grant_bob_deployment,
     interrupted_qa_release,
     plan,
     prod_plan,
@@ -32,6 +33,7 @@ from tests.gitfixtures import (
     qa_plan,
     ran,
     seed_teams,
+    teams_with,
     window_only_tomorrow,
 )
 
@@ -352,6 +354,88 @@ def test_a_freeze_until_the_end_of_time_keeps_a_plan_waiting_with_no_opening(
             "until": None,
         }
     ]
+
+
+def test_a_freeze_whose_name_ends_in_freeze_is_named_once(tmp_path: Path, people: People) -> None:
+    # production's freeze is named "year-end freeze": plans waited for "the year-end freeze
+    # freeze".
+    repo = SeedRepo.create(tmp_path, people)
+    during = datetime(2026, 12, 22, 12, 0, tzinfo=UTC)  # a Tuesday, in the window's hours
+    repo.clock = int(during.timestamp()) - 3600  # approvals fresh at `during`
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    repo.trigger(people.olga, PROD_PLAN)
+    decision = repo.decide(now=during)[PROD_PLAN]
+    assert waits(decision) == [
+        "the year-end freeze: deploys may start at 2027-01-04T09:00:00+00:00"
+    ]
+
+
+def test_who_may_approve_or_trigger_where_signatures_count_leaves_out_who_cannot_sign(
+    tmp_path: Path, people: People
+) -> None:
+    # Ravi's and olga's keys are revoked: `plan` still offered them as the ones to ask,
+    # in production, where nothing they do without a key counts.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    trigger_wait = (
+        "a trigger by a plan.deploy holder on {} ({}): merge it, or run `reconciler deploy`"
+    )
+    before = decided_as_the_service_would(repo)
+    # bob has no key: he deploys to quality-assurance by email, never to production.
+    assert waits(before[PROD_PLAN]) == [
+        trigger_wait.format("production", "olga"),
+        "1 more approval by tech-lead (may approve: diana, ravi)",
+        "1 more approval by tester (may approve: carol, fiona)",
+    ]
+    repo.revoke(f"{people.olga.public_key}\n{people.ravi.public_key}\n")
+    after = decided_as_the_service_would(repo)
+    assert waits(after[PROD_PLAN]) == [
+        trigger_wait.format("production", "nobody"),
+        "1 more approval by tech-lead (may approve: diana)",
+        "1 more approval by tester (may approve: carol, fiona)",
+    ]
+    # Where signatures are not required, their emails still make their sign-offs count.
+    assert waits(after[QA_PLAN]) == [
+        trigger_wait.format("quality-assurance", "bob, olga"),
+        "1 more approval by tech-lead (may approve: ravi)",
+    ]
+
+
+def test_a_proposal_landed_by_one_who_may_not_deploy_is_no_trigger_that_failed(
+    tmp_path: Path, people: People
+) -> None:
+    # A tech lead's merge (or commit) of a plan into quality-assurance was reported as
+    # "trigger in ... by alice does not count": it is her proposal, not a trigger.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    with repo.branch("proposal"):
+        repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE)}, signed=False)
+    repo.merge(people.alice, "proposal")
+    merged = repo.decide()[QA_PLAN]
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    committed = repo.decide()[QA_PLAN]
+    for decision in (merged, committed):
+        assert decision.status == "waiting"
+        assert decision.notes == ()
+        assert waits(decision)[0] == (
+            "a trigger by a plan.deploy holder on quality-assurance (olga): merge it, or run "
+            "`reconciler deploy`"
+        )
+    shown = repo.reconciler("plan")
+    assert (shown.exit_code, shown.stderr) == (0, "")
+    assert "trigger in" not in shown.stdout
+    # A landing whose actor is unknown may have been meant as a trigger: it says why it
+    # was none.
+    with repo.branch("more"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="more")})
+    merge = repo.merge(people.mallory, "more", signed=False)
+    [note] = repo.decide()[QA_PLAN].notes
+    assert note.startswith(f"trigger in {merge[:12]} by an unknown actor does not count: ")
 
 
 def test_an_approver_removed_from_the_team_before_execution_no_longer_counts(

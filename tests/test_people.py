@@ -78,7 +78,9 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
         "ecommerce": "1.4.0",
     }
     assert "waiting    plans/2026-11-qa-hotfix.yaml" in result.stdout
-    assert "does not count: bob holds developer in ecommerce" in result.stdout
+    # Bob's push is his proposal: the plan waits for a trigger, and the push is no failed one.
+    assert "a trigger by a plan.deploy holder on quality-assurance (olga)" in result.stdout
+    assert "by bob does not count" not in result.stdout
     verify = reconciler("verify", "--repo", repo)
     assert verify.exit_code == 0, verify.stdout
     # Carry the story on as "Look around" says: Bob's hotfix, approved and triggered, deploys
@@ -871,6 +873,45 @@ def test_history_shows_a_retry_of_a_run_that_succeeded_as_not_counting_as_decide
         "run 2026-11-qa-release.1; does not count: only interrupted runs are retried, "
         "and 2026-11-qa-release.1 succeeded",
     )
+
+
+def test_history_says_once_why_an_entry_does_not_count(tmp_path: Path, people: People) -> None:
+    # A retry of a run that succeeded read "...; does not count: only interrupted runs are
+    # retried, ... (does not count)".
+    repo = proposed_qa_release(tmp_path, people)
+    own = repo.approve(people.alice, QA_PLAN)  # alice edited the plan
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1")
+    retry = repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
+    result = repo.reconciler("history")
+    assert (result.exit_code, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    counts = [line.count("does not count") for line in lines]
+    assert (max(counts), counts.count(1)) == (1, 2)  # alice's approval and the retry, once each
+    [retried] = [line for line in lines if retry[:10] in line]
+    assert retried.endswith(
+        "2026-11-qa-release: run 2026-11-qa-release.1 (does not count: only interrupted runs "
+        "are retried, and 2026-11-qa-release.1 succeeded)"
+    )
+    [approved] = [line for line in lines if own[:10] in line]
+    assert approved.endswith(
+        "(does not count: alice edited the plan, and editors do not approve their own plans)"
+    )
+
+
+def test_history_names_what_makes_an_invalid_plan_invalid(tmp_path: Path, people: People) -> None:
+    # It said "refused: its content", and nothing of the rule the plan breaks.
+    repo = SeedRepo.create(tmp_path, people)
+    invalid = repo.commit(people.alice, {DEV_PLAN: dev_plan({"name": "ecommerce"})})
+    problem = f"{DEV_PLAN}:4:3: applications.0: missing required key 'version'"
+    [entry] = [entry for entry in _history(repo) if entry["commit"] == invalid]
+    assert (entry["action"], entry["actor"], entry["counted"]) == ("created", "alice", False)
+    assert entry["detail"].endswith(
+        f"; refused: its content (needs a valid plan: the new content is refused: {problem})"
+    )
+    text = repo.reconciler("history").stdout
+    assert f"{problem}) (does not count)" in text
 
 
 def test_history_shows_a_retry_landed_before_the_run_was_recorded_interrupted_as_not_counting(

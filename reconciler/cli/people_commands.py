@@ -141,7 +141,9 @@ def render_entry(entry: Entry) -> str:
     when = entry.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     actor = printable(entry.actor or "?").ljust(10)
     plan = entry.plan.removeprefix("plans/").removesuffix(".yaml") if entry.plan else "-"
-    mark = "" if entry.counted else click.style(" (does not count)", fg="red")
+    # Said once: with its reason when there is one (a detail never says it itself).
+    why = f": {entry.why_not}" if entry.why_not else ""
+    mark = "" if entry.counted else click.style(printable(f" (does not count{why})"), fg="red")
     return (
         f"{when} {entry.commit[:10]} {actor} {entry.action:<14} "
         f"{printable(f'{plan}: {entry.detail}')}{mark}"
