@@ -51,7 +51,7 @@ from reconciler.events import (
     miscased_keys,
     parse_plan_ref,
     parse_record,
-    parse_trailers,
+    read_trailers,
 )
 from reconciler.fields import (
     CONTENT,
@@ -193,6 +193,7 @@ class VerifyResult:
     tip: str
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
     differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
+    ignored: tuple[Mapping[str, Any], ...] = ()  # trailers this pass found counting for nothing
 
     @property
     def authorised(self) -> bool:
@@ -253,6 +254,7 @@ class Authoriser:
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._walked: str | None = None
         self._touched: set[str] = set()
+        self._ignored: list[dict[str, Any]] = []  # this run's ignored trailers, as stored
         self.anchor = ""
 
     # -- public -------------------------------------------------------------
@@ -280,6 +282,7 @@ class Authoriser:
         """
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
+        self._ignored = []
         self.store.begin()
         try:
             if re_anchor:
@@ -316,6 +319,7 @@ class Authoriser:
                 path: tuple(describe_field(key) for key in sorted(detail))
                 for path, detail in self.dirty.items()
             },
+            ignored=tuple(self._ignored),
         )
 
     def _restore(self) -> None:
@@ -940,7 +944,12 @@ class Authoriser:
 
     def _collect_events(self, entry: HistoryEntry, work: _Landing, policy: Policy) -> None:
         """Approvals, triggers, retries and records this landed commit carries."""
-        trailers = parse_trailers(self.info(entry.id).message)
+        info = self.info(entry.id)
+        read = read_trailers(info.message, info.encoding)
+        if read.refused is not None:
+            self._ignorer(entry.id, work.seq, read.by_key(), policy)(read.refused)
+            return
+        trailers = read.counted()
         if not trailers:
             return
         ignore = self._ignorer(entry.id, work.seq, trailers, policy)
@@ -1062,20 +1071,17 @@ class Authoriser:
         actor = self._actor(commit, policy, signed=False).id
 
         def ignore(reason: str) -> None:
-            self.store.add_event(
-                seq,
-                commit,
-                "ignored",
-                {
-                    "kind": "ignored",
-                    "commit": commit,
-                    "seq": seq,
-                    "committed_at": self._committed_at(commit),
-                    "trailers": {key: list(values) for key, values in trailers.items()},
-                    "reason": reason,
-                    "actor": actor,
-                },
-            )
+            detail = {
+                "kind": "ignored",
+                "commit": commit,
+                "seq": seq,
+                "committed_at": self._committed_at(commit),
+                "trailers": {key: list(values) for key, values in trailers.items()},
+                "reason": reason,
+                "actor": actor,
+            }
+            self.store.add_event(seq, commit, "ignored", detail)
+            self._ignored.append(detail)
 
         return ignore
 

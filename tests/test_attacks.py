@@ -11,6 +11,7 @@ change to teams.yaml's comments.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 from reconciler.authorise import Authoriser
 from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
+from reconciler.events import NUL_MESSAGE
 from reconciler.gitrepo import GitRepo
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
@@ -35,6 +37,7 @@ from tests.gitfixtures import (
     QA_PLAN,
     SUITE_NOW,
     People,
+    Person,
     SeedRepo,
     command_environment,
     dev_plan,
@@ -44,6 +47,7 @@ from tests.gitfixtures import (
     prod_plan,
     proposed_qa_release,
     qa_plan,
+    run_git,
     seed_teams,
     teams_with,
     with_command_driver,
@@ -1052,3 +1056,77 @@ def test_records_from_a_history_unrelated_to_the_trust_anchor_do_not_end_a_run_h
     assert (decision.status, decision.run) == ("executable", None)
     reasons = [event["reason"] for event in repo.store().events(["ignored"])]
     assert reasons == ["the commit does not descend from the trust anchor"] * 2
+
+
+# -- what git log does not show -----------------------------------------------------------------
+
+
+def land_raw_commit(repo: SeedRepo, by: Person, message: bytes) -> str:
+    """An empty commit on main with exactly `message`'s bytes, signed with `by`'s key by
+    ssh-keygen as git signs (`git commit` refuses a NUL byte in a message; the object store
+    and a push take it)."""
+    parent = repo.head()
+    tree = repo.git("rev-parse", "main^{tree}")
+    when = f"{int(time.time()) - 1800} +0000"
+    person = f"{by.name} <{by.email}> {when}"
+    headers = f"tree {tree}\nparent {parent}\nauthor {person}\ncommitter {person}\n".encode()
+    payload = headers + b"\n" + message
+    signature = subprocess.run(
+        ["ssh-keygen", "-q", "-Y", "sign", "-n", "git", "-f", str(by.key)],
+        input=payload,
+        capture_output=True,
+        check=True,
+    ).stdout
+    block = b"gpgsig " + signature.rstrip(b"\n").replace(b"\n", b"\n ") + b"\n"
+    raw = headers + block + b"\n" + message
+    written = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+        cwd=repo.path,
+        input=raw,
+        capture_output=True,
+        check=True,
+    )
+    commit = written.stdout.decode().strip()
+    repo.git("update-ref", "refs/heads/main", commit, parent)
+    return commit
+
+
+def test_a_trigger_after_a_nul_byte_that_git_log_never_shows_does_not_deploy(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.clock = int(time.time()) - 3600  # the CLI judges approval_ttl by the real clock
+    repo.approve(people.ravi, QA_PLAN)
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    # olga's own key signs it: what an auditor reads in git log is a note, not a trigger.
+    hidden = land_raw_commit(
+        repo, people.olga, f"Release notes\n\nAll green.\0\n\nDeploy-Plan: {ref}\n".encode()
+    )
+    remote = repo.publish_to_bare_remote()
+    assert run_git(remote, "rev-parse", "main") == hidden  # a push carries it
+    shown = repo.git("log", "-1", "--format=%B%n%(trailers)", hidden)
+    assert "Deploy-Plan" not in shown
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{people.olga.email} {people.olga.public_key}\n")
+    allowed = f"gpg.ssh.allowedSignersFile={signers}"
+    assert repo.git("-c", allowed, "log", "-1", "--format=%G? %GS", hidden) == (
+        f"G {people.olga.email}"
+    )
+
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert applied.json()["runs"] == []
+    assert not (repo.path / "deployments/quality-assurance.yaml").exists()
+    verify = repo.reconciler("verify")
+    assert f"{hidden[:12]} by olga: {NUL_MESSAGE}" in verify.stdout
+    [entry] = [
+        entry
+        for entry in repo.reconciler("history", "--format", "json").json()["entries"]
+        if entry["commit"] == hidden
+    ]
+    assert (entry["action"], entry["counted"], entry["detail"]) == ("ignored", False, NUL_MESSAGE)
+    assert entry["plan"] == QA_PLAN  # what it hid, for the auditor
+
+    repo.trigger(people.olga, QA_PLAN)  # the same trigger where git log shows it starts a run
+    runs = repo.apply("--format", "json").json()["runs"]
+    assert [run["run"] for run in runs] == ["2026-11-qa-release.1"]
