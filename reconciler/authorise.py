@@ -1134,6 +1134,7 @@ def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | No
         signature_reason=reason,
         committer_email=info.committer.email,
         author_email=info.author.email,
+        parents=len(info.parents),
     )
 
 

@@ -32,6 +32,7 @@ from tests.gitfixtures import (
     DEV_PLAN,
     DRIVER,
     ECOMMERCE,
+    HOST_EMAIL,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
@@ -50,6 +51,7 @@ from tests.gitfixtures import (
     run_git,
     seed_teams,
     teams_with,
+    teams_with_host,
     with_command_driver,
 )
 
@@ -1128,5 +1130,50 @@ def test_a_trigger_after_a_nul_byte_that_git_log_never_shows_does_not_deploy(
     assert entry["plan"] == QA_PLAN  # what it hid, for the auditor
 
     repo.trigger(people.olga, QA_PLAN)  # the same trigger where git log shows it starts a run
+    runs = repo.apply("--format", "json").json()["runs"]
+    assert [run["run"] for run in runs] == ["2026-11-qa-release.1"]
+
+
+# -- what a host's signature vouches for ----------------------------------------------------------
+
+
+def test_a_rebase_merge_of_commits_authored_as_olga_does_not_act_as_olga(
+    tmp_path: Path, people: People
+) -> None:
+    host = people.second_key(people.mallory, "github-host").key
+    repo = proposed_qa_release(tmp_path, people, teams=teams_with_host(people, host))
+    repo.clock = int(time.time()) - 3600  # the CLI judges approval_ttl by the real clock
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    # bob, a developer, writes ravi's approval and olga's trigger under their names (no
+    # signature: he has no key of theirs), then presses "Rebase and merge": the host
+    # commits and signs them, keeping those authors.
+    with repo.branch("release"):
+        for who, key in ((people.ravi, "Approve-Plan"), (people.olga, "Deploy-Plan")):
+            repo.commit(who, message=f"{key}\n\n{key}: {ref}", signed=False)
+    repo.host_rebase_merge(host, "release")
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{HOST_EMAIL} {host.with_suffix('.pub').read_text()}")
+    shown = repo.git(
+        *("-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "-2", "main"),
+        "--format=%P|%an <%ae>|%cn <%ce>|%G?",
+    )
+    assert [line.split("|", 1)[1] for line in shown.splitlines()] == [
+        f"{who.name} <{who.email}>|GitHub <{HOST_EMAIL}>|G" for who in (people.olga, people.ravi)
+    ]
+    assert all(" " not in line.split("|")[0] for line in shown.splitlines())  # one parent
+
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert applied.json()["runs"] == []
+    [state] = repo.reconciler("plan", "--format", "json").json()["plans"]
+    assert (state["approvers"], state["triggered_by"]) == ([], None)
+
+    # The same host's true merge, made when olga presses the button, still triggers.
+    with repo.branch("portal-0.7"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
+        repo.approve(people.ravi, QA_PLAN)
+    repo.host_merge(host, people.olga, "portal-0.7")
+    [state] = repo.reconciler("plan", "--format", "json").json()["plans"]
+    assert (state["approvers"], state["triggered_by"]) == (["ravi"], "olga")
     runs = repo.apply("--format", "json").json()["runs"]
     assert [run["run"] for run in runs] == ["2026-11-qa-release.1"]
