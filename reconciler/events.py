@@ -110,6 +110,8 @@ def read_trailers(message: str, encoding: str = "") -> Trailers:
     one or in the other is not what an auditor reads) and git before and after
     2.56 (which stopped reading `key://...` lines as trailers).
     """
+    if ":" not in message and "\0" not in message:
+        return Trailers(())  # every trailer git prints has a colon: most messages end here
     text = _from_subject(message)
     seen = _git_trailers(text, url_keys=True)
     if "\0" in message:
