@@ -69,6 +69,7 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
         signature_reason=reason,
         committer_email=email,
         author_email=email,
+        parents=1,  # approvals, triggers, cancels: empty commits on the branch's tip
     )
     return resolve(
         facts, policy, signature_required=environment.gates.signed_commits

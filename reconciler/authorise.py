@@ -53,7 +53,7 @@ from reconciler.events import (
     miscased_keys,
     parse_plan_ref,
     parse_record,
-    parse_trailers,
+    read_trailers,
     record_refusal,
 )
 from reconciler.fields import (
@@ -202,6 +202,7 @@ class VerifyResult:
     tip: str
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
     differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
+    ignored: tuple[Mapping[str, Any], ...] = ()  # trailers this pass found counting for nothing
 
     @property
     def authorised(self) -> bool:
@@ -266,6 +267,7 @@ class Authoriser:
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._walked: str | None = None
         self._touched: set[str] = set()
+        self._ignored: list[dict[str, Any]] = []  # this run's ignored trailers, as stored
         self.anchor = ""
 
     # -- public -------------------------------------------------------------
@@ -293,6 +295,7 @@ class Authoriser:
         """
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
+        self._ignored = []
         self.store.begin()
         try:
             if re_anchor:
@@ -329,6 +332,7 @@ class Authoriser:
                 path: tuple(describe_field(key) for key in sorted(detail))
                 for path, detail in self.dirty.items()
             },
+            ignored=tuple(self._ignored),
         )
 
     def _restore(self) -> None:
@@ -951,7 +955,12 @@ class Authoriser:
 
     def _collect_events(self, entry: HistoryEntry, work: _Landing, policy: Policy) -> None:
         """Approvals, triggers, retries and records this landed commit carries."""
-        trailers = parse_trailers(self.info(entry.id).message)
+        info = self.info(entry.id)
+        read = read_trailers(info.message, info.encoding)
+        if read.refused is not None:
+            self._ignorer(entry.id, work.seq, read.by_key(), policy)(read.refused)
+            return
+        trailers = read.counted()
         if not trailers:
             return
         ignore = self._ignorer(entry.id, work.seq, trailers, policy)
@@ -1116,6 +1125,7 @@ class Authoriser:
             if record is not None:  # a record that does not count: `history` shows it as one
                 detail["record"] = record.as_json()
             self.store.add_event(seq, commit, "ignored", detail)
+            self._ignored.append(detail)
 
         return ignore
 
@@ -1168,6 +1178,7 @@ def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | No
         signature_reason=reason,
         committer_email=info.committer.email,
         author_email=info.author.email,
+        parents=len(info.parents),
     )
 
 

@@ -146,6 +146,11 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
         other_paths=tuple(teams.get("other_paths", ())),
         role_holders=_role_holders(team_values, users),
         signers=frozenset(key_owner.values()),
+        squash_hosts=frozenset(
+            host_id
+            for host_id, data in teams.get("hosts", {}).items()
+            if data.get("vouches_for_squash_author") is True
+        ),
     )
 
 

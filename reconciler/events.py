@@ -16,11 +16,17 @@ kept with the reason it was ignored, so `plan` and `history` can say why:
   shares the anchor, so each repository needs its own service key).
 - A record counts once (`record_refusal`): one start and one finish per run id,
   the finish built on its run's start.
+- Trailers are read as `git log --format=%(trailers)` shows them
+  (`read_trailers`, held against git in tests/test_trailers.py, which lists
+  where and why the two may differ). A message git log shows otherwise (a NUL
+  byte, a declared encoding other than UTF-8), or whose trailers git versions
+  read differently, holds none that count.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +45,6 @@ FINISHED: Final = ("succeeded", "failed", "interrupted")
 # A full blob id: 40 hex digits with SHA-1, 64 in a SHA-256 repository.
 _REF = re.compile(r"^(?P<path>plans/[^@\s]+\.yaml)@(?P<blob>[0-9a-f]{40}(?:[0-9a-f]{24})?)$")
 _RUN = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*\.[0-9]+$")
-_TRAILER_KEY = re.compile(r"[A-Za-z0-9-]+")
 
 Kind = Literal["approve", "deploy", "retry", "record", "ignored"]
 
@@ -66,18 +71,235 @@ def is_run_id(text: str) -> bool:
     return bool(_RUN.match(text))
 
 
-def parse_trailers(message: str) -> dict[str, tuple[str, ...]]:
-    """`Key: value` lines of the message's last paragraph (git's trailer block)."""
-    paragraphs = [part for part in message.strip().split("\n\n") if part.strip()]
-    if len(paragraphs) < 2:
-        return {}
-    found: dict[str, list[str]] = {}
-    for line in paragraphs[-1].splitlines():
-        key, separator, value = line.partition(": ")
-        if not separator or not _TRAILER_KEY.fullmatch(key):
-            return {}
-        found.setdefault(key, []).append(value.strip())
-    return {key: tuple(values) for key, values in found.items()}
+# git's isspace() and isalnum(): ASCII only. Python's own also count \v, \f, \x1c-\x1f,
+# \x85, U+2028 and letters of every script, which git reads as ordinary bytes.
+_SPACE: Final = " \t\n\r"
+_KEY_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-")
+_COMMENT: Final = "#"  # core.commentChar's default: the reconciler reads no one's git config
+_GIT_PREFIXES: Final = ("Signed-off-by: ", "(cherry picked from commit ")
+_CUT_LINE: Final = "\n# ------------------------ >8 ------------------------\n"
+NUL_MESSAGE: Final = (
+    "the message holds a NUL byte, where git log stops showing it: none of its trailers count"
+)
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Trailers:
+    """What a commit message says in trailers, as `git log --format=%(trailers:only,unfold)`
+    shows them; `refused` says why none of them count (`seen` still shows them)."""
+
+    seen: Pairs
+    refused: str | None = None
+
+    def counted(self) -> dict[str, tuple[str, ...]]:
+        """The values of each key, in message order; none where the trailers are refused."""
+        return {} if self.refused else self.by_key()
+
+    def by_key(self) -> dict[str, tuple[str, ...]]:
+        """The values of each key seen, counted or not, in message order."""
+        found: dict[str, tuple[str, ...]] = {}
+        for key, text in self.seen:
+            found[key] = (*found.get(key, ()), text)
+        return found
+
+
+def read_trailers(message: str, encoding: str = "") -> Trailers:
+    """A commit message's trailers as `git log` shows them, and whether they count.
+
+    They count only where every reader agrees: the reconciler, `git log` (which
+    stops at a NUL byte and converts from a declared encoding, so text after the
+    one or in the other is not what an auditor reads) and git before and after
+    2.56 (which stopped reading `key://...` lines as trailers).
+    """
+    if ":" not in message and "\0" not in message:
+        return Trailers(())  # every trailer git prints has a colon: most messages end here
+    text = _from_subject(message)
+    seen = _git_trailers(text, url_keys=True)
+    if "\0" in message:
+        return Trailers(seen, NUL_MESSAGE)
+    if encoding and encoding.lower() not in ("utf-8", "utf8"):
+        return Trailers(
+            seen,
+            f"the commit declares the encoding '{encoding}', which git log converts its "
+            "message from: none of its trailers count",
+        )
+    # Only a `key://` line reads differently: without one, the second reading is the first.
+    if "://" in text and seen != _git_trailers(text, url_keys=False):
+        return Trailers(
+            seen,
+            "git before 2.56 reads a 'key://...' line as a trailer and later versions do not, "
+            "so they read different trailers here: none of them count",
+        )
+    return Trailers(seen)
+
+
+def _from_subject(message: str) -> str:
+    """The message from its subject on: %(trailers) skips blank lines before it."""
+    start = 0
+    while start < len(message):
+        end = message.find("\n", start)
+        end = len(message) if end < 0 else end + 1
+        if message[start:end].strip(_SPACE):
+            break
+        start = end
+    return message[start:]
+
+
+def _git_trailers(text: str, *, url_keys: bool) -> Pairs:
+    """(key, value) of each trailer of `text`, as git 2.39's `trailer_info_get` with
+    `--no-divider` finds them and `--unfold` prints them (from 2.56 with `url_keys=False`).
+
+    Ported line by line from trailer.c and commit.c (`ignore_non_trailer`), on
+    positions in `text`, so that the quirks stay git's: the last paragraph is
+    the block when all its lines are trailers, or a quarter of them are and one
+    is git's own (`Signed-off-by: `, `(cherry picked from commit `); lines
+    starting with whitespace continue the trailer before them; comments,
+    blank lines, a `Conflicts:` list and everything from a scissors line on
+    end the message.
+    """
+    end = _trailer_end(text)
+    start = _trailer_start(text, end, url_keys)
+    lines: list[str] = []
+    folding = False  # whether the last line is a trailer a continuation line joins
+    for line in _lines(text[start:end]):
+        if folding and line[0] in _SPACE:
+            lines[-1] += line
+            continue
+        lines.append(line)
+        folding = _separator(line, url_keys) >= 1
+    pairs: list[tuple[str, str]] = []
+    for line in lines:
+        separator = _separator(line, url_keys)
+        if separator >= 1:
+            key = line[:separator].strip(_SPACE)
+            pairs.append((key, _unfold(line[separator + 1 :].strip(_SPACE))))
+    return tuple(pairs)
+
+
+def _lines(block: str) -> list[str]:
+    """`strbuf_split_buf(..., '\n')`: each line with its newline, the last one maybe without."""
+    pieces = [piece + "\n" for piece in block.split("\n")]
+    pieces[-1] = pieces[-1][:-1]
+    return [piece for piece in pieces if piece]
+
+
+def _next_line(text: str, position: int) -> int:
+    found = text.find("\n", position)
+    return len(text) if found < 0 else found + 1
+
+
+def _last_line(text: str, length: int) -> int:
+    """The start of the last line of `text[:length]` (a final newline belongs to it), or -1."""
+    if length == 0:
+        return -1
+    return text.rfind("\n", 0, max(length - 1, 0)) + 1
+
+
+def _blank(text: str, position: int) -> bool:
+    end = _next_line(text, position)
+    return not text[position:end].strip(_SPACE)
+
+
+def _separator(line: str, url_keys: bool) -> int:
+    """`find_separator` with git's default separators (`:` alone): its position, or -1."""
+    spaced = False
+    for position, character in enumerate(line):
+        if character == ":":
+            if not url_keys and not spaced and line.startswith("//", position + 1):
+                return -1
+            return position
+        if not spaced and character in _KEY_CHARACTERS:
+            continue
+        if position and character in " \t":
+            spaced = True
+            continue
+        break
+    return -1
+
+
+def _trailer_end(text: str) -> int:
+    """`ignore_non_trailer`: where the trailing comments, blank lines and conflicts start."""
+    if text.startswith(_CUT_LINE[1:]):
+        cutoff = 0
+    else:
+        cut = text.find(_CUT_LINE)
+        cutoff = len(text) if cut < 0 else cut + 1
+    trailing = 0  # 0 for none, as in git (a comment on the first line starts no run)
+    conflicts = False
+    line = 0
+    while line < cutoff:
+        following = _next_line(text, line)
+        if text[line] in (_COMMENT, "\n"):
+            trailing = trailing or line
+        elif text.startswith("Conflicts:\n", line):
+            conflicts = True
+            trailing = trailing or line
+        elif conflicts and text[line] == "\t":
+            pass
+        elif trailing:
+            trailing = 0
+            conflicts = False
+        line = following
+    return trailing or cutoff
+
+
+def _trailer_start(text: str, length: int, url_keys: bool) -> int:
+    """`find_trailer_start`: where the trailer block of `text[:length]` starts, or `length`."""
+    title = 0
+    while title < length:
+        if text[title] != _COMMENT and _blank(text, title):
+            break
+        title = _next_line(text, title)
+    only_spaces = True
+    recognised = False
+    trailer_lines = non_trailer_lines = continuations = 0
+    line = _last_line(text, length)
+    while line >= title and line >= 0:
+        if text.startswith(_COMMENT, line):
+            non_trailer_lines += continuations
+            continuations = 0
+        elif _blank(text, line):
+            if not only_spaces:
+                non_trailer_lines += continuations
+                if recognised and trailer_lines * 3 >= non_trailer_lines:
+                    return _next_line(text, line)
+                if trailer_lines and not non_trailer_lines:
+                    return _next_line(text, line)
+                return length
+        else:
+            only_spaces = False
+            if text.startswith(_GIT_PREFIXES, line):
+                trailer_lines += 1
+                continuations = 0
+                recognised = True
+            elif _separator(text[line : _next_line(text, line)], url_keys) >= 1:
+                trailer_lines += 1
+                continuations = 0
+            elif text[line] in _SPACE:
+                continuations += 1
+            else:
+                non_trailer_lines += 1 + continuations
+                continuations = 0
+        line = _last_line(text, line)
+    return length
+
+
+def _unfold(value: str) -> str:
+    """Each line break and the whitespace after it become one space (`unfold_value`)."""
+    out: list[str] = []
+    position = 0
+    while position < len(value):
+        character = value[position]
+        position += 1
+        if character == "\n":
+            while position < len(value) and value[position] in _SPACE:
+                position += 1
+            out.append(" ")
+        else:
+            out.append(character)
+    return "".join(out).strip(_SPACE)
 
 
 def miscased_keys(trailers: Mapping[str, object]) -> tuple[tuple[str, str], ...]:

@@ -87,6 +87,7 @@ class CommitInfo:
     author: Person
     committer: Person
     message: str
+    encoding: str  # the `encoding` header ("" when absent: UTF-8), which git log converts from
     raw: bytes  # the whole commit object, for signature checks
 
 
@@ -829,6 +830,7 @@ def parse_commit(oid: str, raw: bytes) -> CommitInfo:
         author=_person(headers.get("author", [""])[0]),
         committer=_person(headers.get("committer", [""])[0]),
         message=body.decode("utf-8", "replace"),
+        encoding=headers.get("encoding", [""])[0],
         raw=raw,
     )
 

@@ -10,7 +10,11 @@ and triggerers). Two steps, kept apart because only the first may be cached:
    policy no longer lists proves nothing, whatever the commit's dates say.
    Where no signature is required, a user may be named by the committer's
    email. A commit that a Git host committed and signed (`identity: author`)
-   counts as its author's. An unknown or unverifiable actor holds nothing.
+   counts as its author's only where the host wrote that field itself: a true
+   merge's author is whoever pressed the button; a squash commit's only where
+   teams.yaml says the host vouches for it. A rebase merge, a web or API edit
+   keeps an author the pusher wrote, and proves nobody. An unknown or
+   unverifiable actor holds nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class CommitFacts:
     signature_reason: str
     committer_email: str
     author_email: str
+    parents: int  # 2 for a true merge: what a host's signature vouches for depends on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +118,32 @@ def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
             False,
             f"signed with host {host}'s key but committed as {facts.committer_email}",
         )
+    style = _host_vouches(facts, policy, host)
+    if style is None:
+        return Actor(
+            None,
+            "unknown",
+            False,
+            f"committed and signed by host {host} as a single-parent commit (a rebase merge, "
+            f"a web or API edit), whose author {facts.author_email} the pusher wrote",
+        )
     user = policy.email_owner.get(facts.author_email.lower())
     if user is None:
         return Actor(
-            None, "unknown", False, f"committed by host {host} for {facts.author_email}, no user's"
+            None, "unknown", False, f"{style} by host {host} for {facts.author_email}, no user's"
         )
-    return Actor(user, "user", True, f"committed and signed by host {host} for {user}")
+    return Actor(user, "user", True, f"{style} and signed by host {host} for {user}")
+
+
+def _host_vouches(facts: CommitFacts, policy: Policy, host: str) -> str | None:
+    """What a commit the host committed and signed is, when the host wrote its author
+    itself: a true merge (the merger), or a squash where teams.yaml says the host
+    vouches for its author. None for the rest, whose author the pusher chose."""
+    if facts.parents == 2:
+        return "merged"
+    if facts.parents == 1 and host in policy.squash_hosts:
+        return "squash-merged"
+    return None
 
 
 def _why_unverified(facts: CommitFacts) -> str:

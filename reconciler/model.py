@@ -156,6 +156,7 @@ class Policy:
     other_paths: tuple[str, ...] = ()  # globs outside the layout that signed users may change
     role_holders: Mapping[str, frozenset[str]] = field(default_factory=dict)  # role -> users
     signers: frozenset[str] = frozenset()  # identities owning a key (`key_owner`'s values)
+    squash_hosts: frozenset[str] = frozenset()  # hosts vouching for their squash commits' authors
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
         """(team, role) pairs the user holds, in teams.yaml order."""

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler import revocation
 from reconciler.authorise import (
@@ -197,11 +197,7 @@ class Session:
         refused_only: bool = False,
     ) -> list[str]:
         """The same verdicts as JSON text, read from the store without decoding them."""
-        position = self.store.position()
-        if start is None or (position is not None and start == position.anchor):
-            after: int | None = 0
-        else:
-            after = self.store.landing_seq(start)
+        after = self._seq_after(start)
         if after is None:
             verdicts = self._landings_on_chain(start, tip, judged)
             return [
@@ -219,6 +215,34 @@ class Session:
                 if not refused_only or not verdict.authorised
             ]
         return texts
+
+    def ignored_between(
+        self, start: str | None, tip: str, result: VerifyResult
+    ) -> list[dict[str, Any]]:
+        """The trailers that count for nothing in the landings after `start` up to `tip`,
+        and why: the same landings `landing_texts` reports."""
+        events = self.store.events(["ignored"])
+        if not self.persisted:  # a walk off the branch: its events are only in `result`
+            events += [dict(event) for event in result.ignored]
+        after = self._seq_after(start)
+        if after is None:
+            verdicts = self._landings_on_chain(start, tip, result.judged)
+            landed = {commit for verdict in verdicts for commit in verdict.landed}
+            return [event for event in events if event["commit"] in landed]
+        upto = self.store.landing_seq(tip)
+        return [
+            event
+            for event in events
+            if event["seq"] > after and (upto is None or event["seq"] <= upto)
+        ]
+
+    def _seq_after(self, start: str | None) -> int | None:
+        """The landing sequence number a report after `start` begins past, or None when
+        `start` is no landing (the trust anchor, or none given, is 0)."""
+        position = self.store.position()
+        if start is None or (position is not None and start == position.anchor):
+            return 0
+        return self.store.landing_seq(start)
 
     def _landings_on_chain(
         self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]

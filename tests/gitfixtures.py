@@ -143,6 +143,24 @@ def seed_teams(people: People) -> dict[str, Any]:
     return data
 
 
+HOST_EMAIL = "noreply@github.com"
+
+
+def teams_with_host(people: People, host_key: Path, **entry: Any) -> dict[str, Any]:
+    """The seed teams.yaml with GitHub as a host that signs with `host_key` (more of its
+    entry, such as vouches_for_squash_author, in `entry`)."""
+    teams = seed_teams(people)
+    teams["hosts"] = {
+        "github": {
+            "identity": "author",
+            "emails": [HOST_EMAIL],
+            "keys": [host_key.with_suffix(".pub").read_text().strip()],
+            **entry,
+        }
+    }
+    return teams
+
+
 def dump(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, width=400)
 
@@ -421,6 +439,70 @@ class ConfigRepo:
             "--instance",
             "test-reconciler",
             *args,
+        )
+
+    # -- commits a Git host makes on its server, in GitHub's exact shape ---------------------
+
+    def host_commit(
+        self,
+        host_key: Path,
+        tree: str,
+        parents: tuple[str, ...],
+        author: Mapping[str, str],
+        message: str,
+    ) -> str:
+        """A commit as GitHub writes it: committed by GitHub <noreply@github.com>, signed
+        with the host's key, with `author` (GIT_AUTHOR_* variables) as the host was given
+        it; put on main and checked out."""
+        self.clock += 60
+        env = {
+            "GIT_AUTHOR_DATE": f"{self.clock} +0000",
+            **author,
+            "GIT_COMMITTER_NAME": "GitHub",
+            "GIT_COMMITTER_EMAIL": HOST_EMAIL,
+            "GIT_COMMITTER_DATE": f"{self.clock} +0000",
+        }
+        signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={host_key}"]
+        parent_args = [arg for parent in parents for arg in ("-p", parent)]
+        commit = self.git(*signing, "commit-tree", "-S", tree, *parent_args, "-m", message, env=env)
+        self.git("update-ref", "refs/heads/main", commit)
+        self.git("reset", "-q", "--hard", "main")
+        return commit
+
+    def host_merge(self, host_key: Path, by: Person, branch: str) -> str:
+        """GitHub's "Create a merge commit": two parents, the author the person who merged."""
+        tree = self.git("merge-tree", "--write-tree", "main", branch).split()[0]
+        return self.host_commit(
+            host_key,
+            tree,
+            (self.head("main"), self.head(branch)),
+            {"GIT_AUTHOR_NAME": by.name, "GIT_AUTHOR_EMAIL": by.email},
+            f"Merge pull request #7 from example/{branch}",
+        )
+
+    def host_rebase_merge(self, host_key: Path, branch: str) -> list[str]:
+        """GitHub's "Rebase and merge" of a branch on main's tip: each commit again, with
+        its own author and message, committed and signed by the host."""
+        assert self.git("merge-base", "main", branch) == self.head("main"), "rebase it first"
+        landed = []
+        for commit in self.git("rev-list", "--reverse", f"main..{branch}").split():
+            name, email, date, message = self.git(
+                "show", "-s", "--format=%an%x00%ae%x00%ad%x00%B", "--date=raw", commit
+            ).split("\0")
+            author = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
+            tree = self.git("rev-parse", f"{commit}^{{tree}}")
+            landed.append(self.host_commit(host_key, tree, (self.head("main"),), author, message))
+        return landed
+
+    def host_squash(self, host_key: Path, author: Person, branch: str) -> str:
+        """GitHub's "Squash and merge" of a branch on main's tip: one commit of its tree."""
+        assert self.git("merge-base", "main", branch) == self.head("main"), "rebase it first"
+        return self.host_commit(
+            host_key,
+            self.git("rev-parse", f"{branch}^{{tree}}"),
+            (self.head("main"),),
+            {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email},
+            f"Squashed {branch} (#7)",
         )
 
     def publish_to_bare_remote(self) -> Path:

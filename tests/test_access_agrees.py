@@ -69,22 +69,22 @@ def policy_of(teams: dict[str, Any], environments: list[dict[str, Any]]) -> Poli
 
 
 def facts_for(policy: Policy, user: str, revoked: frozenset[str] = frozenset()) -> CommitFacts:
-    """The best-attributed commit `user` can make: own key, else a host's merge, else signed
-    with a revoked key of theirs (as `authorise` sees it), else unsigned."""
+    """The best-attributed commit `user` can make: own key, else a host's true merge, else
+    signed with a revoked key of theirs (as `authorise` sees it), else unsigned."""
     identity = policy.users[user]
     email = identity.emails[0]
     for key in identity.keys:
         fingerprint = parse_public_key(key).fingerprint
         if fingerprint not in revoked:
-            return CommitFacts("c0ffee", "good", fingerprint, "", email, email)
+            return CommitFacts("c0ffee", "good", fingerprint, "", email, email, 1)
     for host in policy.hosts.values():
         for key in host.keys if host.emails else ():
             fingerprint = parse_public_key(key).fingerprint
             if fingerprint not in revoked:
-                return CommitFacts("c0ffee", "good", fingerprint, "", host.emails[0], email)
+                return CommitFacts("c0ffee", "good", fingerprint, "", host.emails[0], email, 2)
     if identity.keys:
-        return CommitFacts("c0ffee", "revoked", None, "key is revoked", email, email)
-    return CommitFacts("c0ffee", "unsigned", None, "", email, email)
+        return CommitFacts("c0ffee", "revoked", None, "key is revoked", email, email, 1)
+    return CommitFacts("c0ffee", "unsigned", None, "", email, email, 1)
 
 
 # -- the change each answer speaks of ----------------------------------------------

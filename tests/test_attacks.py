@@ -25,6 +25,7 @@ import yaml
 from reconciler.authorise import Authoriser
 from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
+from reconciler.events import NUL_MESSAGE
 from reconciler.gitrepo import GitRepo
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
@@ -33,12 +34,14 @@ from tests.gitfixtures import (
     DEV_PLAN,
     DRIVER,
     ECOMMERCE,
+    HOST_EMAIL,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
     SUITE_NOW,
     ConfigRepo,
     People,
+    Person,
     SeedRepo,
     command_environment,
     dev_plan,
@@ -48,8 +51,10 @@ from tests.gitfixtures import (
     prod_plan,
     proposed_qa_release,
     qa_plan,
+    run_git,
     seed_teams,
     teams_with,
+    teams_with_host,
     with_command_driver,
 )
 
@@ -1279,3 +1284,121 @@ def test_a_pull_request_from_an_orphan_branch_cannot_choose_its_trust_anchor_in_
         "main: its history is not the branch's, and is not verified against it"
     )
     assert "hint: base the commit on main" in result.stderr
+
+
+# -- what git log does not show -----------------------------------------------------------------
+
+
+def land_raw_commit(repo: SeedRepo, by: Person, message: bytes) -> str:
+    """An empty commit on main with exactly `message`'s bytes, signed with `by`'s key by
+    ssh-keygen as git signs (`git commit` refuses a NUL byte in a message; the object store
+    and a push take it)."""
+    parent = repo.head()
+    tree = repo.git("rev-parse", "main^{tree}")
+    repo.clock += 60
+    when = f"{repo.clock} +0000"
+    person = f"{by.name} <{by.email}> {when}"
+    headers = f"tree {tree}\nparent {parent}\nauthor {person}\ncommitter {person}\n".encode()
+    payload = headers + b"\n" + message
+    signature = subprocess.run(
+        ["ssh-keygen", "-q", "-Y", "sign", "-n", "git", "-f", str(by.key)],
+        input=payload,
+        capture_output=True,
+        check=True,
+    ).stdout
+    block = b"gpgsig " + signature.rstrip(b"\n").replace(b"\n", b"\n ") + b"\n"
+    raw = headers + block + b"\n" + message
+    written = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+        cwd=repo.path,
+        input=raw,
+        capture_output=True,
+        check=True,
+    )
+    commit = written.stdout.decode().strip()
+    repo.git("update-ref", "refs/heads/main", commit, parent)
+    return commit
+
+
+def test_a_trigger_after_a_nul_byte_that_git_log_never_shows_does_not_deploy(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    # olga's own key signs it: what an auditor reads in git log is a note, not a trigger.
+    hidden = land_raw_commit(
+        repo, people.olga, f"Release notes\n\nAll green.\0\n\nDeploy-Plan: {ref}\n".encode()
+    )
+    remote = repo.publish_to_bare_remote()
+    assert run_git(remote, "rev-parse", "main") == hidden  # a push carries it
+    shown = repo.git("log", "-1", "--format=%B%n%(trailers)", hidden)
+    assert "Deploy-Plan" not in shown
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{people.olga.email} {people.olga.public_key}\n")
+    allowed = f"gpg.ssh.allowedSignersFile={signers}"
+    assert repo.git("-c", allowed, "log", "-1", "--format=%G? %GS", hidden) == (
+        f"G {people.olga.email}"
+    )
+
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert applied.json()["runs"] == []
+    assert not (repo.path / "deployments/quality-assurance.yaml").exists()
+    verify = repo.reconciler("verify")
+    assert f"{hidden[:12]} by olga: {NUL_MESSAGE}" in verify.stdout
+    [entry] = [
+        entry
+        for entry in repo.reconciler("history", "--format", "json").json()["entries"]
+        if entry["commit"] == hidden
+    ]
+    assert (entry["action"], entry["counted"], entry["detail"]) == ("ignored", False, NUL_MESSAGE)
+    assert entry["plan"] == QA_PLAN  # what it hid, for the auditor
+
+    repo.trigger(people.olga, QA_PLAN)  # the same trigger where git log shows it starts a run
+    runs = repo.apply("--format", "json").json()["runs"]
+    assert [run["run"] for run in runs] == ["2026-11-qa-release.1"]
+
+
+# -- what a host's signature vouches for ----------------------------------------------------------
+
+
+def test_a_rebase_merge_of_commits_authored_as_olga_does_not_act_as_olga(
+    tmp_path: Path, people: People
+) -> None:
+    host = people.second_key(people.mallory, "github-host").key
+    repo = proposed_qa_release(tmp_path, people, teams=teams_with_host(people, host))
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    # bob, a developer, writes ravi's approval and olga's trigger under their names (no
+    # signature: he has no key of theirs), then presses "Rebase and merge": the host
+    # commits and signs them, keeping those authors.
+    with repo.branch("release"):
+        for who, key in ((people.ravi, "Approve-Plan"), (people.olga, "Deploy-Plan")):
+            repo.commit(who, message=f"{key}\n\n{key}: {ref}", signed=False)
+    repo.host_rebase_merge(host, "release")
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{HOST_EMAIL} {host.with_suffix('.pub').read_text()}")
+    shown = repo.git(
+        *("-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "-2", "main"),
+        "--format=%P|%an <%ae>|%cn <%ce>|%G?",
+    )
+    assert [line.split("|", 1)[1] for line in shown.splitlines()] == [
+        f"{who.name} <{who.email}>|GitHub <{HOST_EMAIL}>|G" for who in (people.olga, people.ravi)
+    ]
+    assert all(" " not in line.split("|")[0] for line in shown.splitlines())  # one parent
+
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert applied.json()["runs"] == []
+    [state] = repo.reconciler("plan", "--format", "json").json()["plans"]
+    assert (state["approvers"], state["triggered_by"]) == ([], None)
+
+    # The same host's true merge, made when olga presses the button, still triggers.
+    with repo.branch("portal-0.7"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
+        repo.approve(people.ravi, QA_PLAN)
+    repo.host_merge(host, people.olga, "portal-0.7")
+    [state] = repo.reconciler("plan", "--format", "json").json()["plans"]
+    assert (state["approvers"], state["triggered_by"]) == (["ravi"], "olga")
+    runs = repo.apply("--format", "json").json()["runs"]
+    assert [run["run"] for run in runs] == ["2026-11-qa-release.1"]

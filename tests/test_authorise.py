@@ -31,6 +31,7 @@ from tests.gitfixtures import (
     QA_PLAN,
     SUITE_NOW,
     People,
+    Person,
     SeedRepo,
     example_file,
     grant_bob_deployment,
@@ -40,6 +41,7 @@ from tests.gitfixtures import (
     qa_plan,
     seed_teams,
     teams_with,
+    teams_with_host,
 )
 
 # -- plans: per entry and per field ---------------------------------------------------
@@ -784,53 +786,49 @@ def test_the_trust_anchor_must_hold_a_valid_configuration(tmp_path: Path, people
 
 # -- hosts that commit merges themselves -----------------------------------------
 
-
-def host_commit(
-    repo: SeedRepo, host_key: Path, author: str, committer_email: str, files: dict[str, str]
-) -> str:
-    repo.write(files)
-    env = {
-        "GIT_AUTHOR_NAME": author,
-        "GIT_AUTHOR_EMAIL": f"{author}@example.com",
-        "GIT_COMMITTER_NAME": "GitHub",
-        "GIT_COMMITTER_EMAIL": committer_email,
-    }
-    repo.git(
-        "-c",
-        "gpg.format=ssh",
-        "-c",
-        f"user.signingkey={host_key}",
-        "commit",
-        "-q",
-        "-S",
-        "-m",
-        "Merge pull request #7",
-        env=env,
-    )
-    return repo.head()
+ALICE = "alice@example.com"
+MALLORY = "mallory@example.com"
 
 
-def teams_with_host(people: People, host_key: Path) -> dict[str, Any]:
-    teams = seed_teams(people)
-    teams["hosts"] = {
-        "github": {
-            "identity": "author",
-            "emails": ["noreply@github.com"],
-            "keys": [host_key.with_suffix(".pub").read_text().strip()],
-        }
-    }
-    return teams
+def host_branch(repo: SeedRepo, by: Person, files: dict[str, str], **commit: Any) -> str:
+    """A pull-request branch on main's tip: one commit of `files` by `by`."""
+    with repo.branch("pr"):
+        repo.commit(by, files, "pull request", **commit)
+    return "pr"
 
 
-def test_a_commit_the_host_committed_and_signed_counts_as_its_authors(
+def test_a_hosts_single_parent_commit_counts_as_nobodys_whatever_author_it_keeps(
     tmp_path: Path, people: People
 ) -> None:
     host = people.second_key(people.mallory, "github-host").key
     repo = SeedRepo.create(tmp_path, people, teams=teams_with_host(people, host))
-    host_commit(repo, host, "alice", "noreply@github.com", {PROD_PLAN: prod_plan(ECOMMERCE)})
-    verdict = repo.verify().judged[-1]
-    assert verdict.authorised
-    assert repo.editors(PROD_PLAN) == {"alice"}
+    # A rebase merge keeps the author the pusher wrote: here mallory's commit says alice.
+    branch = host_branch(
+        repo, people.mallory, {PROD_PLAN: prod_plan(ECOMMERCE)}, signed=False, email=ALICE
+    )
+    repo.host_rebase_merge(host, branch)
+    refusals = repo.verify().judged[-1].refusals
+    why = (
+        "committed and signed by host github as a single-parent commit (a rebase merge, "
+        f"a web or API edit), whose author {ALICE} the pusher wrote"
+    )
+    assert {(refusal.actor, refusal.reasons) for refusal in refusals} == {
+        ("an unknown actor", (why,))
+    }
+
+
+def test_a_squash_counts_as_its_author_only_where_teams_yaml_says_the_host_vouches_for_it(
+    tmp_path: Path, people: People
+) -> None:
+    host = people.second_key(people.mallory, "github-host").key
+    for vouched in (False, True):
+        teams = teams_with_host(people, host, vouches_for_squash_author=vouched)
+        repo = SeedRepo.create(tmp_path / str(vouched), people, teams=teams)
+        branch = host_branch(repo, people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+        repo.host_squash(host, people.alice, branch)
+        verdict = repo.verify().judged[-1]
+        assert verdict.authorised is vouched
+        assert repo.editors(PROD_PLAN) == ({"alice"} if vouched else set())
 
 
 def test_the_hosts_key_does_not_vouch_for_a_commit_it_did_not_commit(
@@ -838,11 +836,19 @@ def test_the_hosts_key_does_not_vouch_for_a_commit_it_did_not_commit(
 ) -> None:
     host = people.second_key(people.mallory, "github-host").key
     repo = SeedRepo.create(tmp_path, people, teams=teams_with_host(people, host))
-    host_commit(repo, host, "alice", "mallory@example.com", {PROD_PLAN: prod_plan(ECOMMERCE)})
+    branch = host_branch(repo, people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    # Signed with the host's key (mallory has it), but not committed as the host.
+    commit = repo.git(
+        *("-c", "gpg.format=ssh", "-c", f"user.signingkey={host}"),
+        *("commit-tree", "-S", f"{branch}^{{tree}}", "-p", repo.head("main")),
+        *("-m", "Squashed pr (#7)"),
+        env={"GIT_AUTHOR_EMAIL": ALICE, "GIT_COMMITTER_EMAIL": MALLORY},
+    )
+    repo.git("update-ref", "refs/heads/main", commit)
     verdict = repo.verify().judged[-1]
     assert not verdict.authorised
     assert verdict.refusals[0].reasons == (
-        "signed with host github's key but committed as mallory@example.com",
+        f"signed with host github's key but committed as {MALLORY}",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.signatures import SignatureCheck, check_commit_signature, split_signed_object
@@ -768,3 +769,129 @@ def test_in_process_verification_is_fast(repo: Repo, keys: dict[str, Key]) -> No
     # ~125 µs each measured here, about OpenSSL's own Ed25519 verify on this machine
     # (`openssl speed ed25519`: 8,400/s); the bound only catches a fall to subprocess speeds.
     assert elapsed < 2.0
+
+
+# -- a differential guard: generated commits, some tampered, judged by both ------------------------
+
+LISTED = ("ed25519", "ecdsa256", "rsa3072")  # in the allowed-signers file
+UNLISTED = "ecdsa384"  # a good signature by a key git was not told about
+TAMPERINGS = ("none", "unsigned", "another-key", "flipped-byte", "swapped-key", "truncated")
+DIFFERENTIAL = settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module")
+def listed_repo(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Key]) -> Repo:
+    return make_repo(tmp_path_factory.mktemp("differential"), {name: keys[name] for name in LISTED})
+
+
+def sshsig_strings(blob: bytes) -> list[bytes]:
+    """An SSHSIG blob's strings after its magic and version: key, namespace, reserved,
+    hash algorithm, signature."""
+    strings, at = [], 10
+    while at < len(blob):
+        size = int.from_bytes(blob[at : at + 4], "big")
+        strings.append(blob[at + 4 : at + 4 + size])
+        at += 4 + size
+    return strings
+
+
+def tampered(
+    repo: Repo, keys: dict[str, Key], signer: Key, message: str, how: str, where: int
+) -> str:
+    """A commit of `message` signed by `signer`, then changed `how` (`where` picks a byte)."""
+    tree = repo.git("hash-object", "-t", "tree", "-w", "--stdin", data=b"").decode().strip()
+    if how == "unsigned":
+        return repo.git("commit-tree", tree, "-m", message).decode().strip()
+    key = keys[UNLISTED] if how == "another-key" else signer
+    commit = repo.git(*repo.signing(key), "commit-tree", "-S", tree, "-m", message).decode().strip()
+    if how in ("none", "another-key"):
+        return commit
+    raw = repo.raw(commit)
+    payload, armored = split_signed_object(raw)
+    assert armored is not None
+    if how == "flipped-byte":  # a byte of the message, after the signature was made
+        start = raw.index(b"\n\n") + 2
+        at = start + where % (len(raw) - start)
+        return repo.write(raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1 :])
+    if how == "swapped-key":  # the signature names another listed key than the one that signed
+        other = next(keys[name] for name in LISTED if keys[name] is not signer)
+        _, namespace, _, algorithm, signature = sshsig_strings(dearmor(armored))
+        forged = armor(sshsig_blob(other.blob, signature, namespace=namespace, algorithm=algorithm))
+        return repo.write(splice(payload, forged))
+    body = armored.split(b"\n")[1:-2]  # the base64 lines between the armor lines
+    text = b"".join(body)
+    cut = where % (len(text) - 4)
+    short = text[:cut] + text[cut + 4 :]
+    lines = [short[i : i + 70] for i in range(0, len(short), 70)]
+    return repo.write(splice(payload, b"\n".join([ARMOR_BEGIN, *lines, ARMOR_END]) + b"\n"))
+
+
+def git_verdict(repo: Repo, commit: str) -> tuple[str, str]:
+    """`Repo.verdict`, where git dying of SIGPIPE is git unable to check: ssh-keygen refuses
+    an unreadable armor before it reads the payload git is still writing to it."""
+    completed = subprocess.run(
+        ["git", *repo.allowed(), "log", "-1", "--format=%G? %GK", commit],
+        cwd=repo.path,
+        capture_output=True,
+        check=False,
+    )
+    if completed.returncode == -signal.SIGPIPE:
+        return "E", ""
+    assert completed.returncode == 0, completed.stderr.decode(errors="replace")
+    status, _, fingerprint = completed.stdout.decode().strip().partition(" ")
+    return status, fingerprint
+
+
+@DIFFERENTIAL
+@given(
+    message=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_characters="\0"),
+        min_size=1,
+        max_size=60,
+    ),
+    signer=st.sampled_from(LISTED),
+    how=st.sampled_from(TAMPERINGS),
+    where=st.integers(0, 10_000),
+)
+@example(message="x", signer="ed25519", how="none", where=0)
+@example(message="x", signer="ecdsa256", how="another-key", where=0)
+@example(message="x", signer="rsa3072", how="flipped-byte", where=3)
+@example(message="x", signer="ed25519", how="swapped-key", where=0)
+@example(message="x", signer="ecdsa256", how="truncated", where=100)
+@example(message="x", signer="rsa3072", how="unsigned", where=0)
+def test_verdicts_and_keys_agree_with_git_verify_commit_on_generated_tampered_commits(
+    listed_repo: Repo, keys: dict[str, Key], message: str, signer: str, how: str, where: int
+) -> None:
+    repo = listed_repo
+    commit = tampered(repo, keys, keys[signer], message, how, where)
+    check = check_commit_signature(repo.raw(commit))
+    status, git_key = git_verdict(repo, commit)
+    verified = subprocess.run(
+        ["git", *repo.allowed(), "verify-commit", commit],
+        cwd=repo.path,
+        capture_output=True,
+        check=False,
+    )
+    listed = {keys[name].keygen_fingerprint for name in LISTED}
+    # git: G good and listed, U good and unlisted, N unsigned, B/E bad or unreadable.
+    if check.good:
+        assert git_key == check.fingerprint
+        assert status == ("G" if check.fingerprint in listed else "U")
+    elif check.status == "unsigned":
+        assert status == "N"
+    else:
+        assert status in ("B", "E")
+    assert (verified.returncode == 0) == (status == "G")
+    # The tampering did what it says, so each kind is compared where it matters.
+    expected = {
+        "none": ("good", keys[signer].keygen_fingerprint),
+        "another-key": ("good", keys[UNLISTED].keygen_fingerprint),
+        "unsigned": ("unsigned", None),
+    }
+    assert (check.status, check.fingerprint) == expected.get(how, (check.status, None))
+    assert check.good == (how in ("none", "another-key"))

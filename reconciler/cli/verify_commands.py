@@ -106,9 +106,10 @@ def verify(
                 to, trust_anchor=anchor, progress=progress, to_name=to_rev
             )
         refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
+        ignored = session.ignored_between(start, result.tip, result)
         if output_format == "json":
             verify_output.emit_verification_json(
-                result, session.landing_texts(start, result.tip, result.judged), refused
+                result, session.landing_texts(start, result.tip, result.judged), refused, ignored
             )
         else:
             every = session.landing_texts(start, result.tip, result.judged)
@@ -116,7 +117,7 @@ def verify(
                 session.landings_between(start, result.tip, result.judged) if list_all else refused
             )
             verify_output.emit_verification(
-                result, shown, output_format, list_all=list_all, total=len(every)
+                result, shown, output_format, list_all=list_all, total=len(every), ignored=ignored
             )
         authorised = not refused
     raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)

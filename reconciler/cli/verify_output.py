@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -15,7 +15,10 @@ from reconciler.printable import printable
 
 
 def emit_verification_json(
-    result: VerifyResult, landings: Sequence[str], refused: Sequence[LandingVerdict]
+    result: VerifyResult,
+    landings: Sequence[str],
+    refused: Sequence[LandingVerdict],
+    ignored: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """The documented JSON, with every landing's stored verdict passed through as it is."""
     head = {"anchor": result.anchor, "tip": result.tip, "authorised": not refused}
@@ -24,7 +27,13 @@ def emit_verification_json(
     # and with color=True: JSON escapes control characters, nothing to strip.
     for piece in (json.dumps(head)[:-1], ', "landings": [', ", ".join(landings), '], "differs": '):
         click.echo(piece, nl=False, color=True)
-    click.echo(json.dumps(differs) + "}", color=True)
+    tail = {"ignored": [ignored_json(event) for event in ignored]}
+    click.echo(json.dumps(differs) + ", " + json.dumps(tail)[1:], color=True)
+
+
+def ignored_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A trailer that counts for nothing, as `verify` reports it."""
+    return {key: event.get(key) for key in ("commit", "actor", "trailers", "reason")}
 
 
 def emit_verification(
@@ -34,6 +43,7 @@ def emit_verification(
     *,
     list_all: bool = False,
     total: int | None = None,
+    ignored: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     refused = [verdict for verdict in verdicts if not verdict.authorised]
     if output_format == "json":
@@ -44,6 +54,7 @@ def emit_verification(
                 "authorised": not refused,
                 "landings": [verdict.as_json() for verdict in verdicts],
                 "differs": {path: list(fields) for path, fields in result.differs.items()},
+                "ignored": [ignored_json(event) for event in ignored],
             }
         )
         return
@@ -60,6 +71,12 @@ def emit_verification(
             click.echo(
                 f"::warning file={escape_property(printable(path))},"
                 f"title=not in the effective state::{escape_data(printable(what))}"
+            )
+        for event in ignored:
+            title = f"trailers that count for nothing in {event['commit'][:12]}"
+            click.echo(
+                f"::warning title={escape_property(title)}::"
+                f"{escape_data(printable(event['reason']))}"
             )
         return
     click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
@@ -80,6 +97,11 @@ def emit_verification(
             click.echo(f"          {printable(refusal.message())}")
             if refusal.how:
                 click.echo(f"          actor: {printable(refusal.how)}")
+    if ignored:
+        click.echo("trailers that count for nothing:")
+        for event in ignored:
+            who = event.get("actor") or "an unknown actor"
+            click.echo(printable(f"  {event['commit'][:12]} by {who}: {event['reason']}"))
     if result.differs:
         click.echo("main differs from the effective state (the last authorised content):")
         for path, fields in sorted(result.differs.items()):
