@@ -38,6 +38,36 @@ _RECORD_SEPARATOR: Final = "\x1e"
 # Fetch, push and ls-remote talk to another machine: a remote that stops
 # answering must not hold a reconciler forever (it retries on its next pass).
 NETWORK_TIMEOUT: Final = 300.0
+# Every git process runs with these, so that nothing a pusher can add, nor a setting of
+# the repository or the user, changes what an object id reads as or what the output
+# parsed here holds. Replacement refs (refs/replace/, which anyone who may push can
+# create) would give an id other content, and grafts (info/grafts) other parents; the
+# environment variable turns off replacements whatever GIT_REPLACE_REF_BASE says.
+_PINNED_ENVIRONMENT: Final = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": os.devnull}
+# log.showSignature would write signature checks into the log stream parsed here,
+# log.showRoot=false would hide a root commit's files, and diff.orderFile would reorder
+# a commit's changes. (Submodule `ignore` settings, which .gitmodules may hold, only a
+# command-line option overrides: see `history`.) Other settings (mailmap, quotePath,
+# renames, prefixes, colours, encodings) change nothing the adapter reads: it asks for
+# -z, full ids and raw objects, never names (tests/test_git_reading.py sets each).
+_PINNED_CONFIG: Final = (
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "log.showRoot=true",
+    "-c",
+    f"diff.orderFile={os.devnull}",
+)
+
+
+def _git(*args: str) -> list[str]:
+    """The argv of `git <args>` as every git process of the reconciler runs."""
+    return ["git", *_PINNED_CONFIG, *args]
+
+
+def _git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every git process: the caller's, `extra`, and the pinned part."""
+    return {**os.environ, **(extra or {}), **_PINNED_ENVIRONMENT}
 
 
 class _Failed(GitError):
@@ -121,7 +151,7 @@ class GitRepo:
     def init(cls, path: Path, branch: str) -> GitRepo:
         """A new, empty repository at `path` whose first branch is `branch`."""
         path.mkdir(parents=True, exist_ok=True)
-        result = capture(["git", "init", "-q", "-b", branch, str(path)])
+        result = capture(_git("init", "-q", "-b", branch, str(path)), env=_git_environment())
         if result.returncode != 0:
             raise GitError(f"git init {path} failed: {result.stderr.strip()}")
         return cls(path)
@@ -148,7 +178,13 @@ class GitRepo:
     ) -> bytes:
         """`git <args>` in this repository: its output, or `_Failed`."""
         try:
-            result = capture(["git", *args], cwd=self.path, env=env, stdin=stdin, timeout=timeout)
+            result = capture(
+                _git(*args),
+                cwd=self.path,
+                env=_git_environment(env),
+                stdin=stdin,
+                timeout=timeout,
+            )
         except TimedOut as error:
             raise GitError(
                 error.message, hint="check the remote's URL, the network and your credentials"
@@ -310,7 +346,7 @@ class GitRepo:
                 config += ["-c", "commit.gpgsign=false"]
         signing = ["-S"] if sign else []
         try:
-            self._run(*config, command, *signing, *args, env={**os.environ, **env} if env else None)
+            self._run(*config, command, *signing, *args, env=env)
         except _Failed as error:
             raise GitError(
                 f"git {command} failed: {error.stderr.strip()}",
@@ -479,13 +515,15 @@ class GitRepo:
             "-z",
             "--no-renames",
             "--no-abbrev",
+            # Else a .gitmodules in the history (`ignore = all`) hides submodules from the log.
+            "--ignore-submodules=none",
             "--diff-merges=first-parent",
             f"--format={_RECORD_SEPARATOR}%H %P",
             tip,
         ]
         if exclude is not None:
             args.append(f"^{exclude}")
-        log = Reader(["git", "log", *args], cwd=self.path, answers=False)
+        log = Reader(_git("log", *args), cwd=self.path, env=_git_environment(), answers=False)
         blocks = _ReadAhead(log.stdout)
         try:
             yield from _parse_log(_decoded(blocks))
@@ -602,11 +640,11 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
     repository at `path` itself (never one found in a folder above it); one process."""
     if not path.is_dir():
         return None
-    argv = ["git", "rev-parse", "--show-object-format", "--path-format=absolute"]
+    argv = _git("rev-parse", "--show-object-format", "--path-format=absolute")
     argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
     argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
     # Untranslated, so the ownership refusal below is recognised in every locale.
-    result = capture(argv, cwd=path, env={**os.environ, "LC_ALL": "C"})
+    result = capture(argv, cwd=path, env=_git_environment({"LC_ALL": "C"}))
     found = result.stdout.decode("utf-8", "surrogateescape").splitlines()
     if len(found) < 4:
         if "dubious ownership" in result.stderr:
@@ -627,7 +665,7 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
 
 def user_config(key: str) -> str | None:
     """A value of the user's git configuration outside any repository (e.g. user.email)."""
-    result = capture(["git", "config", "--get", key])
+    result = capture(_git("config", "--get", key), env=_git_environment())
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", "replace").strip() or None
@@ -755,7 +793,12 @@ class _CatFile:
         if self._reader is not None and not self._reader.running:
             self.close()  # it died (killed, out of memory): start another
         if self._reader is None:
-            self._reader = Reader(["git", "cat-file", self._option], cwd=self._path, answers=True)
+            self._reader = Reader(
+                _git("cat-file", self._option),
+                cwd=self._path,
+                env=_git_environment(),
+                answers=True,
+            )
         assert self._reader.stdin is not None
         return self._reader.stdin, self._reader.stdout
 
