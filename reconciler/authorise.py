@@ -375,6 +375,14 @@ class Authoriser:
 
     def _anchor(self, anchor: str) -> Position:
         """Trust `anchor`'s tree wholesale as the first effective state."""
+        malformed = self.repo.malformed_tree(anchor)
+        if malformed is not None:
+            folder, why = malformed
+            raise ConfigError(
+                f"the trust anchor {anchor[:12]} holds a malformed tree at "
+                f"{folder + '/' if folder else 'the root folder'}: {why}",
+                hint="anchor on a commit whose trees git fsck accepts",
+            )
         self.effective = {}
         files = self.repo.tree_files(anchor)
         wanted = [
@@ -517,24 +525,18 @@ class Authoriser:
         )
         paths = sorted({path for changes in work.changes.values() for path in changes})
         self.store.mark_seen(work.entries, self.now)
-        if len(landed) > self.cap:
-            over_cap = tuple(
-                Refusal(
-                    commit,
-                    path,
-                    "",
-                    self._display_actor(commit, policy),
-                    "",
-                    f"a landing of at most {self.cap} commits",
-                    (f"this landing holds {len(landed)} commits",),
-                )
-                for path in paths
+        whole = _refused_whole(landed, self.cap)
+        if whole is not None:
+            needed, reason, where = whole
+            actor = self._display_actor(commit, policy)
+            refused = tuple(
+                Refusal(commit, path, "", actor, "", needed, (reason,)) for path in paths or [where]
             )
-            blame = {refusal.path: refusal for refusal in over_cap}
+            blame = {refusal.path: refusal for refusal in refused}
             for path in paths:
                 actual = self._actual(commit, path, work)
                 self._mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
-            return self._record(work, commit, policy, over_cap, (), ())
+            return self._record(work, commit, policy, refused, (), ())
         # Events first: judging an edit of deployments/ asks whether its record counts.
         for entry in landed:
             self._collect_events(entry, work, policy)
@@ -1212,6 +1214,24 @@ def _order_kept(order: str | None, parents: list[FieldMap]) -> bool:
         ]:
             return False
     return True
+
+
+def _refused_whole(landed: list[HistoryEntry], cap: int) -> tuple[str, str, str] | None:
+    """What a landing refused whole (nothing it changes counts, nor anything it says)
+    needed, why it is refused, and what to name when it changes no file; None when it
+    is judged change by change."""
+    if len(landed) > cap:
+        holds = f"this landing holds {len(landed)} commits"
+        return f"a landing of at most {cap} commits", holds, ""
+    for entry in landed:
+        if entry.malformed is not None:
+            # Git's own readings of a malformed tree disagree with one another (a
+            # diff, a path lookup, a rebuilt index): it holds no content to judge.
+            folder, problem = entry.malformed
+            where = f"{folder}/" if folder else "the root folder"
+            reason = f"commit {entry.id[:12]} holds a malformed tree at {where}: {problem}"
+            return "well-formed Git objects (as git fsck checks them)", reason, where
+    return None
 
 
 def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryEntry]:

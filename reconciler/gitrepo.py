@@ -12,32 +12,67 @@ Everything it returns is plain data (`CommitInfo`, `Change`).
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import contextlib
 import hashlib
+import itertools
 import os
 import queue
 import re
 import threading
 import zlib
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, ClassVar, Final
 
 from reconciler.errors import GitError, NotARepositoryError, TimedOut
+from reconciler.printable import printable
 from reconciler.process import Reader, capture
 
 NULL_OID: Final = "0" * 40
 FILE_MODES: Final = frozenset({"100644", "100755"})
 SYMLINK_MODE: Final = "120000"
 GITLINK_MODE: Final = "160000"
+_TREE_MODE: Final = "040000"  # as `git log --raw` shows a folder (its trees say 40000)
+_ABSENT_MODE: Final = "000000"
 _FULL_OID = re.compile(r"[0-9a-f]{40}")
 _RECORD_SEPARATOR: Final = "\x1e"
 # Fetch, push and ls-remote talk to another machine: a remote that stops
 # answering must not hold a reconciler forever (it retries on its next pass).
 NETWORK_TIMEOUT: Final = 300.0
+# Every git process runs with these, so that nothing a pusher can add, nor a setting of
+# the repository or the user, changes what an object id reads as or what the output
+# parsed here holds. Replacement refs (refs/replace/, which anyone who may push can
+# create) would give an id other content, and grafts (info/grafts) other parents; the
+# environment variable turns off replacements whatever GIT_REPLACE_REF_BASE says.
+_PINNED_ENVIRONMENT: Final = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": os.devnull}
+# log.showSignature would write signature checks into the log stream parsed here,
+# log.showRoot=false would hide a root commit's files, and diff.orderFile would reorder
+# a commit's changes. (Submodule `ignore` settings, which .gitmodules may hold, only a
+# command-line option overrides: see `history`.) Other settings (mailmap, quotePath,
+# renames, prefixes, colours, encodings) change nothing the adapter reads: it asks for
+# -z, full ids and raw objects, never names (tests/test_git_reading.py sets each).
+_PINNED_CONFIG: Final = (
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "log.showRoot=true",
+    "-c",
+    f"diff.orderFile={os.devnull}",
+)
+
+
+def _git(*args: str) -> list[str]:
+    """The argv of `git <args>` as every git process of the reconciler runs."""
+    return ["git", *_PINNED_CONFIG, *args]
+
+
+def _git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every git process: the caller's, `extra`, and the pinned part."""
+    return {**os.environ, **(extra or {}), **_PINNED_ENVIRONMENT}
 
 
 class _Failed(GitError):
@@ -98,6 +133,11 @@ class HistoryEntry:
     id: str
     parents: tuple[str, ...]
     changes: tuple[Change, ...]
+    # The folders it changed (trees, `git log -t`), for `TreeChecks`; and, once they
+    # are checked, a folder whose new tree is malformed and why (None: well-formed,
+    # or unchecked).
+    folders: tuple[Change, ...] = ()
+    malformed: tuple[str, str] | None = None
 
 
 class GitRepo:
@@ -117,12 +157,14 @@ class GitRepo:
         self._objects_batch = _CatFile(path, "--batch")
         self._names_batch = _CatFile(path, "--batch-check=%(objectname) %(objecttype)")
         self._sizes_batch = _CatFile(path, "--batch-check")
+        self._make_tree = _MakeTree(path)
+        self._tree_checks = TreeChecks(self)
 
     @classmethod
     def init(cls, path: Path, branch: str) -> GitRepo:
         """A new, empty repository at `path` whose first branch is `branch`."""
         path.mkdir(parents=True, exist_ok=True)
-        result = capture(["git", "init", "-q", "-b", branch, str(path)])
+        result = capture(_git("init", "-q", "-b", branch, str(path)), env=_git_environment())
         if result.returncode != 0:
             raise GitError(f"git init {path} failed: {result.stderr.strip()}")
         return cls(path)
@@ -131,6 +173,7 @@ class GitRepo:
         """Stop the long-lived cat-file processes (long-running watchers call this)."""
         for batch in (self._objects_batch, self._names_batch, self._sizes_batch):
             batch.close()
+        self._make_tree.close()
 
     def __enter__(self) -> GitRepo:
         return self
@@ -149,7 +192,13 @@ class GitRepo:
     ) -> bytes:
         """`git <args>` in this repository: its output, or `_Failed`."""
         try:
-            result = capture(["git", *args], cwd=self.path, env=env, stdin=stdin, timeout=timeout)
+            result = capture(
+                _git(*args),
+                cwd=self.path,
+                env=_git_environment(env),
+                stdin=stdin,
+                timeout=timeout,
+            )
         except TimedOut as error:
             raise GitError(
                 error.message, hint="check the remote's URL, the network and your credentials"
@@ -311,7 +360,7 @@ class GitRepo:
                 config += ["-c", "commit.gpgsign=false"]
         signing = ["-S"] if sign else []
         try:
-            self._run(*config, command, *signing, *args, env={**os.environ, **env} if env else None)
+            self._run(*config, command, *signing, *args, env=env)
         except _Failed as error:
             raise GitError(
                 f"git {command} failed: {error.stderr.strip()}",
@@ -338,7 +387,12 @@ class GitRepo:
         return oid
 
     def tree_with(self, base_tree: str, files: Mapping[str, bytes]) -> str:
-        """`base_tree` with `files` written (path -> content), as a new tree id."""
+        """`base_tree` with `files` written (path -> content), as a new tree id.
+
+        Git makes each tree (`git mktree`); the folders it rewrites are read with
+        `tree_entries`, so a malformed one (in a refused landing) is written back
+        well-formed, the way the walk reads it, never copied.
+        """
         grouped: dict[str, dict[str, bytes]] = {}
         blobs: dict[str, str] = {}
         for path, content in files.items():
@@ -357,24 +411,46 @@ class GitRepo:
             # so what stands in the way is a refused change, never effective.
             base = oid if mode == "40000" else ""
             entries[name] = ("40000", self.tree_with(base, nested))
-        return self.write_object("tree", _tree_bytes(entries))
+        return self._make_tree.make(entries)
 
     def _tree_entries(self, tree: str) -> dict[str, tuple[str, str]]:
         if not tree:
             return {}
-        kind, data = self._object(tree)
-        if kind != b"tree":
+        data = self.tree_data(tree)
+        if data is None:
             raise GitError(f"{tree} is not a tree")
-        entries: dict[str, tuple[str, str]] = {}
-        position = 0
-        while position < len(data):
-            space = data.index(b" ", position)
-            nul = data.index(b"\0", space)
-            mode = data[position:space].decode()
-            name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
-            entries[name] = (mode, data[nul + 1 : nul + 21].hex())
-            position = nul + 21
-        return entries
+        return tree_entries(data)
+
+    def tree_data(self, oid: str) -> bytes | None:
+        """A tree object's content; None when `oid` names no tree."""
+        for _, kind, data in self._batch([oid]):
+            return data if kind == b"tree" else None
+        return None
+
+    @property
+    def object_format(self) -> str:
+        return self._object_format
+
+    def check_trees(
+        self, entries: list[HistoryEntry], roots: Mapping[str, str]
+    ) -> dict[str, HistoryEntry]:
+        """The history `entries` to take otherwise: see `TreeChecks.read`."""
+        return self._tree_checks.read(entries, roots)
+
+    def malformed_tree(self, commit: str) -> tuple[str, str] | None:
+        """A folder of `commit` whose tree `tree_problem` refuses, and why; None when
+        every tree of it is well-formed (each read whole: for a trust anchor)."""
+        listed = self._run("ls-tree", "-r", "-t", "-z", "--full-tree", commit)
+        folders = [("", self.commit(commit).tree)]
+        for record in listed.decode("utf-8", "surrogateescape").split("\0"):
+            meta, _, path = record.partition("\t")
+            if meta.startswith("040000 tree "):
+                folders.append((path, meta.rsplit(" ", 1)[1]))
+        for path, tree in folders:
+            problem = self._tree_checks.problem(tree)
+            if problem is not None:
+                return path, f"{problem} (tree {tree})"
+        return None
 
     def update_ref(self, branch: str, new: str, expected: str) -> bool:
         """Move refs/heads/<branch> from `expected` to `new`, atomically; False if it moved."""
@@ -476,17 +552,20 @@ class GitRepo:
             "--topo-order",
             "--reverse",
             "-r",
+            "-t",  # the folders too, for the tree checks
             "--raw",
             "-z",
             "--no-renames",
             "--no-abbrev",
+            # Else a .gitmodules in the history (`ignore = all`) hides submodules from the log.
+            "--ignore-submodules=none",
             "--diff-merges=first-parent",
             f"--format={_RECORD_SEPARATOR}%H %P",
             tip,
         ]
         if exclude is not None:
             args.append(f"^{exclude}")
-        log = Reader(["git", "log", *args], cwd=self.path, answers=False)
+        log = Reader(_git("log", *args), cwd=self.path, env=_git_environment(), answers=False)
         blocks = _ReadAhead(log.stdout)
         try:
             yield from _parse_log(_decoded(blocks))
@@ -598,16 +677,454 @@ class GitRepo:
         return files
 
 
+# -- trees: the one rule for a well-formed tree, and the one way to read any tree --------
+
+_MODES: Final = frozenset({b"100644", b"100755", b"120000", b"40000", b"160000"})
+# git fsck lets this one pass unless --strict (older gits wrote it); git reads it as 100644.
+_LENIENT_MODE: Final = b"100664"
+_OCTAL: Final = re.compile(rb"[0-7]+")
+_NULL_ID: Final = bytes(20)
+# What HFS+ leaves out of a name, and what NTFS reads as .git (git's is_hfs_dotgit and
+# is_ntfs_dotgit): a name git refuses on those file systems, so git fsck refuses it.
+_HFS_IGNORED: Final = re.compile("[\\u200c-\\u200f\\u202a-\\u202e\\u206a-\\u206f\\ufeff]")
+_NTFS_DOTGIT: Final = re.compile(rb"(?:\.git|git~1)[. ]*(?:[\\:].*)?", re.IGNORECASE | re.DOTALL)
+
+
+def name_problem(name: bytes) -> str | None:
+    """Why git fsck objects to `name` as the name of a tree's entry; None when it does not."""
+    if not name:
+        return "an entry has an empty name"
+    if b"/" in name:
+        why = "holds a '/'"
+    elif name in (b".", b".."):
+        why = "is no name"
+    elif _dotgit(name):
+        why = "is .git (to git, HFS+ or NTFS)"
+    else:
+        return None
+    return f"the name '{printable(name.decode('utf-8', 'surrogateescape'))}' {why}"
+
+
+def _dotgit(name: bytes) -> bool:
+    if name.isascii() and b"git" not in name.lower():
+        return False  # nearly every name: no HFS+ ignorable, no .git to spell
+    return bool(_NTFS_DOTGIT.fullmatch(name)) or _hfs_name(name) == b".git"
+
+
+def _hfs_name(name: bytes) -> bytes:
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name
+    return _HFS_IGNORED.sub("", text).encode().lower()
+
+
+def tree_problem(data: bytes) -> str | None:
+    """Why git fsck refuses this tree object (the content of one), or None: the one rule.
+
+    Entries must be readable, sorted the way git sorts them (a folder as if its name
+    ended in '/'), each name once (a file and a folder of one name count twice), with
+    one of git's modes written git's way (never zero-padded) and a name `name_problem`
+    accepts, and no all-zero object id.
+    """
+    previous: bytes | None = None
+    names: set[bytes] = set()
+    read = 0
+    for mode, name, oid, end in _raw_entries(data):
+        read = end
+        shown = printable(name.decode("utf-8", "surrogateescape"))
+        if mode.startswith(b"0"):
+            return f"'{shown}' has a zero-padded mode ({mode.decode('ascii', 'replace')})"
+        if mode not in _MODES and mode != _LENIENT_MODE:
+            return f"'{shown}' has a bad mode ({printable(mode.decode('ascii', 'replace'))})"
+        problem = name_problem(name)
+        if problem is not None:
+            return problem
+        if oid == _NULL_ID:
+            return f"'{shown}' names the all-zero object id"
+        if name in names:
+            return f"two entries are named '{shown}'"
+        key = name + b"/" if mode == b"40000" else name
+        if previous is not None and key < previous:
+            return f"the entries are out of order ('{shown}' comes too late)"
+        names.add(name)
+        previous = key
+    if read != len(data):
+        return f"the entry at byte {read} is cut short"
+    return None
+
+
+def tree_entries(data: bytes) -> dict[str, tuple[str, str]]:
+    """A tree's entries as the reconciler reads them: name -> (mode, object id).
+
+    For a well-formed tree, what git reads. A malformed one (refused wherever it
+    lands, see `tree_problem`) is read this one way, by the walk and by the records
+    that rebuild a folder: an entry counts under its first name only, one whose name
+    git fsck refuses is left out, and a mode is read as git reads it (canon_mode).
+    """
+    entries: dict[str, tuple[str, str]] = {}
+    for mode, name, oid, _ in _raw_entries(data):
+        canonical = _canonical_mode(mode)
+        if canonical is None or name_problem(name) is not None:
+            continue
+        entries.setdefault(name.decode("utf-8", "surrogateescape"), (canonical, oid.hex()))
+    return entries
+
+
+def _raw_entries(data: bytes) -> Iterator[tuple[bytes, bytes, bytes, int]]:
+    """(mode, name, object id, end) of each readable entry, in order, up to one that is not."""
+    position = 0
+    while position < len(data):
+        space = data.find(b" ", position)
+        nul = data.find(b"\0", space + 1) if space >= 0 else -1
+        if nul < 0 or nul + 21 > len(data):
+            return
+        yield data[position:space], data[space + 1 : nul], data[nul + 1 : nul + 21], nul + 21
+        position = nul + 21
+
+
+def _canonical_mode(mode: bytes) -> str | None:
+    """A mode as git reads it (canon_mode); None when it is no octal number."""
+    if not _OCTAL.fullmatch(mode):
+        return None
+    value = int(mode, 8)
+    kind = value & 0o170000
+    if kind == 0o100000:
+        return "100755" if value & 0o100 else "100644"
+    if kind == 0o120000:
+        return SYMLINK_MODE
+    if kind == 0o040000:
+        return "40000"
+    return GITLINK_MODE
+
+
+@dataclass(frozen=True, slots=True)
+class _Sound:
+    """A tree known to be well-formed: its bytes, and its entries' sort keys and offsets.
+
+    The bytes are shared with the tree it was found from, but for the entries in
+    `patched` (a copy of 56 KB per commit was most of what checking it cost).
+    """
+
+    data: bytes
+    keys: list[bytes]
+    starts: list[int]
+    patched: Mapping[int, bytes] = field(default_factory=dict)  # entry index -> its bytes
+
+    PATCHES: ClassVar[int] = 64  # at most, then the bytes are copied with them
+
+    def entry(self, at: int) -> bytes:
+        patch = self.patched.get(at)
+        if patch is not None:
+            return patch
+        end = self.starts[at + 1] if at + 1 < len(self.starts) else len(self.data)
+        return self.data[self.starts[at] : end]
+
+    def entries(self) -> list[bytes]:
+        return [self.entry(at) for at in range(len(self.starts))]
+
+    def with_patches(self, patched: dict[int, bytes]) -> _Sound:
+        if len(patched) <= self.PATCHES:
+            return _Sound(self.data, self.keys, self.starts, patched)
+        data = bytearray(self.data)
+        for at, entry in patched.items():
+            data[self.starts[at] : self.starts[at] + len(entry)] = entry
+        return _Sound(bytes(data), self.keys, self.starts)
+
+
+_EMPTY_TREE: Final = _Sound(b"", [], [])
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """A folder a commit changed (the root: ""), its trees before and after (None: absent),
+    and the changes git's diff shows directly in it (None: unknown, the folder was shown
+    more than once)."""
+
+    path: str
+    old: str | None
+    new: str | None
+    changes: list[Change] | None
+
+
+class TreeChecks:
+    """Which trees the commits of a walk bring are malformed, by `tree_problem`.
+
+    Reading every new tree whole would cost more than the walk (a plans/ folder of
+    a thousand files is a new 56 KB tree at nearly every commit). So a tree is read
+    whole only when nothing else proves it well-formed. What does: its id was found
+    well-formed before (remembered by id), or it is its first parent's well-formed
+    tree with exactly the changes git's diff shows in that folder. Git's diff walks
+    both trees' entries in order; when it shows no added entry, every entry of the
+    new tree was paired, in order, with one of the old (sorted) tree, so the new
+    tree is sorted, its names are the old ones, and its size, which git reports
+    cheaply, tells that no mode is zero-padded (a file mode spelt otherwise with
+    as many digits, such as 100600, which git reads as 100644 everywhere, is seen
+    only where a tree is read whole). When the diff shows added entries, the tree
+    the changes describe is rebuilt here and its id computed: the new tree is
+    well-formed exactly when the ids are equal.
+
+    Where a tree on either side is malformed, git's diff pairs entries at random:
+    the commit's changes there are read again with `tree_entries`, so the walk
+    takes them the way records rebuild such a folder.
+    """
+
+    KEPT: Final = 512  # well-formed trees remembered (and as many malformed ones)
+
+    def __init__(self, repo: GitRepo) -> None:
+        self._repo = repo
+        self._sound: dict[str, _Sound] = {}
+        self._bad: dict[str, str] = {}
+        self._hash = hashlib.sha256 if repo.object_format == "sha256" else hashlib.sha1
+
+    def read(
+        self, entries: list[HistoryEntry], roots: Mapping[str, str]
+    ) -> dict[str, HistoryEntry]:
+        """The `entries` (parents first) the walk must take otherwise: those that bring a
+        malformed tree (`malformed` says which and why) or whose changes were read again.
+
+        `roots`: the root tree of every entry and of its first parent.
+        """
+        levels = [(entry, _levels_of(entry, roots)) for entry in entries]
+        unknown = {
+            level.new
+            for _, found in levels
+            for level in found or ()
+            if level.new is not None and level.new not in self._sound
+        }
+        sizes = self._repo.blob_sizes(sorted(unknown))
+        taken: dict[str, HistoryEntry] = {}
+        for entry, found in levels:
+            if found is None:  # a commit or first parent that could not be read
+                continue
+            problem: tuple[str, str] | None = None
+            as_diffed = True
+            for level in found:
+                new_problem, reliable = self._check(level, sizes)
+                if new_problem is not None and problem is None:
+                    problem = (level.path, f"{new_problem} (tree {level.new})")
+                as_diffed = as_diffed and reliable
+            if problem is None and as_diffed:
+                continue
+            changes = entry.changes
+            if not as_diffed:
+                first = entry.parents[0] if entry.parents else None
+                old = roots.get(first) if first is not None else None
+                changes = tuple(self._compare(old, roots[entry.id], ""))
+            taken[entry.id] = replace(entry, changes=changes, malformed=problem)
+        return taken
+
+    def _check(self, level: _Level, sizes: Mapping[str, int]) -> tuple[str | None, bool]:
+        """Why the level's new tree is malformed (None: it is not), and whether git's diff
+        of the level can be taken as it is (both trees well-formed)."""
+        old_problem = None if level.old is None else self.problem(level.old)
+        if level.new is None or level.new == level.old:
+            return None, old_problem is None
+        if level.new in self._sound:
+            new_problem = None
+        elif level.new in self._bad:
+            new_problem = self._bad[level.new]
+        elif old_problem is None and self._edited(level, sizes.get(level.new)):
+            new_problem = None
+        else:
+            new_problem = self.problem(level.new)
+        return new_problem, old_problem is None and new_problem is None
+
+    def problem(self, tree: str) -> str | None:
+        """`tree_problem` of a tree read whole (when not known already)."""
+        if tree in self._sound:
+            return None
+        known = self._bad.get(tree)
+        if known is not None:
+            return known
+        data = self._repo.tree_data(tree)
+        if data is None:
+            problem: str | None = "the object is missing or is no tree"
+        else:
+            problem = tree_problem(data)
+            if problem is None:
+                self._remember(tree, _sound(data))
+                return None
+        if len(self._bad) >= self.KEPT:
+            del self._bad[next(iter(self._bad))]
+        self._bad[tree] = problem or ""
+        return problem
+
+    def _edited(self, level: _Level, size: int | None) -> bool:
+        """Whether the level's new tree is its old one (well-formed) with the diff's changes."""
+        if level.changes is None or size is None or level.new is None:
+            return False
+        base = _EMPTY_TREE if level.old is None else self._sound.get(level.old)
+        if base is None:
+            return False
+        cut = len(level.path) + 1 if level.path else 0
+        edits = [
+            (change, change.path[cut:].encode("utf-8", "surrogateescape"))
+            for change in level.changes
+        ]
+        # Nearly every commit changes files in place: the entries keep their order and,
+        # their modes as long as before, their places in the bytes.
+        patched = dict(base.patched)
+        keys, starts = base.keys, base.starts
+        for change, name in edits:
+            if _ABSENT_MODE in (change.old_mode, change.new_mode):
+                sound = self._rebuilt(base, edits, level.new)
+                break
+            folder = change.new_mode == _TREE_MODE
+            key = name + b"/" if folder else name
+            at = bisect.bisect_left(keys, key)
+            if at == len(keys) or keys[at] != key or (change.old_mode == _TREE_MODE) != folder:
+                return False
+            mode = b"40000" if folder else change.new_mode.encode()
+            entry = mode + b" " + name + b"\0" + _raw_id(change.new_blob)
+            end = starts[at + 1] if at + 1 < len(starts) else len(base.data)
+            if len(entry) != end - starts[at]:
+                return False  # no mode git writes changes length in place: read it whole
+            patched[at] = entry
+        else:
+            sound = base.with_patches(patched)
+        if sound is None or len(sound.data) != size:
+            return False
+        self._remember(level.new, sound)
+        return True
+
+    def _rebuilt(self, base: _Sound, edits: list[tuple[Change, bytes]], tree: str) -> _Sound | None:
+        """`base` with the edits' old sides out and new sides in, when that is the tree
+        named `tree`; None when it is not, or when an edit does not fit `base`."""
+        keys, entries = list(base.keys), base.entries()
+        added = False
+        # Every old side out first, then every new side in (a file becoming a folder
+        # of the same name is shown as the one's deletion and the other's addition).
+        for change, name in edits:
+            if change.old_mode == _ABSENT_MODE:
+                added = True
+                continue
+            key = name + b"/" if change.old_mode == _TREE_MODE else name
+            at = bisect.bisect_left(keys, key)
+            if at == len(keys) or keys[at] != key or entries[at][-20:] != _raw_id(change.old_blob):
+                return None
+            del keys[at], entries[at]
+        for change, name in edits:
+            if change.new_mode == _ABSENT_MODE:
+                continue
+            folder = change.new_mode == _TREE_MODE
+            key, other = (name + b"/", name) if folder else (name, name + b"/")
+            at = bisect.bisect_left(keys, key)
+            if (at < len(keys) and keys[at] == key) or _holds(keys, other) or name_problem(name):
+                return None
+            mode = b"40000" if folder else change.new_mode.encode()
+            keys.insert(at, key)
+            entries.insert(at, mode + b" " + name + b"\0" + _raw_id(change.new_blob))
+        data = b"".join(entries)
+        header = b"tree %d\0" % len(data)
+        if added and self._hash(header + data, usedforsecurity=False).hexdigest() != tree:
+            return None  # an added entry out of its place, or an entry git did not show
+        starts = list(itertools.accumulate((len(entry) for entry in entries[:-1]), initial=0))
+        return _Sound(data, keys, starts if entries else [])
+
+    def _remember(self, tree: str, sound: _Sound) -> None:
+        if len(self._sound) >= self.KEPT:
+            del self._sound[next(iter(self._sound))]  # the oldest
+        self._sound[tree] = sound
+
+    def _compare(self, old: str | None, new: str | None, path: str) -> list[Change]:
+        """The file changes from tree `old` to tree `new` (None: absent) under `path`,
+        both read with `tree_entries`."""
+        before = self._entries(old)
+        after = self._entries(new)
+        changes: list[Change] = []
+        for name in sorted(before.keys() | after.keys()):
+            here = f"{path}/{name}" if path else name
+            old_mode, old_id = before.get(name, (_ABSENT_MODE, NULL_OID))
+            new_mode, new_id = after.get(name, (_ABSENT_MODE, NULL_OID))
+            if (old_mode, old_id) == (new_mode, new_id):
+                continue
+            old_folder, new_folder = old_mode == "40000", new_mode == "40000"
+            if old_folder or new_folder:
+                changes += self._compare(
+                    old_id if old_folder else None, new_id if new_folder else None, here
+                )
+            if old_folder:
+                old_mode, old_id = _ABSENT_MODE, NULL_OID
+            if new_folder:
+                new_mode, new_id = _ABSENT_MODE, NULL_OID
+            if (old_mode, new_mode) != (_ABSENT_MODE, _ABSENT_MODE):
+                changes.append(Change(here, old_mode, new_mode, old_id, new_id))
+        return changes
+
+    def _entries(self, tree: str | None) -> dict[str, tuple[str, str]]:
+        if tree is None:
+            return {}
+        data = self._repo.tree_data(tree)
+        return {} if data is None else tree_entries(data)
+
+
+def _levels_of(entry: HistoryEntry, roots: Mapping[str, str]) -> list[_Level] | None:
+    """The folders `entry` changed, each with the changes git's diff shows directly in it.
+
+    A change goes to the closest folder above it that the diff shows as changed (a
+    name holding '/' in a malformed tree looks like a path into a folder that is not).
+    """
+    root = roots.get(entry.id)
+    first = entry.parents[0] if entry.parents else None
+    old_root = roots.get(first) if first is not None else None
+    if root is None or (first is not None and old_root is None):
+        return None
+    if root == old_root:
+        return []  # an empty commit (an approval, a trigger, a start record)
+    shown: dict[str, list[Change]] = {}
+    for folder in entry.folders:
+        shown.setdefault(folder.path, []).append(folder)
+    direct: dict[str, list[Change]] = {}
+    for change in (*entry.changes, *entry.folders):
+        parent = change.path.rpartition("/")[0]
+        while parent and parent not in shown:
+            parent = parent.rpartition("/")[0]
+        direct.setdefault(parent, []).append(change)
+    levels = [_Level("", old_root, root, direct.get("", []))]
+    for path, folders in shown.items():
+        inside = direct.get(path, []) if len(folders) == 1 else None
+        for folder in folders:
+            old = _tree_side(folder.old_mode, folder.old_blob)
+            levels.append(_Level(path, old, _tree_side(folder.new_mode, folder.new_blob), inside))
+    return levels
+
+
+def _tree_side(mode: str, oid: str) -> str | None:
+    return oid if mode == _TREE_MODE else None
+
+
+def _holds(keys: list[bytes], key: bytes) -> bool:
+    at = bisect.bisect_left(keys, key)
+    return at < len(keys) and keys[at] == key
+
+
+def _raw_id(oid: str) -> bytes:
+    return bytes.fromhex(oid)
+
+
+def _sound(data: bytes) -> _Sound:
+    """The parts of a tree `tree_problem` accepted."""
+    keys: list[bytes] = []
+    starts: list[int] = []
+    start = 0
+    for mode, name, _, end in _raw_entries(data):
+        keys.append(name + b"/" if mode == b"40000" else name)
+        starts.append(start)
+        start = end
+    return _Sound(data, keys, starts)
+
+
 def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
     """The object format, git dir, common dir and work tree (None when bare) of the
     repository at `path` itself (never one found in a folder above it); one process."""
     if not path.is_dir():
         return None
-    argv = ["git", "rev-parse", "--show-object-format", "--path-format=absolute"]
+    argv = _git("rev-parse", "--show-object-format", "--path-format=absolute")
     argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
     argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
     # Untranslated, so the ownership refusal below is recognised in every locale.
-    result = capture(argv, cwd=path, env={**os.environ, "LC_ALL": "C"})
+    result = capture(argv, cwd=path, env=_git_environment({"LC_ALL": "C"}))
     found = result.stdout.decode("utf-8", "surrogateescape").splitlines()
     if len(found) < 4:
         if "dubious ownership" in result.stderr:
@@ -628,23 +1145,10 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
 
 def user_config(key: str) -> str | None:
     """A value of the user's git configuration outside any repository (e.g. user.email)."""
-    result = capture(["git", "config", "--get", key])
+    result = capture(_git("config", "--get", key), env=_git_environment())
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", "replace").strip() or None
-
-
-def _tree_sort_key(item: tuple[str, tuple[str, str]]) -> bytes:
-    name, (mode, _) = item
-    # Git orders a directory as if its name ended with "/".
-    return name.encode("utf-8", "surrogateescape") + (b"/" if mode == "40000" else b"")
-
-
-def _tree_bytes(entries: Mapping[str, tuple[str, str]]) -> bytes:
-    return b"".join(
-        mode.encode() + b" " + name.encode("utf-8", "surrogateescape") + b"\0" + bytes.fromhex(oid)
-        for name, (mode, oid) in sorted(entries.items(), key=_tree_sort_key)
-    )
 
 
 def commit_bytes(
@@ -756,9 +1260,62 @@ class _CatFile:
         if self._reader is not None and not self._reader.running:
             self.close()  # it died (killed, out of memory): start another
         if self._reader is None:
-            self._reader = Reader(["git", "cat-file", self._option], cwd=self._path, answers=True)
+            self._reader = Reader(
+                _git("cat-file", self._option),
+                cwd=self._path,
+                env=_git_environment(),
+                answers=True,
+            )
         assert self._reader.stdin is not None
         return self._reader.stdin, self._reader.stdout
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
+
+
+class _MakeTree:
+    """One long-lived `git mktree -z --batch`: git sorts, writes and names each tree
+    (checking that every entry's object exists and is of the kind its mode says)."""
+
+    KINDS: Final = {"40000": "tree", GITLINK_MODE: "commit"}
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._reader: Reader | None = None
+        self._lock = threading.Lock()
+
+    def make(self, entries: Mapping[str, tuple[str, str]]) -> str:
+        """The id of the tree of `entries` (name -> (mode, id)), written to the repository."""
+        listing = b"".join(
+            f"{mode} {self.KINDS.get(mode, 'blob')} {oid}\t".encode()
+            + name.encode("utf-8", "surrogateescape")
+            + b"\0"
+            for name, (mode, oid) in entries.items()
+        )
+        with self._lock:
+            if self._reader is not None and not self._reader.running:
+                self.close()
+            if self._reader is None:
+                self._reader = Reader(
+                    _git("mktree", "-z", "--batch"),
+                    cwd=self._path,
+                    env=_git_environment(),
+                    answers=True,
+                )
+            assert self._reader.stdin is not None
+            try:
+                self._reader.stdin.write(listing + b"\0")  # an empty entry ends the tree
+                self._reader.stdin.flush()
+                answer = self._reader.stdout.readline().decode().strip()
+            except (OSError, ValueError):
+                answer = ""
+            if not is_full_oid(answer) and len(answer) != 64:
+                _, errors = self._reader.finish()
+                self._reader = None
+                raise GitError(f"git mktree failed: {errors.strip()}")
+            return answer
 
     def close(self) -> None:
         if self._reader is not None:
@@ -775,30 +1332,33 @@ def _decoded(blocks: Iterator[bytes] | _ReadAhead) -> Iterator[str]:
 
 
 def _parse_log(chunks: Iterator[str]) -> Iterator[HistoryEntry]:
-    """Parse `git log --raw -z --format=<RS>%H %P` output, one commit at a time.
+    """Parse `git log --raw -t -z --format=<RS>%H %P` output, one commit at a time.
 
     Tokens are NUL-separated; a path always follows its `:meta` token, so a
     path containing any byte (even the record separator) is read as a path.
     """
     current: list[str] | None = None
     changes: list[Change] = []
+    folders: list[Change] = []
     meta: str | None = None
     for token in _tokens(chunks):
         if meta is not None:
             old_mode, new_mode, old_blob, new_blob, _status = meta[1:].split(" ")
-            changes.append(Change(token, old_mode, new_mode, old_blob, new_blob))
+            change = Change(token, old_mode, new_mode, old_blob, new_blob)
+            (folders if _TREE_MODE in (old_mode, new_mode) else changes).append(change)
             meta = None
             continue
         text = token.lstrip("\n")
         if text.startswith(_RECORD_SEPARATOR):
             if current is not None:
-                yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes))
+                yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes), tuple(folders))
             current = text[1:].split()
             changes = []
+            folders = []
         elif text.startswith(":"):
             meta = text
     if current is not None:
-        yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes))
+        yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes), tuple(folders))
 
 
 def _tokens(chunks: Iterator[str]) -> Iterator[str]:

@@ -264,12 +264,20 @@ class Reader:
     Its errors go to a temporary file, so a chatty stderr never blocks it.
     """
 
-    def __init__(self, argv: Sequence[str], *, cwd: Path | None = None, answers: bool) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        answers: bool,
+    ) -> None:
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish() or stop()
         try:
             self._process = subprocess.Popen(
                 list(argv),
                 cwd=cwd,
+                env=dict(env) if env is not None else None,
                 stdin=subprocess.PIPE if answers else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._errors,

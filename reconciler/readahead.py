@@ -3,8 +3,9 @@
 Called by `authorise`, whose walk judges landings in history order. What it
 needs of a batch of commits that does not depend on the policy is prepared
 here: the commits read, their SSHSIG signatures checked (unless the state
-store remembers them), and the plan and teams.yaml versions they change read
-and parsed into fields (`ParsedVersions` keeps them for the judging).
+store remembers them), the trees they bring checked (`gitrepo.TreeChecks`),
+and the plan and teams.yaml versions they change read and parsed into fields
+(`ParsedVersions` keeps them for the judging).
 
 A long walk hands this work to worker processes: the next batches are sent
 before this one is judged, so every core works, and while the workers are
@@ -42,8 +43,15 @@ STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and par
 SignatureCheck = tuple[str, str | None, str]  # status, key fingerprint, reason
 VersionKey = tuple[str, str, str]  # kind, name, blob
 Wanted = tuple[str, str, str, str]  # a version to parse: path, kind, name, blob
-# What `prepare` returns: the commits read, their signature checks, the versions parsed.
-Prepared = tuple[dict[str, CommitInfo], dict[str, SignatureCheck], dict[VersionKey, FieldMap]]
+# What `prepare` returns: the commits read, their signature checks, the versions parsed,
+# and the history entries to take otherwise after their trees were checked.
+Prepared = tuple[
+    dict[str, CommitInfo],
+    dict[str, SignatureCheck],
+    dict[VersionKey, FieldMap],
+    dict[str, HistoryEntry],
+]
+Inputs = tuple[list[str], frozenset[str], list[Wanted], list[HistoryEntry]]
 
 
 class ParsedVersions:
@@ -123,7 +131,7 @@ class ReadAhead:
     def read_now(self, commits: list[str]) -> ReadBatch:
         """Many commits read and their signatures checked in one batch, here and now."""
         entries = [HistoryEntry(commit, (), ()) for commit in commits]
-        return self._resolve(self._send(entries, None, frozenset()))
+        return self._resolve(self._send(entries, None, frozenset(), walked=False))
 
     def _next(self, flight: deque[_Batch]) -> _Batch:
         """The next batch in order.
@@ -150,10 +158,16 @@ class ReadAhead:
         return head
 
     def _send(
-        self, entries: list[HistoryEntry], worker: Executor | None, asked: frozenset[str]
+        self,
+        entries: list[HistoryEntry],
+        worker: Executor | None,
+        asked: frozenset[str],
+        *,
+        walked: bool = True,
     ) -> _Batch:
-        """Have a batch's commits read and checked, and the plan and teams.yaml versions
-        it needs read and parsed: by `worker`, or here and now without one.
+        """Have a batch's commits read and checked (and their trees, when `walked`), and
+        the plan and teams.yaml versions it needs read and parsed: by `worker`, or here
+        and now without one.
 
         Versions already parsed, or `asked` for by the batches in flight, are not read again.
         """
@@ -169,7 +183,12 @@ class ReadAhead:
                     key = (placement.kind, placement.name, blob)
                     if blob != NULL_OID and blob not in asked and self.versions.get(key) is None:
                         wanted[blob] = (change.path, placement.kind, placement.name, blob)
-        inputs = (commits, frozenset(stored), list(wanted.values()))
+        inputs: Inputs = (
+            commits,
+            frozenset(stored),
+            list(wanted.values()),
+            entries if walked else [],
+        )
         prepared: _Outcome | None = None
         if worker is not None:
             with contextlib.suppress(RuntimeError):  # a broken worker: work here instead
@@ -188,13 +207,14 @@ class ReadAhead:
             batch = self._send(batch.entries, None, frozenset())
         assert batch.prepared is not None
         try:
-            infos, checked, parsed = batch.prepared.result()
+            infos, checked, parsed, taken = batch.prepared.result()
         except Exception:  # the worker could not start, or died: do it here instead
-            infos, checked, parsed = prepare(self.repo, *batch.inputs)
+            infos, checked, parsed, taken = prepare(self.repo, *batch.inputs)
         self.store.remember_signatures(checked)
         self.versions.add(parsed)
         checks = {commit: batch.stored.get(commit) or checked[commit] for commit in infos}
-        return ReadBatch(batch.entries, infos, checks)
+        entries = [taken.get(entry.id, entry) for entry in batch.entries]
+        return ReadBatch(entries, infos, checks)
 
 
 class _Outcome(Protocol):
@@ -229,14 +249,18 @@ class _Batch:
     stored: dict[str, SignatureCheck] = field(default_factory=dict)  # from the state store
     prepared: _Outcome | None = None  # commits, their checks, the versions parsed
     versions: frozenset[str] = frozenset()  # blobs asked for this batch
-    inputs: tuple[list[str], frozenset[str], list[Wanted]] = ([], frozenset(), [])
+    inputs: Inputs = ([], frozenset(), [], [])
 
 
 def prepare(
-    source: GitRepo | Path, commits: list[str], checked: frozenset[str], wanted: list[Wanted]
+    source: GitRepo | Path,
+    commits: list[str],
+    checked: frozenset[str],
+    wanted: list[Wanted],
+    walked: list[HistoryEntry] | None = None,
 ) -> Prepared:
-    """Read the commits and check the signatures not `checked` before; read and parse
-    the `wanted` versions.
+    """Read the commits and check the signatures not `checked` before; check the trees
+    the `walked` history entries bring; read and parse the `wanted` versions.
 
     Runs in a worker process, which opens the repository at `source` once (so
     it is a top-level function of plain data), or in the walk itself.
@@ -248,6 +272,15 @@ def prepare(
         if commit not in checked:
             result = check_commit_signature(info.raw)
             checks[commit] = (result.status, result.fingerprint, result.reason)
+    taken: dict[str, HistoryEntry] = {}
+    if walked:
+        parents = {entry.parents[0] for entry in walked if entry.parents}
+        roots = {commit: info.tree for commit, info in infos.items()}
+        roots |= {
+            commit: info.tree
+            for commit, info in repo.commits(sorted(parents - roots.keys())).items()
+        }
+        taken = repo.check_trees(walked, roots)
     # Larger versions are left out: the walk reads their size and calls them invalid.
     contents, _ = repo.blobs([blob for *_, blob in wanted], MAX_FILE_BYTES)
     parsed = {
@@ -255,7 +288,7 @@ def prepare(
         for path, kind, name, blob in wanted
         if blob in contents
     }
-    return infos, checks, parsed
+    return infos, checks, parsed, taken
 
 
 def parse_version(path: str, kind: str, name: str, blob: str, raw: bytes) -> FieldMap:

@@ -126,7 +126,7 @@ def our_cat_files() -> list[int]:
     return [
         pid
         for pid, parent, argv in processes()
-        if parent == os.getpid() and argv[:3] == [b"git", b"cat-file", b"--batch"]
+        if parent == os.getpid() and argv[0] == b"git" and argv[-3:-1] == [b"cat-file", b"--batch"]
     ]
 
 

@@ -1,0 +1,512 @@
+"""What the reconciler reads of Git is what git says, whatever the repository holds.
+
+Three parts. The differential guard: hypothesis builds histories with git itself
+(files named with spaces, quotes, line breaks and non-ASCII letters, random
+contents, deletions, renames, executable bits, symlinks, submodules, merges) and
+the reconciler's reading of every commit's changed paths must be what
+`git diff-tree -r -z --no-renames` says against its first parent, its reading of
+every blob what `git cat-file blob` says, its listing of a folder what
+`git ls-tree` says, and its path lookups what `git rev-parse <commit>:<path>` says.
+Then the settings: each one a repository (or a history) may hold that changed what
+the reconciler read is set, and the reading must not move. Then the rule for a
+well-formed tree (`gitrepo.tree_problem`), case by case.
+
+Allowed differences between the reconciler's reading and git's, each for a reason:
+
+- A path lookup (`GitRepo.blobs_at`) answers None for a path holding a line break:
+  `cat-file --batch-check` takes one request a line. No configuration path can
+  hold one (`layout.place` gives such a path no kind).
+- Symlinks and submodules are read as git shows them (modes 120000 and 160000);
+  refusing them is the walk's rule (`authorise`), not the reading's.
+- A tree git fsck refuses is read with `gitrepo.tree_entries` (the first entry of
+  a name counts, entries with names git refuses are left out), where git's own
+  commands disagree with one another; the landing that brings one is refused. The
+  histories here are made by git, so their trees are all well-formed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.gitrepo import GitRepo, HistoryEntry, name_problem, tree_entries, tree_problem
+from reconciler.readahead import prepare
+from tests.gitfixtures import run_git
+
+# -- histories made by git ------------------------------------------------------------
+
+# Letters that cannot spell .git or .gitmodules, with what trips up parsers.
+NAME_LETTERS = "ab01 '\"\n\t-.ü日"
+FILE = "100644"
+EXECUTABLE = "100755"
+SYMLINK = "120000"
+SUBMODULE = "160000"
+
+
+def _usable(name: str) -> bool:
+    return name_problem(name.encode()) is None
+
+
+names = st.text(alphabet=NAME_LETTERS, min_size=1, max_size=6).filter(_usable)
+paths = st.lists(names, min_size=1, max_size=3).map("/".join)
+modes = st.sampled_from([FILE, FILE, FILE, EXECUTABLE, SYMLINK, SUBMODULE])
+contents = st.binary(max_size=40)
+
+
+@dataclass(frozen=True)
+class Write:
+    path: str
+    mode: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    index: int  # of the files there are, modulo
+
+
+@dataclass(frozen=True)
+class Rename:
+    index: int
+    to: str
+
+
+@dataclass(frozen=True)
+class Flip:
+    """Make an existing file executable or plain again (its content unchanged)."""
+
+    index: int
+
+
+Operation = Write | Delete | Rename | Flip
+operations = st.one_of(
+    st.builds(Write, paths, modes, contents),
+    st.builds(Write, paths, modes, contents),
+    st.builds(Delete, st.integers(0, 50)),
+    st.builds(Rename, st.integers(0, 50), paths),
+    st.builds(Flip, st.integers(0, 50)),
+)
+# A commit: its operations, and whether it merges a side branch that made its own.
+commits = st.tuples(st.lists(operations, min_size=0, max_size=5), st.booleans())
+histories = st.lists(commits, min_size=1, max_size=5)
+
+Files = dict[str, tuple[str, bytes]]
+
+
+def applied(files: Files, operation: Operation) -> Files:
+    """`files` after `operation`, with no file where another one's folder is."""
+    after = dict(files)
+    listed = sorted(after)
+    if isinstance(operation, Write):
+        after[operation.path] = (operation.mode, operation.content)
+    elif listed and isinstance(operation, Delete):
+        del after[listed[operation.index % len(listed)]]
+    elif listed and isinstance(operation, Rename):
+        after[operation.to] = after.pop(listed[operation.index % len(listed)])
+    elif listed and isinstance(operation, Flip):
+        path = listed[operation.index % len(listed)]
+        mode, content = after[path]
+        if mode in (FILE, EXECUTABLE):
+            after[path] = (EXECUTABLE if mode == FILE else FILE, content)
+    if isinstance(operation, Write | Rename):
+        written = operation.path if isinstance(operation, Write) else operation.to
+        for other in list(after):
+            if other != written and (
+                other.startswith(written + "/") or written.startswith(other + "/")
+            ):
+                del after[other]
+    return after
+
+
+class Maker:
+    """Commits made by git's plumbing: blobs, an index per commit, write-tree, commit-tree."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        run_git(path.parent, "init", "-q", "-b", "main", str(path))
+        self.count = 0
+
+    def git(self, *args: str, stdin: bytes = b"", env: Mapping[str, str] | None = None) -> str:
+        completed = subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            input=stdin,
+            capture_output=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr.decode()
+        return completed.stdout.decode().strip()
+
+    def tree(self, files: Files) -> str:
+        ordered = sorted(files.items())
+        blobs = [content for _, (mode, content) in ordered if mode != SUBMODULE]
+        written = iter(self.blobs(blobs))
+        listing = b""
+        for path, (mode, content) in ordered:
+            # A submodule's commit is never in the repository: any id will do.
+            oid = hashlib.sha1(content).hexdigest() if mode == SUBMODULE else next(written)
+            listing += f"{mode} {oid}\t".encode() + path.encode() + b"\0"
+        index = self.path.parent / f"index-{self.count}"
+        self.count += 1
+        environment = {"GIT_INDEX_FILE": str(index)}
+        self.git("update-index", "-z", "--index-info", stdin=listing, env=environment)
+        return self.git("write-tree", env=environment)
+
+    def blobs(self, contents: list[bytes]) -> list[str]:
+        """The ids of `contents`, written by one `git hash-object -w`."""
+        if not contents:
+            return []
+        places = []
+        for number, content in enumerate(contents):
+            place = self.path.parent / f"blob-{self.count}-{number}"
+            place.write_bytes(content)
+            places.append(str(place))
+        listed = "\n".join(places).encode() + b"\n"
+        return self.git("hash-object", "-w", "--stdin-paths", stdin=listed).split()
+
+    def commit(self, files: Files, *parents: str) -> str:
+        arguments = [argument for parent in parents for argument in ("-p", parent)]
+        return self.git("commit-tree", self.tree(files), *arguments, "-m", f"c{self.count}")
+
+
+def made(path: Path, history: list[tuple[list[Operation], bool]]) -> str:
+    """The history's last commit, made with git (each commit's files on its parent's)."""
+    maker = Maker(path)
+    files: Files = {}
+    tip: str | None = None
+    for operations_, merges in history:
+        parents = [] if tip is None else [tip]
+        if merges and tip is not None:
+            side_files = applied(files, Write("side", FILE, b"side"))
+            parents.append(maker.commit(side_files, tip))
+        for operation in operations_:
+            files = applied(files, operation)
+        tip = maker.commit(files, *parents)
+    assert tip is not None
+    maker.git("update-ref", "refs/heads/main", tip)
+    return tip
+
+
+# -- what git says ------------------------------------------------------------------------
+
+
+def git_changes(path: Path, commit: str, first_parent: str | None) -> set[tuple[str, ...]]:
+    """`git diff-tree -r -z --no-renames` of `commit` against its first parent."""
+    sides = [first_parent, commit] if first_parent else ["--root", commit]
+    output = subprocess.run(
+        ["git", "diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", *sides],
+        cwd=path,
+        capture_output=True,
+        check=True,
+    ).stdout
+    tokens = output.split(b"\0")
+    if not first_parent:
+        tokens = tokens[1:]  # the commit id, first
+    found: set[tuple[str, ...]] = set()
+    for meta, name in zip(tokens[::2], tokens[1::2], strict=False):
+        old_mode, new_mode, old_blob, new_blob, _ = meta.decode()[1:].split(" ")
+        found.add((name.decode("utf-8", "surrogateescape"), old_mode, new_mode, old_blob, new_blob))
+    return found
+
+
+def read_entries(repo: GitRepo, tip: str) -> list[HistoryEntry]:
+    """The history entries as the walk takes them (after `readahead.prepare`)."""
+    entries = list(repo.history(tip, None))
+    *_, taken = prepare(repo, [entry.id for entry in entries], frozenset(), [], entries)
+    return [taken.get(entry.id, entry) for entry in entries]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(history=histories)
+def test_the_reading_of_a_history_made_by_git_is_gits(
+    history: list[tuple[list[Operation], bool]],
+) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "repo"
+        tip = made(path, history)
+        with GitRepo(path) as repo:
+            entries = read_entries(repo, tip)
+            assert len(entries) == int(run_git(path, "rev-list", "--count", tip))
+            blobs: set[str] = set()
+            for entry in entries:
+                assert entry.malformed is None
+                first = entry.parents[0] if entry.parents else None
+                ours = {
+                    (c.path, c.old_mode, c.new_mode, c.old_blob, c.new_blob) for c in entry.changes
+                }
+                assert ours == git_changes(path, entry.id, first)
+                blobs |= {
+                    c.new_blob for c in entry.changes if c.new_mode not in ("000000", SUBMODULE)
+                }
+            contents, _ = repo.blobs(sorted(blobs), 1 << 20)
+            for blob in blobs:
+                assert (
+                    contents[blob]
+                    == subprocess.run(
+                        ["git", "cat-file", "blob", blob], cwd=path, capture_output=True, check=True
+                    ).stdout
+                )
+            listed = run_git(path, "ls-tree", "-r", "-z", "--full-tree", tip).split("\0")
+            files = {line.split("\t", 1)[1]: line.split("\t", 1)[0] for line in listed if line}
+            lookups = repo.blobs_at([(tip, file) for file in files])
+            for file, meta in files.items():
+                _, kind, oid = meta.split(" ")
+                expected = oid if kind == "blob" and "\n" not in file else None
+                assert lookups[(tip, file)] == expected
+            for folder in {file.split("/", 1)[0] for file in files if "/" in file}:
+                out = run_git(path, "ls-tree", "-z", f"{tip}:{folder}").split("\0")
+                by_git = {
+                    f"{folder}/{line.split(chr(9), 1)[1]}": (
+                        line.split(" ")[0].lstrip("0"),
+                        line.split("\t")[0].split(" ")[2],
+                    )
+                    for line in out
+                    if line
+                }
+                assert repo.folder(tip, folder) == by_git
+
+
+# -- settings that would change the reading ---------------------------------------------
+
+
+def reading(path: Path, tip: str) -> object:
+    """Everything the adapter reads of a repository, as plain data."""
+    with GitRepo(path) as repo:
+        entries = read_entries(repo, tip)
+        ids = [entry.id for entry in entries]
+        infos = repo.commits(ids)
+        lookups = [(tip, "plans/p.yaml"), (tip, "teams.yaml"), (tip, "sub")]
+        return (
+            [(entry.id, entry.parents, entry.changes) for entry in entries],
+            {
+                commit: (info.tree, info.parents, info.message, info.raw)
+                for commit, info in infos.items()
+            },
+            repo.first_parent_chain(tip, None),
+            repo.root_commits(tip),
+            repo.tree_files(tip),
+            repo.folder(tip, "plans"),
+            repo.blobs_at(lookups),
+            repo.blobs(
+                sorted({c.new_blob for e in entries for c in e.changes if c.new_mode != SUBMODULE}),
+                1 << 20,
+            ),
+            repo.resolve("main"),
+            repo.is_ancestor(ids[0], tip),
+        )
+
+
+@pytest.fixture
+def history_with_everything(tmp_path: Path) -> tuple[Path, str, dict[str, str]]:
+    """A history with a root commit, an unrelated root merged in, a submodule, a signed
+    commit (ssh) and a merge; its path, tip and some of its commits by name."""
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    maker = Maker(tmp_path / "repo")
+    root = maker.commit({"teams.yaml": (FILE, b"users: {}\n"), "plans/p.yaml": (FILE, b"a: 1\n")})
+    other_root = maker.commit({"elsewhere": (FILE, b"x\n")})
+    both = {"teams.yaml": (FILE, b"users: {}\n"), "plans/p.yaml": (FILE, b"a: 2\n")}
+    merged = maker.commit({**both, "elsewhere": (FILE, b"x\n")}, root, other_root)
+    with_submodule = maker.commit({**both, "sub": (SUBMODULE, b"")}, merged)
+    maker.git("update-ref", "refs/heads/main", with_submodule)
+    maker.git("checkout", "-q", "main")
+    maker.git("config", "gpg.format", "ssh")
+    maker.git("config", "user.signingkey", str(key))
+    (maker.path / "plans/p.yaml").write_text("a: 3\n")
+    maker.git("commit", "-q", "-S", "-am", "signed")
+    tip = maker.git("rev-parse", "HEAD")
+    commits = {"root": root, "other_root": other_root, "merged": merged, "tip": tip}
+    return maker.path, tip, commits
+
+
+def gitmodules_ignoring_all(path: Path) -> None:
+    """A .gitmodules saying to ignore the submodule: anyone who may push can commit one."""
+    (path / ".gitmodules").write_text(
+        '[submodule "sub"]\n\tpath = sub\n\turl = ./x\n\tignore = all\n'
+    )
+    run_git(path, "add", ".gitmodules")
+    run_git(path, "commit", "-q", "-m", "ignore the submodule")
+
+
+PINNED = {
+    # git log prints signature checks into the stream parsed (many set it globally)
+    "log.showSignature": "true",
+    # the root commits' files vanish from the log
+    "log.showRoot": "false",
+    # submodule changes vanish from the log
+    "diff.ignoreSubmodules": "all",
+    # a commit's changes come in another order
+    "diff.orderFile": "order",
+}
+# Settings that never changed the reading (it asks for -z, full ids and raw objects):
+# set here so that a reading which comes to depend on one is noticed.
+UNCHANGED = {
+    "log.mailmap": "true",
+    "mailmap.file": ".mailmap",
+    "core.quotePath": "true",
+    "i18n.logOutputEncoding": "ISO-8859-1",
+    "diff.renames": "copies",
+    "diff.noprefix": "true",
+    "color.ui": "always",
+    "diff.relative": "true",
+    "core.abbrev": "7",
+    "log.decorate": "full",
+    "format.pretty": "oneline",
+    "log.abbrevCommit": "true",
+}
+
+
+@pytest.mark.parametrize("key", [*PINNED, *UNCHANGED])
+def test_a_setting_of_the_repository_does_not_change_the_reading(
+    history_with_everything: tuple[Path, str, dict[str, str]], key: str
+) -> None:
+    path, tip, _ = history_with_everything
+    (path / ".mailmap").write_text("Someone Else <else@example.com> <test@example.com>\n")
+    (path / "order").write_text("teams.yaml\n")
+    before = reading(path, tip)
+    run_git(path, "config", key, {**PINNED, **UNCHANGED}[key])
+    assert reading(path, tip) == before
+
+
+def test_a_gitmodules_in_the_history_does_not_hide_a_submodule(
+    history_with_everything: tuple[Path, str, dict[str, str]],
+) -> None:
+    path, _, _ = history_with_everything
+    gitmodules_ignoring_all(path)
+    run_git(path, "update-index", "--cacheinfo", f"{SUBMODULE},{'1' * 40},sub")
+    run_git(path, "commit", "-q", "-m", "move the submodule")
+    with GitRepo(path) as repo:
+        [entry] = list(repo.history("main", "main~1"))
+    assert [(change.path, change.new_mode) for change in entry.changes] == [("sub", SUBMODULE)]
+
+
+def test_replacement_refs_do_not_change_what_an_id_reads_as(
+    history_with_everything: tuple[Path, str, dict[str, str]],
+) -> None:
+    path, tip, commits = history_with_everything
+    before = reading(path, tip)
+    blob = run_git(path, "rev-parse", f"{tip}:plans/p.yaml")
+    forged_blob = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=path,
+            input=b"a: 666\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    run_git(path, "replace", blob, forged_blob)
+    # A look-alike root: other content, and the tip made to have it for its only parent.
+    look_alike = run_git(path, "commit-tree", f"{commits['other_root']}^{{tree}}", "-m", "seed")
+    run_git(path, "replace", commits["root"], look_alike)
+    run_git(path, "replace", "--graft", tip, commits["root"])
+    assert run_git(path, "show", f"{tip}:plans/p.yaml") == "a: 666"  # git itself is fooled
+    assert reading(path, tip) == before
+
+
+def test_grafts_do_not_change_what_a_commit_s_parents_are(
+    history_with_everything: tuple[Path, str, dict[str, str]],
+) -> None:
+    path, tip, commits = history_with_everything
+    before = reading(path, tip)
+    (path / ".git/info").mkdir(exist_ok=True)
+    (path / ".git/info/grafts").write_text(f"{tip}\n{commits['merged']} {commits['other_root']}\n")
+    assert run_git(path, "rev-list", "--count", tip) == "1"  # git itself is fooled
+    assert reading(path, tip) == before
+
+
+# -- the rule for a well-formed tree ------------------------------------------------------
+
+
+def entry(mode: bytes, name: bytes, oid: bytes = b"\x11" * 20) -> bytes:
+    return mode + b" " + name + b"\0" + oid
+
+
+def test_a_tree_as_git_writes_it_is_well_formed() -> None:
+    git_order = [
+        entry(b"100644", b"a b"),
+        entry(b"100755", b"a.b"),
+        entry(b"40000", b"a"),  # a folder sorts as if its name ended in '/'
+        entry(b"100644", b"a0"),
+        entry(b"120000", b"l"),
+        entry(b"160000", b"s"),
+        entry(b"100664", b"z"),  # git fsck lets it pass (unless --strict)
+    ]
+    assert tree_problem(b"".join(git_order)) is None
+    assert tree_problem(b"") is None
+
+
+MALFORMED = {
+    "two entries are named 'a'": [entry(b"100644", b"a"), entry(b"100644", b"a", b"\x22" * 20)],
+    "two entries are named 'x'": [  # a file and a folder of one name
+        entry(b"100644", b"x"),
+        entry(b"100644", b"x.y"),
+        entry(b"40000", b"x"),
+    ],
+    "out of order": [entry(b"100644", b"b"), entry(b"100644", b"a")],
+    "out of order ": [entry(b"40000", b"a"), entry(b"100644", b"a.b")],
+    "zero-padded mode": [entry(b"040000", b"d")],
+    "bad mode (100600)": [entry(b"100600", b"a")],
+    "bad mode (12345)": [entry(b"12345", b"a")],
+    "bad mode (1x0644)": [entry(b"1x0644", b"a")],
+    "empty name": [entry(b"100644", b"")],
+    "holds a '/'": [entry(b"100644", b"a/b")],
+    "'.' is no name": [entry(b"40000", b".")],
+    "'..' is no name": [entry(b"40000", b"..")],
+    "'.git' is .git": [entry(b"40000", b".git")],
+    "'.GiT' is .git": [entry(b"40000", b".GiT")],
+    "'GIT~1' is .git": [entry(b"40000", b"GIT~1")],
+    "'.git. .' is .git": [entry(b"40000", b".git. .")],
+    "is .git (to git, HFS+": [entry(b"40000", ".g\u200cit".encode())],
+    "'.git::$INDEX_ALLOCATION' is .git": [entry(b"40000", b".git::$INDEX_ALLOCATION")],
+    "all-zero object id": [entry(b"100644", b"a", bytes(20))],
+    "cut short": [entry(b"100644", b"a")[:-3]],
+}
+
+
+@pytest.mark.parametrize("why", MALFORMED)
+def test_a_malformed_tree_is_told_apart_with_the_reason(why: str) -> None:
+    problem = tree_problem(b"".join(MALFORMED[why]))
+    assert problem is not None
+    assert why.strip() in problem
+
+
+def test_a_name_git_accepts_is_accepted() -> None:
+    for name in ("a", ".gitignore", ".github", "git", "gît", "a b", "日本", ".git-x", "git~2"):
+        assert name_problem(name.encode()) is None, name
+
+
+def test_a_malformed_tree_is_read_the_one_way_records_rebuild_it() -> None:
+    tree = b"".join(
+        [
+            entry(b"100644", b"q", b"\x01" * 20),
+            entry(b"100644", b"q", b"\x02" * 20),  # the second entry of a name does not count
+            entry(b"100664", b"r"),  # read as git reads it
+            entry(b"040000", b"s"),
+            entry(b"40000", b".git"),  # left out
+            entry(b"100644", b"a/b"),  # left out
+            entry(b"100644", b"b"),  # out of order, still read
+        ]
+    )
+    assert tree_entries(tree) == {
+        "q": ("100644", "01" * 20),
+        "r": ("100644", "11" * 20),
+        "s": ("40000", "11" * 20),
+        "b": ("100644", "11" * 20),
+    }
