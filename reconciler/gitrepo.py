@@ -232,6 +232,15 @@ class GitRepo:
         """Whether any branch exists: a fresh `git init` has none, HEAD names an unborn one."""
         return bool(self._text("for-each-ref", "--count=1", "--format=%(refname)", "refs/heads/"))
 
+    def has_references(self) -> bool:
+        """Whether any reference exists (a branch, a tag, a remote's branch): a fresh
+        `git init`, or a clone of an empty repository, has none."""
+        return bool(self._text("for-each-ref", "--count=1", "--format=%(refname)"))
+
+    def start_on(self, branch: str) -> None:
+        """Point HEAD at `branch` before it exists, so the first commit creates it."""
+        self._run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
     def branches(self, limit: int = 10) -> list[str]:
         """Up to `limit` local branch names, most recently committed first."""
         listed = self._text(

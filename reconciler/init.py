@@ -1,12 +1,14 @@
 """A new configuration repository (`reconciler init DIR`).
 
-Called by the CLI. It writes the shipped schemas, a commented `teams.yaml`
-with the first admin (settings, a tech lead and the deployment role, so
-every gate can be met from day one), three environments, an empty `plans/`,
-a pre-commit configuration using our hook, and a CI workflow that validates
-and verifies pull requests (never `apply`). It generates the reconciler
-service account's key pair, keeping the private half outside the worktree,
-and makes the initial commit: the trust anchor.
+Called by the CLI, on a new or empty folder or on a repository without history
+(a fresh clone of an empty one, ready to push). It writes the shipped schemas,
+a commented `teams.yaml` with the first admin (settings, a tech lead and the
+deployment role, so every gate can be met from day one), three environments,
+an empty `plans/`, a pre-commit configuration running the installed
+reconciler's hook, and a CI workflow that validates and verifies pull requests
+(never `apply`). It generates the reconciler service account's key pair,
+keeping the private half outside the worktree, and makes the initial commit:
+the trust anchor.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jsonschema_rs
 import yaml
 
 from reconciler import resources
-from reconciler.errors import UsageError
+from reconciler.errors import NotARepositoryError, UsageError
 from reconciler.gitrepo import GitRepo, Someone
 from reconciler.model import Snapshot
 from reconciler.resources import schemas_dir
@@ -118,11 +120,14 @@ def initialise(
     admin_id = admin if admin is not None else _admin_id(email)
     _check_identity(name, email, admin_id)
     try:
-        occupied = path.exists() and any(path.iterdir())
+        present = {entry.name for entry in path.iterdir()} if path.exists() else set()
     except OSError as error:
         raise _cannot_create(path, error) from None
-    if occupied:
-        raise UsageError(f"{path} is not empty", hint="give init a new or empty folder")
+    if present - {".git"}:
+        raise UsageError(f"{path} is not empty", hint=_WHERE)
+    cloned = bool(present)
+    if cloned:
+        _require_no_history(path)
     try:
         key = parse_public_key(public_key)
     except KeyFormatError as error:
@@ -166,7 +171,10 @@ def initialise(
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise _cannot_create(path, error) from None
-        with GitRepo.init(path, "main") as repo:
+        with GitRepo(path) if cloned else GitRepo.init(path, "main") as repo:
+            if cloned:
+                # A clone's HEAD names the remote's default branch, which may be another.
+                repo.start_on("main")
             service_key = repo.git_dir / "reconciler" / "service-key"
             service_key.parent.mkdir(parents=True, exist_ok=True)
             for suffix in ("", ".pub"):
@@ -183,6 +191,25 @@ def initialise(
                 who=Someone(name, email),
             )
     return Initialised(path, commit, admin_id, service_key, tuple(written))
+
+
+_WHERE: Final = "give init a new or empty folder, or a fresh clone of an empty repository"
+
+
+def _require_no_history(path: Path) -> None:
+    """A folder holding only `.git` is taken as it is when that repository has no history
+    at all: init's commit must be its first, the trust anchor every later one descends from.
+    """
+    try:
+        with GitRepo(path) as repo:
+            history = repo.has_references()
+    except NotARepositoryError:
+        raise UsageError(f"{path}/.git is not a Git repository", hint=_WHERE) from None
+    if history:
+        raise UsageError(
+            f"{path} already has history: init makes a repository's first commit",
+            hint=_WHERE,
+        )
 
 
 def _cannot_create(path: Path, error: OSError) -> UsageError:

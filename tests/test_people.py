@@ -457,6 +457,130 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, people: People)
     assert result.stderr.startswith(f"error: {tmp_path} is not empty")
 
 
+def test_init_fits_a_fresh_clone_of_an_empty_repository_then_main_pushes(
+    tmp_path: Path, people: People
+) -> None:
+    # A bare remote whose HEAD names another branch (git's default without a config).
+    run_git(tmp_path, "init", "-q", "--bare", "remote.git")
+    run_git(tmp_path, "clone", "-q", "remote.git", "clone")
+    clone = tmp_path / "clone"
+    made = reconciler(
+        "init",
+        ".",
+        "--name",
+        "Root Admin",
+        "--email",
+        "root@example.com",
+        "--key",
+        people.root.key.with_suffix(".pub"),
+        "--format",
+        "json",
+        cwd=clone,
+    )
+    assert (made.exit_code, made.stderr) == (0, ""), made.stderr
+    anchor = made.json()["commit"]
+    assert run_git(clone, "symbolic-ref", "--short", "HEAD") == "main"
+    assert run_git(clone, "status", "--porcelain") == ""
+    assert (clone / ".git/reconciler/service-key").is_file()
+    run_git(clone, "push", "-q", "-u", "origin", "main")
+    assert run_git(tmp_path / "remote.git", "rev-parse", "main") == anchor
+    assert run_git(clone, "rev-parse", "--abbrev-ref", "main@{upstream}") == "origin/main"
+    verify = reconciler("verify", "--repo", clone, "--format", "json")
+    assert verify.exit_code == 0, verify.stdout
+    assert verify.json()["anchor"] == anchor
+
+
+def test_init_fits_a_folder_git_init_made(tmp_path: Path, people: People) -> None:
+    run_git(tmp_path, "init", "-q", "config")
+    made = init_as(tmp_path, people, "--name", "Root Admin", "--email", "root@example.com")
+    assert made.exit_code == 0, made.stderr
+    assert run_git(tmp_path / "config", "rev-list", "--all") == run_git(
+        tmp_path / "config", "rev-parse", "main"
+    )
+
+
+def test_init_refuses_a_clone_that_already_has_history(tmp_path: Path, people: People) -> None:
+    # The working tree is empty, but the history is not: init's commit would not be the root.
+    run_git(tmp_path, "init", "-q", "-b", "main", "remote")
+    run_git(tmp_path / "remote", "commit", "-q", "--allow-empty", "-m", "Someone else's start")
+    run_git(tmp_path, "clone", "-q", "--no-checkout", "remote", "config")
+    result = init_as(tmp_path, people)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: {tmp_path / 'config'} already has history: init makes a repository's first "
+        "commit\n"
+        "  hint: give init a new or empty folder, or a fresh clone of an empty repository\n"
+    )
+    assert list((tmp_path / "config").iterdir()) == [tmp_path / "config/.git"]
+
+
+def test_init_refuses_a_dot_git_that_is_not_a_repository(tmp_path: Path, people: People) -> None:
+    (tmp_path / "config/.git").mkdir(parents=True)
+    result = init_as(tmp_path, people)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"error: {tmp_path / 'config/.git'} is not a Git repository\n")
+
+
+def init_with_git_config(tmp_path: Path, people: People, *options: str, **config: str) -> Result:
+    """`init` from outside any repository, git's global configuration holding `config`."""
+    settings = tmp_path / "gitconfig"
+    settings.write_text("".join(f"[user]\n\t{key} = {value}\n" for key, value in config.items()))
+    return reconciler(
+        "init",
+        tmp_path / "config",
+        *options,
+        "--key",
+        people.root.key.with_suffix(".pub"),
+        cwd=tmp_path,
+        env={**os.environ, "GIT_CONFIG_GLOBAL": str(settings)},
+    )
+
+
+def test_init_without_a_git_identity_warns_what_it_made_up(tmp_path: Path, people: People) -> None:
+    made = init_with_git_config(tmp_path, people)
+    assert made.exit_code == 0, made.stderr
+    assert made.stderr == (
+        "warning: git has no user.name or user.email, so the first admin's name and email in "
+        "teams.yaml are made up: Admin, admin@example.com (user id admin)\n"
+        "  hint: set yours (git config --global user.name and user.email, or pass --name and "
+        "--email) and run init again in a new folder before you push; once pushed, correct "
+        "users.admin in teams.yaml in a signed commit\n"
+    )
+    teams = yaml.safe_load((tmp_path / "config/teams.yaml").read_text())
+    assert teams["users"]["admin"]["name"] == "Admin"
+    assert teams["users"]["admin"]["emails"] == ["admin@example.com"]
+
+
+def test_init_without_a_git_name_warns_of_the_name_alone(tmp_path: Path, people: People) -> None:
+    made = init_with_git_config(tmp_path, people, email="ann@example.com")
+    assert made.exit_code == 0, made.stderr
+    assert made.stderr.startswith(
+        "warning: git has no user.name, so the first admin's name in teams.yaml is made up: "
+        "Admin (user id ann)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "config"),
+    [
+        ((), {"name": "Ann Admin", "email": "ann@example.com"}),
+        (("--name", "Ann Admin", "--email", "ann@example.com"), {}),
+        (("--name", "Ann Admin"), {"email": "ann@example.com"}),
+    ],
+)
+def test_init_with_a_name_and_email_from_git_or_options_does_not_warn(
+    tmp_path: Path, people: People, options: tuple[str, ...], config: dict[str, str]
+) -> None:
+    made = init_with_git_config(tmp_path, people, *options, **config)
+    assert (made.exit_code, made.stderr) == (0, "")
+    teams = yaml.safe_load((tmp_path / "config/teams.yaml").read_text())
+    assert teams["users"]["ann"] == {
+        "name": "Ann Admin",
+        "emails": ["ann@example.com"],
+        "keys": [teams["users"]["ann"]["keys"][0]],
+    }
+
+
 def init_as(tmp_path: Path, people: People, *options: str) -> Result:
     """`reconciler init` into tmp_path/config with root's public key and `options`."""
     return reconciler(

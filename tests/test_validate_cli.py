@@ -98,16 +98,60 @@ def test_a_path_outside_the_repository_is_a_usage_error_exiting_2(
     )
 
 
-def test_a_path_that_is_not_a_configuration_file_is_a_usage_error_exiting_2(
+def test_a_path_that_is_not_configuration_is_skipped_with_a_note(config: Path) -> None:
+    # What a hook that names every changed file passes: none of it is configuration.
+    break_the_qa_plan(config)
+    named = [
+        write(config, "README.md", "# configuration\n"),
+        write(config, "plans/.gitkeep", ""),
+        write(config, ".github/workflows/reconciler.yml", "name: reconciler\n"),
+    ]
+    result = validate("--repo", config, *named)
+    assert (result.exit_code, result.stdout) == (0, VALID_SUMMARY)
+    assert result.stderr == (
+        "note: not configuration, so not validated: "
+        "README.md, plans/.gitkeep, .github/workflows/reconciler.yml\n"
+    )
+
+
+def test_skipped_paths_leave_the_report_on_the_configuration_named_with_them(
     config: Path,
 ) -> None:
+    break_the_qa_plan(config)
     readme = write(config, "README.md", "# configuration\n")
-    result = validate("--repo", config, readme)
-    assert (result.exit_code, result.stdout) == (2, "")
+    result = validate("--repo", config, "--format", "json", readme, config / QA_PLAN)
+    assert result.exit_code == 1
+    assert [finding["file"] for finding in findings(result)] == [QA_PLAN]
+    assert result.stderr == "note: not configuration, so not validated: README.md\n"
+
+
+def test_the_note_names_five_skipped_paths_and_counts_the_rest(config: Path) -> None:
+    named = [write(config, f"docs/{index}.md", "") for index in range(7)]
+    result = validate("--repo", config, *named)
+    assert result.exit_code == 0
     assert result.stderr == (
-        "error: README.md is not a configuration file\n"
-        "  hint: validate teams.yaml, environments/*.yaml, plans/*.yaml or deployments/*.yaml\n"
+        "note: not configuration, so not validated: "
+        "docs/0.md, docs/1.md, docs/2.md, docs/3.md, docs/4.md and 2 more\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("plans/next.yml", "plans/ files end in '.yaml'"),
+        ("plans/drafts/next.yaml", "plans/ holds files directly, not in sub-folders"),
+        ("environments/Staging.yaml", "environments/ file names are lowercase letters"),
+    ],
+)
+def test_a_misplaced_file_named_as_a_path_is_reported_not_skipped(
+    config: Path, path: str, why: str
+) -> None:
+    named = write(config, path, "name: next\n")
+    result = validate("--repo", config, "--format", "json", named)
+    assert (result.exit_code, result.stderr) == (1, "")
+    [finding] = findings(result)
+    assert finding["file"] == path
+    assert finding["message"].startswith(f"the reconciler never reads this file: {why}")
 
 
 def test_a_path_that_does_not_exist_is_a_usage_error_exiting_2(config: Path) -> None:

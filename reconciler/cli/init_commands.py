@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 import click
 
@@ -70,17 +71,19 @@ def init(
 
     Schemas, a commented teams.yaml with you as the first admin, three
     environments, an empty plans/, a pre-commit configuration (`pre-commit
-    install` makes validate a hook), a CI workflow that validates and verifies
-    pull requests, the reconciler's service key pair (the private half in
-    .git/reconciler/, never committed), and an initial commit that becomes the
-    trust anchor.
+    install` makes validate a hook, run by this reconciler), a CI workflow that
+    validates and verifies pull requests, the reconciler's service key pair (the
+    private half in .git/reconciler/, never committed), and an initial commit on
+    main that becomes the trust anchor. DIRECTORY may be a fresh clone of an
+    empty repository (nothing but .git): push main when done. Without --name or
+    --email and git's user.name or user.email, it warns and makes them up.
     """
     with reported():
+        stand_ins: list[str] = []
         made = initialise(
             directory,
-            # An option given empty is checked as given, not replaced by a default.
-            name=name if name is not None else user_config("user.name") or "Admin",
-            email=email if email is not None else user_config("user.email") or "admin@example.com",
+            name=_from_git(name, "user.name", stand_ins),
+            email=_from_git(email, "user.email", stand_ins),
             public_key=_public_key(key),
             admin=admin,
         )
@@ -102,4 +105,40 @@ def init(
             click.echo(f"the reconciler's private key: {made.service_key}")
             click.echo("  move it to the machine that runs `reconciler watch`; it never goes in CI")
             click.echo(f"next: cd {made.path} && reconciler validate && reconciler plan")
+        if stand_ins:
+            click.echo(_stand_in_warning(stand_ins, made.admin), err=True)
     raise SystemExit(EXIT_OK)
+
+
+# What the first admin is called when neither an option nor git's configuration says.
+_STAND_INS: Final = {"user.name": "Admin", "user.email": "admin@example.com"}
+
+
+def _from_git(given: str | None, key: str, stand_ins: list[str]) -> str:
+    """The option as given, else git's `key`, else a stand-in (its key added to `stand_ins`).
+
+    An option given empty is checked as given, not replaced.
+    """
+    if given is not None:
+        return given
+    configured = user_config(key)
+    if configured is not None:
+        return configured
+    stand_ins.append(key)
+    return _STAND_INS[key]
+
+
+def _stand_in_warning(stand_ins: list[str], admin: str) -> str:
+    """Which of the first admin's values were made up, and how to make them theirs: git
+    attributes an unsigned commit by its email, and a made-up one is nobody's."""
+    values = {"user.name": "name", "user.email": "email"}
+    made_up = " and ".join(values[key] for key in stand_ins)
+    verb = "are" if len(stand_ins) > 1 else "is"
+    return (
+        f"warning: git has no {' or '.join(stand_ins)}, so the first admin's {made_up} in "
+        f"teams.yaml {verb} made up: {', '.join(_STAND_INS[key] for key in stand_ins)} "
+        f"(user id {admin})\n"
+        "  hint: set yours (git config --global user.name and user.email, or pass --name and "
+        "--email) and run init again in a new folder before you push; once pushed, correct "
+        f"users.{admin} in teams.yaml in a signed commit"
+    )

@@ -15,6 +15,7 @@ from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
 from reconciler.cli.options import format_option, repo_option
 from reconciler.errors import UsageError
 from reconciler.layout import place
+from reconciler.printable import printable
 from reconciler.validate import validate_snapshot
 from reconciler.worktree import find_root, read_worktree, require_worktree
 
@@ -28,11 +29,12 @@ def validate(repo: Path | None, output_format: str, paths: tuple[Path, ...]) -> 
 
     Prints `file:line:col: message` for every finding, with a hint on how to
     fix it. With PATHS (files or folders), reports only on those; the rest
-    still serve as context. A relative PATH is taken from the current
-    directory when that is inside the repository, else from the repository's
-    root (so `--repo DIR plans/x.yaml` works from anywhere); a PATH outside
-    the repository is a usage error. Exit 0 when valid, 1 with findings, 2 on
-    usage errors.
+    still serve as context, and a file that is not configuration (README.md,
+    plans/.gitkeep) is skipped with a note. A relative PATH is taken from the
+    current directory when that is inside the repository, else from the
+    repository's root (so `--repo DIR plans/x.yaml` works from anywhere); a
+    PATH outside the repository is a usage error. Exit 0 when valid, 1 with
+    findings, 2 on usage errors.
     """
     with reported(), _without_cycle_collection():
         root = find_root(repo or Path.cwd())
@@ -41,11 +43,16 @@ def validate(repo: Path | None, output_format: str, paths: tuple[Path, ...]) -> 
         # repository (as git's do), else at the repository's root.
         here = Path.cwd().resolve()
         base = here if here.is_relative_to(root.resolve()) else None
-        only = [_repo_relative(root, path, base) for path in paths] if paths else None
+        named = [_repo_relative(root, path, base) for path in paths]
+        skipped = [relative for relative in named if not _is_configuration(root, relative)]
+        ignored = set(skipped)
+        only = [relative for relative in named if relative not in ignored] if paths else None
         if only is not None and "" in only:
             only = None
         report = validate_snapshot(read_worktree(root), only)
         output.emit_report(report, output_format)
+        if skipped:
+            click.echo(_skipped_note(skipped), err=True)
     raise SystemExit(EXIT_OK if report.valid else EXIT_FAILED)
 
 
@@ -95,12 +102,30 @@ def _repo_relative(root: Path, path: Path, base: Path | None) -> str:
             hint="name a file or folder inside it, or pass --repo with the repository that "
             "holds it",
         ) from None
-    if relative == ".":
-        return ""
+    return "" if relative == "." else relative
+
+
+def _is_configuration(root: Path, relative: str) -> bool:
+    """Whether validate has anything to say about `relative`: the repository or a folder
+    in it, a file the reconciler reads, or one it refuses (plans/x.yml, a nested plan).
+
+    Anything else (README.md, .github/workflows/*.yml, plans/.gitkeep and other dotfiles
+    in the configuration's folders) is not: a script that names every changed file must
+    not fail on them.
+    """
+    if relative == "":
+        return True
     placement = place(relative)
-    if placement.kind is None and placement.misplaced is None and not (root / relative).is_dir():
-        raise UsageError(
-            f"{relative} is not a configuration file",
-            hint="validate teams.yaml, environments/*.yaml, plans/*.yaml or deployments/*.yaml",
-        )
-    return relative
+    return (
+        placement.kind is not None or placement.misplaced is not None or (root / relative).is_dir()
+    )
+
+
+_NAMED_SKIPPED = 5
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    shown = ", ".join(printable(relative) for relative in skipped[:_NAMED_SKIPPED])
+    if len(skipped) > _NAMED_SKIPPED:
+        shown += f" and {len(skipped) - _NAMED_SKIPPED} more"
+    return f"note: not configuration, so not validated: {shown}"
