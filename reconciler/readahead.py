@@ -39,7 +39,7 @@ MAX_WORKERS: Final = 3  # worker processes of a long walk, at most (one core sta
 FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 
-SignatureCheck = tuple[str, str | None, str]  # status, key fingerprint, reason
+SignatureCheck = tuple[str, str | None, str, str]  # status, key fingerprint, reason, payload
 VersionKey = tuple[str, str, str]  # kind, name, blob
 Wanted = tuple[str, str, str, str]  # a version to parse: path, kind, name, blob
 # What `prepare` returns: the commits read, their signature checks, the versions parsed.
@@ -247,7 +247,7 @@ def prepare(
     for commit, info in infos.items():
         if commit not in checked:
             result = check_commit_signature(info.raw)
-            checks[commit] = (result.status, result.fingerprint, result.reason)
+            checks[commit] = (result.status, result.fingerprint, result.reason, result.payload)
     # Larger versions are left out: the walk reads their size and calls them invalid.
     contents, _ = repo.blobs([blob for *_, blob in wanted], MAX_FILE_BYTES)
     parsed = {
