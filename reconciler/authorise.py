@@ -18,6 +18,9 @@ X *vouches* for:
    keeps the name of whoever introduced it).
 3. Else it is X's own edit, judged by `rules` from a parent's vouched value;
    if refused, X keeps vouching for the old value and the refusal is kept.
+   An edit of a value that is no longer the one vouched for there (superseded
+   since X was made, or never authorised) is judged as the edit of whoever
+   landed it (`_edit_author`): an old signed change cannot undo a later one.
 
 A signed payload counts once: a commit whose payload (the commit without its
 signature headers) another commit carried first, and a malformed commit (two
@@ -215,6 +218,7 @@ class _Landing:
     """Per-landing working memory: what each commit vouches for, and who is to blame."""
 
     seq: int
+    commit: str  # the first-parent commit that lands the others
     first_parent: str | None
     entries: dict[str, HistoryEntry]
     changes: dict[str, dict[str, Any]]
@@ -539,6 +543,7 @@ class Authoriser:
         self._next_seq += 1
         work = _Landing(
             seq=seq,
+            commit=commit,
             first_parent=first_parent,
             entries={entry.id: entry for entry in landed},
             changes={
@@ -632,7 +637,7 @@ class Authoriser:
                     refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
                 else:
                     refusal = self._own_edit(
-                        commit, path, key, parent_vouched, actual, policy, work
+                        commit, path, key, parent_vouched, parent_actual, actual, policy, work
                     )
                 if refusal is None:
                     _put(own, key, current)
@@ -657,29 +662,41 @@ class Authoriser:
         path: str,
         key: str,
         parent_vouched: list[FieldMap],
+        parent_actual: list[FieldMap],
         actual: FieldMap,
         policy: Policy,
         work: _Landing,
     ) -> Refusal | None:
-        facts = self.facts(commit)
         first = None
-        for base in parent_vouched:
-            judgement = judge_change(policy, facts, path, key, base, actual)
+        for base, found in zip(parent_vouched, parent_actual, strict=True):
+            author = _edit_author(commit, work.commit, key, found, base)
+            judgement = judge_change(policy, self.facts(author), path, key, base, actual)
             if judgement.verdict:
-                merge = len(work.entries[commit].parents) > 1
-                if merge and place(path).kind == "plan" and judgement.actor.id:
+                # The merger edits what a merge changes, and who lands a stale edit edits it.
+                brought = len(work.entries[commit].parents) > 1 or author != commit
+                if brought and place(path).kind == "plan" and judgement.actor.id:
                     work.editors.setdefault(path, set()).add(judgement.actor.id)
                 return None
-            first = first or judgement
+            if first is None:
+                stale = (
+                    (
+                        f"{commit[:12]} changed a value that is no longer the effective one, "
+                        f"so the change counts as an edit by whoever landed it ({author[:12]})",
+                    )
+                    if author != commit
+                    else ()
+                )
+                first = (judgement, stale)
         assert first is not None
+        judgement, stale = first
         refusal = Refusal(
             commit,
             path,
             key,
-            first.actor.name,
-            first.actor.how,
-            first.needed,
-            first.verdict.reasons,
+            judgement.actor.name,
+            judgement.actor.how,
+            judgement.needed,
+            stale + judgement.verdict.reasons,
         )
         work.refused.append(refusal)
         return refusal
@@ -1241,6 +1258,23 @@ def _first_carriers(
         if digest not in first or commit < first[digest]:
             first[digest] = commit
     return first
+
+
+def _edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: FieldMap) -> str:
+    """Whose edit it is when `commit` changes `key` from a parent's content `base`, where
+    the walk vouches for `vouched`.
+
+    The commit's own while the value it changed is the vouched one. Otherwise that
+    value was superseded (or never authorised) by the time the change lands, and
+    the signature would let a change made against it (a long-lived branch, an old
+    commit merged again) undo a later authorised one: the change is then the edit
+    of whoever brought it in, the landing's first-parent commit (`landing`, the
+    merge; itself when it is that commit). Like gittuf's reference authorizations,
+    which bind an approval to the state it was made from, not to the change alone.
+    """
+    if base.get(key) == vouched.get(key):
+        return commit
+    return landing
 
 
 def _put(target: dict[str, str], key: str, text: str | None) -> None:

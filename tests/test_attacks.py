@@ -1259,6 +1259,28 @@ def test_a_second_ecdsa_signature_made_from_the_first_counts_once_in_every_walk(
         assert (refusal.commit, refusal.field) == (forged, "users/bob")
 
 
+def test_a_long_lived_branch_cannot_re_apply_a_removed_key(tmp_path: Path, people: People) -> None:
+    """No copy: root's own commit on a branch made while the key was still listed, merged
+    after root removed it. Root's signature vouches for a change from a value that is no
+    longer the effective one; the change is the merger's, and olga may not make it."""
+    repo, stolen, _ = a_stolen_key_removed(tmp_path, people)
+    repo.git("checkout", "-q", "-b", "rotation", "main~1")  # bob's key still listed
+    teams = seed_teams(people)
+    grant_bob_deployment(teams)
+    teams["users"]["bob"]["keys"] = [stolen.public_key, people.bob.public_key]
+    rotation = repo.commit(people.root, {"teams.yaml": dump(teams)}, "bob's second key")
+    repo.git("checkout", "-q", "main")
+    assert repo.verify().authorised
+    repo.merge(people.olga, "rotation", resolve={"teams.yaml": dump(teams)})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field, refusal.actor) == (rotation, "users/bob", "olga")
+    assert refusal.reasons[0] == (
+        f"{rotation[:12]} changed a value that is no longer the effective one, so the change "
+        f"counts as an edit by whoever landed it ({repo.head()[:12]})"
+    )
+    assert "bob" not in set(repo.effective_policy().key_owner.values())
+
+
 def test_a_replayed_approval_does_not_count_a_second_time(tmp_path: Path, people: People) -> None:
     repo = proposed_qa_release(tmp_path, people)
     approval = repo.approve(people.ravi, QA_PLAN)
