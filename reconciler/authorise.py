@@ -1010,17 +1010,19 @@ class Authoriser:
         their checks are in the store since their batch.
         """
         earlier = [commit for commit in work.entries if commit not in self._checks]
-        checks = {**self.store.signatures(earlier), **self._checks} if earlier else self._checks
+        stored = self.store.signatures(earlier) if earlier else {}
+        checks: dict[str, SignatureCheck] = {}
         for commit in work.entries:
-            if commit not in checks:  # never read with a batch: read it now
+            check = self._checks.get(commit) or stored.get(commit)
+            if check is None:  # never read with a batch: read it now
                 self.facts(commit)
-                checks = {**checks, commit: self._checks[commit]}
-        digests = {commit: checks[commit][3] for commit in work.entries}
+                check = self._checks[commit]
+            checks[commit] = check
+        digests = {commit: check[3] for commit, check in checks.items()}
         unknown = [digest for digest in digests.values() if digest not in self._carriers]
         if unknown:
             self._carriers.update(self.store.carriers(unknown))
-        known = {digest: carrier for digest, carrier in self._carriers.items() if carrier}
-        first = _first_carriers(list(work.entries), digests, known)
+        first = _first_carriers(list(work.entries), digests, self._carriers)
         self._carriers.update(first)
         self.store.add_carriers(first)
         for commit, digest in digests.items():
@@ -1245,15 +1247,15 @@ def _copy_of(commit: str, check: SignatureCheck, carrier: str | None) -> Signatu
 
 
 def _first_carriers(
-    commits: list[str], digests: Mapping[str, str], known: Mapping[str, str]
+    commits: list[str], digests: Mapping[str, str], known: Mapping[str, str | None]
 ) -> dict[str, str]:
-    """The payloads of one landing's `commits` that no commit carried before (`known`),
-    each with its first carrier: the least commit id, as two commits of one landing
-    with one payload have the same parents and no order between them."""
+    """The payloads of one landing's `commits` that no commit carried before (a carrier
+    in `known`), each with its first carrier: the least commit id, as two commits of
+    one landing with one payload have the same parents and no order between them."""
     first: dict[str, str] = {}
     for commit in commits:
         digest = digests.get(commit)
-        if digest is None or digest in known:
+        if digest is None or known.get(digest):
             continue
         if digest not in first or commit < first[digest]:
             first[digest] = commit
