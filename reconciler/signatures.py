@@ -55,7 +55,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
 
@@ -180,7 +180,10 @@ def check_commit_signature(raw: bytes, object_format: ObjectFormat | None = None
         payload, armor = split_signed_object(raw, object_format)
         headers = _signature_headers(raw)
     except Exception as error:  # see _fail_closed
-        return replace(_fail_closed(error), payload=hashlib.sha256(raw).hexdigest())
+        failed = _fail_closed(error)
+        return SignatureCheck(
+            failed.status, None, None, failed.reason, hashlib.sha256(raw).hexdigest()
+        )
     digest = hashlib.sha256(payload).hexdigest()
     if headers > 1:
         reason = f"it carries {headers} signature headers, where git writes one"
@@ -190,7 +193,8 @@ def check_commit_signature(raw: bytes, object_format: ObjectFormat | None = None
             reason = "its signature header is not one git reads for this repository's hash"
             return SignatureCheck("malformed", None, None, reason, digest)
         return SignatureCheck("unsigned", None, None, "the commit is not signed", digest)
-    return replace(check_signature(payload, armor), payload=digest)
+    check = check_signature(payload, armor)
+    return SignatureCheck(check.status, check.fingerprint, check.key_type, check.reason, digest)
 
 
 def payload_digest(raw: bytes, object_format: ObjectFormat | None = None) -> str:
