@@ -1214,6 +1214,9 @@ def test_a_copy_of_an_old_signed_commit_does_not_bring_back_a_stolen_key(
     assert [item["commit"] for item in merge["unattributed"]] == [forged]
     assert [refusal["commit"] for refusal in merge["refusals"]] == [forged]
     assert not hotfix["authorised"]
+    assert f"{forged[:12]} holds no identity: " in repo.reconciler("verify").stdout
+    github = repo.reconciler("verify", "--format", "github").stdout
+    assert f"::error title=commit {forged[:12]} holds no identity::" in github
     applied = repo.apply("--format", "json")
     assert applied.json()["runs"] == []
     assert not (repo.driver_root / "production").exists()
