@@ -1239,8 +1239,9 @@ def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | No
 def _copy_of(commit: str, check: SignatureCheck, carrier: str | None) -> SignatureCheck:
     """A signed payload counts once: `commit`, when it carries the payload another
     commit carried first (the same signed bytes under other signature headers, which
-    git still calls good), holds no identity. `check` as `_facts_of` takes it."""
-    if carrier is None or carrier == commit:
+    git still calls good), holds no identity. `check` as `_facts_of` takes it; a
+    malformed commit holds none anyway, and keeps saying why."""
+    if carrier is None or carrier == commit or check[0] == "malformed":
         return check
     reason = f"a copy of {carrier[:12]}'s signed payload (a signed payload counts once)"
     return ("copied", None, reason, check[3])
