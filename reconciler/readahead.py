@@ -29,7 +29,7 @@ from reconciler.gitrepo import NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, load
 from reconciler.signatures import check_commit_signature
-from reconciler.statestore import StateStore
+from reconciler.statestore import SignatureRow, StateStore
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -39,7 +39,7 @@ MAX_WORKERS: Final = 3  # worker processes of a long walk, at most (one core sta
 FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 
-SignatureCheck = tuple[str, str | None, str, str]  # status, key fingerprint, reason, payload
+SignatureCheck = SignatureRow  # status, key fingerprint, reason, payload digest
 VersionKey = tuple[str, str, str]  # kind, name, blob
 Wanted = tuple[str, str, str, str]  # a version to parse: path, kind, name, blob
 # What `prepare` returns: the commits read, their signature checks, the versions parsed.
