@@ -18,6 +18,14 @@ X *vouches* for:
    keeps the name of whoever introduced it).
 3. Else it is X's own edit, judged by `rules` from a parent's vouched value;
    if refused, X keeps vouching for the old value and the refusal is kept.
+   An edit of a value that is no longer the one vouched for there (superseded
+   since X was made, or never authorised) is judged as the edit of whoever
+   landed it (`_edit_author`): an old signed change cannot undo a later one.
+
+A signed payload counts once: a commit whose payload (the commit without its
+signature headers) another commit carried first, and a malformed commit (two
+signature headers, a signature not armored as ssh-keygen writes it), hold no
+identity, and the landing that brings one in is refused (`_claim_payloads`).
 
 A landing is authorised when M's content equals what M vouches for wherever it
 differs from the effective state. The effective state takes, per path and
@@ -70,7 +78,7 @@ from reconciler.fields import (
     whole_file,
 )
 from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
-from reconciler.identity import Actor, CommitFacts, resolve
+from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, load
 from reconciler.model import Policy, Snapshot
@@ -93,7 +101,7 @@ from reconciler.readahead import (
 )
 from reconciler.revocation import Revocations, screened
 from reconciler.rules import judge_change, judge_signoff
-from reconciler.signatures import check_commit_signature
+from reconciler.signatures import check_commit_signature, payload_digest
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
@@ -166,10 +174,12 @@ class LandingVerdict:
     refusals: tuple[Refusal, ...]
     changed: tuple[str, ...]  # paths whose effective content changed
     superseded: tuple[Refusal, ...] = ()  # refused edits that later commits undid
+    # Landed commits that hold no identity (malformed, copies): (commit, why).
+    unattributed: tuple[tuple[str, str], ...] = ()
 
     @property
     def authorised(self) -> bool:
-        return not self.refusals
+        return not self.refusals and not self.unattributed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +191,9 @@ class LandingVerdict:
             "refusals": [refusal.as_json() for refusal in self.refusals],
             "changed": list(self.changed),
             "superseded": [refusal.as_json() for refusal in self.superseded],
+            "unattributed": [
+                {"commit": commit, "reason": reason} for commit, reason in self.unattributed
+            ],
         }
 
     @classmethod
@@ -193,6 +206,7 @@ class LandingVerdict:
             tuple(Refusal.from_json(item) for item in data["refusals"]),
             tuple(data["changed"]),
             tuple(Refusal.from_json(item) for item in data.get("superseded", ())),
+            tuple((item["commit"], item["reason"]) for item in data.get("unattributed", ())),
         )
 
 
@@ -214,6 +228,7 @@ class _Landing:
     """Per-landing working memory: what each commit vouches for, and who is to blame."""
 
     seq: int
+    commit: str  # the first-parent commit that lands the others
     first_parent: str | None
     entries: dict[str, HistoryEntry]
     changes: dict[str, dict[str, Any]]
@@ -225,6 +240,7 @@ class _Landing:
     # records do not count: deployments/ moves only with a finish record that counts.
     finishes: dict[str, Record] = field(default_factory=dict)
     void: dict[str, str] = field(default_factory=dict)
+    unattributed: list[tuple[str, str]] = field(default_factory=list)  # (commit, why)
 
 
 class Authoriser:
@@ -256,6 +272,10 @@ class Authoriser:
         self._reader = ReadAhead(repo, store, self._versions, size=batch, workers=workers)
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
+        self._checks: dict[str, SignatureCheck] = {}  # what `_facts` were made from
+        # The first commit the walk met carrying a payload digest (None: none yet), for
+        # the digests of the batch at hand and those looked up since.
+        self._carriers: dict[str, str | None] = {}
         # Every rule that judges a commit asks who made it: answers last for the
         # batch and the policy (`_actor`, `_may_deploy`).
         self._actors: dict[tuple[str, bool], Actor] = {}
@@ -305,8 +325,11 @@ class Authoriser:
             if position is None:
                 anchor = trust_anchor or default_anchor(self.repo, tip)
                 position = self._anchor(anchor)
-            elif position.last_verified != self._loaded:
-                self._restore()
+            else:
+                if position.last_verified != self._loaded:
+                    self._restore()
+                if not self.store.payloads_counted():
+                    self._count_payloads(position.anchor)
             self.anchor = position.anchor
             judged = self._walk(tip, position, older=older)
         except BaseException:
@@ -420,7 +443,25 @@ class Authoriser:
         position = Position(anchor, anchor, self.store.branch)
         self.store.set_position(position)
         self.store.mark_seen([anchor], self.now)
+        self.store.add_carriers({payload_digest(self.repo.commit(anchor).raw): anchor})
+        self.store.mark_payloads_counted()
         return position
+
+    def _count_payloads(self, anchor: str) -> None:
+        """A state kept before payloads were counted: count those of the anchor and of
+        every commit its walks landed, in their order, so no copy of one counts later."""
+        landings = [[anchor]] + [list(item["landed"]) for item in self.store.landings()]
+        commits = [commit for landed in landings for commit in landed]
+        digests: dict[str, str] = {}
+        for start in range(0, len(commits), PREFETCH):
+            infos = self.repo.commits(commits[start : start + PREFETCH])
+            digests.update({commit: payload_digest(info.raw) for commit, info in infos.items()})
+        carriers: dict[str, str] = {}
+        for landed in landings:
+            for digest, carrier in _first_carriers(landed, digests, carriers).items():
+                carriers[digest] = carrier
+        self.store.add_carriers(carriers)
+        self.store.mark_payloads_counted()
 
     # -- the walk ------------------------------------------------------------
 
@@ -479,8 +520,14 @@ class Authoriser:
     def _install(self, batch: ReadBatch) -> None:
         """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
         self._infos = batch.infos
+        self._checks = dict(batch.checks)
+        self._carriers = self.store.carriers(check[3] for check in self._checks.values())
         self._facts = {
-            commit: _facts_of(info, batch.checks[commit], self.revoked)
+            commit: _facts_of(
+                info,
+                _copy_of(commit, self._checks[commit], self._carriers[self._checks[commit][3]]),
+                self.revoked,
+            )
             for commit, info in batch.infos.items()
         }
         self._boundary_blobs = {}
@@ -517,6 +564,7 @@ class Authoriser:
         self._next_seq += 1
         work = _Landing(
             seq=seq,
+            commit=commit,
             first_parent=first_parent,
             entries={entry.id: entry for entry in landed},
             changes={
@@ -525,6 +573,7 @@ class Authoriser:
         )
         paths = sorted({path for changes in work.changes.values() for path in changes})
         self.store.mark_seen(work.entries, self.now)
+        self._claim_payloads(work)
         whole = _refused_whole(landed, self.cap)
         if whole is not None:
             needed, reason, where = whole
@@ -604,7 +653,7 @@ class Authoriser:
                     refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
                 else:
                     refusal = self._own_edit(
-                        commit, path, key, parent_vouched, actual, policy, work
+                        commit, path, key, parent_vouched, parent_actual, actual, policy, work
                     )
                 if refusal is None:
                     _put(own, key, current)
@@ -629,30 +678,44 @@ class Authoriser:
         path: str,
         key: str,
         parent_vouched: list[FieldMap],
+        parent_actual: list[FieldMap],
         actual: FieldMap,
         policy: Policy,
         work: _Landing,
     ) -> Refusal | None:
-        facts = self.facts(commit)
         finish = work.finishes.get(commit) or work.void.get(commit)
         first = None
-        for base in parent_vouched:
-            judgement = judge_change(policy, facts, path, key, base, actual, finish)
+        for base, found in zip(parent_vouched, parent_actual, strict=True):
+            author = _edit_author(commit, work.commit, key, found, base)
+            # A record speaks for its own commit only, never for one who landed it stale.
+            record = finish if author == commit else None
+            judgement = judge_change(policy, self.facts(author), path, key, base, actual, record)
             if judgement.verdict:
-                merge = len(work.entries[commit].parents) > 1
-                if merge and place(path).kind == "plan" and judgement.actor.id:
+                # The merger edits what a merge changes, and who lands a stale edit edits it.
+                brought = len(work.entries[commit].parents) > 1 or author != commit
+                if brought and place(path).kind == "plan" and judgement.actor.id:
                     work.editors.setdefault(path, set()).add(judgement.actor.id)
                 return None
-            first = first or judgement
+            if first is None:
+                stale = (
+                    (
+                        f"{commit[:12]} changed a value that is no longer the effective one, "
+                        f"so the change counts as an edit by whoever landed it ({author[:12]})",
+                    )
+                    if author != commit
+                    else ()
+                )
+                first = (judgement, stale)
         assert first is not None
+        judgement, stale = first
         refusal = Refusal(
             commit,
             path,
             key,
-            first.actor.name,
-            first.actor.how,
-            first.needed,
-            first.verdict.reasons,
+            judgement.actor.name,
+            judgement.actor.how,
+            judgement.needed,
+            stale + judgement.verdict.reasons,
         )
         work.refused.append(refusal)
         return refusal
@@ -839,6 +902,7 @@ class Authoriser:
             refusals=refusals,
             changed=changed,
             superseded=superseded,
+            unattributed=tuple(work.unattributed),
         )
         self.store.add_landing(
             work.seq,
@@ -942,10 +1006,52 @@ class Authoriser:
         stored = self.store.signatures([commit]).get(commit)
         if stored is None:
             check = check_commit_signature(info.raw)
-            stored = (check.status, check.fingerprint, check.reason)
+            stored = (check.status, check.fingerprint, check.reason, check.payload)
             self.store.remember_signatures({commit: stored})
+        self._checks[commit] = stored
+        stored = _copy_of(commit, stored, self._carrier(stored[3]))
         facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
         return facts
+
+    def _carrier(self, digest: str) -> str | None:
+        if digest not in self._carriers:
+            self._carriers.update(self.store.carriers([digest]))
+        return self._carriers[digest]
+
+    def _claim_payloads(self, work: _Landing) -> None:
+        """Record the payloads this landing carries first, and the landed commits that
+        hold no identity: malformed ones, and those carrying a payload another commit
+        carried first (`_copy_of`).
+
+        The first carrier counts whatever its landing's verdict: a payload counts
+        once, and its first landing may have made some of its values effective.
+        Commits of earlier batches (landed by a later merge) are not read again:
+        their checks are in the store since their batch.
+        """
+        earlier = [commit for commit in work.entries if commit not in self._checks]
+        stored = self.store.signatures(earlier) if earlier else {}
+        checks: dict[str, SignatureCheck] = {}
+        for commit in work.entries:
+            check = self._checks.get(commit) or stored.get(commit)
+            if check is None:  # never read with a batch: read it now
+                self.facts(commit)
+                check = self._checks[commit]
+            checks[commit] = check
+        digests = {commit: check[3] for commit, check in checks.items()}
+        unknown = [digest for digest in digests.values() if digest not in self._carriers]
+        if unknown:
+            self._carriers.update(self.store.carriers(unknown))
+        first = _first_carriers(list(work.entries), digests, self._carriers)
+        self._carriers.update(first)
+        self.store.add_carriers(first)
+        for commit, digest in digests.items():
+            check = _copy_of(commit, checks[commit], self._carriers[digest])
+            if check is not checks[commit] and commit in self._facts:
+                self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
+                self._actors.pop((commit, True), None)
+                self._actors.pop((commit, False), None)
+            if check[0] in NO_IDENTITY:
+                work.unattributed.append((commit, check[2]))
 
     def info(self, commit: str) -> CommitInfo:
         cached = self._infos.get(commit)
@@ -1172,7 +1278,7 @@ class Authoriser:
 def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:
     # The signature cache holds what the commit proves; a revocation is applied on
     # top, so revoking or restoring a key never needs the signatures checked again.
-    status, fingerprint, reason = screened(*check, revoked)
+    status, fingerprint, reason = screened(*check[:3], revoked)
     return CommitFacts(
         commit=info.id,
         signature_status=status,
@@ -1181,7 +1287,52 @@ def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | No
         committer_email=info.committer.email,
         author_email=info.author.email,
         parents=len(info.parents),
+        payload=check[3],
     )
+
+
+def _copy_of(commit: str, check: SignatureCheck, carrier: str | None) -> SignatureCheck:
+    """A signed payload counts once: `commit`, when it carries the payload another
+    commit carried first (the same signed bytes under other signature headers, which
+    git still calls good), holds no identity. `check` as `_facts_of` takes it; a
+    malformed commit holds none anyway, and keeps saying why."""
+    if carrier is None or carrier == commit or check[0] == "malformed":
+        return check
+    reason = f"a copy of {carrier[:12]}'s signed payload (a signed payload counts once)"
+    return ("copied", None, reason, check[3])
+
+
+def _first_carriers(
+    commits: list[str], digests: Mapping[str, str], known: Mapping[str, str | None]
+) -> dict[str, str]:
+    """The payloads of one landing's `commits` that no commit carried before (a carrier
+    in `known`), each with its first carrier: the least commit id, as two commits of
+    one landing with one payload have the same parents and no order between them."""
+    first: dict[str, str] = {}
+    for commit in commits:
+        digest = digests.get(commit)
+        if digest is None or known.get(digest):
+            continue
+        if digest not in first or commit < first[digest]:
+            first[digest] = commit
+    return first
+
+
+def _edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: FieldMap) -> str:
+    """Whose edit it is when `commit` changes `key` from a parent's content `base`, where
+    the walk vouches for `vouched`.
+
+    The commit's own while the value it changed is the vouched one. Otherwise that
+    value was superseded (or never authorised) by the time the change lands, and
+    the signature would let a change made against it (a long-lived branch, an old
+    commit merged again) undo a later authorised one: the change is then the edit
+    of whoever brought it in, the landing's first-parent commit (`landing`, the
+    merge; itself when it is that commit). Like gittuf's reference authorizations,
+    which bind an approval to the state it was made from, not to the change alone.
+    """
+    if base.get(key) == vouched.get(key):
+        return commit
+    return landing
 
 
 def _put(target: dict[str, str], key: str, text: str | None) -> None:

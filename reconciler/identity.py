@@ -14,15 +14,21 @@ and triggerers). Two steps, kept apart because only the first may be cached:
    merge's author is whoever pressed the button; a squash commit's only where
    teams.yaml says the host vouches for it. A rebase merge, a web or API edit
    keeps an author the pusher wrote, and proves nobody. An unknown or
-   unverifiable actor holds nothing.
+   unverifiable actor holds nothing; a malformed commit (two signature
+   headers, a signature not armored as ssh-keygen writes it) or a copy (a
+   signed payload another commit carried first) holds no identity at all, not
+   even by email.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from reconciler.model import Policy
+
+# Signature statuses of commits that hold no identity, whatever their emails say.
+NO_IDENTITY: Final = frozenset({"malformed", "copied"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +36,13 @@ class CommitFacts:
     """Policy-independent facts about a commit's authorship."""
 
     commit: str
-    signature_status: str  # good, bad, unsigned, unsupported
+    signature_status: str  # good, bad, unsigned, unsupported, revoked, malformed, copied
     fingerprint: str | None  # set only for a good signature
     signature_reason: str
     committer_email: str
     author_email: str
     parents: int  # 2 for a true merge: what a host's signature vouches for depends on it
+    payload: str = ""  # the SHA-256 of its signed payload, when read from the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,8 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
         if owner in policy.hosts:
             return _host_author(facts, policy, owner)
     unsigned = _why_unverified(facts)
+    if facts.signature_status in NO_IDENTITY:
+        return Actor(None, "unknown", False, f"{unsigned}, which holds no identity")
     if signature_required:
         return Actor(
             None, "unknown", False, f"{unsigned}, and this change needs a verified signature"
@@ -151,4 +160,8 @@ def _why_unverified(facts: CommitFacts) -> str:
         return f"signed with key {facts.fingerprint}, which teams.yaml does not list"
     if facts.signature_status == "unsigned":
         return "unsigned commit"
+    if facts.signature_status == "malformed":
+        return f"malformed commit ({facts.signature_reason})"
+    if facts.signature_status == "copied":
+        return facts.signature_reason
     return f"signature not accepted ({facts.signature_reason})"

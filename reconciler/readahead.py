@@ -30,7 +30,7 @@ from reconciler.gitrepo import NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, load
 from reconciler.signatures import check_commit_signature
-from reconciler.statestore import StateStore
+from reconciler.statestore import SignatureRow, StateStore
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -40,7 +40,7 @@ MAX_WORKERS: Final = 3  # worker processes of a long walk, at most (one core sta
 FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 
-SignatureCheck = tuple[str, str | None, str]  # status, key fingerprint, reason
+SignatureCheck = SignatureRow  # status, key fingerprint, reason, payload digest
 VersionKey = tuple[str, str, str]  # kind, name, blob
 Wanted = tuple[str, str, str, str]  # a version to parse: path, kind, name, blob
 # What `prepare` returns: the commits read, their signature checks, the versions parsed,
@@ -271,7 +271,7 @@ def prepare(
     for commit, info in infos.items():
         if commit not in checked:
             result = check_commit_signature(info.raw)
-            checks[commit] = (result.status, result.fingerprint, result.reason)
+            checks[commit] = (result.status, result.fingerprint, result.reason, result.payload)
     taken: dict[str, HistoryEntry] = {}
     if walked:
         parents = {entry.parents[0] for entry in walked if entry.parents}

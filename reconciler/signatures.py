@@ -34,11 +34,18 @@ git's own identity fields:
   (non-canonical encodings, small-order keys): only crafted ones, never an
   honest signer's, and refusing is the safe side.
 
-Deliberately stricter than OpenSSH elsewhere too: text after the armor's END
-line, a non-empty reserved field, RSA keys under 2048 bits, and key blobs that
-OpenSSH would re-encode before fingerprinting (padded integers, compressed
-points) are refused. SSH certificates, WebAuthn signatures and DSA keys are
-"unsupported".
+Deliberately stricter than OpenSSH elsewhere too: a non-empty reserved field,
+RSA keys under 2048 bits, and key blobs that OpenSSH would re-encode before
+fingerprinting (padded integers, compressed points) are refused. SSH
+certificates, WebAuthn signatures and DSA keys are "unsupported".
+
+A commit git would still call 'G' is "malformed" when it carries more than
+one signature header (`gpgsig`, `gpgsig-sha256`, any other `gpgsig...`), or
+a signature not armored exactly as ssh-keygen writes it (lines of 70 base64
+characters, nothing after the END line, no CR, no blank line): git and
+ssh-keygen skip such extras, so each one makes another commit id over the
+same signed payload, a copy that would count as a new commit. `payload` (the
+SHA-256 of what was signed) lets the walk count each payload once.
 """
 
 from __future__ import annotations
@@ -63,13 +70,14 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-Status = Literal["good", "bad", "unsigned", "unsupported"]
+Status = Literal["good", "bad", "unsigned", "unsupported", "malformed"]
 ObjectFormat = Literal["sha1", "sha256"]
 
 NAMESPACE = b"git"
 _MAGIC = b"SSHSIG"
-_BEGIN = b"-----BEGIN SSH SIGNATURE-----\n"
-_END = b"\n-----END SSH SIGNATURE-----"
+_BEGIN_LINE = b"-----BEGIN SSH SIGNATURE-----"
+_END_LINE = b"-----END SSH SIGNATURE-----"
+_ARMOR_WIDTH = 70  # ssh-keygen's base64 lines (sshbuf_dtob64)
 _GPG_REFUSAL = "GPG signatures are not verified; SSH signatures are required"
 # The armors git itself recognises (gpg-interface.c), so the reason names the format.
 _OTHER_ARMORS = {
@@ -103,12 +111,16 @@ class SignatureCheck:
     `fingerprint` is set only when `status` is "good", so no caller can
     attribute a commit to a key whose signature failed; `key_type` (the SSH
     name, e.g. "ssh-ed25519") is set whenever the embedded key was read.
+    `payload` is the SHA-256 (hex) of the signed payload (the commit without
+    its signature headers, what git verify-commit verifies), set by
+    `check_commit_signature`, whatever the status.
     """
 
     status: Status
     fingerprint: str | None
     key_type: str | None
     reason: str
+    payload: str = ""
 
     @property
     def good(self) -> bool:
@@ -166,11 +178,41 @@ def check_commit_signature(raw: bytes, object_format: ObjectFormat | None = None
     """Verify the SSH signature of a raw commit object with the key it embeds. Never raises."""
     try:
         payload, armor = split_signed_object(raw, object_format)
+        headers = _signature_headers(raw)
     except Exception as error:  # see _fail_closed
-        return _fail_closed(error)
+        failed = _fail_closed(error)
+        return SignatureCheck(
+            failed.status, None, None, failed.reason, hashlib.sha256(raw).hexdigest()
+        )
+    digest = hashlib.sha256(payload).hexdigest()
+    if headers > 1:
+        reason = f"it carries {headers} signature headers, where git writes one"
+        return SignatureCheck("malformed", None, None, reason, digest)
     if armor is None:
-        return SignatureCheck("unsigned", None, None, "the commit is not signed")
-    return check_signature(payload, armor)
+        if headers:
+            reason = "its signature header is not one git reads for this repository's hash"
+            return SignatureCheck("malformed", None, None, reason, digest)
+        return SignatureCheck("unsigned", None, None, "the commit is not signed", digest)
+    check = check_signature(payload, armor)
+    return SignatureCheck(check.status, check.fingerprint, check.key_type, check.reason, digest)
+
+
+def payload_digest(raw: bytes, object_format: ObjectFormat | None = None) -> str:
+    """The SHA-256 (hex) of a raw commit's signed payload, as `check_commit_signature`
+    gives it, without checking the signature."""
+    try:
+        payload, _ = split_signed_object(raw, object_format)
+    except Exception:  # see _fail_closed
+        payload = raw
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _signature_headers(raw: bytes) -> int:
+    """How many header lines are signature headers: every name git sets apart as one
+    (`gpgsig`, `gpgsig-sha256`, anything else starting with `gpgsig`)."""
+    end = raw.find(b"\n\n")
+    head = raw if end < 0 else raw[: end + 1]
+    return head.count(b"\ngpgsig") + head.startswith(b"gpgsig")
 
 
 def check_signature(payload: bytes, armor: bytes) -> SignatureCheck:
@@ -244,23 +286,42 @@ def _object_format(raw: bytes) -> ObjectFormat:
 
 
 def _dearmor(armor: bytes) -> bytes:
-    """The SSHSIG blob inside the armor; stricter than OpenSSH about text after it."""
-    if not armor.startswith(_BEGIN):
+    """The SSHSIG blob inside the armor, which must be exactly as ssh-keygen writes it."""
+    start = armor.find(_BEGIN_LINE)
+    if start < 0 or armor[:start].strip():
         for prefix, reason in _OTHER_ARMORS.items():
-            if armor.startswith(prefix):
+            if armor.lstrip().startswith(prefix):
                 raise _Refused("unsupported", reason)
         raise _Refused("bad", "the signature is not an SSH signature (no BEGIN SSH SIGNATURE line)")
-    end = armor.find(_END, len(_BEGIN))
+    body = start + len(_BEGIN_LINE)
+    end = armor.find(_END_LINE, body)
     if end < 0:
         raise _Refused("bad", "the SSH signature has no END SSH SIGNATURE line")
-    # OpenSSH ignores what follows END; refusing it keeps a second, concatenated
-    # signature header from riding along unseen.
-    if armor[end + len(_END) :].strip():
-        raise _Refused("bad", "text follows the SSH signature's END line")
     try:
-        return base64.b64decode(b"".join(armor[len(_BEGIN) : end].split()), validate=True)
+        blob = base64.b64decode(b"".join(armor[body:end].split()), validate=True)
     except (binascii.Error, ValueError):
         raise _Refused("bad", "the SSH signature is not valid base64") from None
+    # ssh-keygen reads through any wrapping, whitespace or CR, and past what follows
+    # END (a second signature header, concatenated): each variant would be another
+    # commit id over the same signed payload.
+    if armor != _armored(blob):
+        if armor[end + len(_END_LINE) :].strip():
+            raise _Refused("malformed", "text follows the SSH signature's END line")
+        raise _Refused(
+            "malformed",
+            f"the SSH signature is not armored as ssh-keygen writes it "
+            f"(lines of {_ARMOR_WIDTH} base64 characters, nothing else)",
+        )
+    return blob
+
+
+def _armored(blob: bytes) -> bytes:
+    """`blob` armored as ssh-keygen armors a signature (sshsig_armor), the one canonical form."""
+    encoded = base64.b64encode(blob)
+    lines = [
+        encoded[start : start + _ARMOR_WIDTH] for start in range(0, len(encoded), _ARMOR_WIDTH)
+    ]
+    return _BEGIN_LINE + b"\n" + b"".join(line + b"\n" for line in lines) + _END_LINE + b"\n"
 
 
 def _parse_sshsig(blob: bytes) -> _SshSig:

@@ -7,8 +7,10 @@ Git. One SQLite file per followed branch; every pass commits its changes in
 one transaction, so a crash or `kill -9` leaves the previous pass intact.
 
 Only what does not depend on the policy is cached across policies: a
-commit's signature status and key fingerprint. Everything policy-dependent
-(who an actor is, what they may do) is recomputed by the landing walk.
+commit's signature status, key fingerprint and signed payload's digest.
+Everything policy-dependent (who an actor is, what they may do) is
+recomputed by the landing walk, which also keeps, per signed payload, the
+first commit it met carrying it (`payloads`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ CREATE TABLE IF NOT EXISTS effective (
     path TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (path, field));
 CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS signatures (
-    commit_id TEXT PRIMARY KEY, status TEXT NOT NULL, fingerprint TEXT, reason TEXT NOT NULL);
+    commit_id TEXT PRIMARY KEY, status TEXT NOT NULL, fingerprint TEXT, reason TEXT NOT NULL,
+    payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS payloads (
+    digest TEXT PRIMARY KEY, commit_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (commit_id TEXT PRIMARY KEY, first_seen TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS landings (
     seq INTEGER PRIMARY KEY, commit_id TEXT UNIQUE NOT NULL, detail TEXT NOT NULL);
@@ -84,6 +89,12 @@ CREATE INDEX IF NOT EXISTS events_signoff_run ON events (json_extract(detail, '$
 # when a database from before it is opened.
 _OPEN_RUNS: Final = "CREATE TABLE open_runs (run TEXT PRIMARY KEY)"
 _FINISHED: Final = ("succeeded", "failed", "interrupted")
+# A signature cache from before payload digests (and "malformed" signatures) were
+# kept: its verdicts would call a copied commit good, so it is dropped, not migrated.
+_SIGNATURES: Final = """CREATE TABLE signatures (
+    commit_id TEXT PRIMARY KEY, status TEXT NOT NULL, fingerprint TEXT, reason TEXT NOT NULL,
+    payload TEXT NOT NULL)"""
+SignatureRow = tuple[str, str | None, str, str]  # status, key fingerprint, reason, payload digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,7 @@ class StateStore:
             self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
             self._db.executescript(_SCHEMA)
             self._add_open_runs()
+            self._renew_signatures()
         self.branch = branch
         # Writes wait for the next read or commit, per table: each table's
         # statements in order, runs of one statement merged into one
@@ -140,6 +152,21 @@ class StateStore:
                 for (detail,) in records:
                     for statement, rows in _open_runs_change(json.loads(detail)):
                         self._db.executemany(statement, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _renew_signatures(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(signatures)")}
+        if "payload" in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(signatures)")}
+            if "payload" not in columns:  # not renewed meanwhile by another
+                self._db.execute("DROP TABLE signatures")
+                self._db.execute(_SIGNATURES)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -245,7 +272,7 @@ class StateStore:
         """Forget everything policy-dependent (re-anchoring); keep the signature cache."""
         tables = (
             *("meta", "effective", "dirty", "landings", "plan_versions", "editors", "events"),
-            "open_runs",
+            *("open_runs", "payloads"),
         )
         for table in tables:
             self._write(f"DELETE FROM {table}", [()])  # noqa: S608 - fixed table names
@@ -279,19 +306,47 @@ class StateStore:
 
     # -- signatures (policy-independent cache) ------------------------------
 
-    def signatures(self, commits: Iterable[str]) -> dict[str, tuple[str, str | None, str]]:
-        found: dict[str, tuple[str, str | None, str]] = {}
+    def signatures(self, commits: Iterable[str]) -> dict[str, SignatureRow]:
+        found: dict[str, SignatureRow] = {}
+        columns = "commit_id, status, fingerprint, reason, payload"
         for batch in _batches(commits):
-            rows = self._read(f"SELECT * FROM signatures WHERE commit_id IN {_LISTED}", batch)  # noqa: S608
-            for commit_id, status, fingerprint, reason in rows:
-                found[commit_id] = (status, fingerprint, reason)
+            query = f"SELECT {columns} FROM signatures WHERE commit_id IN {_LISTED}"  # noqa: S608
+            for commit_id, status, fingerprint, reason, payload in self._read(query, batch):
+                found[commit_id] = (status, fingerprint, reason, payload)
         return found
 
-    def remember_signatures(self, checks: Mapping[str, tuple[str, str | None, str]]) -> None:
+    def remember_signatures(self, checks: Mapping[str, SignatureRow]) -> None:
         self._write(
-            "INSERT OR REPLACE INTO signatures VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO signatures"
+            " (commit_id, status, fingerprint, reason, payload) VALUES (?, ?, ?, ?, ?)",
             [(commit, *check) for commit, check in checks.items()],
         )
+
+    # -- signed payloads: the first commit the walk met carrying each ----------
+
+    def carriers(self, digests: Iterable[str]) -> dict[str, str | None]:
+        """The first carrier of each payload digest asked for; None: none met yet."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, str | None] = dict.fromkeys(wanted)
+        for batch in _batches(wanted):
+            query = f"SELECT digest, commit_id FROM payloads WHERE digest IN {_LISTED}"  # noqa: S608
+            found.update(self._read(query, batch))
+        return found
+
+    def add_carriers(self, carriers: Mapping[str, str]) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO payloads (digest, commit_id) VALUES (?, ?)",
+            list(carriers.items()),
+        )
+
+    def payloads_counted(self) -> bool:
+        """Whether the walks that made this state kept the payloads' first carriers
+        (a state from before they did has them counted afresh, once)."""
+        row = self._read("SELECT value FROM meta WHERE key = 'payloads'").fetchone()
+        return row is not None
+
+    def mark_payloads_counted(self) -> None:
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [("payloads", "1")])
 
     # -- what was seen when ---------------------------------------------------
 

@@ -10,11 +10,13 @@ change to teams.yaml's comments.
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,8 +48,10 @@ from tests.gitfixtures import (
     command_environment,
     dev_plan,
     dump,
+    grant_bob_deployment,
     interrupted_qa_release,
     only_refusal,
+    plan,
     prod_plan,
     proposed_qa_release,
     qa_plan,
@@ -1402,3 +1406,267 @@ def test_a_rebase_merge_of_commits_authored_as_olga_does_not_act_as_olga(
     assert (state["approvers"], state["triggered_by"]) == (["ravi"], "olga")
     runs = repo.apply("--format", "json").json()["runs"]
     assert [run["run"] for run in runs] == ["2026-11-qa-release.1"]
+
+
+# -- 12. copies of old signed commits: the policy rolled back ----------------------------------
+#
+# git verify-commit checks the signed payload (the commit without its signature headers) and
+# skips what it does not need: a second signature header, the armor's wrapping, the header's
+# place, even a second valid ECDSA signature made from the first. Each is a new commit id
+# over an old signature, which would count as a new landing of the signer's old change.
+
+PRODUCTION_ONLY = """\
+name: production
+order: 1
+permissions:
+  plan.edit: [tech-lead, developer]
+  plan.approve: [tech-lead]
+  plan.deploy: [deployment]
+gates: {signed_commits: true}
+driver: {type: local}
+"""
+HOTFIX = "plans/2026-12-prod-hotfix.yaml"
+# The order of the NIST P-256 group: (r, n - s) is a second valid signature for (r, s).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def raw_commit(repo: ConfigRepo, commit: str) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "commit", commit], cwd=repo.path, capture_output=True, check=True
+    ).stdout
+
+
+def stored_copy(repo: ConfigRepo, raw: bytes) -> str:
+    """The attacker's object, stored by git with git's own checks (no --literally)."""
+    written = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+        cwd=repo.path,
+        input=raw,
+        capture_output=True,
+        check=True,
+    )
+    return written.stdout.decode().strip()
+
+
+def signature_block(raw: bytes) -> tuple[int, int]:
+    """Where the `gpgsig` header and its continuation lines are in a raw commit."""
+    start = raw.index(b"\ngpgsig ") + 1
+    end = start
+    while True:
+        end = raw.index(b"\n", end) + 1
+        if raw[end : end + 1] != b" ":
+            return start, end
+
+
+def armor_of(raw: bytes) -> bytes:
+    start, end = signature_block(raw)
+    lines = raw[start:end].split(b"\n")[:-1]
+    return base64.b64decode(b"".join(line.strip() for line in lines[1:-1]))
+
+
+def with_armor(raw: bytes, blob: bytes, width: int = 70) -> bytes:
+    start, end = signature_block(raw)
+    encoded = base64.b64encode(blob)
+    lines = [encoded[i : i + width] for i in range(0, len(encoded), width)]
+    block = b"\n ".join(
+        [b"gpgsig -----BEGIN SSH SIGNATURE-----", *lines, b"-----END SSH SIGNATURE-----"]
+    )
+    return raw[:start] + block + b"\n" + raw[end:]
+
+
+def with_an_extra_signature_header(raw: bytes) -> bytes:
+    end = raw.index(b"\n\n") + 1
+    return raw[:end] + b"gpgsig-sha256 x\n" + raw[end:]
+
+
+def with_the_armor_rewrapped(raw: bytes) -> bytes:
+    return with_armor(raw, armor_of(raw), width=64)
+
+
+def with_the_signature_header_moved(raw: bytes) -> bytes:
+    start, end = signature_block(raw)
+    committer = raw.index(b"\ncommitter ") + 1
+    return raw[:committer] + raw[start:end] + raw[committer:start] + raw[end:]
+
+
+def ssh_string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def read_ssh_strings(data: bytes, offset: int = 0) -> list[bytes]:
+    strings = []
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        strings.append(data[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return strings
+
+
+def with_the_ecdsa_signature_negated(raw: bytes) -> bytes:
+    """A second valid signature over the same payload, made without the key: ECDSA's s
+    replaced by n - s, armored exactly as ssh-keygen armors it."""
+    blob = armor_of(raw)
+    head, fields = blob[:10], read_ssh_strings(blob, 10)  # "SSHSIG", version; five strings
+    kind, inner = read_ssh_strings(fields[-1])
+    r, s = read_ssh_strings(inner)
+    negated = (P256_ORDER - int.from_bytes(s, "big")).to_bytes(33, "big").lstrip(b"\0")
+    negated = b"\0" + negated if negated[0] & 0x80 else negated
+    fields[-1] = ssh_string(kind) + ssh_string(ssh_string(r) + ssh_string(negated))
+    return with_armor(raw, head + b"".join(map(ssh_string, fields)))
+
+
+def assert_git_calls_it_good(repo: ConfigRepo, commit: str, signer: Person) -> None:
+    signers = repo.path.parent / "allowed_signers"
+    signers.write_text(f"{signer.email} {signer.public_key}\n")
+    repo.git("-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit", commit)
+
+
+def a_stolen_key_removed(tmp_path: Path, people: People) -> tuple[ConfigRepo, Person, str]:
+    """Production alone; bob deploys there but has no key. root gives him one, then removes
+    it: stolen. The repository, the thief as bob, and root's commit that added the key."""
+    repo = ConfigRepo.init(tmp_path, people)
+    teams = seed_teams(people)
+    grant_bob_deployment(teams)
+    files = {"teams.yaml": dump(teams), "environments/production.yaml": PRODUCTION_ONLY}
+    repo.commit(people.root, files, "Seed configuration")
+    stolen = people.second_key(people.bob, "stolen")
+    teams["users"]["bob"]["keys"] = [stolen.public_key]
+    added = repo.commit(people.root, {"teams.yaml": dump(teams)}, "bob's key")
+    del teams["users"]["bob"]["keys"]
+    repo.commit(people.root, {"teams.yaml": dump(teams)}, "bob's key was stolen")
+    return repo, stolen, added
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [with_an_extra_signature_header, with_the_armor_rewrapped, with_the_signature_header_moved],
+)
+def test_a_copy_of_an_old_signed_commit_does_not_bring_back_a_stolen_key(
+    tmp_path: Path, people: People, copy: Callable[[bytes], bytes]
+) -> None:
+    repo, stolen, added = a_stolen_key_removed(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    forged = stored_copy(repo, copy(raw_commit(repo, added)))
+    assert forged != added
+    assert_git_calls_it_good(repo, forged, people.root)
+    config, env = repo.identity(people.mallory, signed=False)
+    repo.git(*config, "merge", "-q", "--no-ff", "-m", "Merge", forged, env=env)
+    assert stolen.public_key in repo.git("show", "main:teams.yaml")  # git merged it back
+    repo.commit(stolen, {HOTFIX: plan("2026-12-prod-hotfix", "production", [ECOMMERCE])})
+
+    assert repo.reconciler("access", "bob", "--format", "json").json()["has_key"] is False
+    verified = repo.reconciler("verify", "--format", "json")
+    assert verified.exit_code == 1
+    merge, hotfix = verified.json()["landings"][-2:]
+    assert [item["commit"] for item in merge["unattributed"]] == [forged]
+    assert [refusal["commit"] for refusal in merge["refusals"]] == [forged]
+    assert not hotfix["authorised"]
+    assert f"{forged[:12]} holds no identity: " in repo.reconciler("verify").stdout
+    github = repo.reconciler("verify", "--format", "github").stdout
+    assert f"::error title=commit {forged[:12]} holds no identity::" in github
+    applied = repo.apply("--format", "json")
+    assert applied.json()["runs"] == []
+    assert not (repo.driver_root / "production").exists()
+
+
+def test_a_second_ecdsa_signature_made_from_the_first_counts_once_in_every_walk(
+    tmp_path: Path, people: People
+) -> None:
+    """The copy's one signature header is valid and armored as ssh-keygen armors it (and the
+    object passes git fsck): only its signed payload, carried before, tells it apart."""
+    repo, stolen, _ = a_stolen_key_removed(tmp_path, people)
+    ecdsa = tmp_path / "root-ecdsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", ecdsa], check=True)
+    root = Person("root", people.root.name, people.root.email, ecdsa)
+    teams = seed_teams(people)
+    grant_bob_deployment(teams)
+    teams["users"]["root"]["keys"] = [root.public_key]
+    repo.commit(people.root, {"teams.yaml": dump(teams)}, "root's new key")
+    teams["users"]["bob"]["keys"] = [stolen.public_key]
+    added = repo.commit(root, {"teams.yaml": dump(teams)}, "bob's key, again")
+    del teams["users"]["bob"]["keys"]
+    repo.commit(root, {"teams.yaml": dump(teams)}, "stolen again")
+    assert repo.verify().authorised  # the service has walked the original
+    forged = stored_copy(repo, with_the_ecdsa_signature_negated(raw_commit(repo, added)))
+    assert forged != added
+    assert_git_calls_it_good(repo, forged, root)
+    repo.git("fsck", "--strict")
+    repo.land_commit_tree(
+        people.mallory,
+        repo.git("rev-parse", f"{forged}^{{tree}}"),
+        repo.head(),
+        forged,
+        message="Merge",
+    )
+    incremental = repo.verify().judged[-1]
+    assert "bob" not in set(repo.effective_policy().key_owner.values())
+    fresh = repo.verify(state_dir=tmp_path / "fresh-state").judged[-1]
+    for verdict in (incremental, fresh):
+        assert verdict.unattributed == (
+            (forged, f"a copy of {added[:12]}'s signed payload (a signed payload counts once)"),
+        )
+        refusal = only_refusal(verdict)
+        assert (refusal.commit, refusal.field) == (forged, "users/bob")
+
+
+def test_a_long_lived_branch_cannot_re_apply_a_removed_key(tmp_path: Path, people: People) -> None:
+    """No copy: root's own commit on a branch made while the key was still listed, merged
+    after root removed it. Root's signature vouches for a change from a value that is no
+    longer the effective one; the change is the merger's, and olga may not make it."""
+    repo, stolen, _ = a_stolen_key_removed(tmp_path, people)
+    repo.git("checkout", "-q", "-b", "rotation", "main~1")  # bob's key still listed
+    teams = seed_teams(people)
+    grant_bob_deployment(teams)
+    teams["users"]["bob"]["keys"] = [stolen.public_key, people.bob.public_key]
+    rotation = repo.commit(people.root, {"teams.yaml": dump(teams)}, "bob's second key")
+    repo.git("checkout", "-q", "main")
+    assert repo.verify().authorised
+    repo.merge(people.olga, "rotation", resolve={"teams.yaml": dump(teams)})
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.field, refusal.actor) == (rotation, "users/bob", "olga")
+    assert refusal.reasons[0] == (
+        f"{rotation[:12]} changed a value that is no longer the effective one, so the change "
+        f"counts as an edit by whoever landed it ({repo.head()[:12]})"
+    )
+    assert "bob" not in set(repo.effective_policy().key_owner.values())
+
+
+def test_a_replayed_approval_does_not_count_a_second_time(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.commit(people.alice, {"README.md": "notes\n"}, "notes")
+    forged = stored_copy(repo, with_the_signature_header_moved(raw_commit(repo, approval)))
+    tree = repo.git("rev-parse", "main^{tree}")
+    repo.land_commit_tree(people.mallory, tree, repo.head(), forged, message="Merge")
+    repo.trigger(people.olga, QA_PLAN)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.approvers == ("ravi",)
+    approvals = {event["commit"]: event for event in repo.store().events(["approve"])}
+    assert (approvals[approval]["actor"], approvals[approval]["held"]) == ("ravi", True)
+    assert (approvals[forged]["actor"], approvals[forged]["held"]) == (None, False)
+    refused = [verdict for verdict in repo.verify().judged if not verdict.authorised]
+    assert refused == []  # already judged: the verdict is kept
+    store = repo.store()
+    try:
+        landings = {row["commit"]: row for row in store.landings()}
+    finally:
+        store.close()
+    merge = landings[repo.head("main~1")]
+    assert [item["commit"] for item in merge["unattributed"]] == [forged]
+    assert not merge["authorised"]
+
+
+def test_a_state_kept_before_payloads_were_counted_counts_them_before_its_next_walk(
+    tmp_path: Path, people: People
+) -> None:
+    repo, _, added = a_stolen_key_removed(tmp_path, people)
+    assert repo.verify().authorised
+    with sqlite3.connect(repo.state_dir / "main.sqlite3") as older:  # as a service had it
+        older.execute("DELETE FROM payloads")
+        older.execute("DELETE FROM meta WHERE key = 'payloads'")
+    forged = stored_copy(repo, with_the_signature_header_moved(raw_commit(repo, added)))
+    tree = repo.git("rev-parse", f"{forged}^{{tree}}")
+    repo.land_commit_tree(people.mallory, tree, repo.head(), forged, message="Merge")
+    verdict = repo.verify().judged[-1]
+    assert "bob" not in set(repo.effective_policy().key_owner.values())
+    assert [commit for commit, _ in verdict.unattributed] == [forged]

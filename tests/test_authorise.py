@@ -192,6 +192,55 @@ def test_a_branch_made_before_its_author_left_the_team_is_refused_when_merged_af
     )
 
 
+def test_a_pull_request_on_an_older_main_keeps_its_authors_edits_where_main_changed_others(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    with repo.branch("bump"):
+        bump = qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)
+        repo.commit(people.alice, {QA_PLAN: bump})
+    newer_portal = {**PORTAL, "version": "0.7", "from": "0.7-dev.1"}
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, newer_portal)})
+    repo.commit(people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)})
+    both = qa_plan({**ECOMMERCE, "version": "1.4.1"}, newer_portal)
+    repo.merge(people.olga, "bump", resolve={QA_PLAN: both})
+    result = repo.verify()
+    assert all(verdict.authorised for verdict in result.judged)
+    assert result.differs == {}
+    assert repo.editors(QA_PLAN) == {"alice", "diana"}  # the merge changed nothing itself
+
+
+@pytest.mark.parametrize(("merger", "authorised"), [("olga", False), ("alice", True)])
+def test_an_edit_of_a_value_main_changed_since_is_the_edit_of_whoever_merges_it(
+    tmp_path: Path, people: People, merger: str, authorised: bool
+) -> None:
+    """alice's branch bumps ecommerce from 1.4.0; main moved it to 1.4.2 meanwhile. Merged
+    as it is, the branch would undo 1.4.2 with alice's signature on a change from 1.4.0."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("old"):
+        old = repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"})})
+    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.2"})})
+    merge = repo.merge(
+        people.by_id[merger],
+        "old",
+        resolve={QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"})},
+    )
+    verdict = repo.verify().judged[-1]
+    assert verdict.authorised is authorised
+    if authorised:
+        assert repo.editors(QA_PLAN) == {"alice"}
+    else:
+        refusal = only_refusal(verdict)
+        assert (refusal.commit, refusal.actor, refusal.field) == (old, "olga", "app:ecommerce")
+        assert refusal.reasons[0] == (
+            f"{old[:12]} changed a value that is no longer the effective one, so the change "
+            f"counts as an edit by whoever landed it ({merge[:12]})"
+        )
+
+
 # -- teams.yaml and the policy -----------------------------------------------------------
 
 

@@ -252,8 +252,10 @@ def test_a_sha256_repository_signs_with_gpgsig_sha256(tmp_path: Path, keys: dict
 
 def test_an_unsigned_commit_is_unsigned(repo: Repo) -> None:
     commit = repo.commit("plain")
-    assert check_commit_signature(repo.raw(commit)) == SignatureCheck(
-        "unsigned", None, None, "the commit is not signed"
+    raw = repo.raw(commit)
+    # An unsigned commit's payload is the commit itself.
+    assert check_commit_signature(raw) == SignatureCheck(
+        "unsigned", None, None, "the commit is not signed", hashlib.sha256(raw).hexdigest()
     )
     assert repo.verdict(commit) == ("N", "")
 
@@ -336,8 +338,90 @@ def test_the_other_hashs_signature_header_is_left_out_of_both(
     raw = repo.raw(repo.commit("with a stray gpgsig-sha256", keys["ed25519"]))
     stray = b"gpgsig-sha256 not a signature\n continued\n  twice\n"
     end = raw.index(b"\n\n") + 1
-    commit = repo.write(raw[:end] + stray + raw[end:])
-    assert assert_agrees(repo, commit).status == "good"
+    copy = raw[:end] + stray + raw[end:]
+    assert split_signed_object(copy) == split_signed_object(raw)
+    # git still calls it good: a new commit id over the same signed payload.
+    assert repo.verdict(repo.write(copy))[0] == "G"
+    check = check_commit_signature(copy)
+    assert (check.status, check.fingerprint) == ("malformed", None)
+    assert "2 signature headers" in check.reason
+    assert check.payload == check_commit_signature(raw).payload
+
+
+@pytest.mark.parametrize(
+    ("object_format", "extra"),
+    [
+        ("sha1", b"gpgsig "),
+        ("sha1", b"gpgsig-sha256 "),
+        ("sha1", b"gpgsigx "),
+        ("sha256", b"gpgsig "),
+        ("sha256", b"gpgsig-sha256 "),
+    ],
+)
+def test_any_second_signature_header_makes_a_commit_malformed(
+    tmp_path: Path, keys: dict[str, Key], object_format: str, extra: bytes
+) -> None:
+    repo = make_repo(tmp_path, keys, object_format)
+    raw = repo.raw(repo.commit("signed once", keys["ed25519"]))
+    _, signature = split_signed_object(raw)
+    assert signature is not None
+    end = raw.index(b"\n\n") + 1
+    for copy in (
+        splice(raw, signature, extra.strip()),  # before the signature
+        raw[:end] + extra + b"x\n" + raw[end:],  # after it
+    ):
+        check = check_commit_signature(copy)
+        assert (check.status, check.fingerprint) == ("malformed", None), check
+        assert check.payload == check_commit_signature(raw).payload
+
+
+def test_a_lone_signature_header_git_does_not_read_makes_a_commit_malformed(
+    repo: Repo, keys: dict[str, Key]
+) -> None:
+    unsigned = repo.raw(repo.commit("plain"))
+    copy = splice(unsigned, sign_in_process(keys["ed25519"], unsigned), b"gpgsig-sha256")
+    assert repo.verdict(repo.write(copy))[0] == "N"
+    check = check_commit_signature(copy)
+    assert (check.status, check.payload) == ("malformed", check_commit_signature(unsigned).payload)
+
+
+def non_canonical_armors(blob: bytes) -> Iterator[tuple[str, bytes]]:
+    """The blob armored in ways ssh-keygen reads but never writes."""
+    encoded = base64.b64encode(blob)
+    canonical = armor(blob)
+    lines = [encoded[i : i + 64] for i in range(0, len(encoded), 64)]
+    yield "wrapped at 64", b"\n".join([ARMOR_BEGIN, *lines, ARMOR_END]) + b"\n"
+    yield "one long line", b"\n".join([ARMOR_BEGIN, encoded, ARMOR_END]) + b"\n"
+    yield "trailing space", canonical.replace(b"\n", b" \n", 2)
+    yield "CRLF", canonical.replace(b"\n", b"\r\n")
+    yield "blank line", canonical.replace(ARMOR_BEGIN + b"\n", ARMOR_BEGIN + b"\n\n")
+    yield "blank line before END", canonical.replace(b"\n" + ARMOR_END, b"\n\n" + ARMOR_END)
+    yield "leading space", b" " + canonical
+
+
+def test_a_signature_rewrapped_as_git_still_accepts_it_is_malformed(
+    repo: Repo, keys: dict[str, Key]
+) -> None:
+    raw = repo.raw(repo.commit("wrapped", keys["ed25519"]))
+    payload, signature = split_signed_object(raw)
+    assert signature is not None
+    assert signature == armor(dearmor(signature)), "git writes the canonical armor"
+    accepted_by_git = []
+    for label, text in non_canonical_armors(dearmor(signature)):
+        copy = splice(payload, text)
+        verdict = subprocess.run(
+            ["git", *repo.allowed(), "log", "-1", "--format=%G?", repo.write(copy)],
+            cwd=repo.path,
+            capture_output=True,
+            check=False,
+        )
+        if verdict.stdout.strip() == b"G":
+            accepted_by_git.append(label)
+        check = check_commit_signature(copy)
+        assert (check.status, check.fingerprint) == ("malformed", None), (label, check)
+        assert check.payload == hashlib.sha256(payload).hexdigest()
+    # Each a new commit id over the same payload, which git calls good.
+    assert {"wrapped at 64", "one long line", "blank line"} <= set(accepted_by_git), accepted_by_git
 
 
 def test_a_message_that_looks_like_headers_is_payload(repo: Repo, keys: dict[str, Key]) -> None:
@@ -492,8 +576,10 @@ def test_in_process_signatures_match_what_git_accepts(repo: Repo, keys: dict[str
 def test_a_gpg_signature_is_unsupported() -> None:
     pgp = b"-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n"
     check = check_commit_signature(splice(TREE + b"author x\n\nm\n", pgp))
-    assert check == SignatureCheck(
-        "unsupported", None, None, "GPG signatures are not verified; SSH signatures are required"
+    assert (check.status, check.fingerprint, check.reason) == (
+        "unsupported",
+        None,
+        "GPG signatures are not verified; SSH signatures are required",
     )
 
 
@@ -522,8 +608,10 @@ def malformed_cases(key: Key, unsigned: bytes) -> Iterator[tuple[str, bytes, str
     ed_sig = blob[blob.rindex(ssh_string(b"ssh-ed25519")) :]
     yield "no END line", armor(blob).replace(ARMOR_END, b""), "bad", "no END"
     yield "bad base64", armor(blob).replace(b"\n", b"\n!", 1), "bad", "not valid base64"
-    yield "text after END", armor(blob) + b"extra\n", "bad", "text follows"
-    yield "second armor", armor(blob) + armor(blob), "bad", "text follows"
+    yield "text after END", armor(blob) + b"extra\n", "malformed", "text follows"
+    yield "second armor", armor(blob) + armor(blob), "malformed", "text follows"
+    for label, text in non_canonical_armors(blob):
+        yield label, text, "malformed", "ssh-keygen"
     yield "wrong magic", armor(b"SSHSIH" + blob[6:]), "bad", "SSHSIG magic"
     yield "trailing data", armor(blob + b"\0"), "bad", "trailing data"
     yield "truncated", armor(blob[:-1]), "bad", "truncated"
@@ -631,6 +719,7 @@ def assert_sane(check: SignatureCheck) -> None:
     assert isinstance(check, SignatureCheck)
     assert not check.reason.startswith("internal error"), check
     assert (check.fingerprint is not None) == check.good
+    assert len(check.payload) == 64, check
 
 
 @pytest.mark.parametrize("name", list(KEY_SPECS))

@@ -200,3 +200,37 @@ def test_the_records_of_runs_come_in_landing_order_once_each(tmp_path: Path) -> 
         ("qa.1", "started"),
         ("qa.1", "failed"),
     ]
+
+
+def test_a_signature_cache_from_before_payload_digests_is_dropped_when_opened(
+    tmp_path: Path,
+) -> None:
+    # Its verdicts were made before malformed signatures were told apart: a copy with
+    # two signature headers is cached there as good.
+    StateStore(tmp_path, "main").close()
+    with sqlite3.connect(tmp_path / "main.sqlite3") as older:
+        older.execute("DROP TABLE signatures")
+        older.execute(
+            "CREATE TABLE signatures (commit_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+            " fingerprint TEXT, reason TEXT NOT NULL)"
+        )
+        older.execute("INSERT INTO signatures VALUES ('c0ffee', 'good', 'SHA256:k', '')")
+    reopened = StateStore(tmp_path, "main")
+    assert reopened.signatures(["c0ffee"]) == {}
+    reopened.remember_signatures({"c0ffee": ("malformed", None, "two headers", "ab" * 32)})
+    assert reopened.signatures(["c0ffee"]) == {
+        "c0ffee": ("malformed", None, "two headers", "ab" * 32)
+    }
+
+
+def test_a_payloads_first_carrier_stays_the_first_and_re_anchoring_forgets_them(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    store.add_carriers({"d1": "first"})
+    store.add_carriers({"d1": "second", "d2": "other"})
+    assert store.carriers(["d1", "d2", "d3"]) == {"d1": "first", "d2": "other", "d3": None}
+    store.begin()
+    store.reset()
+    store.commit()
+    assert store.carriers(["d1"]) == {"d1": None}

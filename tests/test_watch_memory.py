@@ -87,7 +87,7 @@ def test_lookups_of_any_number_of_commits_find_them_all(tmp_path: Path) -> None:
     commits = [f"{number:040x}" for number in range(1, 1202)]  # three batches of 500 and more
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     store.mark_seen(commits[::2], when)
-    check = ("good", "SHA256:key", "")
+    check = ("good", "SHA256:key", "", "0" * 64)
     store.remember_signatures(dict.fromkeys(commits[1::2], check))
     try:
         assert store.first_seen(commits) == dict.fromkeys(commits[::2], when)

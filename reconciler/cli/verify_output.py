@@ -60,6 +60,11 @@ def emit_verification(
         return
     if output_format == "github":
         for verdict in refused:
+            for commit, reason in verdict.unattributed:
+                click.echo(
+                    f"::error title={escape_property(f'commit {commit[:12]} holds no identity')}"
+                    f"::{escape_data(printable(reason))}"
+                )
             for refusal in verdict.refusals:
                 title = f"unauthorised change in {refusal.commit[:12]}"
                 click.echo(
@@ -93,6 +98,8 @@ def emit_verification(
             f"{mark:>7} {verdict.commit[:12]} by {printable(verdict.actor)}"
             f" ({count} commit{'s' * (count != 1)} landed)"
         )
+        for commit, reason in verdict.unattributed:
+            click.echo(printable(f"          {commit[:12]} holds no identity: {reason}"))
         for refusal in verdict.refusals:
             click.echo(f"          {printable(refusal.message())}")
             if refusal.how:
