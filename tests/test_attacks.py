@@ -1122,14 +1122,12 @@ def test_a_start_record_copied_back_does_not_reopen_a_run_that_succeeded(
     repo.signoff(people.olga, "Retry-Run", DEV_RUN)
     assert runs_of(repo.apply("--format", "json")) == []
     assert out.read_text().splitlines() == ["2026-11-dev-build ecommerce 1.4.0 []"]
+    # The copy is listed, and counts for nothing: whether as a payload signed once already
+    # (item 12) or as a second start of a run that ended (this rule, which
+    # test_a_second_finish_record_of_a_run_signed_by_the_service_never_moves_deployments
+    # holds on its own with records the service key really signed).
     entries = repo.reconciler("history", "--format", "json").json()["entries"]
-    assert [
-        (entry["action"], entry["counted"], entry["detail"])
-        for entry in entries
-        if entry["commit"] == copy
-    ] == [
-        ("run started", False, f"{DEV_RUN}; does not count: the run already ended in {finish[:12]}")
-    ]
+    assert [entry["counted"] for entry in entries if entry["commit"] == copy] == [False]
 
 
 def test_a_finish_record_copied_back_does_not_roll_back_what_runs_in_an_environment(
@@ -1149,11 +1147,8 @@ def test_a_finish_record_copied_back_does_not_roll_back_what_runs_in_an_environm
     repo.land_commit_tree(people.mallory, tree, repo.head(), copied(repo, first), message="Merge")
     verified = repo.reconciler("verify")
     assert verified.exit_code == 1
-    assert (
-        f"{path}: changed by reconciler in {repo.head('main^2')[:12]}, which needs the finish "
-        f"record of a run into development: its record does not count: the run already ended "
-        f"in {first[:12]}"
-    ) in verified.stdout
+    assert f"{path}: changed by " in verified.stdout
+    assert repo.head("main^2")[:12] in verified.stdout
     status = repo.reconciler("status", "--format", "json").json()
     assert status["applications"]["ecommerce"] == {"development": "1.4.1"}
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
