@@ -34,6 +34,8 @@ from reconciler.printable import printable
 from reconciler.signing import SigningKey, signed_commit
 
 Clock = Callable[[], datetime]
+# Like every other configuration file, so editors check it against its schema.
+DEPLOYMENT_MODELINE: Final = "# yaml-language-server: $schema=../schemas/deployment.schema.json"
 
 
 class Publisher:
@@ -265,7 +267,10 @@ def deployments_bytes(
             "deployed_at": stamp,
         }
     data = {"environment": environment, "applications": dict(sorted(applications.items()))}
-    header = "# Written by the reconciler; do not edit. What runs in this environment now.\n"
+    header = (
+        f"{DEPLOYMENT_MODELINE}\n"
+        "# Written by the reconciler; do not edit. What runs in this environment now.\n"
+    )
     return (header + dump(data)).encode()
 
 
