@@ -4,7 +4,11 @@ Called by `reconciler approve`, `deploy` and `cancel`. Each first works out
 who the commit will be attributed to (the local git identity and signing
 key, resolved exactly as `authorise` will resolve the commit), asks
 `permissions` whether that actor may do it, and refuses up front with the
-same reasons `access` gives. Only then does it make the commit: empty and
+same reasons `access` gives. A commit that could not count is refused too,
+in `decide`'s words: an approval by an editor of the plan (on main, or on
+the pull request's branch HEAD is on) or a second one by the same person;
+a trigger off the followed branch, or of a version that already ran. Only
+then does it make the commit: empty and
 single-parent for approvals, triggers and retries, bound to the plan's full
 blob id; for cancel, an edit of the one word of `state:` in the plan as
 committed at HEAD (never the working tree's other edits).
@@ -18,13 +22,17 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler import process, revocation, schema
+from reconciler.decide import Decision, editor_refusal, repeated_approval, run_outcome
 from reconciler.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
-from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef
+from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef, read_trailers
+from reconciler.fields import FieldMap
+from reconciler.gitrepo import HistoryEntry
 from reconciler.identity import Actor, CommitFacts, resolve
 from reconciler.layout import place, plan_path
 from reconciler.loader import Document, load
 from reconciler.model import Environment, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
+from reconciler.readahead import parse_version
 from reconciler.session import Session
 from reconciler.sshkeys import KeyFormatError, PublicKey, parse_public_key
 
@@ -189,10 +197,29 @@ def approve(session: Session, plan: str) -> Made:
     blob, target = plan_at_head.blob, plan_at_head.target
     environment = _environment(policy, plan_at_head)
     actor = _check(session, policy, PLAN_APPROVE, environment)
-    if actor.name in session.store.editors(path):
+    ref = PlanRef(path, blob)
+    # A reviewer may approve on the pull request's branch: its commits count as
+    # they will when it lands, beside main's.
+    branch = _off_main(session, plan_at_head.head, policy, environment, ref)
+    decided = _decided(session, ref)
+    would_not_count = f"an approval of {path} by {actor.name} would not count"
+    editors = session.store.editors(path) | branch.editors
+    problem = editor_refusal(actor.name, editors)
+    if problem:
         raise RefusedError(
-            f"{actor.name} edited {path}, and editors do not approve their own plans",
-            hint="ask a reviewer who did not edit the plan",
+            f"{would_not_count}: {problem}", hint="ask a reviewer who did not edit the plan"
+        )
+    approvers = {*branch.approvers, *(decided.approvers if decided else ())}
+    problem = repeated_approval(actor.name, approvers)
+    if problem:
+        raise RefusedError(
+            f"{would_not_count}: {problem}",
+            hint="nothing to do; `reconciler plan` says what the plan still waits for",
+        )
+    if decided is not None and decided.status == "done" and decided.run is not None:
+        raise RefusedError(
+            f"{would_not_count}: {run_outcome(decided.run)}",
+            hint="a plan version runs once; a change of the plan is a new version to approve",
         )
     message = f"Approve {Path(path).stem} for {target}\n\n{APPROVE}: {path}@{blob}"
     commit = session.repo.commit_empty(message, sign=_signs(session))
@@ -205,12 +232,103 @@ def deploy(session: Session, plan: str, retry: str | None = None) -> Made:
     plan_at_head = _target(session, path)
     blob, target = plan_at_head.blob, plan_at_head.target
     if retry is not None:
+        _on_followed_branch(session, plan_at_head, path)
         return _retry(session, policy, path, retry)
     environment = _environment(policy, plan_at_head)
     actor = _check(session, policy, PLAN_DEPLOY, environment)
+    _on_followed_branch(session, plan_at_head, path)
+    decided = _decided(session, PlanRef(path, blob))
+    # A version runs once: with a run, only a Retry-Run of an interrupted one counts.
+    if decided is not None and decided.run is not None:
+        run = decided.run
+        hint = (
+            f"`reconciler deploy {Path(path).stem} --retry {run.id}` re-runs it"
+            if run.result == "interrupted"
+            else "a plan version runs once; change the plan (a new version) to deploy again"
+        )
+        raise RefusedError(
+            f"a trigger of {path} by {actor.name} would not count: {run_outcome(run)}",
+            hint=hint,
+        )
     message = f"Deploy {Path(path).stem} to {target}\n\n{DEPLOY}: {path}@{blob}"
     commit = session.repo.commit_empty(message, sign=_signs(session))
     return Made("deploy", commit, PlanRef(path, blob), target, actor.name, message)
+
+
+def _on_followed_branch(session: Session, plan: _PlanAtHead, path: str) -> None:
+    """A trigger (or retry) is a commit on the followed branch: made on a pull request's
+    branch it waits for a merge, and counts only if the host keeps it (a squash does not)."""
+    branch = session.branch
+    if session.repo.head_branch() == branch:
+        return
+    on_tip = session.repo.blob_at(session.tip(), path)
+    if on_tip != plan.blob:
+        there = f"{path}@{on_tip[:12]}" if on_tip else f"no {path}"
+        problem = f"{path}@{plan.blob[:12]} is not the version on {branch} ({branch} has {there})"
+    else:
+        problem = f"HEAD is not {branch}"
+    raise RefusedError(
+        f"deploy runs on {branch}, where a trigger counts: {problem}",
+        hint=f"merge the pull request first (a true merge by a plan.deploy holder is the "
+        f"trigger), or `git switch {branch}` and run the deploy there",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _OffMain:
+    """What the commits HEAD has and the followed branch does not (a pull request's) say
+    about one plan version: who edited the plan there, who approved the version there."""
+
+    editors: frozenset[str]
+    approvers: frozenset[str]
+
+
+def _off_main(
+    session: Session, head: str, policy: Policy, environment: Environment, ref: PlanRef
+) -> _OffMain:
+    tip = session.tip()
+    walked = session.walked
+    if head == tip or walked is None:
+        return _OffMain(frozenset(), frozenset())
+    signed = environment.gates.signed_commits
+    editors: set[str] = set()
+    approvers: set[str] = set()
+    for entry in session.repo.history(head, tip):
+        changed = {change.path for change in entry.changes}
+        if ref.path in changed and _edits(session, entry, ref.path):
+            edited_by = resolve(walked.facts(entry.id), policy, signature_required=signed)
+            editors.update([edited_by.id] if edited_by.id else [])
+        elif len(entry.parents) == 1 and not changed:
+            info = walked.info(entry.id)
+            approved = read_trailers(info.message, info.encoding).counted().get(APPROVE, ())
+            if str(ref) in approved:
+                by = resolve(walked.facts(entry.id), policy, signature_required=signed)
+                approvers.update([by.id] if by.id else [])
+    return _OffMain(frozenset(editors), frozenset(approvers))
+
+
+def _edits(session: Session, entry: HistoryEntry, path: str) -> bool:
+    """Whether a commit that changed `path` edited the plan itself: a merge only where a
+    value matches none of its parents', as `authorise` blames a merge."""
+    if len(entry.parents) <= 1:
+        return True
+    merged, *parents = (_fields_at(session, commit, path) for commit in (entry.id, *entry.parents))
+    keys = set(merged).union(*parents)
+    return any(all(parent.get(key) != merged.get(key) for parent in parents) for key in keys)
+
+
+def _fields_at(session: Session, commit: str, path: str) -> FieldMap:
+    blob = session.repo.blob_at(commit, path)
+    if blob is None:
+        return {}
+    return parse_version(path, "plan", place(path).name, blob, session.repo.read_blob(blob))
+
+
+def _decided(session: Session, ref: PlanRef) -> Decision | None:
+    """How `plan` decides this version, when it is the version on the followed branch's tip."""
+    if session.repo.blob_at(session.tip(), ref.path) != ref.blob:
+        return None
+    return next((item for item in session.decisions() if item.ref == ref), None)
 
 
 def _retry(session: Session, policy: Policy, path: str, run_id: str) -> Made:

@@ -43,8 +43,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
-import yaml
-
 from reconciler.config import build_environment, build_policy
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.events import (
@@ -80,7 +78,7 @@ from reconciler.fields import (
 from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
-from reconciler.loader import MAX_FILE_BYTES, load
+from reconciler.loader import MAX_FILE_BYTES, dump, load
 from reconciler.model import Policy, Snapshot
 from reconciler.permissions import (
     PLAN_APPROVE,
@@ -105,7 +103,6 @@ from reconciler.signatures import check_commit_signature, payload_digest
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
-_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 Progress = Callable[[int, int], None]
 
 
@@ -1436,7 +1433,7 @@ def _policy_problem(
     if teams_blob is not None:
         teams_bytes = repo.read_blob(teams_blob)
     else:
-        teams_bytes = yaml.dump(teams_data(teams), Dumper=_DUMPER, sort_keys=False).encode()
+        teams_bytes = dump(teams_data(teams)).encode()
     files = {TEAMS_FILE: teams_bytes}
     for path, fields in effective.items():
         if place(path).kind == "environment" and CONTENT in fields:

@@ -19,10 +19,10 @@ checks (DESIGN.md, "From plan to deployment", points 1 to 5).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from reconciler import gates
 from reconciler.authorise import Authoriser
@@ -218,9 +218,7 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     runs = [run for run in history.runs if run.plan == ref]
     latest = runs[-1] if runs else None
     if latest is not None and latest.result != "interrupted":
-        verb = {"started": "is running", "succeeded": "succeeded", "failed": "failed"}[
-            latest.result
-        ]
+        verb = _OUTCOMES[latest.result]
         ignored_retries = tuple(
             f"retry of {item.run} in {item.commit[:12]} does not count: only interrupted runs "
             f"are retried, and {item.run} {verb}"
@@ -232,7 +230,7 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
             blob,
             plan,
             "done",
-            (f"run {latest.id} {verb}",),
+            (run_outcome(latest),),
             run=latest,
             notes=ignored_retries,
         )
@@ -295,6 +293,19 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         retry_of=latest.id if latest is not None and trigger is not None else None,
         notes=tuple(notes),
     )
+
+
+_OUTCOMES: Final = {
+    "started": "is running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "interrupted": "was interrupted",
+}
+
+
+def run_outcome(run: Run) -> str:
+    """What became of a plan version's run, as `plan` says it: 'run X.1 succeeded'."""
+    return f"run {run.id} {_OUTCOMES[run.result]}"
 
 
 def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
@@ -384,9 +395,23 @@ def signoff_refusal(signoff: Signoff, editors: frozenset[str] = frozenset()) -> 
     `history` shows the same verdict; `_lapsed` adds what today's policy and the clock say.
     """
     problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
-    if problem is None and signoff.actor in editors:
-        problem = f"{signoff.actor} edited the plan, and editors do not approve their own plans"
+    if problem is None and signoff.actor is not None:
+        problem = editor_refusal(signoff.actor, editors)
     return problem
+
+
+def editor_refusal(actor: str, editors: Collection[str]) -> str | None:
+    """Why `actor`'s approval does not count because they edited the plan, or None."""
+    if actor in editors:
+        return f"{actor} edited the plan, and editors do not approve their own plans"
+    return None
+
+
+def repeated_approval(actor: str, approvers: Collection[str]) -> str | None:
+    """Why another approval by `actor` adds nothing, or None: each person counts once."""
+    if actor in approvers:
+        return f"{actor} already approved this version, and each person counts once"
+    return None
 
 
 def _not_held(actor: str | None, held: bool, reasons: tuple[str, ...], how: str) -> str | None:
@@ -491,7 +516,7 @@ def _approvals(
         problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
         if problem:
             notes.append(f"{label} does not count: {problem}")
-        elif signoff.actor is not None and signoff.actor not in valid:
+        elif signoff.actor is not None and repeated_approval(signoff.actor, valid) is None:
             valid.append(signoff.actor)
     rules = environment.gates.approvals
     # Approvers and eligible users are users, so role_holders says what roles_of would.

@@ -16,7 +16,10 @@ message, what PyYAML would otherwise accept or choke on:
 It composes the data itself from libyaml's events (C parser when present), so
 depth, anchors and duplicates are checked in the same pass that builds the
 values and records where each one stands. Plain scalars resolve as YAML 1.1
-does, except timestamps, which stay strings: JSON has no dates.
+does, except timestamps, which stay strings: JSON has no dates. A plain
+scalar that YAML 1.2's core schema, which editors read (yaml-language-server),
+resolves to another value or type is refused (`yes`, `1_000`, `10:30`, `1e3`,
+`0o17`, `010`): the file would not mean what its author sees.
 
 Loading is most of `reconciler validate`'s time (README, "Performance"), so
 the composing loop is written for speed; the comments there say what each
@@ -242,6 +245,104 @@ _PLAIN_VALUES: dict[str, Any] = {}
 _PLAIN_VALUES_LIMIT: Final = 20_000
 
 
+# YAML 1.2's core schema (yaml-language-server's reading): the plain scalars it reads
+# as something other than a string. Its nulls are YAML 1.1's.
+_CORE_BOOLS: Final = {
+    "true": True,
+    "True": True,
+    "TRUE": True,
+    "false": False,
+    "False": False,
+    "FALSE": False,
+}
+_CORE_NULLS: Final = frozenset(("", "~", "null", "Null", "NULL"))
+_CORE_INT: Final = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_CORE_FLOAT: Final = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+# Only texts starting so can read differently in YAML 1.1 and 1.2: numbers, and
+# YAML 1.1's yes/no/on/off (its other booleans and its nulls are YAML 1.2's too).
+_MAYBE_AMBIGUOUS: Final = frozenset("0123456789+-.yYnNoO")
+
+
+def _yaml_1_2_value(text: str) -> Any:
+    """A plain scalar's value as YAML 1.2's core schema reads it."""
+    if text in _CORE_NULLS:
+        return None
+    if text in _CORE_BOOLS:
+        return _CORE_BOOLS[text]
+    if _CORE_INT.fullmatch(text):
+        base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+        try:
+            return int(text[2:] if base != 10 else text, base)
+        except ValueError:  # more digits than Python converts: a number all the same
+            return float(text)
+    if _CORE_FLOAT.fullmatch(text):
+        if text[-3:] in ("inf", "Inf", "INF"):
+            return -math.inf if text[0] == "-" else math.inf
+        if text[-3:] in ("nan", "NaN", "NAN"):
+            return math.nan
+        return float(text)
+    return text
+
+
+def _same_reading(ours: Any, theirs: Any) -> bool:
+    if type(ours) is not type(theirs):
+        return False
+    return bool(ours == theirs) or (type(ours) is float and math.isnan(ours) and math.isnan(theirs))
+
+
+def _reading(value: Any) -> str:
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is str:
+        return f'the string "{value}"'
+    return f"the number {_spelling(value)}"
+
+
+def _spelling(number: int | float) -> str:
+    """`number` written so that YAML 1.1 and 1.2 both read it back as itself."""
+    if type(number) is int:
+        return str(number)
+    if math.isnan(number):
+        return ".nan"
+    if math.isinf(number):
+        return "-.inf" if number < 0 else ".inf"
+    text = repr(number)
+    mantissa, _, exponent = text.partition("e")
+    if "." not in mantissa:  # YAML 1.1 reads a float only with a point: 1e+16 is a string
+        mantissa += ".0"
+    return f"{mantissa}e{exponent}" if exponent else mantissa
+
+
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc]
+    """PyYAML's safe dumper, quoting also the strings YAML 1.2 reads as something else."""
+
+
+def _represent_str(dumper: Any, text: str) -> Any:
+    # PyYAML quotes a string YAML 1.1 would read as another type (`yes`, `1_000`); a
+    # string only YAML 1.2 would (`1e3`, `0o17`) it writes plain, which `load` refuses.
+    if text[:1] in _MAYBE_AMBIGUOUS and type(_yaml_1_2_value(text)) is not str:
+        return dumper.represent_scalar(_STR, text, style="'")
+    return dumper.represent_str(text)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(data: Any, **options: Any) -> str:
+    """`data` as YAML that `load` takes back as it is: YAML 1.1 and 1.2 read it alike.
+    `options`: `yaml.dump`'s (keys keep their order unless `sort_keys=True`)."""
+    text: str = yaml.dump(data, Dumper=_Dumper, **{"sort_keys": False, **options})
+    return text
+
+
 class _Composer:
     def __init__(self, raw: bytes, path: str) -> None:
         self.raw = raw
@@ -444,7 +545,7 @@ class _Composer:
                 mark,
                 "use a simple name as the key",
             )
-        key = self._scalar(event)
+        key = self._scalar(event, key=True)
         if type(key) is not str:
             raise self.error(
                 f"key {event.value!r} is read as {_describe(key)}, not a string",
@@ -465,17 +566,22 @@ class _Composer:
         self.keys[key_path] = (mark.line, mark.column)
         return key
 
-    def _resolve_plain(self, event: Any) -> Any:
-        """A plain scalar's YAML 1.1 value, worked out and remembered in `_PLAIN_VALUES`."""
+    def _resolve_plain(self, event: Any, key: bool) -> Any:
+        """A plain scalar's YAML 1.1 value, worked out and remembered in `_PLAIN_VALUES`;
+        refused where YAML 1.2 reads it otherwise (and so never remembered)."""
         text: str = event.value
         tag = _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
         value = self._construct(tag, event)
+        if text[:1] in _MAYBE_AMBIGUOUS:
+            editors = _yaml_1_2_value(text)
+            if not _same_reading(value, editors):
+                raise self._read_differently(event, value, editors, key)
         if len(_PLAIN_VALUES) >= _PLAIN_VALUES_LIMIT:
             _PLAIN_VALUES.clear()
         _PLAIN_VALUES[text] = value
         return value
 
-    def _scalar(self, event: Any) -> Any:
+    def _scalar(self, event: Any, key: bool = False) -> Any:
         """A scalar event's value: as its tag says, as YAML 1.1 resolves it if plain, else text."""
         if event.tag is not None and event.tag != "!":
             return self._construct(event.tag, event)
@@ -483,7 +589,24 @@ class _Composer:
             return event.value  # quoted or a block: a string
         # Plain: most are remembered from an earlier file or an earlier key.
         value = _PLAIN_VALUES.get(event.value, _UNRESOLVED)
-        return self._resolve_plain(event) if value is _UNRESOLVED else value
+        return self._resolve_plain(event, key) if value is _UNRESOLVED else value
+
+    def _read_differently(self, event: Any, ours: Any, editors: Any, key: bool) -> ConfigError:
+        """The refusal of a plain scalar that YAML 1.1 (ours) and 1.2 (editors') read apart."""
+        text: str = event.value
+        hint = f'quote it: "{text}"'
+        # A key is a string, and `16:00` a time of day, not 960: quoting is the one way.
+        if not key and type(ours) is bool:
+            hint += ", or write true/false"
+        elif not key and ":" not in text:
+            number = editors if type(editors) in (int, float) else ours
+            hint += f", or write {_spelling(number)}"
+        return self.error(
+            f"`{text}` reads as {_reading(ours)} in YAML 1.1 but as {_reading(editors)} "
+            "in YAML 1.2 (your editor)",
+            event.start_mark,
+            hint,
+        )
 
     def _construct(self, tag: str, event: Any) -> Any:
         """The scalar `event`'s text as a value of type `tag` (an allowed one)."""

@@ -23,18 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-import yaml
-
 from reconciler.decide import Decision, Run
 from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.layout import deployment_path
+from reconciler.loader import dump
 from reconciler.printable import printable
 from reconciler.signing import SigningKey, signed_commit
 
 Clock = Callable[[], datetime]
+# Like every other configuration file, so editors check it against its schema.
+DEPLOYMENT_MODELINE: Final = "# yaml-language-server: $schema=../schemas/deployment.schema.json"
 
 
 class Publisher:
@@ -266,8 +267,11 @@ def deployments_bytes(
             "deployed_at": stamp,
         }
     data = {"environment": environment, "applications": dict(sorted(applications.items()))}
-    header = "# Written by the reconciler; do not edit. What runs in this environment now.\n"
-    return (header + yaml.safe_dump(data, sort_keys=False)).encode()
+    header = (
+        f"{DEPLOYMENT_MODELINE}\n"
+        "# Written by the reconciler; do not edit. What runs in this environment now.\n"
+    )
+    return (header + dump(data)).encode()
 
 
 def deployments_file(environment: str) -> str:

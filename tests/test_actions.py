@@ -15,6 +15,7 @@ from tests.gitfixtures import (
     People,
     Person,
     SeedRepo,
+    interrupted_qa_release,
     prod_plan,
     proposed_qa_release,
     qa_plan,
@@ -58,12 +59,15 @@ def test_approve_is_refused_up_front_for_an_editor_of_the_plan(
     tmp_path: Path, people: People
 ) -> None:
     repo = proposed_qa_release(tmp_path, people)
+    head = repo.head()
     repo.act_as(people.alice)
     result = repo.reconciler("approve", QA_PLAN)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == (
-        f"error: alice edited {QA_PLAN}, and editors do not approve their own plans"
+        f"error: an approval of {QA_PLAN} by alice would not count: "
+        "alice edited the plan, and editors do not approve their own plans"
     )
+    assert repo.head() == head
 
 
 def test_deploy_is_refused_up_front_naming_who_holds_plan_deploy(
@@ -353,5 +357,221 @@ def test_approve_with_a_revoked_key_is_refused_up_front(tmp_path: Path, people: 
         "error: this commit would not be attributed to any user: signature not accepted "
         f"(key {fingerprint} is revoked (gpg.ssh.revocationFile)), "
         "and this change needs a verified signature"
+    )
+    assert repo.head() == head
+
+
+# -- up front: commits that could never count are not made -----------------------------
+
+
+def pull_request(repo: SeedRepo, people: People) -> None:
+    """Alice's pull request on branch qa-release, checked out: the QA plan, her entry only."""
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    repo.git("checkout", "-q", "-b", "qa-release")
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+
+
+def test_approving_your_own_plan_on_the_pull_request_branch_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    # The README's review flow: check out the pull request's branch, `reconciler approve` there.
+    # Main's history does not know Alice edited the plan; the branch's does.
+    repo = SeedRepo.create(tmp_path, people)
+    pull_request(repo, people)
+    head = repo.head()
+    repo.act_as(people.alice)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"error: an approval of {QA_PLAN} by alice would not count: "
+        "alice edited the plan, and editors do not approve their own plans",
+        "  hint: ask a reviewer who did not edit the plan",
+    ]
+    assert repo.head() == head
+
+
+def test_a_reviewers_approval_on_the_pull_request_branch_counts_once_merged(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    pull_request(repo, people)
+    repo.act_as(people.ravi)
+    assert repo.reconciler("approve", QA_PLAN).exit_code == 0
+    repo.git("checkout", "-q", "main")
+    repo.merge(people.olga, "qa-release")
+    decision = repo.decide()[QA_PLAN]
+    assert (decision.status, decision.approvers, decision.triggered_by) == (
+        "executable",
+        ("ravi",),
+        "olga",
+    )
+
+
+def test_merging_main_into_the_pull_request_does_not_make_the_merger_an_editor(
+    tmp_path: Path, people: People
+) -> None:
+    # Ravi brings main's edit of the plan into Alice's branch: every value of his merge is
+    # one of its parents', so he edited nothing, as `verify` will judge the merge too.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.git("checkout", "-q", "-b", "qa-release")
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="December release")})
+    repo.git("checkout", "-q", "main")
+    repo.commit(
+        people.alice,
+        {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL, notes="November release")},
+    )
+    repo.git("checkout", "-q", "qa-release")
+    repo.merge(people.ravi, "main")
+    assert "version: 1.4.1" in (repo.path / QA_PLAN).read_text()
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_merge_that_edits_the_plan_on_the_pull_request_branch_makes_the_merger_an_editor(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    pull_request(repo, people)
+    repo.git("checkout", "-q", "main")
+    repo.commit(people.root, {"README.md": "the configuration\n"})
+    repo.git("checkout", "-q", "qa-release")
+    edited = qa_plan(ECOMMERCE, notes="Ravi's words, in his merge")
+    repo.merge(people.ravi, "main", resolve={QA_PLAN: edited})
+    head = repo.head()
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        f"error: an approval of {QA_PLAN} by ravi would not count: "
+        "ravi edited the plan, and editors do not approve their own plans"
+    )
+    assert repo.head() == head
+
+
+def test_approving_the_same_version_twice_is_refused(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.ravi)
+    assert repo.reconciler("approve", QA_PLAN).exit_code == 0
+    head = repo.head()
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"error: an approval of {QA_PLAN} by ravi would not count: "
+        "ravi already approved this version, and each person counts once",
+        "  hint: nothing to do; `reconciler plan` says what the plan still waits for",
+    ]
+    assert repo.head() == head
+
+
+def test_approving_the_same_version_twice_on_the_pull_request_branch_is_refused(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    pull_request(repo, people)
+    repo.act_as(people.ravi)
+    assert repo.reconciler("approve", QA_PLAN).exit_code == 0
+    head = repo.head()
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        f"error: an approval of {QA_PLAN} by ravi would not count: "
+        "ravi already approved this version, and each person counts once"
+    )
+    assert repo.head() == head
+
+
+def test_approving_again_after_the_plan_changed_is_a_new_approval(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="Corrected notes")})
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 0, result.stderr
+    assert repo.decide()[QA_PLAN].approvers == ("ravi",)
+
+
+def test_approving_a_version_that_already_ran_is_refused(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="succeeded")
+    head = repo.head()
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"error: an approval of {QA_PLAN} by ravi would not count: "
+        "run 2026-11-qa-release.1 succeeded",
+        "  hint: a plan version runs once; a change of the plan is a new version to approve",
+    ]
+    assert repo.head() == head
+
+
+def test_deploying_a_version_that_already_ran_is_refused(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="failed")
+    head = repo.head()
+    repo.act_as(people.olga)
+    result = repo.reconciler("deploy", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"error: a trigger of {QA_PLAN} by olga would not count: run 2026-11-qa-release.1 failed",
+        "  hint: a plan version runs once; change the plan (a new version) to deploy again",
+    ]
+    assert repo.head() == head
+
+
+def test_deploying_a_version_whose_run_was_interrupted_points_to_retry(
+    tmp_path: Path, people: People
+) -> None:
+    repo, _ = interrupted_qa_release(tmp_path, people)
+    head = repo.head()
+    repo.act_as(people.olga)
+    result = repo.reconciler("deploy", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"error: a trigger of {QA_PLAN} by olga would not count: "
+        "run 2026-11-qa-release.1 was interrupted",
+        "  hint: `reconciler deploy 2026-11-qa-release --retry 2026-11-qa-release.1` re-runs it",
+    ]
+    assert repo.head() == head
+
+
+def test_deploying_on_the_pull_request_branch_is_refused(tmp_path: Path, people: People) -> None:
+    # A trigger on the branch waits for the merge, and a squash or rebase merge drops it:
+    # ops merge the pull request (a true merge is the trigger) or deploy on main.
+    repo = SeedRepo.create(tmp_path, people)
+    pull_request(repo, people)
+    head = repo.head()
+    blob = repo.blob(QA_PLAN)
+    repo.act_as(people.olga)
+    result = repo.reconciler("deploy", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"error: deploy runs on main, where a trigger counts: {QA_PLAN}@{blob[:12]} is not "
+        f"the version on main (main has no {QA_PLAN})",
+        "  hint: merge the pull request first (a true merge by a plan.deploy holder is the "
+        "trigger), or `git switch main` and run the deploy there",
+    ]
+    assert repo.head() == head
+
+
+def test_deploying_off_main_is_refused_even_where_the_plan_is_mains(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.git("checkout", "-q", "--detach")
+    head = repo.head()
+    repo.act_as(people.olga)
+    result = repo.reconciler("deploy", QA_PLAN)
+    assert result.exit_code == 1, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        "error: deploy runs on main, where a trigger counts: HEAD is not main"
     )
     assert repo.head() == head

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from ruamel.yaml import YAML
 
 from reconciler import reconcile
 from reconciler.authorise import Authoriser
 from reconciler.errors import ConfigError, HistoryRewrittenError
+from reconciler.loader import load
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.statestore import StateStore
 from tests.configrepo import reconciler
@@ -101,6 +103,28 @@ def test_the_seed_story_end_to_end(tmp_path: Path, people: People) -> None:
     verify = repo.reconciler("verify")
     assert verify.exit_code == 0, verify.stdout
     assert repo.apply().stdout.strip().endswith("nothing to run")
+
+
+def test_the_deployments_file_names_its_schema_and_reads_alike_in_yaml_1_1_and_1_2(
+    tmp_path: Path, people: People
+) -> None:
+    # Version 1e3 is text to YAML 1.1 and a number to YAML 1.2 (the editor): the file the
+    # reconciler commits quotes it, so the loader takes it back, and names its schema.
+    repo = SeedRepo.create(tmp_path, people)
+    written = dev_plan({"name": "ecommerce", "version": "1e3"})
+    assert "version: 1e3\n" in written
+    repo.commit(people.alice, {DEV_PLAN: written.replace("version: 1e3", "version: '1e3'")})
+    result = repo.apply()
+    assert result.exit_code == 0, result.stderr
+    text = (repo.path / "deployments/development.yaml").read_text()
+    assert text.splitlines()[:2] == [
+        "# yaml-language-server: $schema=../schemas/deployment.schema.json",
+        "# Written by the reconciler; do not edit. What runs in this environment now.",
+    ]
+    assert "  ecommerce:\n    version: '1e3'\n" in text
+    assert YAML(typ="safe", pure=True).load(text) == load(text.encode(), "f.yaml").data
+    validated = reconciler("validate", "--repo", repo.path)
+    assert validated.exit_code == 0, validated.stdout
 
 
 def test_a_failing_second_application_stops_the_run_and_the_record_names_the_step(

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reconciler.errors import ConfigError
-from reconciler.loader import MAX_DEPTH, MAX_FILE_BYTES, JsonPath, Position, load
+from reconciler.loader import MAX_DEPTH, MAX_FILE_BYTES, JsonPath, Position, dump, load
 
 
 def refusal(text: str | bytes) -> ConfigError:
@@ -39,8 +39,8 @@ def test_dates_stay_strings_because_json_has_no_dates() -> None:
 
 
 def test_yaml_1_1_scalars_resolve_as_pyyaml_does() -> None:
-    data = load(b"a: 1.10\nb: on\nc: 010\nd: ~\ne: '1.10'\n", "f.yaml").data
-    assert data == {"a": 1.1, "b": True, "c": 8, "d": None, "e": "1.10"}
+    data = load(b"a: 1.10\nb: TRUE\nc: 0x10\nd: ~\ne: '1.10'\nf: 1.0e+3\n", "f.yaml").data
+    assert data == {"a": 1.1, "b": True, "c": 16, "d": None, "e": "1.10", "f": 1000.0}
 
 
 def test_duplicate_keys_are_refused_naming_both_lines() -> None:
@@ -149,9 +149,9 @@ def test_hidden_line_breaks_are_refused_at_their_position() -> None:
 def test_a_repeated_plain_text_resolves_and_is_explained_the_same_every_time() -> None:
     # Plain scalars' values are remembered across files; the hint's text must not be.
     for _ in range(2):
-        document = load(b"a: 010\nb: [010, '010']\nc: {010x: on}\n", "f.yaml")
-        assert document.data == {"a": 8, "b": [8, "010"], "c": {"010x": True}}
-        assert document.plain_text == {("a",): "010", ("b", 0): "010", ("c", "010x"): "on"}
+        document = load(b"a: 1.10\nb: [1.10, '1.10']\nc: {1.10x: True}\n", "f.yaml")
+        assert document.data == {"a": 1.1, "b": [1.1, "1.10"], "c": {"1.10x": True}}
+        assert document.plain_text == {("a",): "1.10", ("b", 0): "1.10", ("c", "1.10x"): "True"}
 
 
 def test_a_key_that_repeats_in_another_mapping_is_not_a_duplicate() -> None:
@@ -190,7 +190,8 @@ def test_a_plain_integer_too_long_for_python_is_told_to_be_quoted_not_to_lose_a_
     )
 
 
-# Values JSON can hold, written out by PyYAML in every style, must load back as
+# Values JSON can hold, written out by PyYAML in every style (quoting, as `dump` does, what
+# YAML 1.2 would read as another type, which `load` refuses), must load back as
 # they were, with every value's and every key's position where libyaml's own
 # composer puts it.
 _TEXT = st.text(
@@ -249,11 +250,11 @@ def _node_positions(
     allow_unicode=st.booleans(),
     width=st.sampled_from([20, 80]),
 )
-def test_what_pyyaml_writes_loads_back_with_libyamls_positions(
+def test_what_our_dumper_writes_loads_back_with_libyamls_positions(
     value: Any, flow: bool | None, allow_unicode: bool, width: int
 ) -> None:
     assume(_depth(value) <= MAX_DEPTH)
-    text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=allow_unicode, width=width)
+    text = dump(value, default_flow_style=flow, allow_unicode=allow_unicode, width=width)
     document = load(text.encode("utf-8"), "f.yaml")
     assert _typed(document.data) == _typed(value)
     values: dict[JsonPath, Position] = {}

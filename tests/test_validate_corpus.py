@@ -492,8 +492,8 @@ CASES = [
         QA_PLAN,
         edit=('version: "1.4.0"', "version: 010"),
         expected="""
-        plans/2026-11-qa-release.yaml:6:32: error: applications.0.version: expected a string, got the number 8
-          hint: '010' is read by YAML as the number 8 (leading zero); quote it
+        plans/2026-11-qa-release.yaml:6:32: error: `010` reads as the number 8 in YAML 1.1 but as the number 10 in YAML 1.2 (your editor)
+          hint: quote it: "010", or write 10
         """,
     ),
     Broken(
@@ -501,8 +501,17 @@ CASES = [
         QA_PLAN,
         edit=("state: ready ", "state: on "),
         expected="""
-        plans/2026-11-qa-release.yaml:10:8: error: state: the boolean true is not allowed
-          hint: 'on' is read by YAML as the boolean true; quote it if you mean the text: "on"
+        plans/2026-11-qa-release.yaml:10:8: error: `on` reads as true in YAML 1.1 but as the string "on" in YAML 1.2 (your editor)
+          hint: quote it: "on", or write true/false
+        """,
+    ),
+    Broken(
+        "signed-commits-yes-is-a-string-to-the-editor",
+        PRODUCTION,
+        edit=("signed_commits: true ", "signed_commits: yes  "),
+        expected="""
+        environments/production.yaml:13:19: error: `yes` reads as true in YAML 1.1 but as the string "yes" in YAML 1.2 (your editor)
+          hint: quote it: "yes", or write true/false
         """,
     ),
     Broken(
@@ -575,8 +584,8 @@ CASES = [
         PRODUCTION,
         edit=('to: "16:00"', "to: 16:00"),
         expected="""
-        environments/production.yaml:16:55: error: gates.windows.0.to: expected a string, got the number 960
-          hint: '16:00' is read by YAML as a number; quote it: "16:00"
+        environments/production.yaml:16:55: error: `16:00` reads as the number 960 in YAML 1.1 but as the string "16:00" in YAML 1.2 (your editor)
+          hint: quote it: "16:00"
         """,
     ),
     Broken(

@@ -7,9 +7,9 @@ broken-input corpus of `test_validate_corpus.py`, and on every example file
 with one string ending in a newline, both must accept and refuse the same
 files. check-jsonschema is given each document as our loader read it (as
 JSON), so the verdicts compare two readings of the schemas, not two YAML
-parsers (ours reads YAML 1.1: `to: 16:00` is the number 960; check-jsonschema's
-YAML 1.2 reads a string). One check-jsonschema process per schema checks all
-files of its kind.
+parsers (ours reads YAML 1.1 and refuses what YAML 1.2, check-jsonschema's,
+reads otherwise, such as `to: 16:00`: tests/test_loader_yaml_versions.py).
+One check-jsonschema process per schema checks all files of its kind.
 
 Allowed differences, each with its reason:
 - a file our loader refuses is left out: the YAML rules (duplicate keys,

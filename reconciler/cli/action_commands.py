@@ -62,8 +62,9 @@ def approve(
 ) -> None:
     """Approve PLAN as it is at HEAD: an empty commit bound to its exact content.
 
-    Refused up front (exit 1) when you do not hold plan.approve on the plan's
-    target, or edited the plan yourself.
+    Refused up front (exit 1) when the approval could not count: you do not
+    hold plan.approve on the plan's target, edited the plan yourself (on main
+    or on HEAD's branch), already approved this version, or it already ran.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
@@ -88,9 +89,11 @@ def deploy(
 ) -> None:
     """Trigger PLAN as it is at HEAD (or retry an interrupted run).
 
-    Makes an empty `Deploy-Plan:` (or `Retry-Run:`) commit. Refused up front
-    (exit 1) when you do not hold plan.deploy on the plan's target, or the run
-    to retry was not interrupted.
+    Makes an empty `Deploy-Plan:` (or `Retry-Run:`) commit on the followed
+    branch (main), which HEAD must be. Refused up front (exit 1) when you do
+    not hold plan.deploy on the plan's target, the version already ran (an
+    interrupted run is retried with --retry), or the run to retry was not
+    interrupted.
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
