@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.authorise import Authoriser
+from reconciler.authorise import Authoriser, policy_from
 from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
 from reconciler.events import NUL_MESSAGE
@@ -1771,3 +1771,44 @@ def test_a_copy_landed_first_does_not_void_the_signed_commit_it_was_made_from(
     assert verdict.unattributed == ()
     assert verdict.authorised
     assert repo.effective_policy().teams["operations"].members.get("bob") == "deployment"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="default_anchor is the root of the branch's first-parent chain: a push whose "
+    "first parent is the pusher's own orphan root (second parent: the old main) makes "
+    "that root the trust anchor of every fresh state (CI, a new machine), which then "
+    "trusts the pusher's teams.yaml wholesale",
+)
+def test_a_merge_whose_first_parent_is_an_orphan_root_is_not_a_fresh_states_trust_anchor(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    evil = seed_teams(people)
+    evil["infrastructure"]["settings"].append("mallory")
+    evil["users"]["mallory"] = {
+        "name": people.mallory.name,
+        "emails": [people.mallory.email],
+        "keys": [people.mallory.public_key],
+    }
+    repo.git("checkout", "-q", "--orphan", "takeover")
+    repo.commit(people.mallory, {"teams.yaml": dump(evil)}, "root", signed=False)
+    orphan = repo.head()
+    repo.git("checkout", "-q", "-f", "main")
+    tree = repo.git("rev-parse", f"{orphan}^{{tree}}")
+    old_main = repo.head()
+    repo.land_commit_tree(people.mallory, tree, orphan, old_main, message="Merge main")
+    assert repo.git("rev-list", "--first-parent", "--max-parents=0", "main") == orphan
+    # The service, with its state, refuses the push.
+    assert repo.reconciler("verify").exit_code == 1
+    # A fresh state (CI on the push, a new machine) must not trust Mallory's root.
+    fresh = run_cli("verify", "--repo", repo.path, "--state-dir", tmp_path / "ci", cwd=repo.path)
+    assert fresh.exit_code != 0
+    store = StateStore(tmp_path / "ci", "main")
+    try:
+        with GitRepo(repo.path) as git:
+            trusted = policy_from(store.effective(), git) if store.position() else None
+    finally:
+        store.close()
+    assert trusted is None or "mallory" not in trusted.settings
