@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.authorise import Authoriser
+from reconciler.authorise import Authoriser, policy_from
 from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
 from reconciler.events import NUL_MESSAGE
@@ -1665,3 +1665,150 @@ def test_a_state_kept_before_payloads_were_counted_counts_them_before_its_next_w
     verdict = repo.verify().judged[-1]
     assert "bob" not in set(repo.effective_policy().key_owner.values())
     assert [commit for commit, _ in verdict.unattributed] == [forged]
+
+
+# -- 13. adversarial review of the payload rule: where the first carrier is not the signer's ---
+
+
+def a_copy_of_an_old_grant_merged(repo: ConfigRepo, people: People, added: str) -> str:
+    """Mallory merges a copy of root's old commit `added` (its signature header moved)."""
+    forged = stored_copy(repo, with_the_signature_header_moved(raw_commit(repo, added)))
+    assert forged != added
+    tree = repo.git("rev-parse", f"{forged}^{{tree}}")
+    repo.land_commit_tree(people.mallory, tree, repo.head(), forged, message="Merge")
+    return forged
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="re-anchoring empties the payloads table and counts only the anchor's own payload: "
+    "a copy of a commit signed before the anchor is its payload's first carrier, holds "
+    "its signer's identity, and its change counts as the signer's where the value has "
+    "come back to the copy's base (here: a stolen key root added, then removed)",
+)
+def test_a_copy_of_a_commit_signed_before_a_re_anchor_does_not_bring_back_a_stolen_key(
+    tmp_path: Path, people: People
+) -> None:
+    repo, stolen, added = a_stolen_key_removed(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    # A legitimate re-anchor, on main's tip, signed by root (a settings user).
+    assert repo.reconciler("verify", "--re-anchor", repo.head()).exit_code == 0
+    forged = a_copy_of_an_old_grant_merged(repo, people, added)
+    assert stolen.public_key in repo.git("show", "main:teams.yaml")  # git merged it back
+    verified = repo.reconciler("verify", "--format", "json")
+    assert "bob" not in set(repo.effective_policy().key_owner.values())
+    assert verified.exit_code == 1
+    assert [item["commit"] for item in verified.json()["landings"][-1]["unattributed"]] == [forged]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a fresh state with --trust-anchor counts only the anchor's payload, not its "
+    "ancestors': a copy of a commit signed before the anchor counts as its signer's",
+)
+def test_a_copy_of_a_commit_signed_before_the_trust_anchor_does_not_count_in_a_fresh_state(
+    tmp_path: Path, people: People
+) -> None:
+    repo, _, added = a_stolen_key_removed(tmp_path, people)
+    anchor = repo.head()  # root's commit that removed the stolen key
+    forged = a_copy_of_an_old_grant_merged(repo, people, added)
+    verdict = repo.verify(state_dir=tmp_path / "ci-state", trust_anchor=anchor).judged[-1]
+    assert [commit for commit, _ in verdict.unattributed] == [forged]
+    assert not verdict.authorised
+
+
+def without_the_signature(raw: bytes, people: People) -> bytes:
+    """The commit as it was before it was signed: exactly its signed payload."""
+    start, end = signature_block(raw)
+    return raw[:start] + raw[end:]
+
+
+def signed_again_by_mallory(raw: bytes, people: People) -> bytes:
+    """The same payload under Mallory's own valid signature, armored as git writes it."""
+    payload = without_the_signature(raw, people)
+    signed = subprocess.run(
+        ["ssh-keygen", "-q", "-Y", "sign", "-n", "git", "-f", people.mallory.key],
+        input=payload,
+        capture_output=True,
+        check=True,
+    ).stdout
+    header = b"gpgsig " + signed.rstrip(b"\n").replace(b"\n", b"\n ") + b"\n"
+    end = payload.index(b"\n\n") + 1
+    return payload[:end] + header + payload[end:]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="any commit carrying a payload claims it, signed by anyone or not and whatever "
+    "its landing's verdict: a copy of a signed commit still under review, landed first "
+    "(and refused), makes the genuine signed commit a 'copy' that holds no identity",
+)
+@pytest.mark.parametrize("copy", [without_the_signature, signed_again_by_mallory])
+def test_a_copy_landed_first_does_not_void_the_signed_commit_it_was_made_from(
+    tmp_path: Path, people: People, copy: Callable[[bytes, People], bytes]
+) -> None:
+    repo = ConfigRepo.init(tmp_path, people)
+    files = {
+        "teams.yaml": dump(seed_teams(people)),
+        "environments/production.yaml": PRODUCTION_ONLY,
+    }
+    repo.commit(people.root, files, "Seed configuration")
+    with repo.branch("bob-deploys"):  # root's pull request, open for review
+        grant = repo.commit(
+            people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)}, "bob deploys"
+        )
+    assert repo.verify().authorised
+    # Mallory strips root's signature (or signs the payload herself): fsck-clean.
+    copied = stored_copy(repo, copy(raw_commit(repo, grant), people))
+    repo.git("fsck", "--strict")
+    if copy is signed_again_by_mallory:
+        assert_git_calls_it_good(repo, copied, people.mallory)
+    tree = repo.git("rev-parse", f"{copied}^{{tree}}")
+    repo.land_commit_tree(people.mallory, tree, repo.head(), copied, message="Merge")
+    assert not repo.verify().judged[-1].authorised  # her unsigned change is refused
+    repo.merge(people.root, "bob-deploys")  # root merges his own pull request, signed
+    verdict = repo.verify().judged[-1]
+    assert verdict.unattributed == ()
+    assert verdict.authorised
+    assert repo.effective_policy().teams["operations"].members.get("bob") == "deployment"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="default_anchor is the root of the branch's first-parent chain: a push whose "
+    "first parent is the pusher's own orphan root (second parent: the old main) makes "
+    "that root the trust anchor of every fresh state (CI, a new machine), which then "
+    "trusts the pusher's teams.yaml wholesale",
+)
+def test_a_merge_whose_first_parent_is_an_orphan_root_is_not_a_fresh_states_trust_anchor(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    evil = seed_teams(people)
+    evil["infrastructure"]["settings"].append("mallory")
+    evil["users"]["mallory"] = {
+        "name": people.mallory.name,
+        "emails": [people.mallory.email],
+        "keys": [people.mallory.public_key],
+    }
+    repo.git("checkout", "-q", "--orphan", "takeover")
+    repo.commit(people.mallory, {"teams.yaml": dump(evil)}, "root", signed=False)
+    orphan = repo.head()
+    repo.git("checkout", "-q", "-f", "main")
+    tree = repo.git("rev-parse", f"{orphan}^{{tree}}")
+    old_main = repo.head()
+    repo.land_commit_tree(people.mallory, tree, orphan, old_main, message="Merge main")
+    assert repo.git("rev-list", "--first-parent", "--max-parents=0", "main") == orphan
+    # The service, with its state, refuses the push.
+    assert repo.reconciler("verify").exit_code == 1
+    # A fresh state (CI on the push, a new machine) must not trust Mallory's root.
+    fresh = run_cli("verify", "--repo", repo.path, "--state-dir", tmp_path / "ci", cwd=repo.path)
+    assert fresh.exit_code != 0
+    store = StateStore(tmp_path / "ci", "main")
+    try:
+        with GitRepo(repo.path) as git:
+            trusted = policy_from(store.effective(), git) if store.position() else None
+    finally:
+        store.close()
+    assert trusted is None or "mallory" not in trusted.settings
