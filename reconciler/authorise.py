@@ -99,7 +99,8 @@ from reconciler.readahead import (
 )
 from reconciler.revocation import Revocations, screened
 from reconciler.rules import judge_change, judge_signoff
-from reconciler.signatures import check_commit_signature, payload_digest
+from reconciler.signatures import SignatureCheck as SignatureResult
+from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
@@ -440,19 +441,37 @@ class Authoriser:
         position = Position(anchor, anchor, self.store.branch)
         self.store.set_position(position)
         self.store.mark_seen([anchor], self.now)
-        self.store.add_carriers({payload_digest(self.repo.commit(anchor).raw): anchor})
+        self._claim_history(anchor)
         self.store.mark_payloads_counted()
         return position
+
+    def _claim_history(self, anchor: str) -> None:
+        """The anchor and everything before it carried their signed payloads first: a
+        copy of a commit signed before the anchor (a re-anchor, a --trust-anchor) must
+        not count as its signer's later. One pass over the commits, at anchoring."""
+        commits = self.repo.ancestors(anchor)
+        carriers: dict[str, str] = {}
+        for start in range(0, len(commits), PREFETCH):
+            infos = self.repo.commits(commits[start : start + PREFETCH])
+            for commit, info in infos.items():
+                key = claim_key(check_commit_signature(info.raw))
+                if key is not None:
+                    carriers.setdefault(key, commit)
+        self.store.add_carriers(carriers)
 
     def _count_payloads(self, anchor: str) -> None:
         """A state kept before payloads were counted: count those of the anchor and of
         every commit its walks landed, in their order, so no copy of one counts later."""
-        landings = [[anchor]] + [list(item["landed"]) for item in self.store.landings()]
+        self._claim_history(anchor)
+        landings = [list(item["landed"]) for item in self.store.landings()]
         commits = [commit for landed in landings for commit in landed]
         digests: dict[str, str] = {}
         for start in range(0, len(commits), PREFETCH):
             infos = self.repo.commits(commits[start : start + PREFETCH])
-            digests.update({commit: payload_digest(info.raw) for commit, info in infos.items()})
+            for commit, info in infos.items():
+                key = claim_key(check_commit_signature(info.raw))
+                if key is not None:
+                    digests[commit] = key
         carriers: dict[str, str] = {}
         for landed in landings:
             for digest, carrier in _first_carriers(landed, digests, carriers).items():
@@ -1006,14 +1025,15 @@ class Authoriser:
             stored = (check.status, check.fingerprint, check.reason, check.payload)
             self.store.remember_signatures({commit: stored})
         self._checks[commit] = stored
-        stored = _copy_of(commit, stored, self._carrier(stored[3]))
+        key = claim_key(stored)
+        stored = _copy_of(commit, stored, None if key is None else self._carrier(key))
         facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
         return facts
 
-    def _carrier(self, digest: str) -> str | None:
-        if digest not in self._carriers:
-            self._carriers.update(self.store.carriers([digest]))
-        return self._carriers[digest]
+    def _carrier(self, key: str) -> str | None:
+        if key not in self._carriers:
+            self._carriers.update(self.store.carriers([key]))
+        return self._carriers[key]
 
     def _claim_payloads(self, work: _Landing) -> None:
         """Record the payloads this landing carries first, and the landed commits that
@@ -1034,16 +1054,21 @@ class Authoriser:
                 self.facts(commit)
                 check = self._checks[commit]
             checks[commit] = check
-        digests = {commit: check[3] for commit, check in checks.items()}
+        digests = {
+            commit: key
+            for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
+            if key is not None
+        }
         unknown = [digest for digest in digests.values() if digest not in self._carriers]
         if unknown:
             self._carriers.update(self.store.carriers(unknown))
         first = _first_carriers(list(work.entries), digests, self._carriers)
         self._carriers.update(first)
         self.store.add_carriers(first)
-        for commit, digest in digests.items():
-            check = _copy_of(commit, checks[commit], self._carriers[digest])
-            if check is not checks[commit] and commit in self._facts:
+        for commit, read in checks.items():
+            digest = digests.get(commit)
+            check = read if digest is None else _copy_of(commit, read, self._carriers[digest])
+            if check is not read and commit in self._facts:
                 self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
                 self._actors.pop((commit, True), None)
                 self._actors.pop((commit, False), None)
@@ -1288,6 +1313,23 @@ def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | No
     )
 
 
+def claim_key(check: SignatureCheck | SignatureResult) -> str | None:
+    """What a commit claims when it carries a signed payload first: the payload with the
+    key whose good signature covers it; nothing for any other commit.
+
+    So a copy stripped of its signature, or signed over the same bytes by another key,
+    claims nothing of the signer's, and cannot void the genuine commit before it lands.
+    A copy carrying the signer's own good signature still can (the signer commits
+    again: a new payload); what it can never do is count a second time.
+    """
+    if isinstance(check, SignatureResult):
+        check = (check.status, check.fingerprint, check.reason, check.payload)
+    status, fingerprint, _, payload = check
+    if status != "good" or fingerprint is None:
+        return None
+    return f"{payload} {fingerprint}"
+
+
 def _copy_of(commit: str, check: SignatureCheck, carrier: str | None) -> SignatureCheck:
     """A signed payload counts once: `commit`, when it carries the payload another
     commit carried first (the same signed bytes under other signature headers, which
@@ -1398,9 +1440,24 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
 
 
 def default_anchor(repo: GitRepo, tip: str) -> str:
-    """The trust anchor of a fresh state: the root of the followed branch's first-parent
-    chain (`tip`: the branch's, never a commit under test's, which could bring its own)."""
-    return repo.root_commits(tip)[-1]
+    """The trust anchor of a fresh state: the one root commit of the followed branch
+    (`tip`: the branch's, never a commit under test's, which could bring its own).
+
+    With more than one root there is no safe default: anyone who can push can merge
+    an orphan commit of their own, even as a first parent, and commit dates can be
+    forged, so neither the first-parent chain nor the oldest root tells which is the
+    repository's. The user names it.
+    """
+    roots = repo.root_commits(tip)
+    if len(roots) == 1:
+        return roots[0]
+    listed = ", ".join(root[:12] for root in roots)
+    raise ConfigError(
+        f"the history of {tip[:12]} has {len(roots)} root commits ({listed}): a fresh state "
+        "cannot tell which one to trust",
+        hint="name the repository's first commit (the one `reconciler init` made) with "
+        "--trust-anchor COMMIT; anyone who can push can add a root of their own",
+    )
 
 
 def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:

@@ -276,7 +276,12 @@ class GitRepo:
         return self._text("rev-list", *args).split()
 
     def root_commits(self, tip: str) -> list[str]:
-        return self._text("rev-list", "--first-parent", "--max-parents=0", tip).split()
+        """Every commit reachable from `tip` that has no parent."""
+        return self._text("rev-list", "--max-parents=0", tip).split()
+
+    def ancestors(self, commit: str) -> list[str]:
+        """`commit` and every commit reachable from it."""
+        return self._text("rev-list", commit).split()
 
     # -- the local user -----------------------------------------------------
 

@@ -197,16 +197,6 @@ def check_commit_signature(raw: bytes, object_format: ObjectFormat | None = None
     return SignatureCheck(check.status, check.fingerprint, check.key_type, check.reason, digest)
 
 
-def payload_digest(raw: bytes, object_format: ObjectFormat | None = None) -> str:
-    """The SHA-256 (hex) of a raw commit's signed payload, as `check_commit_signature`
-    gives it, without checking the signature."""
-    try:
-        payload, _ = split_signed_object(raw, object_format)
-    except Exception:  # see _fail_closed
-        payload = raw
-    return hashlib.sha256(payload).hexdigest()
-
-
 def _signature_headers(raw: bytes) -> int:
     """How many header lines are signature headers: every name git sets apart as one
     (`gpgsig`, `gpgsig-sha256`, anything else starting with `gpgsig`)."""

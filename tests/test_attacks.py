@@ -1045,6 +1045,7 @@ def test_records_from_a_history_unrelated_to_the_trust_anchor_do_not_end_a_run_h
     # changing a file, must not make our plan version one that already ran.
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.verify()  # anchored on our root: with two roots, a fresh state would name none
     tree = repo.git("rev-parse", "main^{tree}")
     config, env = repo.identity(people.mallory, signed=False)
     elsewhere = repo.git(*config, "commit-tree", tree, "-m", "another repository", env=env)
@@ -1679,13 +1680,6 @@ def a_copy_of_an_old_grant_merged(repo: ConfigRepo, people: People, added: str) 
     return forged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="re-anchoring empties the payloads table and counts only the anchor's own payload: "
-    "a copy of a commit signed before the anchor is its payload's first carrier, holds "
-    "its signer's identity, and its change counts as the signer's where the value has "
-    "come back to the copy's base (here: a stolen key root added, then removed)",
-)
 def test_a_copy_of_a_commit_signed_before_a_re_anchor_does_not_bring_back_a_stolen_key(
     tmp_path: Path, people: People
 ) -> None:
@@ -1701,11 +1695,6 @@ def test_a_copy_of_a_commit_signed_before_a_re_anchor_does_not_bring_back_a_stol
     assert [item["commit"] for item in verified.json()["landings"][-1]["unattributed"]] == [forged]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fresh state with --trust-anchor counts only the anchor's payload, not its "
-    "ancestors': a copy of a commit signed before the anchor counts as its signer's",
-)
 def test_a_copy_of_a_commit_signed_before_the_trust_anchor_does_not_count_in_a_fresh_state(
     tmp_path: Path, people: People
 ) -> None:
@@ -1737,12 +1726,6 @@ def signed_again_by_mallory(raw: bytes, people: People) -> bytes:
     return payload[:end] + header + payload[end:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="any commit carrying a payload claims it, signed by anyone or not and whatever "
-    "its landing's verdict: a copy of a signed commit still under review, landed first "
-    "(and refused), makes the genuine signed commit a 'copy' that holds no identity",
-)
 @pytest.mark.parametrize("copy", [without_the_signature, signed_again_by_mallory])
 def test_a_copy_landed_first_does_not_void_the_signed_commit_it_was_made_from(
     tmp_path: Path, people: People, copy: Callable[[bytes, People], bytes]
@@ -1773,13 +1756,6 @@ def test_a_copy_landed_first_does_not_void_the_signed_commit_it_was_made_from(
     assert repo.effective_policy().teams["operations"].members.get("bob") == "deployment"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="default_anchor is the root of the branch's first-parent chain: a push whose "
-    "first parent is the pusher's own orphan root (second parent: the old main) makes "
-    "that root the trust anchor of every fresh state (CI, a new machine), which then "
-    "trusts the pusher's teams.yaml wholesale",
-)
 def test_a_merge_whose_first_parent_is_an_orphan_root_is_not_a_fresh_states_trust_anchor(
     tmp_path: Path, people: People
 ) -> None:
@@ -1805,6 +1781,8 @@ def test_a_merge_whose_first_parent_is_an_orphan_root_is_not_a_fresh_states_trus
     # A fresh state (CI on the push, a new machine) must not trust Mallory's root.
     fresh = run_cli("verify", "--repo", repo.path, "--state-dir", tmp_path / "ci", cwd=repo.path)
     assert fresh.exit_code != 0
+    assert "2 root commits" in fresh.stderr
+    assert "--trust-anchor" in fresh.stderr
     store = StateStore(tmp_path / "ci", "main")
     try:
         with GitRepo(repo.path) as git:

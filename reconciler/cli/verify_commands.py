@@ -55,7 +55,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
 @click.option(
     "--trust-anchor",
     metavar="REV",
-    help="On the first run, trust REV's tree (default: the branch's first commit).",
+    help="On the first run, trust REV's tree (default: the branch's root commit).",
 )
 @click.option(
     "--re-anchor",
