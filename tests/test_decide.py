@@ -569,6 +569,7 @@ def test_a_trigger_from_a_history_unrelated_to_the_trust_anchor_does_not_count(
     # repository) and merged in without changing a file: it never descended from the anchor.
     repo = proposed_qa_release(tmp_path, people)
     repo.approve(people.ravi, QA_PLAN)
+    repo.verify()  # anchored on our root: with two roots, a fresh state would name none
     tree = repo.git("rev-parse", "main^{tree}")
     config, env = repo.identity(people.olga, signed=True)
     root = repo.git(*config, "commit-tree", "-S", tree, "-m", "elsewhere", env=env)
