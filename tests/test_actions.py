@@ -371,6 +371,15 @@ def pull_request(repo: SeedRepo, people: People) -> None:
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
 
 
+def refused_up_front(repo: SeedRepo, *args: str) -> list[str]:
+    """`reconciler ARGS`, which must refuse (exit 1) before making any commit: its stderr."""
+    head = repo.head()
+    result = repo.reconciler(*args)
+    assert result.exit_code == 1, result.stdout
+    assert repo.head() == head
+    return result.stderr.splitlines()
+
+
 def test_approving_your_own_plan_on_the_pull_request_branch_is_refused(
     tmp_path: Path, people: People
 ) -> None:
@@ -378,16 +387,12 @@ def test_approving_your_own_plan_on_the_pull_request_branch_is_refused(
     # Main's history does not know Alice edited the plan; the branch's does.
     repo = SeedRepo.create(tmp_path, people)
     pull_request(repo, people)
-    head = repo.head()
     repo.act_as(people.alice)
-    result = repo.reconciler("approve", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines() == [
+    assert refused_up_front(repo, "approve", QA_PLAN) == [
         f"error: an approval of {QA_PLAN} by alice would not count: "
         "alice edited the plan, and editors do not approve their own plans",
         "  hint: ask a reviewer who did not edit the plan",
     ]
-    assert repo.head() == head
 
 
 def test_a_reviewers_approval_on_the_pull_request_branch_counts_once_merged(
@@ -438,30 +443,22 @@ def test_a_merge_that_edits_the_plan_on_the_pull_request_branch_makes_the_merger
     repo.git("checkout", "-q", "qa-release")
     edited = qa_plan(ECOMMERCE, notes="Ravi's words, in his merge")
     repo.merge(people.ravi, "main", resolve={QA_PLAN: edited})
-    head = repo.head()
     repo.act_as(people.ravi)
-    result = repo.reconciler("approve", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines()[0] == (
+    assert refused_up_front(repo, "approve", QA_PLAN)[0] == (
         f"error: an approval of {QA_PLAN} by ravi would not count: "
         "ravi edited the plan, and editors do not approve their own plans"
     )
-    assert repo.head() == head
 
 
 def test_approving_the_same_version_twice_is_refused(tmp_path: Path, people: People) -> None:
     repo = proposed_qa_release(tmp_path, people)
     repo.act_as(people.ravi)
     assert repo.reconciler("approve", QA_PLAN).exit_code == 0
-    head = repo.head()
-    result = repo.reconciler("approve", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines() == [
+    assert refused_up_front(repo, "approve", QA_PLAN) == [
         f"error: an approval of {QA_PLAN} by ravi would not count: "
         "ravi already approved this version, and each person counts once",
         "  hint: nothing to do; `reconciler plan` says what the plan still waits for",
     ]
-    assert repo.head() == head
 
 
 def test_approving_the_same_version_twice_on_the_pull_request_branch_is_refused(
@@ -471,14 +468,10 @@ def test_approving_the_same_version_twice_on_the_pull_request_branch_is_refused(
     pull_request(repo, people)
     repo.act_as(people.ravi)
     assert repo.reconciler("approve", QA_PLAN).exit_code == 0
-    head = repo.head()
-    result = repo.reconciler("approve", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines()[0] == (
+    assert refused_up_front(repo, "approve", QA_PLAN)[0] == (
         f"error: an approval of {QA_PLAN} by ravi would not count: "
         "ravi already approved this version, and each person counts once"
     )
-    assert repo.head() == head
 
 
 def test_approving_again_after_the_plan_changed_is_a_new_approval(
@@ -498,16 +491,12 @@ def test_approving_a_version_that_already_ran_is_refused(tmp_path: Path, people:
     repo.approve(people.ravi, QA_PLAN)
     repo.trigger(people.olga, QA_PLAN)
     ran(repo, QA_PLAN, "2026-11-qa-release.1", result="succeeded")
-    head = repo.head()
     repo.act_as(people.ravi)
-    result = repo.reconciler("approve", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines() == [
+    assert refused_up_front(repo, "approve", QA_PLAN) == [
         f"error: an approval of {QA_PLAN} by ravi would not count: "
         "run 2026-11-qa-release.1 succeeded",
         "  hint: a plan version runs once; a change of the plan is a new version to approve",
     ]
-    assert repo.head() == head
 
 
 def test_deploying_a_version_that_already_ran_is_refused(tmp_path: Path, people: People) -> None:
@@ -515,31 +504,23 @@ def test_deploying_a_version_that_already_ran_is_refused(tmp_path: Path, people:
     repo.approve(people.ravi, QA_PLAN)
     repo.trigger(people.olga, QA_PLAN)
     ran(repo, QA_PLAN, "2026-11-qa-release.1", result="failed")
-    head = repo.head()
     repo.act_as(people.olga)
-    result = repo.reconciler("deploy", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines() == [
+    assert refused_up_front(repo, "deploy", QA_PLAN) == [
         f"error: a trigger of {QA_PLAN} by olga would not count: run 2026-11-qa-release.1 failed",
         "  hint: a plan version runs once; change the plan (a new version) to deploy again",
     ]
-    assert repo.head() == head
 
 
 def test_deploying_a_version_whose_run_was_interrupted_points_to_retry(
     tmp_path: Path, people: People
 ) -> None:
     repo, _ = interrupted_qa_release(tmp_path, people)
-    head = repo.head()
     repo.act_as(people.olga)
-    result = repo.reconciler("deploy", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines() == [
+    assert refused_up_front(repo, "deploy", QA_PLAN) == [
         f"error: a trigger of {QA_PLAN} by olga would not count: "
         "run 2026-11-qa-release.1 was interrupted",
         "  hint: `reconciler deploy 2026-11-qa-release --retry 2026-11-qa-release.1` re-runs it",
     ]
-    assert repo.head() == head
 
 
 def test_deploying_on_the_pull_request_branch_is_refused(tmp_path: Path, people: People) -> None:
@@ -547,18 +528,14 @@ def test_deploying_on_the_pull_request_branch_is_refused(tmp_path: Path, people:
     # ops merge the pull request (a true merge is the trigger) or deploy on main.
     repo = SeedRepo.create(tmp_path, people)
     pull_request(repo, people)
-    head = repo.head()
     blob = repo.blob(QA_PLAN)
     repo.act_as(people.olga)
-    result = repo.reconciler("deploy", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines() == [
+    assert refused_up_front(repo, "deploy", QA_PLAN) == [
         f"error: deploy runs on main, where a trigger counts: {QA_PLAN}@{blob[:12]} is not "
         f"the version on main (main has no {QA_PLAN})",
         "  hint: merge the pull request first (a true merge by a plan.deploy holder is the "
         "trigger), or `git switch main` and run the deploy there",
     ]
-    assert repo.head() == head
 
 
 def test_deploying_off_main_is_refused_even_where_the_plan_is_mains(
@@ -567,11 +544,7 @@ def test_deploying_off_main_is_refused_even_where_the_plan_is_mains(
     repo = proposed_qa_release(tmp_path, people)
     repo.approve(people.ravi, QA_PLAN)
     repo.git("checkout", "-q", "--detach")
-    head = repo.head()
     repo.act_as(people.olga)
-    result = repo.reconciler("deploy", QA_PLAN)
-    assert result.exit_code == 1, result.stdout
-    assert result.stderr.splitlines()[0] == (
+    assert refused_up_front(repo, "deploy", QA_PLAN)[0] == (
         "error: deploy runs on main, where a trigger counts: HEAD is not main"
     )
-    assert repo.head() == head
