@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,30 @@ def test_a_text_error_leaves_stdout_empty(tmp_path: Path, people: People) -> Non
     assert result.exit_code == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr.startswith("error: unknown plan")
+
+
+def test_a_bare_reconciler_prints_the_help_and_succeeds(tmp_path: Path) -> None:
+    result = reconciler(cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == reconciler("--help", cwd=tmp_path).stdout
+    assert "Commands:" in result.stdout
+
+
+def test_dash_capital_v_prints_the_version_as_dash_dash_version_does(tmp_path: Path) -> None:
+    short = reconciler("-V", cwd=tmp_path)
+    assert short.exit_code == 0, short.stderr
+    assert short.stdout.startswith("reconciler, version ")
+    assert short.stdout == reconciler("--version", cwd=tmp_path).stdout
+
+
+def test_the_top_level_help_cuts_no_command_description_short(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    result = reconciler("--help", cwd=tmp_path, env=env)
+    assert result.exit_code == 0, result.stderr
+    commands = result.stdout.split("Commands:\n", 1)[1]
+    assert "..." not in commands
+    assert "…" not in commands
+    for name in ("apply", "approve", "history", "plan", "status"):
+        assert f"  {name} " in commands
+    # Each description is a whole sentence: the wrapped lines end in a full stop.
+    assert all(line.rstrip().endswith(".") for line in re.split(r"\n  (?=\S)", commands) if line)
