@@ -79,7 +79,11 @@ def reported() -> Iterator[None]:
         raise SystemExit(EXIT_INTERRUPTED) from None
     except BrokenPipeError as error:
         if _reader_gone():
-            raise  # `reconciler plan | head -1`: click's main ends quietly, exit 1
+            # `reconciler history | head`: the reader had all it wanted. Success, quietly, so
+            # a pipeline under `set -o pipefail` does not fail; stdout goes to /dev/null first,
+            # else flushing it at exit fails again, and loudly.
+            _discard_stdout()
+            raise SystemExit(EXIT_OK) from None
         _internal(error)
     except Exception as error:
         _internal(error)
@@ -101,6 +105,14 @@ def _reader_gone() -> bool:
     poller.register(stdout, select.POLLOUT)
     gone = select.POLLERR | select.POLLHUP
     return any(events & gone for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _internal(error: Exception) -> NoReturn:
