@@ -87,18 +87,23 @@ def validate_snapshot(
         if document is not None:
             _file(checked, placement.kind, document)
     findings.extend(_cross_file(checked, snapshot, editor_gates=editor_gates))
+    files_checked = len(snapshot.files)
     if only is not None:
         wanted = set(only)
-        findings = [
-            finding
-            for finding in findings
-            if finding.file in wanted or any(finding.file.startswith(f"{p}/") for p in wanted)
-        ]
+        findings = [finding for finding in findings if _named(finding.file, wanted)]
+        # The rest were read as context, not checked for the report: `validate plans/x.yaml`
+        # checked one file, however big the repository.
+        files_checked = sum(_named(path, wanted) for path in snapshot.files)
     unique = {finding.sort_key(): finding for finding in findings}
     return Report(
         findings=tuple(unique[key] for key in sorted(unique)),
-        files_checked=len(snapshot.files),
+        files_checked=files_checked,
     )
+
+
+def _named(path: str, wanted: set[str]) -> bool:
+    """Whether `path` is one of the `wanted` files or inside one of the `wanted` folders."""
+    return path in wanted or any(path.startswith(f"{folder}/") for folder in wanted)
 
 
 def _load_and_check(path: str, kind: Kind, raw: bytes, findings: list[Finding]) -> Document | None:

@@ -136,7 +136,8 @@ def find_root(start: Path) -> Path:
 
 
 def require_worktree(root: Path) -> None:
-    """Refuse a bare repository: it has history but no files to validate.
+    """Refuse a bare repository (it has history but no files to validate), and a
+    folder outside any repository that holds no configuration.
 
     Without this, `find_root` takes the bare repository for a plain folder,
     nothing in it is a configuration file, and validate would report on an
@@ -149,4 +150,11 @@ def require_worktree(root: Path) -> None:
             f"{root} is a bare repository: validate checks a working tree",
             hint=f"validate a clone of it (git clone {root}), "
             f"or check its history with `reconciler verify --repo {root}`",
+        )
+    # A plain folder holding a configuration (an export, a checkout without .git) is
+    # validated as it is; one holding none is the wrong folder, as for every other command.
+    if not any(os.path.lexists(root / name) for name in (TEAMS_FILE, *READ_DIRS)):
+        raise UsageError(
+            f"{root} is not a Git repository",
+            hint="pass --repo with the configuration repository's path",
         )

@@ -107,7 +107,10 @@ def test_a_path_that_is_not_configuration_is_skipped_with_a_note(config: Path) -
         write(config, ".github/workflows/reconciler.yml", "name: reconciler\n"),
     ]
     result = validate("--repo", config, *named)
-    assert (result.exit_code, result.stdout) == (0, VALID_SUMMARY)
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "valid: 0 file(s) checked, 0 error(s), 0 warning(s)\n",
+    )
     assert result.stderr == (
         "note: not configuration, so not validated: "
         "README.md, plans/.gitkeep, .github/workflows/reconciler.yml\n"
@@ -288,7 +291,10 @@ def test_paths_limit_the_report_to_those_files(config: Path) -> None:
 def test_a_path_without_findings_is_valid_while_other_files_are_broken(config: Path) -> None:
     break_production(config)
     result = validate("--repo", config, config / QA_PLAN)
-    assert (result.exit_code, result.stdout) == (0, VALID_SUMMARY)
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "valid: 1 file(s) checked, 0 error(s), 0 warning(s)\n",
+    )
 
 
 def test_other_files_still_serve_as_context_for_the_given_path(config: Path) -> None:
@@ -622,3 +628,39 @@ def test_a_refusal_the_explanation_cannot_place_is_an_error_at_line_1_never_a_pa
     )
     assert "schemas/plan.schema.json" in finding["hint"]
     assert "report" in finding["hint"]
+
+
+def test_validate_paths_counts_the_files_it_checked_not_the_whole_repository(
+    config: Path,
+) -> None:
+    one = validate("--repo", config, QA_PLAN, "--format", "json")
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["files_checked"] == 1
+    folder = validate("--repo", config, "environments")
+    assert folder.exit_code == 0, folder.output
+    environments = len(list((config / "environments").glob("*.yaml")))
+    assert folder.stdout == f"valid: {environments} file(s) checked, 0 error(s), 0 warning(s)\n"
+    assert environments > 1
+
+
+def test_validate_outside_a_repository_is_a_usage_error_as_for_every_command(
+    tmp_path: Path,
+) -> None:
+    # Not "teams.yaml is missing": the folder is the wrong one, not a broken configuration.
+    result = reconciler("validate", cwd=tmp_path)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: {tmp_path} is not a Git repository\n"
+        "  hint: pass --repo with the configuration repository's path\n"
+    )
+    as_json = reconciler("validate", "--format", "json", cwd=tmp_path)
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"]["exit_code"] == 2
+
+
+def test_a_plain_folder_holding_a_configuration_is_still_validated(
+    example_copy: Path,
+) -> None:
+    # An export or a checkout without .git: the configuration is there, so it is checked.
+    result = validate("--repo", example_copy)
+    assert (result.exit_code, result.stdout) == (0, VALID_SUMMARY)

@@ -52,10 +52,25 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(importlib.import_module(module_name), attribute)
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence whole, wrapped, where click would cut it with `...`."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=_WHOLE_SENTENCE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
-@click.group(cls=LazyGroup, context_settings=CONTEXT)
-@click.version_option(__version__, prog_name="reconciler")
-def main() -> None:
+
+_WHOLE_SENTENCE = 300  # longer than any command's first sentence
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT, invoke_without_command=True)
+@click.version_option(__version__, "-V", "--version", prog_name="reconciler")
+@click.pass_context
+def main(context: click.Context) -> None:
     """GitOps reconciler for deployment plans.
 
     Plans, environments and role grants are YAML in a Git repository; the
@@ -63,3 +78,7 @@ def main() -> None:
     each plan, runs what the right people approved, and records every run
     back into the repository as commits.
     """
+    if context.invoked_subcommand is None:
+        # A bare `reconciler` asks what it can do: the help, and success (click's default
+        # for a group would be a usage error).
+        click.echo(context.get_help())

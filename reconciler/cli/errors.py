@@ -3,19 +3,21 @@
 Every command body runs inside `reported()`. A `ReconcilerError` becomes a
 message on stderr naming the file, line and fix, with the exit code of its
 kind; anything else is a bug in the reconciler: one line saying so, and the
-traceback only when RECONCILER_DEBUG is set. Usage errors that click itself
-detects keep click's exit code 2.
+traceback only when RECONCILER_DEBUG is set. Under `--format json` the error
+is also a JSON object on stdout, where a JSON consumer reads. Usage errors
+that click itself detects keep click's exit code 2.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
 
@@ -41,19 +43,47 @@ def render(error: ReconcilerError) -> str:
     return text
 
 
+def error_json(error: ReconcilerError, exit_code: int) -> dict[str, Any]:
+    """The error as `--format json` prints it on stdout (the README's "Output formats")."""
+    return {
+        "error": {
+            "message": error.message,
+            "file": error.file,
+            "line": error.line,
+            "column": error.column,
+            "hint": error.hint,
+            "exit_code": exit_code,
+        }
+    }
+
+
+def _wants_json() -> bool:
+    """Whether the running command was asked for `--format json`."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.params.get("output_format") == "json"
+
+
 @contextmanager
 def reported() -> Iterator[None]:
     try:
         yield
     except ReconcilerError as error:
+        code = exit_code_for(error)
+        if _wants_json():
+            # Compact, one line: whatever the command printed before stays parseable line by line.
+            click.echo(json.dumps(error_json(error, code)))
         click.echo(render(error), err=True)
-        raise SystemExit(exit_code_for(error)) from None
+        raise SystemExit(code) from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except BrokenPipeError as error:
         if _reader_gone():
-            raise  # `reconciler plan | head -1`: click's main ends quietly, exit 1
+            # `reconciler history | head`: the reader had all it wanted. Success, quietly, so
+            # a pipeline under `set -o pipefail` does not fail; stdout goes to /dev/null first,
+            # else flushing it at exit fails again, and loudly.
+            _discard_stdout()
+            raise SystemExit(EXIT_OK) from None
         _internal(error)
     except Exception as error:
         _internal(error)
@@ -75,6 +105,14 @@ def _reader_gone() -> bool:
     poller.register(stdout, select.POLLOUT)
     gone = select.POLLERR | select.POLLHUP
     return any(events & gone for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _internal(error: Exception) -> NoReturn:

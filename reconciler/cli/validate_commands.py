@@ -33,7 +33,8 @@ def validate(repo: Path | None, output_format: str, paths: tuple[Path, ...]) -> 
     plans/.gitkeep) is skipped with a note. A relative PATH is taken from the
     current directory when that is inside the repository, else from the
     repository's root (so `--repo DIR plans/x.yaml` works from anywhere); a
-    PATH outside the repository is a usage error. Exit 0 when valid, 1 with
+    PATH outside the repository is a usage error, as is a folder outside any
+    Git repository that holds no configuration. Exit 0 when valid, 1 with
     findings, 2 on usage errors.
     """
     with reported(), _without_cycle_collection():
