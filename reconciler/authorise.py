@@ -537,15 +537,15 @@ class Authoriser:
         """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
         self._infos = batch.infos
         self._checks = dict(batch.checks)
-        self._carriers = self.store.carriers(check[3] for check in self._checks.values())
-        self._facts = {
-            commit: _facts_of(
-                info,
-                _copy_of(commit, self._checks[commit], self._carriers[self._checks[commit][3]]),
-                self.revoked,
-            )
-            for commit, info in batch.infos.items()
-        }
+        keys = {commit: claim_key(check) for commit, check in self._checks.items()}
+        # One look-up for the batch: the landings judged from it then ask the store nothing.
+        self._carriers = self.store.carriers(key for key in keys.values() if key is not None)
+        self._facts = {}
+        for commit, info in batch.infos.items():
+            key = keys.get(commit)
+            carrier = None if key is None else self._carriers[key]
+            check = _copy_of(commit, self._checks[commit], carrier)
+            self._facts[commit] = _facts_of(info, check, self.revoked)
         self._boundary_blobs = {}
         self._actors = {}
         self._stamps = {}
