@@ -791,6 +791,18 @@ def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> st
     return dump(data)
 
 
+ROOT_ADMIN = ("--name", "Root Admin", "--email", "root@example.com")
+
+
+def init_repository(
+    people: People, target: Path | str, *options: str, cwd: Path | None = None
+) -> Result:
+    """`reconciler init TARGET` with root's public key and `options` (ROOT_ADMIN: root's
+    name and email, where git's identity should not be asked)."""
+    key = people.root.key.with_suffix(".pub")
+    return reconciler("init", target, *options, "--key", key, cwd=cwd)
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

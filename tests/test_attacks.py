@@ -1080,14 +1080,7 @@ def copied(repo: SeedRepo, commit: str) -> str:
         ["git", "cat-file", "commit", commit], cwd=repo.path, capture_output=True, check=True
     ).stdout
     headers, _, message = raw.partition(b"\n\n")
-    copy = subprocess.run(
-        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
-        cwd=repo.path,
-        input=headers + b"\ngpgsig-sha256 bogus\n\n" + message,
-        capture_output=True,
-        check=True,
-    )
-    return copy.stdout.decode().strip()
+    return stored_copy(repo, headers + b"\ngpgsig-sha256 bogus\n\n" + message)
 
 
 def tree_with(repo: SeedRepo, rev: str, blobs: dict[str, str]) -> str:
@@ -1308,14 +1301,7 @@ def land_raw_commit(repo: SeedRepo, by: Person, message: bytes) -> str:
     ).stdout
     block = b"gpgsig " + signature.rstrip(b"\n").replace(b"\n", b"\n ") + b"\n"
     raw = headers + block + b"\n" + message
-    written = subprocess.run(
-        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
-        cwd=repo.path,
-        input=raw,
-        capture_output=True,
-        check=True,
-    )
-    commit = written.stdout.decode().strip()
+    commit = stored_copy(repo, raw)
     repo.git("update-ref", "refs/heads/main", commit, parent)
     return commit
 

@@ -30,11 +30,13 @@ from tests.gitfixtures import (
     PORTAL_DEV,
     QA_PLAN,
     README,
+    ROOT_ADMIN,
     People,
     SeedRepo,
     dev_plan,
     dump,
     ended,
+    init_repository,
     interrupted_qa_release,
     plan,
     proposed_qa_release,
@@ -464,19 +466,7 @@ def test_init_fits_a_fresh_clone_of_an_empty_repository_then_main_pushes(
     run_git(tmp_path, "init", "-q", "--bare", "remote.git")
     run_git(tmp_path, "clone", "-q", "remote.git", "clone")
     clone = tmp_path / "clone"
-    made = reconciler(
-        "init",
-        ".",
-        "--name",
-        "Root Admin",
-        "--email",
-        "root@example.com",
-        "--key",
-        people.root.key.with_suffix(".pub"),
-        "--format",
-        "json",
-        cwd=clone,
-    )
+    made = init_repository(people, ".", *ROOT_ADMIN, "--format", "json", cwd=clone)
     assert (made.exit_code, made.stderr) == (0, ""), made.stderr
     anchor = made.json()["commit"]
     assert run_git(clone, "symbolic-ref", "--short", "HEAD") == "main"
@@ -583,9 +573,7 @@ def test_init_with_a_name_and_email_from_git_or_options_does_not_warn(
 
 def init_as(tmp_path: Path, people: People, *options: str) -> Result:
     """`reconciler init` into tmp_path/config with root's public key and `options`."""
-    return reconciler(
-        "init", tmp_path / "config", *options, "--key", people.root.key.with_suffix(".pub")
-    )
+    return init_repository(people, tmp_path / "config", *options)
 
 
 def valid_teams_made_by_init(tmp_path: Path, people: People, *options: str) -> dict[str, Any]:

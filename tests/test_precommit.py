@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.configrepo import reconciler, replace, write
-from tests.gitfixtures import People, run_git
+from tests.gitfixtures import ROOT_ADMIN, People, init_repository, run_git
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The reconciler the `repo: local` hook finds on PATH: the one installed with the suite.
@@ -28,17 +28,7 @@ INSTALLED = Path(sys.executable).parent
 def made(tmp_path: Path, people: People) -> Path:
     """A repository `reconciler init` made, nothing else in it."""
     target = tmp_path / "config"
-    result = reconciler(
-        "init",
-        target,
-        "--name",
-        "Root Admin",
-        "--email",
-        "root@example.com",
-        "--key",
-        people.root.key.with_suffix(".pub"),
-        cwd=tmp_path,
-    )
+    result = init_repository(people, target, *ROOT_ADMIN, cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
     return target
 
