@@ -449,29 +449,29 @@ class Authoriser:
         """The anchor and everything before it carried their signed payloads first: a
         copy of a commit signed before the anchor (a re-anchor, a --trust-anchor) must
         not count as its signer's later. One pass over the commits, at anchoring."""
-        commits = self.repo.ancestors(anchor)
         carriers: dict[str, str] = {}
+        for commit, key in self._claim_keys(self.repo.ancestors(anchor)).items():
+            carriers.setdefault(key, commit)
+        self.store.add_carriers(carriers)
+
+    def _claim_keys(self, commits: list[str]) -> dict[str, str]:
+        """What each of `commits` would claim (`claim_key`), read and checked in batches;
+        commits that claim nothing are left out."""
+        keys: dict[str, str] = {}
         for start in range(0, len(commits), PREFETCH):
             infos = self.repo.commits(commits[start : start + PREFETCH])
             for commit, info in infos.items():
                 key = claim_key(check_commit_signature(info.raw))
                 if key is not None:
-                    carriers.setdefault(key, commit)
-        self.store.add_carriers(carriers)
+                    keys[commit] = key
+        return keys
 
     def _count_payloads(self, anchor: str) -> None:
         """A state kept before payloads were counted: count those of the anchor and of
         every commit its walks landed, in their order, so no copy of one counts later."""
         self._claim_history(anchor)
         landings = [list(item["landed"]) for item in self.store.landings()]
-        commits = [commit for landed in landings for commit in landed]
-        digests: dict[str, str] = {}
-        for start in range(0, len(commits), PREFETCH):
-            infos = self.repo.commits(commits[start : start + PREFETCH])
-            for commit, info in infos.items():
-                key = claim_key(check_commit_signature(info.raw))
-                if key is not None:
-                    digests[commit] = key
+        digests = self._claim_keys([commit for landed in landings for commit in landed])
         carriers: dict[str, str] = {}
         for landed in landings:
             for digest, carrier in _first_carriers(landed, digests, carriers).items():
