@@ -77,15 +77,22 @@ def test_pre_commit_passes_on_every_file_of_a_repository_init_made(
     assert "Passed" in result.stdout
 
 
+def hooked_with_a_plan(
+    made: Path, hook_env: dict[str, str], name: str, target: str, source: str | None = None
+) -> str:
+    """The hook installed, then a plan committed through it (it passes): the commit id."""
+    assert pre_commit(made, hook_env, "install").returncode == 0
+    plan(made, name, target, source=source)
+    run_git(made, "add", f"plans/{name}.yaml")
+    proposed = run(["git", "commit", "-q", "-m", f"Plan {name}"], made, hook_env)
+    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
+    return run_git(made, "rev-parse", "HEAD")
+
+
 def test_the_hook_stops_a_commit_that_drops_an_application_a_plan_still_names(
     made: Path, hook_env: dict[str, str]
 ) -> None:
-    assert pre_commit(made, hook_env, "install").returncode == 0
-    plan(made, "first-build", "development")
-    run_git(made, "add", "plans/first-build.yaml")
-    proposed = run(["git", "commit", "-q", "-m", "Plan the first build"], made, hook_env)
-    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
-    before = run_git(made, "rev-parse", "HEAD")
+    before = hooked_with_a_plan(made, hook_env, "first-build", "development")
     # The commit touches teams.yaml only; the plan it breaks is not part of it.
     replace(made, "teams.yaml", "applications: [example-app]", "applications: [other-app]")
     dropped = run(["git", "commit", "-q", "-am", "Rename the application"], made, hook_env)
@@ -100,12 +107,9 @@ def test_the_hook_stops_a_commit_that_only_deletes_an_environment_a_plan_targets
     made: Path, hook_env: dict[str, str]
 ) -> None:
     # pre-commit names no deleted file: a hook that waited for a matching file would skip.
-    assert pre_commit(made, hook_env, "install").returncode == 0
-    plan(made, "first-release", "production", source="quality-assurance")
-    run_git(made, "add", "plans/first-release.yaml")
-    proposed = run(["git", "commit", "-q", "-m", "Plan the first release"], made, hook_env)
-    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
-    before = run_git(made, "rev-parse", "HEAD")
+    before = hooked_with_a_plan(
+        made, hook_env, "first-release", "production", source="quality-assurance"
+    )
     run_git(made, "rm", "-q", "environments/production.yaml")
     deleted = run(["git", "commit", "-q", "-m", "No production yet"], made, hook_env)
     assert deleted.returncode != 0
