@@ -28,7 +28,7 @@ from reconciler import gates
 from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
 from reconciler.errors import ConfigError
-from reconciler.events import PlanRef, Record, Signoff
+from reconciler.events import FINISHED, PlanRef, Record, Signoff
 from reconciler.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.identity import CommitFacts, resolve
 from reconciler.layout import place
@@ -622,7 +622,11 @@ def _retry(
 
 
 def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
-    """Fold start and finish records into runs, in the order they started."""
+    """Fold start and finish records into runs, in the order they started.
+
+    `records`: those that counted. `events.record_refusal` lets one start and one
+    finish per run through, the finish after its start, so the fold needs no rule of
+    its own about second starts or finishes."""
     runs: dict[str, Run] = {}
     for record in records:
         if record.run is None or record.plan is None:
@@ -643,15 +647,13 @@ def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
                 started_at=record.committed_at,
                 started_seq=record.seq,
             )
-        elif record.run in runs and record.result in ("succeeded", "failed", "interrupted"):
-            previous = runs[record.run]
-            if previous.finished is None:
-                runs[record.run] = replace(
-                    previous,
-                    result=record.result,  # type: ignore[arg-type]
-                    finished=record.commit,
-                    finished_seq=record.seq,
-                )
+        elif record.run in runs and record.result in FINISHED:
+            runs[record.run] = replace(
+                runs[record.run],
+                result=record.result,  # type: ignore[arg-type]
+                finished=record.commit,
+                finished_seq=record.seq,
+            )
     return tuple(runs.values())
 
 
