@@ -10,6 +10,7 @@ Attacks the code already withstood are kept as tests that pin the defence.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -623,29 +624,33 @@ def test_a_flood_of_bad_or_replayed_deliveries_makes_no_pass_and_healthz_tells_n
     secret_file = tmp_path / "webhook-secret"
     pushed = push_plan(repo, people.alice, "hooked", "1.0.0")
     body = json.dumps({"ref": "refs/heads/main", "after": pushed}).encode()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("POST", "/webhook", body, signed(body))
-    response = connection.getresponse()
-    assert (response.status, json.loads(response.read())["action"]) == (202, "pass triggered")
+    first = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    with contextlib.closing(first):
+        first.request("POST", "/webhook", body, signed(body))
+        response = first.getresponse()
+        assert (response.status, json.loads(response.read())["action"]) == (202, "pass triggered")
     watcher.wait_for_event("run-finished", run="hooked.1", result="succeeded")
     watcher.wait_for_event("pass", commit=run_git(remote, "rev-parse", "main"))
     passes = len(watcher.named("pass"))
     # The same delivery again and again (a captured one), on one keep-alive connection,
-    # then bad signatures: acknowledged or refused, and not one pass more.
-    for number in range(50):
-        connection.request(
-            "POST", "/webhook", body, {**signed(body), "X-GitHub-Delivery": str(number)}
-        )
-        response = connection.getresponse()
-        assert json.loads(response.read())["action"] == (
-            "ignored: the same delivery was received before"
-        )
-    for _ in range(50):
-        connection.request("POST", "/webhook", body, {**signed(b"other"), "X-GitHub-Event": "push"})
-        response = connection.getresponse()
-        assert response.status == 401
-        response.read()
-    connection.close()
+    # then bad signatures: acknowledged or refused, and not one pass more. A fresh
+    # connection: the server cuts one left idle past its header deadline, as it should.
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    with contextlib.closing(connection):
+        for number in range(50):
+            connection.request(
+                "POST", "/webhook", body, {**signed(body), "X-GitHub-Delivery": str(number)}
+            )
+            response = connection.getresponse()
+            assert json.loads(response.read())["action"] == (
+                "ignored: the same delivery was received before"
+            )
+        for _ in range(50):
+            headers = {**signed(b"other"), "X-GitHub-Event": "push"}
+            connection.request("POST", "/webhook", body, headers)
+            response = connection.getresponse()
+            assert response.status == 401
+            response.read()
     time.sleep(1.0)
     assert len(watcher.named("pass")) == passes
     assert len(watcher.named("webhook-refused")) == 50
