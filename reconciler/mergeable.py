@@ -40,7 +40,7 @@ from reconciler.fields import field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.identity import resolve
 from reconciler.layout import place
-from reconciler.loader import MAX_FILE_BYTES, load
+from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
 from reconciler.session import Session
 
@@ -188,8 +188,10 @@ def check(
     result, after, walk = session.judge_merge(merge)
     [verdict] = [judged for judged in result.judged if judged.commit == merge]
     landed = tuple(commit for commit in verdict.landed if commit != merge)
-    ours = [refusal for refusal in verdict.refusals if refusal.commit in verdict.landed]
+    carried = set(verdict.landed)
+    ours = [refusal for refusal in verdict.refusals if refusal.commit in carried]
     revoked = walk.revoked.fingerprints if walk.revoked else frozenset()
+    documents: dict[str, Document | ConfigError | None] = {}
     changes = _changes(repo, base_tip, merge)
     return MergeCheck(
         base=session.branch,
@@ -201,10 +203,11 @@ def check(
         merge=merge,
         landed=landed,
         refused=tuple(
-            _refused(refusal, verdict, policy, base_walk, walk, head, revoked) for refusal in ours
+            _refused(refusal, verdict, policy, base_walk, walk, head, revoked, documents)
+            for refusal in ours
         ),
         unattributed=verdict.unattributed,
-        inherited=tuple(refusal for refusal in verdict.refusals if refusal not in ours),
+        inherited=tuple(refusal for refusal in verdict.refusals if refusal.commit not in carried),
         changes=changes,
         plans=_outlook(changes, before, _without(after, merge)),
         ignored=result.ignored,
@@ -236,8 +239,9 @@ def _refused(
     walk: Authoriser,
     head: str,
     revoked: frozenset[str],
+    documents: dict[str, Document | ConfigError | None],
 ) -> RefusedChange:
-    line, column = _position(walk.repo, head, refusal)
+    line, column = _position(walk.repo, head, refusal, documents)
     author = _author(refusal, verdict.commit, policy, walk)
     if not refusal.how:  # refused whole, an invalid policy, unexplained: no rule to ask
         return RefusedChange(refusal, line, column, author, ())
@@ -273,21 +277,40 @@ def _author(refusal: Refusal, merge: str, policy: Policy, walk: Authoriser) -> A
     return "commit"
 
 
-def _position(repo: GitRepo, head: str, refusal: Refusal) -> tuple[int, int]:
+def _position(
+    repo: GitRepo,
+    head: str,
+    refusal: Refusal,
+    documents: dict[str, Document | ConfigError | None],
+) -> tuple[int, int]:
     """Where the refused value stands in the pull request's own file (line, column);
     the first line when the file is gone, too large or unreadable (then where the
-    loader stopped)."""
-    blob = repo.blob_at(head, refusal.path)
-    if blob is None or place(refusal.path).kind not in ("plan", "teams"):
+    loader stopped).
+
+    `documents`: each file read once for all its refusals, so a pull request of many
+    refused entries in one file costs what reading it once costs, not that many times."""
+    if place(refusal.path).kind not in ("plan", "teams"):
         return 1, 1
-    if repo.blob_size(blob) > MAX_FILE_BYTES:
+    if refusal.path not in documents:
+        documents[refusal.path] = _document(repo, head, refusal.path)
+    document = documents[refusal.path]
+    if document is None:
         return 1, 1
-    try:
-        document = load(repo.read_blob(blob), refusal.path)
-    except ConfigError as error:
-        return error.line or 1, error.column or 1
+    if isinstance(document, ConfigError):
+        return document.line or 1, document.column or 1
     where = field_position(document, refusal.path, refusal.field)
     return where.line, where.column
+
+
+def _document(repo: GitRepo, head: str, path: str) -> Document | ConfigError | None:
+    """`path` in `head`, loaded; why it cannot be; None when it is gone or too large."""
+    blob = repo.blob_at(head, path)
+    if blob is None or repo.blob_size(blob) > MAX_FILE_BYTES:
+        return None
+    try:
+        return load(repo.read_blob(blob), path)
+    except ConfigError as error:
+        return error
 
 
 def _changes(repo: GitRepo, base_tip: str, merge: str) -> tuple[FileChange, ...]:

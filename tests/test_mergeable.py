@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -596,3 +597,42 @@ def test_the_check_of_a_pull_request_is_the_same_json_whatever_state_it_starts_f
         key: value for key, value in kept.items() if key != "merge"
     }
     assert json.dumps(fresh_data["refusals"]) == json.dumps(kept["refusals"])
+
+
+# -- what an attacker's pull request cannot do ----------------------------------------------------
+
+
+def test_thousands_of_refused_entries_cost_the_check_about_what_they_cost_verify(
+    tmp_path: Path, people: People
+) -> None:
+    # mallory's pull request adds 1,500 users to teams.yaml: 1,500 refused entries of one
+    # file. The check loaded the whole file again for each (to say where it stands) and
+    # told main's refusals apart from its own by comparing each with every other, so it
+    # took minutes where verify takes a second, and every pull request's check waited.
+    repo = SeedRepo.create(tmp_path, people)
+    teams = seed_teams(people)
+    for number in range(1500):
+        teams["users"][f"user{number}"] = {
+            "name": f"User {number}",
+            "emails": [f"user{number}@example.com"],
+        }
+    with repo.branch("flood"):
+        repo.commit(people.mallory, {"teams.yaml": dump(teams)}, signed=False)
+    repo.git("checkout", "-q", "flood")
+
+    began = time.monotonic()
+    verified = run_cli(
+        "verify", "--repo", repo.path, "--state-dir", tmp_path / "verify", "--to", "flood"
+    )
+    verifying = time.monotonic() - began
+    began = time.monotonic()
+    checked = run_cli(
+        "verify-mergeable",
+        *("--base", "main", "--repo", repo.path, "--state-dir", tmp_path / "check"),
+        *("--format", "json"),
+        timeout=900,
+    )
+    checking = time.monotonic() - began
+    assert (verified.exit_code, checked.exit_code) == (1, 1), checked.stderr
+    assert len(as_json(checked)["refusals"]) == 1500
+    assert checking < 6 * verifying, (checking, verifying)
