@@ -38,7 +38,7 @@ from reconciler.decide import Decision, decide, gather
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fields import field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
-from reconciler.identity import resolve
+from reconciler.identity import NO_IDENTITY, resolve
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
@@ -132,19 +132,23 @@ class MergeCheck:
         return not self.refused and not self.unattributed
 
 
-def pull_request_head(repo: GitRepo, tested: str, base_tip: str) -> str:
+def pull_request_head(walk: Authoriser, tested: str, base_tip: str) -> str:
     """The pull request's head in `tested`: its second parent when `tested` is the test
     merge CI checks out (a true merge onto the base's tip, or onto a commit the base has
     moved past, holding nothing but git's merge of its parents), else `tested` itself.
 
     A merge that holds anything of its own is the pull request's head, as it would land:
-    its own edits are judged, not skipped.
+    its own edits are judged, not skipped; so is one whose signature holds no identity
+    (malformed, a copy), which a landing of it reports. `walk`: the base's.
     """
+    repo = walk.repo
     info = repo.commit(tested)
     if len(info.parents) != 2:
         return tested
     first, second = info.parents
     if first != base_tip and not repo.is_ancestor(first, base_tip):
+        return tested
+    if walk.facts(tested).signature_status in NO_IDENTITY:
         return tested
     tree, _ = repo.merge_tree(first, second)
     return second if tree == info.tree else tested
@@ -164,7 +168,7 @@ def check(
     base_walk = session.walked
     assert base_walk is not None
     base_tip, anchor = base_result.tip, base_result.anchor
-    head = pull_request_head(repo, tested, base_tip)
+    head = pull_request_head(base_walk, tested, base_tip)
     session.under_test(head, name if head == tested else f"{name}^2", anchor)
     if head == base_tip or repo.is_ancestor(head, base_tip):  # nothing to merge
         return MergeCheck(

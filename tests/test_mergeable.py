@@ -42,6 +42,7 @@ from tests.gitfixtures import (
     seed_teams,
     teams_with,
 )
+from tests.test_attacks import raw_commit, stored_copy, with_an_extra_signature_header
 
 QA_PLAN_TEXT_ENTRY = "name: ecommerce"
 
@@ -636,3 +637,35 @@ def test_thousands_of_refused_entries_cost_the_check_about_what_they_cost_verify
     assert (verified.exit_code, checked.exit_code) == (1, 1), checked.stderr
     assert len(as_json(checked)["refusals"]) == 1500
     assert checking < 6 * verifying, (checking, verifying)
+
+
+def test_a_head_merge_whose_signature_holds_no_identity_is_judged_whole(
+    tmp_path: Path, people: People
+) -> None:
+    # mallory's branch ends in a merge onto main's tip shaped like a host's test merge
+    # (git's merge of its parents, nothing of its own), but with two signature headers.
+    # Taken for its second parent, it was never judged; merged, main's walk finds that it
+    # holds no identity, and the landing the check called authorised is not.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("portal"):
+        diana = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    tree = repo.git("merge-tree", "--write-tree", "main", "portal").split()[0]
+    config, env = repo.identity(people.mallory)
+    parents = ("-p", repo.head("main"), "-p", diana)
+    merge = repo.git(*config, "commit-tree", "-S", tree, *parents, "-m", "Merge", env=env)
+    head = stored_copy(repo, with_an_extra_signature_header(raw_commit(repo, merge)))
+    repo.git("update-ref", "refs/heads/portal", head)
+    repo.git("checkout", "-q", "portal")
+
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1, result.stdout
+    data = as_json(result)
+    assert (data["head"], data["landed"]) == (head, [diana, head])
+    assert [item["commit"] for item in data["unattributed"]] == [head]
+    # As main's walk says once it is merged.
+    repo.git("checkout", "-q", "main")
+    repo.merge(people.olga, "portal")
+    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    assert landing["authorised"] is False
+    assert [item["commit"] for item in landing["unattributed"]] == [head]
