@@ -150,6 +150,8 @@ def pull_request_head(walk: Authoriser, tested: str, base_tip: str) -> str:
         return tested
     if walk.facts(tested).signature_status in NO_IDENTITY:
         return tested
+    if repo.merge_base(first, second) is None:  # unrelated histories: no host merges them
+        return tested
     tree, _ = repo.merge_tree(first, second)
     return second if tree == info.tree else tested
 
@@ -170,6 +172,7 @@ def check(
     base_tip, anchor = base_result.tip, base_result.anchor
     head = pull_request_head(base_walk, tested, base_tip)
     session.under_test(head, name if head == tested else f"{name}^2", anchor)
+    _no_root_of_its_own(repo, tested, name, session.branch, base_tip)
     if head == base_tip or repo.is_ancestor(head, base_tip):  # nothing to merge
         return MergeCheck(
             base=session.branch,
@@ -215,6 +218,24 @@ def check(
         changes=changes,
         plans=_outlook(changes, before, _without(after, merge)),
         ignored=result.ignored,
+    )
+
+
+def _no_root_of_its_own(repo: GitRepo, tested: str, name: str, branch: str, base_tip: str) -> None:
+    """The pull request's history must be the base's: a root commit of its own (an
+    unrelated history merged in) changes no file, so every landing of it is authorised,
+    but merged it is a second root of the base, and no fresh state (CI's) could then tell
+    which one to trust."""
+    roots = set(repo.root_commits(base_tip))
+    brought = sorted(set(repo.root_commits(tested)) - roots)
+    if not brought:
+        return
+    listed = ", ".join(root[:12] for root in brought)
+    raise ReconcilerError(
+        f"{name} ({tested[:12]}) brings a root commit of its own ({listed}): merged, {branch} "
+        f"would have {len(roots) + len(brought)}, and a fresh state could not tell which to trust",
+        hint="take the unrelated history out of the pull request (it was merged in with "
+        f"--allow-unrelated-histories): all of it must come from {branch}'s own history",
     )
 
 

@@ -669,3 +669,42 @@ def test_a_head_merge_whose_signature_holds_no_identity_is_judged_whole(
     landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
     assert landing["authorised"] is False
     assert [item["commit"] for item in landing["unattributed"]] == [head]
+
+
+@pytest.mark.parametrize("shape", ["the head", "below the head"])
+def test_a_pull_request_that_brings_a_root_commit_of_its_own_is_refused(
+    tmp_path: Path, people: People, shape: str
+) -> None:
+    # mallory's pull request merges an empty commit of hers that has no parent: it changes
+    # no file, so every landing of it is authorised. Merged, main has two roots, and no
+    # fresh state can tell which to trust: every later check from a fresh state (CI's)
+    # stops until someone pins --trust-anchor.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    tip = repo.head("main")
+    config, env = repo.identity(people.mallory, signed=False)
+    empty = repo.git("hash-object", "-t", "tree", "-w", os.devnull)
+    root = repo.git(*config, "commit-tree", empty, "-m", "Nothing", env=env)
+    head = repo.git(
+        *config, "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-p", root, "-m", "Merge", env=env
+    )
+    if shape == "below the head":
+        head = repo.git(
+            *config, "commit-tree", f"{tip}^{{tree}}", "-p", head, "-m", "Tidy", env=env
+        )
+    repo.git("branch", "rooted", head)
+    repo.git("checkout", "-q", "rooted")
+
+    for output in ("text", "json", "github", "markdown"):
+        result = mergeable(repo, "--format", output)
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.splitlines()[0] == (
+            f"error: HEAD ({head[:12]}) brings a root commit of its own ({root[:12]}): merged, "
+            "main would have 2, and a fresh state could not tell which to trust"
+        )
+    # As it says: merged, a fresh state stops.
+    repo.git("checkout", "-q", "main")
+    repo.merge(people.olga, "rooted")
+    fresh = run_cli("verify", "--repo", repo.path, "--state-dir", tmp_path / "fresh")
+    assert fresh.exit_code == 1
+    assert "has 2 root commits" in fresh.stderr
