@@ -708,3 +708,30 @@ def test_a_pull_request_that_brings_a_root_commit_of_its_own_is_refused(
     fresh = run_cli("verify", "--repo", repo.path, "--state-dir", tmp_path / "fresh")
     assert fresh.exit_code == 1
     assert "has 2 root commits" in fresh.stderr
+
+
+def outside_code_spans(line: str) -> str:
+    return re.sub(r"(`+).*?\1", "", line)
+
+
+def test_names_in_a_pull_request_cannot_mention_reference_or_link_in_the_markdown_comment(
+    tmp_path: Path, people: People
+) -> None:
+    # Posted as a comment, "@org/team" notifies a whole team, "#1" writes a reference
+    # into issue 1, and "www.host" or "https://host" is a link in the bot's own words.
+    repo = SeedRepo.create(tmp_path, people)
+    name = "docs/@example-org/admins see #1 at www.example.net.md"
+    email = "https://www.example.net/login#1@example-org"
+    with repo.branch("evil"):
+        repo.commit(people.mallory, {name: "x\n", QA_PLAN: qa_plan(ECOMMERCE)}, signed=False)
+        repo.commit(people.mallory, {QA_PLAN: qa_plan(PORTAL)}, signed=False, email=email)
+    repo.git("checkout", "-q", "evil")
+
+    result = mergeable(repo, "--format", "markdown")
+    assert result.exit_code == 1
+    assert email in result.stdout.replace("&#8203;", "").replace("\\", "")
+    prose = "\n".join(outside_code_spans(line) for line in result.stdout.splitlines())
+    assert "@&#8203;example-org/admins" in prose
+    # What a reader sees: the entity is a zero-width space.
+    shown = prose.replace("&#8203;", "\u200b")
+    assert re.search(r"@\w|#\d|www\.|://", shown, re.IGNORECASE) is None, prose
