@@ -29,14 +29,14 @@ tip as it is now.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from reconciler.access import who_may_change
 from reconciler.authorise import Authoriser, LandingVerdict, Progress, Refusal
 from reconciler.decide import Decision, decide, gather
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.fields import field_position
+from reconciler.fields import FieldMap, field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.identity import NO_IDENTITY, resolve
 from reconciler.layout import place
@@ -198,8 +198,8 @@ def check(
     carried = set(verdict.landed)
     ours = [refusal for refusal in verdict.refusals if refusal.commit in carried]
     revoked = walk.revoked.fingerprints if walk.revoked else frozenset()
-    documents: dict[str, Document | ConfigError | None] = {}
-    changes = _changes(repo, base_tip, merge)
+    files = _Files(walk, repo.tree_files(merge), repo.tree_files(head) if ours else {})
+    changes = _changes(repo.tree_files(base_tip), files.merged)
     return MergeCheck(
         base=session.branch,
         base_tip=base_tip,
@@ -210,8 +210,7 @@ def check(
         merge=merge,
         landed=landed,
         refused=tuple(
-            _refused(refusal, verdict, policy, base_walk, walk, head, revoked, documents)
-            for refusal in ours
+            _refused(refusal, verdict, policy, base_walk, walk, revoked, files) for refusal in ours
         ),
         unattributed=verdict.unattributed,
         inherited=tuple(refusal for refusal in verdict.refusals if refusal.commit not in carried),
@@ -262,11 +261,10 @@ def _refused(
     policy: Policy,
     base_walk: Authoriser,
     walk: Authoriser,
-    head: str,
     revoked: frozenset[str],
-    documents: dict[str, Document | ConfigError | None],
+    files: _Files,
 ) -> RefusedChange:
-    line, column = _position(walk.repo, head, refusal, documents)
+    line, column = _position(refusal, files)
     author = _author(refusal, verdict.commit, policy, walk)
     if not refusal.how:  # refused whole, an invalid policy, unexplained: no rule to ask
         return RefusedChange(refusal, line, column, author, ())
@@ -275,7 +273,7 @@ def _refused(
         refusal.path,
         refusal.field,
         base_walk.effective.get(refusal.path, {}),
-        walk.fields_at(verdict.commit, refusal.path),
+        files.values(refusal.path),
         merge=author != "commit",
         revoked=revoked,
     )
@@ -302,34 +300,31 @@ def _author(refusal: Refusal, merge: str, policy: Policy, walk: Authoriser) -> A
     return "commit"
 
 
-def _position(
-    repo: GitRepo,
-    head: str,
-    refusal: Refusal,
-    documents: dict[str, Document | ConfigError | None],
-) -> tuple[int, int]:
-    """Where the refused value stands in the pull request's own file (line, column);
-    the first line when the file is gone, too large or unreadable (then where the
-    loader stopped).
+@dataclass(slots=True)
+class _Files:
+    """What refusals are told from, each read once: the merge's files and the pull
+    request's (one listing each, since git reads a path's whole folder to find it), and
+    each refused file of the pull request, loaded."""
 
-    `documents`: each file read once for all its refusals, so a pull request of many
-    refused entries in one file costs what reading it once costs, not that many times."""
-    if place(refusal.path).kind not in ("plan", "teams"):
-        return 1, 1
-    if refusal.path not in documents:
-        documents[refusal.path] = _document(repo, head, refusal.path)
-    document = documents[refusal.path]
-    if document is None:
-        return 1, 1
-    if isinstance(document, ConfigError):
-        return document.line or 1, document.column or 1
-    where = field_position(document, refusal.path, refusal.field)
-    return where.line, where.column
+    walk: Authoriser
+    merged: Mapping[str, tuple[str, str]]  # path -> (mode, object id), in the merge
+    pulled: Mapping[str, tuple[str, str]]  # in the pull request's head
+    documents: dict[str, Document | ConfigError | None] = field(default_factory=dict)
+
+    def values(self, path: str) -> FieldMap:
+        """`path`'s values once merged, read as the walk reads them."""
+        mode, blob = self.merged.get(path, ("", None))
+        return self.walk.fields_of(path, blob, mode)
+
+    def document(self, path: str) -> Document | ConfigError | None:
+        """`path` in the pull request's head, loaded; why it cannot be; None when it is gone
+        or too large."""
+        if path not in self.documents:
+            self.documents[path] = _load(self.walk.repo, self.pulled.get(path, ("", None))[1], path)
+        return self.documents[path]
 
 
-def _document(repo: GitRepo, head: str, path: str) -> Document | ConfigError | None:
-    """`path` in `head`, loaded; why it cannot be; None when it is gone or too large."""
-    blob = repo.blob_at(head, path)
+def _load(repo: GitRepo, blob: str | None, path: str) -> Document | ConfigError | None:
     if blob is None or repo.blob_size(blob) > MAX_FILE_BYTES:
         return None
     try:
@@ -338,9 +333,26 @@ def _document(repo: GitRepo, head: str, path: str) -> Document | ConfigError | N
         return error
 
 
-def _changes(repo: GitRepo, base_tip: str, merge: str) -> tuple[FileChange, ...]:
-    """Every file the merge adds, modifies or deletes on the base."""
-    before, after = repo.tree_files(base_tip), repo.tree_files(merge)
+def _position(refusal: Refusal, files: _Files) -> tuple[int, int]:
+    """Where the refused value stands in the pull request's own file (line, column);
+    the first line when the file is gone, too large or unreadable (then where the
+    loader stopped)."""
+    if place(refusal.path).kind not in ("plan", "teams"):
+        return 1, 1
+    document = files.document(refusal.path)
+    if document is None:
+        return 1, 1
+    if isinstance(document, ConfigError):
+        return document.line or 1, document.column or 1
+    where = field_position(document, refusal.path, refusal.field)
+    return where.line, where.column
+
+
+def _changes(
+    before: Mapping[str, tuple[str, str]], after: Mapping[str, tuple[str, str]]
+) -> tuple[FileChange, ...]:
+    """Every file the merge adds, modifies or deletes on the base (its files, and the
+    merge's)."""
     changes = []
     for path in sorted(before.keys() | after.keys()):
         if before.get(path) == after.get(path):

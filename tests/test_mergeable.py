@@ -603,22 +603,31 @@ def test_the_check_of_a_pull_request_is_the_same_json_whatever_state_it_starts_f
 # -- what an attacker's pull request cannot do ----------------------------------------------------
 
 
-def test_thousands_of_refused_entries_cost_the_check_about_what_they_cost_verify(
-    tmp_path: Path, people: People
+@pytest.mark.parametrize(("shape", "count"), [("entries of one file", 1500), ("files", 10000)])
+def test_thousands_of_refusals_cost_the_check_about_what_they_cost_verify(
+    tmp_path: Path, people: People, shape: str, count: int
 ) -> None:
-    # mallory's pull request adds 1,500 users to teams.yaml: 1,500 refused entries of one
-    # file. The check loaded the whole file again for each (to say where it stands) and
-    # told main's refusals apart from its own by comparing each with every other, so it
-    # took minutes where verify takes a second, and every pull request's check waited.
+    # mallory's pull request adds 1,500 users to teams.yaml, or 10,000 files to a folder:
+    # that many refused changes. For each, the check loaded the whole file again (to say
+    # where it stands), had git look the path up again (git reads the whole folder to
+    # find it) and compared it with every other refusal, so it took minutes where verify
+    # takes seconds, and every pull request's check waited.
     repo = SeedRepo.create(tmp_path, people)
-    teams = seed_teams(people)
-    for number in range(1500):
-        teams["users"][f"user{number}"] = {
-            "name": f"User {number}",
-            "emails": [f"user{number}@example.com"],
-        }
     with repo.branch("flood"):
-        repo.commit(people.mallory, {"teams.yaml": dump(teams)}, signed=False)
+        if shape == "files":
+            (repo.path / "docs").mkdir()
+            for number in range(count):
+                (repo.path / "docs" / f"{number}.txt").write_text(f"{number}\n")
+            repo.git("add", "docs")
+            repo.commit(people.mallory, signed=False)
+        else:
+            teams = seed_teams(people)
+            for number in range(count):
+                teams["users"][f"user{number}"] = {
+                    "name": f"User {number}",
+                    "emails": [f"user{number}@example.com"],
+                }
+            repo.commit(people.mallory, {"teams.yaml": dump(teams)}, signed=False)
     repo.git("checkout", "-q", "flood")
 
     began = time.monotonic()
@@ -635,7 +644,7 @@ def test_thousands_of_refused_entries_cost_the_check_about_what_they_cost_verify
     )
     checking = time.monotonic() - began
     assert (verified.exit_code, checked.exit_code) == (1, 1), checked.stderr
-    assert len(as_json(checked)["refusals"]) == 1500
+    assert len(as_json(checked)["refusals"]) == count
     assert checking < 6 * verifying, (checking, verifying)
 
 
