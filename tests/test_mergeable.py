@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -744,3 +745,34 @@ def test_names_in_a_pull_request_cannot_mention_reference_or_link_in_the_markdow
     # What a reader sees: the entity is a zero-width space.
     shown = prose.replace("&#8203;", "\u200b")
     assert re.search(r"@\w|#\d|www\.|://", shown, re.IGNORECASE) is None, prose
+
+
+def state_rows(repo: SeedRepo) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the state, but the signature cache (what a commit's signature proves,
+    whatever the policy: the check may add to it)."""
+    with sqlite3.connect(repo.state_dir / "main.sqlite3") as database:
+        listed = database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = [name for (name,) in listed if name != "signatures"]
+        return {
+            table: sorted(database.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in tables
+        }
+
+
+def test_the_check_leaves_the_state_it_shares_with_apply_as_it_found_it(
+    tmp_path: Path, people: People
+) -> None:
+    # A person's clone keeps one state for every command: the pull request's approval,
+    # trigger and edit, judged and forgotten, must leave nothing a later apply would count
+    # (a landing, a plan version, an editor, when a commit was first seen).
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    before = state_rows(repo)
+    with repo.branch("release"):
+        repo.approve(people.ravi, QA_PLAN)
+        repo.trigger(people.olga, QA_PLAN)
+        repo.commit(people.mallory, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="L")}, signed=False)
+    repo.git("checkout", "-q", "release")
+    for output in ("text", "json", "github", "markdown"):
+        assert mergeable(repo, "--format", output).exit_code == 1
+    assert state_rows(repo) == before
