@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from reconciler import gates
-from reconciler.authorise import Authoriser
+from reconciler.authorise import Authoriser, Refusal, group_refusals
 from reconciler.config import build_plan
 from reconciler.errors import ConfigError
 from reconciler.events import FINISHED, PlanRef, Record, Signoff
@@ -79,7 +79,7 @@ class OnMain:
     path: str
     blob: str
     data: Mapping[str, Any] | None  # None when the content is invalid
-    problem: str | None  # why it is invalid or not effective
+    problems: tuple[str, ...]  # why it is invalid or not effective, a line each
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +205,8 @@ def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
 
 def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     path, blob = on_main.path, on_main.blob
-    if on_main.data is None or on_main.problem:
-        return Decision(path, blob, None, "refused", (on_main.problem or "invalid plan",))
+    if on_main.data is None or on_main.problems:
+        return Decision(path, blob, None, "refused", on_main.problems or ("invalid plan",))
     plan = build_plan(on_main.data)
     policy = history.policy
     refused = _consistency(policy, plan)
@@ -679,6 +679,23 @@ def deployed_versions(
     return deployed
 
 
+def _not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:
+    """Why main's content of a plan is not its effective content: a line per refused
+    change (`authorise.group_refusals`), and the fields no landed commit authorised."""
+    lines = [
+        group.text(path=False)
+        if group.invalid
+        else f"main's content is not authorised: {group.text(path=False)}"
+        for group in group_refusals(refusal for refusal in blame.values() if refusal)
+    ]
+    unexplained = ", ".join(
+        describe_field(key) for key, refusal in blame.items() if refusal is None
+    )
+    if unexplained:
+        lines.append(f"main's content is not authorised: {unexplained}: never authorised")
+    return tuple(lines)
+
+
 def gather(authoriser: Authoriser, tip: str) -> History:
     """Read the decision's inputs from the walk's state and main's tip."""
     store, repo = authoriser.store, authoriser.repo
@@ -688,16 +705,12 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         if place(path).kind != "plan":
             continue
         fields = effective.get(path, {})
-        problem = None
+        problems: tuple[str, ...] = ()
         if path in dirty:
-            blamed = [
-                f"{describe_field(key)}: {refusal.message() if refusal else 'never authorised'}"
-                for key, refusal in dirty[path].items()
-            ]
-            problem = "main's content is not authorised: " + "; ".join(blamed)
+            problems = _not_authorised(dirty[path])
         elif INVALID in fields:
-            problem = f"invalid: {value(fields, INVALID)}"
-        plans.append(OnMain(path, blob, None if problem else effective_plan(fields), problem))
+            problems = (f"invalid: {value(fields, INVALID)}",)
+        plans.append(OnMain(path, blob, None if problems else effective_plan(fields), problems))
     # Only what the plans on main need: each is decided on its own version's
     # landing, sign-offs and runs, so older versions' commits are never read.
     current = {PlanRef(item.path, item.blob) for item in plans}

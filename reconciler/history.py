@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from reconciler.authorise import Refusal, group_refusals
 from reconciler.decide import runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
-from reconciler.fields import describe_field
+from reconciler.fields import INVALID, describe_field
 from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
@@ -115,22 +116,25 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
         else:
             entries.append(_ignored_entry(event, environments))
     for verdict in landings:
-        for refusal in verdict["refusals"]:
-            if place(refusal["path"]).kind == "plan":
-                continue  # shown with the edit that made it
-            entries.append(
-                Entry(
-                    verdict["seq"],
-                    datetime.fromisoformat(verdict["committed_at"]),
-                    refusal["commit"],
-                    None,
-                    None,
-                    "unauthorised",
-                    refusal["actor"],
-                    False,
-                    refusal["message"],
-                )
+        others = (
+            Refusal.from_json(refusal)
+            for refusal in verdict["refusals"]
+            if place(refusal["path"]).kind != "plan"  # shown with the edit that made it
+        )
+        entries.extend(
+            Entry(
+                verdict["seq"],
+                datetime.fromisoformat(verdict["committed_at"]),
+                group.commit,
+                None,
+                None,
+                "unauthorised",
+                group.actor,
+                False,
+                group.text(who=False),
             )
+            for group in group_refusals(others)
+        )
     # Within a landing, commits in the order they were made (the walk's topological order,
     # as `git log --topo-order`): committer dates come from the committers' clocks.
     made = {
@@ -216,21 +220,22 @@ def select(
     )
 
 
-def _refusal_reasons(landings: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], str]:
-    """What each refused change to a plan needed and lacked, by (commit, path, field as
-    `describe_field` words it): an invalid plan's, the validation problem."""
-    return {
-        (refusal["commit"], refusal["path"], describe_field(refusal["field"])): (
-            f"needs {refusal['needed']}: {'; '.join(refusal['reasons'])}"
-        )
-        for verdict in landings
-        for refusal in [*verdict["refusals"], *verdict.get("superseded", ())]
-        if place(refusal["path"]).kind == "plan"
-    }
+def _refusal_reasons(
+    landings: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], list[Refusal]]:
+    """The refused changes to plans, by the commit and the plan that made them (also those
+    later commits undid: the edit was refused all the same)."""
+    refused: dict[tuple[str, str], list[Refusal]] = {}
+    for verdict in landings:
+        for item in [*verdict["refusals"], *verdict.get("superseded", ())]:
+            if place(item["path"]).kind == "plan":
+                refusal = Refusal.from_json(item)
+                refused.setdefault((refusal.commit, refusal.path), []).append(refusal)
+    return refused
 
 
 def _edit_entries(
-    event: dict[str, Any], why_refused: Mapping[tuple[str, str, str], str]
+    event: dict[str, Any], why_refused: Mapping[tuple[str, str], list[Refusal]]
 ) -> list[Entry]:
     before, after = event["state"]
     if after == "cancelled" and before not in (None, "cancelled"):
@@ -247,13 +252,23 @@ def _edit_entries(
     if event["merge"]:
         detail = f"merge resolution: {detail}"
     if refused:
-        reasons = [
-            f"{what} ({why})"
-            if (why := why_refused.get((event["commit"], event["path"], what)))
-            else what
-            for what in refused
+        # The entry names the actor and the commit: each refusal says what and why.
+        groups = group_refusals(
+            refusal
+            for refusal in why_refused.get((event["commit"], event["path"]), ())
+            if describe_field(refusal.field) in refused
+        )
+        told = {field for group in groups for field in group.fields}
+        told |= {describe_field(INVALID) for group in groups if group.invalid}
+        lines = [
+            group.text(path=False, who=False)
+            if group.invalid
+            else f"refused: {group.text(path=False, who=False)}"
+            for group in groups
         ]
-        detail += f"; refused: {', '.join(reasons)}"
+        if untold := [what for what in refused if what not in told]:
+            lines.append(f"refused: {', '.join(untold)}")
+        detail += "; " + "; ".join(lines)
     if event["actor"] is None:
         detail += f" (actor not verified: {event['how']})"
     return [

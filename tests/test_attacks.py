@@ -295,10 +295,7 @@ def test_a_duplicate_entry_for_another_teams_application_is_not_accepted(
     verdict = result.judged[-1]
     assert not verdict.authorised
     refusal = next(refusal for refusal in verdict.refusals if refusal.field == "invalid")
-    assert refusal.reasons == (
-        f"the new content is refused: {QA_PLAN}:7:10: "
-        "application 'customer-portal' is listed twice",
-    )
+    assert refusal.reasons == (f"{QA_PLAN}:7:10: application 'customer-portal' is listed twice",)
     assert QA_PLAN in result.differs
 
 

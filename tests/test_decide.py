@@ -516,7 +516,7 @@ def test_a_plan_with_unauthorised_content_is_refused(tmp_path: Path, people: Peo
     decision = repo.decide()[QA_PLAN]
     assert decision.status == "refused"
     assert decision.reasons[0].startswith(
-        "main's content is not authorised: the customer-portal entry: plans/2026-11-qa-release.yaml"
+        "main's content is not authorised: the customer-portal entry: changed by bob in "
     )
 
 

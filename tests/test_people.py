@@ -1013,17 +1013,17 @@ def test_history_says_once_why_an_entry_does_not_count(tmp_path: Path, people: P
 
 
 def test_history_names_what_makes_an_invalid_plan_invalid(tmp_path: Path, people: People) -> None:
-    # It said "refused: its content", and nothing of the rule the plan breaks.
+    # It said "refused: its content", and nothing of the rule the plan breaks; then
+    # "refused: its content (needs a valid plan: ...)", as if a permission could fix it.
     repo = SeedRepo.create(tmp_path, people)
     invalid = repo.commit(people.alice, {DEV_PLAN: dev_plan({"name": "ecommerce"})})
     problem = f"{DEV_PLAN}:4:3: applications.0: missing required key 'version'"
     [entry] = [entry for entry in _history(repo) if entry["commit"] == invalid]
     assert (entry["action"], entry["actor"], entry["counted"]) == ("created", "alice", False)
-    assert entry["detail"].endswith(
-        f"; refused: its content (needs a valid plan: the new content is refused: {problem})"
-    )
+    assert entry["detail"].endswith(f"; invalid: {problem}")
+    assert "refused" not in entry["detail"]
     text = repo.reconciler("history").stdout
-    assert f"{problem}) (does not count)" in text
+    assert f"; invalid: {problem} (does not count)" in text
 
 
 def test_history_shows_a_retry_landed_before_the_run_was_recorded_interrupted_as_not_counting(

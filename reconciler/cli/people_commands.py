@@ -38,6 +38,17 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
+def _fit_words(text: str, width: int) -> str:
+    """`text` in `width` columns, cut after a whole word (`plan` gives the whole reason)."""
+    if len(text) <= width:
+        return text
+    cut = text[: max(width - 1, 1) + 1]
+    # Up to the last space in reach, unless that leaves less than half the line.
+    end = cut.rfind(" ")
+    kept = cut[:end] if end > width // 2 else cut[:-1]
+    return kept.rstrip(" ,;:(") + "…"
+
+
 def pipeline_json(view: Pipeline) -> dict[str, Any]:
     return {
         "environments": list(view.environments),
@@ -100,7 +111,7 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         word = click.style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))
         lines.append(f"  {word} {printable(move.plan)}")
         lines.extend(
-            f"               {_fit(printable(reason), width - 15)}" for reason in move.reasons
+            f"               {_fit_words(printable(reason), width - 15)}" for reason in move.reasons
         )
     if not view.moves:
         lines += ["", "no plans on their way"]
