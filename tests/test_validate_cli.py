@@ -530,6 +530,43 @@ def test_every_broken_file_is_reported_not_only_the_first(config: Path) -> None:
     assert json.loads(result.stdout)["errors"] == 5
 
 
+def test_a_schema_error_in_a_plan_does_not_hide_its_cross_file_errors(config: Path) -> None:
+    # It reported the bad version alone, then the unknown environment and application
+    # after the fix: every finding at once.
+    write(
+        config,
+        "plans/x.yaml",
+        "name: x\nsource: development\ntarget: staging\n"
+        'applications:\n  - {name: ecomerce, version: "1..4"}\nstate: ready\n',
+    )
+    result = validate("--repo", config, "--format", "json", "plans/x.yaml")
+    assert [(finding["line"], finding["column"]) for finding in findings(result)] == [
+        (3, 9),  # unknown environment 'staging'
+        (5, 12),  # unknown application 'ecomerce'
+        (5, 31),  # the version
+    ]
+    messages = [finding["message"] for finding in findings(result)]
+    assert messages[:2] == ["unknown environment 'staging'", "unknown application 'ecomerce'"]
+
+
+def test_a_value_that_breaks_the_schema_is_not_also_looked_up_in_other_files(
+    config: Path,
+) -> None:
+    # 'Staging!' is no name at all: its schema finding says so, and no "unknown environment".
+    write(
+        config,
+        "plans/x.yaml",
+        "name: x\nsource: development\ntarget: Staging!\n"
+        'applications:\n  - {name: Ecomerce, version: "1.4"}\nstate: ready\n',
+    )
+    result = validate("--repo", config, "--format", "json", "plans/x.yaml")
+    assert [(finding["line"], finding["column"]) for finding in findings(result)] == [
+        (3, 9),
+        (5, 12),
+    ]
+    assert not any("unknown" in finding["message"] for finding in findings(result))
+
+
 def test_findings_are_sorted_by_file_then_line_then_column(config: Path) -> None:
     write(
         config,
