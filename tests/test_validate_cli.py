@@ -157,6 +157,24 @@ def test_a_misplaced_file_named_as_a_path_is_reported_not_skipped(
     assert finding["message"].startswith(f"the reconciler never reads this file: {why}")
 
 
+def test_a_plan_in_a_singular_plan_folder_is_warned_of_not_ignored(config: Path) -> None:
+    # plan/y.yaml was skipped in silence: validate said "valid" and the plan never ran.
+    write(config, "plan/y.yaml", (config / QA_PLAN).read_text())
+    write(config, "teams.yml", "users: {}\n")
+    write(config, "docker-compose.yaml", "services: {}\n")  # not configuration, no warning
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 0, result.output
+    warned = [
+        (finding["file"], finding["severity"], finding["hint"]) for finding in findings(result)
+    ]
+    assert warned == [
+        ("plan/y.yaml", "warning", "move it to plans/y.yaml, or out of the way"),
+        ("teams.yml", "warning", "move it to teams.yaml, or out of the way"),
+    ]
+    named = validate("--repo", config, "--format", "json", "plan/y.yaml")
+    assert [finding["file"] for finding in findings(named)] == ["plan/y.yaml"]
+
+
 def test_a_path_that_does_not_exist_is_a_usage_error_exiting_2(config: Path) -> None:
     result = validate("--repo", config, config / "plans/missing.yaml")
     assert result.exit_code == 2
