@@ -9,7 +9,15 @@ import os
 from pathlib import Path
 
 from tests.configrepo import reconciler
-from tests.gitfixtures import ECOMMERCE, PORTAL, People, SeedRepo, plan
+from tests.gitfixtures import (
+    ECOMMERCE,
+    PORTAL,
+    QA_PLAN,
+    People,
+    SeedRepo,
+    plan,
+    proposed_qa_release,
+)
 
 ALIENS = "plans/x.yaml"
 # What alice lacks for the Customer Portal's entry, and so for the plan's source and target.
@@ -103,3 +111,39 @@ def test_status_cuts_a_long_reason_after_a_whole_word(tmp_path: Path, people: Pe
     kept = shown.removesuffix("…")
     assert reason.startswith(kept)
     assert reason[len(kept)] in " ,;:", f"cut inside a word: {shown!r}"
+
+
+def test_an_approval_on_main_with_no_remote_asks_for_no_push(
+    tmp_path: Path, people: People
+) -> None:
+    # "push it to the followed branch (or merge it) for it to count" was printed here,
+    # where the commit already counts.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.ravi)
+    result = repo.reconciler("approve", QA_PLAN)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"ravi approved {QA_PLAN}@{repo.blob(QA_PLAN)[:12]} for quality-assurance "
+        f"in commit {repo.head()[:12]}"
+    ]
+
+
+def test_an_approval_on_a_branch_asks_for_a_merge_and_one_on_a_tracking_main_for_a_push(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.act_as(people.ravi)
+    with repo.branch("review"):
+        on_branch = repo.reconciler("approve", QA_PLAN)
+    assert on_branch.exit_code == 0, on_branch.stderr
+    assert on_branch.stdout.splitlines()[-1] == (
+        "merge it into main for it to count (push review and merge the pull request)"
+    )
+    remote = repo.publish_to_bare_remote()
+    clone = repo.clone(remote, "ravi")
+    clone.act_as(people.ravi)
+    tracking = clone.reconciler("approve", QA_PLAN)
+    assert tracking.exit_code == 0, tracking.stderr
+    assert tracking.stdout.splitlines()[-1] == (
+        "push it (`git push origin main`) for a reconciler following origin"
+    )

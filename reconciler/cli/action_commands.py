@@ -24,7 +24,7 @@ def _needs_work_tree(session: Session) -> None:
     session.repo.work_tree()
 
 
-def _emit(made: Made, output_format: str) -> None:
+def _emit(made: Made, session: Session, output_format: str) -> None:
     if output_format == "json":
         emit_json(
             {
@@ -48,7 +48,9 @@ def _emit(made: Made, output_format: str) -> None:
         f"{made.actor} {verbs[made.kind]} {made.plan.path}@{made.plan.blob[:12]} "
         f"for {made.environment} in commit {made.commit[:12]}"
     )
-    click.echo("push it to the followed branch (or merge it) for it to count")
+    next_step = actions.still_to_do(session)
+    if next_step is not None:
+        click.echo(next_step)
 
 
 @click.command()
@@ -68,7 +70,7 @@ def approve(
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
-        _emit(actions.approve(session, plan), output_format)
+        _emit(actions.approve(session, plan), session, output_format)
     raise SystemExit(EXIT_OK)
 
 
@@ -97,7 +99,7 @@ def deploy(
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
-        _emit(actions.deploy(session, plan, retry_run), output_format)
+        _emit(actions.deploy(session, plan, retry_run), session, output_format)
     raise SystemExit(EXIT_OK)
 
 
@@ -125,5 +127,5 @@ def cancel(
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
-        _emit(actions.cancel(session, plan, undo=undo), output_format)
+        _emit(actions.cancel(session, plan, undo=undo), session, output_format)
     raise SystemExit(EXIT_OK)
