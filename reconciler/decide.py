@@ -98,6 +98,7 @@ class History:
     deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
     revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
+    uncancelled: frozenset[PlanRef] = frozenset()  # versions whose landing un-cancelled them
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +512,7 @@ def _approvals(
             continue
         label = f"approval in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
         if signoff.seq < landed.seq:
-            notes.append(f"{label} does not count: it landed before this version")
+            notes.append(f"{label} does not count: {_before(history, ref, landed)}")
             continue
         problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
         if problem:
@@ -542,6 +543,15 @@ def _approvals(
                 )
             )
     return tuple(counted), waits
+
+
+def _before(history: History, ref: PlanRef, landed: Landed) -> str:
+    """Why a sign-off that landed before the version's latest landing does not count: it
+    was for the version's earlier time on main (before a cancel, or a revert), and a
+    trailer counts only for the landing it followed."""
+    if ref in history.uncancelled:
+        return f"it predates the un-cancel in {landed.commit[:12]}"
+    return f"it predates this version's return to main in {landed.commit[:12]}"
 
 
 def _match_approvers(
@@ -609,7 +619,7 @@ def _retry(
         # Like any trailer, a retry counts only for the landing it followed: asked for before
         # the version left main, it must not re-run the version when someone brings it back.
         if signoff.seq < landed.seq:
-            problem: str | None = "it landed before this version"
+            problem: str | None = _before(history, interrupted.plan, landed)
         elif signoff.seq < interrupted.finished_seq:
             problem = "it landed before the run was recorded interrupted"
         else:
@@ -738,6 +748,9 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
+    # Versions some sign-off predates: back on main since (a revert, an un-cancel).
+    earliest = min((item.seq for item in signoffs), default=None)
+    back = [ref for ref, item in landings.items() if earliest is not None and earliest < item.seq]
     return History(
         policy=authoriser.policy(),
         plans=tuple(plans),
@@ -751,4 +764,18 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         deployed=deployed_versions(effective, repo.read_blob),
         refused=frozenset(ref for record in records for ref in record.refused),
         revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
+        uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
     )
+
+
+def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
+    """Whether the landing of `ref` un-cancelled the plan: main held it cancelled before."""
+    parents = authoriser.info(landed.commit).parents
+    blob = authoriser.repo.blob_at(parents[0], ref.path) if parents else None
+    if blob is None:
+        return False
+    try:
+        data = load(authoriser.repo.read_blob(blob), ref.path).data
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and data.get("state") == "cancelled"

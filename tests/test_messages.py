@@ -147,3 +147,22 @@ def test_an_approval_on_a_branch_asks_for_a_merge_and_one_on_a_tracking_main_for
     assert tracking.stdout.splitlines()[-1] == (
         "push it (`git push origin main`) for a reconciler following origin"
     )
+
+
+def test_an_approval_from_before_a_cancel_names_the_uncancel_it_predates(
+    tmp_path: Path, people: People
+) -> None:
+    # It said "it landed before this version", although this very version was approved.
+    repo = proposed_qa_release(tmp_path, people)
+    approval = repo.approve(people.ravi, QA_PLAN)
+    repo.act_as(people.olga)
+    assert repo.reconciler("cancel", QA_PLAN).exit_code == 0
+    undone = repo.reconciler("cancel", QA_PLAN, "--undo")
+    assert undone.exit_code == 0, undone.stderr
+    uncancel = repo.head()
+    [decision] = repo.reconciler("plan", "--format", "json").json()["plans"]
+    assert decision["blob"] == repo.blob(QA_PLAN, f"{approval}")  # the very version approved
+    assert (
+        f"approval in {approval[:12]} by ravi does not count: "
+        f"it predates the un-cancel in {uncancel[:12]}"
+    ) in decision["notes"]
