@@ -9,16 +9,19 @@ its trailers; each entry names its commit so anyone can check it there.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.authorise import Refusal, group_refusals
 from reconciler.decide import runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.fields import INVALID, describe_field
+from reconciler.identity import UNKNOWN_ACTOR
 from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
@@ -206,7 +209,7 @@ def select(
                 "environments in environments/ or the trail",
             )
     if user is not None:
-        actors = {entry.actor for entry in entries if entry.actor}
+        actors = {entry.actor for entry in entries if entry.actor and entry.actor != UNKNOWN_ACTOR}
         users = sorted({*policy.users, *policy.service_accounts, *policy.hosts, *actors})
         if user not in users:
             raise unknown_name("user", user, users, "users in teams.yaml or the trail")
@@ -218,6 +221,32 @@ def select(
         and (user is None or entry.actor == user)
         and (since is None or entry.when >= since)
     )
+
+
+def ordered(entries: Sequence[Entry], by: Literal["time", "plan"]) -> tuple[Entry, ...]:
+    """The trail (`entries`, in landing order) by time or by plan.
+
+    By time: by date, as `git log --date-order` shows commits, so a landing's own
+    entries keep the order they were made in whatever the committers' clocks said
+    (a pull request's commits, then its merge, then its runs). By plan: each plan's
+    entries together in landing order, the plans in the order they first appear.
+    """
+    if by == "plan":
+        first: dict[str | None, int] = {}
+        for index, entry in enumerate(entries):
+            first.setdefault(entry.plan, index)
+        return tuple(sorted(entries, key=lambda entry: first[entry.plan]))
+    landings = [list(group) for _, group in itertools.groupby(entries, lambda entry: entry.seq)]
+    heads = [(landing[0].when, index, 0) for index, landing in enumerate(landings)]
+    heapq.heapify(heads)
+    merged: list[Entry] = []
+    while heads:
+        _, index, position = heapq.heappop(heads)
+        merged.append(landings[index][position])
+        if position + 1 < len(landings[index]):
+            following = landings[index][position + 1]
+            heapq.heappush(heads, (following.when, index, position + 1))
+    return tuple(merged)
 
 
 def _refusal_reasons(

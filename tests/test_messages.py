@@ -17,6 +17,7 @@ from tests.gitfixtures import (
     SeedRepo,
     plan,
     proposed_qa_release,
+    qa_plan,
 )
 
 ALIENS = "plans/x.yaml"
@@ -166,3 +167,40 @@ def test_an_approval_from_before_a_cancel_names_the_uncancel_it_predates(
         f"approval in {approval[:12]} by ravi does not count: "
         f"it predates the un-cancel in {uncancel[:12]}"
     ) in decision["notes"]
+
+
+def _commits_in_history(repo: SeedRepo, *args: str) -> list[str]:
+    result = repo.reconciler("history", "--format", "json", *args)
+    assert result.exit_code == 0, result.stderr
+    return [entry["commit"] for entry in result.json()["entries"]]
+
+
+def test_history_lists_entries_by_time_and_each_plans_together_with_by_plan(
+    tmp_path: Path, people: People
+) -> None:
+    # Alice starts the QA release on a branch; Bob's hotfix lands on main before her branch
+    # is merged. By landing, her older edit came after Bob's: the trail read plan by plan.
+    repo = SeedRepo.create(tmp_path, people)
+    release = qa_plan(ECOMMERCE)
+    hotfix = "plans/2026-11-qa-hotfix.yaml"
+    with repo.branch("november"):
+        alices = repo.commit(people.alice, {QA_PLAN: release})
+    bobs = repo.commit(people.bob, {hotfix: release.replace("qa-release", "qa-hotfix")})
+    merge = repo.merge(people.olga, "november")
+    by_time = _commits_in_history(repo)
+    assert by_time.index(alices) < by_time.index(bobs) < by_time.index(merge)
+    by_plan = _commits_in_history(repo, "--by", "plan")
+    assert by_plan.index(bobs) < by_plan.index(alices) < by_plan.index(merge)
+    assert sorted(by_plan) == sorted(by_time)
+
+
+def test_the_user_hint_of_history_lists_users_not_an_unknown_actor(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.commit(people.mallory, {"docs/notes.md": "hello\n"})  # Mallory is nobody here
+    assert "an unknown actor" in repo.reconciler("history").stdout
+    result = repo.reconciler("history", "--user", "olgaa")
+    assert result.exit_code == 2, result.stdout
+    assert "did you mean 'olga'?" in result.stderr
+    assert "unknown actor" not in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -14,7 +14,7 @@ from reconciler.cli.options import branch_option, format_option, repo_option, st
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
 from reconciler.errors import UsageError
-from reconciler.history import Entry, audit_trail, select
+from reconciler.history import Entry, audit_trail, ordered, select
 from reconciler.printable import printable
 from reconciler.status import Pipeline
 
@@ -179,6 +179,14 @@ def _since(text: str | None) -> datetime | None:
 @click.option("--env", "environment", metavar="ENV", help="Only plans into ENV.")
 @click.option("--user", metavar="USER", help="Only what USER did.")
 @click.option("--since", metavar="DATE", help="Only since DATE (YYYY-MM-DD or ISO 8601).")
+@click.option(
+    "--by",
+    type=click.Choice(["time", "plan"]),
+    default="time",
+    show_default=True,
+    help="Entries in date order (a landing's own in the order they were made), or each "
+    "plan's together.",
+)
 @format_option(*FORMATS)
 def history(
     plan: str | None,
@@ -188,6 +196,7 @@ def history(
     environment: str | None,
     user: str | None,
     since: str | None,
+    by: Literal["time", "plan"],
     output_format: str,
 ) -> None:
     """The audit trail from Git: who created, edited, approved, triggered, cancelled and ran.
@@ -201,7 +210,7 @@ def history(
     with reported(), session_for(repo, branch, state_dir) as session:
         _, policy = session.authorise()
         assert session.walked is not None
-        entries = select(
+        selected = select(
             audit_trail(session.store),
             policy,
             session.walked.effective,
@@ -210,6 +219,7 @@ def history(
             user=user,
             since=_since(since),
         )
+        entries = ordered(selected, by)
         if output_format == "json":
             emit_json({"entries": [entry.as_json() for entry in entries]})
         else:
