@@ -9,7 +9,13 @@ import click
 from reconciler import actions
 from reconciler.actions import Made
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    command_with_examples,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
 from reconciler.session import Session
@@ -53,7 +59,9 @@ def _emit(made: Made, session: Session, output_format: str) -> None:
         click.echo(next_step)
 
 
-@click.command()
+@command_with_examples(
+    ("Approve the QA release as it is at HEAD", "reconciler approve 2026-11-qa-release"),
+)
 @click.argument("plan")
 @repo_option
 @branch_option
@@ -74,7 +82,13 @@ def approve(
     raise SystemExit(EXIT_OK)
 
 
-@click.command()
+@command_with_examples(
+    ("Trigger the QA release, on main", "reconciler deploy 2026-11-qa-release"),
+    (
+        "Retry its first run, recorded interrupted",
+        "reconciler deploy 2026-11-qa-release --retry 2026-11-qa-release.1",
+    ),
+)
 @click.argument("plan")
 @click.option("--retry", "retry_run", metavar="RUN", help="Retry RUN, a run recorded interrupted.")
 @repo_option
@@ -103,7 +117,10 @@ def deploy(
     raise SystemExit(EXIT_OK)
 
 
-@click.command()
+@command_with_examples(
+    ("Cancel the QA release", "reconciler cancel 2026-11-qa-release"),
+    ("Make it ready again", "reconciler cancel 2026-11-qa-release --undo"),
+)
 @click.argument("plan")
 @click.option("--undo", is_flag=True, help="Un-cancel: set the state back to ready.")
 @repo_option

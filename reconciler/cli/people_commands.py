@@ -10,7 +10,13 @@ from typing import Any, Literal
 import click
 
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    command_with_examples,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
 from reconciler.errors import UsageError
@@ -118,7 +124,10 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
     return lines
 
 
-@click.command()
+@command_with_examples(
+    ("What runs where, and what is on its way", "reconciler status"),
+    ("Also the plans deployed and cancelled", "reconciler status --all"),
+)
 @repo_option
 @branch_option
 @state_dir_option
@@ -171,7 +180,15 @@ def _since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@click.command()
+@command_with_examples(
+    ("Everything, in date order", "reconciler history"),
+    ("One plan", "reconciler history 2026-11-qa-release"),
+    (
+        "What olga did in production since December",
+        "reconciler history --user olga --env production --since 2026-12-01",
+    ),
+    ("Each plan's entries together", "reconciler history --by plan"),
+)
 @click.argument("plan", required=False)
 @repo_option
 @branch_option

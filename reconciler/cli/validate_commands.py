@@ -12,7 +12,7 @@ import click
 
 from reconciler.cli import output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
-from reconciler.cli.options import format_option, repo_option
+from reconciler.cli.options import command_with_examples, format_option, repo_option
 from reconciler.errors import UsageError
 from reconciler.layout import meant_path, place
 from reconciler.printable import printable
@@ -20,7 +20,14 @@ from reconciler.validate import validate_snapshot
 from reconciler.worktree import find_root, read_worktree, require_worktree
 
 
-@click.command()
+@command_with_examples(
+    ("The whole working tree, as the pre-commit hook runs it", "reconciler validate"),
+    (
+        "One plan; the rest of the repository is its context",
+        "reconciler validate plans/2026-11-qa-release.yaml",
+    ),
+    ("In a GitHub workflow: annotations on the files", "reconciler validate --format github"),
+)
 @repo_option
 @format_option(*output.FORMATS_WITH_GITHUB)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
