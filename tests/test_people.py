@@ -85,20 +85,30 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
     assert "by bob does not count" not in result.stdout
     verify = reconciler("verify", "--repo", repo)
     assert verify.exit_code == 0, verify.stdout
-    # Carry the story on as "Look around" says: Bob's hotfix, approved and triggered, deploys
-    # from the releases the story made (a plain `apply` would look for them elsewhere).
-    keys = tmp_path / "demo" / "keys"
-    for person, action in (("ravi", "approve"), ("olga", "deploy")):
-        run_git(repo, "config", "user.email", f"{person}@example.com")
-        run_git(repo, "config", "gpg.format", "ssh")
-        run_git(repo, "config", "user.signingkey", str(keys / person))
-        acted = reconciler(action, "2026-11-qa-hotfix", "--repo", repo)
-        assert acted.exit_code == 0, acted.stderr
+    # Carry the story on as "Look around" says, line by line, with no identity but the one
+    # it sets (it set only the signing key, and git committed under the machine's name):
+    # Bob's hotfix, approved by Ravi and triggered by Olga, deploys from the story's releases.
     look_around = result.stdout.split("Look around:\n")[1].splitlines()
-    apply = next(line.strip() for line in look_around if "reconciler apply" in line)
-    applied = reconciler(*shlex.split(apply)[1:])
-    assert applied.exit_code == 0, applied.stdout + applied.stderr
-    assert "succeeded 2026-11-qa-hotfix.1" in applied.stdout
+    carry_on = look_around[[line.strip()[:1] for line in look_around].index("#") + 1 :]
+    bare = {key: value for key, value in os.environ.items() if not key.startswith("GIT_AUTHOR")}
+    bare = {key: value for key, value in bare.items() if not key.startswith("GIT_COMMITTER")}
+    outputs = []
+    for line in carry_on:
+        program, *args = shlex.split(line)
+        if program == "git":
+            ran = subprocess.run(
+                ["git", *args], env=bare, capture_output=True, text=True, check=False
+            )
+            assert ran.returncode == 0, ran.stderr
+            continue
+        assert program == "reconciler"
+        acted = reconciler(*args, env=bare)
+        assert acted.exit_code == 0, acted.stdout + acted.stderr
+        outputs.append(acted.stdout)
+    assert "succeeded 2026-11-qa-hotfix.1" in outputs[-1]
+    made = run_git(repo, "log", "--format=%an <%ae>|%s", "main").splitlines()
+    assert "Olga Ops <olga@example.com>|Deploy 2026-11-qa-hotfix to quality-assurance" in made
+    assert "Ravi Review <ravi@example.com>|Approve 2026-11-qa-hotfix for quality-assurance" in made
 
 
 def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:

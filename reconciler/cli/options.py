@@ -86,7 +86,7 @@ driver_root_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     envvar="RECONCILER_DRIVER_ROOT",
     help="Where the local driver keeps releases when an environment sets no root "
-    "(default: <state-dir>/releases).",
+    "(default: <state-dir>/releases; env RECONCILER_DRIVER_ROOT).",
 )
 
 
