@@ -2,7 +2,8 @@
 
 Called by the CLI. It asks `permissions` the same questions `authorise` and
 `decide` ask, for every environment and application, so `access` can never
-disagree with `verify` or `plan`.
+disagree with `verify` or `plan`; and `rules` who could make one refused change
+(`who_may_change`, for `verify-mergeable`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from dataclasses import dataclass
 
 from reconciler import permissions
 from reconciler.errors import unknown_name
-from reconciler.identity import can_verify, signs_for_itself
+from reconciler.fields import FieldMap
+from reconciler.identity import CommitFacts, can_verify, signs_for_itself
 from reconciler.model import Policy
 from reconciler.permissions import Verdict
 from reconciler.revocation import SETTING
+from reconciler.rules import judge_change
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,4 +139,64 @@ def report(
         entitlements=tuple(entitlements),
         host_signs=signs and not signs_for_itself(policy, user, revoked),
         keys_revoked=keys_revoked,
+    )
+
+
+def who_may_change(
+    policy: Policy,
+    path: str,
+    field: str,
+    old: FieldMap,
+    new: FieldMap,
+    *,
+    merge: bool = False,
+    revoked: frozenset[str] = frozenset(),
+) -> tuple[str, ...]:
+    """The users whose own commit making this change of one field would be authorised
+    (with `merge`: whose true merge would, as the author of a change it lands): the rule
+    `verify` applies, asked as if each user in turn had made it."""
+    return tuple(
+        sorted(
+            user
+            for user in policy.users
+            if judge_change(
+                policy, _made_by(policy, user, merge, revoked), path, field, old, new
+            ).verdict
+        )
+    )
+
+
+def _made_by(policy: Policy, user: str, merge: bool, revoked: frozenset[str]) -> CommitFacts:
+    """What a commit `user` makes proves: a good signature by a key of theirs that is not
+    revoked; for a merge without one, a host's that commits and signs merges for them;
+    else only their email."""
+    email = next(iter(policy.users[user].emails), "")
+    signer: tuple[str, str] | None = next(
+        (
+            (fingerprint, email)
+            for fingerprint, owner in policy.key_owner.items()
+            if owner == user and fingerprint not in revoked
+        ),
+        None,
+    )
+    if signer is None and merge:
+        signer = next(
+            (
+                (fingerprint, host.emails[0])
+                for fingerprint, owner in policy.key_owner.items()
+                if (host := policy.hosts.get(owner)) is not None
+                and host.emails
+                and fingerprint not in revoked
+            ),
+            None,
+        )
+    fingerprint, committer = signer if signer is not None else (None, email)
+    return CommitFacts(
+        commit="",
+        signature_status="good" if fingerprint else "unsigned",
+        fingerprint=fingerprint,
+        signature_reason="",
+        committer_email=committer,
+        author_email=email,
+        parents=2 if merge else 1,
     )

@@ -460,6 +460,10 @@ class Authoriser:
         blob = value(self.effective.get(path, {}), CONTENT)
         return None if blob is None else self.repo.read_blob(blob)
 
+    def fields_at(self, commit: str, path: str) -> FieldMap:
+        """The values of `path` in `commit`'s tree, read as the walk reads them."""
+        return self._fields_for(path, self.repo.blob_at(commit, path), "")
+
     def policy(self) -> Policy:
         if self._policy is None:
             self._policy = policy_from(self.effective, self.repo)

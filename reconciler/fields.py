@@ -19,6 +19,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from reconciler.layout import place
+from reconciler.loader import Document, Position
+
 FieldMap = Mapping[str, str]
 
 INVALID: Final = "invalid"
@@ -105,6 +108,25 @@ def describe_field(key: str) -> str:
     if key == TEXT:
         return "its comments and layout"
     return key.replace("/", ".")
+
+
+def field_position(document: Document, path: str, key: str) -> Position:
+    """Where the value `key` of file `path` stands in `document`: an application's entry,
+    a plan's field, a user, a role, a member (its key's line); where it no longer stands,
+    the nearest part of the file that holds it; a file judged whole, its first line."""
+    kind = place(path).kind
+    data = document.data if isinstance(document.data, dict) else {}
+    if kind == "plan" and key.startswith(APP_PREFIX):
+        entries = data.get("applications")
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict) and entry.get("name") == key[len(APP_PREFIX) :]:
+                return document.position(("applications", index))
+        return document.key_position(("applications",))
+    if kind == "plan" and key in (*PLAN_SCALARS, ORDER):
+        return document.key_position(("applications",) if key == ORDER else (key,))
+    if kind == "teams" and key not in (TEXT, INVALID):
+        return document.key_position(teams_field_parts(key))
+    return Position(1, 1)
 
 
 # -- teams.yaml ----------------------------------------------------------------

@@ -275,6 +275,31 @@ class GitRepo:
             args.append(f"^{stop}")
         return self._text("rev-list", *args).split()
 
+    def merge_base(self, one: str, other: str) -> str | None:
+        """The best common ancestor of two commits; None when their histories share none."""
+        try:
+            return self._text("merge-base", one, other) or None
+        except _Failed as error:
+            if error.status == 1:
+                return None
+            raise GitError(f"git merge-base failed: {error.stderr.strip()}") from None
+
+    def merge_tree(self, ours: str, theirs: str) -> tuple[str | None, tuple[str, ...]]:
+        """The tree a true merge of `theirs` into `ours` makes (git's own merge, written to
+        the object store, no working tree touched); None and the conflicting paths when
+        it conflicts."""
+        try:
+            output = self._run(
+                "merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs
+            )
+        except _Failed as error:
+            if error.status != 1:
+                raise GitError(f"git merge-tree failed: {error.stderr.strip()}") from None
+            # "<tree>\0<path>\0<path>\0...": the conflicting paths, one per conflict stage.
+            paths = error.stdout.decode("utf-8", "surrogateescape").split("\0")[1:]
+            return None, tuple(dict.fromkeys(path for path in paths if path))
+        return output.decode().split("\0", 1)[0].strip(), ()
+
     def root_commits(self, tip: str) -> list[str]:
         """Every commit reachable from `tip` that has no parent."""
         return self._text("rev-list", "--max-parents=0", tip).split()

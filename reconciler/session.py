@@ -108,7 +108,7 @@ class Session:
         if position is None and anchor is None:
             anchor = default_anchor(self.repo, tip)
         if not on_branch:
-            self._under_test(target, to_name, position.anchor if position else anchor)
+            self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
         result = authoriser.run(
             target,
@@ -124,7 +124,7 @@ class Session:
         self.walked = authoriser
         return result, policy
 
-    def _under_test(self, target: str, name: str | None, anchor: str | None) -> None:
+    def under_test(self, target: str, name: str | None, anchor: str | None) -> None:
         """A commit off the branch (a pull request's HEAD) is judged from the trust anchor
         the state or the branch gives, never one it chooses (an orphan root of its own,
         making its author a settings user): it must descend from that anchor."""
@@ -138,6 +138,20 @@ class Session:
             f"the trust anchor comes from {self.branch}, or from --trust-anchor, never from "
             "the commit under test",
         )
+
+    def judge_merge(self, merge: str) -> tuple[VerifyResult, tuple[Decision, ...], Authoriser]:
+        """Judge `merge`, a commit whose first parent is the branch tip (walked), as one more
+        landing; decide every plan as of it; then forget it: the state stays the branch's.
+        The walk, for what it read (its effective state after the merge)."""
+        from reconciler.decide import decide, gather  # noqa: PLC0415
+
+        authoriser = self.authoriser()
+        try:
+            result = authoriser.run(merge, persist=False)
+            decisions = decide(gather(authoriser, merge), self.now)
+        finally:
+            authoriser.discard()
+        return result, decisions, authoriser
 
     def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
@@ -289,11 +303,12 @@ def state_directory(repo: GitRepo, state_dir: Path | None) -> Path:
     return state_dir
 
 
-def followed_branch(repo: GitRepo, branch: str | None) -> str:
+def followed_branch(repo: GitRepo, branch: str | None, option: str = "--branch") -> str:
     """`branch`, else main, else the branch HEAD points at; it must exist.
 
     The one rule for every command that reads a local branch, `apply` and
     `watch` included (they follow the remote's main when given a remote).
+    `option`: how the command names the branch, for the hint.
     """
     if branch is None and repo.try_resolve("refs/heads/main"):
         return "main"
@@ -311,17 +326,22 @@ def followed_branch(repo: GitRepo, branch: str | None) -> str:
         error = UsageError if branch is not None else GitError
         raise error(
             f"branch '{followed}' does not exist in {repo.path}",
-            hint=f"pass --branch with one of its branches: {', '.join(repo.branches())}",
+            hint=f"pass {option} with one of its branches: {', '.join(repo.branches())}",
         )
     return followed
 
 
 @contextmanager
 def open_session(
-    repo_dir: Path, *, branch: str | None, state_dir: Path | None, now: datetime
+    repo_dir: Path,
+    *,
+    branch: str | None,
+    state_dir: Path | None,
+    now: datetime,
+    option: str = "--branch",
 ) -> Iterator[Session]:
     with GitRepo(repo_dir) as repo:
-        followed = followed_branch(repo, branch)
+        followed = followed_branch(repo, branch, option)
         store = StateStore(state_directory(repo, state_dir), followed)
         try:
             yield Session(repo, store, followed, now)

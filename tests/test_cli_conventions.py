@@ -39,10 +39,16 @@ def test_a_json_error_outside_a_repository_is_json_on_stdout(tmp_path: Path) -> 
     "args",
     [
         ("verify", "--to", "no-such-revision"),
+        ("verify-mergeable", "--base", "main", "--head", "no-such-revision"),
         ("approve", "plans/no-such-plan.yaml"),
         ("apply", "--dry-run", "--instance", "two words"),
     ],
-    ids=["verify-unknown-revision", "approve-unknown-plan", "apply-bad-instance"],
+    ids=[
+        "verify-unknown-revision",
+        "verify-mergeable-unknown-head",
+        "approve-unknown-plan",
+        "apply-bad-instance",
+    ],
 )
 def test_a_json_error_is_json_on_stdout_with_the_process_exit_code(
     tmp_path: Path, people: People, args: tuple[str, ...]

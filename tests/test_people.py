@@ -728,7 +728,7 @@ def test_the_readme_command_reference_is_what_each_commands_help_prints() -> Non
     reference = section(README.read_text())
     env = {**os.environ, "COLUMNS": "90"}
     names = re.findall(r"^#### `reconciler (\S+)`$", reference, flags=re.MULTILINE)
-    assert len(names) == 13
+    assert len(names) == 14
     for name in names:
         result = reconciler(name, "--help", env=env)
         assert result.exit_code == 0, result.stderr
@@ -750,6 +750,9 @@ def test_every_commands_json_has_the_keys_the_readme_documents(
     outputs = {
         "validate": reconciler("validate", "--repo", repo.path, "--format", "json").json(),
         "verify": repo.reconciler("verify", "--format", "json").json(),
+        "verify-mergeable": repo.reconciler(
+            "verify-mergeable", "--base", "main", "--format", "json"
+        ).json(),
         "access": repo.reconciler("access", "bob", "--format", "json").json(),
         "plan": repo.reconciler("plan", "--format", "json").json(),
         "apply": repo.apply("--dry-run", "--format", "json").json(),

@@ -28,6 +28,7 @@ class LazyGroup(click.Group):
     LAZY: ClassVar[dict[str, str]] = {
         "validate": "reconciler.cli.validate_commands:validate",
         "verify": "reconciler.cli.verify_commands:verify",
+        "verify-mergeable": "reconciler.cli.mergeable_commands:verify_mergeable",
         "access": "reconciler.cli.verify_commands:access_command",
         "plan": "reconciler.cli.plan_commands:plan_command",
         "approve": "reconciler.cli.action_commands:approve",

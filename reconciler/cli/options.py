@@ -97,7 +97,9 @@ def format_option(*choices: str) -> Callable[[FC], FC]:
         type=click.Choice(choices),
         default="text",
         show_default=True,
-        help="Output for people (text) or machines (json"
+        help="Output for people (text"
+        + (", markdown for a pull-request comment" if "markdown" in choices else "")
+        + ") or machines (json"
         + (", github workflow annotations" if "github" in choices else "")
         + ").",
     )

@@ -19,6 +19,7 @@ from reconciler.model import Finding
 from reconciler.printable import printable
 
 FORMATS_WITH_GITHUB = ("text", "json", "github")
+FORMATS_WITH_MARKDOWN = ("text", "json", "github", "markdown")
 FORMATS = ("text", "json")
 
 

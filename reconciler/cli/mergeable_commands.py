@@ -1,0 +1,83 @@
+"""`reconciler verify-mergeable`: the pull-request check, judging only the pull request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler import mergeable
+from reconciler.cli import mergeable_output, output
+from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.cli.options import format_option, repo_option, state_dir_option
+from reconciler.cli.verify_commands import progress_bar
+from reconciler.clock import utc_now
+from reconciler.session import open_session
+from reconciler.worktree import find_root
+
+
+@click.command(name="verify-mergeable")
+@click.option(
+    "--base",
+    required=True,
+    metavar="BRANCH",
+    help="The branch the pull request merges into: a local branch (in CI, fetch it first: "
+    "git fetch origin BRANCH:BRANCH).",
+)
+@click.option(
+    "--head",
+    "head",
+    default="HEAD",
+    metavar="REV",
+    help="The pull request's head, or the test merge of it CI checks out (default: HEAD).",
+)
+@repo_option
+@state_dir_option
+@click.option(
+    "--trust-anchor",
+    metavar="REV",
+    help="On the first run, trust REV's tree (default: BRANCH's root commit).",
+)
+@format_option(*output.FORMATS_WITH_MARKDOWN)
+def verify_mergeable(
+    base: str,
+    head: str,
+    repo: Path | None,
+    state_dir: Path | None,
+    trust_anchor: str | None,
+    output_format: str,
+) -> None:
+    """Judge what merging the pull request into BRANCH would land, and only that.
+
+    The pull request's commits and their true merge are judged as one landing
+    on BRANCH's effective state: its policy and trust anchor, never the pull
+    request's, so a grant in it authorises nothing landed with it. A test merge
+    that CI checks out (GitHub's refs/pull/N/merge) is taken for its second
+    parent, merged again onto BRANCH's tip. Prints each refused change at its
+    file and line with who could make it (github: annotations), what the merge
+    changes and what each plan would wait for once merged (markdown: a comment
+    for the pull request); refusals already on BRANCH are listed apart and do
+    not count. Exit 0 when the merge would be authorised whoever merges, 1 when
+    not, or when the head does not descend from the trust anchor or does not
+    merge cleanly.
+    """
+    with (
+        reported(),
+        open_session(
+            find_root(repo or Path.cwd()),
+            branch=base,
+            state_dir=state_dir,
+            now=utc_now(),
+            option="--base",
+        ) as session,
+        progress_bar("verifying the base") as progress,
+    ):
+        # Every revision typed is resolved before the walk: a typo stops it before it starts.
+        tested = session.typed_revision("--head", head)
+        if trust_anchor:
+            session.typed_revision("--trust-anchor", trust_anchor)
+        result = mergeable.check(
+            session, tested, head, trust_anchor=trust_anchor, progress=progress
+        )
+        mergeable_output.emit(result, output_format)
+    raise SystemExit(EXIT_OK if result.authorised else EXIT_FAILED)

@@ -1,0 +1,598 @@
+"""`reconciler verify-mergeable`: the pull-request check judges only the pull request.
+
+Real repositories, real people with real keys, signed commits made by git, the
+real command in a subprocess; the test merge CI checks out is made the way
+GitHub makes refs/pull/N/merge (git's merge of the base and the head, two
+parents, committed by the host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.configrepo import Result
+from tests.configrepo import reconciler as run_cli
+from tests.gitfixtures import (
+    DEV_PLAN,
+    ECOMMERCE,
+    HOST_EMAIL,
+    PORTAL,
+    PROD_PLAN,
+    QA_PLAN,
+    ROOT_ADMIN,
+    ConfigRepo,
+    People,
+    SeedRepo,
+    dev_plan,
+    dump,
+    init_repository,
+    prod_plan,
+    proposed_qa_release,
+    qa_plan,
+    seed_teams,
+    teams_with,
+)
+
+QA_PLAN_TEXT_ENTRY = "name: ecommerce"
+
+
+def mergeable(repo: SeedRepo, *args: str) -> Result:
+    """The check, for HEAD into main, with the repository's own state directory."""
+    return repo.reconciler("verify-mergeable", "--base", "main", *args)
+
+
+def old_ci_check(repo: SeedRepo, state: Path) -> Result:
+    """What `init`'s workflow ran before: every landing from the trust anchor to HEAD."""
+    return run_cli(
+        "verify", "--repo", repo.path, "--state-dir", state, "--branch", "main", "--to", "HEAD"
+    )
+
+
+def as_json(result: Result) -> dict[str, Any]:
+    data = result.json()
+    assert isinstance(data, dict)
+    return data
+
+
+def where(text: str, needle: str) -> tuple[int, int]:
+    """The 1-based line and column where `needle` first stands in `text`."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number, line.index(needle) + 1
+    raise AssertionError(f"{needle!r} not in the file")
+
+
+def github_test_merge(repo: SeedRepo, branch: str) -> str:
+    """refs/pull/7/merge as GitHub makes it for a pull request of `branch` into main: git's
+    merge of main's tip and the branch, committed (unsigned) by the host; checked out
+    detached, as actions/checkout does on a pull_request event."""
+    tree = repo.git("merge-tree", "--write-tree", "main", branch).split()[0]
+    env = {
+        "GIT_AUTHOR_NAME": "GitHub",
+        "GIT_AUTHOR_EMAIL": HOST_EMAIL,
+        "GIT_COMMITTER_NAME": "GitHub",
+        "GIT_COMMITTER_EMAIL": HOST_EMAIL,
+    }
+    message = f"Merge {repo.head(branch)} into {repo.head('main')}"
+    parents = ("-p", repo.head("main"), "-p", repo.head(branch))
+    merge = repo.git("commit-tree", tree, *parents, "-m", message, env=env)
+    repo.git("update-ref", "refs/pull/7/merge", merge)
+    repo.git("checkout", "-q", "--detach", merge)
+    return merge
+
+
+def erik_edits_the_ecommerce_entry(repo: SeedRepo) -> str:
+    """On branch `erik`: erik (customer-portal's developer) changes ecommerce's version in
+    the QA plan, an application that is not his team's. His commit."""
+    with repo.branch("erik"):
+        bad = qa_plan({**ECOMMERCE, "version": "9.9.9"}, PORTAL, notes="November release")
+        return repo.commit(repo.people.erik, {QA_PLAN: bad}, signed=False)
+
+
+# -- only the pull request's landing counts -------------------------------------------------------
+
+
+def test_an_innocent_pull_request_is_green_on_a_main_that_holds_old_refusals(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    # Old refusals on main: in the plan the pull request edits, and in teams.yaml.
+    notes = repo.commit(
+        people.mallory, {QA_PLAN: qa_plan(ECOMMERCE, notes="mallory was here")}, signed=False
+    )
+    teams = teams_with(people, lambda data: data["infrastructure"]["settings"].append("bob"))
+    repo.commit(people.mallory, {"teams.yaml": teams}, signed=False)
+    with repo.branch("portal"):
+        diana = repo.commit(
+            people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="mallory was here")}
+        )
+    repo.git("checkout", "-q", "portal")
+    # The check init's workflow ran before judged every landing since the trust anchor.
+    assert old_ci_check(repo, tmp_path / "old-ci").exit_code == 1
+
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    data = as_json(result)
+    assert data["authorised"] is True
+    assert data["landed"] == [diana]
+    assert data["head"] == data["tested"] == diana
+    assert data["base_tip"] == repo.head("main")
+    assert data["refusals"] == []
+    # main's refused notes are in the file it edits: told apart, never the pull request's.
+    assert [(item["commit"], item["field"]) for item in data["inherited"]] == [(notes, "notes")]
+    assert data["changes"] == [{"path": QA_PLAN, "kind": "plan", "change": "modified"}]
+    github = mergeable(repo, "--format", "github")
+    assert github.exit_code == 0
+    assert [line.split(" ", 1)[0] for line in github.stdout.splitlines()] == ["::notice"]
+    text = mergeable(repo)
+    assert text.exit_code == 0
+    assert f"merging {diana[:12]} into main ({repo.head('main')[:12]}): authorised" in text.stdout
+    assert "already refused on main (not this pull request's):" in text.stdout
+    # The state stays main's: the pull request's landing was judged and forgotten.
+    verify = repo.reconciler("verify", "--format", "json").json()
+    assert verify["tip"] == repo.head("main")
+    assert diana not in [commit for landing in verify["landings"] for commit in landing["landed"]]
+
+
+def workflow_checks(target: Path, state: Path) -> list[tuple[int, str]]:
+    """Run the `verify-mergeable` steps of the workflow `init` wrote, as GitHub Actions
+    runs them (bash, its variables, every step after a failure only `if: always()`), for
+    a pull request into main checked out in `target`: each step's exit code and output."""
+    workflow = yaml.safe_load((target / ".github/workflows/reconciler.yml").read_text())
+    summary = state.parent / "step-summary.md"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_BASE_REF": "main",
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    ran: list[tuple[int, str]] = []
+    for step in workflow["jobs"]["check"]["steps"]:
+        if "reconciler verify-mergeable" not in step.get("run", ""):
+            continue
+        if any(code for code, _ in ran) and step.get("if") != "always()":
+            continue
+        step_env = {
+            key: value.replace("${{ runner.temp }}", str(state.parent))
+            for key, value in step.get("env", {}).items()
+        }
+        done = subprocess.run(
+            ["bash", "-e", "-c", step["run"]],
+            cwd=target,
+            env={**env, **step_env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        ran.append((done.returncode, done.stdout + done.stderr))
+    ran.append((0, summary.read_text() if summary.exists() else ""))
+    return ran
+
+
+def test_inits_workflow_is_green_for_an_innocent_pull_request_after_refusals_on_main(
+    tmp_path: Path, people: People
+) -> None:
+    target = tmp_path / "config"
+    made = init_repository(people, target, *ROOT_ADMIN)
+    assert made.exit_code == 0, made.stderr
+    repo = ConfigRepo(target, people, tmp_path / "unused-state")
+    # A refused landing on main: before, the workflow's check was red for every pull
+    # request after it.
+    repo.commit(people.mallory, {DEV_PLAN: dev_plan(ECOMMERCE)}, signed=False)
+    with repo.branch("tidy"):
+        text = (target / "environments/development.yaml").read_text()
+        repo.commit(people.root, {"environments/development.yaml": "# tidy\n" + text})
+    repo.git("checkout", "-q", "tidy")
+    [(annotations, output), (comment, _), (_, summary)] = workflow_checks(
+        target, tmp_path / "ci" / "reconciler-state"
+    )
+    assert (annotations, comment) == (0, 0), output
+    assert summary.startswith("### reconciler: merging into `main` is **authorised**")
+    assert "- modified `environments/development.yaml` (environment)" in summary
+
+    with repo.branch("evil"):
+        repo.commit(people.mallory, {"environments/development.yaml": "# mine\n" + text})
+    repo.git("checkout", "-q", "evil")
+    [(annotations, output), (comment, _), (_, summary)] = workflow_checks(
+        target, tmp_path / "ci-2" / "reconciler-state"
+    )
+    assert (annotations, comment) == (1, 1)
+    assert output.startswith("::error file=environments/development.yaml,line=1,col=1,")
+    assert "#### Refused" in summary
+
+
+def test_a_refused_entry_is_annotated_at_its_line_with_the_fix_and_who_may_make_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    erik = erik_edits_the_ecommerce_entry(repo)
+    repo.git("checkout", "-q", "erik")
+    line, column = where((repo.path / QA_PLAN).read_text(), QA_PLAN_TEXT_ENTRY)
+
+    result = mergeable(repo, "--format", "github")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    [annotation] = result.stdout.splitlines()
+    assert annotation.startswith(
+        f"::error file={QA_PLAN},line={line},col={column},"
+        "title=plans/2026-11-qa-release.yaml (the ecommerce entry) needs plan.edit on "
+        "quality-assurance for ecommerce::"
+    ), annotation
+    message = annotation.split("::", 2)[2]
+    assert message == (
+        f"plans/2026-11-qa-release.yaml (the ecommerce entry): changed by erik in {erik[:12]}, "
+        "which needs plan.edit on quality-assurance for ecommerce: ecommerce belongs to team "
+        "ecommerce, and erik is not a member of it; erik holds developer in customer-portal"
+        "%0Afix: only alice, bob may make this change: have one of them commit it, or take it "
+        "out of the pull request"
+    )
+    [refusal] = as_json(mergeable(repo, "--format", "json"))["refusals"]
+    assert (refusal["line"], refusal["column"], refusal["may"]) == (line, column, ["alice", "bob"])
+    assert (refusal["commit"], refusal["merger"]) == (erik, False)
+
+
+def test_a_grant_in_the_pull_request_authorises_nothing_it_lands(
+    tmp_path: Path, people: People
+) -> None:
+    # carol, ecommerce's tester, wants to put ecommerce into production; production's
+    # plan.edit is for tech leads. Her pull request makes her one, then edits the plan.
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("promote"):
+        teams = teams_with(
+            people, lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead")
+        )
+        granted = repo.commit(people.root, {"teams.yaml": teams}, "carol leads ecommerce")
+        edit = repo.commit(people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.git("checkout", "-q", "promote")
+    # Before: each commit of a linear branch was a landing of its own, so carol's edit was
+    # judged by the policy root's grant had just made, and the check passed.
+    assert old_ci_check(repo, tmp_path / "old-ci").exit_code == 0
+
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    data = as_json(result)
+    assert data["landed"] == [granted, edit]
+    # root's grant is authorised, and authorises nothing landed with it: carol's new plan
+    # is refused field by field.
+    assert {(item["commit"], item["path"]) for item in data["refusals"]} == {(edit, PROD_PLAN)}
+    [refusal] = [item for item in data["refusals"] if item["field"] == "app:ecommerce"]
+    assert refusal["reasons"] == [
+        "carol is tester in ecommerce, which owns ecommerce",
+        "production grants plan.edit to tech-lead",
+    ]
+    assert refusal["may"] == ["alice"]  # under main's policy, not the pull request's
+
+
+def test_a_pull_request_that_grants_itself_a_role_is_red_for_the_grant_and_the_edit(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("promote"):
+        teams = teams_with(
+            people, lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead")
+        )
+        grant = repo.commit(people.carol, {"teams.yaml": teams}, "I lead ecommerce now")
+        edit = repo.commit(people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.git("checkout", "-q", "promote")
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1
+    refused = {(item["commit"], item["path"]) for item in as_json(result)["refusals"]}
+    assert (grant, "teams.yaml") in refused
+    assert (edit, PROD_PLAN) in refused
+
+
+@pytest.mark.parametrize("shape", ["orphan", "rewritten root"])
+def test_a_pull_request_that_does_not_descend_from_the_trust_anchor_is_refused(
+    tmp_path: Path, people: People, shape: str
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    anchor = repo.head()
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    # mallory's history, where she is the settings user: an orphan branch, or main's own
+    # history rewritten from its root (the seed commit again, with her in it, and main's
+    # later commits replayed on top).
+    teams = seed_teams(people)
+    teams["users"]["mallory"] = {
+        "name": "Mallory",
+        "emails": ["mallory@example.com"],
+        "keys": [people.mallory.public_key],
+    }
+    teams["infrastructure"]["settings"] = ["mallory"]
+    repo.git("checkout", "-q", "--orphan", "evil")
+    if shape == "orphan":
+        repo.git("rm", "-q", "-r", "--cached", ".")
+        repo.commit(people.mallory, {"teams.yaml": dump(teams)}, "root")
+    else:
+        repo.git("read-tree", "--reset", "-u", anchor)
+        root = repo.commit(people.mallory, {"teams.yaml": dump(teams)}, "Seed configuration")
+        repo.git("cherry-pick", "--allow-empty", f"{anchor}..main")
+        assert repo.git("rev-list", "--max-parents=0", "HEAD") == root
+    production = (repo.path / "environments/production.yaml").read_text()
+    anyone = production.replace("plan.deploy: [deployment]", "plan.deploy: [developer]")
+    evil = repo.commit(people.mallory, {"environments/production.yaml": anyone})
+
+    for output in ("text", "json", "github", "markdown"):
+        result = mergeable(repo, "--format", output)
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.splitlines()[0] == (
+            f"error: HEAD ({evil[:12]}) does not descend from the trust anchor {anchor[:12]} "
+            "of main: its history is not the branch's, and is not verified against it"
+        )
+
+
+def test_a_pull_request_already_in_its_base_is_green_with_nothing_to_merge(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.mallory, {DEV_PLAN: dev_plan(ECOMMERCE)}, signed=False)  # refused
+    result = mergeable(repo)
+    assert result.exit_code == 0, result.stderr
+    assert f"nothing to merge: {repo.head()[:12]} is already in main" in result.stdout
+    data = as_json(mergeable(repo, "--format", "json"))
+    assert (data["merge"], data["authorised"], data["refusals"]) == (None, True, [])
+
+
+def test_a_pull_request_that_does_not_merge_cleanly_is_refused_naming_the_conflict(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    with repo.branch("other"):
+        repo.commit(people.alice, {DEV_PLAN: dev_plan({**ECOMMERCE, "version": "1.5.0"})})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan({**ECOMMERCE, "version": "1.6.0"})})
+    repo.git("checkout", "-q", "other")
+    result = mergeable(repo)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"error: HEAD ({repo.head()[:12]}) does not merge cleanly into main: {DEV_PLAN} conflict"
+    )
+    assert "hint: merge main into the pull request" in result.stderr
+
+
+# -- the shapes CI checks out ---------------------------------------------------------------------
+
+
+def test_the_test_merge_ci_checks_out_is_judged_by_its_second_parent_on_the_base_as_it_is_now(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("portal"):
+        diana = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    test_merge = github_test_merge(repo, "portal")
+    # main moves on after GitHub made the test merge: the check merges again onto its tip.
+    repo.git("checkout", "-q", "main")
+    moved = repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.git("checkout", "-q", "--detach", test_merge)
+
+    data = as_json(mergeable(repo, "--format", "json"))
+    assert data["authorised"] is True, data
+    assert (data["tested"], data["head"], data["base_tip"]) == (test_merge, diana, moved)
+    assert data["landed"] == [diana]  # not the host's merge: it holds nothing of its own
+    assert data["merge"] not in (test_merge, None)
+
+
+def test_a_refused_pull_request_in_the_test_merge_is_annotated_at_the_heads_line(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    erik = erik_edits_the_ecommerce_entry(repo)
+    line, column = where(repo.git("show", f"{erik}:{QA_PLAN}"), QA_PLAN_TEXT_ENTRY)
+    github_test_merge(repo, "erik")
+    result = mergeable(repo, "--format", "github")
+    assert result.exit_code == 1, result.stderr
+    [annotation] = result.stdout.splitlines()
+    assert annotation.startswith(f"::error file={QA_PLAN},line={line},col={column},")
+    assert f"changed by erik in {erik[:12]}" in annotation
+
+
+def test_a_head_merge_that_holds_edits_of_its_own_is_judged_whole(
+    tmp_path: Path, people: People
+) -> None:
+    # mallory's pull request is a merge onto main's tip, like a host's test merge, but its
+    # conflict-free "resolution" changes ecommerce's entry: it is her head, judged whole.
+    repo = proposed_qa_release(tmp_path, people)
+    with repo.branch("harmless"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="Release")})
+    with repo.branch("evil"):
+        evil = repo.merge(
+            people.mallory,
+            "harmless",
+            resolve={QA_PLAN: qa_plan({**ECOMMERCE, "version": "6.6.6"}, PORTAL, notes="Release")},
+            signed=False,
+        )
+    assert repo.git("rev-parse", f"{evil}^1") == repo.head("main")
+    repo.git("checkout", "-q", "evil")
+    data = as_json(mergeable(repo, "--format", "json"))
+    assert data["head"] == evil
+    assert [(item["commit"], item["field"]) for item in data["refusals"]] == [
+        (evil, "app:ecommerce")
+    ]
+
+
+# -- what only a merger could do ------------------------------------------------------------------
+
+
+def test_a_change_only_a_merger_could_make_names_who_may_merge_it(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("fiona"):  # pm, who holds projects, makes fiona a developer
+        repo.commit(
+            people.pm,
+            {
+                "teams.yaml": teams_with(
+                    people,
+                    lambda data: data["teams"]["customer-portal"]["members"].update(
+                        fiona="developer"
+                    ),
+                )
+            },
+        )
+    # Meanwhile root onboards someone on main, further down teams.yaml: both sides changed
+    # the file, so the merged text is the merge's own, and only its author may write it.
+    teams = seed_teams(people)
+    teams["teams"]["operations"]["members"]["ravi"] = "deployment"
+    repo.commit(people.root, {"teams.yaml": dump(teams)})
+    repo.git("checkout", "-q", "fiona")
+
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1, result.stdout
+    [refusal] = as_json(result)["refusals"]
+    assert (refusal["path"], refusal["field"], refusal["merger"], refusal["may"]) == (
+        "teams.yaml",
+        "text",
+        True,
+        ["pm", "root"],
+    )
+    assert refusal["message"] == (
+        "teams.yaml (its comments and layout): the merge itself makes this change (both sides "
+        "changed it), which needs teams.edit"
+    )
+    assert refusal["fix"] == (
+        "only a merge by pm, root could land it (their signed true merge makes it theirs); or "
+        "rebase the pull request on main, its commits signed again by their authors"
+    )
+    # As it says: pm's signed true merge lands it.
+    repo.git("checkout", "-q", "main")
+    merge = repo.merge(people.pm, "fiona")
+    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    assert (landing["commit"], landing["authorised"]) == (merge, True)
+
+
+def test_a_change_made_on_a_refused_value_names_who_may_merge_it(
+    tmp_path: Path, people: People
+) -> None:
+    # main holds mallory's refused version of ecommerce; alice's pull request sets the one
+    # she wants, but on top of mallory's: merged, that change is whoever merges' own.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.mallory, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "6.6.6"})}, signed=False)
+    with repo.branch("fix"):
+        fixed = repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"})})
+    repo.git("checkout", "-q", "fix")
+
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1, result.stdout
+    [refusal] = as_json(result)["refusals"]
+    assert (refusal["commit"], refusal["field"], refusal["merger"], refusal["may"]) == (
+        fixed,
+        "app:ecommerce",
+        True,
+        ["alice", "bob"],
+    )
+    assert refusal["message"] == (
+        f"{QA_PLAN} (the ecommerce entry): changed in {fixed[:12]} from a value that is not "
+        "main's effective one (superseded since, or never authorised), so once merged it is "
+        "the change of whoever merges, which needs plan.edit on quality-assurance for ecommerce"
+    )
+    assert refusal["fix"] == (
+        "only a merge by alice, bob could land it (their signed true merge makes it theirs)"
+    )
+    # As it says: alice's merge lands it.
+    repo.git("checkout", "-q", "main")
+    merge = repo.merge(people.alice, "fix")
+    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    assert (landing["commit"], landing["authorised"]) == (merge, True)
+
+
+# -- the comment ----------------------------------------------------------------------------------
+
+
+def test_the_markdown_comment_says_what_the_merge_changes_and_what_each_plan_would_wait_for(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
+    with repo.branch("release"):
+        repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+        repo.approve(people.ravi, QA_PLAN)  # on the pull request's branch: it lands with it
+    repo.git("checkout", "-q", "release")
+
+    result = mergeable(repo, "--format", "markdown")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "### reconciler: merging into `main` is **authorised**"
+    assert "#### Refused" not in lines
+    changes = lines.index("#### What the merge changes")
+    assert lines[changes + 2] == f"- added `{QA_PLAN}` (plan)"
+    once = lines.index("#### Once merged")
+    assert lines[once + 2] == (
+        f"- `{QA_PLAN}` into `quality-assurance` (added): would wait for: a trigger by a "
+        "plan.deploy holder on quality-assurance (olga): merge it, or run \\`reconciler "
+        "deploy\\`"
+    )
+
+    erik_edits = {**ECOMMERCE, "version": "9.9.9"}
+    repo.commit(people.erik, {QA_PLAN: qa_plan(erik_edits)}, signed=False)
+    refused = mergeable(repo, "--format", "markdown")
+    assert refused.exit_code == 1
+    lines = refused.stdout.splitlines()
+    assert lines[0] == "### reconciler: merging into `main` is **refused**"
+    section = lines.index("#### Refused")
+    line, _ = where((repo.path / QA_PLAN).read_text(), QA_PLAN_TEXT_ENTRY)
+    assert lines[section + 2].startswith(
+        f"- `{QA_PLAN}:{line}`: {QA_PLAN} (the ecommerce entry): changed by erik in "
+    )
+    assert lines[section + 3] == (
+        "  - fix: only alice, bob may make this change: have one of them commit it, or take it "
+        "out of the pull request"
+    )
+    assert f"- `{QA_PLAN}` (added): would be refused: main's content is not authorised" in (
+        refused.stdout
+    )
+
+
+def test_a_file_name_cannot_forge_markup_in_the_markdown_comment(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("docs"):
+        name = "docs/`x` **authorised** <img src=x onerror=alert(1)>.md"
+        repo.commit(people.mallory, {name: "x\n"}, signed=False)
+    repo.git("checkout", "-q", "docs")
+    result = mergeable(repo, "--format", "markdown")
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("- `")]
+    # One code span (its fence longer than any backtick run in the name) holds it whole.
+    assert line.startswith(f"- ``{name}:1``: ")
+    rest = line[len(f"- ``{name}:1``: ") :]
+    # and what follows names it with every character that could start markup escaped.
+    assert re.search(r"(?<!\\)[<>*`]", rest) is None, rest
+    assert "\\<img src=x onerror=alert(1)\\>" in rest
+
+
+def test_the_check_of_a_pull_request_is_the_same_json_whatever_state_it_starts_from(
+    tmp_path: Path, people: People
+) -> None:
+    # CI starts from a fresh state; a person's clone from the one their commands keep.
+    repo = proposed_qa_release(tmp_path, people)
+    erik_edits_the_ecommerce_entry(repo)
+    repo.git("checkout", "-q", "erik")
+    kept = as_json(mergeable(repo, "--format", "json"))
+    fresh = run_cli(
+        "verify-mergeable",
+        "--base",
+        "main",
+        "--repo",
+        repo.path,
+        "--state-dir",
+        tmp_path / "fresh",
+        "--format",
+        "json",
+    )
+    assert fresh.exit_code == 1
+    fresh_data = as_json(fresh)
+    assert {key: value for key, value in fresh_data.items() if key != "merge"} == {
+        key: value for key, value in kept.items() if key != "merge"
+    }
+    assert json.dumps(fresh_data["refusals"]) == json.dumps(kept["refusals"])
