@@ -125,6 +125,11 @@ class Refusal:
     needed: str
     reasons: tuple[str, ...]
 
+    def what(self) -> str:
+        if self.field in ("", CONTENT):
+            return self.path
+        return f"{self.path} ({describe_field(self.field)})"
+
     def message(self) -> str:
         return group_refusals([self])[0].text()
 

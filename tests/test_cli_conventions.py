@@ -108,6 +108,7 @@ COMMANDS = (
     "status",
     "validate",
     "verify",
+    "verify-mergeable",
     "watch",
 )
 
