@@ -748,9 +748,11 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
-    # Versions some sign-off predates: back on main since (a revert, an un-cancel).
-    earliest = min((item.seq for item in signoffs), default=None)
-    back = [ref for ref, item in landings.items() if earliest is not None and earliest < item.seq]
+    # Versions a sign-off of their own predates: back on main since (a revert, an un-cancel).
+    # Rare, so only these are read again, to tell an un-cancel from a revert.
+    of_run = {run.id: run.plan for run in runs}
+    signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
+    back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
     return History(
         policy=authoriser.policy(),
         plans=tuple(plans),
