@@ -49,6 +49,23 @@ class Made:
     message: str
 
 
+def still_to_do(session: Session) -> str | None:
+    """What a commit an action just made on HEAD still needs to count, or None when it
+    counts as it is: made off the followed branch, a merge into it; on it, where the branch
+    tracks a remote, a push (the service follows the remote, not this clone)."""
+    branch = session.branch
+    head = session.repo.head_branch()
+    if head != branch:
+        return (
+            f"merge it into {branch} for it to count "
+            f"(push {head or 'it'} and merge the pull request)"
+        )
+    remote = session.repo.config(f"branch.{branch}.remote")
+    if remote is not None:
+        return f"push it (`git push {remote} {branch}`) for a reconciler following {remote}"
+    return None
+
+
 def plan_file(name_or_path: str) -> str:
     """'2026-11-qa-release' or 'plans/2026-11-qa-release.yaml' -> the plan's path."""
     candidate = name_or_path.strip()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
@@ -131,10 +131,7 @@ class Refusal:
         return f"{self.path} ({describe_field(self.field)})"
 
     def message(self) -> str:
-        return (
-            f"{self.what()}: changed by {self.actor} in {self.commit[:12]}, which needs "
-            f"{self.needed}: {'; '.join(self.reasons)}"
-        )
+        return group_refusals([self])[0].text()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +156,87 @@ class Refusal:
             data["needed"],
             tuple(data["reasons"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalGroup:
+    """The refused changes one commit's actor made to one file, said once.
+
+    How `verify`, `plan` and `history` word refusals: a file's fields that one
+    commit changed without permission share one line, which names each permission
+    needed and each reason once (a plan's entry, source and target are refused for
+    the same reasons, and were told three times). Content that is invalid is said to
+    be invalid, with why: no permission would make it valid.
+    """
+
+    path: str
+    commit: str
+    actor: str
+    how: str
+    invalid: bool
+    fields: tuple[str, ...]  # as `describe_field` words them; empty for a whole file
+    needed: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    def text(self, *, path: bool = True, who: bool = True) -> str:
+        """The line; without `path` (the plan is named already) or `who` (so are the actor
+        and the commit, in `history`'s columns)."""
+        by = f" by {self.actor} in {self.commit[:12]}" if who else ""
+        why = "; ".join(self.reasons)
+        if self.invalid:
+            subject = f"{self.path} is invalid" if path else "invalid"
+            return f"{subject}{f' (committed{by})' if who else ''}: {why}"
+        fields = ", ".join(self.fields)
+        if path:
+            subject = f"{self.path} ({fields})" if fields else self.path
+        else:
+            subject = fields or describe_field(CONTENT)
+        needs = f"changed{by}, which needs" if who else "needs"
+        return f"{subject}: {needs} {_needs(self.needed)}: {why}"
+
+
+def _needs(needed: tuple[str, ...]) -> str:
+    """'plan.edit on qa for customer-portal and every application in the plan': what
+    several refused fields needed, the permission and environment they share said once."""
+    words = [text.split(" ") for text in needed]
+    shared = 0
+    while (
+        all(len(split) > shared + 1 for split in words)
+        and len({split[shared] for split in words}) == 1
+    ):
+        shared += 1
+    if len(needed) > 1 and shared and words[0][shared - 1] == "for":
+        rest = [" ".join(split[shared:]) for split in words]
+        return f"{' '.join(words[0][:shared])} {' and '.join(rest)}"
+    return " and ".join(needed)
+
+
+def group_refusals(refusals: Iterable[Refusal]) -> list[RefusalGroup]:
+    """`refusals` by file, commit and actor, in the order they come."""
+    groups: dict[tuple[str, str, str, str, bool], list[Refusal]] = {}
+    for refusal in refusals:
+        invalid = refusal.field == INVALID
+        key = (refusal.path, refusal.commit, refusal.actor, refusal.how, invalid)
+        groups.setdefault(key, []).append(refusal)
+    return [
+        RefusalGroup(
+            path,
+            commit,
+            actor,
+            how,
+            invalid,
+            tuple(
+                dict.fromkeys(
+                    describe_field(refusal.field)
+                    for refusal in members
+                    if refusal.field not in ("", CONTENT, INVALID)
+                )
+            ),
+            tuple(dict.fromkeys(refusal.needed for refusal in members)),
+            tuple(dict.fromkeys(reason for refusal in members for reason in refusal.reasons)),
+        )
+        for (path, commit, actor, how, invalid), members in groups.items()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

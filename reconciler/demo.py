@@ -15,6 +15,7 @@ through the `local` driver:
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -261,13 +262,37 @@ def _hotfix_plan() -> str:
 
 
 def where_to_look(folder: Path) -> list[str]:
+    """Commands to read the kept story, then to carry it on as its people: Ravi approves
+    Bob's hotfix, Olga triggers it, and a pass as the service deploys it."""
     repository = folder / "config"
+    keys = folder / "keys"
+    users = load((repository / "teams.yaml").read_bytes(), "teams.yaml").data["users"]
+    git = f"git -C {shlex.quote(str(repository))} config"
+    at = f"--repo {shlex.quote(str(repository))}"
+    hotfix = HOTFIX_PLAN.removeprefix("plans/").removesuffix(".yaml")
+
+    def act_as(user_id: str) -> list[str]:
+        # A person's commits need git to sign with their key (gpg.format ssh: the keys
+        # are SSH keys) and to know their name and email, not the machine's.
+        user = users[user_id]
+        return [
+            f"{git} user.name {shlex.quote(user['name'])}",
+            f"{git} user.email {shlex.quote(user['emails'][0])}",
+            f"{git} user.signingkey {shlex.quote(str(keys / user_id))}",
+        ]
+
     return [
         f"git -C {repository} log --graph --format='%h %an: %s%n%(trailers:only,unfold)'",
         f"reconciler status --repo {repository}",
         f"reconciler history --repo {repository}",
         f"ls -l {folder / 'releases' / 'quality-assurance' / 'customer-portal'}",
-        # Carrying the story on: the service's key, and the releases the story made.
-        f"reconciler apply --repo {repository} --key {folder / 'keys' / 'reconciler'} "
+        "# Carry it on as its people: Ravi approves Bob's hotfix, Olga triggers it",
+        f"{git} gpg.format ssh",
+        *act_as("ravi"),
+        f"reconciler approve {hotfix} {at}",
+        *act_as("olga"),
+        f"reconciler deploy {hotfix} {at}",
+        # The service's key, and the releases the story made.
+        f"reconciler apply --repo {repository} --key {keys / 'reconciler'} "
         f"--driver-root {folder / 'releases'}",
     ]

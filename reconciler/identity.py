@@ -45,6 +45,10 @@ class CommitFacts:
     payload: str = ""  # the SHA-256 of its signed payload, when read from the commit
 
 
+# How an actor no policy knows is named where a name is wanted: never a user's.
+UNKNOWN_ACTOR: Final = "an unknown actor"
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """The identity a commit is attributed to under one policy, and how we know."""
@@ -60,7 +64,7 @@ class Actor:
 
     @property
     def name(self) -> str:
-        return self.id or "an unknown actor"
+        return self.id or UNKNOWN_ACTOR
 
 
 def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> Actor:

@@ -73,11 +73,8 @@ def judge_change(
         return _plan(policy, facts, field, old, new)
     actor = resolve(facts, policy, signature_required=True)
     if INVALID in new and field == INVALID:
-        return Judgement(
-            Verdict.deny(f"the new content is refused: {value(new, INVALID)}"),
-            "valid content",
-            actor,
-        )
+        # The reason is the problem itself: the content is invalid, whoever changes it.
+        return Judgement(Verdict.deny(str(value(new, INVALID))), "valid content", actor)
     if kind == "deployment":
         return _deployment(actor, placement.name, finish)
     if kind == "log":
@@ -183,8 +180,7 @@ def _plan(
     actor = resolve(facts, policy, signature_required=signed)
     if field == INVALID:
         if INVALID in new:
-            reason = f"the new content is refused: {value(new, INVALID)}"
-            return Judgement(Verdict.deny(reason), "a valid plan", actor)
+            return Judgement(Verdict.deny(str(value(new, INVALID))), "a valid plan", actor)
         return Judgement(Verdict.allow("replaces content that was refused"), "nothing", actor)
     if not actor.known:
         return Judgement(Verdict.deny(actor.how), _plan_needed(field, targets), actor)

@@ -44,6 +44,20 @@ def _detailed(kind: str) -> Any:
 
 
 @cache
+def _definition(kind: str, name: str) -> Any:
+    whole = resources.schema(kind)
+    return jsonschema_rs.validator_for(
+        {"$schema": whole["$schema"], "$defs": whole["$defs"], "$ref": f"#/$defs/{name}"}
+    )
+
+
+def is_identifier(value: Any) -> bool:
+    """Whether `value` is a name the schemas accept (a plan's target, an application):
+    one that a document failing its schema elsewhere still gives the cross-file checks."""
+    return bool(_definition("plan", "identifier").is_valid(value))
+
+
+@cache
 def _matcher(pattern: str) -> Any:
     return jsonschema_rs.validator_for({"pattern": pattern})
 

@@ -343,6 +343,28 @@ def test_the_command_driver_passes_the_step_as_variables_and_nothing_else(
     )
 
 
+CURRENT = """\
+import os, sys
+print("checking", *sorted(k for k in os.environ if k.startswith("RECONCILER_")), flush=True)
+print("1.3.9", file=sys.stderr if sys.argv[1] == "stderr" else sys.stdout)
+sys.exit(0 if sys.argv[1] != "fail" else 1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "answer"), [("stdout", "1.3.9"), ("stderr", "1.3.9"), ("fail", None)]
+)
+def test_the_command_drivers_current_is_the_last_line_it_prints_and_exits_0_with(
+    tmp_path: Path, mode: str, answer: str | None
+) -> None:
+    # The contract the README documents: the version is the last line of stdout and
+    # stderr read as one stream, and counts only with exit 0.
+    script = tmp_path / "current.py"
+    script.write_text(CURRENT)
+    driver = CommandDriver((sys.executable, str(script), mode), timeout=30)
+    assert driver.current("ecommerce", "development") == answer
+
+
 def test_exit_75_is_a_transient_failure_and_other_codes_are_permanent(script: Path) -> None:
     transient = CommandDriver((sys.executable, str(script), "75"), timeout=30).deploy(
         step(), lines().append

@@ -10,6 +10,7 @@ import click
 from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import (
     branch_option,
+    command_with_examples,
     driver_root_option,
     format_option,
     repo_option,
@@ -119,7 +120,11 @@ def emit_plan(
         click.echo(click.style(f"drift      note: {printable(note)}", dim=True))
 
 
-@click.command(name="plan")
+@command_with_examples(
+    ("What apply would do now with main's plans, and what each waits for", "reconciler plan"),
+    ("Your branch's plans, as if the branch were main", "reconciler plan --branch my-plan"),
+    name="plan",
+)
 @repo_option
 @branch_option
 @state_dir_option

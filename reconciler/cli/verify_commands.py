@@ -13,7 +13,13 @@ from reconciler import access
 from reconciler.authorise import Progress
 from reconciler.cli import output, verify_output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    command_with_examples,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.clock import utc_now
 from reconciler.session import open_session
 from reconciler.worktree import find_root
@@ -41,7 +47,17 @@ def progress_bar(label: str) -> Iterator[Progress]:
             bar[0].__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
-@click.command()
+@command_with_examples(
+    (
+        "Every landing on main since the trust anchor; exit 1 if one is refused",
+        "reconciler verify",
+    ),
+    ("Every landing, authorised or not, as JSON", "reconciler verify --all --format json"),
+    (
+        "After a history rewrite: trust REV, a commit signed by a settings user",
+        "reconciler verify --re-anchor REV",
+    ),
+)
 @repo_option
 @branch_option
 @state_dir_option
@@ -123,7 +139,11 @@ def verify(
     raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)
 
 
-@click.command(name="access")
+@command_with_examples(
+    ("What bob may do where, and why", "reconciler access bob"),
+    ("Only in production", "reconciler access bob --env production"),
+    name="access",
+)
 @click.argument("user")
 @repo_option
 @branch_option
