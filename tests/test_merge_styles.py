@@ -293,7 +293,7 @@ def rebased_by(repo: SeedRepo, by: Person, branch: str) -> None:
 
 
 @pytest.mark.parametrize("style", ["gitlab", "forgejo", "git merge --ff-only"])
-def test_a_fast_forward_lands_each_commit_as_its_own_signers_and_triggers_nothing(
+def test_a_fast_forward_lands_each_commit_as_its_own_signers_and_whoever_merged_triggers_nothing(
     tmp_path: Path, people: People, style: str
 ) -> None:
     """GitLab's fast-forward merge, Gitea's "Fast-forward only", `git merge --ff-only` or a
