@@ -98,7 +98,7 @@ from reconciler.readahead import (
     prepare,
 )
 from reconciler.revocation import Revocations, screened
-from reconciler.rules import judge_change, judge_signoff
+from reconciler.rules import judge_change, judge_signoff, landing_style, triggers
 from reconciler.signatures import SignatureCheck as SignatureResult
 from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
@@ -813,7 +813,7 @@ class Authoriser:
             judgement.actor.name,
             judgement.actor.how,
             judgement.needed,
-            stale + judgement.verdict.reasons,
+            stale + judgement.verdict.reasons + judgement.hints,
         )
         work.refused.append(refusal)
         return refusal
@@ -960,9 +960,12 @@ class Authoriser:
             environment = policy.environments.get(target) if isinstance(target, str) else None
             signed = environment.gates.signed_commits if environment else True
             actor = self._actor(commit, policy, signed=signed)
+            parents = work.entries[commit].parents
+            onto_main = not parents or parents[0] == first_parent
+            style = landing_style(self.facts(commit), actor, onto_main=onto_main)
             verdict = (
                 self._may_deploy(policy, actor.name, target)
-                if actor.known and isinstance(target, str)
+                if actor.known and isinstance(target, str) and triggers(style)
                 else None
             )
             self.store.add_plan_version(
@@ -976,6 +979,9 @@ class Authoriser:
                     "how": actor.how,
                     "verified": actor.verified,
                     "triggered": bool(verdict),
+                    # How it landed: a squash or a branch that merged main in is no trigger.
+                    "style": style,
+                    "squashed_by": actor.squashed_by,
                     # Only a ready, valid version runs, so only its landing is a trigger
                     # (history); None: invalid. Rows stored before it have no "state".
                     "state": None if INVALID in fields else value(fields, "state"),

@@ -35,6 +35,7 @@ from reconciler.layout import place
 from reconciler.loader import load
 from reconciler.model import Environment, Plan, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
+from reconciler.rules import not_a_trigger
 
 Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
 RunResult = Literal["started", "succeeded", "failed", "interrupted"]
@@ -70,6 +71,8 @@ class Landed:
     how: str
     triggered: bool  # its actor held plan.deploy under the policy that judged it
     reasons: tuple[str, ...]
+    style: str = ""  # how it landed (`rules.landing_style`); "" when stored before styles
+    squashed_by: str | None = None  # the host whose squash landed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +257,7 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
         who = who or "nobody"
         waits.append(
-            Wait(
-                "trigger",
-                f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
-                "merge it, or run `reconciler deploy`",
-            )
+            _trigger_wait(landed, environment, plan, who)
             if latest is None
             else Wait(
                 "retry",
@@ -294,6 +293,22 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         retry_of=latest.id if latest is not None and trigger is not None else None,
         notes=tuple(notes),
     )
+
+
+def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str) -> Wait:
+    """The wait for a trigger: who may give it and the command; and, where the landing
+    itself was no trigger, why, naming how it landed (a trigger that lapsed says why in
+    a note)."""
+    wait = (
+        f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
+        f"`reconciler deploy {plan.name}`"
+    )
+    why = (
+        None
+        if landed.triggered
+        else not_a_trigger(landed.style, landed.commit, landed.actor, landed.squashed_by)
+    )
+    return Wait("trigger", wait if why is None else f"{wait}; {why}")
 
 
 _OUTCOMES: Final = {
@@ -734,6 +749,8 @@ def gather(authoriser: Authoriser, tip: str) -> History:
             how=detail["how"],
             triggered=detail["triggered"],
             reasons=tuple(detail["reasons"]),
+            style=detail.get("style", ""),
+            squashed_by=detail.get("squashed_by"),
         )
     # The runs of these plans (every version: run ids are numbered per plan), the
     # runs still open (whatever their plan: they hold their environment), and the

@@ -24,6 +24,7 @@ from reconciler.fields import INVALID, describe_field
 from reconciler.identity import UNKNOWN_ACTOR
 from reconciler.layout import place
 from reconciler.model import Policy
+from reconciler.rules import UNTRIGGERING_STYLES, not_a_trigger
 from reconciler.statestore import StateStore
 
 
@@ -95,6 +96,8 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             unready[ref] = never
         if detail.get("triggered") and "committed_at" in detail:
             entries.append(_landing_entry(ref, landing, detail, environments, never, started))
+        elif detail.get("style") in UNTRIGGERING_STYLES and never is None:
+            entries.append(_untriggered_entry(ref, landing, detail, environments))
     for event in store.events(["approve", "deploy", "retry"]):
         signoff = Signoff.from_json(event)
         ran = (
@@ -353,6 +356,26 @@ def _landing_entry(
         text,
         rank=1,
         why_not=ran,
+    )
+
+
+def _untriggered_entry(
+    ref: PlanRef, landing: str, detail: Mapping[str, Any], environments: _Targets
+) -> Entry:
+    """A ready version landed in a way that is never a trigger, whoever pressed the button
+    (a host's squash, a branch that merged main in): said where a trigger would stand."""
+    why = not_a_trigger(detail["style"], landing, detail["actor"], detail.get("squashed_by"))
+    return Entry(
+        detail["seq"],
+        datetime.fromisoformat(detail["committed_at"]),
+        landing,
+        ref.path,
+        environments.get(ref.path, detail["seq"]),
+        "landed",
+        detail["actor"],
+        False,
+        f"by landing it on main; not a trigger: {why}",
+        rank=1,
     )
 
 

@@ -12,8 +12,9 @@ and triggerers). Two steps, kept apart because only the first may be cached:
    email. A commit that a Git host committed and signed (`identity: author`)
    counts as its author's only where the host wrote that field itself: a true
    merge's author is whoever pressed the button; a squash commit's only where
-   teams.yaml says the host vouches for it. A rebase merge, a web or API edit
-   keeps an author the pusher wrote, and proves nobody. An unknown or
+   teams.yaml says the host vouches for it (a squash then counts as its author's
+   edit, never as who merged it: see `rules.landing_style`). A rebase merge, a
+   web or API edit keeps an author the pusher wrote, and proves nobody. An unknown or
    unverifiable actor holds nothing; a malformed commit (two signature
    headers, a signature not armored as ssh-keygen writes it) or a copy (a
    signed payload another commit carried first) holds no identity at all, not
@@ -57,6 +58,9 @@ class Actor:
     kind: Literal["user", "service", "unknown"]
     verified: bool  # from a signature (the user's own or a trusted host's)
     how: str
+    # The host that vouched for a single-parent commit's author (a squash merge): the
+    # author wrote the change, but the commit does not say who landed it.
+    squashed_by: str | None = None
 
     @property
     def known(self) -> bool:
@@ -137,15 +141,22 @@ def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
             None,
             "unknown",
             False,
-            f"committed and signed by host {host} as a single-parent commit (a rebase merge, "
-            f"a web or API edit), whose author {facts.author_email} the pusher wrote",
+            (
+                f"committed and signed by host {host} as a single-parent commit (a squash or "
+                f"rebase merge, a web or API edit) whose author {facts.author_email} it "
+                "vouches for only with vouches_for_squash_author"
+            )
+            if facts.parents == 1
+            else f"committed and signed by host {host} as a commit with {facts.parents} "
+            f"parents, whose author {facts.author_email} it does not vouch for",
         )
     user = policy.email_owner.get(facts.author_email.lower())
     if user is None:
         return Actor(
             None, "unknown", False, f"{style} by host {host} for {facts.author_email}, no user's"
         )
-    return Actor(user, "user", True, f"{style} and signed by host {host} for {user}")
+    squashed_by = host if facts.parents == 1 else None
+    return Actor(user, "user", True, f"{style} and signed by host {host} for {user}", squashed_by)
 
 
 def _host_vouches(facts: CommitFacts, policy: Policy, host: str) -> str | None:

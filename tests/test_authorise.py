@@ -854,8 +854,9 @@ def test_a_hosts_single_parent_commit_counts_as_nobodys_whatever_author_it_keeps
     repo.host_rebase_merge(host, branch)
     refusals = repo.verify().judged[-1].refusals
     why = (
-        "committed and signed by host github as a single-parent commit (a rebase merge, "
-        f"a web or API edit), whose author {ALICE} the pusher wrote"
+        "committed and signed by host github as a single-parent commit (a squash or rebase "
+        f"merge, a web or API edit) whose author {ALICE} it vouches for only with "
+        "vouches_for_squash_author"
     )
     assert {(refusal.actor, refusal.reasons) for refusal in refusals} == {
         ("an unknown actor", (why,))

@@ -81,7 +81,10 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
     }
     assert "waiting    plans/2026-11-qa-hotfix.yaml" in result.stdout
     # Bob's push is his proposal: the plan waits for a trigger, and the push is no failed one.
-    assert "a trigger by a plan.deploy holder on quality-assurance (olga)" in result.stdout
+    assert (
+        "a trigger by a plan.deploy holder on quality-assurance (olga): `reconciler deploy "
+        "2026-11-qa-hotfix`; it landed by fast-forward, rebase or a direct commit"
+    ) in result.stdout
     assert "by bob does not count" not in result.stdout
     verify = reconciler("verify", "--repo", repo)
     assert verify.exit_code == 0, verify.stdout
