@@ -99,7 +99,7 @@ def is_certificate(entry: str) -> bool:
 @lru_cache(maxsize=4096)  # teams.yaml's entries, parsed at every policy built from them
 def certificates(entry: str) -> tuple[Certificate, ...]:
     """The certificates of one teams.yaml key entry: one ASCII-armored public key
-    block, as `gpg --armor --export` writes it (GitHub's web-flow.gpg holds two).
+    block, as `gpg --armor --export` writes it (one may hold several certificates).
 
     Raises `CertificateError` for anything else: another armor, secret key
     material, a block Sequoia cannot read, or a certificate its standard policy
