@@ -642,3 +642,36 @@ def test_a_reviewer_who_signs_with_gpg_approves_through_the_cli(
     refused = repo.reconciler("approve", PROD_PLAN)
     assert refused.exit_code == 1
     assert "user.signingkey your OpenPGP key's fingerprint" in refused.stderr
+
+
+def test_a_re_armored_copy_of_a_gpg_signed_approval_does_not_count_a_second_time(
+    tmp_path: Path, people: People, gpg: GpgKeys
+) -> None:
+    """mallory re-armors ravi's gpg-signed approval (a Comment header, as other writers
+    add): another commit id over the same signed payload, which git calls good, merged
+    in later. The payload counts once: the copy holds no identity."""
+    key = gpg["subkey"]
+    repo = proposed_qa_release(tmp_path, people, teams=with_openpgp_key(people, "ravi", key.public))
+    message = f"Approve\n\nApprove-Plan: {QA_PLAN}@{repo.blob(QA_PLAN)}"
+    approval = gpg_commit(repo, gpg, key, "ravi", {}, message)
+    repo.commit(people.alice, {"README.md": "notes\n"}, "notes")
+    copy = armor_variant(
+        raw(repo.path, approval),
+        lambda armor: rearmored(armor, packets(armor), header=b"Comment: re-armored\n"),
+    )
+    forged = git(repo.path, "hash-object", "-t", "commit", "-w", "--stdin", data=copy)
+    assert forged != approval
+    assert git_verifies(repo.path, forged, gpg.verifier(tmp_path / "verifier", [key.public]))
+    tree = repo.git("rev-parse", "main^{tree}")
+    repo.land_commit_tree(people.mallory, tree, repo.head(), forged, message="Merge")
+    repo.trigger(people.olga, QA_PLAN)
+    assert repo.decide()[QA_PLAN].approvers == ("ravi",)
+    store = repo.store()
+    try:
+        approvals = {event["commit"]: event for event in store.events(["approve"])}
+        merge = {row["commit"]: row for row in store.landings()}[repo.head("main~1")]
+    finally:
+        store.close()
+    assert (approvals[approval]["actor"], approvals[approval]["held"]) == ("ravi", True)
+    assert (approvals[forged]["actor"], approvals[forged]["held"]) == (None, False)
+    assert [item["commit"] for item in merge["unattributed"]] == [forged]
