@@ -80,6 +80,7 @@ from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, dump, load
 from reconciler.model import Policy, Snapshot
+from reconciler.openpgp import Keyring
 from reconciler.permissions import (
     PLAN_APPROVE,
     PLAN_DEPLOY,
@@ -99,8 +100,8 @@ from reconciler.readahead import (
 )
 from reconciler.revocation import Revocations, screened
 from reconciler.rules import judge_change, judge_signoff, landing_style, triggers
+from reconciler.signatures import UNVERIFIED, check_commit_signature
 from reconciler.signatures import SignatureCheck as SignatureResult
-from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
@@ -349,6 +350,11 @@ class Authoriser:
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
         self._checks: dict[str, SignatureCheck] = {}  # what `_facts` were made from
+        # The OpenPGP certificates of every policy built so far (`policy`), and for each
+        # commit whose OpenPGP signature none of them could check, the keyring's
+        # generation it was last tried with (`_settled`).
+        self._keyring = Keyring()
+        self._unverified: dict[str, int] = {}
         # The first commit the walk met carrying a payload digest (None: none yet), for
         # the digests of the batch at hand and those looked up since.
         self._carriers: dict[str, str | None] = {}
@@ -471,8 +477,15 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = policy_from(self.effective, self.repo)
+            self._policy = policy_from(self.effective, self.repo, self.now)
+            self.learn_keys(self._policy)
         return self._policy
+
+    def learn_keys(self, policy: Policy) -> None:
+        """Check OpenPGP signatures with the certificates `policy` lists, too: those of
+        every policy the walk builds, and of one judged outside it (re-anchoring's)."""
+        identities = (policy.users, policy.service_accounts, policy.hosts)
+        self._keyring.add(key for ids in identities for i in ids.values() for key in i.keys)
 
     # -- anchoring ------------------------------------------------------------
 
@@ -540,10 +553,11 @@ class Authoriser:
         """What each of `commits` would claim (`claim_key`), read and checked in batches;
         commits that claim nothing are left out."""
         keys: dict[str, str] = {}
+        self.policy()  # its certificates in the keyring
         for start in range(0, len(commits), PREFETCH):
             infos = self.repo.commits(commits[start : start + PREFETCH])
             for commit, info in infos.items():
-                key = claim_key(check_commit_signature(info.raw))
+                key = claim_key(check_commit_signature(info.raw, keyring=self._keyring))
                 if key is not None:
                     keys[commit] = key
         return keys
@@ -618,7 +632,10 @@ class Authoriser:
     def _install(self, batch: ReadBatch) -> None:
         """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
         self._infos = batch.infos
-        self._checks = dict(batch.checks)
+        self.policy()  # its certificates in the keyring
+        self._checks = {
+            commit: self._settled(commit, check) for commit, check in batch.checks.items()
+        }
         keys = {commit: claim_key(check) for commit, check in self._checks.items()}
         # One look-up for the batch: the landings judged from it then ask the store nothing.
         self._carriers = self.store.carriers(key for key in keys.values() if key is not None)
@@ -1105,18 +1122,42 @@ class Authoriser:
     def facts(self, commit: str) -> CommitFacts:
         cached = self._facts.get(commit)
         if cached is not None:
-            return cached
+            if cached.signature_status != UNVERIFIED or not self._may_settle(commit):
+                return cached
+            # Its key may be in a certificate the keyring gained since: who it was is asked again.
+            self._actors.pop((commit, True), None)
+            self._actors.pop((commit, False), None)
         info = self.info(commit)
         stored = self.store.signatures([commit]).get(commit)
         if stored is None:
-            check = check_commit_signature(info.raw)
-            stored = (check.status, check.fingerprint, check.reason, check.payload)
-            self.store.remember_signatures({commit: stored})
+            stored = self._check(commit)
         self._checks[commit] = stored
         key = claim_key(stored)
         stored = _copy_of(commit, stored, None if key is None else self._carrier(key))
         facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
         return facts
+
+    def _settled(self, commit: str, check: SignatureCheck) -> SignatureCheck:
+        """`check`; while it waits for a certificate ("unverified": an OpenPGP signature
+        none at hand holds the key of), checked again when the keyring may hold one."""
+        return self._check(commit) if self._may_settle(commit, check) else check
+
+    def _may_settle(self, commit: str, check: SignatureCheck | None = None) -> bool:
+        waiting = check is None or check[0] == UNVERIFIED
+        return waiting and self._unverified.get(commit) != self._keyring.generation
+
+    def _check(self, commit: str) -> SignatureCheck:
+        """The commit's signature checked (with the keyring), and remembered unless it waits
+        for a certificate: then the keyring's generation, so it is tried again only after
+        the keyring grew."""
+        result = check_commit_signature(self.info(commit).raw, keyring=self._keyring)
+        check = (result.status, result.fingerprint, result.reason, result.payload)
+        if result.status == UNVERIFIED:
+            self._unverified[commit] = self._keyring.generation
+        else:
+            self._unverified.pop(commit, None)
+            self.store.remember_signatures({commit: check})
+        return check
 
     def _carrier(self, key: str) -> str | None:
         if key not in self._carriers:
@@ -1138,7 +1179,7 @@ class Authoriser:
         checks: dict[str, SignatureCheck] = {}
         for commit in work.entries:
             check = self._checks.get(commit) or stored.get(commit)
-            if check is None:  # never read with a batch: read it now
+            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
                 self.facts(commit)
                 check = self._checks[commit]
             checks[commit] = check
@@ -1548,8 +1589,11 @@ def default_anchor(repo: GitRepo, tip: str) -> str:
     )
 
 
-def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:
-    """The policy the effective teams.yaml and environments/ describe."""
+def policy_from(
+    effective: Mapping[str, Mapping[str, str]], repo: GitRepo, now: datetime | None = None
+) -> Policy:
+    """The policy the effective teams.yaml and environments/ describe, at `now` (the time
+    of judging, for OpenPGP keys' expiry; None: expiry not judged)."""
     teams = effective.get(TEAMS_FILE, {})
     environments = []
     for path, fields in effective.items():
@@ -1561,7 +1605,7 @@ def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Po
         ):
             data = load(repo.read_blob(value(fields, CONTENT)), path).data
             environments.append(build_environment(data))
-    return build_policy(teams_data(teams), environments)
+    return build_policy(teams_data(teams), environments, now)
 
 
 def _policy_problem(

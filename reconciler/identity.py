@@ -4,10 +4,12 @@ Called by `authorise` (the actor of every landed edit) and `decide` (approvers
 and triggerers). Two steps, kept apart because only the first may be cached:
 
 1. `CommitFacts`: what the commit itself proves, independent of any policy:
-   the fingerprint of a good SSH signature, the committer's and author's emails.
+   the fingerprint of a good SSH or OpenPGP signature, the committer's and
+   author's emails.
 2. `resolve`: the actor under one policy. The key fingerprint maps to exactly
    one identity of that policy (never the email, never git's `%GS`); a key the
-   policy no longer lists proves nothing, whatever the commit's dates say.
+   policy no longer lists proves nothing, whatever the commit's dates say, nor
+   does an OpenPGP key it lists revoked or expired (`Policy.unusable_keys`).
    Where no signature is required, a user may be named by the committer's
    email. A commit that a Git host committed and signed (`identity: author`)
    counts as its author's only where the host wrote that field itself: a true
@@ -37,7 +39,9 @@ class CommitFacts:
     """Policy-independent facts about a commit's authorship."""
 
     commit: str
-    signature_status: str  # good, bad, unsigned, unsupported, revoked, malformed, copied
+    # good, bad, unsigned, unsupported, revoked, malformed, copied, unverified (an OpenPGP
+    # signature no certificate at hand could check)
+    signature_status: str
     fingerprint: str | None  # set only for a good signature
     signature_reason: str
     committer_email: str
@@ -81,7 +85,7 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
             return Actor(owner, "service", True, f"signed with service account {owner}'s key")
         if owner in policy.hosts:
             return _host_author(facts, policy, owner)
-    unsigned = _why_unverified(facts)
+    unsigned = _why_unverified(facts, policy)
     if facts.signature_status in NO_IDENTITY:
         return Actor(None, "unknown", False, f"{unsigned}, which holds no identity")
     if signature_required:
@@ -170,8 +174,11 @@ def _host_vouches(facts: CommitFacts, policy: Policy, host: str) -> str | None:
     return None
 
 
-def _why_unverified(facts: CommitFacts) -> str:
+def _why_unverified(facts: CommitFacts, policy: Policy) -> str:
     if facts.signature_status == "good":
+        unusable = policy.unusable_keys.get(facts.fingerprint or "")
+        if unusable is not None:
+            return f"signature not accepted ({unusable})"
         return f"signed with key {facts.fingerprint}, which teams.yaml does not list"
     if facts.signature_status == "unsigned":
         return "unsigned commit"

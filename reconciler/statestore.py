@@ -30,6 +30,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.signatures import UNVERIFIED
 
 SCHEMA_VERSION: Final = 1
 BATCH: Final = 500  # commits looked up per query
@@ -316,10 +317,12 @@ class StateStore:
         return found
 
     def remember_signatures(self, checks: Mapping[str, SignatureRow]) -> None:
+        """Remember signature verdicts; an OpenPGP signature no certificate at hand could
+        check ("unverified") is no verdict yet: a later policy may list its key."""
         self._write(
             "INSERT OR REPLACE INTO signatures"
             " (commit_id, status, fingerprint, reason, payload) VALUES (?, ?, ?, ?, ?)",
-            [(commit, *check) for commit, check in checks.items()],
+            [(commit, *check) for commit, check in checks.items() if check[0] != UNVERIFIED],
         )
 
     # -- signed payloads: the first commit the walk met carrying each ----------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from reconciler import resources, schema
+from reconciler import openpgp, resources, schema
 from reconciler.config import build_environment, build_policy, parse_instant, relative_command
 from reconciler.errors import ConfigError
 from reconciler.identity import can_verify
@@ -314,25 +314,18 @@ def _check_teams(document: Document, out: _Findings) -> None:
                 )
             for index, key in enumerate(identity.get("keys", ())):
                 path = (section, identity_id, "keys", index)
-                try:
-                    public_key = parse_public_key(key)
-                except KeyFormatError as exc:
-                    out.at(
-                        document,
-                        path,
-                        f"not a valid SSH public key: {exc}",
-                        "paste the whole line of the .pub file",
-                    )
-                    continue
-                fingerprint = public_key.fingerprint
-                if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
-                    out.at(
-                        document,
-                        path,
-                        f"this key already belongs to '{key_holders[fingerprint]}'",
-                        "one key belongs to one identity; each person needs their own key",
-                    )
-                key_holders.setdefault(fingerprint, identity_id)
+                fingerprints = _key_fingerprints(key, document, path, out)
+                for fingerprint in fingerprints:
+                    if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
+                        out.at(
+                            document,
+                            path,
+                            f"this key already belongs to '{key_holders[fingerprint]}'",
+                            "one key belongs to one identity; each person needs their own key",
+                        )
+                        break
+                for fingerprint in fingerprints:
+                    key_holders.setdefault(fingerprint, identity_id)
             if section != "users":
                 continue
             for index, email in enumerate(identity.get("emails", ())):
@@ -354,6 +347,28 @@ def _check_teams(document: Document, out: _Findings) -> None:
             "add a key to at least one user listed under infrastructure.settings",
             key=True,
         )
+
+
+def _key_fingerprints(key: str, document: Document, path: JsonPath, out: _Findings) -> list[str]:
+    """The fingerprints of one key entry (an OpenPGP certificate's: each of its keys),
+    or none, reported, when it does not decode."""
+    if openpgp.is_certificate(key):
+        try:
+            found = openpgp.certificates(key)
+        except openpgp.CertificateError as exc:
+            out.at(document, path, f"not a valid OpenPGP public key: {exc}", openpgp.HINT)
+            return []
+        return [subkey.fingerprint for certificate in found for subkey in certificate.keys]
+    try:
+        return [parse_public_key(key).fingerprint]
+    except KeyFormatError as exc:
+        out.at(
+            document,
+            path,
+            f"not a valid SSH public key: {exc}",
+            "paste the whole line of the .pub file",
+        )
+        return []
 
 
 def _check_chain(

@@ -152,7 +152,7 @@ def emit_access(report: AccessReport, output_format: str) -> None:
             " (a host signs the merges it commits for them)" if report.host_signs else ""
         )
     elif report.has_key:
-        key = "has an SSH key"
+        key = "has a key"
     elif report.host_signs:
         key = "has no SSH key (a host signs the merges it commits for them)"
     else:
