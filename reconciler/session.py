@@ -252,10 +252,11 @@ class Session:
 
     def _seq_after(self, start: str | None) -> int | None:
         """The landing sequence number a report after `start` begins past, or None when
-        `start` is no landing (the trust anchor, or none given, is 0)."""
+        `start` is no landing (the trust anchor, or none given: the last landing before the
+        anchor, which a re-anchor keeps)."""
         position = self.store.position()
         if start is None or (position is not None and start == position.anchor):
-            return 0
+            return self.store.anchor_seq()
         return self.store.landing_seq(start)
 
     def _landings_on_chain(
