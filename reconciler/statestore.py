@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from reconciler.errors import ReconcilerError, TemporaryError
 
@@ -636,6 +636,17 @@ def _database(directory: Path, branch: str) -> Path:
     if legacy != encoded and legacy.exists() and not encoded.exists():
         return legacy
     return encoded
+
+
+def service_branches(directory: Path) -> list[str]:
+    """The branches a reconciler service (`apply`, `watch`) has followed with the state in
+    `directory`: each took its database's lock (`ServiceLock`), whose file stays."""
+    suffix = ".sqlite3.lock"
+    try:
+        names = sorted(path.name for path in directory.glob(f"*{suffix}"))
+    except OSError:
+        return []
+    return [unquote(name.removesuffix(suffix)) for name in names]
 
 
 class ServiceLock:

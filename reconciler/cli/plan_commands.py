@@ -13,11 +13,12 @@ from reconciler.cli.options import (
     command_with_examples,
     driver_root_option,
     format_option,
+    read_remote_option,
     repo_option,
     state_dir_option,
 )
 from reconciler.cli.output import FORMATS, emit_json
-from reconciler.cli.shared import session_for
+from reconciler.cli.shared import reading_session
 from reconciler.decide import Decision, deployed_versions, executable
 from reconciler.drift import DriftReport, find_drift
 from reconciler.drivers import load_driver
@@ -127,12 +128,14 @@ def emit_plan(
 )
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @driver_root_option
 @format_option(*FORMATS)
 def plan_command(
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     driver_root: Path | None,
     output_format: str,
@@ -145,7 +148,7 @@ def plan_command(
     another version than deployments/ records (a note names the environment
     file of a driver that cannot be asked). Exit 0.
     """
-    with reported(), session_for(repo, branch, state_dir) as session:
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         decisions = session.decisions()
         assert session.walked is not None
         root = driver_root or session.store.directory / "releases"
