@@ -362,6 +362,37 @@ class GitRepo:
         """Put `paths` back in the index as HEAD has them (the working tree is left alone)."""
         self._run("reset", "-q", "--", *paths)
 
+    def uncommitted(self, folder: str) -> list[tuple[str, str]]:
+        """The files in `folder` whose working tree or index differs from HEAD, as `git status`
+        sees them (ignored files left out): (path, 'untracked' | 'added' | 'deleted' |
+        'modified'). None in a bare repository."""
+        if self.bare:
+            return []
+        listed = self._run(
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--",
+            f":(top,literal){folder}/",
+            env={"GIT_OPTIONAL_LOCKS": "0"},  # a read: never take the index's lock
+        ).decode("utf-8", "surrogateescape")
+        found = []
+        for entry in filter(None, listed.split("\0")):
+            code, path = entry[:2], entry[3:]
+            how = (
+                "untracked"
+                if code == "??"
+                else "added"
+                if "A" in code
+                else "deleted"
+                if "D" in code
+                else "modified"
+            )
+            found.append((path, how))
+        return found
+
     def has_uncommitted_changes(self, path: str) -> bool:
         """Whether the working tree or the index holds changes to `path` (or deleted it)."""
         return bool(self._run("status", "--porcelain", "--", path).strip())

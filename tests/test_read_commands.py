@@ -78,3 +78,36 @@ def test_a_remote_branch_that_was_never_fetched_is_a_usage_error(
             assert "upstream/main has not been fetched into" in refused.stderr
         else:
             assert "branch 'upstream/main' does not exist" in refused.stderr
+
+
+def test_plan_names_the_plan_files_it_does_not_see_because_they_are_not_committed(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("my-plan"):
+        (repo.path / "plans").mkdir()
+        (repo.path / DEV_PLAN).write_text(dev_plan(ECOMMERCE))
+        (repo.path / "plans" / ".gitkeep").write_text("")  # not a plan: not named
+        nothing = repo.reconciler("plan", "--branch", "my-plan")
+        assert nothing.exit_code == 0, nothing.stderr
+        assert nothing.stdout == "no plans on my-plan\n"
+        assert nothing.stderr == (
+            "note: plan reads what is committed on my-plan, and this plan file is not "
+            f"committed: {DEV_PLAN} (untracked)\n"
+        )
+        repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+        (repo.path / DEV_PLAN).write_text(dev_plan({**ECOMMERCE, "version": "1.5.0"}))
+        (repo.path / "plans/other.yaml").write_text(dev_plan(ECOMMERCE))
+        repo.git("add", "plans/other.yaml")
+        edited = repo.reconciler("plan", "--branch", "my-plan", "--format", "json")
+        assert [item["plan"] for item in edited.json()["plans"]] == [DEV_PLAN]
+        assert edited.stderr == (
+            "note: plan reads what is committed on my-plan, and these plan files are not "
+            f"committed: {DEV_PLAN} (modified), plans/other.yaml (added)\n"
+        )
+        (repo.path / DEV_PLAN).unlink()
+        (repo.path / "plans/other.yaml").unlink()
+        repo.git("rm", "-q", "--cached", "plans/other.yaml")
+        assert f"{DEV_PLAN} (deleted)" in repo.reconciler("plan").stderr
+        repo.git("checkout", "-q", "--", DEV_PLAN)
+        assert repo.reconciler("plan", "--branch", "my-plan").stderr == ""
