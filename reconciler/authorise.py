@@ -390,10 +390,11 @@ class Authoriser:
         branch moved back behind the last verified commit was rewritten: the
         commits it dropped may be what made its content effective.
 
-        `re_anchor=True` forgets everything policy-dependent and anchors anew
-        on `trust_anchor`, in the walk's one transaction: should anchoring fail
-        (or the process die), the old state stands, and the rewrite still stops
-        the next run instead of being trusted from its root.
+        `re_anchor=True` anchors anew on `trust_anchor`, keeping only what the
+        landings of its history recorded (`StateStore.reset`), in the walk's one
+        transaction: should anchoring fail (or the process die), the old state
+        stands, and the rewrite still stops the next run instead of being
+        trusted from its root.
         """
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
@@ -401,7 +402,8 @@ class Authoriser:
         self.store.begin()
         try:
             if re_anchor:
-                self.store.reset()
+                assert trust_anchor is not None
+                self.store.reset(self.repo.ancestors(trust_anchor))
                 self._loaded = None
             position = self.store.position()
             if position is None:
@@ -538,7 +540,24 @@ class Authoriser:
         self.store.mark_seen([anchor], self.now)
         self._claim_history(anchor)
         self.store.mark_payloads_counted()
+        self._land_with_anchor(anchor, {path: oid for path, (_, oid) in files.items()})
         return position
+
+    def _land_with_anchor(self, anchor: str, blobs: Mapping[str, str]) -> None:
+        """The plan versions of the anchor's tree that no landing kept by a re-anchor
+        made effective land with the anchor, just after those landings: trusted with
+        its tree, never refused as "never landed". A trust anchor triggers nothing."""
+        seq = self.store.next_seq()
+        self.store.set_anchor_seq(seq - 1)
+        plans = {
+            (path, blobs[path])
+            for path in self.effective
+            if place(path).kind == "plan" and path in blobs
+        }
+        carried = {(path, blob) for path, blob, _, _ in self.store.plan_versions(only=plans)}
+        policy = self.policy()
+        for path, blob in sorted(plans - carried):
+            self._add_plan_version(path, blob, anchor, seq, policy, may_trigger=False)
 
     def _claim_history(self, anchor: str) -> None:
         """The anchor and everything before it carried their signed payloads first: a
@@ -972,39 +991,64 @@ class Authoriser:
                 continue
             if first_parent is not None and self._blob(first_parent, path, work) == blob:
                 continue
-            fields = self.effective.get(path, {})
-            target = value(fields, "target")
-            environment = policy.environments.get(target) if isinstance(target, str) else None
-            signed = environment.gates.signed_commits if environment else True
-            actor = self._actor(commit, policy, signed=signed)
             parents = work.entries[commit].parents
             onto_main = not parents or parents[0] == first_parent
-            style = landing_style(self.facts(commit), actor, onto_main=onto_main)
-            verdict = (
-                self._may_deploy(policy, actor.name, target)
-                if actor.known and isinstance(target, str) and triggers(style)
-                else None
+            self._add_plan_version(
+                path, blob, commit, work.seq, policy, may_trigger=True, onto_main=onto_main
             )
-            self.store.add_plan_version(
-                path,
-                blob,
-                commit,
-                {
-                    "seq": work.seq,
-                    "committed_at": self._committed_at(commit),
-                    "actor": actor.id,
-                    "how": actor.how,
-                    "verified": actor.verified,
-                    "triggered": bool(verdict),
-                    # How it landed: a squash or a branch that merged main in is no trigger.
-                    "style": style,
-                    "squashed_by": actor.squashed_by,
-                    # Only a ready, valid version runs, so only its landing is a trigger
-                    # (history); None: invalid. Rows stored before it have no "state".
-                    "state": None if INVALID in fields else value(fields, "state"),
-                    "reasons": list(verdict.reasons) if verdict is not None else [actor.how],
-                },
-            )
+
+    def _add_plan_version(
+        self,
+        path: str,
+        blob: str,
+        commit: str,
+        seq: int,
+        policy: Policy,
+        *,
+        may_trigger: bool,
+        onto_main: bool = True,
+    ) -> None:
+        """Remember that `commit` landed `path`@`blob` (effective now), and whether its actor
+        triggered it by landing it (`may_trigger`: a landing may, a trust anchor never;
+        `onto_main`: its first parent was main's previous commit)."""
+        fields = self.effective.get(path, {})
+        target = value(fields, "target")
+        environment = policy.environments.get(target) if isinstance(target, str) else None
+        signed = environment.gates.signed_commits if environment else True
+        actor = self._actor(commit, policy, signed=signed)
+        # An anchor's plans have no style: its reason says why nothing triggered them.
+        style = landing_style(self.facts(commit), actor, onto_main=onto_main) if may_trigger else ""
+        verdict = (
+            self._may_deploy(policy, actor.name, target)
+            if may_trigger and actor.known and isinstance(target, str) and triggers(style)
+            else None
+        )
+        if verdict is not None:
+            reasons = list(verdict.reasons)
+        elif may_trigger:
+            reasons = [actor.how]
+        else:
+            reasons = ["it came with the trust anchor, which triggers nothing"]
+        self.store.add_plan_version(
+            path,
+            blob,
+            commit,
+            {
+                "seq": seq,
+                "committed_at": self._committed_at(commit),
+                "actor": actor.id,
+                "how": actor.how,
+                "verified": actor.verified,
+                "triggered": bool(verdict),
+                # How it landed: a squash or a branch that merged main in is no trigger.
+                "style": style,
+                "squashed_by": actor.squashed_by,
+                # Only a ready, valid version runs, so only its landing is a trigger
+                # (history); None: invalid. Rows stored before it have no "state".
+                "state": None if INVALID in fields else value(fields, "state"),
+                "reasons": reasons,
+            },
+        )
 
     def _record(
         self,

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.decide import Decision
+from reconciler.drivers import ARTIFACTS
 from reconciler.errors import UsageError
 from reconciler.gitrepo import GitRepo, Someone
 from reconciler.history import Entry, audit_trail
@@ -145,6 +146,7 @@ def _story(
         with Reconciler(repository, options, clock=clock, sleep=sleep) as reconciler:
             return reconciler.pass_once()
 
+    _builds(folder / "releases", (example / DEV_PLAN).read_bytes())
     _write(repository, DEV_PLAN, _dev_plan(["ecommerce: 1.4.0"]))
     repo.commit_paths([DEV_PLAN], "Development build: eCommerce 1.4.0", sign=True, who=alice)
     _write(repository, DEV_PLAN, (example / DEV_PLAN).read_text())
@@ -155,7 +157,8 @@ def _story(
         "The development builds deploy",
         "Alice (eCommerce lead) and Diana (Customer Portal lead) put their builds into one "
         "development plan. Development lets tech leads deploy, so Diana's commit is the trigger; "
-        "a reconcile pass runs it through the local driver.",
+        "a reconcile pass runs it through the local driver, which ships the builds a CI left "
+        "in releases/artifacts/.",
         reconcile(),
     )
 
@@ -226,6 +229,15 @@ def _story(
         trail = audit_trail(session.store)
     yield Scene("`reconciler status`: what runs where", "", view)
     yield Scene("`reconciler history`: who did what", "", trail)
+
+
+def _builds(root: Path, plan: bytes) -> None:
+    """What a CI would have built for the development plan: each application version's
+    build, where the local driver looks for it (`<root>/artifacts/<app>/<version>/`)."""
+    for entry in load(plan, DEV_PLAN).data["applications"]:
+        build = root / ARTIFACTS / entry["name"] / entry["version"]
+        build.mkdir(parents=True)
+        (build / "index.html").write_text(f"<h1>{entry['name']} {entry['version']}</h1>\n")
 
 
 def _ran(report: PassReport) -> str:

@@ -105,6 +105,12 @@ def format_option(*choices: str) -> Callable[[FC], FC]:
     )
 
 
+read_remote_option = click.option(
+    "--remote",
+    metavar="NAME",
+    help="Read NAME's branch as last fetched here, with the state `apply --remote NAME` "
+    "keeps for it (default: a local branch; --branch NAME/BRANCH says the same).",
+)
 remote_option = click.option(
     "--remote", metavar="NAME", help="Fetch from and push records to this remote (default: none)."
 )

@@ -14,11 +14,12 @@ from reconciler.cli.options import (
     branch_option,
     command_with_examples,
     format_option,
+    read_remote_option,
     repo_option,
     state_dir_option,
 )
 from reconciler.cli.output import FORMATS, emit_json
-from reconciler.cli.shared import session_for
+from reconciler.cli.shared import reading_session
 from reconciler.errors import UsageError
 from reconciler.history import Entry, audit_trail, ordered, select
 from reconciler.printable import printable
@@ -130,12 +131,14 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
 )
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option("--all", "show_all", is_flag=True, help="Also list deployed and cancelled plans.")
 @format_option(*FORMATS)
 def status(
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     show_all: bool,
     output_format: str,
@@ -146,7 +149,7 @@ def status(
     version that runs there (from deployments/); below, per pair of
     environments, the plans moving between them and their state.
     """
-    with reported(), session_for(repo, branch, state_dir) as session:
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         view = session.pipeline(include_deployed=show_all)
         if output_format == "json":
             emit_json(pipeline_json(view))
@@ -192,6 +195,7 @@ def _since(text: str | None) -> datetime | None:
 @click.argument("plan", required=False)
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option("--env", "environment", metavar="ENV", help="Only plans into ENV.")
 @click.option("--user", metavar="USER", help="Only what USER did.")
@@ -209,6 +213,7 @@ def history(
     plan: str | None,
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     environment: str | None,
     user: str | None,
@@ -224,7 +229,7 @@ def history(
     """
     from reconciler.actions import plan_file  # noqa: PLC0415 - keeps `history -h` light
 
-    with reported(), session_for(repo, branch, state_dir) as session:
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         _, policy = session.authorise()
         assert session.walked is not None
         selected = select(

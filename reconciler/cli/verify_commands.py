@@ -17,12 +17,11 @@ from reconciler.cli.options import (
     branch_option,
     command_with_examples,
     format_option,
+    read_remote_option,
     repo_option,
     state_dir_option,
 )
-from reconciler.clock import utc_now
-from reconciler.session import open_session
-from reconciler.worktree import find_root
+from reconciler.cli.shared import reading_session
 
 
 @contextmanager
@@ -60,6 +59,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
 )
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option(
     "--from",
@@ -85,6 +85,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
 def verify(
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     from_rev: str | None,
     to_rev: str | None,
@@ -105,9 +106,7 @@ def verify(
     """
     with (
         reported(),
-        open_session(
-            find_root(repo or Path.cwd()), branch=branch, state_dir=state_dir, now=utc_now()
-        ) as session,
+        reading_session(repo, branch, remote, state_dir) as session,
         progress_bar("verifying history") as progress,
     ):
         # Every revision typed is resolved before the walk: a typo stops it before it starts.
@@ -147,6 +146,7 @@ def verify(
 @click.argument("user")
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option("--env", "environment", metavar="ENV", help="Only this environment.")
 @format_option(*output.FORMATS)
@@ -154,6 +154,7 @@ def access_command(
     user: str,
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     environment: str | None,
     output_format: str,
@@ -163,12 +164,7 @@ def access_command(
     Answers from the effective policy (the last authorised teams.yaml and
     environments/), with the same reasons `verify` and `plan` give.
     """
-    with (
-        reported(),
-        open_session(
-            find_root(repo or Path.cwd()), branch=branch, state_dir=state_dir, now=utc_now()
-        ) as session,
-    ):
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         _, policy = session.authorise()
         assert session.walked is not None
         revoked = session.walked.revoked  # as the walk read it: one read per command
