@@ -370,7 +370,9 @@ def _dearmor(armor: bytes) -> bytes:
     """The binary signature inside an OpenPGP armor (RFC 9580, 6.2), read strictly enough
     that nothing git or gpg would skip can hide in it: gpg reads past much of the
     framing (an END line with more on it, say), so any framing but the RFC's is
-    "malformed", while data that does not decode, or fails its checksum, is "bad"."""
+    "malformed", as is data that is not strict base64 (gpg skips characters it cannot
+    decode, so a changed byte there may leave its signature good); data that decodes
+    but fails its checksum is "bad", as gpg calls it."""
     if b"\r" in armor:
         raise _Refused("malformed", "the OpenPGP armor holds a carriage return")
     lines = armor.split(b"\n")
@@ -402,7 +404,7 @@ def _dearmor(armor: bytes) -> bytes:
         binary = base64.b64decode(b"".join(body), validate=True)
         crc = base64.b64decode(checksum[1:], validate=True) if checksum is not None else None
     except (binascii.Error, ValueError):
-        raise _Refused("bad", "the OpenPGP signature is not valid base64") from None
+        raise _Refused("malformed", "the OpenPGP signature is not strict base64") from None
     if crc is not None and crc != _crc24(binary):
         raise _Refused("bad", "the OpenPGP armor's checksum does not match its data")
     return binary
