@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
-from reconciler.config import build_environment, build_policy
+from reconciler.config import build_environment, build_policy, disowned
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.events import (
     APPROVE,
@@ -479,8 +479,10 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = policy_from(self.effective, self.repo, self.now)
-            self.learn_keys(self._policy)
+            policy = policy_from(self.effective, self.repo, self.now)
+            self.learn_keys(policy)
+            # Against every certificate met so far: a key two of them list is nobody's.
+            self._policy = disowned(policy, self._keyring.shared(policy.key_owner))
         return self._policy
 
     def learn_keys(self, policy: Policy) -> None:

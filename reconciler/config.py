@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -160,6 +161,20 @@ def build_policy(
             if data.get("vouches_for_squash_author") is True
         ),
         unusable_keys=unusable,
+    )
+
+
+def disowned(policy: Policy, keys: Mapping[str, str]) -> Policy:
+    """`policy` with `keys` (fingerprint -> why) identifying nobody: listed, but unusable."""
+    owned = {key: owner for key, owner in policy.key_owner.items() if key not in keys}
+    if len(owned) == len(policy.key_owner):
+        return policy
+    unusable = dict(policy.unusable_keys)
+    for key, why in keys.items():
+        if key in policy.key_owner:
+            unusable.setdefault(key, f"{policy.key_owner[key]}'s {why}")
+    return replace(
+        policy, key_owner=owned, signers=frozenset(owned.values()), unusable_keys=unusable
     )
 
 

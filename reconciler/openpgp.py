@@ -252,6 +252,21 @@ class Keyring:
     def holds(self, handle: str) -> bool:
         return handle.lower() in self._handles
 
+    def shared(self, fingerprints: Iterable[str]) -> dict[str, str]:
+        """Those of `fingerprints` that more than one certificate lists, each with why it
+        identifies nobody. A certificate lists its subkeys unchecked (`_keys`), so one
+        pasted with another's subkey appended (a flooded keyserver's copy) lists a key
+        Sequoia binds only to that other certificate: whose key it is, is not known."""
+        found: dict[str, str] = {}
+        for fingerprint in fingerprints:
+            primaries = sorted(self._handles.get(fingerprint.lower(), ()))
+            if len(primaries) > 1:
+                found[fingerprint] = (
+                    f"OpenPGP key {fingerprint} is listed in the certificates "
+                    f"{', '.join(primaries)}, so whose key it is is not known"
+                )
+        return found
+
     def lookup(self, handles: Iterable[str]) -> list[pysequoia.Cert]:
         """The certificates holding any of `handles` (what Sequoia asks for)."""
         primaries = sorted({p for handle in handles for p in self._handles.get(handle.lower(), ())})

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pysequoia
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -675,3 +676,64 @@ def test_a_re_armored_copy_of_a_gpg_signed_approval_does_not_count_a_second_time
     assert (approvals[approval]["actor"], approvals[approval]["held"]) == ("ravi", True)
     assert (approvals[forged]["actor"], approvals[forged]["held"]) == (None, False)
     assert [item["commit"] for item in merge["unattributed"]] == [forged]
+
+
+def _packets(data: bytes) -> list[bytes]:
+    """The packets of binary OpenPGP data, each with its header, as they are (old-format
+    headers, as gpg writes them, or new-format ones; no partial lengths in a certificate)."""
+    found: list[bytes] = []
+    at = 0
+    while at < len(data):
+        tag = data[at]
+        if tag & 0x40:  # new format: one, two or five length octets
+            first = data[at + 1]
+            if first < 192:
+                head, size = 2, first
+            elif first < 224:
+                head, size = 3, ((first - 192) << 8) + data[at + 2] + 192
+            else:
+                head, size = 6, int.from_bytes(data[at + 2 : at + 6], "big")
+        else:  # old format: the length type in the tag's two low bits
+            octets = (1, 2, 4)[tag & 3]
+            head, size = 1 + octets, int.from_bytes(data[at + 1 : at + 1 + octets], "big")
+        found.append(data[at : at + head + size])
+        at += head + size
+    return found
+
+
+def binary_certificate(armored: str) -> bytes:
+    lines = armored.strip().splitlines()
+    blank = lines.index("")
+    body = [line for line in lines[blank + 1 : -1] if not line.startswith("=")]
+    return base64.b64decode("".join(body))
+
+
+def test_a_subkey_appended_to_a_certificate_without_its_binding_is_not_its_owners(
+    tmp_path: Path, people: People, gpg: GpgKeys
+) -> None:
+    """bob once listed his own gpg certificate (a signing subkey under his primary key), so
+    the keyring holds it. Later root lists olga's certificate as a keyserver served it,
+    flooded with bob's subkey and its binding (a signature by bob's primary key, not
+    olga's: Sequoia never binds it to olga's key). bob signs a Deploy-Plan with his
+    subkey: it verifies through his own certificate, but it is not olga's trigger."""
+    bobs, olgas = gpg["subkey"], gpg["ed25519"]
+    subkey_and_binding = _packets(binary_certificate(bobs.public))[-2:]
+    flooded = binary_certificate(olgas.public) + b"".join(subkey_and_binding)
+    poisoned = str(pysequoia.armor(flooded, pysequoia.ArmorKind.PublicKey))
+    assert bobs.signs_with in [key.fingerprint for key in certificates(poisoned)[0].keys]
+    teams = with_openpgp_key(people, "bob", bobs.public)
+    repo = proposed_qa_release(tmp_path, people, teams=teams)
+    repo.approve(people.ravi, QA_PLAN)
+    rotated = seed_teams(people)
+    rotated["users"]["olga"]["keys"].append(poisoned)
+    repo.commit(people.root, {"teams.yaml": dump(rotated)}, "olga signs with GPG too")
+    message = f"Deploy\n\nDeploy-Plan: {QA_PLAN}@{repo.blob(QA_PLAN)}"
+    trigger = gpg_commit(repo, gpg, bobs, "bob", {}, message)
+    decision = repo.decide()[QA_PLAN]
+    assert decision.triggered_by is None
+    store = repo.store()
+    try:
+        [event] = [e for e in store.events(["deploy"]) if e["commit"] == trigger]
+    finally:
+        store.close()
+    assert event["actor"] != "olga"
