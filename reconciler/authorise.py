@@ -479,17 +479,17 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            policy = policy_from(self.effective, self.repo, self.now)
-            self.learn_keys(policy)
-            # Against every certificate met so far: a key two of them list is nobody's.
-            self._policy = disowned(policy, self._keyring.shared(policy.key_owner))
+            self._policy = self.learn_keys(policy_from(self.effective, self.repo, self.now))
         return self._policy
 
-    def learn_keys(self, policy: Policy) -> None:
+    def learn_keys(self, policy: Policy) -> Policy:
         """Check OpenPGP signatures with the certificates `policy` lists, too: those of
-        every policy the walk builds, and of one judged outside it (re-anchoring's)."""
+        every policy the walk builds, and of one judged outside it (re-anchoring's).
+        Returns `policy` as the walk may use it: a key two certificates met so far list
+        is nobody's."""
         identities = (policy.users, policy.service_accounts, policy.hosts)
         self._keyring.add(key for ids in identities for i in ids.values() for key in i.keys)
+        return disowned(policy, self._keyring.shared(policy.key_owner))
 
     # -- anchoring ------------------------------------------------------------
 

@@ -279,9 +279,10 @@ class Session:
                 hint=f"name a commit of {self.branch}'s history, signed by a settings user",
             )
         if self.store.position() is not None:
-            trusted = policy_from(self.store.effective(), self.repo, self.now)
             authoriser = self.authoriser()
-            authoriser.learn_keys(trusted)
+            trusted = authoriser.learn_keys(
+                policy_from(self.store.effective(), self.repo, self.now)
+            )
             re_anchor_allowed(authoriser.facts(anchor), trusted)
         return self.authorise(trust_anchor=anchor, progress=progress, re_anchor=True)
 
