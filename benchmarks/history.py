@@ -33,7 +33,9 @@ Objects are written fast: blobs and trees through one `git fast-import` stream
 of throw-away "scaffold" commits (the trees are what counts), then every real
 commit object is built here, SSH-signed in-process with `cryptography` exactly
 as `git commit -S` with gpg.format=ssh signs (a `gpgsig` header holding an
-SSHSIG armor, namespace "git", sha512; `git verify-commit` accepts them), and
+SSHSIG armor, namespace "git", sha512; `git verify-commit` accepts them), or,
+for the `openpgp` share of the users with a key, with an Ed25519 OpenPGP
+certificate Sequoia makes (teams.yaml lists it instead of an SSH key), and
 sent as one pack to `git index-pack`; a final `git repack -a -d` drops the
 scaffold. Everything is a pure function of `HistorySettings`, seed included:
 two runs write the same commit ids.
@@ -110,6 +112,10 @@ class HistorySettings:
     signed: float = 0.7  # how often an author with a key signs where it is optional
     policy_changes: int | None = None  # default: one onboarding per 1,000 commits, at least 1
     seed: int = DEFAULT_SEED
+    # Share of the users with a key who sign with an OpenPGP key (a Sequoia-made Ed25519
+    # certificate, signing with its subkey) instead of an SSH one; 0 keeps the history a
+    # pure function of the settings (Sequoia salts every signature it makes).
+    openpgp: float = 0.0
 
     @property
     def onboardings(self) -> int:
@@ -130,7 +136,7 @@ class HistorySettings:
             raise ValueError("--plans must be at least 1")
         if self.environments < 2:
             raise ValueError("--environments must be at least 2")
-        for name in ("unauthorised", "merges", "signed"):
+        for name in ("unauthorised", "merges", "signed", "openpgp"):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"--{name} must be between 0 and 1")
@@ -167,6 +173,7 @@ class HistoryManifest:
     unauthorised: tuple[Unauthorised, ...]
     tainted_at_tip: tuple[str, ...]  # paths where main's tip is not the effective state
     seconds: float = 0.0  # how long generation took
+    openpgp_signed: int = 0  # of the signed commits, those signed with an OpenPGP key
 
     @property
     def refused_landings(self) -> frozenset[str]:
@@ -192,6 +199,7 @@ class HistoryManifest:
             unauthorised=tuple(Unauthorised(**item) for item in data["unauthorised"]),
             tainted_at_tip=tuple(data["tainted_at_tip"]),
             seconds=data.get("seconds", 0.0),
+            openpgp_signed=data.get("openpgp_signed", 0),
         )
 
 
@@ -255,12 +263,31 @@ class Signer:
         )
 
 
+class OpenPgpSigner:
+    """Signs commit payloads as `git commit -S` with gpg.format=openpgp would: a detached
+    OpenPGP signature, made in-process by Sequoia with a fresh Ed25519 certificate."""
+
+    __slots__ = ("_signer", "certificate")
+
+    def __init__(self, user_id: str) -> None:
+        import pysequoia  # noqa: PLC0415 - only for histories with OpenPGP signers
+
+        key = pysequoia.Tsk.generate(user_id)
+        self.certificate = str(key.extract_certificate())  # armored, for teams.yaml
+        self._signer = key.signer()
+
+    def armor(self, payload: bytes) -> bytes:
+        import pysequoia  # noqa: PLC0415
+
+        return pysequoia.sign(self._signer, payload, mode=pysequoia.SignatureMode.DETACHED)
+
+
 def commit_object(
     tree: str,
     parents: Sequence[str],
     identity: str,
     message: str,
-    signer: Signer | None,
+    signer: Signer | OpenPgpSigner | None,
 ) -> bytes:
     """A raw commit object; with `signer`, signed in a `gpgsig` header as git does it.
 
@@ -366,7 +393,7 @@ class Person:
     email: str
     team: str | None
     role: str | None
-    signer: Signer | None
+    signer: Signer | OpenPgpSigner | None
 
     def identity(self, when: int) -> str:
         return f"{self.name} <{self.email}> {when} +0000"
@@ -483,6 +510,17 @@ class _Generator:
         ]
         self.settings_admins: tuple[str, ...] = tuple(teams["infrastructure"]["settings"])
         self.keys = dict(config.signing_keys)
+        # Its own random choices, so a history without OpenPGP signers is the same as before.
+        chooser = random.Random(f"openpgp:{settings.seed}")
+        self.openpgp = {
+            user.id: OpenPgpSigner(f"{user.name} <{user.email}>")
+            for user in self.teams_users
+            if user.has_key
+            and user.id not in self.settings_admins
+            and chooser.random() < settings.openpgp
+        }
+        if self.openpgp:
+            self.anchor_files["teams.yaml"] = self._render_teams().encode()
         self.people: dict[str, Person] = {}
         for user in self.teams_users:
             self._add_person(user)
@@ -527,8 +565,18 @@ class _Generator:
             ((team.name, team.members[user.id]) for team in self.teams if user.id in team.members),
             (None, None),
         )
-        signer = Signer(self.keys[user.id]) if user.has_key else None
+        signer: Signer | OpenPgpSigner | None = None
+        if user.id in self.openpgp:
+            signer = self.openpgp[user.id]
+        elif user.has_key:
+            signer = Signer(self.keys[user.id])
         self.people[user.id] = Person(user.id, user.name, user.email, team, role, signer)
+
+    def _render_teams(self) -> str:
+        certificates = {user: signer.certificate for user, signer in self.openpgp.items()}
+        return _render_teams(
+            self.teams_users, self.teams, self.settings_admins, self.keys, certificates
+        )
 
     def eligible(self, team: str, target: str) -> list[str]:
         """Members of `team` who may edit its entries in plans into `target`, unaided."""
@@ -856,7 +904,7 @@ class _Generator:
         self.teams_users.append(user)
         self._add_person(user)
         self._eligible.clear()
-        text = _render_teams(self.teams_users, self.teams, self.settings_admins, self.keys)
+        text = self._render_teams()
         admin = self.people[self.rng.choice(self.settings_admins)]
         spec = _Spec(
             (self.main_chain[-1],),
@@ -953,11 +1001,12 @@ def generate_history(
     trees = _trees(directory, scaffold_ids, len(specs))
     ids: list[str] = []
     objects: list[tuple[int, bytes]] = []
-    signed = 0
+    signed = openpgp_signed = 0
     for index, spec in enumerate(specs):
         person = generator.people[spec.author]
         signer = person.signer if spec.signed else None
         signed += signer is not None
+        openpgp_signed += isinstance(signer, OpenPgpSigner)
         raw = commit_object(
             trees[index],
             [ids[parent] for parent in spec.parents],
@@ -997,6 +1046,7 @@ def generate_history(
         ),
         tainted_at_tip=tuple(sorted(generator.taint)),
         seconds=time.perf_counter() - started,
+        openpgp_signed=openpgp_signed,
     )
     manifest_path(directory).write_text(json.dumps(manifest.as_json(), indent=2) + "\n")
     return manifest
@@ -1032,13 +1082,21 @@ def append_signed_commit(directory: Path, manifest: HistoryManifest) -> str:
     listing = _git(directory, "ls-tree", "-z", "--name-only", f"{tip}", "plans/").decode()
     plans = sorted(path for path in listing.split("\0") if path and path not in tainted)
     rng = random.Random(f"append:{manifest.settings.seed}:{tip}")
-    path = rng.choice(plans)
-    plan = PlanDoc.from_data(
-        yaml.load(_git(directory, "cat-file", "blob", f"{tip}:{path}"), yaml.CSafeLoader)
-    )
-    entry = plan.entries[0]
-    team = teams["teams"][owners[entry["name"]]]
-    lead = sorted(user for user, role in team["members"].items() if role == "tech-lead")[0]
+    leads: list[str] = []
+    while not leads:  # a plan whose first application's team has a tech lead with an SSH key
+        path = rng.choice(plans)
+        plan = PlanDoc.from_data(
+            yaml.load(_git(directory, "cat-file", "blob", f"{tip}:{path}"), yaml.CSafeLoader)
+        )
+        entry = plan.entries[0]
+        team = teams["teams"][owners[entry["name"]]]
+        leads = sorted(
+            user
+            for user, role in team["members"].items()
+            if role == "tech-lead"
+            and str((teams["users"][user].get("keys") or [""])[0]).startswith("ssh-")
+        )
+    lead = leads[0]
     bump_entry(entry, rng)
     blob = _git(directory, "hash-object", "-w", "--stdin", data=plan.render()).decode().strip()
     with tempfile.TemporaryDirectory(prefix="synthetic-index-") as scratch:
@@ -1089,6 +1147,8 @@ def allowed_signers(directory: Path) -> str:
     for section in ("users", "service_accounts"):
         for identity, data in teams.get(section, {}).items():
             for key in data.get("keys", ()):
+                if not key.startswith("ssh-"):
+                    continue  # an OpenPGP certificate: gpg's business, not ssh-keygen's
                 key_type, encoded = key.split()[:2]
                 email = (data.get("emails") or [f"{identity}@example.com"])[0]
                 lines.append(f'{email} namespaces="git" {key_type} {encoded}')
@@ -1131,6 +1191,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="onboardings by a settings admin (default: one per 1,000 commits)",
     )
+    parser.add_argument(
+        "--openpgp",
+        type=float,
+        default=defaults.openpgp,
+        help="share of the users with a key who sign with an OpenPGP key instead of SSH",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(
         "--replace", action="store_true", help="overwrite DIR when it holds a generated history"
@@ -1152,6 +1218,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> HistorySettings:
         merges=arguments.merges,
         policy_changes=arguments.policy_changes,
         seed=arguments.seed,
+        openpgp=arguments.openpgp,
     )
 
 
@@ -1177,7 +1244,8 @@ def describe(manifest: HistoryManifest, directory: Path) -> str:
     return (
         f"wrote {directory} in {manifest.seconds:.1f} s: {manifest.commits} commits "
         f"({manifest.landings} landings after the anchor, {manifest.merges} merges, "
-        f"{manifest.signed} signed, {manifest.unsigned} unsigned, "
+        f"{manifest.signed} signed ({manifest.openpgp_signed} with OpenPGP), "
+        f"{manifest.unsigned} unsigned, "
         f"{manifest.policy_changes} policy changes), {settings.users} users, "
         f"{settings.plans} plans, {settings.environments} environments; "
         f"{len(manifest.unauthorised)} deliberately unauthorised commits in "

@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from benchmarks.common import BenchmarkError
 from benchmarks.generate import DEFAULT_SEED, identity_private_key, openssh_public_key
+from reconciler.drivers import ARTIFACTS
 
 LATENCY_P50_GOAL: Final = 0.25
 LATENCY_P95_GOAL: Final = 0.5
@@ -214,6 +215,16 @@ def plan_yaml(name: str, version: str) -> str:
         f'  - {{name: {APPLICATION}, version: "{version}"}}\n'
         "state: ready\n"
     )
+
+
+def add_plan_file(fixture: Fixture, name: str, version: str) -> None:
+    """plans/<name>.yaml in the lead's clone (not committed), and the build of its version
+    where the local driver ships it from, as a CI would have left it."""
+    (fixture.work / "plans").mkdir(exist_ok=True)
+    (fixture.work / "plans" / f"{name}.yaml").write_text(plan_yaml(name, version))
+    build = fixture.driver_root / ARTIFACTS / APPLICATION / version
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "app.bin").write_text(f"{APPLICATION} {version}\n")
 
 
 def build_fixture(settings: Settings, directory: Path) -> Fixture:
@@ -463,8 +474,7 @@ def merge_one(fixture: Fixture, poller: RefPoller, index: int) -> float:
     name = f"merge-{index:03d}"
     sync(work)
     git(work, "checkout", "-q", "-B", name)
-    (work / "plans").mkdir(exist_ok=True)
-    (work / "plans" / f"{name}.yaml").write_text(plan_yaml(name, f"1.0.{index}"))
+    add_plan_file(fixture, name, f"1.0.{index}")
     git(work, "add", "plans")
     lead.git(work, "commit", "-q", "-S", "-m", f"Add {name}")
     git(work, "checkout", "-q", "main")
@@ -487,8 +497,7 @@ def push_commit(fixture: Fixture, number: int) -> str:
     while True:
         if number % PLAN_EVERY == 0:
             name = f"load-{number:05d}"
-            (work / "plans").mkdir(exist_ok=True)
-            (work / "plans" / f"{name}.yaml").write_text(plan_yaml(name, f"2.0.{number}"))
+            add_plan_file(fixture, name, f"2.0.{number}")
             git(work, "add", "plans")
             lead.git(work, "commit", "-q", "-S", "-m", f"Add {name}")
         else:

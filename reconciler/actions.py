@@ -49,6 +49,23 @@ class Made:
     message: str
 
 
+def still_to_do(session: Session) -> str | None:
+    """What a commit an action just made on HEAD still needs to count, or None when it
+    counts as it is: made off the followed branch, a merge into it; on it, where the branch
+    tracks a remote, a push (the service follows the remote, not this clone)."""
+    branch = session.branch
+    head = session.repo.head_branch()
+    if head != branch:
+        return (
+            f"merge it into {branch} for it to count "
+            f"(push {head or 'it'} and merge the pull request)"
+        )
+    remote = session.repo.config(f"branch.{branch}.remote")
+    if remote is not None:
+        return f"push it (`git push {remote} {branch}`) for a reconciler following {remote}"
+    return None
+
+
 def plan_file(name_or_path: str) -> str:
     """'2026-11-qa-release' or 'plans/2026-11-qa-release.yaml' -> the plan's path."""
     candidate = name_or_path.strip()
@@ -64,8 +81,13 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
     """Who a commit made here will count as, and whether git will sign it."""
     repo = session.repo
     email = repo.committer_email()
-    key = _signing_key(session)
-    fingerprint = key.fingerprint if key else None
+    if _signs_with_openpgp(session):
+        configured = repo.config("user.signingkey")
+        fingerprint = _openpgp_key(policy, configured) if configured else None
+        signs = configured is not None
+    else:
+        key = _signing_key(session)
+        fingerprint, signs = (key.fingerprint if key else None), key is not None
     # A key git's revocation file lists signs nothing `authorise` will count.
     status, fingerprint, reason = revocation.screened(
         "good" if fingerprint else "unsigned", fingerprint, "", revocation.configured(repo)
@@ -79,9 +101,27 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
         author_email=email,
         parents=1,  # approvals, triggers, cancels: empty commits on the branch's tip
     )
-    return resolve(
-        facts, policy, signature_required=environment.gates.signed_commits
-    ), key is not None
+    return resolve(facts, policy, signature_required=environment.gates.signed_commits), signs
+
+
+def _signs_with_openpgp(session: Session) -> bool:
+    """git's default signature format; only gpg.format=ssh (or x509) says otherwise."""
+    return (session.repo.config("gpg.format") or "openpgp") == "openpgp"
+
+
+def _openpgp_key(policy: Policy, configured: str) -> str | None:
+    """The key of `policy`'s OpenPGP certificates that git's user.signingkey names by its
+    fingerprint or key id ('0x' and gpg's '!' allowed), or None: a user id or an email
+    names a key only in gpg's own keyring, which the reconciler never reads."""
+    wanted = configured.strip().removeprefix("0x").removesuffix("!").replace(" ", "").upper()
+    if len(wanted) < 16 or any(digit not in "0123456789ABCDEF" for digit in wanted):
+        return None
+    listed = (*policy.key_owner, *policy.unusable_keys)
+    # A v4 key id is its fingerprint's last 16 digits, a v6 one its first.
+    return next(
+        (key for key in listed if key == wanted or key.endswith(wanted) or key.startswith(wanted)),
+        None,
+    )
 
 
 def _signing_key(session: Session) -> PublicKey | None:
@@ -173,7 +213,8 @@ def _check(session: Session, policy: Policy, permission: str, environment: Envir
     if not actor.known:
         raise RefusedError(
             f"this commit would not be attributed to any user: {actor.how}",
-            hint="configure git to sign with your SSH key (gpg.format=ssh, user.signingkey)",
+            hint="configure git to sign with your key: gpg.format=ssh and user.signingkey your "
+            "SSH key file, or user.signingkey your OpenPGP key's fingerprint",
         )
     verdict = may_on_environment(policy, actor.name, permission, environment.name)
     if not verdict:
@@ -453,4 +494,6 @@ def _with_state(plan: _PlanAtHead, state: str, wanted: str) -> bytes:
 
 
 def _signs(session: Session) -> bool:
+    if _signs_with_openpgp(session):
+        return session.repo.config("user.signingkey") is not None
     return _signing_key(session) is not None

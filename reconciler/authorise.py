@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
-from reconciler.config import build_environment, build_policy
+from reconciler.config import build_environment, build_policy, disowned
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.events import (
     APPROVE,
@@ -80,6 +80,7 @@ from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, dump, load
 from reconciler.model import Policy, Snapshot
+from reconciler.openpgp import Keyring
 from reconciler.permissions import (
     PLAN_APPROVE,
     PLAN_DEPLOY,
@@ -98,9 +99,9 @@ from reconciler.readahead import (
     prepare,
 )
 from reconciler.revocation import Revocations, screened
-from reconciler.rules import judge_change, judge_signoff
+from reconciler.rules import judge_change, judge_signoff, landing_style, triggers
+from reconciler.signatures import UNVERIFIED, check_commit_signature
 from reconciler.signatures import SignatureCheck as SignatureResult
-from reconciler.signatures import check_commit_signature
 from reconciler.statestore import Position, StateStore
 
 DEFAULT_CAP: Final = 1000
@@ -131,10 +132,7 @@ class Refusal:
         return f"{self.path} ({describe_field(self.field)})"
 
     def message(self) -> str:
-        return (
-            f"{self.what()}: changed by {self.actor} in {self.commit[:12]}, which needs "
-            f"{self.needed}: {'; '.join(self.reasons)}"
-        )
+        return group_refusals([self])[0].text()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +157,87 @@ class Refusal:
             data["needed"],
             tuple(data["reasons"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalGroup:
+    """The refused changes one commit's actor made to one file, said once.
+
+    How `verify`, `plan` and `history` word refusals: a file's fields that one
+    commit changed without permission share one line, which names each permission
+    needed and each reason once (a plan's entry, source and target are refused for
+    the same reasons, and were told three times). Content that is invalid is said to
+    be invalid, with why: no permission would make it valid.
+    """
+
+    path: str
+    commit: str
+    actor: str
+    how: str
+    invalid: bool
+    fields: tuple[str, ...]  # as `describe_field` words them; empty for a whole file
+    needed: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    def text(self, *, path: bool = True, who: bool = True) -> str:
+        """The line; without `path` (the plan is named already) or `who` (so are the actor
+        and the commit, in `history`'s columns)."""
+        by = f" by {self.actor} in {self.commit[:12]}" if who else ""
+        why = "; ".join(self.reasons)
+        if self.invalid:
+            subject = f"{self.path} is invalid" if path else "invalid"
+            return f"{subject}{f' (committed{by})' if who else ''}: {why}"
+        fields = ", ".join(self.fields)
+        if path:
+            subject = f"{self.path} ({fields})" if fields else self.path
+        else:
+            subject = fields or describe_field(CONTENT)
+        needs = f"changed{by}, which needs" if who else "needs"
+        return f"{subject}: {needs} {_needs(self.needed)}: {why}"
+
+
+def _needs(needed: tuple[str, ...]) -> str:
+    """'plan.edit on qa for customer-portal and every application in the plan': what
+    several refused fields needed, the permission and environment they share said once."""
+    words = [text.split(" ") for text in needed]
+    shared = 0
+    while (
+        all(len(split) > shared + 1 for split in words)
+        and len({split[shared] for split in words}) == 1
+    ):
+        shared += 1
+    if len(needed) > 1 and shared and words[0][shared - 1] == "for":
+        rest = [" ".join(split[shared:]) for split in words]
+        return f"{' '.join(words[0][:shared])} {' and '.join(rest)}"
+    return " and ".join(needed)
+
+
+def group_refusals(refusals: Iterable[Refusal]) -> list[RefusalGroup]:
+    """`refusals` by file, commit and actor, in the order they come."""
+    groups: dict[tuple[str, str, str, str, bool], list[Refusal]] = {}
+    for refusal in refusals:
+        invalid = refusal.field == INVALID
+        key = (refusal.path, refusal.commit, refusal.actor, refusal.how, invalid)
+        groups.setdefault(key, []).append(refusal)
+    return [
+        RefusalGroup(
+            path,
+            commit,
+            actor,
+            how,
+            invalid,
+            tuple(
+                dict.fromkeys(
+                    describe_field(refusal.field)
+                    for refusal in members
+                    if refusal.field not in ("", CONTENT, INVALID)
+                )
+            ),
+            tuple(dict.fromkeys(refusal.needed for refusal in members)),
+            tuple(dict.fromkeys(reason for refusal in members for reason in refusal.reasons)),
+        )
+        for (path, commit, actor, how, invalid), members in groups.items()
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +350,11 @@ class Authoriser:
         self._boundary_blobs: dict[tuple[str, str], str | None] = {}
         self._facts: dict[str, CommitFacts] = {}
         self._checks: dict[str, SignatureCheck] = {}  # what `_facts` were made from
+        # The OpenPGP certificates of every policy built so far (`policy`), and for each
+        # commit whose OpenPGP signature none of them could check, the keyring's
+        # generation it was last tried with (`_settled`).
+        self._keyring = Keyring()
+        self._unverified: dict[str, int] = {}
         # The first commit the walk met carrying a payload digest (None: none yet), for
         # the digests of the batch at hand and those looked up since.
         self._carriers: dict[str, str | None] = {}
@@ -306,10 +390,11 @@ class Authoriser:
         branch moved back behind the last verified commit was rewritten: the
         commits it dropped may be what made its content effective.
 
-        `re_anchor=True` forgets everything policy-dependent and anchors anew
-        on `trust_anchor`, in the walk's one transaction: should anchoring fail
-        (or the process die), the old state stands, and the rewrite still stops
-        the next run instead of being trusted from its root.
+        `re_anchor=True` anchors anew on `trust_anchor`, keeping only what the
+        landings of its history recorded (`StateStore.reset`), in the walk's one
+        transaction: should anchoring fail (or the process die), the old state
+        stands, and the rewrite still stops the next run instead of being
+        trusted from its root.
         """
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
@@ -317,7 +402,8 @@ class Authoriser:
         self.store.begin()
         try:
             if re_anchor:
-                self.store.reset()
+                assert trust_anchor is not None
+                self.store.reset(self.repo.ancestors(trust_anchor))
                 self._loaded = None
             position = self.store.position()
             if position is None:
@@ -394,8 +480,17 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = policy_from(self.effective, self.repo)
+            self._policy = self.learn_keys(policy_from(self.effective, self.repo, self.now))
         return self._policy
+
+    def learn_keys(self, policy: Policy) -> Policy:
+        """Check OpenPGP signatures with the certificates `policy` lists, too: those of
+        every policy the walk builds, and of one judged outside it (re-anchoring's).
+        Returns `policy` as the walk may use it: a key two certificates met so far list
+        is nobody's."""
+        identities = (policy.users, policy.service_accounts, policy.hosts)
+        self._keyring.add(key for ids in identities for i in ids.values() for key in i.keys)
+        return disowned(policy, self._keyring.shared(policy.key_owner))
 
     # -- anchoring ------------------------------------------------------------
 
@@ -448,7 +543,24 @@ class Authoriser:
         self.store.mark_seen([anchor], self.now)
         self._claim_history(anchor)
         self.store.mark_payloads_counted()
+        self._land_with_anchor(anchor, {path: oid for path, (_, oid) in files.items()})
         return position
+
+    def _land_with_anchor(self, anchor: str, blobs: Mapping[str, str]) -> None:
+        """The plan versions of the anchor's tree that no landing kept by a re-anchor
+        made effective land with the anchor, just after those landings: trusted with
+        its tree, never refused as "never landed". A trust anchor triggers nothing."""
+        seq = self.store.next_seq()
+        self.store.set_anchor_seq(seq - 1)
+        plans = {
+            (path, blobs[path])
+            for path in self.effective
+            if place(path).kind == "plan" and path in blobs
+        }
+        carried = {(path, blob) for path, blob, _, _ in self.store.plan_versions(only=plans)}
+        policy = self.policy()
+        for path, blob in sorted(plans - carried):
+            self._add_plan_version(path, blob, anchor, seq, policy, may_trigger=False)
 
     def _claim_history(self, anchor: str) -> None:
         """The anchor and everything before it carried their signed payloads first: a
@@ -463,10 +575,11 @@ class Authoriser:
         """What each of `commits` would claim (`claim_key`), read and checked in batches;
         commits that claim nothing are left out."""
         keys: dict[str, str] = {}
+        self.policy()  # its certificates in the keyring
         for start in range(0, len(commits), PREFETCH):
             infos = self.repo.commits(commits[start : start + PREFETCH])
             for commit, info in infos.items():
-                key = claim_key(check_commit_signature(info.raw))
+                key = claim_key(check_commit_signature(info.raw, keyring=self._keyring))
                 if key is not None:
                     keys[commit] = key
         return keys
@@ -541,7 +654,10 @@ class Authoriser:
     def _install(self, batch: ReadBatch) -> None:
         """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
         self._infos = batch.infos
-        self._checks = dict(batch.checks)
+        self.policy()  # its certificates in the keyring
+        self._checks = {
+            commit: self._settled(commit, check) for commit, check in batch.checks.items()
+        }
         keys = {commit: claim_key(check) for commit, check in self._checks.items()}
         # One look-up for the batch: the landings judged from it then ask the store nothing.
         self._carriers = self.store.carriers(key for key in keys.values() if key is not None)
@@ -736,7 +852,7 @@ class Authoriser:
             judgement.actor.name,
             judgement.actor.how,
             judgement.needed,
-            stale + judgement.verdict.reasons,
+            stale + judgement.verdict.reasons + judgement.hints,
         )
         work.refused.append(refusal)
         return refusal
@@ -878,33 +994,64 @@ class Authoriser:
                 continue
             if first_parent is not None and self._blob(first_parent, path, work) == blob:
                 continue
-            fields = self.effective.get(path, {})
-            target = value(fields, "target")
-            environment = policy.environments.get(target) if isinstance(target, str) else None
-            signed = environment.gates.signed_commits if environment else True
-            actor = self._actor(commit, policy, signed=signed)
-            verdict = (
-                self._may_deploy(policy, actor.name, target)
-                if actor.known and isinstance(target, str)
-                else None
+            parents = work.entries[commit].parents
+            onto_main = not parents or parents[0] == first_parent
+            self._add_plan_version(
+                path, blob, commit, work.seq, policy, may_trigger=True, onto_main=onto_main
             )
-            self.store.add_plan_version(
-                path,
-                blob,
-                commit,
-                {
-                    "seq": work.seq,
-                    "committed_at": self._committed_at(commit),
-                    "actor": actor.id,
-                    "how": actor.how,
-                    "verified": actor.verified,
-                    "triggered": bool(verdict),
-                    # Only a ready, valid version runs, so only its landing is a trigger
-                    # (history); None: invalid. Rows stored before it have no "state".
-                    "state": None if INVALID in fields else value(fields, "state"),
-                    "reasons": list(verdict.reasons) if verdict is not None else [actor.how],
-                },
-            )
+
+    def _add_plan_version(
+        self,
+        path: str,
+        blob: str,
+        commit: str,
+        seq: int,
+        policy: Policy,
+        *,
+        may_trigger: bool,
+        onto_main: bool = True,
+    ) -> None:
+        """Remember that `commit` landed `path`@`blob` (effective now), and whether its actor
+        triggered it by landing it (`may_trigger`: a landing may, a trust anchor never;
+        `onto_main`: its first parent was main's previous commit)."""
+        fields = self.effective.get(path, {})
+        target = value(fields, "target")
+        environment = policy.environments.get(target) if isinstance(target, str) else None
+        signed = environment.gates.signed_commits if environment else True
+        actor = self._actor(commit, policy, signed=signed)
+        # An anchor's plans have no style: its reason says why nothing triggered them.
+        style = landing_style(self.facts(commit), actor, onto_main=onto_main) if may_trigger else ""
+        verdict = (
+            self._may_deploy(policy, actor.name, target)
+            if may_trigger and actor.known and isinstance(target, str) and triggers(style)
+            else None
+        )
+        if verdict is not None:
+            reasons = list(verdict.reasons)
+        elif may_trigger:
+            reasons = [actor.how]
+        else:
+            reasons = ["it came with the trust anchor, which triggers nothing"]
+        self.store.add_plan_version(
+            path,
+            blob,
+            commit,
+            {
+                "seq": seq,
+                "committed_at": self._committed_at(commit),
+                "actor": actor.id,
+                "how": actor.how,
+                "verified": actor.verified,
+                "triggered": bool(verdict),
+                # How it landed: a squash or a branch that merged main in is no trigger.
+                "style": style,
+                "squashed_by": actor.squashed_by,
+                # Only a ready, valid version runs, so only its landing is a trigger
+                # (history); None: invalid. Rows stored before it have no "state".
+                "state": None if INVALID in fields else value(fields, "state"),
+                "reasons": reasons,
+            },
+        )
 
     def _record(
         self,
@@ -1022,18 +1169,42 @@ class Authoriser:
     def facts(self, commit: str) -> CommitFacts:
         cached = self._facts.get(commit)
         if cached is not None:
-            return cached
+            if cached.signature_status != UNVERIFIED or not self._may_settle(commit):
+                return cached
+            # Its key may be in a certificate the keyring gained since: who it was is asked again.
+            self._actors.pop((commit, True), None)
+            self._actors.pop((commit, False), None)
         info = self.info(commit)
         stored = self.store.signatures([commit]).get(commit)
         if stored is None:
-            check = check_commit_signature(info.raw)
-            stored = (check.status, check.fingerprint, check.reason, check.payload)
-            self.store.remember_signatures({commit: stored})
+            stored = self._check(commit)
         self._checks[commit] = stored
         key = claim_key(stored)
         stored = _copy_of(commit, stored, None if key is None else self._carrier(key))
         facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
         return facts
+
+    def _settled(self, commit: str, check: SignatureCheck) -> SignatureCheck:
+        """`check`; while it waits for a certificate ("unverified": an OpenPGP signature
+        none at hand holds the key of), checked again when the keyring may hold one."""
+        return self._check(commit) if self._may_settle(commit, check) else check
+
+    def _may_settle(self, commit: str, check: SignatureCheck | None = None) -> bool:
+        waiting = check is None or check[0] == UNVERIFIED
+        return waiting and self._unverified.get(commit) != self._keyring.generation
+
+    def _check(self, commit: str) -> SignatureCheck:
+        """The commit's signature checked (with the keyring), and remembered unless it waits
+        for a certificate: then the keyring's generation, so it is tried again only after
+        the keyring grew."""
+        result = check_commit_signature(self.info(commit).raw, keyring=self._keyring)
+        check = (result.status, result.fingerprint, result.reason, result.payload)
+        if result.status == UNVERIFIED:
+            self._unverified[commit] = self._keyring.generation
+        else:
+            self._unverified.pop(commit, None)
+            self.store.remember_signatures({commit: check})
+        return check
 
     def _carrier(self, key: str) -> str | None:
         if key not in self._carriers:
@@ -1055,7 +1226,7 @@ class Authoriser:
         checks: dict[str, SignatureCheck] = {}
         for commit in work.entries:
             check = self._checks.get(commit) or stored.get(commit)
-            if check is None:  # never read with a batch: read it now
+            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
                 self.facts(commit)
                 check = self._checks[commit]
             checks[commit] = check
@@ -1465,8 +1636,11 @@ def default_anchor(repo: GitRepo, tip: str) -> str:
     )
 
 
-def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Policy:
-    """The policy the effective teams.yaml and environments/ describe."""
+def policy_from(
+    effective: Mapping[str, Mapping[str, str]], repo: GitRepo, now: datetime | None = None
+) -> Policy:
+    """The policy the effective teams.yaml and environments/ describe, at `now` (the time
+    of judging, for OpenPGP keys' expiry; None: expiry not judged)."""
     teams = effective.get(TEAMS_FILE, {})
     environments = []
     for path, fields in effective.items():
@@ -1478,7 +1652,7 @@ def policy_from(effective: Mapping[str, Mapping[str, str]], repo: GitRepo) -> Po
         ):
             data = load(repo.read_blob(value(fields, CONTENT)), path).data
             environments.append(build_environment(data))
-    return build_policy(teams_data(teams), environments)
+    return build_policy(teams_data(teams), environments, now)
 
 
 def _policy_problem(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from reconciler import openpgp
 from reconciler.errors import ConfigError
 from reconciler.model import (
     DEFAULT_PERMISSIONS,
@@ -105,7 +107,12 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
     )
 
 
-def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) -> Policy:
+def build_policy(
+    teams: Mapping[str, Any], environments: Iterable[Environment], now: datetime | None = None
+) -> Policy:
+    """The policy of a schema-valid teams.yaml and its environments. `now` is the time
+    of judging: an OpenPGP key expired then identifies nobody (None: expiry not judged,
+    as `validate` reads a policy)."""
     users = {user_id: _identity(user_id, data) for user_id, data in teams["users"].items()}
     services = {
         account_id: _identity(account_id, data)
@@ -121,12 +128,14 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
         for application in team.applications:
             application_owner.setdefault(application, team.name)
     key_owner: dict[str, str] = {}
+    unusable: dict[str, str] = {}
     for identity in (*users.values(), *services.values(), *hosts.values()):
         for key in identity.keys:
-            try:
-                key_owner.setdefault(parse_public_key(key).fingerprint, identity.id)
-            except KeyFormatError:
-                continue  # reported by validate; an undecodable key identifies nobody
+            for fingerprint, why in _key_fingerprints(key, now):
+                if why is None:
+                    key_owner.setdefault(fingerprint, identity.id)
+                else:
+                    unusable.setdefault(fingerprint, f"{identity.id}'s {why}")
     email_owner: dict[str, str] = {}
     for user in users.values():
         for email in user.emails:
@@ -151,7 +160,43 @@ def build_policy(teams: Mapping[str, Any], environments: Iterable[Environment]) 
             for host_id, data in teams.get("hosts", {}).items()
             if data.get("vouches_for_squash_author") is True
         ),
+        unusable_keys=unusable,
     )
+
+
+def disowned(policy: Policy, keys: Mapping[str, str]) -> Policy:
+    """`policy` with `keys` (fingerprint -> why) identifying nobody: listed, but unusable."""
+    owned = {key: owner for key, owner in policy.key_owner.items() if key not in keys}
+    if len(owned) == len(policy.key_owner):
+        return policy
+    unusable = dict(policy.unusable_keys)
+    for key, why in keys.items():
+        if key in policy.key_owner:
+            unusable.setdefault(key, f"{policy.key_owner[key]}'s {why}")
+    return replace(
+        policy, key_owner=owned, signers=frozenset(owned.values()), unusable_keys=unusable
+    )
+
+
+def _key_fingerprints(entry: str, now: datetime | None) -> list[tuple[str, str | None]]:
+    """The fingerprints a teams.yaml key entry lists, each with why it identifies nobody
+    (None: it identifies its identity). An SSH key has one; an OpenPGP certificate one
+    per key, its subkeys included. An entry that does not decode lists none: validate
+    reports it."""
+    if not openpgp.is_certificate(entry):
+        try:
+            return [(parse_public_key(entry).fingerprint, None)]
+        except KeyFormatError:
+            return []
+    try:
+        found = openpgp.certificates(entry)
+    except openpgp.CertificateError:
+        return []
+    listed: list[tuple[str, str | None]] = []
+    for certificate in found:
+        unusable = openpgp.unusable(certificate, now)
+        listed += [(key.fingerprint, unusable.get(key.fingerprint)) for key in certificate.keys]
+    return listed
 
 
 def _role_holders(

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from reconciler import gates
-from reconciler.authorise import Authoriser
+from reconciler.authorise import Authoriser, Refusal, group_refusals
 from reconciler.config import build_plan
 from reconciler.errors import ConfigError
 from reconciler.events import FINISHED, PlanRef, Record, Signoff
@@ -35,6 +35,7 @@ from reconciler.layout import place
 from reconciler.loader import load
 from reconciler.model import Environment, Plan, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
+from reconciler.rules import not_a_trigger
 
 Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
 RunResult = Literal["started", "succeeded", "failed", "interrupted"]
@@ -70,6 +71,8 @@ class Landed:
     how: str
     triggered: bool  # its actor held plan.deploy under the policy that judged it
     reasons: tuple[str, ...]
+    style: str = ""  # how it landed (`rules.landing_style`); "" when stored before styles
+    squashed_by: str | None = None  # the host whose squash landed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ class OnMain:
     path: str
     blob: str
     data: Mapping[str, Any] | None  # None when the content is invalid
-    problem: str | None  # why it is invalid or not effective
+    problems: tuple[str, ...]  # why it is invalid or not effective, a line each
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class History:
     deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
     revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
+    uncancelled: frozenset[PlanRef] = frozenset()  # versions whose landing un-cancelled them
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +209,8 @@ def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
 
 def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     path, blob = on_main.path, on_main.blob
-    if on_main.data is None or on_main.problem:
-        return Decision(path, blob, None, "refused", (on_main.problem or "invalid plan",))
+    if on_main.data is None or on_main.problems:
+        return Decision(path, blob, None, "refused", on_main.problems or ("invalid plan",))
     plan = build_plan(on_main.data)
     policy = history.policy
     refused = _consistency(policy, plan)
@@ -253,11 +257,7 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
         who = who or "nobody"
         waits.append(
-            Wait(
-                "trigger",
-                f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
-                "merge it, or run `reconciler deploy`",
-            )
+            _trigger_wait(landed, environment, plan, who)
             if latest is None
             else Wait(
                 "retry",
@@ -293,6 +293,22 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         retry_of=latest.id if latest is not None and trigger is not None else None,
         notes=tuple(notes),
     )
+
+
+def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str) -> Wait:
+    """The wait for a trigger: who may give it and the command; and, where the landing
+    itself was no trigger, why, naming how it landed (a trigger that lapsed says why in
+    a note)."""
+    wait = (
+        f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
+        f"`reconciler deploy {plan.name}`"
+    )
+    why = (
+        None
+        if landed.triggered
+        else not_a_trigger(landed.style, landed.commit, landed.actor, landed.squashed_by)
+    )
+    return Wait("trigger", wait if why is None else f"{wait}; {why}")
 
 
 _OUTCOMES: Final = {
@@ -511,7 +527,7 @@ def _approvals(
             continue
         label = f"approval in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
         if signoff.seq < landed.seq:
-            notes.append(f"{label} does not count: it landed before this version")
+            notes.append(f"{label} does not count: {_before(history, ref, landed)}")
             continue
         problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
         if problem:
@@ -542,6 +558,15 @@ def _approvals(
                 )
             )
     return tuple(counted), waits
+
+
+def _before(history: History, ref: PlanRef, landed: Landed) -> str:
+    """Why a sign-off that landed before the version's latest landing does not count: it
+    was for the version's earlier time on main (before a cancel, or a revert), and a
+    trailer counts only for the landing it followed."""
+    if ref in history.uncancelled:
+        return f"it predates the un-cancel in {landed.commit[:12]}"
+    return f"it predates this version's return to main in {landed.commit[:12]}"
 
 
 def _match_approvers(
@@ -609,7 +634,7 @@ def _retry(
         # Like any trailer, a retry counts only for the landing it followed: asked for before
         # the version left main, it must not re-run the version when someone brings it back.
         if signoff.seq < landed.seq:
-            problem: str | None = "it landed before this version"
+            problem: str | None = _before(history, interrupted.plan, landed)
         elif signoff.seq < interrupted.finished_seq:
             problem = "it landed before the run was recorded interrupted"
         else:
@@ -679,6 +704,23 @@ def deployed_versions(
     return deployed
 
 
+def _not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:
+    """Why main's content of a plan is not its effective content: a line per refused
+    change (`authorise.group_refusals`), and the fields no landed commit authorised."""
+    lines = [
+        group.text(path=False)
+        if group.invalid
+        else f"main's content is not authorised: {group.text(path=False)}"
+        for group in group_refusals(refusal for refusal in blame.values() if refusal)
+    ]
+    unexplained = ", ".join(
+        describe_field(key) for key, refusal in blame.items() if refusal is None
+    )
+    if unexplained:
+        lines.append(f"main's content is not authorised: {unexplained}: never authorised")
+    return tuple(lines)
+
+
 def gather(authoriser: Authoriser, tip: str) -> History:
     """Read the decision's inputs from the walk's state and main's tip."""
     store, repo = authoriser.store, authoriser.repo
@@ -688,16 +730,12 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         if place(path).kind != "plan":
             continue
         fields = effective.get(path, {})
-        problem = None
+        problems: tuple[str, ...] = ()
         if path in dirty:
-            blamed = [
-                f"{describe_field(key)}: {refusal.message() if refusal else 'never authorised'}"
-                for key, refusal in dirty[path].items()
-            ]
-            problem = "main's content is not authorised: " + "; ".join(blamed)
+            problems = _not_authorised(dirty[path])
         elif INVALID in fields:
-            problem = f"invalid: {value(fields, INVALID)}"
-        plans.append(OnMain(path, blob, None if problem else effective_plan(fields), problem))
+            problems = (f"invalid: {value(fields, INVALID)}",)
+        plans.append(OnMain(path, blob, None if problems else effective_plan(fields), problems))
     # Only what the plans on main need: each is decided on its own version's
     # landing, sign-offs and runs, so older versions' commits are never read.
     current = {PlanRef(item.path, item.blob) for item in plans}
@@ -711,6 +749,8 @@ def gather(authoriser: Authoriser, tip: str) -> History:
             how=detail["how"],
             triggered=detail["triggered"],
             reasons=tuple(detail["reasons"]),
+            style=detail.get("style", ""),
+            squashed_by=detail.get("squashed_by"),
         )
     # The runs of these plans (every version: run ids are numbered per plan), the
     # runs still open (whatever their plan: they hold their environment), and the
@@ -725,6 +765,11 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
+    # Versions a sign-off of their own predates: back on main since (a revert, an un-cancel).
+    # Rare, so only these are read again, to tell an un-cancel from a revert.
+    of_run = {run.id: run.plan for run in runs}
+    signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
+    back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
     return History(
         policy=authoriser.policy(),
         plans=tuple(plans),
@@ -738,4 +783,18 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         deployed=deployed_versions(effective, repo.read_blob),
         refused=frozenset(ref for record in records for ref in record.refused),
         revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
+        uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
     )
+
+
+def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
+    """Whether the landing of `ref` un-cancelled the plan: main held it cancelled before."""
+    parents = authoriser.info(landed.commit).parents
+    blob = authoriser.repo.blob_at(parents[0], ref.path) if parents else None
+    if blob is None:
+        return False
+    try:
+        data = load(authoriser.repo.read_blob(blob), ref.path).data
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and data.get("state") == "cancelled"

@@ -15,6 +15,7 @@ through the `local` driver:
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.decide import Decision
+from reconciler.drivers import ARTIFACTS
 from reconciler.errors import UsageError
 from reconciler.gitrepo import GitRepo, Someone
 from reconciler.history import Entry, audit_trail
@@ -144,6 +146,7 @@ def _story(
         with Reconciler(repository, options, clock=clock, sleep=sleep) as reconciler:
             return reconciler.pass_once()
 
+    _builds(folder / "releases", (example / DEV_PLAN).read_bytes())
     _write(repository, DEV_PLAN, _dev_plan(["ecommerce: 1.4.0"]))
     repo.commit_paths([DEV_PLAN], "Development build: eCommerce 1.4.0", sign=True, who=alice)
     _write(repository, DEV_PLAN, (example / DEV_PLAN).read_text())
@@ -154,7 +157,8 @@ def _story(
         "The development builds deploy",
         "Alice (eCommerce lead) and Diana (Customer Portal lead) put their builds into one "
         "development plan. Development lets tech leads deploy, so Diana's commit is the trigger; "
-        "a reconcile pass runs it through the local driver.",
+        "a reconcile pass runs it through the local driver, which ships the builds a CI left "
+        "in releases/artifacts/.",
         reconcile(),
     )
 
@@ -227,6 +231,15 @@ def _story(
     yield Scene("`reconciler history`: who did what", "", trail)
 
 
+def _builds(root: Path, plan: bytes) -> None:
+    """What a CI would have built for the development plan: each application version's
+    build, where the local driver looks for it (`<root>/artifacts/<app>/<version>/`)."""
+    for entry in load(plan, DEV_PLAN).data["applications"]:
+        build = root / ARTIFACTS / entry["name"] / entry["version"]
+        build.mkdir(parents=True)
+        (build / "index.html").write_text(f"<h1>{entry['name']} {entry['version']}</h1>\n")
+
+
 def _ran(report: PassReport) -> str:
     if not report.runs:
         return "deploys nothing"
@@ -261,13 +274,37 @@ def _hotfix_plan() -> str:
 
 
 def where_to_look(folder: Path) -> list[str]:
+    """Commands to read the kept story, then to carry it on as its people: Ravi approves
+    Bob's hotfix, Olga triggers it, and a pass as the service deploys it."""
     repository = folder / "config"
+    keys = folder / "keys"
+    users = load((repository / "teams.yaml").read_bytes(), "teams.yaml").data["users"]
+    git = f"git -C {shlex.quote(str(repository))} config"
+    at = f"--repo {shlex.quote(str(repository))}"
+    hotfix = HOTFIX_PLAN.removeprefix("plans/").removesuffix(".yaml")
+
+    def act_as(user_id: str) -> list[str]:
+        # A person's commits need git to sign with their key (gpg.format ssh: the keys
+        # are SSH keys) and to know their name and email, not the machine's.
+        user = users[user_id]
+        return [
+            f"{git} user.name {shlex.quote(user['name'])}",
+            f"{git} user.email {shlex.quote(user['emails'][0])}",
+            f"{git} user.signingkey {shlex.quote(str(keys / user_id))}",
+        ]
+
     return [
         f"git -C {repository} log --graph --format='%h %an: %s%n%(trailers:only,unfold)'",
         f"reconciler status --repo {repository}",
         f"reconciler history --repo {repository}",
         f"ls -l {folder / 'releases' / 'quality-assurance' / 'customer-portal'}",
-        # Carrying the story on: the service's key, and the releases the story made.
-        f"reconciler apply --repo {repository} --key {folder / 'keys' / 'reconciler'} "
+        "# Carry it on as its people: Ravi approves Bob's hotfix, Olga triggers it",
+        f"{git} gpg.format ssh",
+        *act_as("ravi"),
+        f"reconciler approve {hotfix} {at}",
+        *act_as("olga"),
+        f"reconciler deploy {hotfix} {at}",
+        # The service's key, and the releases the story made.
+        f"reconciler apply --repo {repository} --key {keys / 'reconciler'} "
         f"--driver-root {folder / 'releases'}",
     ]

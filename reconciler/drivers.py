@@ -4,13 +4,16 @@ Called by `execute`. A driver implements the small `Driver` protocol:
 `deploy(step) -> Outcome` and `current(application, environment)`. Built in:
 
 - `local` (the embedded default): releases in `<root>/<env>/<app>/releases/
-  <version>` and an atomic `current` symlink switch; no server needed.
-  `tag-and-deploy` creates the release from the source environment's `from`
-  release; a plain deploy copies the source environment's release (or, in the
-  first environment, creates it). Each release it makes records how
-  (`.provenance.json`: the step's action, source and `from`, and a digest of
-  its content), so a release that exists is reused only for the same ask and
-  unchanged content, never shipped for another build of the same version.
+  <version>` and an atomic `current` symlink switch; no server needed. It
+  ships builds, never a bare version string: in the first environment a
+  release is a copy of the build a CI put in `<root>/artifacts/<app>/
+  <version>/` (no build there: the step fails); later, `tag-and-deploy`
+  creates the release from the source environment's `from` release and a
+  plain deploy copies the source environment's release. Each release it makes
+  records how (`.provenance.json`: the step's action, source and `from`, the
+  build's digest in the first environment, and a digest of its content), so a
+  release that exists is reused only for the same ask and unchanged content,
+  never shipped for another build of the same version.
 - `command`: an argv list from the environment file; the step reaches it as
   `RECONCILER_*` environment variables, never through a shell, in an empty
   temporary directory of its own (never the reconciler's working directory,
@@ -50,6 +53,9 @@ _PASSED_THROUGH: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 # How the local driver made a release: a file at the top of the release, left out of
 # its digest (and never copied into a release made from it).
 PROVENANCE: Final = ".provenance.json"
+# Where the local driver finds the builds it ships into the first environment:
+# <root>/artifacts/<app>/<version>/, put there by a CI (the demo makes its own).
+ARTIFACTS: Final = "artifacts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,12 @@ class LocalDriver:
         unsafe = _unsafe_name(step)
         if unsafe is not None:
             return Outcome.failure(unsafe)
+        if ARTIFACTS in (step.environment, step.source):
+            return Outcome.failure(
+                f"local driver: {self.root / ARTIFACTS} holds the builds, so an environment "
+                f"named {ARTIFACTS} cannot keep its releases beside them; give it a root of "
+                "its own (driver: {type: local, root: DIR})"
+            )
         target = self._app_dir(step.environment, step.application)
         release = target / "releases" / step.version
         lines: list[str] = []
@@ -124,20 +136,24 @@ class LocalDriver:
             on_line(line)
 
         try:
+            build = self._build(step)
+            if step.source is None and build is None:
+                return Outcome.failure(self._no_build(step))
+            asked = _asked(step, build)
             if release.exists() or release.is_symlink():
-                refused = _reusable(release, step)
+                refused = _reusable(release, step, asked)
                 if refused is not None:
                     return Outcome.failure(refused, tuple(lines))
-                say(f"release {release} exists as {_made(_asked(step))}: not copied again")
+                say(f"release {release} exists as {_made(asked)}: not copied again")
             else:
-                origin = self._origin(step)
-                if origin is None and step.source is not None:
+                origin = self._origin(step) if build is None else build[0]
+                if origin is None:
                     return Outcome.failure(
                         f"release {step.application} {_source_version(step)} not found in "
                         f"{step.source}",
                         tuple(lines),
                     )
-                self._create(release, origin, step)
+                self._create(release, origin, asked, step.run)
                 say(f"created release {release}" + (f" from {origin}" if origin else ""))
             self._switch(target / "current", Path("releases") / step.version)
             say(f"current -> releases/{step.version}")
@@ -145,27 +161,43 @@ class LocalDriver:
             return Outcome.failure(f"local driver: {error}", tuple(lines), transient=True)
         return Outcome.success(f"{step.application} {step.version} is current", tuple(lines))
 
-    def _origin(self, step: Step) -> Path | None:
-        if step.source is None:
+    def _build(self, step: Step) -> tuple[Path, str] | None:
+        """The build a step into the first environment ships, and its digest; None elsewhere,
+        or when no build of the step's version is there."""
+        if step.source is not None:
             return None
+        build = self.root / ARTIFACTS / step.application / step.version
+        return (build, _digest(build)) if build.is_dir() else None
+
+    def _no_build(self, step: Step) -> str:
+        builds = self.root / ARTIFACTS / step.application
+        found = sorted(path.name for path in builds.iterdir()) if builds.is_dir() else []
+        there = f"builds there: {', '.join(found[:5])}" if found else "no build of it is there"
+        return (
+            f"local driver: no build of {step.application} {step.version} in {builds} "
+            f"({there}); put the build in {builds / step.version}/, or fix the version "
+            "in the plan"
+        )
+
+    def _origin(self, step: Step) -> Path | None:
         version = _source_version(step) or ""
+        assert step.source is not None
         candidate = self._app_dir(step.source, step.application) / "releases" / version
         return candidate if candidate.is_dir() else None
 
-    def _create(self, release: Path, origin: Path | None, step: Step) -> None:
+    def _create(self, release: Path, origin: Path, asked: Mapping[str, object], run: str) -> None:
         release.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.parent))
         try:
-            if origin is not None:
-                # The origin's own provenance describes the origin, not this release.
-                shutil.copytree(
-                    origin,
-                    staging,
-                    dirs_exist_ok=True,
-                    ignore=lambda folder, _: [PROVENANCE] if Path(folder) == origin else [],
-                )
-            (staging / "VERSION").write_text(f"{step.application} {step.version}\n")
-            record = {**_asked(step), "run": step.run, "digest": _digest(staging)}
+            # The origin's own provenance describes the origin, not this release.
+            shutil.copytree(
+                origin,
+                staging,
+                dirs_exist_ok=True,
+                ignore=lambda folder, _: [PROVENANCE] if Path(folder) == origin else [],
+            )
+            (staging / "VERSION").write_text(f"{asked['application']} {asked['version']}\n")
+            record = {**asked, "run": run, "digest": _digest(staging)}
             (staging / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
             # A release appears whole, its provenance with it, or not at all.
             os.rename(staging, release)
@@ -217,10 +249,10 @@ def _source_version(step: Step) -> str | None:
     return step.from_version if step.action == "tag-and-deploy" else step.version
 
 
-def _asked(step: Step) -> dict[str, object]:
+def _asked(step: Step, build: tuple[Path, str] | None = None) -> dict[str, object]:
     """What a release made for `step` records of its making, and what `step` asks of one
-    that exists."""
-    return {
+    that exists; in the first environment, the `build` it copies, by its digest."""
+    asked: dict[str, object] = {
         "application": step.application,
         "version": step.version,
         "environment": step.environment,
@@ -228,25 +260,29 @@ def _asked(step: Step) -> dict[str, object]:
         "source": step.source,
         "from": _source_version(step),
     }
+    if build is not None:
+        asked["build"] = build[1]
+    return asked
 
 
 def _made(fields: Mapping[str, object]) -> str:
     """What a release was (or is to be) made as, in words, from `_asked`'s fields."""
     if fields.get("source") is None:
-        return "a release of the first environment"
+        build = fields.get("build")
+        which = f" {build.removeprefix('sha256:')[:12]}" if isinstance(build, str) else ""
+        return f"a copy of the build{which} of {fields.get('application')} {fields.get('version')}"
     kind = "a tag" if fields.get("action") == "tag-and-deploy" else "a copy"
     return f"{kind} of {fields.get('source')}'s {fields.get('from')}"
 
 
-def _reusable(release: Path, step: Step) -> str | None:
+def _reusable(release: Path, step: Step, asked: Mapping[str, object]) -> str | None:
     """Why the existing `release` must not be switched to for `step`, if it must not.
 
-    It must have been made for what `step` asks (same action, source and `from`,
-    so an approval of 0.6 from 0.6-dev.42 never ships the 0.6 made from
-    0.6-dev.41) and be unchanged since (its digest). A release in the first
-    environment without a record was put there by a build and is used as it is.
+    It must have been made for what `step` asks (`asked`: same action, source and
+    `from`, so an approval of 0.6 from 0.6-dev.42 never ships the 0.6 made from
+    0.6-dev.41; in the first environment, the same build) and be unchanged since
+    (its digest). A release that records nothing was not made by this driver.
     """
-    asked = _asked(step)
     label = f"{step.application} {step.version} in {step.environment}"
     remove = f"remove {release} to have it made again as {_made(asked)}"
     if not release.is_dir() or release.is_symlink():
@@ -254,8 +290,6 @@ def _reusable(release: Path, step: Step) -> str | None:
     try:
         recorded = json.loads((release / PROVENANCE).read_text())
     except FileNotFoundError:
-        if step.source is None:
-            return None
         return (
             f"release {label} exists but records no provenance, so it may be another build "
             f"than the one wanted ({_made(asked)}): {remove}"

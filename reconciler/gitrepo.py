@@ -362,6 +362,36 @@ class GitRepo:
         """Put `paths` back in the index as HEAD has them (the working tree is left alone)."""
         self._run("reset", "-q", "--", *paths)
 
+    def uncommitted(self, folder: str) -> list[tuple[str, str]]:
+        """The files in `folder` whose working tree or index differs from HEAD, as `git status`
+        sees them (ignored files and submodules left out): (path, 'untracked' | 'added' |
+        'deleted' | 'modified'). None in a bare repository."""
+        if self.bare:
+            return []
+        listed = self._run(
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--",
+            f":(top,literal){folder}/",
+            env={"GIT_OPTIONAL_LOCKS": "0"},  # a read: never take the index's lock
+        ).decode("utf-8", "surrogateescape")
+        found = []
+        for entry in filter(None, listed.split("\0")):
+            if entry.startswith("? "):
+                found.append((entry[2:], "untracked"))
+                continue
+            # "1 XY sub mH mI mW hH hI path" ("u ...": unmerged, with more fields)
+            fields = entry.split(" ", 10 if entry.startswith("u ") else 8)
+            if fields[0] not in ("1", "u") or fields[2].startswith("S"):
+                continue  # "! ...": ignored; a submodule is no file of the folder
+            code = fields[1]
+            how = "added" if "A" in code else "deleted" if "D" in code else "modified"
+            found.append((fields[-1], how))
+        return found
+
     def has_uncommitted_changes(self, path: str) -> bool:
         """Whether the working tree or the index holds changes to `path` (or deleted it)."""
         return bool(self._run("status", "--porcelain", "--", path).strip())

@@ -9,17 +9,22 @@ its trailers; each entry names its commit so anyone can check it there.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from reconciler.authorise import Refusal, group_refusals
 from reconciler.decide import runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
-from reconciler.fields import describe_field
+from reconciler.fields import INVALID, describe_field
+from reconciler.identity import UNKNOWN_ACTOR
 from reconciler.layout import place
 from reconciler.model import Policy
+from reconciler.rules import UNTRIGGERING_STYLES, not_a_trigger
 from reconciler.statestore import StateStore
 
 
@@ -91,6 +96,8 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             unready[ref] = never
         if detail.get("triggered") and "committed_at" in detail:
             entries.append(_landing_entry(ref, landing, detail, environments, never, started))
+        elif detail.get("style") in UNTRIGGERING_STYLES and never is None:
+            entries.append(_untriggered_entry(ref, landing, detail, environments))
     for event in store.events(["approve", "deploy", "retry"]):
         signoff = Signoff.from_json(event)
         ran = (
@@ -115,22 +122,25 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
         else:
             entries.append(_ignored_entry(event, environments))
     for verdict in landings:
-        for refusal in verdict["refusals"]:
-            if place(refusal["path"]).kind == "plan":
-                continue  # shown with the edit that made it
-            entries.append(
-                Entry(
-                    verdict["seq"],
-                    datetime.fromisoformat(verdict["committed_at"]),
-                    refusal["commit"],
-                    None,
-                    None,
-                    "unauthorised",
-                    refusal["actor"],
-                    False,
-                    refusal["message"],
-                )
+        others = (
+            Refusal.from_json(refusal)
+            for refusal in verdict["refusals"]
+            if place(refusal["path"]).kind != "plan"  # shown with the edit that made it
+        )
+        entries.extend(
+            Entry(
+                verdict["seq"],
+                datetime.fromisoformat(verdict["committed_at"]),
+                group.commit,
+                None,
+                None,
+                "unauthorised",
+                group.actor,
+                False,
+                group.text(who=False),
             )
+            for group in group_refusals(others)
+        )
     # Within a landing, commits in the order they were made (the walk's topological order,
     # as `git log --topo-order`): committer dates come from the committers' clocks.
     made = {
@@ -202,7 +212,7 @@ def select(
                 "environments in environments/ or the trail",
             )
     if user is not None:
-        actors = {entry.actor for entry in entries if entry.actor}
+        actors = {entry.actor for entry in entries if entry.actor and entry.actor != UNKNOWN_ACTOR}
         users = sorted({*policy.users, *policy.service_accounts, *policy.hosts, *actors})
         if user not in users:
             raise unknown_name("user", user, users, "users in teams.yaml or the trail")
@@ -216,21 +226,48 @@ def select(
     )
 
 
-def _refusal_reasons(landings: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], str]:
-    """What each refused change to a plan needed and lacked, by (commit, path, field as
-    `describe_field` words it): an invalid plan's, the validation problem."""
-    return {
-        (refusal["commit"], refusal["path"], describe_field(refusal["field"])): (
-            f"needs {refusal['needed']}: {'; '.join(refusal['reasons'])}"
-        )
-        for verdict in landings
-        for refusal in [*verdict["refusals"], *verdict.get("superseded", ())]
-        if place(refusal["path"]).kind == "plan"
-    }
+def ordered(entries: Sequence[Entry], by: Literal["time", "plan"]) -> tuple[Entry, ...]:
+    """The trail (`entries`, in landing order) by time or by plan.
+
+    By time: by date, as `git log --date-order` shows commits, so a landing's own
+    entries keep the order they were made in whatever the committers' clocks said
+    (a pull request's commits, then its merge, then its runs). By plan: each plan's
+    entries together in landing order, the plans in the order they first appear.
+    """
+    if by == "plan":
+        first: dict[str | None, int] = {}
+        for index, entry in enumerate(entries):
+            first.setdefault(entry.plan, index)
+        return tuple(sorted(entries, key=lambda entry: first[entry.plan]))
+    landings = [list(group) for _, group in itertools.groupby(entries, lambda entry: entry.seq)]
+    heads = [(landing[0].when, index, 0) for index, landing in enumerate(landings)]
+    heapq.heapify(heads)
+    merged: list[Entry] = []
+    while heads:
+        _, index, position = heapq.heappop(heads)
+        merged.append(landings[index][position])
+        if position + 1 < len(landings[index]):
+            following = landings[index][position + 1]
+            heapq.heappush(heads, (following.when, index, position + 1))
+    return tuple(merged)
+
+
+def _refusal_reasons(
+    landings: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], list[Refusal]]:
+    """The refused changes to plans, by the commit and the plan that made them (also those
+    later commits undid: the edit was refused all the same)."""
+    refused: dict[tuple[str, str], list[Refusal]] = {}
+    for verdict in landings:
+        for item in [*verdict["refusals"], *verdict.get("superseded", ())]:
+            if place(item["path"]).kind == "plan":
+                refusal = Refusal.from_json(item)
+                refused.setdefault((refusal.commit, refusal.path), []).append(refusal)
+    return refused
 
 
 def _edit_entries(
-    event: dict[str, Any], why_refused: Mapping[tuple[str, str, str], str]
+    event: dict[str, Any], why_refused: Mapping[tuple[str, str], list[Refusal]]
 ) -> list[Entry]:
     before, after = event["state"]
     if after == "cancelled" and before not in (None, "cancelled"):
@@ -247,13 +284,23 @@ def _edit_entries(
     if event["merge"]:
         detail = f"merge resolution: {detail}"
     if refused:
-        reasons = [
-            f"{what} ({why})"
-            if (why := why_refused.get((event["commit"], event["path"], what)))
-            else what
-            for what in refused
+        # The entry names the actor and the commit: each refusal says what and why.
+        groups = group_refusals(
+            refusal
+            for refusal in why_refused.get((event["commit"], event["path"]), ())
+            if describe_field(refusal.field) in refused
+        )
+        told = {field for group in groups for field in group.fields}
+        told |= {describe_field(INVALID) for group in groups if group.invalid}
+        lines = [
+            group.text(path=False, who=False)
+            if group.invalid
+            else f"refused: {group.text(path=False, who=False)}"
+            for group in groups
         ]
-        detail += f"; refused: {', '.join(reasons)}"
+        if untold := [what for what in refused if what not in told]:
+            lines.append(f"refused: {', '.join(untold)}")
+        detail += "; " + "; ".join(lines)
     if event["actor"] is None:
         detail += f" (actor not verified: {event['how']})"
     return [
@@ -309,6 +356,26 @@ def _landing_entry(
         text,
         rank=1,
         why_not=ran,
+    )
+
+
+def _untriggered_entry(
+    ref: PlanRef, landing: str, detail: Mapping[str, Any], environments: _Targets
+) -> Entry:
+    """A ready version landed in a way that is never a trigger, whoever pressed the button
+    (a host's squash, a branch that merged main in): said where a trigger would stand."""
+    why = not_a_trigger(detail["style"], landing, detail["actor"], detail.get("squashed_by"))
+    return Entry(
+        detail["seq"],
+        datetime.fromisoformat(detail["committed_at"]),
+        landing,
+        ref.path,
+        environments.get(ref.path, detail["seq"]),
+        "landed",
+        detail["actor"],
+        False,
+        f"by landing it on main; not a trigger: {why}",
+        rank=1,
     )
 
 

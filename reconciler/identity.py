@@ -4,16 +4,19 @@ Called by `authorise` (the actor of every landed edit) and `decide` (approvers
 and triggerers). Two steps, kept apart because only the first may be cached:
 
 1. `CommitFacts`: what the commit itself proves, independent of any policy:
-   the fingerprint of a good SSH signature, the committer's and author's emails.
+   the fingerprint of a good SSH or OpenPGP signature, the committer's and
+   author's emails.
 2. `resolve`: the actor under one policy. The key fingerprint maps to exactly
    one identity of that policy (never the email, never git's `%GS`); a key the
-   policy no longer lists proves nothing, whatever the commit's dates say.
+   policy no longer lists proves nothing, whatever the commit's dates say, nor
+   does an OpenPGP key it lists revoked or expired (`Policy.unusable_keys`).
    Where no signature is required, a user may be named by the committer's
    email. A commit that a Git host committed and signed (`identity: author`)
    counts as its author's only where the host wrote that field itself: a true
    merge's author is whoever pressed the button; a squash commit's only where
-   teams.yaml says the host vouches for it. A rebase merge, a web or API edit
-   keeps an author the pusher wrote, and proves nobody. An unknown or
+   teams.yaml says the host vouches for it (a squash then counts as its author's
+   edit, never as who merged it: see `rules.landing_style`). A rebase merge, a
+   web or API edit keeps an author the pusher wrote, and proves nobody. An unknown or
    unverifiable actor holds nothing; a malformed commit (two signature
    headers, a signature not armored as ssh-keygen writes it) or a copy (a
    signed payload another commit carried first) holds no identity at all, not
@@ -36,13 +39,19 @@ class CommitFacts:
     """Policy-independent facts about a commit's authorship."""
 
     commit: str
-    signature_status: str  # good, bad, unsigned, unsupported, revoked, malformed, copied
+    # good, bad, unsigned, unsupported, revoked, malformed, copied, unverified (an OpenPGP
+    # signature no certificate at hand could check)
+    signature_status: str
     fingerprint: str | None  # set only for a good signature
     signature_reason: str
     committer_email: str
     author_email: str
     parents: int  # 2 for a true merge: what a host's signature vouches for depends on it
     payload: str = ""  # the SHA-256 of its signed payload, when read from the commit
+
+
+# How an actor no policy knows is named where a name is wanted: never a user's.
+UNKNOWN_ACTOR: Final = "an unknown actor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,9 @@ class Actor:
     kind: Literal["user", "service", "unknown"]
     verified: bool  # from a signature (the user's own or a trusted host's)
     how: str
+    # The host that vouched for a single-parent commit's author (a squash merge): the
+    # author wrote the change, but the commit does not say who landed it.
+    squashed_by: str | None = None
 
     @property
     def known(self) -> bool:
@@ -60,7 +72,7 @@ class Actor:
 
     @property
     def name(self) -> str:
-        return self.id or "an unknown actor"
+        return self.id or UNKNOWN_ACTOR
 
 
 def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> Actor:
@@ -73,7 +85,7 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
             return Actor(owner, "service", True, f"signed with service account {owner}'s key")
         if owner in policy.hosts:
             return _host_author(facts, policy, owner)
-    unsigned = _why_unverified(facts)
+    unsigned = _why_unverified(facts, policy)
     if facts.signature_status in NO_IDENTITY:
         return Actor(None, "unknown", False, f"{unsigned}, which holds no identity")
     if signature_required:
@@ -133,15 +145,22 @@ def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
             None,
             "unknown",
             False,
-            f"committed and signed by host {host} as a single-parent commit (a rebase merge, "
-            f"a web or API edit), whose author {facts.author_email} the pusher wrote",
+            (
+                f"committed and signed by host {host} as a single-parent commit (a squash or "
+                f"rebase merge, a web or API edit) whose author {facts.author_email} it "
+                "vouches for only with vouches_for_squash_author"
+            )
+            if facts.parents == 1
+            else f"committed and signed by host {host} as a commit with {facts.parents} "
+            f"parents, whose author {facts.author_email} it does not vouch for",
         )
     user = policy.email_owner.get(facts.author_email.lower())
     if user is None:
         return Actor(
             None, "unknown", False, f"{style} by host {host} for {facts.author_email}, no user's"
         )
-    return Actor(user, "user", True, f"{style} and signed by host {host} for {user}")
+    squashed_by = host if facts.parents == 1 else None
+    return Actor(user, "user", True, f"{style} and signed by host {host} for {user}", squashed_by)
 
 
 def _host_vouches(facts: CommitFacts, policy: Policy, host: str) -> str | None:
@@ -155,8 +174,11 @@ def _host_vouches(facts: CommitFacts, policy: Policy, host: str) -> str | None:
     return None
 
 
-def _why_unverified(facts: CommitFacts) -> str:
+def _why_unverified(facts: CommitFacts, policy: Policy) -> str:
     if facts.signature_status == "good":
+        unusable = policy.unusable_keys.get(facts.fingerprint or "")
+        if unusable is not None:
+            return f"signature not accepted ({unusable})"
         return f"signed with key {facts.fingerprint}, which teams.yaml does not list"
     if facts.signature_status == "unsigned":
         return "unsigned commit"

@@ -80,6 +80,35 @@ def _place(path: str) -> Placement:
     return Placement(kind, name)  # type: ignore[arg-type]
 
 
+# The folders of per-item YAML files, which a misnamed folder may have been meant as.
+_MEANT_FOLDERS: Final = ("plans", "environments", "deployments")
+
+
+def meant_folder(name: str) -> str | None:
+    """The configuration folder a top-level folder's name looks meant as ('plan' ->
+    'plans', 'Environments' -> 'environments'), or None."""
+    if name.startswith(".") or name in CONFIG_DIRS or name == "logs":
+        return None
+    import difflib  # noqa: PLC0415 - only for a folder the layout does not know (start-up time)
+
+    close = difflib.get_close_matches(name.lower(), _MEANT_FOLDERS, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def meant_path(path: str) -> str | None:
+    """Where a YAML file the reconciler never reads belongs, when its place looks meant
+    for configuration (`plan/x.yaml` -> `plans/x.yaml`, `teams.yml` -> `teams.yaml`)."""
+    top, _, rest = path.partition("/")
+    name = rest or top
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or suffix not in ("yaml", "yml") or name.startswith(".") or "/" in rest:
+        return None
+    if not rest:
+        return TEAMS_FILE if path != TEAMS_FILE and stem.lower() in ("teams", "team") else None
+    folder = meant_folder(top)
+    return f"{folder}/{stem}.yaml" if folder else None
+
+
 def plan_path(name: str) -> str:
     return f"plans/{name}.yaml"
 

@@ -365,10 +365,21 @@ def _changes(
 
 
 def _without(decisions: tuple[Decision, ...], merge: str) -> tuple[Decision, ...]:
-    """The decisions without their notes on the merge judged here (that its nobody's landing
-    triggers nothing): whoever merges for real is someone."""
+    """The decisions without what they say of the merge judged here (that its nobody's
+    landing triggers nothing): whoever merges for real is someone, whose true merge
+    triggers where they hold plan.deploy."""
+    said = f"; it landed by {merge[:12]}"
+
+    def merged(text: str) -> str:
+        return text.partition(said)[0] + ", or their true merge" if said in text else text
+
     return tuple(
-        replace(decision, notes=tuple(note for note in decision.notes if merge[:12] not in note))
+        replace(
+            decision,
+            reasons=tuple(merged(reason) for reason in decision.reasons),
+            waits=tuple(replace(wait, text=merged(wait.text)) for wait in decision.waits),
+            notes=tuple(note for note in decision.notes if merge[:12] not in note),
+        )
         for decision in decisions
     )
 

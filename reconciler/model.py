@@ -151,12 +151,16 @@ class Policy:
     teams: Mapping[str, Team]
     environments: Mapping[str, Environment]
     application_owner: Mapping[str, str]  # application -> team
-    key_owner: Mapping[str, str]  # SHA256 key fingerprint -> identity id (first listed wins)
+    # SSH key fingerprint (SHA256:...) or OpenPGP key fingerprint (hex) -> identity id
+    # (first listed wins)
+    key_owner: Mapping[str, str]
     email_owner: Mapping[str, str]  # email (lowercase) -> user id
     other_paths: tuple[str, ...] = ()  # globs outside the layout that signed users may change
     role_holders: Mapping[str, frozenset[str]] = field(default_factory=dict)  # role -> users
     signers: frozenset[str] = frozenset()  # identities owning a key (`key_owner`'s values)
     squash_hosts: frozenset[str] = frozenset()  # hosts vouching for their squash commits' authors
+    # OpenPGP keys listed but revoked or expired (`openpgp.unusable`): fingerprint -> why
+    unusable_keys: Mapping[str, str] = field(default_factory=dict)
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
         """(team, role) pairs the user holds, in teams.yaml order."""

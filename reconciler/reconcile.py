@@ -63,7 +63,7 @@ from reconciler.errors import (
     UsageError,
 )
 from reconciler.events import PlanRef
-from reconciler.execute import Execution, execute, steps_for
+from reconciler.execute import Execution, execute, finished_steps, steps_for
 from reconciler.gitrepo import GitRepo
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
@@ -120,6 +120,7 @@ class StartedRun:
     run_id: str
     environment: Environment
     writer: RecordWriter
+    finished: tuple[str, ...] = ()  # a retry: the runs that deployed the steps it skips
 
     @property
     def plan(self) -> PlanRef:
@@ -507,8 +508,22 @@ class Reconciler:
             taken.append(run_id)
             lease = now + _lease(environment, len(decision.plan.applications))
             records.append((start_message(decision, run_id, self.instance, lease), None))
-            started.append(StartedRun(decision, run_id, environment, writer))
+            finished = self._finished(history, decision, environment) if decision.retry_of else ()
+            started.append(StartedRun(decision, run_id, environment, writer, finished))
         return started, records
+
+    def _finished(
+        self, history: History, decision: Decision, environment: Environment
+    ) -> tuple[str, ...]:
+        """The steps a retry skips (`finished_steps`), as the effective deployments/ says."""
+        assert decision.plan is not None
+        path = deployments_file(environment.name)
+        running = _deployments_in(self._walker.effective_file(path), path) or {}
+        return finished_steps(
+            steps_for(decision.plan, environment, ""),
+            running.get("applications") or {},
+            {run.id for run in history.runs if run.plan == decision.ref},
+        )
 
     # -- running and finishing ------------------------------------------------------
 
@@ -527,7 +542,7 @@ class Reconciler:
         decision, run_id, environment = started.decision, started.run_id, started.environment
         try:
             try:
-                execution = self._execute(decision, run_id, environment)
+                execution = self._execute(decision, run_id, environment, started.finished)
             except ReconcilerError as error:
                 # The start record is out: a run that ends in an error must still be
                 # recorded as ended, or it stays 'started' until a restart or its lease.
@@ -555,7 +570,13 @@ class Reconciler:
         stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         return Execution("failed", (), (f"{stamp}Z run failed: {error}",), reason=str(error))
 
-    def _execute(self, decision: Decision, run_id: str, environment: Environment) -> Execution:
+    def _execute(
+        self,
+        decision: Decision,
+        run_id: str,
+        environment: Environment,
+        finished: tuple[str, ...] = (),
+    ) -> Execution:
         assert decision.plan is not None
         driver = self._driver(environment)
         return execute(
@@ -566,6 +587,7 @@ class Reconciler:
             sleep=self._sleep_unless_stopping,
             stop_requested=self.stop_requested,
             on_step=self.on_step,
+            finished=finished,
         )
 
     def _sleep_unless_stopping(self, seconds: float) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Final
 from reconciler.decide import Decision, Run
 from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.events import PlanRef
-from reconciler.execute import Execution
+from reconciler.execute import Execution, StepResult
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.layout import deployment_path
 from reconciler.loader import dump
@@ -174,9 +174,10 @@ def start_message(decision: Decision, run: str, instance: str, lease_until: date
 def finish_message(decision: Decision, run: str, execution: Execution) -> str:
     environment = decision.environment or ""
     failed = execution.failed_step
+    resumed = execution.resumed_at
     summary = "\n".join(
         f"{result.position}. {result.step.application} {result.step.version}: "
-        f"{'ok' if result.outcome.ok else 'FAILED'} ({printable(result.outcome.summary)})"
+        f"{_verdict(result)} ({printable(result.outcome.summary)})"
         for result in execution.steps
     )
     trailers = _trailers(
@@ -187,12 +188,9 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
             ("Approved-By", ", ".join(decision.approvers)),
             ("Result", execution.result),
             ("Run", run),
-            (
-                "Failed-Step",
-                f"{failed.position} {failed.step.application} {failed.step.version}"
-                if failed
-                else None,
-            ),
+            ("Retry-Of", decision.retry_of),
+            ("Resumed-At", _step_named(resumed) if resumed else None),
+            ("Failed-Step", _step_named(failed) if failed else None),
         ]
     )
     if execution.reason is not None:
@@ -202,6 +200,17 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
         f"Deploy {_stem(decision.ref)} to {environment}: {execution.result}\n\n"
         f"{summary or 'no applications'}\n\n{trailers}\n"
     )
+
+
+def _verdict(result: StepResult) -> str:
+    if result.skipped:
+        return "skipped"
+    return "ok" if result.outcome.ok else "FAILED"
+
+
+def _step_named(result: StepResult) -> str:
+    """A step as the `Failed-Step` and `Resumed-At` trailers name it: '2 ecommerce 1.4.0'."""
+    return f"{result.position} {result.step.application} {result.step.version}"
 
 
 def interrupted_message(run: Run, why: str, instance: str) -> str:
@@ -243,6 +252,7 @@ def log_bytes(decision: Decision, run: str, execution: Execution) -> bytes:
         f"environment {decision.environment}",
         f"triggered by {decision.triggered_by}",
         f"approved by {', '.join(decision.approvers) or 'nobody'}",
+        *([f"retry of {decision.retry_of}"] if decision.retry_of else []),
     ]
     lines = [*header, "", *map(printable, execution.log), f"result {execution.result}"]
     return ("\n".join(lines) + "\n").encode()

@@ -18,6 +18,11 @@ carries the reasons `permissions` gives, plus the permission that was needed.
   record that counts for a run into <env>; logs/: the service account.
 - approvals, triggers and retries (`judge_signoff`): plan.approve or plan.deploy
   on the plan's target.
+- a landing as a trigger (`landing_style`, `triggers`, `not_a_trigger`): only a
+  commit whose actor is the one who landed it triggers what it lands: a merge into
+  main (its merger), or a single-parent commit its own actor made; never a host's
+  squash (it names the pull request's author, not who merged it) nor a branch that
+  merged main in and reached main by fast-forward.
 - anything else: listed in teams.yaml `other_paths`, by a user; else refused.
 
 Plan edits into environments without `signed_commits` may be attributed by
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from reconciler import permissions
 from reconciler.events import Record
@@ -45,12 +51,21 @@ from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.permissions import Verdict
 
+# How a first-parent commit of main landed what it brings, as the commit shows it.
+LandingStyle = Literal["merge", "commit", "squash", "branch"]
+_TRIGGERING: Final = frozenset({"merge", "commit"})
+# Styles that never trigger, whoever landed them: the commit does not say who that was.
+UNTRIGGERING_STYLES: Final = frozenset({"squash", "branch"})
+
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
     verdict: Verdict
     needed: str
     actor: Actor
+    # What the commit most likely was and what to do instead, after the verdict's reasons
+    # (which stay the permission's own, as `access` gives them).
+    hints: tuple[str, ...] = ()
 
 
 def judge_change(
@@ -73,11 +88,8 @@ def judge_change(
         return _plan(policy, facts, field, old, new)
     actor = resolve(facts, policy, signature_required=True)
     if INVALID in new and field == INVALID:
-        return Judgement(
-            Verdict.deny(f"the new content is refused: {value(new, INVALID)}"),
-            "valid content",
-            actor,
-        )
+        # The reason is the problem itself: the content is invalid, whoever changes it.
+        return Judgement(Verdict.deny(str(value(new, INVALID))), "valid content", actor)
     if kind == "deployment":
         return _deployment(actor, placement.name, finish)
     if kind == "log":
@@ -106,6 +118,61 @@ def judge_signoff(policy: Policy, facts: CommitFacts, permission: str, target: o
     else:
         verdict = permissions.may_on_environment(policy, actor.name, permission, environment.name)
     return Judgement(verdict, permission, actor)
+
+
+def landing_style(facts: CommitFacts, actor: Actor, *, onto_main: bool) -> LandingStyle:
+    """How the first-parent commit `facts` landed what it brings, and so whether its actor
+    is the one who landed it (`onto_main`: its first parent is main's previous commit).
+
+    - merge: a merge into main; its actor (the signer, or the author a host vouches
+      for) is whoever merged;
+    - commit: a single-parent commit, its own actor's: a direct commit, or the last
+      commit of a fast-forward or rebase (the one who fast-forwarded leaves no trace);
+    - squash: a host's squash, its actor the pull request's author, not who merged it;
+    - branch: main reached by fast-forward to a branch that merged main in (a `git
+      pull`, a host's "Update branch"): its tip was never a merge into main.
+    """
+    if not onto_main:
+        return "branch"
+    if facts.parents >= 2:
+        return "merge"
+    if actor.squashed_by is not None:
+        return "squash"
+    return "commit"
+
+
+def triggers(style: str) -> bool:
+    """Whether a landing of this style is a trigger when its actor holds plan.deploy."""
+    return style in _TRIGGERING
+
+
+def not_a_trigger(
+    style: str, commit: str, actor: str | None, squashed_by: str | None = None
+) -> str | None:
+    """Why a landing by `actor` was no trigger, naming the style it saw; None for a landing
+    stored before styles were (`style` ""), whose reasons say why."""
+    who = actor or "an unknown actor"
+    short = commit[:12]
+    if actor is None and style in _TRIGGERING:
+        return f"it landed by {short}, whose maker is unknown"
+    if style == "squash":
+        return (
+            f"it landed by {squashed_by}'s squash merge ({short}, authored by {who}), "
+            "which does not say who merged it"
+        )
+    if style == "branch":
+        return (
+            f"it landed by fast-forward to a branch that merged main in ({short} by {who}), "
+            "not by a merge into main"
+        )
+    if style == "commit":
+        return (
+            f"it landed by fast-forward, rebase or a direct commit ({short} by {who}): "
+            "no merge by a plan.deploy holder to trigger it"
+        )
+    if style == "merge":
+        return f"it landed by {who}'s merge ({short}), and {who} does not hold plan.deploy there"
+    return None
 
 
 def _needed_for(kind: str | None) -> str:
@@ -183,8 +250,7 @@ def _plan(
     actor = resolve(facts, policy, signature_required=signed)
     if field == INVALID:
         if INVALID in new:
-            reason = f"the new content is refused: {value(new, INVALID)}"
-            return Judgement(Verdict.deny(reason), "a valid plan", actor)
+            return Judgement(Verdict.deny(str(value(new, INVALID))), "a valid plan", actor)
         return Judgement(Verdict.allow("replaces content that was refused"), "nothing", actor)
     if not actor.known:
         return Judgement(Verdict.deny(actor.how), _plan_needed(field, targets), actor)
@@ -222,7 +288,28 @@ def _plan(
             verdicts.append(
                 permissions.may_edit_some_application(policy, actor.name, target, applications)
             )
-    return Judgement(_all(verdicts), _plan_needed(field, targets, old, new), actor)
+    verdict = _all(verdicts)
+    hints = _landed_for_others(policy, actor.name, targets) if not verdict else ()
+    needed = _plan_needed(field, targets, old, new)
+    return Judgement(verdict, needed, actor, hints if facts.parents == 1 else ())
+
+
+def _landed_for_others(policy: Policy, user: str, targets: tuple[str, ...]) -> tuple[str, ...]:
+    """What ops (plan.deploy, and plan.edit for no application) whose single-parent commit's
+    plan edit was refused most likely did, and what to do instead: a squash, rebase or
+    cherry-pick makes the commits it re-makes its maker's own edits (the authors'
+    signatures are not in them), so land others' work with a true merge."""
+    if any(
+        permissions.may_on_environment(policy, user, permissions.PLAN_DEPLOY, target)
+        and not permissions.may_edit_some_application(policy, user, target, ())
+        for target in targets
+    ):
+        return (
+            f"{user} holds plan.deploy here: a squash, rebase or cherry-pick by {user} makes "
+            f"the changes in it {user}'s own edits; land others' commits with a true merge "
+            "(`git merge --no-ff -S`, or the host's merge commit), which keeps them theirs",
+        )
+    return ()
 
 
 def _all(verdicts: list[Verdict]) -> Verdict:

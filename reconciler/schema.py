@@ -44,6 +44,20 @@ def _detailed(kind: str) -> Any:
 
 
 @cache
+def _definition(kind: str, name: str) -> Any:
+    whole = resources.schema(kind)
+    return jsonschema_rs.validator_for(
+        {"$schema": whole["$schema"], "$defs": whole["$defs"], "$ref": f"#/$defs/{name}"}
+    )
+
+
+def is_identifier(value: Any) -> bool:
+    """Whether `value` is a name the schemas accept (a plan's target, an application):
+    one that a document failing its schema elsewhere still gives the cross-file checks."""
+    return bool(_definition("plan", "identifier").is_valid(value))
+
+
+@cache
 def _matcher(pattern: str) -> Any:
     return jsonschema_rs.validator_for({"pattern": pattern})
 
@@ -216,7 +230,7 @@ def _explain(document: Document, kind: str, error: Any) -> Iterator[Finding]:
         return
     if keyword == "pattern":
         yield value_at(
-            f"{_where(field)}{instance!r} is not allowed",
+            f"{_where(field)}{_cut(instance)} is not allowed",
             rule or f"must match {error.validator_value}",
         )
         return
@@ -270,6 +284,13 @@ def _fits_unquoted(text: str, expects: set[str]) -> bool:
     if "boolean" in expects and text in ("true", "false"):
         return True
     return bool(expects & {"integer", "number"}) and _WHOLE_NUMBER.fullmatch(text) is not None
+
+
+def _cut(value: Any, limit: int = 120) -> str:
+    """A refused value as a message shows it: quoted, and cut short when it is long
+    (an armored OpenPGP key is kilobytes; its first line says what it is)."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _shown(value: Any) -> str:

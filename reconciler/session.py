@@ -45,9 +45,10 @@ class Session:
     now: datetime
     walked: Authoriser | None = None  # the last walk, with its effective state and caches
     persisted: bool = True  # whether the last walk was kept (it is, on the branch)
+    ref: str = ""  # the branch's ref (default: refs/heads/<branch>)
 
     def tip(self) -> str:
-        return self.repo.resolve(f"refs/heads/{self.branch}")
+        return self.repo.resolve(self.ref or f"refs/heads/{self.branch}")
 
     def typed_revision(self, option: str, rev: str) -> str:
         """The commit a revision the user typed after `option` names.
@@ -252,10 +253,11 @@ class Session:
 
     def _seq_after(self, start: str | None) -> int | None:
         """The landing sequence number a report after `start` begins past, or None when
-        `start` is no landing (the trust anchor, or none given, is 0)."""
+        `start` is no landing (the trust anchor, or none given: the last landing before the
+        anchor, which a re-anchor keeps)."""
         position = self.store.position()
         if start is None or (position is not None and start == position.anchor):
-            return 0
+            return self.store.anchor_seq()
         return self.store.landing_seq(start)
 
     def _landings_on_chain(
@@ -277,8 +279,11 @@ class Session:
                 hint=f"name a commit of {self.branch}'s history, signed by a settings user",
             )
         if self.store.position() is not None:
-            trusted = policy_from(self.store.effective(), self.repo)
-            re_anchor_allowed(self.authoriser().facts(anchor), trusted)
+            authoriser = self.authoriser()
+            trusted = authoriser.learn_keys(
+                policy_from(self.store.effective(), self.repo, self.now)
+            )
+            re_anchor_allowed(authoriser.facts(anchor), trusted)
         return self.authorise(trust_anchor=anchor, progress=progress, re_anchor=True)
 
 
@@ -331,6 +336,34 @@ def followed_branch(repo: GitRepo, branch: str | None, option: str = "--branch")
     return followed
 
 
+def read_branch(repo: GitRepo, branch: str | None, remote: str | None) -> tuple[str, str]:
+    """The branch a command that only reads follows (its state's name) and its ref.
+
+    `remote`, or a `branch` that names a remote-tracking branch (`origin/main`) where
+    no local branch has that name, is the remote's branch as last fetched here, read
+    with the state `apply --remote` and `watch --remote` keep for it: on the service's
+    clone, whose local branches the service never moves, what the service follows.
+    """
+    tracking = f"{remote}/{branch or 'main'}" if remote is not None else branch
+    if remote is None and (
+        branch is None
+        or repo.try_resolve(f"refs/heads/{branch}") is not None
+        or repo.try_resolve(f"refs/remotes/{branch}") is None
+    ):
+        followed = followed_branch(repo, branch)
+        return followed, f"refs/heads/{followed}"
+    assert tracking is not None
+    ref = f"refs/remotes/{tracking}"
+    if repo.try_resolve(ref) is None:
+        name = remote or tracking.split("/", 1)[0]
+        raise UsageError(
+            f"{tracking} has not been fetched into {repo.path}",
+            hint=f"`git fetch {name}` (the service's `apply --remote {name}` fetches at every "
+            "pass); `git remote` lists the remotes, `git branch -r` what was fetched",
+        )
+    return tracking, ref
+
+
 @contextmanager
 def open_session(
     repo_dir: Path,
@@ -339,11 +372,19 @@ def open_session(
     state_dir: Path | None,
     now: datetime,
     option: str = "--branch",
+    remote: str | None = None,
+    tracking: bool = False,
 ) -> Iterator[Session]:
+    """`tracking`: a command that only reads, which may follow a remote's branch
+    (`read_branch`); the others follow a local branch (`followed_branch`)."""
     with GitRepo(repo_dir) as repo:
-        followed = followed_branch(repo, branch, option)
+        if tracking:
+            followed, ref = read_branch(repo, branch, remote)
+        else:
+            followed = followed_branch(repo, branch, option)
+            ref = f"refs/heads/{followed}"
         store = StateStore(state_directory(repo, state_dir), followed)
         try:
-            yield Session(repo, store, followed, now)
+            yield Session(repo, store, followed, now, ref=ref)
         finally:
             store.close()

@@ -1,8 +1,13 @@
-"""SSH signatures on git commits, verified in-process.
+"""SSH and OpenPGP signatures on git commits, verified in-process.
 
 Role: the identity stage of `reconciler verify` reads each landed commit's raw
 object (what `git cat-file commit` prints) and asks `check_commit_signature`
-whether it carries a good SSH signature, and by which key. `git verify-commit`
+whether it carries a good signature, and by which key. OpenPGP signatures
+(gpg's, and Git hosts' such as GitHub's web-flow key) go to `openpgp`, which
+verifies them with the certificates teams.yaml lists (the `Keyring` the
+caller holds); without one holding its key, an OpenPGP signature is
+"unverified", a verdict that waits for a certificate and is never remembered.
+The rest of this module is about SSH. `git verify-commit`
 runs `ssh-keygen` twice per commit (~12 ms); this module makes the checks of
 OpenSSH's sshsig.c with `cryptography` instead (and libsodium, through
 PyNaCl, for plain Ed25519 keys: two and a half times faster than OpenSSL
@@ -62,6 +67,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from reconciler import openpgp
 from reconciler.sshkeys import KeyFormatError, fingerprint, read_mpint, read_string, read_uint32
 
 if TYPE_CHECKING:
@@ -70,7 +76,9 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-Status = Literal["good", "bad", "unsigned", "unsupported", "malformed"]
+Status = Literal["good", "bad", "unsigned", "unsupported", "malformed", "unverified"]
+# An OpenPGP signature no certificate at hand could check: not a verdict to remember.
+UNVERIFIED: Final = "unverified"
 ObjectFormat = Literal["sha1", "sha256"]
 
 NAMESPACE = b"git"
@@ -78,15 +86,13 @@ _MAGIC = b"SSHSIG"
 _BEGIN_LINE = b"-----BEGIN SSH SIGNATURE-----"
 _END_LINE = b"-----END SSH SIGNATURE-----"
 _ARMOR_WIDTH = 70  # ssh-keygen's base64 lines (sshbuf_dtob64)
-_GPG_REFUSAL = "GPG signatures are not verified; SSH signatures are required"
-# The armors git itself recognises (gpg-interface.c), so the reason names the format.
+# The other armor git itself recognises (gpg-interface.c), so the reason names the format.
 _OTHER_ARMORS = {
-    b"-----BEGIN PGP SIGNATURE-----": _GPG_REFUSAL,
-    b"-----BEGIN PGP MESSAGE-----": _GPG_REFUSAL,
     b"-----BEGIN SIGNED MESSAGE-----": (
-        "X.509 signatures are not verified; SSH signatures are required"
+        "X.509 signatures are not verified; SSH or OpenPGP signatures are required"
     ),
 }
+_OPENPGP_ARMORS = (openpgp.SIGNATURE_BEGIN, openpgp.MESSAGE_BEGIN)
 _SHA256_TREE_LINE = re.compile(rb"tree [0-9a-f]{64}\n")
 _SIGNATURE_HEADERS: dict[ObjectFormat, bytes] = {"sha1": b"gpgsig", "sha256": b"gpgsig-sha256"}
 _MESSAGE_HASHES: dict[bytes, Callable[[bytes], bytes]] = {
@@ -109,8 +115,10 @@ class SignatureCheck:
     """What a commit's signature proves.
 
     `fingerprint` is set only when `status` is "good", so no caller can
-    attribute a commit to a key whose signature failed; `key_type` (the SSH
-    name, e.g. "ssh-ed25519") is set whenever the embedded key was read.
+    attribute a commit to a key whose signature failed: an SSH fingerprint
+    ("SHA256:..."), or an OpenPGP key's (upper-case hex, the key that signed);
+    `key_type` (the SSH name, e.g. "ssh-ed25519", or "openpgp") is set
+    whenever the key was read.
     `payload` is the SHA-256 (hex) of the signed payload (the commit without
     its signature headers, what git verify-commit verifies), set by
     `check_commit_signature`, whatever the status.
@@ -174,8 +182,11 @@ def split_signed_object(
     return bytes(payload), bytes(signature) if saw_signature else None
 
 
-def check_commit_signature(raw: bytes, object_format: ObjectFormat | None = None) -> SignatureCheck:
-    """Verify the SSH signature of a raw commit object with the key it embeds. Never raises."""
+def check_commit_signature(
+    raw: bytes, object_format: ObjectFormat | None = None, keyring: openpgp.Keyring | None = None
+) -> SignatureCheck:
+    """Verify the signature of a raw commit object: an SSH one with the key it embeds, an
+    OpenPGP one with the certificate of `keyring` holding its key. Never raises."""
     try:
         payload, armor = split_signed_object(raw, object_format)
         headers = _signature_headers(raw)
@@ -193,7 +204,7 @@ def check_commit_signature(raw: bytes, object_format: ObjectFormat | None = None
             reason = "its signature header is not one git reads for this repository's hash"
             return SignatureCheck("malformed", None, None, reason, digest)
         return SignatureCheck("unsigned", None, None, "the commit is not signed", digest)
-    check = check_signature(payload, armor)
+    check = check_signature(payload, armor, keyring)
     return SignatureCheck(check.status, check.fingerprint, check.key_type, check.reason, digest)
 
 
@@ -205,12 +216,18 @@ def _signature_headers(raw: bytes) -> int:
     return head.count(b"\ngpgsig") + head.startswith(b"gpgsig")
 
 
-def check_signature(payload: bytes, armor: bytes) -> SignatureCheck:
-    """Verify an armored SSHSIG over `payload` in the "git" namespace. Never raises.
+def check_signature(
+    payload: bytes, armor: bytes, keyring: openpgp.Keyring | None = None
+) -> SignatureCheck:
+    """Verify an armored SSHSIG over `payload` in the "git" namespace, or an armored
+    OpenPGP signature with `keyring` (`openpgp.check`). Never raises.
 
     Public for the other signed objects git makes with the same namespace
     (tags, push certificates), whose payload is split differently.
     """
+    if armor.lstrip().startswith(_OPENPGP_ARMORS):
+        verdict = openpgp.check(payload, armor, keyring)
+        return SignatureCheck(verdict.status, verdict.fingerprint, "openpgp", verdict.reason)
     try:
         return _check(payload, armor)
     except _Refused as refusal:

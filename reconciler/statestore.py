@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.signatures import UNVERIFIED
 
 SCHEMA_VERSION: Final = 1
 BATCH: Final = 500  # commits looked up per query
@@ -268,14 +269,40 @@ class StateStore:
             ],
         )
 
-    def reset(self) -> None:
-        """Forget everything policy-dependent (re-anchoring); keep the signature cache."""
-        tables = (
-            *("meta", "effective", "dirty", "landings", "plan_versions", "editors", "events"),
-            *("open_runs", "payloads"),
-        )
-        for table in tables:
-            self._write(f"DELETE FROM {table}", [()])  # noqa: S608 - fixed table names
+    def reset(self, history: Iterable[str] = ()) -> None:
+        """Forget the position, the effective state and the payloads' carriers (re-anchoring);
+        keep the signature cache, who edited which plan, and what the landings of `history`
+        (the new anchor's commits) recorded: their verdicts, the plan versions they landed,
+        their approvals, triggers and records, and so the runs. A landing the rewrite
+        dropped takes what it recorded with it."""
+        self.flush()  # the deletions below read the landings as they are
+        kept = set(history)
+        with self._errors():
+            landings = self._db.execute("SELECT seq, commit_id FROM landings").fetchall()
+            dropped = json.dumps([seq for seq, commit in landings if commit not in kept])
+            self._db.execute(f"DELETE FROM landings WHERE seq IN {_LISTED}", (dropped,))  # noqa: S608
+            self._db.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM landings)")
+            self._db.execute(
+                "DELETE FROM plan_versions WHERE landing NOT IN (SELECT commit_id FROM landings)"
+            )
+            for table in ("meta", "effective", "dirty", "open_runs", "payloads"):
+                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            records = self._db.execute(
+                "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"
+            ).fetchall()
+            for (detail,) in records:
+                for statement, rows in _open_runs_change(json.loads(detail)):
+                    self._db.executemany(statement, rows)
+
+    def anchor_seq(self) -> int:
+        """The last landing before the trust anchor (0 but after a re-anchor that kept some):
+        reports "after the anchor" start past it, and the anchor's own plan versions land
+        just after it."""
+        row = self._read("SELECT value FROM meta WHERE key = 'anchor_seq'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def set_anchor_seq(self, seq: int) -> None:
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [("anchor_seq", seq)])
 
     # -- effective state ----------------------------------------------------
 
@@ -316,10 +343,12 @@ class StateStore:
         return found
 
     def remember_signatures(self, checks: Mapping[str, SignatureRow]) -> None:
+        """Remember signature verdicts; an OpenPGP signature no certificate at hand could
+        check ("unverified") is no verdict yet: a later policy may list its key."""
         self._write(
             "INSERT OR REPLACE INTO signatures"
             " (commit_id, status, fingerprint, reason, payload) VALUES (?, ?, ?, ?, ?)",
-            [(commit, *check) for commit, check in checks.items()],
+            [(commit, *check) for commit, check in checks.items() if check[0] != UNVERIFIED],
         )
 
     # -- signed payloads: the first commit the walk met carrying each ----------
@@ -610,6 +639,17 @@ def _database(directory: Path, branch: str) -> Path:
     if legacy != encoded and legacy.exists() and not encoded.exists():
         return legacy
     return encoded
+
+
+def service_branches(directory: Path) -> list[str]:
+    """The branches a reconciler service (`apply`, `watch`) has followed with the state in
+    `directory`: each took its database's lock (`ServiceLock`), whose file stays."""
+    suffix = ".sqlite3.lock"
+    try:
+        names = sorted(path.name for path in directory.glob(f"*{suffix}"))
+    except OSError:
+        return []
+    return [unquote(name.removesuffix(suffix)) for name in names]
 
 
 class ServiceLock:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from reconciler import resources, schema
+from reconciler import openpgp, resources, schema
 from reconciler.config import build_environment, build_policy, parse_instant, relative_command
 from reconciler.errors import ConfigError
 from reconciler.identity import can_verify
@@ -53,6 +53,9 @@ class _Checked:
     teams: Document | None = None
     environments: dict[str, Document] = field(default_factory=dict)
     plans: dict[str, Document] = field(default_factory=dict)
+    # Plans that loaded but failed their schema: their names that are still names
+    # get the cross-file checks too, so one run reports every finding.
+    broken_plans: dict[str, Document] = field(default_factory=dict)
     deployments: dict[str, Document] = field(default_factory=dict)
     # The item name of every environment, plan and deployment file, by path,
     # and the names of all environment files, also those that did not pass.
@@ -83,9 +86,11 @@ def validate_snapshot(
         checked.names[path] = placement.name
         if placement.kind == "environment":
             checked.environment_files.add(placement.name)
-        document = _load_and_check(path, placement.kind, snapshot.files[path], findings)
-        if document is not None:
+        document, passed = _load_and_check(path, placement.kind, snapshot.files[path], findings)
+        if document is not None and passed:
             _file(checked, placement.kind, document)
+        elif document is not None and placement.kind == "plan":
+            checked.broken_plans[path] = document
     findings.extend(_cross_file(checked, snapshot, editor_gates=editor_gates))
     files_checked = len(snapshot.files)
     if only is not None:
@@ -106,15 +111,18 @@ def _named(path: str, wanted: set[str]) -> bool:
     return path in wanted or any(path.startswith(f"{folder}/") for folder in wanted)
 
 
-def _load_and_check(path: str, kind: Kind, raw: bytes, findings: list[Finding]) -> Document | None:
+def _load_and_check(
+    path: str, kind: Kind, raw: bytes, findings: list[Finding]
+) -> tuple[Document | None, bool]:
+    """The document (None when it does not load), and whether it passed its schema."""
     try:
         document = load(raw, path)
     except ConfigError as exc:
         findings.append(Finding(path, exc.line or 1, exc.column or 1, exc.message, exc.hint))
-        return None
+        return None, False
     problems = schema.check(document, kind)
     findings.extend(problems)
-    return None if problems else document
+    return document, not problems
 
 
 def _file(checked: _Checked, kind: Kind, document: Document) -> None:
@@ -221,15 +229,17 @@ def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) ->
         if valid_environment is not None:
             _check_environment(document, valid_environment, policy, out, editor_gates=editor_gates)
     unsettled = broken | unchained
-    for path, document in checked.plans.items():
-        _check_plan(
-            document,
-            checked.names[path],
-            environments=environments,
-            unsettled=unsettled,
-            policy=policy,
-            out=out,
-        )
+    for plans, whole in ((checked.plans, True), (checked.broken_plans, False)):
+        for path, document in plans.items():
+            _check_plan(
+                document,
+                checked.names[path],
+                environments=environments,
+                unsettled=unsettled,
+                policy=policy,
+                out=out,
+                whole=whole,
+            )
     for path, document in checked.deployments.items():
         _check_deployment(document, checked.names[path], environments, broken, out)
     return out.items
@@ -304,25 +314,18 @@ def _check_teams(document: Document, out: _Findings) -> None:
                 )
             for index, key in enumerate(identity.get("keys", ())):
                 path = (section, identity_id, "keys", index)
-                try:
-                    public_key = parse_public_key(key)
-                except KeyFormatError as exc:
-                    out.at(
-                        document,
-                        path,
-                        f"not a valid SSH public key: {exc}",
-                        "paste the whole line of the .pub file",
-                    )
-                    continue
-                fingerprint = public_key.fingerprint
-                if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
-                    out.at(
-                        document,
-                        path,
-                        f"this key already belongs to '{key_holders[fingerprint]}'",
-                        "one key belongs to one identity; each person needs their own key",
-                    )
-                key_holders.setdefault(fingerprint, identity_id)
+                fingerprints = _key_fingerprints(key, document, path, out)
+                for fingerprint in fingerprints:
+                    if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
+                        out.at(
+                            document,
+                            path,
+                            f"this key already belongs to '{key_holders[fingerprint]}'",
+                            "one key belongs to one identity; each person needs their own key",
+                        )
+                        break
+                for fingerprint in fingerprints:
+                    key_holders.setdefault(fingerprint, identity_id)
             if section != "users":
                 continue
             for index, email in enumerate(identity.get("emails", ())):
@@ -344,6 +347,28 @@ def _check_teams(document: Document, out: _Findings) -> None:
             "add a key to at least one user listed under infrastructure.settings",
             key=True,
         )
+
+
+def _key_fingerprints(key: str, document: Document, path: JsonPath, out: _Findings) -> list[str]:
+    """The fingerprints of one key entry (an OpenPGP certificate's: each of its keys),
+    or none, reported, when it does not decode."""
+    if openpgp.is_certificate(key):
+        try:
+            found = openpgp.certificates(key)
+        except openpgp.CertificateError as exc:
+            out.at(document, path, f"not a valid OpenPGP public key: {exc}", openpgp.HINT)
+            return []
+        return [subkey.fingerprint for certificate in found for subkey in certificate.keys]
+    try:
+        return [parse_public_key(key).fingerprint]
+    except KeyFormatError as exc:
+        out.at(
+            document,
+            path,
+            f"not a valid SSH public key: {exc}",
+            "paste the whole line of the .pub file",
+        )
+        return []
 
 
 def _check_chain(
@@ -632,23 +657,30 @@ def _check_plan(
     unsettled: Collection[str],
     policy: Policy | None,
     out: _Findings,
+    whole: bool = True,
 ) -> None:
+    """The cross-file rules of one plan; of a plan that failed its schema (not `whole`),
+    those whose values are still names (its schema findings say what the others lack)."""
     # Read from the schema-valid data itself: building a `Plan` for each of
     # thousands of plans only to read four fields was a tenth of validation.
-    plan: Mapping[str, Any] = document.data
-    name: str = plan["name"]
-    target_name: str = plan["target"]
-    source: str | None = plan.get("source")
-    if name != file_name:
+    plan: Mapping[str, Any] = document.data if isinstance(document.data, dict) else {}
+
+    def usable(value: Any) -> bool:
+        return whole or schema.is_identifier(value)
+
+    name: Any = plan.get("name")
+    target_name: Any = plan.get("target")
+    source: Any = plan.get("source")
+    if usable(name) and name != file_name:
         out.at(
             document,
             ("name",),
             f"name '{name}' does not match the file name",
             f"rename the file to plans/{name}.yaml or set name: {file_name}",
         )
-    target = environments.get(target_name)
-    if target_name in unsettled:
-        pass  # the environment's own findings come first
+    target = environments.get(target_name) if usable(target_name) else None
+    if not usable(target_name) or target_name in unsettled:
+        pass  # the environment's own findings (or the plan's) come first
     elif target is None:
         out.at(
             document,
@@ -656,6 +688,8 @@ def _check_plan(
             f"unknown environment '{target_name}'",
             _suggest(target_name, environments, "environments/"),
         )
+    elif source is not None and not usable(source):
+        pass  # its own finding says what is wrong with it
     elif target.promotes_from is None and source is not None:
         out.at(
             document,
@@ -671,8 +705,11 @@ def _check_plan(
             f"'{target_name}' promotes from '{target.promotes_from}', not {_quoted(source)}",
             f"set source: {target.promotes_from}",
         )
-    for index, entry in enumerate(plan["applications"]):
-        application: str = entry["name"]
+    entries = plan.get("applications")
+    for index, entry in enumerate(entries if isinstance(entries, list) else ()):
+        application: Any = entry.get("name") if isinstance(entry, dict) else None
+        if not usable(application):
+            continue
         if policy is not None and application not in policy.application_owner:
             out.at(
                 document,

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 from reconciler.errors import UsageError
-from reconciler.layout import READ_DIRS, TEAMS_FILE, place
+from reconciler.layout import READ_DIRS, TEAMS_FILE, meant_folder, meant_path, place
 from reconciler.loader import MAX_FILE_BYTES
 from reconciler.model import Finding, Snapshot
 
@@ -104,7 +104,38 @@ def read_worktree(root: Path) -> Snapshot:
     read(TEAMS_FILE)
     for directory in READ_DIRS:
         read(directory)
+    refused.extend(_misplaced(base))
     return Snapshot(files=files, refused=tuple(refused))
+
+
+def _misplaced(base: str) -> list[Finding]:
+    """Warnings for YAML files the reconciler never reads although they look meant as
+    configuration (`plan/x.yaml`, `teams.yml`): read nowhere, they would be ignored
+    silently. Only the top level and the folders whose names are near misses are listed."""
+    found: list[str] = []
+    try:
+        with os.scandir(base) as listing:
+            top = sorted(listing, key=lambda entry: entry.name)
+        for entry in top:
+            if entry.is_file(follow_symlinks=False):
+                found.append(entry.name)
+            elif entry.is_dir(follow_symlinks=False) and meant_folder(entry.name):
+                with os.scandir(entry.path) as children:
+                    found += sorted(f"{entry.name}/{child.name}" for child in children)
+    except OSError:
+        return []  # what cannot be listed is not configuration either
+    return [
+        Finding(
+            path,
+            1,
+            1,
+            f"the reconciler never reads this file; is it meant as {target}?",
+            f"move it to {target}, or out of the way",
+            severity="warning",
+        )
+        for path in found
+        if (target := meant_path(path)) is not None
+    ]
 
 
 def _read_head(full: str) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.configrepo import copy_example
 from tests.gitfixtures import People
+from tests.gpgkeys import GpgKeys
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +50,14 @@ def example_copy(tmp_path: Path) -> Path:
 def people(tmp_path_factory: pytest.TempPathFactory) -> People:
     """The seed story's cast with real ed25519 keys, made once per session."""
     return People.create(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def gpg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpgKeys]:
+    """Throwaway OpenPGP keys made by gpg, once per session (RSA 4096 takes seconds); every
+    gpg-agent they started is stopped at the end."""
+    keys = GpgKeys.create(tmp_path_factory.mktemp("gpg"))
+    try:
+        yield keys
+    finally:
+        keys.close()

@@ -37,6 +37,7 @@ from reconciler.authorise import (
     policy_from,
 )
 from reconciler.decide import Decision, decide, gather
+from reconciler.drivers import ARTIFACTS
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
 from reconciler.readahead import PREFETCH
@@ -169,6 +170,38 @@ def example_file(path: str) -> str:
     return (example_dir() / path).read_text()
 
 
+def build(root: Path, application: str, version: str) -> Path:
+    """The build of `application` `version` a CI would leave for the local driver, whose
+    root is `root` (what it ships into the first environment); its folder."""
+    folder = root / ARTIFACTS / application / version
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.bin").write_text(f"built {version}")
+    return folder
+
+
+def build_what_a_plan_names(root: Path, text: str) -> None:
+    """Every version (and `from` version) a plan's text names, built under `root`: the
+    suite's stand-in for the CI that builds what people put in plans. Text that is no
+    plan builds nothing."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return
+    entries = data.get("applications") if isinstance(data, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not _may_name_a_folder(name):
+            continue
+        for key in ("version", "from"):
+            version = entry.get(key)
+            if isinstance(version, str) and _may_name_a_folder(version):
+                build(root, name, version)
+
+
+def _may_name_a_folder(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".") and name.isprintable()
+
+
 class ConfigRepo:
     """A real Git repository on `main`, committed to by real people."""
 
@@ -228,6 +261,8 @@ class ConfigRepo:
         return config, env
 
     def write(self, files: Mapping[str, str | None]) -> None:
+        """Stage `files` (None deletes); the builds a plan among them names appear in the
+        local driver's artifacts, as a CI would make them."""
         for relative, content in files.items():
             target = self.path / relative
             if content is None:
@@ -236,6 +271,8 @@ class ConfigRepo:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
             self.git("add", "--", relative)
+            if relative.startswith("plans/"):
+                build_what_a_plan_names(self.driver_root, content)
 
     def commit(
         self,

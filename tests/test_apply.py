@@ -332,7 +332,7 @@ def refs_and_files(repo: SeedRepo) -> tuple[str, list[str]]:
 def test_a_dry_run_changes_nothing(tmp_path: Path, people: People) -> None:
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    repo.driver_root.mkdir()
+    repo.driver_root.mkdir(exist_ok=True)  # it holds the builds already
     before = refs_and_files(repo)
     result = repo.apply("--dry-run", "--format", "json")
     assert result.exit_code == 0, result.stderr
@@ -357,7 +357,7 @@ def test_an_instance_name_that_would_break_the_start_records_trailers_is_refused
     assert f"--instance {name!r} is not a reconciler name" in result.stderr
     assert "hint: use at most 100 letters, digits and . _ : @ / -" in result.stderr
     assert repo.head() == head
-    assert not repo.driver_root.exists()
+    assert not (repo.driver_root / "development").exists()
 
 
 def test_a_dry_run_during_a_freeze_until_the_end_of_time_would_run_nothing(

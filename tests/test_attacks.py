@@ -295,10 +295,7 @@ def test_a_duplicate_entry_for_another_teams_application_is_not_accepted(
     verdict = result.judged[-1]
     assert not verdict.authorised
     refusal = next(refusal for refusal in verdict.refusals if refusal.field == "invalid")
-    assert refusal.reasons == (
-        f"the new content is refused: {QA_PLAN}:7:10: "
-        "application 'customer-portal' is listed twice",
-    )
+    assert refusal.reasons == (f"{QA_PLAN}:7:10: application 'customer-portal' is listed twice",)
     assert QA_PLAN in result.differs
 
 
@@ -774,7 +771,7 @@ def test_a_retry_that_landed_before_the_versions_latest_landing_does_not_count(
         repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
     repo.git("merge", "-q", "--ff-only", "race")
     repo.git("checkout", "-q", original, "--", QA_PLAN)
-    repo.commit(people.alice, message="bring back the interrupted version")
+    back = repo.commit(people.alice, message="bring back the interrupted version")
     repo.approve(people.ravi, QA_PLAN)
     decision = repo.decide()[QA_PLAN]
     assert decision.status == "waiting"
@@ -784,8 +781,10 @@ def test_a_retry_that_landed_before_the_versions_latest_landing_does_not_count(
     )
     assert decision.retry_of is None
     assert decision.notes == (
-        f"retry in {retry[:12]} by olga does not count: it landed before this version",
-        f"approval in {approval[:12]} by ravi does not count: it landed before this version",
+        f"retry in {retry[:12]} by olga does not count: "
+        f"it predates this version's return to main in {back[:12]}",
+        f"approval in {approval[:12]} by ravi does not count: "
+        f"it predates this version's return to main in {back[:12]}",
     )
 
 

@@ -804,11 +804,8 @@ def test_an_approval_of_a_tag_from_a_newer_build_never_ships_the_release_of_an_o
     # tagged from: "0.6 from 0.6-dev.42", approved and triggered, shipped 0.6-dev.41.
     repo = SeedRepo.create(tmp_path, people)
     repo.clock = int(time.time()) - 3600  # QA counts approvals for 8 hours: date them now
-    builds = repo.driver_root / "development" / "customer-portal" / "releases"
 
     def build_and_tag(build: str) -> None:
-        (builds / build).mkdir(parents=True)  # a build puts its release into development
-        (builds / build / "app.bin").write_text(f"built {build}")
         repo.commit(
             people.diana, {DEV_PLAN: dev_plan({"name": "customer-portal", "version": build})}
         )

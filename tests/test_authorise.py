@@ -623,9 +623,7 @@ def test_a_symlink_in_the_configuration_is_refused(tmp_path: Path, people: Peopl
     repo.git("add", "plans/evil.yaml")
     repo.commit(people.alice)
     refusal = only_refusal(repo.verify().judged[-1])
-    assert refusal.reasons == (
-        "the new content is refused: symlinks and submodules are refused in the configuration",
-    )
+    assert refusal.reasons == ("symlinks and submodules are refused in the configuration",)
 
 
 def test_a_submodule_in_the_configuration_is_refused(tmp_path: Path, people: People) -> None:
@@ -635,9 +633,7 @@ def test_a_submodule_in_the_configuration_is_refused(tmp_path: Path, people: Peo
     repo.commit(people.alice)
     assert repo.git("ls-tree", "HEAD", "plans/vendor.yaml").startswith("160000 commit ")
     refusal = only_refusal(repo.verify().judged[-1])
-    assert refusal.reasons == (
-        "the new content is refused: symlinks and submodules are refused in the configuration",
-    )
+    assert refusal.reasons == ("symlinks and submodules are refused in the configuration",)
     shown = repo.reconciler("plan", "--format", "json")
     assert (shown.exit_code, shown.stderr) == (0, "")
     [decision] = shown.json()["plans"]
@@ -858,8 +854,9 @@ def test_a_hosts_single_parent_commit_counts_as_nobodys_whatever_author_it_keeps
     repo.host_rebase_merge(host, branch)
     refusals = repo.verify().judged[-1].refusals
     why = (
-        "committed and signed by host github as a single-parent commit (a rebase merge, "
-        f"a web or API edit), whose author {ALICE} the pusher wrote"
+        "committed and signed by host github as a single-parent commit (a squash or rebase "
+        f"merge, a web or API edit) whose author {ALICE} it vouches for only with "
+        "vouches_for_squash_author"
     )
     assert {(refusal.actor, refusal.reasons) for refusal in refusals} == {
         ("an unknown actor", (why,))

@@ -133,6 +133,29 @@ def test_verify_refuses_exactly_the_deliberately_unauthorised_landings(tmp_path:
     assert check_report(report, manifest, "incremental", appended=[added]).passed
 
 
+def test_an_openpgp_share_signs_with_sequoia_made_keys_that_verify_judges(
+    tmp_path: Path,
+) -> None:
+    """--openpgp: a share of the users with a key list an OpenPGP certificate instead and
+    sign with it; verify still refuses exactly what was planted, in full and after one
+    more commit."""
+    root = tmp_path / "history"
+    manifest = generated(root, dataclasses.replace(SMALL, openpgp=0.5))
+    assert 0 < manifest.openpgp_signed < manifest.signed
+    with GitRepo(root) as repo:
+        raws = [repo.commit(oid).raw for oid in run_git(root, "rev-list", "main").split()]
+    assert sum(b"-----BEGIN PGP SIGNATURE-----" in raw for raw in raws) == manifest.openpgp_signed
+    result = reconciler(
+        "verify", "--repo", root, "--state-dir", tmp_path / "state", "--format", "json"
+    )
+    assert check_report(result.json(), manifest, "full", returncode=result.exit_code).passed
+    added = append_signed_commit(root, manifest)
+    again = reconciler(
+        "verify", "--repo", root, "--state-dir", tmp_path / "state", "--format", "json"
+    )
+    assert check_report(again.json(), manifest, "incremental", appended=[added]).passed
+
+
 def test_generation_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     first = generated(tmp_path / "first")
     second = generated(tmp_path / "second")
@@ -186,7 +209,7 @@ def test_the_floor_times_each_part_of_the_work_no_verify_avoids(
     arguments = ["--dir", str(tmp_path / "bench"), "--commits", "40", "--users", "12"]
     assert verify_main([*arguments, "--plans", "20", "--floor"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    parts = [line for line in lines if line.startswith(("git ", "SSHSIG", "libyaml", "interp"))]
+    parts = [line for line in lines if line.startswith(("git ", "signature", "libyaml", "interp"))]
     assert len(parts) == 5
     assert sum(float(line.split()[-1]) for line in parts) > 0
     assert any(

@@ -93,3 +93,41 @@ def test_the_top_level_help_cuts_no_command_description_short(tmp_path: Path) ->
         assert f"  {name} " in commands
     # Each description is a whole sentence: the wrapped lines end in a full stop.
     assert all(line.rstrip().endswith(".") for line in re.split(r"\n  (?=\S)", commands) if line)
+
+
+COMMANDS = (
+    "access",
+    "apply",
+    "approve",
+    "cancel",
+    "demo",
+    "deploy",
+    "history",
+    "init",
+    "plan",
+    "status",
+    "validate",
+    "verify",
+    "verify-mergeable",
+    "watch",
+)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_commands_help_ends_with_examples_of_that_command(tmp_path: Path, name: str) -> None:
+    # No command's help had an example.
+    result = reconciler(name, "--help", cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    examples = result.stdout.split("\nExamples:\n", 1)[1]
+    blocks = [block.splitlines() for block in examples.strip("\n").split("\n\n")]
+    assert blocks
+    for what, line, *continued in blocks:
+        assert what.startswith("  # ")
+        assert line.startswith(f"  reconciler {name}")
+        assert all(part.startswith("      ") for part in continued)
+
+
+def test_the_command_list_is_every_command(tmp_path: Path) -> None:
+    # So a new command gets its examples too.
+    listed = reconciler("--help", cwd=tmp_path).stdout.split("Commands:\n", 1)[1]
+    assert tuple(re.findall(r"^  (\S+)", listed, flags=re.MULTILINE)) == COMMANDS

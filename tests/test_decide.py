@@ -42,6 +42,17 @@ def waits(decision: Decision) -> list[str]:
     return [wait.text for wait in decision.waits]
 
 
+def landed_wait(
+    environment: str, who: str, landing: str, by: str, name: str = "2026-11-qa-release"
+) -> str:
+    """The wait for a trigger of a plan version landed by `by`'s single-parent commit."""
+    return (
+        f"a trigger by a plan.deploy holder on {environment} ({who}): `reconciler deploy "
+        f"{name}`; it landed by fast-forward, rebase or a direct commit ({landing[:12]} by "
+        f"{by}): no merge by a plan.deploy holder to trigger it"
+    )
+
+
 def test_an_approved_and_triggered_plan_is_executable(tmp_path: Path, people: People) -> None:
     repo = proposed_qa_release(tmp_path, people)
     repo.approve(people.ravi, QA_PLAN)
@@ -166,14 +177,12 @@ def test_a_trigger_by_someone_without_plan_deploy_waits_naming_who_may(
     tmp_path: Path, people: People
 ) -> None:
     repo = proposed_qa_release(tmp_path, people)
+    landing = repo.head()
     repo.approve(people.ravi, QA_PLAN)
     attempt = repo.trigger(people.alice, QA_PLAN)
     decision = repo.decide()[QA_PLAN]
     assert decision.status == "waiting"
-    assert waits(decision) == [
-        "a trigger by a plan.deploy holder on quality-assurance (olga): merge it, or run "
-        "`reconciler deploy`"
-    ]
+    assert waits(decision) == [landed_wait("quality-assurance", "olga", landing, "diana")]
     assert (
         f"trigger in {attempt[:12]} by alice does not count: alice holds tech-lead in ecommerce; "
         "quality-assurance grants plan.deploy to deployment (held by olga)"
@@ -379,29 +388,27 @@ def test_who_may_approve_or_trigger_where_signatures_count_leaves_out_who_cannot
     # Ravi's and olga's keys are revoked: `plan` still offered them as the ones to ask,
     # in production, where nothing they do without a key counts.
     repo = proposed_qa_release(tmp_path, people)
+    qa_landing = repo.head()
     repo.commit(people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)})
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    trigger_wait = (
-        "a trigger by a plan.deploy holder on {} ({}): merge it, or run `reconciler deploy`"
-    )
+    prod_landing = repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
     before = decided_as_the_service_would(repo)
     # bob has no key: he deploys to quality-assurance by email, never to production.
     assert waits(before[PROD_PLAN]) == [
-        trigger_wait.format("production", "olga"),
+        landed_wait("production", "olga", prod_landing, "alice", "2026-11-prod-release"),
         "1 more approval by tech-lead (may approve: diana, ravi)",
         "1 more approval by tester (may approve: carol, fiona)",
     ]
     repo.revoke(f"{people.olga.public_key}\n{people.ravi.public_key}\n")
     after = decided_as_the_service_would(repo)
     assert waits(after[PROD_PLAN]) == [
-        trigger_wait.format("production", "nobody"),
+        landed_wait("production", "nobody", prod_landing, "alice", "2026-11-prod-release"),
         "1 more approval by tech-lead (may approve: diana)",
         "1 more approval by tester (may approve: carol, fiona)",
     ]
     # Where signatures are not required, their emails still make their sign-offs count.
     assert waits(after[QA_PLAN]) == [
-        trigger_wait.format("quality-assurance", "bob, olga"),
+        landed_wait("quality-assurance", "bob, olga", qa_landing, "diana"),
         "1 more approval by tech-lead (may approve: ravi)",
     ]
 
@@ -415,17 +422,19 @@ def test_a_proposal_landed_by_one_who_may_not_deploy_is_no_trigger_that_failed(
     repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
     with repo.branch("proposal"):
         repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE)}, signed=False)
-    repo.merge(people.alice, "proposal")
+    merge = repo.merge(people.alice, "proposal")
     merged = repo.decide()[QA_PLAN]
-    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    commit = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
     committed = repo.decide()[QA_PLAN]
     for decision in (merged, committed):
         assert decision.status == "waiting"
         assert decision.notes == ()
-        assert waits(decision)[0] == (
-            "a trigger by a plan.deploy holder on quality-assurance (olga): merge it, or run "
-            "`reconciler deploy`"
-        )
+    assert waits(merged)[0] == (
+        "a trigger by a plan.deploy holder on quality-assurance (olga): `reconciler deploy "
+        f"2026-11-qa-release`; it landed by alice's merge ({merge[:12]}), and alice does not "
+        "hold plan.deploy there"
+    )
+    assert waits(committed)[0] == landed_wait("quality-assurance", "olga", commit, "diana")
     shown = repo.reconciler("plan")
     assert (shown.exit_code, shown.stderr) == (0, "")
     assert "trigger in" not in shown.stdout
@@ -516,7 +525,7 @@ def test_a_plan_with_unauthorised_content_is_refused(tmp_path: Path, people: Peo
     decision = repo.decide()[QA_PLAN]
     assert decision.status == "refused"
     assert decision.reasons[0].startswith(
-        "main's content is not authorised: the customer-portal entry: plans/2026-11-qa-release.yaml"
+        "main's content is not authorised: the customer-portal entry: changed by bob in "
     )
 
 
@@ -743,11 +752,13 @@ def test_approvals_and_triggers_of_a_version_do_not_carry_over_when_a_revert_bri
     repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
     repo.git("revert", "--no-edit", "HEAD", env={"GIT_COMMITTER_EMAIL": "alice@example.com"})
     assert repo.blob(QA_PLAN) == original
+    revert = repo.head()
     decision = repo.decide()[QA_PLAN]
     assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
-    assert f"approval in {approval[:12]} by ravi does not count: it landed before this version" in (
-        decision.notes
-    )
+    assert (
+        f"approval in {approval[:12]} by ravi does not count: "
+        f"it predates this version's return to main in {revert[:12]}"
+    ) in decision.notes
     assert [wait.what for wait in decision.waits] == ["trigger", "approval"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,7 +27,16 @@ from reconciler.errors import ConfigError
 from reconciler.execute import execute
 from reconciler.model import DriverSpec
 from reconciler.printable import printable
-from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan, example_file
+from tests.configrepo import reconciler as run_cli
+from tests.gitfixtures import (
+    DEV_PLAN,
+    ECOMMERCE,
+    People,
+    SeedRepo,
+    build,
+    dev_plan,
+    example_file,
+)
 
 
 def step(application: str = "ecommerce", version: str = "1.4.0", **changes: object) -> Step:
@@ -55,19 +65,103 @@ def fixed_clock() -> datetime:
 # -- local --------------------------------------------------------------------------
 
 
-def test_the_local_driver_creates_a_release_in_the_first_environment_and_switches_current(
+def test_the_local_driver_makes_a_release_of_the_build_in_the_first_environment_and_switches(
     tmp_path: Path,
 ) -> None:
+    build(tmp_path, "ecommerce", "1.4.0")
     driver = LocalDriver(tmp_path)
     outcome = driver.deploy(step(), lines().append)
     assert outcome.ok
     assert driver.current("ecommerce", "development") == "1.4.0"
     release = tmp_path / "development/ecommerce/releases/1.4.0"
     assert (release / "VERSION").read_text() == "ecommerce 1.4.0\n"
+    assert (release / "app.bin").read_text() == "built 1.4.0"
     assert os.readlink(tmp_path / "development/ecommerce/current") == "releases/1.4.0"
+    provenance = json.loads((release / PROVENANCE).read_text())
+    assert re.fullmatch("sha256:[0-9a-f]{64}", provenance["build"])
+    assert (provenance["action"], provenance["source"]) == ("deploy", None)
+
+
+def test_the_local_driver_deploys_no_version_it_has_no_build_of(tmp_path: Path) -> None:
+    # A typo (1.4.O for 1.4.0) "succeeded" when the driver made a release of any name.
+    build(tmp_path, "ecommerce", "1.4.0")
+    outcome = LocalDriver(tmp_path).deploy(step(version="1.4.O"), lines().append)
+    builds = tmp_path / "artifacts/ecommerce"
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert outcome.summary == (
+        f"local driver: no build of ecommerce 1.4.O in {builds} (builds there: 1.4.0); "
+        f"put the build in {builds / '1.4.O'}/, or fix the version in the plan"
+    )
+    assert not (tmp_path / "development").exists()
+
+
+def test_a_typo_in_a_version_fails_the_run_and_deploys_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    assert repo.apply().exit_code == 0
+    repo.commit(people.alice, {DEV_PLAN: dev_plan({**ECOMMERCE, "version": "1.4.O"})})
+    shutil.rmtree(repo.driver_root / "artifacts/ecommerce/1.4.O")  # the CI built 1.4.0 alone
+    result = repo.apply("--format", "json")
+    assert result.exit_code == 1
+    [run] = result.json()["runs"]
+    assert (run["result"], run["failed_step"]) == ("failed", "1 ecommerce 1.4.O")
+    assert run["reason"].startswith("local driver: no build of ecommerce 1.4.O in ")
+    assert LocalDriver(repo.driver_root).current("ecommerce", "development") == "1.4.0"
+    deployed = yaml.safe_load((repo.path / "deployments/development.yaml").read_text())
+    assert deployed["applications"]["ecommerce"]["version"] == "1.4.0"
+
+
+def test_the_driver_root_from_the_environment_holds_the_builds_the_local_driver_ships(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    root = tmp_path / "elsewhere"
+    build(root, "ecommerce", "1.4.0")
+    environment = {**os.environ, "RECONCILER_DRIVER_ROOT": str(root)}
+    result = run_cli(
+        "apply",
+        "--repo",
+        repo.path,
+        "--state-dir",
+        repo.state_dir,
+        "--key",
+        people.reconciler.key,
+        env=environment,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert LocalDriver(root).current("ecommerce", "development") == "1.4.0"
+    assert not (repo.state_dir / "releases").exists()
+
+
+def test_an_environment_named_artifacts_cannot_keep_local_releases_beside_the_builds(
+    tmp_path: Path,
+) -> None:
+    build(tmp_path, "ecommerce", "1.4.0")
+    outcome = LocalDriver(tmp_path).deploy(step(environment="artifacts"), lines().append)
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert "an environment named artifacts cannot keep its releases" in outcome.summary
+    assert sorted(path.name for path in (tmp_path / "artifacts/ecommerce").iterdir()) == ["1.4.0"]
+
+
+def test_a_build_changed_since_its_release_was_made_is_another_build(tmp_path: Path) -> None:
+    driver = LocalDriver(tmp_path)
+    first = build(tmp_path, "ecommerce", "1.4.0")
+    assert driver.deploy(step(), lines().append).ok
+    (first / "app.bin").write_text("rebuilt")
+    outcome = driver.deploy(step(run="p.2"), lines().append)
+    assert (outcome.ok, outcome.transient) == (False, False)
+    assert outcome.summary.startswith(
+        "release ecommerce 1.4.0 in development exists as a copy of the build "
+    )
+    assert "(made by run p.1); this step wants a copy of the build " in outcome.summary
 
 
 def test_the_local_driver_keeps_old_releases_and_switches_atomically(tmp_path: Path) -> None:
+    build(tmp_path, "ecommerce", "1.0")
+    build(tmp_path, "ecommerce", "2.0")
     driver = LocalDriver(tmp_path)
     driver.deploy(step(version="1.0"), lines().append)
     driver.deploy(step(version="2.0"), lines().append)
@@ -81,8 +175,8 @@ def test_the_local_driver_keeps_old_releases_and_switches_atomically(tmp_path: P
 
 def test_tag_and_deploy_creates_the_release_from_the_source_environments(tmp_path: Path) -> None:
     driver = LocalDriver(tmp_path)
-    driver.deploy(step("customer-portal", "0.6-dev.41"), lines().append)
-    (tmp_path / "development/customer-portal/releases/0.6-dev.41/app.bin").write_text("built")
+    build(tmp_path, "customer-portal", "0.6-dev.41")
+    assert driver.deploy(step("customer-portal", "0.6-dev.41"), lines().append).ok
     tagged = step(
         "customer-portal",
         "0.6",
@@ -93,7 +187,7 @@ def test_tag_and_deploy_creates_the_release_from_the_source_environments(tmp_pat
     )
     assert driver.deploy(tagged, lines().append).ok
     release = tmp_path / "quality-assurance/customer-portal/releases/0.6"
-    assert (release / "app.bin").read_text() == "built"
+    assert (release / "app.bin").read_text() == "built 0.6-dev.41"
     assert (release / "VERSION").read_text() == "customer-portal 0.6\n"
 
 
@@ -119,11 +213,10 @@ def tag(from_version: str, version: str = "0.6") -> Step:
 
 
 def built(driver: LocalDriver, *versions: str) -> None:
-    """customer-portal builds in development, each with its own app.bin."""
+    """customer-portal builds deployed in development, each with its own app.bin."""
     for version in versions:
+        build(driver.root, "customer-portal", version)
         assert driver.deploy(step("customer-portal", version), lines().append).ok
-        release = driver.root / "development/customer-portal/releases" / version
-        (release / "app.bin").write_text(f"built {version}")
 
 
 QA_PORTAL = "quality-assurance/customer-portal"
@@ -254,18 +347,21 @@ def test_a_release_made_by_a_plain_deploy_is_not_taken_for_a_tag_of_a_build(
     assert driver.deploy(promoted, lines().append).ok  # the same plain deploy still may
 
 
-def test_a_release_without_provenance_is_reused_only_in_the_first_environment(
-    tmp_path: Path,
-) -> None:
-    # A build may put a release into the first environment itself; a promoted release
-    # nobody can say the making of (made by hand, or before releases recorded it) may not
-    # be what the step promotes.
+def test_a_release_without_provenance_is_never_switched_to(tmp_path: Path) -> None:
+    # A release nobody can say the making of (made by hand, or before releases recorded
+    # it) may not be the build the step ships, in the first environment (builds go to
+    # artifacts/) as in the ones it promotes to.
     driver = LocalDriver(tmp_path)
-    by_a_build = tmp_path / "development/customer-portal/releases/0.6-dev.41"
-    by_a_build.mkdir(parents=True)
-    (by_a_build / "app.bin").write_text("built")
+    build(tmp_path, "customer-portal", "0.6-dev.41")
+    by_hand_first = tmp_path / "development/customer-portal/releases/0.6-dev.41"
+    by_hand_first.mkdir(parents=True)
+    refused = driver.deploy(step("customer-portal", "0.6-dev.41"), lines().append)
+    assert not refused.ok
+    assert refused.summary.startswith(
+        "release customer-portal 0.6-dev.41 in development exists but records no provenance"
+    )
+    by_hand_first.rmdir()
     assert driver.deploy(step("customer-portal", "0.6-dev.41"), lines().append).ok
-    assert not (by_a_build / PROVENANCE).exists()
     by_hand = tmp_path / QA_PORTAL / "releases/0.6"
     by_hand.mkdir(parents=True)
 
@@ -341,6 +437,28 @@ def test_the_command_driver_passes_the_step_as_variables_and_nothing_else(
         "RECONCILER_SOURCE_ENVIRONMENT= RECONCILER_VERSION=1.4.0",
         "SECRET=<unset>",
     )
+
+
+CURRENT = """\
+import os, sys
+print("checking", *sorted(k for k in os.environ if k.startswith("RECONCILER_")), flush=True)
+print("1.3.9", file=sys.stderr if sys.argv[1] == "stderr" else sys.stdout)
+sys.exit(0 if sys.argv[1] != "fail" else 1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "answer"), [("stdout", "1.3.9"), ("stderr", "1.3.9"), ("fail", None)]
+)
+def test_the_command_drivers_current_is_the_last_line_it_prints_and_exits_0_with(
+    tmp_path: Path, mode: str, answer: str | None
+) -> None:
+    # The contract the README documents: the version is the last line of stdout and
+    # stderr read as one stream, and counts only with exit 0.
+    script = tmp_path / "current.py"
+    script.write_text(CURRENT)
+    driver = CommandDriver((sys.executable, str(script), mode), timeout=30)
+    assert driver.current("ecommerce", "development") == answer
 
 
 def test_exit_75_is_a_transient_failure_and_other_codes_are_permanent(script: Path) -> None:
@@ -485,7 +603,8 @@ def test_plan_reports_drift_between_the_driver_and_deployments(
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     assert repo.apply().exit_code == 0
     driver = LocalDriver(repo.driver_root)
-    driver.deploy(step(version="1.3.9"), lines().append)  # someone switched it by hand
+    build(repo.driver_root, "ecommerce", "1.3.9")
+    assert driver.deploy(step(version="1.3.9"), lines().append).ok  # switched by hand
     result = repo.reconciler("plan", "--driver-root", str(repo.driver_root), "--format", "json")
     assert result.json()["drift"] == [
         {

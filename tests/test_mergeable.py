@@ -531,8 +531,8 @@ def test_the_markdown_comment_says_what_the_merge_changes_and_what_each_plan_wou
     once = lines.index("#### Once merged")
     assert lines[once + 2] == (
         f"- `{QA_PLAN}` into `quality-assurance` (added): would wait for: a trigger by a "
-        "plan.deploy holder on quality-assurance (olga): merge it, or run \\`reconciler "
-        "deploy\\`"
+        "plan.deploy holder on quality-assurance (olga): \\`reconciler deploy "
+        "2026-11-qa-release\\`, or their true merge"
     )
 
     erik_edits = {**ECOMMERCE, "version": "9.9.9"}

@@ -81,24 +81,37 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
     }
     assert "waiting    plans/2026-11-qa-hotfix.yaml" in result.stdout
     # Bob's push is his proposal: the plan waits for a trigger, and the push is no failed one.
-    assert "a trigger by a plan.deploy holder on quality-assurance (olga)" in result.stdout
+    assert (
+        "a trigger by a plan.deploy holder on quality-assurance (olga): `reconciler deploy "
+        "2026-11-qa-hotfix`; it landed by fast-forward, rebase or a direct commit"
+    ) in result.stdout
     assert "by bob does not count" not in result.stdout
     verify = reconciler("verify", "--repo", repo)
     assert verify.exit_code == 0, verify.stdout
-    # Carry the story on as "Look around" says: Bob's hotfix, approved and triggered, deploys
-    # from the releases the story made (a plain `apply` would look for them elsewhere).
-    keys = tmp_path / "demo" / "keys"
-    for person, action in (("ravi", "approve"), ("olga", "deploy")):
-        run_git(repo, "config", "user.email", f"{person}@example.com")
-        run_git(repo, "config", "gpg.format", "ssh")
-        run_git(repo, "config", "user.signingkey", str(keys / person))
-        acted = reconciler(action, "2026-11-qa-hotfix", "--repo", repo)
-        assert acted.exit_code == 0, acted.stderr
+    # Carry the story on as "Look around" says, line by line, with no identity but the one
+    # it sets (it set only the signing key, and git committed under the machine's name):
+    # Bob's hotfix, approved by Ravi and triggered by Olga, deploys from the story's releases.
     look_around = result.stdout.split("Look around:\n")[1].splitlines()
-    apply = next(line.strip() for line in look_around if "reconciler apply" in line)
-    applied = reconciler(*shlex.split(apply)[1:])
-    assert applied.exit_code == 0, applied.stdout + applied.stderr
-    assert "succeeded 2026-11-qa-hotfix.1" in applied.stdout
+    carry_on = look_around[[line.strip()[:1] for line in look_around].index("#") + 1 :]
+    bare = {key: value for key, value in os.environ.items() if not key.startswith("GIT_AUTHOR")}
+    bare = {key: value for key, value in bare.items() if not key.startswith("GIT_COMMITTER")}
+    outputs = []
+    for line in carry_on:
+        program, *args = shlex.split(line)
+        if program == "git":
+            ran = subprocess.run(
+                ["git", *args], env=bare, capture_output=True, text=True, check=False
+            )
+            assert ran.returncode == 0, ran.stderr
+            continue
+        assert program == "reconciler"
+        acted = reconciler(*args, env=bare)
+        assert acted.exit_code == 0, acted.stdout + acted.stderr
+        outputs.append(acted.stdout)
+    assert "succeeded 2026-11-qa-hotfix.1" in outputs[-1]
+    made = run_git(repo, "log", "--format=%an <%ae>|%s", "main").splitlines()
+    assert "Olga Ops <olga@example.com>|Deploy 2026-11-qa-hotfix to quality-assurance" in made
+    assert "Ravi Review <ravi@example.com>|Approve 2026-11-qa-hotfix for quality-assurance" in made
 
 
 def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -217,7 +230,9 @@ def test_status_labels_a_plan_nobody_needed_to_approve_ready_not_approved(
 
 def test_history_tells_who_did_what_and_agrees_with_git_log(tmp_path: Path, people: People) -> None:
     repo = known_history(tmp_path, people)
-    entries = repo.reconciler("history", "--format", "json").json()["entries"]
+    # By plan: the fixture dates its commits from two hours ago, the reconciler its records
+    # now, so by time every record would come last.
+    entries = repo.reconciler("history", "--by", "plan", "--format", "json").json()["entries"]
     summary = [
         (entry["action"], entry["actor"], entry["plan"], entry["counted"]) for entry in entries
     ]
@@ -1016,17 +1031,17 @@ def test_history_says_once_why_an_entry_does_not_count(tmp_path: Path, people: P
 
 
 def test_history_names_what_makes_an_invalid_plan_invalid(tmp_path: Path, people: People) -> None:
-    # It said "refused: its content", and nothing of the rule the plan breaks.
+    # It said "refused: its content", and nothing of the rule the plan breaks; then
+    # "refused: its content (needs a valid plan: ...)", as if a permission could fix it.
     repo = SeedRepo.create(tmp_path, people)
     invalid = repo.commit(people.alice, {DEV_PLAN: dev_plan({"name": "ecommerce"})})
     problem = f"{DEV_PLAN}:4:3: applications.0: missing required key 'version'"
     [entry] = [entry for entry in _history(repo) if entry["commit"] == invalid]
     assert (entry["action"], entry["actor"], entry["counted"]) == ("created", "alice", False)
-    assert entry["detail"].endswith(
-        f"; refused: its content (needs a valid plan: the new content is refused: {problem})"
-    )
+    assert entry["detail"].endswith(f"; invalid: {problem}")
+    assert "refused" not in entry["detail"]
     text = repo.reconciler("history").stdout
-    assert f"{problem}) (does not count)" in text
+    assert f"; invalid: {problem} (does not count)" in text
 
 
 def test_history_shows_a_retry_landed_before_the_run_was_recorded_interrupted_as_not_counting(

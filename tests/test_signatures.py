@@ -573,13 +573,14 @@ def test_in_process_signatures_match_what_git_accepts(repo: Repo, keys: dict[str
         assert check_commit_signature(repo.raw(commit)).good
 
 
-def test_a_gpg_signature_is_unsupported() -> None:
-    pgp = b"-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n"
-    check = check_commit_signature(splice(TREE + b"author x\n\nm\n", pgp))
+def test_an_x509_signature_is_unsupported() -> None:
+    # OpenPGP signatures are verified too (tests/test_openpgp.py); X.509 (gpgsm) ones are not.
+    x509 = b"-----BEGIN SIGNED MESSAGE-----\nMIAGCSqGSIb3DQEHAqCA\n-----END SIGNED MESSAGE-----\n"
+    check = check_commit_signature(splice(TREE + b"author x\n\nm\n", x509))
     assert (check.status, check.fingerprint, check.reason) == (
         "unsupported",
         None,
-        "GPG signatures are not verified; SSH signatures are required",
+        "X.509 signatures are not verified; SSH or OpenPGP signatures are required",
     )
 
 

@@ -140,6 +140,24 @@ def test_re_anchoring_forgets_the_open_runs_with_the_records(tmp_path: Path) -> 
     assert runs_read(store, ref("qa", 2)) == {}
 
 
+def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    stored(store, *HISTORY)
+    store.begin()
+    for item in HISTORY:
+        store.add_landing(item.seq, item.commit, {"commit": item.commit})
+    store.commit()
+    store.begin()
+    store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
+    store.commit()
+    # qa.1's finish record went with its landing: the run is open again, as Git now says.
+    assert runs_read(store, ref("qa", 2)) == {"gone.1": "started", "qa.1": "started"}
+    assert [item["seq"] for item in store.landings()] == [1, 2, 3, 4]
+    assert store.next_seq() == 5
+
+
 def test_a_pass_reads_the_sign_offs_of_the_versions_on_main_and_the_retries_of_their_runs(
     tmp_path: Path,
 ) -> None:

@@ -157,6 +157,24 @@ def test_a_misplaced_file_named_as_a_path_is_reported_not_skipped(
     assert finding["message"].startswith(f"the reconciler never reads this file: {why}")
 
 
+def test_a_plan_in_a_singular_plan_folder_is_warned_of_not_ignored(config: Path) -> None:
+    # plan/y.yaml was skipped in silence: validate said "valid" and the plan never ran.
+    write(config, "plan/y.yaml", (config / QA_PLAN).read_text())
+    write(config, "teams.yml", "users: {}\n")
+    write(config, "docker-compose.yaml", "services: {}\n")  # not configuration, no warning
+    result = validate("--repo", config, "--format", "json")
+    assert result.exit_code == 0, result.output
+    warned = [
+        (finding["file"], finding["severity"], finding["hint"]) for finding in findings(result)
+    ]
+    assert warned == [
+        ("plan/y.yaml", "warning", "move it to plans/y.yaml, or out of the way"),
+        ("teams.yml", "warning", "move it to teams.yaml, or out of the way"),
+    ]
+    named = validate("--repo", config, "--format", "json", "plan/y.yaml")
+    assert [finding["file"] for finding in findings(named)] == ["plan/y.yaml"]
+
+
 def test_a_path_that_does_not_exist_is_a_usage_error_exiting_2(config: Path) -> None:
     result = validate("--repo", config, config / "plans/missing.yaml")
     assert result.exit_code == 2
@@ -528,6 +546,43 @@ def test_every_broken_file_is_reported_not_only_the_first(config: Path) -> None:
         ("teams.yaml", 32),
     ]
     assert json.loads(result.stdout)["errors"] == 5
+
+
+def test_a_schema_error_in_a_plan_does_not_hide_its_cross_file_errors(config: Path) -> None:
+    # It reported the bad version alone, then the unknown environment and application
+    # after the fix: every finding at once.
+    write(
+        config,
+        "plans/x.yaml",
+        "name: x\nsource: development\ntarget: staging\n"
+        'applications:\n  - {name: ecomerce, version: "1..4"}\nstate: ready\n',
+    )
+    result = validate("--repo", config, "--format", "json", "plans/x.yaml")
+    assert [(finding["line"], finding["column"]) for finding in findings(result)] == [
+        (3, 9),  # unknown environment 'staging'
+        (5, 12),  # unknown application 'ecomerce'
+        (5, 31),  # the version
+    ]
+    messages = [finding["message"] for finding in findings(result)]
+    assert messages[:2] == ["unknown environment 'staging'", "unknown application 'ecomerce'"]
+
+
+def test_a_value_that_breaks_the_schema_is_not_also_looked_up_in_other_files(
+    config: Path,
+) -> None:
+    # 'Staging!' is no name at all: its schema finding says so, and no "unknown environment".
+    write(
+        config,
+        "plans/x.yaml",
+        "name: x\nsource: development\ntarget: Staging!\n"
+        'applications:\n  - {name: Ecomerce, version: "1.4"}\nstate: ready\n',
+    )
+    result = validate("--repo", config, "--format", "json", "plans/x.yaml")
+    assert [(finding["line"], finding["column"]) for finding in findings(result)] == [
+        (3, 9),
+        (5, 12),
+    ]
+    assert not any("unknown" in finding["message"] for finding in findings(result))
 
 
 def test_findings_are_sorted_by_file_then_line_then_column(config: Path) -> None:

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.watch import Fixture, Settings, build_fixture, git, plan_yaml, sync
+from benchmarks.watch import Fixture, Settings, add_plan_file, build_fixture, git, sync
 from reconciler.layout import Placement, _place, place
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import PAGE_CACHE_KIB, StateStore
@@ -42,8 +42,7 @@ def _service(fixture: Fixture) -> Reconciler:
 def _add_plan(fixture: Fixture, number: int) -> None:
     """A signed commit by the tech lead adding one plan, pushed to the watched repository."""
     name = f"plan-{number:03d}"
-    (fixture.work / "plans").mkdir(exist_ok=True)
-    (fixture.work / "plans" / f"{name}.yaml").write_text(plan_yaml(name, f"1.0.{number}"))
+    add_plan_file(fixture, name, f"1.0.{number}")
     git(fixture.work, "add", "plans")
     fixture.lead.git(fixture.work, "commit", "-q", "-S", "-m", f"Add {name}")
     git(fixture.work, "push", "-q", "origin", "main")

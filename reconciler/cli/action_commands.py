@@ -9,7 +9,13 @@ import click
 from reconciler import actions
 from reconciler.actions import Made
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    command_with_examples,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.cli.shared import session_for
 from reconciler.session import Session
@@ -24,7 +30,7 @@ def _needs_work_tree(session: Session) -> None:
     session.repo.work_tree()
 
 
-def _emit(made: Made, output_format: str) -> None:
+def _emit(made: Made, session: Session, output_format: str) -> None:
     if output_format == "json":
         emit_json(
             {
@@ -48,10 +54,14 @@ def _emit(made: Made, output_format: str) -> None:
         f"{made.actor} {verbs[made.kind]} {made.plan.path}@{made.plan.blob[:12]} "
         f"for {made.environment} in commit {made.commit[:12]}"
     )
-    click.echo("push it to the followed branch (or merge it) for it to count")
+    next_step = actions.still_to_do(session)
+    if next_step is not None:
+        click.echo(next_step)
 
 
-@click.command()
+@command_with_examples(
+    ("Approve the QA release as it is at HEAD", "reconciler approve 2026-11-qa-release"),
+)
 @click.argument("plan")
 @repo_option
 @branch_option
@@ -68,11 +78,17 @@ def approve(
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
-        _emit(actions.approve(session, plan), output_format)
+        _emit(actions.approve(session, plan), session, output_format)
     raise SystemExit(EXIT_OK)
 
 
-@click.command()
+@command_with_examples(
+    ("Trigger the QA release, on main", "reconciler deploy 2026-11-qa-release"),
+    (
+        "Retry its first run, recorded interrupted",
+        "reconciler deploy 2026-11-qa-release --retry 2026-11-qa-release.1",
+    ),
+)
 @click.argument("plan")
 @click.option("--retry", "retry_run", metavar="RUN", help="Retry RUN, a run recorded interrupted.")
 @repo_option
@@ -97,11 +113,14 @@ def deploy(
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
-        _emit(actions.deploy(session, plan, retry_run), output_format)
+        _emit(actions.deploy(session, plan, retry_run), session, output_format)
     raise SystemExit(EXIT_OK)
 
 
-@click.command()
+@command_with_examples(
+    ("Cancel the QA release", "reconciler cancel 2026-11-qa-release"),
+    ("Make it ready again", "reconciler cancel 2026-11-qa-release --undo"),
+)
 @click.argument("plan")
 @click.option("--undo", is_flag=True, help="Un-cancel: set the state back to ready.")
 @repo_option
@@ -125,5 +144,5 @@ def cancel(
     """
     with reported(), session_for(repo, branch, state_dir) as session:
         _needs_work_tree(session)
-        _emit(actions.cancel(session, plan, undo=undo), output_format)
+        _emit(actions.cancel(session, plan, undo=undo), session, output_format)
     raise SystemExit(EXIT_OK)

@@ -15,6 +15,7 @@ import click
 
 from reconciler.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, reported
 from reconciler.cli.options import (
+    command_with_examples,
     format_option,
     service_options,
 )
@@ -123,7 +124,13 @@ def emit_pass(report: PassReport, output_format: str) -> None:
         click.echo("nothing to run")
 
 
-@click.command()
+@command_with_examples(
+    ("What one pass would run now, changing nothing", "reconciler apply --dry-run"),
+    (
+        "One pass as the service: fetch, verify, run, record, push",
+        "reconciler apply --remote origin --key /etc/reconciler/key",
+    ),
+)
 @service_options
 @click.option("--dry-run", is_flag=True, help="Say what would run; change nothing.")
 @format_option(*FORMATS)

@@ -13,7 +13,7 @@ import click
 
 from reconciler.cli.apply_commands import emit_pass, pass_json
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import format_option
+from reconciler.cli.options import command_with_examples, format_option
 from reconciler.cli.output import emit_json
 from reconciler.cli.people_commands import pipeline_json, render_entry, render_pipeline
 from reconciler.cli.plan_commands import emit_plan, plan_json
@@ -67,7 +67,13 @@ def _show(number: int, scene: Scene) -> None:
         emit_plan(decisions, DriftReport(drift=(), notes=()), "text")
 
 
-@click.command()
+@command_with_examples(
+    ("The seed story in a scratch folder, removed afterwards", "reconciler demo"),
+    (
+        "Keep the repository, the keys and the releases, to carry the story on",
+        "reconciler demo --keep /tmp/story",
+    ),
+)
 @click.option(
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),

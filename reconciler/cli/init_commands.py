@@ -8,7 +8,7 @@ from typing import Final
 import click
 
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import format_option
+from reconciler.cli.options import command_with_examples, format_option
 from reconciler.cli.output import FORMATS, emit_json
 from reconciler.errors import UsageError
 from reconciler.gitrepo import user_config
@@ -47,7 +47,13 @@ def _read_key(path: Path) -> str:
         ) from None
 
 
-@click.command()
+@command_with_examples(
+    (
+        "A new configuration repository, with you as its first admin",
+        "reconciler init deploy-config",
+    ),
+    ("In a fresh clone of an empty repository from your Git host", "reconciler init ."),
+)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="The first admin's name (default: git config user.name).")
 @click.option("--email", help="The first admin's email (default: git config user.email).")

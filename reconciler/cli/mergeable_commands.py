@@ -9,14 +9,33 @@ import click
 from reconciler import mergeable
 from reconciler.cli import mergeable_output, output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
-from reconciler.cli.options import format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    command_with_examples,
+    format_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.verify_commands import progress_bar
 from reconciler.clock import utc_now
 from reconciler.session import open_session
 from reconciler.worktree import find_root
 
 
-@click.command(name="verify-mergeable")
+@command_with_examples(
+    (
+        "Your branch, as merging it into main would land it",
+        "reconciler verify-mergeable --base main",
+    ),
+    (
+        "In a GitHub workflow on the test merge: annotations at the refused lines",
+        "reconciler verify-mergeable --base main --format github",
+    ),
+    (
+        "A comment for the pull request",
+        "reconciler verify-mergeable --base main --format markdown > comment.md",
+    ),
+    name="verify-mergeable",
+)
 @click.option(
     "--base",
     required=True,

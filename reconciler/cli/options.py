@@ -37,6 +37,27 @@ class Seconds(click.FloatRange):
         return seconds
 
 
+class WithExamples(click.Command):
+    """A command whose epilog is its examples: an Examples section after the options,
+    printed as written (click would rewrap it into one paragraph)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if not self.epilog:
+            return
+        with formatter.section("Examples"):
+            for line in self.epilog.splitlines():
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n" if line else "\n")
+
+
+def command_with_examples(
+    *shown: tuple[str, str], name: str | None = None
+) -> Callable[[Callable[..., Any]], WithExamples]:
+    """`click.command`, with the command's examples (what it does, the line to type) as
+    its epilog: each a comment line, then the line."""
+    epilog = "\n\n".join(f"# {what}\n{line}" for what, line in shown)
+    return click.command(name, cls=WithExamples, epilog=epilog)
+
+
 repo_option = click.option(
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),
@@ -65,7 +86,7 @@ driver_root_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     envvar="RECONCILER_DRIVER_ROOT",
     help="Where the local driver keeps releases when an environment sets no root "
-    "(default: <state-dir>/releases).",
+    "(default: <state-dir>/releases; env RECONCILER_DRIVER_ROOT).",
 )
 
 
@@ -84,6 +105,12 @@ def format_option(*choices: str) -> Callable[[FC], FC]:
     )
 
 
+read_remote_option = click.option(
+    "--remote",
+    metavar="NAME",
+    help="Read NAME's branch as last fetched here, with the state `apply --remote NAME` "
+    "keeps for it (default: a local branch; --branch NAME/BRANCH says the same).",
+)
 remote_option = click.option(
     "--remote", metavar="NAME", help="Fetch from and push records to this remote (default: none)."
 )

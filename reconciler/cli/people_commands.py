@@ -5,16 +5,23 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
 from reconciler.cli.errors import EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
+from reconciler.cli.options import (
+    branch_option,
+    command_with_examples,
+    format_option,
+    read_remote_option,
+    repo_option,
+    state_dir_option,
+)
 from reconciler.cli.output import FORMATS, emit_json
-from reconciler.cli.shared import session_for
+from reconciler.cli.shared import reading_session
 from reconciler.errors import UsageError
-from reconciler.history import Entry, audit_trail, select
+from reconciler.history import Entry, audit_trail, ordered, select
 from reconciler.printable import printable
 from reconciler.status import Pipeline
 
@@ -36,6 +43,17 @@ LABEL_COLOURS = {
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def _fit_words(text: str, width: int) -> str:
+    """`text` in `width` columns, cut after a whole word (`plan` gives the whole reason)."""
+    if len(text) <= width:
+        return text
+    cut = text[: max(width - 1, 1) + 1]
+    # Up to the last space in reach, unless that leaves less than half the line.
+    end = cut.rfind(" ")
+    kept = cut[:end] if end > width // 2 else cut[:-1]
+    return kept.rstrip(" ,;:(") + "…"
 
 
 def pipeline_json(view: Pipeline) -> dict[str, Any]:
@@ -100,22 +118,27 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         word = click.style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))
         lines.append(f"  {word} {printable(move.plan)}")
         lines.extend(
-            f"               {_fit(printable(reason), width - 15)}" for reason in move.reasons
+            f"               {_fit_words(printable(reason), width - 15)}" for reason in move.reasons
         )
     if not view.moves:
         lines += ["", "no plans on their way"]
     return lines
 
 
-@click.command()
+@command_with_examples(
+    ("What runs where, and what is on its way", "reconciler status"),
+    ("Also the plans deployed and cancelled", "reconciler status --all"),
+)
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option("--all", "show_all", is_flag=True, help="Also list deployed and cancelled plans.")
 @format_option(*FORMATS)
 def status(
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     show_all: bool,
     output_format: str,
@@ -126,7 +149,7 @@ def status(
     version that runs there (from deployments/); below, per pair of
     environments, the plans moving between them and their state.
     """
-    with reported(), session_for(repo, branch, state_dir) as session:
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         view = session.pipeline(include_deployed=show_all)
         if output_format == "json":
             emit_json(pipeline_json(view))
@@ -160,23 +183,42 @@ def _since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@click.command()
+@command_with_examples(
+    ("Everything, in date order", "reconciler history"),
+    ("One plan", "reconciler history 2026-11-qa-release"),
+    (
+        "What olga did in production since December",
+        "reconciler history --user olga --env production --since 2026-12-01",
+    ),
+    ("Each plan's entries together", "reconciler history --by plan"),
+)
 @click.argument("plan", required=False)
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option("--env", "environment", metavar="ENV", help="Only plans into ENV.")
 @click.option("--user", metavar="USER", help="Only what USER did.")
 @click.option("--since", metavar="DATE", help="Only since DATE (YYYY-MM-DD or ISO 8601).")
+@click.option(
+    "--by",
+    type=click.Choice(["time", "plan"]),
+    default="time",
+    show_default=True,
+    help="Entries in date order (a landing's own in the order they were made), or each "
+    "plan's together.",
+)
 @format_option(*FORMATS)
 def history(
     plan: str | None,
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     environment: str | None,
     user: str | None,
     since: str | None,
+    by: Literal["time", "plan"],
     output_format: str,
 ) -> None:
     """The audit trail from Git: who created, edited, approved, triggered, cancelled and ran.
@@ -187,10 +229,10 @@ def history(
     """
     from reconciler.actions import plan_file  # noqa: PLC0415 - keeps `history -h` light
 
-    with reported(), session_for(repo, branch, state_dir) as session:
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         _, policy = session.authorise()
         assert session.walked is not None
-        entries = select(
+        selected = select(
             audit_trail(session.store),
             policy,
             session.walked.effective,
@@ -199,6 +241,7 @@ def history(
             user=user,
             since=_since(since),
         )
+        entries = ordered(selected, by)
         if output_format == "json":
             emit_json({"entries": [entry.as_json() for entry in entries]})
         else:

@@ -10,17 +10,21 @@ import click
 from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import (
     branch_option,
+    command_with_examples,
     driver_root_option,
     format_option,
+    read_remote_option,
     repo_option,
     state_dir_option,
 )
 from reconciler.cli.output import FORMATS, emit_json
-from reconciler.cli.shared import session_for
+from reconciler.cli.shared import reading_session
 from reconciler.decide import Decision, deployed_versions, executable
 from reconciler.drift import DriftReport, find_drift
 from reconciler.drivers import load_driver
+from reconciler.layout import place
 from reconciler.printable import printable
+from reconciler.session import Session
 
 STATUS_COLOURS = {
     "executable": "green",
@@ -119,15 +123,38 @@ def emit_plan(
         click.echo(click.style(f"drift      note: {printable(note)}", dim=True))
 
 
-@click.command(name="plan")
+def uncommitted_note(session: Session) -> str | None:
+    """`plan` reads the branch's commits: which plan files the working tree holds that it
+    does not see, if any (a plan written and not committed is no plan yet)."""
+    pending = [
+        f"{printable(path)} ({how})"
+        for path, how in session.repo.uncommitted("plans")
+        if place(path).kind == "plan"
+    ]
+    if not pending:
+        return None
+    these = "this plan file is" if len(pending) == 1 else "these plan files are"
+    return (
+        f"note: plan reads what is committed on {printable(session.branch)}, and {these} "
+        f"not committed: {', '.join(pending)}"
+    )
+
+
+@command_with_examples(
+    ("What apply would do now with main's plans, and what each waits for", "reconciler plan"),
+    ("Your branch's plans, as if the branch were main", "reconciler plan --branch my-plan"),
+    name="plan",
+)
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @driver_root_option
 @format_option(*FORMATS)
 def plan_command(
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     driver_root: Path | None,
     output_format: str,
@@ -140,7 +167,10 @@ def plan_command(
     another version than deployments/ records (a note names the environment
     file of a driver that cannot be asked). Exit 0.
     """
-    with reported(), session_for(repo, branch, state_dir) as session:
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
+        note = uncommitted_note(session)
+        if note is not None:
+            click.echo(note, err=True)
         decisions = session.decisions()
         assert session.walked is not None
         root = driver_root or session.store.directory / "releases"

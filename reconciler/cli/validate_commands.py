@@ -12,15 +12,22 @@ import click
 
 from reconciler.cli import output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
-from reconciler.cli.options import format_option, repo_option
+from reconciler.cli.options import command_with_examples, format_option, repo_option
 from reconciler.errors import UsageError
-from reconciler.layout import place
+from reconciler.layout import meant_path, place
 from reconciler.printable import printable
 from reconciler.validate import validate_snapshot
 from reconciler.worktree import find_root, read_worktree, require_worktree
 
 
-@click.command()
+@command_with_examples(
+    ("The whole working tree, as the pre-commit hook runs it", "reconciler validate"),
+    (
+        "One plan; the rest of the repository is its context",
+        "reconciler validate plans/2026-11-qa-release.yaml",
+    ),
+    ("In a GitHub workflow: annotations on the files", "reconciler validate --format github"),
+)
 @repo_option
 @format_option(*output.FORMATS_WITH_GITHUB)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
@@ -108,7 +115,8 @@ def _repo_relative(root: Path, path: Path, base: Path | None) -> str:
 
 def _is_configuration(root: Path, relative: str) -> bool:
     """Whether validate has anything to say about `relative`: the repository or a folder
-    in it, a file the reconciler reads, or one it refuses (plans/x.yml, a nested plan).
+    in it, a file the reconciler reads, one it refuses (plans/x.yml, a nested plan), or one
+    it warns of (plan/x.yaml, `layout.meant_path`).
 
     Anything else (README.md, .github/workflows/*.yml, plans/.gitkeep and other dotfiles
     in the configuration's folders) is not: a script that names every changed file must
@@ -118,7 +126,10 @@ def _is_configuration(root: Path, relative: str) -> bool:
         return True
     placement = place(relative)
     return (
-        placement.kind is not None or placement.misplaced is not None or (root / relative).is_dir()
+        placement.kind is not None
+        or placement.misplaced is not None
+        or meant_path(relative) is not None
+        or (root / relative).is_dir()
     )
 
 

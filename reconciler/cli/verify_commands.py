@@ -13,10 +13,15 @@ from reconciler import access
 from reconciler.authorise import Progress
 from reconciler.cli import output, verify_output
 from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
-from reconciler.cli.options import branch_option, format_option, repo_option, state_dir_option
-from reconciler.clock import utc_now
-from reconciler.session import open_session
-from reconciler.worktree import find_root
+from reconciler.cli.options import (
+    branch_option,
+    command_with_examples,
+    format_option,
+    read_remote_option,
+    repo_option,
+    state_dir_option,
+)
+from reconciler.cli.shared import reading_session
 
 
 @contextmanager
@@ -41,9 +46,20 @@ def progress_bar(label: str) -> Iterator[Progress]:
             bar[0].__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
-@click.command()
+@command_with_examples(
+    (
+        "Every landing on main since the trust anchor; exit 1 if one is refused",
+        "reconciler verify",
+    ),
+    ("Every landing, authorised or not, as JSON", "reconciler verify --all --format json"),
+    (
+        "After a history rewrite: trust REV, a commit signed by a settings user",
+        "reconciler verify --re-anchor REV",
+    ),
+)
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option(
     "--from",
@@ -69,6 +85,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
 def verify(
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     from_rev: str | None,
     to_rev: str | None,
@@ -89,9 +106,7 @@ def verify(
     """
     with (
         reported(),
-        open_session(
-            find_root(repo or Path.cwd()), branch=branch, state_dir=state_dir, now=utc_now()
-        ) as session,
+        reading_session(repo, branch, remote, state_dir) as session,
         progress_bar("verifying history") as progress,
     ):
         # Every revision typed is resolved before the walk: a typo stops it before it starts.
@@ -123,10 +138,15 @@ def verify(
     raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)
 
 
-@click.command(name="access")
+@command_with_examples(
+    ("What bob may do where, and why", "reconciler access bob"),
+    ("Only in production", "reconciler access bob --env production"),
+    name="access",
+)
 @click.argument("user")
 @repo_option
 @branch_option
+@read_remote_option
 @state_dir_option
 @click.option("--env", "environment", metavar="ENV", help="Only this environment.")
 @format_option(*output.FORMATS)
@@ -134,6 +154,7 @@ def access_command(
     user: str,
     repo: Path | None,
     branch: str | None,
+    remote: str | None,
     state_dir: Path | None,
     environment: str | None,
     output_format: str,
@@ -143,12 +164,7 @@ def access_command(
     Answers from the effective policy (the last authorised teams.yaml and
     environments/), with the same reasons `verify` and `plan` give.
     """
-    with (
-        reported(),
-        open_session(
-            find_root(repo or Path.cwd()), branch=branch, state_dir=state_dir, now=utc_now()
-        ) as session,
-    ):
+    with reported(), reading_session(repo, branch, remote, state_dir) as session:
         _, policy = session.authorise()
         assert session.walked is not None
         revoked = session.walked.revoked  # as the walk read it: one read per command

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from reconciler.access import AccessReport
-from reconciler.authorise import LandingVerdict, VerifyResult
+from reconciler.authorise import LandingVerdict, VerifyResult, group_refusals
 from reconciler.cli.output import emit_json, escape_data, escape_property
 from reconciler.printable import printable
 
@@ -65,11 +65,15 @@ def emit_verification(
                     f"::error title={escape_property(f'commit {commit[:12]} holds no identity')}"
                     f"::{escape_data(printable(reason))}"
                 )
-            for refusal in verdict.refusals:
-                title = f"unauthorised change in {refusal.commit[:12]}"
+            for group in group_refusals(verdict.refusals):
+                title = (
+                    f"invalid content in {group.commit[:12]}"
+                    if group.invalid
+                    else f"unauthorised change in {group.commit[:12]}"
+                )
                 click.echo(
-                    f"::error file={escape_property(printable(refusal.path))},"
-                    f"title={escape_property(title)}::{escape_data(printable(refusal.message()))}"
+                    f"::error file={escape_property(printable(group.path))},"
+                    f"title={escape_property(title)}::{escape_data(printable(group.text()))}"
                 )
         for path, fields in result.differs.items():
             what = "main differs from the last authorised content: " + ", ".join(fields)
@@ -100,10 +104,12 @@ def emit_verification(
         )
         for commit, reason in verdict.unattributed:
             click.echo(printable(f"          {commit[:12]} holds no identity: {reason}"))
-        for refusal in verdict.refusals:
-            click.echo(f"          {printable(refusal.message())}")
-            if refusal.how:
-                click.echo(f"          actor: {printable(refusal.how)}")
+        told: set[tuple[str, str]] = set()  # how an actor is known, said once a landing
+        for group in group_refusals(verdict.refusals):
+            click.echo(f"          {printable(group.text())}")
+            if group.how and (group.actor, group.how) not in told:
+                told.add((group.actor, group.how))
+                click.echo(f"          actor: {printable(group.how)}")
     if ignored:
         click.echo("trailers that count for nothing:")
         for event in ignored:
@@ -146,7 +152,7 @@ def emit_access(report: AccessReport, output_format: str) -> None:
             " (a host signs the merges it commits for them)" if report.host_signs else ""
         )
     elif report.has_key:
-        key = "has an SSH key"
+        key = "has a key"
     elif report.host_signs:
         key = "has no SSH key (a host signs the merges it commits for them)"
     else:

@@ -14,6 +14,7 @@ import click
 from reconciler.cli.errors import EXIT_OK, reported
 from reconciler.cli.options import (
     Seconds,
+    command_with_examples,
     format_option,
     service_options,
 )
@@ -88,7 +89,17 @@ def log_line(event: LogEvent, output_format: str) -> str:
     return text
 
 
-@click.command()
+@command_with_examples(
+    (
+        "The bare repository on the Git server itself, on every change of main",
+        "reconciler watch --repo /srv/git/config.git --key /etc/reconciler/key",
+    ),
+    (
+        "A clone: poll the remote, and wake at once on its push webhooks",
+        "reconciler watch --remote origin --key /etc/reconciler/key \\\n"
+        "    --listen 127.0.0.1:8181 --webhook-secret-file /etc/reconciler/webhook-secret",
+    ),
+)
 @service_options
 @click.option(
     "--interval",
