@@ -473,9 +473,10 @@ class Authoriser:
         blob = value(self.effective.get(path, {}), CONTENT)
         return None if blob is None else self.repo.read_blob(blob)
 
-    def fields_at(self, commit: str, path: str) -> FieldMap:
-        """The values of `path` in `commit`'s tree, read as the walk reads them."""
-        return self._fields_for(path, self.repo.blob_at(commit, path), "")
+    def fields_of(self, path: str, blob: str | None, mode: str) -> FieldMap:
+        """The values of `path` holding `blob` (None: absent) with `mode`, read as the
+        walk reads them."""
+        return self._fields_for(path, blob, mode)
 
     def policy(self) -> Policy:
         if self._policy is None:

@@ -29,18 +29,18 @@ tip as it is now.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from reconciler.access import who_may_change
 from reconciler.authorise import Authoriser, LandingVerdict, Progress, Refusal
 from reconciler.decide import Decision, decide, gather
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.fields import field_position
+from reconciler.fields import FieldMap, field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
-from reconciler.identity import resolve
+from reconciler.identity import NO_IDENTITY, resolve
 from reconciler.layout import place
-from reconciler.loader import MAX_FILE_BYTES, load
+from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
 from reconciler.session import Session
 
@@ -132,19 +132,25 @@ class MergeCheck:
         return not self.refused and not self.unattributed
 
 
-def pull_request_head(repo: GitRepo, tested: str, base_tip: str) -> str:
+def pull_request_head(walk: Authoriser, tested: str, base_tip: str) -> str:
     """The pull request's head in `tested`: its second parent when `tested` is the test
     merge CI checks out (a true merge onto the base's tip, or onto a commit the base has
     moved past, holding nothing but git's merge of its parents), else `tested` itself.
 
     A merge that holds anything of its own is the pull request's head, as it would land:
-    its own edits are judged, not skipped.
+    its own edits are judged, not skipped; so is one whose signature holds no identity
+    (malformed, a copy), which a landing of it reports. `walk`: the base's.
     """
+    repo = walk.repo
     info = repo.commit(tested)
     if len(info.parents) != 2:
         return tested
     first, second = info.parents
     if first != base_tip and not repo.is_ancestor(first, base_tip):
+        return tested
+    if walk.facts(tested).signature_status in NO_IDENTITY:
+        return tested
+    if repo.merge_base(first, second) is None:  # unrelated histories: no host merges them
         return tested
     tree, _ = repo.merge_tree(first, second)
     return second if tree == info.tree else tested
@@ -164,8 +170,9 @@ def check(
     base_walk = session.walked
     assert base_walk is not None
     base_tip, anchor = base_result.tip, base_result.anchor
-    head = pull_request_head(repo, tested, base_tip)
+    head = pull_request_head(base_walk, tested, base_tip)
     session.under_test(head, name if head == tested else f"{name}^2", anchor)
+    _no_root_of_its_own(repo, tested, name, session.branch, base_tip)
     if head == base_tip or repo.is_ancestor(head, base_tip):  # nothing to merge
         return MergeCheck(
             base=session.branch,
@@ -188,9 +195,11 @@ def check(
     result, after, walk = session.judge_merge(merge)
     [verdict] = [judged for judged in result.judged if judged.commit == merge]
     landed = tuple(commit for commit in verdict.landed if commit != merge)
-    ours = [refusal for refusal in verdict.refusals if refusal.commit in verdict.landed]
+    carried = set(verdict.landed)
+    ours = [refusal for refusal in verdict.refusals if refusal.commit in carried]
     revoked = walk.revoked.fingerprints if walk.revoked else frozenset()
-    changes = _changes(repo, base_tip, merge)
+    files = _Files(walk, repo.tree_files(merge), repo.tree_files(head) if ours else {})
+    changes = _changes(repo.tree_files(base_tip), files.merged)
     return MergeCheck(
         base=session.branch,
         base_tip=base_tip,
@@ -201,13 +210,31 @@ def check(
         merge=merge,
         landed=landed,
         refused=tuple(
-            _refused(refusal, verdict, policy, base_walk, walk, head, revoked) for refusal in ours
+            _refused(refusal, verdict, policy, base_walk, walk, revoked, files) for refusal in ours
         ),
         unattributed=verdict.unattributed,
-        inherited=tuple(refusal for refusal in verdict.refusals if refusal not in ours),
+        inherited=tuple(refusal for refusal in verdict.refusals if refusal.commit not in carried),
         changes=changes,
         plans=_outlook(changes, before, _without(after, merge)),
         ignored=result.ignored,
+    )
+
+
+def _no_root_of_its_own(repo: GitRepo, tested: str, name: str, branch: str, base_tip: str) -> None:
+    """The pull request's history must be the base's: a root commit of its own (an
+    unrelated history merged in) changes no file, so every landing of it is authorised,
+    but merged it is a second root of the base, and no fresh state (CI's) could then tell
+    which one to trust."""
+    roots = set(repo.root_commits(base_tip))
+    brought = sorted(set(repo.root_commits(tested)) - roots)
+    if not brought:
+        return
+    listed = ", ".join(root[:12] for root in brought)
+    raise ReconcilerError(
+        f"{name} ({tested[:12]}) brings a root commit of its own ({listed}): merged, {branch} "
+        f"would have {len(roots) + len(brought)}, and a fresh state could not tell which to trust",
+        hint="take the unrelated history out of the pull request (it was merged in with "
+        f"--allow-unrelated-histories): all of it must come from {branch}'s own history",
     )
 
 
@@ -234,10 +261,10 @@ def _refused(
     policy: Policy,
     base_walk: Authoriser,
     walk: Authoriser,
-    head: str,
     revoked: frozenset[str],
+    files: _Files,
 ) -> RefusedChange:
-    line, column = _position(walk.repo, head, refusal)
+    line, column = _position(refusal, files)
     author = _author(refusal, verdict.commit, policy, walk)
     if not refusal.how:  # refused whole, an invalid policy, unexplained: no rule to ask
         return RefusedChange(refusal, line, column, author, ())
@@ -246,7 +273,7 @@ def _refused(
         refusal.path,
         refusal.field,
         base_walk.effective.get(refusal.path, {}),
-        walk.fields_at(verdict.commit, refusal.path),
+        files.values(refusal.path),
         merge=author != "commit",
         revoked=revoked,
     )
@@ -273,26 +300,59 @@ def _author(refusal: Refusal, merge: str, policy: Policy, walk: Authoriser) -> A
     return "commit"
 
 
-def _position(repo: GitRepo, head: str, refusal: Refusal) -> tuple[int, int]:
+@dataclass(slots=True)
+class _Files:
+    """What refusals are told from, each read once: the merge's files and the pull
+    request's (one listing each, since git reads a path's whole folder to find it), and
+    each refused file of the pull request, loaded."""
+
+    walk: Authoriser
+    merged: Mapping[str, tuple[str, str]]  # path -> (mode, object id), in the merge
+    pulled: Mapping[str, tuple[str, str]]  # in the pull request's head
+    documents: dict[str, Document | ConfigError | None] = field(default_factory=dict)
+
+    def values(self, path: str) -> FieldMap:
+        """`path`'s values once merged, read as the walk reads them."""
+        mode, blob = self.merged.get(path, ("", None))
+        return self.walk.fields_of(path, blob, mode)
+
+    def document(self, path: str) -> Document | ConfigError | None:
+        """`path` in the pull request's head, loaded; why it cannot be; None when it is gone
+        or too large."""
+        if path not in self.documents:
+            self.documents[path] = _load(self.walk.repo, self.pulled.get(path, ("", None))[1], path)
+        return self.documents[path]
+
+
+def _load(repo: GitRepo, blob: str | None, path: str) -> Document | ConfigError | None:
+    if blob is None or repo.blob_size(blob) > MAX_FILE_BYTES:
+        return None
+    try:
+        return load(repo.read_blob(blob), path)
+    except ConfigError as error:
+        return error
+
+
+def _position(refusal: Refusal, files: _Files) -> tuple[int, int]:
     """Where the refused value stands in the pull request's own file (line, column);
     the first line when the file is gone, too large or unreadable (then where the
     loader stopped)."""
-    blob = repo.blob_at(head, refusal.path)
-    if blob is None or place(refusal.path).kind not in ("plan", "teams"):
+    if place(refusal.path).kind not in ("plan", "teams"):
         return 1, 1
-    if repo.blob_size(blob) > MAX_FILE_BYTES:
+    document = files.document(refusal.path)
+    if document is None:
         return 1, 1
-    try:
-        document = load(repo.read_blob(blob), refusal.path)
-    except ConfigError as error:
-        return error.line or 1, error.column or 1
+    if isinstance(document, ConfigError):
+        return document.line or 1, document.column or 1
     where = field_position(document, refusal.path, refusal.field)
     return where.line, where.column
 
 
-def _changes(repo: GitRepo, base_tip: str, merge: str) -> tuple[FileChange, ...]:
-    """Every file the merge adds, modifies or deletes on the base."""
-    before, after = repo.tree_files(base_tip), repo.tree_files(merge)
+def _changes(
+    before: Mapping[str, tuple[str, str]], after: Mapping[str, tuple[str, str]]
+) -> tuple[FileChange, ...]:
+    """Every file the merge adds, modifies or deletes on the base (its files, and the
+    merge's)."""
     changes = []
     for path in sorted(before.keys() | after.keys()):
         if before.get(path) == after.get(path):

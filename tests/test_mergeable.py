@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from tests.gitfixtures import (
     seed_teams,
     teams_with,
 )
+from tests.test_attacks import raw_commit, stored_copy, with_an_extra_signature_header
 
 QA_PLAN_TEXT_ENTRY = "name: ecommerce"
 
@@ -596,3 +599,180 @@ def test_the_check_of_a_pull_request_is_the_same_json_whatever_state_it_starts_f
         key: value for key, value in kept.items() if key != "merge"
     }
     assert json.dumps(fresh_data["refusals"]) == json.dumps(kept["refusals"])
+
+
+# -- what an attacker's pull request cannot do ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("shape", "count"), [("entries of one file", 1500), ("files", 10000)])
+def test_thousands_of_refusals_cost_the_check_about_what_they_cost_verify(
+    tmp_path: Path, people: People, shape: str, count: int
+) -> None:
+    # mallory's pull request adds 1,500 users to teams.yaml, or 10,000 files to a folder:
+    # that many refused changes. For each, the check loaded the whole file again (to say
+    # where it stands), had git look the path up again (git reads the whole folder to
+    # find it) and compared it with every other refusal, so it took minutes where verify
+    # takes seconds, and every pull request's check waited.
+    repo = SeedRepo.create(tmp_path, people)
+    with repo.branch("flood"):
+        if shape == "files":
+            (repo.path / "docs").mkdir()
+            for number in range(count):
+                (repo.path / "docs" / f"{number}.txt").write_text(f"{number}\n")
+            repo.git("add", "docs")
+            repo.commit(people.mallory, signed=False)
+        else:
+            teams = seed_teams(people)
+            for number in range(count):
+                teams["users"][f"user{number}"] = {
+                    "name": f"User {number}",
+                    "emails": [f"user{number}@example.com"],
+                }
+            repo.commit(people.mallory, {"teams.yaml": dump(teams)}, signed=False)
+    repo.git("checkout", "-q", "flood")
+
+    began = time.monotonic()
+    verified = run_cli(
+        "verify", "--repo", repo.path, "--state-dir", tmp_path / "verify", "--to", "flood"
+    )
+    verifying = time.monotonic() - began
+    began = time.monotonic()
+    checked = run_cli(
+        "verify-mergeable",
+        *("--base", "main", "--repo", repo.path, "--state-dir", tmp_path / "check"),
+        *("--format", "json"),
+        timeout=900,
+    )
+    checking = time.monotonic() - began
+    assert (verified.exit_code, checked.exit_code) == (1, 1), checked.stderr
+    assert len(as_json(checked)["refusals"]) == count
+    assert checking < 6 * verifying, (checking, verifying)
+
+
+def test_a_head_merge_whose_signature_holds_no_identity_is_judged_whole(
+    tmp_path: Path, people: People
+) -> None:
+    # mallory's branch ends in a merge onto main's tip shaped like a host's test merge
+    # (git's merge of its parents, nothing of its own), but with two signature headers.
+    # Taken for its second parent, it was never judged; merged, main's walk finds that it
+    # holds no identity, and the landing the check called authorised is not.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    with repo.branch("portal"):
+        diana = repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL)})
+    tree = repo.git("merge-tree", "--write-tree", "main", "portal").split()[0]
+    config, env = repo.identity(people.mallory)
+    parents = ("-p", repo.head("main"), "-p", diana)
+    merge = repo.git(*config, "commit-tree", "-S", tree, *parents, "-m", "Merge", env=env)
+    head = stored_copy(repo, with_an_extra_signature_header(raw_commit(repo, merge)))
+    repo.git("update-ref", "refs/heads/portal", head)
+    repo.git("checkout", "-q", "portal")
+
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1, result.stdout
+    data = as_json(result)
+    assert (data["head"], data["landed"]) == (head, [diana, head])
+    assert [item["commit"] for item in data["unattributed"]] == [head]
+    # As main's walk says once it is merged.
+    repo.git("checkout", "-q", "main")
+    repo.merge(people.olga, "portal")
+    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    assert landing["authorised"] is False
+    assert [item["commit"] for item in landing["unattributed"]] == [head]
+
+
+@pytest.mark.parametrize("shape", ["the head", "below the head"])
+def test_a_pull_request_that_brings_a_root_commit_of_its_own_is_refused(
+    tmp_path: Path, people: People, shape: str
+) -> None:
+    # mallory's pull request merges an empty commit of hers that has no parent: it changes
+    # no file, so every landing of it is authorised. Merged, main has two roots, and no
+    # fresh state can tell which to trust: every later check from a fresh state (CI's)
+    # stops until someone pins --trust-anchor.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    tip = repo.head("main")
+    config, env = repo.identity(people.mallory, signed=False)
+    empty = repo.git("hash-object", "-t", "tree", "-w", os.devnull)
+    root = repo.git(*config, "commit-tree", empty, "-m", "Nothing", env=env)
+    head = repo.git(
+        *config, "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-p", root, "-m", "Merge", env=env
+    )
+    if shape == "below the head":
+        head = repo.git(
+            *config, "commit-tree", f"{tip}^{{tree}}", "-p", head, "-m", "Tidy", env=env
+        )
+    repo.git("branch", "rooted", head)
+    repo.git("checkout", "-q", "rooted")
+
+    for output in ("text", "json", "github", "markdown"):
+        result = mergeable(repo, "--format", output)
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.splitlines()[0] == (
+            f"error: HEAD ({head[:12]}) brings a root commit of its own ({root[:12]}): merged, "
+            "main would have 2, and a fresh state could not tell which to trust"
+        )
+    # As it says: merged, a fresh state stops.
+    repo.git("checkout", "-q", "main")
+    repo.merge(people.olga, "rooted")
+    fresh = run_cli("verify", "--repo", repo.path, "--state-dir", tmp_path / "fresh")
+    assert fresh.exit_code == 1
+    assert "has 2 root commits" in fresh.stderr
+
+
+def outside_code_spans(line: str) -> str:
+    return re.sub(r"(`+).*?\1", "", line)
+
+
+def test_names_in_a_pull_request_cannot_mention_reference_or_link_in_the_markdown_comment(
+    tmp_path: Path, people: People
+) -> None:
+    # Posted as a comment, "@org/team" notifies a whole team, "#1" writes a reference
+    # into issue 1, and "www.host" or "https://host" is a link in the bot's own words.
+    repo = SeedRepo.create(tmp_path, people)
+    name = "docs/@example-org/admins see #1 at www.example.net.md"
+    email = "https://www.example.net/login#1@example-org"
+    with repo.branch("evil"):
+        repo.commit(people.mallory, {name: "x\n", QA_PLAN: qa_plan(ECOMMERCE)}, signed=False)
+        repo.commit(people.mallory, {QA_PLAN: qa_plan(PORTAL)}, signed=False, email=email)
+    repo.git("checkout", "-q", "evil")
+
+    result = mergeable(repo, "--format", "markdown")
+    assert result.exit_code == 1
+    assert email in result.stdout.replace("&#8203;", "").replace("\\", "")
+    prose = "\n".join(outside_code_spans(line) for line in result.stdout.splitlines())
+    assert "@&#8203;example-org/admins" in prose
+    # What a reader sees: the entity is a zero-width space.
+    shown = prose.replace("&#8203;", "\u200b")
+    assert re.search(r"@\w|#\d|www\.|://", shown, re.IGNORECASE) is None, prose
+
+
+def state_rows(repo: SeedRepo) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the state, but the signature cache (what a commit's signature proves,
+    whatever the policy: the check may add to it)."""
+    with sqlite3.connect(repo.state_dir / "main.sqlite3") as database:
+        listed = database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = [name for (name,) in listed if name != "signatures"]
+        return {
+            table: sorted(database.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in tables
+        }
+
+
+def test_the_check_leaves_the_state_it_shares_with_apply_as_it_found_it(
+    tmp_path: Path, people: People
+) -> None:
+    # A person's clone keeps one state for every command: the pull request's approval,
+    # trigger and edit, judged and forgotten, must leave nothing a later apply would count
+    # (a landing, a plan version, an editor, when a commit was first seen).
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    before = state_rows(repo)
+    with repo.branch("release"):
+        repo.approve(people.ravi, QA_PLAN)
+        repo.trigger(people.olga, QA_PLAN)
+        repo.commit(people.mallory, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="L")}, signed=False)
+    repo.git("checkout", "-q", "release")
+    for output in ("text", "json", "github", "markdown"):
+        assert mergeable(repo, "--format", output).exit_code == 1
+    assert state_rows(repo) == before

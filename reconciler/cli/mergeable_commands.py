@@ -77,8 +77,8 @@ def verify_mergeable(
     changes and what each plan would wait for once merged (markdown: a comment
     for the pull request); refusals already on BRANCH are listed apart and do
     not count. Exit 0 when the merge would be authorised whoever merges, 1 when
-    not, or when the head does not descend from the trust anchor or does not
-    merge cleanly.
+    not, or when the head does not descend from the trust anchor, brings a root
+    commit of its own, or does not merge cleanly.
     """
     with (
         reported(),

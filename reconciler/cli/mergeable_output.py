@@ -2,7 +2,8 @@
 
 Everything a pull request brings (paths, messages, names) is made printable,
 escaped for a workflow command's syntax, or shown as Markdown that cannot
-forge markup of its own (code spans, escaped punctuation).
+forge markup of its own (code spans, escaped punctuation), nor mention,
+reference or link (a zero-width space breaks each).
 """
 
 from __future__ import annotations
@@ -165,9 +166,17 @@ def _text(result: MergeCheck) -> None:
 _PUNCTUATION: Final = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
+# What a host makes a mention (@user, @org/team: a notification), a reference (#12: a
+# note in that issue) or a link (www.host, scheme://host, name@host) of in running text,
+# escaped or not; a zero-width space after its first character keeps it plain text.
+_ACTIVE: Final = re.compile(r"@|#|www\.|://", re.IGNORECASE)
+
+
 def _md(text: str) -> str:
-    """Text as Markdown that means only itself: printable, its markup escaped."""
-    return _PUNCTUATION.sub(r"\\\1", printable(text))
+    """Text as Markdown that means only itself: printable, its markup escaped, and
+    nothing in it that mentions, references or links."""
+    escaped = _PUNCTUATION.sub(r"\\\1", printable(text))
+    return _ACTIVE.sub(lambda found: f"{found[0][0]}&#8203;{found[0][1:]}", escaped)
 
 
 def _code(text: str) -> str:
