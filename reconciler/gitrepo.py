@@ -62,6 +62,10 @@ _PINNED_CONFIG: Final = (
     "log.showRoot=true",
     "-c",
     f"diff.orderFile={os.devnull}",
+    # GIT_GRAFT_FILE=/dev/null turns grafts off; without this, git's stderr (which an
+    # error may show) carries a hint that grafts are deprecated.
+    "-c",
+    "advice.graftFileDeprecated=false",
 )
 
 
