@@ -88,7 +88,7 @@ def test_the_slug_is_githubs() -> None:
 
 def test_a_broken_link_is_found(tmp_path: Path) -> None:
     # The checker itself, on a document written to fail it: it must not pass everything.
-    page = ROOT / "README.md"
+    page = ROOT / "docs" / "how-it-works.md"
     assert broken(page, "#no-such-heading") is not None
     assert broken(page, "missing.md") is not None
     assert broken(page, "../../outside.md") is not None
