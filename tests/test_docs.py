@@ -3,7 +3,10 @@ leads somewhere, as GitHub renders them."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -109,4 +112,99 @@ def test_every_relative_link_and_anchor_in_the_documentation_resolves() -> None:
             if reason is not None:
                 problems.append(f"{path.relative_to(ROOT)}:{line}: ({target}) {reason}")
     assert problems == []
-    assert checked >= 15, checked
+    assert checked >= 20, checked
+
+
+def test_the_readme_links_every_page_of_the_docs_and_stays_short() -> None:
+    readme = ROOT / "README.md"
+    linked = {(ROOT / target.partition("#")[0]).resolve() for _, target in links(readme)}
+    pages = set((ROOT / "docs").glob("*.md"))
+    assert len(pages) == 7
+    assert pages - linked == set()
+    # The README is the way in; reference material belongs in docs/.
+    assert len(readme.read_text().splitlines()) < 150
+
+
+def test_the_readme_starts_with_the_two_commands_ci_runs() -> None:
+    # .ci/run runs the README's first two `sh` blocks as written: the user's, then the
+    # developer's. Nothing may come before them.
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    user, developer = blocks[0], blocks[1]
+    assert user.startswith("python3 -m venv .venv && ")
+    assert user.endswith(" .venv/bin/reconciler demo\n")
+    assert developer.startswith("python3 -m venv .venv && ")
+    assert developer.endswith(" .venv/bin/pytest -q -n 4\n")
+    assert text.index(developer) < len("\n".join(text.splitlines()[:20]))
+
+
+# What the quick start says each command prints, as it quotes it.
+QUICK_START = """\
+. .venv/bin/activate
+reconciler demo --keep ~/story && cd ~/story/config
+reconciler validate
+reconciler verify
+reconciler plan
+reconciler history
+"""
+SHOWS = {
+    "reconciler validate": ["valid: 13 file(s) checked, 0 error(s), 0 warning(s)"],
+    "reconciler verify": ["8 landing(s), 0 refused"],
+    "reconciler plan": [
+        "done",
+        "run 2026-11-qa-release.1 succeeded",
+        "waiting",
+        "a trigger by a plan.deploy holder on quality-assurance (olga)",
+        "1 more approval by tech-lead",
+    ],
+    "reconciler history": [
+        "created",
+        "edited",
+        "approved",
+        "triggered",
+        "run started",
+        "run succeeded",
+    ],
+}
+
+
+def quick_start() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_quick_start_prints_what_the_readme_says_it_shows(tmp_path: Path) -> None:
+    section = quick_start()
+    assert f"```sh\n{QUICK_START}```" in section
+    for command, quotes in SHOWS.items():
+        for quote in quotes:
+            assert f"`{quote}`" in " ".join(section.split()), (command, quote)
+    # The block as a user runs it, in a fresh home: `reconciler` is this checkout's (the
+    # tests' interpreter stands in for the activated .venv), each command's output apart.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "reconciler").write_text(f'#!/bin/sh\nexec {sys.executable} -m reconciler "$@"\n')
+    (bin_dir / "reconciler").chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    commands = QUICK_START.splitlines()[1:]
+    script = "".join(f"{command}\nprintf '\\0'\n" for command in commands)
+    env = {**os.environ, "HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    outputs = dict(zip(commands, done.stdout.split("\0"), strict=False))
+    assert len(outputs) == len(commands) == 5
+    for kept in ("config", "keys", "releases", "releases/artifacts"):
+        assert (home / "story" / kept).is_dir(), kept
+    assert "Bob pushes straight to main, and nothing deploys" in outputs[commands[0]]
+    for command, quotes in SHOWS.items():
+        for quote in quotes:
+            assert quote in outputs[command], (command, quote)
