@@ -21,7 +21,7 @@ scalar that YAML 1.2's core schema, which editors read (yaml-language-server),
 resolves to another value or type is refused (`yes`, `1_000`, `10:30`, `1e3`,
 `0o17`, `010`): the file would not mean what its author sees.
 
-Loading is most of `reconciler validate`'s time (README, "Performance"), so
+Loading is most of `reconciler validate`'s time (docs/performance.md), so
 the composing loop is written for speed; the comments there say what each
 choice saves, and `tests/test_loader.py` holds it to libyaml's own composer.
 """

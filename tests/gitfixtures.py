@@ -704,7 +704,7 @@ def prod_plan(*applications: dict[str, str], notes: str = "") -> str:
 
 # -- shared by several test modules -------------------------------------------------
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def trailers(repo: SeedRepo, rev: str) -> dict[str, str]:
@@ -802,11 +802,12 @@ def interrupted_qa_release(tmp_path: Path, people: People) -> tuple[SeedRepo, st
     return repo, approval
 
 
-def readme_row(command: str) -> str:
-    for line in README.read_text().splitlines():
+def documented_row(command: str) -> str:
+    """The row of docs/output-formats.md's table that documents `command`'s JSON."""
+    for line in (DOCS / "output-formats.md").read_text().splitlines():
         if line.startswith(f"| `{command}`"):
             return line
-    raise AssertionError(f"no row for {command} in the README's output formats")
+    raise AssertionError(f"no row for {command} in docs/output-formats.md")
 
 
 def only_refusal(verdict: LandingVerdict) -> Refusal:

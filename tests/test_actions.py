@@ -383,7 +383,7 @@ def refused_up_front(repo: SeedRepo, *args: str) -> list[str]:
 def test_approving_your_own_plan_on_the_pull_request_branch_is_refused(
     tmp_path: Path, people: People
 ) -> None:
-    # The README's review flow: check out the pull request's branch, `reconciler approve` there.
+    # docs/walkthroughs.md's review flow: check out the pull request's branch, approve there.
     # Main's history does not know Alice edited the plan; the branch's does.
     repo = SeedRepo.create(tmp_path, people)
     pull_request(repo, people)

@@ -6,7 +6,7 @@ deployments file, a look-alike root commit. Grafts (`info/grafts`) give a commit
 other parents. A tree listing one name twice (which no git command writes, but
 which push and fetch accept without fsck) is read one way by `git diff`, another by
 a path lookup and a third by whatever rebuilds it. The service here applies from
-the bare repository everyone pushes to (the README's service next to the bare
+the bare repository everyone pushes to (docs/running.md's service next to the bare
 repository on the Git server), or from its own clone with `--remote origin`.
 """
 

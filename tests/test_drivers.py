@@ -453,7 +453,7 @@ sys.exit(0 if sys.argv[1] != "fail" else 1)
 def test_the_command_drivers_current_is_the_last_line_it_prints_and_exits_0_with(
     tmp_path: Path, mode: str, answer: str | None
 ) -> None:
-    # The contract the README documents: the version is the last line of stdout and
+    # The contract docs/how-it-works.md documents: the version is the last line of stdout and
     # stderr read as one stream, and counts only with exit 0.
     script = tmp_path / "current.py"
     script.write_text(CURRENT)

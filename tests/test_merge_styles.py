@@ -1,4 +1,5 @@
-"""Every way a pull request lands on main, and what it proves: the README's merge table.
+"""Every way a pull request lands on main, and what it proves: docs/how-it-works.md's
+merge table.
 
 One test per cell of the table (host x merge style), each with the host's exact
 commit shape (`tests/hostshapes.py`): whose edits count, whether the landing
@@ -51,7 +52,7 @@ def server(repo: SeedRepo, people: People, host: str) -> HostServer:
 
 def pull_request(repo: SeedRepo, people: People, *, approved: bool = True) -> str:
     """A pull request's branch on main's tip: alice proposes eCommerce 1.4.0 into QA, and
-    ravi approves it there, as the README's flow has it."""
+    ravi approves it there, as docs/walkthroughs.md's flow has it."""
     with repo.branch("release"):
         repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)}, "Propose eCommerce 1.4.0")
         if approved:

@@ -383,7 +383,7 @@ def test_a_secret_key_pasted_as_a_public_one_is_refused_before_it_is_read(gpg: G
 
 def with_block_key(teams: str, user: str, entry: str) -> str:
     """teams.yaml's text with `user`'s one-line entry rewritten as a block mapping whose
-    one key is `entry`, a block scalar, as the README shows it."""
+    one key is `entry`, a block scalar, as docs/how-it-works.md shows it."""
     [line] = [line for line in teams.splitlines() if line.startswith(f"  {user}: {{")]
     name = line.split("name: ")[1].split(",")[0]
     block = "\n".join("      " + text for text in entry.splitlines())

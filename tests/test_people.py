@@ -1,4 +1,4 @@
-"""What people see: the demo, status, history, init, and the README's command reference."""
+"""What people see: the demo, status, history, init, and the command reference (docs/)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,16 @@ from reconciler.statestore import StateStore
 from tests.configrepo import Result, reconciler
 from tests.gitfixtures import (
     DEV_PLAN,
+    DOCS,
     ECOMMERCE,
     PORTAL,
     PORTAL_DEV,
     QA_PLAN,
-    README,
     ROOT_ADMIN,
     People,
     SeedRepo,
     dev_plan,
+    documented_row,
     dump,
     ended,
     init_repository,
@@ -42,7 +43,6 @@ from tests.gitfixtures import (
     proposed_qa_release,
     qa_plan,
     ran,
-    readme_row,
     run_git,
     teams_with,
     trailers,
@@ -720,35 +720,33 @@ def test_init_with_a_binary_key_file_says_it_is_not_a_public_key(tmp_path: Path)
     assert not (tmp_path / "config").exists()
 
 
-def test_the_readme_command_reference_matches_the_cli_help() -> None:
-    assert section(README.read_text()) == render().strip("\n"), (
-        "regenerate it: python -m reconciler.cli.reference README.md"
+def test_the_command_reference_matches_the_cli_help() -> None:
+    assert section((DOCS / "commands.md").read_text()) == render().strip("\n"), (
+        "regenerate it: python -m reconciler.cli.reference docs/commands.md"
     )
 
 
-def test_the_readme_command_reference_is_what_each_commands_help_prints() -> None:
+def test_the_command_reference_is_what_each_commands_help_prints() -> None:
     # What a user types, on a terminal 90 columns wide (click keeps 2 of them free).
-    reference = section(README.read_text())
+    reference = section((DOCS / "commands.md").read_text())
     env = {**os.environ, "COLUMNS": "90"}
-    names = re.findall(r"^#### `reconciler (\S+)`$", reference, flags=re.MULTILINE)
+    names = re.findall(r"^## `reconciler (\S+)`$", reference, flags=re.MULTILINE)
     assert len(names) == 14
     for name in names:
         result = reconciler(name, "--help", env=env)
         assert result.exit_code == 0, result.stderr
-        assert f"#### `reconciler {name}`\n\n```\n{result.stdout}```" in reference, name
+        assert f"## `reconciler {name}`\n\n```\n{result.stdout}```" in reference, name
 
 
-def test_the_readme_module_map_names_every_module_of_the_package() -> None:
-    # The map under "Developing" is how a newcomer finds their way: it may not fall behind.
-    text = README.read_text()
+def test_the_module_map_names_every_module_of_the_package() -> None:
+    # The map in docs/developing.md is how a newcomer finds their way: it may not fall behind.
+    text = (DOCS / "developing.md").read_text()
     package = Path(reconciler_package.__file__).parent
     modules = sorted(path.name for path in package.glob("*.py") if not path.name.startswith("_"))
     assert [name for name in modules if f"`{name}`" not in text] == []
 
 
-def test_every_commands_json_has_the_keys_the_readme_documents(
-    tmp_path: Path, people: People
-) -> None:
+def test_every_commands_json_has_the_keys_the_docs_document(tmp_path: Path, people: People) -> None:
     repo = known_history(tmp_path, people)
     outputs = {
         "validate": reconciler("validate", "--repo", repo.path, "--format", "json").json(),
@@ -763,9 +761,9 @@ def test_every_commands_json_has_the_keys_the_readme_documents(
         "history": repo.reconciler("history", "--format", "json").json(),
     }
     for command, data in outputs.items():
-        row = readme_row(command)
+        row = documented_row(command)
         for key in data:
-            assert f"{key}" in row, f"{command}: '{key}' is not documented in the README"
+            assert f"{key}" in row, f"{command}: '{key}' is not in docs/output-formats.md"
     assert set(outputs["plan"]["plans"][0]) == {
         "plan",
         "name",

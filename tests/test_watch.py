@@ -38,9 +38,9 @@ from tests.gitfixtures import (
     Person,
     SeedRepo,
     dev_plan,
+    documented_row,
     plan,
     qa_plan,
-    readme_row,
     run_git,
     trailers,
     wait_for,
@@ -514,10 +514,10 @@ def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
     status, health = request(port, "GET", "/healthz")
     assert (status, health["last_pass"]["commit"]) == (200, tip)
     assert health["passes"] == len(watcher.named("pass"))
-    # The JSON the README documents.
-    row = readme_row("watch")
+    # The JSON docs/output-formats.md documents.
+    row = documented_row("watch")
     for key in [*health, *health["last_pass"], *watcher.named("pass")[-1]]:
-        assert f"{key}" in row, f"watch: '{key}' is not documented in the README"
+        assert f"{key}" in row, f"watch: '{key}' is not in docs/output-formats.md"
     assert watcher.stop() == 0
 
 

@@ -44,7 +44,7 @@ def render(error: ReconcilerError) -> str:
 
 
 def error_json(error: ReconcilerError, exit_code: int) -> dict[str, Any]:
-    """The error as `--format json` prints it on stdout (the README's "Output formats")."""
+    """The error as `--format json` prints it on stdout (docs/output-formats.md)."""
     return {
         "error": {
             "message": error.message,

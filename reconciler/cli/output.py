@@ -1,7 +1,7 @@
 """Reporters: the same result as text for people, JSON for machines, or GitHub annotations.
 
-Chosen by name with `--format`. JSON output is a stable interface (see the
-README's "Output formats"): keys are only ever added, never renamed.
+Chosen by name with `--format`. JSON output is a stable interface (see
+docs/output-formats.md): keys are only ever added, never renamed.
 """
 
 from __future__ import annotations
