@@ -131,7 +131,8 @@ def test_the_demo_without_keep_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_the_demo_in_json_gives_each_scene_with_the_json_of_the_command_it_shows(
     tmp_path: Path,
 ) -> None:
-    result = reconciler("demo", "--format", "json", "--keep", tmp_path / "demo", timeout=300)
+    # A relative folder too: git reads the story's keys from inside its repositories.
+    result = reconciler("demo", "--format", "json", "--keep", "demo", cwd=tmp_path, timeout=300)
     assert (result.exit_code, result.stderr) == (0, "")
     story = json.loads(result.stdout)
     assert story["repository"] == str(tmp_path / "demo" / "config")

@@ -89,7 +89,10 @@ def demo(keep: Path | None, output_format: str) -> None:
     pipeline and the audit trail. Your own repositories are never touched.
     With --format json, one object: each scene with the JSON its command gives.
     """
-    folder = keep or Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    # Absolute: git reads the keys from inside the story's repositories, not from here.
+    folder = (
+        keep.absolute() if keep is not None else Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    )
     try:
         with reported():
             if output_format == "json":
