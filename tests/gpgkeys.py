@@ -73,6 +73,8 @@ class GpgKeys:
         # GitHub's web-flow key is RSA 4096, signing with its primary key.
         self._make("rsa4096", "GitHub", "noreply@github.com", "Key-Type: RSA\nKey-Length: 4096")
         self._make("ed25519", "Erin Ed", "erin@example.com", _ED25519)
+        # A Gitea instance's signing key (tests/hostshapes.py).
+        self._make("gitea", "Gitea", "gitea@gitea.example.com", _ED25519)
         # gpg's own default layout: a certify-only primary key and a signing subkey.
         subkey = "Key-Type: EDDSA\nKey-Curve: ed25519\nKey-Usage: cert\n"
         subkey += "Subkey-Type: EDDSA\nSubkey-Curve: ed25519\nSubkey-Usage: sign"

@@ -6,23 +6,88 @@ signing configuration names it), the signature (the host's key) and the
 message. `HostServer` makes those exact commits in a test repository and puts
 them on main, as the host's push would:
 
-    github = HostServer(repo, GITHUB)
+    github = HostServer(repo, hosts(people, gpg)["github"])
     github.merge_commit(people.olga, "release")     # "Create a merge commit"
     github.squash(people.alice, "release")          # "Squash and merge"
     github.rebase("release")                        # "Rebase and merge"
 
-Host keys here are SSH keys made by ssh-keygen: GitLab (SSH since 17.x) and
-Gitea/Forgejo (`[repository.signing] FORMAT = ssh`) sign so; GitHub signs with
-its web-flow OpenPGP key, a different signature over the same shape.
+Each host signs as it does for real: GitHub with its web-flow key, an OpenPGP
+RSA 4096 key (made by gpg, the session's `gpg` fixture); GitLab with its
+instance's SSH key (SSH since 17.x), Forgejo with an SSH key
+(`[repository.signing] FORMAT = ssh`), both made by ssh-keygen; and Gitea, whose
+messages are Forgejo's, with an OpenPGP key of its own (its signing key may be
+either kind).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from tests.gitfixtures import ConfigRepo, People, Person, make_key, seed_teams
+from tests.gpgkeys import GpgKey, GpgKeys
+
+GitOptions = tuple[list[str], dict[str, str]]  # -c options and environment of a git command
+
+
+class Signer(Protocol):
+    """A host's signing key, as git signs with it and as git verifies it."""
+
+    format: ClassVar[str]  # gpg.format: "ssh" or "openpgp"
+
+    @property
+    def public_key(self) -> str:
+        """As teams.yaml lists it."""
+        ...
+
+    def signing(self) -> GitOptions:
+        """What git signs with it by."""
+        ...
+
+    def trusting(self, directory: Path, email: str) -> GitOptions:
+        """What git verifies by, trusting this key alone (a new `directory` to keep it in)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SshSigner:
+    key: Path  # private; the public key is key.pub
+    format: ClassVar[str] = "ssh"
+
+    @property
+    def public_key(self) -> str:
+        return self.key.with_suffix(".pub").read_text().strip()
+
+    def signing(self) -> GitOptions:
+        return ["-c", "gpg.format=ssh", "-c", f"user.signingkey={self.key}"], {}
+
+    def trusting(self, directory: Path, email: str) -> GitOptions:
+        directory.mkdir()
+        signers = directory / "allowed_signers"
+        signers.write_text(f"{email} {self.public_key}\n")
+        return ["-c", f"gpg.ssh.allowedSignersFile={signers}"], {}
+
+
+@dataclass(frozen=True)
+class OpenPgpSigner:
+    keys: GpgKeys
+    key: GpgKey
+    format: ClassVar[str] = "openpgp"
+
+    @property
+    def public_key(self) -> str:
+        return self.key.public
+
+    def signing(self) -> GitOptions:
+        return self.keys.signing(self.key)
+
+    def trusting(self, directory: Path, email: str) -> GitOptions:
+        home = self.keys.verifier(directory, [self.key.public])
+        # Ultimate owner trust, as an allowed_signers line gives an SSH key: git's %G? is
+        # then G (good and valid), not U (good, validity unknown).
+        self.keys.gpg("--import-ownertrust", data=f"{self.key.fingerprint}:6:\n", home=home)
+        return [], {"GNUPGHOME": str(home)}
 
 
 @dataclass(frozen=True)
@@ -32,26 +97,45 @@ class Host:
     id: str
     name: str  # the committer name it writes
     email: str  # the committer email it writes
-    key: Path  # its signing key (private; the public key is key.pub)
+    signer: Signer  # its signing key
+    writes_as: str = ""  # whose messages it writes (github, gitlab, forgejo): its id unless set
 
     @property
     def public_key(self) -> str:
-        return self.key.with_suffix(".pub").read_text().strip()
+        return self.signer.public_key
+
+    @property
+    def software(self) -> str:
+        return self.writes_as or self.id
 
     def entry(self, **more: Any) -> dict[str, Any]:
         """Its entry under teams.yaml `hosts`."""
         return {"identity": "author", "emails": [self.email], "keys": [self.public_key], **more}
 
 
-def hosts(people: People) -> dict[str, Host]:
-    """The three kinds of host, each with its own key (made once per session)."""
+def hosts(people: People, gpg: GpgKeys) -> dict[str, Host]:
+    """Each kind of host, each with its own key (made once per session)."""
     directory = people.directory
     return {
-        "github": Host("github", "GitHub", "noreply@github.com", make_key(directory, "github")),
-        "gitlab": Host("gitlab", "GitLab", "noreply@gitlab.com", make_key(directory, "gitlab")),
+        "github": Host(
+            "github", "GitHub", "noreply@github.com", OpenPgpSigner(gpg, gpg["rsa4096"])
+        ),
+        "gitlab": Host(
+            "gitlab", "GitLab", "noreply@gitlab.com", SshSigner(make_key(directory, "gitlab"))
+        ),
         # SIGNING_NAME and SIGNING_EMAIL of the instance's [repository.signing].
         "forgejo": Host(
-            "forgejo", "Forgejo", "forgejo@git.example.com", make_key(directory, "forgejo")
+            "forgejo",
+            "Forgejo",
+            "forgejo@git.example.com",
+            SshSigner(make_key(directory, "forgejo")),
+        ),
+        "gitea": Host(
+            "gitea",
+            "Gitea",
+            "gitea@gitea.example.com",
+            OpenPgpSigner(gpg, gpg["gitea"]),
+            writes_as="forgejo",
         ),
     }
 
@@ -197,10 +281,12 @@ class HostServer:
             "GIT_COMMITTER_EMAIL": self.host.email,
             "GIT_COMMITTER_DATE": when,
         }
-        signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={self.host.key}"]
+        signing, signing_env = self.host.signer.signing()
         parent_args = [arg for parent in parents for arg in ("-p", parent)]
         return self.repo.git(
-            *signing, "commit-tree", "-S", tree, *parent_args, "-m", message, env=env
+            *signing,
+            *("commit-tree", "-S", tree, *parent_args, "-m", message),
+            env={**env, **signing_env},
         )
 
     def _merged_tree(self, ours: str, theirs: str) -> str:
@@ -215,26 +301,32 @@ class HostServer:
 
     def _merge_message(self, branch: str, title: str) -> str:
         number = self.number
-        if self.host.id == "gitlab":
+        if self.host.software == "gitlab":
             return (
                 f"Merge branch '{branch}' into 'main'\n\n{title}\n\n"
                 f"See merge request example/config!{number}"
             )
-        if self.host.id == "forgejo":
+        if self.host.software == "forgejo":
             return (
                 f"Merge pull request '{title}' (#{number}) from {branch} into main\n\n"
-                f"Reviewed-on: https://git.example.com/example/config/pulls/{number}"
+                f"Reviewed-on: {self._web}/example/config/pulls/{number}"
             )
         return f"Merge pull request #{number} from example/{branch}\n\n{title}"
 
+    @property
+    def _web(self) -> str:
+        """The instance's address (Forgejo's and Gitea's messages link to it): its email's
+        domain."""
+        return "https://" + self.host.email.split("@")[1]
+
     def _squash_message(self, branch: str, title: str) -> str:
         subjects = self.repo.git("log", "--reverse", "--format=* %s", f"main..{branch}")
-        if self.host.id == "gitlab":
+        if self.host.software == "gitlab":
             return title  # its default squash commit template: %{title}
-        if self.host.id == "forgejo":
+        if self.host.software == "forgejo":
             return (
                 f"{title} (#{self.number})\n\n{subjects}\n\n"
-                f"Reviewed-on: https://git.example.com/example/config/pulls/{self.number}"
+                f"Reviewed-on: {self._web}/example/config/pulls/{self.number}"
             )
         return f"{title} (#{self.number})\n\n{subjects}"
 
