@@ -3,7 +3,7 @@
     keys = GpgKeys.create(directory)        # once per session: RSA 4096 takes seconds
     keys.signing(keys.ed25519)              # -c options: git signs with it (gpg.format openpgp)
     keys.env                                # GNUPGHOME for those git commands
-    keys.verifier(directory, [...])         # a GNUPGHOME that knows only these certificates
+    keys.verifier([...])                    # a GNUPGHOME that knows only these certificates
     keys.close()                            # no gpg-agent left behind
 
 Every key lives in one temporary GNUPGHOME made here (never the user's), without
@@ -15,7 +15,9 @@ days earlier (`--faked-system-time`), through a gpg.program wrapper.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,8 +56,7 @@ class GpgKeys:
 
     @classmethod
     def create(cls, directory: Path) -> GpgKeys:
-        home = directory / "gnupg"
-        home.mkdir(mode=0o700)
+        home = _short_home()
         wrapper = directory / "gpg-at"
         wrapper.write_text(
             '#!/bin/sh\nexec gpg ${FAKED_TIME:+--faked-system-time "$FAKED_TIME"} "$@"\n'
@@ -166,16 +167,16 @@ class GpgKeys:
         """`key`'s certificate with its revocation in it, as its owner would publish it
         (exported from a GNUPGHOME of its own: this one keeps signing with it)."""
         if key.name not in self._revoked:
-            home = self.verifier(self.home.parent / f"revoke-{key.name}", [key.public])
+            home = self.verifier([key.public])
             self.gpg("--import", data=key.revocation, home=home)
             export = ("--armor", "--export-options", "export-minimal", "--export")
             self._revoked[key.name] = self.gpg(*export, key.fingerprint, home=home)
         return self._revoked[key.name]
 
-    def verifier(self, home: Path, certificates: Iterable[str]) -> Path:
+    def verifier(self, certificates: Iterable[str]) -> Path:
         """A GNUPGHOME that knows `certificates` (armored) and nothing else: what git
         verify-commit judges with, as the reconciler judges with teams.yaml."""
-        home.mkdir(mode=0o700)
+        home = _short_home()
         self.homes.append(home)
         for certificate in certificates:
             self.gpg("--import", data=certificate, home=home)
@@ -190,6 +191,14 @@ class GpgKeys:
                 capture_output=True,
                 check=False,
             )
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _short_home() -> Path:
+    """A new GNUPGHOME with a short path: without /run/user/<uid>, gpg-agent puts its
+    socket in the home, and a socket path may not exceed 107 bytes (pytest's folders
+    under -n 4, a few hundred runs in, come close)."""
+    return Path(tempfile.mkdtemp(prefix="gnupg-"))
 
 
 _ED25519 = "Key-Type: EDDSA\nKey-Curve: ed25519"

@@ -46,7 +46,8 @@ class Signer(Protocol):
         ...
 
     def trusting(self, directory: Path, email: str) -> GitOptions:
-        """What git verifies by, trusting this key alone (a new `directory` to keep it in)."""
+        """What git verifies by, trusting this key alone (a new `directory` to keep it in,
+        where the key needs a file; an OpenPGP home is made short, for gpg-agent's socket)."""
         ...
 
 
@@ -83,7 +84,7 @@ class OpenPgpSigner:
         return self.keys.signing(self.key)
 
     def trusting(self, directory: Path, email: str) -> GitOptions:
-        home = self.keys.verifier(directory, [self.key.public])
+        home = self.keys.verifier([self.key.public])
         # Ultimate owner trust, as an allowed_signers line gives an SSH key: git's %G? is
         # then G (good and valid), not U (good, validity unknown).
         self.keys.gpg("--import-ownertrust", data=f"{self.key.fingerprint}:6:\n", home=home)

@@ -116,7 +116,6 @@ def shapes(
     """(parents, author email, committer, signature format, and git's own verdicts: %G? and
     whether `git verify-commit` passes) of each commit, with the host's key as the only
     trusted signer."""
-    # A short name: gpg-agent's sockets in it must fit a socket address (108 bytes).
     trusted = repo.path.parent / "trusted"
     config, env = host.signer.trusting(trusted, host.email)
     shown = []

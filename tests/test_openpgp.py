@@ -139,7 +139,7 @@ def test_our_verdict_on_openpgp_signed_commits_is_gits(
     }
     good = raw(repo, commits["ed25519"])
     commits["tampered"] = store_literally(repo, good.replace(b"body", b"bodY"))
-    home = gpg.verifier(tmp_path / "verifier", listed.values())
+    home = gpg.verifier(listed.values())
     judge = Judge(listed)
 
     verdicts = {}
@@ -201,7 +201,7 @@ def signed_once(
     originals = {
         name: raw(repo, commit_as(repo, gpg, gpg[name], "subject\n\nbody\n")) for name in names
     }
-    home = gpg.verifier(tmp_path / "verifier", [gpg[name].public for name in names])
+    home = gpg.verifier([gpg[name].public for name in names])
     return repo, originals, home
 
 
@@ -232,7 +232,7 @@ def test_a_sha256_repositorys_gpgsig_sha256_header_is_the_signature(
     commit = commit_as(repo, gpg, gpg["ed25519"], "in a SHA-256 repository")
     data = raw(repo, commit)
     assert b"\ngpgsig-sha256 -----BEGIN PGP SIGNATURE-----\n" in data
-    assert git_verifies(repo, commit, gpg.verifier(tmp_path / "verifier", listed.values()))
+    assert git_verifies(repo, commit, gpg.verifier(listed.values()))
     assert Judge(listed).check(data).good
     # The other hash's header signs another object: git reads only its own, and so do we.
     renamed = data.replace(b"\ngpgsig-sha256 ", b"\ngpgsig ")
@@ -588,7 +588,7 @@ def test_githubs_merge_button_counts_as_the_mergers_signed_merge(
         f"{people.olga.name} <{people.olga.email}>",
         f"GitHub <{GITHUB}>",
     )
-    home = gpg.verifier(tmp_path / "verifier", [gpg["rsa4096"].public])
+    home = gpg.verifier([gpg["rsa4096"].public])
     assert git_verifies(repo.path, merge, home)
 
     verified = repo.reconciler("verify", "--format", "json")
@@ -662,7 +662,7 @@ def test_a_re_armored_copy_of_a_gpg_signed_approval_does_not_count_a_second_time
     )
     forged = git(repo.path, "hash-object", "-t", "commit", "-w", "--stdin", data=copy)
     assert forged != approval
-    assert git_verifies(repo.path, forged, gpg.verifier(tmp_path / "verifier", [key.public]))
+    assert git_verifies(repo.path, forged, gpg.verifier([key.public]))
     tree = repo.git("rev-parse", "main^{tree}")
     repo.land_commit_tree(people.mallory, tree, repo.head(), forged, message="Merge")
     repo.trigger(people.olga, QA_PLAN)
