@@ -189,10 +189,12 @@ class LocalDriver:
         release.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.parent))
         try:
-            # The origin's own provenance describes the origin, not this release.
+            # The origin's own provenance describes the origin, not this release. A link is
+            # copied as the link (as `_digest` reads it), never as the host file it names.
             shutil.copytree(
                 origin,
                 staging,
+                symlinks=True,
                 dirs_exist_ok=True,
                 ignore=lambda folder, _: [PROVENANCE] if Path(folder) == origin else [],
             )
