@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -174,6 +174,23 @@ def test_a_link_in_a_build_ships_as_the_link_never_as_the_file_it_points_at(
     assert os.readlink(release / "config") == str(secret)
     files = [path for path in release.rglob("*") if path.is_file() and not path.is_symlink()]
     assert not [path for path in files if b"private key" in path.read_bytes()]
+
+
+def test_a_build_swapped_between_its_check_and_its_copy_is_not_shipped(tmp_path: Path) -> None:
+    # The CI rewrites the build while the driver copies it: the release would record the
+    # digest of the build it checked and hold another.
+    built = build(tmp_path, "ecommerce", "1.4.0")
+
+    class Racing(LocalDriver):
+        def _create(
+            self, release: Path, origin: Path, asked: Mapping[str, object], run: str
+        ) -> None:
+            (built / "app.bin").write_text("swapped")
+            super()._create(release, origin, asked, run)
+
+    outcome = Racing(tmp_path).deploy(step(), lines().append)
+    assert (outcome.ok, outcome.transient) == (False, True)
+    assert not (tmp_path / "development/ecommerce/releases/1.4.0").exists()
 
 
 def test_the_local_driver_keeps_old_releases_and_switches_atomically(tmp_path: Path) -> None:
