@@ -189,13 +189,19 @@ class LocalDriver:
         release.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.parent))
         try:
-            # The origin's own provenance describes the origin, not this release.
+            # The origin's own provenance describes the origin, not this release. A link is
+            # copied as the link (as `_digest` reads it), never as the host file it names.
             shutil.copytree(
                 origin,
                 staging,
+                symlinks=True,
                 dirs_exist_ok=True,
                 ignore=lambda folder, _: [PROVENANCE] if Path(folder) == origin else [],
             )
+            build = asked.get("build")
+            if build is not None and _digest(staging) != build:
+                # Changed while copied: the release would record one build and hold another.
+                raise OSError(f"the build in {origin} changed while it was copied; try again")
             (staging / "VERSION").write_text(f"{asked['application']} {asked['version']}\n")
             record = {**asked, "run": run, "digest": _digest(staging)}
             (staging / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")

@@ -274,14 +274,25 @@ class StateStore:
         keep the signature cache, who edited which plan, and what the landings of `history`
         (the new anchor's commits) recorded: their verdicts, the plan versions they landed,
         their approvals, triggers and records, and so the runs. A landing the rewrite
-        dropped takes what it recorded with it."""
+        dropped takes what it recorded with it, but for the runs its records started and
+        ended: the service ran them whatever main holds now, and a version that ran must
+        not run again. They are kept as if recorded just after the kept landings."""
         self.flush()  # the deletions below read the landings as they are
         kept = set(history)
         with self._errors():
             landings = self._db.execute("SELECT seq, commit_id FROM landings").fetchall()
             dropped = json.dumps([seq for seq, commit in landings if commit not in kept])
+            after = 1 + max((seq for seq, commit in landings if commit in kept), default=0)
             self._db.execute(f"DELETE FROM landings WHERE seq IN {_LISTED}", (dropped,))  # noqa: S608
-            self._db.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM landings)")
+            self._db.execute(
+                "DELETE FROM events WHERE seq NOT IN (SELECT seq FROM landings)"
+                " AND NOT (kind = 'record' AND json_extract(detail, '$.run') IS NOT NULL)"
+            )
+            self._db.execute(
+                "UPDATE events SET seq = ?1, detail = json_set(detail, '$.seq', ?1)"
+                " WHERE seq NOT IN (SELECT seq FROM landings)",
+                (after,),
+            )
             self._db.execute(
                 "DELETE FROM plan_versions WHERE landing NOT IN (SELECT commit_id FROM landings)"
             )

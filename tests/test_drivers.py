@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -157,6 +157,40 @@ def test_a_build_changed_since_its_release_was_made_is_another_build(tmp_path: P
         "release ecommerce 1.4.0 in development exists as a copy of the build "
     )
     assert "(made by run p.1); this step wants a copy of the build " in outcome.summary
+
+
+def test_a_link_in_a_build_ships_as_the_link_never_as_the_file_it_points_at(
+    tmp_path: Path,
+) -> None:
+    # A build is whatever the code's CI left; a link in it to a file of the driver's host
+    # (its key, say) must not put that file's bytes into a release, unlike the build's
+    # digest (which reads the link, not its target) would suggest.
+    secret = tmp_path / "host-secret"
+    secret.write_text("the host's private key")
+    built = build(tmp_path / "root", "ecommerce", "1.4.0")
+    (built / "config").symlink_to(secret)
+    assert LocalDriver(tmp_path / "root").deploy(step(), lines().append).ok
+    release = tmp_path / "root/development/ecommerce/releases/1.4.0"
+    assert os.readlink(release / "config") == str(secret)
+    files = [path for path in release.rglob("*") if path.is_file() and not path.is_symlink()]
+    assert not [path for path in files if b"private key" in path.read_bytes()]
+
+
+def test_a_build_swapped_between_its_check_and_its_copy_is_not_shipped(tmp_path: Path) -> None:
+    # The CI rewrites the build while the driver copies it: the release would record the
+    # digest of the build it checked and hold another.
+    built = build(tmp_path, "ecommerce", "1.4.0")
+
+    class Racing(LocalDriver):
+        def _create(
+            self, release: Path, origin: Path, asked: Mapping[str, object], run: str
+        ) -> None:
+            (built / "app.bin").write_text("swapped")
+            super()._create(release, origin, asked, run)
+
+    outcome = Racing(tmp_path).deploy(step(), lines().append)
+    assert (outcome.ok, outcome.transient) == (False, True)
+    assert not (tmp_path / "development/ecommerce/releases/1.4.0").exists()
 
 
 def test_the_local_driver_keeps_old_releases_and_switches_atomically(tmp_path: Path) -> None:

@@ -101,3 +101,21 @@ def test_a_plan_in_the_trust_anchors_tree_waits_for_a_trigger_and_is_never_refus
     assert repo.git("log", "-1", "--format=%s", "main") == "Seed configuration"
     repo.trigger(people.alice, DEV_PLAN)
     assert "succeeded 2026-11-dev-build.1" in repo.apply().stdout
+
+
+def test_a_re_anchor_past_a_run_whose_records_the_rewrite_dropped_does_not_run_it_again(
+    tmp_path: Path, people: People
+) -> None:
+    # The run's records are gone from main, its landing is not: the service ran it, so
+    # running it again (alice's landing still triggers it) would deploy it twice.
+    repo = SeedRepo.create(tmp_path, people)
+    landed = repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    ran = repo.apply()
+    assert "succeeded 2026-11-dev-build.1" in ran.stdout, ran.stdout + ran.stderr
+    repo.git("reset", "-q", "--hard", landed)  # a force-push drops the run's records
+    anchor = repo.commit(people.root, message="Re-anchor after a force-push")
+    assert repo.reconciler("verify", "--re-anchor", anchor).exit_code == 0
+    again = repo.apply("--format", "json")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert again.json()["runs"] == []
+    assert moves(repo)[DEV_PLAN]["status"] == "done"

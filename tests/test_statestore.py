@@ -131,13 +131,26 @@ def test_a_database_from_before_the_open_runs_finds_them_when_opened(tmp_path: P
     }
 
 
-def test_re_anchoring_forgets_the_open_runs_with_the_records(tmp_path: Path) -> None:
+def test_re_anchoring_keeps_the_runs_whatever_landings_the_rewrite_dropped(
+    tmp_path: Path,
+) -> None:
+    # The service ran them whatever main holds now: a version that ran must not run again.
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
     store.begin()
     store.reset()
     store.commit()
-    assert runs_read(store, ref("qa", 2)) == {}
+    assert runs_read(store, ref("qa", 2)) == {
+        "gone.1": "started",
+        "qa.1": "failed",
+        "qa.2": "started",
+    }
+    # The refusals went with their landings; the runs' records come after the kept ones.
+    assert {(item["seq"], item["result"]) for item in store.events(["record"])} == {
+        (1, "started"),
+        (1, "succeeded"),
+        (1, "failed"),
+    }
 
 
 def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
@@ -152,8 +165,13 @@ def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
     store.begin()
     store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
     store.commit()
-    # qa.1's finish record went with its landing: the run is open again, as Git now says.
-    assert runs_read(store, ref("qa", 2)) == {"gone.1": "started", "qa.1": "started"}
+    # qa.1's finish record outlives its landing: the service knows the run ended.
+    assert runs_read(store, ref("qa", 2)) == {
+        "gone.1": "started",
+        "qa.1": "failed",
+        "qa.2": "started",
+    }
+    assert [item["seq"] for item in store.events(["record"])] == [1, 2, 3, 4, 5, 5]
     assert [item["seq"] for item in store.landings()] == [1, 2, 3, 4]
     assert store.next_seq() == 5
 
