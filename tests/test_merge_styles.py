@@ -103,6 +103,14 @@ def decided(repo: SeedRepo) -> Decision:
     return repo.decide()[QA_PLAN]
 
 
+def landed_as_alices(repo: SeedRepo) -> Decision:
+    """The QA plan's decision, once main's history is all authorised and the plan's edits
+    are all alice's."""
+    assert repo.verify().authorised
+    assert repo.editors(QA_PLAN) == {"alice"}
+    return decided(repo)
+
+
 def waits(decision: Decision) -> list[str]:
     return [wait.text for wait in decision.waits]
 
@@ -190,9 +198,7 @@ def test_a_hosts_merge_commit_by_ops_triggers_and_keeps_each_commits_author(
 ) -> None:
     repo = hosted(tmp_path, people, the_hosts)
     server(repo, the_hosts, host).merge_commit(people.olga, pull_request(repo, people))
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
+    decision = landed_as_alices(repo)
     assert (decision.status, decision.triggered_by, decision.approvers) == (
         "executable",
         "olga",
@@ -231,9 +237,7 @@ def test_a_hosts_squash_is_its_authors_edit_where_the_host_vouches_and_needs_rec
     was squashed away with the branch."""
     repo = hosted(tmp_path, people, the_hosts, vouched=True)
     squash = server(repo, the_hosts, host).squash(people.alice, pull_request(repo, people))
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
+    decision = landed_as_alices(repo)
     assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
     assert waits(decision) == [
         f"{TRIGGER}; it landed by {host}'s squash merge ({squash[:12]}, authored by alice), "
@@ -278,9 +282,7 @@ def test_gitlabs_squash_under_its_merge_commit_method_is_the_authors_and_the_mer
         (2, people.olga.email, "GitLab <noreply@gitlab.com>", "ssh", "G", True),
         (1, people.alice.email, "GitLab <noreply@gitlab.com>", "ssh", "G", True),
     ]
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
+    decision = landed_as_alices(repo)
     assert (decision.status, decision.triggered_by) == ("waiting", "olga")
     assert waits(decision) == ["1 more approval by tech-lead (may approve: diana, ravi)"]
 
@@ -351,9 +353,7 @@ def test_a_fast_forward_lands_each_commit_as_its_own_signers_and_whoever_merged_
     fast-forwarded is nowhere in them."""
     repo = hosted(tmp_path, people, the_hosts)
     _fast_forward(repo, people, the_hosts, style)
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
+    decision = landed_as_alices(repo)
     assert (decision.status, decision.triggered_by, decision.approvers) == (
         "waiting",
         None,
@@ -423,9 +423,7 @@ def test_a_true_merge_by_ops_made_with_git_triggers(
 ) -> None:
     repo = hosted(tmp_path, people, the_hosts)
     repo.merge(people.olga, pull_request(repo, people))  # git merge --no-ff -S
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
+    decision = landed_as_alices(repo)
     assert (decision.status, decision.triggered_by, decision.approvers) == (
         "executable",
         "olga",
