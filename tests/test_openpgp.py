@@ -552,6 +552,16 @@ def teams_with_web_flow(people: People, gpg: GpgKeys) -> dict[str, Any]:
     return teams
 
 
+def approved_pull_request_on_github(tmp_path: Path, people: People, gpg: GpgKeys) -> SeedRepo:
+    """The QA release proposed on a main that lists GitHub, and a pull request, branch
+    portal-0.7, in which diana moves customer-portal on and ravi approves."""
+    repo = proposed_qa_release(tmp_path, people, teams=teams_with_web_flow(people, gpg))
+    with repo.branch("portal-0.7"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
+        repo.approve(people.ravi, QA_PLAN)
+    return repo
+
+
 def merge_button(repo: SeedRepo, gpg: GpgKeys, by: str, branch: str, number: int = 7) -> str:
     """What GitHub's "Create a merge commit" writes: a true merge of `branch` into main,
     authored by whoever pressed the button, committed by GitHub and signed with its web-flow
@@ -576,10 +586,7 @@ def merge_button(repo: SeedRepo, gpg: GpgKeys, by: str, branch: str, number: int
 def test_githubs_merge_button_counts_as_the_mergers_signed_merge(
     tmp_path: Path, people: People, gpg: GpgKeys
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people, teams=teams_with_web_flow(people, gpg))
-    with repo.branch("portal-0.7"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
-        repo.approve(people.ravi, QA_PLAN)
+    repo = approved_pull_request_on_github(tmp_path, people, gpg)
     merge = merge_button(repo, gpg, "olga", "portal-0.7")
     shown = repo.git("log", "-1", "--format=%P|%an <%ae>|%cn <%ce>", merge)
     parents, author, committer = shown.split("|")
@@ -602,10 +609,7 @@ def test_githubs_merge_button_counts_as_the_mergers_signed_merge(
 def test_githubs_merge_button_pressed_by_someone_without_plan_deploy_triggers_nothing(
     tmp_path: Path, people: People, gpg: GpgKeys
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people, teams=teams_with_web_flow(people, gpg))
-    with repo.branch("portal-0.7"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
-        repo.approve(people.ravi, QA_PLAN)
+    repo = approved_pull_request_on_github(tmp_path, people, gpg)
     merge_button(repo, gpg, "alice", "portal-0.7")
     [state] = repo.reconciler("plan", "--format", "json").json()["plans"]
     assert (state["approvers"], state["triggered_by"]) == (["ravi"], None)
