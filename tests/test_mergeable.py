@@ -261,19 +261,31 @@ def test_a_refused_entry_is_annotated_at_its_line_with_the_fix_and_who_may_make_
     assert (refusal["commit"], refusal["merger"]) == (erik, False)
 
 
+def carol_made_tech_lead_puts_ecommerce_in_production(
+    repo: SeedRepo, granter: Person, message: str
+) -> tuple[str, str]:
+    """Branch `promote`, checked out: `granter` makes carol (ecommerce's tester) its tech
+    lead in teams.yaml, then carol adds ecommerce to a production plan. The two commits."""
+    with repo.branch("promote"):
+        teams = teams_with(
+            repo.people,
+            lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead"),
+        )
+        grant = repo.commit(granter, {"teams.yaml": teams}, message)
+        edit = repo.commit(repo.people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.git("checkout", "-q", "promote")
+    return grant, edit
+
+
 def test_a_grant_in_the_pull_request_authorises_nothing_it_lands(
     tmp_path: Path, people: People
 ) -> None:
     # carol, ecommerce's tester, wants to put ecommerce into production; production's
     # plan.edit is for tech leads. Her pull request makes her one, then edits the plan.
     repo = SeedRepo.create(tmp_path, people)
-    with repo.branch("promote"):
-        teams = teams_with(
-            people, lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead")
-        )
-        granted = repo.commit(people.root, {"teams.yaml": teams}, "carol leads ecommerce")
-        edit = repo.commit(people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.git("checkout", "-q", "promote")
+    granted, edit = carol_made_tech_lead_puts_ecommerce_in_production(
+        repo, people.root, "carol leads ecommerce"
+    )
     # Before: each commit of a linear branch was a landing of its own, so carol's edit was
     # judged by the policy root's grant had just made, and the check passed.
     assert old_ci_check(repo, tmp_path / "old-ci").exit_code == 0
@@ -295,13 +307,9 @@ def test_a_pull_request_that_grants_itself_a_role_is_red_for_the_grant_and_the_e
     tmp_path: Path, people: People
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
-    with repo.branch("promote"):
-        teams = teams_with(
-            people, lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead")
-        )
-        grant = repo.commit(people.carol, {"teams.yaml": teams}, "I lead ecommerce now")
-        edit = repo.commit(people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.git("checkout", "-q", "promote")
+    grant, edit = carol_made_tech_lead_puts_ecommerce_in_production(
+        repo, people.carol, "I lead ecommerce now"
+    )
     refused = {(item["commit"], item["path"]) for item in the_refused_check(repo)["refusals"]}
     assert (grant, "teams.yaml") in refused
     assert (edit, PROD_PLAN) in refused
