@@ -870,6 +870,17 @@ def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> st
     return dump(data)
 
 
+def make_mallory_the_settings_user(teams: dict[str, Any], people: People) -> None:
+    """Edit teams.yaml's `teams` as mallory would take over: she is a user, with her key,
+    and the only one who may change the settings."""
+    teams["users"]["mallory"] = {
+        "name": "Mallory",
+        "emails": ["mallory@example.com"],
+        "keys": [people.mallory.public_key],
+    }
+    teams["infrastructure"]["settings"] = ["mallory"]
+
+
 ROOT_ADMIN = ("--name", "Root Admin", "--email", "root@example.com")
 
 

@@ -38,6 +38,7 @@ from tests.gitfixtures import (
     dev_plan,
     dump,
     init_repository,
+    make_mallory_the_settings_user,
     prod_plan,
     proposed_qa_release,
     qa_plan,
@@ -326,12 +327,7 @@ def test_a_pull_request_that_does_not_descend_from_the_trust_anchor_is_refused(
     # history rewritten from its root (the seed commit again, with her in it, and main's
     # later commits replayed on top).
     teams = seed_teams(people)
-    teams["users"]["mallory"] = {
-        "name": "Mallory",
-        "emails": ["mallory@example.com"],
-        "keys": [people.mallory.public_key],
-    }
-    teams["infrastructure"]["settings"] = ["mallory"]
+    make_mallory_the_settings_user(teams, people)
     repo.git("checkout", "-q", "--orphan", "evil")
     if shape == "orphan":
         repo.git("rm", "-q", "-r", "--cached", ".")
