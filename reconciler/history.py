@@ -338,7 +338,8 @@ def _landing_entry(
     never: str | None,
     started: Mapping[PlanRef, list[tuple[int, str]]],
 ) -> Entry:
-    """A landing by a plan.deploy holder: the trigger of a ready version, else just landed."""
+    """A landing on main: the trigger of a ready version, else (`never` says why it is not a
+    trigger) just landed."""
     ran = _ran_before(started, ref, detail["seq"]) if never is None else None
     if never is not None:
         action, text = "landed", f"by landing it on main; not a trigger: {never}"
@@ -365,18 +366,7 @@ def _untriggered_entry(
     """A ready version landed in a way that is never a trigger, whoever pressed the button
     (a host's squash, a branch that merged main in): said where a trigger would stand."""
     why = not_a_trigger(detail["style"], landing, detail["actor"], detail.get("squashed_by"))
-    return Entry(
-        detail["seq"],
-        datetime.fromisoformat(detail["committed_at"]),
-        landing,
-        ref.path,
-        environments.get(ref.path, detail["seq"]),
-        "landed",
-        detail["actor"],
-        False,
-        f"by landing it on main; not a trigger: {why}",
-        rank=1,
-    )
+    return _landing_entry(ref, landing, detail, environments, why, {})
 
 
 def _ran_before(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -767,6 +768,46 @@ def wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def sigterm_during_the_first_of_two_steps(
+    tmp_path: Path, people: People
+) -> tuple[SeedRepo, Path, int, str]:
+    """A development plan of two applications (alice's ecommerce 1.4.0, then diana's
+    customer-portal) applied by the command driver, SIGTERM sent while the first step runs,
+    which finishes once apply says it stops after it. The repository, the driver's output
+    file, and apply's exit code and stderr."""
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    hold = out.with_name(out.name + ".hold")
+    hold.write_text("")
+    process = subprocess.Popen(
+        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(out.with_name(out.name + ".started"), 30)
+        process.send_signal(signal.SIGTERM)
+        wait_for_text(process, "stopping after the step in progress")
+        hold.unlink()
+        _, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return repo, out, process.returncode, errors
+
+
+def wait_for_text(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
+    """Read `process`'s stderr until a line holds `text`."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if text in line:
+            return
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"{text!r} never appeared on stderr")
+
+
 def proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRepo:
     """The seed story up to a saved QA plan: alice's entry, diana's entry, development ready."""
     repo = SeedRepo.create(tmp_path, people, **seed)
@@ -827,6 +868,17 @@ def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> st
     data = seed_teams(people)
     change(data)
     return dump(data)
+
+
+def make_mallory_the_settings_user(teams: dict[str, Any], people: People) -> None:
+    """Edit teams.yaml's `teams` as mallory would take over: she is a user, with her key,
+    and the only one who may change the settings."""
+    teams["users"]["mallory"] = {
+        "name": "Mallory",
+        "emails": ["mallory@example.com"],
+        "keys": [people.mallory.public_key],
+    }
+    teams["infrastructure"]["settings"] = ["mallory"]
 
 
 ROOT_ADMIN = ("--name", "Root Admin", "--email", "root@example.com")

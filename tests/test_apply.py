@@ -41,6 +41,7 @@ from tests.gitfixtures import (
     plan,
     qa_plan,
     run_git,
+    sigterm_during_the_first_of_two_steps,
     teams_with,
     trailers,
     wait_for,
@@ -561,41 +562,12 @@ def test_sigterm_stops_apply_after_the_step_in_progress_and_records_the_run_inte
 ) -> None:
     # Killed outright, apply left a started run with no finish record while the
     # driver, in a session of its own, went on deploying.
-    repo, out = with_command_driver(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
-    hold = out.with_name(out.name + ".hold")
-    hold.write_text("")
-    process = subprocess.Popen(
-        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_for(out.with_name(out.name + ".started"), 30)
-        process.send_signal(signal.SIGTERM)
-        wait_for_text(process, "stopping after the step in progress")
-        hold.unlink()
-        _, errors = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, errors
+    repo, out, exit_code, errors = sigterm_during_the_first_of_two_steps(tmp_path, people)
+    assert exit_code == 130, errors
     assert "Traceback" not in errors
     assert trailers(repo, "main")["Result"] == "interrupted"
     assert out.read_text().splitlines()[0].startswith("2026-11-dev-build ecommerce 1.4.0")
     assert len(out.read_text().splitlines()) == 1  # the second application never started
-
-
-def wait_for_text(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
-    """Read `process`'s stderr until a line holds `text`."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if text in line:
-            return
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"{text!r} never appeared on stderr")
 
 
 def test_a_second_reconciler_on_a_state_directory_in_use_is_refused_before_any_pass(

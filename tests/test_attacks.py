@@ -50,6 +50,7 @@ from tests.gitfixtures import (
     dump,
     grant_bob_deployment,
     interrupted_qa_release,
+    make_mallory_the_settings_user,
     only_refusal,
     plan,
     prod_plan,
@@ -793,15 +794,6 @@ def test_a_retry_that_landed_before_the_versions_latest_landing_does_not_count(
 
 def mallory_rewrites_main(repo: SeedRepo, people: People) -> str:
     """A force-push: main becomes a new history whose root makes mallory a settings user."""
-
-    def make_mallory_settings(data: dict[str, Any]) -> None:
-        data["users"]["mallory"] = {
-            "name": "Mallory",
-            "emails": ["mallory@example.com"],
-            "keys": [people.mallory.public_key],
-        }
-        data["infrastructure"]["settings"] = ["mallory"]
-
     repo.git("checkout", "-q", "--orphan", "evil")
     environments = {
         path: (repo.path / path).read_text()
@@ -809,7 +801,12 @@ def mallory_rewrites_main(repo: SeedRepo, people: People) -> str:
     }
     evil = repo.commit(
         people.mallory,
-        {"teams.yaml": teams_with(people, make_mallory_settings), **environments},
+        {
+            "teams.yaml": teams_with(
+                people, lambda data: make_mallory_the_settings_user(data, people)
+            ),
+            **environments,
+        },
         "evil root",
     )
     repo.git("branch", "-f", "main", evil)
@@ -1261,9 +1258,7 @@ def test_a_pull_request_from_an_orphan_branch_cannot_choose_its_trust_anchor_in_
         repo.commit(people.root, {"environments/development.yaml": "# tidy\n" + text})
         assert run_cli(*command, cwd=target, env=fresh("tidy-state")).exit_code == 0
     teams = yaml.safe_load((target / "teams.yaml").read_text())
-    user = {"name": "Mallory", "emails": ["mallory@example.com"]}
-    teams["users"]["mallory"] = {**user, "keys": [people.mallory.public_key]}
-    teams["infrastructure"]["settings"] = ["mallory"]
+    make_mallory_the_settings_user(teams, people)
     repo.git("checkout", "-q", "--orphan", "evil")
     repo.commit(people.mallory, {"teams.yaml": dump(teams)}, "root")
     production = (target / "environments/production.yaml").read_text()

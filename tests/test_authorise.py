@@ -35,6 +35,7 @@ from tests.gitfixtures import (
     SeedRepo,
     example_file,
     grant_bob_deployment,
+    make_mallory_the_settings_user,
     only_refusal,
     plan,
     prod_plan,
@@ -1186,16 +1187,8 @@ def test_re_anchoring_on_a_commit_whose_own_teams_yaml_makes_its_signer_settings
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
     repo.verify()
     repo.git("reset", "-q", "--hard", "HEAD~1")
-
-    def mallory_rules(data: dict[str, Any]) -> None:
-        data["users"]["mallory"] = {
-            "name": "Mallory",
-            "emails": ["mallory@example.com"],
-            "keys": [people.mallory.public_key],
-        }
-        data["infrastructure"]["settings"] = ["mallory"]
-
-    takeover = repo.commit(people.mallory, {"teams.yaml": teams_with(people, mallory_rules)})
+    mallory_rules = teams_with(people, lambda data: make_mallory_the_settings_user(data, people))
+    takeover = repo.commit(people.mallory, {"teams.yaml": mallory_rules})
     with GitRepo(repo.path) as git_repo:
         store = StateStore(repo.state_dir, "main")
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.decide import Decision
+from reconciler.decide import Decision, Status
 from tests.gitfixtures import (
     DEV_PLAN,
     ECOMMERCE,
@@ -101,6 +101,19 @@ def qa_state(repo: SeedRepo) -> dict[str, Any]:
 
 def decided(repo: SeedRepo) -> Decision:
     return repo.decide()[QA_PLAN]
+
+
+def landed_as_alices(repo: SeedRepo) -> Decision:
+    """The QA plan's decision, once main's history is all authorised and the plan's edits
+    are all alice's."""
+    assert repo.verify().authorised
+    assert repo.editors(QA_PLAN) == {"alice"}
+    return decided(repo)
+
+
+def outcome(decision: Decision) -> tuple[Status, str | None, tuple[str, ...]]:
+    """The QA plan's status, who triggered it, and whose approvals count."""
+    return decision.status, decision.triggered_by, decision.approvers
 
 
 def waits(decision: Decision) -> list[str]:
@@ -190,14 +203,8 @@ def test_a_hosts_merge_commit_by_ops_triggers_and_keeps_each_commits_author(
 ) -> None:
     repo = hosted(tmp_path, people, the_hosts)
     server(repo, the_hosts, host).merge_commit(people.olga, pull_request(repo, people))
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == (
-        "executable",
-        "olga",
-        ("ravi",),
-    )
+    decision = landed_as_alices(repo)
+    assert outcome(decision) == ("executable", "olga", ("ravi",))
 
 
 def test_a_merge_commit_by_one_without_plan_deploy_lands_the_plan_and_says_who_triggers(
@@ -207,11 +214,7 @@ def test_a_merge_commit_by_one_without_plan_deploy_lands_the_plan_and_says_who_t
     merge = server(repo, the_hosts, "github").merge_commit(people.diana, pull_request(repo, people))
     assert repo.verify().authorised
     decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == (
-        "waiting",
-        None,
-        ("ravi",),
-    )
+    assert outcome(decision) == ("waiting", None, ("ravi",))
     assert waits(decision) == [
         f"{TRIGGER}; it landed by diana's merge ({merge[:12]}), and diana does not hold "
         "plan.deploy there"
@@ -231,10 +234,8 @@ def test_a_hosts_squash_is_its_authors_edit_where_the_host_vouches_and_needs_rec
     was squashed away with the branch."""
     repo = hosted(tmp_path, people, the_hosts, vouched=True)
     squash = server(repo, the_hosts, host).squash(people.alice, pull_request(repo, people))
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
+    decision = landed_as_alices(repo)
+    assert outcome(decision) == ("waiting", None, ())
     assert waits(decision) == [
         f"{TRIGGER}; it landed by {host}'s squash merge ({squash[:12]}, authored by alice), "
         "which does not say who merged it",
@@ -278,9 +279,7 @@ def test_gitlabs_squash_under_its_merge_commit_method_is_the_authors_and_the_mer
         (2, people.olga.email, "GitLab <noreply@gitlab.com>", "ssh", "G", True),
         (1, people.alice.email, "GitLab <noreply@gitlab.com>", "ssh", "G", True),
     ]
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
+    decision = landed_as_alices(repo)
     assert (decision.status, decision.triggered_by) == ("waiting", "olga")
     assert waits(decision) == ["1 more approval by tech-lead (may approve: diana, ravi)"]
 
@@ -351,14 +350,8 @@ def test_a_fast_forward_lands_each_commit_as_its_own_signers_and_whoever_merged_
     fast-forwarded is nowhere in them."""
     repo = hosted(tmp_path, people, the_hosts)
     _fast_forward(repo, people, the_hosts, style)
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == (
-        "waiting",
-        None,
-        ("ravi",),
-    )
+    decision = landed_as_alices(repo)
+    assert outcome(decision) == ("waiting", None, ("ravi",))
     [wait] = waits(decision)
     landing = repo.plan_versions(QA_PLAN)[-1]["landing"]
     assert wait == (
@@ -379,7 +372,7 @@ def test_a_rebase_by_the_author_keeps_their_edits_and_makes_the_rebased_approval
     rebased_by(repo, people.alice, branch)
     assert repo.verify().authorised
     decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
+    assert outcome(decision) == ("waiting", None, ())
     approval = repo.head("main")
     assert (
         f"approval in {approval[:12]} by alice does not count: alice edited the plan, and "
@@ -423,14 +416,8 @@ def test_a_true_merge_by_ops_made_with_git_triggers(
 ) -> None:
     repo = hosted(tmp_path, people, the_hosts)
     repo.merge(people.olga, pull_request(repo, people))  # git merge --no-ff -S
-    assert repo.verify().authorised
-    assert repo.editors(QA_PLAN) == {"alice"}
-    decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == (
-        "executable",
-        "olga",
-        ("ravi",),
-    )
+    decision = landed_as_alices(repo)
+    assert outcome(decision) == ("executable", "olga", ("ravi",))
 
 
 def test_a_squash_by_ops_made_with_git_is_ops_own_edit_and_is_refused_saying_how_to_merge(
@@ -461,11 +448,7 @@ def test_a_squash_by_ops_made_with_git_is_ops_own_edit_and_is_refused_saying_how
     repo.merge(people.olga, branch)
     assert repo.verify().judged[-1].authorised
     decision = decided(repo)
-    assert (decision.status, decision.triggered_by, decision.approvers) == (
-        "executable",
-        "olga",
-        ("ravi",),
-    )
+    assert outcome(decision) == ("executable", "olga", ("ravi",))
 
 
 def test_a_rebase_by_ops_made_with_git_makes_the_commits_ops_own_edits_and_is_refused(

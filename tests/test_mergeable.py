@@ -33,10 +33,12 @@ from tests.gitfixtures import (
     ROOT_ADMIN,
     ConfigRepo,
     People,
+    Person,
     SeedRepo,
     dev_plan,
     dump,
     init_repository,
+    make_mallory_the_settings_user,
     prod_plan,
     proposed_qa_release,
     qa_plan,
@@ -64,6 +66,23 @@ def as_json(result: Result) -> dict[str, Any]:
     data = result.json()
     assert isinstance(data, dict)
     return data
+
+
+def the_refused_check(repo: SeedRepo) -> dict[str, Any]:
+    """The check in JSON, which must be red."""
+    result = mergeable(repo, "--format", "json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    return as_json(result)
+
+
+def main_landing_of_a_merge(
+    repo: SeedRepo, merger: Person, branch: str
+) -> tuple[str, dict[str, Any]]:
+    """`merger`'s signed true merge of `branch` into main, and main's walk's landing of it."""
+    repo.git("checkout", "-q", "main")
+    merge = repo.merge(merger, branch)
+    landing: dict[str, Any] = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    return merge, landing
 
 
 def where(text: str, needle: str) -> tuple[int, int]:
@@ -238,9 +257,25 @@ def test_a_refused_entry_is_annotated_at_its_line_with_the_fix_and_who_may_make_
         "%0Afix: only alice, bob may make this change: have one of them commit it, or take it "
         "out of the pull request"
     )
-    [refusal] = as_json(mergeable(repo, "--format", "json"))["refusals"]
+    [refusal] = the_refused_check(repo)["refusals"]
     assert (refusal["line"], refusal["column"], refusal["may"]) == (line, column, ["alice", "bob"])
     assert (refusal["commit"], refusal["merger"]) == (erik, False)
+
+
+def carol_made_tech_lead_puts_ecommerce_in_production(
+    repo: SeedRepo, granter: Person, message: str
+) -> tuple[str, str]:
+    """Branch `promote`, checked out: `granter` makes carol (ecommerce's tester) its tech
+    lead in teams.yaml, then carol adds ecommerce to a production plan. The two commits."""
+    with repo.branch("promote"):
+        teams = teams_with(
+            repo.people,
+            lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead"),
+        )
+        grant = repo.commit(granter, {"teams.yaml": teams}, message)
+        edit = repo.commit(repo.people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.git("checkout", "-q", "promote")
+    return grant, edit
 
 
 def test_a_grant_in_the_pull_request_authorises_nothing_it_lands(
@@ -249,20 +284,14 @@ def test_a_grant_in_the_pull_request_authorises_nothing_it_lands(
     # carol, ecommerce's tester, wants to put ecommerce into production; production's
     # plan.edit is for tech leads. Her pull request makes her one, then edits the plan.
     repo = SeedRepo.create(tmp_path, people)
-    with repo.branch("promote"):
-        teams = teams_with(
-            people, lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead")
-        )
-        granted = repo.commit(people.root, {"teams.yaml": teams}, "carol leads ecommerce")
-        edit = repo.commit(people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.git("checkout", "-q", "promote")
+    granted, edit = carol_made_tech_lead_puts_ecommerce_in_production(
+        repo, people.root, "carol leads ecommerce"
+    )
     # Before: each commit of a linear branch was a landing of its own, so carol's edit was
     # judged by the policy root's grant had just made, and the check passed.
     assert old_ci_check(repo, tmp_path / "old-ci").exit_code == 0
 
-    result = mergeable(repo, "--format", "json")
-    assert result.exit_code == 1, result.stdout + result.stderr
-    data = as_json(result)
+    data = the_refused_check(repo)
     assert data["landed"] == [granted, edit]
     # root's grant is authorised, and authorises nothing landed with it: carol's new plan
     # is refused field by field.
@@ -279,16 +308,10 @@ def test_a_pull_request_that_grants_itself_a_role_is_red_for_the_grant_and_the_e
     tmp_path: Path, people: People
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
-    with repo.branch("promote"):
-        teams = teams_with(
-            people, lambda data: data["teams"]["ecommerce"]["members"].update(carol="tech-lead")
-        )
-        grant = repo.commit(people.carol, {"teams.yaml": teams}, "I lead ecommerce now")
-        edit = repo.commit(people.carol, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.git("checkout", "-q", "promote")
-    result = mergeable(repo, "--format", "json")
-    assert result.exit_code == 1
-    refused = {(item["commit"], item["path"]) for item in as_json(result)["refusals"]}
+    grant, edit = carol_made_tech_lead_puts_ecommerce_in_production(
+        repo, people.carol, "I lead ecommerce now"
+    )
+    refused = {(item["commit"], item["path"]) for item in the_refused_check(repo)["refusals"]}
     assert (grant, "teams.yaml") in refused
     assert (edit, PROD_PLAN) in refused
 
@@ -304,12 +327,7 @@ def test_a_pull_request_that_does_not_descend_from_the_trust_anchor_is_refused(
     # history rewritten from its root (the seed commit again, with her in it, and main's
     # later commits replayed on top).
     teams = seed_teams(people)
-    teams["users"]["mallory"] = {
-        "name": "Mallory",
-        "emails": ["mallory@example.com"],
-        "keys": [people.mallory.public_key],
-    }
-    teams["infrastructure"]["settings"] = ["mallory"]
+    make_mallory_the_settings_user(teams, people)
     repo.git("checkout", "-q", "--orphan", "evil")
     if shape == "orphan":
         repo.git("rm", "-q", "-r", "--cached", ".")
@@ -415,7 +433,7 @@ def test_a_head_merge_that_holds_edits_of_its_own_is_judged_whole(
         )
     assert repo.git("rev-parse", f"{evil}^1") == repo.head("main")
     repo.git("checkout", "-q", "evil")
-    data = as_json(mergeable(repo, "--format", "json"))
+    data = the_refused_check(repo)
     assert data["head"] == evil
     assert [(item["commit"], item["field"]) for item in data["refusals"]] == [
         (evil, "app:ecommerce")
@@ -448,9 +466,7 @@ def test_a_change_only_a_merger_could_make_names_who_may_merge_it(
     repo.commit(people.root, {"teams.yaml": dump(teams)})
     repo.git("checkout", "-q", "fiona")
 
-    result = mergeable(repo, "--format", "json")
-    assert result.exit_code == 1, result.stdout
-    [refusal] = as_json(result)["refusals"]
+    [refusal] = the_refused_check(repo)["refusals"]
     assert (refusal["path"], refusal["field"], refusal["merger"], refusal["may"]) == (
         "teams.yaml",
         "text",
@@ -466,9 +482,7 @@ def test_a_change_only_a_merger_could_make_names_who_may_merge_it(
         "rebase the pull request on main, its commits signed again by their authors"
     )
     # As it says: pm's signed true merge lands it.
-    repo.git("checkout", "-q", "main")
-    merge = repo.merge(people.pm, "fiona")
-    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    merge, landing = main_landing_of_a_merge(repo, people.pm, "fiona")
     assert (landing["commit"], landing["authorised"]) == (merge, True)
 
 
@@ -484,9 +498,7 @@ def test_a_change_made_on_a_refused_value_names_who_may_merge_it(
         fixed = repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.5.0"})})
     repo.git("checkout", "-q", "fix")
 
-    result = mergeable(repo, "--format", "json")
-    assert result.exit_code == 1, result.stdout
-    [refusal] = as_json(result)["refusals"]
+    [refusal] = the_refused_check(repo)["refusals"]
     assert (refusal["commit"], refusal["field"], refusal["merger"], refusal["may"]) == (
         fixed,
         "app:ecommerce",
@@ -502,9 +514,7 @@ def test_a_change_made_on_a_refused_value_names_who_may_merge_it(
         "only a merge by alice, bob could land it (their signed true merge makes it theirs)"
     )
     # As it says: alice's merge lands it.
-    repo.git("checkout", "-q", "main")
-    merge = repo.merge(people.alice, "fix")
-    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    merge, landing = main_landing_of_a_merge(repo, people.alice, "fix")
     assert (landing["commit"], landing["authorised"]) == (merge, True)
 
 
@@ -668,15 +678,11 @@ def test_a_head_merge_whose_signature_holds_no_identity_is_judged_whole(
     repo.git("update-ref", "refs/heads/portal", head)
     repo.git("checkout", "-q", "portal")
 
-    result = mergeable(repo, "--format", "json")
-    assert result.exit_code == 1, result.stdout
-    data = as_json(result)
+    data = the_refused_check(repo)
     assert (data["head"], data["landed"]) == (head, [diana, head])
     assert [item["commit"] for item in data["unattributed"]] == [head]
     # As main's walk says once it is merged.
-    repo.git("checkout", "-q", "main")
-    repo.merge(people.olga, "portal")
-    landing = repo.reconciler("verify", "--format", "json").json()["landings"][-1]
+    _, landing = main_landing_of_a_merge(repo, people.olga, "portal")
     assert landing["authorised"] is False
     assert [item["commit"] for item in landing["unattributed"]] == [head]
 

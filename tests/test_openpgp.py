@@ -24,6 +24,7 @@ from reconciler import authorise, readahead
 from reconciler.config import build_policy
 from reconciler.openpgp import CertificateError, Keyring, certificates, unusable
 from reconciler.signatures import SignatureCheck, check_commit_signature, split_signed_object
+from reconciler.statestore import SignatureRow
 from tests.configrepo import reconciler, write
 from tests.gitfixtures import (
     ECOMMERCE,
@@ -444,6 +445,29 @@ def gpg_commit(
     return repo.head()
 
 
+def alice_puts_ecommerce_in_production(repo: SeedRepo, gpg: GpgKeys, key: GpgKey) -> str:
+    """alice's commit of a production plan for ecommerce (production requires signatures),
+    signed with `key`."""
+    return gpg_commit(
+        repo,
+        gpg,
+        key,
+        "alice",
+        {PROD_PLAN: plan("2026-11-prod-release", "production", [ECOMMERCE])},
+        "prod",
+    )
+
+
+def remembered_signature(repo: SeedRepo, commit: str) -> SignatureRow:
+    """What the state remembers of `commit`'s signature: status, key fingerprint, reason,
+    payload digest."""
+    store = repo.store()
+    try:
+        return store.signatures([commit])[commit]
+    finally:
+        store.close()
+
+
 def test_a_commit_signed_before_its_certificate_landed_counts_once_the_policy_lists_it(
     tmp_path: Path, people: People, gpg: GpgKeys
 ) -> None:
@@ -452,24 +476,13 @@ def test_a_commit_signed_before_its_certificate_landed_counts_once_the_policy_li
     "unverified" is never remembered) and judges it with the merge's policy."""
     repo = SeedRepo.create(tmp_path, people)
     with repo.branch("pr"):
-        edit = gpg_commit(
-            repo,
-            gpg,
-            gpg["subkey"],
-            "alice",
-            {PROD_PLAN: plan("2026-11-prod-release", "production", [ECOMMERCE])},
-            "prod",
-        )
+        edit = alice_puts_ecommerce_in_production(repo, gpg, gpg["subkey"])
     listed = with_openpgp_key(people, "alice", gpg["subkey"].public)
     repo.commit(people.root, {"teams.yaml": dump(listed)}, "alice signs with GPG")
     repo.merge(people.olga, "pr")
     result = repo.verify(workers=0)
     assert result.authorised, [verdict.refusals for verdict in result.judged]
-    store = repo.store()
-    try:
-        assert store.signatures([edit])[edit][:2] == ("good", gpg["subkey"].signs_with)
-    finally:
-        store.close()
+    assert remembered_signature(repo, edit)[:2] == ("good", gpg["subkey"].signs_with)
 
 
 def test_an_openpgp_verdict_is_checked_once(
@@ -479,21 +492,9 @@ def test_an_openpgp_verdict_is_checked_once(
         tmp_path, people, teams=with_openpgp_key(people, "alice", gpg["rsa4096"].public)
     )
     anchor = repo.head()
-    edit = gpg_commit(
-        repo,
-        gpg,
-        gpg["rsa4096"],
-        "alice",
-        {PROD_PLAN: plan("2026-11-prod-release", "production", [ECOMMERCE])},
-        "prod",
-    )
+    edit = alice_puts_ecommerce_in_production(repo, gpg, gpg["rsa4096"])
     assert repo.verify(workers=0).authorised
-    store = repo.store()
-    try:
-        remembered = store.signatures([edit])[edit]
-    finally:
-        store.close()
-    assert remembered[:2] == ("good", gpg["rsa4096"].fingerprint)
+    assert remembered_signature(repo, edit)[:2] == ("good", gpg["rsa4096"].fingerprint)
 
     def refuse(data: bytes, *args: Any, **options: Any) -> SignatureCheck:
         assert b"BEGIN PGP SIGNATURE" not in data, "an OpenPGP signature checked again"
@@ -521,14 +522,7 @@ def test_a_revoked_or_expired_certificate_in_teams_yaml_proves_nothing(
         repo = SeedRepo.create(
             tmp_path / name, people, teams=with_openpgp_key(people, "alice", listed)
         )
-        gpg_commit(
-            repo,
-            gpg,
-            gpg[name],
-            "alice",
-            {PROD_PLAN: plan("2026-11-prod-release", "production", [ECOMMERCE])},
-            "prod",
-        )
+        alice_puts_ecommerce_in_production(repo, gpg, gpg[name])
         verified = repo.reconciler("verify", "--format", "json")
         assert verified.exit_code == 1, verified.stderr
         refusals = verified.json()["landings"][-1]["refusals"]
@@ -550,6 +544,16 @@ def teams_with_web_flow(people: People, gpg: GpgKeys) -> dict[str, Any]:
         "github": {"identity": "author", "emails": [GITHUB], "keys": [gpg["rsa4096"].public]}
     }
     return teams
+
+
+def approved_pull_request_on_github(tmp_path: Path, people: People, gpg: GpgKeys) -> SeedRepo:
+    """The QA release proposed on a main that lists GitHub, and a pull request, branch
+    portal-0.7, in which diana moves customer-portal on and ravi approves."""
+    repo = proposed_qa_release(tmp_path, people, teams=teams_with_web_flow(people, gpg))
+    with repo.branch("portal-0.7"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
+        repo.approve(people.ravi, QA_PLAN)
+    return repo
 
 
 def merge_button(repo: SeedRepo, gpg: GpgKeys, by: str, branch: str, number: int = 7) -> str:
@@ -576,10 +580,7 @@ def merge_button(repo: SeedRepo, gpg: GpgKeys, by: str, branch: str, number: int
 def test_githubs_merge_button_counts_as_the_mergers_signed_merge(
     tmp_path: Path, people: People, gpg: GpgKeys
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people, teams=teams_with_web_flow(people, gpg))
-    with repo.branch("portal-0.7"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
-        repo.approve(people.ravi, QA_PLAN)
+    repo = approved_pull_request_on_github(tmp_path, people, gpg)
     merge = merge_button(repo, gpg, "olga", "portal-0.7")
     shown = repo.git("log", "-1", "--format=%P|%an <%ae>|%cn <%ce>", merge)
     parents, author, committer = shown.split("|")
@@ -602,10 +603,7 @@ def test_githubs_merge_button_counts_as_the_mergers_signed_merge(
 def test_githubs_merge_button_pressed_by_someone_without_plan_deploy_triggers_nothing(
     tmp_path: Path, people: People, gpg: GpgKeys
 ) -> None:
-    repo = proposed_qa_release(tmp_path, people, teams=teams_with_web_flow(people, gpg))
-    with repo.branch("portal-0.7"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="0.7 next")})
-        repo.approve(people.ravi, QA_PLAN)
+    repo = approved_pull_request_on_github(tmp_path, people, gpg)
     merge_button(repo, gpg, "alice", "portal-0.7")
     [state] = repo.reconciler("plan", "--format", "json").json()["plans"]
     assert (state["approvers"], state["triggered_by"]) == (["ravi"], None)

@@ -3,9 +3,6 @@ not finish, and its finish record says it was a retry and where it resumed."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -17,8 +14,8 @@ from tests.gitfixtures import (
     People,
     SeedRepo,
     dev_plan,
+    sigterm_during_the_first_of_two_steps,
     trailers,
-    wait_for,
     with_command_driver,
 )
 
@@ -29,27 +26,8 @@ RUN_2 = "2026-11-dev-build.2"
 def stopped_after_the_first_step(tmp_path: Path, people: People) -> tuple[SeedRepo, Path]:
     """A development plan of two applications whose run SIGTERM stopped after the first:
     recorded interrupted, ecommerce 1.4.0 deployed by it."""
-    repo, out = with_command_driver(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
-    hold = out.with_name(out.name + ".hold")
-    hold.write_text("")
-    process = subprocess.Popen(
-        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_for(out.with_name(out.name + ".started"), 30)
-        process.send_signal(signal.SIGTERM)
-        assert process.stderr is not None
-        deadline = time.monotonic() + 30
-        while "stopping after the step in progress" not in process.stderr.readline():
-            assert time.monotonic() < deadline
-            assert process.poll() is None
-        hold.unlink()
-        process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    repo, out, exit_code, errors = sigterm_during_the_first_of_two_steps(tmp_path, people)
+    assert exit_code == 130, errors
     assert trailers(repo, "main")["Result"] == "interrupted"
     assert deployed(repo) == {"ecommerce": ("1.4.0", RUN_1)}
     return repo, out
