@@ -42,6 +42,7 @@ from reconciler.identity import NO_IDENTITY, resolve
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
+from reconciler.rules import not_a_trigger
 from reconciler.session import Session
 
 # The merge judged here is made by nobody: unsigned, with an email no user can have.
@@ -368,10 +369,11 @@ def _without(decisions: tuple[Decision, ...], merge: str) -> tuple[Decision, ...
     """The decisions without what they say of the merge judged here (that its nobody's
     landing triggers nothing): whoever merges for real is someone, whose true merge
     triggers where they hold plan.deploy."""
-    said = f"; it landed by {merge[:12]}"
+    # What decide adds to a trigger's wait for this merge, worded by the one rule that words it.
+    said = f"; {not_a_trigger('merge', merge, None)}"
 
     def merged(text: str) -> str:
-        return text.partition(said)[0] + ", or their true merge" if said in text else text
+        return text.replace(said, ", or their true merge")
 
     return tuple(
         replace(
