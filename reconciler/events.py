@@ -1,4 +1,4 @@
-"""What landed commits say: approvals, triggers, retries, and the reconciler's records.
+"""Stage 3, authorise: what landed commits say (sign-offs, triggers, retries, records).
 
 Called by `authorise` while it walks each landing (it knows the policy that
 judged the landing), and read back by `decide` and `history`. A trailer

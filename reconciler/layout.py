@@ -1,4 +1,4 @@
-"""The configuration repository's layout: which path holds which kind of file.
+"""Core, shared: the configuration repository's layout, which path holds which kind of file.
 
 One place that knows docs/design.md, "The repository", used by
 `worktree` and the git adapter (what to read), `validate` (what to check) and

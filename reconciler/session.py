@@ -1,4 +1,4 @@
-"""One command's view of a configuration repository: Git, the state store, the branch.
+"""App: one command's view of a configuration repository (Git, the state store, the branch).
 
 Called by the CLI for every command that reads history (`verify`, `access`,
 `plan`, `apply`, ...). It opens the repository and the state directory,

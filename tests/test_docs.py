@@ -1,9 +1,10 @@
 """The documentation's own links: every relative link and #anchor in README.md and docs/*.md
 leads somewhere, as GitHub renders them; every section of docs/design.md the code cites
-exists."""
+exists; every module says where it belongs."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -186,6 +187,54 @@ def test_every_section_of_the_design_the_code_cites_exists() -> None:
     assert problems == []
     cited = {match.group(1) for path in code() for match in CITATION.finditer(path.read_text())}
     assert len(cited) >= 4, cited
+
+
+# Where a module belongs, as its docstring's first words say it (reconciler/__init__.py
+# lists them): a stage of the core, shared by the core, an adapter, the app, the CLI.
+PLACE = re.compile(
+    r"(Stage (1, load|2, validate|3, authorise|4, decide|5, execute|6, record)"
+    r"|Core, shared|Adapter, (git|process|store|clock|files|http|watcher)|App|CLI): \S"
+)
+
+
+def misplaced(path: Path) -> str | None:
+    """Why the module at `path` does not say where it belongs; None when it does."""
+    docstring = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+    if docstring is None:
+        return "has no docstring"
+    if PLACE.match(docstring) is None:
+        return f"opens with {docstring.splitlines()[0]!r}, not with its place"
+    return None
+
+
+def test_a_module_that_does_not_say_where_it_belongs_is_found(tmp_path: Path) -> None:
+    cases = {
+        '"""Stage 3, authorise: who made a commit."""\n': None,
+        '"""Adapter, git: the only module that talks to Git."""\n': None,
+        '"""CLI: `reconciler plan`."""\n': None,
+        "import os\n": "has no docstring",
+        '"""Who made a commit."""\n': "opens with 'Who made a commit.', not with its place",
+        '"""Stage 4, authorise: a stage under the wrong number."""\n': "opens with",
+        '"""Adapter, ftp: an edge nobody named."""\n': "opens with",
+    }
+    for text, expected in cases.items():
+        module = tmp_path / "module.py"
+        module.write_text(text)
+        found = misplaced(module)
+        assert (found is None) == (expected is None), (text, found)
+        assert found is None or (expected is not None and found.startswith(expected)), found
+
+
+def test_every_module_says_where_it_belongs() -> None:
+    package = ROOT / "reconciler"
+    modules = sorted(set(package.rglob("*.py")) - {package / "__init__.py"})
+    problems = [
+        f"{path.relative_to(ROOT)}: {reason} (one of {PLACE.pattern})"
+        for path in modules
+        if (reason := misplaced(path)) is not None
+    ]
+    assert problems == []
+    assert len(modules) > 40, len(modules)
 
 
 def test_the_readme_starts_with_the_two_commands_ci_runs() -> None:

@@ -1,4 +1,4 @@
-"""The `reconciler` command: a thin shell over the core.
+"""CLI: the `reconciler` command, a thin shell over the core.
 
 Each command parses its options, calls one core function, and hands the
 result to a reporter in `output`. Errors are turned into messages and exit

@@ -1,4 +1,4 @@
-"""Exit codes and error messages, in one place.
+"""CLI: exit codes and error messages, in one place (docs/design.md, "Exit codes").
 
 Every command body runs inside `reported()`. A `ReconcilerError` becomes a
 message on stderr naming the file, line and fix, with the exit code of its

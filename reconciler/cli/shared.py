@@ -1,4 +1,4 @@
-"""Glue every history-reading command shares: open a session with the common options."""
+"""CLI: glue every history-reading command shares, a session opened with the common options."""
 
 from __future__ import annotations
 
