@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from reconciler import gates
-from reconciler.authorise import Authoriser, Refusal, group_refusals
+from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
 from reconciler.errors import ConfigError
 from reconciler.events import FINISHED, PlanRef, Record, Signoff
@@ -36,6 +36,7 @@ from reconciler.loader import load
 from reconciler.model import Environment, Plan, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
 from reconciler.rules import not_a_trigger
+from reconciler.verdicts import Refusal, group_refusals
 
 Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
 RunResult = Literal["started", "succeeded", "failed", "interrupted"]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from reconciler.authorise import Refusal, group_refusals
 from reconciler.decide import runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
@@ -26,6 +25,7 @@ from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.rules import UNTRIGGERING_STYLES, not_a_trigger
 from reconciler.statestore import StateStore
+from reconciler.verdicts import Refusal, group_refusals
 
 
 @dataclass(frozen=True, slots=True)

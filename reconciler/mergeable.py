@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from reconciler.access import who_may_change
-from reconciler.authorise import Authoriser, LandingVerdict, Progress, Refusal
+from reconciler.authorise import Authoriser, Progress
 from reconciler.decide import Decision, decide, gather
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fields import FieldMap, field_position
@@ -44,6 +44,7 @@ from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
 from reconciler.rules import not_a_trigger
 from reconciler.session import Session
+from reconciler.verdicts import LandingVerdict, Refusal
 
 # The merge judged here is made by nobody: unsigned, with an email no user can have.
 MERGER: Final = "reconciler verify-mergeable <>"

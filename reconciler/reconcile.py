@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import revocation
-from reconciler.authorise import Authoriser, LandingVerdict, Progress
+from reconciler.authorise import Authoriser, Progress
 from reconciler.decide import (
     Decision,
     History,
@@ -83,6 +83,7 @@ from reconciler.record import (
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
 from reconciler.statestore import ServiceLock, StateStore
+from reconciler.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
 LEASE_MARGIN = timedelta(minutes=2)

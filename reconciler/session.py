@@ -20,7 +20,6 @@ from reconciler import revocation
 from reconciler.authorise import (
     DEFAULT_CAP,
     Authoriser,
-    LandingVerdict,
     Progress,
     VerifyResult,
     default_anchor,
@@ -31,6 +30,7 @@ from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.gitrepo import GitRepo
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
+from reconciler.verdicts import LandingVerdict
 
 if TYPE_CHECKING:
     from reconciler.decide import Decision

@@ -32,8 +32,6 @@ import yaml
 
 from reconciler.authorise import (
     Authoriser,
-    LandingVerdict,
-    Refusal,
     VerifyResult,
     policy_from,
 )
@@ -44,6 +42,7 @@ from reconciler.model import Policy
 from reconciler.readahead import PREFETCH
 from reconciler.resources import example_dir
 from reconciler.statestore import StateStore
+from reconciler.verdicts import LandingVerdict, Refusal
 from tests.configrepo import Result, reconciler
 
 # The suite's "now": the real time when the suite started, to the minute. Fixture

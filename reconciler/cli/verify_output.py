@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from reconciler.access import AccessReport
-from reconciler.authorise import LandingVerdict, VerifyResult, group_refusals
+from reconciler.authorise import VerifyResult
 from reconciler.cli.output import emit_json, escape_data, escape_property
 from reconciler.printable import printable
+from reconciler.verdicts import LandingVerdict, group_refusals
 
 
 def emit_verification_json(
