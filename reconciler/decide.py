@@ -742,28 +742,25 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     current = {PlanRef(item.path, item.blob) for item in plans}
     landings: dict[PlanRef, Landed] = {}
     wanted = {(ref.path, ref.blob) for ref in current}
-    for path, blob, landing, detail in store.plan_versions(only=wanted):
-        landings[PlanRef(path, blob)] = Landed(
-            seq=detail["seq"],
-            commit=landing,
-            actor=detail["actor"],
-            how=detail["how"],
-            triggered=detail["triggered"],
-            reasons=tuple(detail["reasons"]),
-            style=detail.get("style", ""),
-            squashed_by=detail.get("squashed_by"),
+    for version in store.plan_versions(only=wanted):
+        landings[version.ref] = Landed(
+            seq=version.seq,
+            commit=version.landing,
+            actor=version.actor,
+            how=version.how,
+            triggered=version.triggered,
+            reasons=version.reasons,
+            style=version.style,
+            squashed_by=version.squashed_by,
         )
     # The runs of these plans (every version: run ids are numbered per plan), the
     # runs still open (whatever their plan: they hold their environment), and the
     # refusals of these versions; read by index, so a pass costs what is on main,
     # not what the history holds.
-    records = [
-        Record.from_json(item)
-        for item in store.run_records({ref.path for ref in current}, map(str, current))
-    ]
+    records = store.run_records({ref.path for ref in current}, map(str, current))
     runs = runs_from(records)
     current_runs = {run.id for run in runs if run.plan in current}
-    signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
+    signoffs = tuple(store.signoff_events(map(str, current), current_runs))
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
     # Versions a sign-off of their own predates: back on main since (a revert, an un-cancel).

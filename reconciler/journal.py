@@ -153,7 +153,8 @@ class OutboxEntry:
 Event = PlanEdit | Signoff | Record | IgnoredTrailer  # the rows of the events table
 Row = Landing | VersionLanded | Event | OutboxEntry
 Blame = Mapping[str, Refusal | None]  # a dirty path's fields: the refusal that left each
-R = TypeVar("R", bound=Row)
+# A landing's verdict alone reads a landing's JSON, kept or as `verify` shows it.
+R = TypeVar("R", bound=Row | LandingVerdict)
 # The fields of a row the store keeps in columns of its own, not in its JSON.
 COLUMNS: Final[Mapping[type[Any], tuple[str, ...]]] = {
     Landing: ("seq",),
@@ -242,7 +243,11 @@ def _landing_json(row: Landing) -> dict[str, Any]:
 
 
 def _landing(data: Mapping[str, Any]) -> Landing:
-    verdict = LandingVerdict(
+    return Landing(data["seq"], _verdict(data), datetime.fromisoformat(data["committed_at"]))
+
+
+def _verdict(data: Mapping[str, Any]) -> LandingVerdict:
+    return LandingVerdict(
         data["commit"],
         data["first_parent"],
         tuple(data["landed"]),
@@ -252,7 +257,6 @@ def _landing(data: Mapping[str, Any]) -> Landing:
         tuple(map(_refusal, data.get("superseded", ()))),
         tuple((item["commit"], item["reason"]) for item in data.get("unattributed", ())),
     )
-    return Landing(data["seq"], verdict, datetime.fromisoformat(data["committed_at"]))
 
 
 def _edit_json(row: PlanEdit) -> dict[str, Any]:
@@ -458,8 +462,9 @@ _ENCODERS: Final[Mapping[type[Any], Callable[[Any], dict[str, Any]]]] = {
     IgnoredTrailer: _ignored_json,
     OutboxEntry: _outbox_json,
 }
-_DECODERS: Final[Mapping[type[Any], Callable[[Mapping[str, Any]], Row]]] = {
+_DECODERS: Final[Mapping[type[Any], Callable[[Mapping[str, Any]], Row | LandingVerdict]]] = {
     Landing: _landing,
+    LandingVerdict: _verdict,
     PlanEdit: _edit,
     VersionLanded: _version,
     Signoff: _signoff,

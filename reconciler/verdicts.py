@@ -6,7 +6,7 @@ worded for people (`group_refusals`): `verify`, `plan` and `history` say them al
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,18 +44,6 @@ class Refusal:
             "reasons": list(self.reasons),
             "message": self.message(),
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Refusal:
-        return cls(
-            data["commit"],
-            data["path"],
-            data["field"],
-            data["actor"],
-            data["how"],
-            data["needed"],
-            tuple(data["reasons"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +159,3 @@ class LandingVerdict:
                 {"commit": commit, "reason": reason} for commit, reason in self.unattributed
             ],
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LandingVerdict:
-        return cls(
-            data["commit"],
-            data["first_parent"],
-            tuple(data["landed"]),
-            data["actor"],
-            tuple(Refusal.from_json(item) for item in data["refusals"]),
-            tuple(data["changed"]),
-            tuple(Refusal.from_json(item) for item in data.get("superseded", ())),
-            tuple((item["commit"], item["reason"]) for item in data.get("unattributed", ())),
-        )

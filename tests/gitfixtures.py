@@ -38,6 +38,7 @@ from reconciler.authorise import (
 from reconciler.decide import Decision, decide, gather
 from reconciler.drivers import ARTIFACTS
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import VersionLanded
 from reconciler.model import Policy
 from reconciler.readahead import PREFETCH
 from reconciler.resources import example_dir
@@ -585,15 +586,11 @@ class ConfigRepo:
     def store(self) -> StateStore:
         return StateStore(self.state_dir, "main")
 
-    def plan_versions(self, path: str) -> list[dict[str, Any]]:
+    def plan_versions(self, path: str) -> list[VersionLanded]:
         """Versions of `path` that landed, each with what its landing's actor could do."""
         store = self.store()
         try:
-            return [
-                {"blob": blob, "landing": landing, **detail}
-                for version_path, blob, landing, detail in store.plan_versions()
-                if version_path == path
-            ]
+            return [version for version in store.plan_versions() if version.path == path]
         finally:
             store.close()
 
