@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
@@ -77,6 +77,7 @@ from reconciler.fields import (
 )
 from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
+from reconciler.journal import IgnoredTrailer, Landing, PlanEdit, VersionLanded
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, dump, load
 from reconciler.model import Policy, Snapshot
@@ -103,6 +104,7 @@ from reconciler.rules import judge_change, judge_signoff, landing_style, trigger
 from reconciler.signatures import UNVERIFIED, check_commit_signature
 from reconciler.signatures import SignatureCheck as SignatureResult
 from reconciler.statestore import Position, StateStore
+from reconciler.verdicts import LandingVerdict, Refusal
 
 DEFAULT_CAP: Final = 1000
 Progress = Callable[[int, int], None]
@@ -115,185 +117,12 @@ class Ignore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """One change that was not allowed, with everything needed to understand why."""
-
-    commit: str
-    path: str
-    field: str
-    actor: str
-    how: str
-    needed: str
-    reasons: tuple[str, ...]
-
-    def what(self) -> str:
-        if self.field in ("", CONTENT):
-            return self.path
-        return f"{self.path} ({describe_field(self.field)})"
-
-    def message(self) -> str:
-        return group_refusals([self])[0].text()
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "path": self.path,
-            "field": self.field,
-            "actor": self.actor,
-            "how": self.how,
-            "needed": self.needed,
-            "reasons": list(self.reasons),
-            "message": self.message(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Refusal:
-        return cls(
-            data["commit"],
-            data["path"],
-            data["field"],
-            data["actor"],
-            data["how"],
-            data["needed"],
-            tuple(data["reasons"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RefusalGroup:
-    """The refused changes one commit's actor made to one file, said once.
-
-    How `verify`, `plan` and `history` word refusals: a file's fields that one
-    commit changed without permission share one line, which names each permission
-    needed and each reason once (a plan's entry, source and target are refused for
-    the same reasons, and were told three times). Content that is invalid is said to
-    be invalid, with why: no permission would make it valid.
-    """
-
-    path: str
-    commit: str
-    actor: str
-    how: str
-    invalid: bool
-    fields: tuple[str, ...]  # as `describe_field` words them; empty for a whole file
-    needed: tuple[str, ...]
-    reasons: tuple[str, ...]
-
-    def text(self, *, path: bool = True, who: bool = True) -> str:
-        """The line; without `path` (the plan is named already) or `who` (so are the actor
-        and the commit, in `history`'s columns)."""
-        by = f" by {self.actor} in {self.commit[:12]}" if who else ""
-        why = "; ".join(self.reasons)
-        if self.invalid:
-            subject = f"{self.path} is invalid" if path else "invalid"
-            return f"{subject}{f' (committed{by})' if who else ''}: {why}"
-        fields = ", ".join(self.fields)
-        if path:
-            subject = f"{self.path} ({fields})" if fields else self.path
-        else:
-            subject = fields or describe_field(CONTENT)
-        needs = f"changed{by}, which needs" if who else "needs"
-        return f"{subject}: {needs} {_needs(self.needed)}: {why}"
-
-
-def _needs(needed: tuple[str, ...]) -> str:
-    """'plan.edit on qa for customer-portal and every application in the plan': what
-    several refused fields needed, the permission and environment they share said once."""
-    words = [text.split(" ") for text in needed]
-    shared = 0
-    while (
-        all(len(split) > shared + 1 for split in words)
-        and len({split[shared] for split in words}) == 1
-    ):
-        shared += 1
-    if len(needed) > 1 and shared and words[0][shared - 1] == "for":
-        rest = [" ".join(split[shared:]) for split in words]
-        return f"{' '.join(words[0][:shared])} {' and '.join(rest)}"
-    return " and ".join(needed)
-
-
-def group_refusals(refusals: Iterable[Refusal]) -> list[RefusalGroup]:
-    """`refusals` by file, commit and actor, in the order they come."""
-    groups: dict[tuple[str, str, str, str, bool], list[Refusal]] = {}
-    for refusal in refusals:
-        invalid = refusal.field == INVALID
-        key = (refusal.path, refusal.commit, refusal.actor, refusal.how, invalid)
-        groups.setdefault(key, []).append(refusal)
-    return [
-        RefusalGroup(
-            path,
-            commit,
-            actor,
-            how,
-            invalid,
-            tuple(
-                dict.fromkeys(
-                    describe_field(refusal.field)
-                    for refusal in members
-                    if refusal.field not in ("", CONTENT, INVALID)
-                )
-            ),
-            tuple(dict.fromkeys(refusal.needed for refusal in members)),
-            tuple(dict.fromkeys(reason for refusal in members for reason in refusal.reasons)),
-        )
-        for (path, commit, actor, how, invalid), members in groups.items()
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class LandingVerdict:
-    """The judgement of one first-parent commit on main and everything it landed."""
-
-    commit: str
-    first_parent: str | None
-    landed: tuple[str, ...]
-    actor: str
-    refusals: tuple[Refusal, ...]
-    changed: tuple[str, ...]  # paths whose effective content changed
-    superseded: tuple[Refusal, ...] = ()  # refused edits that later commits undid
-    # Landed commits that hold no identity (malformed, copies): (commit, why).
-    unattributed: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def authorised(self) -> bool:
-        return not self.refusals and not self.unattributed
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "first_parent": self.first_parent,
-            "landed": list(self.landed),
-            "actor": self.actor,
-            "authorised": self.authorised,
-            "refusals": [refusal.as_json() for refusal in self.refusals],
-            "changed": list(self.changed),
-            "superseded": [refusal.as_json() for refusal in self.superseded],
-            "unattributed": [
-                {"commit": commit, "reason": reason} for commit, reason in self.unattributed
-            ],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LandingVerdict:
-        return cls(
-            data["commit"],
-            data["first_parent"],
-            tuple(data["landed"]),
-            data["actor"],
-            tuple(Refusal.from_json(item) for item in data["refusals"]),
-            tuple(data["changed"]),
-            tuple(Refusal.from_json(item) for item in data.get("superseded", ())),
-            tuple((item["commit"], item["reason"]) for item in data.get("unattributed", ())),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class VerifyResult:
     anchor: str
     tip: str
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
     differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
-    ignored: tuple[Mapping[str, Any], ...] = ()  # trailers this pass found counting for nothing
+    ignored: tuple[IgnoredTrailer, ...] = ()  # trailers this pass found counting for nothing
 
     @property
     def authorised(self) -> bool:
@@ -363,13 +192,13 @@ class Authoriser:
         self._actors: dict[tuple[str, bool], Actor] = {}
         self._deploy_verdicts: dict[tuple[str, str], Verdict] = {}
         self._answers_policy: Policy | None = None
-        self._stamps: dict[str, str] = {}  # commit -> committer date, ISO 8601
+        self._stamps: dict[str, datetime] = {}  # commit -> committer date
         self._infos: dict[str, CommitInfo] = {}
         self._next_seq = 0
         self._loaded: str | None = None  # the tip whose state this object holds, as stored
         self._walked: str | None = None
         self._touched: set[str] = set()
-        self._ignored: list[dict[str, Any]] = []  # this run's ignored trailers, as stored
+        self._ignored: list[IgnoredTrailer] = []  # this run's ignored trailers
         self.anchor = ""
 
     # -- public -------------------------------------------------------------
@@ -450,12 +279,7 @@ class Authoriser:
         judge a single landing more.
         """
         self.effective = self.store.effective()
-        self.dirty = {
-            path: {
-                key: Refusal.from_json(blame) if blame else None for key, blame in detail.items()
-            }
-            for path, detail in self.store.dirty().items()
-        }
+        self.dirty = self.store.dirty()
         self._policy = None
 
     def keep(self) -> None:
@@ -557,7 +381,7 @@ class Authoriser:
             for path in self.effective
             if place(path).kind == "plan" and path in blobs
         }
-        carried = {(path, blob) for path, blob, _, _ in self.store.plan_versions(only=plans)}
+        carried = {(item.path, item.blob) for item in self.store.plan_versions(only=plans)}
         policy = self.policy()
         for path, blob in sorted(plans - carried):
             self._add_plan_version(path, blob, anchor, seq, policy, may_trigger=False)
@@ -588,7 +412,7 @@ class Authoriser:
         """A state kept before payloads were counted: count those of the anchor and of
         every commit its walks landed, in their order, so no copy of one counts later."""
         self._claim_history(anchor)
-        landings = [list(item["landed"]) for item in self.store.landings()]
+        landings = [list(item.verdict.landed) for item in self.store.landings()]
         digests = self._claim_keys([commit for landed in landings for commit in landed])
         carriers: dict[str, str] = {}
         for landed in landings:
@@ -884,25 +708,21 @@ class Authoriser:
             if refusal is not None and refusal.commit == commit
         )
         self.store.add_event(
-            work.seq,
-            commit,
-            "edit",
-            {
-                "kind": "edit",
-                "commit": commit,
-                "seq": work.seq,
-                "path": path,
-                "change": "created" if not before else "deleted" if not after else "edited",
-                "fields": [describe_field(key) for key in changed],
-                "state": [value(before, "state"), value(after, "state")],
-                "environment": target if isinstance(target, str) else None,
-                "actor": actor.id,
-                "claimed": self._display_actor(commit, policy),
-                "how": actor.how,
-                "refused": [describe_field(key) for key in refused],
-                "merge": len(work.entries[commit].parents) > 1,
-                "committed_at": self._committed_at(commit),
-            },
+            PlanEdit(
+                commit=commit,
+                seq=work.seq,
+                path=path,
+                change="created" if not before else "deleted" if not after else "edited",
+                fields=tuple(describe_field(key) for key in changed),
+                state=(value(before, "state"), value(after, "state")),
+                environment=target if isinstance(target, str) else None,
+                actor=actor.id,
+                claimed=self._display_actor(commit, policy),
+                how=actor.how,
+                refused=tuple(describe_field(key) for key in refused),
+                merge=len(work.entries[commit].parents) > 1,
+                committed_at=self._committed_at(commit),
+            )
         )
 
     def _settle(self, commit: str, path: str, work: _Landing, changed: list[str]) -> list[Refusal]:
@@ -1033,24 +853,24 @@ class Authoriser:
         else:
             reasons = ["it came with the trust anchor, which triggers nothing"]
         self.store.add_plan_version(
-            path,
-            blob,
-            commit,
-            {
-                "seq": seq,
-                "committed_at": self._committed_at(commit),
-                "actor": actor.id,
-                "how": actor.how,
-                "verified": actor.verified,
-                "triggered": bool(verdict),
+            VersionLanded(
+                path=path,
+                blob=blob,
+                landing=commit,
+                seq=seq,
+                committed_at=self._committed_at(commit),
+                actor=actor.id,
+                how=actor.how,
+                verified=actor.verified,
+                triggered=bool(verdict),
                 # How it landed: a squash or a branch that merged main in is no trigger.
-                "style": style,
-                "squashed_by": actor.squashed_by,
+                style=style,
+                squashed_by=actor.squashed_by,
                 # Only a ready, valid version runs, so only its landing is a trigger
-                # (history); None: invalid. Rows stored before it have no "state".
-                "state": None if INVALID in fields else value(fields, "state"),
-                "reasons": reasons,
-            },
+                # (history); None: invalid.
+                state=None if INVALID in fields else value(fields, "state"),
+                reasons=tuple(reasons),
+            )
         )
 
     def _record(
@@ -1072,20 +892,11 @@ class Authoriser:
             superseded=superseded,
             unattributed=tuple(work.unattributed),
         )
-        self.store.add_landing(
-            work.seq,
-            commit,
-            {**verdict.as_json(), "committed_at": self._committed_at(commit)},
-        )
+        self.store.add_landing(Landing(work.seq, verdict, self._committed_at(commit)))
         return verdict
 
     def _save_dirty(self) -> None:
-        self.store.set_dirty(
-            {
-                path: {key: blame.as_json() if blame else None for key, blame in detail.items()}
-                for path, detail in self.dirty.items()
-            }
-        )
+        self.store.set_dirty(self.dirty)
 
     # -- state ---------------------------------------------------------------
 
@@ -1350,7 +1161,7 @@ class Authoriser:
             reasons=verdict.reasons,
             committed_at=self.info(commit).committer.when,
         )
-        self.store.add_event(work.seq, commit, kind, signoff.as_json())
+        self.store.add_event(signoff)
 
     def _collect_record(
         self,
@@ -1372,13 +1183,13 @@ class Authoriser:
             ignore(record)
             return
         if record.run is not None:
-            earlier = [Record.from_json(item) for item in self.store.records_of([record.run])]
+            earlier = self.store.records_of([record.run])
             void = record_refusal(record, earlier, lambda start: self._built_on(entry, start, work))
             if void is not None:
                 work.void[commit] = void
                 ignore(void, record)
                 return
-        self.store.add_event(work.seq, commit, "record", record.as_json())
+        self.store.add_event(record)
         if record.result in FINISHED:
             work.finishes[commit] = record
 
@@ -1406,9 +1217,9 @@ class Authoriser:
     def _run_environment(self, run: str) -> str | None:
         if not is_run_id(run):
             return None
-        for event in self.store.records_of([run]):
-            if event["environment"]:
-                return str(event["environment"])
+        for record in self.store.records_of([run]):
+            if record.environment:
+                return record.environment
         return None
 
     def _ignorer(
@@ -1419,19 +1230,18 @@ class Authoriser:
         actor = self._actor(commit, policy, signed=False).id
 
         def ignore(reason: str, record: Record | None = None) -> None:
-            detail = {
-                "kind": "ignored",
-                "commit": commit,
-                "seq": seq,
-                "committed_at": self._committed_at(commit),
-                "trailers": {key: list(values) for key, values in trailers.items()},
-                "reason": reason,
-                "actor": actor,
-            }
-            if record is not None:  # a record that does not count: `history` shows it as one
-                detail["record"] = record.as_json()
-            self.store.add_event(seq, commit, "ignored", detail)
-            self._ignored.append(detail)
+            # A record that does not count goes with it: `history` shows it as one.
+            ignored = IgnoredTrailer(
+                commit=commit,
+                seq=seq,
+                committed_at=self._committed_at(commit),
+                trailers=tuple((key, tuple(values)) for key, values in trailers.items()),
+                reason=reason,
+                actor=actor,
+                record=record,
+            )
+            self.store.add_event(ignored)
+            self._ignored.append(ignored)
 
         return ignore
 
@@ -1466,10 +1276,10 @@ class Authoriser:
             self._actors = {}
             self._deploy_verdicts = {}
 
-    def _committed_at(self, commit: str) -> str:
+    def _committed_at(self, commit: str) -> datetime:
         stamp = self._stamps.get(commit)
         if stamp is None:
-            stamp = self._stamps[commit] = self.info(commit).committer.when.isoformat()
+            stamp = self._stamps[commit] = self.info(commit).committer.when
         return stamp
 
 
