@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from reconciler.mergeable import MergeCheck
     from reconciler.reconcile import Options, PassReport
     from reconciler.status import Pipeline
+    from reconciler.watch import LogEvent
 
 Note = Callable[[str], None]  # a line for people (stderr), said as soon as it is known
 
@@ -429,3 +430,55 @@ def _from_git(given: str | None, key: str, stand_ins: list[str]) -> str:
         return configured
     stand_ins.append(key)
     return STAND_INS[key]
+
+
+# -- watch ---------------------------------------------------------------------------
+
+
+def read_secret(path: Path) -> bytes:
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise UsageError(
+            f"cannot read the webhook secret {path}: {error.strerror}",
+            hint="pass --webhook-secret-file with a readable file",
+        ) from None
+    if not secret:
+        raise UsageError(
+            f"the webhook secret file {path} is empty",
+            hint="put a long random secret in it, e.g. `openssl rand -hex 32 > FILE`",
+        )
+    return secret
+
+
+def repository_dir(repo: Path | None) -> Path:
+    """`--repo` as given when it is a git directory itself (a bare repository), else its root."""
+    if repo is not None and (repo / "HEAD").is_file() and (repo / "objects").is_dir():
+        return repo
+    return find_root(repo or Path.cwd())
+
+
+def watch(
+    repo: Path | None,
+    options: Options,
+    *,
+    interval: float,
+    listen: tuple[str, int] | None,
+    secret_file: Path | None,
+    log: Callable[[LogEvent], None],
+    on_start: Callable[[Callable[[], None]], None],
+) -> None:
+    """Reconcile on every change of the branch until stopped (`watch.Watch.run`).
+
+    `on_start` is handed the watcher's `stop` before it starts (the CLI's signal handlers).
+    """
+    from reconciler.watch import Watch, WatchSettings  # noqa: PLC0415
+
+    settings = WatchSettings(
+        interval=interval,
+        listen=listen,
+        webhook_secret=read_secret(secret_file) if secret_file else None,
+    )
+    watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=log)
+    on_start(watcher.stop)
+    watcher.run()

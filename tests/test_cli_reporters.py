@@ -69,13 +69,12 @@ def test_a_format_a_command_does_not_offer_has_no_reporter_for_its_result() -> N
 def _exits(tree: ast.AST) -> list[int]:
     """Lines that end the process other than by returning: SystemExit, sys.exit, a click
     context's exit or abort, os._exit."""
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "SystemExit":
-            found.append(node.lineno)
-        elif isinstance(node, ast.Attribute) and node.attr in ("exit", "_exit", "abort"):
-            found.append(node.lineno)
-    return found
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.Name) and node.id == "SystemExit")
+        or (isinstance(node, ast.Attribute) and node.attr in ("exit", "_exit", "abort"))
+    ]
 
 
 def test_every_command_exits_through_the_one_mapping() -> None:

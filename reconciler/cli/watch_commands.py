@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
+from reconciler import app
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
@@ -18,11 +20,8 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import FORMATS
 from reconciler.cli.reporter import reporter_for
-from reconciler.clock import utc_now
 from reconciler.errors import UsageError
 from reconciler.reconcile import Options
-from reconciler.watch import Watch, WatchSettings
-from reconciler.worktree import find_root
 
 DEFAULT_INTERVAL = 15.0
 # A day: a longer poll is a typo, and a watch that never looks is not watching.
@@ -40,29 +39,6 @@ def parse_listen(text: str) -> tuple[str, int]:
             hint="e.g. --listen 127.0.0.1:8080 (or 0.0.0.0:8080 behind a TLS proxy)",
         )
     return host, int(port)
-
-
-def read_secret(path: Path) -> bytes:
-    try:
-        secret = path.read_bytes().strip()
-    except OSError as error:
-        raise UsageError(
-            f"cannot read the webhook secret {path}: {error.strerror}",
-            hint="pass --webhook-secret-file with a readable file",
-        ) from None
-    if not secret:
-        raise UsageError(
-            f"the webhook secret file {path} is empty",
-            hint="put a long random secret in it, e.g. `openssl rand -hex 32 > FILE`",
-        )
-    return secret
-
-
-def repository_dir(repo: Path | None) -> Path:
-    """`--repo` as given when it is a git directory itself (a bare repository), else its root."""
-    if repo is not None and (repo / "HEAD").is_file() and (repo / "objects").is_dir():
-        return repo
-    return find_root(repo or Path.cwd())
 
 
 @command_with_examples(
@@ -131,11 +107,7 @@ def watch(
             "--webhook-secret-file needs --listen HOST:PORT",
             hint="add --listen 127.0.0.1:8080",
         )
-    settings = WatchSettings(
-        interval=interval,
-        listen=parse_listen(listen) if listen is not None else None,
-        webhook_secret=read_secret(webhook_secret_file) if webhook_secret_file else None,
-    )
+    where = parse_listen(listen) if listen is not None else None
     options = Options(
         branch=branch,
         remote=remote,
@@ -145,13 +117,20 @@ def watch(
         driver_root=driver_root,
     )
 
-    reporter = reporter_for(output_format)
-    watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=reporter.log_event)
+    def stop_on_signals(stop: Callable[[], None]) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> Any:
+            stop()
 
-    def on_signal(signum: int, frame: FrameType | None) -> Any:
-        watcher.stop()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    watcher.run()
+    app.watch(
+        repo,
+        options,
+        interval=interval,
+        listen=where,
+        secret_file=webhook_secret_file,
+        log=reporter_for(output_format).log_event,
+        on_start=stop_on_signals,
+    )
     return Outcome.OK
