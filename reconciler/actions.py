@@ -1,4 +1,4 @@
-"""The commits people make through the CLI: approve, deploy (or retry), cancel.
+"""App: the commits people make through the CLI (approve, deploy or retry, cancel).
 
 Called by `reconciler approve`, `deploy` and `cancel`. Each first works out
 who the commit will be attributed to (the local git identity and signing

@@ -1,4 +1,4 @@
-"""The application layer: one call per command, returning what the command reports.
+"""App: the application layer, one call per command, returning what the command reports.
 
 The CLI parses a command line, makes one of these calls and hands its result
 to the reporter `--format` chose (`cli.reporter`). Each call opens what it

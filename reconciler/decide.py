@@ -13,7 +13,7 @@ plan on main is exactly one of
 - cancelled.
 
 It is the single source of truth for `plan`, `apply` and `deploy`'s up-front
-checks (DESIGN.md, "From plan to deployment", points 1 to 5).
+checks (docs/design.md, "From plan to deployment", points 1 to 5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed story, end to end, on a scratch copy of the example (`reconciler demo`).
+"""App: the seed story, end to end, on a scratch copy of the example (`reconciler demo`).
 
 Called by the CLI, which prints each `Scene` as it comes. It never touches
 the user's repository: it copies the shipped example into a scratch folder,

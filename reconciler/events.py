@@ -1,9 +1,10 @@
-"""What landed commits say: approvals, triggers, retries, and the reconciler's records.
+"""Stage 3, authorise: what landed commits say (sign-offs, triggers, retries, records).
 
 Called by `authorise` while it walks each landing (it knows the policy that
 judged the landing), and read back by `decide` and `history`. A trailer
-counts only where DESIGN.md says it does, and every one that does not is
-kept with the reason it was ignored, so `plan` and `history` can say why:
+counts only where docs/design.md, "Sign-offs and triggers" (a record's:
+"Records and runs") says it does, and every one that does not is kept with
+the reason it was ignored, so `plan` and `history` can say why:
 
 - `Approve-Plan:`, `Deploy-Plan: plans/<file>@<full blob id>` and `Retry-Run:`
   count in single-parent commits that change no files, descend from the

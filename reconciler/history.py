@@ -1,4 +1,4 @@
-"""The audit trail of plans: who created, edited, approved, triggered, cancelled and ran what.
+"""App: the audit trail, who created, edited, approved, triggered, cancelled and ran what.
 
 Called by `reconciler history` (and the demo). Everything comes from what the
 authorisation walk read out of Git (edits and their actors, landings,

@@ -1,4 +1,4 @@
-"""The pull-request check: would merging it be authorised, and what would it do?
+"""App: the pull-request check, would merging it be authorised, and what would it do?
 
 Called by `reconciler verify-mergeable`. It judges exactly what a true merge of
 the pull request into its base would land, the way the base's own walk will

@@ -1,4 +1,4 @@
-"""Verify, then decide: the one pipeline behind `plan`, `status`, `verify-mergeable` and the
+"""App: verify, then decide, the one pipeline behind `plan`, `status`, `verify-mergeable` and the
 service's passes (`apply`, `watch`).
 
 A walk brings the effective state to a tip (`authorise`); `decide` reads its inputs from

@@ -1,4 +1,4 @@
-"""One reconcile pass: fetch, verify, decide, execute, record, publish (`reconciler apply`).
+"""App: one reconcile pass, fetch, verify, decide, execute, record, publish (`reconciler apply`).
 
 Called by `reconciler apply` (one pass) and by the watcher (`watch`, a pass
 per change). A pass has two halves, so that the watcher can hand runs to

@@ -1,4 +1,4 @@
-"""Keys revoked outside Git: git's `gpg.ssh.revocationFile`, read once per walk.
+"""Stage 3, authorise: keys revoked outside Git (git's `gpg.ssh.revocationFile`), read per walk.
 
 Called by `session` and `reconcile` before they walk history. Retiring a key
 from teams.yaml takes a signed commit that must land, and in an incident

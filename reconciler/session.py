@@ -1,7 +1,7 @@
-"""One command's view of a configuration repository: Git, the state store, the branch.
+"""App: one command's view of a configuration repository (Git, the state store, the branch).
 
-Called by the CLI for every command that reads history (`verify`, `access`,
-`plan`, `apply`, ...). It opens the repository and the state directory,
+Called by the application layer (`app`) for every command that reads history (`verify`,
+`access`, `plan`, `approve`, ...). It opens the repository and the state directory,
 resolves the followed branch, and runs the authorisation walk up to its tip,
 so each command starts from the effective state and the policy in force.
 """

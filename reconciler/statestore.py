@@ -1,4 +1,4 @@
-"""The reconciler's own memory, kept outside the repository's refs (an edge: SQLite).
+"""Adapter, store: the reconciler's own memory, kept outside the repository's refs (SQLite).
 
 Called by `authorise` (position, effective state, landing verdicts), `decide`
 (when a commit was first seen, which plan versions landed and ran) and the

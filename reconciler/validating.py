@@ -1,4 +1,4 @@
-"""`reconciler validate`'s call: the files a user named, validated in their repository.
+"""App: `reconciler validate`'s call, the files a user named, validated in their repository.
 
 The rest of the application layer is `app`; this one never loads Git or the history
 modules, which keeps a pre-commit hook's start-up short.

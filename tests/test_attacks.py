@@ -1,7 +1,7 @@
 """Attacks on the authorisation rules, written as the attacker would try them.
 
 From an adversarial review: each test is one attempt to get a change, an
-approval or a trigger accepted that DESIGN.md says must be refused, and
+approval or a trigger accepted that docs/design.md says must be refused, and
 asserts the refusal. The first versions of four of them got through: a
 walker that kept the policy of a discarded walk, main moved back behind the
 last verified commit, a plan listing an application twice, and an unsigned
@@ -264,7 +264,7 @@ def test_main_force_pushed_back_to_an_older_commit_stops_the_reconciler(
     try:
         decisions = repo.decide()
     except HistoryRewrittenError:
-        return  # what DESIGN.md requires
+        return  # what docs/design.md, "Trust anchor" requires
     decision = decisions[QA_PLAN]
     ran_content = decision.plan.applications if decision.plan else ()
     raise AssertionError(

@@ -1,4 +1,4 @@
-"""The `reconciler` command: a thin shell over the core.
+"""CLI: the `reconciler` command, a thin shell over the core.
 
 Each command parses its options, makes one call to the application layer
 (`reconciler.app`), and hands the result to the reporter its `--format` chose

@@ -1,4 +1,4 @@
-"""`reconciler approve`, `deploy` and `cancel`: the commits people make, checked up front."""
+"""CLI: `reconciler approve`, `deploy` and `cancel`, the commits people make, checked up front."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`reconciler apply`: one reconcile pass."""
+"""CLI: `reconciler apply`, one reconcile pass."""
 
 from __future__ import annotations
 

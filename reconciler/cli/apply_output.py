@@ -1,4 +1,4 @@
-"""Reporters for `reconciler apply`: one pass, as text and JSON."""
+"""CLI: reporters for `reconciler apply`, one pass, as text and JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`reconciler demo`: the seed story, told step by step on a scratch repository."""
+"""CLI: `reconciler demo`, the seed story, told step by step on a scratch repository."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reporters for `reconciler demo`: each scene with the output of the command it shows."""
+"""CLI: reporters for `reconciler demo`, each scene with the output of the command it shows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exit codes and error messages, in one place.
+"""CLI: exit codes and error messages, in one place (docs/design.md, "Exit codes").
 
 A command returns its `Outcome`; `EXIT_CODES` maps it to the process's exit
 code, here and nowhere else (`exit_with`). Every command body runs inside

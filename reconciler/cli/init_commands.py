@@ -1,4 +1,4 @@
-"""`reconciler init DIR`: a new configuration repository."""
+"""CLI: `reconciler init DIR`, a new configuration repository."""
 
 from __future__ import annotations
 

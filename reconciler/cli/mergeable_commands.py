@@ -1,4 +1,4 @@
-"""`reconciler verify-mergeable`: the pull-request check, judging only the pull request."""
+"""CLI: `reconciler verify-mergeable`, the pull-request check, judging only the pull request."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reporters for `verify-mergeable`: text, JSON, GitHub annotations, a Markdown comment.
+"""CLI: reporters for `verify-mergeable` (text, JSON, GitHub annotations, a Markdown comment).
 
 Everything a pull request brings (paths, messages, names) is made printable,
 escaped for a workflow command's syntax, or shown as Markdown that cannot

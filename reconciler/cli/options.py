@@ -1,4 +1,4 @@
-"""Options every command shares, declared once."""
+"""CLI: options every command shares, declared once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reporters: the same result as text for people, JSON for machines, or GitHub annotations.
+"""CLI: reporters, one result as text for people, JSON for machines, or GitHub annotations.
 
 Chosen by name with `--format`. JSON output is a stable interface (see
 docs/output-formats.md): keys are only ever added, never renamed.

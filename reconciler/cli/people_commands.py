@@ -1,4 +1,4 @@
-"""`reconciler status` and `history`: what runs where, and who did what."""
+"""CLI: `reconciler status` and `history`, what runs where, and who did what."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reporters for `reconciler status` and `history`: the pipeline and the audit trail."""
+"""CLI: reporters for `reconciler status` and `history`, the pipeline and the audit trail."""
 
 from __future__ import annotations
 

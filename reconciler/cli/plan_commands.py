@@ -1,4 +1,4 @@
-"""`reconciler plan`: what `apply` would do now, and why."""
+"""CLI: `reconciler plan`, what `apply` would do now, and why."""
 
 from __future__ import annotations
 

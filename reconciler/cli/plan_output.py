@@ -1,4 +1,4 @@
-"""Reporters for `reconciler plan`: every plan's state, as text and JSON."""
+"""CLI: reporters for `reconciler plan`, every plan's state, as text and JSON."""
 
 from __future__ import annotations
 

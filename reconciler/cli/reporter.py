@@ -1,4 +1,4 @@
-"""Reporters: each command's result, shown the way `--format` chose.
+"""CLI: reporters, each command's result, shown the way `--format` chose.
 
 check-jsonschema's reporters are the model: a `Reporter` per format, chosen by
 name (`REPORTER_BY_NAME`), with one method per kind of result. A command parses

@@ -1,4 +1,4 @@
-"""`reconciler validate`: schemas and cross-file rules of the working tree."""
+"""CLI: `reconciler validate`, schemas and cross-file rules of the working tree."""
 
 from __future__ import annotations
 

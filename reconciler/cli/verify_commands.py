@@ -1,4 +1,4 @@
-"""`reconciler verify` and `reconciler access`: authorisation, explained."""
+"""CLI: `reconciler verify` and `reconciler access`, authorisation explained."""
 
 from __future__ import annotations
 

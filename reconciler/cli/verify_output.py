@@ -1,4 +1,4 @@
-"""Reporters for `verify` and `access`: text for people, JSON and annotations for machines."""
+"""CLI: reporters for `verify` and `access`, text for people, JSON and annotations for machines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`reconciler watch`: reconcile on every change of the branch, until stopped."""
+"""CLI: `reconciler watch`, reconcile on every change of the branch, until stopped."""
 
 from __future__ import annotations
 
