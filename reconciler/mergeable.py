@@ -34,7 +34,7 @@ from typing import Final, Literal
 
 from reconciler.access import who_may_change
 from reconciler.authorise import Authoriser, Progress
-from reconciler.decide import Decision, decide, gather
+from reconciler.decide import Decision
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fields import FieldMap, field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
@@ -43,6 +43,7 @@ from reconciler.journal import IgnoredTrailer
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
+from reconciler.pipeline import observe
 from reconciler.rules import not_a_trigger
 from reconciler.session import Session
 from reconciler.verdicts import LandingVerdict, Refusal
@@ -194,8 +195,9 @@ def check(
             ignored=(),
         )
     merge = _merge(session, base_tip, head, name)
-    before = decide(gather(base_walk, base_tip), session.now)
-    result, after, walk = session.judge_merge(merge)
+    before = observe(base_walk, base_result, session.now, drivers=None).decisions
+    merged, walk = session.judge_merge(merge)
+    result, after = merged.verified, merged.decisions
     [verdict] = [judged for judged in result.judged if judged.commit == merge]
     landed = tuple(commit for commit in verdict.landed if commit != merge)
     carried = set(verdict.landed)

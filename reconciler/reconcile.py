@@ -45,16 +45,8 @@ from typing import Any
 
 from reconciler import revocation
 from reconciler.authorise import Authoriser, Progress
-from reconciler.decide import (
-    Decision,
-    History,
-    Run,
-    decide,
-    executable,
-    gather,
-    held_for_drivers,
-)
-from reconciler.drivers import Driver, Step, load_driver, unavailable
+from reconciler.decide import Decision, History, Run, executable
+from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import (
     ConfigError,
     HistoryRewrittenError,
@@ -68,6 +60,7 @@ from reconciler.gitrepo import GitRepo
 from reconciler.journal import OutboxEntry
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
+from reconciler.pipeline import DriverCheck, verify_then_decide
 from reconciler.record import (
     Publisher,
     RecordWriter,
@@ -396,28 +389,19 @@ class Reconciler:
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
         authoriser.revoked = revocation.configured(self.repo)
-        result = authoriser.run(tip, persist=persist and not self.options.dry_run)
+        # Before any start record: a plan whose environment's driver cannot load waits.
+        drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
         try:
-            report.landings.extend(result.judged)
-            history = gather(authoriser, tip)
-            decisions, report.held = self._hold_for_drivers(history, decide(history, now))
+            seen = verify_then_decide(
+                authoriser, tip, now, persist=persist and not self.options.dry_run, drivers=drivers
+            )
         finally:
             if self.options.dry_run:
                 authoriser.discard()
-        report.tip, report.decisions = tip, decisions
-        return history, decisions
-
-    def _hold_for_drivers(
-        self, history: History, decisions: tuple[Decision, ...]
-    ) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
-        """Before any start record: a plan whose environment's driver cannot load waits."""
-        root = self.options.driver_root or self.state_dir / "releases"
-        held, problems = held_for_drivers(
-            decisions,
-            history.policy,
-            lambda environments: unavailable(environments, self._walker.effective_file, root),
-        )
-        return held, dict(problems)
+        report.landings.extend(seen.verified.judged)
+        report.held = dict(seen.held)
+        report.tip, report.decisions = tip, seen.decisions
+        return seen.history, seen.decisions
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None

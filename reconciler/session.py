@@ -1,7 +1,7 @@
 """App: one command's view of a configuration repository (Git, the state store, the branch).
 
-Called by the CLI for every command that reads history (`verify`, `access`,
-`plan`, `apply`, ...). It opens the repository and the state directory,
+Called by the application layer (`app`) for every command that reads history (`verify`,
+`access`, `plan`, `approve`, ...). It opens the repository and the state directory,
 resolves the followed branch, and runs the authorisation walk up to its tip,
 so each command starts from the effective state and the policy in force.
 """
@@ -30,12 +30,14 @@ from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.gitrepo import GitRepo
 from reconciler.journal import IgnoredTrailer
 from reconciler.model import Policy
+from reconciler.revocation import Revocations
 from reconciler.statestore import StateStore
 from reconciler.verdicts import LandingVerdict
 
 if TYPE_CHECKING:
     from reconciler.decide import Decision
-    from reconciler.status import Pipeline
+    from reconciler.pipeline import Observation
+    from reconciler.status import Pipeline as StatusView
 
 
 @dataclass
@@ -126,6 +128,16 @@ class Session:
         self.walked = authoriser
         return result, policy
 
+    def revoked(self) -> Revocations | None:
+        """The key revocations the last walk read (one read per command)."""
+        assert self.walked is not None
+        return self.walked.revoked
+
+    def effective_paths(self) -> tuple[str, ...]:
+        """The paths of the effective state the last walk reached."""
+        assert self.walked is not None
+        return tuple(self.walked.effective)
+
     def under_test(self, target: str, name: str | None, anchor: str | None) -> None:
         """A commit off the branch (a pull request's HEAD) is judged from the trust anchor
         the state or the branch gives, never one it chooses (an orphan root of its own,
@@ -141,55 +153,60 @@ class Session:
             "the commit under test",
         )
 
-    def judge_merge(self, merge: str) -> tuple[VerifyResult, tuple[Decision, ...], Authoriser]:
+    def judge_merge(self, merge: str) -> tuple[Observation, Authoriser]:
         """Judge `merge`, a commit whose first parent is the branch tip (walked), as one more
         landing; decide every plan as of it; then forget it: the state stays the branch's.
         The walk, for what it read (its effective state after the merge)."""
-        from reconciler.decide import decide, gather  # noqa: PLC0415
+        from reconciler.pipeline import verify_then_decide  # noqa: PLC0415
 
         authoriser = self.authoriser()
         try:
-            result = authoriser.run(merge, persist=False)
-            decisions = decide(gather(authoriser, merge), self.now)
+            # The merge's plans run on the service's machine: its drivers are not asked here.
+            seen = verify_then_decide(authoriser, merge, self.now, persist=False, drivers=None)
         finally:
             authoriser.discard()
-        return result, decisions, authoriser
+        return seen, authoriser
 
-    def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
+    def pipeline(self, *, include_deployed: bool = False) -> StatusView:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
-        # Imported here, as in `decisions`: `verify` and `access` never need them.
-        from reconciler.decide import deployed_versions, runs_from  # noqa: PLC0415
+        # Imported here, as in `observe`: `verify` and `access` never need them.
+        from reconciler.decide import runs_from  # noqa: PLC0415
         from reconciler.status import pipeline  # noqa: PLC0415
 
-        decisions = self.decisions()
-        assert self.walked is not None
+        seen = self.observe()
         # The runs still open, whatever their plan: one of a version edited or deleted since
         # it started is running all the same.
         records = self.store.run_records([], [])
         return pipeline(
-            self.walked.policy(),
-            deployed_versions(self.walked.effective, self.repo.read_blob),
-            decisions,
+            seen.history.policy,
+            seen.history.deployed,
+            seen.decisions,
             include_deployed=include_deployed,
             open_runs=[run for run in runs_from(records) if run.finished is None],
         )
 
     def decisions(self) -> tuple[Decision, ...]:
         """Every plan on the branch tip, decided now (after walking to the tip)."""
-        from reconciler.decide import decide, gather, held_for_drivers  # noqa: PLC0415
-        from reconciler.drivers import unavailable  # noqa: PLC0415
+        return self.observe().decisions
 
-        self.authorise()
-        walked = self.walked
-        assert walked is not None
-        decisions = decide(gather(walked, self.tip()), self.now)
-        # Only looked up, not loaded: `plan` has no driver root and starts nothing.
-        held, _ = held_for_drivers(
-            decisions,
-            walked.policy(),
-            lambda environments: unavailable(environments, walked.effective_file),
-        )
-        return held
+    def observe(
+        self,
+        *,
+        trust_anchor: str | None = None,
+        progress: Progress | None = None,
+        ask_drivers: bool = True,
+    ) -> Observation:
+        """Verify up to the branch tip (`authorise`), then decide every plan there now.
+
+        A driver is only looked up, not loaded: the read-only commands have no driver
+        root and start nothing (`ask_drivers=False`: not even that).
+        """
+        from reconciler.pipeline import DriverCheck, observe  # noqa: PLC0415
+
+        verified, _ = self.authorise(trust_anchor=trust_anchor, progress=progress)
+        assert self.walked is not None
+        drivers = DriverCheck() if ask_drivers else None
+        return observe(self.walked, verified, self.now, drivers=drivers)
 
     def landings_between(
         self,

@@ -14,24 +14,13 @@ from typing import Any, Final
 
 import click
 
-from reconciler.cli.output import emit_json, escape_data, escape_property
-from reconciler.cli.plan_commands import STATUS_COLOURS, decision_json
+from reconciler.cli.output import escape_data, escape_property
+from reconciler.cli.plan_output import STATUS_COLOURS, decision_json
 from reconciler.mergeable import MergeCheck, PlanOutlook, fix, outlook
 from reconciler.printable import printable
 
 # Lines of one kind a comment shows; GitHub refuses comments over 65,536 characters.
 _SHOWN: Final = 50
-
-
-def emit(result: MergeCheck, output_format: str) -> None:
-    if output_format == "json":
-        emit_json(check_json(result))
-    elif output_format == "github":
-        _github(result)
-    elif output_format == "markdown":
-        click.echo(markdown(result), color=True)
-    else:
-        _text(result)
 
 
 def check_json(result: MergeCheck) -> dict[str, Any]:
@@ -78,7 +67,7 @@ def check_json(result: MergeCheck) -> dict[str, Any]:
     }
 
 
-def _github(result: MergeCheck) -> None:
+def github(result: MergeCheck) -> None:
     for item in result.refused:
         refusal = item.refusal
         title = f"{refusal.what()} needs {refusal.needed}"
@@ -104,7 +93,7 @@ def _github(result: MergeCheck) -> None:
         )
 
 
-def _text(result: MergeCheck) -> None:
+def text(result: MergeCheck) -> None:
     verdict = (
         click.style("authorised", fg="green")
         if result.authorised
