@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from reconciler.authorise import Refusal, group_refusals
-from reconciler.decide import runs_from, signoff_refusal
+from reconciler.decide import retry_refusal, runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.fields import INVALID, describe_field
@@ -382,25 +382,15 @@ def _ran_before(
 
 
 def _retry_refusal(run: str, records: Sequence[Record], seq: int) -> str | None:
-    """Why a `Retry-Run: run` landed at `seq` does not count, or None; as in `decide`, only
-    a run recorded interrupted before the retry landed, and not retried since, is re-run.
+    """Why a `Retry-Run: run` landed at `seq` does not count, or None: `decide`'s rule
+    (`retry_refusal`), on the run as its records tell it.
 
     `records`: the run's records and the start records of its retries, in landing order.
     """
     retries = [record.run for record in records if record.retry_of == run and record.seq < seq]
-    if retries:
-        return f"{run} was already retried as run {retries[0]}"
-    own = [record for record in records if record.run == run]
-    then = next((item for item in runs_from(r for r in own if r.seq < seq) if item.id == run), None)
-    if then is not None and then.result == "interrupted":
-        return None
-    final = next((item for item in runs_from(own) if item.id == run), None)
-    if final is None:
-        return None  # a retry of a run never recorded is ignored, not kept as a retry
-    if final.result == "interrupted":
-        return "it landed before the run was recorded interrupted"
-    verb = {"started": "is running"}.get(final.result, final.result)
-    return f"only interrupted runs are retried, and {run} {verb}"
+    final = next((item for item in runs_from(r for r in records if r.run == run)), None)
+    refused = retry_refusal(final, retries[0] if retries else None, seq)
+    return refused.text if refused is not None else None
 
 
 def _signoff_entry(
@@ -420,7 +410,8 @@ def _signoff_entry(
     # decide's rule for the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
     editing = editors if signoff.kind == "approve" else frozenset()
-    problem = signoff_refusal(signoff, editing) or ran
+    refused = signoff_refusal(signoff, editing)
+    problem = refused.text if refused is not None else ran
     return Entry(
         signoff.seq,
         signoff.committed_at,
