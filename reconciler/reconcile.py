@@ -341,8 +341,9 @@ class Reconciler:
                 report.would_run = tuple(queue[0] for queue in executable(runs.decisions).values())
                 return []
             writer = self._writer(history.policy)
-            if runs.bookkeeping:
-                if self._publish(writer.chain(tip, self._bookkeeping(runs)), base, pending):
+            records = self._bookkeeping(runs)
+            if records:
+                if self._publish(writer.chain(tip, records), base, pending):
                     report.interrupted.extend(item.run.id for item in runs.interrupted)
                     report.refused.extend(item.ref for item in runs.refused)
                     report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
