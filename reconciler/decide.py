@@ -683,12 +683,12 @@ def _signoff_problem(
 
 def signoff_refusal(signoff: Signoff, editors: frozenset[str] = frozenset()) -> Reason | None:
     """Why a sign-off did not count when it landed, or None: its actor was unknown or did not
-    hold the permission then, or (`editors`: the plan's, for an approval) edited the plan.
+    hold the permission then, or, for an approval, edited the plan (`editors`: the plan's).
 
     `history` shows the same verdict; `_lapsed` adds what today's policy and the clock say.
     """
     problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
-    if problem is None and signoff.actor is not None:
+    if problem is None and signoff.actor is not None and signoff.kind == "approve":
         problem = approvals.editor_refusal(signoff.actor, editors)
     return problem
 

@@ -407,10 +407,9 @@ def _signoff_entry(
     path = ref.path if ref else run.plan.path if run is not None and run.plan else None
     environment = run.environment if run is not None and run.environment else None
     detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
-    # decide's rule for the landing itself (editors never approve their own plan); whether
+    # decide's verdict on the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
-    editing = editors if signoff.kind == "approve" else frozenset()
-    refused = signoff_refusal(signoff, editing)
+    refused = signoff_refusal(signoff, editors)
     problem = refused.text if refused is not None else ran
     return Entry(
         signoff.seq,

@@ -17,6 +17,10 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
    first executable plan: the publish is the lock, so two reconcilers never
    start the same run; a lost race means fetch, re-verify, re-decide;
 
+What to start (run id, lease), to mark interrupted, to record refused and to hold
+for a driver is `decide.decide_runs`'s to say, as one `RunDecisions` value; this
+module carries it out: it publishes, runs and records.
+
 *run and finish* (`run_started`, one call per started run):
 
 5. run the drivers and publish the finish record (rebuilt on the new tip when
