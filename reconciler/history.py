@@ -388,7 +388,7 @@ def _retry_refusal(run: str, records: Sequence[Record], seq: int) -> str | None:
     `records`: the run's records and the start records of its retries, in landing order.
     """
     retries = [record.run for record in records if record.retry_of == run and record.seq < seq]
-    final = next((item for item in runs_from(r for r in records if r.run == run)), None)
+    final = next(iter(runs_from(r for r in records if r.run == run)), None)
     refused = retry_refusal(final, retries[0] if retries else None, seq)
     return refused.text if refused is not None else None
 
