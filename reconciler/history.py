@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from reconciler.decide import runs_from, signoff_refusal
+from reconciler.decide import retry_refusal, runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.fields import INVALID, describe_field
@@ -375,25 +375,15 @@ def _ran_before(
 
 
 def _retry_refusal(run: str, records: Sequence[Record], seq: int) -> str | None:
-    """Why a `Retry-Run: run` landed at `seq` does not count, or None; as in `decide`, only
-    a run recorded interrupted before the retry landed, and not retried since, is re-run.
+    """Why a `Retry-Run: run` landed at `seq` does not count, or None: `decide`'s rule
+    (`retry_refusal`), on the run as its records tell it.
 
     `records`: the run's records and the start records of its retries, in landing order.
     """
     retries = [record.run for record in records if record.retry_of == run and record.seq < seq]
-    if retries:
-        return f"{run} was already retried as run {retries[0]}"
-    own = [record for record in records if record.run == run]
-    then = next((item for item in runs_from(r for r in own if r.seq < seq) if item.id == run), None)
-    if then is not None and then.result == "interrupted":
-        return None
-    final = next((item for item in runs_from(own) if item.id == run), None)
-    if final is None:
-        return None  # a retry of a run never recorded is ignored, not kept as a retry
-    if final.result == "interrupted":
-        return "it landed before the run was recorded interrupted"
-    verb = {"started": "is running"}.get(final.result, final.result)
-    return f"only interrupted runs are retried, and {run} {verb}"
+    final = next(iter(runs_from(r for r in records if r.run == run)), None)
+    refused = retry_refusal(final, retries[0] if retries else None, seq)
+    return refused.text if refused is not None else None
 
 
 def _signoff_entry(
@@ -410,10 +400,10 @@ def _signoff_entry(
     path = ref.path if ref else run.plan.path if run is not None and run.plan else None
     environment = run.environment if run is not None and run.environment else None
     detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
-    # decide's rule for the landing itself (editors never approve their own plan); whether
+    # decide's verdict on the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
-    editing = editors if signoff.kind == "approve" else frozenset()
-    problem = signoff_refusal(signoff, editing) or ran
+    refused = signoff_refusal(signoff, editors)
+    problem = refused.text if refused is not None else ran
     return Entry(
         signoff.seq,
         signoff.committed_at,

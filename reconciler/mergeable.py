@@ -382,9 +382,16 @@ def _without(decisions: tuple[Decision, ...], merge: str) -> tuple[Decision, ...
     return tuple(
         replace(
             decision,
-            reasons=tuple(merged(reason) for reason in decision.reasons),
-            waits=tuple(replace(wait, text=merged(wait.text)) for wait in decision.waits),
-            notes=tuple(note for note in decision.notes if merge[:12] not in note),
+            why=tuple(replace(why, text=merged(why.text)) for why in decision.why),
+            waits=tuple(
+                replace(wait, reason=replace(wait.reason, text=merged(wait.text)))
+                for wait in decision.waits
+            ),
+            verdicts=tuple(
+                verdict
+                for verdict in decision.verdicts
+                if verdict.refused is None or merge[:12] not in verdict.note
+            ),
         )
         for decision in decisions
     )

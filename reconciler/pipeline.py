@@ -3,7 +3,7 @@ service's passes (`apply`, `watch`).
 
 A walk brings the effective state to a tip (`authorise`); `decide` reads its inputs from
 that walk (`decide.gather`) and decides every plan on the tip; plans into an environment
-whose driver cannot load here wait for it (`decide.held_for_drivers`). The read-only
+whose driver cannot load here wait for it (`decide.hold`). The read-only
 commands (`session.Session.observe`) and the service (`reconcile.Reconciler`) both call
 `verify_then_decide` (or `observe`, after a walk of their own), and get the same frozen
 value back, so the two can never decide differently on the same history.
@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.decide import Decision, History, decide, gather, held_for_drivers
+from reconciler.decide import Decision, History, decide, driver_targets, gather, hold
 from reconciler.drivers import unavailable
 
 if TYPE_CHECKING:
@@ -63,13 +63,17 @@ def observe(
     decisions = decide(history, now)
     held: Mapping[str, ConfigError] = {}
     if drivers is not None:
-        root = drivers.root
-        decisions, held = held_for_drivers(
-            decisions,
-            history.policy,
-            lambda environments: unavailable(environments, walker.effective_file, root),
-        )
+        decisions, held = hold(decisions, driver_problems(walker, history, decisions, drivers))
     return Observation(verified, history, decisions, dict(held))
+
+
+def driver_problems(
+    walker: Authoriser, history: History, decisions: tuple[Decision, ...], check: DriverCheck
+) -> Mapping[str, ConfigError]:
+    """Why the drivers of the executable plans' environments cannot load here, if so,
+    read from the walk's effective state (so before a dry run discards it)."""
+    environments = [history.policy.environments[name] for name in driver_targets(decisions)]
+    return unavailable(environments, walker.effective_file, check.root)
 
 
 def verify_then_decide(

@@ -17,6 +17,10 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
    first executable plan: the publish is the lock, so two reconcilers never
    start the same run; a lost race means fetch, re-verify, re-decide;
 
+What to start (run id, lease), to mark interrupted, to record refused and to hold
+for a driver is `decide.decide_runs`'s to say, as one `RunDecisions` value; this
+module carries it out: it publishes, runs and records.
+
 *run and finish* (`run_started`, one call per started run):
 
 5. run the drivers and publish the finish record (rebuilt on the new tip when
@@ -35,17 +39,25 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler import revocation
 from reconciler.authorise import Authoriser, Progress
-from reconciler.decide import Decision, History, Run, executable
+from reconciler.decide import (
+    Decision,
+    History,
+    RunDecisions,
+    RunFacts,
+    Start,
+    decide_runs,
+    executable,
+)
 from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import (
     ConfigError,
@@ -60,7 +72,7 @@ from reconciler.gitrepo import GitRepo
 from reconciler.journal import OutboxEntry
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
-from reconciler.pipeline import DriverCheck, verify_then_decide
+from reconciler.pipeline import DriverCheck, driver_problems, verify_then_decide
 from reconciler.record import (
     Publisher,
     RecordWriter,
@@ -80,7 +92,6 @@ from reconciler.statestore import ServiceLock, StateStore
 from reconciler.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
-LEASE_MARGIN = timedelta(minutes=2)
 PUBLISH_ATTEMPTS = 30
 
 
@@ -324,34 +335,31 @@ class Reconciler:
             pending = {} if self.options.dry_run else self.store.outbox()
             tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
             try:
-                history, decisions = self._observe(report, tip, persist=not pending)
+                history, runs = self._observe(report, tip, persist=not pending)
             except HistoryRewrittenError:
                 if self._left_behind(base) is None:
                     raise
                 continue  # `base` is stale: the round again, on the branch as it is
             report.settled = tip
             if self.options.dry_run:
-                report.would_run = tuple(queue[0] for queue in executable(decisions).values())
+                report.would_run = tuple(queue[0] for queue in executable(runs.decisions).values())
                 return []
             writer = self._writer(history.policy)
-            records, interrupted, refused = self._bookkeeping(history, decisions)
+            records = self._bookkeeping(runs)
             if records:
                 if self._publish(writer.chain(tip, records), base, pending):
-                    report.interrupted.extend(interrupted)
-                    report.refused.extend(refused)
-                    report.why_refused.update(
-                        (item.ref, item.reasons) for item in decisions if item.ref in refused
-                    )
+                    report.interrupted.extend(item.run.id for item in runs.interrupted)
+                    report.refused.extend(item.ref for item in runs.refused)
+                    report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
                     # Once per version even were a record not read back as one:
                     # each round would record it again, and the pass never settle.
-                    self._refusals_recorded.update(refused)
+                    self._refusals_recorded.update(item.ref for item in runs.refused)
                 continue  # published or not, look again
-            chosen = [] if self.stop_requested() else self._choose(history, decisions)
-            if not chosen:
+            if not runs.starts:
                 if pending and not self._publish(tip, base, pending):
                     continue
                 return []
-            started, starts = self._starts(writer, history, chosen)
+            started, starts = self._starts(writer, history, runs.starts)
             if not self._publish(writer.chain(tip, starts), base, pending):
                 continue  # lost the race: someone else published first
             self._fileless_records = (tip, self._last_published)
@@ -382,7 +390,8 @@ class Reconciler:
 
     def _observe(
         self, report: PassReport, tip: str, *, persist: bool
-    ) -> tuple[History, tuple[Decision, ...]]:
+    ) -> tuple[History, RunDecisions]:
+        """Walk to `tip` and decide: every plan, and what this round is to do."""
         now = self.clock()
         # One walker for the reconciler's life: it keeps the effective state between passes.
         authoriser = self._walker
@@ -393,15 +402,28 @@ class Reconciler:
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
         try:
             seen = verify_then_decide(
-                authoriser, tip, now, persist=persist and not self.options.dry_run, drivers=drivers
+                authoriser, tip, now, persist=persist and not self.options.dry_run, drivers=None
             )
+            # Read from the walk's effective state, before a dry run forgets it.
+            problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
         finally:
             if self.options.dry_run:
                 authoriser.discard()
         report.landings.extend(seen.verified.judged)
-        report.held = dict(seen.held)
-        report.tip, report.decisions = tip, seen.decisions
-        return seen.history, seen.decisions
+        runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
+        report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
+        return seen.history, runs
+
+    def _facts(self, drivers: Mapping[str, ConfigError]) -> RunFacts:
+        """What this reconciler knows beyond the history: its runs, its outbox, its records."""
+        return RunFacts(
+            instance=self.instance,
+            in_flight=frozenset(self.in_flight),
+            unpublished=frozenset() if self.options.dry_run else frozenset(self.store.outbox()),
+            recorded=frozenset(self._refusals_recorded),
+            drivers=drivers,
+            stopping=self.stop_requested(),
+        )
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None
@@ -430,72 +452,31 @@ class Reconciler:
 
     # -- bookkeeping: interrupted runs and refusals -------------------------------
 
-    def _bookkeeping(
-        self, history: History, decisions: tuple[Decision, ...]
-    ) -> tuple[list[tuple[str, None]], list[str], list[PlanRef]]:
+    def _bookkeeping(self, runs: RunDecisions) -> list[tuple[str, None]]:
         """Records for runs started and never finished, and for new refusals."""
-        now = self.clock()
-        pending = set(self.store.outbox())
-        records: list[tuple[str, None]] = []
-        interrupted: list[str] = []
-        for run in history.runs:
-            if run.result != "started" or run.id in self.in_flight or run.id in pending:
-                continue
-            why = self._why_interrupted(run, now)
-            if why is not None:
-                records.append((interrupted_message(run, why, self.instance), None))
-                interrupted.append(run.id)
-        refused = [
-            decision
-            for decision in decisions
-            if decision.status == "refused"
-            and decision.ref not in history.refused
-            and decision.ref not in self._refusals_recorded
+        records: list[tuple[str, None]] = [
+            (interrupted_message(item.run, item.reason.text, self.instance), None)
+            for item in runs.interrupted
         ]
-        if refused:
-            records.append((refusal_message(refused, self.instance), None))
-        return records, interrupted, [decision.ref for decision in refused]
-
-    def _why_interrupted(self, run: Run, now: datetime) -> str | None:
-        if run.instance == self.instance:
-            return (
-                f"run {run.id} was started by this reconciler ({self.instance}), which is not "
-                "running it any more (it stopped or restarted before recording the end)"
-            )
-        if run.lease_until is not None and now > run.lease_until:
-            return (
-                f"run {run.id} was started by {run.instance}, whose lease passed at "
-                f"{run.lease_until.isoformat()} without a finish record"
-            )
-        return None
+        if runs.refused:
+            records.append((refusal_message(runs.refused, self.instance), None))
+        return records
 
     # -- starting runs ------------------------------------------------------------
 
-    def _choose(self, history: History, decisions: tuple[Decision, ...]) -> list[Decision]:
-        busy = {run.environment for run in history.runs if run.result == "started"}
-        return [
-            queue[0]
-            for environment, queue in executable(decisions).items()
-            if environment not in busy
-        ]
-
     def _starts(
-        self, writer: RecordWriter, history: History, chosen: list[Decision]
+        self, writer: RecordWriter, history: History, starts: tuple[Start, ...]
     ) -> tuple[list[StartedRun], list[tuple[str, None]]]:
-        """Run ids, leases and start records for the chosen plan versions."""
-        now = self.clock()
-        taken = [run.id for run in history.runs]
+        """The start records of the runs decided, and the runs as the drivers will take them."""
         started: list[StartedRun] = []
         records: list[tuple[str, None]] = []
-        for decision in chosen:
-            assert decision.plan is not None
-            environment = history.policy.environments[decision.plan.target]
-            run_id = _next_run_id(decision.plan.name, taken)
-            taken.append(run_id)
-            lease = now + _lease(environment, len(decision.plan.applications))
-            records.append((start_message(decision, run_id, self.instance, lease), None))
+        for start in starts:
+            decision = start.decision
+            environment = history.policy.environments[start.environment]
+            message = start_message(decision, start.run_id, self.instance, start.lease_until)
+            records.append((message, None))
             finished = self._finished(history, decision, environment) if decision.retry_of else ()
-            started.append(StartedRun(decision, run_id, environment, writer, finished))
+            started.append(StartedRun(decision, start.run_id, environment, writer, finished))
         return started, records
 
     def _finished(
@@ -777,22 +758,6 @@ def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
 def _same_message(committed: str, message: str) -> bool:
     """Whether a commit's message is `message` (a commit's always ends with a line break)."""
     return committed.rstrip("\n") == message.rstrip("\n")
-
-
-def _next_run_id(plan: str, taken: list[str]) -> str:
-    numbers = [
-        int(run.rsplit(".", 1)[1])
-        for run in taken
-        if run.rsplit(".", 1)[0] == plan and run.rsplit(".", 1)[1].isdigit()
-    ]
-    return f"{plan}.{max(numbers, default=0) + 1}"
-
-
-def _lease(environment: Environment, steps: int) -> timedelta:
-    driver = environment.driver
-    attempts = driver.retries + 1
-    backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
-    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
 
 
 @contextmanager
