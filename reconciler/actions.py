@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler import approvals, process, revocation, schema
+from reconciler import approvals, process, revocation, revocation_file, schema
 from reconciler.decide import Decision, retry_refusal, run_outcome
 from reconciler.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef, read_trailers
@@ -90,7 +90,7 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
         fingerprint, signs = (key.fingerprint if key else None), key is not None
     # A key git's revocation file lists signs nothing `authorise` will count.
     status, fingerprint, reason = revocation.screened(
-        "good" if fingerprint else "unsigned", fingerprint, "", revocation.configured(repo)
+        "good" if fingerprint else "unsigned", fingerprint, "", revocation_file.configured(repo)
     )
     facts = CommitFacts(
         commit="(to be made)",

@@ -47,7 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import revocation
+from reconciler import revocation_file
 from reconciler.authorise import Authoriser, Progress
 from reconciler.decide import (
     Decision,
@@ -210,7 +210,7 @@ class Reconciler:
                 self.store,
                 now=clock(),
                 progress=progress,
-                revoked=revocation.configured(self.repo),
+                revoked=revocation_file.configured(self.repo),
             )
         except BaseException:
             self.close()
@@ -397,7 +397,7 @@ class Reconciler:
         authoriser = self._walker
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
-        authoriser.revoked = revocation.configured(self.repo)
+        authoriser.revoked = revocation_file.configured(self.repo)
         # Before any start record: a plan whose environment's driver cannot load waits.
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
         try:
@@ -437,7 +437,7 @@ class Reconciler:
                 "by a settings user), or pass the right --key",
             )
         # Read now, not at the last walk: a pass publishes its outbox before it walks.
-        revocations = revocation.configured(self.repo)
+        revocations = revocation_file.configured(self.repo)
         revoked = revocations.why(fingerprint) if revocations is not None else None
         if revoked is not None:
             # Its records would count for nothing: no run would ever be seen started.
@@ -734,7 +734,7 @@ class Reconciler:
             return 0
         tip = self.publisher.tip()
         authoriser = Authoriser(
-            self.repo, self.store, now=self.clock(), revoked=revocation.configured(self.repo)
+            self.repo, self.store, now=self.clock(), revoked=revocation_file.configured(self.repo)
         )
         authoriser.run(tip)
         writer = self._writer(authoriser.policy())

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import journal, revocation
+from reconciler import journal, revocation_file
 from reconciler.authorise import (
     DEFAULT_CAP,
     Authoriser,
@@ -75,7 +75,7 @@ class Session:
             now=self.now,
             progress=progress,
             cap=DEFAULT_CAP if cap is None else cap,
-            revoked=revocation.configured(self.repo),
+            revoked=revocation_file.configured(self.repo),
         )
 
     def authorise(
