@@ -82,7 +82,7 @@ from reconciler.record import (
 )
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
-from reconciler.statestore import ServiceLock, StateStore
+from reconciler.statestore import ServiceLock, StateStore, Transaction
 
 Clock = Callable[[], datetime]
 LEASE_MARGIN = timedelta(minutes=2)
@@ -315,59 +315,55 @@ class Reconciler:
         round records, so a run costs one push, not two. Empty when nothing may
         start now (or on a dry run, or when stopping).
         """
-        try:
-            return self._plan_rounds(report)
-        except BaseException:
-            # The walk of unpublished finish records stays open until their publish
-            # keeps or discards it: an error in between must not hold the state store.
-            self._walker.discard()
-            raise
-
-    def _plan_rounds(self, report: PassReport) -> list[StartedRun]:
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
             tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
-            try:
-                history, decisions = self._observe(report, tip, persist=not pending)
-            except HistoryRewrittenError:
-                if self._left_behind(base) is None:
-                    raise
-                continue  # `base` is stale: the round again, on the branch as it is
-            report.settled = tip
-            if self.options.dry_run:
-                report.would_run = tuple(queue[0] for queue in executable(decisions).values())
-                return []
-            writer = self._writer(history.policy)
-            records, interrupted, refused = self._bookkeeping(history, decisions)
-            if records:
-                if self._publish(writer.chain(tip, records), base, pending):
-                    report.interrupted.extend(interrupted)
-                    report.refused.extend(refused)
-                    report.why_refused.update(
-                        (item.ref, item.reasons) for item in decisions if item.ref in refused
-                    )
-                    # Once per version even were a record not read back as one:
-                    # each round would record it again, and the pass never settle.
-                    self._refusals_recorded.update(refused)
-                continue  # published or not, look again
-            chosen = [] if self.stop_requested() else self._choose(history, decisions)
-            if not chosen:
-                if pending and not self._publish(tip, base, pending):
-                    continue
-                return []
-            started, starts = self._starts(writer, history, chosen)
-            if not self._publish(writer.chain(tip, starts), base, pending):
-                continue  # lost the race: someone else published first
-            self._fileless_records = (tip, self._last_published)
-            self.in_flight.update(run.run_id for run in started)
-            report.settled = self._last_published
-            return started
+            # The walk of unpublished finish records stays open until their publish keeps
+            # or discards it; an error in between rolls it back, and a dry run keeps nothing.
+            with self.store.transaction(keep=not self.options.dry_run) as walk:
+                try:
+                    history, decisions = self._observe(report, tip, walk, persist=not pending)
+                except HistoryRewrittenError:
+                    if self._left_behind(base) is None:
+                        raise
+                    continue  # `base` is stale: the round again, on the branch as it is
+                report.settled = tip
+                if self.options.dry_run:
+                    report.would_run = tuple(queue[0] for queue in executable(decisions).values())
+                    return []
+                writer = self._writer(history.policy)
+                records, interrupted, refused = self._bookkeeping(history, decisions)
+                if records:
+                    if self._publish(writer.chain(tip, records), base, pending, walk):
+                        report.interrupted.extend(interrupted)
+                        report.refused.extend(refused)
+                        report.why_refused.update(
+                            (item.ref, item.reasons) for item in decisions if item.ref in refused
+                        )
+                        # Once per version even were a record not read back as one:
+                        # each round would record it again, and the pass never settle.
+                        self._refusals_recorded.update(refused)
+                    continue  # published or not, look again
+                chosen = [] if self.stop_requested() else self._choose(history, decisions)
+                if not chosen:
+                    if pending and not self._publish(tip, base, pending, walk):
+                        continue
+                    return []
+                started, starts = self._starts(writer, history, chosen)
+                if not self._publish(writer.chain(tip, starts), base, pending, walk):
+                    continue  # lost the race: someone else published first
+                self._fileless_records = (tip, self._last_published)
+                self.in_flight.update(run.run_id for run in started)
+                report.settled = self._last_published
+                return started
         raise TemporaryError(
             "the pass did not settle", hint="check for a reconciler racing in a loop"
         )
 
-    def _publish(self, commit: str, base: str, pending: dict[str, dict[str, Any]]) -> bool:
+    def _publish(
+        self, commit: str, base: str, pending: dict[str, dict[str, Any]], walk: Transaction
+    ) -> bool:
         """Publish `commit` (built on `base`); settle the walk and the outbox either way."""
         with self._git_lock:
             published = self.publisher.publish(commit, base)
@@ -375,18 +371,18 @@ class Reconciler:
             self._last_published = commit
         if pending:
             if published:
-                self._walker.keep()
+                walk.keep()
                 for run_id in pending:
                     self.store.clear_outbox(run_id)
             else:
                 # Someone pushed first: forget the walk of our unpublished records and
                 # publish each finish record on its own, rebuilt on the new tip.
-                self._walker.discard()
+                walk.discard()
                 self._flush_outbox()
         return published
 
     def _observe(
-        self, report: PassReport, tip: str, *, persist: bool
+        self, report: PassReport, tip: str, walk: Transaction, *, persist: bool
     ) -> tuple[History, tuple[Decision, ...]]:
         now = self.clock()
         # One walker for the reconciler's life: it keeps the effective state between passes.
@@ -394,14 +390,12 @@ class Reconciler:
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
         authoriser.revoked = revocation.configured(self.repo)
-        result = authoriser.run(tip, persist=persist and not self.options.dry_run)
-        try:
-            report.landings.extend(result.judged)
-            history = gather(authoriser, tip)
-            decisions, report.held = self._hold_for_drivers(history, decide(history, now))
-        finally:
-            if self.options.dry_run:
-                authoriser.discard()
+        result = authoriser.run(tip)
+        if persist and not self.options.dry_run:
+            walk.keep()
+        report.landings.extend(result.judged)
+        history = gather(authoriser, tip)
+        decisions, report.held = self._hold_for_drivers(history, decide(history, now))
         report.tip, report.decisions = tip, decisions
         return history, decisions
 

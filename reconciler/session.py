@@ -111,17 +111,15 @@ class Session:
         if not on_branch:
             self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
-        result = authoriser.run(
-            target,
-            trust_anchor=anchor,
-            persist=on_branch,
-            older=target != tip,
-            re_anchor=re_anchor,
-        )
+        with self.store.transaction(keep=on_branch):
+            result = authoriser.run(
+                target,
+                trust_anchor=anchor,
+                older=target != tip,
+                re_anchor=re_anchor,
+            )
         self.persisted = on_branch
         policy = authoriser.policy()
-        if not on_branch:
-            authoriser.discard()
         self.walked = authoriser
         return result, policy
 
@@ -147,11 +145,9 @@ class Session:
         from reconciler.decide import decide, gather  # noqa: PLC0415
 
         authoriser = self.authoriser()
-        try:
-            result = authoriser.run(merge, persist=False)
+        with self.store.transaction(keep=False):
+            result = authoriser.run(merge)
             decisions = decide(gather(authoriser, merge), self.now)
-        finally:
-            authoriser.discard()
         return result, decisions, authoriser
 
     def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
