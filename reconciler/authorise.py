@@ -28,11 +28,11 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from reconciler.config import build_environment, build_policy, disowned
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
-from reconciler.events import Record, Signoff
+from reconciler.events import Record
 from reconciler.fields import (
     CONTENT,
     INVALID,
@@ -45,16 +45,14 @@ from reconciler.fields import (
 )
 from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.identity import CommitFacts, resolve
+from reconciler.journal import IgnoredTrailer
+from reconciler.journal import Landing as LandingRow
 from reconciler.judge import (
     LandedCommit,
     Landing,
     LandingJudgement,
-    LandingVerdict,
-    Refusal,
-    RefusalGroup,
     State,
     apply_changes,
-    group_refusals,
     judge_landing,
     plan_version,
 )
@@ -77,22 +75,7 @@ from reconciler.revocation import Revocations, screened
 from reconciler.signatures import UNVERIFIED, check_commit_signature
 from reconciler.signatures import SignatureCheck as SignatureResult
 from reconciler.statestore import Position, StateStore, Transaction
-from reconciler.trailer_rules import IgnoredTrailer
-
-__all__ = [
-    "DEFAULT_CAP",
-    "Authoriser",
-    "LandingVerdict",
-    "Progress",
-    "Refusal",
-    "RefusalGroup",
-    "VerifyResult",
-    "claim_key",
-    "default_anchor",
-    "group_refusals",
-    "policy_from",
-    "re_anchor_allowed",
-]
+from reconciler.verdicts import LandingVerdict, Refusal
 
 DEFAULT_CAP: Final = 1000
 Progress = Callable[[int, int], None]
@@ -104,7 +87,7 @@ class VerifyResult:
     tip: str
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
     differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
-    ignored: tuple[Mapping[str, Any], ...] = ()  # trailers this pass found counting for nothing
+    ignored: tuple[IgnoredTrailer, ...] = ()  # trailers this pass found counting for nothing
 
     @property
     def authorised(self) -> bool:
@@ -215,7 +198,7 @@ class CommitCache:
         return self.repo.is_ancestor(ancestor, commit)
 
     def records_of(self, run: str) -> list[Record]:
-        return [Record.from_json(item) for item in self.store.records_of([run])]
+        return self.store.records_of([run])
 
     def policy_problem(
         self, effective: Mapping[str, FieldMap], teams_blob: str | None
@@ -447,12 +430,7 @@ class Authoriser:
         judge a single landing more.
         """
         self.effective = self.store.effective()
-        self.dirty = {
-            path: {
-                key: Refusal.from_json(blame) if blame else None for key, blame in detail.items()
-            }
-            for path, detail in self.store.dirty().items()
-        }
+        self.dirty = self.store.dirty()
         self._policy = None
 
     def effective_file(self, path: str) -> bytes | None:
@@ -554,7 +532,7 @@ class Authoriser:
             for path in self.effective
             if place(path).kind == "plan" and path in blobs
         }
-        carried = {(path, blob) for path, blob, _, _ in self.store.plan_versions(only=plans)}
+        carried = {(item.path, item.blob) for item in self.store.plan_versions(only=plans)}
         policy = self.policy()
         for path, blob in sorted(plans - carried):
             version = plan_version(
@@ -568,7 +546,7 @@ class Authoriser:
                 committed_at=self.commits.committed_at(anchor),
                 may_trigger=False,
             )
-            self.store.add_plan_version(path, blob, anchor, version.as_json())
+            self.store.add_plan_version(version)
 
     def _claim_history(self, anchor: str) -> None:
         """The anchor and everything before it carried their signed payloads first: a
@@ -584,7 +562,7 @@ class Authoriser:
         """A state kept before payloads were counted: count those of the anchor and of
         every commit its walks landed, in their order, so no copy of one counts later."""
         self._claim_history(anchor)
-        landings = [list(item["landed"]) for item in self.store.landings()]
+        landings = [list(item.verdict.landed) for item in self.store.landings()]
         commits = [commit for landed in landings for commit in landed]
         digests = self.commits.claim_keys(commits)
         carriers: dict[str, str] = {}
@@ -598,7 +576,7 @@ class Authoriser:
 
     def _walk(
         self, tip: str, position: Position, *, older: bool
-    ) -> tuple[tuple[LandingVerdict, ...], tuple[Mapping[str, Any], ...]]:
+    ) -> tuple[tuple[LandingVerdict, ...], tuple[IgnoredTrailer, ...]]:
         """The verdicts of the landings from the last verified commit to `tip`, and the
         trailers they hold that count for nothing."""
         last = position.last_verified
@@ -620,7 +598,7 @@ class Authoriser:
             )
         self._touched.clear()
         verdicts: list[LandingVerdict] = []
-        ignored: list[Mapping[str, Any]] = []
+        ignored: list[IgnoredTrailer] = []
         targets = {tip} if off_chain else set(chain)
         seq = self.store.next_seq()
         for landings in self._landings(tip, last, targets, off_chain=off_chain):
@@ -628,7 +606,7 @@ class Authoriser:
                 judgement = self._judge(Landing(seq, commit, first_parent, landed))
                 seq += 1
                 verdicts.append(judgement.verdict)
-                ignored.extend(item.as_json() for item in judgement.ignored)
+                ignored.extend(judgement.ignored)
                 if self.progress is not None:
                     self.progress(len(verdicts), len(targets))
         self.store.set_position(Position(position.anchor, tip, self.store.branch))
@@ -673,22 +651,14 @@ class Authoriser:
         state = State(self.effective, self.dirty, self.anchor)
         judgement = judge_landing(policy, state, landing, self.commits, cap=self.cap)
         self._apply(judgement)
-        verdict = judgement.verdict
-        events = [(item.commit, _kind(item), item.as_json()) for item in judgement.found]
-        events += [(edit.commit, "edit", edit.as_json()) for edit in judgement.edits]
         self.store.add_judgement(
-            landing.seq,
-            landing.commit,
+            LandingRow(landing.seq, judgement.verdict, judgement.committed_at),
             seen=landed,
             when=self.now,
             carriers=carriers,
-            events=events,
-            plan_versions=[
-                (version.path, version.blob, version.commit, version.as_json())
-                for version in judgement.versions
-            ],
+            events=(*judgement.found, *judgement.edits),
+            versions=judgement.versions,
             editors=judgement.editors,
-            landing={**verdict.as_json(), "committed_at": judgement.committed_at.isoformat()},
         )
         return judgement
 
@@ -702,12 +672,7 @@ class Authoriser:
                 self._policy = None
 
     def _save_dirty(self) -> None:
-        self.store.set_dirty(
-            {
-                path: {key: blame.as_json() if blame else None for key, blame in detail.items()}
-                for path, detail in self.dirty.items()
-            }
-        )
+        self.store.set_dirty(self.dirty)
 
 
 def _landed(entry: HistoryEntry) -> LandedCommit:
@@ -724,13 +689,6 @@ def _landed(entry: HistoryEntry) -> LandedCommit:
         },
         entry.malformed,
     )
-
-
-def _kind(found: Signoff | Record | IgnoredTrailer) -> str:
-    """The kind of event the journal keeps a trailer's finding as."""
-    if isinstance(found, Signoff):
-        return found.kind
-    return "record" if isinstance(found, Record) else "ignored"
 
 
 def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:

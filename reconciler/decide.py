@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from reconciler import gates
-from reconciler.authorise import Authoriser, Refusal, group_refusals
+from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
 from reconciler.errors import ConfigError
 from reconciler.events import FINISHED, PlanRef, Record, Signoff
@@ -36,6 +36,7 @@ from reconciler.loader import load
 from reconciler.model import Environment, Plan, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
 from reconciler.rules import not_a_trigger
+from reconciler.verdicts import Refusal, group_refusals
 
 Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
 RunResult = Literal["started", "succeeded", "failed", "interrupted"]
@@ -741,28 +742,25 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     current = {PlanRef(item.path, item.blob) for item in plans}
     landings: dict[PlanRef, Landed] = {}
     wanted = {(ref.path, ref.blob) for ref in current}
-    for path, blob, landing, detail in store.plan_versions(only=wanted):
-        landings[PlanRef(path, blob)] = Landed(
-            seq=detail["seq"],
-            commit=landing,
-            actor=detail["actor"],
-            how=detail["how"],
-            triggered=detail["triggered"],
-            reasons=tuple(detail["reasons"]),
-            style=detail.get("style", ""),
-            squashed_by=detail.get("squashed_by"),
+    for version in store.plan_versions(only=wanted):
+        landings[version.ref] = Landed(
+            seq=version.seq,
+            commit=version.landing,
+            actor=version.actor,
+            how=version.how,
+            triggered=version.triggered,
+            reasons=version.reasons,
+            style=version.style,
+            squashed_by=version.squashed_by,
         )
     # The runs of these plans (every version: run ids are numbered per plan), the
     # runs still open (whatever their plan: they hold their environment), and the
     # refusals of these versions; read by index, so a pass costs what is on main,
     # not what the history holds.
-    records = [
-        Record.from_json(item)
-        for item in store.run_records({ref.path for ref in current}, map(str, current))
-    ]
+    records = store.run_records({ref.path for ref in current}, map(str, current))
     runs = runs_from(records)
     current_runs = {run.id for run in runs if run.plan in current}
-    signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
+    signoffs = tuple(store.signoff_events(map(str, current), current_runs))
     commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
     authoriser.prefetch(sorted(commits))
     # Versions a sign-off of their own predates: back on main since (a revert, an un-cancel).

@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 from reconciler.events import Record, Signoff
 from reconciler.fields import (
-    CONTENT,
     INVALID,
     ORDER,
     TEXT,
@@ -51,186 +50,13 @@ from reconciler.fields import (
     value,
 )
 from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
+from reconciler.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.model import Policy
 from reconciler.permissions import PLAN_DEPLOY, Verdict, may_on_environment
 from reconciler.rules import judge_change, landing_style, triggers
-from reconciler.trailer_rules import Carrier, Found, IgnoredTrailer, read_commit
-
-Blame = Mapping[str, "Refusal | None"]  # field -> who put the unvouched value there
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """One change that was not allowed, with everything needed to understand why."""
-
-    commit: str
-    path: str
-    field: str
-    actor: str
-    how: str
-    needed: str
-    reasons: tuple[str, ...]
-
-    def what(self) -> str:
-        if self.field in ("", CONTENT):
-            return self.path
-        return f"{self.path} ({describe_field(self.field)})"
-
-    def message(self) -> str:
-        return group_refusals([self])[0].text()
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "path": self.path,
-            "field": self.field,
-            "actor": self.actor,
-            "how": self.how,
-            "needed": self.needed,
-            "reasons": list(self.reasons),
-            "message": self.message(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Refusal:
-        return cls(
-            data["commit"],
-            data["path"],
-            data["field"],
-            data["actor"],
-            data["how"],
-            data["needed"],
-            tuple(data["reasons"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RefusalGroup:
-    """The refused changes one commit's actor made to one file, said once.
-
-    How `verify`, `plan` and `history` word refusals: a file's fields that one
-    commit changed without permission share one line, which names each permission
-    needed and each reason once (a plan's entry, source and target are refused for
-    the same reasons, and were told three times). Content that is invalid is said to
-    be invalid, with why: no permission would make it valid.
-    """
-
-    path: str
-    commit: str
-    actor: str
-    how: str
-    invalid: bool
-    fields: tuple[str, ...]  # as `describe_field` words them; empty for a whole file
-    needed: tuple[str, ...]
-    reasons: tuple[str, ...]
-
-    def text(self, *, path: bool = True, who: bool = True) -> str:
-        """The line; without `path` (the plan is named already) or `who` (so are the actor
-        and the commit, in `history`'s columns)."""
-        by = f" by {self.actor} in {self.commit[:12]}" if who else ""
-        why = "; ".join(self.reasons)
-        if self.invalid:
-            subject = f"{self.path} is invalid" if path else "invalid"
-            return f"{subject}{f' (committed{by})' if who else ''}: {why}"
-        fields = ", ".join(self.fields)
-        if path:
-            subject = f"{self.path} ({fields})" if fields else self.path
-        else:
-            subject = fields or describe_field(CONTENT)
-        needs = f"changed{by}, which needs" if who else "needs"
-        return f"{subject}: {needs} {_needs(self.needed)}: {why}"
-
-
-def _needs(needed: tuple[str, ...]) -> str:
-    """'plan.edit on qa for customer-portal and every application in the plan': what
-    several refused fields needed, the permission and environment they share said once."""
-    words = [text.split(" ") for text in needed]
-    shared = 0
-    while (
-        all(len(split) > shared + 1 for split in words)
-        and len({split[shared] for split in words}) == 1
-    ):
-        shared += 1
-    if len(needed) > 1 and shared and words[0][shared - 1] == "for":
-        rest = [" ".join(split[shared:]) for split in words]
-        return f"{' '.join(words[0][:shared])} {' and '.join(rest)}"
-    return " and ".join(needed)
-
-
-def group_refusals(refusals: Iterable[Refusal]) -> list[RefusalGroup]:
-    """`refusals` by file, commit and actor, in the order they come."""
-    groups: dict[tuple[str, str, str, str, bool], list[Refusal]] = {}
-    for refusal in refusals:
-        invalid = refusal.field == INVALID
-        key = (refusal.path, refusal.commit, refusal.actor, refusal.how, invalid)
-        groups.setdefault(key, []).append(refusal)
-    return [
-        RefusalGroup(
-            path,
-            commit,
-            actor,
-            how,
-            invalid,
-            tuple(
-                dict.fromkeys(
-                    describe_field(refusal.field)
-                    for refusal in members
-                    if refusal.field not in ("", CONTENT, INVALID)
-                )
-            ),
-            tuple(dict.fromkeys(refusal.needed for refusal in members)),
-            tuple(dict.fromkeys(reason for refusal in members for reason in refusal.reasons)),
-        )
-        for (path, commit, actor, how, invalid), members in groups.items()
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class LandingVerdict:
-    """The judgement of one first-parent commit on main and everything it landed."""
-
-    commit: str
-    first_parent: str | None
-    landed: tuple[str, ...]
-    actor: str
-    refusals: tuple[Refusal, ...]
-    changed: tuple[str, ...]  # paths whose effective content changed
-    superseded: tuple[Refusal, ...] = ()  # refused edits that later commits undid
-    # Landed commits that hold no identity (malformed, copies): (commit, why).
-    unattributed: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def authorised(self) -> bool:
-        return not self.refusals and not self.unattributed
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "first_parent": self.first_parent,
-            "landed": list(self.landed),
-            "actor": self.actor,
-            "authorised": self.authorised,
-            "refusals": [refusal.as_json() for refusal in self.refusals],
-            "changed": list(self.changed),
-            "superseded": [refusal.as_json() for refusal in self.superseded],
-            "unattributed": [
-                {"commit": commit, "reason": reason} for commit, reason in self.unattributed
-            ],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LandingVerdict:
-        return cls(
-            data["commit"],
-            data["first_parent"],
-            tuple(data["landed"]),
-            data["actor"],
-            tuple(Refusal.from_json(item) for item in data["refusals"]),
-            tuple(data["changed"]),
-            tuple(Refusal.from_json(item) for item in data.get("superseded", ())),
-            tuple((item["commit"], item["reason"]) for item in data.get("unattributed", ())),
-        )
+from reconciler.trailer_rules import Carrier, Found, read_commit
+from reconciler.verdicts import LandingVerdict, Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,79 +124,6 @@ class Content(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class PlanEdit:
-    """Who edited a plan in one landed commit, and what, for approvals and `history`."""
-
-    commit: str
-    seq: int
-    path: str
-    change: str  # created, edited or deleted
-    fields: tuple[str, ...]  # as `describe_field` words them
-    state: tuple[Any, Any]  # the plan's state before and after
-    environment: str | None
-    actor: str | None
-    claimed: str
-    how: str
-    refused: tuple[str, ...]
-    merge: bool
-    committed_at: datetime
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": "edit",
-            "commit": self.commit,
-            "seq": self.seq,
-            "path": self.path,
-            "change": self.change,
-            "fields": list(self.fields),
-            "state": list(self.state),
-            "environment": self.environment,
-            "actor": self.actor,
-            "claimed": self.claimed,
-            "how": self.how,
-            "refused": list(self.refused),
-            "merge": self.merge,
-            "committed_at": self.committed_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class PlanVersion:
-    """A plan version a landing made effective, and whether landing it triggered it."""
-
-    path: str
-    blob: str
-    commit: str
-    seq: int
-    committed_at: datetime
-    actor: str | None
-    how: str
-    verified: bool
-    triggered: bool
-    # How it landed: a squash or a branch that merged main in is no trigger.
-    style: str
-    squashed_by: str | None
-    # Only a ready, valid version runs, so only its landing is a trigger (history);
-    # None: invalid.
-    state: Any
-    reasons: tuple[str, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "committed_at": self.committed_at.isoformat(),
-            "actor": self.actor,
-            "how": self.how,
-            "verified": self.verified,
-            "triggered": self.triggered,
-            "style": self.style,
-            "squashed_by": self.squashed_by,
-            "state": self.state,
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class LandingJudgement:
     """Everything the judge found in one landing, to apply and persist at once."""
 
@@ -384,7 +137,7 @@ class LandingJudgement:
     dirty: tuple[tuple[str, Blame | None], ...]
     found: tuple[Found, ...]  # sign-offs, records and ignored trailers, in the order found
     edits: tuple[PlanEdit, ...]
-    versions: tuple[PlanVersion, ...]
+    versions: tuple[VersionLanded, ...]
     editors: Mapping[str, frozenset[str]]  # plan path -> who edited it with permission
 
     @property
@@ -420,7 +173,7 @@ def plan_version(
     committed_at: datetime,
     may_trigger: bool,
     onto_main: bool = True,
-) -> PlanVersion:
+) -> VersionLanded:
     """That `commit` landed `path`@`blob` (effective now, holding `fields`), and whether its
     actor triggered it by landing it (`may_trigger`: a landing may, a trust anchor never;
     `onto_main`: its first parent was main's previous commit)."""
@@ -441,10 +194,10 @@ def plan_version(
         reasons = (actor.how,)
     else:
         reasons = ("it came with the trust anchor, which triggers nothing",)
-    return PlanVersion(
+    return VersionLanded(
         path=path,
         blob=blob,
-        commit=commit,
+        landing=commit,
         seq=seq,
         committed_at=committed_at,
         actor=actor.id,
@@ -478,7 +231,7 @@ class _Judging:
     void: dict[str, str] = field(default_factory=dict)
     found: list[Found] = field(default_factory=list)
     edits: list[PlanEdit] = field(default_factory=list)
-    versions: list[PlanVersion] = field(default_factory=list)
+    versions: list[VersionLanded] = field(default_factory=list)
     # The changes of the effective state and of where content parts from it, in order,
     # and each path's last one (what this landing reads).
     effective_changes: list[tuple[str, FieldMap]] = field(default_factory=list)

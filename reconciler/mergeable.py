@@ -30,20 +30,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from reconciler.access import who_may_change
-from reconciler.authorise import Authoriser, LandingVerdict, Progress, Refusal
+from reconciler.authorise import Authoriser, Progress
 from reconciler.decide import Decision, decide, gather
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fields import FieldMap, field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.identity import NO_IDENTITY, resolve
+from reconciler.journal import IgnoredTrailer
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
 from reconciler.rules import not_a_trigger
 from reconciler.session import Session
+from reconciler.verdicts import LandingVerdict, Refusal
 
 # The merge judged here is made by nobody: unsigned, with an email no user can have.
 MERGER: Final = "reconciler verify-mergeable <>"
@@ -126,7 +128,7 @@ class MergeCheck:
     inherited: tuple[Refusal, ...]  # refused on the base already: not the pull request's
     changes: tuple[FileChange, ...]
     plans: tuple[PlanOutlook, ...]
-    ignored: tuple[Mapping[str, Any], ...]  # trailers in the pull request that count for nothing
+    ignored: tuple[IgnoredTrailer, ...]  # trailers in the pull request that count for nothing
 
     @property
     def authorised(self) -> bool:

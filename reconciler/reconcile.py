@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import revocation
-from reconciler.authorise import Authoriser, LandingVerdict, Progress
+from reconciler.authorise import Authoriser, Progress
 from reconciler.decide import (
     Decision,
     History,
@@ -65,6 +65,7 @@ from reconciler.errors import (
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, finished_steps, steps_for
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import OutboxEntry
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
 from reconciler.record import (
@@ -83,6 +84,7 @@ from reconciler.record import (
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
 from reconciler.statestore import ServiceLock, StateStore, Transaction
+from reconciler.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
 LEASE_MARGIN = timedelta(minutes=2)
@@ -362,7 +364,7 @@ class Reconciler:
         )
 
     def _publish(
-        self, commit: str, base: str, pending: dict[str, dict[str, Any]], walk: Transaction
+        self, commit: str, base: str, pending: dict[str, OutboxEntry], walk: Transaction
     ) -> bool:
         """Publish `commit` (built on `base`); settle the walk and the outbox either way."""
         with self._git_lock:
@@ -606,21 +608,22 @@ class Reconciler:
         publish: bool,
     ) -> None:
         assert decision.plan is not None
-        detail = {
-            "message": finish_message(decision, run_id, execution),
-            "environment": decision.plan.target,
-            "plan": decision.plan.name,
-            "log_path": log_path(decision.plan.target, decision.plan.name, run_id),
-            "log": log_bytes(decision, run_id, execution).decode(),
-            "deployed": [[step.application, step.version] for step in execution.deployed],
-            "when": self.clock().isoformat(),
-        }
+        detail = OutboxEntry(
+            run=run_id,
+            message=finish_message(decision, run_id, execution),
+            environment=decision.plan.target,
+            plan=decision.plan.name,
+            log_path=log_path(decision.plan.target, decision.plan.name, run_id),
+            log=log_bytes(decision, run_id, execution).decode(),
+            deployed=tuple((step.application, step.version) for step in execution.deployed),
+            when=self.clock(),
+        )
         with self._git_lock:
-            self.store.put_outbox(run_id, detail)
+            self.store.put_outbox(detail)
             if publish:
                 self._publish_finish(writer, run_id, detail)
 
-    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> bool:
+    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
         """Build the finish record on the current tip and publish it, rebuilding on lost races;
         False when the branch holds it already."""
         for attempt in range(PUBLISH_ATTEMPTS):
@@ -629,7 +632,7 @@ class Reconciler:
             self._walk_to(tip)
             if not self._unpublished({run_id: detail}):
                 return False  # a publish the process died after (or that was reported failed)
-            commit = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
+            commit = writer.commit(tip, detail.message, self._finish_files(tip, run_id, detail))
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
                 return True
@@ -640,8 +643,8 @@ class Reconciler:
         )
 
     def _finish_chain(
-        self, base: str, pending: dict[str, dict[str, Any]]
-    ) -> tuple[str, dict[str, dict[str, Any]]]:
+        self, base: str, pending: dict[str, OutboxEntry]
+    ) -> tuple[str, dict[str, OutboxEntry]]:
         """The outbox's finish records `base` does not hold yet as commits on it, unpublished;
         the last one, and those records."""
         with self._git_lock:
@@ -654,11 +657,11 @@ class Reconciler:
             ours: set[str] = set()  # environments whose file a record of this chain wrote
             for run_id, detail in pending.items():
                 files = self._finish_files(tip, run_id, detail, ours=ours)
-                tip = writer.commit(tip, detail["message"], files)
-                ours.add(detail["environment"])
+                tip = writer.commit(tip, detail.message, files)
+                ours.add(detail.environment)
         return tip, pending
 
-    def _unpublished(self, pending: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _unpublished(self, pending: dict[str, OutboxEntry]) -> dict[str, OutboxEntry]:
         """The finish records of `pending` not on the branch as walked; the others leave the
         outbox.
 
@@ -669,12 +672,11 @@ class Reconciler:
         this one still says what the run deployed.
         """
         published = {
-            record["run"]
+            record.run
             for record in self.store.records_of(pending, uncounted=True)
-            if record["result"] != "started"
-            and _same_message(
-                self.repo.commit(record["commit"]).message, pending[record["run"]]["message"]
-            )
+            if record.run is not None
+            and record.result != "started"
+            and _same_message(self.repo.commit(record.commit).message, pending[record.run].message)
         }
         for run_id in published:
             self.store.clear_outbox(run_id)
@@ -718,7 +720,7 @@ class Reconciler:
         return moved.last_verified
 
     def _finish_files(
-        self, tip: str, run_id: str, detail: dict[str, Any], *, ours: Collection[str] = ()
+        self, tip: str, run_id: str, detail: OutboxEntry, *, ours: Collection[str] = ()
     ) -> dict[str, bytes]:
         """The run's log and `deployments/<env>.yaml` as they become on top of `tip`.
 
@@ -733,24 +735,24 @@ class Reconciler:
         next run there), and this record comes late. Only the finish record that
         counts moves `deployments/` (`rules`); this one records the log.
         """
-        environment = detail["environment"]
+        environment = detail.environment
         path = deployments_file(environment)
         if environment in ours:
             blob = self.repo.blob_at(tip, path)
             raw = None if blob is None else self.repo.read_blob(blob)
         else:
             raw = self._walker.effective_file(path)
-        files = {detail["log_path"]: detail["log"].encode()}
-        ended = any(record["result"] != "started" for record in self.store.records_of([run_id]))
+        files = {detail.log_path: detail.log.encode()}
+        ended = any(record.result != "started" for record in self.store.records_of([run_id]))
         if ended:
             return files if raw is None else {**files, path: raw}
         files[path] = deployments_bytes(
             environment,
             _deployments_in(raw, path),
-            [(app, version) for app, version in detail["deployed"]],
-            detail["plan"],
+            list(detail.deployed),
+            detail.plan,
             run_id,
-            datetime.fromisoformat(detail["when"]),
+            detail.when,
         )
         return files
 

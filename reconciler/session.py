@@ -14,13 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from reconciler import revocation
+from reconciler import journal, revocation
 from reconciler.authorise import (
     DEFAULT_CAP,
     Authoriser,
-    LandingVerdict,
     Progress,
     VerifyResult,
     default_anchor,
@@ -29,8 +28,10 @@ from reconciler.authorise import (
 )
 from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import IgnoredTrailer
 from reconciler.model import Policy
 from reconciler.statestore import StateStore
+from reconciler.verdicts import LandingVerdict
 
 if TYPE_CHECKING:
     from reconciler.decide import Decision
@@ -154,14 +155,13 @@ class Session:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
         # Imported here, as in `decisions`: `verify` and `access` never need them.
         from reconciler.decide import deployed_versions, runs_from  # noqa: PLC0415
-        from reconciler.events import Record  # noqa: PLC0415
         from reconciler.status import pipeline  # noqa: PLC0415
 
         decisions = self.decisions()
         assert self.walked is not None
         # The runs still open, whatever their plan: one of a version edited or deleted since
         # it started is running all the same.
-        records = [Record.from_json(item) for item in self.store.run_records([], [])]
+        records = self.store.run_records([], [])
         return pipeline(
             self.walked.policy(),
             deployed_versions(self.walked.effective, self.repo.read_blob),
@@ -197,7 +197,7 @@ class Session:
     ) -> list[LandingVerdict]:
         """Verdicts of the landings after `start` (default: the trust anchor) up to `tip`."""
         texts = self.landing_texts(start, tip, judged, refused_only=refused_only)
-        return [LandingVerdict.from_json(json.loads(text)) for text in texts]
+        return [journal.decode(LandingVerdict, text, self.store.version) for text in texts]
 
     def landing_texts(
         self,
@@ -229,22 +229,20 @@ class Session:
 
     def ignored_between(
         self, start: str | None, tip: str, result: VerifyResult
-    ) -> list[dict[str, Any]]:
+    ) -> list[IgnoredTrailer]:
         """The trailers that count for nothing in the landings after `start` up to `tip`,
         and why: the same landings `landing_texts` reports."""
-        events = self.store.events(["ignored"])
+        events = self.store.events(IgnoredTrailer)
         if not self.persisted:  # a walk off the branch: its events are only in `result`
-            events += [dict(event) for event in result.ignored]
+            events += result.ignored
         after = self._seq_after(start)
         if after is None:
             verdicts = self._landings_on_chain(start, tip, result.judged)
             landed = {commit for verdict in verdicts for commit in verdict.landed}
-            return [event for event in events if event["commit"] in landed]
+            return [event for event in events if event.commit in landed]
         upto = self.store.landing_seq(tip)
         return [
-            event
-            for event in events
-            if event["seq"] > after and (upto is None or event["seq"] <= upto)
+            event for event in events if event.seq > after and (upto is None or event.seq <= upto)
         ]
 
     def _seq_after(self, start: str | None) -> int | None:
@@ -260,7 +258,7 @@ class Session:
         self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]
     ) -> list[LandingVerdict]:
         """For a `start` that is no landing: select by main's first-parent chain."""
-        found = {item["commit"]: LandingVerdict.from_json(item) for item in self.store.landings()}
+        found = {item.verdict.commit: item.verdict for item in self.store.landings()}
         found.update({verdict.commit: verdict for verdict in judged})
         chain = self.repo.first_parent_chain(tip, start)
         return [found[commit] for commit in chain if commit in found]

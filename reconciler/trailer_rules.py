@@ -15,8 +15,8 @@ they run without Git: tests/test_judge.py answers from values.
   service account's key of the judging policy, in a single-parent commit that
   descends from the trust anchor, and once (`events.record_refusal`).
 
-Every trailer that does not count is kept with why (`IgnoredTrailer`), for `plan`
-and `history`. How trailers are read (`events.read_trailers`) is held against git.
+Every trailer that does not count is kept with why (`journal.IgnoredTrailer`), for
+`plan` and `history`. How trailers are read (`events.read_trailers`) is held against git.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from reconciler.events import (
     APPROVE,
@@ -44,6 +44,7 @@ from reconciler.events import (
     record_refusal,
 )
 from reconciler.identity import CommitFacts, resolve
+from reconciler.journal import IgnoredTrailer
 from reconciler.model import Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY
 from reconciler.rules import judge_signoff
@@ -55,36 +56,6 @@ _SIGNOFFS: Final[tuple[tuple[str, Literal["approve", "deploy"], str], ...]] = (
     (APPROVE, "approve", PLAN_APPROVE),
     (DEPLOY, "deploy", PLAN_DEPLOY),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class IgnoredTrailer:
-    """Trailers of one commit that count for nothing, with why (and the record, when
-    they make one that does not count: `history` shows it as one)."""
-
-    commit: str
-    seq: int
-    committed_at: datetime
-    trailers: Mapping[str, tuple[str, ...]]
-    reason: str
-    # Who wrote them (by signature, else by email): an ignored trailer grants nothing,
-    # but `history --user` still shows whose it was, as git log does.
-    actor: str | None
-    record: Record | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {
-            "kind": "ignored",
-            "commit": self.commit,
-            "seq": self.seq,
-            "committed_at": self.committed_at.isoformat(),
-            "trailers": {key: list(values) for key, values in self.trailers.items()},
-            "reason": self.reason,
-            "actor": self.actor,
-        }
-        if self.record is not None:
-            detail["record"] = self.record.as_json()
-        return detail
 
 
 Found = Signoff | Record | IgnoredTrailer
@@ -237,7 +208,13 @@ def _ignored(
 ) -> IgnoredTrailer:
     actor = resolve(carrier.facts, policy, signature_required=False).id
     return IgnoredTrailer(
-        carrier.commit, carrier.seq, carrier.committed_at, trailers, reason, actor, record
+        commit=carrier.commit,
+        seq=carrier.seq,
+        committed_at=carrier.committed_at,
+        trailers=tuple((key, tuple(values)) for key, values in trailers.items()),
+        reason=reason,
+        actor=actor,
+        record=record,
     )
 
 

@@ -29,6 +29,7 @@ from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
 from reconciler.events import NUL_MESSAGE
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import IgnoredTrailer, Signoff
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
 from tests.configrepo import reconciler as run_cli
@@ -515,7 +516,7 @@ def test_an_unsigned_reformat_of_a_production_plan_is_not_a_landed_version(
     text = repo.git("show", f"HEAD:{PROD_PLAN}")
     repo.commit(people.mallory, {PROD_PLAN: text + "# reviewed\n"}, signed=False)
     result = repo.verify()
-    landed = {item["blob"] for item in repo.plan_versions(PROD_PLAN)}
+    landed = {item.blob for item in repo.plan_versions(PROD_PLAN)}
     assert not result.judged[-1].authorised or repo.blob(PROD_PLAN) not in landed
 
 
@@ -1064,7 +1065,7 @@ def test_records_from_a_history_unrelated_to_the_trust_anchor_do_not_end_a_run_h
     repo.land_commit_tree(people.alice, tree, repo.head(), elsewhere, message="Merge", signed=True)
     decision = repo.decide()[DEV_PLAN]
     assert (decision.status, decision.run) == ("executable", None)
-    reasons = [event["reason"] for event in repo.store().events(["ignored"])]
+    reasons = [event.reason for event in repo.store().events(IgnoredTrailer)]
     assert reasons == ["the commit does not descend from the trust anchor"] * 2
 
 
@@ -1167,9 +1168,9 @@ def void_records(repo: SeedRepo) -> list[tuple[str, str]]:
     store = repo.store()
     try:
         return [
-            (event["commit"], event["reason"])
-            for event in store.events(["ignored"])
-            if "record" in event
+            (event.commit, event.reason)
+            for event in store.events(IgnoredTrailer)
+            if event.record is not None
         ]
     finally:
         store.close()
@@ -1621,19 +1622,21 @@ def test_a_replayed_approval_does_not_count_a_second_time(tmp_path: Path, people
     repo.trigger(people.olga, QA_PLAN)
     decision = repo.decide()[QA_PLAN]
     assert decision.approvers == ("ravi",)
-    approvals = {event["commit"]: event for event in repo.store().events(["approve"])}
-    assert (approvals[approval]["actor"], approvals[approval]["held"]) == ("ravi", True)
-    assert (approvals[forged]["actor"], approvals[forged]["held"]) == (None, False)
+    approvals = {
+        event.commit: event for event in repo.store().events(Signoff) if event.kind == "approve"
+    }
+    assert (approvals[approval].actor, approvals[approval].held) == ("ravi", True)
+    assert (approvals[forged].actor, approvals[forged].held) == (None, False)
     refused = [verdict for verdict in repo.verify().judged if not verdict.authorised]
     assert refused == []  # already judged: the verdict is kept
     store = repo.store()
     try:
-        landings = {row["commit"]: row for row in store.landings()}
+        landings = {row.verdict.commit: row.verdict for row in store.landings()}
     finally:
         store.close()
     merge = landings[repo.head("main~1")]
-    assert [item["commit"] for item in merge["unattributed"]] == [forged]
-    assert not merge["authorised"]
+    assert [commit for commit, _ in merge.unattributed] == [forged]
+    assert not merge.authorised
 
 
 def test_a_state_kept_before_payloads_were_counted_counts_them_before_its_next_walk(

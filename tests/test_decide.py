@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.decide import Decision
+from reconciler.journal import IgnoredTrailer
 from reconciler.resources import schemas_dir
 from reconciler.session import open_session
 from reconciler.sshkeys import parse_public_key
@@ -226,9 +227,9 @@ def test_a_trailer_with_a_short_blob_id_is_ignored(tmp_path: Path, people: Peopl
     repo.signoff(people.olga, "Deploy-Plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)[:12]}")
     decision = repo.decide()[QA_PLAN]
     assert decision.triggered_by is None
-    ignored = repo.store().events(["ignored"])
-    assert ignored[-1]["reason"].startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
-    assert ignored[-1]["reason"].endswith("is not plans/<file>.yaml@<full blob id>")
+    ignored = repo.store().events(IgnoredTrailer)
+    assert ignored[-1].reason.startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
+    assert ignored[-1].reason.endswith("is not plans/<file>.yaml@<full blob id>")
 
 
 def test_a_trigger_whose_key_is_spelt_in_other_cases_does_not_count_and_says_why(
@@ -241,7 +242,7 @@ def test_a_trigger_whose_key_is_spelt_in_other_cases_does_not_count_and_says_why
     repo.signoff(people.olga, "deploy-plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)}")
     decision = repo.decide()[QA_PLAN]
     assert decision.triggered_by is None
-    assert repo.store().events(["ignored"])[-1]["reason"] == (
+    assert repo.store().events(IgnoredTrailer)[-1].reason == (
         "'deploy-plan' is not a key the reconciler reads: trailer keys are exact, "
         "write 'Deploy-Plan'"
     )
@@ -262,7 +263,7 @@ def test_a_trailer_in_a_commit_that_also_changes_files_is_ignored(
     )
     repo.trigger(people.olga, QA_PLAN)
     assert repo.decide()[QA_PLAN].approvers == ()
-    assert repo.store().events(["ignored"])[-1]["reason"] == (
+    assert repo.store().events(IgnoredTrailer)[-1].reason == (
         "the commit also changes files; approvals and triggers are empty commits"
     )
 
@@ -283,7 +284,7 @@ def test_record_trailers_without_the_service_accounts_signature_are_ignored(
     repo.approve(people.ravi, QA_PLAN)
     repo.trigger(people.olga, QA_PLAN)
     assert repo.decide()[QA_PLAN].status == "executable"
-    reason = repo.store().events(["ignored"])[-1]["reason"]
+    reason = repo.store().events(IgnoredTrailer)[-1].reason
     assert reason.startswith("a record counts only when signed by the reconciler service account")
 
 
@@ -564,7 +565,7 @@ def test_trailers_in_merges_by_holders_of_the_permission_neither_trigger_nor_app
     repo.merge(people.ravi, "another", f"Merge another\n\nApprove-Plan: {ref}")
     decision = repo.decide()[QA_PLAN]
     assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
-    reasons = [event["reason"] for event in repo.store().events(["ignored"])]
+    reasons = [event.reason for event in repo.store().events(IgnoredTrailer)]
     assert (
         reasons[-2:]
         == ["a merge commit's message never counts (hosts copy pull-request text there)"] * 2
@@ -588,7 +589,7 @@ def test_a_trigger_from_a_history_unrelated_to_the_trust_anchor_does_not_count(
     repo.land_commit_tree(people.alice, tree, repo.head(), foreign, message="Merge", signed=True)
     decision = repo.decide()[QA_PLAN]
     assert decision.triggered_by is None
-    assert [event["reason"] for event in repo.store().events(["ignored"])] == [
+    assert [event.reason for event in repo.store().events(IgnoredTrailer)] == [
         "the commit does not descend from the trust anchor"
     ]
 
@@ -611,8 +612,8 @@ def test_an_approval_made_before_the_content_existed_does_not_count_once_it_land
     repo.trigger(people.olga, QA_PLAN)
     decision = repo.decide()[QA_PLAN]
     assert (decision.status, decision.approvers) == ("waiting", ())
-    [ignored] = repo.store().events(["ignored"])
-    assert (ignored["commit"], ignored["reason"]) == (
+    [ignored] = repo.store().events(IgnoredTrailer)
+    assert (ignored.commit, ignored.reason) == (
         early,
         f"Approve-Plan: the commit's tree does not hold {QA_PLAN} at {blob[:12]}",
     )

@@ -185,7 +185,8 @@ def test_an_edit_by_an_author_who_may_not_make_it_is_refused_and_keeps_the_old_s
     assert judgement.effective == ()
     assert judgement.verdict.changed == ()
     (path, blame), *_ = judgement.dirty
-    assert path == PLAN and blame is not None
+    assert path == PLAN
+    assert blame is not None
     assert set(blame.values()) == {refusal}
     assert judgement.versions == ()
     assert judgement.edits[0].refused == ("the ecommerce entry",)
@@ -239,7 +240,7 @@ def test_an_approval_trailer_in_a_merge_commit_is_ignored_with_its_reason() -> N
     assert judgement.signoffs == ()
     (ignored,) = judgement.ignored
     assert (ignored.commit, ignored.reason) == (merge, MERGE_MESSAGE)
-    assert ignored.trailers == {"Approve-Plan": (f"{PLAN}@{OLD}",)}
+    assert ignored.trailers == (("Approve-Plan", (f"{PLAN}@{OLD}",)),)
     assert ignored.actor == "ravi"
     assert judgement.verdict.authorised  # the landing itself changes nothing
 
@@ -278,7 +279,8 @@ def test_a_record_signed_by_the_service_counts_once() -> None:
     (ignored,) = judgement.ignored
     assert ignored.commit == again
     assert ignored.reason == f"the run already started in {first[:12]}"
-    assert ignored.record is not None and ignored.record.commit == again
+    assert ignored.record is not None
+    assert ignored.record.commit == again
 
 
 def test_a_miscased_trailer_key_is_ignored_naming_the_key_to_write() -> None:

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.decide import runs_from
-from reconciler.events import PlanRef, Record, Signoff
+from reconciler.events import PlanRef
+from reconciler.journal import Landing, LandingVerdict, Record, Signoff, VersionLanded
 from reconciler.statestore import StateStore
 
 WHEN = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -55,16 +56,30 @@ def signoff(seq: int, kind: str, plan: PlanRef | None, run: str | None = None) -
     )
 
 
+def landed(plan: PlanRef, landing: str, seq: int) -> VersionLanded:
+    return VersionLanded(
+        path=plan.path,
+        blob=plan.blob,
+        landing=landing,
+        seq=seq,
+        committed_at=WHEN,
+        actor="olga",
+        how="signed",
+        verified=True,
+        triggered=True,
+        reasons=(),
+    )
+
+
 def stored(store: StateStore, *events: Record | Signoff) -> None:
     with store.transaction():
         for event in events:
-            kind = "record" if isinstance(event, Record) else event.kind
-            store.add_event(event.seq, event.commit, kind, event.as_json())
+            store.add_event(event)
 
 
 def runs_read(store: StateStore, *current: PlanRef) -> dict[str, str]:
     records = store.run_records({item.path for item in current}, map(str, current))
-    return {run.id: run.result for run in runs_from(map(Record.from_json, records))}
+    return {run.id: run.result for run in runs_from(records)}
 
 
 HISTORY = (
@@ -99,7 +114,7 @@ def test_a_pass_reads_the_refusals_that_name_a_version_on_main_and_no_other(
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
     records = store.run_records({"plans/qa.yaml"}, [str(ref("qa", 2))])
-    assert [item["commit"] for item in records if item["result"] == "refused"] == [f"{7:040x}"]
+    assert [item.commit for item in records if item.result == "refused"] == [f"{7:040x}"]
 
 
 def test_a_run_started_again_after_it_ended_is_open_as_the_records_fold(tmp_path: Path) -> None:
@@ -144,7 +159,7 @@ def test_re_anchoring_keeps_the_runs_whatever_landings_the_rewrite_dropped(
         "qa.2": "started",
     }
     # The refusals went with their landings; the runs' records come after the kept ones.
-    assert {(item["seq"], item["result"]) for item in store.events(["record"])} == {
+    assert {(item.seq, item.result) for item in store.events(Record)} == {
         (1, "started"),
         (1, "succeeded"),
         (1, "failed"),
@@ -158,7 +173,9 @@ def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
     stored(store, *HISTORY)
     with store.transaction():
         for item in HISTORY:
-            store.add_landing(item.seq, item.commit, {"commit": item.commit})
+            store.add_landing(
+                Landing(item.seq, LandingVerdict(item.commit, None, (), "", (), ()), WHEN)
+            )
     with store.transaction():
         store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
     # qa.1's finish record outlives its landing: the service knows the run ended.
@@ -167,8 +184,8 @@ def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
         "qa.1": "failed",
         "qa.2": "started",
     }
-    assert [item["seq"] for item in store.events(["record"])] == [1, 2, 3, 4, 5, 5]
-    assert [item["seq"] for item in store.landings()] == [1, 2, 3, 4]
+    assert [item.seq for item in store.events(Record)] == [1, 2, 3, 4, 5, 5]
+    assert [item.seq for item in store.landings()] == [1, 2, 3, 4]
     assert store.next_seq() == 5
 
 
@@ -186,7 +203,7 @@ def test_a_pass_reads_the_sign_offs_of_the_versions_on_main_and_the_retries_of_t
         signoff(6, "deploy", ref("other", 1)),
     )
     found = store.signoff_events([str(ref("qa", 2))], ["qa.2"])
-    assert [item["seq"] for item in found] == [2, 3, 4]
+    assert [item.seq for item in found] == [2, 3, 4]
 
 
 def test_a_pass_looks_up_the_landings_of_the_versions_on_main_in_landing_order(
@@ -196,11 +213,9 @@ def test_a_pass_looks_up_the_landings_of_the_versions_on_main_in_landing_order(
     with store.transaction():
         for landing, (name, version) in enumerate([("qa", 1), ("qa", 2), ("old", 1), ("qa", 1)]):
             version_ref = ref(name, version)
-            store.add_plan_version(
-                version_ref.path, version_ref.blob, f"{landing:040x}", {"n": landing}
-            )
+            store.add_plan_version(landed(version_ref, f"{landing:040x}", landing))
     wanted = {(ref("qa", 1).path, ref("qa", 1).blob), (ref("gone", 1).path, ref("gone", 1).blob)}
-    assert [detail["n"] for *_, detail in store.plan_versions(only=wanted)] == [0, 3]
+    assert [item.seq for item in store.plan_versions(only=wanted)] == [0, 3]
     assert len(store.plan_versions()) == 4
 
 
@@ -224,7 +239,7 @@ def test_the_records_of_runs_come_in_landing_order_once_each(tmp_path: Path) -> 
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
     found = store.records_of(["qa.1", "old.1", "qa.1"])
-    assert [(item["run"], item["result"]) for item in found] == [
+    assert [(item.run, item.result) for item in found] == [
         ("old.1", "started"),
         ("old.1", "succeeded"),
         ("qa.1", "started"),

@@ -16,7 +16,6 @@ import click
 
 from reconciler.cli.output import emit_json, escape_data, escape_property
 from reconciler.cli.plan_commands import STATUS_COLOURS, decision_json
-from reconciler.cli.verify_output import ignored_json
 from reconciler.mergeable import MergeCheck, PlanOutlook, fix, outlook
 from reconciler.printable import printable
 
@@ -75,7 +74,7 @@ def check_json(result: MergeCheck) -> dict[str, Any]:
             }
             for item in result.plans
         ],
-        "ignored": [ignored_json(event) for event in result.ignored],
+        "ignored": [event.as_json() for event in result.ignored],
     }
 
 
@@ -99,9 +98,9 @@ def _github(result: MergeCheck) -> None:
             f"{escape_data(printable(refusal.message()))}"
         )
     for event in result.ignored:
-        title = f"trailers that count for nothing in {event['commit'][:12]}"
+        title = f"trailers that count for nothing in {event.commit[:12]}"
         click.echo(
-            f"::warning title={escape_property(title)}::{escape_data(printable(event['reason']))}"
+            f"::warning title={escape_property(title)}::{escape_data(printable(event.reason))}"
         )
 
 
@@ -155,8 +154,8 @@ def _text(result: MergeCheck) -> None:
     if result.ignored:
         click.echo("trailers that count for nothing:")
         for event in result.ignored:
-            who = event.get("actor") or "an unknown actor"
-            click.echo(printable(f"  {event['commit'][:12]} by {who}: {event['reason']}"))
+            who = event.actor or "an unknown actor"
+            click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -244,10 +243,7 @@ def markdown(result: MergeCheck) -> str:
     if result.ignored:
         lines += ["", "#### Trailers that count for nothing", ""]
         lines += _capped(
-            (
-                f"- {_code(event['commit'][:12])}: {_md(event['reason'])}"
-                for event in result.ignored
-            ),
+            (f"- {_code(event.commit[:12])}: {_md(event.reason)}" for event in result.ignored),
             len(result.ignored),
         )
     return "\n".join(lines)
