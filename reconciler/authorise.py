@@ -232,9 +232,9 @@ class CommitCache:
     # -- signed payloads -----------------------------------------------------------
 
     def claim(self, landed: Sequence[str]) -> dict[str, str]:
-        """The payloads the `landed` commits carry first, with their first carriers; the
-        facts of those carrying a payload another commit carried first say they are copies
-        (`_copy_of`), and hold no identity.
+        """The payloads the `landed` commits carry first, with their first carriers; and
+        the facts of every landed commit, those carrying a payload another commit carried
+        first saying they are copies (`_copy_of`), which hold no identity.
 
         The first carrier counts whatever its landing's verdict: a payload counts
         once, and its first landing may have made some of its values effective.
@@ -263,7 +263,9 @@ class CommitCache:
         for commit, read in checks.items():
             digest = digests.get(commit)
             check = read if digest is None else _copy_of(commit, read, self._carriers[digest])
-            if check is not read and commit in self._facts:
+            # The judge asks for the facts of every landed commit (one holding no identity
+            # refuses its landing): made here, from the checks just read in one batch.
+            if check is not read or commit not in self._facts:
                 self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
         return first
 

@@ -373,7 +373,7 @@ class _Judging:
     # -- vouching --------------------------------------------------------------
 
     def _vouch(self, landed: LandedCommit, paths: list[str]) -> None:
-        commit = landed.id
+        """What `landed` vouches for at each of `paths`, and who put each unvouched value."""
         parents = landed.parents
         vouched: dict[str, FieldMap] = {}
         culprits: dict[str, Blame] = {}
@@ -381,61 +381,59 @@ class _Judging:
             if len(parents) == 1 and path not in landed.changes:
                 vouched[path] = self._vouched(parents[0], path)
                 culprits[path] = self._culprits(parents[0], path)
+            else:
+                vouched[path], culprits[path] = self._vouch_path(landed, path)
+        self.vouched[landed.id] = vouched
+        self.culprits[landed.id] = culprits
+
+    def _vouch_path(self, landed: LandedCommit, path: str) -> tuple[FieldMap, Blame]:
+        """The three rules of the module's docstring, for one path `landed` may change."""
+        commit, parents = landed.id, landed.parents
+        actual = self._actual(commit, path)
+        parent_vouched = [self._vouched(parent, path) for parent in parents] or [
+            self.state.effective.get(path, {})
+        ]
+        parent_actual = [self._actual(parent, path) for parent in parents] or [{}]
+        # A value equal to the first parent's vouched one is vouched as it is:
+        # only the others need a look.
+        own: dict[str, str] = dict(actual)
+        blame: dict[str, Refusal | None] = {}
+        own_edits: list[str] = []
+        for key in _text_last(changed_keys(parent_vouched[0], actual)):
+            current = actual.get(key)
+            if any(candidate.get(key) == current for candidate in parent_vouched) or (
+                key == ORDER and _order_kept(current, parent_vouched)
+            ):
+                _put(own, key, current)
                 continue
-            actual = self._actual(commit, path)
-            parent_vouched = [self._vouched(parent, path) for parent in parents] or [
-                self.state.effective.get(path, {})
-            ]
-            parent_actual = [self._actual(parent, path) for parent in parents] or [{}]
-            # A value equal to the first parent's vouched one is vouched as it is:
-            # only the others need a look.
-            own: dict[str, str] = dict(actual)
-            blame: dict[str, Refusal | None] = {}
-            own_edits: list[str] = []
-            for key in _text_last(changed_keys(parent_vouched[0], actual)):
-                current = actual.get(key)
-                if any(candidate.get(key) == current for candidate in parent_vouched) or (
-                    key == ORDER and _order_kept(current, parent_vouched)
-                ):
-                    _put(own, key, current)
-                    continue
-                same = next(
-                    (
-                        i
-                        for i, candidate in enumerate(parent_actual)
-                        if candidate.get(key) == current
-                    ),
-                    None,
-                )
-                if same is not None:
-                    _put(own, key, parent_vouched[same].get(key))
-                    inherited = self._culprits(parents[same], path) if parents else {}
-                    if inherited.get(key) is not None:
-                        blame[key] = inherited[key]
-                    continue
-                own_edits.append(key)
-                if key == TEXT and len(own_edits) > 1:
-                    # teams.yaml's text changes with every edit of it: it follows
-                    # the commit's other edits there, and a refusal is told once.
-                    refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
-                else:
-                    refusal = self._own_edit(
-                        landed, path, key, parent_vouched, parent_actual, actual
-                    )
-                if refusal is None:
-                    _put(own, key, current)
-                else:
-                    _put(own, key, parent_vouched[0].get(key))
-                    blame[key] = refusal
-            if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
-                if len(parents) == 1:
-                    self._note_edit(landed, path, parent_actual[0], actual, blame)
-                else:  # a merge's edits are the values no parent has, not its branches'
-                    self._note_edit(landed, path, parent_vouched[0], actual, blame, own_edits)
-            vouched[path] = own
-            culprits[path] = blame
-        self.vouched[commit] = vouched
-        self.culprits[commit] = culprits
+            same = next(
+                (i for i, candidate in enumerate(parent_actual) if candidate.get(key) == current),
+                None,
+            )
+            if same is not None:
+                _put(own, key, parent_vouched[same].get(key))
+                inherited = self._culprits(parents[same], path) if parents else {}
+                if inherited.get(key) is not None:
+                    blame[key] = inherited[key]
+                continue
+            own_edits.append(key)
+            if key == TEXT and len(own_edits) > 1:
+                # teams.yaml's text changes with every edit of it: it follows
+                # the commit's other edits there, and a refusal is told once.
+                refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
+            else:
+                refusal = self._own_edit(landed, path, key, parent_vouched, parent_actual, actual)
+            if refusal is None:
+                _put(own, key, current)
+            else:
+                _put(own, key, parent_vouched[0].get(key))
+                blame[key] = refusal
+        if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
+            if len(parents) == 1:
+                self._note_edit(landed, path, parent_actual[0], actual, blame)
+            else:  # a merge's edits are the values no parent has, not its branches'
+                self._note_edit(landed, path, parent_vouched[0], actual, blame, own_edits)
+        return own, blame
 
     def _own_edit(
         self,
