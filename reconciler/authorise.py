@@ -241,15 +241,7 @@ class CommitCache:
         Commits of earlier batches (landed by a later merge) are not read again:
         their checks are in the store since their batch.
         """
-        earlier = [commit for commit in landed if commit not in self._checks]
-        stored = self.store.signatures(earlier) if earlier else {}
-        checks: dict[str, SignatureCheck] = {}
-        for commit in landed:
-            check = self._checks.get(commit) or stored.get(commit)
-            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
-                self.facts(commit)
-                check = self._checks[commit]
-            checks[commit] = check
+        checks = self._checks_of(landed)
         digests = {
             commit: key
             for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
@@ -268,6 +260,20 @@ class CommitCache:
             if check is not read or commit not in self._facts:
                 self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
         return first
+
+    def _checks_of(self, landed: Sequence[str]) -> dict[str, SignatureCheck]:
+        """The signature checks of `landed`: the batch's, the store's for commits of earlier
+        batches (one look-up), and a check for one never read or whose key was unknown."""
+        earlier = [commit for commit in landed if commit not in self._checks]
+        stored = self.store.signatures(earlier) if earlier else {}
+        checks: dict[str, SignatureCheck] = {}
+        for commit in landed:
+            check = self._checks.get(commit) or stored.get(commit)
+            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
+                self.facts(commit)
+                check = self._checks[commit]
+            checks[commit] = check
+        return checks
 
     def claim_keys(self, commits: list[str]) -> dict[str, str]:
         """What each of `commits` would claim (`claim_key`), read and checked in batches;

@@ -373,15 +373,20 @@ class Reconciler:
             self._last_published = commit
         if pending:
             if published:
-                walk.keep()
-                for run_id in pending:
-                    self.store.clear_outbox(run_id)
+                self._published(pending, walk)
             else:
                 # Someone pushed first: forget the walk of our unpublished records and
                 # publish each finish record on its own, rebuilt on the new tip.
                 walk.discard()
                 self._flush_outbox()
         return published
+
+    def _published(self, pending: dict[str, OutboxEntry], walk: Transaction) -> None:
+        """The finish records `pending` are on the branch: the walk over them is kept, and
+        the outbox lets go of them."""
+        walk.keep()
+        for run_id in pending:
+            self.store.clear_outbox(run_id)
 
     def _observe(
         self, report: PassReport, tip: str, walk: Transaction, *, persist: bool

@@ -143,6 +143,19 @@ def read_commit(carrier: Carrier, policy: Policy, asked: Asked) -> Trailed:
         return Trailed((*found, ignore(CHANGES_FILES)))
     if not asked.descends_from_anchor():
         return Trailed((*found, ignore(NOT_FROM_ANCHOR)))
+    return Trailed((*found, *_signoffs(carrier, policy, trailers, asked, ignore)))
+
+
+def _signoffs(
+    carrier: Carrier,
+    policy: Policy,
+    trailers: Mapping[str, tuple[str, ...]],
+    asked: Asked,
+    ignore: _Ignore,
+) -> list[Found]:
+    """The approvals, triggers and retries of a commit where they may count, each judged,
+    or ignored with why."""
+    found: list[Found] = []
     for key, kind, permission in _SIGNOFFS:
         for text in trailers.get(key, ()):
             ref = parse_plan_ref(text)
@@ -161,7 +174,7 @@ def read_commit(carrier: Carrier, policy: Policy, asked: Asked) -> Trailed:
             found.append(ignore(f"{RETRY}: '{run}' is not a run the reconciler recorded"))
         else:
             found.append(_signoff(carrier, policy, "retry", PLAN_DEPLOY, None, run, environment))
-    return Trailed(tuple(found))
+    return found
 
 
 def run_environment(run: str, asked: Asked) -> str | None:
