@@ -206,9 +206,16 @@ def decode(kind: type[R], text: str, version: int = VERSION, **columns: Any) -> 
 
 
 def decode_blame(text: str, version: int = VERSION) -> dict[str, Refusal | None]:
+    """A dirty path's blame from the JSON text the store kept in format `version`."""
     readable(version)
-    data = json.loads(text)
-    return {key: _refusal(item) if item else None for key, item in data.items()}
+    try:
+        data = json.loads(text)
+        return {key: _refusal(item) if item else None for key, item in data.items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ReconcilerError(
+            f"a dirty path's row of the state database cannot be read: {error!r}",
+            hint=f"the state may be damaged; {_REBUILD}",
+        ) from None
 
 
 # -- the format, version 1 ------------------------------------------------------------
