@@ -81,9 +81,8 @@ def verify_then_decide(
     tip: str,
     now: datetime,
     *,
-    persist: bool = True,
     drivers: DriverCheck | None,
 ) -> Observation:
-    """Walk to `tip`, then decide (`observe`); with `persist=False` the caller must keep
-    or discard the walk afterwards (`Authoriser.run`)."""
-    return observe(walker, walker.run(tip, persist=persist), now, drivers=drivers)
+    """Walk to `tip`, then decide (`observe`), in the store's open transaction, whose
+    owner keeps or discards what the walk wrote (`Authoriser.run`)."""
+    return observe(walker, walker.run(tip), now, drivers=drivers)

@@ -72,7 +72,7 @@ from reconciler.gitrepo import GitRepo
 from reconciler.journal import OutboxEntry
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
-from reconciler.pipeline import DriverCheck, driver_problems, verify_then_decide
+from reconciler.pipeline import DriverCheck, driver_problems, observe
 from reconciler.record import (
     Publisher,
     RecordWriter,
@@ -88,7 +88,7 @@ from reconciler.record import (
 )
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
-from reconciler.statestore import ServiceLock, StateStore
+from reconciler.statestore import ServiceLock, StateStore, Transaction
 from reconciler.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
@@ -321,56 +321,54 @@ class Reconciler:
         round records, so a run costs one push, not two. Empty when nothing may
         start now (or on a dry run, or when stopping).
         """
-        try:
-            return self._plan_rounds(report)
-        except BaseException:
-            # The walk of unpublished finish records stays open until their publish
-            # keeps or discards it: an error in between must not hold the state store.
-            self._walker.discard()
-            raise
-
-    def _plan_rounds(self, report: PassReport) -> list[StartedRun]:
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
             tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
-            try:
-                history, runs = self._observe(report, tip, persist=not pending)
-            except HistoryRewrittenError:
-                if self._left_behind(base) is None:
-                    raise
-                continue  # `base` is stale: the round again, on the branch as it is
-            report.settled = tip
-            if self.options.dry_run:
-                report.would_run = tuple(queue[0] for queue in executable(runs.decisions).values())
-                return []
-            writer = self._writer(history.policy)
-            records = self._bookkeeping(runs)
-            if records:
-                if self._publish(writer.chain(tip, records), base, pending):
-                    report.interrupted.extend(item.run.id for item in runs.interrupted)
-                    report.refused.extend(item.ref for item in runs.refused)
-                    report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
-                    # Once per version even were a record not read back as one:
-                    # each round would record it again, and the pass never settle.
-                    self._refusals_recorded.update(item.ref for item in runs.refused)
-                continue  # published or not, look again
-            if not runs.starts:
-                if pending and not self._publish(tip, base, pending):
-                    continue
-                return []
-            started, starts = self._starts(writer, history, runs.starts)
-            if not self._publish(writer.chain(tip, starts), base, pending):
-                continue  # lost the race: someone else published first
-            self._fileless_records = (tip, self._last_published)
-            self.in_flight.update(run.run_id for run in started)
-            report.settled = self._last_published
-            return started
+            # The walk of unpublished finish records stays open until their publish keeps
+            # or discards it; an error in between rolls it back, and a dry run keeps nothing.
+            with self.store.transaction(keep=not self.options.dry_run) as walk:
+                try:
+                    history, runs = self._observe(report, tip, walk, persist=not pending)
+                except HistoryRewrittenError:
+                    if self._left_behind(base) is None:
+                        raise
+                    continue  # `base` is stale: the round again, on the branch as it is
+                report.settled = tip
+                if self.options.dry_run:
+                    report.would_run = tuple(
+                        queue[0] for queue in executable(runs.decisions).values()
+                    )
+                    return []
+                writer = self._writer(history.policy)
+                records = self._bookkeeping(runs)
+                if records:
+                    if self._publish(writer.chain(tip, records), base, pending, walk):
+                        report.interrupted.extend(item.run.id for item in runs.interrupted)
+                        report.refused.extend(item.ref for item in runs.refused)
+                        report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
+                        # Once per version even were a record not read back as one:
+                        # each round would record it again, and the pass never settle.
+                        self._refusals_recorded.update(item.ref for item in runs.refused)
+                    continue  # published or not, look again
+                if not runs.starts:
+                    if pending and not self._publish(tip, base, pending, walk):
+                        continue
+                    return []
+                started, starts = self._starts(writer, history, runs.starts)
+                if not self._publish(writer.chain(tip, starts), base, pending, walk):
+                    continue  # lost the race: someone else published first
+                self._fileless_records = (tip, self._last_published)
+                self.in_flight.update(run.run_id for run in started)
+                report.settled = self._last_published
+                return started
         raise TemporaryError(
             "the pass did not settle", hint="check for a reconciler racing in a loop"
         )
 
-    def _publish(self, commit: str, base: str, pending: dict[str, OutboxEntry]) -> bool:
+    def _publish(
+        self, commit: str, base: str, pending: dict[str, OutboxEntry], walk: Transaction
+    ) -> bool:
         """Publish `commit` (built on `base`); settle the walk and the outbox either way."""
         with self._git_lock:
             published = self.publisher.publish(commit, base)
@@ -378,18 +376,23 @@ class Reconciler:
             self._last_published = commit
         if pending:
             if published:
-                self._walker.keep()
-                for run_id in pending:
-                    self.store.clear_outbox(run_id)
+                self._published(pending, walk)
             else:
                 # Someone pushed first: forget the walk of our unpublished records and
                 # publish each finish record on its own, rebuilt on the new tip.
-                self._walker.discard()
+                walk.discard()
                 self._flush_outbox()
         return published
 
+    def _published(self, pending: dict[str, OutboxEntry], walk: Transaction) -> None:
+        """The finish records `pending` are on the branch: the walk over them is kept, and
+        the outbox lets go of them."""
+        walk.keep()
+        for run_id in pending:
+            self.store.clear_outbox(run_id)
+
     def _observe(
-        self, report: PassReport, tip: str, *, persist: bool
+        self, report: PassReport, tip: str, walk: Transaction, *, persist: bool
     ) -> tuple[History, RunDecisions]:
         """Walk to `tip` and decide: every plan, and what this round is to do."""
         now = self.clock()
@@ -398,18 +401,14 @@ class Reconciler:
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
         authoriser.revoked = revocation_file.configured(self.repo)
+        verified = authoriser.run(tip)
+        if persist and not self.options.dry_run:
+            walk.keep()
+        report.landings.extend(verified.judged)
+        seen = observe(authoriser, verified, now, drivers=None)
         # Before any start record: a plan whose environment's driver cannot load waits.
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
-        try:
-            seen = verify_then_decide(
-                authoriser, tip, now, persist=persist and not self.options.dry_run, drivers=None
-            )
-            # Read from the walk's effective state, before a dry run forgets it.
-            problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
-        finally:
-            if self.options.dry_run:
-                authoriser.discard()
-        report.landings.extend(seen.verified.judged)
+        problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
         runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
         report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
         return seen.history, runs

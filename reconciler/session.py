@@ -114,17 +114,15 @@ class Session:
         if not on_branch:
             self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
-        result = authoriser.run(
-            target,
-            trust_anchor=anchor,
-            persist=on_branch,
-            older=target != tip,
-            re_anchor=re_anchor,
-        )
+        with self.store.transaction(keep=on_branch):
+            result = authoriser.run(
+                target,
+                trust_anchor=anchor,
+                older=target != tip,
+                re_anchor=re_anchor,
+            )
         self.persisted = on_branch
         policy = authoriser.policy()
-        if not on_branch:
-            authoriser.discard()
         self.walked = authoriser
         return result, policy
 
@@ -160,11 +158,9 @@ class Session:
         from reconciler.pipeline import verify_then_decide  # noqa: PLC0415
 
         authoriser = self.authoriser()
-        try:
+        with self.store.transaction(keep=False):
             # The merge's plans run on the service's machine: its drivers are not asked here.
-            seen = verify_then_decide(authoriser, merge, self.now, persist=False, drivers=None)
-        finally:
-            authoriser.discard()
+            seen = verify_then_decide(authoriser, merge, self.now, drivers=None)
         return seen, authoriser
 
     def pipeline(self, *, include_deployed: bool = False) -> StatusView:

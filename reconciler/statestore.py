@@ -127,6 +127,27 @@ class Position:
     branch: str
 
 
+class Transaction:
+    """One pass's writes (`StateStore.transaction`); `kept` says how it ended (None: open)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.kept: bool | None = None
+
+    def keep(self) -> None:
+        """Make the writes durable (if they cannot be made, none are, and it raises)."""
+        if self.kept is None:
+            self.kept = False  # should the commit fail, it was rolled back
+            self._store._commit()
+            self.kept = True
+
+    def discard(self) -> None:
+        """Forget the writes."""
+        if self.kept is None:
+            self.kept = False
+            self._store._rollback()
+
+
 class StateStore:
     """One SQLite database in the state directory."""
 
@@ -161,6 +182,7 @@ class StateStore:
         # keys, so writes to different tables may go in any order; a landing
         # writes to five tables in turn, and one list of all writes merged nothing.
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+        self._transaction: Transaction | None = None
 
     def _format(self) -> int:
         """The journal format the database's rows are in; one this code cannot read is
@@ -266,23 +288,50 @@ class StateStore:
                 for statement, rows in queue:
                     self._db.executemany(statement, rows)
 
-    # A pass runs in one transaction: begin, then commit (persist) or roll back
-    # (a dry run, a verify of a commit that is not on main, or an error).
-    def begin(self) -> None:
+    @contextlib.contextmanager
+    def transaction(self, *, keep: bool = True) -> Iterator[Transaction]:
+        """A pass's writes, all or none: kept when the block ends (with `keep`; a dry run,
+        a verify of a commit that is not on the branch, does not), rolled back on an
+        error. Inside, `keep()` or `discard()` ends it sooner (once what a walk wrote is
+        published, or found not to be); writes after that are durable at once."""
+        if self._transaction is not None and self._transaction.kept is None:
+            raise RuntimeError("a transaction of this state store is open already")
+        self._begin()
+        transaction = self._transaction = Transaction(self)
+        try:
+            yield transaction
+        except BaseException:
+            transaction.discard()
+            raise
+        else:
+            if keep:
+                transaction.keep()
+            else:
+                transaction.discard()
+        finally:
+            if self._transaction is transaction:
+                self._transaction = None
+
+    def _begin(self) -> None:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
 
-    def commit(self) -> None:
+    def open_transaction(self) -> Transaction | None:
+        """The transaction writes go to now, if one is open."""
+        transaction = self._transaction
+        return transaction if transaction is not None and transaction.kept is None else None
+
+    def _commit(self) -> None:
         """End the pass's transaction; if its writes cannot be made (a full disk), none are."""
         try:
             self.flush()
             with self._errors():
                 self._db.execute("COMMIT")
         except BaseException:
-            self.rollback()
+            self._rollback()
             raise
 
-    def rollback(self) -> None:
+    def _rollback(self) -> None:
         self._pending = {}
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
@@ -458,6 +507,30 @@ class StateStore:
     def next_seq(self) -> int:
         (highest,) = self._read("SELECT COALESCE(MAX(seq), 0) FROM landings").fetchone()
         return int(highest) + 1
+
+    def add_judgement(
+        self,
+        landing: Landing,
+        *,
+        seen: Iterable[str],
+        when: datetime,
+        carriers: Mapping[str, str],
+        events: Iterable[Event],
+        versions: Iterable[VersionLanded],
+        editors: Mapping[str, Iterable[str]],
+    ) -> None:
+        """One landing as the walk judged it, written at once: the commits it landed (seen
+        at `when`), the payloads they carried first, its events in the order found, the
+        plan versions it made effective, who edited which plan, and its verdict."""
+        self.mark_seen(seen, when)
+        self.add_carriers(carriers)
+        for event in events:
+            self.add_event(event)
+        for version in versions:
+            self.add_plan_version(version)
+        for path, actors in editors.items():
+            self.add_editors(path, actors)
+        self.add_landing(landing)
 
     def add_landing(self, landing: Landing) -> None:
         self._write(

@@ -74,9 +74,9 @@ QA_RUN = "2026-11-qa-release.1"
 def test_a_discarded_walk_does_not_leave_its_policy_to_judge_the_next_walk(
     tmp_path: Path, people: People
 ) -> None:
-    """reconcile._observe runs `run(tip, persist=False)` (pending finish records, or
-    --dry-run), calls gather() (which computes authoriser.policy()), and calls
-    discard() when the push loses a race. The next run() on the same long-lived
+    """reconcile._observe runs `run(tip)` in a transaction it keeps open (pending finish
+    records, or --dry-run), calls gather() (which computes authoriser.policy()), and
+    discards the transaction when the push loses a race. The next run() on the same long-lived
     walker must judge every landing by the policy *before* it again."""
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
@@ -94,9 +94,10 @@ def test_a_discarded_walk_does_not_leave_its_policy_to_judge_the_next_walk(
         try:
             walker = Authoriser(git, store, now=SUITE_NOW)
             tip = git.resolve("main")
-            walker.run(tip, persist=False)
-            gather(walker, tip)  # as reconcile._observe does before publishing
-            walker.discard()  # the push lost the race (or a dry run)
+            with store.transaction() as walk:
+                walker.run(tip)
+                gather(walker, tip)  # as reconcile._observe does before publishing
+                walk.discard()  # the push lost the race (or a dry run)
             result = walker.run(tip)  # the next round, same walker
         finally:
             store.close()
@@ -877,13 +878,13 @@ def test_a_second_walk_on_one_state_waits_and_starts_where_the_first_left_off(
         first_store = StateStore(repo.state_dir, "main")
         second_store = StateStore(repo.state_dir, "main")
         tip = git.resolve("main")
-        waiting_begin = second_store.begin
+        waiting_begin = second_store._begin
 
         def first_walks_while_the_second_waits() -> None:
             Authoriser(git, first_store, now=SUITE_NOW).run(tip)
             waiting_begin()
 
-        second_store.begin = first_walks_while_the_second_waits  # type: ignore[method-assign]
+        second_store._begin = first_walks_while_the_second_waits  # type: ignore[method-assign]
         try:
             second = Authoriser(git, second_store, now=SUITE_NOW).run(tip)
         finally:
@@ -906,8 +907,11 @@ def test_a_state_database_busy_past_the_timeout_is_a_temporary_error(
     holder.execute("BEGIN IMMEDIATE")
     store = StateStore(repo.state_dir, "main", busy_timeout=0.2)
     try:
-        with pytest.raises(TemporaryError, match="is in use by another reconciler process"):
-            store.begin()
+        with (
+            pytest.raises(TemporaryError, match="is in use by another reconciler process"),
+            store.transaction(),
+        ):
+            pass
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -253,14 +253,13 @@ def test_every_row_kind_reads_back_from_a_real_state_database(tmp_path: Path) ->
         "qa.1", "Deploy", "qa", "qa-release", "logs/qa.1", "ok", (("a", "1"),), WHEN
     )
     store = StateStore(tmp_path, "main")
-    store.begin()
-    store.add_landing(landing)
-    store.add_plan_version(version)
-    for event in (edit, _signoff(), started, ignored):
-        store.add_event(event)
-    store.put_outbox(entry)
-    store.set_dirty({"plans/qa.yaml": {"notes": refusal, "name": None}})
-    store.commit()
+    with store.transaction():
+        store.add_landing(landing)
+        store.add_plan_version(version)
+        for event in (edit, _signoff(), started, ignored):
+            store.add_event(event)
+        store.put_outbox(entry)
+        store.set_dirty({"plans/qa.yaml": {"notes": refusal, "name": None}})
     store.close()
     reopened = StateStore(tmp_path, "main")
     assert reopened.landings() == [landing]

@@ -72,10 +72,9 @@ def landed(plan: PlanRef, landing: str, seq: int) -> VersionLanded:
 
 
 def stored(store: StateStore, *events: Record | Signoff) -> None:
-    store.begin()
-    for event in events:
-        store.add_event(event)
-    store.commit()
+    with store.transaction():
+        for event in events:
+            store.add_event(event)
 
 
 def runs_read(store: StateStore, *current: PlanRef) -> dict[str, str]:
@@ -152,9 +151,8 @@ def test_re_anchoring_keeps_the_runs_whatever_landings_the_rewrite_dropped(
     # The service ran them whatever main holds now: a version that ran must not run again.
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
-    store.begin()
-    store.reset()
-    store.commit()
+    with store.transaction():
+        store.reset()
     assert runs_read(store, ref("qa", 2)) == {
         "gone.1": "started",
         "qa.1": "failed",
@@ -173,15 +171,13 @@ def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
 ) -> None:
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
-    store.begin()
-    for item in HISTORY:
-        store.add_landing(
-            Landing(item.seq, LandingVerdict(item.commit, None, (), "", (), ()), WHEN)
-        )
-    store.commit()
-    store.begin()
-    store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
-    store.commit()
+    with store.transaction():
+        for item in HISTORY:
+            store.add_landing(
+                Landing(item.seq, LandingVerdict(item.commit, None, (), "", (), ()), WHEN)
+            )
+    with store.transaction():
+        store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
     # qa.1's finish record outlives its landing: the service knows the run ended.
     assert runs_read(store, ref("qa", 2)) == {
         "gone.1": "started",
@@ -214,11 +210,10 @@ def test_a_pass_looks_up_the_landings_of_the_versions_on_main_in_landing_order(
     tmp_path: Path,
 ) -> None:
     store = StateStore(tmp_path, "main")
-    store.begin()
-    for landing, (name, version) in enumerate([("qa", 1), ("qa", 2), ("old", 1), ("qa", 1)]):
-        version_ref = ref(name, version)
-        store.add_plan_version(landed(version_ref, f"{landing:040x}", landing))
-    store.commit()
+    with store.transaction():
+        for landing, (name, version) in enumerate([("qa", 1), ("qa", 2), ("old", 1), ("qa", 1)]):
+            version_ref = ref(name, version)
+            store.add_plan_version(landed(version_ref, f"{landing:040x}", landing))
     wanted = {(ref("qa", 1).path, ref("qa", 1).blob), (ref("gone", 1).path, ref("gone", 1).blob)}
     assert [item.seq for item in store.plan_versions(only=wanted)] == [0, 3]
     assert len(store.plan_versions()) == 4
@@ -229,11 +224,10 @@ def test_a_pass_reads_the_editors_of_the_plans_asked_for_whatever_their_names_by
 ) -> None:
     store = StateStore(tmp_path, "main")
     odd = "plans/caf\udce9.yaml"  # a name that is not UTF-8, as Git hands it over
-    store.begin()
-    store.add_editors("plans/qa.yaml", ["alice", "diana"])
-    store.add_editors("plans/old.yaml", ["bob"])
-    store.add_editors(odd, ["carol"])
-    store.commit()
+    with store.transaction():
+        store.add_editors("plans/qa.yaml", ["alice", "diana"])
+        store.add_editors("plans/old.yaml", ["bob"])
+        store.add_editors(odd, ["carol"])
     assert store.editors_of(["plans/qa.yaml", odd, "plans/new.yaml"]) == {
         "plans/qa.yaml": frozenset({"alice", "diana"}),
         odd: frozenset({"carol"}),
@@ -281,7 +275,6 @@ def test_a_payloads_first_carrier_stays_the_first_and_re_anchoring_forgets_them(
     store.add_carriers({"d1": "first"})
     store.add_carriers({"d1": "second", "d2": "other"})
     assert store.carriers(["d1", "d2", "d3"]) == {"d1": "first", "d2": "other", "d3": None}
-    store.begin()
-    store.reset()
-    store.commit()
+    with store.transaction():
+        store.reset()
     assert store.carriers(["d1"]) == {"d1": None}
