@@ -458,7 +458,7 @@ class Authoriser:
         return self.commits.info(commit)
 
     def prefetch(self, commits: list[str]) -> None:
-        """Read many commits and check their signatures in one batch (`decide.gather`)."""
+        """Read many commits and check their signatures in one batch (`pipeline.gather`)."""
         self._install(self._reader.read_now(commits))
 
     def policy(self) -> Policy:

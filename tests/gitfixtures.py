@@ -35,11 +35,12 @@ from reconciler.authorise import (
     VerifyResult,
     policy_from,
 )
-from reconciler.decide import Decision, decide, gather
+from reconciler.decide import Decision, decide
 from reconciler.drivers import ARTIFACTS
 from reconciler.gitrepo import GitRepo
 from reconciler.journal import VersionLanded
 from reconciler.model import Policy
+from reconciler.pipeline import gather
 from reconciler.readahead import PREFETCH
 from reconciler.resources import example_dir
 from reconciler.statestore import StateStore

@@ -25,11 +25,11 @@ import pytest
 import yaml
 
 from reconciler.authorise import Authoriser, policy_from
-from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
 from reconciler.events import NUL_MESSAGE
 from reconciler.gitrepo import GitRepo
 from reconciler.journal import IgnoredTrailer, Signoff
+from reconciler.pipeline import gather
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
 from tests.configrepo import reconciler as run_cli
