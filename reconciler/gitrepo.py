@@ -12,34 +12,48 @@ Everything it returns is plain data (`CommitInfo`, `Change`).
 
 from __future__ import annotations
 
-import bisect
-import codecs
 import contextlib
 import hashlib
-import itertools
 import os
 import queue
-import re
 import threading
 import zlib
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, ClassVar, Final
+from typing import IO, Final
 
 from reconciler.errors import GitError, NotARepositoryError, TimedOut
-from reconciler.printable import printable
+from reconciler.gitlog import RECORD_SEPARATOR, decoded, parse_log
+from reconciler.gitobjects import (
+    FILE_MODES,
+    GITLINK_MODE,
+    NULL_OID,
+    CommitInfo,
+    HistoryEntry,
+    Someone,
+    commit_bytes,
+    is_full_oid,
+    parse_commit,
+)
+from reconciler.gittrees import name_problem, tree_entries, tree_problem
 from reconciler.process import Reader, capture
+from reconciler.treechecks import TreeChecks
 
-NULL_OID: Final = "0" * 40
-FILE_MODES: Final = frozenset({"100644", "100755"})
-SYMLINK_MODE: Final = "120000"
-GITLINK_MODE: Final = "160000"
-_TREE_MODE: Final = "040000"  # as `git log --raw` shows a folder (its trees say 40000)
-_ABSENT_MODE: Final = "000000"
-_FULL_OID = re.compile(r"[0-9a-f]{40}")
-_RECORD_SEPARATOR: Final = "\x1e"
+# What callers import from here, though other modules of the adapter define it.
+__all__ = [
+    "FILE_MODES",
+    "NULL_OID",
+    "CommitInfo",
+    "GitRepo",
+    "HistoryEntry",
+    "Someone",
+    "commit_bytes",
+    "name_problem",
+    "tree_entries",
+    "tree_problem",
+    "user_config",
+]
+
 # Fetch, push and ls-remote talk to another machine: a remote that stops
 # answering must not hold a reconciler forever (it retries on its next pass).
 NETWORK_TIMEOUT: Final = 300.0
@@ -87,61 +101,6 @@ class _Failed(GitError):
         self.status = status
         self.stdout = stdout
         self.stderr = stderr
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One path a commit changed relative to its first parent (blob ids, modes)."""
-
-    path: str
-    old_mode: str
-    new_mode: str
-    old_blob: str  # NULL_OID when added
-    new_blob: str  # NULL_OID when deleted
-
-
-@dataclass(frozen=True, slots=True)
-class Someone:
-    """Who to commit as: a name, an email, and the SSH key to sign with (if any)."""
-
-    name: str
-    email: str
-    key: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    name: str
-    email: str
-    when: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
-    """A commit as the reconciler needs it: who, when, what it says, and its raw bytes."""
-
-    id: str
-    parents: tuple[str, ...]
-    tree: str
-    author: Person
-    committer: Person
-    message: str
-    encoding: str  # the `encoding` header ("" when absent: UTF-8), which git log converts from
-    raw: bytes  # the whole commit object, for signature checks
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """A commit in a history walk, with its changes against its first parent."""
-
-    id: str
-    parents: tuple[str, ...]
-    changes: tuple[Change, ...]
-    # The folders it changed (trees, `git log -t`), for `TreeChecks`; and, once they
-    # are checked, a folder whose new tree is malformed and why (None: well-formed,
-    # or unchecked).
-    folders: tuple[Change, ...] = ()
-    malformed: tuple[str, str] | None = None
 
 
 class GitRepo:
@@ -633,7 +592,7 @@ class GitRepo:
             # Else a .gitmodules in the history (`ignore = all`) hides submodules from the log.
             "--ignore-submodules=none",
             "--diff-merges=first-parent",
-            f"--format={_RECORD_SEPARATOR}%H %P",
+            f"--format={RECORD_SEPARATOR}%H %P",
             tip,
         ]
         if exclude is not None:
@@ -641,7 +600,7 @@ class GitRepo:
         log = Reader(_git("log", *args), cwd=self.path, env=_git_environment(), answers=False)
         blocks = _ReadAhead(log.stdout)
         try:
-            yield from _parse_log(_decoded(blocks))
+            yield from parse_log(decoded(blocks))
         except GeneratorExit:
             log.stop()  # the caller stopped early: git's exit status means nothing
             blocks.stop()
@@ -750,444 +709,6 @@ class GitRepo:
         return files
 
 
-# -- trees: the one rule for a well-formed tree, and the one way to read any tree --------
-
-_MODES: Final = frozenset({b"100644", b"100755", b"120000", b"40000", b"160000"})
-# git fsck lets this one pass unless --strict (older gits wrote it); git reads it as 100644.
-_LENIENT_MODE: Final = b"100664"
-_OCTAL: Final = re.compile(rb"[0-7]+")
-_NULL_ID: Final = bytes(20)
-# What HFS+ leaves out of a name, and what NTFS reads as .git (git's is_hfs_dotgit and
-# is_ntfs_dotgit): a name git refuses on those file systems, so git fsck refuses it.
-_HFS_IGNORED: Final = re.compile("[\\u200c-\\u200f\\u202a-\\u202e\\u206a-\\u206f\\ufeff]")
-_NTFS_DOTGIT: Final = re.compile(rb"(?:\.git|git~1)[. ]*(?:[\\:].*)?", re.IGNORECASE | re.DOTALL)
-
-
-def name_problem(name: bytes) -> str | None:
-    """Why git fsck objects to `name` as the name of a tree's entry; None when it does not."""
-    if not name:
-        return "an entry has an empty name"
-    if b"/" in name:
-        why = "holds a '/'"
-    elif name in (b".", b".."):
-        why = "is no name"
-    elif _dotgit(name):
-        why = "is .git (to git, HFS+ or NTFS)"
-    else:
-        return None
-    return f"the name '{printable(name.decode('utf-8', 'surrogateescape'))}' {why}"
-
-
-def _dotgit(name: bytes) -> bool:
-    if name.isascii() and b"git" not in name.lower():
-        return False  # nearly every name: no HFS+ ignorable, no .git to spell
-    return bool(_NTFS_DOTGIT.fullmatch(name)) or _hfs_name(name) == b".git"
-
-
-def _hfs_name(name: bytes) -> bytes:
-    try:
-        text = name.decode("utf-8")
-    except UnicodeDecodeError:
-        return name
-    return _HFS_IGNORED.sub("", text).encode().lower()
-
-
-def tree_problem(data: bytes) -> str | None:
-    """Why git fsck refuses this tree object (the content of one), or None: the one rule.
-
-    Entries must be readable, sorted the way git sorts them (a folder as if its name
-    ended in '/'), each name once (a file and a folder of one name count twice), with
-    one of git's modes written git's way (never zero-padded) and a name `name_problem`
-    accepts, and no all-zero object id.
-    """
-    previous: bytes | None = None
-    names: set[bytes] = set()
-    read = 0
-    for mode, name, oid, end in _raw_entries(data):
-        read = end
-        shown = printable(name.decode("utf-8", "surrogateescape"))
-        if mode.startswith(b"0"):
-            return f"'{shown}' has a zero-padded mode ({mode.decode('ascii', 'replace')})"
-        if mode not in _MODES and mode != _LENIENT_MODE:
-            return f"'{shown}' has a bad mode ({printable(mode.decode('ascii', 'replace'))})"
-        problem = name_problem(name)
-        if problem is not None:
-            return problem
-        if oid == _NULL_ID:
-            return f"'{shown}' names the all-zero object id"
-        if name in names:
-            return f"two entries are named '{shown}'"
-        key = name + b"/" if mode == b"40000" else name
-        if previous is not None and key < previous:
-            return f"the entries are out of order ('{shown}' comes too late)"
-        names.add(name)
-        previous = key
-    if read != len(data):
-        return f"the entry at byte {read} is cut short"
-    return None
-
-
-def tree_entries(data: bytes) -> dict[str, tuple[str, str]]:
-    """A tree's entries as the reconciler reads them: name -> (mode, object id).
-
-    For a well-formed tree, what git reads. A malformed one (refused wherever it
-    lands, see `tree_problem`) is read this one way, by the walk and by the records
-    that rebuild a folder: an entry counts under its first name only, one whose name
-    git fsck refuses is left out, and a mode is read as git reads it (canon_mode).
-    """
-    entries: dict[str, tuple[str, str]] = {}
-    for mode, name, oid, _ in _raw_entries(data):
-        canonical = _canonical_mode(mode)
-        if canonical is None or name_problem(name) is not None:
-            continue
-        entries.setdefault(name.decode("utf-8", "surrogateescape"), (canonical, oid.hex()))
-    return entries
-
-
-def _raw_entries(data: bytes) -> Iterator[tuple[bytes, bytes, bytes, int]]:
-    """(mode, name, object id, end) of each readable entry, in order, up to one that is not."""
-    position = 0
-    while position < len(data):
-        space = data.find(b" ", position)
-        nul = data.find(b"\0", space + 1) if space >= 0 else -1
-        if nul < 0 or nul + 21 > len(data):
-            return
-        yield data[position:space], data[space + 1 : nul], data[nul + 1 : nul + 21], nul + 21
-        position = nul + 21
-
-
-def _canonical_mode(mode: bytes) -> str | None:
-    """A mode as git reads it (canon_mode); None when it is no octal number."""
-    if not _OCTAL.fullmatch(mode):
-        return None
-    value = int(mode, 8)
-    kind = value & 0o170000
-    if kind == 0o100000:
-        return "100755" if value & 0o100 else "100644"
-    if kind == 0o120000:
-        return SYMLINK_MODE
-    if kind == 0o040000:
-        return "40000"
-    return GITLINK_MODE
-
-
-@dataclass(frozen=True, slots=True)
-class _Sound:
-    """A tree known to be well-formed: its bytes, and its entries' sort keys and offsets.
-
-    The bytes are shared with the tree it was found from, but for the entries in
-    `patched` (a copy of 56 KB per commit was most of what checking it cost).
-    """
-
-    data: bytes
-    keys: list[bytes]
-    starts: list[int]
-    patched: Mapping[int, bytes] = field(default_factory=dict)  # entry index -> its bytes
-
-    PATCHES: ClassVar[int] = 64  # at most, then the bytes are copied with them
-
-    def entry(self, at: int) -> bytes:
-        patch = self.patched.get(at)
-        if patch is not None:
-            return patch
-        end = self.starts[at + 1] if at + 1 < len(self.starts) else len(self.data)
-        return self.data[self.starts[at] : end]
-
-    def entries(self) -> list[bytes]:
-        return [self.entry(at) for at in range(len(self.starts))]
-
-    def with_patches(self, patched: dict[int, bytes]) -> _Sound:
-        if len(patched) <= self.PATCHES:
-            return _Sound(self.data, self.keys, self.starts, patched)
-        data = bytearray(self.data)
-        for at, entry in patched.items():
-            data[self.starts[at] : self.starts[at] + len(entry)] = entry
-        return _Sound(bytes(data), self.keys, self.starts)
-
-
-_EMPTY_TREE: Final = _Sound(b"", [], [])
-
-
-@dataclass(frozen=True, slots=True)
-class _Level:
-    """A folder a commit changed (the root: ""), its trees before and after (None: absent),
-    and the changes git's diff shows directly in it (None: unknown, the folder was shown
-    more than once)."""
-
-    path: str
-    old: str | None
-    new: str | None
-    changes: list[Change] | None
-
-
-class TreeChecks:
-    """Which trees the commits of a walk bring are malformed, by `tree_problem`.
-
-    Reading every new tree whole would cost more than the walk (a plans/ folder of
-    a thousand files is a new 56 KB tree at nearly every commit). So a tree is read
-    whole only when nothing else proves it well-formed. What does: its id was found
-    well-formed before (remembered by id), or it is its first parent's well-formed
-    tree with exactly the changes git's diff shows in that folder. Git's diff walks
-    both trees' entries in order; when it shows no added entry, every entry of the
-    new tree was paired, in order, with one of the old (sorted) tree, so the new
-    tree is sorted, its names are the old ones, and its size, which git reports
-    cheaply, tells that no mode is zero-padded (a file mode spelt otherwise with
-    as many digits, such as 100600, which git reads as 100644 everywhere, is seen
-    only where a tree is read whole). When the diff shows added entries, the tree
-    the changes describe is rebuilt here and its id computed: the new tree is
-    well-formed exactly when the ids are equal.
-
-    Where a tree on either side is malformed, git's diff pairs entries at random:
-    the commit's changes there are read again with `tree_entries`, so the walk
-    takes them the way records rebuild such a folder.
-    """
-
-    KEPT: Final = 512  # well-formed trees remembered (and as many malformed ones)
-
-    def __init__(self, repo: GitRepo) -> None:
-        self._repo = repo
-        self._sound: dict[str, _Sound] = {}
-        self._bad: dict[str, str] = {}
-        self._hash = hashlib.sha256 if repo.object_format == "sha256" else hashlib.sha1
-
-    def read(
-        self, entries: list[HistoryEntry], roots: Mapping[str, str]
-    ) -> dict[str, HistoryEntry]:
-        """The `entries` (parents first) the walk must take otherwise: those that bring a
-        malformed tree (`malformed` says which and why) or whose changes were read again.
-
-        `roots`: the root tree of every entry and of its first parent.
-        """
-        levels = [(entry, _levels_of(entry, roots)) for entry in entries]
-        unknown = {
-            level.new
-            for _, found in levels
-            for level in found or ()
-            if level.new is not None and level.new not in self._sound
-        }
-        sizes = self._repo.blob_sizes(sorted(unknown))
-        taken: dict[str, HistoryEntry] = {}
-        for entry, found in levels:
-            if found is None:  # a commit or first parent that could not be read
-                continue
-            problem: tuple[str, str] | None = None
-            as_diffed = True
-            for level in found:
-                new_problem, reliable = self._check(level, sizes)
-                if new_problem is not None and problem is None:
-                    problem = (level.path, f"{new_problem} (tree {level.new})")
-                as_diffed = as_diffed and reliable
-            if problem is None and as_diffed:
-                continue
-            changes = entry.changes
-            if not as_diffed:
-                first = entry.parents[0] if entry.parents else None
-                old = roots.get(first) if first is not None else None
-                changes = tuple(self._compare(old, roots[entry.id], ""))
-            taken[entry.id] = replace(entry, changes=changes, malformed=problem)
-        return taken
-
-    def _check(self, level: _Level, sizes: Mapping[str, int]) -> tuple[str | None, bool]:
-        """Why the level's new tree is malformed (None: it is not), and whether git's diff
-        of the level can be taken as it is (both trees well-formed)."""
-        old_problem = None if level.old is None else self.problem(level.old)
-        if level.new is None or level.new == level.old:
-            return None, old_problem is None
-        if level.new in self._sound:
-            new_problem = None
-        elif level.new in self._bad:
-            new_problem = self._bad[level.new]
-        elif old_problem is None and self._edited(level, sizes.get(level.new)):
-            new_problem = None
-        else:
-            new_problem = self.problem(level.new)
-        return new_problem, old_problem is None and new_problem is None
-
-    def problem(self, tree: str) -> str | None:
-        """`tree_problem` of a tree read whole (when not known already)."""
-        if tree in self._sound:
-            return None
-        known = self._bad.get(tree)
-        if known is not None:
-            return known
-        data = self._repo.tree_data(tree)
-        if data is None:
-            problem: str | None = "the object is missing or is no tree"
-        else:
-            problem = tree_problem(data)
-            if problem is None:
-                self._remember(tree, _sound(data))
-                return None
-        if len(self._bad) >= self.KEPT:
-            del self._bad[next(iter(self._bad))]
-        self._bad[tree] = problem or ""
-        return problem
-
-    def _edited(self, level: _Level, size: int | None) -> bool:
-        """Whether the level's new tree is its old one (well-formed) with the diff's changes."""
-        if level.changes is None or size is None or level.new is None:
-            return False
-        base = _EMPTY_TREE if level.old is None else self._sound.get(level.old)
-        if base is None:
-            return False
-        cut = len(level.path) + 1 if level.path else 0
-        edits = [
-            (change, change.path[cut:].encode("utf-8", "surrogateescape"))
-            for change in level.changes
-        ]
-        # Nearly every commit changes files in place: the entries keep their order and,
-        # their modes as long as before, their places in the bytes.
-        patched = dict(base.patched)
-        keys, starts = base.keys, base.starts
-        for change, name in edits:
-            if _ABSENT_MODE in (change.old_mode, change.new_mode):
-                sound = self._rebuilt(base, edits, level.new)
-                break
-            folder = change.new_mode == _TREE_MODE
-            key = name + b"/" if folder else name
-            at = bisect.bisect_left(keys, key)
-            if at == len(keys) or keys[at] != key or (change.old_mode == _TREE_MODE) != folder:
-                return False
-            mode = b"40000" if folder else change.new_mode.encode()
-            entry = mode + b" " + name + b"\0" + _raw_id(change.new_blob)
-            end = starts[at + 1] if at + 1 < len(starts) else len(base.data)
-            if len(entry) != end - starts[at]:
-                return False  # no mode git writes changes length in place: read it whole
-            patched[at] = entry
-        else:
-            sound = base.with_patches(patched)
-        if sound is None or len(sound.data) != size:
-            return False
-        self._remember(level.new, sound)
-        return True
-
-    def _rebuilt(self, base: _Sound, edits: list[tuple[Change, bytes]], tree: str) -> _Sound | None:
-        """`base` with the edits' old sides out and new sides in, when that is the tree
-        named `tree`; None when it is not, or when an edit does not fit `base`."""
-        keys, entries = list(base.keys), base.entries()
-        added = False
-        # Every old side out first, then every new side in (a file becoming a folder
-        # of the same name is shown as the one's deletion and the other's addition).
-        for change, name in edits:
-            if change.old_mode == _ABSENT_MODE:
-                added = True
-                continue
-            key = name + b"/" if change.old_mode == _TREE_MODE else name
-            at = bisect.bisect_left(keys, key)
-            if at == len(keys) or keys[at] != key or entries[at][-20:] != _raw_id(change.old_blob):
-                return None
-            del keys[at], entries[at]
-        for change, name in edits:
-            if change.new_mode == _ABSENT_MODE:
-                continue
-            folder = change.new_mode == _TREE_MODE
-            key, other = (name + b"/", name) if folder else (name, name + b"/")
-            at = bisect.bisect_left(keys, key)
-            if (at < len(keys) and keys[at] == key) or _holds(keys, other) or name_problem(name):
-                return None
-            mode = b"40000" if folder else change.new_mode.encode()
-            keys.insert(at, key)
-            entries.insert(at, mode + b" " + name + b"\0" + _raw_id(change.new_blob))
-        data = b"".join(entries)
-        header = b"tree %d\0" % len(data)
-        if added and self._hash(header + data, usedforsecurity=False).hexdigest() != tree:
-            return None  # an added entry out of its place, or an entry git did not show
-        starts = list(itertools.accumulate((len(entry) for entry in entries[:-1]), initial=0))
-        return _Sound(data, keys, starts if entries else [])
-
-    def _remember(self, tree: str, sound: _Sound) -> None:
-        if len(self._sound) >= self.KEPT:
-            del self._sound[next(iter(self._sound))]  # the oldest
-        self._sound[tree] = sound
-
-    def _compare(self, old: str | None, new: str | None, path: str) -> list[Change]:
-        """The file changes from tree `old` to tree `new` (None: absent) under `path`,
-        both read with `tree_entries`."""
-        before = self._entries(old)
-        after = self._entries(new)
-        changes: list[Change] = []
-        for name in sorted(before.keys() | after.keys()):
-            here = f"{path}/{name}" if path else name
-            old_mode, old_id = before.get(name, (_ABSENT_MODE, NULL_OID))
-            new_mode, new_id = after.get(name, (_ABSENT_MODE, NULL_OID))
-            if (old_mode, old_id) == (new_mode, new_id):
-                continue
-            old_folder, new_folder = old_mode == "40000", new_mode == "40000"
-            if old_folder or new_folder:
-                changes += self._compare(
-                    old_id if old_folder else None, new_id if new_folder else None, here
-                )
-            if old_folder:
-                old_mode, old_id = _ABSENT_MODE, NULL_OID
-            if new_folder:
-                new_mode, new_id = _ABSENT_MODE, NULL_OID
-            if (old_mode, new_mode) != (_ABSENT_MODE, _ABSENT_MODE):
-                changes.append(Change(here, old_mode, new_mode, old_id, new_id))
-        return changes
-
-    def _entries(self, tree: str | None) -> dict[str, tuple[str, str]]:
-        if tree is None:
-            return {}
-        data = self._repo.tree_data(tree)
-        return {} if data is None else tree_entries(data)
-
-
-def _levels_of(entry: HistoryEntry, roots: Mapping[str, str]) -> list[_Level] | None:
-    """The folders `entry` changed, each with the changes git's diff shows directly in it.
-
-    A change goes to the closest folder above it that the diff shows as changed (a
-    name holding '/' in a malformed tree looks like a path into a folder that is not).
-    """
-    root = roots.get(entry.id)
-    first = entry.parents[0] if entry.parents else None
-    old_root = roots.get(first) if first is not None else None
-    if root is None or (first is not None and old_root is None):
-        return None
-    if root == old_root:
-        return []  # an empty commit (an approval, a trigger, a start record)
-    shown: dict[str, list[Change]] = {}
-    for folder in entry.folders:
-        shown.setdefault(folder.path, []).append(folder)
-    direct: dict[str, list[Change]] = {}
-    for change in (*entry.changes, *entry.folders):
-        parent = change.path.rpartition("/")[0]
-        while parent and parent not in shown:
-            parent = parent.rpartition("/")[0]
-        direct.setdefault(parent, []).append(change)
-    levels = [_Level("", old_root, root, direct.get("", []))]
-    for path, folders in shown.items():
-        inside = direct.get(path, []) if len(folders) == 1 else None
-        for folder in folders:
-            old = _tree_side(folder.old_mode, folder.old_blob)
-            levels.append(_Level(path, old, _tree_side(folder.new_mode, folder.new_blob), inside))
-    return levels
-
-
-def _tree_side(mode: str, oid: str) -> str | None:
-    return oid if mode == _TREE_MODE else None
-
-
-def _holds(keys: list[bytes], key: bytes) -> bool:
-    at = bisect.bisect_left(keys, key)
-    return at < len(keys) and keys[at] == key
-
-
-def _raw_id(oid: str) -> bytes:
-    return bytes.fromhex(oid)
-
-
-def _sound(data: bytes) -> _Sound:
-    """The parts of a tree `tree_problem` accepted."""
-    keys: list[bytes] = []
-    starts: list[int] = []
-    start = 0
-    for mode, name, _, end in _raw_entries(data):
-        keys.append(name + b"/" if mode == b"40000" else name)
-        starts.append(start)
-        start = end
-    return _Sound(data, keys, starts)
-
-
 def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
     """The object format, git dir, common dir and work tree (None when bare) of the
     repository at `path` itself (never one found in a folder above it); one process."""
@@ -1222,16 +743,6 @@ def user_config(key: str) -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", "replace").strip() or None
-
-
-def commit_bytes(
-    tree: str, parents: tuple[str, ...], author: str, committer: str, message: str
-) -> bytes:
-    """A raw commit object; `author`/`committer` are 'Name <email> <seconds> <+hhmm>'."""
-    lines = [f"tree {tree}", *(f"parent {parent}" for parent in parents)]
-    lines += [f"author {author}", f"committer {committer}"]
-    text = message if message.endswith("\n") else message + "\n"
-    return ("\n".join(lines) + "\n\n" + text).encode("utf-8")
 
 
 class _ReadAhead:
@@ -1394,98 +905,3 @@ class _MakeTree:
         if self._reader is not None:
             self._reader.stop()
             self._reader = None
-
-
-def _decoded(blocks: Iterator[bytes] | _ReadAhead) -> Iterator[str]:
-    # Incremental: a character split between two blocks is decoded whole.
-    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-    for block in blocks:
-        yield decoder.decode(block)
-    yield decoder.decode(b"", final=True)
-
-
-def _parse_log(chunks: Iterator[str]) -> Iterator[HistoryEntry]:
-    """Parse `git log --raw -t -z --format=<RS>%H %P` output, one commit at a time.
-
-    Tokens are NUL-separated; a path always follows its `:meta` token, so a
-    path containing any byte (even the record separator) is read as a path.
-    """
-    current: list[str] | None = None
-    changes: list[Change] = []
-    folders: list[Change] = []
-    meta: str | None = None
-    for token in _tokens(chunks):
-        if meta is not None:
-            old_mode, new_mode, old_blob, new_blob, _status = meta[1:].split(" ")
-            change = Change(token, old_mode, new_mode, old_blob, new_blob)
-            (folders if _TREE_MODE in (old_mode, new_mode) else changes).append(change)
-            meta = None
-            continue
-        text = token.lstrip("\n")
-        if text.startswith(_RECORD_SEPARATOR):
-            if current is not None:
-                yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes), tuple(folders))
-            current = text[1:].split()
-            changes = []
-            folders = []
-        elif text.startswith(":"):
-            meta = text
-    if current is not None:
-        yield HistoryEntry(current[0], tuple(current[1:]), tuple(changes), tuple(folders))
-
-
-def _tokens(chunks: Iterator[str]) -> Iterator[str]:
-    pending = ""
-    for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split("\0")
-        yield from complete
-    if pending:
-        yield pending
-
-
-def parse_commit(oid: str, raw: bytes) -> CommitInfo:
-    """Parse a raw commit object (headers, blank line, message)."""
-    head, _, body = raw.partition(b"\n\n")
-    headers: dict[str, list[str]] = {}
-    last: str | None = None
-    for line in head.split(b"\n"):
-        text = line.decode("utf-8", "replace")
-        if text.startswith(" ") and last is not None:
-            continue  # continuation of a multi-line header (gpgsig, mergetag)
-        key, _, value = text.partition(" ")
-        headers.setdefault(key, []).append(value)
-        last = key
-    return CommitInfo(
-        id=oid,
-        parents=tuple(headers.get("parent", ())),
-        tree=headers.get("tree", [""])[0],
-        author=_person(headers.get("author", [""])[0]),
-        committer=_person(headers.get("committer", [""])[0]),
-        message=body.decode("utf-8", "replace"),
-        encoding=headers.get("encoding", [""])[0],
-        raw=raw,
-    )
-
-
-_PERSON = re.compile(
-    r"^(?P<name>.*?) ?<(?P<email>[^<>]*)> (?P<seconds>-?\d+) (?P<offset>[+-]\d{4})$"
-)
-
-
-def _person(text: str) -> Person:
-    match = _PERSON.match(text)
-    if match is None:
-        return Person(text, "", datetime.fromtimestamp(0, UTC))
-    offset = match["offset"]
-    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
-    zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
-    try:
-        when = datetime.fromtimestamp(int(match["seconds"]), zone)
-    except (OverflowError, OSError, ValueError):
-        when = datetime.fromtimestamp(0, UTC)
-    return Person(match["name"], match["email"], when)
-
-
-def is_full_oid(text: str) -> bool:
-    return bool(_FULL_OID.fullmatch(text))

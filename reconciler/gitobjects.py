@@ -1,0 +1,133 @@
+"""Adapter, git: the plain data Git's objects are read into, and reading a commit object.
+
+Pure: functions over bytes and text, no process. `gitrepo` returns these values;
+`gittrees` holds the rules for tree objects and `gitlog` reads `git log`'s stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Final
+
+NULL_OID: Final = "0" * 40
+FILE_MODES: Final = frozenset({"100644", "100755"})
+SYMLINK_MODE: Final = "120000"
+GITLINK_MODE: Final = "160000"
+TREE_MODE: Final = "040000"  # as `git log --raw` shows a folder (its trees say 40000)
+ABSENT_MODE: Final = "000000"
+_FULL_OID = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One path a commit changed relative to its first parent (blob ids, modes)."""
+
+    path: str
+    old_mode: str
+    new_mode: str
+    old_blob: str  # NULL_OID when added
+    new_blob: str  # NULL_OID when deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Someone:
+    """Who to commit as: a name, an email, and the SSH key to sign with (if any)."""
+
+    name: str
+    email: str
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    email: str
+    when: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """A commit as the reconciler needs it: who, when, what it says, and its raw bytes."""
+
+    id: str
+    parents: tuple[str, ...]
+    tree: str
+    author: Person
+    committer: Person
+    message: str
+    encoding: str  # the `encoding` header ("" when absent: UTF-8), which git log converts from
+    raw: bytes  # the whole commit object, for signature checks
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A commit in a history walk, with its changes against its first parent."""
+
+    id: str
+    parents: tuple[str, ...]
+    changes: tuple[Change, ...]
+    # The folders it changed (trees, `git log -t`), for `TreeChecks`; and, once they
+    # are checked, a folder whose new tree is malformed and why (None: well-formed,
+    # or unchecked).
+    folders: tuple[Change, ...] = ()
+    malformed: tuple[str, str] | None = None
+
+
+def commit_bytes(
+    tree: str, parents: tuple[str, ...], author: str, committer: str, message: str
+) -> bytes:
+    """A raw commit object; `author`/`committer` are 'Name <email> <seconds> <+hhmm>'."""
+    lines = [f"tree {tree}", *(f"parent {parent}" for parent in parents)]
+    lines += [f"author {author}", f"committer {committer}"]
+    text = message if message.endswith("\n") else message + "\n"
+    return ("\n".join(lines) + "\n\n" + text).encode("utf-8")
+
+
+def parse_commit(oid: str, raw: bytes) -> CommitInfo:
+    """Parse a raw commit object (headers, blank line, message)."""
+    head, _, body = raw.partition(b"\n\n")
+    headers: dict[str, list[str]] = {}
+    last: str | None = None
+    for line in head.split(b"\n"):
+        text = line.decode("utf-8", "replace")
+        if text.startswith(" ") and last is not None:
+            continue  # continuation of a multi-line header (gpgsig, mergetag)
+        key, _, value = text.partition(" ")
+        headers.setdefault(key, []).append(value)
+        last = key
+    return CommitInfo(
+        id=oid,
+        parents=tuple(headers.get("parent", ())),
+        tree=headers.get("tree", [""])[0],
+        author=_person(headers.get("author", [""])[0]),
+        committer=_person(headers.get("committer", [""])[0]),
+        message=body.decode("utf-8", "replace"),
+        encoding=headers.get("encoding", [""])[0],
+        raw=raw,
+    )
+
+
+_PERSON = re.compile(
+    r"^(?P<name>.*?) ?<(?P<email>[^<>]*)> (?P<seconds>-?\d+) (?P<offset>[+-]\d{4})$"
+)
+
+
+def _person(text: str) -> Person:
+    match = _PERSON.match(text)
+    if match is None:
+        return Person(text, "", datetime.fromtimestamp(0, UTC))
+    offset = match["offset"]
+    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+    zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+    try:
+        when = datetime.fromtimestamp(int(match["seconds"]), zone)
+    except (OverflowError, OSError, ValueError):
+        when = datetime.fromtimestamp(0, UTC)
+    return Person(match["name"], match["email"], when)
+
+
+def is_full_oid(text: str) -> bool:
+    return bool(_FULL_OID.fullmatch(text))
