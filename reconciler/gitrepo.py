@@ -15,26 +15,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import queue
 import threading
 import zlib
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 from reconciler.errors import GitError, NotARepositoryError, TimedOut
 from reconciler.gitlog import RECORD_SEPARATOR, decoded, parse_log
 from reconciler.gitobjects import (
     FILE_MODES,
-    GITLINK_MODE,
     NULL_OID,
     CommitInfo,
     HistoryEntry,
     Someone,
     commit_bytes,
-    is_full_oid,
     parse_commit,
 )
+from reconciler.gitprocess import CatFile, MakeTree, ReadAhead, git_argv, git_environment
 from reconciler.gittrees import name_problem, tree_entries, tree_problem
 from reconciler.process import Reader, capture
 from reconciler.treechecks import TreeChecks
@@ -57,40 +55,6 @@ __all__ = [
 # Fetch, push and ls-remote talk to another machine: a remote that stops
 # answering must not hold a reconciler forever (it retries on its next pass).
 NETWORK_TIMEOUT: Final = 300.0
-# Every git process runs with these, so that nothing a pusher can add, nor a setting of
-# the repository or the user, changes what an object id reads as or what the output
-# parsed here holds. Replacement refs (refs/replace/, which anyone who may push can
-# create) would give an id other content, and grafts (info/grafts) other parents; the
-# environment variable turns off replacements whatever GIT_REPLACE_REF_BASE says.
-_PINNED_ENVIRONMENT: Final = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": os.devnull}
-# log.showSignature would write signature checks into the log stream parsed here,
-# log.showRoot=false would hide a root commit's files, and diff.orderFile would reorder
-# a commit's changes. (Submodule `ignore` settings, which .gitmodules may hold, only a
-# command-line option overrides: see `history`.) Other settings (mailmap, quotePath,
-# renames, prefixes, colours, encodings) change nothing the adapter reads: it asks for
-# -z, full ids and raw objects, never names (tests/test_git_reading.py sets each).
-_PINNED_CONFIG: Final = (
-    "-c",
-    "log.showSignature=false",
-    "-c",
-    "log.showRoot=true",
-    "-c",
-    f"diff.orderFile={os.devnull}",
-    # GIT_GRAFT_FILE=/dev/null turns grafts off; without this, git's stderr (which an
-    # error may show) carries a hint that grafts are deprecated.
-    "-c",
-    "advice.graftFileDeprecated=false",
-)
-
-
-def _git(*args: str) -> list[str]:
-    """The argv of `git <args>` as every git process of the reconciler runs."""
-    return ["git", *_PINNED_CONFIG, *args]
-
-
-def _git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of every git process: the caller's, `extra`, and the pinned part."""
-    return {**os.environ, **(extra or {}), **_PINNED_ENVIRONMENT}
 
 
 class _Failed(GitError):
@@ -117,17 +81,17 @@ class GitRepo:
         self._object_format, self.git_dir, self._common_dir, self._work_tree = where
         self.bare = self._work_tree is None
         self._objects = self._common_dir / "objects"
-        self._objects_batch = _CatFile(path, "--batch")
-        self._names_batch = _CatFile(path, "--batch-check=%(objectname) %(objecttype)")
-        self._sizes_batch = _CatFile(path, "--batch-check")
-        self._make_tree = _MakeTree(path)
+        self._objects_batch = CatFile(path, "--batch")
+        self._names_batch = CatFile(path, "--batch-check=%(objectname) %(objecttype)")
+        self._sizes_batch = CatFile(path, "--batch-check")
+        self._make_tree = MakeTree(path)
         self._tree_checks = TreeChecks(self)
 
     @classmethod
     def init(cls, path: Path, branch: str) -> GitRepo:
         """A new, empty repository at `path` whose first branch is `branch`."""
         path.mkdir(parents=True, exist_ok=True)
-        result = capture(_git("init", "-q", "-b", branch, str(path)), env=_git_environment())
+        result = capture(git_argv("init", "-q", "-b", branch, str(path)), env=git_environment())
         if result.returncode != 0:
             raise GitError(f"git init {path} failed: {result.stderr.strip()}")
         return cls(path)
@@ -156,9 +120,9 @@ class GitRepo:
         """`git <args>` in this repository: its output, or `_Failed`."""
         try:
             result = capture(
-                _git(*args),
+                git_argv(*args),
                 cwd=self.path,
-                env=_git_environment(env),
+                env=git_environment(env),
                 stdin=stdin,
                 timeout=timeout,
             )
@@ -597,8 +561,8 @@ class GitRepo:
         ]
         if exclude is not None:
             args.append(f"^{exclude}")
-        log = Reader(_git("log", *args), cwd=self.path, env=_git_environment(), answers=False)
-        blocks = _ReadAhead(log.stdout)
+        log = Reader(git_argv("log", *args), cwd=self.path, env=git_environment(), answers=False)
+        blocks = ReadAhead(log.stdout)
         try:
             yield from parse_log(decoded(blocks))
         except GeneratorExit:
@@ -714,11 +678,11 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
     repository at `path` itself (never one found in a folder above it); one process."""
     if not path.is_dir():
         return None
-    argv = _git("rev-parse", "--show-object-format", "--path-format=absolute")
+    argv = git_argv("rev-parse", "--show-object-format", "--path-format=absolute")
     argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
     argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
     # Untranslated, so the ownership refusal below is recognised in every locale.
-    result = capture(argv, cwd=path, env=_git_environment({"LC_ALL": "C"}))
+    result = capture(argv, cwd=path, env=git_environment({"LC_ALL": "C"}))
     found = result.stdout.decode("utf-8", "surrogateescape").splitlines()
     if len(found) < 4:
         if "dubious ownership" in result.stderr:
@@ -739,169 +703,7 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
 
 def user_config(key: str) -> str | None:
     """A value of the user's git configuration outside any repository (e.g. user.email)."""
-    result = capture(_git("config", "--get", key), env=_git_environment())
+    result = capture(git_argv("config", "--get", key), env=git_environment())
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", "replace").strip() or None
-
-
-class _ReadAhead:
-    """The blocks of a process's output, read by a thread as fast as the process writes.
-
-    With a plain pipe, `git log` stops whenever 64 KiB wait unread, so it would
-    idle while the walk judges; read ahead, it runs on the other core. The
-    queue's bound keeps memory flat (16 MiB, about 60,000 commits of a log).
-    """
-
-    BLOCK: Final = 1 << 16
-    BLOCKS: Final = 256
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self._blocks: queue.Queue[bytes] = queue.Queue(maxsize=self.BLOCKS)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="git-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        try:
-            while not self._stopped.is_set():
-                block = self._stream.read(self.BLOCK)
-                self._put(block)
-                if not block:
-                    return
-        except (OSError, ValueError):
-            self._put(b"")  # the stream was closed under us: end the reading side too
-
-    def _put(self, block: bytes) -> None:
-        while not self._stopped.is_set():
-            with contextlib.suppress(queue.Full):
-                self._blocks.put(block, timeout=0.05)
-                return
-
-    def __iter__(self) -> Iterator[bytes]:
-        while block := self._blocks.get():
-            yield block
-
-    def stop(self) -> None:
-        """Let the thread go (after the process ended or was killed) and wait for it."""
-        self._stopped.set()
-        self._thread.join()
-
-
-class _CatFile:
-    """One long-lived `git cat-file --batch...` process, asked many objects at a time.
-
-    It lives as long as the repository object, so its delta-base cache stays
-    warm from one batch of a walk to the next (a new process per batch spent
-    most of its time rebuilding deltas). Requests go out in slices small
-    enough to sit in the pipe, and every answer of a slice is read before the
-    next is written, so neither side can block the other.
-    """
-
-    SLICE_BYTES: Final = 16 * 1024
-
-    def __init__(self, path: Path, option: str) -> None:
-        self._path = path
-        self._option = option
-        self._reader: Reader | None = None
-        self._lock = threading.Lock()
-
-    def ask(self, requests: list[str]) -> list[tuple[list[bytes], bytes]]:
-        """Each request's header fields and (for `--batch`) content, in order."""
-        answers: list[tuple[list[bytes], bytes]] = []
-        with self._lock:
-            stdin, stdout = self._started()
-            start = 0
-            while start < len(requests):
-                end, size = start, 0
-                while end < len(requests) and (end == start or size < self.SLICE_BYTES):
-                    size += len(requests[end]) + 1
-                    end += 1
-                try:
-                    stdin.write("".join(f"{request}\n" for request in requests[start:end]).encode())
-                    stdin.flush()
-                    for _ in range(start, end):
-                        answers.append(self._answer(stdout))
-                except (OSError, ValueError):
-                    self.close()
-                    raise GitError(f"git cat-file {self._option} stopped answering") from None
-                start = end
-        return answers
-
-    def _answer(self, stdout: IO[bytes]) -> tuple[list[bytes], bytes]:
-        line = stdout.readline()
-        if not line:
-            raise OSError("end of output")
-        header = line.split()
-        if self._option != "--batch" or len(header) != 3:
-            return header, b""  # sizes and names, or "<name> missing"
-        size = int(header[2])
-        content = stdout.read(size + 1)[:size]  # each object ends with a newline
-        return header, content
-
-    def _started(self) -> tuple[IO[bytes], IO[bytes]]:
-        if self._reader is not None and not self._reader.running:
-            self.close()  # it died (killed, out of memory): start another
-        if self._reader is None:
-            self._reader = Reader(
-                _git("cat-file", self._option),
-                cwd=self._path,
-                env=_git_environment(),
-                answers=True,
-            )
-        assert self._reader.stdin is not None
-        return self._reader.stdin, self._reader.stdout
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.stop()
-            self._reader = None
-
-
-class _MakeTree:
-    """One long-lived `git mktree -z --batch`: git sorts, writes and names each tree
-    (checking that every entry's object exists and is of the kind its mode says)."""
-
-    KINDS: Final = {"40000": "tree", GITLINK_MODE: "commit"}
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._reader: Reader | None = None
-        self._lock = threading.Lock()
-
-    def make(self, entries: Mapping[str, tuple[str, str]]) -> str:
-        """The id of the tree of `entries` (name -> (mode, id)), written to the repository."""
-        listing = b"".join(
-            f"{mode} {self.KINDS.get(mode, 'blob')} {oid}\t".encode()
-            + name.encode("utf-8", "surrogateescape")
-            + b"\0"
-            for name, (mode, oid) in entries.items()
-        )
-        with self._lock:
-            if self._reader is not None and not self._reader.running:
-                self.close()
-            if self._reader is None:
-                self._reader = Reader(
-                    _git("mktree", "-z", "--batch"),
-                    cwd=self._path,
-                    env=_git_environment(),
-                    answers=True,
-                )
-            assert self._reader.stdin is not None
-            try:
-                self._reader.stdin.write(listing + b"\0")  # an empty entry ends the tree
-                self._reader.stdin.flush()
-                answer = self._reader.stdout.readline().decode().strip()
-            except (OSError, ValueError):
-                answer = ""
-            if not is_full_oid(answer) and len(answer) != 64:
-                _, errors = self._reader.finish()
-                self._reader = None
-                raise GitError(f"git mktree failed: {errors.strip()}")
-            return answer
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.stop()
-            self._reader = None
