@@ -66,26 +66,37 @@ def tree_problem(data: bytes) -> str | None:
     read = 0
     for mode, name, oid, end in raw_entries(data):
         read = end
-        shown = printable(name.decode("utf-8", "surrogateescape"))
-        if mode.startswith(b"0"):
-            return f"'{shown}' has a zero-padded mode ({mode.decode('ascii', 'replace')})"
-        if mode not in _MODES and mode != _LENIENT_MODE:
-            return f"'{shown}' has a bad mode ({printable(mode.decode('ascii', 'replace'))})"
-        problem = name_problem(name)
+        problem = _entry_problem(mode, name, oid)
         if problem is not None:
             return problem
-        if oid == _NULL_ID:
-            return f"'{shown}' names the all-zero object id"
         if name in names:
-            return f"two entries are named '{shown}'"
+            return f"two entries are named '{_shown(name)}'"
         key = name + b"/" if mode == b"40000" else name
         if previous is not None and key < previous:
-            return f"the entries are out of order ('{shown}' comes too late)"
+            return f"the entries are out of order ('{_shown(name)}' comes too late)"
         names.add(name)
         previous = key
     if read != len(data):
         return f"the entry at byte {read} is cut short"
     return None
+
+
+def _entry_problem(mode: bytes, name: bytes, oid: bytes) -> str | None:
+    """Why git fsck refuses one entry of a tree, whatever the others; None when it does not."""
+    if mode.startswith(b"0"):
+        return f"'{_shown(name)}' has a zero-padded mode ({mode.decode('ascii', 'replace')})"
+    if mode not in _MODES and mode != _LENIENT_MODE:
+        return f"'{_shown(name)}' has a bad mode ({printable(mode.decode('ascii', 'replace'))})"
+    problem = name_problem(name)
+    if problem is not None:
+        return problem
+    if oid == _NULL_ID:
+        return f"'{_shown(name)}' names the all-zero object id"
+    return None
+
+
+def _shown(name: bytes) -> str:
+    return printable(name.decode("utf-8", "surrogateescape"))
 
 
 def tree_entries(data: bytes) -> dict[str, tuple[str, str]]:

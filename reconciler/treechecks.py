@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Protocol
 
@@ -115,33 +115,50 @@ class TreeChecks:
         `roots`: the root tree of every entry and of its first parent.
         """
         levels = [(entry, _levels_of(entry, roots)) for entry in entries]
-        unknown = {
-            level.new
-            for _, found in levels
-            for level in found or ()
-            if level.new is not None and level.new not in self._sound
-        }
-        sizes = self._repo.blob_sizes(sorted(unknown))
+        sizes = self._repo.blob_sizes(self._unknown(found for _, found in levels))
         taken: dict[str, HistoryEntry] = {}
         for entry, found in levels:
             if found is None:  # a commit or first parent that could not be read
                 continue
-            problem: tuple[str, str] | None = None
-            as_diffed = True
-            for level in found:
-                new_problem, reliable = self._check(level, sizes)
-                if new_problem is not None and problem is None:
-                    problem = (level.path, f"{new_problem} (tree {level.new})")
-                as_diffed = as_diffed and reliable
-            if problem is None and as_diffed:
-                continue
-            changes = entry.changes
-            if not as_diffed:
-                first = entry.parents[0] if entry.parents else None
-                old = roots.get(first) if first is not None else None
-                changes = tuple(self._compare(old, roots[entry.id], ""))
-            taken[entry.id] = replace(entry, changes=changes, malformed=problem)
+            retaken = self._retaken(entry, found, sizes, roots)
+            if retaken is not None:
+                taken[entry.id] = retaken
         return taken
+
+    def _unknown(self, levels: Iterable[list[_Level] | None]) -> list[str]:
+        """The new trees of `levels` not known well-formed, whose sizes the checks need."""
+        return sorted(
+            {
+                level.new
+                for found in levels
+                for level in found or ()
+                if level.new is not None and level.new not in self._sound
+            }
+        )
+
+    def _retaken(
+        self,
+        entry: HistoryEntry,
+        levels: list[_Level],
+        sizes: Mapping[str, int],
+        roots: Mapping[str, str],
+    ) -> HistoryEntry | None:
+        """`entry` as the walk must take it; None when as git's diff shows it."""
+        problem: tuple[str, str] | None = None
+        as_diffed = True
+        for level in levels:
+            new_problem, reliable = self._check(level, sizes)
+            if new_problem is not None and problem is None:
+                problem = (level.path, f"{new_problem} (tree {level.new})")
+            as_diffed = as_diffed and reliable
+        if problem is None and as_diffed:
+            return None
+        changes = entry.changes
+        if not as_diffed:
+            first = entry.parents[0] if entry.parents else None
+            old = roots.get(first) if first is not None else None
+            changes = tuple(self._compare(old, roots[entry.id], ""))
+        return replace(entry, changes=changes, malformed=problem)
 
     def _check(self, level: _Level, sizes: Mapping[str, int]) -> tuple[str | None, bool]:
         """Why the level's new tree is malformed (None: it is not), and whether git's diff
@@ -181,71 +198,44 @@ class TreeChecks:
 
     def _edited(self, level: _Level, size: int | None) -> bool:
         """Whether the level's new tree is its old one (well-formed) with the diff's changes."""
-        if level.changes is None or size is None or level.new is None:
+        base = self._base(level)
+        if base is None or level.changes is None or size is None or level.new is None:
             return False
-        base = _EMPTY_TREE if level.old is None else self._sound.get(level.old)
-        if base is None:
-            return False
-        cut = len(level.path) + 1 if level.path else 0
-        edits = [
-            (change, change.path[cut:].encode("utf-8", "surrogateescape"))
-            for change in level.changes
-        ]
-        # Nearly every commit changes files in place: the entries keep their order and,
-        # their modes as long as before, their places in the bytes.
-        patched = dict(base.patched)
-        keys, starts = base.keys, base.starts
-        for change, name in edits:
-            if ABSENT_MODE in (change.old_mode, change.new_mode):
-                sound = self._rebuilt(base, edits, level.new)
-                break
-            folder = change.new_mode == TREE_MODE
-            key = name + b"/" if folder else name
-            at = bisect.bisect_left(keys, key)
-            if at == len(keys) or keys[at] != key or (change.old_mode == TREE_MODE) != folder:
-                return False
-            mode = b"40000" if folder else change.new_mode.encode()
-            entry = mode + b" " + name + b"\0" + _raw_id(change.new_blob)
-            end = starts[at + 1] if at + 1 < len(starts) else len(base.data)
-            if len(entry) != end - starts[at]:
-                return False  # no mode git writes changes length in place: read it whole
-            patched[at] = entry
-        else:
-            sound = base.with_patches(patched)
+        sound = self._edit(base, _edits(level.path, level.changes), level.new)
         if sound is None or len(sound.data) != size:
             return False
         self._remember(level.new, sound)
         return True
 
+    def _base(self, level: _Level) -> _Sound | None:
+        """The level's old tree, when it is absent or known well-formed."""
+        return _EMPTY_TREE if level.old is None else self._sound.get(level.old)
+
+    def _edit(self, base: _Sound, edits: list[tuple[Change, bytes]], tree: str) -> _Sound | None:
+        """`base` with the edits, when they fit it (see `_patch` and `_rebuilt`)."""
+        # Nearly every commit changes files in place: the entries keep their order and,
+        # their modes as long as before, their places in the bytes.
+        patched = dict(base.patched)
+        for change, name in edits:
+            if ABSENT_MODE in (change.old_mode, change.new_mode):
+                return self._rebuilt(base, edits, tree)
+            patch = _patch(base, change, name)
+            if patch is None:
+                return None
+            patched[patch[0]] = patch[1]
+        return base.with_patches(patched)
+
     def _rebuilt(self, base: _Sound, edits: list[tuple[Change, bytes]], tree: str) -> _Sound | None:
         """`base` with the edits' old sides out and new sides in, when that is the tree
         named `tree`; None when it is not, or when an edit does not fit `base`."""
         keys, entries = list(base.keys), base.entries()
-        added = False
         # Every old side out first, then every new side in (a file becoming a folder
         # of the same name is shown as the one's deletion and the other's addition).
-        for change, name in edits:
-            if change.old_mode == ABSENT_MODE:
-                added = True
-                continue
-            key = name + b"/" if change.old_mode == TREE_MODE else name
-            at = bisect.bisect_left(keys, key)
-            if at == len(keys) or keys[at] != key or entries[at][-20:] != _raw_id(change.old_blob):
-                return None
-            del keys[at], entries[at]
-        for change, name in edits:
-            if change.new_mode == ABSENT_MODE:
-                continue
-            folder = change.new_mode == TREE_MODE
-            key, other = (name + b"/", name) if folder else (name, name + b"/")
-            at = bisect.bisect_left(keys, key)
-            if (at < len(keys) and keys[at] == key) or _holds(keys, other) or name_problem(name):
-                return None
-            mode = b"40000" if folder else change.new_mode.encode()
-            keys.insert(at, key)
-            entries.insert(at, mode + b" " + name + b"\0" + _raw_id(change.new_blob))
+        if not _took_out(keys, entries, edits) or not _put_in(keys, entries, edits):
+            return None
         data = b"".join(entries)
         header = b"tree %d\0" % len(data)
+        added = any(change.old_mode == ABSENT_MODE for change, _ in edits)
         if added and self._hash(header + data, usedforsecurity=False).hexdigest() != tree:
             return None  # an added entry out of its place, or an entry git did not show
         starts = list(itertools.accumulate((len(entry) for entry in entries[:-1]), initial=0))
@@ -264,19 +254,14 @@ class TreeChecks:
         changes: list[Change] = []
         for name in sorted(before.keys() | after.keys()):
             here = f"{path}/{name}" if path else name
-            old_mode, old_id = before.get(name, (ABSENT_MODE, NULL_OID))
-            new_mode, new_id = after.get(name, (ABSENT_MODE, NULL_OID))
-            if (old_mode, old_id) == (new_mode, new_id):
+            was = before.get(name, (ABSENT_MODE, NULL_OID))
+            now = after.get(name, (ABSENT_MODE, NULL_OID))
+            if was == now:
                 continue
-            old_folder, new_folder = old_mode == "40000", new_mode == "40000"
-            if old_folder or new_folder:
-                changes += self._compare(
-                    old_id if old_folder else None, new_id if new_folder else None, here
-                )
-            if old_folder:
-                old_mode, old_id = ABSENT_MODE, NULL_OID
-            if new_folder:
-                new_mode, new_id = ABSENT_MODE, NULL_OID
+            old_tree, old_mode, old_id = _sides(*was)
+            new_tree, new_mode, new_id = _sides(*now)
+            if old_tree is not None or new_tree is not None:
+                changes += self._compare(old_tree, new_tree, here)
             if (old_mode, new_mode) != (ABSENT_MODE, ABSENT_MODE):
                 changes.append(Change(here, old_mode, new_mode, old_id, new_id))
         return changes
@@ -294,22 +279,16 @@ def _levels_of(entry: HistoryEntry, roots: Mapping[str, str]) -> list[_Level] | 
     A change goes to the closest folder above it that the diff shows as changed (a
     name holding '/' in a malformed tree looks like a path into a folder that is not).
     """
-    root = roots.get(entry.id)
-    first = entry.parents[0] if entry.parents else None
-    old_root = roots.get(first) if first is not None else None
-    if root is None or (first is not None and old_root is None):
+    found = _root_trees(entry, roots)
+    if found is None:
         return None
+    old_root, root = found
     if root == old_root:
         return []  # an empty commit (an approval, a trigger, a start record)
     shown: dict[str, list[Change]] = {}
     for folder in entry.folders:
         shown.setdefault(folder.path, []).append(folder)
-    direct: dict[str, list[Change]] = {}
-    for change in (*entry.changes, *entry.folders):
-        parent = change.path.rpartition("/")[0]
-        while parent and parent not in shown:
-            parent = parent.rpartition("/")[0]
-        direct.setdefault(parent, []).append(change)
+    direct = _direct_changes(entry, shown)
     levels = [_Level("", old_root, root, direct.get("", []))]
     for path, folders in shown.items():
         inside = direct.get(path, []) if len(folders) == 1 else None
@@ -317,6 +296,90 @@ def _levels_of(entry: HistoryEntry, roots: Mapping[str, str]) -> list[_Level] | 
             old = _tree_side(folder.old_mode, folder.old_blob)
             levels.append(_Level(path, old, _tree_side(folder.new_mode, folder.new_blob), inside))
     return levels
+
+
+def _root_trees(entry: HistoryEntry, roots: Mapping[str, str]) -> tuple[str | None, str] | None:
+    """The root trees of `entry`'s first parent (None: it has none) and of `entry`; None
+    when one of them could not be read."""
+    root = roots.get(entry.id)
+    first = entry.parents[0] if entry.parents else None
+    old_root = roots.get(first) if first is not None else None
+    if root is None or (first is not None and old_root is None):
+        return None
+    return old_root, root
+
+
+def _direct_changes(
+    entry: HistoryEntry, shown: Mapping[str, list[Change]]
+) -> dict[str, list[Change]]:
+    """`entry`'s changes by the closest folder above each that `shown` holds ("": the root)."""
+    direct: dict[str, list[Change]] = {}
+    for change in (*entry.changes, *entry.folders):
+        parent = change.path.rpartition("/")[0]
+        while parent and parent not in shown:
+            parent = parent.rpartition("/")[0]
+        direct.setdefault(parent, []).append(change)
+    return direct
+
+
+def _edits(path: str, changes: list[Change]) -> list[tuple[Change, bytes]]:
+    """The changes in folder `path`, each with its name in that folder."""
+    cut = len(path) + 1 if path else 0
+    return [(change, change.path[cut:].encode("utf-8", "surrogateescape")) for change in changes]
+
+
+def _patch(base: _Sound, change: Change, name: bytes) -> tuple[int, bytes] | None:
+    """Where in `base` the entry `change` edits in place sits, and its new bytes; None
+    when it is not there, turns file to folder or back, or changes length."""
+    folder = change.new_mode == TREE_MODE
+    key = name + b"/" if folder else name
+    at = bisect.bisect_left(base.keys, key)
+    if at == len(base.keys) or base.keys[at] != key or (change.old_mode == TREE_MODE) != folder:
+        return None
+    mode = b"40000" if folder else change.new_mode.encode()
+    entry = mode + b" " + name + b"\0" + _raw_id(change.new_blob)
+    end = base.starts[at + 1] if at + 1 < len(base.starts) else len(base.data)
+    if len(entry) != end - base.starts[at]:
+        return None  # no mode git writes changes length in place: read it whole
+    return at, entry
+
+
+def _took_out(keys: list[bytes], entries: list[bytes], edits: list[tuple[Change, bytes]]) -> bool:
+    """Take every edit's old side out of `keys` and `entries`; False when one is not there."""
+    for change, name in edits:
+        if change.old_mode == ABSENT_MODE:
+            continue
+        key = name + b"/" if change.old_mode == TREE_MODE else name
+        at = bisect.bisect_left(keys, key)
+        if at == len(keys) or keys[at] != key or entries[at][-20:] != _raw_id(change.old_blob):
+            return False
+        del keys[at], entries[at]
+    return True
+
+
+def _put_in(keys: list[bytes], entries: list[bytes], edits: list[tuple[Change, bytes]]) -> bool:
+    """Put every edit's new side into `keys` and `entries`; False when one cannot go in
+    (its name taken, as a file or a folder, or one git fsck refuses)."""
+    for change, name in edits:
+        if change.new_mode == ABSENT_MODE:
+            continue
+        folder = change.new_mode == TREE_MODE
+        key, other = (name + b"/", name) if folder else (name, name + b"/")
+        at = bisect.bisect_left(keys, key)
+        if (at < len(keys) and keys[at] == key) or _holds(keys, other) or name_problem(name):
+            return False
+        mode = b"40000" if folder else change.new_mode.encode()
+        keys.insert(at, key)
+        entries.insert(at, mode + b" " + name + b"\0" + _raw_id(change.new_blob))
+    return True
+
+
+def _sides(mode: str, oid: str) -> tuple[str | None, str, str]:
+    """A tree's entry as a folder (its tree; None: a file) and as a file (mode, id;
+    absent for a folder)."""
+    if mode == "40000":
+        return oid, ABSENT_MODE, NULL_OID
+    return None, mode, oid
 
 
 def _tree_side(mode: str, oid: str) -> str | None:
