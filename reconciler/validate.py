@@ -21,7 +21,7 @@ from reconciler.errors import ConfigError
 from reconciler.identity import can_verify
 from reconciler.layout import TEAMS_FILE, Kind, place
 from reconciler.loader import Document, JsonPath, load
-from reconciler.model import Environment, Finding, Policy, Snapshot
+from reconciler.model import ApprovalRule, Environment, Finding, Gates, Policy, Snapshot
 from reconciler.sshkeys import KeyFormatError, parse_public_key
 
 BUILTIN_DRIVERS = ("local", "command")
@@ -77,20 +77,7 @@ def validate_snapshot(
     findings: list[Finding] = list(snapshot.refused)
     checked = _Checked()
     for path in sorted(snapshot.files):
-        placement = place(path)
-        if placement.kind is None or placement.kind == "log":
-            continue
-        if placement.kind == "schema":
-            findings.extend(_compare_schema(path, snapshot.files[path]))
-            continue
-        checked.names[path] = placement.name
-        if placement.kind == "environment":
-            checked.environment_files.add(placement.name)
-        document, passed = _load_and_check(path, placement.kind, snapshot.files[path], findings)
-        if document is not None and passed:
-            _file(checked, placement.kind, document)
-        elif document is not None and placement.kind == "plan":
-            checked.broken_plans[path] = document
+        _check_file(checked, path, snapshot.files[path], findings)
     findings.extend(_cross_file(checked, snapshot, editor_gates=editor_gates))
     files_checked = len(snapshot.files)
     if only is not None:
@@ -104,6 +91,24 @@ def validate_snapshot(
         findings=tuple(unique[key] for key in sorted(unique)),
         files_checked=files_checked,
     )
+
+
+def _check_file(checked: _Checked, path: str, raw: bytes, findings: list[Finding]) -> None:
+    """Check one file on its own, and keep what the cross-file checks need of it."""
+    placement = place(path)
+    if placement.kind is None or placement.kind == "log":
+        return
+    if placement.kind == "schema":
+        findings.extend(_compare_schema(path, raw))
+        return
+    checked.names[path] = placement.name
+    if placement.kind == "environment":
+        checked.environment_files.add(placement.name)
+    document, passed = _load_and_check(path, placement.kind, raw, findings)
+    if document is not None and passed:
+        _file(checked, placement.kind, document)
+    elif document is not None and placement.kind == "plan":
+        checked.broken_plans[path] = document
 
 
 def _named(path: str, wanted: set[str]) -> bool:
@@ -187,21 +192,7 @@ def _suggest(name: str, known: Iterable[str], what: str) -> str:
 
 def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) -> list[Finding]:
     out = _Findings()
-    environments: dict[str, Environment] = {}
-    for path, document in checked.environments.items():
-        if not _instants_exist(document, out):
-            continue
-        environment = build_environment(document.data)
-        expected = checked.names[path]
-        if environment.name != expected:
-            out.at(
-                document,
-                ("name",),
-                f"name '{environment.name}' does not match the file name",
-                f"rename the file to environments/{environment.name}.yaml or set name: {expected}",
-            )
-            continue
-        environments[environment.name] = environment
+    environments = _environments(checked, out)
     # Environments whose file exists but did not make it this far: references
     # to them are neither confirmed nor reported, their own findings say why.
     broken = checked.environment_files - environments.keys()
@@ -245,6 +236,27 @@ def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) ->
     return out.items
 
 
+def _environments(checked: _Checked, out: _Findings) -> dict[str, Environment]:
+    """The environments built from their files, by name: those whose instants exist and
+    whose name is their file's."""
+    environments: dict[str, Environment] = {}
+    for path, document in checked.environments.items():
+        if not _instants_exist(document, out):
+            continue
+        environment = build_environment(document.data)
+        expected = checked.names[path]
+        if environment.name != expected:
+            out.at(
+                document,
+                ("name",),
+                f"name '{environment.name}' does not match the file name",
+                f"rename the file to environments/{environment.name}.yaml or set name: {expected}",
+            )
+            continue
+        environments[environment.name] = environment
+    return environments
+
+
 def _instants_exist(document: Document, out: _Findings) -> bool:
     """The schema checks an instant's shape; whether the day exists needs a calendar."""
     exists = True
@@ -275,8 +287,25 @@ def _check_teams(document: Document, out: _Findings) -> None:
                     f"unknown user '{user}'",
                     _suggest(user, users, "users:"),
                 )
+    _check_team_entries(document, out)
+    _check_identities(document, out)
+    if not any(
+        users.get(user, {}).get("keys") for user in data["infrastructure"].get("settings", ())
+    ):
+        out.at(
+            document,
+            ("infrastructure",),
+            "no settings user has an SSH key, so nobody could ever sign a change to the policy",
+            "add a key to at least one user listed under infrastructure.settings",
+            key=True,
+        )
+
+
+def _check_team_entries(document: Document, out: _Findings) -> None:
+    """Each team's members are users, and each application belongs to one team."""
+    users = document.data["users"]
     owners: dict[str, str] = {}
-    for team_name, team in data["teams"].items():
+    for team_name, team in document.data["teams"].items():
         for user in team["members"]:
             if user not in users:
                 out.at(
@@ -296,13 +325,17 @@ def _check_teams(document: Document, out: _Findings) -> None:
                 )
             else:
                 owners[application] = team_name
+
+
+def _check_identities(document: Document, out: _Findings) -> None:
+    """Ids, keys and users' emails each belong to one identity."""
     key_holders: dict[str, str] = {}
     email_holders: dict[str, str] = {}
     # identity.resolve looks an id up in users first: a service account or host
     # sharing a user's id would act as that user.
     id_sections: dict[str, str] = {}
     for section in ("users", "service_accounts", "hosts"):
-        for identity_id, identity in data.get(section, {}).items():
+        for identity_id, identity in document.data.get(section, {}).items():
             first = id_sections.setdefault(identity_id, section)
             if first != section:
                 out.at(
@@ -312,41 +345,53 @@ def _check_teams(document: Document, out: _Findings) -> None:
                     "ids must be unique across users, service accounts and hosts; rename one",
                     key=True,
                 )
-            for index, key in enumerate(identity.get("keys", ())):
-                path = (section, identity_id, "keys", index)
-                fingerprints = _key_fingerprints(key, document, path, out)
-                for fingerprint in fingerprints:
-                    if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
-                        out.at(
-                            document,
-                            path,
-                            f"this key already belongs to '{key_holders[fingerprint]}'",
-                            "one key belongs to one identity; each person needs their own key",
-                        )
-                        break
-                for fingerprint in fingerprints:
-                    key_holders.setdefault(fingerprint, identity_id)
-            if section != "users":
-                continue
-            for index, email in enumerate(identity.get("emails", ())):
-                owner = email_holders.setdefault(email.lower(), identity_id)
-                if owner != identity_id:
-                    out.at(
-                        document,
-                        (section, identity_id, "emails", index),
-                        f"email '{email}' already belongs to '{owner}'",
-                        "an email identifies one user; remove it from one of them",
-                    )
-    if not any(
-        users.get(user, {}).get("keys") for user in data["infrastructure"].get("settings", ())
-    ):
-        out.at(
-            document,
-            ("infrastructure",),
-            "no settings user has an SSH key, so nobody could ever sign a change to the policy",
-            "add a key to at least one user listed under infrastructure.settings",
-            key=True,
-        )
+            _check_keys_held(document, (section, identity_id), identity, key_holders, out)
+            if section == "users":
+                _check_emails_held(document, identity_id, identity, email_holders, out)
+
+
+def _check_keys_held(
+    document: Document,
+    at: tuple[str, str],
+    identity: Mapping[str, Any],
+    key_holders: dict[str, str],
+    out: _Findings,
+) -> None:
+    """An identity's keys (`at`: its section and id) belong to no other identity."""
+    identity_id = at[1]
+    for index, key in enumerate(identity.get("keys", ())):
+        path = (*at, "keys", index)
+        fingerprints = _key_fingerprints(key, document, path, out)
+        for fingerprint in fingerprints:
+            if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
+                out.at(
+                    document,
+                    path,
+                    f"this key already belongs to '{key_holders[fingerprint]}'",
+                    "one key belongs to one identity; each person needs their own key",
+                )
+                break
+        for fingerprint in fingerprints:
+            key_holders.setdefault(fingerprint, identity_id)
+
+
+def _check_emails_held(
+    document: Document,
+    identity_id: str,
+    identity: Mapping[str, Any],
+    email_holders: dict[str, str],
+    out: _Findings,
+) -> None:
+    """A user's emails belong to no other user."""
+    for index, email in enumerate(identity.get("emails", ())):
+        owner = email_holders.setdefault(email.lower(), identity_id)
+        if owner != identity_id:
+            out.at(
+                document,
+                ("users", identity_id, "emails", index),
+                f"email '{email}' already belongs to '{owner}'",
+                "an email identifies one user; remove it from one of them",
+            )
 
 
 def _key_fingerprints(key: str, document: Document, path: JsonPath, out: _Findings) -> list[str]:
@@ -383,57 +428,72 @@ def _check_chain(
     for environment in sorted(environments.values(), key=lambda env: (env.order, env.name)):
         groups.setdefault(environment.order, []).append(environment)
     reported: set[str] = set()
-
-    def report(environment: Environment, path: JsonPath, message: str, hint: str) -> None:
-        out.at(by_name[environment.name], path, message, hint)
-        reported.add(environment.name)
-
     previous: list[Environment] = []
     for order in sorted(groups):
         group = groups[order]
         for environment in group:
-            others = [other.name for other in group if other is not environment]
-            if others:
-                report(
-                    environment,
-                    ("order",),
-                    f"order {order} is also used by {_listed(others)}",
-                    "environments form one chain: give each a distinct order",
-                )
-            elif (
-                environment.promotes_from is not None
-                and environment.promotes_from not in environments
-            ):
-                if environment.promotes_from not in broken:
-                    report(
-                        environment,
-                        ("promotes_from",),
-                        f"unknown environment '{environment.promotes_from}'",
-                        _suggest(environment.promotes_from, environments, "environments/"),
-                    )
-            elif broken or len(previous) > 1:
-                # Next to a file that did not load, or an order two share, the
-                # chain cannot be judged; those findings come first.
-                continue
-            elif not previous and environment.promotes_from is not None:
-                report(
-                    environment,
-                    ("promotes_from",),
-                    f"'{environment.name}' comes first (order {environment.order}) "
-                    f"but promotes from '{environment.promotes_from}'",
-                    "the first environment promotes from nothing: "
-                    "remove promotes_from, or fix order",
-                )
-            elif previous and environment.promotes_from != previous[0].name:
-                report(
-                    environment,
-                    ("promotes_from",) if environment.promotes_from else ("order",),
-                    f"'{environment.name}' follows '{previous[0].name}' in order "
-                    f"but promotes from {_quoted(environment.promotes_from)}",
-                    f"environments form one chain: set promotes_from: {previous[0].name}",
-                )
+            problem = _link_problem(environment, group, previous, environments, broken)
+            if problem is not None:
+                out.at(by_name[environment.name], *problem)
+                reported.add(environment.name)
         previous = group
     return reported
+
+
+# Where a finding points, its message and its hint.
+_Problem = tuple[JsonPath, str, str]
+
+
+def _link_problem(
+    environment: Environment,
+    group: list[Environment],
+    previous: list[Environment],
+    environments: Mapping[str, Environment],
+    broken: Collection[str],
+) -> _Problem | None:
+    """What is wrong with `environment`'s link in the chain: `group` shares its order,
+    `previous` is the group of the order before."""
+    others = [other.name for other in group if other is not environment]
+    if others:
+        return (
+            ("order",),
+            f"order {environment.order} is also used by {_listed(others)}",
+            "environments form one chain: give each a distinct order",
+        )
+    source = environment.promotes_from
+    if source is not None and source not in environments:
+        if source in broken:
+            return None
+        return (
+            ("promotes_from",),
+            f"unknown environment '{source}'",
+            _suggest(source, environments, "environments/"),
+        )
+    if broken or len(previous) > 1:
+        # Next to a file that did not load, or an order two share, the
+        # chain cannot be judged; those findings come first.
+        return None
+    return _order_problem(environment, previous)
+
+
+def _order_problem(environment: Environment, previous: list[Environment]) -> _Problem | None:
+    """Whether `environment` promotes from the one before it in order (`previous`: it
+    alone, or nothing when `environment` comes first)."""
+    if not previous and environment.promotes_from is not None:
+        return (
+            ("promotes_from",),
+            f"'{environment.name}' comes first (order {environment.order}) "
+            f"but promotes from '{environment.promotes_from}'",
+            "the first environment promotes from nothing: remove promotes_from, or fix order",
+        )
+    if previous and environment.promotes_from != previous[0].name:
+        return (
+            ("promotes_from",) if environment.promotes_from else ("order",),
+            f"'{environment.name}' follows '{previous[0].name}' in order "
+            f"but promotes from {_quoted(environment.promotes_from)}",
+            f"environments form one chain: set promotes_from: {previous[0].name}",
+        )
+    return None
 
 
 def _listed(names: list[str]) -> str:
@@ -453,6 +513,27 @@ def _check_environment(
     *,
     editor_gates: bool,
 ) -> None:
+    gates = environment.gates
+    sound = _check_approvals(document, environment, policy, out)
+    if editor_gates and policy is not None and gates.approvals and sound:
+        _check_editors_left_to_approve(document, environment, policy, out)
+    _check_windows(document, gates, out)
+    for index, freeze in enumerate(gates.freezes):
+        if freeze.end <= freeze.start:
+            out.at(
+                document,
+                ("gates", "freezes", index, "until"),
+                "the freeze ends before it starts",
+                "set 'until' after 'from'",
+            )
+    _check_driver(document, environment, out)
+
+
+def _check_approvals(
+    document: Document, environment: Environment, policy: Policy | None, out: _Findings
+) -> bool:
+    """Check the approval rules (their meetability only given the `policy`); whether each
+    names a role that approves here and, as far as the policy tells, can be met."""
     gates = environment.gates
     approvers = environment.roles_holding("plan.approve")
     needed: set[str] = set()
@@ -475,18 +556,7 @@ def _check_environment(
             continue
         holders = _holders(policy, rule.role, signed=gates.signed_commits)
         if len(holders) < rule.count:
-            approvals = "approval" if rule.count == 1 else "approvals"
-            out.at(
-                document,
-                path,
-                f"needs {rule.count} {approvals} by '{rule.role}', but "
-                f"{_how_many(len(holders), signed=gates.signed_commits)} that role: "
-                "the gate can never be met",
-                "lower the count, add SSH keys for the role's holders, "
-                "or grant the role to more people in teams.yaml"
-                if gates.signed_commits
-                else "lower the count, or grant the role to more people in teams.yaml",
-            )
+            _too_few_holders(document, path, rule, len(holders), gates, out)
             unmeetable = True
         needed |= holders
         total += rule.count
@@ -499,8 +569,32 @@ def _check_environment(
             key=True,
         )
         unmeetable = True
-    if editor_gates and policy is not None and gates.approvals and not unmeetable and not misnamed:
-        _check_editors_left_to_approve(document, environment, policy, out)
+    return not unmeetable and not misnamed
+
+
+def _too_few_holders(
+    document: Document,
+    path: JsonPath,
+    rule: ApprovalRule,
+    holders: int,
+    gates: Gates,
+    out: _Findings,
+) -> None:
+    approvals = "approval" if rule.count == 1 else "approvals"
+    out.at(
+        document,
+        path,
+        f"needs {rule.count} {approvals} by '{rule.role}', but "
+        f"{_how_many(holders, signed=gates.signed_commits)} that role: "
+        "the gate can never be met",
+        "lower the count, add SSH keys for the role's holders, "
+        "or grant the role to more people in teams.yaml"
+        if gates.signed_commits
+        else "lower the count, or grant the role to more people in teams.yaml",
+    )
+
+
+def _check_windows(document: Document, gates: Gates, out: _Findings) -> None:
     for index, window in enumerate(gates.windows):
         if not _time_zone_exists(window.timezone):
             out.at(
@@ -516,14 +610,9 @@ def _check_environment(
                 "the window opens and closes at the same time, so it is never open",
                 "set 'to' after 'from'",
             )
-    for index, freeze in enumerate(gates.freezes):
-        if freeze.end <= freeze.start:
-            out.at(
-                document,
-                ("gates", "freezes", index, "until"),
-                "the freeze ends before it starts",
-                "set 'until' after 'from'",
-            )
+
+
+def _check_driver(document: Document, environment: Environment, out: _Findings) -> None:
     relative = relative_command(environment.driver)
     if relative is not None:
         # A warning: such a driver cannot run, and plans for it wait (see `drivers`), but
@@ -558,22 +647,10 @@ def _check_editors_left_to_approve(
         wanted[rule.role] = wanted.get(rule.role, 0) + rule.count
     holders = {role: _holders(policy, role, signed=signed) for role in wanted}
     total = sum(wanted.values())
-    # Editors who hold the same approving roles leave the same people to approve,
-    # so one editor of each kind is enough: a thousand users make a handful of kinds.
-    kinds: dict[frozenset[str], str] = {}
-    for editor in sorted(editors):
-        held = frozenset(role for role, people in holders.items() if editor in people)
-        kinds.setdefault(held, editor)
-    most = max(
-        most_approvals(wanted, {role: people - {editor} for role, people in holders.items()})
-        for editor in kinds.values()
-    )
+    most = _most_left_to_approve(wanted, holders, editors)
     if most >= total:
         return
-    names = sorted(editors)
-    if len(names) > _EDITORS_NAMED:  # a thousand users would bury the finding
-        names = [*names[: _EDITORS_NAMED - 1], f"one of {len(names) - _EDITORS_NAMED + 1} others"]
-    who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    who = _one_of(editors)
     out.at(
         document,
         ("gates", "approvals"),
@@ -584,6 +661,31 @@ def _check_editors_left_to_approve(
         "(a reviewer in a team without applications), or lower the counts",
         key=True,
     )
+
+
+def _most_left_to_approve(
+    wanted: Mapping[str, int], holders: Mapping[str, set[str]], editors: set[str]
+) -> int:
+    """The most approvals the `holders` of the `wanted` roles can give to a plan of one
+    of the `editors`, whose own approval does not count."""
+    # Editors who hold the same approving roles leave the same people to approve,
+    # so one editor of each kind is enough: a thousand users make a handful of kinds.
+    kinds: dict[frozenset[str], str] = {}
+    for editor in sorted(editors):
+        held = frozenset(role for role, people in holders.items() if editor in people)
+        kinds.setdefault(held, editor)
+    return max(
+        most_approvals(wanted, {role: people - {editor} for role, people in holders.items()})
+        for editor in kinds.values()
+    )
+
+
+def _one_of(editors: set[str]) -> str:
+    """The editors as a finding names them: 'a, b or c', at most a few."""
+    names = sorted(editors)
+    if len(names) > _EDITORS_NAMED:  # a thousand users would bury the finding
+        names = [*names[: _EDITORS_NAMED - 1], f"one of {len(names) - _EDITORS_NAMED + 1} others"]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _possible_editors(policy: Policy, environment: Environment) -> set[str]:
@@ -652,53 +754,79 @@ def _check_plan(
     # Read from the schema-valid data itself: building a `Plan` for each of
     # thousands of plans only to read four fields was a tenth of validation.
     plan: Mapping[str, Any] = document.data if isinstance(document.data, dict) else {}
-
-    def usable(value: Any) -> bool:
-        return whole or schema.is_identifier(value)
-
     name: Any = plan.get("name")
-    target_name: Any = plan.get("target")
-    source: Any = plan.get("source")
-    if usable(name) and name != file_name:
+    if _usable(name, whole=whole) and name != file_name:
         out.at(
             document,
             ("name",),
             f"name '{name}' does not match the file name",
             f"rename the file to plans/{name}.yaml or set name: {file_name}",
         )
-    target = environments.get(target_name) if usable(target_name) else None
-    if not usable(target_name) or target_name in unsettled:
-        pass  # the environment's own findings (or the plan's) come first
-    elif target is None:
+    _check_plan_target(document, plan, environments, unsettled, out, whole=whole)
+    if policy is not None:
+        _check_plan_applications(document, plan, policy, out, whole=whole)
+
+
+def _usable(value: Any, *, whole: bool) -> bool:
+    """Whether a plan's value can be checked against other files (see `_check_plan`)."""
+    return whole or schema.is_identifier(value)
+
+
+def _check_plan_target(
+    document: Document,
+    plan: Mapping[str, Any],
+    environments: Mapping[str, Environment],
+    unsettled: Collection[str],
+    out: _Findings,
+    *,
+    whole: bool,
+) -> None:
+    """A plan's target is a known environment, and its source the one that promotes to it."""
+    target_name: Any = plan.get("target")
+    source: Any = plan.get("source")
+    if not _usable(target_name, whole=whole) or target_name in unsettled:
+        return  # the environment's own findings (or the plan's) come first
+    target = environments.get(target_name)
+    if target is None:
         out.at(
             document,
             ("target",),
             f"unknown environment '{target_name}'",
             _suggest(target_name, environments, "environments/"),
         )
-    elif source is not None and not usable(source):
+    elif source is not None and not _usable(source, whole=whole):
         pass  # its own finding says what is wrong with it
-    elif target.promotes_from is None and source is not None:
-        out.at(
-            document,
+    else:
+        problem = _source_problem(target_name, target, source)
+        if problem is not None:
+            out.at(document, *problem)
+
+
+def _source_problem(target_name: str, target: Environment, source: str | None) -> _Problem | None:
+    """Whether a plan for `target` (named `target_name`) names the source it promotes from."""
+    if target.promotes_from is None and source is not None:
+        return (
             ("source",),
             f"'{target_name}' is the first environment; it promotes from nothing",
             "remove source",
         )
-    elif target.promotes_from is not None and source != target.promotes_from:
-        where: JsonPath = ("source",) if source is not None else ("target",)
-        out.at(
-            document,
-            where,
+    if target.promotes_from is not None and source != target.promotes_from:
+        return (
+            ("source",) if source is not None else ("target",),
             f"'{target_name}' promotes from '{target.promotes_from}', not {_quoted(source)}",
             f"set source: {target.promotes_from}",
         )
+    return None
+
+
+def _check_plan_applications(
+    document: Document, plan: Mapping[str, Any], policy: Policy, out: _Findings, *, whole: bool
+) -> None:
+    """A plan's applications are ones a team owns."""
     entries = plan.get("applications")
     for index, entry in enumerate(entries if isinstance(entries, list) else ()):
         application: Any = entry.get("name") if isinstance(entry, dict) else None
-        if not usable(application):
-            continue
-        if policy is not None and application not in policy.application_owner:
+        if _usable(application, whole=whole) and application not in policy.application_owner:
             out.at(
                 document,
                 ("applications", index, "name"),
