@@ -17,14 +17,15 @@ document is invalid: a valid repository, the common case, never needs them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import jsonschema_rs
 
 from reconciler import resources
-from reconciler.loader import Document, JsonPath, surprise_hint
+from reconciler.loader import Document, JsonPath, Position, surprise_hint
 from reconciler.model import Finding
 
 
@@ -157,99 +158,168 @@ def _needs(kind: str) -> str:
 
 
 def _explain(document: Document, kind: str, error: Any) -> Iterator[Finding]:
-    path: JsonPath = tuple(error.absolute_path)
-    keyword = error.validator
-    instance = error.instance
-    here = document.position(path)
-    rule = _describe_rule(error.schema)
-
-    def at(position_path: JsonPath, message: str, hint: str | None = None) -> Finding:
-        where = document.key_position(position_path) if position_path else here
-        return Finding(document.path, where.line, where.column, message, hint)
-
-    def value_at(message: str, hint: str | None = None) -> Finding:
-        return Finding(document.path, here.line, here.column, message, hint)
-
-    field = _field_name(path)
+    refused = _Refused.of(document, kind, error)
     if "propertyNames" in error.schema_path:
         # A key that is not a valid name: python-jsonschema reports the inner
         # keyword (pattern, maxLength) at the mapping; the mistake is the key.
-        yield at(
-            (*path, instance),
-            f"{_where(field)}'{instance}' is not a valid name",
-            rule or "use lowercase letters, digits and single . _ -",
-        )
+        return _bad_name(refused)
+    return _EXPLAINED.get(error.validator, _plain)(refused)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """One schema error of a document, and what every explanation of it needs."""
+
+    document: Document
+    kind: str
+    error: Any
+    path: JsonPath
+    here: Position
+    rule: str | None
+    where: str  # "<field>: " or "", to open a message with
+
+    @classmethod
+    def of(cls, document: Document, kind: str, error: Any) -> _Refused:
+        path: JsonPath = tuple(error.absolute_path)
+        here = document.position(path)
+        where = _where(_field_name(path))
+        return cls(document, kind, error, path, here, _describe_rule(error.schema), where)
+
+    def at(self, position_path: JsonPath, message: str, hint: str | None = None) -> Finding:
+        """A finding at a key (the value's place when `position_path` is empty)."""
+        where = self.document.key_position(position_path) if position_path else self.here
+        return Finding(self.document.path, where.line, where.column, message, hint)
+
+    def value_at(self, message: str, hint: str | None = None) -> Finding:
+        return Finding(self.document.path, self.here.line, self.here.column, message, hint)
+
+
+def _bad_name(refused: _Refused) -> Iterator[Finding]:
+    instance = refused.error.instance
+    yield refused.at(
+        (*refused.path, instance),
+        f"{refused.where}'{instance}' is not a valid name",
+        refused.rule or "use lowercase letters, digits and single . _ -",
+    )
+
+
+def _unknown_keys(refused: _Refused) -> Iterator[Finding]:
+    instance = refused.error.instance
+    if not isinstance(instance, dict):
+        yield from _plain(refused)
         return
-    if keyword == "additionalProperties" and isinstance(instance, dict):
+    import difflib  # noqa: PLC0415 - only for invalid documents
+
+    allowed = sorted(refused.error.schema.get("properties", {}))
+    for key in instance:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else None
+            if hint is None and allowed:
+                hint = "allowed keys: " + ", ".join(allowed)
+            yield refused.at((*refused.path, key), f"{refused.where}unknown key '{key}'", hint)
+
+
+def _missing_keys(refused: _Refused) -> Iterator[Finding]:
+    error = refused.error
+    properties = error.schema.get("properties", {})
+    for missing in error.validator_value:
+        if isinstance(error.instance, dict) and missing not in error.instance:
+            yield refused.value_at(
+                f"{refused.where}missing required key '{missing}'",
+                _required_hint(missing, properties.get(missing)),
+            )
+
+
+def _keys_not_allowed(refused: _Refused) -> Iterator[Finding]:
+    if not isinstance(refused.error.validator_value, dict):
+        yield from _plain(refused)
+        return
+    for key in refused.error.validator_value.get("required", ()):
+        yield refused.at((*refused.path, key), f"key '{key}' is not allowed here", _not_hint(key))
+
+
+def _wrong_type(refused: _Refused) -> Iterator[Finding]:
+    error = refused.error
+    yield refused.value_at(
+        f"{refused.where}expected {_article(error.validator_value)}, "
+        f"got {_json_type(error.instance)}",
+        _type_hint(refused.document, refused.kind, error, refused.path, refused.rule),
+    )
+
+
+def _not_an_option(refused: _Refused) -> Iterator[Finding]:
+    instance = refused.error.instance
+    options = list(refused.error.validator_value)
+    listed = ", ".join(str(option) for option in options)
+    hint = None
+    if any(isinstance(option, str) for option in options):
+        hint = surprise_hint(refused.document, refused.path, instance)
+    if hint is None and isinstance(instance, str):
         import difflib  # noqa: PLC0415 - only for invalid documents
 
-        allowed = sorted(error.schema.get("properties", {}))
-        for key in instance:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else None
-                if hint is None and allowed:
-                    hint = "allowed keys: " + ", ".join(allowed)
-                yield at((*path, key), f"{_where(field)}unknown key '{key}'", hint)
-        return
-    if keyword == "required":
-        properties = error.schema.get("properties", {})
-        for missing in error.validator_value:
-            if isinstance(instance, dict) and missing not in instance:
-                yield value_at(
-                    f"{_where(field)}missing required key '{missing}'",
-                    _required_hint(missing, properties.get(missing)),
-                )
-        return
-    if keyword == "not" and isinstance(error.validator_value, dict):
-        for key in error.validator_value.get("required", ()):
-            yield at((*path, key), f"key '{key}' is not allowed here", _not_hint(key))
-        return
-    if keyword == "type":
-        expected = error.validator_value
-        yield value_at(
-            f"{_where(field)}expected {_article(expected)}, got {_json_type(instance)}",
-            _type_hint(document, kind, error, path, rule),
-        )
-        return
-    if keyword == "enum":
-        options = list(error.validator_value)
-        listed = ", ".join(str(option) for option in options)
-        hint = None
-        if any(isinstance(option, str) for option in options):
-            hint = surprise_hint(document, path, instance)
-        if hint is None and isinstance(instance, str):
-            import difflib  # noqa: PLC0415 - only for invalid documents
+        close = difflib.get_close_matches(instance, [str(option) for option in options], n=1)
+        if close:
+            hint = f"did you mean '{close[0]}'? (one of: {listed})"
+    yield refused.value_at(
+        f"{refused.where}{_shown(instance)} is not allowed", hint or f"one of: {listed}"
+    )
 
-            close = difflib.get_close_matches(instance, [str(option) for option in options], n=1)
-            if close:
-                hint = f"did you mean '{close[0]}'? (one of: {listed})"
-        yield value_at(
-            f"{_where(field)}{_shown(instance)} is not allowed", hint or f"one of: {listed}"
-        )
-        return
-    if keyword == "pattern":
-        yield value_at(
-            f"{_where(field)}{_cut(instance)} is not allowed",
-            rule or f"must match {error.validator_value}",
-        )
-        return
-    if keyword in ("maxLength", "minLength", "maxItems", "minItems", "minProperties"):
-        yield value_at(f"{_where(field)}{_limit_message(keyword, error.validator_value)}", rule)
-        return
-    if keyword in ("minimum", "maximum"):
-        word = "at least" if keyword == "minimum" else "at most"
-        yield value_at(
-            f"{_where(field)}must be {word} {error.validator_value}, got {instance}", rule
-        )
-        return
-    if keyword == "uniqueItems":
-        yield value_at(f"{_where(field)}lists the same value twice", "remove the repeated item")
-        return
-    if keyword == "const":
-        yield value_at(f"{_where(field)}must be {error.validator_value!r}", rule)
-        return
-    yield value_at(f"{_where(field)}{error.message}", rule)
+
+def _no_match(refused: _Refused) -> Iterator[Finding]:
+    yield refused.value_at(
+        f"{refused.where}{_cut(refused.error.instance)} is not allowed",
+        refused.rule or f"must match {refused.error.validator_value}",
+    )
+
+
+def _out_of_limits(refused: _Refused) -> Iterator[Finding]:
+    error = refused.error
+    message = _limit_message(error.validator, error.validator_value)
+    yield refused.value_at(f"{refused.where}{message}", refused.rule)
+
+
+def _out_of_range(refused: _Refused) -> Iterator[Finding]:
+    error = refused.error
+    word = "at least" if error.validator == "minimum" else "at most"
+    yield refused.value_at(
+        f"{refused.where}must be {word} {error.validator_value}, got {error.instance}",
+        refused.rule,
+    )
+
+
+def _repeated(refused: _Refused) -> Iterator[Finding]:
+    yield refused.value_at(f"{refused.where}lists the same value twice", "remove the repeated item")
+
+
+def _not_the_constant(refused: _Refused) -> Iterator[Finding]:
+    yield refused.value_at(
+        f"{refused.where}must be {refused.error.validator_value!r}", refused.rule
+    )
+
+
+def _plain(refused: _Refused) -> Iterator[Finding]:
+    yield refused.value_at(f"{refused.where}{refused.error.message}", refused.rule)
+
+
+# How each JSON Schema keyword's refusal is explained (`_plain`: any other keyword's).
+_EXPLAINED: Final[Mapping[str, Callable[[_Refused], Iterator[Finding]]]] = {
+    "additionalProperties": _unknown_keys,
+    "required": _missing_keys,
+    "not": _keys_not_allowed,
+    "type": _wrong_type,
+    "enum": _not_an_option,
+    "pattern": _no_match,
+    "maxLength": _out_of_limits,
+    "minLength": _out_of_limits,
+    "maxItems": _out_of_limits,
+    "minItems": _out_of_limits,
+    "minProperties": _out_of_limits,
+    "minimum": _out_of_range,
+    "maximum": _out_of_range,
+    "uniqueItems": _repeated,
+    "const": _not_the_constant,
+}
 
 
 def _required_hint(key: str, schema: Any) -> str:
