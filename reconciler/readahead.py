@@ -3,7 +3,7 @@
 Called by `authorise`, whose walk judges landings in history order. What it
 needs of a batch of commits that does not depend on the policy is prepared
 here: the commits read, their SSHSIG signatures checked (unless the state
-store remembers them), the trees they bring checked (`gitrepo.TreeChecks`),
+store remembers them), the trees they bring checked (`treechecks.TreeChecks`),
 and the plan and teams.yaml versions they change read and parsed into fields
 (`ParsedVersions` keeps them for the judging).
 

@@ -10,22 +10,19 @@ stops the others, and each names its file, line and fix.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import openpgp, resources, schema
-from reconciler.approvals import most_approvals
-from reconciler.config import build_environment, build_policy, parse_instant, relative_command
+from reconciler import resources, schema
+from reconciler.config import build_environment, build_policy, parse_instant
 from reconciler.errors import ConfigError
-from reconciler.identity import can_verify
 from reconciler.layout import TEAMS_FILE, Kind, place
 from reconciler.loader import Document, JsonPath, load
-from reconciler.model import ApprovalRule, Environment, Finding, Gates, Policy, Snapshot
-from reconciler.sshkeys import KeyFormatError, parse_public_key
-
-BUILTIN_DRIVERS = ("local", "command")
-DRIVER_ENTRY_POINTS = "reconciler.drivers"
+from reconciler.model import Environment, Finding, Policy, Snapshot
+from reconciler.validate_environments import check_environment
+from reconciler.validate_findings import Findings, suggest
+from reconciler.validate_teams import check_teams
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,39 +156,8 @@ def _compare_schema(path: str, raw: bytes) -> list[Finding]:
     return []
 
 
-class _Findings:
-    """Collects cross-file findings positioned in one document."""
-
-    def __init__(self) -> None:
-        self.items: list[Finding] = []
-
-    def at(
-        self,
-        document: Document,
-        path: JsonPath,
-        message: str,
-        hint: str | None = None,
-        *,
-        key: bool = False,
-        severity: str = "error",
-    ) -> None:
-        where = document.key_position(path) if key else document.position(path)
-        self.items.append(
-            Finding(document.path, where.line, where.column, message, hint, severity)  # type: ignore[arg-type]
-        )
-
-
-def _suggest(name: str, known: Iterable[str], what: str) -> str:
-    import difflib  # noqa: PLC0415 - only with a finding to explain (start-up time)
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return f"add it to {what} first, or fix the name"
-
-
 def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) -> list[Finding]:
-    out = _Findings()
+    out = Findings()
     environments = _environments(checked, out)
     # Environments whose file exists but did not make it this far: references
     # to them are neither confirmed nor reported, their own findings say why.
@@ -199,7 +165,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) ->
     policy: Policy | None = None
     if checked.teams is not None:
         policy = build_policy(checked.teams.data, environments.values())
-        _check_teams(checked.teams, out)
+        check_teams(checked.teams, out)
     elif TEAMS_FILE not in snapshot.files and not any(
         finding.file == TEAMS_FILE for finding in snapshot.refused
     ):
@@ -218,7 +184,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) ->
     for path, document in checked.environments.items():
         valid_environment = environments.get(checked.names[path])
         if valid_environment is not None:
-            _check_environment(document, valid_environment, policy, out, editor_gates=editor_gates)
+            check_environment(document, valid_environment, policy, out, editor_gates=editor_gates)
     unsettled = broken | unchained
     for plans, whole in ((checked.plans, True), (checked.broken_plans, False)):
         for path, document in plans.items():
@@ -236,7 +202,7 @@ def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) ->
     return out.items
 
 
-def _environments(checked: _Checked, out: _Findings) -> dict[str, Environment]:
+def _environments(checked: _Checked, out: Findings) -> dict[str, Environment]:
     """The environments built from their files, by name: those whose instants exist and
     whose name is their file's."""
     environments: dict[str, Environment] = {}
@@ -257,7 +223,7 @@ def _environments(checked: _Checked, out: _Findings) -> dict[str, Environment]:
     return environments
 
 
-def _instants_exist(document: Document, out: _Findings) -> bool:
+def _instants_exist(document: Document, out: Findings) -> bool:
     """The schema checks an instant's shape; whether the day exists needs a calendar."""
     exists = True
     for index, freeze in enumerate(document.data.get("gates", {}).get("freezes", ())):
@@ -275,152 +241,11 @@ def _instants_exist(document: Document, out: _Findings) -> bool:
     return exists
 
 
-def _check_teams(document: Document, out: _Findings) -> None:
-    data: Mapping[str, Any] = document.data
-    users = data["users"]
-    for role in ("settings", "projects"):
-        for index, user in enumerate(data["infrastructure"].get(role, ())):
-            if user not in users:
-                out.at(
-                    document,
-                    ("infrastructure", role, index),
-                    f"unknown user '{user}'",
-                    _suggest(user, users, "users:"),
-                )
-    _check_team_entries(document, out)
-    _check_identities(document, out)
-    if not any(
-        users.get(user, {}).get("keys") for user in data["infrastructure"].get("settings", ())
-    ):
-        out.at(
-            document,
-            ("infrastructure",),
-            "no settings user has an SSH key, so nobody could ever sign a change to the policy",
-            "add a key to at least one user listed under infrastructure.settings",
-            key=True,
-        )
-
-
-def _check_team_entries(document: Document, out: _Findings) -> None:
-    """Each team's members are users, and each application belongs to one team."""
-    users = document.data["users"]
-    owners: dict[str, str] = {}
-    for team_name, team in document.data["teams"].items():
-        for user in team["members"]:
-            if user not in users:
-                out.at(
-                    document,
-                    ("teams", team_name, "members", user),
-                    f"unknown user '{user}'",
-                    _suggest(user, users, "users:"),
-                    key=True,
-                )
-        for index, application in enumerate(team.get("applications", ())):
-            if application in owners:
-                out.at(
-                    document,
-                    ("teams", team_name, "applications", index),
-                    f"application '{application}' already belongs to team '{owners[application]}'",
-                    "an application belongs to exactly one team; remove it from one of them",
-                )
-            else:
-                owners[application] = team_name
-
-
-def _check_identities(document: Document, out: _Findings) -> None:
-    """Ids, keys and users' emails each belong to one identity."""
-    key_holders: dict[str, str] = {}
-    email_holders: dict[str, str] = {}
-    # identity.resolve looks an id up in users first: a service account or host
-    # sharing a user's id would act as that user.
-    id_sections: dict[str, str] = {}
-    for section in ("users", "service_accounts", "hosts"):
-        for identity_id, identity in document.data.get(section, {}).items():
-            first = id_sections.setdefault(identity_id, section)
-            if first != section:
-                out.at(
-                    document,
-                    (section, identity_id),
-                    f"'{identity_id}' is in both {first} and {section}",
-                    "ids must be unique across users, service accounts and hosts; rename one",
-                    key=True,
-                )
-            _check_keys_held(document, (section, identity_id), identity, key_holders, out)
-            if section == "users":
-                _check_emails_held(document, identity_id, identity, email_holders, out)
-
-
-def _check_keys_held(
-    document: Document,
-    at: tuple[str, str],
-    identity: Mapping[str, Any],
-    key_holders: dict[str, str],
-    out: _Findings,
-) -> None:
-    """An identity's keys (`at`: its section and id) belong to no other identity."""
-    identity_id = at[1]
-    for index, key in enumerate(identity.get("keys", ())):
-        path = (*at, "keys", index)
-        fingerprints = _key_fingerprints(key, document, path, out)
-        for fingerprint in fingerprints:
-            if fingerprint in key_holders and key_holders[fingerprint] != identity_id:
-                out.at(
-                    document,
-                    path,
-                    f"this key already belongs to '{key_holders[fingerprint]}'",
-                    "one key belongs to one identity; each person needs their own key",
-                )
-                break
-        for fingerprint in fingerprints:
-            key_holders.setdefault(fingerprint, identity_id)
-
-
-def _check_emails_held(
-    document: Document,
-    identity_id: str,
-    identity: Mapping[str, Any],
-    email_holders: dict[str, str],
-    out: _Findings,
-) -> None:
-    """A user's emails belong to no other user."""
-    for index, email in enumerate(identity.get("emails", ())):
-        owner = email_holders.setdefault(email.lower(), identity_id)
-        if owner != identity_id:
-            out.at(
-                document,
-                ("users", identity_id, "emails", index),
-                f"email '{email}' already belongs to '{owner}'",
-                "an email identifies one user; remove it from one of them",
-            )
-
-
-def _key_fingerprints(key: str, document: Document, path: JsonPath, out: _Findings) -> list[str]:
-    """The fingerprints of one key entry (an OpenPGP certificate's: each of its keys),
-    or none, reported, when it does not decode."""
-    if openpgp.is_certificate(key):
-        try:
-            found = openpgp.certificates(key)
-        except openpgp.CertificateError as exc:
-            out.at(document, path, f"not a valid OpenPGP public key: {exc}", openpgp.HINT)
-            return []
-        return [subkey.fingerprint for certificate in found for subkey in certificate.keys]
-    try:
-        return [parse_public_key(key).fingerprint]
-    except KeyFormatError as exc:
-        out.at(
-            document,
-            path,
-            f"not a valid SSH public key: {exc}",
-            "paste the whole line of the .pub file",
-        )
-        return []
-
-
 def _check_chain(
     checked: _Checked,
     environments: Mapping[str, Environment],
     broken: Collection[str],
-    out: _Findings,
+    out: Findings,
 ) -> set[str]:
     """Report each environment's broken link; return the environments reported."""
     by_name = {checked.names[path]: document for path, document in checked.environments.items()}
@@ -467,7 +292,7 @@ def _link_problem(
         return (
             ("promotes_from",),
             f"unknown environment '{source}'",
-            _suggest(source, environments, "environments/"),
+            suggest(source, environments, "environments/"),
         )
     if broken or len(previous) > 1:
         # Next to a file that did not load, or an order two share, the
@@ -505,240 +330,6 @@ def _quoted(name: str | None) -> str:
     return f"'{name}'" if name else "nothing"
 
 
-def _check_environment(
-    document: Document,
-    environment: Environment,
-    policy: Policy | None,
-    out: _Findings,
-    *,
-    editor_gates: bool,
-) -> None:
-    gates = environment.gates
-    sound = _check_approvals(document, environment, policy, out)
-    if editor_gates and policy is not None and gates.approvals and sound:
-        _check_editors_left_to_approve(document, environment, policy, out)
-    _check_windows(document, gates, out)
-    for index, freeze in enumerate(gates.freezes):
-        if freeze.end <= freeze.start:
-            out.at(
-                document,
-                ("gates", "freezes", index, "until"),
-                "the freeze ends before it starts",
-                "set 'until' after 'from'",
-            )
-    _check_driver(document, environment, out)
-
-
-def _check_approvals(
-    document: Document, environment: Environment, policy: Policy | None, out: _Findings
-) -> bool:
-    """Check the approval rules (their meetability only given the `policy`); whether each
-    names a role that approves here and, as far as the policy tells, can be met."""
-    gates = environment.gates
-    approvers = environment.roles_holding("plan.approve")
-    needed: set[str] = set()
-    total = 0
-    unmeetable = False
-    misnamed = False
-    for index, rule in enumerate(gates.approvals):
-        path = ("gates", "approvals", index)
-        if rule.role not in approvers:
-            misnamed = True
-            out.at(
-                document,
-                (*path, "role"),
-                f"approvals by '{rule.role}' are required, but '{rule.role}' does not hold "
-                "plan.approve here",
-                f"add {rule.role} to permissions.plan.approve, or change the rule",
-            )
-            continue
-        if policy is None:
-            continue
-        holders = _holders(policy, rule.role, signed=gates.signed_commits)
-        if len(holders) < rule.count:
-            _too_few_holders(document, path, rule, len(holders), gates, out)
-            unmeetable = True
-        needed |= holders
-        total += rule.count
-    if policy is not None and gates.approvals and not unmeetable and len(needed) < total:
-        out.at(
-            document,
-            ("gates", "approvals"),
-            f"the approval rules need {total} distinct people but only {len(needed)} can approve",
-            "lower the counts, or grant the roles to more people",
-            key=True,
-        )
-        unmeetable = True
-    return not unmeetable and not misnamed
-
-
-def _too_few_holders(
-    document: Document,
-    path: JsonPath,
-    rule: ApprovalRule,
-    holders: int,
-    gates: Gates,
-    out: _Findings,
-) -> None:
-    approvals = "approval" if rule.count == 1 else "approvals"
-    out.at(
-        document,
-        path,
-        f"needs {rule.count} {approvals} by '{rule.role}', but "
-        f"{_how_many(holders, signed=gates.signed_commits)} that role: "
-        "the gate can never be met",
-        "lower the count, add SSH keys for the role's holders, "
-        "or grant the role to more people in teams.yaml"
-        if gates.signed_commits
-        else "lower the count, or grant the role to more people in teams.yaml",
-    )
-
-
-def _check_windows(document: Document, gates: Gates, out: _Findings) -> None:
-    for index, window in enumerate(gates.windows):
-        if not _time_zone_exists(window.timezone):
-            out.at(
-                document,
-                ("gates", "windows", index, "timezone"),
-                f"unknown time zone '{window.timezone}'",
-                "use an IANA name such as Europe/Lisbon",
-            )
-        if window.start == window.end:
-            out.at(
-                document,
-                ("gates", "windows", index),
-                "the window opens and closes at the same time, so it is never open",
-                "set 'to' after 'from'",
-            )
-
-
-def _check_driver(document: Document, environment: Environment, out: _Findings) -> None:
-    relative = relative_command(environment.driver)
-    if relative is not None:
-        # A warning: such a driver cannot run, and plans for it wait (see `drivers`), but
-        # the environment is a valid policy all the same.
-        out.at(document, ("driver", "argv", 0), relative.message, relative.hint, severity="warning")
-    driver = environment.driver.type
-    if driver not in BUILTIN_DRIVERS and driver not in _installed_drivers():
-        out.at(
-            document,
-            ("driver", "type"),
-            f"driver '{driver}' is not installed here",
-            f"install the package that registers it in '{DRIVER_ENTRY_POINTS}', "
-            "or use local or command",
-            severity="warning",
-        )
-
-
-_EDITORS_NAMED = 5
-
-
-def _check_editors_left_to_approve(
-    document: Document, environment: Environment, policy: Policy, out: _Findings
-) -> None:
-    """Every plan has an editor, whose approval does not count: the gate must be met by
-    the others for at least one possible editor, or no plan can ever be approved here."""
-    editors = _possible_editors(policy, environment)
-    if not editors:
-        return  # nobody can propose a plan here: nothing waits on the gate
-    signed = environment.gates.signed_commits
-    wanted: dict[str, int] = {}
-    for rule in environment.gates.approvals:
-        wanted[rule.role] = wanted.get(rule.role, 0) + rule.count
-    holders = {role: _holders(policy, role, signed=signed) for role in wanted}
-    total = sum(wanted.values())
-    most = _most_left_to_approve(wanted, holders, editors)
-    if most >= total:
-        return
-    who = _one_of(editors)
-    out.at(
-        document,
-        ("gates", "approvals"),
-        f"every plan into {environment.name} is edited by {who}, whose approval of it does "
-        f"not count: the approval rules need {total} {'approval' if total == 1 else 'approvals'} "
-        f"but at most {most} can be given",
-        "grant the approving roles to someone who does not edit plans here "
-        "(a reviewer in a team without applications), or lower the counts",
-        key=True,
-    )
-
-
-def _most_left_to_approve(
-    wanted: Mapping[str, int], holders: Mapping[str, set[str]], editors: set[str]
-) -> int:
-    """The most approvals the `holders` of the `wanted` roles can give to a plan of one
-    of the `editors`, whose own approval does not count."""
-    # Editors who hold the same approving roles leave the same people to approve,
-    # so one editor of each kind is enough: a thousand users make a handful of kinds.
-    kinds: dict[frozenset[str], str] = {}
-    for editor in sorted(editors):
-        held = frozenset(role for role, people in holders.items() if editor in people)
-        kinds.setdefault(held, editor)
-    return max(
-        most_approvals(wanted, {role: people - {editor} for role, people in holders.items()})
-        for editor in kinds.values()
-    )
-
-
-def _one_of(editors: set[str]) -> str:
-    """The editors as a finding names them: 'a, b or c', at most a few."""
-    names = sorted(editors)
-    if len(names) > _EDITORS_NAMED:  # a thousand users would bury the finding
-        names = [*names[: _EDITORS_NAMED - 1], f"one of {len(names) - _EDITORS_NAMED + 1} others"]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-
-
-def _possible_editors(policy: Policy, environment: Environment) -> set[str]:
-    """Users who may add an application's entry to a plan into `environment`."""
-    roles = environment.roles_holding("plan.edit")
-    signed = environment.gates.signed_commits
-    return {
-        user
-        for team in policy.teams.values()
-        if team.applications
-        for user, role in team.members.items()
-        if role in roles and user in policy.users and (not signed or can_verify(policy, user))
-    }
-
-
-def _time_zone_exists(name: str) -> bool:
-    import zoneinfo  # noqa: PLC0415 - only for deploy windows (start-up time)
-
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-def _how_many(count: int, *, signed: bool) -> str:
-    """'no user holds', 'only 1 user with an SSH key holds', 'only 3 users hold'."""
-    keyed = " with an SSH key" if signed else ""
-    if count == 0:
-        return f"no user{keyed} holds"
-    if count == 1:
-        return f"only 1 user{keyed} holds"
-    return f"only {count} users{keyed} hold"
-
-
-def _holders(policy: Policy, role: str, *, signed: bool) -> set[str]:
-    """Who holds `role` in some team; where signatures are required, only those whose
-    signed commits can be attributed to them (their own key, or a host's)."""
-    return {
-        user
-        for user in policy.role_holders.get(role, frozenset())
-        if not signed or can_verify(policy, user)
-    }
-
-
-def _installed_drivers() -> set[str]:
-    # Imported here: importlib.metadata costs ~40 ms of start-up, and only an
-    # environment with a third-party driver needs it.
-    import importlib.metadata  # noqa: PLC0415
-
-    return {entry.name for entry in importlib.metadata.entry_points(group=DRIVER_ENTRY_POINTS)}
-
-
 def _check_plan(
     document: Document,
     file_name: str,
@@ -746,7 +337,7 @@ def _check_plan(
     environments: Mapping[str, Environment],
     unsettled: Collection[str],
     policy: Policy | None,
-    out: _Findings,
+    out: Findings,
     whole: bool = True,
 ) -> None:
     """The cross-file rules of one plan; of a plan that failed its schema (not `whole`),
@@ -777,7 +368,7 @@ def _check_plan_target(
     plan: Mapping[str, Any],
     environments: Mapping[str, Environment],
     unsettled: Collection[str],
-    out: _Findings,
+    out: Findings,
     *,
     whole: bool,
 ) -> None:
@@ -792,7 +383,7 @@ def _check_plan_target(
             document,
             ("target",),
             f"unknown environment '{target_name}'",
-            _suggest(target_name, environments, "environments/"),
+            suggest(target_name, environments, "environments/"),
         )
     elif source is not None and not _usable(source, whole=whole):
         pass  # its own finding says what is wrong with it
@@ -820,7 +411,7 @@ def _source_problem(target_name: str, target: Environment, source: str | None) -
 
 
 def _check_plan_applications(
-    document: Document, plan: Mapping[str, Any], policy: Policy, out: _Findings, *, whole: bool
+    document: Document, plan: Mapping[str, Any], policy: Policy, out: Findings, *, whole: bool
 ) -> None:
     """A plan's applications are ones a team owns."""
     entries = plan.get("applications")
@@ -831,7 +422,7 @@ def _check_plan_applications(
                 document,
                 ("applications", index, "name"),
                 f"unknown application '{application}'",
-                _suggest(
+                suggest(
                     application, policy.application_owner, "a team's applications in teams.yaml"
                 ),
             )
@@ -842,7 +433,7 @@ def _check_deployment(
     file_name: str,
     environments: Mapping[str, Environment],
     broken: Collection[str],
-    out: _Findings,
+    out: Findings,
 ) -> None:
     environment = document.data["environment"]
     if environment != file_name:
