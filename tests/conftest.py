@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.configrepo import copy_example
-from tests.gitfixtures import People
 from tests.gpgkeys import GpgKeys
+from tests.people import People
 
 
 @pytest.fixture(autouse=True)

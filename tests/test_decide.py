@@ -10,21 +10,19 @@ from reconciler.decide import Decision
 from reconciler.resources import schemas_dir
 from reconciler.session import open_session
 from reconciler.sshkeys import parse_public_key
-from tests.gitfixtures import (
+from tests.clock import SUITE_NOW, window_only_tomorrow
+from tests.configrepo import dump, example_file
+from tests.people import People, grant_bob_deployment, seed_teams, teams_with
+from tests.repositories import SeedRepo
+from tests.scenarios import (
     DEV_PLAN,
     ECOMMERCE,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    SUITE_NOW,
-    People,
-    SeedRepo,
     dev_plan,
-    dump,
     ended,
-    example_file,
     frozen_until_the_end_of_time,
-    grant_bob_deployment,
     interrupted_qa_release,
     plan,
     prod_plan,
@@ -32,9 +30,6 @@ from tests.gitfixtures import (
     proposed_qa_release,
     qa_plan,
     ran,
-    seed_teams,
-    teams_with,
-    window_only_tomorrow,
 )
 
 
