@@ -265,10 +265,13 @@ class Story:
         self.versions[environment] = dict(versions)
 
     def history(self) -> History:
+        """decide's inputs; as `gather` reads them, only the landings of the versions on
+        main."""
+        current = {self.current(path) for path in self.plans}
         return History(
             policy=self.policy,
             plans=tuple(self.plans[path] for path in sorted(self.plans)),
-            landings=dict(self.landings),
+            landings={ref: landed for ref, landed in self.landings.items() if ref in current},
             signoffs=tuple(self.signoffs),
             runs=tuple(self.runs),
             editors={path: frozenset(actors) for path, actors in self.editors.items()},
