@@ -1,13 +1,19 @@
 """gitops-reconciler: deployment plans in Git, authorised from Git history.
 
-Data flows one way, one module per stage:
+The contract is docs/design.md. Data flows one way through the stages of the
+core:
 
     loader -> schema/validate -> authorise -> decide -> execute -> record
 
-`model` holds the immutable domain types every stage passes along, `errors`
-the one error family, and the edges (`gitrepo` for Git, `process` for
-subprocesses, `worktree` for the file system) keep side effects narrow. The
-`cli` package is a thin shell over all of it.
+Every other module's docstring opens with its place (a test holds it):
+
+- `Stage N, <stage>:` the core, a stage each: 1 load, 2 validate, 3 authorise,
+  4 decide, 5 execute, 6 record;
+- `Core, shared:` what every stage passes along or raises (`model`, `errors`);
+- `Adapter, <edge>:` the edges that keep side effects narrow: git, process,
+  store, clock, files, http, watcher;
+- `App:` the pass, the service and each command's answer, built on the core;
+- `CLI:` the click commands and reporters, a thin shell over all of it.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""`python -m reconciler`: the `reconciler` command (`cli.main`), for tests and worker processes."""
+"""CLI: `python -m reconciler`, the `reconciler` command (`cli.main`), for tests and workers."""
 
 from reconciler.cli import main
 

@@ -1,4 +1,4 @@
-"""What a user may do, where, and why: `reconciler access USER`.
+"""App: what a user may do, where, and why (`reconciler access USER`).
 
 Called by the CLI. It asks `permissions` the same questions `authorise` and
 `decide` ask, for every environment and application, so `access` can never

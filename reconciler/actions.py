@@ -1,4 +1,4 @@
-"""The commits people make through the CLI: approve, deploy (or retry), cancel.
+"""App: the commits people make through the CLI (approve, deploy or retry, cancel).
 
 Called by `reconciler approve`, `deploy` and `cancel`. Each first works out
 who the commit will be attributed to (the local git identity and signing
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler import process, revocation, schema
-from reconciler.decide import Decision, editor_refusal, repeated_approval, run_outcome
+from reconciler import approvals, process, revocation, revocation_file, schema
+from reconciler.decide import Decision, retry_refusal, run_outcome
 from reconciler.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef, read_trailers
 from reconciler.fields import FieldMap
@@ -90,7 +90,7 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
         fingerprint, signs = (key.fingerprint if key else None), key is not None
     # A key git's revocation file lists signs nothing `authorise` will count.
     status, fingerprint, reason = revocation.screened(
-        "good" if fingerprint else "unsigned", fingerprint, "", revocation.configured(repo)
+        "good" if fingerprint else "unsigned", fingerprint, "", revocation_file.configured(repo)
     )
     facts = CommitFacts(
         commit="(to be made)",
@@ -245,18 +245,10 @@ def approve(session: Session, plan: str) -> Made:
     decided = _decided(session, ref)
     would_not_count = f"an approval of {path} by {actor.name} would not count"
     editors = session.store.editors(path) | branch.editors
-    problem = editor_refusal(actor.name, editors)
-    if problem:
-        raise RefusedError(
-            f"{would_not_count}: {problem}", hint="ask a reviewer who did not edit the plan"
-        )
     approvers = {*branch.approvers, *(decided.approvers if decided else ())}
-    problem = repeated_approval(actor.name, approvers)
+    problem = approvals.approval_refusal(actor.name, editors, approvers)
     if problem:
-        raise RefusedError(
-            f"{would_not_count}: {problem}",
-            hint="nothing to do; `reconciler plan` says what the plan still waits for",
-        )
+        raise RefusedError(f"{would_not_count}: {problem}", hint=_APPROVAL_HINTS[problem.code])
     if decided is not None and decided.status == "done" and decided.run is not None:
         raise RefusedError(
             f"{would_not_count}: {run_outcome(decided.run)}",
@@ -265,6 +257,12 @@ def approve(session: Session, plan: str) -> Made:
     message = f"Approve {Path(path).stem} for {target}\n\n{APPROVE}: {path}@{blob}"
     commit = session.repo.commit_empty(message, sign=_signs(session))
     return Made("approve", commit, PlanRef(path, blob), target, actor.name, message)
+
+
+_APPROVAL_HINTS = {
+    approvals.EDITOR: "ask a reviewer who did not edit the plan",
+    approvals.REPEATED: "nothing to do; `reconciler plan` says what the plan still waits for",
+}
 
 
 def deploy(session: Session, plan: str, retry: str | None = None) -> Made:
@@ -384,7 +382,9 @@ def _retry(session: Session, policy: Policy, path: str, run_id: str) -> Made:
         raise RefusedError(
             f"{run_id} is not a run of {path}", hint=f"runs of this plan version: {known}"
         )
-    if run.result != "interrupted":
+    # A retry made now lands after every record on the branch: none retried this run
+    # (it is its version's latest), so only the run's result can refuse it.
+    if retry_refusal(run, None, run.finished_seq) is not None:
         raise RefusedError(
             f"run {run_id} {run.result}; only interrupted runs are retried",
             hint="change the plan (a new version) to deploy again",

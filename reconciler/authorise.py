@@ -7,68 +7,36 @@ reachable from M and not from P (capped). The policy that judges a landing is
 the *effective* teams.yaml and environments/ before it, never main's tree, so
 a grant never authorises the commit that makes it.
 
-For every commit X of the landing, parents first, and every value (see
-`fields`) of every path the landing touches, the walk computes the value
-X *vouches* for:
-
-1. X's value equals a vouched value of some parent: vouched (merges of
-   independent, authorised edits; reverts of refused ones).
-2. Else X's value equals some parent's actual value: X did not change it, so X
-   vouches for what that parent vouched (a refused value stays refused and
-   keeps the name of whoever introduced it).
-3. Else it is X's own edit, judged by `rules` from a parent's vouched value;
-   if refused, X keeps vouching for the old value and the refusal is kept.
-   An edit of a value that is no longer the one vouched for there (superseded
-   since X was made, or never authorised) is judged as the edit of whoever
-   landed it (`_edit_author`): an old signed change cannot undo a later one.
+The rule is `judge.judge_landing` (what each commit vouches for, and why); the
+trailer rules are `trailer_rules`. This module is the walker around them: it
+reads the history in batches (`readahead`), gathers each landing's commits and
+what the judge asks about them (`CommitCache`), applies each judgement to the
+effective state it keeps, and persists it in one store call, all in the pass's
+transaction (`StateStore.transaction`).
 
 A signed payload counts once: a commit whose payload (the commit without its
 signature headers) another commit carried first, and a malformed commit (two
 signature headers, a signature not armored as ssh-keygen writes it), hold no
-identity, and the landing that brings one in is refused (`_claim_payloads`).
+identity, and the landing that brings one in is refused (`CommitCache.claim`).
 
-A landing is authorised when M's content equals what M vouches for wherever it
-differs from the effective state. The effective state takes, per path and
-per field, the new content only where it is vouched; a refused change never
-becomes policy nor a base for later edits. Where main's content and the
-effective state part, `verify` says so.
+Where main's content and the effective state part, `verify` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Final
 
 from reconciler.config import build_environment, build_policy, disowned
 from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
-from reconciler.events import (
-    APPROVE,
-    DEPLOY,
-    FINISHED,
-    HUMAN_TRAILERS,
-    RESULT,
-    RETRY,
-    PlanRef,
-    Record,
-    Signoff,
-    is_run_id,
-    miscased_keys,
-    parse_plan_ref,
-    parse_record,
-    read_trailers,
-    record_refusal,
-)
+from reconciler.events import Record
 from reconciler.fields import (
     CONTENT,
     INVALID,
-    ORDER,
-    TEXT,
     FieldMap,
-    changed_keys,
     describe_field,
     invalid,
     teams_data,
@@ -76,18 +44,23 @@ from reconciler.fields import (
     whole_file,
 )
 from reconciler.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
-from reconciler.identity import NO_IDENTITY, Actor, CommitFacts, resolve
+from reconciler.identity import CommitFacts, resolve
+from reconciler.journal import IgnoredTrailer
+from reconciler.journal import Landing as LandingRow
+from reconciler.judge import (
+    LandedCommit,
+    Landing,
+    LandingJudgement,
+    State,
+    apply_changes,
+    judge_landing,
+    plan_version,
+)
 from reconciler.layout import TEAMS_FILE, place
 from reconciler.loader import MAX_FILE_BYTES, dump, load
 from reconciler.model import Policy, Snapshot
 from reconciler.openpgp import Keyring
-from reconciler.permissions import (
-    PLAN_APPROVE,
-    PLAN_DEPLOY,
-    Verdict,
-    may_change_settings,
-    may_on_environment,
-)
+from reconciler.permissions import may_change_settings
 from reconciler.readahead import (
     PREFETCH,
     STRUCTURED,
@@ -99,192 +72,13 @@ from reconciler.readahead import (
     prepare,
 )
 from reconciler.revocation import Revocations, screened
-from reconciler.rules import judge_change, judge_signoff, landing_style, triggers
 from reconciler.signatures import UNVERIFIED, check_commit_signature
 from reconciler.signatures import SignatureCheck as SignatureResult
-from reconciler.statestore import Position, StateStore
+from reconciler.statestore import Position, StateStore, Transaction
+from reconciler.verdicts import LandingVerdict, Refusal
 
 DEFAULT_CAP: Final = 1000
 Progress = Callable[[int, int], None]
-
-
-class Ignore(Protocol):
-    """Keeps a trailer that does not count, with why (and the record, when it is one)."""
-
-    def __call__(self, reason: str, record: Record | None = None) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """One change that was not allowed, with everything needed to understand why."""
-
-    commit: str
-    path: str
-    field: str
-    actor: str
-    how: str
-    needed: str
-    reasons: tuple[str, ...]
-
-    def what(self) -> str:
-        if self.field in ("", CONTENT):
-            return self.path
-        return f"{self.path} ({describe_field(self.field)})"
-
-    def message(self) -> str:
-        return group_refusals([self])[0].text()
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "path": self.path,
-            "field": self.field,
-            "actor": self.actor,
-            "how": self.how,
-            "needed": self.needed,
-            "reasons": list(self.reasons),
-            "message": self.message(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Refusal:
-        return cls(
-            data["commit"],
-            data["path"],
-            data["field"],
-            data["actor"],
-            data["how"],
-            data["needed"],
-            tuple(data["reasons"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RefusalGroup:
-    """The refused changes one commit's actor made to one file, said once.
-
-    How `verify`, `plan` and `history` word refusals: a file's fields that one
-    commit changed without permission share one line, which names each permission
-    needed and each reason once (a plan's entry, source and target are refused for
-    the same reasons, and were told three times). Content that is invalid is said to
-    be invalid, with why: no permission would make it valid.
-    """
-
-    path: str
-    commit: str
-    actor: str
-    how: str
-    invalid: bool
-    fields: tuple[str, ...]  # as `describe_field` words them; empty for a whole file
-    needed: tuple[str, ...]
-    reasons: tuple[str, ...]
-
-    def text(self, *, path: bool = True, who: bool = True) -> str:
-        """The line; without `path` (the plan is named already) or `who` (so are the actor
-        and the commit, in `history`'s columns)."""
-        by = f" by {self.actor} in {self.commit[:12]}" if who else ""
-        why = "; ".join(self.reasons)
-        if self.invalid:
-            subject = f"{self.path} is invalid" if path else "invalid"
-            return f"{subject}{f' (committed{by})' if who else ''}: {why}"
-        fields = ", ".join(self.fields)
-        if path:
-            subject = f"{self.path} ({fields})" if fields else self.path
-        else:
-            subject = fields or describe_field(CONTENT)
-        needs = f"changed{by}, which needs" if who else "needs"
-        return f"{subject}: {needs} {_needs(self.needed)}: {why}"
-
-
-def _needs(needed: tuple[str, ...]) -> str:
-    """'plan.edit on qa for customer-portal and every application in the plan': what
-    several refused fields needed, the permission and environment they share said once."""
-    words = [text.split(" ") for text in needed]
-    shared = 0
-    while (
-        all(len(split) > shared + 1 for split in words)
-        and len({split[shared] for split in words}) == 1
-    ):
-        shared += 1
-    if len(needed) > 1 and shared and words[0][shared - 1] == "for":
-        rest = [" ".join(split[shared:]) for split in words]
-        return f"{' '.join(words[0][:shared])} {' and '.join(rest)}"
-    return " and ".join(needed)
-
-
-def group_refusals(refusals: Iterable[Refusal]) -> list[RefusalGroup]:
-    """`refusals` by file, commit and actor, in the order they come."""
-    groups: dict[tuple[str, str, str, str, bool], list[Refusal]] = {}
-    for refusal in refusals:
-        invalid = refusal.field == INVALID
-        key = (refusal.path, refusal.commit, refusal.actor, refusal.how, invalid)
-        groups.setdefault(key, []).append(refusal)
-    return [
-        RefusalGroup(
-            path,
-            commit,
-            actor,
-            how,
-            invalid,
-            tuple(
-                dict.fromkeys(
-                    describe_field(refusal.field)
-                    for refusal in members
-                    if refusal.field not in ("", CONTENT, INVALID)
-                )
-            ),
-            tuple(dict.fromkeys(refusal.needed for refusal in members)),
-            tuple(dict.fromkeys(reason for refusal in members for reason in refusal.reasons)),
-        )
-        for (path, commit, actor, how, invalid), members in groups.items()
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class LandingVerdict:
-    """The judgement of one first-parent commit on main and everything it landed."""
-
-    commit: str
-    first_parent: str | None
-    landed: tuple[str, ...]
-    actor: str
-    refusals: tuple[Refusal, ...]
-    changed: tuple[str, ...]  # paths whose effective content changed
-    superseded: tuple[Refusal, ...] = ()  # refused edits that later commits undid
-    # Landed commits that hold no identity (malformed, copies): (commit, why).
-    unattributed: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def authorised(self) -> bool:
-        return not self.refusals and not self.unattributed
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "first_parent": self.first_parent,
-            "landed": list(self.landed),
-            "actor": self.actor,
-            "authorised": self.authorised,
-            "refusals": [refusal.as_json() for refusal in self.refusals],
-            "changed": list(self.changed),
-            "superseded": [refusal.as_json() for refusal in self.superseded],
-            "unattributed": [
-                {"commit": commit, "reason": reason} for commit, reason in self.unattributed
-            ],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LandingVerdict:
-        return cls(
-            data["commit"],
-            data["first_parent"],
-            tuple(data["landed"]),
-            data["actor"],
-            tuple(Refusal.from_json(item) for item in data["refusals"]),
-            tuple(data["changed"]),
-            tuple(Refusal.from_json(item) for item in data.get("superseded", ())),
-            tuple((item["commit"], item["reason"]) for item in data.get("unattributed", ())),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,31 +87,232 @@ class VerifyResult:
     tip: str
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
     differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
-    ignored: tuple[Mapping[str, Any], ...] = ()  # trailers this pass found counting for nothing
+    ignored: tuple[IgnoredTrailer, ...] = ()  # trailers this pass found counting for nothing
 
     @property
     def authorised(self) -> bool:
         return all(verdict.authorised for verdict in self.judged)
 
 
-@dataclass(slots=True)
-class _Landing:
-    """Per-landing working memory: what each commit vouches for, and who is to blame."""
+class CommitCache:
+    """What the walk knows of the commits it reads, and the judge's answers about them
+    (`judge.Content`): commit headers, signature checks and the facts made from them,
+    payload carriers, and the blobs just outside each landing. It holds one batch (the
+    one the judge reads, `install`); a commit outside it is read when asked for."""
 
-    seq: int
-    commit: str  # the first-parent commit that lands the others
-    first_parent: str | None
-    entries: dict[str, HistoryEntry]
-    changes: dict[str, dict[str, Any]]
-    vouched: dict[str, dict[str, FieldMap]] = field(default_factory=dict)
-    culprits: dict[str, dict[str, Mapping[str, Refusal | None]]] = field(default_factory=dict)
-    refused: list[Refusal] = field(default_factory=list)
-    editors: dict[str, set[str]] = field(default_factory=dict)
-    # The runs its records end (commit -> the record, as it counted), and why the others'
-    # records do not count: deployments/ moves only with a finish record that counts.
-    finishes: dict[str, Record] = field(default_factory=dict)
-    void: dict[str, str] = field(default_factory=dict)
-    unattributed: list[tuple[str, str]] = field(default_factory=list)  # (commit, why)
+    def __init__(
+        self, repo: GitRepo, store: StateStore, versions: ParsedVersions, keyring: Keyring
+    ) -> None:
+        self.repo = repo
+        self.store = store
+        self.revoked: Revocations | None = None
+        self._versions = versions
+        # The OpenPGP certificates of every policy the walk built, and for each commit
+        # whose OpenPGP signature none of them could check, the keyring's generation it
+        # was last tried with (`_may_settle`).
+        self._keyring = keyring
+        self._unverified: dict[str, int] = {}
+        self._infos: dict[str, CommitInfo] = {}
+        self._checks: dict[str, SignatureCheck] = {}  # what `_facts` were made from
+        self._facts: dict[str, CommitFacts] = {}
+        # The first commit the walk met carrying a payload digest (None: none yet), for
+        # the digests of the batch at hand and those looked up since.
+        self._carriers: dict[str, str | None] = {}
+        self._boundary: dict[tuple[str, str], str | None] = {}
+
+    def install(self, batch: ReadBatch) -> None:
+        """Make `batch` the one whose commits the judging reads."""
+        self._infos = batch.infos
+        self._checks = {
+            commit: self._settled(commit, check) for commit, check in batch.checks.items()
+        }
+        keys = {commit: claim_key(check) for commit, check in self._checks.items()}
+        # One look-up for the batch: the landings judged from it then ask the store nothing.
+        self._carriers = self.store.carriers(key for key in keys.values() if key is not None)
+        self._facts = {}
+        for commit, info in batch.infos.items():
+            key = keys.get(commit)
+            carrier = None if key is None else self._carriers[key]
+            check = _copy_of(commit, self._checks[commit], carrier)
+            self._facts[commit] = _facts_of(info, check, self.revoked)
+        self._boundary = {}
+
+    # -- judge.Content -----------------------------------------------------------
+
+    def info(self, commit: str) -> CommitInfo:
+        cached = self._infos.get(commit)
+        if cached is None:
+            cached = self._infos[commit] = self.repo.commit(commit)
+        return cached
+
+    def facts(self, commit: str) -> CommitFacts:
+        cached = self._facts.get(commit)
+        if cached is not None and (
+            cached.signature_status != UNVERIFIED or not self._may_settle(commit)
+        ):
+            return cached
+        # Never read, or its key may be in a certificate the keyring gained since.
+        info = self.info(commit)
+        stored = self.store.signatures([commit]).get(commit)
+        if stored is None:
+            stored = self._check(commit)
+        self._checks[commit] = stored
+        key = claim_key(stored)
+        stored = _copy_of(commit, stored, None if key is None else self._carrier(key))
+        facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
+        return facts
+
+    def committed_at(self, commit: str) -> datetime:
+        return self.info(commit).committer.when
+
+    def message(self, commit: str) -> tuple[str, str]:
+        info = self.info(commit)
+        return info.message, info.encoding
+
+    def blob_at(self, commit: str, path: str) -> str | None:
+        key = (commit, path)
+        if key not in self._boundary:
+            self._boundary[key] = self.repo.blob_at(commit, path)
+        return self._boundary[key]
+
+    def fields(self, path: str, blob: str | None, mode: str) -> FieldMap:
+        if blob is None:
+            return {}
+        placement = place(path)
+        kind = placement.kind or ""
+        if mode and mode not in FILE_MODES:
+            return invalid("symlinks and submodules are refused in the configuration")
+        if kind not in STRUCTURED:
+            return whole_file(blob)
+        key = (kind, placement.name, blob)
+        cached = self._versions.get(key)
+        if cached is None:  # not parsed with its batch (a version outside the walk)
+            if self.repo.blob_size(blob) > MAX_FILE_BYTES:
+                return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
+            raw = self.repo.read_blob(blob)
+            cached = parse_version(path, kind, placement.name, blob, raw)
+            self._versions.put(key, cached)
+        return cached
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        return self.repo.is_ancestor(ancestor, commit)
+
+    def records_of(self, run: str) -> list[Record]:
+        return self.store.records_of([run])
+
+    def policy_problem(
+        self, effective: Mapping[str, FieldMap], teams_blob: str | None
+    ) -> str | None:
+        return _policy_problem(effective, self.repo, teams_blob)
+
+    # -- reading ahead -----------------------------------------------------------
+
+    def read_boundaries(self, landings: list[list[HistoryEntry]]) -> None:
+        """What the commits just outside each landing hold at the paths it touches.
+
+        The diff against a first parent already says what that parent held; the
+        rest (the bases of merged side branches) are looked up in one batch.
+        """
+        lookups: list[tuple[str, str]] = []
+        for landed in landings:
+            inside = {entry.id for entry in landed}
+            paths = {change.path for entry in landed for change in entry.changes}
+            for entry in landed:
+                if entry.parents and entry.parents[0] not in inside:
+                    for change in entry.changes:
+                        old = None if change.old_blob == NULL_OID else change.old_blob
+                        self._boundary[(entry.parents[0], change.path)] = old
+            for entry in landed:
+                for parent in entry.parents:
+                    if parent not in inside:
+                        lookups.extend((parent, path) for path in paths)
+        missing = [place for place in lookups if place not in self._boundary]
+        self._boundary.update(self.repo.blobs_at(missing))
+
+    # -- signed payloads -----------------------------------------------------------
+
+    def claim(self, landed: Sequence[str]) -> dict[str, str]:
+        """The payloads the `landed` commits carry first, with their first carriers; and
+        the facts of every landed commit, those carrying a payload another commit carried
+        first saying they are copies (`_copy_of`), which hold no identity.
+
+        The first carrier counts whatever its landing's verdict: a payload counts
+        once, and its first landing may have made some of its values effective.
+        Commits of earlier batches (landed by a later merge) are not read again:
+        their checks are in the store since their batch.
+        """
+        checks = self._checks_of(landed)
+        digests = {
+            commit: key
+            for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
+            if key is not None
+        }
+        unknown = [digest for digest in digests.values() if digest not in self._carriers]
+        if unknown:
+            self._carriers.update(self.store.carriers(unknown))
+        first = _first_carriers(list(landed), digests, self._carriers)
+        self._carriers.update(first)
+        for commit, read in checks.items():
+            digest = digests.get(commit)
+            check = read if digest is None else _copy_of(commit, read, self._carriers[digest])
+            # The judge asks for the facts of every landed commit (one holding no identity
+            # refuses its landing): made here, from the checks just read in one batch.
+            if check is not read or commit not in self._facts:
+                self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
+        return first
+
+    def _checks_of(self, landed: Sequence[str]) -> dict[str, SignatureCheck]:
+        """The signature checks of `landed`: the batch's, the store's for commits of earlier
+        batches (one look-up), and a check for one never read or whose key was unknown."""
+        earlier = [commit for commit in landed if commit not in self._checks]
+        stored = self.store.signatures(earlier) if earlier else {}
+        checks: dict[str, SignatureCheck] = {}
+        for commit in landed:
+            check = self._checks.get(commit) or stored.get(commit)
+            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
+                self.facts(commit)
+                check = self._checks[commit]
+            checks[commit] = check
+        return checks
+
+    def claim_keys(self, commits: list[str]) -> dict[str, str]:
+        """What each of `commits` would claim (`claim_key`), read and checked in batches;
+        commits that claim nothing are left out."""
+        keys: dict[str, str] = {}
+        for start in range(0, len(commits), PREFETCH):
+            infos = self.repo.commits(commits[start : start + PREFETCH])
+            for commit, info in infos.items():
+                key = claim_key(check_commit_signature(info.raw, keyring=self._keyring))
+                if key is not None:
+                    keys[commit] = key
+        return keys
+
+    def _settled(self, commit: str, check: SignatureCheck) -> SignatureCheck:
+        """`check`; while it waits for a certificate ("unverified": an OpenPGP signature
+        none at hand holds the key of), checked again when the keyring may hold one."""
+        return self._check(commit) if self._may_settle(commit, check) else check
+
+    def _may_settle(self, commit: str, check: SignatureCheck | None = None) -> bool:
+        waiting = check is None or check[0] == UNVERIFIED
+        return waiting and self._unverified.get(commit) != self._keyring.generation
+
+    def _check(self, commit: str) -> SignatureCheck:
+        """The commit's signature checked (with the keyring), and remembered unless it waits
+        for a certificate: then the keyring's generation, so it is tried again only after
+        the keyring grew."""
+        result = check_commit_signature(self.info(commit).raw, keyring=self._keyring)
+        check = (result.status, result.fingerprint, result.reason, result.payload)
+        if result.status == UNVERIFIED:
+            self._unverified[commit] = self._keyring.generation
+        else:
+            self._unverified.pop(commit, None)
+            self.store.remember_signatures({commit: check})
+        return check
+
+    def _carrier(self, key: str) -> str | None:
+        if key not in self._carriers:
+            self._carriers.update(self.store.carriers([key]))
+        return self._carriers[key]
 
 
 class Authoriser:
@@ -336,7 +331,6 @@ class Authoriser:
         revoked: Revocations | None = None,
     ) -> None:
         self.repo = repo
-        self.revoked = revoked
         self.store = store
         self.now = now
         self.cap = cap
@@ -347,30 +341,22 @@ class Authoriser:
         self._policy: Policy | None = None
         self._versions = ParsedVersions()  # parsed plan and teams.yaml versions
         self._reader = ReadAhead(repo, store, self._versions, size=batch, workers=workers)
-        self._boundary_blobs: dict[tuple[str, str], str | None] = {}
-        self._facts: dict[str, CommitFacts] = {}
-        self._checks: dict[str, SignatureCheck] = {}  # what `_facts` were made from
-        # The OpenPGP certificates of every policy built so far (`policy`), and for each
-        # commit whose OpenPGP signature none of them could check, the keyring's
-        # generation it was last tried with (`_settled`).
         self._keyring = Keyring()
-        self._unverified: dict[str, int] = {}
-        # The first commit the walk met carrying a payload digest (None: none yet), for
-        # the digests of the batch at hand and those looked up since.
-        self._carriers: dict[str, str | None] = {}
-        # Every rule that judges a commit asks who made it: answers last for the
-        # batch and the policy (`_actor`, `_may_deploy`).
-        self._actors: dict[tuple[str, bool], Actor] = {}
-        self._deploy_verdicts: dict[tuple[str, str], Verdict] = {}
-        self._answers_policy: Policy | None = None
-        self._stamps: dict[str, str] = {}  # commit -> committer date, ISO 8601
-        self._infos: dict[str, CommitInfo] = {}
-        self._next_seq = 0
-        self._loaded: str | None = None  # the tip whose state this object holds, as stored
-        self._walked: str | None = None
+        self.commits = CommitCache(repo, store, self._versions, self._keyring)
+        self.commits.revoked = revoked
+        # The tip whose state this object holds, and the transaction that wrote it there:
+        # the store holds it too while that transaction is open or once it was kept.
+        self._held: tuple[str, Transaction] | None = None
         self._touched: set[str] = set()
-        self._ignored: list[dict[str, Any]] = []  # this run's ignored trailers, as stored
         self.anchor = ""
+
+    @property
+    def revoked(self) -> Revocations | None:
+        return self.commits.revoked
+
+    @revoked.setter
+    def revoked(self, revoked: Revocations | None) -> None:
+        self.commits.revoked = revoked
 
     # -- public -------------------------------------------------------------
 
@@ -379,11 +365,11 @@ class Authoriser:
         tip: str,
         *,
         trust_anchor: str | None = None,
-        persist: bool = True,
         older: bool = False,
         re_anchor: bool = False,
     ) -> VerifyResult:
-        """Walk to `tip`; with `persist=False` the caller must `discard()` afterwards.
+        """Walk to `tip`, in the store's open transaction (the caller's, which keeps or
+        discards what the walk wrote), else in one of its own, kept.
 
         `older=True` lets `tip` be an older commit of the verified history (a
         report up to it). Otherwise `tip` is where the branch is now, and a
@@ -396,41 +382,34 @@ class Authoriser:
         stands, and the rewrite still stops the next run instead of being
         trusted from its root.
         """
+        transaction = self.store.open_transaction()
+        if transaction is None:
+            with self.store.transaction():
+                return self.run(tip, trust_anchor=trust_anchor, older=older, re_anchor=re_anchor)
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
-        self._ignored = []
-        self.store.begin()
         try:
             if re_anchor:
                 assert trust_anchor is not None
                 self.store.reset(self.repo.ancestors(trust_anchor))
-                self._loaded = None
+                self._held = None
             position = self.store.position()
             if position is None:
                 anchor = trust_anchor or default_anchor(self.repo, tip)
                 position = self._anchor(anchor)
             else:
-                if position.last_verified != self._loaded:
+                if position.last_verified != self._holds():
                     self._restore()
                 if not self.store.payloads_counted():
                     self._count_payloads(position.anchor)
             self.anchor = position.anchor
-            judged = self._walk(tip, position, older=older)
+            judged, ignored = self._walk(tip, position, older=older)
         except BaseException:
-            self.store.rollback()
-            self._loaded = None
-            self._touched.clear()
+            # What the walk wrote is forgotten, and the caller's transaction with it.
+            transaction.discard()
+            self._held = None
             raise
-        if persist:
-            self._loaded = None  # should the commit fail, what this object holds is ahead
-            self.store.commit()
-            # What this object holds is what the store holds: the next run may skip reloading.
-            self._loaded = tip
-        else:
-            # The walk's writes stay uncommitted, readable by `decide.gather` on
-            # this store, until `keep()` commits or `discard()` rolls them back.
-            self._loaded = None
-        self._walked = tip
+        self._held = (tip, transaction)
         return VerifyResult(
             anchor=position.anchor,
             tip=tip,
@@ -439,8 +418,17 @@ class Authoriser:
                 path: tuple(describe_field(key) for key in sorted(detail))
                 for path, detail in self.dirty.items()
             },
-            ignored=tuple(self._ignored),
+            ignored=ignored,
         )
+
+    def _holds(self) -> str | None:
+        """The tip whose state this object holds as the store holds it: as a walk left
+        it, unless that walk's transaction was discarded (a dry run, a commit off the
+        branch) or failed."""
+        if self._held is None:
+            return None
+        tip, transaction = self._held
+        return None if transaction.kept is False else tip
 
     def _restore(self) -> None:
         """Hold the effective state as the store has it, and judge by its policy.
@@ -450,23 +438,8 @@ class Authoriser:
         judge a single landing more.
         """
         self.effective = self.store.effective()
-        self.dirty = {
-            path: {
-                key: Refusal.from_json(blame) if blame else None for key, blame in detail.items()
-            }
-            for path, detail in self.store.dirty().items()
-        }
+        self.dirty = self.store.dirty()
         self._policy = None
-
-    def keep(self) -> None:
-        """Commit what a `run(persist=False)` wrote, once what it walked is published."""
-        self.store.commit()
-        self._loaded = self._walked
-
-    def discard(self) -> None:
-        """Forget what a `run(persist=False)` wrote (a dry run, a commit off the branch)."""
-        self.store.rollback()
-        self._loaded = None
 
     def effective_file(self, path: str) -> bytes | None:
         """The effective content of a file judged whole (environments/, deployments/)."""
@@ -476,7 +449,17 @@ class Authoriser:
     def fields_of(self, path: str, blob: str | None, mode: str) -> FieldMap:
         """The values of `path` holding `blob` (None: absent) with `mode`, read as the
         walk reads them."""
-        return self._fields_for(path, blob, mode)
+        return self.commits.fields(path, blob, mode)
+
+    def facts(self, commit: str) -> CommitFacts:
+        return self.commits.facts(commit)
+
+    def info(self, commit: str) -> CommitInfo:
+        return self.commits.info(commit)
+
+    def prefetch(self, commits: list[str]) -> None:
+        """Read many commits and check their signatures in one batch (`pipeline.gather`)."""
+        self._install(self._reader.read_now(commits))
 
     def policy(self) -> Policy:
         if self._policy is None:
@@ -518,7 +501,7 @@ class Authoriser:
                     f"the trust anchor {anchor[:12]} holds a symlink or submodule at {path}",
                     hint="anchor on a commit whose configuration holds plain files only",
                 )
-            fields = self._fields_for(path, oid, mode)
+            fields = self.commits.fields(path, oid, mode)
             if fields:
                 self.effective[path] = dict(fields)
         if TEAMS_FILE not in self.effective:
@@ -557,39 +540,39 @@ class Authoriser:
             for path in self.effective
             if place(path).kind == "plan" and path in blobs
         }
-        carried = {(path, blob) for path, blob, _, _ in self.store.plan_versions(only=plans)}
+        carried = {(item.path, item.blob) for item in self.store.plan_versions(only=plans)}
         policy = self.policy()
         for path, blob in sorted(plans - carried):
-            self._add_plan_version(path, blob, anchor, seq, policy, may_trigger=False)
+            version = plan_version(
+                path,
+                blob,
+                anchor,
+                seq,
+                fields=self.effective.get(path, {}),
+                policy=policy,
+                facts=self.commits.facts(anchor),
+                committed_at=self.commits.committed_at(anchor),
+                may_trigger=False,
+            )
+            self.store.add_plan_version(version)
 
     def _claim_history(self, anchor: str) -> None:
         """The anchor and everything before it carried their signed payloads first: a
         copy of a commit signed before the anchor (a re-anchor, a --trust-anchor) must
         not count as its signer's later. One pass over the commits, at anchoring."""
         carriers: dict[str, str] = {}
-        for commit, key in self._claim_keys(self.repo.ancestors(anchor)).items():
+        self.policy()  # its certificates in the keyring
+        for commit, key in self.commits.claim_keys(self.repo.ancestors(anchor)).items():
             carriers.setdefault(key, commit)
         self.store.add_carriers(carriers)
-
-    def _claim_keys(self, commits: list[str]) -> dict[str, str]:
-        """What each of `commits` would claim (`claim_key`), read and checked in batches;
-        commits that claim nothing are left out."""
-        keys: dict[str, str] = {}
-        self.policy()  # its certificates in the keyring
-        for start in range(0, len(commits), PREFETCH):
-            infos = self.repo.commits(commits[start : start + PREFETCH])
-            for commit, info in infos.items():
-                key = claim_key(check_commit_signature(info.raw, keyring=self._keyring))
-                if key is not None:
-                    keys[commit] = key
-        return keys
 
     def _count_payloads(self, anchor: str) -> None:
         """A state kept before payloads were counted: count those of the anchor and of
         every commit its walks landed, in their order, so no copy of one counts later."""
         self._claim_history(anchor)
-        landings = [list(item["landed"]) for item in self.store.landings()]
-        digests = self._claim_keys([commit for landed in landings for commit in landed])
+        landings = [list(item.verdict.landed) for item in self.store.landings()]
+        commits = [commit for landed in landings for commit in landed]
+        digests = self.commits.claim_keys(commits)
         carriers: dict[str, str] = {}
         for landed in landings:
             for digest, carrier in _first_carriers(landed, digests, carriers).items():
@@ -599,17 +582,21 @@ class Authoriser:
 
     # -- the walk ------------------------------------------------------------
 
-    def _walk(self, tip: str, position: Position, *, older: bool) -> tuple[LandingVerdict, ...]:
+    def _walk(
+        self, tip: str, position: Position, *, older: bool
+    ) -> tuple[tuple[LandingVerdict, ...], tuple[IgnoredTrailer, ...]]:
+        """The verdicts of the landings from the last verified commit to `tip`, and the
+        trailers they hold that count for nothing."""
         last = position.last_verified
         if last == tip:
-            return ()
+            return (), ()
         chain = self.repo.first_parent_chain(tip, last)
         first = self.repo.commit(chain[0]) if chain else None
         # The common case needs no merge-base: last is the first parent of the chain's start.
         off_chain = first is None or first.parents[:1] != (last,)
         if off_chain and not self.repo.is_ancestor(last, tip):
             if older and self.repo.is_ancestor(tip, last):
-                return ()  # an older commit of the verified history: nothing new to judge
+                return (), ()  # an older commit of the verified history: nothing new to judge
             raise HistoryRewrittenError(
                 f"{self.store.branch} ({tip[:12]}) does not descend from the last verified "
                 f"commit {last[:12]}: "
@@ -617,860 +604,99 @@ class Authoriser:
                 hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
                 "commit signed by a settings user; and deny force-pushes to main on the Git host",
             )
+        self._touched.clear()
         verdicts: list[LandingVerdict] = []
-        pending: dict[str, HistoryEntry] = {}
+        ignored: list[IgnoredTrailer] = []
         targets = {tip} if off_chain else set(chain)
-        total = len(targets)
-        self._next_seq = self.store.next_seq()
-
-        def judge(batch: ReadBatch) -> None:
-            self._install(batch)
-            landings: list[tuple[str, str | None, list[HistoryEntry]]] = []
-            for entry in batch.entries:
-                pending[entry.id] = entry
-                if entry.id in targets:
-                    first_parent = last if off_chain else (entry.parents[:1] or (None,))[0]
-                    landings.append((entry.id, first_parent, _take_landed(pending, entry.id)))
-            self._read_boundaries([landed for _, _, landed in landings])
+        seq = self.store.next_seq()
+        for landings in self._landings(tip, last, targets, off_chain=off_chain):
             for commit, first_parent, landed in landings:
-                verdicts.append(self._judge(commit, first_parent, landed))
+                judgement = self._judge(Landing(seq, commit, first_parent, landed))
+                seq += 1
+                verdicts.append(judgement.verdict)
+                ignored.extend(judgement.ignored)
                 if self.progress is not None:
-                    self.progress(len(verdicts), total)
-
-        with contextlib.closing(self._reader.batches(self.repo.history(tip, last))) as batches:
-            for batch in batches:
-                judge(batch)
+                    self.progress(len(verdicts), len(targets))
         self.store.set_position(Position(position.anchor, tip, self.store.branch))
         for path in self._touched:
             self.store.replace_effective(path, self.effective.get(path, {}))
         self._touched.clear()
         self._save_dirty()
-        return tuple(verdicts)
+        return tuple(verdicts), tuple(ignored)
 
-    def prefetch(self, commits: list[str]) -> None:
-        """Read many commits and check their signatures in one batch (`decide.gather`)."""
-        self._install(self._reader.read_now(commits))
+    def _landings(
+        self, tip: str, last: str, targets: set[str], *, off_chain: bool
+    ) -> Iterator[list[tuple[str, str | None, tuple[LandedCommit, ...]]]]:
+        """The landings from `last` to `tip`, a batch of them at a time: their commits
+        read, checked and installed (`CommitCache.install`), and what the commits just
+        outside them hold looked up."""
+        pending: dict[str, HistoryEntry] = {}
+        with contextlib.closing(self._reader.batches(self.repo.history(tip, last))) as batches:
+            for batch in batches:
+                self._install(batch)
+                landings: list[tuple[str, str | None, list[HistoryEntry]]] = []
+                for entry in batch.entries:
+                    pending[entry.id] = entry
+                    if entry.id in targets:
+                        first_parent = last if off_chain else (entry.parents[:1] or (None,))[0]
+                        landings.append((entry.id, first_parent, _take_landed(pending, entry.id)))
+                self.commits.read_boundaries([landed for _, _, landed in landings])
+                yield [
+                    (commit, first_parent, tuple(_landed(entry) for entry in landed))
+                    for commit, first_parent, landed in landings
+                ]
 
     def _install(self, batch: ReadBatch) -> None:
-        """Make `batch` the one whose commits the judging reads; the caches hold one batch."""
-        self._infos = batch.infos
+        """Make `batch` the one whose commits the judging reads; the cache holds one batch."""
         self.policy()  # its certificates in the keyring
-        self._checks = {
-            commit: self._settled(commit, check) for commit, check in batch.checks.items()
-        }
-        keys = {commit: claim_key(check) for commit, check in self._checks.items()}
-        # One look-up for the batch: the landings judged from it then ask the store nothing.
-        self._carriers = self.store.carriers(key for key in keys.values() if key is not None)
-        self._facts = {}
-        for commit, info in batch.infos.items():
-            key = keys.get(commit)
-            carrier = None if key is None else self._carriers[key]
-            check = _copy_of(commit, self._checks[commit], carrier)
-            self._facts[commit] = _facts_of(info, check, self.revoked)
-        self._boundary_blobs = {}
-        self._actors = {}
-        self._stamps = {}
+        self.commits.install(batch)
 
-    def _read_boundaries(self, landings: list[list[HistoryEntry]]) -> None:
-        """What the commits just outside each landing hold at the paths it touches.
-
-        The diff against a first parent already says what that parent held; the
-        rest (the bases of merged side branches) are looked up in one batch.
-        """
-        lookups: list[tuple[str, str]] = []
-        for landed in landings:
-            inside = {entry.id for entry in landed}
-            paths = {change.path for entry in landed for change in entry.changes}
-            for entry in landed:
-                if entry.parents and entry.parents[0] not in inside:
-                    for change in entry.changes:
-                        old = None if change.old_blob == NULL_OID else change.old_blob
-                        self._boundary_blobs[(entry.parents[0], change.path)] = old
-            for entry in landed:
-                for parent in entry.parents:
-                    if parent not in inside:
-                        lookups.extend((parent, path) for path in paths)
-        missing = [place for place in lookups if place not in self._boundary_blobs]
-        self._boundary_blobs.update(self.repo.blobs_at(missing))
-
-    def _judge(
-        self, commit: str, first_parent: str | None, landed: list[HistoryEntry]
-    ) -> LandingVerdict:
+    def _judge(self, landing: Landing) -> LandingJudgement:
+        """Judge one landing, apply the judgement to the effective state, and persist it."""
         policy = self.policy()
-        seq = self._next_seq
-        self._next_seq += 1
-        work = _Landing(
-            seq=seq,
-            commit=commit,
-            first_parent=first_parent,
-            entries={entry.id: entry for entry in landed},
-            changes={
-                entry.id: {change.path: change for change in entry.changes} for entry in landed
-            },
+        landed = [commit.id for commit in landing.commits]
+        carriers = self.commits.claim(landed)
+        state = State(self.effective, self.dirty, self.anchor)
+        judgement = judge_landing(policy, state, landing, self.commits, cap=self.cap)
+        self._apply(judgement)
+        self.store.add_judgement(
+            LandingRow(landing.seq, judgement.verdict, judgement.committed_at),
+            seen=landed,
+            when=self.now,
+            carriers=carriers,
+            events=(*judgement.found, *judgement.edits),
+            versions=judgement.versions,
+            editors=judgement.editors,
         )
-        paths = sorted({path for changes in work.changes.values() for path in changes})
-        self.store.mark_seen(work.entries, self.now)
-        self._claim_payloads(work)
-        whole = _refused_whole(landed, self.cap)
-        if whole is not None:
-            needed, reason, where = whole
-            actor = self._display_actor(commit, policy)
-            refused = tuple(
-                Refusal(commit, path, "", actor, "", needed, (reason,)) for path in paths or [where]
-            )
-            blame = {refusal.path: refusal for refusal in refused}
-            for path in paths:
-                actual = self._actual(commit, path, work)
-                self._mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
-            return self._record(work, commit, policy, refused, (), ())
-        # Events first: judging an edit of deployments/ asks whether its record counts.
-        for entry in landed:
-            self._collect_events(entry, work, policy)
-        for entry in landed:
-            self._vouch(entry, paths, policy, work)
-        before = {path: dict(self.effective.get(path, {})) for path in paths}
-        refusals: list[Refusal] = []
-        changed: list[str] = []
-        for path in paths:
-            refusals.extend(self._settle(commit, path, work, changed))
-        refusals.extend(self._check_policy(commit, changed, policy, before, work))
-        final = set(refusals)
-        superseded = tuple(refusal for refusal in work.refused if refusal not in final)
-        self._note_plan_versions(commit, first_parent, paths, work, policy)
-        for path, actors in work.editors.items():
-            self.store.add_editors(path, actors)
-        return self._record(work, commit, policy, tuple(refusals), tuple(changed), superseded)
+        return judgement
 
-    def _vouch(self, entry: HistoryEntry, paths: list[str], policy: Policy, work: _Landing) -> None:
-        commit = entry.id
-        parents = entry.parents
-        vouched: dict[str, FieldMap] = {}
-        culprits: dict[str, Mapping[str, Refusal | None]] = {}
-        changes = work.changes[commit]
-        for path in paths:
-            if len(parents) == 1 and path not in changes:
-                vouched[path] = self._vouched(parents[0], path, work)
-                culprits[path] = self._culprits(parents[0], path, work)
-                continue
-            actual = self._actual(commit, path, work)
-            parent_vouched = [self._vouched(parent, path, work) for parent in parents] or [
-                self.effective.get(path, {})
-            ]
-            parent_actual = [self._actual(parent, path, work) for parent in parents] or [{}]
-            # A value equal to the first parent's vouched one is vouched as it is:
-            # only the others need a look.
-            own: dict[str, str] = dict(actual)
-            blame: dict[str, Refusal | None] = {}
-            own_edits: list[str] = []
-            for key in _text_last(changed_keys(parent_vouched[0], actual)):
-                current = actual.get(key)
-                if any(candidate.get(key) == current for candidate in parent_vouched) or (
-                    key == ORDER and _order_kept(current, parent_vouched)
-                ):
-                    _put(own, key, current)
-                    continue
-                same = next(
-                    (
-                        i
-                        for i, candidate in enumerate(parent_actual)
-                        if candidate.get(key) == current
-                    ),
-                    None,
-                )
-                if same is not None:
-                    _put(own, key, parent_vouched[same].get(key))
-                    inherited = self._culprits(parents[same], path, work) if parents else {}
-                    if inherited.get(key) is not None:
-                        blame[key] = inherited[key]
-                    continue
-                own_edits.append(key)
-                if key == TEXT and len(own_edits) > 1:
-                    # teams.yaml's text changes with every edit of it: it follows
-                    # the commit's other edits there, and a refusal is told once.
-                    refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
-                else:
-                    refusal = self._own_edit(
-                        commit, path, key, parent_vouched, parent_actual, actual, policy, work
-                    )
-                if refusal is None:
-                    _put(own, key, current)
-                else:
-                    _put(own, key, parent_vouched[0].get(key))
-                    blame[key] = refusal
-            if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
-                if len(parents) == 1:
-                    self._note_edit(commit, path, parent_actual[0], actual, blame, policy, work)
-                else:  # a merge's edits are the values no parent has, not its branches'
-                    self._note_edit(
-                        commit, path, parent_vouched[0], actual, blame, policy, work, own_edits
-                    )
-            vouched[path] = own
-            culprits[path] = blame
-        work.vouched[commit] = vouched
-        work.culprits[commit] = culprits
-
-    def _own_edit(
-        self,
-        commit: str,
-        path: str,
-        key: str,
-        parent_vouched: list[FieldMap],
-        parent_actual: list[FieldMap],
-        actual: FieldMap,
-        policy: Policy,
-        work: _Landing,
-    ) -> Refusal | None:
-        finish = work.finishes.get(commit) or work.void.get(commit)
-        first = None
-        for base, found in zip(parent_vouched, parent_actual, strict=True):
-            author = _edit_author(commit, work.commit, key, found, base)
-            # A record speaks for its own commit only, never for one who landed it stale.
-            record = finish if author == commit else None
-            judgement = judge_change(policy, self.facts(author), path, key, base, actual, record)
-            if judgement.verdict:
-                # The merger edits what a merge changes, and who lands a stale edit edits it.
-                brought = len(work.entries[commit].parents) > 1 or author != commit
-                if brought and place(path).kind == "plan" and judgement.actor.id:
-                    work.editors.setdefault(path, set()).add(judgement.actor.id)
-                return None
-            if first is None:
-                stale = (
-                    (
-                        f"{commit[:12]} changed a value that is no longer the effective one, "
-                        f"so the change counts as an edit by whoever landed it ({author[:12]})",
-                    )
-                    if author != commit
-                    else ()
-                )
-                first = (judgement, stale)
-        assert first is not None
-        judgement, stale = first
-        refusal = Refusal(
-            commit,
-            path,
-            key,
-            judgement.actor.name,
-            judgement.actor.how,
-            judgement.needed,
-            stale + judgement.verdict.reasons + judgement.hints,
-        )
-        work.refused.append(refusal)
-        return refusal
-
-    def _note_edit(
-        self,
-        commit: str,
-        path: str,
-        before: FieldMap,
-        after: FieldMap,
-        blame: Mapping[str, Refusal | None],
-        policy: Policy,
-        work: _Landing,
-        edited: list[str] | None = None,
-    ) -> None:
-        """Remember who edited a plan, and what, for approvals (editors) and `history`;
-        `edited`: the fields the commit changed, when not all that differ from `before`."""
-        fields = after or before
-        target = value(fields, "target")
-        environment = policy.environments.get(target) if isinstance(target, str) else None
-        signed = environment.gates.signed_commits if environment else True
-        actor = self._actor(commit, policy, signed=signed)
-        if actor.id:
-            work.editors.setdefault(path, set()).add(actor.id)
-        changed = changed_keys(before, after) if edited is None else sorted(edited)
-        refused = sorted(
-            key
-            for key, refusal in blame.items()
-            if refusal is not None and refusal.commit == commit
-        )
-        self.store.add_event(
-            work.seq,
-            commit,
-            "edit",
-            {
-                "kind": "edit",
-                "commit": commit,
-                "seq": work.seq,
-                "path": path,
-                "change": "created" if not before else "deleted" if not after else "edited",
-                "fields": [describe_field(key) for key in changed],
-                "state": [value(before, "state"), value(after, "state")],
-                "environment": target if isinstance(target, str) else None,
-                "actor": actor.id,
-                "claimed": self._display_actor(commit, policy),
-                "how": actor.how,
-                "refused": [describe_field(key) for key in refused],
-                "merge": len(work.entries[commit].parents) > 1,
-                "committed_at": self._committed_at(commit),
-            },
-        )
-
-    def _settle(self, commit: str, path: str, work: _Landing, changed: list[str]) -> list[Refusal]:
-        """Compare M's content with what M vouches for; update the effective state."""
-        actual = self._actual(commit, path, work)
-        vouched = work.vouched[commit][path]
-        before = self.effective.get(path, {})
-        after = dict(before)
-        refusals: dict[str, Refusal] = {}
-        for key in changed_keys(before, actual):
-            current = actual.get(key)
-            if vouched.get(key) == current:
-                _put(after, key, current)
-                continue
-            culprit = work.culprits[commit][path].get(key)
-            refusals[key] = culprit or self._unexplained(commit, path, key)
-        if after != before:
-            self._set_effective(path, after)
-            changed.append(path)
-        self._mark_dirty(path, actual, refusals)
-        return list(dict.fromkeys(refusals.values()))
-
-    def _unexplained(self, commit: str, path: str, key: str) -> Refusal:
-        return Refusal(
-            commit,
-            path,
-            key,
-            self._display_actor(commit, self.policy()),
-            "",
-            "an authorised edit",
-            (
-                "no landed commit made this change with permission (a merge kept content "
-                "that was never authorised)",
-            ),
-        )
-
-    def _check_policy(
-        self,
-        commit: str,
-        changed: list[str],
-        judging: Policy,
-        before: Mapping[str, Mapping[str, str]],
-        work: _Landing,
-    ) -> list[Refusal]:
-        """A landing may not leave the policy invalid; if it would, its policy edits are refused."""
-        policy_paths = [path for path in changed if place(path).kind in ("teams", "environment")]
-        if not policy_paths:
-            return []
-        teams_blob, _ = self._blob_and_mode(commit, TEAMS_FILE, work)
-        if self._fields_for(TEAMS_FILE, teams_blob, "") != self.effective.get(TEAMS_FILE, {}):
-            teams_blob = None  # the effective teams.yaml is no blob: validate its fields
-        problem = _policy_problem(self.effective, self.repo, teams_blob)
-        self._policy = None
-        if not problem:
-            return []
-        refusals = []
-        for path in policy_paths:
-            self._set_effective(path, before[path])
-            changed.remove(path)
-            refusal = Refusal(
-                commit,
-                path,
-                "",
-                self._display_actor(commit, judging),
-                "",
-                "a valid policy",
-                (f"the resulting configuration is invalid: {problem}",),
-            )
-            actual = self._actual(commit, path, work)
-            self._mark_dirty(path, actual, dict.fromkeys(actual, refusal))
-            refusals.append(refusal)
-        self._policy = None
-        return refusals
-
-    def _note_plan_versions(
-        self,
-        commit: str,
-        first_parent: str | None,
-        paths: list[str],
-        work: _Landing,
-        policy: Policy,
-    ) -> None:
-        """Plan versions this landing made effective, and whether it triggered them."""
-        for path in paths:
-            if place(path).kind != "plan" or path in self.dirty:
-                continue
-            blob = self._blob(commit, path, work)
-            if blob is None:
-                continue
-            if first_parent is not None and self._blob(first_parent, path, work) == blob:
-                continue
-            parents = work.entries[commit].parents
-            onto_main = not parents or parents[0] == first_parent
-            self._add_plan_version(
-                path, blob, commit, work.seq, policy, may_trigger=True, onto_main=onto_main
-            )
-
-    def _add_plan_version(
-        self,
-        path: str,
-        blob: str,
-        commit: str,
-        seq: int,
-        policy: Policy,
-        *,
-        may_trigger: bool,
-        onto_main: bool = True,
-    ) -> None:
-        """Remember that `commit` landed `path`@`blob` (effective now), and whether its actor
-        triggered it by landing it (`may_trigger`: a landing may, a trust anchor never;
-        `onto_main`: its first parent was main's previous commit)."""
-        fields = self.effective.get(path, {})
-        target = value(fields, "target")
-        environment = policy.environments.get(target) if isinstance(target, str) else None
-        signed = environment.gates.signed_commits if environment else True
-        actor = self._actor(commit, policy, signed=signed)
-        # An anchor's plans have no style: its reason says why nothing triggered them.
-        style = landing_style(self.facts(commit), actor, onto_main=onto_main) if may_trigger else ""
-        verdict = (
-            self._may_deploy(policy, actor.name, target)
-            if may_trigger and actor.known and isinstance(target, str) and triggers(style)
-            else None
-        )
-        if verdict is not None:
-            reasons = list(verdict.reasons)
-        elif may_trigger:
-            reasons = [actor.how]
-        else:
-            reasons = ["it came with the trust anchor, which triggers nothing"]
-        self.store.add_plan_version(
-            path,
-            blob,
-            commit,
-            {
-                "seq": seq,
-                "committed_at": self._committed_at(commit),
-                "actor": actor.id,
-                "how": actor.how,
-                "verified": actor.verified,
-                "triggered": bool(verdict),
-                # How it landed: a squash or a branch that merged main in is no trigger.
-                "style": style,
-                "squashed_by": actor.squashed_by,
-                # Only a ready, valid version runs, so only its landing is a trigger
-                # (history); None: invalid. Rows stored before it have no "state".
-                "state": None if INVALID in fields else value(fields, "state"),
-                "reasons": reasons,
-            },
-        )
-
-    def _record(
-        self,
-        work: _Landing,
-        commit: str,
-        judging: Policy,
-        refusals: tuple[Refusal, ...],
-        changed: tuple[str, ...],
-        superseded: tuple[Refusal, ...],
-    ) -> LandingVerdict:
-        verdict = LandingVerdict(
-            commit=commit,
-            first_parent=work.first_parent,
-            landed=tuple(work.entries),
-            actor=self._display_actor(commit, judging),
-            refusals=refusals,
-            changed=changed,
-            superseded=superseded,
-            unattributed=tuple(work.unattributed),
-        )
-        self.store.add_landing(
-            work.seq,
-            commit,
-            {**verdict.as_json(), "committed_at": self._committed_at(commit)},
-        )
-        return verdict
+    def _apply(self, judgement: LandingJudgement) -> None:
+        """Make the judgement's effective state this object's (the store's at the walk's end)."""
+        apply_changes(self.effective, judgement.effective)
+        apply_changes(self.dirty, judgement.dirty)
+        for path, _ in judgement.effective:
+            self._touched.add(path)  # written to the store once, at the end of the walk
+            if place(path).kind in ("teams", "environment"):
+                self._policy = None
 
     def _save_dirty(self) -> None:
-        self.store.set_dirty(
-            {
-                path: {key: blame.as_json() if blame else None for key, blame in detail.items()}
-                for path, detail in self.dirty.items()
-            }
-        )
+        self.store.set_dirty(self.dirty)
 
-    # -- state ---------------------------------------------------------------
 
-    def _set_effective(self, path: str, fields: Mapping[str, str]) -> None:
-        if fields:
-            self.effective[path] = dict(fields)
-        else:
-            self.effective.pop(path, None)
-        self._touched.add(path)  # written to the store once, at the end of the walk
-        if place(path).kind in ("teams", "environment"):
-            self._policy = None
-
-    def _mark_dirty(self, path: str, actual: FieldMap, blame: Mapping[str, Refusal]) -> None:
-        effective = self.effective.get(path, {})
-        if dict(actual) == effective:
-            self.dirty.pop(path, None)
-            return
-        self.dirty[path] = {
-            key: blame.get(key)
-            for key in sorted(set(actual) | set(effective))
-            if actual.get(key) != effective.get(key)
-        }
-
-    def _culprits(self, commit: str, path: str, work: _Landing) -> Mapping[str, Refusal | None]:
-        """Who introduced each unvouched value at `commit` (known inside the landing, and at P)."""
-        if commit in work.culprits:
-            return work.culprits[commit].get(path, {})
-        if commit == work.first_parent:
-            return self.dirty.get(path, {})
-        return {}
-
-    def _vouched(self, commit: str, path: str, work: _Landing) -> FieldMap:
-        if commit in work.vouched:
-            return work.vouched[commit][path]
-        return self.effective.get(path, {})
-
-    # -- content -------------------------------------------------------------
-
-    def _actual(self, commit: str, path: str, work: _Landing) -> FieldMap:
-        blob, mode = self._blob_and_mode(commit, path, work)
-        return self._fields_for(path, blob, mode)
-
-    def _blob(self, commit: str, path: str, work: _Landing) -> str | None:
-        return self._blob_and_mode(commit, path, work)[0]
-
-    def _blob_and_mode(self, commit: str, path: str, work: _Landing) -> tuple[str | None, str]:
-        current = commit
-        while current in work.entries:
-            change = work.changes[current].get(path)
-            if change is not None:
-                blob = None if change.new_blob == NULL_OID else change.new_blob
-                return blob, change.new_mode
-            parents = work.entries[current].parents
-            if not parents:
-                return None, ""
-            current = parents[0]
-        key = (current, path)
-        if key not in self._boundary_blobs:
-            self._boundary_blobs[key] = self.repo.blob_at(current, path)
-        return self._boundary_blobs[key], "100644"
-
-    def _fields_for(self, path: str, blob: str | None, mode: str) -> FieldMap:
-        if blob is None:
-            return {}
-        placement = place(path)
-        kind = placement.kind or ""
-        if mode and mode not in FILE_MODES:
-            return invalid("symlinks and submodules are refused in the configuration")
-        if kind not in STRUCTURED:
-            return whole_file(blob)
-        key = (kind, placement.name, blob)
-        cached = self._versions.get(key)
-        if cached is None:  # not parsed with its batch (a version outside the walk)
-            if self.repo.blob_size(blob) > MAX_FILE_BYTES:
-                return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
-            raw = self.repo.read_blob(blob)
-            cached = parse_version(path, kind, placement.name, blob, raw)
-            self._versions.put(key, cached)
-        return cached
-
-    def facts(self, commit: str) -> CommitFacts:
-        cached = self._facts.get(commit)
-        if cached is not None:
-            if cached.signature_status != UNVERIFIED or not self._may_settle(commit):
-                return cached
-            # Its key may be in a certificate the keyring gained since: who it was is asked again.
-            self._actors.pop((commit, True), None)
-            self._actors.pop((commit, False), None)
-        info = self.info(commit)
-        stored = self.store.signatures([commit]).get(commit)
-        if stored is None:
-            stored = self._check(commit)
-        self._checks[commit] = stored
-        key = claim_key(stored)
-        stored = _copy_of(commit, stored, None if key is None else self._carrier(key))
-        facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
-        return facts
-
-    def _settled(self, commit: str, check: SignatureCheck) -> SignatureCheck:
-        """`check`; while it waits for a certificate ("unverified": an OpenPGP signature
-        none at hand holds the key of), checked again when the keyring may hold one."""
-        return self._check(commit) if self._may_settle(commit, check) else check
-
-    def _may_settle(self, commit: str, check: SignatureCheck | None = None) -> bool:
-        waiting = check is None or check[0] == UNVERIFIED
-        return waiting and self._unverified.get(commit) != self._keyring.generation
-
-    def _check(self, commit: str) -> SignatureCheck:
-        """The commit's signature checked (with the keyring), and remembered unless it waits
-        for a certificate: then the keyring's generation, so it is tried again only after
-        the keyring grew."""
-        result = check_commit_signature(self.info(commit).raw, keyring=self._keyring)
-        check = (result.status, result.fingerprint, result.reason, result.payload)
-        if result.status == UNVERIFIED:
-            self._unverified[commit] = self._keyring.generation
-        else:
-            self._unverified.pop(commit, None)
-            self.store.remember_signatures({commit: check})
-        return check
-
-    def _carrier(self, key: str) -> str | None:
-        if key not in self._carriers:
-            self._carriers.update(self.store.carriers([key]))
-        return self._carriers[key]
-
-    def _claim_payloads(self, work: _Landing) -> None:
-        """Record the payloads this landing carries first, and the landed commits that
-        hold no identity: malformed ones, and those carrying a payload another commit
-        carried first (`_copy_of`).
-
-        The first carrier counts whatever its landing's verdict: a payload counts
-        once, and its first landing may have made some of its values effective.
-        Commits of earlier batches (landed by a later merge) are not read again:
-        their checks are in the store since their batch.
-        """
-        earlier = [commit for commit in work.entries if commit not in self._checks]
-        stored = self.store.signatures(earlier) if earlier else {}
-        checks: dict[str, SignatureCheck] = {}
-        for commit in work.entries:
-            check = self._checks.get(commit) or stored.get(commit)
-            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
-                self.facts(commit)
-                check = self._checks[commit]
-            checks[commit] = check
-        digests = {
-            commit: key
-            for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
-            if key is not None
-        }
-        unknown = [digest for digest in digests.values() if digest not in self._carriers]
-        if unknown:
-            self._carriers.update(self.store.carriers(unknown))
-        first = _first_carriers(list(work.entries), digests, self._carriers)
-        self._carriers.update(first)
-        self.store.add_carriers(first)
-        for commit, read in checks.items():
-            digest = digests.get(commit)
-            check = read if digest is None else _copy_of(commit, read, self._carriers[digest])
-            if check is not read and commit in self._facts:
-                self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
-                self._actors.pop((commit, True), None)
-                self._actors.pop((commit, False), None)
-            if check[0] in NO_IDENTITY:
-                work.unattributed.append((commit, check[2]))
-
-    def info(self, commit: str) -> CommitInfo:
-        cached = self._infos.get(commit)
-        if cached is None:
-            cached = self._infos[commit] = self.repo.commit(commit)
-        return cached
-
-    # -- events ----------------------------------------------------------------
-
-    def _collect_events(self, entry: HistoryEntry, work: _Landing, policy: Policy) -> None:
-        """Approvals, triggers, retries and records this landed commit carries."""
-        info = self.info(entry.id)
-        read = read_trailers(info.message, info.encoding)
-        if read.refused is not None:
-            self._ignorer(entry.id, work.seq, read.by_key(), policy)(read.refused)
-            return
-        trailers = read.counted()
-        if not trailers:
-            return
-        ignore = self._ignorer(entry.id, work.seq, trailers, policy)
-        if len(entry.parents) != 1:
-            ignore("a merge commit's message never counts (hosts copy pull-request text there)")
-            return
-        if RESULT in trailers:
-            # A record from an unrelated history (one service key signing for two
-            # repositories) must not say that a run started or ended here. A fork shares
-            # the anchor, so this does not tell its records apart: one key per repository.
-            if self._descends_from_anchor(entry, work):
-                self._collect_record(entry, work, policy, trailers, ignore)
-            else:
-                ignore("the commit does not descend from the trust anchor")
-            return
-        for written, meant in miscased_keys(trailers):
-            ignore(
-                f"'{written}' is not a key the reconciler reads: "
-                f"trailer keys are exact, write '{meant}'"
+def _landed(entry: HistoryEntry) -> LandedCommit:
+    """A landed commit as the judge reads it."""
+    return LandedCommit(
+        entry.id,
+        entry.parents,
+        {
+            change.path: (
+                None if change.new_blob == NULL_OID else change.new_blob,
+                change.new_mode,
             )
-        if not any(key in trailers for key in HUMAN_TRAILERS):
-            return
-        if work.changes[entry.id]:
-            ignore("the commit also changes files; approvals and triggers are empty commits")
-            return
-        if not self._descends_from_anchor(entry, work):
-            ignore("the commit does not descend from the trust anchor")
-            return
-        kinds: tuple[tuple[str, Literal["approve", "deploy"], str], ...] = (
-            (APPROVE, "approve", PLAN_APPROVE),
-            (DEPLOY, "deploy", PLAN_DEPLOY),
-        )
-        for key, kind, permission in kinds:
-            for text in trailers.get(key, ()):
-                ref = parse_plan_ref(text)
-                if ref is None:
-                    ignore(f"{key}: '{text}' is not plans/<file>.yaml@<full blob id>")
-                elif self._blob(entry.id, ref.path, work) != ref.blob:
-                    ignore(f"{key}: the commit's tree does not hold {ref.path} at {ref.blob[:12]}")
-                else:
-                    target = value(self._fields_for(ref.path, ref.blob, ""), "target")
-                    self._signoff(entry.id, work, policy, kind, permission, ref, None, target)
-        for run in trailers.get(RETRY, ()):
-            target = self._run_environment(run)
-            if target is None:
-                ignore(f"{RETRY}: '{run}' is not a run the reconciler recorded")
-            else:
-                self._signoff(entry.id, work, policy, "retry", PLAN_DEPLOY, None, run, target)
-
-    def _descends_from_anchor(self, entry: HistoryEntry, work: _Landing) -> bool:
-        """Whether a single-parent landed commit descends from the trust anchor; a commit
-        on main's first-parent chain (every record the reconciler publishes) without asking
-        git, as its parent does."""
-        if work.first_parent is not None and entry.parents[0] == work.first_parent:
-            return True
-        return self.repo.is_ancestor(self.anchor, entry.id)
-
-    def _signoff(
-        self,
-        commit: str,
-        work: _Landing,
-        policy: Policy,
-        kind: Literal["approve", "deploy", "retry"],
-        permission: str,
-        ref: PlanRef | None,
-        run: str | None,
-        target: Any,
-    ) -> None:
-        judgement = judge_signoff(policy, self.facts(commit), permission, target)
-        actor, verdict = judgement.actor, judgement.verdict
-        signoff = Signoff(
-            kind=kind,
-            commit=commit,
-            seq=work.seq,
-            plan=ref,
-            run=run,
-            actor=actor.id,
-            how=actor.how,
-            verified=actor.verified,
-            held=verdict.allowed,
-            reasons=verdict.reasons,
-            committed_at=self.info(commit).committer.when,
-        )
-        self.store.add_event(work.seq, commit, kind, signoff.as_json())
-
-    def _collect_record(
-        self,
-        entry: HistoryEntry,
-        work: _Landing,
-        policy: Policy,
-        trailers: Mapping[str, tuple[str, ...]],
-        ignore: Ignore,
-    ) -> None:
-        commit = entry.id
-        actor = resolve(self.facts(commit), policy, signature_required=True)
-        if actor.kind != "service":
-            ignore(
-                f"a record counts only when signed by the reconciler service account ({actor.how})"
-            )
-            return
-        record = parse_record(commit, work.seq, trailers, self.info(commit).committer.when)
-        if isinstance(record, str):
-            ignore(record)
-            return
-        if record.run is not None:
-            earlier = [Record.from_json(item) for item in self.store.records_of([record.run])]
-            void = record_refusal(record, earlier, lambda start: self._built_on(entry, start, work))
-            if void is not None:
-                work.void[commit] = void
-                ignore(void, record)
-                return
-        self.store.add_event(work.seq, commit, "record", record.as_json())
-        if record.result in FINISHED:
-            work.finishes[commit] = record
-
-    def _built_on(self, entry: HistoryEntry, ancestor: str, work: _Landing) -> bool:
-        """Whether a commit that landed (`ancestor`: earlier, or in this landing) is an
-        ancestor of a landed commit. Without asking git for one whose parent is main's
-        previous commit (every record the reconciler publishes): everything an earlier
-        landing brought in is an ancestor of that commit."""
-        if ancestor not in work.entries:
-            if work.first_parent is not None and entry.parents[:1] == (work.first_parent,):
-                return True
-            return self.repo.is_ancestor(ancestor, entry.id)
-        # Inside the landing, every commit between the two is in it too.
-        stack, seen = [entry.id], {entry.id}
-        while stack:
-            current = stack.pop()
-            if current == ancestor:
-                return True
-            for parent in work.entries[current].parents:
-                if parent in work.entries and parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-        return False
-
-    def _run_environment(self, run: str) -> str | None:
-        if not is_run_id(run):
-            return None
-        for event in self.store.records_of([run]):
-            if event["environment"]:
-                return str(event["environment"])
-        return None
-
-    def _ignorer(
-        self, commit: str, seq: int, trailers: Mapping[str, tuple[str, ...]], policy: Policy
-    ) -> Ignore:
-        # Who wrote the trailers (by signature, else by email): an ignored trailer grants
-        # nothing, but `history --user` still shows whose it was, as git log does.
-        actor = self._actor(commit, policy, signed=False).id
-
-        def ignore(reason: str, record: Record | None = None) -> None:
-            detail = {
-                "kind": "ignored",
-                "commit": commit,
-                "seq": seq,
-                "committed_at": self._committed_at(commit),
-                "trailers": {key: list(values) for key, values in trailers.items()},
-                "reason": reason,
-                "actor": actor,
-            }
-            if record is not None:  # a record that does not count: `history` shows it as one
-                detail["record"] = record.as_json()
-            self.store.add_event(seq, commit, "ignored", detail)
-            self._ignored.append(detail)
-
-        return ignore
-
-    def _display_actor(self, commit: str, policy: Policy) -> str:
-        return self._actor(commit, policy, signed=False).name
-
-    def _actor(self, commit: str, policy: Policy, *, signed: bool) -> Actor:
-        """`commit`'s actor under `policy` when a signature is (not) required."""
-        self._answering(policy)
-        key = (commit, signed)
-        actor = self._actors.get(key)
-        if actor is None:
-            actor = self._actors[key] = resolve(
-                self.facts(commit), policy, signature_required=signed
-            )
-        return actor
-
-    def _may_deploy(self, policy: Policy, user: str, environment: str) -> Verdict:
-        self._answering(policy)
-        key = (user, environment)
-        verdict = self._deploy_verdicts.get(key)
-        if verdict is None:
-            verdict = self._deploy_verdicts[key] = may_on_environment(
-                policy, user, PLAN_DEPLOY, environment
-            )
-        return verdict
-
-    def _answering(self, policy: Policy) -> None:
-        """Forget the remembered answers when another policy asks."""
-        if policy is not self._answers_policy:
-            self._answers_policy = policy
-            self._actors = {}
-            self._deploy_verdicts = {}
-
-    def _committed_at(self, commit: str) -> str:
-        stamp = self._stamps.get(commit)
-        if stamp is None:
-            stamp = self._stamps[commit] = self.info(commit).committer.when.isoformat()
-        return stamp
+            for change in entry.changes
+        },
+        entry.malformed,
+    )
 
 
 def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:
@@ -1531,73 +757,6 @@ def _first_carriers(
         if digest not in first or commit < first[digest]:
             first[digest] = commit
     return first
-
-
-def _edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: FieldMap) -> str:
-    """Whose edit it is when `commit` changes `key` from a parent's content `base`, where
-    the walk vouches for `vouched`.
-
-    The commit's own while the value it changed is the vouched one. Otherwise that
-    value was superseded (or never authorised) by the time the change lands, and
-    the signature would let a change made against it (a long-lived branch, an old
-    commit merged again) undo a later authorised one: the change is then the edit
-    of whoever brought it in, the landing's first-parent commit (`landing`, the
-    merge; itself when it is that commit). Like gittuf's reference authorizations,
-    which bind an approval to the state it was made from, not to the change alone.
-    """
-    if base.get(key) == vouched.get(key):
-        return commit
-    return landing
-
-
-def _put(target: dict[str, str], key: str, text: str | None) -> None:
-    if text is None:
-        target.pop(key, None)
-    else:
-        target[key] = text
-
-
-def _text_last(keys: list[str]) -> list[str]:
-    """`keys` with `TEXT` (if there) moved last, to be judged after the others."""
-    if TEXT not in keys:
-        return keys
-    return [key for key in keys if key != TEXT] + [TEXT]
-
-
-def _order_kept(order: str | None, parents: list[FieldMap]) -> bool:
-    """An order that only adds or drops entries keeps every pair each parent ordered.
-
-    So two leads appending to one plan merge cleanly; a real reorder is an edit.
-    """
-    if order is None:
-        return False
-    names: list[str] = json.loads(order)
-    for parent in parents:
-        before = value(parent, ORDER) or []
-        common = set(names) & set(before)
-        if [name for name in names if name in common] != [
-            name for name in before if name in common
-        ]:
-            return False
-    return True
-
-
-def _refused_whole(landed: list[HistoryEntry], cap: int) -> tuple[str, str, str] | None:
-    """What a landing refused whole (nothing it changes counts, nor anything it says)
-    needed, why it is refused, and what to name when it changes no file; None when it
-    is judged change by change."""
-    if len(landed) > cap:
-        holds = f"this landing holds {len(landed)} commits"
-        return f"a landing of at most {cap} commits", holds, ""
-    for entry in landed:
-        if entry.malformed is not None:
-            # Git's own readings of a malformed tree disagree with one another (a
-            # diff, a path lookup, a rebuilt index): it holds no content to judge.
-            folder, problem = entry.malformed
-            where = f"{folder}/" if folder else "the root folder"
-            reason = f"commit {entry.id[:12]} holds a malformed tree at {where}: {problem}"
-            return "well-formed Git objects (as git fsck checks them)", reason, where
-    return None
 
 
 def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryEntry]:

@@ -1,4 +1,4 @@
-"""The clock, an edge like Git and subprocesses: the core is always handed the time.
+"""Adapter, clock: the wall clock, an edge like Git; the core is always handed the time.
 
 Called by the CLI commands alone, which pass `utc_now` (or the time it
 returns) down; the core never reads the wall clock itself (timeouts use

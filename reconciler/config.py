@@ -1,4 +1,4 @@
-"""Stage 2b, typed configuration: schema-valid data in, domain values out.
+"""Stage 2, validate: typed configuration, schema-valid data in, domain values out.
 
 Called by `validate` (for cross-file checks) and `authorise` (for the policy
 that judges each landing). The input has passed the schema, so shapes are

@@ -13,19 +13,22 @@ plan on main is exactly one of
 - cancelled.
 
 It is the single source of truth for `plan`, `apply` and `deploy`'s up-front
-checks (DESIGN.md, "From plan to deployment", points 1 to 5).
+checks (docs/design.md, "From plan to deployment", points 1 to 5). `decide_runs`
+turns the decisions into what a reconciler does now: the runs it starts (run
+id, lease), marks interrupted and records refused, and the plans it holds for
+a driver that cannot load; `reconcile` only carries that out. Every reason is
+a `Reason` value (code, text, facts).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from reconciler import gates
-from reconciler.authorise import Authoriser, Refusal, group_refusals
+from reconciler import approvals, gates
 from reconciler.config import build_plan
 from reconciler.errors import ConfigError
 from reconciler.events import FINISHED, PlanRef, Record, Signoff
@@ -35,10 +38,15 @@ from reconciler.layout import place
 from reconciler.loader import load
 from reconciler.model import Environment, Plan, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
+from reconciler.reasons import Reason, reason
 from reconciler.rules import not_a_trigger
+from reconciler.verdicts import Refusal, group_refusals
 
 Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
 RunResult = Literal["started", "succeeded", "failed", "interrupted"]
+# The margin a run's lease adds to what its driver steps may take at most: time to
+# record the finish after the last step.
+LEASE_MARGIN: Final = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +115,31 @@ class History:
 @dataclass(frozen=True, slots=True)
 class Wait:
     what: Literal["state", "approval", "trigger", "window", "promotion", "retry", "driver"]
-    text: str
+    reason: Reason
     until: datetime | None = None
+
+    @property
+    def text(self) -> str:
+        return self.reason.text
+
+
+@dataclass(frozen=True, slots=True)
+class SignoffVerdict:
+    """What `decide` made of one sign-off of a plan version (or of its triggering landing)."""
+
+    kind: Literal["approve", "deploy", "retry"]
+    commit: str
+    actor: str | None
+    label: str  # "approval in 0123456789ab by ravi"
+    refused: Reason | None = None  # None: it counts
+
+    @property
+    def note(self) -> str:
+        return f"{self.label} does not count: {self.refused}"
+
+
+# Refusals not worth a note: a second approval by someone whose first one counts.
+_UNSAID: Final = frozenset({approvals.REPEATED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +148,14 @@ class Decision:
     blob: str
     plan: Plan | None
     status: Status
-    reasons: tuple[str, ...]
+    why: tuple[Reason, ...]
     waits: tuple[Wait, ...] = ()
     approvers: tuple[str, ...] = ()
     triggered_by: str | None = None
     trigger_seq: int = 0
     run: Run | None = None
     retry_of: str | None = None
-    notes: tuple[str, ...] = field(default=())
+    verdicts: tuple[SignoffVerdict, ...] = field(default=())
 
     @property
     def ref(self) -> PlanRef:
@@ -133,6 +164,20 @@ class Decision:
     @property
     def environment(self) -> str | None:
         return self.plan.target if self.plan else None
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why it has its status, as people read it."""
+        return tuple(item.text for item in self.why)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The sign-offs that do not count, and why."""
+        return tuple(
+            verdict.note
+            for verdict in self.verdicts
+            if verdict.refused is not None and verdict.refused.code not in _UNSAID
+        )
 
 
 def decide(history: History, now: datetime) -> tuple[Decision, ...]:
@@ -166,34 +211,46 @@ def _ordered(decisions: Iterable[Decision]) -> tuple[Decision, ...]:
     )
 
 
-def held_for_drivers(
-    decisions: tuple[Decision, ...],
-    policy: Policy,
-    unavailable: Callable[[list[Environment]], Mapping[str, ConfigError]],
-) -> tuple[tuple[Decision, ...], Mapping[str, ConfigError]]:
-    """Executable plans into an environment whose driver cannot load here wait for it;
-    and why, per environment (`unavailable` is asked about those environments only).
+def driver_targets(decisions: Iterable[Decision]) -> list[str]:
+    """The environments whose driver must load for the executable plans to run."""
+    return sorted(
+        {
+            decision.environment
+            for decision in decisions
+            if decision.status == "executable" and decision.environment is not None
+        }
+    )
+
+
+def hold(
+    decisions: tuple[Decision, ...], problems: Mapping[str, ConfigError]
+) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
+    """Executable plans into an environment whose driver cannot load here (`problems`, by
+    environment) wait for it; and why, per environment with such a plan.
 
     They wait rather than being refused, as Argo CD and Flux users expect of an
     operator's setup problem (an application whose tooling is missing stays out
     of sync with its error shown and is tried again): the plan is not at fault,
     and installing the driver lets the same plan version run, with no new one.
     """
-    targets = {
-        decision.environment
-        for decision in decisions
-        if decision.status == "executable" and decision.environment is not None
-    }
-    problems = unavailable([policy.environments[name] for name in sorted(targets)])
+    targets = set(driver_targets(decisions))
     held = []
     for decision in decisions:
         problem = problems.get(decision.environment or "")
         if decision.status == "executable" and problem is not None:
-            wait = Wait("driver", f"its environment's driver cannot be loaded: {problem}")
-            held.append(replace(decision, status="waiting", reasons=(wait.text,), waits=(wait,)))
+            wait = Wait(
+                "driver",
+                reason(
+                    "driver.unavailable",
+                    f"its environment's driver cannot be loaded: {problem}",
+                    environment=decision.environment,
+                ),
+            )
+            held.append(replace(decision, status="waiting", why=(wait.reason,), waits=(wait,)))
         else:
             held.append(decision)
-    return _ordered(held), problems
+    why = {name: problem for name, problem in problems.items() if name in targets}
+    return _ordered(held), why
 
 
 def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
@@ -207,52 +264,195 @@ def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
     return queues
 
 
+# -- run decisions: what a reconciler starts, marks interrupted and records refused ------
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the reconciler deciding knows beyond the history, as values."""
+
+    instance: str  # its name, as its start records carry it
+    in_flight: frozenset[str] = frozenset()  # runs it is running now
+    unpublished: frozenset[str] = frozenset()  # runs whose finish record waits in its outbox
+    recorded: frozenset[PlanRef] = frozenset()  # versions it recorded refused already
+    drivers: Mapping[str, ConfigError] = field(default_factory=dict)  # cannot load, by env
+    stopping: bool = False  # asked to stop: it starts nothing more
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A run to start: its start record is the lock on its environment."""
+
+    decision: Decision
+    run_id: str
+    environment: str
+    lease_until: datetime  # past it, any reconciler may mark the run interrupted
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """A run started and never finished, to be recorded interrupted, and why."""
+
+    run: Run
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class RunDecisions:
+    """Everything a reconcile round does, decided: the reconciler only executes it."""
+
+    decisions: tuple[Decision, ...]  # every plan, those held for their driver waiting
+    starts: tuple[Start, ...]
+    interrupted: tuple[Interruption, ...]
+    refused: tuple[Decision, ...]  # refusals no record names yet
+    held: Mapping[str, ConfigError]  # environments whose driver cannot load here, and why
+
+    @property
+    def bookkeeping(self) -> bool:
+        """Records to publish before anything starts."""
+        return bool(self.interrupted or self.refused)
+
+
+def decide_runs(
+    history: History, decisions: tuple[Decision, ...], now: datetime, facts: RunFacts
+) -> RunDecisions:
+    """What a reconciler does with `decisions` (`decide(history, ...)`) at `now`.
+
+    Bookkeeping comes first: runs never finished are marked interrupted and new
+    refusals recorded, and nothing starts in that round; the next round decides
+    again on the history those records make. Otherwise, per environment without a
+    run in progress, the first executable plan starts, with the next run id of its
+    plan and a lease long enough for its steps.
+    """
+    decisions, held = hold(decisions, facts.drivers)
+    interrupted = tuple(
+        Interruption(run, why)
+        for run in history.runs
+        if run.result == "started"
+        and run.id not in facts.in_flight
+        and run.id not in facts.unpublished
+        and (why := interruption(run, facts.instance, now)) is not None
+    )
+    refused = tuple(
+        decision
+        for decision in decisions
+        if decision.status == "refused"
+        and decision.ref not in history.refused
+        and decision.ref not in facts.recorded
+    )
+    starts: tuple[Start, ...] = ()
+    if not (interrupted or refused or facts.stopping):
+        starts = _starts(history, decisions, now)
+    return RunDecisions(decisions, starts, interrupted, refused, held)
+
+
+def interruption(run: Run, instance: str, now: datetime) -> Reason | None:
+    """Why a started run is to be recorded interrupted by the reconciler `instance` (which
+    is not running it) at `now`, or None: it started it, or the run's lease passed."""
+    if run.instance == instance:
+        return reason(
+            "run.abandoned",
+            f"run {run.id} was started by this reconciler ({instance}), which is not "
+            "running it any more (it stopped or restarted before recording the end)",
+            run=run.id,
+            instance=instance,
+        )
+    if run.lease_until is not None and now > run.lease_until:
+        return reason(
+            "run.lease-passed",
+            f"run {run.id} was started by {run.instance}, whose lease passed at "
+            f"{run.lease_until.isoformat()} without a finish record",
+            run=run.id,
+            instance=run.instance,
+            lease_until=run.lease_until,
+        )
+    return None
+
+
+def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) -> tuple[Start, ...]:
+    """The first executable plan of each environment no run holds, with its run id and lease."""
+    busy = {run.environment for run in history.runs if run.result == "started"}
+    taken = [run.id for run in history.runs]
+    starts = []
+    for name, queue in executable(decisions).items():
+        if name in busy:
+            continue
+        decision = queue[0]
+        assert decision.plan is not None
+        run_id = next_run_id(decision.plan.name, taken)
+        taken.append(run_id)
+        environment = history.policy.environments[name]
+        lease = now + lease_for(environment, len(decision.plan.applications))
+        starts.append(Start(decision, run_id, name, lease))
+    return tuple(starts)
+
+
+def next_run_id(plan: str, taken: Collection[str]) -> str:
+    """The plan's next run id: one more than the highest `<plan>.<n>` taken."""
+    numbers = [
+        int(run.rsplit(".", 1)[1])
+        for run in taken
+        if run.rsplit(".", 1)[0] == plan and run.rsplit(".", 1)[1].isdigit()
+    ]
+    return f"{plan}.{max(numbers, default=0) + 1}"
+
+
+def lease_for(environment: Environment, steps: int) -> timedelta:
+    """How long a run of `steps` may take at most: every attempt of every step timing out,
+    the backoffs between attempts, and the margin to record its end."""
+    driver = environment.driver
+    attempts = driver.retries + 1
+    backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
+    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
+
+
+# -- one plan version ---------------------------------------------------------------
+
+
 def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     path, blob = on_main.path, on_main.blob
     if on_main.data is None or on_main.problems:
-        return Decision(path, blob, None, "refused", on_main.problems or ("invalid plan",))
+        problems = on_main.problems or ("invalid plan",)
+        why = tuple(reason("plan.not-effective", text) for text in problems)
+        return Decision(path, blob, None, "refused", why)
     plan = build_plan(on_main.data)
     policy = history.policy
     refused = _consistency(policy, plan)
     if refused:
         return Decision(path, blob, plan, "refused", refused)
     if plan.state == "cancelled":
-        return Decision(path, blob, plan, "cancelled", ("cancelled by a plan.deploy holder",))
+        cancelled = reason("plan.cancelled", "cancelled by a plan.deploy holder")
+        return Decision(path, blob, plan, "cancelled", (cancelled,))
     ref = PlanRef(path, blob)
     runs = [run for run in history.runs if run.plan == ref]
     latest = runs[-1] if runs else None
     if latest is not None and latest.result != "interrupted":
-        verb = _OUTCOMES[latest.result]
-        ignored_retries = tuple(
-            f"retry of {item.run} in {item.commit[:12]} does not count: only interrupted runs "
-            f"are retried, and {item.run} {verb}"
-            for item in history.signoffs
-            if item.kind == "retry" and item.run in {run.id for run in runs}
-        )
         return Decision(
             path,
             blob,
             plan,
             "done",
-            (run_outcome(latest),),
+            (reason("run.outcome", run_outcome(latest), run=latest.id, result=latest.result),),
             run=latest,
-            notes=ignored_retries,
+            verdicts=_ignored_retries(history, runs),
         )
     if plan.state == "draft":
-        wait = Wait("state", "saved as a draft: set state: ready to propose it")
-        return Decision(path, blob, plan, "waiting", (wait.text,), (wait,))
+        draft = reason("plan.draft", "saved as a draft: set state: ready to propose it")
+        wait = Wait("state", draft)
+        return Decision(path, blob, plan, "waiting", (wait.reason,), (wait,))
     environment = policy.environments[plan.target]
     landed = history.landings.get(ref)
     if landed is None:
-        return Decision(path, blob, plan, "refused", ("this version never landed on main",))
-    notes: list[str] = []
+        never = reason("plan.never-landed", "this version never landed on main")
+        return Decision(path, blob, plan, "refused", (never,))
+    verdicts: list[SignoffVerdict] = []
     waits: list[Wait] = []
     # A retry is an execution like any other: the Retry-Run takes the trigger's place,
     # and the approval, promotion and time gates are judged again, now.
     if latest is None:
-        trigger, trigger_seq = _trigger(history, ref, landed, environment, now, notes)
+        trigger, trigger_seq = _trigger(history, ref, landed, environment, now, verdicts)
     else:
-        trigger, trigger_seq = _retry(history, landed, environment, latest, now, notes)
+        trigger, trigger_seq = _retry(history, landed, environment, latest, now, verdicts)
     if trigger is None:
         who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
         who = who or "nobody"
@@ -261,11 +461,15 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
             if latest is None
             else Wait(
                 "retry",
-                f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry it "
-                f"with `reconciler deploy {plan.name} --retry {latest.id}`",
+                reason(
+                    "retry.missing",
+                    f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry "
+                    f"it with `reconciler deploy {plan.name} --retry {latest.id}`",
+                    run=latest.id,
+                ),
             )
         )
-    approvers, missing = _approvals(history, ref, environment, now, notes)
+    approvers, missing = _approvals(history, ref, environment, now, verdicts)
     waits.extend(missing)
     waits.extend(_promotion(history, plan, environment))
     if not waits:
@@ -276,23 +480,81 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         if latest is None
         else f"retry of interrupted run {latest.id}, requested by {trigger}"
     )
-    reasons = tuple(wait.text for wait in waits) or (
-        f"{asked}, approved by {', '.join(approvers) or 'nobody (no approvals needed)'}",
+    why = tuple(wait.reason for wait in waits) or (
+        reason(
+            "plan.executable",
+            f"{asked}, approved by {', '.join(approvers) or 'nobody (no approvals needed)'}",
+            triggered_by=trigger,
+            approvers=approvers,
+        ),
     )
     return Decision(
         path,
         blob,
         plan,
         status,
-        reasons,
+        why,
         tuple(waits),
         approvers=approvers,
         triggered_by=trigger,
         trigger_seq=trigger_seq,
         run=latest,
         retry_of=latest.id if latest is not None and trigger is not None else None,
-        notes=tuple(notes),
+        verdicts=tuple(verdicts),
     )
+
+
+def _ignored_retries(history: History, runs: Sequence[Run]) -> tuple[SignoffVerdict, ...]:
+    """The retries of a done version's runs that do not count (`retry_refusal`)."""
+    by_id = {run.id: run for run in runs}
+    verdicts = []
+    for item in history.signoffs:
+        run = by_id.get(item.run or "")
+        if item.kind != "retry" or run is None:
+            continue
+        refused = retry_refusal(run, _retried_as(runs, run.id, item.seq), item.seq)
+        if refused is not None:
+            label = f"retry of {run.id} in {item.commit[:12]}"
+            verdicts.append(SignoffVerdict("retry", item.commit, item.actor, label, refused))
+    return tuple(verdicts)
+
+
+def _retried_as(runs: Iterable[Run], run: str, seq: int) -> str | None:
+    """The run that retried `run` and started before `seq`, if any."""
+    return next((item.id for item in runs if item.retry_of == run and item.started_seq < seq), None)
+
+
+def retry_refusal(run: Run | None, retried_as: str | None, seq: int) -> Reason | None:
+    """Why a `Retry-Run` of `run` landed at `seq` does not count, or None: only a run
+    recorded interrupted before the retry landed, and not retried since (`retried_as`, the
+    run that retried it before `seq`), is run again.
+
+    `run`: the run as the records tell it now; None for a run never recorded, whose retry
+    is ignored, not judged. `decide` and `history` both judge retries by this rule.
+    """
+    if run is None:
+        return None
+    if retried_as is not None:
+        return reason(
+            "retry.repeated",
+            f"{run.id} was already retried as run {retried_as}",
+            run=run.id,
+            retried_as=retried_as,
+        )
+    if run.result != "interrupted":
+        return reason(
+            "retry.not-interrupted",
+            f"only interrupted runs are retried, and {run.id} {_OUTCOMES[run.result]}",
+            run=run.id,
+            result=run.result,
+        )
+    if seq < run.finished_seq:
+        return reason(
+            "retry.early",
+            "it landed before the run was recorded interrupted",
+            run=run.id,
+        )
+    return None
 
 
 def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str) -> Wait:
@@ -308,7 +570,8 @@ def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str
         if landed.triggered
         else not_a_trigger(landed.style, landed.commit, landed.actor, landed.squashed_by)
     )
-    return Wait("trigger", wait if why is None else f"{wait}; {why}")
+    text = wait if why is None else f"{wait}; {why}"
+    return Wait("trigger", reason("trigger.missing", text, environment=environment.name))
 
 
 _OUTCOMES: Final = {
@@ -329,12 +592,13 @@ def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
     closed = gates.closed(environment.gates, now)
     if closed is None:
         return ()
-    reason = _freeze_named(closed.freeze) if closed.freeze else "a deploy window"
+    code = "gate.freeze" if closed.freeze else "gate.window"
+    what = _freeze_named(closed.freeze) if closed.freeze else "a deploy window"
     if closed.opens is None:
-        return (Wait("window", f"{reason}: no deploy window opens before the year 9999 ends"),)
-    return (
-        Wait("window", f"{reason}: deploys may start at {closed.opens.isoformat()}", closed.opens),
-    )
+        text = f"{what}: no deploy window opens before the year 9999 ends"
+        return (Wait("window", reason(code, text)),)
+    text = f"{what}: deploys may start at {closed.opens.isoformat()}"
+    return (Wait("window", reason(code, text, opens=closed.opens), closed.opens),)
 
 
 def _freeze_named(name: str) -> str:
@@ -345,17 +609,20 @@ def _freeze_named(name: str) -> str:
     return f"the {name} freeze"
 
 
-def _consistency(policy: Policy, plan: Plan) -> tuple[str, ...]:
+def _consistency(policy: Policy, plan: Plan) -> tuple[Reason, ...]:
     environment = policy.environments.get(plan.target)
     if environment is None:
-        return (f"target '{plan.target}' is not an environment",)
+        text = f"target '{plan.target}' is not an environment"
+        return (reason("plan.unknown-target", text, target=plan.target),)
     problems = []
     if plan.source != environment.promotes_from:
         expected = environment.promotes_from or "nothing"
-        problems.append(f"{plan.target} promotes from {expected}, not {plan.source or 'nothing'}")
+        text = f"{plan.target} promotes from {expected}, not {plan.source or 'nothing'}"
+        problems.append(reason("plan.wrong-source", text, source=plan.source))
     for entry in plan.applications:
         if entry.name not in policy.application_owner:
-            problems.append(f"no team owns application '{entry.name}'")
+            text = f"no team owns application '{entry.name}'"
+            problems.append(reason("plan.unowned-application", text, application=entry.name))
     return tuple(problems)
 
 
@@ -365,14 +632,14 @@ def _fresh(
     committed_at: datetime,
     environment: Environment,
     now: datetime,
-) -> str | None:
+) -> Reason | None:
     """Why a signoff is too old, or None."""
     ttl = environment.gates.approval_ttl
     if ttl is None:
         return None
     age = gates.age(committed_at, history.first_seen.get(signoff_commit), now)
     if age > ttl:
-        return f"older than approval_ttl ({_duration(ttl)})"
+        return reason("signoff.expired", f"older than approval_ttl ({_duration(ttl)})", age=age)
     return None
 
 
@@ -390,7 +657,7 @@ def _signoff_problem(
     environment: Environment,
     now: datetime,
     editors: frozenset[str] = frozenset(),
-) -> str | None:
+) -> Reason | None:
     """Why an approval or a retry does not count, or None (editors never approve)."""
     return signoff_refusal(signoff, editors) or _lapsed(
         history,
@@ -404,36 +671,22 @@ def _signoff_problem(
     )
 
 
-def signoff_refusal(signoff: Signoff, editors: frozenset[str] = frozenset()) -> str | None:
+def signoff_refusal(signoff: Signoff, editors: frozenset[str] = frozenset()) -> Reason | None:
     """Why a sign-off did not count when it landed, or None: its actor was unknown or did not
-    hold the permission then, or (`editors`: the plan's, for an approval) edited the plan.
+    hold the permission then, or, for an approval, edited the plan (`editors`: the plan's).
 
     `history` shows the same verdict; `_lapsed` adds what today's policy and the clock say.
     """
     problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
-    if problem is None and signoff.actor is not None:
-        problem = editor_refusal(signoff.actor, editors)
+    if problem is None and signoff.actor is not None and signoff.kind == "approve":
+        problem = approvals.editor_refusal(signoff.actor, editors)
     return problem
 
 
-def editor_refusal(actor: str, editors: Collection[str]) -> str | None:
-    """Why `actor`'s approval does not count because they edited the plan, or None."""
-    if actor in editors:
-        return f"{actor} edited the plan, and editors do not approve their own plans"
-    return None
-
-
-def repeated_approval(actor: str, approvers: Collection[str]) -> str | None:
-    """Why another approval by `actor` adds nothing, or None: each person counts once."""
-    if actor in approvers:
-        return f"{actor} already approved this version, and each person counts once"
-    return None
-
-
-def _not_held(actor: str | None, held: bool, reasons: tuple[str, ...], how: str) -> str | None:
+def _not_held(actor: str | None, held: bool, reasons: tuple[str, ...], how: str) -> Reason | None:
     """Why a sign-off (or a triggering landing) did not hold its permission when it landed."""
     if actor is None or not held:
-        return "; ".join(reasons) or how
+        return reason("signoff.not-held", "; ".join(reasons) or how, actor=actor)
     return None
 
 
@@ -446,7 +699,7 @@ def _lapsed(
     permission: str,
     environment: Environment,
     now: datetime,
-) -> str | None:
+) -> Reason | None:
     """Why a sign-off that held its permission when it landed does not count now: its
     actor no longer verifies or holds it under today's policy, or it is too old."""
     return _still_holds(history, commit, actor, how, permission, environment) or _fresh(
@@ -461,19 +714,21 @@ def _still_holds(
     how: str,
     permission: str,
     environment: Environment,
-) -> str | None:
+) -> Reason | None:
     """Why the actor of `commit` (`who`, as its landing judged) no longer counts today, or None."""
     facts = history.facts.get(commit)
     if facts is None or who is None:
-        return how
+        return reason("signoff.unverified", how, actor=who)
     actor = resolve(facts, history.policy, signature_required=environment.gates.signed_commits)
     if actor.id != who:
-        return f"{who}'s identity no longer verifies: {actor.how}"
+        text = f"{who}'s identity no longer verifies: {actor.how}"
+        return reason("signoff.unverified", text, actor=who)
     verdict = may_on_environment(
         history.policy, actor.name, permission, environment.name, history.revoked
     )
     if not verdict:
-        return f"{actor.name} no longer holds {permission}: {verdict.text()}"
+        text = f"{actor.name} no longer holds {permission}: {verdict.text()}"
+        return reason("signoff.permission-lapsed", text, actor=actor.name, permission=permission)
     return None
 
 
@@ -483,7 +738,7 @@ def _trigger(
     landed: Landed,
     environment: Environment,
     now: datetime,
-    notes: list[str],
+    verdicts: list[SignoffVerdict],
 ) -> tuple[str | None, int]:
     """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan).
 
@@ -507,15 +762,18 @@ def _trigger(
         problem = _not_held(actor, held, reasons, how) or _lapsed(
             history, commit, actor, how, committed_at, PLAN_DEPLOY, environment, now
         )
-        if problem:
-            notes.append(f"{label} does not count: {problem}")
-            continue
-        return actor, seq
+        verdicts.append(SignoffVerdict("deploy", commit, actor, label, problem))
+        if problem is None:
+            return actor, seq
     return None, 0
 
 
 def _approvals(
-    history: History, ref: PlanRef, environment: Environment, now: datetime, notes: list[str]
+    history: History,
+    ref: PlanRef,
+    environment: Environment,
+    now: datetime,
+    verdicts: list[SignoffVerdict],
 ) -> tuple[tuple[str, ...], list[Wait]]:
     """Approvers that count, and what the approval rules still wait for."""
     policy = history.policy
@@ -527,17 +785,18 @@ def _approvals(
             continue
         label = f"approval in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
         if signoff.seq < landed.seq:
-            notes.append(f"{label} does not count: {_before(history, ref, landed)}")
-            continue
-        problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
-        if problem:
-            notes.append(f"{label} does not count: {problem}")
-        elif signoff.actor is not None and repeated_approval(signoff.actor, valid) is None:
-            valid.append(signoff.actor)
+            problem: Reason | None = _before(history, ref, landed)
+        else:
+            problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
+        if problem is None and signoff.actor is not None:
+            problem = approvals.repeated_approval(signoff.actor, valid)
+            if problem is None:
+                valid.append(signoff.actor)
+        verdicts.append(SignoffVerdict("approve", signoff.commit, signoff.actor, label, problem))
     rules = environment.gates.approvals
     # Approvers and eligible users are users, so role_holders says what roles_of would.
     roles = [policy.role_holders.get(rule.role, frozenset()) for rule in rules]
-    assigned = _match_approvers(valid, [rule.count for rule in rules], roles)
+    assigned = approvals.match_approvers(valid, [rule.count for rule in rules], roles)
     matched = {user for users in assigned for user in users}
     counted = [user for user in valid if user in matched]
     waits: list[Wait] = []
@@ -550,55 +809,33 @@ def _approvals(
                 if user in with_role and user not in editors and user not in counted
             ]
             who = ", ".join(eligible) or "nobody who did not edit the plan"
+            text = (
+                f"{missing} more approval{'s' * (missing != 1)} by {rule.role} (may approve: {who})"
+            )
             waits.append(
                 Wait(
                     "approval",
-                    f"{missing} more approval{'s' * (missing != 1)} by {rule.role} "
-                    f"(may approve: {who})",
+                    reason(
+                        "approval.missing",
+                        text,
+                        role=rule.role,
+                        missing=missing,
+                        eligible=tuple(eligible),
+                    ),
                 )
             )
     return tuple(counted), waits
 
 
-def _before(history: History, ref: PlanRef, landed: Landed) -> str:
+def _before(history: History, ref: PlanRef, landed: Landed) -> Reason:
     """Why a sign-off that landed before the version's latest landing does not count: it
     was for the version's earlier time on main (before a cancel, or a revert), and a
     trailer counts only for the landing it followed."""
     if ref in history.uncancelled:
-        return f"it predates the un-cancel in {landed.commit[:12]}"
-    return f"it predates this version's return to main in {landed.commit[:12]}"
-
-
-def _match_approvers(
-    approvers: list[str], counts: list[int], roles: list[frozenset[str]]
-) -> list[list[str]]:
-    """Each approver to at most one rule they hold the role for, meeting as many as can be.
-
-    A maximum matching (augmenting paths; rule i has counts[i] places): taken
-    in turn, an approver holding two roles would fill the first rule's place
-    and leave the second waiting, although another approver could have taken
-    the first.
-    """
-    assigned: list[list[str]] = [[] for _ in counts]
-
-    def place(user: str, tried: set[int]) -> bool:
-        for index, holders_of_role in enumerate(roles):
-            if index in tried or user not in holders_of_role:
-                continue
-            tried.add(index)
-            if len(assigned[index]) < counts[index]:
-                assigned[index].append(user)
-                return True
-            for other in list(assigned[index]):
-                if place(other, tried):  # `other` moved to another rule: take its place
-                    assigned[index].remove(other)
-                    assigned[index].append(user)
-                    return True
-        return False
-
-    for user in approvers:
-        place(user, set())
-    return assigned
+        text = f"it predates the un-cancel in {landed.commit[:12]}"
+    else:
+        text = f"it predates this version's return to main in {landed.commit[:12]}"
+    return reason("signoff.before-landing", text, landing=landed.commit)
 
 
 def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:
@@ -612,9 +849,9 @@ def _promotion(history: History, plan: Plan, environment: Environment) -> list[W
         current = running.get(entry.name)
         if current != needed:
             now_runs = f"it runs {current}" if current else "it does not run there"
-            waits.append(
-                Wait("promotion", f"{entry.name} {needed} must run in {source} first ({now_runs})")
-            )
+            text = f"{entry.name} {needed} must run in {source} first ({now_runs})"
+            facts = {"application": entry.name, "version": needed, "environment": source}
+            waits.append(Wait("promotion", reason("promotion.missing", text, **facts)))
     return waits
 
 
@@ -624,7 +861,7 @@ def _retry(
     environment: Environment,
     interrupted: Run,
     now: datetime,
-    notes: list[str],
+    verdicts: list[SignoffVerdict],
 ) -> tuple[str | None, int]:
     """Who asked to re-run the interrupted run (a `Retry-Run` by a plan.deploy holder)."""
     for signoff in history.signoffs:
@@ -633,16 +870,16 @@ def _retry(
         label = f"retry in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
         # Like any trailer, a retry counts only for the landing it followed: asked for before
         # the version left main, it must not re-run the version when someone brings it back.
-        if signoff.seq < landed.seq:
-            problem: str | None = _before(history, interrupted.plan, landed)
-        elif signoff.seq < interrupted.finished_seq:
-            problem = "it landed before the run was recorded interrupted"
-        else:
-            problem = _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now)
-        if problem:
-            notes.append(f"{label} does not count: {problem}")
-            continue
-        return signoff.actor, signoff.seq
+        # The latest run was retried by no run (that one would be the latest).
+        problem = (
+            _before(history, interrupted.plan, landed)
+            if signoff.seq < landed.seq
+            else retry_refusal(interrupted, None, signoff.seq)
+            or _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now)
+        )
+        verdicts.append(SignoffVerdict("retry", signoff.commit, signoff.actor, label, problem))
+        if problem is None:
+            return signoff.actor, signoff.seq
     return None, 0
 
 
@@ -704,7 +941,7 @@ def deployed_versions(
     return deployed
 
 
-def _not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:
+def not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:
     """Why main's content of a plan is not its effective content: a line per refused
     change (`authorise.group_refusals`), and the fields no landed commit authorised."""
     lines = [
@@ -719,82 +956,3 @@ def _not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:
     if unexplained:
         lines.append(f"main's content is not authorised: {unexplained}: never authorised")
     return tuple(lines)
-
-
-def gather(authoriser: Authoriser, tip: str) -> History:
-    """Read the decision's inputs from the walk's state and main's tip."""
-    store, repo = authoriser.store, authoriser.repo
-    effective, dirty = authoriser.effective, authoriser.dirty
-    plans: list[OnMain] = []
-    for path, (_mode, blob) in sorted(repo.folder(tip, "plans").items()):
-        if place(path).kind != "plan":
-            continue
-        fields = effective.get(path, {})
-        problems: tuple[str, ...] = ()
-        if path in dirty:
-            problems = _not_authorised(dirty[path])
-        elif INVALID in fields:
-            problems = (f"invalid: {value(fields, INVALID)}",)
-        plans.append(OnMain(path, blob, None if problems else effective_plan(fields), problems))
-    # Only what the plans on main need: each is decided on its own version's
-    # landing, sign-offs and runs, so older versions' commits are never read.
-    current = {PlanRef(item.path, item.blob) for item in plans}
-    landings: dict[PlanRef, Landed] = {}
-    wanted = {(ref.path, ref.blob) for ref in current}
-    for path, blob, landing, detail in store.plan_versions(only=wanted):
-        landings[PlanRef(path, blob)] = Landed(
-            seq=detail["seq"],
-            commit=landing,
-            actor=detail["actor"],
-            how=detail["how"],
-            triggered=detail["triggered"],
-            reasons=tuple(detail["reasons"]),
-            style=detail.get("style", ""),
-            squashed_by=detail.get("squashed_by"),
-        )
-    # The runs of these plans (every version: run ids are numbered per plan), the
-    # runs still open (whatever their plan: they hold their environment), and the
-    # refusals of these versions; read by index, so a pass costs what is on main,
-    # not what the history holds.
-    records = [
-        Record.from_json(item)
-        for item in store.run_records({ref.path for ref in current}, map(str, current))
-    ]
-    runs = runs_from(records)
-    current_runs = {run.id for run in runs if run.plan in current}
-    signoffs = tuple(map(Signoff.from_json, store.signoff_events(map(str, current), current_runs)))
-    commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
-    authoriser.prefetch(sorted(commits))
-    # Versions a sign-off of their own predates: back on main since (a revert, an un-cancel).
-    # Rare, so only these are read again, to tell an un-cancel from a revert.
-    of_run = {run.id: run.plan for run in runs}
-    signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
-    back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
-    return History(
-        policy=authoriser.policy(),
-        plans=tuple(plans),
-        landings=landings,
-        signoffs=signoffs,
-        runs=runs,
-        editors=store.editors_of([item.path for item in plans]),
-        first_seen=store.first_seen(commits),
-        commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
-        facts={commit: authoriser.facts(commit) for commit in commits},
-        deployed=deployed_versions(effective, repo.read_blob),
-        refused=frozenset(ref for record in records for ref in record.refused),
-        revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
-        uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
-    )
-
-
-def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
-    """Whether the landing of `ref` un-cancelled the plan: main held it cancelled before."""
-    parents = authoriser.info(landed.commit).parents
-    blob = authoriser.repo.blob_at(parents[0], ref.path) if parents else None
-    if blob is None:
-        return False
-    try:
-        data = load(authoriser.repo.read_blob(blob), ref.path).data
-    except ConfigError:
-        return False
-    return isinstance(data, dict) and data.get("state") == "cancelled"

@@ -1,4 +1,4 @@
-"""The seed story, end to end, on a scratch copy of the example (`reconciler demo`).
+"""App: the seed story, end to end, on a scratch copy of the example (`reconciler demo`).
 
 Called by the CLI, which prints each `Scene` as it comes. It never touches
 the user's repository: it copies the shipped example into a scratch folder,
@@ -308,3 +308,23 @@ def where_to_look(folder: Path) -> list[str]:
         f"reconciler apply --repo {repository} --key {keys / 'reconciler'} "
         f"--driver-root {folder / 'releases'}",
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """The seed story as `reconciler demo` tells it: its scenes are played as they are read."""
+
+    folder: Path
+    kept: bool  # whether the folder stays, to look around
+    scenes: Iterator[Scene]
+
+    def look_around(self) -> list[str]:
+        """`where_to_look`, once every scene is played."""
+        return where_to_look(self.folder)
+
+
+def tell(
+    folder: Path, *, kept: bool, clock: Callable[[], datetime], sleep: Callable[[float], None]
+) -> Story:
+    """The story played in `folder` (`play`), one scene per read."""
+    return Story(folder, kept, play(folder, clock=clock, sleep=sleep))

@@ -1,4 +1,4 @@
-"""Drift: where a driver says something else runs than `deployments/<env>.yaml` records.
+"""App: drift, where a driver says something else runs than `deployments/<env>.yaml` records.
 
 Called by `reconciler plan`. It asks each environment's driver what is
 `current` for every application the effective deployments file lists. A

@@ -1,4 +1,4 @@
-"""Deploy drivers: one application version into one environment.
+"""Stage 5, execute: the deploy drivers, one application version into one environment.
 
 Called by `execute`. A driver implements the small `Driver` protocol:
 `deploy(step) -> Outcome` and `current(application, environment)`. Built in:

@@ -1,4 +1,4 @@
-"""The one family of expected errors.
+"""Core, shared: the one family of expected errors.
 
 Every stage raises a `ReconcilerError` (or a subclass) for anything a user can
 cause or fix: broken input, a refused action, a rewritten history, a missing

@@ -1,9 +1,10 @@
-"""What landed commits say: approvals, triggers, retries, and the reconciler's records.
+"""Stage 3, authorise: what landed commits say (sign-offs, triggers, retries, records).
 
 Called by `authorise` while it walks each landing (it knows the policy that
 judged the landing), and read back by `decide` and `history`. A trailer
-counts only where DESIGN.md says it does, and every one that does not is
-kept with the reason it was ignored, so `plan` and `history` can say why:
+counts only where docs/design.md, "Sign-offs and triggers" (a record's:
+"Records and runs") says it does, and every one that does not is kept with
+the reason it was ignored, so `plan` and `history` can say why:
 
 - `Approve-Plan:`, `Deploy-Plan: plans/<file>@<full blob id>` and `Retry-Run:`
   count in single-parent commits that change no files, descend from the
@@ -30,7 +31,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from reconciler.layout import place
 
@@ -332,37 +333,6 @@ class Signoff:
     reasons: tuple[str, ...]
     committed_at: datetime
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "commit": self.commit,
-            "seq": self.seq,
-            "plan": str(self.plan) if self.plan else None,
-            "run": self.run,
-            "actor": self.actor,
-            "how": self.how,
-            "verified": self.verified,
-            "held": self.held,
-            "reasons": list(self.reasons),
-            "committed_at": self.committed_at.isoformat(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Signoff:
-        return cls(
-            kind=data["kind"],
-            commit=data["commit"],
-            seq=data["seq"],
-            plan=parse_plan_ref(data["plan"]) if data["plan"] else None,
-            run=data["run"],
-            actor=data["actor"],
-            how=data["how"],
-            verified=data["verified"],
-            held=data["held"],
-            reasons=tuple(data["reasons"]),
-            committed_at=datetime.fromisoformat(data["committed_at"]),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -381,43 +351,6 @@ class Record:
     refused: tuple[PlanRef, ...]
     committed_at: datetime
     retry_of: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": "record",
-            "retry_of": self.retry_of,
-            "commit": self.commit,
-            "seq": self.seq,
-            "result": self.result,
-            "run": self.run,
-            "plan": str(self.plan) if self.plan else None,
-            "environment": self.environment,
-            "instance": self.instance,
-            "lease_until": self.lease_until.isoformat() if self.lease_until else None,
-            "triggered_by": self.triggered_by,
-            "approved_by": list(self.approved_by),
-            "refused": [str(ref) for ref in self.refused],
-            "committed_at": self.committed_at.isoformat(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Record:
-        lease = data["lease_until"]
-        return cls(
-            commit=data["commit"],
-            seq=data["seq"],
-            result=data["result"],
-            run=data["run"],
-            plan=parse_plan_ref(data["plan"]) if data["plan"] else None,
-            environment=data["environment"],
-            instance=data["instance"],
-            lease_until=datetime.fromisoformat(lease) if lease else None,
-            triggered_by=data["triggered_by"],
-            approved_by=tuple(data["approved_by"]),
-            refused=tuple(ref for ref in (parse_plan_ref(text) for text in data["refused"]) if ref),
-            committed_at=datetime.fromisoformat(data["committed_at"]),
-            retry_of=data.get("retry_of"),
-        )
 
 
 def parse_record(

@@ -1,4 +1,4 @@
-"""How a file is split into values that are judged one by one.
+"""Stage 3, authorise: how a file is split into values that are judged one by one.
 
 Called by `authorise`. Plans are judged per application entry and per field,
 `teams.yaml` per user, team membership and application list, so that two

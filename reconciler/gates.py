@@ -1,4 +1,4 @@
-"""Time gates: deploy windows, freezes and the age of approvals. Pure, the clock is passed in.
+"""Stage 4, decide: time gates (windows, freezes, the age of approvals); pure, given the clock.
 
 Called by `decide`. Outside a window (or inside a freeze) an executable plan
 waits; `closed` says until when, so `plan` can print it.

@@ -1,4 +1,4 @@
-"""The Git adapter: the only module that talks to Git (the `git` command).
+"""Adapter, git: the only module that talks to Git (the `git` command).
 
 Called by `authorise` (history, blobs, trees), `decide` and `record`. It reads
 history in batches, never one subprocess per commit: one `git log --raw -z`

@@ -1,4 +1,4 @@
-"""The audit trail of plans: who created, edited, approved, triggered, cancelled and ran what.
+"""App: the audit trail, who created, edited, approved, triggered, cancelled and ran what.
 
 Called by `reconciler history` (and the demo). Everything comes from what the
 authorisation walk read out of Git (edits and their actors, landings,
@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from reconciler.authorise import Refusal, group_refusals
-from reconciler.decide import runs_from, signoff_refusal
+from reconciler.decide import retry_refusal, runs_from, signoff_refusal
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.fields import INVALID, describe_field
 from reconciler.identity import UNKNOWN_ACTOR
+from reconciler.journal import IgnoredTrailer, Landing, PlanEdit, VersionLanded
 from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.rules import UNTRIGGERING_STYLES, not_a_trigger
 from reconciler.statestore import StateStore
+from reconciler.verdicts import Refusal, group_refusals
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +67,13 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     edited: dict[str, list[tuple[int, str]]] = {}  # a plan's editors: (landing seq, actor)
     landings = store.landings()
     why_refused = _refusal_reasons(landings)
-    for event in store.events(["edit"]):
-        if event["actor"]:
-            edited.setdefault(event["path"], []).append((event["seq"], event["actor"]))
-        if event["environment"]:
-            environments.add(event["path"], event["seq"], event["environment"])
-        entries.extend(_edit_entries(event, why_refused))
-    records = [Record.from_json(event) for event in store.events(["record"])]
+    for edit in store.events(PlanEdit):
+        if edit.actor:
+            edited.setdefault(edit.path, []).append((edit.seq, edit.actor))
+        if edit.environment:
+            environments.add(edit.path, edit.seq, edit.environment)
+        entries.extend(_edit_entries(edit, why_refused))
+    records = store.events(Record)
     started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
     starts: dict[str, Record] = {}  # each run's first start record: its plan and environment
     of_run: dict[str, list[Record]] = {}  # each run's records, and those of its retries
@@ -88,18 +89,21 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     # Where each version landed: its target is its own (a field of it), whatever the plan
     # targets by the time a refusal record naming it lands.
     landed: dict[PlanRef, int] = {}
-    for path, blob, landing, detail in store.plan_versions():
-        ref = PlanRef(path, blob)
-        landed.setdefault(ref, detail["seq"])
-        never = _never_runs(detail)
+    for version in store.plan_versions():
+        ref = version.ref
+        landed.setdefault(ref, version.seq)
+        never = _never_runs(version)
         if never is not None:
             unready[ref] = never
-        if detail.get("triggered") and "committed_at" in detail:
-            entries.append(_landing_entry(ref, landing, detail, environments, never, started))
-        elif detail.get("style") in UNTRIGGERING_STYLES and never is None:
-            entries.append(_untriggered_entry(ref, landing, detail, environments))
-    for event in store.events(["approve", "deploy", "retry"]):
-        signoff = Signoff.from_json(event)
+        if version.committed_at is None:  # a row kept before landings' times were: no entry
+            continue
+        if version.triggered:
+            entries.append(
+                _landing_entry(version, version.committed_at, environments, never, started)
+            )
+        elif version.style in UNTRIGGERING_STYLES and never is None:
+            entries.append(_untriggered_entry(version, version.committed_at, environments))
+    for signoff in store.events(Signoff):
         ran = (
             unready.get(signoff.plan) or _ran_before(started, signoff.plan, signoff.seq)
             if signoff.kind == "deploy" and signoff.plan is not None
@@ -115,22 +119,21 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
         entries.append(_signoff_entry(signoff, environments, editors, ran, run))
     for record in records:
         entries.extend(_record_entries(record, environments, landed))
-    for event in store.events(["ignored"]):
-        if "record" in event:  # a record that does not count (`events.record_refusal`)
-            void = Record.from_json(event["record"])
-            entries.extend(_record_entries(void, environments, landed, event["reason"]))
+    for ignored in store.events(IgnoredTrailer):
+        if ignored.record is not None:  # a record that does not count (`events.record_refusal`)
+            entries.extend(_record_entries(ignored.record, environments, landed, ignored.reason))
         else:
-            entries.append(_ignored_entry(event, environments))
-    for verdict in landings:
+            entries.append(_ignored_entry(ignored, environments))
+    for landing in landings:
         others = (
-            Refusal.from_json(refusal)
-            for refusal in verdict["refusals"]
-            if place(refusal["path"]).kind != "plan"  # shown with the edit that made it
+            refusal
+            for refusal in landing.verdict.refusals
+            if place(refusal.path).kind != "plan"  # shown with the edit that made it
         )
         entries.extend(
             Entry(
-                verdict["seq"],
-                datetime.fromisoformat(verdict["committed_at"]),
+                landing.seq,
+                landing.committed_at,
                 group.commit,
                 None,
                 None,
@@ -144,9 +147,7 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     # Within a landing, commits in the order they were made (the walk's topological order,
     # as `git log --topo-order`): committer dates come from the committers' clocks.
     made = {
-        commit: index
-        for verdict in landings
-        for index, commit in enumerate(verdict.get("landed", ()))
+        commit: index for landing in landings for index, commit in enumerate(landing.verdict.landed)
     }
     return tuple(
         sorted(
@@ -252,42 +253,39 @@ def ordered(entries: Sequence[Entry], by: Literal["time", "plan"]) -> tuple[Entr
     return tuple(merged)
 
 
-def _refusal_reasons(
-    landings: Iterable[Mapping[str, Any]],
-) -> dict[tuple[str, str], list[Refusal]]:
+def _refusal_reasons(landings: Iterable[Landing]) -> dict[tuple[str, str], list[Refusal]]:
     """The refused changes to plans, by the commit and the plan that made them (also those
     later commits undid: the edit was refused all the same)."""
     refused: dict[tuple[str, str], list[Refusal]] = {}
-    for verdict in landings:
-        for item in [*verdict["refusals"], *verdict.get("superseded", ())]:
-            if place(item["path"]).kind == "plan":
-                refusal = Refusal.from_json(item)
+    for landing in landings:
+        for refusal in (*landing.verdict.refusals, *landing.verdict.superseded):
+            if place(refusal.path).kind == "plan":
                 refused.setdefault((refusal.commit, refusal.path), []).append(refusal)
     return refused
 
 
 def _edit_entries(
-    event: dict[str, Any], why_refused: Mapping[tuple[str, str], list[Refusal]]
+    event: PlanEdit, why_refused: Mapping[tuple[str, str], list[Refusal]]
 ) -> list[Entry]:
-    before, after = event["state"]
+    before, after = event.state
     if after == "cancelled" and before not in (None, "cancelled"):
         action = "cancelled"
     elif before == "cancelled" and after not in (None, "cancelled"):
         action = "un-cancelled"
     else:
-        action = event["change"]
-    refused = event["refused"]
-    if event["change"] == "created":
-        detail = f"new plan into {event['environment'] or 'an unknown environment'}"
+        action = event.change
+    refused = event.refused
+    if event.change == "created":
+        detail = f"new plan into {event.environment or 'an unknown environment'}"
     else:
-        detail = ", ".join(event["fields"]) or "no field changed"
-    if event["merge"]:
+        detail = ", ".join(event.fields) or "no field changed"
+    if event.merge:
         detail = f"merge resolution: {detail}"
     if refused:
         # The entry names the actor and the commit: each refusal says what and why.
         groups = group_refusals(
             refusal
-            for refusal in why_refused.get((event["commit"], event["path"]), ())
+            for refusal in why_refused.get((event.commit, event.path), ())
             if describe_field(refusal.field) in refused
         )
         told = {field for group in groups for field in group.fields}
@@ -301,58 +299,55 @@ def _edit_entries(
         if untold := [what for what in refused if what not in told]:
             lines.append(f"refused: {', '.join(untold)}")
         detail += "; " + "; ".join(lines)
-    if event["actor"] is None:
-        detail += f" (actor not verified: {event['how']})"
+    if event.actor is None:
+        detail += f" (actor not verified: {event.how})"
     return [
         Entry(
-            event["seq"],
-            datetime.fromisoformat(event["committed_at"]),
-            event["commit"],
-            event["path"],
-            event["environment"],
+            event.seq,
+            event.committed_at,
+            event.commit,
+            event.path,
+            event.environment,
             action,
-            event["actor"] or event.get("claimed"),
+            event.actor or event.claimed,
             not refused,
             detail,
         )
     ]
 
 
-def _never_runs(detail: Mapping[str, Any]) -> str | None:
-    """Why a landed plan version can never run (a draft, cancelled, invalid), or None.
-
-    A row stored before versions kept their state has no "state": taken as ready.
-    """
-    if "state" not in detail or detail["state"] == "ready":
+def _never_runs(version: VersionLanded) -> str | None:
+    """Why a landed plan version can never run (a draft, cancelled, invalid), or None."""
+    if version.state == "ready":
         return None
-    if detail["state"] is None:
+    if version.state is None:
         return "the version is invalid, and an invalid plan never runs"
-    return f"the version is {detail['state']}, and a {detail['state']} plan never runs"
+    return f"the version is {version.state}, and a {version.state} plan never runs"
 
 
 def _landing_entry(
-    ref: PlanRef,
-    landing: str,
-    detail: Mapping[str, Any],
+    version: VersionLanded,
+    when: datetime,
     environments: _Targets,
     never: str | None,
     started: Mapping[PlanRef, list[tuple[int, str]]],
 ) -> Entry:
     """A landing on main: the trigger of a ready version, else (`never` says why it is not a
     trigger) just landed."""
-    ran = _ran_before(started, ref, detail["seq"]) if never is None else None
+    ref, seq = version.ref, version.seq
+    ran = _ran_before(started, ref, seq) if never is None else None
     if never is not None:
         action, text = "landed", f"by landing it on main; not a trigger: {never}"
     else:
         action, text = "triggered", "by landing it on main"
     return Entry(
-        detail["seq"],
-        datetime.fromisoformat(detail["committed_at"]),
-        landing,
+        seq,
+        when,
+        version.landing,
         ref.path,
-        environments.get(ref.path, detail["seq"]),
+        environments.get(ref.path, seq),
         action,
-        detail["actor"],
+        version.actor,
         never is None and ran is None,
         text,
         rank=1,
@@ -360,13 +355,11 @@ def _landing_entry(
     )
 
 
-def _untriggered_entry(
-    ref: PlanRef, landing: str, detail: Mapping[str, Any], environments: _Targets
-) -> Entry:
+def _untriggered_entry(version: VersionLanded, when: datetime, environments: _Targets) -> Entry:
     """A ready version landed in a way that is never a trigger, whoever pressed the button
     (a host's squash, a branch that merged main in): said where a trigger would stand."""
-    why = not_a_trigger(detail["style"], landing, detail["actor"], detail.get("squashed_by"))
-    return _landing_entry(ref, landing, detail, environments, why, {})
+    why = not_a_trigger(version.style, version.landing, version.actor, version.squashed_by)
+    return _landing_entry(version, when, environments, why, {})
 
 
 def _ran_before(
@@ -382,25 +375,15 @@ def _ran_before(
 
 
 def _retry_refusal(run: str, records: Sequence[Record], seq: int) -> str | None:
-    """Why a `Retry-Run: run` landed at `seq` does not count, or None; as in `decide`, only
-    a run recorded interrupted before the retry landed, and not retried since, is re-run.
+    """Why a `Retry-Run: run` landed at `seq` does not count, or None: `decide`'s rule
+    (`retry_refusal`), on the run as its records tell it.
 
     `records`: the run's records and the start records of its retries, in landing order.
     """
     retries = [record.run for record in records if record.retry_of == run and record.seq < seq]
-    if retries:
-        return f"{run} was already retried as run {retries[0]}"
-    own = [record for record in records if record.run == run]
-    then = next((item for item in runs_from(r for r in own if r.seq < seq) if item.id == run), None)
-    if then is not None and then.result == "interrupted":
-        return None
-    final = next((item for item in runs_from(own) if item.id == run), None)
-    if final is None:
-        return None  # a retry of a run never recorded is ignored, not kept as a retry
-    if final.result == "interrupted":
-        return "it landed before the run was recorded interrupted"
-    verb = {"started": "is running"}.get(final.result, final.result)
-    return f"only interrupted runs are retried, and {run} {verb}"
+    final = next(iter(runs_from(r for r in records if r.run == run)), None)
+    refused = retry_refusal(final, retries[0] if retries else None, seq)
+    return refused.text if refused is not None else None
 
 
 def _signoff_entry(
@@ -417,10 +400,10 @@ def _signoff_entry(
     path = ref.path if ref else run.plan.path if run is not None and run.plan else None
     environment = run.environment if run is not None and run.environment else None
     detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
-    # decide's rule for the landing itself (editors never approve their own plan); whether
+    # decide's verdict on the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
-    editing = editors if signoff.kind == "approve" else frozenset()
-    problem = signoff_refusal(signoff, editing) or ran
+    refused = signoff_refusal(signoff, editors)
+    problem = refused.text if refused is not None else ran
     return Entry(
         signoff.seq,
         signoff.committed_at,
@@ -478,21 +461,21 @@ def _record_entries(
     ]
 
 
-def _ignored_entry(event: dict[str, Any], environments: _Targets) -> Entry:
+def _ignored_entry(event: IgnoredTrailer, environments: _Targets) -> Entry:
     path = None
-    for values in event["trailers"].values():
+    for _, values in event.trailers:
         for text in values:
             ref = parse_plan_ref(text)
             if ref:
                 path = ref.path
     return Entry(
-        event["seq"],
-        datetime.fromisoformat(event["committed_at"]),
-        event["commit"],
+        event.seq,
+        event.committed_at,
+        event.commit,
         path,
-        environments.get(path or "", event["seq"]),
+        environments.get(path or "", event.seq),
         "ignored",
-        event.get("actor"),  # events stored before it was kept have none
+        event.actor,  # events stored before it was kept have none
         False,
-        event["reason"],
+        event.reason,
     )

@@ -1,4 +1,4 @@
-"""Who made a commit, as far as the judging policy lets us trust it.
+"""Stage 3, authorise: who made a commit, as far as the judging policy lets us trust it.
 
 Called by `authorise` (the actor of every landed edit) and `decide` (approvers
 and triggerers). Two steps, kept apart because only the first may be cached:

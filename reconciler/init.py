@@ -1,4 +1,4 @@
-"""A new configuration repository (`reconciler init DIR`).
+"""App: a new configuration repository (`reconciler init DIR`).
 
 Called by the CLI, on a new or empty folder or on a repository without history
 (a fresh clone of an empty one, ready to push). It writes the shipped schemas,

@@ -1,6 +1,6 @@
-"""The configuration repository's layout: which path holds which kind of file.
+"""Core, shared: the configuration repository's layout, which path holds which kind of file.
 
-One place that knows DESIGN.md's "The repository" section, used by
+One place that knows docs/design.md, "The repository", used by
 `worktree` and the git adapter (what to read), `validate` (what to check) and
 `authorise` (which rule judges a change to a path).
 """

@@ -1,4 +1,4 @@
-"""The pull-request check: would merging it be authorised, and what would it do?
+"""App: the pull-request check, would merging it be authorised, and what would it do?
 
 Called by `reconciler verify-mergeable`. It judges exactly what a true merge of
 the pull request into its base would land, the way the base's own walk will
@@ -30,20 +30,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from reconciler.access import who_may_change
-from reconciler.authorise import Authoriser, LandingVerdict, Progress, Refusal
-from reconciler.decide import Decision, decide, gather
+from reconciler.authorise import Authoriser, Progress
+from reconciler.decide import Decision
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fields import FieldMap, field_position
 from reconciler.gitrepo import GitRepo, commit_bytes
 from reconciler.identity import NO_IDENTITY, resolve
+from reconciler.journal import IgnoredTrailer
 from reconciler.layout import place
 from reconciler.loader import MAX_FILE_BYTES, Document, load
 from reconciler.model import Policy
+from reconciler.pipeline import observe
 from reconciler.rules import not_a_trigger
 from reconciler.session import Session
+from reconciler.verdicts import LandingVerdict, Refusal
 
 # The merge judged here is made by nobody: unsigned, with an email no user can have.
 MERGER: Final = "reconciler verify-mergeable <>"
@@ -126,7 +129,7 @@ class MergeCheck:
     inherited: tuple[Refusal, ...]  # refused on the base already: not the pull request's
     changes: tuple[FileChange, ...]
     plans: tuple[PlanOutlook, ...]
-    ignored: tuple[Mapping[str, Any], ...]  # trailers in the pull request that count for nothing
+    ignored: tuple[IgnoredTrailer, ...]  # trailers in the pull request that count for nothing
 
     @property
     def authorised(self) -> bool:
@@ -192,8 +195,9 @@ def check(
             ignored=(),
         )
     merge = _merge(session, base_tip, head, name)
-    before = decide(gather(base_walk, base_tip), session.now)
-    result, after, walk = session.judge_merge(merge)
+    before = observe(base_walk, base_result, session.now, drivers=None).decisions
+    merged, walk = session.judge_merge(merge)
+    result, after = merged.verified, merged.decisions
     [verdict] = [judged for judged in result.judged if judged.commit == merge]
     landed = tuple(commit for commit in verdict.landed if commit != merge)
     carried = set(verdict.landed)
@@ -378,9 +382,16 @@ def _without(decisions: tuple[Decision, ...], merge: str) -> tuple[Decision, ...
     return tuple(
         replace(
             decision,
-            reasons=tuple(merged(reason) for reason in decision.reasons),
-            waits=tuple(replace(wait, text=merged(wait.text)) for wait in decision.waits),
-            notes=tuple(note for note in decision.notes if merge[:12] not in note),
+            why=tuple(replace(why, text=merged(why.text)) for why in decision.why),
+            waits=tuple(
+                replace(wait, reason=replace(wait.reason, text=merged(wait.text)))
+                for wait in decision.waits
+            ),
+            verdicts=tuple(
+                verdict
+                for verdict in decision.verdicts
+                if verdict.refused is None or merge[:12] not in verdict.note
+            ),
         )
         for decision in decisions
     )

@@ -1,4 +1,4 @@
-"""The domain, as small immutable values every stage passes along.
+"""Core, shared: the domain, as small immutable values every stage passes along.
 
 Nothing here does I/O. `config` builds these from validated documents;
 `authorise`, `decide`, `execute` and `record` consume and produce them. A

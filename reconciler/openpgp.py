@@ -1,4 +1,4 @@
-"""OpenPGP: the certificates teams.yaml lists and the signatures commits carry, through Sequoia.
+"""Stage 3, authorise: OpenPGP certificates (teams.yaml's) and commit signatures, via Sequoia.
 
 Role: `config` maps every usable key of a listed certificate to its identity
 (`certificates`, `unusable`); `validate` refuses an entry that is not one

@@ -1,4 +1,4 @@
-"""Who holds which permission where, and why: the one source of reasons.
+"""Stage 3, authorise: who holds which permission where, and why; the one source of reasons.
 
 Called by `authorise` (is this edit allowed?), `decide` (do approvers and the
 triggerer hold their permission?) and `reconciler access` (what may a user

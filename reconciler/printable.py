@@ -1,4 +1,4 @@
-"""Text from outside (paths, emails, driver output) made safe to show on one line.
+"""Core, shared: text from outside (paths, emails, driver output) made safe to show on one line.
 
 Called by the command line's text output, by the watcher's text log lines,
 and by `record` for the run logs and record commits it writes. A file name,

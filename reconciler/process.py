@@ -1,4 +1,4 @@
-"""The one place that starts subprocesses (an edge): drivers, git, ssh-keygen, a worker.
+"""Adapter, process: the one place that starts subprocesses (drivers, git, ssh-keygen, workers).
 
 Called by `drivers` (for `execute`), by the git adapter (`gitrepo`: plumbing
 commands and long-lived readers), by `actions` (reading a signing key) and by

@@ -1,4 +1,4 @@
-"""Reading history ahead of the walk: the half of judging that no policy changes.
+"""Stage 3, authorise: history read ahead of the walk, the half of judging no policy changes.
 
 Called by `authorise`, whose walk judges landings in history order. What it
 needs of a batch of commits that does not depend on the policy is prepared

@@ -1,4 +1,4 @@
-"""One reconcile pass: fetch, verify, decide, execute, record, publish (`reconciler apply`).
+"""App: one reconcile pass, fetch, verify, decide, execute, record, publish (`reconciler apply`).
 
 Called by `reconciler apply` (one pass) and by the watcher (`watch`, a pass
 per change). A pass has two halves, so that the watcher can hand runs to
@@ -16,6 +16,10 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
 4. per environment without a run in progress, publish a start record for the
    first executable plan: the publish is the lock, so two reconcilers never
    start the same run; a lost race means fetch, re-verify, re-decide;
+
+What to start (run id, lease), to mark interrupted, to record refused and to hold
+for a driver is `decide.decide_runs`'s to say, as one `RunDecisions` value; this
+module carries it out: it publishes, runs and records.
 
 *run and finish* (`run_started`, one call per started run):
 
@@ -35,26 +39,26 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import revocation
-from reconciler.authorise import Authoriser, LandingVerdict, Progress
+from reconciler import revocation_file
+from reconciler.authorise import Authoriser, Progress
 from reconciler.decide import (
     Decision,
     History,
-    Run,
-    decide,
+    RunDecisions,
+    RunFacts,
+    Start,
+    decide_runs,
     executable,
-    gather,
-    held_for_drivers,
 )
-from reconciler.drivers import Driver, Step, load_driver, unavailable
+from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import (
     ConfigError,
     HistoryRewrittenError,
@@ -65,8 +69,10 @@ from reconciler.errors import (
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, execute, finished_steps, steps_for
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import OutboxEntry
 from reconciler.loader import load
 from reconciler.model import Environment, Policy
+from reconciler.pipeline import DriverCheck, driver_problems, observe
 from reconciler.record import (
     Publisher,
     RecordWriter,
@@ -82,10 +88,10 @@ from reconciler.record import (
 )
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
-from reconciler.statestore import ServiceLock, StateStore
+from reconciler.statestore import ServiceLock, StateStore, Transaction
+from reconciler.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
-LEASE_MARGIN = timedelta(minutes=2)
 PUBLISH_ATTEMPTS = 30
 
 
@@ -204,7 +210,7 @@ class Reconciler:
                 self.store,
                 now=clock(),
                 progress=progress,
-                revoked=revocation.configured(self.repo),
+                revoked=revocation_file.configured(self.repo),
             )
         except BaseException:
             self.close()
@@ -315,59 +321,54 @@ class Reconciler:
         round records, so a run costs one push, not two. Empty when nothing may
         start now (or on a dry run, or when stopping).
         """
-        try:
-            return self._plan_rounds(report)
-        except BaseException:
-            # The walk of unpublished finish records stays open until their publish
-            # keeps or discards it: an error in between must not hold the state store.
-            self._walker.discard()
-            raise
-
-    def _plan_rounds(self, report: PassReport) -> list[StartedRun]:
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
             tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
-            try:
-                history, decisions = self._observe(report, tip, persist=not pending)
-            except HistoryRewrittenError:
-                if self._left_behind(base) is None:
-                    raise
-                continue  # `base` is stale: the round again, on the branch as it is
-            report.settled = tip
-            if self.options.dry_run:
-                report.would_run = tuple(queue[0] for queue in executable(decisions).values())
-                return []
-            writer = self._writer(history.policy)
-            records, interrupted, refused = self._bookkeeping(history, decisions)
-            if records:
-                if self._publish(writer.chain(tip, records), base, pending):
-                    report.interrupted.extend(interrupted)
-                    report.refused.extend(refused)
-                    report.why_refused.update(
-                        (item.ref, item.reasons) for item in decisions if item.ref in refused
+            # The walk of unpublished finish records stays open until their publish keeps
+            # or discards it; an error in between rolls it back, and a dry run keeps nothing.
+            with self.store.transaction(keep=not self.options.dry_run) as walk:
+                try:
+                    history, runs = self._observe(report, tip, walk, persist=not pending)
+                except HistoryRewrittenError:
+                    if self._left_behind(base) is None:
+                        raise
+                    continue  # `base` is stale: the round again, on the branch as it is
+                report.settled = tip
+                if self.options.dry_run:
+                    report.would_run = tuple(
+                        queue[0] for queue in executable(runs.decisions).values()
                     )
-                    # Once per version even were a record not read back as one:
-                    # each round would record it again, and the pass never settle.
-                    self._refusals_recorded.update(refused)
-                continue  # published or not, look again
-            chosen = [] if self.stop_requested() else self._choose(history, decisions)
-            if not chosen:
-                if pending and not self._publish(tip, base, pending):
-                    continue
-                return []
-            started, starts = self._starts(writer, history, chosen)
-            if not self._publish(writer.chain(tip, starts), base, pending):
-                continue  # lost the race: someone else published first
-            self._fileless_records = (tip, self._last_published)
-            self.in_flight.update(run.run_id for run in started)
-            report.settled = self._last_published
-            return started
+                    return []
+                writer = self._writer(history.policy)
+                records = self._bookkeeping(runs)
+                if records:
+                    if self._publish(writer.chain(tip, records), base, pending, walk):
+                        report.interrupted.extend(item.run.id for item in runs.interrupted)
+                        report.refused.extend(item.ref for item in runs.refused)
+                        report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
+                        # Once per version even were a record not read back as one:
+                        # each round would record it again, and the pass never settle.
+                        self._refusals_recorded.update(item.ref for item in runs.refused)
+                    continue  # published or not, look again
+                if not runs.starts:
+                    if pending and not self._publish(tip, base, pending, walk):
+                        continue
+                    return []
+                started, starts = self._starts(writer, history, runs.starts)
+                if not self._publish(writer.chain(tip, starts), base, pending, walk):
+                    continue  # lost the race: someone else published first
+                self._fileless_records = (tip, self._last_published)
+                self.in_flight.update(run.run_id for run in started)
+                report.settled = self._last_published
+                return started
         raise TemporaryError(
             "the pass did not settle", hint="check for a reconciler racing in a loop"
         )
 
-    def _publish(self, commit: str, base: str, pending: dict[str, dict[str, Any]]) -> bool:
+    def _publish(
+        self, commit: str, base: str, pending: dict[str, OutboxEntry], walk: Transaction
+    ) -> bool:
         """Publish `commit` (built on `base`); settle the walk and the outbox either way."""
         with self._git_lock:
             published = self.publisher.publish(commit, base)
@@ -375,47 +376,53 @@ class Reconciler:
             self._last_published = commit
         if pending:
             if published:
-                self._walker.keep()
-                for run_id in pending:
-                    self.store.clear_outbox(run_id)
+                self._published(pending, walk)
             else:
                 # Someone pushed first: forget the walk of our unpublished records and
                 # publish each finish record on its own, rebuilt on the new tip.
-                self._walker.discard()
+                walk.discard()
                 self._flush_outbox()
         return published
 
+    def _published(self, pending: dict[str, OutboxEntry], walk: Transaction) -> None:
+        """The finish records `pending` are on the branch: the walk over them is kept, and
+        the outbox lets go of them."""
+        walk.keep()
+        for run_id in pending:
+            self.store.clear_outbox(run_id)
+
     def _observe(
-        self, report: PassReport, tip: str, *, persist: bool
-    ) -> tuple[History, tuple[Decision, ...]]:
+        self, report: PassReport, tip: str, walk: Transaction, *, persist: bool
+    ) -> tuple[History, RunDecisions]:
+        """Walk to `tip` and decide: every plan, and what this round is to do."""
         now = self.clock()
         # One walker for the reconciler's life: it keeps the effective state between passes.
         authoriser = self._walker
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
-        authoriser.revoked = revocation.configured(self.repo)
-        result = authoriser.run(tip, persist=persist and not self.options.dry_run)
-        try:
-            report.landings.extend(result.judged)
-            history = gather(authoriser, tip)
-            decisions, report.held = self._hold_for_drivers(history, decide(history, now))
-        finally:
-            if self.options.dry_run:
-                authoriser.discard()
-        report.tip, report.decisions = tip, decisions
-        return history, decisions
+        authoriser.revoked = revocation_file.configured(self.repo)
+        verified = authoriser.run(tip)
+        if persist and not self.options.dry_run:
+            walk.keep()
+        report.landings.extend(verified.judged)
+        seen = observe(authoriser, verified, now, drivers=None)
+        # Before any start record: a plan whose environment's driver cannot load waits.
+        drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
+        problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
+        runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
+        report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
+        return seen.history, runs
 
-    def _hold_for_drivers(
-        self, history: History, decisions: tuple[Decision, ...]
-    ) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
-        """Before any start record: a plan whose environment's driver cannot load waits."""
-        root = self.options.driver_root or self.state_dir / "releases"
-        held, problems = held_for_drivers(
-            decisions,
-            history.policy,
-            lambda environments: unavailable(environments, self._walker.effective_file, root),
+    def _facts(self, drivers: Mapping[str, ConfigError]) -> RunFacts:
+        """What this reconciler knows beyond the history: its runs, its outbox, its records."""
+        return RunFacts(
+            instance=self.instance,
+            in_flight=frozenset(self.in_flight),
+            unpublished=frozenset() if self.options.dry_run else frozenset(self.store.outbox()),
+            recorded=frozenset(self._refusals_recorded),
+            drivers=drivers,
+            stopping=self.stop_requested(),
         )
-        return held, dict(problems)
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None
@@ -429,7 +436,7 @@ class Reconciler:
                 "by a settings user), or pass the right --key",
             )
         # Read now, not at the last walk: a pass publishes its outbox before it walks.
-        revocations = revocation.configured(self.repo)
+        revocations = revocation_file.configured(self.repo)
         revoked = revocations.why(fingerprint) if revocations is not None else None
         if revoked is not None:
             # Its records would count for nothing: no run would ever be seen started.
@@ -444,72 +451,31 @@ class Reconciler:
 
     # -- bookkeeping: interrupted runs and refusals -------------------------------
 
-    def _bookkeeping(
-        self, history: History, decisions: tuple[Decision, ...]
-    ) -> tuple[list[tuple[str, None]], list[str], list[PlanRef]]:
+    def _bookkeeping(self, runs: RunDecisions) -> list[tuple[str, None]]:
         """Records for runs started and never finished, and for new refusals."""
-        now = self.clock()
-        pending = set(self.store.outbox())
-        records: list[tuple[str, None]] = []
-        interrupted: list[str] = []
-        for run in history.runs:
-            if run.result != "started" or run.id in self.in_flight or run.id in pending:
-                continue
-            why = self._why_interrupted(run, now)
-            if why is not None:
-                records.append((interrupted_message(run, why, self.instance), None))
-                interrupted.append(run.id)
-        refused = [
-            decision
-            for decision in decisions
-            if decision.status == "refused"
-            and decision.ref not in history.refused
-            and decision.ref not in self._refusals_recorded
+        records: list[tuple[str, None]] = [
+            (interrupted_message(item.run, item.reason.text, self.instance), None)
+            for item in runs.interrupted
         ]
-        if refused:
-            records.append((refusal_message(refused, self.instance), None))
-        return records, interrupted, [decision.ref for decision in refused]
-
-    def _why_interrupted(self, run: Run, now: datetime) -> str | None:
-        if run.instance == self.instance:
-            return (
-                f"run {run.id} was started by this reconciler ({self.instance}), which is not "
-                "running it any more (it stopped or restarted before recording the end)"
-            )
-        if run.lease_until is not None and now > run.lease_until:
-            return (
-                f"run {run.id} was started by {run.instance}, whose lease passed at "
-                f"{run.lease_until.isoformat()} without a finish record"
-            )
-        return None
+        if runs.refused:
+            records.append((refusal_message(runs.refused, self.instance), None))
+        return records
 
     # -- starting runs ------------------------------------------------------------
 
-    def _choose(self, history: History, decisions: tuple[Decision, ...]) -> list[Decision]:
-        busy = {run.environment for run in history.runs if run.result == "started"}
-        return [
-            queue[0]
-            for environment, queue in executable(decisions).items()
-            if environment not in busy
-        ]
-
     def _starts(
-        self, writer: RecordWriter, history: History, chosen: list[Decision]
+        self, writer: RecordWriter, history: History, starts: tuple[Start, ...]
     ) -> tuple[list[StartedRun], list[tuple[str, None]]]:
-        """Run ids, leases and start records for the chosen plan versions."""
-        now = self.clock()
-        taken = [run.id for run in history.runs]
+        """The start records of the runs decided, and the runs as the drivers will take them."""
         started: list[StartedRun] = []
         records: list[tuple[str, None]] = []
-        for decision in chosen:
-            assert decision.plan is not None
-            environment = history.policy.environments[decision.plan.target]
-            run_id = _next_run_id(decision.plan.name, taken)
-            taken.append(run_id)
-            lease = now + _lease(environment, len(decision.plan.applications))
-            records.append((start_message(decision, run_id, self.instance, lease), None))
+        for start in starts:
+            decision = start.decision
+            environment = history.policy.environments[start.environment]
+            message = start_message(decision, start.run_id, self.instance, start.lease_until)
+            records.append((message, None))
             finished = self._finished(history, decision, environment) if decision.retry_of else ()
-            started.append(StartedRun(decision, run_id, environment, writer, finished))
+            started.append(StartedRun(decision, start.run_id, environment, writer, finished))
         return started, records
 
     def _finished(
@@ -612,21 +578,22 @@ class Reconciler:
         publish: bool,
     ) -> None:
         assert decision.plan is not None
-        detail = {
-            "message": finish_message(decision, run_id, execution),
-            "environment": decision.plan.target,
-            "plan": decision.plan.name,
-            "log_path": log_path(decision.plan.target, decision.plan.name, run_id),
-            "log": log_bytes(decision, run_id, execution).decode(),
-            "deployed": [[step.application, step.version] for step in execution.deployed],
-            "when": self.clock().isoformat(),
-        }
+        detail = OutboxEntry(
+            run=run_id,
+            message=finish_message(decision, run_id, execution),
+            environment=decision.plan.target,
+            plan=decision.plan.name,
+            log_path=log_path(decision.plan.target, decision.plan.name, run_id),
+            log=log_bytes(decision, run_id, execution).decode(),
+            deployed=tuple((step.application, step.version) for step in execution.deployed),
+            when=self.clock(),
+        )
         with self._git_lock:
-            self.store.put_outbox(run_id, detail)
+            self.store.put_outbox(detail)
             if publish:
                 self._publish_finish(writer, run_id, detail)
 
-    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: dict[str, Any]) -> bool:
+    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
         """Build the finish record on the current tip and publish it, rebuilding on lost races;
         False when the branch holds it already."""
         for attempt in range(PUBLISH_ATTEMPTS):
@@ -635,7 +602,7 @@ class Reconciler:
             self._walk_to(tip)
             if not self._unpublished({run_id: detail}):
                 return False  # a publish the process died after (or that was reported failed)
-            commit = writer.commit(tip, detail["message"], self._finish_files(tip, run_id, detail))
+            commit = writer.commit(tip, detail.message, self._finish_files(tip, run_id, detail))
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
                 return True
@@ -646,8 +613,8 @@ class Reconciler:
         )
 
     def _finish_chain(
-        self, base: str, pending: dict[str, dict[str, Any]]
-    ) -> tuple[str, dict[str, dict[str, Any]]]:
+        self, base: str, pending: dict[str, OutboxEntry]
+    ) -> tuple[str, dict[str, OutboxEntry]]:
         """The outbox's finish records `base` does not hold yet as commits on it, unpublished;
         the last one, and those records."""
         with self._git_lock:
@@ -660,11 +627,11 @@ class Reconciler:
             ours: set[str] = set()  # environments whose file a record of this chain wrote
             for run_id, detail in pending.items():
                 files = self._finish_files(tip, run_id, detail, ours=ours)
-                tip = writer.commit(tip, detail["message"], files)
-                ours.add(detail["environment"])
+                tip = writer.commit(tip, detail.message, files)
+                ours.add(detail.environment)
         return tip, pending
 
-    def _unpublished(self, pending: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _unpublished(self, pending: dict[str, OutboxEntry]) -> dict[str, OutboxEntry]:
         """The finish records of `pending` not on the branch as walked; the others leave the
         outbox.
 
@@ -675,12 +642,11 @@ class Reconciler:
         this one still says what the run deployed.
         """
         published = {
-            record["run"]
+            record.run
             for record in self.store.records_of(pending, uncounted=True)
-            if record["result"] != "started"
-            and _same_message(
-                self.repo.commit(record["commit"]).message, pending[record["run"]]["message"]
-            )
+            if record.run is not None
+            and record.result != "started"
+            and _same_message(self.repo.commit(record.commit).message, pending[record.run].message)
         }
         for run_id in published:
             self.store.clear_outbox(run_id)
@@ -724,7 +690,7 @@ class Reconciler:
         return moved.last_verified
 
     def _finish_files(
-        self, tip: str, run_id: str, detail: dict[str, Any], *, ours: Collection[str] = ()
+        self, tip: str, run_id: str, detail: OutboxEntry, *, ours: Collection[str] = ()
     ) -> dict[str, bytes]:
         """The run's log and `deployments/<env>.yaml` as they become on top of `tip`.
 
@@ -739,24 +705,24 @@ class Reconciler:
         next run there), and this record comes late. Only the finish record that
         counts moves `deployments/` (`rules`); this one records the log.
         """
-        environment = detail["environment"]
+        environment = detail.environment
         path = deployments_file(environment)
         if environment in ours:
             blob = self.repo.blob_at(tip, path)
             raw = None if blob is None else self.repo.read_blob(blob)
         else:
             raw = self._walker.effective_file(path)
-        files = {detail["log_path"]: detail["log"].encode()}
-        ended = any(record["result"] != "started" for record in self.store.records_of([run_id]))
+        files = {detail.log_path: detail.log.encode()}
+        ended = any(record.result != "started" for record in self.store.records_of([run_id]))
         if ended:
             return files if raw is None else {**files, path: raw}
         files[path] = deployments_bytes(
             environment,
             _deployments_in(raw, path),
-            [(app, version) for app, version in detail["deployed"]],
-            detail["plan"],
+            list(detail.deployed),
+            detail.plan,
             run_id,
-            datetime.fromisoformat(detail["when"]),
+            detail.when,
         )
         return files
 
@@ -767,7 +733,7 @@ class Reconciler:
             return 0
         tip = self.publisher.tip()
         authoriser = Authoriser(
-            self.repo, self.store, now=self.clock(), revoked=revocation.configured(self.repo)
+            self.repo, self.store, now=self.clock(), revoked=revocation_file.configured(self.repo)
         )
         authoriser.run(tip)
         writer = self._writer(authoriser.policy())
@@ -791,22 +757,6 @@ def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
 def _same_message(committed: str, message: str) -> bool:
     """Whether a commit's message is `message` (a commit's always ends with a line break)."""
     return committed.rstrip("\n") == message.rstrip("\n")
-
-
-def _next_run_id(plan: str, taken: list[str]) -> str:
-    numbers = [
-        int(run.rsplit(".", 1)[1])
-        for run in taken
-        if run.rsplit(".", 1)[0] == plan and run.rsplit(".", 1)[1].isdigit()
-    ]
-    return f"{plan}.{max(numbers, default=0) + 1}"
-
-
-def _lease(environment: Environment, steps: int) -> timedelta:
-    driver = environment.driver
-    attempts = driver.retries + 1
-    backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
-    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Where the files shipped with the reconciler live: its schemas and the example.
+"""Adapter, files: where the files shipped with the reconciler live (its schemas, the example).
 
 The project's top-level `schemas/`, `teams.yaml`, `environments/` and
 `plans/` are the single source. A built wheel carries a copy under

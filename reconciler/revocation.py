@@ -1,7 +1,7 @@
-"""Keys revoked outside Git: git's `gpg.ssh.revocationFile`, read once per walk.
+"""Stage 3, authorise: keys revoked outside Git (git's `gpg.ssh.revocationFile`), as values.
 
-Called by `session` and `reconcile` before they walk history. Retiring a key
-from teams.yaml takes a signed commit that must land, and in an incident
+`revocation_file` reads the file for `session` and `reconcile` before they walk
+history. Retiring a key from teams.yaml takes a signed commit that must land, and in an incident
 whoever holds the stolen key races that commit. The revocation file lives on
 the reconciler's machine, beyond the reach of anyone who can push: from the
 moment it is read, a signature by a key it lists proves nothing, whatever the
@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from reconciler.errors import ConfigError
-from reconciler.gitrepo import GitRepo
 from reconciler.sshkeys import KeyFormatError, certified_key, parse_public_key
 
 SETTING: Final = "gpg.ssh.revocationFile"
 _KRL_MAGIC: Final = b"SSHKRL\n"
-# About 200,000 keys (an Ed25519 key line is some 80 bytes), parsed at every pass.
-MAX_BYTES: Final = 16 * 1024 * 1024
-_HINT: Final = "one revoked public key a line, as in authorized_keys ('ssh-ed25519 AAAA... who')"
+HINT: Final = "one revoked public key a line, as in authorized_keys ('ssh-ed25519 AAAA... who')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,44 +49,11 @@ def screened(
     return ("revoked", None, why) if why is not None else (status, fingerprint, reason)
 
 
-def configured(repo: GitRepo) -> Revocations | None:
-    """The revocations git is configured with for `repo`, or None when there are none.
-
-    A file that is configured but cannot be read stops the command: silently
-    trusting every key would be the wrong way to fail.
-    """
-    setting = repo.config_path(SETTING)
-    if setting is None:
-        return None
-    path = Path(setting)
-    if not path.is_absolute():
-        raise ConfigError(
-            f"{SETTING} is '{setting}', a relative path",
-            hint="give it an absolute path, outside the repository",
-        )
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_BYTES + 1)  # never more: /dev/zero does not end
-    except OSError as error:
-        raise ConfigError(
-            f"cannot read the revocation file: {error.strerror}",
-            file=str(path),
-            hint=f"create it, or unset {SETTING}",
-        ) from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError(
-            f"the revocation file is larger than {MAX_BYTES:,} bytes",
-            file=str(path),
-            hint=f"{SETTING} names the wrong file? It holds {_HINT}",
-        )
-    return Revocations(parse(data, str(path)))
-
-
 def parse(data: bytes, source: str) -> frozenset[str]:
     """The fingerprints of the keys a revocation file lists."""
     if data.startswith(_KRL_MAGIC):
         raise ConfigError(
-            "an OpenSSH KRL, which the reconciler does not read", file=source, hint=_HINT
+            "an OpenSSH KRL, which the reconciler does not read", file=source, hint=HINT
         )
     revoked: set[str] = set()
     for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
@@ -111,7 +74,7 @@ def parse(data: bytes, source: str) -> frozenset[str]:
             revoked.add(certified_key(parse_public_key(line)).fingerprint)
         except KeyFormatError as error:
             raise ConfigError(
-                f"not a public key: {error}", file=source, line=number, hint=_HINT
+                f"not a public key: {error}", file=source, line=number, hint=HINT
             ) from None
     return frozenset(revoked)
 

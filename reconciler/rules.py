@@ -1,4 +1,4 @@
-"""The per-file rules: may this actor change this value of this file?
+"""Stage 3, authorise: the per-file rules, may this actor change this value of this file?
 
 Called by `authorise` for every edit a landed commit makes, one field at a
 time (see `fields`). Pure: a policy, what the commit proves about its author,

@@ -1,4 +1,4 @@
-"""Stage 2a, validate one file: a loaded document against the shipped JSON Schema
+"""Stage 2, validate: one loaded document against the shipped JSON Schema
 (and the one rule of a single file that a schema cannot state, see `_beyond_schema`).
 
 Called by `validate`. Every document is judged by the Rust validator

@@ -1,7 +1,7 @@
-"""One command's view of a configuration repository: Git, the state store, the branch.
+"""App: one command's view of a configuration repository (Git, the state store, the branch).
 
-Called by the CLI for every command that reads history (`verify`, `access`,
-`plan`, `apply`, ...). It opens the repository and the state directory,
+Called by the application layer (`app`) for every command that reads history (`verify`,
+`access`, `plan`, `approve`, ...). It opens the repository and the state directory,
 resolves the followed branch, and runs the authorisation walk up to its tip,
 so each command starts from the effective state and the policy in force.
 """
@@ -14,13 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from reconciler import revocation
+from reconciler import journal, revocation_file
 from reconciler.authorise import (
     DEFAULT_CAP,
     Authoriser,
-    LandingVerdict,
     Progress,
     VerifyResult,
     default_anchor,
@@ -29,12 +28,16 @@ from reconciler.authorise import (
 )
 from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import IgnoredTrailer
 from reconciler.model import Policy
+from reconciler.revocation import Revocations
 from reconciler.statestore import StateStore
+from reconciler.verdicts import LandingVerdict
 
 if TYPE_CHECKING:
     from reconciler.decide import Decision
-    from reconciler.status import Pipeline
+    from reconciler.pipeline import Observation
+    from reconciler.status import Pipeline as StatusView
 
 
 @dataclass
@@ -72,7 +75,7 @@ class Session:
             now=self.now,
             progress=progress,
             cap=DEFAULT_CAP if cap is None else cap,
-            revoked=revocation.configured(self.repo),
+            revoked=revocation_file.configured(self.repo),
         )
 
     def authorise(
@@ -111,19 +114,27 @@ class Session:
         if not on_branch:
             self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
-        result = authoriser.run(
-            target,
-            trust_anchor=anchor,
-            persist=on_branch,
-            older=target != tip,
-            re_anchor=re_anchor,
-        )
+        with self.store.transaction(keep=on_branch):
+            result = authoriser.run(
+                target,
+                trust_anchor=anchor,
+                older=target != tip,
+                re_anchor=re_anchor,
+            )
         self.persisted = on_branch
         policy = authoriser.policy()
-        if not on_branch:
-            authoriser.discard()
         self.walked = authoriser
         return result, policy
+
+    def revoked(self) -> Revocations | None:
+        """The key revocations the last walk read (one read per command)."""
+        assert self.walked is not None
+        return self.walked.revoked
+
+    def effective_paths(self) -> tuple[str, ...]:
+        """The paths of the effective state the last walk reached."""
+        assert self.walked is not None
+        return tuple(self.walked.effective)
 
     def under_test(self, target: str, name: str | None, anchor: str | None) -> None:
         """A commit off the branch (a pull request's HEAD) is judged from the trust anchor
@@ -140,56 +151,58 @@ class Session:
             "the commit under test",
         )
 
-    def judge_merge(self, merge: str) -> tuple[VerifyResult, tuple[Decision, ...], Authoriser]:
+    def judge_merge(self, merge: str) -> tuple[Observation, Authoriser]:
         """Judge `merge`, a commit whose first parent is the branch tip (walked), as one more
         landing; decide every plan as of it; then forget it: the state stays the branch's.
         The walk, for what it read (its effective state after the merge)."""
-        from reconciler.decide import decide, gather  # noqa: PLC0415
+        from reconciler.pipeline import verify_then_decide  # noqa: PLC0415
 
         authoriser = self.authoriser()
-        try:
-            result = authoriser.run(merge, persist=False)
-            decisions = decide(gather(authoriser, merge), self.now)
-        finally:
-            authoriser.discard()
-        return result, decisions, authoriser
+        with self.store.transaction(keep=False):
+            # The merge's plans run on the service's machine: its drivers are not asked here.
+            seen = verify_then_decide(authoriser, merge, self.now, drivers=None)
+        return seen, authoriser
 
-    def pipeline(self, *, include_deployed: bool = False) -> Pipeline:
+    def pipeline(self, *, include_deployed: bool = False) -> StatusView:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
-        # Imported here, as in `decisions`: `verify` and `access` never need them.
-        from reconciler.decide import deployed_versions, runs_from  # noqa: PLC0415
-        from reconciler.events import Record  # noqa: PLC0415
+        # Imported here, as in `observe`: `verify` and `access` never need them.
+        from reconciler.decide import runs_from  # noqa: PLC0415
         from reconciler.status import pipeline  # noqa: PLC0415
 
-        decisions = self.decisions()
-        assert self.walked is not None
+        seen = self.observe()
         # The runs still open, whatever their plan: one of a version edited or deleted since
         # it started is running all the same.
-        records = [Record.from_json(item) for item in self.store.run_records([], [])]
+        records = self.store.run_records([], [])
         return pipeline(
-            self.walked.policy(),
-            deployed_versions(self.walked.effective, self.repo.read_blob),
-            decisions,
+            seen.history.policy,
+            seen.history.deployed,
+            seen.decisions,
             include_deployed=include_deployed,
             open_runs=[run for run in runs_from(records) if run.finished is None],
         )
 
     def decisions(self) -> tuple[Decision, ...]:
         """Every plan on the branch tip, decided now (after walking to the tip)."""
-        from reconciler.decide import decide, gather, held_for_drivers  # noqa: PLC0415
-        from reconciler.drivers import unavailable  # noqa: PLC0415
+        return self.observe().decisions
 
-        self.authorise()
-        walked = self.walked
-        assert walked is not None
-        decisions = decide(gather(walked, self.tip()), self.now)
-        # Only looked up, not loaded: `plan` has no driver root and starts nothing.
-        held, _ = held_for_drivers(
-            decisions,
-            walked.policy(),
-            lambda environments: unavailable(environments, walked.effective_file),
-        )
-        return held
+    def observe(
+        self,
+        *,
+        trust_anchor: str | None = None,
+        progress: Progress | None = None,
+        ask_drivers: bool = True,
+    ) -> Observation:
+        """Verify up to the branch tip (`authorise`), then decide every plan there now.
+
+        A driver is only looked up, not loaded: the read-only commands have no driver
+        root and start nothing (`ask_drivers=False`: not even that).
+        """
+        from reconciler.pipeline import DriverCheck, observe  # noqa: PLC0415
+
+        verified, _ = self.authorise(trust_anchor=trust_anchor, progress=progress)
+        assert self.walked is not None
+        drivers = DriverCheck() if ask_drivers else None
+        return observe(self.walked, verified, self.now, drivers=drivers)
 
     def landings_between(
         self,
@@ -201,7 +214,7 @@ class Session:
     ) -> list[LandingVerdict]:
         """Verdicts of the landings after `start` (default: the trust anchor) up to `tip`."""
         texts = self.landing_texts(start, tip, judged, refused_only=refused_only)
-        return [LandingVerdict.from_json(json.loads(text)) for text in texts]
+        return [journal.decode(LandingVerdict, text, self.store.version) for text in texts]
 
     def landing_texts(
         self,
@@ -233,22 +246,20 @@ class Session:
 
     def ignored_between(
         self, start: str | None, tip: str, result: VerifyResult
-    ) -> list[dict[str, Any]]:
+    ) -> list[IgnoredTrailer]:
         """The trailers that count for nothing in the landings after `start` up to `tip`,
         and why: the same landings `landing_texts` reports."""
-        events = self.store.events(["ignored"])
+        events = self.store.events(IgnoredTrailer)
         if not self.persisted:  # a walk off the branch: its events are only in `result`
-            events += [dict(event) for event in result.ignored]
+            events += result.ignored
         after = self._seq_after(start)
         if after is None:
             verdicts = self._landings_on_chain(start, tip, result.judged)
             landed = {commit for verdict in verdicts for commit in verdict.landed}
-            return [event for event in events if event["commit"] in landed]
+            return [event for event in events if event.commit in landed]
         upto = self.store.landing_seq(tip)
         return [
-            event
-            for event in events
-            if event["seq"] > after and (upto is None or event["seq"] <= upto)
+            event for event in events if event.seq > after and (upto is None or event.seq <= upto)
         ]
 
     def _seq_after(self, start: str | None) -> int | None:
@@ -264,7 +275,7 @@ class Session:
         self, start: str | None, tip: str, judged: tuple[LandingVerdict, ...]
     ) -> list[LandingVerdict]:
         """For a `start` that is no landing: select by main's first-parent chain."""
-        found = {item["commit"]: LandingVerdict.from_json(item) for item in self.store.landings()}
+        found = {item.verdict.commit: item.verdict for item in self.store.landings()}
         found.update({verdict.commit: verdict for verdict in judged})
         chain = self.repo.first_parent_chain(tip, start)
         return [found[commit] for commit in chain if commit in found]

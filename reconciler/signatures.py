@@ -1,4 +1,4 @@
-"""SSH and OpenPGP signatures on git commits, verified in-process.
+"""Stage 3, authorise: SSH and OpenPGP signatures on git commits, verified in-process.
 
 Role: the identity stage of `reconciler verify` reads each landed commit's raw
 object (what `git cat-file commit` prints) and asks `check_commit_signature`

@@ -1,4 +1,4 @@
-"""Signing the reconciler's record commits in-process, as `git commit -S` with an SSH key would.
+"""Stage 6, record: record commits signed in-process, as `git commit -S` with an SSH key would.
 
 Called by `record`. Git signs a commit by running `ssh-keygen -Y sign` on the
 commit object and storing the armored SSHSIG in a `gpgsig` header; that costs

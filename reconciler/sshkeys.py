@@ -1,4 +1,4 @@
-"""OpenSSH public keys as teams.yaml lists them: parsing and fingerprints.
+"""Stage 3, authorise: OpenSSH public keys as teams.yaml lists them, parsed and fingerprinted.
 
 Pure functions, used by `config` (to index keys by fingerprint), by
 `validate` (to refuse keys that do not decode), by `actions` (the user's own

@@ -1,4 +1,4 @@
-"""The reconciler's own memory, kept outside the repository's refs (an edge: SQLite).
+"""Adapter, store: the reconciler's own memory, kept outside the repository's refs (SQLite).
 
 Called by `authorise` (position, effective state, landing verdicts), `decide`
 (when a commit was first seen, which plan versions landed and ran) and the
@@ -26,13 +26,27 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote, unquote
 
+from reconciler import journal
 from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.journal import (
+    Blame,
+    Event,
+    IgnoredTrailer,
+    Landing,
+    OutboxEntry,
+    PlanEdit,
+    Record,
+    Refusal,
+    Signoff,
+    VersionLanded,
+)
 from reconciler.signatures import UNVERIFIED
 
-SCHEMA_VERSION: Final = 1
+# The rows' format is the journal's: a database another format wrote is refused on opening.
+SCHEMA_VERSION: Final = journal.VERSION
 BATCH: Final = 500  # commits looked up per query
 # SQLite's page cache, per connection. Its default, 2 MiB, filled as the store
 # grew (1 KiB a commit: a service's passes touch every table), so a service's
@@ -96,6 +110,14 @@ _SIGNATURES: Final = """CREATE TABLE signatures (
     commit_id TEXT PRIMARY KEY, status TEXT NOT NULL, fingerprint TEXT, reason TEXT NOT NULL,
     payload TEXT NOT NULL)"""
 SignatureRow = tuple[str, str | None, str, str]  # status, key fingerprint, reason, payload digest
+E = TypeVar("E", PlanEdit, Signoff, Record, IgnoredTrailer)
+# The kinds of the events table each event row is kept under.
+_KINDS: Final[Mapping[type[Any], tuple[str, ...]]] = {
+    PlanEdit: ("edit",),
+    Signoff: ("approve", "deploy", "retry"),
+    Record: ("record",),
+    IgnoredTrailer: ("ignored",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +125,27 @@ class Position:
     anchor: str
     last_verified: str
     branch: str
+
+
+class Transaction:
+    """One pass's writes (`StateStore.transaction`); `kept` says how it ended (None: open)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.kept: bool | None = None
+
+    def keep(self) -> None:
+        """Make the writes durable (if they cannot be made, none are, and it raises)."""
+        if self.kept is None:
+            self.kept = False  # should the commit fail, it was rolled back
+            self._store._commit()
+            self.kept = True
+
+    def discard(self) -> None:
+        """Forget the writes."""
+        if self.kept is None:
+            self.kept = False
+            self._store._rollback()
 
 
 class StateStore:
@@ -128,6 +171,7 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
             self._db.executescript(_SCHEMA)
+            self.version = self._format()
             self._add_open_runs()
             self._renew_signatures()
         self.branch = branch
@@ -138,6 +182,26 @@ class StateStore:
         # keys, so writes to different tables may go in any order; a landing
         # writes to five tables in turn, and one list of all writes merged nothing.
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+        self._transaction: Transaction | None = None
+
+    def _format(self) -> int:
+        """The journal format the database's rows are in; one this code cannot read is
+        refused here, before a walk reads or adds a row."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:  # no position kept yet, or kept before the format was: the first
+            return SCHEMA_VERSION
+        try:
+            version = int(row[0])
+        except ValueError:
+            raise self._unusable(sqlite3.DatabaseError(f"journal format {row[0]!r}")) from None
+        try:
+            journal.readable(version)
+        except ReconcilerError as error:
+            raise ReconcilerError(
+                f"the state database {self.path} cannot be used: {error.message}",
+                hint=error.hint,
+            ) from None
+        return version
 
     def _add_open_runs(self) -> None:
         found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'open_runs'"
@@ -151,7 +215,8 @@ class StateStore:
                     "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"
                 )
                 for (detail,) in records:
-                    for statement, rows in _open_runs_change(json.loads(detail)):
+                    record = journal.decode(Record, detail, self.version)
+                    for statement, rows in _open_runs_change(record):
                         self._db.executemany(statement, rows)
             self._db.execute("COMMIT")
         except BaseException:
@@ -223,23 +288,50 @@ class StateStore:
                 for statement, rows in queue:
                     self._db.executemany(statement, rows)
 
-    # A pass runs in one transaction: begin, then commit (persist) or roll back
-    # (a dry run, a verify of a commit that is not on main, or an error).
-    def begin(self) -> None:
+    @contextlib.contextmanager
+    def transaction(self, *, keep: bool = True) -> Iterator[Transaction]:
+        """A pass's writes, all or none: kept when the block ends (with `keep`; a dry run,
+        a verify of a commit that is not on the branch, does not), rolled back on an
+        error. Inside, `keep()` or `discard()` ends it sooner (once what a walk wrote is
+        published, or found not to be); writes after that are durable at once."""
+        if self._transaction is not None and self._transaction.kept is None:
+            raise RuntimeError("a transaction of this state store is open already")
+        self._begin()
+        transaction = self._transaction = Transaction(self)
+        try:
+            yield transaction
+        except BaseException:
+            transaction.discard()
+            raise
+        else:
+            if keep:
+                transaction.keep()
+            else:
+                transaction.discard()
+        finally:
+            if self._transaction is transaction:
+                self._transaction = None
+
+    def _begin(self) -> None:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
 
-    def commit(self) -> None:
+    def open_transaction(self) -> Transaction | None:
+        """The transaction writes go to now, if one is open."""
+        transaction = self._transaction
+        return transaction if transaction is not None and transaction.kept is None else None
+
+    def _commit(self) -> None:
         """End the pass's transaction; if its writes cannot be made (a full disk), none are."""
         try:
             self.flush()
             with self._errors():
                 self._db.execute("COMMIT")
         except BaseException:
-            self.rollback()
+            self._rollback()
             raise
 
-    def rollback(self) -> None:
+    def _rollback(self) -> None:
         self._pending = {}
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
@@ -302,7 +394,8 @@ class StateStore:
                 "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"
             ).fetchall()
             for (detail,) in records:
-                for statement, rows in _open_runs_change(json.loads(detail)):
+                record = journal.decode(Record, detail, self.version)
+                for statement, rows in _open_runs_change(record):
                     self._db.executemany(statement, rows)
 
     def anchor_seq(self) -> int:
@@ -331,15 +424,19 @@ class StateStore:
             [(stored, field, value) for field, value in fields.items()],
         )
 
-    def dirty(self) -> dict[str, Any]:
+    def dirty(self) -> dict[str, dict[str, Refusal | None]]:
+        """Where main's content is not the effective content: per path, per field, the
+        refusal that left it so (None: never authorised)."""
         rows = self._read("SELECT * FROM dirty")
-        return {_path_read(path): json.loads(detail) for path, detail in rows}
+        return {
+            _path_read(path): journal.decode_blame(detail, self.version) for path, detail in rows
+        }
 
-    def set_dirty(self, dirty: Mapping[str, Any]) -> None:
+    def set_dirty(self, dirty: Mapping[str, Blame]) -> None:
         self._write("DELETE FROM dirty", [()])
         self._write(
             "INSERT INTO dirty (path, detail) VALUES (?, ?)",
-            [(_path_stored(path), json.dumps(detail)) for path, detail in dirty.items()],
+            [(_path_stored(path), journal.encode(blame)) for path, blame in dirty.items()],
         )
 
     # -- signatures (policy-independent cache) ------------------------------
@@ -411,23 +508,47 @@ class StateStore:
         (highest,) = self._read("SELECT COALESCE(MAX(seq), 0) FROM landings").fetchone()
         return int(highest) + 1
 
-    def add_landing(self, seq: int, commit: str, detail: Mapping[str, Any]) -> None:
+    def add_judgement(
+        self,
+        landing: Landing,
+        *,
+        seen: Iterable[str],
+        when: datetime,
+        carriers: Mapping[str, str],
+        events: Iterable[Event],
+        versions: Iterable[VersionLanded],
+        editors: Mapping[str, Iterable[str]],
+    ) -> None:
+        """One landing as the walk judged it, written at once: the commits it landed (seen
+        at `when`), the payloads they carried first, its events in the order found, the
+        plan versions it made effective, who edited which plan, and its verdict."""
+        self.mark_seen(seen, when)
+        self.add_carriers(carriers)
+        for event in events:
+            self.add_event(event)
+        for version in versions:
+            self.add_plan_version(version)
+        for path, actors in editors.items():
+            self.add_editors(path, actors)
+        self.add_landing(landing)
+
+    def add_landing(self, landing: Landing) -> None:
         self._write(
             "INSERT INTO landings (seq, commit_id, detail) VALUES (?, ?, ?)",
-            [(seq, commit, json.dumps(detail))],
+            [(landing.seq, landing.verdict.commit, journal.encode(landing))],
         )
 
-    def landings(self, after_seq: int = 0) -> list[dict[str, Any]]:
+    def landings(self, after_seq: int = 0) -> list[Landing]:
         rows = self._read(
             "SELECT seq, detail FROM landings WHERE seq > ? ORDER BY seq", (after_seq,)
         )
-        return [{"seq": seq, **json.loads(detail)} for seq, detail in rows]
+        return [journal.decode(Landing, detail, self.version, seq=seq) for seq, detail in rows]
 
     def landing_details(
         self, after_seq: int, upto_seq: int | None = None, *, refused_only: bool = False
     ) -> list[str]:
-        """The stored verdicts of a range of landings, as JSON text (not decoded: a report
-        of thousands of landings passes them through)."""
+        """The stored verdicts of a range of landings, as the journal's JSON text (not
+        decoded: a report of thousands of landings passes them through)."""
         query = "SELECT detail FROM landings WHERE seq > ?"
         arguments: list[int] = [after_seq]
         if upto_seq is not None:
@@ -441,18 +562,14 @@ class StateStore:
         row = self._read("SELECT seq FROM landings WHERE commit_id = ?", (commit,)).fetchone()
         return int(row[0]) if row else None
 
-    def add_plan_version(
-        self, path: str, blob: str, landing: str, detail: Mapping[str, Any]
-    ) -> None:
+    def add_plan_version(self, version: VersionLanded) -> None:
         """A plan version made effective by a landing, and what that landing's actor could do."""
         self._write(
             "INSERT INTO plan_versions (path, blob, landing, detail) VALUES (?, ?, ?, ?)",
-            [(path, blob, landing, json.dumps(detail))],
+            [(version.path, version.blob, version.landing, journal.encode(version))],
         )
 
-    def plan_versions(
-        self, only: Iterable[tuple[str, str]] | None = None
-    ) -> list[tuple[str, str, str, dict[str, Any]]]:
+    def plan_versions(self, only: Iterable[tuple[str, str]] | None = None) -> list[VersionLanded]:
         """Landed plan versions in landing order; with `only`, those (path, blob) pairs,
         looked up by index (a pass asks for the versions on main, not the history)."""
         if only is None:
@@ -466,19 +583,23 @@ class StateStore:
                     ORDER BY v.seq
             """
             rows = self._read(query, (json.dumps([list(pair) for pair in only]),))
-        return [(path, blob, landing, json.loads(detail)) for path, blob, landing, detail in rows]
+        return [
+            journal.decode(VersionLanded, detail, self.version, path=path, blob=blob, landing=at)
+            for path, blob, at, detail in rows
+        ]
 
-    def add_event(self, seq: int, commit: str, kind: str, detail: Mapping[str, Any]) -> None:
-        """An approval, trigger, retry, record, or an ignored trailer, in landing order."""
+    def add_event(self, event: Event) -> None:
+        """A plan edit, an approval, trigger, retry, record, or an ignored trailer, in
+        landing order."""
         self._write(
             "INSERT INTO events (seq, commit_id, kind, detail) VALUES (?, ?, ?, ?)",
-            [(seq, commit, kind, json.dumps(detail))],
+            [(event.seq, event.commit, journal.event_kind(event), journal.encode(event))],
         )
-        if kind == "record":
-            for statement, rows in _open_runs_change(detail):
+        if isinstance(event, Record):
+            for statement, rows in _open_runs_change(event):
                 self._write(statement, rows)
 
-    def run_records(self, paths: Iterable[str], refs: Iterable[str]) -> list[dict[str, Any]]:
+    def run_records(self, paths: Iterable[str], refs: Iterable[str]) -> list[Record]:
         """The records a decision about the plans at `paths` (versions `refs`) needs, in
         landing order: those of every run of these plans and of every run still open, and
         the records that refuse one of `refs`. A pass reads these, not the whole history."""
@@ -503,9 +624,12 @@ class StateStore:
             ORDER BY 1
         """
         arguments = (json.dumps(list(paths)), json.dumps(list(refs)))
-        return [json.loads(detail) for _, detail in self._read(query, arguments)]
+        return [
+            journal.decode(Record, detail, self.version)
+            for _, detail in self._read(query, arguments)
+        ]
 
-    def signoff_events(self, refs: Iterable[str], runs: Iterable[str]) -> list[dict[str, Any]]:
+    def signoff_events(self, refs: Iterable[str], runs: Iterable[str]) -> list[Signoff]:
         """The approvals and triggers of the plan versions `refs`, and the retries of `runs`."""
         query = """
             SELECT e.id, e.detail FROM json_each(?) AS p CROSS JOIN events AS e
@@ -518,33 +642,36 @@ class StateStore:
             ORDER BY 1
         """
         arguments = (json.dumps(list(refs)), json.dumps(list(runs)))
-        return [json.loads(detail) for _, detail in self._read(query, arguments)]
+        return [
+            journal.decode(Signoff, detail, self.version)
+            for _, detail in self._read(query, arguments)
+        ]
 
-    def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        if kinds is None:
-            rows = self._read("SELECT detail FROM events ORDER BY id")
-        else:
-            wanted = list(kinds)
-            marks = ",".join("?" * len(wanted))
-            query = f"SELECT detail FROM events WHERE kind IN ({marks}) ORDER BY id"  # noqa: S608
-            rows = self._read(query, wanted)
-        return [json.loads(detail) for (detail,) in rows]
+    def events(self, kind: type[E]) -> list[E]:
+        """Every event of one kind (every sign-off for `Signoff`), in landing order."""
+        query = f"SELECT detail FROM events WHERE kind IN {_LISTED} ORDER BY id"  # noqa: S608
+        rows = self._read(query, (json.dumps(_KINDS[kind]),))
+        return [journal.decode(kind, detail, self.version) for (detail,) in rows]
 
     # -- outbox: finish records not yet published --------------------------------
 
-    def put_outbox(self, run: str, detail: Mapping[str, Any]) -> None:
+    def put_outbox(self, entry: OutboxEntry) -> None:
         """Keep a finished run's record until it is published: a crash or lost race loses none."""
         self._write(
-            "INSERT OR REPLACE INTO outbox (run, detail) VALUES (?, ?)", [(run, json.dumps(detail))]
+            "INSERT OR REPLACE INTO outbox (run, detail) VALUES (?, ?)",
+            [(entry.run, journal.encode(entry))],
         )
 
-    def outbox(self) -> dict[str, dict[str, Any]]:
-        return {run: json.loads(detail) for run, detail in self._read("SELECT * FROM outbox")}
+    def outbox(self) -> dict[str, OutboxEntry]:
+        return {
+            run: journal.decode(OutboxEntry, detail, self.version, run=run)
+            for run, detail in self._read("SELECT * FROM outbox")
+        }
 
     def clear_outbox(self, run: str) -> None:
         self._write("DELETE FROM outbox WHERE run = ?", [(run,)])
 
-    def records_of(self, runs: Iterable[str], *, uncounted: bool = False) -> list[dict[str, Any]]:
+    def records_of(self, runs: Iterable[str], *, uncounted: bool = False) -> list[Record]:
         """The records of these runs the walk collected, in landing order (by index, and
         one statement however many runs: see `run_records`); with `uncounted`, those
         that did not count as well (a run's second finish record)."""
@@ -561,7 +688,7 @@ class StateStore:
             """
         wanted = json.dumps(sorted(set(runs)))
         rows = self._read(query + " ORDER BY 1", (wanted,))
-        return [json.loads(detail) for _, detail in rows]
+        return [journal.decode(Record, detail, self.version) for _, detail in rows]
 
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
         self._write(
@@ -604,12 +731,12 @@ def _path_read(stored: str | bytes) -> str:
     return stored.decode("utf-8", "surrogateescape") if isinstance(stored, bytes) else stored
 
 
-def _open_runs_change(record: Mapping[str, Any]) -> list[tuple[str, list[tuple[str]]]]:
+def _open_runs_change(record: Record) -> list[tuple[str, list[tuple[str]]]]:
     """How a record changes the open runs: a start opens its run (again), a finish closes it.
 
     As `decide.runs_from` folds them: a record without a run or a plan counts for nothing.
     """
-    run, plan, result = record.get("run"), record.get("plan"), record.get("result")
+    run, plan, result = record.run, record.plan, record.result
     if not run or not plan:
         return []
     if result == "started":

@@ -1,4 +1,4 @@
-"""The pipeline, as OutSystems LifeTime shows it: what runs where, and what is moving.
+"""App: the pipeline as OutSystems LifeTime shows it, what runs where and what is moving.
 
 Called by `reconciler status` (and the demo). Environments are columns in
 promotion order, applications rows, each cell the version that runs there per

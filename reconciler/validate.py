@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
 from reconciler import openpgp, resources, schema
+from reconciler.approvals import most_approvals
 from reconciler.config import build_environment, build_policy, parse_instant, relative_command
 from reconciler.errors import ConfigError
 from reconciler.identity import can_verify
@@ -565,7 +565,7 @@ def _check_editors_left_to_approve(
         held = frozenset(role for role, people in holders.items() if editor in people)
         kinds.setdefault(held, editor)
     most = max(
-        _most_approvals(wanted, {role: people - {editor} for role, people in holders.items()})
+        most_approvals(wanted, {role: people - {editor} for role, people in holders.items()})
         for editor in kinds.values()
     )
     if most >= total:
@@ -597,18 +597,6 @@ def _possible_editors(policy: Policy, environment: Environment) -> set[str]:
         for user, role in team.members.items()
         if role in roles and user in policy.users and (not signed or can_verify(policy, user))
     }
-
-
-def _most_approvals(wanted: Mapping[str, int], holders: Mapping[str, set[str]]) -> int:
-    """How many of the approvals wanted (role -> count) distinct people can give: the total
-    less the worst shortfall of any set of roles (Hall's theorem)."""
-    roles = sorted(wanted)
-    shortfall = 0
-    for size in range(1, len(roles) + 1):
-        for group in combinations(roles, size):
-            people = set().union(*(holders[role] for role in group))
-            shortfall = max(shortfall, sum(wanted[role] for role in group) - len(people))
-    return sum(wanted.values()) - shortfall
 
 
 def _time_zone_exists(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Continuous reconciliation (`reconciler watch`): a pass on every change of the branch.
+"""App: continuous reconciliation (`reconciler watch`), a pass on every change of the branch.
 
 Called by `reconciler watch`. One thread (the caller's) runs the passes, so
 there are never two at once; everything else only *asks* for a pass through

@@ -1,4 +1,4 @@
-"""File events on a local repository's refs: the one module that imports watchdog.
+"""Adapter, watcher: file events on a local repository's refs; the one user of watchdog.
 
 Called by `watch` when the repository itself is the source of truth (a bare
 repository on the Git server, or a clone nobody fetches into). It decides

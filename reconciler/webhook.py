@@ -1,4 +1,4 @@
-"""The webhook receiver: GitHub and GitLab push events over HTTP, and `GET /healthz`.
+"""Adapter, http: the webhook receiver (GitHub and GitLab push events) and `GET /healthz`.
 
 Called by `watch` when `--listen HOST:PORT` is given. Standard library only:
 `http.server` in a thread of its own. It authenticates and parses; what a

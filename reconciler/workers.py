@@ -1,4 +1,4 @@
-"""Per-environment workers: passes decide, workers run.
+"""App: per-environment workers; passes decide, workers run.
 
 Called by `watch`. Each target environment gets one long-lived thread with a
 queue; a run whose start record a pass published is handed to its

@@ -1,4 +1,4 @@
-"""The working tree as the reconciler reads it (an edge: file-system access).
+"""Adapter, files: the working tree as the reconciler reads it.
 
 Called by `validate` for `reconciler validate`, which checks what a person is
 about to commit. `verify` and `apply` never read the working tree: they read

@@ -27,17 +27,18 @@ import yaml
 
 from reconciler.authorise import (
     Authoriser,
-    LandingVerdict,
-    Refusal,
     VerifyResult,
     policy_from,
 )
-from reconciler.decide import Decision, decide, gather
+from reconciler.decide import Decision, decide
 from reconciler.drivers import ARTIFACTS
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import VersionLanded
 from reconciler.model import Policy
+from reconciler.pipeline import gather
 from reconciler.readahead import PREFETCH
 from reconciler.statestore import StateStore
+from reconciler.verdicts import LandingVerdict, Refusal
 from tests.clock import SUITE_NOW
 from tests.configrepo import Result, dump, example_file, reconciler
 from tests.people import HOST_EMAIL, People, Person, seed_teams
@@ -472,15 +473,11 @@ class ConfigRepo:
     def store(self) -> StateStore:
         return StateStore(self.state_dir, "main")
 
-    def plan_versions(self, path: str) -> list[dict[str, Any]]:
+    def plan_versions(self, path: str) -> list[VersionLanded]:
         """Versions of `path` that landed, each with what its landing's actor could do."""
         store = self.store()
         try:
-            return [
-                {"blob": blob, "landing": landing, **detail}
-                for version_path, blob, landing, detail in store.plan_versions()
-                if version_path == path
-            ]
+            return [version for version in store.plan_versions() if version.path == path]
         finally:
             store.close()
 

@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import access, permissions
-from reconciler.cli.verify_output import emit_access
+from reconciler.cli.verify_output import access_text
 from reconciler.config import build_environment, build_policy
 from reconciler.fields import APP_PREFIX, CONTENT, ORDER, TEXT, FieldMap, canonical
 from reconciler.identity import CommitFacts
@@ -310,13 +310,13 @@ def test_access_text_says_a_host_signs_for_a_user_without_a_key(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     policy = policy_of(with_host(example_teams()), example_environments())
-    emit_access(access.report(policy, "erik", "production"), "text")
+    access_text(access.report(policy, "erik", "production"))
     assert (
         capsys.readouterr()
         .out.splitlines()[0]
         .endswith("; has no SSH key (a host signs the merges it commits for them)")
     )
-    emit_access(access.report(policy_of(example_teams(), example_environments()), "erik"), "text")
+    access_text(access.report(policy_of(example_teams(), example_environments()), "erik"))
     assert capsys.readouterr().out.splitlines()[0].endswith("; has no SSH key (cannot sign)")
 
 

@@ -810,7 +810,7 @@ def finish_records(git_dir: Path, run: str) -> list[str]:
 @pytest.mark.parametrize(
     ("module", "owner", "method"),
     [
-        ("authorise", "Authoriser", "keep"),  # before the walk of the published record is kept
+        ("reconcile", "Reconciler", "_published"),  # before the walk of it is kept
         ("statestore", "StateStore", "clear_outbox"),  # before the outbox lets go of it
     ],
 )
@@ -880,14 +880,14 @@ def published_by_a_service_that_died(
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     with monkeypatch.context() as patch:
-        patch.setattr(Authoriser, "keep", failing_keep)
+        patch.setattr(Reconciler, "_published", failing_keep)
         dying = service_on(repo, people, tmp_path)
         with dying, pytest.raises(RuntimeError, match="the process dies here"):
             dying.pass_once()
     return repo
 
 
-def failing_keep(_: Authoriser) -> None:
+def failing_keep(*_: object) -> None:
     raise RuntimeError("the process dies here")
 
 

@@ -1,7 +1,7 @@
 """Attacks on the authorisation rules, written as the attacker would try them.
 
 From an adversarial review: each test is one attempt to get a change, an
-approval or a trigger accepted that DESIGN.md says must be refused, and
+approval or a trigger accepted that docs/design.md says must be refused, and
 asserts the refusal. The first versions of four of them got through: a
 walker that kept the policy of a discarded walk, main moved back behind the
 last verified commit, a plan listing an application twice, and an unsigned
@@ -25,10 +25,11 @@ import pytest
 import yaml
 
 from reconciler.authorise import Authoriser, policy_from
-from reconciler.decide import gather
 from reconciler.errors import HistoryRewrittenError, TemporaryError
 from reconciler.events import NUL_MESSAGE
 from reconciler.gitrepo import GitRepo
+from reconciler.journal import IgnoredTrailer, Signoff
+from reconciler.pipeline import gather
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
 from tests.clock import SUITE_NOW
@@ -70,9 +71,9 @@ QA_RUN = "2026-11-qa-release.1"
 def test_a_discarded_walk_does_not_leave_its_policy_to_judge_the_next_walk(
     tmp_path: Path, people: People
 ) -> None:
-    """reconcile._observe runs `run(tip, persist=False)` (pending finish records, or
-    --dry-run), calls gather() (which computes authoriser.policy()), and calls
-    discard() when the push loses a race. The next run() on the same long-lived
+    """reconcile._observe runs `run(tip)` in a transaction it keeps open (pending finish
+    records, or --dry-run), calls gather() (which computes authoriser.policy()), and
+    discards the transaction when the push loses a race. The next run() on the same long-lived
     walker must judge every landing by the policy *before* it again."""
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
@@ -90,9 +91,10 @@ def test_a_discarded_walk_does_not_leave_its_policy_to_judge_the_next_walk(
         try:
             walker = Authoriser(git, store, now=SUITE_NOW)
             tip = git.resolve("main")
-            walker.run(tip, persist=False)
-            gather(walker, tip)  # as reconcile._observe does before publishing
-            walker.discard()  # the push lost the race (or a dry run)
+            with store.transaction() as walk:
+                walker.run(tip)
+                gather(walker, tip)  # as reconcile._observe does before publishing
+                walk.discard()  # the push lost the race (or a dry run)
             result = walker.run(tip)  # the next round, same walker
         finally:
             store.close()
@@ -261,7 +263,7 @@ def test_main_force_pushed_back_to_an_older_commit_stops_the_reconciler(
     try:
         decisions = repo.decide()
     except HistoryRewrittenError:
-        return  # what DESIGN.md requires
+        return  # what docs/design.md, "Trust anchor" requires
     decision = decisions[QA_PLAN]
     ran_content = decision.plan.applications if decision.plan else ()
     raise AssertionError(
@@ -511,7 +513,7 @@ def test_an_unsigned_reformat_of_a_production_plan_is_not_a_landed_version(
     text = repo.git("show", f"HEAD:{PROD_PLAN}")
     repo.commit(people.mallory, {PROD_PLAN: text + "# reviewed\n"}, signed=False)
     result = repo.verify()
-    landed = {item["blob"] for item in repo.plan_versions(PROD_PLAN)}
+    landed = {item.blob for item in repo.plan_versions(PROD_PLAN)}
     assert not result.judged[-1].authorised or repo.blob(PROD_PLAN) not in landed
 
 
@@ -873,13 +875,13 @@ def test_a_second_walk_on_one_state_waits_and_starts_where_the_first_left_off(
         first_store = StateStore(repo.state_dir, "main")
         second_store = StateStore(repo.state_dir, "main")
         tip = git.resolve("main")
-        waiting_begin = second_store.begin
+        waiting_begin = second_store._begin
 
         def first_walks_while_the_second_waits() -> None:
             Authoriser(git, first_store, now=SUITE_NOW).run(tip)
             waiting_begin()
 
-        second_store.begin = first_walks_while_the_second_waits  # type: ignore[method-assign]
+        second_store._begin = first_walks_while_the_second_waits  # type: ignore[method-assign]
         try:
             second = Authoriser(git, second_store, now=SUITE_NOW).run(tip)
         finally:
@@ -902,8 +904,11 @@ def test_a_state_database_busy_past_the_timeout_is_a_temporary_error(
     holder.execute("BEGIN IMMEDIATE")
     store = StateStore(repo.state_dir, "main", busy_timeout=0.2)
     try:
-        with pytest.raises(TemporaryError, match="is in use by another reconciler process"):
-            store.begin()
+        with (
+            pytest.raises(TemporaryError, match="is in use by another reconciler process"),
+            store.transaction(),
+        ):
+            pass
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -1057,7 +1062,7 @@ def test_records_from_a_history_unrelated_to_the_trust_anchor_do_not_end_a_run_h
     repo.land_commit_tree(people.alice, tree, repo.head(), elsewhere, message="Merge", signed=True)
     decision = repo.decide()[DEV_PLAN]
     assert (decision.status, decision.run) == ("executable", None)
-    reasons = [event["reason"] for event in repo.store().events(["ignored"])]
+    reasons = [event.reason for event in repo.store().events(IgnoredTrailer)]
     assert reasons == ["the commit does not descend from the trust anchor"] * 2
 
 
@@ -1160,9 +1165,9 @@ def void_records(repo: SeedRepo) -> list[tuple[str, str]]:
     store = repo.store()
     try:
         return [
-            (event["commit"], event["reason"])
-            for event in store.events(["ignored"])
-            if "record" in event
+            (event.commit, event.reason)
+            for event in store.events(IgnoredTrailer)
+            if event.record is not None
         ]
     finally:
         store.close()
@@ -1614,19 +1619,21 @@ def test_a_replayed_approval_does_not_count_a_second_time(tmp_path: Path, people
     repo.trigger(people.olga, QA_PLAN)
     decision = repo.decide()[QA_PLAN]
     assert decision.approvers == ("ravi",)
-    approvals = {event["commit"]: event for event in repo.store().events(["approve"])}
-    assert (approvals[approval]["actor"], approvals[approval]["held"]) == ("ravi", True)
-    assert (approvals[forged]["actor"], approvals[forged]["held"]) == (None, False)
+    approvals = {
+        event.commit: event for event in repo.store().events(Signoff) if event.kind == "approve"
+    }
+    assert (approvals[approval].actor, approvals[approval].held) == ("ravi", True)
+    assert (approvals[forged].actor, approvals[forged].held) == (None, False)
     refused = [verdict for verdict in repo.verify().judged if not verdict.authorised]
     assert refused == []  # already judged: the verdict is kept
     store = repo.store()
     try:
-        landings = {row["commit"]: row for row in store.landings()}
+        landings = {row.verdict.commit: row.verdict for row in store.landings()}
     finally:
         store.close()
     merge = landings[repo.head("main~1")]
-    assert [item["commit"] for item in merge["unattributed"]] == [forged]
-    assert not merge["authorised"]
+    assert [commit for commit, _ in merge.unattributed] == [forged]
+    assert not merge.authorised
 
 
 def test_a_state_kept_before_payloads_were_counted_counts_them_before_its_next_walk(

@@ -256,12 +256,12 @@ def test_a_self_grant_and_a_trigger_in_one_commit_are_both_refused(
         commit,
     )
     assert refusal.reasons == ("unsigned commit, and this change needs a verified signature",)
-    [version] = [v for v in repo.plan_versions(QA_PLAN) if v["landing"] == commit]
-    assert version["triggered"] is False
-    assert version["reasons"] == [
+    [version] = [v for v in repo.plan_versions(QA_PLAN) if v.landing == commit]
+    assert version.triggered is False
+    assert version.reasons == (
         "bob holds developer in ecommerce",
         "quality-assurance grants plan.deploy to deployment (held by olga)",
-    ]
+    )
     assert "bob" not in repo.effective_policy().teams["operations"].members
 
 
@@ -290,9 +290,9 @@ def test_a_self_grant_and_a_trigger_in_one_pull_request_are_both_refused(
         assert refusal.reasons[0].endswith(
             "which teams.yaml does not list, and this change needs a verified signature"
         )
-    [version] = [v for v in repo.plan_versions(QA_PLAN) if v["landing"] == merge]
-    assert version["triggered"] is False
-    assert version["actor"] == "bob"
+    [version] = [v for v in repo.plan_versions(QA_PLAN) if v.landing == merge]
+    assert version.triggered is False
+    assert version.actor == "bob"
 
 
 def test_a_projects_user_may_add_a_member(tmp_path: Path, people: People) -> None:

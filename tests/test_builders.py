@@ -9,8 +9,9 @@ from typing import Any
 
 from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
-from reconciler.decide import History, gather
+from reconciler.decide import History
 from reconciler.gitrepo import GitRepo
+from reconciler.pipeline import gather
 from reconciler.sshkeys import parse_public_key
 from reconciler.statestore import StateStore
 from tests import builders

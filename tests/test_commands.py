@@ -1,4 +1,6 @@
-"""The commands as a stable interface: `--repo`, `--format`, and usage errors (DESIGN.md's table).
+"""The commands as a stable interface: `--repo`, `--format`, and usage errors.
+
+The table in docs/design.md, "Commands"; exit codes as docs/design.md, "Exit codes" has them.
 
 Every command takes `--repo DIR` and `--format text|json` (and `github` for
 validate and verify); usage errors exit 2, and never with a traceback.

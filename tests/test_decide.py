@@ -8,10 +8,41 @@ landed, trailers, merges, reverts, revocation, the CLI) run against real reposit
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from reconciler.decide import Decision
+from reconciler.approvals import EDITOR, REPEATED, approval_refusal, match_approvers, most_approvals
+from reconciler.decide import (
+    LEASE_MARGIN,
+    Decision,
+    History,
+    Landed,
+    OnMain,
+    Run,
+    RunDecisions,
+    RunFacts,
+    RunResult,
+    decide,
+    decide_runs,
+    lease_for,
+    next_run_id,
+    retry_refusal,
+)
+from reconciler.errors import ConfigError
+from reconciler.events import PlanRef, Signoff
+from reconciler.identity import CommitFacts
+from reconciler.journal import IgnoredTrailer
+from reconciler.model import (
+    DEFAULT_PERMISSIONS,
+    DriverSpec,
+    Environment,
+    Gates,
+    Identity,
+    Policy,
+    Team,
+)
 from reconciler.resources import schemas_dir
 from reconciler.session import open_session
 from reconciler.sshkeys import parse_public_key
@@ -212,9 +243,9 @@ def test_a_trailer_with_a_short_blob_id_is_ignored(tmp_path: Path, people: Peopl
     repo.signoff(people.olga, "Deploy-Plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)[:12]}")
     decision = repo.decide()[QA_PLAN]
     assert decision.triggered_by is None
-    ignored = repo.store().events(["ignored"])
-    assert ignored[-1]["reason"].startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
-    assert ignored[-1]["reason"].endswith("is not plans/<file>.yaml@<full blob id>")
+    ignored = repo.store().events(IgnoredTrailer)
+    assert ignored[-1].reason.startswith("Deploy-Plan: 'plans/2026-11-qa-release.yaml@")
+    assert ignored[-1].reason.endswith("is not plans/<file>.yaml@<full blob id>")
 
 
 def test_a_trigger_whose_key_is_spelt_in_other_cases_does_not_count_and_says_why(
@@ -227,7 +258,7 @@ def test_a_trigger_whose_key_is_spelt_in_other_cases_does_not_count_and_says_why
     repo.signoff(people.olga, "deploy-plan", f"{QA_PLAN}@{repo.blob(QA_PLAN)}")
     decision = repo.decide()[QA_PLAN]
     assert decision.triggered_by is None
-    assert repo.store().events(["ignored"])[-1]["reason"] == (
+    assert repo.store().events(IgnoredTrailer)[-1].reason == (
         "'deploy-plan' is not a key the reconciler reads: trailer keys are exact, "
         "write 'Deploy-Plan'"
     )
@@ -248,7 +279,7 @@ def test_a_trailer_in_a_commit_that_also_changes_files_is_ignored(
     )
     repo.trigger(people.olga, QA_PLAN)
     assert repo.decide()[QA_PLAN].approvers == ()
-    assert repo.store().events(["ignored"])[-1]["reason"] == (
+    assert repo.store().events(IgnoredTrailer)[-1].reason == (
         "the commit also changes files; approvals and triggers are empty commits"
     )
 
@@ -269,7 +300,7 @@ def test_record_trailers_without_the_service_accounts_signature_are_ignored(
     repo.approve(people.ravi, QA_PLAN)
     repo.trigger(people.olga, QA_PLAN)
     assert repo.decide()[QA_PLAN].status == "executable"
-    reason = repo.store().events(["ignored"])[-1]["reason"]
+    reason = repo.store().events(IgnoredTrailer)[-1].reason
     assert reason.startswith("a record counts only when signed by the reconciler service account")
 
 
@@ -537,7 +568,7 @@ def test_trailers_in_merges_by_holders_of_the_permission_neither_trigger_nor_app
     repo.merge(people.ravi, "another", f"Merge another\n\nApprove-Plan: {ref}")
     decision = repo.decide()[QA_PLAN]
     assert (decision.status, decision.triggered_by, decision.approvers) == ("waiting", None, ())
-    reasons = [event["reason"] for event in repo.store().events(["ignored"])]
+    reasons = [event.reason for event in repo.store().events(IgnoredTrailer)]
     assert (
         reasons[-2:]
         == ["a merge commit's message never counts (hosts copy pull-request text there)"] * 2
@@ -561,7 +592,7 @@ def test_a_trigger_from_a_history_unrelated_to_the_trust_anchor_does_not_count(
     repo.land_commit_tree(people.alice, tree, repo.head(), foreign, message="Merge", signed=True)
     decision = repo.decide()[QA_PLAN]
     assert decision.triggered_by is None
-    assert [event["reason"] for event in repo.store().events(["ignored"])] == [
+    assert [event.reason for event in repo.store().events(IgnoredTrailer)] == [
         "the commit does not descend from the trust anchor"
     ]
 
@@ -584,8 +615,8 @@ def test_an_approval_made_before_the_content_existed_does_not_count_once_it_land
     repo.trigger(people.olga, QA_PLAN)
     decision = repo.decide()[QA_PLAN]
     assert (decision.status, decision.approvers) == ("waiting", ())
-    [ignored] = repo.store().events(["ignored"])
-    assert (ignored["commit"], ignored["reason"]) == (
+    [ignored] = repo.store().events(IgnoredTrailer)
+    assert (ignored.commit, ignored.reason) == (
         early,
         f"Approve-Plan: the commit's tree does not hold {QA_PLAN} at {blob[:12]}",
     )
@@ -782,3 +813,263 @@ def decided_as_the_service_would(repo: SeedRepo) -> dict[str, Decision]:
     """Every plan decided through a session, which reads git's configuration, at SUITE_NOW."""
     with open_session(repo.path, branch=None, state_dir=repo.state_dir, now=SUITE_NOW) as session:
         return {decision.path: decision for decision in session.decisions()}
+
+
+# -- run decisions, as values: no Git, no clock but the `now` given -------------------------
+
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # any instant: these environments have no gates
+QA = "quality-assurance"
+ONE_STEP_LEASE = timedelta(seconds=60) + LEASE_MARGIN  # one step, a 60 s timeout, no retries
+
+
+def _environment(name: str = QA, **gates: Any) -> Environment:
+    return Environment(
+        name=name,
+        order=1,
+        promotes_from=None,
+        permissions=dict(DEFAULT_PERMISSIONS),
+        gates=Gates(**gates),
+        driver=DriverSpec("local", timeout=60),
+    )
+
+
+def _policy(*environments: Environment) -> Policy:
+    people = {"olga": "deployment", "ravi": "tech-lead", "alice": "developer"}
+    users = {user: Identity(user, user.title(), (), (f"SHA256:{user}",)) for user in people}
+    team = Team("shop", ("ecommerce",), people)
+    return Policy(
+        users=users,
+        service_accounts={},
+        hosts={},
+        settings=frozenset(),
+        projects=frozenset(),
+        teams={"shop": team},
+        environments={environment.name: environment for environment in environments},
+        application_owner={"ecommerce": "shop"},
+        key_owner={f"SHA256:{user}": user for user in people},
+        email_owner={},
+        role_holders={role: frozenset({user}) for user, role in people.items()},
+        signers=frozenset(people),
+    )
+
+
+def _signed_by(commit: str, user: str) -> CommitFacts:
+    return CommitFacts(commit, "good", f"SHA256:{user}", "", f"{user}@example.com", "", 1)
+
+
+def _on_main(name: str, target: str = QA, blob: str = "b" * 40) -> OnMain:
+    data = {
+        "name": name,
+        "target": target,
+        "applications": [{"name": "ecommerce", "version": "1.4.0"}],
+        "state": "ready",
+    }
+    return OnMain(f"plans/{name}.yaml", blob, data, ())
+
+
+def _run(on_main: OnMain, number: int, result: RunResult, **more: Any) -> Run:
+    name = Path(on_main.path).stem
+    values: dict[str, Any] = {
+        "id": f"{name}.{number}",
+        "plan": PlanRef(on_main.path, on_main.blob),
+        "environment": QA,
+        "result": result,
+        "instance": "elsewhere",
+        "lease_until": T0 + timedelta(minutes=5),
+        "started": "5" * 40,
+        "finished": None if result == "started" else "6" * 40,
+        "triggered_by": "olga",
+        "approved_by": (),
+        "retry_of": None,
+        "started_at": T0 - timedelta(minutes=1),
+        "started_seq": 2,
+        "finished_seq": 0 if result == "started" else 3,
+    }
+    return Run(**{**values, **more})
+
+
+def _history(
+    *plans: OnMain, runs: tuple[Run, ...] = (), environment: Environment | None = None
+) -> History:
+    """Each plan landed by olga's true merge (a trigger), seq 1."""
+    landings = {
+        PlanRef(item.path, item.blob): Landed(1, f"{index}" * 40, "olga", "signed", True, ())
+        for index, item in enumerate(plans, start=1)
+    }
+    return History(
+        policy=_policy(environment or _environment()),
+        plans=plans,
+        landings=landings,
+        signoffs=(),
+        runs=runs,
+        editors={},
+        first_seen={},
+        commit_times={landed.commit: T0 - timedelta(hours=1) for landed in landings.values()},
+        facts={landed.commit: _signed_by(landed.commit, "olga") for landed in landings.values()},
+        deployed={},
+    )
+
+
+def _runs(history: History, facts: RunFacts | None = None) -> RunDecisions:
+    return decide_runs(history, decide(history, T0), T0, facts or RunFacts("here"))
+
+
+def test_an_executable_plan_starts_as_its_plans_next_run_with_a_lease() -> None:
+    plan_on_main = _on_main("2026-11-qa-release")
+    earlier = _run(plan_on_main, 1, "interrupted", plan=PlanRef(plan_on_main.path, "a" * 40))
+    decided = _runs(_history(plan_on_main, runs=(earlier,)))
+    [start] = decided.starts
+    assert (start.run_id, start.environment, start.decision.triggered_by) == (
+        "2026-11-qa-release.2",
+        QA,
+        "olga",
+    )
+    assert start.lease_until == T0 + ONE_STEP_LEASE
+    assert (decided.interrupted, decided.refused, dict(decided.held)) == ((), (), {})
+
+
+def test_a_lease_covers_every_attempt_of_every_step_and_the_backoffs() -> None:
+    environment = replace(_environment(), driver=DriverSpec("local", timeout=100, retries=2))
+    # 3 steps, each 3 attempts of 100 s and backoffs of 1 s and 2 s between them.
+    assert lease_for(environment, 3) == timedelta(seconds=3 * (300 + 3)) + LEASE_MARGIN
+
+
+def test_an_environment_with_a_run_in_progress_starts_nothing() -> None:
+    running, waiting = _on_main("2026-11-hotfix", blob="c" * 40), _on_main("2026-11-qa-release")
+    started = _run(running, 1, "started")
+    decided = _runs(_history(running, waiting, runs=(started,)))
+    assert [item.status for item in decided.decisions] == ["executable", "done"]
+    assert (decided.starts, decided.interrupted) == ((), ())
+
+
+def test_a_run_whose_lease_passed_is_marked_interrupted_and_nothing_starts() -> None:
+    plan_on_main = _on_main("2026-11-hotfix")
+    lapsed = _run(plan_on_main, 1, "started", lease_until=T0 - timedelta(seconds=1))
+    other = _on_main("2026-11-qa-release", blob="c" * 40)
+    decided = _runs(_history(plan_on_main, other, runs=(lapsed,)))
+    [interrupted] = decided.interrupted
+    assert interrupted.run == lapsed
+    assert interrupted.reason.code == "run.lease-passed"
+    assert interrupted.reason.facts["lease_until"] == lapsed.lease_until
+    assert interrupted.reason.text == (
+        f"run 2026-11-hotfix.1 was started by elsewhere, whose lease passed at "
+        f"{lapsed.lease_until.isoformat()} without a finish record"
+    )
+    assert decided.bookkeeping
+    assert decided.starts == ()  # the record first; the next round decides on it
+
+
+def test_a_run_within_its_lease_is_left_to_its_reconciler() -> None:
+    plan_on_main = _on_main("2026-11-hotfix")
+    decided = _runs(_history(plan_on_main, runs=(_run(plan_on_main, 1, "started"),)))
+    assert decided.interrupted == ()
+
+
+def test_a_run_this_reconciler_started_and_no_longer_runs_is_interrupted_at_once() -> None:
+    plan_on_main = _on_main("2026-11-hotfix")
+    own = _run(plan_on_main, 1, "started", instance="here")
+    history = _history(plan_on_main, runs=(own,))
+    [interrupted] = _runs(history).interrupted
+    assert interrupted.reason.code == "run.abandoned"
+    # Running it still, or its finish record waiting in the outbox: not interrupted.
+    assert _runs(history, RunFacts("here", in_flight=frozenset({own.id}))).interrupted == ()
+    assert _runs(history, RunFacts("here", unpublished=frozenset({own.id}))).interrupted == ()
+
+
+def test_a_plan_that_can_never_run_is_refused_once() -> None:
+    stray = _on_main("2026-11-stray", target="nowhere")
+    history = _history(stray)
+    decided = _runs(history)
+    [refused] = decided.refused
+    assert [(item.code, item.text) for item in refused.why] == [
+        ("plan.unknown-target", "target 'nowhere' is not an environment")
+    ]
+    assert decided.starts == ()
+    recorded = RunFacts("here", recorded=frozenset({refused.ref}))
+    assert _runs(history, recorded).refused == ()
+    assert _runs(replace(history, refused=frozenset({refused.ref}))).refused == ()
+
+
+def test_a_plan_whose_driver_cannot_load_is_held_not_started() -> None:
+    problem = ConfigError("driver 'helm' is not installed here")
+    decided = _runs(
+        _history(_on_main("2026-11-qa-release")), RunFacts("here", drivers={QA: problem})
+    )
+    [held] = decided.decisions
+    assert (held.status, [wait.reason.code for wait in held.waits]) == (
+        "waiting",
+        ["driver.unavailable"],
+    )
+    assert dict(decided.held) == {QA: problem}
+    assert decided.starts == ()
+
+
+def test_a_driver_problem_of_an_environment_with_nothing_to_run_holds_nothing() -> None:
+    problem = ConfigError("driver 'helm' is not installed here")
+    facts = RunFacts("here", drivers={"production": problem})
+    decided = _runs(_history(_on_main("2026-11-qa-release")), facts)
+    assert dict(decided.held) == {}
+    assert len(decided.starts) == 1
+
+
+def test_a_reconciler_asked_to_stop_starts_nothing() -> None:
+    decided = _runs(_history(_on_main("2026-11-qa-release")), RunFacts("here", stopping=True))
+    assert decided.starts == ()
+
+
+def test_run_ids_count_per_plan_and_skip_what_is_taken() -> None:
+    taken = ["2026-11-qa.1", "2026-11-qa.3", "2026-11-qa-release.7", "2026-11-qa.x"]
+    assert next_run_id("2026-11-qa", taken) == "2026-11-qa.4"
+    assert next_run_id("2026-11-new", taken) == "2026-11-new.1"
+
+
+def test_a_retry_of_a_run_that_led_to_a_successful_retry_is_no_note_of_the_done_version() -> None:
+    # It read "retry of X.1 ... does not count: only interrupted runs are retried, and X.1
+    # succeeded": the outcome of X.2, the retry that this very Retry-Run started.
+    plan_on_main = _on_main("2026-11-qa-release")
+    first = _run(plan_on_main, 1, "interrupted")
+    retried = _run(plan_on_main, 2, "succeeded", retry_of=first.id, started_seq=5, finished_seq=6)
+    retry = Signoff("retry", "7" * 40, 4, None, first.id, "olga", "signed", True, True, (), T0)
+    late = replace(retry, commit="8" * 40, seq=7)
+    history = replace(_history(plan_on_main, runs=(first, retried)), signoffs=(retry, late))
+    [decision] = decide(history, T0)
+    assert decision.status == "done"
+    assert decision.notes == (
+        f"retry of {first.id} in {late.commit[:12]} does not count: "
+        f"{first.id} was already retried as run {retried.id}",
+    )
+
+
+def test_the_retry_rule_is_one_rule() -> None:
+    plan_on_main = _on_main("2026-11-qa-release")
+    interrupted = _run(plan_on_main, 1, "interrupted", finished_seq=3)
+    codes = {
+        "early": retry_refusal(interrupted, None, 2),
+        "in time": retry_refusal(interrupted, None, 3),
+        "again": retry_refusal(interrupted, "2026-11-qa-release.2", 9),
+        "succeeded": retry_refusal(replace(interrupted, result="succeeded"), None, 9),
+        "unknown run": retry_refusal(None, None, 9),
+    }
+    assert {key: item.code if item else None for key, item in codes.items()} == {
+        "early": "retry.early",
+        "in time": None,
+        "again": "retry.repeated",
+        "succeeded": "retry.not-interrupted",
+        "unknown run": None,
+    }
+
+
+def test_approvals_fill_rules_as_a_maximum_matching() -> None:
+    # ravi holds both roles: taken in turn he would fill the first rule and leave the second
+    # waiting, although alice could take the first.
+    roles = [frozenset({"ravi", "alice"}), frozenset({"ravi"})]
+    assert match_approvers(["ravi", "alice"], [1, 1], roles) == [["alice"], ["ravi"]]
+    assert most_approvals({"lead": 1, "qa": 1}, {"lead": {"ravi", "alice"}, "qa": {"ravi"}}) == 2
+    assert most_approvals({"lead": 1, "qa": 1}, {"lead": {"ravi"}, "qa": {"ravi"}}) == 1
+
+
+def test_an_approval_refusal_names_its_rule_by_code() -> None:
+    editor = approval_refusal("alice", {"alice"}, set())
+    again = approval_refusal("ravi", set(), {"ravi"})
+    assert (editor and editor.code, again and again.code) == (EDITOR, REPEATED)
+    assert approval_refusal("ravi", {"alice"}, {"olga"}) is None

@@ -1,8 +1,10 @@
 """The documentation's own links: every relative link and #anchor in README.md and docs/*.md
-leads somewhere, as GitHub renders them."""
+leads somewhere, as GitHub renders them; every section of docs/design.md the code cites
+exists; every module says where it belongs."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -119,10 +121,120 @@ def test_the_readme_links_every_page_of_the_docs_and_stays_short() -> None:
     readme = ROOT / "README.md"
     linked = {(ROOT / target.partition("#")[0]).resolve() for _, target in links(readme)}
     pages = set((ROOT / "docs").glob("*.md"))
-    assert len(pages) == 7
+    assert len(pages) == 8
     assert pages - linked == set()
     # The README is the way in; reference material belongs in docs/.
     assert len(readme.read_text().splitlines()) < 150
+
+
+# How code cites the design: the path, a comma, and a section's heading as written, in
+# quotes; a comment may wrap between the two.
+CITATION = re.compile(r'docs/design\.md,\s*(?:#\s*)?"([^"\n]+)"')
+DESIGN = ROOT / "docs" / "design.md"
+# What the code cited before the project held its design: a file it did not have.
+STALE = "DESIGN" + ".md"
+
+
+def code() -> list[Path]:
+    folders = ("reconciler", "tests", "benchmarks")
+    return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
+
+
+def headings(path: Path) -> set[str]:
+    """The text of every heading of a Markdown page, as written."""
+    found = (HEADING.match(line) for line in prose(path.read_text()).splitlines())
+    return {match.group(2) for match in found if match is not None}
+
+
+def miscited(path: Path, sections: set[str]) -> list[str]:
+    """Each citation in `path` of a section the design does not have, with its line, and
+    each mention of the file the code used to cite."""
+    text = path.read_text()
+    problems = [
+        f"{path.name}:{text.count(chr(10), 0, match.start()) + 1}: "
+        f'no section "{match.group(1)}" in docs/design.md'
+        for match in CITATION.finditer(text)
+        if match.group(1) not in sections
+    ]
+    problems += [
+        f"{path.name}:{number}: cites {STALE}, which this project does not hold"
+        for number, line in enumerate(text.splitlines(), start=1)
+        if STALE in line
+    ]
+    return problems
+
+
+def test_a_wrong_citation_of_the_design_is_found(tmp_path: Path) -> None:
+    # The checker itself, on code written to fail it: it must not pass everything.
+    cite = "docs/design.md, "
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        f'"""Pure, as {cite}"Trust anchor" says."""\n'
+        f"# {cite}\n"
+        f'# "No such section": a citation wrapped in a comment\n'
+        f'x = 1  # see {STALE}, "Trust anchor"\n'
+    )
+    assert "Trust anchor" in headings(DESIGN)
+    assert miscited(sample, headings(DESIGN)) == [
+        'sample.py:2: no section "No such section" in docs/design.md',
+        f"sample.py:4: cites {STALE}, which this project does not hold",
+    ]
+
+
+def test_every_section_of_the_design_the_code_cites_exists() -> None:
+    sections = headings(DESIGN)
+    problems = [problem for path in code() for problem in miscited(path, sections)]
+    assert problems == []
+    cited = {match.group(1) for path in code() for match in CITATION.finditer(path.read_text())}
+    assert len(cited) >= 4, cited
+
+
+# Where a module belongs, as its docstring's first words say it (reconciler/__init__.py
+# lists them): a stage of the core, shared by the core, an adapter, the app, the CLI.
+PLACE = re.compile(
+    r"(Stage (1, load|2, validate|3, authorise|4, decide|5, execute|6, record)"
+    r"|Core, shared|Adapter, (git|process|store|clock|files|http|watcher)|App|CLI): \S"
+)
+
+
+def misplaced(path: Path) -> str | None:
+    """Why the module at `path` does not say where it belongs; None when it does."""
+    docstring = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+    if docstring is None:
+        return "has no docstring"
+    if PLACE.match(docstring) is None:
+        return f"opens with {docstring.splitlines()[0]!r}, not with its place"
+    return None
+
+
+def test_a_module_that_does_not_say_where_it_belongs_is_found(tmp_path: Path) -> None:
+    cases = {
+        '"""Stage 3, authorise: who made a commit."""\n': None,
+        '"""Adapter, git: the only module that talks to Git."""\n': None,
+        '"""CLI: `reconciler plan`."""\n': None,
+        "import os\n": "has no docstring",
+        '"""Who made a commit."""\n': "opens with 'Who made a commit.', not with its place",
+        '"""Stage 4, authorise: a stage under the wrong number."""\n': "opens with",
+        '"""Adapter, ftp: an edge nobody named."""\n': "opens with",
+    }
+    for text, expected in cases.items():
+        module = tmp_path / "module.py"
+        module.write_text(text)
+        found = misplaced(module)
+        assert (found is None) == (expected is None), (text, found)
+        assert found is None or (expected is not None and found.startswith(expected)), found
+
+
+def test_every_module_says_where_it_belongs() -> None:
+    package = ROOT / "reconciler"
+    modules = sorted(set(package.rglob("*.py")) - {package / "__init__.py"})
+    problems = [
+        f"{path.relative_to(ROOT)}: {reason} (one of {PLACE.pattern})"
+        for path in modules
+        if (reason := misplaced(path)) is not None
+    ]
+    assert problems == []
+    assert len(modules) > 40, len(modules)
 
 
 def test_the_readme_starts_with_the_two_commands_ci_runs() -> None:

@@ -351,7 +351,7 @@ def test_a_fast_forward_lands_each_commit_as_its_own_signers_and_whoever_merged_
     decision = landed_as_alices(repo)
     assert outcome(decision) == ("waiting", None, ("ravi",))
     [wait] = waits(decision)
-    landing = repo.plan_versions(QA_PLAN)[-1]["landing"]
+    landing = repo.plan_versions(QA_PLAN)[-1].landing
     assert wait == (
         f"{TRIGGER}; it landed by fast-forward, rebase or a direct commit ({landing[:12]} by "
         "alice): no merge by a plan.deploy holder to trigger it"

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from reconciler import authorise, readahead
 from reconciler.config import build_policy
+from reconciler.journal import Signoff
 from reconciler.openpgp import CertificateError, Keyring, certificates, unusable
 from reconciler.signatures import SignatureCheck, check_commit_signature, split_signed_object
 from reconciler.statestore import SignatureRow
@@ -665,13 +666,13 @@ def test_a_re_armored_copy_of_a_gpg_signed_approval_does_not_count_a_second_time
     assert repo.decide()[QA_PLAN].approvers == ("ravi",)
     store = repo.store()
     try:
-        approvals = {event["commit"]: event for event in store.events(["approve"])}
-        merge = {row["commit"]: row for row in store.landings()}[repo.head("main~1")]
+        approvals = {e.commit: e for e in store.events(Signoff) if e.kind == "approve"}
+        merge = {row.verdict.commit: row.verdict for row in store.landings()}[repo.head("main~1")]
     finally:
         store.close()
-    assert (approvals[approval]["actor"], approvals[approval]["held"]) == ("ravi", True)
-    assert (approvals[forged]["actor"], approvals[forged]["held"]) == (None, False)
-    assert [item["commit"] for item in merge["unattributed"]] == [forged]
+    assert (approvals[approval].actor, approvals[approval].held) == ("ravi", True)
+    assert (approvals[forged].actor, approvals[forged].held) == (None, False)
+    assert [commit for commit, _ in merge.unattributed] == [forged]
 
 
 def _packets(data: bytes) -> list[bytes]:
@@ -729,7 +730,7 @@ def test_a_subkey_appended_to_a_certificate_without_its_binding_is_not_its_owner
     assert decision.triggered_by is None
     store = repo.store()
     try:
-        [event] = [e for e in store.events(["deploy"]) if e["commit"] == trigger]
+        [event] = [e for e in store.events(Signoff) if e.kind == "deploy" and e.commit == trigger]
     finally:
         store.close()
-    assert event["actor"] != "olga"
+    assert event.actor != "olga"

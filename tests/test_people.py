@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -398,7 +399,12 @@ def test_history_reads_a_plan_version_stored_without_its_state_as_before(
     store = StateStore(tmp_path / "state", "main")
     detail = {"seq": 3, "committed_at": "2026-11-02T10:00:00+00:00", "actor": "olga"}
     detail |= {"how": "signed", "verified": True, "triggered": True, "reasons": []}
-    store.add_plan_version(QA_PLAN, "a" * 40, "b" * 40, detail)
+    with sqlite3.connect(store.path) as older:  # as a reconciler of that time wrote it
+        older.execute(
+            "INSERT INTO plan_versions (path, blob, landing, detail) VALUES (?, ?, ?, ?)",
+            (QA_PLAN, "a" * 40, "b" * 40, json.dumps(detail)),
+        )
+    older.close()
     [entry] = audit_trail(store)
     assert (entry.action, entry.actor, entry.counted, entry.detail) == (
         "triggered",

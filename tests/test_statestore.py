@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.decide import runs_from
-from reconciler.events import PlanRef, Record, Signoff
+from reconciler.events import PlanRef
+from reconciler.journal import Landing, LandingVerdict, Record, Signoff, VersionLanded
 from reconciler.statestore import StateStore
 
 WHEN = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -55,17 +56,30 @@ def signoff(seq: int, kind: str, plan: PlanRef | None, run: str | None = None) -
     )
 
 
+def landed(plan: PlanRef, landing: str, seq: int) -> VersionLanded:
+    return VersionLanded(
+        path=plan.path,
+        blob=plan.blob,
+        landing=landing,
+        seq=seq,
+        committed_at=WHEN,
+        actor="olga",
+        how="signed",
+        verified=True,
+        triggered=True,
+        reasons=(),
+    )
+
+
 def stored(store: StateStore, *events: Record | Signoff) -> None:
-    store.begin()
-    for event in events:
-        kind = "record" if isinstance(event, Record) else event.kind
-        store.add_event(event.seq, event.commit, kind, event.as_json())
-    store.commit()
+    with store.transaction():
+        for event in events:
+            store.add_event(event)
 
 
 def runs_read(store: StateStore, *current: PlanRef) -> dict[str, str]:
     records = store.run_records({item.path for item in current}, map(str, current))
-    return {run.id: run.result for run in runs_from(map(Record.from_json, records))}
+    return {run.id: run.result for run in runs_from(records)}
 
 
 HISTORY = (
@@ -100,7 +114,7 @@ def test_a_pass_reads_the_refusals_that_name_a_version_on_main_and_no_other(
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
     records = store.run_records({"plans/qa.yaml"}, [str(ref("qa", 2))])
-    assert [item["commit"] for item in records if item["result"] == "refused"] == [f"{7:040x}"]
+    assert [item.commit for item in records if item.result == "refused"] == [f"{7:040x}"]
 
 
 def test_a_run_started_again_after_it_ended_is_open_as_the_records_fold(tmp_path: Path) -> None:
@@ -137,16 +151,15 @@ def test_re_anchoring_keeps_the_runs_whatever_landings_the_rewrite_dropped(
     # The service ran them whatever main holds now: a version that ran must not run again.
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
-    store.begin()
-    store.reset()
-    store.commit()
+    with store.transaction():
+        store.reset()
     assert runs_read(store, ref("qa", 2)) == {
         "gone.1": "started",
         "qa.1": "failed",
         "qa.2": "started",
     }
     # The refusals went with their landings; the runs' records come after the kept ones.
-    assert {(item["seq"], item["result"]) for item in store.events(["record"])} == {
+    assert {(item.seq, item.result) for item in store.events(Record)} == {
         (1, "started"),
         (1, "succeeded"),
         (1, "failed"),
@@ -158,21 +171,21 @@ def test_re_anchoring_keeps_the_records_of_the_landings_the_new_history_holds(
 ) -> None:
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
-    store.begin()
-    for item in HISTORY:
-        store.add_landing(item.seq, item.commit, {"commit": item.commit})
-    store.commit()
-    store.begin()
-    store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
-    store.commit()
+    with store.transaction():
+        for item in HISTORY:
+            store.add_landing(
+                Landing(item.seq, LandingVerdict(item.commit, None, (), "", (), ()), WHEN)
+            )
+    with store.transaction():
+        store.reset([f"{seq:040x}" for seq in range(1, 5)])  # the rewrite dropped landings 5 to 8
     # qa.1's finish record outlives its landing: the service knows the run ended.
     assert runs_read(store, ref("qa", 2)) == {
         "gone.1": "started",
         "qa.1": "failed",
         "qa.2": "started",
     }
-    assert [item["seq"] for item in store.events(["record"])] == [1, 2, 3, 4, 5, 5]
-    assert [item["seq"] for item in store.landings()] == [1, 2, 3, 4]
+    assert [item.seq for item in store.events(Record)] == [1, 2, 3, 4, 5, 5]
+    assert [item.seq for item in store.landings()] == [1, 2, 3, 4]
     assert store.next_seq() == 5
 
 
@@ -190,22 +203,19 @@ def test_a_pass_reads_the_sign_offs_of_the_versions_on_main_and_the_retries_of_t
         signoff(6, "deploy", ref("other", 1)),
     )
     found = store.signoff_events([str(ref("qa", 2))], ["qa.2"])
-    assert [item["seq"] for item in found] == [2, 3, 4]
+    assert [item.seq for item in found] == [2, 3, 4]
 
 
 def test_a_pass_looks_up_the_landings_of_the_versions_on_main_in_landing_order(
     tmp_path: Path,
 ) -> None:
     store = StateStore(tmp_path, "main")
-    store.begin()
-    for landing, (name, version) in enumerate([("qa", 1), ("qa", 2), ("old", 1), ("qa", 1)]):
-        version_ref = ref(name, version)
-        store.add_plan_version(
-            version_ref.path, version_ref.blob, f"{landing:040x}", {"n": landing}
-        )
-    store.commit()
+    with store.transaction():
+        for landing, (name, version) in enumerate([("qa", 1), ("qa", 2), ("old", 1), ("qa", 1)]):
+            version_ref = ref(name, version)
+            store.add_plan_version(landed(version_ref, f"{landing:040x}", landing))
     wanted = {(ref("qa", 1).path, ref("qa", 1).blob), (ref("gone", 1).path, ref("gone", 1).blob)}
-    assert [detail["n"] for *_, detail in store.plan_versions(only=wanted)] == [0, 3]
+    assert [item.seq for item in store.plan_versions(only=wanted)] == [0, 3]
     assert len(store.plan_versions()) == 4
 
 
@@ -214,11 +224,10 @@ def test_a_pass_reads_the_editors_of_the_plans_asked_for_whatever_their_names_by
 ) -> None:
     store = StateStore(tmp_path, "main")
     odd = "plans/caf\udce9.yaml"  # a name that is not UTF-8, as Git hands it over
-    store.begin()
-    store.add_editors("plans/qa.yaml", ["alice", "diana"])
-    store.add_editors("plans/old.yaml", ["bob"])
-    store.add_editors(odd, ["carol"])
-    store.commit()
+    with store.transaction():
+        store.add_editors("plans/qa.yaml", ["alice", "diana"])
+        store.add_editors("plans/old.yaml", ["bob"])
+        store.add_editors(odd, ["carol"])
     assert store.editors_of(["plans/qa.yaml", odd, "plans/new.yaml"]) == {
         "plans/qa.yaml": frozenset({"alice", "diana"}),
         odd: frozenset({"carol"}),
@@ -230,7 +239,7 @@ def test_the_records_of_runs_come_in_landing_order_once_each(tmp_path: Path) -> 
     store = StateStore(tmp_path, "main")
     stored(store, *HISTORY)
     found = store.records_of(["qa.1", "old.1", "qa.1"])
-    assert [(item["run"], item["result"]) for item in found] == [
+    assert [(item.run, item.result) for item in found] == [
         ("old.1", "started"),
         ("old.1", "succeeded"),
         ("qa.1", "started"),
@@ -266,7 +275,6 @@ def test_a_payloads_first_carrier_stays_the_first_and_re_anchoring_forgets_them(
     store.add_carriers({"d1": "first"})
     store.add_carriers({"d1": "second", "d2": "other"})
     assert store.carriers(["d1", "d2", "d3"]) == {"d1": "first", "d2": "other", "d3": None}
-    store.begin()
-    store.reset()
-    store.commit()
+    with store.transaction():
+        store.reset()
     assert store.carriers(["d1"]) == {"d1": None}

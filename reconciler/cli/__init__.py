@@ -1,8 +1,9 @@
-"""The `reconciler` command: a thin shell over the core.
+"""CLI: the `reconciler` command, a thin shell over the core.
 
-Each command parses its options, calls one core function, and hands the
-result to a reporter in `output`. Errors are turned into messages and exit
-codes by `errors.reported`, nowhere else.
+Each command parses its options, makes one call to the application layer
+(`reconciler.app`), and hands the result to the reporter its `--format` chose
+(`reporter`); it returns an `Outcome`. Outcomes and errors become messages and exit
+codes in `errors`, nowhere else.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""Exit codes and error messages, in one place.
+"""CLI: exit codes and error messages, in one place (docs/design.md, "Exit codes").
 
-Every command body runs inside `reported()`. A `ReconcilerError` becomes a
-message on stderr naming the file, line and fix, with the exit code of its
-kind; anything else is a bug in the reconciler: one line saying so, and the
-traceback only when RECONCILER_DEBUG is set. Under `--format json` the error
-is also a JSON object on stdout, where a JSON consumer reads. Usage errors
-that click itself detects keep click's exit code 2.
+A command returns its `Outcome`; `EXIT_CODES` maps it to the process's exit
+code, here and nowhere else (`exit_with`). Every command body runs inside
+`reported()` (`options.WithExamples.invoke` puts it there). A
+`ReconcilerError` becomes a message on stderr naming the file, line and fix,
+with the outcome of its kind; anything else is a bug in the reconciler: one
+line saying so, and the traceback only when RECONCILER_DEBUG is set. Under
+`--format json` the error is also a JSON object on stdout, where a JSON
+consumer reads. Usage errors that click itself detects keep click's exit
+code 2, which `EXIT_CODES[Outcome.USAGE]` is.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import os
 import select
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any, Final, NoReturn
 
 import click
@@ -24,15 +28,37 @@ import click
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.printable import printable
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1  # invalid input, unauthorised change, refused or failed run
-EXIT_USAGE: Final = 2
-EXIT_INTERNAL: Final = 3  # a bug in the reconciler
-EXIT_INTERRUPTED: Final = 130  # stopped by SIGINT or SIGTERM, as a shell reports Ctrl-C
+
+class Outcome(Enum):
+    """How a command ended, as its exit code tells a script."""
+
+    OK = "ok"
+    FAILED = "failed"  # invalid input, unauthorised change, refused or failed run
+    USAGE = "usage"  # the command line is wrong
+    INTERNAL = "internal"  # a bug in the reconciler
+    INTERRUPTED = "interrupted"  # stopped by SIGINT or SIGTERM
+
+
+EXIT_CODES: Final[Mapping[Outcome, int]] = {
+    Outcome.OK: 0,
+    Outcome.FAILED: 1,
+    Outcome.USAGE: 2,
+    Outcome.INTERNAL: 3,
+    Outcome.INTERRUPTED: 130,  # as a shell reports Ctrl-C
+}
+
+
+def exit_with(outcome: Outcome) -> NoReturn:
+    """End the process with `outcome`'s exit code: the one place a command exits."""
+    raise SystemExit(EXIT_CODES[outcome]) from None
+
+
+def outcome_of(error: ReconcilerError) -> Outcome:
+    return Outcome.USAGE if isinstance(error, UsageError) else Outcome.FAILED
 
 
 def exit_code_for(error: ReconcilerError) -> int:
-    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED
+    return EXIT_CODES[outcome_of(error)]
 
 
 def render(error: ReconcilerError) -> str:
@@ -73,17 +99,17 @@ def reported() -> Iterator[None]:
             # Compact, one line: whatever the command printed before stays parseable line by line.
             click.echo(json.dumps(error_json(error, code)))
         click.echo(render(error), err=True)
-        raise SystemExit(code) from None
+        exit_with(outcome_of(error))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        exit_with(Outcome.INTERRUPTED)
     except BrokenPipeError as error:
         if _reader_gone():
             # `reconciler history | head`: the reader had all it wanted. Success, quietly, so
             # a pipeline under `set -o pipefail` does not fail; stdout goes to /dev/null first,
             # else flushing it at exit fails again, and loudly.
             _discard_stdout()
-            raise SystemExit(EXIT_OK) from None
+            exit_with(Outcome.OK)
         _internal(error)
     except Exception as error:
         _internal(error)
@@ -124,4 +150,4 @@ def _internal(error: Exception) -> NoReturn:
         "(set RECONCILER_DEBUG=1 to see the traceback)",
         err=True,
     )
-    raise SystemExit(EXIT_INTERNAL) from None
+    exit_with(Outcome.INTERNAL)

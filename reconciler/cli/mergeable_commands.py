@@ -1,4 +1,4 @@
-"""`reconciler verify-mergeable`: the pull-request check, judging only the pull request."""
+"""CLI: `reconciler verify-mergeable`, the pull-request check, judging only the pull request."""
 
 from __future__ import annotations
 
@@ -6,19 +6,18 @@ from pathlib import Path
 
 import click
 
-from reconciler import mergeable
-from reconciler.cli import mergeable_output, output
-from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler import app
+from reconciler.app import Source
+from reconciler.cli import output
+from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     command_with_examples,
     format_option,
     repo_option,
     state_dir_option,
 )
+from reconciler.cli.reporter import reporter_for
 from reconciler.cli.verify_commands import progress_bar
-from reconciler.clock import utc_now
-from reconciler.session import open_session
-from reconciler.worktree import find_root
 
 
 @command_with_examples(
@@ -35,6 +34,7 @@ from reconciler.worktree import find_root
         "reconciler verify-mergeable --base main --format markdown > comment.md",
     ),
     name="verify-mergeable",
+    reports="merge_check",
 )
 @click.option(
     "--base",
@@ -65,7 +65,7 @@ def verify_mergeable(
     state_dir: Path | None,
     trust_anchor: str | None,
     output_format: str,
-) -> None:
+) -> Outcome:
     """Judge what merging the pull request into BRANCH would land, and only that.
 
     The pull request's commits and their true merge are judged as one landing
@@ -80,23 +80,9 @@ def verify_mergeable(
     not, or when the head does not descend from the trust anchor, brings a root
     commit of its own, or does not merge cleanly.
     """
-    with (
-        reported(),
-        open_session(
-            find_root(repo or Path.cwd()),
-            branch=base,
-            state_dir=state_dir,
-            now=utc_now(),
-            option="--base",
-        ) as session,
-        progress_bar("verifying the base") as progress,
-    ):
-        # Every revision typed is resolved before the walk: a typo stops it before it starts.
-        tested = session.typed_revision("--head", head)
-        if trust_anchor:
-            session.typed_revision("--trust-anchor", trust_anchor)
-        result = mergeable.check(
-            session, tested, head, trust_anchor=trust_anchor, progress=progress
+    with progress_bar("verifying the base") as progress:
+        check = app.verify_mergeable(
+            Source(repo, base, state_dir), head, trust_anchor, progress=progress
         )
-        mergeable_output.emit(result, output_format)
-    raise SystemExit(EXIT_OK if result.authorised else EXIT_FAILED)
+    reporter_for(output_format).merge_check(check)
+    return Outcome.OK if check.authorised else Outcome.FAILED

@@ -1,4 +1,4 @@
-"""Reporters for `verify-mergeable`: text, JSON, GitHub annotations, a Markdown comment.
+"""CLI: reporters for `verify-mergeable` (text, JSON, GitHub annotations, a Markdown comment).
 
 Everything a pull request brings (paths, messages, names) is made printable,
 escaped for a workflow command's syntax, or shown as Markdown that cannot
@@ -14,25 +14,13 @@ from typing import Any, Final
 
 import click
 
-from reconciler.cli.output import emit_json, escape_data, escape_property
-from reconciler.cli.plan_commands import STATUS_COLOURS, decision_json
-from reconciler.cli.verify_output import ignored_json
+from reconciler.cli.output import escape_data, escape_property
+from reconciler.cli.plan_output import STATUS_COLOURS, decision_json
 from reconciler.mergeable import MergeCheck, PlanOutlook, fix, outlook
 from reconciler.printable import printable
 
 # Lines of one kind a comment shows; GitHub refuses comments over 65,536 characters.
 _SHOWN: Final = 50
-
-
-def emit(result: MergeCheck, output_format: str) -> None:
-    if output_format == "json":
-        emit_json(check_json(result))
-    elif output_format == "github":
-        _github(result)
-    elif output_format == "markdown":
-        click.echo(markdown(result), color=True)
-    else:
-        _text(result)
 
 
 def check_json(result: MergeCheck) -> dict[str, Any]:
@@ -75,11 +63,11 @@ def check_json(result: MergeCheck) -> dict[str, Any]:
             }
             for item in result.plans
         ],
-        "ignored": [ignored_json(event) for event in result.ignored],
+        "ignored": [event.as_json() for event in result.ignored],
     }
 
 
-def _github(result: MergeCheck) -> None:
+def github(result: MergeCheck) -> None:
     for item in result.refused:
         refusal = item.refusal
         title = f"{refusal.what()} needs {refusal.needed}"
@@ -99,13 +87,13 @@ def _github(result: MergeCheck) -> None:
             f"{escape_data(printable(refusal.message()))}"
         )
     for event in result.ignored:
-        title = f"trailers that count for nothing in {event['commit'][:12]}"
+        title = f"trailers that count for nothing in {event.commit[:12]}"
         click.echo(
-            f"::warning title={escape_property(title)}::{escape_data(printable(event['reason']))}"
+            f"::warning title={escape_property(title)}::{escape_data(printable(event.reason))}"
         )
 
 
-def _text(result: MergeCheck) -> None:
+def text(result: MergeCheck) -> None:
     verdict = (
         click.style("authorised", fg="green")
         if result.authorised
@@ -155,8 +143,8 @@ def _text(result: MergeCheck) -> None:
     if result.ignored:
         click.echo("trailers that count for nothing:")
         for event in result.ignored:
-            who = event.get("actor") or "an unknown actor"
-            click.echo(printable(f"  {event['commit'][:12]} by {who}: {event['reason']}"))
+            who = event.actor or "an unknown actor"
+            click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -244,10 +232,7 @@ def markdown(result: MergeCheck) -> str:
     if result.ignored:
         lines += ["", "#### Trailers that count for nothing", ""]
         lines += _capped(
-            (
-                f"- {_code(event['commit'][:12])}: {_md(event['reason'])}"
-                for event in result.ignored
-            ),
+            (f"- {_code(event.commit[:12])}: {_md(event.reason)}" for event in result.ignored),
             len(result.ignored),
         )
     return "\n".join(lines)

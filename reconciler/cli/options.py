@@ -1,13 +1,15 @@
-"""Options every command shares, declared once."""
+"""CLI: options every command shares, declared once."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
+
+from reconciler.cli.errors import Outcome, exit_with, reported
 
 FC = TypeVar("FC", bound=Callable[..., object])
 
@@ -39,7 +41,21 @@ class Seconds(click.FloatRange):
 
 class WithExamples(click.Command):
     """A command whose epilog is its examples: an Examples section after the options,
-    printed as written (click would rewrap it into one paragraph)."""
+    printed as written (click would rewrap it into one paragraph).
+
+    Its body runs inside `errors.reported()` and returns the command's `Outcome`,
+    which `errors.exit_with` turns into the exit code. `reports`: the `Reporter`
+    method that shows its result, in every format its --format offers.
+    """
+
+    def __init__(self, *args: Any, reports: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reports = reports
+
+    def invoke(self, ctx: click.Context) -> NoReturn:
+        with reported():
+            outcome = super().invoke(ctx)
+        exit_with(outcome if isinstance(outcome, Outcome) else Outcome.OK)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         if not self.epilog:
@@ -50,12 +66,12 @@ class WithExamples(click.Command):
 
 
 def command_with_examples(
-    *shown: tuple[str, str], name: str | None = None
-) -> Callable[[Callable[..., Any]], WithExamples]:
+    *shown: tuple[str, str], reports: str, name: str | None = None
+) -> Callable[[Callable[..., Outcome]], WithExamples]:
     """`click.command`, with the command's examples (what it does, the line to type) as
-    its epilog: each a comment line, then the line."""
+    its epilog: each a comment line, then the line; `reports`: see `WithExamples`."""
     epilog = "\n\n".join(f"# {what}\n{line}" for what, line in shown)
-    return click.command(name, cls=WithExamples, epilog=epilog)
+    return click.command(name, cls=WithExamples, epilog=epilog, reports=reports)
 
 
 repo_option = click.option(

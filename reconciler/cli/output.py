@@ -1,4 +1,4 @@
-"""Reporters: the same result as text for people, JSON for machines, or GitHub annotations.
+"""CLI: reporters, one result as text for people, JSON for machines, or GitHub annotations.
 
 Chosen by name with `--format`. JSON output is a stable interface (see
 docs/output-formats.md): keys are only ever added, never renamed.
@@ -7,13 +7,18 @@ docs/output-formats.md): keys are only ever added, never renamed.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 if TYPE_CHECKING:
+    from reconciler.actions import Made
+    from reconciler.init import Initialised
     from reconciler.validate import Report
+    from reconciler.watch import LogEvent
 
 from reconciler.model import Finding
 from reconciler.printable import printable
@@ -71,26 +76,136 @@ def finding_text(finding: Finding) -> str:
     return head
 
 
-def emit_report(report: Report, output_format: str) -> None:
-    if output_format == "json":
-        emit_json(
-            {
-                "valid": report.valid,
-                "files_checked": report.files_checked,
-                "errors": report.errors,
-                "warnings": report.warnings,
-                "findings": [finding_json(finding) for finding in report.findings],
-            }
-        )
-        return
-    if output_format == "github":
-        for finding in report.findings:
-            click.echo(github_annotation(finding, "reconciler validate"))
-        return
+def validation_json(report: Report) -> None:
+    emit_json(
+        {
+            "valid": report.valid,
+            "files_checked": report.files_checked,
+            "errors": report.errors,
+            "warnings": report.warnings,
+            "findings": [finding_json(finding) for finding in report.findings],
+        }
+    )
+
+
+def validation_github(report: Report) -> None:
+    for finding in report.findings:
+        click.echo(github_annotation(finding, "reconciler validate"))
+
+
+def validation_text(report: Report) -> None:
     for finding in report.findings:
         click.echo(finding_text(finding))
     summary = click.style("valid", fg="green") if report.valid else click.style("invalid", fg="red")
     click.echo(
         f"{summary}: {report.files_checked} file(s) checked, "
         f"{report.errors} error(s), {report.warnings} warning(s)"
+    )
+
+
+_NAMED_SKIPPED = 5
+
+
+def skipped_note(skipped: Sequence[str]) -> str:
+    shown = ", ".join(printable(relative) for relative in skipped[:_NAMED_SKIPPED])
+    if len(skipped) > _NAMED_SKIPPED:
+        shown += f" and {len(skipped) - _NAMED_SKIPPED} more"
+    return f"note: not configuration, so not validated: {shown}"
+
+
+def made_json(made: Made) -> None:
+    emit_json(
+        {
+            "kind": made.kind,
+            "commit": made.commit,
+            "plan": made.plan.path,
+            "blob": made.plan.blob,
+            "environment": made.environment,
+            "actor": made.actor,
+        }
+    )
+
+
+_VERBS: Final = {
+    "approve": "approved",
+    "deploy": "triggered",
+    "retry": "asked to retry",
+    "cancel": "cancelled",
+    "uncancel": "un-cancelled",
+}
+
+
+def made_text(made: Made, still_to_do: str | None) -> None:
+    click.echo(
+        f"{made.actor} {_VERBS[made.kind]} {made.plan.path}@{made.plan.blob[:12]} "
+        f"for {made.environment} in commit {made.commit[:12]}"
+    )
+    if still_to_do is not None:
+        click.echo(still_to_do)
+
+
+_COLOURS: Final = {"info": None, "warning": "yellow", "error": "red"}
+
+
+def _stamp(event: LogEvent) -> str:
+    return event.at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def log_json(event: LogEvent) -> str:
+    return json.dumps(
+        {
+            "time": _stamp(event),
+            "level": event.level,
+            "event": event.event,
+            "message": event.message,
+            **event.fields,
+        },
+        default=str,
+    )
+
+
+def log_text(event: LogEvent) -> str:
+    level = click.style(f"{event.level:<7}", fg=_COLOURS[event.level])
+    text = f"{_stamp(event)} {level} {printable(event.message)}"
+    trace = event.fields.get("traceback")
+    if trace and os.environ.get("RECONCILER_DEBUG"):
+        text += "\n" + str(trace).rstrip()
+    return text
+
+
+def founded_json(made: Initialised) -> None:
+    emit_json(
+        {
+            "path": str(made.path),
+            "commit": made.commit,
+            "admin": made.admin,
+            "service_key": str(made.service_key),
+            "files": list(made.files),
+        }
+    )
+
+
+def founded_text(made: Initialised) -> None:
+    click.echo(f"created {made.path} with {len(made.files)} files; trust anchor {made.commit[:12]}")
+    click.echo(f"first admin: {made.admin} (settings, tech-lead in platform, deployment)")
+    click.echo(f"the reconciler's private key: {made.service_key}")
+    click.echo("  move it to the machine that runs `reconciler watch`; it never goes in CI")
+    click.echo(f"next: cd {made.path} && reconciler validate && reconciler plan")
+
+
+def stand_in_warning(stand_ins: Sequence[str], admin: str) -> str:
+    """Which of the first admin's values were made up, and how to make them theirs: git
+    attributes an unsigned commit by its email, and a made-up one is nobody's."""
+    from reconciler.app import STAND_INS  # noqa: PLC0415 - `validate` never loads Git
+
+    values = {"user.name": "name", "user.email": "email"}
+    made_up = " and ".join(values[key] for key in stand_ins)
+    verb = "are" if len(stand_ins) > 1 else "is"
+    return (
+        f"warning: git has no {' or '.join(stand_ins)}, so the first admin's {made_up} in "
+        f"teams.yaml {verb} made up: {', '.join(STAND_INS[key] for key in stand_ins)} "
+        f"(user id {admin})\n"
+        "  hint: set yours (git config --global user.name and user.email, or pass --name and "
+        "--email) and run init again in a new folder before you push; once pushed, correct "
+        f"users.{admin} in teams.yaml in a signed commit"
     )

@@ -1,4 +1,4 @@
-"""The command reference (docs/commands.md), generated from click's help so it cannot drift.
+"""CLI: the command reference (docs/commands.md), generated from click's help, never drifting.
 
 `python -m reconciler.cli.reference docs/commands.md` rewrites the part of the
 page between the reference markers; a test fails when they differ.

@@ -1,4 +1,4 @@
-"""`reconciler verify` and `reconciler access`: authorisation, explained."""
+"""CLI: `reconciler verify` and `reconciler access`, authorisation explained."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from reconciler import access
+from reconciler import app
+from reconciler.app import Source, VerifyRequest
 from reconciler.authorise import Progress
-from reconciler.cli import output, verify_output
-from reconciler.cli.errors import EXIT_FAILED, EXIT_OK, reported
+from reconciler.cli import output
+from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
     command_with_examples,
@@ -21,7 +22,7 @@ from reconciler.cli.options import (
     repo_option,
     state_dir_option,
 )
-from reconciler.cli.shared import reading_session
+from reconciler.cli.reporter import reporter_for
 
 
 @contextmanager
@@ -56,6 +57,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
         "After a history rewrite: trust REV, a commit signed by a settings user",
         "reconciler verify --re-anchor REV",
     ),
+    reports="verification",
 )
 @repo_option
 @branch_option
@@ -93,7 +95,7 @@ def verify(
     re_anchor: str | None,
     list_all: bool,
     output_format: str,
-) -> None:
+) -> Outcome:
     """Prove from Git history that every landed change was authorised.
 
     Walks the branch's first-parent chain; each first-parent commit and the
@@ -104,44 +106,28 @@ def verify(
     one), and where main differs from the effective state. Exit 0 when all
     are authorised, 1 otherwise.
     """
-    with (
-        reported(),
-        reading_session(repo, branch, remote, state_dir) as session,
-        progress_bar("verifying history") as progress,
-    ):
-        # Every revision typed is resolved before the walk: a typo stops it before it starts.
-        start = session.typed_revision("--from", from_rev) if from_rev else None
-        to = session.typed_revision("--to", to_rev) if to_rev else None
-        anchor = session.typed_revision("--trust-anchor", trust_anchor) if trust_anchor else None
-        if re_anchor:
-            trusted = session.typed_revision("--re-anchor", re_anchor)
-            result, _ = session.re_anchor(trusted, progress)
-        else:
-            result, _ = session.authorise(
-                to, trust_anchor=anchor, progress=progress, to_name=to_rev
-            )
-        refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
-        ignored = session.ignored_between(start, result.tip, result)
-        if output_format == "json":
-            verify_output.emit_verification_json(
-                result, session.landing_texts(start, result.tip, result.judged), refused, ignored
-            )
-        else:
-            every = session.landing_texts(start, result.tip, result.judged)
-            shown = (
-                session.landings_between(start, result.tip, result.judged) if list_all else refused
-            )
-            verify_output.emit_verification(
-                result, shown, output_format, list_all=list_all, total=len(every), ignored=ignored
-            )
-        authorised = not refused
-    raise SystemExit(EXIT_OK if authorised else EXIT_FAILED)
+    reporter = reporter_for(output_format)
+    request = VerifyRequest(
+        from_rev=from_rev,
+        to_rev=to_rev,
+        trust_anchor=trust_anchor,
+        re_anchor=re_anchor,
+        # JSON passes every landing's stored verdict through as it is: none is decoded.
+        every_verdict=list_all and output_format != "json",
+    )
+    with progress_bar("verifying history") as progress:
+        verification = app.verify(
+            Source(repo, branch, state_dir, remote), request, progress=progress, note=reporter.note
+        )
+    reporter.verification(verification, list_all=list_all)
+    return Outcome.OK if verification.authorised else Outcome.FAILED
 
 
 @command_with_examples(
     ("What bob may do where, and why", "reconciler access bob"),
     ("Only in production", "reconciler access bob --env production"),
     name="access",
+    reports="access",
 )
 @click.argument("user")
 @repo_option
@@ -158,18 +144,15 @@ def access_command(
     state_dir: Path | None,
     environment: str | None,
     output_format: str,
-) -> None:
+) -> Outcome:
     """What USER may do on every environment and application, and why.
 
     Answers from the effective policy (the last authorised teams.yaml and
     environments/), with the same reasons `verify` and `plan` give.
     """
-    with reported(), reading_session(repo, branch, remote, state_dir) as session:
-        _, policy = session.authorise()
-        assert session.walked is not None
-        revoked = session.walked.revoked  # as the walk read it: one read per command
-        answer = access.report(
-            policy, user, environment, revoked.fingerprints if revoked else frozenset()
-        )
-        verify_output.emit_access(answer, output_format)
-    raise SystemExit(EXIT_OK)
+    reporter = reporter_for(output_format)
+    answer = app.access(
+        Source(repo, branch, state_dir, remote), user, environment, note=reporter.note
+    )
+    reporter.access(answer)
+    return Outcome.OK

@@ -1,24 +1,26 @@
-"""Reporters for `verify` and `access`: text for people, JSON and annotations for machines."""
+"""CLI: reporters for `verify` and `access`, text for people, JSON and annotations for machines."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from reconciler.access import AccessReport
-from reconciler.authorise import LandingVerdict, VerifyResult, group_refusals
-from reconciler.cli.output import emit_json, escape_data, escape_property
+from reconciler.authorise import VerifyResult
+from reconciler.cli.output import escape_data, escape_property
+from reconciler.journal import IgnoredTrailer
 from reconciler.printable import printable
+from reconciler.verdicts import LandingVerdict, group_refusals
 
 
 def emit_verification_json(
     result: VerifyResult,
     landings: Sequence[str],
     refused: Sequence[LandingVerdict],
-    ignored: Sequence[Mapping[str, Any]] = (),
+    ignored: Sequence[IgnoredTrailer] = (),
 ) -> None:
     """The documented JSON, with every landing's stored verdict passed through as it is."""
     head = {"anchor": result.anchor, "tip": result.tip, "authorised": not refused}
@@ -27,67 +29,53 @@ def emit_verification_json(
     # and with color=True: JSON escapes control characters, nothing to strip.
     for piece in (json.dumps(head)[:-1], ', "landings": [', ", ".join(landings), '], "differs": '):
         click.echo(piece, nl=False, color=True)
-    tail = {"ignored": [ignored_json(event) for event in ignored]}
+    tail = {"ignored": [event.as_json() for event in ignored]}
     click.echo(json.dumps(differs) + ", " + json.dumps(tail)[1:], color=True)
 
 
-def ignored_json(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A trailer that counts for nothing, as `verify` reports it."""
-    return {key: event.get(key) for key in ("commit", "actor", "trailers", "reason")}
+def verification_github(
+    result: VerifyResult,
+    refused: Sequence[LandingVerdict],
+    ignored: Sequence[IgnoredTrailer] = (),
+) -> None:
+    for verdict in refused:
+        for commit, reason in verdict.unattributed:
+            click.echo(
+                f"::error title={escape_property(f'commit {commit[:12]} holds no identity')}"
+                f"::{escape_data(printable(reason))}"
+            )
+        for group in group_refusals(verdict.refusals):
+            title = (
+                f"invalid content in {group.commit[:12]}"
+                if group.invalid
+                else f"unauthorised change in {group.commit[:12]}"
+            )
+            click.echo(
+                f"::error file={escape_property(printable(group.path))},"
+                f"title={escape_property(title)}::{escape_data(printable(group.text()))}"
+            )
+    for path, fields in result.differs.items():
+        what = "main differs from the last authorised content: " + ", ".join(fields)
+        click.echo(
+            f"::warning file={escape_property(printable(path))},"
+            f"title=not in the effective state::{escape_data(printable(what))}"
+        )
+    for event in ignored:
+        title = f"trailers that count for nothing in {event.commit[:12]}"
+        click.echo(
+            f"::warning title={escape_property(title)}::{escape_data(printable(event.reason))}"
+        )
 
 
-def emit_verification(
+def verification_text(
     result: VerifyResult,
     verdicts: Sequence[LandingVerdict],
-    output_format: str,
     *,
     list_all: bool = False,
     total: int | None = None,
-    ignored: Sequence[Mapping[str, Any]] = (),
+    ignored: Sequence[IgnoredTrailer] = (),
 ) -> None:
     refused = [verdict for verdict in verdicts if not verdict.authorised]
-    if output_format == "json":
-        emit_json(
-            {
-                "anchor": result.anchor,
-                "tip": result.tip,
-                "authorised": not refused,
-                "landings": [verdict.as_json() for verdict in verdicts],
-                "differs": {path: list(fields) for path, fields in result.differs.items()},
-                "ignored": [ignored_json(event) for event in ignored],
-            }
-        )
-        return
-    if output_format == "github":
-        for verdict in refused:
-            for commit, reason in verdict.unattributed:
-                click.echo(
-                    f"::error title={escape_property(f'commit {commit[:12]} holds no identity')}"
-                    f"::{escape_data(printable(reason))}"
-                )
-            for group in group_refusals(verdict.refusals):
-                title = (
-                    f"invalid content in {group.commit[:12]}"
-                    if group.invalid
-                    else f"unauthorised change in {group.commit[:12]}"
-                )
-                click.echo(
-                    f"::error file={escape_property(printable(group.path))},"
-                    f"title={escape_property(title)}::{escape_data(printable(group.text()))}"
-                )
-        for path, fields in result.differs.items():
-            what = "main differs from the last authorised content: " + ", ".join(fields)
-            click.echo(
-                f"::warning file={escape_property(printable(path))},"
-                f"title=not in the effective state::{escape_data(printable(what))}"
-            )
-        for event in ignored:
-            title = f"trailers that count for nothing in {event['commit'][:12]}"
-            click.echo(
-                f"::warning title={escape_property(title)}::"
-                f"{escape_data(printable(event['reason']))}"
-            )
-        return
     click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
     for verdict in verdicts:
         if verdict.authorised and not list_all:
@@ -113,8 +101,8 @@ def emit_verification(
     if ignored:
         click.echo("trailers that count for nothing:")
         for event in ignored:
-            who = event.get("actor") or "an unknown actor"
-            click.echo(printable(f"  {event['commit'][:12]} by {who}: {event['reason']}"))
+            who = event.actor or "an unknown actor"
+            click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
     if result.differs:
         click.echo("main differs from the effective state (the last authorised content):")
         for path, fields in sorted(result.differs.items()):
@@ -143,10 +131,7 @@ def access_json(report: AccessReport) -> dict[str, Any]:
     }
 
 
-def emit_access(report: AccessReport, output_format: str) -> None:
-    if output_format == "json":
-        emit_json(access_json(report))
-        return
+def access_text(report: AccessReport) -> None:
     if report.keys_revoked:
         key = "has an SSH key, revoked on this machine" + (
             " (a host signs the merges it commits for them)" if report.host_signs else ""

@@ -1,17 +1,17 @@
-"""`reconciler watch`: reconcile on every change of the branch, until stopped."""
+"""CLI: `reconciler watch`, reconcile on every change of the branch, until stopped."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
-from reconciler.cli.errors import EXIT_OK, reported
+from reconciler import app
+from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
     command_with_examples,
@@ -19,17 +19,13 @@ from reconciler.cli.options import (
     service_options,
 )
 from reconciler.cli.output import FORMATS
-from reconciler.clock import utc_now
+from reconciler.cli.reporter import reporter_for
 from reconciler.errors import UsageError
-from reconciler.printable import printable
 from reconciler.reconcile import Options
-from reconciler.watch import LogEvent, Watch, WatchSettings
-from reconciler.worktree import find_root
 
 DEFAULT_INTERVAL = 15.0
 # A day: a longer poll is a typo, and a watch that never looks is not watching.
 MAX_INTERVAL = 86400.0
-_COLOURS = {"info": None, "warning": "yellow", "error": "red"}
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -45,50 +41,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def read_secret(path: Path) -> bytes:
-    try:
-        secret = path.read_bytes().strip()
-    except OSError as error:
-        raise UsageError(
-            f"cannot read the webhook secret {path}: {error.strerror}",
-            hint="pass --webhook-secret-file with a readable file",
-        ) from None
-    if not secret:
-        raise UsageError(
-            f"the webhook secret file {path} is empty",
-            hint="put a long random secret in it, e.g. `openssl rand -hex 32 > FILE`",
-        )
-    return secret
-
-
-def repository_dir(repo: Path | None) -> Path:
-    """`--repo` as given when it is a git directory itself (a bare repository), else its root."""
-    if repo is not None and (repo / "HEAD").is_file() and (repo / "objects").is_dir():
-        return repo
-    return find_root(repo or Path.cwd())
-
-
-def log_line(event: LogEvent, output_format: str) -> str:
-    stamp = event.at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    if output_format == "json":
-        return json.dumps(
-            {
-                "time": stamp,
-                "level": event.level,
-                "event": event.event,
-                "message": event.message,
-                **event.fields,
-            },
-            default=str,
-        )
-    level = click.style(f"{event.level:<7}", fg=_COLOURS[event.level])
-    text = f"{stamp} {level} {printable(event.message)}"
-    trace = event.fields.get("traceback")
-    if trace and os.environ.get("RECONCILER_DEBUG"):
-        text += "\n" + str(trace).rstrip()
-    return text
-
-
 @command_with_examples(
     (
         "The bare repository on the Git server itself, on every change of main",
@@ -99,6 +51,7 @@ def log_line(event: LogEvent, output_format: str) -> str:
         "reconciler watch --remote origin --key /etc/reconciler/key \\\n"
         "    --listen 127.0.0.1:8181 --webhook-secret-file /etc/reconciler/webhook-secret",
     ),
+    reports="log_event",
 )
 @service_options
 @click.option(
@@ -134,7 +87,7 @@ def watch(
     listen: str | None,
     webhook_secret_file: Path | None,
     output_format: str,
-) -> None:
+) -> Outcome:
     """Reconcile on every change of the branch, for as long as it runs.
 
     A local repository (the source of truth itself, e.g. a bare repository on
@@ -144,40 +97,40 @@ def watch(
     per environment. Log lines (--format text|json) go to stderr. SIGTERM or
     SIGINT: finish the driver step in progress, record the run, exit 0.
     """
-    with reported():
-        if listen is not None and webhook_secret_file is None:
-            raise UsageError(
-                "refusing to listen for webhooks without a secret",
-                hint="pass --webhook-secret-file FILE with the secret set on GitHub/GitLab",
-            )
-        if webhook_secret_file is not None and listen is None:
-            raise UsageError(
-                "--webhook-secret-file needs --listen HOST:PORT",
-                hint="add --listen 127.0.0.1:8080",
-            )
-        settings = WatchSettings(
-            interval=interval,
-            listen=parse_listen(listen) if listen is not None else None,
-            webhook_secret=read_secret(webhook_secret_file) if webhook_secret_file else None,
+    if listen is not None and webhook_secret_file is None:
+        raise UsageError(
+            "refusing to listen for webhooks without a secret",
+            hint="pass --webhook-secret-file FILE with the secret set on GitHub/GitLab",
         )
-        options = Options(
-            branch=branch,
-            remote=remote,
-            state_dir=state_dir,
-            key=key,
-            instance=instance,
-            driver_root=driver_root,
+    if webhook_secret_file is not None and listen is None:
+        raise UsageError(
+            "--webhook-secret-file needs --listen HOST:PORT",
+            hint="add --listen 127.0.0.1:8080",
         )
+    where = parse_listen(listen) if listen is not None else None
+    options = Options(
+        branch=branch,
+        remote=remote,
+        state_dir=state_dir,
+        key=key,
+        instance=instance,
+        driver_root=driver_root,
+    )
 
-        def emit(event: LogEvent) -> None:
-            click.echo(log_line(event, output_format), err=True)
-
-        watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=emit)
-
+    def stop_on_signals(stop: Callable[[], None]) -> None:
         def on_signal(signum: int, frame: FrameType | None) -> Any:
-            watcher.stop()
+            stop()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        watcher.run()
-    raise SystemExit(EXIT_OK)
+
+    app.watch(
+        repo,
+        options,
+        interval=interval,
+        listen=where,
+        secret_file=webhook_secret_file,
+        log=reporter_for(output_format).log_event,
+        on_start=stop_on_signals,
+    )
+    return Outcome.OK

@@ -1,0 +1,124 @@
+"""CLI: reporters for `reconciler status` and `history`, the pipeline and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import click
+
+from reconciler.history import Entry
+from reconciler.printable import printable
+from reconciler.status import Pipeline
+
+LABEL_COLOURS = {
+    "draft": "white",
+    "saved": "yellow",
+    "ready": "cyan",
+    "approved": "cyan",
+    "triggered": "cyan",
+    "ready to run": "green",
+    "running": "blue",
+    "failed": "red",
+    "refused": "red",
+    "interrupted": "magenta",
+    "deployed": "green",
+    "cancelled": "white",
+}
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def _fit_words(text: str, width: int) -> str:
+    """`text` in `width` columns, cut after a whole word (`plan` gives the whole reason)."""
+    if len(text) <= width:
+        return text
+    cut = text[: max(width - 1, 1) + 1]
+    # Up to the last space in reach, unless that leaves less than half the line.
+    end = cut.rfind(" ")
+    kept = cut[:end] if end > width // 2 else cut[:-1]
+    return kept.rstrip(" ,;:(") + "…"
+
+
+def pipeline_json(view: Pipeline) -> dict[str, Any]:
+    return {
+        "environments": list(view.environments),
+        "applications": {app: dict(view.versions[app]) for app in view.applications},
+        "moves": [
+            {
+                "from": move.source,
+                "to": move.target,
+                "plan": move.plan,
+                "path": move.path,
+                "blob": move.blob,
+                "label": move.label,
+                "status": move.status,
+                "reasons": list(move.reasons),
+            }
+            for move in view.moves
+        ],
+    }
+
+
+def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
+    """The table and the moves, in `width` columns (80 in a narrow terminal)."""
+    lines: list[str] = []
+    first = min(max((len(app) for app in view.applications), default=11) + 2, 22)
+    columns = max(len(view.environments), 1)
+    cell = (width - first) // columns
+    if cell < 10:  # too many environments for a table: one line per environment
+        for environment in view.environments:
+            running = ", ".join(
+                f"{app} {view.versions[app][environment]}"
+                for app in view.applications
+                if environment in view.versions[app]
+            )
+            lines.append(f"{environment}: {running or 'nothing deployed'}")
+    else:
+        # Padded before styling, so the padding of the last column (inside the style's
+        # escape codes, where rstrip cannot see it) is never added.
+        names = [_fit(env, cell - 1).ljust(cell) for env in view.environments]
+        names[-1:] = [name.rstrip() for name in names[-1:]]
+        header = "".join(click.style(name, bold=True) for name in names)
+        lines.append("".ljust(first) + header if header else "")
+        for app in view.applications:
+            row = _fit(app, first - 1).ljust(first) + "".join(
+                _fit(view.versions[app].get(env, "-"), cell - 1).ljust(cell)
+                for env in view.environments
+            )
+            lines.append(row.rstrip())
+    current: tuple[str | None, str] | None = None
+    for move in view.moves:
+        lane = (move.source, move.target)
+        if lane != current:
+            current = lane
+            lines.append("")
+            title = (
+                f"{move.source or '(new)'} -> {move.target}"
+                if move.target
+                else "plans that cannot run as they are"
+            )
+            lines.append(click.style(title, bold=True))
+        word = click.style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))
+        lines.append(f"  {word} {printable(move.plan)}")
+        lines.extend(
+            f"               {_fit_words(printable(reason), width - 15)}" for reason in move.reasons
+        )
+    if not view.moves:
+        lines += ["", "no plans on their way"]
+    return lines
+
+
+def render_entry(entry: Entry) -> str:
+    when = entry.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    actor = printable(entry.actor or "?").ljust(10)
+    plan = entry.plan.removeprefix("plans/").removesuffix(".yaml") if entry.plan else "-"
+    # Said once: with its reason when there is one (a detail never says it itself).
+    why = f": {entry.why_not}" if entry.why_not else ""
+    mark = "" if entry.counted else click.style(printable(f" (does not count{why})"), fg="red")
+    return (
+        f"{when} {entry.commit[:10]} {actor} {entry.action:<14} "
+        f"{printable(f'{plan}: {entry.detail}')}{mark}"
+    )

@@ -1,0 +1,101 @@
+"""CLI: reporters for `reconciler plan`, every plan's state, as text and JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reconciler.decide import Decision, executable
+from reconciler.drift import DriftReport
+from reconciler.printable import printable
+
+STATUS_COLOURS = {
+    "executable": "green",
+    "waiting": "yellow",
+    "refused": "red",
+    "done": "blue",
+    "cancelled": "white",
+}
+
+
+def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
+    return {
+        "plan": decision.path,
+        "name": decision.plan.name if decision.plan else None,
+        "blob": decision.blob,
+        "environment": decision.environment,
+        "status": decision.status,
+        "position": position,
+        "reasons": list(decision.reasons),
+        "waits": [
+            {
+                "what": wait.what,
+                "text": wait.text,
+                "until": wait.until.isoformat() if wait.until else None,
+            }
+            for wait in decision.waits
+        ],
+        "approvers": list(decision.approvers),
+        "triggered_by": decision.triggered_by,
+        "run": (
+            {
+                "id": decision.run.id,
+                "result": decision.run.result,
+                "environment": decision.run.environment,
+            }
+            if decision.run
+            else None
+        ),
+        "retry_of": decision.retry_of,
+        "notes": list(decision.notes),
+    }
+
+
+def _queue_positions(decisions: tuple[Decision, ...]) -> dict[str, int]:
+    """Each executable plan's place in its environment's queue (1 runs next)."""
+    return {
+        decision.path: index
+        for queue in executable(decisions).values()
+        for index, decision in enumerate(queue, start=1)
+    }
+
+
+def plan_json(decisions: tuple[Decision, ...], drift: DriftReport) -> dict[str, Any]:
+    positions = _queue_positions(decisions)
+    return {
+        "plans": [decision_json(d, positions.get(d.path)) for d in decisions],
+        "drift": [
+            {
+                "environment": item.environment,
+                "application": item.application,
+                "recorded": item.recorded,
+                "current": item.current,
+            }
+            for item in drift.drift
+        ],
+        "drift_notes": list(drift.notes),
+    }
+
+
+def plan_text(
+    decisions: tuple[Decision, ...], drift: DriftReport, branch: str = "the branch"
+) -> None:
+    positions = _queue_positions(decisions)
+    if not decisions:
+        click.echo(f"no plans on {printable(branch)}")
+    for decision in decisions:
+        status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
+        where = f" -> {decision.environment}" if decision.environment else ""
+        order = (
+            f" (#{positions[decision.path]} to run{where})" if decision.path in positions else where
+        )
+        click.echo(f"{status} {printable(decision.path)}@{decision.blob[:12]}{order}")
+        for reason in decision.reasons:
+            click.echo(f"             {printable(reason)}")
+        for note in decision.notes:
+            click.echo(click.style(f"             note: {printable(note)}", dim=True))
+    for item in drift.drift:
+        click.echo(click.style(f"drift      {printable(item.text())}", fg="magenta"))
+    for note in drift.notes:
+        click.echo(click.style(f"drift      note: {printable(note)}", dim=True))
