@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from reconciler.resources import example_dir, schemas_dir
 
 
@@ -69,3 +71,11 @@ def reconciler(
         env=env,
     )
     return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, width=400)
+
+
+def example_file(path: str) -> str:
+    return (example_dir() / path).read_text()

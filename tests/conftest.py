@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.configrepo import copy_example
-from tests.gitfixtures import People
 from tests.gpgkeys import GpgKeys
+from tests.people import People
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Where the environment asks Python not to write bytecode (PYTHONDONTWRITEBYTECODE),
+    every `reconciler` the suite starts would compile the whole package from source
+    again: a third of its start-up, and the suite starts it hundreds of times. Its
+    subprocesses write and reuse bytecode in one folder for the run instead, outside
+    the source tree, removed at the end. xdist's workers inherit the controller's."""
+    if hasattr(config, "workerinput") or "PYTHONDONTWRITEBYTECODE" not in os.environ:
+        return
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    if "PYTHONPYCACHEPREFIX" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="reconciler-pycache-")
+        os.environ["PYTHONPYCACHEPREFIX"] = cache
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)

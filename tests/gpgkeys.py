@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tests.gitfixtures import SUITE_NOW
+from tests.clock import SUITE_NOW
 
 # The expired key's life, as its gpg believes it: made 30 days before the suite started,
 # valid for one day, used an hour after it was made.

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from tests.gitfixtures import ConfigRepo, People, Person, make_key, seed_teams
 from tests.gpgkeys import GpgKey, GpgKeys
+from tests.people import People, Person, make_key, seed_teams
+from tests.repositories import ConfigRepo
 
 GitOptions = tuple[list[str], dict[str, str]]  # -c options and environment of a git command
 

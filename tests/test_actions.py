@@ -7,20 +7,18 @@ from pathlib import Path
 
 from reconciler.sshkeys import parse_public_key
 from tests.configrepo import Result, reconciler
-from tests.gitfixtures import (
+from tests.people import People, Person
+from tests.repositories import SeedRepo, run_git
+from tests.scenarios import (
     ECOMMERCE,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    People,
-    Person,
-    SeedRepo,
     interrupted_qa_release,
     prod_plan,
     proposed_qa_release,
     qa_plan,
     ran,
-    run_git,
 )
 
 

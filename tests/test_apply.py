@@ -24,28 +24,21 @@ from reconciler.errors import ConfigError, HistoryRewrittenError
 from reconciler.loader import load
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.statestore import StateStore
-from tests.configrepo import reconciler
-from tests.gitfixtures import (
+from tests.clock import SUITE_NOW
+from tests.configrepo import example_file, reconciler
+from tests.people import People, grant_bob_deployment, teams_with
+from tests.repositories import SeedRepo, run_git, trailers
+from tests.runner import sigterm_during_the_first_of_two_steps, wait_for, with_command_driver
+from tests.scenarios import (
     DEV_PLAN,
     ECOMMERCE,
     PORTAL,
     PORTAL_DEV,
     QA_PLAN,
-    SUITE_NOW,
-    People,
-    SeedRepo,
     dev_plan,
-    example_file,
     frozen_until_the_end_of_time,
-    grant_bob_deployment,
     plan,
     qa_plan,
-    run_git,
-    sigterm_during_the_first_of_two_steps,
-    teams_with,
-    trailers,
-    wait_for,
-    with_command_driver,
 )
 
 

@@ -32,36 +32,33 @@ from reconciler.journal import IgnoredTrailer, Signoff
 from reconciler.pipeline import gather
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
+from tests.clock import SUITE_NOW
+from tests.configrepo import dump
 from tests.configrepo import reconciler as run_cli
-from tests.gitfixtures import (
-    DEV_PLAN,
-    DRIVER,
-    ECOMMERCE,
+from tests.people import (
     HOST_EMAIL,
+    People,
+    Person,
+    grant_bob_deployment,
+    make_mallory_the_settings_user,
+    seed_teams,
+    teams_with,
+    teams_with_host,
+)
+from tests.repositories import ConfigRepo, SeedRepo, only_refusal, run_git
+from tests.runner import DRIVER, command_environment, with_command_driver
+from tests.scenarios import (
+    DEV_PLAN,
+    ECOMMERCE,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    SUITE_NOW,
-    ConfigRepo,
-    People,
-    Person,
-    SeedRepo,
-    command_environment,
     dev_plan,
-    dump,
-    grant_bob_deployment,
     interrupted_qa_release,
-    make_mallory_the_settings_user,
-    only_refusal,
     plan,
     prod_plan,
     proposed_qa_release,
     qa_plan,
-    run_git,
-    seed_teams,
-    teams_with,
-    teams_with_host,
-    with_command_driver,
 )
 
 PORTAL_BAD = {**PORTAL, "version": "9.9", "from": "9.9-dev.1"}

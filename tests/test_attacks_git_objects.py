@@ -19,23 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.configrepo import dump, example_file
 from tests.configrepo import reconciler as run_cli
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    PROD_PLAN,
-    QA_PLAN,
-    ConfigRepo,
-    People,
-    Person,
-    SeedRepo,
-    dev_plan,
-    dump,
-    example_file,
-    prod_plan,
-    qa_plan,
-    with_command_driver,
-)
+from tests.people import People, Person
+from tests.repositories import ConfigRepo, SeedRepo
+from tests.runner import with_command_driver
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PROD_PLAN, QA_PLAN, dev_plan, prod_plan, qa_plan
 
 # What an attacker would like production.yaml to say: no signatures, no approvals,
 # and developers may edit and deploy.

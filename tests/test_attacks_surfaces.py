@@ -31,20 +31,10 @@ from reconciler.cli.watch_commands import parse_listen
 from reconciler.printable import printable
 from reconciler.webhook import Delivery, Receiver, WebhookServer
 from tests import test_watch
-from tests.configrepo import reconciler
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    PORTAL,
-    QA_PLAN,
-    People,
-    SeedRepo,
-    dev_plan,
-    example_file,
-    qa_plan,
-    run_git,
-    trailers,
-)
+from tests.configrepo import example_file, reconciler
+from tests.people import People
+from tests.repositories import SeedRepo, run_git, trailers
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL, QA_PLAN, dev_plan, qa_plan
 from tests.test_watch import Watcher, push_plan, watch_with_webhooks
 
 # What a terminal acts on: C0 controls (but the line feed and the tab), DEL, C1, bidi.

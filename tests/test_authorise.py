@@ -23,27 +23,19 @@ from reconciler.gitrepo import GitRepo
 from reconciler.session import Session
 from reconciler.sshkeys import parse_public_key
 from reconciler.statestore import StateStore
-from tests.configrepo import reconciler
-from tests.gitfixtures import (
-    ECOMMERCE,
-    PORTAL,
-    PROD_PLAN,
-    QA_PLAN,
-    SUITE_NOW,
+from tests.clock import SUITE_NOW
+from tests.configrepo import example_file, reconciler
+from tests.people import (
     People,
     Person,
-    SeedRepo,
-    example_file,
     grant_bob_deployment,
     make_mallory_the_settings_user,
-    only_refusal,
-    plan,
-    prod_plan,
-    qa_plan,
     seed_teams,
     teams_with,
     teams_with_host,
 )
+from tests.repositories import SeedRepo, only_refusal
+from tests.scenarios import ECOMMERCE, PORTAL, PROD_PLAN, QA_PLAN, plan, prod_plan, qa_plan
 
 # -- plans: per entry and per field ---------------------------------------------------
 

@@ -29,7 +29,7 @@ from benchmarks.verify import main as verify_main
 from reconciler.gitrepo import GitRepo
 from reconciler.signatures import check_commit_signature
 from tests.configrepo import reconciler
-from tests.gitfixtures import run_git
+from tests.repositories import run_git
 
 # Seed 2 plants all three kinds of unauthorised commit, some on side branches.
 SMALL = HistorySettings(

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.configrepo import Result, reconciler
-from tests.gitfixtures import People, SeedRepo, proposed_qa_release
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import proposed_qa_release
 
 
 def error_object(result: Result) -> dict[str, object]:

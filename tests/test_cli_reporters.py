@@ -17,7 +17,8 @@ from reconciler.cli.errors import EXIT_CODES, Outcome
 from reconciler.cli.options import WithExamples
 from reconciler.cli.reporter import REPORTER_BY_NAME, Reporter, reporter_for
 from reconciler.watch import LogEvent
-from tests.gitfixtures import QA_PLAN, People, proposed_qa_release
+from tests.people import People
+from tests.scenarios import QA_PLAN, proposed_qa_release
 
 PACKAGE = Path(reconciler.__file__).parent
 THE_ONE_PLACE = PACKAGE / "cli" / "errors.py"

@@ -17,7 +17,9 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from tests.configrepo import reconciler
-from tests.gitfixtures import DEV_PLAN, ECOMMERCE, People, SeedRepo, dev_plan
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
 
 # Each command with the arguments it needs; `init` and `demo` make their own repositories.
 COMMANDS = {

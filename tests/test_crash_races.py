@@ -30,19 +30,10 @@ import yaml
 from reconciler.reconcile import Options, Reconciler
 from reconciler.statestore import StateStore
 from tests import test_watch
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    PORTAL_DEV,
-    ConfigRepo,
-    People,
-    SeedRepo,
-    command_environment,
-    dev_plan,
-    plan,
-    run_git,
-    wait_for,
-)
+from tests.people import People
+from tests.repositories import ConfigRepo, SeedRepo, run_git
+from tests.runner import command_environment, wait_for
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL_DEV, dev_plan, plan
 from tests.test_watch import Watcher, push, push_plan, start_watch, wait_until, watch_argv
 
 RUN_1 = "2026-11-dev-build.1"

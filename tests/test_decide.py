@@ -1,4 +1,9 @@
-"""Approvals, triggers and executability: what may run now, and why the rest may not."""
+"""Approvals, triggers and executability: what may run now, and why the rest may not.
+
+Where Git adds nothing to a decision rule, its specification is told as values
+(`tests.builders.Story`) and runs in milliseconds; the stories where Git matters (what
+landed, trailers, merges, reverts, revocation, the CLI) run against real repositories.
+"""
 
 from __future__ import annotations
 
@@ -41,21 +46,21 @@ from reconciler.model import (
 from reconciler.resources import schemas_dir
 from reconciler.session import open_session
 from reconciler.sshkeys import parse_public_key
-from tests.gitfixtures import (
+from tests import builders
+from tests.builders import Story
+from tests.clock import SUITE_NOW, window_only_tomorrow
+from tests.configrepo import dump, example_file
+from tests.people import People, grant_bob_deployment, seed_teams, teams_with
+from tests.repositories import SeedRepo
+from tests.scenarios import (
     DEV_PLAN,
     ECOMMERCE,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    SUITE_NOW,
-    People,
-    SeedRepo,
     dev_plan,
-    dump,
     ended,
-    example_file,
     frozen_until_the_end_of_time,
-    grant_bob_deployment,
     interrupted_qa_release,
     plan,
     prod_plan,
@@ -63,9 +68,6 @@ from tests.gitfixtures import (
     proposed_qa_release,
     qa_plan,
     ran,
-    seed_teams,
-    teams_with,
-    window_only_tomorrow,
 )
 
 
@@ -84,43 +86,39 @@ def landed_wait(
     )
 
 
-def test_an_approved_and_triggered_plan_is_executable(tmp_path: Path, people: People) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]
+def test_an_approved_and_triggered_plan_is_executable() -> None:
+    story = builders.proposed_qa_release()
+    story.approve("ravi", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "executable"
     assert decision.approvers == ("ravi",)
     assert decision.triggered_by == "olga"
 
 
-def test_a_draft_waits_for_state_ready(tmp_path: Path, people: People) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, state="draft")})
-    decision = repo.decide()[QA_PLAN]
+def test_a_draft_waits_for_state_ready() -> None:
+    story = Story()
+    story.land("alice", QA_PLAN, qa_plan(ECOMMERCE, state="draft"))
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert waits(decision) == ["saved as a draft: set state: ready to propose it"]
 
 
-def test_an_approval_followed_by_a_plan_edit_no_longer_counts(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    repo.commit(people.alice, {QA_PLAN: qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL)})
-    repo.trigger(people.olga, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]
+def test_an_approval_followed_by_a_plan_edit_no_longer_counts() -> None:
+    story = builders.proposed_qa_release()
+    story.approve("ravi", QA_PLAN)
+    story.land("alice", QA_PLAN, qa_plan({**ECOMMERCE, "version": "1.4.1"}, PORTAL))
+    story.trigger("olga", QA_PLAN)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert "1 more approval by tech-lead (may approve: ravi)" in waits(decision)
 
 
-def test_a_plan_editor_approving_their_own_plan_does_not_count(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.alice, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]
+def test_a_plan_editor_approving_their_own_plan_does_not_count() -> None:
+    story = builders.proposed_qa_release()
+    approval = story.approve("alice", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert decision.approvers == ()
     assert (
@@ -129,38 +127,31 @@ def test_a_plan_editor_approving_their_own_plan_does_not_count(
     ) in decision.notes
 
 
-def test_the_same_person_approving_twice_with_two_keys_counts_once(
-    tmp_path: Path, people: People
-) -> None:
-    ravi_laptop = people.second_key(people.ravi, "laptop")
-    teams = seed_teams(people)
-    teams["users"]["ravi"]["keys"].append(ravi_laptop.public_key)
+def test_the_same_person_approving_twice_with_two_keys_counts_once() -> None:
+    teams = builders.seed_teams()
+    teams["users"]["ravi"]["keys"].append(builders.public_key("ravi", "laptop"))
     teams["teams"]["customer-portal"]["members"]["fiona"] = "tester"
     production = example_file("environments/production.yaml").replace(
         "- {role: tech-lead, count: 1}\n    - {role: tester, count: 1}",
         "- {role: tech-lead, count: 2}",
     )
-    repo = SeedRepo.create(
-        tmp_path, people, teams=teams, extra={"environments/production.yaml": production}
-    )
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(ravi_laptop, PROD_PLAN)
-    decision = repo.decide()[PROD_PLAN]
+    story = Story(builders.policy(teams, {"production": production}))
+    story.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    story.land("alice", PROD_PLAN, prod_plan(ECOMMERCE))
+    story.approve("ravi", PROD_PLAN)
+    story.approve("ravi", PROD_PLAN, key="laptop")
+    decision = story.decide()[PROD_PLAN]
     assert decision.approvers == ("ravi",)
     assert "1 more approval by tech-lead (may approve: diana)" in waits(decision)
 
 
-def test_two_approvals_required_one_given_waits_naming_the_role(
-    tmp_path: Path, people: People
-) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.fiona, PROD_PLAN)
-    repo.trigger(people.olga, PROD_PLAN)
-    decision = repo.decide()[PROD_PLAN]
+def test_two_approvals_required_one_given_waits_naming_the_role() -> None:
+    story = Story()
+    story.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    story.land("alice", PROD_PLAN, prod_plan(ECOMMERCE))
+    story.approve("fiona", PROD_PLAN)
+    story.trigger("olga", PROD_PLAN)
+    decision = story.decide()[PROD_PLAN]
     assert decision.status == "waiting"
     assert decision.approvers == ("fiona",)
     assert waits(decision) == ["1 more approval by tech-lead (may approve: diana, ravi)"]
@@ -178,40 +169,35 @@ def test_an_approval_on_a_branch_that_never_landed_does_not_count(
     assert decision.approvers == ()
 
 
-def test_an_approval_older_than_the_ttl_does_not_count(tmp_path: Path, people: People) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    repo.decide()  # the reconciler sees both now
-    later = repo.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
+def test_an_approval_older_than_the_ttl_does_not_count() -> None:
+    story = builders.proposed_qa_release()
+    approval = story.approve("ravi", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    story.decide()  # the reconciler sees both now
+    later = story.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
     assert later.status == "waiting"
     assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
         later.notes
     )
 
 
-def test_an_approval_dated_in_the_future_ages_from_when_it_was_first_seen(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    future = int((SUITE_NOW + timedelta(days=30)).timestamp())
-    approval = repo.approve(people.ravi, QA_PLAN, date=f"{future} +0000")
-    repo.trigger(people.olga, QA_PLAN)
-    assert repo.decide()[QA_PLAN].status == "executable"
-    later = repo.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
+def test_an_approval_dated_in_the_future_ages_from_when_it_was_first_seen() -> None:
+    story = builders.proposed_qa_release()
+    approval = story.approve("ravi", QA_PLAN, date=SUITE_NOW + timedelta(days=30))
+    story.trigger("olga", QA_PLAN)
+    assert story.decide()[QA_PLAN].status == "executable"
+    later = story.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
     assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
         later.notes
     )
 
 
-def test_a_trigger_by_someone_without_plan_deploy_waits_naming_who_may(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    landing = repo.head()
-    repo.approve(people.ravi, QA_PLAN)
-    attempt = repo.trigger(people.alice, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]
+def test_a_trigger_by_someone_without_plan_deploy_waits_naming_who_may() -> None:
+    story = builders.proposed_qa_release()
+    landing = story.head
+    story.approve("ravi", QA_PLAN)
+    attempt = story.trigger("alice", QA_PLAN)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert waits(decision) == [landed_wait("quality-assurance", "olga", landing, "diana")]
     assert (
@@ -349,28 +335,25 @@ def test_a_second_finish_record_of_a_run_does_not_change_how_it_ended(
     assert (decision.run.result, decision.run.finished) == ("interrupted", interrupted)
 
 
-def test_a_version_not_yet_in_the_promotion_source_waits(tmp_path: Path, people: People) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.deployed("development", {"ecommerce": "1.3.9", "customer-portal": "0.6-dev.41"})
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]
+def test_a_version_not_yet_in_the_promotion_source_waits() -> None:
+    story = builders.proposed_qa_release()
+    story.deployed("development", {"ecommerce": "1.3.9", "customer-portal": "0.6-dev.41"})
+    story.approve("ravi", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert waits(decision) == ["ecommerce 1.4.0 must run in development first (it runs 1.3.9)"]
 
 
-def test_a_plan_outside_its_deploy_window_waits_and_says_until_when(
-    tmp_path: Path, people: People
-) -> None:
-    repo = SeedRepo.create(tmp_path, people)
+def test_a_plan_outside_its_deploy_window_waits_and_says_until_when() -> None:
     window, opens = window_only_tomorrow(SUITE_NOW)
-    repo.commit(people.root, {"environments/production.yaml": production_with_windows(window)})
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(people.carol, PROD_PLAN)
-    repo.trigger(people.olga, PROD_PLAN)
-    decision = repo.decide()[PROD_PLAN]
+    story = Story(builders.policy(environments={"production": production_with_windows(window)}))
+    story.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    story.land("alice", PROD_PLAN, prod_plan(ECOMMERCE))
+    story.approve("ravi", PROD_PLAN)
+    story.approve("carol", PROD_PLAN)
+    story.trigger("olga", PROD_PLAN)
+    decision = story.decide()[PROD_PLAN]
     assert decision.status == "waiting"
     assert waits(decision) == [f"a deploy window: deploys may start at {opens.isoformat()}"]
     assert decision.waits[0].until == opens
@@ -396,18 +379,17 @@ def test_a_freeze_until_the_end_of_time_keeps_a_plan_waiting_with_no_opening(
     ]
 
 
-def test_a_freeze_whose_name_ends_in_freeze_is_named_once(tmp_path: Path, people: People) -> None:
+def test_a_freeze_whose_name_ends_in_freeze_is_named_once() -> None:
     # production's freeze is named "year-end freeze": plans waited for "the year-end freeze
     # freeze".
-    repo = SeedRepo.create(tmp_path, people)
     during = datetime(2026, 12, 22, 12, 0, tzinfo=UTC)  # a Tuesday, in the window's hours
-    repo.clock = int(during.timestamp()) - 3600  # approvals fresh at `during`
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(people.carol, PROD_PLAN)
-    repo.trigger(people.olga, PROD_PLAN)
-    decision = repo.decide(now=during)[PROD_PLAN]
+    story = Story(clock=during - timedelta(hours=1))  # approvals fresh at `during`
+    story.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    story.land("alice", PROD_PLAN, prod_plan(ECOMMERCE))
+    story.approve("ravi", PROD_PLAN)
+    story.approve("carol", PROD_PLAN)
+    story.trigger("olga", PROD_PLAN)
+    decision = story.decide(now=during)[PROD_PLAN]
     assert waits(decision) == [
         "the year-end freeze: deploys may start at 2027-01-04T09:00:00+00:00"
     ]
@@ -478,16 +460,14 @@ def test_a_proposal_landed_by_one_who_may_not_deploy_is_no_trigger_that_failed(
     assert note.startswith(f"trigger in {merge[:12]} by an unknown actor does not count: ")
 
 
-def test_an_approver_removed_from_the_team_before_execution_no_longer_counts(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    teams = seed_teams(people)
+def test_an_approver_removed_from_the_team_before_execution_no_longer_counts() -> None:
+    story = builders.proposed_qa_release()
+    approval = story.approve("ravi", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    teams = builders.seed_teams()
     del teams["teams"]["architecture"]
-    repo.commit(people.root, {"teams.yaml": dump(teams)}, "Ravi moves on")
-    decision = repo.decide()[QA_PLAN]
+    story.policy = builders.policy(teams)  # root's teams.yaml lands: ravi moves on
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert (
         f"approval in {approval[:12]} by ravi does not count: ravi no longer holds plan.approve: "
@@ -496,15 +476,13 @@ def test_an_approver_removed_from_the_team_before_execution_no_longer_counts(
     ) in decision.notes
 
 
-def test_a_retry_of_a_run_that_is_not_interrupted_is_refused(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, "2026-11-qa-release.1", result="failed")
-    retry = repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
-    decision = repo.decide()[QA_PLAN]
+def test_a_retry_of_a_run_that_is_not_interrupted_is_refused() -> None:
+    story = builders.proposed_qa_release()
+    story.approve("ravi", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    story.ran(QA_PLAN, "2026-11-qa-release.1", result="failed")
+    retry = story.retry("olga", "2026-11-qa-release.1")
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "done"
     assert decision.notes == (
         f"retry of 2026-11-qa-release.1 in {retry[:12]} does not count: only interrupted runs are "
@@ -512,22 +490,18 @@ def test_a_retry_of_a_run_that_is_not_interrupted_is_refused(
     )
 
 
-def test_a_retry_of_an_interrupted_run_by_a_deploy_holder_makes_it_executable(
-    tmp_path: Path, people: People
-) -> None:
-    repo, _ = interrupted_qa_release(tmp_path, people)
-    assert repo.decide()[QA_PLAN].waits[0].what == "retry"
-    repo.signoff(people.olga, "Retry-Run", "2026-11-qa-release.1")
-    decision = repo.decide()[QA_PLAN]
+def test_a_retry_of_an_interrupted_run_by_a_deploy_holder_makes_it_executable() -> None:
+    story = builders.interrupted_qa_release()
+    assert story.decide()[QA_PLAN].waits[0].what == "retry"
+    story.retry("olga", "2026-11-qa-release.1")
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "executable"
     assert decision.retry_of == "2026-11-qa-release.1"
 
 
-def test_an_interrupted_run_whose_approval_lapsed_waits_for_a_retry_and_an_approval(
-    tmp_path: Path, people: People
-) -> None:
-    repo, _ = interrupted_qa_release(tmp_path, people)
-    decision = repo.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
+def test_an_interrupted_run_whose_approval_lapsed_waits_for_a_retry_and_an_approval() -> None:
+    story = builders.interrupted_qa_release()
+    decision = story.decide(now=SUITE_NOW + timedelta(hours=9))[QA_PLAN]
     assert decision.status == "waiting"
     assert decision.reasons == (
         "run 2026-11-qa-release.1 was interrupted; a plan.deploy holder (olga) may retry it with "
@@ -539,13 +513,12 @@ def test_an_interrupted_run_whose_approval_lapsed_waits_for_a_retry_and_an_appro
     assert decision.retry_of is None
 
 
-def test_a_cancelled_plan_is_cancelled(tmp_path: Path, people: People) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.commit(
-        people.olga,
-        {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release", state="cancelled")},
+def test_a_cancelled_plan_is_cancelled() -> None:
+    story = builders.proposed_qa_release()
+    story.land(
+        "olga", QA_PLAN, qa_plan(ECOMMERCE, PORTAL, notes="November release", state="cancelled")
     )
-    assert repo.decide()[QA_PLAN].status == "cancelled"
+    assert story.decide()[QA_PLAN].status == "cancelled"
 
 
 def test_a_plan_with_unauthorised_content_is_refused(tmp_path: Path, people: People) -> None:
@@ -560,21 +533,21 @@ def test_a_plan_with_unauthorised_content_is_refused(tmp_path: Path, people: Peo
     )
 
 
-def test_an_approval_and_a_trigger_by_committer_email_count_only_where_signatures_are_not_required(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN, signed=False)
-    repo.trigger(people.olga, QA_PLAN, signed=False)
-    decision = repo.decide()[QA_PLAN]
+def test_an_approval_and_a_trigger_by_committer_email_count_only_where_signatures_are_not_required() -> (  # noqa: E501
+    None
+):
+    story = builders.proposed_qa_release()
+    story.approve("ravi", QA_PLAN, signed=False)
+    story.trigger("olga", QA_PLAN, signed=False)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "executable"
     assert (decision.approvers, decision.triggered_by) == (("ravi",), "olga")
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN, signed=False)
-    repo.approve(people.carol, PROD_PLAN, signed=False)
-    repo.trigger(people.olga, PROD_PLAN, signed=False)
-    production = repo.decide()[PROD_PLAN]
+    story.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    story.land("alice", PROD_PLAN, prod_plan(ECOMMERCE))
+    story.approve("ravi", PROD_PLAN, signed=False)
+    story.approve("carol", PROD_PLAN, signed=False)
+    story.trigger("olga", PROD_PLAN, signed=False)
+    production = story.decide()[PROD_PLAN]
     assert production.status == "waiting"
     assert production.approvers == ()
     assert production.triggered_by is None
@@ -649,17 +622,15 @@ def test_an_approval_made_before_the_content_existed_does_not_count_once_it_land
     )
 
 
-def test_a_triggerer_who_lost_plan_deploy_before_execution_no_longer_triggers(
-    tmp_path: Path, people: People
-) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    repo.approve(people.ravi, QA_PLAN)
-    trigger = repo.trigger(people.olga, QA_PLAN)
-    teams = seed_teams(people)
+def test_a_triggerer_who_lost_plan_deploy_before_execution_no_longer_triggers() -> None:
+    story = builders.proposed_qa_release()
+    story.approve("ravi", QA_PLAN)
+    trigger = story.trigger("olga", QA_PLAN)
+    teams = builders.seed_teams()
     del teams["teams"]["operations"]
     teams["teams"]["architecture"]["members"]["olga"] = "tech-lead"
-    repo.commit(people.root, {"teams.yaml": dump(teams)}, "Olga moves to architecture")
-    decision = repo.decide()[QA_PLAN]
+    story.policy = builders.policy(teams)  # root's teams.yaml lands: olga moves to architecture
+    decision = story.decide()[QA_PLAN]
     assert decision.triggered_by is None
     assert [wait.what for wait in decision.waits] == ["trigger"]
     assert (
@@ -669,13 +640,12 @@ def test_a_triggerer_who_lost_plan_deploy_before_execution_no_longer_triggers(
     ) in decision.notes
 
 
-def test_a_trigger_older_than_the_ttl_does_not_count(tmp_path: Path, people: People) -> None:
-    repo = proposed_qa_release(tmp_path, people)
-    trigger = repo.trigger(people.olga, QA_PLAN)
-    repo.decide()  # the reconciler sees the trigger now
-    approved_at = int((SUITE_NOW + timedelta(hours=9)).timestamp())
-    repo.approve(people.ravi, QA_PLAN, date=f"{approved_at} +0000")
-    later = repo.decide(now=SUITE_NOW + timedelta(hours=9, minutes=5))[QA_PLAN]
+def test_a_trigger_older_than_the_ttl_does_not_count() -> None:
+    story = builders.proposed_qa_release()
+    trigger = story.trigger("olga", QA_PLAN)
+    story.decide()  # the reconciler sees the trigger now
+    story.approve("ravi", QA_PLAN, date=SUITE_NOW + timedelta(hours=9))
+    later = story.decide(now=SUITE_NOW + timedelta(hours=9, minutes=5))[QA_PLAN]
     assert (later.status, later.triggered_by, later.approvers) == ("waiting", None, ("ravi",))
     assert [wait.what for wait in later.waits] == ["trigger"]
     assert f"trigger in {trigger[:12]} by olga does not count: older than approval_ttl (8h)" in (
@@ -683,64 +653,55 @@ def test_a_trigger_older_than_the_ttl_does_not_count(tmp_path: Path, people: Peo
     )
 
 
-def test_an_approval_dated_in_the_past_ages_from_its_date_not_from_when_it_was_first_seen(
-    tmp_path: Path, people: People
-) -> None:
+def test_an_approval_dated_in_the_past_ages_from_its_date_not_from_when_it_was_first_seen() -> None:
     # The earlier of the two: an approval made yesterday and pushed today is a day old.
-    repo = proposed_qa_release(tmp_path, people)
-    yesterday = int((SUITE_NOW - timedelta(hours=9)).timestamp())
-    approval = repo.approve(people.ravi, QA_PLAN, date=f"{yesterday} +0000")
-    repo.trigger(people.olga, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]  # first seen now
+    story = builders.proposed_qa_release()
+    approval = story.approve("ravi", QA_PLAN, date=SUITE_NOW - timedelta(hours=9))
+    story.trigger("olga", QA_PLAN)
+    decision = story.decide()[QA_PLAN]  # first seen now
     assert (decision.status, decision.approvers) == ("waiting", ())
     assert f"approval in {approval[:12]} by ravi does not count: older than approval_ttl (8h)" in (
         decision.notes
     )
 
 
-def test_an_unsigned_approval_under_an_approvers_email_does_not_count_where_signatures_are_required(
-    tmp_path: Path, people: People
-) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(people.carol, PROD_PLAN, signed=False)
-    repo.trigger(people.olga, PROD_PLAN)
-    decision = repo.decide()[PROD_PLAN]
+def test_an_unsigned_approval_under_an_approvers_email_does_not_count_where_signatures_are_required() -> (  # noqa: E501
+    None
+):
+    story = Story()
+    story.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    story.land("alice", PROD_PLAN, prod_plan(ECOMMERCE))
+    story.approve("ravi", PROD_PLAN)
+    story.approve("carol", PROD_PLAN, signed=False)
+    story.trigger("olga", PROD_PLAN)
+    decision = story.decide()[PROD_PLAN]
     assert decision.approvers == ("ravi",)
     assert waits(decision) == ["1 more approval by tester (may approve: carol, fiona)"]
 
 
-def test_tag_and_deploy_waits_for_its_from_version_even_when_the_tag_already_runs_there(
-    tmp_path: Path, people: People
-) -> None:
+def test_tag_and_deploy_waits_for_its_from_version_even_when_the_tag_already_runs_there() -> None:
     # The approval covers tagging 0.6-dev.41: that 0.6 runs in development says nothing of it.
-    repo = proposed_qa_release(tmp_path, people)
-    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6"})
-    repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    decision = repo.decide()[QA_PLAN]
+    story = builders.proposed_qa_release()
+    story.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6"})
+    story.approve("ravi", QA_PLAN)
+    story.trigger("olga", QA_PLAN)
+    decision = story.decide()[QA_PLAN]
     assert decision.status == "waiting"
     assert waits(decision) == [
         "customer-portal 0.6-dev.41 must run in development first (it runs 0.6)"
     ]
 
 
-def test_a_plan_whose_source_is_not_its_targets_promotion_source_is_refused(
-    tmp_path: Path, people: People
-) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    repo.deployed("development", {"ecommerce": "1.4.0"})
+def test_a_plan_whose_source_is_not_its_targets_promotion_source_is_refused() -> None:
+    story = Story()
+    story.deployed("development", {"ecommerce": "1.4.0"})
     skipping = plan("skip-qa", "production", [ECOMMERCE], source="development")
     sourced = plan("sourced-dev", "development", [ECOMMERCE], source="quality-assurance")
     unsourced = plan("unsourced-qa", "quality-assurance", [ECOMMERCE])
-    repo.commit(
-        people.alice,
-        {"plans/skip-qa.yaml": skipping, "plans/sourced-dev.yaml": sourced},
-    )
-    repo.commit(people.alice, {"plans/unsourced-qa.yaml": unsourced})
-    decisions = repo.decide()
+    story.land("alice", "plans/skip-qa.yaml", skipping)
+    story.land("alice", "plans/sourced-dev.yaml", sourced)
+    story.land("alice", "plans/unsourced-qa.yaml", unsourced)
+    decisions = story.decide()
     assert {path: (item.status, item.reasons) for path, item in decisions.items()} == {
         "plans/skip-qa.yaml": (
             "refused",
@@ -757,12 +718,10 @@ def test_a_plan_whose_source_is_not_its_targets_promotion_source_is_refused(
     }
 
 
-def test_a_retry_by_someone_without_plan_deploy_does_not_re_run_the_interrupted_run(
-    tmp_path: Path, people: People
-) -> None:
-    repo, _ = interrupted_qa_release(tmp_path, people)
-    retry = repo.signoff(people.alice, "Retry-Run", "2026-11-qa-release.1")
-    decision = repo.decide()[QA_PLAN]
+def test_a_retry_by_someone_without_plan_deploy_does_not_re_run_the_interrupted_run() -> None:
+    story = builders.interrupted_qa_release()
+    retry = story.retry("alice", "2026-11-qa-release.1")
+    decision = story.decide()[QA_PLAN]
     assert (decision.status, decision.retry_of) == ("waiting", None)
     assert [wait.what for wait in decision.waits] == ["retry"]
     assert (

@@ -27,16 +27,11 @@ from reconciler.errors import ConfigError
 from reconciler.execute import execute
 from reconciler.model import DriverSpec
 from reconciler.printable import printable
+from tests.configrepo import example_file
 from tests.configrepo import reconciler as run_cli
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    People,
-    SeedRepo,
-    build,
-    dev_plan,
-    example_file,
-)
+from tests.people import People
+from tests.repositories import SeedRepo, build
+from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
 
 
 def step(application: str = "ecommerce", version: str = "1.4.0", **changes: object) -> Step:

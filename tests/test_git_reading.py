@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from reconciler.gitrepo import GitRepo, HistoryEntry, name_problem, tree_entries, tree_problem
 from reconciler.readahead import prepare
-from tests.gitfixtures import run_git
+from tests.repositories import run_git
 
 # -- histories made by git ------------------------------------------------------------
 

@@ -15,7 +15,8 @@ import pytest
 from reconciler import gitrepo
 from reconciler.errors import GitError
 from reconciler.gitrepo import GitRepo
-from tests.gitfixtures import ConfigRepo, People
+from tests.people import People
+from tests.repositories import ConfigRepo
 
 MISSING = "0123456789abcdef0123456789abcdef01234567"
 

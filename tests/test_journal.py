@@ -29,7 +29,8 @@ from reconciler.journal import (
     VersionLanded,
 )
 from reconciler.statestore import StateStore
-from tests.gitfixtures import People, SeedRepo
+from tests.people import People
+from tests.repositories import SeedRepo
 
 WHEN = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 

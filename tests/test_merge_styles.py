@@ -18,21 +18,6 @@ from typing import Any
 import pytest
 
 from reconciler.decide import Decision, Status
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    PORTAL,
-    PROD_PLAN,
-    QA_PLAN,
-    People,
-    Person,
-    SeedRepo,
-    dev_plan,
-    only_refusal,
-    plan,
-    prod_plan,
-    qa_plan,
-)
 from tests.gpgkeys import GpgKeys
 from tests.hostshapes import (
     Host,
@@ -42,6 +27,19 @@ from tests.hostshapes import (
     SshSigner,
     hosts,
     teams_with_hosts,
+)
+from tests.people import People, Person
+from tests.repositories import SeedRepo, only_refusal
+from tests.scenarios import (
+    DEV_PLAN,
+    ECOMMERCE,
+    PORTAL,
+    PROD_PLAN,
+    QA_PLAN,
+    dev_plan,
+    plan,
+    prod_plan,
+    qa_plan,
 )
 
 DEPLOY = "`reconciler deploy 2026-11-qa-release`"

@@ -21,29 +21,28 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.configrepo import Result
+from tests.configrepo import Result, dump
 from tests.configrepo import reconciler as run_cli
-from tests.gitfixtures import (
+from tests.people import (
+    HOST_EMAIL,
+    People,
+    Person,
+    make_mallory_the_settings_user,
+    seed_teams,
+    teams_with,
+)
+from tests.repositories import ConfigRepo, SeedRepo
+from tests.runner import ROOT_ADMIN, init_repository
+from tests.scenarios import (
     DEV_PLAN,
     ECOMMERCE,
-    HOST_EMAIL,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    ROOT_ADMIN,
-    ConfigRepo,
-    People,
-    Person,
-    SeedRepo,
     dev_plan,
-    dump,
-    init_repository,
-    make_mallory_the_settings_user,
     prod_plan,
     proposed_qa_release,
     qa_plan,
-    seed_teams,
-    teams_with,
 )
 from tests.test_attacks import raw_commit, stored_copy, with_an_extra_signature_header
 

@@ -9,16 +9,9 @@ import os
 from pathlib import Path
 
 from tests.configrepo import reconciler
-from tests.gitfixtures import (
-    ECOMMERCE,
-    PORTAL,
-    QA_PLAN,
-    People,
-    SeedRepo,
-    plan,
-    proposed_qa_release,
-    qa_plan,
-)
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, plan, proposed_qa_release, qa_plan
 
 ALIENS = "plans/x.yaml"
 # What alice lacks for the Customer Portal's entry, and so for the plan's source and target.

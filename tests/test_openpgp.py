@@ -26,22 +26,20 @@ from reconciler.journal import Signoff
 from reconciler.openpgp import CertificateError, Keyring, certificates, unusable
 from reconciler.signatures import SignatureCheck, check_commit_signature, split_signed_object
 from reconciler.statestore import SignatureRow
-from tests.configrepo import reconciler, write
-from tests.gitfixtures import (
+from tests.clock import SUITE_NOW
+from tests.configrepo import dump, reconciler, write
+from tests.gpgkeys import EXPIRED_MADE, GpgKey, GpgKeys, git_verifies
+from tests.people import People, seed_teams
+from tests.repositories import SeedRepo
+from tests.scenarios import (
     ECOMMERCE,
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    SUITE_NOW,
-    People,
-    SeedRepo,
-    dump,
     plan,
     proposed_qa_release,
     qa_plan,
-    seed_teams,
 )
-from tests.gpgkeys import EXPIRED_MADE, GpgKey, GpgKeys, git_verifies
 
 LISTED = ("rsa4096", "ed25519", "subkey", "expired", "revoked")
 

@@ -23,31 +23,23 @@ from reconciler.cli.reference import render, section
 from reconciler.errors import UsageError
 from reconciler.history import audit_trail
 from reconciler.statestore import StateStore
-from tests.configrepo import Result, reconciler
-from tests.gitfixtures import (
+from tests.configrepo import Result, dump, reconciler
+from tests.people import People, teams_with
+from tests.repositories import SeedRepo, run_git, trailers
+from tests.runner import DOCS, ROOT_ADMIN, documented_row, init_repository, with_command_driver
+from tests.scenarios import (
     DEV_PLAN,
-    DOCS,
     ECOMMERCE,
     PORTAL,
     PORTAL_DEV,
     QA_PLAN,
-    ROOT_ADMIN,
-    People,
-    SeedRepo,
     dev_plan,
-    documented_row,
-    dump,
     ended,
-    init_repository,
     interrupted_qa_release,
     plan,
     proposed_qa_release,
     qa_plan,
     ran,
-    run_git,
-    teams_with,
-    trailers,
-    with_command_driver,
 )
 
 

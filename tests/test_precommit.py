@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.configrepo import reconciler, replace, write
-from tests.gitfixtures import ROOT_ADMIN, People, init_repository, run_git
+from tests.people import People
+from tests.repositories import run_git
+from tests.runner import ROOT_ADMIN, init_repository
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The reconciler the `repo: local` hook finds on PATH: the one installed with the suite.

@@ -7,16 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    QA_PLAN,
-    People,
-    SeedRepo,
-    dev_plan,
-    example_file,
-    qa_plan,
-)
+from tests.configrepo import example_file
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, qa_plan
 
 
 def moves(repo: SeedRepo) -> dict[str, dict[str, Any]]:

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    ConfigRepo,
-    People,
-    SeedRepo,
-    dev_plan,
-)
+from tests.people import People
+from tests.repositories import ConfigRepo, SeedRepo
+from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
 
 
 def service_clone_after_a_run(tmp_path: Path, people: People) -> ConfigRepo:

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    PORTAL_DEV,
-    People,
-    SeedRepo,
-    dev_plan,
-    sigterm_during_the_first_of_two_steps,
-    trailers,
-    with_command_driver,
-)
+from tests.people import People
+from tests.repositories import SeedRepo, trailers
+from tests.runner import sigterm_during_the_first_of_two_steps, with_command_driver
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL_DEV, dev_plan
 
 RUN_1 = "2026-11-dev-build.1"
 RUN_2 = "2026-11-dev-build.2"

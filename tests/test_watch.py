@@ -28,24 +28,10 @@ import yaml
 
 from reconciler.webhook import Delivery, Receiver, WebhookServer
 from tests.configrepo import reconciler
-from tests.gitfixtures import (
-    DEV_PLAN,
-    ECOMMERCE,
-    PORTAL_DEV,
-    QA_PLAN,
-    ConfigRepo,
-    People,
-    Person,
-    SeedRepo,
-    dev_plan,
-    documented_row,
-    plan,
-    qa_plan,
-    run_git,
-    trailers,
-    wait_for,
-    with_command_driver,
-)
+from tests.people import People, Person
+from tests.repositories import ConfigRepo, SeedRepo, run_git, trailers
+from tests.runner import documented_row, wait_for, with_command_driver
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL_DEV, QA_PLAN, dev_plan, plan, qa_plan
 
 Event = dict[str, Any]
 SECRET = "s3cret-for-tests"

@@ -8,23 +8,18 @@ Every helper does one thing in one line of a test:
     with repo.branch("feature"): ...                   # work on a branch, then come back
     repo.merge(people.olga, "feature")                 # a true merge by Olga
 
-Keys are made once per test session with `ssh-keygen`; commits are made and
-signed by `git` itself (gpg.format=ssh), so signatures are what real users
-produce. Git never sees the developer's own configuration (see conftest).
+Commits are made and signed by `git` itself (gpg.format=ssh), so signatures are what
+real users produce. Git never sees the developer's own configuration (see conftest).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +37,11 @@ from reconciler.journal import VersionLanded
 from reconciler.model import Policy
 from reconciler.pipeline import gather
 from reconciler.readahead import PREFETCH
-from reconciler.resources import example_dir
 from reconciler.statestore import StateStore
 from reconciler.verdicts import LandingVerdict, Refusal
-from tests.configrepo import Result, reconciler
-
-# The suite's "now": the real time when the suite started, to the minute. Fixture
-# commits are dated from it and in-process decisions are handed it, so they agree with
-# the CLI run in a subprocess, which reads the real clock (the commands take no clock
-# from outside: a settable clock could fool the service's TTLs and windows). A test
-# that needs a weekday, a window or a freeze builds it around SUITE_NOW (see
-# `window_around`), never around a calendar date, so the suite passes on any day.
-SUITE_NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+from tests.clock import SUITE_NOW
+from tests.configrepo import Result, dump, example_file, reconciler
+from tests.people import HOST_EMAIL, People, Person, seed_teams
 
 
 def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
@@ -68,108 +56,6 @@ def run_git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
     if completed.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {completed.stderr}")
     return completed.stdout.strip()
-
-
-@dataclass(frozen=True)
-class Person:
-    id: str
-    name: str
-    email: str
-    key: Path  # private key file; the public key is key.pub
-
-    @property
-    def public_key(self) -> str:
-        return self.key.with_suffix(".pub").read_text().strip()
-
-
-def make_key(directory: Path, name: str) -> Path:
-    """An ed25519 key made by ssh-keygen (once: the session's people share their keys)."""
-    key = directory / name
-    if key.exists():
-        return key
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
-    )
-    return key
-
-
-@dataclass
-class People:
-    """The seed story's cast, each with a key, plus Mallory who is nobody."""
-
-    directory: Path
-    by_id: dict[str, Person] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Person:
-        try:
-            return self.by_id[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    @classmethod
-    def create(cls, directory: Path) -> People:
-        cast = {
-            "alice": "Alice Tech",
-            "bob": "Bob Dev",
-            "carol": "Carol Test",
-            "diana": "Diana Lead",
-            "erik": "Erik Dev",
-            "fiona": "Fiona Test",
-            "ravi": "Ravi Review",
-            "olga": "Olga Ops",
-            "pm": "Pat Manager",
-            "root": "Root Admin",
-            "reconciler": "Reconciler",
-            "mallory": "Mallory",
-        }
-        people = cls(directory)
-        for person_id, name in cast.items():
-            people.by_id[person_id] = Person(
-                person_id, name, f"{person_id}@example.com", make_key(directory, person_id)
-            )
-        return people
-
-    def second_key(self, person: Person, label: str = "2") -> Person:
-        """The same person with another key (a new laptop)."""
-        return Person(
-            person.id, person.name, person.email, make_key(self.directory, f"{person.id}-{label}")
-        )
-
-
-def seed_teams(people: People) -> dict[str, Any]:
-    """The example teams.yaml with the people's real public keys (bob and erik have none)."""
-    data: dict[str, Any] = yaml.safe_load((example_dir() / "teams.yaml").read_text())
-    for user_id, user in data["users"].items():
-        if "keys" in user:
-            user["keys"] = [people.by_id[user_id].public_key]
-    data["service_accounts"]["reconciler"]["keys"] = [people.reconciler.public_key]
-    return data
-
-
-HOST_EMAIL = "noreply@github.com"
-
-
-def teams_with_host(people: People, host_key: Path, **entry: Any) -> dict[str, Any]:
-    """The seed teams.yaml with GitHub as a host that signs with `host_key` (more of its
-    entry, such as vouches_for_squash_author, in `entry`)."""
-    teams = seed_teams(people)
-    teams["hosts"] = {
-        "github": {
-            "identity": "author",
-            "emails": [HOST_EMAIL],
-            "keys": [host_key.with_suffix(".pub").read_text().strip()],
-            **entry,
-        }
-    }
-    return teams
-
-
-def dump(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, width=400)
-
-
-def example_file(path: str) -> str:
-    return (example_dir() / path).read_text()
 
 
 def build(root: Path, application: str, version: str) -> Path:
@@ -639,213 +525,9 @@ class SeedRepo(ConfigRepo):
         return repo
 
 
-def plan(
-    name: str,
-    target: str,
-    applications: list[dict[str, str]],
-    *,
-    source: str | None = None,
-    notes: str = "",
-    state: str = "ready",
-) -> str:
-    """A plan file's YAML text."""
-    data: dict[str, Any] = {"name": name}
-    if source:
-        data["source"] = source
-    data["target"] = target
-    data["applications"] = applications
-    if notes:
-        data["notes"] = notes
-    data["state"] = state
-    return dump(data)
-
-
-# -- the seed story's plans, as tests write them -------------------------------------
-
-DEV_PLAN = "plans/2026-11-dev-build.yaml"
-QA_PLAN = "plans/2026-11-qa-release.yaml"
-PROD_PLAN = "plans/2026-11-prod-release.yaml"
-ECOMMERCE = {"name": "ecommerce", "version": "1.4.0"}
-PORTAL = {
-    "name": "customer-portal",
-    "version": "0.6",
-    "action": "tag-and-deploy",
-    "from": "0.6-dev.41",
-}
-PORTAL_DEV = {"name": "customer-portal", "version": "0.6-dev.41"}
-
-
-def dev_plan(*applications: dict[str, str]) -> str:
-    return plan("2026-11-dev-build", "development", list(applications))
-
-
-def qa_plan(*applications: dict[str, str], notes: str = "", state: str = "ready") -> str:
-    return plan(
-        "2026-11-qa-release",
-        "quality-assurance",
-        list(applications),
-        source="development",
-        notes=notes,
-        state=state,
-    )
-
-
-def prod_plan(*applications: dict[str, str], notes: str = "") -> str:
-    return plan(
-        "2026-11-prod-release",
-        "production",
-        list(applications),
-        source="quality-assurance",
-        notes=notes,
-    )
-
-
-# -- shared by several test modules -------------------------------------------------
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
 def trailers(repo: SeedRepo, rev: str) -> dict[str, str]:
     text = repo.git("log", "-1", "--format=%(trailers:only,unfold)", rev)
     return dict(line.split(": ", 1) for line in text.splitlines() if line)
-
-
-DRIVER = """\
-import os, sys, time, pathlib
-out = pathlib.Path(sys.argv[1])
-if os.environ.get("RECONCILER_OPERATION") == "current":
-    sys.exit(1)
-app, version = os.environ["RECONCILER_APP"], os.environ["RECONCILER_VERSION"]
-with out.open("a") as handle:
-    handle.write(f"{os.environ['RECONCILER_PLAN']} {app} {version} {sys.argv[2:]!r}\\n")
-print(f"deploying {app} {version}")
-hold = pathlib.Path(sys.argv[1] + ".hold")
-if hold.exists():
-    pathlib.Path(sys.argv[1] + ".started").write_text("yes")
-    while hold.exists():
-        time.sleep(0.05)
-fail = pathlib.Path(sys.argv[1] + ".fail")
-if fail.exists() and app in fail.read_text().split():
-    print("boom", file=sys.stderr)
-    sys.exit(3)
-"""
-
-
-def command_environment(name: str, script: Path, out: Path, *extra_argv: str) -> str:
-    """An environment file from the example, with the command driver running `script`."""
-    text = example_file(f"environments/{name}.yaml")
-    argv = ", ".join(
-        json.dumps(part) for part in (sys.executable, str(script), str(out), *extra_argv)
-    )
-    return text.replace(
-        "driver: {type: local}", f"driver: {{type: command, argv: [{argv}], timeout: 60}}"
-    )
-
-
-def with_command_driver(tmp_path: Path, people: People, *extra_argv: str) -> tuple[SeedRepo, Path]:
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
-    out = tmp_path / "driver.out"
-    repo = SeedRepo.create(
-        tmp_path,
-        people,
-        extra={
-            "environments/development.yaml": command_environment(
-                "development", script, out, *extra_argv
-            )
-        },
-    )
-    return repo, out
-
-
-def wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
-def sigterm_during_the_first_of_two_steps(
-    tmp_path: Path, people: People
-) -> tuple[SeedRepo, Path, int, str]:
-    """A development plan of two applications (alice's ecommerce 1.4.0, then diana's
-    customer-portal) applied by the command driver, SIGTERM sent while the first step runs,
-    which finishes once apply says it stops after it. The repository, the driver's output
-    file, and apply's exit code and stderr."""
-    repo, out = with_command_driver(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
-    hold = out.with_name(out.name + ".hold")
-    hold.write_text("")
-    process = subprocess.Popen(
-        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_for(out.with_name(out.name + ".started"), 30)
-        process.send_signal(signal.SIGTERM)
-        wait_for_text(process, "stopping after the step in progress")
-        hold.unlink()
-        _, errors = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    return repo, out, process.returncode, errors
-
-
-def wait_for_text(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
-    """Read `process`'s stderr until a line holds `text`."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if text in line:
-            return
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"{text!r} never appeared on stderr")
-
-
-def proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRepo:
-    """The seed story up to a saved QA plan: alice's entry, diana's entry, development ready."""
-    repo = SeedRepo.create(tmp_path, people, **seed)
-    repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
-    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
-    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release")})
-    return repo
-
-
-def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
-    repo.record(
-        {**_run_trailers(repo, path, run), "Result": "started", "Reconciler": "test-instance"}
-    )
-    ended(repo, path, run, result)
-
-
-def ended(repo: SeedRepo, path: str, run: str, result: str) -> str:
-    """A record that `run` of the plan at `path` ended with `result`; its commit."""
-    return repo.record({**_run_trailers(repo, path, run), "Result": result})
-
-
-def _run_trailers(repo: SeedRepo, path: str, run: str) -> dict[str, str]:
-    return {"Plan": f"{path}@{repo.blob(path)}", "Environment": "quality-assurance", "Run": run}
-
-
-def interrupted_qa_release(tmp_path: Path, people: People) -> tuple[SeedRepo, str]:
-    """The QA release approved by ravi, triggered by olga, its run 1 interrupted; and the
-    approval's commit."""
-    repo = proposed_qa_release(tmp_path, people)
-    approval = repo.approve(people.ravi, QA_PLAN)
-    repo.trigger(people.olga, QA_PLAN)
-    ran(repo, QA_PLAN, f"{Path(QA_PLAN).stem}.1", result="interrupted")
-    return repo, approval
-
-
-def documented_row(command: str) -> str:
-    """The row of docs/output-formats.md's table that documents `command`'s JSON."""
-    for line in (DOCS / "output-formats.md").read_text().splitlines():
-        if line.startswith(f"| `{command}`"):
-            return line
-    raise AssertionError(f"no row for {command} in docs/output-formats.md")
 
 
 def only_refusal(verdict: LandingVerdict) -> Refusal:
@@ -853,69 +535,3 @@ def only_refusal(verdict: LandingVerdict) -> Refusal:
     assert not verdict.authorised
     assert len(verdict.refusals) == 1, verdict.refusals
     return verdict.refusals[0]
-
-
-def grant_bob_deployment(data: dict[str, Any]) -> None:
-    """A teams.yaml change (for `teams_with`): bob joins operations as a deployer."""
-    data["teams"]["operations"]["members"]["bob"] = "deployment"
-
-
-def teams_with(people: People, change: Callable[[dict[str, Any]], object]) -> str:
-    """The seed teams.yaml after `change` edits its data."""
-    data = seed_teams(people)
-    change(data)
-    return dump(data)
-
-
-def make_mallory_the_settings_user(teams: dict[str, Any], people: People) -> None:
-    """Edit teams.yaml's `teams` as mallory would take over: she is a user, with her key,
-    and the only one who may change the settings."""
-    teams["users"]["mallory"] = {
-        "name": "Mallory",
-        "emails": ["mallory@example.com"],
-        "keys": [people.mallory.public_key],
-    }
-    teams["infrastructure"]["settings"] = ["mallory"]
-
-
-ROOT_ADMIN = ("--name", "Root Admin", "--email", "root@example.com")
-
-
-def init_repository(
-    people: People, target: Path | str, *options: str, cwd: Path | None = None
-) -> Result:
-    """`reconciler init TARGET` with root's public key and `options` (ROOT_ADMIN: root's
-    name and email, where git's identity should not be asked)."""
-    key = people.root.key.with_suffix(".pub")
-    return reconciler("init", target, *options, "--key", key, cwd=cwd)
-
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def production_with_windows(windows: str, freezes: str = "[]") -> str:
-    """The example production environment with these windows and freezes (YAML flow lists)
-    instead of its Lisbon office hours and its year-end freeze, which fall differently
-    on every day the suite runs."""
-    production = example_file("environments/production.yaml")
-    start = production.index("  windows:")
-    end = production.index("driver:")
-    return production[:start] + f"  windows: {windows}\n  freezes: {freezes}\n" + production[end:]
-
-
-def window_only_tomorrow(now: datetime) -> tuple[str, datetime]:
-    """A 09:00-16:00 UTC window on the weekday after `now` alone, and when it opens."""
-    tomorrow = (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
-    window = f"[{{days: [{WEEKDAYS[tomorrow.weekday()]}], from: '09:00', to: '16:00'}}]"
-    return window, tomorrow
-
-
-def frozen_until_the_end_of_time(tmp_path: Path, people: People) -> SeedRepo:
-    """The seed story with development in a freeze until 9999-12-31, and a deploy window."""
-    development = example_file("environments/development.yaml").replace(
-        "  signed_commits: false",
-        "  signed_commits: false\n"
-        "  windows: [{days: [mon], from: '09:00', to: '10:00'}]\n"
-        "  freezes: [{name: forever, from: '2020-01-01T00:00:00Z', until: '9999-12-31T23:59:00Z'}]",
-    )
-    return SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})

@@ -1,0 +1,134 @@
+"""Running the reconciler and its drivers as processes: `reconciler init`, `apply`
+under a command driver that can be held, failed and signalled, and waiting for what
+they write; and the documented shape of their output."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.configrepo import Result, example_file, reconciler
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL_DEV, dev_plan
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+DRIVER = """\
+import os, sys, time, pathlib
+out = pathlib.Path(sys.argv[1])
+if os.environ.get("RECONCILER_OPERATION") == "current":
+    sys.exit(1)
+app, version = os.environ["RECONCILER_APP"], os.environ["RECONCILER_VERSION"]
+with out.open("a") as handle:
+    handle.write(f"{os.environ['RECONCILER_PLAN']} {app} {version} {sys.argv[2:]!r}\\n")
+print(f"deploying {app} {version}")
+hold = pathlib.Path(sys.argv[1] + ".hold")
+if hold.exists():
+    pathlib.Path(sys.argv[1] + ".started").write_text("yes")
+    while hold.exists():
+        time.sleep(0.05)
+fail = pathlib.Path(sys.argv[1] + ".fail")
+if fail.exists() and app in fail.read_text().split():
+    print("boom", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def command_environment(name: str, script: Path, out: Path, *extra_argv: str) -> str:
+    """An environment file from the example, with the command driver running `script`."""
+    text = example_file(f"environments/{name}.yaml")
+    argv = ", ".join(
+        json.dumps(part) for part in (sys.executable, str(script), str(out), *extra_argv)
+    )
+    return text.replace(
+        "driver: {type: local}", f"driver: {{type: command, argv: [{argv}], timeout: 60}}"
+    )
+
+
+def with_command_driver(tmp_path: Path, people: People, *extra_argv: str) -> tuple[SeedRepo, Path]:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = tmp_path / "driver.out"
+    repo = SeedRepo.create(
+        tmp_path,
+        people,
+        extra={
+            "environments/development.yaml": command_environment(
+                "development", script, out, *extra_argv
+            )
+        },
+    )
+    return repo, out
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def sigterm_during_the_first_of_two_steps(
+    tmp_path: Path, people: People
+) -> tuple[SeedRepo, Path, int, str]:
+    """A development plan of two applications (alice's ecommerce 1.4.0, then diana's
+    customer-portal) applied by the command driver, SIGTERM sent while the first step runs,
+    which finishes once apply says it stops after it. The repository, the driver's output
+    file, and apply's exit code and stderr."""
+    repo, out = with_command_driver(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    hold = out.with_name(out.name + ".hold")
+    hold.write_text("")
+    process = subprocess.Popen(
+        repo.apply_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(out.with_name(out.name + ".started"), 30)
+        process.send_signal(signal.SIGTERM)
+        wait_for_text(process, "stopping after the step in progress")
+        hold.unlink()
+        _, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return repo, out, process.returncode, errors
+
+
+def wait_for_text(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
+    """Read `process`'s stderr until a line holds `text`."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if text in line:
+            return
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"{text!r} never appeared on stderr")
+
+
+def documented_row(command: str) -> str:
+    """The row of docs/output-formats.md's table that documents `command`'s JSON."""
+    for line in (DOCS / "output-formats.md").read_text().splitlines():
+        if line.startswith(f"| `{command}`"):
+            return line
+    raise AssertionError(f"no row for {command} in docs/output-formats.md")
+
+
+ROOT_ADMIN = ("--name", "Root Admin", "--email", "root@example.com")
+
+
+def init_repository(
+    people: People, target: Path | str, *options: str, cwd: Path | None = None
+) -> Result:
+    """`reconciler init TARGET` with root's public key and `options` (ROOT_ADMIN: root's
+    name and email, where git's identity should not be asked)."""
+    key = people.root.key.with_suffix(".pub")
+    return reconciler("init", target, *options, "--key", key, cwd=cwd)
