@@ -1,4 +1,4 @@
-"""The approval rules: whose approval counts, and how approvers meet an environment's gates.
+"""Stage 4, decide: the approval rules: whose approval counts, and how approvers meet the gates.
 
 Called by `decide` (which approvals of a plan version count, and what the
 gates still wait for), `validate` (can the gates ever be met, by people who

@@ -1,4 +1,4 @@
-"""The journal: what the walk and the service keep in the state store, as values.
+"""Core, shared: the journal, what the walk and the service keep in the state store, as values.
 
 Written by `authorise` (what each landing brought: its verdict, plan edits, plan
 versions, sign-offs, records and ignored trailers) and by `reconcile` (finish

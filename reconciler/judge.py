@@ -1,4 +1,4 @@
-"""The landing judge: one landing judged from the effective state before it, without Git.
+"""Stage 3, authorise: the landing judge, one landing judged from the state before it, without Git.
 
 `judge_landing` is the rule of `authorise` (see its docstring for the walk): given
 the policy and effective state that judge a landing, the landing's commits, and

@@ -1,4 +1,4 @@
-"""Reasons as values: why a plan waits or is refused, why a sign-off or a run is judged so.
+"""Core, shared: reasons as values, why a plan waits or is refused, why a sign-off counts or not.
 
 A `Reason` carries a stable `code` (what a program or a test matches on), the
 `text` people read (the CLI and the JSON print exactly this text), and the

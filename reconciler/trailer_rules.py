@@ -1,4 +1,4 @@
-"""Which trailers of a landed commit count: approvals, triggers, retries and records.
+"""Stage 3, authorise: which trailers of a landed commit count (approvals, triggers, records).
 
 The judge (`judge`) asks these rules about every commit of a landing, before it
 judges the landing's edits (an edit of deployments/ asks whether its record

@@ -1,4 +1,4 @@
-"""What the authorisation walk finds of a landing: its verdict and the refused changes in it.
+"""Stage 3, authorise: what the walk finds of a landing, its verdict and the refused changes in it.
 
 Values, made by `authorise` and kept by the journal (`journal`), and how refusals are
 worded for people (`group_refusals`): `verify`, `plan` and `history` say them alike.
