@@ -10,19 +10,13 @@ from typing import Any
 
 from reconciler.approvals import EDITOR, REPEATED, approval_refusal, match_approvers, most_approvals
 from reconciler.decide import (
-    LEASE_MARGIN,
     Decision,
     History,
     Landed,
     OnMain,
     Run,
-    RunDecisions,
-    RunFacts,
     RunResult,
     decide,
-    decide_runs,
-    lease_for,
-    next_run_id,
     retry_refusal,
 )
 from reconciler.errors import ConfigError
@@ -39,6 +33,14 @@ from reconciler.model import (
     Team,
 )
 from reconciler.resources import schemas_dir
+from reconciler.runs import (
+    LEASE_MARGIN,
+    RunDecisions,
+    RunFacts,
+    decide_runs,
+    lease_for,
+    next_run_id,
+)
 from reconciler.session import open_session
 from reconciler.sshkeys import parse_public_key
 from tests.gitfixtures import (
