@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from reconciler.decide import retry_refusal, runs_from, signoff_refusal
+from reconciler.decide_values import runs_from
 from reconciler.errors import unknown_name
 from reconciler.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.fields import INVALID, describe_field
@@ -25,6 +25,7 @@ from reconciler.journal import IgnoredTrailer, Landing, PlanEdit, VersionLanded
 from reconciler.layout import place
 from reconciler.model import Policy
 from reconciler.rules import UNTRIGGERING_STYLES, not_a_trigger
+from reconciler.signoffs import retry_refusal, signoff_refusal
 from reconciler.statestore import StateStore
 from reconciler.verdicts import Refusal, group_refusals
 
@@ -62,34 +63,82 @@ class Entry:
 
 
 def audit_trail(store: StateStore) -> tuple[Entry, ...]:
-    entries: list[Entry] = []
     environments = _Targets()
     edited: dict[str, list[tuple[int, str]]] = {}  # a plan's editors: (landing seq, actor)
     landings = store.landings()
-    why_refused = _refusal_reasons(landings)
-    for edit in store.events(PlanEdit):
+    entries = _edits(store.events(PlanEdit), _refusal_reasons(landings), environments, edited)
+    records = store.events(Record)
+    runs = _index_runs(records)
+    versions, unready, landed = _versions(store.plan_versions(), environments, runs)
+    entries.extend(versions)
+    entries.extend(_signoffs(store.events(Signoff), environments, edited, unready, runs))
+    for record in records:
+        entries.extend(_record_entries(record, environments, landed))
+    entries.extend(_ignored(store.events(IgnoredTrailer), environments, landed))
+    entries.extend(_unauthorised(landings))
+    # Within a landing, commits in the order they were made (the walk's topological order,
+    # as `git log --topo-order`): committer dates come from the committers' clocks.
+    made = {
+        commit: index for landing in landings for index, commit in enumerate(landing.verdict.landed)
+    }
+    return tuple(
+        sorted(
+            entries,
+            key=lambda entry: (entry.seq, entry.rank, made.get(entry.commit, -1), entry.when),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Runs:
+    """The runs the reconciler's records tell of, as the trail's entries look them up."""
+
+    started: dict[PlanRef, list[tuple[int, str]]]  # a version's runs: (seq, run)
+    starts: dict[str, Record]  # each run's first start record: its plan and environment
+    of_run: dict[str, list[Record]]  # each run's records, and those of its retries
+
+
+def _index_runs(records: Iterable[Record]) -> _Runs:
+    runs = _Runs({}, {}, {})
+    for record in records:
+        if record.run is not None:
+            runs.of_run.setdefault(record.run, []).append(record)
+        if record.result == "started" and record.plan is not None and record.run is not None:
+            runs.started.setdefault(record.plan, []).append((record.seq, record.run))
+            runs.starts.setdefault(record.run, record)
+            if record.retry_of:
+                runs.of_run.setdefault(record.retry_of, []).append(record)
+    return runs
+
+
+def _edits(
+    edits: Iterable[PlanEdit],
+    why_refused: Mapping[tuple[str, str], list[Refusal]],
+    environments: _Targets,
+    edited: dict[str, list[tuple[int, str]]],
+) -> list[Entry]:
+    """The plan edits' entries; noting each plan's editors and targets as they landed."""
+    entries: list[Entry] = []
+    for edit in edits:
         if edit.actor:
             edited.setdefault(edit.path, []).append((edit.seq, edit.actor))
         if edit.environment:
             environments.add(edit.path, edit.seq, edit.environment)
         entries.extend(_edit_entries(edit, why_refused))
-    records = store.events(Record)
-    started: dict[PlanRef, list[tuple[int, str]]] = {}  # a version's runs: (seq, run)
-    starts: dict[str, Record] = {}  # each run's first start record: its plan and environment
-    of_run: dict[str, list[Record]] = {}  # each run's records, and those of its retries
-    for record in records:
-        if record.run is not None:
-            of_run.setdefault(record.run, []).append(record)
-        if record.result == "started" and record.plan is not None and record.run is not None:
-            started.setdefault(record.plan, []).append((record.seq, record.run))
-            starts.setdefault(record.run, record)
-            if record.retry_of:
-                of_run.setdefault(record.retry_of, []).append(record)
+    return entries
+
+
+def _versions(
+    versions: Iterable[VersionLanded], environments: _Targets, runs: _Runs
+) -> tuple[list[Entry], dict[PlanRef, str], dict[PlanRef, int]]:
+    """The landings' entries (a trigger, or a landing that was none); and the versions that
+    never run, with why, and where each version first landed."""
+    entries: list[Entry] = []
     unready: dict[PlanRef, str] = {}  # versions that never run: why
     # Where each version landed: its target is its own (a field of it), whatever the plan
     # targets by the time a refusal record naming it lands.
     landed: dict[PlanRef, int] = {}
-    for version in store.plan_versions():
+    for version in versions:
         ref = version.ref
         landed.setdefault(ref, version.seq)
         never = _never_runs(version)
@@ -99,31 +148,53 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             continue
         if version.triggered:
             entries.append(
-                _landing_entry(version, version.committed_at, environments, never, started)
+                _landing_entry(version, version.committed_at, environments, never, runs.started)
             )
         elif version.style in UNTRIGGERING_STYLES and never is None:
             entries.append(_untriggered_entry(version, version.committed_at, environments))
-    for signoff in store.events(Signoff):
+    return entries, unready, landed
+
+
+def _signoffs(
+    signoffs: Iterable[Signoff],
+    environments: _Targets,
+    edited: Mapping[str, list[tuple[int, str]]],
+    unready: Mapping[PlanRef, str],
+    runs: _Runs,
+) -> list[Entry]:
+    entries: list[Entry] = []
+    for signoff in signoffs:
         ran = (
-            unready.get(signoff.plan) or _ran_before(started, signoff.plan, signoff.seq)
+            unready.get(signoff.plan) or _ran_before(runs.started, signoff.plan, signoff.seq)
             if signoff.kind == "deploy" and signoff.plan is not None
             else None
         )
-        run = starts.get(signoff.run) if signoff.run is not None else None
+        run = runs.starts.get(signoff.run) if signoff.run is not None else None
         if signoff.run is not None:
-            ran = _retry_refusal(signoff.run, of_run.get(signoff.run, []), signoff.seq)
+            ran = _retry_refusal(signoff.run, runs.of_run.get(signoff.run, []), signoff.seq)
         # Editors as of the approval's landing: one who edits the plan only later does not
         # undo an approval that counted (and may have let a run start).
         path = signoff.plan.path if signoff.plan is not None else ""
         editors = frozenset(actor for seq, actor in edited.get(path, ()) if seq <= signoff.seq)
         entries.append(_signoff_entry(signoff, environments, editors, ran, run))
-    for record in records:
-        entries.extend(_record_entries(record, environments, landed))
-    for ignored in store.events(IgnoredTrailer):
-        if ignored.record is not None:  # a record that does not count (`events.record_refusal`)
-            entries.extend(_record_entries(ignored.record, environments, landed, ignored.reason))
+    return entries
+
+
+def _ignored(
+    ignored: Iterable[IgnoredTrailer], environments: _Targets, landed: Mapping[PlanRef, int]
+) -> list[Entry]:
+    entries: list[Entry] = []
+    for trailer in ignored:
+        if trailer.record is not None:  # a record that does not count (`events.record_refusal`)
+            entries.extend(_record_entries(trailer.record, environments, landed, trailer.reason))
         else:
-            entries.append(_ignored_entry(ignored, environments))
+            entries.append(_ignored_entry(trailer, environments))
+    return entries
+
+
+def _unauthorised(landings: Iterable[Landing]) -> list[Entry]:
+    """The refused changes to anything but plans (those are shown with their edit)."""
+    entries: list[Entry] = []
     for landing in landings:
         others = (
             refusal
@@ -144,17 +215,7 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
             )
             for group in group_refusals(others)
         )
-    # Within a landing, commits in the order they were made (the walk's topological order,
-    # as `git log --topo-order`): committer dates come from the committers' clocks.
-    made = {
-        commit: index for landing in landings for index, commit in enumerate(landing.verdict.landed)
-    }
-    return tuple(
-        sorted(
-            entries,
-            key=lambda entry: (entry.seq, entry.rank, made.get(entry.commit, -1), entry.when),
-        )
-    )
+    return entries
 
 
 class _Targets:
@@ -198,33 +259,54 @@ def select(
     deleted plan keeps its history.
     """
     if plan is not None:
-        plans = sorted(path for path in effective if place(path).kind == "plan")
-        plans += sorted({entry.plan for entry in entries if entry.plan})
-        if plan not in plans:
-            raise unknown_name("plan", plan, plans, "plans on the branch or in the trail")
+        _known_plan(plan, entries, effective)
     if environment is not None:
-        environments = [env.name for env in policy.environments_in_order()]
-        environments += sorted({entry.environment for entry in entries if entry.environment})
-        if environment not in environments:
-            raise unknown_name(
-                "environment",
-                environment,
-                environments,
-                "environments in environments/ or the trail",
-            )
+        _known_environment(environment, entries, policy)
     if user is not None:
-        actors = {entry.actor for entry in entries if entry.actor and entry.actor != UNKNOWN_ACTOR}
-        users = sorted({*policy.users, *policy.service_accounts, *policy.hosts, *actors})
-        if user not in users:
-            raise unknown_name("user", user, users, "users in teams.yaml or the trail")
-    return tuple(
-        entry
-        for entry in entries
-        if (plan is None or entry.plan == plan)
+        _known_user(user, entries, policy)
+    return tuple(entry for entry in entries if _passes(entry, plan, environment, user, since))
+
+
+def _passes(
+    entry: Entry,
+    plan: str | None,
+    environment: str | None,
+    user: str | None,
+    since: datetime | None,
+) -> bool:
+    """Whether `entry` passes every filter given (None: no filter)."""
+    return (
+        (plan is None or entry.plan == plan)
         and (environment is None or entry.environment == environment)
         and (user is None or entry.actor == user)
         and (since is None or entry.when >= since)
     )
+
+
+def _known_plan(plan: str, entries: Sequence[Entry], effective: Iterable[str]) -> None:
+    plans = sorted(path for path in effective if place(path).kind == "plan")
+    plans += sorted({entry.plan for entry in entries if entry.plan})
+    if plan not in plans:
+        raise unknown_name("plan", plan, plans, "plans on the branch or in the trail")
+
+
+def _known_environment(environment: str, entries: Sequence[Entry], policy: Policy) -> None:
+    environments = [env.name for env in policy.environments_in_order()]
+    environments += sorted({entry.environment for entry in entries if entry.environment})
+    if environment not in environments:
+        raise unknown_name(
+            "environment",
+            environment,
+            environments,
+            "environments in environments/ or the trail",
+        )
+
+
+def _known_user(user: str, entries: Sequence[Entry], policy: Policy) -> None:
+    actors = {entry.actor for entry in entries if entry.actor and entry.actor != UNKNOWN_ACTOR}
+    users = sorted({*policy.users, *policy.service_accounts, *policy.hosts, *actors})
+    if user not in users:
+        raise unknown_name("user", user, users, "users in teams.yaml or the trail")
 
 
 def ordered(entries: Sequence[Entry], by: Literal["time", "plan"]) -> tuple[Entry, ...]:

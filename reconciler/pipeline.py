@@ -19,15 +19,12 @@ from typing import TYPE_CHECKING
 
 from reconciler.decide import (
     Decision,
-    History,
-    Landed,
-    OnMain,
     decide,
     deployed_versions,
     effective_plan,
     not_authorised,
-    runs_from,
 )
+from reconciler.decide_values import History, Landed, OnMain, runs_from
 from reconciler.drivers import unavailable
 from reconciler.errors import ConfigError
 from reconciler.events import PlanRef

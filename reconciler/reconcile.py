@@ -49,7 +49,8 @@ from typing import Any
 
 from reconciler import revocation_file
 from reconciler.authorise import Authoriser, Progress
-from reconciler.decide import Decision, History, executable
+from reconciler.decide import Decision, executable
+from reconciler.decide_values import History
 from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import (
     ConfigError,

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
-from reconciler.decide import Decision, History, Run, Wait, executable, ordered
+from reconciler.decide import Decision, executable, ordered
+from reconciler.decide_values import History, Run, Wait
 from reconciler.errors import ConfigError
 from reconciler.events import PlanRef
 from reconciler.model import Environment

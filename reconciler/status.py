@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reconciler.decide import Decision, Run
+from reconciler.decide import Decision
+from reconciler.decide_values import Run
 from reconciler.model import Policy
 
 

@@ -9,16 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.approvals import EDITOR, REPEATED, approval_refusal, match_approvers, most_approvals
-from reconciler.decide import (
-    Decision,
-    History,
-    Landed,
-    OnMain,
-    Run,
-    RunResult,
-    decide,
-    retry_refusal,
-)
+from reconciler.decide import Decision, decide
+from reconciler.decide_values import History, Landed, OnMain, Run, RunResult
 from reconciler.errors import ConfigError
 from reconciler.events import PlanRef, Signoff
 from reconciler.identity import CommitFacts
@@ -42,6 +34,7 @@ from reconciler.runs import (
     next_run_id,
 )
 from reconciler.session import open_session
+from reconciler.signoffs import retry_refusal
 from reconciler.sshkeys import parse_public_key
 from tests.gitfixtures import (
     DEV_PLAN,
