@@ -21,7 +21,7 @@ reason is a `Reason` value (code, text, facts).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -137,15 +137,24 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         why = tuple(reason("plan.not-effective", text) for text in problems)
         return Decision(path, blob, None, "refused", why)
     plan = build_plan(on_main.data)
-    policy = history.policy
-    refused = _consistency(policy, plan)
+    ref = PlanRef(path, blob)
+    runs = [run for run in history.runs if run.plan == ref]
+    settled = _settled(history, ref, plan, runs)
+    if settled is not None:
+        return settled
+    return _in_play(history, ref, plan, runs[-1] if runs else None, now)
+
+
+def _settled(history: History, ref: PlanRef, plan: Plan, runs: Sequence[Run]) -> Decision | None:
+    """The decision on a version that cannot, need not or may not yet be run; None when it is
+    in play (it landed, is ready and has no run but an interrupted one)."""
+    path, blob = ref.path, ref.blob
+    refused = _consistency(history.policy, plan)
     if refused:
         return Decision(path, blob, plan, "refused", refused)
     if plan.state == "cancelled":
         cancelled = reason("plan.cancelled", "cancelled by a plan.deploy holder")
         return Decision(path, blob, plan, "cancelled", (cancelled,))
-    ref = PlanRef(path, blob)
-    runs = [run for run in history.runs if run.plan == ref]
     latest = runs[-1] if runs else None
     if latest is not None and latest.result != "interrupted":
         return Decision(
@@ -161,35 +170,22 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         draft = reason("plan.draft", "saved as a draft: set state: ready to propose it")
         wait = Wait("state", draft)
         return Decision(path, blob, plan, "waiting", (wait.reason,), (wait,))
-    environment = policy.environments[plan.target]
-    landed = history.landings.get(ref)
-    if landed is None:
+    if ref not in history.landings:
         never = reason("plan.never-landed", "this version never landed on main")
         return Decision(path, blob, plan, "refused", (never,))
+    return None
+
+
+def _in_play(
+    history: History, ref: PlanRef, plan: Plan, latest: Run | None, now: datetime
+) -> Decision:
+    """A landed, ready version with no run but an interrupted one (`latest`): executable,
+    or what it waits for."""
+    environment = history.policy.environments[plan.target]
+    landed = history.landings[ref]
     verdicts: list[SignoffVerdict] = []
-    waits: list[Wait] = []
-    # A retry is an execution like any other: the Retry-Run takes the trigger's place,
-    # and the approval, promotion and time gates are judged again, now.
-    if latest is None:
-        trigger, trigger_seq = signoffs.trigger(history, ref, landed, environment, now, verdicts)
-    else:
-        trigger, trigger_seq = signoffs.retry(history, landed, environment, latest, now, verdicts)
-    if trigger is None:
-        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
-        who = who or "nobody"
-        waits.append(
-            _trigger_wait(landed, environment, plan, who)
-            if latest is None
-            else Wait(
-                "retry",
-                reason(
-                    "retry.missing",
-                    f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry "
-                    f"it with `reconciler deploy {plan.name} --retry {latest.id}`",
-                    run=latest.id,
-                ),
-            )
-        )
+    trigger, trigger_seq, unasked = _asked(history, ref, plan, landed, latest, now, verdicts)
+    waits = [unasked] if unasked is not None else []
     approvers, missing = signoffs.approvers(history, ref, environment, now, verdicts)
     waits.extend(missing)
     waits.extend(_promotion(history, plan, environment))
@@ -210,8 +206,8 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         ),
     )
     return Decision(
-        path,
-        blob,
+        ref.path,
+        ref.blob,
         plan,
         status,
         why,
@@ -223,6 +219,43 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         retry_of=latest.id if latest is not None and trigger is not None else None,
         verdicts=tuple(verdicts),
     )
+
+
+def _asked(
+    history: History,
+    ref: PlanRef,
+    plan: Plan,
+    landed: Landed,
+    latest: Run | None,
+    now: datetime,
+    verdicts: list[SignoffVerdict],
+) -> tuple[str | None, int, Wait | None]:
+    """Who asked for this execution, and when; or the wait for someone to ask.
+
+    A retry is an execution like any other: the Retry-Run takes the trigger's place,
+    and the approval, promotion and time gates are judged again, now.
+    """
+    environment = history.policy.environments[plan.target]
+    if latest is None:
+        trigger, seq = signoffs.trigger(history, ref, landed, environment, now, verdicts)
+    else:
+        trigger, seq = signoffs.retry(history, landed, environment, latest, now, verdicts)
+    if trigger is not None:
+        return trigger, seq, None
+    who = ", ".join(holders(history.policy, PLAN_DEPLOY, environment.name, history.revoked))
+    who = who or "nobody"
+    if latest is None:
+        return None, 0, _trigger_wait(landed, environment, plan, who)
+    wait = Wait(
+        "retry",
+        reason(
+            "retry.missing",
+            f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry "
+            f"it with `reconciler deploy {plan.name} --retry {latest.id}`",
+            run=latest.id,
+        ),
+    )
+    return None, 0, wait
 
 
 def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str) -> Wait:

@@ -27,7 +27,7 @@ from reconciler.model import Policy
 from reconciler.rules import UNTRIGGERING_STYLES, not_a_trigger
 from reconciler.signoffs import retry_refusal, signoff_refusal
 from reconciler.statestore import StateStore
-from reconciler.verdicts import Refusal, group_refusals
+from reconciler.verdicts import Refusal, RefusalGroup, group_refusals
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,13 +349,6 @@ def _refusal_reasons(landings: Iterable[Landing]) -> dict[tuple[str, str], list[
 def _edit_entries(
     event: PlanEdit, why_refused: Mapping[tuple[str, str], list[Refusal]]
 ) -> list[Entry]:
-    before, after = event.state
-    if after == "cancelled" and before not in (None, "cancelled"):
-        action = "cancelled"
-    elif before == "cancelled" and after not in (None, "cancelled"):
-        action = "un-cancelled"
-    else:
-        action = event.change
     refused = event.refused
     if event.change == "created":
         detail = f"new plan into {event.environment or 'an unknown environment'}"
@@ -364,23 +357,7 @@ def _edit_entries(
     if event.merge:
         detail = f"merge resolution: {detail}"
     if refused:
-        # The entry names the actor and the commit: each refusal says what and why.
-        groups = group_refusals(
-            refusal
-            for refusal in why_refused.get((event.commit, event.path), ())
-            if describe_field(refusal.field) in refused
-        )
-        told = {field for group in groups for field in group.fields}
-        told |= {describe_field(INVALID) for group in groups if group.invalid}
-        lines = [
-            group.text(path=False, who=False)
-            if group.invalid
-            else f"refused: {group.text(path=False, who=False)}"
-            for group in groups
-        ]
-        if untold := [what for what in refused if what not in told]:
-            lines.append(f"refused: {', '.join(untold)}")
-        detail += "; " + "; ".join(lines)
+        detail += "; " + "; ".join(_refused_lines(event, why_refused))
     if event.actor is None:
         detail += f" (actor not verified: {event.how})"
     return [
@@ -390,12 +367,52 @@ def _edit_entries(
             event.commit,
             event.path,
             event.environment,
-            action,
+            _edit_action(event),
             event.actor or event.claimed,
             not refused,
             detail,
         )
     ]
+
+
+def _edit_action(event: PlanEdit) -> str:
+    """What an edit did: cancelled or un-cancelled the plan, or its change (created...)."""
+    before, after = event.state
+    if after == "cancelled" and before not in (None, "cancelled"):
+        return "cancelled"
+    if before == "cancelled" and after not in (None, "cancelled"):
+        return "un-cancelled"
+    return event.change
+
+
+def _refused_lines(
+    event: PlanEdit, why_refused: Mapping[tuple[str, str], list[Refusal]]
+) -> list[str]:
+    """Why an edit's refused fields were refused: each refusal says what and why (the entry
+    names the actor and the commit)."""
+    refused = event.refused
+    groups = group_refusals(
+        refusal
+        for refusal in why_refused.get((event.commit, event.path), ())
+        if describe_field(refusal.field) in refused
+    )
+    told = _told(groups)
+    lines = [
+        group.text(path=False, who=False)
+        if group.invalid
+        else f"refused: {group.text(path=False, who=False)}"
+        for group in groups
+    ]
+    if untold := [what for what in refused if what not in told]:
+        lines.append(f"refused: {', '.join(untold)}")
+    return lines
+
+
+def _told(groups: Iterable[RefusalGroup]) -> set[str]:
+    """The fields (as people read them) the refusal groups name."""
+    told = {field for group in groups for field in group.fields}
+    told |= {describe_field(INVALID) for group in groups if group.invalid}
+    return told
 
 
 def _never_runs(version: VersionLanded) -> str | None:
@@ -478,9 +495,7 @@ def _signoff_entry(
     """An approval, a trigger, or a retry (`run`: the start record of the run it names)."""
     actions = {"approve": "approved", "deploy": "triggered", "retry": "asked to retry"}
     ref = signoff.plan
-    # A retry names a run, not a plan: its plan and environment are the run's.
-    path = ref.path if ref else run.plan.path if run is not None and run.plan else None
-    environment = run.environment if run is not None and run.environment else None
+    path, environment = _signed_for(signoff, run)
     detail = f"run {signoff.run}" if signoff.run else f"version {ref.blob[:12]}" if ref else ""
     # decide's verdict on the landing itself (editors never approve their own plan); whether
     # it still counts today (policy changes, approval_ttl) is `reconciler plan`'s to say.
@@ -498,6 +513,16 @@ def _signoff_entry(
         detail,
         why_not=problem,
     )
+
+
+def _signed_for(signoff: Signoff, run: Record | None) -> tuple[str | None, str | None]:
+    """The plan (its path) and environment a sign-off is for, where it says.
+
+    A retry names a run, not a plan: its plan and environment are the run's."""
+    ref = signoff.plan
+    path = ref.path if ref else run.plan.path if run is not None and run.plan else None
+    environment = run.environment if run is not None and run.environment else None
+    return path, environment
 
 
 def _record_entries(

@@ -83,14 +83,7 @@ def decide_runs(
     plan and a lease long enough for its steps.
     """
     decisions, held = hold(decisions, facts.drivers)
-    interrupted = tuple(
-        Interruption(run, why)
-        for run in history.runs
-        if run.result == "started"
-        and run.id not in facts.in_flight
-        and run.id not in facts.unpublished
-        and (why := interruption(run, facts.instance, now)) is not None
-    )
+    interrupted = _interrupted(history, now, facts)
     refused = tuple(
         decision
         for decision in decisions
@@ -102,6 +95,19 @@ def decide_runs(
     if not (interrupted or refused or facts.stopping):
         starts = _starts(history, decisions, now)
     return RunDecisions(decisions, starts, interrupted, refused, held)
+
+
+def _interrupted(history: History, now: datetime, facts: RunFacts) -> tuple[Interruption, ...]:
+    """The started runs this reconciler is not running, nor finished, that are to be marked
+    interrupted (`interruption`)."""
+    return tuple(
+        Interruption(run, why)
+        for run in history.runs
+        if run.result == "started"
+        and run.id not in facts.in_flight
+        and run.id not in facts.unpublished
+        and (why := interruption(run, facts.instance, now)) is not None
+    )
 
 
 def interruption(run: Run, instance: str, now: datetime) -> Reason | None:

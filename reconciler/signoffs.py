@@ -194,17 +194,7 @@ def trigger(
     that failed: it is no candidate (one whose actor is unknown may have been meant as
     a trigger, and is told why it was none).
     """
-    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = []
-    if landed.triggered or landed.actor is None:
-        candidates.append(
-            (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
-        )
-    candidates += [
-        (item.seq, item.commit, item.actor, item.how, item.held, item.reasons)
-        for item in history.signoffs
-        if item.kind == "deploy" and item.plan == ref and item.seq >= landed.seq
-    ]
-    for seq, commit, actor, how, held, reasons in candidates:
+    for seq, commit, actor, how, held, reasons in _trigger_candidates(history, ref, landed):
         label = f"trigger in {commit[:12]} by {actor or 'an unknown actor'}"
         committed_at = history.commit_times.get(commit, now)
         problem = _not_held(actor, held, reasons, how) or _lapsed(
@@ -216,6 +206,25 @@ def trigger(
     return None, 0
 
 
+_Candidate = tuple[int, str, str | None, str, bool, tuple[str, ...]]
+
+
+def _trigger_candidates(history: History, ref: PlanRef, landed: Landed) -> list[_Candidate]:
+    """The triggering landing (unless its actor is known not to hold plan.deploy), then each
+    Deploy-Plan that followed it: (seq, commit, actor, how, held, reasons)."""
+    candidates: list[_Candidate] = []
+    if landed.triggered or landed.actor is None:
+        candidates.append(
+            (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
+        )
+    candidates += [
+        (item.seq, item.commit, item.actor, item.how, item.held, item.reasons)
+        for item in history.signoffs
+        if item.kind == "deploy" and item.plan == ref and item.seq >= landed.seq
+    ]
+    return candidates
+
+
 def approvers(
     history: History,
     ref: PlanRef,
@@ -224,8 +233,34 @@ def approvers(
     verdicts: list[SignoffVerdict],
 ) -> tuple[tuple[str, ...], list[Wait]]:
     """Approvers that count, and what the approval rules still wait for."""
-    policy = history.policy
     editors = history.editors.get(ref.path, frozenset())
+    valid = _approved(history, ref, environment, now, verdicts, editors)
+    rules = environment.gates.approvals
+    # Approvers and eligible users are users, so role_holders says what roles_of would.
+    roles = [history.policy.role_holders.get(rule.role, frozenset()) for rule in rules]
+    assigned = approvals.match_approvers(valid, [rule.count for rule in rules], roles)
+    matched = {user for users in assigned for user in users}
+    counted = [user for user in valid if user in matched]
+    excluded = editors | set(counted)  # editors never approve; the counted approved already
+    waits = [
+        _approval_wait(
+            history, environment, rule.role, rule.count - len(taken), with_role, excluded
+        )
+        for rule, with_role, taken in zip(rules, roles, assigned, strict=True)
+        if len(taken) < rule.count
+    ]
+    return tuple(counted), waits
+
+
+def _approved(
+    history: History,
+    ref: PlanRef,
+    environment: Environment,
+    now: datetime,
+    verdicts: list[SignoffVerdict],
+    editors: frozenset[str],
+) -> list[str]:
+    """The users whose approval of `ref` counts, once each; a verdict on every approval."""
     landed = history.landings[ref]
     valid: list[str] = []
     for signoff in history.signoffs:
@@ -241,38 +276,29 @@ def approvers(
             if problem is None:
                 valid.append(signoff.actor)
         verdicts.append(SignoffVerdict("approve", signoff.commit, signoff.actor, label, problem))
-    rules = environment.gates.approvals
-    # Approvers and eligible users are users, so role_holders says what roles_of would.
-    roles = [policy.role_holders.get(rule.role, frozenset()) for rule in rules]
-    assigned = approvals.match_approvers(valid, [rule.count for rule in rules], roles)
-    matched = {user for users in assigned for user in users}
-    counted = [user for user in valid if user in matched]
-    waits: list[Wait] = []
-    for rule, with_role, taken in zip(rules, roles, assigned, strict=True):
-        if len(taken) < rule.count:
-            missing = rule.count - len(taken)
-            eligible = [
-                user
-                for user in holders(policy, PLAN_APPROVE, environment.name, history.revoked)
-                if user in with_role and user not in editors and user not in counted
-            ]
-            who = ", ".join(eligible) or "nobody who did not edit the plan"
-            text = (
-                f"{missing} more approval{'s' * (missing != 1)} by {rule.role} (may approve: {who})"
-            )
-            waits.append(
-                Wait(
-                    "approval",
-                    reason(
-                        "approval.missing",
-                        text,
-                        role=rule.role,
-                        missing=missing,
-                        eligible=tuple(eligible),
-                    ),
-                )
-            )
-    return tuple(counted), waits
+    return valid
+
+
+def _approval_wait(
+    history: History,
+    environment: Environment,
+    role: str,
+    missing: int,
+    with_role: frozenset[str],
+    excluded: frozenset[str],
+) -> Wait:
+    """The wait for `missing` more approvals by `role`, naming who may give them."""
+    eligible = [
+        user
+        for user in holders(history.policy, PLAN_APPROVE, environment.name, history.revoked)
+        if user in with_role and user not in excluded
+    ]
+    who = ", ".join(eligible) or "nobody who did not edit the plan"
+    text = f"{missing} more approval{'s' * (missing != 1)} by {role} (may approve: {who})"
+    return Wait(
+        "approval",
+        reason("approval.missing", text, role=role, missing=missing, eligible=tuple(eligible)),
+    )
 
 
 def _before(history: History, ref: PlanRef, landed: Landed) -> Reason:
