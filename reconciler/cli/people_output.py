@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from reconciler.history import Entry
+from reconciler.history_entries import Entry
 from reconciler.printable import printable
 from reconciler.status import Pipeline
 
