@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler import approvals, process, revocation, revocation_file, schema
-from reconciler.decide import Decision, retry_refusal, run_outcome
+from reconciler.decide import Decision, run_outcome
 from reconciler.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
 from reconciler.events import APPROVE, DEPLOY, RETRY, PlanRef, read_trailers
 from reconciler.fields import FieldMap
@@ -34,6 +34,7 @@ from reconciler.model import Environment, Policy
 from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
 from reconciler.readahead import parse_version
 from reconciler.session import Session
+from reconciler.signoffs import retry_refusal
 from reconciler.sshkeys import KeyFormatError, PublicKey, parse_public_key
 
 

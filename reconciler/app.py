@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from reconciler.decide import Decision
     from reconciler.drift import DriftReport
     from reconciler.drivers import Step
-    from reconciler.history import Entry
+    from reconciler.history_entries import Entry
     from reconciler.init import Initialised
     from reconciler.journal import IgnoredTrailer
     from reconciler.mergeable import MergeCheck

@@ -13,129 +13,33 @@ plan on main is exactly one of
 - cancelled.
 
 It is the single source of truth for `plan`, `apply` and `deploy`'s up-front
-checks (docs/design.md, "From plan to deployment", points 1 to 5). `decide_runs`
-turns the decisions into what a reconciler does now: the runs it starts (run
-id, lease), marks interrupted and records refused, and the plans it holds for
-a driver that cannot load; `reconcile` only carries that out. Every reason is
-a `Reason` value (code, text, facts).
+checks (docs/design.md, "From plan to deployment", points 1 to 5);
+`runs.decide_runs` turns the decisions into what a reconciler does now. Every
+reason is a `Reason` value (code, text, facts).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, Literal
 
-from reconciler import approvals, gates
+from reconciler import approvals, gates, signoffs
 from reconciler.config import build_plan
-from reconciler.errors import ConfigError
-from reconciler.events import FINISHED, PlanRef, Record, Signoff
+from reconciler.decide_values import OUTCOMES, History, Landed, OnMain, Run, SignoffVerdict, Wait
+from reconciler.events import PlanRef, Signoff
 from reconciler.fields import CONTENT, INVALID, describe_field, plan_data, value
-from reconciler.identity import CommitFacts, resolve
 from reconciler.layout import place
 from reconciler.loader import load
 from reconciler.model import Environment, Plan, Policy
-from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
+from reconciler.permissions import PLAN_DEPLOY, holders
 from reconciler.reasons import Reason, reason
 from reconciler.rules import not_a_trigger
 from reconciler.verdicts import Refusal, group_refusals
 
 Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
-RunResult = Literal["started", "succeeded", "failed", "interrupted"]
-# The margin a run's lease adds to what its driver steps may take at most: time to
-# record the finish after the last step.
-LEASE_MARGIN: Final = timedelta(minutes=2)
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One execution of a plan version, as the reconciler's records tell it."""
-
-    id: str
-    plan: PlanRef
-    environment: str
-    result: RunResult
-    instance: str | None
-    lease_until: datetime | None
-    started: str  # commit of the start record
-    finished: str | None
-    triggered_by: str | None
-    approved_by: tuple[str, ...]
-    retry_of: str | None
-    started_at: datetime
-    started_seq: int
-    finished_seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Landed:
-    """The landing that made a plan version current on main, and what its actor held."""
-
-    seq: int
-    commit: str
-    actor: str | None
-    how: str
-    triggered: bool  # its actor held plan.deploy under the policy that judged it
-    reasons: tuple[str, ...]
-    style: str = ""  # how it landed (`rules.landing_style`); "" when stored before styles
-    squashed_by: str | None = None  # the host whose squash landed it
-
-
-@dataclass(frozen=True, slots=True)
-class OnMain:
-    """A plan file on main's tip."""
-
-    path: str
-    blob: str
-    data: Mapping[str, Any] | None  # None when the content is invalid
-    problems: tuple[str, ...]  # why it is invalid or not effective, a line each
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """Everything `decide` needs, read once from the store and the repository."""
-
-    policy: Policy
-    plans: tuple[OnMain, ...]
-    landings: Mapping[PlanRef, Landed]  # the latest landing of each version
-    signoffs: tuple[Signoff, ...]
-    runs: tuple[Run, ...]
-    editors: Mapping[str, frozenset[str]]
-    first_seen: Mapping[str, datetime]
-    commit_times: Mapping[str, datetime]
-    facts: Mapping[str, CommitFacts]
-    deployed: Mapping[str, Mapping[str, str]]  # environment -> application -> version
-    refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
-    revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
-    uncancelled: frozenset[PlanRef] = frozenset()  # versions whose landing un-cancelled them
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    what: Literal["state", "approval", "trigger", "window", "promotion", "retry", "driver"]
-    reason: Reason
-    until: datetime | None = None
-
-    @property
-    def text(self) -> str:
-        return self.reason.text
-
-
-@dataclass(frozen=True, slots=True)
-class SignoffVerdict:
-    """What `decide` made of one sign-off of a plan version (or of its triggering landing)."""
-
-    kind: Literal["approve", "deploy", "retry"]
-    commit: str
-    actor: str | None
-    label: str  # "approval in 0123456789ab by ravi"
-    refused: Reason | None = None  # None: it counts
-
-    @property
-    def note(self) -> str:
-        return f"{self.label} does not count: {self.refused}"
 
 
 # Refusals not worth a note: a second approval by someone whose first one counts.
@@ -201,56 +105,15 @@ def decide(history: History, now: datetime) -> tuple[Decision, ...]:
         # Each plan is decided on its own runs and sign-offs: linear in history, not quadratic.
         narrowed = replace(history, runs=tuple(own_runs), signoffs=tuple(relevant))
         decisions.append(_decide_one(narrowed, on_main, now))
-    return _ordered(decisions)
+    return ordered(decisions)
 
 
-def _ordered(decisions: Iterable[Decision]) -> tuple[Decision, ...]:
+def ordered(decisions: Iterable[Decision]) -> tuple[Decision, ...]:
+    """Decisions in the order `decide` returns them: executable first, in running order."""
     order = {"executable": 0, "waiting": 1, "refused": 2, "done": 3, "cancelled": 4}
     return tuple(
         sorted(decisions, key=lambda item: (order[item.status], item.trigger_seq, item.path))
     )
-
-
-def driver_targets(decisions: Iterable[Decision]) -> list[str]:
-    """The environments whose driver must load for the executable plans to run."""
-    return sorted(
-        {
-            decision.environment
-            for decision in decisions
-            if decision.status == "executable" and decision.environment is not None
-        }
-    )
-
-
-def hold(
-    decisions: tuple[Decision, ...], problems: Mapping[str, ConfigError]
-) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
-    """Executable plans into an environment whose driver cannot load here (`problems`, by
-    environment) wait for it; and why, per environment with such a plan.
-
-    They wait rather than being refused, as Argo CD and Flux users expect of an
-    operator's setup problem (an application whose tooling is missing stays out
-    of sync with its error shown and is tried again): the plan is not at fault,
-    and installing the driver lets the same plan version run, with no new one.
-    """
-    targets = set(driver_targets(decisions))
-    held = []
-    for decision in decisions:
-        problem = problems.get(decision.environment or "")
-        if decision.status == "executable" and problem is not None:
-            wait = Wait(
-                "driver",
-                reason(
-                    "driver.unavailable",
-                    f"its environment's driver cannot be loaded: {problem}",
-                    environment=decision.environment,
-                ),
-            )
-            held.append(replace(decision, status="waiting", why=(wait.reason,), waits=(wait,)))
-        else:
-            held.append(decision)
-    why = {name: problem for name, problem in problems.items() if name in targets}
-    return _ordered(held), why
 
 
 def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
@@ -264,148 +127,6 @@ def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
     return queues
 
 
-# -- run decisions: what a reconciler starts, marks interrupted and records refused ------
-
-
-@dataclass(frozen=True, slots=True)
-class RunFacts:
-    """What the reconciler deciding knows beyond the history, as values."""
-
-    instance: str  # its name, as its start records carry it
-    in_flight: frozenset[str] = frozenset()  # runs it is running now
-    unpublished: frozenset[str] = frozenset()  # runs whose finish record waits in its outbox
-    recorded: frozenset[PlanRef] = frozenset()  # versions it recorded refused already
-    drivers: Mapping[str, ConfigError] = field(default_factory=dict)  # cannot load, by env
-    stopping: bool = False  # asked to stop: it starts nothing more
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """A run to start: its start record is the lock on its environment."""
-
-    decision: Decision
-    run_id: str
-    environment: str
-    lease_until: datetime  # past it, any reconciler may mark the run interrupted
-
-
-@dataclass(frozen=True, slots=True)
-class Interruption:
-    """A run started and never finished, to be recorded interrupted, and why."""
-
-    run: Run
-    reason: Reason
-
-
-@dataclass(frozen=True, slots=True)
-class RunDecisions:
-    """Everything a reconcile round does, decided: the reconciler only executes it."""
-
-    decisions: tuple[Decision, ...]  # every plan, those held for their driver waiting
-    starts: tuple[Start, ...]
-    interrupted: tuple[Interruption, ...]
-    refused: tuple[Decision, ...]  # refusals no record names yet
-    held: Mapping[str, ConfigError]  # environments whose driver cannot load here, and why
-
-    @property
-    def bookkeeping(self) -> bool:
-        """Records to publish before anything starts."""
-        return bool(self.interrupted or self.refused)
-
-
-def decide_runs(
-    history: History, decisions: tuple[Decision, ...], now: datetime, facts: RunFacts
-) -> RunDecisions:
-    """What a reconciler does with `decisions` (`decide(history, ...)`) at `now`.
-
-    Bookkeeping comes first: runs never finished are marked interrupted and new
-    refusals recorded, and nothing starts in that round; the next round decides
-    again on the history those records make. Otherwise, per environment without a
-    run in progress, the first executable plan starts, with the next run id of its
-    plan and a lease long enough for its steps.
-    """
-    decisions, held = hold(decisions, facts.drivers)
-    interrupted = tuple(
-        Interruption(run, why)
-        for run in history.runs
-        if run.result == "started"
-        and run.id not in facts.in_flight
-        and run.id not in facts.unpublished
-        and (why := interruption(run, facts.instance, now)) is not None
-    )
-    refused = tuple(
-        decision
-        for decision in decisions
-        if decision.status == "refused"
-        and decision.ref not in history.refused
-        and decision.ref not in facts.recorded
-    )
-    starts: tuple[Start, ...] = ()
-    if not (interrupted or refused or facts.stopping):
-        starts = _starts(history, decisions, now)
-    return RunDecisions(decisions, starts, interrupted, refused, held)
-
-
-def interruption(run: Run, instance: str, now: datetime) -> Reason | None:
-    """Why a started run is to be recorded interrupted by the reconciler `instance` (which
-    is not running it) at `now`, or None: it started it, or the run's lease passed."""
-    if run.instance == instance:
-        return reason(
-            "run.abandoned",
-            f"run {run.id} was started by this reconciler ({instance}), which is not "
-            "running it any more (it stopped or restarted before recording the end)",
-            run=run.id,
-            instance=instance,
-        )
-    if run.lease_until is not None and now > run.lease_until:
-        return reason(
-            "run.lease-passed",
-            f"run {run.id} was started by {run.instance}, whose lease passed at "
-            f"{run.lease_until.isoformat()} without a finish record",
-            run=run.id,
-            instance=run.instance,
-            lease_until=run.lease_until,
-        )
-    return None
-
-
-def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) -> tuple[Start, ...]:
-    """The first executable plan of each environment no run holds, with its run id and lease."""
-    busy = {run.environment for run in history.runs if run.result == "started"}
-    taken = [run.id for run in history.runs]
-    starts = []
-    for name, queue in executable(decisions).items():
-        if name in busy:
-            continue
-        decision = queue[0]
-        assert decision.plan is not None
-        run_id = next_run_id(decision.plan.name, taken)
-        taken.append(run_id)
-        environment = history.policy.environments[name]
-        lease = now + lease_for(environment, len(decision.plan.applications))
-        starts.append(Start(decision, run_id, name, lease))
-    return tuple(starts)
-
-
-def next_run_id(plan: str, taken: Collection[str]) -> str:
-    """The plan's next run id: one more than the highest `<plan>.<n>` taken."""
-    numbers = [
-        int(run.rsplit(".", 1)[1])
-        for run in taken
-        if run.rsplit(".", 1)[0] == plan and run.rsplit(".", 1)[1].isdigit()
-    ]
-    return f"{plan}.{max(numbers, default=0) + 1}"
-
-
-def lease_for(environment: Environment, steps: int) -> timedelta:
-    """How long a run of `steps` may take at most: every attempt of every step timing out,
-    the backoffs between attempts, and the margin to record its end."""
-    driver = environment.driver
-    attempts = driver.retries + 1
-    backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
-    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
-
-
 # -- one plan version ---------------------------------------------------------------
 
 
@@ -416,15 +137,24 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         why = tuple(reason("plan.not-effective", text) for text in problems)
         return Decision(path, blob, None, "refused", why)
     plan = build_plan(on_main.data)
-    policy = history.policy
-    refused = _consistency(policy, plan)
+    ref = PlanRef(path, blob)
+    runs = [run for run in history.runs if run.plan == ref]
+    settled = _settled(history, ref, plan, runs)
+    if settled is not None:
+        return settled
+    return _in_play(history, ref, plan, runs[-1] if runs else None, now)
+
+
+def _settled(history: History, ref: PlanRef, plan: Plan, runs: Sequence[Run]) -> Decision | None:
+    """The decision on a version that cannot, need not or may not yet be run; None when it is
+    in play (it landed, is ready and has no run but an interrupted one)."""
+    path, blob = ref.path, ref.blob
+    refused = _consistency(history.policy, plan)
     if refused:
         return Decision(path, blob, plan, "refused", refused)
     if plan.state == "cancelled":
         cancelled = reason("plan.cancelled", "cancelled by a plan.deploy holder")
         return Decision(path, blob, plan, "cancelled", (cancelled,))
-    ref = PlanRef(path, blob)
-    runs = [run for run in history.runs if run.plan == ref]
     latest = runs[-1] if runs else None
     if latest is not None and latest.result != "interrupted":
         return Decision(
@@ -434,42 +164,29 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
             "done",
             (reason("run.outcome", run_outcome(latest), run=latest.id, result=latest.result),),
             run=latest,
-            verdicts=_ignored_retries(history, runs),
+            verdicts=signoffs.ignored_retries(history, runs),
         )
     if plan.state == "draft":
         draft = reason("plan.draft", "saved as a draft: set state: ready to propose it")
         wait = Wait("state", draft)
         return Decision(path, blob, plan, "waiting", (wait.reason,), (wait,))
-    environment = policy.environments[plan.target]
-    landed = history.landings.get(ref)
-    if landed is None:
+    if ref not in history.landings:
         never = reason("plan.never-landed", "this version never landed on main")
         return Decision(path, blob, plan, "refused", (never,))
+    return None
+
+
+def _in_play(
+    history: History, ref: PlanRef, plan: Plan, latest: Run | None, now: datetime
+) -> Decision:
+    """A landed, ready version with no run but an interrupted one (`latest`): executable,
+    or what it waits for."""
+    environment = history.policy.environments[plan.target]
+    landed = history.landings[ref]
     verdicts: list[SignoffVerdict] = []
-    waits: list[Wait] = []
-    # A retry is an execution like any other: the Retry-Run takes the trigger's place,
-    # and the approval, promotion and time gates are judged again, now.
-    if latest is None:
-        trigger, trigger_seq = _trigger(history, ref, landed, environment, now, verdicts)
-    else:
-        trigger, trigger_seq = _retry(history, landed, environment, latest, now, verdicts)
-    if trigger is None:
-        who = ", ".join(holders(policy, PLAN_DEPLOY, environment.name, history.revoked))
-        who = who or "nobody"
-        waits.append(
-            _trigger_wait(landed, environment, plan, who)
-            if latest is None
-            else Wait(
-                "retry",
-                reason(
-                    "retry.missing",
-                    f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry "
-                    f"it with `reconciler deploy {plan.name} --retry {latest.id}`",
-                    run=latest.id,
-                ),
-            )
-        )
-    approvers, missing = _approvals(history, ref, environment, now, verdicts)
+    trigger, trigger_seq, unasked = _asked(history, ref, plan, landed, latest, now, verdicts)
+    waits = [unasked] if unasked is not None else []
+    approvers, missing = signoffs.approvers(history, ref, environment, now, verdicts)
     waits.extend(missing)
     waits.extend(_promotion(history, plan, environment))
     if not waits:
@@ -489,8 +206,8 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
         ),
     )
     return Decision(
-        path,
-        blob,
+        ref.path,
+        ref.blob,
         plan,
         status,
         why,
@@ -504,57 +221,41 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     )
 
 
-def _ignored_retries(history: History, runs: Sequence[Run]) -> tuple[SignoffVerdict, ...]:
-    """The retries of a done version's runs that do not count (`retry_refusal`)."""
-    by_id = {run.id: run for run in runs}
-    verdicts = []
-    for item in history.signoffs:
-        run = by_id.get(item.run or "")
-        if item.kind != "retry" or run is None:
-            continue
-        refused = retry_refusal(run, _retried_as(runs, run.id, item.seq), item.seq)
-        if refused is not None:
-            label = f"retry of {run.id} in {item.commit[:12]}"
-            verdicts.append(SignoffVerdict("retry", item.commit, item.actor, label, refused))
-    return tuple(verdicts)
+def _asked(
+    history: History,
+    ref: PlanRef,
+    plan: Plan,
+    landed: Landed,
+    latest: Run | None,
+    now: datetime,
+    verdicts: list[SignoffVerdict],
+) -> tuple[str | None, int, Wait | None]:
+    """Who asked for this execution, and when; or the wait for someone to ask.
 
-
-def _retried_as(runs: Iterable[Run], run: str, seq: int) -> str | None:
-    """The run that retried `run` and started before `seq`, if any."""
-    return next((item.id for item in runs if item.retry_of == run and item.started_seq < seq), None)
-
-
-def retry_refusal(run: Run | None, retried_as: str | None, seq: int) -> Reason | None:
-    """Why a `Retry-Run` of `run` landed at `seq` does not count, or None: only a run
-    recorded interrupted before the retry landed, and not retried since (`retried_as`, the
-    run that retried it before `seq`), is run again.
-
-    `run`: the run as the records tell it now; None for a run never recorded, whose retry
-    is ignored, not judged. `decide` and `history` both judge retries by this rule.
+    A retry is an execution like any other: the Retry-Run takes the trigger's place,
+    and the approval, promotion and time gates are judged again, now.
     """
-    if run is None:
-        return None
-    if retried_as is not None:
-        return reason(
-            "retry.repeated",
-            f"{run.id} was already retried as run {retried_as}",
-            run=run.id,
-            retried_as=retried_as,
-        )
-    if run.result != "interrupted":
-        return reason(
-            "retry.not-interrupted",
-            f"only interrupted runs are retried, and {run.id} {_OUTCOMES[run.result]}",
-            run=run.id,
-            result=run.result,
-        )
-    if seq < run.finished_seq:
-        return reason(
-            "retry.early",
-            "it landed before the run was recorded interrupted",
-            run=run.id,
-        )
-    return None
+    environment = history.policy.environments[plan.target]
+    if latest is None:
+        trigger, seq = signoffs.trigger(history, ref, landed, environment, now, verdicts)
+    else:
+        trigger, seq = signoffs.retry(history, landed, environment, latest, now, verdicts)
+    if trigger is not None:
+        return trigger, seq, None
+    who = ", ".join(holders(history.policy, PLAN_DEPLOY, environment.name, history.revoked))
+    who = who or "nobody"
+    if latest is None:
+        return None, 0, _trigger_wait(landed, environment, plan, who)
+    wait = Wait(
+        "retry",
+        reason(
+            "retry.missing",
+            f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry "
+            f"it with `reconciler deploy {plan.name} --retry {latest.id}`",
+            run=latest.id,
+        ),
+    )
+    return None, 0, wait
 
 
 def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str) -> Wait:
@@ -574,17 +275,9 @@ def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str
     return Wait("trigger", reason("trigger.missing", text, environment=environment.name))
 
 
-_OUTCOMES: Final = {
-    "started": "is running",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "interrupted": "was interrupted",
-}
-
-
 def run_outcome(run: Run) -> str:
     """What became of a plan version's run, as `plan` says it: 'run X.1 succeeded'."""
-    return f"run {run.id} {_OUTCOMES[run.result]}"
+    return f"run {run.id} {OUTCOMES[run.result]}"
 
 
 def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
@@ -626,218 +319,6 @@ def _consistency(policy: Policy, plan: Plan) -> tuple[Reason, ...]:
     return tuple(problems)
 
 
-def _fresh(
-    history: History,
-    signoff_commit: str,
-    committed_at: datetime,
-    environment: Environment,
-    now: datetime,
-) -> Reason | None:
-    """Why a signoff is too old, or None."""
-    ttl = environment.gates.approval_ttl
-    if ttl is None:
-        return None
-    age = gates.age(committed_at, history.first_seen.get(signoff_commit), now)
-    if age > ttl:
-        return reason("signoff.expired", f"older than approval_ttl ({_duration(ttl)})", age=age)
-    return None
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 60}m"
-
-
-def _signoff_problem(
-    history: History,
-    signoff: Signoff,
-    permission: str,
-    environment: Environment,
-    now: datetime,
-    editors: frozenset[str] = frozenset(),
-) -> Reason | None:
-    """Why an approval or a retry does not count, or None (editors never approve)."""
-    return signoff_refusal(signoff, editors) or _lapsed(
-        history,
-        signoff.commit,
-        signoff.actor,
-        signoff.how,
-        signoff.committed_at,
-        permission,
-        environment,
-        now,
-    )
-
-
-def signoff_refusal(signoff: Signoff, editors: frozenset[str] = frozenset()) -> Reason | None:
-    """Why a sign-off did not count when it landed, or None: its actor was unknown or did not
-    hold the permission then, or, for an approval, edited the plan (`editors`: the plan's).
-
-    `history` shows the same verdict; `_lapsed` adds what today's policy and the clock say.
-    """
-    problem = _not_held(signoff.actor, signoff.held, signoff.reasons, signoff.how)
-    if problem is None and signoff.actor is not None and signoff.kind == "approve":
-        problem = approvals.editor_refusal(signoff.actor, editors)
-    return problem
-
-
-def _not_held(actor: str | None, held: bool, reasons: tuple[str, ...], how: str) -> Reason | None:
-    """Why a sign-off (or a triggering landing) did not hold its permission when it landed."""
-    if actor is None or not held:
-        return reason("signoff.not-held", "; ".join(reasons) or how, actor=actor)
-    return None
-
-
-def _lapsed(
-    history: History,
-    commit: str,
-    actor: str | None,
-    how: str,
-    committed_at: datetime,
-    permission: str,
-    environment: Environment,
-    now: datetime,
-) -> Reason | None:
-    """Why a sign-off that held its permission when it landed does not count now: its
-    actor no longer verifies or holds it under today's policy, or it is too old."""
-    return _still_holds(history, commit, actor, how, permission, environment) or _fresh(
-        history, commit, committed_at, environment, now
-    )
-
-
-def _still_holds(
-    history: History,
-    commit: str,
-    who: str | None,
-    how: str,
-    permission: str,
-    environment: Environment,
-) -> Reason | None:
-    """Why the actor of `commit` (`who`, as its landing judged) no longer counts today, or None."""
-    facts = history.facts.get(commit)
-    if facts is None or who is None:
-        return reason("signoff.unverified", how, actor=who)
-    actor = resolve(facts, history.policy, signature_required=environment.gates.signed_commits)
-    if actor.id != who:
-        text = f"{who}'s identity no longer verifies: {actor.how}"
-        return reason("signoff.unverified", text, actor=who)
-    verdict = may_on_environment(
-        history.policy, actor.name, permission, environment.name, history.revoked
-    )
-    if not verdict:
-        text = f"{actor.name} no longer holds {permission}: {verdict.text()}"
-        return reason("signoff.permission-lapsed", text, actor=actor.name, permission=permission)
-    return None
-
-
-def _trigger(
-    history: History,
-    ref: PlanRef,
-    landed: Landed,
-    environment: Environment,
-    now: datetime,
-    verdicts: list[SignoffVerdict],
-) -> tuple[str | None, int]:
-    """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan).
-
-    A landing by a user who did not hold plan.deploy is their proposal, not a trigger
-    that failed: it is no candidate (one whose actor is unknown may have been meant as
-    a trigger, and is told why it was none).
-    """
-    candidates: list[tuple[int, str, str | None, str, bool, tuple[str, ...]]] = []
-    if landed.triggered or landed.actor is None:
-        candidates.append(
-            (landed.seq, landed.commit, landed.actor, landed.how, landed.triggered, landed.reasons)
-        )
-    candidates += [
-        (item.seq, item.commit, item.actor, item.how, item.held, item.reasons)
-        for item in history.signoffs
-        if item.kind == "deploy" and item.plan == ref and item.seq >= landed.seq
-    ]
-    for seq, commit, actor, how, held, reasons in candidates:
-        label = f"trigger in {commit[:12]} by {actor or 'an unknown actor'}"
-        committed_at = history.commit_times.get(commit, now)
-        problem = _not_held(actor, held, reasons, how) or _lapsed(
-            history, commit, actor, how, committed_at, PLAN_DEPLOY, environment, now
-        )
-        verdicts.append(SignoffVerdict("deploy", commit, actor, label, problem))
-        if problem is None:
-            return actor, seq
-    return None, 0
-
-
-def _approvals(
-    history: History,
-    ref: PlanRef,
-    environment: Environment,
-    now: datetime,
-    verdicts: list[SignoffVerdict],
-) -> tuple[tuple[str, ...], list[Wait]]:
-    """Approvers that count, and what the approval rules still wait for."""
-    policy = history.policy
-    editors = history.editors.get(ref.path, frozenset())
-    landed = history.landings[ref]
-    valid: list[str] = []
-    for signoff in history.signoffs:
-        if signoff.kind != "approve" or signoff.plan != ref:
-            continue
-        label = f"approval in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
-        if signoff.seq < landed.seq:
-            problem: Reason | None = _before(history, ref, landed)
-        else:
-            problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
-        if problem is None and signoff.actor is not None:
-            problem = approvals.repeated_approval(signoff.actor, valid)
-            if problem is None:
-                valid.append(signoff.actor)
-        verdicts.append(SignoffVerdict("approve", signoff.commit, signoff.actor, label, problem))
-    rules = environment.gates.approvals
-    # Approvers and eligible users are users, so role_holders says what roles_of would.
-    roles = [policy.role_holders.get(rule.role, frozenset()) for rule in rules]
-    assigned = approvals.match_approvers(valid, [rule.count for rule in rules], roles)
-    matched = {user for users in assigned for user in users}
-    counted = [user for user in valid if user in matched]
-    waits: list[Wait] = []
-    for rule, with_role, taken in zip(rules, roles, assigned, strict=True):
-        if len(taken) < rule.count:
-            missing = rule.count - len(taken)
-            eligible = [
-                user
-                for user in holders(policy, PLAN_APPROVE, environment.name, history.revoked)
-                if user in with_role and user not in editors and user not in counted
-            ]
-            who = ", ".join(eligible) or "nobody who did not edit the plan"
-            text = (
-                f"{missing} more approval{'s' * (missing != 1)} by {rule.role} (may approve: {who})"
-            )
-            waits.append(
-                Wait(
-                    "approval",
-                    reason(
-                        "approval.missing",
-                        text,
-                        role=rule.role,
-                        missing=missing,
-                        eligible=tuple(eligible),
-                    ),
-                )
-            )
-    return tuple(counted), waits
-
-
-def _before(history: History, ref: PlanRef, landed: Landed) -> Reason:
-    """Why a sign-off that landed before the version's latest landing does not count: it
-    was for the version's earlier time on main (before a cancel, or a revert), and a
-    trailer counts only for the landing it followed."""
-    if ref in history.uncancelled:
-        text = f"it predates the un-cancel in {landed.commit[:12]}"
-    else:
-        text = f"it predates this version's return to main in {landed.commit[:12]}"
-    return reason("signoff.before-landing", text, landing=landed.commit)
-
-
 def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:
     source = environment.promotes_from
     if source is None:
@@ -853,70 +334,6 @@ def _promotion(history: History, plan: Plan, environment: Environment) -> list[W
             facts = {"application": entry.name, "version": needed, "environment": source}
             waits.append(Wait("promotion", reason("promotion.missing", text, **facts)))
     return waits
-
-
-def _retry(
-    history: History,
-    landed: Landed,
-    environment: Environment,
-    interrupted: Run,
-    now: datetime,
-    verdicts: list[SignoffVerdict],
-) -> tuple[str | None, int]:
-    """Who asked to re-run the interrupted run (a `Retry-Run` by a plan.deploy holder)."""
-    for signoff in history.signoffs:
-        if signoff.kind != "retry" or signoff.run != interrupted.id:
-            continue
-        label = f"retry in {signoff.commit[:12]} by {signoff.actor or 'an unknown actor'}"
-        # Like any trailer, a retry counts only for the landing it followed: asked for before
-        # the version left main, it must not re-run the version when someone brings it back.
-        # The latest run was retried by no run (that one would be the latest).
-        problem = (
-            _before(history, interrupted.plan, landed)
-            if signoff.seq < landed.seq
-            else retry_refusal(interrupted, None, signoff.seq)
-            or _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now)
-        )
-        verdicts.append(SignoffVerdict("retry", signoff.commit, signoff.actor, label, problem))
-        if problem is None:
-            return signoff.actor, signoff.seq
-    return None, 0
-
-
-def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
-    """Fold start and finish records into runs, in the order they started.
-
-    `records`: those that counted. `events.record_refusal` lets one start and one
-    finish per run through, the finish after its start, so the fold needs no rule of
-    its own about second starts or finishes."""
-    runs: dict[str, Run] = {}
-    for record in records:
-        if record.run is None or record.plan is None:
-            continue
-        if record.result == "started":
-            runs[record.run] = Run(
-                id=record.run,
-                plan=record.plan,
-                environment=record.environment or "",
-                result="started",
-                instance=record.instance,
-                lease_until=record.lease_until,
-                started=record.commit,
-                finished=None,
-                triggered_by=record.triggered_by,
-                approved_by=record.approved_by,
-                retry_of=record.retry_of,
-                started_at=record.committed_at,
-                started_seq=record.seq,
-            )
-        elif record.run in runs and record.result in FINISHED:
-            runs[record.run] = replace(
-                runs[record.run],
-                result=record.result,  # type: ignore[arg-type]
-                finished=record.commit,
-                finished_seq=record.seq,
-            )
-    return tuple(runs.values())
 
 
 def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:

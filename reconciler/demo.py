@@ -26,7 +26,8 @@ from reconciler.decide import Decision
 from reconciler.drivers import ARTIFACTS
 from reconciler.errors import UsageError
 from reconciler.gitrepo import GitRepo, Someone
-from reconciler.history import Entry, audit_trail
+from reconciler.history import audit_trail
+from reconciler.history_entries import Entry
 from reconciler.loader import load
 from reconciler.reconcile import Options, PassReport, Reconciler
 from reconciler.resources import example_dir, schemas_dir

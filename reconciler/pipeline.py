@@ -3,7 +3,7 @@ service's passes (`apply`, `watch`).
 
 A walk brings the effective state to a tip (`authorise`); `decide` reads its inputs from
 that walk (`gather`) and decides every plan on the tip; plans into an environment
-whose driver cannot load here wait for it (`decide.hold`). The read-only
+whose driver cannot load here wait for it (`runs.hold`). The read-only
 commands (`session.Session.observe`) and the service (`reconcile.Reconciler`) both call
 `verify_then_decide` (or `observe`, after a walk of their own), and get the same frozen
 value back, so the two can never decide differently on the same history.
@@ -19,23 +19,19 @@ from typing import TYPE_CHECKING
 
 from reconciler.decide import (
     Decision,
-    History,
-    Landed,
-    OnMain,
     decide,
     deployed_versions,
-    driver_targets,
     effective_plan,
-    hold,
     not_authorised,
-    runs_from,
 )
+from reconciler.decide_values import History, Landed, OnMain, runs_from
 from reconciler.drivers import unavailable
 from reconciler.errors import ConfigError
 from reconciler.events import PlanRef
 from reconciler.fields import INVALID, value
 from reconciler.layout import place
 from reconciler.loader import load
+from reconciler.runs import driver_targets, hold
 
 if TYPE_CHECKING:
     from reconciler.authorise import Authoriser, VerifyResult

@@ -18,7 +18,7 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
    start the same run; a lost race means fetch, re-verify, re-decide;
 
 What to start (run id, lease), to mark interrupted, to record refused and to hold
-for a driver is `decide.decide_runs`'s to say, as one `RunDecisions` value; this
+for a driver is `runs.decide_runs`'s to say, as one `RunDecisions` value; this
 module carries it out: it publishes, runs and records.
 
 *run and finish* (`run_started`, one call per started run):
@@ -49,15 +49,8 @@ from typing import Any
 
 from reconciler import revocation_file
 from reconciler.authorise import Authoriser, Progress
-from reconciler.decide import (
-    Decision,
-    History,
-    RunDecisions,
-    RunFacts,
-    Start,
-    decide_runs,
-    executable,
-)
+from reconciler.decide import Decision, executable
+from reconciler.decide_values import History
 from reconciler.drivers import Driver, Step, load_driver
 from reconciler.errors import (
     ConfigError,
@@ -86,6 +79,7 @@ from reconciler.record import (
     refusal_message,
     start_message,
 )
+from reconciler.runs import RunDecisions, RunFacts, Start, decide_runs
 from reconciler.session import followed_branch, state_directory
 from reconciler.signing import SigningKey
 from reconciler.statestore import ServiceLock, StateStore, Transaction

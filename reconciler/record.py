@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from reconciler.decide import Decision, Run
+from reconciler.decide import Decision
+from reconciler.decide_values import Run
 from reconciler.errors import GitError, ReconcilerError, UsageError
 from reconciler.events import PlanRef
 from reconciler.execute import Execution, StepResult

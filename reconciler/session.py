@@ -166,7 +166,7 @@ class Session:
     def pipeline(self, *, include_deployed: bool = False) -> StatusView:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
         # Imported here, as in `observe`: `verify` and `access` never need them.
-        from reconciler.decide import runs_from  # noqa: PLC0415
+        from reconciler.decide_values import runs_from  # noqa: PLC0415
         from reconciler.status import pipeline  # noqa: PLC0415
 
         seen = self.observe()

@@ -98,7 +98,7 @@ CREATE INDEX IF NOT EXISTS events_signoff_plan ON events (json_extract(detail, '
 CREATE INDEX IF NOT EXISTS events_signoff_run ON events (json_extract(detail, '$.run'))
     WHERE kind IN ('approve', 'deploy', 'retry');
 """
-# The runs whose last start record no finish record followed yet, as `decide.runs_from`
+# The runs whose last start record no finish record followed yet, as `decide_values.runs_from`
 # folds the records: kept as records are added, so a pass finds them without reading
 # every record there ever was. Made (and filled from the records) in one transaction
 # when a database from before it is opened.
@@ -734,7 +734,7 @@ def _path_read(stored: str | bytes) -> str:
 def _open_runs_change(record: Record) -> list[tuple[str, list[tuple[str]]]]:
     """How a record changes the open runs: a start opens its run (again), a finish closes it.
 
-    As `decide.runs_from` folds them: a record without a run or a plan counts for nothing.
+    As `decide_values.runs_from` folds them: a record without a run or a plan counts for nothing.
     """
     run, plan, result = record.run, record.plan, record.result
     if not run or not plan:

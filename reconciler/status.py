@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reconciler.decide import Decision, Run
+from reconciler.decide import Decision
+from reconciler.decide_values import Run
 from reconciler.model import Policy
 
 
@@ -82,6 +83,16 @@ def pipeline(
         }
         for application in applications
     }
+    moves = _running(policy, decisions, open_runs) + _planned(decisions, include_deployed)
+    order = {name: index for index, name in enumerate(environments)}
+    moves.sort(key=lambda move: (order.get(move.target, len(order)), move.plan))
+    return Pipeline(environments, applications, versions, tuple(moves))
+
+
+def _running(
+    policy: Policy, decisions: tuple[Decision, ...], open_runs: Iterable[Run]
+) -> list[Move]:
+    """The open runs no decision shows (their version left main, or was refused since)."""
     moves = []
     shown = {decision.run.id for decision in decisions if decision.run is not None}
     # A version on main whose decision names no run (refused since it started) is running
@@ -107,6 +118,12 @@ def pipeline(
                 ),
             )
         )
+    return moves
+
+
+def _planned(decisions: tuple[Decision, ...], include_deployed: bool) -> list[Move]:
+    """A move per plan on main; those deployed or cancelled only when asked for."""
+    moves = []
     for decision in decisions:
         word = label(decision)
         if word in ("deployed", "cancelled") and not include_deployed:
@@ -124,9 +141,7 @@ def pipeline(
                 reasons=decision.reasons,
             )
         )
-    order = {name: index for index, name in enumerate(environments)}
-    moves.sort(key=lambda move: (order.get(move.target, len(order)), move.plan))
-    return Pipeline(environments, applications, versions, tuple(moves))
+    return moves
 
 
 def _stem(path: str) -> str:

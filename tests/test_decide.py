@@ -14,22 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.approvals import EDITOR, REPEATED, approval_refusal, match_approvers, most_approvals
-from reconciler.decide import (
-    LEASE_MARGIN,
-    Decision,
-    History,
-    Landed,
-    OnMain,
-    Run,
-    RunDecisions,
-    RunFacts,
-    RunResult,
-    decide,
-    decide_runs,
-    lease_for,
-    next_run_id,
-    retry_refusal,
-)
+from reconciler.decide import Decision, decide
+from reconciler.decide_values import History, Landed, OnMain, Run, RunResult
 from reconciler.errors import ConfigError
 from reconciler.events import PlanRef, Signoff
 from reconciler.identity import CommitFacts
@@ -44,7 +30,16 @@ from reconciler.model import (
     Team,
 )
 from reconciler.resources import schemas_dir
+from reconciler.runs import (
+    LEASE_MARGIN,
+    RunDecisions,
+    RunFacts,
+    decide_runs,
+    lease_for,
+    next_run_id,
+)
 from reconciler.session import open_session
+from reconciler.signoffs import retry_refusal
 from reconciler.sshkeys import parse_public_key
 from tests import builders
 from tests.builders import Story

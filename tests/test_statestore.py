@@ -9,7 +9,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.decide import runs_from
+from reconciler.decide_values import runs_from
 from reconciler.events import PlanRef
 from reconciler.journal import Landing, LandingVerdict, Record, Signoff, VersionLanded
 from reconciler.statestore import StateStore

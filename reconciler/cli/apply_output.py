@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from reconciler.cli.plan_output import decision_json
+from reconciler.errors import ConfigError
 from reconciler.printable import printable
-from reconciler.reconcile import PassReport
+from reconciler.reconcile import PassReport, RunReport
 
 
 def pass_json(report: PassReport) -> dict[str, Any]:
@@ -57,32 +58,50 @@ def pass_text(report: PassReport) -> None:
         f"verified {len(report.landings)} new landing(s) up to {report.tip[:12]}"
         + (f", {len(refused)} unauthorised (see `reconciler verify`)" if refused else "")
     )
+    _bookkeeping_text(report)
+    for run in report.runs:
+        _run_text(run)
+    for environment, problem in sorted(report.held.items()):
+        _held_text(environment, problem)
+    if report.dry_run:
+        _would_run_text(report)
+    elif not report.runs:
+        click.echo("nothing to run")
+
+
+def _bookkeeping_text(report: PassReport) -> None:
+    """The runs the pass marked interrupted and the refusals it recorded."""
     for run_id in report.interrupted:
         click.echo(click.style(f"marked {run_id} interrupted", fg="yellow"))
     for ref in report.refused:
         why = "; ".join(report.why_refused.get(ref, ()))
         click.echo(click.style(printable(f"refused {ref}" + (f": {why}" if why else "")), fg="red"))
-    for run in report.runs:
-        colour = "green" if run.result == "succeeded" else "red"
-        failed = f" at step {run.failed_step}" if run.failed_step else ""
-        click.echo(
-            f"{click.style(run.result, fg=colour)} "
-            + printable(f"{run.run}: {run.plan.path} -> {run.environment}{failed}")
-        )
-        if run.result == "failed" and run.reason:
-            click.echo(f"  {printable(run.reason)}")
-    for environment, problem in sorted(report.held.items()):
-        where = f"{problem.file}:{problem.line}: " if problem.file else ""
-        click.echo(
-            click.style(f"held {environment}: ", fg="yellow")
-            + printable(f"{where}{problem.message}")
-            + (f"\n  hint: {printable(problem.hint)}" if problem.hint else "")
-        )
-    if report.dry_run:
-        for decision in report.would_run:
-            where = f"{decision.path}@{decision.blob[:12]} -> {decision.environment}"
-            click.echo(f"would run {printable(where)}")
-        if not report.would_run:
-            click.echo("would run nothing")
-    elif not report.runs:
-        click.echo("nothing to run")
+
+
+def _would_run_text(report: PassReport) -> None:
+    for decision in report.would_run:
+        where = f"{decision.path}@{decision.blob[:12]} -> {decision.environment}"
+        click.echo(f"would run {printable(where)}")
+    if not report.would_run:
+        click.echo("would run nothing")
+
+
+def _run_text(run: RunReport) -> None:
+    colour = "green" if run.result == "succeeded" else "red"
+    failed = f" at step {run.failed_step}" if run.failed_step else ""
+    click.echo(
+        f"{click.style(run.result, fg=colour)} "
+        + printable(f"{run.run}: {run.plan.path} -> {run.environment}{failed}")
+    )
+    if run.result == "failed" and run.reason:
+        click.echo(f"  {printable(run.reason)}")
+
+
+def _held_text(environment: str, problem: ConfigError) -> None:
+    """An environment whose driver cannot load here, and why (its plans wait for it)."""
+    where = f"{problem.file}:{problem.line}: " if problem.file else ""
+    click.echo(
+        click.style(f"held {environment}: ", fg="yellow")
+        + printable(f"{where}{problem.message}")
+        + (f"\n  hint: {printable(problem.hint)}" if problem.hint else "")
+    )

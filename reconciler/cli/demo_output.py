@@ -14,7 +14,7 @@ from reconciler.cli.plan_output import plan_json, plan_text
 from reconciler.decide import Decision
 from reconciler.demo import Scene, Story
 from reconciler.drift import DriftReport
-from reconciler.history import Entry
+from reconciler.history_entries import Entry
 from reconciler.reconcile import PassReport
 from reconciler.status import Pipeline
 

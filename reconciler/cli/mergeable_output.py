@@ -111,10 +111,29 @@ def text(result: MergeCheck) -> None:
         f"  {count} commit{'s' * (count != 1)} from the merge base "
         f"{(result.merge_base or '')[:12]}, trust anchor {result.anchor[:12]}"
     )
+    _changes_text(result)
+    _refused_text(result)
+    if result.plans:
+        click.echo("once merged:")
+        for plan in result.plans:
+            _plan_text(plan)
+    if result.inherited:
+        click.echo(f"already refused on {printable(result.base)} (not this pull request's):")
+        for refusal in result.inherited:
+            click.echo(printable(f"  {refusal.message()}"))
+    if result.ignored:
+        click.echo("trailers that count for nothing:")
+        _ignored_text(result)
+
+
+def _changes_text(result: MergeCheck) -> None:
     if result.changes:
         click.echo("the merge changes:")
         for change in result.changes:
             click.echo(printable(f"  {change.change:<8} {change.path} ({change.kind})"))
+
+
+def _refused_text(result: MergeCheck) -> None:
     if result.refused:
         click.echo("refused:")
         for item in result.refused:
@@ -123,28 +142,23 @@ def text(result: MergeCheck) -> None:
             click.echo(f"    fix: {printable(fix(item, result.base))}")
     for commit, reason in result.unattributed:
         click.echo(printable(f"  {commit[:12]} holds no identity: {reason}"))
-    if result.plans:
-        click.echo("once merged:")
-        for plan in result.plans:
-            status = plan.after.status if plan.after else "removed"
-            colour = STATUS_COLOURS.get(status, "white")
-            environment = plan.after.environment if plan.after else None
-            target = f" -> {environment}" if environment else ""
-            click.echo(
-                f"  {click.style(f'{status:<10}', fg=colour)} {printable(plan.path)}{target}"
-            )
-            click.echo(f"             {printable(outlook(plan))}")
-            for note in plan.after.notes if plan.after else ():
-                click.echo(click.style(f"             note: {printable(note)}", dim=True))
-    if result.inherited:
-        click.echo(f"already refused on {printable(result.base)} (not this pull request's):")
-        for refusal in result.inherited:
-            click.echo(printable(f"  {refusal.message()}"))
-    if result.ignored:
-        click.echo("trailers that count for nothing:")
-        for event in result.ignored:
-            who = event.actor or "an unknown actor"
-            click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
+
+
+def _ignored_text(result: MergeCheck) -> None:
+    for event in result.ignored:
+        who = event.actor or "an unknown actor"
+        click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
+
+
+def _plan_text(plan: PlanOutlook) -> None:
+    status = plan.after.status if plan.after else "removed"
+    colour = STATUS_COLOURS.get(status, "white")
+    environment = plan.after.environment if plan.after else None
+    target = f" -> {environment}" if environment else ""
+    click.echo(f"  {click.style(f'{status:<10}', fg=colour)} {printable(plan.path)}{target}")
+    click.echo(f"             {printable(outlook(plan))}")
+    for note in plan.after.notes if plan.after else ():
+        click.echo(click.style(f"             note: {printable(note)}", dim=True))
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -186,56 +200,76 @@ def markdown(result: MergeCheck) -> str:
     if result.merge is None:
         lines.append(f"Nothing to merge: {_code(result.head[:12])} is already in {base}.")
         return "\n".join(lines)
-    count = len(result.landed)
-    lines += [
-        f"{count} commit{'s' * (count != 1)} from {_code((result.merge_base or '')[:12])} to "
-        f"{_code(result.head[:12])}, judged as one landing on {base} at "
-        f"{_code(result.base_tip[:12])} (trust anchor {_code(result.anchor[:12])}).",
-        "",
-    ]
+    lines += [_judged_md(result, base), ""]
     if result.refused or result.unattributed:
-        lines += ["#### Refused", ""]
-        lines += _capped(
-            (
-                f"- {_code(f'{item.refusal.path}:{item.line}')}: {_md(item.message(result.base))}"
-                f"\n  - fix: {_md(fix(item, result.base))}"
-                for item in result.refused
-            ),
-            len(result.refused),
-        )
-        lines += [
-            f"- commit {_code(commit[:12])} holds no identity: {_md(reason)}"
-            for commit, reason in result.unattributed
-        ]
-        lines.append("")
-    lines += ["#### What the merge changes", ""]
-    lines += _capped(
-        (f"- {item.change} {_code(item.path)} ({_md(item.kind)})" for item in result.changes),
-        len(result.changes),
-    ) or ["- no file"]
+        lines += _refused_md(result)
+    lines += ["#### What the merge changes", "", *_changes_md(result)]
     lines += ["", "#### Once merged", ""]
     lines += _capped((_plan_line(plan) for plan in result.plans), len(result.plans)) or [
         "- no plan changes what it would do"
     ]
     if result.inherited:
-        lines += [
-            "",
-            f"<details><summary>Already refused on {_md(result.base)}, not this pull "
-            "request's</summary>",
-            "",
-        ]
-        lines += _capped(
-            (f"- {_md(refusal.message())}" for refusal in result.inherited),
-            len(result.inherited),
-        )
-        lines += ["", "</details>"]
+        lines += _inherited_md(result)
     if result.ignored:
-        lines += ["", "#### Trailers that count for nothing", ""]
-        lines += _capped(
-            (f"- {_code(event.commit[:12])}: {_md(event.reason)}" for event in result.ignored),
-            len(result.ignored),
-        )
+        lines += ["", "#### Trailers that count for nothing", "", *_ignored_md(result)]
     return "\n".join(lines)
+
+
+def _judged_md(result: MergeCheck, base: str) -> str:
+    """What was judged: the commits, as one landing on `base` (as Markdown)."""
+    count = len(result.landed)
+    return (
+        f"{count} commit{'s' * (count != 1)} from {_code((result.merge_base or '')[:12])} to "
+        f"{_code(result.head[:12])}, judged as one landing on {base} at "
+        f"{_code(result.base_tip[:12])} (trust anchor {_code(result.anchor[:12])})."
+    )
+
+
+def _changes_md(result: MergeCheck) -> list[str]:
+    return _capped(
+        (f"- {item.change} {_code(item.path)} ({_md(item.kind)})" for item in result.changes),
+        len(result.changes),
+    ) or ["- no file"]
+
+
+def _ignored_md(result: MergeCheck) -> list[str]:
+    return _capped(
+        (f"- {_code(event.commit[:12])}: {_md(event.reason)}" for event in result.ignored),
+        len(result.ignored),
+    )
+
+
+def _refused_md(result: MergeCheck) -> list[str]:
+    lines = ["#### Refused", ""]
+    lines += _capped(
+        (
+            f"- {_code(f'{item.refusal.path}:{item.line}')}: {_md(item.message(result.base))}"
+            f"\n  - fix: {_md(fix(item, result.base))}"
+            for item in result.refused
+        ),
+        len(result.refused),
+    )
+    lines += [
+        f"- commit {_code(commit[:12])} holds no identity: {_md(reason)}"
+        for commit, reason in result.unattributed
+    ]
+    lines.append("")
+    return lines
+
+
+def _inherited_md(result: MergeCheck) -> list[str]:
+    """The refusals already on the base, folded away: not this pull request's to fix."""
+    lines = [
+        "",
+        f"<details><summary>Already refused on {_md(result.base)}, not this pull "
+        "request's</summary>",
+        "",
+    ]
+    lines += _capped(
+        (f"- {_md(refusal.message())}" for refusal in result.inherited),
+        len(result.inherited),
+    )
+    return [*lines, "", "</details>"]
 
 
 def _plan_line(plan: PlanOutlook) -> str:

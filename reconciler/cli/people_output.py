@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from reconciler.history import Entry
+from reconciler.history_entries import Entry
 from reconciler.printable import printable
 from reconciler.status import Pipeline
 
@@ -64,31 +64,7 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
 
 def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
     """The table and the moves, in `width` columns (80 in a narrow terminal)."""
-    lines: list[str] = []
-    first = min(max((len(app) for app in view.applications), default=11) + 2, 22)
-    columns = max(len(view.environments), 1)
-    cell = (width - first) // columns
-    if cell < 10:  # too many environments for a table: one line per environment
-        for environment in view.environments:
-            running = ", ".join(
-                f"{app} {view.versions[app][environment]}"
-                for app in view.applications
-                if environment in view.versions[app]
-            )
-            lines.append(f"{environment}: {running or 'nothing deployed'}")
-    else:
-        # Padded before styling, so the padding of the last column (inside the style's
-        # escape codes, where rstrip cannot see it) is never added.
-        names = [_fit(env, cell - 1).ljust(cell) for env in view.environments]
-        names[-1:] = [name.rstrip() for name in names[-1:]]
-        header = "".join(click.style(name, bold=True) for name in names)
-        lines.append("".ljust(first) + header if header else "")
-        for app in view.applications:
-            row = _fit(app, first - 1).ljust(first) + "".join(
-                _fit(view.versions[app].get(env, "-"), cell - 1).ljust(cell)
-                for env in view.environments
-            )
-            lines.append(row.rstrip())
+    lines = _table(view, width)
     current: tuple[str | None, str] | None = None
     for move in view.moves:
         lane = (move.source, move.target)
@@ -108,6 +84,42 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         )
     if not view.moves:
         lines += ["", "no plans on their way"]
+    return lines
+
+
+def _table(view: Pipeline, width: int) -> list[str]:
+    """What runs where: a table of applications by environment, or a line per environment
+    when the table would not fit in `width` columns."""
+    lines: list[str] = []
+    first = min(max((len(app) for app in view.applications), default=11) + 2, 22)
+    columns = max(len(view.environments), 1)
+    cell = (width - first) // columns
+    if cell < 10:  # too many environments for a table: one line per environment
+        return _per_environment(view)
+    # Padded before styling, so the padding of the last column (inside the style's
+    # escape codes, where rstrip cannot see it) is never added.
+    names = [_fit(env, cell - 1).ljust(cell) for env in view.environments]
+    names[-1:] = [name.rstrip() for name in names[-1:]]
+    header = "".join(click.style(name, bold=True) for name in names)
+    lines.append("".ljust(first) + header if header else "")
+    for app in view.applications:
+        row = _fit(app, first - 1).ljust(first) + "".join(
+            _fit(view.versions[app].get(env, "-"), cell - 1).ljust(cell)
+            for env in view.environments
+        )
+        lines.append(row.rstrip())
+    return lines
+
+
+def _per_environment(view: Pipeline) -> list[str]:
+    lines = []
+    for environment in view.environments:
+        running = ", ".join(
+            f"{app} {view.versions[app][environment]}"
+            for app in view.applications
+            if environment in view.versions[app]
+        )
+        lines.append(f"{environment}: {running or 'nothing deployed'}")
     return lines
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from reconciler.access import AccessReport
     from reconciler.app import Acted, Founded, PlanView, Verification
     from reconciler.demo import Story
-    from reconciler.history import Entry
+    from reconciler.history_entries import Entry
     from reconciler.mergeable import MergeCheck
     from reconciler.reconcile import PassReport
     from reconciler.status import Pipeline

@@ -80,35 +80,44 @@ def verification_text(
     for verdict in verdicts:
         if verdict.authorised and not list_all:
             continue
-        mark = (
-            click.style("ok", fg="green")
-            if verdict.authorised
-            else click.style("REFUSED", fg="red")
-        )
-        count = len(verdict.landed)
-        click.echo(
-            f"{mark:>7} {verdict.commit[:12]} by {printable(verdict.actor)}"
-            f" ({count} commit{'s' * (count != 1)} landed)"
-        )
-        for commit, reason in verdict.unattributed:
-            click.echo(printable(f"          {commit[:12]} holds no identity: {reason}"))
-        told: set[tuple[str, str]] = set()  # how an actor is known, said once a landing
-        for group in group_refusals(verdict.refusals):
-            click.echo(f"          {printable(group.text())}")
-            if group.how and (group.actor, group.how) not in told:
-                told.add((group.actor, group.how))
-                click.echo(f"          actor: {printable(group.how)}")
+        _verdict_text(verdict)
     if ignored:
-        click.echo("trailers that count for nothing:")
-        for event in ignored:
-            who = event.actor or "an unknown actor"
-            click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
+        _ignored_text(ignored)
     if result.differs:
-        click.echo("main differs from the effective state (the last authorised content):")
-        for path, fields in sorted(result.differs.items()):
-            click.echo(printable(f"  {path}: {', '.join(fields)}"))
+        _differs_text(result)
     summary = f"{len(verdicts) if total is None else total} landing(s), {len(refused)} refused"
     click.echo(click.style(summary, fg="red" if refused else "green"))
+
+
+def _ignored_text(ignored: Sequence[IgnoredTrailer]) -> None:
+    click.echo("trailers that count for nothing:")
+    for event in ignored:
+        who = event.actor or "an unknown actor"
+        click.echo(printable(f"  {event.commit[:12]} by {who}: {event.reason}"))
+
+
+def _differs_text(result: VerifyResult) -> None:
+    click.echo("main differs from the effective state (the last authorised content):")
+    for path, fields in sorted(result.differs.items()):
+        click.echo(printable(f"  {path}: {', '.join(fields)}"))
+
+
+def _verdict_text(verdict: LandingVerdict) -> None:
+    """A landing: its verdict, and why each refused change was refused."""
+    mark = click.style("ok", fg="green") if verdict.authorised else click.style("REFUSED", fg="red")
+    count = len(verdict.landed)
+    click.echo(
+        f"{mark:>7} {verdict.commit[:12]} by {printable(verdict.actor)}"
+        f" ({count} commit{'s' * (count != 1)} landed)"
+    )
+    for commit, reason in verdict.unattributed:
+        click.echo(printable(f"          {commit[:12]} holds no identity: {reason}"))
+    told: set[tuple[str, str]] = set()  # how an actor is known, said once a landing
+    for group in group_refusals(verdict.refusals):
+        click.echo(f"          {printable(group.text())}")
+        if group.how and (group.actor, group.how) not in told:
+            told.add((group.actor, group.how))
+            click.echo(f"          actor: {printable(group.how)}")
 
 
 def access_json(report: AccessReport) -> dict[str, Any]:
