@@ -29,7 +29,8 @@ from typing import Any, Literal
 import yaml
 
 from reconciler.config import build_environment, build_policy
-from reconciler.decide import Decision, History, Landed, OnMain, Run, RunResult, decide
+from reconciler.decide import Decision, decide
+from reconciler.decide_values import History, Landed, OnMain, Run, RunResult
 from reconciler.events import PlanRef, Signoff
 from reconciler.identity import CommitFacts, resolve
 from reconciler.loader import load

@@ -9,7 +9,7 @@ from typing import Any
 
 from reconciler.authorise import Authoriser
 from reconciler.config import build_plan
-from reconciler.decide import History
+from reconciler.decide_values import History
 from reconciler.gitrepo import GitRepo
 from reconciler.pipeline import gather
 from reconciler.sshkeys import parse_public_key
