@@ -757,45 +757,49 @@ class _InlineExecutor:
 # start a git process are timed on their own, so the phase that calls them
 # keeps only its Python time.
 PHASES: Final = (
-    ("reconciler.reconcile", "Reconciler.pass_once", "pass loop (rest)"),
-    ("reconciler.reconcile", "Reconciler._flush_outbox", "flush outbox"),
-    ("reconciler.reconcile", "Reconciler.plan_pass", "plan pass loop (rest)"),
-    ("reconciler.reconcile", "Reconciler._observe", "observe (rest)"),
-    ("reconciler.record", "Publisher.tip", "fetch (rest)"),
-    ("reconciler.gitrepo", "GitRepo.fetch", "git fetch"),
-    ("reconciler.gitrepo", "GitRepo.resolve", "git rev-parse (resolve)"),
-    ("reconciler.authorise", "Authoriser.__init__", "verify: Authoriser() construction"),
-    ("reconciler.authorise", "Authoriser.run", "verify: walk and judge (Python, sqlite)"),
-    ("reconciler.statestore", "StateStore.effective", "verify: load effective state"),
-    ("reconciler.statestore", "StateStore._commit", "verify: state store commit"),
-    ("reconciler.gitrepo", "GitRepo.is_ancestor", "verify: git merge-base --is-ancestor"),
-    ("reconciler.gitrepo", "GitRepo.first_parent_chain", "verify: git rev-list"),
-    ("reconciler.authorise", "check_commit_signature", "verify: record signature checks"),
-    ("reconciler.pipeline", "gather", "gather (Python, sqlite)"),
-    ("reconciler.gitrepo", "GitRepo.tree_files", "gather: git ls-tree plans/"),
-    ("reconciler.statestore", "StateStore.events", "state store: events (records, signoffs)"),
-    ("reconciler.statestore", "StateStore.editors", "gather: editors per plan"),
-    ("reconciler.pipeline", "decide", "decide"),
-    ("reconciler.reconcile", "Reconciler._writer", "record writer for the policy"),
-    ("reconciler.reconcile", "Reconciler._bookkeeping", "bookkeeping check (refusals, leases)"),
-    ("reconciler.reconcile", "decide_runs", "decide runs (starts, leases, interruptions)"),
-    ("reconciler.reconcile", "Reconciler._starts", "start (rest)"),
-    ("reconciler.reconcile", "Reconciler._run_all", "run all (rest)"),
-    ("reconciler.reconcile", "Reconciler.run_started", "run one (rest)"),
-    ("reconciler.reconcile", "Reconciler._execute", "execute (rest)"),
-    ("reconciler.process", "run", "driver processes (process.run)"),
-    ("reconciler.reconcile", "Reconciler._finish", "finish (rest)"),
-    ("reconciler.reconcile", "Reconciler._publish_finish", "publish finish (rest)"),
-    ("reconciler.reconcile", "_deployments_in", "read deployments/<env>.yaml"),
-    ("reconciler.statestore", "StateStore.put_outbox", "state store: outbox"),
-    ("reconciler.statestore", "StateStore.clear_outbox", "state store: outbox"),
-    ("reconciler.record", "RecordWriter.commit", "record commit (rest)"),
-    ("reconciler.gitrepo", "GitRepo.commit", "read commit objects (cat-file)"),
-    ("reconciler.gitrepo", "GitRepo.tree_with", "tree building (rest)"),
-    ("reconciler.gitrepo", "GitRepo.write_object", "write objects (git hash-object -w)"),
-    ("reconciler.record", "signed_commit", "sign (in-process SSHSIG)"),
-    ("reconciler.record", "Publisher.publish", "push (rest)"),
-    ("reconciler.gitrepo", "GitRepo.push", "git push + update-ref"),
+    ("reconciler.app.reconcile", "Reconciler.pass_once", "pass loop (rest)"),
+    ("reconciler.app.reconcile", "Reconciler._flush_outbox", "flush outbox"),
+    ("reconciler.app.reconcile", "Reconciler.plan_pass", "plan pass loop (rest)"),
+    ("reconciler.app.reconcile", "Reconciler._observe", "observe (rest)"),
+    ("reconciler.app.record", "Publisher.tip", "fetch (rest)"),
+    ("reconciler.adapters.gitrepo", "GitRepo.fetch", "git fetch"),
+    ("reconciler.adapters.gitrepo", "GitRepo.resolve", "git rev-parse (resolve)"),
+    ("reconciler.app.authorise", "Authoriser.__init__", "verify: Authoriser() construction"),
+    ("reconciler.app.authorise", "Authoriser.run", "verify: walk and judge (Python, sqlite)"),
+    ("reconciler.adapters.statestore", "StateStore.effective", "verify: load effective state"),
+    ("reconciler.adapters.statestore", "StateStore._commit", "verify: state store commit"),
+    ("reconciler.adapters.gitrepo", "GitRepo.is_ancestor", "verify: git merge-base --is-ancestor"),
+    ("reconciler.adapters.gitrepo", "GitRepo.first_parent_chain", "verify: git rev-list"),
+    ("reconciler.app.authorise", "check_commit_signature", "verify: record signature checks"),
+    ("reconciler.app.pipeline", "gather", "gather (Python, sqlite)"),
+    ("reconciler.adapters.gitrepo", "GitRepo.tree_files", "gather: git ls-tree plans/"),
+    (
+        "reconciler.adapters.statestore",
+        "StateStore.events",
+        "state store: events (records, signoffs)",
+    ),
+    ("reconciler.adapters.statestore", "StateStore.editors", "gather: editors per plan"),
+    ("reconciler.app.pipeline", "decide", "decide"),
+    ("reconciler.app.reconcile", "Reconciler._writer", "record writer for the policy"),
+    ("reconciler.app.reconcile", "Reconciler._bookkeeping", "bookkeeping check (refusals, leases)"),
+    ("reconciler.app.reconcile", "decide_runs", "decide runs (starts, leases, interruptions)"),
+    ("reconciler.app.reconcile", "Reconciler._starts", "start (rest)"),
+    ("reconciler.app.reconcile", "Reconciler._run_all", "run all (rest)"),
+    ("reconciler.app.reconcile", "Reconciler.run_started", "run one (rest)"),
+    ("reconciler.app.reconcile", "Reconciler._execute", "execute (rest)"),
+    ("reconciler.adapters.process", "run", "driver processes (process.run)"),
+    ("reconciler.app.reconcile", "Reconciler._finish", "finish (rest)"),
+    ("reconciler.app.reconcile", "Reconciler._publish_finish", "publish finish (rest)"),
+    ("reconciler.app.reconcile", "_deployments_in", "read deployments/<env>.yaml"),
+    ("reconciler.adapters.statestore", "StateStore.put_outbox", "state store: outbox"),
+    ("reconciler.adapters.statestore", "StateStore.clear_outbox", "state store: outbox"),
+    ("reconciler.app.record", "RecordWriter.commit", "record commit (rest)"),
+    ("reconciler.adapters.gitrepo", "GitRepo.commit", "read commit objects (cat-file)"),
+    ("reconciler.adapters.gitrepo", "GitRepo.tree_with", "tree building (rest)"),
+    ("reconciler.adapters.gitrepo", "GitRepo.write_object", "write objects (git hash-object -w)"),
+    ("reconciler.app.record", "signed_commit", "sign (in-process SSHSIG)"),
+    ("reconciler.app.record", "Publisher.publish", "push (rest)"),
+    ("reconciler.adapters.gitrepo", "GitRepo.push", "git push + update-ref"),
 )
 
 
@@ -852,12 +856,12 @@ def _resolve(module_name: str, dotted: str) -> tuple[object, str] | None:
 
 def profile_apply(fixture: Fixture, scratch: Path, *, top: int) -> Profile:
     """One pass in-process on a fresh clone, drivers inline, phases timed, cProfile around it."""
-    import reconciler.authorise  # noqa: PLC0415 - the modules whose functions are wrapped
-    import reconciler.gitrepo  # noqa: PLC0415
-    import reconciler.process  # noqa: PLC0415
-    import reconciler.reconcile  # noqa: PLC0415
-    import reconciler.record  # noqa: PLC0415
-    import reconciler.statestore  # noqa: PLC0415
+    import reconciler.adapters.gitrepo  # noqa: PLC0415
+    import reconciler.adapters.process  # noqa: PLC0415
+    import reconciler.adapters.statestore  # noqa: PLC0415
+    import reconciler.app.authorise  # noqa: PLC0415 - the modules whose functions are wrapped
+    import reconciler.app.reconcile  # noqa: PLC0415
+    import reconciler.app.record  # noqa: PLC0415
 
     workspace = fresh_workspace(fixture, scratch / "profile")
     timer = PhaseTimer()
@@ -868,7 +872,7 @@ def profile_apply(fixture: Fixture, scratch: Path, *, top: int) -> Profile:
             missing.append(f"{module_name}.{dotted}")  # renamed since: its time goes to callers
         else:
             timer.wrap(*found, label)
-    options = reconciler.reconcile.Options(
+    options = reconciler.app.reconcile.Options(
         remote="origin",
         state_dir=workspace.state_dir,
         key=fixture.service_key,
@@ -877,12 +881,12 @@ def profile_apply(fixture: Fixture, scratch: Path, *, top: int) -> Profile:
     )
     # One environment, so one run per round: running it on this thread changes nothing
     # but lets cProfile (which sees one thread) and the timers' stack see it.
-    timer.replace(reconciler.reconcile, "ThreadPoolExecutor", _InlineExecutor)
+    timer.replace(reconciler.app.reconcile, "ThreadPoolExecutor", _InlineExecutor)
     profiler = cProfile.Profile()
     try:
         with (
             _isolated_git_environment(),
-            reconciler.reconcile.Reconciler(
+            reconciler.app.reconcile.Reconciler(
                 workspace.clone,
                 options,
                 clock=lambda: datetime.now(UTC),

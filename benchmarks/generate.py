@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from yaml.nodes import ScalarNode
 
-from reconciler.resources import schemas_dir
+from reconciler.core.resources import schemas_dir
 
 DEFAULT_SEED: Final = 20261122
 SETTINGS_ADMINS: Final = ("root", "root-deputy")

@@ -82,7 +82,7 @@ from benchmarks.generate import (
     generate_config,
     identity_private_key,
 )
-from reconciler.resources import schemas_dir
+from reconciler.core.resources import schemas_dir
 
 MANIFEST_NAME: Final = "synthetic-history.json"
 SCAFFOLD_REF: Final = "refs/synthetic-history/scaffold"

@@ -45,9 +45,9 @@ import yaml
 from benchmarks import bare_parse
 from benchmarks.common import BenchmarkError, Measurement, run_timed
 from benchmarks.generate import GeneratorSettings, generate_config, init_repository, write_config
-from reconciler.resources import SCHEMA_FILES, schemas_dir
-from reconciler.validate import validate_snapshot
-from reconciler.worktree import read_worktree
+from reconciler.adapters.worktree import read_worktree
+from reconciler.core.resources import SCHEMA_FILES, schemas_dir
+from reconciler.core.validate import validate_snapshot
 
 SPEED_UP_GOAL: Final = 10.0  # check-jsonschema / reconciler, at least
 OVERHEAD_GOAL: Final = 2.0  # reconciler / bare C parse, at most

@@ -67,10 +67,10 @@ from benchmarks.history import (
     generate_history,
     load_manifest,
 )
-from reconciler.authorise import Authoriser
-from reconciler.clock import utc_now
-from reconciler.gitrepo import GitRepo
-from reconciler.statestore import StateStore
+from reconciler.adapters.clock import utc_now
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.authorise import Authoriser
 
 FULL_RATIO_GOAL: Final = 3.0  # full verify / git log, at most
 INCREMENTAL_GOAL: Final = 0.3  # seconds, below
@@ -602,11 +602,11 @@ def library_floor(root: Path, manifest: HistoryManifest) -> str:
     import yaml  # noqa: PLC0415
     from yaml._yaml import CParser  # noqa: PLC0415 - the C parser the loader uses
 
-    from reconciler.gitrepo import NULL_OID  # noqa: PLC0415
-    from reconciler.layout import place  # noqa: PLC0415
-    from reconciler.openpgp import Keyring  # noqa: PLC0415
-    from reconciler.readahead import STRUCTURED  # noqa: PLC0415
-    from reconciler.signatures import check_commit_signature  # noqa: PLC0415
+    from reconciler.adapters.gitrepo import NULL_OID  # noqa: PLC0415
+    from reconciler.adapters.readahead import STRUCTURED  # noqa: PLC0415
+    from reconciler.core.layout import place  # noqa: PLC0415
+    from reconciler.core.openpgp import Keyring  # noqa: PLC0415
+    from reconciler.core.signatures import check_commit_signature  # noqa: PLC0415
 
     with GitRepo(root) as repo:
         tip = repo.resolve("main")

@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from benchmarks.common import BenchmarkError
 from benchmarks.generate import DEFAULT_SEED, identity_private_key, openssh_public_key
-from reconciler.drivers import ARTIFACTS
+from reconciler.adapters.drivers import ARTIFACTS
 
 LATENCY_P50_GOAL: Final = 0.25
 LATENCY_P95_GOAL: Final = 0.5

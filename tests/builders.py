@@ -28,17 +28,17 @@ from typing import Any, Literal
 
 import yaml
 
-from reconciler.config import build_environment, build_policy
-from reconciler.decide import Decision, decide
-from reconciler.decide_values import History, Landed, OnMain, Run, RunResult
-from reconciler.events import PlanRef, Signoff
-from reconciler.identity import CommitFacts, resolve
-from reconciler.loader import load
-from reconciler.model import Environment, Policy
-from reconciler.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
-from reconciler.resources import example_dir
-from reconciler.rules import judge_signoff, landing_style, triggers
-from reconciler.sshkeys import parse_public_key
+from reconciler.core.config import build_environment, build_policy
+from reconciler.core.decide import Decision, decide
+from reconciler.core.decide_values import History, Landed, OnMain, Run, RunResult
+from reconciler.core.events import PlanRef, Signoff
+from reconciler.core.identity import CommitFacts, resolve
+from reconciler.core.loader import load
+from reconciler.core.model import Environment, Policy
+from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
+from reconciler.core.resources import example_dir
+from reconciler.core.rules import judge_signoff, landing_style, triggers
+from reconciler.core.sshkeys import parse_public_key
 from tests.clock import SUITE_NOW
 from tests.configrepo import example_file
 from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, qa_plan

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.resources import example_dir, schemas_dir
+from reconciler.core.resources import example_dir, schemas_dir
 
 
 def copy_example(destination: Path) -> Path:

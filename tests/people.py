@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.resources import example_dir
+from reconciler.core.resources import example_dir
 from tests.configrepo import dump
 
 

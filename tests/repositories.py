@@ -25,20 +25,20 @@ from typing import Any
 
 import yaml
 
-from reconciler.authorise import (
+from reconciler.adapters.drivers import ARTIFACTS
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.readahead import PREFETCH
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.authorise import (
     Authoriser,
     VerifyResult,
     policy_from,
 )
-from reconciler.decide import Decision, decide
-from reconciler.drivers import ARTIFACTS
-from reconciler.gitrepo import GitRepo
-from reconciler.journal import VersionLanded
-from reconciler.model import Policy
-from reconciler.pipeline import gather
-from reconciler.readahead import PREFETCH
-from reconciler.statestore import StateStore
-from reconciler.verdicts import LandingVerdict, Refusal
+from reconciler.app.pipeline import gather
+from reconciler.core.decide import Decision, decide
+from reconciler.core.journal import VersionLanded
+from reconciler.core.model import Policy
+from reconciler.core.verdicts import LandingVerdict, Refusal
 from tests.clock import SUITE_NOW
 from tests.configrepo import Result, dump, example_file, reconciler
 from tests.people import HOST_EMAIL, People, Person, seed_teams

@@ -26,17 +26,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import access, permissions
 from reconciler.cli.verify_output import access_text
-from reconciler.config import build_environment, build_policy
-from reconciler.fields import APP_PREFIX, CONTENT, ORDER, TEXT, FieldMap, canonical
-from reconciler.identity import CommitFacts
-from reconciler.loader import load
-from reconciler.model import PROJECTS_GRANTABLE_ROLES, Policy
-from reconciler.permissions import Verdict
-from reconciler.resources import example_dir
-from reconciler.rules import Judgement, judge_change, judge_signoff
-from reconciler.sshkeys import parse_public_key
+from reconciler.core import access, permissions
+from reconciler.core.config import build_environment, build_policy
+from reconciler.core.fields import APP_PREFIX, CONTENT, ORDER, TEXT, FieldMap, canonical
+from reconciler.core.identity import CommitFacts
+from reconciler.core.loader import load
+from reconciler.core.model import PROJECTS_GRANTABLE_ROLES, Policy
+from reconciler.core.permissions import Verdict
+from reconciler.core.resources import example_dir
+from reconciler.core.rules import Judgement, judge_change, judge_signoff
+from reconciler.core.sshkeys import parse_public_key
 
 PLAN = "plans/probe.yaml"
 HOST_EMAIL = "noreply@host.example"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.sshkeys import parse_public_key
+from reconciler.core.sshkeys import parse_public_key
 from tests.configrepo import Result, reconciler
 from tests.people import People, Person
 from tests.repositories import SeedRepo, run_git

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from reconciler import reconcile
-from reconciler.authorise import Authoriser
-from reconciler.errors import ConfigError, HistoryRewrittenError
-from reconciler.loader import load
-from reconciler.reconcile import Options, PassReport, Reconciler
-from reconciler.statestore import StateStore
+from reconciler.adapters.statestore import StateStore
+from reconciler.app import reconcile
+from reconciler.app.authorise import Authoriser
+from reconciler.app.reconcile import Options, PassReport, Reconciler
+from reconciler.core.errors import ConfigError, HistoryRewrittenError
+from reconciler.core.loader import load
 from tests.clock import SUITE_NOW
 from tests.configrepo import example_file, reconciler
 from tests.people import People, grant_bob_deployment, teams_with
@@ -198,7 +198,7 @@ def test_an_error_raised_while_a_run_executes_is_recorded_as_its_failure(
         "[reconciler.drivers]\nraising = raising_driver:make\n"
     )
     (site / "raising_driver.py").write_text(
-        "from reconciler.errors import ReconcilerError\n"
+        "from reconciler.core.errors import ReconcilerError\n"
         "class Raising:\n"
         "    def deploy(self, step, on_line):\n"
         "        raise ReconcilerError('the cluster said no', hint='ask the cluster')\n"

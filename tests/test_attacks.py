@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.authorise import Authoriser, policy_from
-from reconciler.errors import HistoryRewrittenError, TemporaryError
-from reconciler.events import NUL_MESSAGE
-from reconciler.gitrepo import GitRepo
-from reconciler.journal import IgnoredTrailer, Signoff
-from reconciler.pipeline import gather
-from reconciler.reconcile import Options, Reconciler
-from reconciler.statestore import StateStore
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.authorise import Authoriser, policy_from
+from reconciler.app.pipeline import gather
+from reconciler.app.reconcile import Options, Reconciler
+from reconciler.core.errors import HistoryRewrittenError, TemporaryError
+from reconciler.core.events import NUL_MESSAGE
+from reconciler.core.journal import IgnoredTrailer, Signoff
 from tests.clock import SUITE_NOW
 from tests.configrepo import dump
 from tests.configrepo import reconciler as run_cli

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.cli.watch_commands import parse_listen
-from reconciler.printable import printable
-from reconciler.webhook import Delivery, Receiver, WebhookServer
+from reconciler.core.printable import printable
 from tests import test_watch
 from tests.configrepo import example_file, reconciler
 from tests.people import People

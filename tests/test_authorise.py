@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from reconciler import process
-from reconciler.authorise import Authoriser
-from reconciler.errors import ConfigError, HistoryRewrittenError, ReconcilerError
-from reconciler.gitrepo import GitRepo
-from reconciler.session import Session
-from reconciler.sshkeys import parse_public_key
-from reconciler.statestore import StateStore
+from reconciler.adapters import process
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.authorise import Authoriser
+from reconciler.app.session import Session
+from reconciler.core.errors import ConfigError, HistoryRewrittenError, ReconcilerError
+from reconciler.core.sshkeys import parse_public_key
 from tests.clock import SUITE_NOW
 from tests.configrepo import example_file, reconciler
 from tests.people import (

@@ -82,11 +82,11 @@ def test_the_command_reports_both_and_the_goal_in_json(
 def test_the_profile_times_every_phase_of_a_real_pass_and_puts_everything_back(
     tmp_path: Path,
 ) -> None:
-    import reconciler.pipeline  # noqa: PLC0415 - checked to be untouched afterwards
-    import reconciler.reconcile  # noqa: PLC0415
+    import reconciler.app.pipeline  # noqa: PLC0415 - checked to be untouched afterwards
+    import reconciler.app.reconcile  # noqa: PLC0415
 
-    names = vars(reconciler.reconcile)
-    gather = vars(reconciler.pipeline)["gather"]
+    names = vars(reconciler.app.reconcile)
+    gather = vars(reconciler.app.pipeline)["gather"]
     before = (names["Reconciler"].pass_once, gather, names["ThreadPoolExecutor"])
     fixture = build_fixture(TINY, tmp_path / "fixture")
     profile = profile_apply(fixture, tmp_path, top=0)
@@ -98,5 +98,5 @@ def test_the_profile_times_every_phase_of_a_real_pass_and_puts_everything_back(
     assert sum(phase.self_time for phase in profile.phases) == pytest.approx(
         profile.seconds, rel=0.05
     )
-    after = vars(reconciler.pipeline)["gather"]
+    after = vars(reconciler.app.pipeline)["gather"]
     assert (names["Reconciler"].pass_once, after, names["ThreadPoolExecutor"]) == before

@@ -22,7 +22,7 @@ from benchmarks.generate import (
     openssh_public_key,
     write_config,
 )
-from reconciler.sshkeys import parse_public_key
+from reconciler.core.sshkeys import parse_public_key
 from tests.configrepo import reconciler
 
 SMALL = GeneratorSettings(plans=30, environments=4, users=40, seed=7)

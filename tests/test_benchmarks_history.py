@@ -26,8 +26,8 @@ from benchmarks.history import (
 )
 from benchmarks.verify import check_report
 from benchmarks.verify import main as verify_main
-from reconciler.gitrepo import GitRepo
-from reconciler.signatures import check_commit_signature
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.core.signatures import check_commit_signature
 from tests.configrepo import reconciler
 from tests.repositories import run_git
 

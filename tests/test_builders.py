@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconciler.authorise import Authoriser
-from reconciler.config import build_plan
-from reconciler.decide_values import History
-from reconciler.gitrepo import GitRepo
-from reconciler.pipeline import gather
-from reconciler.sshkeys import parse_public_key
-from reconciler.statestore import StateStore
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.authorise import Authoriser
+from reconciler.app.pipeline import gather
+from reconciler.core.config import build_plan
+from reconciler.core.decide_values import History
+from reconciler.core.sshkeys import parse_public_key
 from tests import builders
 from tests.clock import SUITE_NOW
 from tests.people import People

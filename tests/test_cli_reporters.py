@@ -12,11 +12,11 @@ import click
 import pytest
 
 import reconciler
+from reconciler.app.watch import LogEvent
 from reconciler.cli import main
 from reconciler.cli.errors import EXIT_CODES, Outcome
 from reconciler.cli.options import WithExamples
 from reconciler.cli.reporter import REPORTER_BY_NAME, Reporter, reporter_for
-from reconciler.watch import LogEvent
 from tests.people import People
 from tests.scenarios import QA_PLAN, proposed_qa_release
 

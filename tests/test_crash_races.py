@@ -27,8 +27,8 @@ from unittest.mock import ANY
 import pytest
 import yaml
 
-from reconciler.reconcile import Options, Reconciler
-from reconciler.statestore import StateStore
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.reconcile import Options, Reconciler
 from tests import test_watch
 from tests.people import People
 from tests.repositories import ConfigRepo, SeedRepo, run_git
@@ -55,7 +55,7 @@ def wrap(owner, name, before, after):
         return result
     setattr(owner, name, wrapped)
 
-from reconciler.drivers import LocalDriver
+from reconciler.adapters.drivers import LocalDriver
 deploys = Path(os.environ["DEPLOYS"])
 wrap(LocalDriver, "deploy", lambda: None, lambda: deploys.open("a").write("deploy\\n"))
 where = os.environ.get("KILL_AT")
@@ -227,15 +227,15 @@ def retry(repo: ConfigRepo, people: People, run: str) -> None:
 
 KILL_POINTS = [
     # (where, whether run 1's start record is out by then, whether both steps ran)
-    ("reconciler.gitrepo.GitRepo.fetch:before:1", False, False),
-    ("reconciler.record.Publisher.publish:before:1", False, False),
-    ("reconciler.record.Publisher.publish:after:1", True, False),
-    ("reconciler.drivers.LocalDriver.deploy:after:1", True, False),
-    ("reconciler.drivers.LocalDriver.deploy:after:2", True, True),
-    ("reconciler.statestore.StateStore.put_outbox:after:1", True, True),
-    ("reconciler.gitrepo.GitRepo.push:before:2", True, True),
-    ("reconciler.gitrepo.GitRepo.push:after:2", True, True),
-    ("reconciler.statestore.StateStore.clear_outbox:before:1", True, True),
+    ("reconciler.adapters.gitrepo.GitRepo.fetch:before:1", False, False),
+    ("reconciler.app.record.Publisher.publish:before:1", False, False),
+    ("reconciler.app.record.Publisher.publish:after:1", True, False),
+    ("reconciler.adapters.drivers.LocalDriver.deploy:after:1", True, False),
+    ("reconciler.adapters.drivers.LocalDriver.deploy:after:2", True, True),
+    ("reconciler.adapters.statestore.StateStore.put_outbox:after:1", True, True),
+    ("reconciler.adapters.gitrepo.GitRepo.push:before:2", True, True),
+    ("reconciler.adapters.gitrepo.GitRepo.push:after:2", True, True),
+    ("reconciler.adapters.statestore.StateStore.clear_outbox:before:1", True, True),
 ]
 
 

@@ -13,14 +13,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.approvals import EDITOR, REPEATED, approval_refusal, match_approvers, most_approvals
-from reconciler.decide import Decision, decide
-from reconciler.decide_values import History, Landed, OnMain, Run, RunResult
-from reconciler.errors import ConfigError
-from reconciler.events import PlanRef, Signoff
-from reconciler.identity import CommitFacts
-from reconciler.journal import IgnoredTrailer
-from reconciler.model import (
+from reconciler.app.session import open_session
+from reconciler.core.approvals import (
+    EDITOR,
+    REPEATED,
+    approval_refusal,
+    match_approvers,
+    most_approvals,
+)
+from reconciler.core.decide import Decision, decide
+from reconciler.core.decide_values import History, Landed, OnMain, Run, RunResult
+from reconciler.core.errors import ConfigError
+from reconciler.core.events import PlanRef, Signoff
+from reconciler.core.identity import CommitFacts
+from reconciler.core.journal import IgnoredTrailer
+from reconciler.core.model import (
     DEFAULT_PERMISSIONS,
     DriverSpec,
     Environment,
@@ -29,8 +36,8 @@ from reconciler.model import (
     Policy,
     Team,
 )
-from reconciler.resources import schemas_dir
-from reconciler.runs import (
+from reconciler.core.resources import schemas_dir
+from reconciler.core.runs import (
     LEASE_MARGIN,
     RunDecisions,
     RunFacts,
@@ -38,9 +45,8 @@ from reconciler.runs import (
     lease_for,
     next_run_id,
 )
-from reconciler.session import open_session
-from reconciler.signoffs import retry_refusal
-from reconciler.sshkeys import parse_public_key
+from reconciler.core.signoffs import retry_refusal
+from reconciler.core.sshkeys import parse_public_key
 from tests import builders
 from tests.builders import Story
 from tests.clock import SUITE_NOW, window_only_tomorrow

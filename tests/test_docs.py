@@ -197,13 +197,26 @@ PLACE = re.compile(
 )
 
 
-def misplaced(path: Path) -> str | None:
-    """Why the module at `path` does not say where it belongs; None when it does."""
+# Which places each layer's package holds: the core's stages and shared values, the
+# adapters, the app (which wires stages to adapters), the CLI.
+LAYERS = {
+    "core": ("Stage", "Core, shared"),
+    "adapters": ("Adapter",),
+    "app": ("App", "Stage"),
+    "cli": ("CLI",),
+}
+
+
+def misplaced(path: Path, layer: str | None = None) -> str | None:
+    """Why the module at `path` does not say where it belongs, or says a place its
+    layer's package (`layer`) does not hold; None when all is well."""
     docstring = ast.get_docstring(ast.parse(path.read_text()), clean=False)
     if docstring is None:
         return "has no docstring"
     if PLACE.match(docstring) is None:
         return f"opens with {docstring.splitlines()[0]!r}, not with its place"
+    if layer is not None and not docstring.startswith(LAYERS[layer]):
+        return f"says {docstring.split(':')[0]!r}, a place reconciler/{layer}/ does not hold"
     return None
 
 
@@ -225,16 +238,42 @@ def test_a_module_that_does_not_say_where_it_belongs_is_found(tmp_path: Path) ->
         assert found is None or (expected is not None and found.startswith(expected)), found
 
 
+def test_a_module_in_the_wrong_layer_is_found(tmp_path: Path) -> None:
+    cases = {
+        ("core", '"""Stage 4, decide: what may run now."""\n'): None,
+        ("app", '"""Stage 3, authorise: the walk."""\n'): None,
+        ("adapters", '"""Adapter, git: the only module that talks to Git."""\n'): None,
+        ("core", '"""Adapter, git: Git, where the core may not reach."""\n'): "says 'Adapter, git'",
+        ("adapters", '"""Stage 4, decide: a rule among the edges."""\n'): "says 'Stage 4, decide'",
+        ("app", '"""Core, shared: a value above its layer."""\n'): "says 'Core, shared'",
+    }
+    for (layer, text), expected in cases.items():
+        module = tmp_path / "module.py"
+        module.write_text(text)
+        found = misplaced(module, layer)
+        assert (found is None) == (expected is None), (text, found)
+        assert found is None or (expected is not None and found.startswith(expected)), found
+
+
 def test_every_module_says_where_it_belongs() -> None:
     package = ROOT / "reconciler"
-    modules = sorted(set(package.rglob("*.py")) - {package / "__init__.py"})
+    # The layers' own __init__.py say what the layer is, not a place in it.
+    layers = {package / "__init__.py", *(package / layer / "__init__.py" for layer in LAYERS)}
+    modules = sorted(set(package.rglob("*.py")) - layers)
     problems = [
         f"{path.relative_to(ROOT)}: {reason} (one of {PLACE.pattern})"
         for path in modules
-        if (reason := misplaced(path)) is not None
+        if (reason := misplaced(path, layer_of(path))) is not None
     ]
     assert problems == []
     assert len(modules) > 40, len(modules)
+    assert {layer_of(path) for path in modules} == {None, *LAYERS}
+
+
+def layer_of(path: Path) -> str | None:
+    """The layer whose package holds `path` (None: the package's top, `__main__`)."""
+    layer = path.relative_to(ROOT / "reconciler").parts[0]
+    return layer if layer in LAYERS else None
 
 
 def test_the_readme_starts_with_the_two_commands_ci_runs() -> None:

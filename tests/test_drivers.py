@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler.config import build_environment
-from reconciler.drivers import (
+from reconciler.adapters.drivers import (
     PROVENANCE,
     CommandDriver,
     LocalDriver,
@@ -23,10 +22,11 @@ from reconciler.drivers import (
     load_driver,
     unavailable,
 )
-from reconciler.errors import ConfigError
-from reconciler.execute import execute
-from reconciler.model import DriverSpec
-from reconciler.printable import printable
+from reconciler.app.execute import execute
+from reconciler.core.config import build_environment
+from reconciler.core.errors import ConfigError
+from reconciler.core.model import DriverSpec
+from reconciler.core.printable import printable
 from tests.configrepo import example_file
 from tests.configrepo import reconciler as run_cli
 from tests.people import People

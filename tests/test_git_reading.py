@@ -38,8 +38,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.gitrepo import GitRepo, HistoryEntry, name_problem, tree_entries, tree_problem
-from reconciler.readahead import prepare
+from reconciler.adapters.gitrepo import (
+    GitRepo,
+    HistoryEntry,
+    name_problem,
+    tree_entries,
+    tree_problem,
+)
+from reconciler.adapters.readahead import prepare
 from tests.repositories import run_git
 
 # -- histories made by git ------------------------------------------------------------

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import gitrepo
-from reconciler.errors import GitError
-from reconciler.gitrepo import GitRepo
+from reconciler.adapters import gitrepo
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.core.errors import GitError
 from tests.people import People
 from tests.repositories import ConfigRepo
 

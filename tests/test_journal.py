@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import journal
-from reconciler.errors import ReconcilerError
-from reconciler.events import PlanRef
-from reconciler.journal import (
+from reconciler.adapters.statestore import StateStore
+from reconciler.core import journal
+from reconciler.core.errors import ReconcilerError
+from reconciler.core.events import PlanRef
+from reconciler.core.journal import (
     IgnoredTrailer,
     Landing,
     LandingVerdict,
@@ -28,7 +29,6 @@ from reconciler.journal import (
     Signoff,
     VersionLanded,
 )
-from reconciler.statestore import StateStore
 from tests.people import People
 from tests.repositories import SeedRepo
 

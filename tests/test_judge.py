@@ -16,19 +16,19 @@ from typing import Any
 
 import yaml
 
-from reconciler.config import build_environment, build_policy
-from reconciler.events import Record, Signoff
-from reconciler.fields import FieldMap, plan_fields
-from reconciler.identity import CommitFacts
-from reconciler.judge import (
+from reconciler.core.config import build_environment, build_policy
+from reconciler.core.events import Record, Signoff
+from reconciler.core.fields import FieldMap, plan_fields
+from reconciler.core.identity import CommitFacts
+from reconciler.core.judge import (
     LandedCommit,
     Landing,
     LandingJudgement,
     State,
     judge_landing,
 )
-from reconciler.model import Policy
-from reconciler.trailer_rules import MERGE_MESSAGE
+from reconciler.core.model import Policy
+from reconciler.core.trailer_rules import MERGE_MESSAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = "plans/2026-11-qa-release.yaml"

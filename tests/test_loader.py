@@ -10,8 +10,8 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from reconciler.errors import ConfigError
-from reconciler.loader import MAX_DEPTH, MAX_FILE_BYTES, JsonPath, Position, dump, load
+from reconciler.core.errors import ConfigError
+from reconciler.core.loader import MAX_DEPTH, MAX_FILE_BYTES, JsonPath, Position, dump, load
 
 
 def refusal(text: str | bytes) -> ConfigError:

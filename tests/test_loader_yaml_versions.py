@@ -36,8 +36,8 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from reconciler.errors import ConfigError
-from reconciler.loader import dump, load
+from reconciler.core.errors import ConfigError
+from reconciler.core.loader import dump, load
 
 _REFUSED: Final = object()
 _UNREADABLE: Final = object()

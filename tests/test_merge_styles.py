@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.decide import Decision, Status
+from reconciler.core.decide import Decision, Status
 from tests.gpgkeys import GpgKeys
 from tests.hostshapes import (
     Host,

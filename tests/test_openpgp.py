@@ -20,12 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import authorise, readahead
-from reconciler.config import build_policy
-from reconciler.journal import Signoff
-from reconciler.openpgp import CertificateError, Keyring, certificates, unusable
-from reconciler.signatures import SignatureCheck, check_commit_signature, split_signed_object
-from reconciler.statestore import SignatureRow
+from reconciler.adapters import readahead
+from reconciler.adapters.statestore import SignatureRow
+from reconciler.app import authorise
+from reconciler.core.config import build_policy
+from reconciler.core.journal import Signoff
+from reconciler.core.openpgp import CertificateError, Keyring, certificates, unusable
+from reconciler.core.signatures import SignatureCheck, check_commit_signature, split_signed_object
 from tests.clock import SUITE_NOW
 from tests.configrepo import dump, reconciler, write
 from tests.gpgkeys import EXPIRED_MADE, GpgKey, GpgKeys, git_verifies

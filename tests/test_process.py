@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import process
+from reconciler.adapters import process
 
 # A child that starts the pool, gives its worker a long task, says the worker's
 # pid, and waits to be killed.
 CHILD = """
 import os, sys, time
-from reconciler.process import worker_pool
+from reconciler.adapters.process import worker_pool
 
 if __name__ == "__main__":
     pool = worker_pool()

@@ -17,8 +17,8 @@ import jsonschema
 import jsonschema_rs
 import pytest
 
-from reconciler import loader
-from reconciler.resources import SCHEMA_FILES, example_dir, schemas_dir
+from reconciler.core import loader
+from reconciler.core.resources import SCHEMA_FILES, example_dir, schemas_dir
 
 TOP_LEVEL = Path(__file__).resolve().parents[1] / "schemas"
 NAMES = sorted(SCHEMA_FILES.values())

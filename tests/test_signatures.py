@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.serialization.ssh import SSHPrivateKeyTypes
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.signatures import SignatureCheck, check_commit_signature, split_signed_object
-from reconciler.sshkeys import parse_public_key
+from reconciler.core.signatures import SignatureCheck, check_commit_signature, split_signed_object
+from reconciler.core.sshkeys import parse_public_key
 
 ARMOR_BEGIN = b"-----BEGIN SSH SIGNATURE-----"
 ARMOR_END = b"-----END SSH SIGNATURE-----"

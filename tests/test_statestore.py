@@ -9,10 +9,10 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.decide_values import runs_from
-from reconciler.events import PlanRef
-from reconciler.journal import Landing, LandingVerdict, Record, Signoff, VersionLanded
-from reconciler.statestore import StateStore
+from reconciler.adapters.statestore import StateStore
+from reconciler.core.decide_values import runs_from
+from reconciler.core.events import PlanRef
+from reconciler.core.journal import Landing, LandingVerdict, Record, Signoff, VersionLanded
 
 WHEN = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 

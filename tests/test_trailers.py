@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.events import NUL_MESSAGE, read_trailers
+from reconciler.core.events import NUL_MESSAGE, read_trailers
 
 PROPERTY = settings(
     max_examples=200,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from reconciler import schema
 from reconciler.cli import main
+from reconciler.core import schema
 from tests.configrepo import reconciler, replace, write
 
 QA_PLAN = "plans/2026-11-qa-release.yaml"

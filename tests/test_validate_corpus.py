@@ -32,7 +32,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from reconciler.resources import schemas_dir
+from reconciler.core.resources import schemas_dir
 from tests.configrepo import reconciler, replace, write
 
 QA_PLAN = "plans/2026-11-qa-release.yaml"

@@ -27,10 +27,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconciler import loader, schema
-from reconciler.errors import ConfigError
-from reconciler.layout import place
-from reconciler.resources import SCHEMA_FILES, example_dir, schemas_dir
+from reconciler.core import loader, schema
+from reconciler.core.errors import ConfigError
+from reconciler.core.layout import place
+from reconciler.core.resources import SCHEMA_FILES, example_dir, schemas_dir
 from tests.configrepo import copy_example
 from tests.test_schemas import DEPLOYMENT, EXAMPLES, with_a_final_newline
 from tests.test_validate_corpus import CASES

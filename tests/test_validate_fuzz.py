@@ -32,11 +32,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import resources, schema
 from reconciler.cli import main
-from reconciler.loader import Document
-from reconciler.model import Snapshot
-from reconciler.validate import validate_snapshot
+from reconciler.core import resources, schema
+from reconciler.core.loader import Document
+from reconciler.core.model import Snapshot
+from reconciler.core.validate import validate_snapshot
 from tests.configrepo import copy_example
 
 EXAMPLE = resources.example_dir()

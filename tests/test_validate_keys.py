@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import build_policy
-from reconciler.sshkeys import KeyFormatError, fingerprint, parse_public_key
-from reconciler.validate import validate_snapshot
-from reconciler.worktree import read_worktree
+from reconciler.adapters.worktree import read_worktree
+from reconciler.core.config import build_policy
+from reconciler.core.sshkeys import KeyFormatError, fingerprint, parse_public_key
+from reconciler.core.validate import validate_snapshot
 from tests.configrepo import replace
 
 BOB = "bob: {name: Bob Dev, emails: [bob@example.com]}"

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.webhook import Delivery, Receiver, WebhookServer
+from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from tests.configrepo import reconciler
 from tests.people import People, Person
 from tests.repositories import ConfigRepo, SeedRepo, run_git, trailers

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.watch import Fixture, Settings, add_plan_file, build_fixture, git, sync
-from reconciler.layout import Placement, _place, place
-from reconciler.reconcile import Options, Reconciler
-from reconciler.statestore import PAGE_CACHE_KIB, StateStore
+from reconciler.adapters.statestore import PAGE_CACHE_KIB, StateStore
+from reconciler.app.reconcile import Options, Reconciler
+from reconciler.core.layout import Placement, _place, place
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+\b")
 

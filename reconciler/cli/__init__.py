@@ -1,7 +1,7 @@
 """CLI: the `reconciler` command, a thin shell over the core.
 
 Each command parses its options, makes one call to the application layer
-(`reconciler.app`), and hands the result to the reporter its `--format` chose
+(`reconciler.app.api`), and hands the result to the reporter its `--format` chose
 (`reporter`); it returns an `Outcome`. Outcomes and errors become messages and exit
 codes in `errors`, nowhere else.
 """

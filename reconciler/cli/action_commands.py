@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from reconciler import app
-from reconciler.app import Action, Source
+from reconciler.app import api
+from reconciler.app.api import Action, Source
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
@@ -38,7 +38,7 @@ def approve(
     hold plan.approve on the plan's target, edited the plan yourself (on main
     or on HEAD's branch), already approved this version, or it already ran.
     """
-    acted = app.act(Source(repo, branch, state_dir), Action("approve", plan))
+    acted = api.act(Source(repo, branch, state_dir), Action("approve", plan))
     reporter_for(output_format).acted(acted)
     return Outcome.OK
 
@@ -73,7 +73,7 @@ def deploy(
     interrupted run is retried with --retry), or the run to retry was not
     interrupted.
     """
-    acted = app.act(Source(repo, branch, state_dir), Action("deploy", plan, retry=retry_run))
+    acted = api.act(Source(repo, branch, state_dir), Action("deploy", plan, retry=retry_run))
     reporter_for(output_format).acted(acted)
     return Outcome.OK
 
@@ -104,6 +104,6 @@ def cancel(
     commit changes the state of the plan as committed at HEAD, nothing else;
     it is refused (exit 2) while the plan's file has uncommitted changes.
     """
-    acted = app.act(Source(repo, branch, state_dir), Action("cancel", plan, undo=undo))
+    acted = api.act(Source(repo, branch, state_dir), Action("cancel", plan, undo=undo))
     reporter_for(output_format).acted(acted)
     return Outcome.OK

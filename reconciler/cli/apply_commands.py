@@ -11,7 +11,9 @@ from types import FrameType
 
 import click
 
-from reconciler import app
+from reconciler.adapters.drivers import Step
+from reconciler.app import api
+from reconciler.app.reconcile import Options
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     command_with_examples,
@@ -21,8 +23,6 @@ from reconciler.cli.options import (
 from reconciler.cli.output import FORMATS
 from reconciler.cli.reporter import reporter_for
 from reconciler.cli.verify_commands import progress_bar
-from reconciler.drivers import Step
-from reconciler.reconcile import Options
 
 
 def step_progress() -> Callable[[int, int, Step], None] | None:
@@ -81,7 +81,7 @@ def apply(
         dry_run=dry_run,
     )
     with stop_on_signals() as stopping, progress_bar("verifying history") as progress:
-        report = app.apply(
+        report = api.apply(
             repo, options, stop_requested=stopping, progress=progress, on_step=step_progress()
         )
         reporter_for(output_format).apply_pass(report)

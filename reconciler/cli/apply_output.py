@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
+from reconciler.app.reconcile import PassReport, RunReport
 from reconciler.cli.plan_output import decision_json
-from reconciler.errors import ConfigError
-from reconciler.printable import printable
-from reconciler.reconcile import PassReport, RunReport
+from reconciler.core.errors import ConfigError
+from reconciler.core.printable import printable
 
 
 def pass_json(report: PassReport) -> dict[str, Any]:

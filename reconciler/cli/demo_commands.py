@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
+from reconciler.adapters.clock import utc_now
+from reconciler.app.demo import tell
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import command_with_examples, format_option
 from reconciler.cli.reporter import reporter_for
-from reconciler.clock import utc_now
-from reconciler.demo import tell
 
 
 @command_with_examples(

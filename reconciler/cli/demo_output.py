@@ -7,16 +7,16 @@ from typing import Any
 
 import click
 
+from reconciler.app.demo import Scene, Story
+from reconciler.app.drift import DriftReport
+from reconciler.app.history_entries import Entry
+from reconciler.app.reconcile import PassReport
 from reconciler.cli.apply_output import pass_json, pass_text
 from reconciler.cli.output import emit_json
 from reconciler.cli.people_output import pipeline_json, render_entry, render_pipeline
 from reconciler.cli.plan_output import plan_json, plan_text
-from reconciler.decide import Decision
-from reconciler.demo import Scene, Story
-from reconciler.drift import DriftReport
-from reconciler.history_entries import Entry
-from reconciler.reconcile import PassReport
-from reconciler.status import Pipeline
+from reconciler.core.decide import Decision
+from reconciler.core.status import Pipeline
 
 
 def story_json(story: Story) -> None:

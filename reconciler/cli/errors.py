@@ -25,8 +25,8 @@ from typing import Any, Final, NoReturn
 
 import click
 
-from reconciler.errors import ReconcilerError, UsageError
-from reconciler.printable import printable
+from reconciler.core.errors import ReconcilerError, UsageError
+from reconciler.core.printable import printable
 
 
 class Outcome(Enum):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from reconciler import app
+from reconciler.app import api
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import command_with_examples, format_option
 from reconciler.cli.output import FORMATS
@@ -51,6 +51,6 @@ def init(
     empty repository (nothing but .git): push main when done. Without --name or
     --email and git's user.name or user.email, it warns and makes them up.
     """
-    founded = app.init(directory, name=name, email=email, admin=admin, key=key)
+    founded = api.init(directory, name=name, email=email, admin=admin, key=key)
     reporter_for(output_format).founded(founded)
     return Outcome.OK

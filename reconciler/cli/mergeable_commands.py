@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from reconciler import app
-from reconciler.app import Source
+from reconciler.app import api
+from reconciler.app.api import Source
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
@@ -81,7 +81,7 @@ def verify_mergeable(
     commit of its own, or does not merge cleanly.
     """
     with progress_bar("verifying the base") as progress:
-        check = app.verify_mergeable(
+        check = api.verify_mergeable(
             Source(repo, base, state_dir), head, trust_anchor, progress=progress
         )
     reporter_for(output_format).merge_check(check)

@@ -14,10 +14,10 @@ from typing import Any, Final
 
 import click
 
+from reconciler.app.mergeable import MergeCheck, PlanOutlook, fix, outlook
 from reconciler.cli.output import escape_data, escape_property
 from reconciler.cli.plan_output import STATUS_COLOURS, decision_json
-from reconciler.mergeable import MergeCheck, PlanOutlook, fix, outlook
-from reconciler.printable import printable
+from reconciler.core.printable import printable
 
 # Lines of one kind a comment shows; GitHub refuses comments over 65,536 characters.
 _SHOWN: Final = 50

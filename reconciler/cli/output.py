@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Final
 import click
 
 if TYPE_CHECKING:
-    from reconciler.actions import Made
-    from reconciler.init import Initialised
-    from reconciler.validate import Report
-    from reconciler.watch import LogEvent
+    from reconciler.app.actions import Made
+    from reconciler.app.init import Initialised
+    from reconciler.app.watch import LogEvent
+    from reconciler.core.validate import Report
 
-from reconciler.model import Finding
-from reconciler.printable import printable
+from reconciler.core.model import Finding
+from reconciler.core.printable import printable
 
 FORMATS_WITH_GITHUB = ("text", "json", "github")
 FORMATS_WITH_MARKDOWN = ("text", "json", "github", "markdown")
@@ -196,7 +196,7 @@ def founded_text(made: Initialised) -> None:
 def stand_in_warning(stand_ins: Sequence[str], admin: str) -> str:
     """Which of the first admin's values were made up, and how to make them theirs: git
     attributes an unsigned commit by its email, and a made-up one is nobody's."""
-    from reconciler.app import STAND_INS  # noqa: PLC0415 - `validate` never loads Git
+    from reconciler.app.api import STAND_INS  # noqa: PLC0415 - `validate` never loads Git
 
     values = {"user.name": "name", "user.email": "email"}
     made_up = " and ".join(values[key] for key in stand_ins)

@@ -8,8 +8,8 @@ from typing import Literal
 
 import click
 
-from reconciler import app
-from reconciler.app import HistoryQuery, Source
+from reconciler.app import api
+from reconciler.app.api import HistoryQuery, Source
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
@@ -21,7 +21,7 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import FORMATS
 from reconciler.cli.reporter import reporter_for
-from reconciler.errors import UsageError
+from reconciler.core.errors import UsageError
 
 
 @command_with_examples(
@@ -50,7 +50,7 @@ def status(
     environments, the plans moving between them and their state.
     """
     reporter = reporter_for(output_format)
-    view = app.status(
+    view = api.status(
         Source(repo, branch, state_dir, remote), include_deployed=show_all, note=reporter.note
     )
     reporter.status(view)
@@ -114,6 +114,6 @@ def history(
     """
     reporter = reporter_for(output_format)
     query = HistoryQuery(plan, environment, user, _since(since), by)
-    entries = app.history(Source(repo, branch, state_dir, remote), query, note=reporter.note)
+    entries = api.history(Source(repo, branch, state_dir, remote), query, note=reporter.note)
     reporter.history(entries)
     return Outcome.OK

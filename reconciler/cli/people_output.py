@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from reconciler.history_entries import Entry
-from reconciler.printable import printable
-from reconciler.status import Pipeline
+from reconciler.app.history_entries import Entry
+from reconciler.core.printable import printable
+from reconciler.core.status import Pipeline
 
 LABEL_COLOURS = {
     "draft": "white",

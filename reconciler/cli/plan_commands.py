@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import app
-from reconciler.app import Source
+from reconciler.app import api
+from reconciler.app.api import Source
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
@@ -49,6 +49,6 @@ def plan_command(
     file of a driver that cannot be asked). Exit 0.
     """
     reporter = reporter_for(output_format)
-    view = app.plan(Source(repo, branch, state_dir, remote), driver_root, note=reporter.note)
+    view = api.plan(Source(repo, branch, state_dir, remote), driver_root, note=reporter.note)
     reporter.plan(view)
     return Outcome.OK

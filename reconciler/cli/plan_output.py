@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from reconciler.decide import Decision, executable
-from reconciler.drift import DriftReport
-from reconciler.printable import printable
+from reconciler.app.drift import DriftReport
+from reconciler.core.decide import Decision, executable
+from reconciler.core.printable import printable
 
 STATUS_COLOURS = {
     "executable": "green",

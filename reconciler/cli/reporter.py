@@ -2,7 +2,7 @@
 
 check-jsonschema's reporters are the model: a `Reporter` per format, chosen by
 name (`REPORTER_BY_NAME`), with one method per kind of result. A command parses
-its options, makes one call to the application layer (`reconciler.app`), and
+its options, makes one call to the application layer (`reconciler.app.api`), and
 hands the result to `reporter_for(output_format)`; the exit code is its
 `Outcome` (`errors`). A format leaves out the results it does not show: the
 commands that give them do not offer it (`options.WithExamples.reports` names
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 if TYPE_CHECKING:
-    from reconciler.access import AccessReport
-    from reconciler.app import Acted, Founded, PlanView, Verification
-    from reconciler.demo import Story
-    from reconciler.history_entries import Entry
-    from reconciler.mergeable import MergeCheck
-    from reconciler.reconcile import PassReport
-    from reconciler.status import Pipeline
-    from reconciler.validating import Validation
-    from reconciler.watch import LogEvent
+    from reconciler.app.api import Acted, Founded, PlanView, Verification
+    from reconciler.app.demo import Story
+    from reconciler.app.history_entries import Entry
+    from reconciler.app.mergeable import MergeCheck
+    from reconciler.app.reconcile import PassReport
+    from reconciler.app.validating import Validation
+    from reconciler.app.watch import LogEvent
+    from reconciler.core.access import AccessReport
+    from reconciler.core.status import Pipeline
 
 
 class Reporter:

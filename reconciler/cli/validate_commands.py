@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
+from reconciler.app.validating import validate_paths
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import command_with_examples, format_option, repo_option
 from reconciler.cli.reporter import reporter_for
-from reconciler.validating import validate_paths
 
 
 @command_with_examples(

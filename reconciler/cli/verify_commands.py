@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from reconciler import app
-from reconciler.app import Source, VerifyRequest
-from reconciler.authorise import Progress
+from reconciler.app import api
+from reconciler.app.api import Source, VerifyRequest
+from reconciler.app.authorise import Progress
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
@@ -116,7 +116,7 @@ def verify(
         every_verdict=list_all and output_format != "json",
     )
     with progress_bar("verifying history") as progress:
-        verification = app.verify(
+        verification = api.verify(
             Source(repo, branch, state_dir, remote), request, progress=progress, note=reporter.note
         )
     reporter.verification(verification, list_all=list_all)
@@ -151,7 +151,7 @@ def access_command(
     environments/), with the same reasons `verify` and `plan` give.
     """
     reporter = reporter_for(output_format)
-    answer = app.access(
+    answer = api.access(
         Source(repo, branch, state_dir, remote), user, environment, note=reporter.note
     )
     reporter.access(answer)

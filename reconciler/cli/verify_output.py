@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from reconciler.access import AccessReport
-from reconciler.authorise import VerifyResult
+from reconciler.app.authorise import VerifyResult
 from reconciler.cli.output import escape_data, escape_property
-from reconciler.journal import IgnoredTrailer
-from reconciler.printable import printable
-from reconciler.verdicts import LandingVerdict, group_refusals
+from reconciler.core.access import AccessReport
+from reconciler.core.journal import IgnoredTrailer
+from reconciler.core.printable import printable
+from reconciler.core.verdicts import LandingVerdict, group_refusals
 
 
 def emit_verification_json(

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from reconciler import app
+from reconciler.app import api
+from reconciler.app.reconcile import Options
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
@@ -20,8 +21,7 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import FORMATS
 from reconciler.cli.reporter import reporter_for
-from reconciler.errors import UsageError
-from reconciler.reconcile import Options
+from reconciler.core.errors import UsageError
 
 DEFAULT_INTERVAL = 15.0
 # A day: a longer poll is a typo, and a watch that never looks is not watching.
@@ -124,7 +124,7 @@ def watch(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    app.watch(
+    api.watch(
         repo,
         options,
         interval=interval,

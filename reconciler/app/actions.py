@@ -1,0 +1,501 @@
+"""App: the commits people make through the CLI (approve, deploy or retry, cancel).
+
+Called by `reconciler approve`, `deploy` and `cancel`. Each first works out
+who the commit will be attributed to (the local git identity and signing
+key, resolved exactly as `authorise` will resolve the commit), asks
+`permissions` whether that actor may do it, and refuses up front with the
+same reasons `access` gives. A commit that could not count is refused too,
+in `decide`'s words: an approval by an editor of the plan (on main, or on
+the pull request's branch HEAD is on) or a second one by the same person;
+a trigger off the followed branch, or of a version that already ran. Only
+then does it make the commit: empty and
+single-parent for approvals, triggers and retries, bound to the plan's full
+blob id; for cancel, an edit of the one word of `state:` in the plan as
+committed at HEAD (never the working tree's other edits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from reconciler.adapters import process, revocation_file
+from reconciler.adapters.gitrepo import HistoryEntry
+from reconciler.adapters.readahead import parse_version
+from reconciler.app.session import Session
+from reconciler.core import approvals, revocation, schema
+from reconciler.core.decide import Decision, run_outcome
+from reconciler.core.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
+from reconciler.core.events import APPROVE, DEPLOY, RETRY, PlanRef, read_trailers
+from reconciler.core.fields import FieldMap
+from reconciler.core.identity import Actor, CommitFacts, resolve
+from reconciler.core.layout import place, plan_path
+from reconciler.core.loader import Document, load
+from reconciler.core.model import Environment, Policy
+from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_on_environment
+from reconciler.core.signoffs import retry_refusal
+from reconciler.core.sshkeys import KeyFormatError, PublicKey, parse_public_key
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """A commit an action made."""
+
+    kind: Literal["approve", "deploy", "retry", "cancel", "uncancel"]
+    commit: str
+    plan: PlanRef
+    environment: str
+    actor: str
+    message: str
+
+
+def still_to_do(session: Session) -> str | None:
+    """What a commit an action just made on HEAD still needs to count, or None when it
+    counts as it is: made off the followed branch, a merge into it; on it, where the branch
+    tracks a remote, a push (the service follows the remote, not this clone)."""
+    branch = session.branch
+    head = session.repo.head_branch()
+    if head != branch:
+        return (
+            f"merge it into {branch} for it to count "
+            f"(push {head or 'it'} and merge the pull request)"
+        )
+    remote = session.repo.config(f"branch.{branch}.remote")
+    if remote is not None:
+        return f"push it (`git push {remote} {branch}`) for a reconciler following {remote}"
+    return None
+
+
+def plan_file(name_or_path: str) -> str:
+    """'2026-11-qa-release' or 'plans/2026-11-qa-release.yaml' -> the plan's path."""
+    candidate = name_or_path.strip()
+    if place(candidate).kind == "plan":
+        return candidate
+    path = plan_path(Path(candidate).stem if candidate.endswith(".yaml") else candidate)
+    if place(path).kind != "plan":
+        raise UsageError(f"'{name_or_path}' is not a plan", hint="name a file in plans/")
+    return path
+
+
+def local_actor(session: Session, policy: Policy, environment: Environment) -> tuple[Actor, bool]:
+    """Who a commit made here will count as, and whether git will sign it."""
+    repo = session.repo
+    email = repo.committer_email()
+    if _signs_with_openpgp(session):
+        configured = repo.config("user.signingkey")
+        fingerprint = _openpgp_key(policy, configured) if configured else None
+        signs = configured is not None
+    else:
+        key = _signing_key(session)
+        fingerprint, signs = (key.fingerprint if key else None), key is not None
+    # A key git's revocation file lists signs nothing `authorise` will count.
+    status, fingerprint, reason = revocation.screened(
+        "good" if fingerprint else "unsigned", fingerprint, "", revocation_file.configured(repo)
+    )
+    facts = CommitFacts(
+        commit="(to be made)",
+        signature_status=status,
+        fingerprint=fingerprint,
+        signature_reason=reason,
+        committer_email=email,
+        author_email=email,
+        parents=1,  # approvals, triggers, cancels: empty commits on the branch's tip
+    )
+    return resolve(facts, policy, signature_required=environment.gates.signed_commits), signs
+
+
+def _signs_with_openpgp(session: Session) -> bool:
+    """git's default signature format; only gpg.format=ssh (or x509) says otherwise."""
+    return (session.repo.config("gpg.format") or "openpgp") == "openpgp"
+
+
+def _openpgp_key(policy: Policy, configured: str) -> str | None:
+    """The key of `policy`'s OpenPGP certificates that git's user.signingkey names by its
+    fingerprint or key id ('0x' and gpg's '!' allowed), or None: a user id or an email
+    names a key only in gpg's own keyring, which the reconciler never reads."""
+    wanted = configured.strip().removeprefix("0x").removesuffix("!").replace(" ", "").upper()
+    if len(wanted) < 16 or any(digit not in "0123456789ABCDEF" for digit in wanted):
+        return None
+    listed = (*policy.key_owner, *policy.unusable_keys)
+    # A v4 key id is its fingerprint's last 16 digits, a v6 one its first.
+    return next(
+        (key for key in listed if key == wanted or key.endswith(wanted) or key.startswith(wanted)),
+        None,
+    )
+
+
+def _signing_key(session: Session) -> PublicKey | None:
+    repo = session.repo
+    if (repo.config("gpg.format") or "openpgp") != "ssh":
+        return None
+    configured = repo.config("user.signingkey")
+    if not configured:
+        return None
+    try:
+        if configured.startswith("key::"):
+            return parse_public_key(configured[len("key::") :])
+        path = Path(configured).expanduser()
+        public = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")
+        if public.is_file():
+            return parse_public_key(public.read_text())
+        return parse_public_key(process.output_of(["ssh-keygen", "-y", "-f", str(path)]))
+    except (OSError, KeyFormatError) as error:
+        raise ConfigError(
+            f"cannot read your signing key {configured}: {error}",
+            hint="set git config user.signingkey to your SSH public key file",
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanAtHead:
+    """The plan as committed at HEAD: what an approval, trigger or cancel binds to."""
+
+    head: str
+    blob: str
+    raw: bytes
+    document: Document
+
+    @property
+    def target(self) -> str:
+        target: str = self.document.data["target"]
+        return target
+
+
+def _target(session: Session, path: str) -> _PlanAtHead:
+    """The plan at HEAD, which must be a valid plan."""
+    head = session.repo.resolve("HEAD")
+    blob = session.repo.blob_at(head, path)
+    if blob is None:
+        plans = sorted(
+            found for found in session.repo.folder(head, "plans") if place(found).kind == "plan"
+        )
+        raise unknown_name("plan", path, plans, "plans at HEAD")
+    raw = session.repo.read_blob(blob)
+    try:
+        document = load(raw, path)
+    except ConfigError as error:
+        raise ConfigError(
+            f"the plan is invalid at HEAD: {error.message}",
+            file=path,
+            line=error.line,
+            column=error.column,
+            hint=error.hint,
+        ) from None
+    findings = schema.check(document, "plan")
+    if findings:
+        first = findings[0]
+        raise ConfigError(
+            f"the plan is invalid at HEAD: {first.message}",
+            file=path,
+            line=first.line,
+            column=first.column,
+            hint=first.hint or "run `reconciler validate`",
+        )
+    return _PlanAtHead(head, blob, raw, document)
+
+
+def _environment(policy: Policy, plan: _PlanAtHead) -> Environment:
+    environment = policy.environments.get(plan.target)
+    if environment is None:
+        where = plan.document.position(("target",))
+        raise ConfigError(
+            f"the plan's target '{plan.target}' is not an environment",
+            file=plan.document.path,
+            line=where.line,
+            column=where.column,
+            hint=f"environments: {', '.join(sorted(policy.environments)) or 'none'}",
+        )
+    return environment
+
+
+def _check(session: Session, policy: Policy, permission: str, environment: Environment) -> Actor:
+    actor, signs = local_actor(session, policy, environment)
+    if not actor.known:
+        raise RefusedError(
+            f"this commit would not be attributed to any user: {actor.how}",
+            hint="configure git to sign with your key: gpg.format=ssh and user.signingkey your "
+            "SSH key file, or user.signingkey your OpenPGP key's fingerprint",
+        )
+    verdict = may_on_environment(policy, actor.name, permission, environment.name)
+    if not verdict:
+        raise RefusedError(
+            f"{actor.name} may not {permission.split('.')[1]} into {environment.name}: "
+            f"{verdict.text()}",
+            hint=f"see `reconciler access {actor.name}`",
+        )
+    if environment.gates.signed_commits and not signs:
+        raise RefusedError(
+            f"{environment.name} requires signed commits and git is not set up to sign",
+            hint="git config gpg.format ssh; git config user.signingkey ~/.ssh/id_ed25519.pub",
+        )
+    return actor
+
+
+def approve(session: Session, plan: str) -> Made:
+    path = plan_file(plan)
+    _, policy = session.authorise()
+    plan_at_head = _target(session, path)
+    blob, target = plan_at_head.blob, plan_at_head.target
+    environment = _environment(policy, plan_at_head)
+    actor = _check(session, policy, PLAN_APPROVE, environment)
+    ref = PlanRef(path, blob)
+    # A reviewer may approve on the pull request's branch: its commits count as
+    # they will when it lands, beside main's.
+    branch = _off_main(session, plan_at_head.head, policy, environment, ref)
+    decided = _decided(session, ref)
+    would_not_count = f"an approval of {path} by {actor.name} would not count"
+    editors = session.store.editors(path) | branch.editors
+    approvers = {*branch.approvers, *(decided.approvers if decided else ())}
+    problem = approvals.approval_refusal(actor.name, editors, approvers)
+    if problem:
+        raise RefusedError(f"{would_not_count}: {problem}", hint=_APPROVAL_HINTS[problem.code])
+    if decided is not None and decided.status == "done" and decided.run is not None:
+        raise RefusedError(
+            f"{would_not_count}: {run_outcome(decided.run)}",
+            hint="a plan version runs once; a change of the plan is a new version to approve",
+        )
+    message = f"Approve {Path(path).stem} for {target}\n\n{APPROVE}: {path}@{blob}"
+    commit = session.repo.commit_empty(message, sign=_signs(session))
+    return Made("approve", commit, PlanRef(path, blob), target, actor.name, message)
+
+
+_APPROVAL_HINTS = {
+    approvals.EDITOR: "ask a reviewer who did not edit the plan",
+    approvals.REPEATED: "nothing to do; `reconciler plan` says what the plan still waits for",
+}
+
+
+def deploy(session: Session, plan: str, retry: str | None = None) -> Made:
+    path = plan_file(plan)
+    _, policy = session.authorise()
+    plan_at_head = _target(session, path)
+    blob, target = plan_at_head.blob, plan_at_head.target
+    if retry is not None:
+        _on_followed_branch(session, plan_at_head, path)
+        return _retry(session, policy, path, retry)
+    environment = _environment(policy, plan_at_head)
+    actor = _check(session, policy, PLAN_DEPLOY, environment)
+    _on_followed_branch(session, plan_at_head, path)
+    decided = _decided(session, PlanRef(path, blob))
+    # A version runs once: with a run, only a Retry-Run of an interrupted one counts.
+    if decided is not None and decided.run is not None:
+        run = decided.run
+        hint = (
+            f"`reconciler deploy {Path(path).stem} --retry {run.id}` re-runs it"
+            if run.result == "interrupted"
+            else "a plan version runs once; change the plan (a new version) to deploy again"
+        )
+        raise RefusedError(
+            f"a trigger of {path} by {actor.name} would not count: {run_outcome(run)}",
+            hint=hint,
+        )
+    message = f"Deploy {Path(path).stem} to {target}\n\n{DEPLOY}: {path}@{blob}"
+    commit = session.repo.commit_empty(message, sign=_signs(session))
+    return Made("deploy", commit, PlanRef(path, blob), target, actor.name, message)
+
+
+def _on_followed_branch(session: Session, plan: _PlanAtHead, path: str) -> None:
+    """A trigger (or retry) is a commit on the followed branch: made on a pull request's
+    branch it waits for a merge, and counts only if the host keeps it (a squash does not)."""
+    branch = session.branch
+    if session.repo.head_branch() == branch:
+        return
+    on_tip = session.repo.blob_at(session.tip(), path)
+    if on_tip != plan.blob:
+        there = f"{path}@{on_tip[:12]}" if on_tip else f"no {path}"
+        problem = f"{path}@{plan.blob[:12]} is not the version on {branch} ({branch} has {there})"
+    else:
+        problem = f"HEAD is not {branch}"
+    raise RefusedError(
+        f"deploy runs on {branch}, where a trigger counts: {problem}",
+        hint=f"merge the pull request first (a true merge by a plan.deploy holder is the "
+        f"trigger), or `git switch {branch}` and run the deploy there",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _OffMain:
+    """What the commits HEAD has and the followed branch does not (a pull request's) say
+    about one plan version: who edited the plan there, who approved the version there."""
+
+    editors: frozenset[str]
+    approvers: frozenset[str]
+
+
+def _off_main(
+    session: Session, head: str, policy: Policy, environment: Environment, ref: PlanRef
+) -> _OffMain:
+    tip = session.tip()
+    walked = session.walked
+    if head == tip or walked is None:
+        return _OffMain(frozenset(), frozenset())
+    signed = environment.gates.signed_commits
+    editors: set[str] = set()
+    approvers: set[str] = set()
+    for entry in session.repo.history(head, tip):
+        changed = {change.path for change in entry.changes}
+        if ref.path in changed and _edits(session, entry, ref.path):
+            edited_by = resolve(walked.facts(entry.id), policy, signature_required=signed)
+            editors.update([edited_by.id] if edited_by.id else [])
+        elif len(entry.parents) == 1 and not changed:
+            info = walked.info(entry.id)
+            approved = read_trailers(info.message, info.encoding).counted().get(APPROVE, ())
+            if str(ref) in approved:
+                by = resolve(walked.facts(entry.id), policy, signature_required=signed)
+                approvers.update([by.id] if by.id else [])
+    return _OffMain(frozenset(editors), frozenset(approvers))
+
+
+def _edits(session: Session, entry: HistoryEntry, path: str) -> bool:
+    """Whether a commit that changed `path` edited the plan itself: a merge only where a
+    value matches none of its parents', as `authorise` blames a merge."""
+    if len(entry.parents) <= 1:
+        return True
+    merged, *parents = (_fields_at(session, commit, path) for commit in (entry.id, *entry.parents))
+    keys = set(merged).union(*parents)
+    return any(all(parent.get(key) != merged.get(key) for parent in parents) for key in keys)
+
+
+def _fields_at(session: Session, commit: str, path: str) -> FieldMap:
+    blob = session.repo.blob_at(commit, path)
+    if blob is None:
+        return {}
+    return parse_version(path, "plan", place(path).name, blob, session.repo.read_blob(blob))
+
+
+def _decided(session: Session, ref: PlanRef) -> Decision | None:
+    """How `plan` decides this version, when it is the version on the followed branch's tip."""
+    if session.repo.blob_at(session.tip(), ref.path) != ref.blob:
+        return None
+    return next((item for item in session.decisions() if item.ref == ref), None)
+
+
+def _retry(session: Session, policy: Policy, path: str, run_id: str) -> Made:
+    runs = {
+        decision.run.id: decision.run
+        for decision in session.decisions()
+        if decision.run is not None and decision.path == path
+    }
+    run = runs.get(run_id)
+    if run is None:
+        known = ", ".join(sorted(runs)) or "none"
+        raise RefusedError(
+            f"{run_id} is not a run of {path}", hint=f"runs of this plan version: {known}"
+        )
+    # A retry made now lands after every record on the branch: none retried this run
+    # (it is its version's latest), so only the run's result can refuse it.
+    if retry_refusal(run, None, run.finished_seq) is not None:
+        raise RefusedError(
+            f"run {run_id} {run.result}; only interrupted runs are retried",
+            hint="change the plan (a new version) to deploy again",
+        )
+    environment = policy.environments.get(run.environment)
+    if environment is None:
+        raise RefusedError(
+            f"run {run_id} ran in {run.environment}, which is no longer an environment",
+            hint="a retry runs where the run started; restore the environment first",
+        )
+    actor = _check(session, policy, PLAN_DEPLOY, environment)
+    message = f"Retry run {run_id} of {Path(path).stem}\n\n{RETRY}: {run_id}"
+    commit = session.repo.commit_empty(message, sign=_signs(session))
+    return Made("retry", commit, run.plan, environment.name, actor.name, message)
+
+
+def cancel(session: Session, plan: str, *, undo: bool = False) -> Made:
+    path = plan_file(plan)
+    _, policy = session.authorise()
+    plan_at_head = _target(session, path)
+    blob, target = plan_at_head.blob, plan_at_head.target
+    environment = _environment(policy, plan_at_head)
+    actor = _check(session, policy, PLAN_DEPLOY, environment)
+    work_tree = session.repo.work_tree()
+    # The commit must hold HEAD's plan with one word changed: uncommitted edits
+    # would ride along in it (and, un-cancelled, be triggered by it).
+    if session.repo.has_uncommitted_changes(path):
+        raise UsageError(
+            f"{path} has uncommitted changes",
+            hint="commit or stash them first; cancel changes only the committed plan's state",
+        )
+    document = plan_at_head.document
+    state: str = document.data["state"]
+    wanted = "ready" if undo else "cancelled"
+    where = document.position(("state",))
+    if undo and state != "cancelled":
+        raise UsageError(
+            f"the plan is not cancelled (state: {state})",
+            file=path,
+            line=where.line,
+            column=where.column,
+            hint="nothing to undo; `reconciler cancel PLAN` cancels it",
+        )
+    if not undo and state == "cancelled":
+        raise UsageError(
+            "the plan is already cancelled",
+            file=path,
+            line=where.line,
+            column=where.column,
+            hint="`reconciler cancel PLAN --undo` makes it ready again",
+        )
+    edited = _with_state(plan_at_head, state, wanted)
+    verb = "Un-cancel" if undo else "Cancel"
+    message = f"{verb} {Path(path).stem}\n\nstate: {state} -> {wanted}"
+    sign = _signs(session)
+    file = work_tree / path
+    original = file.read_bytes()
+    file.write_bytes(edited)
+    try:
+        commit = session.repo.commit_paths([path], message, sign=sign)
+    except BaseException:
+        # Left edited (and staged), the plan would refuse the next cancel as
+        # uncommitted changes: unless the commit was made after all (an
+        # interrupt), it goes back as it was, unchanged from HEAD.
+        if session.repo.resolve("HEAD") == plan_at_head.head:
+            file.write_bytes(original)
+            with contextlib.suppress(GitError):
+                session.repo.unstage([path])  # nothing was staged if the index was locked
+        raise
+    new_blob = session.repo.blob_at(commit, path) or blob
+    return Made(
+        "uncancel" if undo else "cancel",
+        commit,
+        PlanRef(path, new_blob),
+        target,
+        actor.name,
+        message,
+    )
+
+
+def _with_state(plan: _PlanAtHead, state: str, wanted: str) -> bytes:
+    """The plan's text with the word of `state:` replaced, and nothing else changed."""
+    document = plan.document
+    where = document.position(("state",))
+    lines = plan.raw.decode("utf-8").split("\n")
+    line = lines[where.line - 1]
+    start = where.column - 1
+    if line[start : start + 1] in ("'", '"'):
+        start += 1  # keep the quotes; replace the word inside them
+    end = start + len(state)
+    refusal = ConfigError(
+        f"cannot change state: {state} is not written as one word on the line of `state:`",
+        file=document.path,
+        line=where.line,
+        column=where.column,
+        hint=f"write it as `state: {state}` on one line, commit, and cancel again",
+    )
+    if line[start:end] != state:
+        raise refusal
+    lines[where.line - 1] = line[:start] + wanted + line[end:]
+    edited = "\n".join(lines).encode("utf-8")
+    # A word of that text elsewhere (a block scalar, a flow mapping) would change
+    # another value: the result must be the plan with only its state changed.
+    if load(edited, document.path).data != {**document.data, "state": wanted}:
+        raise refusal
+    return edited
+
+
+def _signs(session: Session) -> bool:
+    if _signs_with_openpgp(session):
+        return session.repo.config("user.signingkey") is not None
+    return _signing_key(session) is not None

@@ -1,0 +1,486 @@
+"""App: the application layer, one call per command, returning what the command reports.
+
+The CLI parses a command line, makes one of these calls and hands its result
+to the reporter `--format` chose (`cli.reporter`). Each call opens what it
+needs (the repository, the state, the followed branch), runs the stages, and
+returns frozen values, so that no command reaches into a session's walk.
+What a person should know before the result (a note about the branch read,
+a progress bar) goes to the callbacks the CLI passes: `Note`, `Progress`.
+`reconciler validate` has its own, Git-free call (`validating`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from reconciler.adapters.clock import utc_now
+from reconciler.adapters.statestore import service_branches
+from reconciler.adapters.worktree import find_root
+from reconciler.app.session import Session, open_session
+from reconciler.core import access as access_rules
+from reconciler.core.errors import UsageError
+from reconciler.core.layout import place
+from reconciler.core.printable import printable
+
+if TYPE_CHECKING:
+    from reconciler.adapters.drivers import Step
+    from reconciler.app.actions import Made
+    from reconciler.app.authorise import Progress, VerifyResult
+    from reconciler.app.drift import DriftReport
+    from reconciler.app.history_entries import Entry
+    from reconciler.app.init import Initialised
+    from reconciler.app.mergeable import MergeCheck
+    from reconciler.app.reconcile import Options, PassReport
+    from reconciler.app.watch import LogEvent
+    from reconciler.core.access import AccessReport
+    from reconciler.core.decide import Decision
+    from reconciler.core.journal import IgnoredTrailer
+    from reconciler.core.status import Pipeline
+    from reconciler.core.verdicts import LandingVerdict
+
+Note = Callable[[str], None]  # a line for people (stderr), said as soon as it is known
+
+
+def _quiet(_: str) -> None:
+    """No one to tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a command reads: the repository (default: the one around the current
+    directory), the followed branch or a remote's, and the state directory."""
+
+    repo: Path | None = None
+    branch: str | None = None
+    state_dir: Path | None = None
+    remote: str | None = None
+
+
+@contextmanager
+def _session(source: Source) -> Iterator[Session]:
+    """A session on a local branch, for a command that commits (`approve`, ...)."""
+    with open_session(
+        find_root(source.repo or Path.cwd()),
+        branch=source.branch,
+        state_dir=source.state_dir,
+        now=utc_now(),
+    ) as session:
+        yield session
+
+
+@contextmanager
+def _reading(source: Source, note: Note) -> Iterator[Session]:
+    """A session for a command that only reports (`plan`, `status`, `history`, `verify`,
+    `access`): it may read a remote's branch, and says when the service that keeps its
+    state here follows another branch than the one it reads."""
+    with open_session(
+        find_root(source.repo or Path.cwd()),
+        branch=source.branch,
+        state_dir=source.state_dir,
+        now=utc_now(),
+        remote=source.remote,
+        tracking=True,
+    ) as session:
+        other = other_branch_note(session)
+        if other is not None:
+            note(other)
+        yield session
+
+
+def other_branch_note(session: Session) -> str | None:
+    """Where a reconciler service (apply, watch) keeps its state beside this one but
+    follows another branch (on its clone, `origin/main` while local main stands still):
+    which branch this command reads, and how to read the service's."""
+    followed = service_branches(session.store.directory)
+    if not followed or session.branch in followed:
+        return None
+    others = ", ".join(printable(name) for name in followed)
+    return (
+        f"note: this reads {printable(session.branch)} ({session.tip()[:12]}); the reconciler "
+        f"service with this state directory follows {others}: pass --branch "
+        f"{printable(followed[0])} to read what it does"
+    )
+
+
+# -- verify and access ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    """`reconciler verify`'s revisions, as typed (resolved before the walk)."""
+
+    from_rev: str | None = None
+    to_rev: str | None = None
+    trust_anchor: str | None = None
+    re_anchor: str | None = None
+    every_verdict: bool = False  # decode every landing's verdict, not only the refused
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What `verify` found: the walk, and the landings after --from it reports."""
+
+    result: VerifyResult
+    landings: tuple[str, ...]  # every landing's verdict, as the store keeps it (JSON text)
+    refused: tuple[LandingVerdict, ...]
+    shown: tuple[LandingVerdict, ...]  # every verdict when asked for, else the refused
+    ignored: tuple[IgnoredTrailer, ...]  # trailers that count for nothing, and why
+
+    @property
+    def authorised(self) -> bool:
+        return not self.refused
+
+
+def verify(
+    source: Source, request: VerifyRequest, *, progress: Progress, note: Note = _quiet
+) -> Verification:
+    """Walk the branch to its tip (or --to), and the landings after --from it judged."""
+    with _reading(source, note) as session:
+        # Every revision typed is resolved before the walk: a typo stops it before it starts.
+        start = session.typed_revision("--from", request.from_rev) if request.from_rev else None
+        to = session.typed_revision("--to", request.to_rev) if request.to_rev else None
+        anchor = (
+            session.typed_revision("--trust-anchor", request.trust_anchor)
+            if request.trust_anchor
+            else None
+        )
+        if request.re_anchor:
+            trusted = session.typed_revision("--re-anchor", request.re_anchor)
+            result, _ = session.re_anchor(trusted, progress)
+        else:
+            result, _ = session.authorise(
+                to, trust_anchor=anchor, progress=progress, to_name=request.to_rev
+            )
+        refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
+        ignored = session.ignored_between(start, result.tip, result)
+        landings = session.landing_texts(start, result.tip, result.judged)
+        shown = (
+            session.landings_between(start, result.tip, result.judged)
+            if request.every_verdict
+            else refused
+        )
+        return Verification(result, tuple(landings), tuple(refused), tuple(shown), tuple(ignored))
+
+
+def access(
+    source: Source, user: str, environment: str | None, *, note: Note = _quiet
+) -> AccessReport:
+    """What `user` may do where, by the effective policy at the branch tip."""
+    with _reading(source, note) as session:
+        _, policy = session.authorise()
+        revoked = session.revoked()  # as the walk read it: one read per command
+        return access_rules.report(
+            policy, user, environment, revoked.fingerprints if revoked else frozenset()
+        )
+
+
+# -- plan, status, history -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """`reconciler plan`: every plan on the branch decided now, and the drift."""
+
+    decisions: tuple[Decision, ...]
+    drift: DriftReport
+    branch: str
+
+
+def plan(source: Source, driver_root: Path | None, *, note: Note = _quiet) -> PlanView:
+    from reconciler.adapters.drivers import load_driver  # noqa: PLC0415
+    from reconciler.app.drift import find_drift  # noqa: PLC0415 - `verify` never needs them
+
+    with _reading(source, note) as session:
+        uncommitted = uncommitted_note(session)
+        if uncommitted is not None:
+            note(uncommitted)
+        seen = session.observe()
+        root = driver_root or session.store.directory / "releases"
+        drift = find_drift(
+            seen.history.policy,
+            seen.history.deployed,
+            lambda environment: load_driver(environment.driver, root),
+        )
+        return PlanView(seen.decisions, drift, session.branch)
+
+
+def uncommitted_note(session: Session) -> str | None:
+    """`plan` reads the branch's commits: which plan files the working tree holds that it
+    does not see, if any (a plan written and not committed is no plan yet)."""
+    pending = [
+        f"{printable(path)} ({how})"
+        for path, how in session.repo.uncommitted("plans")
+        if place(path).kind == "plan"
+    ]
+    if not pending:
+        return None
+    these = "this plan file is" if len(pending) == 1 else "these plan files are"
+    return (
+        f"note: plan reads what is committed on {printable(session.branch)}, and {these} "
+        f"not committed: {', '.join(pending)}"
+    )
+
+
+def status(source: Source, *, include_deployed: bool, note: Note = _quiet) -> Pipeline:
+    with _reading(source, note) as session:
+        return session.pipeline(include_deployed=include_deployed)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """`reconciler history`'s filters (each None: not filtered on)."""
+
+    plan: str | None = None  # a plan's name or path
+    environment: str | None = None
+    user: str | None = None
+    since: datetime | None = None
+    by: Literal["time", "plan"] = "time"
+
+
+def history(source: Source, query: HistoryQuery, *, note: Note = _quiet) -> tuple[Entry, ...]:
+    """The audit trail from the state, filtered and ordered."""
+    from reconciler.app.actions import plan_file  # noqa: PLC0415 - keeps `history -h` light
+    from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
+
+    with _reading(source, note) as session:
+        _, policy = session.authorise()
+        selected = select(
+            audit_trail(session.store),
+            policy,
+            session.effective_paths(),
+            plan=plan_file(query.plan) if query.plan else None,
+            environment=query.environment,
+            user=query.user,
+            since=query.since,
+        )
+        return ordered(selected, query.by)
+
+
+# -- verify-mergeable ----------------------------------------------------------------
+
+
+def verify_mergeable(
+    source: Source, head: str, trust_anchor: str | None, *, progress: Progress
+) -> MergeCheck:
+    """Judge what merging `head` into the base (`source.branch`) would land."""
+    from reconciler.app import mergeable  # noqa: PLC0415
+
+    with open_session(
+        find_root(source.repo or Path.cwd()),
+        branch=source.branch,
+        state_dir=source.state_dir,
+        now=utc_now(),
+        option="--base",
+    ) as session:
+        # Every revision typed is resolved before the walk: a typo stops it before it starts.
+        tested = session.typed_revision("--head", head)
+        if trust_anchor:
+            session.typed_revision("--trust-anchor", trust_anchor)
+        return mergeable.check(session, tested, head, trust_anchor=trust_anchor, progress=progress)
+
+
+# -- approve, deploy, cancel ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    """A commit `approve`, `deploy` or `cancel` made, and what it still needs to count."""
+
+    made: Made
+    still_to_do: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What a person asked: approve, deploy (or retry `retry`), cancel (or `undo` it)."""
+
+    kind: Literal["approve", "deploy", "cancel"]
+    plan: str
+    retry: str | None = None
+    undo: bool = False
+
+
+def act(source: Source, action: Action) -> Acted:
+    from reconciler.app import actions  # noqa: PLC0415
+
+    with _session(source) as session:
+        # Refuse a bare repository before the history walk, not when `git commit` fails
+        # after it: its failure would be blamed on the git identity and signing setup.
+        session.repo.work_tree()
+        if action.kind == "approve":
+            made = actions.approve(session, action.plan)
+        elif action.kind == "deploy":
+            made = actions.deploy(session, action.plan, action.retry)
+        else:
+            made = actions.cancel(session, action.plan, undo=action.undo)
+        return Acted(made, actions.still_to_do(session))
+
+
+# -- apply ---------------------------------------------------------------------------
+
+
+def apply(
+    repo: Path | None,
+    options: Options,
+    *,
+    stop_requested: Callable[[], bool],
+    progress: Progress,
+    on_step: Callable[[int, int, Step], None] | None,
+) -> PassReport:
+    """One reconcile pass (`reconcile.Reconciler.pass_once`)."""
+    import time  # noqa: PLC0415
+
+    from reconciler.app.reconcile import Reconciler  # noqa: PLC0415
+
+    with Reconciler(
+        find_root(repo or Path.cwd()),
+        options,
+        clock=utc_now,
+        sleep=time.sleep,
+        stop_requested=stop_requested,
+        progress=progress,
+        on_step=on_step,
+    ) as reconciler:
+        return reconciler.pass_once()
+
+
+# -- init ----------------------------------------------------------------------------
+
+# What the first admin is called when neither an option nor git's configuration says.
+STAND_INS: Final = {"user.name": "Admin", "user.email": "admin@example.com"}
+
+
+@dataclass(frozen=True, slots=True)
+class Founded:
+    """A new configuration repository, and which of its first admin's values are made up."""
+
+    made: Initialised
+    stand_ins: tuple[str, ...]  # git configuration keys, as `STAND_INS` names them
+
+
+def init(
+    directory: Path,
+    *,
+    name: str | None,
+    email: str | None,
+    admin: str | None,
+    key: Path | None,
+) -> Founded:
+    from reconciler.app.init import initialise  # noqa: PLC0415
+
+    stand_ins: list[str] = []
+    made = initialise(
+        directory,
+        name=_from_git(name, "user.name", stand_ins),
+        email=_from_git(email, "user.email", stand_ins),
+        public_key=_public_key(key),
+        admin=admin,
+    )
+    return Founded(made, tuple(stand_ins))
+
+
+def _public_key(given: Path | None) -> str:
+    from reconciler.adapters.gitrepo import user_config  # noqa: PLC0415
+
+    candidates: list[Path] = []
+    if given is not None:
+        candidates.append(given)
+    else:
+        configured = user_config("user.signingkey")
+        if configured:
+            path = Path(configured).expanduser()
+            candidates += [path if path.suffix == ".pub" else path.with_name(path.name + ".pub")]
+        candidates.append(Path("~/.ssh/id_ed25519.pub").expanduser())
+    for candidate in candidates:
+        if candidate.is_file():
+            return _read_key(candidate)
+    raise UsageError(
+        "no SSH public key for the first admin",
+        hint="pass --key ~/.ssh/id_ed25519.pub (the key you sign commits with)",
+    )
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"{path} is not an SSH public key", hint="pass --key ~/.ssh/id_ed25519.pub"
+        ) from None
+    except OSError as error:
+        raise UsageError(
+            f"cannot read {path}: {error.strerror}", hint="pass --key ~/.ssh/id_ed25519.pub"
+        ) from None
+
+
+def _from_git(given: str | None, key: str, stand_ins: list[str]) -> str:
+    """The option as given, else git's `key`, else a stand-in (its key added to `stand_ins`).
+
+    An option given empty is checked as given, not replaced.
+    """
+    from reconciler.adapters.gitrepo import user_config  # noqa: PLC0415
+
+    if given is not None:
+        return given
+    configured = user_config(key)
+    if configured is not None:
+        return configured
+    stand_ins.append(key)
+    return STAND_INS[key]
+
+
+# -- watch ---------------------------------------------------------------------------
+
+
+def read_secret(path: Path) -> bytes:
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise UsageError(
+            f"cannot read the webhook secret {path}: {error.strerror}",
+            hint="pass --webhook-secret-file with a readable file",
+        ) from None
+    if not secret:
+        raise UsageError(
+            f"the webhook secret file {path} is empty",
+            hint="put a long random secret in it, e.g. `openssl rand -hex 32 > FILE`",
+        )
+    return secret
+
+
+def repository_dir(repo: Path | None) -> Path:
+    """`--repo` as given when it is a git directory itself (a bare repository), else its root."""
+    if repo is not None and (repo / "HEAD").is_file() and (repo / "objects").is_dir():
+        return repo
+    return find_root(repo or Path.cwd())
+
+
+def watch(
+    repo: Path | None,
+    options: Options,
+    *,
+    interval: float,
+    listen: tuple[str, int] | None,
+    secret_file: Path | None,
+    log: Callable[[LogEvent], None],
+    on_start: Callable[[Callable[[], None]], None],
+) -> None:
+    """Reconcile on every change of the branch until stopped (`watch.Watch.run`).
+
+    `on_start` is handed the watcher's `stop` before it starts (the CLI's signal handlers).
+    """
+    from reconciler.app.watch import Watch, WatchSettings  # noqa: PLC0415
+
+    settings = WatchSettings(
+        interval=interval,
+        listen=listen,
+        webhook_secret=read_secret(secret_file) if secret_file else None,
+    )
+    watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=log)
+    on_start(watcher.stop)
+    watcher.run()

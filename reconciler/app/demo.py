@@ -1,0 +1,331 @@
+"""App: the seed story, end to end, on a scratch copy of the example (`reconciler demo`).
+
+Called by the CLI, which prints each `Scene` as it comes. It never touches
+the user's repository: it copies the shipped example into a scratch folder,
+gives everyone with a key in `teams.yaml` a throwaway ed25519 key, and plays
+the story with real, signed commits by each person and real reconcile passes
+through the `local` driver:
+
+    the eCommerce lead saves a plan, the Customer Portal lead adds their
+    application and notes, a reviewing tech lead approves, a developer who
+    pushes straight to main does not deploy (and `plan` says why), and ops
+    merge: the deploy runs; then the pipeline and the audit trail.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.adapters.drivers import ARTIFACTS
+from reconciler.adapters.gitrepo import GitRepo, Someone
+from reconciler.adapters.signing import new_key_pair
+from reconciler.app.history import audit_trail
+from reconciler.app.history_entries import Entry
+from reconciler.app.reconcile import Options, PassReport, Reconciler
+from reconciler.app.session import open_session
+from reconciler.core.decide import Decision
+from reconciler.core.errors import UsageError
+from reconciler.core.loader import load
+from reconciler.core.resources import example_dir, schemas_dir
+from reconciler.core.status import Pipeline
+
+QA_PLAN = "plans/2026-11-qa-release.yaml"
+DEV_PLAN = "plans/2026-11-dev-build.yaml"
+HOTFIX_PLAN = "plans/2026-11-qa-hotfix.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """One step of the story: what happens, and what the reconciler shows for it."""
+
+    title: str
+    narration: str
+    payload: PassReport | tuple[Decision, ...] | Pipeline | tuple[Entry, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    people: dict[str, Someone]
+    reconciler_key: Path
+
+
+def _stage(folder: Path, keys: Path) -> Cast:
+    """Copy the example, swapping each public key for a throwaway one whose private half we hold."""
+    example = example_dir()
+    shutil.copytree(example / "environments", folder / "environments")
+    shutil.copytree(schemas_dir(), folder / "schemas")
+    (folder / "plans").mkdir()
+    text = (example / "teams.yaml").read_text()
+    teams = load(text.encode(), "teams.yaml").data
+    people: dict[str, Someone] = {}
+    for user_id, user in teams["users"].items():
+        key_path = None
+        for old_key in user.get("keys", ()):
+            key_path = keys / user_id
+            line = new_key_pair(key_path, user["emails"][0])
+            text = text.replace(old_key, line)
+        people[user_id] = Someone(user["name"], user["emails"][0], key_path)
+    reconciler_key = keys / "reconciler"
+    for account in teams["service_accounts"].values():
+        for old_key in account["keys"]:
+            line = new_key_pair(reconciler_key, account["emails"][0])
+            text = text.replace(old_key, line)
+    if "root" not in people or not reconciler_key.exists():
+        raise UsageError("the example teams.yaml is not the seed story the demo knows")
+    (folder / "teams.yaml").write_text(text)
+    return Cast(people, reconciler_key)
+
+
+def _write(folder: Path, path: str, content: str) -> None:
+    target = folder / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+
+
+def play(
+    folder: Path, *, clock: Callable[[], datetime], sleep: Callable[[float], None]
+) -> Iterator[Scene]:
+    """Play the seed story in `folder` (empty or new), one scene at a time."""
+    repository = folder / "config"
+    keys = folder / "keys"
+    try:
+        occupied = folder.exists() and any(folder.iterdir())
+        if not occupied:
+            repository.mkdir(parents=True)
+            keys.mkdir()
+    except OSError as error:
+        raise UsageError(
+            f"cannot create {folder}: {error.strerror}",
+            hint="give --keep a new or empty folder you can write to",
+        ) from None
+    if occupied:
+        raise UsageError(f"{folder} is not empty", hint="give --keep a new or empty folder")
+    cast = _stage(repository, keys)
+    people = cast.people
+    with GitRepo.init(repository, "main") as repo:
+        yield from _story(repo, repository, folder, cast, people, clock, sleep)
+
+
+def _story(
+    repo: GitRepo,
+    repository: Path,
+    folder: Path,
+    cast: Cast,
+    people: dict[str, Someone],
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+) -> Iterator[Scene]:
+    example = example_dir()
+    root, alice, diana = people["root"], people["alice"], people["diana"]
+    ravi, bob, olga = people["ravi"], people["bob"], people["olga"]
+    repo.commit_paths(
+        ["teams.yaml", "environments", "schemas"],
+        "Seed configuration: teams, roles and three environments",
+        sign=True,
+        who=root,
+    )
+    yield Scene(
+        "Root Admin commits the configuration",
+        "teams.yaml (eCommerce, Customer Portal, architecture and operations teams) and three "
+        "environments, development -> quality-assurance -> production. This signed commit is "
+        "the trust anchor: every later change is judged by the policy before it.",
+    )
+
+    options = Options(
+        key=cast.reconciler_key,
+        instance="demo",
+        driver_root=folder / "releases",
+    )
+
+    def reconcile() -> PassReport:
+        with Reconciler(repository, options, clock=clock, sleep=sleep) as reconciler:
+            return reconciler.pass_once()
+
+    _builds(folder / "releases", (example / DEV_PLAN).read_bytes())
+    _write(repository, DEV_PLAN, _dev_plan(["ecommerce: 1.4.0"]))
+    repo.commit_paths([DEV_PLAN], "Development build: eCommerce 1.4.0", sign=True, who=alice)
+    _write(repository, DEV_PLAN, (example / DEV_PLAN).read_text())
+    repo.commit_paths(
+        [DEV_PLAN], "Development build: Customer Portal 0.6-dev.41", sign=True, who=diana
+    )
+    yield Scene(
+        "The development builds deploy",
+        "Alice (eCommerce lead) and Diana (Customer Portal lead) put their builds into one "
+        "development plan. Development lets tech leads deploy, so Diana's commit is the trigger; "
+        "a reconcile pass runs it through the local driver, which ships the builds a CI left "
+        "in releases/artifacts/.",
+        reconcile(),
+    )
+
+    repo.checkout("release/2026-11-qa", start="main")
+    draft = (example / QA_PLAN).read_text()
+    saved = draft.replace(
+        '  - {name: customer-portal, version: "0.6", action: tag-and-deploy, from: "0.6-dev.41"}\n',
+        "",
+    ).replace("state: ready", "state: draft")
+    saved = re.sub(r"notes: \|\n(  .*\n)+", "notes: |\n  eCommerce: new checkout.\n", saved)
+    _write(repository, QA_PLAN, saved)
+    repo.commit_paths([QA_PLAN], "QA release: eCommerce 1.4.0 (draft)", sign=True, who=alice)
+    yield Scene(
+        "Alice saves the QA release plan",
+        "On a branch, as a draft: eCommerce 1.4.0 from development to quality-assurance. "
+        "Alice may propose her own team's application; she cannot deploy to QA.",
+    )
+
+    _write(repository, QA_PLAN, draft)
+    repo.commit_paths(
+        [QA_PLAN], "QA release: add Customer Portal 0.6, notes, ready", sign=True, who=diana
+    )
+    yield Scene(
+        "Diana adds the Customer Portal and the notes",
+        "Customer Portal 0.6 as tag-and-deploy of 0.6-dev.41 (so the approval covers exactly "
+        "what will ship), the deployment notes, and state: ready.",
+    )
+
+    blob = repo.blob_at(repo.resolve("HEAD"), QA_PLAN)
+    repo.commit_empty(
+        f"Approve 2026-11-qa-release for quality-assurance\n\nApprove-Plan: {QA_PLAN}@{blob}",
+        sign=True,
+        who=ravi,
+    )
+    yield Scene(
+        "Ravi approves",
+        "A tech lead who edited nothing in the plan signs off the exact version "
+        f"{(blob or '')[:12]}: "
+        "an empty commit whose Approve-Plan trailer names the plan's full blob id.",
+    )
+
+    repo.checkout("main")
+    _write(repository, HOTFIX_PLAN, _hotfix_plan())
+    repo.commit_paths([HOTFIX_PLAN], "Ship it now", sign=False, who=bob)
+    report = reconcile()
+    with open_session(repository, branch="main", state_dir=None, now=clock()) as session:
+        decisions = session.decisions()
+    yield Scene(
+        "Bob pushes straight to main, and nothing deploys",
+        "Bob (developer) commits his own QA plan directly on main. The content is his to "
+        f"propose, so it is saved; the pass that follows {_ran(report)}, and "
+        "`reconciler plan` says what the plan waits for:",
+        tuple(decision for decision in decisions if decision.path == HOTFIX_PLAN),
+    )
+
+    repo.merge("release/2026-11-qa", "Merge release/2026-11-qa", sign=True, who=olga)
+    yield Scene(
+        "Olga merges the release: the deploy runs",
+        "Olga holds the deployment role on quality-assurance, so her merge triggers the plan. "
+        "The pass checks the approval, the promotion (both versions run in development), then "
+        "commits a signed start record, runs the local driver, and commits the log and "
+        "deployments/quality-assurance.yaml.",
+        reconcile(),
+    )
+
+    with open_session(repository, branch="main", state_dir=None, now=clock()) as session:
+        view = session.pipeline()
+        trail = audit_trail(session.store)
+    yield Scene("`reconciler status`: what runs where", "", view)
+    yield Scene("`reconciler history`: who did what", "", trail)
+
+
+def _builds(root: Path, plan: bytes) -> None:
+    """What a CI would have built for the development plan: each application version's
+    build, where the local driver looks for it (`<root>/artifacts/<app>/<version>/`)."""
+    for entry in load(plan, DEV_PLAN).data["applications"]:
+        build = root / ARTIFACTS / entry["name"] / entry["version"]
+        build.mkdir(parents=True)
+        (build / "index.html").write_text(f"<h1>{entry['name']} {entry['version']}</h1>\n")
+
+
+def _ran(report: PassReport) -> str:
+    if not report.runs:
+        return "deploys nothing"
+    return "runs " + ", ".join(run.run for run in report.runs)
+
+
+def _dev_plan(entries: list[str]) -> str:
+    lines = [
+        "# yaml-language-server: $schema=../schemas/plan.schema.json",
+        "name: 2026-11-dev-build",
+        "target: development",
+        "applications:",
+    ]
+    for entry in entries:
+        name, version = entry.split(": ")
+        lines.append(f'  - {{name: {name}, version: "{version}"}}')
+    lines += ["state: ready", ""]
+    return "\n".join(lines)
+
+
+def _hotfix_plan() -> str:
+    return (
+        "# yaml-language-server: $schema=../schemas/plan.schema.json\n"
+        "name: 2026-11-qa-hotfix\n"
+        "source: development\n"
+        "target: quality-assurance\n"
+        "applications:\n"
+        '  - {name: ecommerce, version: "1.4.0"}\n'
+        "notes: Straight to QA, please.\n"
+        "state: ready\n"
+    )
+
+
+def where_to_look(folder: Path) -> list[str]:
+    """Commands to read the kept story, then to carry it on as its people: Ravi approves
+    Bob's hotfix, Olga triggers it, and a pass as the service deploys it."""
+    repository = folder / "config"
+    keys = folder / "keys"
+    users = load((repository / "teams.yaml").read_bytes(), "teams.yaml").data["users"]
+    git = f"git -C {shlex.quote(str(repository))} config"
+    at = f"--repo {shlex.quote(str(repository))}"
+    hotfix = HOTFIX_PLAN.removeprefix("plans/").removesuffix(".yaml")
+
+    def act_as(user_id: str) -> list[str]:
+        # A person's commits need git to sign with their key (gpg.format ssh: the keys
+        # are SSH keys) and to know their name and email, not the machine's.
+        user = users[user_id]
+        return [
+            f"{git} user.name {shlex.quote(user['name'])}",
+            f"{git} user.email {shlex.quote(user['emails'][0])}",
+            f"{git} user.signingkey {shlex.quote(str(keys / user_id))}",
+        ]
+
+    return [
+        f"git -C {repository} log --graph --format='%h %an: %s%n%(trailers:only,unfold)'",
+        f"reconciler status --repo {repository}",
+        f"reconciler history --repo {repository}",
+        f"ls -l {folder / 'releases' / 'quality-assurance' / 'customer-portal'}",
+        "# Carry it on as its people: Ravi approves Bob's hotfix, Olga triggers it",
+        f"{git} gpg.format ssh",
+        *act_as("ravi"),
+        f"reconciler approve {hotfix} {at}",
+        *act_as("olga"),
+        f"reconciler deploy {hotfix} {at}",
+        # The service's key, and the releases the story made.
+        f"reconciler apply --repo {repository} --key {keys / 'reconciler'} "
+        f"--driver-root {folder / 'releases'}",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """The seed story as `reconciler demo` tells it: its scenes are played as they are read."""
+
+    folder: Path
+    kept: bool  # whether the folder stays, to look around
+    scenes: Iterator[Scene]
+
+    def look_around(self) -> list[str]:
+        """`where_to_look`, once every scene is played."""
+        return where_to_look(self.folder)
+
+
+def tell(
+    folder: Path, *, kept: bool, clock: Callable[[], datetime], sleep: Callable[[float], None]
+) -> Story:
+    """The story played in `folder` (`play`), one scene per read."""
+    return Story(folder, kept, play(folder, clock=clock, sleep=sleep))

@@ -1,0 +1,176 @@
+"""App: verify, then decide, the one pipeline behind `plan`, `status`, `verify-mergeable` and the
+service's passes (`apply`, `watch`).
+
+A walk brings the effective state to a tip (`authorise`); `decide` reads its inputs from
+that walk (`gather`) and decides every plan on the tip; plans into an environment
+whose driver cannot load here wait for it (`runs.hold`). The read-only
+commands (`session.Session.observe`) and the service (`reconcile.Reconciler`) both call
+`verify_then_decide` (or `observe`, after a walk of their own), and get the same frozen
+value back, so the two can never decide differently on the same history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reconciler.adapters.drivers import unavailable
+from reconciler.core.decide import (
+    Decision,
+    decide,
+    deployed_versions,
+    effective_plan,
+    not_authorised,
+)
+from reconciler.core.decide_values import History, Landed, OnMain, runs_from
+from reconciler.core.errors import ConfigError
+from reconciler.core.events import PlanRef
+from reconciler.core.fields import INVALID, value
+from reconciler.core.layout import place
+from reconciler.core.loader import load
+from reconciler.core.runs import driver_targets, hold
+
+if TYPE_CHECKING:
+    from reconciler.app.authorise import Authoriser, VerifyResult
+
+
+@dataclass(frozen=True, slots=True)
+class DriverCheck:
+    """Whether an executable plan waits for its environment's driver, and how that is asked.
+
+    `root`: load each driver with it as the default root (the service, which is about
+    to run them); None: only look each driver's type up (`plan` starts nothing).
+    """
+
+    root: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One pass of the pipeline: the walk's result, the decision's inputs, every plan decided."""
+
+    verified: VerifyResult
+    history: History
+    decisions: tuple[Decision, ...]
+    # Environments whose next plan waits because their driver cannot load here, and why.
+    held: Mapping[str, ConfigError]
+
+
+def observe(
+    walker: Authoriser,
+    verified: VerifyResult,
+    now: datetime,
+    *,
+    drivers: DriverCheck | None,
+) -> Observation:
+    """Decide every plan on the tip `walker` has just walked to (`verified`), as of `now`.
+
+    `drivers` None: the drivers are not asked (a merge judged before it lands, whose
+    plans run on the service's machine, not this one).
+    """
+    history = gather(walker, verified.tip)
+    decisions = decide(history, now)
+    held: Mapping[str, ConfigError] = {}
+    if drivers is not None:
+        decisions, held = hold(decisions, driver_problems(walker, history, decisions, drivers))
+    return Observation(verified, history, decisions, dict(held))
+
+
+def driver_problems(
+    walker: Authoriser, history: History, decisions: tuple[Decision, ...], check: DriverCheck
+) -> Mapping[str, ConfigError]:
+    """Why the drivers of the executable plans' environments cannot load here, if so,
+    read from the walk's effective state (so before a dry run discards it)."""
+    environments = [history.policy.environments[name] for name in driver_targets(decisions)]
+    return unavailable(environments, walker.effective_file, check.root)
+
+
+def verify_then_decide(
+    walker: Authoriser,
+    tip: str,
+    now: datetime,
+    *,
+    drivers: DriverCheck | None,
+) -> Observation:
+    """Walk to `tip`, then decide (`observe`), in the store's open transaction, whose
+    owner keeps or discards what the walk wrote (`Authoriser.run`)."""
+    return observe(walker, walker.run(tip), now, drivers=drivers)
+
+
+def gather(authoriser: Authoriser, tip: str) -> History:
+    """Read the decision's inputs from the walk's state and main's tip."""
+    store, repo = authoriser.store, authoriser.repo
+    effective, dirty = authoriser.effective, authoriser.dirty
+    plans: list[OnMain] = []
+    for path, (_mode, blob) in sorted(repo.folder(tip, "plans").items()):
+        if place(path).kind != "plan":
+            continue
+        fields = effective.get(path, {})
+        problems: tuple[str, ...] = ()
+        if path in dirty:
+            problems = not_authorised(dirty[path])
+        elif INVALID in fields:
+            problems = (f"invalid: {value(fields, INVALID)}",)
+        plans.append(OnMain(path, blob, None if problems else effective_plan(fields), problems))
+    # Only what the plans on main need: each is decided on its own version's
+    # landing, sign-offs and runs, so older versions' commits are never read.
+    current = {PlanRef(item.path, item.blob) for item in plans}
+    landings: dict[PlanRef, Landed] = {}
+    wanted = {(ref.path, ref.blob) for ref in current}
+    for version in store.plan_versions(only=wanted):
+        landings[version.ref] = Landed(
+            seq=version.seq,
+            commit=version.landing,
+            actor=version.actor,
+            how=version.how,
+            triggered=version.triggered,
+            reasons=version.reasons,
+            style=version.style,
+            squashed_by=version.squashed_by,
+        )
+    # The runs of these plans (every version: run ids are numbered per plan), the
+    # runs still open (whatever their plan: they hold their environment), and the
+    # refusals of these versions; read by index, so a pass costs what is on main,
+    # not what the history holds.
+    records = store.run_records({ref.path for ref in current}, map(str, current))
+    runs = runs_from(records)
+    current_runs = {run.id for run in runs if run.plan in current}
+    signoffs = tuple(store.signoff_events(map(str, current), current_runs))
+    commits = {item.commit for item in signoffs} | {item.commit for item in landings.values()}
+    authoriser.prefetch(sorted(commits))
+    # Versions a sign-off of their own predates: back on main since (a revert, an un-cancel).
+    # Rare, so only these are read again, to tell an un-cancel from a revert.
+    of_run = {run.id: run.plan for run in runs}
+    signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
+    back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
+    return History(
+        policy=authoriser.policy(),
+        plans=tuple(plans),
+        landings=landings,
+        signoffs=signoffs,
+        runs=runs,
+        editors=store.editors_of([item.path for item in plans]),
+        first_seen=store.first_seen(commits),
+        commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
+        facts={commit: authoriser.facts(commit) for commit in commits},
+        deployed=deployed_versions(effective, repo.read_blob),
+        refused=frozenset(ref for record in records for ref in record.refused),
+        revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
+        uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
+    )
+
+
+def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
+    """Whether the landing of `ref` un-cancelled the plan: main held it cancelled before."""
+    parents = authoriser.info(landed.commit).parents
+    blob = authoriser.repo.blob_at(parents[0], ref.path) if parents else None
+    if blob is None:
+        return False
+    try:
+        data = load(authoriser.repo.read_blob(blob), ref.path).data
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and data.get("state") == "cancelled"

@@ -1,0 +1,766 @@
+"""App: one reconcile pass, fetch, verify, decide, execute, record, publish (`reconciler apply`).
+
+Called by `reconciler apply` (one pass) and by the watcher (`watch`, a pass
+per change). A pass has two halves, so that the watcher can hand runs to
+long-lived per-environment workers while `apply` keeps its one-shot loop:
+
+*decide and start* (`plan_pass`):
+
+1. publish finish records left in the outbox by an earlier pass (one the
+   branch already holds, from a pass that died before clearing it, just
+   leaves the outbox);
+2. fetch (with a remote) and verify the new landings;
+3. decide; mark runs that were started and never finished `interrupted`
+   (by their own instance once it is not running them any more, or by anyone
+   once their lease has passed) and record new refusals, in one publish;
+4. per environment without a run in progress, publish a start record for the
+   first executable plan: the publish is the lock, so two reconcilers never
+   start the same run; a lost race means fetch, re-verify, re-decide;
+
+What to start (run id, lease), to mark interrupted, to record refused and to hold
+for a driver is `runs.decide_runs`'s to say, as one `RunDecisions` value; this
+module carries it out: it publishes, runs and records.
+
+*run and finish* (`run_started`, one call per started run):
+
+5. run the drivers and publish the finish record (rebuilt on the new tip when
+   a human pushed meanwhile).
+
+`pass_once` (apply) runs the started runs at once, a thread per environment,
+and repeats from 2 until nothing more may run; `watch_pass` (the watcher)
+returns them to its workers instead. Git and the state store are used under
+one re-entrant lock, so a pass and the workers' finish records never
+interleave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters import revocation_file
+from reconciler.adapters.drivers import Driver, Step, load_driver
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.signing import SigningKey
+from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
+from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.execute import Execution, execute, finished_steps, steps_for
+from reconciler.app.pipeline import DriverCheck, driver_problems, observe
+from reconciler.app.record import (
+    Publisher,
+    RecordWriter,
+    check_instance_name,
+    deployments_bytes,
+    deployments_file,
+    finish_message,
+    interrupted_message,
+    log_bytes,
+    log_path,
+    refusal_message,
+    start_message,
+)
+from reconciler.app.session import followed_branch, state_directory
+from reconciler.core.decide import Decision, executable
+from reconciler.core.decide_values import History
+from reconciler.core.errors import (
+    ConfigError,
+    HistoryRewrittenError,
+    ReconcilerError,
+    TemporaryError,
+    UsageError,
+)
+from reconciler.core.events import PlanRef
+from reconciler.core.journal import OutboxEntry
+from reconciler.core.loader import load
+from reconciler.core.model import Environment, Policy
+from reconciler.core.runs import RunDecisions, RunFacts, Start, decide_runs
+from reconciler.core.verdicts import LandingVerdict
+
+Clock = Callable[[], datetime]
+PUBLISH_ATTEMPTS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    branch: str | None = None
+    remote: str | None = None
+    state_dir: Path | None = None
+    key: Path | None = None
+    instance: str | None = None
+    driver_root: Path | None = None
+    dry_run: bool = False
+    max_rounds: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    run: str
+    plan: PlanRef
+    environment: str
+    result: str
+    failed_step: str | None
+    retry_of: str | None
+    reason: str | None = None  # why it failed: the failed step's summary, or the error
+
+
+@dataclass(frozen=True, slots=True)
+class StartedRun:
+    """A run whose start record is published: the lock is held, the drivers may go."""
+
+    decision: Decision
+    run_id: str
+    environment: Environment
+    writer: RecordWriter
+    finished: tuple[str, ...] = ()  # a retry: the runs that deployed the steps it skips
+
+    @property
+    def plan(self) -> PlanRef:
+        return self.decision.ref
+
+
+@dataclass(slots=True)
+class PassReport:
+    tip: str = ""
+    settled: str = ""  # where this pass left the branch: its last publish, else the tip it read
+    decisions: tuple[Decision, ...] = ()
+    landings: list[LandingVerdict] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+    refused: list[PlanRef] = field(default_factory=list)
+    why_refused: dict[PlanRef, tuple[str, ...]] = field(default_factory=dict)  # by `refused`
+    interrupted: list[str] = field(default_factory=list)
+    would_run: tuple[Decision, ...] = ()
+    dry_run: bool = False
+    # Environments whose next plan waits because their driver cannot load here, and why.
+    held: dict[str, ConfigError] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return (
+            bool(self.refused)
+            or bool(self.held)
+            or any(run.result == "failed" for run in self.runs)
+        )
+
+
+def default_instance(state_dir: Path) -> str:
+    """Stable across restarts (so a restarted reconciler recognises its own runs)."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+class Reconciler:
+    """A configuration repository, the reconciler's state, key and drivers, for many passes."""
+
+    def __init__(
+        self,
+        repo_dir: Path,
+        options: Options,
+        *,
+        clock: Clock,
+        sleep: Callable[[float], None],
+        stop_requested: Callable[[], bool] = lambda: False,
+        progress: Progress | None = None,
+        on_step: Callable[[int, int, Step], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.on_step = on_step
+        self.clock = clock
+        self.sleep = sleep
+        self.stop_requested = stop_requested
+        self.progress = progress
+        if options.instance is not None:
+            check_instance_name(options.instance)
+        self.repo = GitRepo(repo_dir)
+        try:
+            if options.remote is not None:
+                # The remote's branch: it need not exist here before the first fetch.
+                self.branch = options.branch or "main"
+            else:
+                self.branch = followed_branch(self.repo, options.branch)
+            followed = f"{options.remote}/{self.branch}" if options.remote else self.branch
+            self.state_dir = state_directory(self.repo, options.state_dir)
+            self.store = StateStore(self.state_dir, followed)
+        except BaseException:
+            self.repo.close()
+            raise
+        self._service_lock: ServiceLock | None = None
+        try:  # a failure lets go of what was taken: the state's lock above all
+            self.publisher = Publisher(self.repo, self.branch, options.remote)
+            self.instance = options.instance or default_instance(self.state_dir)
+            self.key = SigningKey.load(options.key) if options.key else None
+            if not options.dry_run:
+                self._ready_to_record(options)
+            self._walker = Authoriser(
+                self.repo,
+                self.store,
+                now=clock(),
+                progress=progress,
+                revoked=revocation_file.configured(self.repo),
+            )
+        except BaseException:
+            self.close()
+            raise
+        self.in_flight: set[str] = set()
+        self._last_published = ""
+        self._refusals_recorded: set[PlanRef] = set()
+        # (a, b): b is a's descendant by this reconciler's start records alone.
+        self._fileless_records: tuple[str, str] | None = None
+        # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
+        self._git_lock = threading.RLock()
+
+    def _ready_to_record(self, options: Options) -> None:
+        """What a service that records runs needs, checked before any run starts."""
+        if self.key is None:
+            made_by_init = self.repo.git_dir / "reconciler" / "service-key"
+            where = (
+                f": `reconciler init` left it in {made_by_init}" if made_by_init.is_file() else ""
+            )
+            raise UsageError(
+                "the reconciler needs its service account's private key to sign records",
+                hint=f"pass --key FILE (or set RECONCILER_KEY){where}; "
+                "`apply --dry-run` needs none",
+            )
+        self._service_lock = ServiceLock(self.store.path)
+        if options.driver_root is not None:
+            # Found out only at the first step, an unusable root would fail a run,
+            # and a failed run is never retried.
+            try:
+                options.driver_root.mkdir(parents=True, exist_ok=True)
+                problem = None if os.access(options.driver_root, os.W_OK) else "it is not writable"
+            except OSError as error:
+                problem = error.strerror
+            if problem is not None:
+                raise ConfigError(
+                    f"cannot use the driver root {options.driver_root}: {problem}",
+                    hint="pass --driver-root (or RECONCILER_DRIVER_ROOT) with a folder the "
+                    "reconciler can write",
+                )
+
+    def close(self) -> None:
+        if self._service_lock is not None:
+            self._service_lock.release()
+            self._service_lock = None
+        self.store.close()
+        self.repo.close()
+
+    def recycle(self) -> None:
+        """Let Git's persistent helper processes start afresh on their next use.
+
+        A terminal's Ctrl-C reaches the whole process group, Git's helpers
+        included; the watcher calls this when it stops, before its workers
+        publish their finish records.
+        """
+        with self._git_lock:
+            self.repo.close()
+
+    def flush_outbox(self) -> int:
+        """Publish the finish records a failed publish left in the outbox; how many it published.
+
+        Those the branch already holds (published by a process that died before
+        it cleared them) leave the outbox unpublished, and are not counted.
+        """
+        with self._git_lock:
+            return self._flush_outbox()
+
+    def __enter__(self) -> Reconciler:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- the pass ---------------------------------------------------------------
+
+    def pass_once(self) -> PassReport:
+        """Decide, start, run and finish until nothing more may run (`reconciler apply`)."""
+        report = PassReport(dry_run=self.options.dry_run)
+        self.publisher.ours = False  # every pass starts from what the branch holds now
+        if not self.options.dry_run:
+            self._flush_outbox()
+        for _ in range(self.options.max_rounds):
+            started = self.plan_pass(report)
+            if not started:
+                return report
+            self._run_all(started, report)
+        raise TemporaryError(
+            "the pass did not settle", hint="check for a reconciler racing in a loop"
+        )
+
+    def watch_pass(self) -> tuple[PassReport, list[StartedRun]]:
+        """The watcher's pass: decide and publish start records; the runs go to its workers.
+
+        Holds the Git lock throughout, so a worker's finish record waits for it.
+        """
+        report = PassReport(dry_run=self.options.dry_run)
+        with self._git_lock:
+            self.publisher.ours = False  # every pass starts from what the branch holds now
+            if not self.options.dry_run:
+                self._flush_outbox()
+            started = self.plan_pass(report)
+        return report, started
+
+    def plan_pass(self, report: PassReport) -> list[StartedRun]:
+        """Verify, decide, record bookkeeping and publish start records; the runs started.
+
+        Finish records waiting in the outbox (`apply` keeps them there while its
+        runs finish) are built first and published together with whatever this
+        round records, so a run costs one push, not two. Empty when nothing may
+        start now (or on a dry run, or when stopping).
+        """
+        for _ in range(self.options.max_rounds):
+            base = self.publisher.current()
+            pending = {} if self.options.dry_run else self.store.outbox()
+            tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
+            # The walk of unpublished finish records stays open until their publish keeps
+            # or discards it; an error in between rolls it back, and a dry run keeps nothing.
+            with self.store.transaction(keep=not self.options.dry_run) as walk:
+                try:
+                    history, runs = self._observe(report, tip, walk, persist=not pending)
+                except HistoryRewrittenError:
+                    if self._left_behind(base) is None:
+                        raise
+                    continue  # `base` is stale: the round again, on the branch as it is
+                report.settled = tip
+                if self.options.dry_run:
+                    report.would_run = tuple(
+                        queue[0] for queue in executable(runs.decisions).values()
+                    )
+                    return []
+                writer = self._writer(history.policy)
+                records = self._bookkeeping(runs)
+                if records:
+                    if self._publish(writer.chain(tip, records), base, pending, walk):
+                        report.interrupted.extend(item.run.id for item in runs.interrupted)
+                        report.refused.extend(item.ref for item in runs.refused)
+                        report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
+                        # Once per version even were a record not read back as one:
+                        # each round would record it again, and the pass never settle.
+                        self._refusals_recorded.update(item.ref for item in runs.refused)
+                    continue  # published or not, look again
+                if not runs.starts:
+                    if pending and not self._publish(tip, base, pending, walk):
+                        continue
+                    return []
+                started, starts = self._starts(writer, history, runs.starts)
+                if not self._publish(writer.chain(tip, starts), base, pending, walk):
+                    continue  # lost the race: someone else published first
+                self._fileless_records = (tip, self._last_published)
+                self.in_flight.update(run.run_id for run in started)
+                report.settled = self._last_published
+                return started
+        raise TemporaryError(
+            "the pass did not settle", hint="check for a reconciler racing in a loop"
+        )
+
+    def _publish(
+        self, commit: str, base: str, pending: dict[str, OutboxEntry], walk: Transaction
+    ) -> bool:
+        """Publish `commit` (built on `base`); settle the walk and the outbox either way."""
+        with self._git_lock:
+            published = self.publisher.publish(commit, base)
+        if published:
+            self._last_published = commit
+        if pending:
+            if published:
+                self._published(pending, walk)
+            else:
+                # Someone pushed first: forget the walk of our unpublished records and
+                # publish each finish record on its own, rebuilt on the new tip.
+                walk.discard()
+                self._flush_outbox()
+        return published
+
+    def _published(self, pending: dict[str, OutboxEntry], walk: Transaction) -> None:
+        """The finish records `pending` are on the branch: the walk over them is kept, and
+        the outbox lets go of them."""
+        walk.keep()
+        for run_id in pending:
+            self.store.clear_outbox(run_id)
+
+    def _observe(
+        self, report: PassReport, tip: str, walk: Transaction, *, persist: bool
+    ) -> tuple[History, RunDecisions]:
+        """Walk to `tip` and decide: every plan, and what this round is to do."""
+        now = self.clock()
+        # One walker for the reconciler's life: it keeps the effective state between passes.
+        authoriser = self._walker
+        authoriser.now = now
+        # Read again every pass: a key revoked during an incident takes effect at once.
+        authoriser.revoked = revocation_file.configured(self.repo)
+        verified = authoriser.run(tip)
+        if persist and not self.options.dry_run:
+            walk.keep()
+        report.landings.extend(verified.judged)
+        seen = observe(authoriser, verified, now, drivers=None)
+        # Before any start record: a plan whose environment's driver cannot load waits.
+        drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
+        problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
+        runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
+        report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
+        return seen.history, runs
+
+    def _facts(self, drivers: Mapping[str, ConfigError]) -> RunFacts:
+        """What this reconciler knows beyond the history: its runs, its outbox, its records."""
+        return RunFacts(
+            instance=self.instance,
+            in_flight=frozenset(self.in_flight),
+            unpublished=frozenset() if self.options.dry_run else frozenset(self.store.outbox()),
+            recorded=frozenset(self._refusals_recorded),
+            drivers=drivers,
+            stopping=self.stop_requested(),
+        )
+
+    def _writer(self, policy: Policy) -> RecordWriter:
+        assert self.key is not None
+        fingerprint = self.key.public.fingerprint
+        owner = policy.key_owner.get(fingerprint)
+        if owner is None or owner not in policy.service_accounts:
+            raise ConfigError(
+                f"the reconciler's key {fingerprint} is not a service account's key in teams.yaml; "
+                "the reconciler refuses to start",
+                hint="add its public key under service_accounts in teams.yaml (a signed change "
+                "by a settings user), or pass the right --key",
+            )
+        # Read now, not at the last walk: a pass publishes its outbox before it walks.
+        revocations = revocation_file.configured(self.repo)
+        revoked = revocations.why(fingerprint) if revocations is not None else None
+        if revoked is not None:
+            # Its records would count for nothing: no run would ever be seen started.
+            raise ConfigError(
+                f"the reconciler's own {revoked}; the reconciler refuses to sign records with it",
+                hint="rotate it: a settings user adds a new key under service_accounts in "
+                "teams.yaml, then restart the reconciler with that key's --key",
+            )
+        account = policy.service_accounts[owner]
+        email = account.emails[0] if account.emails else f"{owner}@reconciler.invalid"
+        return RecordWriter(self.repo, self.key, account.name or owner, email, self.clock)
+
+    # -- bookkeeping: interrupted runs and refusals -------------------------------
+
+    def _bookkeeping(self, runs: RunDecisions) -> list[tuple[str, None]]:
+        """Records for runs started and never finished, and for new refusals."""
+        records: list[tuple[str, None]] = [
+            (interrupted_message(item.run, item.reason.text, self.instance), None)
+            for item in runs.interrupted
+        ]
+        if runs.refused:
+            records.append((refusal_message(runs.refused, self.instance), None))
+        return records
+
+    # -- starting runs ------------------------------------------------------------
+
+    def _starts(
+        self, writer: RecordWriter, history: History, starts: tuple[Start, ...]
+    ) -> tuple[list[StartedRun], list[tuple[str, None]]]:
+        """The start records of the runs decided, and the runs as the drivers will take them."""
+        started: list[StartedRun] = []
+        records: list[tuple[str, None]] = []
+        for start in starts:
+            decision = start.decision
+            environment = history.policy.environments[start.environment]
+            message = start_message(decision, start.run_id, self.instance, start.lease_until)
+            records.append((message, None))
+            finished = self._finished(history, decision, environment) if decision.retry_of else ()
+            started.append(StartedRun(decision, start.run_id, environment, writer, finished))
+        return started, records
+
+    def _finished(
+        self, history: History, decision: Decision, environment: Environment
+    ) -> tuple[str, ...]:
+        """The steps a retry skips (`finished_steps`), as the effective deployments/ says."""
+        assert decision.plan is not None
+        path = deployments_file(environment.name)
+        running = _deployments_in(self._walker.effective_file(path), path) or {}
+        return finished_steps(
+            steps_for(decision.plan, environment, ""),
+            running.get("applications") or {},
+            {run.id for run in history.runs if run.plan == decision.ref},
+        )
+
+    # -- running and finishing ------------------------------------------------------
+
+    def _run_all(self, started: list[StartedRun], report: PassReport) -> None:
+        """Run them, environments in parallel; their finish records wait in the outbox,
+        to be published with the next round's records (`plan_pass`)."""
+        with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
+            report.runs.extend(pool.map(lambda run: self.run_started(run, publish=False), started))
+
+    def run_started(self, started: StartedRun, *, publish: bool = True) -> RunReport:
+        """Run the drivers for a started run and record its finish (any thread).
+
+        With `publish`, the finish record is published at once (the watcher's
+        workers); otherwise it is left in the outbox for the next round.
+        """
+        decision, run_id, environment = started.decision, started.run_id, started.environment
+        try:
+            try:
+                execution = self._execute(decision, run_id, environment, started.finished)
+            except ReconcilerError as error:
+                # The start record is out: a run that ends in an error must still be
+                # recorded as ended, or it stays 'started' until a restart or its lease.
+                execution = self._ended_by(error)
+            self._finish(started.writer, decision, run_id, execution, publish=publish)
+        finally:
+            self.in_flight.discard(run_id)
+        failed = execution.failed_step
+        return RunReport(
+            run=run_id,
+            plan=decision.ref,
+            environment=environment.name,
+            result=execution.result,
+            failed_step=(
+                f"{failed.position} {failed.step.application} {failed.step.version}"
+                if failed
+                else None
+            ),
+            retry_of=decision.retry_of,
+            reason=execution.why_failed,
+        )
+
+    def _ended_by(self, error: ReconcilerError) -> Execution:
+        """A failed execution for a run that `error` stopped outside any driver step."""
+        stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        return Execution("failed", (), (f"{stamp}Z run failed: {error}",), reason=str(error))
+
+    def _execute(
+        self,
+        decision: Decision,
+        run_id: str,
+        environment: Environment,
+        finished: tuple[str, ...] = (),
+    ) -> Execution:
+        assert decision.plan is not None
+        driver = self._driver(environment)
+        return execute(
+            steps_for(decision.plan, environment, run_id),
+            driver,
+            retries=environment.driver.retries,
+            clock=self.clock,
+            sleep=self._sleep_unless_stopping,
+            stop_requested=self.stop_requested,
+            on_step=self.on_step,
+            finished=finished,
+        )
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the reconciler is asked to stop."""
+        remaining = seconds
+        while remaining > 0 and not self.stop_requested():
+            step = min(remaining, 0.2)
+            self.sleep(step)
+            remaining -= step
+
+    def _driver(self, environment: Environment) -> Driver:
+        root = self.options.driver_root or self.state_dir / "releases"
+        return load_driver(environment.driver, root)
+
+    def _finish(
+        self,
+        writer: RecordWriter,
+        decision: Decision,
+        run_id: str,
+        execution: Execution,
+        *,
+        publish: bool,
+    ) -> None:
+        assert decision.plan is not None
+        detail = OutboxEntry(
+            run=run_id,
+            message=finish_message(decision, run_id, execution),
+            environment=decision.plan.target,
+            plan=decision.plan.name,
+            log_path=log_path(decision.plan.target, decision.plan.name, run_id),
+            log=log_bytes(decision, run_id, execution).decode(),
+            deployed=tuple((step.application, step.version) for step in execution.deployed),
+            when=self.clock(),
+        )
+        with self._git_lock:
+            self.store.put_outbox(detail)
+            if publish:
+                self._publish_finish(writer, run_id, detail)
+
+    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
+        """Build the finish record on the current tip and publish it, rebuilding on lost races;
+        False when the branch holds it already."""
+        for attempt in range(PUBLISH_ATTEMPTS):
+            # First try on the tip we last saw or published; after a lost race, fetch.
+            tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
+            self._walk_to(tip)
+            if not self._unpublished({run_id: detail}):
+                return False  # a publish the process died after (or that was reported failed)
+            commit = writer.commit(tip, detail.message, self._finish_files(tip, run_id, detail))
+            if self.publisher.publish(commit, tip):
+                self.store.clear_outbox(run_id)
+                return True
+            self.sleep(min(0.05 * 2**attempt, 2.0))
+        raise TemporaryError(
+            f"could not publish the finish record of {run_id} after {PUBLISH_ATTEMPTS} attempts",
+            hint="it is kept in the state directory and published by the next pass",
+        )
+
+    def _finish_chain(
+        self, base: str, pending: dict[str, OutboxEntry]
+    ) -> tuple[str, dict[str, OutboxEntry]]:
+        """The outbox's finish records `base` does not hold yet as commits on it, unpublished;
+        the last one, and those records."""
+        with self._git_lock:
+            self._walk_to(base)
+            pending = self._unpublished(pending)
+            if not pending:
+                return base, pending
+            writer = self._writer(self._walker.policy())
+            tip = base
+            ours: set[str] = set()  # environments whose file a record of this chain wrote
+            for run_id, detail in pending.items():
+                files = self._finish_files(tip, run_id, detail, ours=ours)
+                tip = writer.commit(tip, detail.message, files)
+                ours.add(detail.environment)
+        return tip, pending
+
+    def _unpublished(self, pending: dict[str, OutboxEntry]) -> dict[str, OutboxEntry]:
+        """The finish records of `pending` not on the branch as walked; the others leave the
+        outbox.
+
+        One the branch holds went out in a publish whose process died before it
+        cleared the outbox (or whose push was reported failed): published again,
+        the run would end twice. Only that very record counts, not another finish
+        record of the run (one marking it interrupted once its lease passed):
+        this one still says what the run deployed.
+        """
+        published = {
+            record.run
+            for record in self.store.records_of(pending, uncounted=True)
+            if record.run is not None
+            and record.result != "started"
+            and _same_message(self.repo.commit(record.commit).message, pending[record.run].message)
+        }
+        for run_id in published:
+            self.store.clear_outbox(run_id)
+        return {run_id: detail for run_id, detail in pending.items() if run_id not in published}
+
+    def _walk_to(self, tip: str) -> None:
+        """Bring the walker's effective deployments/ to `tip` (a commit on the branch).
+
+        Records read nothing else of the effective state. When all that lies
+        between the walker's position and `tip` is this reconciler's own start
+        records, which change no file, the state there will do: a walk would
+        cost a run a sixth of its time, and the round walks on to `tip` anyway.
+        """
+        self._walker.now = self.clock()
+        position = self.store.position()
+        if position is not None and (position.last_verified, tip) == self._fileless_records:
+            self._walker.run(position.last_verified)  # holds the state as stored
+            return
+        try:
+            self._walker.run(tip)
+        except HistoryRewrittenError:
+            # The tip this record was to be built on is stale, not rewritten. The
+            # state past it serves; the push, expecting the stale tip, then loses
+            # its race, and the record is rebuilt on the branch as it is.
+            moved = self._left_behind(tip)
+            if moved is None:
+                raise
+            self._walker.run(moved)
+
+    def _left_behind(self, tip: str) -> str | None:
+        """Where a walk beside the service (a `verify`) took the state past `tip`, the tip
+        it last saw or published, when the branch has left `tip` too: `tip` is stale.
+
+        None when the state is not past `tip`, or the branch is back at it (a rewrite).
+        """
+        moved = self.store.position()
+        if moved is None or moved.last_verified == tip:
+            return None
+        if not self.repo.is_ancestor(tip, moved.last_verified) or self.publisher.tip() == tip:
+            return None
+        return moved.last_verified
+
+    def _finish_files(
+        self, tip: str, run_id: str, detail: OutboxEntry, *, ours: Collection[str] = ()
+    ) -> dict[str, bytes]:
+        """The run's log and `deployments/<env>.yaml` as they become on top of `tip`.
+
+        What already runs there is the file's effective content, as the walker
+        holds it at `tip`, never main's file as it stands: a person's refused
+        edit of deployments/ must not become the base of the next record, which
+        the service signs (nor, unreadable, erase what runs). Only what a record
+        of the same chain just wrote is read from `tip`.
+
+        A run that already ended leaves the file as it is: its lease passed,
+        another reconciler recorded it interrupted (and may have gone on to the
+        next run there), and this record comes late. Only the finish record that
+        counts moves `deployments/` (`rules`); this one records the log.
+        """
+        environment = detail.environment
+        path = deployments_file(environment)
+        if environment in ours:
+            blob = self.repo.blob_at(tip, path)
+            raw = None if blob is None else self.repo.read_blob(blob)
+        else:
+            raw = self._walker.effective_file(path)
+        files = {detail.log_path: detail.log.encode()}
+        ended = any(record.result != "started" for record in self.store.records_of([run_id]))
+        if ended:
+            return files if raw is None else {**files, path: raw}
+        files[path] = deployments_bytes(
+            environment,
+            _deployments_in(raw, path),
+            list(detail.deployed),
+            detail.plan,
+            run_id,
+            detail.when,
+        )
+        return files
+
+    def _flush_outbox(self) -> int:
+        """Publish the outbox's finish records one by one; how many were published."""
+        pending = self.store.outbox()
+        if not pending:
+            return 0
+        tip = self.publisher.tip()
+        authoriser = Authoriser(
+            self.repo, self.store, now=self.clock(), revoked=revocation_file.configured(self.repo)
+        )
+        authoriser.run(tip)
+        writer = self._writer(authoriser.policy())
+        with self._git_lock:
+            return sum(
+                self._publish_finish(writer, run_id, detail) for run_id, detail in pending.items()
+            )
+
+
+def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
+    """What a deployments/ file says runs there (nothing, when it is absent or unreadable)."""
+    if raw is None:
+        return None
+    try:
+        data = load(raw, path).data
+    except ConfigError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same_message(committed: str, message: str) -> bool:
+    """Whether a commit's message is `message` (a commit's always ends with a line break)."""
+    return committed.rstrip("\n") == message.rstrip("\n")
+
+
+@contextmanager
+def reconciler_for(
+    repo_dir: Path,
+    options: Options,
+    *,
+    clock: Clock,
+    sleep: Callable[[float], None],
+    progress: Progress | None = None,
+) -> Iterator[Reconciler]:
+    with Reconciler(repo_dir, options, clock=clock, sleep=sleep, progress=progress) as reconciler:
+        yield reconciler

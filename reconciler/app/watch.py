@@ -1,0 +1,556 @@
+"""App: continuous reconciliation (`reconciler watch`), a pass on every change of the branch.
+
+Called by `reconciler watch`. One thread (the caller's) runs the passes, so
+there are never two at once; everything else only *asks* for a pass through
+the `Trigger`, which coalesces: requests that arrive during a pass make
+exactly one more pass, so no change is ever missed.
+
+What asks:
+
+- local repository (the repository is the source of truth): file events on
+  the branch's ref (`watcher`), debounced; a slow safety poll for lost events;
+- remote: `git ls-remote` of the branch every `interval` seconds;
+- the webhook (`webhook`), when listening: GitHub and GitLab push events;
+- a worker that finished a run (its environment is free for the next one);
+- the clock: a retry after a failed pass (with backoff), the opening of a
+  deploy window a plan waits for, and a full resync every few minutes (for
+  leases that pass and anything else that changes with time alone).
+
+Events and polls are hints: the branch is re-read and a pass runs only when
+its commit differs from the one the last pass left it at. Webhooks, workers
+and the clock force a pass. A pass decides and publishes start records
+(`Reconciler.watch_pass`); the runs go to one worker per environment
+(`workers`). One `Reconciler` (one open repository, one state store) serves
+every pass, so a pass costs only what changed.
+
+Stopping (`stop`, signal-safe): no new pass starts; every worker finishes
+its driver step in progress and records the run (`interrupted` when steps
+remain); then `run` returns. A pass that raises is logged and retried with
+backoff; the watcher never dies of one bad commit. Everything it has to say
+goes to the `log` callback as `LogEvent`s; it never prints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from reconciler.adapters.watcher import RefWatcher
+from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
+from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
+from reconciler.app.workers import Workers
+from reconciler.core.errors import ReconcilerError
+
+STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
+LOCK_WAIT: Final = 1.0  # seconds to follow a ref whose lock file is held
+LOCK_POLL: Final = 0.005
+
+Level = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    interval: float = 15.0  # remote: ls-remote period; local: safety poll period
+    listen: tuple[str, int] | None = None
+    webhook_secret: bytes | None = None
+    debounce: float = 0.01  # quiet time that ends a burst of file events
+    debounce_max: float = 0.05  # longest a burst may delay the pass
+    resync: float = 300.0  # a full pass at least this often
+    backoff_first: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One structured log line: what happened, and its fields (pass, commit, duration...)."""
+
+    at: datetime
+    level: Level
+    event: str
+    message: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    reasons: frozenset[str]
+    force: bool
+
+    def __or__(self, other: Request) -> Request:
+        return Request(self.reasons | other.reasons, self.force or other.force)
+
+
+class Trigger:
+    """Pending pass requests, coalesced; `take` waits for some and empties them."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._reasons: set[str] = set()
+        self._force = False
+
+    def request(self, reason: str, *, force: bool = False) -> None:
+        with self._condition:
+            self._reasons.add(reason)
+            self._force = self._force or force
+            self._condition.notify()
+
+    def take(self, timeout: float) -> Request:
+        with self._condition:
+            if not self._reasons and timeout > 0:
+                self._condition.wait(timeout)
+            taken = Request(frozenset(self._reasons), self._force)
+            self._reasons.clear()
+            self._force = False
+            return taken
+
+
+@dataclass(frozen=True, slots=True)
+class PassSummary:
+    number: int
+    at: datetime
+    commit: str
+    result: Literal["ok", "error"]
+    duration: float
+    trigger: tuple[str, ...]
+    started: tuple[str, ...] = ()
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pass": self.number,
+            "at": self.at.isoformat(),
+            "commit": self.commit,
+            "result": self.result,
+            "duration": round(self.duration, 4),
+            "trigger": list(self.trigger),
+            "started": list(self.started),
+            "error": self.error,
+        }
+
+
+class Watch:
+    """The watcher: sources of triggers, the pass loop, the workers."""
+
+    def __init__(
+        self,
+        repo_dir: Path,
+        options: Options,
+        settings: WatchSettings,
+        *,
+        clock: Clock,
+        log: Callable[[LogEvent], None],
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._emit = log
+        self._log_lock = threading.Lock()
+        self._stop = False
+        self.reconciler = Reconciler(
+            repo_dir, options, clock=clock, sleep=time.sleep, stop_requested=self.stopping
+        )
+        self.remote = options.remote
+        self.branch = self.reconciler.branch
+        self.trigger = Trigger()
+        self.workers = Workers(self.reconciler.run_started, self._run_done)
+        self._ref_watcher: RefWatcher | None = None
+        self._webhook: WebhookServer | None = None
+        self._known: str | None = None  # the commit the last pass left the branch at
+        self._poll_error: str | None = None
+        self._passes = 0
+        self._last: PassSummary | None = None
+        self._health_lock = threading.Lock()
+        self._started_at = clock()
+
+    # -- control ------------------------------------------------------------------
+
+    def stopping(self) -> bool:
+        return self._stop
+
+    def stop(self) -> None:
+        """Ask the watcher to stop. Safe in a signal handler: one assignment, no lock."""
+        self._stop = True
+
+    @property
+    def webhook_address(self) -> tuple[str, int] | None:
+        return self._webhook.address if self._webhook else None
+
+    def run(self) -> None:
+        """Watch until `stop()`; then let the workers record their runs, and close."""
+        try:
+            self._open_sources()
+            self.trigger.request("start", force=True)
+            self._loop()
+        finally:
+            self._close()
+
+    # -- sources ------------------------------------------------------------------
+
+    def _open_sources(self) -> None:
+        settings = self.settings
+        if self.remote is None:
+            repo = self.reconciler.repo
+            self._ref_watcher = RefWatcher(repo.common_dir, self.branch, self._file_event)
+            self._ref_watcher.start()
+            how = f"file events on {repo.common_dir}, safety poll every {settings.interval:g} s"
+        else:
+            how = f"git ls-remote {self.remote} every {settings.interval:g} s"
+        self._log(
+            "info",
+            "watching",
+            f"watching {self.branch} ({how}) as {self.reconciler.instance}",
+            branch=self.branch,
+            remote=self.remote,
+            repository=str(self.reconciler.repo.path),
+            instance=self.reconciler.instance,
+            interval=settings.interval,
+        )
+        if settings.listen is not None:
+            host, port = settings.listen
+            self._webhook = WebhookServer(
+                host,
+                port,
+                settings.webhook_secret or b"",
+                Receiver(self._delivered, self._refused, self._health),
+            )
+            self._webhook.start()
+            bound_host, bound_port = self._webhook.address
+            self._log(
+                "info",
+                "listening",
+                f"listening for webhooks on http://{_host_text(bound_host)}:{bound_port}/webhook "
+                f"(health: /healthz)",
+                host=bound_host,
+                port=bound_port,
+            )
+
+    def _file_event(self, what: str) -> None:
+        self.trigger.request("event")
+
+    def _delivered(self, delivery: Delivery) -> str:
+        wanted = f"refs/heads/{self.branch}"
+        fields = {
+            "provider": delivery.provider,
+            "webhook_event": delivery.event,
+            "ref": delivery.ref,
+            "after": delivery.after,
+            "delivery": delivery.delivery_id,
+            "client": delivery.client,
+        }
+        if delivery.replayed:
+            action = "ignored: the same delivery was received before"
+        elif delivery.event != "push":
+            action = f"ignored: a {delivery.event} event, not a push"
+        elif delivery.ref is not None and delivery.ref != wanted:
+            action = f"ignored: a push to {delivery.ref}, not {wanted}"
+        else:
+            action = "pass triggered"
+            self.trigger.request(f"webhook-{delivery.provider}", force=True)
+        self._log("info", "webhook", f"{delivery.provider} {delivery.event}: {action}", **fields)
+        return action
+
+    def _refused(self, client: str, status: int, reason: str) -> None:
+        self._log(
+            "warning",
+            "webhook-refused",
+            f"webhook from {client} refused with {status}: {reason}",
+            client=client,
+            status=status,
+            reason=reason,
+        )
+
+    def _health(self) -> tuple[int, dict[str, Any]]:
+        with self._health_lock:
+            last = self._last
+            passes = self._passes
+        status = "starting" if last is None else "ok" if last.result == "ok" else "error"
+        payload = {
+            "status": status,
+            "branch": self.branch,
+            "remote": self.remote,
+            "instance": self.reconciler.instance,
+            "since": self._started_at.isoformat(),
+            "passes": passes,
+            "last_pass": last.as_json() if last else None,
+            "running": [
+                {"run": busy.run, "environment": busy.environment, "plan": busy.plan}
+                for busy in self.workers.busy()
+            ],
+            "stopping": self._stop,
+        }
+        return (503 if status == "error" else 200), payload
+
+    # -- the loop -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        settings = self.settings
+        now = time.monotonic()
+        next_poll = now + settings.interval
+        next_resync = now + settings.resync
+        retry_at: float | None = None
+        wake_at: float | None = None
+        backoff = settings.backoff_first
+        while not self.stopping():
+            deadline = min(t for t in (next_poll, next_resync, retry_at, wake_at) if t is not None)
+            request = self.trigger.take(min(max(deadline - time.monotonic(), 0.0), STOP_CHECK))
+            if self.stopping():  # asked by a signal handler, meanwhile
+                break
+            now = time.monotonic()
+            clocked: set[str] = set()
+            if retry_at is not None and now >= retry_at:
+                clocked.add("retry")
+                retry_at = None
+            if wake_at is not None and now >= wake_at:
+                clocked.add("window")
+                wake_at = None
+            if now >= next_resync:
+                clocked.add("resync")
+            request = request | Request(frozenset(clocked), bool(clocked))
+            if now >= next_poll:
+                request = request | Request(frozenset({"poll"}), False)
+                next_poll = now + settings.interval
+            if not request.reasons:
+                continue
+            if "event" in request.reasons:
+                request = self._debounce(request)
+            if not request.force and not self._branch_moved():
+                continue
+            if request.force:
+                next_resync = time.monotonic() + settings.resync
+            report = self._pass(request)
+            if report is None:
+                retry_at = time.monotonic() + backoff
+                backoff = min(backoff * 2, settings.backoff_max)
+                self._known = self._tip_or_none()
+                continue
+            backoff = settings.backoff_first
+            retry_at = None
+            wake_at = self._next_window(report)
+
+    def _debounce(self, request: Request) -> Request:
+        """Gather a burst of events: until `debounce` passes quietly, at most `debounce_max`."""
+        settings = self.settings
+        end = time.monotonic() + settings.debounce_max
+        while (remaining := min(settings.debounce, end - time.monotonic())) > 0:
+            more = self.trigger.take(remaining)
+            if not more.reasons:
+                break
+            request = request | more
+        return request
+
+    def _tip(self) -> str | None:
+        repo = self.reconciler.repo
+        if self.remote is not None:
+            return repo.ls_remote(self.remote, self.branch)
+        return repo.try_resolve(f"refs/heads/{self.branch}")
+
+    def _tip_or_none(self) -> str | None:
+        try:
+            return self._tip()
+        except ReconcilerError:
+            return None
+
+    def _branch_moved(self) -> bool:
+        """Whether the branch is not where the last pass left it (the cheap check)."""
+        try:
+            tip = self._tip()
+        except ReconcilerError as error:
+            if str(error) != self._poll_error:  # once per outage, not once per poll
+                self._poll_error = str(error)
+                self._log("warning", "poll-failed", f"cannot read {self.branch}: {error}")
+            return False
+        if self._poll_error is not None:
+            self._poll_error = None
+            self._log("info", "poll-recovered", f"{self.branch} can be read again")
+        watcher = self._ref_watcher
+        if tip == self._known and watcher is not None:
+            # An event can come a moment before Git's rename (the lock's creation or write):
+            # follow the ref while its lock is held.
+            deadline = time.monotonic() + LOCK_WAIT
+            while tip == self._known and watcher.lock_held() and time.monotonic() < deadline:
+                time.sleep(LOCK_POLL)
+                tip = self._tip_or_none()
+        return tip is not None and tip != self._known
+
+    def _pass(self, request: Request) -> PassReport | None:
+        number = self._passes + 1
+        at = self.clock()
+        began = time.monotonic()
+        trigger = tuple(sorted(request.reasons))
+        try:
+            report, started = self.reconciler.watch_pass()
+        except Exception as error:  # logged and retried: never die of one bad commit
+            duration = time.monotonic() - began
+            self._failed_pass(number, at, duration, trigger, error)
+            return None
+        duration = time.monotonic() - began
+        for run in started:
+            self.workers.submit(run)
+        self._known = report.settled or report.tip
+        summary = PassSummary(
+            number,
+            at,
+            report.tip,
+            "ok",
+            duration,
+            trigger,
+            tuple(run.run_id for run in started),
+        )
+        with self._health_lock:
+            self._passes = number
+            self._last = summary
+        self._log_pass(summary, report, started)
+        return report
+
+    def _failed_pass(
+        self,
+        number: int,
+        at: datetime,
+        duration: float,
+        trigger: tuple[str, ...],
+        error: Exception,
+    ) -> None:
+        if isinstance(error, ReconcilerError):
+            text = str(error)
+            extra: dict[str, Any] = {}
+        else:
+            text = f"internal error: {type(error).__name__}: {error}"
+            extra = {"traceback": traceback.format_exc()}
+        summary = PassSummary(number, at, self._known or "", "error", duration, trigger, (), text)
+        with self._health_lock:
+            self._passes = number
+            self._last = summary
+        self._log(
+            "error",
+            "pass-failed",
+            f"pass {number} failed after {duration:.3f} s (retrying with backoff): {text}",
+            **summary.as_json(),
+            **extra,
+        )
+
+    def _log_pass(
+        self, summary: PassSummary, report: PassReport, started: list[StartedRun]
+    ) -> None:
+        unauthorised = [verdict.commit for verdict in report.landings if not verdict.authorised]
+        outcome = []
+        if report.landings:
+            outcome.append(f"{len(report.landings)} landing(s) verified")
+        if unauthorised:
+            outcome.append(f"{len(unauthorised)} unauthorised")
+        if report.interrupted:
+            outcome.append(f"marked {', '.join(report.interrupted)} interrupted")
+        if report.refused:
+            outcome.append(
+                "refused "
+                + ", ".join(
+                    f"{ref} ({'; '.join(why)})"
+                    if (why := report.why_refused.get(ref))
+                    else str(ref)
+                    for ref in report.refused
+                )
+            )
+        if started:
+            outcome.append(
+                "started " + ", ".join(f"{run.run_id} -> {run.environment.name}" for run in started)
+            )
+        self._log(
+            "warning" if unauthorised or report.refused else "info",
+            "pass",
+            f"pass {summary.number}: {summary.commit[:12]} in {summary.duration:.3f} s "
+            f"({', '.join(summary.trigger)})" + (f": {'; '.join(outcome)}" if outcome else ""),
+            **summary.as_json(),
+            landings=len(report.landings),
+            unauthorised=unauthorised,
+            refused=[str(ref) for ref in report.refused],
+            interrupted=list(report.interrupted),
+        )
+
+    def _next_window(self, report: PassReport) -> float | None:
+        """When the earliest deploy window a plan waits for opens (monotonic), if any."""
+        openings = [
+            wait.until
+            for decision in report.decisions
+            for wait in decision.waits
+            if wait.what == "window" and wait.until is not None
+        ]
+        if not openings:
+            return None
+        seconds = (min(openings) - self.clock()).total_seconds()
+        return time.monotonic() + min(max(seconds, 1.0), self.settings.resync)
+
+    # -- workers ----------------------------------------------------------------------
+
+    def _run_done(
+        self, started: StartedRun, report: RunReport | None, error: BaseException | None
+    ) -> None:
+        fields = {
+            "run": started.run_id,
+            "plan": str(started.plan),
+            "environment": started.environment.name,
+        }
+        if report is None:
+            self._log(
+                "error",
+                "run-failed",
+                f"run {started.run_id} could not be completed: {error}",
+                **fields,
+                error=str(error),
+            )
+        else:
+            failed = f" at step {report.failed_step}" if report.failed_step else ""
+            self._log(
+                "info" if report.result == "succeeded" else "warning",
+                "run-finished",
+                f"run {started.run_id} -> {started.environment.name}: {report.result}{failed}",
+                **fields,
+                result=report.result,
+                failed_step=report.failed_step,
+            )
+        self.trigger.request("run-finished", force=True)
+
+    # -- shutting down ----------------------------------------------------------------
+
+    def _close(self) -> None:
+        busy = self.workers.busy()
+        self._log(
+            "info",
+            "stopping",
+            "stopping"
+            + (
+                ": finishing the driver step in progress of " + ", ".join(item.run for item in busy)
+                if busy
+                else ""
+            ),
+            running=[item.run for item in busy],
+        )
+        self._stop = True
+        if self._ref_watcher is not None:
+            self._ref_watcher.stop()
+        self.reconciler.recycle()  # a Ctrl-C may have killed Git's helpers with the group
+        self.workers.close()
+        try:
+            flushed = self.reconciler.flush_outbox()
+        except Exception as error:  # the records stay in the outbox for the next start
+            self._log("error", "flush-failed", f"finish records stay in the outbox: {error}")
+        else:
+            if flushed:
+                self._log(
+                    "info", "flushed", f"published {flushed} finish record(s) from the outbox"
+                )
+        if self._webhook is not None:
+            self._webhook.stop()
+        self.reconciler.close()
+        self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
+
+    def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
+        with self._log_lock:
+            self._emit(LogEvent(self.clock(), level, event, message, fields))
+
+
+def _host_text(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

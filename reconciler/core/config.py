@@ -1,0 +1,242 @@
+"""Stage 2, validate: typed configuration, schema-valid data in, domain values out.
+
+Called by `validate` (for cross-file checks) and `authorise` (for the policy
+that judges each landing). The input has passed the schema, so shapes are
+trusted here; meaning is not (unknown references are `validate`'s job).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from reconciler.core import openpgp
+from reconciler.core.errors import ConfigError
+from reconciler.core.model import (
+    DEFAULT_PERMISSIONS,
+    ApprovalRule,
+    DriverSpec,
+    Environment,
+    Freeze,
+    Gates,
+    Identity,
+    Plan,
+    PlanEntry,
+    Policy,
+    Team,
+    Window,
+)
+from reconciler.core.sshkeys import KeyFormatError, parse_public_key
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'8h', '1d12h', '90m' -> timedelta (the schema has checked the shape).
+
+    The schema also caps the text at 32 characters: at most four 6-digit day
+    counts, so the sum always fits a timedelta (longer text overflowed it).
+    """
+    return timedelta(
+        seconds=sum(
+            int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text)
+        )
+    )
+
+
+def parse_instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _identity(identity_id: str, data: Mapping[str, Any]) -> Identity:
+    return Identity(
+        id=identity_id,
+        name=data.get("name", identity_id),
+        emails=tuple(data.get("emails", ())),
+        keys=tuple(data.get("keys", ())),
+    )
+
+
+def build_environment(data: Mapping[str, Any]) -> Environment:
+    gates = data.get("gates", {})
+    driver = data["driver"]
+    permissions = dict(DEFAULT_PERMISSIONS)
+    permissions.update({name: tuple(roles) for name, roles in data.get("permissions", {}).items()})
+    ttl = gates.get("approval_ttl")
+    return Environment(
+        name=data["name"],
+        order=data["order"],
+        promotes_from=data.get("promotes_from"),
+        permissions=permissions,
+        gates=Gates(
+            approvals=tuple(
+                ApprovalRule(rule["role"], rule.get("count", 1))
+                for rule in gates.get("approvals", ())
+            ),
+            signed_commits=gates.get("signed_commits", False),
+            approval_ttl=parse_duration(ttl) if ttl else None,
+            windows=tuple(
+                Window(
+                    days=frozenset(WEEKDAYS.index(day) for day in window["days"]),
+                    start=time.fromisoformat(window["from"]),
+                    end=time.fromisoformat(window["to"]),
+                    timezone=window.get("timezone", "UTC"),
+                )
+                for window in gates.get("windows", ())
+            ),
+            freezes=tuple(
+                Freeze(
+                    freeze["name"], parse_instant(freeze["from"]), parse_instant(freeze["until"])
+                )
+                for freeze in gates.get("freezes", ())
+            ),
+        ),
+        driver=DriverSpec(
+            type=driver["type"],
+            argv=tuple(driver.get("argv", ())),
+            timeout=driver.get("timeout", 600),
+            retries=driver.get("retries", 0),
+            root=driver.get("root"),
+            options=driver.get("options", {}),
+        ),
+    )
+
+
+def build_policy(
+    teams: Mapping[str, Any], environments: Iterable[Environment], now: datetime | None = None
+) -> Policy:
+    """The policy of a schema-valid teams.yaml and its environments. `now` is the time
+    of judging: an OpenPGP key expired then identifies nobody (None: expiry not judged,
+    as `validate` reads a policy)."""
+    users = {user_id: _identity(user_id, data) for user_id, data in teams["users"].items()}
+    services = {
+        account_id: _identity(account_id, data)
+        for account_id, data in teams["service_accounts"].items()
+    }
+    hosts = {host_id: _identity(host_id, data) for host_id, data in teams.get("hosts", {}).items()}
+    team_values = {
+        name: Team(name, tuple(data.get("applications", ())), dict(data["members"]))
+        for name, data in teams["teams"].items()
+    }
+    application_owner: dict[str, str] = {}
+    for team in team_values.values():
+        for application in team.applications:
+            application_owner.setdefault(application, team.name)
+    key_owner: dict[str, str] = {}
+    unusable: dict[str, str] = {}
+    for identity in (*users.values(), *services.values(), *hosts.values()):
+        for key in identity.keys:
+            for fingerprint, why in _key_fingerprints(key, now):
+                if why is None:
+                    key_owner.setdefault(fingerprint, identity.id)
+                else:
+                    unusable.setdefault(fingerprint, f"{identity.id}'s {why}")
+    email_owner: dict[str, str] = {}
+    for user in users.values():
+        for email in user.emails:
+            email_owner.setdefault(email.lower(), user.id)
+    infrastructure = teams["infrastructure"]
+    return Policy(
+        users=users,
+        service_accounts=services,
+        hosts=hosts,
+        settings=frozenset(infrastructure.get("settings", ())),
+        projects=frozenset(infrastructure.get("projects", ())),
+        teams=team_values,
+        environments={env.name: env for env in environments},
+        application_owner=application_owner,
+        key_owner=key_owner,
+        email_owner=email_owner,
+        other_paths=tuple(teams.get("other_paths", ())),
+        role_holders=_role_holders(team_values, users),
+        signers=frozenset(key_owner.values()),
+        squash_hosts=frozenset(
+            host_id
+            for host_id, data in teams.get("hosts", {}).items()
+            if data.get("vouches_for_squash_author") is True
+        ),
+        unusable_keys=unusable,
+    )
+
+
+def disowned(policy: Policy, keys: Mapping[str, str]) -> Policy:
+    """`policy` with `keys` (fingerprint -> why) identifying nobody: listed, but unusable."""
+    owned = {key: owner for key, owner in policy.key_owner.items() if key not in keys}
+    if len(owned) == len(policy.key_owner):
+        return policy
+    unusable = dict(policy.unusable_keys)
+    for key, why in keys.items():
+        if key in policy.key_owner:
+            unusable.setdefault(key, f"{policy.key_owner[key]}'s {why}")
+    return replace(
+        policy, key_owner=owned, signers=frozenset(owned.values()), unusable_keys=unusable
+    )
+
+
+def _key_fingerprints(entry: str, now: datetime | None) -> list[tuple[str, str | None]]:
+    """The fingerprints a teams.yaml key entry lists, each with why it identifies nobody
+    (None: it identifies its identity). An SSH key has one; an OpenPGP certificate one
+    per key, its subkeys included. An entry that does not decode lists none: validate
+    reports it."""
+    if not openpgp.is_certificate(entry):
+        try:
+            return [(parse_public_key(entry).fingerprint, None)]
+        except KeyFormatError:
+            return []
+    try:
+        found = openpgp.certificates(entry)
+    except openpgp.CertificateError:
+        return []
+    listed: list[tuple[str, str | None]] = []
+    for certificate in found:
+        unusable = openpgp.unusable(certificate, now)
+        listed += [(key.fingerprint, unusable.get(key.fingerprint)) for key in certificate.keys]
+    return listed
+
+
+def _role_holders(
+    teams: Mapping[str, Team], users: Mapping[str, Identity]
+) -> dict[str, frozenset[str]]:
+    holders: dict[str, set[str]] = {}
+    for team in teams.values():
+        for user, role in team.members.items():
+            if user in users:
+                holders.setdefault(role, set()).add(user)
+    return {role: frozenset(members) for role, members in holders.items()}
+
+
+def build_plan(data: Mapping[str, Any]) -> Plan:
+    return Plan(
+        name=data["name"],
+        source=data.get("source"),
+        target=data["target"],
+        applications=tuple(
+            PlanEntry(
+                name=entry["name"],
+                version=entry["version"],
+                action=entry.get("action", "deploy"),
+                from_version=entry.get("from"),
+            )
+            for entry in data["applications"]
+        ),
+        notes=data.get("notes", ""),
+        state=data["state"],
+    )
+
+
+def relative_command(spec: DriverSpec) -> ConfigError | None:
+    """A command given as a relative path names nothing in the driver's empty folder."""
+    program = spec.argv[0] if spec.argv else ""
+    if spec.type != "command" or "/" not in program or program.startswith("/"):
+        return None
+    return ConfigError(
+        f"'{program}' is a relative path, and the command runs in an empty folder of its own",
+        hint="give a command on PATH (e.g. 'deploy.sh') or an absolute path (e.g. "
+        "'/opt/deploy/deploy.sh'); a script in this repository would run whatever was "
+        "pushed, authorised or not",
+    )

@@ -1,0 +1,383 @@
+"""Stage 4, decide: which plan versions may run now, and why the others may not.
+
+`gather` reads what authorisation left in the state store and what main's tip
+holds (an edge); `decide` is pure: given that `History` and the clock, every
+plan on main is exactly one of
+
+- executable: it may run now (and in which order per environment);
+- waiting: for a state, approvals (how many, by which role), a trigger (by
+  whom), a deploy window (until when), a promotion, a retry;
+- refused: it can never run as it is (invalid, unauthorised content,
+  inconsistent with the environments);
+- done: it ran (which run, with what result);
+- cancelled.
+
+It is the single source of truth for `plan`, `apply` and `deploy`'s up-front
+checks (docs/design.md, "From plan to deployment", points 1 to 5);
+`runs.decide_runs` turns the decisions into what a reconciler does now. Every
+reason is a `Reason` value (code, text, facts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from reconciler.core import approvals, gates, signoffs
+from reconciler.core.config import build_plan
+from reconciler.core.decide_values import (
+    OUTCOMES,
+    History,
+    Landed,
+    OnMain,
+    Run,
+    SignoffVerdict,
+    Wait,
+)
+from reconciler.core.events import PlanRef, Signoff
+from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
+from reconciler.core.layout import place
+from reconciler.core.loader import load
+from reconciler.core.model import Environment, Plan, Policy
+from reconciler.core.permissions import PLAN_DEPLOY, holders
+from reconciler.core.reasons import Reason, reason
+from reconciler.core.rules import not_a_trigger
+from reconciler.core.verdicts import Refusal, group_refusals
+
+Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
+
+
+# Refusals not worth a note: a second approval by someone whose first one counts.
+_UNSAID: Final = frozenset({approvals.REPEATED})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    path: str
+    blob: str
+    plan: Plan | None
+    status: Status
+    why: tuple[Reason, ...]
+    waits: tuple[Wait, ...] = ()
+    approvers: tuple[str, ...] = ()
+    triggered_by: str | None = None
+    trigger_seq: int = 0
+    run: Run | None = None
+    retry_of: str | None = None
+    verdicts: tuple[SignoffVerdict, ...] = field(default=())
+
+    @property
+    def ref(self) -> PlanRef:
+        return PlanRef(self.path, self.blob)
+
+    @property
+    def environment(self) -> str | None:
+        return self.plan.target if self.plan else None
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why it has its status, as people read it."""
+        return tuple(item.text for item in self.why)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The sign-offs that do not count, and why."""
+        return tuple(
+            verdict.note
+            for verdict in self.verdicts
+            if verdict.refused is not None and verdict.refused.code not in _UNSAID
+        )
+
+
+def decide(history: History, now: datetime) -> tuple[Decision, ...]:
+    """Every plan on main, decided; executable ones first, in the order they will run."""
+    runs: dict[PlanRef, list[Run]] = {}
+    for run in history.runs:
+        runs.setdefault(run.plan, []).append(run)
+    signoffs: dict[PlanRef | str, list[Signoff]] = {}
+    for signoff in history.signoffs:
+        key: PlanRef | str | None = signoff.plan if signoff.plan is not None else signoff.run
+        if key is not None:
+            signoffs.setdefault(key, []).append(signoff)
+    decisions = []
+    for on_main in history.plans:
+        ref = PlanRef(on_main.path, on_main.blob)
+        own_runs = runs.get(ref, [])
+        relevant = [
+            *signoffs.get(ref, ()),
+            *(signoff for run in own_runs for signoff in signoffs.get(run.id, ())),
+        ]
+        # Each plan is decided on its own runs and sign-offs: linear in history, not quadratic.
+        narrowed = replace(history, runs=tuple(own_runs), signoffs=tuple(relevant))
+        decisions.append(_decide_one(narrowed, on_main, now))
+    return ordered(decisions)
+
+
+def ordered(decisions: Iterable[Decision]) -> tuple[Decision, ...]:
+    """Decisions in the order `decide` returns them: executable first, in running order."""
+    order = {"executable": 0, "waiting": 1, "refused": 2, "done": 3, "cancelled": 4}
+    return tuple(
+        sorted(decisions, key=lambda item: (order[item.status], item.trigger_seq, item.path))
+    )
+
+
+def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
+    """Executable decisions by target environment, in the order they will run."""
+    queues: dict[str, list[Decision]] = {}
+    for decision in decisions:
+        if decision.status == "executable" and decision.plan is not None:
+            queues.setdefault(decision.plan.target, []).append(decision)
+    for queue in queues.values():
+        queue.sort(key=lambda item: (item.trigger_seq, item.path))
+    return queues
+
+
+# -- one plan version ---------------------------------------------------------------
+
+
+def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
+    path, blob = on_main.path, on_main.blob
+    if on_main.data is None or on_main.problems:
+        problems = on_main.problems or ("invalid plan",)
+        why = tuple(reason("plan.not-effective", text) for text in problems)
+        return Decision(path, blob, None, "refused", why)
+    plan = build_plan(on_main.data)
+    ref = PlanRef(path, blob)
+    runs = [run for run in history.runs if run.plan == ref]
+    settled = _settled(history, ref, plan, runs)
+    if settled is not None:
+        return settled
+    return _in_play(history, ref, plan, runs[-1] if runs else None, now)
+
+
+def _settled(history: History, ref: PlanRef, plan: Plan, runs: Sequence[Run]) -> Decision | None:
+    """The decision on a version that cannot, need not or may not yet be run; None when it is
+    in play (it landed, is ready and has no run but an interrupted one)."""
+    path, blob = ref.path, ref.blob
+    refused = _consistency(history.policy, plan)
+    if refused:
+        return Decision(path, blob, plan, "refused", refused)
+    if plan.state == "cancelled":
+        cancelled = reason("plan.cancelled", "cancelled by a plan.deploy holder")
+        return Decision(path, blob, plan, "cancelled", (cancelled,))
+    latest = runs[-1] if runs else None
+    if latest is not None and latest.result != "interrupted":
+        return Decision(
+            path,
+            blob,
+            plan,
+            "done",
+            (reason("run.outcome", run_outcome(latest), run=latest.id, result=latest.result),),
+            run=latest,
+            verdicts=signoffs.ignored_retries(history, runs),
+        )
+    if plan.state == "draft":
+        draft = reason("plan.draft", "saved as a draft: set state: ready to propose it")
+        wait = Wait("state", draft)
+        return Decision(path, blob, plan, "waiting", (wait.reason,), (wait,))
+    if ref not in history.landings:
+        never = reason("plan.never-landed", "this version never landed on main")
+        return Decision(path, blob, plan, "refused", (never,))
+    return None
+
+
+def _in_play(
+    history: History, ref: PlanRef, plan: Plan, latest: Run | None, now: datetime
+) -> Decision:
+    """A landed, ready version with no run but an interrupted one (`latest`): executable,
+    or what it waits for."""
+    environment = history.policy.environments[plan.target]
+    landed = history.landings[ref]
+    verdicts: list[SignoffVerdict] = []
+    trigger, trigger_seq, unasked = _asked(history, ref, plan, landed, latest, now, verdicts)
+    waits = [unasked] if unasked is not None else []
+    approvers, missing = signoffs.approvers(history, ref, environment, now, verdicts)
+    waits.extend(missing)
+    waits.extend(_promotion(history, plan, environment))
+    if not waits:
+        waits.extend(_time_gate(environment, now))
+    status: Status = "waiting" if waits else "executable"
+    asked = (
+        f"triggered by {trigger}"
+        if latest is None
+        else f"retry of interrupted run {latest.id}, requested by {trigger}"
+    )
+    why = tuple(wait.reason for wait in waits) or (
+        reason(
+            "plan.executable",
+            f"{asked}, approved by {', '.join(approvers) or 'nobody (no approvals needed)'}",
+            triggered_by=trigger,
+            approvers=approvers,
+        ),
+    )
+    return Decision(
+        ref.path,
+        ref.blob,
+        plan,
+        status,
+        why,
+        tuple(waits),
+        approvers=approvers,
+        triggered_by=trigger,
+        trigger_seq=trigger_seq,
+        run=latest,
+        retry_of=latest.id if latest is not None and trigger is not None else None,
+        verdicts=tuple(verdicts),
+    )
+
+
+def _asked(
+    history: History,
+    ref: PlanRef,
+    plan: Plan,
+    landed: Landed,
+    latest: Run | None,
+    now: datetime,
+    verdicts: list[SignoffVerdict],
+) -> tuple[str | None, int, Wait | None]:
+    """Who asked for this execution, and when; or the wait for someone to ask.
+
+    A retry is an execution like any other: the Retry-Run takes the trigger's place,
+    and the approval, promotion and time gates are judged again, now.
+    """
+    environment = history.policy.environments[plan.target]
+    if latest is None:
+        trigger, seq = signoffs.trigger(history, ref, landed, environment, now, verdicts)
+    else:
+        trigger, seq = signoffs.retry(history, landed, environment, latest, now, verdicts)
+    if trigger is not None:
+        return trigger, seq, None
+    who = ", ".join(holders(history.policy, PLAN_DEPLOY, environment.name, history.revoked))
+    who = who or "nobody"
+    if latest is None:
+        return None, 0, _trigger_wait(landed, environment, plan, who)
+    wait = Wait(
+        "retry",
+        reason(
+            "retry.missing",
+            f"run {latest.id} was interrupted; a plan.deploy holder ({who}) may retry "
+            f"it with `reconciler deploy {plan.name} --retry {latest.id}`",
+            run=latest.id,
+        ),
+    )
+    return None, 0, wait
+
+
+def _trigger_wait(landed: Landed, environment: Environment, plan: Plan, who: str) -> Wait:
+    """The wait for a trigger: who may give it and the command; and, where the landing
+    itself was no trigger, why, naming how it landed (a trigger that lapsed says why in
+    a note)."""
+    wait = (
+        f"a trigger by a plan.deploy holder on {environment.name} ({who}): "
+        f"`reconciler deploy {plan.name}`"
+    )
+    why = (
+        None
+        if landed.triggered
+        else not_a_trigger(landed.style, landed.commit, landed.actor, landed.squashed_by)
+    )
+    text = wait if why is None else f"{wait}; {why}"
+    return Wait("trigger", reason("trigger.missing", text, environment=environment.name))
+
+
+def run_outcome(run: Run) -> str:
+    """What became of a plan version's run, as `plan` says it: 'run X.1 succeeded'."""
+    return f"run {run.id} {OUTCOMES[run.result]}"
+
+
+def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
+    """The wait for a freeze or a deploy window, if deploys may not start now."""
+    closed = gates.closed(environment.gates, now)
+    if closed is None:
+        return ()
+    code = "gate.freeze" if closed.freeze else "gate.window"
+    what = _freeze_named(closed.freeze) if closed.freeze else "a deploy window"
+    if closed.opens is None:
+        text = f"{what}: no deploy window opens before the year 9999 ends"
+        return (Wait("window", reason(code, text)),)
+    text = f"{what}: deploys may start at {closed.opens.isoformat()}"
+    return (Wait("window", reason(code, text, opens=closed.opens), closed.opens),)
+
+
+def _freeze_named(name: str) -> str:
+    """'the forever freeze'; and 'the year-end freeze' for a freeze named so, not
+    'the year-end freeze freeze'."""
+    if re.search(r"\bfreeze$", name, re.IGNORECASE):
+        return f"the {name}"
+    return f"the {name} freeze"
+
+
+def _consistency(policy: Policy, plan: Plan) -> tuple[Reason, ...]:
+    environment = policy.environments.get(plan.target)
+    if environment is None:
+        text = f"target '{plan.target}' is not an environment"
+        return (reason("plan.unknown-target", text, target=plan.target),)
+    problems = []
+    if plan.source != environment.promotes_from:
+        expected = environment.promotes_from or "nothing"
+        text = f"{plan.target} promotes from {expected}, not {plan.source or 'nothing'}"
+        problems.append(reason("plan.wrong-source", text, source=plan.source))
+    for entry in plan.applications:
+        if entry.name not in policy.application_owner:
+            text = f"no team owns application '{entry.name}'"
+            problems.append(reason("plan.unowned-application", text, application=entry.name))
+    return tuple(problems)
+
+
+def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:
+    source = environment.promotes_from
+    if source is None:
+        return []
+    running = history.deployed.get(source, {})
+    waits = []
+    for entry in plan.applications:
+        needed = entry.from_version if entry.action == "tag-and-deploy" else entry.version
+        current = running.get(entry.name)
+        if current != needed:
+            now_runs = f"it runs {current}" if current else "it does not run there"
+            text = f"{entry.name} {needed} must run in {source} first ({now_runs})"
+            facts = {"application": entry.name, "version": needed, "environment": source}
+            waits.append(Wait("promotion", reason("promotion.missing", text, **facts)))
+    return waits
+
+
+def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
+    if not fields or INVALID in fields:
+        return None
+    return plan_data(fields)
+
+
+def deployed_versions(
+    effective: Mapping[str, Mapping[str, str]], read_blob: Any
+) -> dict[str, dict[str, str]]:
+    """What runs where, per the effective deployments/<env>.yaml."""
+    deployed: dict[str, dict[str, str]] = {}
+    for path, fields in effective.items():
+        placement = place(path)
+        if placement.kind != "deployment" or CONTENT not in fields:
+            continue
+        data = load(read_blob(value(fields, CONTENT)), path).data
+        deployed[placement.name] = {
+            app: entry["version"] for app, entry in (data.get("applications") or {}).items()
+        }
+    return deployed
+
+
+def not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:
+    """Why main's content of a plan is not its effective content: a line per refused
+    change (`authorise.group_refusals`), and the fields no landed commit authorised."""
+    lines = [
+        group.text(path=False)
+        if group.invalid
+        else f"main's content is not authorised: {group.text(path=False)}"
+        for group in group_refusals(refusal for refusal in blame.values() if refusal)
+    ]
+    unexplained = ", ".join(
+        describe_field(key) for key, refusal in blame.items() if refusal is None
+    )
+    if unexplained:
+        lines.append(f"main's content is not authorised: {unexplained}: never authorised")
+    return tuple(lines)

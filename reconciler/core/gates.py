@@ -1,0 +1,104 @@
+"""Stage 4, decide: time gates (windows, freezes, the age of approvals); pure, given the clock.
+
+Called by `decide`. Outside a window (or inside a freeze) an executable plan
+waits; `closed` says until when, so `plan` can print it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from reconciler.core.model import Gates, Window
+
+
+def _window_open(window: Window, now: datetime) -> bool:
+    local = now.astimezone(ZoneInfo(window.timezone))
+    today, yesterday = local.weekday(), (local.weekday() - 1) % 7
+    moment = local.time().replace(tzinfo=None)
+    if window.start < window.end:
+        return today in window.days and window.start <= moment < window.end
+    # Runs past midnight: opened today, or opened yesterday and not yet closed.
+    return (today in window.days and moment >= window.start) or (
+        yesterday in window.days and moment < window.end
+    )
+
+
+def _next_window_start(window: Window, now: datetime) -> datetime:
+    zone = ZoneInfo(window.timezone)
+    local = now.astimezone(zone)
+    for offset in range(8):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in window.days:
+            continue
+        start = datetime.combine(day, window.start, tzinfo=zone)
+        if start > now:
+            return start
+    raise AssertionError("a window with at least one day opens within a week")
+
+
+def _freeze_at(gates: Gates, now: datetime) -> datetime | None:
+    """When the freeze covering `now` ends, or None."""
+    ends = [freeze.end for freeze in gates.freezes if freeze.start <= now < freeze.end]
+    return max(ends) if ends else None
+
+
+def is_open(gates: Gates, now: datetime) -> bool:
+    if _freeze_at(gates, now) is not None:
+        return False
+    return not gates.windows or any(_window_open(window, now) for window in gates.windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Deploys may not start now: the freeze that stops them (None: outside every window),
+    and when they may start.
+
+    `opens` is None when that moment lies past 9999-12-31, the last day a
+    datetime holds: a freeze "until 9999-12-31" with deploy windows. The plan
+    then simply waits for as long as the freeze stands, which is what its
+    author asked for; ending the freeze earlier is how to deploy again.
+    """
+
+    freeze: str | None
+    opens: datetime | None
+
+
+def closed(gates: Gates, now: datetime) -> Closed | None:
+    """None when deploys may start now; otherwise why not, and until when."""
+    if is_open(gates, now):
+        return None
+    return Closed(blocking_freeze(gates, now), _next_opening(gates, now))
+
+
+def _next_opening(gates: Gates, now: datetime) -> datetime | None:
+    moment = now
+    try:
+        for _ in range(64):  # alternating freezes and windows settle quickly
+            if is_open(gates, moment):
+                return moment
+            freeze_end = _freeze_at(gates, moment)
+            if freeze_end is not None:
+                moment = freeze_end
+                continue
+            moment = min(_next_window_start(window, moment) for window in gates.windows)
+    except OverflowError:
+        return None  # the next window would open after 9999-12-31
+    return moment
+
+
+def blocking_freeze(gates: Gates, now: datetime) -> str | None:
+    for freeze in gates.freezes:
+        if freeze.start <= now < freeze.end:
+            return freeze.name
+    return None
+
+
+def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> timedelta:
+    """Counted from the earlier of the commit date and when we first saw it on main.
+
+    A commit dated in the future gains nothing: its age runs from first sight.
+    """
+    start = committed_at if first_seen is None else min(committed_at, first_seen)
+    return now - start

@@ -1,0 +1,212 @@
+"""Stage 4, decide: what a reconciler does now with `decide`'s decisions.
+
+`decide_runs` turns the decisions into the runs a reconciler starts (run id,
+lease), marks interrupted and records refused, and the plans it holds for a
+driver that cannot load; `reconcile` only carries that out. Every reason is a
+`Reason` value (code, text, facts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Final
+
+from reconciler.core.decide import Decision, executable, ordered
+from reconciler.core.decide_values import History, Run, Wait
+from reconciler.core.errors import ConfigError
+from reconciler.core.events import PlanRef
+from reconciler.core.model import Environment
+from reconciler.core.reasons import Reason, reason
+
+# The margin a run's lease adds to what its driver steps may take at most: time to
+# record the finish after the last step.
+LEASE_MARGIN: Final = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the reconciler deciding knows beyond the history, as values."""
+
+    instance: str  # its name, as its start records carry it
+    in_flight: frozenset[str] = frozenset()  # runs it is running now
+    unpublished: frozenset[str] = frozenset()  # runs whose finish record waits in its outbox
+    recorded: frozenset[PlanRef] = frozenset()  # versions it recorded refused already
+    drivers: Mapping[str, ConfigError] = field(default_factory=dict)  # cannot load, by env
+    stopping: bool = False  # asked to stop: it starts nothing more
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A run to start: its start record is the lock on its environment."""
+
+    decision: Decision
+    run_id: str
+    environment: str
+    lease_until: datetime  # past it, any reconciler may mark the run interrupted
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """A run started and never finished, to be recorded interrupted, and why."""
+
+    run: Run
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class RunDecisions:
+    """Everything a reconcile round does, decided: the reconciler only executes it."""
+
+    decisions: tuple[Decision, ...]  # every plan, those held for their driver waiting
+    starts: tuple[Start, ...]
+    interrupted: tuple[Interruption, ...]
+    refused: tuple[Decision, ...]  # refusals no record names yet
+    held: Mapping[str, ConfigError]  # environments whose driver cannot load here, and why
+
+    @property
+    def bookkeeping(self) -> bool:
+        """Records to publish before anything starts."""
+        return bool(self.interrupted or self.refused)
+
+
+def decide_runs(
+    history: History, decisions: tuple[Decision, ...], now: datetime, facts: RunFacts
+) -> RunDecisions:
+    """What a reconciler does with `decisions` (`decide(history, ...)`) at `now`.
+
+    Bookkeeping comes first: runs never finished are marked interrupted and new
+    refusals recorded, and nothing starts in that round; the next round decides
+    again on the history those records make. Otherwise, per environment without a
+    run in progress, the first executable plan starts, with the next run id of its
+    plan and a lease long enough for its steps.
+    """
+    decisions, held = hold(decisions, facts.drivers)
+    interrupted = _interrupted(history, now, facts)
+    refused = tuple(
+        decision
+        for decision in decisions
+        if decision.status == "refused"
+        and decision.ref not in history.refused
+        and decision.ref not in facts.recorded
+    )
+    starts: tuple[Start, ...] = ()
+    if not (interrupted or refused or facts.stopping):
+        starts = _starts(history, decisions, now)
+    return RunDecisions(decisions, starts, interrupted, refused, held)
+
+
+def _interrupted(history: History, now: datetime, facts: RunFacts) -> tuple[Interruption, ...]:
+    """The started runs this reconciler is not running, nor finished, that are to be marked
+    interrupted (`interruption`)."""
+    return tuple(
+        Interruption(run, why)
+        for run in history.runs
+        if run.result == "started"
+        and run.id not in facts.in_flight
+        and run.id not in facts.unpublished
+        and (why := interruption(run, facts.instance, now)) is not None
+    )
+
+
+def interruption(run: Run, instance: str, now: datetime) -> Reason | None:
+    """Why a started run is to be recorded interrupted by the reconciler `instance` (which
+    is not running it) at `now`, or None: it started it, or the run's lease passed."""
+    if run.instance == instance:
+        return reason(
+            "run.abandoned",
+            f"run {run.id} was started by this reconciler ({instance}), which is not "
+            "running it any more (it stopped or restarted before recording the end)",
+            run=run.id,
+            instance=instance,
+        )
+    if run.lease_until is not None and now > run.lease_until:
+        return reason(
+            "run.lease-passed",
+            f"run {run.id} was started by {run.instance}, whose lease passed at "
+            f"{run.lease_until.isoformat()} without a finish record",
+            run=run.id,
+            instance=run.instance,
+            lease_until=run.lease_until,
+        )
+    return None
+
+
+def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) -> tuple[Start, ...]:
+    """The first executable plan of each environment no run holds, with its run id and lease."""
+    busy = {run.environment for run in history.runs if run.result == "started"}
+    taken = [run.id for run in history.runs]
+    starts = []
+    for name, queue in executable(decisions).items():
+        if name in busy:
+            continue
+        decision = queue[0]
+        assert decision.plan is not None
+        run_id = next_run_id(decision.plan.name, taken)
+        taken.append(run_id)
+        environment = history.policy.environments[name]
+        lease = now + lease_for(environment, len(decision.plan.applications))
+        starts.append(Start(decision, run_id, name, lease))
+    return tuple(starts)
+
+
+def next_run_id(plan: str, taken: Collection[str]) -> str:
+    """The plan's next run id: one more than the highest `<plan>.<n>` taken."""
+    numbers = [
+        int(run.rsplit(".", 1)[1])
+        for run in taken
+        if run.rsplit(".", 1)[0] == plan and run.rsplit(".", 1)[1].isdigit()
+    ]
+    return f"{plan}.{max(numbers, default=0) + 1}"
+
+
+def lease_for(environment: Environment, steps: int) -> timedelta:
+    """How long a run of `steps` may take at most: every attempt of every step timing out,
+    the backoffs between attempts, and the margin to record its end."""
+    driver = environment.driver
+    attempts = driver.retries + 1
+    backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
+    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
+
+
+def driver_targets(decisions: Iterable[Decision]) -> list[str]:
+    """The environments whose driver must load for the executable plans to run."""
+    return sorted(
+        {
+            decision.environment
+            for decision in decisions
+            if decision.status == "executable" and decision.environment is not None
+        }
+    )
+
+
+def hold(
+    decisions: tuple[Decision, ...], problems: Mapping[str, ConfigError]
+) -> tuple[tuple[Decision, ...], dict[str, ConfigError]]:
+    """Executable plans into an environment whose driver cannot load here (`problems`, by
+    environment) wait for it; and why, per environment with such a plan.
+
+    They wait rather than being refused, as Argo CD and Flux users expect of an
+    operator's setup problem (an application whose tooling is missing stays out
+    of sync with its error shown and is tried again): the plan is not at fault,
+    and installing the driver lets the same plan version run, with no new one.
+    """
+    targets = set(driver_targets(decisions))
+    held = []
+    for decision in decisions:
+        problem = problems.get(decision.environment or "")
+        if decision.status == "executable" and problem is not None:
+            wait = Wait(
+                "driver",
+                reason(
+                    "driver.unavailable",
+                    f"its environment's driver cannot be loaded: {problem}",
+                    environment=decision.environment,
+                ),
+            )
+            held.append(replace(decision, status="waiting", why=(wait.reason,), waits=(wait,)))
+        else:
+            held.append(decision)
+    why = {name: problem for name, problem in problems.items() if name in targets}
+    return ordered(held), why
