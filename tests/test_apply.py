@@ -810,8 +810,8 @@ def finish_records(git_dir: Path, run: str) -> list[str]:
 @pytest.mark.parametrize(
     ("module", "owner", "method"),
     [
-        ("reconcile", "Reconciler", "_published"),  # before the walk of it is kept
-        ("statestore", "StateStore", "clear_outbox"),  # before the outbox lets go of it
+        ("app.reconcile", "Reconciler", "_published"),  # before the walk of it is kept
+        ("adapters.statestore", "StateStore", "clear_outbox"),  # before the outbox lets go of it
     ],
 )
 def test_an_apply_killed_right_after_publishing_a_finish_record_leaves_the_run_ended_once(
