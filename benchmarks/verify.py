@@ -602,7 +602,7 @@ def library_floor(root: Path, manifest: HistoryManifest) -> str:
     import yaml  # noqa: PLC0415
     from yaml._yaml import CParser  # noqa: PLC0415 - the C parser the loader uses
 
-    from reconciler.adapters.gitrepo import NULL_OID  # noqa: PLC0415
+    from reconciler.adapters.gitobjects import NULL_OID  # noqa: PLC0415
     from reconciler.adapters.readahead import STRUCTURED  # noqa: PLC0415
     from reconciler.core.layout import place  # noqa: PLC0415
     from reconciler.core.openpgp import Keyring  # noqa: PLC0415

@@ -38,13 +38,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.adapters.gitrepo import (
-    GitRepo,
-    HistoryEntry,
-    name_problem,
-    tree_entries,
-    tree_problem,
-)
+from reconciler.adapters.gitobjects import HistoryEntry
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.gittrees import name_problem, tree_entries, tree_problem
 from reconciler.adapters.readahead import prepare
 from tests.repositories import run_git
 

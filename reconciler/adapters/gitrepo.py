@@ -22,35 +22,12 @@ from pathlib import Path
 from typing import Final
 
 from reconciler.adapters.gitlog import RECORD_SEPARATOR, decoded, parse_log
-from reconciler.adapters.gitobjects import (
-    FILE_MODES,
-    NULL_OID,
-    CommitInfo,
-    HistoryEntry,
-    Someone,
-    commit_bytes,
-    parse_commit,
-)
+from reconciler.adapters.gitobjects import CommitInfo, HistoryEntry, Someone, parse_commit
 from reconciler.adapters.gitprocess import CatFile, MakeTree, ReadAhead, git_argv, git_environment
-from reconciler.adapters.gittrees import name_problem, tree_entries, tree_problem
+from reconciler.adapters.gittrees import tree_entries
 from reconciler.adapters.process import Reader, capture
 from reconciler.adapters.treechecks import TreeChecks
 from reconciler.core.errors import GitError, NotARepositoryError, TimedOut
-
-# What callers import from here, though other modules of the adapter define it.
-__all__ = [
-    "FILE_MODES",
-    "NULL_OID",
-    "CommitInfo",
-    "GitRepo",
-    "HistoryEntry",
-    "Someone",
-    "commit_bytes",
-    "name_problem",
-    "tree_entries",
-    "tree_problem",
-    "user_config",
-]
 
 # Fetch, push and ls-remote talk to another machine: a remote that stops
 # answering must not hold a reconciler forever (it retries on its next pass).

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
-from reconciler.adapters.gitrepo import NULL_OID, CommitInfo, GitRepo, HistoryEntry
+from reconciler.adapters.gitobjects import NULL_OID, CommitInfo, HistoryEntry
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.statestore import SignatureRow, StateStore
 from reconciler.core import schema
 from reconciler.core.errors import ConfigError

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler.adapters import process, revocation_file
-from reconciler.adapters.gitrepo import HistoryEntry
+from reconciler.adapters.gitobjects import HistoryEntry
 from reconciler.adapters.readahead import parse_version
 from reconciler.app.session import Session
 from reconciler.core import approvals, revocation, schema

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from reconciler.adapters.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
+from reconciler.adapters.gitobjects import FILE_MODES, NULL_OID, CommitInfo, HistoryEntry
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.readahead import (
     PREFETCH,
     STRUCTURED,

@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.adapters.drivers import ARTIFACTS
-from reconciler.adapters.gitrepo import GitRepo, Someone
+from reconciler.adapters.gitobjects import Someone
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import new_key_pair
 from reconciler.app.history import audit_trail
 from reconciler.app.history_entries import Entry

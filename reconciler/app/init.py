@@ -25,7 +25,8 @@ from typing import Any, Final
 import jsonschema_rs
 import yaml
 
-from reconciler.adapters.gitrepo import GitRepo, Someone
+from reconciler.adapters.gitobjects import Someone
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import new_key_pair
 from reconciler.core import resources
 from reconciler.core.errors import NotARepositoryError, UsageError

@@ -32,7 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from reconciler.adapters.gitrepo import GitRepo, commit_bytes
+from reconciler.adapters.gitobjects import commit_bytes
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.pipeline import observe
 from reconciler.app.session import Session

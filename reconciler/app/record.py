@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from reconciler.adapters.gitrepo import GitRepo, commit_bytes
+from reconciler.adapters.gitobjects import commit_bytes
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.app.execute import Execution, StepResult
 from reconciler.core.decide import Decision
