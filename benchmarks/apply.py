@@ -763,7 +763,7 @@ PHASES: Final = (
     ("reconciler.app.reconcile", "Reconciler._observe", "observe (rest)"),
     ("reconciler.app.record", "Publisher.tip", "fetch (rest)"),
     ("reconciler.adapters.gitrepo", "GitRepo.fetch", "git fetch"),
-    ("reconciler.adapters.gitrepo", "GitRepo.resolve", "git rev-parse (resolve)"),
+    ("reconciler.adapters.gitrun", "GitRunner.resolve", "git rev-parse (resolve)"),
     ("reconciler.app.authorise", "Authoriser.__init__", "verify: Authoriser() construction"),
     ("reconciler.app.authorise", "Authoriser.run", "verify: walk and judge (Python, sqlite)"),
     ("reconciler.adapters.statestore", "StateStore.effective", "verify: load effective state"),
@@ -795,11 +795,15 @@ PHASES: Final = (
     ("reconciler.adapters.statestore", "StateStore.clear_outbox", "state store: outbox"),
     ("reconciler.app.record", "RecordWriter.commit", "record commit (rest)"),
     ("reconciler.adapters.gitrepo", "GitRepo.commit", "read commit objects (cat-file)"),
-    ("reconciler.adapters.gitrepo", "GitRepo.tree_with", "tree building (rest)"),
-    ("reconciler.adapters.gitrepo", "GitRepo.write_object", "write objects (git hash-object -w)"),
+    ("reconciler.adapters.gitwriting", "GitWriting.tree_with", "tree building (rest)"),
+    (
+        "reconciler.adapters.gitwriting",
+        "GitWriting.write_object",
+        "write objects (git hash-object -w)",
+    ),
     ("reconciler.app.record", "signed_commit", "sign (in-process SSHSIG)"),
     ("reconciler.app.record", "Publisher.publish", "push (rest)"),
-    ("reconciler.adapters.gitrepo", "GitRepo.push", "git push + update-ref"),
+    ("reconciler.adapters.gitwriting", "GitWriting.push", "git push + update-ref"),
 )
 
 

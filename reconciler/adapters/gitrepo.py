@@ -1,4 +1,4 @@
-"""Adapter, git: the only module that talks to Git (the `git` command).
+"""Adapter, git: the class that talks to Git (the `git` command), and its reading half.
 
 Called by `authorise` (history, blobs, trees), `decide` and `record`. It reads
 history in batches, never one subprocess per commit: one `git log --raw -z`
@@ -7,61 +7,30 @@ through long-lived `cat-file --batch` processes. It runs git's plumbing
 directly (through `process`), not through GitPython: importing GitPython
 alone cost every command a tenth of a second, a third of the budget of an
 incremental verify, for process handling this module does in a few lines.
-Everything it returns is plain data (`CommitInfo`, `Change`).
+Everything it returns is plain data (`CommitInfo`, `Change`). `GitRepo` writes
+through `gitwriting.GitWriting` and runs git through `gitrun.GitRunner`, which it inherits.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import threading
-import zlib
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Final
 
 from reconciler.adapters.gitlog import RECORD_SEPARATOR, decoded, parse_log
-from reconciler.adapters.gitobjects import CommitInfo, HistoryEntry, Someone, parse_commit
-from reconciler.adapters.gitprocess import CatFile, MakeTree, ReadAhead, git_argv, git_environment
-from reconciler.adapters.gittrees import tree_entries
+from reconciler.adapters.gitobjects import CommitInfo, HistoryEntry, parse_commit
+from reconciler.adapters.gitprocess import ReadAhead, git_argv, git_environment
+from reconciler.adapters.gitrun import NETWORK_TIMEOUT, _Failed
+from reconciler.adapters.gitwriting import GitWriting
 from reconciler.adapters.process import Reader, capture
 from reconciler.adapters.treechecks import TreeChecks
-from reconciler.core.errors import GitError, NotARepositoryError, TimedOut
-
-# Fetch, push and ls-remote talk to another machine: a remote that stops
-# answering must not hold a reconciler forever (it retries on its next pass).
-NETWORK_TIMEOUT: Final = 300.0
+from reconciler.core.errors import GitError
 
 
-class _Failed(GitError):
-    """A git command exited non-zero: its status and output, for the caller to explain."""
-
-    def __init__(self, command: str, status: int, stdout: bytes, stderr: str) -> None:
-        super().__init__(f"git {command} failed: {stderr.strip()}")
-        self.status = status
-        self.stdout = stdout
-        self.stderr = stderr
-
-
-class GitRepo:
-    """A repository opened for reading (and, in `record`, for committing)."""
+class GitRepo(GitWriting):
+    """A repository opened for reading (and, in `record`, for committing: `GitWriting`)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        where = _locate(path)
-        if where is None:
-            raise NotARepositoryError(
-                f"{path} is not a Git repository",
-                hint="pass --repo with the configuration repository's path",
-            )
-        self._object_format, self.git_dir, self._common_dir, self._work_tree = where
-        self.bare = self._work_tree is None
-        self._objects = self._common_dir / "objects"
-        self._objects_batch = CatFile(path, "--batch")
-        self._names_batch = CatFile(path, "--batch-check=%(objectname) %(objecttype)")
-        self._sizes_batch = CatFile(path, "--batch-check")
-        self._make_tree = MakeTree(path)
+        super().__init__(path)
         self._tree_checks = TreeChecks(self)
 
     @classmethod
@@ -73,58 +42,13 @@ class GitRepo:
             raise GitError(f"git init {path} failed: {result.stderr.strip()}")
         return cls(path)
 
-    def close(self) -> None:
-        """Stop the long-lived cat-file processes (long-running watchers call this)."""
-        for batch in (self._objects_batch, self._names_batch, self._sizes_batch):
-            batch.close()
-        self._make_tree.close()
-
     def __enter__(self) -> GitRepo:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # -- running git ----------------------------------------------------------
-
-    def _run(
-        self,
-        *args: str,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> bytes:
-        """`git <args>` in this repository: its output, or `_Failed`."""
-        try:
-            result = capture(
-                git_argv(*args),
-                cwd=self.path,
-                env=git_environment(env),
-                stdin=stdin,
-                timeout=timeout,
-            )
-        except TimedOut as error:
-            raise GitError(
-                error.message, hint="check the remote's URL, the network and your credentials"
-            ) from None
-        if result.returncode != 0:
-            raise _Failed(args[0], result.returncode, result.stdout, result.stderr)
-        return result.stdout
-
-    def _text(self, *args: str) -> str:
-        """`git <args>`'s output as text, without its final newline."""
-        return self._run(*args).decode("utf-8", "surrogateescape").removesuffix("\n")
-
     # -- references -------------------------------------------------------
-
-    def resolve(self, rev: str) -> str:
-        """The full commit id `rev` names; GitError when it names none."""
-        try:
-            return self._text("rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
-        except GitError:
-            raise GitError(
-                f"unknown revision '{rev}'", hint="name a commit, branch or tag"
-            ) from None
 
     def try_resolve(self, rev: str) -> str | None:
         try:
@@ -155,13 +79,6 @@ class GitRepo:
             "refs/heads/",
         )
         return listed.splitlines()
-
-    def head_branch(self) -> str | None:
-        """The branch HEAD points at (also in a bare repository), or None when detached."""
-        try:
-            return self._text("symbolic-ref", "-q", "--short", "HEAD") or None
-        except GitError:
-            return None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         try:
@@ -247,24 +164,7 @@ class GitRepo:
                 hint=f"give {key} an absolute path (git config --show-origin --get {key})",
             ) from None
 
-    # -- writing ------------------------------------------------------------
-
-    def commit_empty(self, message: str, *, sign: bool, who: Someone | None = None) -> str:
-        """An empty, single-parent commit on HEAD (the user's identity, or `who`'s)."""
-        self._git(who, "commit", "--allow-empty", "--no-verify", "-q", "-m", message, sign=sign)
-        return self.resolve("HEAD")
-
-    def commit_paths(
-        self, paths: list[str], message: str, *, sign: bool, who: Someone | None = None
-    ) -> str:
-        """Commit exactly `paths` from the working tree on HEAD."""
-        self._run("add", "--", *paths)
-        self._git(who, "commit", "--no-verify", "-q", "-m", message, "--", *paths, sign=sign)
-        return self.resolve("HEAD")
-
-    def unstage(self, paths: list[str]) -> None:
-        """Put `paths` back in the index as HEAD has them (the working tree is left alone)."""
-        self._run("reset", "-q", "--", *paths)
+    # -- the working tree ---------------------------------------------------
 
     def uncommitted(self, folder: str) -> list[tuple[str, str]]:
         """The files in `folder` whose working tree or index differs from HEAD, as `git status`
@@ -300,109 +200,7 @@ class GitRepo:
         """Whether the working tree or the index holds changes to `path` (or deleted it)."""
         return bool(self._run("status", "--porcelain", "--", path).strip())
 
-    def merge(self, branch: str, message: str, *, sign: bool, who: Someone | None = None) -> str:
-        """A true merge (--no-ff) of `branch` into HEAD."""
-        self._git(who, "merge", "--no-ff", "--no-edit", "-q", "-m", message, branch, sign=sign)
-        return self.resolve("HEAD")
-
-    def checkout(self, branch: str, *, start: str | None = None) -> None:
-        """Switch to `branch`, creating it at `start` when given."""
-        try:
-            if start is None:
-                self._run("checkout", "-q", branch)
-            else:
-                self._run("checkout", "-q", "-B", branch, start)
-        except _Failed as error:
-            raise GitError(f"git checkout {branch} failed: {error.stderr.strip()}") from None
-
-    def _git(self, who: Someone | None, command: str, *args: str, sign: bool) -> None:
-        """Run a committing command as the user, or as `who` (identity and signing key)."""
-        config: list[str] = []
-        env: dict[str, str] = {}
-        if who is not None:
-            config = ["-c", f"user.name={who.name}", "-c", f"user.email={who.email}"]
-            env = {
-                "GIT_AUTHOR_NAME": who.name,
-                "GIT_AUTHOR_EMAIL": who.email,
-                "GIT_COMMITTER_NAME": who.name,
-                "GIT_COMMITTER_EMAIL": who.email,
-            }
-            if who.key is not None:
-                config += ["-c", "gpg.format=ssh", "-c", f"user.signingkey={who.key}"]
-            if not sign:
-                config += ["-c", "commit.gpgsign=false"]
-        signing = ["-S"] if sign else []
-        try:
-            self._run(*config, command, *signing, *args, env=env)
-        except _Failed as error:
-            raise GitError(
-                f"git {command} failed: {error.stderr.strip()}",
-                hint="check your git identity and signing setup (gpg.format, user.signingkey)",
-            ) from None
-
-    # -- objects and refs, written directly (records) ---------------------------
-
-    def write_object(self, kind: str, data: bytes) -> str:
-        """Store an object as a loose object, as git does (about 0.1 ms, not a process)."""
-        if self._object_format != "sha1":
-            return (
-                self._run("hash-object", "-w", "-t", kind, "--stdin", stdin=data).decode().strip()
-            )
-        body = f"{kind} {len(data)}".encode() + b"\0" + data
-        oid = hashlib.sha1(body, usedforsecurity=False).hexdigest()
-        target = self._objects / oid[:2] / oid[2:]
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            temporary = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
-            temporary.write_bytes(zlib.compress(body, 1))
-            temporary.chmod(0o444)
-            os.replace(temporary, target)  # readers see the whole object or none
-        return oid
-
-    def tree_with(self, base_tree: str, files: Mapping[str, bytes]) -> str:
-        """`base_tree` with `files` written (path -> content), as a new tree id.
-
-        Git makes each tree (`git mktree`); the folders it rewrites are read with
-        `tree_entries`, so a malformed one (in a refused landing) is written back
-        well-formed, the way the walk reads it, never copied.
-        """
-        grouped: dict[str, dict[str, bytes]] = {}
-        blobs: dict[str, str] = {}
-        for path, content in files.items():
-            head, _, rest = path.partition("/")
-            if rest:
-                grouped.setdefault(head, {})[rest] = content
-            else:
-                blobs[head] = self.write_object("blob", content)
-        entries = self._tree_entries(base_tree)
-        for name, blob in blobs.items():
-            entries[name] = ("100644", blob)
-        for name, nested in grouped.items():
-            mode, oid = entries.get(name, ("40000", ""))
-            # A file (or link) where a folder must be is replaced: records write
-            # under deployments/ and logs/, which only the reconciler may change,
-            # so what stands in the way is a refused change, never effective.
-            base = oid if mode == "40000" else ""
-            entries[name] = ("40000", self.tree_with(base, nested))
-        return self._make_tree.make(entries)
-
-    def _tree_entries(self, tree: str) -> dict[str, tuple[str, str]]:
-        if not tree:
-            return {}
-        data = self.tree_data(tree)
-        if data is None:
-            raise GitError(f"{tree} is not a tree")
-        return tree_entries(data)
-
-    def tree_data(self, oid: str) -> bytes | None:
-        """A tree object's content; None when `oid` names no tree."""
-        for _, kind, data in self._batch([oid]):
-            return data if kind == b"tree" else None
-        return None
-
-    @property
-    def object_format(self) -> str:
-        return self._object_format
+    # -- trees read whole, and remotes ----------------------------------------
 
     def check_trees(
         self, entries: list[HistoryEntry], roots: Mapping[str, str]
@@ -424,33 +222,6 @@ class GitRepo:
             if problem is not None:
                 return path, f"{problem} (tree {tree})"
         return None
-
-    def update_ref(self, branch: str, new: str, expected: str) -> bool:
-        """Move refs/heads/<branch> from `expected` to `new`, atomically; False if it moved."""
-        try:
-            self._run("update-ref", f"refs/heads/{branch}", new, expected)
-        except GitError:
-            return False
-        return True
-
-    def push(self, remote: str, commit: str, branch: str) -> str | None:
-        """Fast-forward the remote's branch to `commit`; None when done, else why the remote
-        rejected it (someone pushed first, or a hook or branch protection refused it)."""
-        try:
-            self._run(
-                "push",
-                "--porcelain",
-                "--quiet",
-                remote,
-                f"{commit}:refs/heads/{branch}",
-                timeout=NETWORK_TIMEOUT,
-            )
-        except _Failed as error:
-            text = f"{error.stdout.decode('utf-8', 'replace')} {error.stderr}"
-            if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
-                return " ".join(text.split())
-            raise GitError(f"git push to {remote} failed: {error.stderr.strip()}") from None
-        return None  # git moved refs/remotes/<remote>/<branch> along with the push
 
     def fetch(self, remote: str, branch: str) -> str:
         """Fetch the remote's branch; its commit id."""
@@ -492,22 +263,6 @@ class GitRepo:
             if name == ref:
                 return oid
         return None
-
-    @property
-    def common_dir(self) -> Path:
-        """Where the refs live (the git dir, or the main one of a linked worktree)."""
-        return self._common_dir
-
-    def follow_worktree(self, branch: str, old: str, new: str) -> None:
-        """After moving a checked-out branch's ref, bring the index and files along.
-
-        Best effort: a working tree with conflicting local edits is left alone
-        (the commits are safe in the ref; `git status` will show the difference).
-        """
-        if self.bare or self.head_branch() != branch:
-            return
-        with contextlib.suppress(GitError):
-            self._run("read-tree", "-m", "-u", old, new)
 
     def work_tree(self) -> Path:
         if self._work_tree is None:
@@ -567,12 +322,6 @@ class GitRepo:
         contents = {oid: raw for oid, kind, raw in self._batch(small) if kind == b"blob"}
         return contents, sizes
 
-    def _batch(self, oids: list[str]) -> Iterator[tuple[str, bytes, bytes]]:
-        """(oid, type, content) of each object, through the long-lived `cat-file --batch`."""
-        for oid, (header, content) in zip(oids, self._objects_batch.ask(oids), strict=True):
-            if len(header) == 3:  # else "<oid> missing"
-                yield oid, header[1], content
-
     def commit(self, oid: str) -> CommitInfo:
         kind, raw = self._object(oid)
         if kind != b"commit":
@@ -615,13 +364,6 @@ class GitRepo:
             raise GitError(f"{oid} is not a blob")
         return data
 
-    def _object(self, oid: str) -> tuple[bytes, bytes]:
-        """(type, content) through the long-lived `cat-file --batch` process."""
-        [(header, content)] = self._objects_batch.ask([oid])
-        if len(header) != 3:
-            raise GitError(f"object {oid} is missing from the repository")
-        return header[1], content
-
     def folder(self, commit: str, name: str) -> dict[str, tuple[str, str]]:
         """The files directly in top-level folder `name` of `commit`: path -> (mode, id).
 
@@ -648,34 +390,6 @@ class GitRepo:
             mode, _, oid = meta.split(" ")
             files[path] = (mode, oid)
         return files
-
-
-def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
-    """The object format, git dir, common dir and work tree (None when bare) of the
-    repository at `path` itself (never one found in a folder above it); one process."""
-    if not path.is_dir():
-        return None
-    argv = git_argv("rev-parse", "--show-object-format", "--path-format=absolute")
-    argv += ["--git-dir", "--git-common-dir", "--is-bare-repository"]
-    argv += ["--show-toplevel"]  # fails, after printing the rest, in a bare repository
-    # Untranslated, so the ownership refusal below is recognised in every locale.
-    result = capture(argv, cwd=path, env=git_environment({"LC_ALL": "C"}))
-    found = result.stdout.decode("utf-8", "surrogateescape").splitlines()
-    if len(found) < 4:
-        if "dubious ownership" in result.stderr:
-            # A repository owned by someone else: git reads nothing of it, and saying
-            # "not a Git repository" would send the user looking in the wrong place.
-            raise GitError(
-                f"git refuses to read {path}: it is owned by another user",
-                hint=f"if you trust it: git config --global --add safe.directory {path}",
-            )
-        return None
-    object_format, git_dir, common_dir, bare, *top = found
-    root = git_dir if bare == "true" else (top or [""])[0]
-    if os.path.realpath(root) != os.path.realpath(path):
-        return None
-    work_tree = None if bare == "true" else Path(root)
-    return object_format, Path(git_dir), Path(common_dir), work_tree
 
 
 def user_config(key: str) -> str | None:
