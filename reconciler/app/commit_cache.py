@@ -163,16 +163,8 @@ class CommitCache:
         lookups: list[tuple[str, str]] = []
         for landed in landings:
             inside = {entry.id for entry in landed}
-            paths = {change.path for entry in landed for change in entry.changes}
-            for entry in landed:
-                if entry.parents and entry.parents[0] not in inside:
-                    for change in entry.changes:
-                        old = None if change.old_blob == NULL_OID else change.old_blob
-                        self._boundary[(entry.parents[0], change.path)] = old
-            for entry in landed:
-                for parent in entry.parents:
-                    if parent not in inside:
-                        lookups.extend((parent, path) for path in paths)
+            self._boundary.update(_first_parent_blobs(landed, inside))
+            lookups.extend(_outside_places(landed, inside))
         missing = [place for place in lookups if place not in self._boundary]
         self._boundary.update(self.repo.blobs_at(missing))
 
@@ -189,16 +181,22 @@ class CommitCache:
         their checks are in the store since their batch.
         """
         checks = self._checks_of(landed)
-        digests = {
-            commit: key
-            for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
-            if key is not None
-        }
-        unknown = [digest for digest in digests.values() if digest not in self._carriers]
-        if unknown:
-            self._carriers.update(self.store.carriers(unknown))
+        digests = _claim_keys_of(checks)
+        self._learn_carriers(list(digests.values()))
         first = first_carriers(list(landed), digests, self._carriers)
         self._carriers.update(first)
+        self._make_facts(checks, digests)
+        return first
+
+    def _learn_carriers(self, digests: list[str]) -> None:
+        """The first carriers of `digests` the walk has not looked up yet: one look-up."""
+        unknown = [digest for digest in digests if digest not in self._carriers]
+        if unknown:
+            self._carriers.update(self.store.carriers(unknown))
+
+    def _make_facts(self, checks: Mapping[str, SignatureCheck], digests: Mapping[str, str]) -> None:
+        """The facts of every landed commit, those carrying a payload another commit
+        carried first saying they are copies (`_copy_of`)."""
         for commit, read in checks.items():
             digest = digests.get(commit)
             check = read if digest is None else _copy_of(commit, read, self._carriers[digest])
@@ -206,7 +204,6 @@ class CommitCache:
             # refuses its landing): made here, from the checks just read in one batch.
             if check is not read or commit not in self._facts:
                 self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
-        return first
 
     def _checks_of(self, landed: Sequence[str]) -> dict[str, SignatureCheck]:
         """The signature checks of `landed`: the batch's, the store's for commits of earlier
@@ -260,6 +257,41 @@ class CommitCache:
         if key not in self._carriers:
             self._carriers.update(self.store.carriers([key]))
         return self._carriers[key]
+
+
+def _first_parent_blobs(
+    landed: list[HistoryEntry], inside: set[str]
+) -> dict[tuple[str, str], str | None]:
+    """What the first parents just outside a landing held at the paths their children
+    changed: the diff against a first parent already says."""
+    held: dict[tuple[str, str], str | None] = {}
+    for entry in landed:
+        if entry.parents and entry.parents[0] not in inside:
+            for change in entry.changes:
+                old = None if change.old_blob == NULL_OID else change.old_blob
+                held[(entry.parents[0], change.path)] = old
+    return held
+
+
+def _outside_places(landed: list[HistoryEntry], inside: set[str]) -> list[tuple[str, str]]:
+    """Each parent just outside a landing with each path the landing touches."""
+    paths = {change.path for entry in landed for change in entry.changes}
+    return [
+        (parent, path)
+        for entry in landed
+        for parent in entry.parents
+        if parent not in inside
+        for path in paths
+    ]
+
+
+def _claim_keys_of(checks: Mapping[str, SignatureCheck]) -> dict[str, str]:
+    """What each checked commit claims (`claim_key`); commits that claim nothing left out."""
+    return {
+        commit: key
+        for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
+        if key is not None
+    }
 
 
 def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:
