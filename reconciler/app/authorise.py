@@ -30,19 +30,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from reconciler.adapters.gitrepo import FILE_MODES, NULL_OID, CommitInfo, GitRepo, HistoryEntry
+from reconciler.adapters.gitrepo import NULL_OID, CommitInfo, GitRepo, HistoryEntry
 from reconciler.adapters.readahead import (
     PREFETCH,
-    STRUCTURED,
     ParsedVersions,
     ReadAhead,
     ReadBatch,
     prepare,
 )
 from reconciler.adapters.statestore import Position, StateStore, Transaction
-from reconciler.app.commit_cache import CommitCache, first_carriers, policy_problem
+from reconciler.app.anchoring import (
+    anchored_state,
+    default_anchor,
+    history_rewritten,
+    refuse_invalid,
+    refuse_malformed,
+    structured_versions,
+)
+from reconciler.app.commit_cache import CommitCache, first_carriers
 from reconciler.core.config import build_environment, build_policy, disowned
-from reconciler.core.errors import ConfigError, HistoryRewrittenError, ReconcilerError
 from reconciler.core.fields import (
     CONTENT,
     FieldMap,
@@ -50,7 +56,7 @@ from reconciler.core.fields import (
     teams_data,
     value,
 )
-from reconciler.core.identity import CommitFacts, resolve
+from reconciler.core.identity import CommitFacts
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.journal import Landing as LandingRow
 from reconciler.core.judge import (
@@ -66,7 +72,6 @@ from reconciler.core.layout import TEAMS_FILE, place
 from reconciler.core.loader import load
 from reconciler.core.model import Policy
 from reconciler.core.openpgp import Keyring
-from reconciler.core.permissions import may_change_settings
 from reconciler.core.revocation import Revocations
 from reconciler.core.verdicts import LandingVerdict, Refusal
 
@@ -161,19 +166,7 @@ class Authoriser:
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
         try:
-            if re_anchor:
-                assert trust_anchor is not None
-                self.store.reset(self.repo.ancestors(trust_anchor))
-                self._held = None
-            position = self.store.position()
-            if position is None:
-                anchor = trust_anchor or default_anchor(self.repo, tip)
-                position = self._anchor(anchor)
-            else:
-                if position.last_verified != self._holds():
-                    self._restore()
-                if not self.store.payloads_counted():
-                    self._count_payloads(position.anchor)
+            position = self._position(tip, trust_anchor, re_anchor=re_anchor)
             self.anchor = position.anchor
             judged, ignored = self._walk(tip, position, older=older)
         except BaseException:
@@ -186,12 +179,25 @@ class Authoriser:
             anchor=position.anchor,
             tip=tip,
             judged=judged,
-            differs={
-                path: tuple(describe_field(key) for key in sorted(detail))
-                for path, detail in self.dirty.items()
-            },
+            differs=_differs(self.dirty),
             ignored=ignored,
         )
+
+    def _position(self, tip: str, trust_anchor: str | None, *, re_anchor: bool) -> Position:
+        """The position the walk starts from: anchored anew (`re_anchor`), anchored on a
+        fresh state, or the store's, this object holding the state the store holds."""
+        if re_anchor:
+            assert trust_anchor is not None
+            self.store.reset(self.repo.ancestors(trust_anchor))
+            self._held = None
+        position = self.store.position()
+        if position is None:
+            return self._anchor(trust_anchor or default_anchor(self.repo, tip))
+        if position.last_verified != self._holds():
+            self._restore()
+        if not self.store.payloads_counted():
+            self._count_payloads(position.anchor)
+        return position
 
     def _holds(self) -> str | None:
         """The tip whose state this object holds as the store holds it: as a walk left
@@ -251,43 +257,12 @@ class Authoriser:
 
     def _anchor(self, anchor: str) -> Position:
         """Trust `anchor`'s tree wholesale as the first effective state."""
-        malformed = self.repo.malformed_tree(anchor)
-        if malformed is not None:
-            folder, why = malformed
-            raise ConfigError(
-                f"the trust anchor {anchor[:12]} holds a malformed tree at "
-                f"{folder + '/' if folder else 'the root folder'}: {why}",
-                hint="anchor on a commit whose trees git fsck accepts",
-            )
+        refuse_malformed(self.repo, anchor)
         self.effective = {}
         files = self.repo.tree_files(anchor)
-        wanted = [
-            (path, str(placement.kind), placement.name, oid)
-            for path, (_, oid) in files.items()
-            if (placement := place(path)).kind in STRUCTURED
-        ]
-        self._versions.add(prepare(self.repo, [], frozenset(), wanted)[2])
-        for path, (mode, oid) in files.items():
-            if mode not in FILE_MODES and place(path).kind is not None:
-                raise ConfigError(
-                    f"the trust anchor {anchor[:12]} holds a symlink or submodule at {path}",
-                    hint="anchor on a commit whose configuration holds plain files only",
-                )
-            fields = self.commits.fields(path, oid, mode)
-            if fields:
-                self.effective[path] = dict(fields)
-        if TEAMS_FILE not in self.effective:
-            raise ConfigError(
-                f"the trust anchor {anchor[:12]} has no teams.yaml",
-                hint="pass --trust-anchor with the first commit that holds the configuration",
-            )
-        teams_blob = self.repo.blob_at(anchor, TEAMS_FILE)
-        problem = policy_problem(self.effective, self.repo, teams_blob)
-        if problem:
-            raise ConfigError(
-                f"the trust anchor {anchor[:12]}'s configuration is invalid: {problem}",
-                hint="anchor on a commit whose teams.yaml and environments/ validate",
-            )
+        self._versions.add(prepare(self.repo, [], frozenset(), structured_versions(files))[2])
+        self.effective = anchored_state(anchor, files, self.commits.fields)
+        refuse_invalid(self.repo, anchor, self.effective)
         self._policy = None
         self.dirty = {}
         for path, fields in self.effective.items():
@@ -369,17 +344,23 @@ class Authoriser:
         if off_chain and not self.repo.is_ancestor(last, tip):
             if older and self.repo.is_ancestor(tip, last):
                 return (), ()  # an older commit of the verified history: nothing new to judge
-            raise HistoryRewrittenError(
-                f"{self.store.branch} ({tip[:12]}) does not descend from the last verified "
-                f"commit {last[:12]}: "
-                "history was rewritten",
-                hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
-                "commit signed by a settings user; and deny force-pushes to main on the Git host",
-            )
+            raise history_rewritten(self.store.branch, tip, last)
+        targets = {tip} if off_chain else set(chain)
+        judged = self._judge_all(tip, last, targets, off_chain=off_chain)
+        self.store.set_position(Position(position.anchor, tip, self.store.branch))
+        for path in self._touched:
+            self.store.replace_effective(path, self.effective.get(path, {}))
+        self._touched.clear()
+        self._save_dirty()
+        return judged
+
+    def _judge_all(
+        self, tip: str, last: str, targets: set[str], *, off_chain: bool
+    ) -> tuple[tuple[LandingVerdict, ...], tuple[IgnoredTrailer, ...]]:
+        """Judge the landings from `last` to `tip` in order, reporting progress."""
         self._touched.clear()
         verdicts: list[LandingVerdict] = []
         ignored: list[IgnoredTrailer] = []
-        targets = {tip} if off_chain else set(chain)
         seq = self.store.next_seq()
         for landings in self._landings(tip, last, targets, off_chain=off_chain):
             for commit, first_parent, landed in landings:
@@ -389,11 +370,6 @@ class Authoriser:
                 ignored.extend(judgement.ignored)
                 if self.progress is not None:
                     self.progress(len(verdicts), len(targets))
-        self.store.set_position(Position(position.anchor, tip, self.store.branch))
-        for path in self._touched:
-            self.store.replace_effective(path, self.effective.get(path, {}))
-        self._touched.clear()
-        self._save_dirty()
         return tuple(verdicts), tuple(ignored)
 
     def _landings(
@@ -486,27 +462,6 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     return landed
 
 
-def default_anchor(repo: GitRepo, tip: str) -> str:
-    """The trust anchor of a fresh state: the one root commit of the followed branch
-    (`tip`: the branch's, never a commit under test's, which could bring its own).
-
-    With more than one root there is no safe default: anyone who can push can merge
-    an orphan commit of their own, even as a first parent, and commit dates can be
-    forged, so neither the first-parent chain nor the oldest root tells which is the
-    repository's. The user names it.
-    """
-    roots = repo.root_commits(tip)
-    if len(roots) == 1:
-        return roots[0]
-    listed = ", ".join(root[:12] for root in roots)
-    raise ConfigError(
-        f"the history of {tip[:12]} has {len(roots)} root commits ({listed}): a fresh state "
-        "cannot tell which one to trust",
-        hint="name the repository's first commit (the one `reconciler init` made) with "
-        "--trust-anchor COMMIT; anyone who can push can add a root of their own",
-    )
-
-
 def policy_from(
     effective: Mapping[str, Mapping[str, str]], repo: GitRepo, now: datetime | None = None
 ) -> Policy:
@@ -526,17 +481,8 @@ def policy_from(
     return build_policy(teams_data(teams), environments, now)
 
 
-def re_anchor_allowed(facts: CommitFacts, policy: Policy) -> None:
-    """Re-anchoring needs a commit signed by a settings user of the last trusted policy."""
-    actor = resolve(facts, policy, signature_required=True)
-    if not actor.known:
-        raise ReconcilerError(
-            f"cannot re-anchor on {facts.commit[:12]}: {actor.how}",
-            hint="re-anchor on a commit signed by a user listed under infrastructure.settings",
-        )
-    verdict = may_change_settings(policy, actor.name, "re-anchoring")
-    if not verdict:
-        raise ReconcilerError(
-            f"cannot re-anchor on {facts.commit[:12]}: {verdict.text()}",
-            hint="re-anchor on a commit signed by a user listed under infrastructure.settings",
-        )
+def _differs(dirty: Mapping[str, Mapping[str, Refusal | None]]) -> dict[str, tuple[str, ...]]:
+    """Where main's content is not the effective state: path -> the fields, described."""
+    return {
+        path: tuple(describe_field(key) for key in sorted(detail)) for path, detail in dirty.items()
+    }
