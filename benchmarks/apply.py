@@ -770,7 +770,7 @@ PHASES: Final = (
     ("reconciler.adapters.statestore", "StateStore._commit", "verify: state store commit"),
     ("reconciler.adapters.gitrepo", "GitRepo.is_ancestor", "verify: git merge-base --is-ancestor"),
     ("reconciler.adapters.gitrepo", "GitRepo.first_parent_chain", "verify: git rev-list"),
-    ("reconciler.app.authorise", "check_commit_signature", "verify: record signature checks"),
+    ("reconciler.app.commit_cache", "check_commit_signature", "verify: record signature checks"),
     ("reconciler.app.pipeline", "gather", "gather (Python, sqlite)"),
     ("reconciler.adapters.gitrepo", "GitRepo.tree_files", "gather: git ls-tree plans/"),
     (

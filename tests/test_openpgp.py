@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from reconciler.adapters import readahead
 from reconciler.adapters.statestore import SignatureRow
-from reconciler.app import authorise
+from reconciler.app import commit_cache
 from reconciler.core.config import build_policy
 from reconciler.core.journal import Signoff
 from reconciler.core.openpgp import CertificateError, Keyring, certificates, unusable
@@ -500,7 +500,7 @@ def test_an_openpgp_verdict_is_checked_once(
         assert b"BEGIN PGP SIGNATURE" not in data, "an OpenPGP signature checked again"
         return check_commit_signature(data, *args, **options)
 
-    monkeypatch.setattr(authorise, "check_commit_signature", refuse)
+    monkeypatch.setattr(commit_cache, "check_commit_signature", refuse)
     monkeypatch.setattr(readahead, "check_commit_signature", refuse)
     again = repo.verify(workers=0, trust_anchor=anchor, re_anchor=True)
     assert again.authorised

@@ -25,38 +25,39 @@ Where main's content and the effective state part, `verify` says so.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from reconciler.adapters.gitobjects import FILE_MODES, NULL_OID, CommitInfo, HistoryEntry
+from reconciler.adapters.gitobjects import NULL_OID, CommitInfo, HistoryEntry
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.readahead import (
     PREFETCH,
-    STRUCTURED,
     ParsedVersions,
     ReadAhead,
     ReadBatch,
-    SignatureCheck,
-    parse_version,
     prepare,
 )
 from reconciler.adapters.statestore import Position, StateStore, Transaction
+from reconciler.app.anchoring import (
+    anchored_state,
+    default_anchor,
+    history_rewritten,
+    refuse_invalid,
+    refuse_malformed,
+    structured_versions,
+)
+from reconciler.app.commit_cache import CommitCache, first_carriers
 from reconciler.core.config import build_environment, build_policy, disowned
-from reconciler.core.errors import ConfigError, HistoryRewrittenError, ReconcilerError
-from reconciler.core.events import Record
 from reconciler.core.fields import (
     CONTENT,
-    INVALID,
     FieldMap,
     describe_field,
-    invalid,
     teams_data,
     value,
-    whole_file,
 )
-from reconciler.core.identity import CommitFacts, resolve
+from reconciler.core.identity import CommitFacts
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.journal import Landing as LandingRow
 from reconciler.core.judge import (
@@ -69,13 +70,10 @@ from reconciler.core.judge import (
     plan_version,
 )
 from reconciler.core.layout import TEAMS_FILE, place
-from reconciler.core.loader import MAX_FILE_BYTES, dump, load
-from reconciler.core.model import Policy, Snapshot
+from reconciler.core.loader import load
+from reconciler.core.model import Policy
 from reconciler.core.openpgp import Keyring
-from reconciler.core.permissions import may_change_settings
-from reconciler.core.revocation import Revocations, screened
-from reconciler.core.signatures import UNVERIFIED, check_commit_signature
-from reconciler.core.signatures import SignatureCheck as SignatureResult
+from reconciler.core.revocation import Revocations
 from reconciler.core.verdicts import LandingVerdict, Refusal
 
 DEFAULT_CAP: Final = 1000
@@ -93,227 +91,6 @@ class VerifyResult:
     @property
     def authorised(self) -> bool:
         return all(verdict.authorised for verdict in self.judged)
-
-
-class CommitCache:
-    """What the walk knows of the commits it reads, and the judge's answers about them
-    (`judge.Content`): commit headers, signature checks and the facts made from them,
-    payload carriers, and the blobs just outside each landing. It holds one batch (the
-    one the judge reads, `install`); a commit outside it is read when asked for."""
-
-    def __init__(
-        self, repo: GitRepo, store: StateStore, versions: ParsedVersions, keyring: Keyring
-    ) -> None:
-        self.repo = repo
-        self.store = store
-        self.revoked: Revocations | None = None
-        self._versions = versions
-        # The OpenPGP certificates of every policy the walk built, and for each commit
-        # whose OpenPGP signature none of them could check, the keyring's generation it
-        # was last tried with (`_may_settle`).
-        self._keyring = keyring
-        self._unverified: dict[str, int] = {}
-        self._infos: dict[str, CommitInfo] = {}
-        self._checks: dict[str, SignatureCheck] = {}  # what `_facts` were made from
-        self._facts: dict[str, CommitFacts] = {}
-        # The first commit the walk met carrying a payload digest (None: none yet), for
-        # the digests of the batch at hand and those looked up since.
-        self._carriers: dict[str, str | None] = {}
-        self._boundary: dict[tuple[str, str], str | None] = {}
-
-    def install(self, batch: ReadBatch) -> None:
-        """Make `batch` the one whose commits the judging reads."""
-        self._infos = batch.infos
-        self._checks = {
-            commit: self._settled(commit, check) for commit, check in batch.checks.items()
-        }
-        keys = {commit: claim_key(check) for commit, check in self._checks.items()}
-        # One look-up for the batch: the landings judged from it then ask the store nothing.
-        self._carriers = self.store.carriers(key for key in keys.values() if key is not None)
-        self._facts = {}
-        for commit, info in batch.infos.items():
-            key = keys.get(commit)
-            carrier = None if key is None else self._carriers[key]
-            check = _copy_of(commit, self._checks[commit], carrier)
-            self._facts[commit] = _facts_of(info, check, self.revoked)
-        self._boundary = {}
-
-    # -- judge.Content -----------------------------------------------------------
-
-    def info(self, commit: str) -> CommitInfo:
-        cached = self._infos.get(commit)
-        if cached is None:
-            cached = self._infos[commit] = self.repo.commit(commit)
-        return cached
-
-    def facts(self, commit: str) -> CommitFacts:
-        cached = self._facts.get(commit)
-        if cached is not None and (
-            cached.signature_status != UNVERIFIED or not self._may_settle(commit)
-        ):
-            return cached
-        # Never read, or its key may be in a certificate the keyring gained since.
-        info = self.info(commit)
-        stored = self.store.signatures([commit]).get(commit)
-        if stored is None:
-            stored = self._check(commit)
-        self._checks[commit] = stored
-        key = claim_key(stored)
-        stored = _copy_of(commit, stored, None if key is None else self._carrier(key))
-        facts = self._facts[commit] = _facts_of(info, stored, self.revoked)
-        return facts
-
-    def committed_at(self, commit: str) -> datetime:
-        return self.info(commit).committer.when
-
-    def message(self, commit: str) -> tuple[str, str]:
-        info = self.info(commit)
-        return info.message, info.encoding
-
-    def blob_at(self, commit: str, path: str) -> str | None:
-        key = (commit, path)
-        if key not in self._boundary:
-            self._boundary[key] = self.repo.blob_at(commit, path)
-        return self._boundary[key]
-
-    def fields(self, path: str, blob: str | None, mode: str) -> FieldMap:
-        if blob is None:
-            return {}
-        placement = place(path)
-        kind = placement.kind or ""
-        if mode and mode not in FILE_MODES:
-            return invalid("symlinks and submodules are refused in the configuration")
-        if kind not in STRUCTURED:
-            return whole_file(blob)
-        key = (kind, placement.name, blob)
-        cached = self._versions.get(key)
-        if cached is None:  # not parsed with its batch (a version outside the walk)
-            if self.repo.blob_size(blob) > MAX_FILE_BYTES:
-                return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
-            raw = self.repo.read_blob(blob)
-            cached = parse_version(path, kind, placement.name, blob, raw)
-            self._versions.put(key, cached)
-        return cached
-
-    def is_ancestor(self, ancestor: str, commit: str) -> bool:
-        return self.repo.is_ancestor(ancestor, commit)
-
-    def records_of(self, run: str) -> list[Record]:
-        return self.store.records_of([run])
-
-    def policy_problem(
-        self, effective: Mapping[str, FieldMap], teams_blob: str | None
-    ) -> str | None:
-        return _policy_problem(effective, self.repo, teams_blob)
-
-    # -- reading ahead -----------------------------------------------------------
-
-    def read_boundaries(self, landings: list[list[HistoryEntry]]) -> None:
-        """What the commits just outside each landing hold at the paths it touches.
-
-        The diff against a first parent already says what that parent held; the
-        rest (the bases of merged side branches) are looked up in one batch.
-        """
-        lookups: list[tuple[str, str]] = []
-        for landed in landings:
-            inside = {entry.id for entry in landed}
-            paths = {change.path for entry in landed for change in entry.changes}
-            for entry in landed:
-                if entry.parents and entry.parents[0] not in inside:
-                    for change in entry.changes:
-                        old = None if change.old_blob == NULL_OID else change.old_blob
-                        self._boundary[(entry.parents[0], change.path)] = old
-            for entry in landed:
-                for parent in entry.parents:
-                    if parent not in inside:
-                        lookups.extend((parent, path) for path in paths)
-        missing = [place for place in lookups if place not in self._boundary]
-        self._boundary.update(self.repo.blobs_at(missing))
-
-    # -- signed payloads -----------------------------------------------------------
-
-    def claim(self, landed: Sequence[str]) -> dict[str, str]:
-        """The payloads the `landed` commits carry first, with their first carriers; and
-        the facts of every landed commit, those carrying a payload another commit carried
-        first saying they are copies (`_copy_of`), which hold no identity.
-
-        The first carrier counts whatever its landing's verdict: a payload counts
-        once, and its first landing may have made some of its values effective.
-        Commits of earlier batches (landed by a later merge) are not read again:
-        their checks are in the store since their batch.
-        """
-        checks = self._checks_of(landed)
-        digests = {
-            commit: key
-            for commit, key in ((commit, claim_key(check)) for commit, check in checks.items())
-            if key is not None
-        }
-        unknown = [digest for digest in digests.values() if digest not in self._carriers]
-        if unknown:
-            self._carriers.update(self.store.carriers(unknown))
-        first = _first_carriers(list(landed), digests, self._carriers)
-        self._carriers.update(first)
-        for commit, read in checks.items():
-            digest = digests.get(commit)
-            check = read if digest is None else _copy_of(commit, read, self._carriers[digest])
-            # The judge asks for the facts of every landed commit (one holding no identity
-            # refuses its landing): made here, from the checks just read in one batch.
-            if check is not read or commit not in self._facts:
-                self._facts[commit] = _facts_of(self.info(commit), check, self.revoked)
-        return first
-
-    def _checks_of(self, landed: Sequence[str]) -> dict[str, SignatureCheck]:
-        """The signature checks of `landed`: the batch's, the store's for commits of earlier
-        batches (one look-up), and a check for one never read or whose key was unknown."""
-        earlier = [commit for commit in landed if commit not in self._checks]
-        stored = self.store.signatures(earlier) if earlier else {}
-        checks: dict[str, SignatureCheck] = {}
-        for commit in landed:
-            check = self._checks.get(commit) or stored.get(commit)
-            if check is None or check[0] == UNVERIFIED:  # never read, or its key unknown then
-                self.facts(commit)
-                check = self._checks[commit]
-            checks[commit] = check
-        return checks
-
-    def claim_keys(self, commits: list[str]) -> dict[str, str]:
-        """What each of `commits` would claim (`claim_key`), read and checked in batches;
-        commits that claim nothing are left out."""
-        keys: dict[str, str] = {}
-        for start in range(0, len(commits), PREFETCH):
-            infos = self.repo.commits(commits[start : start + PREFETCH])
-            for commit, info in infos.items():
-                key = claim_key(check_commit_signature(info.raw, keyring=self._keyring))
-                if key is not None:
-                    keys[commit] = key
-        return keys
-
-    def _settled(self, commit: str, check: SignatureCheck) -> SignatureCheck:
-        """`check`; while it waits for a certificate ("unverified": an OpenPGP signature
-        none at hand holds the key of), checked again when the keyring may hold one."""
-        return self._check(commit) if self._may_settle(commit, check) else check
-
-    def _may_settle(self, commit: str, check: SignatureCheck | None = None) -> bool:
-        waiting = check is None or check[0] == UNVERIFIED
-        return waiting and self._unverified.get(commit) != self._keyring.generation
-
-    def _check(self, commit: str) -> SignatureCheck:
-        """The commit's signature checked (with the keyring), and remembered unless it waits
-        for a certificate: then the keyring's generation, so it is tried again only after
-        the keyring grew."""
-        result = check_commit_signature(self.info(commit).raw, keyring=self._keyring)
-        check = (result.status, result.fingerprint, result.reason, result.payload)
-        if result.status == UNVERIFIED:
-            self._unverified[commit] = self._keyring.generation
-        else:
-            self._unverified.pop(commit, None)
-            self.store.remember_signatures({commit: check})
-        return check
-
-    def _carrier(self, key: str) -> str | None:
-        if key not in self._carriers:
-            self._carriers.update(self.store.carriers([key]))
-        return self._carriers[key]
 
 
 class Authoriser:
@@ -390,19 +167,7 @@ class Authoriser:
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
         try:
-            if re_anchor:
-                assert trust_anchor is not None
-                self.store.reset(self.repo.ancestors(trust_anchor))
-                self._held = None
-            position = self.store.position()
-            if position is None:
-                anchor = trust_anchor or default_anchor(self.repo, tip)
-                position = self._anchor(anchor)
-            else:
-                if position.last_verified != self._holds():
-                    self._restore()
-                if not self.store.payloads_counted():
-                    self._count_payloads(position.anchor)
+            position = self._position(tip, trust_anchor, re_anchor=re_anchor)
             self.anchor = position.anchor
             judged, ignored = self._walk(tip, position, older=older)
         except BaseException:
@@ -415,12 +180,25 @@ class Authoriser:
             anchor=position.anchor,
             tip=tip,
             judged=judged,
-            differs={
-                path: tuple(describe_field(key) for key in sorted(detail))
-                for path, detail in self.dirty.items()
-            },
+            differs=_differs(self.dirty),
             ignored=ignored,
         )
+
+    def _position(self, tip: str, trust_anchor: str | None, *, re_anchor: bool) -> Position:
+        """The position the walk starts from: anchored anew (`re_anchor`), anchored on a
+        fresh state, or the store's, this object holding the state the store holds."""
+        if re_anchor:
+            assert trust_anchor is not None
+            self.store.reset(self.repo.ancestors(trust_anchor))
+            self._held = None
+        position = self.store.position()
+        if position is None:
+            return self._anchor(trust_anchor or default_anchor(self.repo, tip))
+        if position.last_verified != self._holds():
+            self._restore()
+        if not self.store.payloads_counted():
+            self._count_payloads(position.anchor)
+        return position
 
     def _holds(self) -> str | None:
         """The tip whose state this object holds as the store holds it: as a walk left
@@ -480,43 +258,12 @@ class Authoriser:
 
     def _anchor(self, anchor: str) -> Position:
         """Trust `anchor`'s tree wholesale as the first effective state."""
-        malformed = self.repo.malformed_tree(anchor)
-        if malformed is not None:
-            folder, why = malformed
-            raise ConfigError(
-                f"the trust anchor {anchor[:12]} holds a malformed tree at "
-                f"{folder + '/' if folder else 'the root folder'}: {why}",
-                hint="anchor on a commit whose trees git fsck accepts",
-            )
+        refuse_malformed(self.repo, anchor)
         self.effective = {}
         files = self.repo.tree_files(anchor)
-        wanted = [
-            (path, str(placement.kind), placement.name, oid)
-            for path, (_, oid) in files.items()
-            if (placement := place(path)).kind in STRUCTURED
-        ]
-        self._versions.add(prepare(self.repo, [], frozenset(), wanted)[2])
-        for path, (mode, oid) in files.items():
-            if mode not in FILE_MODES and place(path).kind is not None:
-                raise ConfigError(
-                    f"the trust anchor {anchor[:12]} holds a symlink or submodule at {path}",
-                    hint="anchor on a commit whose configuration holds plain files only",
-                )
-            fields = self.commits.fields(path, oid, mode)
-            if fields:
-                self.effective[path] = dict(fields)
-        if TEAMS_FILE not in self.effective:
-            raise ConfigError(
-                f"the trust anchor {anchor[:12]} has no teams.yaml",
-                hint="pass --trust-anchor with the first commit that holds the configuration",
-            )
-        teams_blob = self.repo.blob_at(anchor, TEAMS_FILE)
-        problem = _policy_problem(self.effective, self.repo, teams_blob)
-        if problem:
-            raise ConfigError(
-                f"the trust anchor {anchor[:12]}'s configuration is invalid: {problem}",
-                hint="anchor on a commit whose teams.yaml and environments/ validate",
-            )
+        self._versions.add(prepare(self.repo, [], frozenset(), structured_versions(files))[2])
+        self.effective = anchored_state(anchor, files, self.commits.fields)
+        refuse_invalid(self.repo, anchor, self.effective)
         self._policy = None
         self.dirty = {}
         for path, fields in self.effective.items():
@@ -576,7 +323,7 @@ class Authoriser:
         digests = self.commits.claim_keys(commits)
         carriers: dict[str, str] = {}
         for landed in landings:
-            for digest, carrier in _first_carriers(landed, digests, carriers).items():
+            for digest, carrier in first_carriers(landed, digests, carriers).items():
                 carriers[digest] = carrier
         self.store.add_carriers(carriers)
         self.store.mark_payloads_counted()
@@ -598,17 +345,23 @@ class Authoriser:
         if off_chain and not self.repo.is_ancestor(last, tip):
             if older and self.repo.is_ancestor(tip, last):
                 return (), ()  # an older commit of the verified history: nothing new to judge
-            raise HistoryRewrittenError(
-                f"{self.store.branch} ({tip[:12]}) does not descend from the last verified "
-                f"commit {last[:12]}: "
-                "history was rewritten",
-                hint="if the rewrite is legitimate, run `reconciler verify --re-anchor REV` with a "
-                "commit signed by a settings user; and deny force-pushes to main on the Git host",
-            )
+            raise history_rewritten(self.store.branch, tip, last)
+        targets = {tip} if off_chain else set(chain)
+        judged = self._judge_all(tip, last, targets, off_chain=off_chain)
+        self.store.set_position(Position(position.anchor, tip, self.store.branch))
+        for path in self._touched:
+            self.store.replace_effective(path, self.effective.get(path, {}))
+        self._touched.clear()
+        self._save_dirty()
+        return judged
+
+    def _judge_all(
+        self, tip: str, last: str, targets: set[str], *, off_chain: bool
+    ) -> tuple[tuple[LandingVerdict, ...], tuple[IgnoredTrailer, ...]]:
+        """Judge the landings from `last` to `tip` in order, reporting progress."""
         self._touched.clear()
         verdicts: list[LandingVerdict] = []
         ignored: list[IgnoredTrailer] = []
-        targets = {tip} if off_chain else set(chain)
         seq = self.store.next_seq()
         for landings in self._landings(tip, last, targets, off_chain=off_chain):
             for commit, first_parent, landed in landings:
@@ -618,11 +371,6 @@ class Authoriser:
                 ignored.extend(judgement.ignored)
                 if self.progress is not None:
                     self.progress(len(verdicts), len(targets))
-        self.store.set_position(Position(position.anchor, tip, self.store.branch))
-        for path in self._touched:
-            self.store.replace_effective(path, self.effective.get(path, {}))
-        self._touched.clear()
-        self._save_dirty()
         return tuple(verdicts), tuple(ignored)
 
     def _landings(
@@ -700,66 +448,6 @@ def _landed(entry: HistoryEntry) -> LandedCommit:
     )
 
 
-def _facts_of(info: CommitInfo, check: SignatureCheck, revoked: Revocations | None) -> CommitFacts:
-    # The signature cache holds what the commit proves; a revocation is applied on
-    # top, so revoking or restoring a key never needs the signatures checked again.
-    status, fingerprint, reason = screened(*check[:3], revoked)
-    return CommitFacts(
-        commit=info.id,
-        signature_status=status,
-        fingerprint=fingerprint,
-        signature_reason=reason,
-        committer_email=info.committer.email,
-        author_email=info.author.email,
-        parents=len(info.parents),
-        payload=check[3],
-    )
-
-
-def claim_key(check: SignatureCheck | SignatureResult) -> str | None:
-    """What a commit claims when it carries a signed payload first: the payload with the
-    key whose good signature covers it; nothing for any other commit.
-
-    So a copy stripped of its signature, or signed over the same bytes by another key,
-    claims nothing of the signer's, and cannot void the genuine commit before it lands.
-    A copy carrying the signer's own good signature still can (the signer commits
-    again: a new payload); what it can never do is count a second time.
-    """
-    if isinstance(check, SignatureResult):
-        check = (check.status, check.fingerprint, check.reason, check.payload)
-    status, fingerprint, _, payload = check
-    if status != "good" or fingerprint is None:
-        return None
-    return f"{payload} {fingerprint}"
-
-
-def _copy_of(commit: str, check: SignatureCheck, carrier: str | None) -> SignatureCheck:
-    """A signed payload counts once: `commit`, when it carries the payload another
-    commit carried first (the same signed bytes under other signature headers, which
-    git still calls good), holds no identity. `check` as `_facts_of` takes it; a
-    malformed commit holds none anyway, and keeps saying why."""
-    if carrier is None or carrier == commit or check[0] == "malformed":
-        return check
-    reason = f"a copy of {carrier[:12]}'s signed payload (a signed payload counts once)"
-    return ("copied", None, reason, check[3])
-
-
-def _first_carriers(
-    commits: list[str], digests: Mapping[str, str], known: Mapping[str, str | None]
-) -> dict[str, str]:
-    """The payloads of one landing's `commits` that no commit carried before (a carrier
-    in `known`), each with its first carrier: the least commit id, as two commits of
-    one landing with one payload have the same parents and no order between them."""
-    first: dict[str, str] = {}
-    for commit in commits:
-        digest = digests.get(commit)
-        if digest is None or known.get(digest):
-            continue
-        if digest not in first or commit < first[digest]:
-            first[digest] = commit
-    return first
-
-
 def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryEntry]:
     """Remove and return the pending commits reachable from `commit`, in pending (topo) order."""
     reached = {commit}
@@ -773,27 +461,6 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     for entry_id in reached:
         del pending[entry_id]
     return landed
-
-
-def default_anchor(repo: GitRepo, tip: str) -> str:
-    """The trust anchor of a fresh state: the one root commit of the followed branch
-    (`tip`: the branch's, never a commit under test's, which could bring its own).
-
-    With more than one root there is no safe default: anyone who can push can merge
-    an orphan commit of their own, even as a first parent, and commit dates can be
-    forged, so neither the first-parent chain nor the oldest root tells which is the
-    repository's. The user names it.
-    """
-    roots = repo.root_commits(tip)
-    if len(roots) == 1:
-        return roots[0]
-    listed = ", ".join(root[:12] for root in roots)
-    raise ConfigError(
-        f"the history of {tip[:12]} has {len(roots)} root commits ({listed}): a fresh state "
-        "cannot tell which one to trust",
-        hint="name the repository's first commit (the one `reconciler init` made) with "
-        "--trust-anchor COMMIT; anyone who can push can add a root of their own",
-    )
 
 
 def policy_from(
@@ -815,46 +482,8 @@ def policy_from(
     return build_policy(teams_data(teams), environments, now)
 
 
-def _policy_problem(
-    effective: Mapping[str, Mapping[str, str]], repo: GitRepo, teams_blob: str | None
-) -> str | None:
-    """The first validation error of the effective teams.yaml + environments/, if any.
-
-    `teams_blob` is a blob whose content is the effective teams.yaml, when one
-    is at hand; otherwise the effective fields are written out as YAML first.
-    """
-    teams = effective.get(TEAMS_FILE, {})
-    if INVALID in teams:
-        return str(value(teams, INVALID))
-    if teams_blob is not None:
-        teams_bytes = repo.read_blob(teams_blob)
-    else:
-        teams_bytes = dump(teams_data(teams)).encode()
-    files = {TEAMS_FILE: teams_bytes}
-    for path, fields in effective.items():
-        if place(path).kind == "environment" and CONTENT in fields:
-            files[path] = repo.read_blob(value(fields, CONTENT))
-    from reconciler.core.validate import validate_snapshot  # noqa: PLC0415 - only when the policy changes
-
-    report = validate_snapshot(Snapshot(files), editor_gates=False)
-    errors = [finding for finding in report.findings if finding.severity == "error"]
-    if not errors:
-        return None
-    first = errors[0]
-    return f"{first.file}:{first.line}: {first.message}"
-
-
-def re_anchor_allowed(facts: CommitFacts, policy: Policy) -> None:
-    """Re-anchoring needs a commit signed by a settings user of the last trusted policy."""
-    actor = resolve(facts, policy, signature_required=True)
-    if not actor.known:
-        raise ReconcilerError(
-            f"cannot re-anchor on {facts.commit[:12]}: {actor.how}",
-            hint="re-anchor on a commit signed by a user listed under infrastructure.settings",
-        )
-    verdict = may_change_settings(policy, actor.name, "re-anchoring")
-    if not verdict:
-        raise ReconcilerError(
-            f"cannot re-anchor on {facts.commit[:12]}: {verdict.text()}",
-            hint="re-anchor on a commit signed by a user listed under infrastructure.settings",
-        )
+def _differs(dirty: Mapping[str, Mapping[str, Refusal | None]]) -> dict[str, tuple[str, ...]]:
+    """Where main's content is not the effective state: path -> the fields, described."""
+    return {
+        path: tuple(describe_field(key) for key in sorted(detail)) for path, detail in dirty.items()
+    }

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 from reconciler.adapters import revocation_file
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.statestore import StateStore
+from reconciler.app.anchoring import default_anchor, re_anchor_allowed
 from reconciler.app.authorise import (
     DEFAULT_CAP,
     Authoriser,
     Progress,
     VerifyResult,
-    default_anchor,
     policy_from,
-    re_anchor_allowed,
 )
 from reconciler.core import journal
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
