@@ -34,10 +34,10 @@ field, the new content only where it is vouched.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import (
@@ -52,11 +52,24 @@ from reconciler.core.fields import (
 from reconciler.core.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.core.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
 from reconciler.core.layout import TEAMS_FILE, place
+from reconciler.core.ledger import Ledger, apply_changes
 from reconciler.core.model import Policy
 from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
 from reconciler.core.rules import judge_change, landing_style, triggers
 from reconciler.core.trailer_rules import Carrier, Found, read_commit
 from reconciler.core.verdicts import LandingVerdict, Refusal
+
+# The walker replays a judgement's changes with `apply_changes`, kept by the ledger.
+__all__ = [
+    "Content",
+    "LandedCommit",
+    "Landing",
+    "LandingJudgement",
+    "State",
+    "apply_changes",
+    "judge_landing",
+    "plan_version",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,16 +245,12 @@ class _Judging:
     found: list[Found] = field(default_factory=list)
     edits: list[PlanEdit] = field(default_factory=list)
     versions: list[VersionLanded] = field(default_factory=list)
-    # The changes of the effective state and of where content parts from it, in order,
-    # and each path's last one (what this landing reads).
-    effective_changes: list[tuple[str, FieldMap]] = field(default_factory=list)
-    dirty_changes: list[tuple[str, Blame | None]] = field(default_factory=list)
-    effective: dict[str, FieldMap] = field(default_factory=dict)
-    dirty: dict[str, Blame | None] = field(default_factory=dict)
+    ledger: Ledger = field(init=False)
     actors: dict[tuple[str, bool], Actor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.commits = {commit.id: commit for commit in self.landing.commits}
+        self.ledger = Ledger(self.state.effective, self.state.dirty)
 
     # -- the landing -----------------------------------------------------------
 
@@ -259,14 +268,14 @@ class _Judging:
             blame = {refusal.path: refusal for refusal in refused}
             for path in paths:
                 actual = self._actual(commit, path)
-                self._mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
+                self.ledger.mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
             return self._judgement(refused, (), ())
         # Trailers first: judging an edit of deployments/ asks whether its record counts.
         for landed in landing.commits:
             self._read_trailers(landed)
         for landed in landing.commits:
             self._vouch(landed, paths)
-        before = {path: dict(self._effective(path)) for path in paths}
+        before = {path: dict(self.ledger.fields(path)) for path in paths}
         refusals: list[Refusal] = []
         changed: list[str] = []
         for path in paths:
@@ -302,8 +311,8 @@ class _Judging:
         return LandingJudgement(
             verdict=verdict,
             committed_at=self.content.committed_at(landing.commit),
-            effective=tuple(self.effective_changes),
-            dirty=tuple(self.dirty_changes),
+            effective=tuple(self.ledger.effective_changes),
+            dirty=tuple(self.ledger.dirty_changes),
             found=tuple(self.found),
             edits=tuple(self.edits),
             versions=tuple(self.versions),
@@ -532,7 +541,7 @@ class _Judging:
         """Compare M's content with what M vouches for; update the effective state."""
         actual = self._actual(commit, path)
         vouched = self.vouched[commit][path]
-        before = self._effective(path)
+        before = self.ledger.fields(path)
         after = dict(before)
         refusals: dict[str, Refusal] = {}
         for key in changed_keys(before, actual):
@@ -543,9 +552,9 @@ class _Judging:
             culprit = self.culprits[commit][path].get(key)
             refusals[key] = culprit or self._unexplained(commit, path, key)
         if after != before:
-            self._set_effective(path, after)
+            self.ledger.set_fields(path, after)
             changed.append(path)
-        self._mark_dirty(path, actual, refusals)
+        self.ledger.mark_dirty(path, actual, refusals)
         return list(dict.fromkeys(refusals.values()))
 
     def _unexplained(self, commit: str, path: str, key: str) -> Refusal:
@@ -570,14 +579,14 @@ class _Judging:
         if not policy_paths:
             return []
         teams_blob, _ = self._blob_and_mode(commit, TEAMS_FILE)
-        if self.content.fields(TEAMS_FILE, teams_blob, "") != self._effective(TEAMS_FILE):
+        if self.content.fields(TEAMS_FILE, teams_blob, "") != self.ledger.fields(TEAMS_FILE):
             teams_blob = None  # the effective teams.yaml is no blob: validate its fields
-        problem = self.content.policy_problem(self._whole_effective(), teams_blob)
+        problem = self.content.policy_problem(self.ledger.whole(), teams_blob)
         if not problem:
             return []
         refusals = []
         for path in policy_paths:
-            self._set_effective(path, before[path])
+            self.ledger.set_fields(path, before[path])
             changed.remove(path)
             refusal = Refusal(
                 commit,
@@ -589,7 +598,7 @@ class _Judging:
                 (f"the resulting configuration is invalid: {problem}",),
             )
             actual = self._actual(commit, path)
-            self._mark_dirty(path, actual, dict.fromkeys(actual, refusal))
+            self.ledger.mark_dirty(path, actual, dict.fromkeys(actual, refusal))
             refusals.append(refusal)
         return refusals
 
@@ -597,7 +606,7 @@ class _Judging:
         """Plan versions this landing made effective, and whether it triggered them."""
         first_parent = self.landing.first_parent
         for path in paths:
-            if place(path).kind != "plan" or self._dirty(path) is not None:
+            if place(path).kind != "plan" or self.ledger.blame(path) is not None:
                 continue
             blob = self._blob_and_mode(commit, path)[0]
             if blob is None:
@@ -611,7 +620,7 @@ class _Judging:
                     blob,
                     commit,
                     self.landing.seq,
-                    fields=self._effective(path),
+                    fields=self.ledger.fields(path),
                     policy=self.policy,
                     facts=self.content.facts(commit),
                     committed_at=self.content.committed_at(commit),
@@ -622,44 +631,12 @@ class _Judging:
 
     # -- state -------------------------------------------------------------------
 
-    def _effective(self, path: str) -> FieldMap:
-        if path in self.effective:
-            return self.effective[path]
-        return self.state.effective.get(path, {})
-
-    def _whole_effective(self) -> dict[str, FieldMap]:
-        """The effective state as this landing leaves it, in the order the walker keeps it."""
-        whole = dict(self.state.effective)
-        apply_changes(whole, self.effective_changes)
-        return whole
-
-    def _set_effective(self, path: str, fields: FieldMap) -> None:
-        self.effective[path] = fields
-        self.effective_changes.append((path, fields))
-
-    def _dirty(self, path: str) -> Blame | None:
-        if path in self.dirty:
-            return self.dirty[path]
-        return self.state.dirty.get(path)
-
-    def _mark_dirty(self, path: str, actual: FieldMap, blame: Mapping[str, Refusal]) -> None:
-        effective = self._effective(path)
-        differs = None
-        if dict(actual) != effective:
-            differs = {
-                key: blame.get(key)
-                for key in sorted(set(actual) | set(effective))
-                if actual.get(key) != effective.get(key)
-            }
-        self.dirty[path] = differs
-        self.dirty_changes.append((path, differs))
-
     def _culprits(self, commit: str, path: str) -> Blame:
         """Who introduced each unvouched value at `commit` (known inside the landing, and at P)."""
         if commit in self.culprits:
             return self.culprits[commit].get(path, {})
         if commit == self.landing.first_parent:
-            return self._dirty(path) or {}
+            return self.ledger.blame(path) or {}
         return {}
 
     def _vouched(self, commit: str, path: str) -> FieldMap:
@@ -698,18 +675,6 @@ class _Judging:
             facts = self.content.facts(commit)
             actor = self.actors[key] = resolve(facts, self.policy, signature_required=signed)
         return actor
-
-
-def apply_changes(
-    target: dict[str, Any], changes: Iterable[tuple[str, Mapping[str, Any] | None]]
-) -> None:
-    """Replay a judgement's changes (`LandingJudgement.effective` or `.dirty`) on `target`,
-    as the judge made them: a path without a value is gone."""
-    for path, fields in changes:
-        if fields:
-            target[path] = dict(fields)
-        else:
-            target.pop(path, None)
 
 
 @dataclass(frozen=True, slots=True)
