@@ -33,7 +33,6 @@ field, the new content only where it is vouched.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,8 +41,6 @@ from typing import Protocol
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import (
     INVALID,
-    ORDER,
-    TEXT,
     FieldMap,
     changed_keys,
     describe_field,
@@ -58,6 +55,7 @@ from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
 from reconciler.core.rules import judge_change, landing_style, triggers
 from reconciler.core.trailer_rules import Carrier, Found, read_commit
 from reconciler.core.verdicts import LandingVerdict, Refusal
+from reconciler.core.vouching import edit_author, put, stale_reasons, vouch_values
 
 # The walker replays a judgement's changes with `apply_changes`, kept by the ledger.
 __all__ = [
@@ -403,40 +401,14 @@ class _Judging:
             self.state.effective.get(path, {})
         ]
         parent_actual = [self._actual(parent, path) for parent in parents] or [{}]
-        # A value equal to the first parent's vouched one is vouched as it is:
-        # only the others need a look.
-        own: dict[str, str] = dict(actual)
-        blame: dict[str, Refusal | None] = {}
-        own_edits: list[str] = []
-        for key in _text_last(changed_keys(parent_vouched[0], actual)):
-            current = actual.get(key)
-            if any(candidate.get(key) == current for candidate in parent_vouched) or (
-                key == ORDER and _order_kept(current, parent_vouched)
-            ):
-                _put(own, key, current)
-                continue
-            same = next(
-                (i for i, candidate in enumerate(parent_actual) if candidate.get(key) == current),
-                None,
-            )
-            if same is not None:
-                _put(own, key, parent_vouched[same].get(key))
-                inherited = self._culprits(parents[same], path) if parents else {}
-                if inherited.get(key) is not None:
-                    blame[key] = inherited[key]
-                continue
-            own_edits.append(key)
-            if key == TEXT and len(own_edits) > 1:
-                # teams.yaml's text changes with every edit of it: it follows
-                # the commit's other edits there, and a refusal is told once.
-                refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
-            else:
-                refusal = self._own_edit(landed, path, key, parent_vouched, parent_actual, actual)
-            if refusal is None:
-                _put(own, key, current)
-            else:
-                _put(own, key, parent_vouched[0].get(key))
-                blame[key] = refusal
+        vouched = vouch_values(
+            actual,
+            parent_vouched,
+            parent_actual,
+            lambda i: self._culprits(parents[i], path) if parents else {},
+            lambda key: self._own_edit(landed, path, key, parent_vouched, parent_actual, actual),
+        )
+        own, blame, own_edits = vouched.own, vouched.blame, vouched.own_edits
         if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
             if len(parents) == 1:
                 self._note_edit(landed, path, parent_actual[0], actual, blame)
@@ -457,7 +429,7 @@ class _Judging:
         finish = self.finishes.get(commit) or self.void.get(commit)
         first = None
         for base, found in zip(parent_vouched, parent_actual, strict=True):
-            author = _edit_author(commit, self.landing.commit, key, found, base)
+            author = edit_author(commit, self.landing.commit, key, found, base)
             # A record speaks for its own commit only, never for one who landed it stale.
             record = finish if author == commit else None
             facts = self.content.facts(author)
@@ -469,15 +441,7 @@ class _Judging:
                     self.editors.setdefault(path, set()).add(judgement.actor.id)
                 return None
             if first is None:
-                stale = (
-                    (
-                        f"{commit[:12]} changed a value that is no longer the effective one, "
-                        f"so the change counts as an edit by whoever landed it ({author[:12]})",
-                    )
-                    if author != commit
-                    else ()
-                )
-                first = (judgement, stale)
+                first = (judgement, stale_reasons(commit, author))
         assert first is not None
         judgement, stale = first
         refusal = Refusal(
@@ -547,7 +511,7 @@ class _Judging:
         for key in changed_keys(before, actual):
             current = actual.get(key)
             if vouched.get(key) == current:
-                _put(after, key, current)
+                put(after, key, current)
                 continue
             culprit = self.culprits[commit][path].get(key)
             refusals[key] = culprit or self._unexplained(commit, path, key)
@@ -698,55 +662,6 @@ class _Asked:
 
     def records_of(self, run: str) -> Sequence[Record]:
         return self.judging.records_of(run)
-
-
-def _edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: FieldMap) -> str:
-    """Whose edit it is when `commit` changes `key` from a parent's content `base`, where
-    the walk vouches for `vouched`.
-
-    The commit's own while the value it changed is the vouched one. Otherwise that
-    value was superseded (or never authorised) by the time the change lands, and
-    the signature would let a change made against it (a long-lived branch, an old
-    commit merged again) undo a later authorised one: the change is then the edit
-    of whoever brought it in, the landing's first-parent commit (`landing`, the
-    merge; itself when it is that commit). Like gittuf's reference authorizations,
-    which bind an approval to the state it was made from, not to the change alone.
-    """
-    if base.get(key) == vouched.get(key):
-        return commit
-    return landing
-
-
-def _put(target: dict[str, str], key: str, text: str | None) -> None:
-    if text is None:
-        target.pop(key, None)
-    else:
-        target[key] = text
-
-
-def _text_last(keys: list[str]) -> list[str]:
-    """`keys` with `TEXT` (if there) moved last, to be judged after the others."""
-    if TEXT not in keys:
-        return keys
-    return [key for key in keys if key != TEXT] + [TEXT]
-
-
-def _order_kept(order: str | None, parents: list[FieldMap]) -> bool:
-    """An order that only adds or drops entries keeps every pair each parent ordered.
-
-    So two leads appending to one plan merge cleanly; a real reorder is an edit.
-    """
-    if order is None:
-        return False
-    names: list[str] = json.loads(order)
-    for parent in parents:
-        before = value(parent, ORDER) or []
-        common = set(names) & set(before)
-        if [name for name in names if name in common] != [
-            name for name in before if name in common
-        ]:
-            return False
-    return True
 
 
 def _refused_whole(landed: Sequence[LandedCommit], cap: int) -> tuple[str, str, str] | None:
