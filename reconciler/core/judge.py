@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import (
@@ -189,9 +189,7 @@ def plan_version(
     actor triggered it by landing it (`may_trigger`: a landing may, a trust anchor never;
     `onto_main`: its first parent was main's previous commit)."""
     target = value(fields, "target")
-    environment = policy.environments.get(target) if isinstance(target, str) else None
-    signed = environment.gates.signed_commits if environment else True
-    actor = resolve(facts, policy, signature_required=signed)
+    actor = resolve(facts, policy, signature_required=_signature_required(policy, target))
     # An anchor's plans have no style: its reason says why nothing triggered them.
     style = landing_style(facts, actor, onto_main=onto_main) if may_trigger else ""
     verdict: Verdict | None = (
@@ -199,12 +197,6 @@ def plan_version(
         if may_trigger and actor.known and isinstance(target, str) and triggers(style)
         else None
     )
-    if verdict is not None:
-        reasons: tuple[str, ...] = tuple(verdict.reasons)
-    elif may_trigger:
-        reasons = (actor.how,)
-    else:
-        reasons = ("it came with the trust anchor, which triggers nothing",)
     return VersionLanded(
         path=path,
         blob=blob,
@@ -218,8 +210,25 @@ def plan_version(
         style=style,
         squashed_by=actor.squashed_by,
         state=None if INVALID in fields else value(fields, "state"),
-        reasons=reasons,
+        reasons=_trigger_reasons(verdict, actor, may_trigger=may_trigger),
     )
+
+
+def _trigger_reasons(
+    verdict: Verdict | None, actor: Actor, *, may_trigger: bool
+) -> tuple[str, ...]:
+    """Why a plan version landing did (or did not) trigger it."""
+    if verdict is not None:
+        return tuple(verdict.reasons)
+    if may_trigger:
+        return (actor.how,)
+    return ("it came with the trust anchor, which triggers nothing",)
+
+
+def _signature_required(policy: Policy, target: object) -> bool:
+    """Whether a plan for `target` needs signed commits (so does one for no known environment)."""
+    environment = policy.environments.get(target) if isinstance(target, str) else None
+    return environment.gates.signed_commits if environment else True
 
 
 @dataclass(slots=True)
@@ -258,16 +267,7 @@ class _Judging:
         paths = sorted({path for landed in landing.commits for path in landed.changes})
         whole = _refused_whole(landing.commits, cap)
         if whole is not None:
-            needed, reason, where = whole
-            actor = self._display_actor(commit)
-            refused = tuple(
-                Refusal(commit, path, "", actor, "", needed, (reason,)) for path in paths or [where]
-            )
-            blame = {refusal.path: refusal for refusal in refused}
-            for path in paths:
-                actual = self._actual(commit, path)
-                self.ledger.mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
-            return self._judgement(refused, (), ())
+            return self._refuse_whole(paths, *whole)
         # Trailers first: judging an edit of deployments/ asks whether its record counts.
         for landed in landing.commits:
             self._read_trailers(landed)
@@ -283,6 +283,21 @@ class _Judging:
         superseded = tuple(refusal for refusal in self.refused if refusal not in final)
         self._note_plan_versions(commit, paths)
         return self._judgement(tuple(refusals), tuple(changed), superseded)
+
+    def _refuse_whole(
+        self, paths: list[str], needed: str, reason: str, where: str
+    ) -> LandingJudgement:
+        """Nothing the landing changes counts: each of `paths` parts from the effective state."""
+        commit = self.landing.commit
+        actor = self._display_actor(commit)
+        refused = tuple(
+            Refusal(commit, path, "", actor, "", needed, (reason,)) for path in paths or [where]
+        )
+        blame = {refusal.path: refusal for refusal in refused}
+        for path in paths:
+            actual = self._actual(commit, path)
+            self.ledger.mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
+        return self._judgement(refused, (), ())
 
     def _judgement(
         self,
@@ -435,10 +450,7 @@ class _Judging:
             facts = self.content.facts(author)
             judgement = judge_change(self.policy, facts, path, key, base, actual, record)
             if judgement.verdict:
-                # The merger edits what a merge changes, and who lands a stale edit edits it.
-                brought = len(landed.parents) > 1 or author != commit
-                if brought and place(path).kind == "plan" and judgement.actor.id:
-                    self.editors.setdefault(path, set()).add(judgement.actor.id)
+                self._credit_bringer(landed, path, author, judgement.actor.id)
                 return None
             if first is None:
                 first = (judgement, stale_reasons(commit, author))
@@ -456,6 +468,14 @@ class _Judging:
         self.refused.append(refusal)
         return refusal
 
+    def _credit_bringer(
+        self, landed: LandedCommit, path: str, author: str, actor: str | None
+    ) -> None:
+        """The merger edits what a merge changes, and who lands a stale edit edits it."""
+        brought = len(landed.parents) > 1 or author != landed.id
+        if brought and place(path).kind == "plan" and actor:
+            self.editors.setdefault(path, set()).add(actor)
+
     def _note_edit(
         self,
         landed: LandedCommit,
@@ -470,23 +490,17 @@ class _Judging:
         commit = landed.id
         fields = after or before
         target = value(fields, "target")
-        environment = self.policy.environments.get(target) if isinstance(target, str) else None
-        signed = environment.gates.signed_commits if environment else True
-        actor = self._actor(commit, signed=signed)
+        actor = self._actor(commit, signed=_signature_required(self.policy, target))
         if actor.id:
             self.editors.setdefault(path, set()).add(actor.id)
         changed = changed_keys(before, after) if edited is None else sorted(edited)
-        refused = sorted(
-            key
-            for key, refusal in blame.items()
-            if refusal is not None and refusal.commit == commit
-        )
+        refused = _refused_by(blame, commit)
         self.edits.append(
             PlanEdit(
                 commit=commit,
                 seq=self.landing.seq,
                 path=path,
-                change="created" if not before else "deleted" if not after else "edited",
+                change=_change_kind(before, after),
                 fields=tuple(describe_field(key) for key in changed),
                 state=(value(before, "state"), value(after, "state")),
                 environment=target if isinstance(target, str) else None,
@@ -680,3 +694,14 @@ def _refused_whole(landed: Sequence[LandedCommit], cap: int) -> tuple[str, str, 
             reason = f"commit {commit.id[:12]} holds a malformed tree at {where}: {problem}"
             return "well-formed Git objects (as git fsck checks them)", reason, where
     return None
+
+
+def _change_kind(before: FieldMap, after: FieldMap) -> Literal["created", "deleted", "edited"]:
+    return "created" if not before else "deleted" if not after else "edited"
+
+
+def _refused_by(blame: Blame, commit: str) -> list[str]:
+    """The fields whose value `commit` was refused, sorted."""
+    return sorted(
+        key for key, refusal in blame.items() if refusal is not None and refusal.commit == commit
+    )
