@@ -22,7 +22,7 @@ For every commit X of the landing, parents first, and every value (see
    if refused, X keeps vouching for the old value and the refusal is kept.
    An edit of a value that is no longer the one vouched for there (superseded
    since X was made, or never authorised) is judged as the edit of whoever
-   landed it (`_edit_author`): an old signed change cannot undo a later one.
+   landed it (`vouching.edit_author`): an old signed change cannot undo a later one.
 
 A landing is authorised when M's content equals what M vouches for wherever it
 differs from the effective state, and every commit it lands holds an identity
@@ -36,8 +36,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 
+from reconciler.core.claims import Claims
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import (
     INVALID,
@@ -48,12 +49,13 @@ from reconciler.core.fields import (
 )
 from reconciler.core.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.core.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
+from reconciler.core.landed import Content, LandedCommit, Landing, State
 from reconciler.core.layout import TEAMS_FILE, place
 from reconciler.core.ledger import Ledger, apply_changes
 from reconciler.core.model import Policy
 from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
 from reconciler.core.rules import judge_change, landing_style, triggers
-from reconciler.core.trailer_rules import Carrier, Found, read_commit
+from reconciler.core.trailer_rules import Found
 from reconciler.core.verdicts import LandingVerdict, Refusal
 from reconciler.core.vouching import edit_author, put, stale_reasons, vouch_values
 
@@ -68,70 +70,6 @@ __all__ = [
     "judge_landing",
     "plan_version",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class LandedCommit:
-    """One commit of a landing: its parents and what it changed against its first parent."""
-
-    id: str
-    parents: tuple[str, ...]
-    changes: Mapping[str, tuple[str | None, str]]  # path -> (blob, None: deleted; mode)
-    # A folder whose tree is malformed and why (None: well-formed): it holds no content.
-    malformed: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Landing:
-    """A first-parent commit of the followed branch and the commits it lands, parents first."""
-
-    seq: int
-    commit: str
-    first_parent: str | None
-    commits: tuple[LandedCommit, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class State:
-    """What judges a landing: the effective state before it, where the branch's content
-    differs from it (and who put it there), and the trust anchor."""
-
-    effective: Mapping[str, FieldMap]
-    dirty: Mapping[str, Blame]
-    anchor: str
-
-
-class Content(Protocol):
-    """What the judge asks about Git's immutable objects and the journal before the landing."""
-
-    def facts(self, commit: str) -> CommitFacts: ...
-
-    def committed_at(self, commit: str) -> datetime: ...
-
-    def message(self, commit: str) -> tuple[str, str]:
-        """The commit message and its declared encoding ("" when none)."""
-        ...
-
-    def blob_at(self, commit: str, path: str) -> str | None:
-        """The blob at `path` in a commit outside the landing (None: no such file)."""
-        ...
-
-    def fields(self, path: str, blob: str | None, mode: str) -> FieldMap:
-        """The values of `path` holding `blob` (None: absent) with `mode` ("": a file)."""
-        ...
-
-    def is_ancestor(self, ancestor: str, commit: str) -> bool: ...
-
-    def records_of(self, run: str) -> Sequence[Record]:
-        """The records of `run` that counted in earlier landings, in landing order."""
-        ...
-
-    def policy_problem(
-        self, effective: Mapping[str, FieldMap], teams_blob: str | None
-    ) -> str | None:
-        """The first validation error of the policy `effective` describes, if any
-        (`teams_blob`: a blob holding the effective teams.yaml, when one is at hand)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,11 +183,7 @@ class _Judging:
     culprits: dict[str, dict[str, Blame]] = field(default_factory=dict)
     refused: list[Refusal] = field(default_factory=list)
     editors: dict[str, set[str]] = field(default_factory=dict)
-    # The runs its records end (commit -> the record, as it counted), and why the others'
-    # records do not count: deployments/ moves only with a finish record that counts.
-    finishes: dict[str, Record] = field(default_factory=dict)
-    void: dict[str, str] = field(default_factory=dict)
-    found: list[Found] = field(default_factory=list)
+    claims: Claims = field(init=False)
     edits: list[PlanEdit] = field(default_factory=list)
     versions: list[VersionLanded] = field(default_factory=list)
     ledger: Ledger = field(init=False)
@@ -258,6 +192,14 @@ class _Judging:
     def __post_init__(self) -> None:
         self.commits = {commit.id: commit for commit in self.landing.commits}
         self.ledger = Ledger(self.state.effective, self.state.dirty)
+        self.claims = Claims(
+            self.policy,
+            self.landing,
+            self.content,
+            self.state.anchor,
+            self.commits,
+            lambda commit, path: self._blob_and_mode(commit, path)[0],
+        )
 
     # -- the landing -----------------------------------------------------------
 
@@ -270,7 +212,7 @@ class _Judging:
             return self._refuse_whole(paths, *whole)
         # Trailers first: judging an edit of deployments/ asks whether its record counts.
         for landed in landing.commits:
-            self._read_trailers(landed)
+            self.claims.read(landed)
         for landed in landing.commits:
             self._vouch(landed, paths)
         before = {path: dict(self.ledger.fields(path)) for path in paths}
@@ -326,71 +268,11 @@ class _Judging:
             committed_at=self.content.committed_at(landing.commit),
             effective=tuple(self.ledger.effective_changes),
             dirty=tuple(self.ledger.dirty_changes),
-            found=tuple(self.found),
+            found=tuple(self.claims.found),
             edits=tuple(self.edits),
             versions=tuple(self.versions),
             editors={path: frozenset(actors) for path, actors in self.editors.items()},
         )
-
-    # -- trailers --------------------------------------------------------------
-
-    def _read_trailers(self, landed: LandedCommit) -> None:
-        commit = landed.id
-        message, encoding = self.content.message(commit)
-        carrier = Carrier(
-            commit=commit,
-            seq=self.landing.seq,
-            parents=len(landed.parents),
-            changes_files=bool(landed.changes),
-            message=message,
-            encoding=encoding,
-            facts=self.content.facts(commit),
-            committed_at=self.content.committed_at(commit),
-        )
-        trailed = read_commit(carrier, self.policy, _Asked(self, landed))
-        self.found.extend(trailed.found)
-        if trailed.finish is not None:
-            self.finishes[commit] = trailed.finish
-        if trailed.void is not None:
-            self.void[commit] = trailed.void
-
-    def descends_from_anchor(self, landed: LandedCommit) -> bool:
-        """Whether a single-parent landed commit descends from the trust anchor; a commit
-        on main's first-parent chain (every record the reconciler publishes) without asking,
-        as its parent does."""
-        first_parent = self.landing.first_parent
-        if first_parent is not None and landed.parents[0] == first_parent:
-            return True
-        return self.content.is_ancestor(self.state.anchor, landed.id)
-
-    def built_on(self, landed: LandedCommit, ancestor: str) -> bool:
-        """Whether a commit that landed (`ancestor`: earlier, or in this landing) is an
-        ancestor of a landed commit. Without asking for one whose parent is main's
-        previous commit (every record the reconciler publishes): everything an earlier
-        landing brought in is an ancestor of that commit."""
-        if ancestor not in self.commits:
-            first_parent = self.landing.first_parent
-            if first_parent is not None and landed.parents[:1] == (first_parent,):
-                return True
-            return self.content.is_ancestor(ancestor, landed.id)
-        # Inside the landing, every commit between the two is in it too.
-        stack, seen = [landed.id], {landed.id}
-        while stack:
-            current = stack.pop()
-            if current == ancestor:
-                return True
-            for parent in self.commits[current].parents:
-                if parent in self.commits and parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-        return False
-
-    def records_of(self, run: str) -> list[Record]:
-        """The records of `run` that counted: in earlier landings, then in this one."""
-        earlier = list(self.content.records_of(run))
-        return earlier + [
-            item for item in self.found if isinstance(item, Record) and item.run == run
-        ]
 
     # -- vouching --------------------------------------------------------------
 
@@ -441,7 +323,7 @@ class _Judging:
         actual: FieldMap,
     ) -> Refusal | None:
         commit = landed.id
-        finish = self.finishes.get(commit) or self.void.get(commit)
+        finish = self.claims.finishes.get(commit) or self.claims.void.get(commit)
         first = None
         for base, found in zip(parent_vouched, parent_actual, strict=True):
             author = edit_author(commit, self.landing.commit, key, found, base)
@@ -653,29 +535,6 @@ class _Judging:
             facts = self.content.facts(commit)
             actor = self.actors[key] = resolve(facts, self.policy, signature_required=signed)
         return actor
-
-
-@dataclass(frozen=True, slots=True)
-class _Asked:
-    """The trailer rules' questions about one landed commit, answered by the landing."""
-
-    judging: _Judging
-    landed: LandedCommit
-
-    def blob(self, path: str) -> str | None:
-        return self.judging._blob_and_mode(self.landed.id, path)[0]
-
-    def target(self, path: str, blob: str) -> object:
-        return value(self.judging.content.fields(path, blob, ""), "target")
-
-    def descends_from_anchor(self) -> bool:
-        return self.judging.descends_from_anchor(self.landed)
-
-    def built_on(self, ancestor: str) -> bool:
-        return self.judging.built_on(self.landed, ancestor)
-
-    def records_of(self, run: str) -> Sequence[Record]:
-        return self.judging.records_of(run)
 
 
 def _refused_whole(landed: Sequence[LandedCommit], cap: int) -> tuple[str, str, str] | None:
