@@ -22,7 +22,7 @@ For every commit X of the landing, parents first, and every value (see
    if refused, X keeps vouching for the old value and the refusal is kept.
    An edit of a value that is no longer the one vouched for there (superseded
    since X was made, or never authorised) is judged as the edit of whoever
-   landed it (`_edit_author`): an old signed change cannot undo a later one.
+   landed it (`vouching.edit_author`): an old signed change cannot undo a later one.
 
 A landing is authorised when M's content equals what M vouches for wherever it
 differs from the effective state, and every commit it lands holds an identity
@@ -33,17 +33,15 @@ field, the new content only where it is vouched.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Literal
 
+from reconciler.core.claims import Claims
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import (
     INVALID,
-    ORDER,
-    TEXT,
     FieldMap,
     changed_keys,
     describe_field,
@@ -51,76 +49,27 @@ from reconciler.core.fields import (
 )
 from reconciler.core.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.core.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
+from reconciler.core.landed import Content, LandedCommit, Landing, State
 from reconciler.core.layout import TEAMS_FILE, place
+from reconciler.core.ledger import Ledger, apply_changes
 from reconciler.core.model import Policy
 from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
 from reconciler.core.rules import judge_change, landing_style, triggers
-from reconciler.core.trailer_rules import Carrier, Found, read_commit
+from reconciler.core.trailer_rules import Found
 from reconciler.core.verdicts import LandingVerdict, Refusal
+from reconciler.core.vouching import edit_author, put, stale_reasons, vouch_values
 
-
-@dataclass(frozen=True, slots=True)
-class LandedCommit:
-    """One commit of a landing: its parents and what it changed against its first parent."""
-
-    id: str
-    parents: tuple[str, ...]
-    changes: Mapping[str, tuple[str | None, str]]  # path -> (blob, None: deleted; mode)
-    # A folder whose tree is malformed and why (None: well-formed): it holds no content.
-    malformed: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Landing:
-    """A first-parent commit of the followed branch and the commits it lands, parents first."""
-
-    seq: int
-    commit: str
-    first_parent: str | None
-    commits: tuple[LandedCommit, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class State:
-    """What judges a landing: the effective state before it, where the branch's content
-    differs from it (and who put it there), and the trust anchor."""
-
-    effective: Mapping[str, FieldMap]
-    dirty: Mapping[str, Blame]
-    anchor: str
-
-
-class Content(Protocol):
-    """What the judge asks about Git's immutable objects and the journal before the landing."""
-
-    def facts(self, commit: str) -> CommitFacts: ...
-
-    def committed_at(self, commit: str) -> datetime: ...
-
-    def message(self, commit: str) -> tuple[str, str]:
-        """The commit message and its declared encoding ("" when none)."""
-        ...
-
-    def blob_at(self, commit: str, path: str) -> str | None:
-        """The blob at `path` in a commit outside the landing (None: no such file)."""
-        ...
-
-    def fields(self, path: str, blob: str | None, mode: str) -> FieldMap:
-        """The values of `path` holding `blob` (None: absent) with `mode` ("": a file)."""
-        ...
-
-    def is_ancestor(self, ancestor: str, commit: str) -> bool: ...
-
-    def records_of(self, run: str) -> Sequence[Record]:
-        """The records of `run` that counted in earlier landings, in landing order."""
-        ...
-
-    def policy_problem(
-        self, effective: Mapping[str, FieldMap], teams_blob: str | None
-    ) -> str | None:
-        """The first validation error of the policy `effective` describes, if any
-        (`teams_blob`: a blob holding the effective teams.yaml, when one is at hand)."""
-        ...
+# The walker replays a judgement's changes with `apply_changes`, kept by the ledger.
+__all__ = [
+    "Content",
+    "LandedCommit",
+    "Landing",
+    "LandingJudgement",
+    "State",
+    "apply_changes",
+    "judge_landing",
+    "plan_version",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +127,7 @@ def plan_version(
     actor triggered it by landing it (`may_trigger`: a landing may, a trust anchor never;
     `onto_main`: its first parent was main's previous commit)."""
     target = value(fields, "target")
-    environment = policy.environments.get(target) if isinstance(target, str) else None
-    signed = environment.gates.signed_commits if environment else True
-    actor = resolve(facts, policy, signature_required=signed)
+    actor = resolve(facts, policy, signature_required=_signature_required(policy, target))
     # An anchor's plans have no style: its reason says why nothing triggered them.
     style = landing_style(facts, actor, onto_main=onto_main) if may_trigger else ""
     verdict: Verdict | None = (
@@ -188,12 +135,6 @@ def plan_version(
         if may_trigger and actor.known and isinstance(target, str) and triggers(style)
         else None
     )
-    if verdict is not None:
-        reasons: tuple[str, ...] = tuple(verdict.reasons)
-    elif may_trigger:
-        reasons = (actor.how,)
-    else:
-        reasons = ("it came with the trust anchor, which triggers nothing",)
     return VersionLanded(
         path=path,
         blob=blob,
@@ -207,8 +148,25 @@ def plan_version(
         style=style,
         squashed_by=actor.squashed_by,
         state=None if INVALID in fields else value(fields, "state"),
-        reasons=reasons,
+        reasons=_trigger_reasons(verdict, actor, may_trigger=may_trigger),
     )
+
+
+def _trigger_reasons(
+    verdict: Verdict | None, actor: Actor, *, may_trigger: bool
+) -> tuple[str, ...]:
+    """Why a plan version landing did (or did not) trigger it."""
+    if verdict is not None:
+        return tuple(verdict.reasons)
+    if may_trigger:
+        return (actor.how,)
+    return ("it came with the trust anchor, which triggers nothing",)
+
+
+def _signature_required(policy: Policy, target: object) -> bool:
+    """Whether a plan for `target` needs signed commits (so does one for no known environment)."""
+    environment = policy.environments.get(target) if isinstance(target, str) else None
+    return environment.gates.signed_commits if environment else True
 
 
 @dataclass(slots=True)
@@ -225,23 +183,23 @@ class _Judging:
     culprits: dict[str, dict[str, Blame]] = field(default_factory=dict)
     refused: list[Refusal] = field(default_factory=list)
     editors: dict[str, set[str]] = field(default_factory=dict)
-    # The runs its records end (commit -> the record, as it counted), and why the others'
-    # records do not count: deployments/ moves only with a finish record that counts.
-    finishes: dict[str, Record] = field(default_factory=dict)
-    void: dict[str, str] = field(default_factory=dict)
-    found: list[Found] = field(default_factory=list)
+    claims: Claims = field(init=False)
     edits: list[PlanEdit] = field(default_factory=list)
     versions: list[VersionLanded] = field(default_factory=list)
-    # The changes of the effective state and of where content parts from it, in order,
-    # and each path's last one (what this landing reads).
-    effective_changes: list[tuple[str, FieldMap]] = field(default_factory=list)
-    dirty_changes: list[tuple[str, Blame | None]] = field(default_factory=list)
-    effective: dict[str, FieldMap] = field(default_factory=dict)
-    dirty: dict[str, Blame | None] = field(default_factory=dict)
+    ledger: Ledger = field(init=False)
     actors: dict[tuple[str, bool], Actor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.commits = {commit.id: commit for commit in self.landing.commits}
+        self.ledger = Ledger(self.state.effective, self.state.dirty)
+        self.claims = Claims(
+            self.policy,
+            self.landing,
+            self.content,
+            self.state.anchor,
+            self.commits,
+            lambda commit, path: self._blob_and_mode(commit, path)[0],
+        )
 
     # -- the landing -----------------------------------------------------------
 
@@ -251,22 +209,13 @@ class _Judging:
         paths = sorted({path for landed in landing.commits for path in landed.changes})
         whole = _refused_whole(landing.commits, cap)
         if whole is not None:
-            needed, reason, where = whole
-            actor = self._display_actor(commit)
-            refused = tuple(
-                Refusal(commit, path, "", actor, "", needed, (reason,)) for path in paths or [where]
-            )
-            blame = {refusal.path: refusal for refusal in refused}
-            for path in paths:
-                actual = self._actual(commit, path)
-                self._mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
-            return self._judgement(refused, (), ())
+            return self._refuse_whole(paths, *whole)
         # Trailers first: judging an edit of deployments/ asks whether its record counts.
         for landed in landing.commits:
-            self._read_trailers(landed)
+            self.claims.read(landed)
         for landed in landing.commits:
             self._vouch(landed, paths)
-        before = {path: dict(self._effective(path)) for path in paths}
+        before = {path: dict(self.ledger.fields(path)) for path in paths}
         refusals: list[Refusal] = []
         changed: list[str] = []
         for path in paths:
@@ -276,6 +225,21 @@ class _Judging:
         superseded = tuple(refusal for refusal in self.refused if refusal not in final)
         self._note_plan_versions(commit, paths)
         return self._judgement(tuple(refusals), tuple(changed), superseded)
+
+    def _refuse_whole(
+        self, paths: list[str], needed: str, reason: str, where: str
+    ) -> LandingJudgement:
+        """Nothing the landing changes counts: each of `paths` parts from the effective state."""
+        commit = self.landing.commit
+        actor = self._display_actor(commit)
+        refused = tuple(
+            Refusal(commit, path, "", actor, "", needed, (reason,)) for path in paths or [where]
+        )
+        blame = {refusal.path: refusal for refusal in refused}
+        for path in paths:
+            actual = self._actual(commit, path)
+            self.ledger.mark_dirty(path, actual, dict.fromkeys(actual, blame[path]))
+        return self._judgement(refused, (), ())
 
     def _judgement(
         self,
@@ -302,73 +266,13 @@ class _Judging:
         return LandingJudgement(
             verdict=verdict,
             committed_at=self.content.committed_at(landing.commit),
-            effective=tuple(self.effective_changes),
-            dirty=tuple(self.dirty_changes),
-            found=tuple(self.found),
+            effective=tuple(self.ledger.effective_changes),
+            dirty=tuple(self.ledger.dirty_changes),
+            found=tuple(self.claims.found),
             edits=tuple(self.edits),
             versions=tuple(self.versions),
             editors={path: frozenset(actors) for path, actors in self.editors.items()},
         )
-
-    # -- trailers --------------------------------------------------------------
-
-    def _read_trailers(self, landed: LandedCommit) -> None:
-        commit = landed.id
-        message, encoding = self.content.message(commit)
-        carrier = Carrier(
-            commit=commit,
-            seq=self.landing.seq,
-            parents=len(landed.parents),
-            changes_files=bool(landed.changes),
-            message=message,
-            encoding=encoding,
-            facts=self.content.facts(commit),
-            committed_at=self.content.committed_at(commit),
-        )
-        trailed = read_commit(carrier, self.policy, _Asked(self, landed))
-        self.found.extend(trailed.found)
-        if trailed.finish is not None:
-            self.finishes[commit] = trailed.finish
-        if trailed.void is not None:
-            self.void[commit] = trailed.void
-
-    def descends_from_anchor(self, landed: LandedCommit) -> bool:
-        """Whether a single-parent landed commit descends from the trust anchor; a commit
-        on main's first-parent chain (every record the reconciler publishes) without asking,
-        as its parent does."""
-        first_parent = self.landing.first_parent
-        if first_parent is not None and landed.parents[0] == first_parent:
-            return True
-        return self.content.is_ancestor(self.state.anchor, landed.id)
-
-    def built_on(self, landed: LandedCommit, ancestor: str) -> bool:
-        """Whether a commit that landed (`ancestor`: earlier, or in this landing) is an
-        ancestor of a landed commit. Without asking for one whose parent is main's
-        previous commit (every record the reconciler publishes): everything an earlier
-        landing brought in is an ancestor of that commit."""
-        if ancestor not in self.commits:
-            first_parent = self.landing.first_parent
-            if first_parent is not None and landed.parents[:1] == (first_parent,):
-                return True
-            return self.content.is_ancestor(ancestor, landed.id)
-        # Inside the landing, every commit between the two is in it too.
-        stack, seen = [landed.id], {landed.id}
-        while stack:
-            current = stack.pop()
-            if current == ancestor:
-                return True
-            for parent in self.commits[current].parents:
-                if parent in self.commits and parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-        return False
-
-    def records_of(self, run: str) -> list[Record]:
-        """The records of `run` that counted: in earlier landings, then in this one."""
-        earlier = list(self.content.records_of(run))
-        return earlier + [
-            item for item in self.found if isinstance(item, Record) and item.run == run
-        ]
 
     # -- vouching --------------------------------------------------------------
 
@@ -394,40 +298,14 @@ class _Judging:
             self.state.effective.get(path, {})
         ]
         parent_actual = [self._actual(parent, path) for parent in parents] or [{}]
-        # A value equal to the first parent's vouched one is vouched as it is:
-        # only the others need a look.
-        own: dict[str, str] = dict(actual)
-        blame: dict[str, Refusal | None] = {}
-        own_edits: list[str] = []
-        for key in _text_last(changed_keys(parent_vouched[0], actual)):
-            current = actual.get(key)
-            if any(candidate.get(key) == current for candidate in parent_vouched) or (
-                key == ORDER and _order_kept(current, parent_vouched)
-            ):
-                _put(own, key, current)
-                continue
-            same = next(
-                (i for i, candidate in enumerate(parent_actual) if candidate.get(key) == current),
-                None,
-            )
-            if same is not None:
-                _put(own, key, parent_vouched[same].get(key))
-                inherited = self._culprits(parents[same], path) if parents else {}
-                if inherited.get(key) is not None:
-                    blame[key] = inherited[key]
-                continue
-            own_edits.append(key)
-            if key == TEXT and len(own_edits) > 1:
-                # teams.yaml's text changes with every edit of it: it follows
-                # the commit's other edits there, and a refusal is told once.
-                refusal = next((blame[edit] for edit in own_edits if edit in blame), None)
-            else:
-                refusal = self._own_edit(landed, path, key, parent_vouched, parent_actual, actual)
-            if refusal is None:
-                _put(own, key, current)
-            else:
-                _put(own, key, parent_vouched[0].get(key))
-                blame[key] = refusal
+        vouched = vouch_values(
+            actual,
+            parent_vouched,
+            parent_actual,
+            lambda i: self._culprits(parents[i], path) if parents else {},
+            lambda key: self._own_edit(landed, path, key, parent_vouched, parent_actual, actual),
+        )
+        own, blame, own_edits = vouched.own, vouched.blame, vouched.own_edits
         if place(path).kind == "plan" and (len(parents) <= 1 or own_edits):
             if len(parents) == 1:
                 self._note_edit(landed, path, parent_actual[0], actual, blame)
@@ -445,30 +323,19 @@ class _Judging:
         actual: FieldMap,
     ) -> Refusal | None:
         commit = landed.id
-        finish = self.finishes.get(commit) or self.void.get(commit)
+        finish = self.claims.finishes.get(commit) or self.claims.void.get(commit)
         first = None
         for base, found in zip(parent_vouched, parent_actual, strict=True):
-            author = _edit_author(commit, self.landing.commit, key, found, base)
+            author = edit_author(commit, self.landing.commit, key, found, base)
             # A record speaks for its own commit only, never for one who landed it stale.
             record = finish if author == commit else None
             facts = self.content.facts(author)
             judgement = judge_change(self.policy, facts, path, key, base, actual, record)
             if judgement.verdict:
-                # The merger edits what a merge changes, and who lands a stale edit edits it.
-                brought = len(landed.parents) > 1 or author != commit
-                if brought and place(path).kind == "plan" and judgement.actor.id:
-                    self.editors.setdefault(path, set()).add(judgement.actor.id)
+                self._credit_bringer(landed, path, author, judgement.actor.id)
                 return None
             if first is None:
-                stale = (
-                    (
-                        f"{commit[:12]} changed a value that is no longer the effective one, "
-                        f"so the change counts as an edit by whoever landed it ({author[:12]})",
-                    )
-                    if author != commit
-                    else ()
-                )
-                first = (judgement, stale)
+                first = (judgement, stale_reasons(commit, author))
         assert first is not None
         judgement, stale = first
         refusal = Refusal(
@@ -482,6 +349,14 @@ class _Judging:
         )
         self.refused.append(refusal)
         return refusal
+
+    def _credit_bringer(
+        self, landed: LandedCommit, path: str, author: str, actor: str | None
+    ) -> None:
+        """The merger edits what a merge changes, and who lands a stale edit edits it."""
+        brought = len(landed.parents) > 1 or author != landed.id
+        if brought and place(path).kind == "plan" and actor:
+            self.editors.setdefault(path, set()).add(actor)
 
     def _note_edit(
         self,
@@ -497,23 +372,17 @@ class _Judging:
         commit = landed.id
         fields = after or before
         target = value(fields, "target")
-        environment = self.policy.environments.get(target) if isinstance(target, str) else None
-        signed = environment.gates.signed_commits if environment else True
-        actor = self._actor(commit, signed=signed)
+        actor = self._actor(commit, signed=_signature_required(self.policy, target))
         if actor.id:
             self.editors.setdefault(path, set()).add(actor.id)
         changed = changed_keys(before, after) if edited is None else sorted(edited)
-        refused = sorted(
-            key
-            for key, refusal in blame.items()
-            if refusal is not None and refusal.commit == commit
-        )
+        refused = _refused_by(blame, commit)
         self.edits.append(
             PlanEdit(
                 commit=commit,
                 seq=self.landing.seq,
                 path=path,
-                change="created" if not before else "deleted" if not after else "edited",
+                change=_change_kind(before, after),
                 fields=tuple(describe_field(key) for key in changed),
                 state=(value(before, "state"), value(after, "state")),
                 environment=target if isinstance(target, str) else None,
@@ -532,20 +401,20 @@ class _Judging:
         """Compare M's content with what M vouches for; update the effective state."""
         actual = self._actual(commit, path)
         vouched = self.vouched[commit][path]
-        before = self._effective(path)
+        before = self.ledger.fields(path)
         after = dict(before)
         refusals: dict[str, Refusal] = {}
         for key in changed_keys(before, actual):
             current = actual.get(key)
             if vouched.get(key) == current:
-                _put(after, key, current)
+                put(after, key, current)
                 continue
             culprit = self.culprits[commit][path].get(key)
             refusals[key] = culprit or self._unexplained(commit, path, key)
         if after != before:
-            self._set_effective(path, after)
+            self.ledger.set_fields(path, after)
             changed.append(path)
-        self._mark_dirty(path, actual, refusals)
+        self.ledger.mark_dirty(path, actual, refusals)
         return list(dict.fromkeys(refusals.values()))
 
     def _unexplained(self, commit: str, path: str, key: str) -> Refusal:
@@ -570,14 +439,14 @@ class _Judging:
         if not policy_paths:
             return []
         teams_blob, _ = self._blob_and_mode(commit, TEAMS_FILE)
-        if self.content.fields(TEAMS_FILE, teams_blob, "") != self._effective(TEAMS_FILE):
+        if self.content.fields(TEAMS_FILE, teams_blob, "") != self.ledger.fields(TEAMS_FILE):
             teams_blob = None  # the effective teams.yaml is no blob: validate its fields
-        problem = self.content.policy_problem(self._whole_effective(), teams_blob)
+        problem = self.content.policy_problem(self.ledger.whole(), teams_blob)
         if not problem:
             return []
         refusals = []
         for path in policy_paths:
-            self._set_effective(path, before[path])
+            self.ledger.set_fields(path, before[path])
             changed.remove(path)
             refusal = Refusal(
                 commit,
@@ -589,7 +458,7 @@ class _Judging:
                 (f"the resulting configuration is invalid: {problem}",),
             )
             actual = self._actual(commit, path)
-            self._mark_dirty(path, actual, dict.fromkeys(actual, refusal))
+            self.ledger.mark_dirty(path, actual, dict.fromkeys(actual, refusal))
             refusals.append(refusal)
         return refusals
 
@@ -597,7 +466,7 @@ class _Judging:
         """Plan versions this landing made effective, and whether it triggered them."""
         first_parent = self.landing.first_parent
         for path in paths:
-            if place(path).kind != "plan" or self._dirty(path) is not None:
+            if place(path).kind != "plan" or self.ledger.blame(path) is not None:
                 continue
             blob = self._blob_and_mode(commit, path)[0]
             if blob is None:
@@ -611,7 +480,7 @@ class _Judging:
                     blob,
                     commit,
                     self.landing.seq,
-                    fields=self._effective(path),
+                    fields=self.ledger.fields(path),
                     policy=self.policy,
                     facts=self.content.facts(commit),
                     committed_at=self.content.committed_at(commit),
@@ -622,44 +491,12 @@ class _Judging:
 
     # -- state -------------------------------------------------------------------
 
-    def _effective(self, path: str) -> FieldMap:
-        if path in self.effective:
-            return self.effective[path]
-        return self.state.effective.get(path, {})
-
-    def _whole_effective(self) -> dict[str, FieldMap]:
-        """The effective state as this landing leaves it, in the order the walker keeps it."""
-        whole = dict(self.state.effective)
-        apply_changes(whole, self.effective_changes)
-        return whole
-
-    def _set_effective(self, path: str, fields: FieldMap) -> None:
-        self.effective[path] = fields
-        self.effective_changes.append((path, fields))
-
-    def _dirty(self, path: str) -> Blame | None:
-        if path in self.dirty:
-            return self.dirty[path]
-        return self.state.dirty.get(path)
-
-    def _mark_dirty(self, path: str, actual: FieldMap, blame: Mapping[str, Refusal]) -> None:
-        effective = self._effective(path)
-        differs = None
-        if dict(actual) != effective:
-            differs = {
-                key: blame.get(key)
-                for key in sorted(set(actual) | set(effective))
-                if actual.get(key) != effective.get(key)
-            }
-        self.dirty[path] = differs
-        self.dirty_changes.append((path, differs))
-
     def _culprits(self, commit: str, path: str) -> Blame:
         """Who introduced each unvouched value at `commit` (known inside the landing, and at P)."""
         if commit in self.culprits:
             return self.culprits[commit].get(path, {})
         if commit == self.landing.first_parent:
-            return self._dirty(path) or {}
+            return self.ledger.blame(path) or {}
         return {}
 
     def _vouched(self, commit: str, path: str) -> FieldMap:
@@ -700,90 +537,6 @@ class _Judging:
         return actor
 
 
-def apply_changes(
-    target: dict[str, Any], changes: Iterable[tuple[str, Mapping[str, Any] | None]]
-) -> None:
-    """Replay a judgement's changes (`LandingJudgement.effective` or `.dirty`) on `target`,
-    as the judge made them: a path without a value is gone."""
-    for path, fields in changes:
-        if fields:
-            target[path] = dict(fields)
-        else:
-            target.pop(path, None)
-
-
-@dataclass(frozen=True, slots=True)
-class _Asked:
-    """The trailer rules' questions about one landed commit, answered by the landing."""
-
-    judging: _Judging
-    landed: LandedCommit
-
-    def blob(self, path: str) -> str | None:
-        return self.judging._blob_and_mode(self.landed.id, path)[0]
-
-    def target(self, path: str, blob: str) -> object:
-        return value(self.judging.content.fields(path, blob, ""), "target")
-
-    def descends_from_anchor(self) -> bool:
-        return self.judging.descends_from_anchor(self.landed)
-
-    def built_on(self, ancestor: str) -> bool:
-        return self.judging.built_on(self.landed, ancestor)
-
-    def records_of(self, run: str) -> Sequence[Record]:
-        return self.judging.records_of(run)
-
-
-def _edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: FieldMap) -> str:
-    """Whose edit it is when `commit` changes `key` from a parent's content `base`, where
-    the walk vouches for `vouched`.
-
-    The commit's own while the value it changed is the vouched one. Otherwise that
-    value was superseded (or never authorised) by the time the change lands, and
-    the signature would let a change made against it (a long-lived branch, an old
-    commit merged again) undo a later authorised one: the change is then the edit
-    of whoever brought it in, the landing's first-parent commit (`landing`, the
-    merge; itself when it is that commit). Like gittuf's reference authorizations,
-    which bind an approval to the state it was made from, not to the change alone.
-    """
-    if base.get(key) == vouched.get(key):
-        return commit
-    return landing
-
-
-def _put(target: dict[str, str], key: str, text: str | None) -> None:
-    if text is None:
-        target.pop(key, None)
-    else:
-        target[key] = text
-
-
-def _text_last(keys: list[str]) -> list[str]:
-    """`keys` with `TEXT` (if there) moved last, to be judged after the others."""
-    if TEXT not in keys:
-        return keys
-    return [key for key in keys if key != TEXT] + [TEXT]
-
-
-def _order_kept(order: str | None, parents: list[FieldMap]) -> bool:
-    """An order that only adds or drops entries keeps every pair each parent ordered.
-
-    So two leads appending to one plan merge cleanly; a real reorder is an edit.
-    """
-    if order is None:
-        return False
-    names: list[str] = json.loads(order)
-    for parent in parents:
-        before = value(parent, ORDER) or []
-        common = set(names) & set(before)
-        if [name for name in names if name in common] != [
-            name for name in before if name in common
-        ]:
-            return False
-    return True
-
-
 def _refused_whole(landed: Sequence[LandedCommit], cap: int) -> tuple[str, str, str] | None:
     """What a landing refused whole (nothing it changes counts, nor anything it says)
     needed, why it is refused, and what to name when it changes no file; None when it
@@ -800,3 +553,14 @@ def _refused_whole(landed: Sequence[LandedCommit], cap: int) -> tuple[str, str, 
             reason = f"commit {commit.id[:12]} holds a malformed tree at {where}: {problem}"
             return "well-formed Git objects (as git fsck checks them)", reason, where
     return None
+
+
+def _change_kind(before: FieldMap, after: FieldMap) -> Literal["created", "deleted", "edited"]:
+    return "created" if not before else "deleted" if not after else "edited"
+
+
+def _refused_by(blame: Blame, commit: str) -> list[str]:
+    """The fields whose value `commit` was refused, sorted."""
+    return sorted(
+        key for key, refusal in blame.items() if refusal is not None and refusal.commit == commit
+    )
