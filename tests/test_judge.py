@@ -20,13 +20,8 @@ from reconciler.core.config import build_environment, build_policy
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import FieldMap, plan_fields
 from reconciler.core.identity import CommitFacts
-from reconciler.core.judge import (
-    LandedCommit,
-    Landing,
-    LandingJudgement,
-    State,
-    judge_landing,
-)
+from reconciler.core.judge import LandingJudgement, judge_landing
+from reconciler.core.landed import LandedCommit, Landing, State
 from reconciler.core.model import Policy
 from reconciler.core.trailer_rules import MERGE_MESSAGE
 

@@ -60,16 +60,10 @@ from reconciler.core.fields import (
 from reconciler.core.identity import CommitFacts
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.journal import Landing as LandingRow
-from reconciler.core.judge import (
-    LandedCommit,
-    Landing,
-    LandingJudgement,
-    State,
-    apply_changes,
-    judge_landing,
-    plan_version,
-)
+from reconciler.core.judge import LandingJudgement, judge_landing, plan_version
+from reconciler.core.landed import LandedCommit, Landing, State
 from reconciler.core.layout import TEAMS_FILE, place
+from reconciler.core.ledger import apply_changes
 from reconciler.core.loader import load
 from reconciler.core.model import Policy
 from reconciler.core.openpgp import Keyring

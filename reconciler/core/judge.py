@@ -51,7 +51,7 @@ from reconciler.core.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.core.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
 from reconciler.core.landed import Content, LandedCommit, Landing, State
 from reconciler.core.layout import TEAMS_FILE, place
-from reconciler.core.ledger import Ledger, apply_changes
+from reconciler.core.ledger import Ledger
 from reconciler.core.model import Policy
 from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
 from reconciler.core.rules import judge_change, landing_style, triggers
@@ -59,19 +59,8 @@ from reconciler.core.trailer_rules import Found
 from reconciler.core.verdicts import LandingVerdict, Refusal
 from reconciler.core.vouching import edit_author, put, stale_reasons, vouch_values
 
+
 # The walker replays a judgement's changes with `apply_changes`, kept by the ledger.
-__all__ = [
-    "Content",
-    "LandedCommit",
-    "Landing",
-    "LandingJudgement",
-    "State",
-    "apply_changes",
-    "judge_landing",
-    "plan_version",
-]
-
-
 @dataclass(frozen=True, slots=True)
 class LandingJudgement:
     """Everything the judge found in one landing, to apply and persist at once."""
