@@ -30,8 +30,8 @@ from reconciler.app.authorise import Authoriser, policy_from
 from reconciler.app.pipeline import gather
 from reconciler.app.reconcile import Options, Reconciler
 from reconciler.core.errors import HistoryRewrittenError, TemporaryError
-from reconciler.core.events import NUL_MESSAGE
-from reconciler.core.journal import IgnoredTrailer, Signoff
+from reconciler.core.events import NUL_MESSAGE, Signoff
+from reconciler.core.journal import IgnoredTrailer
 from tests.clock import SUITE_NOW
 from tests.configrepo import dump
 from tests.configrepo import reconciler as run_cli

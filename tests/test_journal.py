@@ -16,19 +16,16 @@ from hypothesis import strategies as st
 from reconciler.adapters.statestore import StateStore
 from reconciler.core import journal
 from reconciler.core.errors import ReconcilerError
-from reconciler.core.events import PlanRef
+from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.journal import (
     IgnoredTrailer,
     Landing,
-    LandingVerdict,
     OutboxEntry,
     PlanEdit,
-    Record,
-    Refusal,
     Row,
-    Signoff,
     VersionLanded,
 )
+from reconciler.core.verdicts import LandingVerdict, Refusal
 from tests.people import People
 from tests.repositories import SeedRepo
 

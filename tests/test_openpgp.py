@@ -24,7 +24,7 @@ from reconciler.adapters import readahead
 from reconciler.adapters.statestore import SignatureRow
 from reconciler.app import commit_cache
 from reconciler.core.config import build_policy
-from reconciler.core.journal import Signoff
+from reconciler.core.events import Signoff
 from reconciler.core.openpgp import CertificateError, Keyring, certificates, unusable
 from reconciler.core.signatures import SignatureCheck, check_commit_signature, split_signed_object
 from tests.clock import SUITE_NOW

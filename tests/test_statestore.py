@@ -11,8 +11,9 @@ from pathlib import Path
 
 from reconciler.adapters.statestore import StateStore
 from reconciler.core.decide_values import runs_from
-from reconciler.core.events import PlanRef
-from reconciler.core.journal import Landing, LandingVerdict, Record, Signoff, VersionLanded
+from reconciler.core.events import PlanRef, Record, Signoff
+from reconciler.core.journal import Landing, VersionLanded
+from reconciler.core.verdicts import LandingVerdict
 
 WHEN = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 

@@ -31,6 +31,7 @@ from urllib.parse import quote, unquote
 
 from reconciler.core import journal
 from reconciler.core.errors import ReconcilerError, TemporaryError
+from reconciler.core.events import Record, Signoff
 from reconciler.core.journal import (
     Blame,
     Event,
@@ -38,12 +39,10 @@ from reconciler.core.journal import (
     Landing,
     OutboxEntry,
     PlanEdit,
-    Record,
-    Refusal,
-    Signoff,
     VersionLanded,
 )
 from reconciler.core.signatures import UNVERIFIED
+from reconciler.core.verdicts import Refusal
 
 # The rows' format is the journal's: a database another format wrote is refused on opening.
 SCHEMA_VERSION: Final = journal.VERSION

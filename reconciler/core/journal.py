@@ -28,28 +28,6 @@ from reconciler.core.errors import ReconcilerError
 from reconciler.core.events import PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.core.verdicts import LandingVerdict, Refusal
 
-__all__ = [
-    "COLUMNS",
-    "VERSION",
-    "Blame",
-    "Event",
-    "IgnoredTrailer",
-    "Landing",
-    "LandingVerdict",
-    "OutboxEntry",
-    "PlanEdit",
-    "Record",
-    "Refusal",
-    "Row",
-    "Signoff",
-    "VersionLanded",
-    "decode",
-    "decode_blame",
-    "encode",
-    "event_kind",
-    "readable",
-]
-
 VERSION: Final = 1
 # The formats this code reads: every one it ever wrote (there is one so far).
 _READABLE: Final = frozenset({1})
