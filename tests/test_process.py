@@ -101,6 +101,45 @@ def test_a_child_that_left_the_process_group_does_not_keep_the_reading_going(
     assert completed.exit_code == 0
 
 
+def leader_states(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The state (`Z`: a zombie, not yet reaped) of each group leader at the moment its
+    group is killed; None when the number no longer names that leader."""
+    states: list[str | None] = []
+    real = os.killpg
+
+    def observed(group: int, sent: int) -> None:
+        stat = Path(f"/proc/{group}/stat")
+        states.append(stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else None)
+        real(group, sent)
+
+    monkeypatch.setattr(os, "killpg", observed)
+    return states
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_finished_drivers_group_is_killed_before_its_number_is_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Killed after the reaping, the number may already be another process group's: the
+    # system gives numbers out again, in seconds where pid_max is 32768.
+    states = leader_states(monkeypatch)
+    completed = process.run(["/bin/sh", "-c", "echo done"], timeout=30)
+    assert completed.output == ("done",)
+    assert states == ["Z"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_timed_out_drivers_group_is_killed_before_its_number_is_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    states = leader_states(monkeypatch)
+    completed = process.run(["sleep", "30"], timeout=0.5)
+    assert completed.timed_out
+    assert states[0] not in (None, "Z")  # asked to stop while it runs
+    assert states[-1] == "Z"
+    assert None not in states
+
+
 def test_the_output_that_arrives_before_the_end_is_kept_whole(tmp_path: Path) -> None:
     # 300 kB at once, more than a pipe holds, in lines under the length that is cut.
     argv = [

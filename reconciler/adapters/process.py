@@ -109,20 +109,19 @@ def run(
     reader = threading.Thread(target=_pump, args=(process.stdout.fileno(), stop, emit), daemon=True)
     reader.start()
     deadline = None if timeout is None else started + timeout
-    timed_out = False
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    timed_out = not _exited(process, timeout)
+    if timed_out:
         _kill_group(process)
-        process.wait()
     # A child it left behind (`server &`) may hold the pipe open for ever: what the
     # driver wrote has a moment to arrive, then the rest of its group dies and the
-    # reading stops, so neither outlives the driver nor its timeout.
+    # reading stops, so neither outlives the driver nor its timeout. The driver is
+    # reaped only after that kill: until then it holds its number, so the group
+    # killed is its own and never a stranger's that was given the number again.
     grace = _OUTPUT_GRACE if deadline is None else min(_OUTPUT_GRACE, deadline - time.monotonic())
     reader.join(timeout=max(grace, 0))
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
     stop.set()
     reader.join()
     process.stdout.close()
@@ -184,13 +183,36 @@ def _cut(line: bytearray) -> bytes | bytearray:
     return line if len(line) <= MAX_LINE_BYTES else line[:MAX_LINE_BYTES] + b" [line cut]"
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _exited(process: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    """Whether `process` ends within `timeout` seconds (None: wait for it), leaving it
+    unreaped: a zombie keeps its number, and with it the number of its process group,
+    which a reaped one would free for the next process the system starts (pid_max is
+    often 32768, and a busy machine goes round in seconds)."""
     try:
+        handle = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3 or later: ask every 10 ms
+        deadline = None if timeout is None else time.monotonic() + timeout
+        flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
+        while os.waitid(os.P_PID, process.pid, flags) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    try:
+        ready, _, _ = select.select([handle], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(handle)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the group, SIGKILL after 5 s; `process` is left for the caller to reap,
+    so the group's number stays its own until then."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
+        if not _exited(process, 5):
             os.killpg(process.pid, signal.SIGKILL)
+            _exited(process, None)
 
 
 def output_of(argv: Sequence[str], *, timeout: float = 30) -> str:
