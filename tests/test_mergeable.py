@@ -613,6 +613,7 @@ def test_the_check_of_a_pull_request_is_the_same_json_whatever_state_it_starts_f
 # -- what an attacker's pull request cannot do ----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("shape", "count"), [("entries of one file", 1500), ("files", 10000)])
 def test_thousands_of_refusals_cost_the_check_about_what_they_cost_verify(
     tmp_path: Path, people: People, shape: str, count: int
@@ -765,6 +766,7 @@ def state_rows(repo: SeedRepo) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+@pytest.mark.slow
 def test_the_check_leaves_the_state_it_shares_with_apply_as_it_found_it(
     tmp_path: Path, people: People
 ) -> None:
