@@ -21,6 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
     again: a third of its start-up, and the suite starts it hundreds of times. Its
     subprocesses write and reuse bytecode in one folder for the run instead, outside
     the source tree, removed at the end. xdist's workers inherit the controller's."""
+    _hand_out_tests_two_at_a_time(config)
     if hasattr(config, "workerinput") or "PYTHONDONTWRITEBYTECODE" not in os.environ:
         return
     del os.environ["PYTHONDONTWRITEBYTECODE"]
@@ -28,6 +29,22 @@ def pytest_configure(config: pytest.Config) -> None:
         cache = tempfile.mkdtemp(prefix="reconciler-pycache-")
         os.environ["PYTHONPYCACHEPREFIX"] = cache
         config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+
+
+def _hand_out_tests_two_at_a_time(config: pytest.Config) -> None:
+    """xdist's `load` scheduling first gives each worker a quarter of its share in one run
+    of consecutive tests: every `slow` test (sorted first, below) would go to the first
+    worker, one after another. Two at a time, the slow ones start on every worker at once
+    and the rest fill in behind them as workers free up. A chunk size asked for on the
+    command line stands."""
+    if getattr(config.option, "maxschedchunk", "no xdist") is None:
+        config.option.maxschedchunk = 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run first, in the order collected; the rest keep theirs. A
+    slow test picked up last would leave its worker running alone at the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

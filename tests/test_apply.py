@@ -395,6 +395,7 @@ def test_the_reconciler_refuses_to_sign_records_with_its_own_revoked_key(
     assert repo.head() == head
 
 
+@pytest.mark.slow
 def test_kill_9_mid_driver_call_then_the_run_is_interrupted_and_retry_completes_it(
     tmp_path: Path, people: People
 ) -> None:
@@ -425,6 +426,7 @@ def test_kill_9_mid_driver_call_then_the_run_is_interrupted_and_retry_completes_
     assert repo.apply("--format", "json").json()["runs"] == []
 
 
+@pytest.mark.slow
 def test_three_reconcilers_on_one_remote_run_each_of_30_plans_exactly_once(
     tmp_path: Path, people: People
 ) -> None:

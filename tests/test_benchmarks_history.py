@@ -189,6 +189,7 @@ def test_command_line_writes_once_and_replaces_only_a_generated_history(
     assert (elsewhere / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = tmp_path / "bench"
     arguments = ["--dir", str(directory), "--commits", "40", "--users", "12", "--plans", "20"]

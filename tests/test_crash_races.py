@@ -363,6 +363,7 @@ def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_t
     verified(remote, tmp_path, people)
 
 
+@pytest.mark.slow
 def test_an_apply_beside_a_watch_on_one_remote_never_runs_a_plan_twice(
     tmp_path: Path, people: People, watchers: list[Watcher]
 ) -> None:
@@ -404,6 +405,7 @@ def test_an_apply_beside_a_watch_on_one_remote_never_runs_a_plan_twice(
     verified(remote, tmp_path, people)
 
 
+@pytest.mark.slow
 def test_two_applies_on_one_remote_started_together_again_and_again_run_each_plan_once(
     tmp_path: Path, people: People
 ) -> None:

@@ -228,6 +228,7 @@ def read_entries(repo: GitRepo, tip: str) -> list[HistoryEntry]:
     return [taken.get(entry.id, entry) for entry in entries]
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40,
     deadline=None,

@@ -248,6 +248,7 @@ def _beyond_the_core_schema(text: str) -> bool:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(text=_PLAIN)
 @example(text="yes")

@@ -750,6 +750,7 @@ def test_the_module_map_names_every_module_of_the_package() -> None:
     assert [name for name in modules if f"`{name}`" not in text] == []
 
 
+@pytest.mark.slow
 def test_every_commands_json_has_the_keys_the_docs_document(tmp_path: Path, people: People) -> None:
     repo = known_history(tmp_path, people)
     outputs = {

@@ -131,6 +131,7 @@ def test_the_hook_validates_with_the_repositorys_gitkeep_and_readme_in_place(
     assert result.exit_code == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.needs_index
 @pytest.mark.skipif(not (PROJECT / ".git").exists(), reason="try-repo clones this Git checkout")
 def test_the_published_hook_passes_try_repo_on_a_repository_init_made(

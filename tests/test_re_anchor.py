@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.configrepo import example_file
 from tests.people import People
 from tests.repositories import SeedRepo
@@ -64,6 +66,7 @@ def test_a_re_anchor_keeps_a_plan_that_ran_done_and_records_no_refusal(
     assert moves(repo)[DEV_PLAN]["status"] == "done"
 
 
+@pytest.mark.slow
 def test_a_re_anchor_keeps_the_approvals_of_a_plan_that_landed_before_it(
     tmp_path: Path, people: People
 ) -> None:

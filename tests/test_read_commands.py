@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.people import People
 from tests.repositories import ConfigRepo, SeedRepo
 from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
@@ -24,6 +26,7 @@ def service_clone_after_a_run(tmp_path: Path, people: People) -> ConfigRepo:
     return service
 
 
+@pytest.mark.slow
 def test_read_commands_on_the_services_clone_read_what_it_follows_with_remote_or_branch(
     tmp_path: Path, people: People
 ) -> None:

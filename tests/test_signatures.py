@@ -814,6 +814,7 @@ def test_git_checks_valid_before_against_the_committer_date_the_signer_writes(
 # -- a batch against git log, and speed -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_200_commits_by_four_key_types_agree_with_git_log(
     tmp_path: Path, keys: dict[str, Key]
 ) -> None:
@@ -937,6 +938,7 @@ def git_verdict(repo: Repo, commit: str) -> tuple[str, str]:
     return status, fingerprint
 
 
+@pytest.mark.slow
 @DIFFERENTIAL
 @given(
     message=st.text(

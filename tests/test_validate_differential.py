@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reconciler.core import loader, schema
 from reconciler.core.errors import ConfigError
 from reconciler.core.layout import place
@@ -113,6 +115,7 @@ def _check_jsonschema(kind: str, files: list[Path], cwd: Path) -> set[str]:
     return {error["filename"] for error in report["errors"] + report["parse_errors"]}
 
 
+@pytest.mark.slow
 def test_our_schema_verdict_agrees_with_check_jsonschema_file_by_file(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "cases")
     folder = tmp_path / "corpus"

@@ -105,6 +105,7 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=500,
     deadline=None,

@@ -190,6 +190,7 @@ def wait_until(test: Callable[[], bool], timeout: float = 60, what: str = "it") 
 # -- a local (bare) repository, watched through file events ---------------------------
 
 
+@pytest.mark.slow
 def test_20_commits_pushed_in_quick_succession_each_run_once_and_the_last_is_reconciled(
     tmp_path: Path, people: People, watchers: list[Watcher]
 ) -> None:
