@@ -1249,9 +1249,14 @@ def test_a_heartbeat_signed_by_the_service_revives_no_run_whose_lease_passed_or_
     assert committed(repo, start) == begun
     extended = begun + timedelta(minutes=5)
     kept = repo.record({**run, "Result": "heartbeat", "Lease-Until": _iso(extended)})
+    # Only the service's signed commits are records: a person's heartbeat is words.
+    forever = _iso(SUITE_NOW + timedelta(days=365))
+    body = "\n".join(f"{key}: {value}" for key, value in run.items())
+    repo.commit(
+        people.alice, message=f"Extend\n\n{body}\nResult: heartbeat\nLease-Until: {forever}"
+    )
     for number in range(4):
         repo.commit(people.alice, message=f"note {number}")
-    forever = _iso(SUITE_NOW + timedelta(days=365))
     revived = repo.record({**run, "Result": "heartbeat", "Lease-Until": forever})
     other = repo.record(
         {**run, "Reconciler": "elsewhere", "Result": "heartbeat", "Lease-Until": forever}
