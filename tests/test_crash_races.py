@@ -808,3 +808,38 @@ def test_heartbeats_keep_a_run_that_outlasts_its_first_lease_while_another_recon
     assert made == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_1} customer-portal 0.6-dev.41"]
     assert deployed_on(remote, "development") == current
     verified(remote, tmp_path, people)
+
+
+REFUSE_HEARTBEATS = """\
+#!/bin/sh
+# Refuse every push of a heartbeat record.
+while read old new ref; do
+    if git log -1 --format=%s "$new" | grep -q "^Extend the lease"; then
+        echo "heartbeats are not welcome here" >&2
+        exit 1
+    fi
+done
+"""
+
+
+def test_a_run_whose_heartbeat_the_remote_refuses_stops_before_a_step_its_lease_does_not_cover(
+    tmp_path: Path, people: People
+) -> None:
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=5)
+    (folder / "pause").write_text("4")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(REFUSE_HEARTBEATS)
+    hook.chmod(0o755)
+    running = short_lease_apply(repo.clone(remote, "running"), margin=2)
+    _, errors = running.communicate(timeout=60)
+    assert running.returncode == 0, errors
+    found = check_records(remote)
+    assert found[RUN_1]["heartbeats"] == []
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted"]
+    log = run_git(remote, "show", f"main:logs/development/2026-11-dev-build/{RUN_1}.log")
+    assert "stopped before step 2 (customer-portal 0.6-dev.41)" in log
+    assert "could not be extended" in log
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    assert deployed_on(remote, "development") == current == {"ecommerce": "1.4.0"}
+    verified(remote, tmp_path, people)

@@ -590,7 +590,12 @@ class Reconciler:
             seen = None if ended is None else f"{ended.result} in {ended.commit[:12]}"
             why = may_step(lease, self.clock(), budget, ended=seen)
             if why.code == EXTEND:
-                lease, seen = self._heartbeat(started, lease)
+                try:
+                    lease, seen = self._heartbeat(started, lease)
+                except ReconcilerError:
+                    # The remote refused it, or cannot be reached: the lease it has stands,
+                    # and the run stops (interrupted, not failed) if that will not do.
+                    seen = None
                 why = may_step(lease, self.clock(), budget, ended=seen, extended=True)
             if why.code != STEP:
                 return f"run {started.run_id} may not take another step: {why}"
