@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from tests.people import (
     teams_with,
     teams_with_host,
 )
-from tests.repositories import ConfigRepo, SeedRepo, only_refusal, run_git
+from tests.repositories import ConfigRepo, SeedRepo, only_refusal, run_git, trailers
 from tests.runner import DRIVER, command_environment, with_command_driver
 from tests.scenarios import (
     DEV_PLAN,
@@ -1226,6 +1226,83 @@ def test_a_finish_record_counts_only_on_top_of_its_runs_start_with_its_plan_and_
         nothing: ("the commit is not the finish record of a run",),
     }
     assert repo.decide()[DEV_PLAN].reasons == (f"run {DEV_RUN} is running",)
+
+
+def committed(repo: SeedRepo, commit: str) -> datetime:
+    return datetime.fromtimestamp(int(repo.git("log", "-1", "--format=%ct", commit)), UTC)
+
+
+def test_a_heartbeat_signed_by_the_service_revives_no_run_whose_lease_passed_or_that_ended(
+    tmp_path: Path, people: People
+) -> None:
+    # The service's key signs them all: a reconciler that resumed after its lease, or a
+    # heartbeat pushed again later, must not keep a dead run's environment locked.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    run = {**run_trailers(repo, DEV_RUN), "Reconciler": "paused"}
+    # Commits are a minute apart: the start's lease is 3 minutes, a heartbeat made a minute
+    # later extends it by 4 from then; one made after that has passed revives nothing.
+    begun = committed(repo, "HEAD") + timedelta(minutes=1)
+    start = repo.record(
+        {**run, "Result": "started", "Lease-Until": _iso(begun + timedelta(minutes=3))}
+    )
+    assert committed(repo, start) == begun
+    extended = begun + timedelta(minutes=5)
+    kept = repo.record({**run, "Result": "heartbeat", "Lease-Until": _iso(extended)})
+    # Only the service's signed commits are records: a person's heartbeat is words.
+    forever = _iso(SUITE_NOW + timedelta(days=365))
+    body = "\n".join(f"{key}: {value}" for key, value in run.items())
+    repo.commit(
+        people.alice, message=f"Extend\n\n{body}\nResult: heartbeat\nLease-Until: {forever}"
+    )
+    for number in range(4):
+        repo.commit(people.alice, message=f"note {number}")
+    revived = repo.record({**run, "Result": "heartbeat", "Lease-Until": forever})
+    other = repo.record(
+        {**run, "Reconciler": "elsewhere", "Result": "heartbeat", "Lease-Until": forever}
+    )
+    assert repo.verify().authorised
+    assert void_records(repo) == [
+        (
+            revived,
+            f"it was made at {_iso(committed(repo, revived))}, after the run's lease passed "
+            f"at {_iso(extended)}",
+        ),
+        (other, "the run is paused's, not elsewhere's: only it extends the lease"),
+    ]
+    assert kept not in [commit for commit, _ in void_records(repo)]
+    # The service marks the run interrupted: its lease passed when the one heartbeat
+    # that counted said, whatever the later ones say.
+    assert repo.apply().exit_code == 0
+    marked = repo.head()
+    assert trailers(repo, marked)["Result"] == "interrupted"
+    assert f"whose lease passed at {_iso(extended)}" in repo.git("log", "-1", "--format=%b", marked)
+    # And a heartbeat of the run that ended reopens nothing.
+    again = repo.record({**run, "Result": "heartbeat", "Lease-Until": forever})
+    assert repo.verify().authorised
+    assert (again, f"the run already ended in {marked[:12]}") in void_records(repo)
+    assert [wait.what for wait in repo.decide()[DEV_PLAN].waits] == ["retry"]
+
+
+def test_a_late_record_of_a_run_not_recorded_interrupted_moves_no_deployments(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.record({**run_trailers(repo, DEV_RUN), "Result": "started", "Reconciler": "t"})
+    late = repo.record(
+        {**run_trailers(repo, DEV_RUN), "Result": "late"}, deployments("9.9.9", DEV_RUN)
+    )
+    refusal = only_refusal(repo.verify().judged[-1])
+    assert (refusal.commit, refusal.path) == (late, "deployments/development.yaml")
+    why = "a late record follows only a run recorded interrupted"
+    assert refusal.reasons == (f"its record does not count: {why}",)
+    assert void_records(repo) == [(late, why)]
+    assert repo.decide()[DEV_PLAN].reasons == (f"run {DEV_RUN} is running",)
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
 
 
 # -- 12. the trust anchor of a pull request's check -------------------------------------------

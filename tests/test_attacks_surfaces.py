@@ -696,7 +696,7 @@ def test_a_driver_sees_no_secret_of_the_service_and_runs_outside_the_repository(
         "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "LC_CTYPE",  # LC_CTYPE: Python's own
         "RECONCILER_APP", "RECONCILER_VERSION", "RECONCILER_ENVIRONMENT", "RECONCILER_PLAN",
         "RECONCILER_RUN", "RECONCILER_ACTION", "RECONCILER_FROM_VERSION",
-        "RECONCILER_SOURCE_ENVIRONMENT", "RECONCILER_OPERATION",
+        "RECONCILER_SOURCE_ENVIRONMENT", "RECONCILER_OPERATION", "RECONCILER_LEASE_UNTIL",
     }  # fmt: skip
     # `reconciler apply` ran in the repository's work tree; the driver did not.
     [folder] = [line.split(" folder ", 1)[1] for line in log.splitlines() if " folder " in line]

@@ -92,13 +92,17 @@ def records(git_dir: Path, rev: str = "main") -> list[dict[str, str]]:
 
 
 def runs(git_dir: Path) -> dict[str, dict[str, Any]]:
-    """Each run: its start records and its finish records (results, in order)."""
+    """Each run: its start records, its heartbeats and its finish records (in order)."""
     found: dict[str, dict[str, Any]] = {}
     for record in records(git_dir):
-        run = found.setdefault(record["Run"], {"starts": [], "finishes": [], "plan": None})
+        run = found.setdefault(
+            record["Run"], {"starts": [], "heartbeats": [], "finishes": [], "plan": None}
+        )
         if record["Result"] == "started":
             run["starts"].append(record)
             run["plan"] = record["Plan"]
+        elif record["Result"] == "heartbeat":
+            run["heartbeats"].append(record)
         else:
             run["finishes"].append(record)
     return found
@@ -107,9 +111,10 @@ def runs(git_dir: Path) -> dict[str, dict[str, Any]]:
 def check_records(git_dir: Path, *, unfinished: Collection[str] = ()) -> dict[str, dict[str, Any]]:
     """The invariants of the records on `git_dir`'s main; the runs, by id.
 
-    Every run has one start record, and one finish record (two only when another
-    reconciler marked it interrupted first), never the same finish twice; a plan
-    version has a second run only as a recorded retry of an interrupted one.
+    Every run has one start record, and one finish record that counts (and after it a
+    late record, when another reconciler marked it interrupted first), never the same
+    finish twice; a plan version has a second run only as a recorded retry of an
+    interrupted one.
     """
     found = runs(git_dir)
     for run_id, run in found.items():
@@ -120,9 +125,7 @@ def check_records(git_dir: Path, *, unfinished: Collection[str] = ()) -> dict[st
         if run_id in unfinished:
             continue
         assert results, f"{run_id} started and never ended"
-        assert len(results) == 1 or (len(results) == 2 and results[0] == "interrupted"), (
-            f"{run_id} ended {results}"
-        )
+        assert len(results) == 1 or results == ["interrupted", "late"], f"{run_id} ended {results}"
     by_plan: dict[str, list[str]] = {}
     for run_id, run in found.items():
         by_plan.setdefault(run["plan"], []).append(run_id)
@@ -455,8 +458,9 @@ def qa_edit(repo: ConfigRepo, people: People, name: str, round_: int) -> str:
 
 # -- 3. leases -------------------------------------------------------------------------------
 
-# A command driver that records each deploy, keeps what is current in files, and holds a
-# run's steps while a file named after the run exists (saying so in another file).
+# A command driver that records each deploy and the lease it was given, keeps what is
+# current in files, holds a run's steps while a file named after the run exists (saying
+# so in another file), and takes as many seconds as the file `pause` says.
 HOLDING_DRIVER = """\
 import os, sys, time, pathlib
 folder = pathlib.Path(sys.argv[1])
@@ -464,11 +468,16 @@ run, app, version = (os.environ[name] for name in ("RECONCILER_RUN", "RECONCILER
                                                      "RECONCILER_VERSION"))
 if os.environ.get("RECONCILER_OPERATION") == "current":
     sys.exit(1)
+with (folder / "leases").open("a") as handle:
+    handle.write(f"{run} {app} {os.environ.get('RECONCILER_LEASE_UNTIL')}\\n")
 hold = folder / f"hold-{run}"
 if hold.exists():
     (folder / f"started-{run}").write_text("yes")
     while hold.exists():
         time.sleep(0.05)
+pause = folder / "pause"
+if pause.exists():
+    time.sleep(float(pause.read_text()))
 with (folder / "deploys").open("a") as handle:
     handle.write(f"{run} {app} {version}\\n")
 (folder / f"current-{app}").write_text(version)
@@ -476,17 +485,24 @@ print(f"deployed {app} {version}")
 """
 
 
-def holding_driver_repo(tmp_path: Path, people: People) -> tuple[SeedRepo, Path, Path]:
-    """The seed story with development deploying through HOLDING_DRIVER and alice's
-    development plan, pushed to a bare remote; the person's repository, the driver's
+def holding_driver_repo(
+    tmp_path: Path, people: People, *, portal: bool = False, timeout: int = 60
+) -> tuple[SeedRepo, Path, Path]:
+    """The seed story with development deploying through HOLDING_DRIVER (no retries with a
+    `timeout` other than 60) and alice's development plan (with `portal`, diana adds
+    customer-portal to it), pushed to a bare remote; the person's repository, the driver's
     folder and the remote."""
     script = tmp_path / "holding.py"
     script.write_text(HOLDING_DRIVER)
     folder = tmp_path / "driven"
     folder.mkdir()
     development = command_environment("development", script, folder)
+    if timeout != 60:
+        development = development.replace("timeout: 60", f"timeout: {timeout}, retries: 0")
     repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    if portal:
+        repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
     return repo, folder, repo.publish_to_bare_remote()
 
 
@@ -549,8 +565,8 @@ def test_a_run_that_outlives_its_lease_is_retried_only_on_request_and_both_runs_
         [retried] = later.pass_once().runs
         assert (retried.run, retried.retry_of, retried.result) == (RUN_2, RUN_1, "succeeded")
     found = check_records(remote)
-    # The slow run's own finish record came last: what it deployed is on record too.
-    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "succeeded"]
+    # The slow run's own finish record came last, late: what it deployed is on record too.
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "late"]
     assert [finish["Result"] for finish in found[RUN_2]["finishes"]] == ["succeeded"]
     made, current = driven(folder)
     assert sorted(made) == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_2} ecommerce 1.4.0"]
@@ -592,7 +608,7 @@ def test_a_finish_record_published_after_its_lease_does_not_overwrite_a_later_de
         [next_run] = later.pass_once().runs
         assert (next_run.run, next_run.result) == ("next.1", "succeeded")
     found = check_records(remote)
-    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "succeeded"]
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "late"]
     made, current = driven(folder)
     assert made == [f"{RUN_1} ecommerce 1.4.0", "next.1 ecommerce 2.0"]
     assert current == {"ecommerce": "2.0"}
@@ -652,4 +668,180 @@ def test_a_watch_killed_mid_run_marks_it_interrupted_on_restart_and_runs_only_th
     made, current = driven(folder)
     assert sorted(made) == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_2} ecommerce 1.4.0"]
     assert deployed_on(remote, "development") == current
+    verified(remote, tmp_path, people)
+
+
+# -- 4. fencing: a run takes a step only while it holds its lease -----------------------------
+
+# `reconciler apply` with LEASE_MARGIN seconds of lease margin, not minutes: a lease a test
+# can see pass, and extended by heartbeats, in seconds.
+SHORT_LEASES = """\
+import os, sys
+from datetime import timedelta
+from reconciler.core import runs
+runs.LEASE_MARGIN = timedelta(seconds=float(os.environ["LEASE_MARGIN"]))
+sys.argv = ["reconciler", *sys.argv[1:]]
+from reconciler.cli import main
+main(prog_name="reconciler")
+"""
+
+
+def short_lease_apply(service: ConfigRepo, margin: float) -> subprocess.Popen[str]:
+    """`apply --remote origin` on `service` in its own process, leases `margin` s long
+    beyond the driver's timeout."""
+    argv = service.apply_command("--remote", "origin", instance="short")[3:]
+    return subprocess.Popen(
+        [sys.executable, "-c", SHORT_LEASES, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LEASE_MARGIN": str(margin)},
+    )
+
+
+def leases(folder: Path) -> list[tuple[str, str, datetime]]:
+    """The lease each deploy the holding driver made was given: (run, app, lease)."""
+    found = (folder / "leases").read_text().splitlines() if (folder / "leases").exists() else []
+    return [
+        (run, app, datetime.fromisoformat(lease))
+        for run, app, lease in (line.split(" ") for line in found)
+    ]
+
+
+def lease_of(remote: Path, run: str) -> datetime:
+    """The lease `run` holds on the remote's main: as its start record, or its last
+    heartbeat, set it."""
+    found = runs(remote)[run]
+    [start] = found["starts"]
+    return datetime.fromisoformat([start, *found["heartbeats"]][-1]["Lease-Until"])
+
+
+def test_a_reconciler_paused_past_its_lease_takes_no_further_step_and_its_record_comes_late(
+    tmp_path: Path, people: People
+) -> None:
+    # m1 deploys ecommerce, then customer-portal; while its reconciler is frozen, its lease
+    # passes, and another marks m1.1 interrupted and deploys customer-portal 2.0 (m2).
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=2)
+    hold = folder / f"hold-{RUN_1}"
+    hold.write_text("")
+    paused = short_lease_apply(repo.clone(remote, "paused"), margin=2)
+    try:
+        started = folder / f"started-{RUN_1}"
+        wait_until(lambda: started.exists() or paused.poll() is not None, 30, "step 1")
+        assert started.exists(), paused.communicate()
+        paused.send_signal(signal.SIGSTOP)
+        hold.unlink()  # step 1 ends inside the lease, while its reconciler is frozen
+        wait_until(lambda: len(driven(folder)[0]) == 1, 10, "the first step")
+        lease = lease_of(remote, RUN_1)
+        time.sleep(max((lease - datetime.now(UTC)).total_seconds(), 0) + 0.3)
+        next_plan = plan("next", "development", [{"name": "customer-portal", "version": "2.0"}])
+        person = push(repo, partial(repo.commit, people.diana, {"plans/next.yaml": next_plan}))
+        with later_reconciler(repo.clone(remote, "later"), people, timedelta(0)) as later:
+            report = later.pass_once()
+        assert report.interrupted == [RUN_1]
+        assert [(run.run, run.result) for run in report.runs] == [("next.1", "succeeded")]
+        paused.send_signal(signal.SIGCONT)
+        _, errors = paused.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        if paused.poll() is None:
+            paused.send_signal(signal.SIGCONT)
+            paused.kill()
+            paused.wait()
+    assert paused.returncode == 0, errors
+    found = check_records(remote)
+    assert list(found) == [RUN_1, "next.1"]
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "late"]
+    assert [finish["Result"] for finish in found["next.1"]["finishes"]] == ["succeeded"]
+    late = found[RUN_1]["finishes"][1]["subject"]
+    assert late == "Deploy 2026-11-dev-build to development: finished after its lease (interrupted)"
+    log = run_git(remote, "show", f"main:logs/development/2026-11-dev-build/{RUN_1}.log")
+    assert "stopped before step 2 (customer-portal 0.6-dev.41)" in log
+    assert "lease passed" in log
+    # Step 2 never started; what m1.1 did deploy is on record, beside what m2 deployed.
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0", "next.1 customer-portal 2.0"]
+    assert current == {"ecommerce": "1.4.0", "customer-portal": "2.0"}
+    assert deployed_on(remote, "development") == current
+    assert [lease for run, _, lease in leases(folder) if run == RUN_1] == [lease]
+    assert person in run_git(remote, "rev-list", "main").split()
+    verified(remote, tmp_path, people)
+
+
+def test_heartbeats_keep_a_run_that_outlasts_its_first_lease_while_another_reconciler_watches(
+    tmp_path: Path, people: People
+) -> None:
+    # Two steps of 4 s each; a lease covers one step (5 s) and a 2 s margin.
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=5)
+    (folder / "pause").write_text("4")
+    watching = repo.clone(remote, "watching")
+    running = short_lease_apply(repo.clone(remote, "running"), margin=2)
+    passes: list[tuple[datetime, list[str]]] = []
+    try:
+        # It watches once the run started: it must not be the one to start it.
+        wait_until(lambda: RUN_1 in runs(remote) or running.poll() is not None, 30, "the run")
+        with later_reconciler(watching, people, timedelta(0)) as later:
+            while running.poll() is None:
+                when = datetime.now(UTC)
+                passes.append((when, later.pass_once().interrupted))
+                time.sleep(0.2)
+        _, errors = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 0, errors
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+    assert all(interrupted == [] for _, interrupted in passes)
+    heartbeats = found[RUN_1]["heartbeats"]
+    assert heartbeats
+    first = datetime.fromisoformat(found[RUN_1]["starts"][0]["Lease-Until"])
+    finished = datetime.fromtimestamp(
+        int(run_git(remote, "log", "-1", "--format=%ct", found[RUN_1]["finishes"][0]["commit"])),
+        UTC,
+    )
+    # The other reconciler looked after the first lease had passed, and the run went on.
+    assert any(first < when < finished for when, _ in passes)
+    # Step 2 ran under a lease a heartbeat extended (step 1 too, on a machine slow enough).
+    given = [lease for run, _, lease in leases(folder) if run == RUN_1]
+    assert first <= given[0] < given[1] == datetime.fromisoformat(heartbeats[-1]["Lease-Until"])
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_1} customer-portal 0.6-dev.41"]
+    assert deployed_on(remote, "development") == current
+    verified(remote, tmp_path, people)
+
+
+REFUSE_HEARTBEATS = """\
+#!/bin/sh
+# Refuse every push of a heartbeat record.
+while read old new ref; do
+    if git log -1 --format=%s "$new" | grep -q "^Extend the lease"; then
+        echo "heartbeats are not welcome here" >&2
+        exit 1
+    fi
+done
+"""
+
+
+def test_a_run_whose_heartbeat_the_remote_refuses_stops_before_a_step_its_lease_does_not_cover(
+    tmp_path: Path, people: People
+) -> None:
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=5)
+    (folder / "pause").write_text("4")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(REFUSE_HEARTBEATS)
+    hook.chmod(0o755)
+    running = short_lease_apply(repo.clone(remote, "running"), margin=2)
+    _, errors = running.communicate(timeout=60)
+    assert running.returncode == 0, errors
+    found = check_records(remote)
+    assert found[RUN_1]["heartbeats"] == []
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted"]
+    log = run_git(remote, "show", f"main:logs/development/2026-11-dev-build/{RUN_1}.log")
+    assert "stopped before step 2 (customer-portal 0.6-dev.41)" in log
+    assert "could not be extended" in log
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    assert deployed_on(remote, "development") == current == {"ecommerce": "1.4.0"}
     verified(remote, tmp_path, people)

@@ -462,7 +462,8 @@ def test_the_command_driver_passes_the_step_as_variables_and_nothing_else(
     assert outcome.ok
     assert outcome.lines == (
         "RECONCILER_ACTION=deploy RECONCILER_APP=ecommerce RECONCILER_ENVIRONMENT=development "
-        "RECONCILER_FROM_VERSION= RECONCILER_OPERATION=deploy RECONCILER_PLAN=p RECONCILER_RUN=p.1 "
+        "RECONCILER_FROM_VERSION= RECONCILER_LEASE_UNTIL= RECONCILER_OPERATION=deploy "
+        "RECONCILER_PLAN=p RECONCILER_RUN=p.1 "
         "RECONCILER_SOURCE_ENVIRONMENT= RECONCILER_VERSION=1.4.0",
         "SECRET=<unset>",
     )

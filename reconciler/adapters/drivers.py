@@ -35,6 +35,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Final, Literal, Protocol
 
@@ -70,6 +71,8 @@ class Step:
     action: Literal["deploy", "tag-and-deploy"]
     from_version: str | None
     source: str | None  # the environment it is promoted from
+    # The run's lease when the step starts: a driver that can fence refuses to act past it.
+    lease_until: datetime | None = None
 
     def variables(self) -> dict[str, str]:
         return {
@@ -81,6 +84,7 @@ class Step:
             "RECONCILER_ACTION": self.action,
             "RECONCILER_FROM_VERSION": self.from_version or "",
             "RECONCILER_SOURCE_ENVIRONMENT": self.source or "",
+            "RECONCILER_LEASE_UNTIL": self.lease_until.isoformat() if self.lease_until else "",
         }
 
 

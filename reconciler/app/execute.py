@@ -5,6 +5,8 @@ Applications run in plan order and the run stops at the first failure.
 Transient failures are retried with backoff as many times as the
 environment's driver allows. A retry of an interrupted run resumes at the
 first step the runs of its plan version did not finish (`resumes_at`).
+Before each step the run's fence (`Reconciler._fence`, `runs.may_step`) says
+whether it still holds its lease: a run that lost it stops, `interrupted`.
 Every driver line lands in the run's log with a timestamp; the clock and the
 sleep are passed in.
 """
@@ -110,9 +112,11 @@ def execute(
     stop_requested: Callable[[], bool] = lambda: False,
     on_step: Callable[[int, int, Step], None] | None = None,
     finished: tuple[str, ...] = (),
+    fence: Callable[[Step], Step | str] | None = None,
 ) -> Execution:
     """Run `steps` in order; the first ones, which the runs `finished` names deployed (a
-    retry resuming), are listed as skipped."""
+    retry resuming), are listed as skipped. `fence`: asked before each step, the step
+    as the driver gets it (its lease), or why the run may not take it."""
     log: list[str] = []
 
     def note(line: str) -> None:
@@ -123,13 +127,17 @@ def execute(
         done = f"deployed by run {run}"
         note(f"[{position}/{len(steps)} {step.application} {step.version}] skipped: {done}")
         results.append(StepResult(position, step, Outcome.success(done), 0, skipped=True))
-    for position, step in enumerate(steps[len(finished) :], start=len(finished) + 1):
+    for position, planned in enumerate(steps[len(finished) :], start=len(finished) + 1):
+        what = f"step {position} ({planned.application} {planned.version})"
         if stop_requested():
-            note(
-                f"stopped before step {position} ({step.application} {step.version}): shutting down"
-            )
+            note(f"stopped before {what}: shutting down")
             return Execution("interrupted", tuple(results), tuple(log))
-        label = f"[{position}/{len(steps)} {step.application} {step.version}]"
+        label = f"[{position}/{len(steps)} {planned.application} {planned.version}]"
+        taken = planned if fence is None else fence(planned)
+        if isinstance(taken, str):
+            note(f"stopped before {what}: {taken}")
+            return Execution("interrupted", tuple(results), tuple(log), reason=taken)
+        step = taken
         if on_step is not None:
             on_step(position, len(steps), step)
 

@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from reconciler.core.decide_values import runs_from
 from reconciler.core.events import PlanRef, Record, Signoff, parse_plan_ref
@@ -255,6 +255,14 @@ def _signed_for(signoff: Signoff, run: Record | None) -> tuple[str | None, str |
     return path, environment
 
 
+# How `history` names a record of a run, where not "run <result>".
+_ACTIONS: Final = {
+    "started": "run started",
+    "heartbeat": "run lease extended",
+    "late": "run finished after its lease",
+}
+
+
 def record_entries(
     record: Record,
     environments: Targets,
@@ -279,7 +287,7 @@ def record_entries(
             )
             for ref in record.refused
         ]
-    action = "run started" if record.result == "started" else f"run {record.result}"
+    action = _ACTIONS.get(record.result, f"run {record.result}")
     detail = f"{record.run} (retry of {record.retry_of})" if record.retry_of else f"{record.run}"
     return [
         Entry(

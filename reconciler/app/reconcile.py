@@ -23,8 +23,11 @@ module carries it out: it publishes, runs and records.
 
 *run and finish* (`run_started`, one call per started run):
 
-5. run the drivers and publish the finish record (rebuilt on the new tip when
-   a human pushed meanwhile).
+5. run the drivers, each step only while the run holds its lease (extended by
+   a heartbeat record when it would not cover the step with its margin:
+   `runs.may_step`), and publish the finish record (rebuilt on the new tip when
+   a human pushed meanwhile; a late record once main records the run
+   interrupted).
 
 `pass_once` (apply) runs the started runs at once, a thread per environment,
 and repeats from 2 until nothing more may run; `watch_pass` (the watcher)
@@ -42,7 +45,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +65,9 @@ from reconciler.app.record import (
     deployments_bytes,
     deployments_file,
     finish_message,
+    heartbeat_message,
     interrupted_message,
+    late_message,
     log_bytes,
     log_path,
     refusal_message,
@@ -78,15 +83,29 @@ from reconciler.core.errors import (
     TemporaryError,
     UsageError,
 )
-from reconciler.core.events import PlanRef
+from reconciler.core.events import FINISHED, PlanRef, Record
 from reconciler.core.journal import OutboxEntry
 from reconciler.core.loader import load
 from reconciler.core.model import Environment, Policy
-from reconciler.core.runs import RunDecisions, RunFacts, Start, decide_runs
+from reconciler.core.runs import (
+    EXTEND,
+    STEP,
+    RunDecisions,
+    RunFacts,
+    Start,
+    decide_runs,
+    late_steps,
+    lease_for,
+    may_step,
+    step_budget,
+)
 from reconciler.core.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
 PUBLISH_ATTEMPTS = 30
+# A heartbeat that loses this many races leaves the lease as it is: the step may still
+# start if that lease covers it (`runs.may_step`).
+HEARTBEAT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +140,7 @@ class StartedRun:
     environment: Environment
     writer: RecordWriter
     finished: tuple[str, ...] = ()  # a retry: the runs that deployed the steps it skips
+    lease_until: datetime | None = None  # as its start record says
 
     @property
     def plan(self) -> PlanRef:
@@ -469,7 +489,9 @@ class Reconciler:
             message = start_message(decision, start.run_id, self.instance, start.lease_until)
             records.append((message, None))
             finished = self._finished(history, decision, environment) if decision.retry_of else ()
-            started.append(StartedRun(decision, start.run_id, environment, writer, finished))
+            started.append(
+                StartedRun(decision, start.run_id, environment, writer, finished, start.lease_until)
+            )
         return started, records
 
     def _finished(
@@ -502,7 +524,8 @@ class Reconciler:
         decision, run_id, environment = started.decision, started.run_id, started.environment
         try:
             try:
-                execution = self._execute(decision, run_id, environment, started.finished)
+                fence = None if started.lease_until is None else self._fence(started)
+                execution = self._execute(decision, run_id, environment, started.finished, fence)
             except ReconcilerError as error:
                 # The start record is out: a run that ends in an error must still be
                 # recorded as ended, or it stays 'started' until a restart or its lease.
@@ -536,6 +559,7 @@ class Reconciler:
         run_id: str,
         environment: Environment,
         finished: tuple[str, ...] = (),
+        fence: Callable[[Step], Step | str] | None = None,
     ) -> Execution:
         assert decision.plan is not None
         driver = self._driver(environment)
@@ -548,7 +572,57 @@ class Reconciler:
             stop_requested=self.stop_requested,
             on_step=self.on_step,
             finished=finished,
+            fence=fence,
         )
+
+    def _fence(self, started: StartedRun) -> Callable[[Step], Step | str]:
+        """What a run asks before each step (`runs.may_step`): the step with its lease, after
+        a heartbeat when the lease would not cover it with its margin; or why it stops (its
+        lease passed, or main as this reconciler last saw it records the run ended)."""
+        assert started.lease_until is not None
+        lease = started.lease_until
+        budget = step_budget(started.environment)
+
+        def fence(step: Step) -> Step | str:
+            nonlocal lease
+            with self._git_lock:  # main as last walked: a watcher walks it during runs
+                ended = self._ended(started.run_id)
+            seen = None if ended is None else f"{ended.result} in {ended.commit[:12]}"
+            why = may_step(lease, self.clock(), budget, ended=seen)
+            if why.code == EXTEND:
+                try:
+                    lease, seen = self._heartbeat(started, lease)
+                except ReconcilerError:
+                    # The remote refused it, or cannot be reached: the lease it has stands,
+                    # and the run stops (interrupted, not failed) if that will not do.
+                    seen = None
+                why = may_step(lease, self.clock(), budget, ended=seen, extended=True)
+            if why.code != STEP:
+                return f"run {started.run_id} may not take another step: {why}"
+            return replace(step, lease_until=lease)
+
+        return fence
+
+    def _heartbeat(self, started: StartedRun, lease: datetime) -> tuple[datetime, str | None]:
+        """Publish a heartbeat extending the run's lease (compare-and-swap, rebuilt on lost
+        races); the lease it holds then, and the record that ended the run if main has one."""
+        run_id, environment = started.run_id, started.environment
+        with self._git_lock:
+            for attempt in range(HEARTBEAT_ATTEMPTS):
+                tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
+                self._walk_to(tip)
+                ended = self._ended(run_id)
+                if ended is not None:
+                    return lease, f"{ended.result} in {ended.commit[:12]}"
+                extended = self.clock() + lease_for(environment, 1)
+                message = heartbeat_message(
+                    run_id, started.plan, environment.name, self.instance, extended
+                )
+                if self.publisher.publish(started.writer.commit(tip, message), tip):
+                    self._last_published = self.publisher.last_known()
+                    return extended, None
+                self.sleep(min(0.05 * 2**attempt, 1.0))
+        return lease, None  # the lease it has stands: `may_step` says whether it will do
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
         """A retry's backoff, cut short when the reconciler is asked to stop."""
@@ -596,7 +670,8 @@ class Reconciler:
             self._walk_to(tip)
             if not self._unpublished({run_id: detail}):
                 return False  # a publish the process died after (or that was reported failed)
-            commit = writer.commit(tip, detail.message, self._finish_files(tip, run_id, detail))
+            files = self._finish_files(tip, run_id, detail)
+            commit = writer.commit(tip, self._finish_message(run_id, detail), files)
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
                 return True
@@ -621,7 +696,7 @@ class Reconciler:
             ours: set[str] = set()  # environments whose file a record of this chain wrote
             for run_id, detail in pending.items():
                 files = self._finish_files(tip, run_id, detail, ours=ours)
-                tip = writer.commit(tip, detail.message, files)
+                tip = writer.commit(tip, self._finish_message(run_id, detail), files)
                 ours.add(detail.environment)
         return tip, pending
 
@@ -640,7 +715,13 @@ class Reconciler:
             for record in self.store.records_of(pending, uncounted=True)
             if record.run is not None
             and record.result != "started"
-            and _same_message(self.repo.commit(record.commit).message, pending[record.run].message)
+            and any(
+                _same_message(self.repo.commit(record.commit).message, message)
+                for message in (
+                    pending[record.run].message,
+                    late_message(pending[record.run].message),
+                )
+            )
         }
         for run_id in published:
             self.store.clear_outbox(run_id)
@@ -683,6 +764,18 @@ class Reconciler:
             return None
         return moved.last_verified
 
+    def _ended(self, run_id: str) -> Record | None:
+        """The record that ended the run on the branch as walked (another reconciler's, once
+        its lease passed), if one did."""
+        return next(
+            (record for record in self.store.records_of([run_id]) if record.result in FINISHED),
+            None,
+        )
+
+    def _finish_message(self, run_id: str, detail: OutboxEntry) -> str:
+        """The finish record's message; a late record's once main records the run ended."""
+        return detail.message if self._ended(run_id) is None else late_message(detail.message)
+
     def _finish_files(
         self, tip: str, run_id: str, detail: OutboxEntry, *, ours: Collection[str] = ()
     ) -> dict[str, bytes]:
@@ -694,10 +787,10 @@ class Reconciler:
         the service signs (nor, unreadable, erase what runs). Only what a record
         of the same chain just wrote is read from `tip`.
 
-        A run that already ended leaves the file as it is: its lease passed,
-        another reconciler recorded it interrupted (and may have gone on to the
-        next run there), and this record comes late. Only the finish record that
-        counts moves `deployments/` (`rules`); this one records the log.
+        A run that already ended comes late: its lease passed, another
+        reconciler recorded it interrupted (and may have gone on to the next run
+        there). Its late record writes what it deployed after all, but not over
+        what a run started since deployed (`runs.late_steps`).
         """
         environment = detail.environment
         path = deployments_file(environment)
@@ -707,16 +800,24 @@ class Reconciler:
         else:
             raw = self._walker.effective_file(path)
         files = {detail.log_path: detail.log.encode()}
-        ended = any(record.result != "started" for record in self.store.records_of([run_id]))
-        if ended:
-            return files if raw is None else {**files, path: raw}
+        running = _deployments_in(raw, path)
+        deployed = detail.deployed
+        ended = self._ended(run_id)
+        if ended is not None:
+            applications = (running or {}).get("applications") or {}
+            others = {
+                str(entry.get("run")) for entry in applications.values() if isinstance(entry, dict)
+            }
+            started = {
+                str(record.run): record.seq
+                for record in self.store.records_of(others)
+                if record.result == "started"
+            }
+            deployed = late_steps(deployed, applications, ended.seq, started)
+            if not deployed:
+                return files if raw is None else {**files, path: raw}
         files[path] = deployments_bytes(
-            environment,
-            _deployments_in(raw, path),
-            list(detail.deployed),
-            detail.plan,
-            run_id,
-            detail.when,
+            environment, running, list(deployed), detail.plan, run_id, detail.when
         )
         return files
 

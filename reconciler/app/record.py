@@ -6,7 +6,11 @@ back:
 
 - a *start* record (`Result: started`, the instance, a lease deadline)
   before the first driver call: publishing it is the lock;
+- a *heartbeat* record (`Result: heartbeat`, a later lease deadline) before a
+  step the run's lease would not cover with its margin (`runs.may_step`);
 - a *finish* record with the run's log and the new `deployments/<env>.yaml`;
+  published after main recorded the run interrupted, it is a *late* record
+  (`Result: late`, "finished after its lease", `late_message`);
 - an *interrupted* record for a run that was started and never finished;
 - one *refusal* record per pass naming every newly refused plan version.
 
@@ -30,7 +34,7 @@ from reconciler.app.execute import Execution, StepResult
 from reconciler.core.decide import Decision
 from reconciler.core.decide_values import Run
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
-from reconciler.core.events import PlanRef
+from reconciler.core.events import HEARTBEAT, LATE, PlanRef
 from reconciler.core.layout import deployment_path
 from reconciler.core.loader import dump
 from reconciler.core.printable import printable
@@ -213,6 +217,38 @@ def _verdict(result: StepResult) -> str:
 def _step_named(result: StepResult) -> str:
     """A step as the `Failed-Step` and `Resumed-At` trailers name it: '2 ecommerce 1.4.0'."""
     return f"{result.position} {result.step.application} {result.step.version}"
+
+
+def heartbeat_message(
+    run: str, plan: PlanRef, environment: str, instance: str, lease_until: datetime
+) -> str:
+    trailers = _trailers(
+        [
+            ("Plan", str(plan)),
+            ("Environment", environment),
+            ("Result", HEARTBEAT),
+            ("Run", run),
+            ("Reconciler", instance),
+            ("Lease-Until", lease_until.isoformat()),
+        ]
+    )
+    return f"Extend the lease of run {run}\n\n{trailers}\n"
+
+
+def late_message(message: str) -> str:
+    """A finish record's message (`finish_message`) as it is published once main records its
+    run interrupted: finished after its lease, what it did kept, `Result: late`."""
+    subject, _, rest = message.partition("\n")
+    head, _, result = subject.rpartition(": ")
+    lines = rest.split("\n")
+    # The trailer block's, the last one: a line of the body never becomes the result.
+    last = max(number for number, line in enumerate(lines) if line.startswith("Result: "))
+    lines[last] = f"Result: {LATE}"
+    note = (
+        "Its lease passed and main records the run interrupted: this record does not end "
+        "it, and says what it did."
+    )
+    return f"{head}: finished after its lease ({result})\n\n{note}\n" + "\n".join(lines)
 
 
 def interrupted_message(run: Run, why: str, instance: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from reconciler.core.events import FINISHED, PlanRef, Record, Signoff
+from reconciler.core.events import FINISHED, HEARTBEAT, PlanRef, Record, Signoff
 from reconciler.core.identity import CommitFacts
 from reconciler.core.model import Policy
 from reconciler.core.reasons import Reason
@@ -124,7 +124,7 @@ def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
 
     `records`: those that counted. `events.record_refusal` lets one start and one
     finish per run through, the finish after its start, so the fold needs no rule of
-    its own about second starts or finishes."""
+    its own about second starts or finishes. A heartbeat that counted extends the lease."""
     runs: dict[str, Run] = {}
     for record in records:
         if record.run is None or record.plan is None:
@@ -145,6 +145,8 @@ def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
                 started_at=record.committed_at,
                 started_seq=record.seq,
             )
+        elif record.run in runs and record.result == HEARTBEAT:
+            runs[record.run] = replace(runs[record.run], lease_until=record.lease_until)
         elif record.run in runs and record.result in FINISHED:
             runs[record.run] = replace(
                 runs[record.run],

@@ -16,7 +16,8 @@ the reason it was ignored, so `plan` and `history` can say why:
   descends from the trust anchor (never one from an unrelated history; a fork
   shares the anchor, so each repository needs its own service key).
 - A record counts once (`record_refusal`): one start and one finish per run id,
-  the finish built on its run's start.
+  the finish built on its run's start; a heartbeat only while its run holds its
+  lease; a late record once, after the run was recorded interrupted.
 - Trailers are read as `git log --format=%(trailers)` shows them
   (`read_trailers`, held against git in tests/test_trailers.py, which lists
   where and why the two may differ). A message git log shows otherwise (a NUL
@@ -40,8 +41,12 @@ DEPLOY: Final = "Deploy-Plan"
 RETRY: Final = "Retry-Run"
 RESULT: Final = "Result"
 HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY)
-RESULTS: Final = ("started", "succeeded", "failed", "interrupted", "refused")
+RESULTS: Final = ("started", "succeeded", "failed", "interrupted", "refused", "heartbeat", "late")
 FINISHED: Final = ("succeeded", "failed", "interrupted")
+# A heartbeat extends a running run's lease; a late record says what a run did after main
+# recorded it interrupted (its lease passed). Neither ends a run.
+HEARTBEAT: Final = "heartbeat"
+LATE: Final = "late"
 
 # A full blob id: 40 hex digits with SHA-1, 64 in a SHA-256 repository.
 _REF = re.compile(r"^(?P<path>plans/[^@\s]+\.yaml)@(?P<blob>[0-9a-f]{40}(?:[0-9a-f]{24})?)$")
@@ -410,18 +415,33 @@ def record_refusal(
     the service to mark it interrupted, and a retry to deploy it again) nor
     ends one a second time (and so never moves `deployments/`).
 
+    A heartbeat extends the lease of a run that has not ended, by the instance
+    that started it, made before the lease it extends passed: past it, any
+    reconciler may have marked the run interrupted, so nothing revives it. A late
+    record (`late_refusal`) comes once, after the run was recorded interrupted.
+
     `earlier`: the records of the same run that counted, in landing order.
     """
-    if record.run is None or record.result not in ("started", *FINISHED):
+    if record.run is None or record.result not in ("started", HEARTBEAT, LATE, *FINISHED):
         return None
     start = next((item for item in earlier if item.result == "started"), None)
     end = next((item for item in earlier if item.result in FINISHED), None)
+    if record.result == LATE:
+        return late_refusal(record, earlier, start, end, built_on)
     if end is not None:
         return f"the run already ended in {end.commit[:12]}"
     if start is not None and record.result == "started":
         return f"the run already started in {start.commit[:12]}"
     if start is None:
         return None if record.result == "started" else "no start record of the run counted"
+    why = _continues(record, start, built_on)
+    if why is not None or record.result != HEARTBEAT:
+        return why
+    return heartbeat_refusal(record, earlier, start)
+
+
+def _continues(record: Record, start: Record, built_on: Callable[[str], bool]) -> str | None:
+    """Why `record` is not the service's continuation of the run `start` began, if not."""
     if (record.plan, record.environment) != (start.plan, start.environment):
         return (
             f"the run started for {start.plan} in {start.environment}, "
@@ -430,3 +450,38 @@ def record_refusal(
     if not built_on(start.commit):
         return f"it is not built on the run's start record {start.commit[:12]}"
     return None
+
+
+def heartbeat_refusal(record: Record, earlier: Sequence[Record], start: Record) -> str | None:
+    """Why a heartbeat of a started, unfinished run does not extend its lease, or None."""
+    if record.instance != start.instance:
+        return f"the run is {start.instance}'s, not {record.instance}'s: only it extends the lease"
+    leases = [item.lease_until for item in earlier if item.result in ("started", HEARTBEAT)]
+    lease = leases[-1] if leases else None
+    if record.lease_until is None:
+        return "a heartbeat needs Lease-Until"
+    if lease is not None and record.committed_at > lease:
+        return (
+            f"it was made at {record.committed_at.isoformat()}, after the run's lease passed "
+            f"at {lease.isoformat()}"
+        )
+    return None
+
+
+def late_refusal(
+    record: Record,
+    earlier: Sequence[Record],
+    start: Record | None,
+    end: Record | None,
+    built_on: Callable[[str], bool],
+) -> str | None:
+    """Why a late record does not count, or None: once per run, after its interrupted record,
+    built on its start."""
+    if start is None:
+        return "no start record of the run counted"
+    if end is None or end.result != "interrupted":
+        return "a late record follows only a run recorded interrupted"
+    late = next((item for item in earlier if item.result == LATE), None)
+    if late is not None:
+        return f"the run's late record is {late.commit[:12]}"
+    return _continues(record, start, built_on)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from reconciler.core.decide import Decision, executable, ordered
 from reconciler.core.decide_values import History, Run, Wait
@@ -20,9 +20,12 @@ from reconciler.core.events import PlanRef
 from reconciler.core.model import Environment
 from reconciler.core.reasons import Reason, reason
 
-# The margin a run's lease adds to what its driver steps may take at most: time to
-# record the finish after the last step.
+# The margin a run's lease adds to what its next driver step may take at most: time to
+# record the finish after the last step, or to extend the lease before the next one.
 LEASE_MARGIN: Final = timedelta(minutes=2)
+# What `may_step` answers: the step may start; the lease is to be extended first.
+STEP: Final = "lease.held"
+EXTEND: Final = "lease.expiring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Start:
     decision: Decision
     run_id: str
     environment: str
-    lease_until: datetime  # past it, any reconciler may mark the run interrupted
+    lease_until: datetime  # past it, any reconciler may mark the run interrupted (`may_step`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,8 @@ def interruption(run: Run, instance: str, now: datetime) -> Reason | None:
 
 
 def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) -> tuple[Start, ...]:
-    """The first executable plan of each environment no run holds, with its run id and lease."""
+    """The first executable plan of each environment no run holds, with its run id and lease
+    (for its first step: a heartbeat extends it before a later one, `may_step`)."""
     busy = {run.environment for run in history.runs if run.result == "started"}
     taken = [run.id for run in history.runs]
     starts = []
@@ -146,7 +150,7 @@ def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) ->
         run_id = next_run_id(decision.plan.name, taken)
         taken.append(run_id)
         environment = history.policy.environments[name]
-        lease = now + lease_for(environment, len(decision.plan.applications))
+        lease = now + lease_for(environment, 1)
         starts.append(Start(decision, run_id, name, lease))
     return tuple(starts)
 
@@ -162,12 +166,79 @@ def next_run_id(plan: str, taken: Collection[str]) -> str:
 
 
 def lease_for(environment: Environment, steps: int) -> timedelta:
-    """How long a run of `steps` may take at most: every attempt of every step timing out,
-    the backoffs between attempts, and the margin to record its end."""
+    """How long `steps` of a run may take at most, and the margin to record its end."""
+    return steps * step_budget(environment) + LEASE_MARGIN
+
+
+def step_budget(environment: Environment) -> timedelta:
+    """How long one driver step may take at most: every attempt timing out, and the
+    backoffs between attempts."""
     driver = environment.driver
     attempts = driver.retries + 1
     backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
-    return timedelta(seconds=steps * (driver.timeout * attempts + backoff)) + LEASE_MARGIN
+    return timedelta(seconds=driver.timeout * attempts + backoff)
+
+
+def may_step(
+    lease_until: datetime,
+    now: datetime,
+    budget: timedelta,
+    *,
+    ended: str | None = None,
+    extended: bool = False,
+) -> Reason:
+    """Whether a run holding its lease until `lease_until` may start a driver step that may
+    take `budget` (`step_budget`) at `now`: `STEP`, `EXTEND` (a heartbeat first), or why
+    it stops.
+
+    A step starts only when it can end inside the lease, and never once main records
+    the run ended (`ended`: that record); past its lease any reconciler may mark the run
+    interrupted and start the next one there. Less than half the margin left after the
+    step asks for a heartbeat first (`extended`: it was asked for, and this is the lease
+    it left), so a long run keeps its lease and a paused one loses it.
+    """
+    facts = {"lease_until": lease_until, "now": now}
+    if ended is not None:
+        return reason("lease.lost", f"main records the run ended ({ended})", **facts)
+    if now >= lease_until:
+        return reason(
+            "lease.passed",
+            f"its lease passed at {lease_until.isoformat()} (it is {now.isoformat()})",
+            **facts,
+        )
+    if now + budget > lease_until and extended:
+        return reason(
+            "lease.short",
+            f"its lease ends at {lease_until.isoformat()}, before the step could end "
+            f"(it may take {budget.total_seconds():g} s), and could not be extended",
+            **facts,
+        )
+    if now + budget + LEASE_MARGIN / 2 > lease_until and not extended:
+        return reason(
+            EXTEND, f"its lease ends at {lease_until.isoformat()}: extend it first", **facts
+        )
+    return reason(STEP, f"it holds its lease until {lease_until.isoformat()}", **facts)
+
+
+def late_steps(
+    deployed: Iterable[tuple[str, str]],
+    running: Mapping[str, Any],
+    ended_seq: int,
+    started_seq: Mapping[str, int],
+) -> tuple[tuple[str, str], ...]:
+    """What a run that finished after main recorded it ended (at landing `ended_seq`) writes
+    into deployments/: the steps it deployed, but for an application a run started after
+    that end deployed since (`running`: deployments/'s applications; `started_seq`: the
+    landing of each run's start record). That run started after the step, so runs later.
+    """
+    kept = []
+    for application, version in deployed:
+        entry = running.get(application)
+        run = entry.get("run") if isinstance(entry, Mapping) else None
+        if isinstance(run, str) and started_seq.get(run, 0) > ended_seq:
+            continue
+        kept.append((application, version))
+    return tuple(kept)
 
 
 def driver_targets(decisions: Iterable[Decision]) -> list[str]:

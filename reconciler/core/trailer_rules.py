@@ -31,6 +31,7 @@ from reconciler.core.events import (
     DEPLOY,
     FINISHED,
     HUMAN_TRAILERS,
+    LATE,
     RESULT,
     RETRY,
     PlanRef,
@@ -205,7 +206,8 @@ def _record(
         void = record_refusal(record, asked.records_of(record.run), asked.built_on)
         if void is not None:
             return Trailed((ignore(void, record),), void=void)
-    return Trailed((record,), finish=record if record.result in FINISHED else None)
+    # A late record writes what its run deployed after all (`runs.late_steps`).
+    return Trailed((record,), finish=record if record.result in (*FINISHED, LATE) else None)
 
 
 class _Ignore(Protocol):
