@@ -53,7 +53,7 @@ from reconciler.core.landed import Content, LandedCommit, Landing, State
 from reconciler.core.layout import TEAMS_FILE, place
 from reconciler.core.ledger import Ledger
 from reconciler.core.model import Policy
-from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
+from reconciler.core.permissions import PLAN_DEPLOY, Answers, Verdict
 from reconciler.core.rules import judge_change, landing_style, triggers
 from reconciler.core.trailer_rules import Found
 from reconciler.core.verdicts import LandingVerdict, Refusal
@@ -92,11 +92,19 @@ class LandingJudgement:
 
 
 def judge_landing(
-    policy: Policy, state: State, landing: Landing, content: Content, *, cap: int
+    policy: Policy,
+    state: State,
+    landing: Landing,
+    content: Content,
+    *,
+    cap: int,
+    answers: Answers | None = None,
 ) -> LandingJudgement:
     """Judge `landing` by `policy` (the effective one before it) from `state`; a landing
-    of more than `cap` commits is refused whole."""
-    return _Judging(policy, state, landing, content).judge(cap)
+    of more than `cap` commits is refused whole. `answers`: the permission answers the
+    caller keeps for `policy` across landings (used only when they are `policy`'s)."""
+    answers = Answers(policy) if answers is None else answers.for_policy(policy)
+    return _Judging(policy, state, landing, content, answers).judge(cap)
 
 
 def plan_version(
@@ -117,10 +125,43 @@ def plan_version(
     `onto_main`: its first parent was main's previous commit)."""
     target = value(fields, "target")
     actor = resolve(facts, policy, signature_required=_signature_required(policy, target))
+    return _version(
+        path,
+        blob,
+        commit,
+        seq,
+        fields=fields,
+        target=target,
+        actor=actor,
+        answers=Answers(policy),
+        facts=facts,
+        committed_at=committed_at,
+        may_trigger=may_trigger,
+        onto_main=onto_main,
+    )
+
+
+def _version(
+    path: str,
+    blob: str,
+    commit: str,
+    seq: int,
+    *,
+    fields: FieldMap,
+    target: object,
+    actor: Actor,
+    answers: Answers,
+    facts: CommitFacts,
+    committed_at: datetime,
+    may_trigger: bool,
+    onto_main: bool,
+) -> VersionLanded:
+    """`plan_version`, with `fields`' target and its actor under the judging policy
+    (`answers.policy`) known."""
     # An anchor's plans have no style: its reason says why nothing triggered them.
     style = landing_style(facts, actor, onto_main=onto_main) if may_trigger else ""
     verdict: Verdict | None = (
-        may_on_environment(policy, actor.name, PLAN_DEPLOY, target)
+        answers.may_on_environment(actor.name, PLAN_DEPLOY, target)
         if may_trigger and actor.known and isinstance(target, str) and triggers(style)
         else None
     )
@@ -167,6 +208,7 @@ class _Judging:
     state: State
     landing: Landing
     content: Content
+    answers: Answers  # `policy`'s, kept by the caller across landings
     commits: dict[str, LandedCommit] = field(init=False)
     vouched: dict[str, dict[str, FieldMap]] = field(default_factory=dict)
     culprits: dict[str, dict[str, Blame]] = field(default_factory=dict)
@@ -463,14 +505,18 @@ class _Judging:
             if first_parent is not None and self._blob_and_mode(first_parent, path)[0] == blob:
                 continue
             parents = self.commits[commit].parents
+            fields = self.ledger.fields(path)
+            target = value(fields, "target")
             self.versions.append(
-                plan_version(
+                _version(
                     path,
                     blob,
                     commit,
                     self.landing.seq,
-                    fields=self.ledger.fields(path),
-                    policy=self.policy,
+                    fields=fields,
+                    target=target,
+                    actor=self._actor(commit, signed=_signature_required(self.policy, target)),
+                    answers=self.answers,
                     facts=self.content.facts(commit),
                     committed_at=self.content.committed_at(commit),
                     may_trigger=True,
