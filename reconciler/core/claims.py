@@ -4,12 +4,12 @@ end (or why they do not count), with the landing answering the rules' questions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.core.events import Record
 from reconciler.core.fields import value
-from reconciler.core.landed import Content, LandedCommit, Landing
+from reconciler.core.landed import Content, LandedCommit, Landing, blob_and_mode
 from reconciler.core.model import Policy
 from reconciler.core.trailer_rules import Carrier, Found, read_commit
 
@@ -23,7 +23,6 @@ class Claims:
     content: Content
     anchor: str  # the trust anchor
     commits: Mapping[str, LandedCommit]  # the landing's, by id
-    blob: Callable[[str, str], str | None]  # the blob at a path in a commit (None: none)
     found: list[Found] = field(default_factory=list)
     # The runs its records end (commit -> the record, as it counted), and why the others'
     # records do not count: deployments/ moves only with a finish record that counts.
@@ -98,7 +97,8 @@ class _Asked:
     landed: LandedCommit
 
     def blob(self, path: str) -> str | None:
-        return self.claims.blob(self.landed.id, path)
+        claims = self.claims
+        return blob_and_mode(claims.commits, claims.content, self.landed.id, path)[0]
 
     def target(self, path: str, blob: str) -> object:
         return value(self.claims.content.fields(path, blob, ""), "target")

@@ -49,7 +49,7 @@ from reconciler.core.fields import (
 )
 from reconciler.core.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.core.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
-from reconciler.core.landed import Content, LandedCommit, Landing, State
+from reconciler.core.landed import Content, LandedCommit, Landing, State, blob_and_mode
 from reconciler.core.layout import TEAMS_FILE, place
 from reconciler.core.ledger import Ledger
 from reconciler.core.model import Policy
@@ -224,12 +224,7 @@ class _Judging:
         self.commits = {commit.id: commit for commit in self.landing.commits}
         self.ledger = Ledger(self.state.effective, self.state.dirty)
         self.claims = Claims(
-            self.policy,
-            self.landing,
-            self.content,
-            self.state.anchor,
-            self.commits,
-            lambda commit, path: self._blob_and_mode(commit, path)[0],
+            self.policy, self.landing, self.content, self.state.anchor, self.commits
         )
 
     # -- the landing -----------------------------------------------------------
@@ -546,16 +541,7 @@ class _Judging:
         return self.content.fields(path, blob, mode)
 
     def _blob_and_mode(self, commit: str, path: str) -> tuple[str | None, str]:
-        current = commit
-        while current in self.commits:
-            landed = self.commits[current]
-            change = landed.changes.get(path)
-            if change is not None:
-                return change
-            if not landed.parents:
-                return None, ""
-            current = landed.parents[0]
-        return self.content.blob_at(current, path), "100644"
+        return blob_and_mode(self.commits, self.content, commit, path)
 
     # -- identities ------------------------------------------------------------------
 
