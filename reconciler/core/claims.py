@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reconciler.core.events import Record
+from reconciler.core.events import Record, read_trailers
 from reconciler.core.fields import value
 from reconciler.core.landed import Content, LandedCommit, Landing, blob_and_mode
 from reconciler.core.model import Policy
@@ -32,14 +32,15 @@ class Claims:
     def read(self, landed: LandedCommit) -> None:
         """Read the trailers of `landed`: what they claim, and the run it ends or voids."""
         commit = landed.id
-        message, encoding = self.content.message(commit)
+        trailers = read_trailers(*self.content.message(commit))
+        if not trailers.seen and trailers.refused is None:
+            return  # most commits: no trailer, so nothing that counts or is ignored
         carrier = Carrier(
             commit=commit,
             seq=self.landing.seq,
             parents=len(landed.parents),
             changes_files=bool(landed.changes),
-            message=message,
-            encoding=encoding,
+            trailers=trailers,
             facts=self.content.facts(commit),
             committed_at=self.content.committed_at(commit),
         )
