@@ -356,7 +356,9 @@ class _Judging:
             # A record speaks for its own commit only, never for one who landed it stale.
             record = finish if author == commit else None
             facts = self.content.facts(author)
-            judgement = judge_change(self.policy, facts, path, key, base, actual, record)
+            judgement = judge_change(
+                self.policy, facts, path, key, base, actual, record, answers=self.answers
+            )
             if judgement.verdict:
                 self._credit_bringer(landed, path, author, judgement.actor.id)
                 return None

@@ -161,7 +161,7 @@ def may_on_environment(
 
 @dataclass(slots=True)
 class Answers:
-    """The answers `may_on_environment` gave under one policy, remembered.
+    """The answers the permission rules gave under one policy, remembered.
 
     A walk judges thousands of landings by one policy and asks the same few
     questions in each (may this user trigger plans into that environment?):
@@ -172,6 +172,8 @@ class Answers:
 
     policy: Policy
     _on_environment: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
+    _edit: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
+    _edit_some: dict[tuple[str, str, tuple[str, ...]], Verdict] = field(default_factory=dict)
 
     def for_policy(self, policy: Policy) -> Answers:
         """These answers when they are `policy`'s, else a fresh memo for it."""
@@ -183,6 +185,24 @@ class Answers:
         if verdict is None:
             verdict = may_on_environment(self.policy, user, permission, environment)
             self._on_environment[key] = verdict
+        return verdict
+
+    def may_edit_application(self, user: str, environment: str, application: str) -> Verdict:
+        key = (user, environment, application)
+        verdict = self._edit.get(key)
+        if verdict is None:
+            verdict = may_edit_application(self.policy, user, environment, application)
+            self._edit[key] = verdict
+        return verdict
+
+    def may_edit_some_application(
+        self, user: str, environment: str, applications: tuple[str, ...]
+    ) -> Verdict:
+        key = (user, environment, applications)
+        verdict = self._edit_some.get(key)
+        if verdict is None:
+            verdict = may_edit_some_application(self.policy, user, environment, applications)
+            self._edit_some[key] = verdict
         return verdict
 
 
