@@ -219,6 +219,8 @@ class _Judging:
     versions: list[VersionLanded] = field(default_factory=list)
     ledger: Ledger = field(init=False)
     actors: dict[tuple[str, bool], Actor] = field(default_factory=dict)
+    # What each commit holds at each path, asked again for every child and settling.
+    actuals: dict[tuple[str, str], FieldMap] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.commits = {commit.id: commit for commit in self.landing.commits}
@@ -539,8 +541,12 @@ class _Judging:
     # -- content -------------------------------------------------------------------
 
     def _actual(self, commit: str, path: str) -> FieldMap:
-        blob, mode = self._blob_and_mode(commit, path)
-        return self.content.fields(path, blob, mode)
+        key = (commit, path)
+        actual = self.actuals.get(key)
+        if actual is None:
+            blob, mode = self._blob_and_mode(commit, path)
+            actual = self.actuals[key] = self.content.fields(path, blob, mode)
+        return actual
 
     def _blob_and_mode(self, commit: str, path: str) -> tuple[str | None, str]:
         return blob_and_mode(self.commits, self.content, commit, path)
