@@ -544,7 +544,7 @@ class _Judging:
         key = (commit, path)
         actual = self.actuals.get(key)
         if actual is None:
-            blob, mode = self._blob_and_mode(commit, path)
+            blob, mode = blob_and_mode(self.commits, self.content, commit, path)
             actual = self.actuals[key] = self.content.fields(path, blob, mode)
         return actual
 
