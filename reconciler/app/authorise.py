@@ -67,6 +67,7 @@ from reconciler.core.ledger import apply_changes
 from reconciler.core.loader import load
 from reconciler.core.model import Policy
 from reconciler.core.openpgp import Keyring
+from reconciler.core.permissions import Answers
 from reconciler.core.revocation import Revocations
 from reconciler.core.verdicts import LandingVerdict, Refusal
 
@@ -111,6 +112,9 @@ class Authoriser:
         # Where main's content is not the effective state: path -> field -> who put it there.
         self.dirty: dict[str, dict[str, Refusal | None]] = {}
         self._policy: Policy | None = None
+        # The judge's permission answers under the judging policy, kept across the
+        # landings it judges: a new policy starts a new memo (`Answers.for_policy`).
+        self._answers: Answers | None = None
         self._versions = ParsedVersions()  # parsed plan and teams.yaml versions
         self._reader = ReadAhead(repo, store, self._versions, size=batch, workers=workers)
         self._keyring = Keyring()
@@ -400,7 +404,10 @@ class Authoriser:
         landed = [commit.id for commit in landing.commits]
         carriers = self.commits.claim(landed)
         state = State(self.effective, self.dirty, self.anchor)
-        judgement = judge_landing(policy, state, landing, self.commits, cap=self.cap)
+        answers = self._answers = (self._answers or Answers(policy)).for_policy(policy)
+        judgement = judge_landing(
+            policy, state, landing, self.commits, cap=self.cap, answers=answers
+        )
         self._apply(judgement)
         self.store.add_judgement(
             LandingRow(landing.seq, judgement.verdict, judgement.committed_at),

@@ -4,12 +4,12 @@ end (or why they do not count), with the landing answering the rules' questions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reconciler.core.events import Record
+from reconciler.core.events import Record, read_trailers
 from reconciler.core.fields import value
-from reconciler.core.landed import Content, LandedCommit, Landing
+from reconciler.core.landed import Content, LandedCommit, Landing, blob_and_mode
 from reconciler.core.model import Policy
 from reconciler.core.trailer_rules import Carrier, Found, read_commit
 
@@ -23,7 +23,6 @@ class Claims:
     content: Content
     anchor: str  # the trust anchor
     commits: Mapping[str, LandedCommit]  # the landing's, by id
-    blob: Callable[[str, str], str | None]  # the blob at a path in a commit (None: none)
     found: list[Found] = field(default_factory=list)
     # The runs its records end (commit -> the record, as it counted), and why the others'
     # records do not count: deployments/ moves only with a finish record that counts.
@@ -33,14 +32,15 @@ class Claims:
     def read(self, landed: LandedCommit) -> None:
         """Read the trailers of `landed`: what they claim, and the run it ends or voids."""
         commit = landed.id
-        message, encoding = self.content.message(commit)
+        trailers = read_trailers(*self.content.message(commit))
+        if not trailers.seen and trailers.refused is None:
+            return  # most commits: no trailer, so nothing that counts or is ignored
         carrier = Carrier(
             commit=commit,
             seq=self.landing.seq,
             parents=len(landed.parents),
             changes_files=bool(landed.changes),
-            message=message,
-            encoding=encoding,
+            trailers=trailers,
             facts=self.content.facts(commit),
             committed_at=self.content.committed_at(commit),
         )
@@ -98,7 +98,8 @@ class _Asked:
     landed: LandedCommit
 
     def blob(self, path: str) -> str | None:
-        return self.claims.blob(self.landed.id, path)
+        claims = self.claims
+        return blob_and_mode(claims.commits, claims.content, self.landed.id, path)[0]
 
     def target(self, path: str, blob: str) -> object:
         return value(self.claims.content.fields(path, blob, ""), "target")

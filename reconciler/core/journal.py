@@ -165,9 +165,11 @@ def readable(version: int) -> None:
 def encode(row: Row | Blame) -> str:
     """A row (or a dirty path's blame) as the JSON text the store keeps; without the
     fields the store keeps in columns of their own (`COLUMNS`)."""
-    if isinstance(row, Mapping):
-        return json.dumps(_blame_json(row))
-    return json.dumps(_ENCODERS[type(row)](row))
+    # The row's own type first: the walk encodes thousands of rows, few of them blame.
+    encoder = _ENCODERS.get(type(row))
+    if encoder is None:
+        return json.dumps(_blame_json(cast(Blame, row)))
+    return json.dumps(encoder(row))
 
 
 def decode(kind: type[R], text: str, version: int = VERSION, **columns: Any) -> R:

@@ -49,11 +49,11 @@ from reconciler.core.fields import (
 )
 from reconciler.core.identity import NO_IDENTITY, Actor, CommitFacts, resolve
 from reconciler.core.journal import Blame, IgnoredTrailer, PlanEdit, VersionLanded
-from reconciler.core.landed import Content, LandedCommit, Landing, State
+from reconciler.core.landed import Content, LandedCommit, Landing, State, blob_and_mode
 from reconciler.core.layout import TEAMS_FILE, place
 from reconciler.core.ledger import Ledger
 from reconciler.core.model import Policy
-from reconciler.core.permissions import PLAN_DEPLOY, Verdict, may_on_environment
+from reconciler.core.permissions import PLAN_DEPLOY, Answers, Verdict
 from reconciler.core.rules import judge_change, landing_style, triggers
 from reconciler.core.trailer_rules import Found
 from reconciler.core.verdicts import LandingVerdict, Refusal
@@ -92,11 +92,19 @@ class LandingJudgement:
 
 
 def judge_landing(
-    policy: Policy, state: State, landing: Landing, content: Content, *, cap: int
+    policy: Policy,
+    state: State,
+    landing: Landing,
+    content: Content,
+    *,
+    cap: int,
+    answers: Answers | None = None,
 ) -> LandingJudgement:
     """Judge `landing` by `policy` (the effective one before it) from `state`; a landing
-    of more than `cap` commits is refused whole."""
-    return _Judging(policy, state, landing, content).judge(cap)
+    of more than `cap` commits is refused whole. `answers`: the permission answers the
+    caller keeps for `policy` across landings (used only when they are `policy`'s)."""
+    answers = Answers(policy) if answers is None else answers.for_policy(policy)
+    return _Judging(policy, state, landing, content, answers).judge(cap)
 
 
 def plan_version(
@@ -117,10 +125,43 @@ def plan_version(
     `onto_main`: its first parent was main's previous commit)."""
     target = value(fields, "target")
     actor = resolve(facts, policy, signature_required=_signature_required(policy, target))
+    return _version(
+        path,
+        blob,
+        commit,
+        seq,
+        fields=fields,
+        target=target,
+        actor=actor,
+        answers=Answers(policy),
+        facts=facts,
+        committed_at=committed_at,
+        may_trigger=may_trigger,
+        onto_main=onto_main,
+    )
+
+
+def _version(
+    path: str,
+    blob: str,
+    commit: str,
+    seq: int,
+    *,
+    fields: FieldMap,
+    target: object,
+    actor: Actor,
+    answers: Answers,
+    facts: CommitFacts,
+    committed_at: datetime,
+    may_trigger: bool,
+    onto_main: bool,
+) -> VersionLanded:
+    """`plan_version`, with `fields`' target and its actor under the judging policy
+    (`answers.policy`) known."""
     # An anchor's plans have no style: its reason says why nothing triggered them.
     style = landing_style(facts, actor, onto_main=onto_main) if may_trigger else ""
     verdict: Verdict | None = (
-        may_on_environment(policy, actor.name, PLAN_DEPLOY, target)
+        answers.may_on_environment(actor.name, PLAN_DEPLOY, target)
         if may_trigger and actor.known and isinstance(target, str) and triggers(style)
         else None
     )
@@ -167,6 +208,7 @@ class _Judging:
     state: State
     landing: Landing
     content: Content
+    answers: Answers  # `policy`'s, kept by the caller across landings
     commits: dict[str, LandedCommit] = field(init=False)
     vouched: dict[str, dict[str, FieldMap]] = field(default_factory=dict)
     culprits: dict[str, dict[str, Blame]] = field(default_factory=dict)
@@ -177,17 +219,14 @@ class _Judging:
     versions: list[VersionLanded] = field(default_factory=list)
     ledger: Ledger = field(init=False)
     actors: dict[tuple[str, bool], Actor] = field(default_factory=dict)
+    # What each commit holds at each path, asked again for every child and settling.
+    actuals: dict[tuple[str, str], FieldMap] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.commits = {commit.id: commit for commit in self.landing.commits}
         self.ledger = Ledger(self.state.effective, self.state.dirty)
         self.claims = Claims(
-            self.policy,
-            self.landing,
-            self.content,
-            self.state.anchor,
-            self.commits,
-            lambda commit, path: self._blob_and_mode(commit, path)[0],
+            self.policy, self.landing, self.content, self.state.anchor, self.commits
         )
 
     # -- the landing -----------------------------------------------------------
@@ -319,7 +358,9 @@ class _Judging:
             # A record speaks for its own commit only, never for one who landed it stale.
             record = finish if author == commit else None
             facts = self.content.facts(author)
-            judgement = judge_change(self.policy, facts, path, key, base, actual, record)
+            judgement = judge_change(
+                self.policy, facts, path, key, base, actual, record, answers=self.answers
+            )
             if judgement.verdict:
                 self._credit_bringer(landed, path, author, judgement.actor.id)
                 return None
@@ -463,14 +504,18 @@ class _Judging:
             if first_parent is not None and self._blob_and_mode(first_parent, path)[0] == blob:
                 continue
             parents = self.commits[commit].parents
+            fields = self.ledger.fields(path)
+            target = value(fields, "target")
             self.versions.append(
-                plan_version(
+                _version(
                     path,
                     blob,
                     commit,
                     self.landing.seq,
-                    fields=self.ledger.fields(path),
-                    policy=self.policy,
+                    fields=fields,
+                    target=target,
+                    actor=self._actor(commit, signed=_signature_required(self.policy, target)),
+                    answers=self.answers,
                     facts=self.content.facts(commit),
                     committed_at=self.content.committed_at(commit),
                     may_trigger=True,
@@ -496,20 +541,15 @@ class _Judging:
     # -- content -------------------------------------------------------------------
 
     def _actual(self, commit: str, path: str) -> FieldMap:
-        blob, mode = self._blob_and_mode(commit, path)
-        return self.content.fields(path, blob, mode)
+        key = (commit, path)
+        actual = self.actuals.get(key)
+        if actual is None:
+            blob, mode = blob_and_mode(self.commits, self.content, commit, path)
+            actual = self.actuals[key] = self.content.fields(path, blob, mode)
+        return actual
 
     def _blob_and_mode(self, commit: str, path: str) -> tuple[str | None, str]:
-        current = commit
-        while current in self.commits:
-            landed = self.commits[current]
-            change = landed.changes.get(path)
-            if change is not None:
-                return change
-            if not landed.parents:
-                return None, ""
-            current = landed.parents[0]
-        return self.content.blob_at(current, path), "100644"
+        return blob_and_mode(self.commits, self.content, commit, path)
 
     # -- identities ------------------------------------------------------------------
 

@@ -76,3 +76,20 @@ class Content(Protocol):
         """The first validation error of the policy `effective` describes, if any
         (`teams_blob`: a blob holding the effective teams.yaml, when one is at hand)."""
         ...
+
+
+def blob_and_mode(
+    commits: Mapping[str, LandedCommit], content: Content, commit: str, path: str
+) -> tuple[str | None, str]:
+    """The blob at `path` (None: no such file) and its mode in `commit`, one of a landing's
+    `commits` (by id) or a commit just outside it."""
+    current = commit
+    while current in commits:
+        landed = commits[current]
+        change = landed.changes.get(path)
+        if change is not None:
+            return change
+        if not landed.parents:
+            return None, ""
+        current = landed.parents[0]
+    return content.blob_at(current, path), "100644"

@@ -9,7 +9,7 @@ roles the environment grants the permission to, and who holds it, so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from reconciler.core.identity import can_verify
@@ -157,6 +157,53 @@ def may_on_environment(
     who = holders(policy, permission, environment, revoked)
     held_by = f"held by {', '.join(who)}" if who else "held by nobody"
     return Verdict.deny(describe_roles(policy, user), f"{grant} ({held_by})")
+
+
+@dataclass(slots=True)
+class Answers:
+    """The answers the permission rules gave under one policy, remembered.
+
+    A walk judges thousands of landings by one policy and asks the same few
+    questions in each (may this user trigger plans into that environment?):
+    the walker keeps one `Answers` while its policy stands and starts a new one
+    when the policy changes, and hands it to the judge, which stays a function
+    of its inputs. Answers under another policy are never given (`for_policy`).
+    """
+
+    policy: Policy
+    _on_environment: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
+    _edit: dict[tuple[str, str, str], Verdict] = field(default_factory=dict)
+    _edit_some: dict[tuple[str, str, tuple[str, ...]], Verdict] = field(default_factory=dict)
+
+    def for_policy(self, policy: Policy) -> Answers:
+        """These answers when they are `policy`'s, else a fresh memo for it."""
+        return self if policy is self.policy else Answers(policy)
+
+    def may_on_environment(self, user: str, permission: str, environment: str) -> Verdict:
+        key = (user, permission, environment)
+        verdict = self._on_environment.get(key)
+        if verdict is None:
+            verdict = may_on_environment(self.policy, user, permission, environment)
+            self._on_environment[key] = verdict
+        return verdict
+
+    def may_edit_application(self, user: str, environment: str, application: str) -> Verdict:
+        key = (user, environment, application)
+        verdict = self._edit.get(key)
+        if verdict is None:
+            verdict = may_edit_application(self.policy, user, environment, application)
+            self._edit[key] = verdict
+        return verdict
+
+    def may_edit_some_application(
+        self, user: str, environment: str, applications: tuple[str, ...]
+    ) -> Verdict:
+        key = (user, environment, applications)
+        verdict = self._edit_some.get(key)
+        if verdict is None:
+            verdict = may_edit_some_application(self.policy, user, environment, applications)
+            self._edit_some[key] = verdict
+        return verdict
 
 
 def may_change_settings(policy: Policy, user: str, permission: str) -> Verdict:

@@ -49,7 +49,7 @@ from reconciler.core.fields import (
 from reconciler.core.identity import Actor, CommitFacts, resolve
 from reconciler.core.layout import place
 from reconciler.core.model import Policy
-from reconciler.core.permissions import Verdict
+from reconciler.core.permissions import Answers, Verdict
 
 # How a first-parent commit of main landed what it brings, as the commit shows it.
 LandingStyle = Literal["merge", "commit", "squash", "branch"]
@@ -76,16 +76,20 @@ def judge_change(
     old: FieldMap,
     new: FieldMap,
     finish: Record | str | None = None,
+    *,
+    answers: Answers | None = None,
 ) -> Judgement:
     """Judge one field of one file changing from `old` to `new` (whole field maps).
 
     `finish`: the run the commit's record ends, as it counted, or why its record does
     not count (None: the commit is no finish record); only deployments/ asks.
+    `answers`: permission answers the caller keeps for `policy` (a walk, across landings).
     """
     placement = place(path)
     kind = placement.kind
     if kind == "plan":
-        return _plan(policy, facts, field, old, new)
+        ask = Answers(policy) if answers is None else answers.for_policy(policy)
+        return _plan(policy, facts, field, old, new, ask)
     actor = resolve(facts, policy, signature_required=True)
     if INVALID in new and field == INVALID:
         # The reason is the problem itself: the content is invalid, whoever changes it.
@@ -233,7 +237,7 @@ def _service_elsewhere(actor: Actor, needed: str) -> Judgement:
 
 
 def _plan(
-    policy: Policy, facts: CommitFacts, field: str, old: FieldMap, new: FieldMap
+    policy: Policy, facts: CommitFacts, field: str, old: FieldMap, new: FieldMap, ask: Answers
 ) -> Judgement:
     targets = tuple(
         dict.fromkeys(
@@ -268,26 +272,18 @@ def _plan(
     for target in targets:
         if field.startswith(APP_PREFIX):
             application = field[len(APP_PREFIX) :]
-            verdicts.append(
-                permissions.may_edit_application(policy, actor.name, target, application)
-            )
+            verdicts.append(ask.may_edit_application(actor.name, target, application))
         elif field in ("source", "target"):
             verdicts.extend(
-                permissions.may_edit_application(policy, actor.name, target, application)
+                ask.may_edit_application(actor.name, target, application)
                 for application in applications
             )
             if not applications:
-                verdicts.append(
-                    permissions.may_edit_some_application(policy, actor.name, target, ())
-                )
+                verdicts.append(ask.may_edit_some_application(actor.name, target, ()))
         elif field == "state" and "cancelled" in (value(old, "state"), value(new, "state")):
-            verdicts.append(
-                permissions.may_on_environment(policy, actor.name, permissions.PLAN_DEPLOY, target)
-            )
+            verdicts.append(ask.may_on_environment(actor.name, permissions.PLAN_DEPLOY, target))
         else:
-            verdicts.append(
-                permissions.may_edit_some_application(policy, actor.name, target, applications)
-            )
+            verdicts.append(ask.may_edit_some_application(actor.name, target, applications))
     verdict = _all(verdicts)
     hints = _landed_for_others(policy, actor.name, targets) if not verdict else ()
     needed = _plan_needed(field, targets, old, new)

@@ -37,11 +37,11 @@ from reconciler.core.events import (
     PlanRef,
     Record,
     Signoff,
+    Trailers,
     is_run_id,
     miscased_keys,
     parse_plan_ref,
     parse_record,
-    read_trailers,
     record_refusal,
 )
 from reconciler.core.identity import CommitFacts, resolve
@@ -103,8 +103,7 @@ class Carrier:
     seq: int
     parents: int
     changes_files: bool
-    message: str
-    encoding: str
+    trailers: Trailers  # its message's, as `read_trailers` read them
     facts: CommitFacts
     committed_at: datetime
 
@@ -112,7 +111,7 @@ class Carrier:
 def read_commit(carrier: Carrier, policy: Policy, asked: Asked) -> Trailed:
     """Approvals, triggers, retries and records `carrier` holds, and what it holds that
     counts for nothing."""
-    read = read_trailers(carrier.message, carrier.encoding)
+    read = carrier.trailers
     if read.refused is not None:
         return Trailed((_ignored(carrier, policy, read.by_key(), read.refused),))
     trailers = read.counted()
