@@ -75,6 +75,7 @@ from reconciler.core.errors import (
     ConfigError,
     HistoryRewrittenError,
     ReconcilerError,
+    StateNotWritable,
     TemporaryError,
     UsageError,
 )
@@ -583,9 +584,40 @@ class Reconciler:
             when=self.clock(),
         )
         with self._git_lock:
-            self.store.put_outbox(detail)
+            try:
+                self.store.put_outbox(detail)
+            except StateNotWritable as error:
+                raise self._publish_unkept(writer, run_id, detail, error) from None
             if publish:
                 self._publish_finish(writer, run_id, detail)
+
+    def _publish_unkept(
+        self, writer: RecordWriter, run_id: str, detail: OutboxEntry, error: StateNotWritable
+    ) -> StateNotWritable:
+        """Publish a finish record the outbox could not keep, writing nothing to the state;
+        the error that stops the pass, saying where the record went.
+
+        Published, the record is where the next pass reads it, whatever becomes
+        of this state: kept nowhere, the run would be recorded interrupted and
+        its deploys forgotten. The walk to the tip it is built on goes in a
+        transaction that is never kept (the file system takes changes into
+        SQLite's cache, not its files).
+        """
+        try:
+            with self.store.transaction(keep=False):
+                self._publish_finish(writer, run_id, detail)
+        except ReconcilerError as failure:
+            went = (
+                f"could not be published either ({failure.message}): the run will be "
+                "recorded interrupted"
+            )
+        else:
+            went = "was published directly, without the outbox"
+        return StateNotWritable(
+            f"{error.message}; the finish record of {run_id} {went}",
+            file=error.file,
+            hint=error.hint,
+        )
 
     def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
         """Build the finish record on the current tip and publish it, rebuilding on lost races;
