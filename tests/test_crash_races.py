@@ -41,9 +41,10 @@ RUN_2 = "2026-11-dev-build.2"
 
 # `reconciler apply`, with one method of the reconciler wrapped: every call of the local
 # driver's `deploy` is counted in $DEPLOYS, and the process SIGKILLs itself just before or
-# just after the method's nth call ($KILL_AT: "module:Class.method:before|after:n").
+# just after the method's nth call ($KILL_AT: "module:Class.method:before|after:n"), or
+# there makes the files $FREEZE lists immutable ($FREEZE_AT, the same way).
 KILLABLE = """\
-import importlib, os, signal, sys
+import importlib, os, signal, subprocess, sys
 from pathlib import Path
 
 def wrap(owner, name, before, after):
@@ -58,8 +59,7 @@ def wrap(owner, name, before, after):
 from reconciler.adapters.drivers import LocalDriver
 deploys = Path(os.environ["DEPLOYS"])
 wrap(LocalDriver, "deploy", lambda: None, lambda: deploys.open("a").write("deploy\\n"))
-where = os.environ.get("KILL_AT")
-if where:
+def at(where, act):
     target, when, nth = where.split(":")
     module, dotted = target.rsplit(".", 2)[0], target.rsplit(".", 2)[1:]
     owner = getattr(importlib.import_module(module), dotted[0])
@@ -69,9 +69,15 @@ if where:
             if moment == "before":
                 calls.append(1)
             if moment == when and len(calls) == int(nth):
-                os.kill(os.getpid(), signal.SIGKILL)
+                act()
         return check
     wrap(owner, dotted[1], maybe("before"), maybe("after"))
+
+if os.environ.get("KILL_AT"):
+    at(os.environ["KILL_AT"], lambda: os.kill(os.getpid(), signal.SIGKILL))
+if os.environ.get("FREEZE_AT"):
+    freeze = ["chattr", "+i", *os.environ["FREEZE"].split(os.pathsep)]
+    at(os.environ["FREEZE_AT"], lambda: subprocess.run(freeze, check=True))
 sys.argv = ["reconciler", *sys.argv[1:]]
 from reconciler.cli import main
 main(prog_name="reconciler")
@@ -176,19 +182,35 @@ def outbox(service: ConfigRepo) -> dict[str, Any]:
         store.close()
 
 
+def frozen_state(state_dir: Path) -> list[Path]:
+    """What `chattr +i` makes immutable for a state to take no more writes: the directory, the
+    database and its write-ahead log (not its shared memory, which SQLite maps: immutable,
+    it would kill the process with SIGBUS, as no file system does)."""
+    database = state_dir / "origin%2Fmain.sqlite3"
+    return [state_dir, database, database.with_name(database.name + "-wal")]
+
+
 def deploys(service: ConfigRepo) -> int:
     counted = service.state_dir.parent / "deploys"
     return len(counted.read_text().splitlines()) if counted.exists() else 0
 
 
 def killable_apply(
-    service: ConfigRepo, *args: str, kill_at: str | None = None, instance: str = "service"
+    service: ConfigRepo,
+    *args: str,
+    kill_at: str | None = None,
+    instance: str = "service",
+    freeze_at: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`apply --remote origin` on `service`, every local deploy counted, killed at `kill_at`."""
+    """`apply --remote origin` on `service`, every local deploy counted, killed at `kill_at`,
+    its state made immutable at `freeze_at` (`frozen_state`)."""
     argv = service.apply_command("--remote", "origin", *args, instance=instance)[3:]
     env = {**os.environ, "DEPLOYS": str(service.state_dir.parent / "deploys")}
     if kill_at:
         env["KILL_AT"] = kill_at
+    if freeze_at:
+        env["FREEZE_AT"] = freeze_at
+        env["FREEZE"] = os.pathsep.join(map(str, frozen_state(service.state_dir)))
     return subprocess.run(
         [sys.executable, "-c", KILLABLE, *argv],
         capture_output=True,

@@ -224,12 +224,19 @@ class GitRepo(GitWriting):
         return None
 
     def fetch(self, remote: str, branch: str) -> str:
-        """Fetch the remote's branch; its commit id."""
+        """Fetch the remote's branch; its commit id.
+
+        A record is built on what a fetch brings and pushed at once, and loses
+        its race to any push in between: the fetch does no more than it must
+        (no check of forced updates, which walks history; its maintenance stays,
+        the only `gc` the reconciler's clone gets).
+        """
         try:
             self._run(
                 "fetch",
                 "--quiet",
                 "--no-tags",
+                "--no-show-forced-updates",
                 remote,
                 f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
                 timeout=NETWORK_TIMEOUT,

@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote, unquote
 
 from reconciler.core import journal
-from reconciler.core.errors import ReconcilerError, TemporaryError
+from reconciler.core.errors import ReconcilerError, StateNotWritable, TemporaryError
 from reconciler.core.events import Record, Signoff
 from reconciler.core.journal import (
     Blame,
@@ -58,6 +58,9 @@ PAGE_CACHE_KIB: Final = 256
 # Python's statement cache (128 of them, each the larger the longer its list),
 # grew with every new number of plans a pass looks up (0.65 KiB a commit).
 _LISTED: Final = "(SELECT value FROM json_each(?))"
+# SQLite's primary result codes for a write the file system would not take (sqlite3.h):
+# PERM, READONLY, IOERR, FULL, CANTOPEN.
+_NOT_WRITTEN: Final = frozenset({3, 8, 10, 13, 14})
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -161,6 +164,12 @@ class StateStore:
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
         except (OSError, sqlite3.Error) as error:
+            if self.path.exists():  # a state, maybe with an outbox: never to be left behind
+                raise StateNotWritable(
+                    f"cannot open the state database: {error}",
+                    file=str(self.path),
+                    hint=keeping_the_state(directory),
+                ) from None
             raise ReconcilerError(
                 f"cannot open the state directory {directory}: {error}",
                 hint="pass --state-dir with a writable directory",
@@ -250,6 +259,12 @@ class StateStore:
                 raise TemporaryError(
                     f"the state database {self.path} is in use by another reconciler process",
                     hint="try again when it is done, or give each its own --state-dir",
+                ) from None
+            if error.sqlite_errorcode & 0xFF in _NOT_WRITTEN:
+                raise StateNotWritable(
+                    f"cannot write the state database: {error}",
+                    file=str(self.path),
+                    hint=keeping_the_state(self.directory),
                 ) from None
             raise self._unusable(error) from None
         except sqlite3.Error as error:
@@ -763,6 +778,22 @@ def _batches(values: Iterable[str]) -> Iterator[tuple[str]]:
         yield (json.dumps(wanted[start : start + BATCH]),)
 
 
+def keeping_the_state(directory: Path) -> str:
+    """How to go on from a state directory that takes no writes without losing it.
+
+    A new, empty state would rebuild everything else from Git, but not the
+    finish records waiting in its outbox: their runs would be recorded
+    interrupted.
+    """
+    return (
+        f"the state in {directory} is kept as it is, with the finish records waiting in its "
+        "outbox: make the directory writable again (or free space on its file system) and "
+        f"run again; to move it, stop the reconciler, copy the whole directory (`cp -a "
+        f"{directory} NEW`: each database with its -wal file) and pass --state-dir NEW. "
+        "A new, empty directory would lose the outbox"
+    )
+
+
 def _database(directory: Path, branch: str) -> Path:
     """The branch's database: its name percent-encoded, so no two branches share one.
 
@@ -802,9 +833,10 @@ class ServiceLock:
         try:
             self._file = self.path.open("a+", encoding="utf-8")
         except OSError as error:
-            raise ReconcilerError(
-                f"cannot lock the state database {database}: {error.strerror}",
-                hint="pass --state-dir with a writable directory",
+            raise StateNotWritable(
+                f"cannot lock the state database: {error.strerror}",
+                file=str(database),
+                hint=keeping_the_state(database.parent),
             ) from None
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -40,15 +40,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.drivers import Driver, Step, load_driver
@@ -80,6 +83,7 @@ from reconciler.core.errors import (
     ConfigError,
     HistoryRewrittenError,
     ReconcilerError,
+    StateNotWritable,
     TemporaryError,
     UsageError,
 )
@@ -102,7 +106,16 @@ from reconciler.core.runs import (
 from reconciler.core.verdicts import LandingVerdict
 
 Clock = Callable[[], datetime]
-PUBLISH_ATTEMPTS = 30
+# How long a finish record may try to land before the pass leaves it to the next one.
+PUBLISH_BUDGET = 60.0
+# The most a lost race waits before trying again, at random: reconcilers that lost together
+# try apart, and the commits that pile up meanwhile are few (under one at 20 pushes a second).
+PUBLISH_JITTER = 0.02
+# The most commits a lost race may have let in that are checked, not walked: past that,
+# walking them is worth its time.
+UNWALKED_AT_MOST = 200
+# Any mention of a result: a commit that might be a record is walked, never just checked.
+_MAY_BE_A_RECORD: Final = re.compile(r"result", re.IGNORECASE)
 # A heartbeat that loses this many races leaves the lease as it is: the step may still
 # start if that lease covers it (`runs.may_step`).
 HEARTBEAT_ATTEMPTS = 5
@@ -657,29 +670,97 @@ class Reconciler:
             when=self.clock(),
         )
         with self._git_lock:
-            self.store.put_outbox(detail)
+            try:
+                self.store.put_outbox(detail)
+            except StateNotWritable as error:
+                raise self._publish_unkept(writer, run_id, detail, error) from None
             if publish:
                 self._publish_finish(writer, run_id, detail)
 
+    def _publish_unkept(
+        self, writer: RecordWriter, run_id: str, detail: OutboxEntry, error: StateNotWritable
+    ) -> StateNotWritable:
+        """Publish a finish record the outbox could not keep, writing nothing to the state;
+        the error that stops the pass, saying where the record went.
+
+        Published, the record is where the next pass reads it, whatever becomes
+        of this state: kept nowhere, the run would be recorded interrupted and
+        its deploys forgotten. The walk to the tip it is built on goes in a
+        transaction that is never kept (the file system takes changes into
+        SQLite's cache, not its files).
+        """
+        try:
+            with self.store.transaction(keep=False):
+                self._publish_finish(writer, run_id, detail)
+        except ReconcilerError as failure:
+            went = (
+                f"could not be published either ({failure.message}): the run will be "
+                "recorded interrupted"
+            )
+        else:
+            went = "was published directly, without the outbox"
+        return StateNotWritable(
+            f"{error.message}; the finish record of {run_id} {went}",
+            file=error.file,
+            hint=error.hint,
+        )
+
     def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
         """Build the finish record on the current tip and publish it, rebuilding on lost races;
-        False when the branch holds it already."""
-        for attempt in range(PUBLISH_ATTEMPTS):
-            # First try on the tip we last saw or published; after a lost race, fetch.
-            tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
-            self._walk_to(tip)
-            if not self._unpublished({run_id: detail}):
-                return False  # a publish the process died after (or that was reported failed)
+        False when the branch holds it already.
+
+        A race is lost to whoever pushed between the fetch and the push, so that
+        window is kept short: after a lost race, the commits that came in are
+        walked only when one may be a record (`_only_people`); else the record
+        is built on the new tip from the state as walked, which those commits
+        cannot change, and they are judged by the next pass. Tries for
+        `PUBLISH_BUDGET` seconds, not a number of times; between tries, a wait
+        of a few milliseconds at random, never a growing backoff, which lets
+        the commits to check pile up.
+        """
+        deadline = time.monotonic() + PUBLISH_BUDGET
+        tip = self.publisher.last_known()  # first on the tip we last saw or published
+        checked: str | None = None  # the walk's state holds for this tip, walked or checked
+        attempts = 0
+        while True:
+            if checked is None or not self._only_people(checked, tip):
+                self._walk_to(tip)
+                if not self._unpublished({run_id: detail}):
+                    return False  # a publish the process died after (or reported failed)
+            checked = tip
             files = self._finish_files(tip, run_id, detail)
             commit = writer.commit(tip, self._finish_message(run_id, detail), files)
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
                 return True
-            self.sleep(min(0.05 * 2**attempt, 2.0))
-        raise TemporaryError(
-            f"could not publish the finish record of {run_id} after {PUBLISH_ATTEMPTS} attempts",
-            hint="it is kept in the state directory and published by the next pass",
-        )
+            attempts += 1
+            if time.monotonic() >= deadline:
+                raise TemporaryError(
+                    f"could not publish the finish record of {run_id} in {PUBLISH_BUDGET:.0f} s "
+                    f"({attempts} attempts lost a race with another push)",
+                    hint="it is kept in the state directory and published by the next pass",
+                )
+            self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
+            tip = self.publisher.tip()
+
+    def _only_people(self, checked: str, tip: str) -> bool:
+        """Whether all that lies between `checked` and `tip` is a short line of single-parent
+        commits none of which may be a record: nothing a finish record reads then changes.
+
+        A finish record reads the effective `deployments/` and the records of its
+        run, which only records change (a person's edit of `deployments/` is
+        refused, and never effective); a commit that mentions a result anywhere
+        in its message is walked, however it is signed.
+        """
+        commit = tip
+        for _ in range(UNWALKED_AT_MOST):
+            if commit == checked:
+                return True
+            info = self.repo.commit(commit)
+            if len(info.parents) != 1 or _MAY_BE_A_RECORD.search(info.message):
+                return False
+            commit = info.parents[0]
+        return commit == checked
 
     def _finish_chain(
         self, base: str, pending: dict[str, OutboxEntry]
@@ -826,13 +907,11 @@ class Reconciler:
         pending = self.store.outbox()
         if not pending:
             return 0
-        tip = self.publisher.tip()
-        authoriser = Authoriser(
-            self.repo, self.store, now=self.clock(), revoked=revocation_file.configured(self.repo)
-        )
-        authoriser.run(tip)
-        writer = self._writer(authoriser.policy())
         with self._git_lock:
+            # The reconciler's own walker: it walks only what came since it last walked.
+            self._walker.revoked = revocation_file.configured(self.repo)
+            self._walk_to(self.publisher.tip())
+            writer = self._writer(self._walker.policy())
             return sum(
                 self._publish_finish(writer, run_id, detail) for run_id, detail in pending.items()
             )

@@ -44,6 +44,10 @@ Clock = Callable[[], datetime]
 DEPLOYMENT_MODELINE: Final = "# yaml-language-server: $schema=../schemas/deployment.schema.json"
 
 
+# How `git push --porcelain` says the remote's branch is not the commit the push built on.
+_RACE_LOST: Final = re.compile(r"\[rejected\].*\((fetch first|non-fast-forward)\)")
+
+
 class Publisher:
     """Where records go: a remote's branch (pushed) or the local branch (update-ref).
 
@@ -89,7 +93,9 @@ class Publisher:
         if self.remote is not None:
             rejected = self.repo.push(self.remote, commit, self.branch)
             published = rejected is None
-            if rejected is not None and self.tip() == expected:
+            # Git's own verdict that the branch is not at `expected` any more is a lost
+            # race for sure; any other rejection is one only if the branch moved.
+            if rejected is not None and not _RACE_LOST.search(rejected) and self.tip() == expected:
                 raise GitError(
                     f"{self.remote} refused the push to {self.branch}: {rejected}",
                     hint=f"let the reconciler's service account push to {self.branch} "

@@ -88,6 +88,14 @@ class HistoryRewrittenError(ReconcilerError):
     """Main no longer descends from the last verified commit."""
 
 
+class StateNotWritable(ReconcilerError):
+    """The state directory takes no more writes (read-only, full, failing).
+
+    The pass stops; the state is kept as it is, the outbox of finish records
+    still to publish above all, for a pass that can write it again.
+    """
+
+
 class RefusedError(ReconcilerError):
     """The acting user lacks the permission for what they asked to do."""
 
