@@ -622,6 +622,10 @@ class Reconciler:
         run_id, environment = started.run_id, started.environment
         with self._git_lock:
             for attempt in range(HEARTBEAT_ATTEMPTS):
+                if self.clock() >= lease:
+                    # Made now, the rules would refuse it (`heartbeat_refusal`): the run
+                    # would step under a lease main does not grant, beside the next run.
+                    break
                 tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
                 self._walk_to(tip)
                 ended = self._ended(run_id)

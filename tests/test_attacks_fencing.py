@@ -1,0 +1,142 @@
+"""Attacks on fencing (issue 21): a run that acts on a lease main does not grant it.
+
+Real processes, a real bare remote and real hooks, as in tests/test_crash_races.py
+("fencing"), whose helpers these use.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests import test_watch
+from tests.configrepo import dump
+from tests.people import People, seed_teams
+from tests.repositories import run_git
+from tests.runner import wait_for
+from tests.test_crash_races import (
+    RUN_1,
+    background_apply,
+    check_records,
+    driven,
+    holding_driver_repo,
+    later_reconciler,
+    lease_of,
+    runs,
+    short_lease_apply,
+    verified,
+)
+from tests.test_watch import (
+    push,
+    wait_until,
+)
+
+watchers = test_watch.watchers  # the fixture: the watch processes a test started, killed after
+
+# Hold the first push of a heartbeat while {stall} exists (saying so in {held}), then refuse
+# it: the branch moved meanwhile, so the reconciler takes it for a lost race and rebuilds.
+# A slow link or a partition does the same to a push; every other push is accepted.
+STALL_FIRST_HEARTBEAT = """\
+#!/bin/sh
+while read old new ref; do
+    if git log -1 --format=%s "$new" | grep -q "^Extend the lease" && [ ! -e "{held}" ]; then
+        touch "{held}"
+        while [ -e "{stall}" ]; do sleep 0.05; done
+        echo "try again" >&2
+        exit 1
+    fi
+done
+"""
+
+
+@pytest.mark.slow
+def test_a_heartbeat_made_after_the_lease_passed_lets_no_further_step_start(
+    tmp_path: Path, people: People
+) -> None:
+    # Two steps of 2.5 s, a lease of one step (3 s) and a 4 s margin: step 2 asks for a
+    # heartbeat. Its first push hangs past the lease, and is lost to a person's push; the
+    # rebuilt heartbeat is made after the lease passed, so main does not count it.
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=3)
+    (folder / "pause").write_text("2.5")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(STALL_FIRST_HEARTBEAT.format(stall=stall, held=held))
+    hook.chmod(0o755)
+    stall.write_text("")
+    hold, started = folder / f"hold-{RUN_1}", folder / f"started-{RUN_1}"
+    running = short_lease_apply(repo.clone(remote, "running"), margin=4)
+    interrupted: list[str] = []
+    try:
+        wait_until(lambda: held.exists() or running.poll() is not None, 30, "a heartbeat")
+        assert held.exists(), running.communicate()
+        hold.write_text("")  # a step 2 that starts waits here
+        push(repo, partial(repo.commit, people.diana, None, "moved on"))  # a race, no change
+        lease = lease_of(remote, RUN_1)
+        time.sleep(max((lease - datetime.now(UTC)).total_seconds(), 0) + 1.5)
+        stall.unlink()
+        wait_until(lambda: started.exists() or running.poll() is not None, 30, "step 2 or end")
+        if started.exists():
+            # Step 2 runs; main's lease passed (the heartbeat did not count): another
+            # reconciler takes the environment from under it.
+            with later_reconciler(repo.clone(remote, "later"), people, timedelta(0)) as later:
+                interrupted = later.pass_once().interrupted
+        hold.unlink()
+        _, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        hold.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 0, errors
+    heartbeats = runs(remote)[RUN_1]["heartbeats"]
+    history = run_git(remote, "log", "--format=%H %ct", "main")
+    made_at = dict(line.split(" ") for line in history.splitlines())
+    for heartbeat in heartbeats:  # made after the lease passed: it extends nothing
+        assert datetime.fromtimestamp(int(made_at[heartbeat["commit"]]), UTC) > lease
+    assert interrupted == [], "another reconciler interrupted a run that was taking a step"
+    made, _ = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted"]
+    verified(remote, tmp_path, people)
+
+
+def test_a_key_rotation_during_a_run_does_not_lose_its_finish_record(
+    tmp_path: Path, people: People
+) -> None:
+    # `apply`: the finish record waits in the outbox for the next round, which walks the
+    # rotation and refuses to sign with the old key; the outbox keeps it, and the
+    # reconciler restarted with the new key publishes it (held; the watcher's is not).
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    rotated = people.second_key(people.reconciler)
+    hold = folder / f"hold-{RUN_1}"
+    hold.write_text("")
+    running = background_apply(service, "test-reconciler")
+    try:
+        wait_for(folder / f"started-{RUN_1}", 30)
+        teams = seed_teams(people)
+        teams["service_accounts"]["reconciler"]["keys"] = [rotated.public_key]
+        message = "Rotate the reconciler's key"
+        push(repo, partial(repo.commit, people.root, {"teams.yaml": dump(teams)}, message))
+        hold.unlink()
+        _, errors = running.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 1
+    assert "is not a service account's key in teams.yaml" in errors
+    restarted = service.apply("--remote", "origin", key=rotated.key)
+    assert restarted.exit_code == 0, restarted.stdout + restarted.stderr
+    finishes = [finish["Result"] for finish in runs(remote)[RUN_1]["finishes"]]
+    assert finishes == ["succeeded"]
+    made, _ = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    verified(remote, tmp_path, people)
