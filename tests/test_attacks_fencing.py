@@ -16,7 +16,7 @@ import pytest
 from tests import test_watch
 from tests.configrepo import dump
 from tests.people import People, seed_teams
-from tests.repositories import run_git
+from tests.repositories import ConfigRepo, run_git
 from tests.runner import wait_for
 from tests.test_crash_races import (
     RUN_1,
@@ -31,8 +31,11 @@ from tests.test_crash_races import (
     verified,
 )
 from tests.test_watch import (
+    Watcher,
     push,
+    start_watch,
     wait_until,
+    watch_argv,
 )
 
 watchers = test_watch.watchers  # the fixture: the watch processes a test started, killed after
@@ -104,6 +107,49 @@ def test_a_heartbeat_made_after_the_lease_passed_lets_no_further_step_start(
     found = check_records(remote)
     assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted"]
     verified(remote, tmp_path, people)
+
+
+def test_a_key_rotation_during_a_watched_run_does_not_lose_its_finish_record(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    # While the run's step holds, a settings user rotates the service account's key (the
+    # commit does not mention a result). A finish record the old key signs after that
+    # counts for nothing: kept, it would be signed with the new key once the reconciler
+    # restarts with it; published and dropped from the outbox, the run's deploy is lost.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    rotated = people.second_key(people.reconciler)
+    hold = folder / f"hold-{RUN_1}"
+    hold.write_text("")
+    try:
+        watcher = start_watch(
+            watchers, service, people, service.path, "--remote", "origin", "--interval", "1"
+        )
+        wait_for(folder / f"started-{RUN_1}", 30)
+        teams = seed_teams(people)
+        teams["service_accounts"]["reconciler"]["keys"] = [rotated.public_key]
+        message = "Rotate the reconciler's key"
+        push(repo, partial(repo.commit, people.root, {"teams.yaml": dump(teams)}, message))
+        hold.unlink()
+        # Published, or kept in the outbox: either is a few seconds.
+        deadline = time.monotonic() + 20
+        while not runs(remote)[RUN_1]["finishes"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        hold.unlink(missing_ok=True)
+    watcher.kill()
+    # Restarted with its new key and its state (the outbox it kept, if it kept it).
+    argv = watch_argv(service, people, service.path, "--remote", "origin", "--interval", "1")
+    argv[argv.index("--key") + 1] = str(rotated.key)
+    restarted = Watcher(argv)
+    watchers.append(restarted)
+    restarted.wait_for_event("pass", result="ok")
+    restarted.kill()
+    auditor = ConfigRepo(tmp_path / "auditor", people, tmp_path / "auditor-state")
+    run_git(tmp_path, "clone", "-q", str(remote), str(auditor.path))
+    audit = auditor.reconciler("verify")
+    assert [finish["Result"] for finish in runs(remote)[RUN_1]["finishes"]][-1] == "succeeded"
+    assert "unauthorised" not in audit.stdout, audit.stdout
 
 
 def test_a_key_rotation_during_a_run_does_not_lose_its_finish_record(

@@ -89,6 +89,7 @@ from reconciler.core.errors import (
 )
 from reconciler.core.events import FINISHED, PlanRef, Record
 from reconciler.core.journal import OutboxEntry
+from reconciler.core.layout import TEAMS_FILE
 from reconciler.core.loader import load
 from reconciler.core.model import Environment, Policy
 from reconciler.core.runs import (
@@ -731,6 +732,9 @@ class Reconciler:
                 self._walk_to(tip)
                 if not self._unpublished({run_id: detail}):
                     return False  # a publish the process died after (or reported failed)
+                # Signed as the policy walked says: a record signed with a key rotated out
+                # since would count for nothing, and leave the outbox all the same.
+                writer = self._writer(self._walker.policy())
             checked = tip
             files = self._finish_files(tip, run_id, detail)
             commit = writer.commit(tip, self._finish_message(run_id, detail), files)
@@ -754,8 +758,11 @@ class Reconciler:
         A finish record reads the effective `deployments/` and the records of its
         run, which only records change (a person's edit of `deployments/` is
         refused, and never effective); a commit that mentions a result anywhere
-        in its message is walked, however it is signed.
+        in its message is walked, however it is signed. So is a change to
+        teams.yaml: it may rotate the key the record must be signed with.
         """
+        if self.repo.blob_at(tip, TEAMS_FILE) != self.repo.blob_at(checked, TEAMS_FILE):
+            return False  # the policy may have moved: who signs records, and with which key
         commit = tip
         for _ in range(UNWALKED_AT_MOST):
             if commit == checked:
