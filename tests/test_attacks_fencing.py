@@ -6,6 +6,7 @@ Real processes, a real bare remote and real hooks, as in tests/test_crash_races.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.storm import start_storm, stop_storm
 from tests import test_watch
 from tests.configrepo import dump
 from tests.people import People, seed_teams
@@ -22,6 +24,7 @@ from tests.test_crash_races import (
     RUN_1,
     background_apply,
     check_records,
+    deployed_on,
     driven,
     holding_driver_repo,
     later_reconciler,
@@ -30,6 +33,7 @@ from tests.test_crash_races import (
     short_lease_apply,
     verified,
 )
+from tests.test_push_storm import RATE, pushed_by_the_storm, storming_clone
 from tests.test_watch import (
     Watcher,
     push,
@@ -106,6 +110,48 @@ def test_a_heartbeat_made_after_the_lease_passed_lets_no_further_step_start(
     assert made == [f"{RUN_1} ecommerce 1.4.0"]
     found = check_records(remote)
     assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted"]
+    verified(remote, tmp_path, people)
+
+
+@pytest.mark.slow
+def test_a_person_pushing_twenty_times_a_second_does_not_interrupt_a_run_that_needs_a_heartbeat(
+    tmp_path: Path, people: People
+) -> None:
+    # Steps of at most 30 s, a 16 s margin: step 1 holds until 28 s are left of the lease
+    # (inside its 30 s), so step 2 needs a heartbeat, and cannot start without one; it must
+    # land through the storm as a finish record does (tests/test_push_storm.py).
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=30)
+    stop, pushed = tmp_path / "stop", tmp_path / "pushed"
+    hold = folder / f"hold-{RUN_1}"
+    hold.write_text("")
+    running = short_lease_apply(repo.clone(remote, "running"), margin=16)
+    storm = None
+    try:
+        started = folder / f"started-{RUN_1}"
+        wait_until(lambda: started.exists() or running.poll() is not None, 30, "step 1")
+        assert started.exists(), running.communicate()
+        storm = start_storm(
+            storming_clone(tmp_path, remote, people.alice), RATE, stop, pushed, os.environ
+        )
+        wait_until(lambda: len(pushed_by_the_storm(pushed)) >= 10, 30, "the storm")
+        lease = lease_of(remote, RUN_1)
+        time.sleep(max((lease - datetime.now(UTC)).total_seconds() - 28, 0))
+        hold.unlink()
+        output, errors = running.communicate(timeout=120)
+    finally:
+        hold.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+        stormed = stop_storm(storm, stop) if storm is not None else ""
+    assert stormed == ""
+    assert running.returncode == 0, output + errors
+    found = check_records(remote)
+    log = run_git(remote, "show", f"main:logs/development/2026-11-dev-build/{RUN_1}.log")
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"], log
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0", f"{RUN_1} customer-portal 0.6-dev.41"]
+    assert deployed_on(remote, "development") == current
     verified(remote, tmp_path, people)
 
 

@@ -117,9 +117,6 @@ PUBLISH_JITTER = 0.02
 UNWALKED_AT_MOST = 200
 # Any mention of a result: a commit that might be a record is walked, never just checked.
 _MAY_BE_A_RECORD: Final = re.compile(r"result", re.IGNORECASE)
-# A heartbeat that loses this many races leaves the lease as it is: the step may still
-# start if that lease covers it (`runs.may_step`).
-HEARTBEAT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,27 +616,36 @@ class Reconciler:
 
     def _heartbeat(self, started: StartedRun, lease: datetime) -> tuple[datetime, str | None]:
         """Publish a heartbeat extending the run's lease (compare-and-swap, rebuilt on lost
-        races); the lease it holds then, and the record that ended the run if main has one."""
+        races as a finish record is, `_publish_finish`); the lease it holds then, and the
+        record that ended the run if main has one.
+
+        It tries while the lease lasts, never after: made once the lease has passed,
+        the rules would refuse it (`heartbeat_refusal`), and the run would step under
+        a lease main does not grant, beside the next run there.
+        """
         run_id, environment = started.run_id, started.environment
+        deadline = time.monotonic() + PUBLISH_BUDGET
         with self._git_lock:
-            for attempt in range(HEARTBEAT_ATTEMPTS):
-                if self.clock() >= lease:
-                    # Made now, the rules would refuse it (`heartbeat_refusal`): the run
-                    # would step under a lease main does not grant, beside the next run.
-                    break
-                tip = self.publisher.last_known() if attempt == 0 else self.publisher.tip()
-                self._walk_to(tip)
-                ended = self._ended(run_id)
-                if ended is not None:
-                    return lease, f"{ended.result} in {ended.commit[:12]}"
+            tip = self.publisher.last_known()  # first on the tip we last saw or published
+            checked: str | None = None
+            writer = started.writer
+            while self.clock() < lease and time.monotonic() < deadline:
+                if checked is None or not self._only_people(checked, tip):
+                    self._walk_to(tip)
+                    ended = self._ended(run_id)
+                    if ended is not None:
+                        return lease, f"{ended.result} in {ended.commit[:12]}"
+                    writer = self._writer(self._walker.policy())
+                checked = tip
                 extended = self.clock() + lease_for(environment, 1)
                 message = heartbeat_message(
                     run_id, started.plan, environment.name, self.instance, extended
                 )
-                if self.publisher.publish(started.writer.commit(tip, message), tip):
+                if self.publisher.publish(writer.commit(tip, message), tip):
                     self._last_published = self.publisher.last_known()
                     return extended, None
-                self.sleep(min(0.05 * 2**attempt, 1.0))
+                self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing only
+                tip = self.publisher.tip()
         return lease, None  # the lease it has stands: `may_step` says whether it will do
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
