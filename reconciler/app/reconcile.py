@@ -615,9 +615,9 @@ class Reconciler:
         return fence
 
     def _heartbeat(self, started: StartedRun, lease: datetime) -> tuple[datetime, str | None]:
-        """Publish a heartbeat extending the run's lease (compare-and-swap, rebuilt on lost
-        races as a finish record is, `_publish_finish`); the lease it holds then, and the
-        record that ended the run if main has one.
+        """Publish a heartbeat extending the run's lease, as a finish record is published
+        (`_racing`); the lease it holds then, and the record that ended the run if main
+        has one.
 
         It tries while the lease lasts, never after: made once the lease has passed,
         the rules would refuse it (`heartbeat_refusal`), and the run would step under
@@ -626,17 +626,9 @@ class Reconciler:
         run_id, environment = started.run_id, started.environment
         deadline = time.monotonic() + PUBLISH_BUDGET
         with self._git_lock:
-            tip = self.publisher.last_known()  # first on the tip we last saw or published
-            checked: str | None = None
-            writer = started.writer
-            while self.clock() < lease and time.monotonic() < deadline:
-                if checked is None or not self._only_people(checked, tip):
-                    self._walk_to(tip)
-                    ended = self._ended(run_id)
-                    if ended is not None:
-                        return lease, f"{ended.result} in {ended.commit[:12]}"
-                    writer = self._writer(self._walker.policy())
-                checked = tip
+            for tip, writer in self._racing(started.writer, lambda: self._ended(run_id) is None):
+                if self.clock() >= lease or time.monotonic() >= deadline:
+                    return lease, None  # the lease it has stands: `may_step` says if it will do
                 extended = self.clock() + lease_for(environment, 1)
                 message = heartbeat_message(
                     run_id, started.plan, environment.name, self.instance, extended
@@ -644,9 +636,9 @@ class Reconciler:
                 if self.publisher.publish(writer.commit(tip, message), tip):
                     self._last_published = self.publisher.last_known()
                     return extended, None
-                self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing only
-                tip = self.publisher.tip()
-        return lease, None  # the lease it has stands: `may_step` says whether it will do
+            ended = self._ended(run_id)
+            assert ended is not None  # `_racing` stops early only for that
+            return lease, f"{ended.result} in {ended.commit[:12]}"
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
         """A retry's backoff, cut short when the reconciler is asked to stop."""
@@ -717,43 +709,55 @@ class Reconciler:
         )
 
     def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
-        """Build the finish record on the current tip and publish it, rebuilding on lost races;
-        False when the branch holds it already.
-
-        A race is lost to whoever pushed between the fetch and the push, so that
-        window is kept short: after a lost race, the commits that came in are
-        walked only when one may be a record (`_only_people`); else the record
-        is built on the new tip from the state as walked, which those commits
-        cannot change, and they are judged by the next pass. Tries for
-        `PUBLISH_BUDGET` seconds, not a number of times; between tries, a wait
-        of a few milliseconds at random, never a growing backoff, which lets
-        the commits to check pile up.
-        """
+        """Build the finish record on the current tip and publish it, rebuilding on lost races
+        (`_racing`) for `PUBLISH_BUDGET` seconds, not a number of times; False when the
+        branch holds it already."""
         deadline = time.monotonic() + PUBLISH_BUDGET
-        tip = self.publisher.last_known()  # first on the tip we last saw or published
-        checked: str | None = None  # the walk's state holds for this tip, walked or checked
-        attempts = 0
-        while True:
-            if checked is None or not self._only_people(checked, tip):
-                self._walk_to(tip)
-                if not self._unpublished({run_id: detail}):
-                    return False  # a publish the process died after (or reported failed)
-                # Signed as the policy walked says: a record signed with a key rotated out
-                # since would count for nothing, and leave the outbox all the same.
-                writer = self._writer(self._walker.policy())
-            checked = tip
+
+        def unpublished() -> bool:
+            return bool(self._unpublished({run_id: detail}))
+
+        for attempts, (tip, signer) in enumerate(self._racing(writer, unpublished), start=1):
             files = self._finish_files(tip, run_id, detail)
-            commit = writer.commit(tip, self._finish_message(run_id, detail), files)
+            commit = signer.commit(tip, self._finish_message(run_id, detail), files)
             if self.publisher.publish(commit, tip):
                 self.store.clear_outbox(run_id)
                 return True
-            attempts += 1
             if time.monotonic() >= deadline:
                 raise TemporaryError(
                     f"could not publish the finish record of {run_id} in {PUBLISH_BUDGET:.0f} s "
                     f"({attempts} attempts lost a race with another push)",
                     hint="it is kept in the state directory and published by the next pass",
                 )
+        return False  # a publish the process died after (or reported failed)
+
+    def _racing(
+        self, writer: RecordWriter, wanted: Callable[[], bool]
+    ) -> Iterator[tuple[str, RecordWriter]]:
+        """The tips to build a record on, with the writer to sign it: the tip last seen or
+        published first, then the new tip after each lost race; it stops when, after a
+        walk, `wanted()` says the record is not to be published any more.
+
+        A race is lost to whoever pushed between the fetch and the push, so that
+        window is kept short: after a lost race, the commits that came in are
+        walked only when one may be a record or change teams.yaml (`_only_people`);
+        else the record is built on the new tip from the state as walked, which
+        those commits cannot change, and they are judged by the next pass. The
+        writer is rebuilt after each walk: a record signed with a key rotated out
+        since would count for nothing. Between tries, a wait of a few
+        milliseconds at random, never a growing backoff, which lets the commits to
+        check pile up.
+        """
+        tip = self.publisher.last_known()
+        checked: str | None = None  # the walk's state holds for this tip, walked or checked
+        while True:
+            if checked is None or not self._only_people(checked, tip):
+                self._walk_to(tip)
+                if not wanted():
+                    return
+                writer = self._writer(self._walker.policy())
+            checked = tip
+            yield tip, writer
             self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
             tip = self.publisher.tip()
 
