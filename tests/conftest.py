@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked `slow` run first, in the order collected; the rest keep theirs. A
     slow test picked up last would leave its worker running alone at the end of the run."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def machine_share(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A test marked `alone` runs while no other test of the run does; the others share.
+
+    A push storm of 20 commits a second leaves gaps between pushes only on a
+    machine that can make them faster: under the load of the other xdist
+    workers, each push takes longer than its 50 ms slot, the storm pushes back
+    to back, and no compare-and-swap by anyone lands through it (a limit of Git
+    hosts, measured in docs/performance.md, not what the test asks about).
+
+    Two locks shared by the run's workers: a test takes the gate only to pass
+    it and holds the run lock while it runs, shared; an `alone` test holds the
+    gate, so no test starts meanwhile, and waits for the run lock alone.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        yield  # one process: nothing else of the run runs meanwhile anyway
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's
+    alone = request.node.get_closest_marker("alone") is not None
+    with ExitStack() as held:
+        gate = held.enter_context((shared / "machine-gate.lock").open("a"))
+        running = held.enter_context((shared / "machine-run.lock").open("a"))
+        fcntl.flock(gate, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        fcntl.flock(running, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture(autouse=True)

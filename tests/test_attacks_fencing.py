@@ -113,6 +113,7 @@ def test_a_heartbeat_made_after_the_lease_passed_lets_no_further_step_start(
     verified(remote, tmp_path, people)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_person_pushing_twenty_times_a_second_does_not_interrupt_a_run_that_needs_a_heartbeat(
     tmp_path: Path, people: People

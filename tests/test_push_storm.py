@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from benchmarks.storm import start_storm, stop_storm
 from tests.people import People, Person
 from tests.repositories import run_git
@@ -57,6 +59,7 @@ def storming_clone(tmp_path: Path, remote: Path, person: Person) -> Path:
     return clone
 
 
+@pytest.mark.alone
 def test_a_finish_record_lands_while_a_person_pushes_twenty_times_a_second(
     tmp_path: Path, people: People
 ) -> None:
