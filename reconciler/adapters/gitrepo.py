@@ -13,7 +13,7 @@ through `gitwriting.GitWriting` and runs git through `gitrun.GitRunner`, which i
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Collection, Generator, Mapping
 from pathlib import Path
 
 from reconciler.adapters.gitlog import RECORD_SEPARATOR, decoded, parse_log
@@ -223,20 +223,24 @@ class GitRepo(GitWriting):
                 return path, f"{problem} (tree {tree})"
         return None
 
-    def fetch(self, remote: str, branch: str) -> str:
+    def fetch(self, remote: str, branch: str, *, maintain: bool = True) -> str:
         """Fetch the remote's branch; its commit id.
 
         A record is built on what a fetch brings and pushed at once, and loses
-        its race to any push in between: the fetch does no more than it must
-        (no check of forced updates, which walks history; its maintenance stays,
-        the only `gc` the reconciler's clone gets).
+        its race to any push in between: the fetch does no more than it must (no
+        check of forced updates, which walks history; no FETCH_HEAD). Without
+        `maintain`, git's housekeeping is left to `maintain()`: it is a process
+        of its own after the fetch, a third of a fetch's time.
         """
         try:
             self._run(
+                "-c",
+                f"maintenance.auto={str(maintain).lower()}",
                 "fetch",
                 "--quiet",
                 "--no-tags",
                 "--no-show-forced-updates",
+                "--no-write-fetch-head",
                 remote,
                 f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
                 timeout=NETWORK_TIMEOUT,
@@ -247,6 +251,11 @@ class GitRepo(GitWriting):
                 hint="check the remote's URL and your credentials",
             ) from None
         return self.resolve(f"refs/remotes/{remote}/{branch}")
+
+    def maintain(self) -> None:
+        """Git's own housekeeping when it is due (`git maintenance run --auto`), as a fetch
+        runs it: the only `gc` the reconciler's clone gets."""
+        self._run("maintenance", "run", "--auto", "--quiet", timeout=NETWORK_TIMEOUT)
 
     def ls_remote(self, remote: str, branch: str) -> str | None:
         """The commit the remote's branch points at, without fetching; None when it has none.
@@ -382,6 +391,11 @@ class GitRepo(GitWriting):
         if mode != "40000":
             return {}
         return {f"{name}/{entry}": found for entry, found in self._tree_entries(oid).items()}
+
+    def top_entries(self, commit: CommitInfo, names: Collection[str]) -> dict[str, tuple[str, str]]:
+        """The entries `names` of `commit`'s root tree: name -> (mode, id), absent ones left out."""
+        entries = self._tree_entries(commit.tree)
+        return {name: entries[name] for name in names if name in entries}
 
     def tree_files(self, commit: str, folder: str | None = None) -> dict[str, tuple[str, str]]:
         """Every path in `commit`'s tree (or under `folder`): path -> (mode, object id)."""

@@ -87,9 +87,9 @@ from reconciler.core.errors import (
     TemporaryError,
     UsageError,
 )
-from reconciler.core.events import FINISHED, PlanRef, Record
+from reconciler.core.events import FINISHED, HUMAN_TRAILERS, RESULT, PlanRef, Record
 from reconciler.core.journal import OutboxEntry
-from reconciler.core.layout import TEAMS_FILE
+from reconciler.core.layout import READ_DIRS, TEAMS_FILE
 from reconciler.core.loader import load
 from reconciler.core.model import Environment, Policy
 from reconciler.core.runs import (
@@ -117,6 +117,42 @@ PUBLISH_JITTER = 0.02
 UNWALKED_AT_MOST = 200
 # Any mention of a result: a commit that might be a record is walked, never just checked.
 _MAY_BE_A_RECORD: Final = re.compile(r"result", re.IGNORECASE)
+# Any mention of a trailer that may count (`trailer_rules`): a person's approval, trigger or
+# retry, or a record. Keys are ASCII and never folded, so a mention in any case will do.
+_MAY_COUNT: Final = re.compile("|".join(map(re.escape, (*HUMAN_TRAILERS, RESULT))), re.IGNORECASE)
+# What of a commit's tree the reconciler reads (`layout`): a commit that leaves all of it
+# as its parent had it changes no decision.
+_READ: Final = (TEAMS_FILE, *READ_DIRS, "logs")
+# How long start records decided on one tip may be rebuilt on newer tips that change nothing
+# a decision reads (`inert`) before the round decides again: the clock moves gates too.
+REDECIDE_AFTER = 2.0
+
+
+def inert(repo: GitRepo, checked: str, tip: str) -> bool:
+    """Whether all that lies between `checked` and `tip` is a short line of single-parent
+    commits that change nothing the reconciler reads and carry no trailer that may
+    count: a decision made on `checked` holds on `tip`, whoever made them.
+
+    A trailer is looked for in the message as stored, so a message in another
+    encoding (which git would convert before reading its trailers) or with a
+    NUL in it is never taken for inert.
+    """
+    commit = repo.commit(tip)
+    for _ in range(UNWALKED_AT_MOST):
+        if commit.id == checked:
+            return True
+        if (
+            len(commit.parents) != 1
+            or commit.encoding.lower() not in ("", "utf-8", "utf8")
+            or "\0" in commit.message
+            or _MAY_COUNT.search(commit.message)
+        ):
+            return False
+        parent = repo.commit(commit.parents[0])
+        if repo.top_entries(commit, _READ) != repo.top_entries(parent, _READ):
+            return False
+        commit = parent
+    return commit.id == checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +279,8 @@ class Reconciler:
         self.in_flight: set[str] = set()
         self._last_published = ""
         self._refusals_recorded: set[PlanRef] = set()
-        # (a, b): b is a's descendant by this reconciler's start records alone.
+        # (a, b): b is a's descendant by this reconciler's start records and commits that
+        # change nothing it reads (`inert`) alone: a's effective state is b's.
         self._fileless_records: tuple[str, str] | None = None
         # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
         self._git_lock = threading.RLock()
@@ -314,6 +351,7 @@ class Reconciler:
         """Decide, start, run and finish until nothing more may run (`reconciler apply`)."""
         report = PassReport(dry_run=self.options.dry_run)
         self.publisher.ours = False  # every pass starts from what the branch holds now
+        self.publisher.maintain()
         if not self.options.dry_run:
             self._flush_outbox()
         for _ in range(self.options.max_rounds):
@@ -333,6 +371,7 @@ class Reconciler:
         report = PassReport(dry_run=self.options.dry_run)
         with self._git_lock:
             self.publisher.ours = False  # every pass starts from what the branch holds now
+            self.publisher.maintain()
             if not self.options.dry_run:
                 self._flush_outbox()
             started = self.plan_pass(report)
@@ -381,8 +420,9 @@ class Reconciler:
                         continue
                     return []
                 started, starts = self._starts(writer, history, runs.starts)
-                if not self._publish(writer.chain(tip, starts), base, pending, walk):
-                    continue  # lost the race: someone else published first
+                published = self._publish(writer.chain(tip, starts), base, pending, walk)
+                if not published and (pending or not self._starts_through(tip, starts, writer)):
+                    continue  # lost the race: decide again on the branch as it is
                 self._fileless_records = (tip, self._last_published)
                 self.in_flight.update(run.run_id for run in started)
                 report.settled = self._last_published
@@ -390,6 +430,32 @@ class Reconciler:
         raise TemporaryError(
             "the pass did not settle", hint="check for a reconciler racing in a loop"
         )
+
+    def _starts_through(
+        self, decided_on: str, starts: list[tuple[str, None]], writer: RecordWriter
+    ) -> bool:
+        """After start records decided on `decided_on` lost their race, publish them on each
+        newer tip that changes nothing a decision reads (`inert`), for `REDECIDE_AFTER`
+        seconds; whether they landed.
+
+        Deciding again walks and judges the new commits and every plan, which
+        takes longer than the gap between a busy branch's pushes: each round
+        would lose its race to the next push, and no run would ever start.
+        Rebuilding the same records on the new tip takes a few milliseconds.
+        """
+        deadline = time.monotonic() + REDECIDE_AFTER
+        checked = decided_on
+        while time.monotonic() < deadline:
+            self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
+            with self._git_lock:
+                tip = self.publisher.tip()
+                if not inert(self.repo, checked, tip):
+                    return False
+                checked = tip
+                if self.publisher.publish(writer.chain(tip, starts), tip):
+                    self._last_published = self.publisher.known or ""
+                    return True
+        return False
 
     def _publish(
         self, commit: str, base: str, pending: dict[str, OutboxEntry], walk: Transaction
@@ -834,7 +900,8 @@ class Reconciler:
 
         Records read nothing else of the effective state. When all that lies
         between the walker's position and `tip` is this reconciler's own start
-        records, which change no file, the state there will do: a walk would
+        records, which change no file, and commits that change nothing it reads
+        (`_starts_through`), the state there will do: a walk would
         cost a run a sixth of its time, and the round walks on to `tip` anyway.
         """
         self._walker.now = self.clock()

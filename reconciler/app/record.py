@@ -23,6 +23,7 @@ fetches, re-verifies and re-decides.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -44,6 +45,9 @@ Clock = Callable[[], datetime]
 DEPLOYMENT_MODELINE: Final = "# yaml-language-server: $schema=../schemas/deployment.schema.json"
 
 
+# Seconds between two runs of git's housekeeping (`Publisher.maintain`).
+MAINTAIN_EVERY: Final = 60.0
+
 # How `git push --porcelain` says the remote's branch is not the commit the push built on.
 _RACE_LOST: Final = re.compile(r"\[rejected\].*\((fetch first|non-fast-forward)\)")
 
@@ -62,14 +66,23 @@ class Publisher:
         self.remote = remote
         self.known: str | None = None
         self.ours = False  # `known` is a commit we just published: nobody has moved it since
+        self._maintain_at = 0.0
 
     def tip(self) -> str:
         if self.remote is not None:
-            self.known = self.repo.fetch(self.remote, self.branch)
+            # Records race other pushes from this fetch on: housekeeping waits (`maintain`).
+            self.known = self.repo.fetch(self.remote, self.branch, maintain=False)
         else:
             self.known = self.repo.resolve(f"refs/heads/{self.branch}")
         self.ours = False
         return self.known
+
+    def maintain(self) -> None:
+        """Git's housekeeping of the clone, which the fetches of `tip` leave out: at the start
+        of a pass, at most once a `MAINTAIN_EVERY` (a watcher passes every few seconds)."""
+        if self.remote is not None and time.monotonic() >= self._maintain_at:
+            self.repo.maintain()
+            self._maintain_at = time.monotonic() + MAINTAIN_EVERY
 
     def current(self) -> str:
         """The tip to decide on: our own last publish, else fetched.

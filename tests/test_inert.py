@@ -1,0 +1,130 @@
+"""Which commits leave a decision standing (`reconcile.inert`), on real repositories.
+
+Start records decided on one tip are rebuilt on a newer one, without deciding
+again, only when everything in between is inert: single-parent commits that
+change nothing the reconciler reads and carry no trailer that may count. Each
+test below is a commit an attacker (or a busy bot) could push between a
+decision and its start record; all but the first must make the round decide
+again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.app.reconcile import UNWALKED_AT_MOST, inert
+from tests.people import People
+from tests.repositories import SeedRepo, run_git
+from tests.scenarios import dev_plan
+
+PLAN = "plans/2026-11-dev-build.yaml"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, people: People) -> SeedRepo:
+    """The seed story with one development plan."""
+    seeded = SeedRepo.create(tmp_path, people)
+    seeded.commit(people.alice, {PLAN: dev_plan()}, "Plan a development build")
+    return seeded
+
+
+def judged(repo: SeedRepo, checked: str) -> bool:
+    with GitRepo(repo.path) as git:
+        return inert(git, checked, repo.head())
+
+
+def test_commits_that_change_nothing_read_leave_a_decision_standing(repo: SeedRepo) -> None:
+    decided_on = repo.head()
+    repo.commit(repo.people.mallory, message="Storm 1")
+    repo.commit(repo.people.alice, {"README.md": "notes\n"}, message="Write the notes down")
+    repo.commit(repo.people.alice, {"docs/x.md": "more\n"}, message="Storm 3", signed=False)
+    assert judged(repo, decided_on)
+
+
+def test_the_same_tip_is_inert(repo: SeedRepo) -> None:
+    assert judged(repo, repo.head())
+
+
+@pytest.mark.parametrize(
+    "path", ["plans/2026-11-dev-build.yaml", "environments/development.yaml", "teams.yaml"]
+)
+def test_a_change_to_what_the_reconciler_reads_is_decided_again(repo: SeedRepo, path: str) -> None:
+    decided_on = repo.head()
+    repo.commit(repo.people.mallory, message="Storm 1")
+    content = (repo.path / path).read_text() + "# a comment\n"
+    repo.commit(repo.people.alice, {path: content}, message="Storm 2")
+    assert not judged(repo, decided_on)
+
+
+@pytest.mark.parametrize("folder", ["plans", "deployments", "schemas", "logs", "environments"])
+def test_a_new_file_in_a_folder_the_reconciler_reads_is_decided_again(
+    repo: SeedRepo, folder: str
+) -> None:
+    decided_on = repo.head()
+    repo.commit(repo.people.mallory, {f"{folder}/new.yaml": dev_plan()}, message="Storm 1")
+    assert not judged(repo, decided_on)
+
+
+def test_a_cancel_and_its_undo_in_between_are_decided_again(repo: SeedRepo) -> None:
+    # The tree ends as it began; the commits in between still changed the plan.
+    decided_on = repo.head()
+    before = (repo.path / PLAN).read_text()
+    repo.commit(repo.people.alice, {PLAN: before.replace("ready", "cancelled")}, message="Storm")
+    repo.commit(repo.people.alice, {PLAN: before}, message="Storm")
+    assert not judged(repo, decided_on)
+
+
+@pytest.mark.parametrize(
+    "trailer", ["Approve-Plan", "Deploy-Plan", "Retry-Run", "Result", "deploy-plan", "RESULT"]
+)
+def test_an_empty_commit_with_a_trailer_that_may_count_is_decided_again(
+    repo: SeedRepo, trailer: str
+) -> None:
+    decided_on = repo.head()
+    repo.signoff(repo.people.carol, trailer, f"{PLAN}@{repo.blob(PLAN)}")
+    assert not judged(repo, decided_on)
+
+
+def test_a_message_in_another_encoding_is_decided_again(repo: SeedRepo) -> None:
+    # Git converts a message before it reads trailers; what the stored bytes say is not
+    # what git reads, so no such message is taken for inert, whatever it says.
+    decided_on = repo.head()
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    who = f"Alice <alice@example.com> {repo.clock} +0000"
+    header = f"tree {tree}\nparent {decided_on}\nauthor {who}\ncommitter {who}\n"
+    raw = f"{header}encoding ISO-8859-1\n\n".encode() + "Storm \xe9\n".encode("latin-1")
+    (repo.path / "raw").write_bytes(raw)
+    commit = repo.git("hash-object", "-t", "commit", "-w", "raw")
+    repo.git("update-ref", "refs/heads/main", commit)
+    assert repo.git("log", "-1", "--format=%B", commit) == "Storm \xe9"
+    assert not judged(repo, decided_on)
+
+
+def test_a_merge_in_between_is_decided_again(repo: SeedRepo) -> None:
+    decided_on = repo.head()
+    side = repo.commit(repo.people.alice, message="Storm 1")
+    repo.git("reset", "-q", "--hard", decided_on)
+    repo.commit(repo.people.alice, message="Storm 2")
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    repo.land_commit_tree(repo.people.alice, tree, repo.head(), side, message="Storm merge")
+    assert not judged(repo, decided_on)
+
+
+def test_a_tip_that_does_not_descend_from_the_decision_is_decided_again(repo: SeedRepo) -> None:
+    decided_on = repo.commit(repo.people.alice, message="Storm 1")
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    repo.commit(repo.people.alice, message="Storm 2")
+    assert not judged(repo, decided_on)
+
+
+def test_more_commits_than_are_checked_are_decided_again(repo: SeedRepo) -> None:
+    decided_on = repo.head()
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    tip = decided_on
+    for count in range(UNWALKED_AT_MOST + 1):
+        tip = run_git(repo.path, "commit-tree", tree, "-p", tip, "-m", f"Storm {count}")
+    repo.git("update-ref", "refs/heads/main", tip)
+    assert not judged(repo, decided_on)
