@@ -183,14 +183,12 @@ def test_a_late_record_counts_once_and_only_after_its_run_was_recorded_interrupt
 
 
 def test_a_late_record_writes_its_steps_but_not_over_a_run_started_after_its_end() -> None:
-    running = {
-        "ecommerce": {"version": "1.0", "run": "earlier.1"},
-        "customer-portal": {"version": "2.0", "run": "next.1"},
-    }
+    deployed_by = {"ecommerce": "earlier.1", "customer-portal": "next.1"}
     deployed = [("ecommerce", "1.4.0"), ("customer-portal", "0.6"), ("search", "3.0")]
     started = {"earlier.1": 3, "next.1": 8}
-    assert late_steps(deployed, running, 5, started) == (("ecommerce", "1.4.0"), ("search", "3.0"))
-    assert late_steps(deployed, running, 9, started) == tuple(deployed)
+    late = late_steps(deployed, deployed_by, 5, started)
+    assert late == (("ecommerce", "1.4.0"), ("search", "3.0"))
+    assert late_steps(deployed, deployed_by, 9, started) == tuple(deployed)
 
 
 # -- late_message: how a late record reads -----------------------------------------------------

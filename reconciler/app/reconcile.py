@@ -974,15 +974,17 @@ class Reconciler:
         ended = self._ended(run_id)
         if ended is not None:
             applications = (running or {}).get("applications") or {}
-            others = {
-                str(entry.get("run")) for entry in applications.values() if isinstance(entry, dict)
+            deployed_by = {
+                application: entry["run"]
+                for application, entry in applications.items()
+                if isinstance(entry, dict) and isinstance(entry.get("run"), str)
             }
             started = {
                 str(record.run): record.seq
-                for record in self.store.records_of(others)
+                for record in self.store.records_of(set(deployed_by.values()))
                 if record.result == "started"
             }
-            deployed = late_steps(deployed, applications, ended.seq, started)
+            deployed = late_steps(deployed, deployed_by, ended.seq, started)
             if not deployed:
                 return files if raw is None else {**files, path: raw}
         files[path] = deployments_bytes(

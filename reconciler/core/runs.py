@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from reconciler.core.decide import Decision, executable, ordered
 from reconciler.core.decide_values import History, Run, Wait
@@ -222,23 +222,21 @@ def may_step(
 
 def late_steps(
     deployed: Iterable[tuple[str, str]],
-    running: Mapping[str, Any],
+    deployed_by: Mapping[str, str],
     ended_seq: int,
     started_seq: Mapping[str, int],
 ) -> tuple[tuple[str, str], ...]:
     """What a run that finished after main recorded it ended (at landing `ended_seq`) writes
     into deployments/: the steps it deployed, but for an application a run started after
-    that end deployed since (`running`: deployments/'s applications; `started_seq`: the
-    landing of each run's start record). That run started after the step, so runs later.
+    that end deployed since (`deployed_by`: the run deployments/ names for each application;
+    `started_seq`: the landing of each run's start record). That run started after the
+    step, so runs later.
     """
-    kept = []
-    for application, version in deployed:
-        entry = running.get(application)
-        run = entry.get("run") if isinstance(entry, Mapping) else None
-        if isinstance(run, str) and started_seq.get(run, 0) > ended_seq:
-            continue
-        kept.append((application, version))
-    return tuple(kept)
+    return tuple(
+        (application, version)
+        for application, version in deployed
+        if started_seq.get(deployed_by.get(application, ""), 0) <= ended_seq
+    )
 
 
 def driver_targets(decisions: Iterable[Decision]) -> list[str]:
