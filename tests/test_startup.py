@@ -19,6 +19,8 @@ from typing import Final
 import click
 
 from reconciler.cli import main
+from tests.people import People
+from tests.runner import ROOT_ADMIN, init_repository
 
 # What a command loads when it runs, and `--help` must not: the application layer and
 # the adapters (Git, the state store, drivers), and the libraries under them.
@@ -118,3 +120,21 @@ def test_a_command_that_runs_loads_the_application_layer(tmp_path: Path) -> None
     assert run.code == 2  # not a Git repository: the command ran, and said so
     for name in ("reconciler.app.api", "reconciler.adapters.statestore", "sqlite3", "yaml"):
         assert name in run.modules
+
+
+def test_a_verify_with_nothing_new_loads_neither_libsodium_nor_the_schema_validator(
+    people: People, tmp_path: Path
+) -> None:
+    """Both load at their first use: a signature to check, a document to validate."""
+    repo = tmp_path / "config"
+    assert init_repository(people, repo, *ROOT_ADMIN).exit_code == 0
+    at = ["--repo", str(repo)]
+    (first,) = run_in_one_process([["verify", *at]])  # anchors: validates the anchor's tree
+    assert first.code == 0
+    assert "jsonschema_rs" in first.modules
+    again, plan = run_in_one_process([["verify", *at], ["plan", *at]])
+    assert (again.code, plan.code) == (0, 0)
+    assert "0 landing(s), 0 refused" in again.shown
+    for name in ("nacl", "jsonschema_rs"):
+        assert name not in plan.modules  # nor, so, after the verify before it
+    assert "reconciler.core.schema" in plan.modules  # imported, but built no validator
