@@ -5,8 +5,6 @@ from __future__ import annotations
 # The application layer is imported in each command's body, so `--help` loads click and
 # the command definitions only (tests/test_startup.py).
 # ruff: noqa: PLC0415
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +38,9 @@ def demo(keep: Path | None, output_format: str) -> Outcome:
     pipeline and the audit trail. Your own repositories are never touched.
     With --format json, one object: each scene with the JSON its command gives.
     """
+    import shutil
+    import tempfile
+
     from reconciler.adapters.clock import utc_now
     from reconciler.app.demo import tell
 
