@@ -23,10 +23,10 @@ from reconciler.cli.options import (
 )
 from reconciler.cli.output import FORMATS
 from reconciler.cli.reporter import reporter_for
+from reconciler.cli.verify_commands import progress_bar
 
 if TYPE_CHECKING:
     from reconciler.adapters.drivers import Step
-from reconciler.cli.verify_commands import progress_bar
 
 
 def step_progress() -> Callable[[int, int, Step], None] | None:
