@@ -14,7 +14,9 @@ measures:
     directory (several runs, each after one more commit; main is put back
     afterwards). Where that time goes: (c') the same with `--from` the
     previous tip, so only the new landing is reported, and (c'') the
-    command's start-up alone (`reconciler verify --help`);
+    command's start-up alone: the interpreter and the modules `verify`
+    imports before it works (`STARTUP_IMPORTS`; `verify --help` no longer
+    loads them), with its ratio to (c''') `python -c pass` in the same runs;
 (d) the peak RSS of the full verify for two history lengths, `--commits` and a
     quarter of it (the shorter one generated in a temporary directory), each
     measured in a fresh child with `getrusage(RUSAGE_CHILDREN).ru_maxrss`.
@@ -76,12 +78,16 @@ FULL_RATIO_GOAL: Final = 3.0  # full verify / git log, at most
 INCREMENTAL_GOAL: Final = 0.3  # seconds, below
 MEMORY_GOAL: Final = 1.25  # peak RSS, long history / short history, at most
 SHORT_FRACTION: Final = 4  # the short history for (d) is --commits / 4
+# What `reconciler verify` imports before it does any work: the CLI, the command, the
+# application layer it calls (the command imports it in its body).
+STARTUP_IMPORTS: Final = "import reconciler.cli.verify_commands, reconciler.app.api"
 MEASUREMENT_NAMES: Final = {
     "a": "(a)",
     "b": "(b)",
     "c": "(c)",
     "c_new": "(c')",
     "c_startup": "(c'')",
+    "c_python": "(c''')",
 }
 
 # Runs `argv` (JSON in argv[1]) with stdout to the file argv[2], from a fresh
@@ -385,7 +391,8 @@ def measure(
         "b": Measurement("b", "git log --first-parent -m --raw --no-renames"),
         "c": Measurement("c", "reconciler verify, incremental: 1 new signed commit"),
         "c_new": Measurement("c_new", "same, --from the previous tip: new landing only"),
-        "c_startup": Measurement("c_startup", "start-up floor: reconciler verify --help"),
+        "c_startup": Measurement("c_startup", "start-up: interpreter and verify's imports"),
+        "c_python": Measurement("c_python", "python -c pass, the reference of (c'')"),
     }
     checks: list[Check] = []
     log_argv = git_log_argv(root, manifest.anchor)
@@ -442,14 +449,19 @@ def measure(
                     f"verify --from {previous[:12]} reported {len(new_landings)} landings, "
                     "not the one authorised new landing"
                 )
-            startup = [*reconciler_launcher(), "verify", "--help"]
-            results["c_startup"].seconds.append(run_timed(startup, "reconciler verify --help"))
+            startup = [sys.executable, "-c", STARTUP_IMPORTS]
+            results["c_startup"].seconds.append(run_timed(startup, "verify's imports"))
+            python = [sys.executable, "-c", "pass"]
+            results["c_python"].seconds.append(run_timed(python, "python -c pass"))
     finally:
         _put_main_back(root, manifest)
     if appended:
         results[
             "c"
         ].note = f"each run after one more commit; the last reported {checks[-1].landings} landings"
+        ratios = zip(results["c_startup"].seconds, results["c_python"].seconds, strict=True)
+        median_ratio = statistics.median(ours / alone for ours, alone in ratios)
+        results["c_startup"].note = f"{median_ratio:.1f}x python -c pass, run by run"
 
     memory: dict[str, float | int] = {
         "long_commits": manifest.commits,
@@ -655,7 +667,7 @@ def library_floor(root: Path, manifest: HistoryManifest) -> str:
             pass
         parser.dispose()
     parts.append((f"libyaml events of {len(contents):,} versions", time.process_time() - started))
-    parts.append(("interpreter and imports", _child_cpu([*reconciler_launcher(), "--help"])))
+    parts.append(("interpreter and imports", _child_cpu([sys.executable, "-c", STARTUP_IMPORTS])))
     reference = statistics.median(
         run_timed(git_log_argv(root, manifest.anchor), "git log") for _ in range(5)
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 from pathlib import Path
 
 import click
 
-from reconciler.app import api
-from reconciler.app.api import Action, Source
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
@@ -38,6 +39,9 @@ def approve(
     hold plan.approve on the plan's target, edited the plan yourself (on main
     or on HEAD's branch), already approved this version, or it already ran.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Action, Source
+
     acted = api.act(Source(repo, branch, state_dir), Action("approve", plan))
     reporter_for(output_format).acted(acted)
     return Outcome.OK
@@ -73,6 +77,9 @@ def deploy(
     interrupted run is retried with --retry), or the run to retry was not
     interrupted.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Action, Source
+
     acted = api.act(Source(repo, branch, state_dir), Action("deploy", plan, retry=retry_run))
     reporter_for(output_format).acted(acted)
     return Outcome.OK
@@ -104,6 +111,9 @@ def cancel(
     commit changes the state of the plan as committed at HEAD, nothing else;
     it is refused (exit 2) while the plan's file has uncommitted changes.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Action, Source
+
     acted = api.act(Source(repo, branch, state_dir), Action("cancel", plan, undo=undo))
     reporter_for(output_format).acted(acted)
     return Outcome.OK

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.adapters.drivers import Step
-from reconciler.app import api
-from reconciler.app.reconcile import Options
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     command_with_examples,
@@ -23,6 +24,9 @@ from reconciler.cli.options import (
 from reconciler.cli.output import FORMATS
 from reconciler.cli.reporter import reporter_for
 from reconciler.cli.verify_commands import progress_bar
+
+if TYPE_CHECKING:
+    from reconciler.adapters.drivers import Step
 
 
 def step_progress() -> Callable[[int, int, Step], None] | None:
@@ -71,6 +75,9 @@ def apply(
     `reconciler deploy --retry`), and apply exits 130; a second signal stops
     at once.
     """
+    from reconciler.app import api
+    from reconciler.app.reconcile import Options
+
     options = Options(
         branch=branch,
         remote=remote,

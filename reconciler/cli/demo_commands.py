@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 import time
 from pathlib import Path
 
 import click
 
-from reconciler.adapters.clock import utc_now
-from reconciler.app.demo import tell
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import command_with_examples, format_option
 from reconciler.cli.reporter import reporter_for
@@ -39,6 +38,12 @@ def demo(keep: Path | None, output_format: str) -> Outcome:
     pipeline and the audit trail. Your own repositories are never touched.
     With --format json, one object: each scene with the JSON its command gives.
     """
+    import shutil
+    import tempfile
+
+    from reconciler.adapters.clock import utc_now
+    from reconciler.app.demo import tell
+
     # Absolute: git reads the keys from inside the story's repositories, not from here.
     folder = (
         keep.absolute() if keep is not None else Path(tempfile.mkdtemp(prefix="reconciler-demo-"))

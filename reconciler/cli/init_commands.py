@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 from pathlib import Path
 
 import click
 
-from reconciler.app import api
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import command_with_examples, format_option
 from reconciler.cli.output import FORMATS
@@ -51,6 +53,8 @@ def init(
     empty repository (nothing but .git): push main when done. Without --name or
     --email and git's user.name or user.email, it warns and makes them up.
     """
+    from reconciler.app import api
+
     founded = api.init(directory, name=name, email=email, admin=admin, key=key)
     reporter_for(output_format).founded(founded)
     return Outcome.OK

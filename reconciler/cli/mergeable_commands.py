@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 from pathlib import Path
 
 import click
 
-from reconciler.app import api
-from reconciler.app.api import Source
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
@@ -80,6 +81,9 @@ def verify_mergeable(
     not, or when the head does not descend from the trust anchor, brings a root
     commit of its own, or does not merge cleanly.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Source
+
     with progress_bar("verifying the base") as progress:
         check = api.verify_mergeable(
             Source(repo, base, state_dir), head, trust_anchor, progress=progress

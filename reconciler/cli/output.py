@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from reconciler.app.actions import Made
     from reconciler.app.init import Initialised
     from reconciler.app.watch import LogEvent
+    from reconciler.core.model import Finding
     from reconciler.core.validate import Report
 
-from reconciler.core.model import Finding
 from reconciler.core.printable import printable
 
 FORMATS_WITH_GITHUB = ("text", "json", "github")

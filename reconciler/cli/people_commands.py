@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import click
 
-from reconciler.app import api
-from reconciler.app.api import HistoryQuery, Source
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
@@ -49,6 +50,9 @@ def status(
     version that runs there (from deployments/); below, per pair of
     environments, the plans moving between them and their state.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Source
+
     reporter = reporter_for(output_format)
     view = api.status(
         Source(repo, branch, state_dir, remote), include_deployed=show_all, note=reporter.note
@@ -112,6 +116,9 @@ def history(
     not count (an unauthorised edit, an approval by someone without the
     permission, an ignored trailer) say why.
     """
+    from reconciler.app import api
+    from reconciler.app.api import HistoryQuery, Source
+
     reporter = reporter_for(output_format)
     query = HistoryQuery(plan, environment, user, _since(since), by)
     entries = api.history(Source(repo, branch, state_dir, remote), query, note=reporter.note)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 from pathlib import Path
 
-from reconciler.app import api
-from reconciler.app.api import Source
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
@@ -48,6 +49,9 @@ def plan_command(
     another version than deployments/ records (a note names the environment
     file of a driver that cannot be asked). Exit 0.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Source
+
     reporter = reporter_for(output_format)
     view = api.plan(Source(repo, branch, state_dir, remote), driver_root, note=reporter.note)
     reporter.plan(view)

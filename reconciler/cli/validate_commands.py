@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 from pathlib import Path
 
 import click
 
-from reconciler.app.validating import validate_paths
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import command_with_examples, format_option, repo_option
@@ -38,6 +40,8 @@ def validate(repo: Path | None, output_format: str, paths: tuple[Path, ...]) -> 
     Git repository that holds no configuration. Exit 0 when valid, 1 with
     findings, 2 on usage errors.
     """
+    from reconciler.app.validating import validate_paths
+
     result = validate_paths(repo, paths)
     reporter_for(output_format).validation(result)
     return Outcome.OK if result.valid else Outcome.FAILED

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.app import api
-from reconciler.app.api import Source, VerifyRequest
-from reconciler.app.authorise import Progress
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
@@ -23,6 +24,9 @@ from reconciler.cli.options import (
     state_dir_option,
 )
 from reconciler.cli.reporter import reporter_for
+
+if TYPE_CHECKING:
+    from reconciler.app.authorise import Progress
 
 
 @contextmanager
@@ -106,6 +110,9 @@ def verify(
     one), and where main differs from the effective state. Exit 0 when all
     are authorised, 1 otherwise.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Source, VerifyRequest
+
     reporter = reporter_for(output_format)
     request = VerifyRequest(
         from_rev=from_rev,
@@ -150,6 +157,9 @@ def access_command(
     Answers from the effective policy (the last authorised teams.yaml and
     environments/), with the same reasons `verify` and `plan` give.
     """
+    from reconciler.app import api
+    from reconciler.app.api import Source
+
     reporter = reporter_for(output_format)
     answer = api.access(
         Source(repo, branch, state_dir, remote), user, environment, note=reporter.note

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The application layer is imported in each command's body, so `--help` loads click and
+# the command definitions only (tests/test_startup.py).
+# ruff: noqa: PLC0415
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +13,6 @@ from typing import Any
 
 import click
 
-from reconciler.app import api
-from reconciler.app.reconcile import Options
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
@@ -97,6 +98,9 @@ def watch(
     per environment. Log lines (--format text|json) go to stderr. SIGTERM or
     SIGINT: finish the driver step in progress, record the run, exit 0.
     """
+    from reconciler.app import api
+    from reconciler.app.reconcile import Options
+
     if listen is not None and webhook_secret_file is None:
         raise UsageError(
             "refusing to listen for webhooks without a secret",

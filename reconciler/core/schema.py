@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
-import jsonschema_rs
-
 from reconciler.core import resources
 from reconciler.core.loader import Document, JsonPath, Position, surprise_hint
 from reconciler.core.model import Finding
@@ -31,6 +29,10 @@ from reconciler.core.model import Finding
 
 @cache
 def _fast(kind: str) -> Any:
+    # Imported at the first validator built: a command that validates no document (a
+    # `verify` with nothing new, `--help`) never loads it.
+    import jsonschema_rs  # noqa: PLC0415
+
     return jsonschema_rs.validator_for(resources.schema(kind))
 
 
@@ -46,6 +48,8 @@ def _detailed(kind: str) -> Any:
 
 @cache
 def _definition(kind: str, name: str) -> Any:
+    import jsonschema_rs  # noqa: PLC0415 - as in _fast
+
     whole = resources.schema(kind)
     return jsonschema_rs.validator_for(
         {"$schema": whole["$schema"], "$defs": whole["$defs"], "$ref": f"#/$defs/{name}"}
@@ -60,6 +64,8 @@ def is_identifier(value: Any) -> bool:
 
 @cache
 def _matcher(pattern: str) -> Any:
+    import jsonschema_rs  # noqa: PLC0415 - as in _fast
+
     return jsonschema_rs.validator_for({"pattern": pattern})
 
 

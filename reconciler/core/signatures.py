@@ -61,11 +61,8 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
-
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
 
 from reconciler.core import openpgp
 from reconciler.core.sshkeys import (
@@ -517,10 +514,21 @@ class _Ed25519:
         reader = _signature_reader(signature, self.type, b"ssh-ed25519")
         raw = _ed25519_signature(reader, self.type)
         reader.finish()
+        sign_open, bad_signature = _libsodium()
         try:
-            crypto_sign_open(raw + data, self.key)
-        except BadSignatureError:
+            sign_open(raw + data, self.key)
+        except bad_signature:
             raise _Refused("bad", "signature does not match the commit") from None
+
+
+@cache
+def _libsodium() -> tuple[Callable[[bytes, bytes], bytes], type[Exception]]:
+    """PyNaCl's Ed25519 check and its error, imported at the first signature checked: a
+    command that checks none (`plan`, a `verify` with nothing new) never loads libsodium."""
+    from nacl.bindings import crypto_sign_open  # noqa: PLC0415
+    from nacl.exceptions import BadSignatureError  # noqa: PLC0415
+
+    return crypto_sign_open, BadSignatureError
 
 
 @dataclass(frozen=True, slots=True)

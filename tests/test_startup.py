@@ -1,0 +1,140 @@
+"""Start-up: asking the CLI for help loads click and the command definitions, nothing heavier.
+
+The suite starts `reconciler` as a subprocess hundreds of times, and people type
+`reconciler --help`; a module-level import of the application layer in one command
+module made every start-up pay for Git, SQLite, YAML, the schema validator and both
+signature libraries (docs/performance.md, "Start-up"). These tests hold the names of
+the modules loaded, never a time: a time depends on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import click
+
+from reconciler.cli import main
+from tests.people import People
+from tests.runner import ROOT_ADMIN, init_repository
+
+# What a command loads when it runs, and `--help` must not: the application layer and
+# the adapters (Git, the state store, drivers), and the libraries under them.
+HEAVY: Final = (
+    "reconciler.app",
+    "reconciler.adapters",
+    "reconciler.core.loader",
+    "reconciler.core.schema",
+    "reconciler.core.signatures",
+    "reconciler.core.openpgp",
+    "yaml",
+    "jsonschema",
+    "jsonschema_rs",
+    "pysequoia",
+    "nacl",
+    "cryptography",
+    "sqlite3",
+    "watchdog",
+    "subprocess",
+)
+
+# Runs each command line in argv[1] (JSON) in turn in one fresh interpreter, as the
+# `reconciler` script would, and prints, after each, the modules loaded so far.
+_CHILD: Final = """
+import contextlib, io, json, sys
+from reconciler.cli import main
+runs = []
+for argv in json.loads(sys.argv[1]):
+    code = 0
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        try:
+            main(argv, prog_name="reconciler")
+        except SystemExit as stop:
+            code = stop.code
+    runs.append({"code": code, "shown": shown.getvalue(), "modules": sorted(sys.modules)})
+print(json.dumps(runs))
+"""
+
+
+def heavy(modules: list[str]) -> list[str]:
+    return [
+        name
+        for name in modules
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in HEAVY)
+    ]
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    shown: str
+    modules: list[str]
+
+
+def run_in_one_process(command_lines: list[list[str]]) -> list[Run]:
+    """Each command line's exit code, what it printed, and the modules loaded after it."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(command_lines)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return [Run(**run) for run in json.loads(completed.stdout)]
+
+
+def every_command() -> list[str]:
+    with click.Context(main, info_name="reconciler") as context:
+        return main.list_commands(context)
+
+
+def test_the_help_of_every_command_loads_no_application_layer() -> None:
+    commands = every_command()
+    assert "verify" in commands
+    assert "apply" in commands
+    # `reconciler --help` imports every command's module (each one's first sentence),
+    # then each command's own --help in the same process: the first that loads a heavy
+    # module is named.
+    lines = [["--help"], ["-V"], *([name, "--help"] for name in commands)]
+    for argv, run in zip(lines, run_in_one_process(lines), strict=True):
+        assert run.code == 0, argv
+        assert run.shown.startswith(("Usage: reconciler", "reconciler, version")), argv
+        assert heavy(run.modules) == [], f"`reconciler {' '.join(argv)}` loaded them"
+
+
+def test_the_help_loads_every_command_definition() -> None:
+    """The test above proves something: the command modules were imported, only light."""
+    (run,) = run_in_one_process([["--help"]])
+    assert "click" in run.modules
+    for name in ("verify_commands", "apply_commands", "watch_commands", "people_commands"):
+        assert f"reconciler.cli.{name}" in run.modules
+
+
+def test_a_command_that_runs_loads_the_application_layer(tmp_path: Path) -> None:
+    """The heavy list names what a command really loads, so its absence above means something."""
+    (run,) = run_in_one_process([["verify", "--repo", str(tmp_path)]])
+    assert run.code == 2  # not a Git repository: the command ran, and said so
+    for name in ("reconciler.app.api", "reconciler.adapters.statestore", "sqlite3", "yaml"):
+        assert name in run.modules
+
+
+def test_a_verify_with_nothing_new_loads_neither_libsodium_nor_the_schema_validator(
+    people: People, tmp_path: Path
+) -> None:
+    """Both load at their first use: a signature to check, a document to validate."""
+    repo = tmp_path / "config"
+    assert init_repository(people, repo, *ROOT_ADMIN).exit_code == 0
+    at = ["--repo", str(repo)]
+    (first,) = run_in_one_process([["verify", *at]])  # anchors: validates the anchor's tree
+    assert first.code == 0
+    assert "jsonschema_rs" in first.modules
+    again, plan = run_in_one_process([["verify", *at], ["plan", *at]])
+    assert (again.code, plan.code) == (0, 0)
+    assert "0 landing(s), 0 refused" in again.shown
+    for name in ("nacl", "jsonschema_rs"):
+        assert name not in plan.modules  # nor, so, after the verify before it
+    assert "reconciler.core.schema" in plan.modules  # imported, but built no validator
