@@ -7,6 +7,8 @@ Real processes, a real bare remote and real hooks, as in tests/test_crash_races.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -19,7 +21,7 @@ from tests import test_watch
 from tests.configrepo import dump
 from tests.people import People, seed_teams
 from tests.repositories import ConfigRepo, run_git
-from tests.runner import wait_for
+from tests.runner import wait_for, wait_for_text
 from tests.test_crash_races import (
     RUN_1,
     background_apply,
@@ -232,4 +234,66 @@ def test_a_key_rotation_during_a_run_does_not_lose_its_finish_record(
     assert finishes == ["succeeded"]
     made, _ = driven(folder)
     assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    verified(remote, tmp_path, people)
+
+
+# Hold the first push of a start record while {stall} exists (saying so in {held}), then
+# refuse it: a person pushed meanwhile, so the reconciler takes it for a lost race and
+# rebuilds its start records on the new tip. Every other push is accepted.
+STALL_FIRST_START = """\
+#!/bin/sh
+while read old new ref; do
+    if git log -1 --format=%s "$new" | grep -q "^Start " && [ ! -e "{held}" ]; then
+        touch "{held}"
+        while [ -e "{stall}" ]; do sleep 0.05; done
+        echo "try again" >&2
+        exit 1
+    fi
+done
+"""
+
+
+def test_a_stop_asked_for_while_a_busy_branch_holds_off_a_start_record_starts_no_run(
+    tmp_path: Path, people: People
+) -> None:
+    # A service asked to stop (a redeploy of it, say) starts nothing more. Its start record
+    # loses its race to a person's empty commit, which changes nothing a decision reads,
+    # and the stop comes meanwhile: rebuilt on the new tip regardless, the record would
+    # start a run that stops before its first step, recorded interrupted, and the plan
+    # version, which runs at most once, would wait for someone to retry it.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(STALL_FIRST_START.format(stall=stall, held=held))
+    hook.chmod(0o755)
+    stall.write_text("")
+    running = subprocess.Popen(
+        service.apply_command("--remote", "origin", instance="service"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(held, 30)  # the start record is decided and on its way
+        push(repo, partial(repo.commit, people.alice, message="Tidy up"))
+        running.send_signal(signal.SIGTERM)
+        wait_for_text(running, "stopping after the step in progress")
+        stall.unlink()
+        _, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 130, errors
+    assert RUN_1 not in runs(remote), "a run started after the stop was asked for"
+    assert driven(folder)[0] == []
+    again = service.apply("--remote", "origin")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    assert deployed_on(remote, "development") == current
     verified(remote, tmp_path, people)

@@ -442,6 +442,10 @@ class Reconciler:
         takes longer than the gap between a busy branch's pushes: each round
         would lose its race to the next push, and no run would ever start.
         Rebuilding the same records on the new tip takes a few milliseconds.
+
+        The decision read more than the branch: a stop asked for since means it
+        is made again, and starts nothing (rebuilt, the record would start a run
+        that stops before its first step, and the version would wait for a retry).
         """
         deadline = time.monotonic() + REDECIDE_AFTER
         checked = decided_on
@@ -449,7 +453,7 @@ class Reconciler:
             self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
             with self._git_lock:
                 tip = self.publisher.tip()
-                if not inert(self.repo, checked, tip):
+                if self.stop_requested() or not inert(self.repo, checked, tip):
                     return False
                 checked = tip
                 if self.publisher.publish(writer.chain(tip, starts), tip):
