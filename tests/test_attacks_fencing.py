@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.storm import start_storm, stop_storm
+from reconciler.app.reconcile import REDECIDE_AFTER
 from tests import test_watch
 from tests.configrepo import dump
 from tests.people import People, seed_teams
@@ -297,3 +298,77 @@ def test_a_stop_asked_for_while_a_busy_branch_holds_off_a_start_record_starts_no
     assert made == [f"{RUN_1} ecommerce 1.4.0"]
     assert deployed_on(remote, "development") == current
     verified(remote, tmp_path, people)
+
+
+# The service's end of a slow link, its git's `remote.origin.receivepack` and `uploadpack`:
+# the first push waits while {stall} exists (saying so in {held}), before the remote says
+# where its branch is; a fetch waits while {slow} exists (saying so in {fetching}).
+SLOW_PUSH = """\
+#!/bin/sh
+if [ -e "{stall}" ] && [ ! -e "{held}" ]; then
+    touch "{held}"
+    while [ -e "{stall}" ]; do sleep 0.05; done
+fi
+exec git receive-pack "$@"
+"""
+SLOW_FETCH = """\
+#!/bin/sh
+if [ -e "{slow}" ]; then
+    touch "{fetching}"
+    while [ -e "{slow}" ]; do sleep 0.05; done
+fi
+exec git upload-pack "$@"
+"""
+
+
+@pytest.mark.parametrize("slow_on", ["push", "fetch"])
+def test_a_start_record_is_not_carried_past_a_slow_link_onto_a_decision_that_lapsed(
+    tmp_path: Path, people: People, slow_on: str
+) -> None:
+    # The start record loses its race to a person's empty commit, which changes nothing a
+    # decision reads; the lost push, or the fetch of that commit (a large file in it), takes
+    # long. Meanwhile the triggerer's key is revoked. Rebuilt on the new tip after that,
+    # the record would start a run on a trigger that no longer counts: a decision is rebuilt
+    # for `REDECIDE_AFTER` seconds from its first try, never past them on a slow link.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    development = "environments/development.yaml"
+    text = (repo.path / development).read_text()
+    signed = text.replace("signed_commits: false", "signed_commits: true")
+    repo.commit(people.root, {development: signed}, "Require signed commits in development")
+    repo.git("push", "-q", "origin", "main")
+    service = repo.clone(remote, "service")
+    revoked = service.revoke("")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    slow, fetching = tmp_path / "slow", tmp_path / "fetching"
+    for name, text in {
+        "receivepack": SLOW_PUSH.format(stall=stall, held=held),
+        "uploadpack": SLOW_FETCH.format(slow=slow, fetching=fetching),
+    }.items():
+        script = tmp_path / f"slow-{name}"
+        script.write_text(text)
+        script.chmod(0o755)
+        service.git("config", f"remote.origin.{name}", str(script))
+    stall.write_text("")
+    running = background_apply(service, "service")
+    try:
+        wait_for(held, 30)  # the start record is decided and on its way
+        push(repo, partial(repo.commit, people.bob, message="Tidy up"))
+        if slow_on == "fetch":
+            slow.write_text("")
+            stall.unlink()  # the push finds the branch moved: a lost race
+            wait_for(fetching, 30)
+        revoked.write_text(people.alice.public_key + "\n")
+        time.sleep(REDECIDE_AFTER + 0.5)
+        stall.unlink(missing_ok=True)
+        slow.unlink(missing_ok=True)
+        output, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        slow.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 0, output + errors
+    log = run_git(remote, "log", "--format=%h %s (%an)")
+    assert RUN_1 not in runs(remote), f"a run started on a revoked key's trigger:\n{log}"
+    assert driven(folder)[0] == []
