@@ -131,6 +131,24 @@ def test_more_commits_than_are_checked_are_decided_again(repo: SeedRepo) -> None
     assert not judged(repo, decided_on)
 
 
+def test_a_parent_header_git_does_not_read_as_one_is_decided_again(repo: SeedRepo) -> None:
+    # Git reads a commit's parents from the lines right after its tree: a `parent` line
+    # after the committer is no parent to git, and the commit a root, a history of its
+    # own (force-pushed where main is not protected). Deciding again on it does not find
+    # the decision made on the commit its stray header names.
+    decided_on = repo.head()
+    assert repo.decide()[PLAN].status == "executable"
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    who = f"Mallory <mallory@example.com> {repo.clock} +0000"
+    raw = f"tree {tree}\nauthor {who}\ncommitter {who}\nparent {decided_on}\n\nStorm\n"
+    (repo.path / "raw").write_text(raw)
+    commit = repo.git("hash-object", "--literally", "-t", "commit", "-w", "raw")
+    assert repo.git("rev-list", "--parents", "-n", "1", commit) == commit  # a root, to git
+    repo.git("update-ref", "refs/heads/main", commit)
+    assert not judged(repo, decided_on)
+    assert repo.decide()[PLAN].status != "executable"
+
+
 @pytest.mark.parametrize("shape", ["a second plans folder", "a name with a slash"])
 def test_a_malformed_root_tree_is_inert_only_where_deciding_again_agrees(
     repo: SeedRepo, shape: str

@@ -135,7 +135,10 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
 
     A trailer is looked for in the message as stored, so a message in another
     encoding (which git would convert before reading its trailers) or with a
-    NUL in it is never taken for inert.
+    NUL in it is never taken for inert. The one parent is the one git reads:
+    git takes only the lines right after the tree for parents, and a commit
+    whose `parent` line stands anywhere else is a root to git, a history of its
+    own (force-pushed), on which the round decides again.
     """
     commit = repo.commit(tip)
     for _ in range(UNWALKED_AT_MOST):
@@ -143,6 +146,9 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
             return True
         if (
             len(commit.parents) != 1
+            or not commit.raw.startswith(
+                f"tree {commit.tree}\nparent {commit.parents[0]}\n".encode()
+            )
             or commit.encoding.lower() not in ("", "utf-8", "utf8")
             or "\0" in commit.message
             or _MAY_COUNT.search(commit.message)
