@@ -372,3 +372,41 @@ def test_a_start_record_is_not_carried_past_a_slow_link_onto_a_decision_that_lap
     log = run_git(remote, "log", "--format=%h %s (%an)")
     assert RUN_1 not in runs(remote), f"a run started on a revoked key's trigger:\n{log}"
     assert driven(folder)[0] == []
+
+
+def test_a_start_record_is_not_rebuilt_on_a_history_that_only_names_the_decided_tip(
+    tmp_path: Path, people: People
+) -> None:
+    # main is not protected from force-pushes. While the start record is on its way,
+    # mallory force-pushes a commit of the same tree whose `parent` line comes after the
+    # committer: to the reconciler's commit parser its parent is the decided tip, to git
+    # it is a root, a history of its own, on which the plan is decided otherwise. The
+    # record must not be rebuilt on it as on a commit that changes nothing.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    script = tmp_path / "slow-receivepack"
+    script.write_text(SLOW_PUSH.format(stall=stall, held=held))
+    script.chmod(0o755)
+    service.git("config", "remote.origin.receivepack", str(script))
+    stall.write_text("")
+    running = background_apply(service, "service")
+    try:
+        wait_for(held, 30)  # the start record is decided and on its way
+        decided_on = run_git(remote, "rev-parse", "main")
+        tree = run_git(remote, "rev-parse", "main^{tree}")
+        who = f"Mallory <{people.mallory.email}> {repo.clock} +0000"
+        raw = f"tree {tree}\nauthor {who}\ncommitter {who}\nparent {decided_on}\n\nTidy up\n"
+        (tmp_path / "raw").write_text(raw)
+        orphan = repo.git("hash-object", "--literally", "-t", "commit", "-w", str(tmp_path / "raw"))
+        repo.git("push", "-q", "--force", "origin", f"{orphan}:refs/heads/main")
+        stall.unlink()  # the push finds the branch moved: a lost race
+        output, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    log = run_git(remote, "log", "--format=%h %s (%an)")
+    assert RUN_1 not in runs(remote), f"a run started on another history:\n{log}{output}{errors}"
+    assert driven(folder)[0] == []
