@@ -7,6 +7,8 @@ Real processes, a real bare remote and real hooks, as in tests/test_crash_races.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -15,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.storm import start_storm, stop_storm
+from reconciler.app.reconcile import REDECIDE_AFTER
 from tests import test_watch
 from tests.configrepo import dump
 from tests.people import People, seed_teams
 from tests.repositories import ConfigRepo, run_git
-from tests.runner import wait_for
+from tests.runner import wait_for, wait_for_text
 from tests.test_crash_races import (
     RUN_1,
     background_apply,
@@ -233,3 +236,177 @@ def test_a_key_rotation_during_a_run_does_not_lose_its_finish_record(
     made, _ = driven(folder)
     assert made == [f"{RUN_1} ecommerce 1.4.0"]
     verified(remote, tmp_path, people)
+
+
+# Hold the first push of a start record while {stall} exists (saying so in {held}), then
+# refuse it: a person pushed meanwhile, so the reconciler takes it for a lost race and
+# rebuilds its start records on the new tip. Every other push is accepted.
+STALL_FIRST_START = """\
+#!/bin/sh
+while read old new ref; do
+    if git log -1 --format=%s "$new" | grep -q "^Start " && [ ! -e "{held}" ]; then
+        touch "{held}"
+        while [ -e "{stall}" ]; do sleep 0.05; done
+        echo "try again" >&2
+        exit 1
+    fi
+done
+"""
+
+
+def test_a_stop_asked_for_while_a_busy_branch_holds_off_a_start_record_starts_no_run(
+    tmp_path: Path, people: People
+) -> None:
+    # A service asked to stop (a redeploy of it, say) starts nothing more. Its start record
+    # loses its race to a person's empty commit, which changes nothing a decision reads,
+    # and the stop comes meanwhile: rebuilt on the new tip regardless, the record would
+    # start a run that stops before its first step, recorded interrupted, and the plan
+    # version, which runs at most once, would wait for someone to retry it.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(STALL_FIRST_START.format(stall=stall, held=held))
+    hook.chmod(0o755)
+    stall.write_text("")
+    running = subprocess.Popen(
+        service.apply_command("--remote", "origin", instance="service"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(held, 30)  # the start record is decided and on its way
+        push(repo, partial(repo.commit, people.alice, message="Tidy up"))
+        running.send_signal(signal.SIGTERM)
+        wait_for_text(running, "stopping after the step in progress")
+        stall.unlink()
+        _, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 130, errors
+    assert RUN_1 not in runs(remote), "a run started after the stop was asked for"
+    assert driven(folder)[0] == []
+    again = service.apply("--remote", "origin")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+    made, current = driven(folder)
+    assert made == [f"{RUN_1} ecommerce 1.4.0"]
+    assert deployed_on(remote, "development") == current
+    verified(remote, tmp_path, people)
+
+
+# The service's end of a slow link, its git's `remote.origin.receivepack` and `uploadpack`:
+# the first push waits while {stall} exists (saying so in {held}), before the remote says
+# where its branch is; a fetch waits while {slow} exists (saying so in {fetching}).
+SLOW_PUSH = """\
+#!/bin/sh
+if [ -e "{stall}" ] && [ ! -e "{held}" ]; then
+    touch "{held}"
+    while [ -e "{stall}" ]; do sleep 0.05; done
+fi
+exec git receive-pack "$@"
+"""
+SLOW_FETCH = """\
+#!/bin/sh
+if [ -e "{slow}" ]; then
+    touch "{fetching}"
+    while [ -e "{slow}" ]; do sleep 0.05; done
+fi
+exec git upload-pack "$@"
+"""
+
+
+@pytest.mark.parametrize("slow_on", ["push", "fetch"])
+def test_a_start_record_is_not_carried_past_a_slow_link_onto_a_decision_that_lapsed(
+    tmp_path: Path, people: People, slow_on: str
+) -> None:
+    # The start record loses its race to a person's empty commit, which changes nothing a
+    # decision reads; the lost push, or the fetch of that commit (a large file in it), takes
+    # long. Meanwhile the triggerer's key is revoked. Rebuilt on the new tip after that,
+    # the record would start a run on a trigger that no longer counts: a decision is rebuilt
+    # for `REDECIDE_AFTER` seconds from its first try, never past them on a slow link.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    development = "environments/development.yaml"
+    text = (repo.path / development).read_text()
+    signed = text.replace("signed_commits: false", "signed_commits: true")
+    repo.commit(people.root, {development: signed}, "Require signed commits in development")
+    repo.git("push", "-q", "origin", "main")
+    service = repo.clone(remote, "service")
+    revoked = service.revoke("")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    slow, fetching = tmp_path / "slow", tmp_path / "fetching"
+    for name, text in {
+        "receivepack": SLOW_PUSH.format(stall=stall, held=held),
+        "uploadpack": SLOW_FETCH.format(slow=slow, fetching=fetching),
+    }.items():
+        script = tmp_path / f"slow-{name}"
+        script.write_text(text)
+        script.chmod(0o755)
+        service.git("config", f"remote.origin.{name}", str(script))
+    stall.write_text("")
+    running = background_apply(service, "service")
+    try:
+        wait_for(held, 30)  # the start record is decided and on its way
+        push(repo, partial(repo.commit, people.bob, message="Tidy up"))
+        if slow_on == "fetch":
+            slow.write_text("")
+            stall.unlink()  # the push finds the branch moved: a lost race
+            wait_for(fetching, 30)
+        revoked.write_text(people.alice.public_key + "\n")
+        time.sleep(REDECIDE_AFTER + 0.5)
+        stall.unlink(missing_ok=True)
+        slow.unlink(missing_ok=True)
+        output, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        slow.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 0, output + errors
+    log = run_git(remote, "log", "--format=%h %s (%an)")
+    assert RUN_1 not in runs(remote), f"a run started on a revoked key's trigger:\n{log}"
+    assert driven(folder)[0] == []
+
+
+def test_a_start_record_is_not_rebuilt_on_a_history_that_only_names_the_decided_tip(
+    tmp_path: Path, people: People
+) -> None:
+    # main is not protected from force-pushes. While the start record is on its way,
+    # mallory force-pushes a commit of the same tree whose `parent` line comes after the
+    # committer: to the reconciler's commit parser its parent is the decided tip, to git
+    # it is a root, a history of its own, on which the plan is decided otherwise. The
+    # record must not be rebuilt on it as on a commit that changes nothing.
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    service = repo.clone(remote, "service")
+    stall, held = tmp_path / "stall", tmp_path / "held"
+    script = tmp_path / "slow-receivepack"
+    script.write_text(SLOW_PUSH.format(stall=stall, held=held))
+    script.chmod(0o755)
+    service.git("config", "remote.origin.receivepack", str(script))
+    stall.write_text("")
+    running = background_apply(service, "service")
+    try:
+        wait_for(held, 30)  # the start record is decided and on its way
+        decided_on = run_git(remote, "rev-parse", "main")
+        tree = run_git(remote, "rev-parse", "main^{tree}")
+        who = f"Mallory <{people.mallory.email}> {repo.clock} +0000"
+        raw = f"tree {tree}\nauthor {who}\ncommitter {who}\nparent {decided_on}\n\nTidy up\n"
+        (tmp_path / "raw").write_text(raw)
+        orphan = repo.git("hash-object", "--literally", "-t", "commit", "-w", str(tmp_path / "raw"))
+        repo.git("push", "-q", "--force", "origin", f"{orphan}:refs/heads/main")
+        stall.unlink()  # the push finds the branch moved: a lost race
+        output, errors = running.communicate(timeout=60)
+    finally:
+        stall.unlink(missing_ok=True)
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    log = run_git(remote, "log", "--format=%h %s (%an)")
+    assert RUN_1 not in runs(remote), f"a run started on another history:\n{log}{output}{errors}"
+    assert driven(folder)[0] == []

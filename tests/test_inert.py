@@ -19,6 +19,7 @@ from reconciler.app.reconcile import UNWALKED_AT_MOST, inert
 from tests.people import People
 from tests.repositories import SeedRepo, run_git
 from tests.scenarios import dev_plan
+from tests.test_attacks_git_objects import commit_tree, entry, stored, tree_of
 
 PLAN = "plans/2026-11-dev-build.yaml"
 
@@ -128,3 +129,54 @@ def test_more_commits_than_are_checked_are_decided_again(repo: SeedRepo) -> None
         tip = run_git(repo.path, "commit-tree", tree, "-p", tip, "-m", f"Storm {count}")
     repo.git("update-ref", "refs/heads/main", tip)
     assert not judged(repo, decided_on)
+
+
+def test_a_parent_header_git_does_not_read_as_one_is_decided_again(repo: SeedRepo) -> None:
+    # Git reads a commit's parents from the lines right after its tree: a `parent` line
+    # after the committer is no parent to git, and the commit a root, a history of its
+    # own (force-pushed where main is not protected). Deciding again on it does not find
+    # the decision made on the commit its stray header names.
+    decided_on = repo.head()
+    assert repo.decide()[PLAN].status == "executable"
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    who = f"Mallory <mallory@example.com> {repo.clock} +0000"
+    raw = f"tree {tree}\nauthor {who}\ncommitter {who}\nparent {decided_on}\n\nStorm\n"
+    (repo.path / "raw").write_text(raw)
+    commit = repo.git("hash-object", "--literally", "-t", "commit", "-w", "raw")
+    assert repo.git("rev-list", "--parents", "-n", "1", commit) == commit  # a root, to git
+    repo.git("update-ref", "refs/heads/main", commit)
+    assert not judged(repo, decided_on)
+    assert repo.decide()[PLAN].status != "executable"
+
+
+@pytest.mark.parametrize("shape", ["a second plans folder", "a name with a slash"])
+def test_a_malformed_root_tree_is_inert_only_where_deciding_again_agrees(
+    repo: SeedRepo, shape: str
+) -> None:
+    # A root tree git fsck refuses, that one reader might take to change plans/: a second
+    # `plans` entry after the first (its plan cancelled), or an entry named `plans/<file>`.
+    # Read as the walk reads it (the first entry of a name, names git refuses left out),
+    # plans/ is as it was: the landing is refused, and the plan still executable, as the
+    # decision left standing says.
+    decided_on = repo.head()
+    assert repo.decide()[PLAN].status == "executable"
+    cancelled = stored(repo, (repo.path / PLAN).read_text().replace("ready", "cancelled").encode())
+    other = tree_of(repo, entry("100644", Path(PLAN).name, cancelled))
+    entries = []
+    for line in repo.git("ls-tree", decided_on).splitlines():
+        meta, name = line.split("\t")
+        mode, _, oid = meta.split(" ")
+        mode = "40000" if mode == "040000" else mode
+        if name != "plans":
+            entries.append(entry(mode, name, oid))
+        elif shape == "a second plans folder":
+            entries += [entry(mode, name, oid), entry(mode, name, other)]
+        else:
+            entries += [entry(mode, name, oid), entry("100644", PLAN, cancelled)]
+    tree = tree_of(repo, *entries)
+    commit = commit_tree(repo, repo.people.mallory, tree, decided_on, signed=False)
+    repo.git("update-ref", "refs/heads/main", commit)
+    assert judged(repo, decided_on)
+    [landing] = repo.verify().judged
+    assert not landing.authorised  # git fsck refuses the tree: it is malformed indeed
+    assert repo.decide()[PLAN].status == "executable"

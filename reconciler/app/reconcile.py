@@ -135,7 +135,10 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
 
     A trailer is looked for in the message as stored, so a message in another
     encoding (which git would convert before reading its trailers) or with a
-    NUL in it is never taken for inert.
+    NUL in it is never taken for inert. The one parent is the one git reads:
+    git takes only the lines right after the tree for parents, and a commit
+    whose `parent` line stands anywhere else is a root to git, a history of its
+    own (force-pushed), on which the round decides again.
     """
     commit = repo.commit(tip)
     for _ in range(UNWALKED_AT_MOST):
@@ -143,6 +146,9 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
             return True
         if (
             len(commit.parents) != 1
+            or not commit.raw.startswith(
+                f"tree {commit.tree}\nparent {commit.parents[0]}\n".encode()
+            )
             or commit.encoding.lower() not in ("", "utf-8", "utf8")
             or "\0" in commit.message
             or _MAY_COUNT.search(commit.message)
@@ -420,8 +426,11 @@ class Reconciler:
                         continue
                     return []
                 started, starts = self._starts(writer, history, runs.starts)
+                tried = time.monotonic()
                 published = self._publish(writer.chain(tip, starts), base, pending, walk)
-                if not published and (pending or not self._starts_through(tip, starts, writer)):
+                if not published and (
+                    pending or not self._starts_through(tip, starts, writer, tried)
+                ):
                     continue  # lost the race: decide again on the branch as it is
                 self._fileless_records = (tip, self._last_published)
                 self.in_flight.update(run.run_id for run in started)
@@ -432,24 +441,38 @@ class Reconciler:
         )
 
     def _starts_through(
-        self, decided_on: str, starts: list[tuple[str, None]], writer: RecordWriter
+        self, decided_on: str, starts: list[tuple[str, None]], writer: RecordWriter, tried: float
     ) -> bool:
         """After start records decided on `decided_on` lost their race, publish them on each
         newer tip that changes nothing a decision reads (`inert`), for `REDECIDE_AFTER`
-        seconds; whether they landed.
+        seconds from their first try (`tried`, monotonic); whether they landed.
 
         Deciding again walks and judges the new commits and every plan, which
         takes longer than the gap between a busy branch's pushes: each round
         would lose its race to the next push, and no run would ever start.
         Rebuilding the same records on the new tip takes a few milliseconds.
+
+        The decision read more than the branch: the clock (windows, freezes, the
+        age of approvals), the revocation file, whether a stop was asked for. So
+        it is rebuilt only until `REDECIDE_AFTER` after its first try, never past
+        that on the back of a slow fetch, and never once a stop is asked for
+        (rebuilt, the record would start a run that stops before its first step,
+        and the version would wait for a retry).
         """
-        deadline = time.monotonic() + REDECIDE_AFTER
+        deadline = tried + REDECIDE_AFTER
         checked = decided_on
         while time.monotonic() < deadline:
             self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
             with self._git_lock:
                 tip = self.publisher.tip()
-                if not inert(self.repo, checked, tip):
+                # A fetch takes as long as what was pushed takes to bring, a lost push as
+                # long as the link: the deadline holds after them, or a pusher would choose
+                # how stale a decision may be when its record lands.
+                if (
+                    time.monotonic() >= deadline
+                    or self.stop_requested()
+                    or not inert(self.repo, checked, tip)
+                ):
                     return False
                 checked = tip
                 if self.publisher.publish(writer.chain(tip, starts), tip):
