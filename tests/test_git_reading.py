@@ -38,7 +38,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.adapters.gitobjects import HistoryEntry
+from reconciler.adapters.gitobjects import HistoryEntry, parse_commit
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.gittrees import name_problem, tree_entries, tree_problem
 from reconciler.adapters.readahead import prepare
@@ -432,6 +432,44 @@ def test_grafts_do_not_change_what_a_commit_s_parents_are(
     (path / ".git/info/grafts").write_text(f"{tip}\n{commits['merged']} {commits['other_root']}\n")
     assert run_git(path, "rev-list", "--count", tip) == "1"  # git itself is fooled
     assert reading(path, tip) == before
+
+
+# -- a commit's headers, as git reads them ------------------------------------------------
+
+_PARENTS = ("one", "two", "three")  # the messages of three root commits, made per example
+_OTHER_HEADERS = [
+    "author A <a@example.com> 1 +0000",
+    "committer C <c@example.com> 2 +0000",
+    "encoding ISO-8859-1",
+    "x-note parent",
+    "mergetag object 1\n continued",
+]
+# Each header line of a commit after its tree line: a parent or another header, any order.
+header_lines = st.lists(
+    st.one_of(
+        st.sampled_from(_PARENTS).map(lambda name: f"parent {name}"),
+        st.sampled_from(_OTHER_HEADERS),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=header_lines)
+def test_a_commits_parents_are_the_ones_git_reads(lines: list[str]) -> None:
+    # Git reads parents from the lines right after the tree; a `parent` line anywhere
+    # else is a header it does not know, and fsck lets it be.
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch)
+        run_git(path, "init", "-q")
+        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+        made = {name: run_git(path, "commit-tree", tree, "-m", name) for name in _PARENTS}
+        lines = [" ".join(made.get(word, word) for word in line.split(" ")) for line in lines]
+        raw = "\n".join([f"tree {tree}", *lines]) + "\n\nmessage\n"
+        (path / "raw").write_text(raw)
+        oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
+        git_reads = run_git(path, "show", "-s", "--format=%P", oid).split()
+        assert list(parse_commit(oid, raw.encode()).parents) == git_reads
 
 
 # -- the rule for a well-formed tree ------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.app.reconcile import UNWALKED_AT_MOST, inert
+from reconciler.core.errors import HistoryRewrittenError
 from tests.people import People
 from tests.repositories import SeedRepo, run_git
 from tests.scenarios import dev_plan
@@ -134,8 +135,8 @@ def test_more_commits_than_are_checked_are_decided_again(repo: SeedRepo) -> None
 def test_a_parent_header_git_does_not_read_as_one_is_decided_again(repo: SeedRepo) -> None:
     # Git reads a commit's parents from the lines right after its tree: a `parent` line
     # after the committer is no parent to git, and the commit a root, a history of its
-    # own (force-pushed where main is not protected). Deciding again on it does not find
-    # the decision made on the commit its stray header names.
+    # own (force-pushed where main is not protected). Deciding again on it finds the
+    # history rewritten, as git would.
     decided_on = repo.head()
     assert repo.decide()[PLAN].status == "executable"
     tree = repo.git("rev-parse", "HEAD^{tree}")
@@ -146,7 +147,8 @@ def test_a_parent_header_git_does_not_read_as_one_is_decided_again(repo: SeedRep
     assert repo.git("rev-list", "--parents", "-n", "1", commit) == commit  # a root, to git
     repo.git("update-ref", "refs/heads/main", commit)
     assert not judged(repo, decided_on)
-    assert repo.decide()[PLAN].status != "executable"
+    with pytest.raises(HistoryRewrittenError):
+        repo.decide()
 
 
 @pytest.mark.parametrize("shape", ["a second plans folder", "a name with a slash"])

@@ -6,6 +6,7 @@ Pure: functions over bytes and text, no process. `gitrepo` returns these values;
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -87,12 +88,13 @@ def commit_bytes(
 
 
 def parse_commit(oid: str, raw: bytes) -> CommitInfo:
-    """Parse a raw commit object (headers, blank line, message)."""
+    """Parse a raw commit object (headers, blank line, message); a header is its first line
+    of that name, as git finds it, and the parents are those git reads (`_parents`)."""
     head, _, body = raw.partition(b"\n\n")
+    lines = head.decode("utf-8", "replace").split("\n")
     headers: dict[str, list[str]] = {}
     last: str | None = None
-    for line in head.split(b"\n"):
-        text = line.decode("utf-8", "replace")
+    for text in lines:
         if text.startswith(" ") and last is not None:
             continue  # continuation of a multi-line header (gpgsig, mergetag)
         key, _, value = text.partition(" ")
@@ -100,7 +102,7 @@ def parse_commit(oid: str, raw: bytes) -> CommitInfo:
         last = key
     return CommitInfo(
         id=oid,
-        parents=tuple(headers.get("parent", ())),
+        parents=_parents(lines),
         tree=headers.get("tree", [""])[0],
         author=_person(headers.get("author", [""])[0]),
         committer=_person(headers.get("committer", [""])[0]),
@@ -108,6 +110,19 @@ def parse_commit(oid: str, raw: bytes) -> CommitInfo:
         encoding=headers.get("encoding", [""])[0],
         raw=raw,
     )
+
+
+def _parents(lines: list[str]) -> tuple[str, ...]:
+    """The `parent` lines right after the tree line, which git reads as the parents.
+
+    A `parent` line anywhere else is a header git does not know (fsck lets it
+    be): a commit whose only one stands after its committer is a root to git,
+    a history of its own, whatever it names.
+    """
+    if not lines[0].startswith("tree "):
+        return ()
+    found = itertools.takewhile(lambda line: line.startswith("parent "), lines[1:])
+    return tuple(line.removeprefix("parent ") for line in found)
 
 
 _PERSON = re.compile(

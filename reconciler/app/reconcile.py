@@ -135,10 +135,10 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
 
     A trailer is looked for in the message as stored, so a message in another
     encoding (which git would convert before reading its trailers) or with a
-    NUL in it is never taken for inert. The one parent is the one git reads:
-    git takes only the lines right after the tree for parents, and a commit
-    whose `parent` line stands anywhere else is a root to git, a history of its
-    own (force-pushed), on which the round decides again.
+    NUL in it is never taken for inert. The one parent is the one git reads
+    (`gitobjects.parse_commit`): a commit whose `parent` line stands after its
+    committer is a root, a history of its own (force-pushed), on which the
+    round decides again.
     """
     commit = repo.commit(tip)
     for _ in range(UNWALKED_AT_MOST):
@@ -146,9 +146,6 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
             return True
         if (
             len(commit.parents) != 1
-            or not commit.raw.startswith(
-                f"tree {commit.tree}\nparent {commit.parents[0]}\n".encode()
-            )
             or commit.encoding.lower() not in ("", "utf-8", "utf8")
             or "\0" in commit.message
             or _MAY_COUNT.search(commit.message)
@@ -860,7 +857,10 @@ class Reconciler:
         in its message is walked, however it is signed. So is a change to
         teams.yaml: it may rotate the key the record must be signed with.
         """
-        if self.repo.blob_at(tip, TEAMS_FILE) != self.repo.blob_at(checked, TEAMS_FILE):
+        teams = (TEAMS_FILE,)  # read as the walk reads a tree, not as git looks a path up
+        if self.repo.top_entries(self.repo.commit(tip), teams) != self.repo.top_entries(
+            self.repo.commit(checked), teams
+        ):
             return False  # the policy may have moved: who signs records, and with which key
         commit = tip
         for _ in range(UNWALKED_AT_MOST):
