@@ -396,3 +396,26 @@ def test_a_trust_anchor_with_a_malformed_tree_is_refused(tmp_path: Path, people:
     assert "the trust anchor" in result.stderr
     assert "two entries are named 'teams.yaml'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_root_whose_stray_parent_header_names_the_verified_tip_is_a_rewrite(
+    tmp_path: Path, people: People
+) -> None:
+    # Mallory force-pushes a commit of main's tree whose `parent` line comes after the
+    # committer: git reads no parent there (a root, a history of its own, which drops every
+    # landing that authorised the state). Read as a child of the verified tip, it would
+    # have been judged as one more landing on a history git no longer holds.
+    repo = SeedRepo.create(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    verified = repo.head()
+    who = f"Mallory <{people.mallory.email}> {repo.clock} +0000"
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    (tmp_path / "raw").write_text(
+        f"tree {tree}\nauthor {who}\ncommitter {who}\nparent {verified}\n\nTidy up\n"
+    )
+    root = repo.git("hash-object", "--literally", "-t", "commit", "-w", str(tmp_path / "raw"))
+    assert repo.git("rev-list", "--count", root) == "1"  # git: a root
+    repo.git("update-ref", "refs/heads/main", root)
+    after = repo.reconciler("verify")
+    assert after.exit_code == 1, after.stdout
+    assert "history was rewritten" in after.stderr
