@@ -99,10 +99,13 @@ from reconciler.core.runs import (
     RunFacts,
     Start,
     decide_runs,
+    in_shard,
     late_steps,
     lease_for,
+    may_ride,
     may_step,
     step_budget,
+    unknown_environments,
 )
 from reconciler.core.verdicts import LandingVerdict
 
@@ -129,6 +132,8 @@ class Options:
     driver_root: Path | None = None
     dry_run: bool = False
     max_rounds: int = 1000
+    # `--environments`: the only environments it starts runs in (`runs.in_shard`); None: any.
+    environments: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +175,7 @@ class PassReport:
     interrupted: list[str] = field(default_factory=list)
     would_run: tuple[Decision, ...] = ()
     dry_run: bool = False
+    shard: tuple[str, ...] | None = None  # `--environments`, sorted; None: not sharded
     # Environments whose next plan waits because their driver cannot load here, and why.
     held: dict[str, ConfigError] = field(default_factory=dict)
 
@@ -312,7 +318,7 @@ class Reconciler:
 
     def pass_once(self) -> PassReport:
         """Decide, start, run and finish until nothing more may run (`reconciler apply`)."""
-        report = PassReport(dry_run=self.options.dry_run)
+        report = PassReport(dry_run=self.options.dry_run, shard=self.shard)
         self.publisher.ours = False  # every pass starts from what the branch holds now
         if not self.options.dry_run:
             self._flush_outbox()
@@ -330,7 +336,7 @@ class Reconciler:
 
         Holds the Git lock throughout, so a worker's finish record waits for it.
         """
-        report = PassReport(dry_run=self.options.dry_run)
+        report = PassReport(dry_run=self.options.dry_run, shard=self.shard)
         with self._git_lock:
             self.publisher.ours = False  # every pass starts from what the branch holds now
             if not self.options.dry_run:
@@ -362,7 +368,9 @@ class Reconciler:
                 report.settled = tip
                 if self.options.dry_run:
                     report.would_run = tuple(
-                        queue[0] for queue in executable(runs.decisions).values()
+                        queue[0]
+                        for name, queue in executable(runs.decisions).items()
+                        if in_shard(name, self.options.environments)
                     )
                     return []
                 writer = self._writer(history.policy)
@@ -380,6 +388,12 @@ class Reconciler:
                     if pending and not self._publish(tip, base, pending, walk):
                         continue
                     return []
+                freed = {detail.environment for detail in pending.values()}
+                if pending and not may_ride(runs.starts, freed):
+                    # The finish records alone first: the environments they free are
+                    # anyone's until a start record lands, this reconciler's included.
+                    self._publish(tip, base, pending, walk)
+                    continue
                 started, starts = self._starts(writer, history, runs.starts)
                 if not self._publish(writer.chain(tip, starts), base, pending, walk):
                     continue  # lost the race: someone else published first
@@ -431,9 +445,16 @@ class Reconciler:
             walk.keep()
         report.landings.extend(verified.judged)
         seen = observe(authoriser, verified, now, drivers=None)
-        # Before any start record: a plan whose environment's driver cannot load waits.
+        self._check_shard(seen.history.policy)
+        # Before any start record: a plan whose environment's driver cannot load waits;
+        # only where this reconciler may start runs (another shard's driver need not load here).
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
-        problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
+        mine = tuple(
+            decision
+            for decision in seen.decisions
+            if in_shard(decision.environment, self.options.environments)
+        )
+        problems = driver_problems(authoriser, seen.history, mine, drivers)
         runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
         report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
         return seen.history, runs
@@ -447,7 +468,27 @@ class Reconciler:
             recorded=frozenset(self._refusals_recorded),
             drivers=drivers,
             stopping=self.stop_requested(),
+            shard=self.options.environments,
         )
+
+    @property
+    def shard(self) -> tuple[str, ...] | None:
+        """The environments this reconciler may start runs in, sorted; None: any."""
+        shard = self.options.environments
+        return None if shard is None else tuple(sorted(shard))
+
+    def _check_shard(self, policy: Policy) -> None:
+        """`--environments` names only environments main defines (read at every pass: an
+        environment file can be removed)."""
+        shard = self.options.environments
+        unknown = [] if shard is None else unknown_environments(shard, policy.environments)
+        if unknown:
+            known = ", ".join(sorted(policy.environments)) or "none"
+            raise UsageError(
+                f"--environments names {', '.join(unknown)}, which no file in environments/ "
+                "on main defines",
+                hint=f"the environments are: {known}",
+            )
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None

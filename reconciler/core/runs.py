@@ -38,6 +38,7 @@ class RunFacts:
     recorded: frozenset[PlanRef] = frozenset()  # versions it recorded refused already
     drivers: Mapping[str, ConfigError] = field(default_factory=dict)  # cannot load, by env
     stopping: bool = False  # asked to stop: it starts nothing more
+    shard: frozenset[str] | None = None  # the environments it may start runs in; None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ def decide_runs(
     )
     starts: tuple[Start, ...] = ()
     if not (interrupted or refused or facts.stopping):
-        starts = _starts(history, decisions, now)
+        starts = _starts(history, decisions, now, facts.shard)
     return RunDecisions(decisions, starts, interrupted, refused, held)
 
 
@@ -136,14 +137,17 @@ def interruption(run: Run, instance: str, now: datetime) -> Reason | None:
     return None
 
 
-def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) -> tuple[Start, ...]:
-    """The first executable plan of each environment no run holds, with its run id and lease
-    (for its first step: a heartbeat extends it before a later one, `may_step`)."""
+def _starts(
+    history: History, decisions: tuple[Decision, ...], now: datetime, shard: frozenset[str] | None
+) -> tuple[Start, ...]:
+    """The first executable plan of each environment of the shard that no run holds, with its
+    run id and lease (for its first step: a heartbeat extends it before a later one,
+    `may_step`)."""
     busy = {run.environment for run in history.runs if run.result == "started"}
     taken = [run.id for run in history.runs]
     starts = []
     for name, queue in executable(decisions).items():
-        if name in busy:
+        if name in busy or not in_shard(name, shard):
             continue
         decision = queue[0]
         assert decision.plan is not None
@@ -153,6 +157,36 @@ def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) ->
         lease = now + lease_for(environment, 1)
         starts.append(Start(decision, run_id, name, lease))
     return tuple(starts)
+
+
+def in_shard(environment: str | None, shard: frozenset[str] | None) -> bool:
+    """Whether a reconciler sharded to `shard` (`--environments`; None: not sharded) may
+    start runs in `environment`.
+
+    Only starting is sharded: every reconciler verifies all of main, records
+    refusals, and marks interrupted any run whose lease passed (`interruption`),
+    whatever its environment. Those records say what already happened, need no
+    driver, and keep `status` true while the shard that owns the environment is
+    down; fencing keeps a run whose lease passed from taking another step.
+    """
+    return shard is None or environment in shard
+
+
+def unknown_environments(shard: Collection[str], known: Collection[str]) -> list[str]:
+    """The names of a shard that no environment file defines, sorted."""
+    return sorted(set(shard) - set(known))
+
+
+def may_ride(starts: Iterable[Start], freed: Collection[str]) -> bool:
+    """Whether start records may go out in one push with finish records that free the
+    environments `freed`: only when none of them starts in such an environment.
+
+    In one push, the reconciler that finished a run would take its environment's
+    next run before any other could see the environment free, and would start
+    every run there (a 10/0/0 split). Alone, the finish record shows the
+    environment free, and whoever publishes a start record first starts it.
+    """
+    return not any(start.environment in freed for start in starts)
 
 
 def next_run_id(plan: str, taken: Collection[str]) -> str:
