@@ -113,13 +113,13 @@ def on_main(remote: Path, commit: str) -> bool:
 def test_three_sharded_reconcilers_run_each_plan_of_their_shard_once_while_a_person_pushes(
     tmp_path: Path, people: People
 ) -> None:
-    plans_each = 4
+    plans_each = 3
     repo, out = sharded_repo(tmp_path, people, plans_each)
     remote = repo.publish_to_bare_remote()
     clones = {name: repo.clone(remote, f"reconciler-{name}") for name in SHARDS}
     stop, pushed = tmp_path / "stop", tmp_path / "pushed"
     storm = start_storm(
-        storming_clone(tmp_path, remote, people.alice), 5.0, stop, pushed, os.environ
+        storming_clone(tmp_path, remote, people.alice), 3.0, stop, pushed, os.environ
     )
     try:
         running = {
@@ -140,6 +140,7 @@ def test_three_sharded_reconcilers_run_each_plan_of_their_shard_once_while_a_per
         stormed = stop_storm(storm, stop)
     assert stormed == ""
     found = check_records(remote)  # one start and one finish record per run, no re-run
+    found = {run_id: run for run_id, run in found.items() if not run_id.startswith("setup-")}
     assert len(found) == len(SHARDS) * plans_each
     for run_id, run in found.items():
         start = run["starts"][0]
