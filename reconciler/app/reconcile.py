@@ -392,8 +392,11 @@ class Reconciler:
                 if pending and not may_ride(runs.starts, freed):
                     # The finish records alone first: the environments they free are
                     # anyone's until a start record lands, this reconciler's included.
-                    self._publish(tip, base, pending, walk)
-                    continue
+                    if not self._publish(tip, base, pending, walk):
+                        continue
+                    # Main is `tip` now, as decided on: the starts are built on it, and
+                    # whoever started there first meanwhile wins the compare-and-swap.
+                    base, pending = tip, {}
                 started, starts = self._starts(writer, history, runs.starts)
                 if not self._publish(writer.chain(tip, starts), base, pending, walk):
                     continue  # lost the race: someone else published first
