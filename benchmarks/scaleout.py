@@ -526,7 +526,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__)
     parser.add_argument("--plans", type=int, default=30, help="plans, over three environments")
     parser.add_argument("--step", type=float, default=1.0, help="seconds a driver step takes")
-    parser.add_argument("--pushes", type=int, default=200, help="pushes per transport")
+    parser.add_argument("--pushes", type=int, default=200, help="pushes per transport (0: none)")
     parser.add_argument("--modes", default="wait,busy", help="which steps: wait, busy or both")
     parser.add_argument("--no-sharing", action="store_true", help="measure push rates only")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -547,6 +547,7 @@ def measure(arguments: argparse.Namespace, directory: Path) -> dict[str, Any]:
     rates = [
         push_rate(directory / "push" / transport.replace(" ", "-"), transport, arguments.pushes)
         for transport in ("local", "git daemon", "smart http")
+        if arguments.pushes > 0
     ]
     ratios = {}
     for mode in {item.mode for item in scenarios}:

@@ -9,7 +9,10 @@ record in its environment, so that environment is free for others to take.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
@@ -17,12 +20,20 @@ import pytest
 import yaml
 
 from benchmarks.storm import start_storm, stop_storm
+from reconciler.app.reconcile import Options, Reconciler
 from tests.configrepo import dump
 from tests.people import People
 from tests.repositories import SeedRepo, run_git
 from tests.runner import DRIVER, command_environment
 from tests.scenarios import plan
-from tests.test_crash_races import check_records, records, verified
+from tests.test_crash_races import (
+    RUN_1,
+    apply_held_by,
+    check_records,
+    holding_driver_repo,
+    records,
+    verified,
+)
 from tests.test_push_storm import pushed_by_the_storm, storming_clone
 from tests.test_watch import watch_argv
 
@@ -40,7 +51,9 @@ def open_environment(name: str, script: Path, out: Path) -> str:
     return dump(data)
 
 
-def sharded_repo(tmp_path: Path, people: People, plans_each: int) -> tuple[SeedRepo, Path]:
+def sharded_repo(
+    tmp_path: Path, people: People, plans_each: int, *, unloadable: str | None = None
+) -> tuple[SeedRepo, Path]:
     """The seed's three environments with no gates, run by the command driver, and
     `plans_each` ready plans into each; the repository and the driver's output (a line
     per step: plan, application, version, arguments).
@@ -54,6 +67,12 @@ def sharded_repo(tmp_path: Path, people: People, plans_each: int) -> tuple[SeedR
     script.write_text(DRIVER)
     out = tmp_path / "driver.out"
     extra = {f"environments/{name}.yaml": open_environment(name, script, out) for name in SHARDS}
+    if unloadable is not None:  # its driver a plug-in this machine does not have
+        extra[f"environments/{unloadable}.yaml"] = re.sub(
+            r"driver: .*",
+            "driver: {type: not-installed-here}",
+            extra[f"environments/{unloadable}.yaml"],
+        )
     repo = SeedRepo.create(tmp_path, people, extra=extra)
     repo.commit(
         people.diana,
@@ -234,3 +253,46 @@ def test_environments_naming_an_environment_main_does_not_define_is_a_usage_erro
     assert "staging" in watched.stderr
     assert "quality-assurance" in watched.stderr
     assert not out.exists()
+
+
+def test_a_shard_marks_a_run_outside_it_interrupted_once_its_lease_passed_and_starts_nothing(
+    tmp_path: Path, people: People
+) -> None:
+    repo, folder, remote = holding_driver_repo(tmp_path, people)
+    slow = repo.clone(remote, "slow")
+    other = repo.clone(remote, "other")
+    options = Options(
+        remote="origin",
+        state_dir=other.state_dir,
+        key=people.reconciler.key,
+        instance="qa-only",
+        driver_root=other.driver_root,
+        environments=frozenset({"quality-assurance"}),
+    )
+    an_hour_on = lambda: datetime.now(UTC) + timedelta(hours=1)  # noqa: E731 - a clock
+    with (
+        apply_held_by(slow, folder / f"hold-{RUN_1}", folder / f"started-{RUN_1}"),
+        Reconciler(other.path, options, clock=an_hour_on, sleep=time.sleep) as qa_only,
+    ):
+        report = qa_only.pass_once()
+        assert report.interrupted == [RUN_1]  # bookkeeping, outside its shard too
+        assert report.runs == []
+        assert qa_only.pass_once().runs == []  # development's next run is not its to start
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["interrupted", "late"]
+    assert set(found) == {RUN_1}
+    verified(remote, tmp_path, people)
+
+
+def test_a_shard_needs_only_its_own_environments_drivers(tmp_path: Path, people: People) -> None:
+    repo, _ = sharded_repo(tmp_path, people, 1, unloadable="production")
+    mine = repo.apply("--environments", "development,quality-assurance", "--format", "json")
+    assert mine.exit_code == 0, mine.stderr
+    assert mine.json()["held"] == []
+    assert sorted(run["environment"] for run in mine.json()["runs"]) == [
+        "development",
+        "quality-assurance",
+    ]
+    everything = repo.apply("--format", "json")
+    assert everything.exit_code == 1  # production's plan waits for its driver here
+    assert [item["environment"] for item in everything.json()["held"]] == ["production"]

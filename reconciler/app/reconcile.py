@@ -13,9 +13,10 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
 3. decide; mark runs that were started and never finished `interrupted`
    (by their own instance once it is not running them any more, or by anyone
    once their lease has passed) and record new refusals, in one publish;
-4. per environment without a run in progress, publish a start record for the
-   first executable plan: the publish is the lock, so two reconcilers never
-   start the same run; a lost race means fetch, re-verify, re-decide;
+4. per environment without a run in progress (of its shard, with
+   `--environments`), publish a start record for the first executable plan:
+   the publish is the lock, so two reconcilers never start the same run; a
+   lost race means fetch, re-verify, re-decide;
 
 What to start (run id, lease), to mark interrupted, to record refused and to hold
 for a driver is `runs.decide_runs`'s to say, as one `RunDecisions` value; this
@@ -349,8 +350,10 @@ class Reconciler:
 
         Finish records waiting in the outbox (`apply` keeps them there while its
         runs finish) are built first and published together with whatever this
-        round records, so a run costs one push, not two. Empty when nothing may
-        start now (or on a dry run, or when stopping).
+        round records, but for start records in the environments they free
+        (`runs.may_ride`): those go in a push of their own, after the finish
+        records, so any reconciler may take such an environment. Empty when
+        nothing may start now (or on a dry run, or when stopping).
         """
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
@@ -566,7 +569,7 @@ class Reconciler:
 
     def _run_all(self, started: list[StartedRun], report: PassReport) -> None:
         """Run them, environments in parallel; their finish records wait in the outbox,
-        to be published with the next round's records (`plan_pass`)."""
+        to be published by the next round (`plan_pass`)."""
         with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
             report.runs.extend(pool.map(lambda run: self.run_started(run, publish=False), started))
 
