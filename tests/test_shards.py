@@ -9,7 +9,6 @@ record in its environment, so that environment is free for others to take.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -68,11 +67,9 @@ def sharded_repo(
     out = tmp_path / "driver.out"
     extra = {f"environments/{name}.yaml": open_environment(name, script, out) for name in SHARDS}
     if unloadable is not None:  # its driver a plug-in this machine does not have
-        extra[f"environments/{unloadable}.yaml"] = re.sub(
-            r"driver: .*",
-            "driver: {type: not-installed-here}",
-            extra[f"environments/{unloadable}.yaml"],
-        )
+        data = yaml.safe_load(extra[f"environments/{unloadable}.yaml"])
+        data["driver"] = {"type": "not-installed-here"}
+        extra[f"environments/{unloadable}.yaml"] = dump(data)
     repo = SeedRepo.create(tmp_path, people, extra=extra)
     repo.commit(
         people.diana,
