@@ -92,7 +92,8 @@ def test_the_profile_times_every_phase_of_a_real_pass_and_puts_everything_back(
     profile = profile_apply(fixture, tmp_path, top=0)
     assert profile.runs == 3
     by_label = {phase.label: phase for phase in profile.phases}
-    # One push per run (its start, with the previous run's finish), and one for the last finish.
+    # One push per run (its start, with the previous run's finish: no other reconciler has
+    # run in the environment), and one for the last finish.
     assert by_label["git push + update-ref"].calls == 3 + 1
     assert by_label["driver processes (process.run)"].calls == 3 * 2
     assert sum(phase.self_time for phase in profile.phases) == pytest.approx(

@@ -17,15 +17,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.app.record import late_message
-from reconciler.core.decide_values import runs_from
+from reconciler.core.decide_values import Run, runs_from
 from reconciler.core.events import PlanRef, Record, read_trailers, record_refusal
 from reconciler.core.model import DriverSpec
 from reconciler.core.runs import (
     EXTEND,
     LEASE_MARGIN,
     STEP,
+    contested,
     late_steps,
     lease_for,
+    may_ride,
     may_step,
     step_budget,
 )
@@ -210,3 +212,43 @@ def test_a_late_records_message_says_it_finished_after_its_lease_and_keeps_what_
         f"Plan: {PLAN}\nEnvironment: development\nResult: late\nRun: {RUN}\n"
     )
     assert read_trailers(late_message(finish)).counted()["Result"] == ("late",)
+
+
+# -- may_ride: a finish record and the next start record in one push ---------------------------
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)  # any moment: the rules take the clock as a value
+
+
+def run_by(instance: str | None, environment: str, started_at: datetime) -> Run:
+    return Run(
+        id=f"p-{instance}.1",
+        plan=PlanRef("plans/p.yaml", "0" * 40),
+        environment=environment,
+        result="succeeded",
+        instance=instance,
+        lease_until=None,
+        started="1" * 40,
+        finished="2" * 40,
+        triggered_by="olga",
+        approved_by=(),
+        retry_of=None,
+        started_at=started_at,
+        started_seq=1,
+    )
+
+
+def test_an_environment_another_reconciler_ran_in_today_is_contested() -> None:
+    runs = [
+        run_by("other", "development", NOW - timedelta(hours=23)),
+        run_by("us", "quality-assurance", NOW - timedelta(minutes=1)),
+        run_by("other", "production", NOW - timedelta(days=1, minutes=1)),
+        run_by(None, "staging", NOW),
+    ]
+    assert contested(runs, "us", NOW) == {"development"}
+
+
+def test_a_start_rides_with_a_finish_record_unless_others_take_work_where_it_frees() -> None:
+    assert may_ride({"development"}, {"development"}, contested=set())
+    assert may_ride({"development"}, {"production"}, contested={"production"})
+    assert not may_ride({"development"}, {"development"}, contested={"development"})
+    assert not may_ride({"qa", "development"}, {"development"}, contested={"development"})

@@ -13,9 +13,10 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
 3. decide; mark runs that were started and never finished `interrupted`
    (by their own instance once it is not running them any more, or by anyone
    once their lease has passed) and record new refusals, in one publish;
-4. per environment without a run in progress, publish a start record for the
-   first executable plan: the publish is the lock, so two reconcilers never
-   start the same run; a lost race means fetch, re-verify, re-decide;
+4. per environment without a run in progress (of its shard, with
+   `--environments`), publish a start record for the first executable plan:
+   the publish is the lock, so two reconcilers never start the same run; a
+   lost race means fetch, re-verify, re-decide;
 
 What to start (run id, lease), to mark interrupted, to record refused and to hold
 for a driver is `runs.decide_runs`'s to say, as one `RunDecisions` value; this
@@ -98,11 +99,15 @@ from reconciler.core.runs import (
     RunDecisions,
     RunFacts,
     Start,
+    contested,
     decide_runs,
+    in_shard,
     late_steps,
     lease_for,
+    may_ride,
     may_step,
     step_budget,
+    unknown_environments,
 )
 from reconciler.core.verdicts import LandingVerdict
 
@@ -168,6 +173,8 @@ class Options:
     driver_root: Path | None = None
     dry_run: bool = False
     max_rounds: int = 1000
+    # `--environments`: the only environments it starts runs in (`runs.in_shard`); None: any.
+    environments: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +216,7 @@ class PassReport:
     interrupted: list[str] = field(default_factory=list)
     would_run: tuple[Decision, ...] = ()
     dry_run: bool = False
+    shard: tuple[str, ...] | None = None  # `--environments`, sorted; None: not sharded
     # Environments whose next plan waits because their driver cannot load here, and why.
     held: dict[str, ConfigError] = field(default_factory=dict)
 
@@ -352,7 +360,7 @@ class Reconciler:
 
     def pass_once(self) -> PassReport:
         """Decide, start, run and finish until nothing more may run (`reconciler apply`)."""
-        report = PassReport(dry_run=self.options.dry_run)
+        report = PassReport(dry_run=self.options.dry_run, shard=self.shard)
         self.publisher.ours = False  # every pass starts from what the branch holds now
         self.publisher.maintain()
         if not self.options.dry_run:
@@ -371,7 +379,7 @@ class Reconciler:
 
         Holds the Git lock throughout, so a worker's finish record waits for it.
         """
-        report = PassReport(dry_run=self.options.dry_run)
+        report = PassReport(dry_run=self.options.dry_run, shard=self.shard)
         with self._git_lock:
             self.publisher.ours = False  # every pass starts from what the branch holds now
             self.publisher.maintain()
@@ -385,8 +393,11 @@ class Reconciler:
 
         Finish records waiting in the outbox (`apply` keeps them there while its
         runs finish) are built first and published together with whatever this
-        round records, so a run costs one push, not two. Empty when nothing may
-        start now (or on a dry run, or when stopping).
+        round records, but for start records in the environments they free
+        where other reconcilers take work (`runs.may_ride`): those go in a push
+        of their own, after the finish records, so any reconciler may take such
+        an environment. Empty when
+        nothing may start now (or on a dry run, or when stopping).
         """
         for _ in range(self.options.max_rounds):
             base = self.publisher.current()
@@ -404,7 +415,9 @@ class Reconciler:
                 report.settled = tip
                 if self.options.dry_run:
                     report.would_run = tuple(
-                        queue[0] for queue in executable(runs.decisions).values()
+                        queue[0]
+                        for name, queue in executable(runs.decisions).items()
+                        if in_shard(name, self.options.environments)
                     )
                     return []
                 writer = self._writer(history.policy)
@@ -422,6 +435,17 @@ class Reconciler:
                     if pending and not self._publish(tip, base, pending, walk):
                         continue
                     return []
+                freed = {detail.environment for detail in pending.values()}
+                others = contested(history.runs, self.instance, self.clock())
+                starting = {start.environment for start in runs.starts}
+                if pending and not may_ride(starting, freed, others):
+                    # The finish records alone first: the environments they free are
+                    # anyone's until a start record lands, this reconciler's included.
+                    if not self._publish(tip, base, pending, walk):
+                        continue
+                    # Main is `tip` now, as decided on: the starts are built on it, and
+                    # whoever started there first meanwhile wins the compare-and-swap.
+                    base, pending = tip, {}
                 started, starts = self._starts(writer, history, runs.starts)
                 tried = time.monotonic()
                 published = self._publish(writer.chain(tip, starts), base, pending, walk)
@@ -517,9 +541,16 @@ class Reconciler:
             walk.keep()
         report.landings.extend(verified.judged)
         seen = observe(authoriser, verified, now, drivers=None)
-        # Before any start record: a plan whose environment's driver cannot load waits.
+        self._check_shard(seen.history.policy)
+        # Before any start record: a plan whose environment's driver cannot load waits;
+        # only where this reconciler may start runs (another shard's driver need not load here).
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
-        problems = driver_problems(authoriser, seen.history, seen.decisions, drivers)
+        mine = tuple(
+            decision
+            for decision in seen.decisions
+            if in_shard(decision.environment, self.options.environments)
+        )
+        problems = driver_problems(authoriser, seen.history, mine, drivers)
         runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
         report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
         return seen.history, runs
@@ -533,7 +564,27 @@ class Reconciler:
             recorded=frozenset(self._refusals_recorded),
             drivers=drivers,
             stopping=self.stop_requested(),
+            shard=self.options.environments,
         )
+
+    @property
+    def shard(self) -> tuple[str, ...] | None:
+        """The environments this reconciler may start runs in, sorted; None: any."""
+        shard = self.options.environments
+        return None if shard is None else tuple(sorted(shard))
+
+    def _check_shard(self, policy: Policy) -> None:
+        """`--environments` names only environments main defines (read at every pass: an
+        environment file can be removed)."""
+        shard = self.options.environments
+        unknown = [] if shard is None else unknown_environments(shard, policy.environments)
+        if unknown:
+            known = ", ".join(sorted(policy.environments)) or "none"
+            raise UsageError(
+                f"--environments names {', '.join(unknown)}, which no file in environments/ "
+                "on main defines",
+                hint=f"the environments are: {known}",
+            )
 
     def _writer(self, policy: Policy) -> RecordWriter:
         assert self.key is not None
@@ -608,7 +659,7 @@ class Reconciler:
 
     def _run_all(self, started: list[StartedRun], report: PassReport) -> None:
         """Run them, environments in parallel; their finish records wait in the outbox,
-        to be published with the next round's records (`plan_pass`)."""
+        to be published by the next round (`plan_pass`)."""
         with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
             report.runs.extend(pool.map(lambda run: self.run_started(run, publish=False), started))
 

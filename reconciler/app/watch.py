@@ -45,7 +45,7 @@ from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
-from reconciler.core.errors import ReconcilerError
+from reconciler.core.errors import ReconcilerError, UsageError
 
 STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
 LOCK_WAIT: Final = 1.0  # seconds to follow a ref whose lock file is held
@@ -163,6 +163,7 @@ class Watch:
         self._known: str | None = None  # the commit the last pass left the branch at
         self._poll_error: str | None = None
         self._passes = 0
+        self._worked = False  # a pass has succeeded
         self._last: PassSummary | None = None
         self._health_lock = threading.Lock()
         self._started_at = clock()
@@ -193,6 +194,7 @@ class Watch:
 
     def _open_sources(self) -> None:
         settings = self.settings
+        shard = self.reconciler.shard
         if self.remote is None:
             repo = self.reconciler.repo
             self._ref_watcher = RefWatcher(repo.common_dir, self.branch, self._file_event)
@@ -203,12 +205,14 @@ class Watch:
         self._log(
             "info",
             "watching",
-            f"watching {self.branch} ({how}) as {self.reconciler.instance}",
+            f"watching {self.branch} ({how}) as {self.reconciler.instance}"
+            + (f", starting runs only in {', '.join(shard)}" if shard is not None else ""),
             branch=self.branch,
             remote=self.remote,
             repository=str(self.reconciler.repo.path),
             instance=self.reconciler.instance,
             interval=settings.interval,
+            environments=None if shard is None else list(shard),
         )
         if settings.listen is not None:
             host, port = settings.listen
@@ -385,10 +389,16 @@ class Watch:
         try:
             report, started = self.reconciler.watch_pass()
         except Exception as error:  # logged and retried: never die of one bad commit
+            if isinstance(error, UsageError) and not self._worked:
+                # The command line asks what main cannot give (`--environments` naming an
+                # environment no file defines): it stops, as `apply` does. Once a pass has
+                # worked, a commit brought it about, and it is logged and retried.
+                raise
             duration = time.monotonic() - began
             self._failed_pass(number, at, duration, trigger, error)
             return None
         duration = time.monotonic() - began
+        self._worked = True
         for run in started:
             self.workers.submit(run)
         self._known = report.settled or report.tip

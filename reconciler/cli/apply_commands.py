@@ -63,6 +63,7 @@ def apply(
     key: Path | None,
     instance: str | None,
     driver_root: Path | None,
+    environments: frozenset[str] | None,
     dry_run: bool,
     output_format: str,
 ) -> Outcome:
@@ -85,6 +86,7 @@ def apply(
         key=key,
         instance=instance,
         driver_root=driver_root,
+        environments=environments,
         dry_run=dry_run,
     )
     with stop_on_signals() as stopping, progress_bar("verifying history") as progress:

@@ -16,6 +16,7 @@ def pass_json(report: PassReport) -> dict[str, Any]:
     return {
         "tip": report.tip,
         "dry_run": report.dry_run,
+        "shard": None if report.shard is None else list(report.shard),
         "failed": report.failed,
         "landings_verified": len(report.landings),
         "unauthorised_landings": [v.commit for v in report.landings if not v.authorised],

@@ -144,6 +144,27 @@ instance_option = click.option(
 )
 
 
+def _environment_names(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> frozenset[str] | None:
+    if value is None:
+        return None
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter("name at least one environment, e.g. development,production")
+    return names
+
+
+environments_option = click.option(
+    "--environments",
+    metavar="A,B",
+    callback=_environment_names,
+    help="Start runs only in these environments (comma-separated): a shard of the work "
+    "several reconcilers share. It still verifies all of main, records refusals and "
+    "marks runs interrupted anywhere (default: any free environment).",
+)
+
+
 def service_options(command: FC) -> FC:
     """The options of the commands that run as the reconciler service: apply and watch."""
     for option in reversed(
@@ -155,6 +176,7 @@ def service_options(command: FC) -> FC:
             key_option,
             instance_option,
             driver_root_option,
+            environments_option,
         )
     ):
         command = option(command)

@@ -84,6 +84,7 @@ def watch(
     key: Path | None,
     instance: str | None,
     driver_root: Path | None,
+    environments: frozenset[str] | None,
     interval: float,
     listen: str | None,
     webhook_secret_file: Path | None,
@@ -119,6 +120,7 @@ def watch(
         key=key,
         instance=instance,
         driver_root=driver_root,
+        environments=environments,
     )
 
     def stop_on_signals(stop: Callable[[], None]) -> None:

@@ -23,6 +23,8 @@ from reconciler.core.reasons import Reason, reason
 # The margin a run's lease adds to what its next driver step may take at most: time to
 # record the finish after the last step, or to extend the lease before the next one.
 LEASE_MARGIN: Final = timedelta(minutes=2)
+# How recent another reconciler's run in an environment shows that it takes work there.
+SHARED_WITHIN: Final = timedelta(days=1)
 # What `may_step` answers: the step may start; the lease is to be extended first.
 STEP: Final = "lease.held"
 EXTEND: Final = "lease.expiring"
@@ -38,6 +40,7 @@ class RunFacts:
     recorded: frozenset[PlanRef] = frozenset()  # versions it recorded refused already
     drivers: Mapping[str, ConfigError] = field(default_factory=dict)  # cannot load, by env
     stopping: bool = False  # asked to stop: it starts nothing more
+    shard: frozenset[str] | None = None  # the environments it may start runs in; None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,7 @@ def decide_runs(
     )
     starts: tuple[Start, ...] = ()
     if not (interrupted or refused or facts.stopping):
-        starts = _starts(history, decisions, now)
+        starts = _starts(history, decisions, now, facts.shard)
     return RunDecisions(decisions, starts, interrupted, refused, held)
 
 
@@ -136,14 +139,17 @@ def interruption(run: Run, instance: str, now: datetime) -> Reason | None:
     return None
 
 
-def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) -> tuple[Start, ...]:
-    """The first executable plan of each environment no run holds, with its run id and lease
-    (for its first step: a heartbeat extends it before a later one, `may_step`)."""
+def _starts(
+    history: History, decisions: tuple[Decision, ...], now: datetime, shard: frozenset[str] | None
+) -> tuple[Start, ...]:
+    """The first executable plan of each environment of the shard that no run holds, with its
+    run id and lease (for its first step: a heartbeat extends it before a later one,
+    `may_step`)."""
     busy = {run.environment for run in history.runs if run.result == "started"}
     taken = [run.id for run in history.runs]
     starts = []
     for name, queue in executable(decisions).items():
-        if name in busy:
+        if name in busy or not in_shard(name, shard):
             continue
         decision = queue[0]
         assert decision.plan is not None
@@ -153,6 +159,50 @@ def _starts(history: History, decisions: tuple[Decision, ...], now: datetime) ->
         lease = now + lease_for(environment, 1)
         starts.append(Start(decision, run_id, name, lease))
     return tuple(starts)
+
+
+def in_shard(environment: str | None, shard: frozenset[str] | None) -> bool:
+    """Whether a reconciler sharded to `shard` (`--environments`; None: not sharded) may
+    start runs in `environment`.
+
+    Only starting is sharded: every reconciler verifies all of main, records
+    refusals, and marks interrupted any run whose lease passed (`interruption`),
+    whatever its environment. Those records say what already happened, need no
+    driver, and keep `status` true while the shard that owns the environment is
+    down; fencing keeps a run whose lease passed from taking another step.
+    """
+    return shard is None or environment in shard
+
+
+def unknown_environments(shard: Collection[str], known: Collection[str]) -> list[str]:
+    """The names of a shard that no environment file defines, sorted."""
+    return sorted(set(shard) - set(known))
+
+
+def may_ride(starting: Collection[str], freed: Collection[str], contested: Collection[str]) -> bool:
+    """Whether start records in the environments `starting` may go out in one push with
+    finish records that free the environments `freed`: unless one starts in such an
+    environment that other reconcilers take work in (`contested`).
+
+    In one push, the reconciler that finished a run takes its environment's next
+    run before any other could see the environment free, and would start every
+    run there (a 10/0/0 split). Alone, the finish record shows the environment
+    free, and whoever publishes a start record first starts it; but that costs a
+    push a run, which a reconciler alone in an environment need not pay.
+    """
+    return not any(name in freed and name in contested for name in starting)
+
+
+def contested(runs: Iterable[Run], instance: str, now: datetime) -> frozenset[str]:
+    """The environments where a reconciler other than `instance` started a run in the last
+    `SHARED_WITHIN`: others take work there (`may_ride`)."""
+    return frozenset(
+        run.environment
+        for run in runs
+        if run.instance is not None
+        and run.instance != instance
+        and now - run.started_at < SHARED_WITHIN
+    )
 
 
 def next_run_id(plan: str, taken: Collection[str]) -> str:
