@@ -158,6 +158,14 @@ def test_readyz_is_503_until_a_pass_has_verified_the_branch_and_healthz_stays_as
         assert (status, ready["status"], ready["passes"]) == (200, "ready", 1)
         _, samples = scrape(port)
         assert value(samples, "reconciler_pass_duration_seconds_count") == 1
+        # Two commits the watcher has seen and no pass has reconciled yet, then a pass.
+        for name in ("behind-1", "behind-2"):
+            content = plan(name, "development", [ECOMMERCE])
+            repo.commit(people.alice, {f"plans/{name}.yaml": content})
+        assert watch._branch_moved()
+        assert value(scrape(port)[1], "reconciler_commits_behind") == 2
+        assert watch._pass(Request(frozenset({"event"}), False)) is not None
+        assert value(scrape(port)[1], "reconciler_commits_behind") == 0
         # Another method, or a path nobody serves: as before.
         assert request(port, "POST", "/readyz", b"{}")[0] == 404
         assert request(port, "GET", "/readyz/more")[0] == 404
