@@ -39,6 +39,7 @@ HEAVY: Final = (
     "cryptography",
     "sqlite3",
     "watchdog",
+    "prometheus_client",
     "subprocess",
 )
 

@@ -156,6 +156,10 @@ class StateStore:
     def __init__(self, directory: Path, branch: str, *, busy_timeout: float = 15) -> None:
         self.directory = directory
         self.path = _database(directory, branch)
+        # Signature look-ups since the store opened, answered from the cache or not
+        # (the service's metrics read them).
+        self.signature_hits = 0
+        self.signature_misses = 0
         try:
             directory.mkdir(parents=True, exist_ok=True)
             # Worker threads of one reconciler share it, serialised by the reconciler's lock;
@@ -458,10 +462,13 @@ class StateStore:
     def signatures(self, commits: Iterable[str]) -> dict[str, SignatureRow]:
         found: dict[str, SignatureRow] = {}
         columns = "commit_id, status, fingerprint, reason, payload"
-        for batch in _batches(commits):
+        wanted = list(dict.fromkeys(commits))
+        for batch in _batches(wanted):
             query = f"SELECT {columns} FROM signatures WHERE commit_id IN {_LISTED}"  # noqa: S608
             for commit_id, status, fingerprint, reason, payload in self._read(query, batch):
                 found[commit_id] = (status, fingerprint, reason, payload)
+        self.signature_hits += len(found)
+        self.signature_misses += len(wanted) - len(found)
         return found
 
     def remember_signatures(self, checks: Mapping[str, SignatureRow]) -> None:

@@ -35,8 +35,10 @@ delivery means (a pass, or nothing) is the caller's business, through the
   was already received (GitHub signs the body alone, so a captured delivery
   can be sent again, under any delivery id) is marked `replayed`.
 
-`GET /healthz` answers the `health` callback's JSON. Any other path is 404,
-a known path with another method 405.
+`GET /healthz` answers the `health` callback's JSON; `GET /readyz` the `ready`
+callback's (503 until the service is ready); `GET /metrics` what the `metrics`
+callback gives (the Prometheus text and its content type). Without a callback
+its path is 404, as is any other path; a known path with another method is 405.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ _REQUEST_LINE: Final = 65537  # what http.server reads of a request line (any lo
 REMEMBERED: Final = 1024  # bodies remembered, to tell a replayed delivery
 WEBHOOK_PATHS: Final = frozenset({"/webhook", "/webhook/github", "/webhook/gitlab"})
 HEALTH_PATH: Final = "/healthz"
+READY_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
 
 Provider = Literal["github", "gitlab"]
 
@@ -95,6 +99,8 @@ class Receiver:
     delivered: Callable[[Delivery], str]  # says what will happen, e.g. "pass triggered"
     refused: Callable[[str, int, str], None]  # client, HTTP status, reason
     health: Callable[[], tuple[int, Mapping[str, Any]]]  # status code, JSON body
+    ready: Callable[[], tuple[int, Mapping[str, Any]]] | None = None  # as `health`
+    metrics: Callable[[], tuple[bytes, str]] | None = None  # body, content type
 
 
 def github_signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -550,9 +556,11 @@ class _Handler(BaseHTTPRequestHandler):
         return str(self.client_address[0])
 
     def _answer(self, status: int, payload: Mapping[str, Any], *, close: bool = False) -> None:
-        body = (json.dumps(payload) + "\n").encode()
+        self._send(status, (json.dumps(payload) + "\n").encode(), "application/json", close=close)
+
+    def _send(self, status: int, body: bytes, content_type: str, *, close: bool = False) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")
@@ -595,9 +603,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self._path()
+        receiver = self.server.receiver
         if path == HEALTH_PATH:
-            status, payload = self.server.receiver.health()
+            status, payload = receiver.health()
             self._answer(status, payload)
+        elif path == READY_PATH and receiver.ready is not None:
+            status, payload = receiver.ready()
+            self._answer(status, payload)
+        elif path == METRICS_PATH and receiver.metrics is not None:
+            body, content_type = receiver.metrics()
+            self._send(200, body, content_type)
         elif path in WEBHOOK_PATHS:
             self._answer(405, {"error": "webhooks are POSTed"})
         else:

@@ -13,6 +13,7 @@ sleep are passed in.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,10 +114,12 @@ def execute(
     on_step: Callable[[int, int, Step], None] | None = None,
     finished: tuple[str, ...] = (),
     fence: Callable[[Step], Step | str] | None = None,
+    timed: Callable[[float], None] | None = None,
 ) -> Execution:
     """Run `steps` in order; the first ones, which the runs `finished` names deployed (a
     retry resuming), are listed as skipped. `fence`: asked before each step, the step
-    as the driver gets it (its lease), or why the run may not take it."""
+    as the driver gets it (its lease), or why the run may not take it. `timed`: told how
+    long each attempt of the driver took (seconds)."""
     log: list[str] = []
 
     def note(line: str) -> None:
@@ -148,7 +151,10 @@ def execute(
         while True:
             attempt += 1
             note(f"{label} deploying to {step.environment} (attempt {attempt})")
+            began = time.monotonic()
             outcome = driver.deploy(step, driver_line)
+            if timed is not None:
+                timed(time.monotonic() - began)
             note(f"{label} {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}")
             if outcome.ok or not outcome.transient or attempt > retries or stop_requested():
                 break

@@ -39,6 +39,7 @@ interleave.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -248,9 +249,11 @@ class Reconciler:
         stop_requested: Callable[[], bool] = lambda: False,
         progress: Progress | None = None,
         on_step: Callable[[int, int, Step], None] | None = None,
+        on_driver_step: Callable[[str, float], None] | None = None,
     ) -> None:
         self.options = options
         self.on_step = on_step
+        self.on_driver_step = on_driver_step  # driver type, seconds an attempt took
         self.clock = clock
         self.sleep = sleep
         self.stop_requested = stop_requested
@@ -721,6 +724,11 @@ class Reconciler:
             on_step=self.on_step,
             finished=finished,
             fence=fence,
+            timed=(
+                None
+                if self.on_driver_step is None
+                else functools.partial(self.on_driver_step, environment.driver.type)
+            ),
         )
 
     def _fence(self, started: StartedRun) -> Callable[[Step], Step | str]:

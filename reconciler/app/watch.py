@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from reconciler.adapters.metrics import Metrics
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
@@ -151,8 +152,14 @@ class Watch:
         self._emit = log
         self._log_lock = threading.Lock()
         self._stop = False
+        self.metrics = Metrics()
         self.reconciler = Reconciler(
-            repo_dir, options, clock=clock, sleep=time.sleep, stop_requested=self.stopping
+            repo_dir,
+            options,
+            clock=clock,
+            sleep=time.sleep,
+            stop_requested=self.stopping,
+            on_driver_step=self.metrics.driver_step,
         )
         self.remote = options.remote
         self.branch = self.reconciler.branch
@@ -161,10 +168,12 @@ class Watch:
         self._ref_watcher: RefWatcher | None = None
         self._webhook: WebhookServer | None = None
         self._known: str | None = None  # the commit the last pass left the branch at
+        self._reconciled: str | None = None  # ... the last pass that did not fail
         self._poll_error: str | None = None
         self._passes = 0
         self._worked = False  # a pass has succeeded
         self._last: PassSummary | None = None
+        self._verified = False  # a pass has verified the branch: ready (`/readyz`)
         self._health_lock = threading.Lock()
         self._started_at = clock()
 
@@ -220,7 +229,13 @@ class Watch:
                 host,
                 port,
                 settings.webhook_secret or b"",
-                Receiver(self._delivered, self._refused, self._health),
+                Receiver(
+                    self._delivered,
+                    self._refused,
+                    self._health,
+                    self._ready,
+                    self.metrics.exposition,
+                ),
             )
             self._webhook.start()
             bound_host, bound_port = self._webhook.address
@@ -228,7 +243,7 @@ class Watch:
                 "info",
                 "listening",
                 f"listening for webhooks on http://{_host_text(bound_host)}:{bound_port}/webhook "
-                f"(health: /healthz)",
+                f"(health: /healthz, readiness: /readyz, metrics: /metrics)",
                 host=bound_host,
                 port=bound_port,
             )
@@ -247,18 +262,20 @@ class Watch:
             "client": delivery.client,
         }
         if delivery.replayed:
-            action = "ignored: the same delivery was received before"
+            action, result = "ignored: the same delivery was received before", "replayed"
         elif delivery.event != "push":
-            action = f"ignored: a {delivery.event} event, not a push"
+            action, result = f"ignored: a {delivery.event} event, not a push", "ignored"
         elif delivery.ref is not None and delivery.ref != wanted:
-            action = f"ignored: a push to {delivery.ref}, not {wanted}"
+            action, result = f"ignored: a push to {delivery.ref}, not {wanted}", "ignored"
         else:
-            action = "pass triggered"
+            action, result = "pass triggered", "triggered"
             self.trigger.request(f"webhook-{delivery.provider}", force=True)
+        self.metrics.webhook_delivery(result)
         self._log("info", "webhook", f"{delivery.provider} {delivery.event}: {action}", **fields)
         return action
 
     def _refused(self, client: str, status: int, reason: str) -> None:
+        self.metrics.webhook_delivery(_refusal_result(status))
         self._log(
             "warning",
             "webhook-refused",
@@ -288,6 +305,19 @@ class Watch:
             "stopping": self._stop,
         }
         return (503 if status == "error" else 200), payload
+
+    def _ready(self) -> tuple[int, dict[str, Any]]:
+        """Ready once a pass has verified the branch; a later failed pass is `/healthz`'s."""
+        with self._health_lock:
+            ready = self._verified
+            passes = self._passes
+        payload = {
+            "status": "ready" if ready else "starting",
+            "branch": self.branch,
+            "instance": self.reconciler.instance,
+            "passes": passes,
+        }
+        return (200 if ready else 503), payload
 
     # -- the loop -------------------------------------------------------------------
 
@@ -379,7 +409,23 @@ class Watch:
             while tip == self._known and watcher.lock_held() and time.monotonic() < deadline:
                 time.sleep(LOCK_POLL)
                 tip = self._tip_or_none()
+        if tip is not None:
+            self._count_behind(tip)
         return tip is not None and tip != self._known
+
+    def _count_behind(self, tip: str) -> None:
+        """The first-parent commits from where the last good pass left the branch to `tip`;
+        not counted while they are not here (a remote's, until a pass fetches them)."""
+        known = self._reconciled
+        if known == tip or known is None:
+            behind = 0 if known == tip else None
+        else:
+            try:
+                behind = len(self.reconciler.repo.first_parent_chain(tip, known))
+            except ReconcilerError:
+                behind = None
+        if behind is not None:
+            self.metrics.commits_behind(behind)
 
     def _pass(self, request: Request) -> PassReport | None:
         number = self._passes + 1
@@ -395,13 +441,15 @@ class Watch:
                 # worked, a commit brought it about, and it is logged and retried.
                 raise
             duration = time.monotonic() - began
+            self._count_pass(duration, None)
             self._failed_pass(number, at, duration, trigger, error)
             return None
         duration = time.monotonic() - began
         self._worked = True
         for run in started:
             self.workers.submit(run)
-        self._known = report.settled or report.tip
+        self._known = self._reconciled = report.settled or report.tip
+        self._count_pass(duration, report, at)
         summary = PassSummary(
             number,
             at,
@@ -414,8 +462,30 @@ class Watch:
         with self._health_lock:
             self._passes = number
             self._last = summary
+            self._verified = True
         self._log_pass(summary, report, started)
         return report
+
+    def _count_pass(
+        self, duration: float, report: PassReport | None, at: datetime | None = None
+    ) -> None:
+        """The metrics of a pass: `report` None when it failed."""
+        metrics = self.metrics
+        store = self.reconciler.store
+        metrics.signature_cache(store.signature_hits, store.signature_misses)
+        metrics.pass_done(
+            duration, ok=report is not None, began_at=at.timestamp() if at is not None else None
+        )
+        if report is None:
+            return
+        metrics.refused(len(report.refused))
+        waiting: dict[str, int] = {}
+        for decision in report.decisions:
+            if decision.status == "waiting":
+                for what in {wait.what for wait in decision.waits}:
+                    waiting[what] = waiting.get(what, 0) + 1
+        metrics.plans_waiting(waiting)
+        metrics.commits_behind(0)  # the branch as this pass read it is reconciled
 
     def _failed_pass(
         self,
@@ -503,6 +573,9 @@ class Watch:
             "plan": str(started.plan),
             "environment": started.environment.name,
         }
+        self.metrics.run_finished(
+            started.environment.name, "error" if report is None else report.result
+        )
         if report is None:
             self._log(
                 "error",
@@ -560,6 +633,17 @@ class Watch:
     def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
         with self._log_lock:
             self._emit(LogEvent(self.clock(), level, event, message, fields))
+
+
+def _refusal_result(status: int) -> str:
+    """A refused request's result, as the metrics count it: a handful of values."""
+    if status == 401:
+        return "unauthorised"
+    if status == 503:
+        return "busy"
+    if status >= 500:
+        return "error"
+    return "invalid"
 
 
 def _host_text(host: str) -> str:

@@ -67,8 +67,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    help="Serve GitHub/GitLab push webhooks on POST /webhook and GET /healthz "
-    "(host defaults to 127.0.0.1; needs --webhook-secret-file).",
+    help="Serve GitHub/GitLab push webhooks on POST /webhook, and GET /healthz, /readyz "
+    "and /metrics (host defaults to 127.0.0.1; needs --webhook-secret-file).",
 )
 @click.option(
     "--webhook-secret-file",
