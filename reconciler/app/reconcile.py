@@ -670,6 +670,7 @@ class Reconciler:
             on_step=self.on_step,
             finished=finished,
             fence=fence,
+            verify=environment.verify,
         )
 
     def _fence(self, started: StartedRun) -> Callable[[Step], Step | str]:
