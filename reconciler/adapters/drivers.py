@@ -20,8 +20,14 @@ Called by `execute`. A driver implements the small `Driver` protocol:
   often the configuration repository's work tree). Exit 0 is success, 75
   (EX_TEMPFAIL) and timeouts are transient, anything else is permanent.
 
+With the environment's `verify`, each deployed application is checked
+(`check(step, on_line, timeout) -> Outcome`, `Checker`): `local` checks that
+the release is current and runs the environment's `driver.check` command if it
+names one; `command` runs its program with `RECONCILER_OPERATION=check`.
+
 Third-party drivers register a factory in the `reconciler.drivers`
-entry-point group: `factory(spec: DriverSpec, root: Path) -> Driver`.
+entry-point group: `factory(spec: DriverSpec, root: Path) -> Driver`; `check`
+is an optional method of theirs.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from reconciler.adapters import process
 from reconciler.core.config import relative_command
@@ -112,11 +118,21 @@ class Driver(Protocol):
     def current(self, application: str, environment: str) -> str | None: ...
 
 
+@runtime_checkable
+class Checker(Protocol):
+    """A driver that can check a step it deployed: an optional method of a third-party one."""
+
+    def check(self, step: Step, on_line: Callable[[str], None], timeout: float) -> Outcome:
+        """Whether `step`'s application works as deployed, in at most `timeout` seconds."""
+        ...
+
+
 class LocalDriver:
     """Releases in a directory tree, switched atomically with a `current` symlink."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, check: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.check_argv = check
 
     def _app_dir(self, environment: str, application: str) -> Path:
         return self.root / environment / application
@@ -226,6 +242,27 @@ class LocalDriver:
         if not link.is_symlink():
             return None
         return Path(os.readlink(link)).name
+
+    def check(self, step: Step, on_line: Callable[[str], None], timeout: float) -> Outcome:
+        """The release is current and the environment's check command, if any, passes."""
+        unsafe = _unsafe_name(step)
+        if unsafe is not None:
+            return Outcome.failure(unsafe)
+        current = self.current(step.application, step.environment)
+        release = self._app_dir(step.environment, step.application) / "releases" / step.version
+        if current != step.version or not release.is_dir():
+            now = f"current is {printable(current)}" if current else "nothing is current"
+            return Outcome.failure(
+                f"{step.application} {step.version} is not current in {step.environment} ({now})"
+            )
+        if not self.check_argv:
+            return Outcome.success(f"{step.application} {step.version} is current")
+        variables = {
+            **step.variables(),
+            "RECONCILER_OPERATION": "check",
+            "RECONCILER_RELEASE": str(release),
+        }
+        return _checked(self.check_argv, variables, timeout, on_line, step, "driver.check")
 
 
 def _unsafe_name(step: Step) -> str | None:
@@ -357,6 +394,47 @@ def _entries(release: Path) -> Iterable[tuple[str, Path]]:
                 yield relative, full
 
 
+def _run(
+    argv: tuple[str, ...],
+    variables: Mapping[str, str],
+    timeout: float,
+    on_line: Callable[[str], None] | None,
+) -> process.Completed:
+    """Run a driver's program in an empty folder of its own, with `variables` and the little
+    it inherits (`_PASSED_THROUGH`)."""
+    inherited = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    with tempfile.TemporaryDirectory(prefix="reconciler-driver-") as folder:
+        return process.run(
+            argv,
+            env={**inherited, **variables},
+            cwd=Path(folder),
+            timeout=timeout,
+            on_line=on_line,
+        )
+
+
+def _checked(
+    argv: tuple[str, ...],
+    variables: Mapping[str, str],
+    timeout: float,
+    on_line: Callable[[str], None],
+    step: Step,
+    key: str,
+) -> Outcome:
+    """A check by `argv` (the environment's `key`): exit 0 passes, anything else fails."""
+    try:
+        completed = _run(argv, variables, timeout, on_line)
+    except CannotStart as error:
+        return Outcome.failure(
+            f"{error.message} (check {key} in {environment_path(step.environment)})"
+        )
+    if completed.timed_out:
+        return Outcome.failure(f"check {argv[0]} timed out after {timeout:g} s", completed.output)
+    if completed.exit_code == 0:
+        return Outcome.success(f"check {argv[0]} exited 0", completed.output)
+    return Outcome.failure(f"check {argv[0]} exited {completed.exit_code}", completed.output)
+
+
 class CommandDriver:
     """Runs an argv list per step; the step arrives as RECONCILER_* variables."""
 
@@ -364,21 +442,10 @@ class CommandDriver:
         self.argv = argv
         self.timeout = timeout
 
-    def _environment(self, variables: Mapping[str, str]) -> dict[str, str]:
-        inherited = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
-        return {**inherited, **variables}
-
     def _run(
         self, variables: Mapping[str, str], timeout: int, on_line: Callable[[str], None] | None
     ) -> process.Completed:
-        with tempfile.TemporaryDirectory(prefix="reconciler-driver-") as folder:
-            return process.run(
-                self.argv,
-                env=self._environment(variables),
-                cwd=Path(folder),
-                timeout=timeout,
-                on_line=on_line,
-            )
+        return _run(self.argv, variables, timeout, on_line)
 
     def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
         try:
@@ -403,6 +470,13 @@ class CommandDriver:
             transient=completed.exit_code == EX_TEMPFAIL,
         )
 
+    def check(self, step: Step, on_line: Callable[[str], None], timeout: float) -> Outcome:
+        """The same program, with RECONCILER_OPERATION=check: exit 0 passes."""
+        variables = {**step.variables(), "RECONCILER_OPERATION": "check"}
+        return _checked(
+            self.argv, variables, min(self.timeout, timeout), on_line, step, "driver.argv"
+        )
+
     def current(self, application: str, environment: str) -> str | None:
         completed = self._run(
             {
@@ -420,12 +494,13 @@ class CommandDriver:
 
 def load_driver(spec: DriverSpec, default_root: Path) -> Driver:
     """The driver an environment file names."""
+    relative = relative_command(spec)
+    if relative is not None:
+        raise relative
     if spec.type == "local":
-        return LocalDriver(Path(spec.root).expanduser() if spec.root else default_root)
+        root = Path(spec.root).expanduser() if spec.root else default_root
+        return LocalDriver(root, spec.check)
     if spec.type == "command":
-        relative = relative_command(spec)
-        if relative is not None:
-            raise relative
         return CommandDriver(spec.argv, spec.timeout)
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == spec.type:

@@ -7,6 +7,10 @@ environment's driver allows. A retry of an interrupted run resumes at the
 first step the runs of its plan version did not finish (`resumes_at`).
 Before each step the run's fence (`Reconciler._fence`, `runs.may_step`) says
 whether it still holds its lease: a run that lost it stops, `interrupted`.
+With the environment's `verify`, each application deployed is checked
+(`Checker.check`) every `interval` until a check passes, for at most `timeout`
+(measured on `monotonic`, like every timeout); none passing fails the step,
+and the run stops there. A driver without a `check` leaves it not checked.
 Every driver line lands in the run's log with a timestamp; the clock and the
 sleep are passed in.
 """
@@ -15,14 +19,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from reconciler.adapters.drivers import Driver, Outcome, Step
-from reconciler.core.model import Environment, Plan
+from reconciler.adapters.drivers import Checker, Driver, Outcome, Step
+from reconciler.core.model import Environment, Plan, Verify
 
 Clock = Callable[[], datetime]
+# What a finish record says of each step it ran: whether its check passed.
+Verification = Literal["verified", "failed verification", "not checked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,8 @@ class StepResult:
     outcome: Outcome
     attempts: int
     skipped: bool = False  # finished by the run a retry resumes: the driver was not asked
+    verification: Verification = "not checked"
+    checks: int = 0  # how many times it was checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +123,14 @@ def execute(
     finished: tuple[str, ...] = (),
     fence: Callable[[Step], Step | str] | None = None,
     timed: Callable[[float], None] | None = None,
+    verify: Verify | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Execution:
     """Run `steps` in order; the first ones, which the runs `finished` names deployed (a
     retry resuming), are listed as skipped. `fence`: asked before each step, the step
     as the driver gets it (its lease), or why the run may not take it. `timed`: told how
-    long each attempt of the driver took (seconds)."""
+    long each attempt of the driver took (seconds). `verify`: how each step deployed is
+    checked (`check`)."""
     log: list[str] = []
 
     def note(line: str) -> None:
@@ -151,19 +162,80 @@ def execute(
         while True:
             attempt += 1
             note(f"{label} deploying to {step.environment} (attempt {attempt})")
-            began = time.monotonic()
+            began = monotonic()
             outcome = driver.deploy(step, driver_line)
             if timed is not None:
-                timed(time.monotonic() - began)
+                timed(monotonic() - began)
             note(f"{label} {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}")
             if outcome.ok or not outcome.transient or attempt > retries or stop_requested():
                 break
             delay = min(2 ** (attempt - 1), 60)
             note(f"{label} transient failure; retrying in {delay} s")
             sleep(delay)
-        results.append(StepResult(position, step, outcome, attempt))
+        result = StepResult(position, step, outcome, attempt)
+        if outcome.ok and verify is not None:
+            checked = check(
+                step, outcome, driver, verify, label, note, sleep, monotonic, stop_requested
+            )
+            if checked is None:
+                why = "the reconciler is shutting down; a retry deploys and checks it again"
+                note(f"stopped while checking {what}: {why}")
+                return Execution("interrupted", tuple(results), tuple(log), reason=why)
+            result = replace(result, outcome=checked[0], verification=checked[1], checks=checked[2])
+            outcome = result.outcome
+        results.append(result)
         if not outcome.ok:
             note(f"run stopped at step {position}: {step.application} {step.version} failed")
             return Execution("failed", tuple(results), tuple(log))
     note("run succeeded")
     return Execution("succeeded", tuple(results), tuple(log))
+
+
+def check(
+    step: Step,
+    deployed: Outcome,
+    driver: Driver,
+    verify: Verify,
+    label: str,
+    note: Callable[[str], None],
+    sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
+    stop_requested: Callable[[], bool],
+) -> tuple[Outcome, Verification, int] | None:
+    """Check a `step` the driver `deployed` until a check passes or `verify.timeout` passes, a
+    check every `verify.interval`: the step's outcome, what the record says of it and how
+    many checks it took; None when the reconciler is asked to stop meanwhile.
+
+    Every failed check is tried again: an application that is starting fails its
+    first checks. No check runs past the timeout (each gets what is left of it), so
+    the run's lease, which counts the timeout in each step (`runs.step_budget`), holds.
+    """
+    if not isinstance(driver, Checker):
+        note(f"{label} not checked: the driver has no check")
+        return deployed, "not checked", 0
+    deadline = monotonic() + verify.timeout.total_seconds()
+    interval = verify.interval.total_seconds()
+    checks = 0
+
+    def driver_line(line: str) -> None:
+        note(f"{label} {line}")
+
+    while True:
+        checks += 1
+        started = monotonic()
+        note(f"{label} checking (check {checks})")
+        outcome = driver.check(step, driver_line, max(deadline - started, 0.0))
+        note(f"{label} check {'passed' if outcome.ok else 'failed'}: {outcome.summary}")
+        if outcome.ok:
+            return deployed, "verified", checks
+        if max(started + interval, monotonic()) >= deadline:
+            break  # no time left for another check
+        sleep(max(started + interval - monotonic(), 0.0))
+        if stop_requested():
+            return None
+    seconds = verify.timeout.total_seconds()
+    why = (
+        f"failed verification: no check passed in {seconds:g} s ({checks} "
+        f"{'check' if checks == 1 else 'checks'}; the last: {outcome.summary})"
+    )
+    return Outcome.failure(why, outcome.lines), "failed verification", checks

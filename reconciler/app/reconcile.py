@@ -729,6 +729,7 @@ class Reconciler:
                 if self.on_driver_step is None
                 else functools.partial(self.on_driver_step, environment.driver.type)
             ),
+            verify=environment.verify,
         )
 
     def _fence(self, started: StartedRun) -> Callable[[Step], Step | str]:

@@ -178,6 +178,14 @@ def _stem(ref: PlanRef) -> str:
     return ref.path.rsplit("/", 1)[-1].removesuffix(".yaml")
 
 
+# A finish record's trailer for each step checked (`Verified: 1 ecommerce 1.4.0`); a step
+# with neither was not checked, as in records from before checks.
+_VERIFICATION_TRAILERS: Final[Mapping[str, str]] = {
+    "verified": "Verified",
+    "failed verification": "Failed-Verification",
+}
+
+
 def start_message(decision: Decision, run: str, instance: str, lease_until: datetime) -> str:
     environment = decision.environment or ""
     trailers = _trailers(
@@ -203,6 +211,7 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
     summary = "\n".join(
         f"{result.position}. {result.step.application} {result.step.version}: "
         f"{_verdict(result)} ({printable(result.outcome.summary)})"
+        + ("" if result.skipped else f"; {result.verification}")
         for result in execution.steps
     )
     trailers = _trailers(
@@ -216,6 +225,11 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
             ("Retry-Of", decision.retry_of),
             ("Resumed-At", _step_named(resumed) if resumed else None),
             ("Failed-Step", _step_named(failed) if failed else None),
+            *(
+                (_VERIFICATION_TRAILERS[result.verification], _step_named(result))
+                for result in execution.steps
+                if result.verification in _VERIFICATION_TRAILERS and not result.skipped
+            ),
         ]
     )
     if execution.reason is not None:

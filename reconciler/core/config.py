@@ -27,6 +27,7 @@ from reconciler.core.model import (
     PlanEntry,
     Policy,
     Team,
+    Verify,
     Window,
 )
 from reconciler.core.sshkeys import KeyFormatError, parse_public_key
@@ -34,6 +35,8 @@ from reconciler.core.sshkeys import KeyFormatError, parse_public_key
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION_PART = re.compile(r"([0-9]+)([dhms])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# How long a run waits between two checks of an application when `verify` does not say.
+DEFAULT_CHECK_INTERVAL = "10s"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -103,7 +106,18 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
             retries=driver.get("retries", 0),
             root=driver.get("root"),
             options=driver.get("options", {}),
+            check=tuple(driver.get("check", ())),
         ),
+        verify=_verify(data.get("verify")),
+    )
+
+
+def _verify(data: Mapping[str, Any] | None) -> Verify | None:
+    if data is None:
+        return None
+    return Verify(
+        timeout=parse_duration(data["timeout"]),
+        interval=parse_duration(data.get("interval", DEFAULT_CHECK_INTERVAL)),
     )
 
 
@@ -230,9 +244,11 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
 
 
 def relative_command(spec: DriverSpec) -> ConfigError | None:
-    """A command given as a relative path names nothing in the driver's empty folder."""
-    program = spec.argv[0] if spec.argv else ""
-    if spec.type != "command" or "/" not in program or program.startswith("/"):
+    """A command given as a relative path names nothing in the driver's empty folder
+    (the command driver's program, the local driver's check)."""
+    argv = spec.argv if spec.type == "command" else spec.check if spec.type == "local" else ()
+    program = argv[0] if argv else ""
+    if "/" not in program or program.startswith("/"):
         return None
     return ConfigError(
         f"'{program}' is a relative path, and the command runs in an empty folder of its own",

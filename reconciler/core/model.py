@@ -101,6 +101,16 @@ class DriverSpec:
     retries: int = 0
     root: str | None = None
     options: Mapping[str, object] = field(default_factory=dict)
+    check: tuple[str, ...] = ()  # local: the command that checks a deployed release
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """How a run checks each application it deployed: a check every `interval` until one
+    passes, for at most `timeout`."""
+
+    timeout: timedelta
+    interval: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,7 @@ class Environment:
     permissions: Mapping[str, tuple[str, ...]]  # permission -> roles holding it here
     gates: Gates
     driver: DriverSpec
+    verify: Verify | None = None  # None: deployed applications are not checked
 
     def roles_holding(self, permission: str) -> tuple[str, ...]:
         return self.permissions.get(permission, ())

@@ -221,12 +221,13 @@ def lease_for(environment: Environment, steps: int) -> timedelta:
 
 
 def step_budget(environment: Environment) -> timedelta:
-    """How long one driver step may take at most: every attempt timing out, and the
-    backoffs between attempts."""
+    """How long one driver step may take at most: every attempt timing out, the backoffs
+    between attempts, and with `verify` the checks after it (which stop at its timeout)."""
     driver = environment.driver
     attempts = driver.retries + 1
     backoff = sum(min(2**attempt, 60) for attempt in range(driver.retries))
-    return timedelta(seconds=driver.timeout * attempts + backoff)
+    checks = environment.verify.timeout if environment.verify is not None else timedelta()
+    return timedelta(seconds=driver.timeout * attempts + backoff) + checks
 
 
 def may_step(

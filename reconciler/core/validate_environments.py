@@ -7,6 +7,8 @@ count), windows that open, freezes that end, and a driver that is installed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
+from typing import Final
 
 from reconciler.core.approvals import most_approvals
 from reconciler.core.config import relative_command
@@ -17,6 +19,9 @@ from reconciler.core.validate_findings import Findings
 
 BUILTIN_DRIVERS = ("local", "command")
 DRIVER_ENTRY_POINTS = "reconciler.drivers"
+# The longest verification of one application: like a driver's timeout (at most 86400 s),
+# it goes into every run's lease.
+LONGEST_VERIFY: Final = timedelta(days=1)
 
 
 def check_environment(
@@ -41,6 +46,7 @@ def check_environment(
                 "set 'until' after 'from'",
             )
     _check_driver(document, environment, out)
+    _check_verify(document, environment, out)
 
 
 def _check_approvals(
@@ -131,8 +137,17 @@ def _check_driver(document: Document, environment: Environment, out: Findings) -
     if relative is not None:
         # A warning: such a driver cannot run, and plans for it wait (see `drivers`), but
         # the environment is a valid policy all the same.
-        out.at(document, ("driver", "argv", 0), relative.message, relative.hint, severity="warning")
+        program = ("driver", "argv" if environment.driver.type == "command" else "check", 0)
+        out.at(document, program, relative.message, relative.hint, severity="warning")
     driver = environment.driver.type
+    if environment.driver.check and driver != "local":
+        out.at(
+            document,
+            ("driver", "check"),
+            f"'check' is the local driver's; the {driver} driver would ignore it",
+            "remove it: the command driver checks with its own program "
+            "(RECONCILER_OPERATION=check); a third-party driver takes its settings in 'options'",
+        )
     if driver not in BUILTIN_DRIVERS and driver not in _installed_drivers():
         out.at(
             document,
@@ -141,6 +156,41 @@ def _check_driver(document: Document, environment: Environment, out: Findings) -
             f"install the package that registers it in '{DRIVER_ENTRY_POINTS}', "
             "or use local or command",
             severity="warning",
+        )
+
+
+def _check_verify(document: Document, environment: Environment, out: Findings) -> None:
+    """A verification that can check, and whose time a run's lease can hold."""
+    verify = environment.verify
+    if verify is None:
+        return
+    if not verify.timeout:
+        out.at(
+            document,
+            ("verify", "timeout"),
+            "a verify timeout of 0 leaves no time for any check",
+            "give the checks time to pass, e.g. timeout: 5m",
+        )
+    elif verify.timeout > LONGEST_VERIFY:
+        out.at(
+            document,
+            ("verify", "timeout"),
+            "a verify timeout longer than 1d holds the environment's runs (and their lease) "
+            "that long",
+            "set at most 1d",
+        )
+    interval = ("verify", "interval") if "interval" in (document.data.get("verify") or {}) else None
+    where = interval or ("verify",)
+    if not verify.interval:
+        out.at(document, where, "a verify interval of 0 checks without pause", "use e.g. 10s")
+    elif verify.timeout and verify.interval > verify.timeout:
+        default = "" if interval else " (the default interval)"
+        out.at(
+            document,
+            where,
+            f"the verify interval{default} is longer than the timeout, so a failed check is "
+            "never tried again",
+            "set the interval at most the timeout, e.g. timeout: 5m, interval: 10s",
         )
 
 
