@@ -30,10 +30,12 @@ Run by people as `python -m benchmarks.scaleout [--plans 30] [--step 1.0] [--pus
     each on the previous one) pushed one `git push` at a time to a bare
     repository: by path (a local bare remote), over `git daemon` on loopback
     (git://), and over smart HTTP on loopback (`git http-backend` as a CGI
-    behind a Python WSGI server in this process). Each run costs at least two
-    ref updates (its start and finish records; a heartbeat per lease
-    extension), so half the push rate bounds the runs a second that all
-    reconcilers together can record, however many there are.
+    behind a Python WSGI server in this process). A run costs one ref update
+    where one reconciler works its environment (its finish record rides with
+    the next start record) and two where several do (the finish record goes
+    out alone); a heartbeat per lease extension adds one. So the push rate
+    bounds the runs a second all reconcilers together can record, and half of
+    it ("runs/s at most") where they share environments.
 """
 
 from __future__ import annotations
