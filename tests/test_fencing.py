@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.app.record import late_message
-from reconciler.core.decide_values import Run, runs_from
+from reconciler.core.decide_values import runs_from
 from reconciler.core.events import PlanRef, Record, read_trailers, record_refusal
 from reconciler.core.model import DriverSpec
 from reconciler.core.runs import (
@@ -219,32 +219,34 @@ def test_a_late_records_message_says_it_finished_after_its_lease_and_keeps_what_
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)  # any moment: the rules take the clock as a value
 
 
-def run_by(instance: str | None, environment: str, started_at: datetime) -> Run:
-    return Run(
-        id=f"p-{instance}.1",
+def start_by(
+    instance: str | None, environment: str, at: datetime, result: str = "started"
+) -> Record:
+    return Record(
+        commit="1" * 40,
+        seq=1,
+        result=result,
+        run=f"p-{instance}.1",
         plan=PlanRef("plans/p.yaml", "0" * 40),
         environment=environment,
-        result="succeeded",
         instance=instance,
         lease_until=None,
-        started="1" * 40,
-        finished="2" * 40,
         triggered_by="olga",
         approved_by=(),
-        retry_of=None,
-        started_at=started_at,
-        started_seq=1,
+        refused=(),
+        committed_at=at,
     )
 
 
-def test_an_environment_another_reconciler_ran_in_today_is_contested() -> None:
-    runs = [
-        run_by("other", "development", NOW - timedelta(hours=23)),
-        run_by("us", "quality-assurance", NOW - timedelta(minutes=1)),
-        run_by("other", "production", NOW - timedelta(days=1, minutes=1)),
-        run_by(None, "staging", NOW),
+def test_an_environment_another_reconciler_started_a_run_in_today_is_contested() -> None:
+    records = [
+        start_by("other", "development", NOW - timedelta(hours=23)),
+        start_by("us", "quality-assurance", NOW - timedelta(minutes=1)),
+        start_by("other", "production", NOW - timedelta(days=1, minutes=1)),
+        start_by("other", "staging", NOW, result="succeeded"),  # its start shows it, if recent
+        start_by(None, "demo", NOW),  # a start record that names no reconciler: another's
     ]
-    assert contested(runs, "us", NOW) == {"development"}
+    assert contested(records, "us", NOW) == {"development", "demo"}
 
 
 def test_a_start_rides_with_a_finish_record_unless_others_take_work_where_it_frees() -> None:

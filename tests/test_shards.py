@@ -246,6 +246,28 @@ def test_a_reconciler_alone_in_an_environment_sends_a_finish_record_with_the_nex
     check_records(remote)
 
 
+@pytest.mark.slow
+def test_another_reconcilers_run_of_a_plan_removed_since_still_makes_its_environment_shared(
+    tmp_path: Path, people: People
+) -> None:
+    # `test-reconciler` ran setup-development today; its plan file is removed after (a
+    # tidy-up), which must not hide that another reconciler takes work in development.
+    repo, _ = sharded_repo(tmp_path, people, 3)
+    repo.commit(people.diana, {"plans/setup-development.yaml": None})
+    remote = repo.publish_to_bare_remote()
+    run_git(remote, "config", "core.logAllRefUpdates", "always")
+    since = run_git(remote, "rev-parse", "main")
+    service = repo.clone(remote, "service")
+    result = service.apply(
+        "--remote", "origin", "--environments", "development", "--instance", "dev-shard"
+    )
+    assert result.exit_code == 0, result.stderr
+    for results in records_by_push(remote, since):
+        assert not ("started" in results and "succeeded" in results), results
+    assert len([r for r in records(remote) if r["Result"] == "succeeded"]) == 2 + 3
+    check_records(remote)
+
+
 def records_by_push(remote: Path, since: str) -> list[list[str]]:
     """The records' results each push to the remote's main brought since it was at `since`,
     from its reflog."""

@@ -6,6 +6,7 @@ Real SQLite databases in temporary folders; records and sign-offs as the walk st
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -279,3 +280,19 @@ def test_a_payloads_first_carrier_stays_the_first_and_re_anchoring_forgets_them(
     with store.transaction():
         store.reset()
     assert store.carriers(["d1"]) == {"d1": None}
+
+
+def test_a_pass_reads_the_start_records_of_other_reconcilers_among_the_last_records_only(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path, "main")
+    gone = ref("removed-since", 1)  # no plan on main: its runs are read all the same
+    for seq, (instance, result) in enumerate(
+        [("other", "started"), ("ci", "started"), ("other", "succeeded"), ("other", "started")]
+        + [("ci", "started")] * 3,
+        start=1,
+    ):
+        store.add_event(replace(record(seq, result, f"r.{seq}", gone), instance=instance))
+    assert [found.seq for found in store.others_starts("ci", limit=7)] == [4, 1]
+    assert [found.seq for found in store.others_starts("ci", limit=4)] == [4]  # the last four
+    assert [found.seq for found in store.others_starts("other", limit=7)] == [7, 6, 5, 2]

@@ -711,6 +711,25 @@ class StateStore:
         rows = self._read(query + " ORDER BY 1", (wanted,))
         return [journal.decode(Record, detail, self.version) for _, detail in rows]
 
+    def others_starts(self, instance: str, limit: int) -> list[Record]:
+        """The start records, among the walk's last `limit` records of any plan, that name a
+        reconciler other than `instance` (or none). Read by the index on kind, and decoded
+        only when another's: a pass reads what is recent, and a reconciler alone reads
+        nothing (`runs.contested` judges them)."""
+        rows = self._read(
+            """
+            SELECT detail FROM events
+                WHERE kind = 'record'
+                    AND id >= coalesce((SELECT id FROM events WHERE kind = 'record'
+                                        ORDER BY id DESC LIMIT 1 OFFSET ?2), 0)
+                    AND json_extract(detail, '$.result') = 'started'
+                    AND coalesce(json_extract(detail, '$.instance'), '') != ?1
+                ORDER BY id DESC
+            """,
+            (instance, limit - 1),
+        )
+        return [journal.decode(Record, detail, self.version) for (detail,) in rows]
+
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
         self._write(
             "INSERT OR IGNORE INTO editors VALUES (?, ?)",

@@ -96,6 +96,7 @@ from reconciler.core.loader import load
 from reconciler.core.model import Environment, Policy
 from reconciler.core.runs import (
     EXTEND,
+    RECENT_RECORDS,
     STEP,
     RunDecisions,
     RunFacts,
@@ -439,7 +440,8 @@ class Reconciler:
                         continue
                     return []
                 freed = {detail.environment for detail in pending.values()}
-                others = contested(history.runs, self.instance, self.clock())
+                recent = self.store.others_starts(self.instance, RECENT_RECORDS)
+                others = contested(recent, self.instance, self.clock())
                 starting = {start.environment for start in runs.starts}
                 if pending and not may_ride(starting, freed, others):
                     # The finish records alone first: the environments they free are

@@ -16,7 +16,7 @@ from typing import Final
 from reconciler.core.decide import Decision, executable, ordered
 from reconciler.core.decide_values import History, Run, Wait
 from reconciler.core.errors import ConfigError
-from reconciler.core.events import PlanRef
+from reconciler.core.events import PlanRef, Record
 from reconciler.core.model import Environment
 from reconciler.core.reasons import Reason, reason
 
@@ -25,6 +25,8 @@ from reconciler.core.reasons import Reason, reason
 LEASE_MARGIN: Final = timedelta(minutes=2)
 # How recent another reconciler's run in an environment shows that it takes work there.
 SHARED_WITHIN: Final = timedelta(days=1)
+# How many of main's last records show it (`contested`): a day of them where work is shared.
+RECENT_RECORDS: Final = 1000
 # What `may_step` answers: the step may start; the lease is to be extended first.
 STEP: Final = "lease.held"
 EXTEND: Final = "lease.expiring"
@@ -193,15 +195,18 @@ def may_ride(starting: Collection[str], freed: Collection[str], contested: Colle
     return not any(name in freed and name in contested for name in starting)
 
 
-def contested(runs: Iterable[Run], instance: str, now: datetime) -> frozenset[str]:
+def contested(records: Iterable[Record], instance: str, now: datetime) -> frozenset[str]:
     """The environments where a reconciler other than `instance` started a run in the last
-    `SHARED_WITHIN`: others take work there (`may_ride`)."""
+    `SHARED_WITHIN`, as its start records on main say (`records`: recent ones, of any
+    plan, on main or removed since): others take work there (`may_ride`). A start record
+    that names no reconciler counts as another's."""
     return frozenset(
-        run.environment
-        for run in runs
-        if run.instance is not None
-        and run.instance != instance
-        and now - run.started_at < SHARED_WITHIN
+        record.environment
+        for record in records
+        if record.result == "started"
+        and record.environment is not None
+        and record.instance != instance
+        and now - record.committed_at < SHARED_WITHIN
     )
 
 
