@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.app.reconcile import UNWALKED_AT_MOST, inert
+from reconciler.app.reconcile import UNWALKED_AT_MOST, inert, only_people
 from reconciler.core.errors import HistoryRewrittenError
 from tests.people import People
 from tests.repositories import SeedRepo, run_git
@@ -182,3 +182,36 @@ def test_a_malformed_root_tree_is_inert_only_where_deciding_again_agrees(
     [landing] = repo.verify().judged
     assert not landing.authorised  # git fsck refuses the tree: it is malformed indeed
     assert repo.decide()[PLAN].status == "executable"
+
+
+# -- only_people: what a finish record lost to a push may be rebuilt over, unwalked ------------
+
+
+def people_only(repo: SeedRepo, checked: str) -> bool:
+    with GitRepo(repo.path) as git:
+        return only_people(git, checked, repo.head())
+
+
+def test_a_line_of_peoples_commits_leaves_a_finish_record_unwalked(repo: SeedRepo) -> None:
+    # A person's plan edit changes no record and no key: the finish record reads neither.
+    checked = repo.head()
+    repo.commit(repo.people.mallory, message="Storm 1")
+    content = (repo.path / PLAN).read_text() + "# a comment\n"
+    repo.commit(repo.people.alice, {PLAN: content}, message="Storm 2")
+    assert people_only(repo, checked)
+
+
+def test_a_commit_that_may_be_a_record_is_walked(repo: SeedRepo) -> None:
+    checked = repo.head()
+    repo.commit(repo.people.mallory, message="Storm\n\nresult: succeeded")
+    assert not people_only(repo, checked)
+
+
+def test_a_change_of_teams_undone_later_is_walked(repo: SeedRepo) -> None:
+    # The tree ends as it began, but the undoing may be refused where the change was
+    # authorised: the effective policy, and the key records are signed with, moved.
+    checked = repo.head()
+    teams = (repo.path / "teams.yaml").read_text()
+    repo.commit(repo.people.root, {"teams.yaml": teams + "# rotated\n"}, message="Rotate")
+    repo.commit(repo.people.mallory, {"teams.yaml": teams}, message="Undo")
+    assert not people_only(repo, checked)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.storm import start_storm, stop_storm
+from benchmarks.storm import git_contains, start_storm, stop_storm
 from reconciler.app.reconcile import Options, Reconciler
 from tests.configrepo import dump
 from tests.people import People
@@ -113,18 +113,6 @@ def steps_run(out: Path) -> list[str]:
     return [line.split()[0] for line in out.read_text().splitlines()] if out.exists() else []
 
 
-def on_main(remote: Path, commit: str) -> bool:
-    return (
-        subprocess.run(
-            ["git", "merge-base", "--is-ancestor", commit, "main"],
-            cwd=remote,
-            capture_output=True,
-            check=False,
-        ).returncode
-        == 0
-    )
-
-
 @pytest.mark.slow
 def test_three_sharded_reconcilers_run_each_plan_of_their_shard_once_while_a_person_pushes(
     tmp_path: Path, people: People
@@ -166,7 +154,7 @@ def test_three_sharded_reconcilers_run_each_plan_of_their_shard_once_while_a_per
     assert sorted(steps_run(out)) == expected  # no version ran twice
     commits = pushed_by_the_storm(pushed)
     assert commits, "the person pushed nothing meanwhile"
-    assert [commit for commit in commits if not on_main(remote, commit)] == []
+    assert [commit for commit in commits if not git_contains(remote, commit)] == []
     verified(remote, tmp_path, people)
 
 

@@ -57,6 +57,7 @@ from typing import Any, Final
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.drivers import Driver, Step, load_driver
+from reconciler.adapters.gitobjects import CommitInfo
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
@@ -142,24 +143,60 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
 
     A trailer is looked for in the message as stored, so a message in another
     encoding (which git would convert before reading its trailers) or with a
-    NUL in it is never taken for inert. The one parent is the one git reads
-    (`gitobjects.parse_commit`): a commit whose `parent` line stands after its
-    committer is a root, a history of its own (force-pushed), on which the
-    round decides again.
+    NUL in it is never taken for inert.
+    """
+
+    def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
+        return (
+            commit.encoding.lower() in ("", "utf-8", "utf8")
+            and "\0" not in commit.message
+            and not _MAY_COUNT.search(commit.message)
+            and repo.top_entries(commit, _READ) == repo.top_entries(parent, _READ)
+        )
+
+    return _short_line(repo, checked, tip, holds)
+
+
+def only_people(repo: GitRepo, checked: str, tip: str) -> bool:
+    """Whether all that lies between `checked` and `tip` is a short line of single-parent
+    commits none of which may be a record or changes teams.yaml: nothing a finish
+    record reads, nor the key it must be signed with, changes.
+
+    A finish record reads the effective `deployments/` and the records of its
+    run, which only records change (a person's edit of `deployments/` is
+    refused, and never effective); a commit that mentions a result anywhere in
+    its message is walked, however it is signed. So is each change to
+    teams.yaml, even one undone later: the undoing may be refused, and the
+    effective policy left rotated.
+    """
+    teams = (TEAMS_FILE,)  # read as the walk reads a tree, not as git looks a path up
+
+    def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
+        return not _MAY_BE_A_RECORD.search(commit.message) and repo.top_entries(
+            commit, teams
+        ) == repo.top_entries(parent, teams)
+
+    return _short_line(repo, checked, tip, holds)
+
+
+def _short_line(
+    repo: GitRepo, checked: str, tip: str, holds: Callable[[CommitInfo, CommitInfo], bool]
+) -> bool:
+    """Whether `tip` descends from `checked` by at most `UNWALKED_AT_MOST` single-parent
+    commits each of which `holds` (given it and its parent).
+
+    The one parent is the one git reads (`gitobjects.parse_commit`): a commit
+    whose `parent` line stands after its committer is a root, a history of its
+    own (force-pushed), and ends the line.
     """
     commit = repo.commit(tip)
     for _ in range(UNWALKED_AT_MOST):
         if commit.id == checked:
             return True
-        if (
-            len(commit.parents) != 1
-            or commit.encoding.lower() not in ("", "utf-8", "utf8")
-            or "\0" in commit.message
-            or _MAY_COUNT.search(commit.message)
-        ):
+        if len(commit.parents) != 1:
             return False
         parent = repo.commit(commit.parents[0])
-        if repo.top_entries(commit, _READ) != repo.top_entries(parent, _READ):
+        if not holds(commit, parent):
             return False
         commit = parent
     return commit.id == checked
@@ -888,7 +925,7 @@ class Reconciler:
 
         A race is lost to whoever pushed between the fetch and the push, so that
         window is kept short: after a lost race, the commits that came in are
-        walked only when one may be a record or change teams.yaml (`_only_people`);
+        walked only when one may be a record or change teams.yaml (`only_people`);
         else the record is built on the new tip from the state as walked, which
         those commits cannot change, and they are judged by the next pass. The
         writer is rebuilt after each walk: a record signed with a key rotated out
@@ -899,7 +936,7 @@ class Reconciler:
         tip = self.publisher.last_known()
         checked: str | None = None  # the walk's state holds for this tip, walked or checked
         while True:
-            if checked is None or not self._only_people(checked, tip):
+            if checked is None or not only_people(self.repo, checked, tip):
                 self._walk_to(tip)
                 if not wanted():
                     return
@@ -908,31 +945,6 @@ class Reconciler:
             yield tip, writer
             self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
             tip = self.publisher.tip()
-
-    def _only_people(self, checked: str, tip: str) -> bool:
-        """Whether all that lies between `checked` and `tip` is a short line of single-parent
-        commits none of which may be a record: nothing a finish record reads then changes.
-
-        A finish record reads the effective `deployments/` and the records of its
-        run, which only records change (a person's edit of `deployments/` is
-        refused, and never effective); a commit that mentions a result anywhere
-        in its message is walked, however it is signed. So is a change to
-        teams.yaml: it may rotate the key the record must be signed with.
-        """
-        teams = (TEAMS_FILE,)  # read as the walk reads a tree, not as git looks a path up
-        if self.repo.top_entries(self.repo.commit(tip), teams) != self.repo.top_entries(
-            self.repo.commit(checked), teams
-        ):
-            return False  # the policy may have moved: who signs records, and with which key
-        commit = tip
-        for _ in range(UNWALKED_AT_MOST):
-            if commit == checked:
-                return True
-            info = self.repo.commit(commit)
-            if len(info.parents) != 1 or _MAY_BE_A_RECORD.search(info.message):
-                return False
-            commit = info.parents[0]
-        return commit == checked
 
     def _finish_chain(
         self, base: str, pending: dict[str, OutboxEntry]
