@@ -77,10 +77,9 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
         promotes_from=data.get("promotes_from"),
         permissions=permissions,
         gates=Gates(
-            approvals=tuple(
-                ApprovalRule(rule["role"], rule.get("count", 1))
-                for rule in gates.get("approvals", ())
-            ),
+            approvals=_approval_rules(gates.get("approvals", ())),
+            rollback_approvals=_approval_rules(gates.get("rollback_approvals", ())),
+            rollback_ignores_windows=gates.get("rollback_ignores_windows", False),
             signed_commits=gates.get("signed_commits", False),
             approval_ttl=parse_duration(ttl) if ttl else None,
             windows=tuple(
@@ -224,6 +223,10 @@ def _role_holders(
     return {role: frozenset(members) for role, members in holders.items()}
 
 
+def _approval_rules(rules: Iterable[Mapping[str, Any]]) -> tuple[ApprovalRule, ...]:
+    return tuple(ApprovalRule(rule["role"], rule.get("count", 1)) for rule in rules)
+
+
 def build_plan(data: Mapping[str, Any]) -> Plan:
     return Plan(
         name=data["name"],
@@ -240,6 +243,7 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
         ),
         notes=data.get("notes", ""),
         state=data["state"],
+        rollback=data.get("rollback", False),
     )
 
 

@@ -91,6 +91,8 @@ class Gates:
     approval_ttl: timedelta | None = None
     windows: tuple[Window, ...] = ()
     freezes: tuple[Freeze, ...] = ()
+    rollback_approvals: tuple[ApprovalRule, ...] = ()  # what a rollback plan needs instead
+    rollback_ignores_windows: bool = False  # break glass: rollbacks start whenever
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ class Plan:
     applications: tuple[PlanEntry, ...]
     notes: str
     state: Literal["draft", "ready", "cancelled"]
+    rollback: bool = False  # redeploys versions that ran in the target, not a promotion
 
 
 @dataclass(frozen=True, slots=True)

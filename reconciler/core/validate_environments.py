@@ -6,7 +6,7 @@ count), windows that open, freezes that end, and a driver that is installed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
@@ -18,6 +18,8 @@ from reconciler.core.model import ApprovalRule, Environment, Gates, Policy
 from reconciler.core.validate_findings import Findings
 
 BUILTIN_DRIVERS = ("local", "command")
+# The approvals a rollback plan needs (`gates.approval_rules`), checked as the others are.
+_ROLLBACK: Final = "rollback_approvals"
 DRIVER_ENTRY_POINTS = "reconciler.drivers"
 # The longest verification of one application: like a driver's timeout (at most 86400 s),
 # it goes into every run's lease.
@@ -33,9 +35,10 @@ def check_environment(
     editor_gates: bool,
 ) -> None:
     gates = environment.gates
-    sound = _check_approvals(document, environment, policy, out)
-    if editor_gates and policy is not None and gates.approvals and sound:
-        _check_editors_left_to_approve(document, environment, policy, out)
+    for key, rules in (("approvals", gates.approvals), (_ROLLBACK, gates.rollback_approvals)):
+        sound = _check_approvals(document, environment, policy, out, key, rules)
+        if editor_gates and policy is not None and rules and sound:
+            _check_editors_left_to_approve(document, environment, policy, out, key, rules)
     _check_windows(document, gates, out)
     for index, freeze in enumerate(gates.freezes):
         if freeze.end <= freeze.start:
@@ -50,18 +53,23 @@ def check_environment(
 
 
 def _check_approvals(
-    document: Document, environment: Environment, policy: Policy | None, out: Findings
+    document: Document,
+    environment: Environment,
+    policy: Policy | None,
+    out: Findings,
+    key: str,
+    rules: Sequence[ApprovalRule],
 ) -> bool:
-    """Check the approval rules (their meetability only given the `policy`); whether each
-    names a role that approves here and, as far as the policy tells, can be met."""
+    """Check the approval rules at gates.`key` (their meetability only given the `policy`);
+    whether each names a role that approves here and, as far as the policy tells, can be met."""
     gates = environment.gates
     approvers = environment.roles_holding("plan.approve")
     needed: set[str] = set()
     total = 0
     unmeetable = False
     misnamed = False
-    for index, rule in enumerate(gates.approvals):
-        path = ("gates", "approvals", index)
+    for index, rule in enumerate(rules):
+        path = ("gates", key, index)
         if rule.role not in approvers:
             misnamed = True
             out.at(
@@ -80,10 +88,10 @@ def _check_approvals(
             unmeetable = True
         needed |= holders
         total += rule.count
-    if policy is not None and gates.approvals and not unmeetable and len(needed) < total:
+    if policy is not None and rules and not unmeetable and len(needed) < total:
         out.at(
             document,
-            ("gates", "approvals"),
+            ("gates", key),
             f"the approval rules need {total} distinct people but only {len(needed)} can approve",
             "lower the counts, or grant the roles to more people",
             key=True,
@@ -198,7 +206,12 @@ _EDITORS_NAMED = 5
 
 
 def _check_editors_left_to_approve(
-    document: Document, environment: Environment, policy: Policy, out: Findings
+    document: Document,
+    environment: Environment,
+    policy: Policy,
+    out: Findings,
+    key: str,
+    rules: Sequence[ApprovalRule],
 ) -> None:
     """Every plan has an editor, whose approval does not count: the gate must be met by
     the others for at least one possible editor, or no plan can ever be approved here."""
@@ -207,7 +220,7 @@ def _check_editors_left_to_approve(
         return  # nobody can propose a plan here: nothing waits on the gate
     signed = environment.gates.signed_commits
     wanted: dict[str, int] = {}
-    for rule in environment.gates.approvals:
+    for rule in rules:
         wanted[rule.role] = wanted.get(rule.role, 0) + rule.count
     holders = {role: _holders(policy, role, signed=signed) for role in wanted}
     total = sum(wanted.values())
@@ -215,12 +228,13 @@ def _check_editors_left_to_approve(
     if most >= total:
         return
     who = _one_of(editors)
+    kind = "rollback plan" if key == _ROLLBACK else "plan"
+    approvals = "approval" if total == 1 else "approvals"
     out.at(
         document,
-        ("gates", "approvals"),
-        f"every plan into {environment.name} is edited by {who}, whose approval of it does "
-        f"not count: the approval rules need {total} {'approval' if total == 1 else 'approvals'} "
-        f"but at most {most} can be given",
+        ("gates", key),
+        f"every {kind} into {environment.name} is edited by {who}, whose approval of it does "
+        f"not count: the approval rules need {total} {approvals} but at most {most} can be given",
         "grant the approving roles to someone who does not edit plans here "
         "(a reviewer in a team without applications), or lower the counts",
         key=True,
