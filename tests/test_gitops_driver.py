@@ -22,6 +22,7 @@ from reconciler.adapters.gitops import Committer, GitOpsDriver
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.cli import main
 from reconciler.core.model import ArgoCDWait, DriverSpec, FluxWait, GitOpsTarget
+from tests.configrepo import reconciler as reconciler_cli
 from tests.configrepo import replace as replace_in
 from tests.people import make_key
 from tests.repositories import run_git
@@ -583,3 +584,45 @@ def test_a_step_with_a_replaced_version_never_reaches_the_trailers(
     outcome = deploy(driver(gitops, tmp_path, service_key), replace(step(), run="dev.1\nX: y"))
     assert not outcome.ok
     assert gitops.tip() == before
+
+
+# -- the demo -------------------------------------------------------------------------
+
+
+def test_the_demo_with_the_gitops_driver_commits_each_step_to_its_gitops_repository(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "demo"
+    result = reconciler_cli("demo", "--driver", "gitops", "--keep", folder, timeout=300)
+    assert result.exit_code == 0, result.stderr
+    gitops = folder / "gitops"
+    made = run_git(gitops, "log", "--reverse", "--format=%an|%s", "main").splitlines()
+    assert made == [
+        "Platform Team|Overlays for every application",
+        "reconciler|deploy ecommerce 1.4.0 to development",
+        "reconciler|deploy customer-portal 0.6-dev.41 to development",
+        "reconciler|deploy ecommerce 1.4.0 to quality-assurance",
+        "reconciler|deploy customer-portal 0.6 to quality-assurance",
+    ]
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"reconciler@example.com {(folder / 'keys/reconciler.pub').read_text()}")
+    verified = run_git(
+        gitops, "-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "--format=%G?", "main"
+    ).splitlines()
+    assert verified == ["G", "G", "G", "G", "N"]
+    trailers = run_git(gitops, "log", "-1", "--format=%(trailers:only,unfold)", "main")
+    assert trailers.splitlines() == [
+        "Plan: 2026-11-qa-release",
+        "Run: 2026-11-qa-release.1",
+        "Environment: quality-assurance",
+        "Application: customer-portal",
+        "Version: 0.6",
+    ]
+    overlay = run_git(
+        gitops, "show", "main:apps/ecommerce/overlays/quality-assurance/kustomization.yaml"
+    )
+    assert "# Kept by the platform team" in overlay
+    assert 'newTag: "1.4.0"  # nothing deployed yet' in overlay
+    assert "deploy customer-portal 0.6 to quality-assurance, Run: 2026-11-qa-release.1" in (
+        result.stdout
+    )

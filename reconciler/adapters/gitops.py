@@ -230,7 +230,9 @@ class Clone:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q", "--bare")
-        self.git("remote", "add", "origin", self.url)
+        # Set as a value, never an argument: a URL from the environment file that starts
+        # with '-' must not become an option of git's.
+        self.git("config", "remote.origin.url", self.url)
         self.git("config", "remote.origin.fetch", f"+refs/heads/{self.branch}:{self.tracking}")
 
     def fetch(self) -> str | None:
