@@ -1,4 +1,4 @@
-"""Adapter, git and network: the `gitops` driver, which deploys by committing to a GitOps
+"""Adapter, process: the `gitops` driver, which deploys by committing to a GitOps
 repository that Argo CD or Flux syncs (stage 5, execute).
 
 A step sets one value in one file of the repository's branch: a kustomize
@@ -291,8 +291,7 @@ class Clone:
             )  # fmt: skip
         except _GitFailed as error:
             return error.stderr.strip() or str(error)
-        self.git("update-ref", self.tracking, commit)
-        return None
+        return None  # git moved the remote-tracking branch too
 
     def contains(self, ancestor: str, commit: str) -> bool:
         """Whether `commit` is `ancestor` or comes after it (fetching it if need be)."""
@@ -333,6 +332,8 @@ class GitOpsDriver:
     # The commit that holds each step's version on the branch, for its check.
     _commits: dict[tuple[str, str], str] = field(default_factory=dict)
     _fetched: bool = False
+    # The branch's tip as this driver last saw or made it: the next step's parent.
+    _tip: str | None = None
     _asked: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -367,7 +368,7 @@ class GitOpsDriver:
                 self.clone.ready()
                 # The tip last seen: a push on it is a compare-and-swap, so a stale view
                 # costs a retry, never a lost change; "already set" is confirmed fresh.
-                tip, fresh = self.clone.tip(), False
+                tip, fresh = self._tip, False
                 if tip is None or not self._fetched:
                     tip, fresh = self.clone.fetch(), True
                     self._fetched = True
@@ -392,6 +393,7 @@ class GitOpsDriver:
                             tip, fresh = self.clone.fetch(), True
                             continue
                         self._commits[(step.application, step.environment)] = tip
+                        self._tip = tip
                         say(f"{path} already sets {step.version} at {tip[:12]}: no commit")
                         return Outcome.success(
                             f"{step.application} {step.version} is already set in {repository}",
@@ -406,6 +408,7 @@ class GitOpsDriver:
                     refused = self.clone.push(commit, tip)
                     if refused is None:
                         self._commits[(step.application, step.environment)] = commit
+                        self._tip = commit
                         say(f"committed {commit[:12]} to {self.target.branch}: {path}")
                         return Outcome.success(
                             f"{step.application} {step.version} committed to {repository} "
