@@ -340,6 +340,29 @@ def test_without_the_service_key_it_reads_but_does_not_deploy(
     assert "--key" in outcome.summary
 
 
+def test_a_repository_url_that_names_a_command_runs_nothing(
+    tmp_path: Path, service_key: Path
+) -> None:
+    # An environment file's author may not run commands on the service's machine, even
+    # where the machine's git configuration allows git's ext:: transport.
+    witness = tmp_path / "pwned"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[protocol]\n\tallow = always\n")
+    url = f"ext::sh -c touch% {witness}"
+    the_driver = GitOpsDriver(
+        GitOpsTarget(repository=url, path="a.yaml", key="tag"),
+        tmp_path / "state",
+        committer(service_key),
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        patch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+        outcome = deploy(the_driver)
+    assert not outcome.ok
+    assert not witness.exists()
+
+
 # -- check: the branch, Argo CD, Flux -------------------------------------------------
 
 

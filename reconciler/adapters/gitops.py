@@ -211,7 +211,9 @@ class Clone:
     ) -> bytes:
         try:
             done = capture(
-                git_argv(*args),
+                # The URL comes from an environment file: whatever the machine's git
+                # configuration allows, it never names a command for git to run.
+                git_argv("-c", "protocol.ext.allow=never", *args),
                 cwd=self.directory,
                 env=git_environment({"GIT_TERMINAL_PROMPT": "0", **(env or {})}),
                 stdin=stdin,
