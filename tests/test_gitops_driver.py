@@ -281,6 +281,19 @@ def test_a_later_step_on_a_stale_view_is_made_again_on_the_new_tip(
     assert gitops.show(KUSTOMIZATION) == edited.replace("newTag: 1.4.0", "newTag: 1.5.0")
 
 
+def test_a_file_people_added_after_the_drivers_last_look_is_found(
+    gitops: GitOpsRepo, tmp_path: Path, service_key: Path
+) -> None:
+    the_driver = driver(gitops, tmp_path, service_key)
+    assert deploy(the_driver).ok
+    gitops.pull()
+    shop = KUSTOMIZATION_TEXT.replace("registry.example/ecommerce", "registry.example/shop")
+    gitops.push(KUSTOMIZATION.replace("ecommerce", "shop"), shop, "a new application")
+    outcome = deploy(the_driver, step(application="shop"))
+    assert outcome.ok, outcome.summary
+    assert "newTag: 1.4.0" in gitops.show(KUSTOMIZATION.replace("ecommerce", "shop"))
+
+
 # -- deploy: clear failures, nothing half-written ------------------------------------
 
 

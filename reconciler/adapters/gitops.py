@@ -380,16 +380,14 @@ class GitOpsDriver:
                             f"gitops driver: {repository} has no branch {self.target.branch}",
                             tuple(lines),
                         )
-                    found = self.clone.read(tip, path)
-                    if found is None:
-                        return Outcome.failure(
-                            f"gitops driver: {path} is not a file on {self.target.branch} of "
-                            f"{repository} (at {tip[:12]}); add it there, or fix "
-                            f"driver.gitops.path in the environment file",
-                            tuple(lines),
-                        )
-                    mode, text = found
-                    edited = set_value(text, image, key, path, step.version)
+                    try:
+                        mode, text, edited = self._edited(tip, path, image, key, step.version)
+                    except EditError:
+                        if fresh:
+                            raise
+                        # Seen on an old tip: people may have fixed the file since.
+                        tip, fresh = self.clone.fetch(), True
+                        continue
                     if edited == text:
                         if not fresh:
                             tip, fresh = self.clone.fetch(), True
@@ -443,6 +441,20 @@ class GitOpsDriver:
         except (OSError, UnicodeDecodeError) as error:
             return Outcome.failure(f"gitops driver: {error}", tuple(lines), transient=True)
 
+    def _edited(
+        self, tip: str, path: str, image: str | None, key: str | None, version: str
+    ) -> tuple[str, str, str]:
+        """The file at `path` in `tip`: its mode, its text, and its text with `version` set."""
+        found = self.clone.read(tip, path)
+        if found is None:
+            raise EditError(
+                f"{path} is not a file on {self.target.branch} of {self.target.repository} "
+                f"(at {tip[:12]})",
+                hint="add it there, or fix driver.gitops.path in the environment file",
+            )
+        mode, text = found
+        return mode, text, set_value(text, image, key, path, version)
+
     def current(self, application: str, environment: str) -> str | None:
         path, image, key = self._where(application, environment)
         try:
@@ -451,7 +463,7 @@ class GitOpsDriver:
                 if not self._fetched:
                     self.clone.fetch()
                     self._fetched = True
-                tip = self.clone.tip()
+                tip = self._tip = self.clone.tip()
                 found = None if tip is None else self.clone.read(tip, path)
                 return None if found is None else read_value(found[1], image, key, path)
         except (EditError, _GitFailed, OSError, UnicodeDecodeError):
