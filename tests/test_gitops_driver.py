@@ -22,10 +22,12 @@ from reconciler.adapters.gitops import Committer, GitOpsDriver
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.cli import main
 from reconciler.core.model import ArgoCDWait, DriverSpec, FluxWait, GitOpsTarget
+from tests.configrepo import example_file
 from tests.configrepo import reconciler as reconciler_cli
 from tests.configrepo import replace as replace_in
-from tests.people import make_key
-from tests.repositories import run_git
+from tests.people import People, make_key
+from tests.repositories import SeedRepo, run_git, trailers
+from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
 
 KUSTOMIZATION = "apps/ecommerce/overlays/development/kustomization.yaml"
 # A file as people write it: comments, an indented sequence, quotes, a blank line.
@@ -662,3 +664,51 @@ def test_the_demo_with_the_gitops_driver_commits_each_step_to_its_gitops_reposit
     assert "deploy customer-portal 0.6 to quality-assurance, Run: 2026-11-qa-release.1" in (
         result.stdout
     )
+
+
+# -- end to end: a run through the reconciler ----------------------------------------
+
+
+def test_a_run_commits_to_the_gitops_repository_and_waits_for_argocd(
+    gitops: GitOpsRepo,
+    tmp_path: Path,
+    people: People,
+    serve: Callable[[Callable[[str, str, Any], tuple[int, Any]]], tuple[str, Recorded]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    application = {"revision": gitops.tip(), "sync": "Synced", "health": "Healthy"}
+
+    def answer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        if method == "POST":  # synced at once, as a small application is
+            application.update(revision=body["revision"])
+        return 200, argocd_application("ecommerce-development", **application)
+
+    url, recorded = serve(answer)
+    token = tmp_path / "argocd-token"
+    token.write_text("s3cret-token\n")
+    monkeypatch.setenv("RECONCILER_ARGOCD_SERVER", url)
+    monkeypatch.setenv("RECONCILER_ARGOCD_TOKEN_FILE", str(token))
+    driver_block = (
+        "\n  type: gitops\n  gitops:\n"
+        f"    repository: {json.dumps(str(gitops.remote))}\n"
+        "    path: apps/{app}/overlays/{environment}/kustomization.yaml\n"
+        "    image: registry.example/{app}\n"
+        '    argocd: {application: "{app}-{environment}", sync: true}'
+    )
+    environment = (
+        example_file("environments/development.yaml").replace(" {type: local}", driver_block)
+        + "verify: {timeout: 30s, interval: 1s}\n"
+    )
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": environment})
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    result = repo.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "succeeded 2026-11-dev-build.1" in result.stdout
+    assert trailers(repo, "main")["Verified"] == "1 ecommerce 1.4.0"
+    ours = gitops.tip()
+    assert run_git(gitops.remote, "log", "-1", "--format=%(trailers:only,unfold)", ours).split(
+        "\n"
+    )[1:3] == ["Run: 2026-11-dev-build.1", "Environment: development"]
+    assert "newTag: 1.4.0 # set by the reconciler" in gitops.show(KUSTOMIZATION)
+    posts = [body["revision"] for method, _, _, body in recorded.requests if method == "POST"]
+    assert posts == [ours]
