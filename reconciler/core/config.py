@@ -18,10 +18,13 @@ from reconciler.core.errors import ConfigError
 from reconciler.core.model import (
     DEFAULT_PERMISSIONS,
     ApprovalRule,
+    ArgoCDWait,
     DriverSpec,
     Environment,
+    FluxWait,
     Freeze,
     Gates,
+    GitOpsTarget,
     Identity,
     Plan,
     PlanEntry,
@@ -106,8 +109,32 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
             root=driver.get("root"),
             options=driver.get("options", {}),
             check=tuple(driver.get("check", ())),
+            gitops=_gitops(driver.get("gitops")),
         ),
         verify=_verify(data.get("verify")),
+    )
+
+
+def _gitops(data: Mapping[str, Any] | None) -> GitOpsTarget | None:
+    if data is None:
+        return None
+    argocd, flux = data.get("argocd"), data.get("flux")
+    return GitOpsTarget(
+        repository=data["repository"],
+        path=data["path"],
+        branch=data.get("branch", "main"),
+        image=data.get("image"),
+        key=data.get("key"),
+        argocd=(
+            None if argocd is None else ArgoCDWait(argocd["application"], argocd.get("sync", False))
+        ),
+        flux=(
+            None
+            if flux is None
+            else FluxWait(
+                flux.get("namespace", "flux-system"), flux["git_repository"], flux["kustomization"]
+            )
+        ),
     )
 
 

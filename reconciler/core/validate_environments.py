@@ -6,6 +6,7 @@ count), windows that open, freezes that end, and a driver that is installed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Final
@@ -14,10 +15,10 @@ from reconciler.core.approvals import most_approvals
 from reconciler.core.config import relative_command
 from reconciler.core.identity import can_verify
 from reconciler.core.loader import Document, JsonPath
-from reconciler.core.model import ApprovalRule, Environment, Gates, Policy
+from reconciler.core.model import ApprovalRule, Environment, Gates, GitOpsTarget, Policy
 from reconciler.core.validate_findings import Findings
 
-BUILTIN_DRIVERS = ("local", "command")
+BUILTIN_DRIVERS = ("local", "command", "gitops")
 # The approvals a rollback plan needs (`gates.approval_rules`), checked as the others are.
 _ROLLBACK: Final = "rollback_approvals"
 DRIVER_ENTRY_POINTS = "reconciler.drivers"
@@ -156,6 +157,17 @@ def _check_driver(document: Document, environment: Environment, out: Findings) -
             "remove it: the command driver checks with its own program "
             "(RECONCILER_OPERATION=check); a third-party driver takes its settings in 'options'",
         )
+    gitops = environment.driver.gitops
+    if gitops is not None and driver != "gitops":
+        out.at(
+            document,
+            ("driver", "gitops"),
+            f"'gitops' is the gitops driver's; the {driver} driver would ignore it",
+            "remove it, or set type: gitops",
+        )
+    elif gitops is not None:
+        for where, message, hint in gitops_problems(gitops):
+            out.at(document, ("driver", "gitops", *where), message, hint)
     if driver not in BUILTIN_DRIVERS and driver not in _installed_drivers():
         out.at(
             document,
@@ -165,6 +177,74 @@ def _check_driver(document: Document, environment: Environment, out: Findings) -
             "or use local or command",
             severity="warning",
         )
+
+
+# What a gitops template may name: the step's application and environment.
+_PLACEHOLDERS: Final = re.compile(r"\{([^{}]*)\}")
+GITOPS_FIELDS: Final = ("app", "environment")
+
+
+def gitops_problems(target: GitOpsTarget) -> list[tuple[JsonPath, str, str]]:
+    """What is wrong with a gitops driver's block: (where in it, what, the fix).
+
+    It sets exactly one value (an image's newTag or a key path), in a file inside the
+    repository, and its templates name only {app} and {environment}.
+    """
+    problems: list[tuple[JsonPath, str, str]] = []
+    if (target.image is None) == (target.key is None):
+        problems.append(
+            (
+                (),
+                "a gitops driver sets one value: an image's newTag or a key path",
+                "give exactly one of 'image' (a kustomize images[] name) or 'key' (e.g. image.tag)",
+            )
+        )
+    templates: list[tuple[JsonPath, str]] = [(("path",), target.path)]
+    if target.image is not None:
+        templates.append((("image",), target.image))
+    if target.key is not None:
+        templates.append((("key",), target.key))
+    if target.argocd is not None:
+        templates.append((("argocd", "application"), target.argocd.application))
+    if target.flux is not None:
+        templates.append((("flux", "kustomization"), target.flux.kustomization))
+    for where, template in templates:
+        unknown = [name for name in _PLACEHOLDERS.findall(template) if name not in GITOPS_FIELDS]
+        if unknown:
+            problems.append(
+                (
+                    where,
+                    f"'{{{unknown[0]}}}' is not a placeholder of the gitops driver",
+                    "use {app} and {environment} only",
+                )
+            )
+    parts = target.path.split("/")
+    if target.path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        problems.append(
+            (
+                ("path",),
+                f"the path {target.path!r} does not name a file inside the repository",
+                "give a path relative to its root, without '..' or empty parts, "
+                "e.g. apps/{app}/overlays/{environment}/kustomization.yaml",
+            )
+        )
+    if target.key is not None and any(not part for part in target.key.split(".")):
+        problems.append(
+            (
+                ("key",),
+                f"the key path {target.key!r} has an empty part",
+                "name each key, separated by single dots, e.g. image.tag",
+            )
+        )
+    if target.argocd is not None and target.flux is not None:
+        problems.append(
+            (
+                (),
+                "a gitops driver waits for one engine, Argo CD or Flux",
+                "keep 'argocd' or 'flux', not both",
+            )
+        )
+    return problems
 
 
 def _check_verify(document: Document, environment: Environment, out: Findings) -> None:
