@@ -165,11 +165,14 @@ class Session:
 
     def pipeline(self, *, include_deployed: bool = False) -> StatusView:
         """What runs where and what is moving (`reconciler status`), as of the branch tip."""
+        return self.pipeline_of(self.observe(), include_deployed=include_deployed)
+
+    def pipeline_of(self, seen: Observation, *, include_deployed: bool = False) -> StatusView:
+        """The pipeline of an observation this session made (the pages also need its plans)."""
         # Imported here, as in `observe`: `verify` and `access` never need them.
         from reconciler.core.decide_values import runs_from  # noqa: PLC0415
         from reconciler.core.status import pipeline  # noqa: PLC0415
 
-        seen = self.observe()
         # The runs still open, whatever their plan: one of a version edited or deleted since
         # it started is running all the same.
         records = self.store.run_records([], [])

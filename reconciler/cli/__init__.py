@@ -39,6 +39,7 @@ class LazyGroup(click.Group):
         "apply": "reconciler.cli.apply_commands:apply",
         "watch": "reconciler.cli.watch_commands:watch",
         "status": "reconciler.cli.people_commands:status",
+        "serve": "reconciler.cli.serve_commands:serve",
         "history": "reconciler.cli.people_commands:history",
         "demo": "reconciler.cli.demo_commands:demo",
         "init": "reconciler.cli.init_commands:init",

@@ -117,7 +117,9 @@ def format_option(*choices: str) -> Callable[[FC], FC]:
         + (", markdown for a pull-request comment" if "markdown" in choices else "")
         + ") or machines (json"
         + (", github workflow annotations" if "github" in choices else "")
-        + ").",
+        + ")"
+        + (", or one self-contained page (html)" if "html" in choices else "")
+        + ".",
     )
 
 

@@ -27,6 +27,7 @@ from reconciler.core.printable import printable
 FORMATS_WITH_GITHUB = ("text", "json", "github")
 FORMATS_WITH_MARKDOWN = ("text", "json", "github", "markdown")
 FORMATS = ("text", "json")
+FORMATS_WITH_HTML = ("text", "json", "html")
 
 
 def emit_json(payload: Any) -> None:

@@ -20,7 +20,7 @@ from reconciler.cli.options import (
     repo_option,
     state_dir_option,
 )
-from reconciler.cli.output import FORMATS
+from reconciler.cli.output import FORMATS, FORMATS_WITH_HTML
 from reconciler.cli.reporter import reporter_for
 from reconciler.core.errors import UsageError
 
@@ -28,6 +28,7 @@ from reconciler.core.errors import UsageError
 @command_with_examples(
     ("What runs where, and what is on its way", "reconciler status"),
     ("Also the plans deployed and cancelled", "reconciler status --all"),
+    ("One self-contained page, for a change record", "reconciler status --format html > status.html"),
     reports="status",
 )
 @repo_option
@@ -35,7 +36,7 @@ from reconciler.core.errors import UsageError
 @read_remote_option
 @state_dir_option
 @click.option("--all", "show_all", is_flag=True, help="Also list deployed and cancelled plans.")
-@format_option(*FORMATS)
+@format_option(*FORMATS_WITH_HTML)
 def status(
     repo: Path | None,
     branch: str | None,

@@ -281,9 +281,21 @@ class MarkdownReporter(Reporter):
         click.echo(markdown(check), color=True)
 
 
+class HtmlReporter(Reporter):
+    """One self-contained page (inline stylesheet, no script, no other request): the
+    pipeline to attach to a change record or keep as a CI artifact."""
+
+    name = "html"
+
+    def status(self, view: Pipeline) -> None:
+        from reconciler.web.render import pipeline_page
+
+        click.echo(pipeline_page(view, export=True), nl=False)
+
+
 REPORTER_BY_NAME: dict[str, type[Reporter]] = {
     reporter.name: reporter
-    for reporter in (TextReporter, JsonReporter, GithubReporter, MarkdownReporter)
+    for reporter in (TextReporter, JsonReporter, GithubReporter, MarkdownReporter, HtmlReporter)
 }
 
 

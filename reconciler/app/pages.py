@@ -1,0 +1,198 @@
+"""App: what the pipeline pages show (`reconciler serve`, `status --format html`), as frozen values.
+
+One walk of the branch gives one `Snapshot`: the pipeline `status` computes, every plan
+decided as `plan` decides it, the audit trail `history` gives, and each environment's
+gates. The pages are views of it and decide nothing: a plan's words are `plan`'s words
+(its reasons, waits and sign-off verdicts), a pipeline cell is `status`'s, an entry is
+`history`'s. `access` is asked per user (`api.access`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reconciler.adapters.worktree import find_root
+from reconciler.app.api import Note, Source, _quiet, _reading
+from reconciler.core import gates as gate_rules
+from reconciler.core.model import Gates
+
+if TYPE_CHECKING:
+    from reconciler.app.history_entries import Entry
+    from reconciler.app.session import Session
+    from reconciler.core.decide import Decision
+    from reconciler.core.decide_values import Run
+    from reconciler.core.status import Pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One environment's gates as people read them."""
+
+    approvals: tuple[str, ...]  # "2 approvals by tech-lead"
+    rollback_approvals: tuple[str, ...]
+    signed_commits: bool
+    approval_ttl: str | None
+    closed: bool  # deploys may not start now (a freeze, or outside every window)
+    freeze: str | None  # the freeze that holds it, if one does
+    opens: datetime | None  # when deploys may start again, if closed
+    windows: tuple[str, ...]  # "Mon-Thu 09:00-17:00 Europe/Berlin"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentInfo:
+    name: str
+    promotes_from: str | None
+    driver: str
+    gate: Gate
+    roles: tuple[tuple[str, tuple[str, ...]], ...]  # permission -> roles holding it here
+
+
+@dataclass(frozen=True, slots=True)
+class RunLog:
+    run: Run
+    log: str | None  # the finish record's log, None while it runs or when absent
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the pages show, read in one walk at `tip` of `branch`, as of `now`."""
+
+    branch: str
+    tip: str
+    now: datetime
+    pipeline: Pipeline
+    decisions: tuple[Decision, ...]
+    entries: tuple[Entry, ...]  # the audit trail, in date order
+    environments: tuple[EnvironmentInfo, ...]  # in promotion order
+    editors: dict[str, tuple[str, ...]]  # plan path -> who edited it
+    runs: dict[str, tuple[RunLog, ...]]  # plan path -> its runs, oldest first
+    users: tuple[str, ...]
+
+    def decision(self, name: str) -> Decision | None:
+        """The plan called `name` (its name, or its file's stem), if on the branch."""
+        for decision in self.decisions:
+            stem = decision.path.rsplit("/", 1)[-1].removesuffix(".yaml")
+            if name in (stem, decision.plan.name if decision.plan else None):
+                return decision
+        return None
+
+    def environment(self, name: str) -> EnvironmentInfo | None:
+        return next((env for env in self.environments if env.name == name), None)
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def snapshot(source: Source, *, note: Note = _quiet) -> Snapshot:
+    """One walk to the branch tip, and every page's values from it."""
+    from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
+
+    with _reading(source, note) as session:
+        seen = session.observe()
+        view = session.pipeline_of(seen)
+        policy = seen.history.policy
+        entries = ordered(
+            select(
+                audit_trail(session.store),
+                policy,
+                session.effective_paths(),
+                plan=None,
+                environment=None,
+                user=None,
+                since=None,
+            ),
+            "time",
+        )
+        environments = tuple(
+            EnvironmentInfo(
+                name=env.name,
+                promotes_from=env.promotes_from,
+                driver=env.driver.type,
+                gate=_gate(env.gates, session.now),
+                roles=tuple(sorted((key, tuple(roles)) for key, roles in env.permissions.items())),
+            )
+            for env in policy.environments_in_order()
+        )
+        editors = {
+            path: tuple(sorted(names)) for path, names in seen.history.editors.items() if names
+        }
+        names = {d.path: d.plan.name if d.plan else None for d in seen.decisions}
+        runs: dict[str, list[RunLog]] = {}
+        for run in seen.history.runs:
+            if run.plan.path in names:
+                log = _log(session, run, names[run.plan.path])
+                runs.setdefault(run.plan.path, []).append(RunLog(run, log))
+        return Snapshot(
+            branch=session.branch,
+            tip=session.tip(),
+            now=session.now,
+            pipeline=view,
+            decisions=seen.decisions,
+            entries=entries,
+            environments=environments,
+            editors=editors,
+            runs={path: tuple(items) for path, items in runs.items()},
+            users=tuple(sorted(policy.users)),
+        )
+
+
+def _gate(gates: Gates, now: datetime) -> Gate:
+    closed = gate_rules.closed(gates, now)
+    return Gate(
+        approvals=tuple(_approvals(rule.count, rule.role) for rule in gates.approvals),
+        rollback_approvals=tuple(
+            _approvals(rule.count, rule.role) for rule in gates.rollback_approvals
+        ),
+        signed_commits=gates.signed_commits,
+        approval_ttl=str(gates.approval_ttl) if gates.approval_ttl else None,
+        closed=closed is not None,
+        freeze=closed.freeze if closed else None,
+        opens=closed.opens if closed else None,
+        windows=tuple(
+            f"{' '.join(_DAYS[day] for day in sorted(window.days))} "
+            f"{window.start:%H:%M}-{window.end:%H:%M} {window.timezone}"
+            for window in gates.windows
+        ),
+    )
+
+
+def _approvals(count: int, role: str) -> str:
+    return f"{count} approval{'s' * (count != 1)} by {role}"
+
+
+def _log(session: Session, run: Run, name: str | None) -> str | None:
+    """The log the run's finish record committed (`record.log_path`), if it has ended."""
+    from reconciler.app.record import log_path  # noqa: PLC0415
+
+    if run.finished is None or name is None:
+        return None
+    blob = session.repo.blob_at(run.finished, log_path(run.environment, name, run.id))
+    if blob is None:
+        return None
+    return session.repo.read_blob(blob).decode("utf-8", errors="replace")
+
+
+def mark(source: Source, branch: str) -> str | None:
+    """What changes when a pass (or a push) changes what the pages show: the branch's tip
+    (every record a pass makes is a commit on it). Cheap, so it can be polled."""
+    from reconciler.adapters.gitrepo import GitRepo  # noqa: PLC0415
+
+    with GitRepo(find_root(source.repo or Path.cwd())) as repo:
+        return repo.try_resolve(f"refs/heads/{branch}")
+
+
+def since(text: str) -> datetime:
+    """The audit trail's `since` filter as typed on the page: a date or an ISO 8601 time
+    (UTC unless it says), as `history --since` reads it."""
+    from datetime import UTC  # noqa: PLC0415
+
+    from reconciler.core.errors import UsageError  # noqa: PLC0415
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"since '{text}' is not a date", hint="use YYYY-MM-DD") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

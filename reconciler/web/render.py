@@ -1,0 +1,160 @@
+"""Web: the pages as HTML, from Jinja2 templates shipped in the package, autoescaped.
+
+Plan notes, names, commit messages and logs are whatever someone pushed: every value
+goes through Jinja2's autoescaping (always on, whatever a template's name), and no
+template marks a value safe. The stylesheet is the package's own (no CDN, no fonts).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import markupsafe
+
+if TYPE_CHECKING:
+    from reconciler.app.history_entries import Entry
+    from reconciler.app.pages import Snapshot
+    from reconciler.core.access import AccessReport
+    from reconciler.core.decide import Decision
+    from reconciler.core.status import Move, Pipeline
+
+
+def static_file(name: str) -> bytes:
+    """A file of the package's static folder (the stylesheet, the live-update script)."""
+    return files("reconciler.web").joinpath("static", name).read_bytes()
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("reconciler.web", "templates"),
+        autoescape=True,  # every template, not only *.html: nothing is rendered unescaped
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["when"] = _when
+    environment.filters["short"] = lambda commit: (commit or "")[:12]
+    environment.globals["lane_of"] = lanes
+    return environment
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M %Z").strip() if moment else ""
+
+
+def lanes(view: Pipeline) -> dict[str, list[Move]]:
+    """The plans on their way into each environment (its lane, before its column); a plan
+    whose target is no environment ("") under "" (it cannot be read)."""
+    into: dict[str, list[Move]] = {name: [] for name in view.environments}
+    for move in view.moves:
+        into.setdefault(move.target if move.target in into else "", []).append(move)
+    return into
+
+
+def _render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(**context)
+
+
+def _chrome(export: bool) -> dict[str, Any]:
+    """Served pages link the package's stylesheet and script; an export inlines the
+    stylesheet and has no script at all."""
+    # The package's own stylesheet, not data: inlined as it is (escaped, its quotes
+    # would break it; it holds no `</style>`).
+    css = markupsafe.Markup(static_file("page.css").decode()) if export else None
+    return {"export": export, "css": css}
+
+
+def pipeline_page(
+    view: Pipeline,
+    *,
+    snapshot: Snapshot | None = None,
+    version: int = 0,
+    export: bool = False,
+) -> str:
+    return _render(
+        "pipeline.html",
+        view=view,
+        s=snapshot,
+        version=version,
+        links=not export,
+        **_chrome(export),
+    )
+
+
+def plan_page(snapshot: Snapshot, decision: Decision, version: int) -> str:
+    entries = [entry for entry in snapshot.entries if entry.plan == decision.path]
+    return _render(
+        "plan.html",
+        s=snapshot,
+        d=decision,
+        entries=entries,
+        editors=snapshot.editors.get(decision.path, ()),
+        runs=snapshot.runs.get(decision.path, ()),
+        version=version,
+        links=True,
+        **_chrome(False),
+    )
+
+
+def environment_page(snapshot: Snapshot, name: str, version: int) -> str:
+    env = snapshot.environment(name)
+    view = snapshot.pipeline
+    running = {
+        app: versions[name] for app, versions in view.versions.items() if name in versions
+    }
+    return _render(
+        "environment.html",
+        s=snapshot,
+        env=env,
+        running=running,
+        moves=[move for move in view.moves if move.target == name],
+        locks=[move for move in view.moves if move.target == name and move.label == "running"],
+        entries=[entry for entry in snapshot.entries if entry.environment == name],
+        version=version,
+        links=True,
+        **_chrome(False),
+    )
+
+
+def history_page(
+    snapshot: Snapshot, entries: tuple[Entry, ...], filters: dict[str, str], version: int
+) -> str:
+    return _render(
+        "history.html",
+        s=snapshot,
+        entries=entries,
+        filters=filters,
+        version=version,
+        links=True,
+        **_chrome(False),
+    )
+
+
+def access_page(
+    snapshot: Snapshot,
+    report: AccessReport | None,
+    filters: dict[str, str],
+    problem: str | None,
+    version: int,
+) -> str:
+    return _render(
+        "access.html",
+        s=snapshot,
+        report=report,
+        filters=filters,
+        problem=problem,
+        version=version,
+        links=True,
+        **_chrome(False),
+    )
+
+
+def problem_page(snapshot: Snapshot | None, title: str, text: str) -> str:
+    return _render(
+        "problem.html", s=snapshot, title=title, text=text, version=0, links=True, **_chrome(False)
+    )

@@ -1,0 +1,264 @@
+"""Web: `reconciler serve`, the pipeline pages on Starlette and uvicorn, read-only.
+
+A poller re-reads the branch after each pass (its tip moved: every record is a commit)
+and at least every `REFRESH` seconds (windows open, approvals expire); each page is
+rendered from the last `Snapshot`, and `/events` tells the open pages to swap their
+content (Server-Sent Events, `static/live.js`). Only GET and HEAD are routed: the
+service changes nothing. Every response carries a strict Content-Security-Policy (no
+inline script, no other origin) and `X-Content-Type-Options: nosniff`; bound to a
+loopback address, only loopback names are accepted in `Host` (a DNS-rebinding page
+cannot read it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reconciler.app import api, pages
+from reconciler.app.api import HistoryQuery, Source
+from reconciler.core.errors import ReconcilerError
+from reconciler.web import render
+
+if TYPE_CHECKING:
+    from reconciler.app.pages import Snapshot
+
+REFRESH: Final = 60.0  # seconds: a page's "now" (windows, expiries) is never older
+HEARTBEAT: Final = 15.0  # seconds between SSE comments, so proxies keep the stream open
+
+POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS: Final = (
+    (b"content-security-policy", POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+STATIC: Final = {"page.css": "text/css", "live.js": "text/javascript"}
+
+
+class SecurityHeaders:
+    """Adds `HEADERS` to every response, the errors Starlette makes itself included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+@dataclass
+class Live:
+    """The last snapshot of the branch, its number, and the poller that renews it."""
+
+    source: Source
+    interval: float
+    snapshot: Snapshot | None = None
+    version: int = 0
+    tip: str | None = None
+    read_at: float = 0.0
+    problem: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self) -> None:
+        """Read the branch again if it moved (or `REFRESH` passed); a failure is shown
+        on the pages and the last good snapshot kept."""
+        current = self.snapshot
+        tip = pages.mark(self.source, current.branch) if current else None
+        if current and tip == self.tip and time.monotonic() - self.read_at < REFRESH:
+            return
+        try:
+            snapshot = pages.snapshot(self.source)
+        except ReconcilerError as error:
+            self.problem = str(error)
+            return
+        with self.lock:
+            self.snapshot, self.tip, self.problem = snapshot, snapshot.tip, None
+            self.read_at = time.monotonic()
+            self.version += 1
+
+    def poll(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.refresh()
+
+    def current(self) -> tuple[Snapshot, int]:
+        with self.lock:
+            assert self.snapshot is not None
+            return self.snapshot, self.version
+
+
+def _page(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status, headers={"cache-control": "no-store"})
+
+
+def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
+    """The pages of `live`'s snapshot (taken once before, then by its poller)."""
+
+    def pipeline(_: Request) -> Response:
+        snapshot, version = live.current()
+        return _page(render.pipeline_page(snapshot.pipeline, snapshot=snapshot, version=version))
+
+    def plan(request: Request) -> Response:
+        snapshot, version = live.current()
+        decision = snapshot.decision(request.path_params["name"])
+        if decision is None:
+            name = request.path_params["name"]
+            return _page(render.problem_page(snapshot, "No such plan", f"no plan {name} on {snapshot.branch}"), 404)
+        return _page(render.plan_page(snapshot, decision, version))
+
+    def environment(request: Request) -> Response:
+        snapshot, version = live.current()
+        name = request.path_params["name"]
+        if snapshot.environment(name) is None:
+            return _page(render.problem_page(snapshot, "No such environment", f"no environment {name}"), 404)
+        return _page(render.environment_page(snapshot, name, version))
+
+    def history(request: Request) -> Response:
+        snapshot, version = live.current()
+        filters = {key: request.query_params.get(key, "").strip() for key in ("plan", "env", "user", "since")}
+        if not any(filters.values()):
+            return _page(render.history_page(snapshot, snapshot.entries, filters, version))
+        try:
+            query = HistoryQuery(
+                plan=filters["plan"] or None,
+                environment=filters["env"] or None,
+                user=filters["user"] or None,
+                since=pages.since(filters["since"]) if filters["since"] else None,
+            )
+            entries = api.history(live.source, query)
+        except ReconcilerError as error:
+            return _page(render.problem_page(snapshot, "Audit trail", str(error)), 400)
+        return _page(render.history_page(snapshot, entries, filters, version))
+
+    def access(request: Request) -> Response:
+        snapshot, version = live.current()
+        filters = {key: request.query_params.get(key, "").strip() for key in ("user", "env")}
+        if not filters["user"]:
+            return _page(render.access_page(snapshot, None, filters, None, version))
+        try:
+            report = api.access(live.source, filters["user"], filters["env"] or None)
+        except ReconcilerError as error:
+            return _page(render.access_page(snapshot, None, filters, str(error), version), 404)
+        return _page(render.access_page(snapshot, report, filters, None, version))
+
+    def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return Response("not found\n", 404, media_type="text/plain")
+        return Response(render.static_file(name), media_type=STATIC[name])
+
+    async def events(_: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            shown, quiet = -1, 0.0
+            while True:
+                if live.version != shown:
+                    shown, quiet = live.version, 0.0
+                    yield f"event: pass\ndata: {shown}\n\n"
+                elif quiet >= HEARTBEAT:
+                    quiet = 0.0
+                    yield ": still here\n\n"
+                await asyncio.sleep(0.2)
+                quiet += 0.2
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        poller = threading.Thread(target=live.poll, name="pages-poller", daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            live.stop.set()
+
+    routes = [
+        Route("/", pipeline, methods=["GET"]),
+        Route("/plans/{name}", plan, methods=["GET"]),
+        Route("/environments/{name}", environment, methods=["GET"]),
+        Route("/history", history, methods=["GET"]),
+        Route("/access", access, methods=["GET"]),
+        Route("/static/{name}", static, methods=["GET"]),
+        Route("/events", events, methods=["GET"]),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """Loopback: only loopback names in `Host` (DNS rebinding); elsewhere, the proxy in
+    front decides which names reach it."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else ["*"]
+
+
+def serve(
+    source: Source,
+    listen: tuple[str, int],
+    *,
+    interval: float,
+    on_listening: Callable[[str], None],
+) -> None:
+    """Read the branch once (a problem stops here, before listening), then serve until
+    interrupted; `on_listening` gets the address, the port an OS-chosen one if 0."""
+    import uvicorn  # noqa: PLC0415
+
+    live = Live(source, interval)
+    live.refresh()
+    if live.snapshot is None:
+        raise ReconcilerError(live.problem or "cannot read the branch")
+    host, port = listen
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ReconcilerError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    config: Any = uvicorn.Config(
+        app(live, allowed_hosts=allowed_hosts(host)),
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+        server_header=False,
+    )
+    on_listening(f"http://{shown}:{bound}/")
+    uvicorn.Server(config).run(sockets=[sock])
