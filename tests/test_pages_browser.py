@@ -1,0 +1,303 @@
+"""The pipeline pages in a real browser: Debian's Chromium, driven by Playwright, on the
+seed story served by the real `reconciler serve` (a subprocess) and exported by the real
+`reconciler status --format html`.
+
+Chromium comes from Debian (`apt-get install -y chromium`, which `.ci/run` does when it is
+missing), never Playwright's own download; axe-core from npm (`npm ci` in tests/browser,
+which `.ci/run` also does). Screenshots of the pipeline, light and dark, are kept in
+$PAGES_ARTEFACTS (default build/artefacts/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import (
+    DEV_PLAN,
+    ECOMMERCE,
+    PORTAL,
+    PORTAL_DEV,
+    QA_PLAN,
+    dev_plan,
+    plan,
+    proposed_qa_release,
+    qa_plan,
+)
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright for Python is in the test extra"
+)
+expect = playwright_api.expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parent.parent
+AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+ARTEFACTS = Path(os.environ.get("PAGES_ARTEFACTS", ROOT / "build" / "artefacts"))
+QA_NAME = "2026-11-qa-release"
+HOSTILE = "<script>alert('notes')</script><img src=x onerror=\"alert('img')\">"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.is_file(),
+    reason=f"Debian's Chromium is not installed ({CHROMIUM}): `apt-get install -y chromium` "
+    "(.ci/run installs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def served(repo: SeedRepo) -> Iterator[str]:
+    """`reconciler serve` on the repository and its state, on a port the system chose; its
+    address. Stopped (SIGTERM, then SIGKILL) at the end."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
+    }
+    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(repo.path)]
+    command += ["--state-dir", str(repo.state_dir), "--listen", "127.0.0.1:0"]
+    command += ["--interval", "0.2"]
+    server = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
+    )
+    assert server.stderr is not None
+    try:
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(server.stderr, selectors.EVENT_READ)
+            deadline, said = time.monotonic() + 60, ""
+            while "serving" not in said and time.monotonic() < deadline:
+                if waiting.select(deadline - time.monotonic()):
+                    line = server.stderr.readline()
+                    assert line, f"serve ended: {said}"
+                    said += line
+        found = re.search(r"http://127\.0\.0\.1:\d+/", said)
+        assert found, said
+        yield found.group(0)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stderr.close()
+
+
+def new_page(browser: Any, **options: Any) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, **options)
+    page.set_default_timeout(20_000)
+    return page
+
+
+def approved_and_triggered(tmp_path: Path, people: People) -> SeedRepo:
+    """The seed story up to a QA release that runs at the next pass: development built and
+    deployed by a first pass, the QA plan approved by ravi and triggered by olga."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.diana, {DEV_PLAN: dev_plan(ECOMMERCE, PORTAL_DEV)})
+    first = repo.apply()
+    assert first.exit_code == 0, first.stdout + first.stderr
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="November release")})
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    return repo
+
+
+# -- the seed story -------------------------------------------------------------------
+
+
+def test_the_pipeline_shows_each_cell_and_what_the_qa_plan_waits_for(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    # Diana edited the plan: her approval does not count, and the plan page says why.
+    repo.approve(people.diana, QA_PLAN)
+    with served(repo) as address:
+        page = new_page(browser)
+        page.goto(address)
+        cell = "td.cell[data-env='{}'][data-app='{}']"
+        assert page.inner_text(cell.format("development", "ecommerce")) == "1.4.0"
+        assert page.inner_text(cell.format("development", "customer-portal")) == "0.6-dev.41"
+        assert page.inner_text(cell.format("production", "ecommerce")) == "—"
+        card = page.locator("li.move", has_text=QA_NAME)
+        assert card.locator(".badge").inner_text() == "saved"
+        # plan's own words, after "waits for"
+        assert "waits for 1 more approval by tech-lead (may approve: ravi)" in card.inner_text()
+        card.get_by_role("link", name=QA_NAME).click()
+        page.wait_for_url(f"{address}plans/{QA_NAME}")
+        verdicts = page.locator("tr.verdict").all_inner_texts()
+        assert len(verdicts) == 1, verdicts
+        assert verdicts[0].startswith("approval in ")
+        assert "by diana" in verdicts[0] and "does not count" in verdicts[0]
+        assert "waits for 1 more approval by tech-lead" in page.inner_text("main")
+        assert page.locator("p.status .badge").inner_text() == "waiting"
+
+
+def test_after_a_pass_runs_the_plan_its_page_says_done_without_a_reload(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = approved_and_triggered(tmp_path, people)
+    with served(repo) as address:
+        page = new_page(browser)
+        page.goto(f"{address}plans/{QA_NAME}")
+        assert page.locator("p.status .badge").inner_text() == "executable"
+        page.evaluate("window.stillTheSamePage = true")
+        ran = repo.apply()
+        assert ran.exit_code == 0, ran.stdout + ran.stderr
+        # (a locator, not wait_for_function: the page's policy refuses the latter's eval)
+        expect(page.locator("p.status .badge")).to_have_text("done", timeout=30_000)
+        assert page.evaluate("window.stillTheSamePage") is True  # no reload
+        assert f"run {QA_NAME}.1 succeeded" in page.inner_text("main")
+        assert page.locator("details.run pre.log").count() == 1
+
+
+# -- hostile content ------------------------------------------------------------------
+
+
+def hostile(tmp_path: Path, people: People) -> SeedRepo:
+    """A plan whose notes hold a script and an image with an onerror handler, and a plan
+    that cannot be read whose name holds them (its refusal quotes it on the pipeline)."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE, notes=HOSTILE)})
+    bad = plan(HOSTILE, "quality-assurance", [ECOMMERCE], source="development")
+    repo.commit(people.alice, {"plans/hostile.yaml": bad})
+    return repo
+
+
+def assert_ran_nothing(page: Any, dialogs: list[str]) -> None:
+    assert dialogs == []
+    assert page.evaluate("document.querySelectorAll('main script, main img').length") == 0
+    assert page.evaluate("[...document.querySelectorAll('*')].some(e => e.onerror)") is False
+
+
+def test_a_plan_s_hostile_notes_run_no_script_served_or_exported(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = hostile(tmp_path, people)
+    dialogs: list[str] = []
+    with served(repo) as address:
+        page = new_page(browser)
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"{address}plans/{QA_NAME}")
+        assert page.inner_text("pre.notes").strip() == HOSTILE  # shown as text
+        assert_ran_nothing(page, dialogs)
+        page.goto(address)
+        assert "<script>" in page.inner_text("main")  # the refusal quotes the name as text
+        assert_ran_nothing(page, dialogs)
+    exported = repo.reconciler("status", "--format", "html")
+    assert exported.exit_code == 0, exported.stderr
+    assert "<script>alert" not in exported.stdout and "<img src=x" not in exported.stdout
+    assert "&lt;script&gt;" in exported.stdout
+    export = tmp_path / "status.html"
+    export.write_text(exported.stdout)
+    page = new_page(browser)
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(export.as_uri())
+    assert "<script>" in page.inner_text("main")
+    assert_ran_nothing(page, dialogs)
+    assert requests == [export.as_uri()]  # self-contained: nothing else is fetched
+
+
+def test_every_response_carries_a_strict_policy_and_no_secret(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = approved_and_triggered(tmp_path, people)
+    assert repo.apply().exit_code == 0
+    # (a run's log names its release folders: it is committed, as readable as the repository)
+    secrets = [str(people.reconciler.key), str(repo.state_dir), str(people.directory)]
+    with served(repo) as address:
+        page = new_page(browser)
+        for path in ("", f"plans/{QA_NAME}", "environments/quality-assurance", "history",
+                     "access?user=olga", "static/page.css", "plans/nope"):
+            response = page.goto(address + path)
+            assert response is not None
+            headers = response.headers
+            assert "script-src 'self'" in headers["content-security-policy"], path
+            assert "unsafe-inline" not in headers["content-security-policy"], path
+            assert headers["x-content-type-options"] == "nosniff", path
+            text = page.content()
+            assert [secret for secret in secrets if secret in text] == [], path
+        # Read-only: nothing but GET (and HEAD) is routed.
+        posted = page.request.post(address, data="x")
+        assert posted.status == 405
+
+
+# -- accessibility and looks ----------------------------------------------------------
+
+
+@pytest.mark.skipif(not AXE.is_file(), reason="axe-core missing: run `npm ci` in tests/browser")
+def test_no_page_has_a_serious_or_critical_accessibility_violation(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = approved_and_triggered(tmp_path, people)
+    repo.approve(people.diana, QA_PLAN)
+    pages = ["", f"plans/{QA_NAME}", "environments/quality-assurance", "history",
+             "history?user=olga", "access", "access?user=olga&env=production"]
+    found: dict[str, list[str]] = {}
+    with served(repo) as address:
+        for scheme in ("light", "dark"):
+            # axe is injected as a script of the test's own: the page's policy would refuse it.
+            page = new_page(browser, bypass_csp=True, color_scheme=scheme)
+            for path in pages:
+                page.goto(address + path)
+                page.add_script_tag(path=str(AXE))
+                result = page.evaluate("axe.run(document)")
+                for violation in result["violations"]:
+                    if violation["impact"] in ("serious", "critical"):
+                        found.setdefault(f"{scheme} /{path}", []).append(violation["id"])
+    assert found == {}
+
+
+def test_screenshots_of_the_pipeline_in_light_and_dark(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    with served(repo) as address:
+        for scheme in ("light", "dark"):
+            page = new_page(browser, color_scheme=scheme)
+            page.goto(address)
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert (background == "rgb(255, 255, 255)") == (scheme == "light"), background
+            shot = ARTEFACTS / f"pipeline-{scheme}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 1000
+        # A phone: the page fits, the table scrolls in its own box.
+        phone = new_page(browser)
+        phone.set_viewport_size({"width": 390, "height": 800})
+        phone.goto(address)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, width
