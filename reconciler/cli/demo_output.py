@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 from typing import Any
 
@@ -41,6 +42,10 @@ def story_text(story: Story) -> None:
         click.echo(click.style("Look around:", bold=True))
         for command in story.look_around():
             click.echo(f"  {command}")
+        click.echo()
+        click.echo(click.style("Or look at it in a browser:", bold=True))
+        click.echo(f"  reconciler serve --repo {shlex.quote(str(story.folder / 'config'))}")
+        click.echo("  then open http://127.0.0.1:8080/")
     else:
         click.echo(
             "The scratch repository is removed now; run `reconciler demo --keep DIR` to "

@@ -28,7 +28,10 @@ from reconciler.core.errors import UsageError
 @command_with_examples(
     ("What runs where, and what is on its way", "reconciler status"),
     ("Also the plans deployed and cancelled", "reconciler status --all"),
-    ("One self-contained page, for a change record", "reconciler status --format html > status.html"),
+    (
+        "One self-contained page, for a change record",
+        "reconciler status --format html > status.html",
+    ),
     reports="status",
 )
 @repo_option

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 # The application layer, Starlette and uvicorn are imported in the command's body, so
 # `--help` loads click and the command definitions only (tests/test_startup.py).
 # ruff: noqa: PLC0415
@@ -84,13 +86,11 @@ def serve(
             )
         )
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run(
             Source(repo, branch, state_dir),
             parse_listen(listen),
             interval=interval,
             on_listening=listening,
         )
-    except KeyboardInterrupt:
-        pass
     return Outcome.OK

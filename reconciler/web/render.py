@@ -65,7 +65,7 @@ def _chrome(export: bool) -> dict[str, Any]:
     stylesheet and has no script at all."""
     # The package's own stylesheet, not data: inlined as it is (escaped, its quotes
     # would break it; it holds no `</style>`).
-    css = markupsafe.Markup(static_file("page.css").decode()) if export else None
+    css = markupsafe.Markup(static_file("page.css").decode()) if export else None  # noqa: S704
     return {"export": export, "css": css}
 
 
@@ -104,9 +104,7 @@ def plan_page(snapshot: Snapshot, decision: Decision, version: int) -> str:
 def environment_page(snapshot: Snapshot, name: str, version: int) -> str:
     env = snapshot.environment(name)
     view = snapshot.pipeline
-    running = {
-        app: versions[name] for app, versions in view.versions.items() if name in versions
-    }
+    running = {app: versions[name] for app, versions in view.versions.items() if name in versions}
     return _render(
         "environment.html",
         s=snapshot,

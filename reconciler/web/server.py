@@ -130,19 +130,29 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
         decision = snapshot.decision(request.path_params["name"])
         if decision is None:
             name = request.path_params["name"]
-            return _page(render.problem_page(snapshot, "No such plan", f"no plan {name} on {snapshot.branch}"), 404)
+            return _page(
+                render.problem_page(
+                    snapshot, "No such plan", f"no plan {name} on {snapshot.branch}"
+                ),
+                404,
+            )
         return _page(render.plan_page(snapshot, decision, version))
 
     def environment(request: Request) -> Response:
         snapshot, version = live.current()
         name = request.path_params["name"]
         if snapshot.environment(name) is None:
-            return _page(render.problem_page(snapshot, "No such environment", f"no environment {name}"), 404)
+            return _page(
+                render.problem_page(snapshot, "No such environment", f"no environment {name}"), 404
+            )
         return _page(render.environment_page(snapshot, name, version))
 
     def history(request: Request) -> Response:
         snapshot, version = live.current()
-        filters = {key: request.query_params.get(key, "").strip() for key in ("plan", "env", "user", "since")}
+        filters = {
+            key: request.query_params.get(key, "").strip()
+            for key in ("plan", "env", "user", "since")
+        }
         if not any(filters.values()):
             return _page(render.history_page(snapshot, snapshot.entries, filters, version))
         try:
