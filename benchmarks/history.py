@@ -116,6 +116,7 @@ class HistorySettings:
     # certificate, signing with its subkey) instead of an SSH one; 0 keeps the history a
     # pure function of the settings (Sequoia salts every signature it makes).
     openpgp: float = 0.0
+    applications: int | None = None  # default: `GeneratorSettings`'s (three per team)
 
     @property
     def onboardings(self) -> int:
@@ -125,7 +126,11 @@ class HistorySettings:
 
     def config_settings(self) -> GeneratorSettings:
         return GeneratorSettings(
-            plans=self.plans, environments=self.environments, users=self.users, seed=self.seed
+            plans=self.plans,
+            environments=self.environments,
+            users=self.users,
+            applications=self.applications,
+            seed=self.seed,
         )
 
     def check(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
 import markupsafe
@@ -40,6 +40,8 @@ def _environment() -> jinja2.Environment:
     environment.filters["when"] = _when
     environment.filters["short"] = lambda commit: (commit or "")[:12]
     environment.globals["lane_of"] = lanes
+    environment.globals["lane_cards"] = LANE_CARDS
+    environment.filters["clip"] = _clip
     return environment
 
 
@@ -47,13 +49,41 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M %Z").strip() if moment else ""
 
 
+# A lane shows this many plans as cards, the most pressing first; the rest as a list of
+# names and labels (a page of 500 plans stays light; each plan's page says everything).
+LANE_CARDS: Final = 6
+# A reason on a card is cut here (a list of who may approve can name hundreds of people).
+CARD_REASON: Final = 140
+# What a person looks at first: what moves now, then what waits for them, then the rest.
+PRESSING: Final = (
+    "running",
+    "ready to run",
+    "triggered",
+    "failed",
+    "interrupted",
+    "approved",
+    "ready",
+    "saved",
+    "draft",
+    "refused",
+)
+
+
 def lanes(view: Pipeline) -> dict[str, list[Move]]:
-    """The plans on their way into each environment (its lane, before its column); a plan
-    whose target is no environment ("") under "" (it cannot be read)."""
+    """The plans on their way into each environment (its lane, before its column), the
+    most pressing first; a plan whose target is no environment under "" (it cannot be
+    read)."""
     into: dict[str, list[Move]] = {name: [] for name in view.environments}
     for move in view.moves:
         into.setdefault(move.target if move.target in into else "", []).append(move)
+    rank = {label: index for index, label in enumerate(PRESSING)}
+    for moves in into.values():
+        moves.sort(key=lambda move: (rank.get(move.label, len(rank)), move.plan))
     return into
+
+
+def _clip(text: str, limit: int = CARD_REASON) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _render(template: str, **context: Any) -> str:

@@ -259,6 +259,9 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening before the address is told: a client that connects at once waits in
+        # the backlog until uvicorn accepts, instead of being refused.
+        sock.listen(2048)
     except OSError as error:
         sock.close()
         raise ReconcilerError(f"cannot listen on {host}:{port}: {error.strerror}") from None
