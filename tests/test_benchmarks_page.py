@@ -17,10 +17,8 @@ from benchmarks.page import main
 def test_the_benchmark_reports_the_page_and_status_json_on_the_same_data(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(
-        ["--applications", "6", "--environments", "3", "--plans", "20", "--commits", "40"]
-        + ["--users", "60", "--rounds", "1", "--format", "json"]
-    )
+    sizes = ["--applications", "6", "--environments", "3", "--plans", "20", "--commits", "40"]
+    code = main([*sizes, "--users", "60", "--rounds", "1", "--format", "json"])
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert (figures["applications"], figures["environments"], figures["plans"]) == (6, 3, 20)
