@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import shlex
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.configrepo import reconciler
 from tests.people import People
 from tests.repositories import SeedRepo
 from tests.scenarios import (
@@ -84,14 +86,19 @@ def browser() -> Iterator[Any]:
 def served(repo: SeedRepo) -> Iterator[str]:
     """`reconciler serve` on the repository and its state, on a port the system chose; its
     address. Stopped (SIGTERM, then SIGKILL) at the end."""
+    with served_at(repo.path, "--state-dir", str(repo.state_dir)) as address:
+        yield address
+
+
+@contextmanager
+def served_at(path: Path, *options: str) -> Iterator[str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
     }
-    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(repo.path)]
-    command += ["--state-dir", str(repo.state_dir), "--listen", "127.0.0.1:0"]
-    command += ["--interval", "0.2"]
+    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(path), *options]
+    command += ["--listen", "127.0.0.1:0", "--interval", "0.2"]
     server = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
     )
@@ -329,3 +336,31 @@ def test_screenshots_of_the_pipeline_in_light_and_dark(
         phone.goto(address)
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
+
+
+# -- the demo -------------------------------------------------------------------------
+
+
+def test_the_demo_s_last_lines_say_how_to_serve_it_and_the_pages_work_on_it(
+    tmp_path: Path, browser: Any
+) -> None:
+    story = tmp_path / "story"
+    told = reconciler("demo", "--keep", str(story), timeout=300)
+    assert told.exit_code == 0, told.stderr
+    last = told.stdout.rstrip("\n").splitlines()[-2:]
+    command = shlex.split(last[0])
+    assert command == ["reconciler", "serve", "--repo", str(story / "config")]
+    assert last[1].strip() == "then open http://127.0.0.1:8080/"
+    with served_at(Path(command[3])) as address:
+        page = new_page(browser)
+        page.goto(address)
+        cell = "td.cell[data-env='quality-assurance'][data-app='customer-portal']"
+        assert page.inner_text(cell) == "0.6"
+        assert page.locator("li.move", has_text="2026-11-qa-hotfix").count() == 1
+        for path in (f"plans/{QA_NAME}", "environments/production", "history", "access?user=olga"):
+            response = page.goto(address + path)
+            assert response is not None
+            assert response.status == 200, path
+        page.goto(f"{address}plans/{QA_NAME}")
+        assert page.locator("p.status .badge").inner_text() == "done"
+        assert "result succeeded" in page.inner_text("pre.log")
