@@ -86,7 +86,8 @@ def browser() -> Iterator[Any]:
 def served(repo: SeedRepo) -> Iterator[str]:
     """`reconciler serve` on the repository and its state, on a port the system chose; its
     address. Stopped (SIGTERM, then SIGKILL) at the end."""
-    with served_at(repo.path, "--state-dir", str(repo.state_dir)) as address:
+    options = ["--state-dir", str(repo.state_dir), "--driver-root", str(repo.driver_root)]
+    with served_at(repo.path, *options) as address:
         yield address
 
 
@@ -193,6 +194,25 @@ def test_after_a_pass_runs_the_plan_its_page_says_done_without_a_reload(
         assert page.evaluate("window.stillTheSamePage") is True  # no reload
         assert f"run {QA_NAME}.1 succeeded" in page.inner_text("main")
         assert page.locator("details.run pre.log").count() == 1
+
+
+def test_a_cell_whose_driver_reports_another_version_is_marked_drift(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = approved_and_triggered(tmp_path, people)
+    assert repo.apply().exit_code == 0
+    # Someone switched the release by hand, behind the reconciler's back.
+    current = repo.driver_root / "quality-assurance" / "ecommerce" / "current"
+    assert current.is_symlink()
+    current.unlink()
+    current.symlink_to("releases/1.3.9")
+    with served(repo) as address:
+        page = new_page(browser)
+        page.goto(address)
+        drifted = page.locator("td.cell[data-env='quality-assurance'][data-app='ecommerce']")
+        assert drifted.inner_text() == "1.4.0\ndrift: the driver reports 1.3.9"
+        steady = page.locator("td.cell[data-env='quality-assurance'][data-app='customer-portal']")
+        assert steady.inner_text() == "0.6"
 
 
 # -- hostile content ------------------------------------------------------------------

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
+    from reconciler.app.pipeline import Observation
     from reconciler.app.reconcile import Options, PassReport
     from reconciler.app.watch import LogEvent
     from reconciler.core.access import AccessReport
@@ -192,21 +193,27 @@ class PlanView:
 
 
 def plan(source: Source, driver_root: Path | None, *, note: Note = _quiet) -> PlanView:
-    from reconciler.adapters.drivers import load_driver  # noqa: PLC0415
-    from reconciler.app.drift import find_drift  # noqa: PLC0415 - `verify` never needs them
-
     with _reading(source, note) as session:
         uncommitted = uncommitted_note(session)
         if uncommitted is not None:
             note(uncommitted)
         seen = session.observe()
-        root = driver_root or session.store.directory / "releases"
-        drift = find_drift(
-            seen.history.policy,
-            seen.history.deployed,
-            lambda environment: load_driver(environment.driver, root),
-        )
-        return PlanView(seen.decisions, drift, session.branch)
+        return PlanView(seen.decisions, drift_of(session, seen, driver_root), session.branch)
+
+
+def drift_of(session: Session, seen: Observation, driver_root: Path | None) -> DriftReport:
+    """Where each environment's driver reports another version than `deployments/` records
+    (`plan`, and the pipeline pages); drivers load from `driver_root`, by default the state
+    directory's `releases`."""
+    from reconciler.adapters.drivers import load_driver  # noqa: PLC0415
+    from reconciler.app.drift import find_drift  # noqa: PLC0415 - `verify` never needs them
+
+    root = driver_root or session.store.directory / "releases"
+    return find_drift(
+        seen.history.policy,
+        seen.history.deployed,
+        lambda environment: load_driver(environment.driver, root),
+    )
 
 
 def uncommitted_note(session: Session) -> str | None:

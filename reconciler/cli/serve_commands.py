@@ -16,6 +16,7 @@ from reconciler.cli.options import (
     Seconds,
     branch_option,
     command_with_examples,
+    driver_root_option,
     format_option,
     repo_option,
     state_dir_option,
@@ -36,6 +37,7 @@ from reconciler.cli.watch_commands import parse_listen
 @repo_option
 @branch_option
 @state_dir_option
+@driver_root_option
 @click.option(
     "--listen",
     metavar="HOST:PORT",
@@ -57,6 +59,7 @@ def serve(
     repo: Path | None,
     branch: str | None,
     state_dir: Path | None,
+    driver_root: Path | None,
     listen: str,
     interval: float,
     output_format: str,
@@ -64,7 +67,8 @@ def serve(
     """Serve the pipeline pages: what runs where, each plan, each environment, the audit
     trail and access, updated live after each pass.
 
-    Read-only: it changes nothing in the repository. Every page works without
+    Read-only: it changes nothing in the repository. Drift is found as `plan`
+    finds it, by asking each environment's driver what runs. Every page works without
     JavaScript; with it, a page updates itself after each pass (Server-Sent
     Events). Bound to loopback by default.
     """
@@ -90,6 +94,7 @@ def serve(
         run(
             Source(repo, branch, state_dir),
             parse_listen(listen),
+            driver_root=driver_root,
             interval=interval,
             on_listening=listening,
         )

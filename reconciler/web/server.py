@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
@@ -79,6 +80,7 @@ class Live:
 
     source: Source
     interval: float
+    driver_root: Path | None = None
     snapshot: Snapshot | None = None
     version: int = 0
     tip: str | None = None
@@ -95,7 +97,7 @@ class Live:
         if current and tip == self.tip and time.monotonic() - self.read_at < REFRESH:
             return
         try:
-            snapshot = pages.snapshot(self.source)
+            snapshot = pages.snapshot(self.source, driver_root=self.driver_root)
         except ReconcilerError as error:
             self.problem = str(error)
             return
@@ -242,6 +244,7 @@ def serve(
     source: Source,
     listen: tuple[str, int],
     *,
+    driver_root: Path | None,
     interval: float,
     on_listening: Callable[[str], None],
 ) -> None:
@@ -249,7 +252,7 @@ def serve(
     interrupted; `on_listening` gets the address, the port an OS-chosen one if 0."""
     import uvicorn  # noqa: PLC0415
 
-    live = Live(source, interval)
+    live = Live(source, interval, driver_root)
     live.refresh()
     if live.snapshot is None:
         raise ReconcilerError(live.problem or "cannot read the branch")
