@@ -18,6 +18,7 @@ from reconciler.adapters.worktree import find_root
 from reconciler.app.api import Note, Source, _quiet, _reading, drift_of
 from reconciler.core import gates as gate_rules
 from reconciler.core.model import Gates
+from reconciler.core.status import label as status_label
 
 if TYPE_CHECKING:
     from reconciler.app.drift import DriftReport
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from reconciler.app.session import Session
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import Run
-    from reconciler.core.status import Pipeline
+    from reconciler.core.status import Move, Pipeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,59 @@ class Snapshot:
 
     def environment(self, name: str) -> EnvironmentInfo | None:
         return next((env for env in self.environments if env.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPage:
+    """One plan: its decision, its entries in the audit trail, who edited it, its runs."""
+
+    decision: Decision
+    label: str  # as the pipeline shows it: running, deployed, saved... (`status.label`)
+    entries: tuple[Entry, ...]
+    editors: tuple[str, ...]
+    runs: tuple[RunLog, ...]
+
+
+def plan_page(snapshot: Snapshot, name: str) -> PlanPage | None:
+    decision = snapshot.decision(name)
+    if decision is None:
+        return None
+    return PlanPage(
+        decision=decision,
+        label=status_label(decision),
+        entries=tuple(entry for entry in snapshot.entries if entry.plan == decision.path),
+        editors=snapshot.editors.get(decision.path, ()),
+        runs=snapshot.runs.get(decision.path, ()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentPage:
+    """One environment: what runs there, its gates, the run holding it, the plans into it,
+    its entries in the audit trail."""
+
+    environment: EnvironmentInfo
+    running: tuple[tuple[str, str], ...]  # (application, version)
+    moves: tuple[Move, ...]
+    locks: tuple[Move, ...]  # the runs that hold it
+    entries: tuple[Entry, ...]
+
+
+def environment_page(snapshot: Snapshot, name: str) -> EnvironmentPage | None:
+    environment = snapshot.environment(name)
+    if environment is None:
+        return None
+    view = snapshot.pipeline
+    moves = tuple(move for move in view.moves if move.target == name)
+    return EnvironmentPage(
+        environment=environment,
+        running=tuple(
+            (app, versions[name]) for app, versions in view.versions.items() if name in versions
+        ),
+        moves=moves,
+        locks=tuple(move for move in moves if move.label == "running"),
+        entries=tuple(entry for entry in snapshot.entries if entry.environment == name),
+    )
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

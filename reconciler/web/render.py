@@ -17,9 +17,8 @@ import markupsafe
 
 if TYPE_CHECKING:
     from reconciler.app.history_entries import Entry
-    from reconciler.app.pages import Snapshot
+    from reconciler.app.pages import EnvironmentPage, PlanPage, Snapshot
     from reconciler.core.access import AccessReport
-    from reconciler.core.decide import Decision
     from reconciler.core.status import Move, Pipeline
 
 
@@ -116,33 +115,30 @@ def pipeline_page(
     )
 
 
-def plan_page(snapshot: Snapshot, decision: Decision, version: int) -> str:
-    entries = [entry for entry in snapshot.entries if entry.plan == decision.path]
+def plan_page(snapshot: Snapshot, page: PlanPage, version: int) -> str:
     return _render(
         "plan.html",
         s=snapshot,
-        d=decision,
-        entries=entries,
-        editors=snapshot.editors.get(decision.path, ()),
-        runs=snapshot.runs.get(decision.path, ()),
+        d=page.decision,
+        label=page.label,
+        entries=page.entries,
+        editors=page.editors,
+        runs=page.runs,
         version=version,
         links=True,
         **_chrome(False),
     )
 
 
-def environment_page(snapshot: Snapshot, name: str, version: int) -> str:
-    env = snapshot.environment(name)
-    view = snapshot.pipeline
-    running = {app: versions[name] for app, versions in view.versions.items() if name in versions}
+def environment_page(snapshot: Snapshot, page: EnvironmentPage, version: int) -> str:
     return _render(
         "environment.html",
         s=snapshot,
-        env=env,
-        running=running,
-        moves=[move for move in view.moves if move.target == name],
-        locks=[move for move in view.moves if move.target == name and move.label == "running"],
-        entries=[entry for entry in snapshot.entries if entry.environment == name],
+        env=page.environment,
+        running=page.running,
+        moves=page.moves,
+        locks=page.locks,
+        entries=page.entries,
         version=version,
         links=True,
         **_chrome(False),

@@ -129,25 +129,21 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
 
     def plan(request: Request) -> Response:
         snapshot, version = live.current()
-        decision = snapshot.decision(request.path_params["name"])
-        if decision is None:
-            name = request.path_params["name"]
-            return _page(
-                render.problem_page(
-                    snapshot, "No such plan", f"no plan {name} on {snapshot.branch}"
-                ),
-                404,
-            )
-        return _page(render.plan_page(snapshot, decision, version))
+        name = request.path_params["name"]
+        page = pages.plan_page(snapshot, name)
+        if page is None:
+            text = f"no plan {name} on {snapshot.branch}"
+            return _page(render.problem_page(snapshot, "No such plan", text), 404)
+        return _page(render.plan_page(snapshot, page, version))
 
     def environment(request: Request) -> Response:
         snapshot, version = live.current()
         name = request.path_params["name"]
-        if snapshot.environment(name) is None:
-            return _page(
-                render.problem_page(snapshot, "No such environment", f"no environment {name}"), 404
-            )
-        return _page(render.environment_page(snapshot, name, version))
+        page = pages.environment_page(snapshot, name)
+        if page is None:
+            text = f"no environment {name}"
+            return _page(render.problem_page(snapshot, "No such environment", text), 404)
+        return _page(render.environment_page(snapshot, page, version))
 
     def history(request: Request) -> Response:
         snapshot, version = live.current()
