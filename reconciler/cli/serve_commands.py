@@ -90,6 +90,18 @@ def serve(
             )
         )
 
+    def problem(text: str | None) -> None:
+        reporter.log_event(
+            LogEvent(
+                utc_now(),
+                "warning" if text else "info",
+                "read_failed" if text else "read_recovered",
+                f"reading the branch failed; the pages show the last good read: {text}"
+                if text
+                else "reading the branch works again",
+            )
+        )
+
     with contextlib.suppress(KeyboardInterrupt):
         run(
             Source(repo, branch, state_dir),
@@ -97,5 +109,6 @@ def serve(
             driver_root=driver_root,
             interval=interval,
             on_listening=listening,
+            on_problem=problem,
         )
     return Outcome.OK

@@ -86,6 +86,8 @@ class Live:
     tip: str | None = None
     read_at: float = 0.0
     problem: str | None = None
+    # Told each new problem with a read (once, not at every look) and when reads recover.
+    on_problem: Callable[[str | None], None] = lambda _: None
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,8 +101,10 @@ class Live:
         try:
             snapshot = pages.snapshot(self.source, driver_root=self.driver_root)
         except ReconcilerError as error:
-            self.problem = str(error)
+            self._failed(str(error))
             return
+        if self.problem is not None:
+            self.on_problem(None)
         with self.lock:
             self.snapshot, self.tip, self.problem = snapshot, snapshot.tip, None
             self.read_at = time.monotonic()
@@ -108,7 +112,17 @@ class Live:
 
     def poll(self) -> None:
         while not self.stop.wait(self.interval):
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as error:
+                # A git that fails to start, a state store that is busy: the next look may
+                # succeed; a dead poller would freeze every page without a word.
+                self._failed(f"{type(error).__name__}: {error}")
+
+    def _failed(self, problem: str) -> None:
+        if problem != self.problem:
+            self.problem = problem
+            self.on_problem(problem)
 
     def current(self) -> tuple[Snapshot, int]:
         with self.lock:
@@ -243,15 +257,19 @@ def serve(
     driver_root: Path | None,
     interval: float,
     on_listening: Callable[[str], None],
+    on_problem: Callable[[str | None], None],
 ) -> None:
     """Read the branch once (a problem stops here, before listening), then serve until
-    interrupted; `on_listening` gets the address, the port an OS-chosen one if 0."""
+    interrupted; `on_listening` gets the address, the port an OS-chosen one if 0;
+    `on_problem` a read that failed afterwards (the pages keep the last good one), and
+    None when reads succeed again."""
     import uvicorn  # noqa: PLC0415
 
     live = Live(source, interval, driver_root)
     live.refresh()
     if live.snapshot is None:
         raise ReconcilerError(live.problem or "cannot read the branch")
+    live.on_problem = on_problem
     host, port = listen
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
