@@ -107,6 +107,7 @@ COMMANDS = (
     "history",
     "init",
     "plan",
+    "serve",
     "status",
     "validate",
     "verify",
