@@ -32,9 +32,11 @@ goes to the `log` callback as `LogEvent`s; it never prints.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +46,7 @@ from typing import Any, Final, Literal
 from reconciler.adapters.metrics import Metrics
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
+from reconciler.app.drift import Drift
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
 from reconciler.core.errors import ReconcilerError, UsageError
@@ -176,6 +179,13 @@ class Watch:
         self._verified = False  # a pass has verified the branch: ready (`/readyz`)
         self._health_lock = threading.Lock()
         self._started_at = clock()
+        # Drift (`_check_drift`): what was last logged, and the environments whose
+        # deployments/ the last pass may not have seen yet (a run there, or one ended since).
+        self._drift: tuple[frozenset[Drift], frozenset[str]] | None = None
+        self._runs_lock = threading.Lock()
+        self._running: Counter[str] = Counter()
+        self._ended_at: dict[str, float] = {}
+        self._observed_at = -math.inf
 
     # -- control ------------------------------------------------------------------
 
@@ -348,6 +358,7 @@ class Watch:
             if now >= next_poll:
                 request = request | Request(frozenset({"poll"}), False)
                 next_poll = now + settings.interval
+                self._check_drift()
             if not request.reasons:
                 continue
             if "event" in request.reasons:
@@ -446,6 +457,9 @@ class Watch:
             return None
         duration = time.monotonic() - began
         self._worked = True
+        with self._runs_lock:
+            self._observed_at = began
+            self._running.update(run.environment.name for run in started)
         for run in started:
             self.workers.submit(run)
         self._known = self._reconciled = report.settled or report.tip
@@ -464,6 +478,8 @@ class Watch:
             self._last = summary
             self._verified = True
         self._log_pass(summary, report, started)
+        if number == 1:
+            self._check_drift()  # at start, then at every poll
         return report
 
     def _count_pass(
@@ -550,6 +566,65 @@ class Watch:
             interrupted=list(report.interrupted),
         )
 
+    def _check_drift(self) -> None:
+        """Ask the drivers what runs (`Reconciler.drift`); log the drift when it changed.
+
+        Never a commit: drift is logged once per change, and `status` shows it. An
+        environment with a run in progress, or one ended since the last pass began,
+        keeps what was found there before: its deployments/ as last read is stale.
+        """
+        shard = self.reconciler.shard
+        history = self.reconciler.observed
+        if history is None:
+            return
+        with self._runs_lock:
+            unsettled = {
+                name
+                for name in history.policy.environments
+                if self._running[name] > 0
+                or self._ended_at.get(name, -math.inf) >= self._observed_at
+            }
+        asked = {
+            name
+            for name in history.policy.environments
+            if name not in unsettled and (shard is None or name in shard)
+        }
+        try:
+            report = self.reconciler.drift(asked)
+        except Exception as error:  # a driver's bug must not stop the watcher
+            self._log("error", "drift-failed", f"drift could not be checked: {error}")
+            return
+        if report is None:
+            return
+        before = self._drift
+        kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
+        found = (frozenset({*report.drift, *kept}), frozenset(report.notes))
+        if found == before or (before is None and not found[0] and not found[1]):
+            self._drift = found
+            return
+        self._drift = found
+        drift = sorted(found[0], key=lambda item: (item.environment, item.application))
+        message = (
+            "drift: " + "; ".join(item.text() for item in drift)
+            if drift
+            else "no drift: every driver asked reports what deployments/ records"
+        )
+        self._log(
+            "warning" if drift else "info",
+            "drift",
+            message + "".join(f"; note: {note}" for note in sorted(found[1])),
+            drift=[
+                {
+                    "environment": item.environment,
+                    "application": item.application,
+                    "recorded": item.recorded,
+                    "current": item.current,
+                }
+                for item in drift
+            ],
+            notes=sorted(found[1]),
+        )
+
     def _next_window(self, report: PassReport) -> float | None:
         """When the earliest deploy window a plan waits for opens (monotonic), if any."""
         openings = [
@@ -576,6 +651,9 @@ class Watch:
         self.metrics.run_finished(
             started.environment.name, "error" if report is None else report.result
         )
+        with self._runs_lock:
+            self._running[started.environment.name] -= 1
+            self._ended_at[started.environment.name] = time.monotonic()
         if report is None:
             self._log(
                 "error",

@@ -240,6 +240,7 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
         ),
         notes=data.get("notes", ""),
         state=data["state"],
+        override_drift=data.get("override_drift") is True,
     )
 
 

@@ -143,6 +143,8 @@ class Plan:
     applications: tuple[PlanEntry, ...]
     notes: str
     state: Literal["draft", "ready", "cancelled"]
+    # Deploy over drift (the driver reports another version than deployments/ records).
+    override_drift: bool = False
 
 
 @dataclass(frozen=True, slots=True)
