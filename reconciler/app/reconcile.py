@@ -793,11 +793,8 @@ class Reconciler:
         }
         return stops_run(plan, drift_in(environment, recorded, lambda: driver))
 
-    def drift(self, environments: Collection[str]) -> DriftReport | None:
-        """Drift in `environments` as the last pass saw deployments/ (None before one)."""
-        history = self.observed
-        if history is None:
-            return None
+    def drift(self, history: History, environments: Collection[str]) -> DriftReport:
+        """Drift in `environments`, against deployments/ as `history` (a pass's) read it."""
         deployed = {
             name: versions for name, versions in history.deployed.items() if name in environments
         }

@@ -49,6 +49,7 @@ from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.app.drift import Drift
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
+from reconciler.core.decide_values import History
 from reconciler.core.errors import ReconcilerError, UsageError
 
 STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
@@ -185,7 +186,9 @@ class Watch:
         self._runs_lock = threading.Lock()
         self._running: Counter[str] = Counter()
         self._ended_at: dict[str, float] = {}
-        self._observed_at = -math.inf
+        self._observed: tuple[History | None, float] = (None, -math.inf)
+        self._drift_wanted = threading.Event()
+        self._drift_thread: threading.Thread | None = None
 
     # -- control ------------------------------------------------------------------
 
@@ -204,6 +207,12 @@ class Watch:
         """Watch until `stop()`; then let the workers record their runs, and close."""
         try:
             self._open_sources()
+            # Drivers are asked off the loop: a `current` that hangs until its timeout
+            # must not hold up the next pass.
+            self._drift_thread = threading.Thread(
+                target=self._drift_checks, name="drift", daemon=True
+            )
+            self._drift_thread.start()
             self.trigger.request("start", force=True)
             self._loop()
         finally:
@@ -358,7 +367,7 @@ class Watch:
             if now >= next_poll:
                 request = request | Request(frozenset({"poll"}), False)
                 next_poll = now + settings.interval
-                self._check_drift()
+                self._drift_wanted.set()
             if not request.reasons:
                 continue
             if "event" in request.reasons:
@@ -458,7 +467,9 @@ class Watch:
         duration = time.monotonic() - began
         self._worked = True
         with self._runs_lock:
-            self._observed_at = began
+            # One value, read whole by the drift thread: what this pass read, and when
+            # it began (runs ended before then are in it).
+            self._observed = (self.reconciler.observed, began)
             self._running.update(run.environment.name for run in started)
         for run in started:
             self.workers.submit(run)
@@ -479,7 +490,7 @@ class Watch:
             self._verified = True
         self._log_pass(summary, report, started)
         if number == 1:
-            self._check_drift()  # at start, then at every poll
+            self._drift_wanted.set()  # at start, then at every poll
         return report
 
     def _count_pass(
@@ -566,6 +577,12 @@ class Watch:
             interrupted=list(report.interrupted),
         )
 
+    def _drift_checks(self) -> None:
+        while not self.stopping():
+            if self._drift_wanted.wait(STOP_CHECK):
+                self._drift_wanted.clear()
+                self._check_drift()
+
     def _check_drift(self) -> None:
         """Ask the drivers what runs (`Reconciler.drift`); log the drift when it changed.
 
@@ -574,15 +591,14 @@ class Watch:
         keeps what was found there before: its deployments/ as last read is stale.
         """
         shard = self.reconciler.shard
-        history = self.reconciler.observed
-        if history is None:
-            return
         with self._runs_lock:
+            history, observed_at = self._observed
+            if history is None:
+                return
             unsettled = {
                 name
                 for name in history.policy.environments
-                if self._running[name] > 0
-                or self._ended_at.get(name, -math.inf) >= self._observed_at
+                if self._running[name] > 0 or self._ended_at.get(name, -math.inf) >= observed_at
             }
         asked = {
             name
@@ -590,11 +606,9 @@ class Watch:
             if name not in unsettled and (shard is None or name in shard)
         }
         try:
-            report = self.reconciler.drift(asked)
+            report = self.reconciler.drift(history, asked)
         except Exception as error:  # a driver's bug must not stop the watcher
             self._log("error", "drift-failed", f"drift could not be checked: {error}")
-            return
-        if report is None:
             return
         before = self._drift
         kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
@@ -692,6 +706,8 @@ class Watch:
         self._stop = True
         if self._ref_watcher is not None:
             self._ref_watcher.stop()
+        if self._drift_thread is not None:
+            self._drift_thread.join(timeout=1.0)  # a driver asked meanwhile is not waited for
         self.reconciler.recycle()  # a Ctrl-C may have killed Git's helpers with the group
         self.workers.close()
         try:
