@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from reconciler.adapters.metrics import Metrics
+from reconciler.adapters.notify import Courier, NotifyConfig
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
+from reconciler.app.notices import Notifications
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
 from reconciler.core.errors import ReconcilerError, UsageError
@@ -65,6 +67,7 @@ class WatchSettings:
     resync: float = 300.0  # a full pass at least this often
     backoff_first: float = 1.0
     backoff_max: float = 60.0
+    notify: NotifyConfig | None = None  # `--notify FILE`: the targets notices may go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,16 @@ class Watch:
         self._verified = False  # a pass has verified the branch: ready (`/readyz`)
         self._health_lock = threading.Lock()
         self._started_at = clock()
+        self.notices: Notifications | None = None
+        if settings.notify is not None:
+            instance = self.reconciler.instance
+            courier = Courier(
+                self.reconciler.state_dir,
+                settings.notify,
+                source=f"/reconciler/{instance}",
+                log=self._notify_log,
+            )
+            self.notices = Notifications(courier, instance, self._notify_log)
 
     # -- control ------------------------------------------------------------------
 
@@ -203,6 +216,8 @@ class Watch:
 
     def _open_sources(self) -> None:
         settings = self.settings
+        if self.notices is not None:
+            self.notices.start()
         shard = self.reconciler.shard
         if self.remote is None:
             repo = self.reconciler.repo
@@ -443,6 +458,8 @@ class Watch:
             duration = time.monotonic() - began
             self._count_pass(duration, None)
             self._failed_pass(number, at, duration, trigger, error)
+            if self.notices is not None:
+                self.notices.after_failed_pass(str(error), at)
             return None
         duration = time.monotonic() - began
         self._worked = True
@@ -464,6 +481,8 @@ class Watch:
             self._last = summary
             self._verified = True
         self._log_pass(summary, report, started)
+        if self.notices is not None:
+            self.notices.after_pass(report, started, at)
         return report
 
     def _count_pass(
@@ -594,6 +613,8 @@ class Watch:
                 result=report.result,
                 failed_step=report.failed_step,
             )
+        if self.notices is not None:
+            self.notices.after_run(started, report, error, self.clock())
         self.trigger.request("run-finished", force=True)
 
     # -- shutting down ----------------------------------------------------------------
@@ -625,10 +646,17 @@ class Watch:
                 self._log(
                     "info", "flushed", f"published {flushed} finish record(s) from the outbox"
                 )
+        if self.notices is not None:  # after the workers: their runs' notices are queued
+            self.notices.close()
         if self._webhook is not None:
             self._webhook.stop()
         self.reconciler.close()
         self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
+
+    def _notify_log(
+        self, level: Level, event: str, message: str, fields: Mapping[str, Any]
+    ) -> None:
+        self._log(level, event, message, **fields)
 
     def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
         with self._log_lock:
