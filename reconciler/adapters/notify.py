@@ -40,6 +40,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -142,18 +143,26 @@ class _Where:
         self.path = path
         self.lines = text.splitlines()
 
-    def line(self, *names: str) -> int | None:
-        for name in names:
-            for number, line in enumerate(self.lines, 1):
-                stripped = line.strip()
-                if stripped.startswith("[") and name in stripped:
+    def line(self, name: str, table: str | None = None) -> int | None:
+        """The line of table `name` (or a top-level key), or of key `name` in `table` (the
+        table's own line when the key is not written)."""
+        header = None
+        for number, line in enumerate(self.lines, 1):
+            stripped = line.strip()
+            if stripped.startswith("["):
+                title = stripped.strip("[]").strip()
+                if header is not None:
+                    break  # the table ended without the key
+                if table is None and (title == name or title.startswith(f"{name}.")):
                     return number
-                if stripped.split("=")[0].strip() == name:
-                    return number
-        return None
+                if table is not None and title == table:
+                    header = number
+            elif stripped.split("=")[0].strip() == name and (header is not None or table is None):
+                return number
+        return header
 
-    def error(self, name: str, message: str, hint: str, *more: str) -> UsageError:
-        return UsageError(message, file=str(self.path), line=self.line(*more, name), hint=hint)
+    def error(self, name: str, message: str, hint: str, table: str | None = None) -> UsageError:
+        return UsageError(message, file=str(self.path), line=self.line(name, table), hint=hint)
 
 
 def _delivery(raw: Any, where: _Where) -> Delivery:
@@ -163,7 +172,10 @@ def _delivery(raw: Any, where: _Where) -> Delivery:
     for key, value in raw.items():
         if key not in _DELIVERY_LIMITS:
             raise where.error(
-                key, f"unknown [delivery] key '{key}'", f"use {', '.join(_DELIVERY_LIMITS)}"
+                key,
+                f"unknown [delivery] key '{key}'",
+                f"use {', '.join(_DELIVERY_LIMITS)}",
+                "delivery",
             )
         kind, low, high = _DELIVERY_LIMITS[key]
         number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -177,6 +189,7 @@ def _delivery(raw: Any, where: _Where) -> Delivery:
                 f"[delivery] {key} = {value!r} is not a{'n integer' if kind is int else ' number'} "
                 f"from {low:g} to {high:g}",
                 f"set {key} from {low:g} to {high:g}",
+                "delivery",
             )
         values[key] = kind(value)
     return Delivery(**values)
@@ -373,6 +386,7 @@ class Courier:
         self._now = now
         self._queue: queue.Queue[tuple[Notice, str]] = queue.Queue(config.delivery.queue)
         self._stop = threading.Event()
+        self._loaded = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.delivered = 0
@@ -383,6 +397,7 @@ class Courier:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
         self._thread.start()
+        self._loaded.wait(10.0)  # what the last stop left undelivered is counted in `_busy`
 
     def send(self, notice: Notice, target: str) -> bool:
         """Queue `notice` for `target` (the run's path: never blocks); False when dropped."""
@@ -441,16 +456,19 @@ class Courier:
                 " next_at REAL NOT NULL, last_error TEXT, queued_at REAL NOT NULL,"
                 " delivered_at REAL, PRIMARY KEY (id, target))"
             )
+            # Resent at once: whatever kept them from their target may be over by now.
+            start = self._now()
             due: list[tuple[float, str, str]] = [
-                (next_at, notice_id, target)
-                for notice_id, target, next_at in db.execute(
-                    "SELECT id, target, next_at FROM deliveries WHERE status = 'pending'"
+                (start, notice_id, target)
+                for notice_id, target in db.execute(
+                    "SELECT id, target FROM deliveries WHERE status = 'pending'"
                 )
             ]
             heapq.heapify(due)
+            with self._idle:
+                self._busy += len(due)
+            self._loaded.set()
             if due:
-                with self._idle:
-                    self._busy += len(due)
                 self._log(
                     "info",
                     "notify-resend",
@@ -474,6 +492,7 @@ class Courier:
                     self._attempt(db, due, notice_id, target)
             self._final(db, due)
         except Exception as error:  # the service lives on without notifications
+            self._loaded.set()
             self._log(
                 "error", "notify-failed", f"notifications stopped: {error}", {"error": str(error)}
             )
@@ -641,11 +660,15 @@ def cloud_event(notice: Notice, source: str) -> tuple[bytes, dict[str, str]]:
 
 
 def _apprise(notice: Notice, target: Target) -> None:
-    import apprise  # noqa: PLC0415 - heavy (requests, markdown): an apprise target only
+    with warnings.catch_warnings():
+        # apprise 2.3 loads its plugins on first use, and one imports `imghdr`, deprecated
+        # since Python 3.11: no reason to fail a delivery.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise  # noqa: PLC0415 - heavy (requests, markdown): an apprise target only
 
-    sender = apprise.Apprise()
-    for url in target.urls:
-        if not sender.add(url):
-            raise _Permanent(f"apprise does not understand the URL of target '{target.name}'")
-    if not sender.notify(title=f"reconciler: {notice.kind}", body=notice.summary):
-        raise OSError("apprise could not deliver it")
+        sender = apprise.Apprise()
+        for url in target.urls:
+            if not sender.add(url):
+                raise _Permanent(f"apprise does not understand the URL of target '{target.name}'")
+        if not sender.notify(title=f"reconciler: {notice.kind}", body=notice.summary):
+            raise OSError("apprise could not deliver it")
