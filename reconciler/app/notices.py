@@ -9,7 +9,7 @@ thread of its own: the run's path pays for a few dictionaries and a queue put.
 docs/design.md, "Notifications".
 
 Each notice's id is for good (`run.failed/<run>`,
-`plan.waiting/approval/<plan>@<blob>`, ...): the courier's log tells a
+`plan.waiting/<plan>@<blob>`, ...): the courier's log tells a
 target each id once, so a restart that derives the same notices again says
 nothing twice. Two hooks wait for what the service does not do yet: drift
 (`drift_notices`, for a service that looks for drift; `reconciler plan`
@@ -50,7 +50,8 @@ RESULT_KINDS: Final = {
     "interrupted": RUN_INTERRUPTED,
     "rolled-back": RUN_ROLLED_BACK,
 }
-# What a plan may wait for that people must give: told once per version and each of these.
+# What a plan may wait for that people must give: told once per version, when it first waits
+# for any of them.
 TOLD_WAITS: Final = ("approval", "trigger")
 UNHEALTHY_AFTER: Final = 3  # failed passes in a row
 
@@ -117,21 +118,24 @@ def pass_notices(report: PassReport, started: Sequence[StartedRun], at: datetime
             )
         )
     for decision in report.decisions:
-        if decision.status != "waiting":
+        waits = [wait for wait in decision.waits if wait.what in TOLD_WAITS]
+        if decision.status != "waiting" or not waits:
             continue
-        for wait in decision.waits:
-            if wait.what not in TOLD_WAITS:
-                continue
-            notices.append(
-                Notice(
-                    f"{PLAN_WAITING}/{wait.what}/{decision.ref}",
-                    PLAN_WAITING,
-                    at,
-                    f"{decision.path} -> {decision.environment} waits for {wait.what}: {wait.text}",
-                    decision.environment,
-                    {"waiting_for": wait.what, "reason": wait.text, **_plan_data(decision)},
-                )
+        notices.append(
+            Notice(
+                f"{PLAN_WAITING}/{decision.ref}",
+                PLAN_WAITING,
+                at,
+                f"{decision.path} -> {decision.environment} waits for "
+                + "; ".join(wait.text for wait in waits),
+                decision.environment,
+                {
+                    "waiting_for": sorted({wait.what for wait in waits}),
+                    "reasons": [wait.text for wait in waits],
+                    **_plan_data(decision),
+                },
             )
+        )
     return notices
 
 
