@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -43,6 +44,9 @@ from reconciler.core.notices import (
 )
 from reconciler.core.resources import schemas_dir
 from tests.clock import SUITE_NOW
+from tests.configrepo import reconciler as run_cli
+from tests.people import People, seed_teams
+from tests.repositories import SeedRepo
 
 SECRET = b"notify-secret-for-tests"
 
@@ -430,3 +434,38 @@ def test_a_bad_notify_file_is_refused_naming_its_line_and_the_fix(
     assert error.hint
     if line is not None:
         assert error.line == line
+
+
+def test_a_bad_notify_file_stops_watch_before_it_starts_naming_file_and_line(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    path = tmp_path / "notify.toml"
+    path.write_text('[targets.audit]\ntype = "webhook"\nurl = "https://x"\nsecret_env = "NOPE"\n')
+    result = run_cli(
+        "watch",
+        "--repo",
+        repo.path,
+        "--key",
+        people.reconciler.key,
+        "--notify",
+        path,
+        env={key: value for key, value in os.environ.items() if key != "NOPE"},
+    )
+    assert result.exit_code == 2, result.stderr
+    assert f"{path}:4" in result.stderr
+    assert "secret_env = 'NOPE' names no set environment variable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_names_a_routes_unknown_environment_with_the_likely_one(
+    tmp_path: Path, people: People
+) -> None:
+    teams = seed_teams(people)
+    teams["notifications"] = [{"target": "audit", "environments": ["development", "prodution"]}]
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    result = run_cli("validate", "--repo", repo.path)
+    assert result.exit_code == 1
+    assert "teams.yaml:" in result.stdout
+    assert "unknown environment 'prodution'" in result.stdout
+    assert "did you mean 'production'?" in result.stdout
