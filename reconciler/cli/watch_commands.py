@@ -81,7 +81,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="RECONCILER_NOTIFY",
     help="A TOML file naming the notification targets (webhook URLs and secrets, apprise "
-    "URLs); teams.yaml `notifications:` says which events go to which.",
+    "URLs); teams.yaml `notifications:` says which events go to which (env RECONCILER_NOTIFY).",
 )
 @format_option(*FORMATS)
 def watch(
