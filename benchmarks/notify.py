@@ -97,7 +97,7 @@ def measure(passes: int, events: int, state: Path) -> dict[str, Any]:
     policy = _policy(routes)
     lines: list[str] = []
     courier = Courier(
-        state,
+        state / "main.notifications.sqlite",
         NotifyConfig(targets, Delivery(queue=passes * events * 2 + 10, attempts=1)),
         source="/reconciler/benchmark",
         log=lambda level, event, message, fields: lines.append(event),

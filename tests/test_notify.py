@@ -24,7 +24,6 @@ import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
 from reconciler.adapters.notify import (
-    LOG_FILE,
     Courier,
     Delivery,
     NotifyConfig,
@@ -184,7 +183,7 @@ def courier(
         {target.name: target for target in targets},
         Delivery(queue=queue, retry_first=retry_first, retry_max=1.0, attempts=attempts),
     )
-    return Courier(state, config, source="/reconciler/test", log=log)
+    return Courier(state / "main.notifications.sqlite", config, source="/reconciler/test", log=log)
 
 
 def webhook(url: str, secret: bytes | None = SECRET, name: str = "audit") -> Target:
@@ -192,7 +191,7 @@ def webhook(url: str, secret: bytes | None = SECRET, name: str = "audit") -> Tar
 
 
 def rows(state: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(state / LOG_FILE) as db:
+    with sqlite3.connect(state / "main.notifications.sqlite") as db:
         return list(
             db.execute("SELECT id, target, status, attempts FROM deliveries ORDER BY queued_at")
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.notify import LOG_FILE
 from tests.people import People, seed_teams
 from tests.repositories import SeedRepo
 from tests.runner import DRIVER, command_environment
@@ -132,7 +131,10 @@ def test_a_watched_pass_and_its_runs_tell_the_routed_targets_and_a_restart_resen
     assert {event.get_id() for event in revived.events()} >= undelivered
     assert len(waits.requests) == 1
     assert len(audit.ok()) == 6
-    assert (state / LOG_FILE).is_file()
+    # Beside the state store of the branch it follows.
+    assert sorted(path.name for path in state.glob("*.notifications.sqlite")) == [
+        "main.notifications.sqlite"
+    ]
 
 
 def test_three_failed_passes_in_a_row_tell_that_the_service_is_unhealthy_once(

@@ -9,8 +9,8 @@ A run hands a notice and a target to `Courier.send`, which only puts it on a
 bounded queue (microseconds): a slow or dead target never slows or fails a
 run. When the queue is full the *newest* notice is dropped, logged
 (`notify-dropped`) and counted. One worker thread takes the queue, writes
-each delivery to its log (`notifications.sqlite` in the state directory, a
-file of its own: the state store is not this adapter's) and delivers it:
+each delivery to its log (`<branch>.notifications.sqlite` beside the state
+store, a file of its own: the store is not this adapter's) and delivers it:
 
 - a `webhook` target gets a CloudEvent (structured JSON, through the
   `cloudevents` SDK; CDEvents types where one fits) signed like GitHub's
@@ -50,7 +50,7 @@ from typing import Any, Final, Literal
 from reconciler.core.errors import UsageError
 from reconciler.core.notices import RUN_ROLLED_BACK, RUN_SUCCEEDED, TARGET_NAME, Notice
 
-LOG_FILE: Final = "notifications.sqlite"
+LOG_SUFFIX: Final = ".notifications.sqlite"
 SIGNATURE_HEADER: Final = "X-Reconciler-Signature-256"
 STOP_CHECK: Final = 0.2  # seconds: how soon the worker notices a stop
 FINAL_FLUSH: Final = 5.0  # seconds a stop gives due deliveries, one attempt each
@@ -332,6 +332,13 @@ def _secret(
 # -- delivering -----------------------------------------------------------------------------
 
 
+def log_path(store: Path) -> Path:
+    """The delivery log beside the state store `store` (`main.sqlite3`: `main.notifications
+    .sqlite`): one per followed branch, as the store, so that two services sharing a state
+    directory never resend each other's notices."""
+    return store.with_name(store.name.removesuffix(".sqlite3") + LOG_SUFFIX)
+
+
 def signature(secret: bytes, body: bytes) -> str:
     """The value of `X-Reconciler-Signature-256`, as GitHub signs its webhooks."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -372,14 +379,14 @@ class Courier:
 
     def __init__(
         self,
-        state_dir: Path,
+        path: Path,
         config: NotifyConfig,
         *,
         source: str,
         log: Log,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self.path = state_dir / LOG_FILE
+        self.path = path  # the delivery log (`log_path`)
         self.config = config
         self.source = source  # the CloudEvents `source`: which reconciler says it
         self._log = log
@@ -408,7 +415,7 @@ class Courier:
         except queue.Full:
             with self._idle:
                 self._busy -= 1
-            self.dropped += 1
+                self.dropped += 1  # runs' threads and the pass's send at once
             self._log(
                 "warning",
                 "notify-dropped",

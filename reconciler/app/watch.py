@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from reconciler.adapters.metrics import Metrics
-from reconciler.adapters.notify import Courier, NotifyConfig
+from reconciler.adapters.notify import Courier, NotifyConfig, log_path
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.app.notices import Notifications
@@ -183,7 +183,7 @@ class Watch:
         if settings.notify is not None:
             instance = self.reconciler.instance
             courier = Courier(
-                self.reconciler.state_dir,
+                log_path(self.reconciler.store.path),
                 settings.notify,
                 source=f"/reconciler/{instance}",
                 log=self._notify_log,
