@@ -29,6 +29,7 @@ from reconciler.adapters.notify import (
     NotifyConfig,
     Target,
     load_config,
+    notice_json,
 )
 from reconciler.core.errors import UsageError
 from reconciler.core.model import Route
@@ -468,3 +469,34 @@ def test_validate_names_a_routes_unknown_environment_with_the_likely_one(
     assert "teams.yaml:" in result.stdout
     assert "unknown environment 'prodution'" in result.stdout
     assert "did you mean 'production'?" in result.stdout
+
+
+def test_the_log_forgets_settled_deliveries_after_30_days_and_keeps_pending_ones(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    hook = receiver(receivers)
+    config = NotifyConfig({"audit": webhook(hook.url)}, Delivery(retry_first=0.05))
+    path = tmp_path / "main.notifications.sqlite"
+    clock = [1_000_000.0]
+    sender = Courier(path, config, source="/t", log=Log(), now=lambda: clock[0])
+    sender.start()
+    sender.send(notice(run="old.1"), "audit")
+    assert sender.wait_idle(30)
+    sender.close()
+    with sqlite3.connect(path) as db:  # as a delivery left pending by a crash would be
+        db.execute(
+            "INSERT INTO deliveries VALUES ('run.failed/crashed.1', 'audit', 'run.failed', ?,"
+            " 'pending', 0, 0, NULL, 0, NULL)",
+            (notice_json(notice(RUN_FAILED, "crashed.1")),),
+        )
+    clock[0] += 31 * 86400
+    later = Courier(path, config, source="/t", log=Log(), now=lambda: clock[0])
+    later.start()
+    later.send(notice(run="old.1"), "audit")  # forgotten: told again
+    assert later.wait_idle(30)
+    later.close()
+    assert [event.get_id() for event in hook.events()] == [
+        "run.succeeded/old.1",
+        "run.failed/crashed.1",
+        "run.succeeded/old.1",
+    ]

@@ -54,6 +54,9 @@ LOG_SUFFIX: Final = ".notifications.sqlite"
 SIGNATURE_HEADER: Final = "X-Reconciler-Signature-256"
 STOP_CHECK: Final = 0.2  # seconds: how soon the worker notices a stop
 FINAL_FLUSH: Final = 5.0  # seconds a stop gives due deliveries, one attempt each
+# How long the log keeps a delivery that is settled (delivered or given up): a notice
+# derived again within it (a plan still waiting after a restart) is not told again.
+KEEP_SETTLED: Final = 30 * 86400.0
 # CDEvents (cdevents.dev, spec 0.4) where one fits the event; the reconciler's own otherwise.
 CDEVENTS_TYPES: Final = {
     RUN_SUCCEEDED: "dev.cdevents.service.deployed.0.2.0",
@@ -462,6 +465,10 @@ class Courier:
                 " notice TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,"
                 " next_at REAL NOT NULL, last_error TEXT, queued_at REAL NOT NULL,"
                 " delivered_at REAL, PRIMARY KEY (id, target))"
+            )
+            db.execute(
+                "DELETE FROM deliveries WHERE status != 'pending' AND queued_at < ?",
+                (self._now() - KEEP_SETTLED,),
             )
             # Resent at once: whatever kept them from their target may be over by now.
             start = self._now()
