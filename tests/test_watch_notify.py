@@ -1,5 +1,6 @@
 """`reconciler watch --notify`: real passes and runs tell real local receivers, as routed by
-teams.yaml, while a dead target slows nothing; a restart resends what was not delivered.
+teams.yaml, while a dead target slows nothing; a restart resends what was not delivered;
+drift the service finds is told.
 
 The watcher runs as a subprocess (tests/test_watch.py's `Watcher`); the receivers
 are tests/test_notify.py's, checking the HMAC and parsing the CloudEvents.
@@ -10,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reconciler.adapters.drivers import LocalDriver
 from tests.people import People, seed_teams
-from tests.repositories import SeedRepo
+from tests.repositories import SeedRepo, build
 from tests.runner import DRIVER, command_environment
-from tests.scenarios import PORTAL, QA_PLAN, qa_plan
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL, QA_PLAN, dev_plan, qa_plan
+from tests.test_drivers import step
 from tests.test_notify import Receiver, receivers, rows
 from tests.test_watch import Watcher, push, push_plan, start_watch, watchers
 
@@ -162,3 +165,37 @@ def test_three_failed_passes_in_a_row_tell_that_the_service_is_unhealthy_once(
     assert isinstance(data, dict)
     assert data["failed_passes"] == 3
     assert "history was rewritten" in data["error"]
+
+
+def test_drift_the_service_finds_is_told_once_per_version_found(
+    tmp_path: Path, people: People, watchers: list[Watcher], receivers: list[Receiver]
+) -> None:
+    teams = seed_teams(people)
+    teams["notifications"] = [{"target": "ops", "events": ["drift.found"]}]
+    repo = SeedRepo.create(tmp_path, people, teams=teams)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})  # triggered: runs at once
+    secret = tmp_path / "notify-secret"
+    secret.write_text("drift-secret\n")
+    ops = Receiver(secret=b"drift-secret")
+    receivers.append(ops)
+    config = notify_file(tmp_path / "notify.toml", secret, {"ops": ops.url})
+    watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
+    watcher.wait_for_event("run-finished", result="succeeded")
+    assert watcher.named("drift")[0]["adrift"] == 0  # the run's own deploy is no drift
+    assert watcher.stop() == 0
+    assert ops.requests == []
+    # Someone switches development's ecommerce by hand while the service is down.
+    build(repo.driver_root, "ecommerce", "1.3.9")
+    output: list[str] = []
+    assert LocalDriver(repo.driver_root).deploy(step(version="1.3.9"), output.append).ok
+    for _ in range(2):  # each start looks again; the second finds what the first told
+        watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
+        watcher.wait_for_event("drift", adrift=1)
+        ops.wait(1)
+        assert watcher.stop() == 0
+    [event] = ops.events()
+    assert event.get_type() == "dev.reconciler.drift.found.v1"
+    assert event.get_subject() == "development"
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert (data["application"], data["recorded"], data["found"]) == ("ecommerce", "1.4.0", "1.3.9")

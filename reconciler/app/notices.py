@@ -11,10 +11,9 @@ docs/design.md, "Notifications".
 Each notice's id is for good (`run.failed/<run>`,
 `plan.waiting/<plan>@<blob>`, ...): the courier's log tells a
 target each id once, so a restart that derives the same notices again says
-nothing twice. Two hooks wait for what the service does not do yet: drift
-(`drift_notices`, for a service that looks for drift; `reconciler plan`
-does today) and rolled-back runs (`RESULT_KINDS`: a run whose result is
-`rolled-back`, once a run can end so).
+nothing twice. Drift is looked for by the watcher on its start and resync passes, when a
+route sends it (`drift_notices`). A hook waits for rolled-back runs
+(`RESULT_KINDS`: a run whose result is `rolled-back`, once a run can end so).
 """
 
 from __future__ import annotations
@@ -178,8 +177,7 @@ def unhealthy_notice(instance: str, failures: int, error: str, at: datetime) -> 
 
 
 def drift_notices(drift: DriftReport, at: datetime) -> list[Notice]:
-    """The hook for a service that looks for drift: one notice per application adrift,
-    once per recorded and found version."""
+    """One notice per application adrift, once per recorded and found version."""
     return [
         Notice(
             f"{DRIFT_FOUND}/{item.environment}/{item.application}/{item.recorded}/{item.current}",
@@ -236,6 +234,10 @@ class Notifications:
         at: datetime,
     ) -> None:
         self.tell(run_notice(started, report, error, at))
+
+    def hears(self, kind: str) -> bool:
+        """Whether some route sends `kind` (to spare looking for what nobody would hear)."""
+        return any(route.events is None or kind in route.events for route in self._routes)
 
     def tell(self, notice: Notice) -> None:
         for target in targets_for(notice, self._routes):

@@ -261,6 +261,8 @@ class PassReport:
     # Environments whose next plan waits because their driver cannot load here, and why.
     held: dict[str, ConfigError] = field(default_factory=dict)
     policy: Policy | None = None  # the policy in force at `settled` (the notices' routes)
+    # What deployments/ records there, by environment and application (the service's drift).
+    deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -458,6 +460,7 @@ class Reconciler:
                     continue  # `base` is stale: the round again, on the branch as it is
                 report.settled = tip
                 report.policy = history.policy
+                report.deployed = history.deployed
                 if self.options.dry_run:
                     report.would_run = tuple(
                         queue[0]
@@ -843,6 +846,10 @@ class Reconciler:
     def _driver(self, environment: Environment) -> Driver:
         root = self.options.driver_root or self.state_dir / "releases"
         return load_driver(environment.driver, root)
+
+    def driver(self, environment: Environment) -> Driver:
+        """The driver the runs in `environment` use (the service asks it for drift)."""
+        return self._driver(environment)
 
     def _finish(
         self,

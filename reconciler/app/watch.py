@@ -45,16 +45,21 @@ from reconciler.adapters.metrics import Metrics
 from reconciler.adapters.notify import Courier, NotifyConfig, log_path
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
-from reconciler.app.notices import Notifications
+from reconciler.app.drift import find_drift
+from reconciler.app.notices import Notifications, drift_notices
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
 from reconciler.core.errors import ReconcilerError, UsageError
+from reconciler.core.notices import DRIFT_FOUND
 
 STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
 LOCK_WAIT: Final = 1.0  # seconds to follow a ref whose lock file is held
 LOCK_POLL: Final = 0.005
 
 Level = Literal["info", "warning", "error"]
+# The passes after which the service looks for drift, when a route sends it: its first, and
+# the full resync every few minutes (a driver's answer may take seconds per application).
+DRIFT_PASSES: Final = frozenset({"start", "resync"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,7 @@ class Watch:
         self._health_lock = threading.Lock()
         self._started_at = clock()
         self.notices: Notifications | None = None
+        self._drift_lock = threading.Lock()  # held while a look for drift runs
         if settings.notify is not None:
             instance = self.reconciler.instance
             courier = Courier(
@@ -483,7 +489,39 @@ class Watch:
         self._log_pass(summary, report, started)
         if self.notices is not None:
             self.notices.after_pass(report, started, at)
+            if request.reasons & DRIFT_PASSES and self.notices.hears(DRIFT_FOUND):
+                self._look_for_drift(report)
         return report
+
+    def _look_for_drift(self, report: PassReport) -> None:
+        """Ask the drivers what runs, in a thread of its own (they may take seconds), in the
+        environments without a run: a run's own deploys are no drift. One look at a time."""
+        if report.policy is None or not self._drift_lock.acquire(blocking=False):
+            return
+        busy = {item.environment for item in self.workers.busy()}
+        deployed = {name: apps for name, apps in report.deployed.items() if name not in busy}
+        policy = report.policy
+
+        def look() -> None:
+            try:
+                found = find_drift(policy, deployed, self.reconciler.driver)
+                if self.notices is not None:
+                    for notice in drift_notices(found, self.clock()):
+                        self.notices.tell(notice)
+                self._log(
+                    "warning" if found.drift else "info",
+                    "drift",
+                    f"{len(found.drift)} application(s) adrift"
+                    + "".join(f"; {item.text()}" for item in found.drift),
+                    adrift=len(found.drift),
+                    notes=list(found.notes),
+                )
+            except Exception as error:  # drift is news, never a reason to stop the service
+                self._log("warning", "drift-failed", f"could not look for drift: {error}")
+            finally:
+                self._drift_lock.release()
+
+        threading.Thread(target=look, name="drift", daemon=True).start()
 
     def _count_pass(
         self, duration: float, report: PassReport | None, at: datetime | None = None
