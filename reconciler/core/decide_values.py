@@ -9,7 +9,7 @@ of one of its sign-offs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -82,6 +82,9 @@ class History:
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
     revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
     uncancelled: frozenset[PlanRef] = frozenset()  # versions whose landing un-cancelled them
+    # What the records show ran in the environments rollback plans go to: environment ->
+    # application -> versions (`pipeline.versions_ran`); only those, as only they are asked.
+    ran: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
