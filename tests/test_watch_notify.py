@@ -18,6 +18,7 @@ from tests.runner import DRIVER, command_environment
 from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL, QA_PLAN, dev_plan, qa_plan
 from tests.test_drivers import step
 from tests.test_notify import Receiver, receivers, rows
+from tests.test_rollback_plans import ROLLBACK_QA, qa_ran_1_4_then_1_5, rollback_plan
 from tests.test_watch import Watcher, push, push_plan, start_watch, watchers
 
 __all__ = ["receivers", "watchers"]  # fixtures
@@ -199,3 +200,37 @@ def test_drift_the_service_finds_is_told_once_per_version_found(
     data = event.get_data()
     assert isinstance(data, dict)
     assert (data["application"], data["recorded"], data["found"]) == ("ecommerce", "1.4.0", "1.3.9")
+
+
+def test_a_rollback_plans_run_is_told_as_a_cdevents_rollback(
+    tmp_path: Path, people: People, watchers: list[Watcher], receivers: list[Receiver]
+) -> None:
+    teams = seed_teams(people)
+    teams["notifications"] = [{"target": "ops", "events": ["run.rolled-back", "run.succeeded"]}]
+    repo = qa_ran_1_4_then_1_5(tmp_path, people, teams=teams)
+    # Development's release of 1.4.0, which the rollback copies into quality assurance.
+    build(repo.driver_root, "ecommerce", "1.4.0")
+    output: list[str] = []
+    assert LocalDriver(repo.driver_root).deploy(step(version="1.4.0"), output.append).ok
+    rollback = rollback_plan("rollback-quality-assurance-1", "quality-assurance", [ECOMMERCE])
+    repo.commit(people.alice, {ROLLBACK_QA: rollback})
+    repo.trigger(people.olga, ROLLBACK_QA)
+    secret = tmp_path / "notify-secret"
+    secret.write_text("rollback-secret\n")
+    ops = Receiver(secret=b"rollback-secret")
+    receivers.append(ops)
+    config = notify_file(tmp_path / "notify.toml", secret, {"ops": ops.url})
+    watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
+    finished = watcher.wait_for_event("run-finished")
+    assert finished["result"] == "succeeded", finished
+    ops.wait(1)
+    assert watcher.stop() == 0
+    [event] = ops.events()
+    assert event.get_type() == "dev.cdevents.service.rolledback.0.2.0"
+    assert event.get_id() == f"run.rolled-back/{finished['run']}"
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert (data["result"], data["applications"]) == (
+        "succeeded",
+        [{"name": "ecommerce", "version": "1.4.0"}],
+    )

@@ -12,8 +12,9 @@ Each notice's id is for good (`run.failed/<run>`,
 `plan.waiting/<plan>@<blob>`, ...): the courier's log tells a
 target each id once, so a restart that derives the same notices again says
 nothing twice. Drift is looked for by the watcher on its start and resync passes, when a
-route sends it (`drift_notices`). A hook waits for rolled-back runs
-(`RESULT_KINDS`: a run whose result is `rolled-back`, once a run can end so).
+route sends it (`drift_notices`). A rollback plan's run that succeeded is told
+as rolled back; a hook waits for runs that roll themselves back (`RESULT_KINDS`:
+a run whose result is `rolled-back`, once a run can end so).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from reconciler.core.notices import (
     targets_for,
 )
 
-# A run's result (its finish record's `Result:`) and the event it makes. `rolled-back` is
-# the hook for runs that roll back (issue 18): a run ending so is told as `run.rolled-back`.
+# A run's result (its finish record's `Result:`) and the event it makes. A rollback plan's
+# run that succeeded is `run.rolled-back` too (`run_notice`); the result `rolled-back` is the
+# hook for a run that rolls itself back (`on_failure: rollback`, issue 18), once runs can.
 RESULT_KINDS: Final = {
     "succeeded": RUN_SUCCEEDED,
     "failed": RUN_FAILED,
@@ -141,9 +143,13 @@ def pass_notices(report: PassReport, started: Sequence[StartedRun], at: datetime
 def run_notice(
     started: StartedRun, report: RunReport | None, error: BaseException | None, at: datetime
 ) -> Notice:
-    """How a run ended; `report` None when it could not be completed (`error`): failed."""
+    """How a run ended; `report` None when it could not be completed (`error`): failed.
+    A rollback plan's run that succeeded is a rollback (`reconciler rollback ENV`)."""
     result = "failed" if report is None else report.result
     kind = RESULT_KINDS.get(result, RUN_FAILED)
+    plan = started.decision.plan
+    if kind == RUN_SUCCEEDED and plan is not None and plan.rollback:
+        kind = RUN_ROLLED_BACK
     failed_step = None if report is None else report.failed_step
     reason = str(error) if report is None else report.reason
     return Notice(
