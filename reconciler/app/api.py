@@ -492,17 +492,20 @@ def watch(
     secret_file: Path | None,
     log: Callable[[LogEvent], None],
     on_start: Callable[[Callable[[], None]], None],
+    notify_file: Path | None = None,
 ) -> None:
     """Reconcile on every change of the branch until stopped (`watch.Watch.run`).
 
     `on_start` is handed the watcher's `stop` before it starts (the CLI's signal handlers).
     """
+    from reconciler.adapters.notify import load_config  # noqa: PLC0415
     from reconciler.app.watch import Watch, WatchSettings  # noqa: PLC0415
 
     settings = WatchSettings(
         interval=interval,
         listen=listen,
         webhook_secret=read_secret(secret_file) if secret_file else None,
+        notify=load_config(notify_file) if notify_file is not None else None,
     )
     watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=log)
     on_start(watcher.stop)

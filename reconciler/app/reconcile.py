@@ -255,11 +255,16 @@ class PassReport:
     refused: list[PlanRef] = field(default_factory=list)
     why_refused: dict[PlanRef, tuple[str, ...]] = field(default_factory=dict)  # by `refused`
     interrupted: list[str] = field(default_factory=list)
+    # The environment each of `interrupted` ran in (the service's notices say where).
+    interrupted_in: dict[str, str] = field(default_factory=dict)
     would_run: tuple[Decision, ...] = ()
     dry_run: bool = False
     shard: tuple[str, ...] | None = None  # `--environments`, sorted; None: not sharded
     # Environments whose next plan waits because their driver cannot load here, and why.
     held: dict[str, ConfigError] = field(default_factory=dict)
+    policy: Policy | None = None  # the policy in force at `settled` (the notices' routes)
+    # What deployments/ records there, by environment and application (the service's drift).
+    deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -458,6 +463,8 @@ class Reconciler:
                         raise
                     continue  # `base` is stale: the round again, on the branch as it is
                 report.settled = tip
+                report.policy = history.policy
+                report.deployed = history.deployed
                 if self.options.dry_run:
                     report.would_run = tuple(
                         queue[0]
@@ -470,6 +477,9 @@ class Reconciler:
                 if records:
                     if self._publish(writer.chain(tip, records), base, pending, walk):
                         report.interrupted.extend(item.run.id for item in runs.interrupted)
+                        report.interrupted_in.update(
+                            (item.run.id, item.run.environment) for item in runs.interrupted
+                        )
                         report.refused.extend(item.ref for item in runs.refused)
                         report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
                         # Once per version even were a record not read back as one:
@@ -880,6 +890,10 @@ class Reconciler:
             )
         )
         return load_driver(environment.driver, root, committer)
+
+    def driver(self, environment: Environment) -> Driver:
+        """The driver the runs in `environment` use (the service asks it for drift)."""
+        return self._driver(environment)
 
     def _finish(
         self,

@@ -44,9 +44,11 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from reconciler.adapters.metrics import Metrics
+from reconciler.adapters.notify import Courier, NotifyConfig, log_path
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.app.drift import Drift
+from reconciler.app.notices import Notifications, drift_notices
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
 from reconciler.core.decide_values import History
@@ -69,6 +71,7 @@ class WatchSettings:
     resync: float = 300.0  # a full pass at least this often
     backoff_first: float = 1.0
     backoff_max: float = 60.0
+    notify: NotifyConfig | None = None  # `--notify FILE`: the targets notices may go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,16 @@ class Watch:
         self._observed: tuple[History | None, float] = (None, -math.inf)
         self._drift_wanted = threading.Event()
         self._drift_thread: threading.Thread | None = None
+        self.notices: Notifications | None = None
+        if settings.notify is not None:
+            instance = self.reconciler.instance
+            courier = Courier(
+                log_path(self.reconciler.store.path),
+                settings.notify,
+                source=f"/reconciler/{instance}",
+                log=self._notify_log,
+            )
+            self.notices = Notifications(courier, instance, self._notify_log)
 
     # -- control ------------------------------------------------------------------
 
@@ -222,6 +235,8 @@ class Watch:
 
     def _open_sources(self) -> None:
         settings = self.settings
+        if self.notices is not None:
+            self.notices.start()
         shard = self.reconciler.shard
         if self.remote is None:
             repo = self.reconciler.repo
@@ -463,6 +478,8 @@ class Watch:
             duration = time.monotonic() - began
             self._count_pass(duration, None)
             self._failed_pass(number, at, duration, trigger, error)
+            if self.notices is not None:
+                self.notices.after_failed_pass(str(error), at)
             return None
         duration = time.monotonic() - began
         self._worked = True
@@ -491,6 +508,8 @@ class Watch:
         self._log_pass(summary, report, started)
         if number == 1:
             self._drift_wanted.set()  # at start, then at every poll
+        if self.notices is not None:
+            self.notices.after_pass(report, started, at)
         return report
 
     def _count_pass(
@@ -610,6 +629,9 @@ class Watch:
         except Exception as error:  # a driver's bug must not stop the watcher
             self._log("error", "drift-failed", f"drift could not be checked: {error}")
             return
+        if self.notices is not None:  # each once per version found (the notice's id)
+            for notice in drift_notices(report, self.clock()):
+                self.notices.tell(notice)
         before = self._drift
         kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
         found = (frozenset({*report.drift, *kept}), frozenset(report.notes))
@@ -686,6 +708,8 @@ class Watch:
                 result=report.result,
                 failed_step=report.failed_step,
             )
+        if self.notices is not None:
+            self.notices.after_run(started, report, error, self.clock())
         self.trigger.request("run-finished", force=True)
 
     # -- shutting down ----------------------------------------------------------------
@@ -719,10 +743,17 @@ class Watch:
                 self._log(
                     "info", "flushed", f"published {flushed} finish record(s) from the outbox"
                 )
+        if self.notices is not None:  # after the workers: their runs' notices are queued
+            self.notices.close()
         if self._webhook is not None:
             self._webhook.stop()
         self.reconciler.close()
         self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
+
+    def _notify_log(
+        self, level: Level, event: str, message: str, fields: Mapping[str, Any]
+    ) -> None:
+        self._log(level, event, message, **fields)
 
     def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
         with self._log_lock:

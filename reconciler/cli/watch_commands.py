@@ -81,6 +81,14 @@ def parse_listen(text: str) -> tuple[str, int]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The webhooks' shared secret (GitHub: the HMAC key; GitLab: the token).",
 )
+@click.option(
+    "--notify",
+    "notify_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECONCILER_NOTIFY",
+    help="A TOML file naming the notification targets (webhook URLs and secrets, apprise "
+    "URLs); teams.yaml `notifications:` says which events go to which (env RECONCILER_NOTIFY).",
+)
 @format_option(*FORMATS)
 def watch(
     repo: Path | None,
@@ -94,6 +102,7 @@ def watch(
     interval: float,
     listen: str | None,
     webhook_secret_file: Path | None,
+    notify_file: Path | None,
     output_format: str,
 ) -> Outcome:
     """Reconcile on every change of the branch, for as long as it runs.
@@ -144,5 +153,6 @@ def watch(
         secret_file=webhook_secret_file,
         log=reporter_for(output_format).log_event,
         on_start=stop_on_signals,
+        notify_file=notify_file,
     )
     return Outcome.OK

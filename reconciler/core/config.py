@@ -29,6 +29,7 @@ from reconciler.core.model import (
     Plan,
     PlanEntry,
     Policy,
+    Route,
     Team,
     Verify,
     Window,
@@ -201,6 +202,19 @@ def build_policy(
             if data.get("vouches_for_squash_author") is True
         ),
         unusable_keys=unusable,
+        notifications=routes_from(teams.get("notifications")),
+    )
+
+
+def routes_from(entries: Any) -> tuple[Route, ...]:
+    """teams.yaml's validated `notifications:` list as routes."""
+    return tuple(
+        Route(
+            target=entry["target"],
+            events=frozenset(entry["events"]) if "events" in entry else None,
+            environments=frozenset(entry["environments"]) if "environments" in entry else None,
+        )
+        for entry in entries or ()
     )
 
 

@@ -187,6 +187,16 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """teams.yaml `notifications:` entry: these events of these environments go to `target`;
+    None: every event, or every environment and the service's own."""
+
+    target: str
+    events: frozenset[str] | None = None
+    environments: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """The rules in force: teams.yaml and environments/ as one value.
 
@@ -213,6 +223,7 @@ class Policy:
     squash_hosts: frozenset[str] = frozenset()  # hosts vouching for their squash commits' authors
     # OpenPGP keys listed but revoked or expired (`openpgp.unusable`): fingerprint -> why
     unusable_keys: Mapping[str, str] = field(default_factory=dict)
+    notifications: tuple[Route, ...] = ()  # who hears what the service says (`notices`)
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
         """(team, role) pairs the user holds, in teams.yaml order."""
