@@ -110,7 +110,7 @@ def test_a_flag_overrides_the_config_file(
         ("# the service\n\ninterval = true\n", 3, "write interval = 30 or 0.5"),
         ("interval = 0.01\n", 1, "pass --interval instead"),
         ('environments = ["development", 3]\n', 1, 'write environments = ["development"'),
-        ('instance = "a"\n\n[notify]\nops = "https://chat.example/hook"\n', 3, "reads no tables"),
+        ('instance = "a"\n\n[targets]\nops = "https://chat.example/hook"\n', 3, "reads no tables"),
         ('state-dir = "/var/lib/reconciler"\nkey = \n', 2, "one setting a line"),
     ],
 )
