@@ -71,6 +71,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
     permissions = dict(DEFAULT_PERMISSIONS)
     permissions.update({name: tuple(roles) for name, roles in data.get("permissions", {}).items()})
     ttl = gates.get("approval_ttl")
+    soak = gates.get("soak")
     return Environment(
         name=data["name"],
         order=data["order"],
@@ -98,6 +99,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
                 )
                 for freeze in gates.get("freezes", ())
             ),
+            soak=parse_duration(soak) if soak else None,
         ),
         driver=DriverSpec(
             type=driver["type"],
@@ -109,6 +111,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
             check=tuple(driver.get("check", ())),
         ),
         verify=_verify(data.get("verify")),
+        on_failure=data.get("on_failure", "stop"),
     )
 
 

@@ -91,6 +91,8 @@ class Gates:
     approval_ttl: timedelta | None = None
     windows: tuple[Window, ...] = ()
     freezes: tuple[Freeze, ...] = ()
+    # How long a version must have run verified in promotes_from before it may come here.
+    soak: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class Environment:
     gates: Gates
     driver: DriverSpec
     verify: Verify | None = None  # None: deployed applications are not checked
+    # What a failed run does: stop where it failed, or redeploy what it replaced.
+    on_failure: Literal["stop", "rollback"] = "stop"
 
     def roles_holding(self, permission: str) -> tuple[str, ...]:
         return self.permissions.get(permission, ())
