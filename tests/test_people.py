@@ -684,8 +684,8 @@ def test_init_makes_nothing_when_its_templates_would_not_validate(
         )
     assert str(raised.value) == (
         "the new configuration would not be valid: environments/production.yaml:15:1: "
-        "unknown key 'surprise' (allowed keys: driver, gates, name, order, permissions, "
-        "promotes_from, verify)"
+        "unknown key 'surprise' (allowed keys: driver, gates, name, on_failure, order, "
+        "permissions, promotes_from, verify)"
     )
     assert not (tmp_path / "config").exists()
 

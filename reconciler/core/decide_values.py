@@ -9,7 +9,7 @@ of one of its sign-offs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -82,11 +82,14 @@ class History:
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
     revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
     uncancelled: frozenset[PlanRef] = frozenset()  # versions whose landing un-cancelled them
+    # Where a soak gate counts: environment -> application -> when its running version's
+    # record verified it (`decide.verified_since`).
+    verified_since: Mapping[str, Mapping[str, datetime]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    what: Literal["state", "approval", "trigger", "window", "promotion", "retry", "driver"]
+    what: Literal["state", "approval", "trigger", "window", "promotion", "soak", "retry", "driver"]
     reason: Reason
     until: datetime | None = None
 

@@ -356,6 +356,22 @@ class Record:
     refused: tuple[PlanRef, ...]
     committed_at: datetime
     retry_of: str | None = None
+    # The applications it says were checked and passed, "<app> <version>" (`verified_steps`).
+    verified: tuple[str, ...] = ()
+
+
+def verified_steps(trailers: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """What a finish record says passed its checks, "<app> <version>" each: its steps
+    (`Verified: 1 ecommerce 1.4.0`) and what its rollback put back and verified
+    (`Rolled-Back: ecommerce 1.4.0 (verified)`)."""
+    steps = (value.split(" ", 1)[-1] for value in trailers.get("Verified", ()))
+    suffix = " (verified)"
+    rolled = (
+        value.removesuffix(suffix)
+        for value in trailers.get("Rolled-Back", ())
+        if value.endswith(suffix)
+    )
+    return tuple(dict.fromkeys(item for item in (*steps, *rolled) if item.count(" ") == 1))
 
 
 def parse_record(
@@ -399,6 +415,7 @@ def parse_record(
         ),
         committed_at=committed_at,
         retry_of=one("Retry-Of"),
+        verified=verified_steps(trailers) if result in (*FINISHED, LATE) else (),
     )
 
 

@@ -354,6 +354,7 @@ def _record_json(row: Record) -> dict[str, Any]:
     return {
         "kind": "record",
         "retry_of": row.retry_of,
+        "verified": list(row.verified),
         "commit": row.commit,
         "seq": row.seq,
         "result": row.result,
@@ -384,6 +385,8 @@ def _record(data: Mapping[str, Any]) -> Record:
         refused=tuple(ref for ref in map(_ref, data["refused"]) if ref),
         committed_at=datetime.fromisoformat(data["committed_at"]),
         retry_of=data.get("retry_of"),
+        # Rows kept before checks: nothing verified, so no soak counts from them.
+        verified=tuple(data.get("verified") or ()),
     )
 
 
