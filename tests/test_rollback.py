@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reconciler.adapters.drivers import LocalDriver, Step
@@ -259,6 +260,7 @@ def test_a_step_whose_deploy_fails_is_rolled_back_with_the_command_driver(
     assert versions == {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"}
 
 
+@pytest.mark.slow
 def test_a_check_that_times_out_is_rolled_back(tmp_path: Path, people: People) -> None:
     repo, state, _ = command_repo(tmp_path, people, slow="1.5.0")
     first_run(repo, people, OLD)

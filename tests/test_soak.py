@@ -9,6 +9,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.configrepo import dump, example_file, reconciler
 from tests.people import People
 from tests.repositories import SeedRepo, run_git
@@ -195,6 +197,7 @@ def test_a_human_commit_forging_a_verified_finish_record_does_not_start_the_soak
 # -- end to end ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_promotion_waits_for_a_short_soak_then_runs(tmp_path: Path, people: People) -> None:
     extra = {
         QA: quality_assurance("10s"),

@@ -399,7 +399,7 @@ def deployed_runs(
             continue
         data = load(read_blob(value(fields, CONTENT)), path).data
         deployed[placement.name] = {
-            app: (entry["version"], entry["run"])
+            app: (entry["version"], entry.get("run", ""))
             for app, entry in (data.get("applications") or {}).items()
         }
     return deployed
