@@ -27,9 +27,9 @@ from reconciler.core.decide import (
     soak_sources,
     verified_since,
 )
-from reconciler.core.decide_values import History, Landed, OnMain, runs_from
+from reconciler.core.decide_values import History, Landed, OnMain, locks_from, runs_from
 from reconciler.core.errors import ConfigError
-from reconciler.core.events import PlanRef
+from reconciler.core.events import Lock, PlanRef
 from reconciler.core.fields import INVALID, value
 from reconciler.core.layout import place
 from reconciler.core.loader import load
@@ -172,6 +172,7 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
         uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
         verified_since=verified_since(soaking, store.records_of(soaked_runs)),
+        locks=locks_from(store.events(Lock)),
     )
 
 

@@ -179,6 +179,7 @@ class Session:
             seen.decisions,
             include_deployed=include_deployed,
             open_runs=[run for run in runs_from(records) if run.finished is None],
+            locks=seen.history.locks.values(),
         )
 
     def decisions(self) -> tuple[Decision, ...]:

@@ -197,6 +197,7 @@ def _in_play(
     approvers, missing = signoffs.approvers(history, ref, environment, now, verdicts)
     waits.extend(missing)
     waits.extend(_promotion(history, plan, environment, now))
+    waits.extend(_locked(history, plan))
     if not waits:
         waits.extend(_time_gate(environment, now))
     status: Status = "waiting" if waits else "executable"
@@ -344,6 +345,25 @@ def _promotion(history: History, plan: Plan, environment: Environment, now: date
         elif environment.gates.soak and current is not None:
             waits.extend(_soak(history, environment.gates.soak, source, entry.name, current, now))
     return waits
+
+
+def _locked(history: History, plan: Plan) -> tuple[Wait, ...]:
+    """The waits for the stop-the-line locks on the plan's environment or its applications
+    (Kuberpult's environment and application locks): nothing starts there while one holds."""
+    scopes = [plan.target, *(f"{plan.target}/{entry.name}" for entry in plan.applications)]
+    waits = []
+    for scope in scopes:
+        lock = history.locks.get(scope)
+        if lock is None:
+            continue
+        why = f": {lock.why}" if lock.why else ""
+        text = (
+            f"{scope} is locked by {lock.actor} since {lock.committed_at.isoformat()}{why} "
+            f"(`reconciler unlock {scope.replace('/', ' --app ')}`)"
+        )
+        facts = {"scope": scope, "by": lock.actor, "since": lock.committed_at, "why": lock.why}
+        waits.append(Wait("lock", reason("lock.held", text, **facts)))
+    return tuple(waits)
 
 
 def _soak(

@@ -40,7 +40,12 @@ APPROVE: Final = "Approve-Plan"
 DEPLOY: Final = "Deploy-Plan"
 RETRY: Final = "Retry-Run"
 RESULT: Final = "Result"
-HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY)
+# Stop-the-line locks: `Lock: <env>` or `Lock: <env>/<app>`, `Unlock: ...`, with why in
+# `Lock-Reason:`.
+LOCK: Final = "Lock"
+UNLOCK: Final = "Unlock"
+LOCK_REASON: Final = "Lock-Reason"
+HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY, LOCK, UNLOCK)
 RESULTS: Final = ("started", "succeeded", "failed", "interrupted", "refused", "heartbeat", "late")
 FINISHED: Final = ("succeeded", "failed", "interrupted")
 # A heartbeat extends a running run's lease; a late record says what a run did after main
@@ -337,6 +342,33 @@ class Signoff:
     held: bool  # the permission, under the policy that judged its landing
     reasons: tuple[str, ...]
     committed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A lock or unlock of an environment (`application` None) or of one application in it,
+    judged: it counts when `held` (`trailer_rules`)."""
+
+    kind: Literal["lock", "unlock"]
+    commit: str
+    seq: int
+    environment: str
+    application: str | None
+    why: str
+    actor: str | None
+    how: str
+    held: bool  # signed by a plan.deploy holder on the environment or a settings user
+    reasons: tuple[str, ...]
+    committed_at: datetime
+
+    @property
+    def scope(self) -> str:
+        """'production', or 'production/ecommerce'."""
+        return (
+            self.environment
+            if self.application is None
+            else (f"{self.environment}/{self.application}")
+        )
 
 
 @dataclass(frozen=True, slots=True)
