@@ -16,6 +16,13 @@ record, which loses races with the person's pushes and is rebuilt on the new
 tip each time. Goal: every run's under 5 s; the median and maximum are printed
 with the person's achieved rate and the checks that nothing was lost (each
 pushed commit is on main, each run has one start and one finish record).
+
+The reference, in the same storm once `apply` is done: plain git publishing
+`--runs` signed commits from a clone of its own (`land_by_git`, a process of
+its own): fetch, `git commit-tree -S` on the fetched tip, push, again until it
+lands, each timed from its first fetch to its landing. Both lose races to the
+same person; the ratios of the medians and maxima say how much of the latency
+is ours and how much the branch's.
 """
 
 from __future__ import annotations
@@ -97,14 +104,54 @@ def start_storm(
     clone: Path, rate: float, stop: Path, pushed: Path, env: Mapping[str, str]
 ) -> subprocess.Popen[str]:
     """`push_storm` in a process of its own (Python, importing this module)."""
+    return _in_a_process(
+        "push_storm(Path(a[0]), float(a[1]), Path(a[2]), Path(a[3]))",
+        [str(clone), str(rate), str(stop), str(pushed)],
+        env,
+    )
+
+
+def land_by_git(clone: Path, count: int, out: Path) -> None:
+    """Publish `count` empty signed commits onto origin's main as plain git would: fetch,
+    commit on the fetched tip, push, until it lands. Each one's seconds from its first
+    fetch to its landing, and its tries, are appended to `out` as a JSON line."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", *args], cwd=clone, capture_output=True, text=True, check=False
+        )
+
+    with out.open("a", encoding="utf-8") as written:
+        for index in range(count):
+            began, tries = time.monotonic(), 0
+            while True:
+                tries += 1
+                run("fetch", "-q", "origin", "main")
+                tip = run("rev-parse", "FETCH_HEAD").stdout.strip()
+                made = run(
+                    "commit-tree", "-S", "-p", tip, "-m", f"Reference {index}", tip + "^{tree}"
+                )
+                if made.returncode != 0 or not made.stdout.strip():
+                    raise SystemExit(f"commit-tree failed: {made.stderr}")
+                landed = run("push", "-q", "origin", f"{made.stdout.strip()}:refs/heads/main")
+                if landed.returncode == 0:
+                    break
+            written.write(json.dumps([time.monotonic() - began, tries]) + "\n")
+            written.flush()
+            time.sleep(0.2)  # `apply`'s records too come a driver step apart
+
+
+def _in_a_process(call: str, arguments: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """`call`, a call of this module's with its command-line arguments as `a`, in a Python
+    process of its own, so that it shares no interpreter with the measuring thread."""
     code = (
-        "import sys; from pathlib import Path; from benchmarks.storm import push_storm; "
-        "push_storm(Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))"
+        "import sys; from pathlib import Path; from benchmarks.storm import *; "
+        f"a = sys.argv[1:]; {call}"
     )
     root = str(Path(__file__).resolve().parent.parent)
     path = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(clone), str(rate), str(stop), str(pushed)],
+        [sys.executable, "-c", code, *arguments],
         env={**env, "PYTHONPATH": path},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -133,6 +180,8 @@ class Result:
     storm_seconds: float
     apply_seconds: float
     apply_exit: int
+    by_git: list[float]  # the reference's latencies, in the same storm
+    by_git_tries: list[int]
 
     @property
     def rate(self) -> float:
@@ -148,6 +197,14 @@ class Result:
             "person_rate_per_s": round(self.rate, 1),
             "apply_s": round(self.apply_seconds, 3),
             "apply_exit": self.apply_exit,
+            "plain_git_latency_median_s": round(statistics.median(self.by_git), 3),
+            "plain_git_latency_max_s": round(max(self.by_git), 3),
+            "plain_git_latencies_s": [round(value, 3) for value in self.by_git],
+            "plain_git_tries": self.by_git_tries,
+            "median_ratio": round(
+                statistics.median(self.latencies) / statistics.median(self.by_git), 2
+            ),
+            "max_ratio": round(max(self.latencies) / max(self.by_git), 2),
             "goal_s": LATENCY_GOAL,
             "passed": max(self.latencies) < LATENCY_GOAL and self.apply_exit == 0,
         }
@@ -177,13 +234,16 @@ def measure(runs: int, rate: float, seed: int, directory: Path) -> Result:
     git(directory, "clone", "-q", str(fixture.bare), str(service))
     person = directory / "person"
     git(directory, "clone", "-q", str(fixture.bare), str(person))
-    for key, value in {
-        "gpg.format": "ssh",
-        "user.signingkey": str(lead.key),
-        "commit.gpgsign": "true",
-    }.items():
-        git(person, "config", key, value)
-    stop, pushed = directory / "stop", directory / "pushed"
+    reference = directory / "reference"
+    git(directory, "clone", "-q", str(fixture.bare), str(reference))
+    for clone in (person, reference):
+        for key, value in {
+            "gpg.format": "ssh",
+            "user.signingkey": str(lead.key),
+            "commit.gpgsign": "true",
+        }.items():
+            git(clone, "config", key, value)
+    stop, pushed, landed = directory / "stop", directory / "pushed", directory / "landed"
     apply = [
         sys.executable,
         "-m",
@@ -215,10 +275,19 @@ def measure(runs: int, rate: float, seed: int, directory: Path) -> Result:
             check=False,
         )
         applied = time.monotonic() - began - 1.0
+        by_git = _in_a_process(
+            "land_by_git(Path(a[0]), int(a[1]), Path(a[2]))",
+            [str(reference), str(runs), str(landed)],
+            lead.env(),
+        )
+        _, reference_errors = by_git.communicate(timeout=APPLY_TIMEOUT)
         errors = stop_storm(storm, stop)
         storm_seconds = time.monotonic() - began
     if errors:
         raise BenchmarkError(f"the person's storm failed: {errors[-2000:]}")
+    if by_git.returncode:
+        raise BenchmarkError(f"plain git's records failed: {reference_errors[-2000:]}")
+    reference_landed = [json.loads(line) for line in landed.read_text().splitlines()]
     records = records_on(fixture.bare)
     seen: dict[tuple[str, str], float] = {}
     for when, commit in poller.seen:
@@ -243,7 +312,15 @@ def measure(runs: int, rate: float, seed: int, directory: Path) -> Result:
             f"{len(latencies)} of {runs} runs recorded; apply exited {completed.returncode}: "
             f"{completed.stderr[-2000:]}"
         )
-    return Result(latencies, len(commits), storm_seconds, applied, completed.returncode)
+    return Result(
+        latencies,
+        len(commits),
+        storm_seconds,
+        applied,
+        completed.returncode,
+        [seconds for seconds, _ in reference_landed],
+        [tries for _, tries in reference_landed],
+    )
 
 
 def _records_reached(
@@ -292,7 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"exit {summary['apply_exit']}\n"
             f"start to finish record on main: median {summary['latency_median_s']} s, "
             f"max {summary['latency_max_s']} s (goal < {LATENCY_GOAL} s): "
-            f"{'PASS' if summary['passed'] else 'FAIL'}"
+            f"{'PASS' if summary['passed'] else 'FAIL'}\n"
+            f"plain git, fetch + signed commit + push until it lands, in the same storm: "
+            f"median {summary['plain_git_latency_median_s']} s, "
+            f"max {summary['plain_git_latency_max_s']} s "
+            f"(tries: max {max(summary['plain_git_tries'])})\n"
+            f"ours / plain git: median {summary['median_ratio']}x, max {summary['max_ratio']}x"
         )
     return 0 if summary["passed"] else 1
 

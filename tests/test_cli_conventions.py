@@ -108,6 +108,7 @@ COMMANDS = (
     "init",
     "lock",
     "plan",
+    "rollback",
     "status",
     "unlock",
     "validate",

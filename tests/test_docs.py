@@ -123,8 +123,9 @@ def test_the_readme_links_every_page_of_the_docs_and_stays_short() -> None:
     pages = set((ROOT / "docs").glob("*.md"))
     assert len(pages) == 8
     assert pages - linked == set()
-    # The README is the way in; reference material belongs in docs/.
-    assert len(readme.read_text().splitlines()) < 150
+    # The README is the way in; reference material belongs in docs/. (Issue 19 asks for
+    # sections on Argo CD and Flux, notifications and metrics: 150 left no room for them.)
+    assert len(readme.read_text().splitlines()) < 165
 
 
 # How code cites the design: the path, a comma, and a section's heading as written, in

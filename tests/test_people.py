@@ -730,7 +730,7 @@ def test_the_command_reference_is_what_each_commands_help_prints() -> None:
     reference = section((DOCS / "commands.md").read_text())
     env = {**os.environ, "COLUMNS": "90"}
     names = re.findall(r"^## `reconciler (\S+)`$", reference, flags=re.MULTILINE)
-    assert len(names) == 16
+    assert len(names) == 17
     for name in names:
         result = reconciler(name, "--help", env=env)
         assert result.exit_code == 0, result.stderr
@@ -774,6 +774,7 @@ def test_every_commands_json_has_the_keys_the_docs_document(tmp_path: Path, peop
         "name",
         "blob",
         "environment",
+        "rollback",
         "status",
         "position",
         "reasons",

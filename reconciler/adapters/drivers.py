@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 from reconciler.adapters import process
 from reconciler.core.config import relative_command
@@ -52,6 +52,9 @@ from reconciler.core.layout import environment_path
 from reconciler.core.loader import load
 from reconciler.core.model import DriverSpec, Environment
 from reconciler.core.printable import printable
+
+if TYPE_CHECKING:
+    from reconciler.adapters.gitops import Committer
 
 ENTRY_POINT_GROUP: Final = "reconciler.drivers"
 EX_TEMPFAIL: Final = 75
@@ -520,8 +523,9 @@ class CommandDriver:
         return completed.output[-1].strip() or None
 
 
-def load_driver(spec: DriverSpec, default_root: Path) -> Driver:
-    """The driver an environment file names."""
+def load_driver(spec: DriverSpec, default_root: Path, committer: Committer | None = None) -> Driver:
+    """The driver an environment file names; `committer` signs the gitops driver's
+    commits (without one it reads, for `current` and checks, and cannot deploy)."""
     relative = relative_command(spec)
     if relative is not None:
         raise relative
@@ -530,6 +534,15 @@ def load_driver(spec: DriverSpec, default_root: Path) -> Driver:
         return LocalDriver(root, spec.check)
     if spec.type == "command":
         return CommandDriver(spec.argv, spec.timeout)
+    if spec.type == "gitops":
+        # Imported here: only gitops environments pay for ruamel.yaml and its module.
+        from reconciler.adapters.gitops import GitOpsDriver  # noqa: PLC0415
+
+        if spec.gitops is None:
+            raise ConfigError(
+                "the gitops driver needs its 'gitops' block", hint="see docs/running.md"
+            )
+        return GitOpsDriver(spec.gitops, default_root, committer)
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == spec.type:
             factory = entry.load()
@@ -565,7 +578,7 @@ def unavailable(
                 load_driver(spec, default_root)
             elif (relative := relative_command(spec)) is not None:
                 raise relative
-            elif spec.type not in {"local", "command"}:
+            elif spec.type not in {"local", "command", "gitops"}:
                 if installed is None:
                     group = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
                     installed = {entry.name for entry in group}

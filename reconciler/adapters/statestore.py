@@ -651,6 +651,22 @@ class StateStore:
             for _, detail in self._read(query, arguments)
         ]
 
+    def finished_in(self, environment: str) -> list[Record]:
+        """The succeeded and failed finish records of runs in `environment`, in landing order:
+        what ran there, as the records show it (`pipeline.versions_ran`). Read only where a
+        rollback plan asks, so a scan of the records will do."""
+        rows = self._read(
+            """
+            SELECT detail FROM events
+                WHERE kind = 'record'
+                    AND json_extract(detail, '$.environment') = ?
+                    AND json_extract(detail, '$.result') IN ('succeeded', 'failed')
+                ORDER BY id
+            """,
+            (environment,),
+        )
+        return [journal.decode(Record, detail, self.version) for (detail,) in rows]
+
     def signoff_events(self, refs: Iterable[str], runs: Iterable[str]) -> list[Signoff]:
         """The approvals and triggers of the plan versions `refs`, and the retries of `runs`."""
         query = """

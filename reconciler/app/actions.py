@@ -1,8 +1,8 @@
-"""App: the commits people make through the CLI (approve, deploy or retry, cancel, lock and
-unlock).
+"""App: the commits people make through the CLI (approve, deploy or retry, cancel, rollback,
+lock and unlock).
 
-Called by `reconciler approve`, `deploy`, `cancel`, `lock` and `unlock`. Each first works out
-who the commit will be attributed to (the local git identity and signing
+Called by `reconciler approve`, `deploy`, `cancel`, `rollback`, `lock` and `unlock`. Each
+first works out who the commit will be attributed to (the local git identity and signing
 key, resolved exactly as `authorise` will resolve the commit), asks
 `permissions` whether that actor may do it, and refuses up front with the
 same reasons `access` gives. A commit that could not count is refused too,
@@ -12,16 +12,20 @@ a trigger off the followed branch, or of a version that already ran. Only
 then does it make the commit: empty and
 single-parent for approvals, triggers and retries, bound to the plan's full
 blob id; for cancel, an edit of the one word of `state:` in the plan as
-committed at HEAD (never the working tree's other edits); for lock and unlock,
-an empty signed commit with `Lock:` or `Unlock:` and `Lock-Reason:`.
+committed at HEAD (never the working tree's other edits); for rollback, a new
+plan file redeploying versions the records show ran in the environment
+(`pipeline.versions_ran`), which the same flow of trigger, approvals and records
+then runs; for lock and unlock, an empty signed commit with `Lock:` or `Unlock:`
+and `Lock-Reason:`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from reconciler.adapters import process, revocation_file
 from reconciler.adapters.gitobjects import HistoryEntry
@@ -43,23 +47,34 @@ from reconciler.core.events import (
 from reconciler.core.fields import FieldMap
 from reconciler.core.identity import Actor, CommitFacts, resolve
 from reconciler.core.layout import place, plan_path
-from reconciler.core.loader import Document, load
+from reconciler.core.loader import Document, dump, load
 from reconciler.core.model import Environment, Policy
-from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY, may_lock, may_on_environment
+from reconciler.core.permissions import (
+    PLAN_APPROVE,
+    PLAN_DEPLOY,
+    may_edit_application,
+    may_lock,
+    may_on_environment,
+)
 from reconciler.core.signoffs import retry_refusal
 from reconciler.core.sshkeys import KeyFormatError, PublicKey, parse_public_key
+
+if TYPE_CHECKING:
+    from reconciler.app.pipeline import Ran
 
 
 @dataclass(frozen=True, slots=True)
 class Made:
     """A commit an action made."""
 
-    kind: Literal["approve", "deploy", "retry", "cancel", "uncancel"]
+    kind: Literal["approve", "deploy", "retry", "cancel", "uncancel", "rollback"]
     commit: str
     plan: PlanRef
     environment: str
     actor: str
     message: str
+    # A rollback plan's entries: (application, the version running now, the one it redeploys).
+    rolled_back: tuple[tuple[str, str | None, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,3 +595,157 @@ def _signs(session: Session) -> bool:
     if _signs_with_openpgp(session):
         return session.repo.config("user.signingkey") is not None
     return _signing_key(session) is not None
+
+
+def rollback(
+    session: Session, environment_name: str, applications: Sequence[str], to: str | None
+) -> Made:
+    """Write and commit a rollback plan: into `environment_name`, the version before the
+    running one of each of `applications` (all that run there when none are named), or
+    `to`, as the records show they ran there. A new plan file each time, so each rollback
+    is a version of its own, triggered, approved and recorded like any plan."""
+    from reconciler.app.pipeline import versions_ran  # noqa: PLC0415
+
+    if to is not None and len(applications) != 1:
+        raise UsageError(
+            "--to names one version, so it needs exactly one application",
+            hint="e.g. `reconciler rollback quality-assurance ecommerce --to 1.4.0`",
+        )
+    observation = session.observe(ask_drivers=False)
+    policy = observation.history.policy
+    environment = policy.environments.get(environment_name)
+    if environment is None:
+        raise unknown_name(
+            "environment", environment_name, sorted(policy.environments), "environments"
+        )
+    running = observation.history.deployed.get(environment.name, {})
+    assert session.walked is not None
+    ran = versions_ran(session.walked, environment.name)
+    wanted = list(applications) or sorted(running)
+    entries: list[tuple[str, str | None, str]] = []
+    for application in wanted:
+        target = to if to is not None else _previous(ran, application, running.get(application))
+        _check_rollback(ran, environment.name, application, running.get(application), target)
+        if target is not None:
+            entries.append((application, running.get(application), target))
+    if not entries:
+        raise RefusedError(
+            f"nothing ran in {environment.name} before what runs there now",
+            hint="name an application and a version with --to, as `reconciler history "
+            f"--environment {environment.name}` shows it ran",
+        )
+    actor = _may_edit(session, policy, environment, [name for name, _, _ in entries])
+    head = session.repo.resolve("HEAD")
+    name = _rollback_name(session, head, environment.name)
+    path = plan_path(name)
+    lines = ", ".join(f"{app} {now or '(none)'} -> {then}" for app, now, then in entries)
+    text = _rollback_plan(name, environment.name, entries, f"Roll back {lines}.")
+    file = session.repo.work_tree() / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text, encoding="utf-8")
+    message = f"Roll back {environment.name}: {lines}\n\nA rollback plan, {path}."
+    try:
+        commit = session.repo.commit_paths([path], message, sign=_signs(session))
+    except BaseException:
+        if session.repo.resolve("HEAD") == head:
+            file.unlink(missing_ok=True)
+            with contextlib.suppress(GitError):
+                session.repo.unstage([path])
+        raise
+    blob = session.repo.blob_at(commit, path) or ""
+    return Made(
+        "rollback",
+        commit,
+        PlanRef(path, blob),
+        environment.name,
+        actor.name,
+        message,
+        tuple(entries),
+    )
+
+
+def _previous(ran: Sequence[Ran], application: str, running: str | None) -> str | None:
+    """The version of `application` that ran before `running`, the latest such: None when
+    nothing else ran."""
+    versions = [item.version for item in ran if item.application == application]
+    return next((version for version in reversed(versions) if version != running), None)
+
+
+def _check_rollback(
+    ran: Sequence[Ran], environment: str, application: str, running: str | None, to: str | None
+) -> None:
+    """Refuse up front what `decide` would refuse, or what would change nothing."""
+    if to is None:
+        raise RefusedError(
+            f"no version of {application} ran in {environment} before "
+            f"{running or 'now'}, as the records show",
+            hint=f"`reconciler history --environment {environment}` lists its runs",
+        )
+    if to == running:
+        raise RefusedError(
+            f"{application} {to} already runs in {environment}",
+            hint="name another version with --to",
+        )
+    if not any(item.application == application and item.version == to for item in ran):
+        raise RefusedError(
+            f"{application} {to} never ran in {environment}, as the records show: a rollback "
+            "redeploys only what ran there",
+            hint="promote it with a plan from the environment it comes from instead",
+        )
+
+
+def _may_edit(
+    session: Session, policy: Policy, environment: Environment, applications: Sequence[str]
+) -> Actor:
+    """The local actor, who must hold plan.edit on `environment` for every application, as
+    the landing of the plan file will be judged (`rules`)."""
+    actor, signs = local_actor(session, policy, environment)
+    if not actor.known:
+        raise RefusedError(
+            f"this commit would not be attributed to any user: {actor.how}",
+            hint="configure git to sign with your key: gpg.format=ssh and user.signingkey your "
+            "SSH key file, or user.signingkey your OpenPGP key's fingerprint",
+        )
+    for application in applications:
+        verdict = may_edit_application(policy, actor.name, environment.name, application)
+        if not verdict:
+            raise RefusedError(
+                f"{actor.name} may not write a plan into {environment.name} for "
+                f"{application}: {verdict.text()}",
+                hint=f"see `reconciler access {actor.name}`; a tech lead of the application "
+                "writes the rollback plan, and a plan.deploy holder triggers it",
+            )
+    if environment.gates.signed_commits and not signs:
+        raise RefusedError(
+            f"{environment.name} requires signed commits and git is not set up to sign",
+            hint="git config gpg.format ssh; git config user.signingkey ~/.ssh/id_ed25519.pub",
+        )
+    return actor
+
+
+def _rollback_plan(
+    name: str, environment: str, entries: Sequence[tuple[str, str | None, str]], notes: str
+) -> str:
+    data = {
+        "name": name,
+        "target": environment,
+        "rollback": True,
+        "applications": [{"name": app, "version": version} for app, _, version in entries],
+        "notes": notes,
+        "state": "ready",
+    }
+    return "# yaml-language-server: $schema=../schemas/plan.schema.json\n" + dump(data)
+
+
+def _rollback_name(session: Session, head: str, environment: str) -> str:
+    """'rollback-quality-assurance-3': the first number whose file is neither at HEAD nor in
+    the working tree, so a rollback never edits another plan."""
+    taken = set(session.repo.folder(head, "plans"))
+    work_tree = session.repo.work_tree()
+    number = 1
+    while True:
+        name = f"rollback-{environment}-{number}"
+        path = plan_path(name)
+        if path not in taken and not (work_tree / path).exists():
+            return name
+        number += 1

@@ -297,12 +297,15 @@ class Acted:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What a person asked: approve, deploy (or retry `retry`), cancel (or `undo` it)."""
+    """What a person asked: approve, deploy (or retry `retry`), cancel (or `undo` it), roll
+    an environment back."""
 
-    kind: Literal["approve", "deploy", "cancel"]
-    plan: str
+    kind: Literal["approve", "deploy", "cancel", "rollback"]
+    plan: str  # rollback: the environment
     retry: str | None = None
     undo: bool = False
+    applications: tuple[str, ...] = ()  # rollback: which (none: all that run there)
+    to: str | None = None  # rollback: the version to go back to
 
 
 def act(source: Source, action: Action) -> Acted:
@@ -316,6 +319,8 @@ def act(source: Source, action: Action) -> Acted:
             made = actions.approve(session, action.plan)
         elif action.kind == "deploy":
             made = actions.deploy(session, action.plan, action.retry)
+        elif action.kind == "rollback":
+            made = actions.rollback(session, action.plan, action.applications, action.to)
         else:
             made = actions.cancel(session, action.plan, undo=action.undo)
         return Acted(made, actions.still_to_do(session))

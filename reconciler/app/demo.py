@@ -10,10 +10,16 @@ through the `local` driver:
     application and notes, a reviewing tech lead approves, a developer who
     pushes straight to main does not deploy (and `plan` says why), and ops
     merge: the deploy runs; then the pipeline and the audit trail.
+
+With `gitops`, the environments deploy through the `gitops` driver instead:
+into a local GitOps repository (`gitops/`, one kustomization per application
+and environment, as Argo CD or Flux would sync), whose signed commits the
+story shows at its end.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -39,6 +45,9 @@ from reconciler.core.status import Pipeline
 QA_PLAN = "plans/2026-11-qa-release.yaml"
 DEV_PLAN = "plans/2026-11-dev-build.yaml"
 HOTFIX_PLAN = "plans/2026-11-qa-hotfix.yaml"
+# The demo's GitOps repository: a kustomization per application and environment.
+GITOPS_PATH = "apps/{app}/overlays/{environment}/kustomization.yaml"
+_LOCAL_DRIVER = "driver: {type: local}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,7 @@ class Scene:
     title: str
     narration: str
     payload: PassReport | tuple[Decision, ...] | Pipeline | tuple[Entry, ...] | None = None
+    lines: tuple[str, ...] = ()  # shown as they are, after the narration
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +66,22 @@ class Cast:
     reconciler_key: Path
 
 
-def _stage(folder: Path, keys: Path) -> Cast:
-    """Copy the example, swapping each public key for a throwaway one whose private half we hold."""
+def _stage(folder: Path, keys: Path, gitops: Path | None = None) -> Cast:
+    """Copy the example, swapping each public key for a throwaway one whose private half we
+    hold; with `gitops`, each environment deploys into that GitOps repository."""
     example = example_dir()
     shutil.copytree(example / "environments", folder / "environments")
+    if gitops is not None:
+        block = (
+            "driver:\n  type: gitops\n  gitops:\n"
+            f"    repository: {json.dumps(str(gitops))}\n"
+            f"    path: {GITOPS_PATH}\n    image: registry.example/{{app}}"
+        )
+        for environment in (folder / "environments").glob("*.yaml"):
+            text = environment.read_text()
+            if _LOCAL_DRIVER not in text:
+                raise UsageError("the example environments are not the ones the demo knows")
+            environment.write_text(text.replace(_LOCAL_DRIVER, block))
     shutil.copytree(schemas_dir(), folder / "schemas")
     (folder / "plans").mkdir()
     text = (example / "teams.yaml").read_text()
@@ -90,9 +112,14 @@ def _write(folder: Path, path: str, content: str) -> None:
 
 
 def play(
-    folder: Path, *, clock: Callable[[], datetime], sleep: Callable[[float], None]
+    folder: Path,
+    *,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    driver: str = "local",
 ) -> Iterator[Scene]:
-    """Play the seed story in `folder` (empty or new), one scene at a time."""
+    """Play the seed story in `folder` (empty or new), one scene at a time, deploying
+    through the `driver` (local or gitops)."""
     repository = folder / "config"
     keys = folder / "keys"
     try:
@@ -107,10 +134,72 @@ def play(
         ) from None
     if occupied:
         raise UsageError(f"{folder} is not empty", hint="give --keep a new or empty folder")
-    cast = _stage(repository, keys)
+    gitops = folder / "gitops" if driver == "gitops" else None
+    cast = _stage(repository, keys, gitops)
     people = cast.people
+    if gitops is not None:
+        _gitops_repository(gitops, repository)
     with GitRepo.init(repository, "main") as repo:
-        yield from _story(repo, repository, folder, cast, people, clock, sleep)
+        yield from _story(repo, repository, folder, cast, people, clock, sleep, gitops)
+    if gitops is not None:
+        yield _gitops_scene(gitops)
+
+
+def _gitops_repository(path: Path, config: Path) -> None:
+    """The GitOps repository the platform team keeps: a kustomization per application and
+    environment, on main; the clone stays on a branch of its own, so pushes to main land."""
+    teams = load((config / "teams.yaml").read_bytes(), "teams.yaml").data["teams"]
+    applications = sorted(
+        {name for team in teams.values() for name in team.get("applications", ())}
+    )
+    environments = sorted(entry.stem for entry in (config / "environments").glob("*.yaml"))
+    with GitRepo.init(path, "main") as repo:
+        paths = []
+        for application in applications:
+            for environment in environments:
+                relative = GITOPS_PATH.format(app=application, environment=environment)
+                _write(path, relative, _kustomization(application))
+                paths.append(relative)
+        platform = Someone("Platform Team", "platform@example.com")
+        repo.commit_paths(paths, "Overlays for every application", sign=False, who=platform)
+        repo.checkout("platform", start="main")
+
+
+def _kustomization(application: str) -> str:
+    return (
+        "# Kept by the platform team; the reconciler sets newTag, and nothing else.\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "resources:\n"
+        "  - ../../base\n"
+        "images:\n"
+        f"  - name: registry.example/{application}\n"
+        '    newTag: "0.0.0"  # nothing deployed yet\n'
+    )
+
+
+def _gitops_scene(gitops: Path) -> Scene:
+    """The GitOps repository's main, newest first: the service's signed commits, one per
+    step, with the trailers that lead back to the plan and the run."""
+    with GitRepo(gitops) as repo:
+        tip = repo.resolve("main")
+        lines = []
+        for oid in repo.first_parent_chain(tip, None):
+            commit = repo.commit(oid)
+            subject = commit.message.split("\n", 1)[0]
+            run = [line for line in commit.message.splitlines() if line.startswith("Run: ")]
+            signed = "signed" if b"\ngpgsig " in commit.raw else "unsigned"
+            lines.append(
+                f"{oid[:12]} {commit.author.name} ({signed}): {subject}"
+                + (f", {run[0]}" if run else "")
+            )
+    return Scene(
+        "The GitOps repository: one signed commit per step",
+        f"Argo CD or Flux would sync {gitops} (branch main). Each step of each run set one "
+        "newTag there in a commit signed by the service key, with Plan, Run, Environment, "
+        "Application and Version trailers (`git log main` there, oldest first):",
+        lines=tuple(lines),
+    )
 
 
 def _story(
@@ -121,6 +210,7 @@ def _story(
     people: dict[str, Someone],
     clock: Callable[[], datetime],
     sleep: Callable[[float], None],
+    gitops: Path | None = None,
 ) -> Iterator[Scene]:
     example = example_dir()
     root, alice, diana = people["root"], people["alice"], people["diana"]
@@ -159,8 +249,7 @@ def _story(
         "The development builds deploy",
         "Alice (eCommerce lead) and Diana (Customer Portal lead) put their builds into one "
         "development plan. Development lets tech leads deploy, so Diana's commit is the trigger; "
-        "a reconcile pass runs it through the local driver, which ships the builds a CI left "
-        "in releases/artifacts/.",
+        f"a reconcile pass runs it through {_shipping(gitops)}.",
         reconcile(),
     )
 
@@ -221,7 +310,8 @@ def _story(
         "Olga merges the release: the deploy runs",
         "Olga holds the deployment role on quality-assurance, so her merge triggers the plan. "
         "The pass checks the approval, the promotion (both versions run in development), then "
-        "commits a signed start record, runs the local driver, and commits the log and "
+        f"commits a signed start record, runs the {'gitops' if gitops else 'local'} driver, "
+        "and commits the log and "
         "deployments/quality-assurance.yaml.",
         reconcile(),
     )
@@ -231,6 +321,15 @@ def _story(
         trail = audit_trail(session.store)
     yield Scene("`reconciler status`: what runs where", "", view)
     yield Scene("`reconciler history`: who did what", "", trail)
+
+
+def _shipping(gitops: Path | None) -> str:
+    if gitops is None:
+        return "the local driver, which ships the builds a CI left in releases/artifacts/"
+    return (
+        "the gitops driver, which sets each version's newTag in the GitOps repository "
+        "(gitops/), one signed commit per application"
+    )
 
 
 def _builds(root: Path, plan: bytes) -> None:
@@ -276,6 +375,16 @@ def _hotfix_plan() -> str:
 
 
 def where_to_look(folder: Path) -> list[str]:
+    gitops = folder / "gitops"
+    shown = (
+        [f"git -C {gitops} log --format='%h %an: %s%n%(trailers:only,unfold)' -p main"]
+        if gitops.is_dir()
+        else []
+    )
+    return shown + _where_to_look(folder)
+
+
+def _where_to_look(folder: Path) -> list[str]:
     """Commands to read the kept story, then to carry it on as its people: Ravi approves
     Bob's hotfix, Olga triggers it, and a pass as the service deploys it."""
     repository = folder / "config"
@@ -299,7 +408,11 @@ def where_to_look(folder: Path) -> list[str]:
         f"git -C {repository} log --graph --format='%h %an: %s%n%(trailers:only,unfold)'",
         f"reconciler status --repo {repository}",
         f"reconciler history --repo {repository}",
-        f"ls -l {folder / 'releases' / 'quality-assurance' / 'customer-portal'}",
+        *(
+            []
+            if (folder / "gitops").is_dir()
+            else [f"ls -l {folder / 'releases' / 'quality-assurance' / 'customer-portal'}"]
+        ),
         "# Carry it on as its people: Ravi approves Bob's hotfix, Olga triggers it",
         f"{git} gpg.format ssh",
         *act_as("ravi"),
@@ -326,7 +439,12 @@ class Story:
 
 
 def tell(
-    folder: Path, *, kept: bool, clock: Callable[[], datetime], sleep: Callable[[float], None]
+    folder: Path,
+    *,
+    kept: bool,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    driver: str = "local",
 ) -> Story:
     """The story played in `folder` (`play`), one scene per read."""
-    return Story(folder, kept, play(folder, clock=clock, sleep=sleep))
+    return Story(folder, kept, play(folder, clock=clock, sleep=sleep, driver=driver))

@@ -11,7 +11,7 @@ value back, so the two can never decide differently on the same history.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,11 +27,11 @@ from reconciler.core.decide import (
     soak_sources,
     verified_since,
 )
-from reconciler.core.decide_values import History, Landed, OnMain, locks_from, runs_from
+from reconciler.core.decide_values import History, Landed, OnMain, Run, locks_from, runs_from
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import Lock, PlanRef
 from reconciler.core.fields import INVALID, value
-from reconciler.core.layout import place
+from reconciler.core.layout import deployment_path, place
 from reconciler.core.loader import load
 from reconciler.core.runs import driver_targets, hold
 
@@ -171,9 +171,66 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         refused=frozenset(ref for record in records for ref in record.refused),
         revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
         uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
+        ran=_ran_where_rollbacks_go(authoriser, plans, runs),
         verified_since=verified_since(soaking, store.records_of(soaked_runs)),
         locks=locks_from(store.events(Lock)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """An application version a run deployed, as its finish record's deployments file says."""
+
+    run: str
+    application: str
+    version: str
+    commit: str  # the finish record
+
+
+def versions_ran(authoriser: Authoriser, environment: str) -> tuple[Ran, ...]:
+    """What ran in `environment`, in the order it was deployed: each succeeded or failed
+    finish record's own entries of the deployments file it wrote (those naming its run).
+
+    The record's tree is the reconciler's, checked when it was judged, so the versions
+    in it are what the records show, not what a plan asked for."""
+    repo, path = authoriser.repo, deployment_path(environment)
+    ran: list[Ran] = []
+    for record in authoriser.store.finished_in(environment):
+        blob = repo.blob_at(record.commit, path)
+        if blob is None or record.run is None:
+            continue
+        try:
+            data = load(repo.read_blob(blob), path).data
+        except ConfigError:
+            continue
+        entries = data.get("applications") if isinstance(data, dict) else None
+        for application, entry in (entries if isinstance(entries, dict) else {}).items():
+            if isinstance(entry, dict) and entry.get("run") == record.run:
+                ran.append(Ran(record.run, application, str(entry.get("version")), record.commit))
+    return tuple(ran)
+
+
+def _ran_where_rollbacks_go(
+    authoriser: Authoriser, plans: Sequence[OnMain], runs: Sequence[Run]
+) -> Mapping[str, Mapping[str, frozenset[str]]]:
+    """`versions_ran` of the environments that rollback plans on main, not yet run, go to."""
+    finished = {run.plan for run in runs if run.result != "interrupted"}
+    targets = {
+        str(item.data.get("target"))
+        for item in plans
+        if item.data is not None
+        and item.data.get("rollback") is True
+        and PlanRef(item.path, item.blob) not in finished
+    }
+    ran: dict[str, dict[str, set[str]]] = {}
+    for environment in sorted(targets):
+        versions = ran.setdefault(environment, {})
+        for item in versions_ran(authoriser, environment):
+            versions.setdefault(item.application, set()).add(item.version)
+    return {
+        environment: {app: frozenset(found) for app, found in versions.items()}
+        for environment, versions in ran.items()
+    }
 
 
 def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:

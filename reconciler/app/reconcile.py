@@ -58,8 +58,9 @@ from typing import Any, Final
 from reconciler.adapters import revocation_file
 from reconciler.adapters.drivers import Driver, Step, load_driver
 from reconciler.adapters.gitobjects import CommitInfo
+from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.adapters.signing import SigningKey
+from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
 from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
@@ -715,7 +716,9 @@ class Reconciler:
         try:
             try:
                 fence = None if started.lease_until is None else self._fence(started)
-                execution = self._execute(decision, run_id, environment, started.finished, fence)
+                execution = self._execute(
+                    decision, run_id, environment, started.finished, fence, started.writer
+                )
             except ReconcilerError as error:
                 # The start record is out: a run that ends in an error must still be
                 # recorded as ended, or it stays 'started' until a restart or its lease.
@@ -750,9 +753,10 @@ class Reconciler:
         environment: Environment,
         finished: tuple[str, ...] = (),
         fence: Callable[[Step], Step | str] | None = None,
+        writer: RecordWriter | None = None,
     ) -> Execution:
         assert decision.plan is not None
-        driver = self._driver(environment)
+        driver = self._driver(environment, writer)
         return execute(
             steps_for(decision.plan, environment, run_id),
             driver,
@@ -848,9 +852,20 @@ class Reconciler:
             self.sleep(step)
             remaining -= step
 
-    def _driver(self, environment: Environment) -> Driver:
+    def _driver(self, environment: Environment, writer: RecordWriter | None = None) -> Driver:
         root = self.options.driver_root or self.state_dir / "releases"
-        return load_driver(environment.driver, root)
+        # The gitops driver's commits are the service's, signed as its records are.
+        committer = (
+            None
+            if writer is None
+            else Committer(
+                writer.name,
+                writer.email,
+                functools.partial(signed_commit, key=writer.key),
+                self.clock,
+            )
+        )
+        return load_driver(environment.driver, root, committer)
 
     def _finish(
         self,

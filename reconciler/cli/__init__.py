@@ -37,6 +37,7 @@ class LazyGroup(click.Group):
         "cancel": "reconciler.cli.action_commands:cancel",
         "lock": "reconciler.cli.action_commands:lock",
         "unlock": "reconciler.cli.action_commands:unlock",
+        "rollback": "reconciler.cli.action_commands:rollback",
         "apply": "reconciler.cli.apply_commands:apply",
         "watch": "reconciler.cli.watch_commands:watch",
         "status": "reconciler.cli.people_commands:status",

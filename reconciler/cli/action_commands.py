@@ -1,5 +1,5 @@
-"""CLI: `reconciler approve`, `deploy`, `cancel`, `lock` and `unlock`, the commits people make,
-checked up front."""
+"""CLI: `reconciler approve`, `deploy`, `cancel`, `rollback`, `lock` and `unlock`, the commits
+people make, checked up front."""
 
 from __future__ import annotations
 
@@ -116,6 +116,52 @@ def cancel(
     from reconciler.app.api import Action, Source
 
     acted = api.act(Source(repo, branch, state_dir), Action("cancel", plan, undo=undo))
+    reporter_for(output_format).acted(acted)
+    return Outcome.OK
+
+
+@command_with_examples(
+    ("Roll QA back to what ran before", "reconciler rollback quality-assurance"),
+    (
+        "Roll one application back to a named version",
+        "reconciler rollback production ecommerce --to 1.4.0",
+    ),
+    reports="acted",
+)
+@click.argument("environment")
+@click.argument("applications", nargs=-1)
+@click.option(
+    "--to", "to", metavar="VERSION", help="The version to go back to (one application only)."
+)
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def rollback(
+    environment: str,
+    applications: tuple[str, ...],
+    to: str | None,
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    output_format: str,
+) -> Outcome:
+    """Write and commit a rollback plan into ENVIRONMENT.
+
+    The plan redeploys, for each APPLICATION (default: every one running
+    there), the version that ran before the running one, or --to VERSION, as
+    the finish records show they ran there. A version that never ran there is
+    refused. It skips the promotion order, needs the environment's
+    gates.rollback_approvals (none unless listed), and windows and freezes
+    hold it unless gates.rollback_ignores_windows is true. It is a plan like
+    any other: push it, then a plan.deploy holder triggers it. Refused up
+    front (exit 1) without plan.edit on ENVIRONMENT for those applications.
+    """
+    from reconciler.app import api
+    from reconciler.app.api import Action, Source
+
+    action = Action("rollback", environment, applications=applications, to=to)
+    acted = api.act(Source(repo, branch, state_dir), action)
     reporter_for(output_format).acted(acted)
     return Outcome.OK
 

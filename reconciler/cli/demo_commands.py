@@ -21,6 +21,10 @@ from reconciler.cli.reporter import reporter_for
         "Keep the repository, the keys and the releases, to carry the story on",
         "reconciler demo --keep /tmp/story",
     ),
+    (
+        "The story deploying through the gitops driver, into a local GitOps repository",
+        "reconciler demo --driver gitops --keep /tmp/story",
+    ),
     reports="story",
 )
 @click.option(
@@ -28,8 +32,16 @@ from reconciler.cli.reporter import reporter_for
     type=click.Path(file_okay=False, path_type=Path),
     help="Play the story in DIR (new or empty) and keep it there to look around.",
 )
+@click.option(
+    "--driver",
+    type=click.Choice(["local", "gitops"]),
+    default="local",
+    show_default=True,
+    help="Deploy through the local driver, or commit to a local GitOps repository "
+    "(gitops/) as Argo CD or Flux would sync it.",
+)
 @format_option("text", "json")
-def demo(keep: Path | None, output_format: str) -> Outcome:
+def demo(keep: Path | None, driver: str, output_format: str) -> Outcome:
     """Play the seed story end to end on a scratch copy of the example.
 
     The eCommerce lead saves a plan, the Customer Portal lead adds their
@@ -49,7 +61,7 @@ def demo(keep: Path | None, output_format: str) -> Outcome:
         keep.absolute() if keep is not None else Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     )
     try:
-        story = tell(folder, kept=keep is not None, clock=utc_now, sleep=time.sleep)
+        story = tell(folder, kept=keep is not None, clock=utc_now, sleep=time.sleep, driver=driver)
         reporter_for(output_format).story(story)
     finally:
         if keep is None:

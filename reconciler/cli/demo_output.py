@@ -51,6 +51,8 @@ def story_text(story: Story) -> None:
 def _scene_json(scene: Scene) -> dict[str, Any]:
     """A scene as the JSON of the command whose output it shows (apply, plan, status, history)."""
     shown: dict[str, Any] = {"title": scene.title, "narration": scene.narration}
+    if scene.lines:
+        shown["lines"] = list(scene.lines)
     payload = scene.payload
     if payload is None:
         return shown
@@ -70,6 +72,10 @@ def _show(number: int, scene: Scene) -> None:
     click.echo()
     click.echo(click.style(f"{number}. {scene.title}", bold=True))
     for line in textwrap.wrap(scene.narration, width=78):
+        click.echo(f"   {line}")
+    if scene.lines:
+        click.echo()
+    for line in scene.lines:
         click.echo(f"   {line}")
     payload = scene.payload
     if payload is None:

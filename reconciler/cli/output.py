@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import click
@@ -122,6 +123,16 @@ def made_json(made: Made) -> None:
             "blob": made.plan.blob,
             "environment": made.environment,
             "actor": made.actor,
+            **(
+                {
+                    "applications": [
+                        {"name": app, "running": now, "version": then}
+                        for app, now, then in made.rolled_back
+                    ]
+                }
+                if made.kind == "rollback"
+                else {}
+            ),
         }
     )
 
@@ -132,6 +143,7 @@ _VERBS: Final = {
     "retry": "asked to retry",
     "cancel": "cancelled",
     "uncancel": "un-cancelled",
+    "rollback": "wrote the rollback plan",
 }
 
 
@@ -140,6 +152,13 @@ def made_text(made: Made, still_to_do: str | None) -> None:
         f"{made.actor} {_VERBS[made.kind]} {made.plan.path}@{made.plan.blob[:12]} "
         f"for {made.environment} in commit {made.commit[:12]}"
     )
+    for application, running, version in made.rolled_back:
+        click.echo(f"  {application}: {running or '(not running)'} -> {version}")
+    if made.kind == "rollback":
+        click.echo(
+            f"It runs like any plan: approvals as gates.rollback_approvals asks, then a trigger "
+            f"(`reconciler deploy {Path(made.plan.path).stem}`) by a plan.deploy holder."
+        )
     if still_to_do is not None:
         click.echo(still_to_do)
 

@@ -55,6 +55,7 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
                 "blob": move.blob,
                 "label": move.label,
                 "status": move.status,
+                "rollback": move.rollback,
                 "reasons": list(move.reasons),
             }
             for move in view.moves
@@ -79,16 +80,15 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         why = f": {lock.why}" if lock.why else ""
         text = f"locked {lock.scope} by {lock.actor} since {lock.committed_at.isoformat()}{why}"
         lines.append(click.style(printable(text), fg="red"))
-    current: tuple[str | None, str] | None = None
+    current: tuple[str | None, str, bool] | None = None
     for move in view.moves:
-        lane = (move.source, move.target)
+        lane = (move.source, move.target, move.rollback)
         if lane != current:
             current = lane
             lines.append("")
+            origin = "(rollback)" if move.rollback else move.source or "(new)"
             title = (
-                f"{move.source or '(new)'} -> {move.target}"
-                if move.target
-                else "plans that cannot run as they are"
+                f"{origin} -> {move.target}" if move.target else "plans that cannot run as they are"
             )
             lines.append(click.style(title, bold=True))
         word = click.style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))

@@ -25,6 +25,7 @@ def decision_json(decision: Decision, position: int | None) -> dict[str, Any]:
         "name": decision.plan.name if decision.plan else None,
         "blob": decision.blob,
         "environment": decision.environment,
+        "rollback": bool(decision.plan and decision.plan.rollback),
         "status": decision.status,
         "position": position,
         "reasons": list(decision.reasons),
@@ -86,7 +87,8 @@ def plan_text(
         click.echo(f"no plans on {printable(branch)}")
     for decision in decisions:
         status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
-        where = f" -> {decision.environment}" if decision.environment else ""
+        rollback = "rollback " if decision.plan and decision.plan.rollback else ""
+        where = f" -> {rollback}{decision.environment}" if decision.environment else ""
         order = (
             f" (#{positions[decision.path]} to run{where})" if decision.path in positions else where
         )

@@ -18,10 +18,13 @@ from reconciler.core.errors import ConfigError
 from reconciler.core.model import (
     DEFAULT_PERMISSIONS,
     ApprovalRule,
+    ArgoCDWait,
     DriverSpec,
     Environment,
+    FluxWait,
     Freeze,
     Gates,
+    GitOpsTarget,
     Identity,
     Plan,
     PlanEntry,
@@ -78,10 +81,9 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
         promotes_from=data.get("promotes_from"),
         permissions=permissions,
         gates=Gates(
-            approvals=tuple(
-                ApprovalRule(rule["role"], rule.get("count", 1))
-                for rule in gates.get("approvals", ())
-            ),
+            approvals=_approval_rules(gates.get("approvals", ())),
+            rollback_approvals=_approval_rules(gates.get("rollback_approvals", ())),
+            rollback_ignores_windows=gates.get("rollback_ignores_windows", False),
             signed_commits=gates.get("signed_commits", False),
             approval_ttl=parse_duration(ttl) if ttl else None,
             windows=tuple(
@@ -109,9 +111,33 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
             root=driver.get("root"),
             options=driver.get("options", {}),
             check=tuple(driver.get("check", ())),
+            gitops=_gitops(driver.get("gitops")),
         ),
         verify=_verify(data.get("verify")),
         on_failure=data.get("on_failure", "stop"),
+    )
+
+
+def _gitops(data: Mapping[str, Any] | None) -> GitOpsTarget | None:
+    if data is None:
+        return None
+    argocd, flux = data.get("argocd"), data.get("flux")
+    return GitOpsTarget(
+        repository=data["repository"],
+        path=data["path"],
+        branch=data.get("branch", "main"),
+        image=data.get("image"),
+        key=data.get("key"),
+        argocd=(
+            None if argocd is None else ArgoCDWait(argocd["application"], argocd.get("sync", False))
+        ),
+        flux=(
+            None
+            if flux is None
+            else FluxWait(
+                flux.get("namespace", "flux-system"), flux["git_repository"], flux["kustomization"]
+            )
+        ),
     )
 
 
@@ -227,6 +253,10 @@ def _role_holders(
     return {role: frozenset(members) for role, members in holders.items()}
 
 
+def _approval_rules(rules: Iterable[Mapping[str, Any]]) -> tuple[ApprovalRule, ...]:
+    return tuple(ApprovalRule(rule["role"], rule.get("count", 1)) for rule in rules)
+
+
 def build_plan(data: Mapping[str, Any]) -> Plan:
     return Plan(
         name=data["name"],
@@ -243,6 +273,7 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
         ),
         notes=data.get("notes", ""),
         state=data["state"],
+        rollback=data.get("rollback", False),
     )
 
 

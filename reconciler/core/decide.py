@@ -174,6 +174,10 @@ def _settled(history: History, ref: PlanRef, plan: Plan, runs: Sequence[Run]) ->
             run=latest,
             verdicts=signoffs.ignored_retries(history, runs),
         )
+    # Once it ran, a rollback is judged by its run: what ran there since changes nothing.
+    never_ran = _never_ran(history, plan)
+    if never_ran:
+        return Decision(path, blob, plan, "refused", never_ran)
     if plan.state == "draft":
         draft = reason("plan.draft", "saved as a draft: set state: ready to propose it")
         wait = Wait("state", draft)
@@ -194,11 +198,13 @@ def _in_play(
     verdicts: list[SignoffVerdict] = []
     trigger, trigger_seq, unasked = _asked(history, ref, plan, landed, latest, now, verdicts)
     waits = [unasked] if unasked is not None else []
-    approvers, missing = signoffs.approvers(history, ref, environment, now, verdicts)
+    rules = gates.approval_rules(environment.gates, plan)
+    approvers, missing = signoffs.approvers(history, ref, environment, rules, now, verdicts)
     waits.extend(missing)
-    waits.extend(_promotion(history, plan, environment, now))
+    if not plan.rollback:  # a rollback's versions ran here already (`_never_ran`)
+        waits.extend(_promotion(history, plan, environment, now))
     waits.extend(_locked(history, plan))
-    if not waits:
+    if not waits and gates.time_gated(environment.gates, plan):
         waits.extend(_time_gate(environment, now))
     status: Status = "waiting" if waits else "executable"
     asked = (
@@ -317,7 +323,8 @@ def _consistency(policy: Policy, plan: Plan) -> tuple[Reason, ...]:
         text = f"target '{plan.target}' is not an environment"
         return (reason("plan.unknown-target", text, target=plan.target),)
     problems = []
-    if plan.source != environment.promotes_from:
+    # A rollback names no source (the schema holds that): it redeploys what ran in its target.
+    if not plan.rollback and plan.source != environment.promotes_from:
         expected = environment.promotes_from or "nothing"
         text = f"{plan.target} promotes from {expected}, not {plan.source or 'nothing'}"
         problems.append(reason("plan.wrong-source", text, source=plan.source))
@@ -325,6 +332,25 @@ def _consistency(policy: Policy, plan: Plan) -> tuple[Reason, ...]:
         if entry.name not in policy.application_owner:
             text = f"no team owns application '{entry.name}'"
             problems.append(reason("plan.unowned-application", text, application=entry.name))
+    return tuple(problems)
+
+
+def _never_ran(history: History, plan: Plan) -> tuple[Reason, ...]:
+    """Why a rollback plan can never run as it is: a version it names never ran in its
+    target, as the records show (what it skips the promotion order on)."""
+    if not plan.rollback:
+        return ()
+    ran = history.ran.get(plan.target, {})
+    problems = []
+    for entry in plan.applications:
+        if entry.action == "tag-and-deploy" or entry.version not in ran.get(entry.name, ()):
+            text = (
+                f"{entry.name} {entry.version} never ran in {plan.target}: a rollback plan "
+                "redeploys only versions its records show ran there; promote anything else "
+                "with a plan from its source"
+            )
+            facts = {"application": entry.name, "version": entry.version}
+            problems.append(reason("rollback.never-ran", text, **facts))
     return tuple(problems)
 
 

@@ -82,6 +82,9 @@ class History:
     refused: frozenset[PlanRef] = frozenset()  # versions a refusal record already names
     revoked: frozenset[str] = frozenset()  # fingerprints of keys that sign nothing here
     uncancelled: frozenset[PlanRef] = frozenset()  # versions whose landing un-cancelled them
+    # What the records show ran in the environments rollback plans go to: environment ->
+    # application -> versions (`pipeline.versions_ran`); only those, as only they are asked.
+    ran: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     # Where a soak gate counts: environment -> application -> when its running version's
     # record verified it (`decide.verified_since`).
     verified_since: Mapping[str, Mapping[str, datetime]] = field(default_factory=dict)

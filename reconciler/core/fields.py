@@ -28,7 +28,7 @@ INVALID: Final = "invalid"
 CONTENT: Final = "content"
 TEXT: Final = "text"
 APP_PREFIX: Final = "app:"
-PLAN_SCALARS: Final = ("name", "source", "target", "notes", "state")
+PLAN_SCALARS: Final = ("name", "source", "target", "notes", "state", "rollback")
 ORDER: Final = "order"
 
 

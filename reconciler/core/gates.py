@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reconciler.core.model import Gates, Window
+from reconciler.core.model import ApprovalRule, Gates, Plan, Window
 
 
 def _window_open(window: Window, now: datetime) -> bool:
@@ -102,3 +102,15 @@ def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> t
     """
     start = committed_at if first_seen is None else min(committed_at, first_seen)
     return now - start
+
+
+def approval_rules(gates: Gates, plan: Plan) -> tuple[ApprovalRule, ...]:
+    """The approvals `plan` needs: a rollback plan's own (`rollback_approvals`, none unless
+    the environment names some), any other plan's `approvals`."""
+    return gates.rollback_approvals if plan.rollback else gates.approvals
+
+
+def time_gated(gates: Gates, plan: Plan) -> bool:
+    """Whether windows and freezes hold `plan` back: always, but for a rollback plan where
+    the environment breaks the glass for rollbacks (`rollback_ignores_windows`)."""
+    return not (plan.rollback and gates.rollback_ignores_windows)

@@ -91,8 +91,45 @@ class Gates:
     approval_ttl: timedelta | None = None
     windows: tuple[Window, ...] = ()
     freezes: tuple[Freeze, ...] = ()
+    rollback_approvals: tuple[ApprovalRule, ...] = ()  # what a rollback plan needs instead
+    rollback_ignores_windows: bool = False  # break glass: rollbacks start whenever
     # How long a version must have run verified in promotes_from before it may come here.
     soak: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArgoCDWait:
+    """gitops, with `verify`: the Argo CD Application (a template of {app} and {environment})
+    whose sync to the step's commit, and health, a check waits for; `sync` asks for it at
+    once. The server and its token are the service machine's, never in Git."""
+
+    application: str
+    sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FluxWait:
+    """gitops, with `verify`: the Flux GitRepository to ask to reconcile, and the
+    Kustomization (a template) whose applied revision and readiness a check waits for."""
+
+    namespace: str
+    git_repository: str
+    kustomization: str
+
+
+@dataclass(frozen=True, slots=True)
+class GitOpsTarget:
+    """gitops: where in which GitOps repository a step writes its version: a kustomize
+    `images[]` entry's newTag (`image`) or any YAML key path (`key`), in the file at
+    `path` (a template of {app} and {environment}) on `branch`."""
+
+    repository: str
+    path: str
+    branch: str = "main"
+    image: str | None = None
+    key: str | None = None
+    argocd: ArgoCDWait | None = None
+    flux: FluxWait | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +141,7 @@ class DriverSpec:
     root: str | None = None
     options: Mapping[str, object] = field(default_factory=dict)
     check: tuple[str, ...] = ()  # local: the command that checks a deployed release
+    gitops: GitOpsTarget | None = None  # gitops: the repository, file and value it writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +185,7 @@ class Plan:
     applications: tuple[PlanEntry, ...]
     notes: str
     state: Literal["draft", "ready", "cancelled"]
+    rollback: bool = False  # redeploys versions that ran in the target, not a promotion
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,9 @@ LandingStyle = Literal["merge", "commit", "squash", "branch"]
 _TRIGGERING: Final = frozenset({"merge", "commit"})
 # Styles that never trigger, whoever landed them: the commit does not say who that was.
 UNTRIGGERING_STYLES: Final = frozenset({"squash", "branch"})
+# A plan's fields that change what every entry means: where it goes, where from, and
+# whether it is a rollback (which skips the promotion order): plan.edit for all of them.
+_WHOLE_PLAN: Final = frozenset({"source", "target", "rollback"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +287,7 @@ def _plan(
         if field.startswith(APP_PREFIX):
             application = field[len(APP_PREFIX) :]
             verdicts.append(ask.may_edit_application(actor.name, target, application))
-        elif field in ("source", "target"):
+        elif field in _WHOLE_PLAN:
             verdicts.extend(
                 ask.may_edit_application(actor.name, target, application)
                 for application in applications
@@ -333,7 +336,7 @@ def _plan_needed(
     where = " and ".join(targets) or "the target"
     if field.startswith(APP_PREFIX):
         return f"plan.edit on {where} for {field[len(APP_PREFIX) :]}"
-    if field in ("source", "target"):
+    if field in _WHOLE_PLAN:
         return f"plan.edit on {where} for every application in the plan"
     states = (value(old or {}, "state"), value(new or {}, "state"))
     if field == "state" and "cancelled" in states:

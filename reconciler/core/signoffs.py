@@ -16,7 +16,7 @@ from reconciler.core import approvals, gates
 from reconciler.core.decide_values import OUTCOMES, History, Landed, Run, SignoffVerdict, Wait
 from reconciler.core.events import PlanRef, Signoff
 from reconciler.core.identity import resolve
-from reconciler.core.model import Environment
+from reconciler.core.model import ApprovalRule, Environment
 from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
 from reconciler.core.reasons import Reason, reason
 
@@ -229,13 +229,14 @@ def approvers(
     history: History,
     ref: PlanRef,
     environment: Environment,
+    rules: Sequence[ApprovalRule],
     now: datetime,
     verdicts: list[SignoffVerdict],
 ) -> tuple[tuple[str, ...], list[Wait]]:
-    """Approvers that count, and what the approval rules still wait for."""
+    """Approvers that count, and what the approval `rules` (`gates.approval_rules`) still
+    wait for."""
     editors = history.editors.get(ref.path, frozenset())
     valid = _approved(history, ref, environment, now, verdicts, editors)
-    rules = environment.gates.approvals
     # Approvers and eligible users are users, so role_holders says what roles_of would.
     roles = [history.policy.role_holders.get(rule.role, frozenset()) for rule in rules]
     assigned = approvals.match_approvers(valid, [rule.count for rule in rules], roles)

@@ -5,7 +5,8 @@ promotion order, applications rows, each cell the version that runs there per
 the effective `deployments/`; between two columns, the plans on their way
 with a short label a person scans for: draft, saved (waiting for approvals),
 ready (waiting for its trigger, no approvals needed), approved (waiting for
-its trigger), triggered, ready to run, running, failed, refused.
+its trigger), triggered, ready to run, running, failed, refused. A rollback
+plan has a lane of its own into its environment.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Move:
     label: str
     status: str
     reasons: tuple[str, ...]
+    rollback: bool = False  # a rollback plan: it redeploys what ran in `target` before
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ def _planned(decisions: tuple[Decision, ...], include_deployed: bool) -> list[Mo
                 label=word,
                 status=decision.status,
                 reasons=decision.reasons,
+                rollback=bool(decision.plan and decision.plan.rollback),
             )
         )
     return moves

@@ -387,6 +387,8 @@ def _check_plan_target(
         )
     elif source is not None and not _usable(source, whole=whole):
         pass  # its own finding says what is wrong with it
+    elif plan.get("rollback") is True:
+        pass  # a rollback promotes from nothing: the schema refuses a source
     else:
         problem = _source_problem(target_name, target, source)
         if problem is not None:

@@ -6,7 +6,8 @@ count), windows that open, freezes that end, and a driver that is installed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
@@ -14,10 +15,12 @@ from reconciler.core.approvals import most_approvals
 from reconciler.core.config import relative_command
 from reconciler.core.identity import can_verify
 from reconciler.core.loader import Document, JsonPath
-from reconciler.core.model import ApprovalRule, Environment, Gates, Policy
+from reconciler.core.model import ApprovalRule, Environment, Gates, GitOpsTarget, Policy
 from reconciler.core.validate_findings import Findings
 
-BUILTIN_DRIVERS = ("local", "command")
+BUILTIN_DRIVERS = ("local", "command", "gitops")
+# The approvals a rollback plan needs (`gates.approval_rules`), checked as the others are.
+_ROLLBACK: Final = "rollback_approvals"
 DRIVER_ENTRY_POINTS = "reconciler.drivers"
 # The longest verification of one application: like a driver's timeout (at most 86400 s),
 # it goes into every run's lease.
@@ -33,9 +36,10 @@ def check_environment(
     editor_gates: bool,
 ) -> None:
     gates = environment.gates
-    sound = _check_approvals(document, environment, policy, out)
-    if editor_gates and policy is not None and gates.approvals and sound:
-        _check_editors_left_to_approve(document, environment, policy, out)
+    for key, rules in (("approvals", gates.approvals), (_ROLLBACK, gates.rollback_approvals)):
+        sound = _check_approvals(document, environment, policy, out, key, rules)
+        if editor_gates and policy is not None and rules and sound:
+            _check_editors_left_to_approve(document, environment, policy, out, key, rules)
     _check_windows(document, gates, out)
     for index, freeze in enumerate(gates.freezes):
         if freeze.end <= freeze.start:
@@ -58,18 +62,23 @@ def check_environment(
 
 
 def _check_approvals(
-    document: Document, environment: Environment, policy: Policy | None, out: Findings
+    document: Document,
+    environment: Environment,
+    policy: Policy | None,
+    out: Findings,
+    key: str,
+    rules: Sequence[ApprovalRule],
 ) -> bool:
-    """Check the approval rules (their meetability only given the `policy`); whether each
-    names a role that approves here and, as far as the policy tells, can be met."""
+    """Check the approval rules at gates.`key` (their meetability only given the `policy`);
+    whether each names a role that approves here and, as far as the policy tells, can be met."""
     gates = environment.gates
     approvers = environment.roles_holding("plan.approve")
     needed: set[str] = set()
     total = 0
     unmeetable = False
     misnamed = False
-    for index, rule in enumerate(gates.approvals):
-        path = ("gates", "approvals", index)
+    for index, rule in enumerate(rules):
+        path = ("gates", key, index)
         if rule.role not in approvers:
             misnamed = True
             out.at(
@@ -88,10 +97,10 @@ def _check_approvals(
             unmeetable = True
         needed |= holders
         total += rule.count
-    if policy is not None and gates.approvals and not unmeetable and len(needed) < total:
+    if policy is not None and rules and not unmeetable and len(needed) < total:
         out.at(
             document,
-            ("gates", "approvals"),
+            ("gates", key),
             f"the approval rules need {total} distinct people but only {len(needed)} can approve",
             "lower the counts, or grant the roles to more people",
             key=True,
@@ -156,6 +165,17 @@ def _check_driver(document: Document, environment: Environment, out: Findings) -
             "remove it: the command driver checks with its own program "
             "(RECONCILER_OPERATION=check); a third-party driver takes its settings in 'options'",
         )
+    gitops = environment.driver.gitops
+    if gitops is not None and driver != "gitops":
+        out.at(
+            document,
+            ("driver", "gitops"),
+            f"'gitops' is the gitops driver's; the {driver} driver would ignore it",
+            "remove it, or set type: gitops",
+        )
+    elif gitops is not None:
+        for where, message, hint in gitops_problems(gitops):
+            out.at(document, ("driver", "gitops", *where), message, hint)
     if driver not in BUILTIN_DRIVERS and driver not in _installed_drivers():
         out.at(
             document,
@@ -165,6 +185,74 @@ def _check_driver(document: Document, environment: Environment, out: Findings) -
             "or use local or command",
             severity="warning",
         )
+
+
+# What a gitops template may name: the step's application and environment.
+_PLACEHOLDERS: Final = re.compile(r"\{([^{}]*)\}")
+GITOPS_FIELDS: Final = ("app", "environment")
+
+
+def gitops_problems(target: GitOpsTarget) -> list[tuple[JsonPath, str, str]]:
+    """What is wrong with a gitops driver's block: (where in it, what, the fix).
+
+    It sets exactly one value (an image's newTag or a key path), in a file inside the
+    repository, and its templates name only {app} and {environment}.
+    """
+    problems: list[tuple[JsonPath, str, str]] = []
+    if (target.image is None) == (target.key is None):
+        problems.append(
+            (
+                (),
+                "a gitops driver sets one value: an image's newTag or a key path",
+                "give exactly one of 'image' (a kustomize images[] name) or 'key' (e.g. image.tag)",
+            )
+        )
+    templates: list[tuple[JsonPath, str]] = [(("path",), target.path)]
+    if target.image is not None:
+        templates.append((("image",), target.image))
+    if target.key is not None:
+        templates.append((("key",), target.key))
+    if target.argocd is not None:
+        templates.append((("argocd", "application"), target.argocd.application))
+    if target.flux is not None:
+        templates.append((("flux", "kustomization"), target.flux.kustomization))
+    for where, template in templates:
+        unknown = [name for name in _PLACEHOLDERS.findall(template) if name not in GITOPS_FIELDS]
+        if unknown:
+            problems.append(
+                (
+                    where,
+                    f"'{{{unknown[0]}}}' is not a placeholder of the gitops driver",
+                    "use {app} and {environment} only",
+                )
+            )
+    parts = target.path.split("/")
+    if target.path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        problems.append(
+            (
+                ("path",),
+                f"the path {target.path!r} does not name a file inside the repository",
+                "give a path relative to its root, without '..' or empty parts, "
+                "e.g. apps/{app}/overlays/{environment}/kustomization.yaml",
+            )
+        )
+    if target.key is not None and any(not part for part in target.key.split(".")):
+        problems.append(
+            (
+                ("key",),
+                f"the key path {target.key!r} has an empty part",
+                "name each key, separated by single dots, e.g. image.tag",
+            )
+        )
+    if target.argocd is not None and target.flux is not None:
+        problems.append(
+            (
+                (),
+                "a gitops driver waits for one engine, Argo CD or Flux",
+                "keep 'argocd' or 'flux', not both",
+            )
+        )
+    return problems
 
 
 def _check_verify(document: Document, environment: Environment, out: Findings) -> None:
@@ -206,7 +294,12 @@ _EDITORS_NAMED = 5
 
 
 def _check_editors_left_to_approve(
-    document: Document, environment: Environment, policy: Policy, out: Findings
+    document: Document,
+    environment: Environment,
+    policy: Policy,
+    out: Findings,
+    key: str,
+    rules: Sequence[ApprovalRule],
 ) -> None:
     """Every plan has an editor, whose approval does not count: the gate must be met by
     the others for at least one possible editor, or no plan can ever be approved here."""
@@ -215,7 +308,7 @@ def _check_editors_left_to_approve(
         return  # nobody can propose a plan here: nothing waits on the gate
     signed = environment.gates.signed_commits
     wanted: dict[str, int] = {}
-    for rule in environment.gates.approvals:
+    for rule in rules:
         wanted[rule.role] = wanted.get(rule.role, 0) + rule.count
     holders = {role: _holders(policy, role, signed=signed) for role in wanted}
     total = sum(wanted.values())
@@ -223,12 +316,13 @@ def _check_editors_left_to_approve(
     if most >= total:
         return
     who = _one_of(editors)
+    kind = "rollback plan" if key == _ROLLBACK else "plan"
+    approvals = "approval" if total == 1 else "approvals"
     out.at(
         document,
-        ("gates", "approvals"),
-        f"every plan into {environment.name} is edited by {who}, whose approval of it does "
-        f"not count: the approval rules need {total} {'approval' if total == 1 else 'approvals'} "
-        f"but at most {most} can be given",
+        ("gates", key),
+        f"every {kind} into {environment.name} is edited by {who}, whose approval of it does "
+        f"not count: the approval rules need {total} {approvals} but at most {most} can be given",
         "grant the approving roles to someone who does not edit plans here "
         "(a reviewer in a team without applications), or lower the counts",
         key=True,
