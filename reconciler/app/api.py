@@ -226,9 +226,27 @@ def uncommitted_note(session: Session) -> str | None:
     )
 
 
-def status(source: Source, *, include_deployed: bool, note: Note = _quiet) -> Pipeline:
+def status(
+    source: Source,
+    *,
+    include_deployed: bool,
+    driver_root: Path | None = None,
+    note: Note = _quiet,
+) -> Pipeline:
+    """`reconciler status`: the pipeline, and the drift its drivers report."""
+    from reconciler.adapters.drivers import load_driver  # noqa: PLC0415
+    from reconciler.app.drift import find_drift  # noqa: PLC0415
+
     with _reading(source, note) as session:
-        return session.pipeline(include_deployed=include_deployed)
+        root = driver_root or session.store.directory / "releases"
+        return session.pipeline(
+            include_deployed=include_deployed,
+            drift=lambda history: find_drift(
+                history.policy,
+                history.deployed,
+                lambda environment: load_driver(environment.driver, root),
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
 from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
 from reconciler.app.record import (
@@ -95,7 +96,7 @@ from reconciler.core.events import FINISHED, HUMAN_TRAILERS, RESULT, PlanRef, Re
 from reconciler.core.journal import OutboxEntry
 from reconciler.core.layout import READ_DIRS, TEAMS_FILE
 from reconciler.core.loader import load
-from reconciler.core.model import Environment, Policy
+from reconciler.core.model import Environment, Plan, Policy
 from reconciler.core.runs import (
     EXTEND,
     RECENT_RECORDS,
@@ -330,6 +331,8 @@ class Reconciler:
             self.close()
             raise
         self.in_flight: set[str] = set()
+        # What the last pass read (policy, deployments/), for drift between passes.
+        self.observed: History | None = None
         self._last_published = ""
         self._refusals_recorded: set[PlanRef] = set()
         # (a, b): b is a's descendant by this reconciler's start records and commits that
@@ -584,6 +587,7 @@ class Reconciler:
             walk.keep()
         report.landings.extend(verified.judged)
         seen = observe(authoriser, verified, now, drivers=None)
+        self.observed = seen.history
         self._check_shard(seen.history.policy)
         # Before any start record: a plan whose environment's driver cannot load waits;
         # only where this reconciler may start runs (another shard's driver need not load here).
@@ -757,6 +761,10 @@ class Reconciler:
     ) -> Execution:
         assert decision.plan is not None
         driver = self._driver(environment, writer)
+        drifted = self._drifted(decision.plan, environment, driver)
+        if drifted is not None:
+            stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            return Execution("failed", (), (f"{stamp}Z run stopped: {drifted}",), reason=drifted)
         return execute(
             steps_for(decision.plan, environment, run_id),
             driver,
@@ -789,6 +797,27 @@ class Reconciler:
             for application, entry in (running.get("applications") or {}).items()
             if isinstance(entry, Mapping) and "version" in entry
         }
+
+    def _drifted(self, plan: Plan, environment: Environment, driver: Driver) -> str | None:
+        """Why the run stops before its first step for drift (`drift.stops_run`), or None."""
+        path = deployments_file(environment.name)
+        with self._git_lock:  # main as last walked: a watcher walks it during runs
+            running = _deployments_in(self._walker.effective_file(path), path) or {}
+        entries = running.get("applications") or {}
+        wanted = {entry.name for entry in plan.applications}
+        recorded = {
+            name: str(entry["version"])
+            for name, entry in entries.items()
+            if name in wanted and isinstance(entry, Mapping) and "version" in entry
+        }
+        return stops_run(plan, drift_in(environment, recorded, lambda: driver))
+
+    def drift(self, history: History, environments: Collection[str]) -> DriftReport:
+        """Drift in `environments`, against deployments/ as `history` (a pass's) read it."""
+        deployed = {
+            name: versions for name, versions in history.deployed.items() if name in environments
+        }
+        return find_drift(history.policy, deployed, self._driver)
 
     def _fence(self, started: StartedRun) -> Callable[[Step], Step | str]:
         """What a run asks before each step (`runs.may_step`): the step with its lease, after

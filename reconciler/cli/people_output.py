@@ -70,6 +70,16 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
             }
             for lock in view.locks
         ],
+        "drift": [
+            {
+                "environment": item.environment,
+                "application": item.application,
+                "recorded": item.recorded,
+                "current": item.current,
+            }
+            for item in view.drift
+        ],
+        "drift_notes": list(view.drift_notes),
     }
 
 
@@ -98,6 +108,15 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         )
     if not view.moves:
         lines += ["", "no plans on their way"]
+    if view.drift or view.drift_notes:
+        lines.append("")
+    lines.extend(
+        click.style(f"drift  {printable(item.text())}", fg="magenta") for item in view.drift
+    )
+    lines.extend(
+        click.style(f"drift  note: {_fit_words(printable(note), width - 13)}", dim=True)
+        for note in view.drift_notes
+    )
     return lines
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli.config_file import config_option
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
@@ -52,8 +53,13 @@ def parse_listen(text: str) -> tuple[str, int]:
         "reconciler watch --remote origin --key /etc/reconciler/key \\\n"
         "    --listen 127.0.0.1:8181 --webhook-secret-file /etc/reconciler/webhook-secret",
     ),
+    (
+        "Everything from a file (flags given as well override it)",
+        "reconciler watch --config /etc/reconciler/watch.toml",
+    ),
     reports="log_event",
 )
+@config_option
 @service_options
 @click.option(
     "--interval",

@@ -274,6 +274,7 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
         notes=data.get("notes", ""),
         state=data["state"],
         rollback=data.get("rollback", False),
+        override_drift=data.get("override_drift") is True,
     )
 
 

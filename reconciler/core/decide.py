@@ -212,7 +212,9 @@ def _in_play(
         if latest is None
         else f"retry of interrupted run {latest.id}, requested by {trigger}"
     )
-    why = tuple(wait.reason for wait in waits) or (
+    gated = gates.time_gated(environment.gates, plan)
+    lapsing = _lapse(history, environment, verdicts, approvers, waits, now) if gated else ()
+    why = tuple(wait.reason for wait in waits) + lapsing or (
         reason(
             "plan.executable",
             f"{asked}, approved by {', '.join(approvers) or 'nobody (no approvals needed)'}",
@@ -307,6 +309,59 @@ def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
         return (Wait("window", reason(code, text)),)
     text = f"{what}: deploys may start at {closed.opens.isoformat()}"
     return (Wait("window", reason(code, text, opens=closed.opens), closed.opens),)
+
+
+def _lapse(
+    history: History,
+    environment: Environment,
+    verdicts: Sequence[SignoffVerdict],
+    approvers: Sequence[str],
+    waits: Sequence[Wait],
+    now: datetime,
+) -> tuple[Reason, ...]:
+    """Say now when the sign-offs that count, or any given now, will be older than
+    approval_ttl when deploys may next start (`gates.lapse`): the plan would wait for
+    the window, then for sign-offs all over again."""
+    times = {item.commit: item.committed_at for item in history.signoffs}
+    given = [
+        (
+            f"the {_SIGNOFF_NAMES[verdict.kind]} by {verdict.actor}",
+            gates.aged_from(
+                times.get(verdict.commit) or history.commit_times.get(verdict.commit, now),
+                history.first_seen.get(verdict.commit),
+            ),
+        )
+        for verdict in verdicts
+        if verdict.refused is None and (verdict.kind != "approve" or verdict.actor in approvers)
+    ]
+    asked = any(wait.what in ("approval", "trigger", "retry") for wait in waits)
+    found = gates.lapse(environment.gates, now, given, asked=asked)
+    if found is None:
+        return ()
+    lapsing = [f"{what} expires at {_at(found, when)}" for what, when in found.expiring]
+    if found.now_expires is not None:
+        lapsing.append(f"one given now would expire at {_at(found, found.now_expires)}")
+    text = (
+        f"approval_ttl ({signoffs.duration(found.ttl)}) runs out before deploys may start "
+        f"at {found.opens.isoformat()}: {', and '.join(lapsing)}; approvals and triggers "
+        f"given from {_at(found, found.fresh_from)} on still count then"
+    )
+    facts = {
+        "opens": found.opens,
+        "expires": tuple(when for _, when in found.expiring),
+        "now_expires": found.now_expires,
+        "fresh_from": found.fresh_from,
+    }
+    return (reason("gate.ttl-before-window", text, **facts),)
+
+
+_SIGNOFF_NAMES: Final = {"approve": "approval", "deploy": "trigger", "retry": "retry"}
+
+
+def _at(found: gates.Lapse, moment: datetime) -> str:
+    """`moment` in the zone the window's opening is given in, so the times compare at a
+    glance."""
+    return moment.astimezone(found.opens.tzinfo).isoformat(timespec="seconds")
 
 
 def _freeze_named(name: str) -> str:

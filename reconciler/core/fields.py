@@ -28,7 +28,15 @@ INVALID: Final = "invalid"
 CONTENT: Final = "content"
 TEXT: Final = "text"
 APP_PREFIX: Final = "app:"
-PLAN_SCALARS: Final = ("name", "source", "target", "notes", "state", "rollback")
+PLAN_SCALARS: Final = (
+    "name",
+    "source",
+    "target",
+    "notes",
+    "state",
+    "rollback",
+    "override_drift",
+)
 ORDER: Final = "order"
 
 

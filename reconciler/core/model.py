@@ -186,6 +186,8 @@ class Plan:
     notes: str
     state: Literal["draft", "ready", "cancelled"]
     rollback: bool = False  # redeploys versions that ran in the target, not a promotion
+    # Deploy over drift (the driver reports another version than deployments/ records).
+    override_drift: bool = False
 
 
 @dataclass(frozen=True, slots=True)

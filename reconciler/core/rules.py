@@ -294,7 +294,7 @@ def _plan(
             )
             if not applications:
                 verdicts.append(ask.may_edit_some_application(actor.name, target, ()))
-        elif field == "state" and "cancelled" in (value(old, "state"), value(new, "state")):
+        elif _needs_deploy(field, old, new):
             verdicts.append(ask.may_on_environment(actor.name, permissions.PLAN_DEPLOY, target))
         else:
             verdicts.append(ask.may_edit_some_application(actor.name, target, applications))
@@ -338,10 +338,18 @@ def _plan_needed(
         return f"plan.edit on {where} for {field[len(APP_PREFIX) :]}"
     if field in _WHOLE_PLAN:
         return f"plan.edit on {where} for every application in the plan"
-    states = (value(old or {}, "state"), value(new or {}, "state"))
-    if field == "state" and "cancelled" in states:
+    if _needs_deploy(field, old or {}, new or {}):
         return f"plan.deploy on {where}"
     return f"plan.edit on {where} for some application in the plan"
+
+
+def _needs_deploy(field: str, old: FieldMap, new: FieldMap) -> bool:
+    """Whether a plan field's edit is an operator's call (plan.deploy on the target): a
+    cancel or un-cancel, and an `override_drift: true`, which deploys over what someone
+    changed outside the reconciler (a run stops before it otherwise)."""
+    if field == "state":
+        return "cancelled" in (value(old, "state"), value(new, "state"))
+    return field == "override_drift" and value(new, "override_drift") is True
 
 
 def _teams(policy: Policy, actor: Actor, field: str, old: FieldMap, new: FieldMap) -> Judgement:

@@ -34,6 +34,23 @@ class Move:
 
 
 @dataclass(frozen=True, slots=True)
+class Drift:
+    """A driver reporting another version than `deployments/<env>.yaml` records."""
+
+    environment: str
+    application: str
+    recorded: str
+    current: str | None
+
+    def text(self) -> str:
+        found = self.current or "nothing"
+        return (
+            f"{self.application} in {self.environment}: deployments/ records {self.recorded}, "
+            f"the driver reports {found}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     environments: tuple[str, ...]
     applications: tuple[str, ...]
@@ -41,6 +58,8 @@ class Pipeline:
     moves: tuple[Move, ...]
     # The stop-the-line locks that hold: scope, who, since when, why.
     locks: tuple[Lock, ...] = ()
+    drift: tuple[Drift, ...] = ()  # what the drivers report, where they were asked
+    drift_notes: tuple[str, ...] = ()  # the environments whose driver could not be asked
 
 
 def label(decision: Decision) -> str:
