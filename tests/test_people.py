@@ -684,8 +684,8 @@ def test_init_makes_nothing_when_its_templates_would_not_validate(
         )
     assert str(raised.value) == (
         "the new configuration would not be valid: environments/production.yaml:15:1: "
-        "unknown key 'surprise' (allowed keys: driver, gates, name, order, permissions, "
-        "promotes_from, verify)"
+        "unknown key 'surprise' (allowed keys: driver, gates, name, on_failure, order, "
+        "permissions, promotes_from, verify)"
     )
     assert not (tmp_path / "config").exists()
 
@@ -730,7 +730,7 @@ def test_the_command_reference_is_what_each_commands_help_prints() -> None:
     reference = section((DOCS / "commands.md").read_text())
     env = {**os.environ, "COLUMNS": "90"}
     names = re.findall(r"^## `reconciler (\S+)`$", reference, flags=re.MULTILINE)
-    assert len(names) == 15
+    assert len(names) == 17
     for name in names:
         result = reconciler(name, "--help", env=env)
         assert result.exit_code == 0, result.stderr

@@ -29,7 +29,7 @@ from reconciler.core.printable import printable
 
 if TYPE_CHECKING:
     from reconciler.adapters.drivers import Step
-    from reconciler.app.actions import Made
+    from reconciler.app.actions import Locked, Made
     from reconciler.app.authorise import Progress, VerifyResult
     from reconciler.app.drift import DriftReport
     from reconciler.app.history_entries import Entry
@@ -342,6 +342,25 @@ def act(source: Source, action: Action) -> Acted:
         else:
             made = actions.cancel(session, action.plan, undo=action.undo)
         return Acted(made, actions.still_to_do(session))
+
+
+@dataclass(frozen=True, slots=True)
+class LockActed:
+    """A commit `lock` or `unlock` made, and what it still needs to count."""
+
+    locked: Locked
+    still_to_do: str | None
+
+
+def lock(
+    source: Source, environment: str, application: str | None, why: str, *, unlock: bool
+) -> LockActed:
+    from reconciler.app import actions  # noqa: PLC0415
+
+    with _session(source) as session:
+        session.repo.work_tree()
+        locked = actions.lock(session, environment, application, why, unlock=unlock)
+        return LockActed(locked, actions.still_to_do(session))
 
 
 # -- apply ---------------------------------------------------------------------------

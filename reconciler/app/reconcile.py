@@ -791,7 +791,22 @@ class Reconciler:
                 else functools.partial(self.on_driver_step, environment.driver.type)
             ),
             verify=environment.verify,
+            on_failure=environment.on_failure,
+            previous=self._running(environment) if environment.on_failure == "rollback" else None,
         )
+
+    def _running(self, environment: Environment) -> dict[str, str]:
+        """What runs in `environment` before a run (application -> version), as the effective
+        deployments/ says: what its rollback goes back to. The records', never the driver's
+        `current`: only a version a run deployed and recorded is known to be one to go back to."""
+        path = deployments_file(environment.name)
+        with self._git_lock:  # a watcher walks main during runs
+            running = _deployments_in(self._walker.effective_file(path), path) or {}
+        return {
+            application: str(entry["version"])
+            for application, entry in (running.get("applications") or {}).items()
+            if isinstance(entry, Mapping) and "version" in entry
+        }
 
     def _drifted(self, plan: Plan, environment: Environment, driver: Driver) -> str | None:
         """Why the run stops before its first step for drift (`drift.stops_run`), or None."""

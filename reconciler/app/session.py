@@ -187,6 +187,7 @@ class Session:
             seen.decisions,
             include_deployed=include_deployed,
             open_runs=[run for run in runs_from(records) if run.finished is None],
+            locks=seen.history.locks.values(),
         )
         if drift is None:
             return view

@@ -662,12 +662,13 @@ class Watch:
         )
 
     def _next_window(self, report: PassReport) -> float | None:
-        """When the earliest deploy window a plan waits for opens (monotonic), if any."""
+        """When the earliest deploy window a plan waits for opens, or its soak ends
+        (monotonic), if any."""
         openings = [
             wait.until
             for decision in report.decisions
             for wait in decision.waits
-            if wait.what == "window" and wait.until is not None
+            if wait.what in ("window", "soak") and wait.until is not None
         ]
         if not openings:
             return None

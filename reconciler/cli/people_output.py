@@ -60,6 +60,16 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
             }
             for move in view.moves
         ],
+        "locks": [
+            {
+                "scope": lock.scope,
+                "by": lock.actor,
+                "since": lock.committed_at.isoformat(),
+                "why": lock.why,
+                "commit": lock.commit,
+            }
+            for lock in view.locks
+        ],
         "drift": [
             {
                 "environment": item.environment,
@@ -76,6 +86,10 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
 def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
     """The table and the moves, in `width` columns (80 in a narrow terminal)."""
     lines = _table(view, width)
+    for lock in view.locks:
+        why = f": {lock.why}" if lock.why else ""
+        text = f"locked {lock.scope} by {lock.actor} since {lock.committed_at.isoformat()}{why}"
+        lines.append(click.style(printable(text), fg="red"))
     current: tuple[str | None, str, bool] | None = None
     for move in view.moves:
         lane = (move.source, move.target, move.rollback)

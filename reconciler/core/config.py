@@ -75,6 +75,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
     permissions = dict(DEFAULT_PERMISSIONS)
     permissions.update({name: tuple(roles) for name, roles in data.get("permissions", {}).items()})
     ttl = gates.get("approval_ttl")
+    soak = gates.get("soak")
     return Environment(
         name=data["name"],
         order=data["order"],
@@ -101,6 +102,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
                 )
                 for freeze in gates.get("freezes", ())
             ),
+            soak=parse_duration(soak) if soak else None,
         ),
         driver=DriverSpec(
             type=driver["type"],
@@ -113,6 +115,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
             gitops=_gitops(driver.get("gitops")),
         ),
         verify=_verify(data.get("verify")),
+        on_failure=data.get("on_failure", "stop"),
     )
 
 

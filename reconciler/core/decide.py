@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from reconciler.core import approvals, gates, signoffs
@@ -37,7 +37,7 @@ from reconciler.core.decide_values import (
     SignoffVerdict,
     Wait,
 )
-from reconciler.core.events import PlanRef, Signoff
+from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.core.layout import place
 from reconciler.core.loader import load
@@ -202,7 +202,8 @@ def _in_play(
     approvers, missing = signoffs.approvers(history, ref, environment, rules, now, verdicts)
     waits.extend(missing)
     if not plan.rollback:  # a rollback's versions ran here already (`_never_ran`)
-        waits.extend(_promotion(history, plan, environment))
+        waits.extend(_promotion(history, plan, environment, now))
+    waits.extend(_locked(history, plan))
     if not waits and gates.time_gated(environment.gates, plan):
         waits.extend(_time_gate(environment, now))
     status: Status = "waiting" if waits else "executable"
@@ -408,7 +409,7 @@ def _never_ran(history: History, plan: Plan) -> tuple[Reason, ...]:
     return tuple(problems)
 
 
-def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:
+def _promotion(history: History, plan: Plan, environment: Environment, now: datetime) -> list[Wait]:
     source = environment.promotes_from
     if source is None:
         return []
@@ -417,12 +418,68 @@ def _promotion(history: History, plan: Plan, environment: Environment) -> list[W
     for entry in plan.applications:
         needed = entry.from_version if entry.action == "tag-and-deploy" else entry.version
         current = running.get(entry.name)
+        facts = {"application": entry.name, "version": needed, "environment": source}
         if current != needed:
             now_runs = f"it runs {current}" if current else "it does not run there"
             text = f"{entry.name} {needed} must run in {source} first ({now_runs})"
-            facts = {"application": entry.name, "version": needed, "environment": source}
             waits.append(Wait("promotion", reason("promotion.missing", text, **facts)))
+        elif environment.gates.soak and current is not None:
+            waits.extend(_soak(history, environment.gates.soak, source, entry.name, current, now))
     return waits
+
+
+def _locked(history: History, plan: Plan) -> tuple[Wait, ...]:
+    """The waits for the stop-the-line locks on the plan's environment or its applications
+    (Kuberpult's environment and application locks): nothing starts there while one holds."""
+    scopes = [plan.target, *(f"{plan.target}/{entry.name}" for entry in plan.applications)]
+    waits = []
+    for scope in scopes:
+        lock = history.locks.get(scope)
+        if lock is None:
+            continue
+        why = f": {lock.why}" if lock.why else ""
+        text = (
+            f"{scope} is locked by {lock.actor} since {lock.committed_at.isoformat()}{why} "
+            f"(`reconciler unlock {scope.replace('/', ' --app ')}`)"
+        )
+        facts = {"scope": scope, "by": lock.actor, "since": lock.committed_at, "why": lock.why}
+        waits.append(Wait("lock", reason("lock.held", text, **facts)))
+    return tuple(waits)
+
+
+def _soak(
+    history: History, soak: timedelta, source: str, application: str, version: str, now: datetime
+) -> tuple[Wait, ...]:
+    """The wait for `version`, which runs in `source`, to have run verified there for `soak`
+    (Kargo's requiredSoakTime), counted from the record that verified it (`verified_since`)."""
+    facts = {"application": application, "version": version, "environment": source}
+    since = history.verified_since.get(source, {}).get(application)
+    if since is None:
+        text = (
+            f"{application} {version} must run verified in {source} first, then soak "
+            f"{_duration(soak)}: the record of the run that deployed it there does not say "
+            "it passed its checks (not checked, or failed verification)"
+        )
+        return (Wait("soak", reason("promotion.unverified", text, **facts)),)
+    until = since + soak
+    if now >= until:
+        return ()
+    text = (
+        f"{application} {version} waits for soak until {until.isoformat()} "
+        f"({_duration(soak)} verified in {source}, from {since.isoformat()})"
+    )
+    return (Wait("soak", reason("promotion.soak", text, until=until, **facts), until),)
+
+
+def _duration(length: timedelta) -> str:
+    """'30m', '1h30m', '2s': a duration as environment files write it."""
+    seconds = int(length.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
 
 
 def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
@@ -431,20 +488,56 @@ def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
     return plan_data(fields)
 
 
-def deployed_versions(
+def deployed_runs(
     effective: Mapping[str, Mapping[str, str]], read_blob: Any
-) -> dict[str, dict[str, str]]:
-    """What runs where, per the effective deployments/<env>.yaml."""
-    deployed: dict[str, dict[str, str]] = {}
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """What runs where and which run put it there, per the effective deployments/<env>.yaml:
+    environment -> application -> (version, run)."""
+    deployed: dict[str, dict[str, tuple[str, str]]] = {}
     for path, fields in effective.items():
         placement = place(path)
         if placement.kind != "deployment" or CONTENT not in fields:
             continue
         data = load(read_blob(value(fields, CONTENT)), path).data
         deployed[placement.name] = {
-            app: entry["version"] for app, entry in (data.get("applications") or {}).items()
+            app: (entry["version"], entry.get("run", ""))
+            for app, entry in (data.get("applications") or {}).items()
         }
     return deployed
+
+
+def soak_sources(policy: Policy) -> frozenset[str]:
+    """The environments a soak gate counts in: the sources of the environments that have one."""
+    return frozenset(
+        environment.promotes_from
+        for environment in policy.environments.values()
+        if environment.gates.soak and environment.promotes_from
+    )
+
+
+def verified_since(
+    running: Mapping[str, Mapping[str, tuple[str, str]]], records: Iterable[Record]
+) -> dict[str, dict[str, datetime]]:
+    """When each application's running version was verified where it runs (environment ->
+    application -> time): the commit time of the counted record, of the run that
+    deployments/ says put it there, that says it passed its checks there.
+
+    The record's commit time is the service's own: the record counts only signed by the
+    service account and built on its run's start record (`events.record_refusal`), so
+    no one else can date it, as no one else can write deployments/. A version whose
+    record says `not checked` or `failed verification`, or no record, has no time."""
+    verified = {
+        (record.environment, record.run, step): record.committed_at
+        for record in records
+        for step in record.verified
+    }
+    since: dict[str, dict[str, datetime]] = {}
+    for environment, applications in running.items():
+        for application, (version, run) in applications.items():
+            when = verified.get((environment, run, f"{application} {version}"))
+            if when is not None:
+                since.setdefault(environment, {})[application] = when
+    return since
 
 
 def not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:

@@ -93,6 +93,8 @@ class Gates:
     freezes: tuple[Freeze, ...] = ()
     rollback_approvals: tuple[ApprovalRule, ...] = ()  # what a rollback plan needs instead
     rollback_ignores_windows: bool = False  # break glass: rollbacks start whenever
+    # How long a version must have run verified in promotes_from before it may come here.
+    soak: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,8 @@ class Environment:
     gates: Gates
     driver: DriverSpec
     verify: Verify | None = None  # None: deployed applications are not checked
+    # What a failed run does: stop where it failed, or redeploy what it replaced.
+    on_failure: Literal["stop", "rollback"] = "stop"
 
     def roles_holding(self, permission: str) -> tuple[str, ...]:
         return self.permissions.get(permission, ())

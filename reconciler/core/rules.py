@@ -127,6 +127,17 @@ def judge_signoff(policy: Policy, facts: CommitFacts, permission: str, target: o
     return Judgement(verdict, permission, actor)
 
 
+def judge_lock(policy: Policy, facts: CommitFacts, environment: str) -> Judgement:
+    """Judge a lock or unlock of `environment` (or of an application in it): a signed commit
+    by a plan.deploy holder there, or by a settings user."""
+    actor = resolve(facts, policy, signature_required=True)
+    if not actor.known:
+        verdict = Verdict.deny(actor.how)
+    else:
+        verdict = permissions.may_lock(policy, actor.name, environment)
+    return Judgement(verdict, permissions.PLAN_DEPLOY, actor)
+
+
 def landing_style(facts: CommitFacts, actor: Actor, *, onto_main: bool) -> LandingStyle:
     """How the first-parent commit `facts` landed what it brings, and so whether its actor
     is the one who landed it (`onto_main`: its first parent is main's previous commit).
