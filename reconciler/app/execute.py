@@ -123,7 +123,12 @@ class Execution:
         return next((result for result in self.steps if not result.skipped), None)
 
 
-def steps_for(plan: Plan, environment: Environment, run: str) -> tuple[Step, ...]:
+def steps_for(
+    plan: Plan, environment: Environment, run: str, running: Mapping[str, str] | None = None
+) -> tuple[Step, ...]:
+    """The steps of `plan`'s run. A rollback plan's go back to a release that ran here
+    (`rollback`, from what runs now, `running`), as `on_failure: rollback` does: the
+    driver switches back to it and never makes it anew from the source environment."""
     return tuple(
         Step(
             application=entry.name,
@@ -131,8 +136,8 @@ def steps_for(plan: Plan, environment: Environment, run: str) -> tuple[Step, ...
             environment=environment.name,
             plan=plan.name,
             run=run,
-            action=entry.action,
-            from_version=entry.from_version,
+            action="rollback" if plan.rollback else entry.action,
+            from_version=(running or {}).get(entry.name) if plan.rollback else entry.from_version,
             source=environment.promotes_from,
         )
         for entry in plan.applications

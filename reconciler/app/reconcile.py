@@ -775,8 +775,9 @@ class Reconciler:
         if drifted is not None:
             stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
             return Execution("failed", (), (f"{stamp}Z run stopped: {drifted}",), reason=drifted)
+        running = self._running(environment) if decision.plan.rollback else None
         return execute(
-            steps_for(decision.plan, environment, run_id),
+            steps_for(decision.plan, environment, run_id, running),
             driver,
             retries=environment.driver.retries,
             clock=self.clock,
