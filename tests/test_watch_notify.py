@@ -18,6 +18,7 @@ from tests.runner import DRIVER, command_environment
 from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL, QA_PLAN, dev_plan, qa_plan
 from tests.test_drivers import step
 from tests.test_notify import Receiver, receivers, rows
+from tests.test_rollback import CHECK, NEW, OLD, argv, development, first_run
 from tests.test_rollback_plans import ROLLBACK_QA, qa_ran_1_4_then_1_5, rollback_plan
 from tests.test_watch import Watcher, push, push_plan, start_watch, watchers
 
@@ -209,10 +210,15 @@ def test_a_rollback_plans_run_is_told_as_a_cdevents_rollback(
     teams = seed_teams(people)
     teams["notifications"] = [{"target": "ops", "events": ["run.rolled-back", "run.succeeded"]}]
     repo = qa_ran_1_4_then_1_5(tmp_path, people, teams=teams)
-    # Development's release of 1.4.0, which the rollback copies into quality assurance.
-    build(repo.driver_root, "ecommerce", "1.4.0")
+    # The releases QA ran, as the records say: 1.4.0, then 1.5.0, which the rollback undoes.
     output: list[str] = []
-    assert LocalDriver(repo.driver_root).deploy(step(version="1.4.0"), output.append).ok
+    driver = LocalDriver(repo.driver_root)
+    for version in ("1.4.0", "1.5.0"):
+        build(repo.driver_root, "ecommerce", version)
+        assert driver.deploy(step(version=version), output.append).ok
+    for version in ("1.4.0", "1.5.0"):
+        qa = step(version=version, environment="quality-assurance", source="development")
+        assert driver.deploy(qa, output.append).ok
     rollback = rollback_plan("rollback-quality-assurance-1", "quality-assurance", [ECOMMERCE])
     repo.commit(people.alice, {ROLLBACK_QA: rollback})
     repo.trigger(people.olga, ROLLBACK_QA)
@@ -235,3 +241,34 @@ def test_a_rollback_plans_run_is_told_as_a_cdevents_rollback(
         "succeeded",
         [{"name": "ecommerce", "version": "1.4.0"}],
     )
+
+
+def test_a_failed_run_that_rolled_itself_back_is_told_as_a_rollback(
+    tmp_path: Path, people: People, watchers: list[Watcher], receivers: list[Receiver]
+) -> None:
+    teams = seed_teams(people)
+    teams["notifications"] = [{"target": "ops", "events": ["run.rolled-back", "run.failed"]}]
+    check = tmp_path / "check.py"
+    check.write_text(CHECK)
+    driver = f"{{type: local, check: {argv(check, NEW['version'])}}}"
+    extra = {"environments/development.yaml": development(driver)}
+    repo = SeedRepo.create(tmp_path, people, teams=teams, extra=extra)
+    for version in ("1.4.0", "1.5.0"):
+        build(repo.driver_root, "ecommerce", version)
+    first_run(repo, people, OLD)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(NEW)})  # its check fails: rolled back
+    secret = tmp_path / "notify-secret"
+    secret.write_text("rollback-secret\n")
+    ops = Receiver(secret=b"rollback-secret")
+    receivers.append(ops)
+    config = notify_file(tmp_path / "notify.toml", secret, {"ops": ops.url})
+    watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
+    finished = watcher.wait_for_event("run-finished")
+    assert finished["result"] == "failed", finished
+    ops.wait(1)
+    assert watcher.stop() == 0
+    [event] = ops.events()
+    assert event.get_type() == "dev.cdevents.service.rolledback.0.2.0"
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert (data["result"], data["rolled_back"]) == ("failed", ["ecommerce 1.4.0"])

@@ -144,11 +144,13 @@ def run_notice(
     started: StartedRun, report: RunReport | None, error: BaseException | None, at: datetime
 ) -> Notice:
     """How a run ended; `report` None when it could not be completed (`error`): failed.
-    A rollback plan's run that succeeded is a rollback (`reconciler rollback ENV`)."""
+    A rollback plan's run that succeeded is a rollback (`reconciler rollback ENV`), and so
+    is a failed run that put back what it replaced (`on_failure: rollback`)."""
     result = "failed" if report is None else report.result
     kind = RESULT_KINDS.get(result, RUN_FAILED)
     plan = started.decision.plan
-    if kind == RUN_SUCCEEDED and plan is not None and plan.rollback:
+    rolled_back = () if report is None else report.rolled_back
+    if (kind == RUN_SUCCEEDED and plan is not None and plan.rollback) or rolled_back:
         kind = RUN_ROLLED_BACK
     failed_step = None if report is None else report.failed_step
     reason = str(error) if report is None else report.reason
@@ -158,7 +160,8 @@ def run_notice(
         at,
         f"run {started.run_id} -> {started.environment.name}: {result}"
         + (f" at step {failed_step}" if failed_step else "")
-        + (f" ({reason})" if reason and kind == RUN_FAILED else ""),
+        + (f" ({reason})" if reason and kind != RUN_SUCCEEDED else "")
+        + (f"; rolled back to {', '.join(rolled_back)}" if rolled_back else ""),
         started.environment.name,
         {
             "run": started.run_id,
@@ -166,6 +169,7 @@ def run_notice(
             "failed_step": failed_step,
             "reason": reason,
             "retry_of": started.decision.retry_of,
+            "rolled_back": list(rolled_back),
             **_plan_data(started.decision),
         },
     )

@@ -227,6 +227,8 @@ class RunReport:
     failed_step: str | None
     retry_of: str | None
     reason: str | None = None  # why it failed: the failed step's summary, or the error
+    # With `on_failure: rollback`: what a failed run put back, "<app> <version>" each.
+    rolled_back: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -753,6 +755,11 @@ class Reconciler:
             ),
             retry_of=decision.retry_of,
             reason=execution.why_failed,
+            rolled_back=tuple(
+                f"{undo.step.step.application} {undo.to}"
+                for undo in execution.rollback
+                if undo.switched
+            ),
         )
 
     def _ended_by(self, error: ReconcilerError) -> Execution:
