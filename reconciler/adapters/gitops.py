@@ -33,6 +33,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -618,18 +619,43 @@ def _argocd_access() -> tuple[str, str]:
         )
     try:
         token = Path(token_file).read_text().strip()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
         raise ReconcilerError(
-            f"gitops driver: cannot read the Argo CD token file {token_file}: {error.strerror}"
+            f"gitops driver: cannot read the Argo CD token file {token_file}: {why}"
         ) from None
+    # A header cannot carry a line break, and the error that says so quotes the header,
+    # token and all, into the run's log, which is committed: say what is wrong, not what
+    # the file holds.
+    if not token or not all(char.isprintable() and not char.isspace() for char in token):
+        raise ReconcilerError(
+            f"gitops driver: the Argo CD token file {token_file} does not hold one token "
+            "on one line",
+            hint="write the token alone into the file",
+        )
     return server, token
 
 
+# The most of an Argo CD answer read: an Application with its resource tree is far
+# smaller; a server that sends more is not answering as Argo CD does.
+ARGOCD_ANSWER_LIMIT: Final = 32 * 2**20
+
+
 def _request(url: str, token: str, timeout: float, body: object | None = None) -> Any:
-    """One call of Argo CD's REST API: its JSON answer."""
+    """One call of Argo CD's REST API: its JSON answer, read within `timeout` seconds and
+    `ARGOCD_ANSWER_LIMIT` bytes (a byte now and then keeps a socket's timeout from
+    firing; the run's lease counts on the check ending by its timeout)."""
     import urllib.error  # noqa: PLC0415 - only Argo CD waits need the web
     import urllib.request  # noqa: PLC0415
 
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """Redirects are not followed: urllib would send the token along to wherever
+        one points, another host included."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    deadline = time.monotonic() + timeout
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(  # noqa: S310 - the scheme is the service's own setting
         url,
@@ -637,12 +663,29 @@ def _request(url: str, token: str, timeout: float, body: object | None = None) -
         method="GET" if body is None else "POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
+    opener = urllib.request.build_opener(NoRedirect)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-            return json.loads(answer.read() or b"{}")
+        with opener.open(request, timeout=timeout) as answer:
+            chunks: list[bytes] = []
+            read = 0
+            while chunk := answer.read1(65536):
+                read += len(chunk)
+                if read > ARGOCD_ANSWER_LIMIT:
+                    raise ReconcilerError(
+                        f"gitops driver: Argo CD at {url} answered more than "
+                        f"{ARGOCD_ANSWER_LIMIT >> 20} MiB"
+                    )
+                if time.monotonic() > deadline:
+                    raise ReconcilerError(
+                        f"gitops driver: Argo CD at {url} did not answer within {timeout:g} s"
+                    )
+                chunks.append(chunk)
+            return json.loads(b"".join(chunks) or b"{}")
     except urllib.error.HTTPError as error:
         raise ReconcilerError(
             f"gitops driver: Argo CD answered {error.code} to {request.get_method()} {url}"
         ) from None
+    except RecursionError:  # JSON nested deeper than Python's stack: no Application
+        raise ReconcilerError(f"gitops driver: Argo CD at {url} answered no JSON object") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise ReconcilerError(f"gitops driver: Argo CD at {url} did not answer: {error}") from None
