@@ -32,6 +32,8 @@ from tests.people import People
 from tests.repositories import SeedRepo, run_git
 from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
 from tests.test_gitops_driver import (
+    KUSTOMIZATION,
+    KUSTOMIZATION_TEXT,
     GitOpsRepo,
     argocd_application,
     deploy,
@@ -265,3 +267,67 @@ def test_an_argocd_answer_nested_past_pythons_stack_fails_the_check_cleanly(
     checked = the_driver.check(step(), lambda line: None, 5.0)
     assert not checked.ok
     assert "Argo CD" in checked.summary
+
+
+# -- the file a step edits ----------------------------------------------------------------
+
+SHARED_VALUES = """\
+# One tag for every environment, written once.
+defaults: &defaults
+  tag: "1.3.0"
+development:
+  image: *defaults
+production:
+  image: *defaults
+"""
+
+
+def test_a_step_into_development_cannot_move_production_through_a_yaml_anchor(
+    gitops: GitOpsRepo, tmp_path: Path, service_key: Path
+) -> None:
+    """Both environments read their tag through one anchor: setting development's would
+    set production's too, a deploy to production that nobody approved."""
+    gitops.push("values.yaml", SHARED_VALUES, "share the tag")
+    before = gitops.tip()
+    shared = driver(
+        gitops, tmp_path, service_key, path="values.yaml", image=None, key="{environment}.image.tag"
+    )
+    outcome = deploy(shared)
+    assert not outcome.ok
+    assert "anchor" in outcome.summary
+    assert gitops.tip() == before
+    assert gitops.show("values.yaml") == SHARED_VALUES
+
+
+def test_a_duplicate_key_cannot_hide_the_value_the_engine_reads(
+    gitops: GitOpsRepo, tmp_path: Path, service_key: Path
+) -> None:
+    """A second `image:` below the first: the driver would set and read back the first,
+    report the version deployed and no drift, while the engine applies the other one."""
+    values = "apps/ecommerce/values-development.yaml"
+    hidden = 'image:\n  tag: "1.3.0"\nreplicaCount: 2\nimage:\n  tag: "1.0.0-vulnerable"\n'
+    gitops.push(values, hidden, "tidy the values")
+    before = gitops.tip()
+    the_driver = driver(
+        gitops, tmp_path, service_key, path="apps/{app}/values-{environment}.yaml",
+        image=None, key="image.tag",
+    )  # fmt: skip
+    outcome = deploy(the_driver)
+    assert not outcome.ok
+    assert "more than once" in outcome.summary
+    assert gitops.tip() == before
+    assert the_driver.current("ecommerce", "development") is None
+
+
+def test_two_images_entries_of_one_name_are_refused(
+    gitops: GitOpsRepo, tmp_path: Path, service_key: Path
+) -> None:
+    doubled = KUSTOMIZATION_TEXT + (
+        "    - name: registry.example/ecommerce\n      newTag: 1.0.0-vulnerable\n"
+    )
+    gitops.push(KUSTOMIZATION, doubled, "another entry")
+    before = gitops.tip()
+    outcome = deploy(driver(gitops, tmp_path, service_key))
+    assert not outcome.ok
+    assert "more than once" in outcome.summary
+    assert gitops.tip() == before

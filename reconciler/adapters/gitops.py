@@ -101,25 +101,34 @@ def _compose(text: str, path: str) -> Any:
         ) from None
 
 
-def _mapping_value(node: Any, key: str) -> Any:
+def _mapping_value(node: Any, key: str, path: str) -> Any:
     from ruamel.yaml.nodes import MappingNode  # noqa: PLC0415
 
     if not isinstance(node, MappingNode):
         return None
-    for key_node, value_node in node.value:
-        if getattr(key_node, "value", None) == key:
-            return value_node
-    return None
+    found = [
+        value_node for key_node, value_node in node.value if getattr(key_node, "value", None) == key
+    ]
+    if len(found) > 1:
+        # Which one counts is the reader's choice: the driver would set and read back one
+        # while the engine applies the other, and nobody would see the difference.
+        raise EditError(
+            f"{path}: the key {printable(key)} is there more than once in one mapping "
+            f"(line {found[0].start_mark.line + 1} and line {found[1].start_mark.line + 1})",
+            hint="keep one of them",
+        )
+    return found[0] if found else None
 
 
 def _value_node(root: Any, image: str | None, key: str | None, path: str) -> Any:
     """The scalar node the target names in the composed file at `path`."""
     from ruamel.yaml.nodes import ScalarNode, SequenceNode  # noqa: PLC0415
 
+    passed: list[Any] = []  # the nodes on the way to the value, the value last
     if image is not None:
-        images = _mapping_value(root, "images")
+        images = _mapping_value(root, "images", path)
         entries = images.value if isinstance(images, SequenceNode) else []
-        names = [getattr(_mapping_value(entry, "name"), "value", None) for entry in entries]
+        names = [getattr(_mapping_value(entry, "name", path), "value", None) for entry in entries]
         if image not in names:
             there = ", ".join(str(name) for name in names if name) or "none"
             raise EditError(
@@ -128,12 +137,19 @@ def _value_node(root: Any, image: str | None, key: str | None, path: str) -> Any
                 hint="fix driver.gitops.image in the environment file, or add the image to "
                 "the kustomization",
             )
-        node = _mapping_value(entries[names.index(image)], "newTag")
+        if names.count(image) > 1:
+            raise EditError(
+                f"{path}: the images[] entry {printable(image)} is there more than once",
+                hint="keep one of them",
+            )
+        entry = entries[names.index(image)]
+        node = _mapping_value(entry, "newTag", path)
         if node is None:
             raise EditError(
                 f"{path}: the images[] entry {printable(image)} has no newTag",
                 hint="add `newTag:` to that entry once; the driver sets it from then on",
             )
+        passed = [images, entry, node]
         what = f"images[{image}].newTag"
     else:
         assert key is not None
@@ -142,14 +158,25 @@ def _value_node(root: Any, image: str | None, key: str | None, path: str) -> Any
             if isinstance(node, SequenceNode) and part.isdigit():
                 node = node.value[int(part)] if int(part) < len(node.value) else None
             else:
-                node = _mapping_value(node, part)
+                node = _mapping_value(node, part, path)
             if node is None:
                 raise EditError(
                     f"{path} has no value at {printable(key)} (no {printable(part)} there)",
                     hint="fix driver.gitops.key in the environment file, or add the key to "
                     "the file",
                 )
+            passed.append(node)
         what = key
+    shared = next((item for item in passed if getattr(item, "anchor", None)), None)
+    if shared is not None:
+        # An alias reads the anchored node itself: set through one name, the value would
+        # change under every other name too (another environment's, another application's).
+        raise EditError(
+            f"{path}: {printable(what)} is reached through the anchor "
+            f"&{printable(str(shared.anchor))} (line {shared.start_mark.line + 1}), which "
+            "other places may share",
+            hint="give the value its own line, without anchors or aliases on the way to it",
+        )
     if not isinstance(node, ScalarNode) or node.style in ("|", ">"):
         raise EditError(
             f"{path}: {printable(what)} is not a one-line value",
