@@ -331,3 +331,26 @@ def test_two_images_entries_of_one_name_are_refused(
     assert not outcome.ok
     assert "more than once" in outcome.summary
     assert gitops.tip() == before
+
+
+def test_a_symbolic_link_in_the_gitops_repository_is_not_edited_as_a_file(
+    gitops: GitOpsRepo, tmp_path: Path, service_key: Path
+) -> None:
+    """A link's blob is the path it points to, and a path may read as YAML: the driver
+    would rewrite where the link points, report the version set and read it back."""
+    values = "apps/ecommerce/values-development.yaml"
+    run_git(gitops.person, "rm", "-q", values)
+    (gitops.person / values).symlink_to("image: {tag: '1.3.0'}")
+    run_git(gitops.person, "add", values)
+    run_git(gitops.person, "commit", "-q", "-m", "a link")
+    run_git(gitops.person, "push", "-q", "origin", "HEAD:main")
+    before = gitops.tip()
+    the_driver = driver(
+        gitops, tmp_path, service_key, path="apps/{app}/values-{environment}.yaml",
+        image=None, key="image.tag",
+    )  # fmt: skip
+    outcome = deploy(the_driver)
+    assert not outcome.ok
+    assert "is not a file" in outcome.summary
+    assert gitops.tip() == before
+    assert the_driver.current("ecommerce", "development") is None

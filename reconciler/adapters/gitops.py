@@ -282,12 +282,14 @@ class Clone:
             return None
 
     def read(self, commit: str, path: str) -> tuple[str, str] | None:
-        """The file at `path` in `commit`: its mode and text; None if there is none."""
+        """The file at `path` in `commit`: its mode and text; None if there is none (or
+        not a regular file)."""
         listed = self.git("ls-tree", "-z", commit, "--", path).decode("utf-8", "replace")
         if not listed:
             return None
         mode, kind, rest = listed.split(" ", 2)
-        if kind != "blob":
+        # A symbolic link's blob is the path it points to, not the file the engine reads.
+        if kind != "blob" or mode not in ("100644", "100755"):
             return None
         oid = rest.split("\t", 1)[0]
         return mode, self.git("cat-file", "blob", oid).decode("utf-8")
