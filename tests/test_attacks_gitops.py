@@ -269,6 +269,35 @@ def test_an_argocd_answer_nested_past_pythons_stack_fails_the_check_cleanly(
     assert "Argo CD" in checked.summary
 
 
+@pytest.mark.parametrize("revision", ["origin/main", "refs/remotes/origin/main"])
+def test_argocd_naming_a_branch_instead_of_a_commit_has_not_applied_the_step(
+    gitops: GitOpsRepo,
+    tmp_path: Path,
+    service_key: Path,
+    servers: Callable[[type[BaseHTTPRequestHandler]], str],
+    monkeypatch: pytest.MonkeyPatch,
+    revision: str,
+) -> None:
+    """Git resolves a name in the driver's own clone, where it names the commit the step
+    just pushed: the check must ask whether the engine applied that commit, not whether
+    some name the answer holds leads to it."""
+
+    class Symbolic(_Quiet):
+        def do_GET(self) -> None:
+            data = json.dumps(argocd_application("x", revision, "Synced", "Healthy")).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    use_argocd(monkeypatch, tmp_path, servers(Symbolic), TOKEN)
+    the_driver = driver(gitops, tmp_path, service_key, argocd=ArgoCDWait("{app}-{environment}"))
+    assert deploy(the_driver).ok
+    checked = the_driver.check(step(), lambda line: None, 5.0)
+    assert not checked.ok, checked.summary
+    assert "has not applied" in checked.summary
+
+
 # -- the file a step edits ----------------------------------------------------------------
 
 SHARED_VALUES = """\

@@ -61,6 +61,7 @@ ARGOCD_SERVER: Final = "RECONCILER_ARGOCD_SERVER"
 ARGOCD_TOKEN_FILE: Final = "RECONCILER_ARGOCD_TOKEN_FILE"  # noqa: S105 - a variable's name
 REQUESTED_AT: Final = "reconcile.fluxcd.io/requestedAt"
 _STRING_TAG: Final = "tag:yaml.org,2002:str"
+_FULL_ID: Final = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 # One step at a time in one clone: the environments of a pass run in parallel threads.
 _CLONE_LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
@@ -326,9 +327,15 @@ class Clone:
         return None  # git moved the remote-tracking branch too
 
     def contains(self, ancestor: str, commit: str) -> bool:
-        """Whether `commit` is `ancestor` or comes after it (fetching it if need be)."""
+        """Whether `commit` is `ancestor` or comes after it (fetching it if need be).
+
+        `commit` is what an engine says it applied: only a full commit id counts, since
+        git would resolve a name (`origin/main`) in this clone, where it leads to what
+        the driver itself pushed."""
         if ancestor == commit:
             return True
+        if _FULL_ID.fullmatch(commit) is None:
+            return False
         for attempt in range(2):
             try:
                 self.git("merge-base", "--is-ancestor", ancestor, commit)
