@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from reconciler.core.loader import dump
 from tests.people import People
 from tests.repositories import SeedRepo
 from tests.scenarios import ECOMMERCE, plan
@@ -86,3 +89,34 @@ def test_a_branch_that_makes_the_plan_a_rollback_cannot_cover_an_entry_added_sin
     )
     decision = repo.decide()[PLAN]
     assert decision.status == "refused", decision.reasons
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a record counts wherever it lands (a merged side branch included); "
+    "records do not say which branch's reconciler made them",
+)
+def test_records_of_a_reconciler_following_another_branch_do_not_make_a_version_ran_on_main(
+    tmp_path: Path, people: People
+) -> None:
+    """A second reconciler, with a service key teams.yaml lists, follows branch staging
+    (`--branch staging`), where environments of the same names deploy to a sandbox. Its
+    records, merged into main by operations, count there: ecommerce 6.6.6 "ran" in QA."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    with repo.branch("staging"):
+        run, environment = "staging-try.1", "quality-assurance"
+        ran = {"version": "6.6.6", "plan": "staging-try", "run": run, "deployed_at": "2026-11-01"}
+        content = dump({"environment": environment, "applications": {"ecommerce": ran}})
+        trailers = {"Plan": f"plans/staging-try.yaml@{'f' * 40}", "Environment": environment}
+        repo.record({**trailers, "Result": "started", "Run": run, "Reconciler": "staging"})
+        repo.record(
+            {**trailers, "Result": "succeeded", "Run": run},
+            {"deployments/quality-assurance.yaml": content},
+        )
+    repo.merge(people.olga, "staging")
+    back = {"name": "ecommerce", "version": "6.6.6"}
+    repo.commit(people.alice, {PLAN: qa_rollback_of(back)})
+    repo.trigger(people.olga, PLAN)
+    decision = repo.decide()[PLAN]
+    assert [reason.code for reason in decision.why] == ["rollback.never-ran"], decision.reasons
