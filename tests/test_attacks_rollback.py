@@ -120,3 +120,31 @@ def test_records_of_a_reconciler_following_another_branch_do_not_make_a_version_
     repo.trigger(people.olga, PLAN)
     decision = repo.decide()[PLAN]
     assert [reason.code for reason in decision.why] == ["rollback.never-ran"], decision.reasons
+
+
+def test_a_merge_cannot_send_another_teams_entry_to_the_environment_the_plan_moved_to(
+    tmp_path: Path, people: People
+) -> None:
+    """The same with `target`: diana added customer-portal to a plan into QA; merged after
+    alice moved the plan to production, the entry would go to production."""
+    repo = SeedRepo.create(tmp_path, people)
+    path = "plans/november.yaml"
+
+    def into(target: str, source: str, *applications: dict[str, str]) -> str:
+        return plan("november", target, list(applications), source=source)
+
+    repo.commit(people.alice, {path: into("quality-assurance", "development", ECOMMERCE)})
+    with repo.branch("portal"):
+        added = repo.commit(
+            people.diana,
+            {path: into("quality-assurance", "development", ECOMMERCE, PORTAL_0_5)},
+        )
+    repo.commit(people.alice, {path: into("production", "quality-assurance", ECOMMERCE)})
+    repo.merge(
+        people.olga,
+        "portal",
+        resolve={path: into("production", "quality-assurance", ECOMMERCE, PORTAL_0_5)},
+    )
+    [refusal] = [item for verdict in repo.verify().judged for item in verdict.refusals]
+    assert (refusal.commit, refusal.actor, refusal.field) == (added, "olga", "app:customer-portal")
+    assert repo.decide()[path].status == "refused"
