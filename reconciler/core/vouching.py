@@ -109,8 +109,11 @@ def edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: Fi
     """
     if base.get(key) != vouched.get(key):
         return landing
-    if key.startswith(APP_PREFIX) and any(
-        base.get(whole) != vouched.get(whole) for whole in WHOLE_PLAN
+    # (Where no target is vouched, the plan's creation was refused, and so is the entry.)
+    if (
+        key.startswith(APP_PREFIX)
+        and "target" in vouched
+        and any(base.get(whole) != vouched.get(whole) for whole in WHOLE_PLAN)
     ):
         return landing
     return commit
