@@ -144,3 +144,19 @@ def test_a_config_file_others_may_write_is_refused_and_one_all_may_read_is_warne
     assert f"chmod o-r {readable}" in result.stderr
     os.chmod(readable, 0o600)
     assert "warning" not in reconciler("watch", "--config", readable, timeout=30).stderr
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file away needs root"
+)
+def test_a_config_file_another_user_owns_is_refused(tmp_path: Path, people: People) -> None:
+    # Its owner may chmod it back to writable, or simply write it: a file that nobody but
+    # the owner may write is still the owner's to rewrite, and the owner is not the service.
+    repo = SeedRepo.create(tmp_path, people)
+    theirs = config_file(tmp_path, f'repo = "{repo.path}"\ninterval = 0\n', mode=0o600)
+    os.chown(theirs, 65534, 65534)
+    result = reconciler("watch", "--config", theirs, timeout=30)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"{theirs}: error: "), result.stderr
+    assert "owned by" in result.stderr
+    assert not (repo.path / ".git" / "reconciler").exists()

@@ -61,7 +61,16 @@ def _options(ctx: click.Context) -> dict[str, click.Parameter]:
     }
 
 
-def _refuse_writable_by_others(path: Path, mode: int) -> None:
+def _refuse_writable_by_others(path: Path, mode: int, owner: int) -> None:
+    # Its owner may write it whatever its mode says (or chmod it so): only root and the
+    # service's own user may own it.
+    if hasattr(os, "geteuid") and owner not in (0, os.geteuid()):
+        raise UsageError(
+            f"the configuration file is owned by another user (uid {owner}): whoever owns it "
+            "chooses the key that signs records and the repository the service trusts",
+            file=str(path),
+            hint=f"chown root {path} (or the service's user), then chmod go-w {path}",
+        )
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UsageError(
             "the configuration file may be written by others: whoever can write it chooses "
@@ -79,12 +88,13 @@ def read_config(ctx: click.Context, param: click.Parameter, value: Path | None) 
 
     with reported():
         try:
-            mode = os.stat(value).st_mode
+            status = os.stat(value)
+            mode = status.st_mode
             if not stat.S_ISREG(mode):
                 raise UsageError(
                     "the configuration file is not a file", file=str(value), hint="name a TOML file"
                 )
-            _refuse_writable_by_others(value, mode)
+            _refuse_writable_by_others(value, mode, status.st_uid)
             data = value.read_bytes()
         except OSError as error:
             raise UsageError(

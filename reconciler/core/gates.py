@@ -125,9 +125,14 @@ def lapse(
     if ttl is None or shut is None or shut.opens is None:
         return None
     opens = shut.opens
-    ends = sorted(((start + ttl, what) for what, start in given), key=lambda end: end[0])
-    expiring = tuple((what, end) for end, what in ends if end < opens)
-    now_expires = now + ttl if asked and now + ttl < opens else None
+    # Compared as spans, not as moments: a TTL the schema allows (some 10,950 years) added
+    # to today passes the last day a datetime holds. Only an expiry before `opens` is made.
+    ends = sorted(
+        ((start + ttl, what) for what, start in given if opens - start > ttl),
+        key=lambda end: end[0],
+    )
+    expiring = tuple((what, end) for end, what in ends)
+    now_expires = now + ttl if asked and opens - now > ttl else None
     if not expiring and now_expires is None:
         return None
     return Lapse(opens, ttl, expiring, now_expires, opens - ttl)

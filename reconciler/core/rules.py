@@ -58,7 +58,7 @@ _TRIGGERING: Final = frozenset({"merge", "commit"})
 UNTRIGGERING_STYLES: Final = frozenset({"squash", "branch"})
 # A plan's fields that change what every entry means: where it goes, where from, and
 # whether it is a rollback (which skips the promotion order): plan.edit for all of them.
-_WHOLE_PLAN: Final = frozenset({"source", "target", "rollback"})
+WHOLE_PLAN: Final = frozenset({"source", "target", "rollback"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +287,7 @@ def _plan(
         if field.startswith(APP_PREFIX):
             application = field[len(APP_PREFIX) :]
             verdicts.append(ask.may_edit_application(actor.name, target, application))
-        elif field in _WHOLE_PLAN:
+        elif field in WHOLE_PLAN:
             verdicts.extend(
                 ask.may_edit_application(actor.name, target, application)
                 for application in applications
@@ -336,7 +336,7 @@ def _plan_needed(
     where = " and ".join(targets) or "the target"
     if field.startswith(APP_PREFIX):
         return f"plan.edit on {where} for {field[len(APP_PREFIX) :]}"
-    if field in _WHOLE_PLAN:
+    if field in WHOLE_PLAN:
         return f"plan.edit on {where} for every application in the plan"
     if _needs_deploy(field, old or {}, new or {}):
         return f"plan.deploy on {where}"
