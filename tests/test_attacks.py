@@ -366,6 +366,37 @@ def test_a_projects_user_may_not_move_the_deployment_role_by_renaming_a_team(
     assert policy.teams["operations"].members.get("olga") == "deployment"
 
 
+def test_a_projects_user_may_not_route_productions_notifications_elsewhere(
+    tmp_path: Path, people: People
+) -> None:
+    """pm, who may edit teams' members in teams.yaml, points production's notifications at
+    a target of their own choosing, along with a change projects may make."""
+    routed = seed_teams(people)
+    routed["notifications"] = [{"target": "prod-audit", "environments": ["production"]}]
+    repo = SeedRepo.create(tmp_path, people, teams=routed)
+
+    def change(data: dict[str, Any]) -> None:
+        data["notifications"] = [{"target": "pm-hook"}]
+        data["teams"]["ecommerce"]["members"]["erik"] = "developer"  # allowed for projects
+
+    repo.commit(people.pm, {"teams.yaml": teams_with(people, change)})
+    result = repo.verify()
+    refusal = only_refusal(result.judged[-1])
+    assert refusal.needed == "teams.edit"
+    policy = repo.effective_policy()
+    assert [route.target for route in policy.notifications] == ["prod-audit"]
+    assert policy.teams["ecommerce"].members.get("erik") == "developer"
+
+    # The settings user may.
+    def settings_change(data: dict[str, Any]) -> None:
+        change(data)
+        data["notifications"] = [{"target": "ops-chat", "events": ["run.failed"]}]
+
+    repo.commit(people.root, {"teams.yaml": teams_with(people, settings_change)})
+    assert repo.verify().judged[-1].authorised
+    assert [route.target for route in repo.effective_policy().notifications] == ["ops-chat"]
+
+
 def test_a_lost_publish_race_does_not_leave_the_service_judging_with_an_old_policy(
     tmp_path: Path, people: People
 ) -> None:

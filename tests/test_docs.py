@@ -123,9 +123,10 @@ def test_the_readme_links_every_page_of_the_docs_and_stays_short() -> None:
     pages = set((ROOT / "docs").glob("*.md"))
     assert len(pages) == 8
     assert pages - linked == set()
-    # The README is the way in; reference material belongs in docs/. (Issue 19 asks for
-    # sections on Argo CD and Flux, notifications and metrics: 150 left no room for them.)
-    assert len(readme.read_text().splitlines()) < 165
+    # The README is the way in; reference material belongs in docs/. (Issues 18, 19 and 20
+    # ask for sections of its own on what follows a deploy, Argo CD and Flux, notifications,
+    # metrics and the pipeline page, each a paragraph: 150 left no room for them.)
+    assert len(readme.read_text().splitlines()) < 185
 
 
 # How code cites the design: the path, a comma, and a section's heading as written, in
@@ -300,8 +301,8 @@ reconciler plan
 reconciler history
 """
 SHOWS = {
-    "reconciler validate": ["valid: 13 file(s) checked, 0 error(s), 0 warning(s)"],
-    "reconciler verify": ["8 landing(s), 0 refused"],
+    "reconciler validate": ["valid: 14 file(s) checked, 0 error(s), 0 warning(s)"],
+    "reconciler verify": ["24 landing(s), 0 refused"],
     "reconciler plan": [
         "done",
         "run 2026-11-qa-release.1 succeeded",

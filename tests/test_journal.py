@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from reconciler.adapters.statestore import StateStore
 from reconciler.core import journal
 from reconciler.core.errors import ReconcilerError
-from reconciler.core.events import PlanRef, Record, Signoff
+from reconciler.core.events import Lock, PlanRef, Record, Signoff
 from reconciler.core.journal import (
     IgnoredTrailer,
     Landing,
@@ -69,6 +69,7 @@ records = st.builds(
     refused=st.lists(refs, max_size=2).map(tuple),
     committed_at=times,
     retry_of=optional,
+    verified=strings,
 )
 ROWS: dict[type[Any], st.SearchStrategy[Any]] = {
     Landing: st.builds(Landing, st.integers(0, 10**6), verdicts, times),
@@ -119,6 +120,20 @@ ROWS: dict[type[Any], st.SearchStrategy[Any]] = {
         committed_at=times,
     ),
     Record: records,
+    Lock: st.builds(
+        Lock,
+        kind=st.sampled_from(["lock", "unlock"]),
+        commit=commits,
+        seq=st.integers(0, 10**6),
+        environment=texts,
+        application=optional,
+        why=texts,
+        actor=optional,
+        how=texts,
+        held=st.booleans(),
+        reasons=strings,
+        committed_at=times,
+    ),
     IgnoredTrailer: st.builds(
         IgnoredTrailer,
         commit=commits,

@@ -372,11 +372,21 @@ def test_the_demo_s_last_lines_say_how_to_serve_it_and_the_pages_work_on_it(
     command = shlex.split(last[0])
     assert command == ["reconciler", "serve", "--repo", str(story / "config")]
     assert last[1].strip() == "then open http://127.0.0.1:8080/"
+    status = reconciler("status", "--repo", command[3], "--format", "json").json()
     with served_at(Path(command[3])) as address:
         page = new_page(browser)
         page.goto(address)
-        cell = "td.cell[data-env='quality-assurance'][data-app='customer-portal']"
-        assert page.inner_text(cell) == "0.6"
+        # every cell as `status` says it
+        shown = {
+            (cell.get_attribute("data-app"), cell.get_attribute("data-env")): cell.inner_text()
+            for cell in page.locator("td.cell").all()
+        }
+        assert shown == {
+            (app, env): status["applications"][app].get(env, "—")
+            for app in status["applications"]
+            for env in status["environments"]
+        }
+        assert status["applications"]["ecommerce"]["quality-assurance"] == "1.4.0"
         assert page.locator("li.move", has_text="2026-11-qa-hotfix").count() == 1
         for path in (f"plans/{QA_NAME}", "environments/production", "history", "access?user=olga"):
             response = page.goto(address + path)

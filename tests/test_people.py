@@ -52,6 +52,22 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
     repo = tmp_path / "demo" / "config"
     subjects = run_git(repo, "log", "--first-parent", "--format=%an|%s", "main").splitlines()
     assert subjects == [
+        "reconciler|Deploy 2026-12-portal to quality-assurance: succeeded",
+        "reconciler|Start 2026-12-portal in quality-assurance: run 2026-12-portal.2",
+        "Olga Ops|Deploy 2026-12-portal for quality-assurance",
+        "Ravi Review|Approve 2026-12-portal for quality-assurance",
+        "Diana Lead|QA: Customer Portal 0.7.1",
+        "reconciler|Deploy 2026-11-dev-build to development: succeeded",
+        "reconciler|Start 2026-11-dev-build in development: run 2026-11-dev-build.3",
+        "Diana Lead|Development build: Customer Portal 0.7-dev.2",
+        "reconciler|Deploy 2026-12-portal to quality-assurance: failed",
+        "reconciler|Start 2026-12-portal in quality-assurance: run 2026-12-portal.1",
+        "Olga Ops|Deploy 2026-12-portal for quality-assurance",
+        "Ravi Review|Approve 2026-12-portal for quality-assurance",
+        "Diana Lead|QA: Customer Portal 0.7",
+        "reconciler|Deploy 2026-11-dev-build to development: succeeded",
+        "reconciler|Start 2026-11-dev-build in development: run 2026-11-dev-build.2",
+        "Diana Lead|Development build: Customer Portal 0.7-dev.1",
         "reconciler|Deploy 2026-11-qa-release to quality-assurance: succeeded",
         "reconciler|Start 2026-11-qa-release in quality-assurance: run 2026-11-qa-release.1",
         "Olga Ops|Merge release/2026-11-qa",
@@ -62,14 +78,20 @@ def test_the_demo_plays_the_seed_story_and_leaves_its_commits_and_deployments(
         "Alice Tech|Development build: eCommerce 1.4.0",
         "Root Admin|Seed configuration: teams, roles and three environments",
     ]
-    finish = run_git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main")
+    release = run_git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main~16")
     assert (
         "Triggered-By: olga\nApproved-By: ravi\nResult: succeeded\nRun: 2026-11-qa-release.1"
-        in finish
+        in release
     )
+    # Customer Portal 0.7 failed QA's smoke test and was rolled back to 0.6, checked.
+    rolled_back = run_git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main~8")
+    assert "Failed-Verification: 1 customer-portal 0.7\n" in rolled_back
+    assert rolled_back.endswith("Rolled-Back: customer-portal 0.6 (verified)")
+    fixed = run_git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main")
+    assert "Result: succeeded\nRun: 2026-12-portal.2\nVerified: 1 customer-portal 0.7.1" in fixed
     qa = yaml.safe_load((repo / "deployments/quality-assurance.yaml").read_text())
     assert {app: item["version"] for app, item in qa["applications"].items()} == {
-        "customer-portal": "0.6",
+        "customer-portal": "0.7.1",
         "ecommerce": "1.4.0",
     }
     assert "waiting    plans/2026-11-qa-hotfix.yaml" in result.stdout
@@ -136,12 +158,15 @@ def test_the_demo_in_json_gives_each_scene_with_the_json_of_the_command_it_shows
         for key in ("apply", "plan", "status", "history")
         if key in scene
     ]
-    assert shown == ["apply", "plan", "apply", "status", "history"]
-    qa_release = story["scenes"][-3]["apply"]["runs"]
+    assert shown == ["apply", "plan", "apply", "apply", "apply", "status", "history"]
+    qa_release, broken, fixed = (story["scenes"][index]["apply"]["runs"] for index in (-5, -4, -3))
     assert [(run["run"], run["result"]) for run in qa_release] == [
         ("2026-11-qa-release.1", "succeeded")
     ]
-    [hotfix] = story["scenes"][-4]["plan"]["plans"]
+    assert [(run["run"], run["result"]) for run in broken] == [("2026-12-portal.1", "failed")]
+    assert any(line.startswith("Rolled-Back: ") for line in story["scenes"][-4]["lines"])
+    assert [(run["run"], run["result"]) for run in fixed] == [("2026-12-portal.2", "succeeded")]
+    [hotfix] = story["scenes"][-6]["plan"]["plans"]
     assert (hotfix["plan"], hotfix["status"]) == ("plans/2026-11-qa-hotfix.yaml", "waiting")
 
 
@@ -684,8 +709,8 @@ def test_init_makes_nothing_when_its_templates_would_not_validate(
         )
     assert str(raised.value) == (
         "the new configuration would not be valid: environments/production.yaml:15:1: "
-        "unknown key 'surprise' (allowed keys: driver, gates, name, order, permissions, "
-        "promotes_from, verify)"
+        "unknown key 'surprise' (allowed keys: driver, gates, name, on_failure, order, "
+        "permissions, promotes_from, verify)"
     )
     assert not (tmp_path / "config").exists()
 
@@ -730,7 +755,7 @@ def test_the_command_reference_is_what_each_commands_help_prints() -> None:
     reference = section((DOCS / "commands.md").read_text())
     env = {**os.environ, "COLUMNS": "90"}
     names = re.findall(r"^## `reconciler (\S+)`$", reference, flags=re.MULTILINE)
-    assert len(names) == 16
+    assert len(names) == 18
     for name in names:
         result = reconciler(name, "--help", env=env)
         assert result.exit_code == 0, result.stderr

@@ -8,14 +8,27 @@ real local driver; the attacks try to use a rollback plan to deploy what never r
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from datetime import timedelta
 from pathlib import Path
+
+import yaml
 
 from tests.clock import SUITE_NOW
 from tests.configrepo import example_file, reconciler
 from tests.people import People
 from tests.repositories import SeedRepo, build
-from tests.scenarios import ECOMMERCE, QA_PLAN, plan, production_with_windows, qa_plan
+from tests.scenarios import (
+    DEV_PLAN,
+    ECOMMERCE,
+    QA_PLAN,
+    dev_plan,
+    plan,
+    production_with_windows,
+    qa_plan,
+)
 
 ROLLBACK_QA = "plans/rollback-quality-assurance-1.yaml"
 
@@ -264,3 +277,83 @@ def test_rollback_into_an_unknown_environment_names_the_known_ones(
     result = repo.reconciler("rollback", "quality-assurence")
     assert result.exit_code == 2
     assert "quality-assurance" in result.stderr
+
+
+def test_a_rollback_runs_end_to_end_and_each_rollback_is_a_new_plan(
+    tmp_path: Path, people: People
+) -> None:
+    # Development ran ecommerce 1.4.0 and then 1.5.0, for real, through the local driver.
+    repo = SeedRepo.create(tmp_path, people)
+    for version in ("1.4.0", "1.5.0"):
+        build(repo.driver_root, "ecommerce", version)
+        repo.commit(people.alice, {DEV_PLAN: dev_plan({"name": "ecommerce", "version": version})})
+        assert repo.apply().exit_code == 0
+    repo.act_as(people.alice)  # a tech lead: plan.edit and plan.deploy in development
+    made = repo.reconciler("rollback", "development", "--format", "json")
+    assert made.exit_code == 0, made.stderr
+    rollback = made.json()["plan"]
+    assert rollback == "plans/rollback-development-1.yaml"
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    [run] = applied.json()["runs"]
+    assert (run["plan"], run["result"]) == (rollback, "succeeded")
+    link = repo.driver_root / "development" / "ecommerce" / "current"
+    assert os.readlink(link) == "releases/1.4.0"  # switched back to the release made before
+    deployments = yaml.safe_load((repo.path / "deployments/development.yaml").read_text())
+    assert deployments["applications"]["ecommerce"]["version"] == "1.4.0"
+    assert repo.decide()[rollback].status == "done"
+    # A plan version runs once: the next rollback, back to 1.5.0, is a plan of its own.
+    again = repo.reconciler("rollback", "development", "--format", "json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["plan"] == "plans/rollback-development-2.yaml"
+    assert again.json()["applications"] == [
+        {"name": "ecommerce", "running": "1.4.0", "version": "1.5.0"}
+    ]
+
+
+# A command driver that keeps what runs in `sys.argv[1]` and each call in `sys.argv[2]`.
+COMMAND = """\
+import json, os, pathlib, sys
+state, calls = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+running = json.loads(state.read_text()) if state.exists() else {}
+app, operation = os.environ["RECONCILER_APP"], os.environ["RECONCILER_OPERATION"]
+if operation == "current":
+    print(running.get(app, ""))
+    sys.exit(0)
+version = os.environ["RECONCILER_VERSION"]
+with calls.open("a") as handle:
+    handle.write(f"{operation} {os.environ['RECONCILER_ACTION']} {app} {version}\\n")
+running[app] = version
+state.write_text(json.dumps(running))
+"""
+
+
+def test_a_rollback_into_production_runs_during_a_freeze_where_the_glass_is_broken(
+    tmp_path: Path, people: People
+) -> None:
+    program, state, calls = tmp_path / "driver.py", tmp_path / "running.json", tmp_path / "calls"
+    program.write_text(COMMAND)
+    state.write_text(json.dumps({"ecommerce": "1.5.0"}))
+    argv = ", ".join(json.dumps(str(part)) for part in (sys.executable, program, state, calls))
+    start = (SUITE_NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (SUITE_NOW + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    production = (
+        production_with_windows("[]", f"[{{name: incident, from: '{start}', until: '{until}'}}]")
+        .replace(
+            "  signed_commits: true", "  rollback_ignores_windows: true\n  signed_commits: true"
+        )
+        .replace("driver: {type: local}", f"driver: {{type: command, argv: [{argv}]}}")
+    )
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("production", {"ecommerce": "1.4.0"})
+    repo.deployed("production", {"ecommerce": "1.5.0"})
+    repo.act_as(people.alice)
+    assert repo.reconciler("rollback", "production").exit_code == 0
+    repo.act_as(people.olga)
+    triggered = repo.reconciler("deploy", "rollback-production-1")
+    assert triggered.exit_code == 0, triggered.stderr
+    applied = repo.apply("--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert [run["result"] for run in applied.json()["runs"]] == ["succeeded"]
+    assert calls.read_text() == "deploy rollback ecommerce 1.4.0\n"
+    assert json.loads(state.read_text()) == {"ecommerce": "1.4.0"}

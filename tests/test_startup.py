@@ -40,6 +40,8 @@ HEAVY: Final = (
     "sqlite3",
     "watchdog",
     "prometheus_client",
+    "cloudevents",
+    "apprise",
     "subprocess",
 )
 
@@ -139,3 +141,8 @@ def test_a_verify_with_nothing_new_loads_neither_libsodium_nor_the_schema_valida
     for name in ("nacl", "jsonschema_rs"):
         assert name not in plan.modules  # nor, so, after the verify before it
     assert "reconciler.core.schema" in plan.modules  # imported, but built no validator
+    # Notifications are the service's, and its deliveries': no other command loads them.
+    assert not any(
+        name.split(".")[0] in ("cloudevents", "apprise") for name in plan.modules + again.modules
+    )
+    assert "reconciler.adapters.notify" not in plan.modules

@@ -139,7 +139,8 @@ def test_a_check_that_never_passes_fails_the_run_at_that_step_and_runs_no_later_
     assert "1. ecommerce 1.4.0: FAILED (failed verification: no check passed in 2 s (" in text
     assert "the last: check " in text
     assert text.split("\n\n")[1].endswith("; failed verification")
-    assert "customer-portal" not in text
+    assert "customer-portal 0.6-dev.41:" not in text  # no step line: never deployed
+    assert "- customer-portal 0.6-dev.41 not started\n" in text
     # The program was asked to check (with RECONCILER_OPERATION=check) until the timeout,
     # and never to deploy the second application.
     operations = out.read_text().splitlines()

@@ -77,7 +77,8 @@ class Step:
     environment: str
     plan: str
     run: str
-    action: Literal["deploy", "tag-and-deploy"]
+    # "rollback": back to `version`, which ran here before this run deployed `from_version`.
+    action: Literal["deploy", "tag-and-deploy", "rollback"]
     from_version: str | None
     source: str | None  # the environment it is promoted from
     # The run's lease when the step starts: a driver that can fence refuses to act past it.
@@ -158,6 +159,8 @@ class LocalDriver:
             lines.append(line)
             on_line(line)
 
+        if step.action == "rollback":
+            return self._restore(release, target, step, say)
         try:
             build = self._build(step)
             if step.source is None and build is None:
@@ -183,6 +186,31 @@ class LocalDriver:
         except OSError as error:
             return Outcome.failure(f"local driver: {error}", tuple(lines), transient=True)
         return Outcome.success(f"{step.application} {step.version} is current", tuple(lines))
+
+    def _restore(
+        self, release: Path, target: Path, step: Step, say: Callable[[str], None]
+    ) -> Outcome:
+        """A rollback: switch back to the release this driver made of `step`'s version here,
+        unchanged since; never a release made anew (the build may be gone, or another)."""
+        asked = {
+            "application": step.application,
+            "version": step.version,
+            "environment": step.environment,
+        }
+        if not release.exists() and not release.is_symlink():
+            return Outcome.failure(
+                f"cannot roll back to {step.application} {step.version} in {step.environment}: "
+                f"its release {release} is not there any more"
+            )
+        refused = _reusable(release, step, asked)
+        if refused is not None:
+            return Outcome.failure(f"cannot roll back: {refused}")
+        try:
+            self._switch(target / "current", Path("releases") / step.version)
+        except OSError as error:
+            return Outcome.failure(f"local driver: {error}", transient=True)
+        say(f"current -> releases/{step.version} (rolled back from {step.from_version})")
+        return Outcome.success(f"{step.application} {step.version} is current again")
 
     def _build(self, step: Step) -> tuple[Path, str] | None:
         """The build a step into the first environment ships, and its digest; None elsewhere,

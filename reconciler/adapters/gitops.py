@@ -33,6 +33,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ ARGOCD_SERVER: Final = "RECONCILER_ARGOCD_SERVER"
 ARGOCD_TOKEN_FILE: Final = "RECONCILER_ARGOCD_TOKEN_FILE"  # noqa: S105 - a variable's name
 REQUESTED_AT: Final = "reconcile.fluxcd.io/requestedAt"
 _STRING_TAG: Final = "tag:yaml.org,2002:str"
+_FULL_ID: Final = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 # One step at a time in one clone: the environments of a pass run in parallel threads.
 _CLONE_LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
@@ -100,25 +102,34 @@ def _compose(text: str, path: str) -> Any:
         ) from None
 
 
-def _mapping_value(node: Any, key: str) -> Any:
+def _mapping_value(node: Any, key: str, path: str) -> Any:
     from ruamel.yaml.nodes import MappingNode  # noqa: PLC0415
 
     if not isinstance(node, MappingNode):
         return None
-    for key_node, value_node in node.value:
-        if getattr(key_node, "value", None) == key:
-            return value_node
-    return None
+    found = [
+        value_node for key_node, value_node in node.value if getattr(key_node, "value", None) == key
+    ]
+    if len(found) > 1:
+        # Which one counts is the reader's choice: the driver would set and read back one
+        # while the engine applies the other, and nobody would see the difference.
+        raise EditError(
+            f"{path}: the key {printable(key)} is there more than once in one mapping "
+            f"(line {found[0].start_mark.line + 1} and line {found[1].start_mark.line + 1})",
+            hint="keep one of them",
+        )
+    return found[0] if found else None
 
 
 def _value_node(root: Any, image: str | None, key: str | None, path: str) -> Any:
     """The scalar node the target names in the composed file at `path`."""
     from ruamel.yaml.nodes import ScalarNode, SequenceNode  # noqa: PLC0415
 
+    passed: list[Any] = []  # the nodes on the way to the value, the value last
     if image is not None:
-        images = _mapping_value(root, "images")
+        images = _mapping_value(root, "images", path)
         entries = images.value if isinstance(images, SequenceNode) else []
-        names = [getattr(_mapping_value(entry, "name"), "value", None) for entry in entries]
+        names = [getattr(_mapping_value(entry, "name", path), "value", None) for entry in entries]
         if image not in names:
             there = ", ".join(str(name) for name in names if name) or "none"
             raise EditError(
@@ -127,12 +138,19 @@ def _value_node(root: Any, image: str | None, key: str | None, path: str) -> Any
                 hint="fix driver.gitops.image in the environment file, or add the image to "
                 "the kustomization",
             )
-        node = _mapping_value(entries[names.index(image)], "newTag")
+        if names.count(image) > 1:
+            raise EditError(
+                f"{path}: the images[] entry {printable(image)} is there more than once",
+                hint="keep one of them",
+            )
+        entry = entries[names.index(image)]
+        node = _mapping_value(entry, "newTag", path)
         if node is None:
             raise EditError(
                 f"{path}: the images[] entry {printable(image)} has no newTag",
                 hint="add `newTag:` to that entry once; the driver sets it from then on",
             )
+        passed = [images, entry, node]
         what = f"images[{image}].newTag"
     else:
         assert key is not None
@@ -141,14 +159,25 @@ def _value_node(root: Any, image: str | None, key: str | None, path: str) -> Any
             if isinstance(node, SequenceNode) and part.isdigit():
                 node = node.value[int(part)] if int(part) < len(node.value) else None
             else:
-                node = _mapping_value(node, part)
+                node = _mapping_value(node, part, path)
             if node is None:
                 raise EditError(
                     f"{path} has no value at {printable(key)} (no {printable(part)} there)",
                     hint="fix driver.gitops.key in the environment file, or add the key to "
                     "the file",
                 )
+            passed.append(node)
         what = key
+    shared = next((item for item in passed if getattr(item, "anchor", None)), None)
+    if shared is not None:
+        # An alias reads the anchored node itself: set through one name, the value would
+        # change under every other name too (another environment's, another application's).
+        raise EditError(
+            f"{path}: {printable(what)} is reached through the anchor "
+            f"&{printable(str(shared.anchor))} (line {shared.start_mark.line + 1}), which "
+            "other places may share",
+            hint="give the value its own line, without anchors or aliases on the way to it",
+        )
     if not isinstance(node, ScalarNode) or node.style in ("|", ">"):
         raise EditError(
             f"{path}: {printable(what)} is not a one-line value",
@@ -254,12 +283,14 @@ class Clone:
             return None
 
     def read(self, commit: str, path: str) -> tuple[str, str] | None:
-        """The file at `path` in `commit`: its mode and text; None if there is none."""
+        """The file at `path` in `commit`: its mode and text; None if there is none (or
+        not a regular file)."""
         listed = self.git("ls-tree", "-z", commit, "--", path).decode("utf-8", "replace")
         if not listed:
             return None
         mode, kind, rest = listed.split(" ", 2)
-        if kind != "blob":
+        # A symbolic link's blob is the path it points to, not the file the engine reads.
+        if kind != "blob" or mode not in ("100644", "100755"):
             return None
         oid = rest.split("\t", 1)[0]
         return mode, self.git("cat-file", "blob", oid).decode("utf-8")
@@ -296,9 +327,15 @@ class Clone:
         return None  # git moved the remote-tracking branch too
 
     def contains(self, ancestor: str, commit: str) -> bool:
-        """Whether `commit` is `ancestor` or comes after it (fetching it if need be)."""
+        """Whether `commit` is `ancestor` or comes after it (fetching it if need be).
+
+        `commit` is what an engine says it applied: only a full commit id counts, since
+        git would resolve a name (`origin/main`) in this clone, where it leads to what
+        the driver itself pushed."""
         if ancestor == commit:
             return True
+        if _FULL_ID.fullmatch(commit) is None:
+            return False
         for attempt in range(2):
             try:
                 self.git("merge-base", "--is-ancestor", ancestor, commit)
@@ -618,18 +655,43 @@ def _argocd_access() -> tuple[str, str]:
         )
     try:
         token = Path(token_file).read_text().strip()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
         raise ReconcilerError(
-            f"gitops driver: cannot read the Argo CD token file {token_file}: {error.strerror}"
+            f"gitops driver: cannot read the Argo CD token file {token_file}: {why}"
         ) from None
+    # A header cannot carry a line break, and the error that says so quotes the header,
+    # token and all, into the run's log, which is committed: say what is wrong, not what
+    # the file holds.
+    if not token or not all(char.isprintable() and not char.isspace() for char in token):
+        raise ReconcilerError(
+            f"gitops driver: the Argo CD token file {token_file} does not hold one token "
+            "on one line",
+            hint="write the token alone into the file",
+        )
     return server, token
 
 
+# The most of an Argo CD answer read: an Application with its resource tree is far
+# smaller; a server that sends more is not answering as Argo CD does.
+ARGOCD_ANSWER_LIMIT: Final = 32 * 2**20
+
+
 def _request(url: str, token: str, timeout: float, body: object | None = None) -> Any:
-    """One call of Argo CD's REST API: its JSON answer."""
+    """One call of Argo CD's REST API: its JSON answer, read within `timeout` seconds and
+    `ARGOCD_ANSWER_LIMIT` bytes (a byte now and then keeps a socket's timeout from
+    firing; the run's lease counts on the check ending by its timeout)."""
     import urllib.error  # noqa: PLC0415 - only Argo CD waits need the web
     import urllib.request  # noqa: PLC0415
 
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """Redirects are not followed: urllib would send the token along to wherever
+        one points, another host included."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    deadline = time.monotonic() + timeout
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(  # noqa: S310 - the scheme is the service's own setting
         url,
@@ -637,12 +699,29 @@ def _request(url: str, token: str, timeout: float, body: object | None = None) -
         method="GET" if body is None else "POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
+    opener = urllib.request.build_opener(NoRedirect)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-            return json.loads(answer.read() or b"{}")
+        with opener.open(request, timeout=timeout) as answer:
+            chunks: list[bytes] = []
+            read = 0
+            while chunk := answer.read1(65536):
+                read += len(chunk)
+                if read > ARGOCD_ANSWER_LIMIT:
+                    raise ReconcilerError(
+                        f"gitops driver: Argo CD at {url} answered more than "
+                        f"{ARGOCD_ANSWER_LIMIT >> 20} MiB"
+                    )
+                if time.monotonic() > deadline:
+                    raise ReconcilerError(
+                        f"gitops driver: Argo CD at {url} did not answer within {timeout:g} s"
+                    )
+                chunks.append(chunk)
+            return json.loads(b"".join(chunks) or b"{}")
     except urllib.error.HTTPError as error:
         raise ReconcilerError(
             f"gitops driver: Argo CD answered {error.code} to {request.get_method()} {url}"
         ) from None
+    except RecursionError:  # JSON nested deeper than Python's stack: no Application
+        raise ReconcilerError(f"gitops driver: Argo CD at {url} answered no JSON object") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise ReconcilerError(f"gitops driver: Argo CD at {url} did not answer: {error}") from None

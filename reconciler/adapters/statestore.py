@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote
 
 from reconciler.core import journal
 from reconciler.core.errors import ReconcilerError, StateNotWritable, TemporaryError
-from reconciler.core.events import Record, Signoff
+from reconciler.core.events import Lock, Record, Signoff
 from reconciler.core.journal import (
     Blame,
     Event,
@@ -112,12 +112,13 @@ _SIGNATURES: Final = """CREATE TABLE signatures (
     commit_id TEXT PRIMARY KEY, status TEXT NOT NULL, fingerprint TEXT, reason TEXT NOT NULL,
     payload TEXT NOT NULL)"""
 SignatureRow = tuple[str, str | None, str, str]  # status, key fingerprint, reason, payload digest
-E = TypeVar("E", PlanEdit, Signoff, Record, IgnoredTrailer)
+E = TypeVar("E", PlanEdit, Signoff, Record, Lock, IgnoredTrailer)
 # The kinds of the events table each event row is kept under.
 _KINDS: Final[Mapping[type[Any], tuple[str, ...]]] = {
     PlanEdit: ("edit",),
     Signoff: ("approve", "deploy", "retry"),
     Record: ("record",),
+    Lock: ("lock",),
     IgnoredTrailer: ("ignored",),
 }
 

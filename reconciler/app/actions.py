@@ -1,7 +1,8 @@
-"""App: the commits people make through the CLI (approve, deploy or retry, cancel, rollback).
+"""App: the commits people make through the CLI (approve, deploy or retry, cancel, rollback,
+lock and unlock).
 
-Called by `reconciler approve`, `deploy`, `cancel` and `rollback`. Each first works out
-who the commit will be attributed to (the local git identity and signing
+Called by `reconciler approve`, `deploy`, `cancel`, `rollback`, `lock` and `unlock`. Each
+first works out who the commit will be attributed to (the local git identity and signing
 key, resolved exactly as `authorise` will resolve the commit), asks
 `permissions` whether that actor may do it, and refuses up front with the
 same reasons `access` gives. A commit that could not count is refused too,
@@ -14,7 +15,8 @@ blob id; for cancel, an edit of the one word of `state:` in the plan as
 committed at HEAD (never the working tree's other edits); for rollback, a new
 plan file redeploying versions the records show ran in the environment
 (`pipeline.versions_ran`), which the same flow of trigger, approvals and records
-then runs.
+then runs; for lock and unlock, an empty signed commit with `Lock:` or `Unlock:`
+and `Lock-Reason:`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ from reconciler.app.session import Session
 from reconciler.core import approvals, revocation, schema
 from reconciler.core.decide import Decision, run_outcome
 from reconciler.core.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
-from reconciler.core.events import APPROVE, DEPLOY, RETRY, PlanRef, read_trailers
+from reconciler.core.events import (
+    APPROVE,
+    DEPLOY,
+    LOCK,
+    LOCK_REASON,
+    RETRY,
+    UNLOCK,
+    PlanRef,
+    read_trailers,
+)
 from reconciler.core.fields import FieldMap
 from reconciler.core.identity import Actor, CommitFacts, resolve
 from reconciler.core.layout import place, plan_path
@@ -42,6 +53,7 @@ from reconciler.core.permissions import (
     PLAN_APPROVE,
     PLAN_DEPLOY,
     may_edit_application,
+    may_lock,
     may_on_environment,
 )
 from reconciler.core.signoffs import retry_refusal
@@ -63,6 +75,72 @@ class Made:
     message: str
     # A rollback plan's entries: (application, the version running now, the one it redeploys).
     rolled_back: tuple[tuple[str, str | None, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """A lock or unlock commit an action made."""
+
+    kind: Literal["lock", "unlock"]
+    commit: str
+    environment: str
+    application: str | None
+    why: str
+    actor: str
+    message: str
+
+
+def lock(
+    session: Session, environment_name: str, application: str | None, why: str, *, unlock: bool
+) -> Locked:
+    """Lock (or unlock) an environment, or one application in it: refused up front unless the
+    commit would count (signed, by a plan.deploy holder there or a settings user) and
+    change something."""
+    kind: Literal["lock", "unlock"] = "unlock" if unlock else "lock"
+    seen = session.observe(ask_drivers=False)
+    policy = seen.history.policy
+    environment = policy.environments.get(environment_name)
+    if environment is None:
+        raise UsageError(
+            f"'{environment_name}' is not an environment",
+            hint=f"environments: {', '.join(sorted(policy.environments)) or 'none'}",
+        )
+    if application is not None and application not in policy.application_owner:
+        raise UsageError(
+            f"no team owns application '{application}'",
+            hint=f"applications: {', '.join(sorted(policy.application_owner)) or 'none'}",
+        )
+    actor, signs = local_actor(session, policy, environment, signed=True)
+    if not actor.known or not signs:
+        raise RefusedError(
+            f"a {kind} counts only in a signed commit, and this one would not be: {actor.how}",
+            hint="configure git to sign with your key: gpg.format=ssh and user.signingkey your "
+            "SSH key file, or user.signingkey your OpenPGP key's fingerprint",
+        )
+    verdict = may_lock(policy, actor.name, environment.name)
+    if not verdict:
+        raise RefusedError(
+            f"{actor.name} may not {kind} {environment.name}: {verdict.text()} "
+            "(or be a settings user)",
+            hint=f"see `reconciler access {actor.name}`",
+        )
+    scope = environment.name if application is None else f"{environment.name}/{application}"
+    held = seen.history.locks.get(scope)
+    if unlock and held is None:
+        raise RefusedError(f"{scope} is not locked", hint="nothing to do")
+    if not unlock and held is not None:
+        raise RefusedError(
+            f"{scope} is already locked by {held.actor} since {held.committed_at.isoformat()}",
+            hint=f"nothing to do; `reconciler unlock {environment.name}` lifts it",
+        )
+    one_line = " ".join(why.split())
+    subject = f"{kind.capitalize()} {scope}" + (f": {one_line}" if one_line else "")
+    trailers = f"{UNLOCK if unlock else LOCK}: {scope}"
+    if one_line:
+        trailers += f"\n{LOCK_REASON}: {one_line}"
+    message = f"{subject}\n\n{trailers}"
+    commit = session.repo.commit_empty(message, sign=True)
+    return Locked(kind, commit, environment.name, application, one_line, actor.name, message)
 
 
 def still_to_do(session: Session) -> str | None:
@@ -93,8 +171,11 @@ def plan_file(name_or_path: str) -> str:
     return path
 
 
-def local_actor(session: Session, policy: Policy, environment: Environment) -> tuple[Actor, bool]:
-    """Who a commit made here will count as, and whether git will sign it."""
+def local_actor(
+    session: Session, policy: Policy, environment: Environment, *, signed: bool = False
+) -> tuple[Actor, bool]:
+    """Who a commit made here will count as, and whether git will sign it (`signed`: as a
+    commit that counts only signed, whatever the environment's gates say)."""
     repo = session.repo
     email = repo.committer_email()
     if _signs_with_openpgp(session):
@@ -117,7 +198,8 @@ def local_actor(session: Session, policy: Policy, environment: Environment) -> t
         author_email=email,
         parents=1,  # approvals, triggers, cancels: empty commits on the branch's tip
     )
-    return resolve(facts, policy, signature_required=environment.gates.signed_commits), signs
+    required = signed or environment.gates.signed_commits
+    return resolve(facts, policy, signature_required=required), signs
 
 
 def _signs_with_openpgp(session: Session) -> bool:

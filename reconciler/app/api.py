@@ -29,17 +29,17 @@ from reconciler.core.printable import printable
 
 if TYPE_CHECKING:
     from reconciler.adapters.drivers import Step
-    from reconciler.app.actions import Made
+    from reconciler.app.actions import Locked, Made
     from reconciler.app.authorise import Progress, VerifyResult
     from reconciler.app.drift import DriftReport
     from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
-    from reconciler.app.pipeline import Observation
     from reconciler.app.reconcile import Options, PassReport
     from reconciler.app.watch import LogEvent
     from reconciler.core.access import AccessReport
     from reconciler.core.decide import Decision
+    from reconciler.core.decide_values import History
     from reconciler.core.journal import IgnoredTrailer
     from reconciler.core.status import Pipeline
     from reconciler.core.verdicts import LandingVerdict
@@ -198,20 +198,21 @@ def plan(source: Source, driver_root: Path | None, *, note: Note = _quiet) -> Pl
         if uncommitted is not None:
             note(uncommitted)
         seen = session.observe()
-        return PlanView(seen.decisions, drift_of(session, seen, driver_root), session.branch)
+        drift = drift_finder(session, driver_root)(seen.history)
+        return PlanView(seen.decisions, drift, session.branch)
 
 
-def drift_of(session: Session, seen: Observation, driver_root: Path | None) -> DriftReport:
+def drift_finder(session: Session, driver_root: Path | None) -> Callable[[History], DriftReport]:
     """Where each environment's driver reports another version than `deployments/` records
-    (`plan`, and the pipeline pages); drivers load from `driver_root`, by default the state
-    directory's `releases`."""
+    (`plan`, `status`, the pipeline pages); drivers load from `driver_root`, by default the
+    state directory's `releases`."""
     from reconciler.adapters.drivers import load_driver  # noqa: PLC0415
     from reconciler.app.drift import find_drift  # noqa: PLC0415 - `verify` never needs them
 
     root = driver_root or session.store.directory / "releases"
-    return find_drift(
-        seen.history.policy,
-        seen.history.deployed,
+    return lambda history: find_drift(
+        history.policy,
+        history.deployed,
         lambda environment: load_driver(environment.driver, root),
     )
 
@@ -233,9 +234,18 @@ def uncommitted_note(session: Session) -> str | None:
     )
 
 
-def status(source: Source, *, include_deployed: bool, note: Note = _quiet) -> Pipeline:
+def status(
+    source: Source,
+    *,
+    include_deployed: bool,
+    driver_root: Path | None = None,
+    note: Note = _quiet,
+) -> Pipeline:
+    """`reconciler status`: the pipeline, and the drift its drivers report."""
     with _reading(source, note) as session:
-        return session.pipeline(include_deployed=include_deployed)
+        return session.pipeline(
+            include_deployed=include_deployed, drift=drift_finder(session, driver_root)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +341,25 @@ def act(source: Source, action: Action) -> Acted:
         else:
             made = actions.cancel(session, action.plan, undo=action.undo)
         return Acted(made, actions.still_to_do(session))
+
+
+@dataclass(frozen=True, slots=True)
+class LockActed:
+    """A commit `lock` or `unlock` made, and what it still needs to count."""
+
+    locked: Locked
+    still_to_do: str | None
+
+
+def lock(
+    source: Source, environment: str, application: str | None, why: str, *, unlock: bool
+) -> LockActed:
+    from reconciler.app import actions  # noqa: PLC0415
+
+    with _session(source) as session:
+        session.repo.work_tree()
+        locked = actions.lock(session, environment, application, why, unlock=unlock)
+        return LockActed(locked, actions.still_to_do(session))
 
 
 # -- apply ---------------------------------------------------------------------------
@@ -481,17 +510,20 @@ def watch(
     secret_file: Path | None,
     log: Callable[[LogEvent], None],
     on_start: Callable[[Callable[[], None]], None],
+    notify_file: Path | None = None,
 ) -> None:
     """Reconcile on every change of the branch until stopped (`watch.Watch.run`).
 
     `on_start` is handed the watcher's `stop` before it starts (the CLI's signal handlers).
     """
+    from reconciler.adapters.notify import load_config  # noqa: PLC0415
     from reconciler.app.watch import Watch, WatchSettings  # noqa: PLC0415
 
     settings = WatchSettings(
         interval=interval,
         listen=listen,
         webhook_secret=read_secret(secret_file) if secret_file else None,
+        notify=load_config(notify_file) if notify_file is not None else None,
     )
     watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=log)
     on_start(watcher.stop)

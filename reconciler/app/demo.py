@@ -9,7 +9,9 @@ through the `local` driver:
     the eCommerce lead saves a plan, the Customer Portal lead adds their
     application and notes, a reviewing tech lead approves, a developer who
     pushes straight to main does not deploy (and `plan` says why), and ops
-    merge: the deploy runs; then the pipeline and the audit trail.
+    merge: the deploy runs; a Customer Portal version fails QA's smoke test and
+    QA rolls it back, then the fixed version passes; then the pipeline and the
+    audit trail.
 
 With `gitops`, the environments deploy through the `gitops` driver instead:
 into a local GitOps repository (`gitops/`, one kustomization per application
@@ -23,6 +25,7 @@ import json
 import re
 import shlex
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +48,7 @@ from reconciler.core.status import Pipeline
 QA_PLAN = "plans/2026-11-qa-release.yaml"
 DEV_PLAN = "plans/2026-11-dev-build.yaml"
 HOTFIX_PLAN = "plans/2026-11-qa-hotfix.yaml"
+PORTAL_PLAN = "plans/2026-12-portal.yaml"
 # The demo's GitOps repository: a kustomization per application and environment.
 GITOPS_PATH = "apps/{app}/overlays/{environment}/kustomization.yaml"
 _LOCAL_DRIVER = "driver: {type: local}"
@@ -82,6 +86,8 @@ def _stage(folder: Path, keys: Path, gitops: Path | None = None) -> Cast:
             if _LOCAL_DRIVER not in text:
                 raise UsageError("the example environments are not the ones the demo knows")
             environment.write_text(text.replace(_LOCAL_DRIVER, block))
+    if gitops is None:
+        _checked_qa(folder / "environments" / "quality-assurance.yaml", keys.parent / "checks")
     shutil.copytree(schemas_dir(), folder / "schemas")
     (folder / "plans").mkdir()
     text = (example / "teams.yaml").read_text()
@@ -103,6 +109,34 @@ def _stage(folder: Path, keys: Path, gitops: Path | None = None) -> Cast:
         raise UsageError("the example teams.yaml is not the seed story the demo knows")
     (folder / "teams.yaml").write_text(text)
     return Cast(people, reconciler_key)
+
+
+# The smoke test QA's deploys pass (`driver.check`): the release's page, as a probe would.
+_SMOKE = """\
+import os, pathlib, sys
+page = (pathlib.Path(os.environ["RECONCILER_RELEASE"]) / "index.html").read_text()
+if "HTTP 500" in page:
+    print("smoke test: GET /checkout answered 500")
+    sys.exit(1)
+print("smoke test: GET /checkout answered 200")
+"""
+
+
+def _checked_qa(environment: Path, checks: Path) -> None:
+    """QA checks each deploy with a smoke test and rolls a failed run back (the demo's own
+    script: an environment file names the check's absolute path, never one in the repository)."""
+    checks.mkdir()
+    smoke = checks / "smoke.py"
+    smoke.write_text(_SMOKE)
+    check = json.dumps([sys.executable, str(smoke)])
+    text = environment.read_text()
+    if _LOCAL_DRIVER not in text:
+        raise UsageError("the example environments are not the ones the demo knows")
+    text = text.replace(_LOCAL_DRIVER, f"driver: {{type: local, check: {check}}}")
+    environment.write_text(
+        text + "verify: {timeout: 2s, interval: 1s}   # a smoke test after each deploy\n"
+        "on_failure: rollback                  # a failed run puts back what it replaced\n"
+    )
 
 
 def _write(folder: Path, path: str, content: str) -> None:
@@ -316,11 +350,86 @@ def _story(
         reconcile(),
     )
 
+    if gitops is None:
+        yield from _after_the_deploy(repo, repository, folder, people, reconcile)
+
     with open_session(repository, branch="main", state_dir=None, now=clock()) as session:
         view = session.pipeline()
         trail = audit_trail(session.store)
     yield Scene("`reconciler status`: what runs where", "", view)
     yield Scene("`reconciler history`: who did what", "", trail)
+
+
+def _after_the_deploy(
+    repo: GitRepo,
+    repository: Path,
+    folder: Path,
+    people: dict[str, Someone],
+    reconcile: Callable[[], PassReport],
+) -> Iterator[Scene]:
+    """Customer Portal 0.7 fails QA's smoke test and QA rolls back; 0.7.1 passes."""
+    diana, ravi, olga = people["diana"], people["ravi"], people["olga"]
+    for build, broken in (("0.7-dev.1", True), ("0.7-dev.2", False)):
+        version = build.replace("-dev.1", "").replace("0.7-dev.2", "0.7.1")
+        _build(folder / "releases", "customer-portal", build, broken=broken)
+        _write(repository, DEV_PLAN, _dev_plan(["ecommerce: 1.4.0", f"customer-portal: {build}"]))
+        repo.commit_paths(
+            [DEV_PLAN], f"Development build: Customer Portal {build}", sign=True, who=diana
+        )
+        reconcile()
+        _write(repository, PORTAL_PLAN, _portal_plan(version, build))
+        repo.commit_paths([PORTAL_PLAN], f"QA: Customer Portal {version}", sign=True, who=diana)
+        blob = repo.blob_at(repo.resolve("HEAD"), PORTAL_PLAN)
+        for who, trailer, verb in (
+            (ravi, "Approve-Plan", "Approve"),
+            (olga, "Deploy-Plan", "Deploy"),
+        ):
+            repo.commit_empty(
+                f"{verb} 2026-12-portal for quality-assurance\n\n{trailer}: {PORTAL_PLAN}@{blob}",
+                sign=True,
+                who=who,
+            )
+        report = reconcile()
+        finish = repo.commit(repo.resolve("main")).message
+        if broken:
+            yield Scene(
+                "Customer Portal 0.7 fails QA's smoke test, and QA rolls back",
+                f"Diana's {build} ran in development; she proposes 0.7 for QA, Ravi approves "
+                "and Olga triggers it. QA checks each deploy (verify) and rolls a failed run "
+                "back (on_failure: rollback): the smoke test fails, so the run puts 0.6 back, "
+                "checks it, and its finish record says so:",
+                report,
+                lines=tuple(finish.strip().splitlines()),
+            )
+        else:
+            yield Scene(
+                "The fix passes",
+                f"Diana fixes the checkout in {build} and proposes 0.7.1 (a new plan version, "
+                "approved and triggered again): the smoke test passes, and the record says "
+                "it was verified.",
+                report,
+                lines=tuple(line for line in finish.splitlines() if line.startswith("Verified:")),
+            )
+
+
+def _build(root: Path, application: str, version: str, *, broken: bool) -> None:
+    build = root / ARTIFACTS / application / version
+    build.mkdir(parents=True)
+    fault = "<!-- HTTP 500 on /checkout -->\n" if broken else ""
+    (build / "index.html").write_text(f"<h1>{application} {version}</h1>\n{fault}")
+
+
+def _portal_plan(version: str, build: str) -> str:
+    return (
+        "# yaml-language-server: $schema=../schemas/plan.schema.json\n"
+        "name: 2026-12-portal\n"
+        "source: development\n"
+        "target: quality-assurance\n"
+        "applications:\n"
+        f'  - {{name: customer-portal, version: "{version}", action: tag-and-deploy, '
+        f'from: "{build}"}}\n'
+        "state: ready\n"
+    )
 
 
 def _shipping(gitops: Path | None) -> str:

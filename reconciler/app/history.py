@@ -22,6 +22,7 @@ from reconciler.app.history_entries import (
     edit_entries,
     ignored_entry,
     landing_entry,
+    lock_entry,
     never_runs,
     ran_before,
     record_entries,
@@ -30,7 +31,7 @@ from reconciler.app.history_entries import (
     untriggered_entry,
 )
 from reconciler.core.errors import unknown_name
-from reconciler.core.events import PlanRef, Record, Signoff
+from reconciler.core.events import Lock, PlanRef, Record, Signoff
 from reconciler.core.identity import UNKNOWN_ACTOR
 from reconciler.core.journal import IgnoredTrailer, Landing, PlanEdit, VersionLanded
 from reconciler.core.layout import place
@@ -49,6 +50,7 @@ def audit_trail(store: StateStore) -> tuple[Entry, ...]:
     versions, unready, landed = _versions(store.plan_versions(), environments, runs)
     entries.extend(versions)
     entries.extend(_signoffs(store.events(Signoff), environments, edited, unready, runs))
+    entries.extend(map(lock_entry, store.events(Lock)))
     for record in records:
         entries.extend(record_entries(record, environments, landed))
     entries.extend(_ignored(store.events(IgnoredTrailer), environments, landed))

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from reconciler.core.decide_values import runs_from
-from reconciler.core.events import PlanRef, Record, Signoff, parse_plan_ref
+from reconciler.core.events import Lock, PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.core.fields import INVALID, describe_field
 from reconciler.core.journal import IgnoredTrailer, PlanEdit, VersionLanded
 from reconciler.core.rules import not_a_trigger
@@ -242,6 +242,24 @@ def signoff_entry(
         problem is None,
         detail,
         why_not=problem,
+    )
+
+
+def lock_entry(lock: Lock) -> Entry:
+    """A lock or unlock: who, when and why; one that does not count says why not."""
+    what = f"{lock.scope}" + (f": {lock.why}" if lock.why else "")
+    refused = None if lock.held else "; ".join(lock.reasons) or "not a right to lock"
+    return Entry(
+        lock.seq,
+        lock.committed_at,
+        lock.commit,
+        None,
+        lock.environment,
+        f"{lock.kind}ed",
+        lock.actor,
+        lock.held,
+        what,
+        why_not=refused,
     )
 
 

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.adapters.worktree import find_root
-from reconciler.app.api import Note, Source, _quiet, _reading, drift_of
+from reconciler.app.api import Note, Source, _quiet, _reading, drift_finder
 from reconciler.core import gates as gate_rules
 from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
 if TYPE_CHECKING:
-    from reconciler.app.drift import DriftReport
     from reconciler.app.history_entries import Entry
     from reconciler.app.session import Session
     from reconciler.core.decide import Decision
@@ -72,14 +71,6 @@ class Snapshot:
     editors: dict[str, tuple[str, ...]]  # plan path -> who edited it
     runs: dict[str, tuple[RunLog, ...]]  # plan path -> its runs, oldest first
     users: tuple[str, ...]
-    drift: DriftReport
-
-    def drifted(self, environment: str, application: str) -> str | None:
-        """What the driver reports runs there, if other than `deployments/` records."""
-        for item in self.drift.drift:
-            if (item.environment, item.application) == (environment, application):
-                return item.current or "nothing"
-        return None
 
     def decision(self, name: str) -> Decision | None:
         """The plan called `name` (its name, or its file's stem), if on the branch."""
@@ -151,12 +142,12 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _quiet) -> Snapshot:
     """One walk to the branch tip, and every page's values from it; drift as `plan` finds
-    it, its drivers loaded from `driver_root` (`api.drift_of`)."""
+    it, its drivers loaded from `driver_root` (`api.drift_finder`)."""
     from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
 
     with _reading(source, note) as session:
         seen = session.observe()
-        view = session.pipeline_of(seen)
+        view = session.pipeline_of(seen, drift=drift_finder(session, driver_root))
         policy = seen.history.policy
         entries = ordered(
             select(
@@ -200,7 +191,6 @@ def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _q
             editors=editors,
             runs={path: tuple(items) for path, items in runs.items()},
             users=tuple(sorted(policy.users)),
-            drift=drift_of(session, seen, driver_root),
         )
 
 

@@ -21,13 +21,15 @@ from reconciler.adapters.drivers import unavailable
 from reconciler.core.decide import (
     Decision,
     decide,
-    deployed_versions,
+    deployed_runs,
     effective_plan,
     not_authorised,
+    soak_sources,
+    verified_since,
 )
-from reconciler.core.decide_values import History, Landed, OnMain, Run, runs_from
+from reconciler.core.decide_values import History, Landed, OnMain, Run, locks_from, runs_from
 from reconciler.core.errors import ConfigError
-from reconciler.core.events import PlanRef
+from reconciler.core.events import Lock, PlanRef
 from reconciler.core.fields import INVALID, value
 from reconciler.core.layout import deployment_path, place
 from reconciler.core.loader import load
@@ -146,8 +148,14 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     of_run = {run.id: run.plan for run in runs}
     signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
     back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
+    deployed = deployed_runs(effective, repo.read_blob)
+    # The records a soak gate counts from: only those of the runs that deployed what runs
+    # in a soak gate's source environment.
+    policy = authoriser.policy()
+    soaking = {name: deployed.get(name, {}) for name in soak_sources(policy)}
+    soaked_runs = {run for running in soaking.values() for _version, run in running.values()}
     return History(
-        policy=authoriser.policy(),
+        policy=policy,
         plans=tuple(plans),
         landings=landings,
         signoffs=signoffs,
@@ -156,11 +164,16 @@ def gather(authoriser: Authoriser, tip: str) -> History:
         first_seen=store.first_seen(commits),
         commit_times={commit: authoriser.info(commit).committer.when for commit in commits},
         facts={commit: authoriser.facts(commit) for commit in commits},
-        deployed=deployed_versions(effective, repo.read_blob),
+        deployed={
+            environment: {app: version for app, (version, _run) in running.items()}
+            for environment, running in deployed.items()
+        },
         refused=frozenset(ref for record in records for ref in record.refused),
         revoked=authoriser.revoked.fingerprints if authoriser.revoked else frozenset(),
         uncancelled=frozenset(ref for ref in back if _uncancels(authoriser, ref, landings[ref])),
         ran=_ran_where_rollbacks_go(authoriser, plans, runs),
+        verified_since=verified_since(soaking, store.records_of(soaked_runs)),
+        locks=locks_from(store.events(Lock)),
     )
 
 

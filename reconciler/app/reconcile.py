@@ -63,6 +63,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
 from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
 from reconciler.app.record import (
@@ -95,7 +96,7 @@ from reconciler.core.events import FINISHED, HUMAN_TRAILERS, RESULT, PlanRef, Re
 from reconciler.core.journal import OutboxEntry
 from reconciler.core.layout import READ_DIRS, TEAMS_FILE
 from reconciler.core.loader import load
-from reconciler.core.model import Environment, Policy
+from reconciler.core.model import Environment, Plan, Policy
 from reconciler.core.runs import (
     EXTEND,
     RECENT_RECORDS,
@@ -226,6 +227,8 @@ class RunReport:
     failed_step: str | None
     retry_of: str | None
     reason: str | None = None  # why it failed: the failed step's summary, or the error
+    # With `on_failure: rollback`: what a failed run put back, "<app> <version>" each.
+    rolled_back: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +257,16 @@ class PassReport:
     refused: list[PlanRef] = field(default_factory=list)
     why_refused: dict[PlanRef, tuple[str, ...]] = field(default_factory=dict)  # by `refused`
     interrupted: list[str] = field(default_factory=list)
+    # The environment each of `interrupted` ran in (the service's notices say where).
+    interrupted_in: dict[str, str] = field(default_factory=dict)
     would_run: tuple[Decision, ...] = ()
     dry_run: bool = False
     shard: tuple[str, ...] | None = None  # `--environments`, sorted; None: not sharded
     # Environments whose next plan waits because their driver cannot load here, and why.
     held: dict[str, ConfigError] = field(default_factory=dict)
+    policy: Policy | None = None  # the policy in force at `settled` (the notices' routes)
+    # What deployments/ records there, by environment and application (the service's drift).
+    deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -330,6 +338,8 @@ class Reconciler:
             self.close()
             raise
         self.in_flight: set[str] = set()
+        # What the last pass read (policy, deployments/), for drift between passes.
+        self.observed: History | None = None
         self._last_published = ""
         self._refusals_recorded: set[PlanRef] = set()
         # (a, b): b is a's descendant by this reconciler's start records and commits that
@@ -455,6 +465,8 @@ class Reconciler:
                         raise
                     continue  # `base` is stale: the round again, on the branch as it is
                 report.settled = tip
+                report.policy = history.policy
+                report.deployed = history.deployed
                 if self.options.dry_run:
                     report.would_run = tuple(
                         queue[0]
@@ -467,6 +479,9 @@ class Reconciler:
                 if records:
                     if self._publish(writer.chain(tip, records), base, pending, walk):
                         report.interrupted.extend(item.run.id for item in runs.interrupted)
+                        report.interrupted_in.update(
+                            (item.run.id, item.run.environment) for item in runs.interrupted
+                        )
                         report.refused.extend(item.ref for item in runs.refused)
                         report.why_refused.update((item.ref, item.reasons) for item in runs.refused)
                         # Once per version even were a record not read back as one:
@@ -584,6 +599,7 @@ class Reconciler:
             walk.keep()
         report.landings.extend(verified.judged)
         seen = observe(authoriser, verified, now, drivers=None)
+        self.observed = seen.history
         self._check_shard(seen.history.policy)
         # Before any start record: a plan whose environment's driver cannot load waits;
         # only where this reconciler may start runs (another shard's driver need not load here).
@@ -739,6 +755,11 @@ class Reconciler:
             ),
             retry_of=decision.retry_of,
             reason=execution.why_failed,
+            rolled_back=tuple(
+                f"{undo.step.step.application} {undo.to}"
+                for undo in execution.rollback
+                if undo.switched
+            ),
         )
 
     def _ended_by(self, error: ReconcilerError) -> Execution:
@@ -757,8 +778,13 @@ class Reconciler:
     ) -> Execution:
         assert decision.plan is not None
         driver = self._driver(environment, writer)
+        drifted = self._drifted(decision.plan, environment, driver)
+        if drifted is not None:
+            stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            return Execution("failed", (), (f"{stamp}Z run stopped: {drifted}",), reason=drifted)
+        running = self._running(environment) if decision.plan.rollback else None
         return execute(
-            steps_for(decision.plan, environment, run_id),
+            steps_for(decision.plan, environment, run_id, running),
             driver,
             retries=environment.driver.retries,
             clock=self.clock,
@@ -773,7 +799,43 @@ class Reconciler:
                 else functools.partial(self.on_driver_step, environment.driver.type)
             ),
             verify=environment.verify,
+            on_failure=environment.on_failure,
+            previous=self._running(environment) if environment.on_failure == "rollback" else None,
         )
+
+    def _running(self, environment: Environment) -> dict[str, str]:
+        """What runs in `environment` before a run (application -> version), as the effective
+        deployments/ says: what its rollback goes back to. The records', never the driver's
+        `current`: only a version a run deployed and recorded is known to be one to go back to."""
+        path = deployments_file(environment.name)
+        with self._git_lock:  # a watcher walks main during runs
+            running = _deployments_in(self._walker.effective_file(path), path) or {}
+        return {
+            application: str(entry["version"])
+            for application, entry in (running.get("applications") or {}).items()
+            if isinstance(entry, Mapping) and "version" in entry
+        }
+
+    def _drifted(self, plan: Plan, environment: Environment, driver: Driver) -> str | None:
+        """Why the run stops before its first step for drift (`drift.stops_run`), or None."""
+        path = deployments_file(environment.name)
+        with self._git_lock:  # main as last walked: a watcher walks it during runs
+            running = _deployments_in(self._walker.effective_file(path), path) or {}
+        entries = running.get("applications") or {}
+        wanted = {entry.name for entry in plan.applications}
+        recorded = {
+            name: str(entry["version"])
+            for name, entry in entries.items()
+            if name in wanted and isinstance(entry, Mapping) and "version" in entry
+        }
+        return stops_run(plan, drift_in(environment, recorded, lambda: driver))
+
+    def drift(self, history: History, environments: Collection[str]) -> DriftReport:
+        """Drift in `environments`, against deployments/ as `history` (a pass's) read it."""
+        deployed = {
+            name: versions for name, versions in history.deployed.items() if name in environments
+        }
+        return find_drift(history.policy, deployed, self._driver)
 
     def _fence(self, started: StartedRun) -> Callable[[Step], Step | str]:
         """What a run asks before each step (`runs.may_step`): the step with its lease, after
@@ -851,6 +913,10 @@ class Reconciler:
             )
         )
         return load_driver(environment.driver, root, committer)
+
+    def driver(self, environment: Environment) -> Driver:
+        """The driver the runs in `environment` use (the service asks it for drift)."""
+        return self._driver(environment)
 
     def _finish(
         self,

@@ -31,7 +31,7 @@ from typing import Any, Final
 from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
-from reconciler.app.execute import Execution, StepResult
+from reconciler.app.execute import Execution, StepResult, Undo
 from reconciler.core.decide import Decision
 from reconciler.core.decide_values import Run
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
@@ -230,15 +230,62 @@ def finish_message(decision: Decision, run: str, execution: Execution) -> str:
                 for result in execution.steps
                 if result.verification in _VERIFICATION_TRAILERS and not result.skipped
             ),
+            *_rollback_trailers(execution),
         ]
     )
     if execution.reason is not None:
         reason = printable(execution.reason)
         summary = f"{summary}\n\n{reason}" if summary else reason
+    if execution.rollback:
+        summary += "\n\nRolled back (on_failure: rollback), last step first:\n" + "\n".join(
+            _undone(undo) for undo in execution.rollback
+        )
+    if execution.half_deployed:
+        summary += "\n\nLeft half-deployed:\n" + "\n".join(
+            f"- {printable(line)}" for line in execution.half_deployed
+        )
     return (
         f"Deploy {_stem(decision.ref)} to {environment}: {execution.result}\n\n"
         f"{summary or 'no applications'}\n\n{trailers}\n"
     )
+
+
+def _rollback_trailers(execution: Execution) -> list[tuple[str, str | None]]:
+    """`Rolled-Back: ecommerce 1.4.0 (verified)` for each application a rollback put back
+    (with its check), `Rollback-Failed: ecommerce 1.4.0` for each it could not, and
+    `Left-Deployed: ecommerce 1.5.0` for each version a failed run leaves running."""
+    pairs: list[tuple[str, str | None]] = []
+    for undo in execution.rollback:
+        redeploy = undo.redeploy
+        if redeploy is None:
+            continue
+        named = f"{redeploy.step.application} {redeploy.step.version}"
+        if redeploy.outcome.ok:
+            pairs.append(("Rolled-Back", f"{named} ({redeploy.verification})"))
+        else:
+            pairs.append(("Rollback-Failed", named))
+    if execution.result == "failed":
+        undone = {undo.step.step.application for undo in execution.rollback if undo.switched}
+        pairs.extend(
+            ("Left-Deployed", f"{result.step.application} {result.step.version}")
+            for result in execution.steps
+            if result.outcome.ok and not result.skipped and result.step.application not in undone
+        )
+    return pairs
+
+
+def _undone(undo: Undo) -> str:
+    """One line of a finish record's rollback: what it put back, and how that went."""
+    step = undo.step.step
+    replaced = f"{step.application} {step.version}"
+    redeploy = undo.redeploy
+    if redeploy is None:
+        return printable(f"- {replaced}: not rolled back ({undo.why})")
+    verdict = "ok" if redeploy.outcome.ok else "FAILED"
+    back = f"- {replaced} back to {undo.to}: {verdict} ({redeploy.outcome.summary})"
+    if not undo.switched:
+        back += "; it runs whatever the failed redeploy left"
+    return printable(back) + f"; {redeploy.verification}"
 
 
 def _verdict(result: StepResult) -> str:

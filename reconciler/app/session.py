@@ -9,9 +9,9 @@ so each command starts from the effective state and the policy in force.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,8 +35,10 @@ from reconciler.core.revocation import Revocations
 from reconciler.core.verdicts import LandingVerdict
 
 if TYPE_CHECKING:
+    from reconciler.app.drift import DriftReport
     from reconciler.app.pipeline import Observation
     from reconciler.core.decide import Decision
+    from reconciler.core.decide_values import History
     from reconciler.core.status import Pipeline as StatusView
 
 
@@ -163,11 +165,23 @@ class Session:
             seen = verify_then_decide(authoriser, merge, self.now, drivers=None)
         return seen, authoriser
 
-    def pipeline(self, *, include_deployed: bool = False) -> StatusView:
-        """What runs where and what is moving (`reconciler status`), as of the branch tip."""
-        return self.pipeline_of(self.observe(), include_deployed=include_deployed)
+    def pipeline(
+        self,
+        *,
+        include_deployed: bool = False,
+        drift: Callable[[History], DriftReport] | None = None,
+    ) -> StatusView:
+        """What runs where and what is moving (`reconciler status`), as of the branch tip;
+        with `drift`, what the drivers report besides."""
+        return self.pipeline_of(self.observe(), include_deployed=include_deployed, drift=drift)
 
-    def pipeline_of(self, seen: Observation, *, include_deployed: bool = False) -> StatusView:
+    def pipeline_of(
+        self,
+        seen: Observation,
+        *,
+        include_deployed: bool = False,
+        drift: Callable[[History], DriftReport] | None = None,
+    ) -> StatusView:
         """The pipeline of an observation this session made (the pages also need its plans)."""
         # Imported here, as in `observe`: `verify` and `access` never need them.
         from reconciler.core.decide_values import runs_from  # noqa: PLC0415
@@ -176,13 +190,18 @@ class Session:
         # The runs still open, whatever their plan: one of a version edited or deleted since
         # it started is running all the same.
         records = self.store.run_records([], [])
-        return pipeline(
+        view = pipeline(
             seen.history.policy,
             seen.history.deployed,
             seen.decisions,
             include_deployed=include_deployed,
             open_runs=[run for run in runs_from(records) if run.finished is None],
+            locks=seen.history.locks.values(),
         )
+        if drift is None:
+            return view
+        found = drift(seen.history)
+        return replace(view, drift=found.drift, drift_notes=found.notes)
 
     def decisions(self) -> tuple[Decision, ...]:
         """Every plan on the branch tip, decided now (after walking to the tip)."""

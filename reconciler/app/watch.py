@@ -32,9 +32,11 @@ goes to the `log` callback as `LogEvent`s; it never prints.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,10 +44,14 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from reconciler.adapters.metrics import Metrics
+from reconciler.adapters.notify import Courier, NotifyConfig, log_path
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
+from reconciler.app.drift import Drift
+from reconciler.app.notices import Notifications, drift_notices
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
 from reconciler.app.workers import Workers
+from reconciler.core.decide_values import History
 from reconciler.core.errors import ReconcilerError, UsageError
 
 STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
@@ -65,6 +71,7 @@ class WatchSettings:
     resync: float = 300.0  # a full pass at least this often
     backoff_first: float = 1.0
     backoff_max: float = 60.0
+    notify: NotifyConfig | None = None  # `--notify FILE`: the targets notices may go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,25 @@ class Watch:
         self._verified = False  # a pass has verified the branch: ready (`/readyz`)
         self._health_lock = threading.Lock()
         self._started_at = clock()
+        # Drift (`_check_drift`): what was last logged, and the environments whose
+        # deployments/ the last pass may not have seen yet (a run there, or one ended since).
+        self._drift: tuple[frozenset[Drift], frozenset[str]] | None = None
+        self._runs_lock = threading.Lock()
+        self._running: Counter[str] = Counter()
+        self._ended_at: dict[str, float] = {}
+        self._observed: tuple[History | None, float] = (None, -math.inf)
+        self._drift_wanted = threading.Event()
+        self._drift_thread: threading.Thread | None = None
+        self.notices: Notifications | None = None
+        if settings.notify is not None:
+            instance = self.reconciler.instance
+            courier = Courier(
+                log_path(self.reconciler.store.path),
+                settings.notify,
+                source=f"/reconciler/{instance}",
+                log=self._notify_log,
+            )
+            self.notices = Notifications(courier, instance, self._notify_log)
 
     # -- control ------------------------------------------------------------------
 
@@ -194,6 +220,12 @@ class Watch:
         """Watch until `stop()`; then let the workers record their runs, and close."""
         try:
             self._open_sources()
+            # Drivers are asked off the loop: a `current` that hangs until its timeout
+            # must not hold up the next pass.
+            self._drift_thread = threading.Thread(
+                target=self._drift_checks, name="drift", daemon=True
+            )
+            self._drift_thread.start()
             self.trigger.request("start", force=True)
             self._loop()
         finally:
@@ -203,6 +235,8 @@ class Watch:
 
     def _open_sources(self) -> None:
         settings = self.settings
+        if self.notices is not None:
+            self.notices.start()
         shard = self.reconciler.shard
         if self.remote is None:
             repo = self.reconciler.repo
@@ -348,6 +382,7 @@ class Watch:
             if now >= next_poll:
                 request = request | Request(frozenset({"poll"}), False)
                 next_poll = now + settings.interval
+                self._drift_wanted.set()
             if not request.reasons:
                 continue
             if "event" in request.reasons:
@@ -443,9 +478,16 @@ class Watch:
             duration = time.monotonic() - began
             self._count_pass(duration, None)
             self._failed_pass(number, at, duration, trigger, error)
+            if self.notices is not None:
+                self.notices.after_failed_pass(str(error), at)
             return None
         duration = time.monotonic() - began
         self._worked = True
+        with self._runs_lock:
+            # One value, read whole by the drift thread: what this pass read, and when
+            # it began (runs ended before then are in it).
+            self._observed = (self.reconciler.observed, began)
+            self._running.update(run.environment.name for run in started)
         for run in started:
             self.workers.submit(run)
         self._known = self._reconciled = report.settled or report.tip
@@ -464,6 +506,10 @@ class Watch:
             self._last = summary
             self._verified = True
         self._log_pass(summary, report, started)
+        if number == 1:
+            self._drift_wanted.set()  # at start, then at every poll
+        if self.notices is not None:
+            self.notices.after_pass(report, started, at)
         return report
 
     def _count_pass(
@@ -550,13 +596,79 @@ class Watch:
             interrupted=list(report.interrupted),
         )
 
+    def _drift_checks(self) -> None:
+        while not self.stopping():
+            if self._drift_wanted.wait(STOP_CHECK):
+                self._drift_wanted.clear()
+                self._check_drift()
+
+    def _check_drift(self) -> None:
+        """Ask the drivers what runs (`Reconciler.drift`); log the drift when it changed.
+
+        Never a commit: drift is logged once per change, and `status` shows it. An
+        environment with a run in progress, or one ended since the last pass began,
+        keeps what was found there before: its deployments/ as last read is stale.
+        """
+        shard = self.reconciler.shard
+        with self._runs_lock:
+            history, observed_at = self._observed
+            if history is None:
+                return
+            unsettled = {
+                name
+                for name in history.policy.environments
+                if self._running[name] > 0 or self._ended_at.get(name, -math.inf) >= observed_at
+            }
+        asked = {
+            name
+            for name in history.policy.environments
+            if name not in unsettled and (shard is None or name in shard)
+        }
+        try:
+            report = self.reconciler.drift(history, asked)
+        except Exception as error:  # a driver's bug must not stop the watcher
+            self._log("error", "drift-failed", f"drift could not be checked: {error}")
+            return
+        if self.notices is not None:  # each once per version found (the notice's id)
+            for notice in drift_notices(report, self.clock()):
+                self.notices.tell(notice)
+        before = self._drift
+        kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
+        found = (frozenset({*report.drift, *kept}), frozenset(report.notes))
+        if found == before or (before is None and not found[0] and not found[1]):
+            self._drift = found
+            return
+        self._drift = found
+        drift = sorted(found[0], key=lambda item: (item.environment, item.application))
+        message = (
+            "drift: " + "; ".join(item.text() for item in drift)
+            if drift
+            else "no drift: every driver asked reports what deployments/ records"
+        )
+        self._log(
+            "warning" if drift else "info",
+            "drift",
+            message + "".join(f"; note: {note}" for note in sorted(found[1])),
+            drift=[
+                {
+                    "environment": item.environment,
+                    "application": item.application,
+                    "recorded": item.recorded,
+                    "current": item.current,
+                }
+                for item in drift
+            ],
+            notes=sorted(found[1]),
+        )
+
     def _next_window(self, report: PassReport) -> float | None:
-        """When the earliest deploy window a plan waits for opens (monotonic), if any."""
+        """When the earliest deploy window a plan waits for opens, or its soak ends
+        (monotonic), if any."""
         openings = [
             wait.until
             for decision in report.decisions
             for wait in decision.waits
-            if wait.what == "window" and wait.until is not None
+            if wait.what in ("window", "soak") and wait.until is not None
         ]
         if not openings:
             return None
@@ -576,6 +688,9 @@ class Watch:
         self.metrics.run_finished(
             started.environment.name, "error" if report is None else report.result
         )
+        with self._runs_lock:
+            self._running[started.environment.name] -= 1
+            self._ended_at[started.environment.name] = time.monotonic()
         if report is None:
             self._log(
                 "error",
@@ -594,6 +709,8 @@ class Watch:
                 result=report.result,
                 failed_step=report.failed_step,
             )
+        if self.notices is not None:
+            self.notices.after_run(started, report, error, self.clock())
         self.trigger.request("run-finished", force=True)
 
     # -- shutting down ----------------------------------------------------------------
@@ -614,6 +731,8 @@ class Watch:
         self._stop = True
         if self._ref_watcher is not None:
             self._ref_watcher.stop()
+        if self._drift_thread is not None:
+            self._drift_thread.join(timeout=1.0)  # a driver asked meanwhile is not waited for
         self.reconciler.recycle()  # a Ctrl-C may have killed Git's helpers with the group
         self.workers.close()
         try:
@@ -625,10 +744,17 @@ class Watch:
                 self._log(
                     "info", "flushed", f"published {flushed} finish record(s) from the outbox"
                 )
+        if self.notices is not None:  # after the workers: their runs' notices are queued
+            self.notices.close()
         if self._webhook is not None:
             self._webhook.stop()
         self.reconciler.close()
         self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
+
+    def _notify_log(
+        self, level: Level, event: str, message: str, fields: Mapping[str, Any]
+    ) -> None:
+        self._log(level, event, message, **fields)
 
     def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
         with self._log_lock:

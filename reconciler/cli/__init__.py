@@ -35,6 +35,8 @@ class LazyGroup(click.Group):
         "approve": "reconciler.cli.action_commands:approve",
         "deploy": "reconciler.cli.action_commands:deploy",
         "cancel": "reconciler.cli.action_commands:cancel",
+        "lock": "reconciler.cli.action_commands:lock",
+        "unlock": "reconciler.cli.action_commands:unlock",
         "rollback": "reconciler.cli.action_commands:rollback",
         "apply": "reconciler.cli.apply_commands:apply",
         "watch": "reconciler.cli.watch_commands:watch",

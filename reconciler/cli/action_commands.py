@@ -1,4 +1,5 @@
-"""CLI: `reconciler approve`, `deploy` and `cancel`, the commits people make, checked up front."""
+"""CLI: `reconciler approve`, `deploy`, `cancel`, `rollback`, `lock` and `unlock`, the commits
+people make, checked up front."""
 
 from __future__ import annotations
 
@@ -162,4 +163,78 @@ def rollback(
     action = Action("rollback", environment, applications=applications, to=to)
     acted = api.act(Source(repo, branch, state_dir), action)
     reporter_for(output_format).acted(acted)
+    return Outcome.OK
+
+
+@command_with_examples(
+    (
+        "Stop the line in production",
+        "reconciler lock production -m 'checkout errors since 14:02, investigating'",
+    ),
+    ("Only one application", "reconciler lock production --app ecommerce -m 'bad migration'"),
+    reports="locked",
+)
+@click.argument("environment")
+@click.option("--app", "application", metavar="APP", help="Lock only APP in ENVIRONMENT.")
+@click.option("-m", "--message", "why", required=True, help="Why: plan, status and history say it.")
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def lock(
+    environment: str,
+    application: str | None,
+    why: str,
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    output_format: str,
+) -> Outcome:
+    """Lock ENVIRONMENT (or one application in it): nothing starts there until unlocked.
+
+    Makes an empty signed `Lock:` commit. It counts when signed by a
+    plan.deploy holder on ENVIRONMENT or a settings user; refused up front
+    (exit 1) otherwise, or when git would not sign it, or it is locked
+    already. A run in progress finishes; plans wait, saying who locked it,
+    when and why.
+    """
+    from reconciler.app import api
+    from reconciler.app.api import Source
+
+    acted = api.lock(Source(repo, branch, state_dir), environment, application, why, unlock=False)
+    reporter_for(output_format).locked(acted)
+    return Outcome.OK
+
+
+@command_with_examples(
+    ("Lift the production lock", "reconciler unlock production -m 'fixed in 1.4.1'"),
+    reports="locked",
+)
+@click.argument("environment")
+@click.option("--app", "application", metavar="APP", help="Unlock APP in ENVIRONMENT.")
+@click.option("-m", "--message", "why", default="", help="Why (optional).")
+@repo_option
+@branch_option
+@state_dir_option
+@format_option(*FORMATS)
+def unlock(
+    environment: str,
+    application: str | None,
+    why: str,
+    repo: Path | None,
+    branch: str | None,
+    state_dir: Path | None,
+    output_format: str,
+) -> Outcome:
+    """Lift the lock on ENVIRONMENT (or on one application in it).
+
+    Makes an empty signed `Unlock:` commit, which counts on the same terms
+    as a lock (a plan.deploy holder on ENVIRONMENT or a settings user);
+    refused up front (exit 1) when it would not count or nothing is locked.
+    """
+    from reconciler.app import api
+    from reconciler.app.api import Source
+
+    acted = api.lock(Source(repo, branch, state_dir), environment, application, why, unlock=True)
+    reporter_for(output_format).locked(acted)
     return Outcome.OK

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import click
 
 if TYPE_CHECKING:
-    from reconciler.app.actions import Made
+    from reconciler.app.actions import Locked, Made
     from reconciler.app.init import Initialised
     from reconciler.app.watch import LogEvent
     from reconciler.core.model import Finding
@@ -160,6 +160,27 @@ def made_text(made: Made, still_to_do: str | None) -> None:
             f"It runs like any plan: approvals as gates.rollback_approvals asks, then a trigger "
             f"(`reconciler deploy {Path(made.plan.path).stem}`) by a plan.deploy holder."
         )
+    if still_to_do is not None:
+        click.echo(still_to_do)
+
+
+def locked_json(locked: Locked) -> None:
+    emit_json(
+        {
+            "kind": locked.kind,
+            "commit": locked.commit,
+            "environment": locked.environment,
+            "application": locked.application,
+            "why": locked.why,
+            "actor": locked.actor,
+        }
+    )
+
+
+def locked_text(locked: Locked, still_to_do: str | None) -> None:
+    scope = locked.environment + (f"/{locked.application}" if locked.application else "")
+    why = f": {printable(locked.why)}" if locked.why else ""
+    click.echo(f"{locked.actor} {locked.kind}ed {scope} in commit {locked.commit[:12]}{why}")
     if still_to_do is not None:
         click.echo(still_to_do)
 

@@ -15,6 +15,7 @@ from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
     command_with_examples,
+    driver_root_option,
     format_option,
     read_remote_option,
     repo_option,
@@ -38,6 +39,7 @@ from reconciler.core.errors import UsageError
 @branch_option
 @read_remote_option
 @state_dir_option
+@driver_root_option
 @click.option("--all", "show_all", is_flag=True, help="Also list deployed and cancelled plans.")
 @format_option(*FORMATS_WITH_HTML)
 def status(
@@ -45,6 +47,7 @@ def status(
     branch: str | None,
     remote: str | None,
     state_dir: Path | None,
+    driver_root: Path | None,
     show_all: bool,
     output_format: str,
 ) -> Outcome:
@@ -52,14 +55,18 @@ def status(
 
     Columns are environments in promotion order, rows applications, cells the
     version that runs there (from deployments/); below, per pair of
-    environments, the plans moving between them and their state.
+    environments, the plans moving between them and their state; last, drift,
+    where a driver reports another version than deployments/ records.
     """
     from reconciler.app import api
     from reconciler.app.api import Source
 
     reporter = reporter_for(output_format)
     view = api.status(
-        Source(repo, branch, state_dir, remote), include_deployed=show_all, note=reporter.note
+        Source(repo, branch, state_dir, remote),
+        include_deployed=show_all,
+        driver_root=driver_root,
+        note=reporter.note,
     )
     reporter.status(view)
     return Outcome.OK

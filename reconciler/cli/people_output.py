@@ -60,12 +60,36 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
             }
             for move in view.moves
         ],
+        "locks": [
+            {
+                "scope": lock.scope,
+                "by": lock.actor,
+                "since": lock.committed_at.isoformat(),
+                "why": lock.why,
+                "commit": lock.commit,
+            }
+            for lock in view.locks
+        ],
+        "drift": [
+            {
+                "environment": item.environment,
+                "application": item.application,
+                "recorded": item.recorded,
+                "current": item.current,
+            }
+            for item in view.drift
+        ],
+        "drift_notes": list(view.drift_notes),
     }
 
 
 def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
     """The table and the moves, in `width` columns (80 in a narrow terminal)."""
     lines = _table(view, width)
+    for lock in view.locks:
+        why = f": {lock.why}" if lock.why else ""
+        text = f"locked {lock.scope} by {lock.actor} since {lock.committed_at.isoformat()}{why}"
+        lines.append(click.style(printable(text), fg="red"))
     current: tuple[str | None, str, bool] | None = None
     for move in view.moves:
         lane = (move.source, move.target, move.rollback)
@@ -84,6 +108,15 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         )
     if not view.moves:
         lines += ["", "no plans on their way"]
+    if view.drift or view.drift_notes:
+        lines.append("")
+    lines.extend(
+        click.style(f"drift  {printable(item.text())}", fg="magenta") for item in view.drift
+    )
+    lines.extend(
+        click.style(f"drift  note: {_fit_words(printable(note), width - 13)}", dim=True)
+        for note in view.drift_notes
+    )
     return lines
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 if TYPE_CHECKING:
-    from reconciler.app.api import Acted, Founded, PlanView, Verification
+    from reconciler.app.api import Acted, Founded, LockActed, PlanView, Verification
     from reconciler.app.demo import Story
     from reconciler.app.history_entries import Entry
     from reconciler.app.mergeable import MergeCheck
@@ -65,6 +65,9 @@ class Reporter:
 
     def acted(self, acted: Acted) -> None:
         raise self._missing("an action")
+
+    def locked(self, acted: LockActed) -> None:
+        raise self._missing("a lock")
 
     def apply_pass(self, report: PassReport) -> None:
         raise self._missing("a pass")
@@ -153,6 +156,11 @@ class TextReporter(Reporter):
 
         made_text(acted.made, acted.still_to_do)
 
+    def locked(self, acted: LockActed) -> None:
+        from reconciler.cli.output import locked_text
+
+        locked_text(acted.locked, acted.still_to_do)
+
     def apply_pass(self, report: PassReport) -> None:
         from reconciler.cli.apply_output import pass_text
 
@@ -224,6 +232,11 @@ class JsonReporter(Reporter):
         from reconciler.cli.output import made_json
 
         made_json(acted.made)
+
+    def locked(self, acted: LockActed) -> None:
+        from reconciler.cli.output import locked_json
+
+        locked_json(acted.locked)
 
     def apply_pass(self, report: PassReport) -> None:
         from reconciler.cli.apply_output import pass_json

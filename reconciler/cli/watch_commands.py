@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli.config_file import config_option
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
@@ -52,8 +53,13 @@ def parse_listen(text: str) -> tuple[str, int]:
         "reconciler watch --remote origin --key /etc/reconciler/key \\\n"
         "    --listen 127.0.0.1:8181 --webhook-secret-file /etc/reconciler/webhook-secret",
     ),
+    (
+        "Everything from a file (flags given as well override it)",
+        "reconciler watch --config /etc/reconciler/watch.toml",
+    ),
     reports="log_event",
 )
+@config_option
 @service_options
 @click.option(
     "--interval",
@@ -75,6 +81,14 @@ def parse_listen(text: str) -> tuple[str, int]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The webhooks' shared secret (GitHub: the HMAC key; GitLab: the token).",
 )
+@click.option(
+    "--notify",
+    "notify_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECONCILER_NOTIFY",
+    help="A TOML file naming the notification targets (webhook URLs and secrets, apprise "
+    "URLs); teams.yaml `notifications:` says which events go to which (env RECONCILER_NOTIFY).",
+)
 @format_option(*FORMATS)
 def watch(
     repo: Path | None,
@@ -88,6 +102,7 @@ def watch(
     interval: float,
     listen: str | None,
     webhook_secret_file: Path | None,
+    notify_file: Path | None,
     output_format: str,
 ) -> Outcome:
     """Reconcile on every change of the branch, for as long as it runs.
@@ -138,5 +153,6 @@ def watch(
         secret_file=webhook_secret_file,
         log=reporter_for(output_format).log_event,
         on_start=stop_on_signals,
+        notify_file=notify_file,
     )
     return Outcome.OK

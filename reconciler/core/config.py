@@ -29,6 +29,7 @@ from reconciler.core.model import (
     Plan,
     PlanEntry,
     Policy,
+    Route,
     Team,
     Verify,
     Window,
@@ -74,6 +75,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
     permissions = dict(DEFAULT_PERMISSIONS)
     permissions.update({name: tuple(roles) for name, roles in data.get("permissions", {}).items()})
     ttl = gates.get("approval_ttl")
+    soak = gates.get("soak")
     return Environment(
         name=data["name"],
         order=data["order"],
@@ -100,6 +102,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
                 )
                 for freeze in gates.get("freezes", ())
             ),
+            soak=parse_duration(soak) if soak else None,
         ),
         driver=DriverSpec(
             type=driver["type"],
@@ -112,6 +115,7 @@ def build_environment(data: Mapping[str, Any]) -> Environment:
             gitops=_gitops(driver.get("gitops")),
         ),
         verify=_verify(data.get("verify")),
+        on_failure=data.get("on_failure", "stop"),
     )
 
 
@@ -201,6 +205,19 @@ def build_policy(
             if data.get("vouches_for_squash_author") is True
         ),
         unusable_keys=unusable,
+        notifications=routes_from(teams.get("notifications")),
+    )
+
+
+def routes_from(entries: Any) -> tuple[Route, ...]:
+    """teams.yaml's validated `notifications:` list as routes."""
+    return tuple(
+        Route(
+            target=entry["target"],
+            events=frozenset(entry["events"]) if "events" in entry else None,
+            environments=frozenset(entry["environments"]) if "environments" in entry else None,
+        )
+        for entry in entries or ()
     )
 
 
@@ -271,6 +288,7 @@ def build_plan(data: Mapping[str, Any]) -> Plan:
         notes=data.get("notes", ""),
         state=data["state"],
         rollback=data.get("rollback", False),
+        override_drift=data.get("override_drift") is True,
     )
 
 

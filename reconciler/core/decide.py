@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from reconciler.core import approvals, gates, signoffs
@@ -37,7 +37,7 @@ from reconciler.core.decide_values import (
     SignoffVerdict,
     Wait,
 )
-from reconciler.core.events import PlanRef, Signoff
+from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.core.layout import place
 from reconciler.core.loader import load
@@ -202,7 +202,8 @@ def _in_play(
     approvers, missing = signoffs.approvers(history, ref, environment, rules, now, verdicts)
     waits.extend(missing)
     if not plan.rollback:  # a rollback's versions ran here already (`_never_ran`)
-        waits.extend(_promotion(history, plan, environment))
+        waits.extend(_promotion(history, plan, environment, now))
+    waits.extend(_locked(history, plan))
     if not waits and gates.time_gated(environment.gates, plan):
         waits.extend(_time_gate(environment, now))
     status: Status = "waiting" if waits else "executable"
@@ -211,7 +212,9 @@ def _in_play(
         if latest is None
         else f"retry of interrupted run {latest.id}, requested by {trigger}"
     )
-    why = tuple(wait.reason for wait in waits) or (
+    gated = gates.time_gated(environment.gates, plan)
+    lapsing = _lapse(history, environment, verdicts, approvers, waits, now) if gated else ()
+    why = tuple(wait.reason for wait in waits) + lapsing or (
         reason(
             "plan.executable",
             f"{asked}, approved by {', '.join(approvers) or 'nobody (no approvals needed)'}",
@@ -308,6 +311,59 @@ def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
     return (Wait("window", reason(code, text, opens=closed.opens), closed.opens),)
 
 
+def _lapse(
+    history: History,
+    environment: Environment,
+    verdicts: Sequence[SignoffVerdict],
+    approvers: Sequence[str],
+    waits: Sequence[Wait],
+    now: datetime,
+) -> tuple[Reason, ...]:
+    """Say now when the sign-offs that count, or any given now, will be older than
+    approval_ttl when deploys may next start (`gates.lapse`): the plan would wait for
+    the window, then for sign-offs all over again."""
+    times = {item.commit: item.committed_at for item in history.signoffs}
+    given = [
+        (
+            f"the {_SIGNOFF_NAMES[verdict.kind]} by {verdict.actor}",
+            gates.aged_from(
+                times.get(verdict.commit) or history.commit_times.get(verdict.commit, now),
+                history.first_seen.get(verdict.commit),
+            ),
+        )
+        for verdict in verdicts
+        if verdict.refused is None and (verdict.kind != "approve" or verdict.actor in approvers)
+    ]
+    asked = any(wait.what in ("approval", "trigger", "retry") for wait in waits)
+    found = gates.lapse(environment.gates, now, given, asked=asked)
+    if found is None:
+        return ()
+    lapsing = [f"{what} expires at {_at(found, when)}" for what, when in found.expiring]
+    if found.now_expires is not None:
+        lapsing.append(f"one given now would expire at {_at(found, found.now_expires)}")
+    text = (
+        f"approval_ttl ({signoffs.duration(found.ttl)}) runs out before deploys may start "
+        f"at {found.opens.isoformat()}: {', and '.join(lapsing)}; approvals and triggers "
+        f"given from {_at(found, found.fresh_from)} on still count then"
+    )
+    facts = {
+        "opens": found.opens,
+        "expires": tuple(when for _, when in found.expiring),
+        "now_expires": found.now_expires,
+        "fresh_from": found.fresh_from,
+    }
+    return (reason("gate.ttl-before-window", text, **facts),)
+
+
+_SIGNOFF_NAMES: Final = {"approve": "approval", "deploy": "trigger", "retry": "retry"}
+
+
+def _at(found: gates.Lapse, moment: datetime) -> str:
+    """`moment` in the zone the window's opening is given in, so the times compare at a
+    glance."""
+    return moment.astimezone(found.opens.tzinfo).isoformat(timespec="seconds")
+
+
 def _freeze_named(name: str) -> str:
     """'the forever freeze'; and 'the year-end freeze' for a freeze named so, not
     'the year-end freeze freeze'."""
@@ -353,7 +409,7 @@ def _never_ran(history: History, plan: Plan) -> tuple[Reason, ...]:
     return tuple(problems)
 
 
-def _promotion(history: History, plan: Plan, environment: Environment) -> list[Wait]:
+def _promotion(history: History, plan: Plan, environment: Environment, now: datetime) -> list[Wait]:
     source = environment.promotes_from
     if source is None:
         return []
@@ -362,12 +418,68 @@ def _promotion(history: History, plan: Plan, environment: Environment) -> list[W
     for entry in plan.applications:
         needed = entry.from_version if entry.action == "tag-and-deploy" else entry.version
         current = running.get(entry.name)
+        facts = {"application": entry.name, "version": needed, "environment": source}
         if current != needed:
             now_runs = f"it runs {current}" if current else "it does not run there"
             text = f"{entry.name} {needed} must run in {source} first ({now_runs})"
-            facts = {"application": entry.name, "version": needed, "environment": source}
             waits.append(Wait("promotion", reason("promotion.missing", text, **facts)))
+        elif environment.gates.soak and current is not None:
+            waits.extend(_soak(history, environment.gates.soak, source, entry.name, current, now))
     return waits
+
+
+def _locked(history: History, plan: Plan) -> tuple[Wait, ...]:
+    """The waits for the stop-the-line locks on the plan's environment or its applications
+    (Kuberpult's environment and application locks): nothing starts there while one holds."""
+    scopes = [plan.target, *(f"{plan.target}/{entry.name}" for entry in plan.applications)]
+    waits = []
+    for scope in scopes:
+        lock = history.locks.get(scope)
+        if lock is None:
+            continue
+        why = f": {lock.why}" if lock.why else ""
+        text = (
+            f"{scope} is locked by {lock.actor} since {lock.committed_at.isoformat()}{why} "
+            f"(`reconciler unlock {scope.replace('/', ' --app ')}`)"
+        )
+        facts = {"scope": scope, "by": lock.actor, "since": lock.committed_at, "why": lock.why}
+        waits.append(Wait("lock", reason("lock.held", text, **facts)))
+    return tuple(waits)
+
+
+def _soak(
+    history: History, soak: timedelta, source: str, application: str, version: str, now: datetime
+) -> tuple[Wait, ...]:
+    """The wait for `version`, which runs in `source`, to have run verified there for `soak`
+    (Kargo's requiredSoakTime), counted from the record that verified it (`verified_since`)."""
+    facts = {"application": application, "version": version, "environment": source}
+    since = history.verified_since.get(source, {}).get(application)
+    if since is None:
+        text = (
+            f"{application} {version} must run verified in {source} first, then soak "
+            f"{_duration(soak)}: the record of the run that deployed it there does not say "
+            "it passed its checks (not checked, or failed verification)"
+        )
+        return (Wait("soak", reason("promotion.unverified", text, **facts)),)
+    until = since + soak
+    if now >= until:
+        return ()
+    text = (
+        f"{application} {version} waits for soak until {until.isoformat()} "
+        f"({_duration(soak)} verified in {source}, from {since.isoformat()})"
+    )
+    return (Wait("soak", reason("promotion.soak", text, until=until, **facts), until),)
+
+
+def _duration(length: timedelta) -> str:
+    """'30m', '1h30m', '2s': a duration as environment files write it."""
+    seconds = int(length.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
 
 
 def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
@@ -376,20 +488,56 @@ def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
     return plan_data(fields)
 
 
-def deployed_versions(
+def deployed_runs(
     effective: Mapping[str, Mapping[str, str]], read_blob: Any
-) -> dict[str, dict[str, str]]:
-    """What runs where, per the effective deployments/<env>.yaml."""
-    deployed: dict[str, dict[str, str]] = {}
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """What runs where and which run put it there, per the effective deployments/<env>.yaml:
+    environment -> application -> (version, run)."""
+    deployed: dict[str, dict[str, tuple[str, str]]] = {}
     for path, fields in effective.items():
         placement = place(path)
         if placement.kind != "deployment" or CONTENT not in fields:
             continue
         data = load(read_blob(value(fields, CONTENT)), path).data
         deployed[placement.name] = {
-            app: entry["version"] for app, entry in (data.get("applications") or {}).items()
+            app: (entry["version"], entry.get("run", ""))
+            for app, entry in (data.get("applications") or {}).items()
         }
     return deployed
+
+
+def soak_sources(policy: Policy) -> frozenset[str]:
+    """The environments a soak gate counts in: the sources of the environments that have one."""
+    return frozenset(
+        environment.promotes_from
+        for environment in policy.environments.values()
+        if environment.gates.soak and environment.promotes_from
+    )
+
+
+def verified_since(
+    running: Mapping[str, Mapping[str, tuple[str, str]]], records: Iterable[Record]
+) -> dict[str, dict[str, datetime]]:
+    """When each application's running version was verified where it runs (environment ->
+    application -> time): the commit time of the counted record, of the run that
+    deployments/ says put it there, that says it passed its checks there.
+
+    The record's commit time is the service's own: the record counts only signed by the
+    service account and built on its run's start record (`events.record_refusal`), so
+    no one else can date it, as no one else can write deployments/. A version whose
+    record says `not checked` or `failed verification`, or no record, has no time."""
+    verified = {
+        (record.environment, record.run, step): record.committed_at
+        for record in records
+        for step in record.verified
+    }
+    since: dict[str, dict[str, datetime]] = {}
+    for environment, applications in running.items():
+        for application, (version, run) in applications.items():
+            when = verified.get((environment, run, f"{application} {version}"))
+            if when is not None:
+                since.setdefault(environment, {})[application] = when
+    return since
 
 
 def not_authorised(blame: Mapping[str, Refusal | None]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from reconciler.core.events import FINISHED, HEARTBEAT, PlanRef, Record, Signoff
+from reconciler.core.events import FINISHED, HEARTBEAT, Lock, PlanRef, Record, Signoff
 from reconciler.core.identity import CommitFacts
 from reconciler.core.model import Policy
 from reconciler.core.reasons import Reason
@@ -85,11 +85,18 @@ class History:
     # What the records show ran in the environments rollback plans go to: environment ->
     # application -> versions (`pipeline.versions_ran`); only those, as only they are asked.
     ran: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+    # Where a soak gate counts: environment -> application -> when its running version's
+    # record verified it (`decide.verified_since`).
+    verified_since: Mapping[str, Mapping[str, datetime]] = field(default_factory=dict)
+    # The stop-the-line locks that hold, by scope ('production', 'production/ecommerce').
+    locks: Mapping[str, Lock] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    what: Literal["state", "approval", "trigger", "window", "promotion", "retry", "driver"]
+    what: Literal[
+        "state", "approval", "trigger", "window", "promotion", "soak", "lock", "retry", "driver"
+    ]
     reason: Reason
     until: datetime | None = None
 
@@ -158,3 +165,17 @@ def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
                 finished_seq=record.seq,
             )
     return tuple(runs.values())
+
+
+def locks_from(events: Iterable[Lock]) -> dict[str, Lock]:
+    """The locks that hold, by scope, from the locks and unlocks in landing order: one that
+    counts (`held`) locks or unlocks its scope; one that does not counts for nothing."""
+    holding: dict[str, Lock] = {}
+    for event in events:
+        if not event.held:
+            continue
+        if event.kind == "lock":
+            holding[event.scope] = event
+        else:
+            holding.pop(event.scope, None)
+    return holding

@@ -40,7 +40,12 @@ APPROVE: Final = "Approve-Plan"
 DEPLOY: Final = "Deploy-Plan"
 RETRY: Final = "Retry-Run"
 RESULT: Final = "Result"
-HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY)
+# Stop-the-line locks: `Lock: <env>` or `Lock: <env>/<app>`, `Unlock: ...`, with why in
+# `Lock-Reason:`.
+LOCK: Final = "Lock"
+UNLOCK: Final = "Unlock"
+LOCK_REASON: Final = "Lock-Reason"
+HUMAN_TRAILERS: Final = (APPROVE, DEPLOY, RETRY, LOCK, UNLOCK)
 RESULTS: Final = ("started", "succeeded", "failed", "interrupted", "refused", "heartbeat", "late")
 FINISHED: Final = ("succeeded", "failed", "interrupted")
 # A heartbeat extends a running run's lease; a late record says what a run did after main
@@ -340,6 +345,33 @@ class Signoff:
 
 
 @dataclass(frozen=True, slots=True)
+class Lock:
+    """A lock or unlock of an environment (`application` None) or of one application in it,
+    judged: it counts when `held` (`trailer_rules`)."""
+
+    kind: Literal["lock", "unlock"]
+    commit: str
+    seq: int
+    environment: str
+    application: str | None
+    why: str
+    actor: str | None
+    how: str
+    held: bool  # signed by a plan.deploy holder on the environment or a settings user
+    reasons: tuple[str, ...]
+    committed_at: datetime
+
+    @property
+    def scope(self) -> str:
+        """'production', or 'production/ecommerce'."""
+        return (
+            self.environment
+            if self.application is None
+            else (f"{self.environment}/{self.application}")
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """A record the reconciler signed: a run started, finished, or refusals of a pass."""
 
@@ -356,6 +388,22 @@ class Record:
     refused: tuple[PlanRef, ...]
     committed_at: datetime
     retry_of: str | None = None
+    # The applications it says were checked and passed, "<app> <version>" (`verified_steps`).
+    verified: tuple[str, ...] = ()
+
+
+def verified_steps(trailers: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """What a finish record says passed its checks, "<app> <version>" each: its steps
+    (`Verified: 1 ecommerce 1.4.0`) and what its rollback put back and verified
+    (`Rolled-Back: ecommerce 1.4.0 (verified)`)."""
+    steps = (value.split(" ", 1)[-1] for value in trailers.get("Verified", ()))
+    suffix = " (verified)"
+    rolled = (
+        value.removesuffix(suffix)
+        for value in trailers.get("Rolled-Back", ())
+        if value.endswith(suffix)
+    )
+    return tuple(dict.fromkeys(item for item in (*steps, *rolled) if item.count(" ") == 1))
 
 
 def parse_record(
@@ -399,6 +447,7 @@ def parse_record(
         ),
         committed_at=committed_at,
         retry_of=one("Retry-Of"),
+        verified=verified_steps(trailers) if result in (*FINISHED, LATE) else (),
     )
 
 

@@ -28,7 +28,15 @@ INVALID: Final = "invalid"
 CONTENT: Final = "content"
 TEXT: Final = "text"
 APP_PREFIX: Final = "app:"
-PLAN_SCALARS: Final = ("name", "source", "target", "notes", "state", "rollback")
+PLAN_SCALARS: Final = (
+    "name",
+    "source",
+    "target",
+    "notes",
+    "state",
+    "rollback",
+    "override_drift",
+)
 ORDER: Final = "order"
 
 
@@ -147,6 +155,10 @@ def teams_fields(data: Mapping[str, Any], blob: str) -> FieldMap:
             fields[f"teams/{team_id}/members/{member}"] = canonical(role)
     if "other_paths" in data:
         fields["other_paths"] = canonical(data["other_paths"])
+    if "notifications" in data:
+        # A field of its own, so that only settings may change it (`rules._teams`): in the
+        # text, projects could (`may_change_teams_text`), and route a production's news away.
+        fields["notifications"] = canonical(data["notifications"])
     return fields
 
 
@@ -168,6 +180,8 @@ def teams_data(fields: FieldMap) -> dict[str, Any]:
             data["teams"].setdefault(parts[1], {"members": {}})["members"][parts[3]] = parsed
         elif key == "other_paths":
             data["other_paths"] = parsed
+        elif key == "notifications":
+            data["notifications"] = parsed
     return data
 
 

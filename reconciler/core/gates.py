@@ -1,11 +1,13 @@
 """Stage 4, decide: time gates (windows, freezes, the age of approvals); pure, given the clock.
 
 Called by `decide`. Outside a window (or inside a freeze) an executable plan
-waits; `closed` says until when, so `plan` can print it.
+waits; `closed` says until when, so `plan` can print it. `lapse` says ahead of
+time when approvals or a trigger will be older than `approval_ttl` by then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -95,13 +97,58 @@ def blocking_freeze(gates: Gates, now: datetime) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Lapse:
+    """Sign-offs too old (`approval_ttl`) by the time deploys may next start (`opens`):
+    those given (`expiring`: what, and when it expires), or any given now (`now_expires`,
+    when still asked for); one given from `fresh_from` on still counts at `opens`."""
+
+    opens: datetime
+    ttl: timedelta
+    expiring: tuple[tuple[str, datetime], ...]
+    now_expires: datetime | None
+    fresh_from: datetime
+
+
+def lapse(
+    gates: Gates, now: datetime, given: Sequence[tuple[str, datetime]], *, asked: bool
+) -> Lapse | None:
+    """Whether sign-offs will have lapsed when the next window opens, or None.
+
+    `given`: each sign-off that counts now, as (what, the moment its age runs from,
+    `age`'s start); `asked`: whether the plan still waits for one. A sign-off counts
+    at `opens` while its age is at most the TTL (`signoffs._fresh`). None when there
+    is no TTL, deploys may start now, or nothing opens before the year 9999 ends.
+    """
+    ttl = gates.approval_ttl
+    shut = closed(gates, now)
+    if ttl is None or shut is None or shut.opens is None:
+        return None
+    opens = shut.opens
+    # Compared as spans, not as moments: a TTL the schema allows (some 10,950 years) added
+    # to today passes the last day a datetime holds. Only an expiry before `opens` is made.
+    ends = sorted(
+        ((start + ttl, what) for what, start in given if opens - start > ttl),
+        key=lambda end: end[0],
+    )
+    expiring = tuple((what, end) for end, what in ends)
+    now_expires = now + ttl if asked and opens - now > ttl else None
+    if not expiring and now_expires is None:
+        return None
+    return Lapse(opens, ttl, expiring, now_expires, opens - ttl)
+
+
 def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> timedelta:
     """Counted from the earlier of the commit date and when we first saw it on main.
 
     A commit dated in the future gains nothing: its age runs from first sight.
     """
-    start = committed_at if first_seen is None else min(committed_at, first_seen)
-    return now - start
+    return now - aged_from(committed_at, first_seen)
+
+
+def aged_from(committed_at: datetime, first_seen: datetime | None) -> datetime:
+    """The moment a sign-off's age runs from (`age`)."""
+    return committed_at if first_seen is None else min(committed_at, first_seen)
 
 
 def approval_rules(gates: Gates, plan: Plan) -> tuple[ApprovalRule, ...]:

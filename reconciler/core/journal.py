@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, cast
 
 from reconciler.core.errors import ReconcilerError
-from reconciler.core.events import PlanRef, Record, Signoff, parse_plan_ref
+from reconciler.core.events import Lock, PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.core.verdicts import LandingVerdict, Refusal
 
 VERSION: Final = 1
@@ -128,7 +128,7 @@ class OutboxEntry:
     when: datetime
 
 
-Event = PlanEdit | Signoff | Record | IgnoredTrailer  # the rows of the events table
+Event = PlanEdit | Signoff | Record | Lock | IgnoredTrailer  # the rows of the events table
 Row = Landing | VersionLanded | Event | OutboxEntry
 Blame = Mapping[str, Refusal | None]  # a dirty path's fields: the refusal that left each
 # A landing's verdict alone reads a landing's JSON, kept or as `verify` shows it.
@@ -149,6 +149,8 @@ def event_kind(event: Event) -> str:
         return "record"
     if isinstance(event, PlanEdit):
         return "edit"
+    if isinstance(event, Lock):
+        return "lock"
     return "ignored"
 
 
@@ -350,10 +352,43 @@ def _signoff(data: Mapping[str, Any]) -> Signoff:
     )
 
 
+def _lock_json(row: Lock) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "commit": row.commit,
+        "seq": row.seq,
+        "environment": row.environment,
+        "application": row.application,
+        "why": row.why,
+        "actor": row.actor,
+        "how": row.how,
+        "held": row.held,
+        "reasons": list(row.reasons),
+        "committed_at": row.committed_at.isoformat(),
+    }
+
+
+def _lock(data: Mapping[str, Any]) -> Lock:
+    return Lock(
+        kind=data["kind"],
+        commit=data["commit"],
+        seq=data["seq"],
+        environment=data["environment"],
+        application=data["application"],
+        why=data["why"],
+        actor=data["actor"],
+        how=data["how"],
+        held=data["held"],
+        reasons=tuple(data["reasons"]),
+        committed_at=datetime.fromisoformat(data["committed_at"]),
+    )
+
+
 def _record_json(row: Record) -> dict[str, Any]:
     return {
         "kind": "record",
         "retry_of": row.retry_of,
+        "verified": list(row.verified),
         "commit": row.commit,
         "seq": row.seq,
         "result": row.result,
@@ -384,6 +419,8 @@ def _record(data: Mapping[str, Any]) -> Record:
         refused=tuple(ref for ref in map(_ref, data["refused"]) if ref),
         committed_at=datetime.fromisoformat(data["committed_at"]),
         retry_of=data.get("retry_of"),
+        # Rows kept before checks: nothing verified, so no soak counts from them.
+        verified=tuple(data.get("verified") or ()),
     )
 
 
@@ -446,6 +483,7 @@ _ENCODERS: Final[Mapping[type[Any], Callable[[Any], dict[str, Any]]]] = {
     VersionLanded: _version_json,
     Signoff: _signoff_json,
     Record: _record_json,
+    Lock: _lock_json,
     IgnoredTrailer: _ignored_json,
     OutboxEntry: _outbox_json,
 }
@@ -456,6 +494,7 @@ _DECODERS: Final[Mapping[type[Any], Callable[[Mapping[str, Any]], Row | LandingV
     VersionLanded: _version,
     Signoff: _signoff,
     Record: _record,
+    Lock: _lock,
     IgnoredTrailer: _ignored,
     OutboxEntry: _outbox,
 }

@@ -93,6 +93,8 @@ class Gates:
     freezes: tuple[Freeze, ...] = ()
     rollback_approvals: tuple[ApprovalRule, ...] = ()  # what a rollback plan needs instead
     rollback_ignores_windows: bool = False  # break glass: rollbacks start whenever
+    # How long a version must have run verified in promotes_from before it may come here.
+    soak: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,8 @@ class Environment:
     gates: Gates
     driver: DriverSpec
     verify: Verify | None = None  # None: deployed applications are not checked
+    # What a failed run does: stop where it failed, or redeploy what it replaced.
+    on_failure: Literal["stop", "rollback"] = "stop"
 
     def roles_holding(self, permission: str) -> tuple[str, ...]:
         return self.permissions.get(permission, ())
@@ -182,6 +186,18 @@ class Plan:
     notes: str
     state: Literal["draft", "ready", "cancelled"]
     rollback: bool = False  # redeploys versions that ran in the target, not a promotion
+    # Deploy over drift (the driver reports another version than deployments/ records).
+    override_drift: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """teams.yaml `notifications:` entry: these events of these environments go to `target`;
+    None: every event, or every environment and the service's own."""
+
+    target: str
+    events: frozenset[str] | None = None
+    environments: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +227,7 @@ class Policy:
     squash_hosts: frozenset[str] = frozenset()  # hosts vouching for their squash commits' authors
     # OpenPGP keys listed but revoked or expired (`openpgp.unusable`): fingerprint -> why
     unusable_keys: Mapping[str, str] = field(default_factory=dict)
+    notifications: tuple[Route, ...] = ()  # who hears what the service says (`notices`)
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:
         """(team, role) pairs the user holds, in teams.yaml order."""

@@ -206,6 +206,14 @@ class Answers:
         return verdict
 
 
+def may_lock(policy: Policy, user: str, environment: str) -> Verdict:
+    """Lock or unlock an environment or an application in it: a plan.deploy holder there,
+    or a settings user."""
+    if user in policy.settings:
+        return Verdict.allow(f"{user} holds infrastructure settings")
+    return may_on_environment(policy, user, PLAN_DEPLOY, environment)
+
+
 def may_change_settings(policy: Policy, user: str, permission: str) -> Verdict:
     """teams.edit or environments.edit in full: the `settings` role."""
     if user in policy.settings:

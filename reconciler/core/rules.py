@@ -58,7 +58,7 @@ _TRIGGERING: Final = frozenset({"merge", "commit"})
 UNTRIGGERING_STYLES: Final = frozenset({"squash", "branch"})
 # A plan's fields that change what every entry means: where it goes, where from, and
 # whether it is a rollback (which skips the promotion order): plan.edit for all of them.
-_WHOLE_PLAN: Final = frozenset({"source", "target", "rollback"})
+WHOLE_PLAN: Final = frozenset({"source", "target", "rollback"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,17 @@ def judge_signoff(policy: Policy, facts: CommitFacts, permission: str, target: o
     else:
         verdict = permissions.may_on_environment(policy, actor.name, permission, environment.name)
     return Judgement(verdict, permission, actor)
+
+
+def judge_lock(policy: Policy, facts: CommitFacts, environment: str) -> Judgement:
+    """Judge a lock or unlock of `environment` (or of an application in it): a signed commit
+    by a plan.deploy holder there, or by a settings user."""
+    actor = resolve(facts, policy, signature_required=True)
+    if not actor.known:
+        verdict = Verdict.deny(actor.how)
+    else:
+        verdict = permissions.may_lock(policy, actor.name, environment)
+    return Judgement(verdict, permissions.PLAN_DEPLOY, actor)
 
 
 def landing_style(facts: CommitFacts, actor: Actor, *, onto_main: bool) -> LandingStyle:
@@ -276,14 +287,14 @@ def _plan(
         if field.startswith(APP_PREFIX):
             application = field[len(APP_PREFIX) :]
             verdicts.append(ask.may_edit_application(actor.name, target, application))
-        elif field in _WHOLE_PLAN:
+        elif field in WHOLE_PLAN:
             verdicts.extend(
                 ask.may_edit_application(actor.name, target, application)
                 for application in applications
             )
             if not applications:
                 verdicts.append(ask.may_edit_some_application(actor.name, target, ()))
-        elif field == "state" and "cancelled" in (value(old, "state"), value(new, "state")):
+        elif _needs_deploy(field, old, new):
             verdicts.append(ask.may_on_environment(actor.name, permissions.PLAN_DEPLOY, target))
         else:
             verdicts.append(ask.may_edit_some_application(actor.name, target, applications))
@@ -325,12 +336,20 @@ def _plan_needed(
     where = " and ".join(targets) or "the target"
     if field.startswith(APP_PREFIX):
         return f"plan.edit on {where} for {field[len(APP_PREFIX) :]}"
-    if field in _WHOLE_PLAN:
+    if field in WHOLE_PLAN:
         return f"plan.edit on {where} for every application in the plan"
-    states = (value(old or {}, "state"), value(new or {}, "state"))
-    if field == "state" and "cancelled" in states:
+    if _needs_deploy(field, old or {}, new or {}):
         return f"plan.deploy on {where}"
     return f"plan.edit on {where} for some application in the plan"
+
+
+def _needs_deploy(field: str, old: FieldMap, new: FieldMap) -> bool:
+    """Whether a plan field's edit is an operator's call (plan.deploy on the target): a
+    cancel or un-cancel, and an `override_drift: true`, which deploys over what someone
+    changed outside the reconciler (a run stops before it otherwise)."""
+    if field == "state":
+        return "cancelled" in (value(old, "state"), value(new, "state"))
+    return field == "override_drift" and value(new, "override_drift") is True
 
 
 def _teams(policy: Policy, actor: Actor, field: str, old: FieldMap, new: FieldMap) -> Judgement:

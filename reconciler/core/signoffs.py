@@ -87,11 +87,11 @@ def _fresh(
         return None
     age = gates.age(committed_at, history.first_seen.get(signoff_commit), now)
     if age > ttl:
-        return reason("signoff.expired", f"older than approval_ttl ({_duration(ttl)})", age=age)
+        return reason("signoff.expired", f"older than approval_ttl ({duration(ttl)})", age=age)
     return None
 
 
-def _duration(delta: timedelta) -> str:
+def duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds % 3600 == 0:
         return f"{seconds // 3600}h"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from reconciler.core.decide import Decision
 from reconciler.core.decide_values import Run
+from reconciler.core.events import Lock
 from reconciler.core.model import Policy
 
 
@@ -33,11 +34,32 @@ class Move:
 
 
 @dataclass(frozen=True, slots=True)
+class Drift:
+    """A driver reporting another version than `deployments/<env>.yaml` records."""
+
+    environment: str
+    application: str
+    recorded: str
+    current: str | None
+
+    def text(self) -> str:
+        found = self.current or "nothing"
+        return (
+            f"{self.application} in {self.environment}: deployments/ records {self.recorded}, "
+            f"the driver reports {found}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     environments: tuple[str, ...]
     applications: tuple[str, ...]
     versions: Mapping[str, Mapping[str, str]]  # application -> environment -> version
     moves: tuple[Move, ...]
+    # The stop-the-line locks that hold: scope, who, since when, why.
+    locks: tuple[Lock, ...] = ()
+    drift: tuple[Drift, ...] = ()  # what the drivers report, where they were asked
+    drift_notes: tuple[str, ...] = ()  # the environments whose driver could not be asked
 
 
 def label(decision: Decision) -> str:
@@ -69,6 +91,7 @@ def pipeline(
     *,
     include_deployed: bool = False,
     open_runs: Iterable[Run] = (),
+    locks: Iterable[Lock] = (),
 ) -> Pipeline:
     """The pipeline; `open_runs`: the runs no finish record followed yet, so a run of a
     version that is no longer on main (edited or deleted since it started) is shown too."""
@@ -88,7 +111,7 @@ def pipeline(
     moves = _running(policy, decisions, open_runs) + _planned(decisions, include_deployed)
     order = {name: index for index, name in enumerate(environments)}
     moves.sort(key=lambda move: (order.get(move.target, len(order)), move.plan))
-    return Pipeline(environments, applications, versions, tuple(moves))
+    return Pipeline(environments, applications, versions, tuple(moves), tuple(locks))
 
 
 def _running(

@@ -11,6 +11,9 @@ they run without Git: tests/test_judge.py answers from values.
   anchor and whose tree holds that path at that blob; never in a merge commit's
   message (hosts copy pull-request descriptions there); never under a key spelt
   in other cases (`deploy-plan:`), which is ignored with the key to write.
+- `Lock:` and `Unlock: <env>[/<app>]` (with `Lock-Reason:`) count on the same
+  terms, and only when signed by a plan.deploy holder on the environment or a
+  settings user (`rules.judge_lock`), whatever the environment's gates say.
 - A record (`Result:` with `Plan:`, `Run:`, ...) counts only when signed by a
   service account's key of the judging policy, in a single-parent commit that
   descends from the trust anchor, and once (`events.record_refusal`).
@@ -32,8 +35,12 @@ from reconciler.core.events import (
     FINISHED,
     HUMAN_TRAILERS,
     LATE,
+    LOCK,
+    LOCK_REASON,
     RESULT,
     RETRY,
+    UNLOCK,
+    Lock,
     PlanRef,
     Record,
     Signoff,
@@ -48,7 +55,7 @@ from reconciler.core.identity import CommitFacts, resolve
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.model import Policy
 from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY
-from reconciler.core.rules import judge_signoff
+from reconciler.core.rules import judge_lock, judge_signoff
 
 MERGE_MESSAGE: Final = "a merge commit's message never counts (hosts copy pull-request text there)"
 NOT_FROM_ANCHOR: Final = "the commit does not descend from the trust anchor"
@@ -59,7 +66,7 @@ _SIGNOFFS: Final[tuple[tuple[str, Literal["approve", "deploy"], str], ...]] = (
 )
 
 
-Found = Signoff | Record | IgnoredTrailer
+Found = Signoff | Record | Lock | IgnoredTrailer
 
 
 class Asked(Protocol):
@@ -168,6 +175,10 @@ def _signoffs(
             else:
                 target = asked.target(ref.path, ref.blob)
                 found.append(_signoff(carrier, policy, kind, permission, ref, None, target))
+    locks: tuple[tuple[str, Literal["lock", "unlock"]], ...] = ((LOCK, "lock"), (UNLOCK, "unlock"))
+    for key, lock in locks:
+        for text in trailers.get(key, ()):
+            found.append(_lock(carrier, policy, lock, key, text, trailers, ignore))
     for run in trailers.get(RETRY, ()):
         environment = run_environment(run, asked)
         if environment is None:
@@ -175,6 +186,39 @@ def _signoffs(
         else:
             found.append(_signoff(carrier, policy, "retry", PLAN_DEPLOY, None, run, environment))
     return found
+
+
+def _lock(
+    carrier: Carrier,
+    policy: Policy,
+    kind: Literal["lock", "unlock"],
+    key: str,
+    text: str,
+    trailers: Mapping[str, tuple[str, ...]],
+    ignore: _Ignore,
+) -> Found:
+    """A lock or unlock of `<env>` or `<env>/<app>`, judged (`rules.judge_lock`); ignored
+    when it names no environment of the policy."""
+    environment, _, application = text.partition("/")
+    if environment not in policy.environments:
+        return ignore(f"{key}: '{text}' names no environment (write <env> or <env>/<app>)")
+    if application and application not in policy.application_owner:
+        return ignore(f"{key}: no team owns application '{application}'")
+    judgement = judge_lock(policy, carrier.facts, environment)
+    reasons = trailers.get(LOCK_REASON, ())
+    return Lock(
+        kind=kind,
+        commit=carrier.commit,
+        seq=carrier.seq,
+        environment=environment,
+        application=application or None,
+        why=reasons[0] if reasons else "",
+        actor=judgement.actor.id,
+        how=judgement.actor.how,
+        held=judgement.verdict.allowed,
+        reasons=judgement.verdict.reasons,
+        committed_at=carrier.committed_at,
+    )
 
 
 def run_environment(run: str, asked: Asked) -> str | None:

@@ -22,7 +22,7 @@ from reconciler.core.loader import Document, JsonPath, load
 from reconciler.core.model import Environment, Finding, Policy, Snapshot
 from reconciler.core.validate_environments import check_environment
 from reconciler.core.validate_findings import Findings, suggest
-from reconciler.core.validate_teams import check_teams
+from reconciler.core.validate_teams import check_notification_routes, check_teams
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +181,8 @@ def _cross_file(checked: _Checked, snapshot: Snapshot, *, editor_gates: bool) ->
             )
         )
     unchained = _check_chain(checked, environments, broken, out)
+    if checked.teams is not None:
+        check_notification_routes(checked.teams, environments.keys(), broken, out)
     for path, document in checked.environments.items():
         valid_environment = environments.get(checked.names[path])
         if valid_environment is not None:

@@ -49,6 +49,14 @@ def check_environment(
                 "the freeze ends before it starts",
                 "set 'until' after 'from'",
             )
+    if gates.soak is not None and environment.promotes_from is None:
+        out.at(
+            document,
+            ("gates", "soak"),
+            "a soak is counted in the environment a version is promoted from, and this one "
+            "promotes from none",
+            "remove 'soak', or set it on the environment that promotes from this one",
+        )
     _check_driver(document, environment, out)
     _check_verify(document, environment, out)
 

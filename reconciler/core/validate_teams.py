@@ -6,7 +6,7 @@ id, key and email; and a settings user who can sign, or nobody could change the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from reconciler.core import openpgp
@@ -154,3 +154,19 @@ def _key_fingerprints(key: str, document: Document, path: JsonPath, out: Finding
             "paste the whole line of the .pub file",
         )
         return []
+
+
+def check_notification_routes(
+    document: Document, environments: Collection[str], unsettled: Collection[str], out: Findings
+) -> None:
+    """Each environment a notification route names is defined: a typo would route nothing,
+    silently. One whose file did not validate is left to that file's own findings."""
+    for index, route in enumerate(document.data.get("notifications", ())):
+        for position, name in enumerate(route.get("environments", ())):
+            if name not in environments and name not in unsettled:
+                out.at(
+                    document,
+                    ("notifications", index, "environments", position),
+                    f"unknown environment '{name}'",
+                    suggest(name, environments, "environments/"),
+                )

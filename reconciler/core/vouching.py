@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from reconciler.core.fields import ORDER, TEXT, FieldMap, changed_keys, value
+from reconciler.core.fields import APP_PREFIX, ORDER, TEXT, FieldMap, changed_keys, value
 from reconciler.core.journal import Blame
+from reconciler.core.rules import WHOLE_PLAN
 from reconciler.core.verdicts import Refusal
 
 
@@ -100,10 +101,22 @@ def edit_author(commit: str, landing: str, key: str, base: FieldMap, vouched: Fi
     of whoever brought it in, the landing's first-parent commit (`landing`, the
     merge; itself when it is that commit). Like gittuf's reference authorizations,
     which bind an approval to the state it was made from, not to the change alone.
+
+    A plan's entry means what the plan's whole-plan values (source, target, rollback)
+    make it mean: an entry added or changed where those were other than the vouched
+    ones (a branch made before the plan became a rollback, or moved to production) is
+    superseded too, and the edit of whoever brought it into the plan as it is now.
     """
-    if base.get(key) == vouched.get(key):
-        return commit
-    return landing
+    if base.get(key) != vouched.get(key):
+        return landing
+    # (Where no target is vouched, the plan's creation was refused, and so is the entry.)
+    if (
+        key.startswith(APP_PREFIX)
+        and "target" in vouched
+        and any(base.get(whole) != vouched.get(whole) for whole in WHOLE_PLAN)
+    ):
+        return landing
+    return commit
 
 
 def stale_reasons(commit: str, author: str) -> tuple[str, ...]:

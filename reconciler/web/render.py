@@ -40,6 +40,7 @@ def _environment() -> jinja2.Environment:
     environment.filters["short"] = lambda commit: (commit or "")[:12]
     environment.globals["lane_of"] = lanes
     environment.globals["lane_cards"] = LANE_CARDS
+    environment.globals["drift_of"] = drift_by_cell
     environment.filters["clip"] = _clip
     return environment
 
@@ -79,6 +80,12 @@ def lanes(view: Pipeline) -> dict[str, list[Move]]:
     for moves in into.values():
         moves.sort(key=lambda move: (rank.get(move.label, len(rank)), move.plan))
     return into
+
+
+def drift_by_cell(view: Pipeline) -> dict[tuple[str, str], str]:
+    """(environment, application) -> what its driver reports, where that is not what
+    `deployments/` records."""
+    return {(item.environment, item.application): item.current or "nothing" for item in view.drift}
 
 
 def _clip(text: str, limit: int = CARD_REASON) -> str:
