@@ -216,6 +216,25 @@ def test_a_cell_whose_driver_reports_another_version_is_marked_drift(
         assert steady.inner_text() == "0.6"
 
 
+def test_a_stop_the_line_lock_shows_on_its_environment_with_who_and_why(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.act_as(people.alice)  # a tech lead: plan.deploy in development
+    why = "incident 42 <b>checkout down</b>"
+    locked = repo.reconciler("lock", "development", "-m", why)
+    assert locked.exit_code == 0, locked.stdout + locked.stderr
+    with served(repo) as address:
+        page = new_page(browser)
+        page.goto(address)
+        header = page.locator("th.env-head", has_text="development").inner_text()
+        assert "locked" in header
+        assert "by alice" in header
+        assert why in header  # as text: its markup is escaped
+        page.goto(f"{address}environments/development")
+        assert why in page.inner_text("section[aria-labelledby='locks']")
+
+
 # -- hostile content ------------------------------------------------------------------
 
 
