@@ -195,16 +195,17 @@ def test_every_section_of_the_design_the_code_cites_exists() -> None:
 # lists them): a stage of the core, shared by the core, an adapter, the app, the CLI.
 PLACE = re.compile(
     r"(Stage (1, load|2, validate|3, authorise|4, decide|5, execute|6, record)"
-    r"|Core, shared|Adapter, (git|process|store|clock|files|http|watcher)|App|CLI): \S"
+    r"|Core, shared|Adapter, (git|process|store|clock|files|http|watcher)|App|Web|CLI): \S"
 )
 
 
 # Which places each layer's package holds: the core's stages and shared values, the
-# adapters, the app (which wires stages to adapters), the CLI.
+# adapters, the app (which wires stages to adapters), the pages (over the app), the CLI.
 LAYERS = {
     "core": ("Stage", "Core, shared"),
     "adapters": ("Adapter",),
     "app": ("App", "Stage"),
+    "web": ("Web",),
     "cli": ("CLI",),
 }
 
