@@ -38,8 +38,11 @@ RATE = 20.0
 # Far above the few seconds it takes: a bound that fails only when publishing starves.
 GENEROUS = 90.0
 # A whole `apply` through the storm, start record first: 2-4 s on a quiet machine (14 s under
-# a load of 3); deciding again on each new tip instead of rebuilding, 40-70 s (measured).
-STARTS_WITHIN = 30.0
+# a load of 3, 8-11 s under libfaketime, whose preload slows every git process, and once 42 s
+# in CI's libfaketime run); deciding again on each new tip instead of rebuilding, 40-70 s
+# before that failed outright ("the pass did not settle"). The bound is liveness: the start's
+# latency is `python -m benchmarks.storm`'s to measure.
+STARTS_WITHIN = 60.0
 
 
 def pushed_by_the_storm(pushed: Path) -> list[str]:
