@@ -22,7 +22,7 @@ and `Lock-Reason:`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -307,6 +307,24 @@ def _environment(policy: Policy, plan: _PlanAtHead) -> Environment:
 
 
 def _check(session: Session, policy: Policy, permission: str, environment: Environment) -> Actor:
+    def may(actor: Actor) -> None:
+        verdict = may_on_environment(policy, actor.name, permission, environment.name)
+        if not verdict:
+            raise RefusedError(
+                f"{actor.name} may not {permission.split('.')[1]} into {environment.name}: "
+                f"{verdict.text()}",
+                hint=f"see `reconciler access {actor.name}`",
+            )
+
+    return _attributed(session, policy, environment, may)
+
+
+def _attributed(
+    session: Session, policy: Policy, environment: Environment, may: Callable[[Actor], None]
+) -> Actor:
+    """The local actor a commit into `environment` will count as, once `may` (which refuses
+    what they may not do) let them; refused up front when nobody, or unsigned where
+    the environment wants signatures."""
     actor, signs = local_actor(session, policy, environment)
     if not actor.known:
         raise RefusedError(
@@ -314,13 +332,7 @@ def _check(session: Session, policy: Policy, permission: str, environment: Envir
             hint="configure git to sign with your key: gpg.format=ssh and user.signingkey your "
             "SSH key file, or user.signingkey your OpenPGP key's fingerprint",
         )
-    verdict = may_on_environment(policy, actor.name, permission, environment.name)
-    if not verdict:
-        raise RefusedError(
-            f"{actor.name} may not {permission.split('.')[1]} into {environment.name}: "
-            f"{verdict.text()}",
-            hint=f"see `reconciler access {actor.name}`",
-        )
+    may(actor)
     if environment.gates.signed_commits and not signs:
         raise RefusedError(
             f"{environment.name} requires signed commits and git is not set up to sign",
@@ -699,28 +711,19 @@ def _may_edit(
 ) -> Actor:
     """The local actor, who must hold plan.edit on `environment` for every application, as
     the landing of the plan file will be judged (`rules`)."""
-    actor, signs = local_actor(session, policy, environment)
-    if not actor.known:
-        raise RefusedError(
-            f"this commit would not be attributed to any user: {actor.how}",
-            hint="configure git to sign with your key: gpg.format=ssh and user.signingkey your "
-            "SSH key file, or user.signingkey your OpenPGP key's fingerprint",
-        )
-    for application in applications:
-        verdict = may_edit_application(policy, actor.name, environment.name, application)
-        if not verdict:
-            raise RefusedError(
-                f"{actor.name} may not write a plan into {environment.name} for "
-                f"{application}: {verdict.text()}",
-                hint=f"see `reconciler access {actor.name}`; a tech lead of the application "
-                "writes the rollback plan, and a plan.deploy holder triggers it",
-            )
-    if environment.gates.signed_commits and not signs:
-        raise RefusedError(
-            f"{environment.name} requires signed commits and git is not set up to sign",
-            hint="git config gpg.format ssh; git config user.signingkey ~/.ssh/id_ed25519.pub",
-        )
-    return actor
+
+    def may(actor: Actor) -> None:
+        for application in applications:
+            verdict = may_edit_application(policy, actor.name, environment.name, application)
+            if not verdict:
+                raise RefusedError(
+                    f"{actor.name} may not write a plan into {environment.name} for "
+                    f"{application}: {verdict.text()}",
+                    hint=f"see `reconciler access {actor.name}`; a tech lead of the "
+                    "application writes the rollback plan, and a plan.deploy holder triggers it",
+                )
+
+    return _attributed(session, policy, environment, may)
 
 
 def _rollback_plan(
