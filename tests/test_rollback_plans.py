@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.scenarios import (
     production_with_windows,
     qa_plan,
 )
+from tests.test_rollback import COMMAND, argv
 
 ROLLBACK_QA = "plans/rollback-quality-assurance-1.yaml"
 
@@ -311,30 +311,13 @@ def test_a_rollback_runs_end_to_end_and_each_rollback_is_a_new_plan(
     ]
 
 
-# A command driver that keeps what runs in `sys.argv[1]` and each call in `sys.argv[2]`.
-COMMAND = """\
-import json, os, pathlib, sys
-state, calls = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-running = json.loads(state.read_text()) if state.exists() else {}
-app, operation = os.environ["RECONCILER_APP"], os.environ["RECONCILER_OPERATION"]
-if operation == "current":
-    print(running.get(app, ""))
-    sys.exit(0)
-version = os.environ["RECONCILER_VERSION"]
-with calls.open("a") as handle:
-    handle.write(f"{operation} {os.environ['RECONCILER_ACTION']} {app} {version}\\n")
-running[app] = version
-state.write_text(json.dumps(running))
-"""
-
-
 def test_a_rollback_into_production_runs_during_a_freeze_where_the_glass_is_broken(
     tmp_path: Path, people: People
 ) -> None:
     program, state, calls = tmp_path / "driver.py", tmp_path / "running.json", tmp_path / "calls"
-    program.write_text(COMMAND)
+    program.write_text(COMMAND)  # no bad deploy, check or slow check: "-" each
     state.write_text(json.dumps({"ecommerce": "1.5.0"}))
-    argv = ", ".join(json.dumps(str(part)) for part in (sys.executable, program, state, calls))
+    driver = argv(program, state, calls, "-", "-", "-")
     start = (SUITE_NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     until = (SUITE_NOW + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     production = (
@@ -342,7 +325,7 @@ def test_a_rollback_into_production_runs_during_a_freeze_where_the_glass_is_brok
         .replace(
             "  signed_commits: true", "  rollback_ignores_windows: true\n  signed_commits: true"
         )
-        .replace("driver: {type: local}", f"driver: {{type: command, argv: [{argv}]}}")
+        .replace("driver: {type: local}", f"driver: {{type: command, argv: {driver}}}")
     )
     repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
     repo.deployed("production", {"ecommerce": "1.4.0"})

@@ -47,6 +47,17 @@ def notify_file(path: Path, secret: Path, urls: dict[str, str]) -> Path:
     return path
 
 
+def one_target(
+    tmp_path: Path, receivers: list[Receiver], name: str, secret: str
+) -> tuple[Receiver, Path]:
+    """A live receiver holding `secret`, and a --notify file naming it the target `name`."""
+    path = tmp_path / "notify-secret"
+    path.write_text(secret + "\n")
+    receiver = Receiver(secret=secret.encode())
+    receivers.append(receiver)
+    return receiver, notify_file(tmp_path / "notify.toml", path, {name: receiver.url})
+
+
 def kinds(receiver: Receiver) -> list[tuple[str, Any]]:
     return [(event.get_type(), event.get_id()) for event in receiver.events()]
 
@@ -149,11 +160,7 @@ def test_three_failed_passes_in_a_row_tell_that_the_service_is_unhealthy_once(
     teams["notifications"] = [{"target": "failures", "events": ["service.unhealthy"]}]
     repo = SeedRepo.create(tmp_path, people, teams=teams)
     bare = repo.publish_to_bare_remote()
-    secret = tmp_path / "notify-secret"
-    secret.write_text("another-secret\n")
-    failures = Receiver(secret=b"another-secret")
-    receivers.append(failures)
-    config = notify_file(tmp_path / "notify.toml", secret, {"failures": failures.url})
+    failures, config = one_target(tmp_path, receivers, "failures", "another-secret")
     watcher = start_watch(watchers, repo, people, bare, "--notify", str(config))
     # A force-push that rewrites history: every pass fails, retried with backoff.
     repo.git("commit", "-q", "--amend", "--no-edit", "-m", "Rewritten seed")
@@ -176,11 +183,7 @@ def test_drift_the_service_finds_is_told_once_per_version_found(
     teams["notifications"] = [{"target": "ops", "events": ["drift.found"]}]
     repo = SeedRepo.create(tmp_path, people, teams=teams)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})  # triggered: runs at once
-    secret = tmp_path / "notify-secret"
-    secret.write_text("drift-secret\n")
-    ops = Receiver(secret=b"drift-secret")
-    receivers.append(ops)
-    config = notify_file(tmp_path / "notify.toml", secret, {"ops": ops.url})
+    ops, config = one_target(tmp_path, receivers, "ops", "drift-secret")
     watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
     watcher.wait_for_event("run-finished", result="succeeded")
     # The run's own deploy is no drift.
@@ -222,11 +225,7 @@ def test_a_rollback_plans_run_is_told_as_a_cdevents_rollback(
     rollback = rollback_plan("rollback-quality-assurance-1", "quality-assurance", [ECOMMERCE])
     repo.commit(people.alice, {ROLLBACK_QA: rollback})
     repo.trigger(people.olga, ROLLBACK_QA)
-    secret = tmp_path / "notify-secret"
-    secret.write_text("rollback-secret\n")
-    ops = Receiver(secret=b"rollback-secret")
-    receivers.append(ops)
-    config = notify_file(tmp_path / "notify.toml", secret, {"ops": ops.url})
+    ops, config = one_target(tmp_path, receivers, "ops", "rollback-secret")
     watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
     finished = watcher.wait_for_event("run-finished")
     assert finished["result"] == "succeeded", finished
@@ -257,11 +256,7 @@ def test_a_failed_run_that_rolled_itself_back_is_told_as_a_rollback(
         build(repo.driver_root, "ecommerce", version)
     first_run(repo, people, OLD)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(NEW)})  # its check fails: rolled back
-    secret = tmp_path / "notify-secret"
-    secret.write_text("rollback-secret\n")
-    ops = Receiver(secret=b"rollback-secret")
-    receivers.append(ops)
-    config = notify_file(tmp_path / "notify.toml", secret, {"ops": ops.url})
+    ops, config = one_target(tmp_path, receivers, "ops", "rollback-secret")
     watcher = start_watch(watchers, repo, people, repo.path, "--notify", str(config))
     finished = watcher.wait_for_event("run-finished")
     assert finished["result"] == "failed", finished

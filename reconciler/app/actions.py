@@ -99,16 +99,10 @@ def lock(
     kind: Literal["lock", "unlock"] = "unlock" if unlock else "lock"
     seen = session.observe(ask_drivers=False)
     policy = seen.history.policy
-    environment = policy.environments.get(environment_name)
-    if environment is None:
-        raise UsageError(
-            f"'{environment_name}' is not an environment",
-            hint=f"environments: {', '.join(sorted(policy.environments)) or 'none'}",
-        )
+    environment = _named_environment(policy, environment_name)
     if application is not None and application not in policy.application_owner:
-        raise UsageError(
-            f"no team owns application '{application}'",
-            hint=f"applications: {', '.join(sorted(policy.application_owner)) or 'none'}",
+        raise unknown_name(
+            "application", application, sorted(policy.application_owner), "applications"
         )
     actor, signs = local_actor(session, policy, environment, signed=True)
     if not actor.known or not signs:
@@ -625,11 +619,7 @@ def rollback(
         )
     observation = session.observe(ask_drivers=False)
     policy = observation.history.policy
-    environment = policy.environments.get(environment_name)
-    if environment is None:
-        raise unknown_name(
-            "environment", environment_name, sorted(policy.environments), "environments"
-        )
+    environment = _named_environment(policy, environment_name)
     running = observation.history.deployed.get(environment.name, {})
     assert session.walked is not None
     ran = versions_ran(session.walked, environment.name)
@@ -674,6 +664,15 @@ def rollback(
         message,
         tuple(entries),
     )
+
+
+def _named_environment(policy: Policy, name: str) -> Environment:
+    """The environment a user named on the command line (lock, rollback); a typo is a
+    usage error naming the closest one."""
+    environment = policy.environments.get(name)
+    if environment is None:
+        raise unknown_name("environment", name, sorted(policy.environments), "environments")
+    return environment
 
 
 def _previous(ran: Sequence[Ran], application: str, running: str | None) -> str | None:
