@@ -378,8 +378,7 @@ def _consistency(policy: Policy, plan: Plan) -> tuple[Reason, ...]:
         text = f"target '{plan.target}' is not an environment"
         return (reason("plan.unknown-target", text, target=plan.target),)
     problems = []
-    # A rollback names no source (the schema holds that): it redeploys what ran in its target.
-    if not plan.rollback and plan.source != environment.promotes_from:
+    if not environment.takes_source(plan.source, rollback=plan.rollback):
         expected = environment.promotes_from or "nothing"
         text = f"{plan.target} promotes from {expected}, not {plan.source or 'nothing'}"
         problems.append(reason("plan.wrong-source", text, source=plan.source))

@@ -168,6 +168,11 @@ class Environment:
     def roles_holding(self, permission: str) -> tuple[str, ...]:
         return self.permissions.get(permission, ())
 
+    def takes_source(self, source: str | None, *, rollback: bool) -> bool:
+        """Whether a plan into here may name `source`: the environment it promotes from
+        (none for the first), or, for a rollback, which goes back rather than forward, none."""
+        return source is None if rollback else source == self.promotes_from
+
 
 @dataclass(frozen=True, slots=True)
 class PlanEntry:

@@ -389,9 +389,7 @@ def _check_plan_target(
         )
     elif source is not None and not _usable(source, whole=whole):
         pass  # its own finding says what is wrong with it
-    elif plan.get("rollback") is True:
-        pass  # a rollback promotes from nothing: the schema refuses a source
-    else:
+    elif not target.takes_source(source, rollback=plan.get("rollback") is True):
         problem = _source_problem(target_name, target, source)
         if problem is not None:
             out.at(document, *problem)
