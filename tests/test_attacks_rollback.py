@@ -91,11 +91,6 @@ def test_a_branch_that_makes_the_plan_a_rollback_cannot_cover_an_entry_added_sin
     assert decision.status == "refused", decision.reasons
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a record counts wherever it lands (a merged side branch included); "
-    "records do not say which branch's reconciler made them",
-)
 def test_records_of_a_reconciler_following_another_branch_do_not_make_a_version_ran_on_main(
     tmp_path: Path, people: People
 ) -> None:

@@ -23,7 +23,7 @@ from reconciler.core.identity import CommitFacts
 from reconciler.core.judge import LandingJudgement, judge_landing
 from reconciler.core.landed import LandedCommit, Landing, State
 from reconciler.core.model import Policy
-from reconciler.core.trailer_rules import MERGE_MESSAGE
+from reconciler.core.trailer_rules import MERGE_MESSAGE, OFF_THE_LINE
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = "plans/2026-11-qa-release.yaml"
@@ -267,15 +267,30 @@ def test_a_record_signed_by_the_service_counts_once() -> None:
         facts_of={first: signed_by(first, "reconciler"), again: signed_by(again, "reconciler")},
         messages={first: RECORD, again: RECORD},
     )
-    landing = Landing(9, again, MAIN, (empty(first), empty(again, first)))
-    judgement = judged(landing, values)
-    (record,) = judgement.records
+    (record,) = judged(Landing(9, first, MAIN, (empty(first),)), values).records
     assert (record.commit, record.run, record.result) == (first, "2026-11-qa-release.1", "started")
+    values.records[record.run or ""] = [record]
+    judgement = judged(Landing(10, again, first, (empty(again, first),)), values)
+    assert judgement.records == ()
     (ignored,) = judgement.ignored
     assert ignored.commit == again
     assert ignored.reason == f"the run already started in {first[:12]}"
     assert ignored.record is not None
     assert ignored.record.commit == again
+
+
+def test_a_service_record_that_comes_in_through_a_merge_is_ignored() -> None:
+    """Another branch's reconciler made it; merged, it says nothing about this branch."""
+    side, merge = "9" * 40, "f" * 40
+    values = content(
+        facts_of={side: signed_by(side, "reconciler"), merge: signed_by(merge, "ravi", 2)},
+        messages={side: RECORD},
+    )
+    landing = Landing(9, merge, MAIN, (empty(side), empty(merge, MAIN, side)))
+    judgement = judged(landing, values)
+    assert judgement.records == ()
+    (ignored,) = judgement.ignored
+    assert (ignored.commit, ignored.reason) == (side, OFF_THE_LINE)
 
 
 def test_a_miscased_trailer_key_is_ignored_naming_the_key_to_write() -> None:

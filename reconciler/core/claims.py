@@ -39,6 +39,7 @@ class Claims:
             commit=commit,
             seq=self.landing.seq,
             parents=len(landed.parents),
+            lands=commit == self.landing.commit,
             changes_files=bool(landed.changes),
             trailers=trailers,
             facts=self.content.facts(commit),

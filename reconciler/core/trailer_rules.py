@@ -16,7 +16,10 @@ they run without Git: tests/test_judge.py answers from values.
   settings user (`rules.judge_lock`), whatever the environment's gates say.
 - A record (`Result:` with `Plan:`, `Run:`, ...) counts only when signed by a
   service account's key of the judging policy, in a single-parent commit that
-  descends from the trust anchor, and once (`events.record_refusal`).
+  descends from the trust anchor and is itself a landing, on the branch's
+  first-parent line, and once (`events.record_refusal`). The reconciler pushes
+  its records straight onto the branch it follows; one that arrives inside a
+  merge was made on another branch, for that branch's reconciler.
 
 Every trailer that does not count is kept with why (`journal.IgnoredTrailer`), for
 `plan` and `history`. How trailers are read (`events.read_trailers`) is held against git.
@@ -60,6 +63,10 @@ from reconciler.core.rules import judge_lock, judge_signoff
 MERGE_MESSAGE: Final = "a merge commit's message never counts (hosts copy pull-request text there)"
 NOT_FROM_ANCHOR: Final = "the commit does not descend from the trust anchor"
 CHANGES_FILES: Final = "the commit also changes files; approvals and triggers are empty commits"
+OFF_THE_LINE: Final = (
+    "a record counts only on the first-parent line of the branch it was made for; "
+    "this one came in through a merge, from another branch"
+)
 _SIGNOFFS: Final[tuple[tuple[str, Literal["approve", "deploy"], str], ...]] = (
     (APPROVE, "approve", PLAN_APPROVE),
     (DEPLOY, "deploy", PLAN_DEPLOY),
@@ -109,6 +116,7 @@ class Carrier:
     commit: str
     seq: int
     parents: int
+    lands: bool  # it is the landing's own commit, on the branch's first-parent line
     changes_files: bool
     trailers: Trailers  # its message's, as `read_trailers` read them
     facts: CommitFacts
@@ -245,6 +253,8 @@ def _record(
     record = parse_record(carrier.commit, carrier.seq, trailers, carrier.committed_at)
     if isinstance(record, str):
         return Trailed((ignore(record),))
+    if not carrier.lands:
+        return Trailed((ignore(OFF_THE_LINE, record),), void=OFF_THE_LINE)
     if record.run is not None:
         void = record_refusal(record, asked.records_of(record.run), asked.built_on)
         if void is not None:
