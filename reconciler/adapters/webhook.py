@@ -23,10 +23,11 @@ pass, or nothing) is the caller's business, through the `Receiver` callbacks.
   moment the server starts waiting for them (the connection, or the previous
   answer on a kept-alive one), and the whole request within `READ_TIMEOUT`
   (a client that sends a byte now and then is cut off, not waited for);
-- at most `MAX_CONNECTIONS` requests are served at once, `MAX_PER_CLIENT` of
-  them for one address; any more are answered 503 and closed, so clients that
-  hold connections cannot take the process's memory or descriptors. A
-  kept-alive connection goes back to waiting after each answer;
+- at most `MAX_CONNECTIONS` requests are read at once (from the request line
+  to the end of the body), `MAX_PER_CLIENT` of them for one address; any more
+  are answered 503 and closed, so clients that hold connections cannot take
+  the process's memory or descriptors. A kept-alive connection goes back to
+  waiting after each answer;
 - a head over `MAX_HEAD` bytes or with more than `MAX_HEADERS` fields is refused
   with 431; what h11 cannot read as HTTP/1.1 (a TLS hello on the plain port) 400;
 - GitHub deliveries carry `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256
@@ -313,6 +314,7 @@ class _Protocol(H11Protocol):
         self._peer = str(self.client[0]) if self.client else "unknown"
         self._head = b""  # what was read of the request not yet handed to h11
         self._phase: Literal["waiting", "head", "request", "closed"] = "waiting"
+        self._slot = False  # holds one of the requests read at once
         self._deadline: asyncio.TimerHandle | None = None
         self._since = 0.0
         self._wait()
@@ -356,10 +358,9 @@ class _Protocol(H11Protocol):
             self.listener.unseat(self)
             refusal = self.listener.take_slot(self._peer)
             if refusal is not None:
-                self._phase = "closed"  # no slot was taken: none to give back
                 self._refuse(503, refusal, b"Retry-After: 10\r\n")
                 return
-            self._phase = "head"
+            self._phase, self._slot = "head", True
         end = _HEAD_END.search(self._head)
         if end is None or end.end() > MAX_HEAD:
             if len(self._head) > MAX_HEAD:
@@ -381,13 +382,17 @@ class _Protocol(H11Protocol):
 
     def _check_body(self) -> None:
         if self.conn.their_state is not h11.SEND_BODY:  # all of it read, or the end of it
+            # Read: the answer (quick, but for the pages' event stream, which they cap
+            # themselves) takes no slot from the requests still being read.
             self._disarm()
+            self._release()
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
         if self._phase != "request":
             return
         self._release()
+        self._phase = "closed"
         if self.transport.is_closing():
             return
         if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
@@ -425,11 +430,12 @@ class _Protocol(H11Protocol):
         self.transport.close()
 
     def _release(self) -> None:
-        if self._phase in ("head", "request"):
+        if self._slot:
+            self._slot = False
             self.listener.release_slot(self._peer)
-        self._phase = "closed"
 
     def _close(self) -> None:
+        self._phase = "closed"
         self._disarm()
         self.listener.unseat(self)
         self._release()

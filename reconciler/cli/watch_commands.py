@@ -145,6 +145,13 @@ def watch(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+    pages = None
+    if where is not None:
+        from reconciler.web.server import WatchPages
+
+        # What `status` on this repository shows, as the service keeps it.
+        source = api.Source(repo, branch, state_dir, remote)
+        pages = WatchPages(source, driver_root=driver_root, host=where[0])
     api.watch(
         repo,
         options,
@@ -154,5 +161,6 @@ def watch(
         log=reporter_for(output_format).log_event,
         on_start=stop_on_signals,
         notify_file=notify_file,
+        pages=pages,
     )
     return Outcome.OK
