@@ -1,7 +1,9 @@
-"""Web: `reconciler serve`, the pipeline pages on Starlette and uvicorn, read-only.
+"""Web: `reconciler serve`, the pipeline pages on Starlette and uvicorn, read-only; the
+same pages on `watch --listen` (`WatchPages`, served by the webhook receiver).
 
-A poller re-reads the branch after each pass (its tip moved: every record is a commit)
-and at least every `REFRESH` seconds (windows open, approvals expire); each page is
+A poller re-reads the branch after each pass (its tip moved: every record is a commit;
+on `watch`, the watcher wakes it after each pass it makes) and at least every
+`REFRESH` seconds (windows open, approvals expire); each page is
 rendered from the last `Snapshot`, and `/events` tells the open pages to swap their
 content (Server-Sent Events, `static/live.js`). Only GET and HEAD are routed: the
 service changes nothing. Every response carries a strict Content-Security-Policy (no
