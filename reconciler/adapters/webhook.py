@@ -682,8 +682,11 @@ class WebhookServer:
         deadline = time.monotonic() + 10
         while not self._server.started and self._thread.is_alive():
             if time.monotonic() > deadline:
-                raise ReconcilerError("the HTTP server did not start in 10 s")
+                break
             time.sleep(0.01)
+        if not self._server.started:
+            self.stop()
+            raise ReconcilerError("the webhook listener did not start")
 
     def stop(self) -> None:
         if self._thread.is_alive():

@@ -210,10 +210,10 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
             # A stream lasts as long as its page is open: capped, so open pages cannot
             # take every descriptor (the page still works, without live updates).
             return Response("too many open pages\n", 503, media_type="text/plain")
-        live.streams += 1
 
         async def stream() -> AsyncIterator[str]:
             shown, quiet = -1, 0.0
+            live.streams += 1  # counted once begun: an unbegun stream would never run `finally`
             try:
                 while True:
                     if live.version != shown:
