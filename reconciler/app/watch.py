@@ -80,8 +80,8 @@ class WatchedPages(Pages, Protocol):
     """The pipeline pages on the listener (`reconciler.web.server.WatchPages`)."""
 
     def start(self, on_problem: Callable[[str | None], None]) -> None:
-        """Read the branch (off the caller's thread); a failed read, or None on recovery,
-        goes to `on_problem`."""
+        """Read the branch after each pass from now on (off the caller's thread); a failed
+        read, or None on recovery, goes to `on_problem`."""
 
     def passed(self) -> None:
         """A pass ended: read the branch again (off the caller's thread)."""
@@ -302,6 +302,10 @@ class Watch:
                 port=bound_port,
             )
 
+    def _pages_passed(self) -> None:
+        if self.settings.pages is not None:
+            self.settings.pages.passed()
+
     def _pages_problem(self, problem: str | None) -> None:
         if problem is None:
             self._log("info", "pages-read-recovered", "the pipeline pages read the branch again")
@@ -509,6 +513,7 @@ class Watch:
             duration = time.monotonic() - began
             self._count_pass(duration, None)
             self._failed_pass(number, at, duration, trigger, error)
+            self._pages_passed()
             if self.notices is not None:
                 self.notices.after_failed_pass(str(error), at)
             return None
@@ -537,8 +542,7 @@ class Watch:
             self._last = summary
             self._verified = True
         self._log_pass(summary, report, started)
-        if self.settings.pages is not None:
-            self.settings.pages.passed()
+        self._pages_passed()
         if number == 1:
             self._drift_wanted.set()  # at start, then at every poll
         if self.notices is not None:

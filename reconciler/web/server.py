@@ -272,8 +272,8 @@ class WatchPages:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.live.snapshot is None:
-            # Read in the poller's thread at start, beside the first pass: not yet, or
-            # not readable (the watcher's log says why, as it does for a pass).
+            # Read after the first pass: not yet, or not readable (the watcher's log
+            # says why, as it does for a pass).
             text = self.live.problem or "the pages are being read; try again in a moment"
             answer = Response(text + "\n", 503, media_type="text/plain")
             await SecurityHeaders(answer)(scope, receive, send)
@@ -281,9 +281,10 @@ class WatchPages:
         await self._app(scope, receive, send)
 
     def start(self, on_problem: Callable[[str | None], None]) -> None:
-        """Read the branch now (in the poller's thread), then after each pass."""
+        """Read the branch after each pass (in the poller's thread), the first included:
+        never beside it, which would check its signatures first (and fill the cache the
+        pass's metrics count) and slow the service's start."""
         self.live.on_problem = on_problem
-        self.live.wake.set()
         self._poller.start()
 
     def passed(self) -> None:
