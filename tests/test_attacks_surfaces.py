@@ -550,7 +550,7 @@ def test_methods_paths_and_headers_the_receiver_does_not_serve(service: Service)
     answer = service.exchange(b"GET /\x1b[2J/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 404 ")
     assert answer.endswith(b'{"error": "no such path: /\\u001b[2J/../../etc/passwd"}\n')
-    # A header line over 64 KiB, or over 100 headers: refused by http.server itself.
+    # A head over 64 KiB, or over 100 headers: refused before h11 reads it.
     long_header = b"X-A: " + b"a" * 70000 + b"\r\n"
     assert service.exchange(b"GET /healthz HTTP/1.1\r\n" + long_header + b"\r\n").startswith(
         b"HTTP/1.1 431 "
@@ -559,7 +559,7 @@ def test_methods_paths_and_headers_the_receiver_does_not_serve(service: Service)
     assert service.exchange(b"GET /healthz HTTP/1.1\r\n" + many + b"\r\n").startswith(
         b"HTTP/1.1 431 "
     )
-    # A TLS client hello on the plain port: http.server's own 400, as HTTP/0.9 would have it.
+    # A TLS client hello on the plain port: 400, in the words http.server used.
     tls = service.exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n")
     assert b"400 - Bad request syntax" in tls
     assert service.delivered == []
@@ -663,6 +663,57 @@ def test_a_flood_of_bad_or_replayed_deliveries_makes_no_pass_and_healthz_tells_n
     }
     for private in (SECRET.decode(), str(people.reconciler.key), str(secret_file), str(tmp_path)):
         assert private not in text
+    assert watcher.stop() == 0
+
+
+def open_event_stream(port: int) -> socket.socket:
+    """A page's event stream (what static/live.js opens), read up to its first event."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    said = b""
+    while b"\r\n\r\n" not in said or (said.startswith(b"HTTP/1.1 200") and b"event:" not in said):
+        chunk = sock.recv(4096)
+        assert chunk, said
+        said += chunk
+    sock.setblocking(False)
+    if not said.startswith(b"HTTP/1.1 200 "):
+        sock.close()
+        raise ConnectionRefusedError(said.split(b"\r\n", 1)[0].decode())
+    return sock
+
+
+def test_open_pages_cannot_keep_out_a_webhook_delivery_or_take_every_descriptor(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    # An event stream lasts as long as its page is open. Held as a request being served,
+    # 32 open pages (8 from one address) would have turned every delivery away with 503.
+    repo = SeedRepo.create(tmp_path, people)
+    _remote, watcher, port = watch_with_webhooks(repo, people, watchers, SECRET.decode())
+    test_watch.wait_until(lambda: test_watch.page(port, "/")[0] == 200, 30, "the first read")
+    streams = [open_event_stream(port) for _ in range(64)]
+    try:
+        # The pages cap them: one more is refused, the page itself still served.
+        with pytest.raises(ConnectionRefusedError, match="503"):
+            open_event_stream(port)
+        assert test_watch.page(port, "/")[0] == 200
+        pushed = push_plan(repo, people.alice, "hooked", "1.0.0")
+        body = json.dumps({"ref": "refs/heads/main", "after": pushed}).encode()
+        status, answer = test_watch.request(port, "POST", "/webhook", body, signed(body))
+        assert (status, answer["action"]) == (202, "pass triggered")
+        watcher.wait_for_event("run-finished", 30, run="hooked.1", result="succeeded")
+    finally:
+        for sock in streams:
+            sock.close()
+
+    def reopens() -> bool:
+        try:
+            open_event_stream(port).close()
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    # A closed page gives its stream back.
+    test_watch.wait_until(reopens, 10, "a stream once the pages were closed")
     assert watcher.stop() == 0
 
 

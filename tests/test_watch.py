@@ -12,6 +12,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -493,9 +494,9 @@ def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
         "a body of 2097152 bytes is over the 1048576 byte limit"
     )
     connection.close()
-    # Elsewhere: 404.
+    # Elsewhere: 404 (`/` is the pipeline page: test_watch_listen_serves_the_pipeline_...).
     assert request(port, "POST", "/hooks", b"{}")[0] == 404
-    assert request(port, "GET", "/")[0] == 404
+    assert request(port, "GET", "/hooks")[0] == 404
     tip = run_git(remote, "rev-parse", "main")
     watcher.wait_for_event("pass", commit=tip)
     status, health = request(port, "GET", "/healthz")
@@ -505,6 +506,70 @@ def test_webhooks_trigger_passes_only_with_a_good_signature_and_healthz_reports(
     row = documented_row("watch")
     for key in [*health, *health["last_pass"], *watcher.named("pass")[-1]]:
         assert f"{key}" in row, f"watch: '{key}' is not in docs/output-formats.md"
+    assert watcher.stop() == 0
+
+
+def page(port: int, path: str) -> tuple[int, str, http.client.HTTPMessage]:
+    """GET `path` as a browser would: status, HTML, headers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Accept": "text/html"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(), response.headers
+    finally:
+        connection.close()
+
+
+def shown_version(html: str) -> int:
+    found = re.search(r'<body data-version="(\d+)">', html)
+    assert found, html[:400]
+    return int(found.group(1))
+
+
+def test_watch_listen_serves_the_pipeline_pages_and_a_pass_updates_them(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    _remote, watcher, port = watch_with_webhooks(repo, people, watchers, SECRET)
+    wait_until(lambda: page(port, "/")[0] == 200, 30, "the pages' first read")
+    _status, html, headers = page(port, "/")
+    assert "ecommerce" in html
+    assert "development" in html
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Server"] == "gitops-reconciler"
+    before = shown_version(html)
+    assert page(port, "/plans/hooked")[0] == 404  # not pushed yet
+    # Read-only: the pages take GET alone; the webhook stays where it was.
+    assert request(port, "POST", "/", b"{}")[0] == 404
+    # A push, its webhook, the pass that runs it: the pages read the branch after it.
+    pushed = push_plan(repo, people.alice, "hooked", "1.0.0")
+    body, hook = github_push("refs/heads/main", pushed)
+    assert request(port, "POST", "/webhook", body, hook)[0] == 202
+    watcher.wait_for_event("run-finished", 30, run="hooked.1", result="succeeded")
+
+    def shows_the_run() -> bool:
+        status, html, _headers = page(port, "/plans/hooked")
+        return status == 200 and 'run hooked.1: <span class="badge">succeeded</span>' in html
+
+    wait_until(shows_the_run, 30, "the plan page to show the finished run")
+    _status, html, _headers = page(port, "/plans/hooked")
+    assert '<span class="badge">done</span>' in html
+    assert shown_version(page(port, "/")[1]) > before
+    # A page open meanwhile learns of it from the event stream (what static/live.js reads).
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stream:
+        stream.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = b""
+        while b"event: pass" not in head:
+            chunk = stream.recv(4096)
+            assert chunk, head
+            head += chunk
+    assert b"text/event-stream" in head
+    # Bound to loopback: another name in Host is refused (DNS rebinding), the webhook not.
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/", headers={"Host": "attacker.example"})
+    assert connection.getresponse().status == 400
+    connection.close()
     assert watcher.stop() == 0
 
 

@@ -1,30 +1,35 @@
-"""Adapter, http: the webhook receiver (GitHub and GitLab push events) and `GET /healthz`.
+"""Adapter, http: the webhook receiver (GitHub and GitLab push events), `GET /healthz`,
+`/readyz`, `/metrics`, and the pipeline pages beside them when given.
 
-Called by `watch` when `--listen HOST:PORT` is given. Standard library only:
-`http.server` in a thread of its own. It authenticates and parses; what a
-delivery means (a pass, or nothing) is the caller's business, through the
-`Receiver` callbacks.
+Called by `watch` when `--listen HOST:PORT` is given. Starlette on uvicorn, in a
+thread of its own with its own event loop; uvicorn reads HTTP/1.1 with h11,
+through `_Protocol`, which keeps the limits below (uvicorn has no deadline for
+a request's headers). It authenticates and parses; what a delivery means (a
+pass, or nothing) is the caller's business, through the `Receiver` callbacks.
 
 `POST /webhook` (also `/webhook/github`, `/webhook/gitlab`):
 
 - a body over `MAX_BODY` (1 MiB) is refused with 413 from its Content-Length,
   before a byte of it is read; a body without a length (or sent with a
-  Transfer-Encoding) gets 411, one whose length is not 1 to 10 ASCII digits 400;
-- a connection waits for its request line without a thread: one loop reads
-  what every waiting connection sends, and only a connection that has shown a
-  whole request line is served, by a thread of its own. At most `MAX_WAITING`
-  connections wait, `MAX_PER_CLIENT` of them from one address; a connection
-  beyond either cap pushes out the one that has waited longest (of that
-  address, or of all), which had its chance: idle connections never keep out
-  a client that sends its request at once;
+  Transfer-Encoding) gets 411, one whose length is not 1 to 10 ASCII digits 400
+  (any request's, before h11 reads it);
+- a connection waits for its request line without a task or a thread: only
+  a connection that has shown a whole request line is served. At most
+  `MAX_WAITING` connections wait, `MAX_PER_CLIENT` of them from one address;
+  a connection beyond either cap pushes out the one that has waited longest
+  (of that address, or of all), which had its chance: idle connections never
+  keep out a client that sends its request at once;
 - the request line and headers must arrive within `HEADER_TIMEOUT` of the
   moment the server starts waiting for them (the connection, or the previous
   answer on a kept-alive one), and the whole request within `READ_TIMEOUT`
   (a client that sends a byte now and then is cut off, not waited for);
-- at most `MAX_CONNECTIONS` requests are served at once, `MAX_PER_CLIENT` of
-  them for one address; any more are answered 503 and closed, so clients that
-  hold connections cannot take the process's threads, memory or descriptors.
-  A kept-alive connection goes back to waiting after each answer;
+- at most `MAX_CONNECTIONS` requests are read at once (from the request line
+  to the end of the body), `MAX_PER_CLIENT` of them for one address; any more
+  are answered 503 and closed, so clients that hold connections cannot take
+  the process's memory or descriptors. A kept-alive connection goes back to
+  waiting after each answer;
+- a head over `MAX_HEAD` bytes or with more than `MAX_HEADERS` fields is refused
+  with 431; what h11 cannot read as HTTP/1.1 (a TLS hello on the plain port) 400;
 - GitHub deliveries carry `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256
   of the body under the shared secret; GitLab deliveries carry the secret
   itself in `X-Gitlab-Token`, compared as the bytes sent (a non-ASCII token
@@ -38,27 +43,37 @@ delivery means (a pass, or nothing) is the caller's business, through the
 `GET /healthz` answers the `health` callback's JSON; `GET /readyz` the `ready`
 callback's (503 until the service is ready); `GET /metrics` what the `metrics`
 callback gives (the Prometheus text and its content type). Without a callback
-its path is 404, as is any other path; a known path with another method is 405.
+its path is 404; a path the `pages` serve goes to them (GET and HEAD); any other
+path is 404, a webhook path with GET 405, a method other than GET and POST (HEAD
+on the pages) 501. Every answer names the server `gitops-reconciler`, without
+uvicorn's or Python's version.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import dataclasses
 import hashlib
 import hmac
-import io
+import http
 import json
-import selectors
+import logging
+import re
+import select
 import socket
-import sys
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
+from urllib.parse import quote
+
+import h11
+import uvicorn
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reconciler.core.errors import ReconcilerError
 
@@ -67,14 +82,16 @@ HEADER_TIMEOUT: Final = 2.0  # seconds a client may take to send its request lin
 READ_TIMEOUT: Final = 10.0  # seconds a client may take to send its request, all of it
 MAX_CONNECTIONS: Final = 32  # requests served at once; GitHub and GitLab send one at a time
 MAX_PER_CLIENT: Final = 8  # per source address: requests served at once, connections waiting
-MAX_WAITING: Final = 256  # connections waiting for a request line: a descriptor each, no thread
-_ACCEPTED_AT_ONCE: Final = 4  # new connections per turn of the loop, after the waiting ones
-_REQUEST_LINE: Final = 65537  # what http.server reads of a request line (any longer: 414)
+MAX_WAITING: Final = 256  # connections waiting for a request line: a descriptor each, no task
+MAX_HEAD: Final = 65536  # bytes of request line and headers (any more: 431)
+MAX_HEADERS: Final = 100  # header fields (any more: 431)
 REMEMBERED: Final = 1024  # bodies remembered, to tell a replayed delivery
 WEBHOOK_PATHS: Final = frozenset({"/webhook", "/webhook/github", "/webhook/gitlab"})
 HEALTH_PATH: Final = "/healthz"
 READY_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
+SERVER_NAME: Final = b"gitops-reconciler"
+BAD_SYNTAX: Final = "400 - Bad request syntax: not an HTTP/1.1 request"
 
 Provider = Literal["github", "gitlab"]
 
@@ -94,7 +111,8 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Receiver:
-    """What the server calls: each from its request's thread, each quick."""
+    """What the server calls: each from the server's event loop, so each quick (one
+    that waits holds up every request meanwhile)."""
 
     delivered: Callable[[Delivery], str]  # says what will happen, e.g. "pass triggered"
     refused: Callable[[str, int, str], None]  # client, HTTP status, reason
@@ -114,15 +132,15 @@ def github_signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
 def gitlab_token_ok(secret: bytes, header: str | None) -> bool:
     """`X-Gitlab-Token` is the secret itself, byte for byte.
 
-    http.server decodes header values as Latin-1, a character a byte, so
-    encoding them back gives the bytes the client sent: a token GitLab sends
-    in UTF-8 matches the secret file's UTF-8 bytes.
+    Header values are decoded as Latin-1 (by Starlette, from h11's bytes), a
+    character a byte, so encoding them back gives the bytes the client sent: a
+    token GitLab sends in UTF-8 matches the secret file's UTF-8 bytes.
     """
     if not header:
         return False
     try:
         sent = header.encode("latin-1")
-    except UnicodeEncodeError:  # not a header http.server read: nothing it could have sent
+    except UnicodeEncodeError:  # not a header as read off the wire: nothing it could have sent
         return False
     return hmac.compare_digest(secret, sent)
 
@@ -167,6 +185,29 @@ def parse_delivery(
     )
 
 
+def body_length(content_length: str | None, transfer_encoding: bool) -> int | tuple[int, str]:
+    """A request body's length, or the refusal (status, reason) when it has no usable one."""
+    if content_length is None or transfer_encoding:
+        # Chunked bodies are not read: with a Content-Length beside, the two would
+        # disagree on where the body ends (and the next request begins).
+        return 411, "a Content-Length is required (and no Transfer-Encoding)"
+    text = content_length.strip()
+    # ASCII digits only: str.isdigit() also takes '\u00b2', which int() refuses. Ten at
+    # most: int() refuses thousands of digits, and ten already say more than MAX_BODY.
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        return 400, "the Content-Length is not a number of bytes (1 to 10 digits)"
+    return int(text)
+
+
+class Pages(Protocol):
+    """Pages served beside the webhook (`reconciler.web.server.WatchPages`)."""
+
+    def serves(self, scope: Scope) -> bool:
+        """Whether the request is for one of the pages."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Limits:
     header_timeout: float
@@ -176,493 +217,400 @@ class _Limits:
     max_waiting: int
 
 
-@dataclass(slots=True)
-class _Waiting:
-    """A connection that has not yet sent a whole request line, and what it sent."""
-
-    sock: socket.socket
-    address: Any
-    client: str
-    since: float  # monotonic: when the server started waiting for its request
-    data: bytes
+_HEAD_END: Final = re.compile(rb"\n\r?\n")  # where h11 ends a head, too
 
 
-class _WaitingRoom:
-    """Connections waiting for their request line, by arrival: the oldest goes first."""
+class _Listener:
+    """What the connections share: the callbacks, the secret, the limits, who waits and
+    who is served. Touched from the server's event loop only, so without a lock."""
 
-    def __init__(self, limits: _Limits) -> None:
-        self._limits = limits
-        self._waiting: dict[socket.socket, _Waiting] = {}  # in arrival order
-        self._per_client: dict[str, int] = {}
-
-    def __contains__(self, sock: object) -> bool:
-        return sock in self._waiting
-
-    def __getitem__(self, sock: socket.socket) -> _Waiting:
-        return self._waiting[sock]
-
-    def add(self, waiting: _Waiting) -> list[_Waiting]:
-        """Seat `waiting`; the connections it pushes out (closed by the caller)."""
-        out = []
-        if self._per_client.get(waiting.client, 0) >= self._limits.max_per_client:
-            out.append(next(w for w in self._waiting.values() if w.client == waiting.client))
-            self.remove(out[-1])
-        if len(self._waiting) >= self._limits.max_waiting:
-            out.append(next(iter(self._waiting.values())))
-            self.remove(out[-1])
-        self._waiting[waiting.sock] = waiting
-        self._per_client[waiting.client] = self._per_client.get(waiting.client, 0) + 1
-        return out
-
-    def remove(self, waiting: _Waiting) -> None:
-        del self._waiting[waiting.sock]
-        left = self._per_client[waiting.client] - 1
-        if left:
-            self._per_client[waiting.client] = left
-        else:
-            del self._per_client[waiting.client]
-
-    def _deadline(self, waiting: _Waiting) -> float:
-        limits = self._limits
-        return waiting.since + min(limits.header_timeout, limits.read_timeout)
-
-    def timeout(self, now: float) -> float | None:
-        """How long until the oldest connection's time is up (None: nobody waits)."""
-        oldest = next(iter(self._waiting.values()), None)
-        return None if oldest is None else max(0.0, self._deadline(oldest) - now)
-
-    def expired(self, now: float) -> list[_Waiting]:
-        """The connections whose time is up, taken out (in arrival order, so deadline order)."""
-        out = []
-        for waiting in list(self._waiting.values()):
-            if self._deadline(waiting) > now:
-                break
-            self.remove(waiting)
-            out.append(waiting)
-        return out
-
-    def clear(self) -> list[_Waiting]:
-        out = list(self._waiting.values())
-        self._waiting.clear()
-        self._per_client.clear()
-        return out
-
-
-class _Server(ThreadingHTTPServer):
-    """http.server's request handling, behind a loop of its own (`serve`) that keeps
-    connections waiting for their request line without a thread each."""
-
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128  # a burst of connections waits in the kernel's queue, not refused
-
-    def __init__(
-        self, address: tuple[str, int], receiver: Receiver, secret: bytes, limits: _Limits
-    ) -> None:
+    def __init__(self, receiver: Receiver, secret: bytes, limits: _Limits) -> None:
         self.receiver = receiver
         self.secret = secret
         self.limits = limits
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._seen_lock = threading.Lock()
+        self._waiting: dict[_Protocol, str] = {}  # in the order they began to wait
+        self._waiting_from: dict[str, int] = {}
         self._serving = 0
         self._served: dict[str, int] = {}  # requests being served, by client address
-        self._read_ahead: dict[socket.socket, tuple[float, bytes]] = {}  # for the handlers
-        self._slots_lock = threading.Lock()
-        self._returned: deque[tuple[socket.socket, Any, bytes]] = deque()  # kept alive
-        self._stopping = threading.Event()
-        super().__init__(address, _Handler)
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
-        self._wake_writer.setblocking(False)
 
     def seen_before(self, body: bytes) -> bool:
         """Whether this body was received before; remembers it (the last `REMEMBERED`)."""
         digest = hashlib.sha256(body).digest()
-        with self._seen_lock:
-            if digest in self._seen:
-                self._seen.move_to_end(digest)
-                return True
-            self._seen[digest] = None
-            if len(self._seen) > REMEMBERED:
-                self._seen.popitem(last=False)
-            return False
+        if digest in self._seen:
+            self._seen.move_to_end(digest)
+            return True
+        self._seen[digest] = None
+        if len(self._seen) > REMEMBERED:
+            self._seen.popitem(last=False)
+        return False
 
-    # -- the loop: accepting, and reading request lines --------------------------------
+    def seat(self, connection: _Protocol, client: str) -> list[_Protocol]:
+        """`connection` waits for its request line; the connections it pushes out (the
+        longest waiting of its address, or of all), to be closed by the caller.
 
-    def serve(self) -> None:
-        """Accept connections and read what they send until each has shown a request line,
-        then hand it to a thread of its own; until `stop`."""
-        room = _WaitingRoom(self.limits)
-        with selectors.DefaultSelector() as selector:
-            self.socket.setblocking(False)
-            selector.register(self.socket, selectors.EVENT_READ)
-            selector.register(self._wake_reader, selectors.EVENT_READ)
-            try:
-                while not self._stopping.is_set():
-                    events = selector.select(room.timeout(time.monotonic()))
-                    ready = {key.fileobj for key, _events in events}
-                    # Request lines first, then newcomers: a client that connected and sent
-                    # its request is served before new connections can push it out.
-                    for sock in ready:
-                        if isinstance(sock, socket.socket) and sock in room:
-                            self._read(selector, room, room[sock])
-                    if self._wake_reader in ready:
-                        self._drain_wake()
-                    while self._returned:
-                        sock, address, data = self._returned.popleft()
-                        self._wait(selector, room, sock, address, data)
-                    if self.socket in ready:
-                        self._accept(selector, room)
-                    for waiting in room.expired(time.monotonic()):
-                        self._close_waiting(selector, waiting)
-            finally:
-                for waiting in room.clear():
-                    self._close_waiting(selector, waiting)
+        One that has sent what the loop has not read yet is not pushed out: a burst of
+        connections is accepted before any of them is read, and the requests among them
+        are served before newcomers can push them out (the room is over its cap until).
+        """
+        out = []
+        if self._waiting_from.get(client, 0) >= self.limits.max_per_client:
+            out += self._push_out(lambda address: address == client)
+        if len(self._waiting) >= self.limits.max_waiting:
+            out += self._push_out(lambda address: True)
+        self._waiting[connection] = client
+        self._waiting_from[client] = self._waiting_from.get(client, 0) + 1
+        return out
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake()
+    def _push_out(self, among: Callable[[str], bool]) -> list[_Protocol]:
+        for waiting, address in self._waiting.items():
+            if among(address) and not waiting.unread():
+                self.unseat(waiting)
+                return [waiting]
+        return []
 
-    def _wake(self) -> None:
-        # Full: the loop wakes up anyway; closed: it has stopped.
-        with contextlib.suppress(OSError):
-            self._wake_writer.send(b"x")
-
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._wake_reader.recv(4096):
-                pass
-
-    def _accept(self, selector: selectors.BaseSelector, room: _WaitingRoom) -> None:
-        for _ in range(_ACCEPTED_AT_ONCE):
-            try:
-                sock, address = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                # Out of descriptors: the rest stay in the kernel's queue; a pause, rather
-                # than a loop that spins on a listening socket it cannot accept from.
-                time.sleep(0.05)
-                return
-            sock.setblocking(False)
-            self._wait(selector, room, sock, address, b"")
-
-    def _wait(
-        self,
-        selector: selectors.BaseSelector,
-        room: _WaitingRoom,
-        sock: socket.socket,
-        address: Any,
-        data: bytes,
-    ) -> None:
-        """Seat a connection until its request line is in; read what it sent already."""
-        sock.setblocking(False)
-        waiting = _Waiting(sock, address, str(address[0]), time.monotonic(), data)
-        for pushed_out in room.add(waiting):
-            self._close_waiting(selector, pushed_out)
-        selector.register(sock, selectors.EVENT_READ)
-        self._read(selector, room, waiting)
-
-    def _read(
-        self, selector: selectors.BaseSelector, room: _WaitingRoom, waiting: _Waiting
-    ) -> None:
-        if b"\n" not in waiting.data:
-            try:
-                chunk = waiting.sock.recv(_REQUEST_LINE - len(waiting.data))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                chunk = b""
-            if not chunk:  # gone before it asked for anything
-                room.remove(waiting)
-                self._close_waiting(selector, waiting)
-                return
-            waiting.data += chunk
-            if b"\n" not in waiting.data and len(waiting.data) < _REQUEST_LINE:
-                return
-        room.remove(waiting)
-        selector.unregister(waiting.sock)
-        try:
-            self._serve(waiting)
-        except Exception:  # as in socketserver: a request's failure, never the loop's
-            self.handle_error(waiting.sock, waiting.address)
-            self.shutdown_request(waiting.sock)
-
-    def _close_waiting(self, selector: selectors.BaseSelector, waiting: _Waiting) -> None:
-        """Closed without an answer: it asked for nothing."""
-        with contextlib.suppress(KeyError, ValueError):
-            selector.unregister(waiting.sock)
-        waiting.sock.close()
-
-    # -- serving: a thread per request ---------------------------------------------------
-
-    def _serve(self, waiting: _Waiting) -> None:
-        """A thread for the request, while there are slots; else 503, closed at once."""
-        refusal = self._take_slot(waiting.client)
-        if refusal is not None:
-            self._turn_away(waiting.sock, waiting.client, refusal)
+    def unseat(self, connection: _Protocol) -> None:
+        client = self._waiting.pop(connection, None)
+        if client is None:
             return
-        with self._slots_lock:
-            self._read_ahead[waiting.sock] = (waiting.since, waiting.data)
-        waiting.sock.setblocking(True)
-        try:
-            self.process_request(waiting.sock, waiting.address)
-        except BaseException:  # no thread to be had: the slot is free again
-            with self._slots_lock:
-                self._read_ahead.pop(waiting.sock, None)
-            self._release_slot(waiting.client)
-            raise
+        left = self._waiting_from[client] - 1
+        if left:
+            self._waiting_from[client] = left
+        else:
+            del self._waiting_from[client]
 
-    def read_ahead(self, sock: socket.socket) -> tuple[float, bytes]:
-        """When the wait for the request on `sock` began, and what the loop read of it."""
-        with self._slots_lock:
-            return self._read_ahead.pop(sock, (time.monotonic(), b""))
-
-    def _take_slot(self, client: str) -> str | None:
+    def take_slot(self, client: str) -> str | None:
         """A slot for a request from `client`, or why there is none."""
-        with self._slots_lock:
-            if self._serving >= self.limits.max_connections:
-                return "too many connections"
-            if self._served.get(client, 0) >= self.limits.max_per_client:
-                return "too many connections from one address"
-            self._serving += 1
-            self._served[client] = self._served.get(client, 0) + 1
-            return None
+        if self._serving >= self.limits.max_connections:
+            return "too many connections"
+        if self._served.get(client, 0) >= self.limits.max_per_client:
+            return "too many connections from one address"
+        self._serving += 1
+        self._served[client] = self._served.get(client, 0) + 1
+        return None
 
-    def _release_slot(self, client: str) -> None:
-        with self._slots_lock:
-            self._serving -= 1
-            left = self._served[client] - 1
-            if left:
-                self._served[client] = left
-            else:
-                del self._served[client]
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """ThreadingMixIn's, but a connection kept alive goes back to the loop to wait
-        for its next request, instead of holding this thread while it idles."""
-        handler: _Handler | None = None
-        try:
-            handler = _Handler(request, client_address, self)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self._release_slot(str(client_address[0]))
-            read = handler.next_request if handler is not None else None
-            if read is None or self._stopping.is_set():
-                self.shutdown_request(request)
-            else:
-                self._returned.append((request, client_address, read))
-                self._wake()
-
-    def _turn_away(self, request: socket.socket, client: str, reason: str) -> None:
-        body = (json.dumps({"error": reason}) + "\n").encode()
-        head = (
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 10\r\n\r\n"
-        )
-        # Told before the answer goes out, so whoever reads the answer finds it in the log.
-        self.receiver.refused(client, 503, reason)
-        try:
-            request.setblocking(False)  # the loop never waits for a client
-            request.send(head.encode() + body)
-        except OSError:
-            pass
-        self.shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Never a traceback on stderr: a failed request is reported like a refused one."""
-        error = sys.exc_info()[1]
-        self.receiver.refused(str(client_address[0]), 500, f"{type(error).__name__}: {error}")
-
-    def server_close(self) -> None:
-        super().server_close()
-        while self._returned:
-            self.shutdown_request(self._returned.popleft()[0])
-        self._wake_reader.close()
-        self._wake_writer.close()
+    def release_slot(self, client: str) -> None:
+        self._serving -= 1
+        left = self._served[client] - 1
+        if left:
+            self._served[client] = left
+        else:
+            del self._served[client]
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 over h11, with the limits h11 and uvicorn do not keep.
 
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's input that ends in TimeoutError once `deadline` (monotonic) has passed,
-    however the client spaces its bytes (a socket timeout alone restarts at every byte).
-
-    It begins with what the server's loop read already (`ahead`); once `done`, it
-    reads nothing more: what the buffer above holds then is the next request's start.
+    A request's head (request line and headers) is read here first, under the header
+    deadline, and handed to a fresh h11 connection only once whole and checked; its
+    body then runs to the request deadline. A kept-alive connection gets a new h11
+    connection after each answer and waits again, as a new one does.
     """
 
-    def __init__(self, connection: socket.socket, ahead: bytes) -> None:
-        self._connection = connection
-        self._ahead = ahead
-        self.deadline = time.monotonic()
-        self.done = False
+    listener: _Listener  # set by `_protocol_class`
 
-    def readable(self) -> bool:
-        return True
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._peer = str(self.client[0]) if self.client else "unknown"
+        self._head = b""  # what was read of the request not yet handed to h11
+        self._phase: Literal["waiting", "head", "request", "closed"] = "waiting"
+        self._slot = False  # holds one of the requests read at once
+        self._deadline: asyncio.TimerHandle | None = None
+        self._since = 0.0
+        self._wait()
 
-    def readinto(self, buffer: Any) -> int:
-        if self._ahead:
-            count = min(len(buffer), len(self._ahead))
-            buffer[:count] = self._ahead[:count]
-            self._ahead = self._ahead[count:]
-            return count
-        if self.done:
-            return 0
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the request did not arrive in time")
-        self._connection.settimeout(left)
-        return self._connection.recv_into(buffer)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close()
+        super().connection_lost(exc)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = READ_TIMEOUT  # a write to the client; reads run to the request's deadline
-    next_request: bytes | None = None  # kept alive: what was read of the next request
-    server_version = "gitops-reconciler"
-    protocol_version = "HTTP/1.1"
-
-    def version_string(self) -> str:
-        return self.server_version  # not Python's version: nothing a caller needs
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # the socket's own reader: replaced by one that keeps the deadline
-        self._since, ahead = self.server.read_ahead(self.connection)
-        self._input = _DeadlineReader(self.connection, ahead)
-        self._buffer = io.BufferedReader(self._input)
-        self.rfile = self._buffer
-
-    def handle(self) -> None:
-        """One request: a connection kept alive waits for the next in the server's loop."""
-        self.close_connection = True
-        # The clock started when the server began waiting for the request: an idle
-        # keep-alive connection and a slow request count alike.
-        limits = self.server.limits
-        self._input.deadline = self._since + min(limits.header_timeout, limits.read_timeout)
-        self.handle_one_request()
-        if not self.close_connection:
-            self._input.done = True
-            self.next_request = self._buffer.peek(1)  # what is buffered, and nothing more
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """The watcher logs what matters itself; http.server's own stderr lines are not wanted."""
-
-    def _client(self) -> str:
-        return str(self.client_address[0])
-
-    def _answer(self, status: int, payload: Mapping[str, Any], *, close: bool = False) -> None:
-        self._send(status, (json.dumps(payload) + "\n").encode(), "application/json", close=close)
-
-    def _send(self, status: int, body: bytes, content_type: str, *, close: bool = False) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _refuse(self, status: int, reason: str, *, close: bool = False) -> None:
-        self.server.receiver.refused(self._client(), status, reason)
-        self._answer(status, {"error": reason}, close=close)
-
-    def _path(self) -> str:
-        return self.path.split("?", 1)[0]
-
-    def _length(self) -> int | tuple[int, str]:
-        """The body's length, or the refusal (status, reason) when there is no usable one."""
-        text = self.headers.get("Content-Length")
-        if text is None or "Transfer-Encoding" in self.headers:
-            # Chunked bodies are not read: with a Content-Length beside, the two would
-            # disagree on where the body ends (and the next request begins).
-            return 411, "a Content-Length is required (and no Transfer-Encoding)"
-        text = text.strip()
-        # ASCII digits only: str.isdigit() also takes '\u00b2', which int() refuses. Ten at
-        # most: int() refuses thousands of digits, and ten already say more than MAX_BODY.
-        if not (text.isascii() and text.isdigit() and len(text) <= 10):
-            return 400, "the Content-Length is not a number of bytes (1 to 10 digits)"
-        return int(text)
-
-    def _too_large(self, length: int) -> None:
-        # Refused from the header alone: the body is never read, the connection is closed.
-        self._refuse(413, f"a body of {length} bytes is over the {MAX_BODY} byte limit", close=True)
-
-    def handle_expect_100(self) -> bool:
-        """`Expect: 100-continue` (curl, for large bodies): refuse before the body is sent."""
-        length = self._length()
-        if isinstance(length, int) and length > MAX_BODY and self._path() in WEBHOOK_PATHS:
-            self._too_large(length)
+    def unread(self) -> bool:
+        """Whether the client sent something the loop has not read yet (or hung up)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
             return False
-        return super().handle_expect_100()
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
-    def do_GET(self) -> None:
-        path = self._path()
-        receiver = self.server.receiver
-        if path == HEALTH_PATH:
+    # -- the phases of a request -------------------------------------------------------
+
+    def _wait(self) -> None:
+        """Wait for a request, the header deadline running from now."""
+        limits = self.listener.limits
+        self._phase, self._head = "waiting", b""
+        self._since = self.loop.time()
+        self._arm(self._since + min(limits.header_timeout, limits.read_timeout))
+        for pushed_out in self.listener.seat(self, self._peer):
+            pushed_out._close()
+            pushed_out.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase == "closed":
+            return
+        if self._phase == "request":
+            super().data_received(data)
+            self._check_body()
+            return
+        self._head += data
+        if self._phase == "waiting":
+            if b"\n" not in self._head and len(self._head) <= MAX_HEAD:
+                return
+            self.listener.unseat(self)
+            refusal = self.listener.take_slot(self._peer)
+            if refusal is not None:
+                self._refuse(503, refusal, b"Retry-After: 10\r\n")
+                return
+            self._phase, self._slot = "head", True
+        end = _HEAD_END.search(self._head)
+        if end is None or end.end() > MAX_HEAD:
+            if len(self._head) > MAX_HEAD:
+                self._refuse(431, f"the request line and headers are over {MAX_HEAD} bytes")
+            return
+        head, rest = self._head[: end.end()], self._head[end.end() :]
+        problem = _head_refusal(head)
+        if problem is not None:
+            self._refuse(*problem)
+            return
+        self._phase, self._head = "request", b""
+        cycle = self.cycle
+        self.conn.receive_data(_printable_target(head) + rest)
+        self.handle_events()
+        if self.cycle is not cycle and self._phase == "request":
+            # The headers are in: the rest of the request has until the request deadline.
+            self._arm(self._since + self.listener.limits.read_timeout)
+            self._check_body()
+
+    def _check_body(self) -> None:
+        if self.conn.their_state is not h11.SEND_BODY:  # all of it read, or the end of it
+            # Read: the answer (quick, but for the pages' event stream, which they cap
+            # themselves) takes no slot from the requests still being read.
+            self._disarm()
+            self._release()
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self._phase != "request":
+            return
+        self._release()
+        self._phase = "closed"
+        if self.transport.is_closing():
+            return
+        if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
+            # Answered before the request was read whole (refused unread): where it ends
+            # is not known, so neither is where the next one begins.
+            self._close()
+            self.transport.close()
+            return
+        pending, _closed = self.conn.trailing_data
+        self.conn = h11.Connection(h11.SERVER, 2 * MAX_HEAD)
+        self.flow.resume_reading()
+        self._wait()
+        if pending:
+            self.data_received(pending)
+
+    def send_400_response(self, msg: str) -> None:
+        """What h11 cannot read as HTTP/1.1."""
+        self._refuse(400, BAD_SYNTAX)
+
+    # -- the deadline, and the end ------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_at(when, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        """Closed without an answer: whatever it sent, it did not send it in time."""
+        self._deadline = None
+        self._close()
+        self.transport.close()
+
+    def _release(self) -> None:
+        if self._slot:
+            self._slot = False
+            self.listener.release_slot(self._peer)
+
+    def _close(self) -> None:
+        self._phase = "closed"
+        self._disarm()
+        self.listener.unseat(self)
+        self._release()
+
+    def _refuse(self, status: int, reason: str, extra: bytes = b"") -> None:
+        """An answer from here, before the application sees the request; then closed."""
+        self.listener.receiver.refused(self._peer, status, reason)
+        self._close()
+        body = (json.dumps({"error": reason}) + "\n").encode()
+        phrase = http.HTTPStatus(status).phrase.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n%s\r\n%s"
+            % (status, phrase, SERVER_NAME, len(body), extra, body)
+        )
+        self.transport.close()
+
+
+def _head_refusal(head: bytes) -> tuple[int, str] | None:
+    """What is wrong with a request's head before h11 reads it: too many fields, or a
+    Content-Length h11 would refuse without a word of why (or take, at 11 digits)."""
+    fields = [line.rstrip(b"\r") for line in head.split(b"\n")[1:]]
+    fields = [line for line in fields if line]
+    if len(fields) > MAX_HEADERS:
+        return 431, f"more than {MAX_HEADERS} header fields"
+    named: dict[bytes, str] = {}
+    for line in fields:
+        name, _, value = line.partition(b":")
+        named.setdefault(name.strip().lower(), value.decode("latin-1"))
+    if b"content-length" not in named:
+        return None
+    length = body_length(named[b"content-length"], b"transfer-encoding" in named)
+    return length if isinstance(length, tuple) else None
+
+
+def _printable_target(head: bytes) -> bytes:
+    """The head with its request target's bytes outside printable ASCII %-escaped: h11
+    refuses them, and the path they make is only ever echoed escaped (in a 404)."""
+    line, newline, rest = head.partition(b"\n")
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return head  # not a request line: h11 says so
+    target = parts[1]
+    if all(0x21 <= byte <= 0x7E for byte in target):
+        return head
+    escaped = quote(target, safe=bytes(range(0x21, 0x7F)))
+    return b" ".join((parts[0], escaped.encode("ascii"), parts[2])) + newline + rest
+
+
+def _protocol_class(listener: _Listener) -> type[_Protocol]:
+    """`_Protocol` bound to `listener`: uvicorn makes a protocol per connection from its class."""
+
+    class Bound(_Protocol):
+        pass
+
+    Bound.listener = listener
+    return Bound
+
+
+# -- the application ------------------------------------------------------------------
+
+
+async def _answer(send: Send, status: int, payload: Mapping[str, Any], close: bool = False) -> None:
+    await _send(send, status, (json.dumps(payload) + "\n").encode(), "application/json", close)
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: str, close: bool) -> None:
+    headers = [
+        (b"Content-Type", content_type.encode("latin-1")),
+        (b"Content-Length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"Connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Application:
+    """The ASGI application: the webhook, health, readiness and metrics, the pages."""
+
+    def __init__(self, listener: _Listener, pages: Pages | None) -> None:
+        self.listener = listener
+        self.pages = pages
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; nothing else reaches an HTTP/1.1 server
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"Server", SERVER_NAME)]
+            await send(message)
+
+        client = str(scope["client"][0]) if scope.get("client") else "unknown"
+        try:
+            await self._route(scope, receive, named, client)
+        except Exception as error:  # never a traceback on stderr: reported like a refusal
+            self.listener.receiver.refused(client, 500, f"{type(error).__name__}: {error}")
+            raise
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, client: str) -> None:
+        method, path = scope["method"], scope["path"]
+        receiver = self.listener.receiver
+        pages = self.pages if self.pages is not None and self.pages.serves(scope) else None
+        if method not in ("GET", "POST") and not (method == "HEAD" and pages is not None):
+            await _answer(send, 501, {"error": f"unsupported method {method}"}, close=True)
+        elif method == "POST" and path in WEBHOOK_PATHS:
+            await self._webhook(Request(scope, receive), send, client)
+        elif method == "POST" or path in WEBHOOK_PATHS:
+            await _answer(send, 404 if method == "POST" else 405, _wrong(method, path), True)
+        elif path == HEALTH_PATH:
             status, payload = receiver.health()
-            self._answer(status, payload)
+            await _answer(send, status, payload)
         elif path == READY_PATH and receiver.ready is not None:
             status, payload = receiver.ready()
-            self._answer(status, payload)
+            await _answer(send, status, payload)
         elif path == METRICS_PATH and receiver.metrics is not None:
             body, content_type = receiver.metrics()
-            self._send(200, body, content_type)
-        elif path in WEBHOOK_PATHS:
-            self._answer(405, {"error": "webhooks are POSTed"})
+            await _send(send, 200, body, content_type, False)
+        elif pages is not None:
+            await pages(scope, receive, send)
         else:
-            self._answer(404, {"error": f"no such path: {path}"})
+            await _answer(send, 404, {"error": f"no such path: {path}"})
 
-    def do_POST(self) -> None:
-        path = self._path()
-        if path not in WEBHOOK_PATHS:
-            self._answer(404, {"error": f"no such path: {path}"}, close=True)
-            return
-        length = self._length()
+    async def _webhook(self, request: Request, send: Send, client: str) -> None:
+        refused = self.listener.receiver.refused
+
+        async def refuse(status: int, reason: str, close: bool = False) -> None:
+            refused(client, status, reason)
+            await _answer(send, status, {"error": reason}, close)
+
+        length = body_length(
+            request.headers.get("content-length"), "transfer-encoding" in request.headers
+        )
         if not isinstance(length, int):
-            status, reason = length
-            self._refuse(status, reason, close=True)
+            await refuse(*length, close=True)
             return
         if length > MAX_BODY:
-            self._too_large(length)
+            # Refused from the header alone: the body is never read, the connection closed.
+            reason = f"a body of {length} bytes is over the {MAX_BODY} byte limit"
+            await refuse(413, reason, close=True)
             return
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        provider = provider_of(path, headers)
-        self._input.deadline = self._since + self.server.limits.read_timeout
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        provider = provider_of(request.url.path, headers)
         try:
-            body = self.rfile.read(length)
-        except OSError:
-            self.close_connection = True
+            body = await request.body()
+        except ClientDisconnect:  # gone, or cut off at the request deadline
             return
-        if len(body) != length:
-            self._refuse(400, "the body is shorter than its Content-Length", close=True)
-            return
-        secret = self.server.secret
+        secret = self.listener.secret
         if provider is None:
-            self._refuse(401, "neither X-Hub-Signature-256 nor X-Gitlab-Token")
+            await refuse(401, "neither X-Hub-Signature-256 nor X-Gitlab-Token")
             return
         if provider == "github" and not github_signature_ok(
             secret, body, headers.get("x-hub-signature-256")
         ):
-            self._refuse(401, "bad or missing X-Hub-Signature-256")
+            await refuse(401, "bad or missing X-Hub-Signature-256")
             return
         if provider == "gitlab" and not gitlab_token_ok(secret, headers.get("x-gitlab-token")):
-            self._refuse(401, "bad or missing X-Gitlab-Token")
+            await refuse(401, "bad or missing X-Gitlab-Token")
             return
         try:
-            delivery = parse_delivery(provider, headers, body, self._client())
+            delivery = parse_delivery(provider, headers, body, client)
         except (ValueError, UnicodeDecodeError) as error:
-            self._refuse(400, f"the body is not a JSON push event: {error}")
+            await refuse(400, f"the body is not a JSON push event: {error}")
             return
-        if self.server.seen_before(body):
+        if self.listener.seen_before(body):
             delivery = dataclasses.replace(delivery, replayed=True)
-        action = self.server.receiver.delivered(delivery)
-        self._answer(202, {"accepted": True, "event": delivery.event, "action": action})
+        action = self.listener.receiver.delivered(delivery)
+        await _answer(send, 202, {"accepted": True, "event": delivery.event, "action": action})
+
+
+def _wrong(method: str, path: str) -> dict[str, str]:
+    if method == "POST":
+        return {"error": f"no such path: {path}"}
+    return {"error": "webhooks are POSTed"}
 
 
 class WebhookServer:
@@ -675,6 +623,7 @@ class WebhookServer:
         secret: bytes,
         receiver: Receiver,
         *,
+        pages: Pages | None = None,
         read_timeout: float = READ_TIMEOUT,
         header_timeout: float = HEADER_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
@@ -685,31 +634,62 @@ class WebhookServer:
             raise ReconcilerError(
                 "the webhook secret is empty", hint="put a long random secret in the file"
             )
-        server_class = _Server6 if ":" in host else _Server
+        limits = _Limits(header_timeout, read_timeout, max_connections, max_per_client, max_waiting)
+        listener = _Listener(receiver, secret, limits)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._server = server_class(
-                (host, port),
-                receiver,
-                secret,
-                _Limits(header_timeout, read_timeout, max_connections, max_per_client, max_waiting),
-            )
+            self._socket.bind((host, port))
+            # Listening before the address is told: a client that connects at once waits
+            # in the backlog until the loop accepts, instead of being refused.
+            self._socket.listen(128)
         except OSError as error:
+            self._socket.close()
             raise ReconcilerError(
                 f"cannot listen on {host}:{port}: {error.strerror or error}",
                 hint="choose another --listen address or port",
             ) from None
-        self._thread = threading.Thread(target=self._server.serve, name="webhook", daemon=True)
+        # uvicorn's own loggers say nothing the watcher's log does not (its access log
+        # is off): an error is reported through `refused`, never as a traceback.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL + 1)
+        config = uvicorn.Config(
+            _Application(listener, pages),
+            http=_protocol_class(listener),
+            ws="none",
+            lifespan="off",
+            loop="asyncio",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            # The head is limited by `_Protocol`; h11's own limit is the body's chunks.
+            h11_max_incomplete_event_size=2 * MAX_HEAD,
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+        self._thread.name = "webhook"
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        host, port = self._socket.getsockname()[:2]
         return str(host), int(port)
 
     def start(self) -> None:
         self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if not self._server.started:
+            self.stop()
+            raise ReconcilerError("the webhook listener did not start")
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._server.stop()
+            self._server.should_exit = True
             self._thread.join(timeout=5)
-        self._server.server_close()
+        self._socket.close()

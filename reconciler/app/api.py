@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
     from reconciler.app.reconcile import Options, PassReport
-    from reconciler.app.watch import LogEvent
+    from reconciler.app.watch import LogEvent, WatchedPages
     from reconciler.core.access import AccessReport
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import History
@@ -511,10 +511,12 @@ def watch(
     log: Callable[[LogEvent], None],
     on_start: Callable[[Callable[[], None]], None],
     notify_file: Path | None = None,
+    pages: WatchedPages | None = None,
 ) -> None:
     """Reconcile on every change of the branch until stopped (`watch.Watch.run`).
 
-    `on_start` is handed the watcher's `stop` before it starts (the CLI's signal handlers).
+    `on_start` is handed the watcher's `stop` before it starts (the CLI's signal handlers);
+    `pages`, when listening, are served beside the webhook.
     """
     from reconciler.adapters.notify import load_config  # noqa: PLC0415
     from reconciler.app.watch import Watch, WatchSettings  # noqa: PLC0415
@@ -524,6 +526,7 @@ def watch(
         listen=listen,
         webhook_secret=read_secret(secret_file) if secret_file else None,
         notify=load_config(notify_file) if notify_file is not None else None,
+        pages=pages,
     )
     watcher = Watch(repository_dir(repo), options, settings, clock=utc_now, log=log)
     on_start(watcher.stop)

@@ -236,7 +236,9 @@ def mark(source: Source, branch: str) -> str | None:
     from reconciler.adapters.gitrepo import GitRepo  # noqa: PLC0415
 
     with GitRepo(find_root(source.repo or Path.cwd())) as repo:
-        return repo.try_resolve(f"refs/heads/{branch}")
+        # A remote's branch (`origin/main`, as `watch --remote` follows it) as last fetched.
+        tip = repo.try_resolve(f"refs/heads/{branch}")
+        return tip if tip is not None else repo.try_resolve(f"refs/remotes/{branch}")
 
 
 def since(text: str) -> datetime:

@@ -10,7 +10,8 @@ What asks:
 - local repository (the repository is the source of truth): file events on
   the branch's ref (`watcher`), debounced; a slow safety poll for lost events;
 - remote: `git ls-remote` of the branch every `interval` seconds;
-- the webhook (`webhook`), when listening: GitHub and GitLab push events;
+- the webhook (`webhook`), when listening: GitHub and GitLab push events
+  (the same listener serves the pipeline pages, read again after each pass);
 - a worker that finished a run (its environment is free for the next one);
 - the clock: a retry after a failed pass (with backoff), the opening of a
   deploy window a plan waits for, and a full resync every few minutes (for
@@ -41,12 +42,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from reconciler.adapters.metrics import Metrics
 from reconciler.adapters.notify import Courier, NotifyConfig, log_path
 from reconciler.adapters.watcher import RefWatcher
-from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
+from reconciler.adapters.webhook import Delivery, Pages, Receiver, WebhookServer
 from reconciler.app.drift import Drift
 from reconciler.app.notices import Notifications, drift_notices
 from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
@@ -72,6 +73,20 @@ class WatchSettings:
     backoff_first: float = 1.0
     backoff_max: float = 60.0
     notify: NotifyConfig | None = None  # `--notify FILE`: the targets notices may go to
+    pages: WatchedPages | None = None  # served beside the webhook, when listening
+
+
+class WatchedPages(Pages, Protocol):
+    """The pipeline pages on the listener (`reconciler.web.server.WatchPages`)."""
+
+    def start(self, on_problem: Callable[[str | None], None]) -> None:
+        """Read the branch after each pass from now on (off the caller's thread); a failed
+        read, or None on recovery, goes to `on_problem`."""
+
+    def passed(self) -> None:
+        """A pass ended: read the branch again (off the caller's thread)."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,16 +285,36 @@ class Watch:
                     self._ready,
                     self.metrics.exposition,
                 ),
+                pages=settings.pages,
             )
+            if settings.pages is not None:
+                settings.pages.start(self._pages_problem)
             self._webhook.start()
             bound_host, bound_port = self._webhook.address
+            address = f"http://{_host_text(bound_host)}:{bound_port}"
             self._log(
                 "info",
                 "listening",
-                f"listening for webhooks on http://{_host_text(bound_host)}:{bound_port}/webhook "
-                f"(health: /healthz, readiness: /readyz, metrics: /metrics)",
+                f"listening for webhooks on {address}/webhook "
+                f"(health: /healthz, readiness: /readyz, metrics: /metrics"
+                + (f", pipeline pages: {address}/)" if settings.pages is not None else ")"),
                 host=bound_host,
                 port=bound_port,
+            )
+
+    def _pages_passed(self) -> None:
+        if self.settings.pages is not None:
+            self.settings.pages.passed()
+
+    def _pages_problem(self, problem: str | None) -> None:
+        if problem is None:
+            self._log("info", "pages-read-recovered", "the pipeline pages read the branch again")
+        else:
+            self._log(
+                "warning",
+                "pages-read-failed",
+                f"the pipeline pages could not read the branch; they show the last good "
+                f"read: {problem}",
             )
 
     def _file_event(self, what: str) -> None:
@@ -478,6 +513,7 @@ class Watch:
             duration = time.monotonic() - began
             self._count_pass(duration, None)
             self._failed_pass(number, at, duration, trigger, error)
+            self._pages_passed()
             if self.notices is not None:
                 self.notices.after_failed_pass(str(error), at)
             return None
@@ -506,6 +542,7 @@ class Watch:
             self._last = summary
             self._verified = True
         self._log_pass(summary, report, started)
+        self._pages_passed()
         if number == 1:
             self._drift_wanted.set()  # at start, then at every poll
         if self.notices is not None:
@@ -748,6 +785,8 @@ class Watch:
             self.notices.close()
         if self._webhook is not None:
             self._webhook.stop()
+        if self.settings.pages is not None:
+            self.settings.pages.close()
         self.reconciler.close()
         self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
 

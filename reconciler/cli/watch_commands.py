@@ -73,8 +73,9 @@ def parse_listen(text: str) -> tuple[str, int]:
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    help="Serve GitHub/GitLab push webhooks on POST /webhook, and GET /healthz, /readyz "
-    "and /metrics (host defaults to 127.0.0.1; needs --webhook-secret-file).",
+    help="Serve GitHub/GitLab push webhooks on POST /webhook, GET /healthz, /readyz and "
+    "/metrics, and the pipeline pages on / (host defaults to 127.0.0.1; needs "
+    "--webhook-secret-file).",
 )
 @click.option(
     "--webhook-secret-file",
@@ -110,7 +111,8 @@ def watch(
     A local repository (the source of truth itself, e.g. a bare repository on
     the Git server) is watched through file events on the branch's ref; a
     --remote is polled with `git ls-remote` every --interval seconds. With
-    --listen, push webhooks trigger a pass at once. Runs go to one worker
+    --listen, push webhooks trigger a pass at once, and the same address serves the
+    pipeline pages (as `serve` does), read again after each pass. Runs go to one worker
     per environment. Log lines (--format text|json) go to stderr. SIGTERM or
     SIGINT: finish the driver step in progress, record the run, exit 0.
     """
@@ -145,6 +147,13 @@ def watch(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+    pages = None
+    if where is not None:
+        from reconciler.web.server import WatchPages
+
+        # What `status` on this repository shows, as the service keeps it.
+        source = api.Source(repo, branch, state_dir, remote)
+        pages = WatchPages(source, driver_root=driver_root, host=where[0])
     api.watch(
         repo,
         options,
@@ -154,5 +163,6 @@ def watch(
         log=reporter_for(output_format).log_event,
         on_start=stop_on_signals,
         notify_file=notify_file,
+        pages=pages,
     )
     return Outcome.OK

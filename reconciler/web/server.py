@@ -1,7 +1,9 @@
-"""Web: `reconciler serve`, the pipeline pages on Starlette and uvicorn, read-only.
+"""Web: `reconciler serve`, the pipeline pages on Starlette and uvicorn, read-only; the
+same pages on `watch --listen` (`WatchPages`, served by the webhook receiver).
 
-A poller re-reads the branch after each pass (its tip moved: every record is a commit)
-and at least every `REFRESH` seconds (windows open, approvals expire); each page is
+A poller re-reads the branch after each pass (its tip moved: every record is a commit;
+on `watch`, the watcher wakes it after each pass it makes) and at least every
+`REFRESH` seconds (windows open, approvals expire); each page is
 rendered from the last `Snapshot`, and `/events` tells the open pages to swap their
 content (Server-Sent Events, `static/live.js`). Only GET and HEAD are routed: the
 service changes nothing. Every response carries a strict Content-Security-Policy (no
@@ -28,7 +30,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.app import api, pages
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 REFRESH: Final = 60.0  # seconds: a page's "now" (windows, expiries) is never older
 HEARTBEAT: Final = 15.0  # seconds between SSE comments, so proxies keep the stream open
+MAX_STREAMS: Final = 64  # event streams open at once (a page each); any more get 503
 
 POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -89,7 +92,9 @@ class Live:
     # Told each new problem with a read (once, not at every look) and when reads recover.
     on_problem: Callable[[str | None], None] = lambda _: None
     stop: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # read now, not at the interval
     lock: threading.Lock = field(default_factory=threading.Lock)
+    streams: int = 0  # event streams open (touched from the server's event loop only)
 
     def refresh(self) -> None:
         """Read the branch again if it moved (or `REFRESH` passed); a failure is shown
@@ -111,7 +116,11 @@ class Live:
             self.version += 1
 
     def poll(self) -> None:
-        while not self.stop.wait(self.interval):
+        while not self.stop.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if self.stop.is_set():
+                return
             try:
                 self.refresh()
             except Exception as error:
@@ -197,17 +206,26 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
         return Response(render.static_file(name), media_type=STATIC[name])
 
     async def events(_: Request) -> Response:
+        if live.streams >= MAX_STREAMS:
+            # A stream lasts as long as its page is open: capped, so open pages cannot
+            # take every descriptor (the page still works, without live updates).
+            return Response("too many open pages\n", 503, media_type="text/plain")
+
         async def stream() -> AsyncIterator[str]:
             shown, quiet = -1, 0.0
-            while True:
-                if live.version != shown:
-                    shown, quiet = live.version, 0.0
-                    yield f"event: pass\ndata: {shown}\n\n"
-                elif quiet >= HEARTBEAT:
-                    quiet = 0.0
-                    yield ": still here\n\n"
-                await asyncio.sleep(0.2)
-                quiet += 0.2
+            live.streams += 1  # counted once begun: an unbegun stream would never run `finally`
+            try:
+                while True:
+                    if live.version != shown:
+                        shown, quiet = live.version, 0.0
+                        yield f"event: pass\ndata: {shown}\n\n"
+                    elif quiet >= HEARTBEAT:
+                        quiet = 0.0
+                        yield ": still here\n\n"
+                    await asyncio.sleep(0.2)
+                    quiet += 0.2
+            finally:
+                live.streams -= 1
 
         return StreamingResponse(
             stream(),
@@ -238,6 +256,43 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
         Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class WatchPages:
+    """The pages on `watch --listen`, served by the webhook receiver beside `/webhook`:
+    read again after each pass the watcher makes (`passed`), and every `REFRESH`."""
+
+    def __init__(self, source: Source, *, driver_root: Path | None, host: str) -> None:
+        self.live = Live(source, REFRESH, driver_root)
+        self._app = app(self.live, allowed_hosts=allowed_hosts(host))
+        self._poller = threading.Thread(target=self.live.poll, name="pages-poller", daemon=True)
+
+    def serves(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is not Match.NONE for route in self._app.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.live.snapshot is None:
+            # Read after the first pass: not yet, or not readable (the watcher's log
+            # says why, as it does for a pass).
+            text = self.live.problem or "the pages are being read; try again in a moment"
+            answer = Response(text + "\n", 503, media_type="text/plain")
+            await SecurityHeaders(answer)(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+    def start(self, on_problem: Callable[[str | None], None]) -> None:
+        """Read the branch after each pass (in the poller's thread), the first included:
+        never beside it, which would check its signatures first (and fill the cache the
+        pass's metrics count) and slow the service's start."""
+        self.live.on_problem = on_problem
+        self._poller.start()
+
+    def passed(self) -> None:
+        self.live.wake.set()
+
+    def close(self) -> None:
+        self.live.stop.set()
+        self.live.wake.set()
 
 
 def allowed_hosts(host: str) -> list[str]:
