@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from reconciler.core.loader import dump
 from tests.people import People
 from tests.repositories import SeedRepo
