@@ -495,6 +495,69 @@ def test_headers_sent_a_byte_a_second_are_cut_off_at_the_header_deadline() -> No
         service.server.stop()
 
 
+def served_connections(pid: int, port: int) -> int:
+    """How many connections to `port` process `pid` holds open on its side (a descriptor
+    each), from /proc: its socket descriptors whose local port is `port`, not listening."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target.removeprefix("socket:[").removesuffix("]"))
+    held = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            held += local_port == port and fields[3] != "0A" and fields[9] in inodes
+    return held
+
+
+def never_reading(service: Service, connections: int) -> list[socket.socket]:
+    """Connections whose window is shut, each with pipelined requests whose answers (a 404
+    echoes its path) are more than the kernel's buffers take; one after the other, so
+    none is turned away as a request being read beside the others."""
+    request = b"GET /" + b"a" * 60000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    opened = []
+    for _ in range(connections):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.bind(("127.0.0.2", 0))
+        sock.connect(("127.0.0.1", service.port))
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.send(request * 40)  # what the server takes of it, and never a read
+        opened.append(sock)
+        time.sleep(0.5)
+    return opened
+
+
+def test_a_client_that_never_reads_its_answers_cannot_hold_connections_past_the_deadline() -> None:
+    # The next answer waited to be written for ever: the connection was held outside every
+    # cap (its request was read) and past every deadline, a descriptor and its answers each.
+    capped = Service(read_timeout=60.0, max_per_client=2)
+    stalled = never_reading(capped, 5)
+    try:
+        test_watch.wait_until(
+            lambda: served_connections(os.getpid(), capped.port) <= 2, 20, "all but 2 dropped"
+        )
+        assert deliver_in_time(capped, 1) < 1.5
+    finally:
+        for sock in stalled:
+            sock.close()
+        capped.server.stop()
+    timed = Service(read_timeout=1.0)
+    stalled = never_reading(timed, 2)
+    try:
+        test_watch.wait_until(
+            lambda: served_connections(os.getpid(), timed.port) == 0, 10, "both dropped"
+        )
+    finally:
+        for sock in stalled:
+            sock.close()
+        timed.server.stop()
+
+
 def test_a_gitlab_token_that_is_not_ascii_is_accepted_when_right_and_refused_when_wrong() -> None:
     # Header values are read as Latin-1 and were compared as UTF-8: a non-ASCII token
     # never matched, however right.

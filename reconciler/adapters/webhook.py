@@ -28,6 +28,12 @@ pass, or nothing) is the caller's business, through the `Receiver` callbacks.
   are answered 503 and closed, so clients that hold connections cannot take
   the process's memory or descriptors. A kept-alive connection goes back to
   waiting after each answer;
+- what is written to a client must be taken (read) within `READ_TIMEOUT` of the
+  moment the kernel stops taking it, or the connection is dropped with it: a client
+  that asks and never reads (pipelined requests behind a shut window) holds neither
+  the answers nor a descriptor. At most `MAX_PER_CLIENT` connections of an address,
+  `MAX_WAITING` of all, wait for their client to read; one more pushes out the one
+  that has waited longest (of that address, or of all);
 - a head over `MAX_HEAD` bytes or with more than `MAX_HEADERS` fields is refused
   with 431; what h11 cannot read as HTTP/1.1 (a TLS hello on the plain port) 400;
 - GitHub deliveries carry `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256
@@ -233,6 +239,7 @@ class _Listener:
         self._waiting_from: dict[str, int] = {}
         self._serving = 0
         self._served: dict[str, int] = {}  # requests being served, by client address
+        self._stalled: dict[_Protocol, str] = {}  # waiting for their client to read, in order
 
     def seen_before(self, body: bytes) -> bool:
         """Whether this body was received before; remembers it (the last `REMEMBERED`)."""
@@ -279,6 +286,23 @@ class _Listener:
         else:
             del self._waiting_from[client]
 
+    def stall(self, connection: _Protocol, client: str) -> list[_Protocol]:
+        """`connection` waits for its client to read; the one it pushes out (the longest
+        stalled of its address, or of all), to be dropped by the caller."""
+        mine = [stalled for stalled, address in self._stalled.items() if address == client]
+        out = []
+        if len(mine) >= self.limits.max_per_client:
+            out = mine[:1]
+        elif len(self._stalled) >= self.limits.max_waiting:
+            out = [next(iter(self._stalled))]
+        for stalled in out:
+            del self._stalled[stalled]
+        self._stalled[connection] = client
+        return out
+
+    def unstall(self, connection: _Protocol) -> None:
+        self._stalled.pop(connection, None)
+
     def take_slot(self, client: str) -> str | None:
         """A slot for a request from `client`, or why there is none."""
         if self._serving >= self.limits.max_connections:
@@ -311,7 +335,11 @@ class _Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Writing pauses as soon as the kernel leaves a byte to the transport's buffer:
+        # a client that does not read is then on the clock (`pause_writing`).
+        transport.set_write_buffer_limits(high=0)
         self._peer = str(self.client[0]) if self.client else "unknown"
+        self._stall: asyncio.TimerHandle | None = None
         self._head = b""  # what was read of the request not yet handed to h11
         self._phase: Literal["waiting", "head", "request", "closed"] = "waiting"
         self._slot = False  # holds one of the requests read at once
@@ -321,7 +349,20 @@ class _Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._close()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client does not take what it is sent (an answer being written, or bytes
+        left unsent on a closing connection): it has until the request deadline to."""
+        super().pause_writing()
+        self._stall = self.loop.call_later(self.listener.limits.read_timeout, self._drop)
+        for pushed_out in self.listener.stall(self, self._peer):
+            pushed_out._drop()
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
 
     def unread(self) -> bool:
         """Whether the client sent something the loop has not read yet (or hung up)."""
@@ -428,6 +469,18 @@ class _Protocol(H11Protocol):
         self._deadline = None
         self._close()
         self.transport.close()
+
+    def _unstall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self.listener.unstall(self)
+
+    def _drop(self) -> None:
+        """Closed at once, what was not taken of its answers with it."""
+        self._unstall()
+        self._close()
+        self.transport.abort()
 
     def _release(self) -> None:
         if self._slot:
