@@ -538,6 +538,16 @@ def _printable_target(head: bytes) -> bytes:
     return b" ".join((parts[0], escaped.encode("ascii"), parts[2])) + newline + rest
 
 
+def pages_protocol() -> type[asyncio.Protocol]:
+    """The receiver's HTTP/1.1 protocol for a server of pages alone (`reconciler serve`):
+    the same deadlines and caps, its refusals unreported (an attacker's say no log line)."""
+    limits = _Limits(HEADER_TIMEOUT, READ_TIMEOUT, MAX_CONNECTIONS, MAX_PER_CLIENT, MAX_WAITING)
+    receiver = Receiver(
+        delivered=lambda _: "ignored", refused=lambda *_: None, health=lambda: (404, {})
+    )
+    return _protocol_class(_Listener(receiver, b"", limits))
+
+
 def _protocol_class(listener: _Listener) -> type[_Protocol]:
     """`_Protocol` bound to `listener`: uvicorn makes a protocol per connection from its class."""
 

@@ -33,6 +33,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reconciler.adapters.webhook import MAX_HEAD, pages_protocol
 from reconciler.app import api, pages
 from reconciler.app.api import HistoryQuery, Source
 from reconciler.core.errors import ReconcilerError
@@ -341,6 +342,10 @@ def serve(
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     config: Any = uvicorn.Config(
         app(live, allowed_hosts=allowed_hosts(host)),
+        # uvicorn has no deadline for a request's head nor a cap on connections: the
+        # receiver's protocol keeps both, as on `watch --listen`.
+        http=pages_protocol(),
+        h11_max_incomplete_event_size=2 * MAX_HEAD,
         log_level="warning",
         timeout_graceful_shutdown=1,
         server_header=False,

@@ -1,0 +1,92 @@
+"""Attacks on the pipeline pages' server, `reconciler serve`, through real sockets.
+
+Each test is one attempt, written as the attacker would try it against the real
+command (a subprocess): a client that holds connections, a page of hostile text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests import test_watch
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.test_attacks_surfaces import read_all, served_connections
+
+
+@contextmanager
+def serving(path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`reconciler serve` on `path`, on a port the system chose: the process and its port."""
+    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(path)]
+    command += ["--listen", "127.0.0.1:0", "--interval", "0.2"]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert server.stderr is not None
+    try:
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(server.stderr, selectors.EVENT_READ)
+            deadline, said = time.monotonic() + 60, ""
+            while "serving" not in said and time.monotonic() < deadline:
+                if waiting.select(deadline - time.monotonic()):
+                    line = server.stderr.readline()
+                    assert line, f"serve ended: {said}"
+                    said += line
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", said)
+        assert found, said
+        yield server, int(found.group(1))
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stderr.close()
+
+
+def get_page(port: int, source: str = "127.0.0.1") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), 10, (source, 0)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        return read_all(sock)
+
+
+def test_serve_holds_no_connection_past_the_header_deadline_nor_more_than_its_caps(
+    tmp_path: Path, people: People
+) -> None:
+    # `serve` ran on uvicorn's own protocol: no deadline for a request's head and no cap
+    # on connections, so idle connections and a head sent a byte now and then were held
+    # for ever, a descriptor each, as many as one address cared to open.
+    repo = SeedRepo.create(tmp_path, people)
+    with serving(repo.path) as (server, port):
+        assert get_page(port).startswith(b"HTTP/1.1 200 ")  # accepting, not only listening
+        held = [
+            socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0)) for _ in range(30)
+        ]
+        trickling = socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.3", 0))
+        trickling.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        try:
+            # One address waits with 8 connections at most; another still gets its page.
+            time.sleep(0.5)
+            assert served_connections(server.pid, port) <= 9
+            assert get_page(port).startswith(b"HTTP/1.1 200 ")
+            began = time.monotonic()
+            for _ in range(8):
+                time.sleep(0.5)
+                trickling.sendall(b"X")  # a header byte now and then: cut off all the same
+            assert time.monotonic() - began < 5
+        except OSError:
+            pass  # the server cut the trickle off (as it should, at the header deadline)
+        try:
+            test_watch.wait_until(
+                lambda: served_connections(server.pid, port) == 0, 5, "the deadline"
+            )
+            assert read_all(trickling) == b""
+        finally:
+            for sock in [*held, trickling]:
+                sock.close()
+        assert get_page(port).startswith(b"HTTP/1.1 200 ")
+        assert os.path.exists(f"/proc/{server.pid}")
