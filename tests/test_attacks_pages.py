@@ -20,7 +20,8 @@ from pathlib import Path
 from tests import test_watch
 from tests.people import People
 from tests.repositories import SeedRepo
-from tests.test_attacks_surfaces import read_all, served_connections
+from tests.scenarios import ECOMMERCE, plan
+from tests.test_attacks_surfaces import commit_path, read_all, served_connections
 
 
 @contextmanager
@@ -90,3 +91,37 @@ def test_serve_holds_no_connection_past_the_header_deadline_nor_more_than_its_ca
                 sock.close()
         assert get_page(port).startswith(b"HTTP/1.1 200 ")
         assert os.path.exists(f"/proc/{server.pid}")
+
+
+def fetch(port: int, path: bytes) -> tuple[bytes, str]:
+    """GET `path`: the status line and the body, decoded as the page says (UTF-8)."""
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        head, _, body = read_all(sock).partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], body.decode("utf-8")
+
+
+# What reorders the text after it (Trojan Source), and what a terminal acts on.
+_REORDERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def test_a_file_name_that_is_not_utf8_or_a_bidi_name_cannot_break_or_reorder_the_pages(
+    tmp_path: Path, people: People
+) -> None:
+    # Any pusher's file whose name is not UTF-8: its bytes (lone surrogates) could not be
+    # encoded, and the audit trail answered 500 for good, a traceback on serve's stderr.
+    # A name with a right-to-left override would show what follows it reordered (pinned:
+    # the refusal that quotes it escapes it).
+    repo = SeedRepo.create(tmp_path, people)
+    named = plan(
+        "x\u202etnuoc ton seod\u202c", "quality-assurance", [ECOMMERCE], source="development"
+    )
+    repo.commit(people.alice, {"plans/reordered.yaml": named})
+    commit_path(repo, b"plans/caf\xe9-\xff.yaml", named)
+    with serving(repo.path) as (_server, port):
+        for path in (b"/", b"/history", b"/plans/reordered", b"/environments/quality-assurance"):
+            status, body = fetch(port, path)
+            assert status == b"HTTP/1.1 200 OK", (path, body[-400:])
+            assert _REORDERS.findall(body) == [], path
+        _status, body = fetch(port, b"/")
+        assert "x\\u202etnuoc ton seod\\u202c" in body  # shown, as a visible escape

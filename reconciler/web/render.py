@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Final
 import jinja2
 import markupsafe
 
+from reconciler.core.printable import printable
+
 if TYPE_CHECKING:
     from reconciler.app.history_entries import Entry
     from reconciler.app.pages import EnvironmentPage, PlanPage, Snapshot
@@ -35,6 +37,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_shown,
     )
     environment.filters["when"] = _when
     environment.filters["short"] = lambda commit: (commit or "")[:12]
@@ -43,6 +46,16 @@ def _environment() -> jinja2.Environment:
     environment.globals["drift_of"] = drift_by_cell
     environment.filters["clip"] = _clip
     return environment
+
+
+def _shown(value: object) -> object:
+    """Every value a page shows, as `printable` shows it in a terminal, line by line (notes
+    and logs keep their lines): a bidi control in a pushed name or message would show
+    what follows it in another order than it is read, and a file name that is not UTF-8
+    (its bytes as lone surrogates) cannot be sent at all, which failed the whole page."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return "\n".join(printable(line) for line in value.split("\n"))
+    return value
 
 
 def _when(moment: datetime | None) -> str:
