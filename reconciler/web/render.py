@@ -2,7 +2,9 @@
 
 Plan notes, names, commit messages and logs are whatever someone pushed: every value
 goes through Jinja2's autoescaping (always on, whatever a template's name), and no
-template marks a value safe. The stylesheet is the package's own (no CDN, no fonts).
+template marks a value safe; before that, through `printable` line by line (controls,
+bidi characters and the bytes of a file name that is not UTF-8 shown as escapes).
+The stylesheet is the package's own (no CDN, no fonts).
 """
 
 from __future__ import annotations
