@@ -28,12 +28,13 @@ pass, or nothing) is the caller's business, through the `Receiver` callbacks.
   are answered 503 and closed, so clients that hold connections cannot take
   the process's memory or descriptors. A kept-alive connection goes back to
   waiting after each answer;
-- what is written to a client must be taken (read) within `READ_TIMEOUT` of the
-  moment the kernel stops taking it, or the connection is dropped with it: a client
-  that asks and never reads (pipelined requests behind a shut window) holds neither
-  the answers nor a descriptor. At most `MAX_PER_CLIENT` connections of an address,
-  `MAX_WAITING` of all, wait for their client to read; one more pushes out the one
-  that has waited longest (of that address, or of all);
+- what is written to a client must be taken (read), some of it every
+  `READ_TIMEOUT` from the moment the kernel stops taking it, or the connection
+  is dropped with it: a client that asks and never reads (pipelined requests
+  behind a shut window) holds neither the answers nor a descriptor. At most
+  `MAX_PER_CLIENT` connections of an address, `MAX_WAITING` of all, wait for
+  their client to read; one more pushes out the one that has waited longest (of
+  that address, or of all);
 - a head over `MAX_HEAD` bytes or with more than `MAX_HEADERS` fields is refused
   with 431; what h11 cannot read as HTTP/1.1 (a TLS hello on the plain port) 400;
 - GitHub deliveries carry `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256
@@ -354,11 +355,20 @@ class _Protocol(H11Protocol):
 
     def pause_writing(self) -> None:
         """The client does not take what it is sent (an answer being written, or bytes
-        left unsent on a closing connection): it has until the request deadline to."""
+        left unsent on a closing connection): it has until the request deadline to take
+        some of it, again and again, or it is dropped."""
         super().pause_writing()
-        self._stall = self.loop.call_later(self.listener.limits.read_timeout, self._drop)
+        self._stalled(self.transport.get_write_buffer_size() + 1)
         for pushed_out in self.listener.stall(self, self._peer):
             pushed_out._drop()
+
+    def _stalled(self, unsent_before: int) -> None:
+        unsent = self.transport.get_write_buffer_size()
+        if unsent >= unsent_before:  # not a byte taken since: a slow reader reads
+            self._drop()
+            return
+        timeout = self.listener.limits.read_timeout
+        self._stall = self.loop.call_later(timeout, self._stalled, unsent)
 
     def resume_writing(self) -> None:
         self._unstall()
