@@ -125,3 +125,28 @@ def test_a_file_name_that_is_not_utf8_or_a_bidi_name_cannot_break_or_reorder_the
             assert _REORDERS.findall(body) == [], path
         _status, body = fetch(port, b"/")
         assert "x\\u202etnuoc ton seod\\u202c" in body  # shown, as a visible escape
+
+
+def test_a_burst_of_event_streams_opens_no_more_than_the_cap(
+    tmp_path: Path, people: People
+) -> None:
+    # The cap was checked when a stream was asked for and counted when it began: a burst
+    # of requests (from as many addresses as the per-address caps ask) all passed the
+    # check before one began, and nearly three times the cap stayed open, polling.
+    repo = SeedRepo.create(tmp_path, people)
+    with serving(repo.path) as (_server, port):
+        assert get_page(port).startswith(b"HTTP/1.1 200 ")
+        burst = [
+            socket.create_connection(("127.0.0.1", port), 10, (f"127.0.1.{n % 60 + 1}", 0))
+            for n in range(300)
+        ]
+        try:
+            for sock in burst:
+                sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answers = [sock.recv(12, socket.MSG_WAITALL) for sock in burst]
+            opened = answers.count(b"HTTP/1.1 200")
+            assert opened + answers.count(b"HTTP/1.1 503") == len(burst)
+            assert opened <= 64
+        finally:
+            for sock in burst:
+                sock.close()

@@ -140,6 +140,20 @@ class Live:
             return self.snapshot, self.version
 
 
+class _Counted(StreamingResponse):
+    """An event stream that gives its place among `live.streams` back when it ends."""
+
+    def __init__(self, live: Live, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.live = live
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.live.streams -= 1
+
+
 def _page(text: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(text, status, headers={"cache-control": "no-store"})
 
@@ -214,21 +228,21 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
 
         async def stream() -> AsyncIterator[str]:
             shown, quiet = -1, 0.0
-            live.streams += 1  # counted once begun: an unbegun stream would never run `finally`
-            try:
-                while True:
-                    if live.version != shown:
-                        shown, quiet = live.version, 0.0
-                        yield f"event: pass\ndata: {shown}\n\n"
-                    elif quiet >= HEARTBEAT:
-                        quiet = 0.0
-                        yield ": still here\n\n"
-                    await asyncio.sleep(0.2)
-                    quiet += 0.2
-            finally:
-                live.streams -= 1
+            while True:
+                if live.version != shown:
+                    shown, quiet = live.version, 0.0
+                    yield f"event: pass\ndata: {shown}\n\n"
+                elif quiet >= HEARTBEAT:
+                    quiet = 0.0
+                    yield ": still here\n\n"
+                await asyncio.sleep(0.2)
+                quiet += 0.2
 
-        return StreamingResponse(
+        # Counted as the cap is checked (a burst of requests would all pass the check
+        # before one stream began), and given back when the answer ends, begun or not.
+        live.streams += 1
+        return _Counted(
+            live,
             stream(),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
