@@ -17,16 +17,21 @@ measures:
     command's start-up alone: the interpreter and the modules `verify`
     imports before it works (`STARTUP_IMPORTS`; `verify --help` no longer
     loads them), with its ratio to (c''') `python -c pass` in the same runs;
-(d) the peak RSS of the full verify for two history lengths, `--commits` and a
-    quarter of it (the shorter one generated in a temporary directory), each
-    measured in a fresh child with `getrusage(RUSAGE_CHILDREN).ru_maxrss`.
+(d) the peak RSS of the reconciler's own process in a full verify with a fresh
+    state, at four history lengths: a quarter, half, once and twice `--commits`
+    (2,500 to 20,000 by default; the others generated in a temporary directory,
+    or kept in `--memory-dir`), each against the shortest. The verify runs in
+    a child interpreter that reports `getrusage(RUSAGE_SELF).ru_maxrss` as it
+    exits: Git's processes and the walk's workers are not counted (`peak MiB`
+    of (a) and (c) is that figure too).
 
 A benchmark that verifies nothing proves nothing, so every verify run's JSON is
 checked against the generator's manifest: the number of landings, the refused
 landings (exactly those holding a deliberately unauthorised commit), the
 commits the refusals blame, and the paths where main differs from the
 effective state. Then the goals: full verify <= 3x git log, incremental
-< 0.3 s, peak memory flat in history length (long / short <= 1.25). The exit
+< 0.3 s, the reconciler's peak memory flat in history length (longest / shortest
+<= 1.25). The exit
 status is 1 when a check fails (a goal missed is reported, not an error).
 `--profile` instead prints a cProfile of the full verify, in-process and in
 one batch (no worker process), so it shows all the work. `--floor` instead
@@ -76,8 +81,8 @@ from reconciler.app.authorise import Authoriser
 
 FULL_RATIO_GOAL: Final = 3.0  # full verify / git log, at most
 INCREMENTAL_GOAL: Final = 0.3  # seconds, below
-MEMORY_GOAL: Final = 1.25  # peak RSS, long history / short history, at most
-SHORT_FRACTION: Final = 4  # the short history for (d) is --commits / 4
+MEMORY_GOAL: Final = 1.25  # the reconciler's peak RSS, longest history / shortest, at most
+MEMORY_LENGTHS: Final = (0.25, 0.5, 1.0, 2.0)  # the histories of (d), as shares of --commits
 # What `reconciler verify` imports before it does any work: the CLI, the command, the
 # application layer it calls (the command imports it in its body).
 STARTUP_IMPORTS: Final = "import reconciler.cli.verify_commands, reconciler.app.api"
@@ -108,6 +113,22 @@ print(json.dumps({
     "returncode": completed.returncode,
     "stderr": completed.stderr.decode("utf-8", "replace")[-4000:],
 }))
+"""
+
+# `reconciler` run in this interpreter, which writes at exit (after click's exit) the peak
+# RSS of its own process: RUSAGE_CHILDREN, or the script's process tree, would report the
+# largest of its git processes and workers instead. `-c`, so the walk's workers (spawned,
+# fresh interpreters) do not run it again.
+_OWN_PEAK_PREFIX: Final = "reconciler own peak KiB: "
+_RECONCILER_OWN_PEAK: Final = f"""
+import atexit, resource, sys
+sys.argv[0] = "reconciler"
+atexit.register(
+    lambda: print("{_OWN_PEAK_PREFIX}%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  file=sys.stderr)
+)
+from reconciler.cli import main
+main()
 """
 
 
@@ -174,9 +195,11 @@ def benchmark_repository(
         yield root, _generate(settings, root), "generated, temporary"
 
 
-def _generate(settings: HistorySettings, directory: Path) -> HistoryManifest:
+def _generate(
+    settings: HistorySettings, directory: Path, *, replace: bool = False
+) -> HistoryManifest:
     print(f"generating {settings.commits} commits in {directory} ...", file=sys.stderr)
-    manifest = generate_history(settings, directory)
+    manifest = generate_history(settings, directory, replace=replace)
     print(describe(manifest, directory), file=sys.stderr)
     return manifest
 
@@ -205,8 +228,11 @@ def reconciler_launcher() -> list[str]:
 
 
 def verify_argv(root: Path, state_dir: Path) -> list[str]:
+    """A full or incremental verify, reporting its own peak RSS (`_RECONCILER_OWN_PEAK`)."""
     return [
-        *reconciler_launcher(),
+        sys.executable,
+        "-c",
+        _RECONCILER_OWN_PEAK,
         "verify",
         "--repo",
         str(root),
@@ -235,14 +261,16 @@ def git_log_argv(root: Path, anchor: str) -> list[str]:
 class Run:
     seconds: float
     cpu_seconds: float  # user + system, the command and every process it waited for
-    peak_mib: float
+    peak_mib: float  # the command's own process where it says (verify), else its largest
     returncode: int
     stdout: bytes
     stderr: str
 
 
 def run_measured(argv: Sequence[str]) -> Run:
-    """Wall time, CPU time and peak RSS of `argv`, measured by a fresh child interpreter."""
+    """Wall time, CPU time and peak RSS of `argv`, measured by a fresh child interpreter:
+    the peak the command reports of its own process (`verify_argv`), else the largest
+    process of its tree."""
     with tempfile.NamedTemporaryFile(prefix="reconciler-bench-out-") as out:
         completed = subprocess.run(
             [sys.executable, "-c", _MEASURING_CHILD, json.dumps(list(argv)), out.name],
@@ -256,14 +284,23 @@ def run_measured(argv: Sequence[str]) -> Run:
         stdout = Path(out.name).read_bytes()
     # ru_maxrss is KiB on Linux, bytes on macOS.
     divisor = 1024 * 1024 if sys.platform == "darwin" else 1024
+    stderr, own = _own_peak(report["stderr"])
     return Run(
         report["seconds"],
         report["cpu"],
-        report["maxrss"] / divisor,
+        (report["maxrss"] if own is None else own) / divisor,
         report["returncode"],
         stdout,
-        report["stderr"],
+        stderr,
     )
+
+
+def _own_peak(stderr: str) -> tuple[str, int | None]:
+    """`stderr` without the line `_RECONCILER_OWN_PEAK` writes, and that line's figure."""
+    lines = stderr.splitlines(keepends=True)
+    if lines and lines[-1].startswith(_OWN_PEAK_PREFIX):
+        return "".join(lines[:-1]), int(lines[-1].removeprefix(_OWN_PEAK_PREFIX))
+    return stderr, None
 
 
 def verify_report(run: Run, what: str) -> dict[str, Any]:
@@ -337,18 +374,27 @@ def check_report(
 # -- the measurements -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryPoint:
+    """(d): the reconciler's own peak in a full verify of one history length."""
+
+    commits: int
+    peak_mib: float
+    seconds: float
+
+
 @dataclass(slots=True)
 class Results:
     facts: dict[str, Any]
     measurements: dict[str, Measurement]
     checks: list[Check]
-    memory: dict[str, float | int]  # commits and peak MiB of the long and short histories
+    memory: list[MemoryPoint]  # (d), shortest history first
 
     def goals(self) -> list[Goal]:
         full = self.measurements.get("a")
         log = self.measurements.get("b")
         incremental = self.measurements.get("c")
-        long_mib, short_mib = self.memory.get("long_mib"), self.memory.get("short_mib")
+        shortest, longest = (self.memory[0], self.memory[-1]) if self.memory else (None, None)
         return [
             Goal(
                 "full verify / git log",
@@ -365,9 +411,9 @@ class Results:
                 "s",
             ),
             Goal(
-                f"peak RSS, {self.memory.get('long_commits')} / "
-                f"{self.memory.get('short_commits')} commits",
-                long_mib / short_mib if long_mib and short_mib else None,
+                f"own peak RSS, {longest.commits if longest else '-'} / "
+                f"{shortest.commits if shortest else '-'} commits",
+                longest.peak_mib / shortest.peak_mib if longest and shortest else None,
                 MEMORY_GOAL,
                 "at most",
                 "x",
@@ -382,10 +428,10 @@ def measure(
     repeat_full: int,
     repeat_log: int,
     repeat_incremental: int,
-    short: HistoryManifest | None,
-    short_root: Path | None,
+    lengths: Sequence[tuple[Path, HistoryManifest] | None],
     scratch: Path,
-) -> tuple[dict[str, Measurement], list[Check], dict[str, float | int]]:
+) -> tuple[dict[str, Measurement], list[Check], list[MemoryPoint]]:
+    """(a) to (c) on `root`; (d) on each of `lengths` (None: `root` itself, (a)'s first run)."""
     results = {
         "a": Measurement("a", "reconciler verify, full, anchor..tip (subprocess)"),
         "b": Measurement("b", "git log --first-parent -m --raw --no-renames"),
@@ -463,20 +509,43 @@ def measure(
         median_ratio = statistics.median(ours / alone for ours, alone in ratios)
         results["c_startup"].note = f"{median_ratio:.1f}x python -c pass, run by run"
 
-    memory: dict[str, float | int] = {
-        "long_commits": manifest.commits,
-        "long_mib": max(results["a"].peak_mib),
-    }
-    if short is not None and short_root is not None:
-        run = run_measured(verify_argv(short_root, scratch / "state-short"))
-        report = verify_report(run, "the short full verify")
+    memory: list[MemoryPoint] = []
+    for length in lengths:
+        if length is None:
+            full = results["a"]
+            memory.append(MemoryPoint(manifest.commits, full.peak_mib[0], full.seconds[0]))
+            continue
+        other_root, other = length
+        run = run_measured(verify_argv(other_root, scratch / f"state-{other.commits}"))
+        report = verify_report(run, f"the full verify of {other.commits} commits")
         checks.append(
-            check_report(report, short, "full verify, short history", returncode=run.returncode)
+            check_report(
+                report, other, f"full verify, {other.commits} commits", returncode=run.returncode
+            )
         )
-        memory.update(
-            short_commits=short.commits, short_mib=run.peak_mib, short_seconds=run.seconds
-        )
+        memory.append(MemoryPoint(other.commits, run.peak_mib, run.seconds))
     return results, checks, memory
+
+
+def memory_histories(
+    manifest: HistoryManifest, directory: Path
+) -> list[tuple[Path, HistoryManifest] | None]:
+    """The histories of (d), shortest first, generated in `directory` (or reused from
+    it); None stands for the timed history itself."""
+    histories: list[tuple[Path, HistoryManifest] | None] = []
+    for share in MEMORY_LENGTHS:
+        commits = max(2, round(manifest.commits * share))
+        if commits == manifest.commits:
+            histories.append(None)
+            continue
+        root = directory / str(commits)
+        settings = dataclasses.replace(manifest.settings, commits=commits)
+        kept = load_manifest(root)
+        if kept is None or kept.settings != settings:
+            kept = _generate(settings, root, replace=kept is not None)
+        _put_main_back(root, kept)
+        histories.append((root, kept))
+    return histories
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -518,13 +587,14 @@ def render_text(results: Results) -> str:
         )
         if measurement.note:
             lines.append(f"      {measurement.note}")
-    memory = results.memory
-    if "short_mib" in memory:
-        lines.append(
-            f"(d) peak RSS of the full verify: {memory['short_commits']} commits "
-            f"{memory['short_mib']:.1f} MiB ({memory['short_seconds']:.1f} s), "
-            f"{memory['long_commits']} commits {memory['long_mib']:.1f} MiB"
-        )
+    if results.memory:
+        lines.append("(d) the reconciler's own peak RSS, full verify, fresh state:")
+        shortest = results.memory[0]
+        lines += [
+            f"      {point.commits:>7,} commits {point.peak_mib:>7.1f} MiB "
+            f"{point.peak_mib / shortest.peak_mib:>6.2f}x  ({point.seconds:.1f} s)"
+            for point in results.memory
+        ]
     lines += ["", f"{'goal':<46} {'value':>8}  {'target':<9} result"]
     for goal in results.goals():
         if goal.value is None:
@@ -544,7 +614,7 @@ def render_json(results: Results) -> str:
             "repository": results.facts,
             "checks": [check.as_json() for check in results.checks],
             "measurements": {key: value.as_json() for key, value in results.measurements.items()},
-            "memory": results.memory,
+            "memory": [dataclasses.asdict(point) for point in results.memory],
             "goals": [goal.as_json() for goal in results.goals()],
             "platform": {
                 "python": sys.version.split()[0],
@@ -731,7 +801,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--repeat-incremental", type=int, default=7, help="runs of the incremental verify (c)"
     )
     parser.add_argument(
-        "--no-memory", action="store_true", help="skip the short history of the memory check (d)"
+        "--no-memory", action="store_true", help="skip the other histories of the memory check (d)"
+    )
+    parser.add_argument(
+        "--memory-dir",
+        type=Path,
+        default=None,
+        help="keep the other histories of (d) in DIR/<commits>, reused when there "
+        "(default: a temporary directory)",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(
@@ -774,22 +851,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if arguments.floor:
                 print(library_floor(root, manifest))
                 return 0
-            short: HistoryManifest | None = None
-            short_root: Path | None = None
-            if not arguments.no_memory:
-                short_settings = dataclasses.replace(
-                    manifest.settings, commits=max(2, manifest.commits // SHORT_FRACTION)
-                )
-                short_root = Path(scratch) / "short"
-                short = _generate(short_settings, short_root)
+            lengths = (
+                []
+                if arguments.no_memory
+                else memory_histories(manifest, arguments.memory_dir or Path(scratch))
+            )
             measurements, checks, memory = measure(
                 root,
                 manifest,
                 repeat_full=arguments.repeat,
                 repeat_log=arguments.repeat_log,
                 repeat_incremental=arguments.repeat_incremental,
-                short=short,
-                short_root=short_root,
+                lengths=lengths,
                 scratch=Path(scratch),
             )
             results = Results(

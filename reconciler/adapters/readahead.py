@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 PREFETCH: Final = 512  # commits read, checked and parsed per batch
 MAX_WORKERS: Final = 3  # worker processes of a long walk, at most (one core stays the walk's)
-FIELDS_MEMO: Final = 4096  # parsed plan and teams.yaml versions kept, per generation
+FIELDS_MEMO: Final = 2048  # recently parsed plan and teams.yaml versions kept, per generation
 STRUCTURED: Final = ("plan", "teams")  # kinds judged per field, so read and parsed
 
 SignatureCheck = SignatureRow  # status, key fingerprint, reason, payload digest
@@ -56,17 +56,31 @@ Inputs = tuple[list[str], frozenset[str], list[Wanted], list[HistoryEntry]]
 
 
 class ParsedVersions:
-    """Parsed versions by (kind, name, blob), bounded: in two generations, the older
-    dropped when the newer fills, so what the last batch parsed is still at hand."""
+    """Parsed versions by (kind, name, blob), bounded by the files, not the history: the
+    newest version parsed of each file (where its next change starts from), and the
+    versions parsed lately in two generations, the older dropped when the newer fills,
+    so what the last batch parsed is still at hand."""
 
     def __init__(self, limit: int = FIELDS_MEMO) -> None:
         self._limit = limit
         self._newer: dict[VersionKey, FieldMap] = {}
         self._older: dict[VersionKey, FieldMap] = {}
+        self._latest: dict[tuple[str, str], tuple[str, FieldMap]] = {}  # (kind, name)
+
+    def __len__(self) -> int:
+        """Versions held, each once."""
+        held = self._newer.keys() | self._older.keys()
+        return len(held | {(*file, blob) for file, (blob, _) in self._latest.items()})
 
     def get(self, key: VersionKey) -> FieldMap | None:
         found = self._newer.get(key)
-        return self._older.get(key) if found is None else found
+        if found is None:
+            found = self._older.get(key)
+        if found is None:
+            kind, name, blob = key
+            latest = self._latest.get((kind, name))
+            found = latest[1] if latest is not None and latest[0] == blob else None
+        return found
 
     def put(self, key: VersionKey, fields: FieldMap) -> None:
         self.add({key: fields})
@@ -76,6 +90,8 @@ class ParsedVersions:
         if len(self._newer) + len(parsed) > self._limit:
             self._older, self._newer = self._newer, {}
         self._newer.update(parsed)
+        for (kind, name, blob), fields in parsed.items():
+            self._latest[(kind, name)] = (blob, fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +191,9 @@ class ReadAhead:
         commits = [entry.id for entry in entries]
         stored = self.store.signatures(commits)
         wanted: dict[str, Wanted] = {}
+        # Versions parsed before, taken along: the cache may drop them before this batch
+        # is judged, and reading one then costs a round trip to git.
+        held: dict[VersionKey, FieldMap] = {}
         for entry in entries:
             for change in entry.changes:
                 placement = place(change.path)
@@ -182,8 +201,13 @@ class ReadAhead:
                     continue
                 for blob in (change.old_blob, change.new_blob):
                     key = (placement.kind, placement.name, blob)
-                    if blob != NULL_OID and blob not in asked and self.versions.get(key) is None:
+                    if blob == NULL_OID or blob in asked:
+                        continue
+                    known = self.versions.get(key)
+                    if known is None:
                         wanted[blob] = (change.path, placement.kind, placement.name, blob)
+                    else:
+                        held[key] = known
         inputs: Inputs = (
             commits,
             frozenset(stored),
@@ -196,7 +220,7 @@ class ReadAhead:
                 prepared = worker.submit(prepare, self.repo.path, *inputs)
         if prepared is None:
             prepared = _Done(prepare(self.repo, *inputs))
-        return _Batch(entries, stored, prepared, frozenset(wanted), inputs)
+        return _Batch(entries, stored, prepared, frozenset(wanted), inputs, held)
 
     def _resolve(self, batch: _Batch) -> ReadBatch:
         """`batch` read (here and now if it was never sent), its results remembered.
@@ -212,7 +236,7 @@ class ReadAhead:
         except Exception:  # the worker could not start, or died: do it here instead
             infos, checked, parsed, taken = prepare(self.repo, *batch.inputs)
         self.store.remember_signatures(checked)
-        self.versions.add(parsed)
+        self.versions.add({**batch.held, **parsed})
         checks = {commit: batch.stored.get(commit) or checked[commit] for commit in infos}
         entries = [taken.get(entry.id, entry) for entry in batch.entries]
         return ReadBatch(entries, infos, checks)
@@ -251,6 +275,7 @@ class _Batch:
     prepared: _Outcome | None = None  # commits, their checks, the versions parsed
     versions: frozenset[str] = frozenset()  # blobs asked for this batch
     inputs: Inputs = ([], frozenset(), [], [])
+    held: Mapping[VersionKey, FieldMap] = field(default_factory=dict)  # parsed before
 
 
 def prepare(

@@ -154,8 +154,14 @@ def verify(
             trusted = session.typed_revision("--re-anchor", request.re_anchor)
             result, _ = session.re_anchor(trusted, progress)
         else:
+            # Reported from the store after the anchor: a copy of every verdict of a long
+            # history held in memory through the walk would serve nothing.
             result, _ = session.authorise(
-                to, trust_anchor=anchor, progress=progress, to_name=request.to_rev
+                to,
+                trust_anchor=anchor,
+                progress=progress,
+                to_name=request.to_rev,
+                verdicts=start is not None,
             )
         refused = session.landings_between(start, result.tip, result.judged, refused_only=True)
         ignored = session.ignored_between(start, result.tip, result)

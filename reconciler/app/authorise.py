@@ -125,6 +125,9 @@ class Authoriser:
         self._held: tuple[str, Transaction] | None = None
         self._touched: set[str] = set()
         self.anchor = ""
+        # False: `run` returns no verdicts (the store has them), so a walk of a long history
+        # does not hold one per landing in memory.
+        self.keep_verdicts = True
 
     @property
     def revoked(self) -> Revocations | None:
@@ -360,15 +363,16 @@ class Authoriser:
         self._touched.clear()
         verdicts: list[LandingVerdict] = []
         ignored: list[IgnoredTrailer] = []
-        seq = self.store.next_seq()
+        first = seq = self.store.next_seq()
         for landings in self._landings(tip, last, targets, off_chain=off_chain):
             for commit, first_parent, landed in landings:
                 judgement = self._judge(Landing(seq, commit, first_parent, landed))
                 seq += 1
-                verdicts.append(judgement.verdict)
+                if self.keep_verdicts:
+                    verdicts.append(judgement.verdict)
                 ignored.extend(judgement.ignored)
                 if self.progress is not None:
-                    self.progress(len(verdicts), len(targets))
+                    self.progress(seq - first, len(targets))
         return tuple(verdicts), tuple(ignored)
 
     def _landings(

@@ -88,10 +88,12 @@ class Session:
         progress: Progress | None = None,
         re_anchor: bool = False,
         to_name: str | None = None,
+        verdicts: bool = True,
     ) -> tuple[VerifyResult, Policy]:
         """Walk to `to` (default: the branch tip); persist only what is on the branch.
 
-        `to_name`: how the user named `to`, for messages.
+        `to_name`: how the user named `to`, for messages. `verdicts=False`: a walk kept
+        on the branch returns no verdicts; the caller reads them from the store.
         """
         tip = self.tip()
         target = self.repo.resolve(to) if to else tip
@@ -116,6 +118,7 @@ class Session:
         if not on_branch:
             self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
+        authoriser.keep_verdicts = verdicts or not on_branch
         with self.store.transaction(keep=on_branch):
             result = authoriser.run(
                 target,

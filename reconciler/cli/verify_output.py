@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -14,6 +14,8 @@ from reconciler.core.access import AccessReport
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.printable import printable
 from reconciler.core.verdicts import LandingVerdict, group_refusals
+
+_SLICE: Final = 256  # verdicts written at a time
 
 
 def emit_verification_json(
@@ -25,10 +27,14 @@ def emit_verification_json(
     """The documented JSON, with every landing's stored verdict passed through as it is."""
     head = {"anchor": result.anchor, "tip": result.tip, "authorised": not refused}
     differs = {path: list(fields) for path, fields in result.differs.items()}
-    # Written in pieces (megabytes of verdicts are not copied into one string again),
-    # and with color=True: JSON escapes control characters, nothing to strip.
-    for piece in (json.dumps(head)[:-1], ', "landings": [', ", ".join(landings), '], "differs": '):
-        click.echo(piece, nl=False, color=True)
+    # Written a slice of verdicts at a time: megabytes of them joined into one string,
+    # and that encoded, were the peak of a long verify's memory. With color=True: JSON
+    # escapes control characters, nothing to strip.
+    click.echo(json.dumps(head)[:-1] + ', "landings": [', nl=False, color=True)
+    for start in range(0, len(landings), _SLICE):
+        joined = ", ".join(landings[start : start + _SLICE])
+        click.echo(joined if start == 0 else ", " + joined, nl=False, color=True)
+    click.echo('], "differs": ', nl=False, color=True)
     tail = {"ignored": [event.as_json() for event in ignored]}
     click.echo(json.dumps(differs) + ", " + json.dumps(tail)[1:], color=True)
 
