@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from reconciler.adapters import revocation_file
-from reconciler.adapters.drivers import Driver, Step, load_driver
+from reconciler.adapters.drivers import Driver, Outcome, Step, load_driver
 from reconciler.adapters.gitobjects import CommitInfo
 from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
@@ -338,6 +338,8 @@ class Reconciler:
             self.close()
             raise
         self.in_flight: set[str] = set()
+        # What each environment's driver said runs there, this pass (`_Looked`): app -> version.
+        self._looks: dict[str, dict[str, str | None]] = {}
         # What the last pass read (policy, deployments/), for drift between passes.
         self.observed: History | None = None
         self._last_published = ""
@@ -415,6 +417,7 @@ class Reconciler:
         report = PassReport(dry_run=self.options.dry_run, shard=self.shard)
         self.publisher.ours = False  # every pass starts from what the branch holds now
         self.publisher.maintain()
+        self._looks = {}  # a pass looks at each driver afresh
         if not self.options.dry_run:
             self._flush_outbox()
         for _ in range(self.options.max_rounds):
@@ -435,6 +438,7 @@ class Reconciler:
         with self._git_lock:
             self.publisher.ours = False  # every pass starts from what the branch holds now
             self.publisher.maintain()
+            self._looks = {}  # a pass looks at each driver afresh
             if not self.options.dry_run:
                 self._flush_outbox()
             started = self.plan_pass(report)
@@ -783,7 +787,7 @@ class Reconciler:
             stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
             return Execution("failed", (), (f"{stamp}Z run stopped: {drifted}",), reason=drifted)
         running = self._running(environment) if decision.plan.rollback else None
-        return execute(
+        execution = execute(
             steps_for(decision.plan, environment, run_id, running),
             driver,
             retries=environment.driver.retries,
@@ -802,6 +806,20 @@ class Reconciler:
             on_failure=environment.on_failure,
             previous=self._running(environment) if environment.on_failure == "rollback" else None,
         )
+        self._ran(environment.name, execution)
+        return execution
+
+    def _ran(self, environment: str, execution: Execution) -> None:
+        """Carry this pass's look at `environment` (`_Looked`) past a run: what a succeeded run
+        deployed is what runs there now. After any other end (a failed step, a rollback, a
+        stop) what runs is not known for sure, and the next run asks the driver again."""
+        look = self._looks.get(environment)
+        if look is None:
+            return
+        if execution.result != "succeeded":
+            self._looks.pop(environment, None)
+            return
+        look.update((step.application, step.version) for step in execution.deployed)
 
     def _running(self, environment: Environment) -> dict[str, str]:
         """What runs in `environment` before a run (application -> version), as the effective
@@ -828,7 +846,8 @@ class Reconciler:
             for name, entry in entries.items()
             if name in wanted and isinstance(entry, Mapping) and "version" in entry
         }
-        return stops_run(plan, drift_in(environment, recorded, lambda: driver))
+        look = self._looks.setdefault(environment.name, {})
+        return stops_run(plan, drift_in(environment, recorded, lambda: _Looked(driver, look)))
 
     def drift(self, history: History, environments: Collection[str]) -> DriftReport:
         """Drift in `environments`, against deployments/ as `history` (a pass's) read it."""
@@ -1183,6 +1202,31 @@ class Reconciler:
             return sum(
                 self._publish_finish(writer, run_id, detail) for run_id, detail in pending.items()
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Looked:
+    """A driver whose `current` answers from the pass's look at its environment (`look`:
+    application -> what the driver said), asking the driver only for an application the
+    look lacks.
+
+    The drift check before each run asked the driver about every application the plan
+    deploys: with the command driver a process each, per run, which cost a backlog's
+    runs more than their records. Within a pass, what runs in an environment changes
+    only by this reconciler's runs there, one at a time (`Reconciler._ran` carries the
+    look past each); drift someone makes meanwhile is found by the next pass's look.
+    """
+
+    driver: Driver
+    look: dict[str, str | None]
+
+    def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
+        return self.driver.deploy(step, on_line)
+
+    def current(self, application: str, environment: str) -> str | None:
+        if application not in self.look:
+            self.look[application] = self.driver.current(application, environment)
+        return self.look[application]
 
 
 def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
