@@ -17,7 +17,7 @@ from reconciler.core.decide import Decision, executable, ordered
 from reconciler.core.decide_values import History, Run, Wait
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import PlanRef, Record
-from reconciler.core.model import Environment
+from reconciler.core.model import Environment, Policy
 from reconciler.core.reasons import Reason, reason
 
 # The margin a run's lease adds to what its next driver step may take at most: time to
@@ -293,6 +293,52 @@ def late_steps(
         for application, version in deployed
         if started_seq.get(deployed_by.get(application, ""), 0) <= ended_seq
     )
+
+
+def by_target(decisions: Iterable[Decision]) -> dict[tuple[str, bool], tuple[Decision, ...]]:
+    """The decisions of valid plans by (target environment, whether it is a rollback): what
+    `touched_by` looks up, built once for many rounds (a plan version's content never
+    changes)."""
+    found: dict[tuple[str, bool], list[Decision]] = {}
+    for decision in decisions:
+        if decision.plan is not None:
+            found.setdefault((decision.plan.target, decision.plan.rollback), []).append(decision)
+    return {key: tuple(items) for key, items in found.items()}
+
+
+def touched_by(
+    policy: Policy,
+    into: Mapping[tuple[str, bool], Iterable[Decision]],
+    ran: Collection[PlanRef],
+    deployed: Mapping[str, Collection[str]],
+) -> frozenset[PlanRef]:
+    """The plan versions whose decision a reconciler's own start and finish records can
+    change (`into`: the decisions `by_target`): those of the plans whose runs they
+    record (`ran`); and, where the runs deployed (`deployed`: environment ->
+    applications), its rollback plans (what ran there is what they may go back to) and
+    the plans of the environments that promote from it naming an application deployed
+    (their promotion and soak).
+
+    Nothing else a decision reads is in those records: the plans, sign-offs, locks
+    and the policy change only by people's commits, after which everything is decided
+    again; the clock is the caller's to watch (`docs/design.md`, "Records and runs").
+    """
+    touched = set(ran)
+    for name in deployed:
+        touched.update(decision.ref for decision in into.get((name, True), ()))
+    for name, environment in policy.environments.items():
+        source = environment.promotes_from
+        if source is None or source not in deployed:
+            continue
+        applications = set(deployed[source])
+        for rollback in (False, True):
+            touched.update(
+                decision.ref
+                for decision in into.get((name, rollback), ())
+                if decision.plan is not None
+                and any(entry.name in applications for entry in decision.plan.applications)
+            )
+    return frozenset(touched)
 
 
 def driver_targets(decisions: Iterable[Decision]) -> list[str]:
