@@ -321,7 +321,7 @@ def touched_by(
 
     Nothing else a decision reads is in those records: the plans, sign-offs, locks
     and the policy change only by people's commits, after which everything is decided
-    again; the clock is the caller's to watch (`docs/design.md`, "Records and runs").
+    again; the clock is the caller's to watch (docs/design.md, "Records and runs").
     """
     touched = set(ran)
     for name in deployed:
