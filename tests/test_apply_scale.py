@@ -37,6 +37,9 @@ from benchmarks.apply import (
 from reconciler.app.reconcile import Options, PassReport, Reconciler
 from reconciler.core import decide
 from tests.clock import SUITE_NOW
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, qa_plan
 
 BACKLOG = ApplySettings(plans=10, apps=2, seed=11)
 
@@ -148,3 +151,22 @@ def test_a_pass_asks_a_driver_what_runs_once_per_application_not_once_per_run(
     _, report = run_apply(fixture, workspace)
     assert [run["result"] for run in report["runs"]] == ["succeeded"] * 3
     assert sorted(asked.read_text().split()) == sorted(BACKLOG.applications)
+
+
+def test_a_promotion_a_run_makes_possible_starts_in_the_same_pass(
+    tmp_path: Path, people: People
+) -> None:
+    # The QA release is approved and triggered, and waits for ecommerce 1.4.0 to run in
+    # development, which the development build deploys: one pass runs both, the QA
+    # release decided again once the build's finish record says what runs there.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    waiting = repo.reconciler("plan", "--format", "json").json()
+    assert [item["status"] for item in waiting["plans"] if item["plan"] == QA_PLAN] == ["waiting"]
+    result = repo.apply("--format", "json")
+    assert result.exit_code == 0, result.output
+    runs = {run["plan"]: run["result"] for run in result.json()["runs"]}
+    assert runs == {DEV_PLAN: "succeeded", QA_PLAN: "succeeded"}

@@ -102,12 +102,13 @@ from reconciler.core.runs import (
     EXTEND,
     RECENT_RECORDS,
     STEP,
+    Dependents,
     RunDecisions,
     RunFacts,
     Start,
-    by_target,
     contested,
     decide_runs,
+    dependents,
     in_shard,
     late_steps,
     lease_for,
@@ -302,7 +303,7 @@ class _Decided:
     decisions: Mapping[str, Decision]  # every plan on main, by path, before `runs.hold`
     history: History
     since: float  # monotonic time every plan was last decided
-    into: Mapping[tuple[str, bool], tuple[Decision, ...]]  # `runs.by_target`, of that time
+    plans: Dependents  # `runs.dependents`, of that time
     started: Mapping[str, PlanRef] = field(default_factory=dict)  # run id -> its plan version
 
 
@@ -669,16 +670,16 @@ class Reconciler:
             seen = observe(authoriser, verified, now, drivers=None)
             history, every = seen.history, {item.path: item for item in seen.decisions}
             since = time.monotonic()
-            into: Mapping[tuple[str, bool], tuple[Decision, ...]] = by_target(seen.decisions)
+            plans = dependents(seen.decisions)
             report.decided += len(seen.decisions)
         else:
             decided, only = narrowed
             history, every = self._decide_again(report, verified, now, decided, only)
-            since, into = decided.since, decided.into
+            since, plans = decided.since, decided.plans
         self.observed = history
         self._check_shard(history.policy)
         decisions = ordered(every.values())
-        self._round = _Decided(tip, every, history, since, into)
+        self._round = _Decided(tip, every, history, since, plans)
         # Before any start record: a plan whose environment's driver cannot load waits;
         # only where this reconciler may start runs (another shard's driver need not load here).
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
@@ -706,14 +707,12 @@ class Reconciler:
             or time.monotonic() - decided.since >= DECIDE_ALL_AFTER
         ):
             return None
-        deployed: dict[str, set[str]] = {}
-        for detail in pending.values():
-            deployed.setdefault(detail.environment, set()).update(
-                application for application, _version in detail.deployed
-            )
-        touched = touched_by(
-            decided.history.policy, decided.into, set(decided.started.values()), deployed
-        )
+        deployed: dict[str, dict[str, str]] = {}
+        for detail in pending.values():  # in the order they land: the last one's stands
+            deployed.setdefault(detail.environment, {}).update(detail.deployed)
+        history = decided.history
+        ran = set(decided.started.values())
+        touched = touched_by(history.policy, decided.plans, ran, deployed, history.deployed)
         return decided, {ref.path: ref.blob for ref in touched}
 
     def _decide_again(

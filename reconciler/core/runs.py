@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
-from reconciler.core.decide import Decision, executable, ordered
+from reconciler.core.decide import Decision, executable, ordered, promoted
 from reconciler.core.decide_values import History, Run, Wait
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import PlanRef, Record
@@ -295,29 +295,52 @@ def late_steps(
     )
 
 
-def by_target(decisions: Iterable[Decision]) -> dict[tuple[str, bool], tuple[Decision, ...]]:
-    """The decisions of valid plans by (target environment, whether it is a rollback): what
-    `touched_by` looks up, built once for many rounds (a plan version's content never
-    changes)."""
-    found: dict[tuple[str, bool], list[Decision]] = {}
+@dataclass(frozen=True, slots=True)
+class Dependents:
+    """Which plan versions a run's records can change the decision of, looked up by where
+    it deployed what (`dependents`, built once for many rounds: a plan version's content
+    never changes)."""
+
+    # environment -> its rollback plans (what ran there is what they may go back to)
+    rollbacks: Mapping[str, tuple[PlanRef, ...]]
+    # (environment, application, version) -> the plans into it whose promotion needs that
+    # version running in its source (`decide.promoted`)
+    needing: Mapping[tuple[str, str, str], tuple[PlanRef, ...]]
+
+
+def dependents(decisions: Iterable[Decision]) -> Dependents:
+    """The plans of `decisions` that records of runs elsewhere can change (`touched_by`)."""
+    rollbacks: dict[str, list[PlanRef]] = {}
+    needing: dict[tuple[str, str, str], list[PlanRef]] = {}
     for decision in decisions:
-        if decision.plan is not None:
-            found.setdefault((decision.plan.target, decision.plan.rollback), []).append(decision)
-    return {key: tuple(items) for key, items in found.items()}
+        plan = decision.plan
+        if plan is None:
+            continue
+        if plan.rollback:
+            rollbacks.setdefault(plan.target, []).append(decision.ref)
+        for entry in plan.applications:
+            version = promoted(entry)
+            if version is not None:
+                needing.setdefault((plan.target, entry.name, version), []).append(decision.ref)
+    return Dependents(
+        {name: tuple(refs) for name, refs in rollbacks.items()},
+        {key: tuple(refs) for key, refs in needing.items()},
+    )
 
 
 def touched_by(
     policy: Policy,
-    into: Mapping[tuple[str, bool], Iterable[Decision]],
+    plans: Dependents,
     ran: Collection[PlanRef],
-    deployed: Mapping[str, Collection[str]],
+    deployed: Mapping[str, Mapping[str, str]],
+    before: Mapping[str, Mapping[str, str]],
 ) -> frozenset[PlanRef]:
     """The plan versions whose decision a reconciler's own start and finish records can
-    change (`into`: the decisions `by_target`): those of the plans whose runs they
-    record (`ran`); and, where the runs deployed (`deployed`: environment ->
-    applications), its rollback plans (what ran there is what they may go back to) and
-    the plans of the environments that promote from it naming an application deployed
-    (their promotion and soak).
+    change: those of the plans whose runs they record (`ran`); and, where the runs
+    deployed (`deployed`: environment -> application -> version; `before`: what ran
+    there until then), its rollback plans, and the plans of the environment promoting
+    from it that need a version deployed there, or one that ran there until then (their
+    promotion and soak).
 
     Nothing else a decision reads is in those records: the plans, sign-offs, locks
     and the policy change only by people's commits, after which everything is decided
@@ -325,19 +348,15 @@ def touched_by(
     """
     touched = set(ran)
     for name in deployed:
-        touched.update(decision.ref for decision in into.get((name, True), ()))
+        touched.update(plans.rollbacks.get(name, ()))
     for name, environment in policy.environments.items():
         source = environment.promotes_from
         if source is None or source not in deployed:
             continue
-        applications = set(deployed[source])
-        for rollback in (False, True):
-            touched.update(
-                decision.ref
-                for decision in into.get((name, rollback), ())
-                if decision.plan is not None
-                and any(entry.name in applications for entry in decision.plan.applications)
-            )
+        for application, version in deployed[source].items():
+            for needed in (version, before.get(source, {}).get(application)):
+                if needed is not None:
+                    touched.update(plans.needing.get((name, application, needed), ()))
     return frozenset(touched)
 
 
