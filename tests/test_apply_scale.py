@@ -167,6 +167,6 @@ def test_a_promotion_a_run_makes_possible_starts_in_the_same_pass(
     waiting = repo.reconciler("plan", "--format", "json").json()
     assert [item["status"] for item in waiting["plans"] if item["plan"] == QA_PLAN] == ["waiting"]
     result = repo.apply("--format", "json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.stderr
     runs = {run["plan"]: run["result"] for run in result.json()["runs"]}
     assert runs == {DEV_PLAN: "succeeded", QA_PLAN: "succeeded"}
