@@ -82,7 +82,7 @@ from reconciler.app.record import (
     start_message,
 )
 from reconciler.app.session import followed_branch, state_directory
-from reconciler.core.decide import Decision, executable, ordered
+from reconciler.core.decide import Decision, executable, next_up, ordered
 from reconciler.core.decide_values import History
 from reconciler.core.errors import (
     ConfigError,
@@ -751,8 +751,8 @@ class Reconciler:
     def _next_up(self, decisions: Iterable[Decision]) -> dict[str, str]:
         """The first executable plan of each environment of the shard (path -> blob)."""
         return {
-            queue[0].path: queue[0].blob
-            for name, queue in executable(decisions).items()
+            decision.path: decision.blob
+            for name, decision in next_up(decisions).items()
             if in_shard(name, self.options.environments)
         }
 

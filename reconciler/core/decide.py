@@ -131,8 +131,25 @@ def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
         if decision.status == "executable" and decision.plan is not None:
             queues.setdefault(decision.plan.target, []).append(decision)
     for queue in queues.values():
-        queue.sort(key=lambda item: (item.trigger_seq, item.path))
+        queue.sort(key=_running_order)
     return queues
+
+
+def next_up(decisions: Iterable[Decision]) -> dict[str, Decision]:
+    """The first of each environment's `executable` queue, without sorting the queues: what
+    starts next there (a service asks it every round, of every plan)."""
+    first: dict[str, Decision] = {}
+    for decision in decisions:
+        if decision.status == "executable" and decision.plan is not None:
+            head = first.get(decision.plan.target)
+            if head is None or _running_order(decision) < _running_order(head):
+                first[decision.plan.target] = decision
+    return first
+
+
+def _running_order(decision: Decision) -> tuple[int, str]:
+    """Where an executable decision runs in its environment's queue."""
+    return (decision.trigger_seq, decision.path)
 
 
 # -- one plan version ---------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
-from reconciler.core.decide import Decision, executable, ordered, promoted
+from reconciler.core.decide import Decision, next_up, ordered, promoted
 from reconciler.core.decide_values import History, Run, Wait
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import PlanRef, Record
@@ -150,10 +150,9 @@ def _starts(
     busy = {run.environment for run in history.runs if run.result == "started"}
     taken = [run.id for run in history.runs]
     starts = []
-    for name, queue in executable(decisions).items():
+    for name, decision in next_up(decisions).items():
         if name in busy or not in_shard(name, shard):
             continue
-        decision = queue[0]
         assert decision.plan is not None
         run_id = next_run_id(decision.plan.name, taken)
         taken.append(run_id)
@@ -382,6 +381,8 @@ def hold(
     of sync with its error shown and is tried again): the plan is not at fault,
     and installing the driver lets the same plan version run, with no new one.
     """
+    if not problems:
+        return decisions, {}  # `decide`'s order, kept
     targets = set(driver_targets(decisions))
     held = []
     for decision in decisions:
