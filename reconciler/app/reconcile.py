@@ -12,7 +12,9 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
 2. fetch (with a remote) and verify the new landings;
 3. decide; mark runs that were started and never finished `interrupted`
    (by their own instance once it is not running them any more, or by anyone
-   once their lease has passed) and record new refusals, in one publish;
+   once their lease has passed) and record new refusals, in one publish
+   (after a round whose start records are all that landed since, with its own
+   finish records, only what those records change is decided again: `_Decided`);
 4. per environment without a run in progress (of its shard, with
    `--environments`), publish a start record for the first executable plan:
    the publish is the lock, so two reconcilers never start the same run; a
