@@ -176,10 +176,25 @@ class MakeTree:
 
     KINDS: Final = {"40000": "tree", GITLINK_MODE: "commit"}
 
+    # How many trees it made it remembers the entries of (`made`): a record's root, logs/
+    # and logs/<env>/, a few records back.
+    REMEMBERED: Final = 8
+
     def __init__(self, path: Path) -> None:
         self._path = path
         self._reader: Reader | None = None
         self._lock = threading.Lock()
+        self._made: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def made(self, oid: str) -> dict[str, tuple[str, str]] | None:
+        """A copy of the entries of a tree it made lately, or None.
+
+        The next record is built on the last one's trees: read back, logs/<env>/
+        would be parsed and checked entry by entry, a run of every plan there.
+        """
+        with self._lock:
+            entries = self._made.get(oid)
+            return None if entries is None else dict(entries)
 
     def make(self, entries: Mapping[str, tuple[str, str]]) -> str:
         """The id of the tree of `entries` (name -> (mode, id)), written to the repository."""
@@ -210,6 +225,10 @@ class MakeTree:
                 _, errors = self._reader.finish()
                 self._reader = None
                 raise GitError(f"git mktree failed: {errors.strip()}")
+            self._made.pop(answer, None)
+            self._made[answer] = dict(entries)
+            while len(self._made) > self.REMEMBERED:
+                del self._made[next(iter(self._made))]  # the oldest
             return answer
 
     def close(self) -> None:

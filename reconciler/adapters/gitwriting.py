@@ -110,7 +110,8 @@ class GitWriting(GitRunner):
                 grouped.setdefault(head, {})[rest] = content
             else:
                 blobs[head] = self.write_object("blob", content)
-        entries = self._tree_entries(base_tree)
+        made = self._make_tree.made(base_tree)  # well-formed: it made them so
+        entries = made if made is not None else self._tree_entries(base_tree)
         for name, blob in blobs.items():
             entries[name] = ("100644", blob)
         for name, nested in grouped.items():

@@ -67,13 +67,15 @@ def observe(
     now: datetime,
     *,
     drivers: DriverCheck | None,
+    only: Mapping[str, str] | None = None,
 ) -> Observation:
-    """Decide every plan on the tip `walker` has just walked to (`verified`), as of `now`.
+    """Decide every plan on the tip `walker` has just walked to (`verified`), as of `now`;
+    with `only` (path -> blob, as on the tip), those plans alone (`gather`).
 
     `drivers` None: the drivers are not asked (a merge judged before it lands, whose
     plans run on the service's machine, not this one).
     """
-    history = gather(walker, verified.tip)
+    history = gather(walker, verified.tip, only)
     decisions = decide(history, now)
     held: Mapping[str, ConfigError] = {}
     if drivers is not None:
@@ -102,12 +104,20 @@ def verify_then_decide(
     return observe(walker, walker.run(tip), now, drivers=drivers)
 
 
-def gather(authoriser: Authoriser, tip: str) -> History:
-    """Read the decision's inputs from the walk's state and main's tip."""
+def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = None) -> History:
+    """Read the decision's inputs from the walk's state and main's tip: of every plan on the
+    tip, or of the plans `only` names (path -> blob, as on the tip), which the service
+    re-decides after its own records (`runs.touched_by`). The rest of the history (the
+    policy, deployments/, the runs still open) is read whole either way."""
     store, repo = authoriser.store, authoriser.repo
     effective, dirty = authoriser.effective, authoriser.dirty
     plans: list[OnMain] = []
-    for path, (_mode, blob) in sorted(repo.folder(tip, "plans").items()):
+    listed = (
+        {path: blob for path, (_mode, blob) in repo.folder(tip, "plans").items()}
+        if only is None
+        else only
+    )
+    for path, blob in sorted(listed.items()):
         if place(path).kind != "plan":
             continue
         fields = effective.get(path, {})
@@ -148,7 +158,10 @@ def gather(authoriser: Authoriser, tip: str) -> History:
     of_run = {run.id: run.plan for run in runs}
     signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
     back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
-    deployed = deployed_runs(effective, repo.read_blob)
+    # Only deployments/ (a prefix test, not a `place` per path): the effective state holds
+    # every plan and run log too, and the service gathers once per run.
+    deployments = {path: found for path, found in effective.items() if path[:12] == "deployments/"}
+    deployed = deployed_runs(deployments, repo.read_blob)
     # The records a soak gate counts from: only those of the runs that deployed what runs
     # in a soak gate's source environment.
     policy = authoriser.policy()

@@ -12,7 +12,9 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
 2. fetch (with a remote) and verify the new landings;
 3. decide; mark runs that were started and never finished `interrupted`
    (by their own instance once it is not running them any more, or by anyone
-   once their lease has passed) and record new refusals, in one publish;
+   once their lease has passed) and record new refusals, in one publish
+   (after a round whose start records are all that landed since, with its own
+   finish records, only what those records change is decided again: `_Decided`);
 4. per environment without a run in progress (of its shard, with
    `--environments`), publish a start record for the first executable plan:
    the publish is the lock, so two reconcilers never start the same run; a
@@ -47,7 +49,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -56,13 +58,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from reconciler.adapters import revocation_file
-from reconciler.adapters.drivers import Driver, Step, load_driver
+from reconciler.adapters.drivers import Driver, Outcome, Step, load_driver
 from reconciler.adapters.gitobjects import CommitInfo
 from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
-from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.authorise import Authoriser, Progress, VerifyResult
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
@@ -82,7 +84,7 @@ from reconciler.app.record import (
     start_message,
 )
 from reconciler.app.session import followed_branch, state_directory
-from reconciler.core.decide import Decision, executable
+from reconciler.core.decide import Decision, executable, next_up, ordered
 from reconciler.core.decide_values import History
 from reconciler.core.errors import (
     ConfigError,
@@ -97,21 +99,25 @@ from reconciler.core.journal import OutboxEntry
 from reconciler.core.layout import READ_DIRS, TEAMS_FILE
 from reconciler.core.loader import load
 from reconciler.core.model import Environment, Plan, Policy
+from reconciler.core.revocation import Revocations
 from reconciler.core.runs import (
     EXTEND,
     RECENT_RECORDS,
     STEP,
+    Dependents,
     RunDecisions,
     RunFacts,
     Start,
     contested,
     decide_runs,
+    dependents,
     in_shard,
     late_steps,
     lease_for,
     may_ride,
     may_step,
     step_budget,
+    touched_by,
     unknown_environments,
 )
 from reconciler.core.verdicts import LandingVerdict
@@ -136,6 +142,10 @@ _READ: Final = (TEAMS_FILE, *READ_DIRS, "logs")
 # How long start records decided on one tip may be rebuilt on newer tips that change nothing
 # a decision reads (`inert`) before the round decides again: the clock moves gates too.
 REDECIDE_AFTER = 2.0
+# How long decisions a round did not make again may serve later rounds of a pass (`_Decided`)
+# before one decides every plan again: the clock moves gates in every environment, but
+# deciding 2,000 plans takes a run's time, so not every round.
+DECIDE_ALL_AFTER = 30.0
 
 
 def inert(repo: GitRepo, checked: str, tip: str) -> bool:
@@ -213,6 +223,8 @@ class Options:
     instance: str | None = None
     driver_root: Path | None = None
     dry_run: bool = False
+    # How often one round may try again (lost races, bookkeeping) before it gives up: a
+    # reconciler racing in a loop. A pass has as many rounds as its backlog needs.
     max_rounds: int = 1000
     # `--environments`: the only environments it starts runs in (`runs.in_shard`); None: any.
     environments: frozenset[str] | None = None
@@ -267,6 +279,9 @@ class PassReport:
     policy: Policy | None = None  # the policy in force at `settled` (the notices' routes)
     # What deployments/ records there, by environment and application (the service's drift).
     deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # How many plan versions the pass decided, a round's re-decisions counted each time:
+    # about twice the plans a backlog runs, never rounds times plans (`_Decided`).
+    decided: int = 0
 
     @property
     def failed(self) -> bool:
@@ -275,6 +290,23 @@ class PassReport:
             or bool(self.held)
             or any(run.result == "failed" for run in self.runs)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A round's decisions, for the next round of the pass to start from.
+
+    The next round decides again only what this reconciler's own records since
+    change (`runs.touched_by`) and the next plan of each environment, with the
+    clock of its start; the rest holds as long as nobody else lands a commit.
+    """
+
+    on: str  # the tip the round's start records left: the decisions hold there
+    decisions: Mapping[str, Decision]  # every plan on main, by path, before `runs.hold`
+    history: History
+    since: float  # monotonic time every plan was last decided
+    plans: Dependents  # `runs.dependents`, of that time
+    started: Mapping[str, PlanRef] = field(default_factory=dict)  # run id -> its plan version
 
 
 def default_instance(state_dir: Path) -> str:
@@ -338,6 +370,11 @@ class Reconciler:
             self.close()
             raise
         self.in_flight: set[str] = set()
+        # The last round's decisions, while its start records are main's tip (`_Decided`).
+        self._decided: _Decided | None = None
+        self._round: _Decided | None = None  # the round's, until its start records are out
+        # What each environment's driver said runs there, this pass (`_Looked`): app -> version.
+        self._looks: dict[str, dict[str, str | None]] = {}
         # What the last pass read (policy, deployments/), for drift between passes.
         self.observed: History | None = None
         self._last_published = ""
@@ -415,16 +452,23 @@ class Reconciler:
         report = PassReport(dry_run=self.options.dry_run, shard=self.shard)
         self.publisher.ours = False  # every pass starts from what the branch holds now
         self.publisher.maintain()
+        self._looks = {}  # a pass looks at each driver afresh
         if not self.options.dry_run:
             self._flush_outbox()
-        for _ in range(self.options.max_rounds):
-            started = self.plan_pass(report)
-            if not started:
-                return report
+        # As many rounds as the backlog needs: the pass ends when a round starts nothing,
+        # or nothing new (a plan version it ran already: no progress, a racing loop).
+        ran: set[PlanRef] = set()
+        while started := self.plan_pass(report):
+            again = all(run.plan in ran for run in started)
+            ran.update(run.plan for run in started)
             self._run_all(started, report)
-        raise TemporaryError(
-            "the pass did not settle", hint="check for a reconciler racing in a loop"
-        )
+            if again:
+                self._flush_outbox()
+                raise TemporaryError(
+                    "the pass did not settle: a round started only plan versions it ran already",
+                    hint="check for a reconciler racing in a loop",
+                )
+        return report
 
     def watch_pass(self) -> tuple[PassReport, list[StartedRun]]:
         """The watcher's pass: decide and publish start records; the runs go to its workers.
@@ -435,6 +479,7 @@ class Reconciler:
         with self._git_lock:
             self.publisher.ours = False  # every pass starts from what the branch holds now
             self.publisher.maintain()
+            self._looks = {}  # a pass looks at each driver afresh
             if not self.options.dry_run:
                 self._flush_outbox()
             started = self.plan_pass(report)
@@ -452,6 +497,7 @@ class Reconciler:
         nothing may start now (or on a dry run, or when stopping).
         """
         for _ in range(self.options.max_rounds):
+            decided, self._decided = self._decided, None  # serves one round at most
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
             tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
@@ -459,7 +505,13 @@ class Reconciler:
             # or discards it; an error in between rolls it back, and a dry run keeps nothing.
             with self.store.transaction(keep=not self.options.dry_run) as walk:
                 try:
-                    history, runs = self._observe(report, tip, walk, persist=not pending)
+                    history, runs = self._observe(
+                        report,
+                        tip,
+                        walk,
+                        persist=not pending,
+                        narrowed=self._narrowed(decided, base, pending),
+                    )
                 except HistoryRewrittenError:
                     if self._left_behind(base) is None:
                         raise
@@ -512,6 +564,12 @@ class Reconciler:
                 ):
                     continue  # lost the race: decide again on the branch as it is
                 self._fileless_records = (tip, self._last_published)
+                if self._round is not None:
+                    self._decided = replace(
+                        self._round,
+                        on=self._last_published,
+                        started={run.run_id: run.plan for run in started},
+                    )
                 self.in_flight.update(run.run_id for run in started)
                 report.settled = self._last_published
                 return started
@@ -585,34 +643,120 @@ class Reconciler:
             self.store.clear_outbox(run_id)
 
     def _observe(
-        self, report: PassReport, tip: str, walk: Transaction, *, persist: bool
+        self,
+        report: PassReport,
+        tip: str,
+        walk: Transaction,
+        *,
+        persist: bool,
+        narrowed: tuple[_Decided, dict[str, str]] | None = None,
     ) -> tuple[History, RunDecisions]:
-        """Walk to `tip` and decide: every plan, and what this round is to do."""
+        """Walk to `tip` and decide: every plan, or with `narrowed` the last round's decisions
+        and the plans (path -> blob) to decide again (`_narrowed`); and what this round is
+        to do."""
         now = self.clock()
         # One walker for the reconciler's life: it keeps the effective state between passes.
         authoriser = self._walker
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
-        authoriser.revoked = revocation_file.configured(self.repo)
+        revoked = revocation_file.configured(self.repo)
+        if narrowed is not None and _fingerprints(revoked) != narrowed[0].history.revoked:
+            narrowed = None  # who counts changed: every plan again
+        authoriser.revoked = revoked
         verified = authoriser.run(tip)
         if persist and not self.options.dry_run:
             walk.keep()
         report.landings.extend(verified.judged)
-        seen = observe(authoriser, verified, now, drivers=None)
-        self.observed = seen.history
-        self._check_shard(seen.history.policy)
+        self._round = None
+        if narrowed is None:
+            seen = observe(authoriser, verified, now, drivers=None)
+            history, every = seen.history, {item.path: item for item in seen.decisions}
+            since = time.monotonic()
+            plans = dependents(seen.decisions)
+            report.decided += len(seen.decisions)
+        else:
+            decided, only = narrowed
+            history, every = self._decide_again(report, verified, now, decided, only)
+            since, plans = decided.since, decided.plans
+        self.observed = history
+        self._check_shard(history.policy)
+        decisions = ordered(every.values())
+        self._round = _Decided(tip, every, history, since, plans)
         # Before any start record: a plan whose environment's driver cannot load waits;
         # only where this reconciler may start runs (another shard's driver need not load here).
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
         mine = tuple(
             decision
-            for decision in seen.decisions
+            for decision in decisions
             if in_shard(decision.environment, self.options.environments)
         )
-        problems = driver_problems(authoriser, seen.history, mine, drivers)
-        runs = decide_runs(seen.history, seen.decisions, self.clock(), self._facts(problems))
+        problems = driver_problems(authoriser, history, mine, drivers)
+        runs = decide_runs(history, decisions, self.clock(), self._facts(problems))
         report.tip, report.decisions, report.held = tip, runs.decisions, dict(runs.held)
-        return seen.history, runs
+        return history, runs
+
+    def _narrowed(
+        self, decided: _Decided | None, base: str, pending: Mapping[str, OutboxEntry]
+    ) -> tuple[_Decided, dict[str, str]] | None:
+        """The last round's decisions and the plans (path -> blob) its start records and the
+        finish records `pending` change (`runs.touched_by`), when those records are all
+        that landed since it decided; None: decide every plan."""
+        if (
+            decided is None
+            or self.options.dry_run
+            or base != decided.on  # someone else pushed
+            or not set(pending) <= set(decided.started)  # records of runs it did not start
+            or time.monotonic() - decided.since >= DECIDE_ALL_AFTER
+        ):
+            return None
+        deployed: dict[str, dict[str, str]] = {}
+        for detail in pending.values():  # in the order they land: the last one's stands
+            deployed.setdefault(detail.environment, {}).update(detail.deployed)
+        history = decided.history
+        ran = set(decided.started.values())
+        touched = touched_by(history.policy, decided.plans, ran, deployed, history.deployed)
+        return decided, {ref.path: ref.blob for ref in touched}
+
+    def _decide_again(
+        self,
+        report: PassReport,
+        verified: VerifyResult,
+        now: datetime,
+        decided: _Decided,
+        only: dict[str, str],
+    ) -> tuple[History, dict[str, Decision]]:
+        """Decide the plans `only` names again, and the next plan to start in each environment
+        of the shard, as of `now`, over the last round's decisions; the history of those
+        plans (with every refusal the last round knew) and every plan's decision.
+
+        The next plan of an environment is decided now, not taken from a round before:
+        a window may have closed, an approval lapsed; when it waits now, the next one is.
+        """
+        every = dict(decided.decisions)
+        ran = set(decided.started.values())
+        waiting = (item for item in every.values() if item.ref not in ran)
+        only = {**only, **self._next_up(waiting)}  # those the started runs leave first
+        while True:
+            seen = observe(self._walker, verified, now, drivers=None, only=only)
+            report.decided += len(seen.decisions)
+            every.update((item.path, item) for item in seen.decisions)
+            stale = {
+                path: blob
+                for path, blob in self._next_up(every.values()).items()
+                if path not in only
+            }
+            if not stale:
+                refused = seen.history.refused | decided.history.refused
+                return replace(seen.history, refused=refused), every
+            only = {**only, **stale}
+
+    def _next_up(self, decisions: Iterable[Decision]) -> dict[str, str]:
+        """The first executable plan of each environment of the shard (path -> blob)."""
+        return {
+            decision.path: decision.blob
+            for name, decision in next_up(decisions).items()
+            if in_shard(name, self.options.environments)
+        }
 
     def _facts(self, drivers: Mapping[str, ConfigError]) -> RunFacts:
         """What this reconciler knows beyond the history: its runs, its outbox, its records."""
@@ -783,7 +927,7 @@ class Reconciler:
             stamp = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
             return Execution("failed", (), (f"{stamp}Z run stopped: {drifted}",), reason=drifted)
         running = self._running(environment) if decision.plan.rollback else None
-        return execute(
+        execution = execute(
             steps_for(decision.plan, environment, run_id, running),
             driver,
             retries=environment.driver.retries,
@@ -802,6 +946,20 @@ class Reconciler:
             on_failure=environment.on_failure,
             previous=self._running(environment) if environment.on_failure == "rollback" else None,
         )
+        self._ran(environment.name, execution)
+        return execution
+
+    def _ran(self, environment: str, execution: Execution) -> None:
+        """Carry this pass's look at `environment` (`_Looked`) past a run: what a succeeded run
+        deployed is what runs there now. After any other end (a failed step, a rollback, a
+        stop) what runs is not known for sure, and the next run asks the driver again."""
+        look = self._looks.get(environment)
+        if look is None:
+            return
+        if execution.result != "succeeded":
+            self._looks.pop(environment, None)
+            return
+        look.update((step.application, step.version) for step in execution.deployed)
 
     def _running(self, environment: Environment) -> dict[str, str]:
         """What runs in `environment` before a run (application -> version), as the effective
@@ -828,7 +986,8 @@ class Reconciler:
             for name, entry in entries.items()
             if name in wanted and isinstance(entry, Mapping) and "version" in entry
         }
-        return stops_run(plan, drift_in(environment, recorded, lambda: driver))
+        look = self._looks.setdefault(environment.name, {})
+        return stops_run(plan, drift_in(environment, recorded, lambda: _Looked(driver, look)))
 
     def drift(self, history: History, environments: Collection[str]) -> DriftReport:
         """Drift in `environments`, against deployments/ as `history` (a pass's) read it."""
@@ -1185,6 +1344,31 @@ class Reconciler:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _Looked:
+    """A driver whose `current` answers from the pass's look at its environment (`look`:
+    application -> what the driver said), asking the driver only for an application the
+    look lacks.
+
+    The drift check before each run asked the driver about every application the plan
+    deploys: with the command driver a process each, per run, which cost a backlog's
+    runs more than their records. Within a pass, what runs in an environment changes
+    only by this reconciler's runs there, one at a time (`Reconciler._ran` carries the
+    look past each); drift someone makes meanwhile is found by the next pass's look.
+    """
+
+    driver: Driver
+    look: dict[str, str | None]
+
+    def deploy(self, step: Step, on_line: Callable[[str], None]) -> Outcome:
+        return self.driver.deploy(step, on_line)
+
+    def current(self, application: str, environment: str) -> str | None:
+        if application not in self.look:
+            self.look[application] = self.driver.current(application, environment)
+        return self.look[application]
+
+
 def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
     """What a deployments/ file says runs there (nothing, when it is absent or unreadable)."""
     if raw is None:
@@ -1194,6 +1378,11 @@ def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
     except ConfigError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _fingerprints(revoked: Revocations | None) -> frozenset[str]:
+    """The revoked keys' fingerprints, as `History.revoked` holds them."""
+    return revoked.fingerprints if revoked is not None else frozenset()
 
 
 def _same_message(committed: str, message: str) -> bool:

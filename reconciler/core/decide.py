@@ -41,7 +41,7 @@ from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.core.layout import place
 from reconciler.core.loader import load
-from reconciler.core.model import Environment, Plan, Policy
+from reconciler.core.model import Environment, Plan, PlanEntry, Policy
 from reconciler.core.permissions import PLAN_DEPLOY, holders
 from reconciler.core.reasons import Reason, reason
 from reconciler.core.rules import not_a_trigger
@@ -131,8 +131,25 @@ def executable(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
         if decision.status == "executable" and decision.plan is not None:
             queues.setdefault(decision.plan.target, []).append(decision)
     for queue in queues.values():
-        queue.sort(key=lambda item: (item.trigger_seq, item.path))
+        queue.sort(key=_running_order)
     return queues
+
+
+def next_up(decisions: Iterable[Decision]) -> dict[str, Decision]:
+    """The first of each environment's `executable` queue, without sorting the queues: what
+    starts next there (a service asks it every round, of every plan)."""
+    first: dict[str, Decision] = {}
+    for decision in decisions:
+        if decision.status == "executable" and decision.plan is not None:
+            head = first.get(decision.plan.target)
+            if head is None or _running_order(decision) < _running_order(head):
+                first[decision.plan.target] = decision
+    return first
+
+
+def _running_order(decision: Decision) -> tuple[int, str]:
+    """Where an executable decision runs in its environment's queue."""
+    return (decision.trigger_seq, decision.path)
 
 
 # -- one plan version ---------------------------------------------------------------
@@ -415,7 +432,7 @@ def _promotion(history: History, plan: Plan, environment: Environment, now: date
     running = history.deployed.get(source, {})
     waits = []
     for entry in plan.applications:
-        needed = entry.from_version if entry.action == "tag-and-deploy" else entry.version
+        needed = promoted(entry)
         current = running.get(entry.name)
         facts = {"application": entry.name, "version": needed, "environment": source}
         if current != needed:
@@ -425,6 +442,12 @@ def _promotion(history: History, plan: Plan, environment: Environment, now: date
         elif environment.gates.soak and current is not None:
             waits.extend(_soak(history, environment.gates.soak, source, entry.name, current, now))
     return waits
+
+
+def promoted(entry: PlanEntry) -> str | None:
+    """The version of `entry`'s application that must run in the source environment before
+    a plan promotes it: the one a tag-and-deploy tags, else the one deployed."""
+    return entry.from_version if entry.action == "tag-and-deploy" else entry.version
 
 
 def _locked(history: History, plan: Plan) -> tuple[Wait, ...]:

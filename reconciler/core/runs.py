@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
-from reconciler.core.decide import Decision, executable, ordered
+from reconciler.core.decide import Decision, next_up, ordered, promoted
 from reconciler.core.decide_values import History, Run, Wait
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import PlanRef, Record
-from reconciler.core.model import Environment
+from reconciler.core.model import Environment, Policy
 from reconciler.core.reasons import Reason, reason
 
 # The margin a run's lease adds to what its next driver step may take at most: time to
@@ -150,10 +150,9 @@ def _starts(
     busy = {run.environment for run in history.runs if run.result == "started"}
     taken = [run.id for run in history.runs]
     starts = []
-    for name, queue in executable(decisions).items():
+    for name, decision in next_up(decisions).items():
         if name in busy or not in_shard(name, shard):
             continue
-        decision = queue[0]
         assert decision.plan is not None
         run_id = next_run_id(decision.plan.name, taken)
         taken.append(run_id)
@@ -295,6 +294,71 @@ def late_steps(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Dependents:
+    """Which plan versions a run's records can change the decision of, looked up by where
+    it deployed what (`dependents`, built once for many rounds: a plan version's content
+    never changes)."""
+
+    # environment -> its rollback plans (what ran there is what they may go back to)
+    rollbacks: Mapping[str, tuple[PlanRef, ...]]
+    # (environment, application, version) -> the plans into it whose promotion needs that
+    # version running in its source (`decide.promoted`)
+    needing: Mapping[tuple[str, str, str], tuple[PlanRef, ...]]
+
+
+def dependents(decisions: Iterable[Decision]) -> Dependents:
+    """The plans of `decisions` that records of runs elsewhere can change (`touched_by`)."""
+    rollbacks: dict[str, list[PlanRef]] = {}
+    needing: dict[tuple[str, str, str], list[PlanRef]] = {}
+    for decision in decisions:
+        plan = decision.plan
+        if plan is None:
+            continue
+        if plan.rollback:
+            rollbacks.setdefault(plan.target, []).append(decision.ref)
+        for entry in plan.applications:
+            version = promoted(entry)
+            if version is not None:
+                needing.setdefault((plan.target, entry.name, version), []).append(decision.ref)
+    return Dependents(
+        {name: tuple(refs) for name, refs in rollbacks.items()},
+        {key: tuple(refs) for key, refs in needing.items()},
+    )
+
+
+def touched_by(
+    policy: Policy,
+    plans: Dependents,
+    ran: Collection[PlanRef],
+    deployed: Mapping[str, Mapping[str, str]],
+    before: Mapping[str, Mapping[str, str]],
+) -> frozenset[PlanRef]:
+    """The plan versions whose decision a reconciler's own start and finish records can
+    change: those of the plans whose runs they record (`ran`); and, where the runs
+    deployed (`deployed`: environment -> application -> version; `before`: what ran
+    there until then), its rollback plans, and the plans of the environment promoting
+    from it that need a version deployed there, or one that ran there until then (their
+    promotion and soak).
+
+    Nothing else a decision reads is in those records: the plans, sign-offs, locks
+    and the policy change only by people's commits, after which everything is decided
+    again; the clock is the caller's to watch (docs/design.md, "Records and runs").
+    """
+    touched = set(ran)
+    for name in deployed:
+        touched.update(plans.rollbacks.get(name, ()))
+    for name, environment in policy.environments.items():
+        source = environment.promotes_from
+        if source is None or source not in deployed:
+            continue
+        for application, version in deployed[source].items():
+            for needed in (version, before.get(source, {}).get(application)):
+                if needed is not None:
+                    touched.update(plans.needing.get((name, application, needed), ()))
+    return frozenset(touched)
+
+
 def driver_targets(decisions: Iterable[Decision]) -> list[str]:
     """The environments whose driver must load for the executable plans to run."""
     return sorted(
@@ -317,6 +381,8 @@ def hold(
     of sync with its error shown and is tried again): the plan is not at fault,
     and installing the driver lets the same plan version run, with no new one.
     """
+    if not problems:
+        return decisions, {}  # `decide`'s order, kept
     targets = set(driver_targets(decisions))
     held = []
     for decision in decisions:
