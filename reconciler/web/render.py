@@ -4,11 +4,15 @@ Plan notes, names, commit messages and logs are whatever someone pushed: every v
 goes through Jinja2's autoescaping (always on, whatever a template's name), and no
 template marks a value safe; before that, through `printable` line by line (controls,
 bidi characters and the bytes of a file name that is not UTF-8 shown as escapes).
-The stylesheet is the package's own (no CDN, no fonts).
+The stylesheet is the package's own (no CDN, no fonts), inlined in every page: a
+linked one is a request the first paint waits for. The served pages' policy admits
+that one stylesheet by its hash (`style_source`), no other inline style.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import datetime
 from functools import cache
 from importlib.resources import files
@@ -29,6 +33,19 @@ if TYPE_CHECKING:
 def static_file(name: str) -> bytes:
     """A file of the package's static folder (the stylesheet, the live-update script)."""
     return files("reconciler.web").joinpath("static", name).read_bytes()
+
+
+@cache
+def stylesheet() -> str:
+    """The package's stylesheet, as every page inlines it."""
+    return static_file("page.css").decode()
+
+
+def style_source() -> str:
+    """The Content-Security-Policy source that admits the inlined stylesheet and nothing
+    else: its SHA-256, over the bytes the `<style>` element holds."""
+    digest = hashlib.sha256(stylesheet().encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
 @cache
@@ -112,12 +129,11 @@ def _render(template: str, **context: Any) -> str:
 
 
 def _chrome(export: bool) -> dict[str, Any]:
-    """Served pages link the package's stylesheet and script; an export inlines the
-    stylesheet and has no script at all."""
+    """Every page inlines the package's stylesheet; served pages link the live-update
+    script, an export has no script at all."""
     # The package's own stylesheet, not data: inlined as it is (escaped, its quotes
     # would break it; it holds no `</style>`).
-    css = markupsafe.Markup(static_file("page.css").decode()) if export else None  # noqa: S704
-    return {"export": export, "css": css}
+    return {"export": export, "css": markupsafe.Markup(stylesheet())}  # noqa: S704
 
 
 def pipeline_page(

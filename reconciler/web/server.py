@@ -7,7 +7,8 @@ on `watch`, the watcher wakes it after each pass it makes) and at least every
 rendered from the last `Snapshot`, and `/events` tells the open pages to swap their
 content (Server-Sent Events, `static/live.js`). Only GET and HEAD are routed: the
 service changes nothing. Every response carries a strict Content-Security-Policy (no
-inline script, no other origin) and `X-Content-Type-Options: nosniff`; bound to a
+inline script, no inline style but the package's stylesheet by its hash, no other
+origin) and `X-Content-Type-Options: nosniff`; bound to a
 loopback address, only loopback names are accepted in `Host` (a DNS-rebinding page
 cannot read it).
 """
@@ -46,8 +47,10 @@ REFRESH: Final = 60.0  # seconds: a page's "now" (windows, expiries) is never ol
 HEARTBEAT: Final = 15.0  # seconds between SSE comments, so proxies keep the stream open
 MAX_STREAMS: Final = 64  # event streams open at once (a page each); any more get 503
 
+# The one inline style admitted is the package's stylesheet, by its hash (`render`).
 POLICY: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    f"default-src 'none'; script-src 'self'; style-src 'self' {render.style_source()}; "
+    "img-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HEADERS: Final = (
