@@ -39,6 +39,7 @@ interleave.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -62,7 +63,9 @@ from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
+from reconciler.app import checkpoints
 from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.checkpoints import CheckpointTrust, pinned_keys
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
@@ -216,6 +219,9 @@ class Options:
     max_rounds: int = 1000
     # `--environments`: the only environments it starts runs in (`runs.in_shard`); None: any.
     environments: frozenset[str] | None = None
+    # `--checkpoint-key`: the keys whose checkpoints a fresh state goes on from (none: the
+    # trust anchor's service accounts').
+    checkpoint_keys: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +273,7 @@ class PassReport:
     policy: Policy | None = None  # the policy in force at `settled` (the notices' routes)
     # What deployments/ records there, by environment and application (the service's drift).
     deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    checkpoint: str = ""  # the checkpoint this pass published, if it did
 
     @property
     def failed(self) -> bool:
@@ -333,6 +340,7 @@ class Reconciler:
                 now=clock(),
                 progress=progress,
                 revoked=revocation_file.configured(self.repo),
+                checkpoints=CheckpointTrust(self.branch, pinned_keys(options.checkpoint_keys)),
             )
         except BaseException:
             self.close()
@@ -420,6 +428,7 @@ class Reconciler:
         for _ in range(self.options.max_rounds):
             started = self.plan_pass(report)
             if not started:
+                self._publish_checkpoint(report)
                 return report
             self._run_all(started, report)
         raise TemporaryError(
@@ -438,7 +447,20 @@ class Reconciler:
             if not self.options.dry_run:
                 self._flush_outbox()
             started = self.plan_pass(report)
+            self._publish_checkpoint(report)
         return report, started
+
+    def _publish_checkpoint(self, report: PassReport) -> None:
+        """After a pass that judged new landings, publish a checkpoint of what the state
+        holds now: at most one a pass, and never the pass's failure (a lost race, a
+        remote that will not take it: the next pass publishes)."""
+        if self.options.dry_run or self.key is None or not report.landings:
+            return
+        with self._git_lock, contextlib.suppress(ReconcilerError, OSError):
+            made = checkpoints.publish(
+                self.repo, self.store, self.key, self.branch, self.options.remote, self.clock()
+            )
+            report.checkpoint = made or ""
 
     def plan_pass(self, report: PassReport) -> list[StartedRun]:
         """Verify, decide, record bookkeeping and publish start records; the runs started.

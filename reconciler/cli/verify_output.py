@@ -23,7 +23,13 @@ def emit_verification_json(
     ignored: Sequence[IgnoredTrailer] = (),
 ) -> None:
     """The documented JSON, with every landing's stored verdict passed through as it is."""
-    head = {"anchor": result.anchor, "tip": result.tip, "authorised": not refused}
+    head = {
+        "anchor": result.anchor,
+        "tip": result.tip,
+        "authorised": not refused,
+        "checkpoint": result.continued.as_json() if result.continued else None,
+        "judged": len(result.judged),
+    }
     differs = {path: list(fields) for path, fields in result.differs.items()}
     # Written in pieces (megabytes of verdicts are not copied into one string again),
     # and with color=True: JSON escapes control characters, nothing to strip.
@@ -77,6 +83,12 @@ def verification_text(
 ) -> None:
     refused = [verdict for verdict in verdicts if not verdict.authorised]
     click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
+    if result.continued is not None:
+        continued = result.continued
+        click.echo(
+            f"continued from checkpoint {continued.checkpoint[:12]} of {continued.commit[:12]} "
+            f"(signed by {continued.signer}): {len(result.judged)} landing(s) judged after it"
+        )
     for verdict in verdicts:
         if verdict.authorised and not list_all:
             continue
