@@ -243,7 +243,14 @@ def test_a_checkpoint_of_another_repository_is_not_trusted(tmp_path: Path, peopl
     repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="later")})
     elsewhere = tmp_path / "elsewhere-state"
     anchored = reconciler(
-        "verify", "--repo", repo.path, "--state-dir", elsewhere, "--trust-anchor", takeover
+        "verify",
+        "--repo",
+        repo.path,
+        "--state-dir",
+        elsewhere,
+        "--trust-anchor",
+        takeover,
+        "--full",
     )
     assert anchored.exit_code == 0, anchored.stderr
     with GitRepo(repo.path) as git:
