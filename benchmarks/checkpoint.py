@@ -17,8 +17,9 @@ Run by people and CI as `python -m benchmarks.checkpoint [--dir DIR] [--commits 
 
 Every check's JSON must name the checkpoint it went on from and judge the
 pull request's merge, or no number counts. With `--agree` it also compares,
-verdict by verdict, a fresh `verify` of main that goes on from the checkpoint
-with `verify --full`, which ignores it (exit 1 when they differ).
+verdict by verdict, a fresh `verify` of main that goes on from a checkpoint
+(`--agree-back` landings behind main) with `verify --full`, which ignores it,
+and the two states' journals row by row (exit 1 when they differ).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import checkpoints
+from reconciler.core.checkpoint import Header, digest, encode
 from reconciler.core.sshkeys import parse_public_key
 
 BASE: Final = "checkpoint-base"
@@ -97,6 +99,20 @@ def publish_at(root: Path, manifest: HistoryManifest, back: int, state: Path, br
     if made is None:
         raise BenchmarkError("no checkpoint was published")
     return made
+
+
+def state_digest(state: Path, branch: str) -> str:
+    """The digest of what a checkpoint of the state in `state` would hold: two states that
+    would publish the same bytes hold the same journal."""
+    store = StateStore(state, branch)
+    try:
+        position = store.position()
+        if position is None:
+            raise BenchmarkError(f"no state in {state}")
+        header = Header(position.anchor, branch, position.last_verified, store.version)
+        return digest(encode(header, store.journal_rows()))
+    finally:
+        store.close()
 
 
 def timed(argv: Sequence[str | Path]) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -182,8 +198,12 @@ def agreement(root: Path, manifest: HistoryManifest, scratch: Path, back: int) -
         for mine, other in zip(ours["landings"], theirs["landings"], strict=False)
         if mine != other
     ]
+    same_state = state_digest(scratch / "agree-continued", "main") == state_digest(
+        scratch / "agree-full", "main"
+    )
     same = (
-        not differing
+        same_state
+        and not differing
         and len(ours["landings"]) == len(theirs["landings"])
         and ours["differs"] == theirs["differs"]
         and ours["authorised"] == theirs["authorised"]
@@ -193,6 +213,7 @@ def agreement(root: Path, manifest: HistoryManifest, scratch: Path, back: int) -
         "landings": len(theirs["landings"]),
         "judged_from_checkpoint": ours["judged"],
         "differing": differing,
+        "same_state": same_state,
         "agree": same,
     }
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.checkpoint import state_digest
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
@@ -60,6 +61,8 @@ def test_a_service_pass_publishes_a_checkpoint_a_fresh_verify_continues_from(
     assert full.json()["checkpoint"] is None
     assert full.json()["judged"] == len(verdicts(full)) > 1
     assert verdicts(continued) == verdicts(full)
+    # The records, sign-offs, editors and carriers too: the two states hold the same rows.
+    assert state_digest(tmp_path / "ci", "main") == state_digest(tmp_path / "audit", "main")
 
 
 # -- what an attacker can do with the ref: anyone who can push can move it --------------
