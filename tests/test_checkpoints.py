@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.checkpoint import state_digest
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import checkpoints
+from reconciler.core.checkpoint import CheckpointUnreadable, Header, decode, encode
 from tests.clock import SUITE_NOW
 from tests.configrepo import Result, reconciler
 from tests.people import People, make_mallory_the_settings_user, teams_with
@@ -448,3 +451,23 @@ def test_the_checkpoint_signature_is_one_ssh_keygen_verifies(
         check=False,
     )
     assert verified.returncode == 0, verified.stderr
+
+
+def test_a_checkpoint_is_canonical_and_keeps_file_names_that_are_not_utf8() -> None:
+    header = Header("a" * 40, "main", "b" * 40, 1)
+    rows: dict[str, list[list[Any]]] = {
+        "effective": [[b"plans/caf\xe9.yaml", "content", '"c0ffee"'], ["teams.yaml", "x", "1"]],
+        "landings": [[2, "c" * 40, "{}"], [1, "d" * 40, "{}"]],
+    }
+    data = encode(header, rows)
+    shuffled = {table: list(reversed(found)) for table, found in reversed(rows.items())}
+
+    assert encode(header, shuffled) == data  # the same rows, the same bytes
+    assert decode(data) == (
+        header,
+        {table: sorted(found, key=str) for table, found in rows.items()},
+    )
+    with pytest.raises(CheckpointUnreadable):
+        decode(data.replace(b'"checkpoint":1', b'"checkpoint":2'))
+    with pytest.raises(CheckpointUnreadable):
+        decode(data[:-1])
