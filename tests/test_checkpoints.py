@@ -66,6 +66,14 @@ def test_a_service_pass_publishes_a_checkpoint_a_fresh_verify_continues_from(
     assert verdicts(continued) == verdicts(full)
     # The records, sign-offs, editors and carriers too: the two states hold the same rows.
     assert state_digest(tmp_path / "ci", "main") == state_digest(tmp_path / "audit", "main")
+    # Every commit it landed counts as first seen by this state, as after a walk of its own.
+    for state in ("ci", "audit"):
+        store = StateStore(tmp_path / state, "main")
+        try:
+            landed = {commit for item in store.landings() for commit in item.verdict.landed}
+            assert set(store.first_seen(landed)) == landed
+        finally:
+            store.close()
 
 
 # -- what an attacker can do with the ref: anyone who can push can move it --------------

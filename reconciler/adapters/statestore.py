@@ -458,9 +458,13 @@ class StateStore:
             return False
         return self._read("SELECT 1 FROM landings LIMIT 1").fetchone() is None
 
-    def load_journal(self, rows: Mapping[str, Iterable[list[Any]]]) -> None:
+    def load_journal(self, rows: Mapping[str, Iterable[list[Any]]], seen: datetime) -> None:
         """Take a fresh state to the rows `journal_rows` read elsewhere (in the open
-        transaction); the runs still open are folded from the records, as on re-anchoring."""
+        transaction); the runs still open are folded from the records, as on re-anchoring.
+
+        The anchor and every commit the landings landed count as first seen at `seen`, as
+        a walk from the anchor would have marked them: a commit dated in the future must
+        not age from its own date on a state that never saw it."""
         self.flush()
         with self._errors():
             for table, columns in {"meta": 2, **_CHECKPOINTED}.items():
@@ -470,6 +474,14 @@ class StateStore:
                     rows.get(table, ()),
                 )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('branch', ?)", (self.branch,))
+            stamp = seen.astimezone(UTC).isoformat()
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen (commit_id, first_seen)"
+                " SELECT value, ?1 FROM meta WHERE key = 'anchor'"
+                " UNION ALL SELECT j.value, ?1"
+                " FROM landings AS l, json_each(l.detail, '$.landed') AS j",
+                (stamp,),
+            )
             self._db.execute("DELETE FROM open_runs")
             records = self._db.execute(
                 "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"

@@ -220,6 +220,7 @@ class Authoriser:
                     revoked=self.revoked,
                     distrusted=distrusted,
                     back=back,
+                    now=self.now,
                 )
                 position = self._position(tip, anchor, re_anchor=False)
                 self.anchor = position.anchor

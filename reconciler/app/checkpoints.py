@@ -171,13 +171,15 @@ def newest(
     revoked: Revocations | None,
     distrusted: Collection[str],
     back: Callable[[], None],
+    now: datetime,
 ) -> Continued | None:
     """Load into the (fresh) store the newest checkpoint on the ref that a walk to `tip`
     may go on from, and say which; None when there is none (a full walk follows).
 
     `keys`: the trusted keys' fingerprints (asked once, when a checkpoint needs them);
     `distrusted`: keys found no longer the service's at the tip; `back` forgets what a
-    load wrote. Every checkpoint passed over is warned about, with why.
+    load wrote; `now`: when the commits it landed count as first seen. Every checkpoint
+    passed over is warned about, with why.
     """
     checkpoint = repo.try_resolve(ref_of(trust.branch))
     trusted: frozenset[str] | None = None
@@ -203,7 +205,7 @@ def newest(
             continue
         continued, rows = found
         try:
-            store.load_journal(rows)
+            store.load_journal(rows, now)
         except ReconcilerError as error:
             back()
             trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {error.message}")
