@@ -26,7 +26,7 @@ from reconciler.core.checkpoint import CheckpointUnreadable, Header, decode, enc
 from tests.clock import SUITE_NOW
 from tests.configrepo import Result, reconciler
 from tests.people import People, make_mallory_the_settings_user, teams_with
-from tests.repositories import SeedRepo
+from tests.repositories import SeedRepo, run_git
 from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, proposed_qa_release, qa_plan
 
 CHECKPOINTS = "refs/reconciler/checkpoints/main"
@@ -479,3 +479,25 @@ def test_a_checkpoint_is_canonical_and_keeps_file_names_that_are_not_utf8() -> N
         decode(data.replace(b'"checkpoint":1', b'"checkpoint":2'))
     with pytest.raises(CheckpointUnreadable):
         decode(data[:-1])
+
+
+def test_a_new_service_machine_goes_on_from_the_checkpoint_the_remote_holds(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    first = repo.clone(remote, "service-a")
+    served = first.apply("--remote", "origin", "--format", "json")
+    assert served.exit_code == 0, served.stderr
+    assert served.json()["landings_verified"] > 2
+    pushed = run_git(remote, "rev-parse", CHECKPOINTS)
+
+    second = repo.clone(remote, "service-b")  # a new machine: a fresh clone, a fresh state
+    moved = second.apply("--remote", "origin", "--format", "json")
+
+    assert moved.exit_code == 0, moved.stderr
+    assert moved.json()["landings_verified"] == 0  # nothing before the checkpoint judged again
+    assert second.git("rev-parse", CHECKPOINTS) == pushed
+    assert state_digest(second.state_dir, "origin/main") == state_digest(
+        first.state_dir, "origin/main"
+    )

@@ -616,6 +616,10 @@ class Reconciler:
         authoriser.now = now
         # Read again every pass: a key revoked during an incident takes effect at once.
         authoriser.revoked = revocation_file.configured(self.repo)
+        if self.options.remote is not None and self.store.fresh():
+            # A new machine goes on from the checkpoint another one published, if it may.
+            with contextlib.suppress(ReconcilerError):
+                self.repo.fetch_ref(self.options.remote, checkpoints.ref_of(self.branch))
         verified = authoriser.run(tip)
         if persist and not self.options.dry_run:
             walk.keep()
