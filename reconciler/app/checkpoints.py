@@ -31,6 +31,7 @@ from reconciler.core.checkpoint import (
     decode,
     digest,
     encode,
+    tables,
 )
 from reconciler.core.errors import ConfigError, ReconcilerError
 from reconciler.core.printable import printable
@@ -203,9 +204,9 @@ def newest(
             trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {found}")
             checkpoint = info.parents[0] if info.parents else None
             continue
-        continued, rows = found
+        continued, load = found
         try:
-            store.load_journal(rows, now)
+            load(store, now)
         except ReconcilerError as error:
             back()
             trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {error.message}")
@@ -226,7 +227,7 @@ def _usable(
     trusted: frozenset[str],
     revoked: Revocations | None,
     distrusted: Collection[str],
-) -> tuple[Continued, dict[str, list[list[object]]]] | str:
+) -> tuple[Continued, Callable[[StateStore, datetime], None]] | str:
     """The checkpoint and its rows when a walk to `tip` may go on from it; else why not.
 
     The cheap refusals first: where it claims to be, then its bytes, then its signature.
@@ -260,7 +261,8 @@ def _usable(
             "or one pinned with --checkpoint-key)"
         )
     try:
-        header, rows = decode(data)
+        header, texts = tables(data)
+        rows = decode(data)[1] if texts is None else None
     except CheckpointUnreadable as error:
         return f"it cannot be read: {error}"
     if header.anchor != anchor:
@@ -272,7 +274,14 @@ def _usable(
         return "its rows describe another commit than its commit says"
     if header.journal != journal.VERSION:
         return f"its rows are in journal format {header.journal}, not {journal.VERSION}"
-    return Continued(checkpoint, described, named, signer), rows
+
+    def load(store: StateStore, now: datetime) -> None:
+        if texts is not None:
+            store.load_journal_text(texts, now)
+        else:
+            store.load_journal(rows or {}, now)
+
+    return Continued(checkpoint, described, named, signer), load
 
 
 def _on_first_parent_line(repo: GitRepo, commit: str, tip: str) -> bool:

@@ -85,6 +85,51 @@ def decode(data: bytes) -> tuple[Header, dict[str, list[list[Any]]]]:
     return header, rows
 
 
+def tables(data: bytes) -> tuple[Header, dict[str, str] | None]:
+    """The header, and each table's rows as one JSON array's text, not parsed here (the state
+    store parses them, in SQLite); None for the rows when one holds bytes (`decode` them)."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise CheckpointUnreadable("it is not ASCII") from None
+    end = text.find("\n")
+    if end < 0 or not text.endswith("\n"):
+        raise CheckpointUnreadable("it does not end with a line break")
+    header = _header(text[:end])
+    if '{"bytes":' in text:
+        return header, None
+    found: dict[str, str] = {}
+    body = text[end + 1 :]
+    start = 0
+    while start < len(body):
+        if not body.startswith('["', start):
+            raise CheckpointUnreadable("a row is not a table's")
+        name = body[start + 2 : body.find('"', start + 2)]
+        # Sorted: a table's rows are one run of lines, the last one found from the end.
+        last = max(start, body.rfind(f'\n["{name}",') + 1)
+        stop = body.index("\n", last) + 1
+        chunk = body[start:stop]
+        if name in found or chunk.count('\n["') != chunk.count(f'\n["{name}",'):
+            raise CheckpointUnreadable("its rows are not sorted")
+        found[name] = "[" + chunk[:-1].replace("\n", ",") + "]"
+        start = stop
+    return header, found
+
+
+def _header(line: str) -> Header:
+    try:
+        head = json.loads(line)
+        header = Header(head["anchor"], head["branch"], head["commit"], head["journal"])
+        checkpoint_format = head["checkpoint"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointUnreadable("its header is not a checkpoint's") from None
+    if checkpoint_format != FORMAT:
+        raise CheckpointUnreadable(f"its format is {checkpoint_format!r}, not {FORMAT}")
+    if not all(isinstance(part, str) for part in (header.anchor, header.branch, header.commit)):
+        raise CheckpointUnreadable("its header names no commit")
+    return header
+
+
 def digest(data: bytes) -> str:
     """What a checkpoint is named by: the SHA-256 of its bytes."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
