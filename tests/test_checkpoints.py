@@ -22,7 +22,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import checkpoints
-from reconciler.core.checkpoint import CheckpointUnreadable, Header, decode, encode
+from reconciler.core.checkpoint import CheckpointUnreadable, Header, decode, encode, tables
 from tests.clock import SUITE_NOW
 from tests.configrepo import Result, reconciler
 from tests.people import People, make_mallory_the_settings_user, teams_with
@@ -479,6 +479,22 @@ def test_a_checkpoint_is_canonical_and_keeps_file_names_that_are_not_utf8() -> N
         decode(data.replace(b'"checkpoint":1', b'"checkpoint":2'))
     with pytest.raises(CheckpointUnreadable):
         decode(data[:-1])
+    # The rows as SQLite reads them: one JSON array a table; with bytes among them, none.
+    assert tables(data) == (header, None)
+    del rows["effective"][0]
+    plain = encode(header, rows)
+    found = tables(plain)[1]
+    assert found is not None
+    assert {table: json.loads(text) for table, text in found.items()} == {
+        table: [[table, *row] for row in sorted(found_rows, key=str)]
+        for table, found_rows in rows.items()
+    }
+    # A table's rows apart (another's between them) cannot be read as one run of lines.
+    head, _, body = plain.partition(b"\n")
+    effective, first, second = body.rstrip(b"\n").split(b"\n")
+    unsorted = b"\n".join([head, first, effective, second]) + b"\n"
+    with pytest.raises(CheckpointUnreadable):
+        tables(unsorted)
 
 
 def test_a_new_service_machine_goes_on_from_the_checkpoint_the_remote_holds(
