@@ -517,3 +517,20 @@ def test_a_new_service_machine_goes_on_from_the_checkpoint_the_remote_holds(
     assert state_digest(second.state_dir, "origin/main") == state_digest(
         first.state_dir, "origin/main"
     )
+
+
+def test_a_checkpoint_key_file_that_pins_nothing_is_refused_not_ignored(
+    tmp_path: Path, people: People
+) -> None:
+    """Pinning an empty file must not fall back to trusting the anchor's keys."""
+    repo = proposed_qa_release(tmp_path, people)
+    empty = tmp_path / "empty.pub"
+    empty.write_text("# the service's key goes here\n")
+    broken = tmp_path / "broken.pub"
+    broken.write_text(people.reconciler.public_key + "\nnot a key\n")
+
+    for pinned, named in ((empty, "hold no public key"), (broken, f"{broken}:2")):
+        result = fresh_verify(repo, tmp_path / f"ci-{pinned.stem}", "--checkpoint-key", str(pinned))
+        assert result.exit_code == 1
+        assert named in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr

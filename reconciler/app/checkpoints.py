@@ -74,13 +74,13 @@ class Continued:
 class CheckpointTrust:
     """Which checkpoints a walk with a fresh state may go on from.
 
-    `pinned`: the fingerprints of the keys `--checkpoint-key` names; empty: the
+    `pinned`: the fingerprints of the keys `--checkpoint-key` names; None: the
     service accounts' keys of the trust anchor's policy. `warn` hears why each
     checkpoint passed over was.
     """
 
     branch: str  # the branch as the service names it (a remote's, without the remote)
-    pinned: frozenset[str] = frozenset()
+    pinned: frozenset[str] | None = None
     warn: Callable[[str], None] = _quiet
 
 
@@ -96,9 +96,12 @@ def checkpoint_branch(ref: str) -> str:
     return ref.removeprefix("refs/heads/")
 
 
-def pinned_keys(paths: Sequence[Path]) -> frozenset[str]:
+def pinned_keys(paths: Sequence[Path]) -> frozenset[str] | None:
     """The fingerprints of the public keys in the files `--checkpoint-key` names, one key
-    a line (`ssh-ed25519 AAAA... comment`, as `.pub` files hold it)."""
+    a line (`ssh-ed25519 AAAA... comment`, as `.pub` files hold it); None when none is
+    named (the trust anchor's service keys are trusted)."""
+    if not paths:
+        return None
     found: set[str] = set()
     for path in paths:
         try:
@@ -120,6 +123,11 @@ def pinned_keys(paths: Sequence[Path]) -> frozenset[str]:
                     line=number,
                     hint="one public key a line, as ssh-keygen writes it in the .pub file",
                 ) from None
+    if not found:  # pinning nothing must not fall back to trusting the anchor's keys
+        raise ConfigError(
+            f"the checkpoint keys {', '.join(map(str, paths))} hold no public key",
+            hint="pass --checkpoint-key with the service's public key file (its .pub)",
+        )
     return frozenset(found)
 
 
@@ -194,7 +202,7 @@ def newest(
             return None
         try:
             if trusted is None:
-                trusted = trust.pinned or keys()
+                trusted = keys() if trust.pinned is None else trust.pinned
             found = _usable(
                 repo, checkpoint, anchor, tip, trust.branch, trusted, revoked, distrusted
             )
