@@ -534,3 +534,18 @@ def test_a_checkpoint_key_file_that_pins_nothing_is_refused_not_ignored(
         assert result.exit_code == 1
         assert named in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_ref_moved_onto_a_blob_neither_stops_a_pass_nor_the_next_checkpoint(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    blob = repo.git("hash-object", "-w", "--stdin")  # an empty blob, pushed where one looks
+    repo.git("update-ref", CHECKPOINTS, blob)
+
+    assert repo.apply().exit_code == 0
+    published = repo.git("rev-parse", CHECKPOINTS)
+    assert published != blob
+    assert described(repo) == repo.head("main")
+    continued = fresh_verify(repo, tmp_path / "ci")
+    assert continued.json()["checkpoint"]["checkpoint"] == published

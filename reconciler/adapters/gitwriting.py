@@ -149,6 +149,13 @@ class GitWriting(GitRunner):
             raise GitError(f"git push to {remote} failed: {error.stderr.strip()}") from None
         return None  # git moved refs/remotes/<remote>/<branch> along with the push
 
+    def ref_value(self, ref: str) -> str | None:
+        """The object `ref` points at, whatever its kind (None: no such ref)."""
+        try:
+            return self._text("rev-parse", "--verify", "-q", "--end-of-options", ref) or None
+        except GitError:
+            return None
+
     def move_ref(self, ref: str, new: str, expected: str | None) -> bool:
         """Move `ref` from `expected` (None: it must not exist) to `new`, atomically; False
         if it moved first."""

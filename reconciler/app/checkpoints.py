@@ -148,9 +148,14 @@ def publish(
     ref = ref_of(branch)
     if remote is not None:
         repo.fetch_ref(remote, ref)
-    previous = repo.try_resolve(ref)
+    current = repo.ref_value(ref)
+    # Anyone can move the ref: onto what is not a commit, it is replaced, not built on.
+    previous = repo.try_resolve(ref) if current is not None else None
+    if previous is not None and previous != current:
+        previous = None
     if previous is not None and _trailers(repo, previous)[0] == position.last_verified:
         return None
+    parents = (previous,) if previous is not None else ()
     header = Header(position.anchor, branch, position.last_verified, store.version)
     data = encode(header, store.journal_rows())
     named = digest(data)
@@ -160,9 +165,8 @@ def publish(
         f"reconciler: checkpoint of {position.last_verified}\n\n"
         f"Checkpoint-Of: {position.last_verified}\nCheckpoint-Digest: {named}\n"
     )
-    parents = (previous,) if previous is not None else ()
     made = repo.write_object("commit", commit_bytes(tree, parents, identity, identity, message))
-    if not repo.move_ref(ref, made, previous):
+    if not repo.move_ref(ref, made, current):
         return None
     if remote is not None and not repo.push_ref(remote, ref):
         return None
