@@ -150,6 +150,43 @@ class GitWriting(GitRunner):
             raise GitError(f"git push to {remote} failed: {error.stderr.strip()}") from None
         return None  # git moved refs/remotes/<remote>/<branch> along with the push
 
+    def ref_value(self, ref: str) -> str | None:
+        """The object `ref` points at, whatever its kind (None: no such ref)."""
+        try:
+            return self._text("rev-parse", "--verify", "-q", "--end-of-options", ref) or None
+        except GitError:
+            return None
+
+    def move_ref(self, ref: str, new: str, expected: str | None) -> bool:
+        """Move `ref` from `expected` (None: it must not exist) to `new`, atomically; False
+        if it moved first."""
+        try:
+            self._run("update-ref", ref, new, expected or "0" * len(new))
+        except _Failed:
+            return False
+        return True
+
+    def push_ref(self, remote: str, ref: str) -> bool:
+        """Push `ref` to the same name on `remote` as a fast-forward; False when the remote
+        did not take it (someone moved it first, a hook refused it)."""
+        try:
+            self._run(
+                "push", "--porcelain", "--quiet", remote, f"{ref}:{ref}", timeout=NETWORK_TIMEOUT
+            )
+        except _Failed:
+            return False
+        return True
+
+    def fetch_ref(self, remote: str, ref: str) -> bool:
+        """Take `remote`'s `ref` as it is into the same name here; False when it has none."""
+        try:
+            self._run(
+                "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{ref}", timeout=NETWORK_TIMEOUT
+            )
+        except _Failed:
+            return False
+        return True
+
     def follow_worktree(self, branch: str, old: str, new: str) -> None:
         """After moving a checked-out branch's ref, bring the index and files along.
 

@@ -76,15 +76,15 @@ class SigningKey:
         signature = key.sign(data, padding.PKCS1v15(), hashes.SHA512())
         return _string(b"rsa-sha2-512") + _string(signature)
 
-    def sshsig(self, message: bytes) -> bytes:
-        """The armored SSHSIG of `message` in the "git" namespace."""
+    def sshsig(self, message: bytes, namespace: bytes = _NAMESPACE) -> bytes:
+        """The armored SSHSIG of `message` in `namespace` (default: git's, for commits)."""
         digest = hashlib.sha512(message).digest()
-        signed = b"SSHSIG" + _string(_NAMESPACE) + _string(b"") + _string(_HASH) + _string(digest)
+        signed = b"SSHSIG" + _string(namespace) + _string(b"") + _string(_HASH) + _string(digest)
         blob = (
             b"SSHSIG"
             + struct.pack(">I", 1)
             + _string(self.public.blob)
-            + _string(_NAMESPACE)
+            + _string(namespace)
             + _string(b"")
             + _string(_HASH)
             + _string(self._signature_blob(signed))

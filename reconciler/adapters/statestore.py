@@ -22,7 +22,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,20 @@ _LISTED: Final = "(SELECT value FROM json_each(?))"
 # SQLite's primary result codes for a write the file system would not take (sqlite3.h):
 # PERM, READONLY, IOERR, FULL, CANTOPEN.
 _NOT_WRITTEN: Final = frozenset({3, 8, 10, 13, 14})
+# What a checkpoint holds (`journal_rows`): the position's keys of `meta`, and these tables
+# whole (table -> its number of columns).
+# The branch is not among them: a service's state follows `origin/main` where the
+# checkpoint's reader follows `main`; the checkpoint's header names the branch.
+_META_KEPT: Final = json.dumps(["anchor", "last_verified", "schema", "anchor_seq", "payloads"])
+_CHECKPOINTED: Final = {
+    "effective": 3,
+    "dirty": 2,
+    "payloads": 2,
+    "landings": 3,
+    "plan_versions": 5,
+    "events": 5,
+    "editors": 2,
+}
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -416,6 +430,111 @@ class StateStore:
                 record = journal.decode(Record, detail, self.version)
                 for statement, rows in _open_runs_change(record):
                     self._db.executemany(statement, rows)
+
+    # -- checkpoints: the rows a later walk needs, as published and as loaded -------
+
+    def journal_rows(self) -> dict[str, list[list[Any]]]:
+        """Every row a walk from the position on needs, per table, in one read: not the
+        signature cache, first-seen times or the outbox, which are this machine's own."""
+        self.flush()
+        alone = not self._db.in_transaction  # then one read transaction: one moment's rows
+        with self._errors():
+            if alone:
+                self._db.execute("BEGIN")
+            try:
+                meta = f"SELECT * FROM meta WHERE key IN {_LISTED}"  # noqa: S608
+                rows = {"meta": [list(row) for row in self._db.execute(meta, (_META_KEPT,))]}
+                for table in _CHECKPOINTED:
+                    query = f"SELECT * FROM {table}"  # noqa: S608 - fixed table names
+                    rows[table] = [list(row) for row in self._db.execute(query)]
+            finally:
+                if alone:
+                    self._db.execute("COMMIT")
+        return rows
+
+    def fresh(self) -> bool:
+        """Whether nothing was walked into this state yet (no position, no landing)."""
+        if self.position() is not None:
+            return False
+        return self._read("SELECT 1 FROM landings LIMIT 1").fetchone() is None
+
+    def load_journal(self, rows: Mapping[str, Iterable[list[Any]]], seen: datetime) -> None:
+        """Take a fresh state to the rows `journal_rows` read elsewhere (in the open
+        transaction); the runs still open are folded from the records, as on re-anchoring.
+
+        The anchor and every commit the landings landed count as first seen at `seen`, as
+        a walk from the anchor would have marked them: a commit dated in the future must
+        not age from its own date on a state that never saw it."""
+        self.flush()
+        with self._errors():
+            for table, columns in {"meta": 2, **_CHECKPOINTED}.items():
+                marks = ", ".join("?" * columns)
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO {table} VALUES ({marks})",  # noqa: S608
+                    rows.get(table, ()),
+                )
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('branch', ?)", (self.branch,))
+            stamp = seen.astimezone(UTC).isoformat()
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen (commit_id, first_seen)"
+                " SELECT value, ?1 FROM meta WHERE key = 'anchor'"
+                " UNION ALL SELECT j.value, ?1"
+                " FROM landings AS l, json_each(l.detail, '$.landed') AS j",
+                (stamp,),
+            )
+            self._db.execute("DELETE FROM open_runs")
+            records = self._db.execute(
+                "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"
+            ).fetchall()
+            for (detail,) in records:
+                record = journal.decode(Record, detail, self.version)
+                for statement, changes in _open_runs_change(record):
+                    self._db.executemany(statement, changes)
+
+    def load_journal_text(self, tables: Mapping[str, str], seen: datetime) -> None:
+        """`load_journal` from each table's rows as one JSON array's text, parsed by SQLite:
+        a history's rows are hundreds of megabytes, too many to decode in Python. The
+        indexes are built once, after the rows are in."""
+        self.flush()
+        with self._errors():
+            names = self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            ).fetchall()
+            for (name,) in names:
+                self._db.execute(f"DROP INDEX {name}")
+            for table, columns in {"meta": 2, **_CHECKPOINTED}.items():
+                if table not in tables:
+                    continue
+                picked = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(1, columns + 1))
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO {table} SELECT {picked} FROM json_each(?)",  # noqa: S608
+                    (tables[table],),
+                )
+            for statement in _SCHEMA.split(";"):
+                if "CREATE INDEX" in statement:
+                    self._db.execute(statement)
+        self.load_journal({}, seen)
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[Callable[[], None]]:
+        """Writes that may be taken back inside the open transaction: the block gets a
+        function that forgets every write made since it began (and goes on)."""
+        self.flush()
+        with self._errors():
+            self._db.execute("SAVEPOINT walk_from")
+
+        def back() -> None:
+            self._pending = {}
+            with self._errors():
+                self._db.execute("ROLLBACK TO walk_from")
+
+        try:
+            yield back
+        finally:
+            if self._db.in_transaction:
+                self.flush()
+                with self._errors():
+                    self._db.execute("RELEASE walk_from")
 
     def anchor_seq(self) -> int:
         """The last landing before the trust anchor (0 but after a re-anchor that kept some):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.adapters.drivers import Step
     from reconciler.app.actions import Locked, Made
     from reconciler.app.authorise import Progress, VerifyResult
+    from reconciler.app.checkpoints import CheckpointTrust
     from reconciler.app.drift import DriftReport
     from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
@@ -120,6 +121,8 @@ class VerifyRequest:
     trust_anchor: str | None = None
     re_anchor: str | None = None
     every_verdict: bool = False  # decode every landing's verdict, not only the refused
+    full: bool = False  # a fresh state walks from the trust anchor, whatever checkpoint there is
+    checkpoint_keys: tuple[Path, ...] = ()  # --checkpoint-key: the checkpoints' trusted keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,8 @@ def verify(
 ) -> Verification:
     """Walk the branch to its tip (or --to), and the landings after --from it judged."""
     with _reading(source, note) as session:
+        keys = request.checkpoint_keys
+        session.checkpoints = _checkpoint_trust(session, request.full, keys, note)
         # Every revision typed is resolved before the walk: a typo stops it before it starts.
         start = session.typed_revision("--from", request.from_rev) if request.from_rev else None
         to = session.typed_revision("--to", request.to_rev) if request.to_rev else None
@@ -172,6 +177,18 @@ def verify(
             else refused
         )
         return Verification(result, tuple(landings), tuple(refused), tuple(shown), tuple(ignored))
+
+
+def _checkpoint_trust(
+    session: Session, full: bool, keys: tuple[Path, ...], note: Note
+) -> CheckpointTrust | None:
+    """Which checkpoints the command's walk may go on from, telling `note` why it passed
+    over any; None with `full`."""
+    from reconciler.app.checkpoints import CheckpointTrust, pinned_keys  # noqa: PLC0415
+
+    if full or session.checkpoints is None:
+        return None
+    return CheckpointTrust(session.checkpoints.branch, pinned_keys(keys), note)
 
 
 def access(
@@ -288,7 +305,13 @@ def history(source: Source, query: HistoryQuery, *, note: Note = _quiet) -> tupl
 
 
 def verify_mergeable(
-    source: Source, head: str, trust_anchor: str | None, *, progress: Progress
+    source: Source,
+    head: str,
+    trust_anchor: str | None,
+    *,
+    progress: Progress,
+    checkpoint_keys: tuple[Path, ...] = (),
+    note: Note = _quiet,
 ) -> MergeCheck:
     """Judge what merging `head` into the base (`source.branch`) would land."""
     from reconciler.app import mergeable  # noqa: PLC0415
@@ -300,6 +323,7 @@ def verify_mergeable(
         now=utc_now(),
         option="--base",
     ) as session:
+        session.checkpoints = _checkpoint_trust(session, False, checkpoint_keys, note)
         # Every revision typed is resolved before the walk: a typo stops it before it starts.
         tested = session.typed_revision("--head", head)
         if trust_anchor:

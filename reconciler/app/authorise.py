@@ -40,6 +40,7 @@ from reconciler.adapters.readahead import (
     prepare,
 )
 from reconciler.adapters.statestore import Position, StateStore, Transaction
+from reconciler.app import checkpoints
 from reconciler.app.anchoring import (
     anchored_state,
     default_anchor,
@@ -48,8 +49,10 @@ from reconciler.app.anchoring import (
     refuse_malformed,
     structured_versions,
 )
+from reconciler.app.checkpoints import CheckpointTrust, Continued
 from reconciler.app.commit_cache import CommitCache, first_carriers
 from reconciler.core.config import build_environment, build_policy, disowned
+from reconciler.core.errors import ReconcilerError
 from reconciler.core.fields import (
     CONTENT,
     FieldMap,
@@ -82,6 +85,10 @@ class VerifyResult:
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
     differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
     ignored: tuple[IgnoredTrailer, ...] = ()  # trailers this pass found counting for nothing
+    continued: Continued | None = None  # the checkpoint a fresh state went on from
+    # How many landings this pass judged: `judged` holds their verdicts only where the
+    # caller asked to keep them (`Authoriser.keep_verdicts`).
+    count: int = 0
 
     @property
     def authorised(self) -> bool:
@@ -102,8 +109,12 @@ class Authoriser:
         batch: int = PREFETCH,
         workers: int | None = None,
         revoked: Revocations | None = None,
+        checkpoints: CheckpointTrust | None = None,
     ) -> None:
         self.repo = repo
+        # Which checkpoints a fresh state may go on from (None: none, a full walk).
+        self.checkpoints = checkpoints
+        self.continued: Continued | None = None
         self.store = store
         self.now = now
         self.cap = cap
@@ -128,6 +139,7 @@ class Authoriser:
         # False: `run` returns no verdicts (the store has them), so a walk of a long history
         # does not hold one per landing in memory.
         self.keep_verdicts = True
+        self._count = 0  # landings the last walk judged
 
     @property
     def revoked(self) -> Revocations | None:
@@ -168,9 +180,17 @@ class Authoriser:
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
         try:
-            position = self._position(tip, trust_anchor, re_anchor=re_anchor)
-            self.anchor = position.anchor
-            judged, ignored = self._walk(tip, position, older=older)
+            self.continued = None
+            self._count = 0
+            if self.checkpoints is not None and not re_anchor and self.store.fresh():
+                anchor = trust_anchor or default_anchor(self.repo, tip)
+                position, (judged, ignored) = self._walk_from_checkpoint(
+                    tip, anchor, self.checkpoints, older=older
+                )
+            else:
+                position = self._position(tip, trust_anchor, re_anchor=re_anchor)
+                self.anchor = position.anchor
+                judged, ignored = self._walk(tip, position, older=older)
         except BaseException:
             # What the walk wrote is forgotten, and the caller's transaction with it.
             transaction.discard()
@@ -183,7 +203,77 @@ class Authoriser:
             judged=judged,
             differs=_differs(self.dirty),
             ignored=ignored,
+            continued=self.continued,
+            count=self._count,
         )
+
+    def _walk_from_checkpoint(
+        self, tip: str, anchor: str, trust: CheckpointTrust, *, older: bool
+    ) -> tuple[Position, tuple[tuple[LandingVerdict, ...], tuple[IgnoredTrailer, ...]]]:
+        """A fresh state's walk: from the newest checkpoint it trusts, else from the anchor.
+
+        A checkpoint's key that the effective policy at `tip` no longer lists as a
+        service account's was revoked since: what it signed is taken back, and the
+        walk goes again from an older checkpoint signed by another key, or in full.
+        """
+        distrusted: set[str] = set()
+        with self.store.savepoint() as back:
+            while True:
+                self.continued = checkpoints.newest(
+                    self.repo,
+                    self.store,
+                    anchor=anchor,
+                    tip=tip,
+                    trust=trust,
+                    keys=lambda: self._service_keys_of(anchor),
+                    revoked=self.revoked,
+                    distrusted=distrusted,
+                    back=back,
+                    now=self.now,
+                )
+                position = self._position(tip, anchor, re_anchor=False)
+                self.anchor = position.anchor
+                walked = self._walk(tip, position, older=older)
+                continued = self.continued
+                if continued is None or continued.signer in _service_keys(
+                    self.policy(), self.revoked
+                ):
+                    return position, walked
+                signer = continued.signer
+                trust.warn(
+                    f"warning: checkpoint {continued.checkpoint[:12]} not used: its key "
+                    f"{signer} is no longer a service account's at {tip[:12]}"
+                )
+                distrusted.add(signer)
+                back()
+                self._forget()
+
+    def _service_keys_of(self, anchor: str) -> frozenset[str]:
+        """The service accounts' keys of the anchor's policy: the checkpoints' signers a
+        walk trusts unless keys are pinned."""
+        blob = self.repo.blob_at(anchor, TEAMS_FILE)
+        if blob is None:
+            return frozenset()
+        fields = self.commits.fields(TEAMS_FILE, blob, "100644")
+        try:
+            policy = policy_from({TEAMS_FILE: dict(fields)}, self.repo, self.now)
+        except ReconcilerError:
+            return frozenset()  # the walk from the anchor says what is wrong with it
+        return _service_keys(policy, self.revoked)
+
+    def _forget(self) -> None:
+        """Hold nothing a walk from a checkpoint taken back read or judged."""
+        self.effective = {}
+        self.dirty = {}
+        self._policy = None
+        self._answers = None
+        self._held = None
+        self._touched.clear()
+        self._keyring = Keyring()
+        revoked = self.commits.revoked
+        self.commits = CommitCache(self.repo, self.store, self._versions, self._keyring)
+        self.commits.revoked = revoked
+        self.continued = None
 
     def _position(self, tip: str, trust_anchor: str | None, *, re_anchor: bool) -> Position:
         """The position the walk starts from: anchored anew (`re_anchor`), anchored on a
@@ -373,6 +463,7 @@ class Authoriser:
                 ignored.extend(judgement.ignored)
                 if self.progress is not None:
                     self.progress(seq - first, len(targets))
+        self._count = seq - first
         return tuple(verdicts), tuple(ignored)
 
     def _landings(
@@ -485,6 +576,15 @@ def policy_from(
             data = load(repo.read_blob(value(fields, CONTENT)), path).data
             environments.append(build_environment(data))
     return build_policy(teams_data(teams), environments, now)
+
+
+def _service_keys(policy: Policy, revoked: Revocations | None) -> frozenset[str]:
+    """The fingerprints of the service accounts' keys `policy` lists, but the revoked."""
+    return frozenset(
+        key
+        for key, owner in policy.key_owner.items()
+        if owner in policy.service_accounts and (revoked is None or revoked.why(key) is None)
+    )
 
 
 def _differs(dirty: Mapping[str, Mapping[str, Refusal | None]]) -> dict[str, tuple[str, ...]]:

@@ -35,6 +35,7 @@ from typing import Final, Literal
 from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.checkpoints import Continued
 from reconciler.app.pipeline import observe
 from reconciler.app.session import Session
 from reconciler.core.access import who_may_change
@@ -131,6 +132,7 @@ class MergeCheck:
     changes: tuple[FileChange, ...]
     plans: tuple[PlanOutlook, ...]
     ignored: tuple[IgnoredTrailer, ...]  # trailers in the pull request that count for nothing
+    continued: Continued | None = None  # the checkpoint a fresh state walked the base from
 
     @property
     def authorised(self) -> bool:
@@ -194,6 +196,7 @@ def check(
             changes=(),
             plans=(),
             ignored=(),
+            continued=base_result.continued,
         )
     merge = _merge(session, base_tip, head, name)
     before = observe(base_walk, base_result, session.now, drivers=None).decisions
@@ -223,6 +226,7 @@ def check(
         changes=changes,
         plans=_outlook(changes, before, _without(after, merge)),
         ignored=result.ignored,
+        continued=base_result.continued,
     )
 
 

@@ -41,6 +41,7 @@ interleave.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -64,7 +65,9 @@ from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
+from reconciler.app import checkpoints
 from reconciler.app.authorise import Authoriser, Progress, VerifyResult
+from reconciler.app.checkpoints import CheckpointTrust, pinned_keys
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
@@ -228,6 +231,9 @@ class Options:
     max_rounds: int = 1000
     # `--environments`: the only environments it starts runs in (`runs.in_shard`); None: any.
     environments: frozenset[str] | None = None
+    # `--checkpoint-key`: the keys whose checkpoints a fresh state goes on from (none: the
+    # trust anchor's service accounts').
+    checkpoint_keys: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +288,7 @@ class PassReport:
     # How many plan versions the pass decided, a round's re-decisions counted each time:
     # about twice the plans a backlog runs, never rounds times plans (`_Decided`).
     decided: int = 0
+    checkpoint: str = ""  # the checkpoint this pass published, if it did
 
     @property
     def failed(self) -> bool:
@@ -365,6 +372,7 @@ class Reconciler:
                 now=clock(),
                 progress=progress,
                 revoked=revocation_file.configured(self.repo),
+                checkpoints=CheckpointTrust(self.branch, pinned_keys(options.checkpoint_keys)),
             )
         except BaseException:
             self.close()
@@ -468,6 +476,7 @@ class Reconciler:
                     "the pass did not settle: a round started only plan versions it ran already",
                     hint="check for a reconciler racing in a loop",
                 )
+        self._publish_checkpoint(report)
         return report
 
     def watch_pass(self) -> tuple[PassReport, list[StartedRun]]:
@@ -483,7 +492,20 @@ class Reconciler:
             if not self.options.dry_run:
                 self._flush_outbox()
             started = self.plan_pass(report)
+            self._publish_checkpoint(report)
         return report, started
+
+    def _publish_checkpoint(self, report: PassReport) -> None:
+        """After a pass that judged new landings, publish a checkpoint of what the state
+        holds now: at most one a pass, and never the pass's failure (a lost race, a
+        remote that will not take it: the next pass publishes)."""
+        if self.options.dry_run or self.key is None or not report.landings:
+            return
+        with self._git_lock, contextlib.suppress(ReconcilerError, OSError):
+            made = checkpoints.publish(
+                self.repo, self.store, self.key, self.branch, self.options.remote, self.clock()
+            )
+            report.checkpoint = made or ""
 
     def plan_pass(self, report: PassReport) -> list[StartedRun]:
         """Verify, decide, record bookkeeping and publish start records; the runs started.
@@ -663,6 +685,10 @@ class Reconciler:
         if narrowed is not None and _fingerprints(revoked) != narrowed[0].history.revoked:
             narrowed = None  # who counts changed: every plan again
         authoriser.revoked = revoked
+        if self.options.remote is not None and self.store.fresh():
+            # A new machine goes on from the checkpoint another one published, if it may.
+            with contextlib.suppress(ReconcilerError):
+                self.repo.fetch_ref(self.options.remote, checkpoints.ref_of(self.branch))
         verified = authoriser.run(tip)
         if persist and not self.options.dry_run:
             walk.keep()

@@ -27,6 +27,7 @@ from reconciler.app.authorise import (
     VerifyResult,
     policy_from,
 )
+from reconciler.app.checkpoints import CheckpointTrust, checkpoint_branch
 from reconciler.core import journal
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
 from reconciler.core.journal import IgnoredTrailer
@@ -51,6 +52,8 @@ class Session:
     walked: Authoriser | None = None  # the last walk, with its effective state and caches
     persisted: bool = True  # whether the last walk was kept (it is, on the branch)
     ref: str = ""  # the branch's ref (default: refs/heads/<branch>)
+    # Which checkpoints a fresh state goes on from (None: none, `verify --full`).
+    checkpoints: CheckpointTrust | None = None
 
     def tip(self) -> str:
         return self.repo.resolve(self.ref or f"refs/heads/{self.branch}")
@@ -78,6 +81,7 @@ class Session:
             progress=progress,
             cap=DEFAULT_CAP if cap is None else cap,
             revoked=revocation_file.configured(self.repo),
+            checkpoints=self.checkpoints,
         )
 
     def authorise(
@@ -421,6 +425,7 @@ def open_session(
             ref = f"refs/heads/{followed}"
         store = StateStore(state_directory(repo, state_dir), followed)
         try:
-            yield Session(repo, store, followed, now, ref=ref)
+            trust = CheckpointTrust(checkpoint_branch(ref))
+            yield Session(repo, store, followed, now, ref=ref, checkpoints=trust)
         finally:
             store.close()

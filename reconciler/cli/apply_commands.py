@@ -64,6 +64,7 @@ def apply(
     instance: str | None,
     driver_root: Path | None,
     environments: frozenset[str] | None,
+    checkpoint_keys: tuple[Path, ...],
     dry_run: bool,
     output_format: str,
 ) -> Outcome:
@@ -87,6 +88,7 @@ def apply(
         instance=instance,
         driver_root=driver_root,
         environments=environments,
+        checkpoint_keys=checkpoint_keys,
         dry_run=dry_run,
     )
     with stop_on_signals() as stopping, progress_bar("verifying history") as progress:

@@ -12,6 +12,7 @@ import click
 from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
+    checkpoint_key_option,
     command_with_examples,
     format_option,
     repo_option,
@@ -58,6 +59,7 @@ from reconciler.cli.verify_commands import progress_bar
     metavar="REV",
     help="On the first run, trust REV's tree (default: BRANCH's root commit).",
 )
+@checkpoint_key_option
 @format_option(*output.FORMATS_WITH_MARKDOWN)
 def verify_mergeable(
     base: str,
@@ -65,6 +67,7 @@ def verify_mergeable(
     repo: Path | None,
     state_dir: Path | None,
     trust_anchor: str | None,
+    checkpoint_keys: tuple[Path, ...],
     output_format: str,
 ) -> Outcome:
     """Judge what merging the pull request into BRANCH would land, and only that.
@@ -84,9 +87,15 @@ def verify_mergeable(
     from reconciler.app import api
     from reconciler.app.api import Source
 
+    reporter = reporter_for(output_format)
     with progress_bar("verifying the base") as progress:
         check = api.verify_mergeable(
-            Source(repo, base, state_dir), head, trust_anchor, progress=progress
+            Source(repo, base, state_dir),
+            head,
+            trust_anchor,
+            progress=progress,
+            checkpoint_keys=checkpoint_keys,
+            note=reporter.note,
         )
-    reporter_for(output_format).merge_check(check)
+    reporter.merge_check(check)
     return Outcome.OK if check.authorised else Outcome.FAILED

@@ -33,6 +33,7 @@ def check_json(result: MergeCheck) -> dict[str, Any]:
         "merge": result.merge,
         "anchor": result.anchor,
         "authorised": result.authorised,
+        "checkpoint": result.continued.as_json() if result.continued else None,
         "landed": list(result.landed),
         "refusals": [
             {

@@ -132,6 +132,15 @@ read_remote_option = click.option(
 remote_option = click.option(
     "--remote", metavar="NAME", help="Fetch from and push records to this remote (default: none)."
 )
+checkpoint_key_option = click.option(
+    "--checkpoint-key",
+    "checkpoint_keys",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    envvar="RECONCILER_CHECKPOINT_KEY",
+    help="Trust checkpoints signed by the SSH public key(s) in FILE (repeatable; default: "
+    "the trust anchor's service account keys; env RECONCILER_CHECKPOINT_KEY).",
+)
 key_option = click.option(
     "--key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -179,6 +188,7 @@ def service_options(command: FC) -> FC:
             instance_option,
             driver_root_option,
             environments_option,
+            checkpoint_key_option,
         )
     ):
         command = option(command)

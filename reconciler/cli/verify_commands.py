@@ -17,6 +17,7 @@ from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     branch_option,
+    checkpoint_key_option,
     command_with_examples,
     format_option,
     read_remote_option,
@@ -87,6 +88,12 @@ def progress_bar(label: str) -> Iterator[Progress]:
 @click.option(
     "--all", "list_all", is_flag=True, help="List every landing, not only the refused ones (text)."
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="With a fresh state, walk from the trust anchor: ignore the service's checkpoints.",
+)
+@checkpoint_key_option
 @format_option(*output.FORMATS_WITH_GITHUB)
 def verify(
     repo: Path | None,
@@ -98,6 +105,8 @@ def verify(
     trust_anchor: str | None,
     re_anchor: str | None,
     list_all: bool,
+    full: bool,
+    checkpoint_keys: tuple[Path, ...],
     output_format: str,
 ) -> Outcome:
     """Prove from Git history that every landed change was authorised.
@@ -121,6 +130,8 @@ def verify(
         re_anchor=re_anchor,
         # JSON passes every landing's stored verdict through as it is: none is decoded.
         every_verdict=list_all and output_format != "json",
+        full=full,
+        checkpoint_keys=checkpoint_keys,
     )
     with progress_bar("verifying history") as progress:
         verification = api.verify(

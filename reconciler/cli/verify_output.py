@@ -25,7 +25,13 @@ def emit_verification_json(
     ignored: Sequence[IgnoredTrailer] = (),
 ) -> None:
     """The documented JSON, with every landing's stored verdict passed through as it is."""
-    head = {"anchor": result.anchor, "tip": result.tip, "authorised": not refused}
+    head = {
+        "anchor": result.anchor,
+        "tip": result.tip,
+        "authorised": not refused,
+        "checkpoint": result.continued.as_json() if result.continued else None,
+        "judged": result.count,
+    }
     differs = {path: list(fields) for path, fields in result.differs.items()}
     # Written a slice of verdicts at a time: megabytes of them joined into one string,
     # and that encoded, were the peak of a long verify's memory. With color=True: JSON
@@ -83,6 +89,12 @@ def verification_text(
 ) -> None:
     refused = [verdict for verdict in verdicts if not verdict.authorised]
     click.echo(f"trust anchor {result.anchor[:12]}, verified up to {result.tip[:12]}")
+    if result.continued is not None:
+        continued = result.continued
+        click.echo(
+            f"continued from checkpoint {continued.checkpoint[:12]} of {continued.commit[:12]} "
+            f"(signed by {continued.signer}): {result.count} landing(s) judged after it"
+        )
     for verdict in verdicts:
         if verdict.authorised and not list_all:
             continue

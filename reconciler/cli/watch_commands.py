@@ -100,6 +100,7 @@ def watch(
     instance: str | None,
     driver_root: Path | None,
     environments: frozenset[str] | None,
+    checkpoint_keys: tuple[Path, ...],
     interval: float,
     listen: str | None,
     webhook_secret_file: Path | None,
@@ -138,6 +139,7 @@ def watch(
         instance=instance,
         driver_root=driver_root,
         environments=environments,
+        checkpoint_keys=checkpoint_keys,
     )
 
     def stop_on_signals(stop: Callable[[], None]) -> None:

@@ -220,19 +220,27 @@ def _signature_headers(raw: bytes) -> int:
 
 
 def check_signature(
-    payload: bytes, armor: bytes, keyring: openpgp.Keyring | None = None
+    payload: bytes,
+    armor: bytes,
+    keyring: openpgp.Keyring | None = None,
+    *,
+    namespace: bytes = NAMESPACE,
 ) -> SignatureCheck:
     """Verify an armored SSHSIG over `payload` in the "git" namespace, or an armored
     OpenPGP signature with `keyring` (`openpgp.check`). Never raises.
 
     Public for the other signed objects git makes with the same namespace
-    (tags, push certificates), whose payload is split differently.
+    (tags, push certificates), whose payload is split differently, and for the
+    service's checkpoints, SSHSIGs in a namespace of their own (`namespace`),
+    which no OpenPGP signature stands for.
     """
     if armor.lstrip().startswith(_OPENPGP_ARMORS):
+        if namespace != NAMESPACE:
+            return SignatureCheck("bad", None, "openpgp", "an OpenPGP signature has no namespace")
         verdict = openpgp.check(payload, armor, keyring)
         return SignatureCheck(verdict.status, verdict.fingerprint, "openpgp", verdict.reason)
     try:
-        return _check(payload, armor)
+        return _check(payload, armor, namespace)
     except _Refused as refusal:
         return SignatureCheck(refusal.status, None, refusal.key_type, refusal.reason)
     except Exception as error:  # see _fail_closed
@@ -266,10 +274,10 @@ class _SshSig:
     signature: bytes
 
 
-def _check(payload: bytes, armor: bytes) -> SignatureCheck:
+def _check(payload: bytes, armor: bytes, namespace: bytes = NAMESPACE) -> SignatureCheck:
     sshsig = _parse_sshsig(_dearmor(armor))
-    if sshsig.namespace != NAMESPACE:
-        raise _Refused("bad", f"namespace is {_shown(sshsig.namespace)}, not 'git'")
+    if sshsig.namespace != namespace:
+        raise _Refused("bad", f"namespace is {_shown(sshsig.namespace)}, not {_shown(namespace)}")
     message_hash = _MESSAGE_HASHES.get(sshsig.hash_algorithm)
     if message_hash is None:
         raise _Refused(
@@ -278,7 +286,7 @@ def _check(payload: bytes, armor: bytes) -> SignatureCheck:
         )
     key = _load_key(sshsig.public_key)
     key_fingerprint = fingerprint(sshsig.public_key)
-    signed = _signed_data(sshsig.hash_algorithm, message_hash(payload))
+    signed = _signed_data(sshsig.hash_algorithm, message_hash(payload), namespace)
     try:
         key.verify(sshsig.signature, signed)
     except _Refused as refusal:
@@ -354,9 +362,9 @@ def _parse_sshsig(blob: bytes) -> _SshSig:
     return _SshSig(public_key, namespace, hash_algorithm, signature)
 
 
-def _signed_data(hash_algorithm: bytes, digest: bytes) -> bytes:
+def _signed_data(hash_algorithm: bytes, digest: bytes, namespace: bytes = NAMESPACE) -> bytes:
     """What OpenSSH's sshsig_wrap_sign signs for a message with this digest."""
-    return _MAGIC + _string(NAMESPACE) + _string(b"") + _string(hash_algorithm) + _string(digest)
+    return _MAGIC + _string(namespace) + _string(b"") + _string(hash_algorithm) + _string(digest)
 
 
 def _string(value: bytes) -> bytes:

@@ -1,0 +1,330 @@
+"""App: signed checkpoints, what the service verified, for any later walk to go on from.
+
+The service (`reconcile`), after a pass that judged new landings, publishes
+its state's rows as one checkpoint (`publish`): a commit at
+`refs/reconciler/checkpoints/<branch>` whose tree holds the canonical bytes
+(`core.checkpoint`) and their SSH signature by the service key, in a namespace
+of their own, its parent the previous checkpoint. Anyone can move that ref:
+a walk with a fresh state (`authorise`) takes the newest checkpoint it trusts
+(`newest`) and tells why it passed over every other, so a bad one costs only
+speed, never a verdict (`docs/design.md, "Checkpoints"`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from reconciler.adapters.gitobjects import commit_bytes
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.signing import SigningKey
+from reconciler.adapters.statestore import StateStore
+from reconciler.core import journal
+from reconciler.core.checkpoint import (
+    NAMESPACE,
+    CheckpointUnreadable,
+    Header,
+    decode,
+    digest,
+    encode,
+    tables,
+)
+from reconciler.core.errors import ConfigError, ReconcilerError
+from reconciler.core.printable import printable
+from reconciler.core.revocation import Revocations
+from reconciler.core.signatures import check_signature
+from reconciler.core.sshkeys import KeyFormatError, parse_public_key
+
+REF_PREFIX: Final = "refs/reconciler/checkpoints/"
+ROWS_FILE: Final = "checkpoint.jsonl"
+SIGNATURE_FILE: Final = "checkpoint.sig"
+# A checkpoint costs the whole journal to write (20 MB at 10,000 commits), so the
+# service publishes a new one once a tenth of the history has landed since the last,
+# and at least every `STRIDE` landings: a later walk then judges at most that many.
+STRIDE: Final = 1000
+# Checkpoints looked at before a full walk: a ref moved onto a long line of bad ones
+# costs a walk its speed, not its time.
+TRIED: Final = 20
+_TRAILER: Final = re.compile(r"^(Checkpoint-Of|Checkpoint-Digest): (\S+)$", re.MULTILINE)
+
+
+def _quiet(_: str) -> None:
+    """No one to tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Continued:
+    """The checkpoint a walk went on from."""
+
+    checkpoint: str  # the checkpoint's commit, on the ref
+    commit: str  # the verified commit it describes: the walk judged what came after
+    digest: str  # its bytes' SHA-256
+    signer: str  # the fingerprint of the service key that signed it
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "checkpoint": self.checkpoint,
+            "commit": self.commit,
+            "digest": self.digest,
+            "signer": self.signer,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointTrust:
+    """Which checkpoints a walk with a fresh state may go on from.
+
+    `pinned`: the fingerprints of the keys `--checkpoint-key` names; None: the
+    service accounts' keys of the trust anchor's policy. `warn` hears why each
+    checkpoint passed over was.
+    """
+
+    branch: str  # the branch as the service names it (a remote's, without the remote)
+    pinned: frozenset[str] | None = None
+    warn: Callable[[str], None] = _quiet
+
+
+def ref_of(branch: str) -> str:
+    return REF_PREFIX + branch
+
+
+def checkpoint_branch(ref: str) -> str:
+    """The branch a checkpoint names for a followed ref: a remote's branch by its name
+    there, as the service that publishes it names it."""
+    if ref.startswith("refs/remotes/"):
+        return ref.removeprefix("refs/remotes/").partition("/")[2]
+    return ref.removeprefix("refs/heads/")
+
+
+def pinned_keys(paths: Sequence[Path]) -> frozenset[str] | None:
+    """The fingerprints of the public keys in the files `--checkpoint-key` names, one key
+    a line (`ssh-ed25519 AAAA... comment`, as `.pub` files hold it); None when none is
+    named (the trust anchor's service keys are trusted)."""
+    if not paths:
+        return None
+    found: set[str] = set()
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                f"cannot read the checkpoint key {path}: {error}",
+                hint="pass --checkpoint-key with the service's public key file (its .pub)",
+            ) from None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                found.add(parse_public_key(line.strip()).fingerprint)
+            except KeyFormatError as error:
+                raise ConfigError(
+                    f"not an SSH public key: {error}",
+                    file=str(path),
+                    line=number,
+                    hint="one public key a line, as ssh-keygen writes it in the .pub file",
+                ) from None
+    if not found:  # pinning nothing must not fall back to trusting the anchor's keys
+        raise ConfigError(
+            f"the checkpoint keys {', '.join(map(str, paths))} hold no public key",
+            hint="pass --checkpoint-key with the service's public key file (its .pub)",
+        )
+    return frozenset(found)
+
+
+def publish(
+    repo: GitRepo,
+    store: StateStore,
+    key: SigningKey,
+    branch: str,
+    remote: str | None,
+    when: datetime,
+) -> str | None:
+    """Publish the state's rows as a checkpoint of its last verified commit, on the last
+    one published (the remote's, with `remote`); the checkpoint commit, or None when the
+    last one describes that commit already or someone moved the ref first."""
+    position = store.position()
+    if position is None:
+        return None
+    ref = ref_of(branch)
+    if remote is not None:
+        repo.fetch_ref(remote, ref)
+    current = repo.ref_value(ref)
+    # Anyone can move the ref: onto what is not a commit, it is replaced, not built on.
+    previous = repo.try_resolve(ref) if current is not None else None
+    if previous is not None and previous != current:
+        previous = None
+    if previous is not None and not _due(
+        store, _trailers(repo, previous)[0], position.last_verified
+    ):
+        return None
+    parents = (previous,) if previous is not None else ()
+    header = Header(position.anchor, branch, position.last_verified, store.version)
+    data = encode(header, store.journal_rows())
+    named = digest(data)
+    tree = repo.tree_with("", {ROWS_FILE: data, SIGNATURE_FILE: key.sshsig(data, NAMESPACE)})
+    identity = f"reconciler <reconciler@reconciler.invalid> {int(when.timestamp())} +0000"
+    message = (
+        f"reconciler: checkpoint of {position.last_verified}\n\n"
+        f"Checkpoint-Of: {position.last_verified}\nCheckpoint-Digest: {named}\n"
+    )
+    made = repo.write_object("commit", commit_bytes(tree, parents, identity, identity, message))
+    if not repo.move_ref(ref, made, current):
+        return None
+    if remote is not None and not repo.push_ref(remote, ref):
+        return None
+    return made
+
+
+def _due(store: StateStore, described: str | None, verified: str) -> bool:
+    """Whether enough landed between the last checkpoint's commit and `verified` for a new
+    checkpoint to pay for itself (`STRIDE`)."""
+    if described is None:
+        return True  # the last one names no commit: replace it
+    before, after = store.landing_seq(described), store.landing_seq(verified)
+    if before is None or after is None:
+        return described != verified  # not a landing of this state's: replace it
+    return after - before >= max(1, min(after // 10, STRIDE))
+
+
+def newest(
+    repo: GitRepo,
+    store: StateStore,
+    *,
+    anchor: str,
+    tip: str,
+    trust: CheckpointTrust,
+    keys: Callable[[], frozenset[str]],
+    revoked: Revocations | None,
+    distrusted: Collection[str],
+    back: Callable[[], None],
+    now: datetime,
+) -> Continued | None:
+    """Load into the (fresh) store the newest checkpoint on the ref that a walk to `tip`
+    may go on from, and say which; None when there is none (a full walk follows).
+
+    `keys`: the trusted keys' fingerprints (asked once, when a checkpoint needs them);
+    `distrusted`: keys found no longer the service's at the tip; `back` forgets what a
+    load wrote; `now`: when the commits it landed count as first seen. Every checkpoint
+    passed over is warned about, with why.
+    """
+    checkpoint = repo.try_resolve(ref_of(trust.branch))
+    trusted: frozenset[str] | None = None
+    for _ in range(TRIED):
+        if checkpoint is None:
+            break
+        try:
+            info = repo.commit(checkpoint)
+        except ReconcilerError as error:
+            trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {error.message}")
+            return None
+        try:
+            if trusted is None:
+                trusted = keys() if trust.pinned is None else trust.pinned
+            found = _usable(
+                repo, checkpoint, anchor, tip, trust.branch, trusted, revoked, distrusted
+            )
+        except ReconcilerError as error:
+            found = error.message
+        if isinstance(found, str):
+            trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {found}")
+            checkpoint = info.parents[0] if info.parents else None
+            continue
+        continued, load = found
+        try:
+            load(store, now)
+        except ReconcilerError as error:
+            back()
+            trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {error.message}")
+            checkpoint = info.parents[0] if info.parents else None
+            continue
+        return continued
+    if checkpoint is not None:
+        trust.warn(f"warning: no checkpoint among the last {TRIED} could be used")
+    return None
+
+
+def _usable(
+    repo: GitRepo,
+    checkpoint: str,
+    anchor: str,
+    tip: str,
+    branch: str,
+    trusted: frozenset[str],
+    revoked: Revocations | None,
+    distrusted: Collection[str],
+) -> tuple[Continued, Callable[[StateStore, datetime], None]] | str:
+    """The checkpoint and its rows when a walk to `tip` may go on from it; else why not.
+
+    The cheap refusals first: where it claims to be, then its bytes, then its signature.
+    """
+    described, named = _trailers(repo, checkpoint)
+    if described is None or named is None:
+        return "its commit does not say which commit it describes and which bytes it holds"
+    if not _on_first_parent_line(repo, described, tip):
+        return (
+            f"the commit it describes, {described[:12]}, is not on the first-parent line "
+            f"of {tip[:12]}"
+        )
+    files = repo.tree_files(checkpoint)
+    if ROWS_FILE not in files or SIGNATURE_FILE not in files:
+        return f"it does not hold {ROWS_FILE} and {SIGNATURE_FILE}"
+    data = repo.read_blob(files[ROWS_FILE][1])
+    if digest(data) != named:
+        return f"its bytes are not the ones its commit names ({printable(named)})"
+    check = check_signature(data, repo.read_blob(files[SIGNATURE_FILE][1]), namespace=NAMESPACE)
+    if check.fingerprint is None:
+        return f"its signature does not verify: {check.reason}"
+    signer = check.fingerprint
+    why_revoked = revoked.why(signer) if revoked is not None else None
+    if why_revoked is not None:
+        return f"it is signed by a revoked key: {why_revoked}"
+    if signer in distrusted:
+        return f"it is signed by {signer}, no longer a service account's key at {tip[:12]}"
+    if signer not in trusted:
+        return (
+            f"it is signed by {signer}, not a trusted key (the trust anchor's service accounts', "
+            "or one pinned with --checkpoint-key)"
+        )
+    try:
+        header, texts = tables(data)
+        rows = decode(data)[1] if texts is None else None
+    except CheckpointUnreadable as error:
+        return f"it cannot be read: {error}"
+    if header.anchor != anchor:
+        shown = printable(header.anchor[:12])
+        return f"it was made for another trust anchor ({shown}): another repository's"
+    if header.branch != branch:
+        return f"it was made for branch {printable(header.branch)}"
+    if header.commit != described:
+        return "its rows describe another commit than its commit says"
+    if header.journal != journal.VERSION:
+        return f"its rows are in journal format {header.journal}, not {journal.VERSION}"
+
+    def load(store: StateStore, now: datetime) -> None:
+        if texts is not None:
+            store.load_journal_text(texts, now)
+        else:
+            store.load_journal(rows or {}, now)
+
+    return Continued(checkpoint, described, named, signer), load
+
+
+def _on_first_parent_line(repo: GitRepo, commit: str, tip: str) -> bool:
+    """Whether `commit` is `tip` or on its first-parent line: a commit of a side branch
+    merged in never had the branch's state."""
+    if commit == tip:
+        return True
+    if not repo.is_ancestor(commit, tip):
+        return False
+    chain = repo.first_parent_chain(tip, commit)
+    return bool(chain) and repo.commit(chain[0]).parents[:1] == (commit,)
+
+
+def _trailers(repo: GitRepo, checkpoint: str) -> tuple[str | None, str | None]:
+    """The commit a checkpoint commit says it describes, and the digest of its bytes."""
+    found = dict(_TRAILER.findall(repo.commit(checkpoint).message))
+    return found.get("Checkpoint-Of"), found.get("Checkpoint-Digest")
