@@ -316,7 +316,9 @@ def test_an_apply_killed_anywhere_loses_nothing_and_ends_every_run_once(
 
 REJECT_ONCE = """\
 #!/bin/sh
-# Refuse the push numbered in REJECT (counted in COUNT), once; accept every other.
+# Refuse the push to a branch numbered in REJECT (counted in COUNT), once; accept every
+# other, and every push of no branch (the service's checkpoint ref) uncounted.
+grep -q " refs/heads/" || exit 0
 count=$(($(cat "{count}" 2>/dev/null || echo 0) + 1))
 echo "$count" > "{count}"
 if [ "$count" = "$(cat "{reject}" 2>/dev/null)" ]; then
@@ -327,7 +329,8 @@ fi
 
 
 def reject_push(remote: Path, number: int) -> Path:
-    """A pre-receive hook on `remote` that refuses its `number`th push from now, once."""
+    """A pre-receive hook on `remote` that refuses its `number`th push to a branch from now,
+    once."""
     count, reject = remote / "pushes", remote / "reject"
     count.write_text("0")
     reject.write_text(str(number))
