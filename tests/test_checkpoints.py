@@ -572,3 +572,34 @@ def test_the_service_publishes_again_only_once_a_tenth_of_the_history_has_landed
         repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes=f"more {note}")})
     assert repo.apply().exit_code == 0
     assert repo.git("rev-parse", f"{CHECKPOINTS}^") == first
+
+
+def test_a_rotated_away_service_key_cannot_vouch_for_itself_in_the_rows_it_signs(
+    tmp_path: Path, people: People
+) -> None:
+    """Whoever stole the old service key signs a checkpoint of the tip, after the rotation
+    that removed the key: its rows hold the effective policy from before the rotation,
+    which still lists the key. The policy a checkpoint's own rows hold cannot be what
+    decides whether its signer may be trusted."""
+    repo, takeover = served_with_a_refusal(tmp_path, people)
+    rotated = people.second_key(people.reconciler)
+    tip = repo.commit(
+        people.root,
+        {
+            "teams.yaml": teams_with(
+                people,
+                lambda data: data["service_accounts"]["reconciler"].update(
+                    keys=[rotated.public_key]
+                ),
+            )
+        },
+        "rotate the service key",
+    )
+    of = described(repo)
+    lie = lying(checkpoint_bytes(repo), takeover).replace(of.encode(), tip.encode())
+    push_checkpoint(repo, lie, people.reconciler.key, of=tip)
+
+    result = assert_still_refused(repo, tmp_path / "ci", takeover)
+
+    assert result.json()["checkpoint"] is None
+    assert "not a service account's key at" in result.stderr

@@ -198,6 +198,7 @@ def newest(
     tip: str,
     trust: CheckpointTrust,
     keys: Callable[[], frozenset[str]],
+    keys_at: Callable[[str], frozenset[str]],
     revoked: Revocations | None,
     distrusted: Collection[str],
     back: Callable[[], None],
@@ -207,6 +208,7 @@ def newest(
     may go on from, and say which; None when there is none (a full walk follows).
 
     `keys`: the trusted keys' fingerprints (asked once, when a checkpoint needs them);
+    `keys_at`: the service accounts' keys a commit's own policy file lists;
     `distrusted`: keys found no longer the service's at the tip; `back` forgets what a
     load wrote; `now`: when the commits it landed count as first seen. Every checkpoint
     passed over is warned about, with why.
@@ -225,7 +227,7 @@ def newest(
             if trusted is None:
                 trusted = keys() if trust.pinned is None else trust.pinned
             found = _usable(
-                repo, checkpoint, anchor, tip, trust.branch, trusted, revoked, distrusted
+                repo, checkpoint, anchor, tip, trust.branch, trusted, keys_at, revoked, distrusted
             )
         except ReconcilerError as error:
             found = error.message
@@ -254,6 +256,7 @@ def _usable(
     tip: str,
     branch: str,
     trusted: frozenset[str],
+    keys_at: Callable[[str], frozenset[str]],
     revoked: Revocations | None,
     distrusted: Collection[str],
 ) -> tuple[Continued, Callable[[StateStore, datetime], None]] | str:
@@ -289,6 +292,10 @@ def _usable(
             f"it is signed by {signer}, not a trusted key (the trust anchor's service accounts', "
             "or one pinned with --checkpoint-key)"
         )
+    # Whether a key was rotated away before the commit described is read from that
+    # commit, not from the rows: a stolen key's checkpoint would hold a policy listing it.
+    if signer not in keys_at(described):
+        return f"it is signed by {signer}, not a service account's key at {described[:12]}"
     try:
         header, texts = tables(data)
         rows = decode(data)[1] if texts is None else None
