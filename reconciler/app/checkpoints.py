@@ -156,8 +156,7 @@ def publish(
     if position is None:
         return None
     ref = ref_of(branch)
-    if remote is not None:
-        repo.fetch_ref(remote, ref)
+    on_remote = remote is not None and repo.fetch_ref(remote, ref)
     current = repo.ref_value(ref)
     # Anyone can move the ref: onto what is not a checkpoint's commit, it is replaced, not
     # built on.
@@ -180,7 +179,10 @@ def publish(
     made = repo.write_object("commit", commit_bytes(tree, parents, identity, identity, message))
     if not repo.move_ref(ref, made, current):
         return None
-    if remote is not None and not repo.push_ref(remote, ref):
+    # What the ref held, if not built on, is replaced on the remote too: else a push of
+    # anything but a commit there would stop every checkpoint after it.
+    replacing = current if previous is None and on_remote else None
+    if remote is not None and not repo.push_ref(remote, ref, replacing):
         return None
     return made
 
