@@ -714,3 +714,44 @@ def test_a_remote_checkpoint_ref_moved_onto_a_blob_does_not_stop_the_service_pub
     published = run_git(remote, "rev-parse", CHECKPOINTS)
     assert published != blob
     assert published == service.git("rev-parse", CHECKPOINTS)
+
+
+def test_a_checkpoint_with_a_huge_signature_is_passed_over_unread(
+    tmp_path: Path, people: People
+) -> None:
+    """The genuine rows beside a signature of hundreds of megabytes (a push of a few hundred
+    kilobytes): a fresh verify does not read it, and goes on from the genuine one before."""
+    repo, takeover = served_with_a_refusal(tmp_path, people)
+    genuine = repo.git("rev-parse", CHECKPOINTS)
+    rows = repo.git("rev-parse", f"{CHECKPOINTS}:checkpoint.jsonl")
+    signature = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=repo.path,
+            input=bytes(2 * MEMORY),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    tree = subprocess.run(
+        ["git", "mktree"],
+        cwd=repo.path,
+        input=f"100644 blob {rows}\tcheckpoint.jsonl\n100644 blob {signature}\tcheckpoint.sig\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    message = (
+        f"checkpoint\n\nCheckpoint-Of: {described(repo)}\n"
+        f"Checkpoint-Digest: {digest(checkpoint_bytes(repo))}\n"
+    )
+    repo.git("update-ref", CHECKPOINTS, repo.git("commit-tree", tree, "-p", genuine, "-m", message))
+
+    result, peak = measured(repo, tmp_path / "ci", "verify", "--format", "json")
+
+    assert peak < MEMORY
+    assert_still_refused(repo, tmp_path / "ci-again", takeover)
+    assert result.json()["checkpoint"]["checkpoint"] == genuine
+    assert verdicts(result) == verdicts(fresh_verify(repo, tmp_path / "full", "--full"))
