@@ -166,12 +166,20 @@ class GitWriting(GitRunner):
             return False
         return True
 
-    def push_ref(self, remote: str, ref: str) -> bool:
-        """Push `ref` to the same name on `remote` as a fast-forward; False when the remote
-        did not take it (someone moved it first, a hook refused it)."""
+    def push_ref(self, remote: str, ref: str, replacing: str | None = None) -> bool:
+        """Push `ref` to the same name on `remote` as a fast-forward, or in place of what it
+        holds there when that is `replacing` (compare-and-swap); False when the remote did
+        not take it (someone moved it first, a hook refused it)."""
+        lease = [f"--force-with-lease={ref}:{replacing}"] if replacing is not None else []
         try:
             self._run(
-                "push", "--porcelain", "--quiet", remote, f"{ref}:{ref}", timeout=NETWORK_TIMEOUT
+                "push",
+                "--porcelain",
+                "--quiet",
+                *lease,
+                remote,
+                f"{ref}:{ref}",
+                timeout=NETWORK_TIMEOUT,
             )
         except _Failed:
             return False

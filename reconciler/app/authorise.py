@@ -226,6 +226,7 @@ class Authoriser:
                     tip=tip,
                     trust=trust,
                     keys=lambda: self._service_keys_of(anchor),
+                    keys_at=self._service_keys_of,
                     revoked=self.revoked,
                     distrusted=distrusted,
                     back=back,
@@ -248,10 +249,11 @@ class Authoriser:
                 back()
                 self._forget()
 
-    def _service_keys_of(self, anchor: str) -> frozenset[str]:
-        """The service accounts' keys of the anchor's policy: the checkpoints' signers a
-        walk trusts unless keys are pinned."""
-        blob = self.repo.blob_at(anchor, TEAMS_FILE)
+    def _service_keys_of(self, commit: str) -> frozenset[str]:
+        """The service accounts' keys of a commit's policy file, as git holds it: the
+        anchor's are the checkpoints' signers a walk trusts unless keys are pinned, and a
+        checkpoint's signer must be one at the commit it describes."""
+        blob = self.repo.blob_at(commit, TEAMS_FILE)
         if blob is None:
             return frozenset()
         fields = self.commits.fields(TEAMS_FILE, blob, "100644")

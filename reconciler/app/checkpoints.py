@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from reconciler.adapters.gitobjects import commit_bytes
+from reconciler.adapters.gitobjects import CommitInfo, commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
@@ -49,6 +49,12 @@ STRIDE: Final = 1000
 # Checkpoints looked at before a full walk: a ref moved onto a long line of bad ones
 # costs a walk its speed, not its time.
 TRIED: Final = 20
+# What a walk or the service reads from the ref before any signature is checked: a
+# checkpoint commit is a few hundred bytes, so is its signature, and its rows grow
+# about 2 KB a commit (200 MB at 100,000). Anything larger, pushed by anyone, is passed
+# over unread: reading it would cost more memory than the walk it was to spare.
+OBJECT_LIMIT: Final = 1 << 16
+ROWS_LIMIT: Final = 1 << 30
 _TRAILER: Final = re.compile(r"^(Checkpoint-Of|Checkpoint-Digest): (\S+)$", re.MULTILINE)
 
 
@@ -150,13 +156,12 @@ def publish(
     if position is None:
         return None
     ref = ref_of(branch)
-    if remote is not None:
-        repo.fetch_ref(remote, ref)
+    on_remote = remote is not None and repo.fetch_ref(remote, ref)
     current = repo.ref_value(ref)
-    # Anyone can move the ref: onto what is not a commit, it is replaced, not built on.
-    previous = repo.try_resolve(ref) if current is not None else None
-    if previous is not None and previous != current:
-        previous = None
+    # Anyone can move the ref: onto what is not a checkpoint's commit, it is replaced, not
+    # built on.
+    read = _checkpoint_commit(repo, current) if current is not None else None
+    previous = read.id if isinstance(read, CommitInfo) else None
     if previous is not None and not _due(
         store, _trailers(repo, previous)[0], position.last_verified
     ):
@@ -174,7 +179,10 @@ def publish(
     made = repo.write_object("commit", commit_bytes(tree, parents, identity, identity, message))
     if not repo.move_ref(ref, made, current):
         return None
-    if remote is not None and not repo.push_ref(remote, ref):
+    # What the ref held, if not built on, is replaced on the remote too: else a push of
+    # anything but a commit there would stop every checkpoint after it.
+    replacing = current if previous is None and on_remote else None
+    if remote is not None and not repo.push_ref(remote, ref, replacing):
         return None
     return made
 
@@ -198,6 +206,7 @@ def newest(
     tip: str,
     trust: CheckpointTrust,
     keys: Callable[[], frozenset[str]],
+    keys_at: Callable[[str], frozenset[str]],
     revoked: Revocations | None,
     distrusted: Collection[str],
     back: Callable[[], None],
@@ -207,25 +216,25 @@ def newest(
     may go on from, and say which; None when there is none (a full walk follows).
 
     `keys`: the trusted keys' fingerprints (asked once, when a checkpoint needs them);
+    `keys_at`: the service accounts' keys a commit's own policy file lists;
     `distrusted`: keys found no longer the service's at the tip; `back` forgets what a
     load wrote; `now`: when the commits it landed count as first seen. Every checkpoint
     passed over is warned about, with why.
     """
-    checkpoint = repo.try_resolve(ref_of(trust.branch))
+    checkpoint = repo.ref_value(ref_of(trust.branch))
     trusted: frozenset[str] | None = None
     for _ in range(TRIED):
         if checkpoint is None:
             break
-        try:
-            info = repo.commit(checkpoint)
-        except ReconcilerError as error:
-            trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {error.message}")
+        info = _checkpoint_commit(repo, checkpoint)
+        if isinstance(info, str):
+            trust.warn(f"warning: checkpoint {checkpoint[:12]} not used: {info}")
             return None
         try:
             if trusted is None:
                 trusted = keys() if trust.pinned is None else trust.pinned
             found = _usable(
-                repo, checkpoint, anchor, tip, trust.branch, trusted, revoked, distrusted
+                repo, checkpoint, anchor, tip, trust.branch, trusted, keys_at, revoked, distrusted
             )
         except ReconcilerError as error:
             found = error.message
@@ -254,6 +263,7 @@ def _usable(
     tip: str,
     branch: str,
     trusted: frozenset[str],
+    keys_at: Callable[[str], frozenset[str]],
     revoked: Revocations | None,
     distrusted: Collection[str],
 ) -> tuple[Continued, Callable[[StateStore, datetime], None]] | str:
@@ -269,13 +279,20 @@ def _usable(
             f"the commit it describes, {described[:12]}, is not on the first-parent line "
             f"of {tip[:12]}"
         )
-    files = repo.tree_files(checkpoint)
-    if ROWS_FILE not in files or SIGNATURE_FILE not in files:
-        return f"it does not hold {ROWS_FILE} and {SIGNATURE_FILE}"
-    data = repo.read_blob(files[ROWS_FILE][1])
+    info = repo.commit(checkpoint)
+    if repo.blob_sizes([info.tree]).get(info.tree, 0) > OBJECT_LIMIT:
+        return f"its tree holds more than {ROWS_FILE} and {SIGNATURE_FILE}"
+    files = repo.top_entries(info, (ROWS_FILE, SIGNATURE_FILE))
+    if any(files.get(name, ("",))[0] != "100644" for name in (ROWS_FILE, SIGNATURE_FILE)):
+        return f"it does not hold {ROWS_FILE} and {SIGNATURE_FILE} as files"
+    rows_blob, signature_blob = files[ROWS_FILE][1], files[SIGNATURE_FILE][1]
+    sizes = repo.blob_sizes([rows_blob, signature_blob])
+    if sizes.get(rows_blob, 0) > ROWS_LIMIT or sizes.get(signature_blob, 0) > OBJECT_LIMIT:
+        return f"it holds more bytes than a checkpoint does ({ROWS_LIMIT} and {OBJECT_LIMIT})"
+    data = repo.read_blob(rows_blob)
     if digest(data) != named:
         return f"its bytes are not the ones its commit names ({printable(named)})"
-    check = check_signature(data, repo.read_blob(files[SIGNATURE_FILE][1]), namespace=NAMESPACE)
+    check = check_signature(data, repo.read_blob(signature_blob), namespace=NAMESPACE)
     if check.fingerprint is None:
         return f"its signature does not verify: {check.reason}"
     signer = check.fingerprint
@@ -289,6 +306,10 @@ def _usable(
             f"it is signed by {signer}, not a trusted key (the trust anchor's service accounts', "
             "or one pinned with --checkpoint-key)"
         )
+    # Whether a key was rotated away before the commit described is read from that
+    # commit, not from the rows: a stolen key's checkpoint would hold a policy listing it.
+    if signer not in keys_at(described):
+        return f"it is signed by {signer}, not a service account's key at {described[:12]}"
     try:
         header, texts = tables(data)
         rows = decode(data)[1] if texts is None else None
@@ -328,3 +349,18 @@ def _trailers(repo: GitRepo, checkpoint: str) -> tuple[str | None, str | None]:
     """The commit a checkpoint commit says it describes, and the digest of its bytes."""
     found = dict(_TRAILER.findall(repo.commit(checkpoint).message))
     return found.get("Checkpoint-Of"), found.get("Checkpoint-Digest")
+
+
+def _checkpoint_commit(repo: GitRepo, oid: str) -> CommitInfo | str:
+    """The commit at the ref (or a parent of one), read only when no larger than a
+    checkpoint's commit is and not peeled (git would read a tag's target whole); else
+    why not."""
+    size = repo.blob_sizes([oid]).get(oid)
+    if size is None:
+        return "it is missing from the repository"
+    if size > OBJECT_LIMIT:
+        return f"its commit is {size} bytes, more than a checkpoint's {OBJECT_LIMIT}"
+    try:
+        return repo.commit(oid)
+    except ReconcilerError as error:
+        return error.message
