@@ -156,12 +156,12 @@ def publish(
     if position is None:
         return None
     ref = ref_of(branch)
+    # Not due after the last one this machine knows: no fetch either, or every pass that
+    # judged a landing would pay one.
+    if not _due_after(repo, store, ref, position.last_verified):
+        return None
     on_remote = remote is not None and repo.fetch_ref(remote, ref)
-    current = repo.ref_value(ref)
-    # Anyone can move the ref: onto what is not a checkpoint's commit, it is replaced, not
-    # built on.
-    read = _checkpoint_commit(repo, current) if current is not None else None
-    previous = read.id if isinstance(read, CommitInfo) else None
+    current, previous = _last(repo, ref)
     if previous is not None and not _due(
         store, _trailers(repo, previous)[0], position.last_verified
     ):
@@ -185,6 +185,22 @@ def publish(
     if remote is not None and not repo.push_ref(remote, ref, replacing):
         return None
     return made
+
+
+def _last(repo: GitRepo, ref: str) -> tuple[str | None, str | None]:
+    """What `ref` holds here, and the checkpoint commit it is (None: none to build on).
+
+    Anyone can move the ref: onto what is not a checkpoint's commit, it is replaced,
+    not built on."""
+    current = repo.ref_value(ref)
+    read = _checkpoint_commit(repo, current) if current is not None else None
+    return current, read.id if isinstance(read, CommitInfo) else None
+
+
+def _due_after(repo: GitRepo, store: StateStore, ref: str, verified: str) -> bool:
+    """Whether a checkpoint of `verified` is due after the one `ref` holds here."""
+    previous = _last(repo, ref)[1]
+    return previous is None or _due(store, _trailers(repo, previous)[0], verified)
 
 
 def _due(store: StateStore, described: str | None, verified: str) -> bool:
