@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 REFRESH: Final = 60.0  # seconds: a page's "now" (windows, expiries) is never older
 HEARTBEAT: Final = 15.0  # seconds between SSE comments, so proxies keep the stream open
+RETRY: Final = 1.0  # seconds before a failed read of the branch is tried again
 MAX_STREAMS: Final = 64  # event streams open at once (a page each); any more get 503
 
 # The one inline style admitted is the package's stylesheet, by its hash (`render`).
@@ -121,7 +122,9 @@ class Live:
 
     def poll(self) -> None:
         while not self.stop.is_set():
-            self.wake.wait(self.interval)
+            # After a failed read (a state store busy with the pass that woke it), look again
+            # soon: the next wake may be an hour away on a watcher only webhooks trigger.
+            self.wake.wait(self.interval if self.problem is None else min(self.interval, RETRY))
             self.wake.clear()
             if self.stop.is_set():
                 return
