@@ -34,7 +34,7 @@ from reconciler.core.checkpoint import (
 )
 from tests.clock import SUITE_NOW
 from tests.configrepo import Result, reconciler
-from tests.people import People, make_mallory_the_settings_user, teams_with
+from tests.people import People, Person, make_mallory_the_settings_user, teams_with
 from tests.repositories import SeedRepo, run_git
 from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, proposed_qa_release, qa_plan
 
@@ -46,6 +46,17 @@ def fresh_verify(repo: SeedRepo, state: Path, *args: str) -> Result:
     return reconciler(
         "verify", "--repo", repo.path, "--state-dir", state, "--format", "json", *args
     )
+
+
+def rotate_service_key(repo: SeedRepo, people: People) -> tuple[Person, str]:
+    """root replaces the service account's key with a second one: that key's holder, and
+    the commit."""
+    rotated = people.second_key(people.reconciler)
+    teams = teams_with(
+        people,
+        lambda data: data["service_accounts"]["reconciler"].update(keys=[rotated.public_key]),
+    )
+    return rotated, repo.commit(people.root, {"teams.yaml": teams}, "rotate the service key")
 
 
 def verdicts(result: Result) -> list[dict[str, Any]]:
@@ -298,19 +309,7 @@ def test_a_checkpoint_signed_by_a_since_revoked_service_key_is_not_trusted(
     about the history it did sign for. The anchor's policy lists the old key, but the policy
     at the tip does not: every checkpoint it signed is taken back, and the walk is full."""
     repo, takeover = served_with_a_refusal(tmp_path, people)
-    rotated = people.second_key(people.reconciler)
-    repo.commit(
-        people.root,
-        {
-            "teams.yaml": teams_with(
-                people,
-                lambda data: data["service_accounts"]["reconciler"].update(
-                    keys=[rotated.public_key]
-                ),
-            )
-        },
-        "rotate the service key",
-    )
+    rotate_service_key(repo, people)
     of = described(repo)
     push_checkpoint(repo, lying(checkpoint_bytes(repo), takeover), people.reconciler.key, of=of)
 
@@ -327,19 +326,7 @@ def test_a_checkpoint_signed_by_a_since_revoked_service_key_is_not_trusted(
 
 def test_after_a_rotation_the_new_service_key_is_pinned(tmp_path: Path, people: People) -> None:
     repo, takeover = served_with_a_refusal(tmp_path, people)
-    rotated = people.second_key(people.reconciler)
-    repo.commit(
-        people.root,
-        {
-            "teams.yaml": teams_with(
-                people,
-                lambda data: data["service_accounts"]["reconciler"].update(
-                    keys=[rotated.public_key]
-                ),
-            )
-        },
-        "rotate the service key",
-    )
+    rotated, _ = rotate_service_key(repo, people)
     repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="rotated")})
     assert repo.apply(key=rotated.key).exit_code == 0
     newest = repo.git("rev-parse", CHECKPOINTS)
@@ -593,19 +580,7 @@ def test_a_rotated_away_service_key_cannot_vouch_for_itself_in_the_rows_it_signs
     which still lists the key. The policy a checkpoint's own rows hold cannot be what
     decides whether its signer may be trusted."""
     repo, takeover = served_with_a_refusal(tmp_path, people)
-    rotated = people.second_key(people.reconciler)
-    tip = repo.commit(
-        people.root,
-        {
-            "teams.yaml": teams_with(
-                people,
-                lambda data: data["service_accounts"]["reconciler"].update(
-                    keys=[rotated.public_key]
-                ),
-            )
-        },
-        "rotate the service key",
-    )
+    _, tip = rotate_service_key(repo, people)
     of = described(repo)
     lie = lying(checkpoint_bytes(repo), takeover).replace(of.encode(), tip.encode())
     push_checkpoint(repo, lie, people.reconciler.key, of=tip)
