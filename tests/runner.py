@@ -5,10 +5,15 @@ they write; and the documented shape of their output."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import selectors
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.configrepo import Result, example_file, reconciler
@@ -132,3 +137,41 @@ def init_repository(
     name and email, where git's identity should not be asked)."""
     key = people.root.key.with_suffix(".pub")
     return reconciler("init", target, *options, "--key", key, cwd=cwd)
+
+
+@contextmanager
+def serve_process(path: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`reconciler serve` on `path` (a subprocess, on a port the system chose, looking
+    every 0.2 s): the process and the address it serves, once it says so. Stopped
+    (SIGTERM, then SIGKILL) at the end."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
+    }
+    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(path), *options]
+    command += ["--listen", "127.0.0.1:0", "--interval", "0.2"]
+    server = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
+    )
+    assert server.stderr is not None
+    try:
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(server.stderr, selectors.EVENT_READ)
+            deadline, said = time.monotonic() + 60, ""
+            while "serving" not in said and time.monotonic() < deadline:
+                if waiting.select(deadline - time.monotonic()):
+                    line = server.stderr.readline()
+                    assert line, f"serve ended: {said}"
+                    said += line
+        found = re.search(r"http://127\.0\.0\.1:\d+/", said)
+        assert found, said
+        yield server, found.group(0)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stderr.close()

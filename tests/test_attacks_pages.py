@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,33 +18,16 @@ from pathlib import Path
 from tests import test_watch
 from tests.people import People
 from tests.repositories import SeedRepo
+from tests.runner import serve_process
 from tests.scenarios import ECOMMERCE, plan
 from tests.test_attacks_surfaces import commit_path, read_all, served_connections
 
 
 @contextmanager
 def serving(path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`reconciler serve` on `path`, on a port the system chose: the process and its port."""
-    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(path)]
-    command += ["--listen", "127.0.0.1:0", "--interval", "0.2"]
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    assert server.stderr is not None
-    try:
-        with selectors.DefaultSelector() as waiting:
-            waiting.register(server.stderr, selectors.EVENT_READ)
-            deadline, said = time.monotonic() + 60, ""
-            while "serving" not in said and time.monotonic() < deadline:
-                if waiting.select(deadline - time.monotonic()):
-                    line = server.stderr.readline()
-                    assert line, f"serve ended: {said}"
-                    said += line
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", said)
-        assert found, said
-        yield server, int(found.group(1))
-    finally:
-        server.terminate()
-        server.wait(10)
-        server.stderr.close()
+    """`reconciler serve` on `path`: the process and its port."""
+    with serve_process(path) as (server, address):
+        yield server, int(address.rstrip("/").rsplit(":", 1)[1])
 
 
 def get_page(port: int, source: str = "127.0.0.1") -> bytes:

@@ -11,12 +11,7 @@ $PAGES_ARTEFACTS (default build/artefacts/).
 from __future__ import annotations
 
 import os
-import re
-import selectors
 import shlex
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +22,7 @@ import pytest
 from tests.configrepo import reconciler
 from tests.people import People
 from tests.repositories import SeedRepo
+from tests.runner import serve_process
 from tests.scenarios import (
     DEV_PLAN,
     ECOMMERCE,
@@ -93,37 +89,8 @@ def served(repo: SeedRepo) -> Iterator[str]:
 
 @contextmanager
 def served_at(path: Path, *options: str) -> Iterator[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
-    }
-    command = [sys.executable, "-m", "reconciler", "serve", "--repo", str(path), *options]
-    command += ["--listen", "127.0.0.1:0", "--interval", "0.2"]
-    server = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
-    )
-    assert server.stderr is not None
-    try:
-        with selectors.DefaultSelector() as waiting:
-            waiting.register(server.stderr, selectors.EVENT_READ)
-            deadline, said = time.monotonic() + 60, ""
-            while "serving" not in said and time.monotonic() < deadline:
-                if waiting.select(deadline - time.monotonic()):
-                    line = server.stderr.readline()
-                    assert line, f"serve ended: {said}"
-                    said += line
-        found = re.search(r"http://127\.0\.0\.1:\d+/", said)
-        assert found, said
-        yield found.group(0)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stderr.close()
+    with serve_process(path, *options) as (_server, address):
+        yield address
 
 
 def new_page(browser: Any, **options: Any) -> Any:
