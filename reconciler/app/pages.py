@@ -182,7 +182,9 @@ def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _q
                 runs.setdefault(run.plan.path, []).append(RunLog(run, log))
         return Snapshot(
             branch=session.branch,
-            tip=session.tip(),
+            # The commit the walk read, not the branch as it stands now: a record pushed
+            # meanwhile would be taken for read, and the poller would skip its next look.
+            tip=seen.verified.tip,
             now=session.now,
             pipeline=view,
             decisions=seen.decisions,
