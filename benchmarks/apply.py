@@ -1,13 +1,18 @@
 """The execution benchmark: `reconciler apply` against its records made by plain Git, per run.
 
-Run by people and CI as `python -m benchmarks.apply [--plans 200] [--apps 5] [--format json]`.
+Run by people and CI as `python -m benchmarks.apply [--plans 200] [--apps 5]
+[--environments 1] [--format json]`.
 It builds a configuration repository (deterministic in `--seed`; two signed
 commits, a few hundred milliseconds): a teams.yaml whose one application team
-owns `--apps` applications and whose tech lead holds `plan.deploy` on the first
+owns `--apps` applications and whose tech lead holds `plan.deploy` on every
 environment, a service account with its key, and `development` (order 1: no
-approvals, no promotion) driven by the command driver `["true"]`. The tech
-lead lands `--plans` plan files of `--apps` applications each in one signed
-commit: that landing is every plan's trigger, so all of them are executable.
+approvals, no promotion) driven by the command driver `["true"]`; with
+`--environments N`, the first N of development, qa, staging, preproduction and
+production, each promoting from the one before. The tech lead lands `--plans`
+plan files of `--apps` applications each in one signed commit: that landing is
+every plan's trigger. The plans take the environments in turn, each promoting
+the versions of the plan before it, so all of them run in one pass: the first
+environment's at once, the next one's as the versions they promote have run.
 The repository is pushed to a local bare remote, and every measurement works
 on fresh copies of that remote.
 
@@ -73,6 +78,8 @@ from benchmarks.generate import DEFAULT_SEED, identity_private_key, openssh_publ
 
 RATIO_GOAL: Final = 1.5  # reconciler per run / plain-git records per run, at most
 ENVIRONMENT: Final = "development"
+# With `--environments N`, the first N of this chain: each promotes from the one before.
+CHAIN: Final = (ENVIRONMENT, "qa", "staging", "preproduction", "production")
 TEAM: Final = "platform"
 SETTINGS_ADMIN: Final = "root"
 TECH_LEAD: Final = "lead"
@@ -99,6 +106,7 @@ class ApplySettings:
     plans: int = 200
     apps: int = 5
     seed: int = DEFAULT_SEED
+    environments: int = 1
 
     def check(self) -> None:
         """Raise `ValueError` for sizes that make no benchmark."""
@@ -106,6 +114,22 @@ class ApplySettings:
             raise ValueError("--plans must be at least 1")
         if not 1 <= self.apps <= 99:
             raise ValueError("--apps must be between 1 and 99")
+        if not 1 <= self.environments <= len(CHAIN):
+            raise ValueError(f"--environments must be between 1 and {len(CHAIN)}")
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return CHAIN[: self.environments]
+
+    def target(self, index: int) -> tuple[str, str | None]:
+        """Plan number `index`'s (1-based) environment and the one it promotes from: plans
+        take the chain's environments in turn, so plan n+1 promotes plan n's versions."""
+        position = (index - 1) % self.environments
+        return self.chain[position], self.chain[position - 1] if position else None
+
+    def versions_of(self, index: int) -> int:
+        """The release plan number `index` deploys: the same along one turn of the chain."""
+        return (index - 1) // self.environments + 1
 
     @property
     def applications(self) -> tuple[str, ...]:
@@ -215,13 +239,16 @@ def teams_yaml(settings: ApplySettings, keys: Mapping[str, Ed25519PrivateKey]) -
     )
 
 
-def environment_yaml() -> str:
-    """The first environment: tech leads deploy their own builds; the driver does nothing."""
+def environment_yaml(order: int = 1) -> str:
+    """Environment number `order` of the chain, promoting from the one before: tech leads
+    deploy their own builds without approvals; the driver does nothing."""
     argv = ", ".join(json.dumps(part) for part in DRIVER_ARGV)
+    promotes = f"promotes_from: {CHAIN[order - 2]}\n" if order > 1 else ""
     return (
         "# yaml-language-server: $schema=../schemas/environment.schema.json\n"
-        f"name: {ENVIRONMENT}\n"
-        "order: 1\n"
+        f"name: {CHAIN[order - 1]}\n"
+        f"order: {order}\n"
+        f"{promotes}"
         "permissions:\n"
         "  plan.edit: [tech-lead, developer]\n"
         "  plan.approve: [tech-lead]\n"
@@ -234,16 +261,18 @@ def environment_yaml() -> str:
 
 
 def plan_yaml(settings: ApplySettings, index: int) -> str:
-    """Plan number `index` (1-based): every application, each at its own version."""
+    """Plan number `index` (1-based): every application, each at its own version; past the
+    first environment, the versions the plan before it deployed, promoted from there."""
+    release = settings.versions_of(index)
+    target, source = settings.target(index)
     entries = "".join(
-        f'  - {{name: {application}, version: "1.{index}.{number}"}}\n'
+        f'  - {{name: {application}, version: "1.{release}.{number}"}}\n'
         for number, application in enumerate(settings.applications, start=1)
     )
     return (
         "# yaml-language-server: $schema=../schemas/plan.schema.json\n"
         f"name: {settings.plan_names[index - 1]}\n"
-        f"target: {ENVIRONMENT}\n"
-        "applications:\n"
+        f"target: {target}\n" + (f"source: {source}\n" if source else "") + "applications:\n"
         f"{entries}"
         "state: ready\n"
     )
@@ -296,14 +325,17 @@ def build_fixture(settings: ApplySettings, directory: Path) -> Fixture:
         work,
         {
             "teams.yaml": teams_yaml(settings, private),
-            f"environments/{ENVIRONMENT}.yaml": environment_yaml(),
+            **{
+                f"environments/{name}.yaml": environment_yaml(order)
+                for order, name in enumerate(settings.chain, start=1)
+            },
         },
         (SETTINGS_ADMIN, "Root Admin"),
         keys[SETTINGS_ADMIN],
         ANCHOR_DATE,
         "Seed configuration",
     )
-    # The tech lead's landing is every plan's trigger (plan.deploy on development).
+    # The tech lead's landing is every plan's trigger (plan.deploy everywhere).
     _commit_files(
         work,
         plan_files(settings),
@@ -504,9 +536,7 @@ def _check_logs(
     workspace: Workspace, settings: ApplySettings, runs: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """Every run's log on the remote says each application deployed once, in plan order."""
-    listed = git(
-        workspace.remote, "ls-tree", "-r", "--name-only", "main", "--", f"logs/{ENVIRONMENT}"
-    ).split()
+    listed = git(workspace.remote, "ls-tree", "-r", "--name-only", "main", "--", "logs").split()
     if len(listed) != len(runs):
         return [f"{len(listed)} run logs on the remote for {len(runs)} runs"]
     sample = listed[:: max(1, len(listed) // 5)]  # a few logs are enough to show the steps ran
@@ -545,15 +575,15 @@ def reference_records(fixture: Fixture, workspace: Workspace, runs: int) -> dict
     clone = workspace.clone
     environment = identity_environment(SERVICE_ACCOUNT, email_of(SERVICE_ACCOUNT), date=None)
     sign = signing_config(fixture.service_key)
-    names = fixture.settings.plan_names
-    log_dir = clone / "logs" / ENVIRONMENT
+    settings = fixture.settings
+    names = settings.plan_names
     parts = dict.fromkeys(REFERENCE_PARTS, 0.0)
     for number in range(runs):
         plan = names[number % len(names)]
         run = f"{plan}.{number // len(names) + 1}"
         start = ["commit", "-q", "-S", "--allow-empty", "-m", f"Start {plan}\n\nRun: {run}"]
         parts["signed commit (start)"] += _git_timed(clone, [*sign, *start], environment)
-        log = log_dir / plan / f"{run}.log"
+        log = clone / "logs" / settings.target(number % len(names) + 1)[0] / plan / f"{run}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"run {run}\nresult succeeded\n", encoding="utf-8")
         add = ["add", "--", str(log.relative_to(clone))]
@@ -961,8 +991,8 @@ def render_text(results: Results) -> str:
     check = results.checks[-1]
     marginal = (results.reconciler.median - results.idle.median) / settings.plans
     lines = [
-        f"repository: {settings.plans} executable plans x {settings.apps} applications, "
-        f"command driver {list(DRIVER_ARGV)}, local bare remote (built in "
+        f"repository: {settings.plans} executable plans x {settings.apps} applications "
+        f"over {', '.join(settings.chain)}, command driver {list(DRIVER_ARGV)}, local bare remote (built in "
         f"{results.build_seconds:.2f} s)",
         "",
         f"{'measurement':<48} {'median s':>9} {'ms/run':>8} {'runs':>5}",
@@ -993,6 +1023,7 @@ def render_json(results: Results) -> str:
             "repository": {
                 "plans": results.settings.plans,
                 "apps": results.settings.apps,
+                "environments": list(results.settings.chain),
                 "seed": results.settings.seed,
                 "driver": list(DRIVER_ARGV),
                 "build_seconds": results.build_seconds,
@@ -1039,6 +1070,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plans", type=int, default=defaults.plans, help="executable plans")
     parser.add_argument("--apps", type=int, default=defaults.apps, help="applications per plan")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--environments",
+        type=int,
+        default=defaults.environments,
+        help=f"environments in a promotion chain (1-{len(CHAIN)}), the plans spread over them",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="measurements of (a), (b), (a')")
     parser.add_argument(
         "--dir",
@@ -1077,7 +1114,12 @@ def scratch_directory(directory: Path | None) -> Iterator[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    settings = ApplySettings(plans=arguments.plans, apps=arguments.apps, seed=arguments.seed)
+    settings = ApplySettings(
+        plans=arguments.plans,
+        apps=arguments.apps,
+        seed=arguments.seed,
+        environments=arguments.environments,
+    )
     try:
         settings.check()
         with scratch_directory(arguments.dir) as scratch:

@@ -46,6 +46,27 @@ def test_every_plan_runs_exactly_once_with_one_start_and_one_finish_record(
     assert new_commits(workspace.remote, fixture.tip, fixture.allowed_signers) == records
 
 
+def test_plans_over_a_promotion_chain_all_run_in_one_pass_each_after_its_source(
+    tmp_path: Path,
+) -> None:
+    # Issue 22: "2,000 executable plans across 5 environments in one pass". The plans take
+    # the chain's environments in turn, each promoting the versions of the plan before it.
+    chained = ApplySettings(plans=7, apps=2, seed=7, environments=3)
+    fixture = build_fixture(chained, tmp_path / "fixture")
+    workspace = fresh_workspace(fixture, tmp_path / "run")
+    _, report = run_apply(fixture, workspace)
+    assert check_pass(fixture, workspace, report).problems == []
+    targets = [chained.target(index)[0] for index in range(1, 8)]
+    ran = {run["plan"]: run["environment"] for run in report["runs"]}
+    assert ran == {f"plans/bench-{index:04d}.yaml": targets[index - 1] for index in range(1, 8)}
+    assert sorted(set(targets)) == ["development", "qa", "staging"]
+    order = [run["plan"] for run in report["runs"]]
+    for index in range(2, 8):  # a promotion runs after the run whose versions it promotes
+        if chained.target(index)[1] is not None:
+            before = f"plans/bench-{index - 1:04d}.yaml"
+            assert order.index(before) < order.index(f"plans/bench-{index:04d}.yaml")
+
+
 def test_the_repository_is_deterministic_in_the_seed(tmp_path: Path) -> None:
     first = build_fixture(TINY, tmp_path / "first")
     second = build_fixture(TINY, tmp_path / "second")
