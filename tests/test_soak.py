@@ -198,14 +198,25 @@ def test_a_human_commit_forging_a_verified_finish_record_does_not_start_the_soak
 
 
 @pytest.mark.slow
-def test_a_promotion_waits_for_a_short_soak_then_runs(tmp_path: Path, people: People) -> None:
+def soaking_story(tmp_path: Path, people: People, soak: str) -> SeedRepo:
+    """A development build that runs verified, and its promotion to QA approved and
+    triggered, with `soak` in QA's gates."""
     extra = {
-        QA: quality_assurance("10s"),
+        QA: quality_assurance(soak),
         "environments/development.yaml": development_checked(tmp_path),
     }
     repo = SeedRepo.create(tmp_path, people, extra=extra)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     approve_and_trigger(repo, people)
+    return repo
+
+
+def test_a_promotion_waits_for_its_soak_and_every_command_says_until_when(
+    tmp_path: Path, people: People
+) -> None:
+    # An hour's soak: on a machine however loaded, the commands below run inside it
+    # (a 10-second one ended before `status` ran under CI's load).
+    repo = soaking_story(tmp_path, people, "1h")
     first = repo.apply()
     assert first.exit_code == 0, first.stdout + first.stderr
     assert "succeeded 2026-11-dev-build.1" in first.stdout
@@ -218,12 +229,23 @@ def test_a_promotion_waits_for_a_short_soak_then_runs(tmp_path: Path, people: Pe
     assert wait["what"] == "soak"
     assert wait["text"].startswith("ecommerce 1.4.0 waits for soak until ")
     until = datetime.fromisoformat(wait["until"])
+    finished = committed_at(repo, repo.git("rev-parse", "main").strip())
+    assert until == finished + timedelta(hours=1)  # from the record that verified it
     text = repo.reconciler("plan").stdout
     assert f"ecommerce 1.4.0 waits for soak until {until.isoformat()}" in text
-    time.sleep(max((until - datetime.now(until.tzinfo)).total_seconds(), 0) + 1)
+    assert "2026-11-qa-release.1" not in repo.apply().stdout
+
+
+def test_a_promotion_runs_once_its_soak_has_passed(tmp_path: Path, people: People) -> None:
+    repo = soaking_story(tmp_path, people, "2s")
+    first = repo.apply()
+    assert first.exit_code == 0, first.stdout + first.stderr
+    assert "succeeded 2026-11-dev-build.1" in first.stdout
+    time.sleep(3)  # past the soak, whenever the first pass's records landed
     second = repo.apply()
     assert second.exit_code == 0, second.stdout + second.stderr
-    assert "succeeded 2026-11-qa-release.1" in second.stdout
+    ran = [out.count("succeeded 2026-11-qa-release.1") for out in (first.stdout, second.stdout)]
+    assert sum(ran) == 1, first.stdout + second.stdout
 
 
 # -- validate --------------------------------------------------------------------------------
