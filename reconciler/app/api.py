@@ -19,24 +19,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from reconciler.adapters.clock import utc_now
-from reconciler.adapters.statestore import service_branches
 from reconciler.adapters.worktree import find_root
-from reconciler.app.session import Session, open_session
-from reconciler.core import access as access_rules
 from reconciler.core.errors import UsageError
 from reconciler.core.layout import place
 from reconciler.core.printable import printable
 
+# Each call imports what its command needs: this module is every command's one entry,
+# and a command loads the repository, the state or the walker only when it uses them.
 if TYPE_CHECKING:
     from reconciler.adapters.drivers import Step
     from reconciler.app.actions import Locked, Made
-    from reconciler.app.authorise import Progress, VerifyResult
-    from reconciler.app.checkpoints import CheckpointTrust
+    from reconciler.app.authorise import Progress
+    from reconciler.app.checkpoint_trust import CheckpointTrust
     from reconciler.app.drift import DriftReport
     from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
     from reconciler.app.reconcile import Options, PassReport
+    from reconciler.app.session import Session
+    from reconciler.app.verified import VerifyResult
     from reconciler.app.watch import LogEvent, WatchedPages
     from reconciler.core.access import AccessReport
     from reconciler.core.decide import Decision
@@ -66,6 +67,8 @@ class Source:
 @contextmanager
 def _session(source: Source) -> Iterator[Session]:
     """A session on a local branch, for a command that commits (`approve`, ...)."""
+    from reconciler.app.session import open_session  # noqa: PLC0415
+
     with open_session(
         find_root(source.repo or Path.cwd()),
         branch=source.branch,
@@ -80,6 +83,8 @@ def _reading(source: Source, note: Note) -> Iterator[Session]:
     """A session for a command that only reports (`plan`, `status`, `history`, `verify`,
     `access`): it may read a remote's branch, and says when the service that keeps its
     state here follows another branch than the one it reads."""
+    from reconciler.app.session import open_session  # noqa: PLC0415
+
     with open_session(
         find_root(source.repo or Path.cwd()),
         branch=source.branch,
@@ -98,6 +103,8 @@ def other_branch_note(session: Session) -> str | None:
     """Where a reconciler service (apply, watch) keeps its state beside this one but
     follows another branch (on its clone, `origin/main` while local main stands still):
     which branch this command reads, and how to read the service's."""
+    from reconciler.adapters.statestore import service_branches  # noqa: PLC0415
+
     followed = service_branches(session.store.directory)
     if not followed or session.branch in followed:
         return None
@@ -161,7 +168,7 @@ def verify(
         else:
             # Reported from the store after the anchor: a copy of every verdict of a long
             # history held in memory through the walk would serve nothing.
-            result, _ = session.authorise(
+            result = session.verify(
                 to,
                 trust_anchor=anchor,
                 progress=progress,
@@ -184,7 +191,7 @@ def _checkpoint_trust(
 ) -> CheckpointTrust | None:
     """Which checkpoints the command's walk may go on from, telling `note` why it passed
     over any; None with `full`."""
-    from reconciler.app.checkpoints import CheckpointTrust, pinned_keys  # noqa: PLC0415
+    from reconciler.app.checkpoint_trust import CheckpointTrust, pinned_keys  # noqa: PLC0415
 
     if full or session.checkpoints is None:
         return None
@@ -195,6 +202,8 @@ def access(
     source: Source, user: str, environment: str | None, *, note: Note = _quiet
 ) -> AccessReport:
     """What `user` may do where, by the effective policy at the branch tip."""
+    from reconciler.core import access as access_rules  # noqa: PLC0415
+
     with _reading(source, note) as session:
         _, policy = session.authorise()
         revoked = session.revoked()  # as the walk read it: one read per command
@@ -315,6 +324,7 @@ def verify_mergeable(
 ) -> MergeCheck:
     """Judge what merging `head` into the base (`source.branch`) would land."""
     from reconciler.app import mergeable  # noqa: PLC0415
+    from reconciler.app.session import open_session  # noqa: PLC0415
 
     with open_session(
         find_root(source.repo or Path.cwd()),
