@@ -11,6 +11,7 @@ a progress bar) goes to the callbacks the CLI passes: `Note`, `Progress`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import History
     from reconciler.core.journal import IgnoredTrailer
+    from reconciler.core.model import Policy
     from reconciler.core.status import Pipeline
     from reconciler.core.verdicts import LandingVerdict
 
@@ -293,16 +295,30 @@ class HistoryQuery:
 
 def history(source: Source, query: HistoryQuery, *, note: Note = _quiet) -> tuple[Entry, ...]:
     """The audit trail from the state, filtered and ordered."""
-    from reconciler.app.actions import plan_file  # noqa: PLC0415 - keeps `history -h` light
     from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
 
     with _reading(source, note) as session:
-        _, policy = session.authorise()
+        session.verify()  # the trail is the state's, up to the tip: with nothing new, no walk
+
+        @functools.cache
+        def policy() -> Policy:
+            """The effective policy at the tip, only for a name to check (nothing to walk)."""
+            return session.authorise()[1]
+
+        def effective() -> tuple[str, ...]:
+            policy()
+            return session.effective_paths()
+
+        plan = None
+        if query.plan:
+            from reconciler.app.actions import plan_file  # noqa: PLC0415 - only to name a plan
+
+            plan = plan_file(query.plan)
         selected = select(
             audit_trail(session.store),
             policy,
-            session.effective_paths(),
-            plan=plan_file(query.plan) if query.plan else None,
+            effective,
+            plan=plan,
             environment=query.environment,
             user=query.user,
             since=query.since,
