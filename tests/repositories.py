@@ -33,10 +33,10 @@ from reconciler.adapters.readahead import PREFETCH
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.authorise import (
     Authoriser,
-    VerifyResult,
     policy_from,
 )
 from reconciler.app.pipeline import gather
+from reconciler.app.verified import VerifyResult
 from reconciler.core.decide import Decision, decide
 from reconciler.core.journal import VersionLanded
 from reconciler.core.model import Policy

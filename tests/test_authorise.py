@@ -547,6 +547,38 @@ def test_a_revocation_file_the_reconciler_cannot_read_stops_it_naming_the_file(
     assert "Traceback" not in result.stderr
 
 
+def test_a_verify_with_nothing_new_stops_on_a_revocation_file_it_cannot_read(
+    tmp_path: Path, people: People
+) -> None:
+    """It answers from the state without walking (`Session.verify`): not without the file."""
+    repo = SeedRepo.create(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0  # the state holds the tip now
+    revoked = repo.revoke(b"")
+    revoked.unlink()
+    result = repo.reconciler("verify")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{revoked}: error: cannot read the revocation file")
+    assert "0 landing(s)" not in result.stdout
+
+
+def test_a_verify_with_nothing_new_reports_what_the_walk_before_it_reported(
+    tmp_path: Path, people: People
+) -> None:
+    """Read from the state, not walked: the refusals and where main differs, all the same."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(
+        people.alice, {"deployments/production.yaml": "environment: production\napplications: {}\n"}
+    )
+    walked = repo.reconciler("verify", "--format", "json")
+    again = repo.reconciler("verify", "--format", "json")
+    assert (walked.exit_code, again.exit_code) == (1, 1)
+    first, second = walked.json(), again.json()
+    assert (first.pop("judged"), second.pop("judged")) == (1, 0)  # landings this run judged
+    assert second == first
+    assert "deployments/production.yaml" in again.stdout
+    assert repo.reconciler("verify", "--all").stdout == repo.reconciler("verify", "--all").stdout
+
+
 def test_a_human_commit_writing_deployments_is_refused(tmp_path: Path, people: People) -> None:
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(

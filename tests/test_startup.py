@@ -117,12 +117,77 @@ def test_the_help_loads_every_command_definition() -> None:
         assert f"reconciler.cli.{name}" in run.modules
 
 
-def test_a_command_that_runs_loads_the_application_layer(tmp_path: Path) -> None:
+def test_a_command_that_runs_loads_the_application_layer(people: People, tmp_path: Path) -> None:
     """The heavy list names what a command really loads, so its absence above means something."""
-    (run,) = run_in_one_process([["verify", "--repo", str(tmp_path)]])
-    assert run.code == 2  # not a Git repository: the command ran, and said so
+    repo = tmp_path / "config"
+    assert init_repository(people, repo, *ROOT_ADMIN).exit_code == 0
+    (run,) = run_in_one_process([["verify", "--repo", str(repo)]])
+    assert run.code == 0  # the first run: it anchors, and walks
     for name in ("reconciler.app.api", "reconciler.adapters.statestore", "sqlite3", "yaml"):
         assert name in run.modules
+
+
+# What a walk loads, and a command with nothing to walk does not (docs/performance.md,
+# "Everyday commands"): the walker, the checkpoints' checks, YAML, the model, the schema
+# validator and the signature libraries.
+WALK: Final = (
+    "reconciler.app.authorise",
+    "reconciler.app.checkpoints",
+    "reconciler.adapters.readahead",
+    "reconciler.core.loader",
+    "reconciler.core.model",
+    "reconciler.core.judge",
+    "reconciler.core.signatures",
+    "yaml",
+    "jsonschema_rs",
+    "cryptography",
+    "nacl",
+    "pysequoia",
+)
+
+
+def loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [
+        name
+        for name in modules
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in names)
+    ]
+
+
+def test_the_application_entry_loads_what_a_command_needs_only_when_it_runs() -> None:
+    """`reconciler.app.api` is every command's one entry: importing it opens nothing."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; import reconciler.app.api; print(json.dumps(sorted(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    modules = json.loads(completed.stdout)
+    assert "reconciler.app.api" in modules
+    opened = ("reconciler.app.session", "reconciler.adapters.statestore")
+    assert loaded(modules, (*WALK, *opened)) == []
+
+
+def test_a_verify_with_nothing_new_loads_neither_the_walker_nor_yaml_nor_a_signature_library(
+    people: People, tmp_path: Path
+) -> None:
+    """It answers from the state, which holds the branch's tip already."""
+    repo = tmp_path / "config"
+    assert init_repository(people, repo, *ROOT_ADMIN).exit_code == 0
+    at = ["--repo", str(repo)]
+    (first,) = run_in_one_process([["verify", *at]])  # anchors: the walk loads them
+    assert first.code == 0
+    assert loaded(first.modules, WALK) != []
+    (again,) = run_in_one_process([["verify", *at]])
+    assert again.code == 0
+    assert "0 landing(s), 0 refused" in again.shown
+    assert "reconciler.adapters.statestore" in again.modules  # it read the state
+    assert loaded(again.modules, WALK) == []
 
 
 def test_a_verify_with_nothing_new_loads_neither_libsodium_nor_the_schema_validator(

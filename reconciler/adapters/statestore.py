@@ -41,7 +41,6 @@ from reconciler.core.journal import (
     PlanEdit,
     VersionLanded,
 )
-from reconciler.core.signatures import UNVERIFIED
 from reconciler.core.verdicts import Refusal
 
 # The rows' format is the journal's: a database another format wrote is refused on opening.
@@ -594,6 +593,8 @@ class StateStore:
     def remember_signatures(self, checks: Mapping[str, SignatureRow]) -> None:
         """Remember signature verdicts; an OpenPGP signature no certificate at hand could
         check ("unverified") is no verdict yet: a later policy may list its key."""
+        from reconciler.core.signatures import UNVERIFIED  # noqa: PLC0415 - a walk's, only
+
         self._write(
             "INSERT OR REPLACE INTO signatures"
             " (commit_id, status, fingerprint, reason, payload) VALUES (?, ?, ?, ?, ?)",

@@ -14,15 +14,21 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.core.errors import UsageError
 from reconciler.core.layout import READ_DIRS, TEAMS_FILE, meant_folder, meant_path, place
-from reconciler.core.loader import MAX_FILE_BYTES
-from reconciler.core.model import Finding, Snapshot
+
+# Every command finds its repository here (`find_root`); only those that read the
+# working tree load the loader and the model.
+if TYPE_CHECKING:
+    from reconciler.core.model import Finding, Snapshot
 
 
 def read_worktree(root: Path) -> Snapshot:
     """Every configuration file under `root`, refusing symlinks and submodules."""
+    from reconciler.core.model import Finding, Snapshot  # noqa: PLC0415
+
     files: dict[str, bytes] = {}
     refused: list[Finding] = []
     base = os.fspath(root)
@@ -112,6 +118,8 @@ def _misplaced(base: str) -> list[Finding]:
     """Warnings for YAML files the reconciler never reads although they look meant as
     configuration (`plan/x.yaml`, `teams.yml`): read nowhere, they would be ignored
     silently. Only the top level and the folders whose names are near misses are listed."""
+    from reconciler.core.model import Finding  # noqa: PLC0415
+
     found: list[str] = []
     try:
         with os.scandir(base) as listing:
@@ -140,6 +148,8 @@ def _misplaced(base: str) -> list[Finding]:
 
 def _read_head(full: str) -> bytes:
     """The file's bytes, at most one over `MAX_FILE_BYTES` (enough for the loader to refuse it)."""
+    from reconciler.core.loader import MAX_FILE_BYTES  # noqa: PLC0415
+
     with open(full, "rb", buffering=0) as handle:
         # Ask for the size the file has: `read(MAX_FILE_BYTES + 1)` would
         # allocate 4 MiB for every small file, a third of the time of reading them.

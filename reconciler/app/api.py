@@ -11,6 +11,7 @@ a progress bar) goes to the callbacks the CLI passes: `Note`, `Progress`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,29 +20,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from reconciler.adapters.clock import utc_now
-from reconciler.adapters.statestore import service_branches
 from reconciler.adapters.worktree import find_root
-from reconciler.app.session import Session, open_session
-from reconciler.core import access as access_rules
 from reconciler.core.errors import UsageError
 from reconciler.core.layout import place
 from reconciler.core.printable import printable
 
+# Each call imports what its command needs: this module is every command's one entry,
+# and a command loads the repository, the state or the walker only when it uses them.
 if TYPE_CHECKING:
     from reconciler.adapters.drivers import Step
     from reconciler.app.actions import Locked, Made
-    from reconciler.app.authorise import Progress, VerifyResult
-    from reconciler.app.checkpoints import CheckpointTrust
+    from reconciler.app.authorise import Progress
+    from reconciler.app.checkpoint_trust import CheckpointTrust
     from reconciler.app.drift import DriftReport
     from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
     from reconciler.app.reconcile import Options, PassReport
+    from reconciler.app.session import Session
+    from reconciler.app.verified import VerifyResult
     from reconciler.app.watch import LogEvent, WatchedPages
     from reconciler.core.access import AccessReport
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import History
     from reconciler.core.journal import IgnoredTrailer
+    from reconciler.core.model import Policy
     from reconciler.core.status import Pipeline
     from reconciler.core.verdicts import LandingVerdict
 
@@ -66,6 +69,8 @@ class Source:
 @contextmanager
 def _session(source: Source) -> Iterator[Session]:
     """A session on a local branch, for a command that commits (`approve`, ...)."""
+    from reconciler.app.session import open_session  # noqa: PLC0415
+
     with open_session(
         find_root(source.repo or Path.cwd()),
         branch=source.branch,
@@ -80,6 +85,8 @@ def _reading(source: Source, note: Note) -> Iterator[Session]:
     """A session for a command that only reports (`plan`, `status`, `history`, `verify`,
     `access`): it may read a remote's branch, and says when the service that keeps its
     state here follows another branch than the one it reads."""
+    from reconciler.app.session import open_session  # noqa: PLC0415
+
     with open_session(
         find_root(source.repo or Path.cwd()),
         branch=source.branch,
@@ -98,6 +105,8 @@ def other_branch_note(session: Session) -> str | None:
     """Where a reconciler service (apply, watch) keeps its state beside this one but
     follows another branch (on its clone, `origin/main` while local main stands still):
     which branch this command reads, and how to read the service's."""
+    from reconciler.adapters.statestore import service_branches  # noqa: PLC0415
+
     followed = service_branches(session.store.directory)
     if not followed or session.branch in followed:
         return None
@@ -161,7 +170,7 @@ def verify(
         else:
             # Reported from the store after the anchor: a copy of every verdict of a long
             # history held in memory through the walk would serve nothing.
-            result, _ = session.authorise(
+            result = session.verify(
                 to,
                 trust_anchor=anchor,
                 progress=progress,
@@ -184,7 +193,7 @@ def _checkpoint_trust(
 ) -> CheckpointTrust | None:
     """Which checkpoints the command's walk may go on from, telling `note` why it passed
     over any; None with `full`."""
-    from reconciler.app.checkpoints import CheckpointTrust, pinned_keys  # noqa: PLC0415
+    from reconciler.app.checkpoint_trust import CheckpointTrust, pinned_keys  # noqa: PLC0415
 
     if full or session.checkpoints is None:
         return None
@@ -195,6 +204,8 @@ def access(
     source: Source, user: str, environment: str | None, *, note: Note = _quiet
 ) -> AccessReport:
     """What `user` may do where, by the effective policy at the branch tip."""
+    from reconciler.core import access as access_rules  # noqa: PLC0415
+
     with _reading(source, note) as session:
         _, policy = session.authorise()
         revoked = session.revoked()  # as the walk read it: one read per command
@@ -284,16 +295,30 @@ class HistoryQuery:
 
 def history(source: Source, query: HistoryQuery, *, note: Note = _quiet) -> tuple[Entry, ...]:
     """The audit trail from the state, filtered and ordered."""
-    from reconciler.app.actions import plan_file  # noqa: PLC0415 - keeps `history -h` light
     from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
 
     with _reading(source, note) as session:
-        _, policy = session.authorise()
+        session.verify()  # the trail is the state's, up to the tip: with nothing new, no walk
+
+        @functools.cache
+        def policy() -> Policy:
+            """The effective policy at the tip, only for a name to check (nothing to walk)."""
+            return session.authorise()[1]
+
+        def effective() -> tuple[str, ...]:
+            policy()
+            return session.effective_paths()
+
+        plan = None
+        if query.plan:
+            from reconciler.app.actions import plan_file  # noqa: PLC0415 - only to name a plan
+
+            plan = plan_file(query.plan)
         selected = select(
             audit_trail(session.store),
             policy,
-            session.effective_paths(),
-            plan=plan_file(query.plan) if query.plan else None,
+            effective,
+            plan=plan,
             environment=query.environment,
             user=query.user,
             since=query.since,
@@ -315,6 +340,7 @@ def verify_mergeable(
 ) -> MergeCheck:
     """Judge what merging `head` into the base (`source.branch`) would land."""
     from reconciler.app import mergeable  # noqa: PLC0415
+    from reconciler.app.session import open_session  # noqa: PLC0415
 
     with open_session(
         find_root(source.repo or Path.cwd()),

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -49,14 +48,15 @@ from reconciler.app.anchoring import (
     refuse_malformed,
     structured_versions,
 )
-from reconciler.app.checkpoints import CheckpointTrust, Continued
+from reconciler.app.checkpoint_trust import CheckpointTrust
+from reconciler.app.checkpoints import Continued
 from reconciler.app.commit_cache import CommitCache, first_carriers
+from reconciler.app.verified import VerifyResult, differs
 from reconciler.core.config import build_environment, build_policy, disowned
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.fields import (
     CONTENT,
     FieldMap,
-    describe_field,
     teams_data,
     value,
 )
@@ -76,23 +76,6 @@ from reconciler.core.verdicts import LandingVerdict, Refusal
 
 DEFAULT_CAP: Final = 1000
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    anchor: str
-    tip: str
-    judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first
-    differs: Mapping[str, tuple[str, ...]]  # path -> fields where main is not effective
-    ignored: tuple[IgnoredTrailer, ...] = ()  # trailers this pass found counting for nothing
-    continued: Continued | None = None  # the checkpoint a fresh state went on from
-    # How many landings this pass judged: `judged` holds their verdicts only where the
-    # caller asked to keep them (`Authoriser.keep_verdicts`).
-    count: int = 0
-
-    @property
-    def authorised(self) -> bool:
-        return all(verdict.authorised for verdict in self.judged)
 
 
 class Authoriser:
@@ -201,7 +184,7 @@ class Authoriser:
             anchor=position.anchor,
             tip=tip,
             judged=judged,
-            differs=_differs(self.dirty),
+            differs=differs(self.dirty),
             ignored=ignored,
             continued=self.continued,
             count=self._count,
@@ -587,10 +570,3 @@ def _service_keys(policy: Policy, revoked: Revocations | None) -> frozenset[str]
         for key, owner in policy.key_owner.items()
         if owner in policy.service_accounts and (revoked is None or revoked.why(key) is None)
     )
-
-
-def _differs(dirty: Mapping[str, Mapping[str, Refusal | None]]) -> dict[str, tuple[str, ...]]:
-    """Where main's content is not the effective state: path -> the fields, described."""
-    return {
-        path: tuple(describe_field(key) for key in sorted(detail)) for path, detail in dirty.items()
-    }

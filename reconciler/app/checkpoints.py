@@ -13,16 +13,16 @@ speed, never a verdict (`docs/design.md, "Checkpoints"`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Final
 
 from reconciler.adapters.gitobjects import CommitInfo, commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
+from reconciler.app.checkpoint_trust import CheckpointTrust
 from reconciler.core import journal
 from reconciler.core.checkpoint import (
     NAMESPACE,
@@ -33,11 +33,10 @@ from reconciler.core.checkpoint import (
     encode,
     tables,
 )
-from reconciler.core.errors import ConfigError, ReconcilerError
+from reconciler.core.errors import ReconcilerError
 from reconciler.core.printable import printable
 from reconciler.core.revocation import Revocations
 from reconciler.core.signatures import check_signature
-from reconciler.core.sshkeys import KeyFormatError, parse_public_key
 
 REF_PREFIX: Final = "refs/reconciler/checkpoints/"
 ROWS_FILE: Final = "checkpoint.jsonl"
@@ -58,10 +57,6 @@ ROWS_LIMIT: Final = 1 << 30
 _TRAILER: Final = re.compile(r"^(Checkpoint-Of|Checkpoint-Digest): (\S+)$", re.MULTILINE)
 
 
-def _quiet(_: str) -> None:
-    """No one to tell."""
-
-
 @dataclass(frozen=True, slots=True)
 class Continued:
     """The checkpoint a walk went on from."""
@@ -80,65 +75,8 @@ class Continued:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointTrust:
-    """Which checkpoints a walk with a fresh state may go on from.
-
-    `pinned`: the fingerprints of the keys `--checkpoint-key` names; None: the
-    service accounts' keys of the trust anchor's policy. `warn` hears why each
-    checkpoint passed over was.
-    """
-
-    branch: str  # the branch as the service names it (a remote's, without the remote)
-    pinned: frozenset[str] | None = None
-    warn: Callable[[str], None] = _quiet
-
-
 def ref_of(branch: str) -> str:
     return REF_PREFIX + branch
-
-
-def checkpoint_branch(ref: str) -> str:
-    """The branch a checkpoint names for a followed ref: a remote's branch by its name
-    there, as the service that publishes it names it."""
-    if ref.startswith("refs/remotes/"):
-        return ref.removeprefix("refs/remotes/").partition("/")[2]
-    return ref.removeprefix("refs/heads/")
-
-
-def pinned_keys(paths: Sequence[Path]) -> frozenset[str] | None:
-    """The fingerprints of the public keys in the files `--checkpoint-key` names, one key
-    a line (`ssh-ed25519 AAAA... comment`, as `.pub` files hold it); None when none is
-    named (the trust anchor's service keys are trusted)."""
-    if not paths:
-        return None
-    found: set[str] = set()
-    for path in paths:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(
-                f"cannot read the checkpoint key {path}: {error}",
-                hint="pass --checkpoint-key with the service's public key file (its .pub)",
-            ) from None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                found.add(parse_public_key(line.strip()).fingerprint)
-            except KeyFormatError as error:
-                raise ConfigError(
-                    f"not an SSH public key: {error}",
-                    file=str(path),
-                    line=number,
-                    hint="one public key a line, as ssh-keygen writes it in the .pub file",
-                ) from None
-    if not found:  # pinning nothing must not fall back to trusting the anchor's keys
-        raise ConfigError(
-            f"the checkpoint keys {', '.join(map(str, paths))} hold no public key",
-            hint="pass --checkpoint-key with the service's public key file (its .pub)",
-        )
-    return frozenset(found)
 
 
 def publish(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -199,8 +199,8 @@ def _unauthorised(landings: Iterable[Landing]) -> list[Entry]:
 
 def select(
     entries: Sequence[Entry],
-    policy: Policy,
-    effective: Iterable[str],
+    policy: Callable[[], Policy],
+    effective: Callable[[], Iterable[str]],
     *,
     plan: str | None = None,
     environment: str | None = None,
@@ -212,14 +212,15 @@ def select(
     A plan, environment or user that neither the effective policy and state
     (`effective`: its paths) nor the trail knows is a typo, refused rather than
     answered with an empty trail. The trail counts: a removed user or a
-    deleted plan keeps its history.
+    deleted plan keeps its history. Both are asked for only when a name is given: without
+    one, `history` needs no policy, nor the walker that builds it.
     """
     if plan is not None:
-        _known_plan(plan, entries, effective)
+        _known_plan(plan, entries, effective())
     if environment is not None:
-        _known_environment(environment, entries, policy)
+        _known_environment(environment, entries, policy())
     if user is not None:
-        _known_user(user, entries, policy)
+        _known_user(user, entries, policy())
     return tuple(entry for entry in entries if _passes(entry, plan, environment, user, since))
 
 

@@ -152,8 +152,8 @@ def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _q
         entries = ordered(
             select(
                 audit_trail(session.store),
-                policy,
-                session.effective_paths(),
+                lambda: policy,
+                session.effective_paths,
                 plan=None,
                 environment=None,
                 user=None,

@@ -36,7 +36,8 @@ from reconciler.core.loader import load
 from reconciler.core.runs import driver_targets, hold
 
 if TYPE_CHECKING:
-    from reconciler.app.authorise import Authoriser, VerifyResult
+    from reconciler.app.authorise import Authoriser
+    from reconciler.app.verified import VerifyResult
 
 
 @dataclass(frozen=True, slots=True)

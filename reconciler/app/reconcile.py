@@ -66,8 +66,8 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.adapters.statestore import ServiceLock, StateStore, Transaction
 from reconciler.app import checkpoints
-from reconciler.app.authorise import Authoriser, Progress, VerifyResult
-from reconciler.app.checkpoints import CheckpointTrust, pinned_keys
+from reconciler.app.authorise import Authoriser, Progress
+from reconciler.app.checkpoint_trust import CheckpointTrust, pinned_keys
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
@@ -87,6 +87,7 @@ from reconciler.app.record import (
     start_message,
 )
 from reconciler.app.session import followed_branch, state_directory
+from reconciler.app.verified import VerifyResult
 from reconciler.core.decide import Decision, executable, next_up, ordered
 from reconciler.core.decide_values import History
 from reconciler.core.errors import (

@@ -19,27 +19,23 @@ from typing import TYPE_CHECKING
 from reconciler.adapters import revocation_file
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.statestore import StateStore
-from reconciler.app.anchoring import default_anchor, re_anchor_allowed
-from reconciler.app.authorise import (
-    DEFAULT_CAP,
-    Authoriser,
-    Progress,
-    VerifyResult,
-    policy_from,
-)
-from reconciler.app.checkpoints import CheckpointTrust, checkpoint_branch
+from reconciler.app.checkpoint_trust import CheckpointTrust, checkpoint_branch
+from reconciler.app.verified import VerifyResult, differs
 from reconciler.core import journal
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
 from reconciler.core.journal import IgnoredTrailer
-from reconciler.core.model import Policy
-from reconciler.core.revocation import Revocations
 from reconciler.core.verdicts import LandingVerdict
 
+# The walker and what it judges with load only when there is something to walk
+# (`verify`): a command whose state already holds the branch's tip never needs them.
 if TYPE_CHECKING:
+    from reconciler.app.authorise import Authoriser, Progress
     from reconciler.app.drift import DriftReport
     from reconciler.app.pipeline import Observation
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import History
+    from reconciler.core.model import Policy
+    from reconciler.core.revocation import Revocations
     from reconciler.core.status import Pipeline as StatusView
 
 
@@ -74,6 +70,8 @@ class Session:
         return commit
 
     def authoriser(self, progress: Progress | None = None, cap: int | None = None) -> Authoriser:
+        from reconciler.app.authorise import DEFAULT_CAP, Authoriser  # noqa: PLC0415
+
         return Authoriser(
             self.repo,
             self.store,
@@ -99,6 +97,8 @@ class Session:
         `to_name`: how the user named `to`, for messages. `verdicts=False`: a walk kept
         on the branch returns no verdicts; the caller reads them from the store.
         """
+        from reconciler.app.anchoring import default_anchor  # noqa: PLC0415
+
         tip = self.tip()
         target = self.repo.resolve(to) if to else tip
         on_branch = target == tip or self.repo.is_ancestor(target, tip)
@@ -134,6 +134,47 @@ class Session:
         policy = authoriser.policy()
         self.walked = authoriser
         return result, policy
+
+    def verify(
+        self,
+        to: str | None = None,
+        *,
+        trust_anchor: str | None = None,
+        progress: Progress | None = None,
+        to_name: str | None = None,
+        verdicts: bool = True,
+    ) -> VerifyResult:
+        """`authorise`, for a command that needs no policy (`verify`): when the state holds
+        the branch's tip already, what the walk would find is read from it, and the
+        walker is not even loaded."""
+        if trust_anchor is None:
+            unmoved = self._nothing_new(to)
+            if unmoved is not None:
+                return unmoved
+        result, _ = self.authorise(
+            to, trust_anchor=trust_anchor, progress=progress, to_name=to_name, verdicts=verdicts
+        )
+        return result
+
+    def _nothing_new(self, to: str | None) -> VerifyResult | None:
+        """What a walk to the branch tip returns when the state holds that tip already (no
+        landing to judge, no checkpoint to go on from), else None: there is a walk to make."""
+        tip = self.tip()
+        if to is not None and self.repo.resolve(to) != tip:
+            return None
+        # A revocation file that cannot be read stops a walk before it starts: this too.
+        revocation_file.configured(self.repo)
+        with self.store.transaction():  # read under the lock a walk takes
+            position = self.store.position()
+            if (
+                position is None
+                or position.last_verified != tip
+                or not self.store.payloads_counted()  # the walk would count them, once
+            ):
+                return None
+            dirty = self.store.dirty()
+        self.persisted = True
+        return VerifyResult(anchor=position.anchor, tip=tip, judged=(), differs=differs(dirty))
 
     def revoked(self) -> Revocations | None:
         """The key revocations the last walk read (one read per command)."""
@@ -311,6 +352,9 @@ class Session:
 
     def re_anchor(self, rev: str, progress: Progress | None = None) -> tuple[VerifyResult, Policy]:
         """Trust `rev` anew after a rewrite; it must be signed by a settings user."""
+        from reconciler.app.anchoring import re_anchor_allowed  # noqa: PLC0415
+        from reconciler.app.authorise import policy_from  # noqa: PLC0415
+
         anchor = self.repo.resolve(rev)
         tip = self.tip()
         if anchor != tip and not self.repo.is_ancestor(anchor, tip):

@@ -141,10 +141,8 @@ class TextReporter(Reporter):
     def history(self, entries: tuple[Entry, ...]) -> None:
         from reconciler.cli.people_output import render_entry
 
-        for entry in entries:
-            click.echo(render_entry(entry))
-        if not entries:
-            click.echo("nothing recorded")
+        # One write: thousands of entries, each echoed alone, cost more than rendering them.
+        click.echo("\n".join(map(render_entry, entries)) if entries else "nothing recorded")
 
     def merge_check(self, check: MergeCheck) -> None:
         from reconciler.cli.mergeable_output import text

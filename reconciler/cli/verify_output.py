@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from reconciler.app.authorise import VerifyResult
 from reconciler.cli.output import escape_data, escape_property
-from reconciler.core.access import AccessReport
-from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.printable import printable
-from reconciler.core.verdicts import LandingVerdict, group_refusals
+from reconciler.core.verdicts import group_refusals
+
+if TYPE_CHECKING:
+    from reconciler.app.verified import VerifyResult
+    from reconciler.core.access import AccessReport
+    from reconciler.core.journal import IgnoredTrailer
+    from reconciler.core.verdicts import LandingVerdict
 
 _SLICE: Final = 256  # verdicts written at a time
 
