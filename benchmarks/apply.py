@@ -992,8 +992,8 @@ def render_text(results: Results) -> str:
     marginal = (results.reconciler.median - results.idle.median) / settings.plans
     lines = [
         f"repository: {settings.plans} executable plans x {settings.apps} applications "
-        f"over {', '.join(settings.chain)}, command driver {list(DRIVER_ARGV)}, local bare remote (built in "
-        f"{results.build_seconds:.2f} s)",
+        f"over {', '.join(settings.chain)}, command driver {list(DRIVER_ARGV)}, "
+        f"local bare remote (built in {results.build_seconds:.2f} s)",
         "",
         f"{'measurement':<48} {'median s':>9} {'ms/run':>8} {'runs':>5}",
         row("(a)", results.reconciler),
