@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reconciler.core.model import ApprovalRule, Gates, Plan, Window
@@ -164,14 +164,17 @@ def _window_edges(window: Window, now: datetime) -> list[datetime]:
 
 def _offset_change(zone: ZoneInfo, start: datetime, end: datetime) -> datetime | None:
     """The first moment after `start`, up to `end`, at which `zone`'s UTC offset differs
-    from its offset at `start` (to the second), or None. Looked for a day at a time, then
-    narrowed: no zone changes its offset twice within a day."""
+    from its offset at `start` (to the microsecond), or None. Looked for a day at a time,
+    then narrowed: no zone changes its offset twice within a day."""
+    # In UTC: a moment in the zone itself keeps the offset it was made with, even one the
+    # zone skips.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     before = start.astimezone(zone).utcoffset()
     low = start
     while low < end:
         high = min(low + timedelta(days=1), end)
         if high.astimezone(zone).utcoffset() != before:
-            while high - low > timedelta(seconds=1):
+            while high - low > timedelta(microseconds=1):
                 middle = low + (high - low) / 2
                 if middle.astimezone(zone).utcoffset() != before:
                     high = middle
