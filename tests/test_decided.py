@@ -34,6 +34,7 @@ from tests.scenarios import (
     proposed_qa_release,
     ran,
 )
+from tests.test_soak import approve_and_trigger, committed_at, ran_in_development, soaking_qa
 
 TTL = timedelta(hours=8)  # production's approval_ttl
 NO_DRIFT = DriftReport((), ())
@@ -63,25 +64,26 @@ def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_approva
     tmp_path: Path, people: People
 ) -> None:
     # Production always open (no window): an 8 h approval_ttl alone bounds the decisions.
+    # Approved, not triggered: the plan waits, and shows who approved it (what may run is
+    # decided again each time anyway; what waits is shown as kept).
     production = production_with_windows("[]")
     repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
     repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
     approval = repo.approve(people.ravi, PROD_PLAN)
     repo.approve(people.carol, PROD_PLAN)
-    repo.trigger(people.olga, PROD_PLAN)
     expires = datetime.fromisoformat(repo.git("log", "-1", "--format=%cI", approval)) + TTL
 
     first, reused = answers(repo, SUITE_NOW)
     assert not reused  # nothing kept yet: decided, and kept
-    assert '"status": "executable"' in first
+    assert '"status": "waiting"' in first
+    assert "older than approval_ttl" not in first
     assert answers(repo, SUITE_NOW + timedelta(minutes=1)) == (first, True)
     assert answers(repo, expires - timedelta(seconds=1)) == (first, True)
 
     # ravi's approval expires: decided again, and it no longer counts.
     lapsed, reused = answers(repo, expires + timedelta(seconds=1))
     assert not reused
-    assert '"status": "executable"' not in lapsed
     assert "older than approval_ttl" in lapsed
 
     # A new commit: decided again.
@@ -131,6 +133,22 @@ def test_a_run_finishing_is_decided_again(tmp_path: Path, people: People) -> Non
     assert not reused
     assert '"status": "done"' in done
     assert '"status": "executable"' not in done
+
+
+def test_a_soaking_promotion_is_decided_again_when_its_soak_ends(
+    tmp_path: Path, people: People
+) -> None:
+    repo = soaking_qa(tmp_path, people)
+    record = ran_in_development(repo, "earlier.1", Verified="1 ecommerce 1.4.0")
+    approve_and_trigger(repo, people)
+    until = committed_at(repo, record) + timedelta(minutes=30)
+    soaking, reused = answers(repo, until - timedelta(minutes=10))
+    assert not reused
+    assert "waits for soak until" in soaking
+    assert answers(repo, until - timedelta(seconds=1)) == (soaking, True)
+    soaked, reused = answers(repo, until)
+    assert not reused
+    assert '"status": "executable"' in soaked
 
 
 def test_a_sign_off_given_now_expiring_as_the_clock_moves_is_never_kept(
