@@ -239,7 +239,7 @@ def lapse(
         if now_expires is not None:
             horizon.unbounded()  # "one given now would expire at": a moment that moves with now
         elif asked:
-            horizon.at(opens - ttl)  # from then on, one given now would still count
+            horizon.at(shifted(opens, -ttl))  # from then on, one given now would still count
     if not expiring and now_expires is None:
         return None
     return Lapse(opens, ttl, expiring, now_expires, opens - ttl)
@@ -251,6 +251,15 @@ def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> t
     A commit dated in the future gains nothing: its age runs from first sight.
     """
     return now - aged_from(committed_at, first_seen)
+
+
+def shifted(moment: datetime, span: timedelta) -> datetime | None:
+    """`moment + span`, or None past the days a datetime holds (a TTL the schema allows
+    reaches some 10,950 years): a moment no clock reaches, so none that changes anything."""
+    try:
+        return moment + span
+    except OverflowError:
+        return None
 
 
 def aged_from(committed_at: datetime, first_seen: datetime | None) -> datetime:

@@ -99,7 +99,7 @@ def _fresh(
     if age > ttl:
         return reason("signoff.expired", f"older than approval_ttl ({duration(ttl)})", age=age)
     if horizon is not None:  # from just after this moment, its age is over the TTL
-        horizon.at(gates.aged_from(committed_at, first_seen) + ttl)
+        horizon.at(gates.shifted(gates.aged_from(committed_at, first_seen), ttl))
     return None
 
 
