@@ -35,14 +35,7 @@ from reconciler.core.decide import (
     soak_sources,
     verified_since,
 )
-from reconciler.core.decide_values import (
-    History,
-    Landed,
-    OnMain,
-    Run,
-    locks_from,
-    runs_from,
-)
+from reconciler.core.decide_values import History, Landed, OnMain, Run, locks_from, runs_from
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import Lock, PlanRef
 from reconciler.core.fields import INVALID, value

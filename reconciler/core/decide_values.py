@@ -3,7 +3,7 @@
 `History` is everything `decide` needs, read once from the state store and main's
 tip (`pipeline.gather`); `runs_from` folds start and finish records into `Run`s.
 A `Wait` is what a plan version waits for; a `SignoffVerdict`, what `decide` made
-of one of its sign-offs; `gates.Horizon`, until when its decisions hold with the clock alone.
+of one of its sign-offs.
 """
 
 from __future__ import annotations
