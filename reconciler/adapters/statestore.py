@@ -311,7 +311,10 @@ class StateStore:
                 return
             with self._errors():
                 # Counted first: should the write then fail, decisions are only made again.
-                self._db.execute(_NEXT_GENERATION)
+                # The signature cache is none of the state's (what a signature proves,
+                # whatever the policy): a pull-request check adds to it, and changes nothing.
+                if _table_of(statement) != "signatures":
+                    self._db.execute(_NEXT_GENERATION)
                 self._db.executemany(statement, rows)
             return
         queue = self._pending.setdefault(_table_of(statement), [])
