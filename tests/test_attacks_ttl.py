@@ -29,6 +29,8 @@ def test_the_longest_approval_ttl_outside_a_window_is_no_traceback(
     repo.approve(people.ravi, PROD_PLAN)
     result = repo.reconciler("plan", "--format", "json")
     assert (result.exit_code, result.stderr) == (0, ""), result.stderr
+    # And again, from the decisions the first one kept.
+    assert repo.reconciler("plan", "--format", "json").stdout == result.stdout
     [decision] = [item for item in result.json()["plans"] if item["plan"] == PROD_PLAN]
     assert decision["status"] == "waiting"
     # Nothing lapses before the window opens: no warning about it.

@@ -17,6 +17,7 @@ from typing import Any
 
 import pysequoia
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,14 @@ from reconciler.adapters.statestore import SignatureRow
 from reconciler.app import commit_cache
 from reconciler.core.config import build_policy
 from reconciler.core.events import Signoff
-from reconciler.core.openpgp import CertificateError, Keyring, certificates, unusable
+from reconciler.core.openpgp import (
+    CertificateError,
+    Keyring,
+    certificates,
+    expires_next,
+    unusable,
+)
+from reconciler.core.resources import example_dir
 from reconciler.core.signatures import SignatureCheck, check_commit_signature, split_signed_object
 from tests.clock import SUITE_NOW
 from tests.configrepo import dump, reconciler, write
@@ -341,6 +349,24 @@ def test_other_writers_armors_verify(tmp_path: Path, gpg: GpgKeys, listed: dict[
 
 
 # -- certificates in teams.yaml ------------------------------------------------------------
+
+
+def test_a_certificate_says_the_moment_its_keys_next_expire(gpg: GpgKeys) -> None:
+    # The policy judged now holds until then (`Policy.keys_change`): `plan` and `status`
+    # decide again from that moment, when `unusable` answers otherwise.
+    [expired] = certificates(gpg["expired"].public)
+    assert expired.expires is not None
+    before = expired.expires - timedelta(hours=1)
+    assert unusable(expired, before) == {}
+    assert expires_next(expired, before) == expired.expires
+    assert set(unusable(expired, expired.expires)) == {gpg["expired"].fingerprint}
+    assert expires_next(expired, expired.expires) is None
+    [revoked] = certificates(gpg.revoked_public(gpg["revoked"]))
+    assert expires_next(revoked, before) is None  # revoked: nothing left to expire
+    teams = yaml.safe_load((example_dir() / "teams.yaml").read_text())
+    teams["users"]["alice"]["keys"] = [gpg["expired"].public]
+    assert build_policy(teams, (), before).keys_change == expired.expires
+    assert build_policy(teams, (), expired.expires).keys_change is None
 
 
 def test_a_certificate_lists_its_keys_and_what_makes_them_unusable(gpg: GpgKeys) -> None:

@@ -75,6 +75,11 @@ _CHECKPOINTED: Final = {
     "editors": 2,
 }
 
+# Counts the kept transactions that changed the state (`generation`).
+_NEXT_GENERATION: Final = (
+    "INSERT INTO meta (key, value) VALUES ('generation', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS effective (
@@ -95,6 +100,7 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, commit_id TEXT NOT NULL, kind TEXT NOT NULL,
     detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (run TEXT PRIMARY KEY, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decided (key TEXT PRIMARY KEY, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
 CREATE INDEX IF NOT EXISTS landings_refused ON landings (json_extract(detail, '$.authorised'))
     WHERE json_extract(detail, '$.authorised') = 0;
@@ -209,6 +215,7 @@ class StateStore:
         # writes to five tables in turn, and one list of all writes merged nothing.
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
         self._transaction: Transaction | None = None
+        self._changes = 0  # the connection's changes when the open transaction began
 
     def _format(self) -> int:
         """The journal format the database's rows are in; one this code cannot read is
@@ -298,7 +305,15 @@ class StateStore:
     def _write(self, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
         if not self._db.in_transaction:  # outside a pass, a write is durable at once
             self.flush()
+            rows = list(rows)
+            if not rows:
+                return
             with self._errors():
+                # Counted first: should the write then fail, decisions are only made again.
+                # The signature cache is none of the state's (what a signature proves,
+                # whatever the policy): a pull-request check adds to it, and changes nothing.
+                if _table_of(statement) != "signatures":
+                    self._db.execute(_NEXT_GENERATION)
                 self._db.executemany(statement, rows)
             return
         queue = self._pending.setdefault(_table_of(statement), [])
@@ -347,6 +362,7 @@ class StateStore:
     def _begin(self) -> None:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
+        self._changes = self._db.total_changes
 
     def open_transaction(self) -> Transaction | None:
         """The transaction writes go to now, if one is open."""
@@ -358,6 +374,8 @@ class StateStore:
         try:
             self.flush()
             with self._errors():
+                if self._db.total_changes != self._changes:
+                    self._db.execute(_NEXT_GENERATION)
                 self._db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -367,6 +385,33 @@ class StateStore:
         self._pending = {}
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+    # -- what the state decided ----------------------------------------------
+
+    def generation(self) -> int:
+        """How many kept transactions changed the state: what was decided from one
+        generation is not decided from the next (`pipeline.decided_key`)."""
+        row = self._read("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def decided(self) -> str | None:
+        """The last decisions kept (`keep_decided`), as their codec wrote them."""
+        row = self._read("SELECT detail FROM decided WHERE key = 'decisions'").fetchone()
+        return str(row[0]) if row is not None else None
+
+    def keep_decided(self, text: str) -> None:
+        """Keep decisions (`decided.encode`) outside any pass, without counting as a change of
+        the state (they are made from it); a state busy or read-only now just does not
+        keep them: they are a shortcut, decided again when missing."""
+        if self._db.in_transaction:
+            return
+        self.flush()
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO decided (key, detail) VALUES ('decisions', ?)", (text,)
+            )
+        except sqlite3.Error:
+            return
 
     # -- position -----------------------------------------------------------
 

@@ -231,7 +231,7 @@ def plan(source: Source, driver_root: Path | None, *, note: Note = _quiet) -> Pl
         uncommitted = uncommitted_note(session)
         if uncommitted is not None:
             note(uncommitted)
-        seen = session.observe()
+        seen = session.observe(reuse=True)
         drift = drift_finder(session, driver_root)(seen.history)
         return PlanView(seen.decisions, drift, session.branch)
 
@@ -278,7 +278,9 @@ def status(
     """`reconciler status`: the pipeline, and the drift its drivers report."""
     with _reading(source, note) as session:
         return session.pipeline(
-            include_deployed=include_deployed, drift=drift_finder(session, driver_root)
+            include_deployed=include_deployed,
+            drift=drift_finder(session, driver_root),
+            reuse=True,
         )
 
 

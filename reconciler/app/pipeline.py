@@ -7,17 +7,25 @@ whose driver cannot load here wait for it (`runs.hold`). The read-only
 commands (`session.Session.observe`) and the service (`reconcile.Reconciler`) both call
 `verify_then_decide` (or `observe`, after a walk of their own), and get the same frozen
 value back, so the two can never decide differently on the same history.
+
+`plan` and `status` answer from the decisions the state keeps (`decided`) while nothing
+that decides has changed: the same tip, the same state, the same revocations, and a clock
+before the moment the rules said their answers hold until.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler import __version__
 from reconciler.adapters.drivers import unavailable
+from reconciler.core import decided, journal
 from reconciler.core.decide import (
     Decision,
     decide,
@@ -31,6 +39,7 @@ from reconciler.core.decide_values import History, Landed, OnMain, Run, locks_fr
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import Lock, PlanRef
 from reconciler.core.fields import INVALID, value
+from reconciler.core.gates import Horizon
 from reconciler.core.layout import deployment_path, place
 from reconciler.core.loader import load
 from reconciler.core.runs import driver_targets, hold
@@ -60,6 +69,10 @@ class Observation:
     decisions: tuple[Decision, ...]
     # Environments whose next plan waits because their driver cannot load here, and why.
     held: Mapping[str, ConfigError]
+    # Whether `decisions` came from the state (`decided_from_state`): `history` then holds
+    # the inputs of the plans decided again alone (the policy, deployments/, the locks and
+    # the open runs whole, as ever).
+    reused: bool = False
 
 
 def observe(
@@ -69,19 +82,87 @@ def observe(
     *,
     drivers: DriverCheck | None,
     only: Mapping[str, str] | None = None,
+    reuse: bool = False,
 ) -> Observation:
     """Decide every plan on the tip `walker` has just walked to (`verified`), as of `now`;
     with `only` (path -> blob, as on the tip), those plans alone (`gather`).
 
     `drivers` None: the drivers are not asked (a merge judged before it lands, whose
-    plans run on the service's machine, not this one).
+    plans run on the service's machine, not this one). `reuse`: the walk was kept on the
+    branch, and the decisions the state keeps may answer (`decided_from_state`), which
+    are kept again when decided anew.
     """
-    history = gather(walker, verified.tip, only)
-    decisions = decide(history, now)
+    reused = False
+    if reuse and only is None:
+        history, decisions, reused = decided_from_state(walker, verified.tip, now)
+    else:
+        history = gather(walker, verified.tip, only)
+        decisions = decide(history, now)
     held: Mapping[str, ConfigError] = {}
     if drivers is not None:
         decisions, held = hold(decisions, driver_problems(walker, history, decisions, drivers))
-    return Observation(verified, history, decisions, dict(held))
+    return Observation(verified, history, decisions, dict(held), reused)
+
+
+def decided_from_state(
+    walker: Authoriser, tip: str, now: datetime
+) -> tuple[History, tuple[Decision, ...], bool]:
+    """Every plan on `tip` decided as of `now`: the decisions the state keeps when they
+    were made from the same inputs (`decided_key`) and still hold at `now` (their
+    `Horizon`), else decided anew and kept. Whether they came from the state, last.
+
+    What the kept decisions say may run is decided again now and must come out the same,
+    else everything is: a state edited by hand cannot make a plan look executable that is
+    not. That is the few plans ready to run, not every plan on main."""
+    key = decided_key(walker, tip)
+    kept = _kept(walker, key, now)
+    if kept is not None:
+        ready = {item.path: item.blob for item in kept if item.status == "executable"}
+        history = gather(walker, tip, ready)
+        again = decide(history, now)
+        if set(again) == {item for item in kept if item.status == "executable"}:
+            return history, kept, True
+    history = gather(walker, tip)
+    horizon = Horizon(now)
+    decisions = decide(history, now, horizon)
+    if not horizon.continuous:
+        try:
+            text = decided.encode(decided.Decided(key, now, horizon.until, decisions))
+        except ValueError:
+            return history, decisions, False  # a fact the format cannot hold: not kept
+        walker.store.keep_decided(text)
+    return history, decisions, False
+
+
+def decided_key(walker: Authoriser, tip: str) -> str:
+    """What decides besides the clock, as one digest: the tip (the plans on it), the
+    state's position and generation (every row the walk and the service keep), the keys
+    revoked here, and this reconciler's version and journal format (its rules)."""
+    position = walker.store.position()
+    revoked = sorted(walker.revoked.fingerprints) if walker.revoked else []
+    inputs = [
+        __version__,
+        journal.VERSION,
+        tip,
+        position.anchor if position else None,
+        position.last_verified if position else None,
+        walker.store.generation(),
+        revoked,
+    ]
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+
+
+def _kept(walker: Authoriser, key: str, now: datetime) -> tuple[Decision, ...] | None:
+    """The decisions the state keeps for `key`, if they hold at `now`; a text that does
+    not decode (edited by hand, another version's) is none."""
+    text = walker.store.decided()
+    if text is None:
+        return None
+    try:
+        kept = decided.decode(text)
+    except ValueError:
+        return None
+    return kept.decisions if kept.holds(key, now) else None
 
 
 def driver_problems(

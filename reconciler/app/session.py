@@ -218,10 +218,12 @@ class Session:
         *,
         include_deployed: bool = False,
         drift: Callable[[History], DriftReport] | None = None,
+        reuse: bool = False,
     ) -> StatusView:
         """What runs where and what is moving (`reconciler status`), as of the branch tip;
-        with `drift`, what the drivers report besides."""
-        return self.pipeline_of(self.observe(), include_deployed=include_deployed, drift=drift)
+        with `drift`, what the drivers report besides (`reuse`: as `observe`)."""
+        seen = self.observe(reuse=reuse)
+        return self.pipeline_of(seen, include_deployed=include_deployed, drift=drift)
 
     def pipeline_of(
         self,
@@ -261,18 +263,23 @@ class Session:
         trust_anchor: str | None = None,
         progress: Progress | None = None,
         ask_drivers: bool = True,
+        reuse: bool = False,
     ) -> Observation:
         """Verify up to the branch tip (`authorise`), then decide every plan there now.
 
         A driver is only looked up, not loaded: the read-only commands have no driver
-        root and start nothing (`ask_drivers=False`: not even that).
+        root and start nothing (`ask_drivers=False`: not even that). `reuse`: answer from
+        the decisions the state keeps while they hold (`pipeline.decided_from_state`), and
+        keep these.
         """
         from reconciler.app.pipeline import DriverCheck, observe  # noqa: PLC0415
 
         verified, _ = self.authorise(trust_anchor=trust_anchor, progress=progress)
         assert self.walked is not None
         drivers = DriverCheck() if ask_drivers else None
-        return observe(self.walked, verified, self.now, drivers=drivers)
+        return observe(
+            self.walked, verified, self.now, drivers=drivers, reuse=reuse and self.persisted
+        )
 
     def landings_between(
         self,

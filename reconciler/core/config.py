@@ -173,9 +173,13 @@ def build_policy(
             application_owner.setdefault(application, team.name)
     key_owner: dict[str, str] = {}
     unusable: dict[str, str] = {}
+    changes: list[datetime] = []
     for identity in (*users.values(), *services.values(), *hosts.values()):
         for key in identity.keys:
-            for fingerprint, why in _key_fingerprints(key, now):
+            listed, change = _key_fingerprints(key, now)
+            if change is not None:
+                changes.append(change)
+            for fingerprint, why in listed:
                 if why is None:
                     key_owner.setdefault(fingerprint, identity.id)
                 else:
@@ -205,6 +209,7 @@ def build_policy(
             if data.get("vouches_for_squash_author") is True
         ),
         unusable_keys=unusable,
+        keys_change=min(changes, default=None),
         notifications=routes_from(teams.get("notifications")),
     )
 
@@ -235,25 +240,32 @@ def disowned(policy: Policy, keys: Mapping[str, str]) -> Policy:
     )
 
 
-def _key_fingerprints(entry: str, now: datetime | None) -> list[tuple[str, str | None]]:
+def _key_fingerprints(
+    entry: str, now: datetime | None
+) -> tuple[list[tuple[str, str | None]], datetime | None]:
     """The fingerprints a teams.yaml key entry lists, each with why it identifies nobody
-    (None: it identifies its identity). An SSH key has one; an OpenPGP certificate one
+    (None: it identifies its identity), and the first moment after `now` one more of
+    them expires. An SSH key has one, which never expires; an OpenPGP certificate one
     per key, its subkeys included. An entry that does not decode lists none: validate
     reports it."""
     if not openpgp.is_certificate(entry):
         try:
-            return [(parse_public_key(entry).fingerprint, None)]
+            return [(parse_public_key(entry).fingerprint, None)], None
         except KeyFormatError:
-            return []
+            return [], None
     try:
         found = openpgp.certificates(entry)
     except openpgp.CertificateError:
-        return []
+        return [], None
     listed: list[tuple[str, str | None]] = []
+    changes: list[datetime] = []
     for certificate in found:
         unusable = openpgp.unusable(certificate, now)
         listed += [(key.fingerprint, unusable.get(key.fingerprint)) for key in certificate.keys]
-    return listed
+        change = openpgp.expires_next(certificate, now) if now is not None else None
+        if change is not None:
+            changes.append(change)
+    return listed, min(changes, default=None)
 
 
 def _role_holders(

@@ -39,6 +39,7 @@ from reconciler.core.decide_values import (
 )
 from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
+from reconciler.core.gates import Horizon
 from reconciler.core.layout import place
 from reconciler.core.loader import load
 from reconciler.core.model import Environment, Plan, PlanEntry, Policy
@@ -92,8 +93,13 @@ class Decision:
         )
 
 
-def decide(history: History, now: datetime) -> tuple[Decision, ...]:
-    """Every plan on main, decided; executable ones first, in the order they will run."""
+def decide(history: History, now: datetime, horizon: Horizon | None = None) -> tuple[Decision, ...]:
+    """Every plan on main, decided; executable ones first, in the order they will run.
+
+    `horizon` (of `now`) learns from each rule that reads the clock until when these
+    decisions hold with time alone (the policy's own moment included: a key's expiry)."""
+    if horizon is not None:
+        horizon.at(history.policy.keys_change)
     runs: dict[PlanRef, list[Run]] = {}
     for run in history.runs:
         runs.setdefault(run.plan, []).append(run)
@@ -112,7 +118,7 @@ def decide(history: History, now: datetime) -> tuple[Decision, ...]:
         ]
         # Each plan is decided on its own runs and sign-offs: linear in history, not quadratic.
         narrowed = replace(history, runs=tuple(own_runs), signoffs=tuple(relevant))
-        decisions.append(_decide_one(narrowed, on_main, now))
+        decisions.append(_decide_one(narrowed, on_main, now, horizon))
     return ordered(decisions)
 
 
@@ -155,7 +161,9 @@ def _running_order(decision: Decision) -> tuple[int, str]:
 # -- one plan version ---------------------------------------------------------------
 
 
-def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
+def _decide_one(
+    history: History, on_main: OnMain, now: datetime, horizon: Horizon | None = None
+) -> Decision:
     path, blob = on_main.path, on_main.blob
     if on_main.data is None or on_main.problems:
         problems = on_main.problems or ("invalid plan",)
@@ -167,7 +175,7 @@ def _decide_one(history: History, on_main: OnMain, now: datetime) -> Decision:
     settled = _settled(history, ref, plan, runs)
     if settled is not None:
         return settled
-    return _in_play(history, ref, plan, runs[-1] if runs else None, now)
+    return _in_play(history, ref, plan, runs[-1] if runs else None, now, horizon)
 
 
 def _settled(history: History, ref: PlanRef, plan: Plan, runs: Sequence[Run]) -> Decision | None:
@@ -206,23 +214,32 @@ def _settled(history: History, ref: PlanRef, plan: Plan, runs: Sequence[Run]) ->
 
 
 def _in_play(
-    history: History, ref: PlanRef, plan: Plan, latest: Run | None, now: datetime
+    history: History,
+    ref: PlanRef,
+    plan: Plan,
+    latest: Run | None,
+    now: datetime,
+    horizon: Horizon | None = None,
 ) -> Decision:
     """A landed, ready version with no run but an interrupted one (`latest`): executable,
     or what it waits for."""
     environment = history.policy.environments[plan.target]
     landed = history.landings[ref]
     verdicts: list[SignoffVerdict] = []
-    trigger, trigger_seq, unasked = _asked(history, ref, plan, landed, latest, now, verdicts)
+    trigger, trigger_seq, unasked = _asked(
+        history, ref, plan, landed, latest, now, verdicts, horizon
+    )
     waits = [unasked] if unasked is not None else []
     rules = gates.approval_rules(environment.gates, plan)
-    approvers, missing = signoffs.approvers(history, ref, environment, rules, now, verdicts)
+    approvers, missing = signoffs.approvers(
+        history, ref, environment, rules, now, verdicts, horizon
+    )
     waits.extend(missing)
     if not plan.rollback:  # a rollback's versions ran here already (`_never_ran`)
-        waits.extend(_promotion(history, plan, environment, now))
+        waits.extend(_promotion(history, plan, environment, now, horizon))
     waits.extend(_locked(history, plan))
     if not waits and gates.time_gated(environment.gates, plan):
-        waits.extend(_time_gate(environment, now))
+        waits.extend(_time_gate(environment, now, horizon))
     status: Status = "waiting" if waits else "executable"
     asked = (
         f"triggered by {trigger}"
@@ -230,7 +247,9 @@ def _in_play(
         else f"retry of interrupted run {latest.id}, requested by {trigger}"
     )
     gated = gates.time_gated(environment.gates, plan)
-    lapsing = _lapse(history, environment, verdicts, approvers, waits, now) if gated else ()
+    lapsing = (
+        _lapse(history, environment, verdicts, approvers, waits, now, horizon) if gated else ()
+    )
     why = tuple(wait.reason for wait in waits) + lapsing or (
         reason(
             "plan.executable",
@@ -263,6 +282,7 @@ def _asked(
     latest: Run | None,
     now: datetime,
     verdicts: list[SignoffVerdict],
+    horizon: Horizon | None = None,
 ) -> tuple[str | None, int, Wait | None]:
     """Who asked for this execution, and when; or the wait for someone to ask.
 
@@ -271,9 +291,9 @@ def _asked(
     """
     environment = history.policy.environments[plan.target]
     if latest is None:
-        trigger, seq = signoffs.trigger(history, ref, landed, environment, now, verdicts)
+        trigger, seq = signoffs.trigger(history, ref, landed, environment, now, verdicts, horizon)
     else:
-        trigger, seq = signoffs.retry(history, landed, environment, latest, now, verdicts)
+        trigger, seq = signoffs.retry(history, landed, environment, latest, now, verdicts, horizon)
     if trigger is not None:
         return trigger, seq, None
     who = ", ".join(holders(history.policy, PLAN_DEPLOY, environment.name, history.revoked))
@@ -314,9 +334,11 @@ def run_outcome(run: Run) -> str:
     return f"run {run.id} {OUTCOMES[run.result]}"
 
 
-def _time_gate(environment: Environment, now: datetime) -> tuple[Wait, ...]:
+def _time_gate(
+    environment: Environment, now: datetime, horizon: Horizon | None = None
+) -> tuple[Wait, ...]:
     """The wait for a freeze or a deploy window, if deploys may not start now."""
-    closed = gates.closed(environment.gates, now)
+    closed = gates.closed(environment.gates, now, horizon)
     if closed is None:
         return ()
     code = "gate.freeze" if closed.freeze else "gate.window"
@@ -335,11 +357,21 @@ def _lapse(
     approvers: Sequence[str],
     waits: Sequence[Wait],
     now: datetime,
+    horizon: Horizon | None = None,
 ) -> tuple[Reason, ...]:
     """Say now when the sign-offs that count, or any given now, will be older than
     approval_ttl when deploys may next start (`gates.lapse`): the plan would wait for
     the window, then for sign-offs all over again."""
     times = {item.commit: item.committed_at for item in history.signoffs}
+    counted = [
+        verdict
+        for verdict in verdicts
+        if verdict.refused is None and (verdict.kind != "approve" or verdict.actor in approvers)
+    ]
+    if horizon is not None and any(
+        item.commit not in times and item.commit not in history.commit_times for item in counted
+    ):
+        horizon.unbounded()  # a sign-off of unknown time ages from now, whenever now is
     given = [
         (
             f"the {_SIGNOFF_NAMES[verdict.kind]} by {verdict.actor}",
@@ -348,11 +380,10 @@ def _lapse(
                 history.first_seen.get(verdict.commit),
             ),
         )
-        for verdict in verdicts
-        if verdict.refused is None and (verdict.kind != "approve" or verdict.actor in approvers)
+        for verdict in counted
     ]
     asked = any(wait.what in ("approval", "trigger", "retry") for wait in waits)
-    found = gates.lapse(environment.gates, now, given, asked=asked)
+    found = gates.lapse(environment.gates, now, given, asked=asked, horizon=horizon)
     if found is None:
         return ()
     lapsing = [f"{what} expires at {_at(found, when)}" for what, when in found.expiring]
@@ -425,7 +456,13 @@ def _never_ran(history: History, plan: Plan) -> tuple[Reason, ...]:
     return tuple(problems)
 
 
-def _promotion(history: History, plan: Plan, environment: Environment, now: datetime) -> list[Wait]:
+def _promotion(
+    history: History,
+    plan: Plan,
+    environment: Environment,
+    now: datetime,
+    horizon: Horizon | None = None,
+) -> list[Wait]:
     source = environment.promotes_from
     if source is None:
         return []
@@ -440,7 +477,8 @@ def _promotion(history: History, plan: Plan, environment: Environment, now: date
             text = f"{entry.name} {needed} must run in {source} first ({now_runs})"
             waits.append(Wait("promotion", reason("promotion.missing", text, **facts)))
         elif environment.gates.soak and current is not None:
-            waits.extend(_soak(history, environment.gates.soak, source, entry.name, current, now))
+            soak = environment.gates.soak
+            waits.extend(_soak(history, soak, source, entry.name, current, now, horizon))
     return waits
 
 
@@ -470,7 +508,13 @@ def _locked(history: History, plan: Plan) -> tuple[Wait, ...]:
 
 
 def _soak(
-    history: History, soak: timedelta, source: str, application: str, version: str, now: datetime
+    history: History,
+    soak: timedelta,
+    source: str,
+    application: str,
+    version: str,
+    now: datetime,
+    horizon: Horizon | None = None,
 ) -> tuple[Wait, ...]:
     """The wait for `version`, which runs in `source`, to have run verified there for `soak`
     (Kargo's requiredSoakTime), counted from the record that verified it (`verified_since`)."""
@@ -486,6 +530,8 @@ def _soak(
     until = since + soak
     if now >= until:
         return ()
+    if horizon is not None:
+        horizon.at(until)
     text = (
         f"{application} {version} waits for soak until {until.isoformat()} "
         f"({_duration(soak)} verified in {source}, from {since.isoformat()})"

@@ -2,17 +2,46 @@
 
 Called by `decide`. Outside a window (or inside a freeze) an executable plan
 waits; `closed` says until when, so `plan` can print it. `lapse` says ahead of
-time when approvals or a trigger will be older than `approval_ttl` by then.
+time when approvals or a trigger will be older than `approval_ttl` by then. Both tell
+a `Horizon` the next moment their answer could change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reconciler.core.model import ApprovalRule, Gates, Plan, Window
+
+
+@dataclass(slots=True)
+class Horizon:
+    """Until when decisions made at `now` hold with the clock alone, their other inputs
+    unchanged: each rule that reads the clock says the next moment its answer could change
+    (`at`), or that it changes with every instant (`continuous`), so the moment comes from
+    the rules themselves, never from a second copy of them."""
+
+    now: datetime
+    until: datetime | None = None  # None: no rule's answer changes with time
+    continuous: bool = False
+
+    def at(self, moment: datetime | None) -> None:
+        """A rule's answer may change at `moment` (None, or one not after `now`: never)."""
+        if moment is not None and moment > self.now and (self.until is None or moment < self.until):
+            self.until = moment
+
+    def unbounded(self) -> None:
+        """A rule's answer changes with every instant: the decisions hold for no time."""
+        self.continuous = True
+
+    def holds_at(self, moment: datetime) -> bool:
+        """Whether decisions made at `now` are still the decisions at `moment`, as far as
+        the clock goes (not before `now`: a clock set back is no later moment)."""
+        if self.continuous or moment < self.now:
+            return False
+        return self.until is None or moment < self.until
 
 
 def _window_open(window: Window, now: datetime) -> bool:
@@ -67,8 +96,10 @@ class Closed:
     opens: datetime | None
 
 
-def closed(gates: Gates, now: datetime) -> Closed | None:
+def closed(gates: Gates, now: datetime, horizon: Horizon | None = None) -> Closed | None:
     """None when deploys may start now; otherwise why not, and until when."""
+    if horizon is not None:
+        horizon.at(_next_change(gates, now))
     if is_open(gates, now):
         return None
     return Closed(blocking_freeze(gates, now), _next_opening(gates, now))
@@ -88,6 +119,70 @@ def _next_opening(gates: Gates, now: datetime) -> datetime | None:
     except OverflowError:
         return None  # the next window would open after 9999-12-31
     return moment
+
+
+def _next_change(gates: Gates, now: datetime) -> datetime | None:
+    """The first moment after `now` at which `closed` could answer otherwise (whether
+    deploys may start, the freeze that stops them, when they may): a freeze starting or
+    ending, a window opening or closing, or a window's zone changing its UTC offset (the
+    wall clock a window is read on jumps). None: none comes before the year 9999 ends."""
+    moments = [
+        moment for freeze in gates.freezes for moment in (freeze.start, freeze.end) if moment > now
+    ]
+    for window in gates.windows:
+        try:
+            moments.extend(_window_edges(window, now))
+        except OverflowError:
+            continue  # past 9999-12-31: no moment a datetime holds
+    return min(moments, default=None)
+
+
+def _window_edges(window: Window, now: datetime) -> list[datetime]:
+    """The next opening and closing of `window` after `now`, and the first change of its
+    zone's UTC offset before them (between two such changes, wall time runs with UTC)."""
+    zone = ZoneInfo(window.timezone)
+    local = now.astimezone(zone)
+    overnight = not window.start < window.end  # `_window_open`'s reading
+    edges: list[datetime] = []
+    for offset in range(-1, 9):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in window.days:
+            continue
+        ends_on = day + timedelta(days=1) if overnight else day
+        for moment in (
+            datetime.combine(day, window.start, tzinfo=zone),
+            datetime.combine(ends_on, window.end, tzinfo=zone),
+        ):
+            if moment > now:
+                edges.append(moment)
+    if not edges:
+        return []
+    first = min(edges)
+    shift = _offset_change(zone, now, first)
+    return [first] if shift is None else [first, shift]
+
+
+def _offset_change(zone: ZoneInfo, start: datetime, end: datetime) -> datetime | None:
+    """The first moment after `start`, up to `end`, at which `zone`'s UTC offset differs
+    from its offset at `start` (to the microsecond), or None. Looked for a day at a time,
+    then narrowed: no zone changes its offset twice within a day."""
+    # In UTC: a moment in the zone itself keeps the offset it was made with, even one the
+    # zone skips.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    before = start.astimezone(zone).utcoffset()
+    low = start
+    while low < end:
+        high = min(low + timedelta(days=1), end)
+        if high.astimezone(zone).utcoffset() != before:
+            while high - low > timedelta(microseconds=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(zone).utcoffset() != before:
+                    high = middle
+                else:
+                    low = middle
+            return high
+        low = high
+    return None
 
 
 def blocking_freeze(gates: Gates, now: datetime) -> str | None:
@@ -111,7 +206,12 @@ class Lapse:
 
 
 def lapse(
-    gates: Gates, now: datetime, given: Sequence[tuple[str, datetime]], *, asked: bool
+    gates: Gates,
+    now: datetime,
+    given: Sequence[tuple[str, datetime]],
+    *,
+    asked: bool,
+    horizon: Horizon | None = None,
 ) -> Lapse | None:
     """Whether sign-offs will have lapsed when the next window opens, or None.
 
@@ -121,8 +221,10 @@ def lapse(
     is no TTL, deploys may start now, or nothing opens before the year 9999 ends.
     """
     ttl = gates.approval_ttl
-    shut = closed(gates, now)
-    if ttl is None or shut is None or shut.opens is None:
+    if ttl is None:
+        return None
+    shut = closed(gates, now, horizon)
+    if shut is None or shut.opens is None:
         return None
     opens = shut.opens
     # Compared as spans, not as moments: a TTL the schema allows (some 10,950 years) added
@@ -133,6 +235,11 @@ def lapse(
     )
     expiring = tuple((what, end) for end, what in ends)
     now_expires = now + ttl if asked and opens - now > ttl else None
+    if horizon is not None:
+        if now_expires is not None:
+            horizon.unbounded()  # "one given now would expire at": a moment that moves with now
+        elif asked:
+            horizon.at(shifted(opens, -ttl))  # from then on, one given now would still count
     if not expiring and now_expires is None:
         return None
     return Lapse(opens, ttl, expiring, now_expires, opens - ttl)
@@ -144,6 +251,15 @@ def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> t
     A commit dated in the future gains nothing: its age runs from first sight.
     """
     return now - aged_from(committed_at, first_seen)
+
+
+def shifted(moment: datetime, span: timedelta) -> datetime | None:
+    """`moment + span`, or None past the days a datetime holds (a TTL the schema allows
+    reaches some 10,950 years): a moment no clock reaches, so none that changes anything."""
+    try:
+        return moment + span
+    except OverflowError:
+        return None
 
 
 def aged_from(committed_at: datetime, first_seen: datetime | None) -> datetime:

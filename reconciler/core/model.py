@@ -232,6 +232,9 @@ class Policy:
     squash_hosts: frozenset[str] = frozenset()  # hosts vouching for their squash commits' authors
     # OpenPGP keys listed but revoked or expired (`openpgp.unusable`): fingerprint -> why
     unusable_keys: Mapping[str, str] = field(default_factory=dict)
+    # The first moment after the time of judging that a listed OpenPGP key expires: until
+    # then, `key_owner` and `unusable_keys` hold (None: no listed key expires later).
+    keys_change: datetime | None = None
     notifications: tuple[Route, ...] = ()  # who hears what the service says (`notices`)
 
     def roles_of(self, user: str) -> tuple[tuple[str, str], ...]:

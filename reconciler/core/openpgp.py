@@ -200,6 +200,16 @@ def unusable(certificate: Certificate, now: datetime | None) -> dict[str, str]:
     return found
 
 
+def expires_next(certificate: Certificate, now: datetime) -> datetime | None:
+    """The first moment after `now` at which `unusable` finds one more key of `certificate`
+    expired, or None: until then, its answer at `now` holds."""
+    if certificate.revoked:
+        return None
+    expiries = [key.expires for key in certificate.keys if not key.revoked]
+    moments = [when for when in (certificate.expires, *expiries) if when is not None and when > now]
+    return min(moments, default=None)
+
+
 def _day(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 

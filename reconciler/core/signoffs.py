@@ -13,8 +13,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from reconciler.core import approvals, gates
-from reconciler.core.decide_values import OUTCOMES, History, Landed, Run, SignoffVerdict, Wait
+from reconciler.core.decide_values import (
+    OUTCOMES,
+    History,
+    Landed,
+    Run,
+    SignoffVerdict,
+    Wait,
+)
 from reconciler.core.events import PlanRef, Signoff
+from reconciler.core.gates import Horizon
 from reconciler.core.identity import resolve
 from reconciler.core.model import ApprovalRule, Environment
 from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
@@ -80,14 +88,18 @@ def _fresh(
     committed_at: datetime,
     environment: Environment,
     now: datetime,
+    horizon: Horizon | None = None,
 ) -> Reason | None:
-    """Why a signoff is too old, or None."""
+    """Why a signoff is too old, or None; `horizon` learns when one that counts expires."""
     ttl = environment.gates.approval_ttl
     if ttl is None:
         return None
-    age = gates.age(committed_at, history.first_seen.get(signoff_commit), now)
+    first_seen = history.first_seen.get(signoff_commit)
+    age = gates.age(committed_at, first_seen, now)
     if age > ttl:
         return reason("signoff.expired", f"older than approval_ttl ({duration(ttl)})", age=age)
+    if horizon is not None:  # from just after this moment, its age is over the TTL
+        horizon.at(gates.shifted(gates.aged_from(committed_at, first_seen), ttl))
     return None
 
 
@@ -105,6 +117,7 @@ def _signoff_problem(
     environment: Environment,
     now: datetime,
     editors: frozenset[str] = frozenset(),
+    horizon: Horizon | None = None,
 ) -> Reason | None:
     """Why an approval or a retry does not count, or None (editors never approve)."""
     return signoff_refusal(signoff, editors) or _lapsed(
@@ -116,6 +129,7 @@ def _signoff_problem(
         permission,
         environment,
         now,
+        horizon,
     )
 
 
@@ -147,11 +161,12 @@ def _lapsed(
     permission: str,
     environment: Environment,
     now: datetime,
+    horizon: Horizon | None = None,
 ) -> Reason | None:
     """Why a sign-off that held its permission when it landed does not count now: its
     actor no longer verifies or holds it under today's policy, or it is too old."""
     return _still_holds(history, commit, actor, how, permission, environment) or _fresh(
-        history, commit, committed_at, environment, now
+        history, commit, committed_at, environment, now, horizon
     )
 
 
@@ -187,6 +202,7 @@ def trigger(
     environment: Environment,
     now: datetime,
     verdicts: list[SignoffVerdict],
+    horizon: Horizon | None = None,
 ) -> tuple[str | None, int]:
     """Who triggered this version (a landing by a plan.deploy holder, or a Deploy-Plan).
 
@@ -198,7 +214,7 @@ def trigger(
         label = f"trigger in {commit[:12]} by {actor or 'an unknown actor'}"
         committed_at = history.commit_times.get(commit, now)
         problem = _not_held(actor, held, reasons, how) or _lapsed(
-            history, commit, actor, how, committed_at, PLAN_DEPLOY, environment, now
+            history, commit, actor, how, committed_at, PLAN_DEPLOY, environment, now, horizon
         )
         verdicts.append(SignoffVerdict("deploy", commit, actor, label, problem))
         if problem is None:
@@ -232,11 +248,12 @@ def approvers(
     rules: Sequence[ApprovalRule],
     now: datetime,
     verdicts: list[SignoffVerdict],
+    horizon: Horizon | None = None,
 ) -> tuple[tuple[str, ...], list[Wait]]:
     """Approvers that count, and what the approval `rules` (`gates.approval_rules`) still
     wait for."""
     editors = history.editors.get(ref.path, frozenset())
-    valid = _approved(history, ref, environment, now, verdicts, editors)
+    valid = _approved(history, ref, environment, now, verdicts, editors, horizon)
     # Approvers and eligible users are users, so role_holders says what roles_of would.
     roles = [history.policy.role_holders.get(rule.role, frozenset()) for rule in rules]
     assigned = approvals.match_approvers(valid, [rule.count for rule in rules], roles)
@@ -260,6 +277,7 @@ def _approved(
     now: datetime,
     verdicts: list[SignoffVerdict],
     editors: frozenset[str],
+    horizon: Horizon | None = None,
 ) -> list[str]:
     """The users whose approval of `ref` counts, once each; a verdict on every approval."""
     landed = history.landings[ref]
@@ -271,7 +289,9 @@ def _approved(
         if signoff.seq < landed.seq:
             problem: Reason | None = _before(history, ref, landed)
         else:
-            problem = _signoff_problem(history, signoff, PLAN_APPROVE, environment, now, editors)
+            problem = _signoff_problem(
+                history, signoff, PLAN_APPROVE, environment, now, editors, horizon
+            )
         if problem is None and signoff.actor is not None:
             problem = approvals.repeated_approval(signoff.actor, valid)
             if problem is None:
@@ -320,6 +340,7 @@ def retry(
     interrupted: Run,
     now: datetime,
     verdicts: list[SignoffVerdict],
+    horizon: Horizon | None = None,
 ) -> tuple[str | None, int]:
     """Who asked to re-run the interrupted run (a `Retry-Run` by a plan.deploy holder)."""
     for signoff in history.signoffs:
@@ -333,7 +354,7 @@ def retry(
             _before(history, interrupted.plan, landed)
             if signoff.seq < landed.seq
             else retry_refusal(interrupted, None, signoff.seq)
-            or _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now)
+            or _signoff_problem(history, signoff, PLAN_DEPLOY, environment, now, horizon=horizon)
         )
         verdicts.append(SignoffVerdict("retry", signoff.commit, signoff.actor, label, problem))
         if problem is None:

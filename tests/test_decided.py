@@ -1,0 +1,285 @@
+"""`plan` and `status` answer from the decisions the state keeps, byte for byte what deciding
+afresh says, and only while nothing that decides has changed.
+
+Real repositories and states. The story is told through sessions at chosen moments (the
+commands read the real clock and take none from outside), each answer compared with the
+same session's decision made afresh; the attacks run the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.app.drift import DriftReport
+from reconciler.app.session import open_session
+from reconciler.cli.people_output import pipeline_json
+from reconciler.cli.plan_output import plan_json
+from reconciler.core import decided
+from reconciler.core.gates import Horizon, closed
+from reconciler.core.model import Freeze, Gates, Window
+from tests.clock import SUITE_NOW, window_only_tomorrow
+from tests.people import People
+from tests.repositories import ConfigRepo, SeedRepo
+from tests.scenarios import (
+    ECOMMERCE,
+    PROD_PLAN,
+    QA_PLAN,
+    prod_plan,
+    production_with_windows,
+    proposed_qa_release,
+    ran,
+)
+from tests.test_soak import approve_and_trigger, committed_at, ran_in_development, soaking_qa
+
+TTL = timedelta(hours=8)  # production's approval_ttl
+NO_DRIFT = DriftReport((), ())
+
+
+def answers(repo: ConfigRepo, now: datetime) -> tuple[str, bool]:
+    """`plan --format json` and `status --format json` as one session answers them at
+    `now` from the state (as the commands do), after checking that deciding afresh in the
+    same session says the same, byte for byte; and whether the state's decisions answered."""
+    with open_session(
+        repo.path, branch=None, state_dir=repo.state_dir, now=now, tracking=True
+    ) as session:
+        kept = session.observe(reuse=True)
+        fresh = session.observe()
+        shown = [_shown(session.pipeline_of(seen), seen.decisions) for seen in (kept, fresh)]
+    assert not fresh.reused
+    assert shown[0] == shown[1]
+    return shown[0], kept.reused
+
+
+def _shown(pipeline: Any, decisions: Any) -> str:
+    plans = json.dumps(plan_json(decisions, NO_DRIFT), indent=1)
+    return plans + json.dumps(pipeline_json(pipeline), indent=1)
+
+
+def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_approvals_expire(
+    tmp_path: Path, people: People
+) -> None:
+    # Production always open (no window): an 8 h approval_ttl alone bounds the decisions.
+    # Approved, not triggered: the plan waits, and shows who approved it (what may run is
+    # decided again each time anyway; what waits is shown as kept).
+    production = production_with_windows("[]")
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    approval = repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    expires = datetime.fromisoformat(repo.git("log", "-1", "--format=%cI", approval)) + TTL
+
+    first, reused = answers(repo, SUITE_NOW)
+    assert not reused  # nothing kept yet: decided, and kept
+    assert '"status": "waiting"' in first
+    assert "older than approval_ttl" not in first
+    assert answers(repo, SUITE_NOW + timedelta(minutes=1)) == (first, True)
+    assert answers(repo, expires - timedelta(seconds=1)) == (first, True)
+
+    # ravi's approval expires: decided again, and it no longer counts.
+    lapsed, reused = answers(repo, expires + timedelta(seconds=1))
+    assert not reused
+    assert "older than approval_ttl" in lapsed
+
+    # A new commit: decided again.
+    repo.approve(people.ravi, PROD_PLAN)
+    again, reused = answers(repo, expires + timedelta(seconds=2))
+    assert not reused
+    assert again != lapsed
+
+    # A clock set back is no later moment: decided again, never answered from the future.
+    assert answers(repo, SUITE_NOW)[1] is False
+
+
+def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_a_window_opens(
+    tmp_path: Path, people: People
+) -> None:
+    window, opens = window_only_tomorrow(SUITE_NOW)
+    production = production_with_windows(window).replace("  approval_ttl: 8h\n", "")
+    assert "approval_ttl" not in production
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    repo.trigger(people.olga, PROD_PLAN)
+
+    closed_now, reused = answers(repo, SUITE_NOW)
+    assert not reused
+    assert f"deploys may start at {opens.isoformat()}" in closed_now
+    assert answers(repo, opens - timedelta(seconds=1)) == (closed_now, True)
+
+    opened, reused = answers(repo, opens)
+    assert not reused
+    assert '"status": "executable"' in opened
+    assert answers(repo, opens + timedelta(hours=1)) == (opened, True)
+
+
+def test_a_run_finishing_is_decided_again(tmp_path: Path, people: People) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ready, reused = answers(repo, SUITE_NOW)
+    assert '"status": "executable"' in ready
+    assert answers(repo, SUITE_NOW)[1] is True
+
+    ran(repo, QA_PLAN, f"{Path(QA_PLAN).stem}.1")
+    done, reused = answers(repo, SUITE_NOW)
+    assert not reused
+    assert '"status": "done"' in done
+    assert '"status": "executable"' not in done
+
+
+def test_a_soaking_promotion_is_decided_again_when_its_soak_ends(
+    tmp_path: Path, people: People
+) -> None:
+    repo = soaking_qa(tmp_path, people)
+    record = ran_in_development(repo, "earlier.1", Verified="1 ecommerce 1.4.0")
+    approve_and_trigger(repo, people)
+    until = committed_at(repo, record) + timedelta(minutes=30)
+    soaking, reused = answers(repo, until - timedelta(minutes=10))
+    assert not reused
+    assert "waits for soak until" in soaking
+    assert answers(repo, until - timedelta(seconds=1)) == (soaking, True)
+    soaked, reused = answers(repo, until)
+    assert not reused
+    assert '"status": "executable"' in soaked
+
+
+def test_a_sign_off_given_now_expiring_as_the_clock_moves_is_never_kept(
+    tmp_path: Path, people: People
+) -> None:
+    # Waiting for approvals outside a window, with a TTL that lapses before it opens:
+    # "one given now would expire at <now + TTL>" moves with every instant.
+    window, _ = window_only_tomorrow(SUITE_NOW)
+    production = production_with_windows(window)
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    shown, _reused = answers(repo, SUITE_NOW)
+    assert "one given now would expire at" in shown
+    assert answers(repo, SUITE_NOW)[1] is False
+    assert answers(repo, SUITE_NOW + timedelta(seconds=1))[1] is False
+
+
+# -- the moment, from the rules ------------------------------------------------------------
+
+
+def test_a_closed_window_may_open_when_its_zone_moves_its_clocks_not_later() -> None:
+    # Europe/Lisbon's clocks jump from 01:00 to 02:00 at 01:00 UTC on 2026-03-29, a
+    # Sunday. A window from 01:30 local opens at the jump; 01:30 read on the wall clock
+    # of before the jump is half an hour later, past the change.
+    window = Window(frozenset({6}), time(1, 30), time(4, 0), "Europe/Lisbon")
+    gates = Gates(windows=(window,))
+    jump = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    before = jump - timedelta(minutes=30)
+    horizon = Horizon(before)
+    assert closed(gates, before, horizon) is not None
+    assert horizon.until == jump
+    assert closed(gates, jump) is None  # open from the jump on
+
+
+def test_a_freeze_ending_bounds_the_decisions() -> None:
+    start, end = SUITE_NOW - timedelta(days=1), SUITE_NOW + timedelta(hours=5)
+    gates = Gates(freezes=(Freeze("maintenance", start, end),))
+    horizon = Horizon(SUITE_NOW)
+    assert closed(gates, SUITE_NOW, horizon) is not None
+    assert horizon.until == end
+    assert horizon.holds_at(end - timedelta(seconds=1))
+    assert not horizon.holds_at(end)
+
+
+# -- attacks: the kept decisions never make a plan look executable or approved ------------
+
+
+def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(
+    tmp_path: Path, people: People
+) -> None:
+    # ravi approved; nobody triggered: the QA release waits. Someone with the state file
+    # rewrites the kept decision to "executable, triggered by olga", in the format's own
+    # shape (and then as garbage): `plan` must say what the history says.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    before = repo.reconciler("plan", "--format", "json")
+    assert before.exit_code == 0, before.stderr
+    assert _status(before.json(), QA_PLAN) == "waiting"
+
+    database = repo.state_dir / "main.sqlite3"
+    with sqlite3.connect(database) as db:
+        [(text,)] = db.execute("SELECT detail FROM decided").fetchall()
+    kept = decided.decode(text)
+    forged = tuple(
+        replace(item, status="executable", waits=(), why=(), triggered_by="olga")
+        if item.path == QA_PLAN
+        else item
+        for item in kept.decisions
+    )
+    for edit in (decided.encode(replace(kept, decisions=forged)), "{", '{"format": 1}'):
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE decided SET detail = ?", (edit,))
+        after = repo.reconciler("plan", "--format", "json")
+        assert after.exit_code == 0, after.stderr
+        assert "Traceback" not in after.stderr
+        assert after.stdout == before.stdout
+
+
+def test_a_refused_approval_after_the_decisions_were_kept_does_not_approve(
+    tmp_path: Path, people: People
+) -> None:
+    # bob holds no approving role in QA: his Approve-Plan lands (an empty commit anyone
+    # may push) and counts for nothing; the decisions kept before it must not stand in
+    # for the decision on the new tip, nor show him as an approver.
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.reconciler("plan", "--format", "json").exit_code == 0
+    repo.approve(people.bob, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    after = repo.reconciler("plan", "--format", "json")
+    assert after.exit_code == 0, after.stderr
+    assert _status(after.json(), QA_PLAN) == "waiting"
+    assert after.stdout == _afresh(repo, people, tmp_path)
+
+
+def test_a_key_revoked_after_the_decisions_were_kept_takes_its_approval_away(
+    tmp_path: Path, people: People
+) -> None:
+    # Production takes signed sign-offs only. ravi's approval counted when `plan` kept
+    # its decisions; then his key goes into git's revocation file: no commit, the same
+    # tip and state. The approval must stop counting at once.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    before = repo.reconciler("plan", "--format", "json")
+    assert _plan(before.json(), PROD_PLAN)["approvers"] == ["ravi"]
+    repo.revoke(people.ravi.public_key + "\n")
+    after = repo.reconciler("plan", "--format", "json")
+    assert after.exit_code == 0, after.stderr
+    assert _plan(after.json(), PROD_PLAN)["approvers"] == []
+    # What it kept now is what deciding afresh on this state says. (A state walked from
+    # nothing says it otherwise: it judges the approval's landing with the key revoked.)
+    shown, reused = answers(repo, datetime.now(UTC))
+    assert reused
+    assert '"approvers": []' in shown
+
+
+def _afresh(repo: ConfigRepo, people: People, tmp_path: Path) -> str:
+    """`plan --format json` from a state of its own, walked from nothing."""
+    fresh = ConfigRepo(repo.path, people, tmp_path / "fresh-state")
+    result = fresh.reconciler("plan", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def _plan(found: Any, path: str) -> dict[str, Any]:
+    [decision] = [item for item in found["plans"] if item["plan"] == path]
+    assert isinstance(decision, dict)
+    return decision
+
+
+def _status(found: Any, path: str) -> str:
+    return str(_plan(found, path)["status"])
