@@ -15,6 +15,9 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from reconciler.app import pipeline
 from reconciler.app.drift import DriftReport
 from reconciler.app.session import open_session
 from reconciler.cli.people_output import pipeline_json
@@ -283,3 +286,15 @@ def _plan(found: Any, path: str) -> dict[str, Any]:
 
 def _status(found: Any, path: str) -> str:
     return str(_plan(found, path)["status"])
+
+
+def test_decisions_kept_by_other_rules_do_not_answer_for_these(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The version number stays 0.1.0 while the rules change: an upgraded reconciler on an
+    # old state directory must decide afresh, not show what the old rules decided.
+    repo = proposed_qa_release(tmp_path, people)
+    assert not answers(repo, SUITE_NOW)[1]  # decided, and kept
+    assert answers(repo, SUITE_NOW)[1]  # the same code: the state answers
+    monkeypatch.setattr(pipeline, "rules_digest", lambda: "other rules")
+    assert not answers(repo, SUITE_NOW)[1]

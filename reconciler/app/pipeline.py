@@ -15,6 +15,7 @@ before the moment the rules said their answers hold until.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import __version__
 from reconciler.adapters.drivers import unavailable
 from reconciler.core import decided, journal
 from reconciler.core.decide import (
@@ -134,14 +134,25 @@ def decided_from_state(
     return history, decisions, False
 
 
+@functools.cache
+def rules_digest() -> str:
+    """The code that decides, as one digest: its version number stays 0.1.0 while its
+    rules change, and decisions kept by other rules must not answer for these."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("core/*.py"), *root.glob("app/*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def decided_key(walker: Authoriser, tip: str) -> str:
     """What decides besides the clock, as one digest: the tip (the plans on it), the
     state's position and generation (every row the walk and the service keep), the keys
-    revoked here, and this reconciler's version and journal format (its rules)."""
+    revoked here, and this reconciler's code and journal format (its rules)."""
     position = walker.store.position()
     revoked = sorted(walker.revoked.fingerprints) if walker.revoked else []
     inputs = [
-        __version__,
+        rules_digest(),
         journal.VERSION,
         tip,
         position.anchor if position else None,
