@@ -32,6 +32,7 @@ class GitRepo(GitWriting):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._tree_checks = TreeChecks(self)
+        self._shallow_file: Path | None = None  # where git keeps a shallow clone's cut
 
     @classmethod
     def init(cls, path: Path, branch: str) -> GitRepo:
@@ -88,6 +89,24 @@ class GitRepo(GitWriting):
                 return False
             raise GitError(f"git merge-base failed: {error.stderr.strip()}") from None
         return True
+
+    def shallow_cut(self, tip: str, start: str | None) -> list[str]:
+        """The commits reachable from `tip` (and not from `start`, if given) that this
+        clone holds without their parents (`git clone --depth`): git reads each as a root
+        and walks no further, so the history behind it is not here."""
+        if self._shallow_file is None:
+            named = Path(self._text("rev-parse", "--git-path", "shallow").strip())
+            self._shallow_file = named if named.is_absolute() else self.path / named
+        try:
+            listed = self._shallow_file.read_text(encoding="ascii").split()
+        except FileNotFoundError:
+            return []  # a whole clone: the common case costs one file lookup
+        return [
+            commit
+            for commit in listed
+            if (commit == tip or self.is_ancestor(commit, tip))
+            and not (start is not None and (commit == start or self.is_ancestor(commit, start)))
+        ]
 
     def first_parent_chain(self, tip: str, stop: str | None) -> list[str]:
         """First-parent commits from just after `stop` up to `tip`, oldest first."""

@@ -100,6 +100,7 @@ def default_anchor(repo: GitRepo, tip: str) -> str:
     forged, so neither the first-parent chain nor the oldest root tells which is the
     repository's. The user names it.
     """
+    whole_history(repo, None, tip)
     roots = repo.root_commits(tip)
     if len(roots) == 1:
         return roots[0]
@@ -110,6 +111,21 @@ def default_anchor(repo: GitRepo, tip: str) -> str:
         hint="name the repository's first commit (the one `reconciler init` made) with "
         "--trust-anchor COMMIT; anyone who can push can add a root of their own",
     )
+
+
+def whole_history(repo: GitRepo, start: str | None, tip: str) -> None:
+    """A walk from `start` (None: from the root) to `tip` needs every commit between:
+    a shallow clone's cut (`--depth`) reads as a root, and trusting it would trust the
+    content it holds, refused changes included, with nothing before it to judge."""
+    cut = repo.shallow_cut(tip, start)
+    if cut:
+        listed = ", ".join(commit[:12] for commit in cut[:3])
+        raise ConfigError(
+            f"this clone is shallow: the history of {tip[:12]} stops at {listed}, whose "
+            "parents were not fetched, so what made its content effective cannot be judged",
+            hint="fetch the whole history (git fetch --unshallow; in GitHub Actions, "
+            "actions/checkout with fetch-depth: 0)",
+        )
 
 
 def re_anchor_allowed(facts: CommitFacts, policy: Policy) -> None:

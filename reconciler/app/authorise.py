@@ -47,6 +47,7 @@ from reconciler.app.anchoring import (
     refuse_invalid,
     refuse_malformed,
     structured_versions,
+    whole_history,
 )
 from reconciler.app.checkpoint_trust import CheckpointTrust
 from reconciler.app.checkpoints import Continued
@@ -414,6 +415,7 @@ class Authoriser:
         last = position.last_verified
         if last == tip:
             return (), ()
+        whole_history(self.repo, last, tip)
         chain = self.repo.first_parent_chain(tip, last)
         first = self.repo.commit(chain[0]) if chain else None
         # The common case needs no merge-base: last is the first parent of the chain's start.
