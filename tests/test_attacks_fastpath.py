@@ -6,7 +6,9 @@ shortcut that answered otherwise than the walk it stands for would be a way past
 test does what someone who can push, who can write the reconciler's configuration, or
 whose command races the service would try, and compares the shortcut with a walk of the
 same state (`--trust-anchor` the state's own anchor takes no shortcut) and, where the
-design says they agree, with a fresh state's full walk.
+design says they agree, with a fresh state's full walk. Racing the service found a walk
+that took a tip read before the service moved the state for main moved back: the tip a
+walk goes to is now read under the state's lock (`Session.authorise`).
 """
 
 from __future__ import annotations
@@ -196,3 +198,21 @@ def test_a_verify_with_nothing_new_that_the_service_overtakes_answers_for_the_se
     result, service = _racing_the_service(repo, tmp_path / "revoked", "verify", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["tip"] == service
+
+
+def test_a_walk_the_service_overtakes_goes_to_the_services_tip_and_reports_no_rewrite(
+    tmp_path: Path, people: People
+) -> None:
+    """A command that walks (`access`; `verify` given a trust anchor) read main's tip, then
+    waited while the service landed a record and walked the state past that tip: the tip
+    it walks to is read under the state's lock, never one the state already left behind
+    (which the walk would take for main moved back, and stop on as a rewrite)."""
+    repo = SeedRepo.create(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    walk = ("verify", "--format", "json", "--trust-anchor", root_of(repo))
+    result, service = _racing_the_service(repo, tmp_path / "revoked", *walk)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["tip"] == service
+    repo.git("config", "--unset", "gpg.ssh.revocationFile")
+    result, _ = _racing_the_service(repo, tmp_path / "revoked-again", "access", "root")
+    assert result.exit_code == 0, result.stderr
