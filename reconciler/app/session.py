@@ -99,37 +99,43 @@ class Session:
         """
         from reconciler.app.anchoring import default_anchor  # noqa: PLC0415
 
-        tip = self.tip()
-        target = self.repo.resolve(to) if to else tip
-        on_branch = target == tip or self.repo.is_ancestor(target, tip)
-        anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
-        position = self.store.position()
-        if (
-            not re_anchor
-            and anchor is not None
-            and position is not None
-            and anchor != position.anchor
-        ):
-            # The anchor is chosen once; ignoring another would report a trust the user did
-            # not get, and moving it silently would skip re_anchor's settings-user check.
-            raise UsageError(
-                f"already anchored at {position.anchor[:12]}",
-                hint="use --re-anchor REV to trust another commit, "
-                "or --state-dir for a fresh state",
-            )
-        if position is None and anchor is None:
-            anchor = default_anchor(self.repo, tip)
-        if not on_branch:
-            self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
-        authoriser.keep_verdicts = verdicts or not on_branch
-        with self.store.transaction(keep=on_branch):
+        with self.store.transaction() as transaction:
+            # The tip is read under the lock a walk takes: a service that moved the branch
+            # while this waited for it walked the state past a tip read before, which the
+            # walk would take for main moved back (a rewrite).
+            tip = self.tip()
+            target = self.repo.resolve(to) if to else tip
+            on_branch = target == tip or self.repo.is_ancestor(target, tip)
+            anchor = self.repo.resolve(trust_anchor) if trust_anchor else None
+            position = self.store.position()
+            if (
+                not re_anchor
+                and anchor is not None
+                and position is not None
+                and anchor != position.anchor
+            ):
+                # The anchor is chosen once; ignoring another would report a trust the user
+                # did not get, and moving it silently would skip re_anchor's settings-user
+                # check.
+                raise UsageError(
+                    f"already anchored at {position.anchor[:12]}",
+                    hint="use --re-anchor REV to trust another commit, "
+                    "or --state-dir for a fresh state",
+                )
+            if position is None and anchor is None:
+                anchor = default_anchor(self.repo, tip)
+            if not on_branch:
+                self.under_test(target, to_name, position.anchor if position else anchor)
+            authoriser.keep_verdicts = verdicts or not on_branch
             result = authoriser.run(
                 target,
                 trust_anchor=anchor,
                 older=target != tip,
                 re_anchor=re_anchor,
             )
+            if not on_branch:  # a commit off the branch is judged, then forgotten
+                transaction.discard()
         self.persisted = on_branch
         policy = authoriser.policy()
         self.walked = authoriser
