@@ -235,10 +235,12 @@ def _no_root_of_its_own(repo: GitRepo, tested: str, name: str, branch: str, base
     unrelated history merged in) changes no file, so every landing of it is authorised,
     but merged it is a second root of the base, and no fresh state (CI's) could then tell
     which one to trust."""
-    roots = set(repo.root_commits(base_tip))
-    brought = sorted(set(repo.root_commits(tested)) - roots)
+    # Only the pull request's own commits are searched: the base's roots are counted for
+    # the message alone (a walk of the whole history, which a green check never makes).
+    brought = sorted(repo.root_commits(tested, outside=base_tip))
     if not brought:
         return
+    roots = repo.root_commits(base_tip)
     listed = ", ".join(root[:12] for root in brought)
     raise ReconcilerError(
         f"{name} ({tested[:12]}) brings a root commit of its own ({listed}): merged, {branch} "
