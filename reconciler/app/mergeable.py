@@ -36,7 +36,7 @@ from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.checkpoints import Continued
-from reconciler.app.pipeline import observe
+from reconciler.app.pipeline import observe, plans_on
 from reconciler.app.session import Session
 from reconciler.core.access import who_may_change
 from reconciler.core.decide import Decision
@@ -199,16 +199,20 @@ def check(
             continued=base_result.continued,
         )
     merge = _merge(session, base_tip, head, name)
-    before = observe(base_walk, base_result, session.now, drivers=None).decisions
-    merged, walk = session.judge_merge(merge)
+    merged_files = repo.tree_files(merge)
+    changes = _changes(repo.tree_files(base_tip), merged_files)
+    merged, walk, reach = session.judge_merge(merge, [item.path for item in changes])
+    # The base's plans that the merge can change, decided now that its walk says which (the
+    # merge's transaction is discarded: the store is the base's again).
+    only = None if reach is None else plans_on(base_walk, base_tip, reach)
+    before = observe(base_walk, base_result, session.now, drivers=None, only=only).decisions
     result, after = merged.verified, merged.decisions
     [verdict] = [judged for judged in result.judged if judged.commit == merge]
     landed = tuple(commit for commit in verdict.landed if commit != merge)
     carried = set(verdict.landed)
     ours = [refusal for refusal in verdict.refusals if refusal.commit in carried]
     revoked = walk.revoked.fingerprints if walk.revoked else frozenset()
-    files = _Files(walk, repo.tree_files(merge), repo.tree_files(head) if ours else {})
-    changes = _changes(repo.tree_files(base_tip), files.merged)
+    files = _Files(walk, merged_files, repo.tree_files(head) if ours else {})
     return MergeCheck(
         base=session.branch,
         base_tip=base_tip,
@@ -408,7 +412,9 @@ def _outlook(
     changes: tuple[FileChange, ...], before: tuple[Decision, ...], after: tuple[Decision, ...]
 ) -> tuple[PlanOutlook, ...]:
     """The plans the merge changes, and those whose decision it changes (an approval in
-    the pull request, an environment it edits), in the order `plan` lists them after."""
+    the pull request, an environment it edits), in the order `plan` lists them after.
+    `before` and `after` need hold only the plans the merge can reach (`judge.reached`):
+    any other is decided the same on both sides."""
     now = {decision.path: decision for decision in before}
     then = {decision.path: decision for decision in after}
     changed = {item.path: item.change for item in changes if item.kind == "plan"}

@@ -9,7 +9,7 @@ so each command starts from the effective state and the policy in force.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -160,17 +160,30 @@ class Session:
             "the commit under test",
         )
 
-    def judge_merge(self, merge: str) -> tuple[Observation, Authoriser]:
+    def judge_merge(
+        self, merge: str, changed: Collection[str]
+    ) -> tuple[Observation, Authoriser, frozenset[str] | None]:
         """Judge `merge`, a commit whose first parent is the branch tip (walked), as one more
-        landing; decide every plan as of it; then forget it: the state stays the branch's.
-        The walk, for what it read (its effective state after the merge)."""
-        from reconciler.app.pipeline import verify_then_decide  # noqa: PLC0415
+        landing; decide the plans it can change (`judge.reached`, from `changed`: the files
+        it changes on the tip), every plan when it can change any; then forget it: the state
+        stays the branch's. The walk, for what it read (its effective state after the
+        merge), and the plans reached (None: every plan)."""
+        from reconciler.app.pipeline import observe, plans_on  # noqa: PLC0415
+        from reconciler.core.judge import reached  # noqa: PLC0415
 
         authoriser = self.authoriser()
         with self.store.transaction(keep=False):
+            verified = authoriser.run(merge)
+            judgement = authoriser.judgement
+            reach = (
+                reached(changed, judgement)
+                if judgement is not None and judgement.verdict.commit == merge
+                else None
+            )
+            only = None if reach is None else plans_on(authoriser, merge, reach)
             # The merge's plans run on the service's machine: its drivers are not asked here.
-            seen = verify_then_decide(authoriser, merge, self.now, drivers=None)
-        return seen, authoriser
+            seen = observe(authoriser, verified, self.now, drivers=None, only=only)
+        return seen, authoriser, reach
 
     def pipeline(
         self,
