@@ -23,9 +23,10 @@ from tests.clock import SUITE_NOW
 from tests.configrepo import example_file
 from tests.people import People
 from tests.repositories import SeedRepo
-from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL_DEV, QA_PLAN, dev_plan, qa_plan
+from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL_DEV, QA_PLAN, dev_plan, qa_plan, ran
 
 OTHER_DEV_PLAN = "plans/2026-11-dev-hotfix.yaml"
+QA_RUN = f"{Path(QA_PLAN).stem}.1"
 
 Reach = frozenset[str] | None
 
@@ -51,16 +52,20 @@ def judged(
 
 
 def a_main_with_two_plans(tmp_path: Path, people: People) -> SeedRepo:
-    """The seed story with a saved QA plan and a development plan on main."""
+    """The seed story with a development plan and a QA plan on main, the QA plan's run
+    interrupted."""
     repo = SeedRepo.create(tmp_path, people)
     repo.deployed("development", {"ecommerce": "1.4.0", "customer-portal": "0.6-dev.41"})
     repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.commit(people.erik, {DEV_PLAN: dev_plan(PORTAL_DEV)})  # it waits for a trigger
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, QA_RUN, result="interrupted")
     return repo
 
 
-def approves_the_qa_plan(repo: SeedRepo, people: People) -> None:
-    repo.approve(people.ravi, QA_PLAN)
+def triggers_the_dev_plan(repo: SeedRepo, people: People) -> None:
+    repo.trigger(people.diana, DEV_PLAN)
 
 
 def adds_a_plan(repo: SeedRepo, people: People) -> None:
@@ -86,6 +91,11 @@ def locks_development(repo: SeedRepo, people: People) -> None:
     repo.signoff(people.alice, "Lock", "development")
 
 
+def retries_an_interrupted_run(repo: SeedRepo, people: People) -> None:
+    # A retry names a run, not a plan: the run was started on main, before the branch.
+    repo.signoff(people.olga, "Retry-Run", QA_RUN)
+
+
 def edits_a_readme(repo: SeedRepo, people: People) -> None:
     repo.commit(people.alice, {"README.md": "notes\n"})
 
@@ -93,12 +103,13 @@ def edits_a_readme(repo: SeedRepo, people: People) -> None:
 @pytest.mark.parametrize(
     ("story", "reach", "listed"),
     [
-        (approves_the_qa_plan, frozenset({QA_PLAN}), [QA_PLAN]),
+        (triggers_the_dev_plan, frozenset({DEV_PLAN}), [DEV_PLAN]),
         (adds_a_plan, frozenset({OTHER_DEV_PLAN}), [OTHER_DEV_PLAN]),
         (edits_a_plan_and_takes_it_back, frozenset({QA_PLAN}), []),
         (deletes_a_plan, frozenset({QA_PLAN}), [QA_PLAN]),
         (edits_an_environment, None, None),
         (locks_development, None, [DEV_PLAN]),
+        (retries_an_interrupted_run, None, [QA_PLAN]),
         (edits_a_readme, frozenset(), []),
     ],
 )
