@@ -178,8 +178,12 @@ def check(
     assert base_walk is not None
     base_tip, anchor = base_result.tip, base_result.anchor
     head = pull_request_head(base_walk, tested, base_tip)
-    session.under_test(head, name if head == tested else f"{name}^2", anchor)
-    _no_root_of_its_own(repo, tested, name, session.branch, base_tip)
+    brought = repo.root_commits(tested, outside=base_tip)  # its own commits' roots only
+    if brought or session.sole_root != (base_tip, anchor):
+        session.under_test(head, name if head == tested else f"{name}^2", anchor)
+    # Else it descends from the anchor without a search of the whole history: every root it
+    # reaches is one the base reaches, and the base reaches one, the anchor.
+    _no_root_of_its_own(repo, tested, name, session.branch, base_tip, brought)
     if head == base_tip or repo.is_ancestor(head, base_tip):  # nothing to merge
         return MergeCheck(
             base=session.branch,
@@ -234,18 +238,20 @@ def check(
     )
 
 
-def _no_root_of_its_own(repo: GitRepo, tested: str, name: str, branch: str, base_tip: str) -> None:
+def _no_root_of_its_own(
+    repo: GitRepo, tested: str, name: str, branch: str, base_tip: str, brought: list[str]
+) -> None:
     """The pull request's history must be the base's: a root commit of its own (an
     unrelated history merged in) changes no file, so every landing of it is authorised,
     but merged it is a second root of the base, and no fresh state (CI's) could then tell
     which one to trust."""
-    # Only the pull request's own commits are searched: the base's roots are counted for
-    # the message alone (a walk of the whole history, which a green check never makes).
-    brought = sorted(repo.root_commits(tested, outside=base_tip))
+    # `brought`: the roots only `tested` reaches, found among the pull request's own commits;
+    # the base's roots are counted for the message alone (a walk of the whole history, which
+    # a green check never makes).
     if not brought:
         return
     roots = repo.root_commits(base_tip)
-    listed = ", ".join(root[:12] for root in brought)
+    listed = ", ".join(root[:12] for root in sorted(brought))
     raise ReconcilerError(
         f"{name} ({tested[:12]}) brings a root commit of its own ({listed}): merged, {branch} "
         f"would have {len(roots) + len(brought)}, and a fresh state could not tell which to trust",

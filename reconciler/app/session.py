@@ -54,6 +54,9 @@ class Session:
     ref: str = ""  # the branch's ref (default: refs/heads/<branch>)
     # Which checkpoints a fresh state goes on from (None: none, `verify --full`).
     checkpoints: CheckpointTrust | None = None
+    # (tip, root) when the last walk's default anchor found `root` the one root commit of the
+    # branch at `tip`: every commit whose roots are the tip's descends from it.
+    sole_root: tuple[str, str] | None = None
 
     def tip(self) -> str:
         return self.repo.resolve(self.ref or f"refs/heads/{self.branch}")
@@ -119,6 +122,7 @@ class Session:
             )
         if position is None and anchor is None:
             anchor = default_anchor(self.repo, tip)
+            self.sole_root = (tip, anchor)
         if not on_branch:
             self.under_test(target, to_name, position.anchor if position else anchor)
         authoriser = self.authoriser(progress)
