@@ -551,3 +551,15 @@ def test_a_malformed_tree_is_read_the_one_way_records_rebuild_it() -> None:
         "s": ("40000", "11" * 20),
         "b": ("100644", "11" * 20),
     }
+
+
+def test_the_roots_outside_a_commit_are_those_only_the_tip_reaches(
+    history_with_everything: tuple[Path, str, dict[str, str]],
+) -> None:
+    # A pull request's own roots: what it brings that its base does not hold already.
+    path, tip, commits = history_with_everything
+    with GitRepo(path) as repo:
+        assert sorted(repo.root_commits(tip)) == sorted([commits["root"], commits["other_root"]])
+        assert repo.root_commits(tip, outside=commits["root"]) == [commits["other_root"]]
+        assert repo.root_commits(tip, outside=commits["merged"]) == []
+        assert repo.root_commits(commits["root"], outside=tip) == []

@@ -340,13 +340,20 @@ def test_a_pull_request_that_does_not_descend_from_the_trust_anchor_is_refused(
     anyone = production.replace("plan.deploy: [deployment]", "plan.deploy: [developer]")
     evil = repo.commit(people.mallory, {"environments/production.yaml": anyone})
 
+    # CI's fresh state takes main's one root as its anchor, and looks no further for the
+    # roots of a pull request that brings none of its own: hers is one.
+    fresh = ("--repo", repo.path, "--state-dir", tmp_path / "fresh")
     for output in ("text", "json", "github", "markdown"):
-        result = mergeable(repo, "--format", output)
-        assert result.exit_code == 1, result.stdout
-        assert result.stderr.splitlines()[0] == (
-            f"error: HEAD ({evil[:12]}) does not descend from the trust anchor {anchor[:12]} "
-            "of main: its history is not the branch's, and is not verified against it"
-        )
+        for result in (
+            mergeable(repo, "--format", output),
+            run_cli("verify-mergeable", "--base", "main", *fresh, "--format", output),
+        ):
+            assert result.exit_code == 1, result.stdout
+            assert result.stderr.splitlines()[0] == (
+                f"error: HEAD ({evil[:12]}) does not descend from the trust anchor "
+                f"{anchor[:12]} of main: its history is not the branch's, and is not "
+                "verified against it"
+            )
 
 
 def test_a_pull_request_already_in_its_base_is_green_with_nothing_to_merge(

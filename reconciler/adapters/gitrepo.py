@@ -140,9 +140,11 @@ class GitRepo(GitWriting):
             return None, tuple(dict.fromkeys(path for path in paths if path))
         return output.decode().split("\0", 1)[0].strip(), ()
 
-    def root_commits(self, tip: str) -> list[str]:
-        """Every commit reachable from `tip` that has no parent."""
-        return self._text("rev-list", "--max-parents=0", tip).split()
+    def root_commits(self, tip: str, *, outside: str | None = None) -> list[str]:
+        """Every commit reachable from `tip` that has no parent; with `outside`, only those
+        `outside` does not reach (git walks the commits between the two, not the history)."""
+        excluded = [f"^{outside}"] if outside is not None else []
+        return self._text("rev-list", "--max-parents=0", tip, *excluded).split()
 
     def ancestors(self, commit: str) -> list[str]:
         """`commit` and every commit reachable from it."""

@@ -124,6 +124,9 @@ class Authoriser:
         # does not hold one per landing in memory.
         self.keep_verdicts = True
         self._count = 0  # landings the last walk judged
+        # The last landing judged, whole: what a merge judged before it lands changes
+        # (`judge.reached`).
+        self.judgement: LandingJudgement | None = None
 
     @property
     def revoked(self) -> Revocations | None:
@@ -260,6 +263,7 @@ class Authoriser:
         self.commits = CommitCache(self.repo, self.store, self._versions, self._keyring)
         self.commits.revoked = revoked
         self.continued = None
+        self.judgement = None
 
     def _position(self, tip: str, trust_anchor: str | None, *, re_anchor: bool) -> Position:
         """The position the walk starts from: anchored anew (`re_anchor`), anchored on a
@@ -491,6 +495,7 @@ class Authoriser:
             policy, state, landing, self.commits, cap=self.cap, answers=answers
         )
         self._apply(judgement)
+        self.judgement = judgement
         self.store.add_judgement(
             LandingRow(landing.seq, judgement.verdict, judgement.committed_at),
             seen=landed,

@@ -36,7 +36,7 @@ from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.checkpoints import Continued
-from reconciler.app.pipeline import observe
+from reconciler.app.pipeline import observe, plans_on
 from reconciler.app.session import Session
 from reconciler.core.access import who_may_change
 from reconciler.core.decide import Decision
@@ -178,8 +178,12 @@ def check(
     assert base_walk is not None
     base_tip, anchor = base_result.tip, base_result.anchor
     head = pull_request_head(base_walk, tested, base_tip)
-    session.under_test(head, name if head == tested else f"{name}^2", anchor)
-    _no_root_of_its_own(repo, tested, name, session.branch, base_tip)
+    brought = repo.root_commits(tested, outside=base_tip)  # its own commits' roots only
+    if brought or session.sole_root != (base_tip, anchor):
+        session.under_test(head, name if head == tested else f"{name}^2", anchor)
+    # Else it descends from the anchor without a search of the whole history: every root it
+    # reaches is one the base reaches, and the base reaches one, the anchor.
+    _no_root_of_its_own(repo, tested, name, session.branch, base_tip, brought)
     if head == base_tip or repo.is_ancestor(head, base_tip):  # nothing to merge
         return MergeCheck(
             base=session.branch,
@@ -199,16 +203,20 @@ def check(
             continued=base_result.continued,
         )
     merge = _merge(session, base_tip, head, name)
-    before = observe(base_walk, base_result, session.now, drivers=None).decisions
-    merged, walk = session.judge_merge(merge)
+    merged_files = repo.tree_files(merge)
+    changes = _changes(repo.tree_files(base_tip), merged_files)
+    merged, walk, reach = session.judge_merge(merge, [item.path for item in changes])
+    # The base's plans that the merge can change, decided now that its walk says which (the
+    # merge's transaction is discarded: the store is the base's again).
+    only = None if reach is None else plans_on(base_walk, base_tip, reach)
+    before = observe(base_walk, base_result, session.now, drivers=None, only=only).decisions
     result, after = merged.verified, merged.decisions
     [verdict] = [judged for judged in result.judged if judged.commit == merge]
     landed = tuple(commit for commit in verdict.landed if commit != merge)
     carried = set(verdict.landed)
     ours = [refusal for refusal in verdict.refusals if refusal.commit in carried]
     revoked = walk.revoked.fingerprints if walk.revoked else frozenset()
-    files = _Files(walk, repo.tree_files(merge), repo.tree_files(head) if ours else {})
-    changes = _changes(repo.tree_files(base_tip), files.merged)
+    files = _Files(walk, merged_files, repo.tree_files(head) if ours else {})
     return MergeCheck(
         base=session.branch,
         base_tip=base_tip,
@@ -230,16 +238,20 @@ def check(
     )
 
 
-def _no_root_of_its_own(repo: GitRepo, tested: str, name: str, branch: str, base_tip: str) -> None:
+def _no_root_of_its_own(
+    repo: GitRepo, tested: str, name: str, branch: str, base_tip: str, brought: list[str]
+) -> None:
     """The pull request's history must be the base's: a root commit of its own (an
     unrelated history merged in) changes no file, so every landing of it is authorised,
     but merged it is a second root of the base, and no fresh state (CI's) could then tell
     which one to trust."""
-    roots = set(repo.root_commits(base_tip))
-    brought = sorted(set(repo.root_commits(tested)) - roots)
+    # `brought`: the roots only `tested` reaches, found among the pull request's own commits;
+    # the base's roots are counted for the message alone (a walk of the whole history, which
+    # a green check never makes).
     if not brought:
         return
-    listed = ", ".join(root[:12] for root in brought)
+    roots = repo.root_commits(base_tip)
+    listed = ", ".join(root[:12] for root in sorted(brought))
     raise ReconcilerError(
         f"{name} ({tested[:12]}) brings a root commit of its own ({listed}): merged, {branch} "
         f"would have {len(roots) + len(brought)}, and a fresh state could not tell which to trust",
@@ -406,7 +418,9 @@ def _outlook(
     changes: tuple[FileChange, ...], before: tuple[Decision, ...], after: tuple[Decision, ...]
 ) -> tuple[PlanOutlook, ...]:
     """The plans the merge changes, and those whose decision it changes (an approval in
-    the pull request, an environment it edits), in the order `plan` lists them after."""
+    the pull request, an environment it edits), in the order `plan` lists them after.
+    `before` and `after` need hold only the plans the merge can reach (`judge.reached`):
+    any other is decided the same on both sides."""
     now = {decision.path: decision for decision in before}
     then = {decision.path: decision for decision in after}
     changed = {item.path: item.change for item in changes if item.kind == "plan"}

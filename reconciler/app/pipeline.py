@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -195,6 +195,13 @@ def verify_then_decide(
     """Walk to `tip`, then decide (`observe`), in the store's open transaction, whose
     owner keeps or discards what the walk wrote (`Authoriser.run`)."""
     return observe(walker, walker.run(tip), now, drivers=drivers)
+
+
+def plans_on(authoriser: Authoriser, tip: str, paths: Collection[str]) -> dict[str, str]:
+    """The plans at `paths` that `tip` holds (path -> blob), listed as `gather` lists every
+    plan: its `only` for a decision of those plans alone."""
+    listed = authoriser.repo.folder(tip, "plans")
+    return {path: blob for path, (_mode, blob) in listed.items() if path in paths}
 
 
 def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = None) -> History:

@@ -9,7 +9,7 @@ so each command starts from the effective state and the policy in force.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -50,6 +50,9 @@ class Session:
     ref: str = ""  # the branch's ref (default: refs/heads/<branch>)
     # Which checkpoints a fresh state goes on from (None: none, `verify --full`).
     checkpoints: CheckpointTrust | None = None
+    # (tip, root) when the last walk's default anchor found `root` the one root commit of the
+    # branch at `tip`: every commit whose roots are the tip's descends from it.
+    sole_root: tuple[str, str] | None = None
 
     def tip(self) -> str:
         return self.repo.resolve(self.ref or f"refs/heads/{self.branch}")
@@ -125,6 +128,7 @@ class Session:
                 )
             if position is None and anchor is None:
                 anchor = default_anchor(self.repo, tip)
+                self.sole_root = (tip, anchor)
             if not on_branch:
                 self.under_test(target, to_name, position.anchor if position else anchor)
             authoriser.keep_verdicts = verdicts or not on_branch
@@ -207,17 +211,30 @@ class Session:
             "the commit under test",
         )
 
-    def judge_merge(self, merge: str) -> tuple[Observation, Authoriser]:
+    def judge_merge(
+        self, merge: str, changed: Collection[str]
+    ) -> tuple[Observation, Authoriser, frozenset[str] | None]:
         """Judge `merge`, a commit whose first parent is the branch tip (walked), as one more
-        landing; decide every plan as of it; then forget it: the state stays the branch's.
-        The walk, for what it read (its effective state after the merge)."""
-        from reconciler.app.pipeline import verify_then_decide  # noqa: PLC0415
+        landing; decide the plans it can change (`judge.reached`, from `changed`: the files
+        it changes on the tip), every plan when it can change any; then forget it: the state
+        stays the branch's. The walk, for what it read (its effective state after the
+        merge), and the plans reached (None: every plan)."""
+        from reconciler.app.pipeline import observe, plans_on  # noqa: PLC0415
+        from reconciler.core.judge import reached  # noqa: PLC0415
 
         authoriser = self.authoriser()
         with self.store.transaction(keep=False):
+            verified = authoriser.run(merge)
+            judgement = authoriser.judgement
+            reach = (
+                reached(changed, judgement)
+                if judgement is not None and judgement.verdict.commit == merge
+                else None
+            )
+            only = None if reach is None else plans_on(authoriser, merge, reach)
             # The merge's plans run on the service's machine: its drivers are not asked here.
-            seen = verify_then_decide(authoriser, merge, self.now, drivers=None)
-        return seen, authoriser
+            seen = observe(authoriser, verified, self.now, drivers=None, only=only)
+        return seen, authoriser, reach
 
     def pipeline(
         self,

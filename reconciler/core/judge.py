@@ -33,7 +33,7 @@ field, the new content only where it is vouched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -89,6 +89,38 @@ class LandingJudgement:
     @property
     def ignored(self) -> tuple[IgnoredTrailer, ...]:
         return tuple(item for item in self.found if isinstance(item, IgnoredTrailer))
+
+
+def reached(changed: Iterable[str], judgement: LandingJudgement) -> frozenset[str] | None:
+    """The plans (their paths) whose decision a landing can change, from the files it
+    changes (`changed`: its first parent's tree to its own) and what judging it found;
+    None when it can change any plan's.
+
+    A plan is decided on its own file, effective values and blame, landing, editors and
+    sign-offs (`pipeline.gather`), and on what every plan shares: the policy (teams.yaml,
+    environments/), deployments/, the records of runs and the locks. A landing that
+    changes what all share reaches every plan; one that changes only plans and signs
+    them off reaches those alone. A retry names a run, not a plan: it reaches all.
+    Trailers that count for nothing reach none.
+    """
+    paths = {
+        *changed,
+        *(path for path, _ in judgement.effective),
+        *(path for path, _ in judgement.dirty),
+        *(edit.path for edit in judgement.edits),
+        *(version.path for version in judgement.versions),
+        *judgement.editors,
+    }
+    kinds = {path: place(path).kind for path in paths}
+    if any(kind not in (None, "plan") for kind in kinds.values()):
+        return None
+    plans = {path for path, kind in kinds.items() if kind == "plan"}
+    for found in judgement.found:
+        if isinstance(found, Signoff) and found.plan is not None:
+            plans.add(found.plan.path)
+        elif not isinstance(found, IgnoredTrailer):
+            return None
+    return frozenset(plans)
 
 
 def judge_landing(
