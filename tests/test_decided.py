@@ -99,6 +99,28 @@ def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_approva
     assert answers(repo, SUITE_NOW)[1] is False
 
 
+def test_decisions_made_as_an_approval_reaches_its_ttl_are_decided_again_once_it_lapses(
+    tmp_path: Path, people: People
+) -> None:
+    # Decided at the very moment ravi's approval is exactly approval_ttl old: it still counts
+    # then (only an older one lapses), and from the next instant on it no longer does.
+    production = production_with_windows("[]")
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    approval = repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    expires = datetime.fromisoformat(repo.git("log", "-1", "--format=%cI", approval)) + TTL
+
+    at_the_limit, reused = answers(repo, expires)
+    assert not reused
+    assert "older than approval_ttl" not in at_the_limit
+
+    lapsed, reused = answers(repo, expires + timedelta(seconds=1))
+    assert not reused
+    assert "older than approval_ttl" in lapsed
+
+
 def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_a_window_opens(
     tmp_path: Path, people: People
 ) -> None:

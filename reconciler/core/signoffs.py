@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Final
 
 from reconciler.core import approvals, gates
 from reconciler.core.decide_values import (
@@ -27,6 +28,9 @@ from reconciler.core.identity import resolve
 from reconciler.core.model import ApprovalRule, Environment
 from reconciler.core.permissions import PLAN_APPROVE, PLAN_DEPLOY, holders, may_on_environment
 from reconciler.core.reasons import Reason, reason
+
+# The smallest step of a datetime: the first moment after one.
+_INSTANT: Final = timedelta(microseconds=1)
 
 
 def ignored_retries(history: History, runs: Sequence[Run]) -> tuple[SignoffVerdict, ...]:
@@ -98,8 +102,8 @@ def _fresh(
     age = gates.age(committed_at, first_seen, now)
     if age > ttl:
         return reason("signoff.expired", f"older than approval_ttl ({duration(ttl)})", age=age)
-    if horizon is not None:  # from just after this moment, its age is over the TTL
-        horizon.at(gates.shifted(gates.aged_from(committed_at, first_seen), ttl))
+    if horizon is not None:  # its age is over the TTL from the instant after it equals it
+        horizon.at(gates.shifted(gates.aged_from(committed_at, first_seen), ttl + _INSTANT))
     return None
 
 
