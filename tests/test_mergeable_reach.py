@@ -100,6 +100,39 @@ def edits_a_readme(repo: SeedRepo, people: People) -> None:
     repo.commit(people.alice, {"README.md": "notes\n"})
 
 
+def renames_a_plan(repo: SeedRepo, people: People) -> None:
+    repo.git("mv", QA_PLAN, OTHER_DEV_PLAN)
+    repo.commit(people.alice)
+
+
+def deletes_a_plan_and_brings_it_back(repo: SeedRepo, people: People) -> None:
+    # The tree ends as main's: only the landing's edits say the plan was touched.
+    before = (repo.path / QA_PLAN).read_text()
+    repo.commit(people.alice, {QA_PLAN: None})
+    repo.commit(people.alice, {QA_PLAN: before})
+
+
+def links_a_plan_to_another(repo: SeedRepo, people: People) -> None:
+    (repo.path / OTHER_DEV_PLAN).symlink_to(Path(QA_PLAN).name)
+    repo.git("add", OTHER_DEV_PLAN)
+    repo.commit(people.alice)
+
+
+def adds_a_folder_named_as_a_plan(repo: SeedRepo, people: People) -> None:
+    # Misplaced (plans/ holds files directly): no plan, so no plan's decision.
+    repo.commit(people.alice, {f"{OTHER_DEV_PLAN}/{Path(DEV_PLAN).name}": dev_plan(PORTAL_DEV)})
+
+
+def triggers_in_its_own_merge_commit(repo: SeedRepo, people: People) -> None:
+    # A merge commit's message never counts: the trigger reaches no plan.
+    repo.git("checkout", "-q", "-b", "side")
+    repo.commit(people.alice, {"README.md": "notes\n"})
+    repo.git("checkout", "-q", "pull-request")
+    repo.commit(people.alice, {"NOTES.md": "notes\n"})
+    trailer = f"Deploy-Plan: {DEV_PLAN}@{repo.blob(DEV_PLAN)}"
+    repo.merge(people.diana, "side", f"Merge side\n\n{trailer}")
+
+
 @pytest.mark.parametrize(
     ("story", "reach", "listed"),
     [
@@ -111,6 +144,11 @@ def edits_a_readme(repo: SeedRepo, people: People) -> None:
         (locks_development, None, [DEV_PLAN]),
         (retries_an_interrupted_run, None, [QA_PLAN]),
         (edits_a_readme, frozenset(), []),
+        (renames_a_plan, frozenset({QA_PLAN, OTHER_DEV_PLAN}), [OTHER_DEV_PLAN, QA_PLAN]),
+        (deletes_a_plan_and_brings_it_back, frozenset({QA_PLAN}), []),
+        (links_a_plan_to_another, frozenset({OTHER_DEV_PLAN}), [OTHER_DEV_PLAN]),
+        (adds_a_folder_named_as_a_plan, frozenset(), []),
+        (triggers_in_its_own_merge_commit, frozenset(), []),
     ],
 )
 def test_the_check_says_what_deciding_every_plan_said(
