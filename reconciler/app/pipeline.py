@@ -140,8 +140,13 @@ def rules_digest() -> str:
     rules change, and decisions kept by other rules must not answer for these."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("core/*.py"), *root.glob("app/*.py")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    # The adapters too: the state's queries and Git's reading feed the rules their inputs.
+    for path in sorted(
+        path for part in ("core", "app", "adapters") for path in root.glob(f"{part}/*.py")
+    ):
+        digest.update(
+            f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0"
+        )
     return digest.hexdigest()
 
 
