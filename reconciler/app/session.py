@@ -24,6 +24,7 @@ from reconciler.app.verified import VerifyResult, differs
 from reconciler.core import journal
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
 from reconciler.core.journal import IgnoredTrailer
+from reconciler.core.layout import TEAMS_FILE
 from reconciler.core.verdicts import LandingVerdict
 
 # The walker and what it judges with load only when there is something to walk
@@ -205,7 +206,8 @@ class Session:
         tip = self.tip()
         revoked = revocation_file.configured(self.repo)  # as the walk reads it
         with self.store.transaction():  # read under the lock a walk takes
-            effective = self.store.effective() if self._holding(tip) is not None else None
+            held = self._holding(tip) is not None
+            effective = self.store.effective_of(TEAMS_FILE, "environments/") if held else None
         if effective is None:
             _, policy = self.authorise()
             return policy, self.revoked()
