@@ -31,10 +31,8 @@ from reconciler.adapters.drivers import ARTIFACTS
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.readahead import PREFETCH
 from reconciler.adapters.statestore import StateStore
-from reconciler.app.authorise import (
-    Authoriser,
-    policy_from,
-)
+from reconciler.app.authorise import Authoriser
+from reconciler.app.effective_policy import policy_from
 from reconciler.app.pipeline import gather
 from reconciler.app.verified import VerifyResult
 from reconciler.core.decide import Decision, decide

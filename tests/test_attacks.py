@@ -26,7 +26,8 @@ import yaml
 
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.statestore import StateStore
-from reconciler.app.authorise import Authoriser, policy_from
+from reconciler.app.authorise import Authoriser
+from reconciler.app.effective_policy import policy_from
 from reconciler.app.pipeline import gather
 from reconciler.app.reconcile import Options, Reconciler
 from reconciler.core.errors import HistoryRewrittenError, TemporaryError

@@ -21,7 +21,7 @@ from pathlib import Path
 from subprocess import PIPE
 
 from tests.configrepo import Result, reconciler
-from tests.people import People, grant_bob_deployment, teams_with
+from tests.people import People, grant_bob_deployment, make_mallory_the_settings_user, teams_with
 from tests.repositories import SeedRepo
 
 FORMATS = ("text", "json", "github")
@@ -216,3 +216,57 @@ def test_a_walk_the_service_overtakes_goes_to_the_services_tip_and_reports_no_re
     repo.git("config", "--unset", "gpg.ssh.revocationFile")
     result, _ = _racing_the_service(repo, tmp_path / "revoked-again", "access", "root")
     assert result.exit_code == 0, result.stderr
+
+
+def accesses(repo: SeedRepo, state_dir: Path, *users: str) -> Said:
+    """`access USER` for each of `users`, in text and JSON, answered from `state_dir`."""
+    results = [
+        reconciler("access", user, "--format", form, "--repo", repo.path, "--state-dir", state_dir)
+        for user in users
+        for form in ("text", "json")
+    ]
+    return [(result.exit_code, result.stdout, result.stderr) for result in results]
+
+
+def test_access_with_nothing_new_says_what_access_that_walks_to_the_tip_says(
+    tmp_path: Path, people: People
+) -> None:
+    """`access` answers from the effective policy the state holds when it holds the tip
+    already (`Session.policy`), without the walker. mallory pushes a teams.yaml that makes
+    her the settings user, signed with a key she adds herself: refused, it stays main's
+    content but is not the effective policy, and the shortcut must say so exactly as a
+    state one landing behind says it after walking that landing; with root's key revoked
+    since, both read the revocation file alike."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.root, {"teams.yaml": teams_with(people, grant_bob_deployment)}, "Bob: ops")
+    repo.commit(
+        people.mallory,
+        {
+            "teams.yaml": teams_with(
+                people, lambda teams: make_mallory_the_settings_user(teams, people)
+            )
+        },
+        "Settings: mine",
+    )
+    at = ("--repo", str(repo.path))
+    held = tmp_path / "held"
+    assert reconciler("verify", *at, "--state-dir", held).exit_code == 1  # holds the tip
+    # States one landing behind, made before root's key is revoked (one for each round):
+    # their `access` walks mallory's landing first.
+    behind = [tmp_path / "behind", tmp_path / "behind-too"]
+    for state in behind:
+        walk = reconciler("verify", *at, "--state-dir", state, "--to", repo.head("HEAD~1"))
+        assert walk.exit_code == 0
+    users = ("mallory", "bob", "root")
+    answers = []
+    for revoked, state in zip((False, True), behind, strict=True):
+        if revoked:
+            repo.revoke(people.root.public_key + "\n")
+        walked = accesses(repo, state, *users)
+        shortcut = accesses(repo, held, *users)
+        # mallory is nobody in the effective policy: her teams.yaml was refused
+        assert [code for code, _, _ in shortcut] == [2, 2, 0, 0, 0, 0], shortcut
+        assert "deployment" in shortcut[2][1]  # bob's grant is effective
+        assert shortcut == walked, revoked
+        answers.append(shortcut)
+    assert answers[0] != answers[1]  # root's keys are revoked now, and both say so

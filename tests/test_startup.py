@@ -211,3 +211,50 @@ def test_a_verify_with_nothing_new_loads_neither_libsodium_nor_the_schema_valida
         name.split(".")[0] in ("cloudevents", "apprise") for name in plan.modules + again.modules
     )
     assert "reconciler.adapters.notify" not in plan.modules
+
+
+# What a walk with landings to judge, or one that goes on from a checkpoint, loads, and
+# `plan`, `status` and `access` with nothing new do not: the judge, the checkpoints'
+# checks and their signature library, and the installed packages' metadata (a driver
+# plug-in's look-up). `access` needs the policy alone: not even the walker.
+JUDGING: Final = (
+    "reconciler.core.judge",
+    "reconciler.app.checkpoints",
+    "reconciler.adapters.signing",
+    "cryptography",
+    "nacl",
+    "jsonschema_rs",
+    "importlib.metadata",
+)
+WALKER: Final = (
+    "reconciler.app.authorise",
+    "reconciler.app.anchoring",
+    "reconciler.app.commit_cache",
+    "reconciler.adapters.readahead",
+    "reconciler.core.signatures",
+    "reconciler.core.schema",
+)
+
+
+def test_plan_status_and_access_with_nothing_new_load_neither_the_judge_nor_checkpoints(
+    people: People, tmp_path: Path
+) -> None:
+    """They answer from the state, which holds the branch's tip already: `plan` and
+    `status` from the decisions it keeps, `access` from its effective policy."""
+    repo = tmp_path / "config"
+    assert init_repository(people, repo, *ROOT_ADMIN).exit_code == 0
+    at = ["--repo", str(repo)]
+    (first,) = run_in_one_process([["verify", *at]])  # anchors: the walk judges
+    assert first.code == 0
+    assert loaded(first.modules, JUDGING) != []
+    for command in (["plan", *at], ["status", *at]):
+        (run,) = run_in_one_process([command])
+        assert run.code == 0, command
+        assert "reconciler.app.pipeline" in run.modules, command  # it decided
+        assert "reconciler.adapters.drivers" in run.modules, command  # and asked for drift
+        assert loaded(run.modules, JUDGING) == [], command
+    (access,) = run_in_one_process([["access", "root", *at]])
+    assert access.code == 0
+    assert "root" in access.shown
+    assert "reconciler.core.access" in access.modules
+    assert loaded(access.modules, (*JUDGING, *WALKER)) == []

@@ -33,7 +33,6 @@ is an optional method of theirs.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -543,7 +542,10 @@ def load_driver(spec: DriverSpec, default_root: Path, committer: Committer | Non
                 "the gitops driver needs its 'gitops' block", hint="see docs/running.md"
             )
         return GitOpsDriver(spec.gitops, default_root, committer)
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    # Imported here: only a plug-in's type looks the installed packages up.
+    from importlib import metadata  # noqa: PLC0415
+
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == spec.type:
             factory = entry.load()
             driver: Driver = factory(spec, default_root)
@@ -580,7 +582,9 @@ def unavailable(
                 raise relative
             elif spec.type not in {"local", "command", "gitops"}:
                 if installed is None:
-                    group = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                    from importlib import metadata  # noqa: PLC0415
+
+                    group = metadata.entry_points(group=ENTRY_POINT_GROUP)
                     installed = {entry.name for entry in group}
                 if spec.type not in installed:
                     raise _not_installed(spec)

@@ -598,6 +598,20 @@ class StateStore:
             state.setdefault(_path_read(path), {})[field] = value
         return state
 
+    def effective_of(self, path: str, folder: str) -> dict[str, dict[str, str]]:
+        """`effective`, of `path` and the paths under `folder` (ending in '/') alone: a
+        policy is built from teams.yaml and environments/, not the rows of every plan. A
+        path stored as bytes (not UTF-8) sorts after all text, so under no folder: it is
+        no file the layout names."""
+        state: dict[str, dict[str, str]] = {}
+        after = folder[:-1] + chr(ord(folder[-1]) + 1)  # the first text past the folder
+        query = (
+            "SELECT path, field, value FROM effective WHERE path = ? OR (path >= ? AND path < ?)"
+        )
+        for found, field, value in self._read(query, (path, folder, after)):
+            state.setdefault(_path_read(found), {})[field] = value
+        return state
+
     def replace_effective(self, path: str, fields: Mapping[str, str]) -> None:
         stored = _path_stored(path)
         self._write("DELETE FROM effective WHERE path = ?", [(stored,)])

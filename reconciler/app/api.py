@@ -207,8 +207,7 @@ def access(
     from reconciler.core import access as access_rules  # noqa: PLC0415
 
     with _reading(source, note) as session:
-        _, policy = session.authorise()
-        revoked = session.revoked()  # as the walk read it: one read per command
+        policy, revoked = session.policy()  # one read of the revocations per command
         return access_rules.report(
             policy, user, environment, revoked.fingerprints if revoked else frozenset()
         )

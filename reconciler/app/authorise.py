@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from reconciler.adapters.gitobjects import NULL_OID, CommitInfo, HistoryEntry
 from reconciler.adapters.gitrepo import GitRepo
@@ -39,7 +39,6 @@ from reconciler.adapters.readahead import (
     prepare,
 )
 from reconciler.adapters.statestore import Position, StateStore, Transaction
-from reconciler.app import checkpoints
 from reconciler.app.anchoring import (
     anchored_state,
     default_anchor,
@@ -50,30 +49,33 @@ from reconciler.app.anchoring import (
     whole_history,
 )
 from reconciler.app.checkpoint_trust import CheckpointTrust
-from reconciler.app.checkpoints import Continued
 from reconciler.app.commit_cache import CommitCache, first_carriers
+from reconciler.app.effective_policy import learn_keys, policy_from
 from reconciler.app.verified import VerifyResult, differs
-from reconciler.core.config import build_environment, build_policy, disowned
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.fields import (
     CONTENT,
     FieldMap,
-    teams_data,
     value,
 )
 from reconciler.core.identity import CommitFacts
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.journal import Landing as LandingRow
-from reconciler.core.judge import LandingJudgement, judge_landing, plan_version
 from reconciler.core.landed import LandedCommit, Landing, State
 from reconciler.core.layout import TEAMS_FILE, place
 from reconciler.core.ledger import apply_changes
-from reconciler.core.loader import load
 from reconciler.core.model import Policy
 from reconciler.core.openpgp import Keyring
 from reconciler.core.permissions import Answers
 from reconciler.core.revocation import Revocations
 from reconciler.core.verdicts import LandingVerdict, Refusal
+
+# A walk that has landings to judge loads the judge, and one that goes on from a
+# checkpoint the checkpoints' checks and their signature library: `plan`, `status` and
+# `access` with nothing new never need them.
+if TYPE_CHECKING:
+    from reconciler.app.checkpoints import Continued
+    from reconciler.core.judge import LandingJudgement
 
 DEFAULT_CAP: Final = 1000
 Progress = Callable[[int, int], None]
@@ -203,6 +205,8 @@ class Authoriser:
         service account's was revoked since: what it signed is taken back, and the
         walk goes again from an older checkpoint signed by another key, or in full.
         """
+        from reconciler.app import checkpoints  # noqa: PLC0415
+
         distrusted: set[str] = set()
         with self.store.savepoint() as back:
             while True:
@@ -331,9 +335,7 @@ class Authoriser:
         every policy the walk builds, and of one judged outside it (re-anchoring's).
         Returns `policy` as the walk may use it: a key two certificates met so far list
         is nobody's."""
-        identities = (policy.users, policy.service_accounts, policy.hosts)
-        self._keyring.add(key for ids in identities for i in ids.values() for key in i.keys)
-        return disowned(policy, self._keyring.shared(policy.key_owner))
+        return learn_keys(self._keyring, policy)
 
     # -- anchoring ------------------------------------------------------------
 
@@ -362,6 +364,8 @@ class Authoriser:
         """The plan versions of the anchor's tree that no landing kept by a re-anchor
         made effective land with the anchor, just after those landings: trusted with
         its tree, never refused as "never landed". A trust anchor triggers nothing."""
+        from reconciler.core.judge import plan_version  # noqa: PLC0415
+
         seq = self.store.next_seq()
         self.store.set_anchor_seq(seq - 1)
         plans = {
@@ -486,6 +490,8 @@ class Authoriser:
 
     def _judge(self, landing: Landing) -> LandingJudgement:
         """Judge one landing, apply the judgement to the effective state, and persist it."""
+        from reconciler.core.judge import judge_landing  # noqa: PLC0415
+
         policy = self.policy()
         landed = [commit.id for commit in landing.commits]
         carriers = self.commits.claim(landed)
@@ -549,25 +555,6 @@ def _take_landed(pending: dict[str, HistoryEntry], commit: str) -> list[HistoryE
     for entry_id in reached:
         del pending[entry_id]
     return landed
-
-
-def policy_from(
-    effective: Mapping[str, Mapping[str, str]], repo: GitRepo, now: datetime | None = None
-) -> Policy:
-    """The policy the effective teams.yaml and environments/ describe, at `now` (the time
-    of judging, for OpenPGP keys' expiry; None: expiry not judged)."""
-    teams = effective.get(TEAMS_FILE, {})
-    environments = []
-    for path, fields in effective.items():
-        # The prefix first: the effective state holds every plan too.
-        if (
-            path.startswith("environments/")
-            and place(path).kind == "environment"
-            and CONTENT in fields
-        ):
-            data = load(repo.read_blob(value(fields, CONTENT)), path).data
-            environments.append(build_environment(data))
-    return build_policy(teams_data(teams), environments, now)
 
 
 def _service_keys(policy: Policy, revoked: Revocations | None) -> frozenset[str]:

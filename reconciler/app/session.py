@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.adapters.statestore import StateStore
+from reconciler.adapters.statestore import Position, StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust, checkpoint_branch
 from reconciler.app.verified import VerifyResult, differs
 from reconciler.core import journal
 from reconciler.core.errors import GitError, ReconcilerError, UsageError
 from reconciler.core.journal import IgnoredTrailer
+from reconciler.core.layout import TEAMS_FILE
 from reconciler.core.verdicts import LandingVerdict
 
 # The walker and what it judges with load only when there is something to walk
@@ -175,16 +176,43 @@ class Session:
         # A revocation file that cannot be read stops a walk before it starts: this too.
         revocation_file.configured(self.repo)
         with self.store.transaction():  # read under the lock a walk takes
-            position = self.store.position()
-            if (
-                position is None
-                or position.last_verified != tip
-                or not self.store.payloads_counted()  # the walk would count them, once
-            ):
+            position = self._holding(tip)
+            if position is None:
                 return None
             dirty = self.store.dirty()
         self.persisted = True
         return VerifyResult(anchor=position.anchor, tip=tip, judged=(), differs=differs(dirty))
+
+    def _holding(self, tip: str) -> Position | None:
+        """The state's position when a walk to `tip` would have nothing to do (the state
+        holds `tip` already), else None; read in the store's transaction."""
+        position = self.store.position()
+        if (
+            position is None
+            or position.last_verified != tip
+            or not self.store.payloads_counted()  # the walk would count them, once
+        ):
+            return None
+        return position
+
+    def policy(self) -> tuple[Policy, Revocations | None]:
+        """The effective policy at the branch tip, and the key revocations read with it
+        (`access`): when the state holds the tip already, built from the state's effective
+        teams.yaml and environments/ as the walk builds it, without loading the walker;
+        else walked to."""
+        from reconciler.app.effective_policy import learn_keys, policy_from  # noqa: PLC0415
+        from reconciler.core.openpgp import Keyring  # noqa: PLC0415
+
+        tip = self.tip()
+        revoked = revocation_file.configured(self.repo)  # as the walk reads it
+        with self.store.transaction():  # read under the lock a walk takes
+            held = self._holding(tip) is not None
+            effective = self.store.effective_of(TEAMS_FILE, "environments/") if held else None
+        if effective is None:
+            _, policy = self.authorise()
+            return policy, self.revoked()
+        # A fresh keyring, as a walk with nothing to judge has: only this policy's keys.
+        return learn_keys(Keyring(), policy_from(effective, self.repo, self.now)), revoked
 
     def revoked(self) -> Revocations | None:
         """The key revocations the last walk read (one read per command)."""
@@ -383,7 +411,7 @@ class Session:
     def re_anchor(self, rev: str, progress: Progress | None = None) -> tuple[VerifyResult, Policy]:
         """Trust `rev` anew after a rewrite; it must be signed by a settings user."""
         from reconciler.app.anchoring import re_anchor_allowed  # noqa: PLC0415
-        from reconciler.app.authorise import policy_from  # noqa: PLC0415
+        from reconciler.app.effective_policy import policy_from  # noqa: PLC0415
 
         anchor = self.repo.resolve(rev)
         tip = self.tip()
