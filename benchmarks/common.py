@@ -1,15 +1,17 @@
 """What the benchmark scripts share: the error that voids a run, timing a command, a measurement.
 
-Used by `benchmarks.validate`, `verify`, `apply` and `watch`.
+Used by `benchmarks.validate`, `verify`, `apply`, `watch`, `startup` and `everyday`.
 """
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -27,6 +29,37 @@ def run_timed(argv: Sequence[str], what: str) -> float:
     if completed.returncode != 0:
         raise BenchmarkError(f"{what} exited {completed.returncode}: {completed.stderr[-2000:]}")
     return elapsed
+
+
+def run_counted(
+    argv: Sequence[str],
+    what: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    answers: Sequence[int] = (0,),
+) -> tuple[float, float, int]:
+    """Wall and CPU seconds of one run of `argv` and its exit code; raise unless the code
+    is one of `answers`. CPU is user plus system of it and every process it waited for
+    (RUSAGE_CHILDREN counts the children reaped so far). Output goes to /dev/null, as a
+    terminal would only add its own time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    completed = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode not in answers:
+        raise BenchmarkError(f"{what} exited {completed.returncode}: {completed.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, completed.returncode
 
 
 @dataclass(slots=True)

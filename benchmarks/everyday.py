@@ -29,12 +29,9 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +40,7 @@ from typing import Final
 
 import yaml
 
-from benchmarks.common import BenchmarkError
+from benchmarks.common import BenchmarkError, run_counted
 from benchmarks.history import HistoryError, HistorySettings
 from benchmarks.startup import environment
 from benchmarks.verify import benchmark_repository, reconciler_launcher
@@ -99,27 +96,8 @@ def commands(repo: Path, state_dir: Path) -> list[Command]:
 
 
 def run_once(command: Command, cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall and CPU seconds of one run, and its exit code; RUSAGE_CHILDREN counts the children
-    reaped so far. Output goes to /dev/null, as a terminal would only add its own time."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    completed = subprocess.run(
-        command.argv,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if completed.returncode not in command.answers:
-        raise BenchmarkError(
-            f"{command.label} exited {completed.returncode}: {completed.stderr[-2000:]}"
-        )
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return seconds, cpu, completed.returncode
+    """Wall and CPU seconds of one run, and its exit code (one of its answers)."""
+    return run_counted(command.argv, command.label, cwd=cwd, env=env, answers=command.answers)
 
 
 def measure(rounds: int, repo: Path, state_dir: Path) -> list[Timings]:

@@ -32,19 +32,17 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from benchmarks.common import BenchmarkError
+from benchmarks.common import BenchmarkError, run_counted
 from benchmarks.verify import reconciler_launcher
 
 GOAL: Final = 0.12  # seconds, CPU (user + system), median: below
@@ -115,25 +113,8 @@ def environment() -> dict[str, str]:
 
 
 def run_once(command: Command, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one run; RUSAGE_CHILDREN counts the children reaped so far."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    completed = subprocess.run(
-        command.argv,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if completed.returncode != 0:
-        raise BenchmarkError(
-            f"{command.label} exited {completed.returncode}: {completed.stderr[-2000:]}"
-        )
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    """Wall and CPU seconds of one run, which must exit 0."""
+    seconds, cpu, _ = run_counted(command.argv, command.label, cwd=cwd, env=env)
     return seconds, cpu
 
 
