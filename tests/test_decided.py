@@ -274,8 +274,12 @@ def test_a_key_revoked_after_the_decisions_were_kept_takes_its_approval_away(
 ) -> None:
     # Production takes signed sign-offs only. ravi's approval counted when `plan` kept
     # its decisions; then his key goes into git's revocation file: no commit, the same
-    # tip and state. The approval must stop counting at once.
-    repo = proposed_qa_release(tmp_path, people)
+    # tip and state. The approval must stop counting at once. Production always open: a
+    # closed window more than approval_ttl away (a Sunday evening) would make the decisions
+    # unkeepable ("one given now would expire before it opens"), whatever the revocation.
+    repo = proposed_qa_release(
+        tmp_path, people, extra={"environments/production.yaml": production_with_windows("[]")}
+    )
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
     repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
     repo.approve(people.ravi, PROD_PLAN)
