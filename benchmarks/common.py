@@ -12,7 +12,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+C = TypeVar("C")
 
 
 class BenchmarkError(Exception):
@@ -60,6 +62,29 @@ def run_counted(
         raise BenchmarkError(f"{what} exited {completed.returncode}: {completed.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return seconds, cpu, completed.returncode
+
+
+@dataclass(slots=True)
+class Timings(Generic[C]):
+    """One command's counted rounds: wall and CPU seconds (`run_counted`), exit codes."""
+
+    command: C
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
+
+    def add(self, seconds: float, cpu: float, code: int) -> None:
+        self.seconds.append(seconds)
+        self.cpu_seconds.append(cpu)
+        self.exit_codes.append(code)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_seconds)
 
 
 @dataclass(slots=True)

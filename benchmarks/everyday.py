@@ -34,13 +34,13 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import yaml
 
-from benchmarks.common import BenchmarkError, run_counted
+from benchmarks.common import BenchmarkError, Timings, run_counted
 from benchmarks.history import HistoryError, HistorySettings
 from benchmarks.startup import environment
 from benchmarks.verify import benchmark_repository, reconciler_launcher
@@ -54,22 +54,6 @@ class Command:
     label: str
     argv: tuple[str, ...]
     answers: tuple[int, ...] = (0,)  # the exit codes that are answers, not failures
-
-
-@dataclass(slots=True)
-class Timings:
-    command: Command
-    seconds: list[float] = field(default_factory=list)
-    cpu_seconds: list[float] = field(default_factory=list)
-    exit_codes: list[int] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu_seconds)
 
 
 def first_user(repo: Path) -> str:
@@ -95,25 +79,21 @@ def commands(repo: Path, state_dir: Path) -> list[Command]:
     ]
 
 
-def run_once(command: Command, cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall and CPU seconds of one run, and its exit code (one of its answers)."""
-    return run_counted(command.argv, command.label, cwd=cwd, env=env, answers=command.answers)
-
-
-def measure(rounds: int, repo: Path, state_dir: Path) -> list[Timings]:
+def measure(rounds: int, repo: Path, state_dir: Path) -> list[Timings[Command]]:
     env = environment()
     timings = [Timings(command) for command in commands(repo, state_dir)]
     for round_number in range(rounds + 1):
         for timing in timings:
-            seconds, cpu, code = run_once(timing.command, repo, env)
+            command = timing.command
+            run = run_counted(
+                command.argv, command.label, cwd=repo, env=env, answers=command.answers
+            )
             if round_number > 0:  # the first round warms caches, and gives a fresh state its walk
-                timing.seconds.append(seconds)
-                timing.cpu_seconds.append(cpu)
-                timing.exit_codes.append(code)
+                timing.add(*run)
     return timings
 
 
-def ratio(timing: Timings, reference: Timings) -> float:
+def ratio(timing: Timings[Command], reference: Timings[Command]) -> float:
     """The median over the rounds of this command's CPU time over the reference's."""
     return statistics.median(
         ours / theirs
@@ -121,13 +101,13 @@ def ratio(timing: Timings, reference: Timings) -> float:
     )
 
 
-def status(timing: Timings, reference: Timings) -> str | None:
+def status(timing: Timings[Command], reference: Timings[Command]) -> str | None:
     if timing is reference:
         return None
     return "PASS" if ratio(timing, reference) <= GOAL else "MISS"
 
 
-def render_text(timings: Sequence[Timings], facts: str) -> str:
+def render_text(timings: Sequence[Timings[Command]], facts: str) -> str:
     reference = timings[0]
     rounds = len(reference.seconds)
     load = ", ".join(f"{figure:.1f}" for figure in os.getloadavg())
@@ -148,7 +128,7 @@ def render_text(timings: Sequence[Timings], facts: str) -> str:
     return "\n".join(lines)
 
 
-def render_json(timings: Sequence[Timings], facts: str) -> str:
+def render_json(timings: Sequence[Timings[Command]], facts: str) -> str:
     reference = timings[0]
     return json.dumps(
         {

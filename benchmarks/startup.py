@@ -38,11 +38,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from benchmarks.common import BenchmarkError, run_counted
+from benchmarks.common import BenchmarkError, Timings, run_counted
 from benchmarks.verify import reconciler_launcher
 
 GOAL: Final = 0.12  # seconds, CPU (user + system), median: below
@@ -58,25 +58,11 @@ class Command:
     goal: bool  # held to GOAL: ours, not a reference or the floor
 
 
-@dataclass(slots=True)
-class Timings:
-    command: Command
-    seconds: list[float] = field(default_factory=list)
-    cpu_seconds: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu_seconds)
-
-    @property
-    def status(self) -> str:
-        if not self.command.goal:
-            return ""
-        return "PASS" if self.cpu_median < GOAL else "MISS"
+def goal_status(timing: Timings[Command]) -> str:
+    """PASS or MISS for a command held to `GOAL`; nothing for a reference or the floor."""
+    if not timing.command.goal:
+        return ""
+    return "PASS" if timing.cpu_median < GOAL else "MISS"
 
 
 def check_jsonschema() -> str | None:
@@ -112,12 +98,6 @@ def environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(command: Command, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one run, which must exit 0."""
-    seconds, cpu, _ = run_counted(command.argv, command.label, cwd=cwd, env=env)
-    return seconds, cpu
-
-
 def make_repository(scratch: Path, env: dict[str, str]) -> Path:
     """A configuration repository as `reconciler init` leaves it: one commit, no plans."""
     key = scratch / "admin-key"
@@ -135,31 +115,30 @@ def make_repository(scratch: Path, env: dict[str, str]) -> Path:
     return repo
 
 
-def measure(rounds: int, scratch: Path) -> list[Timings]:
+def measure(rounds: int, scratch: Path) -> list[Timings[Command]]:
     env = environment()
     repo = make_repository(scratch, env)
     timings = [Timings(command) for command in commands(repo)]
     for round_number in range(rounds + 1):
         for timing in timings:
-            seconds, cpu = run_once(timing.command, repo, env)
+            run = run_counted(timing.command.argv, timing.command.label, cwd=repo, env=env)
             if round_number > 0:  # the first round warms caches and gives verify its state
-                timing.seconds.append(seconds)
-                timing.cpu_seconds.append(cpu)
+                timing.add(*run)
     return timings
 
 
-def ratio(timing: Timings, reference: Timings) -> float:
+def ratio(timing: Timings[Command], reference: Timings[Command]) -> float:
     """The median over the rounds of this command's time over the reference's, round by round."""
     return statistics.median(
         ours / theirs for ours, theirs in zip(timing.seconds, reference.seconds, strict=True)
     )
 
 
-def references(timings: Sequence[Timings]) -> list[Timings]:
+def references(timings: Sequence[Timings[Command]]) -> list[Timings[Command]]:
     return [timing for timing in timings if timing.command.label in REFERENCES]
 
 
-def render_text(timings: Sequence[Timings]) -> str:
+def render_text(timings: Sequence[Timings[Command]]) -> str:
     against = references(timings)
     rounds = len(timings[0].seconds)
     load = ", ".join(f"{figure:.1f}" for figure in os.getloadavg())
@@ -177,12 +156,12 @@ def render_text(timings: Sequence[Timings]) -> str:
             f"{timing.command.label:<36} {timing.median:>9.3f} {min(timing.seconds):>7.3f} "
             f"{timing.cpu_median:>6.3f}"
             + "".join(f" {ratio(timing, reference):>29.2f}x" for reference in against)
-            + f"  {timing.status}".rstrip()
+            + f"  {goal_status(timing)}".rstrip()
         )
     return "\n".join(lines)
 
 
-def render_json(timings: Sequence[Timings]) -> str:
+def render_json(timings: Sequence[Timings[Command]]) -> str:
     against = references(timings)
     return json.dumps(
         {
@@ -196,7 +175,7 @@ def render_json(timings: Sequence[Timings]) -> str:
                     "seconds": timing.seconds,
                     "cpu_seconds": timing.cpu_seconds,
                     "ratios": {ref.command.label: ratio(timing, ref) for ref in against},
-                    "status": timing.status or None,
+                    "status": goal_status(timing) or None,
                 }
                 for timing in timings
             ],
