@@ -63,19 +63,25 @@ def _shown(pipeline: Any, decisions: Any) -> str:
     return plans + json.dumps(pipeline_json(pipeline), indent=1)
 
 
-def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_approvals_expire(
-    tmp_path: Path, people: People
-) -> None:
-    # Production always open (no window): an 8 h approval_ttl alone bounds the decisions.
-    # Approved, not triggered: the plan waits, and shows who approved it (what may run is
-    # decided again each time anyway; what waits is shown as kept).
+def approved_for_production(tmp_path: Path, people: People) -> tuple[SeedRepo, datetime]:
+    """A production plan approved by ravi, then carol, production always open (no window:
+    the 8 h approval_ttl alone bounds the decisions); and when ravi's approval lapses."""
     production = production_with_windows("[]")
     repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
     repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
     approval = repo.approve(people.ravi, PROD_PLAN)
     repo.approve(people.carol, PROD_PLAN)
-    expires = datetime.fromisoformat(repo.git("log", "-1", "--format=%cI", approval)) + TTL
+    return repo, datetime.fromisoformat(repo.git("log", "-1", "--format=%cI", approval)) + TTL
+
+
+def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_approvals_expire(
+    tmp_path: Path, people: People
+) -> None:
+    # Production always open (no window): an 8 h approval_ttl alone bounds the decisions.
+    # Approved, not triggered: the plan waits, and shows who approved it (what may run is
+    # decided again each time anyway; what waits is shown as kept).
+    repo, expires = approved_for_production(tmp_path, people)
 
     first, reused = answers(repo, SUITE_NOW)
     assert not reused  # nothing kept yet: decided, and kept
@@ -104,13 +110,7 @@ def test_decisions_made_as_an_approval_reaches_its_ttl_are_decided_again_once_it
 ) -> None:
     # Decided at the very moment ravi's approval is exactly approval_ttl old: it still counts
     # then (only an older one lapses), and from the next instant on it no longer does.
-    production = production_with_windows("[]")
-    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    approval = repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(people.carol, PROD_PLAN)
-    expires = datetime.fromisoformat(repo.git("log", "-1", "--format=%cI", approval)) + TTL
+    repo, expires = approved_for_production(tmp_path, people)
 
     at_the_limit, reused = answers(repo, expires)
     assert not reused
