@@ -48,8 +48,13 @@ DEPLOYMENT_MODELINE: Final = "# yaml-language-server: $schema=../schemas/deploym
 # Seconds between two runs of git's housekeeping (`Publisher.maintain`).
 MAINTAIN_EVERY: Final = 60.0
 
-# How `git push --porcelain` says the remote's branch is not the commit the push built on.
-_RACE_LOST: Final = re.compile(r"\[rejected\].*\((fetch first|non-fast-forward)\)")
+# How `git push --porcelain` says the remote's branch is not the commit the push built on:
+# seen before the push sent anything, or at the host's ref lock, when a push landed while
+# ours was received (a quarter of the lost races in `python -m benchmarks.storm`).
+_RACE_LOST: Final = re.compile(
+    r"\[rejected\].*\((fetch first|non-fast-forward)\)"
+    r"|cannot lock ref '[^']*': is at [0-9a-f]+ but expected [0-9a-f]+"
+)
 
 
 class Publisher:
