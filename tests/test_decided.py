@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.app import pipeline
+from reconciler.app import kept
 from reconciler.app.drift import DriftReport
 from reconciler.app.session import open_session
 from reconciler.cli.people_output import pipeline_json
@@ -322,5 +322,5 @@ def test_decisions_kept_by_other_rules_do_not_answer_for_these(
     repo = proposed_qa_release(tmp_path, people)
     assert not answers(repo, SUITE_NOW)[1]  # decided, and kept
     assert answers(repo, SUITE_NOW)[1]  # the same code: the state answers
-    monkeypatch.setattr(pipeline, "rules_digest", lambda: "other rules")
+    monkeypatch.setattr(kept, "rules_digest", lambda: "other rules")
     assert not answers(repo, SUITE_NOW)[1]

@@ -390,25 +390,26 @@ class StateStore:
 
     def generation(self) -> int:
         """How many kept transactions changed the state: what was decided from one
-        generation is not decided from the next (`pipeline.decided_key`)."""
+        generation is not made from the next (`kept.state_key`)."""
         row = self._read("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row is not None else 0
 
-    def decided(self) -> str | None:
-        """The last decisions kept (`keep_decided`), as their codec wrote them."""
-        row = self._read("SELECT detail FROM decided WHERE key = 'decisions'").fetchone()
+    def kept_answer(self, name: str) -> str | None:
+        """The answer last kept under `name` (`keep_answer`), as its codec wrote it."""
+        row = self._read("SELECT detail FROM decided WHERE key = ?", (name,)).fetchone()
         return str(row[0]) if row is not None else None
 
-    def keep_decided(self, text: str) -> None:
-        """Keep decisions (`decided.encode`) outside any pass, without counting as a change of
-        the state (they are made from it); a state busy or read-only now just does not
-        keep them: they are a shortcut, decided again when missing."""
+    def keep_answer(self, name: str, text: str) -> None:
+        """Keep an answer made from the state (`app.kept`: the decisions, the audit trail)
+        outside any pass, without counting as a change of the state (it is made from it); a
+        state busy or read-only now just does not keep it: it is a shortcut, made again
+        when missing."""
         if self._db.in_transaction:
             return
         self.flush()
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO decided (key, detail) VALUES ('decisions', ?)", (text,)
+                "INSERT OR REPLACE INTO decided (key, detail) VALUES (?, ?)", (name, text)
             )
         except sqlite3.Error:
             return

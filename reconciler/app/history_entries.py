@@ -7,6 +7,7 @@ run record, ignored trailer), and where each plan pointed over the history.
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,69 @@ class Entry:
             "counted": self.counted,
             "detail": self.text,
         }
+
+
+def encode_trail(key: str, entries: Sequence[Entry]) -> str:
+    """The trail as the state keeps it (`app.kept`), under the key of what it was made from."""
+    rows = [
+        [
+            entry.seq,
+            entry.when.isoformat(),
+            entry.commit,
+            entry.plan,
+            entry.environment,
+            entry.action,
+            entry.actor,
+            entry.counted,
+            entry.detail,
+            entry.rank,
+            entry.why_not,
+        ]
+        for entry in entries
+    ]
+    return json.dumps({"key": key, "entries": rows})
+
+
+def decode_trail(text: str, key: str) -> tuple[Entry, ...] | None:
+    """The trail `encode_trail` kept under `key`; None for another key, or for a text this
+    code did not write (a state edited by hand): it is made again. The key names this
+    code (`kept.rules_digest`), so another version's trail is another key's."""
+    try:
+        data = json.loads(text)
+        if data["key"] != key:
+            return None
+        entries = []
+        for row in data["entries"]:
+            seq, when, commit, plan, environment, action, actor, counted, detail, rank, why = row
+            texts = (when, commit, action, detail)
+            maybe = (plan, environment, actor, why)
+            # Exact types, not isinstance: JSON's true is no sequence number.
+            if not (
+                type(seq) is int
+                and type(rank) is int
+                and type(counted) is bool
+                and all(type(text) is str for text in texts)
+                and all(text is None or type(text) is str for text in maybe)
+            ):
+                return None
+            entries.append(
+                Entry(
+                    seq,
+                    datetime.fromisoformat(when),
+                    commit,
+                    plan,
+                    environment,
+                    action,
+                    actor,
+                    counted,
+                    detail,
+                    rank,
+                    why,
+                )
+            )
+    except (ValueError, TypeError, KeyError):
+        return None
+    return tuple(entries)
 
 
 class Targets:

@@ -15,9 +15,6 @@ before the moment the rules said their answers hold until.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.adapters.drivers import unavailable
-from reconciler.core import decided, journal
+from reconciler.app.kept import DECISIONS, state_key
+from reconciler.core import decided
 from reconciler.core.decide import (
     Decision,
     decide,
@@ -130,48 +128,21 @@ def decided_from_state(
             text = decided.encode(decided.Decided(key, now, horizon.until, decisions))
         except ValueError:
             return history, decisions, False  # a fact the format cannot hold: not kept
-        walker.store.keep_decided(text)
+        walker.store.keep_answer(DECISIONS, text)
     return history, decisions, False
 
 
-@functools.cache
-def rules_digest() -> str:
-    """The code that decides, as one digest: its version number stays 0.1.0 while its
-    rules change, and decisions kept by other rules must not answer for these."""
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    # The adapters too: the state's queries and Git's reading feed the rules their inputs.
-    for path in sorted(
-        path for part in ("core", "app", "adapters") for path in root.glob(f"{part}/*.py")
-    ):
-        digest.update(
-            f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0"
-        )
-    return digest.hexdigest()
-
-
 def decided_key(walker: Authoriser, tip: str) -> str:
-    """What decides besides the clock, as one digest: the tip (the plans on it), the
-    state's position and generation (every row the walk and the service keep), the keys
-    revoked here, and this reconciler's code and journal format (its rules)."""
-    position = walker.store.position()
+    """What decides besides the clock, as one digest: the state and this code
+    (`kept.state_key`), the tip (the plans on it) and the keys revoked here."""
     revoked = sorted(walker.revoked.fingerprints) if walker.revoked else []
-    inputs = [
-        rules_digest(),
-        journal.VERSION,
-        tip,
-        position.anchor if position else None,
-        position.last_verified if position else None,
-        walker.store.generation(),
-        revoked,
-    ]
-    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+    return state_key(walker.store, tip, revoked)
 
 
 def _kept(walker: Authoriser, key: str, now: datetime) -> tuple[Decision, ...] | None:
     """The decisions the state keeps for `key`, if they hold at `now`; a text that does
     not decode (edited by hand, another version's) is none."""
-    text = walker.store.decided()
+    text = walker.store.kept_answer(DECISIONS)
     if text is None:
         return None
     try:

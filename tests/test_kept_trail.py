@@ -1,0 +1,126 @@
+"""`history` answers from the audit trail the state keeps, entry for entry what the rows say,
+and only while the state and the code that made it are as they were.
+
+Real repositories and states, the real CLI. The kept trail is a shortcut (`app.kept`):
+whatever stands in the state under the trail's name, the rows are what the answer must
+agree with.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.adapters.statestore import StateStore
+from reconciler.app import kept
+from reconciler.app.history import trail_of
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import QA_PLAN, proposed_qa_release
+
+STATE_FILE = "state.sqlite3"
+
+
+def history(repo: SeedRepo) -> list[dict[str, Any]]:
+    result = repo.reconciler("history", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    entries = json.loads(result.stdout)["entries"]
+    assert isinstance(entries, list)
+    return entries
+
+
+def from_the_rows(repo: SeedRepo) -> list[dict[str, Any]]:
+    """The trail as the state's rows tell it, in the order `history` shows by default."""
+    store = StateStore(repo.state_dir, "main")
+    try:
+        entries = trail_of(store)
+    finally:
+        store.close()
+    return [entry.as_json() for entry in sorted(entries, key=lambda entry: entry.when)]
+
+
+def kept_text(repo: SeedRepo) -> str | None:
+    with sqlite3.connect(state_database(repo)) as db:
+        row = db.execute("SELECT detail FROM decided WHERE key = ?", (kept.TRAIL,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def state_database(repo: SeedRepo) -> Path:
+    [database] = repo.state_dir.rglob("*.sqlite3")
+    return database
+
+
+def put_kept_text(repo: SeedRepo, text: str) -> None:
+    with sqlite3.connect(state_database(repo)) as db:
+        db.execute("UPDATE decided SET detail = ? WHERE key = ?", (text, kept.TRAIL))
+
+
+def test_history_answered_from_the_kept_trail_is_what_the_rows_say(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    made = history(repo)
+    assert kept_text(repo) is not None  # made once, and kept
+    again = history(repo)
+    assert again == made
+    assert sorted(map(json.dumps, again)) == sorted(map(json.dumps, from_the_rows(repo)))
+
+
+def test_a_landing_after_the_trail_was_kept_is_in_the_next_history(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    before = history(repo)
+    approval = repo.approve(people.carol, QA_PLAN)
+    after = history(repo)
+    assert [entry for entry in after if entry["commit"] == approval]
+    assert not [entry for entry in before if entry["commit"] == approval]
+    assert sorted(map(json.dumps, after)) == sorted(map(json.dumps, from_the_rows(repo)))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: {**data, "entries": [[*row[:5], 5, *row[6:]] for row in data["entries"]]},
+        lambda data: {**data, "entries": [row[:-1] for row in data["entries"]]},
+        lambda data: {
+            **data,
+            "entries": [[*row[:1], "yesterday", *row[2:]] for row in data["entries"]],
+        },
+        lambda data: data["entries"],
+    ],
+    ids=["a-number-for-a-text", "a-field-short", "no-date", "not-an-object"],
+)
+def test_a_kept_trail_edited_by_hand_is_made_again_from_the_rows(
+    tmp_path: Path, people: People, damage: Any
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    made = history(repo)
+    text = kept_text(repo)
+    assert text is not None
+    put_kept_text(repo, json.dumps(damage(json.loads(text))))
+    assert history(repo) == made
+
+
+def test_a_trail_kept_by_other_code_does_not_answer_for_this_code(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The version number stays while the code changes: a trail another build kept from the
+    # same state must not be shown. Here the other build's trail lacks an entry.
+    repo = proposed_qa_release(tmp_path, people)
+    made = history(repo)
+    text = kept_text(repo)
+    assert text is not None
+    monkeypatch.setattr(kept, "rules_digest", lambda: "other code")
+    store = StateStore(repo.state_dir, "main")
+    try:
+        theirs = kept.state_key(store)
+    finally:
+        store.close()
+    entries = json.loads(text)["entries"][1:]
+    put_kept_text(repo, json.dumps({"key": theirs, "entries": entries}))
+    assert history(repo) == made  # the real CLI, in a process of its own
