@@ -1,7 +1,8 @@
 """The everyday-commands benchmark: what people type every day, against `git log --oneline`.
 
 Run by people and CI as
-`python -m benchmarks.everyday [--dir DIR] [--state-dir DIR] [--rounds 7] [--format json]`.
+`python -m benchmarks.everyday [--dir DIR] [--state-dir DIR] [--rounds 7] [--before DIR]
+[--format json]`.
 It takes the history-authorisation benchmark's repository (`benchmarks.verify`:
 10,000 commits by 200 users over 1,000 plans, generated, or reused with `--dir`)
 with a state that holds its tip (`--state-dir`, else a fresh one that an
@@ -10,7 +11,12 @@ commits), and times, from the repository, each command as a whole process,
 wall clock and CPU (user plus system, the command and every process it waited
 for): `plan`, `status`, `history`, `access` (the first user teams.yaml lists)
 and `verify` with nothing new since the last run, each answering from the
-state, with the reference `git log --oneline` in the same rounds.
+state, with the reference `git log --oneline` in the same rounds. With
+`--before DIR` (another checkout of the reconciler, such as `git worktree add
+DIR REV`), each of them also runs from that code in the same rounds, as
+`python -m reconciler` with DIR first on `PYTHONPATH`, labelled "(before)":
+a change's gain, measured side by side, each code on its own copy of the
+state (the older code must read the same state format).
 
 Each round runs every command once, in turn, after one round that is not
 counted; medians of `--rounds`. A ratio is the median over the rounds of the
@@ -29,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -54,6 +61,7 @@ class Command:
     label: str
     argv: tuple[str, ...]
     answers: tuple[int, ...] = (0,)  # the exit codes that are answers, not failures
+    code: Path | None = None  # another checkout of the reconciler to run it from (`--before`)
 
 
 def first_user(repo: Path) -> str:
@@ -65,28 +73,65 @@ def first_user(repo: Path) -> str:
     return str(next(iter(users)))
 
 
-def commands(repo: Path, state_dir: Path) -> list[Command]:
-    reconciler = tuple(reconciler_launcher())
-    at = ("--repo", str(repo), "--state-dir", str(state_dir))
-    return [
-        Command(REFERENCE, ("git", "-C", str(repo), "log", "--oneline")),
-        Command("reconciler plan", (*reconciler, "plan", *at)),
-        Command("reconciler status", (*reconciler, "status", *at)),
-        Command("reconciler history", (*reconciler, "history", *at)),
-        Command("reconciler access USER", (*reconciler, "access", first_user(repo), *at)),
-        # The generated history holds deliberately unauthorised landings: exit 1 is its answer.
-        Command("reconciler verify (nothing new)", (*reconciler, "verify", *at), (0, 1)),
+def commands(repo: Path, state_dir: Path, before: tuple[Path, Path] | None = None) -> list[Command]:
+    """The reference and our commands; with `before` (a checkout and a state of its own),
+    each of ours from that code too, just before it."""
+    user = first_user(repo)
+    # The generated history holds deliberately unauthorised landings: exit 1 is its answer.
+    ours = [
+        ("plan", ("plan",), (0,)),
+        ("status", ("status",), (0,)),
+        ("history", ("history",), (0,)),
+        ("access USER", ("access", user), (0,)),
+        ("verify (nothing new)", ("verify",), (0, 1)),
     ]
+    listed = [Command(REFERENCE, ("git", "-C", str(repo), "log", "--oneline"))]
+    for label, argv, answers in ours:
+        if before is not None:
+            code, state = before
+            old = (sys.executable, "-m", "reconciler", *argv, *_at(repo, state))
+            listed.append(Command(f"reconciler {label} (before)", old, answers, code))
+        at = _at(repo, state_dir)
+        listed.append(Command(f"reconciler {label}", (*reconciler_launcher(), *argv, *at), answers))
+    return listed
 
 
-def measure(rounds: int, repo: Path, state_dir: Path) -> list[Timings[Command]]:
+def _at(repo: Path, state_dir: Path) -> tuple[str, ...]:
+    return ("--repo", str(repo), "--state-dir", str(state_dir))
+
+
+def measure(
+    rounds: int, repo: Path, state_dir: Path, before: Path | None = None
+) -> list[Timings[Command]]:
     env = environment()
-    timings = [Timings(command) for command in commands(repo, state_dir)]
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-everyday-before-") as scratch:
+        # The code before gets a copy of the state: each code keeps answers in its state
+        # (the last decisions), and two codes sharing one would make each other's anew.
+        copied = None
+        if before is not None:
+            copied = Path(scratch) / "state"
+            if state_dir.exists():
+                shutil.copytree(state_dir, copied)
+        return _measure(rounds, repo, commands(repo, state_dir, _pair(before, copied)), env)
+
+
+def _pair(code: Path | None, state: Path | None) -> tuple[Path, Path] | None:
+    return None if code is None or state is None else (code, state)
+
+
+def _measure(
+    rounds: int, repo: Path, listed: list[Command], env: dict[str, str]
+) -> list[Timings[Command]]:
+    timings = [Timings(command) for command in listed]
     for round_number in range(rounds + 1):
         for timing in timings:
             command = timing.command
             run = run_counted(
-                command.argv, command.label, cwd=repo, env=env, answers=command.answers
+                command.argv,
+                command.label,
+                cwd=repo,
+                env=env if command.code is None else {**env, "PYTHONPATH": str(command.code)},
+                answers=command.answers,
             )
             if round_number > 0:  # the first round warms caches, and gives a fresh state its walk
                 timing.add(*run)
@@ -116,12 +161,12 @@ def render_text(timings: Sequence[Timings[Command]], facts: str) -> str:
         "command once in turn; ratio: median of the round-by-round CPU ratios",
         f"{os.cpu_count()} cores, load average after the run (1, 5, 15 min) {load}",
         "",
-        f"{'command':<34} {'median s':>9} {'min s':>7} {'cpu s':>6} "
+        f"{'command':<41} {'median s':>9} {'min s':>7} {'cpu s':>6} "
         f"{'/ ' + REFERENCE:>20}  cpu <= {GOAL:g}x",
     ]
     for timing in timings:
         lines.append(
-            f"{timing.command.label:<34} {timing.median:>9.3f} {min(timing.seconds):>7.3f} "
+            f"{timing.command.label:<41} {timing.median:>9.3f} {min(timing.seconds):>7.3f} "
             f"{timing.cpu_median:>6.3f} {ratio(timing, reference):>19.2f}x"
             f"  {status(timing, reference) or ''}".rstrip()
         )
@@ -191,10 +236,17 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=HistorySettings().seed, help="when generating")
     parser.add_argument("--rounds", type=int, default=7, help="counted rounds (default 7)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of the reconciler: its commands too, in the same rounds",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     arguments = parser.parse_args(argv)
     if arguments.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if arguments.before is not None and not (arguments.before / "reconciler").is_dir():
+        parser.error(f"--before {arguments.before} is no checkout of the reconciler")
     return arguments
 
 
@@ -217,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             benchmark_repository(settings, arguments.dir) as (repo, manifest, origin),
             state_directory(arguments.state_dir) as state_dir,
         ):
-            timings = measure(arguments.rounds, repo, state_dir)
+            timings = measure(arguments.rounds, repo, state_dir, arguments.before)
             facts = f"{manifest.commits} commits, {manifest.landings} landings ({origin})"
     except (BenchmarkError, HistoryError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

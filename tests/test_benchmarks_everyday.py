@@ -49,3 +49,27 @@ def test_a_command_that_fails_voids_the_run(
     at = ["--dir", str(tmp_path / "history"), "--state-dir", str(state)]
     assert main([*small, *at, "--rounds", "1"]) == 1
     assert "benchmark failed: reconciler plan exited" in capsys.readouterr().err
+
+
+def test_the_code_before_runs_beside_each_command_in_the_same_rounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # This checkout stands for the code before: each command runs twice a round, answering.
+    checkout = Path(__file__).resolve().parent.parent
+    small = ["--commits", "20", "--users", "12", "--plans", "5", "--unauthorised", "0"]
+    at = ["--dir", str(tmp_path / "history"), "--state-dir", str(tmp_path / "state")]
+    assert main([*small, *at, "--rounds", "1", "--before", str(checkout), "--format", "json"]) == 0
+    commands = json.loads(capsys.readouterr().out)["commands"]
+    labels = [command["label"] for command in commands]
+    assert labels[:3] == [REFERENCE, "reconciler plan (before)", "reconciler plan"]
+    assert len(labels) == 11
+    assert all(command["exit_codes"] == [0] for command in commands)
+
+
+def test_a_before_that_is_no_checkout_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--before", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "is no checkout of the reconciler" in capsys.readouterr().err
