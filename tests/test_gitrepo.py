@@ -203,3 +203,32 @@ def test_a_repository_owned_by_another_user_is_named_as_such_not_as_no_repositor
     assert (
         raised.value.hint == f"if you trust it: git config --global --add safe.directory {theirs}"
     )
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose", "packed"])
+def test_a_ref_moved_after_the_long_lived_reader_started_is_read_where_it_is_now(
+    tmp_path: Path, people: People, packed: bool
+) -> None:
+    repo = repo_with_plans(tmp_path, people, 2)
+    first, second = repo.git("rev-list", "--reverse", "main").split()
+    repo.git("update-ref", "refs/remotes/origin/main", first)
+    with GitRepo(repo.path) as git_repo:
+        assert git_repo.ref_commit("refs/remotes/origin/main") == first
+        if packed:
+            repo.git("pack-refs", "--all")
+        repo.git("update-ref", "refs/remotes/origin/main", second)
+        assert git_repo.ref_commit("refs/remotes/origin/main") == second
+        assert git_repo.ref_commit("refs/remotes/origin/main") == git_repo.resolve(
+            "refs/remotes/origin/main"
+        )
+
+
+def test_a_ref_that_names_no_commit_is_an_unknown_revision(tmp_path: Path, people: People) -> None:
+    repo = repo_with_plans(tmp_path, people, 1)
+    with GitRepo(repo.path) as git_repo:
+        with pytest.raises(GitError, match="unknown revision"):
+            git_repo.ref_commit("refs/remotes/origin/nothing")
+        tree = repo.git("rev-parse", "main^{tree}")
+        repo.git("update-ref", "refs/tags/a-tree", tree)
+        with pytest.raises(GitError, match="unknown revision"):
+            git_repo.ref_commit("refs/tags/a-tree")

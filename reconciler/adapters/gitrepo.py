@@ -271,7 +271,19 @@ class GitRepo(GitWriting):
                 f"git fetch {remote} failed: {error.stderr.strip()}",
                 hint="check the remote's URL and your credentials",
             ) from None
-        return self.resolve(f"refs/remotes/{remote}/{branch}")
+        return self.ref_commit(f"refs/remotes/{remote}/{branch}")
+
+    def ref_commit(self, ref: str) -> str:
+        """The commit a full ref name points at, read by the long-lived `cat-file` (git reads
+        the ref afresh for each question); GitError when it names none.
+
+        After a fetch, a record is built on this commit and pushed at once: a
+        `rev-parse` here was a process inside the window another push can land in.
+        """
+        [(parts, _)] = self._names_batch.ask([f"{ref}^{{commit}}"])
+        if len(parts) != 2 or parts[1] != b"commit":
+            raise GitError(f"unknown revision '{ref}'", hint="name a commit, branch or tag")
+        return parts[0].decode()
 
     def maintain(self) -> None:
         """Git's own housekeeping when it is due (`git maintenance run --auto`), as a fetch
