@@ -82,9 +82,16 @@ def plan_json(decisions: tuple[Decision, ...], drift: DriftReport) -> dict[str, 
 def plan_text(
     decisions: tuple[Decision, ...], drift: DriftReport, branch: str = "the branch"
 ) -> None:
+    # One write: a thousand plans are five thousand lines, each echoed alone cost more
+    # than deciding them did from the state.
+    click.echo("\n".join(_plan_lines(decisions, drift, branch)))
+
+
+def _plan_lines(
+    decisions: tuple[Decision, ...], drift: DriftReport, branch: str = "the branch"
+) -> list[str]:
     positions = _queue_positions(decisions)
-    if not decisions:
-        click.echo(f"no plans on {printable(branch)}")
+    lines = [] if decisions else [f"no plans on {printable(branch)}"]
     for decision in decisions:
         status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
         rollback = "rollback " if decision.plan and decision.plan.rollback else ""
@@ -92,12 +99,16 @@ def plan_text(
         order = (
             f" (#{positions[decision.path]} to run{where})" if decision.path in positions else where
         )
-        click.echo(f"{status} {printable(decision.path)}@{decision.blob[:12]}{order}")
-        for reason in decision.reasons:
-            click.echo(f"             {printable(reason)}")
-        for note in decision.notes:
-            click.echo(click.style(f"             note: {printable(note)}", dim=True))
-    for item in drift.drift:
-        click.echo(click.style(f"drift      {printable(item.text())}", fg="magenta"))
-    for note in drift.notes:
-        click.echo(click.style(f"drift      note: {printable(note)}", dim=True))
+        lines.append(f"{status} {printable(decision.path)}@{decision.blob[:12]}{order}")
+        lines.extend(f"             {printable(reason)}" for reason in decision.reasons)
+        lines.extend(
+            click.style(f"             note: {printable(note)}", dim=True)
+            for note in decision.notes
+        )
+    lines.extend(
+        click.style(f"drift      {printable(item.text())}", fg="magenta") for item in drift.drift
+    )
+    lines.extend(
+        click.style(f"drift      note: {printable(note)}", dim=True) for note in drift.notes
+    )
+    return lines

@@ -135,8 +135,9 @@ class TextReporter(Reporter):
         from reconciler.cli.people_output import render_pipeline
 
         width = min(shutil.get_terminal_size((80, 24)).columns, 120)
-        for line in render_pipeline(view, width):
-            click.echo(line)
+        lines = render_pipeline(view, width)
+        if lines:  # one write, as `history`'s
+            click.echo("\n".join(lines))
 
     def history(self, entries: tuple[Entry, ...]) -> None:
         from reconciler.cli.people_output import render_entry
