@@ -791,9 +791,9 @@ def library_floor(root: Path, manifest: HistoryManifest) -> str:
         f"{'total':<58}{total:>8.3f}",
         "",
         f"reference git log, median of 5: {reference:.3f} s wall, {reference_cpu:.3f} s CPU",
-        f"({total / cores / reference:.2f}x its wall time, which the machine's load inflates)",
         f"at best on {cores} core(s): {total / cores:.3f} s = {total / cores / reference_cpu:.2f}x "
         "the reference's CPU time, before any judging",
+        f"  ({total / cores / reference:.2f}x its wall time, which the machine's load inflates)",
     ]
     return "\n".join(lines)
 
