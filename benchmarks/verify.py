@@ -7,9 +7,12 @@ merges, signed and unsigned commits and 1% deliberately unauthorised ones, and
 measures:
 
 (a) a full `reconciler verify --repo DIR --state-dir <fresh> --format json`, the
-    real CLI in a subprocess, from the trust anchor to the tip;
+    real CLI in a subprocess, from the trust anchor to the tip; its note gives the
+    CPU of the walk's own process (which judges every landing in order, so bounds
+    the wall time on any number of cores) and each run against (b) just before it;
 (b) the reference `git log --first-parent -m --raw --no-renames <anchor>..main`
-    over the same range, output to /dev/null (several runs, the median);
+    over the same range, output to /dev/null (several runs, the median), each run
+    just before one of (a), so the two see the same load on a shared machine;
 (c) an incremental verify after one new signed commit, with (a)'s state
     directory (several runs, each after one more commit; main is put back
     afterwards). Where that time goes: (c') the same with `--from` the
@@ -38,7 +41,8 @@ one batch (no worker process), so it shows all the work. `--floor` instead
 times the work no Python code of ours can avoid, each part alone: the walk's
 `git log` and `cat-file` (CPU), the signature checks and libyaml's events
 for every plan version, and the interpreter's start-up; what that costs on
-the machine's cores, as a ratio to the reference `git log`.
+the machine's cores, as a ratio to the reference `git log`'s CPU time (its wall
+time, which load inflates, beside it).
 """
 
 from __future__ import annotations
@@ -116,17 +120,20 @@ print(json.dumps({
 """
 
 # `reconciler` run in this interpreter, which writes at exit (after click's exit) the peak
-# RSS of its own process: RUSAGE_CHILDREN, or the script's process tree, would report the
-# largest of its git processes and workers instead. `-c`, so the walk's workers (spawned,
-# fresh interpreters) do not run it again.
+# RSS and the CPU time of its own process: RUSAGE_CHILDREN, or the script's process tree,
+# would report the largest of its git processes and workers instead, and add their CPU.
+# The walk's own process judges every landing in order, so its CPU bounds the wall time
+# however many cores read ahead. `-c`, so the walk's workers (spawned, fresh interpreters)
+# do not run it again.
 _OWN_PEAK_PREFIX: Final = "reconciler own peak KiB: "
 _RECONCILER_OWN_PEAK: Final = f"""
 import atexit, resource, sys
 sys.argv[0] = "reconciler"
-atexit.register(
-    lambda: print("{_OWN_PEAK_PREFIX}%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  file=sys.stderr)
-)
+def _own():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print("{_OWN_PEAK_PREFIX}%d %.3f" % (usage.ru_maxrss, usage.ru_utime + usage.ru_stime),
+          file=sys.stderr)
+atexit.register(_own)
 from reconciler.cli import main
 main()
 """
@@ -265,6 +272,7 @@ class Run:
     returncode: int
     stdout: bytes
     stderr: str
+    own_cpu_seconds: float | None = None  # the command's own process, where it says (verify)
 
 
 def run_measured(argv: Sequence[str]) -> Run:
@@ -284,7 +292,7 @@ def run_measured(argv: Sequence[str]) -> Run:
         stdout = Path(out.name).read_bytes()
     # ru_maxrss is KiB on Linux, bytes on macOS.
     divisor = 1024 * 1024 if sys.platform == "darwin" else 1024
-    stderr, own = _own_peak(report["stderr"])
+    stderr, own, own_cpu = _own_peak(report["stderr"])
     return Run(
         report["seconds"],
         report["cpu"],
@@ -292,15 +300,18 @@ def run_measured(argv: Sequence[str]) -> Run:
         report["returncode"],
         stdout,
         stderr,
+        own_cpu,
     )
 
 
-def _own_peak(stderr: str) -> tuple[str, int | None]:
-    """`stderr` without the line `_RECONCILER_OWN_PEAK` writes, and that line's figure."""
+def _own_peak(stderr: str) -> tuple[str, int | None, float | None]:
+    """`stderr` without the line `_RECONCILER_OWN_PEAK` writes, and that line's figures:
+    the peak RSS in KiB and the CPU seconds of the command's own process."""
     lines = stderr.splitlines(keepends=True)
     if lines and lines[-1].startswith(_OWN_PEAK_PREFIX):
-        return "".join(lines[:-1]), int(lines[-1].removeprefix(_OWN_PEAK_PREFIX))
-    return stderr, None
+        peak, cpu = lines[-1].removeprefix(_OWN_PEAK_PREFIX).split()
+        return "".join(lines[:-1]), int(peak), float(cpu)
+    return stderr, None, None
 
 
 def verify_report(run: Run, what: str) -> dict[str, Any]:
@@ -443,27 +454,37 @@ def measure(
     checks: list[Check] = []
     log_argv = git_log_argv(root, manifest.anchor)
     run_timed(log_argv, "git log")  # warm the page cache for everyone
-    for _ in range(repeat_log):
-        run = run_measured(log_argv)
-        if run.returncode != 0:
-            raise BenchmarkError(f"git log exited {run.returncode}: {run.stderr.strip()}")
-        results["b"].seconds.append(run.seconds)
-        results["b"].cpu_seconds.append(run.cpu_seconds)
-
     kept_state: Path | None = None
-    for attempt in range(repeat_full):
+    own_cpu: list[float] = []
+    against_log: list[float] = []
+    # Interleaved, a git log before each full verify: on a shared machine the load drifts,
+    # and two series timed one after the other would compare two different machines.
+    for attempt in range(max(repeat_log, repeat_full)):
+        if attempt < repeat_log:
+            run = run_measured(log_argv)
+            if run.returncode != 0:
+                raise BenchmarkError(f"git log exited {run.returncode}: {run.stderr.strip()}")
+            results["b"].seconds.append(run.seconds)
+            results["b"].cpu_seconds.append(run.cpu_seconds)
+        if attempt >= repeat_full:
+            continue
         state = scratch / f"state-full-{attempt}"
         run = run_measured(verify_argv(root, state))
         report = verify_report(run, "the full verify")
         results["a"].seconds.append(run.seconds)
         results["a"].cpu_seconds.append(run.cpu_seconds)
         results["a"].peak_mib.append(run.peak_mib)
+        if run.own_cpu_seconds is not None:
+            own_cpu.append(run.own_cpu_seconds)
+        if attempt < repeat_log:
+            against_log.append(run.seconds / results["b"].seconds[-1])
         if attempt == 0:
             checks.append(check_report(report, manifest, "full verify", returncode=run.returncode))
             kept_state = state
         else:
             shutil.rmtree(state)
     assert kept_state is not None
+    results["a"].note = _full_note(own_cpu, against_log)
 
     appended: list[str] = []
     try:
@@ -525,6 +546,17 @@ def measure(
         )
         memory.append(MemoryPoint(other.commits, run.peak_mib, run.seconds))
     return results, checks, memory
+
+
+def _full_note(own_cpu: list[float], ratios: list[float]) -> str:
+    """(a)'s note: the CPU of the walk's own process (what bounds the wall time on any
+    number of cores), and each run against the git log just before it."""
+    parts = []
+    if own_cpu:
+        parts.append(f"the walk's own process {statistics.median(own_cpu):.2f} s CPU")
+    if ratios:
+        parts.append(f"{statistics.median(ratios):.2f}x the git log run just before, run by run")
+    return "; ".join(parts) + " (medians)" if parts else ""
 
 
 def memory_histories(
@@ -738,9 +770,17 @@ def library_floor(root: Path, manifest: HistoryManifest) -> str:
         parser.dispose()
     parts.append((f"libyaml events of {len(contents):,} versions", time.process_time() - started))
     parts.append(("interpreter and imports", _child_cpu([sys.executable, "-c", STARTUP_IMPORTS])))
-    reference = statistics.median(
-        run_timed(git_log_argv(root, manifest.anchor), "git log") for _ in range(5)
-    )
+    # The reference in CPU seconds as well as wall: the parts above are CPU, which a loaded
+    # machine barely moves, while the reference's wall time grows with the load and would
+    # make the floor look lower than it is. git log is one busy process: on a quiet
+    # machine its wall and CPU times agree.
+    log_argv = git_log_argv(root, manifest.anchor)
+    walls: list[float] = []
+    cpus: list[float] = []
+    for _ in range(5):
+        walls.append(run_timed(log_argv, "git log"))
+        cpus.append(_child_cpu(log_argv))
+    reference, reference_cpu = statistics.median(walls), statistics.median(cpus)
     cores = (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     )
@@ -750,9 +790,10 @@ def library_floor(root: Path, manifest: HistoryManifest) -> str:
     lines += [
         f"{'total':<58}{total:>8.3f}",
         "",
-        f"reference git log, median of 5: {reference:.3f} s",
-        f"at best on {cores} core(s): {total / cores:.3f} s = {total / cores / reference:.2f}x "
-        "the reference, before any judging",
+        f"reference git log, median of 5: {reference:.3f} s wall, {reference_cpu:.3f} s CPU",
+        f"at best on {cores} core(s): {total / cores:.3f} s = {total / cores / reference_cpu:.2f}x "
+        "the reference's CPU time, before any judging",
+        f"  ({total / cores / reference:.2f}x its wall time, which the machine's load inflates)",
     ]
     return "\n".join(lines)
 

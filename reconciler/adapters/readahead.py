@@ -134,7 +134,9 @@ class ReadAhead:
                     from reconciler.adapters.process import worker_pool  # noqa: PLC0415 - long walks only
 
                     worker = worker_pool(self.workers)
-                asked = frozenset().union(*(batch.versions for batch in flight))
+                asked: frozenset[VersionKey] = frozenset().union(
+                    *(batch.versions for batch in flight)
+                )
                 flight.append(self._send(entries, worker, asked))
                 # Each worker has a batch to work on and one waiting.
                 if len(flight) > 2 * self.workers:
@@ -178,7 +180,7 @@ class ReadAhead:
         self,
         entries: list[HistoryEntry],
         worker: Executor | None,
-        asked: frozenset[str],
+        asked: frozenset[VersionKey],
         *,
         walked: bool = True,
     ) -> _Batch:
@@ -187,10 +189,12 @@ class ReadAhead:
         and now without one.
 
         Versions already parsed, or `asked` for by the batches in flight, are not read again.
+        A version is its file's kind and name and its blob, not the blob alone: the same
+        bytes are another plan's fields under another name (or invalid there).
         """
         commits = [entry.id for entry in entries]
         stored = self.store.signatures(commits)
-        wanted: dict[str, Wanted] = {}
+        wanted: dict[VersionKey, Wanted] = {}
         # Versions parsed before, taken along: the cache may drop them before this batch
         # is judged, and reading one then costs a round trip to git.
         held: dict[VersionKey, FieldMap] = {}
@@ -201,11 +205,11 @@ class ReadAhead:
                     continue
                 for blob in (change.old_blob, change.new_blob):
                     key = (placement.kind, placement.name, blob)
-                    if blob == NULL_OID or blob in asked:
+                    if blob == NULL_OID or key in asked:
                         continue
                     known = self.versions.get(key)
                     if known is None:
-                        wanted[blob] = (change.path, placement.kind, placement.name, blob)
+                        wanted[key] = (change.path, placement.kind, placement.name, blob)
                     else:
                         held[key] = known
         inputs: Inputs = (
@@ -273,7 +277,7 @@ class _Batch:
     entries: list[HistoryEntry]
     stored: dict[str, SignatureCheck] = field(default_factory=dict)  # from the state store
     prepared: _Outcome | None = None  # commits, their checks, the versions parsed
-    versions: frozenset[str] = frozenset()  # blobs asked for this batch
+    versions: frozenset[VersionKey] = frozenset()  # versions asked for this batch
     inputs: Inputs = ([], frozenset(), [], [])
     held: Mapping[VersionKey, FieldMap] = field(default_factory=dict)  # parsed before
 
@@ -308,7 +312,7 @@ def prepare(
         }
         taken = repo.check_trees(walked, roots)
     # Larger versions are left out: the walk reads their size and calls them invalid.
-    contents, _ = repo.blobs([blob for *_, blob in wanted], MAX_FILE_BYTES)
+    contents, _ = repo.blobs(list(dict.fromkeys(blob for *_, blob in wanted)), MAX_FILE_BYTES)
     parsed = {
         (kind, name, blob): parse_version(path, kind, name, blob, contents[blob])
         for path, kind, name, blob in wanted
