@@ -46,7 +46,6 @@ import functools
 import hashlib
 import os
 import random
-import re
 import socket
 import threading
 import time
@@ -56,11 +55,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.drivers import Driver, Outcome, Step, load_driver
-from reconciler.adapters.gitobjects import CommitInfo
 from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
@@ -70,6 +68,7 @@ from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.checkpoint_trust import CheckpointTrust, pinned_keys
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
+from reconciler.app.inert import inert, only_people
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
 from reconciler.app.record import (
     Publisher,
@@ -98,9 +97,8 @@ from reconciler.core.errors import (
     TemporaryError,
     UsageError,
 )
-from reconciler.core.events import FINISHED, HUMAN_TRAILERS, RESULT, PlanRef, Record
+from reconciler.core.events import FINISHED, PlanRef, Record
 from reconciler.core.journal import OutboxEntry
-from reconciler.core.layout import READ_DIRS, TEAMS_FILE
 from reconciler.core.loader import load
 from reconciler.core.model import Environment, Plan, Policy
 from reconciler.core.revocation import Revocations
@@ -132,17 +130,6 @@ PUBLISH_BUDGET = 60.0
 # The most a lost race waits before trying again, at random: reconcilers that lost together
 # try apart, and the commits that pile up meanwhile are few (under one at 20 pushes a second).
 PUBLISH_JITTER = 0.02
-# The most commits a lost race may have let in that are checked, not walked: past that,
-# walking them is worth its time.
-UNWALKED_AT_MOST = 200
-# Any mention of a result: a commit that might be a record is walked, never just checked.
-_MAY_BE_A_RECORD: Final = re.compile(r"result", re.IGNORECASE)
-# Any mention of a trailer that may count (`trailer_rules`): a person's approval, trigger or
-# retry, or a record. Keys are ASCII and never folded, so a mention in any case will do.
-_MAY_COUNT: Final = re.compile("|".join(map(re.escape, (*HUMAN_TRAILERS, RESULT))), re.IGNORECASE)
-# What of a commit's tree the reconciler reads (`layout`): a commit that leaves all of it
-# as its parent had it changes no decision.
-_READ: Final = (TEAMS_FILE, *READ_DIRS, "logs")
 # How long start records decided on one tip may be rebuilt on newer tips that change nothing
 # a decision reads (`inert`) before the round decides again: the clock moves gates too.
 REDECIDE_AFTER = 2.0
@@ -150,72 +137,6 @@ REDECIDE_AFTER = 2.0
 # before one decides every plan again: the clock moves gates in every environment, but
 # deciding 2,000 plans takes a run's time, so not every round.
 DECIDE_ALL_AFTER = 30.0
-
-
-def inert(repo: GitRepo, checked: str, tip: str) -> bool:
-    """Whether all that lies between `checked` and `tip` is a short line of single-parent
-    commits that change nothing the reconciler reads and carry no trailer that may
-    count: a decision made on `checked` holds on `tip`, whoever made them.
-
-    A trailer is looked for in the message as stored, so a message in another
-    encoding (which git would convert before reading its trailers) or with a
-    NUL in it is never taken for inert.
-    """
-
-    def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
-        return (
-            commit.encoding.lower() in ("", "utf-8", "utf8")
-            and "\0" not in commit.message
-            and not _MAY_COUNT.search(commit.message)
-            and repo.top_entries(commit, _READ) == repo.top_entries(parent, _READ)
-        )
-
-    return _short_line(repo, checked, tip, holds)
-
-
-def only_people(repo: GitRepo, checked: str, tip: str) -> bool:
-    """Whether all that lies between `checked` and `tip` is a short line of single-parent
-    commits none of which may be a record or changes teams.yaml: nothing a finish
-    record reads, nor the key it must be signed with, changes.
-
-    A finish record reads the effective `deployments/` and the records of its
-    run, which only records change (a person's edit of `deployments/` is
-    refused, and never effective); a commit that mentions a result anywhere in
-    its message is walked, however it is signed. So is each change to
-    teams.yaml, even one undone later: the undoing may be refused, and the
-    effective policy left rotated.
-    """
-    teams = (TEAMS_FILE,)  # read as the walk reads a tree, not as git looks a path up
-
-    def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
-        return not _MAY_BE_A_RECORD.search(commit.message) and repo.top_entries(
-            commit, teams
-        ) == repo.top_entries(parent, teams)
-
-    return _short_line(repo, checked, tip, holds)
-
-
-def _short_line(
-    repo: GitRepo, checked: str, tip: str, holds: Callable[[CommitInfo, CommitInfo], bool]
-) -> bool:
-    """Whether `tip` descends from `checked` by at most `UNWALKED_AT_MOST` single-parent
-    commits each of which `holds` (given it and its parent).
-
-    The one parent is the one git reads (`gitobjects.parse_commit`): a commit
-    whose `parent` line stands after its committer is a root, a history of its
-    own (force-pushed), and ends the line.
-    """
-    commit = repo.commit(tip)
-    for _ in range(UNWALKED_AT_MOST):
-        if commit.id == checked:
-            return True
-        if len(commit.parents) != 1:
-            return False
-        parent = repo.commit(commit.parents[0])
-        if not holds(commit, parent):
-            return False
-        commit = parent
-    return commit.id == checked
 
 
 @dataclass(frozen=True, slots=True)
