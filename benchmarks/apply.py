@@ -894,6 +894,7 @@ def profile_apply(fixture: Fixture, scratch: Path, *, top: int) -> Profile:
     import reconciler.adapters.process  # noqa: PLC0415
     import reconciler.adapters.statestore  # noqa: PLC0415
     import reconciler.app.authorise  # noqa: PLC0415 - the modules whose functions are wrapped
+    import reconciler.app.passes  # noqa: PLC0415
     import reconciler.app.reconcile  # noqa: PLC0415
     import reconciler.app.record  # noqa: PLC0415
 
@@ -906,7 +907,7 @@ def profile_apply(fixture: Fixture, scratch: Path, *, top: int) -> Profile:
             missing.append(f"{module_name}.{dotted}")  # renamed since: its time goes to callers
         else:
             timer.wrap(*found, label)
-    options = reconciler.app.reconcile.Options(
+    options = reconciler.app.passes.Options(
         remote="origin",
         state_dir=workspace.state_dir,
         key=fixture.service_key,

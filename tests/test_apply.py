@@ -21,7 +21,8 @@ from ruamel.yaml import YAML
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import reconcile
 from reconciler.app.authorise import Authoriser
-from reconciler.app.reconcile import Options, PassReport, Reconciler
+from reconciler.app.passes import Options, PassReport
+from reconciler.app.reconcile import Reconciler
 from reconciler.core.errors import ConfigError, HistoryRewrittenError
 from reconciler.core.loader import load
 from tests.clock import SUITE_NOW
