@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,8 @@ from reconciler.core.events import PlanRef
 from reconciler.core.model import Environment, Policy
 from reconciler.core.runs import Dependents
 from reconciler.core.verdicts import LandingVerdict
+
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
