@@ -31,7 +31,7 @@ from typing import Any
 
 from reconciler.adapters.notify import Courier, Delivery, NotifyConfig, Target
 from reconciler.app.notices import Notifications
-from reconciler.app.reconcile import PassReport
+from reconciler.app.passes import PassReport
 from reconciler.core.events import PlanRef
 from reconciler.core.model import Policy, Route
 

@@ -21,7 +21,9 @@ from ruamel.yaml import YAML
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import reconcile
 from reconciler.app.authorise import Authoriser
-from reconciler.app.reconcile import Options, PassReport, Reconciler
+from reconciler.app.finishing import FinishRecords
+from reconciler.app.passes import Options, PassReport
+from reconciler.app.reconcile import Reconciler
 from reconciler.core.errors import ConfigError, HistoryRewrittenError
 from reconciler.core.loader import load
 from tests.clock import SUITE_NOW
@@ -644,19 +646,23 @@ def test_a_key_revoked_while_the_service_runs_proves_nothing_from_its_next_pass(
 
 
 def raise_once(
-    monkeypatch: pytest.MonkeyPatch, method: str, when: Callable[[Reconciler], bool]
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: Callable[[Any], bool],
+    owner: type[Any] = Reconciler,
 ) -> None:
-    """Make `Reconciler.<method>` raise 'an error mid-round' the first time `when` holds."""
-    real = getattr(Reconciler, method)
+    """Make `<owner>.<method>` raise 'an error mid-round' the first time `when` (given the
+    instance) holds."""
+    real = getattr(owner, method)
     raised: list[bool] = []
 
-    def failing(service: Reconciler, *args: Any, **kwargs: Any) -> Any:
+    def failing(service: Any, *args: Any, **kwargs: Any) -> Any:
         if not raised and when(service):
             raised.append(True)
             raise RuntimeError("an error mid-round")
         return real(service, *args, **kwargs)
 
-    monkeypatch.setattr(Reconciler, method, failing)
+    monkeypatch.setattr(owner, method, failing)
 
 
 def service_options(repo: SeedRepo, people: People, tmp_path: Path) -> Options:
@@ -688,7 +694,7 @@ def test_an_error_while_the_watcher_flushes_its_outbox_leaves_the_state_free_for
 ) -> None:
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    raise_once(monkeypatch, "_finish_files", lambda _: True)
+    raise_once(monkeypatch, "_finish_files", lambda _: True, FinishRecords)
     options = service_options(repo, people, tmp_path)
     with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         _, [started] = service.watch_pass()

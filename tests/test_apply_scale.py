@@ -34,7 +34,8 @@ from benchmarks.apply import (
     run_apply,
     signing_config,
 )
-from reconciler.app.reconcile import Options, PassReport, Reconciler
+from reconciler.app.passes import Options, PassReport
+from reconciler.app.reconcile import Reconciler
 from reconciler.core import decide
 from tests.clock import SUITE_NOW
 from tests.people import People

@@ -28,8 +28,9 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.authorise import Authoriser
 from reconciler.app.effective_policy import policy_from
+from reconciler.app.passes import Options
 from reconciler.app.pipeline import gather
-from reconciler.app.reconcile import Options, Reconciler
+from reconciler.app.reconcile import Reconciler
 from reconciler.core.errors import HistoryRewrittenError, TemporaryError
 from reconciler.core.events import NUL_MESSAGE, Signoff
 from reconciler.core.journal import IgnoredTrailer

@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from reconciler.adapters.statestore import StateStore
-from reconciler.app.reconcile import Options, Reconciler
+from reconciler.app.passes import Options
+from reconciler.app.reconcile import Reconciler
 from tests import test_watch
 from tests.people import People
 from tests.repositories import ConfigRepo, SeedRepo, run_git

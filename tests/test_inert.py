@@ -1,4 +1,4 @@
-"""Which commits leave a decision standing (`reconcile.inert`), on real repositories.
+"""Which commits leave a decision standing (`inert.inert`), on real repositories.
 
 Start records decided on one tip are rebuilt on a newer one, without deciding
 again, only when everything in between is inert: single-parent commits that
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.app.reconcile import UNWALKED_AT_MOST, inert, only_people
+from reconciler.app.inert import UNWALKED_AT_MOST, inert, only_people
 from reconciler.core.errors import HistoryRewrittenError
 from tests.people import People
 from tests.repositories import SeedRepo, run_git

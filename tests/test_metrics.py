@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.app.reconcile import Options
+from reconciler.app.passes import Options
 from reconciler.app.watch import LogEvent, Request, Watch, WatchSettings
 from tests.people import People
 from tests.repositories import run_git

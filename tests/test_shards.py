@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from benchmarks.storm import git_contains, start_storm, stop_storm
-from reconciler.app.reconcile import Options, Reconciler
+from reconciler.app.passes import Options
+from reconciler.app.reconcile import Reconciler
 from tests.configrepo import dump
 from tests.people import People
 from tests.repositories import SeedRepo, run_git

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from benchmarks.watch import Fixture, Settings, add_plan_file, build_fixture, git, sync
 from reconciler.adapters.statestore import PAGE_CACHE_KIB, StateStore
-from reconciler.app.reconcile import Options, Reconciler
+from reconciler.app.passes import Options
+from reconciler.app.reconcile import Reconciler
 from reconciler.core.layout import Placement, _place, place
 
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\b\d+\b")

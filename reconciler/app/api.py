@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
-    from reconciler.app.reconcile import Options, PassReport
+    from reconciler.app.passes import Options, PassReport
     from reconciler.app.session import Session
     from reconciler.app.verified import VerifyResult
     from reconciler.app.watch import LogEvent, WatchedPages

@@ -37,7 +37,8 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import new_key_pair
 from reconciler.app.history import audit_trail
 from reconciler.app.history_entries import Entry
-from reconciler.app.reconcile import Options, PassReport, Reconciler
+from reconciler.app.passes import Options, PassReport
+from reconciler.app.reconcile import Reconciler
 from reconciler.app.session import open_session
 from reconciler.core.decide import Decision
 from reconciler.core.errors import UsageError

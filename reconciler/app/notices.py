@@ -25,7 +25,7 @@ from typing import Any, Final, Literal
 
 from reconciler.adapters.notify import Courier
 from reconciler.app.drift import DriftReport
-from reconciler.app.reconcile import PassReport, RunReport, StartedRun
+from reconciler.app.passes import PassReport, RunReport, StartedRun
 from reconciler.core.decide import Decision
 from reconciler.core.model import Route
 from reconciler.core.notices import (

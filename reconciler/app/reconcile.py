@@ -28,9 +28,9 @@ module carries it out: it publishes, runs and records.
 
 5. run the drivers, each step only while the run holds its lease (extended by
    a heartbeat record when it would not cover the step with its margin:
-   `runs.may_step`), and publish the finish record (rebuilt on the new tip when
-   a human pushed meanwhile; a late record once main records the run
-   interrupted).
+   `runs.may_step`), and publish the finish record (`finishing`: rebuilt on the
+   new tip when a human pushed meanwhile; a late record once main records the
+   run interrupted).
 
 `pass_once` (apply) runs the started runs at once, a thread per environment,
 and repeats from 2 until nothing more may run; `watch_pass` (the watcher)
@@ -43,24 +43,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import random
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.drivers import Driver, Outcome, Step, load_driver
-from reconciler.adapters.gitobjects import CommitInfo
 from reconciler.adapters.gitops import Committer
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey, signed_commit
@@ -70,19 +65,25 @@ from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.checkpoint_trust import CheckpointTrust, pinned_keys
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
+from reconciler.app.finishing import PUBLISH_BUDGET, PUBLISH_JITTER, FinishRecords, _deployments_in
+from reconciler.app.inert import inert
+from reconciler.app.passes import (
+    Clock,
+    Options,
+    PassReport,
+    RunReport,
+    StartedRun,
+    _Decided,
+    default_instance,
+)
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
 from reconciler.app.record import (
     Publisher,
     RecordWriter,
     check_instance_name,
-    deployments_bytes,
     deployments_file,
-    finish_message,
     heartbeat_message,
     interrupted_message,
-    late_message,
-    log_bytes,
-    log_path,
     refusal_message,
     start_message,
 )
@@ -94,21 +95,17 @@ from reconciler.core.errors import (
     ConfigError,
     HistoryRewrittenError,
     ReconcilerError,
-    StateNotWritable,
     TemporaryError,
     UsageError,
 )
-from reconciler.core.events import FINISHED, HUMAN_TRAILERS, RESULT, PlanRef, Record
+from reconciler.core.events import PlanRef
 from reconciler.core.journal import OutboxEntry
-from reconciler.core.layout import READ_DIRS, TEAMS_FILE
-from reconciler.core.loader import load
 from reconciler.core.model import Environment, Plan, Policy
 from reconciler.core.revocation import Revocations
 from reconciler.core.runs import (
     EXTEND,
     RECENT_RECORDS,
     STEP,
-    Dependents,
     RunDecisions,
     RunFacts,
     Start,
@@ -116,7 +113,6 @@ from reconciler.core.runs import (
     decide_runs,
     dependents,
     in_shard,
-    late_steps,
     lease_for,
     may_ride,
     may_step,
@@ -124,25 +120,7 @@ from reconciler.core.runs import (
     touched_by,
     unknown_environments,
 )
-from reconciler.core.verdicts import LandingVerdict
 
-Clock = Callable[[], datetime]
-# How long a finish record may try to land before the pass leaves it to the next one.
-PUBLISH_BUDGET = 60.0
-# The most a lost race waits before trying again, at random: reconcilers that lost together
-# try apart, and the commits that pile up meanwhile are few (under one at 20 pushes a second).
-PUBLISH_JITTER = 0.02
-# The most commits a lost race may have let in that are checked, not walked: past that,
-# walking them is worth its time.
-UNWALKED_AT_MOST = 200
-# Any mention of a result: a commit that might be a record is walked, never just checked.
-_MAY_BE_A_RECORD: Final = re.compile(r"result", re.IGNORECASE)
-# Any mention of a trailer that may count (`trailer_rules`): a person's approval, trigger or
-# retry, or a record. Keys are ASCII and never folded, so a mention in any case will do.
-_MAY_COUNT: Final = re.compile("|".join(map(re.escape, (*HUMAN_TRAILERS, RESULT))), re.IGNORECASE)
-# What of a commit's tree the reconciler reads (`layout`): a commit that leaves all of it
-# as its parent had it changes no decision.
-_READ: Final = (TEAMS_FILE, *READ_DIRS, "logs")
 # How long start records decided on one tip may be rebuilt on newer tips that change nothing
 # a decision reads (`inert`) before the round decides again: the clock moves gates too.
 REDECIDE_AFTER = 2.0
@@ -150,177 +128,6 @@ REDECIDE_AFTER = 2.0
 # before one decides every plan again: the clock moves gates in every environment, but
 # deciding 2,000 plans takes a run's time, so not every round.
 DECIDE_ALL_AFTER = 30.0
-
-
-def inert(repo: GitRepo, checked: str, tip: str) -> bool:
-    """Whether all that lies between `checked` and `tip` is a short line of single-parent
-    commits that change nothing the reconciler reads and carry no trailer that may
-    count: a decision made on `checked` holds on `tip`, whoever made them.
-
-    A trailer is looked for in the message as stored, so a message in another
-    encoding (which git would convert before reading its trailers) or with a
-    NUL in it is never taken for inert.
-    """
-
-    def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
-        return (
-            commit.encoding.lower() in ("", "utf-8", "utf8")
-            and "\0" not in commit.message
-            and not _MAY_COUNT.search(commit.message)
-            and repo.top_entries(commit, _READ) == repo.top_entries(parent, _READ)
-        )
-
-    return _short_line(repo, checked, tip, holds)
-
-
-def only_people(repo: GitRepo, checked: str, tip: str) -> bool:
-    """Whether all that lies between `checked` and `tip` is a short line of single-parent
-    commits none of which may be a record or changes teams.yaml: nothing a finish
-    record reads, nor the key it must be signed with, changes.
-
-    A finish record reads the effective `deployments/` and the records of its
-    run, which only records change (a person's edit of `deployments/` is
-    refused, and never effective); a commit that mentions a result anywhere in
-    its message is walked, however it is signed. So is each change to
-    teams.yaml, even one undone later: the undoing may be refused, and the
-    effective policy left rotated.
-    """
-    teams = (TEAMS_FILE,)  # read as the walk reads a tree, not as git looks a path up
-
-    def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
-        return not _MAY_BE_A_RECORD.search(commit.message) and repo.top_entries(
-            commit, teams
-        ) == repo.top_entries(parent, teams)
-
-    return _short_line(repo, checked, tip, holds)
-
-
-def _short_line(
-    repo: GitRepo, checked: str, tip: str, holds: Callable[[CommitInfo, CommitInfo], bool]
-) -> bool:
-    """Whether `tip` descends from `checked` by at most `UNWALKED_AT_MOST` single-parent
-    commits each of which `holds` (given it and its parent).
-
-    The one parent is the one git reads (`gitobjects.parse_commit`): a commit
-    whose `parent` line stands after its committer is a root, a history of its
-    own (force-pushed), and ends the line.
-    """
-    commit = repo.commit(tip)
-    for _ in range(UNWALKED_AT_MOST):
-        if commit.id == checked:
-            return True
-        if len(commit.parents) != 1:
-            return False
-        parent = repo.commit(commit.parents[0])
-        if not holds(commit, parent):
-            return False
-        commit = parent
-    return commit.id == checked
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    branch: str | None = None
-    remote: str | None = None
-    state_dir: Path | None = None
-    key: Path | None = None
-    instance: str | None = None
-    driver_root: Path | None = None
-    dry_run: bool = False
-    # How often one round may try again (lost races, bookkeeping) before it gives up: a
-    # reconciler racing in a loop. A pass has as many rounds as its backlog needs.
-    max_rounds: int = 1000
-    # `--environments`: the only environments it starts runs in (`runs.in_shard`); None: any.
-    environments: frozenset[str] | None = None
-    # `--checkpoint-key`: the keys whose checkpoints a fresh state goes on from (none: the
-    # trust anchor's service accounts').
-    checkpoint_keys: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    run: str
-    plan: PlanRef
-    environment: str
-    result: str
-    failed_step: str | None
-    retry_of: str | None
-    reason: str | None = None  # why it failed: the failed step's summary, or the error
-    # With `on_failure: rollback`: what a failed run put back, "<app> <version>" each.
-    rolled_back: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StartedRun:
-    """A run whose start record is published: the lock is held, the drivers may go."""
-
-    decision: Decision
-    run_id: str
-    environment: Environment
-    writer: RecordWriter
-    finished: tuple[str, ...] = ()  # a retry: the runs that deployed the steps it skips
-    lease_until: datetime | None = None  # as its start record says
-
-    @property
-    def plan(self) -> PlanRef:
-        return self.decision.ref
-
-
-@dataclass(slots=True)
-class PassReport:
-    tip: str = ""
-    settled: str = ""  # where this pass left the branch: its last publish, else the tip it read
-    decisions: tuple[Decision, ...] = ()
-    landings: list[LandingVerdict] = field(default_factory=list)
-    runs: list[RunReport] = field(default_factory=list)
-    refused: list[PlanRef] = field(default_factory=list)
-    why_refused: dict[PlanRef, tuple[str, ...]] = field(default_factory=dict)  # by `refused`
-    interrupted: list[str] = field(default_factory=list)
-    # The environment each of `interrupted` ran in (the service's notices say where).
-    interrupted_in: dict[str, str] = field(default_factory=dict)
-    would_run: tuple[Decision, ...] = ()
-    dry_run: bool = False
-    shard: tuple[str, ...] | None = None  # `--environments`, sorted; None: not sharded
-    # Environments whose next plan waits because their driver cannot load here, and why.
-    held: dict[str, ConfigError] = field(default_factory=dict)
-    policy: Policy | None = None  # the policy in force at `settled` (the notices' routes)
-    # What deployments/ records there, by environment and application (the service's drift).
-    deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    # How many plan versions the pass decided, a round's re-decisions counted each time:
-    # about twice the plans a backlog runs, never rounds times plans (`_Decided`).
-    decided: int = 0
-    checkpoint: str = ""  # the checkpoint this pass published, if it did
-
-    @property
-    def failed(self) -> bool:
-        return (
-            bool(self.refused)
-            or bool(self.held)
-            or any(run.result == "failed" for run in self.runs)
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Decided:
-    """A round's decisions, for the next round of the pass to start from.
-
-    The next round decides again only what this reconciler's own records since
-    change (`runs.touched_by`) and the next plan of each environment, with the
-    clock of its start; the rest holds as long as nobody else lands a commit.
-    """
-
-    on: str  # the tip the round's start records left: the decisions hold there
-    decisions: Mapping[str, Decision]  # every plan on main, by path, before `runs.hold`
-    history: History
-    since: float  # monotonic time every plan was last decided
-    plans: Dependents  # `runs.dependents`, of that time
-    started: Mapping[str, PlanRef] = field(default_factory=dict)  # run id -> its plan version
-
-
-def default_instance(state_dir: Path) -> str:
-    """Stable across restarts (so a restarted reconciler recognises its own runs)."""
-    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
-    return f"{socket.gethostname()}-{digest}"
 
 
 class Reconciler:
@@ -388,11 +195,18 @@ class Reconciler:
         self.observed: History | None = None
         self._last_published = ""
         self._refusals_recorded: set[PlanRef] = set()
-        # (a, b): b is a's descendant by this reconciler's start records and commits that
-        # change nothing it reads (`inert`) alone: a's effective state is b's.
-        self._fileless_records: tuple[str, str] | None = None
         # Re-entrant: the watcher holds it over a whole pass, whose steps take it again.
         self._git_lock = threading.RLock()
+        self._finishing = FinishRecords(
+            self.repo,
+            self.store,
+            self.publisher,
+            self._walker,
+            clock=clock,
+            sleep=sleep,
+            git_lock=self._git_lock,
+            writer=self._writer,
+        )
 
     def _ready_to_record(self, options: Options) -> None:
         """What a service that records runs needs, checked before any run starts."""
@@ -446,7 +260,7 @@ class Reconciler:
         it cleared them) leave the outbox unpublished, and are not counted.
         """
         with self._git_lock:
-            return self._flush_outbox()
+            return self._finishing.flush_outbox()
 
     def __enter__(self) -> Reconciler:
         return self
@@ -463,7 +277,7 @@ class Reconciler:
         self.publisher.maintain()
         self._looks = {}  # a pass looks at each driver afresh
         if not self.options.dry_run:
-            self._flush_outbox()
+            self._finishing.flush_outbox()
         # As many rounds as the backlog needs: the pass ends when a round starts nothing,
         # or nothing new (a plan version it ran already: no progress, a racing loop).
         ran: set[PlanRef] = set()
@@ -472,7 +286,7 @@ class Reconciler:
             ran.update(run.plan for run in started)
             self._run_all(started, report)
             if again:
-                self._flush_outbox()
+                self._finishing.flush_outbox()
                 raise TemporaryError(
                     "the pass did not settle: a round started only plan versions it ran already",
                     hint="check for a reconciler racing in a loop",
@@ -491,7 +305,7 @@ class Reconciler:
             self.publisher.maintain()
             self._looks = {}  # a pass looks at each driver afresh
             if not self.options.dry_run:
-                self._flush_outbox()
+                self._finishing.flush_outbox()
             started = self.plan_pass(report)
             self._publish_checkpoint(report)
         return report, started
@@ -523,7 +337,9 @@ class Reconciler:
             decided, self._decided = self._decided, None  # serves one round at most
             base = self.publisher.current()
             pending = {} if self.options.dry_run else self.store.outbox()
-            tip, pending = self._finish_chain(base, pending) if pending else (base, pending)
+            tip, pending = (
+                self._finishing.finish_chain(base, pending) if pending else (base, pending)
+            )
             # The walk of unpublished finish records stays open until their publish keeps
             # or discards it; an error in between rolls it back, and a dry run keeps nothing.
             with self.store.transaction(keep=not self.options.dry_run) as walk:
@@ -536,7 +352,7 @@ class Reconciler:
                         narrowed=self._narrowed(decided, base, pending),
                     )
                 except HistoryRewrittenError:
-                    if self._left_behind(base) is None:
+                    if self._finishing.left_behind(base) is None:
                         raise
                     continue  # `base` is stale: the round again, on the branch as it is
                 report.settled = tip
@@ -586,7 +402,7 @@ class Reconciler:
                     pending or not self._starts_through(tip, starts, writer, tried)
                 ):
                     continue  # lost the race: decide again on the branch as it is
-                self._fileless_records = (tip, self._last_published)
+                self._finishing.fileless_records = (tip, self._last_published)
                 if self._round is not None:
                     self._decided = replace(
                         self._round,
@@ -655,7 +471,7 @@ class Reconciler:
                 # Someone pushed first: forget the walk of our unpublished records and
                 # publish each finish record on its own, rebuilt on the new tip.
                 walk.discard()
-                self._flush_outbox()
+                self._finishing.flush_outbox()
         return published
 
     def _published(self, pending: dict[str, OutboxEntry], walk: Transaction) -> None:
@@ -910,7 +726,7 @@ class Reconciler:
                 # The start record is out: a run that ends in an error must still be
                 # recorded as ended, or it stays 'started' until a restart or its lease.
                 execution = self._ended_by(error)
-            self._finish(started.writer, decision, run_id, execution, publish=publish)
+            self._finishing.finish(started.writer, decision, run_id, execution, publish=publish)
         finally:
             self.in_flight.discard(run_id)
         failed = execution.failed_step
@@ -1034,7 +850,7 @@ class Reconciler:
         def fence(step: Step) -> Step | str:
             nonlocal lease
             with self._git_lock:  # main as last walked: a watcher walks it during runs
-                ended = self._ended(started.run_id)
+                ended = self._finishing.ended(started.run_id)
             seen = None if ended is None else f"{ended.result} in {ended.commit[:12]}"
             why = may_step(lease, self.clock(), budget, ended=seen)
             if why.code == EXTEND:
@@ -1053,8 +869,8 @@ class Reconciler:
 
     def _heartbeat(self, started: StartedRun, lease: datetime) -> tuple[datetime, str | None]:
         """Publish a heartbeat extending the run's lease, as a finish record is published
-        (`_racing`); the lease it holds then, and the record that ended the run if main
-        has one.
+        (`FinishRecords.racing`); the lease it holds then, and the record that ended the
+        run if main has one.
 
         It tries while the lease lasts, never after: made once the lease has passed,
         the rules would refuse it (`heartbeat_refusal`), and the run would step under
@@ -1063,7 +879,9 @@ class Reconciler:
         run_id, environment = started.run_id, started.environment
         deadline = time.monotonic() + PUBLISH_BUDGET
         with self._git_lock:
-            for tip, writer in self._racing(started.writer, lambda: self._ended(run_id) is None):
+            for tip, writer in self._finishing.racing(
+                started.writer, lambda: self._finishing.ended(run_id) is None
+            ):
                 if self.clock() >= lease or time.monotonic() >= deadline:
                     return lease, None  # the lease it has stands: `may_step` says if it will do
                 extended = self.clock() + lease_for(environment, 1)
@@ -1073,8 +891,8 @@ class Reconciler:
                 if self.publisher.publish(writer.commit(tip, message), tip):
                     self._last_published = self.publisher.last_known()
                     return extended, None
-            ended = self._ended(run_id)
-            assert ended is not None  # `_racing` stops early only for that
+            ended = self._finishing.ended(run_id)
+            assert ended is not None  # `racing` stops early only for that
             return lease, f"{ended.result} in {ended.commit[:12]}"
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
@@ -1104,272 +922,6 @@ class Reconciler:
         """The driver the runs in `environment` use (the service asks it for drift)."""
         return self._driver(environment)
 
-    def _finish(
-        self,
-        writer: RecordWriter,
-        decision: Decision,
-        run_id: str,
-        execution: Execution,
-        *,
-        publish: bool,
-    ) -> None:
-        assert decision.plan is not None
-        detail = OutboxEntry(
-            run=run_id,
-            message=finish_message(decision, run_id, execution),
-            environment=decision.plan.target,
-            plan=decision.plan.name,
-            log_path=log_path(decision.plan.target, decision.plan.name, run_id),
-            log=log_bytes(decision, run_id, execution).decode(),
-            deployed=tuple((step.application, step.version) for step in execution.deployed),
-            when=self.clock(),
-        )
-        with self._git_lock:
-            try:
-                self.store.put_outbox(detail)
-            except StateNotWritable as error:
-                raise self._publish_unkept(writer, run_id, detail, error) from None
-            if publish:
-                self._publish_finish(writer, run_id, detail)
-
-    def _publish_unkept(
-        self, writer: RecordWriter, run_id: str, detail: OutboxEntry, error: StateNotWritable
-    ) -> StateNotWritable:
-        """Publish a finish record the outbox could not keep, writing nothing to the state;
-        the error that stops the pass, saying where the record went.
-
-        Published, the record is where the next pass reads it, whatever becomes
-        of this state: kept nowhere, the run would be recorded interrupted and
-        its deploys forgotten. The walk to the tip it is built on goes in a
-        transaction that is never kept (the file system takes changes into
-        SQLite's cache, not its files).
-        """
-        try:
-            with self.store.transaction(keep=False):
-                self._publish_finish(writer, run_id, detail)
-        except ReconcilerError as failure:
-            went = (
-                f"could not be published either ({failure.message}): the run will be "
-                "recorded interrupted"
-            )
-        else:
-            went = "was published directly, without the outbox"
-        return StateNotWritable(
-            f"{error.message}; the finish record of {run_id} {went}",
-            file=error.file,
-            hint=error.hint,
-        )
-
-    def _publish_finish(self, writer: RecordWriter, run_id: str, detail: OutboxEntry) -> bool:
-        """Build the finish record on the current tip and publish it, rebuilding on lost races
-        (`_racing`) for `PUBLISH_BUDGET` seconds, not a number of times; False when the
-        branch holds it already."""
-        deadline = time.monotonic() + PUBLISH_BUDGET
-
-        def unpublished() -> bool:
-            return bool(self._unpublished({run_id: detail}))
-
-        for attempts, (tip, signer) in enumerate(self._racing(writer, unpublished), start=1):
-            files = self._finish_files(tip, run_id, detail)
-            commit = signer.commit(tip, self._finish_message(run_id, detail), files)
-            if self.publisher.publish(commit, tip):
-                self.store.clear_outbox(run_id)
-                return True
-            if time.monotonic() >= deadline:
-                raise TemporaryError(
-                    f"could not publish the finish record of {run_id} in {PUBLISH_BUDGET:.0f} s "
-                    f"({attempts} attempts lost a race with another push)",
-                    hint="it is kept in the state directory and published by the next pass",
-                )
-        return False  # a publish the process died after (or reported failed)
-
-    def _racing(
-        self, writer: RecordWriter, wanted: Callable[[], bool]
-    ) -> Iterator[tuple[str, RecordWriter]]:
-        """The tips to build a record on, with the writer to sign it: the tip last seen or
-        published first, then the new tip after each lost race; it stops when, after a
-        walk, `wanted()` says the record is not to be published any more.
-
-        A race is lost to whoever pushed between the fetch and the push, so that
-        window is kept short: after a lost race, the commits that came in are
-        walked only when one may be a record or change teams.yaml (`only_people`);
-        else the record is built on the new tip from the state as walked, which
-        those commits cannot change, and they are judged by the next pass. The
-        writer is rebuilt after each walk: a record signed with a key rotated out
-        since would count for nothing. Between tries, a wait of a few
-        milliseconds at random, never a growing backoff, which lets the commits to
-        check pile up.
-        """
-        tip = self.publisher.last_known()
-        checked: str | None = None  # the walk's state holds for this tip, walked or checked
-        while True:
-            if checked is None or not only_people(self.repo, checked, tip):
-                self._walk_to(tip)
-                if not wanted():
-                    return
-                writer = self._writer(self._walker.policy())
-            checked = tip
-            yield tip, writer
-            self.sleep(random.uniform(0, PUBLISH_JITTER))  # noqa: S311 - spacing, not secrecy
-            tip = self.publisher.tip()
-
-    def _finish_chain(
-        self, base: str, pending: dict[str, OutboxEntry]
-    ) -> tuple[str, dict[str, OutboxEntry]]:
-        """The outbox's finish records `base` does not hold yet as commits on it, unpublished;
-        the last one, and those records."""
-        with self._git_lock:
-            self._walk_to(base)
-            pending = self._unpublished(pending)
-            if not pending:
-                return base, pending
-            writer = self._writer(self._walker.policy())
-            tip = base
-            ours: set[str] = set()  # environments whose file a record of this chain wrote
-            for run_id, detail in pending.items():
-                files = self._finish_files(tip, run_id, detail, ours=ours)
-                tip = writer.commit(tip, self._finish_message(run_id, detail), files)
-                ours.add(detail.environment)
-        return tip, pending
-
-    def _unpublished(self, pending: dict[str, OutboxEntry]) -> dict[str, OutboxEntry]:
-        """The finish records of `pending` not on the branch as walked; the others leave the
-        outbox.
-
-        One the branch holds went out in a publish whose process died before it
-        cleared the outbox (or whose push was reported failed): published again,
-        the run would end twice. Only that very record counts, not another finish
-        record of the run (one marking it interrupted once its lease passed):
-        this one still says what the run deployed.
-        """
-        published = {
-            record.run
-            for record in self.store.records_of(pending, uncounted=True)
-            if record.run is not None
-            and record.result != "started"
-            and any(
-                _same_message(self.repo.commit(record.commit).message, message)
-                for message in (
-                    pending[record.run].message,
-                    late_message(pending[record.run].message),
-                )
-            )
-        }
-        for run_id in published:
-            self.store.clear_outbox(run_id)
-        return {run_id: detail for run_id, detail in pending.items() if run_id not in published}
-
-    def _walk_to(self, tip: str) -> None:
-        """Bring the walker's effective deployments/ to `tip` (a commit on the branch).
-
-        Records read nothing else of the effective state. When all that lies
-        between the walker's position and `tip` is this reconciler's own start
-        records, which change no file, and commits that change nothing it reads
-        (`_starts_through`), the state there will do: a walk would
-        cost a run a sixth of its time, and the round walks on to `tip` anyway.
-        """
-        self._walker.now = self.clock()
-        position = self.store.position()
-        if position is not None and (position.last_verified, tip) == self._fileless_records:
-            self._walker.run(position.last_verified)  # holds the state as stored
-            return
-        try:
-            self._walker.run(tip)
-        except HistoryRewrittenError:
-            # The tip this record was to be built on is stale, not rewritten. The
-            # state past it serves; the push, expecting the stale tip, then loses
-            # its race, and the record is rebuilt on the branch as it is.
-            moved = self._left_behind(tip)
-            if moved is None:
-                raise
-            self._walker.run(moved)
-
-    def _left_behind(self, tip: str) -> str | None:
-        """Where a walk beside the service (a `verify`) took the state past `tip`, the tip
-        it last saw or published, when the branch has left `tip` too: `tip` is stale.
-
-        None when the state is not past `tip`, or the branch is back at it (a rewrite).
-        """
-        moved = self.store.position()
-        if moved is None or moved.last_verified == tip:
-            return None
-        if not self.repo.is_ancestor(tip, moved.last_verified) or self.publisher.tip() == tip:
-            return None
-        return moved.last_verified
-
-    def _ended(self, run_id: str) -> Record | None:
-        """The record that ended the run on the branch as walked (another reconciler's, once
-        its lease passed), if one did."""
-        return next(
-            (record for record in self.store.records_of([run_id]) if record.result in FINISHED),
-            None,
-        )
-
-    def _finish_message(self, run_id: str, detail: OutboxEntry) -> str:
-        """The finish record's message; a late record's once main records the run ended."""
-        return detail.message if self._ended(run_id) is None else late_message(detail.message)
-
-    def _finish_files(
-        self, tip: str, run_id: str, detail: OutboxEntry, *, ours: Collection[str] = ()
-    ) -> dict[str, bytes]:
-        """The run's log and `deployments/<env>.yaml` as they become on top of `tip`.
-
-        What already runs there is the file's effective content, as the walker
-        holds it at `tip`, never main's file as it stands: a person's refused
-        edit of deployments/ must not become the base of the next record, which
-        the service signs (nor, unreadable, erase what runs). Only what a record
-        of the same chain just wrote is read from `tip`.
-
-        A run that already ended comes late: its lease passed, another
-        reconciler recorded it interrupted (and may have gone on to the next run
-        there). Its late record writes what it deployed after all, but not over
-        what a run started since deployed (`runs.late_steps`).
-        """
-        environment = detail.environment
-        path = deployments_file(environment)
-        if environment in ours:
-            blob = self.repo.blob_at(tip, path)
-            raw = None if blob is None else self.repo.read_blob(blob)
-        else:
-            raw = self._walker.effective_file(path)
-        files = {detail.log_path: detail.log.encode()}
-        running = _deployments_in(raw, path)
-        deployed = detail.deployed
-        ended = self._ended(run_id)
-        if ended is not None:
-            applications = (running or {}).get("applications") or {}
-            deployed_by = {
-                application: entry["run"]
-                for application, entry in applications.items()
-                if isinstance(entry, dict) and isinstance(entry.get("run"), str)
-            }
-            started = {
-                str(record.run): record.seq
-                for record in self.store.records_of(set(deployed_by.values()))
-                if record.result == "started"
-            }
-            deployed = late_steps(deployed, deployed_by, ended.seq, started)
-            if not deployed:
-                return files if raw is None else {**files, path: raw}
-        files[path] = deployments_bytes(
-            environment, running, list(deployed), detail.plan, run_id, detail.when
-        )
-        return files
-
-    def _flush_outbox(self) -> int:
-        """Publish the outbox's finish records one by one; how many were published."""
-        pending = self.store.outbox()
-        if not pending:
-            return 0
-        with self._git_lock:
-            # The reconciler's own walker: it walks only what came since it last walked.
-            self._walker.revoked = revocation_file.configured(self.repo)
-            self._walk_to(self.publisher.tip())
-            writer = self._writer(self._walker.policy())
-            return sum(
-                self._publish_finish(writer, run_id, detail) for run_id, detail in pending.items()
-            )
-
 
 @dataclass(frozen=True, slots=True)
 class _Looked:
@@ -1396,25 +948,9 @@ class _Looked:
         return self.look[application]
 
 
-def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
-    """What a deployments/ file says runs there (nothing, when it is absent or unreadable)."""
-    if raw is None:
-        return None
-    try:
-        data = load(raw, path).data
-    except ConfigError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _fingerprints(revoked: Revocations | None) -> frozenset[str]:
     """The revoked keys' fingerprints, as `History.revoked` holds them."""
     return revoked.fingerprints if revoked is not None else frozenset()
-
-
-def _same_message(committed: str, message: str) -> bool:
-    """Whether a commit's message is `message` (a commit's always ends with a line break)."""
-    return committed.rstrip("\n") == message.rstrip("\n")
 
 
 @contextmanager

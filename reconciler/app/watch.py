@@ -50,7 +50,8 @@ from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Pages, Receiver, WebhookServer
 from reconciler.app.drift import Drift
 from reconciler.app.notices import Notifications, drift_notices
-from reconciler.app.reconcile import Clock, Options, PassReport, Reconciler, RunReport, StartedRun
+from reconciler.app.passes import Clock, Options, PassReport, RunReport, StartedRun
+from reconciler.app.reconcile import Reconciler
 from reconciler.app.workers import Workers
 from reconciler.core.decide_values import History
 from reconciler.core.errors import ReconcilerError, UsageError

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.app.reconcile import RunReport, StartedRun
+from reconciler.app.passes import RunReport, StartedRun
 
 Run = Callable[[StartedRun], RunReport]
 Done = Callable[[StartedRun, RunReport | None, BaseException | None], None]

@@ -78,7 +78,7 @@ def apply(
     at once.
     """
     from reconciler.app import api
-    from reconciler.app.reconcile import Options
+    from reconciler.app.passes import Options
 
     options = Options(
         branch=branch,

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reconciler.app.reconcile import PassReport, RunReport
+from reconciler.app.passes import PassReport, RunReport
 from reconciler.cli.plan_output import decision_json
 from reconciler.core.errors import ConfigError
 from reconciler.core.printable import printable

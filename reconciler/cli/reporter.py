@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from reconciler.app.demo import Story
     from reconciler.app.history_entries import Entry
     from reconciler.app.mergeable import MergeCheck
-    from reconciler.app.reconcile import PassReport
+    from reconciler.app.passes import PassReport
     from reconciler.app.validating import Validation
     from reconciler.app.watch import LogEvent
     from reconciler.core.access import AccessReport

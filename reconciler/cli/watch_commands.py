@@ -118,7 +118,7 @@ def watch(
     SIGINT: finish the driver step in progress, record the run, exit 0.
     """
     from reconciler.app import api
-    from reconciler.app.reconcile import Options
+    from reconciler.app.passes import Options
 
     if listen is not None and webhook_secret_file is None:
         raise UsageError(
