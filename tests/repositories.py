@@ -510,7 +510,7 @@ class SeedRepo(ConfigRepo):
         extra: Mapping[str, str] | None = None,
     ) -> SeedRepo:
         if teams is None and not extra:
-            return cls(root / "repo", people, root / "state")._copied_from(_seed_template(people))
+            return cls.copy_of(_seed_template(people), root)
         return cls._made(root, people, teams=teams, extra=extra)
 
     @classmethod
@@ -538,11 +538,22 @@ class SeedRepo(ConfigRepo):
         repo.commit(people.root, files, "Seed configuration")
         return repo
 
+    @classmethod
+    def copy_of(cls, template: SeedRepo, root: Path) -> SeedRepo:
+        """`template` copied under `root`, as `create(root, ...)` lays a repository out."""
+        return cls(root / "repo", template.people, root / "state")._copied_from(template)
+
     def _copied_from(self, template: SeedRepo) -> SeedRepo:
-        """This repository as a copy of `template`, its clock where the template's stands."""
+        """This repository as a copy of `template`: its commits, the builds its plans named
+        (the driver's artifacts), and its clock and count of records where the template's
+        stand. A template's story never verifies or applies, so it has no state to copy."""
+        assert not template.state_dir.exists(), "a template holds commits only"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(template.path, self.path, symlinks=True)
+        if template.driver_root.exists():
+            shutil.copytree(template.driver_root, self.driver_root, symlinks=True)
         self.clock = template.clock
+        self.earlier_runs = template.earlier_runs
         return self
 
 
