@@ -218,6 +218,38 @@ def test_a_remote_that_refuses_every_push_stops_the_pass_at_once_naming_its_reas
     assert "Traceback" not in result.stderr
 
 
+def test_a_remote_refusing_every_push_in_a_lost_races_words_stops_the_pass_at_once(
+    tmp_path: Path, people: People
+) -> None:
+    # A hook's words reach git push's stderr as "remote: ...", where git's own words for a
+    # race lost at the host's ref lock stand too: only git's status of the branch tells them.
+    repo = SeedRepo.create(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    repo.git("push", "-q", "origin", "main")
+    service = repo.clone(remote, "service")
+    attempts = tmp_path / "attempts"
+    hook = remote / "hooks" / "pre-receive"
+    said = "error: cannot lock ref 'refs/heads/main': is at $new but expected $old"
+    hook.write_text(
+        f'#!/bin/sh\necho x >> {attempts}\nread old new ref\necho "{said}" >&2\nexit 1\n'
+    )
+    hook.chmod(0o755)
+    result = service.reconciler(
+        "apply",
+        "--remote",
+        "origin",
+        "--key",
+        str(people.reconciler.key),
+        "--driver-root",
+        str(tmp_path / "releases"),
+    )
+    assert len(attempts.read_text().splitlines()) <= 2
+    assert result.exit_code == 1, result.stderr
+    assert "refused the push to main" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 SECRET = b"surfaces-secret"
 watchers = test_watch.watchers  # the fixture: the watch processes a test started, killed after
 

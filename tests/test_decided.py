@@ -296,6 +296,30 @@ def test_a_key_revoked_after_the_decisions_were_kept_takes_its_approval_away(
     assert '"approvers": []' in shown
 
 
+def test_a_re_anchor_on_the_anchor_and_tip_the_decisions_were_kept_at_shows_the_run_done(
+    tmp_path: Path, people: People
+) -> None:
+    # `plan` keeps the QA plan waiting for its sign-offs; they land and its run is recorded;
+    # a force-push back to that tip drops them all, and the state is re-anchored on its own
+    # root: position as it was, rows not (the re-anchor keeps the run the service ran).
+    repo = proposed_qa_release(tmp_path, people)
+    root = repo.git("rev-list", "--max-parents=0", "HEAD").strip()
+    proposed = repo.head()
+    before = repo.reconciler("plan", "--format", "json")
+    assert _status(before.json(), QA_PLAN) == "waiting", before.stdout
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    ran(repo, QA_PLAN, f"{Path(QA_PLAN).stem}.1")
+    assert repo.reconciler("verify").exit_code == 0
+    repo.git("reset", "-q", "--hard", proposed)
+    # Walked again from the root, the story's own refused deployments entry is reported.
+    re_anchored = repo.reconciler("verify", "--re-anchor", root)
+    assert f"verified up to {proposed[:12]}" in re_anchored.stdout, re_anchored.stderr
+    after = repo.reconciler("plan", "--format", "json")
+    assert after.exit_code == 0, after.stderr
+    assert _status(after.json(), QA_PLAN) == "done"
+
+
 def _afresh(repo: ConfigRepo, people: People, tmp_path: Path) -> str:
     """`plan --format json` from a state of its own, walked from nothing."""
     fresh = ConfigRepo(repo.path, people, tmp_path / "fresh-state")

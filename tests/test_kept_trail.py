@@ -20,7 +20,7 @@ from reconciler.app import kept
 from reconciler.app.history import trail_of
 from tests.people import People
 from tests.repositories import SeedRepo
-from tests.scenarios import QA_PLAN, proposed_qa_release
+from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, proposed_qa_release
 
 STATE_FILE = "state.sqlite3"
 
@@ -124,3 +124,22 @@ def test_a_trail_kept_by_other_code_does_not_answer_for_this_code(
     entries = json.loads(text)["entries"][1:]
     put_kept_text(repo, json.dumps({"key": theirs, "entries": entries}))
     assert history(repo) == made  # the real CLI, in a process of its own
+
+
+def test_a_re_anchor_on_the_anchor_and_tip_the_trail_was_kept_at_shows_the_runs_it_kept(
+    tmp_path: Path, people: People
+) -> None:
+    # The run's records are dropped by a force-push back to the tip the trail was kept at,
+    # then the state is re-anchored on its own root: position as it was, rows not (the
+    # re-anchor keeps the runs the service ran).
+    repo = SeedRepo.create(tmp_path, people)
+    root = repo.head()
+    landed = repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    before = history(repo)
+    ran = repo.apply()
+    assert "succeeded 2026-11-dev-build.1" in ran.stdout, ran.stdout + ran.stderr
+    repo.git("reset", "-q", "--hard", landed)
+    assert repo.reconciler("verify", "--re-anchor", root).exit_code == 0
+    after = history(repo)
+    assert len(after) == len(before) + 2  # the run started and succeeded
+    assert sorted(map(json.dumps, after)) == sorted(map(json.dumps, from_the_rows(repo)))

@@ -77,3 +77,30 @@ def test_a_push_the_host_refuses_while_the_branch_stays_put_stops_the_pass(
         with pytest.raises(GitError, match="refused the push to main"):
             publisher.publish(record, base)
     assert run_git(remote, "rev-parse", "refs/heads/main") == base
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "error: cannot lock ref 'refs/heads/main': is at {base} but expected {base}",
+        "! {base}:refs/heads/main [rejected] (fetch first)",
+    ],
+    ids=["ref-lock", "fetch-first"],
+)
+def test_a_hook_refusing_in_the_words_of_a_lost_race_stops_the_pass(
+    tmp_path: Path, said: str
+) -> None:
+    # A hook's words reach git push's stderr as "remote: ...": only git's own status of the
+    # branch (its porcelain line) says whether the race was lost. Taken for a lost race, a
+    # refusal is pushed again and again until the pass gives up, blaming another reconciler.
+    remote, clone = remote_and_clone(tmp_path)
+    base = run_git(clone, "rev-parse", "origin/main")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f'#!/bin/sh\necho "{said.format(base=base)}" >&2\nexit 1\n')
+    hook.chmod(0o755)
+    record = commit_on(clone, base, "a record")
+    with GitRepo(clone) as repo:
+        publisher = Publisher(repo, "main", "origin")
+        with pytest.raises(GitError, match="refused the push to main"):
+            publisher.publish(record, base)
+    assert run_git(remote, "rev-parse", "refs/heads/main") == base

@@ -12,10 +12,21 @@ import os
 import threading
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from reconciler.adapters.gitobjects import Someone
 from reconciler.adapters.gitrun import NETWORK_TIMEOUT, GitRunner, _Failed
 from reconciler.core.errors import GitError
+
+
+@dataclass(frozen=True, slots=True)
+class PushRejected:
+    """Why a remote did not take a push: `status`, git's own summary of the branch's update
+    (its porcelain line, "[rejected] (fetch first)"); `said`, all that git and the remote
+    said. A remote's hooks write into `said` ("remote: ..."), never into `status`."""
+
+    status: str
+    said: str
 
 
 class GitWriting(GitRunner):
@@ -131,22 +142,26 @@ class GitWriting(GitRunner):
             return False
         return True
 
-    def push(self, remote: str, commit: str, branch: str) -> str | None:
+    def push(self, remote: str, commit: str, branch: str) -> PushRejected | None:
         """Fast-forward the remote's branch to `commit`; None when done, else why the remote
         rejected it (someone pushed first, or a hook or branch protection refused it)."""
+        pushed = f"{commit}:refs/heads/{branch}"
         try:
-            self._run(
-                "push",
-                "--porcelain",
-                "--quiet",
-                remote,
-                f"{commit}:refs/heads/{branch}",
-                timeout=NETWORK_TIMEOUT,
-            )
+            self._run("push", "--porcelain", "--quiet", remote, pushed, timeout=NETWORK_TIMEOUT)
         except _Failed as error:
-            text = f"{error.stdout.decode('utf-8', 'replace')} {error.stderr}"
+            output = error.stdout.decode("utf-8", "replace")
+            text = f"{output} {error.stderr}"
             if "rejected" in text or "non-fast-forward" in text or "fetch first" in text:
-                return " ".join(text.split())
+                # The porcelain line: "<flag> TAB <from>:<to> TAB <summary>".
+                status = next(
+                    (
+                        line.split("\t")[2]
+                        for line in output.splitlines()
+                        if line.count("\t") == 2 and line.split("\t")[1] == pushed
+                    ),
+                    "",
+                )
+                return PushRejected(status, " ".join(text.split()))
             raise GitError(f"git push to {remote} failed: {error.stderr.strip()}") from None
         return None  # git moved refs/remotes/<remote>/<branch> along with the push
 

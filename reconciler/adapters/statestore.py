@@ -466,7 +466,10 @@ class StateStore:
             self._db.execute(
                 "DELETE FROM plan_versions WHERE landing NOT IN (SELECT commit_id FROM landings)"
             )
-            for table in ("meta", "effective", "dirty", "open_runs", "payloads"):
+            # The generation is kept: counting again from one, a state re-anchored on the
+            # anchor and tip it once held would answer from what was kept from it then.
+            self._db.execute("DELETE FROM meta WHERE key != 'generation'")
+            for table in ("effective", "dirty", "open_runs", "payloads"):
                 self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             records = self._db.execute(
                 "SELECT detail FROM events WHERE kind = 'record' ORDER BY id"

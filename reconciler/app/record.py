@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.gitwriting import PushRejected
 from reconciler.adapters.signing import SigningKey, signed_commit
 from reconciler.app.execute import Execution, StepResult, Undo
 from reconciler.core.decide import Decision
@@ -49,11 +50,13 @@ DEPLOYMENT_MODELINE: Final = "# yaml-language-server: $schema=../schemas/deploym
 MAINTAIN_EVERY: Final = 60.0
 
 # How `git push --porcelain` says the remote's branch is not the commit the push built on:
-# seen before the push sent anything, or at the host's ref lock, when a push landed while
-# ours was received (a quarter of the lost races in `python -m benchmarks.storm`).
-_RACE_LOST: Final = re.compile(
-    r"\[rejected\].*\((fetch first|non-fast-forward)\)"
-    r"|cannot lock ref '[^']*': is at [0-9a-f]+ but expected [0-9a-f]+"
+# seen before the push sent anything (git's status of the branch), or at the host's ref
+# lock, when a push landed while ours was received (a quarter of the lost races in
+# `python -m benchmarks.storm`): the host's status of the branch, with its reason.
+_LOST_BEFORE: Final = frozenset({"[rejected] (fetch first)", "[rejected] (non-fast-forward)"})
+_LOST_AT_LOCK: Final = "[remote rejected] (failed to update ref)"
+_LOCK_MOVED: Final = re.compile(
+    r"cannot lock ref '([^']*)': is at [0-9a-f]+ but expected [0-9a-f]+"
 )
 
 
@@ -113,9 +116,9 @@ class Publisher:
             published = rejected is None
             # Git's own verdict that the branch is not at `expected` any more is a lost
             # race for sure; any other rejection is one only if the branch moved.
-            if rejected is not None and not _RACE_LOST.search(rejected) and self.tip() == expected:
+            if rejected is not None and not self._race_lost(rejected) and self.tip() == expected:
                 raise GitError(
-                    f"{self.remote} refused the push to {self.branch}: {rejected}",
+                    f"{self.remote} refused the push to {self.branch}: {rejected.said}",
                     hint=f"let the reconciler's service account push to {self.branch} "
                     "(branch protection, or a hook that refuses its record commits)",
                 )
@@ -127,6 +130,19 @@ class Publisher:
             self.known = commit
         self.ours = published
         return published
+
+    def _race_lost(self, rejected: PushRejected) -> bool:
+        """Whether git itself says the branch was not at the commit the push built on. A
+        hook's words are in `rejected.said` too ("remote: ..."), so they count only beside
+        the status a hook cannot give: a refusal that reads like a lost race is a refusal."""
+        if rejected.status in _LOST_BEFORE:
+            return True
+        if rejected.status != _LOST_AT_LOCK:
+            return False
+        return any(
+            found.group(1) == f"refs/heads/{self.branch}"
+            for found in _LOCK_MOVED.finditer(rejected.said)
+        )
 
 
 class RecordWriter:
