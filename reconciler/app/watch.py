@@ -39,19 +39,28 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final
 
 from reconciler.adapters.metrics import Metrics
-from reconciler.adapters.notify import Courier, NotifyConfig, log_path
+from reconciler.adapters.notify import Courier, log_path
 from reconciler.adapters.watcher import RefWatcher
-from reconciler.adapters.webhook import Delivery, Pages, Receiver, WebhookServer
+from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.app.drift import Drift
 from reconciler.app.notices import Notifications, drift_notices
 from reconciler.app.passes import Clock, Options, PassReport, RunReport, StartedRun
 from reconciler.app.reconcile import Reconciler
+from reconciler.app.watch_values import (
+    Level,
+    LogEvent,
+    PassSummary,
+    Request,
+    Trigger,
+    WatchSettings,
+    host_text,
+    refusal_result,
+)
 from reconciler.app.workers import Workers
 from reconciler.core.decide_values import History
 from reconciler.core.errors import ReconcilerError, UsageError
@@ -59,103 +68,6 @@ from reconciler.core.errors import ReconcilerError, UsageError
 STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
 LOCK_WAIT: Final = 1.0  # seconds to follow a ref whose lock file is held
 LOCK_POLL: Final = 0.005
-
-Level = Literal["info", "warning", "error"]
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSettings:
-    interval: float = 15.0  # remote: ls-remote period; local: safety poll period
-    listen: tuple[str, int] | None = None
-    webhook_secret: bytes | None = None
-    debounce: float = 0.01  # quiet time that ends a burst of file events
-    debounce_max: float = 0.05  # longest a burst may delay the pass
-    resync: float = 300.0  # a full pass at least this often
-    backoff_first: float = 1.0
-    backoff_max: float = 60.0
-    notify: NotifyConfig | None = None  # `--notify FILE`: the targets notices may go to
-    pages: WatchedPages | None = None  # served beside the webhook, when listening
-
-
-class WatchedPages(Pages, Protocol):
-    """The pipeline pages on the listener (`reconciler.web.server.WatchPages`)."""
-
-    def start(self, on_problem: Callable[[str | None], None]) -> None:
-        """Read the branch after each pass from now on (off the caller's thread); a failed
-        read, or None on recovery, goes to `on_problem`."""
-
-    def passed(self) -> None:
-        """A pass ended: read the branch again (off the caller's thread)."""
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One structured log line: what happened, and its fields (pass, commit, duration...)."""
-
-    at: datetime
-    level: Level
-    event: str
-    message: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    reasons: frozenset[str]
-    force: bool
-
-    def __or__(self, other: Request) -> Request:
-        return Request(self.reasons | other.reasons, self.force or other.force)
-
-
-class Trigger:
-    """Pending pass requests, coalesced; `take` waits for some and empties them."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._reasons: set[str] = set()
-        self._force = False
-
-    def request(self, reason: str, *, force: bool = False) -> None:
-        with self._condition:
-            self._reasons.add(reason)
-            self._force = self._force or force
-            self._condition.notify()
-
-    def take(self, timeout: float) -> Request:
-        with self._condition:
-            if not self._reasons and timeout > 0:
-                self._condition.wait(timeout)
-            taken = Request(frozenset(self._reasons), self._force)
-            self._reasons.clear()
-            self._force = False
-            return taken
-
-
-@dataclass(frozen=True, slots=True)
-class PassSummary:
-    number: int
-    at: datetime
-    commit: str
-    result: Literal["ok", "error"]
-    duration: float
-    trigger: tuple[str, ...]
-    started: tuple[str, ...] = ()
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "pass": self.number,
-            "at": self.at.isoformat(),
-            "commit": self.commit,
-            "result": self.result,
-            "duration": round(self.duration, 4),
-            "trigger": list(self.trigger),
-            "started": list(self.started),
-            "error": self.error,
-        }
 
 
 class Watch:
@@ -292,7 +204,7 @@ class Watch:
                 settings.pages.start(self._pages_problem)
             self._webhook.start()
             bound_host, bound_port = self._webhook.address
-            address = f"http://{_host_text(bound_host)}:{bound_port}"
+            address = f"http://{host_text(bound_host)}:{bound_port}"
             self._log(
                 "info",
                 "listening",
@@ -345,7 +257,7 @@ class Watch:
         return action
 
     def _refused(self, client: str, status: int, reason: str) -> None:
-        self.metrics.webhook_delivery(_refusal_result(status))
+        self.metrics.webhook_delivery(refusal_result(status))
         self._log(
             "warning",
             "webhook-refused",
@@ -799,18 +711,3 @@ class Watch:
     def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
         with self._log_lock:
             self._emit(LogEvent(self.clock(), level, event, message, fields))
-
-
-def _refusal_result(status: int) -> str:
-    """A refused request's result, as the metrics count it: a handful of values."""
-    if status == 401:
-        return "unauthorised"
-    if status == 503:
-        return "busy"
-    if status >= 500:
-        return "error"
-    return "invalid"
-
-
-def _host_text(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
