@@ -33,11 +33,9 @@ goes to the `log` callback as `LogEvent`s; it never prints.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -47,11 +45,12 @@ from reconciler.adapters.metrics import Metrics
 from reconciler.adapters.notify import Courier, log_path
 from reconciler.adapters.watcher import RefWatcher
 from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
-from reconciler.app.drift import Drift
-from reconciler.app.notices import Notifications, drift_notices
+from reconciler.app.notices import Notifications
 from reconciler.app.passes import Clock, Options, PassReport, RunReport, StartedRun
 from reconciler.app.reconcile import Reconciler
+from reconciler.app.watch_drift import DriftChecks
 from reconciler.app.watch_values import (
+    STOP_CHECK,
     Level,
     LogEvent,
     PassSummary,
@@ -62,10 +61,8 @@ from reconciler.app.watch_values import (
     refusal_result,
 )
 from reconciler.app.workers import Workers
-from reconciler.core.decide_values import History
 from reconciler.core.errors import ReconcilerError, UsageError
 
-STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
 LOCK_WAIT: Final = 1.0  # seconds to follow a ref whose lock file is held
 LOCK_POLL: Final = 0.005
 
@@ -111,15 +108,6 @@ class Watch:
         self._verified = False  # a pass has verified the branch: ready (`/readyz`)
         self._health_lock = threading.Lock()
         self._started_at = clock()
-        # Drift (`_check_drift`): what was last logged, and the environments whose
-        # deployments/ the last pass may not have seen yet (a run there, or one ended since).
-        self._drift: tuple[frozenset[Drift], frozenset[str]] | None = None
-        self._runs_lock = threading.Lock()
-        self._running: Counter[str] = Counter()
-        self._ended_at: dict[str, float] = {}
-        self._observed: tuple[History | None, float] = (None, -math.inf)
-        self._drift_wanted = threading.Event()
-        self._drift_thread: threading.Thread | None = None
         self.notices: Notifications | None = None
         if settings.notify is not None:
             instance = self.reconciler.instance
@@ -130,6 +118,7 @@ class Watch:
                 log=self._notify_log,
             )
             self.notices = Notifications(courier, instance, self._notify_log)
+        self.drift = DriftChecks(self.reconciler, self.notices, clock, self._log, self.stopping)
 
     # -- control ------------------------------------------------------------------
 
@@ -148,12 +137,7 @@ class Watch:
         """Watch until `stop()`; then let the workers record their runs, and close."""
         try:
             self._open_sources()
-            # Drivers are asked off the loop: a `current` that hangs until its timeout
-            # must not hold up the next pass.
-            self._drift_thread = threading.Thread(
-                target=self._drift_checks, name="drift", daemon=True
-            )
-            self._drift_thread.start()
+            self.drift.start()
             self.trigger.request("start", force=True)
             self._loop()
         finally:
@@ -330,7 +314,7 @@ class Watch:
             if now >= next_poll:
                 request = request | Request(frozenset({"poll"}), False)
                 next_poll = now + settings.interval
-                self._drift_wanted.set()
+                self.drift.want()
             if not request.reasons:
                 continue
             if "event" in request.reasons:
@@ -432,11 +416,7 @@ class Watch:
             return None
         duration = time.monotonic() - began
         self._worked = True
-        with self._runs_lock:
-            # One value, read whole by the drift thread: what this pass read, and when
-            # it began (runs ended before then are in it).
-            self._observed = (self.reconciler.observed, began)
-            self._running.update(run.environment.name for run in started)
+        self.drift.passed(began, started)
         for run in started:
             self.workers.submit(run)
         self._known = self._reconciled = report.settled or report.tip
@@ -457,7 +437,7 @@ class Watch:
         self._log_pass(summary, report, started)
         self._pages_passed()
         if number == 1:
-            self._drift_wanted.set()  # at start, then at every poll
+            self.drift.want()  # at start, then at every poll
         if self.notices is not None:
             self.notices.after_pass(report, started, at)
         return report
@@ -546,71 +526,6 @@ class Watch:
             interrupted=list(report.interrupted),
         )
 
-    def _drift_checks(self) -> None:
-        while not self.stopping():
-            if self._drift_wanted.wait(STOP_CHECK):
-                self._drift_wanted.clear()
-                self._check_drift()
-
-    def _check_drift(self) -> None:
-        """Ask the drivers what runs (`Reconciler.drift`); log the drift when it changed.
-
-        Never a commit: drift is logged once per change, and `status` shows it. An
-        environment with a run in progress, or one ended since the last pass began,
-        keeps what was found there before: its deployments/ as last read is stale.
-        """
-        shard = self.reconciler.shard
-        with self._runs_lock:
-            history, observed_at = self._observed
-            if history is None:
-                return
-            unsettled = {
-                name
-                for name in history.policy.environments
-                if self._running[name] > 0 or self._ended_at.get(name, -math.inf) >= observed_at
-            }
-        asked = {
-            name
-            for name in history.policy.environments
-            if name not in unsettled and (shard is None or name in shard)
-        }
-        try:
-            report = self.reconciler.drift(history, asked)
-        except Exception as error:  # a driver's bug must not stop the watcher
-            self._log("error", "drift-failed", f"drift could not be checked: {error}")
-            return
-        if self.notices is not None:  # each once per version found (the notice's id)
-            for notice in drift_notices(report, self.clock()):
-                self.notices.tell(notice)
-        before = self._drift
-        kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
-        found = (frozenset({*report.drift, *kept}), frozenset(report.notes))
-        if found == before or (before is None and not found[0] and not found[1]):
-            self._drift = found
-            return
-        self._drift = found
-        drift = sorted(found[0], key=lambda item: (item.environment, item.application))
-        message = (
-            "drift: " + "; ".join(item.text() for item in drift)
-            if drift
-            else "no drift: every driver asked reports what deployments/ records"
-        )
-        self._log(
-            "warning" if drift else "info",
-            "drift",
-            message + "".join(f"; note: {note}" for note in sorted(found[1])),
-            drift=[
-                {
-                    "environment": item.environment,
-                    "application": item.application,
-                    "recorded": item.recorded,
-                    "current": item.current,
-                }
-                for item in drift
-            ],
-            notes=sorted(found[1]),
-        )
-
     def _next_window(self, report: PassReport) -> float | None:
         """When the earliest deploy window a plan waits for opens, or its soak ends
         (monotonic), if any."""
@@ -638,9 +553,7 @@ class Watch:
         self.metrics.run_finished(
             started.environment.name, "error" if report is None else report.result
         )
-        with self._runs_lock:
-            self._running[started.environment.name] -= 1
-            self._ended_at[started.environment.name] = time.monotonic()
+        self.drift.run_ended(started.environment.name)
         if report is None:
             self._log(
                 "error",
@@ -681,8 +594,7 @@ class Watch:
         self._stop = True
         if self._ref_watcher is not None:
             self._ref_watcher.stop()
-        if self._drift_thread is not None:
-            self._drift_thread.join(timeout=1.0)  # a driver asked meanwhile is not waited for
+        self.drift.join()
         self.reconciler.recycle()  # a Ctrl-C may have killed Git's helpers with the group
         self.workers.close()
         try:

@@ -11,10 +11,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from reconciler.adapters.notify import NotifyConfig
 from reconciler.adapters.webhook import Pages
+
+STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
 
 Level = Literal["info", "warning", "error"]
 
@@ -55,6 +57,12 @@ class LogEvent:
     event: str
     message: str
     fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Log(Protocol):
+    """Where the watcher and its collaborators say what happened (`Watch._log`)."""
+
+    def __call__(self, level: Level, event: str, message: str, **fields: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
