@@ -16,12 +16,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from reconciler.app.drift import Drift
+from reconciler.app.drift import Drift, DriftReport
 from reconciler.app.notices import Notifications, drift_notices
 from reconciler.app.passes import Clock, StartedRun
 from reconciler.app.reconcile import Reconciler
 from reconciler.app.watch_values import STOP_CHECK, Log
 from reconciler.core.decide_values import History
+
+# What a check found: the drift (kept where a run left it stale), and the notes.
+Found = tuple[frozenset[Drift], frozenset[str]]
 
 
 class DriftChecks:
@@ -42,7 +45,7 @@ class DriftChecks:
         self.stopping = stopping
         # Drift (`_check_drift`): what was last logged, and the environments whose
         # deployments/ the last pass may not have seen yet (a run there, or one ended since).
-        self._drift: tuple[frozenset[Drift], frozenset[str]] | None = None
+        self._drift: Found | None = None
         self._runs_lock = threading.Lock()
         self._running: Counter[str] = Counter()
         self._ended_at: dict[str, float] = {}
@@ -90,23 +93,12 @@ class DriftChecks:
         environment with a run in progress, or one ended since the last pass began,
         keeps what was found there before: its deployments/ as last read is stale.
         """
-        shard = self.reconciler.shard
-        with self._runs_lock:
-            history, observed_at = self._observed
-            if history is None:
-                return
-            unsettled = {
-                name
-                for name in history.policy.environments
-                if self._running[name] > 0 or self._ended_at.get(name, -math.inf) >= observed_at
-            }
-        asked = {
-            name
-            for name in history.policy.environments
-            if name not in unsettled and (shard is None or name in shard)
-        }
+        settled = self._last_read()
+        if settled is None:
+            return
+        history, unsettled = settled
         try:
-            report = self.reconciler.drift(history, asked)
+            report = self.reconciler.drift(history, self._asked(history, unsettled))
         except Exception as error:  # a driver's bug must not stop the watcher
             self._log("error", "drift-failed", f"drift could not be checked: {error}")
             return
@@ -114,12 +106,42 @@ class DriftChecks:
             for notice in drift_notices(report, self.clock()):
                 self.notices.tell(notice)
         before = self._drift
-        kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
-        found = (frozenset({*report.drift, *kept}), frozenset(report.notes))
-        if found == before or (before is None and not found[0] and not found[1]):
-            self._drift = found
-            return
+        found = self._found(report, before, unsettled)
         self._drift = found
+        if _worth_a_line(before, found):
+            self._log_drift(found)
+
+    def _last_read(self) -> tuple[History, set[str]] | None:
+        """What the last pass read, and the environments whose deployments/ it may not have
+        seen yet (a run there in progress, or one ended since it began); None before a pass
+        has worked."""
+        with self._runs_lock:
+            history, observed_at = self._observed
+            if history is None:
+                return None
+            unsettled = {
+                name
+                for name in history.policy.environments
+                if self._running[name] > 0 or self._ended_at.get(name, -math.inf) >= observed_at
+            }
+        return history, unsettled
+
+    def _asked(self, history: History, unsettled: set[str]) -> set[str]:
+        """The environments whose drivers are asked: this instance's, settled."""
+        shard = self.reconciler.shard
+        return {
+            name
+            for name in history.policy.environments
+            if name not in unsettled and (shard is None or name in shard)
+        }
+
+    @staticmethod
+    def _found(report: DriftReport, before: Found | None, unsettled: set[str]) -> Found:
+        """What the drivers report, with what was found before where a run left it stale."""
+        kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
+        return (frozenset({*report.drift, *kept}), frozenset(report.notes))
+
+    def _log_drift(self, found: Found) -> None:
         drift = sorted(found[0], key=lambda item: (item.environment, item.application))
         message = (
             "drift: " + "; ".join(item.text() for item in drift)
@@ -141,3 +163,8 @@ class DriftChecks:
             ],
             notes=sorted(found[1]),
         )
+
+
+def _worth_a_line(before: Found | None, found: Found) -> bool:
+    """Drift is logged when it changed; the first check, only when it found some (or a note)."""
+    return not (found == before or (before is None and not found[0] and not found[1]))
