@@ -44,11 +44,12 @@ from typing import Any, Final
 from reconciler.adapters.metrics import Metrics
 from reconciler.adapters.notify import Courier, log_path
 from reconciler.adapters.watcher import RefWatcher
-from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
+from reconciler.adapters.webhook import Receiver, WebhookServer
 from reconciler.app.notices import Notifications
 from reconciler.app.passes import Clock, Options, PassReport, RunReport, StartedRun
 from reconciler.app.reconcile import Reconciler
 from reconciler.app.watch_drift import DriftChecks
+from reconciler.app.watch_endpoints import Endpoints
 from reconciler.app.watch_values import (
     STOP_CHECK,
     Level,
@@ -58,7 +59,6 @@ from reconciler.app.watch_values import (
     Trigger,
     WatchSettings,
     host_text,
-    refusal_result,
 )
 from reconciler.app.workers import Workers
 from reconciler.core.errors import ReconcilerError, UsageError
@@ -102,12 +102,17 @@ class Watch:
         self._known: str | None = None  # the commit the last pass left the branch at
         self._reconciled: str | None = None  # ... the last pass that did not fail
         self._poll_error: str | None = None
-        self._passes = 0
         self._worked = False  # a pass has succeeded
-        self._last: PassSummary | None = None
-        self._verified = False  # a pass has verified the branch: ready (`/readyz`)
-        self._health_lock = threading.Lock()
-        self._started_at = clock()
+        self.endpoints = Endpoints(
+            self.reconciler,
+            self.trigger,
+            self.metrics,
+            self.workers,
+            remote=self.remote,
+            started_at=clock(),
+            stopping=self.stopping,
+            log=self._log,
+        )
         self.notices: Notifications | None = None
         if settings.notify is not None:
             instance = self.reconciler.instance
@@ -176,10 +181,10 @@ class Watch:
                 port,
                 settings.webhook_secret or b"",
                 Receiver(
-                    self._delivered,
-                    self._refused,
-                    self._health,
-                    self._ready,
+                    self.endpoints.delivered,
+                    self.endpoints.refused,
+                    self.endpoints.health,
+                    self.endpoints.ready,
                     self.metrics.exposition,
                 ),
                 pages=settings.pages,
@@ -216,74 +221,6 @@ class Watch:
 
     def _file_event(self, what: str) -> None:
         self.trigger.request("event")
-
-    def _delivered(self, delivery: Delivery) -> str:
-        wanted = f"refs/heads/{self.branch}"
-        fields = {
-            "provider": delivery.provider,
-            "webhook_event": delivery.event,
-            "ref": delivery.ref,
-            "after": delivery.after,
-            "delivery": delivery.delivery_id,
-            "client": delivery.client,
-        }
-        if delivery.replayed:
-            action, result = "ignored: the same delivery was received before", "replayed"
-        elif delivery.event != "push":
-            action, result = f"ignored: a {delivery.event} event, not a push", "ignored"
-        elif delivery.ref is not None and delivery.ref != wanted:
-            action, result = f"ignored: a push to {delivery.ref}, not {wanted}", "ignored"
-        else:
-            action, result = "pass triggered", "triggered"
-            self.trigger.request(f"webhook-{delivery.provider}", force=True)
-        self.metrics.webhook_delivery(result)
-        self._log("info", "webhook", f"{delivery.provider} {delivery.event}: {action}", **fields)
-        return action
-
-    def _refused(self, client: str, status: int, reason: str) -> None:
-        self.metrics.webhook_delivery(refusal_result(status))
-        self._log(
-            "warning",
-            "webhook-refused",
-            f"webhook from {client} refused with {status}: {reason}",
-            client=client,
-            status=status,
-            reason=reason,
-        )
-
-    def _health(self) -> tuple[int, dict[str, Any]]:
-        with self._health_lock:
-            last = self._last
-            passes = self._passes
-        status = "starting" if last is None else "ok" if last.result == "ok" else "error"
-        payload = {
-            "status": status,
-            "branch": self.branch,
-            "remote": self.remote,
-            "instance": self.reconciler.instance,
-            "since": self._started_at.isoformat(),
-            "passes": passes,
-            "last_pass": last.as_json() if last else None,
-            "running": [
-                {"run": busy.run, "environment": busy.environment, "plan": busy.plan}
-                for busy in self.workers.busy()
-            ],
-            "stopping": self._stop,
-        }
-        return (503 if status == "error" else 200), payload
-
-    def _ready(self) -> tuple[int, dict[str, Any]]:
-        """Ready once a pass has verified the branch; a later failed pass is `/healthz`'s."""
-        with self._health_lock:
-            ready = self._verified
-            passes = self._passes
-        payload = {
-            "status": "ready" if ready else "starting",
-            "branch": self.branch,
-            "instance": self.reconciler.instance,
-            "passes": passes,
-        }
-        return (200 if ready else 503), payload
 
     # -- the loop -------------------------------------------------------------------
 
@@ -395,7 +332,7 @@ class Watch:
             self.metrics.commits_behind(behind)
 
     def _pass(self, request: Request) -> PassReport | None:
-        number = self._passes + 1
+        number = self.endpoints.passes + 1
         at = self.clock()
         began = time.monotonic()
         trigger = tuple(sorted(request.reasons))
@@ -430,10 +367,7 @@ class Watch:
             trigger,
             tuple(run.run_id for run in started),
         )
-        with self._health_lock:
-            self._passes = number
-            self._last = summary
-            self._verified = True
+        self.endpoints.pass_ended(summary)
         self._log_pass(summary, report, started)
         self._pages_passed()
         if number == 1:
@@ -478,9 +412,7 @@ class Watch:
             text = f"internal error: {type(error).__name__}: {error}"
             extra = {"traceback": traceback.format_exc()}
         summary = PassSummary(number, at, self._known or "", "error", duration, trigger, (), text)
-        with self._health_lock:
-            self._passes = number
-            self._last = summary
+        self.endpoints.pass_ended(summary)
         self._log(
             "error",
             "pass-failed",
@@ -613,7 +545,8 @@ class Watch:
         if self.settings.pages is not None:
             self.settings.pages.close()
         self.reconciler.close()
-        self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
+        passes = self.endpoints.passes
+        self._log("info", "stopped", f"stopped after {passes} pass(es)", passes=passes)
 
     def _notify_log(
         self, level: Level, event: str, message: str, fields: Mapping[str, Any]
