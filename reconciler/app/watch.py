@@ -425,27 +425,7 @@ class Watch:
         self, summary: PassSummary, report: PassReport, started: list[StartedRun]
     ) -> None:
         unauthorised = [verdict.commit for verdict in report.landings if not verdict.authorised]
-        outcome = []
-        if report.landings:
-            outcome.append(f"{len(report.landings)} landing(s) verified")
-        if unauthorised:
-            outcome.append(f"{len(unauthorised)} unauthorised")
-        if report.interrupted:
-            outcome.append(f"marked {', '.join(report.interrupted)} interrupted")
-        if report.refused:
-            outcome.append(
-                "refused "
-                + ", ".join(
-                    f"{ref} ({'; '.join(why)})"
-                    if (why := report.why_refused.get(ref))
-                    else str(ref)
-                    for ref in report.refused
-                )
-            )
-        if started:
-            outcome.append(
-                "started " + ", ".join(f"{run.run_id} -> {run.environment.name}" for run in started)
-            )
+        outcome = _outcome(report, started, unauthorised)
         self._log(
             "warning" if unauthorised or report.refused else "info",
             "pass",
@@ -556,3 +536,29 @@ class Watch:
     def _log(self, level: Level, event: str, message: str, **fields: Any) -> None:
         with self._log_lock:
             self._emit(LogEvent(self.clock(), level, event, message, fields))
+
+
+def _outcome(report: PassReport, started: list[StartedRun], unauthorised: list[str]) -> list[str]:
+    """What a pass did, in the words of its log line: each part only when it happened."""
+    outcome = []
+    if report.landings:
+        outcome.append(f"{len(report.landings)} landing(s) verified")
+    if unauthorised:
+        outcome.append(f"{len(unauthorised)} unauthorised")
+    if report.interrupted:
+        outcome.append(f"marked {', '.join(report.interrupted)} interrupted")
+    if report.refused:
+        outcome.append("refused " + _refused_text(report))
+    if started:
+        outcome.append(
+            "started " + ", ".join(f"{run.run_id} -> {run.environment.name}" for run in started)
+        )
+    return outcome
+
+
+def _refused_text(report: PassReport) -> str:
+    """The plans a pass refused, each with why when the pass said."""
+    return ", ".join(
+        f"{ref} ({'; '.join(why)})" if (why := report.why_refused.get(ref)) else str(ref)
+        for ref in report.refused
+    )
