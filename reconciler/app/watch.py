@@ -298,13 +298,27 @@ class Watch:
         try:
             tip = self._tip()
         except ReconcilerError as error:
-            if str(error) != self._poll_error:  # once per outage, not once per poll
+            self._poll_outage(error)
+            return False
+        self._poll_outage(None)
+        tip = self._follow_lock(tip)
+        if tip is not None:
+            self._count_behind(tip)
+        return tip is not None and tip != self._known
+
+    def _poll_outage(self, error: ReconcilerError | None) -> None:
+        """Log a failed read of the branch once per outage, not once per poll, and its end
+        (`error` None: the branch was read)."""
+        if error is not None:
+            if str(error) != self._poll_error:
                 self._poll_error = str(error)
                 self._log("warning", "poll-failed", f"cannot read {self.branch}: {error}")
-            return False
-        if self._poll_error is not None:
+        elif self._poll_error is not None:
             self._poll_error = None
             self._log("info", "poll-recovered", f"{self.branch} can be read again")
+
+    def _follow_lock(self, tip: str | None) -> str | None:
+        """The tip once the ref's lock is released, when it has not moved yet."""
         watcher = self._ref_watcher
         if tip == self._known and watcher is not None:
             # An event can come a moment before Git's rename (the lock's creation or write):
@@ -313,9 +327,7 @@ class Watch:
             while tip == self._known and watcher.lock_held() and time.monotonic() < deadline:
                 time.sleep(LOCK_POLL)
                 tip = self._tip_or_none()
-        if tip is not None:
-            self._count_behind(tip)
-        return tip is not None and tip != self._known
+        return tip
 
     def _count_behind(self, tip: str) -> None:
         """The first-parent commits from where the last good pass left the branch to `tip`;
@@ -509,15 +521,7 @@ class Watch:
         self.drift.join()
         self.reconciler.recycle()  # a Ctrl-C may have killed Git's helpers with the group
         self.workers.close()
-        try:
-            flushed = self.reconciler.flush_outbox()
-        except Exception as error:  # the records stay in the outbox for the next start
-            self._log("error", "flush-failed", f"finish records stay in the outbox: {error}")
-        else:
-            if flushed:
-                self._log(
-                    "info", "flushed", f"published {flushed} finish record(s) from the outbox"
-                )
+        self._flush_outbox()
         if self.notices is not None:  # after the workers: their runs' notices are queued
             self.notices.close()
         if self._webhook is not None:
@@ -527,6 +531,18 @@ class Watch:
         self.reconciler.close()
         passes = self.endpoints.passes
         self._log("info", "stopped", f"stopped after {passes} pass(es)", passes=passes)
+
+    def _flush_outbox(self) -> None:
+        """Publish the finish records left in the outbox, once the workers are done."""
+        try:
+            flushed = self.reconciler.flush_outbox()
+        except Exception as error:  # the records stay in the outbox for the next start
+            self._log("error", "flush-failed", f"finish records stay in the outbox: {error}")
+        else:
+            if flushed:
+                self._log(
+                    "info", "flushed", f"published {flushed} finish record(s) from the outbox"
+                )
 
     def _notify_log(
         self, level: Level, event: str, message: str, fields: Mapping[str, Any]
