@@ -37,6 +37,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -225,32 +226,15 @@ class Watch:
     # -- the loop -------------------------------------------------------------------
 
     def _loop(self) -> None:
-        settings = self.settings
-        now = time.monotonic()
-        next_poll = now + settings.interval
-        next_resync = now + settings.resync
-        retry_at: float | None = None
-        wake_at: float | None = None
-        backoff = settings.backoff_first
+        schedule = _Schedule.starting(self.settings, time.monotonic())
         while not self.stopping():
-            deadline = min(t for t in (next_poll, next_resync, retry_at, wake_at) if t is not None)
-            request = self.trigger.take(min(max(deadline - time.monotonic(), 0.0), STOP_CHECK))
+            request = self.trigger.take(schedule.wait())
             if self.stopping():  # asked by a signal handler, meanwhile
                 break
             now = time.monotonic()
-            clocked: set[str] = set()
-            if retry_at is not None and now >= retry_at:
-                clocked.add("retry")
-                retry_at = None
-            if wake_at is not None and now >= wake_at:
-                clocked.add("window")
-                wake_at = None
-            if now >= next_resync:
-                clocked.add("resync")
-            request = request | Request(frozenset(clocked), bool(clocked))
-            if now >= next_poll:
+            request = request | schedule.clocked(now)
+            if schedule.poll_due(now):
                 request = request | Request(frozenset({"poll"}), False)
-                next_poll = now + settings.interval
                 self.drift.want()
             if not request.reasons:
                 continue
@@ -259,16 +243,13 @@ class Watch:
             if not request.force and not self._branch_moved():
                 continue
             if request.force:
-                next_resync = time.monotonic() + settings.resync
+                schedule.forced()
             report = self._pass(request)
             if report is None:
-                retry_at = time.monotonic() + backoff
-                backoff = min(backoff * 2, settings.backoff_max)
+                schedule.failed()
                 self._known = self._tip_or_none()
                 continue
-            backoff = settings.backoff_first
-            retry_at = None
-            wake_at = self._next_window(report)
+            schedule.succeeded(self._next_window(report))
 
     def _debounce(self, request: Request) -> Request:
         """Gather a burst of events: until `debounce` passes quietly, at most `debounce_max`."""
@@ -578,3 +559,61 @@ def _refused_text(report: PassReport) -> str:
         f"{ref} ({'; '.join(why)})" if (why := report.why_refused.get(ref)) else str(ref)
         for ref in report.refused
     )
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """When the clock asks the loop for a pass (monotonic seconds): the poll, the full
+    resync, the retry after a failed pass (with its backoff), a deploy window's opening."""
+
+    settings: WatchSettings
+    next_poll: float
+    next_resync: float
+    backoff: float
+    retry_at: float | None = None
+    wake_at: float | None = None
+
+    @classmethod
+    def starting(cls, settings: WatchSettings, now: float) -> _Schedule:
+        return cls(settings, now + settings.interval, now + settings.resync, settings.backoff_first)
+
+    def wait(self) -> float:
+        """How long the loop may wait for a request: until the clock's next, and briefly,
+        so a stop asked by a signal is noticed."""
+        due = (self.next_poll, self.next_resync, self.retry_at, self.wake_at)
+        deadline = min(t for t in due if t is not None)
+        return min(max(deadline - time.monotonic(), 0.0), STOP_CHECK)
+
+    def clocked(self, now: float) -> Request:
+        """The forced pass the clock asks for at `now`: a retry, a window, a resync."""
+        clocked: set[str] = set()
+        if self.retry_at is not None and now >= self.retry_at:
+            clocked.add("retry")
+            self.retry_at = None
+        if self.wake_at is not None and now >= self.wake_at:
+            clocked.add("window")
+            self.wake_at = None
+        if now >= self.next_resync:
+            clocked.add("resync")
+        return Request(frozenset(clocked), bool(clocked))
+
+    def poll_due(self, now: float) -> bool:
+        """Whether a poll is due at `now` (the next one is then `interval` later)."""
+        if now < self.next_poll:
+            return False
+        self.next_poll = now + self.settings.interval
+        return True
+
+    def forced(self) -> None:
+        """A forced pass is about to run: it counts as the resync."""
+        self.next_resync = time.monotonic() + self.settings.resync
+
+    def failed(self) -> None:
+        self.retry_at = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, self.settings.backoff_max)
+
+    def succeeded(self, wake_at: float | None) -> None:
+        """A pass worked: no retry, the backoff anew, and a wake-up for the window it waits for."""
+        self.backoff = self.settings.backoff_first
+        self.retry_at = None
+        self.wake_at = wake_at
