@@ -12,7 +12,7 @@ import click
 import pytest
 
 import reconciler
-from reconciler.app.watch import LogEvent
+from reconciler.app.watch_values import LogEvent
 from reconciler.cli import main
 from reconciler.cli.errors import EXIT_CODES, Outcome
 from reconciler.cli.options import WithExamples

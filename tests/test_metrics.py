@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.app.passes import Options
-from reconciler.app.watch import LogEvent, Request, Watch, WatchSettings
+from reconciler.app.watch import Watch
+from reconciler.app.watch_values import LogEvent, Request, WatchSettings
 from tests.people import People
 from tests.repositories import run_git
 from tests.scenarios import ECOMMERCE, plan, proposed_qa_release

@@ -359,6 +359,28 @@ def test_a_remote_polled_every_second_picks_up_a_push(
     assert watcher.stop() == 0
 
 
+def test_a_remote_that_cannot_be_read_is_logged_once_per_outage_and_its_end_once(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    remote = repo.publish_to_bare_remote()
+    service = repo.clone(remote, "service")
+    watcher = start_watch(
+        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
+    )
+    away = remote.with_name(remote.name + "-away")
+    remote.rename(away)
+    watcher.wait_for_event("poll-failed", 30)
+    time.sleep(1.5)  # several polls more, each failing the same way
+    assert len(watcher.named("poll-failed")) == 1
+    away.rename(remote)
+    watcher.wait_for_event("poll-recovered", 30)
+    time.sleep(1.5)
+    assert len(watcher.named("poll-recovered")) == 1
+    assert len(watcher.named("poll-failed")) == 1
+    assert watcher.stop() == 0
+
+
 # -- webhooks -------------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from reconciler.app.passes import Options, PassReport
     from reconciler.app.session import Session
     from reconciler.app.verified import VerifyResult
-    from reconciler.app.watch import LogEvent, WatchedPages
+    from reconciler.app.watch_values import LogEvent, WatchedPages
     from reconciler.core.access import AccessReport
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import History
@@ -576,7 +576,8 @@ def watch(
     `pages`, when listening, are served beside the webhook.
     """
     from reconciler.adapters.notify import load_config  # noqa: PLC0415
-    from reconciler.app.watch import Watch, WatchSettings  # noqa: PLC0415
+    from reconciler.app.watch import Watch  # noqa: PLC0415
+    from reconciler.app.watch_values import WatchSettings  # noqa: PLC0415
 
     settings = WatchSettings(
         interval=interval,

@@ -33,129 +33,39 @@ goes to the `log` callback as `LogEvent`s; it never prints.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final
 
 from reconciler.adapters.metrics import Metrics
-from reconciler.adapters.notify import Courier, NotifyConfig, log_path
+from reconciler.adapters.notify import Courier, log_path
 from reconciler.adapters.watcher import RefWatcher
-from reconciler.adapters.webhook import Delivery, Pages, Receiver, WebhookServer
-from reconciler.app.drift import Drift
-from reconciler.app.notices import Notifications, drift_notices
+from reconciler.adapters.webhook import Receiver, WebhookServer
+from reconciler.app.notices import Notifications
 from reconciler.app.passes import Clock, Options, PassReport, RunReport, StartedRun
 from reconciler.app.reconcile import Reconciler
+from reconciler.app.watch_drift import DriftChecks
+from reconciler.app.watch_endpoints import Endpoints
+from reconciler.app.watch_values import (
+    STOP_CHECK,
+    Level,
+    LogEvent,
+    PassSummary,
+    Request,
+    Trigger,
+    WatchSettings,
+    host_text,
+)
 from reconciler.app.workers import Workers
-from reconciler.core.decide_values import History
 from reconciler.core.errors import ReconcilerError, UsageError
 
-STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is noticed
 LOCK_WAIT: Final = 1.0  # seconds to follow a ref whose lock file is held
 LOCK_POLL: Final = 0.005
-
-Level = Literal["info", "warning", "error"]
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSettings:
-    interval: float = 15.0  # remote: ls-remote period; local: safety poll period
-    listen: tuple[str, int] | None = None
-    webhook_secret: bytes | None = None
-    debounce: float = 0.01  # quiet time that ends a burst of file events
-    debounce_max: float = 0.05  # longest a burst may delay the pass
-    resync: float = 300.0  # a full pass at least this often
-    backoff_first: float = 1.0
-    backoff_max: float = 60.0
-    notify: NotifyConfig | None = None  # `--notify FILE`: the targets notices may go to
-    pages: WatchedPages | None = None  # served beside the webhook, when listening
-
-
-class WatchedPages(Pages, Protocol):
-    """The pipeline pages on the listener (`reconciler.web.server.WatchPages`)."""
-
-    def start(self, on_problem: Callable[[str | None], None]) -> None:
-        """Read the branch after each pass from now on (off the caller's thread); a failed
-        read, or None on recovery, goes to `on_problem`."""
-
-    def passed(self) -> None:
-        """A pass ended: read the branch again (off the caller's thread)."""
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One structured log line: what happened, and its fields (pass, commit, duration...)."""
-
-    at: datetime
-    level: Level
-    event: str
-    message: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    reasons: frozenset[str]
-    force: bool
-
-    def __or__(self, other: Request) -> Request:
-        return Request(self.reasons | other.reasons, self.force or other.force)
-
-
-class Trigger:
-    """Pending pass requests, coalesced; `take` waits for some and empties them."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._reasons: set[str] = set()
-        self._force = False
-
-    def request(self, reason: str, *, force: bool = False) -> None:
-        with self._condition:
-            self._reasons.add(reason)
-            self._force = self._force or force
-            self._condition.notify()
-
-    def take(self, timeout: float) -> Request:
-        with self._condition:
-            if not self._reasons and timeout > 0:
-                self._condition.wait(timeout)
-            taken = Request(frozenset(self._reasons), self._force)
-            self._reasons.clear()
-            self._force = False
-            return taken
-
-
-@dataclass(frozen=True, slots=True)
-class PassSummary:
-    number: int
-    at: datetime
-    commit: str
-    result: Literal["ok", "error"]
-    duration: float
-    trigger: tuple[str, ...]
-    started: tuple[str, ...] = ()
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "pass": self.number,
-            "at": self.at.isoformat(),
-            "commit": self.commit,
-            "result": self.result,
-            "duration": round(self.duration, 4),
-            "trigger": list(self.trigger),
-            "started": list(self.started),
-            "error": self.error,
-        }
 
 
 class Watch:
@@ -193,21 +103,17 @@ class Watch:
         self._known: str | None = None  # the commit the last pass left the branch at
         self._reconciled: str | None = None  # ... the last pass that did not fail
         self._poll_error: str | None = None
-        self._passes = 0
         self._worked = False  # a pass has succeeded
-        self._last: PassSummary | None = None
-        self._verified = False  # a pass has verified the branch: ready (`/readyz`)
-        self._health_lock = threading.Lock()
-        self._started_at = clock()
-        # Drift (`_check_drift`): what was last logged, and the environments whose
-        # deployments/ the last pass may not have seen yet (a run there, or one ended since).
-        self._drift: tuple[frozenset[Drift], frozenset[str]] | None = None
-        self._runs_lock = threading.Lock()
-        self._running: Counter[str] = Counter()
-        self._ended_at: dict[str, float] = {}
-        self._observed: tuple[History | None, float] = (None, -math.inf)
-        self._drift_wanted = threading.Event()
-        self._drift_thread: threading.Thread | None = None
+        self.endpoints = Endpoints(
+            self.reconciler,
+            self.trigger,
+            self.metrics,
+            self.workers,
+            remote=self.remote,
+            started_at=clock(),
+            stopping=self.stopping,
+            log=self._log,
+        )
         self.notices: Notifications | None = None
         if settings.notify is not None:
             instance = self.reconciler.instance
@@ -218,6 +124,7 @@ class Watch:
                 log=self._notify_log,
             )
             self.notices = Notifications(courier, instance, self._notify_log)
+        self.drift = DriftChecks(self.reconciler, self.notices, clock, self._log, self.stopping)
 
     # -- control ------------------------------------------------------------------
 
@@ -236,12 +143,7 @@ class Watch:
         """Watch until `stop()`; then let the workers record their runs, and close."""
         try:
             self._open_sources()
-            # Drivers are asked off the loop: a `current` that hangs until its timeout
-            # must not hold up the next pass.
-            self._drift_thread = threading.Thread(
-                target=self._drift_checks, name="drift", daemon=True
-            )
-            self._drift_thread.start()
+            self.drift.start()
             self.trigger.request("start", force=True)
             self._loop()
         finally:
@@ -280,10 +182,10 @@ class Watch:
                 port,
                 settings.webhook_secret or b"",
                 Receiver(
-                    self._delivered,
-                    self._refused,
-                    self._health,
-                    self._ready,
+                    self.endpoints.delivered,
+                    self.endpoints.refused,
+                    self.endpoints.health,
+                    self.endpoints.ready,
                     self.metrics.exposition,
                 ),
                 pages=settings.pages,
@@ -292,7 +194,7 @@ class Watch:
                 settings.pages.start(self._pages_problem)
             self._webhook.start()
             bound_host, bound_port = self._webhook.address
-            address = f"http://{_host_text(bound_host)}:{bound_port}"
+            address = f"http://{host_text(bound_host)}:{bound_port}"
             self._log(
                 "info",
                 "listening",
@@ -321,104 +223,19 @@ class Watch:
     def _file_event(self, what: str) -> None:
         self.trigger.request("event")
 
-    def _delivered(self, delivery: Delivery) -> str:
-        wanted = f"refs/heads/{self.branch}"
-        fields = {
-            "provider": delivery.provider,
-            "webhook_event": delivery.event,
-            "ref": delivery.ref,
-            "after": delivery.after,
-            "delivery": delivery.delivery_id,
-            "client": delivery.client,
-        }
-        if delivery.replayed:
-            action, result = "ignored: the same delivery was received before", "replayed"
-        elif delivery.event != "push":
-            action, result = f"ignored: a {delivery.event} event, not a push", "ignored"
-        elif delivery.ref is not None and delivery.ref != wanted:
-            action, result = f"ignored: a push to {delivery.ref}, not {wanted}", "ignored"
-        else:
-            action, result = "pass triggered", "triggered"
-            self.trigger.request(f"webhook-{delivery.provider}", force=True)
-        self.metrics.webhook_delivery(result)
-        self._log("info", "webhook", f"{delivery.provider} {delivery.event}: {action}", **fields)
-        return action
-
-    def _refused(self, client: str, status: int, reason: str) -> None:
-        self.metrics.webhook_delivery(_refusal_result(status))
-        self._log(
-            "warning",
-            "webhook-refused",
-            f"webhook from {client} refused with {status}: {reason}",
-            client=client,
-            status=status,
-            reason=reason,
-        )
-
-    def _health(self) -> tuple[int, dict[str, Any]]:
-        with self._health_lock:
-            last = self._last
-            passes = self._passes
-        status = "starting" if last is None else "ok" if last.result == "ok" else "error"
-        payload = {
-            "status": status,
-            "branch": self.branch,
-            "remote": self.remote,
-            "instance": self.reconciler.instance,
-            "since": self._started_at.isoformat(),
-            "passes": passes,
-            "last_pass": last.as_json() if last else None,
-            "running": [
-                {"run": busy.run, "environment": busy.environment, "plan": busy.plan}
-                for busy in self.workers.busy()
-            ],
-            "stopping": self._stop,
-        }
-        return (503 if status == "error" else 200), payload
-
-    def _ready(self) -> tuple[int, dict[str, Any]]:
-        """Ready once a pass has verified the branch; a later failed pass is `/healthz`'s."""
-        with self._health_lock:
-            ready = self._verified
-            passes = self._passes
-        payload = {
-            "status": "ready" if ready else "starting",
-            "branch": self.branch,
-            "instance": self.reconciler.instance,
-            "passes": passes,
-        }
-        return (200 if ready else 503), payload
-
     # -- the loop -------------------------------------------------------------------
 
     def _loop(self) -> None:
-        settings = self.settings
-        now = time.monotonic()
-        next_poll = now + settings.interval
-        next_resync = now + settings.resync
-        retry_at: float | None = None
-        wake_at: float | None = None
-        backoff = settings.backoff_first
+        schedule = _Schedule.starting(self.settings, time.monotonic())
         while not self.stopping():
-            deadline = min(t for t in (next_poll, next_resync, retry_at, wake_at) if t is not None)
-            request = self.trigger.take(min(max(deadline - time.monotonic(), 0.0), STOP_CHECK))
+            request = self.trigger.take(schedule.wait())
             if self.stopping():  # asked by a signal handler, meanwhile
                 break
             now = time.monotonic()
-            clocked: set[str] = set()
-            if retry_at is not None and now >= retry_at:
-                clocked.add("retry")
-                retry_at = None
-            if wake_at is not None and now >= wake_at:
-                clocked.add("window")
-                wake_at = None
-            if now >= next_resync:
-                clocked.add("resync")
-            request = request | Request(frozenset(clocked), bool(clocked))
-            if now >= next_poll:
+            request = request | schedule.clocked(now)
+            if schedule.poll_due(now):
                 request = request | Request(frozenset({"poll"}), False)
-                next_poll = now + settings.interval
-                self._drift_wanted.set()
+                self.drift.want()
             if not request.reasons:
                 continue
             if "event" in request.reasons:
@@ -426,16 +243,13 @@ class Watch:
             if not request.force and not self._branch_moved():
                 continue
             if request.force:
-                next_resync = time.monotonic() + settings.resync
+                schedule.forced()
             report = self._pass(request)
             if report is None:
-                retry_at = time.monotonic() + backoff
-                backoff = min(backoff * 2, settings.backoff_max)
+                schedule.failed()
                 self._known = self._tip_or_none()
                 continue
-            backoff = settings.backoff_first
-            retry_at = None
-            wake_at = self._next_window(report)
+            schedule.succeeded(self._next_window(report))
 
     def _debounce(self, request: Request) -> Request:
         """Gather a burst of events: until `debounce` passes quietly, at most `debounce_max`."""
@@ -465,13 +279,27 @@ class Watch:
         try:
             tip = self._tip()
         except ReconcilerError as error:
-            if str(error) != self._poll_error:  # once per outage, not once per poll
+            self._poll_outage(error)
+            return False
+        self._poll_outage(None)
+        tip = self._follow_lock(tip)
+        if tip is not None:
+            self._count_behind(tip)
+        return tip is not None and tip != self._known
+
+    def _poll_outage(self, error: ReconcilerError | None) -> None:
+        """Log a failed read of the branch once per outage, not once per poll, and its end
+        (`error` None: the branch was read)."""
+        if error is not None:
+            if str(error) != self._poll_error:
                 self._poll_error = str(error)
                 self._log("warning", "poll-failed", f"cannot read {self.branch}: {error}")
-            return False
-        if self._poll_error is not None:
+        elif self._poll_error is not None:
             self._poll_error = None
             self._log("info", "poll-recovered", f"{self.branch} can be read again")
+
+    def _follow_lock(self, tip: str | None) -> str | None:
+        """The tip once the ref's lock is released, when it has not moved yet."""
         watcher = self._ref_watcher
         if tip == self._known and watcher is not None:
             # An event can come a moment before Git's rename (the lock's creation or write):
@@ -480,9 +308,7 @@ class Watch:
             while tip == self._known and watcher.lock_held() and time.monotonic() < deadline:
                 time.sleep(LOCK_POLL)
                 tip = self._tip_or_none()
-        if tip is not None:
-            self._count_behind(tip)
-        return tip is not None and tip != self._known
+        return tip
 
     def _count_behind(self, tip: str) -> None:
         """The first-parent commits from where the last good pass left the branch to `tip`;
@@ -499,7 +325,7 @@ class Watch:
             self.metrics.commits_behind(behind)
 
     def _pass(self, request: Request) -> PassReport | None:
-        number = self._passes + 1
+        number = self.endpoints.passes + 1
         at = self.clock()
         began = time.monotonic()
         trigger = tuple(sorted(request.reasons))
@@ -520,11 +346,7 @@ class Watch:
             return None
         duration = time.monotonic() - began
         self._worked = True
-        with self._runs_lock:
-            # One value, read whole by the drift thread: what this pass read, and when
-            # it began (runs ended before then are in it).
-            self._observed = (self.reconciler.observed, began)
-            self._running.update(run.environment.name for run in started)
+        self.drift.passed(began, started)
         for run in started:
             self.workers.submit(run)
         self._known = self._reconciled = report.settled or report.tip
@@ -538,14 +360,11 @@ class Watch:
             trigger,
             tuple(run.run_id for run in started),
         )
-        with self._health_lock:
-            self._passes = number
-            self._last = summary
-            self._verified = True
+        self.endpoints.pass_ended(summary)
         self._log_pass(summary, report, started)
         self._pages_passed()
         if number == 1:
-            self._drift_wanted.set()  # at start, then at every poll
+            self.drift.want()  # at start, then at every poll
         if self.notices is not None:
             self.notices.after_pass(report, started, at)
         return report
@@ -586,9 +405,7 @@ class Watch:
             text = f"internal error: {type(error).__name__}: {error}"
             extra = {"traceback": traceback.format_exc()}
         summary = PassSummary(number, at, self._known or "", "error", duration, trigger, (), text)
-        with self._health_lock:
-            self._passes = number
-            self._last = summary
+        self.endpoints.pass_ended(summary)
         self._log(
             "error",
             "pass-failed",
@@ -601,27 +418,7 @@ class Watch:
         self, summary: PassSummary, report: PassReport, started: list[StartedRun]
     ) -> None:
         unauthorised = [verdict.commit for verdict in report.landings if not verdict.authorised]
-        outcome = []
-        if report.landings:
-            outcome.append(f"{len(report.landings)} landing(s) verified")
-        if unauthorised:
-            outcome.append(f"{len(unauthorised)} unauthorised")
-        if report.interrupted:
-            outcome.append(f"marked {', '.join(report.interrupted)} interrupted")
-        if report.refused:
-            outcome.append(
-                "refused "
-                + ", ".join(
-                    f"{ref} ({'; '.join(why)})"
-                    if (why := report.why_refused.get(ref))
-                    else str(ref)
-                    for ref in report.refused
-                )
-            )
-        if started:
-            outcome.append(
-                "started " + ", ".join(f"{run.run_id} -> {run.environment.name}" for run in started)
-            )
+        outcome = _outcome(report, started, unauthorised)
         self._log(
             "warning" if unauthorised or report.refused else "info",
             "pass",
@@ -632,71 +429,6 @@ class Watch:
             unauthorised=unauthorised,
             refused=[str(ref) for ref in report.refused],
             interrupted=list(report.interrupted),
-        )
-
-    def _drift_checks(self) -> None:
-        while not self.stopping():
-            if self._drift_wanted.wait(STOP_CHECK):
-                self._drift_wanted.clear()
-                self._check_drift()
-
-    def _check_drift(self) -> None:
-        """Ask the drivers what runs (`Reconciler.drift`); log the drift when it changed.
-
-        Never a commit: drift is logged once per change, and `status` shows it. An
-        environment with a run in progress, or one ended since the last pass began,
-        keeps what was found there before: its deployments/ as last read is stale.
-        """
-        shard = self.reconciler.shard
-        with self._runs_lock:
-            history, observed_at = self._observed
-            if history is None:
-                return
-            unsettled = {
-                name
-                for name in history.policy.environments
-                if self._running[name] > 0 or self._ended_at.get(name, -math.inf) >= observed_at
-            }
-        asked = {
-            name
-            for name in history.policy.environments
-            if name not in unsettled and (shard is None or name in shard)
-        }
-        try:
-            report = self.reconciler.drift(history, asked)
-        except Exception as error:  # a driver's bug must not stop the watcher
-            self._log("error", "drift-failed", f"drift could not be checked: {error}")
-            return
-        if self.notices is not None:  # each once per version found (the notice's id)
-            for notice in drift_notices(report, self.clock()):
-                self.notices.tell(notice)
-        before = self._drift
-        kept = {item for item in (before[0] if before else ()) if item.environment in unsettled}
-        found = (frozenset({*report.drift, *kept}), frozenset(report.notes))
-        if found == before or (before is None and not found[0] and not found[1]):
-            self._drift = found
-            return
-        self._drift = found
-        drift = sorted(found[0], key=lambda item: (item.environment, item.application))
-        message = (
-            "drift: " + "; ".join(item.text() for item in drift)
-            if drift
-            else "no drift: every driver asked reports what deployments/ records"
-        )
-        self._log(
-            "warning" if drift else "info",
-            "drift",
-            message + "".join(f"; note: {note}" for note in sorted(found[1])),
-            drift=[
-                {
-                    "environment": item.environment,
-                    "application": item.application,
-                    "recorded": item.recorded,
-                    "current": item.current,
-                }
-                for item in drift
-            ],
-            notes=sorted(found[1]),
         )
 
     def _next_window(self, report: PassReport) -> float | None:
@@ -726,9 +458,7 @@ class Watch:
         self.metrics.run_finished(
             started.environment.name, "error" if report is None else report.result
         )
-        with self._runs_lock:
-            self._running[started.environment.name] -= 1
-            self._ended_at[started.environment.name] = time.monotonic()
+        self.drift.run_ended(started.environment.name)
         if report is None:
             self._log(
                 "error",
@@ -769,10 +499,22 @@ class Watch:
         self._stop = True
         if self._ref_watcher is not None:
             self._ref_watcher.stop()
-        if self._drift_thread is not None:
-            self._drift_thread.join(timeout=1.0)  # a driver asked meanwhile is not waited for
+        self.drift.join()
         self.reconciler.recycle()  # a Ctrl-C may have killed Git's helpers with the group
         self.workers.close()
+        self._flush_outbox()
+        if self.notices is not None:  # after the workers: their runs' notices are queued
+            self.notices.close()
+        if self._webhook is not None:
+            self._webhook.stop()
+        if self.settings.pages is not None:
+            self.settings.pages.close()
+        self.reconciler.close()
+        passes = self.endpoints.passes
+        self._log("info", "stopped", f"stopped after {passes} pass(es)", passes=passes)
+
+    def _flush_outbox(self) -> None:
+        """Publish the finish records left in the outbox, once the workers are done."""
         try:
             flushed = self.reconciler.flush_outbox()
         except Exception as error:  # the records stay in the outbox for the next start
@@ -782,14 +524,6 @@ class Watch:
                 self._log(
                     "info", "flushed", f"published {flushed} finish record(s) from the outbox"
                 )
-        if self.notices is not None:  # after the workers: their runs' notices are queued
-            self.notices.close()
-        if self._webhook is not None:
-            self._webhook.stop()
-        if self.settings.pages is not None:
-            self.settings.pages.close()
-        self.reconciler.close()
-        self._log("info", "stopped", f"stopped after {self._passes} pass(es)", passes=self._passes)
 
     def _notify_log(
         self, level: Level, event: str, message: str, fields: Mapping[str, Any]
@@ -801,16 +535,85 @@ class Watch:
             self._emit(LogEvent(self.clock(), level, event, message, fields))
 
 
-def _refusal_result(status: int) -> str:
-    """A refused request's result, as the metrics count it: a handful of values."""
-    if status == 401:
-        return "unauthorised"
-    if status == 503:
-        return "busy"
-    if status >= 500:
-        return "error"
-    return "invalid"
+def _outcome(report: PassReport, started: list[StartedRun], unauthorised: list[str]) -> list[str]:
+    """What a pass did, in the words of its log line: each part only when it happened."""
+    outcome = []
+    if report.landings:
+        outcome.append(f"{len(report.landings)} landing(s) verified")
+    if unauthorised:
+        outcome.append(f"{len(unauthorised)} unauthorised")
+    if report.interrupted:
+        outcome.append(f"marked {', '.join(report.interrupted)} interrupted")
+    if report.refused:
+        outcome.append("refused " + _refused_text(report))
+    if started:
+        outcome.append(
+            "started " + ", ".join(f"{run.run_id} -> {run.environment.name}" for run in started)
+        )
+    return outcome
 
 
-def _host_text(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def _refused_text(report: PassReport) -> str:
+    """The plans a pass refused, each with why when the pass said."""
+    return ", ".join(
+        f"{ref} ({'; '.join(why)})" if (why := report.why_refused.get(ref)) else str(ref)
+        for ref in report.refused
+    )
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """When the clock asks the loop for a pass (monotonic seconds): the poll, the full
+    resync, the retry after a failed pass (with its backoff), a deploy window's opening."""
+
+    settings: WatchSettings
+    next_poll: float
+    next_resync: float
+    backoff: float
+    retry_at: float | None = None
+    wake_at: float | None = None
+
+    @classmethod
+    def starting(cls, settings: WatchSettings, now: float) -> _Schedule:
+        return cls(settings, now + settings.interval, now + settings.resync, settings.backoff_first)
+
+    def wait(self) -> float:
+        """How long the loop may wait for a request: until the clock's next, and briefly,
+        so a stop asked by a signal is noticed."""
+        due = (self.next_poll, self.next_resync, self.retry_at, self.wake_at)
+        deadline = min(t for t in due if t is not None)
+        return min(max(deadline - time.monotonic(), 0.0), STOP_CHECK)
+
+    def clocked(self, now: float) -> Request:
+        """The forced pass the clock asks for at `now`: a retry, a window, a resync."""
+        clocked: set[str] = set()
+        if self.retry_at is not None and now >= self.retry_at:
+            clocked.add("retry")
+            self.retry_at = None
+        if self.wake_at is not None and now >= self.wake_at:
+            clocked.add("window")
+            self.wake_at = None
+        if now >= self.next_resync:
+            clocked.add("resync")
+        return Request(frozenset(clocked), bool(clocked))
+
+    def poll_due(self, now: float) -> bool:
+        """Whether a poll is due at `now` (the next one is then `interval` later)."""
+        if now < self.next_poll:
+            return False
+        self.next_poll = now + self.settings.interval
+        return True
+
+    def forced(self) -> None:
+        """A forced pass is about to run: it counts as the resync."""
+        self.next_resync = time.monotonic() + self.settings.resync
+
+    def failed(self) -> None:
+        self.retry_at = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, self.settings.backoff_max)
+
+    def succeeded(self, wake_at: float | None) -> None:
+        """A pass worked: no retry, the backoff anew, and a wake-up for the window it waits for."""
+        self.backoff = self.settings.backoff_first
+        self.retry_at = None
+        self.wake_at = wake_at

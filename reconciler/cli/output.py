@@ -18,7 +18,7 @@ import click
 if TYPE_CHECKING:
     from reconciler.app.actions import Locked, Made
     from reconciler.app.init import Initialised
-    from reconciler.app.watch import LogEvent
+    from reconciler.app.watch_values import LogEvent
     from reconciler.core.model import Finding
     from reconciler.core.validate import Report
 

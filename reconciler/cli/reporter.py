@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from reconciler.app.mergeable import MergeCheck
     from reconciler.app.passes import PassReport
     from reconciler.app.validating import Validation
-    from reconciler.app.watch import LogEvent
+    from reconciler.app.watch_values import LogEvent
     from reconciler.core.access import AccessReport
     from reconciler.core.status import Pipeline
 

@@ -74,7 +74,7 @@ def serve(
     """
     from reconciler.adapters.clock import utc_now
     from reconciler.app.api import Source
-    from reconciler.app.watch import LogEvent
+    from reconciler.app.watch_values import LogEvent
     from reconciler.web.server import serve as run
 
     reporter = reporter_for(output_format)
