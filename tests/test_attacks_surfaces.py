@@ -31,7 +31,7 @@ from reconciler.adapters.webhook import Delivery, Receiver, WebhookServer
 from reconciler.cli.watch_commands import parse_listen
 from reconciler.core.printable import printable
 from tests import test_watch
-from tests.configrepo import example_file, reconciler
+from tests.configrepo import Result, example_file, reconciler
 from tests.people import People
 from tests.repositories import SeedRepo, run_git, trailers
 from tests.scenarios import DEV_PLAN, ECOMMERCE, PORTAL, QA_PLAN, dev_plan, qa_plan
@@ -188,18 +188,19 @@ def test_driver_output_cannot_forge_or_hide_lines_in_the_run_log_committed_to_gi
 # -- A. the service: a remote that refuses, the webhook receiver ---------------------------
 
 
-def test_a_remote_that_refuses_every_push_stops_the_pass_at_once_naming_its_reason(
-    tmp_path: Path, people: People
-) -> None:
+def apply_against_a_refusing_hook(
+    tmp_path: Path, people: People, hook_body: str
+) -> tuple[Result, int]:
+    """`apply` from a clone of a remote whose pre-receive hook runs `hook_body` and refuses
+    every push; its result, and how many pushes the hook saw."""
     repo = SeedRepo.create(tmp_path, people)
     remote = repo.publish_to_bare_remote()
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     repo.git("push", "-q", "origin", "main")
     service = repo.clone(remote, "service")
-    # Branch protection, or a hook that wants pull requests: every push is refused.
     attempts = tmp_path / "attempts"
     hook = remote / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\necho x >> {attempts}\necho 'main is protected' >&2\nexit 1\n")
+    hook.write_text(f"#!/bin/sh\necho x >> {attempts}\n{hook_body}\nexit 1\n")
     hook.chmod(0o755)
     result = service.reconciler(
         "apply",
@@ -210,9 +211,17 @@ def test_a_remote_that_refuses_every_push_stops_the_pass_at_once_naming_its_reas
         "--driver-root",
         str(tmp_path / "releases"),
     )
+    return result, len(attempts.read_text().splitlines())
+
+
+def test_a_remote_that_refuses_every_push_stops_the_pass_at_once_naming_its_reason(
+    tmp_path: Path, people: People
+) -> None:
+    # Branch protection, or a hook that wants pull requests: every push is refused.
+    result, pushes = apply_against_a_refusing_hook(tmp_path, people, "echo 'main is protected' >&2")
     # It used to take the refusal for a lost race: fetch, re-verify and push again, 1,000
     # times in a row, then once more after every backoff of the watcher.
-    assert len(attempts.read_text().splitlines()) <= 2
+    assert pushes <= 2
     assert result.exit_code == 1, result.stderr
     assert "main is protected" in result.stderr
     assert "Traceback" not in result.stderr
@@ -223,28 +232,11 @@ def test_a_remote_refusing_every_push_in_a_lost_races_words_stops_the_pass_at_on
 ) -> None:
     # A hook's words reach git push's stderr as "remote: ...", where git's own words for a
     # race lost at the host's ref lock stand too: only git's status of the branch tells them.
-    repo = SeedRepo.create(tmp_path, people)
-    remote = repo.publish_to_bare_remote()
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    repo.git("push", "-q", "origin", "main")
-    service = repo.clone(remote, "service")
-    attempts = tmp_path / "attempts"
-    hook = remote / "hooks" / "pre-receive"
     said = "error: cannot lock ref 'refs/heads/main': is at $new but expected $old"
-    hook.write_text(
-        f'#!/bin/sh\necho x >> {attempts}\nread old new ref\necho "{said}" >&2\nexit 1\n'
+    result, pushes = apply_against_a_refusing_hook(
+        tmp_path, people, f'read old new ref\necho "{said}" >&2'
     )
-    hook.chmod(0o755)
-    result = service.reconciler(
-        "apply",
-        "--remote",
-        "origin",
-        "--key",
-        str(people.reconciler.key),
-        "--driver-root",
-        str(tmp_path / "releases"),
-    )
-    assert len(attempts.read_text().splitlines()) <= 2
+    assert pushes <= 2
     assert result.exit_code == 1, result.stderr
     assert "refused the push to main" in result.stderr
     assert "Traceback" not in result.stderr

@@ -42,6 +42,22 @@ def commit_on(clone: Path, parent: str, message: str) -> str:
     )
 
 
+def refused_by(tmp_path: Path, hook_body: str) -> tuple[Path, str]:
+    """A record pushed to a remote whose pre-receive hook is `hook_body` (`{base}`: the
+    branch's commit), which must refuse it as a refusal: the remote, and that commit."""
+    remote, clone = remote_and_clone(tmp_path)
+    base = run_git(clone, "rev-parse", "origin/main")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\n" + hook_body.format(base=base))
+    hook.chmod(0o755)
+    record = commit_on(clone, base, "a record")
+    with GitRepo(clone) as repo:
+        publisher = Publisher(repo, "main", "origin")
+        with pytest.raises(GitError, match="refused the push to main"):
+            publisher.publish(record, base)
+    return remote, base
+
+
 def test_a_race_lost_at_the_hosts_ref_lock_is_a_lost_race_asked_no_second_fetch(
     tmp_path: Path,
 ) -> None:
@@ -66,16 +82,7 @@ def test_a_race_lost_at_the_hosts_ref_lock_is_a_lost_race_asked_no_second_fetch(
 def test_a_push_the_host_refuses_while_the_branch_stays_put_stops_the_pass(
     tmp_path: Path,
 ) -> None:
-    remote, clone = remote_and_clone(tmp_path)
-    base = run_git(clone, "rev-parse", "origin/main")
-    hook = remote / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'records are not welcome here' >&2\nexit 1\n")
-    hook.chmod(0o755)
-    record = commit_on(clone, base, "a record")
-    with GitRepo(clone) as repo:
-        publisher = Publisher(repo, "main", "origin")
-        with pytest.raises(GitError, match="refused the push to main"):
-            publisher.publish(record, base)
+    remote, base = refused_by(tmp_path, "echo 'records are not welcome here' >&2\nexit 1\n")
     assert run_git(remote, "rev-parse", "refs/heads/main") == base
 
 
@@ -93,14 +100,5 @@ def test_a_hook_refusing_in_the_words_of_a_lost_race_stops_the_pass(
     # A hook's words reach git push's stderr as "remote: ...": only git's own status of the
     # branch (its porcelain line) says whether the race was lost. Taken for a lost race, a
     # refusal is pushed again and again until the pass gives up, blaming another reconciler.
-    remote, clone = remote_and_clone(tmp_path)
-    base = run_git(clone, "rev-parse", "origin/main")
-    hook = remote / "hooks" / "pre-receive"
-    hook.write_text(f'#!/bin/sh\necho "{said.format(base=base)}" >&2\nexit 1\n')
-    hook.chmod(0o755)
-    record = commit_on(clone, base, "a record")
-    with GitRepo(clone) as repo:
-        publisher = Publisher(repo, "main", "origin")
-        with pytest.raises(GitError, match="refused the push to main"):
-            publisher.publish(record, base)
+    remote, base = refused_by(tmp_path, f'echo "{said}" >&2\nexit 1\n')
     assert run_git(remote, "rev-parse", "refs/heads/main") == base
