@@ -821,8 +821,8 @@ PHASES: Final = (
     ("reconciler.app.finishing", "FinishRecords.finish", "finish (rest)"),
     ("reconciler.app.finishing", "FinishRecords._publish_finish", "publish finish (rest)"),
     # Imported by name into the pass too: timed where each module calls it.
-    ("reconciler.app.finishing", "_deployments_in", "read deployments/<env>.yaml"),
-    ("reconciler.app.reconcile", "_deployments_in", "read deployments/<env>.yaml"),
+    ("reconciler.app.finishing", "deployments_in", "read deployments/<env>.yaml"),
+    ("reconciler.app.reconcile", "deployments_in", "read deployments/<env>.yaml"),
     ("reconciler.adapters.statestore", "StateStore.put_outbox", "state store: outbox"),
     ("reconciler.adapters.statestore", "StateStore.clear_outbox", "state store: outbox"),
     ("reconciler.app.record", "RecordWriter.commit", "record commit (rest)"),

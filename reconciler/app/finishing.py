@@ -314,7 +314,7 @@ class FinishRecords:
         else:
             raw = self._walker.effective_file(path)
         files = {detail.log_path: detail.log.encode()}
-        running = _deployments_in(raw, path)
+        running = deployments_in(raw, path)
         deployed = detail.deployed
         ended = self.ended(run_id)
         if ended is not None:
@@ -352,7 +352,7 @@ class FinishRecords:
             )
 
 
-def _deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
+def deployments_in(raw: bytes | None, path: str) -> dict[str, Any] | None:
     """What a deployments/ file says runs there (nothing, when it is absent or unreadable)."""
     if raw is None:
         return None

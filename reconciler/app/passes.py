@@ -1,6 +1,6 @@
 """App: the values of a reconcile pass: what it is told (`Options`), the runs it starts
 (`StartedRun`) and reports (`RunReport`, `PassReport`), what one round leaves the next
-(`_Decided`), and the name a state directory gives its reconciler (`default_instance`).
+(`RoundDecisions`), and the name a state directory gives its reconciler (`default_instance`).
 
 Apart from the pass (`reconcile`) that makes them: the watcher, its workers,
 the notices and the reporters read them without the pass's machinery.
@@ -96,7 +96,7 @@ class PassReport:
     # What deployments/ records there, by environment and application (the service's drift).
     deployed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # How many plan versions the pass decided, a round's re-decisions counted each time:
-    # about twice the plans a backlog runs, never rounds times plans (`_Decided`).
+    # about twice the plans a backlog runs, never rounds times plans (`RoundDecisions`).
     decided: int = 0
     checkpoint: str = ""  # the checkpoint this pass published, if it did
 
@@ -110,7 +110,7 @@ class PassReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Decided:
+class RoundDecisions:
     """A round's decisions, for the next round of the pass to start from.
 
     The next round decides again only what this reconciler's own records since

@@ -14,7 +14,7 @@ long-lived per-environment workers while `apply` keeps its one-shot loop:
    (by their own instance once it is not running them any more, or by anyone
    once their lease has passed) and record new refusals, in one publish
    (after a round whose start records are all that landed since, with its own
-   finish records, only what those records change is decided again: `_Decided`);
+   finish records, only what those records change is decided again: `RoundDecisions`);
 4. per environment without a run in progress (of its shard, with
    `--environments`), publish a start record for the first executable plan:
    the publish is the lock, so two reconcilers never start the same run; a
@@ -65,15 +65,15 @@ from reconciler.app.authorise import Authoriser, Progress
 from reconciler.app.checkpoint_trust import CheckpointTrust, pinned_keys
 from reconciler.app.drift import DriftReport, drift_in, find_drift, stops_run
 from reconciler.app.execute import Execution, execute, finished_steps, steps_for
-from reconciler.app.finishing import PUBLISH_BUDGET, PUBLISH_JITTER, FinishRecords, _deployments_in
+from reconciler.app.finishing import PUBLISH_BUDGET, PUBLISH_JITTER, FinishRecords, deployments_in
 from reconciler.app.inert import inert
 from reconciler.app.passes import (
     Clock,
     Options,
     PassReport,
+    RoundDecisions,
     RunReport,
     StartedRun,
-    _Decided,
     default_instance,
 )
 from reconciler.app.pipeline import DriverCheck, driver_problems, observe
@@ -124,7 +124,7 @@ from reconciler.core.runs import (
 # How long start records decided on one tip may be rebuilt on newer tips that change nothing
 # a decision reads (`inert`) before the round decides again: the clock moves gates too.
 REDECIDE_AFTER = 2.0
-# How long decisions a round did not make again may serve later rounds of a pass (`_Decided`)
+# How long decisions a round did not make again may serve later rounds of a pass (`RoundDecisions`)
 # before one decides every plan again: the clock moves gates in every environment, but
 # deciding 2,000 plans takes a run's time, so not every round.
 DECIDE_ALL_AFTER = 30.0
@@ -186,9 +186,9 @@ class Reconciler:
             self.close()
             raise
         self.in_flight: set[str] = set()
-        # The last round's decisions, while its start records are main's tip (`_Decided`).
-        self._decided: _Decided | None = None
-        self._round: _Decided | None = None  # the round's, until its start records are out
+        # The last round's decisions, while its start records are main's tip (`RoundDecisions`).
+        self._decided: RoundDecisions | None = None
+        self._round: RoundDecisions | None = None  # the round's, until its start records are out
         # What each environment's driver said runs there, this pass (`_Looked`): app -> version.
         self._looks: dict[str, dict[str, str | None]] = {}
         # What the last pass read (policy, deployments/), for drift between passes.
@@ -488,7 +488,7 @@ class Reconciler:
         walk: Transaction,
         *,
         persist: bool,
-        narrowed: tuple[_Decided, dict[str, str]] | None = None,
+        narrowed: tuple[RoundDecisions, dict[str, str]] | None = None,
     ) -> tuple[History, RunDecisions]:
         """Walk to `tip` and decide: every plan, or with `narrowed` the last round's decisions
         and the plans (path -> blob) to decide again (`_narrowed`); and what this round is
@@ -524,7 +524,7 @@ class Reconciler:
         self.observed = history
         self._check_shard(history.policy)
         decisions = ordered(every.values())
-        self._round = _Decided(tip, every, history, since, plans)
+        self._round = RoundDecisions(tip, every, history, since, plans)
         # Before any start record: a plan whose environment's driver cannot load waits;
         # only where this reconciler may start runs (another shard's driver need not load here).
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
@@ -539,8 +539,8 @@ class Reconciler:
         return history, runs
 
     def _narrowed(
-        self, decided: _Decided | None, base: str, pending: Mapping[str, OutboxEntry]
-    ) -> tuple[_Decided, dict[str, str]] | None:
+        self, decided: RoundDecisions | None, base: str, pending: Mapping[str, OutboxEntry]
+    ) -> tuple[RoundDecisions, dict[str, str]] | None:
         """The last round's decisions and the plans (path -> blob) its start records and the
         finish records `pending` change (`runs.touched_by`), when those records are all
         that landed since it decided; None: decide every plan."""
@@ -565,7 +565,7 @@ class Reconciler:
         report: PassReport,
         verified: VerifyResult,
         now: datetime,
-        decided: _Decided,
+        decided: RoundDecisions,
         only: dict[str, str],
     ) -> tuple[History, dict[str, Decision]]:
         """Decide the plans `only` names again, and the next plan to start in each environment
@@ -694,7 +694,7 @@ class Reconciler:
         """The steps a retry skips (`finished_steps`), as the effective deployments/ says."""
         assert decision.plan is not None
         path = deployments_file(environment.name)
-        running = _deployments_in(self._walker.effective_file(path), path) or {}
+        running = deployments_in(self._walker.effective_file(path), path) or {}
         return finished_steps(
             steps_for(decision.plan, environment, ""),
             running.get("applications") or {},
@@ -810,7 +810,7 @@ class Reconciler:
         `current`: only a version a run deployed and recorded is known to be one to go back to."""
         path = deployments_file(environment.name)
         with self._git_lock:  # a watcher walks main during runs
-            running = _deployments_in(self._walker.effective_file(path), path) or {}
+            running = deployments_in(self._walker.effective_file(path), path) or {}
         return {
             application: str(entry["version"])
             for application, entry in (running.get("applications") or {}).items()
@@ -821,7 +821,7 @@ class Reconciler:
         """Why the run stops before its first step for drift (`drift.stops_run`), or None."""
         path = deployments_file(environment.name)
         with self._git_lock:  # main as last walked: a watcher walks it during runs
-            running = _deployments_in(self._walker.effective_file(path), path) or {}
+            running = deployments_in(self._walker.effective_file(path), path) or {}
         entries = running.get("applications") or {}
         wanted = {entry.name for entry in plan.applications}
         recorded = {
