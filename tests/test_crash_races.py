@@ -392,6 +392,51 @@ def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_t
     verified(remote, tmp_path, people)
 
 
+# Refuses every push to a branch after the first while `{closed}` exists: the start record
+# goes out, and every finish record, the watcher's stop flush included, is refused.
+REFUSE_AFTER_THE_FIRST = """#!/bin/sh
+grep -q " refs/heads/" || exit 0
+count=$(($(cat "{count}" 2>/dev/null || echo 0) + 1))
+echo "$count" > "{count}"
+if [ "$count" -gt 1 ] && [ -e "{closed}" ]; then
+    echo "the host is read-only for now" >&2
+    exit 1
+fi
+"""
+
+
+def test_a_watcher_stopped_while_its_finish_record_is_refused_keeps_it_for_the_next_start(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    _, remote, service = two_app_dev_plan(tmp_path, people)
+    closed = tmp_path / "closed"
+    closed.write_text("")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(REFUSE_AFTER_THE_FIRST.format(count=tmp_path / "pushes", closed=closed))
+    hook.chmod(0o755)
+    watcher = start_watch(
+        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
+    )
+    watcher.wait_for_event("run-failed", 30, run=RUN_1)
+    assert watcher.stop() == 0
+    # The stop's flush was refused too: said, and the record kept, never dropped.
+    [failed] = watcher.named("flush-failed")
+    assert "the host is read-only for now" in failed["message"]
+    assert list(watch_outbox(service)) == [RUN_1]
+    check_records(remote, unfinished={RUN_1})
+    closed.unlink()
+    watcher = start_watch(
+        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
+    )
+    wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the finish record")
+    assert watcher.stop() == 0
+    found = check_records(remote)
+    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
+    assert watch_outbox(service) == {}
+    assert deployed_on(remote, "development") == current_in(service.driver_root, "development")
+    verified(remote, tmp_path, people)
+
+
 @pytest.mark.slow
 def test_an_apply_beside_a_watch_on_one_remote_never_runs_a_plan_twice(
     tmp_path: Path, people: People, watchers: list[Watcher]
