@@ -107,16 +107,12 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-everyday-before-") as scratch:
         # The code before gets a copy of the state: each code keeps answers in its state
         # (the last decisions), and two codes sharing one would make each other's anew.
-        copied = None
+        pair = None
         if before is not None:
-            copied = Path(scratch) / "state"
+            pair = (before, Path(scratch) / "state")
             if state_dir.exists():
-                shutil.copytree(state_dir, copied)
-        return _measure(rounds, repo, commands(repo, state_dir, _pair(before, copied)), env)
-
-
-def _pair(code: Path | None, state: Path | None) -> tuple[Path, Path] | None:
-    return None if code is None or state is None else (code, state)
+                shutil.copytree(state_dir, pair[1])
+        return _measure(rounds, repo, commands(repo, state_dir, pair), env)
 
 
 def _measure(

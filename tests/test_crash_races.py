@@ -374,22 +374,35 @@ def watch_outbox(service: ConfigRepo) -> dict[str, Any]:
         store.close()
 
 
-def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_the_next_pass(
-    tmp_path: Path, people: People, watchers: list[Watcher]
-) -> None:
-    _, remote, service = two_app_dev_plan(tmp_path, people)
-    reject_push(remote, 2)  # its start record goes out; its finish record is refused
-    watcher = start_watch(
+def polling_watcher(watchers: list[Watcher], service: ConfigRepo, people: People) -> Watcher:
+    """A watcher of `service`'s remote, polling it five times a second."""
+    return start_watch(
         watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
     )
-    watcher.wait_for_event("run-failed", 30, run=RUN_1)
-    wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the finish record")
-    assert watcher.stop() == 0
+
+
+def finished_once_as_it_ran(
+    remote: Path, service: ConfigRepo, tmp_path: Path, people: People
+) -> None:
+    """RUN_1 ended once on the remote, succeeded, with nothing left in the watcher's outbox,
+    main saying what runs, and the history verified."""
     found = check_records(remote)
     assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
     assert watch_outbox(service) == {}
     assert deployed_on(remote, "development") == current_in(service.driver_root, "development")
     verified(remote, tmp_path, people)
+
+
+def test_a_watcher_whose_finish_record_the_remote_refuses_once_publishes_it_on_the_next_pass(
+    tmp_path: Path, people: People, watchers: list[Watcher]
+) -> None:
+    _, remote, service = two_app_dev_plan(tmp_path, people)
+    reject_push(remote, 2)  # its start record goes out; its finish record is refused
+    watcher = polling_watcher(watchers, service, people)
+    watcher.wait_for_event("run-failed", 30, run=RUN_1)
+    wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the finish record")
+    assert watcher.stop() == 0
+    finished_once_as_it_ran(remote, service, tmp_path, people)
 
 
 # Refuses every push to a branch after the first while `{closed}` exists: the start record
@@ -414,9 +427,7 @@ def test_a_watcher_stopped_while_its_finish_record_is_refused_keeps_it_for_the_n
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(REFUSE_AFTER_THE_FIRST.format(count=tmp_path / "pushes", closed=closed))
     hook.chmod(0o755)
-    watcher = start_watch(
-        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
-    )
+    watcher = polling_watcher(watchers, service, people)
     watcher.wait_for_event("run-failed", 30, run=RUN_1)
     assert watcher.stop() == 0
     # The stop's flush was refused too: said, and the record kept, never dropped.
@@ -425,16 +436,10 @@ def test_a_watcher_stopped_while_its_finish_record_is_refused_keeps_it_for_the_n
     assert list(watch_outbox(service)) == [RUN_1]
     check_records(remote, unfinished={RUN_1})
     closed.unlink()
-    watcher = start_watch(
-        watchers, service, people, service.path, "--remote", "origin", "--interval", "0.2"
-    )
+    watcher = polling_watcher(watchers, service, people)
     wait_until(lambda: bool(runs(remote)[RUN_1]["finishes"]), 30, "the finish record")
     assert watcher.stop() == 0
-    found = check_records(remote)
-    assert [finish["Result"] for finish in found[RUN_1]["finishes"]] == ["succeeded"]
-    assert watch_outbox(service) == {}
-    assert deployed_on(remote, "development") == current_in(service.driver_root, "development")
-    verified(remote, tmp_path, people)
+    finished_once_as_it_ran(remote, service, tmp_path, people)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 from reconciler.adapters.gitlog import RECORD_SEPARATOR, decoded, parse_log
 from reconciler.adapters.gitobjects import CommitInfo, HistoryEntry, parse_commit
 from reconciler.adapters.gitprocess import ReadAhead, git_argv, git_environment
-from reconciler.adapters.gitrun import NETWORK_TIMEOUT, _Failed
+from reconciler.adapters.gitrun import NETWORK_TIMEOUT, _Failed, unknown_revision
 from reconciler.adapters.gitwriting import GitWriting
 from reconciler.adapters.process import Reader, capture
 from reconciler.adapters.treechecks import TreeChecks
@@ -282,7 +282,7 @@ class GitRepo(GitWriting):
         """
         [(parts, _)] = self._names_batch.ask([f"{ref}^{{commit}}"])
         if len(parts) != 2 or parts[1] != b"commit":
-            raise GitError(f"unknown revision '{ref}'", hint="name a commit, branch or tag")
+            raise unknown_revision(ref)
         return parts[0].decode()
 
     def maintain(self) -> None:

@@ -91,9 +91,7 @@ class GitRunner:
         try:
             return self._text("rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
         except GitError:
-            raise GitError(
-                f"unknown revision '{rev}'", hint="name a commit, branch or tag"
-            ) from None
+            raise unknown_revision(rev) from None
 
     def head_branch(self) -> str | None:
         """The branch HEAD points at (also in a bare repository), or None when detached."""
@@ -165,3 +163,8 @@ def _locate(path: Path) -> tuple[str, Path, Path, Path | None] | None:
         return None
     work_tree = None if bare == "true" else Path(root)
     return object_format, Path(git_dir), Path(common_dir), work_tree
+
+
+def unknown_revision(rev: str) -> GitError:
+    """The error for a name that names no commit, however it was looked up."""
+    return GitError(f"unknown revision '{rev}'", hint="name a commit, branch or tag")
