@@ -25,6 +25,7 @@ and the two states' journals row by row (exit 1 when they differ).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import statistics
 import subprocess
@@ -122,10 +123,12 @@ def timed(argv: Sequence[str | Path]) -> tuple[float, subprocess.CompletedProces
 
 
 def pull_request_check(
-    root: Path, scratch: Path, checkpoint: str, repeat: int
-) -> tuple[list[float], list[float]]:
-    """(a) the check's and (b) git log's wall seconds, `repeat` runs each, interleaved."""
-    ours: list[float] = []
+    root: Path, scratch: Path, checkpoint: str, repeat: int, key_file: Path
+) -> tuple[list[float], list[float], list[float]]:
+    """Wall seconds, `repeat` runs each, interleaved: the check trusting the anchor's service
+    keys, the check with the service key pinned (`--checkpoint-key`), and git log."""
+    anchored: list[float] = []
+    pinned: list[float] = []
     reference: list[float] = []
     log: list[str | Path] = [
         "git",
@@ -137,37 +140,45 @@ def pull_request_check(
         "--raw",
         "--no-renames",
     ]
+    reports: list[Any] = []
     for run in range(repeat):
-        state = scratch / f"pull-request-{run}"
-        seconds, completed = timed(
-            [
-                *reconciler_launcher(),
-                "verify-mergeable",
-                "--repo",
-                root,
-                "--state-dir",
-                state,
-                "--base",
-                BASE,
-                "--head",
-                "main",
-                "--format",
-                "json",
-            ]
-        )
-        if completed.returncode not in (0, 1):
-            raise BenchmarkError(f"verify-mergeable failed: {completed.stderr.strip()}")
-        report = json.loads(completed.stdout)
-        if (report.get("checkpoint") or {}).get("checkpoint") != checkpoint:
-            raise BenchmarkError(f"the check did not go on from {checkpoint}: {completed.stderr}")
-        if report["merge"] is None:
-            raise BenchmarkError("the check judged no merge")
-        ours.append(seconds)
+        for pin, times in (((), anchored), (("--checkpoint-key", key_file), pinned)):
+            state = scratch / f"pull-request-{run}-{len(pin)}"
+            seconds, completed = timed(
+                [
+                    *reconciler_launcher(),
+                    "verify-mergeable",
+                    "--repo",
+                    root,
+                    "--state-dir",
+                    state,
+                    "--base",
+                    BASE,
+                    "--head",
+                    "main",
+                    "--format",
+                    "json",
+                    *pin,
+                ]
+            )
+            if completed.returncode not in (0, 1):
+                raise BenchmarkError(f"verify-mergeable failed: {completed.stderr.strip()}")
+            report = json.loads(completed.stdout)
+            if (report.get("checkpoint") or {}).get("checkpoint") != checkpoint:
+                said = completed.stderr
+                raise BenchmarkError(f"the check did not go on from {checkpoint}: {said}")
+            if report["merge"] is None:
+                raise BenchmarkError("the check judged no merge")
+            report.pop("merge")  # made anew by each check, at its own second
+            reports.append(report)
+            times.append(seconds)
         seconds, completed = timed([*log, f"{BASE}..main"])
         if completed.returncode != 0:
             raise BenchmarkError(f"git log failed: {completed.stderr.strip()}")
         reference.append(seconds)
-    return ours, reference
+    if any(report != reports[0] for report in reports):
+        raise BenchmarkError("the checks did not all say the same")
+    return anchored, pinned, reference
 
 
 def agreement(root: Path, manifest: HistoryManifest, scratch: Path, back: int) -> dict[str, Any]:
@@ -267,7 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = Path(scratch)
             checkpoint = publish_at(root, manifest, arguments.pull_request, work / "service", BASE)
             size = int(_git(root, "cat-file", "-s", f"{checkpoint}:checkpoint.jsonl"))
-            ours, reference = pull_request_check(root, work, checkpoint, arguments.repeat)
+            key_file = work / "service.pub"
+            public = service_key(settings.seed).public
+            key_file.write_text(f"{public.type} {base64.b64encode(public.blob).decode()}\n")
+            ours, pinned, reference = pull_request_check(
+                root, work, checkpoint, arguments.repeat, key_file
+            )
             back = arguments.agree_back or manifest.landings // 2
             agreed = agreement(root, manifest, work, back) if arguments.agree else None
     except (BenchmarkError, HistoryError, ValueError, FileExistsError) as exc:
@@ -279,11 +295,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pull_request_landings": arguments.pull_request,
         "check_seconds": ours,
         "git_log_seconds": reference,
+        "pinned_check_seconds": pinned,
         "check_median": statistics.median(ours),
+        "pinned_check_median": statistics.median(pinned),
         "git_log_median": statistics.median(reference),
         "ratio": statistics.median(ours) / statistics.median(reference),
+        "pinned_ratio": statistics.median(pinned) / statistics.median(reference),
         "goal_seconds": GOAL_SECONDS,
         "goal_met": statistics.median(ours) < GOAL_SECONDS,
+        "pinned_goal_met": statistics.median(pinned) < GOAL_SECONDS,
         "agreement": agreed,
     }
     if arguments.format == "json":
@@ -292,11 +312,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{manifest.commits} commits, checkpoint {size / 1e6:.1f} MB at {BASE} "
             f"({arguments.pull_request} landings behind main)\n"
-            f"(a) verify-mergeable from the checkpoint: median {results['check_median']:.3f} s"
+            f"(a) verify-mergeable from the checkpoint, trusting the anchor's service keys: "
+            f"median {results['check_median']:.3f} s"
             f" (goal < {GOAL_SECONDS} s: {'met' if results['goal_met'] else 'missed'})\n"
+            f"(a') the same with the service key pinned (--checkpoint-key): median "
+            f"{results['pinned_check_median']:.3f} s"
+            f" (goal < {GOAL_SECONDS} s: {'met' if results['pinned_goal_met'] else 'missed'})\n"
             f"(b) git log --first-parent -m --raw --no-renames {BASE}..main: median "
             f"{results['git_log_median']:.3f} s\n"
-            f"ratio (a)/(b): {results['ratio']:.1f}x"
+            f"ratio (a)/(b): {results['ratio']:.1f}x, (a')/(b): {results['pinned_ratio']:.1f}x"
         )
         if agreed is not None:
             print(

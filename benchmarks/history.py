@@ -86,8 +86,13 @@ from reconciler.core.resources import schemas_dir
 
 MANIFEST_NAME: Final = "synthetic-history.json"
 SCAFFOLD_REF: Final = "refs/synthetic-history/scaffold"
-# 2026-01-05 08:00 UTC; commits follow at random intervals of 30 s to 15 min.
+# 2026-01-05 08:00 UTC; commits follow at random intervals of 30 s to 15 min, shorter
+# in a history longer than `DATED_IN_THE_PAST` commits, so that it still ends before
+# 2026-11: a pull request's merge made now, dated before the commits it merges, would
+# make git walk back to the first commit dated after it (date order), as no history a
+# host holds does.
 START_TIME: Final = 1_767_600_000
+DATED_IN_THE_PAST: Final = 50_000
 NAMESPACE: Final = b"git"
 ARMOR_WIDTH: Final = 70  # what ssh-keygen -Y sign writes
 PLAN_HEADER: Final = "# yaml-language-server: $schema=../schemas/plan.schema.json"
@@ -560,6 +565,7 @@ class _Generator:
         self.specs: list[_Spec] = []
         self.bad: list[_Bad] = []
         self.clock = START_TIME
+        self.longest_step = min(900, max(60, 900 * DATED_IN_THE_PAST // max(1, settings.commits)))
         self.merges = 0
         self.onboarded = 0
 
@@ -605,7 +611,7 @@ class _Generator:
         return person.signer is not None and self.rng.random() < self.settings.signed
 
     def _tick(self) -> int:
-        self.clock += self.rng.randint(30, 900)
+        self.clock += self.rng.randint(30, self.longest_step)
         return self.clock
 
     # -- the walk ---------------------------------------------------------------------------------

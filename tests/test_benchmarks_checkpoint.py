@@ -6,12 +6,20 @@ with `verify --full` verdict by verdict, and the pull-request check goes on from
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
 
-from benchmarks.checkpoint import BASE, agreement, main, publish_at, pull_request_check
+from benchmarks.checkpoint import (
+    BASE,
+    agreement,
+    main,
+    publish_at,
+    pull_request_check,
+    service_key,
+)
 from benchmarks.history import HistorySettings, generate_history
 
 # Merges, policy changes and deliberately unauthorised commits on both sides of the checkpoint.
@@ -45,10 +53,14 @@ def test_the_pull_request_check_goes_on_from_the_checkpoint_at_its_base(
     manifest = generate_history(SETTINGS, root)
     checkpoint = publish_at(root, manifest, 10, tmp_path / "service", BASE)
 
-    ours, reference = pull_request_check(root, tmp_path, checkpoint, repeat=1)
-    assert len(ours) == len(reference) == 1
+    key_file = tmp_path / "service.pub"
+    public = service_key(SETTINGS.seed).public
+    key_file.write_text(f"{public.type} {base64.b64encode(public.blob).decode()}\n")
+    ours, pinned, reference = pull_request_check(root, tmp_path, checkpoint, 1, key_file)
+    assert len(ours) == len(pinned) == len(reference) == 1
 
     assert main(["--dir", str(root), "--repeat", "1", "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["pull_request_landings"] == 10
     assert report["ratio"] > 0
+    assert report["pinned_ratio"] > 0

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, unquote
 
+from reconciler.core import checkpoint_sections as sections
 from reconciler.core import journal
 from reconciler.core.errors import ReconcilerError, StateNotWritable, TemporaryError
 from reconciler.core.events import Lock, Record, Signoff
@@ -74,6 +75,10 @@ _CHECKPOINTED: Final = {
     "events": 5,
     "editors": 2,
 }
+# What a checkpoint's sections hold besides (`checkpoint_sections.cut`): the commits that
+# count as seen when it is loaded (at that time, `?2`), and the runs still open.
+_SECTION_TABLES: Final = {"meta": 2, "seen": 1, "open_runs": 1, **_CHECKPOINTED}
+_STAMPED: Final = {"seen": ["?2"]}
 
 # Counts the kept transactions that changed the state (`generation`).
 _NEXT_GENERATION: Final = (
@@ -170,6 +175,22 @@ class Transaction:
             self._store._rollback()
 
 
+@dataclass(slots=True)
+class _Sections:
+    """A checkpoint's sections a lazily loaded state has (`StateStore.load_sections`)."""
+
+    read: Callable[[str], sections.SectionRows]  # a section's rows, its digest checked
+    names: frozenset[str]  # every section the checkpoint has
+    seen: str  # when its commits count as first seen
+    loaded: set[str]
+
+    def snapshot(self) -> frozenset[str]:
+        return frozenset(self.loaded)
+
+    def restore(self, loaded: frozenset[str]) -> None:
+        self.loaded = set(loaded)
+
+
 class StateStore:
     """One SQLite database in the state directory."""
 
@@ -216,6 +237,9 @@ class StateStore:
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
         self._transaction: Transaction | None = None
         self._changes = 0  # the connection's changes when the open transaction began
+        # A checkpoint's sections not yet loaded (`load_sections`); None: none to load.
+        self._sections: _Sections | None = None
+        self._loaded_at_begin: frozenset[str] = frozenset()
 
     def _format(self) -> int:
         """The journal format the database's rows are in; one this code cannot read is
@@ -363,6 +387,7 @@ class StateStore:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
         self._changes = self._db.total_changes
+        self._loaded_at_begin = self._sections.snapshot() if self._sections else frozenset()
 
     def open_transaction(self) -> Transaction | None:
         """The transaction writes go to now, if one is open."""
@@ -385,6 +410,8 @@ class StateStore:
         self._pending = {}
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        if self._sections is not None:  # what the transaction loaded is gone with it
+            self._sections.restore(self._loaded_at_begin)
 
     # -- what the state decided ----------------------------------------------
 
@@ -447,6 +474,7 @@ class StateStore:
         dropped takes what it recorded with it, but for the runs its records started and
         ended: the service ran them whatever main holds now, and a version that ran must
         not run again. They are kept as if recorded just after the kept landings."""
+        self._need_all("")  # what is dropped and what is kept: every row
         self.flush()  # the deletions below read the landings as they are
         kept = set(history)
         with self._errors():
@@ -484,6 +512,7 @@ class StateStore:
     def journal_rows(self) -> dict[str, list[list[Any]]]:
         """Every row a walk from the position on needs, per table, in one read: not the
         signature cache, first-seen times or the outbox, which are this machine's own."""
+        self._need_all("")
         self.flush()
         alone = not self._db.in_transaction  # then one read transaction: one moment's rows
         with self._errors():
@@ -499,6 +528,10 @@ class StateStore:
                 if alone:
                     self._db.execute("COMMIT")
         return rows
+
+    def open_runs(self) -> list[str]:
+        """The runs whose last start record no finish record followed yet."""
+        return [run for (run,) in self._read("SELECT run FROM open_runs ORDER BY run")]
 
     def fresh(self) -> bool:
         """Whether nothing was walked into this state yet (no position, no landing)."""
@@ -563,6 +596,83 @@ class StateStore:
                     self._db.execute(statement)
         self.load_journal({}, seen)
 
+    # -- a checkpoint loaded section by section (a pull-request check's) -------
+
+    def go_ephemeral(self) -> None:
+        """From now on, read and write tables of this connection's own, which shadow the
+        file's (SQLite's temp schema): nothing is kept but signature verdicts, so no other
+        process ever finds a state holding only the sections one check asked for. Only
+        on a fresh state, before any transaction."""
+        with self._errors():
+            found = self._db.execute(
+                "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL"
+                " AND tbl_name != 'signatures' ORDER BY type = 'index'"
+            ).fetchall()
+            for kind, sql in found:
+                head = "CREATE TABLE " if kind == "table" else "CREATE INDEX "
+                if not sql.startswith(head):
+                    raise self._unusable(sqlite3.DatabaseError(f"unexpected schema: {sql}"))
+                name = sql[len(head) :]
+                self._db.execute(
+                    ("CREATE TEMP TABLE " if kind == "table" else "CREATE INDEX temp.") + name
+                )
+
+    def load_sections(
+        self,
+        core: sections.SectionRows,
+        read: Callable[[str], sections.SectionRows],
+        names: frozenset[str],
+        seen: datetime,
+    ) -> None:
+        """Take an ephemeral fresh state (`go_ephemeral`) to a checkpoint's core section;
+        every other section is loaded when a question first needs it (`_need`), by `read`."""
+        self._sections = _Sections(read, names, seen.astimezone(UTC).isoformat(), set())
+        self._sections.loaded.add(sections.CORE)
+        self._load_rows(core, self._sections.seen)
+
+    def _need(self, names: Iterable[str]) -> None:
+        """Load the sections named that are not loaded yet (with no checkpoint loaded
+        section by section, every row is here already)."""
+        lazy = self._sections
+        if lazy is None:
+            return
+        for name in sorted(set(names) - lazy.loaded):
+            if name in lazy.names:
+                self._load_rows(lazy.read(name), lazy.seen)
+            lazy.loaded.add(name)
+
+    def _need_all(self, prefix: str) -> None:
+        if self._sections is not None:
+            self._need(sections.every_section(prefix, self._sections.names))
+
+    def _load_rows(self, rows: sections.SectionRows, stamp: str) -> None:
+        """Add a section's rows; its `seen` commits count as first seen at `stamp`, as a
+        whole checkpoint's landed commits do (`load_journal`)."""
+        self.flush()
+        with self._errors():
+            for table, given in rows.items():
+                columns = _SECTION_TABLES.get(table)
+                if columns is None:
+                    raise ReconcilerError(
+                        f"a checkpoint section holds rows of {table!r}, which no state has",
+                        hint="run `reconciler verify --full`, which takes no checkpoint",
+                    )
+                verb = "INSERT OR IGNORE" if table in ("seen", "open_runs") else "INSERT OR REPLACE"
+                if isinstance(given, str):
+                    picked = [f"json_extract(value, '$[{n}]')" for n in range(1, columns + 1)]
+                    self._db.execute(
+                        f"{verb} INTO {table} SELECT {', '.join(picked + _STAMPED.get(table, []))}"  # noqa: S608
+                        " FROM json_each(?1)",
+                        (given, stamp) if table in _STAMPED else (given,),
+                    )
+                else:
+                    marks = ", ".join("?" * (columns + len(_STAMPED.get(table, []))))
+                    extra = (stamp,) if table in _STAMPED else ()
+                    self._db.executemany(
+                        f"{verb} INTO {table} VALUES ({marks})",
+                        [(*row, *extra) for row in given],
+                    )
+
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[Callable[[], None]]:
         """Writes that may be taken back inside the open transaction: the block gets a
@@ -570,11 +680,16 @@ class StateStore:
         self.flush()
         with self._errors():
             self._db.execute("SAVEPOINT walk_from")
+        sections_then = self._sections
+        loaded_then = sections_then.snapshot() if sections_then else frozenset()
 
         def back() -> None:
             self._pending = {}
             with self._errors():
                 self._db.execute("ROLLBACK TO walk_from")
+            self._sections = sections_then
+            if sections_then is not None:
+                sections_then.restore(loaded_then)
 
         try:
             yield back
@@ -669,6 +784,7 @@ class StateStore:
     def carriers(self, digests: Iterable[str]) -> dict[str, str | None]:
         """The first carrier of each payload digest asked for; None: none met yet."""
         wanted = list(dict.fromkeys(digests))
+        self._need(map(sections.section_of_payload, wanted))
         found: dict[str, str | None] = dict.fromkeys(wanted)
         for batch in _batches(wanted):
             query = f"SELECT digest, commit_id FROM payloads WHERE digest IN {_LISTED}"  # noqa: S608
@@ -676,6 +792,7 @@ class StateStore:
         return found
 
     def add_carriers(self, carriers: Mapping[str, str]) -> None:
+        self._need(map(sections.section_of_payload, carriers))
         self._write(
             "INSERT OR IGNORE INTO payloads (digest, commit_id) VALUES (?, ?)",
             list(carriers.items()),
@@ -694,6 +811,8 @@ class StateStore:
 
     def first_seen(self, commits: Iterable[str]) -> dict[str, datetime]:
         found: dict[str, datetime] = {}
+        commits = list(commits)
+        self._need(map(sections.section_of_seen, commits))
         for batch in _batches(commits):
             query = f"SELECT commit_id, first_seen FROM seen WHERE commit_id IN {_LISTED}"  # noqa: S608
             for commit_id, when in self._read(query, batch):
@@ -701,6 +820,8 @@ class StateStore:
         return found
 
     def mark_seen(self, commits: Iterable[str], when: datetime) -> None:
+        commits = list(commits)
+        self._need(map(sections.section_of_seen, commits))
         stamp = when.astimezone(UTC).isoformat()
         self._write(
             "INSERT OR IGNORE INTO seen (commit_id, first_seen) VALUES (?, ?)",
@@ -744,6 +865,7 @@ class StateStore:
         )
 
     def landings(self, after_seq: int = 0) -> list[Landing]:
+        self._need([sections.LANDINGS])
         rows = self._read(
             "SELECT seq, detail FROM landings WHERE seq > ? ORDER BY seq", (after_seq,)
         )
@@ -754,6 +876,7 @@ class StateStore:
     ) -> list[str]:
         """The stored verdicts of a range of landings, as the journal's JSON text (not
         decoded: a report of thousands of landings passes them through)."""
+        self._need([sections.LANDINGS])
         query = "SELECT detail FROM landings WHERE seq > ?"
         arguments: list[int] = [after_seq]
         if upto_seq is not None:
@@ -764,6 +887,7 @@ class StateStore:
         return [detail for (detail,) in self._read(query + " ORDER BY seq", arguments)]
 
     def landing_seq(self, commit: str) -> int | None:
+        self._need([sections.LANDINGS])
         row = self._read("SELECT seq FROM landings WHERE commit_id = ?", (commit,)).fetchone()
         return int(row[0]) if row else None
 
@@ -777,6 +901,11 @@ class StateStore:
     def plan_versions(self, only: Iterable[tuple[str, str]] | None = None) -> list[VersionLanded]:
         """Landed plan versions in landing order; with `only`, those (path, blob) pairs,
         looked up by index (a pass asks for the versions on main, not the history)."""
+        if only is not None:
+            only = list(only)
+            self._need(sections.section_of_versions(path) for path, _ in only)
+        else:
+            self._need_all("versions.")
         if only is None:
             rows = self._read("SELECT path, blob, landing, detail FROM plan_versions ORDER BY seq")
         else:
@@ -808,6 +937,7 @@ class StateStore:
         """The records a decision about the plans at `paths` (versions `refs`) needs, in
         landing order: those of every run of these plans and of every run still open, and
         the records that refuse one of `refs`. A pass reads these, not the whole history."""
+        self._need(sections.sections_of_events(["record"]))
         # Each part is driven from the short list and looks events up by index (the
         # `+` drops a column's affinity, without which SQLite would not use it).
         query = """
@@ -838,6 +968,7 @@ class StateStore:
         """The succeeded and failed finish records of runs in `environment`, in landing order:
         what ran there, as the records show it (`pipeline.versions_ran`). Read only where a
         rollback plan asks, so a scan of the records will do."""
+        self._need(sections.sections_of_events(["record"]))
         rows = self._read(
             """
             SELECT detail FROM events
@@ -852,6 +983,7 @@ class StateStore:
 
     def signoff_events(self, refs: Iterable[str], runs: Iterable[str]) -> list[Signoff]:
         """The approvals and triggers of the plan versions `refs`, and the retries of `runs`."""
+        self._need(sections.sections_of_events(["approve", "deploy", "retry"]))
         query = """
             SELECT e.id, e.detail FROM json_each(?) AS p CROSS JOIN events AS e
                 WHERE e.kind IN ('approve', 'deploy', 'retry')
@@ -870,6 +1002,7 @@ class StateStore:
 
     def events(self, kind: type[E]) -> list[E]:
         """Every event of one kind (every sign-off for `Signoff`), in landing order."""
+        self._need(sections.sections_of_events(_KINDS[kind]))
         query = f"SELECT detail FROM events WHERE kind IN {_LISTED} ORDER BY id"  # noqa: S608
         rows = self._read(query, (json.dumps(_KINDS[kind]),))
         return [journal.decode(kind, detail, self.version) for (detail,) in rows]
@@ -896,6 +1029,7 @@ class StateStore:
         """The records of these runs the walk collected, in landing order (by index, and
         one statement however many runs: see `run_records`); with `uncounted`, those
         that did not count as well (a run's second finish record)."""
+        self._need(sections.sections_of_events(["record", "ignored"] if uncounted else ["record"]))
         query = """
             SELECT e.id, e.detail FROM json_each(?1) AS r CROSS JOIN events AS e
                 WHERE e.kind = 'record' AND json_extract(e.detail, '$.run') = r.value
@@ -916,6 +1050,7 @@ class StateStore:
         reconciler other than `instance` (or none). Read by the index on kind, and decoded
         only when another's: a pass reads what is recent, and a reconciler alone reads
         nothing (`runs.contested` judges them)."""
+        self._need(sections.sections_of_events(["record"]))
         rows = self._read(
             """
             SELECT detail FROM events
@@ -931,12 +1066,14 @@ class StateStore:
         return [journal.decode(Record, detail, self.version) for (detail,) in rows]
 
     def add_editors(self, path: str, actors: Iterable[str]) -> None:
+        self._need([sections.section_of_editors(path)])
         self._write(
             "INSERT OR IGNORE INTO editors VALUES (?, ?)",
             [(_path_stored(path), actor) for actor in actors],
         )
 
     def editors_of(self, paths: list[str]) -> dict[str, frozenset[str]]:
+        self._need(map(sections.section_of_editors, paths))
         found: dict[str, set[str]] = {path: set() for path in paths}
         query = (
             "SELECT e.path, e.actor FROM json_each(?) AS p CROSS JOIN editors AS e"
@@ -951,6 +1088,7 @@ class StateStore:
         return {path: frozenset(actors) for path, actors in found.items()}
 
     def editors(self, path: str) -> set[str]:
+        self._need([sections.section_of_editors(path)])
         query = "SELECT actor FROM editors WHERE path = ?"
         return {actor for (actor,) in self._read(query, (_path_stored(path),))}
 

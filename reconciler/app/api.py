@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -350,11 +350,17 @@ def verify_mergeable(
         now=utc_now(),
         option="--base",
     ) as session:
-        session.checkpoints = _checkpoint_trust(session, False, checkpoint_keys, note)
+        trust = _checkpoint_trust(session, False, checkpoint_keys, note)
         # Every revision typed is resolved before the walk: a typo stops it before it starts.
         tested = session.typed_revision("--head", head)
         if trust_anchor:
             session.typed_revision("--trust-anchor", trust_anchor)
+        if trust is not None and session.store.fresh():
+            # A fresh state is left fresh: the check keeps nothing of its walk, so it may
+            # load of a checkpoint only the sections its questions need.
+            session.store.go_ephemeral()
+            trust = replace(trust, lazy=True)
+        session.checkpoints = trust
         return mergeable.check(session, tested, head, trust_anchor=trust_anchor, progress=progress)
 
 

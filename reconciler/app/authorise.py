@@ -172,7 +172,9 @@ class Authoriser:
             self.continued = None
             self._count = 0
             if self.checkpoints is not None and not re_anchor and self.store.fresh():
-                anchor = trust_anchor or default_anchor(self.repo, tip)
+                # Pinned keys' checkpoint names the anchor: no walk to the root before it.
+                pinned = self.checkpoints.pinned is not None
+                anchor = trust_anchor or (None if pinned else default_anchor(self.repo, tip))
                 position, (judged, ignored) = self._walk_from_checkpoint(
                     tip, anchor, self.checkpoints, older=older
                 )
@@ -197,7 +199,7 @@ class Authoriser:
         )
 
     def _walk_from_checkpoint(
-        self, tip: str, anchor: str, trust: CheckpointTrust, *, older: bool
+        self, tip: str, anchor: str | None, trust: CheckpointTrust, *, older: bool
     ) -> tuple[Position, tuple[tuple[LandingVerdict, ...], tuple[IgnoredTrailer, ...]]]:
         """A fresh state's walk: from the newest checkpoint it trusts, else from the anchor.
 
@@ -216,7 +218,7 @@ class Authoriser:
                     anchor=anchor,
                     tip=tip,
                     trust=trust,
-                    keys=lambda: self._service_keys_of(anchor),
+                    keys=lambda: self._service_keys_of(anchor) if anchor else frozenset(),
                     keys_at=self._service_keys_of,
                     revoked=self.revoked,
                     distrusted=distrusted,

@@ -26,12 +26,14 @@ class CheckpointTrust:
 
     `pinned`: the fingerprints of the keys `--checkpoint-key` names; None: the
     service accounts' keys of the trust anchor's policy. `warn` hears why each
-    checkpoint passed over was.
+    checkpoint passed over was. `lazy`: a walk whose state is not kept (a
+    pull-request check's) loads a checkpoint's sections as it asks for them.
     """
 
     branch: str  # the branch as the service names it (a remote's, without the remote)
     pinned: frozenset[str] | None = None
     warn: Callable[[str], None] = _quiet
+    lazy: bool = False
 
 
 def checkpoint_branch(ref: str) -> str:

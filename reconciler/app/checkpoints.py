@@ -23,6 +23,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust
+from reconciler.core import checkpoint_sections as sections
 from reconciler.core import journal
 from reconciler.core.checkpoint import (
     NAMESPACE,
@@ -36,11 +37,18 @@ from reconciler.core.checkpoint import (
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.printable import printable
 from reconciler.core.revocation import Revocations
-from reconciler.core.signatures import check_signature
+from reconciler.core.signatures import SignatureCheck, check_signature
 
 REF_PREFIX: Final = "refs/reconciler/checkpoints/"
 ROWS_FILE: Final = "checkpoint.jsonl"
 SIGNATURE_FILE: Final = "checkpoint.sig"
+# The same rows cut into sections (`core.checkpoint_sections`), for a walk that loads
+# only what it asks for: their signed index and the folder holding them.
+INDEX_FILE: Final = "sections.json"
+INDEX_SIGNATURE_FILE: Final = "sections.sig"
+SECTIONS_FOLDER: Final = "sections"
+# An index names every section (about 700 of them) by its digest: about 100 bytes each.
+INDEX_LIMIT: Final = 1 << 20
 # A checkpoint costs the whole journal to write (20 MB at 10,000 commits), so the
 # service publishes a new one once a tenth of the history has landed since the last,
 # and at least every `STRIDE` landings: a later walk then judges at most that many.
@@ -106,9 +114,26 @@ def publish(
         return None
     parents = (previous,) if previous is not None else ()
     header = Header(position.anchor, branch, position.last_verified, store.version)
-    data = encode(header, store.journal_rows())
+    rows = store.journal_rows()
+    data = encode(header, rows)
     named = digest(data)
-    tree = repo.tree_with("", {ROWS_FILE: data, SIGNATURE_FILE: key.sshsig(data, NAMESPACE)})
+    cut = sections.cut(rows, store.open_runs())
+    index = sections.encode_index(
+        sections.Index(
+            header,
+            named,
+            {name: digest(part) for name, part in cut.items()},
+            {name: repo.write_object("blob", part) for name, part in cut.items()},
+        )
+    )
+    files = {
+        ROWS_FILE: data,
+        SIGNATURE_FILE: key.sshsig(data, NAMESPACE),
+        INDEX_FILE: index,
+        INDEX_SIGNATURE_FILE: key.sshsig(index, sections.NAMESPACE),
+        **{f"{SECTIONS_FOLDER}/{name}": part for name, part in cut.items()},
+    }
+    tree = repo.tree_with("", files)
     identity = f"reconciler <reconciler@reconciler.invalid> {int(when.timestamp())} +0000"
     message = (
         f"reconciler: checkpoint of {position.last_verified}\n\n"
@@ -156,7 +181,7 @@ def newest(
     repo: GitRepo,
     store: StateStore,
     *,
-    anchor: str,
+    anchor: str | None,
     tip: str,
     trust: CheckpointTrust,
     keys: Callable[[], frozenset[str]],
@@ -169,6 +194,8 @@ def newest(
     """Load into the (fresh) store the newest checkpoint on the ref that a walk to `tip`
     may go on from, and say which; None when there is none (a full walk follows).
 
+    `anchor`: the trust anchor; None only with pinned keys, whose checkpoint names it
+    (a root commit: `_anchor_refusal`), sparing the walk to the branch's root;
     `keys`: the trusted keys' fingerprints (asked once, when a checkpoint needs them);
     `keys_at`: the service accounts' keys a commit's own policy file lists;
     `distrusted`: keys found no longer the service's at the tip; `back` forgets what a
@@ -188,7 +215,7 @@ def newest(
             if trusted is None:
                 trusted = keys() if trust.pinned is None else trust.pinned
             found = _usable(
-                repo, checkpoint, anchor, tip, trust.branch, trusted, keys_at, revoked, distrusted
+                repo, checkpoint, anchor, tip, trust, trusted, keys_at, revoked, distrusted
             )
         except ReconcilerError as error:
             found = error.message
@@ -213,9 +240,9 @@ def newest(
 def _usable(
     repo: GitRepo,
     checkpoint: str,
-    anchor: str,
+    anchor: str | None,
     tip: str,
-    branch: str,
+    trust: CheckpointTrust,
     trusted: frozenset[str],
     keys_at: Callable[[str], frozenset[str]],
     revoked: Revocations | None,
@@ -224,6 +251,7 @@ def _usable(
     """The checkpoint and its rows when a walk to `tip` may go on from it; else why not.
 
     The cheap refusals first: where it claims to be, then its bytes, then its signature.
+    A lazy walk (`trust.lazy`) reads its signed section index, not its rows, when it has one.
     """
     described, named = _trailers(repo, checkpoint)
     if described is None or named is None:
@@ -236,6 +264,41 @@ def _usable(
     info = repo.commit(checkpoint)
     if repo.blob_sizes([info.tree]).get(info.tree, 0) > OBJECT_LIMIT:
         return f"its tree holds more than {ROWS_FILE} and {SIGNATURE_FILE}"
+    read = (
+        _read_index(repo, info, named)
+        if trust.lazy and INDEX_FILE in repo.top_entries(info, (INDEX_FILE,))
+        else _read_rows(repo, info, named)
+    )
+    if isinstance(read, str):
+        return read
+    check, loader = read
+    if check.fingerprint is None:
+        return f"its signature does not verify: {check.reason}"
+    signer = check.fingerprint
+    why_not = _untrusted(signer, described, tip, trusted, keys_at, revoked, distrusted)
+    if why_not is not None:
+        return why_not
+    try:
+        header, load = loader()
+    except CheckpointUnreadable as error:
+        return f"it cannot be read: {error}"
+    why_not = _anchor_refusal(repo, header.anchor, anchor)
+    if why_not is not None:
+        return why_not
+    if header.branch != trust.branch:
+        return f"it was made for branch {printable(header.branch)}"
+    if header.commit != described:
+        return "its rows describe another commit than its commit says"
+    if header.journal != journal.VERSION:
+        return f"its rows are in journal format {header.journal}, not {journal.VERSION}"
+    return Continued(checkpoint, described, named, signer), load
+
+
+Loader = Callable[[], tuple[Header, Callable[[StateStore, datetime], None]]]
+
+
+def _read_rows(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCheck, Loader] | str:
+    """The rows file and its signature's check; the header and a load of every row."""
     files = repo.top_entries(info, (ROWS_FILE, SIGNATURE_FILE))
     if any(files.get(name, ("",))[0] != "100644" for name in (ROWS_FILE, SIGNATURE_FILE)):
         return f"it does not hold {ROWS_FILE} and {SIGNATURE_FILE} as files"
@@ -247,9 +310,122 @@ def _usable(
     if digest(data) != named:
         return f"its bytes are not the ones its commit names ({printable(named)})"
     check = check_signature(data, repo.read_blob(signature_blob), namespace=NAMESPACE)
-    if check.fingerprint is None:
-        return f"its signature does not verify: {check.reason}"
-    signer = check.fingerprint
+
+    def loader() -> tuple[Header, Callable[[StateStore, datetime], None]]:
+        header, texts = tables(data)
+        rows = decode(data)[1] if texts is None else None
+
+        def load(store: StateStore, now: datetime) -> None:
+            if texts is not None:
+                store.load_journal_text(texts, now)
+            else:
+                store.load_journal(rows or {}, now)
+
+        return header, load
+
+    return check, loader
+
+
+def _read_index(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCheck, Loader] | str:
+    """The section index and its signature's check; the header and a load of the core
+    section, the others read as the store asks (`StateStore.load_sections`)."""
+    files = repo.top_entries(info, (INDEX_FILE, INDEX_SIGNATURE_FILE, SECTIONS_FOLDER))
+    if any(files.get(name, ("",))[0] != "100644" for name in (INDEX_FILE, INDEX_SIGNATURE_FILE)):
+        return f"it does not hold {INDEX_FILE} and {INDEX_SIGNATURE_FILE} as files"
+    index_blob, signature_blob = files[INDEX_FILE][1], files[INDEX_SIGNATURE_FILE][1]
+    sizes = repo.blob_sizes([index_blob, signature_blob])
+    if sizes.get(index_blob, 0) > INDEX_LIMIT or sizes.get(signature_blob, 0) > OBJECT_LIMIT:
+        return f"its section index is larger than one is ({INDEX_LIMIT} and {OBJECT_LIMIT})"
+    data = repo.read_blob(index_blob)
+    check = check_signature(data, repo.read_blob(signature_blob), namespace=sections.NAMESPACE)
+
+    def loader() -> tuple[Header, Callable[[StateStore, datetime], None]]:
+        index = sections.decode_index(data)
+        if index.rows != named:
+            raise CheckpointUnreadable("its section index names other rows than its commit")
+        blobs = _section_blobs(repo, info, files.get(SECTIONS_FOLDER), index)
+
+        def read(name: str) -> sections.SectionRows:
+            part = repo.read_blob(blobs[name])
+            if digest(part) != index.sections[name]:
+                raise ReconcilerError(
+                    f"section {printable(name)} of checkpoint {info.id[:12]} is not the one "
+                    "its signed index names",
+                    hint="run `reconciler verify-mergeable` with --state-dir of a state "
+                    "that was walked, or `reconciler verify --full`",
+                )
+            try:
+                return sections.section_rows(part)
+            except CheckpointUnreadable as error:
+                raise ReconcilerError(
+                    f"section {printable(name)} of checkpoint {info.id[:12]} cannot be "
+                    f"read: {error}",
+                    hint="run `reconciler verify --full`, which takes no checkpoint",
+                ) from None
+
+        def load(store: StateStore, now: datetime) -> None:
+            store.load_sections(read(sections.CORE), read, frozenset(blobs), now)
+
+        return index.header, load
+
+    return check, loader
+
+
+def _section_blobs(
+    repo: GitRepo, info: CommitInfo, folder: tuple[str, str] | None, index: sections.Index
+) -> dict[str, str]:
+    """The blob of each section the index names, as its folder holds them, every one a
+    file no larger than a checkpoint's rows; else `CheckpointUnreadable`."""
+    if folder is None or folder[0] != "40000":
+        raise CheckpointUnreadable(f"it holds no {SECTIONS_FOLDER} folder")
+    if repo.blob_sizes([folder[1]]).get(folder[1], 0) > INDEX_LIMIT:
+        raise CheckpointUnreadable(f"its {SECTIONS_FOLDER} folder is larger than one is")
+    entries = {
+        path.removeprefix(f"{SECTIONS_FOLDER}/"): entry
+        for path, entry in repo.folder(info.id, SECTIONS_FOLDER).items()
+    }
+    if entries != {name: ("100644", oid) for name, oid in index.blobs.items()}:
+        raise CheckpointUnreadable("its sections are not the files its index names")
+    blobs = dict(index.blobs)
+    sizes = repo.blob_sizes(list(blobs.values()))
+    if any(sizes.get(oid, ROWS_LIMIT + 1) > ROWS_LIMIT for oid in blobs.values()):
+        raise CheckpointUnreadable(f"a section holds more bytes than a checkpoint ({ROWS_LIMIT})")
+    return blobs
+
+
+def _anchor_refusal(repo: GitRepo, named: str, anchor: str | None) -> str | None:
+    """Why a checkpoint naming the trust anchor `named` is not one of `anchor`'s; None: it
+    is. With no anchor known (pinned keys), a root commit is taken as the branch's: a
+    re-anchored state's anchor (a commit with parents) is the branch's only when the
+    user says so (`--trust-anchor`), as for a walk."""
+    if anchor is not None:
+        if named == anchor:
+            return None
+        shown = printable(named[:12])
+        return f"it was made for another trust anchor ({shown}): another repository's"
+    try:
+        parents = repo.commit(named).parents
+    except ReconcilerError:
+        return f"the trust anchor it names, {printable(named[:12])}, is no commit here"
+    if parents:
+        return (
+            f"the trust anchor it names, {named[:12]}, is not a root commit "
+            "(name it with --trust-anchor to go on from a re-anchored state)"
+        )
+    return None
+
+
+def _untrusted(
+    signer: str,
+    described: str,
+    tip: str,
+    trusted: frozenset[str],
+    keys_at: Callable[[str], frozenset[str]],
+    revoked: Revocations | None,
+    distrusted: Collection[str],
+) -> str | None:
+    """Why a checkpoint signed by `signer` and describing `described` is not trusted on a
+    walk to `tip`; None: it is."""
     why_revoked = revoked.why(signer) if revoked is not None else None
     if why_revoked is not None:
         return f"it is signed by a revoked key: {why_revoked}"
@@ -264,28 +440,7 @@ def _usable(
     # commit, not from the rows: a stolen key's checkpoint would hold a policy listing it.
     if signer not in keys_at(described):
         return f"it is signed by {signer}, not a service account's key at {described[:12]}"
-    try:
-        header, texts = tables(data)
-        rows = decode(data)[1] if texts is None else None
-    except CheckpointUnreadable as error:
-        return f"it cannot be read: {error}"
-    if header.anchor != anchor:
-        shown = printable(header.anchor[:12])
-        return f"it was made for another trust anchor ({shown}): another repository's"
-    if header.branch != branch:
-        return f"it was made for branch {printable(header.branch)}"
-    if header.commit != described:
-        return "its rows describe another commit than its commit says"
-    if header.journal != journal.VERSION:
-        return f"its rows are in journal format {header.journal}, not {journal.VERSION}"
-
-    def load(store: StateStore, now: datetime) -> None:
-        if texts is not None:
-            store.load_journal_text(texts, now)
-        else:
-            store.load_journal(rows or {}, now)
-
-    return Continued(checkpoint, described, named, signer), load
+    return None
 
 
 def _on_first_parent_line(repo: GitRepo, commit: str, tip: str) -> bool:

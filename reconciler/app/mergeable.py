@@ -180,7 +180,8 @@ def check(
     head = pull_request_head(base_walk, tested, base_tip)
     brought = repo.root_commits(tested, outside=base_tip)  # its own commits' roots only
     if brought or session.sole_root != (base_tip, anchor):
-        session.under_test(head, name if head == tested else f"{name}^2", anchor)
+        reached = base_walk.continued.commit if base_walk.continued else None
+        session.under_test(head, name if head == tested else f"{name}^2", anchor, reached)
     # Else it descends from the anchor without a search of the whole history: every root it
     # reaches is one the base reaches, and the base reaches one, the anchor.
     _no_root_of_its_own(repo, tested, name, session.branch, base_tip, brought)

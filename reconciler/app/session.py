@@ -127,7 +127,10 @@ class Session:
                     hint="use --re-anchor REV to trust another commit, "
                     "or --state-dir for a fresh state",
                 )
-            if position is None and anchor is None:
+            # A pinned key's checkpoint names the anchor, and the walk takes it from there
+            # (`checkpoints.newest`); a commit off the branch is checked against it first.
+            pinned = self.checkpoints is not None and self.checkpoints.pinned is not None
+            if position is None and anchor is None and not (pinned and on_branch):
                 anchor = default_anchor(self.repo, tip)
                 self.sole_root = (tip, anchor)
             if not on_branch:
@@ -224,11 +227,21 @@ class Session:
         assert self.walked is not None
         return tuple(self.walked.effective)
 
-    def under_test(self, target: str, name: str | None, anchor: str | None) -> None:
+    def under_test(
+        self, target: str, name: str | None, anchor: str | None, reached: str | None = None
+    ) -> None:
         """A commit off the branch (a pull request's HEAD) is judged from the trust anchor
         the state or the branch gives, never one it chooses (an orphan root of its own,
-        making its author a settings user): it must descend from that anchor."""
-        if anchor is None or anchor == target or self.repo.is_ancestor(anchor, target):
+        making its author a settings user): it must descend from that anchor.
+
+        `reached`: a commit a walk from the anchor reached (the one a trusted checkpoint
+        describes): descending from it is descending from the anchor, and finding that
+        out reads the pull request's commits, not the whole history."""
+        if anchor is None or anchor == target:
+            return
+        if reached is not None and (reached == target or self.repo.is_ancestor(reached, target)):
+            return
+        if self.repo.is_ancestor(anchor, target):
             return
         named = f"{name} ({target[:12]})" if name else target[:12]
         raise ReconcilerError(

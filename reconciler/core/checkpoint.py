@@ -45,11 +45,11 @@ def encode(header: Header, rows: Mapping[str, Iterable[list[Any]]]) -> bytes:
         "journal": header.journal,
     }
     lines = sorted(
-        _line([table, *(_value(column) for column in row)])
+        canonical_line([table, *(json_column(column) for column in row)])
         for table, table_rows in rows.items()
         for row in table_rows
     )
-    return "".join(f"{line}\n" for line in [_line(head), *lines]).encode("ascii")
+    return "".join(f"{line}\n" for line in [canonical_line(head), *lines]).encode("ascii")
 
 
 def decode(data: bytes) -> tuple[Header, dict[str, list[list[Any]]]]:
@@ -70,13 +70,13 @@ def decode(data: bytes) -> tuple[Header, dict[str, list[list[Any]]]]:
             raise CheckpointUnreadable("its header names no commit")
         # One parse of every row (a history's worth of them): not one call a line.
         parsed = json.loads("[" + ",".join(lines[1:-1]) + "]")
-        # Only a file name that is not UTF-8 is written as an object (`_value`).
+        # Only a file name that is not UTF-8 is written as an object (`json_column`).
         objects = '{"bytes":' in text
         rows: dict[str, list[list[Any]]] = {}
         for row in parsed:
             if not isinstance(row, list) or not row or not isinstance(row[0], str):
                 raise CheckpointUnreadable("a row is not a table's")
-            values = [_column(value) for value in row[1:]] if objects else row[1:]
+            values = [column_of(value) for value in row[1:]] if objects else row[1:]
             rows.setdefault(row[0], []).append(values)
     except (ValueError, KeyError, TypeError) as error:
         if isinstance(error, CheckpointUnreadable):
@@ -95,11 +95,14 @@ def tables(data: bytes) -> tuple[Header, dict[str, str] | None]:
     end = text.find("\n")
     if end < 0 or not text.endswith("\n"):
         raise CheckpointUnreadable("it does not end with a line break")
-    header = _header(text[:end])
-    if '{"bytes":' in text:
-        return header, None
+    return _header(text[:end]), split_tables(text[end + 1 :])
+
+
+def split_tables(body: str) -> dict[str, str] | None:
+    """Sorted row lines, each table's as one JSON array's text; None when one holds bytes."""
+    if '{"bytes":' in body:
+        return None
     found: dict[str, str] = {}
-    body = text[end + 1 :]
     start = 0
     while start < len(body):
         if not body.startswith('["', start):
@@ -113,7 +116,7 @@ def tables(data: bytes) -> tuple[Header, dict[str, str] | None]:
             raise CheckpointUnreadable("its rows are not sorted")
         found[name] = "[" + chunk[:-1].replace("\n", ",") + "]"
         start = stop
-    return header, found
+    return found
 
 
 def _header(line: str) -> Header:
@@ -135,18 +138,18 @@ def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _line(value: object) -> str:
+def canonical_line(value: object) -> str:
     return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
 
 
-def _value(column: object) -> object:
+def json_column(column: object) -> object:
     """A column as JSON holds it: bytes (a file name that is not UTF-8) as base64."""
     if isinstance(column, bytes):
         return {"bytes": base64.b64encode(column).decode("ascii")}
     return column
 
 
-def _column(value: object) -> object:
+def column_of(value: object) -> object:
     if isinstance(value, dict):
         return base64.b64decode(value["bytes"], validate=True)
     if isinstance(value, list):

@@ -1,0 +1,209 @@
+"""Core, shared: a checkpoint's rows cut into sections, so a reader loads what it asks for.
+
+A pull-request check judges a few commits on top of a checkpoint of a long
+history: it asks for the first carriers of a few payloads, the versions, editors
+and sign-offs of the few plans the merge reaches, and the runs still open. The
+whole rows file (`core.checkpoint`) costs what the history holds to read, hash
+and load (200 MB at 100,000 commits); its sections cost what is asked.
+
+The service publishes the sections beside the rows file, in the same checkpoint
+commit: one blob each, named by what they hold (`section_of_*`), and one signed
+index (`Index`) binding the header, the rows file's digest and every section's
+SHA-256. A reader checks the index's signature once, then each section's digest
+when it loads it (`docs/design.md, "Checkpoints"`).
+
+Which section holds a row is one rule per key here: the store asks by key and
+loads the sections these functions name, and a question with no key (every
+event of a kind, every plan version) loads every section of its table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from reconciler.core.checkpoint import (
+    CheckpointUnreadable,
+    Header,
+    canonical_line,
+    column_of,
+    json_column,
+    split_tables,
+)
+
+FORMAT: Final = 1
+# Its own namespace: no rows file, commit or tag a key signs passes for an index.
+NAMESPACE: Final = b"reconciler-checkpoint-sections"
+CORE: Final = "core"
+LANDINGS: Final = "landings"
+# The events table's kinds, in the sections that hold them (`journal.event_kind`).
+EVENT_GROUPS: Final[Mapping[str, str]] = {
+    "edit": "events.edit",
+    "approve": "events.signoff",
+    "deploy": "events.signoff",
+    "retry": "events.signoff",
+    "record": "events.record",
+    "lock": "events.lock",
+    "ignored": "events.ignored",
+}
+OTHER_EVENTS: Final = "events.other"  # a kind this code does not know: read with any kind
+# Keyed tables are cut into this many sections each, by the key's hash: a section of a
+# 100,000-commit history is a few hundred kilobytes, and the index stays small.
+_BUCKETS: Final = 256
+# Tables whose integer key SQLite numbers itself: the core holds each one's last row, so
+# a row added before its section is loaded is numbered after every row of the checkpoint.
+_NUMBERED: Final = ("landings", "plan_versions", "events")
+
+
+# A section's rows per table: each table's as one JSON array's text (for SQLite to parse),
+# or decoded where a row holds bytes (a file name that is not UTF-8).
+SectionRows = Mapping[str, str] | Mapping[str, list[list[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """What the service signs: the checkpoint's header, its rows file's digest, and every
+    section's SHA-256 by name."""
+
+    header: Header
+    rows: str  # the rows file's digest (`checkpoint.digest`), as the commit names it
+    sections: Mapping[str, str]  # name -> "sha256:<hex>"
+    # name -> its Git blob id: a reader checks the folder holds these before it loads any,
+    # so a section swapped on the ref passes the checkpoint over, never stops a walk.
+    blobs: Mapping[str, str]
+
+
+def section_of_payload(digest: str) -> str:
+    return f"payloads.{_bucket(digest)}"
+
+
+def section_of_seen(commit: str) -> str:
+    return f"seen.{_bucket(commit)}"
+
+
+def section_of_versions(path: str | bytes) -> str:
+    return f"versions.{_bucket(path)}"
+
+
+def section_of_editors(path: str | bytes) -> str:
+    return f"editors.{_bucket(path)}"
+
+
+def sections_of_events(kinds: Iterable[str]) -> frozenset[str]:
+    return frozenset(EVENT_GROUPS.get(kind, OTHER_EVENTS) for kind in kinds) | {OTHER_EVENTS}
+
+
+def _bucket(key: str | bytes) -> str:
+    raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
+    return f"{hashlib.sha256(raw).digest()[0] % _BUCKETS:02x}"
+
+
+def every_section(prefix: str, names: Iterable[str]) -> frozenset[str]:
+    """The sections named `names` whose name starts with `prefix` (a table's, all)."""
+    return frozenset(name for name in names if name.startswith(prefix))
+
+
+def cut(rows: Mapping[str, list[list[Any]]], open_runs: Iterable[str]) -> dict[str, bytes]:
+    """The sections of a checkpoint's rows (`StateStore.journal_rows`): name -> bytes, each
+    the sorted row lines the rows file holds, plus two tables a fresh state derives when
+    it loads the whole file: `seen` (the anchor and every landed commit) and `open_runs`."""
+    found: dict[str, list[str]] = {}
+
+    def put(section: str, table: str, row: list[Any]) -> None:
+        found.setdefault(section, []).append(canonical_line([table, *map(json_column, row)]))
+
+    for table in ("meta", "effective", "dirty"):
+        for row in rows.get(table, ()):
+            put(CORE, table, row)
+    for run in sorted(set(open_runs)):
+        put(CORE, "open_runs", [run])
+    for table in _NUMBERED:
+        if rows.get(table):
+            put(CORE, table, max(rows[table], key=lambda row: int(row[0])))
+    anchor = [value for key, value in rows.get("meta", ()) if key == "anchor"]
+    seen = set(anchor)
+    for row in rows.get("landings", ()):
+        put(LANDINGS, "landings", row)
+        seen.update(json.loads(row[2]).get("landed", ()))
+    for commit in seen:
+        put(section_of_seen(commit), "seen", [commit])
+    for row in rows.get("payloads", ()):
+        put(section_of_payload(row[0]), "payloads", row)
+    for row in rows.get("plan_versions", ()):
+        put(section_of_versions(row[1]), "plan_versions", row)
+    for row in rows.get("editors", ()):
+        put(section_of_editors(row[0]), "editors", row)
+    for row in rows.get("events", ()):
+        put(EVENT_GROUPS.get(row[3], OTHER_EVENTS), "events", row)
+    found.setdefault(CORE, [])
+    return {
+        name: "".join(f"{line}\n" for line in sorted(lines)).encode("ascii")
+        for name, lines in found.items()
+    }
+
+
+def encode_index(index: Index) -> bytes:
+    head = index.header
+    value = {
+        "sections": FORMAT,
+        "anchor": head.anchor,
+        "branch": head.branch,
+        "commit": head.commit,
+        "journal": head.journal,
+        "rows": index.rows,
+        "digests": dict(index.sections),
+        "blobs": dict(index.blobs),
+    }
+    return (canonical_line(value) + "\n").encode("ascii")
+
+
+def decode_index(data: bytes) -> Index:
+    """The index of signed bytes, or `CheckpointUnreadable`."""
+    try:
+        value = json.loads(data.decode("ascii"))
+        header = Header(value["anchor"], value["branch"], value["commit"], value["journal"])
+        found_format, rows, digests = value["sections"], value["rows"], value["digests"]
+        blobs = value["blobs"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise CheckpointUnreadable("its section index is not one") from None
+    if found_format != FORMAT:
+        raise CheckpointUnreadable(f"its sections' format is {found_format!r}, not {FORMAT}")
+    texts = (header.anchor, header.branch, header.commit, rows)
+    if not all(isinstance(part, str) for part in texts) or not isinstance(digests, dict):
+        raise CheckpointUnreadable("its section index names no commit")
+    if not isinstance(blobs, dict) or set(blobs) != set(digests):
+        raise CheckpointUnreadable("its section index names no blob for a section")
+    for named in (digests, blobs):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in named.items()):
+            raise CheckpointUnreadable("its section index names a section by no digest")
+    if CORE not in digests:
+        raise CheckpointUnreadable("its section index has no core section")
+    return Index(header, rows, digests, blobs)
+
+
+def section_rows(data: bytes) -> SectionRows:
+    """A section's rows per table, or `CheckpointUnreadable`."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise CheckpointUnreadable("a section is not ASCII") from None
+    if text and not text.endswith("\n"):
+        raise CheckpointUnreadable("a section does not end with a line break")
+    split = split_tables(text)
+    if split is not None:
+        return split
+    decoded: dict[str, list[list[Any]]] = {}
+    try:
+        for line in text.splitlines():
+            row = json.loads(line)
+            if not isinstance(row, list) or not row or not isinstance(row[0], str):
+                raise CheckpointUnreadable("a row is not a table's")
+            decoded.setdefault(row[0], []).append([column_of(value) for value in row[1:]])
+    except (ValueError, TypeError) as error:
+        if isinstance(error, CheckpointUnreadable):
+            raise
+        raise CheckpointUnreadable("a section is not rows") from None
+    return decoded

@@ -1,0 +1,502 @@
+"""A checkpoint's sections: a pull-request check with a fresh state loads what it asks for.
+
+`docs/design.md, "Checkpoints"`. The cut and the index are specified with values;
+the store's loading with a real SQLite state; the check with the real service's
+checkpoints and the real CLI, against a check that walked, and as an attacker
+who can move the checkpoint ref (or holds the pinned key) would try it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.adapters.statestore import StateStore
+from reconciler.core import checkpoint_sections as sections
+from reconciler.core.checkpoint import CheckpointUnreadable, Header, digest
+from tests.configrepo import reconciler
+from tests.people import People, make_mallory_the_settings_user, teams_with
+from tests.repositories import SeedRepo
+from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, interrupted_qa_release, qa_plan
+
+CHECKPOINTS = "refs/reconciler/checkpoints/main"
+SIGN = ("ssh-keygen", "-q", "-Y", "sign", "-n", "reconciler-checkpoint-sections", "-f")
+HEADER = Header("a" * 40, "main", "b" * 40, 7)
+WHEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def landing(commit: str, landed: list[str]) -> str:
+    return json.dumps(
+        {
+            "commit": commit,
+            "first_parent": "a" * 40,
+            "landed": landed,
+            "actor": "alice",
+            "authorised": True,
+            "refusals": [],
+            "changed": [],
+            "superseded": [],
+            "unattributed": [],
+            "committed_at": "2026-01-05T08:17:40+00:00",
+        }
+    )
+
+
+def version(seq: int) -> str:
+    return json.dumps(
+        {
+            "seq": seq,
+            "committed_at": "2026-01-05T08:12:03+00:00",
+            "actor": "alice",
+            "how": "signed with alice's key",
+            "verified": True,
+            "triggered": False,
+            "style": "",
+            "squashed_by": None,
+            "state": "ready",
+            "reasons": [],
+        }
+    )
+
+
+def rows() -> dict[str, list[list[Any]]]:
+    """A few rows of every table a checkpoint holds, as `StateStore.journal_rows` reads them."""
+    return {
+        "meta": [["anchor", "a" * 40], ["last_verified", "b" * 40]],
+        "effective": [["teams.yaml", "content", '"e"']],
+        "dirty": [],
+        "payloads": [["f" * 64 + " SHA256:x", "c" * 40], ["0" * 64 + " SHA256:y", "d" * 40]],
+        "landings": [
+            [1, "c" * 40, landing("c" * 40, ["c" * 40, "d" * 40])],
+            [2, "d" * 40, landing("d" * 40, ["d" * 40])],
+        ],
+        "plan_versions": [
+            [1, "plans/one.yaml", "1" * 40, "c" * 40, version(1)],
+            [2, "plans/two.yaml", "2" * 40, "d" * 40, version(2)],
+        ],
+        "events": [
+            [1, 1, "c" * 40, "edit", '{"path": "plans/one.yaml"}'],
+            [2, 2, "d" * 40, "approve", '{"plan": "plans/two.yaml@2"}'],
+            [3, 2, "d" * 40, "record", '{"run": "two.1"}'],
+            [4, 2, "d" * 40, "someday", "{}"],
+        ],
+        "editors": [["plans/one.yaml", "alice"], [b"plans/\xff.yaml", "bob"]],
+    }
+
+
+def lines_of(cut: dict[str, bytes]) -> dict[str, list[str]]:
+    return {name: data.decode().splitlines() for name, data in cut.items()}
+
+
+# -- the cut and the index, as values ---------------------------------------------------
+
+
+def test_every_row_is_in_the_one_section_its_key_names() -> None:
+    cut = lines_of(sections.cut(rows(), ["two.1"]))
+    payloads = cut[sections.section_of_payload("f" * 64 + " SHA256:x")]
+    assert any(line.startswith('["payloads","ffff') for line in payloads)
+    versions = cut[sections.section_of_versions("plans/two.yaml")]
+    assert any('"plans/two.yaml"' in line for line in versions)
+    assert any('"alice"' in line for line in cut[sections.section_of_editors("plans/one.yaml")])
+    assert any('"bob"' in line for line in cut[sections.section_of_editors("plans/\udcff.yaml")])
+    assert any('"approve"' in line for line in cut["events.signoff"])
+    assert any('"record"' in line for line in cut["events.record"])
+    assert any('"someday"' in line for line in cut[sections.OTHER_EVENTS])
+    # Outside the core, no row is in two sections, and none is left out.
+    outside = [line for name, found in cut.items() if name != sections.CORE for line in found]
+    assert len(outside) == len(set(outside))
+    tables = sum(
+        len(table) for name, table in rows().items() if name not in ("meta", "effective", "dirty")
+    )
+    assert len([line for line in outside if not line.startswith('["seen"')]) == tables
+
+
+def test_the_core_holds_the_position_the_open_runs_and_each_numbered_tables_last_row() -> None:
+    core = lines_of(sections.cut(rows(), ["two.1"]))[sections.CORE]
+    assert '["meta","anchor","' + "a" * 40 + '"]' in core
+    assert '["open_runs","two.1"]' in core
+    assert any(line.startswith('["landings",2,') for line in core)
+    assert any(line.startswith('["plan_versions",2,') for line in core)
+    assert any(line.startswith('["events",4,') for line in core)
+    assert not any(line.startswith('["landings",1,') for line in core)
+
+
+def test_the_anchor_and_every_landed_commit_count_as_seen() -> None:
+    cut = lines_of(sections.cut(rows(), []))
+    for commit in ("a" * 40, "c" * 40, "d" * 40):
+        assert f'["seen","{commit}"]' in cut[sections.section_of_seen(commit)]
+
+
+def test_the_same_rows_cut_the_same_bytes_whatever_their_order() -> None:
+    shuffled = {table: list(reversed(found)) for table, found in reversed(rows().items())}
+    assert sections.cut(shuffled, ["two.1"]) == sections.cut(rows(), ["two.1"])
+
+
+def index_of(cut: dict[str, bytes]) -> sections.Index:
+    return sections.Index(
+        HEADER,
+        "sha256:" + "9" * 64,
+        {name: digest(data) for name, data in cut.items()},
+        {name: f"{n:040x}" for n, name in enumerate(sorted(cut))},
+    )
+
+
+def test_an_index_reads_back_as_it_was_written() -> None:
+    index = index_of(sections.cut(rows(), []))
+    assert sections.decode_index(sections.encode_index(index)) == index
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (lambda value: value.update(sections=2), "format is 2"),
+        (lambda value: value["digests"].pop("core") and value["blobs"].pop("core"), "no core"),
+        (lambda value: value["blobs"].popitem(), "no blob"),
+        (lambda value: value.update(commit=None), "names no commit"),
+        (lambda value: value["digests"].update(core=1), "by no digest"),
+        (lambda value: value.pop("rows"), "not one"),
+    ],
+)
+def test_an_index_that_is_not_one_is_refused_with_why(change: Any, said: str) -> None:
+    value = json.loads(sections.encode_index(index_of(sections.cut(rows(), []))))
+    change(value)
+    with pytest.raises(CheckpointUnreadable, match=said):
+        sections.decode_index(json.dumps(value).encode())
+
+
+# -- the store, loading sections as asked (a real SQLite state) ---------------------------
+
+
+def lazy_store(tmp_path: Path, asked: list[str]) -> StateStore:
+    """A fresh ephemeral state holding the core of `rows()`; `asked` hears each section read."""
+    cut = sections.cut(rows(), ["two.1"])
+    store = StateStore(tmp_path / "state", "main")
+    store.go_ephemeral()
+
+    def read(name: str) -> sections.SectionRows:
+        asked.append(name)
+        return sections.section_rows(cut[name])
+
+    store.load_sections(sections.section_rows(cut[sections.CORE]), read, frozenset(cut), WHEN)
+    return store
+
+
+def test_a_question_by_key_loads_only_the_section_of_its_key(tmp_path: Path) -> None:
+    asked: list[str] = []
+    store = lazy_store(tmp_path, asked)
+    assert store.carriers(["f" * 64 + " SHA256:x"]) == {"f" * 64 + " SHA256:x": "c" * 40}
+    assert asked == [sections.section_of_payload("f" * 64 + " SHA256:x")]
+    assert store.editors("plans/one.yaml") == {"alice"}
+    assert store.first_seen(["d" * 40]) == {"d" * 40: WHEN}
+    assert len(asked) == 3
+    store.close()
+
+
+def test_a_question_with_no_key_loads_every_section_of_its_table(tmp_path: Path) -> None:
+    asked: list[str] = []
+    store = lazy_store(tmp_path, asked)
+    assert [version.path for version in store.plan_versions()] == [
+        "plans/one.yaml",
+        "plans/two.yaml",
+    ]
+    assert set(asked) == {
+        sections.section_of_versions("plans/one.yaml"),
+        sections.section_of_versions("plans/two.yaml"),
+    }
+    assert [item.verdict.commit for item in store.landings()] == ["c" * 40, "d" * 40]
+    store.close()
+
+
+def test_rows_added_before_their_section_is_loaded_are_numbered_after_the_checkpoints(
+    tmp_path: Path,
+) -> None:
+    store = lazy_store(tmp_path, [])
+    assert store.next_seq() == 3  # the core holds the last landing
+    store.close()
+
+
+def test_a_section_loaded_in_a_discarded_transaction_is_loaded_again(tmp_path: Path) -> None:
+    asked: list[str] = []
+    store = lazy_store(tmp_path, asked)
+    payload = "0" * 64 + " SHA256:y"
+    with store.transaction(keep=False):
+        assert store.carriers([payload]) == {payload: "d" * 40}
+    # The rows went with the transaction: a section marked loaded would now answer nothing.
+    assert store.carriers([payload]) == {payload: "d" * 40}
+    assert asked == [sections.section_of_payload(payload)] * 2
+    store.close()
+
+
+def test_an_ephemeral_state_leaves_the_state_directory_fresh(tmp_path: Path) -> None:
+    store = lazy_store(tmp_path, [])
+    with store.transaction():
+        store.add_editors("plans/one.yaml", ["carol"])
+    assert store.position() is not None
+    store.close()
+    again = StateStore(tmp_path / "state", "main")
+    assert again.fresh()
+    assert again.position() is None
+    again.close()
+
+
+# -- the check, with the real service's checkpoint -----------------------------------------
+
+
+def served(tmp_path: Path, people: People) -> SeedRepo:
+    """The QA release approved, triggered and interrupted, then a service pass: a checkpoint
+    holding sign-offs, records, an open run's end and plan versions."""
+    repo, _ = interrupted_qa_release(tmp_path, people)
+    result = repo.apply()
+    assert result.exit_code == 0, result.stderr
+    assert repo.git("rev-parse", "--verify", "-q", CHECKPOINTS)
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="after the pass")})
+    return repo
+
+
+def check(
+    repo: SeedRepo, state: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    result = reconciler(
+        "verify-mergeable",
+        "--repo",
+        repo.path,
+        "--state-dir",
+        state,
+        "--base",
+        "main",
+        "--head",
+        "pull-request",
+        "--format",
+        "json",
+        *args,
+        env=env,
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    found: dict[str, Any] = result.json()
+    found["stderr"] = result.stderr
+    return found
+
+
+def walked_check(repo: SeedRepo, state: Path) -> dict[str, Any]:
+    """The check on a state a `verify` walked first: no checkpoint, every row its own."""
+    verified = reconciler("verify", "--repo", repo.path, "--state-dir", state, "--full")
+    assert verified.exit_code in (0, 1), verified.stderr
+    return check(repo, state)
+
+
+def same_judgement(lazy: dict[str, Any], walked: dict[str, Any]) -> None:
+    assert lazy.pop("checkpoint") is not None, lazy["stderr"]
+    assert walked.pop("checkpoint") is None
+    for report in (lazy, walked):
+        report.pop("merge")  # made anew by each check, at its own second
+        report.pop("stderr")
+    assert lazy == walked
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["the plan that ran", "the policy, which reaches every plan", "a new plan"],
+)
+def test_a_check_from_the_sections_judges_as_a_check_that_walked(
+    tmp_path: Path, people: People, change: str
+) -> None:
+    repo = served(tmp_path, people)
+    with repo.branch("pull-request"):
+        if change == "the plan that ran":
+            repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+        elif change == "the policy, which reaches every plan":
+            repo.commit(
+                people.mallory,
+                {
+                    "teams.yaml": teams_with(
+                        people, lambda d: make_mallory_the_settings_user(d, people)
+                    )
+                },
+            )
+        else:
+            repo.commit(people.diana, {"plans/another.yaml": qa_plan(PORTAL)})
+    same_judgement(check(repo, tmp_path / "ci"), walked_check(repo, tmp_path / "walked"))
+
+
+def test_a_check_with_the_service_key_pinned_names_no_walk_to_the_root(
+    tmp_path: Path, people: People
+) -> None:
+    repo = served(tmp_path, people)
+    with repo.branch("pull-request"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+    trace = tmp_path / "trace.json"
+    pinned = check(
+        repo,
+        tmp_path / "ci",
+        "--checkpoint-key",
+        f"{people.reconciler.key}.pub",
+        env={**os.environ, "GIT_TRACE2_EVENT": str(trace)},
+    )
+    started = [json.loads(line) for line in trace.read_text().splitlines()]
+    root_searches = [
+        event["argv"]
+        for event in started
+        if event["event"] == "start"
+        and "--max-parents=0" in event["argv"]
+        and not any(arg.startswith("^") for arg in event["argv"])  # the whole history's
+    ]
+    assert started
+    assert root_searches == []
+    same_judgement(pinned, walked_check(repo, tmp_path / "walked"))
+
+
+def test_without_a_pinned_key_the_check_searches_the_root_that_names_the_trusted_keys(
+    tmp_path: Path, people: People
+) -> None:
+    # The counterpart of the test above: the search it spares is the one this makes.
+    repo = served(tmp_path, people)
+    with repo.branch("pull-request"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+    trace = tmp_path / "trace.json"
+    check(repo, tmp_path / "ci", env={**os.environ, "GIT_TRACE2_EVENT": str(trace)})
+    started = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert any(
+        event["event"] == "start"
+        and "--max-parents=0" in event["argv"]
+        and not any(arg.startswith("^") for arg in event["argv"])
+        for event in started
+    )
+
+
+# -- as an attacker who can move the ref -------------------------------------------------
+
+
+def mktree(repo: SeedRepo, entries: dict[str, tuple[str, str, str]]) -> str:
+    """A tree of `entries` (name -> mode, type, id), made by git."""
+    listing = "".join(
+        f"{mode} {kind} {oid}\t{name}\n" for name, (mode, kind, oid) in entries.items()
+    )
+    made = subprocess.run(
+        ["git", "mktree"], cwd=repo.path, input=listing.encode(), capture_output=True, check=True
+    )
+    return made.stdout.decode().strip()
+
+
+def entries_of(repo: SeedRepo, tree: str) -> dict[str, tuple[str, str, str]]:
+    found: dict[str, tuple[str, str, str]] = {}
+    for line in repo.git("ls-tree", tree).splitlines():
+        meta, name = line.split("\t")
+        mode, kind, oid = meta.split()
+        found[name] = (mode, kind, oid)
+    return found
+
+
+def blob(repo: SeedRepo, data: bytes) -> str:
+    made = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=repo.path,
+        input=data,
+        capture_output=True,
+        check=True,
+    )
+    return made.stdout.decode().strip()
+
+
+def push_forged(
+    repo: SeedRepo,
+    *,
+    section: tuple[str, bytes] | None = None,
+    index: bytes | None = None,
+    signer: Path | None = None,
+) -> str:
+    """The genuine checkpoint with a section's bytes replaced, or its index replaced and
+    signed by `signer` (`ssh-keygen -Y sign`), committed on top of it at the ref."""
+    genuine = repo.git("rev-parse", CHECKPOINTS)
+    top = entries_of(repo, f"{genuine}^{{tree}}")
+    if section is not None:
+        name, data = section
+        folder = entries_of(repo, top["sections"][2])
+        folder[name] = ("100644", "blob", blob(repo, data))
+        top["sections"] = ("040000", "tree", mktree(repo, folder))
+    if index is not None and signer is not None:
+        work = repo.path.parent / "forged-index"
+        work.mkdir(exist_ok=True)
+        (work / "sections.json").write_bytes(index)
+        subprocess.run(
+            [*SIGN, signer, work / "sections.json"],
+            check=True,
+            capture_output=True,
+        )
+        top["sections.json"] = ("100644", "blob", blob(repo, index))
+        signature = (work / "sections.json.sig").read_bytes()
+        top["sections.sig"] = ("100644", "blob", blob(repo, signature))
+    message = repo.git("log", "-1", "--format=%B", genuine)
+    forged = repo.git("commit-tree", mktree(repo, top), "-p", genuine, "-m", message)
+    repo.git("update-ref", CHECKPOINTS, forged)
+    return genuine
+
+
+def genuine_index(repo: SeedRepo) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(repo.git("show", f"{CHECKPOINTS}:sections.json"))
+    return found
+
+
+def a_pull_request(repo: SeedRepo, people: People) -> None:
+    with repo.branch("pull-request"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+
+
+def test_a_section_swapped_on_the_ref_passes_the_checkpoint_over_for_the_one_before(
+    tmp_path: Path, people: People
+) -> None:
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    # Every landing authorised: what the swap would have the check believe.
+    landings = subprocess.run(
+        ["git", "cat-file", "blob", f"{CHECKPOINTS}:sections/landings"],
+        cwd=repo.path,
+        capture_output=True,
+        check=True,
+    ).stdout
+    lie = landings.replace(b'\\"actor\\": \\"diana\\"', b'\\"actor\\": \\"root\\"')
+    assert lie != landings
+    genuine = push_forged(repo, section=("landings", lie))
+
+    lazy = check(repo, tmp_path / "ci")
+    assert "its sections are not the files its index names" in lazy["stderr"]
+    assert lazy["checkpoint"]["checkpoint"] == genuine
+    same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
+
+
+def test_an_index_signed_by_a_key_nobody_trusts_is_passed_over(
+    tmp_path: Path, people: People
+) -> None:
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    index = json.dumps(genuine_index(repo), separators=(",", ":"), sort_keys=True) + "\n"
+    genuine = push_forged(repo, index=index.encode(), signer=people.mallory.key)
+
+    lazy = check(repo, tmp_path / "ci")
+    assert "not a trusted key" in lazy["stderr"]
+    assert lazy["checkpoint"]["checkpoint"] == genuine
+    same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
+
+
+def test_a_pinned_keys_checkpoint_naming_an_anchor_with_parents_is_not_taken_as_the_root(
+    tmp_path: Path, people: People
+) -> None:
+    # The service key itself signs it (a re-anchored state's, or a stolen key's): without
+    # --trust-anchor, the anchor of a walk that searched no root must be a root.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    index = genuine_index(repo)
+    index["anchor"] = repo.git("rev-parse", "main~1")
+    text = json.dumps(index, separators=(",", ":"), sort_keys=True) + "\n"
+    push_forged(repo, index=text.encode(), signer=people.reconciler.key)
+
+    pinned = check(repo, tmp_path / "ci", "--checkpoint-key", f"{people.reconciler.key}.pub")
+    assert "is not a root commit" in pinned["stderr"]
+    walked = walked_check(repo, tmp_path / "walked")
+    assert pinned["checkpoint"] is not None  # the genuine one, under it
+    same_judgement(pinned, walked)
