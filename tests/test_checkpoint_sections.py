@@ -21,7 +21,7 @@ from reconciler.adapters.statestore import StateStore
 from reconciler.core import checkpoint_sections as sections
 from reconciler.core.checkpoint import CheckpointUnreadable, Header, digest
 from tests.configrepo import reconciler
-from tests.people import People, make_mallory_the_settings_user, teams_with
+from tests.people import People, make_mallory_the_settings_user, seed_teams, teams_with
 from tests.repositories import SeedRepo
 from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, interrupted_qa_release, qa_plan
 
@@ -500,3 +500,79 @@ def test_a_pinned_keys_checkpoint_naming_an_anchor_with_parents_is_not_taken_as_
     walked = walked_check(repo, tmp_path / "walked")
     assert pinned["checkpoint"] is not None  # the genuine one, under it
     same_judgement(pinned, walked)
+
+
+def another_repository_served_by_the_same_key(tmp_path: Path, people: People) -> SeedRepo:
+    """A second configuration repository, its own root, whose service signs with the same
+    key (one organisation's reconciler), where mallory is the settings user; one landing
+    of hers, and a service pass that publishes its checkpoint."""
+    teams = seed_teams(people)
+    make_mallory_the_settings_user(teams, people)
+    other = SeedRepo.create(tmp_path / "other", people, teams=teams)
+    other.commit(people.mallory, {"notes.txt": "mallory's sandbox\n"})
+    result = other.apply()
+    assert result.exit_code == 0, result.stderr
+    assert other.git("rev-parse", "--verify", "-q", CHECKPOINTS)
+    return other
+
+
+def test_a_pinned_keys_checkpoint_of_another_repository_merged_in_first_is_not_taken(
+    tmp_path: Path, people: People
+) -> None:
+    # Anyone who can push merges the other repository's history into main as its FIRST
+    # parent, and moves the checkpoint ref onto the other repository's checkpoint: it is
+    # signed by the pinned key, names a root, describes a commit on main's first-parent
+    # line. Main then has two roots: a walk could not tell which to trust.
+    repo = SeedRepo.create(tmp_path / "ours", people)
+    other = another_repository_served_by_the_same_key(tmp_path, people)
+    repo.git("fetch", "-q", str(other.path), "main:refs/heads/theirs")
+    repo.git("fetch", "-q", "-f", str(other.path), f"{CHECKPOINTS}:{CHECKPOINTS}")
+    theirs = repo.head("theirs")
+    repo.land_commit_tree(
+        people.mallory,
+        repo.git("rev-parse", "theirs^{tree}"),
+        theirs,
+        repo.head("main"),
+        message="Merge our history into theirs",
+        signed=True,
+    )
+    with repo.branch("pull-request"):  # what only the other repository's settings user may do
+        repo.commit(
+            people.mallory,
+            {"teams.yaml": teams_with(people, lambda d: make_mallory_the_settings_user(d, people))},
+        )
+    assert len(repo.git("rev-list", "--max-parents=0", "main").split()) == 2
+
+    pinned = reconciler(
+        "verify-mergeable",
+        "--repo",
+        repo.path,
+        "--state-dir",
+        tmp_path / "ci",
+        "--base",
+        "main",
+        "--head",
+        "pull-request",
+        "--format",
+        "json",
+        "--checkpoint-key",
+        f"{people.reconciler.key}.pub",
+    )
+    full = reconciler(
+        "verify-mergeable",
+        "--repo",
+        repo.path,
+        "--state-dir",
+        tmp_path / "full",
+        "--base",
+        "main",
+        "--head",
+        "pull-request",
+        "--format",
+        "json",
+        "--checkpoint-key",
+        f"{people.ravi.key}.pub",
+    )
+    assert "2 root commits" in full.stderr, full.stderr
+    assert pinned.exit_code == full.exit_code, pinned.stdout + pinned.stderr
+    assert "2 root commits" in pinned.stderr, pinned.stdout
