@@ -502,18 +502,65 @@ def test_a_pinned_keys_checkpoint_naming_an_anchor_with_parents_is_not_taken_as_
     same_judgement(pinned, walked)
 
 
-def another_repository_served_by_the_same_key(tmp_path: Path, people: People) -> SeedRepo:
+def another_repository_served_by_the_same_key(
+    tmp_path: Path, people: People, merging: SeedRepo | None = None
+) -> SeedRepo:
     """A second configuration repository, its own root, whose service signs with the same
     key (one organisation's reconciler), where mallory is the settings user; one landing
-    of hers, and a service pass that publishes its checkpoint."""
+    of hers (then a pass, and a merge of `merging`'s main), and a service pass that
+    publishes its checkpoint."""
     teams = seed_teams(people)
     make_mallory_the_settings_user(teams, people)
     other = SeedRepo.create(tmp_path / "other", people, teams=teams)
     other.commit(people.mallory, {"notes.txt": "mallory's sandbox\n"})
+    if merging is not None:  # its state anchored first: a fresh one could not choose a root
+        assert other.apply().exit_code == 0
+        other.git("fetch", "-q", str(merging.path), "main:refs/heads/theirs")
+        other.land_commit_tree(
+            people.mallory,
+            other.git("rev-parse", "main^{tree}"),
+            other.head("main"),
+            other.head("theirs"),
+            message="Merge their history into ours",
+            signed=True,
+        )
     result = other.apply()
     assert result.exit_code == 0, result.stderr
     assert other.git("rev-parse", "--verify", "-q", CHECKPOINTS)
     return other
+
+
+def pinned_and_full_checks(repo: SeedRepo, tmp_path: Path, people: People) -> None:
+    """A pull request of what only the other repository's settings user may do, checked
+    with a fresh state and the service key pinned, and with a key that signed nothing: a
+    walk that refuses to choose between two roots, and so must the pinned check."""
+    with repo.branch("pull-request"):
+        repo.commit(
+            people.mallory,
+            {"teams.yaml": teams_with(people, lambda d: make_mallory_the_settings_user(d, people))},
+        )
+    assert len(repo.git("rev-list", "--max-parents=0", "main").split()) == 2
+    results = {}
+    for name, key in (("pinned", people.reconciler.key), ("full", people.ravi.key)):
+        results[name] = reconciler(
+            "verify-mergeable",
+            "--repo",
+            repo.path,
+            "--state-dir",
+            tmp_path / name,
+            "--base",
+            "main",
+            "--head",
+            "pull-request",
+            "--format",
+            "json",
+            "--checkpoint-key",
+            f"{key}.pub",
+        )
+    pinned, full = results["pinned"], results["full"]
+    assert "2 root commits" in full.stderr, full.stderr
+    assert pinned.exit_code == full.exit_code, pinned.stdout + pinned.stderr
+    assert "2 root commits" in pinned.stderr, pinned.stdout
 
 
 def test_a_pinned_keys_checkpoint_of_another_repository_merged_in_first_is_not_taken(
@@ -522,57 +569,33 @@ def test_a_pinned_keys_checkpoint_of_another_repository_merged_in_first_is_not_t
     # Anyone who can push merges the other repository's history into main as its FIRST
     # parent, and moves the checkpoint ref onto the other repository's checkpoint: it is
     # signed by the pinned key, names a root, describes a commit on main's first-parent
-    # line. Main then has two roots: a walk could not tell which to trust.
+    # line. Main then has two roots.
     repo = SeedRepo.create(tmp_path / "ours", people)
     other = another_repository_served_by_the_same_key(tmp_path, people)
     repo.git("fetch", "-q", str(other.path), "main:refs/heads/theirs")
     repo.git("fetch", "-q", "-f", str(other.path), f"{CHECKPOINTS}:{CHECKPOINTS}")
-    theirs = repo.head("theirs")
     repo.land_commit_tree(
         people.mallory,
         repo.git("rev-parse", "theirs^{tree}"),
-        theirs,
+        repo.head("theirs"),
         repo.head("main"),
         message="Merge our history into theirs",
         signed=True,
     )
-    with repo.branch("pull-request"):  # what only the other repository's settings user may do
-        repo.commit(
-            people.mallory,
-            {"teams.yaml": teams_with(people, lambda d: make_mallory_the_settings_user(d, people))},
-        )
-    assert len(repo.git("rev-list", "--max-parents=0", "main").split()) == 2
+    pinned_and_full_checks(repo, tmp_path, people)
 
-    pinned = reconciler(
-        "verify-mergeable",
-        "--repo",
-        repo.path,
-        "--state-dir",
-        tmp_path / "ci",
-        "--base",
-        "main",
-        "--head",
-        "pull-request",
-        "--format",
-        "json",
-        "--checkpoint-key",
-        f"{people.reconciler.key}.pub",
-    )
-    full = reconciler(
-        "verify-mergeable",
-        "--repo",
-        repo.path,
-        "--state-dir",
-        tmp_path / "full",
-        "--base",
-        "main",
-        "--head",
-        "pull-request",
-        "--format",
-        "json",
-        "--checkpoint-key",
-        f"{people.ravi.key}.pub",
-    )
-    assert "2 root commits" in full.stderr, full.stderr
-    assert pinned.exit_code == full.exit_code, pinned.stdout + pinned.stderr
-    assert "2 root commits" in pinned.stderr, pinned.stdout
+
+def test_a_pinned_keys_checkpoint_of_a_history_that_merged_ours_in_is_not_taken(
+    tmp_path: Path, people: People
+) -> None:
+    # The other repository merged ours before its service's checkpoint, and main is moved
+    # onto its history: no root came after the commit the checkpoint describes, and the
+    # roots it names in its signed index are two.
+    repo = SeedRepo.create(tmp_path / "ours", people)
+    other = another_repository_served_by_the_same_key(tmp_path, people, merging=repo)
+    repo.git("fetch", "-q", str(other.path), "main:refs/heads/theirs")
+    repo.git("fetch", "-q", "-f", str(other.path), f"{CHECKPOINTS}:{CHECKPOINTS}")
+    repo.git("update-ref", "refs/heads/main", repo.head("theirs"))
+    repo.git("reset", "-q", "--hard", "main")
+    assert "Checkpoint-Of: " + repo.head("main") in repo.git("log", "-1", CHECKPOINTS)
+    pinned_and_full_checks(repo, tmp_path, people)
