@@ -24,6 +24,7 @@ from tests.configrepo import reconciler
 from tests.people import People, make_mallory_the_settings_user, seed_teams, teams_with
 from tests.repositories import SeedRepo
 from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, interrupted_qa_release, qa_plan
+from tests.test_attacks import raw_commit, stored_copy, with_the_signature_header_moved
 
 CHECKPOINTS = "refs/reconciler/checkpoints/main"
 SIGN = ("ssh-keygen", "-q", "-Y", "sign", "-n", "reconciler-checkpoint-sections", "-f")
@@ -599,3 +600,30 @@ def test_a_pinned_keys_checkpoint_of_a_history_that_merged_ours_in_is_not_taken(
     repo.git("reset", "-q", "--hard", "main")
     assert "Checkpoint-Of: " + repo.head("main") in repo.git("log", "-1", CHECKPOINTS)
     pinned_and_full_checks(repo, tmp_path, people)
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_pull_request_replaying_an_approval_main_carried_is_judged_as_by_a_walk(
+    tmp_path: Path, people: People, pinned: bool
+) -> None:
+    # The payload's first carrier is in a payloads section the check must load: else the
+    # copy would be the first to carry it, and its signature ravi's.
+    repo, approval = interrupted_qa_release(tmp_path, people)
+    assert repo.apply().exit_code == 0
+    forged = stored_copy(repo, with_the_signature_header_moved(raw_commit(repo, approval)))
+    merge = repo.git(
+        "commit-tree",
+        repo.git("rev-parse", "main^{tree}"),
+        "-p",
+        "main",
+        "-p",
+        forged,
+        "-m",
+        "Merge",
+    )
+    repo.git("update-ref", "refs/heads/pull-request", merge)
+    key = ("--checkpoint-key", f"{people.reconciler.key}.pub") if pinned else ()
+    lazy = check(repo, tmp_path / "ci", *key)
+    walked = walked_check(repo, tmp_path / "walked")
+    assert [item["commit"] for item in walked["unattributed"]] == [forged]
+    same_judgement(lazy, walked)
