@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,14 @@ def test_an_index_reads_back_as_it_was_written() -> None:
     assert sections.decode_index(sections.encode_index(index)) == index
 
 
+def test_an_index_reads_back_the_roots_it_names_and_none_when_it_names_none() -> None:
+    index = index_of(sections.cut(rows(), []))
+    named = replace(index, roots=("a" * 40,))
+    assert sections.decode_index(sections.encode_index(named)).roots == ("a" * 40,)
+    assert b'"roots"' not in sections.encode_index(index)
+    assert sections.decode_index(sections.encode_index(index)).roots is None
+
+
 @pytest.mark.parametrize(
     ("change", "said"),
     [
@@ -162,6 +171,7 @@ def test_an_index_reads_back_as_it_was_written() -> None:
         (lambda value: value.update(commit=None), "names no commit"),
         (lambda value: value["digests"].update(core=1), "by no digest"),
         (lambda value: value.pop("rows"), "not one"),
+        (lambda value: value.update(roots="a" * 40), "no root commits"),
     ],
 )
 def test_an_index_that_is_not_one_is_refused_with_why(change: Any, said: str) -> None:
@@ -627,3 +637,20 @@ def test_a_pull_request_replaying_an_approval_main_carried_is_judged_as_by_a_wal
     walked = walked_check(repo, tmp_path / "walked")
     assert [item["commit"] for item in walked["unattributed"]] == [forged]
     same_judgement(lazy, walked)
+
+
+def test_a_pinned_check_takes_an_index_that_names_no_roots_and_searches_them(
+    tmp_path: Path, people: People
+) -> None:
+    # An index published before they were named: still the service's, at a root search's cost.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    index = genuine_index(repo)
+    assert index.pop("roots") == [repo.git("rev-list", "--max-parents=0", "main")]
+    text = json.dumps(index, separators=(",", ":"), sort_keys=True) + "\n"
+    push_forged(repo, index=text.encode(), signer=people.reconciler.key)
+    forged = repo.git("rev-parse", CHECKPOINTS)
+
+    pinned = check(repo, tmp_path / "ci", "--checkpoint-key", f"{people.reconciler.key}.pub")
+    assert pinned["checkpoint"]["checkpoint"] == forged, pinned["stderr"]
+    same_judgement(pinned, walked_check(repo, tmp_path / "walked"))
