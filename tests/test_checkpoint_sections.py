@@ -8,8 +8,10 @@ who can move the checkpoint ref (or holds the pinned key) would try it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -654,3 +656,36 @@ def test_a_pinned_check_takes_an_index_that_names_no_roots_and_searches_them(
     pinned = check(repo, tmp_path / "ci", "--checkpoint-key", f"{people.reconciler.key}.pub")
     assert pinned["checkpoint"]["checkpoint"] == forged, pinned["stderr"]
     same_judgement(pinned, walked_check(repo, tmp_path / "walked"))
+
+
+def test_a_checkpoint_stripped_of_its_sections_is_loaded_whole_and_the_state_kept_fresh(
+    tmp_path: Path, people: People
+) -> None:
+    # Anyone can push the genuine rows without the index: the check loads them whole into
+    # its connection's own tables (their indexes dropped and made again there, not in the
+    # state file's), and judges as a walk.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    genuine = repo.git("rev-parse", CHECKPOINTS)
+    top = entries_of(repo, f"{genuine}^{{tree}}")
+    kept = {name: top[name] for name in ("checkpoint.jsonl", "checkpoint.sig")}
+    message = repo.git("log", "-1", "--format=%B", genuine)
+    stripped = repo.git("commit-tree", mktree(repo, kept), "-p", genuine, "-m", message)
+    repo.git("update-ref", CHECKPOINTS, stripped)
+    state = tmp_path / "ci"
+
+    lazy = check(repo, state)
+    assert lazy["checkpoint"]["checkpoint"] == stripped, lazy["stderr"]
+    store = StateStore(state, "main")
+    try:
+        assert store.fresh()
+    finally:
+        store.close()
+    StateStore(tmp_path / "new", "main").close()
+    named = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    indexes = []
+    for made in (state, tmp_path / "new"):
+        with contextlib.closing(sqlite3.connect(made / "main.sqlite3")) as database:
+            indexes.append(sorted(database.execute(named).fetchall()))
+    assert indexes[0] == indexes[1] != []
+    same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
