@@ -574,6 +574,7 @@ def pinned_and_full_checks(repo: SeedRepo, tmp_path: Path, people: People) -> No
     assert "2 root commits" in full.stderr, full.stderr
     assert pinned.exit_code == full.exit_code, pinned.stdout + pinned.stderr
     assert "2 root commits" in pinned.stderr, pinned.stdout
+    assert "only --trust-anchor says which one to trust" in pinned.stderr
 
 
 def test_a_pinned_keys_checkpoint_of_another_repository_merged_in_first_is_not_taken(
@@ -611,6 +612,7 @@ def test_a_pinned_keys_checkpoint_of_a_history_that_merged_ours_in_is_not_taken(
     repo.git("update-ref", "refs/heads/main", repo.head("theirs"))
     repo.git("reset", "-q", "--hard", "main")
     assert "Checkpoint-Of: " + repo.head("main") in repo.git("log", "-1", CHECKPOINTS)
+    assert len(genuine_index(repo)["roots"]) == 2
     pinned_and_full_checks(repo, tmp_path, people)
 
 

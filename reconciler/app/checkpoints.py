@@ -49,6 +49,10 @@ INDEX_SIGNATURE_FILE: Final = "sections.sig"
 SECTIONS_FOLDER: Final = "sections"
 # An index names every section (about 700 of them) by its digest: about 100 bytes each.
 INDEX_LIMIT: Final = 1 << 20
+# The roots of the described commit's history an index names: two tell a reader what it
+# asks (its anchor alone, or more than one root), and a history someone filled with roots
+# of their own keeps its index small.
+ROOTS_NAMED: Final = 2
 # A checkpoint costs the whole journal to write (20 MB at 10,000 commits), so the
 # service publishes a new one once a tenth of the history has landed since the last,
 # and at least every `STRIDE` landings: a later walk then judges at most that many.
@@ -124,7 +128,7 @@ def publish(
             named,
             {name: digest(part) for name, part in cut.items()},
             {name: repo.write_object("blob", part) for name, part in cut.items()},
-            tuple(repo.root_commits(position.last_verified)),
+            tuple(sorted(repo.root_commits(position.last_verified))[:ROOTS_NAMED]),
         )
     )
     files = {
@@ -433,8 +437,8 @@ def _anchor_refusal(
     if found != {named}:
         listed = ", ".join(printable(root[:12]) for root in sorted(found))
         return (
-            f"the history of {tip[:12]} has {len(found)} root commits ({listed}), and only "
-            "--trust-anchor says which one to trust"
+            f"the root commits of the history of {tip[:12]} are not {named[:12]} alone "
+            f"({listed}): only --trust-anchor says which one to trust"
         )
     return None
 
