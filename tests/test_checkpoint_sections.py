@@ -246,6 +246,18 @@ def test_a_section_loaded_in_a_discarded_transaction_is_loaded_again(tmp_path: P
     store.close()
 
 
+def test_a_section_loaded_in_a_savepoint_taken_back_is_loaded_again(tmp_path: Path) -> None:
+    asked: list[str] = []
+    store = lazy_store(tmp_path, asked)
+    payload = "0" * 64 + " SHA256:y"
+    with store.transaction(), store.savepoint() as back:
+        assert store.carriers([payload]) == {payload: "d" * 40}
+        back()
+        assert store.carriers([payload]) == {payload: "d" * 40}
+    assert asked == [sections.section_of_payload(payload)] * 2
+    store.close()
+
+
 def test_an_ephemeral_state_leaves_the_state_directory_fresh(tmp_path: Path) -> None:
     store = lazy_store(tmp_path, [])
     with store.transaction():
