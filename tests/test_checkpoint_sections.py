@@ -703,3 +703,33 @@ def test_a_checkpoint_stripped_of_its_sections_is_loaded_whole_and_the_state_kep
             indexes.append(sorted(database.execute(named).fetchall()))
     assert indexes[0] == indexes[1] != []
     same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
+
+
+@pytest.mark.parametrize("trick", ["an extra file", "a symlink", "a folder", "a missing section"])
+def test_a_sections_folder_not_the_one_the_index_names_passes_the_checkpoint_over(
+    tmp_path: Path, people: People, trick: str
+) -> None:
+    # The genuine index and signature, over a folder someone else made: each section it
+    # names must be there, a file, and nothing else.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    genuine = repo.git("rev-parse", CHECKPOINTS)
+    top = entries_of(repo, f"{genuine}^{{tree}}")
+    folder = entries_of(repo, top["sections"][2])
+    _, _, core = folder["core"]
+    if trick == "an extra file":
+        folder["extra"] = ("100644", "blob", core)
+    elif trick == "a symlink":
+        folder["landings"] = ("120000", "blob", folder["landings"][2])
+    elif trick == "a folder":
+        folder["landings"] = ("040000", "tree", mktree(repo, {"x": folder["landings"]}))
+    else:
+        del folder["landings"]
+    top["sections"] = ("040000", "tree", mktree(repo, folder))
+    message = repo.git("log", "-1", "--format=%B", genuine)
+    forged = repo.git("commit-tree", mktree(repo, top), "-p", genuine, "-m", message)
+    repo.git("update-ref", CHECKPOINTS, forged)
+
+    lazy = check(repo, tmp_path / "ci")
+    assert "its sections are not the files its index names" in lazy["stderr"]
+    assert lazy["checkpoint"]["checkpoint"] == genuine  # judged as a walk: tests above
