@@ -8,9 +8,12 @@ who can move the checkpoint ref (or holds the pinned key) would try it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,10 @@ from reconciler.adapters.statestore import StateStore
 from reconciler.core import checkpoint_sections as sections
 from reconciler.core.checkpoint import CheckpointUnreadable, Header, digest
 from tests.configrepo import reconciler
-from tests.people import People, make_mallory_the_settings_user, teams_with
+from tests.people import People, make_mallory_the_settings_user, seed_teams, teams_with
 from tests.repositories import SeedRepo
 from tests.scenarios import ECOMMERCE, PORTAL, QA_PLAN, interrupted_qa_release, qa_plan
+from tests.test_attacks import raw_commit, stored_copy, with_the_signature_header_moved
 
 CHECKPOINTS = "refs/reconciler/checkpoints/main"
 SIGN = ("ssh-keygen", "-q", "-Y", "sign", "-n", "reconciler-checkpoint-sections", "-f")
@@ -152,6 +156,14 @@ def test_an_index_reads_back_as_it_was_written() -> None:
     assert sections.decode_index(sections.encode_index(index)) == index
 
 
+def test_an_index_reads_back_the_roots_it_names_and_none_when_it_names_none() -> None:
+    index = index_of(sections.cut(rows(), []))
+    named = replace(index, roots=("a" * 40,))
+    assert sections.decode_index(sections.encode_index(named)).roots == ("a" * 40,)
+    assert b'"roots"' not in sections.encode_index(index)
+    assert sections.decode_index(sections.encode_index(index)).roots is None
+
+
 @pytest.mark.parametrize(
     ("change", "said"),
     [
@@ -161,6 +173,7 @@ def test_an_index_reads_back_as_it_was_written() -> None:
         (lambda value: value.update(commit=None), "names no commit"),
         (lambda value: value["digests"].update(core=1), "by no digest"),
         (lambda value: value.pop("rows"), "not one"),
+        (lambda value: value.update(roots="a" * 40), "no root commits"),
     ],
 )
 def test_an_index_that_is_not_one_is_refused_with_why(change: Any, said: str) -> None:
@@ -229,6 +242,18 @@ def test_a_section_loaded_in_a_discarded_transaction_is_loaded_again(tmp_path: P
         assert store.carriers([payload]) == {payload: "d" * 40}
     # The rows went with the transaction: a section marked loaded would now answer nothing.
     assert store.carriers([payload]) == {payload: "d" * 40}
+    assert asked == [sections.section_of_payload(payload)] * 2
+    store.close()
+
+
+def test_a_section_loaded_in_a_savepoint_taken_back_is_loaded_again(tmp_path: Path) -> None:
+    asked: list[str] = []
+    store = lazy_store(tmp_path, asked)
+    payload = "0" * 64 + " SHA256:y"
+    with store.transaction(), store.savepoint() as back:
+        assert store.carriers([payload]) == {payload: "d" * 40}
+        back()
+        assert store.carriers([payload]) == {payload: "d" * 40}
     assert asked == [sections.section_of_payload(payload)] * 2
     store.close()
 
@@ -500,3 +525,211 @@ def test_a_pinned_keys_checkpoint_naming_an_anchor_with_parents_is_not_taken_as_
     walked = walked_check(repo, tmp_path / "walked")
     assert pinned["checkpoint"] is not None  # the genuine one, under it
     same_judgement(pinned, walked)
+
+
+def another_repository_served_by_the_same_key(
+    tmp_path: Path, people: People, merging: SeedRepo | None = None
+) -> SeedRepo:
+    """A second configuration repository, its own root, whose service signs with the same
+    key (one organisation's reconciler), where mallory is the settings user; one landing
+    of hers (then a pass, and a merge of `merging`'s main), and a service pass that
+    publishes its checkpoint."""
+    teams = seed_teams(people)
+    make_mallory_the_settings_user(teams, people)
+    other = SeedRepo.create(tmp_path / "other", people, teams=teams)
+    other.commit(people.mallory, {"notes.txt": "mallory's sandbox\n"})
+    if merging is not None:  # its state anchored first: a fresh one could not choose a root
+        assert other.apply().exit_code == 0
+        other.git("fetch", "-q", str(merging.path), "main:refs/heads/theirs")
+        other.land_commit_tree(
+            people.mallory,
+            other.git("rev-parse", "main^{tree}"),
+            other.head("main"),
+            other.head("theirs"),
+            message="Merge their history into ours",
+            signed=True,
+        )
+    result = other.apply()
+    assert result.exit_code == 0, result.stderr
+    assert other.git("rev-parse", "--verify", "-q", CHECKPOINTS)
+    return other
+
+
+def pinned_and_full_checks(repo: SeedRepo, tmp_path: Path, people: People) -> None:
+    """A pull request of what only the other repository's settings user may do, checked
+    with a fresh state and the service key pinned, and with a key that signed nothing: a
+    walk that refuses to choose between two roots, and so must the pinned check."""
+    with repo.branch("pull-request"):
+        repo.commit(
+            people.mallory,
+            {"teams.yaml": teams_with(people, lambda d: make_mallory_the_settings_user(d, people))},
+        )
+    assert len(repo.git("rev-list", "--max-parents=0", "main").split()) == 2
+    results = {}
+    for name, key in (("pinned", people.reconciler.key), ("full", people.ravi.key)):
+        results[name] = reconciler(
+            "verify-mergeable",
+            "--repo",
+            repo.path,
+            "--state-dir",
+            tmp_path / name,
+            "--base",
+            "main",
+            "--head",
+            "pull-request",
+            "--format",
+            "json",
+            "--checkpoint-key",
+            f"{key}.pub",
+        )
+    pinned, full = results["pinned"], results["full"]
+    assert "2 root commits" in full.stderr, full.stderr
+    assert pinned.exit_code == full.exit_code, pinned.stdout + pinned.stderr
+    assert "2 root commits" in pinned.stderr, pinned.stdout
+    assert "only --trust-anchor says which one to trust" in pinned.stderr
+
+
+def test_a_pinned_keys_checkpoint_of_another_repository_merged_in_first_is_not_taken(
+    tmp_path: Path, people: People
+) -> None:
+    # Anyone who can push merges the other repository's history into main as its FIRST
+    # parent, and moves the checkpoint ref onto the other repository's checkpoint: it is
+    # signed by the pinned key, names a root, describes a commit on main's first-parent
+    # line. Main then has two roots.
+    repo = SeedRepo.create(tmp_path / "ours", people)
+    other = another_repository_served_by_the_same_key(tmp_path, people)
+    repo.git("fetch", "-q", str(other.path), "main:refs/heads/theirs")
+    repo.git("fetch", "-q", "-f", str(other.path), f"{CHECKPOINTS}:{CHECKPOINTS}")
+    repo.land_commit_tree(
+        people.mallory,
+        repo.git("rev-parse", "theirs^{tree}"),
+        repo.head("theirs"),
+        repo.head("main"),
+        message="Merge our history into theirs",
+        signed=True,
+    )
+    pinned_and_full_checks(repo, tmp_path, people)
+
+
+def test_a_pinned_keys_checkpoint_of_a_history_that_merged_ours_in_is_not_taken(
+    tmp_path: Path, people: People
+) -> None:
+    # The other repository merged ours before its service's checkpoint, and main is moved
+    # onto its history: no root came after the commit the checkpoint describes, and the
+    # roots it names in its signed index are two.
+    repo = SeedRepo.create(tmp_path / "ours", people)
+    other = another_repository_served_by_the_same_key(tmp_path, people, merging=repo)
+    repo.git("fetch", "-q", str(other.path), "main:refs/heads/theirs")
+    repo.git("fetch", "-q", "-f", str(other.path), f"{CHECKPOINTS}:{CHECKPOINTS}")
+    repo.git("update-ref", "refs/heads/main", repo.head("theirs"))
+    repo.git("reset", "-q", "--hard", "main")
+    assert "Checkpoint-Of: " + repo.head("main") in repo.git("log", "-1", CHECKPOINTS)
+    assert len(genuine_index(repo)["roots"]) == 2
+    pinned_and_full_checks(repo, tmp_path, people)
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_pull_request_replaying_an_approval_main_carried_is_judged_as_by_a_walk(
+    tmp_path: Path, people: People, pinned: bool
+) -> None:
+    # The payload's first carrier is in a payloads section the check must load: else the
+    # copy would be the first to carry it, and its signature ravi's.
+    repo, approval = interrupted_qa_release(tmp_path, people)
+    assert repo.apply().exit_code == 0
+    forged = stored_copy(repo, with_the_signature_header_moved(raw_commit(repo, approval)))
+    merge = repo.git(
+        "commit-tree",
+        repo.git("rev-parse", "main^{tree}"),
+        "-p",
+        "main",
+        "-p",
+        forged,
+        "-m",
+        "Merge",
+    )
+    repo.git("update-ref", "refs/heads/pull-request", merge)
+    key = ("--checkpoint-key", f"{people.reconciler.key}.pub") if pinned else ()
+    lazy = check(repo, tmp_path / "ci", *key)
+    walked = walked_check(repo, tmp_path / "walked")
+    assert [item["commit"] for item in walked["unattributed"]] == [forged]
+    same_judgement(lazy, walked)
+
+
+def test_a_pinned_check_takes_an_index_that_names_no_roots_and_searches_them(
+    tmp_path: Path, people: People
+) -> None:
+    # An index published before they were named: still the service's, at a root search's cost.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    index = genuine_index(repo)
+    assert index.pop("roots") == [repo.git("rev-list", "--max-parents=0", "main")]
+    text = json.dumps(index, separators=(",", ":"), sort_keys=True) + "\n"
+    push_forged(repo, index=text.encode(), signer=people.reconciler.key)
+    forged = repo.git("rev-parse", CHECKPOINTS)
+
+    pinned = check(repo, tmp_path / "ci", "--checkpoint-key", f"{people.reconciler.key}.pub")
+    assert pinned["checkpoint"]["checkpoint"] == forged, pinned["stderr"]
+    same_judgement(pinned, walked_check(repo, tmp_path / "walked"))
+
+
+def test_a_checkpoint_stripped_of_its_sections_is_loaded_whole_and_the_state_kept_fresh(
+    tmp_path: Path, people: People
+) -> None:
+    # Anyone can push the genuine rows without the index: the check loads them whole into
+    # its connection's own tables (their indexes dropped and made again there, not in the
+    # state file's), and judges as a walk.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    genuine = repo.git("rev-parse", CHECKPOINTS)
+    top = entries_of(repo, f"{genuine}^{{tree}}")
+    kept = {name: top[name] for name in ("checkpoint.jsonl", "checkpoint.sig")}
+    message = repo.git("log", "-1", "--format=%B", genuine)
+    stripped = repo.git("commit-tree", mktree(repo, kept), "-p", genuine, "-m", message)
+    repo.git("update-ref", CHECKPOINTS, stripped)
+    state = tmp_path / "ci"
+
+    lazy = check(repo, state)
+    assert lazy["checkpoint"]["checkpoint"] == stripped, lazy["stderr"]
+    store = StateStore(state, "main")
+    try:
+        assert store.fresh()
+    finally:
+        store.close()
+    StateStore(tmp_path / "new", "main").close()
+    named = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    indexes = []
+    for made in (state, tmp_path / "new"):
+        with contextlib.closing(sqlite3.connect(made / "main.sqlite3")) as database:
+            indexes.append(sorted(database.execute(named).fetchall()))
+    assert indexes[0] == indexes[1] != []
+    same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
+
+
+@pytest.mark.parametrize("trick", ["an extra file", "a symlink", "a folder", "a missing section"])
+def test_a_sections_folder_not_the_one_the_index_names_passes_the_checkpoint_over(
+    tmp_path: Path, people: People, trick: str
+) -> None:
+    # The genuine index and signature, over a folder someone else made: each section it
+    # names must be there, a file, and nothing else.
+    repo = served(tmp_path, people)
+    a_pull_request(repo, people)
+    genuine = repo.git("rev-parse", CHECKPOINTS)
+    top = entries_of(repo, f"{genuine}^{{tree}}")
+    folder = entries_of(repo, top["sections"][2])
+    _, _, core = folder["core"]
+    if trick == "an extra file":
+        folder["extra"] = ("100644", "blob", core)
+    elif trick == "a symlink":
+        folder["landings"] = ("120000", "blob", folder["landings"][2])
+    elif trick == "a folder":
+        folder["landings"] = ("040000", "tree", mktree(repo, {"x": folder["landings"]}))
+    else:
+        del folder["landings"]
+    top["sections"] = ("040000", "tree", mktree(repo, folder))
+    message = repo.git("log", "-1", "--format=%B", genuine)
+    forged = repo.git("commit-tree", mktree(repo, top), "-p", genuine, "-m", message)
+    repo.git("update-ref", CHECKPOINTS, forged)
+
+    lazy = check(repo, tmp_path / "ci")
+    assert "its sections are not the files its index names" in lazy["stderr"]
+    assert lazy["checkpoint"]["checkpoint"] == genuine  # judged as a walk: tests above

@@ -49,6 +49,10 @@ INDEX_SIGNATURE_FILE: Final = "sections.sig"
 SECTIONS_FOLDER: Final = "sections"
 # An index names every section (about 700 of them) by its digest: about 100 bytes each.
 INDEX_LIMIT: Final = 1 << 20
+# The roots of the described commit's history an index names: two tell a reader what it
+# asks (its anchor alone, or more than one root), and a history someone filled with roots
+# of their own keeps its index small.
+ROOTS_NAMED: Final = 2
 # A checkpoint costs the whole journal to write (20 MB at 10,000 commits), so the
 # service publishes a new one once a tenth of the history has landed since the last,
 # and at least every `STRIDE` landings: a later walk then judges at most that many.
@@ -124,6 +128,7 @@ def publish(
             named,
             {name: digest(part) for name, part in cut.items()},
             {name: repo.write_object("blob", part) for name, part in cut.items()},
+            tuple(sorted(repo.root_commits(position.last_verified))[:ROOTS_NAMED]),
         )
     )
     files = {
@@ -279,10 +284,10 @@ def _usable(
     if why_not is not None:
         return why_not
     try:
-        header, load = loader()
+        header, roots, load = loader()
     except CheckpointUnreadable as error:
         return f"it cannot be read: {error}"
-    why_not = _anchor_refusal(repo, header.anchor, anchor)
+    why_not = _anchor_refusal(repo, header.anchor, anchor, described, tip, roots)
     if why_not is not None:
         return why_not
     if header.branch != trust.branch:
@@ -294,7 +299,10 @@ def _usable(
     return Continued(checkpoint, described, named, signer), load
 
 
-Loader = Callable[[], tuple[Header, Callable[[StateStore, datetime], None]]]
+# A checkpoint's header, the roots of its commit's history it names (None: it names none),
+# and a load of its rows into a fresh store.
+Loaded = tuple[Header, tuple[str, ...] | None, Callable[[StateStore, datetime], None]]
+Loader = Callable[[], Loaded]
 
 
 def _read_rows(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCheck, Loader] | str:
@@ -311,7 +319,7 @@ def _read_rows(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCh
         return f"its bytes are not the ones its commit names ({printable(named)})"
     check = check_signature(data, repo.read_blob(signature_blob), namespace=NAMESPACE)
 
-    def loader() -> tuple[Header, Callable[[StateStore, datetime], None]]:
+    def loader() -> Loaded:
         header, texts = tables(data)
         rows = decode(data)[1] if texts is None else None
 
@@ -321,7 +329,7 @@ def _read_rows(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCh
             else:
                 store.load_journal(rows or {}, now)
 
-        return header, load
+        return header, None, load
 
     return check, loader
 
@@ -339,7 +347,7 @@ def _read_index(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureC
     data = repo.read_blob(index_blob)
     check = check_signature(data, repo.read_blob(signature_blob), namespace=sections.NAMESPACE)
 
-    def loader() -> tuple[Header, Callable[[StateStore, datetime], None]]:
+    def loader() -> Loaded:
         index = sections.decode_index(data)
         if index.rows != named:
             raise CheckpointUnreadable("its section index names other rows than its commit")
@@ -366,7 +374,7 @@ def _read_index(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureC
         def load(store: StateStore, now: datetime) -> None:
             store.load_sections(read(sections.CORE), read, frozenset(blobs), now)
 
-        return index.header, load
+        return index.header, index.roots, load
 
     return check, loader
 
@@ -393,11 +401,22 @@ def _section_blobs(
     return blobs
 
 
-def _anchor_refusal(repo: GitRepo, named: str, anchor: str | None) -> str | None:
+def _anchor_refusal(
+    repo: GitRepo,
+    named: str,
+    anchor: str | None,
+    described: str,
+    tip: str,
+    roots: tuple[str, ...] | None,
+) -> str | None:
     """Why a checkpoint naming the trust anchor `named` is not one of `anchor`'s; None: it
-    is. With no anchor known (pinned keys), a root commit is taken as the branch's: a
+    is. With no anchor known (pinned keys), a root commit is taken as the branch's when
+    it is the only root of `tip`'s history, as a walk takes it (`default_anchor`): a
     re-anchored state's anchor (a commit with parents) is the branch's only when the
-    user says so (`--trust-anchor`), as for a walk."""
+    user says so (`--trust-anchor`), as for a walk; and where another history was merged
+    in, a checkpoint of that history's (its service's key may be this one) names its own
+    root. `roots`: those of `described`'s history, as the signed index names them (None:
+    searched here)."""
     if anchor is not None:
         if named == anchor:
             return None
@@ -411,6 +430,15 @@ def _anchor_refusal(repo: GitRepo, named: str, anchor: str | None) -> str | None
         return (
             f"the trust anchor it names, {named[:12]}, is not a root commit "
             "(name it with --trust-anchor to go on from a re-anchored state)"
+        )
+    # Those after `described` are found among the commits since, not the whole history.
+    found = {*(repo.root_commits(described) if roots is None else roots)}
+    found.update(repo.root_commits(tip, outside=described))
+    if found != {named}:
+        listed = ", ".join(printable(root[:12]) for root in sorted(found))
+        return (
+            f"the root commits of the history of {tip[:12]} are not {named[:12]} alone "
+            f"({listed}): only --trust-anchor says which one to trust"
         )
     return None
 

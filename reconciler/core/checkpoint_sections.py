@@ -74,6 +74,12 @@ class Index:
     # name -> its Git blob id: a reader checks the folder holds these before it loads any,
     # so a section swapped on the ref passes the checkpoint over, never stops a walk.
     blobs: Mapping[str, str]
+    # The root commits of the described commit's history, as the service's clone holds
+    # them: a reader that takes the anchor from a pinned key's checkpoint learns from them,
+    # without a search of the history, whether it is the only one (another repository's
+    # history merged in brings its own root, and that repository's checkpoints). None: an
+    # index from before they were named, which such a reader searches for them.
+    roots: tuple[str, ...] | None = None
 
 
 def section_of_payload(digest: str) -> str:
@@ -157,6 +163,8 @@ def encode_index(index: Index) -> bytes:
         "digests": dict(index.sections),
         "blobs": dict(index.blobs),
     }
+    if index.roots is not None:
+        value["roots"] = sorted(index.roots)
     return (canonical_line(value) + "\n").encode("ascii")
 
 
@@ -166,7 +174,7 @@ def decode_index(data: bytes) -> Index:
         value = json.loads(data.decode("ascii"))
         header = Header(value["anchor"], value["branch"], value["commit"], value["journal"])
         found_format, rows, digests = value["sections"], value["rows"], value["digests"]
-        blobs = value["blobs"]
+        blobs, roots = value["blobs"], value.get("roots")
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise CheckpointUnreadable("its section index is not one") from None
     if found_format != FORMAT:
@@ -174,6 +182,10 @@ def decode_index(data: bytes) -> Index:
     texts = (header.anchor, header.branch, header.commit, rows)
     if not all(isinstance(part, str) for part in texts) or not isinstance(digests, dict):
         raise CheckpointUnreadable("its section index names no commit")
+    if roots is not None and not (
+        isinstance(roots, list) and all(isinstance(root, str) for root in roots)
+    ):
+        raise CheckpointUnreadable("its section index names no root commits")
     if not isinstance(blobs, dict) or set(blobs) != set(digests):
         raise CheckpointUnreadable("its section index names no blob for a section")
     for named in (digests, blobs):
@@ -181,7 +193,7 @@ def decode_index(data: bytes) -> Index:
             raise CheckpointUnreadable("its section index names a section by no digest")
     if CORE not in digests:
         raise CheckpointUnreadable("its section index has no core section")
-    return Index(header, rows, digests, blobs)
+    return Index(header, rows, digests, blobs, None if roots is None else tuple(roots))
 
 
 def section_rows(data: bytes) -> SectionRows:
