@@ -169,8 +169,9 @@ def pull_request_check(
                 raise BenchmarkError(f"the check did not go on from {checkpoint}: {said}")
             if report["merge"] is None:
                 raise BenchmarkError("the check judged no merge")
-            report.pop("merge")  # made anew by each check, at its own second
-            reports.append(report)
+            # The merge is made anew by each check, at its own second, and the plans'
+            # outlook tells times from now: the verdicts are what must agree.
+            reports.append({key: report[key] for key in report if key not in ("merge", "plans")})
             times.append(seconds)
         seconds, completed = timed([*log, f"{BASE}..main"])
         if completed.returncode != 0:
@@ -279,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoint = publish_at(root, manifest, arguments.pull_request, work / "service", BASE)
             size = int(_git(root, "cat-file", "-s", f"{checkpoint}:checkpoint.jsonl"))
             key_file = work / "service.pub"
-            public = service_key(settings.seed).public
+            public = service_key(manifest.settings.seed).public
             key_file.write_text(f"{public.type} {base64.b64encode(public.blob).decode()}\n")
             ours, pinned, reference = pull_request_check(
                 root, work, checkpoint, arguments.repeat, key_file

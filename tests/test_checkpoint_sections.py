@@ -258,6 +258,27 @@ def test_a_section_loaded_in_a_savepoint_taken_back_is_loaded_again(tmp_path: Pa
     store.close()
 
 
+def test_a_checkpoint_loaded_in_a_discarded_transaction_is_gone_with_it(tmp_path: Path) -> None:
+    # A walk that loads a checkpoint and fails is rolled back: its core's rows are gone,
+    # and no later question may load the rest of that checkpoint onto nothing.
+    cut = sections.cut(rows(), ["two.1"])
+    asked: list[str] = []
+    store = StateStore(tmp_path / "state", "main")
+    store.go_ephemeral()
+
+    def read(name: str) -> sections.SectionRows:
+        asked.append(name)
+        return sections.section_rows(cut[name])
+
+    with store.transaction(keep=False):
+        store.load_sections(sections.section_rows(cut[sections.CORE]), read, frozenset(cut), WHEN)
+        assert not store.fresh()
+    assert store.fresh()
+    assert store.carriers(["0" * 64 + " SHA256:y"]) == {"0" * 64 + " SHA256:y": None}
+    assert asked == []
+    store.close()
+
+
 def test_an_ephemeral_state_leaves_the_state_directory_fresh(tmp_path: Path) -> None:
     store = lazy_store(tmp_path, [])
     with store.transaction():

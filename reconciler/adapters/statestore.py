@@ -239,7 +239,7 @@ class StateStore:
         self._changes = 0  # the connection's changes when the open transaction began
         # A checkpoint's sections not yet loaded (`load_sections`); None: none to load.
         self._sections: _Sections | None = None
-        self._loaded_at_begin: frozenset[str] = frozenset()
+        self._sections_at_begin: tuple[_Sections | None, frozenset[str]] = (None, frozenset())
 
     def _format(self) -> int:
         """The journal format the database's rows are in; one this code cannot read is
@@ -387,7 +387,8 @@ class StateStore:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
         self._changes = self._db.total_changes
-        self._loaded_at_begin = self._sections.snapshot() if self._sections else frozenset()
+        lazy = self._sections
+        self._sections_at_begin = (lazy, lazy.snapshot() if lazy is not None else frozenset())
 
     def open_transaction(self) -> Transaction | None:
         """The transaction writes go to now, if one is open."""
@@ -410,8 +411,10 @@ class StateStore:
         self._pending = {}
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
-        if self._sections is not None:  # what the transaction loaded is gone with it
-            self._sections.restore(self._loaded_at_begin)
+        # What the transaction loaded is gone with it, a checkpoint's core included.
+        self._sections, loaded = self._sections_at_begin
+        if self._sections is not None:
+            self._sections.restore(loaded)
 
     # -- what the state decided ----------------------------------------------
 
