@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -29,21 +30,31 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or "PYTHONDONTWRITEBYTECODE" not in os.environ:
         return
     del os.environ["PYTHONDONTWRITEBYTECODE"]
-    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(_bytecode_cache()))
+    if "PYTHONPYCACHEPREFIX" in os.environ:
+        return
+    cache = _bytecode_cache()
+    if cache is None:  # a folder for this run only, removed at its end
+        cache = Path(tempfile.mkdtemp(prefix="reconciler-pycache-"))
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
 
 
-def _bytecode_cache() -> Path:
+def _bytecode_cache() -> Path | None:
     """The user's folder for the suite's bytecode, kept from run to run (the next run, and
     CI's second one, collects in a quarter of the time): beside the system's temporary
     files, as __pycache__ would be beside the sources. A `.pyc` holds its source's size
     and modification time and is compiled again when they differ; the cache mirrors
-    each source's absolute path, so checkouts never share an entry."""
+    each source's absolute path, so checkouts never share an entry. None when the folder
+    is not the user's own."""
     cache = Path(tempfile.gettempdir()) / f"reconciler-pycache-{os.getuid()}"
-    cache.mkdir(mode=0o700, exist_ok=True)
+    try:
+        cache.mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:  # something that is no folder holds the name
+        return None
     found = cache.lstat()
     # Bytecode is code the suite runs: a folder someone else made or may write is no cache.
     if found.st_uid != os.getuid() or not stat.S_ISDIR(found.st_mode) or found.st_mode & 0o022:
-        return Path(tempfile.mkdtemp(prefix="reconciler-pycache-"))
+        return None
     return cache
 
 
