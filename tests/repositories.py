@@ -136,6 +136,9 @@ class ConfigRepo:
         self.clock += 60
         when = date or f"{self.clock} +0000"
         config = ["-c", f"user.name={by.name}", "-c", f"user.email={email or by.email}"]
+        # No `git maintenance run --auto` after each commit: a process per commit that a
+        # person's clone runs, not what any test asks about (the reconciler runs its own).
+        config += ["-c", "maintenance.auto=false"]
         if signed:
             config += ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key or by.key}"]
         env = {
@@ -151,16 +154,19 @@ class ConfigRepo:
     def write(self, files: Mapping[str, str | None]) -> None:
         """Stage `files` (None deletes); the builds a plan among them names appear in the
         local driver's artifacts, as a CI would make them."""
-        for relative, content in files.items():
+        deleted = [relative for relative, content in files.items() if content is None]
+        written = {relative: content for relative, content in files.items() if content is not None}
+        # One git for all the deletions and one for all the additions: the index ends the same.
+        if deleted:
+            self.git("rm", "-q", "--", *deleted)
+        for relative, content in written.items():
             target = self.path / relative
-            if content is None:
-                self.git("rm", "-q", "--", relative)
-                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-            self.git("add", "--", relative)
             if relative.startswith("plans/"):
                 build_what_a_plan_names(self.driver_root, content)
+        if written:
+            self.git("add", "--", *written)
 
     def commit(
         self,

@@ -258,3 +258,14 @@ def test_plan_status_and_access_with_nothing_new_load_neither_the_judge_nor_chec
     assert "root" in access.shown
     assert "reconciler.core.access" in access.modules
     assert loaded(access.modules, (*JUDGING, *WALKER)) == []
+
+
+def test_a_verify_that_walks_loads_no_signing_library(people: People, tmp_path: Path) -> None:
+    """Only a command that publishes signs (a record, a checkpoint): a walk that reads
+    checkpoints and Ed25519 signatures loads neither the signing adapter nor OpenSSL's."""
+    repo = tmp_path / "config"
+    assert init_repository(people, repo, *ROOT_ADMIN).exit_code == 0
+    (run,) = run_in_one_process([["verify", "--repo", str(repo)]])  # anchors, and walks
+    assert run.code == 0
+    assert "reconciler.app.checkpoints" in run.modules  # it looked for a checkpoint
+    assert loaded(run.modules, ("reconciler.adapters.signing", "cryptography")) == []

@@ -16,11 +16,10 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from reconciler.adapters.gitobjects import CommitInfo, commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust
 from reconciler.core import checkpoint_sections as sections
@@ -38,6 +37,9 @@ from reconciler.core.errors import ReconcilerError
 from reconciler.core.printable import printable
 from reconciler.core.revocation import Revocations
 from reconciler.core.signatures import SignatureCheck, check_signature
+
+if TYPE_CHECKING:  # only publishing signs: reading checkpoints loads no signing library
+    from reconciler.adapters.signing import SigningKey
 
 REF_PREFIX: Final = "refs/reconciler/checkpoints/"
 ROWS_FILE: Final = "checkpoint.jsonl"
