@@ -305,6 +305,11 @@ def served(tmp_path: Path, people: People) -> SeedRepo:
     return repo
 
 
+def a_pull_request(repo: SeedRepo, people: People) -> None:
+    with repo.branch("pull-request"):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+
+
 def check(
     repo: SeedRepo, state: Path, *args: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -370,12 +375,25 @@ def test_a_check_from_the_sections_judges_as_a_check_that_walked(
     same_judgement(check(repo, tmp_path / "ci"), walked_check(repo, tmp_path / "walked"))
 
 
+def whole_history_root_searches(trace: Path) -> tuple[list[Any], list[list[str]]]:
+    """The events of a GIT_TRACE2_EVENT file, and the git commands among them that search
+    the whole history for root commits (none excluded with `^`)."""
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    searches = [
+        event["argv"]
+        for event in events
+        if event["event"] == "start"
+        and "--max-parents=0" in event["argv"]
+        and not any(arg.startswith("^") for arg in event["argv"])
+    ]
+    return events, searches
+
+
 def test_a_check_with_the_service_key_pinned_names_no_walk_to_the_root(
     tmp_path: Path, people: People
 ) -> None:
     repo = served(tmp_path, people)
-    with repo.branch("pull-request"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+    a_pull_request(repo, people)
     trace = tmp_path / "trace.json"
     pinned = check(
         repo,
@@ -384,14 +402,7 @@ def test_a_check_with_the_service_key_pinned_names_no_walk_to_the_root(
         f"{people.reconciler.key}.pub",
         env={**os.environ, "GIT_TRACE2_EVENT": str(trace)},
     )
-    started = [json.loads(line) for line in trace.read_text().splitlines()]
-    root_searches = [
-        event["argv"]
-        for event in started
-        if event["event"] == "start"
-        and "--max-parents=0" in event["argv"]
-        and not any(arg.startswith("^") for arg in event["argv"])  # the whole history's
-    ]
+    started, root_searches = whole_history_root_searches(trace)
     assert started
     assert root_searches == []
     same_judgement(pinned, walked_check(repo, tmp_path / "walked"))
@@ -402,17 +413,10 @@ def test_without_a_pinned_key_the_check_searches_the_root_that_names_the_trusted
 ) -> None:
     # The counterpart of the test above: the search it spares is the one this makes.
     repo = served(tmp_path, people)
-    with repo.branch("pull-request"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
+    a_pull_request(repo, people)
     trace = tmp_path / "trace.json"
     check(repo, tmp_path / "ci", env={**os.environ, "GIT_TRACE2_EVENT": str(trace)})
-    started = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert any(
-        event["event"] == "start"
-        and "--max-parents=0" in event["argv"]
-        and not any(arg.startswith("^") for arg in event["argv"])
-        for event in started
-    )
+    assert whole_history_root_searches(trace)[1]
 
 
 # -- as an attacker who can move the ref -------------------------------------------------
@@ -453,7 +457,7 @@ def push_forged(
     repo: SeedRepo,
     *,
     section: tuple[str, bytes] | None = None,
-    index: bytes | None = None,
+    index: dict[str, Any] | None = None,
     signer: Path | None = None,
 ) -> str:
     """The genuine checkpoint with a section's bytes replaced, or its index replaced and
@@ -468,13 +472,14 @@ def push_forged(
     if index is not None and signer is not None:
         work = repo.path.parent / "forged-index"
         work.mkdir(exist_ok=True)
-        (work / "sections.json").write_bytes(index)
+        text = (json.dumps(index, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        (work / "sections.json").write_bytes(text)
         subprocess.run(
             [*SIGN, signer, work / "sections.json"],
             check=True,
             capture_output=True,
         )
-        top["sections.json"] = ("100644", "blob", blob(repo, index))
+        top["sections.json"] = ("100644", "blob", blob(repo, text))
         signature = (work / "sections.json.sig").read_bytes()
         top["sections.sig"] = ("100644", "blob", blob(repo, signature))
     message = repo.git("log", "-1", "--format=%B", genuine)
@@ -483,14 +488,16 @@ def push_forged(
     return genuine
 
 
+def passed_over_for(report: dict[str, Any], genuine: str, why: str) -> None:
+    """The check said why it passed the forged checkpoint over, and went on from the
+    genuine one under it."""
+    assert why in report["stderr"]
+    assert report["checkpoint"]["checkpoint"] == genuine
+
+
 def genuine_index(repo: SeedRepo) -> dict[str, Any]:
     found: dict[str, Any] = json.loads(repo.git("show", f"{CHECKPOINTS}:sections.json"))
     return found
-
-
-def a_pull_request(repo: SeedRepo, people: People) -> None:
-    with repo.branch("pull-request"):
-        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, notes="pull request")})
 
 
 def test_a_section_swapped_on_the_ref_passes_the_checkpoint_over_for_the_one_before(
@@ -510,8 +517,7 @@ def test_a_section_swapped_on_the_ref_passes_the_checkpoint_over_for_the_one_bef
     genuine = push_forged(repo, section=("landings", lie))
 
     lazy = check(repo, tmp_path / "ci")
-    assert "its sections are not the files its index names" in lazy["stderr"]
-    assert lazy["checkpoint"]["checkpoint"] == genuine
+    passed_over_for(lazy, genuine, "its sections are not the files its index names")
     same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
 
 
@@ -520,12 +526,10 @@ def test_an_index_signed_by_a_key_nobody_trusts_is_passed_over(
 ) -> None:
     repo = served(tmp_path, people)
     a_pull_request(repo, people)
-    index = json.dumps(genuine_index(repo), separators=(",", ":"), sort_keys=True) + "\n"
-    genuine = push_forged(repo, index=index.encode(), signer=people.mallory.key)
+    genuine = push_forged(repo, index=genuine_index(repo), signer=people.mallory.key)
 
     lazy = check(repo, tmp_path / "ci")
-    assert "not a trusted key" in lazy["stderr"]
-    assert lazy["checkpoint"]["checkpoint"] == genuine
+    passed_over_for(lazy, genuine, "not a trusted key")
     same_judgement(lazy, walked_check(repo, tmp_path / "walked"))
 
 
@@ -538,8 +542,7 @@ def test_a_pinned_keys_checkpoint_naming_an_anchor_with_parents_is_not_taken_as_
     a_pull_request(repo, people)
     index = genuine_index(repo)
     index["anchor"] = repo.git("rev-parse", "main~1")
-    text = json.dumps(index, separators=(",", ":"), sort_keys=True) + "\n"
-    push_forged(repo, index=text.encode(), signer=people.reconciler.key)
+    push_forged(repo, index=index, signer=people.reconciler.key)
 
     pinned = check(repo, tmp_path / "ci", "--checkpoint-key", f"{people.reconciler.key}.pub")
     assert "is not a root commit" in pinned["stderr"]
@@ -684,8 +687,7 @@ def test_a_pinned_check_takes_an_index_that_names_no_roots_and_searches_them(
     a_pull_request(repo, people)
     index = genuine_index(repo)
     assert index.pop("roots") == [repo.git("rev-list", "--max-parents=0", "main")]
-    text = json.dumps(index, separators=(",", ":"), sort_keys=True) + "\n"
-    push_forged(repo, index=text.encode(), signer=people.reconciler.key)
+    push_forged(repo, index=index, signer=people.reconciler.key)
     forged = repo.git("rev-parse", CHECKPOINTS)
 
     pinned = check(repo, tmp_path / "ci", "--checkpoint-key", f"{people.reconciler.key}.pub")
@@ -752,5 +754,5 @@ def test_a_sections_folder_not_the_one_the_index_names_passes_the_checkpoint_ove
     repo.git("update-ref", CHECKPOINTS, forged)
 
     lazy = check(repo, tmp_path / "ci")
-    assert "its sections are not the files its index names" in lazy["stderr"]
-    assert lazy["checkpoint"]["checkpoint"] == genuine  # judged as a walk: tests above
+    # Judged as a walk: tests above.
+    passed_over_for(lazy, genuine, "its sections are not the files its index names")

@@ -172,9 +172,8 @@ class Authoriser:
             self.continued = None
             self._count = 0
             if self.checkpoints is not None and not re_anchor and self.store.fresh():
-                # Pinned keys' checkpoint names the anchor: no walk to the root before it.
-                pinned = self.checkpoints.pinned is not None
-                anchor = trust_anchor or (None if pinned else default_anchor(self.repo, tip))
+                named = self.checkpoints.names_anchor
+                anchor = trust_anchor or (None if named else default_anchor(self.repo, tip))
                 position, (judged, ignored) = self._walk_from_checkpoint(
                     tip, anchor, self.checkpoints, older=older
                 )

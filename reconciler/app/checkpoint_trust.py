@@ -35,6 +35,13 @@ class CheckpointTrust:
     warn: Callable[[str], None] = _quiet
     lazy: bool = False
 
+    @property
+    def names_anchor(self) -> bool:
+        """Whether a checkpoint names the trust anchor, so a fresh walk on the branch need not
+        search the history for its root first: only one a pinned key signed
+        (`checkpoints._anchor_refusal` says when its anchor is taken)."""
+        return self.pinned is not None
+
 
 def checkpoint_branch(ref: str) -> str:
     """The branch a checkpoint names for a followed ref: a remote's branch by its name

@@ -307,19 +307,36 @@ Loaded = tuple[Header, tuple[str, ...] | None, Callable[[StateStore, datetime], 
 Loader = Callable[[], Loaded]
 
 
+def _signed_file(
+    repo: GitRepo, info: CommitInfo, names: tuple[str, str], limit: int, too_large: str
+) -> tuple[bytes, bytes] | str:
+    """A file at the checkpoint's top and its signature (`names`), read only when both are
+    files and no larger than `limit` and a signature are; else why not (`too_large`)."""
+    files = repo.top_entries(info, names)
+    if any(files.get(name, ("",))[0] != "100644" for name in names):
+        return f"it does not hold {names[0]} and {names[1]} as files"
+    blob, signature = files[names[0]][1], files[names[1]][1]
+    sizes = repo.blob_sizes([blob, signature])
+    if sizes.get(blob, 0) > limit or sizes.get(signature, 0) > OBJECT_LIMIT:
+        return too_large
+    return repo.read_blob(blob), repo.read_blob(signature)
+
+
 def _read_rows(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCheck, Loader] | str:
     """The rows file and its signature's check; the header and a load of every row."""
-    files = repo.top_entries(info, (ROWS_FILE, SIGNATURE_FILE))
-    if any(files.get(name, ("",))[0] != "100644" for name in (ROWS_FILE, SIGNATURE_FILE)):
-        return f"it does not hold {ROWS_FILE} and {SIGNATURE_FILE} as files"
-    rows_blob, signature_blob = files[ROWS_FILE][1], files[SIGNATURE_FILE][1]
-    sizes = repo.blob_sizes([rows_blob, signature_blob])
-    if sizes.get(rows_blob, 0) > ROWS_LIMIT or sizes.get(signature_blob, 0) > OBJECT_LIMIT:
-        return f"it holds more bytes than a checkpoint does ({ROWS_LIMIT} and {OBJECT_LIMIT})"
-    data = repo.read_blob(rows_blob)
+    found = _signed_file(
+        repo,
+        info,
+        (ROWS_FILE, SIGNATURE_FILE),
+        ROWS_LIMIT,
+        f"it holds more bytes than a checkpoint does ({ROWS_LIMIT} and {OBJECT_LIMIT})",
+    )
+    if isinstance(found, str):
+        return found
+    data, signature = found
     if digest(data) != named:
         return f"its bytes are not the ones its commit names ({printable(named)})"
-    check = check_signature(data, repo.read_blob(signature_blob), namespace=NAMESPACE)
+    check = check_signature(data, signature, namespace=NAMESPACE)
 
     def loader() -> Loaded:
         header, texts = tables(data)
@@ -339,21 +356,24 @@ def _read_rows(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCh
 def _read_index(repo: GitRepo, info: CommitInfo, named: str) -> tuple[SignatureCheck, Loader] | str:
     """The section index and its signature's check; the header and a load of the core
     section, the others read as the store asks (`StateStore.load_sections`)."""
-    files = repo.top_entries(info, (INDEX_FILE, INDEX_SIGNATURE_FILE, SECTIONS_FOLDER))
-    if any(files.get(name, ("",))[0] != "100644" for name in (INDEX_FILE, INDEX_SIGNATURE_FILE)):
-        return f"it does not hold {INDEX_FILE} and {INDEX_SIGNATURE_FILE} as files"
-    index_blob, signature_blob = files[INDEX_FILE][1], files[INDEX_SIGNATURE_FILE][1]
-    sizes = repo.blob_sizes([index_blob, signature_blob])
-    if sizes.get(index_blob, 0) > INDEX_LIMIT or sizes.get(signature_blob, 0) > OBJECT_LIMIT:
-        return f"its section index is larger than one is ({INDEX_LIMIT} and {OBJECT_LIMIT})"
-    data = repo.read_blob(index_blob)
-    check = check_signature(data, repo.read_blob(signature_blob), namespace=sections.NAMESPACE)
+    found = _signed_file(
+        repo,
+        info,
+        (INDEX_FILE, INDEX_SIGNATURE_FILE),
+        INDEX_LIMIT,
+        f"its section index is larger than one is ({INDEX_LIMIT} and {OBJECT_LIMIT})",
+    )
+    if isinstance(found, str):
+        return found
+    data, signature = found
+    check = check_signature(data, signature, namespace=sections.NAMESPACE)
 
     def loader() -> Loaded:
         index = sections.decode_index(data)
         if index.rows != named:
             raise CheckpointUnreadable("its section index names other rows than its commit")
-        blobs = _section_blobs(repo, info, files.get(SECTIONS_FOLDER), index)
+        folder = repo.top_entries(info, (SECTIONS_FOLDER,)).get(SECTIONS_FOLDER)
+        blobs = _section_blobs(repo, info, folder, index)
 
         def read(name: str) -> sections.SectionRows:
             part = repo.read_blob(blobs[name])

@@ -129,8 +129,8 @@ class Session:
                 )
             # A pinned key's checkpoint names the anchor, and the walk takes it from there
             # (`checkpoints.newest`); a commit off the branch is checked against it first.
-            pinned = self.checkpoints is not None and self.checkpoints.pinned is not None
-            if position is None and anchor is None and not (pinned and on_branch):
+            named = self.checkpoints is not None and self.checkpoints.names_anchor
+            if position is None and anchor is None and not (named and on_branch):
                 anchor = default_anchor(self.repo, tip)
                 self.sole_root = (tip, anchor)
             if not on_branch:
