@@ -36,9 +36,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
+
+from msgspec.structs import replace
 
 from benchmarks.history import HistorySettings, append_signed_commit, generate_history
 from benchmarks.verify import reconciler_launcher

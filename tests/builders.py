@@ -22,11 +22,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import yaml
+from msgspec.structs import replace
 
 from reconciler.core.config import build_environment, build_policy
 from reconciler.core.decide import Decision, decide

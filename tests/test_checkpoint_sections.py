@@ -13,12 +13,12 @@ import json
 import os
 import sqlite3
 import subprocess
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from reconciler.adapters.statestore import StateStore
 from reconciler.core import checkpoint_sections as sections

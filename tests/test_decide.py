@@ -8,10 +8,11 @@ landed, trailers, merges, reverts, revocation, the CLI) run against real reposit
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from msgspec.structs import replace
 
 from reconciler.app.session import open_session
 from reconciler.core.approvals import (

@@ -11,10 +11,10 @@ tests/test_attacks.py.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from msgspec.structs import replace
 
 from reconciler.app.record import late_message
 from reconciler.core.decide_values import runs_from

@@ -8,7 +8,7 @@ import json
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from msgspec.structs import replace
 
 from reconciler.adapters.drivers import Outcome, Step, load_driver
 from reconciler.adapters.gitops import Committer, GitOpsDriver

@@ -6,9 +6,10 @@ Real SQLite databases in temporary folders; records and sign-offs as the walk st
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from reconciler.adapters.statestore import StateStore
 from reconciler.core.decide_values import runs_from

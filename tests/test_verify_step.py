@@ -3,7 +3,6 @@ until a check passes or the timeout passes; the finish record says which were ve
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -12,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
@@ -304,11 +304,11 @@ def test_a_stop_asked_for_while_checking_interrupts_the_run_and_leaves_the_step_
 
 
 def test_the_step_budget_and_so_the_lease_include_the_verify_timeout() -> None:
-    environment = dataclasses.replace(
+    environment = msgspec.structs.replace(
         builders.environment("development"), driver=DriverSpec("local", timeout=100, retries=2)
     )
     assert step_budget(environment) == timedelta(seconds=100 * 3 + 1 + 2)
-    verified = dataclasses.replace(
+    verified = msgspec.structs.replace(
         environment, verify=Verify(timedelta(minutes=5), timedelta(seconds=10))
     )
     assert step_budget(verified) == timedelta(seconds=303 + 300)

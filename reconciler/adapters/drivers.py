@@ -39,10 +39,11 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
+
+from msgspec import Struct
 
 from reconciler.adapters import process
 from reconciler.core.config import relative_command
@@ -67,8 +68,7 @@ PROVENANCE: Final = ".provenance.json"
 ARTIFACTS: Final = "artifacts"
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(Struct, frozen=True):
     """One application version to deploy, and where it comes from."""
 
     application: str
@@ -97,8 +97,7 @@ class Step:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     ok: bool
     transient: bool  # worth retrying
     lines: tuple[str, ...]

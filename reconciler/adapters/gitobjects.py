@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Final
+
+from msgspec import Struct
 
 NULL_OID: Final = "0" * 40
 FILE_MODES: Final = frozenset({"100644", "100755"})
@@ -22,8 +23,7 @@ ABSENT_MODE: Final = "000000"
 _FULL_OID = re.compile(r"[0-9a-f]{40}")
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(Struct, frozen=True):
     """One path a commit changed relative to its first parent (blob ids, modes)."""
 
     path: str
@@ -33,8 +33,7 @@ class Change:
     new_blob: str  # NULL_OID when deleted
 
 
-@dataclass(frozen=True, slots=True)
-class Someone:
+class Someone(Struct, frozen=True):
     """Who to commit as: a name, an email, and the SSH key to sign with (if any)."""
 
     name: str
@@ -42,15 +41,13 @@ class Someone:
     key: Path | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Person:
+class Person(Struct, frozen=True):
     name: str
     email: str
     when: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
+class CommitInfo(Struct, frozen=True):
     """A commit as the reconciler needs it: who, when, what it says, and its raw bytes."""
 
     id: str
@@ -63,8 +60,7 @@ class CommitInfo:
     raw: bytes  # the whole commit object, for signature checks
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+class HistoryEntry(Struct, frozen=True):
     """A commit in a history walk, with its changes against its first parent."""
 
     id: str

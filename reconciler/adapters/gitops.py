@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from msgspec import Struct
+
 from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitprocess import git_argv, git_environment
 from reconciler.adapters.process import capture
@@ -67,8 +69,7 @@ _CLONE_LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True, slots=True)
-class Committer:
+class Committer(Struct, frozen=True):
     """Who the driver's commits are by, and how they are signed: the service's identity,
     its key (`sign` turns a commit object into the same object with its signature) and
     its clock (for the commit's time and the lease)."""

@@ -12,15 +12,15 @@ import os
 import threading
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from reconciler.adapters.gitobjects import Someone
 from reconciler.adapters.gitrun import NETWORK_TIMEOUT, GitRunner, _Failed
 from reconciler.core.errors import GitError
 
 
-@dataclass(frozen=True, slots=True)
-class PushRejected:
+class PushRejected(Struct, frozen=True):
     """Why a remote did not take a push: `status`, git's own summary of the branch's update
     (its porcelain line, "[rejected] (fetch first)"); `said`, all that git and the remote
     said. A remote's hooks write into `said` ("remote: ..."), never into `status`."""

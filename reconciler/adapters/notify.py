@@ -47,6 +47,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from msgspec import Struct
+
 from reconciler.core.errors import UsageError
 from reconciler.core.notices import RUN_ROLLED_BACK, RUN_SUCCEEDED, TARGET_NAME, Notice
 
@@ -76,8 +78,7 @@ class Target:
     timeout: float = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     """How the worker delivers: the queue's size and the retries' schedule."""
 
     queue: int = 1000
@@ -86,8 +87,7 @@ class Delivery:
     attempts: int = 12
 
 
-@dataclass(frozen=True, slots=True)
-class NotifyConfig:
+class NotifyConfig(Struct, frozen=True):
     targets: Mapping[str, Target]
     delivery: Delivery = Delivery()
 

@@ -21,9 +21,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
+
+from msgspec import Struct
 
 from reconciler.core.errors import CannotStart, ReconcilerError, TimedOut
 
@@ -42,8 +43,7 @@ MAX_LINE_BYTES: Final = 4096
 KEPT_LINES: Final = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
+class Completed(Struct, frozen=True):
     argv: tuple[str, ...]
     exit_code: int | None  # None when it was killed for taking too long
     output: tuple[str, ...]
@@ -225,8 +225,7 @@ def output_of(argv: Sequence[str], *, timeout: float = 30) -> str:
     return "\n".join(completed.output)
 
 
-@dataclass(frozen=True, slots=True)
-class Captured:
+class Captured(Struct, frozen=True):
     """A finished command's exit status and its output, whole."""
 
     returncode: int

@@ -19,9 +19,11 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from reconciler.adapters.gitobjects import NULL_OID, CommitInfo, HistoryEntry
 from reconciler.adapters.gitrepo import GitRepo
@@ -94,8 +96,7 @@ class ParsedVersions:
             self._latest[(kind, name)] = (blob, fields)
 
 
-@dataclass(frozen=True, slots=True)
-class ReadBatch:
+class ReadBatch(Struct, frozen=True):
     """A batch of history, read: its commits and what their signatures prove."""
 
     entries: list[HistoryEntry]
@@ -256,8 +257,7 @@ class _Outcome(Protocol):
     def cancel(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Done:
+class _Done(Struct, frozen=True):
     prepared: Prepared
 
     def result(self) -> Prepared:
@@ -270,8 +270,7 @@ class _Done:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class _Batch:
+class _Batch(Struct, frozen=True):
     """A batch of the walk, sent to be read (`prepared`), or not yet."""
 
     entries: list[HistoryEntry]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from msgspec import Struct
 
 from reconciler.core.errors import ConfigError
 from reconciler.core.sshkeys import PublicKey, parse_public_key
@@ -40,8 +40,7 @@ def _mpint(value: int) -> bytes:
     return _string(raw)
 
 
-@dataclass(frozen=True)
-class SigningKey:
+class SigningKey(Struct, frozen=True):
     """An OpenSSH private key and its public half."""
 
     private: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

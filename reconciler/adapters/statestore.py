@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, unquote
 
+from msgspec import Struct
+
 from reconciler.core import checkpoint_sections as sections
 from reconciler.core import journal
 from reconciler.core.errors import ReconcilerError, StateNotWritable, TemporaryError
@@ -147,8 +149,7 @@ _KINDS: Final[Mapping[type[Any], tuple[str, ...]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(Struct, frozen=True):
     anchor: str
     last_verified: str
     branch: str

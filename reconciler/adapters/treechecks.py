@@ -9,8 +9,10 @@ import bisect
 import hashlib
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Protocol
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from reconciler.adapters.gitobjects import ABSENT_MODE, NULL_OID, TREE_MODE, Change, HistoryEntry
 from reconciler.adapters.gittrees import name_problem, raw_entries, tree_entries, tree_problem
@@ -27,8 +29,7 @@ class TreeSource(Protocol):
     def tree_data(self, oid: str) -> bytes | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Sound:
+class _Sound(Struct, frozen=True):
     """A tree known to be well-formed: its bytes, and its entries' sort keys and offsets.
 
     The bytes are shared with the tree it was found from, but for the entries in
@@ -64,8 +65,7 @@ class _Sound:
 _EMPTY_TREE: Final = _Sound(b"", [], [])
 
 
-@dataclass(frozen=True, slots=True)
-class _Level:
+class _Level(Struct, frozen=True):
     """A folder a commit changed (the root: ""), its trees before and after (None: absent),
     and the changes git's diff shows directly in it (None: unknown, the folder was shown
     more than once)."""

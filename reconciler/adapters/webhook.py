@@ -59,7 +59,6 @@ uvicorn's or Python's version.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import hmac
 import http
@@ -72,12 +71,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote
 
 import h11
+import msgspec
 import uvicorn
+from msgspec import Struct
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -103,8 +103,7 @@ BAD_SYNTAX: Final = "400 - Bad request syntax: not an HTTP/1.1 request"
 Provider = Literal["github", "gitlab"]
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     """An authenticated webhook delivery."""
 
     provider: Provider
@@ -116,8 +115,7 @@ class Delivery:
     replayed: bool = False  # the same body (so the same signature) was received before
 
 
-@dataclass(frozen=True, slots=True)
-class Receiver:
+class Receiver(Struct, frozen=True):
     """What the server calls: each from the server's event loop, so each quick (one
     that waits holds up every request meanwhile)."""
 
@@ -215,8 +213,7 @@ class Pages(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Limits:
+class _Limits(Struct, frozen=True):
     header_timeout: float
     read_timeout: float
     max_connections: int
@@ -675,7 +672,7 @@ class _Application:
             await refuse(400, f"the body is not a JSON push event: {error}")
             return
         if self.listener.seen_before(body):
-            delivery = dataclasses.replace(delivery, replayed=True)
+            delivery = msgspec.structs.replace(delivery, replayed=True)
         action = self.listener.receiver.delivered(delivery)
         await _answer(send, 202, {"accepted": True, "event": delivery.event, "action": action})
 

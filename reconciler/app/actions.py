@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from msgspec import Struct
 
 from reconciler.adapters import process, revocation_file
 from reconciler.adapters.gitobjects import HistoryEntry
@@ -63,8 +64,7 @@ if TYPE_CHECKING:
     from reconciler.app.pipeline import Ran
 
 
-@dataclass(frozen=True, slots=True)
-class Made:
+class Made(Struct, frozen=True):
     """A commit an action made."""
 
     kind: Literal["approve", "deploy", "retry", "cancel", "uncancel", "rollback"]
@@ -77,8 +77,7 @@ class Made:
     rolled_back: tuple[tuple[str, str | None, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Locked:
+class Locked(Struct, frozen=True):
     """A lock or unlock commit an action made."""
 
     kind: Literal["lock", "unlock"]
@@ -238,8 +237,7 @@ def _signing_key(session: Session) -> PublicKey | None:
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
-class _PlanAtHead:
+class _PlanAtHead(Struct, frozen=True):
     """The plan as committed at HEAD: what an approval, trigger or cancel binds to."""
 
     head: str
@@ -417,8 +415,7 @@ def _on_followed_branch(session: Session, plan: _PlanAtHead, path: str) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _OffMain:
+class _OffMain(Struct, frozen=True):
     """What the commits HEAD has and the followed branch does not (a pull request's) say
     about one plan version: who edited the plan there, who approved the version there."""
 

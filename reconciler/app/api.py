@@ -14,10 +14,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from reconciler.adapters.clock import utc_now
 from reconciler.adapters.worktree import find_root
@@ -55,8 +57,7 @@ def _quiet(_: str) -> None:
     """No one to tell."""
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(Struct, frozen=True):
     """Where a command reads: the repository (default: the one around the current
     directory), the followed branch or a remote's, and the state directory."""
 
@@ -121,8 +122,7 @@ def other_branch_note(session: Session) -> str | None:
 # -- verify and access ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyRequest:
+class VerifyRequest(Struct, frozen=True):
     """`reconciler verify`'s revisions, as typed (resolved before the walk)."""
 
     from_rev: str | None = None
@@ -134,8 +134,7 @@ class VerifyRequest:
     checkpoint_keys: tuple[Path, ...] = ()  # --checkpoint-key: the checkpoints' trusted keys
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
+class Verification(Struct, frozen=True):
     """What `verify` found: the walk, and the landings after --from it reports."""
 
     result: VerifyResult
@@ -216,8 +215,7 @@ def access(
 # -- plan, status, history -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PlanView:
+class PlanView(Struct, frozen=True):
     """`reconciler plan`: every plan on the branch decided now, and the drift."""
 
     decisions: tuple[Decision, ...]
@@ -283,8 +281,7 @@ def status(
         )
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
+class HistoryQuery(Struct, frozen=True):
     """`reconciler history`'s filters (each None: not filtered on)."""
 
     plan: str | None = None  # a plan's name or path
@@ -367,16 +364,14 @@ def verify_mergeable(
 # -- approve, deploy, cancel ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Acted:
+class Acted(Struct, frozen=True):
     """A commit `approve`, `deploy` or `cancel` made, and what it still needs to count."""
 
     made: Made
     still_to_do: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(Struct, frozen=True):
     """What a person asked: approve, deploy (or retry `retry`), cancel (or `undo` it), roll
     an environment back."""
 
@@ -406,8 +401,7 @@ def act(source: Source, action: Action) -> Acted:
         return Acted(made, actions.still_to_do(session))
 
 
-@dataclass(frozen=True, slots=True)
-class LockActed:
+class LockActed(Struct, frozen=True):
     """A commit `lock` or `unlock` made, and what it still needs to count."""
 
     locked: Locked
@@ -459,8 +453,7 @@ def apply(
 STAND_INS: Final = {"user.name": "Admin", "user.email": "admin@example.com"}
 
 
-@dataclass(frozen=True, slots=True)
-class Founded:
+class Founded(Struct, frozen=True):
     """A new configuration repository, and which of its first admin's values are made up."""
 
     made: Initialised

@@ -9,8 +9,9 @@ one with nothing new never loads what checking a checkpoint takes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from reconciler.core.errors import ConfigError
 from reconciler.core.sshkeys import KeyFormatError, parse_public_key
@@ -20,8 +21,7 @@ def _quiet(_: str) -> None:
     """No one to tell."""
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointTrust:
+class CheckpointTrust(Struct, frozen=True):
     """Which checkpoints a walk with a fresh state may go on from.
 
     `pinned`: the fingerprints of the keys `--checkpoint-key` names; None: the

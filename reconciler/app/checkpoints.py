@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
+
+from msgspec import Struct
 
 from reconciler.adapters.gitobjects import CommitInfo, commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
@@ -71,8 +72,7 @@ ROWS_LIMIT: Final = 1 << 30
 _TRAILER: Final = re.compile(r"^(Checkpoint-Of|Checkpoint-Digest): (\S+)$", re.MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
-class Continued:
+class Continued(Struct, frozen=True):
     """The checkpoint a walk went on from."""
 
     checkpoint: str  # the checkpoint's commit, on the ref

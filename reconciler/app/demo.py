@@ -27,9 +27,10 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from msgspec import Struct
 
 from reconciler.adapters.drivers import ARTIFACTS
 from reconciler.adapters.gitobjects import Someone
@@ -55,8 +56,7 @@ GITOPS_PATH = "apps/{app}/overlays/{environment}/kustomization.yaml"
 _LOCAL_DRIVER = "driver: {type: local}"
 
 
-@dataclass(frozen=True, slots=True)
-class Scene:
+class Scene(Struct, frozen=True):
     """One step of the story: what happens, and what the reconciler shows for it."""
 
     title: str
@@ -65,8 +65,7 @@ class Scene:
     lines: tuple[str, ...] = ()  # shown as they are, after the narration
 
 
-@dataclass(frozen=True, slots=True)
-class Cast:
+class Cast(Struct, frozen=True):
     people: dict[str, Someone]
     reconciler_key: Path
 
@@ -535,8 +534,7 @@ def _where_to_look(folder: Path) -> list[str]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Story:
+class Story(Struct, frozen=True):
     """The seed story as `reconciler demo` tells it: its scenes are played as they are read."""
 
     folder: Path

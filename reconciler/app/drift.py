@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from reconciler.adapters.drivers import Driver
 from reconciler.core.errors import ReconcilerError
@@ -24,8 +25,7 @@ from reconciler.core.status import Drift
 __all__ = ["Drift", "DriftReport", "drift_in", "find_drift", "stops_run"]
 
 
-@dataclass(frozen=True, slots=True)
-class DriftReport:
+class DriftReport(Struct, frozen=True):
     drift: tuple[Drift, ...]
     # One per environment whose driver could not be asked, naming its file and why.
     notes: tuple[str, ...]

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from reconciler.adapters.drivers import Checker, Driver, Outcome, Step
 from reconciler.core.model import Environment, Plan, Verify
@@ -31,8 +33,7 @@ Clock = Callable[[], datetime]
 Verification = Literal["verified", "failed verification", "not checked"]
 
 
-@dataclass(frozen=True, slots=True)
-class StepResult:
+class StepResult(Struct, frozen=True):
     position: int  # 1-based, in plan order
     step: Step
     outcome: Outcome
@@ -42,8 +43,7 @@ class StepResult:
     checks: int = 0  # how many times it was checked
 
 
-@dataclass(frozen=True, slots=True)
-class Undo:
+class Undo(Struct, frozen=True):
     """What a rollback did of one step the failed run took (`rollback`)."""
 
     step: StepResult  # the step taken, whose version is undone
@@ -60,8 +60,7 @@ class Undo:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(Struct, frozen=True):
     result: Literal["succeeded", "failed", "interrupted"]
     steps: tuple[StepResult, ...]
     log: tuple[str, ...]

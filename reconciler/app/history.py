@@ -11,9 +11,10 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+from msgspec import Struct
 
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.history_entries import (
@@ -87,8 +88,7 @@ def trail_of(store: StateStore) -> tuple[Entry, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Runs:
+class _Runs(Struct, frozen=True):
     """The runs the reconciler's records tell of, as the trail's entries look them up."""
 
     started: dict[PlanRef, list[tuple[int, str]]]  # a version's runs: (seq, run)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+
+from msgspec import Struct
 
 from reconciler.core.decide_values import runs_from
 from reconciler.core.events import Lock, PlanRef, Record, Signoff, parse_plan_ref
@@ -22,8 +23,7 @@ from reconciler.core.signoffs import retry_refusal, signoff_refusal
 from reconciler.core.verdicts import Refusal, RefusalGroup, group_refusals
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(Struct, frozen=True):
     seq: int
     when: datetime
     commit: str

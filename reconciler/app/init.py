@@ -18,12 +18,12 @@ import re
 import shutil
 import tempfile
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import jsonschema_rs
 import yaml
+from msgspec import Struct
 
 from reconciler.adapters.gitobjects import Someone
 from reconciler.adapters.gitrepo import GitRepo
@@ -42,8 +42,7 @@ _EMAIL_RULE: Final = ("$defs", "emails", "items")
 _ID_RULE: Final = ("$defs", "identifier")
 
 
-@dataclass(frozen=True, slots=True)
-class Initialised:
+class Initialised(Struct, frozen=True):
     path: Path
     commit: str
     admin: str

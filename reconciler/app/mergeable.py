@@ -29,8 +29,11 @@ tip as it is now.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from reconciler.adapters.gitobjects import commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
@@ -59,8 +62,7 @@ ChangeKind = Literal["added", "modified", "deleted"]
 Author = Literal["commit", "landed", "merge"]
 
 
-@dataclass(frozen=True, slots=True)
-class RefusedChange:
+class RefusedChange(Struct, frozen=True):
     """One change the pull request would land without authority, where it stands in the
     pull request's file, and who could make it."""
 
@@ -99,15 +101,13 @@ class RefusedChange:
         return f"{refusal.what()}: {how}, which needs {refusal.needed}"
 
 
-@dataclass(frozen=True, slots=True)
-class FileChange:
+class FileChange(Struct, frozen=True):
     path: str
     kind: str  # the layout's kind of file (plan, environment, teams, ...), or "other"
     change: ChangeKind
 
 
-@dataclass(frozen=True, slots=True)
-class PlanOutlook:
+class PlanOutlook(Struct, frozen=True):
     """A plan the merge changes, or whose decision it changes: now, and once merged."""
 
     path: str
@@ -116,8 +116,7 @@ class PlanOutlook:
     after: Decision | None  # once merged (None: the merge removes it)
 
 
-@dataclass(frozen=True, slots=True)
-class MergeCheck:
+class MergeCheck(Struct, frozen=True):
     base: str
     base_tip: str
     tested: str  # the commit named (HEAD: the head, or CI's test merge of it)

@@ -9,10 +9,11 @@ gates. The pages are views of it and decide nothing: a plan's words are `plan`'s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from reconciler.adapters.worktree import find_root
 from reconciler.app.api import Note, Source, _quiet, _reading, drift_finder
@@ -28,8 +29,7 @@ if TYPE_CHECKING:
     from reconciler.core.status import Move, Pipeline
 
 
-@dataclass(frozen=True, slots=True)
-class Gate:
+class Gate(Struct, frozen=True):
     """One environment's gates as people read them."""
 
     approvals: tuple[str, ...]  # "2 approvals by tech-lead"
@@ -42,8 +42,7 @@ class Gate:
     windows: tuple[str, ...]  # "Mon-Thu 09:00-17:00 Europe/Berlin"
 
 
-@dataclass(frozen=True, slots=True)
-class EnvironmentInfo:
+class EnvironmentInfo(Struct, frozen=True):
     name: str
     promotes_from: str | None
     driver: str
@@ -51,14 +50,12 @@ class EnvironmentInfo:
     roles: tuple[tuple[str, tuple[str, ...]], ...]  # permission -> roles holding it here
 
 
-@dataclass(frozen=True, slots=True)
-class RunLog:
+class RunLog(Struct, frozen=True):
     run: Run
     log: str | None  # the finish record's log, None while it runs or when absent
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(Struct, frozen=True):
     """Everything the pages show, read in one walk at `tip` of `branch`, as of `now`."""
 
     branch: str
@@ -84,8 +81,7 @@ class Snapshot:
         return next((env for env in self.environments if env.name == name), None)
 
 
-@dataclass(frozen=True, slots=True)
-class PlanPage:
+class PlanPage(Struct, frozen=True):
     """One plan: its decision, its entries in the audit trail, who edited it, its runs."""
 
     decision: Decision
@@ -108,8 +104,7 @@ def plan_page(snapshot: Snapshot, name: str) -> PlanPage | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class EnvironmentPage:
+class EnvironmentPage(Struct, frozen=True):
     """One environment: what runs there, its gates, the run holding it, the plans into it,
     its entries in the audit trail."""
 

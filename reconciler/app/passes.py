@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from msgspec import Struct, field
 
 from reconciler.app.record import RecordWriter
 from reconciler.core.decide import Decision
@@ -27,8 +28,7 @@ from reconciler.core.verdicts import LandingVerdict
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+class Options(Struct, frozen=True):
     branch: str | None = None
     remote: str | None = None
     state_dir: Path | None = None
@@ -46,8 +46,7 @@ class Options:
     checkpoint_keys: tuple[Path, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RunReport:
+class RunReport(Struct, frozen=True):
     run: str
     plan: PlanRef
     environment: str
@@ -59,8 +58,7 @@ class RunReport:
     rolled_back: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class StartedRun:
+class StartedRun(Struct, frozen=True):
     """A run whose start record is published: the lock is held, the drivers may go."""
 
     decision: Decision
@@ -75,8 +73,7 @@ class StartedRun:
         return self.decision.ref
 
 
-@dataclass(slots=True)
-class PassReport:
+class PassReport(Struct):
     tip: str = ""
     settled: str = ""  # where this pass left the branch: its last publish, else the tip it read
     decisions: tuple[Decision, ...] = ()
@@ -109,8 +106,7 @@ class PassReport:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RoundDecisions:
+class RoundDecisions(Struct, frozen=True):
     """A round's decisions, for the next round of the pass to start from.
 
     The next round decides again only what this reconciler's own records since

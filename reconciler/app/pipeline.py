@@ -16,10 +16,11 @@ before the moment the rules said their answers hold until.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from reconciler.adapters.drivers import unavailable
 from reconciler.app.kept import DECISIONS, state_key
@@ -47,8 +48,7 @@ if TYPE_CHECKING:
     from reconciler.app.verified import VerifyResult
 
 
-@dataclass(frozen=True, slots=True)
-class DriverCheck:
+class DriverCheck(Struct, frozen=True):
     """Whether an executable plan waits for its environment's driver, and how that is asked.
 
     `root`: load each driver with it as the default root (the service, which is about
@@ -58,8 +58,7 @@ class DriverCheck:
     root: Path | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(Struct, frozen=True):
     """One pass of the pipeline: the walk's result, the decision's inputs, every plan decided."""
 
     verified: VerifyResult
@@ -266,8 +265,7 @@ def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = No
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Ran:
+class Ran(Struct, frozen=True):
     """An application version a run deployed, as its finish record's deployments file says."""
 
     run: str

@@ -50,9 +50,11 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.drivers import Driver, Outcome, Step, load_driver
@@ -923,8 +925,7 @@ class Reconciler:
         return self._driver(environment)
 
 
-@dataclass(frozen=True, slots=True)
-class _Looked:
+class _Looked(Struct, frozen=True):
     """A driver whose `current` answers from the pass's look at its environment (`look`:
     application -> what the driver said), asking the driver only for an application the
     look lacks.

@@ -10,8 +10,9 @@ import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from reconciler.adapters.worktree import find_root, read_worktree, require_worktree
 from reconciler.core.errors import UsageError
@@ -19,8 +20,7 @@ from reconciler.core.layout import meant_path, place
 from reconciler.core.validate import Report, validate_snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class Validation:
+class Validation(Struct, frozen=True):
     """The report on the files named (all, when none), and those that are not configuration."""
 
     report: Report

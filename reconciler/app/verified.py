@@ -8,8 +8,9 @@ loads neither the walker nor what it judges with.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from reconciler.core.fields import describe_field
 
@@ -19,8 +20,7 @@ if TYPE_CHECKING:
     from reconciler.core.verdicts import LandingVerdict, Refusal
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
+class VerifyResult(Struct, frozen=True):
     anchor: str
     tip: str
     judged: tuple[LandingVerdict, ...]  # landings judged by this pass, oldest first

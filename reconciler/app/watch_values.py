@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
+
+from msgspec import Struct, field
 
 from reconciler.adapters.notify import NotifyConfig
 from reconciler.adapters.webhook import Pages
@@ -21,8 +22,7 @@ STOP_CHECK: Final = 0.2  # seconds: how soon a stop requested by a signal is not
 Level = Literal["info", "warning", "error"]
 
 
-@dataclass(frozen=True, slots=True)
-class WatchSettings:
+class WatchSettings(Struct, frozen=True):
     interval: float = 15.0  # remote: ls-remote period; local: safety poll period
     listen: tuple[str, int] | None = None
     webhook_secret: bytes | None = None
@@ -48,8 +48,7 @@ class WatchedPages(Pages, Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class LogEvent:
+class LogEvent(Struct, frozen=True):
     """One structured log line: what happened, and its fields (pass, commit, duration...)."""
 
     at: datetime
@@ -65,8 +64,7 @@ class Log(Protocol):
     def __call__(self, level: Level, event: str, message: str, **fields: Any) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(Struct, frozen=True):
     reasons: frozenset[str]
     force: bool
 
@@ -98,8 +96,7 @@ class Trigger:
             return taken
 
 
-@dataclass(frozen=True, slots=True)
-class PassSummary:
+class PassSummary(Struct, frozen=True):
     number: int
     at: datetime
     commit: str

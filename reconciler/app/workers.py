@@ -15,7 +15,8 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from reconciler.app.passes import RunReport, StartedRun
 
@@ -23,8 +24,7 @@ Run = Callable[[StartedRun], RunReport]
 Done = Callable[[StartedRun, RunReport | None, BaseException | None], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Busy:
+class Busy(Struct, frozen=True):
     run: str
     environment: str
     plan: str

@@ -8,7 +8,7 @@ disagree with `verify` or `plan`; and `rules` who could make one refused change
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from reconciler.core import permissions
 from reconciler.core.errors import unknown_name
@@ -20,16 +20,14 @@ from reconciler.core.revocation import SETTING
 from reconciler.core.rules import judge_change
 
 
-@dataclass(frozen=True, slots=True)
-class Entitlement:
+class Entitlement(Struct, frozen=True):
     permission: str
     environment: str | None
     application: str | None
     verdict: Verdict
 
 
-@dataclass(frozen=True, slots=True)
-class AccessReport:
+class AccessReport(Struct, frozen=True):
     user: str
     name: str
     roles: str

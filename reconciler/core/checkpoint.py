@@ -14,8 +14,9 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+from msgspec import Struct
 
 FORMAT: Final = 1
 # The SSHSIG namespace checkpoints are signed in: no commit, tag or other file a
@@ -27,8 +28,7 @@ class CheckpointUnreadable(ValueError):
     """Bytes that are no checkpoint of this format; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(Struct, frozen=True):
     anchor: str  # the trust anchor of the state the rows are
     branch: str  # the branch it follows
     commit: str  # the last verified commit: the walk goes on from here

@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+from msgspec import Struct
 
 from reconciler.core.checkpoint import (
     CheckpointUnreadable,
@@ -63,8 +64,7 @@ _NUMBERED: Final = ("landings", "plan_versions", "events")
 SectionRows = Mapping[str, str] | Mapping[str, list[list[Any]]]
 
 
-@dataclass(frozen=True, slots=True)
-class Index:
+class Index(Struct, frozen=True):
     """What the service signs: the checkpoint's header, its rows file's digest, and every
     section's SHA-256 by name."""
 

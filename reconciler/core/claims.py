@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from msgspec import Struct
+
 from reconciler.core.events import Record, read_trailers
 from reconciler.core.fields import value
 from reconciler.core.landed import Content, LandedCommit, Landing, blob_and_mode
@@ -91,8 +93,7 @@ class Claims:
         ]
 
 
-@dataclass(frozen=True, slots=True)
-class _Asked:
+class _Asked(Struct, frozen=True):
     """The trailer rules' questions about one landed commit, answered by the landing."""
 
     claims: Claims

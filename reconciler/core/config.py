@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any
+
+from msgspec.structs import replace
 
 from reconciler.core import openpgp
 from reconciler.core.errors import ConfigError

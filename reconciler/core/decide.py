@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from reconciler.core import approvals, gates, signoffs
 from reconciler.core.config import build_plan
@@ -55,8 +57,7 @@ Status = Literal["executable", "waiting", "refused", "done", "cancelled"]
 _UNSAID: Final = frozenset({approvals.REPEATED})
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(Struct, frozen=True):
     path: str
     blob: str
     plan: Plan | None

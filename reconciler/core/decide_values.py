@@ -9,9 +9,11 @@ of one of its sign-offs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from reconciler.core.events import FINISHED, HEARTBEAT, Lock, PlanRef, Record, Signoff
 from reconciler.core.identity import CommitFacts
@@ -21,8 +23,7 @@ from reconciler.core.reasons import Reason
 RunResult = Literal["started", "succeeded", "failed", "interrupted"]
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(Struct, frozen=True):
     """One execution of a plan version, as the reconciler's records tell it."""
 
     id: str
@@ -41,8 +42,7 @@ class Run:
     finished_seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Landed:
+class Landed(Struct, frozen=True):
     """The landing that made a plan version current on main, and what its actor held."""
 
     seq: int
@@ -55,8 +55,7 @@ class Landed:
     squashed_by: str | None = None  # the host whose squash landed it
 
 
-@dataclass(frozen=True, slots=True)
-class OnMain:
+class OnMain(Struct, frozen=True):
     """A plan file on main's tip."""
 
     path: str
@@ -65,8 +64,7 @@ class OnMain:
     problems: tuple[str, ...]  # why it is invalid or not effective, a line each
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+class History(Struct, frozen=True):
     """Everything `decide` needs, read once from the store and the repository."""
 
     policy: Policy
@@ -92,8 +90,7 @@ class History:
     locks: Mapping[str, Lock] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
+class Wait(Struct, frozen=True):
     what: Literal[
         "state", "approval", "trigger", "window", "promotion", "soak", "lock", "retry", "driver"
     ]
@@ -105,8 +102,7 @@ class Wait:
         return self.reason.text
 
 
-@dataclass(frozen=True, slots=True)
-class SignoffVerdict:
+class SignoffVerdict(Struct, frozen=True):
     """What `decide` made of one sign-off of a plan version (or of its triggering landing)."""
 
     kind: Literal["approve", "deploy", "retry"]
@@ -160,7 +156,7 @@ def runs_from(records: Iterable[Record]) -> tuple[Run, ...]:
         elif record.run in runs and record.result in FINISHED:
             runs[record.run] = replace(
                 runs[record.run],
-                result=record.result,  # type: ignore[arg-type]
+                result=record.result,
                 finished=record.commit,
                 finished_seq=record.seq,
             )

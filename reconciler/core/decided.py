@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from reconciler.core import journal
 from reconciler.core.decide import Decision
@@ -26,8 +27,7 @@ from reconciler.core.model import Plan, PlanEntry
 from reconciler.core.reasons import Reason, reason
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
+class Decided(Struct, frozen=True):
     """Decisions made at `now` from the inputs `key` names, holding until `until` (None:
     until an input changes)."""
 

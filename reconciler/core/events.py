@@ -30,9 +30,10 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
+
+from msgspec import Struct
 
 from reconciler.core.layout import place
 
@@ -60,8 +61,7 @@ _RUN = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*\.[0-9]+$")
 Kind = Literal["approve", "deploy", "retry", "record", "ignored"]
 
 
-@dataclass(frozen=True, slots=True)
-class PlanRef:
+class PlanRef(Struct, frozen=True):
     """A plan version: its path and the full id of its blob."""
 
     path: str
@@ -96,8 +96,7 @@ NUL_MESSAGE: Final = (
 Pairs = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Trailers:
+class Trailers(Struct, frozen=True):
     """What a commit message says in trailers, as `git log --format=%(trailers:only,unfold)`
     shows them; `refused` says why none of them count (`seen` still shows them)."""
 
@@ -327,8 +326,7 @@ def miscased_keys(trailers: Mapping[str, object]) -> tuple[tuple[str, str], ...]
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Signoff:
+class Signoff(Struct, frozen=True):
     """An approval, a trigger or a retry that counts, with who made it and what they held."""
 
     kind: Literal["approve", "deploy", "retry"]
@@ -344,8 +342,7 @@ class Signoff:
     committed_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Lock:
+class Lock(Struct, frozen=True):
     """A lock or unlock of an environment (`application` None) or of one application in it,
     judged: it counts when `held` (`trailer_rules`)."""
 
@@ -371,8 +368,7 @@ class Lock:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(Struct, frozen=True):
     """A record the reconciler signed: a run started, finished, or refusals of a pass."""
 
     commit: str

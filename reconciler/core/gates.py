@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from msgspec import Struct
+
 from reconciler.core.model import ApprovalRule, Gates, Plan, Window
 
 
@@ -81,8 +83,7 @@ def is_open(gates: Gates, now: datetime) -> bool:
     return not gates.windows or any(_window_open(window, now) for window in gates.windows)
 
 
-@dataclass(frozen=True, slots=True)
-class Closed:
+class Closed(Struct, frozen=True):
     """Deploys may not start now: the freeze that stops them (None: outside every window),
     and when they may start.
 
@@ -192,8 +193,7 @@ def blocking_freeze(gates: Gates, now: datetime) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Lapse:
+class Lapse(Struct, frozen=True):
     """Sign-offs too old (`approval_ttl`) by the time deploys may next start (`opens`):
     those given (`expiring`: what, and when it expires), or any given now (`now_expires`,
     when still asked for); one given from `fresh_from` on still counts at `opens`."""

@@ -25,8 +25,9 @@ and triggerers). Two steps, kept apart because only the first may be cached:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, Literal
+
+from msgspec import Struct
 
 from reconciler.core.model import Policy
 
@@ -34,8 +35,7 @@ from reconciler.core.model import Policy
 NO_IDENTITY: Final = frozenset({"malformed", "copied"})
 
 
-@dataclass(frozen=True, slots=True)
-class CommitFacts:
+class CommitFacts(Struct, frozen=True):
     """Policy-independent facts about a commit's authorship."""
 
     commit: str
@@ -54,8 +54,7 @@ class CommitFacts:
 UNKNOWN_ACTOR: Final = "an unknown actor"
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(Struct, frozen=True):
     """The identity a commit is attributed to under one policy, and how we know."""
 
     id: str | None

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, cast
+
+from msgspec import Struct
 
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.events import Lock, PlanRef, Record, Signoff, parse_plan_ref
@@ -37,8 +38,7 @@ _REBUILD: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Landing:
+class Landing(Struct, frozen=True):
     """A landing's verdict as the walk kept it: its place in landing order and when its
     first-parent commit was made."""
 
@@ -47,8 +47,7 @@ class Landing:
     committed_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class PlanEdit:
+class PlanEdit(Struct, frozen=True):
     """One commit's edit of a plan file: who made it, which fields, which were refused."""
 
     commit: str
@@ -66,8 +65,7 @@ class PlanEdit:
     committed_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class VersionLanded:
+class VersionLanded(Struct, frozen=True):
     """A plan version a landing made effective, and what that landing's actor could do."""
 
     path: str
@@ -91,8 +89,7 @@ class VersionLanded:
         return PlanRef(self.path, self.blob)
 
 
-@dataclass(frozen=True, slots=True)
-class IgnoredTrailer:
+class IgnoredTrailer(Struct, frozen=True):
     """A commit's trailers that count for nothing, and why; `record`: the record they make,
     when they make one that does not count (`events.record_refusal`)."""
 
@@ -114,8 +111,7 @@ class IgnoredTrailer:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
+class OutboxEntry(Struct, frozen=True):
     """A finished run's record, kept until it is published: a crash or lost race loses none."""
 
     run: str

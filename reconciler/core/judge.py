@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from msgspec import Struct
+
 from reconciler.core.claims import Claims
 from reconciler.core.events import Record, Signoff
 from reconciler.core.fields import (
@@ -61,8 +63,7 @@ from reconciler.core.vouching import edit_author, put, stale_reasons, vouch_valu
 
 
 # The walker replays a judgement's changes with `apply_changes`, kept by the ledger.
-@dataclass(frozen=True, slots=True)
-class LandingJudgement:
+class LandingJudgement(Struct, frozen=True):
     """Everything the judge found in one landing, to apply and persist at once."""
 
     verdict: LandingVerdict

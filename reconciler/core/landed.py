@@ -4,9 +4,10 @@ it, and what the judge may ask about Git's immutable objects and the journal (`C
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+from msgspec import Struct
 
 from reconciler.core.events import Record
 from reconciler.core.fields import FieldMap
@@ -14,8 +15,7 @@ from reconciler.core.identity import CommitFacts
 from reconciler.core.journal import Blame
 
 
-@dataclass(frozen=True, slots=True)
-class LandedCommit:
+class LandedCommit(Struct, frozen=True):
     """One commit of a landing: its parents and what it changed against its first parent."""
 
     id: str
@@ -25,8 +25,7 @@ class LandedCommit:
     malformed: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Landing:
+class Landing(Struct, frozen=True):
     """A first-parent commit of the followed branch and the commits it lands, parents first."""
 
     seq: int
@@ -35,8 +34,7 @@ class Landing:
     commits: tuple[LandedCommit, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class State:
+class State(Struct, frozen=True):
     """What judges a landing: the effective state before it, where the branch's content
     differs from it (and who put it there), and the trust anchor."""
 

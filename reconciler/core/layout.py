@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from typing import Final, Literal
+
+from msgspec import Struct
 
 Kind = Literal["teams", "environment", "plan", "deployment", "schema", "log"]
 
@@ -29,8 +30,7 @@ SUFFIX: Final = {"environment": ".yaml", "plan": ".yaml", "deployment": ".yaml",
 _NAME: Final = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(Struct, frozen=True):
     """What a path is: its kind and, for per-item files, the item's name ('' otherwise).
 
     `misplaced` explains a path inside a configuration directory that the

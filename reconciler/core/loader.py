@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import yaml
+from msgspec import Struct
 from yaml.constructor import SafeConstructor
 from yaml.events import (
     AliasEvent,
@@ -85,8 +86,7 @@ _ALLOWED_TAGS: Final = frozenset(
 ) | {"!"}
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(Struct, frozen=True):
     """1-based line and column of a node's first character."""
 
     line: int

@@ -9,9 +9,10 @@ decision is a value that explains itself: a `Verdict` carries its reasons, so
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Final, Literal
+
+from msgspec import Struct, field
 
 # Roles a team member can hold, and the permissions an environment grants to them.
 TEAM_ROLES: Final = ("tech-lead", "developer", "tester", "deployment")
@@ -29,8 +30,7 @@ PLAN_STATES: Final = ("draft", "ready", "cancelled")
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(Struct, frozen=True):
     """One problem in one file, with where it is and how to fix it."""
 
     file: str
@@ -44,8 +44,7 @@ class Finding:
         return (self.file, self.line, self.column, self.message)
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(Struct, frozen=True):
     """A user, a reconciler service account or a Git host, as teams.yaml names it."""
 
     id: str
@@ -54,21 +53,18 @@ class Identity:
     keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Team:
+class Team(Struct, frozen=True):
     name: str
     applications: tuple[str, ...]
     members: Mapping[str, str]  # user id -> role
 
 
-@dataclass(frozen=True, slots=True)
-class ApprovalRule:
+class ApprovalRule(Struct, frozen=True):
     role: str
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(Struct, frozen=True):
     """A weekly deploy window in a time zone; `end` before `start` runs past midnight."""
 
     days: frozenset[int]  # 0 = Monday
@@ -77,15 +73,13 @@ class Window:
     timezone: str
 
 
-@dataclass(frozen=True, slots=True)
-class Freeze:
+class Freeze(Struct, frozen=True):
     name: str
     start: datetime
     end: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Gates:
+class Gates(Struct, frozen=True):
     approvals: tuple[ApprovalRule, ...] = ()
     signed_commits: bool = False
     approval_ttl: timedelta | None = None
@@ -97,8 +91,7 @@ class Gates:
     soak: timedelta | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ArgoCDWait:
+class ArgoCDWait(Struct, frozen=True):
     """gitops, with `verify`: the Argo CD Application (a template of {app} and {environment})
     whose sync to the step's commit, and health, a check waits for; `sync` asks for it at
     once. The server and its token are the service machine's, never in Git."""
@@ -107,8 +100,7 @@ class ArgoCDWait:
     sync: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class FluxWait:
+class FluxWait(Struct, frozen=True):
     """gitops, with `verify`: the Flux GitRepository to ask to reconcile, and the
     Kustomization (a template) whose applied revision and readiness a check waits for."""
 
@@ -117,8 +109,7 @@ class FluxWait:
     kustomization: str
 
 
-@dataclass(frozen=True, slots=True)
-class GitOpsTarget:
+class GitOpsTarget(Struct, frozen=True):
     """gitops: where in which GitOps repository a step writes its version: a kustomize
     `images[]` entry's newTag (`image`) or any YAML key path (`key`), in the file at
     `path` (a template of {app} and {environment}) on `branch`."""
@@ -132,8 +123,7 @@ class GitOpsTarget:
     flux: FluxWait | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DriverSpec:
+class DriverSpec(Struct, frozen=True):
     type: str
     argv: tuple[str, ...] = ()
     timeout: int = 600
@@ -144,8 +134,7 @@ class DriverSpec:
     gitops: GitOpsTarget | None = None  # gitops: the repository, file and value it writes
 
 
-@dataclass(frozen=True, slots=True)
-class Verify:
+class Verify(Struct, frozen=True):
     """How a run checks each application it deployed: a check every `interval` until one
     passes, for at most `timeout`."""
 
@@ -153,8 +142,7 @@ class Verify:
     interval: timedelta
 
 
-@dataclass(frozen=True, slots=True)
-class Environment:
+class Environment(Struct, frozen=True):
     name: str
     order: int
     promotes_from: str | None
@@ -174,16 +162,14 @@ class Environment:
         return source is None if rollback else source == self.promotes_from
 
 
-@dataclass(frozen=True, slots=True)
-class PlanEntry:
+class PlanEntry(Struct, frozen=True):
     name: str
     version: str
     action: Literal["deploy", "tag-and-deploy"] = "deploy"
     from_version: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(Struct, frozen=True):
     name: str
     source: str | None
     target: str
@@ -195,8 +181,7 @@ class Plan:
     override_drift: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(Struct, frozen=True):
     """teams.yaml `notifications:` entry: these events of these environments go to `target`;
     None: every event, or every environment and the service's own."""
 
@@ -205,8 +190,7 @@ class Route:
     environments: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(Struct, frozen=True):
     """The rules in force: teams.yaml and environments/ as one value.
 
     The indexes (`application_owner`, `key_owner`, `email_owner`, `role_holders`,
@@ -247,8 +231,7 @@ class Policy:
         return tuple(sorted(self.environments.values(), key=lambda env: (env.order, env.name)))
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(Struct, frozen=True):
     """The configuration files of one tree (working tree or commit), as bytes.
 
     `refused` holds what the reader would not read: symlinks, submodules,

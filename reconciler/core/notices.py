@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+
+from msgspec import Struct, field
 
 from reconciler.core.model import Route
 
@@ -42,8 +43,7 @@ EVENTS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(Struct, frozen=True):
     """One thing to tell: `id` names it for good (a target hears each id once, even across
     restarts), `summary` is its one line for people, `data` its facts for machines."""
 

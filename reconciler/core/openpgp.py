@@ -43,12 +43,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, Literal
 
 import pysequoia
+from msgspec import Struct
+from msgspec.structs import replace
 from pysequoia.packet import HashAlgorithm, PacketPile, SignatureType, Tag
 
 KEY_BEGIN: Final = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
@@ -70,8 +71,7 @@ class CertificateError(ValueError):
     """A teams.yaml key entry that is not one or more OpenPGP public certificates."""
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
+class Key(Struct, frozen=True):
     """One key of a certificate: the primary key or a subkey."""
 
     fingerprint: str  # upper-case hex, as gpg prints it
@@ -80,8 +80,7 @@ class Key:
     revoked: bool  # a subkey's own revocation (the primary's is the certificate's)
 
 
-@dataclass(frozen=True, slots=True)
-class Certificate:
+class Certificate(Struct, frozen=True):
     """An OpenPGP certificate (a public key, its subkeys and their signatures)."""
 
     fingerprint: str  # the primary key's: the certificate's name
@@ -293,8 +292,7 @@ class Keyring:
 Status = Literal["good", "bad", "unverified", "unsupported", "malformed"]
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     """What an OpenPGP signature proves; `fingerprint` (the signing key's) only when good."""
 
     status: Status

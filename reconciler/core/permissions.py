@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from msgspec import Struct
+
 from reconciler.core.identity import can_verify
 from reconciler.core.model import PROJECTS_GRANTABLE_ROLES, Policy
 
@@ -22,8 +24,7 @@ TEAMS_EDIT: Final = "teams.edit"
 ENVIRONMENTS_EDIT: Final = "environments.edit"
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     """A decision and the reasons for it, in words a person can act on."""
 
     allowed: bool

@@ -9,23 +9,33 @@ to parse prose to learn them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from msgspec import Struct, field
 
 _NO_FACTS: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
+class Reason(Struct, frozen=True):
     """Why, as a code, a sentence and the facts behind it."""
 
     code: str  # dotted, stable: "approval.editor", "run.lease-passed"
     text: str
-    facts: Mapping[str, Any] = field(default_factory=lambda: _NO_FACTS, hash=False, compare=False)
+    facts: Mapping[str, Any] = field(default_factory=lambda: _NO_FACTS)
 
     def __str__(self) -> str:
         return self.text
+
+    # Two reasons are the same reason when they say the same: the facts are how the text
+    # was made, read-only mappings that hash no further (a decision is hashed whole).
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reason):
+            return NotImplemented
+        return (self.code, self.text) == (other.code, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.text))
 
 
 def reason(code: str, text: str, **facts: Any) -> Reason:

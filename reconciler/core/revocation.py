@@ -14,8 +14,9 @@ binary KRL is refused with a hint rather than read as no revocations at all.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
+
+from msgspec import Struct
 
 from reconciler.core.errors import ConfigError
 from reconciler.core.sshkeys import KeyFormatError, certified_key, parse_public_key
@@ -25,8 +26,7 @@ _KRL_MAGIC: Final = b"SSHKRL\n"
 HINT: Final = "one revoked public key a line, as in authorized_keys ('ssh-ed25519 AAAA... who')"
 
 
-@dataclass(frozen=True, slots=True)
-class Revocations:
+class Revocations(Struct, frozen=True):
     """The fingerprints of the keys the revocation file lists."""
 
     fingerprints: frozenset[str]

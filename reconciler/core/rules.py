@@ -32,8 +32,9 @@ committer email; everything else needs a verified signature.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 from typing import Final, Literal
+
+from msgspec import Struct
 
 from reconciler.core import permissions
 from reconciler.core.events import Record
@@ -61,8 +62,7 @@ UNTRIGGERING_STYLES: Final = frozenset({"squash", "branch"})
 WHOLE_PLAN: Final = frozenset({"source", "target", "rollback"})
 
 
-@dataclass(frozen=True, slots=True)
-class Judgement:
+class Judgement(Struct, frozen=True):
     verdict: Verdict
     needed: str
     actor: Actor

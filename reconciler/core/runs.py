@@ -9,9 +9,11 @@ driver that cannot load; `reconcile` only carries that out. Every reason is a
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from reconciler.core.decide import Decision, next_up, ordered, promoted
 from reconciler.core.decide_values import History, Run, Wait
@@ -32,8 +34,7 @@ STEP: Final = "lease.held"
 EXTEND: Final = "lease.expiring"
 
 
-@dataclass(frozen=True, slots=True)
-class RunFacts:
+class RunFacts(Struct, frozen=True):
     """What the reconciler deciding knows beyond the history, as values."""
 
     instance: str  # its name, as its start records carry it
@@ -45,8 +46,7 @@ class RunFacts:
     shard: frozenset[str] | None = None  # the environments it may start runs in; None: any
 
 
-@dataclass(frozen=True, slots=True)
-class Start:
+class Start(Struct, frozen=True):
     """A run to start: its start record is the lock on its environment."""
 
     decision: Decision
@@ -55,16 +55,14 @@ class Start:
     lease_until: datetime  # past it, any reconciler may mark the run interrupted (`may_step`)
 
 
-@dataclass(frozen=True, slots=True)
-class Interruption:
+class Interruption(Struct, frozen=True):
     """A run started and never finished, to be recorded interrupted, and why."""
 
     run: Run
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
-class RunDecisions:
+class RunDecisions(Struct, frozen=True):
     """Everything a reconcile round does, decided: the reconciler only executes it."""
 
     decisions: tuple[Decision, ...]  # every plan, those held for their driver waiting
@@ -294,8 +292,7 @@ def late_steps(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Dependents:
+class Dependents(Struct, frozen=True):
     """Which plan versions a run's records can change the decision of, looked up by where
     it deployed what (`dependents`, built once for many rounds: a plan version's content
     never changes)."""

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
+
+from msgspec import Struct
 
 from reconciler.core import resources
 from reconciler.core.loader import Document, JsonPath, Position, surprise_hint
@@ -172,8 +173,7 @@ def _explain(document: Document, kind: str, error: Any) -> Iterator[Finding]:
     return _EXPLAINED.get(error.validator, _plain)(refused)
 
 
-@dataclass(frozen=True, slots=True)
-class _Refused:
+class _Refused(Struct, frozen=True):
     """One schema error of a document, and what every explanation of it needs."""
 
     document: Document

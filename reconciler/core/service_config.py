@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from reconciler.core.errors import UsageError
 
@@ -37,8 +38,7 @@ _WANTED: Mapping[Kind, str] = {
 _POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+class Setting(Struct, frozen=True):
     """One key of the file: its value, made what the option takes, and the line it is on."""
 
     key: str

@@ -60,9 +60,10 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
+
+from msgspec import Struct
 
 from reconciler.core import openpgp
 from reconciler.core.sshkeys import (
@@ -113,8 +114,7 @@ _ED25519_SIGNATURE = 64
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureCheck:
+class SignatureCheck(Struct, frozen=True):
     """What a commit's signature proves.
 
     `fingerprint` is set only when `status` is "good", so no caller can
@@ -266,8 +266,7 @@ class _Refused(Exception):
         self.key_type = key_type
 
 
-@dataclass(frozen=True, slots=True)
-class _SshSig:
+class _SshSig(Struct, frozen=True):
     public_key: bytes
     namespace: bytes
     hash_algorithm: bytes
@@ -510,8 +509,7 @@ def _require_user_presence(flags: int) -> None:
         raise _Refused("bad", "the security key signed without user presence (no touch)")
 
 
-@dataclass(frozen=True, slots=True)
-class _Ed25519:
+class _Ed25519(Struct, frozen=True):
     """A plain Ed25519 key, the common case: verified by libsodium (PyNaCl), which
     takes 54 µs a signature where OpenSSL through `cryptography` took 135 µs."""
 
@@ -539,8 +537,7 @@ def _libsodium() -> tuple[Callable[[bytes, bytes], bytes], type[Exception]]:
     return crypto_sign_open, BadSignatureError
 
 
-@dataclass(frozen=True, slots=True)
-class _Ecdsa:
+class _Ecdsa(Struct, frozen=True):
     key: ec.EllipticCurvePublicKey
     hash: hashes.HashAlgorithm
     type: str
@@ -554,8 +551,7 @@ class _Ecdsa:
         _verified(lambda: self.key.verify(der, data, ec.ECDSA(self.hash)))
 
 
-@dataclass(frozen=True, slots=True)
-class _Rsa:
+class _Rsa(Struct, frozen=True):
     key: rsa.RSAPublicKey
     type: str = "ssh-rsa"
 
@@ -587,8 +583,7 @@ class _Rsa:
         _verified(lambda: self.key.verify(padded, data, padding.PKCS1v15(), algorithm))
 
 
-@dataclass(frozen=True, slots=True)
-class _SkEd25519:
+class _SkEd25519(Struct, frozen=True):
     key: ed25519.Ed25519PublicKey
     application: bytes
     type: str = "sk-ssh-ed25519@openssh.com"
@@ -604,8 +599,7 @@ class _SkEd25519:
         _require_user_presence(flags)
 
 
-@dataclass(frozen=True, slots=True)
-class _SkEcdsa:
+class _SkEcdsa(Struct, frozen=True):
     key: ec.EllipticCurvePublicKey
     application: bytes
     type: str = "sk-ecdsa-sha2-nistp256@openssh.com"

@@ -15,12 +15,12 @@ import base64
 import binascii
 import hashlib
 import struct
-from dataclasses import dataclass
 from typing import Final
 
+from msgspec import Struct
 
-@dataclass(frozen=True, slots=True)
-class PublicKey:
+
+class PublicKey(Struct, frozen=True):
     type: str
     blob: bytes
     comment: str

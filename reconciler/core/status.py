@@ -12,7 +12,8 @@ plan has a lane of its own into its environment.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from reconciler.core.decide import Decision
 from reconciler.core.decide_values import Run
@@ -20,8 +21,7 @@ from reconciler.core.events import Lock
 from reconciler.core.model import Policy
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class Move(Struct, frozen=True):
     source: str | None
     target: str
     plan: str
@@ -33,8 +33,7 @@ class Move:
     rollback: bool = False  # a rollback plan: it redeploys what ran in `target` before
 
 
-@dataclass(frozen=True, slots=True)
-class Drift:
+class Drift(Struct, frozen=True):
     """A driver reporting another version than `deployments/<env>.yaml` records."""
 
     environment: str
@@ -50,8 +49,7 @@ class Drift:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Pipeline:
+class Pipeline(Struct, frozen=True):
     environments: tuple[str, ...]
     applications: tuple[str, ...]
     versions: Mapping[str, Mapping[str, str]]  # application -> environment -> version

@@ -28,9 +28,10 @@ Every trailer that does not count is kept with why (`journal.IgnoredTrailer`), f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, Protocol
+
+from msgspec import Struct
 
 from reconciler.core.events import (
     APPROVE,
@@ -98,8 +99,7 @@ class Asked(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Trailed:
+class Trailed(Struct, frozen=True):
     """What one commit's trailers say: what counts and what is ignored, in the order
     found; the run its record finishes (deployments/ moves only with one that counts),
     or why its record does not count."""
@@ -109,8 +109,7 @@ class Trailed:
     void: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Carrier:
+class Carrier(Struct, frozen=True):
     """The commit whose message is read, as the rules need it."""
 
     commit: str

@@ -14,6 +14,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct
+
 from reconciler.core import resources, schema
 from reconciler.core.config import build_environment, build_policy, parse_instant
 from reconciler.core.errors import ConfigError
@@ -25,8 +27,7 @@ from reconciler.core.validate_findings import Findings, suggest
 from reconciler.core.validate_teams import check_notification_routes, check_teams
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(Struct, frozen=True):
     findings: tuple[Finding, ...]
     files_checked: int
 

@@ -7,14 +7,14 @@ worded for people (`group_refusals`): `verify`, `plan` and `history` say them al
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from reconciler.core.fields import CONTENT, INVALID, describe_field
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(Struct, frozen=True):
     """One change that was not allowed, with everything needed to understand why."""
 
     commit: str
@@ -46,8 +46,7 @@ class Refusal:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class RefusalGroup:
+class RefusalGroup(Struct, frozen=True):
     """The refused changes one commit's actor made to one file, said once.
 
     How `verify`, `plan` and `history` word refusals: a file's fields that one
@@ -127,8 +126,7 @@ def group_refusals(refusals: Iterable[Refusal]) -> list[RefusalGroup]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class LandingVerdict:
+class LandingVerdict(Struct, frozen=True):
     """The judgement of one first-parent commit on main and everything it landed."""
 
     commit: str
