@@ -12,10 +12,11 @@ format; a text this code cannot read raises `ValueError`, and is then simply not
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Struct
 
 from reconciler.core import journal
@@ -74,16 +75,23 @@ def decode(text: str) -> Decided:
     """What `encode` wrote; `ValueError` for anything else (a state edited by hand, another
     version's format), never a half-read value."""
     try:
-        data = json.loads(text)
-        if data["format"] != journal.VERSION:
-            raise ValueError(f"decisions of format {data['format']!r}")
-        reasons = [_reason(item) for item in data["reasons"]]
+        data = _DECODER.decode(text)
+        if data.format != journal.VERSION:
+            raise ValueError(f"decisions of format {data.format!r}")
+        reasons = [
+            reason(code, text, **{name: _fact(value) for name, value in facts.items()})
+            for code, text, facts in data.reasons
+        ]
         return Decided(
-            _text(data["key"]),
-            _moment(data["now"]),
-            _moment(data["until"]) if data["until"] is not None else None,
-            tuple(_decision(item, reasons) for item in data["decisions"]),
+            data.key,
+            data.now,
+            data.until,
+            tuple(_decision(item, reasons) for item in data.decisions),
         )
+    except msgspec.ValidationError as error:
+        raise ValueError(f"malformed decisions: {error}") from None
+    except msgspec.DecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
     except (KeyError, TypeError, AttributeError, IndexError) as error:
         raise ValueError(f"malformed decisions: {error!r}") from None
 
@@ -120,41 +128,26 @@ def _decision_json(item: Decision, named: Callable[[Reason], int]) -> list[Any]:
     ]
 
 
-def _decision(data: list[Any], reasons: list[Reason]) -> Decision:
-    path, blob, plan, status, why, waits, approvers, by, seq, run, retry_of, verdicts = data
+def _decision(data: _DecisionWire, reasons: list[Reason]) -> Decision:
     return Decision(
-        _text(path),
-        _text(blob),
-        _plan(plan) if plan is not None else None,
-        _one_of(status, ("executable", "waiting", "refused", "done", "cancelled")),
-        tuple(reasons[_number(index)] for index in why),
-        tuple(
-            Wait(
-                _one_of(what, _WAITS),
-                reasons[_number(index)],
-                _moment(until) if until is not None else None,
-            )
-            for what, index, until in waits
-        ),
-        approvers=tuple(_text(actor) for actor in approvers),
-        triggered_by=_optional_text(by),
-        trigger_seq=_number(seq),
-        run=_run(run) if run is not None else None,
-        retry_of=_optional_text(retry_of),
+        data.path,
+        data.blob,
+        _plan(data.plan) if data.plan is not None else None,
+        data.status,
+        tuple(reasons[index] for index in data.why),
+        tuple(Wait(what, reasons[index], until) for what, index, until in data.waits),
+        approvers=data.approvers,
+        triggered_by=data.triggered_by,
+        trigger_seq=data.trigger_seq,
+        run=_run(data.run) if data.run is not None else None,
+        retry_of=data.retry_of,
         verdicts=tuple(
             SignoffVerdict(
-                _one_of(kind, ("approve", "deploy", "retry")),
-                _text(commit),
-                _optional_text(actor),
-                _text(label),
-                reasons[_number(refused)] if refused is not None else None,
+                kind, commit, actor, label, reasons[refused] if refused is not None else None
             )
-            for kind, commit, actor, label, refused in verdicts
+            for kind, commit, actor, label, refused in data.verdicts
         ),
     )
-
-
-_WAITS = ("state", "approval", "trigger", "window", "promotion", "soak", "lock", "retry", "driver")
 
 
 def _plan_json(plan: Plan) -> dict[str, Any]:
@@ -173,24 +166,16 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _plan(data: Mapping[str, Any]) -> Plan:
+def _plan(data: _PlanWire) -> Plan:
     return Plan(
-        _text(data["name"]),
-        _optional_text(data["source"]),
-        _text(data["target"]),
-        tuple(
-            PlanEntry(
-                _text(name),
-                _text(version),
-                _one_of(action, ("deploy", "tag-and-deploy")),
-                _optional_text(from_version),
-            )
-            for name, version, action, from_version in data["applications"]
-        ),
-        _text(data["notes"]),
-        _one_of(data["state"], ("draft", "ready", "cancelled")),
-        rollback=data["rollback"] is True,
-        override_drift=data["override_drift"] is True,
+        data.name,
+        data.source,
+        data.target,
+        tuple(PlanEntry(*entry) for entry in data.applications),
+        data.notes,
+        data.state,
+        rollback=data.rollback,
+        override_drift=data.override_drift,
     )
 
 
@@ -213,35 +198,27 @@ def _run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def _run(data: Mapping[str, Any]) -> Run:
-    path, blob = data["plan"]
+def _run(data: _RunWire) -> Run:
     return Run(
-        id=_text(data["id"]),
-        plan=PlanRef(_text(path), _text(blob)),
-        environment=_text(data["environment"]),
-        result=_one_of(data["result"], ("started", "succeeded", "failed", "interrupted")),
-        instance=_optional_text(data["instance"]),
-        lease_until=_moment(data["lease_until"]) if data["lease_until"] is not None else None,
-        started=_text(data["started"]),
-        finished=_optional_text(data["finished"]),
-        triggered_by=_optional_text(data["triggered_by"]),
-        approved_by=tuple(_text(actor) for actor in data["approved_by"]),
-        retry_of=_optional_text(data["retry_of"]),
-        started_at=_moment(data["started_at"]),
-        started_seq=_number(data["started_seq"]),
-        finished_seq=_number(data["finished_seq"]),
+        id=data.id,
+        plan=PlanRef(*data.plan),
+        environment=data.environment,
+        result=data.result,
+        instance=data.instance,
+        lease_until=data.lease_until,
+        started=data.started,
+        finished=data.finished,
+        triggered_by=data.triggered_by,
+        approved_by=data.approved_by,
+        retry_of=data.retry_of,
+        started_at=data.started_at,
+        started_seq=data.started_seq,
+        finished_seq=data.finished_seq,
     )
 
 
 def _facts_json(item: Reason) -> dict[str, Any]:
     return {name: _fact_json(value) for name, value in item.facts.items()}
-
-
-def _reason(data: list[Any]) -> Reason:
-    code, text, facts = data
-    return reason(
-        _text(code), _text(text), **{_text(name): _fact(value) for name, value in facts.items()}
-    )
 
 
 # A fact is a plain JSON value, or one of these tagged as a one-key object; any other kind
@@ -288,17 +265,83 @@ def _text(value: Any) -> str:
     return value
 
 
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
+# -- the format as msgspec reads it ---------------------------------------------------------
+# Read in C, typed: a text, a number, one of the allowed words and a moment with its zone
+# are checked as the JSON is parsed, and a decision is built from checked parts. The same
+# layout `encode` writes (lists by position, the plan and the run as objects).
+
+_Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-def _number(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"not a number: {value!r}")
-    return value
+class _PlanWire(Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    source: str | None
+    target: str
+    applications: tuple[tuple[str, str, Literal["deploy", "tag-and-deploy"], str | None], ...]
+    notes: str
+    state: Literal["draft", "ready", "cancelled"]
+    rollback: bool
+    override_drift: bool
 
 
-def _one_of(value: Any, allowed: tuple[str, ...]) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{value!r} is none of {', '.join(allowed)}")
-    return value
+class _RunWire(Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    plan: tuple[str, str]
+    environment: str
+    result: Literal["started", "succeeded", "failed", "interrupted"]
+    instance: str | None
+    lease_until: _Moment | None
+    started: str
+    finished: str | None
+    triggered_by: str | None
+    approved_by: tuple[str, ...]
+    retry_of: str | None
+    started_at: _Moment
+    started_seq: int
+    finished_seq: int
+
+
+class _DecisionWire(Struct, frozen=True, array_like=True):
+    path: str
+    blob: str
+    plan: _PlanWire | None
+    status: Literal["executable", "waiting", "refused", "done", "cancelled"]
+    why: tuple[int, ...]
+    waits: tuple[
+        tuple[
+            Literal[
+                "state",
+                "approval",
+                "trigger",
+                "window",
+                "promotion",
+                "soak",
+                "lock",
+                "retry",
+                "driver",
+            ],
+            int,
+            _Moment | None,
+        ],
+        ...,
+    ]
+    approvers: tuple[str, ...]
+    triggered_by: str | None
+    trigger_seq: int
+    run: _RunWire | None
+    retry_of: str | None
+    verdicts: tuple[
+        tuple[Literal["approve", "deploy", "retry"], str, str | None, str, int | None], ...
+    ]
+
+
+class _DecidedWire(Struct, frozen=True):
+    format: int
+    key: str
+    now: _Moment
+    until: _Moment | None
+    reasons: tuple[tuple[str, str, dict[str, Any]], ...]
+    decisions: tuple[_DecisionWire, ...]
+
+
+_DECODER = msgspec.json.Decoder(_DecidedWire)
