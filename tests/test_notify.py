@@ -500,3 +500,10 @@ def test_the_log_forgets_settled_deliveries_after_30_days_and_keeps_pending_ones
         "run.failed/crashed.1",
         "run.succeeded/old.1",
     ]
+
+
+def test_a_webhook_target_s_secret_never_shows_in_its_repr() -> None:
+    # A target is logged and reported in tracebacks by its repr: the HMAC key stays out.
+    target = Target("audit", "webhook", ("https://hooks.example/audit",), b"s3cret-key")
+    assert "s3cret" not in repr(target)
+    assert "https://hooks.example/audit" in repr(target)

@@ -42,7 +42,6 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -69,13 +68,18 @@ TargetKind = Literal["webhook", "apprise"]
 Log = Callable[[Literal["info", "warning", "error"], str, str, Mapping[str, Any]], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Struct, frozen=True):
     name: str
     kind: TargetKind
     urls: tuple[str, ...]  # a webhook's one URL; apprise's URLs
-    secret: bytes | None = field(default=None, repr=False)  # a webhook's HMAC key
+    secret: bytes | None = None  # a webhook's HMAC key: never in the repr
     timeout: float = 10.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Target(name={self.name!r}, kind={self.kind!r}, urls={self.urls!r}, "
+            f"timeout={self.timeout!r})"
+        )
 
 
 class Delivery(Struct, frozen=True):

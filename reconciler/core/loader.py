@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import yaml
@@ -97,8 +96,7 @@ class Position(Struct, frozen=True):
 _Where = tuple[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
+class Document(Struct, frozen=True):
     """One loaded file: its data and where every value (and every key) stands."""
 
     path: str
@@ -107,11 +105,14 @@ class Document:
     # the few paths a finding asks about, not for every node loaded. (Tuples
     # of small ints also cost the garbage collector nothing once it has seen
     # them; a Position or a libyaml mark it would scan again and again.)
-    values: dict[JsonPath, _Where] = field(repr=False)
-    keys: dict[JsonPath, _Where] = field(repr=False)
+    values: dict[JsonPath, _Where]
+    keys: dict[JsonPath, _Where]
     # Original text of plain scalars that did not load as strings, for hints
     # such as "1.10 was read as the number 1.1".
-    plain_text: dict[JsonPath, str] = field(repr=False)
+    plain_text: dict[JsonPath, str]
+
+    def __repr__(self) -> str:  # the maps of positions say nothing to a reader
+        return f"Document(path={self.path!r}, data={self.data!r})"
 
     def position(self, path: JsonPath) -> Position:
         """The value at `path`, or the nearest ancestor that exists."""
