@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import kept
 from reconciler.app.history import trail_of
+from reconciler.app.history_entries import Entry, decode_trail, encode_trail
 from tests.people import People
 from tests.repositories import SeedRepo
 from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, proposed_qa_release
@@ -143,3 +145,64 @@ def test_a_re_anchor_on_the_anchor_and_tip_the_trail_was_kept_at_shows_the_runs_
     after = history(repo)
     assert len(after) == len(before) + 2  # the run started and succeeded
     assert sorted(map(json.dumps, after)) == sorted(map(json.dumps, from_the_rows(repo)))
+
+
+# -- the codec, without Git ------------------------------------------------------------------
+
+TRAIL = (
+    Entry(
+        1,
+        datetime(2026, 3, 4, 12, tzinfo=UTC),
+        "a" * 40,
+        "plans/x.yaml",
+        "qa",
+        "edit",
+        "ravi",
+        True,
+        "notes",
+        0,
+        None,
+    ),
+    Entry(
+        2,
+        datetime(2026, 3, 4, 21, tzinfo=timezone(timedelta(hours=9))),
+        "b" * 40,
+        None,
+        None,
+        "trigger",
+        None,
+        False,
+        "merged",
+        1,
+        "olga holds no plan.deploy",
+    ),
+)
+
+
+def test_a_kept_trail_reads_back_equal() -> None:
+    assert decode_trail(encode_trail("k", TRAIL), "k") == TRAIL
+
+
+def test_a_trail_kept_under_another_key_is_none() -> None:
+    assert decode_trail(encode_trail("k", TRAIL), "other") is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda rows: rows[0].__setitem__(0, True), id="true-as-seq"),
+        pytest.param(lambda rows: rows[0].__setitem__(7, 1), id="one-as-counted"),
+        pytest.param(lambda rows: rows[0].__setitem__(1, "yesterday"), id="no-moment"),
+        pytest.param(lambda rows: rows[1].pop(), id="short-row"),
+        pytest.param(lambda rows: rows[1].__setitem__(2, None), id="no-commit"),
+    ],
+)
+def test_a_kept_row_of_other_types_makes_the_trail_again(change: Any) -> None:
+    data = json.loads(encode_trail("k", TRAIL))
+    change(data["entries"])
+    assert decode_trail(json.dumps(data), "k") is None
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"key": "k"}'])
+def test_a_text_that_is_no_kept_trail_is_none(text: str) -> None:
+    assert decode_trail(text, "k") is None

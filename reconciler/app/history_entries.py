@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import msgspec
 from msgspec import Struct
 
 from reconciler.core.decide_values import runs_from
@@ -80,41 +81,27 @@ def decode_trail(text: str, key: str) -> tuple[Entry, ...] | None:
     code did not write (a state edited by hand): it is made again. The key names this
     code (`kept.rules_digest`), so another version's trail is another key's."""
     try:
-        data = json.loads(text)
-        if data["key"] != key:
-            return None
-        entries = []
-        for row in data["entries"]:
-            seq, when, commit, plan, environment, action, actor, counted, detail, rank, why = row
-            texts = (when, commit, action, detail)
-            maybe = (plan, environment, actor, why)
-            # Exact types, not isinstance: JSON's true is no sequence number.
-            if not (
-                type(seq) is int
-                and type(rank) is int
-                and type(counted) is bool
-                and all(type(text) is str for text in texts)
-                and all(text is None or type(text) is str for text in maybe)
-            ):
-                return None
-            entries.append(
-                Entry(
-                    seq,
-                    datetime.fromisoformat(when),
-                    commit,
-                    plan,
-                    environment,
-                    action,
-                    actor,
-                    counted,
-                    detail,
-                    rank,
-                    why,
-                )
-            )
-    except (ValueError, TypeError, KeyError):
+        kept = _TRAIL.decode(text)
+    except msgspec.DecodeError:  # not JSON, or a row of other types (JSON's true is no seq)
         return None
-    return tuple(entries)
+    if kept.key != key:
+        return None
+    return tuple(Entry(*row) for row in kept.entries)
+
+
+class _KeptTrail(Struct, frozen=True):
+    """`encode_trail`'s text as msgspec reads it: typed in C, a row as Entry's fields."""
+
+    key: str
+    entries: tuple[
+        tuple[
+            int, datetime, str, str | None, str | None, str, str | None, bool, str, int, str | None
+        ],
+        ...,
+    ]
+
+
+_TRAIL: Final = msgspec.json.Decoder(_KeptTrail)
 
 
 class Targets:
