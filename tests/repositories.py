@@ -40,7 +40,7 @@ from reconciler.core.journal import VersionLanded
 from reconciler.core.model import Policy
 from reconciler.core.verdicts import LandingVerdict, Refusal
 from tests.clock import SUITE_NOW
-from tests.configrepo import Result, dump, example_file, reconciler
+from tests.configrepo import Result, dump, example_file, reconciler, reconciler_process
 from tests.people import HOST_EMAIL, People, Person, seed_teams
 
 
@@ -343,8 +343,9 @@ class ConfigRepo:
                 ["git", "config", "--unset-all", "user.signingkey"], cwd=self.path, check=False
             )
 
-    def reconciler(self, *args: str) -> Result:
-        """The real `reconciler` command, run in this repository with its state directory.
+    def reconciler(self, *args: str, process: bool = False) -> Result:
+        """The `reconciler` command, run in this repository with its state directory: in
+        this process (`configrepo.reconciler`), or with `process` in one of its own.
 
         The identity comes from the repository's git config (see `act_as`), as
         in a person's own clone: the test-wide GIT_AUTHOR_*/GIT_COMMITTER_*
@@ -355,7 +356,8 @@ class ConfigRepo:
             for key, value in os.environ.items()
             if not key.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))
         }
-        return reconciler(
+        run = reconciler_process if process else reconciler
+        return run(
             *args, "--repo", self.path, "--state-dir", self.state_dir, cwd=self.path, env=env
         )
 

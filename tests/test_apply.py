@@ -27,7 +27,7 @@ from reconciler.app.reconcile import Reconciler
 from reconciler.core.errors import ConfigError, HistoryRewrittenError
 from reconciler.core.loader import load
 from tests.clock import SUITE_NOW
-from tests.configrepo import example_file, reconciler
+from tests.configrepo import example_file, reconciler, reconciler_process
 from tests.people import People, grant_bob_deployment, teams_with
 from tests.repositories import SeedRepo, run_git, trailers
 from tests.runner import sigterm_during_the_first_of_two_steps, wait_for, with_command_driver
@@ -213,7 +213,8 @@ def test_an_error_raised_while_a_run_executes_is_recorded_as_its_failure(
     repo = SeedRepo.create(tmp_path, people, extra={"environments/development.yaml": development})
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    result = reconciler(*repo.apply_command()[3:], env={**os.environ, "PYTHONPATH": path})
+    # The plug-in is found on the process's own path.
+    result = reconciler_process(*repo.apply_command()[3:], env={**os.environ, "PYTHONPATH": path})
     assert (result.exit_code, result.stderr) == (1, "")
     assert trailers(repo, "main")["Result"] == "failed"
     assert "the cluster said no (ask the cluster)" in repo.git("log", "-1", "--format=%B", "main")

@@ -27,8 +27,8 @@ from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, proposed_qa_
 STATE_FILE = "state.sqlite3"
 
 
-def history(repo: SeedRepo) -> list[dict[str, Any]]:
-    result = repo.reconciler("history", "--format", "json")
+def history(repo: SeedRepo, *, process: bool = False) -> list[dict[str, Any]]:
+    result = repo.reconciler("history", "--format", "json", process=process)
     assert result.exit_code == 0, result.stderr
     entries = json.loads(result.stdout)["entries"]
     assert isinstance(entries, list)
@@ -125,7 +125,7 @@ def test_a_trail_kept_by_other_code_does_not_answer_for_this_code(
         store.close()
     entries = json.loads(text)["entries"][1:]
     put_kept_text(repo, json.dumps({"key": theirs, "entries": entries}))
-    assert history(repo) == made  # the real CLI, in a process of its own
+    assert history(repo, process=True) == made  # the CLI in a process of its own
 
 
 def test_a_re_anchor_on_the_anchor_and_tip_the_trail_was_kept_at_shows_the_runs_it_kept(

@@ -23,7 +23,7 @@ from reconciler.app import init as init_module
 from reconciler.app.history import audit_trail
 from reconciler.cli.reference import render, section
 from reconciler.core.errors import UsageError
-from tests.configrepo import Result, dump, reconciler
+from tests.configrepo import Result, dump, reconciler, reconciler_process
 from tests.people import People, teams_with
 from tests.repositories import SeedRepo, run_git, trailers
 from tests.runner import DOCS, ROOT_ADMIN, documented_row, init_repository, with_command_driver
@@ -757,7 +757,7 @@ def test_the_command_reference_is_what_each_commands_help_prints() -> None:
     names = re.findall(r"^## `reconciler (\S+)`$", reference, flags=re.MULTILINE)
     assert len(names) == 18
     for name in names:
-        result = reconciler(name, "--help", env=env)
+        result = reconciler_process(name, "--help", env=env)
         assert result.exit_code == 0, result.stderr
         assert f"## `reconciler {name}`\n\n```\n{result.stdout}```" in reference, name
 
