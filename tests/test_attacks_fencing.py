@@ -121,14 +121,16 @@ def test_a_heartbeat_made_after_the_lease_passed_lets_no_further_step_start(
 def test_a_person_pushing_twenty_times_a_second_does_not_interrupt_a_run_that_needs_a_heartbeat(
     tmp_path: Path, people: People
 ) -> None:
-    # Steps of at most 30 s, a 16 s margin: step 1 holds until 28 s are left of the lease
-    # (inside its 30 s), so step 2 needs a heartbeat, and cannot start without one; it must
-    # land through the storm as a finish record does (tests/test_push_storm.py).
-    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=30)
+    # Steps of at most 15 s, an 8 s margin: step 1 holds until 14 s are left of the lease
+    # (inside its 15 s), so step 2 needs a heartbeat, and cannot start without one; it must
+    # land through the storm as a finish record does (tests/test_push_storm.py). The whole
+    # machine waits meanwhile (`alone`): the lease is as short as leaves the heartbeat
+    # seconds to land.
+    repo, folder, remote = holding_driver_repo(tmp_path, people, portal=True, timeout=15)
     stop, pushed = tmp_path / "stop", tmp_path / "pushed"
     hold = folder / f"hold-{RUN_1}"
     hold.write_text("")
-    running = short_lease_apply(repo.clone(remote, "running"), margin=16)
+    running = short_lease_apply(repo.clone(remote, "running"), margin=8)
     storm = None
     try:
         started = folder / f"started-{RUN_1}"
@@ -139,7 +141,7 @@ def test_a_person_pushing_twenty_times_a_second_does_not_interrupt_a_run_that_ne
         )
         wait_until(lambda: len(pushed_by_the_storm(pushed)) >= 10, 30, "the storm")
         lease = lease_of(remote, RUN_1)
-        time.sleep(max((lease - datetime.now(UTC)).total_seconds() - 28, 0))
+        time.sleep(max((lease - datetime.now(UTC)).total_seconds() - 14, 0))
         hold.unlink()
         output, errors = running.communicate(timeout=120)
     finally:
