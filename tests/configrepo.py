@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class Result:
 def reconciler(
     *args: str | Path,
     cwd: Path | None = None,
-    timeout: float = 120,
+    timeout: float | None = None,
     env: dict[str, str] | None = None,
 ) -> Result:
     """Run the `reconciler` command as its console script does (`cli.main`), in this
@@ -69,27 +70,35 @@ def reconciler(
     with the traceback of a crash in stderr where Python would print it. Starting an
     interpreter for each of the suite's 1,100 or so commands was a fifth of its CPU.
 
-    `env` is the whole environment, as for a subprocess; `timeout` is the suite's own
-    (pytest-timeout) in this process. A test about the process itself (its start-up,
-    its imports, a signal or a kill) runs `reconciler_process`."""
+    `env` is the whole environment, as for a subprocess (TMPDIR included: `tempfile`
+    reads it again). A `timeout`, and `watch` and `serve`, which run until stopped and
+    keep their signal handlers, get a process of their own (`reconciler_process`), as
+    does a test about the process itself (its start-up, its imports, a signal or a kill)."""
+    if timeout is not None or (args and str(args[0]) in _RUN_UNTIL_STOPPED):
+        return reconciler_process(*args, cwd=cwd, timeout=timeout or 120, env=env)
     overrides: dict[str, str | None] | None = None
     if env is not None:
         overrides = {name: None for name in os.environ if name not in env}
         overrides.update(env)
-    before = Path.cwd()
+    before, temporary = Path.cwd(), tempfile.tempdir
     if cwd is not None:
         os.chdir(cwd)
+    tempfile.tempdir = None  # found again from TMPDIR, as a new process would
     try:
         outcome = CliRunner().invoke(
             main, [str(arg) for arg in args], env=overrides, prog_name="reconciler"
         )
     finally:
         os.chdir(before)
+        tempfile.tempdir = temporary
     stderr = outcome.stderr
     crash = outcome.exception
     if crash is not None and not isinstance(crash, SystemExit):
         stderr += "".join(traceback.format_exception(crash))
     return Result(outcome.exit_code, outcome.stdout, stderr)
+
+
+_RUN_UNTIL_STOPPED = frozenset({"watch", "serve"})
 
 
 def reconciler_process(

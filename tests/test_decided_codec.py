@@ -116,6 +116,7 @@ def test_a_decision_with_no_plan_and_no_run_reads_back_equal() -> None:
         pytest.param(lambda data: data["decisions"][0].__setitem__(8, True), id="bool-as-number"),
         pytest.param(lambda data: data["decisions"][0].__setitem__(4, [99]), id="unknown-reason"),
         pytest.param(lambda data: data["decisions"][0].pop(), id="short-decision"),
+        pytest.param(lambda data: data["decisions"][0].append(None), id="long-decision"),
         pytest.param(lambda data: data["decisions"][0][2].pop("state"), id="plan-without-state"),
         pytest.param(
             lambda data: data["decisions"][0][2].update(extra=1), id="plan-with-unknown-field"

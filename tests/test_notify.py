@@ -506,4 +506,5 @@ def test_a_webhook_target_s_secret_never_shows_in_its_repr() -> None:
     # A target is logged and reported in tracebacks by its repr: the HMAC key stays out.
     target = Target("audit", "webhook", ("https://hooks.example/audit",), b"s3cret-key")
     assert "s3cret" not in repr(target)
+    assert "s3cret" not in str(list(target.__rich_repr__()))
     assert "https://hooks.example/audit" in repr(target)

@@ -81,6 +81,14 @@ class Target(Struct, frozen=True):
             f"timeout={self.timeout!r})"
         )
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # msgspec's own names every field
+        return [
+            ("name", self.name),
+            ("kind", self.kind),
+            ("urls", self.urls),
+            ("timeout", self.timeout),
+        ]
+
 
 class Delivery(Struct, frozen=True):
     """How the worker delivers: the queue's size and the retries' schedule."""

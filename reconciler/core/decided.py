@@ -301,7 +301,7 @@ class _RunWire(Struct, frozen=True, forbid_unknown_fields=True):
     finished_seq: int
 
 
-class _DecisionWire(Struct, frozen=True, array_like=True):
+class _DecisionWire(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     path: str
     blob: str
     plan: _PlanWire | None
