@@ -75,12 +75,6 @@ class Target(Struct, frozen=True):
     secret: bytes | None = None  # a webhook's HMAC key: never in the repr
     timeout: float = 10.0
 
-    def __repr__(self) -> str:
-        return (
-            f"Target(name={self.name!r}, kind={self.kind!r}, urls={self.urls!r}, "
-            f"timeout={self.timeout!r})"
-        )
-
     def __rich_repr__(self) -> list[tuple[str, Any]]:  # msgspec's own names every field
         return [
             ("name", self.name),
@@ -88,6 +82,9 @@ class Target(Struct, frozen=True):
             ("urls", self.urls),
             ("timeout", self.timeout),
         ]
+
+    def __repr__(self) -> str:
+        return f"Target({', '.join(f'{name}={value!r}' for name, value in self.__rich_repr__())})"
 
 
 class Delivery(Struct, frozen=True):

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from msgspec import Struct, field
+from msgspec import Struct
 from msgspec.structs import replace
 
 from reconciler.core import approvals, gates, signoffs
@@ -69,7 +69,7 @@ class Decision(Struct, frozen=True):
     trigger_seq: int = 0
     run: Run | None = None
     retry_of: str | None = None
-    verdicts: tuple[SignoffVerdict, ...] = field(default=())
+    verdicts: tuple[SignoffVerdict, ...] = ()
 
     @property
     def ref(self) -> PlanRef:
