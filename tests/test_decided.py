@@ -176,20 +176,26 @@ def test_a_soaking_promotion_is_decided_again_when_its_soak_ends(
     assert '"status": "executable"' in soaked
 
 
-def test_a_sign_off_given_now_expiring_as_the_clock_moves_is_never_kept(
+def test_a_sign_off_given_now_lapsing_before_the_window_is_kept_until_one_would_not(
     tmp_path: Path, people: People
 ) -> None:
-    # Waiting for approvals outside a window, with a TTL that lapses before it opens:
-    # "one given now would expire at <now + TTL>" moves with every instant.
-    window, _ = window_only_tomorrow(SUITE_NOW)
+    # Waiting for approvals outside a window, with a TTL that lapses before it opens: the
+    # warning names the moment from which a sign-off would still count, not now + TTL (a
+    # moment moving with the clock, which would make the decisions hold for no time).
+    window, opens = window_only_tomorrow(SUITE_NOW)
+    fresh_from = opens - timedelta(hours=8)
     production = production_with_windows(window)
     repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
     repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
     repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    shown, _reused = answers(repo, SUITE_NOW)
-    assert "one given now would expire at" in shown
-    assert answers(repo, SUITE_NOW)[1] is False
-    assert answers(repo, SUITE_NOW + timedelta(seconds=1))[1] is False
+    shown, reused = answers(repo, SUITE_NOW)
+    assert not reused
+    assert "one given now would expire before then too" in shown
+    assert answers(repo, SUITE_NOW + timedelta(seconds=1)) == (shown, True)
+    assert answers(repo, fresh_from - timedelta(seconds=1)) == (shown, True)
+    later, reused = answers(repo, fresh_from)
+    assert not reused
+    assert "one given now would expire" not in later
 
 
 # -- the moment, from the rules ------------------------------------------------------------

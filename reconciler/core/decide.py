@@ -388,8 +388,8 @@ def _lapse(
     if found is None:
         return ()
     lapsing = [f"{what} expires at {_at(found, when)}" for what, when in found.expiring]
-    if found.now_expires is not None:
-        lapsing.append(f"one given now would expire at {_at(found, found.now_expires)}")
+    if found.now_lapses:
+        lapsing.append("one given now would expire before then too")
     text = (
         f"approval_ttl ({signoffs.duration(found.ttl)}) runs out before deploys may start "
         f"at {found.opens.isoformat()}: {', and '.join(lapsing)}; approvals and triggers "
@@ -398,7 +398,7 @@ def _lapse(
     facts = {
         "opens": found.opens,
         "expires": tuple(when for _, when in found.expiring),
-        "now_expires": found.now_expires,
+        "now_lapses": found.now_lapses,
         "fresh_from": found.fresh_from,
     }
     return (reason("gate.ttl-before-window", text, **facts),)

@@ -195,13 +195,13 @@ def blocking_freeze(gates: Gates, now: datetime) -> str | None:
 
 class Lapse(Struct, frozen=True):
     """Sign-offs too old (`approval_ttl`) by the time deploys may next start (`opens`):
-    those given (`expiring`: what, and when it expires), or any given now (`now_expires`,
+    those given (`expiring`: what, and when it expires), or any given now (`now_lapses`,
     when still asked for); one given from `fresh_from` on still counts at `opens`."""
 
     opens: datetime
     ttl: timedelta
     expiring: tuple[tuple[str, datetime], ...]
-    now_expires: datetime | None
+    now_lapses: bool
     fresh_from: datetime
 
 
@@ -234,15 +234,15 @@ def lapse(
         key=lambda end: end[0],
     )
     expiring = tuple((what, end) for end, what in ends)
-    now_expires = now + ttl if asked and opens - now > ttl else None
-    if horizon is not None:
-        if now_expires is not None:
-            horizon.unbounded()  # "one given now would expire at": a moment that moves with now
-        elif asked:
-            horizon.at(shifted(opens, -ttl))  # from then on, one given now would still count
-    if not expiring and now_expires is None:
+    # When one given now would lapse too, the warning names the moment from which one
+    # would not (`fresh_from`), never now + TTL: a moment that moves with the clock would
+    # make every decision hold for no time, and be decided again on every call.
+    now_lapses = asked and opens - now > ttl
+    if horizon is not None and asked:
+        horizon.at(shifted(opens, -ttl))  # from then on, one given now would still count
+    if not expiring and not now_lapses:
         return None
-    return Lapse(opens, ttl, expiring, now_expires, opens - ttl)
+    return Lapse(opens, ttl, expiring, now_lapses, opens - ttl)
 
 
 def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> timedelta:
