@@ -49,7 +49,6 @@ from reconciler.adapters import process
 from reconciler.core.config import relative_command
 from reconciler.core.errors import CannotStart, ConfigError
 from reconciler.core.layout import environment_path
-from reconciler.core.loader import load
 from reconciler.core.model import DriverSpec, Environment
 from reconciler.core.printable import printable
 
@@ -602,6 +601,9 @@ def unavailable(
 
 
 def _driver_line(path: str, read: Callable[[str], bytes | None]) -> int | None:
+    # YAML loads only to place an error: `plan` asks the drivers on every call (drift).
+    from reconciler.core.loader import load  # noqa: PLC0415
+
     raw = read(path)
     if raw is None:
         return None

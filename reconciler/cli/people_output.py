@@ -157,7 +157,9 @@ def _per_environment(view: Pipeline) -> list[str]:
 
 
 def render_entry(entry: Entry) -> str:
-    when = entry.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    # isoformat, not strftime: the same text for the years a commit date holds, at a
+    # fifth of the cost (`history` renders 11,000 entries).
+    when = entry.when.astimezone(UTC).isoformat(" ", "minutes")[:16]
     actor = printable(entry.actor or "?").ljust(10)
     plan = entry.plan.removeprefix("plans/").removesuffix(".yaml") if entry.plan else "-"
     # Said once: with its reason when there is one (a detail never says it itself).

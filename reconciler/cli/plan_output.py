@@ -92,8 +92,12 @@ def _plan_lines(
 ) -> list[str]:
     positions = _queue_positions(decisions)
     lines = [] if decisions else [f"no plans on {printable(branch)}"]
+    # Styled once per status, not once per plan: click.style is most of a line's cost.
+    styled = {
+        status: click.style(f"{status:<10}", fg=colour) for status, colour in STATUS_COLOURS.items()
+    }
     for decision in decisions:
-        status = click.style(f"{decision.status:<10}", fg=STATUS_COLOURS[decision.status])
+        status = styled[decision.status]
         rollback = "rollback " if decision.plan and decision.plan.rollback else ""
         where = f" -> {rollback}{decision.environment}" if decision.environment else ""
         order = (

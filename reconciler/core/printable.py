@@ -36,4 +36,8 @@ def _escape(match: re.Match[str]) -> str:
 
 def printable(text: str) -> str:
     """`text` with every control, line-breaking and bidi character escaped (`\\x1b`, `\\n`)."""
+    # Nearly every text is printable ASCII, which holds none of `_UNSAFE`: two scans in C
+    # answer for it (`history` shows 23,000 texts).
+    if text.isascii() and text.isprintable():
+        return text
     return _UNSAFE.sub(_escape, text)
