@@ -20,7 +20,9 @@ import click
 
 from reconciler.cli import main
 from tests.people import People
+from tests.repositories import SeedRepo
 from tests.runner import ROOT_ADMIN, init_repository
+from tests.scenarios import ECOMMERCE, QA_PLAN, qa_plan
 
 # What a command loads when it runs, and `--help` must not: the application layer and
 # the adapters (Git, the state store, drivers), and the libraries under them.
@@ -269,3 +271,21 @@ def test_a_verify_that_walks_loads_no_signing_library(people: People, tmp_path: 
     assert run.code == 0
     assert "reconciler.app.checkpoints" in run.modules  # it looked for a checkpoint
     assert loaded(run.modules, ("reconciler.adapters.signing", "cryptography")) == []
+
+
+def test_history_with_nothing_new_loads_neither_yaml_nor_the_rules_that_decide(
+    people: People, tmp_path: Path
+) -> None:
+    """It renders the trail the state keeps: no plan is decided, no file parsed."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    at = ["--repo", str(repo.path), "--state-dir", str(repo.state_dir)]
+    (first,) = run_in_one_process([["history", *at]])  # walks, and keeps the trail
+    assert first.code == 0
+    (history,) = run_in_one_process([["history", *at]])
+    assert history.code == 0
+    assert history.shown == first.shown
+    assert "alice" in history.shown
+    assert "reconciler.app.history" in history.modules
+    rules = ("yaml", "reconciler.core.loader", "reconciler.core.decide", "pysequoia")
+    assert loaded(history.modules, (*rules, *JUDGING, *WALKER)) == []

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.app.history_entries import Entry
 from reconciler.core.printable import printable
-from reconciler.core.status import Pipeline
+
+if TYPE_CHECKING:  # `history` renders without the rules that decide (core.status imports them)
+    from reconciler.core.status import Pipeline
 
 LABEL_COLOURS = {
     "draft": "white",

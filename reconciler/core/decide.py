@@ -43,7 +43,6 @@ from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
 from reconciler.core.gates import Horizon
 from reconciler.core.layout import place
-from reconciler.core.loader import load
 from reconciler.core.model import Environment, Plan, PlanEntry, Policy
 from reconciler.core.permissions import PLAN_DEPLOY, holders
 from reconciler.core.reasons import Reason, reason
@@ -562,6 +561,10 @@ def deployed_runs(
 ) -> dict[str, dict[str, tuple[str, str]]]:
     """What runs where and which run put it there, per the effective deployments/<env>.yaml:
     environment -> application -> (version, run)."""
+    # YAML loads here, not with the module: `history` and the kept decisions need the
+    # decision's values without parsing anything.
+    from reconciler.core.loader import load  # noqa: PLC0415
+
     deployed: dict[str, dict[str, tuple[str, str]]] = {}
     for path, fields in effective.items():
         placement = place(path)
