@@ -228,6 +228,40 @@ def test_a_freeze_ending_bounds_the_decisions() -> None:
 # -- attacks: the kept decisions never make a plan look executable or approved ------------
 
 
+def test_an_environment_parse_forged_in_the_state_never_reaches_a_command_that_acts(
+    tmp_path: Path, people: People
+) -> None:
+    # olga triggered the QA release and nobody approved it: it waits for a tech lead.
+    # Someone with the state file rewrites the kept parse of quality-assurance.yaml to
+    # ask for no approval. `apply` parses the files it decides from itself: nothing runs.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.trigger(people.olga, QA_PLAN)
+    for _ in range(2):  # the first walks (and keeps nothing in its walk), the second keeps
+        shown = repo.reconciler("plan", "--format", "json")
+        assert shown.exit_code == 0, shown.stderr
+        assert _status(shown.json(), QA_PLAN) == "waiting"
+
+    database = repo.state_dir / "main.sqlite3"
+    with sqlite3.connect(database) as db:
+        [(text,)] = db.execute(
+            "SELECT detail FROM decided WHERE key = 'parsed environments'"
+        ).fetchall()
+    kept_parse = json.loads(text)
+    blob = repo.git("rev-parse", "HEAD:environments/quality-assurance.yaml").strip()
+    assert kept_parse["documents"][blob]["gates"]["approvals"] == [
+        {"role": "tech-lead", "count": 1}
+    ]
+    kept_parse["documents"][blob]["gates"]["approvals"] = []
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE decided SET detail = ? WHERE key = 'parsed environments'",
+            (json.dumps(kept_parse),),
+        )
+    dry_run = repo.reconciler("apply", "--dry-run", "--format", "json")
+    assert dry_run.exit_code == 0, dry_run.stderr
+    assert QA_PLAN not in dry_run.stdout
+
+
 def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(
     tmp_path: Path, people: People
 ) -> None:
@@ -242,7 +276,7 @@ def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(
 
     database = repo.state_dir / "main.sqlite3"
     with sqlite3.connect(database) as db:
-        [(text,)] = db.execute("SELECT detail FROM decided").fetchall()
+        [(text,)] = db.execute("SELECT detail FROM decided WHERE key = 'decisions'").fetchall()
     kept = decided.decode(text)
     forged = tuple(
         replace(item, status="executable", waits=(), why=(), triggered_by="olga")
@@ -252,7 +286,7 @@ def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(
     )
     for edit in (decided.encode(replace(kept, decisions=forged)), "{", '{"format": 1}'):
         with sqlite3.connect(database) as db:
-            db.execute("UPDATE decided SET detail = ?", (edit,))
+            db.execute("UPDATE decided SET detail = ? WHERE key = 'decisions'", (edit,))
         after = repo.reconciler("plan", "--format", "json")
         assert after.exit_code == 0, after.stderr
         assert "Traceback" not in after.stderr

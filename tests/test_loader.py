@@ -10,8 +10,9 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from reconciler.core.documents import MAX_FILE_BYTES, JsonPath, Position
 from reconciler.core.errors import ConfigError
-from reconciler.core.loader import MAX_DEPTH, MAX_FILE_BYTES, JsonPath, Position, dump, load
+from reconciler.core.loader import MAX_DEPTH, dump, load
 
 
 def refusal(text: str | bytes) -> ConfigError:

@@ -289,3 +289,25 @@ def test_history_with_nothing_new_loads_neither_yaml_nor_the_rules_that_decide(
     assert "reconciler.app.history" in history.modules
     rules = ("yaml", "reconciler.core.loader", "reconciler.core.decide", "pysequoia")
     assert loaded(history.modules, (*rules, *JUDGING, *WALKER)) == []
+
+
+def test_plan_status_and_access_read_the_kept_parse_of_environments_and_load_no_yaml(
+    people: People, tmp_path: Path
+) -> None:
+    """A command that reads with nothing new parses environments/ and deployments/ and
+    keeps them by blob; the next ones read them back (`kept.parsed_documents`). A walk
+    keeps nothing beside its rows: the command after it parses."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.deployed("development", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+    at = ["--repo", str(repo.path), "--state-dir", str(repo.state_dir)]
+    (walked,) = run_in_one_process([["plan", *at]])
+    (first,) = run_in_one_process([["plan", *at]])
+    assert (walked.code, first.code) == (0, 0)
+    assert "yaml" in first.modules  # it parsed, and kept
+    for command in (["plan", *at], ["status", *at], ["access", "alice", *at]):
+        (run,) = run_in_one_process([command])
+        assert run.code == 0, command
+        assert loaded(run.modules, ("yaml", "reconciler.core.loader")) == [], command
+    (again,) = run_in_one_process([["plan", *at]])
+    assert again.shown == first.shown

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from reconciler.cli import main
 from reconciler.core import resources, schema
-from reconciler.core.loader import Document
+from reconciler.core.documents import Document
 from reconciler.core.model import Snapshot
 from reconciler.core.validate import validate_snapshot
 from tests.configrepo import copy_example

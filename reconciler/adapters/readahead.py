@@ -29,10 +29,10 @@ from reconciler.adapters.gitobjects import NULL_OID, CommitInfo, HistoryEntry
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.statestore import SignatureRow, StateStore
 from reconciler.core import schema
+from reconciler.core.documents import MAX_FILE_BYTES
 from reconciler.core.errors import ConfigError
 from reconciler.core.fields import FieldMap, invalid, plan_fields, teams_fields
 from reconciler.core.layout import place
-from reconciler.core.loader import MAX_FILE_BYTES, load
 from reconciler.core.signatures import check_commit_signature
 
 if TYPE_CHECKING:
@@ -322,6 +322,9 @@ def prepare(
 
 def parse_version(path: str, kind: str, name: str, blob: str, raw: bytes) -> FieldMap:
     """The fields of one plan or teams.yaml version; one `INVALID` field if it is not valid."""
+    # YAML loads with the first version to parse: `plan` with nothing new parses none.
+    from reconciler.core.loader import load  # noqa: PLC0415
+
     if len(raw) > MAX_FILE_BYTES:
         return invalid(f"larger than {MAX_FILE_BYTES:,} bytes")
     try:

@@ -148,7 +148,7 @@ def _misplaced(base: str) -> list[Finding]:
 
 def _read_head(full: str) -> bytes:
     """The file's bytes, at most one over `MAX_FILE_BYTES` (enough for the loader to refuse it)."""
-    from reconciler.core.loader import MAX_FILE_BYTES  # noqa: PLC0415
+    from reconciler.core.documents import MAX_FILE_BYTES  # noqa: PLC0415
 
     with open(full, "rb", buffering=0) as handle:
         # Ask for the size the file has: `read(MAX_FILE_BYTES + 1)` would

@@ -34,6 +34,7 @@ from reconciler.adapters.readahead import parse_version
 from reconciler.app.session import Session
 from reconciler.core import approvals, revocation, schema
 from reconciler.core.decide import Decision, run_outcome
+from reconciler.core.documents import Document
 from reconciler.core.errors import ConfigError, GitError, RefusedError, UsageError, unknown_name
 from reconciler.core.events import (
     APPROVE,
@@ -48,7 +49,7 @@ from reconciler.core.events import (
 from reconciler.core.fields import FieldMap
 from reconciler.core.identity import Actor, CommitFacts, resolve
 from reconciler.core.layout import place, plan_path
-from reconciler.core.loader import Document, dump, load
+from reconciler.core.loader import dump, load
 from reconciler.core.model import Environment, Policy
 from reconciler.core.permissions import (
     PLAN_APPROVE,

@@ -96,8 +96,12 @@ class Authoriser:
         workers: int | None = None,
         revoked: Revocations | None = None,
         checkpoints: CheckpointTrust | None = None,
+        parse_cache: StateStore | None = None,
     ) -> None:
         self.repo = repo
+        # The state whose kept parses of environment and deployment files this walker's
+        # policy and decisions read (`kept.parsed_documents`): a command that only reads.
+        self.parse_cache = parse_cache
         # Which checkpoints a fresh state may go on from (None: none, a full walk).
         self.checkpoints = checkpoints
         self.continued: Continued | None = None
@@ -328,7 +332,9 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = self.learn_keys(policy_from(self.effective, self.repo, self.now))
+            self._policy = self.learn_keys(
+                policy_from(self.effective, self.repo, self.now, self.parse_cache)
+            )
         return self._policy
 
     def learn_keys(self, policy: Policy) -> Policy:

@@ -22,6 +22,7 @@ from reconciler.adapters.readahead import (
     parse_version,
 )
 from reconciler.adapters.statestore import StateStore
+from reconciler.core.documents import MAX_FILE_BYTES
 from reconciler.core.events import Record
 from reconciler.core.fields import (
     CONTENT,
@@ -34,7 +35,6 @@ from reconciler.core.fields import (
 )
 from reconciler.core.identity import CommitFacts
 from reconciler.core.layout import TEAMS_FILE, place
-from reconciler.core.loader import MAX_FILE_BYTES, dump
 from reconciler.core.model import Snapshot
 from reconciler.core.openpgp import Keyring
 from reconciler.core.revocation import Revocations, screened
@@ -369,6 +369,8 @@ def policy_problem(
     if teams_blob is not None:
         teams_bytes = repo.read_blob(teams_blob)
     else:
+        from reconciler.core.loader import dump  # noqa: PLC0415 - rare: no blob at hand
+
         teams_bytes = dump(teams_data(teams)).encode()
     files = {TEAMS_FILE: teams_bytes}
     for path, fields in effective.items():

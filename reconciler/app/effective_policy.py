@@ -12,30 +12,36 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.kept import parsed_documents
 from reconciler.core.config import build_environment, build_policy, disowned
 from reconciler.core.fields import CONTENT, teams_data, value
 from reconciler.core.layout import TEAMS_FILE, place
-from reconciler.core.loader import load
 from reconciler.core.model import Policy
 from reconciler.core.openpgp import Keyring
 
 
 def policy_from(
-    effective: Mapping[str, Mapping[str, str]], repo: GitRepo, now: datetime | None = None
+    effective: Mapping[str, Mapping[str, str]],
+    repo: GitRepo,
+    now: datetime | None = None,
+    store: StateStore | None = None,
 ) -> Policy:
     """The policy the effective teams.yaml and environments/ describe, at `now` (the time
-    of judging, for OpenPGP keys' expiry; None: expiry not judged)."""
+    of judging, for OpenPGP keys' expiry; None: expiry not judged). With `store`, the
+    environment files' parsed YAML it keeps by blob (`kept.parsed`) is read rather than
+    parsed, and what had to be parsed is kept."""
     teams = effective.get(TEAMS_FILE, {})
-    environments = []
-    for path, fields in effective.items():
+    files = {
+        path: value(fields, CONTENT)
+        for path, fields in effective.items()
         # The prefix first: the effective state holds every plan too.
-        if (
-            path.startswith("environments/")
-            and place(path).kind == "environment"
-            and CONTENT in fields
-        ):
-            data = load(repo.read_blob(value(fields, CONTENT)), path).data
-            environments.append(build_environment(data))
+        if path.startswith("environments/")
+        and place(path).kind == "environment"
+        and CONTENT in fields
+    }
+    found = parsed_documents(store, repo, files, "environments")
+    environments = [build_environment(found[blob]) for blob in files.values()]
     return build_policy(teams_data(teams), environments, now)
 
 

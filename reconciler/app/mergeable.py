@@ -43,12 +43,13 @@ from reconciler.app.pipeline import observe, plans_on
 from reconciler.app.session import Session
 from reconciler.core.access import who_may_change
 from reconciler.core.decide import Decision
+from reconciler.core.documents import MAX_FILE_BYTES, Document
 from reconciler.core.errors import ConfigError, ReconcilerError
 from reconciler.core.fields import FieldMap, field_position
 from reconciler.core.identity import NO_IDENTITY, resolve
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.layout import place
-from reconciler.core.loader import MAX_FILE_BYTES, Document, load
+from reconciler.core.loader import load
 from reconciler.core.model import Policy
 from reconciler.core.rules import not_a_trigger
 from reconciler.core.verdicts import LandingVerdict, Refusal

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
 from reconciler.adapters.drivers import unavailable
-from reconciler.app.kept import DECISIONS, state_key
+from reconciler.app.kept import DECISIONS, parsed_documents, state_key
 from reconciler.core import decided
 from reconciler.core.decide import (
     Decision,
@@ -37,10 +37,9 @@ from reconciler.core.decide import (
 from reconciler.core.decide_values import History, Landed, OnMain, Run, locks_from, runs_from
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import Lock, PlanRef
-from reconciler.core.fields import INVALID, value
+from reconciler.core.fields import CONTENT, INVALID, value
 from reconciler.core.gates import Horizon
 from reconciler.core.layout import deployment_path, place
-from reconciler.core.loader import load
 from reconciler.core.runs import driver_targets, hold
 
 if TYPE_CHECKING:
@@ -236,7 +235,14 @@ def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = No
     # Only deployments/ (a prefix test, not a `place` per path): the effective state holds
     # every plan and run log too, and the service gathers once per run.
     deployments = {path: found for path, found in effective.items() if path[:12] == "deployments/"}
-    deployed = deployed_runs(deployments, repo.read_blob)
+    files = {
+        path: value(fields, CONTENT)
+        for path, fields in deployments.items()
+        if CONTENT in fields and place(path).kind == "deployment"
+    }
+    deployed = deployed_runs(
+        deployments, parsed_documents(authoriser.parse_cache, repo, files, "deployments")
+    )
     # The records a soak gate counts from: only those of the runs that deployed what runs
     # in a soak gate's source environment.
     policy = authoriser.policy()
@@ -287,7 +293,7 @@ def versions_ran(authoriser: Authoriser, environment: str) -> tuple[Ran, ...]:
         if blob is None or record.run is None:
             continue
         try:
-            data = load(repo.read_blob(blob), path).data
+            data = _loaded(repo.read_blob(blob), path)
         except ConfigError:
             continue
         entries = data.get("applications") if isinstance(data, dict) else None
@@ -320,6 +326,14 @@ def _ran_where_rollbacks_go(
     }
 
 
+def _loaded(raw: bytes, path: str) -> Any:
+    """A file's YAML, for the rare decision that reads an older version (a rollback's
+    target, an un-cancel): YAML loads then, not with `plan`."""
+    from reconciler.core.loader import load  # noqa: PLC0415
+
+    return load(raw, path).data
+
+
 def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
     """Whether the landing of `ref` un-cancelled the plan: main held it cancelled before."""
     parents = authoriser.info(landed.commit).parents
@@ -327,7 +341,7 @@ def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
     if blob is None:
         return False
     try:
-        data = load(authoriser.repo.read_blob(blob), ref.path).data
+        data = _loaded(authoriser.repo.read_blob(blob), ref.path)
     except ConfigError:
         return False
     return isinstance(data, dict) and data.get("state") == "cancelled"

@@ -56,6 +56,10 @@ class Session:
     # (tip, root) when the last walk's default anchor found `root` the one root commit of the
     # branch at `tip`: every commit whose roots are the tip's descends from it.
     sole_root: tuple[str, str] | None = None
+    # A command that only reads (`plan`, `status`, `history`, `verify`, `access`): it reads
+    # the environment and deployment files' YAML the state keeps parsed (`kept`); a command
+    # that acts parses what its decisions read.
+    reads_only: bool = False
 
     def tip(self) -> str:
         return self.repo.resolve(self.ref or f"refs/heads/{self.branch}")
@@ -86,6 +90,7 @@ class Session:
             cap=DEFAULT_CAP if cap is None else cap,
             revoked=revocation_file.configured(self.repo),
             checkpoints=self.checkpoints,
+            parse_cache=self.store if self.reads_only else None,
         )
 
     def authorise(
@@ -217,7 +222,9 @@ class Session:
             _, policy = self.authorise()
             return policy, self.revoked()
         # A fresh keyring, as a walk with nothing to judge has: only this policy's keys.
-        return learn_keys(Keyring(), policy_from(effective, self.repo, self.now)), revoked
+        cache = self.store if self.reads_only else None
+        policy = policy_from(effective, self.repo, self.now, cache)
+        return learn_keys(Keyring(), policy), revoked
 
     def revoked(self) -> Revocations | None:
         """The key revocations the last walk read (one read per command)."""
@@ -543,6 +550,8 @@ def open_session(
         store = StateStore(state_directory(repo, state_dir), followed)
         try:
             trust = CheckpointTrust(checkpoint_branch(ref))
-            yield Session(repo, store, followed, now, ref=ref, checkpoints=trust)
+            yield Session(
+                repo, store, followed, now, ref=ref, checkpoints=trust, reads_only=tracking
+            )
         finally:
             store.close()

@@ -557,20 +557,16 @@ def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
 
 
 def deployed_runs(
-    effective: Mapping[str, Mapping[str, str]], read_blob: Any
+    effective: Mapping[str, Mapping[str, str]], documents: Mapping[str, Any]
 ) -> dict[str, dict[str, tuple[str, str]]]:
-    """What runs where and which run put it there, per the effective deployments/<env>.yaml:
-    environment -> application -> (version, run)."""
-    # YAML loads here, not with the module: `history` and the kept decisions need the
-    # decision's values without parsing anything.
-    from reconciler.core.loader import load  # noqa: PLC0415
-
+    """What runs where and which run put it there, per the effective deployments/<env>.yaml
+    (`documents`: each one's data, by blob): environment -> application -> (version, run)."""
     deployed: dict[str, dict[str, tuple[str, str]]] = {}
     for path, fields in effective.items():
         placement = place(path)
         if placement.kind != "deployment" or CONTENT not in fields:
             continue
-        data = load(read_blob(value(fields, CONTENT)), path).data
+        data = documents[value(fields, CONTENT)]
         deployed[placement.name] = {
             app: (entry["version"], entry.get("run", ""))
             for app, entry in (data.get("applications") or {}).items()

@@ -23,7 +23,7 @@ from reconciler.core.layout import place
 
 # The journal's rows name fields (`describe_field`): reading them must not load YAML.
 if TYPE_CHECKING:
-    from reconciler.core.loader import Document, Position
+    from reconciler.core.documents import Document, Position
 
 FieldMap = Mapping[str, str]
 
@@ -125,7 +125,7 @@ def field_position(document: Document, path: str, key: str) -> Position:
     """Where the value `key` of file `path` stands in `document`: an application's entry,
     a plan's field, a user, a role, a member (its key's line); where it no longer stands,
     the nearest part of the file that holds it; a file judged whole, its first line."""
-    from reconciler.core.loader import Position  # noqa: PLC0415
+    from reconciler.core.documents import Position  # noqa: PLC0415
 
     kind = place(path).kind
     data = document.data if isinstance(document.data, dict) else {}

@@ -33,7 +33,6 @@ import re
 from typing import Any, Final
 
 import yaml
-from msgspec import Struct
 from yaml.constructor import SafeConstructor
 from yaml.events import (
     AliasEvent,
@@ -50,6 +49,7 @@ from yaml.parser import Parser as _PyParser
 from yaml.reader import Reader as _Reader
 from yaml.scanner import Scanner as _Scanner
 
+from reconciler.core.documents import MAX_FILE_BYTES, Document, JsonPath, Where
 from reconciler.core.errors import ConfigError
 
 
@@ -74,57 +74,12 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _Parser = _PureParser
     WITH_LIBYAML = False
 
-MAX_FILE_BYTES: Final = 4 * 1024 * 1024
 MAX_DEPTH: Final = 20
-
-JsonPath = tuple[str | int, ...]
 
 _STR: Final = "tag:yaml.org,2002:str"
 _ALLOWED_TAGS: Final = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
 ) | {"!"}
-
-
-class Position(Struct, frozen=True):
-    """1-based line and column of a node's first character."""
-
-    line: int
-    column: int
-
-
-# Where a node starts: 0-based line and column, as libyaml counts them.
-_Where = tuple[int, int]
-
-
-class Document(Struct, frozen=True):
-    """One loaded file: its data and where every value (and every key) stands."""
-
-    path: str
-    data: Any
-    # Plain (line, column) tuples, 0-based: a `Position` is built only for
-    # the few paths a finding asks about, not for every node loaded. (Tuples
-    # of small ints also cost the garbage collector nothing once it has seen
-    # them; a Position or a libyaml mark it would scan again and again.)
-    values: dict[JsonPath, _Where]
-    keys: dict[JsonPath, _Where]
-    # Original text of plain scalars that did not load as strings, for hints
-    # such as "1.10 was read as the number 1.1".
-    plain_text: dict[JsonPath, str]
-
-    def __repr__(self) -> str:  # the maps of positions say nothing to a reader
-        return f"Document(path={self.path!r}, data={self.data!r})"
-
-    def position(self, path: JsonPath) -> Position:
-        """The value at `path`, or the nearest ancestor that exists."""
-        while path not in self.values and path:
-            path = path[:-1]
-        where = self.values.get(path)
-        return Position(1, 1) if where is None else Position(where[0] + 1, where[1] + 1)
-
-    def key_position(self, path: JsonPath) -> Position:
-        """The key of the mapping entry at `path` (its value when it has no key)."""
-        where = self.keys.get(path)
-        return self.position(path) if where is None else Position(where[0] + 1, where[1] + 1)
 
 
 class _Resolver(yaml.resolver.Resolver):
@@ -348,8 +303,8 @@ class _Composer:
     def __init__(self, raw: bytes, path: str) -> None:
         self.raw = raw
         self.path = path
-        self.values: dict[JsonPath, _Where] = {}
-        self.keys: dict[JsonPath, _Where] = {}
+        self.values: dict[JsonPath, Where] = {}
+        self.keys: dict[JsonPath, Where] = {}
         self.plain_text: dict[JsonPath, str] = {}
 
     def error(self, message: str, mark: Any, hint: str | None = None) -> ConfigError:

@@ -24,7 +24,7 @@ from typing import Any, Final
 from msgspec import Struct
 
 from reconciler.core import resources
-from reconciler.core.loader import Document, JsonPath, Position, surprise_hint
+from reconciler.core.documents import Document, JsonPath, Position
 from reconciler.core.model import Finding
 
 
@@ -254,13 +254,20 @@ def _wrong_type(refused: _Refused) -> Iterator[Finding]:
     )
 
 
+def _surprise_hint(document: Document, path: JsonPath, instance: Any) -> str | None:
+    # The loader's hints load YAML, which a command that only names documents never does.
+    from reconciler.core.loader import surprise_hint  # noqa: PLC0415 - an invalid document
+
+    return surprise_hint(document, path, instance)
+
+
 def _not_an_option(refused: _Refused) -> Iterator[Finding]:
     instance = refused.error.instance
     options = list(refused.error.validator_value)
     listed = ", ".join(str(option) for option in options)
     hint = None
     if any(isinstance(option, str) for option in options):
-        hint = surprise_hint(refused.document, refused.path, instance)
+        hint = _surprise_hint(refused.document, refused.path, instance)
     if hint is None and isinstance(instance, str):
         import difflib  # noqa: PLC0415 - only for invalid documents
 
@@ -341,7 +348,7 @@ def _type_hint(
     expected, instance = error.validator_value, error.instance
     expects = set(expected) if isinstance(expected, list) else {expected}
     if "string" in expects:
-        return surprise_hint(document, path, instance) or "quote it"
+        return _surprise_hint(document, path, instance) or "quote it"
     if not path:
         return _needs(kind)
     if isinstance(instance, str) and _fits_unquoted(instance, expects):

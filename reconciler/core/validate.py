@@ -18,9 +18,10 @@ from msgspec import Struct
 
 from reconciler.core import resources, schema
 from reconciler.core.config import build_environment, build_policy, parse_instant
+from reconciler.core.documents import Document, JsonPath
 from reconciler.core.errors import ConfigError
 from reconciler.core.layout import TEAMS_FILE, Kind, place
-from reconciler.core.loader import Document, JsonPath, load
+from reconciler.core.loader import load
 from reconciler.core.model import Environment, Finding, Policy, Snapshot
 from reconciler.core.validate_environments import check_environment
 from reconciler.core.validate_findings import Findings, suggest

@@ -13,8 +13,8 @@ from typing import Final
 
 from reconciler.core.approvals import most_approvals
 from reconciler.core.config import relative_command
+from reconciler.core.documents import Document, JsonPath
 from reconciler.core.identity import can_verify
-from reconciler.core.loader import Document, JsonPath
 from reconciler.core.model import ApprovalRule, Environment, Gates, GitOpsTarget, Policy
 from reconciler.core.validate_findings import Findings
 

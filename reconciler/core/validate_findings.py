@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.core.loader import Document, JsonPath
+from reconciler.core.documents import Document, JsonPath
 from reconciler.core.model import Finding
 
 

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from reconciler.core import openpgp
-from reconciler.core.loader import Document, JsonPath
+from reconciler.core.documents import Document, JsonPath
 from reconciler.core.sshkeys import KeyFormatError, parse_public_key
 from reconciler.core.validate_findings import Findings, suggest
 
