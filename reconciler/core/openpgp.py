@@ -45,12 +45,16 @@ import binascii
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import pysequoia
 from msgspec import Struct
 from msgspec.structs import replace
-from pysequoia.packet import HashAlgorithm, PacketPile, SignatureType, Tag
+
+# Sequoia loads with the first certificate or signature read (1.5 ms of every command's
+# start otherwise): a command whose policy lists no OpenPGP key, and that checks no
+# OpenPGP signature, never loads it. Each function that reads one imports it.
+if TYPE_CHECKING:
+    import pysequoia
 
 KEY_BEGIN: Final = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
 KEY_END: Final = "-----END PGP PUBLIC KEY BLOCK-----"
@@ -58,9 +62,6 @@ SIGNATURE_BEGIN: Final = b"-----BEGIN PGP SIGNATURE-----"
 MESSAGE_BEGIN: Final = b"-----BEGIN PGP MESSAGE-----"
 _SIGNATURE_END: Final = b"-----END PGP SIGNATURE-----"
 _ARMOR_LINE_MAX: Final = 76  # RFC 9580, 6.2: armored lines are at most 76 characters
-_SECRET_TAGS: Final = (Tag.SecretKey, Tag.SecretSubkey)
-# Sequoia's enums are not hashable: a list of pairs, compared with ==.
-_WEAK_HASHES: Final = ((HashAlgorithm.SHA1, "SHA-1"), (HashAlgorithm.MD5, "MD5"))
 HINT: Final = (
     "paste the whole output of `gpg --armor --export-options export-minimal --export "
     "FINGERPRINT` as a block scalar: '- |' with the key indented below it"
@@ -109,13 +110,16 @@ def certificates(entry: str) -> tuple[Certificate, ...]:
         raise CertificateError(f"not one armored block from '{KEY_BEGIN}' to '{KEY_END}'")
     if text.count(KEY_BEGIN) > 1:
         raise CertificateError("more than one armored block: give each its own entry")
+    import pysequoia  # noqa: PLC0415 - see the note at the imports
+    from pysequoia.packet import PacketPile, Tag  # noqa: PLC0415
+
     try:
         packets = list(PacketPile.from_bytes(text.encode("utf-8")))
     except Exception as error:  # Sequoia's parse errors are plain exceptions
         raise CertificateError(
             f"the armored block does not decode ({_first_line(error)})"
         ) from None
-    if any(packet.tag in _SECRET_TAGS for packet in packets):
+    if any(packet.tag in (Tag.SecretKey, Tag.SecretSubkey) for packet in packets):
         raise CertificateError(
             "it holds secret key material: never paste a private key, only the public one"
         )
@@ -153,6 +157,8 @@ def _keys(data: bytes) -> tuple[Key, ...]:
     all, and may sign, Sequoia checks with each signature. The primary key's
     expiry and revocation are the certificate's, which Sequoia reads.
     """
+    from pysequoia.packet import PacketPile, SignatureType, Tag  # noqa: PLC0415 - as above
+
     keys: list[Key] = []
     created: datetime | None = None
     bound: datetime | None = None  # when the newest binding of the subkey at hand was made
@@ -250,6 +256,8 @@ class Keyring:
         if certificate.data in self._versions:
             return
         self._versions.add(certificate.data)
+        import pysequoia  # noqa: PLC0415 - see the note at the imports
+
         cert = pysequoia.Cert.from_bytes(certificate.data)
         known = self._certs.get(certificate.fingerprint)
         self._certs[certificate.fingerprint] = cert if known is None else known.merge(cert)
@@ -335,6 +343,8 @@ def _check(payload: bytes, armor: bytes, keyring: Keyring | None) -> Verdict:
         return Verdict(
             "unverified", None, f"signed with OpenPGP key {issuer}, which teams.yaml does not list"
         )
+    import pysequoia  # noqa: PLC0415 - see the note at the imports
+
     try:
         result = pysequoia.verify(bytes=payload, store=keyring.lookup, signature=signature)
     except Exception:  # Sequoia found no valid signature; why, it does not say
@@ -346,6 +356,9 @@ def _check(payload: bytes, armor: bytes, keyring: Keyring | None) -> Verdict:
 
 
 def _signature(binary: bytes) -> pysequoia.Sig:
+    import pysequoia  # noqa: PLC0415 - see the note at the imports
+    from pysequoia.packet import HashAlgorithm, PacketPile, SignatureType, Tag  # noqa: PLC0415
+
     try:
         packets = list(PacketPile.from_bytes(binary))
     except Exception as error:
@@ -363,8 +376,10 @@ def _signature(binary: bytes) -> pysequoia.Sig:
         raise _Refused(
             "unsupported", f"a {kind} signature, where git signs the commit as binary data"
         )
+    # Sequoia's enums are not hashable: pairs, compared with ==.
+    weak_hashes = ((HashAlgorithm.SHA1, "SHA-1"), (HashAlgorithm.MD5, "MD5"))
     weak = next(
-        (name for algorithm, name in _WEAK_HASHES if algorithm == signature.hash_algorithm), None
+        (name for algorithm, name in weak_hashes if algorithm == signature.hash_algorithm), None
     )
     if weak is not None:
         raise _Refused("unsupported", f"the OpenPGP signature uses {weak}, which is not accepted")
