@@ -23,7 +23,7 @@ from reconciler.app.session import open_session
 from reconciler.cli.people_output import pipeline_json
 from reconciler.cli.plan_output import plan_json
 from reconciler.core import decided
-from reconciler.core.gates import Horizon, closed
+from reconciler.core.gates import Horizon, closed, lapse
 from reconciler.core.model import Freeze, Gates, Window
 from tests.clock import SUITE_NOW, window_only_tomorrow
 from tests.people import People
@@ -201,6 +201,26 @@ def test_a_sign_off_given_now_lapsing_before_the_window_is_kept_until_one_would_
 # -- the moment, from the rules ------------------------------------------------------------
 
 
+def test_the_ttl_warning_holds_until_one_given_now_would_count_across_a_clock_change() -> None:
+    # Lisbon's clocks go 01:00 -> 02:00 at 01:00 UTC on Sunday 2026-03-29. A Sunday
+    # 09:00-16:00 window opens at 08:00 UTC; with a 12 h approval_ttl, a sign-off given
+    # from 20:00 UTC on Saturday still counts then. Reckoned on Lisbon's wall clock,
+    # `opens - ttl` is 21:00 UTC: kept decisions would warn an hour too long.
+    window = Window(frozenset({6}), time(9, 0), time(16, 0), "Europe/Lisbon")
+    gates = Gates(windows=(window,), approval_ttl=timedelta(hours=12))
+    now = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    horizon = Horizon(now)
+    found = lapse(gates, now, [], asked=True, horizon=horizon)
+    assert found is not None
+    assert found.now_lapses
+    flip = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)
+    assert found.fresh_from == flip  # what the warning says: "given from ... on"
+    assert lapse(gates, flip - timedelta(seconds=1), [], asked=True) is not None
+    assert lapse(gates, flip, [], asked=True) is None  # deciding afresh: no warning
+    assert horizon.holds_at(flip - timedelta(seconds=1))
+    assert not horizon.holds_at(flip)
+
+
 def test_a_closed_window_may_open_when_its_zone_moves_its_clocks_not_later() -> None:
     # Europe/Lisbon's clocks jump from 01:00 to 02:00 at 01:00 UTC on 2026-03-29, a
     # Sunday. A window from 01:30 local opens at the jump; 01:30 read on the wall clock
@@ -260,6 +280,41 @@ def test_an_environment_parse_forged_in_the_state_never_reaches_a_command_that_a
     dry_run = repo.reconciler("apply", "--dry-run", "--format", "json")
     assert dry_run.exit_code == 0, dry_run.stderr
     assert QA_PLAN not in dry_run.stdout
+
+
+def test_a_reading_command_that_walks_judges_from_the_files_not_the_kept_parse(
+    tmp_path: Path, people: People
+) -> None:
+    # alice (ecommerce tech-lead) may edit QA plans: quality-assurance.yaml gives plan.edit
+    # to tech-lead and developer. Someone with the state file rewrites the kept parse to
+    # give it to deployment alone; then alice edits the plan, and `plan` (which only reads)
+    # walks her landing. The verdict it keeps, which `verify` and `apply` go on from, is
+    # the one the files make: authorised.
+    repo = proposed_qa_release(tmp_path, people)
+    for _ in range(2):  # the second keeps the parse
+        assert repo.reconciler("plan", "--format", "json").exit_code == 0
+    database = repo.state_dir / "main.sqlite3"
+    with sqlite3.connect(database) as db:
+        [(text,)] = db.execute(
+            "SELECT detail FROM decided WHERE key = 'parsed environments'"
+        ).fetchall()
+    kept_parse = json.loads(text)
+    blob = repo.git("rev-parse", "HEAD:environments/quality-assurance.yaml").strip()
+    kept_parse["documents"][blob]["permissions"]["plan.edit"] = ["deployment"]
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE decided SET detail = ? WHERE key = 'parsed environments'",
+            (json.dumps(kept_parse),),
+        )
+    edited = (repo.path / QA_PLAN).read_text().replace("version: 1.4.0", "version: 1.4.1", 1)
+    repo.commit(people.alice, {QA_PLAN: edited})
+
+    assert repo.reconciler("plan", "--format", "json").exit_code == 0  # walks alice's landing
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM decided")  # whatever was kept beside the rows
+    kept_verdicts = repo.reconciler("verify")
+    assert kept_verdicts.exit_code == 0, kept_verdicts.stdout + kept_verdicts.stderr
+    assert "REFUSED" not in kept_verdicts.stdout
 
 
 def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -761,3 +762,18 @@ def test_a_subkey_appended_to_a_certificate_without_its_binding_is_not_its_owner
     finally:
         store.close()
     assert event.actor != "olga"
+
+
+def test_a_sequoia_that_does_not_load_gives_no_verdict_on_an_openpgp_signature(
+    tmp_path: Path, gpg: GpgKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sequoia loads at the first signature. A broken install (a wheel for another libc, a
+    # partial upgrade) must stop the command, not judge the signature "bad": a verdict
+    # other than "unverified" is kept for good.
+    repo = plain_repo(tmp_path)
+    commit = commit_as(repo, gpg, gpg["ed25519"], "signed")
+    assert check_commit_signature(raw(repo, commit)).status == "unverified"  # not listed
+    monkeypatch.setitem(sys.modules, "pysequoia", None)
+    monkeypatch.setitem(sys.modules, "pysequoia.packet", None)
+    with pytest.raises(ImportError):
+        check_commit_signature(raw(repo, commit))

@@ -100,8 +100,11 @@ class Authoriser:
     ) -> None:
         self.repo = repo
         # The state whose kept parses of environment and deployment files this walker's
-        # policy and decisions read (`kept.parsed_documents`): a command that only reads.
+        # policy and decisions read (`kept.parsed_documents`): a command that only reads,
+        # and never while walking (`run`).
         self.parse_cache = parse_cache
+        self._judging = False
+        self._policy_from_cache = False
         # Which checkpoints a fresh state may go on from (None: none, a full walk).
         self.checkpoints = checkpoints
         self.continued: Continued | None = None
@@ -172,6 +175,12 @@ class Authoriser:
                 return self.run(tip, trust_anchor=trust_anchor, older=older, re_anchor=re_anchor)
         # The position is read inside the transaction: another process's pass
         # may have moved it while this one waited for the lock.
+        # A walk judges from the files alone: a verdict is kept, and a command that acts
+        # goes on from it. So the state's kept parses (`parse_cache`) are never read while
+        # walking, and a policy a reading command built from them judges nothing.
+        if self._policy_from_cache:
+            self._policy = None
+        self._judging = True
         try:
             self.continued = None
             self._count = 0
@@ -190,6 +199,8 @@ class Authoriser:
             transaction.discard()
             self._held = None
             raise
+        finally:
+            self._judging = False
         self._held = (tip, transaction)
         return VerifyResult(
             anchor=position.anchor,
@@ -332,10 +343,16 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = self.learn_keys(
-                policy_from(self.effective, self.repo, self.now, self.parse_cache)
-            )
+            cache = None if self._judging else self.parse_cache
+            self._policy = self.learn_keys(policy_from(self.effective, self.repo, self.now, cache))
+            self._policy_from_cache = cache is not None
         return self._policy
+
+    @property
+    def parses(self) -> StateStore | None:
+        """Where the decisions may read the files' kept parses: `parse_cache`, but never
+        while walking (`run`)."""
+        return None if self._judging else self.parse_cache
 
     def learn_keys(self, policy: Policy) -> Policy:
         """Check OpenPGP signatures with the certificates `policy` lists, too: those of

@@ -241,7 +241,7 @@ def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = No
         if CONTENT in fields and place(path).kind == "deployment"
     }
     deployed = deployed_runs(
-        deployments, parsed_documents(authoriser.parse_cache, repo, files, "deployments")
+        deployments, parsed_documents(authoriser.parses, repo, files, "deployments")
     )
     # The records a soak gate counts from: only those of the runs that deployed what runs
     # in a soak gate's source environment.

@@ -249,11 +249,15 @@ def lapse(
     # would not (`fresh_from`), never now + TTL: a moment that moves with the clock would
     # make every decision hold for no time, and be decided again on every call.
     now_lapses = asked and opens - now > ttl
+    # Reckoned in UTC: `opens` is on the window's wall clock, and a TTL is time that
+    # passes, whatever that clock does in between (12 h before a Sunday 09:00 in Lisbon,
+    # the night its clocks go forward, is 20:00 UTC on Saturday, not 21:00).
+    fresh_from = shifted(opens.astimezone(UTC), -ttl)
     if horizon is not None and asked:
-        horizon.at(shifted(opens, -ttl))  # from then on, one given now would still count
-    if not expiring and not now_lapses:
+        horizon.at(fresh_from)  # from then on, one given now would still count
+    if fresh_from is None or (not expiring and not now_lapses):
         return None
-    return Lapse(opens, ttl, expiring, now_lapses, opens - ttl)
+    return Lapse(opens, ttl, expiring, now_lapses, fresh_from.astimezone(opens.tzinfo))
 
 
 def age(committed_at: datetime, first_seen: datetime | None, now: datetime) -> timedelta:

@@ -317,11 +317,16 @@ class _Refused(Exception):
 
 def check(payload: bytes, armor: bytes, keyring: Keyring | None) -> Verdict:
     """Verify an armored OpenPGP signature over `payload` with the certificate of
-    `keyring` that holds its key. Never raises.
+    `keyring` that holds its key. Raises for no signature, only for a Sequoia that does
+    not load (a broken install): a verdict is kept, and none is Sequoia's to give then.
 
     "unverified" when no certificate at hand holds the key: a verdict that waits
     for a policy listing one, never to be remembered as final.
     """
+    # Loaded here, outside the net below: an ImportError is no verdict on the signature.
+    import pysequoia  # noqa: PLC0415 - see the note at the imports
+    import pysequoia.packet  # noqa: PLC0415, F401
+
     try:
         return _check(payload, armor, keyring)
     except _Refused as refusal:
