@@ -213,4 +213,9 @@ def git_verifies(repo: Path, commit: str, home: Path, env: Mapping[str, str] | N
         env={**os.environ, **(env or {}), "GNUPGHOME": str(home)},
         check=False,
     )
+    if completed.returncode != 0:
+        # Shown with a failing test's captured output: gpg says why (a bad signature, or
+        # an agent or keyring lock timing out under load, which one full run once met).
+        print(f"git verify-commit {commit} exited {completed.returncode}:")
+        print(completed.stderr.decode("utf-8", "replace"))
     return completed.returncode == 0

@@ -512,7 +512,7 @@ def test_a_section_swapped_on_the_ref_passes_the_checkpoint_over_for_the_one_bef
         capture_output=True,
         check=True,
     ).stdout
-    lie = landings.replace(b'\\"actor\\": \\"diana\\"', b'\\"actor\\": \\"root\\"')
+    lie = landings.replace(b'\\"actor\\":\\"diana\\"', b'\\"actor\\":\\"root\\"')
     assert lie != landings
     genuine = push_forged(repo, section=("landings", lie))
 

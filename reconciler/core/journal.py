@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, cast
 
+import msgspec
 from msgspec import Struct
 
 from reconciler.core.errors import ReconcilerError
@@ -165,9 +166,17 @@ def encode(row: Row | Blame) -> str:
     fields the store keeps in columns of their own (`COLUMNS`)."""
     # The row's own type first: the walk encodes thousands of rows, few of them blame.
     encoder = _ENCODERS.get(type(row))
-    if encoder is None:
-        return json.dumps(_blame_json(cast(Blame, row)))
-    return json.dumps(encoder(row))
+    data = _blame_json(cast(Blame, row)) if encoder is None else encoder(row)
+    try:
+        # In C, a tenth of json.dumps's time: a walk of 10,000 commits writes 80,000 rows.
+        return _JSON.encode(data).decode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a file name that is not UTF-8
+        return json.dumps(data)
+
+
+# Rows hold texts, whole numbers, booleans and lists and maps of them, never a float (which
+# msgspec would write as null were it NaN): what json.loads reads back as json.dumps wrote.
+_JSON: Final = msgspec.json.Encoder()
 
 
 def decode(kind: type[R], text: str, version: int = VERSION, **columns: Any) -> R:
