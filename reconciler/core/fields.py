@@ -19,6 +19,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from reconciler.core.layout import place
 
 # The journal's rows name fields (`describe_field`): reading them must not load YAML.
@@ -45,10 +47,22 @@ ORDER: Final = "order"
 
 # One encoder for every value: json.dumps with options would build a new one per call.
 _ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_FAST: Final = msgspec.json.Encoder(order="sorted")
 
 
 def canonical(value: Any) -> str:
-    return _ENCODER.encode(value)
+    """`value` as one JSON text: keys sorted, no spaces, UTF-8; the field's text the state
+    keeps and compares, so the same bytes whichever code wrote them.
+
+    msgspec writes it in C, a tenth of the time (a walk of 10,000 commits makes 140,000):
+    byte for byte what `_ENCODER` writes for every value without a float, which the
+    values here never hold (schema-valid plans and teams.yaml, whose schemas allow no
+    number, and texts; `tests/test_fields_text.py` holds both). A text holding a lone
+    surrogate (a file name that is not UTF-8) UTF-8 cannot hold: `_ENCODER` escapes it."""
+    try:
+        return _FAST.encode(value).decode("utf-8")
+    except UnicodeEncodeError:
+        return _ENCODER.encode(value)
 
 
 def changed_keys(before: FieldMap, after: FieldMap) -> list[str]:
