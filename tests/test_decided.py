@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
+from reconciler.adapters.statestore import StateStore
 from reconciler.app import kept
 from reconciler.app.drift import DriftReport
 from reconciler.app.session import open_session
@@ -315,6 +316,32 @@ def test_a_reading_command_that_walks_judges_from_the_files_not_the_kept_parse(
     kept_verdicts = repo.reconciler("verify")
     assert kept_verdicts.exit_code == 0, kept_verdicts.stdout + kept_verdicts.stderr
     assert "REFUSED" not in kept_verdicts.stdout
+
+
+def test_plan_with_nothing_new_reads_the_rows_of_the_plans_it_decides_again_alone(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The QA release may run: `plan` decides it again from its own rows, and reads
+    # neither every plan's rows nor every path the state holds.
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    repo.trigger(people.olga, QA_PLAN)
+    for _ in range(2):  # the first walks, the second keeps the decisions
+        warm = repo.reconciler("plan", "--format", "json")
+        assert warm.exit_code == 0, warm.stderr
+    assert _status(warm.json(), QA_PLAN) == "executable"
+    read_whole: list[str] = []
+    whole = StateStore.effective
+
+    def counted(store: StateStore) -> dict[str, dict[str, str]]:
+        read_whole.append(str(store.path))
+        return whole(store)
+
+    monkeypatch.setattr(StateStore, "effective", counted)
+    again = repo.reconciler("plan", "--format", "json")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout == warm.stdout
+    assert read_whole == []
 
 
 def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(

@@ -297,3 +297,22 @@ def test_a_pass_reads_the_start_records_of_other_reconcilers_among_the_last_reco
     assert [found.seq for found in store.others_starts("ci", limit=7)] == [4, 1]
     assert [found.seq for found in store.others_starts("ci", limit=4)] == [4]  # the last four
     assert [found.seq for found in store.others_starts("other", limit=7)] == [7, 6, 5, 2]
+
+
+def test_the_effective_rows_of_some_paths_are_those_the_whole_state_holds(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "state", "main")
+    try:
+        with store.transaction():
+            for path in ("plans/a.yaml", "plans/b.yaml", "environments/qa.yaml"):
+                store.replace_effective(path, {"content": f'"{path}"', "order": "[]"})
+            store.replace_effective("plans/caf\udce9.yaml", {"content": '"x"'})
+        whole = store.effective()
+        wanted = ["plans/b.yaml", "environments/qa.yaml", "plans/missing.yaml"]
+        assert store.effective_at(wanted) == {path: whole[path] for path in wanted[:2]}
+        assert store.effective_at([]) == {}
+        # A path that is not UTF-8 is kept as bytes, which a JSON list cannot name.
+        assert store.effective_at(["plans/caf\udce9.yaml"]) is None
+    finally:
+        store.close()

@@ -721,6 +721,21 @@ class StateStore:
             state.setdefault(_path_read(path), {})[field] = value
         return state
 
+    def effective_at(self, paths: Iterable[str]) -> dict[str, dict[str, str]] | None:
+        """`effective`, of `paths` alone (those it holds): the plans a command decides
+        again, not the rows of every plan. None for a path that is not UTF-8, which the
+        store keeps as bytes a JSON list cannot name: the caller reads them all."""
+        wanted = list(paths)
+        if any(not _is_utf8(path) for path in wanted):
+            return None
+        state: dict[str, dict[str, str]] = {}
+        query = f"SELECT path, field, value FROM effective WHERE path IN {_LISTED}"  # noqa: S608
+        for start in range(0, len(wanted), BATCH):
+            listed = json.dumps(wanted[start : start + BATCH])
+            for found, field, value in self._read(query, (listed,)):
+                state.setdefault(_path_read(found), {})[field] = value
+        return state
+
     def effective_of(self, path: str, folder: str) -> dict[str, dict[str, str]]:
         """`effective`, of `path` and the paths under `folder` (ending in '/') alone: a
         policy is built from teams.yaml and environments/, not the rows of every plan. A
@@ -1107,6 +1122,15 @@ def _path_stored(path: str) -> str | bytes:
     except UnicodeEncodeError:
         return path.encode("utf-8", "surrogateescape")
     return path
+
+
+def _is_utf8(path: str) -> bool:
+    """Whether `path` is stored as text (`_path_stored`): no lone surrogate in it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _path_read(stored: str | bytes) -> str:

@@ -25,7 +25,7 @@ Where main's content and the effective state part, `verify` says so.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
@@ -112,7 +112,9 @@ class Authoriser:
         self.now = now
         self.cap = cap
         self.progress = progress
-        self.effective: dict[str, dict[str, str]] = {}
+        # The effective state, path -> field -> value; None: as the store holds it, not
+        # read yet (`effective` reads it whole; `effective_at` reads only some paths).
+        self._effective: dict[str, dict[str, str]] | None = {}
         # Where main's content is not the effective state: path -> field -> who put it there.
         self.dirty: dict[str, dict[str, Refusal | None]] = {}
         self._policy: Policy | None = None
@@ -315,15 +317,47 @@ class Authoriser:
 
         The policy built from the state this object held before (a walk that
         was discarded, or one another walker has since moved past) must not
-        judge a single landing more.
+        judge a single landing more. The state is read when first asked for: a command
+        with nothing new to walk reads only the rows it decides from (`effective_at`).
         """
-        self.effective = self.store.effective()
+        self._effective = None
         self.dirty = self.store.dirty()
         self._policy = None
 
+    @property
+    def effective(self) -> dict[str, dict[str, str]]:
+        """The effective state, whole: read from the store at first use after `_restore`."""
+        if self._effective is None:
+            self._effective = self.store.effective()
+        return self._effective
+
+    @effective.setter
+    def effective(self, state: dict[str, dict[str, str]]) -> None:
+        self._effective = state
+
+    def effective_at(self, paths: Collection[str]) -> dict[str, dict[str, str]]:
+        """The effective fields of `paths` that have any, without reading every path's
+        (1,000 plans on main; `plan` decides a few of them again)."""
+        if self._effective is None:
+            found = self.store.effective_at(paths)
+            if found is not None:
+                return found
+        state = self.effective
+        return {path: state[path] for path in paths if path in state}
+
+    def effective_under(self, path: str, folder: str) -> dict[str, dict[str, str]]:
+        """The effective fields of `path` and the paths under `folder` (ending in '/')."""
+        if self._effective is None:
+            return self.store.effective_of(path, folder)
+        return {
+            found: fields
+            for found, fields in self._effective.items()
+            if found == path or found.startswith(folder)
+        }
+
     def effective_file(self, path: str) -> bytes | None:
         """The effective content of a file judged whole (environments/, deployments/)."""
-        blob = value(self.effective.get(path, {}), CONTENT)
+        blob = value(self.effective_at([path]).get(path, {}), CONTENT)
         return None if blob is None else self.repo.read_blob(blob)
 
     def fields_of(self, path: str, blob: str | None, mode: str) -> FieldMap:
@@ -344,7 +378,8 @@ class Authoriser:
     def policy(self) -> Policy:
         if self._policy is None:
             cache = None if self._judging else self.parse_cache
-            self._policy = self.learn_keys(policy_from(self.effective, self.repo, self.now, cache))
+            settings = self.effective_under(TEAMS_FILE, "environments/")
+            self._policy = self.learn_keys(policy_from(settings, self.repo, self.now, cache))
             self._policy_from_cache = cache is not None
         return self._policy
 

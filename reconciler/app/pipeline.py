@@ -184,13 +184,16 @@ def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = No
     re-decides after its own records (`runs.touched_by`). The rest of the history (the
     policy, deployments/, the runs still open) is read whole either way."""
     store, repo = authoriser.store, authoriser.repo
-    effective, dirty = authoriser.effective, authoriser.dirty
+    dirty = authoriser.dirty
     plans: list[OnMain] = []
     listed = (
         {path: blob for path, (_mode, blob) in repo.folder(tip, "plans").items()}
         if only is None
         else only
     )
+    # Every plan's rows, or those of the plans named alone (with nothing new to walk, the
+    # state is not read whole: 1,000 plans' rows for the few `plan` decides again).
+    effective = authoriser.effective if only is None else authoriser.effective_at(list(listed))
     for path, blob in sorted(listed.items()):
         if place(path).kind != "plan":
             continue
@@ -232,9 +235,10 @@ def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = No
     of_run = {run.id: run.plan for run in runs}
     signed = ((item.plan or of_run.get(item.run or ""), item.seq) for item in signoffs)
     back = {ref for ref, seq in signed if ref in landings and seq < landings[ref].seq}
-    # Only deployments/ (a prefix test, not a `place` per path): the effective state holds
-    # every plan and run log too, and the service gathers once per run.
-    deployments = {path: found for path, found in effective.items() if path[:12] == "deployments/"}
+    # Only deployments/ (a range of the store, or a prefix test, not a `place` per path):
+    # the effective state holds every plan and run log too, and the service gathers once
+    # per run.
+    deployments = authoriser.effective_under("", "deployments/")
     files = {
         path: value(fields, CONTENT)
         for path, fields in deployments.items()
