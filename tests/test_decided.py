@@ -18,12 +18,13 @@ import pytest
 from msgspec.structs import replace
 
 from reconciler.adapters.statestore import StateStore
-from reconciler.app import kept
+from reconciler.app import kept, pipeline
 from reconciler.app.drift import DriftReport
-from reconciler.app.session import open_session
+from reconciler.app.session import Session, open_session
 from reconciler.cli.people_output import pipeline_json
 from reconciler.cli.plan_output import plan_json
 from reconciler.core import decided
+from reconciler.core.errors import StateMoved
 from reconciler.core.gates import Horizon, closed, lapse
 from reconciler.core.model import Freeze, Gates, Window
 from tests.clock import SUITE_NOW, window_only_tomorrow
@@ -31,11 +32,13 @@ from tests.people import People
 from tests.repositories import ConfigRepo, SeedRepo
 from tests.scenarios import (
     ECOMMERCE,
+    PORTAL,
     PROD_PLAN,
     QA_PLAN,
     prod_plan,
     production_with_windows,
     proposed_qa_release,
+    qa_plan,
     ran,
 )
 from tests.test_soak import approve_and_trigger, committed_at, ran_in_development, soaking_qa
@@ -342,6 +345,55 @@ def test_plan_with_nothing_new_reads_the_rows_of_the_plans_it_decides_again_alon
     assert again.exit_code == 0, again.stderr
     assert again.stdout == warm.stdout
     assert read_whole == []
+
+
+def test_a_walk_with_nothing_new_never_decides_from_rows_another_process_walked_on(
+    tmp_path: Path, people: People
+) -> None:
+    # Nothing new: the walker reads the state when asked. Another process (the service,
+    # a page, someone's `plan`) walks diana's new notes in between: the old blob with the
+    # new notes must never be one decision.
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    with open_session(
+        repo.path, branch=None, state_dir=repo.state_dir, now=SUITE_NOW, tracking=True
+    ) as session:
+        verified, _policy = session.authorise()
+        walker = session.walked
+        assert walker is not None
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="December")})
+        assert repo.reconciler("verify").exit_code == 0
+        with pytest.raises(StateMoved, match="walked the state"):
+            pipeline.observe(walker, verified, SUITE_NOW, drivers=None)
+
+
+def test_a_command_whose_reads_another_process_walked_past_walks_again_and_decides_there(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    walk = Session.authorise
+    raced: list[str] = []
+
+    def then_another_process_walks(session: Session, *args: Any, **kwargs: Any) -> Any:
+        walked = walk(session, *args, **kwargs)
+        if not raced:
+            raced.append(
+                repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="Dec")})
+            )
+            assert repo.reconciler("verify", process=True).exit_code == 0
+        return walked
+
+    monkeypatch.setattr(Session, "authorise", then_another_process_walks)
+    with open_session(
+        repo.path, branch=None, state_dir=repo.state_dir, now=SUITE_NOW, tracking=True
+    ) as session:
+        seen = session.observe(reuse=True)
+    [item] = [plan for plan in seen.history.plans if plan.path == QA_PLAN]
+    assert seen.verified.tip == raced[0]
+    assert item.blob == repo.blob(QA_PLAN)
+    assert item.data is not None
+    assert item.data["notes"] == "Dec"
 
 
 def test_decisions_edited_by_hand_in_the_state_cannot_make_a_plan_executable(

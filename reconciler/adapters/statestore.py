@@ -237,6 +237,9 @@ class StateStore:
         # writes to five tables in turn, and one list of all writes merged nothing.
         self._pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
         self._transaction: Transaction | None = None
+        # The changes of the state this object kept (`generation` counts every process's):
+        # a reader told apart what it wrote itself from what another process did.
+        self.generations_made = 0
         self._changes = 0  # the connection's changes when the open transaction began
         # A checkpoint's sections not yet loaded (`load_sections`); None: none to load.
         self._sections: _Sections | None = None
@@ -339,6 +342,7 @@ class StateStore:
                 # whatever the policy): a pull-request check adds to it, and changes nothing.
                 if _table_of(statement) != "signatures":
                     self._db.execute(_NEXT_GENERATION)
+                    self.generations_made += 1
                 self._db.executemany(statement, rows)
             return
         queue = self._pending.setdefault(_table_of(statement), [])
@@ -401,9 +405,11 @@ class StateStore:
         try:
             self.flush()
             with self._errors():
-                if self._db.total_changes != self._changes:
+                changed = self._db.total_changes != self._changes
+                if changed:
                     self._db.execute(_NEXT_GENERATION)
                 self._db.execute("COMMIT")
+            self.generations_made += changed
         except BaseException:
             self._rollback()
             raise

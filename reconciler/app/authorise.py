@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from reconciler.adapters.gitobjects import NULL_OID, CommitInfo, HistoryEntry
 from reconciler.adapters.gitrepo import GitRepo
@@ -52,7 +52,7 @@ from reconciler.app.checkpoint_trust import CheckpointTrust
 from reconciler.app.commit_cache import CommitCache, first_carriers
 from reconciler.app.effective_policy import learn_keys, policy_from
 from reconciler.app.verified import VerifyResult, differs
-from reconciler.core.errors import ReconcilerError
+from reconciler.core.errors import ReconcilerError, StateMoved
 from reconciler.core.fields import (
     CONTENT,
     FieldMap,
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from reconciler.core.judge import LandingJudgement
 
 DEFAULT_CAP: Final = 1000
+T = TypeVar("T")
 Progress = Callable[[int, int], None]
 
 
@@ -115,6 +116,10 @@ class Authoriser:
         # The effective state, path -> field -> value; None: as the store holds it, not
         # read yet (`effective` reads it whole; `effective_at` reads only some paths).
         self._effective: dict[str, dict[str, str]] | None = {}
+        # The state's generation, and how many of its changes this process had kept, when
+        # `_restore` left it to be read when asked, under the walk's lock: a read after the
+        # lock is let go checks that no other process kept a change since.
+        self._restored_at: tuple[int, int] | None = None
         # Where main's content is not the effective state: path -> field -> who put it there.
         self.dirty: dict[str, dict[str, Refusal | None]] = {}
         self._policy: Policy | None = None
@@ -321,6 +326,7 @@ class Authoriser:
         with nothing new to walk reads only the rows it decides from (`effective_at`).
         """
         self._effective = None
+        self._restored_at = (self.store.generation(), self.store.generations_made)
         self.dirty = self.store.dirty()
         self._policy = None
 
@@ -328,18 +334,36 @@ class Authoriser:
     def effective(self) -> dict[str, dict[str, str]]:
         """The effective state, whole: read from the store at first use after `_restore`."""
         if self._effective is None:
-            self._effective = self.store.effective()
+            self._effective = self._as_restored(self.store.effective)
         return self._effective
 
     @effective.setter
     def effective(self, state: dict[str, dict[str, str]]) -> None:
         self._effective = state
 
+    def _as_restored(self, read: Callable[[], T]) -> T:
+        """`read` of the store as `_restore` left it: under the walk's lock while it is
+        held, else under the lock again, if no other process kept a change since (this one's
+        own, records and the outbox, leave the effective state as it was; `StateMoved`:
+        another walked on, and the rows would not be those of this walk's tip)."""
+        if self.store.open_transaction() is not None:
+            return read()
+        with self.store.transaction(keep=False):
+            assert self._restored_at is not None
+            generation, made = self._restored_at
+            if self.store.generation() - generation != self.store.generations_made - made:
+                raise StateMoved(
+                    f"another reconciler walked the state {self.store.path} on while this "
+                    "command read it",
+                    hint="run the command again",
+                )
+            return read()
+
     def effective_at(self, paths: Collection[str]) -> dict[str, dict[str, str]]:
         """The effective fields of `paths` that have any, without reading every path's
         (1,000 plans on main; `plan` decides a few of them again)."""
         if self._effective is None:
-            found = self.store.effective_at(paths)
+            found = self._as_restored(lambda: self.store.effective_at(paths))
             if found is not None:
                 return found
         state = self.effective
@@ -348,7 +372,7 @@ class Authoriser:
     def effective_under(self, path: str, folder: str) -> dict[str, dict[str, str]]:
         """The effective fields of `path` and the paths under `folder` (ending in '/')."""
         if self._effective is None:
-            return self.store.effective_of(path, folder)
+            return self._as_restored(lambda: self.store.effective_of(path, folder))
         return {
             found: fields
             for found, fields in self._effective.items()

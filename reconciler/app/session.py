@@ -24,7 +24,7 @@ from reconciler.adapters.statestore import Position, StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust, checkpoint_branch
 from reconciler.app.verified import VerifyResult, differs
 from reconciler.core import journal
-from reconciler.core.errors import GitError, ReconcilerError, UsageError
+from reconciler.core.errors import GitError, ReconcilerError, StateMoved, UsageError
 from reconciler.core.journal import IgnoredTrailer
 from reconciler.core.layout import TEAMS_FILE
 from reconciler.core.verdicts import LandingVerdict
@@ -152,6 +152,9 @@ class Session:
             if not on_branch:  # a commit off the branch is judged, then forgotten
                 transaction.discard()
         self.persisted = on_branch
+        # After the lock is let go, so that the parses a reading command reads are kept
+        # (`kept.parsed_documents`); should another process walk on in between, the
+        # walker says so (`StateMoved`), and `observe` walks again.
         policy = authoriser.policy()
         self.walked = authoriser
         return result, policy
@@ -347,12 +350,21 @@ class Session:
         """
         from reconciler.app.pipeline import DriverCheck, observe  # noqa: PLC0415
 
-        verified, _ = self.authorise(trust_anchor=trust_anchor, progress=progress)
-        assert self.walked is not None
         drivers = DriverCheck() if ask_drivers else None
-        return observe(
-            self.walked, verified, self.now, drivers=drivers, reuse=reuse and self.persisted
-        )
+
+        def walked_and_decided() -> Observation:
+            verified, _ = self.authorise(trust_anchor=trust_anchor, progress=progress)
+            assert self.walked is not None
+            return observe(
+                self.walked, verified, self.now, drivers=drivers, reuse=reuse and self.persisted
+            )
+
+        try:
+            return walked_and_decided()
+        except StateMoved:
+            # Another process walked on between this walk and its reads: walk again, to
+            # where it went, and decide from there (a second race in a row is told).
+            return walked_and_decided()
 
     def landings_between(
         self,

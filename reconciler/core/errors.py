@@ -112,5 +112,10 @@ class TemporaryError(ReconcilerError):
     """A failure that may pass if tried again later (a lost push race, a busy driver)."""
 
 
+class StateMoved(TemporaryError):
+    """Another reconciler process walked the state on while this one read it: what it
+    read last would not be the state of the tip it walked to. Read again from the top."""
+
+
 class PermanentError(ReconcilerError):
     """A failure that retrying will not change."""
