@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.app.history import ordered
-from reconciler.app.history_entries import Entry
+from reconciler.app.trail import Entry
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -18,8 +18,8 @@ import pytest
 
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import kept
-from reconciler.app.history import trail_of
-from reconciler.app.history_entries import Entry, decode_trail, encode_trail
+from reconciler.app.history_entries import trail_of
+from reconciler.app.trail import Entry, decode_trail, encode_trail
 from tests.people import People
 from tests.repositories import SeedRepo
 from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, proposed_qa_release

@@ -288,7 +288,8 @@ def test_history_with_nothing_new_loads_neither_yaml_nor_the_rules_that_decide(
     assert "alice" in history.shown
     assert "reconciler.app.history" in history.modules
     rules = ("yaml", "reconciler.core.loader", "reconciler.core.decide", "pysequoia")
-    assert loaded(history.modules, (*rules, *JUDGING, *WALKER)) == []
+    builders = ("reconciler.app.history_entries", "reconciler.core.signoffs")
+    assert loaded(history.modules, (*rules, *builders, *JUDGING, *WALKER)) == []
 
 
 def test_plan_status_and_access_read_the_kept_parse_of_environments_and_load_no_yaml(

@@ -35,11 +35,11 @@ if TYPE_CHECKING:
     from reconciler.app.authorise import Progress
     from reconciler.app.checkpoint_trust import CheckpointTrust
     from reconciler.app.drift import DriftReport
-    from reconciler.app.history_entries import Entry
     from reconciler.app.init import Initialised
     from reconciler.app.mergeable import MergeCheck
     from reconciler.app.passes import Options, PassReport
     from reconciler.app.session import Session
+    from reconciler.app.trail import Entry
     from reconciler.app.verified import VerifyResult
     from reconciler.app.watch_values import LogEvent, WatchedPages
     from reconciler.core.access import AccessReport

@@ -37,10 +37,10 @@ from reconciler.adapters.gitobjects import Someone
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import new_key_pair
 from reconciler.app.history import audit_trail
-from reconciler.app.history_entries import Entry
 from reconciler.app.passes import Options, PassReport
 from reconciler.app.reconcile import Reconciler
 from reconciler.app.session import open_session
+from reconciler.app.trail import Entry
 from reconciler.core.decide import Decision
 from reconciler.core.errors import UsageError
 from reconciler.core.loader import load

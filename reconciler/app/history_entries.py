@@ -1,107 +1,30 @@
-"""App: the audit trail's entries, one builder per kind (plan edit, landing, sign-off,
-run record, ignored trailer), and where each plan pointed over the history.
+"""App: the audit trail made from the state's rows (`trail_of`): one builder per kind of
+entry (plan edit, landing, sign-off, run record, ignored trailer), and where each plan
+pointed over the history.
 
-`history.audit_trail` collects what the walk kept and builds the trail with these.
+`history.audit_trail` has the trail made here when the state keeps none for the state as
+it is (`app.trail`); answering from the kept one loads none of this.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-import msgspec
 from msgspec import Struct
 
+from reconciler.adapters.statestore import StateStore
+from reconciler.app.trail import Entry
 from reconciler.core.decide_values import runs_from
 from reconciler.core.events import Lock, PlanRef, Record, Signoff, parse_plan_ref
 from reconciler.core.fields import INVALID, describe_field
-from reconciler.core.journal import IgnoredTrailer, PlanEdit, VersionLanded
-from reconciler.core.rules import not_a_trigger
+from reconciler.core.journal import IgnoredTrailer, Landing, PlanEdit, VersionLanded
+from reconciler.core.layout import place
+from reconciler.core.rules import UNTRIGGERING_STYLES, not_a_trigger
 from reconciler.core.signoffs import retry_refusal, signoff_refusal
 from reconciler.core.verdicts import Refusal, RefusalGroup, group_refusals
-
-
-class Entry(Struct, frozen=True):
-    seq: int
-    when: datetime
-    commit: str
-    plan: str | None  # the plan's path
-    environment: str | None
-    action: str
-    actor: str | None
-    counted: bool  # authorised, a sign-off that counted when it landed, or a run's first end
-    detail: str
-    rank: int = 0  # within a landing: edits and sign-offs, then the landing's trigger, then runs
-    why_not: str | None = None  # why a sign-off, trigger or record does not count
-
-    @property
-    def text(self) -> str:
-        """The detail, and why the entry does not count when there is a reason to give."""
-        return self.detail + (f"; does not count: {self.why_not}" if self.why_not else "")
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "when": self.when.isoformat(),
-            "commit": self.commit,
-            "plan": self.plan,
-            "environment": self.environment,
-            "action": self.action,
-            "actor": self.actor,
-            "counted": self.counted,
-            "detail": self.text,
-        }
-
-
-def encode_trail(key: str, entries: Sequence[Entry]) -> str:
-    """The trail as the state keeps it (`app.kept`), under the key of what it was made from."""
-    rows = [
-        [
-            entry.seq,
-            entry.when.isoformat(),
-            entry.commit,
-            entry.plan,
-            entry.environment,
-            entry.action,
-            entry.actor,
-            entry.counted,
-            entry.detail,
-            entry.rank,
-            entry.why_not,
-        ]
-        for entry in entries
-    ]
-    return json.dumps({"key": key, "entries": rows})
-
-
-def decode_trail(text: str, key: str) -> tuple[Entry, ...] | None:
-    """The trail `encode_trail` kept under `key`; None for another key, or for a text this
-    code did not write (a state edited by hand): it is made again. The key names this
-    code (`kept.rules_digest`), so another version's trail is another key's."""
-    try:
-        kept = _TRAIL.decode(text)
-    except msgspec.DecodeError:  # not JSON, or a row of other types (JSON's true is no seq)
-        return None
-    if kept.key != key:
-        return None
-    return tuple(Entry(*row) for row in kept.entries)
-
-
-class _KeptTrail(Struct, frozen=True):
-    """`encode_trail`'s text as msgspec reads it: typed in C, a row as Entry's fields."""
-
-    key: str
-    entries: tuple[
-        tuple[
-            int, datetime, str, str | None, str | None, str, str | None, bool, str, int, str | None
-        ],
-        ...,
-    ]
-
-
-_TRAIL: Final = msgspec.json.Decoder(_KeptTrail)
 
 
 class Targets:
@@ -393,3 +316,174 @@ def ignored_entry(event: IgnoredTrailer, environments: Targets) -> Entry:
         False,
         event.reason,
     )
+
+
+# -- the trail from the rows ------------------------------------------------------------
+
+
+def trail_of(store: StateStore) -> tuple[Entry, ...]:
+    """The trail as the state's rows tell it."""
+    environments = Targets()
+    edited: dict[str, list[tuple[int, str]]] = {}  # a plan's editors: (landing seq, actor)
+    landings = store.landings()
+    entries = _edits(store.events(PlanEdit), _refusal_reasons(landings), environments, edited)
+    records = store.events(Record)
+    runs = _index_runs(records)
+    versions, unready, landed = _versions(store.plan_versions(), environments, runs)
+    entries.extend(versions)
+    entries.extend(_signoffs(store.events(Signoff), environments, edited, unready, runs))
+    entries.extend(map(lock_entry, store.events(Lock)))
+    for record in records:
+        entries.extend(record_entries(record, environments, landed))
+    entries.extend(_ignored(store.events(IgnoredTrailer), environments, landed))
+    entries.extend(_unauthorised(landings))
+    # Within a landing, commits in the order they were made (the walk's topological order,
+    # as `git log --topo-order`): committer dates come from the committers' clocks.
+    made = {
+        commit: index for landing in landings for index, commit in enumerate(landing.verdict.landed)
+    }
+    return tuple(
+        sorted(
+            entries,
+            key=lambda entry: (entry.seq, entry.rank, made.get(entry.commit, -1), entry.when),
+        )
+    )
+
+
+class _Runs(Struct, frozen=True):
+    """The runs the reconciler's records tell of, as the trail's entries look them up."""
+
+    started: dict[PlanRef, list[tuple[int, str]]]  # a version's runs: (seq, run)
+    starts: dict[str, Record]  # each run's first start record: its plan and environment
+    of_run: dict[str, list[Record]]  # each run's records, and those of its retries
+
+
+def _index_runs(records: Iterable[Record]) -> _Runs:
+    runs = _Runs({}, {}, {})
+    for record in records:
+        if record.run is not None:
+            runs.of_run.setdefault(record.run, []).append(record)
+        if record.result == "started" and record.plan is not None and record.run is not None:
+            runs.started.setdefault(record.plan, []).append((record.seq, record.run))
+            runs.starts.setdefault(record.run, record)
+            if record.retry_of:
+                runs.of_run.setdefault(record.retry_of, []).append(record)
+    return runs
+
+
+def _edits(
+    edits: Iterable[PlanEdit],
+    why_refused: Mapping[tuple[str, str], list[Refusal]],
+    environments: Targets,
+    edited: dict[str, list[tuple[int, str]]],
+) -> list[Entry]:
+    """The plan edits' entries; noting each plan's editors and targets as they landed."""
+    entries: list[Entry] = []
+    for edit in edits:
+        if edit.actor:
+            edited.setdefault(edit.path, []).append((edit.seq, edit.actor))
+        if edit.environment:
+            environments.add(edit.path, edit.seq, edit.environment)
+        entries.extend(edit_entries(edit, why_refused))
+    return entries
+
+
+def _versions(
+    versions: Iterable[VersionLanded], environments: Targets, runs: _Runs
+) -> tuple[list[Entry], dict[PlanRef, str], dict[PlanRef, int]]:
+    """The landings' entries (a trigger, or a landing that was none); and the versions that
+    never run, with why, and where each version first landed."""
+    entries: list[Entry] = []
+    unready: dict[PlanRef, str] = {}  # versions that never run: why
+    # Where each version landed: its target is its own (a field of it), whatever the plan
+    # targets by the time a refusal record naming it lands.
+    landed: dict[PlanRef, int] = {}
+    for version in versions:
+        ref = version.ref
+        landed.setdefault(ref, version.seq)
+        never = never_runs(version)
+        if never is not None:
+            unready[ref] = never
+        if version.committed_at is None:  # a row kept before landings' times were: no entry
+            continue
+        if version.triggered:
+            entries.append(
+                landing_entry(version, version.committed_at, environments, never, runs.started)
+            )
+        elif version.style in UNTRIGGERING_STYLES and never is None:
+            entries.append(untriggered_entry(version, version.committed_at, environments))
+    return entries, unready, landed
+
+
+def _signoffs(
+    signoffs: Iterable[Signoff],
+    environments: Targets,
+    edited: Mapping[str, list[tuple[int, str]]],
+    unready: Mapping[PlanRef, str],
+    runs: _Runs,
+) -> list[Entry]:
+    entries: list[Entry] = []
+    for signoff in signoffs:
+        ran = (
+            unready.get(signoff.plan) or ran_before(runs.started, signoff.plan, signoff.seq)
+            if signoff.kind == "deploy" and signoff.plan is not None
+            else None
+        )
+        run = runs.starts.get(signoff.run) if signoff.run is not None else None
+        if signoff.run is not None:
+            ran = retry_refusal_note(signoff.run, runs.of_run.get(signoff.run, []), signoff.seq)
+        # Editors as of the approval's landing: one who edits the plan only later does not
+        # undo an approval that counted (and may have let a run start).
+        path = signoff.plan.path if signoff.plan is not None else ""
+        editors = frozenset(actor for seq, actor in edited.get(path, ()) if seq <= signoff.seq)
+        entries.append(signoff_entry(signoff, environments, editors, ran, run))
+    return entries
+
+
+def _ignored(
+    ignored: Iterable[IgnoredTrailer], environments: Targets, landed: Mapping[PlanRef, int]
+) -> list[Entry]:
+    entries: list[Entry] = []
+    for trailer in ignored:
+        if trailer.record is not None:  # a record that does not count (`events.record_refusal`)
+            entries.extend(record_entries(trailer.record, environments, landed, trailer.reason))
+        else:
+            entries.append(ignored_entry(trailer, environments))
+    return entries
+
+
+def _unauthorised(landings: Iterable[Landing]) -> list[Entry]:
+    """The refused changes to anything but plans (those are shown with their edit)."""
+    entries: list[Entry] = []
+    for landing in landings:
+        others = (
+            refusal
+            for refusal in landing.verdict.refusals
+            if place(refusal.path).kind != "plan"  # shown with the edit that made it
+        )
+        entries.extend(
+            Entry(
+                landing.seq,
+                landing.committed_at,
+                group.commit,
+                None,
+                None,
+                "unauthorised",
+                group.actor,
+                False,
+                group.text(who=False),
+            )
+            for group in group_refusals(others)
+        )
+    return entries
+
+
+def _refusal_reasons(landings: Iterable[Landing]) -> dict[tuple[str, str], list[Refusal]]:
+    """The refused changes to plans, by the commit and the plan that made them (also those
+    later commits undid: the edit was refused all the same)."""
+    refused: dict[tuple[str, str], list[Refusal]] = {}
+    for landing in landings:
+        for refusal in (*landing.verdict.refusals, *landing.verdict.superseded):
+            if place(refusal.path).kind == "plan":
+                refused.setdefault((refusal.commit, refusal.path), []).append(refusal)
+    return refused

@@ -22,8 +22,8 @@ from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
 if TYPE_CHECKING:
-    from reconciler.app.history_entries import Entry
     from reconciler.app.session import Session
+    from reconciler.app.trail import Entry
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import Run
     from reconciler.core.status import Move, Pipeline

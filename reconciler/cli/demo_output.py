@@ -10,8 +10,8 @@ import click
 
 from reconciler.app.demo import Scene, Story
 from reconciler.app.drift import DriftReport
-from reconciler.app.history_entries import Entry
 from reconciler.app.passes import PassReport
+from reconciler.app.trail import Entry
 from reconciler.cli.apply_output import pass_json, pass_text
 from reconciler.cli.output import emit_json
 from reconciler.cli.people_output import pipeline_json, render_entry, render_pipeline

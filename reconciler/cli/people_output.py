@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.app.history_entries import Entry
+from reconciler.app.trail import Entry
 from reconciler.core.printable import printable
 
 if TYPE_CHECKING:  # `history` renders without the rules that decide (core.status imports them)

@@ -24,9 +24,9 @@ import click
 if TYPE_CHECKING:
     from reconciler.app.api import Acted, Founded, LockActed, PlanView, Verification
     from reconciler.app.demo import Story
-    from reconciler.app.history_entries import Entry
     from reconciler.app.mergeable import MergeCheck
     from reconciler.app.passes import PassReport
+    from reconciler.app.trail import Entry
     from reconciler.app.validating import Validation
     from reconciler.app.watch_values import LogEvent
     from reconciler.core.access import AccessReport

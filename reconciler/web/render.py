@@ -24,8 +24,8 @@ import markupsafe
 from reconciler.core.printable import printable
 
 if TYPE_CHECKING:
-    from reconciler.app.history_entries import Entry
     from reconciler.app.pages import EnvironmentPage, PlanPage, Snapshot
+    from reconciler.app.trail import Entry
     from reconciler.core.access import AccessReport
     from reconciler.core.status import Move, Pipeline
 
