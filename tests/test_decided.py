@@ -8,8 +8,10 @@ same session's decision made afresh; the attacks run the real CLI.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -252,6 +254,24 @@ def test_a_freeze_ending_bounds_the_decisions() -> None:
 # -- attacks: the kept decisions never make a plan look executable or approved ------------
 
 
+@contextlib.contextmanager
+def forged_parse(repo: SeedRepo, path: str) -> Iterator[dict[str, Any]]:
+    """The parse of `path` (as on main) the state keeps, to edit by hand in the block:
+    written back into the state when it ends, as someone with the state file would."""
+    database = repo.state_dir / "main.sqlite3"
+    with sqlite3.connect(database) as db:
+        [(text,)] = db.execute(
+            "SELECT detail FROM decided WHERE key = 'parsed environments'"
+        ).fetchall()
+    kept_parse = json.loads(text)
+    yield kept_parse["documents"][repo.git("rev-parse", f"HEAD:{path}").strip()]
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE decided SET detail = ? WHERE key = 'parsed environments'",
+            (json.dumps(kept_parse),),
+        )
+
+
 def test_an_environment_parse_forged_in_the_state_never_reaches_a_command_that_acts(
     tmp_path: Path, people: People
 ) -> None:
@@ -265,22 +285,9 @@ def test_an_environment_parse_forged_in_the_state_never_reaches_a_command_that_a
         assert shown.exit_code == 0, shown.stderr
         assert _status(shown.json(), QA_PLAN) == "waiting"
 
-    database = repo.state_dir / "main.sqlite3"
-    with sqlite3.connect(database) as db:
-        [(text,)] = db.execute(
-            "SELECT detail FROM decided WHERE key = 'parsed environments'"
-        ).fetchall()
-    kept_parse = json.loads(text)
-    blob = repo.git("rev-parse", "HEAD:environments/quality-assurance.yaml").strip()
-    assert kept_parse["documents"][blob]["gates"]["approvals"] == [
-        {"role": "tech-lead", "count": 1}
-    ]
-    kept_parse["documents"][blob]["gates"]["approvals"] = []
-    with sqlite3.connect(database) as db:
-        db.execute(
-            "UPDATE decided SET detail = ? WHERE key = 'parsed environments'",
-            (json.dumps(kept_parse),),
-        )
+    with forged_parse(repo, "environments/quality-assurance.yaml") as document:
+        assert document["gates"]["approvals"] == [{"role": "tech-lead", "count": 1}]
+        document["gates"]["approvals"] = []
     dry_run = repo.reconciler("apply", "--dry-run", "--format", "json")
     assert dry_run.exit_code == 0, dry_run.stderr
     assert QA_PLAN not in dry_run.stdout
@@ -297,24 +304,13 @@ def test_a_reading_command_that_walks_judges_from_the_files_not_the_kept_parse(
     repo = proposed_qa_release(tmp_path, people)
     for _ in range(2):  # the second keeps the parse
         assert repo.reconciler("plan", "--format", "json").exit_code == 0
-    database = repo.state_dir / "main.sqlite3"
-    with sqlite3.connect(database) as db:
-        [(text,)] = db.execute(
-            "SELECT detail FROM decided WHERE key = 'parsed environments'"
-        ).fetchall()
-    kept_parse = json.loads(text)
-    blob = repo.git("rev-parse", "HEAD:environments/quality-assurance.yaml").strip()
-    kept_parse["documents"][blob]["permissions"]["plan.edit"] = ["deployment"]
-    with sqlite3.connect(database) as db:
-        db.execute(
-            "UPDATE decided SET detail = ? WHERE key = 'parsed environments'",
-            (json.dumps(kept_parse),),
-        )
+    with forged_parse(repo, "environments/quality-assurance.yaml") as document:
+        document["permissions"]["plan.edit"] = ["deployment"]
     edited = (repo.path / QA_PLAN).read_text().replace("version: 1.4.0", "version: 1.4.1", 1)
     repo.commit(people.alice, {QA_PLAN: edited})
 
     assert repo.reconciler("plan", "--format", "json").exit_code == 0  # walks alice's landing
-    with sqlite3.connect(database) as db:
+    with sqlite3.connect(repo.state_dir / "main.sqlite3") as db:
         db.execute("DELETE FROM decided")  # whatever was kept beside the rows
     kept_verdicts = repo.reconciler("verify")
     assert kept_verdicts.exit_code == 0, kept_verdicts.stdout + kept_verdicts.stderr
