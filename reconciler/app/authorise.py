@@ -342,13 +342,12 @@ class Authoriser:
         self._effective = state
 
     def _as_restored(self, read: Callable[[], T]) -> T:
-        """`read` of the store as `_restore` left it: under the walk's lock while it is
-        held, else under the lock again, if no other process kept a change since (this one's
+        """`read` of the store as `_restore` left it: under a lock (the open transaction's,
+        else one taken for the read), if no other process kept a change since (this one's
         own, records and the outbox, leave the effective state as it was; `StateMoved`:
         another walked on, and the rows would not be those of this walk's tip)."""
-        if self.store.open_transaction() is not None:
-            return read()
-        with self.store.transaction(keep=False):
+        held = self.store.open_transaction() is not None
+        with contextlib.nullcontext() if held else self.store.transaction(keep=False):
             assert self._restored_at is not None
             generation, made = self._restored_at
             if self.store.generation() - generation != self.store.generations_made - made:
