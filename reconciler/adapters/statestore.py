@@ -1121,13 +1121,9 @@ class StateStore:
 # A file name Git holds may be any bytes; one that is not UTF-8 reaches us decoded with
 # surrogateescape, which SQLite's TEXT cannot take: it is kept as its bytes (a BLOB).
 def _path_stored(path: str) -> str | bytes:
-    if path.isascii():
+    if path.isascii() or _is_utf8(path):
         return path
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape")
-    return path
+    return path.encode("utf-8", "surrogateescape")
 
 
 def _is_utf8(path: str) -> bool:

@@ -400,7 +400,7 @@ class Authoriser:
 
     def policy(self) -> Policy:
         if self._policy is None:
-            cache = None if self._judging else self.parse_cache
+            cache = self.parses
             settings = self.effective_under(TEAMS_FILE, "environments/")
             self._policy = self.learn_keys(policy_from(settings, self.repo, self.now, cache))
             self._policy_from_cache = cache is not None

@@ -41,7 +41,7 @@ def policy_from(
         and CONTENT in fields
     }
     found = parsed_documents(store, repo, files, "environments")
-    environments = [build_environment(found[blob]) for blob in files.values()]
+    environments = [build_environment(data) for data in found.values()]
     return build_policy(teams_data(teams), environments, now)
 
 

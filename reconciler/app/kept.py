@@ -28,6 +28,7 @@ import msgspec
 from msgspec import Struct
 
 from reconciler.core import journal
+from reconciler.core.documents import yaml_data
 
 if TYPE_CHECKING:
     from reconciler.adapters.gitrepo import GitRepo
@@ -82,25 +83,17 @@ def parsed_documents(
     store: StateStore | None, repo: GitRepo, files: Mapping[str, str], kind: str
 ) -> dict[str, Any]:
     """The data of `files` (path -> blob) of one `kind` (environments, deployments) as the
-    loader reads it, by blob: those the state keeps parsed by this code read back, the
-    others parsed and then kept in their place (`ConfigError` for one that does not load).
-    Without a store, each is parsed."""
+    loader reads it, by path: those the state keeps parsed by this code (by blob) read
+    back, the others parsed and then kept in their place (`ConfigError` for one that does
+    not load). Without a store, each is parsed."""
     known = parsed(store, kind, files.values()) if store is not None else {}
     found = {
-        blob: known[blob] if blob in known else _parse(repo.read_blob(blob), path)
+        path: known[blob] if blob in known else yaml_data(repo.read_blob(blob), path)
         for path, blob in files.items()
     }
-    if store is not None and len(known) < len(found):
-        keep_parsed(store, kind, found)
+    if store is not None and not set(files.values()) <= set(known):
+        keep_parsed(store, kind, {blob: found[path] for path, blob in files.items()})
     return found
-
-
-def _parse(raw: bytes, path: str) -> Any:
-    # YAML loads only for a file the state does not keep parsed: `plan`, `status` and
-    # `access` on a state that holds the tip load none.
-    from reconciler.core.loader import load  # noqa: PLC0415
-
-    return load(raw, path).data
 
 
 def parsed(store: StateStore, kind: str, blobs: Iterable[str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
@@ -35,6 +35,7 @@ from reconciler.core.decide import (
     verified_since,
 )
 from reconciler.core.decide_values import History, Landed, OnMain, Run, locks_from, runs_from
+from reconciler.core.documents import yaml_data
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import Lock, PlanRef
 from reconciler.core.fields import CONTENT, INVALID, value
@@ -238,15 +239,12 @@ def gather(authoriser: Authoriser, tip: str, only: Mapping[str, str] | None = No
     # Only deployments/ (a range of the store, or a prefix test, not a `place` per path):
     # the effective state holds every plan and run log too, and the service gathers once
     # per run.
-    deployments = authoriser.effective_under("", "deployments/")
     files = {
         path: value(fields, CONTENT)
-        for path, fields in deployments.items()
+        for path, fields in authoriser.effective_under("", "deployments/").items()
         if CONTENT in fields and place(path).kind == "deployment"
     }
-    deployed = deployed_runs(
-        deployments, parsed_documents(authoriser.parses, repo, files, "deployments")
-    )
+    deployed = deployed_runs(parsed_documents(authoriser.parses, repo, files, "deployments"))
     # The records a soak gate counts from: only those of the runs that deployed what runs
     # in a soak gate's source environment.
     policy = authoriser.policy()
@@ -297,7 +295,7 @@ def versions_ran(authoriser: Authoriser, environment: str) -> tuple[Ran, ...]:
         if blob is None or record.run is None:
             continue
         try:
-            data = _loaded(repo.read_blob(blob), path)
+            data = yaml_data(repo.read_blob(blob), path)
         except ConfigError:
             continue
         entries = data.get("applications") if isinstance(data, dict) else None
@@ -330,14 +328,6 @@ def _ran_where_rollbacks_go(
     }
 
 
-def _loaded(raw: bytes, path: str) -> Any:
-    """A file's YAML, for the rare decision that reads an older version (a rollback's
-    target, an un-cancel): YAML loads then, not with `plan`."""
-    from reconciler.core.loader import load  # noqa: PLC0415
-
-    return load(raw, path).data
-
-
 def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
     """Whether the landing of `ref` un-cancelled the plan: main held it cancelled before."""
     parents = authoriser.info(landed.commit).parents
@@ -345,7 +335,7 @@ def _uncancels(authoriser: Authoriser, ref: PlanRef, landed: Landed) -> bool:
     if blob is None:
         return False
     try:
-        data = _loaded(authoriser.repo.read_blob(blob), ref.path)
+        data = yaml_data(authoriser.repo.read_blob(blob), ref.path)
     except ConfigError:
         return False
     return isinstance(data, dict) and data.get("state") == "cancelled"

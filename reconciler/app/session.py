@@ -61,6 +61,11 @@ class Session:
     # that acts parses what its decisions read.
     reads_only: bool = False
 
+    @property
+    def parse_cache(self) -> StateStore | None:
+        """Where a command that only reads finds the files' kept parses (`reads_only`)."""
+        return self.store if self.reads_only else None
+
     def tip(self) -> str:
         return self.repo.resolve(self.ref or f"refs/heads/{self.branch}")
 
@@ -90,7 +95,7 @@ class Session:
             cap=DEFAULT_CAP if cap is None else cap,
             revoked=revocation_file.configured(self.repo),
             checkpoints=self.checkpoints,
-            parse_cache=self.store if self.reads_only else None,
+            parse_cache=self.parse_cache,
         )
 
     def authorise(
@@ -225,8 +230,7 @@ class Session:
             _, policy = self.authorise()
             return policy, self.revoked()
         # A fresh keyring, as a walk with nothing to judge has: only this policy's keys.
-        cache = self.store if self.reads_only else None
-        policy = policy_from(effective, self.repo, self.now, cache)
+        policy = policy_from(effective, self.repo, self.now, self.parse_cache)
         return learn_keys(Keyring(), policy), revoked
 
     def revoked(self) -> Revocations | None:

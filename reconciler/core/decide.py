@@ -40,7 +40,7 @@ from reconciler.core.decide_values import (
     Wait,
 )
 from reconciler.core.events import PlanRef, Record, Signoff
-from reconciler.core.fields import CONTENT, INVALID, describe_field, plan_data, value
+from reconciler.core.fields import INVALID, describe_field, plan_data
 from reconciler.core.gates import Horizon
 from reconciler.core.layout import place
 from reconciler.core.model import Environment, Plan, PlanEntry, Policy
@@ -556,22 +556,16 @@ def effective_plan(fields: Mapping[str, str]) -> dict[str, Any] | None:
     return plan_data(fields)
 
 
-def deployed_runs(
-    effective: Mapping[str, Mapping[str, str]], documents: Mapping[str, Any]
-) -> dict[str, dict[str, tuple[str, str]]]:
+def deployed_runs(documents: Mapping[str, Any]) -> dict[str, dict[str, tuple[str, str]]]:
     """What runs where and which run put it there, per the effective deployments/<env>.yaml
-    (`documents`: each one's data, by blob): environment -> application -> (version, run)."""
-    deployed: dict[str, dict[str, tuple[str, str]]] = {}
-    for path, fields in effective.items():
-        placement = place(path)
-        if placement.kind != "deployment" or CONTENT not in fields:
-            continue
-        data = documents[value(fields, CONTENT)]
-        deployed[placement.name] = {
+    (`documents`: each one's data, by path): environment -> application -> (version, run)."""
+    return {
+        place(path).name: {
             app: (entry["version"], entry.get("run", ""))
             for app, entry in (data.get("applications") or {}).items()
         }
-    return deployed
+        for path, data in documents.items()
+    }
 
 
 def soak_sources(policy: Policy) -> frozenset[str]:

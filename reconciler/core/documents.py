@@ -4,6 +4,7 @@ values stand (`Position`, `JsonPath`).
 `loader` makes them from bytes with PyYAML; the schema checks, the validators and the
 read-ahead name them without loading PyYAML, so a command that parses nothing (`plan`,
 `status`, `history` and `access` on a state that holds the tip) never imports it.
+`yaml_data` is the one way to a file's data that loads PyYAML at its first use.
 """
 
 from __future__ import annotations
@@ -57,3 +58,12 @@ class Document(Struct, frozen=True):
         """The key of the mapping entry at `path` (its value when it has no key)."""
         where = self.keys.get(path)
         return self.position(path) if where is None else Position(where[0] + 1, where[1] + 1)
+
+
+def yaml_data(raw: bytes, path: str) -> Any:
+    """The data of one YAML file as the loader reads it (`ConfigError` if it does not
+    load), PyYAML loaded at the first file that needs it: a command that reads its files'
+    data from the state, or only names documents, never imports it."""
+    from reconciler.core.loader import load  # noqa: PLC0415
+
+    return load(raw, path).data
