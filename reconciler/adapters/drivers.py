@@ -35,9 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -234,6 +232,9 @@ class LocalDriver:
         return candidate if candidate.is_dir() else None
 
     def _create(self, release: Path, origin: Path, asked: Mapping[str, object], run: str) -> None:
+        import shutil  # noqa: PLC0415 - with tempfile, loaded by the commands that deploy alone
+        import tempfile  # noqa: PLC0415
+
         release.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=release.parent))
         try:
@@ -430,6 +431,8 @@ def _run(
 ) -> process.Completed:
     """Run a driver's program in an empty folder of its own, with `variables` and the little
     it inherits (`_PASSED_THROUGH`)."""
+    import tempfile  # noqa: PLC0415 - `plan` and `status` import this module, and run nothing
+
     inherited = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
     with tempfile.TemporaryDirectory(prefix="reconciler-driver-") as folder:
         return process.run(

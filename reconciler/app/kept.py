@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -44,15 +44,18 @@ PARSED: Final = "parsed"
 def rules_digest() -> str:
     """The code that decides, as one digest: its version number stays 0.1.0 while its
     rules change, and answers kept by other rules must not answer for these."""
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # The adapters too: the state's queries and Git's reading feed the rules their inputs.
-    for path in sorted(
-        path for part in ("core", "app", "adapters") for path in root.glob(f"{part}/*.py")
-    ):
-        digest.update(
-            f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0"
-        )
+    # Listed and read with os, not pathlib's glob: a third of what `plan` spends here.
+    sources = []
+    for part in ("adapters", "app", "core"):
+        with os.scandir(os.path.join(package, part)) as listed:
+            sources += [(f"{part}/{entry.name}", entry.path) for entry in listed]
+    digest = hashlib.sha256()
+    for name, path in sorted(sources):
+        if name.endswith(".py"):
+            with open(path, "rb") as source:
+                digest.update(name.encode() + b"\0" + source.read() + b"\0")
     return digest.hexdigest()
 
 

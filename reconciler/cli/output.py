@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,6 +28,38 @@ FORMATS_WITH_GITHUB = ("text", "json", "github")
 FORMATS_WITH_MARKDOWN = ("text", "json", "github", "markdown")
 FORMATS = ("text", "json")
 FORMATS_WITH_HTML = ("text", "json", "html")
+
+
+Style = Callable[..., str]
+
+
+def _unstyled(text: str, **_style: object) -> str:
+    return text
+
+
+def output_style() -> Style:
+    """`click.style` where `click.echo` keeps styles (a terminal, or colour forced), else
+    the text as it is: on a pipe echo would strip them again, a pattern run over every
+    line (`plan` writes five thousand)."""
+    context = click.get_current_context(silent=True)
+    forced = context.color if context is not None else None
+    shown = sys.stdout.isatty() if forced is None else forced
+    return click.style if shown else _unstyled
+
+
+def terminal_columns(fallback: int = 80) -> int:
+    """The columns of the terminal standard output shows in, as `shutil.get_terminal_size`
+    tells them ($COLUMNS first), without importing shutil (and bz2 and lzma with it)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else fallback
 
 
 def emit_json(payload: Any) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler.app.trail import Entry
+from reconciler.cli.output import Style
 from reconciler.core.printable import printable
 
 if TYPE_CHECKING:  # `history` renders without the rules that decide (core.status imports them)
@@ -85,13 +86,14 @@ def pipeline_json(view: Pipeline) -> dict[str, Any]:
     }
 
 
-def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
-    """The table and the moves, in `width` columns (80 in a narrow terminal)."""
-    lines = _table(view, width)
+def render_pipeline(view: Pipeline, width: int = 80, style: Style = click.style) -> list[str]:
+    """The table and the moves, in `width` columns (80 in a narrow terminal), styled by
+    `style` (`output.output_style`)."""
+    lines = _table(view, width, style)
     for lock in view.locks:
         why = f": {lock.why}" if lock.why else ""
         text = f"locked {lock.scope} by {lock.actor} since {lock.committed_at.isoformat()}{why}"
-        lines.append(click.style(printable(text), fg="red"))
+        lines.append(style(printable(text), fg="red"))
     current: tuple[str | None, str, bool] | None = None
     for move in view.moves:
         lane = (move.source, move.target, move.rollback)
@@ -102,8 +104,8 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
             title = (
                 f"{origin} -> {move.target}" if move.target else "plans that cannot run as they are"
             )
-            lines.append(click.style(title, bold=True))
-        word = click.style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))
+            lines.append(style(title, bold=True))
+        word = style(move.label.ljust(12), fg=LABEL_COLOURS.get(move.label, "white"))
         lines.append(f"  {word} {printable(move.plan)}")
         lines.extend(
             f"               {_fit_words(printable(reason), width - 15)}" for reason in move.reasons
@@ -112,17 +114,15 @@ def render_pipeline(view: Pipeline, width: int = 80) -> list[str]:
         lines += ["", "no plans on their way"]
     if view.drift or view.drift_notes:
         lines.append("")
+    lines.extend(style(f"drift  {printable(item.text())}", fg="magenta") for item in view.drift)
     lines.extend(
-        click.style(f"drift  {printable(item.text())}", fg="magenta") for item in view.drift
-    )
-    lines.extend(
-        click.style(f"drift  note: {_fit_words(printable(note), width - 13)}", dim=True)
+        style(f"drift  note: {_fit_words(printable(note), width - 13)}", dim=True)
         for note in view.drift_notes
     )
     return lines
 
 
-def _table(view: Pipeline, width: int) -> list[str]:
+def _table(view: Pipeline, width: int, style: Style) -> list[str]:
     """What runs where: a table of applications by environment, or a line per environment
     when the table would not fit in `width` columns."""
     lines: list[str] = []
@@ -135,7 +135,7 @@ def _table(view: Pipeline, width: int) -> list[str]:
     # escape codes, where rstrip cannot see it) is never added.
     names = [_fit(env, cell - 1).ljust(cell) for env in view.environments]
     names[-1:] = [name.rstrip() for name in names[-1:]]
-    header = "".join(click.style(name, bold=True) for name in names)
+    header = "".join(style(name, bold=True) for name in names)
     lines.append("".ljust(first) + header if header else "")
     for app in view.applications:
         row = _fit(app, first - 1).ljust(first) + "".join(
@@ -158,7 +158,7 @@ def _per_environment(view: Pipeline) -> list[str]:
     return lines
 
 
-def render_entry(entry: Entry) -> str:
+def render_entry(entry: Entry, style: Style = click.style) -> str:
     # isoformat, not strftime: the same text for the years a commit date holds, at a
     # fifth of the cost (`history` renders 11,000 entries).
     when = entry.when.astimezone(UTC).isoformat(" ", "minutes")[:16]
@@ -166,7 +166,7 @@ def render_entry(entry: Entry) -> str:
     plan = entry.plan.removeprefix("plans/").removesuffix(".yaml") if entry.plan else "-"
     # Said once: with its reason when there is one (a detail never says it itself).
     why = f": {entry.why_not}" if entry.why_not else ""
-    mark = "" if entry.counted else click.style(printable(f" (does not count{why})"), fg="red")
+    mark = "" if entry.counted else style(printable(f" (does not count{why})"), fg="red")
     return (
         f"{when} {entry.commit[:10]} {actor} {entry.action:<14} "
         f"{printable(f'{plan}: {entry.detail}')}{mark}"

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from reconciler.app.drift import DriftReport
+from reconciler.cli.output import Style, output_style
 from reconciler.core.decide import Decision, executable
 from reconciler.core.printable import printable
 
@@ -84,17 +85,17 @@ def plan_text(
 ) -> None:
     # One write: a thousand plans are five thousand lines, each echoed alone cost more
     # than deciding them did from the state.
-    click.echo("\n".join(_plan_lines(decisions, drift, branch)))
+    click.echo("\n".join(_plan_lines(decisions, drift, branch, output_style())))
 
 
 def _plan_lines(
-    decisions: tuple[Decision, ...], drift: DriftReport, branch: str = "the branch"
+    decisions: tuple[Decision, ...], drift: DriftReport, branch: str, style: Style
 ) -> list[str]:
     positions = _queue_positions(decisions)
     lines = [] if decisions else [f"no plans on {printable(branch)}"]
     # Styled once per status, not once per plan: click.style is most of a line's cost.
     styled = {
-        status: click.style(f"{status:<10}", fg=colour) for status, colour in STATUS_COLOURS.items()
+        status: style(f"{status:<10}", fg=colour) for status, colour in STATUS_COLOURS.items()
     }
     for decision in decisions:
         status = styled[decision.status]
@@ -106,13 +107,10 @@ def _plan_lines(
         lines.append(f"{status} {printable(decision.path)}@{decision.blob[:12]}{order}")
         lines.extend(f"             {printable(reason)}" for reason in decision.reasons)
         lines.extend(
-            click.style(f"             note: {printable(note)}", dim=True)
-            for note in decision.notes
+            style(f"             note: {printable(note)}", dim=True) for note in decision.notes
         )
     lines.extend(
-        click.style(f"drift      {printable(item.text())}", fg="magenta") for item in drift.drift
+        style(f"drift      {printable(item.text())}", fg="magenta") for item in drift.drift
     )
-    lines.extend(
-        click.style(f"drift      note: {printable(note)}", dim=True) for note in drift.notes
-    )
+    lines.extend(style(f"drift      note: {printable(note)}", dim=True) for note in drift.notes)
     return lines

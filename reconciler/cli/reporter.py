@@ -130,20 +130,22 @@ class TextReporter(Reporter):
         plan_text(view.decisions, view.drift, view.branch)
 
     def status(self, view: Pipeline) -> None:
-        import shutil
-
+        from reconciler.cli.output import output_style, terminal_columns
         from reconciler.cli.people_output import render_pipeline
 
-        width = min(shutil.get_terminal_size((80, 24)).columns, 120)
-        lines = render_pipeline(view, width)
+        width = min(terminal_columns(), 120)
+        lines = render_pipeline(view, width, output_style())
         if lines:  # one write, as `history`'s
             click.echo("\n".join(lines))
 
     def history(self, entries: tuple[Entry, ...]) -> None:
+        from reconciler.cli.output import output_style
         from reconciler.cli.people_output import render_entry
 
+        style = output_style()
         # One write: thousands of entries, each echoed alone, cost more than rendering them.
-        click.echo("\n".join(map(render_entry, entries)) if entries else "nothing recorded")
+        text = "\n".join(render_entry(entry, style) for entry in entries)
+        click.echo(text or "nothing recorded")
 
     def merge_check(self, check: MergeCheck) -> None:
         from reconciler.cli.mergeable_output import text
