@@ -102,6 +102,13 @@ def test_decisions_read_back_equal_with_every_kind_of_fact() -> None:
     assert back.decisions[0].waits[1].reason.facts == {"actor": "ravi"}
 
 
+def test_the_facts_read_back_are_read_only() -> None:
+    back = decided.decode(kept_text(waiting()))
+    for why in back.decisions[0].why:
+        with pytest.raises(TypeError):
+            why.facts["actor"] = "mallory"  # type: ignore[index]
+
+
 def test_a_decision_with_no_plan_and_no_run_reads_back_equal() -> None:
     bare = Decision("plans/broken.yaml", "f" * 40, None, "refused", (reason("plan.invalid", "x"),))
     assert decided.decode(kept_text(bare)).decisions == (bare,)
@@ -123,6 +130,9 @@ def test_a_decision_with_no_plan_and_no_run_reads_back_equal() -> None:
         ),
         pytest.param(
             lambda data: data["reasons"][0][2].update(opens={"when": "now"}), id="unknown-fact"
+        ),
+        pytest.param(
+            lambda data: data["reasons"][0][2].update(opens=["a", "list"]), id="list-as-fact"
         ),
         pytest.param(
             lambda data: data["decisions"][0][9].update(result="paused"), id="unknown-run-result"

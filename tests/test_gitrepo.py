@@ -64,6 +64,20 @@ def test_blobs_larger_than_the_limit_are_sized_but_never_read(
     assert (contents, sizes) == ({}, {big: 5001})
 
 
+def test_asking_for_nothing_starts_no_git(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = repo_with_plans(tmp_path, people, 1)
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    with GitRepo(repo.path) as opened:
+        trace.unlink()  # what opening it ran
+        assert opened.blobs([], 1_000) == ({}, {})
+        assert opened.commits([]) == {}
+        assert opened.blobs_at([]) == {}
+    assert not trace.exists()
+
+
 def test_paths_are_looked_up_in_many_commits_at_once(tmp_path: Path, people: People) -> None:
     repo = repo_with_plans(tmp_path, people, 30)
     commits = repo.git("rev-list", "--reverse", "main").split()

@@ -121,6 +121,8 @@ class CatFile:
     def ask(self, requests: list[str]) -> list[tuple[list[bytes], bytes]]:
         """Each request's header fields and (for `--batch`) content, in order."""
         answers: list[tuple[list[bytes], bytes]] = []
+        if not requests:  # no process started to be asked nothing (`plan` reads no blob)
+            return answers
         with self._lock:
             stdin, stdout = self._started()
             start = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -78,10 +79,7 @@ def decode(text: str) -> Decided:
         data = _DECODER.decode(text)
         if data.format != journal.VERSION:
             raise ValueError(f"decisions of format {data.format!r}")
-        reasons = [
-            reason(code, text, **{name: _fact(value) for name, value in facts.items()})
-            for code, text, facts in data.reasons
-        ]
+        reasons = [_reason(code, text, facts) for code, text, facts in data.reasons]
         return Decided(
             data.key,
             data.now,
@@ -129,23 +127,26 @@ def _decision_json(item: Decision, named: Callable[[Reason], int]) -> list[Any]:
 
 
 def _decision(data: _DecisionWire, reasons: list[Reason]) -> Decision:
+    # Positional, and lists made into tuples: a thousand decisions are read on every `plan`.
     return Decision(
         data.path,
         data.blob,
         _plan(data.plan) if data.plan is not None else None,
         data.status,
-        tuple(reasons[index] for index in data.why),
-        tuple(Wait(what, reasons[index], until) for what, index, until in data.waits),
-        approvers=data.approvers,
-        triggered_by=data.triggered_by,
-        trigger_seq=data.trigger_seq,
-        run=_run(data.run) if data.run is not None else None,
-        retry_of=data.retry_of,
-        verdicts=tuple(
-            SignoffVerdict(
-                kind, commit, actor, label, reasons[refused] if refused is not None else None
-            )
-            for kind, commit, actor, label, refused in data.verdicts
+        tuple([reasons[index] for index in data.why]),
+        tuple([Wait(what, reasons[index], until) for what, index, until in data.waits]),
+        data.approvers,
+        data.triggered_by,
+        data.trigger_seq,
+        _run(data.run) if data.run is not None else None,
+        data.retry_of,
+        tuple(
+            [
+                SignoffVerdict(
+                    kind, commit, actor, label, reasons[refused] if refused is not None else None
+                )
+                for kind, commit, actor, label, refused in data.verdicts
+            ]
         ),
     )
 
@@ -171,7 +172,7 @@ def _plan(data: _PlanWire) -> Plan:
         data.name,
         data.source,
         data.target,
-        tuple(PlanEntry(*entry) for entry in data.applications),
+        tuple([PlanEntry(*entry) for entry in data.applications]),
         data.notes,
         data.state,
         rollback=data.rollback,
@@ -219,6 +220,19 @@ def _run(data: _RunWire) -> Run:
 
 def _facts_json(item: Reason) -> dict[str, Any]:
     return {name: _fact_json(value) for name, value in item.facts.items()}
+
+
+def _reason(code: str, text: str, facts: dict[str, Any]) -> Reason:
+    """A reason as `reasons.reason` makes it, from its facts as written: the decoder's
+    dict is this reason's alone, so it is made read-only as it is, unless a fact in it
+    is tagged (`_fact`)."""
+    if not facts:
+        return reason(code, text)
+    for value in facts.values():
+        if type(value) not in _PLAIN:
+            facts = {name: _fact(value) for name, value in facts.items()}
+            break
+    return Reason(code, text, MappingProxyType(facts))
 
 
 # A fact is a plain JSON value, or one of these tagged as a one-key object; any other kind
