@@ -13,10 +13,12 @@ code 2, which `EXIT_CODES[Outcome.USAGE]` is.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -51,6 +53,39 @@ EXIT_CODES: Final[Mapping[Outcome, int]] = {
 def exit_with(outcome: Outcome) -> NoReturn:
     """End the process with `outcome`'s exit code: the one place a command exits."""
     raise SystemExit(EXIT_CODES[outcome]) from None
+
+
+def leave(code: str | int | None) -> NoReturn:
+    """End the `reconciler` process with the exit code a command ended with (`exit_with`,
+    or click's for a usage error), as `sys.exit(code)` would, but without freeing every
+    object first when nothing is left to finish: that teardown was an eighth of `plan`'s
+    time (mypy exits so too).
+
+    Anything left to finish takes the usual way out: an exit hook (`atexit`), a thread
+    that is no daemon, a message for an exit code. The command has closed its state and
+    its git processes by now, and what it wrote is flushed here."""
+    if not (code is None or isinstance(code, int)) or not _nothing_left():
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # the usual way reports what failed, as before
+    os._exit(code or 0)
+
+
+def _nothing_left() -> bool:
+    """Whether a normal exit would run nothing but the teardown: no exit hook, of
+    `atexit` or of `threading` (executors register theirs there), and no other thread."""
+    hooks = getattr(atexit, "_ncallbacks", None)  # CPython's; elsewhere, exit as usual
+    threading_hooks = getattr(threading, "_threading_atexits", None)
+    return (
+        hooks is not None
+        and hooks() == 0
+        and threading_hooks is not None
+        and not threading_hooks
+        and threading.active_count() == 1
+    )
 
 
 def outcome_of(error: ReconcilerError) -> Outcome:
