@@ -149,3 +149,21 @@ def test_a_kept_text_edited_by_hand_is_refused_not_half_read(change: Any) -> Non
 def test_a_text_that_is_no_kept_decisions_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         decided.decode(text)
+
+
+NESTED_PAST_ANY_DECODER = '{"tuple": ' * 5_000 + "[]" + "}" * 5_000
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        pytest.param('{"span": [10000000000, 0, 0]}', id="span-past-timedelta"),
+        pytest.param('{"moment": "9999-12-31T23:59:59+00:00x"}', id="moment-not-iso"),
+        pytest.param(NESTED_PAST_ANY_DECODER, id="nested-deep"),
+    ],
+)
+def test_a_fact_no_value_can_hold_is_refused_as_malformed(fact: str) -> None:
+    # Written as text: a fact nested this deep is past what json itself would write.
+    text = edited(lambda data: data["reasons"][0][2].update(opens="FACT"))
+    with pytest.raises(ValueError):
+        decided.decode(text.replace('"FACT"', fact))

@@ -85,3 +85,46 @@ def test_plan_in_a_process_of_its_own_writes_every_line_and_exits_with_its_code(
     alone = repo.reconciler("plan", process=True)
     assert (alone.exit_code, alone.stdout) == (in_process.exit_code, in_process.stdout)
     assert DEV_PLAN in alone.stdout
+
+
+def with_closed(repo: SeedRepo, descriptor: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """`reconciler ARGS` in a process of its own started with `descriptor` (1 or 2) closed,
+    so that Python gives it no stream there (None)."""
+    argv = [sys.executable, "-m", "reconciler", *args]
+    argv += ["--repo", str(repo.path), "--state-dir", str(repo.state_dir)]
+    return subprocess.run(
+        argv,
+        stdout=None if descriptor == 1 else subprocess.PIPE,
+        stderr=None if descriptor == 2 else subprocess.PIPE,
+        preexec_fn=lambda: os.close(descriptor),
+        cwd=repo.path,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def verified(tmp_path: Path, people: People) -> SeedRepo:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    assert repo.reconciler("verify").exit_code == 0
+    return repo
+
+
+@pytest.mark.parametrize(
+    "args", [("plan",), ("status",), ("history",), ("verify",), ("plan", "--format", "json")]
+)
+def test_a_command_started_without_stdout_ends_as_it_would_with_one(
+    verified: SeedRepo, args: tuple[str, ...]
+) -> None:
+    ran = with_closed(verified, 1, *args)
+    assert (ran.returncode, ran.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", ["plan", "status", "verify", "apply"])
+def test_a_command_started_without_stderr_ends_as_it_would_with_one(
+    verified: SeedRepo, command: str
+) -> None:
+    args = ("--dry-run",) if command == "apply" else ()
+    assert with_closed(verified, 2, command, *args).returncode == 0

@@ -158,3 +158,20 @@ def test_a_long_line_that_arrives_whole_in_one_read_is_cut_too() -> None:
     argv = [sys.executable, "-c", "import sys; sys.stdout.write('z' * 20000 + '\\nafter\\n')"]
     completed = process.run(argv, timeout=30)
     assert completed.output == ("z" * process.MAX_LINE_BYTES + " [line cut]", "after")
+
+
+def test_a_long_lived_readers_errors_are_its_last_words_not_all_it_wrote() -> None:
+    noisy = "import sys\nsys.stderr.write('warning: noise\\n' * 100_000)\n"
+    noisy += "sys.stderr.write('fatal: the end')"
+    reader = process.Reader([sys.executable, "-c", noisy], answers=False)
+    returncode, errors = reader.finish()
+    assert returncode == 0
+    assert errors.endswith("warning: noise\nfatal: the end")
+    assert len(errors.encode()) == process.ERRORS_KEPT
+
+
+def test_a_long_lived_readers_short_errors_are_kept_whole() -> None:
+    reader = process.Reader(
+        [sys.executable, "-c", "import sys; sys.stderr.write('fatal: x')"], answers=False
+    )
+    assert reader.finish() == (0, "fatal: x")

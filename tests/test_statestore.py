@@ -9,10 +9,12 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from msgspec.structs import replace
 
 from reconciler.adapters.statestore import StateStore
 from reconciler.core.decide_values import runs_from
+from reconciler.core.errors import ReconcilerError
 from reconciler.core.events import PlanRef, Record, Signoff
 from reconciler.core.journal import Landing, VersionLanded
 from reconciler.core.verdicts import LandingVerdict
@@ -316,3 +318,14 @@ def test_the_effective_rows_of_some_paths_are_those_the_whole_state_holds(
         assert store.effective_at(["plans/caf\udce9.yaml"]) is None
     finally:
         store.close()
+
+
+def test_a_state_that_cannot_be_used_is_closed_again_and_leaves_no_wal(tmp_path: Path) -> None:
+    StateStore(tmp_path, "main").close()
+    with sqlite3.connect(tmp_path / "main.sqlite3") as db:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '999')")
+    db.close()
+    with pytest.raises(ReconcilerError, match="cannot be used"):
+        StateStore(tmp_path, "main")
+    assert sorted(path.name for path in tmp_path.iterdir() if "-wal" in path.name) == []
+    assert sorted(path.name for path in tmp_path.iterdir() if "-shm" in path.name) == []

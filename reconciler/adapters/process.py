@@ -278,6 +278,9 @@ def _cannot_start(argv: Sequence[str], error: OSError) -> CannotStart:
     return CannotStart(f"cannot start {argv[0]}: {error.strerror}", hint=f"install {argv[0]}")
 
 
+ERRORS_KEPT: Final = 64 * 1024  # of a long-lived reader's stderr, the end (`Reader.finish`)
+
+
 def _unnamed_file() -> IO[bytes]:
     """A file without a name, closed by its owner: in memory where Linux offers one, else
     a temporary file. Importing `tempfile` (and `shutil`, `random` with it) cost every
@@ -327,7 +330,10 @@ class Reader:
     def finish(self) -> tuple[int, str]:
         """Wait for the end; its exit status and what it wrote to stderr."""
         returncode = self._process.wait()
-        self._errors.seek(0)
+        # Its last words only: the reason it failed is at the end, and a command that wrote
+        # without end (a hostile repository's warnings) is not read into memory whole.
+        size = self._errors.seek(0, os.SEEK_END)
+        self._errors.seek(max(size - ERRORS_KEPT, 0))
         errors = self._errors.read().decode("utf-8", "replace")
         self._close()
         return returncode, errors

@@ -220,14 +220,18 @@ class StateStore:
                 f"cannot open the state directory {directory}: {error}",
                 hint="pass --state-dir with a writable directory",
             ) from None
-        with self._errors():
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
-            self._db.executescript(_SCHEMA)
-            self.version = self._format()
-            self._add_open_runs()
-            self._renew_signatures()
+        try:
+            with self._errors():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # negative: KiB, not pages
+                self._db.executescript(_SCHEMA)
+                self.version = self._format()
+                self._add_open_runs()
+                self._renew_signatures()
+        except BaseException:
+            self._db.close()
+            raise
         self.branch = branch
         # Writes wait for the next read or commit, per table: each table's
         # statements in order, runs of one statement merged into one

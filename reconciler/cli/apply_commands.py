@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reconciler.cli import output
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     command_with_examples,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 def step_progress() -> Callable[[int, int, Step], None] | None:
     """On a terminal, a line per application deployed (runs can be long); on a pipe, nothing."""
-    if not sys.stderr.isatty():
+    if not output.on_a_terminal(sys.stderr):
         return None
 
     def show(position: int, total: int, step: Step) -> None:

@@ -67,8 +67,9 @@ def leave(code: str | int | None) -> NoReturn:
     if not (code is None or isinstance(code, int)) or not _nothing_left():
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: Python started with that descriptor closed
+                stream.flush()
     except (OSError, ValueError):
         sys.exit(code)  # the usual way reports what failed, as before
     os._exit(code or 0)

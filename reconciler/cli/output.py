@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import click
 
@@ -33,6 +33,12 @@ FORMATS_WITH_HTML = ("text", "json", "html")
 Style = Callable[..., str]
 
 
+def on_a_terminal(stream: IO[str] | None) -> bool:
+    """Whether `stream` (`sys.stdout`, `sys.stderr`) shows on a terminal; None, as Python
+    gives a stream whose descriptor was closed when it started, is no terminal."""
+    return stream is not None and stream.isatty()
+
+
 def _unstyled(text: str, **_style: object) -> str:
     return text
 
@@ -43,7 +49,7 @@ def output_style() -> Style:
     line (`plan` writes five thousand)."""
     context = click.get_current_context(silent=True)
     forced = context.color if context is not None else None
-    shown = sys.stdout.isatty() if forced is None else forced
+    shown = on_a_terminal(sys.stdout) if forced is None else forced
     return click.style if shown else _unstyled
 
 
@@ -64,7 +70,7 @@ def terminal_columns(fallback: int = 80) -> int:
 
 def emit_json(payload: Any) -> None:
     """Indented on a terminal, compact on a pipe (the same JSON either way)."""
-    indent = 2 if sys.stdout.isatty() else None
+    indent = 2 if on_a_terminal(sys.stdout) else None
     click.echo(json.dumps(payload, indent=indent, sort_keys=False))
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @contextmanager
 def progress_bar(label: str) -> Iterator[Progress]:
     """A progress bar on a terminal, nothing on a pipe."""
-    if not sys.stderr.isatty():
+    if not output.on_a_terminal(sys.stderr):
         yield lambda done, total: None
         return
     bar: list[object] = []

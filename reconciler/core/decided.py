@@ -90,8 +90,14 @@ def decode(text: str) -> Decided:
         raise ValueError(f"malformed decisions: {error}") from None
     except msgspec.DecodeError as error:
         raise ValueError(f"not JSON: {error}") from None
-    except (KeyError, TypeError, AttributeError, IndexError) as error:
+    except _MALFORMED as error:
         raise ValueError(f"malformed decisions: {error!r}") from None
+
+
+# What a text edited by hand raises as it is read, besides msgspec's errors: overflow, a
+# span or moment no datetime holds; recursion, a fact nested past what the decoder or
+# `_fact` follows.
+_MALFORMED = (KeyError, TypeError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 # -- the format -------------------------------------------------------------------------
