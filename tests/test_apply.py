@@ -627,6 +627,39 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
     assert repo.reconciler("verify").exit_code == 0
 
 
+def test_a_finish_record_is_published_when_a_walk_beside_the_service_reached_its_start_record(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service holds the state at its start record's parent (the record changes no
+    # file). Between reading that position and walking from it, a page or a verify
+    # beside the service walks the state on to the start record: the parent is behind
+    # the state now, not rewritten, and the finish record still goes out.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = Options(
+        state_dir=repo.state_dir,
+        key=people.reconciler.key,
+        instance="watcher",
+        driver_root=tmp_path / "releases",
+    )
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
+        parent = repo.head()
+        _, [started] = service.watch_pass()
+        assert repo.head() != parent  # the start record
+        real = Authoriser.run
+        beside: list[int] = []
+
+        def walked_beside_first(walker: Authoriser, tip: str, **options: Any) -> Any:
+            if tip == parent and not beside:
+                beside.append(repo.reconciler("verify").exit_code)
+            return real(walker, tip, **options)
+
+        monkeypatch.setattr(Authoriser, "run", walked_beside_first)
+        service.run_started(started, publish=True)
+    assert beside == [0]
+    assert trailers(repo, "main")["Result"] == "succeeded"
+
+
 def test_a_key_revoked_while_the_service_runs_proves_nothing_from_its_next_pass(
     tmp_path: Path, people: People
 ) -> None:

@@ -251,16 +251,17 @@ class FinishRecords:
         """
         self._walker.now = self.clock()
         position = self.store.position()
+        target = tip
         if position is not None and (position.last_verified, tip) == self.fileless_records:
-            self._walker.run(position.last_verified)  # holds the state as stored
-            return
+            target = position.last_verified  # holds the state as stored
         try:
-            self._walker.run(tip)
+            self._walker.run(target)
         except HistoryRewrittenError:
-            # The tip this record was to be built on is stale, not rewritten. The
-            # state past it serves; the push, expecting the stale tip, then loses
-            # its race, and the record is rebuilt on the branch as it is.
-            moved = self.left_behind(tip)
+            # `target` is stale, not rewritten: a walk beside the service (a page, a
+            # verify) took the state past it, even to `tip` itself, after the position was
+            # read. The state past it serves; a push expecting a stale tip then loses its
+            # race, and the record is rebuilt on the branch as it is.
+            moved = self.left_behind(target)
             if moved is None:
                 raise
             self._walker.run(moved)
