@@ -106,6 +106,22 @@ def sigterm_during_the_first_of_two_steps(
     return repo, out, process.returncode, errors
 
 
+def shown_on(controller: int) -> bytes:
+    """All a pseudo-terminal (`pty.openpty`'s controller end) shows until its other end
+    closes, which it does when the command writing there is done."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the command is done
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    return shown
+
+
 def wait_for_text(process: subprocess.Popen[str], text: str, timeout: float = 30) -> None:
     """Read `process`'s stderr until a line holds `text`."""
     assert process.stderr is not None

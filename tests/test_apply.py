@@ -30,7 +30,12 @@ from tests.clock import SUITE_NOW
 from tests.configrepo import example_file, reconciler, reconciler_process
 from tests.people import People, grant_bob_deployment, teams_with
 from tests.repositories import SeedRepo, run_git, trailers
-from tests.runner import sigterm_during_the_first_of_two_steps, wait_for, with_command_driver
+from tests.runner import (
+    shown_on,
+    sigterm_during_the_first_of_two_steps,
+    wait_for,
+    with_command_driver,
+)
 from tests.scenarios import (
     DEV_PLAN,
     ECOMMERCE,
@@ -517,17 +522,8 @@ def test_a_run_shows_its_progress_on_a_terminal_and_nothing_on_a_pipe(
         repo.apply_command(), stdout=subprocess.PIPE, stderr=terminal, text=True
     )
     os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal closed: the command is done
-            break
-        if not chunk:
-            break
-        shown += chunk
+    shown = shown_on(controller)
     stdout, _ = process.communicate(timeout=120)
-    os.close(controller)
     assert process.returncode == 0
     assert "2026-11-dev-build.1 [##] 2/2 customer-portal 0.6-dev.41" in shown.decode()
     piped = repo.apply("--dry-run")
@@ -605,6 +601,16 @@ def test_a_driver_root_that_cannot_be_created_is_refused_before_a_run_starts(
     assert repo.head() == head
 
 
+def watcher_options(repo: SeedRepo, people: People, tmp_path: Path) -> Options:
+    """The service's options as `watch` runs in-process here, with its instance name."""
+    return Options(
+        state_dir=repo.state_dir,
+        key=people.reconciler.key,
+        instance="watcher",
+        driver_root=tmp_path / "releases",
+    )
+
+
 def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_past_its_tip(
     tmp_path: Path, people: People
 ) -> None:
@@ -612,12 +618,7 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
     # first built on; that tip is stale, not rewritten, and the record goes out.
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    options = Options(
-        state_dir=repo.state_dir,
-        key=people.reconciler.key,
-        instance="watcher",
-        driver_root=tmp_path / "releases",
-    )
+    options = watcher_options(repo, people, tmp_path)
     with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         _, started = service.watch_pass()
         repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
@@ -636,12 +637,7 @@ def test_a_finish_record_is_published_when_a_walk_beside_the_service_reached_its
     # the state now, not rewritten, and the finish record still goes out.
     repo = SeedRepo.create(tmp_path, people)
     repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    options = Options(
-        state_dir=repo.state_dir,
-        key=people.reconciler.key,
-        instance="watcher",
-        driver_root=tmp_path / "releases",
-    )
+    options = watcher_options(repo, people, tmp_path)
     with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
         parent = repo.head()
         _, [started] = service.watch_pass()

@@ -17,6 +17,7 @@ import pytest
 from reconciler.cli.output import terminal_columns
 from tests.people import People, teams_with
 from tests.repositories import SeedRepo
+from tests.runner import shown_on
 from tests.scenarios import DEV_PLAN, ECOMMERCE, dev_plan
 
 ESCAPE = "\x1b["
@@ -30,17 +31,8 @@ def on_a_terminal(repo: SeedRepo, *args: str) -> str:
     argv += ["--repo", str(repo.path), "--state-dir", str(repo.state_dir)]
     process = subprocess.Popen(argv, stdout=terminal, stderr=subprocess.PIPE, cwd=repo.path)
     os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal closed: the command is done
-            break
-        if not chunk:
-            break
-        shown += chunk
+    shown = shown_on(controller)
     _, errors = process.communicate(timeout=120)
-    os.close(controller)
     assert process.returncode == 0, errors
     return shown.decode()
 
