@@ -656,6 +656,58 @@ def test_a_finish_record_is_published_when_a_walk_beside_the_service_reached_its
     assert trailers(repo, "main")["Result"] == "succeeded"
 
 
+def test_a_finish_record_is_not_published_on_a_rewrite_to_another_child_of_its_start_record(
+    tmp_path: Path, people: People
+) -> None:
+    # A verify walked the state past the start record; then the branch was forced to
+    # another child of it, dropping what the verify judged. The branch left the tip, but
+    # for a history without the state's position: a rewrite, not a stale tip.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = watcher_options(repo, people, tmp_path)
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
+        _, [started] = service.watch_pass()
+        start = repo.head()
+        repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+        assert repo.reconciler("verify").exit_code == 0
+        repo.git("reset", "-q", "--hard", start)  # the verified commit is dropped
+        draft = plan("portal-next", "development", [PORTAL_DEV], state="draft")
+        repo.commit(people.diana, {"plans/portal-next.yaml": draft})
+        forced = repo.head()
+        with pytest.raises(HistoryRewrittenError):
+            service.run_started(started, publish=True)
+    assert repo.head() == forced
+
+
+def test_a_finish_record_is_not_published_on_a_rewrite_back_to_its_start_record_mid_walk(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the service held the state at its start record's parent, a verify walked it
+    # past the start record and the branch was forced back to the start record.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = watcher_options(repo, people, tmp_path)
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
+        parent = repo.head()
+        _, [started] = service.watch_pass()
+        start = repo.head()
+        real = Authoriser.run
+        beside: list[int] = []
+
+        def rewritten_beside_first(walker: Authoriser, tip: str, **options: Any) -> Any:
+            if tip == parent and not beside:
+                repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+                beside.append(repo.reconciler("verify").exit_code)
+                repo.git("reset", "-q", "--hard", start)  # the verified commit is dropped
+            return real(walker, tip, **options)
+
+        monkeypatch.setattr(Authoriser, "run", rewritten_beside_first)
+        with pytest.raises(HistoryRewrittenError):
+            service.run_started(started, publish=True)
+    assert beside == [0]
+    assert repo.head() == start
+
+
 def test_a_key_revoked_while_the_service_runs_proves_nothing_from_its_next_pass(
     tmp_path: Path, people: People
 ) -> None:

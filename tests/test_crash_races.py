@@ -873,10 +873,13 @@ def test_heartbeats_keep_a_run_that_outlasts_its_first_lease_while_another_recon
     heartbeats = found[RUN_1]["heartbeats"]
     assert heartbeats
     first = datetime.fromisoformat(found[RUN_1]["starts"][0]["Lease-Until"])
+    # A commit's time is whole seconds: the finish record was made before the next second
+    # began, and the window between the first lease's end and it can be a tenth of a
+    # second long if read as the second it began in (a pass starts every 0.2 s or so).
     finished = datetime.fromtimestamp(
         int(run_git(remote, "log", "-1", "--format=%ct", found[RUN_1]["finishes"][0]["commit"])),
         UTC,
-    )
+    ) + timedelta(seconds=1)
     # The other reconciler looked after the first lease had passed, and the run went on.
     assert any(first < when < finished for when, _ in passes)
     # Step 2 ran under a lease a heartbeat extended (step 1 too, on a machine slow enough).

@@ -267,15 +267,23 @@ class FinishRecords:
             self._walker.run(moved)
 
     def left_behind(self, tip: str) -> str | None:
-        """Where a walk beside the service (a `verify`) took the state past `tip`, the tip
-        it last saw or published, when the branch has left `tip` too: `tip` is stale.
+        """Where a walk beside the service (a `verify`, a page) took the state past `tip`,
+        the tip it last saw or published, when the branch has left `tip` for a history
+        that holds where the state went: `tip` is stale.
 
-        None when the state is not past `tip`, or the branch is back at it (a rewrite).
+        None when the state is not past `tip`, or the branch no longer holds where the
+        state went: back at `tip`, or anywhere that dropped what the walk beside judged
+        (a rewrite, even one to a commit that descends from `tip`). A walk beside the
+        service keeps only a tip it read under the walk's lock, so a stale tip always
+        leaves the state on the branch.
         """
         moved = self.store.position()
         if moved is None or moved.last_verified == tip:
             return None
-        if not self.repo.is_ancestor(tip, moved.last_verified) or self.publisher.tip() == tip:
+        if not self.repo.is_ancestor(tip, moved.last_verified):
+            return None
+        branch = self.publisher.tip()
+        if branch == tip or not self.repo.is_ancestor(moved.last_verified, branch):
             return None
         return moved.last_verified
 
