@@ -27,7 +27,7 @@ from reconciler.app.reconcile import Reconciler
 from reconciler.core.errors import ConfigError, HistoryRewrittenError
 from reconciler.core.loader import load
 from tests.clock import SUITE_NOW
-from tests.configrepo import example_file, reconciler, reconciler_process
+from tests.configrepo import Result, example_file, reconciler, reconciler_process
 from tests.people import People, grant_bob_deployment, teams_with
 from tests.repositories import SeedRepo, run_git, trailers
 from tests.runner import (
@@ -628,6 +628,24 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
     assert repo.reconciler("verify").exit_code == 0
 
 
+def before_the_walk_from(
+    parent: str, beside: Callable[[], Result], monkeypatch: pytest.MonkeyPatch
+) -> list[Result]:
+    """Run `beside` (another process's walk, a push) once, just before the service's first
+    walk from `parent`: after it read the state's position, before it took the walk's lock.
+    What `beside` returned, once it ran."""
+    real = Authoriser.run
+    ran: list[Result] = []
+
+    def walk(walker: Authoriser, tip: str, **options: Any) -> Any:
+        if tip == parent and not ran:
+            ran.append(beside())
+        return real(walker, tip, **options)
+
+    monkeypatch.setattr(Authoriser, "run", walk)
+    return ran
+
+
 def test_a_finish_record_is_published_when_a_walk_beside_the_service_reached_its_start_record(
     tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -642,17 +660,9 @@ def test_a_finish_record_is_published_when_a_walk_beside_the_service_reached_its
         parent = repo.head()
         _, [started] = service.watch_pass()
         assert repo.head() != parent  # the start record
-        real = Authoriser.run
-        beside: list[int] = []
-
-        def walked_beside_first(walker: Authoriser, tip: str, **options: Any) -> Any:
-            if tip == parent and not beside:
-                beside.append(repo.reconciler("verify").exit_code)
-            return real(walker, tip, **options)
-
-        monkeypatch.setattr(Authoriser, "run", walked_beside_first)
+        beside = before_the_walk_from(parent, lambda: repo.reconciler("verify"), monkeypatch)
         service.run_started(started, publish=True)
-    assert beside == [0]
+    assert [result.exit_code for result in beside] == [0]
     assert trailers(repo, "main")["Result"] == "succeeded"
 
 
@@ -691,20 +701,17 @@ def test_a_finish_record_is_not_published_on_a_rewrite_back_to_its_start_record_
         parent = repo.head()
         _, [started] = service.watch_pass()
         start = repo.head()
-        real = Authoriser.run
-        beside: list[int] = []
 
-        def rewritten_beside_first(walker: Authoriser, tip: str, **options: Any) -> Any:
-            if tip == parent and not beside:
-                repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
-                beside.append(repo.reconciler("verify").exit_code)
-                repo.git("reset", "-q", "--hard", start)  # the verified commit is dropped
-            return real(walker, tip, **options)
+        def rewritten_beside() -> Result:
+            repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
+            verified = repo.reconciler("verify")
+            repo.git("reset", "-q", "--hard", start)  # the verified commit is dropped
+            return verified
 
-        monkeypatch.setattr(Authoriser, "run", rewritten_beside_first)
+        beside = before_the_walk_from(parent, rewritten_beside, monkeypatch)
         with pytest.raises(HistoryRewrittenError):
             service.run_started(started, publish=True)
-    assert beside == [0]
+    assert [result.exit_code for result in beside] == [0]
     assert repo.head() == start
 
 
