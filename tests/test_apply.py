@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from reconciler.adapters.statestore import StateStore
 from reconciler.app import reconcile
 from reconciler.app.authorise import Authoriser
 from reconciler.app.finishing import FinishRecords
-from reconciler.app.passes import Options, PassReport
+from reconciler.app.passes import Options, PassReport, StartedRun
 from reconciler.app.reconcile import Reconciler
 from reconciler.core.errors import ConfigError, HistoryRewrittenError
 from reconciler.core.loader import load
@@ -601,14 +602,25 @@ def test_a_driver_root_that_cannot_be_created_is_refused_before_a_run_starts(
     assert repo.head() == head
 
 
-def watcher_options(repo: SeedRepo, people: People, tmp_path: Path) -> Options:
-    """The service's options as `watch` runs in-process here, with its instance name."""
-    return Options(
+@contextmanager
+def a_run_the_watcher_started(
+    tmp_path: Path, people: People
+) -> Iterator[tuple[SeedRepo, Reconciler, str, StartedRun]]:
+    """A watcher in this process whose first pass published the development plan's start
+    record: the repository, the watcher, the record's parent, and the run, not yet run."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
+    options = Options(
         state_dir=repo.state_dir,
         key=people.reconciler.key,
         instance="watcher",
         driver_root=tmp_path / "releases",
     )
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
+        parent = repo.head()
+        _, [started] = service.watch_pass()
+        assert repo.head() != parent  # the start record
+        yield repo, service, parent, started
 
 
 def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_past_its_tip(
@@ -616,14 +628,10 @@ def test_a_finish_record_is_published_when_a_verify_beside_the_service_moved_pas
 ) -> None:
     # The verify moved the state's position past the tip the finish record was
     # first built on; that tip is stale, not rewritten, and the record goes out.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    options = watcher_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
-        _, started = service.watch_pass()
+    with a_run_the_watcher_started(tmp_path, people) as (repo, service, _, started):
         repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
         repo.verify()
-        service.run_started(started[0], publish=True)
+        service.run_started(started, publish=True)
     assert trailers(repo, "main")["Result"] == "succeeded"
     assert repo.reconciler("verify").exit_code == 0
 
@@ -653,13 +661,7 @@ def test_a_finish_record_is_published_when_a_walk_beside_the_service_reached_its
     # file). Between reading that position and walking from it, a page or a verify
     # beside the service walks the state on to the start record: the parent is behind
     # the state now, not rewritten, and the finish record still goes out.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    options = watcher_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
-        parent = repo.head()
-        _, [started] = service.watch_pass()
-        assert repo.head() != parent  # the start record
+    with a_run_the_watcher_started(tmp_path, people) as (repo, service, parent, started):
         beside = before_the_walk_from(parent, lambda: repo.reconciler("verify"), monkeypatch)
         service.run_started(started, publish=True)
     assert [result.exit_code for result in beside] == [0]
@@ -672,11 +674,7 @@ def test_a_finish_record_is_not_published_on_a_rewrite_to_another_child_of_its_s
     # A verify walked the state past the start record; then the branch was forced to
     # another child of it, dropping what the verify judged. The branch left the tip, but
     # for a history without the state's position: a rewrite, not a stale tip.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    options = watcher_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
-        _, [started] = service.watch_pass()
+    with a_run_the_watcher_started(tmp_path, people) as (repo, service, _, started):
         start = repo.head()
         repo.commit(people.alice, {QA_PLAN: qa_plan(ECOMMERCE)})
         assert repo.reconciler("verify").exit_code == 0
@@ -694,12 +692,7 @@ def test_a_finish_record_is_not_published_on_a_rewrite_back_to_its_start_record_
 ) -> None:
     # While the service held the state at its start record's parent, a verify walked it
     # past the start record and the branch was forced back to the start record.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)})
-    options = watcher_options(repo, people, tmp_path)
-    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
-        parent = repo.head()
-        _, [started] = service.watch_pass()
+    with a_run_the_watcher_started(tmp_path, people) as (repo, service, parent, started):
         start = repo.head()
 
         def rewritten_beside() -> Result:

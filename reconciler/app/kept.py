@@ -50,12 +50,15 @@ def rules_digest() -> str:
     sources = []
     for part in ("adapters", "app", "core"):
         with os.scandir(os.path.join(package, part)) as listed:
-            sources += [(f"{part}/{entry.name}", entry.path) for entry in listed]
+            sources += [
+                (f"{part}/{entry.name}", entry.path)
+                for entry in listed
+                if entry.name.endswith(".py")
+            ]
     digest = hashlib.sha256()
     for name, path in sorted(sources):
-        if name.endswith(".py"):
-            with open(path, "rb") as source:
-                digest.update(name.encode() + b"\0" + source.read() + b"\0")
+        with open(path, "rb") as source:
+            digest.update(name.encode() + b"\0" + source.read() + b"\0")
     return digest.hexdigest()
 
 
