@@ -211,10 +211,37 @@ def test_the_floor_times_each_part_of_the_work_no_verify_avoids(
 ) -> None:
     arguments = ["--dir", str(tmp_path / "bench"), "--commits", "40", "--users", "12"]
     assert verify_main([*arguments, "--plans", "20", "--floor"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    output = capsys.readouterr().out
+    lines = output.split("the walk in one process")[0].splitlines()
     parts = [line for line in lines if line.startswith(("git ", "signature", "libyaml", "interp"))]
     assert len(parts) == 5
     assert sum(float(line.split()[-1]) for line in parts) > 0
     assert any(
         line.startswith("at best on ") and line.endswith("before any judging") for line in lines
     )
+
+
+def test_the_floor_of_the_code_as_it_is_counts_the_whole_walk_in_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["--dir", str(tmp_path / "bench"), "--commits", "40", "--users", "12"]
+    assert verify_main([*arguments, "--plans", "20", "--floor"]) == 0
+    lines = capsys.readouterr().out.split("the walk in one process")[1].splitlines()
+    seconds = {
+        line[:58].strip(): float(line[58:])
+        for line in lines[1:]
+        if line[:1].isalpha() and not line.startswith(("reference", "at best"))
+    }
+    assert set(seconds) == {
+        "read ahead: log, commits, signatures, trees, versions",
+        "judged and recorded in order (the rest)",
+        "git processes",
+        "total",
+    }
+    assert seconds["read ahead: log, commits, signatures, trees, versions"] > 0
+    assert seconds["git processes"] > 0
+    parts = sum(value for name, value in seconds.items() if name != "total")
+    assert abs(seconds["total"] - parts) < 0.002  # three figures rounded to a millisecond
+    best = next(line for line in lines if "max(total / cores, in order)" in line)
+    at_best = float(best.split(": ")[1].split(" s")[0])
+    assert at_best >= seconds["judged and recorded in order (the rest)"] - 0.001
