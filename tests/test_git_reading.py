@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -470,6 +471,45 @@ def test_a_commits_parents_are_the_ones_git_reads(lines: list[str]) -> None:
         oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
         git_reads = run_git(path, "show", "-s", "--format=%P", oid).split()
         assert list(parse_commit(oid, raw.encode()).parents) == git_reads
+
+
+_AUTHOR: Final = ("Ann", "ann@example.com", "2026-03-01T10:00:00+01:00")
+
+
+@pytest.mark.parametrize(
+    "committer",
+    [
+        _AUTHOR,
+        ("Ann", "ann@example.com", "2026-03-01T10:00:01+01:00"),  # a second later
+        ("Ann", "ann@example.com", "2026-03-01T09:00:00+00:00"),  # the same time, in UTC
+        ("Ann", "ann@other.example", "2026-03-01T10:00:00+01:00"),
+        ("Bob", "ann@example.com", "2026-03-01T10:00:00+01:00"),
+    ],
+)
+def test_a_commits_author_and_committer_are_the_ones_git_reads(
+    committer: tuple[str, str, str],
+) -> None:
+    # Most commits are committed by their author as written (the reading makes one
+    # person of both then): a committer that differs in anything must stay its own.
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch)
+        run_git(path, "init", "-q")
+        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+        names = ("NAME", "EMAIL", "DATE")
+        env = {f"GIT_AUTHOR_{key}": item for key, item in zip(names, _AUTHOR, strict=True)}
+        env |= {f"GIT_COMMITTER_{key}": item for key, item in zip(names, committer, strict=True)}
+        oid = run_git(path, "commit-tree", tree, "-m", "message", env=env)
+        raw = subprocess.run(
+            ["git", "cat-file", "commit", oid], cwd=path, capture_output=True, check=True
+        ).stdout
+        info = parse_commit(oid, raw)
+        people = run_git(path, "show", "-s", "--format=%an%n%ae%n%aI%n%cn%n%ce%n%cI", oid)
+        read = [
+            (person.name, person.email, person.when.isoformat())
+            for person in (info.author, info.committer)
+        ]
+        assert [item for person in read for item in person] == people.split("\n")
+        assert read == [_AUTHOR, committer]
 
 
 # -- the rule for a well-formed tree ------------------------------------------------------

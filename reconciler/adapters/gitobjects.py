@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -88,22 +89,27 @@ def parse_commit(oid: str, raw: bytes) -> CommitInfo:
     of that name, as git finds it, and the parents are those git reads (`_parents`)."""
     head, _, body = raw.partition(b"\n\n")
     lines = head.decode("utf-8", "replace").split("\n")
-    headers: dict[str, list[str]] = {}
-    last: str | None = None
-    for text in lines:
-        if text.startswith(" ") and last is not None:
-            continue  # continuation of a multi-line header (gpgsig, mergetag)
-        key, _, value = text.partition(" ")
-        headers.setdefault(key, []).append(value)
-        last = key
+    # The first line is a header whatever it starts with; after it, a line starting with
+    # a space continues the header before it (gpgsig, mergetag). Every commit of a walk
+    # is parsed, so only the first line of each name is kept, as it is found.
+    key, _, text = lines[0].partition(" ")
+    headers = {key: text}
+    for line in itertools.islice(lines, 1, None):
+        if line[:1] != " ":
+            key, _, text = line.partition(" ")
+            headers.setdefault(key, text)
+    author, committer = headers.get("author", ""), headers.get("committer", "")
+    who = _person(author)
     return CommitInfo(
         id=oid,
         parents=_parents(lines),
-        tree=headers.get("tree", [""])[0],
-        author=_person(headers.get("author", [""])[0]),
-        committer=_person(headers.get("committer", [""])[0]),
+        tree=headers.get("tree", ""),
+        author=who,
+        # Read once when the lines are the same: most commits are committed by their author
+        # as they were written.
+        committer=who if committer == author else _person(committer),
         message=body.decode("utf-8", "replace"),
-        encoding=headers.get("encoding", [""])[0],
+        encoding=headers.get("encoding", ""),
         raw=raw,
     )
 
@@ -117,8 +123,12 @@ def _parents(lines: list[str]) -> tuple[str, ...]:
     """
     if not lines[0].startswith("tree "):
         return ()
-    found = itertools.takewhile(lambda line: line.startswith("parent "), lines[1:])
-    return tuple(line.removeprefix("parent ") for line in found)
+    parents: list[str] = []
+    for line in itertools.islice(lines, 1, None):
+        if not line.startswith("parent "):
+            break
+        parents.append(line[len("parent ") :])
+    return tuple(parents)
 
 
 _PERSON = re.compile(
@@ -130,14 +140,21 @@ def _person(text: str) -> Person:
     match = _PERSON.match(text)
     if match is None:
         return Person(text, "", datetime.fromtimestamp(0, UTC))
-    offset = match["offset"]
-    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
-    zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+    name, email, seconds, offset = match.groups()
+    zone = _zone(offset)
     try:
-        when = datetime.fromtimestamp(int(match["seconds"]), zone)
+        when = datetime.fromtimestamp(int(seconds), zone)
     except (OverflowError, OSError, ValueError):
         when = datetime.fromtimestamp(0, UTC)
-    return Person(match["name"], match["email"], when)
+    return Person(name, email, when)
+
+
+@lru_cache(maxsize=64)
+def _zone(offset: str) -> timezone:
+    """The time zone of a `+hhmm` offset; kept, as a history holds few and every commit
+    names one or two (a walk parses every commit)."""
+    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+    return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
 
 
 def is_full_oid(text: str) -> bool:
