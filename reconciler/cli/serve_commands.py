@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.cli.collector import collect_as_a_service
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
     Seconds,
@@ -77,6 +78,7 @@ def serve(
     from reconciler.app.watch_values import LogEvent
     from reconciler.web.server import serve as run
 
+    collect_as_a_service()
     reporter = reporter_for(output_format)
 
     def listening(address: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli.collector import collect_as_a_service
 from reconciler.cli.config_file import config_option
 from reconciler.cli.errors import Outcome
 from reconciler.cli.options import (
@@ -120,6 +121,7 @@ def watch(
     from reconciler.app import api
     from reconciler.app.passes import Options
 
+    collect_as_a_service()
     if listen is not None and webhook_secret_file is None:
         raise UsageError(
             "refusing to listen for webhooks without a secret",
