@@ -11,13 +11,17 @@ import hashlib
 import os
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Final
 
 from msgspec import Struct
 
 from reconciler.adapters.gitobjects import Someone
 from reconciler.adapters.gitrun import NETWORK_TIMEOUT, GitRunner, _Failed
 from reconciler.core.errors import GitError
+
+_CHUNK: Final = 1 << 16  # bytes read at a time into a blob
 
 
 class PushRejected(Struct, frozen=True):
@@ -97,33 +101,85 @@ class GitWriting(GitRunner):
             )
         body = f"{kind} {len(data)}".encode() + b"\0" + data
         oid = hashlib.sha1(body, usedforsecurity=False).hexdigest()
-        target = self._objects / oid[:2] / oid[2:]
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            temporary = target.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
-            temporary.write_bytes(zlib.compress(body, 1))
-            temporary.chmod(0o444)
-            os.replace(temporary, target)  # readers see the whole object or none
+        if not os.path.exists(self._loose(oid)):
+            temporary = self._temporary()
+            with open(temporary, "wb") as written:
+                written.write(zlib.compress(body, 1))
+            self._place(temporary, oid)
         return oid
 
+    def write_blob_file(self, source: Path) -> str:
+        """Store the file `source` as a blob, read and compressed a chunk at a time: a
+        checkpoint's rows are hundreds of megabytes. The same object `write_object` makes."""
+        if self._object_format != "sha1":
+            asked = ("hash-object", "-w", "-t", "blob", "--no-filters", "--", str(source))
+            return self._run(*asked).decode().strip()
+        header = f"blob {source.stat().st_size}".encode() + b"\0"
+        named = hashlib.sha1(header, usedforsecurity=False)
+        squeeze = zlib.compressobj(1)
+        temporary = self._temporary()
+        with source.open("rb") as read, open(temporary, "wb") as written:
+            written.write(squeeze.compress(header))
+            for chunk in iter(lambda: read.read(_CHUNK), b""):
+                named.update(chunk)
+                written.write(squeeze.compress(chunk))
+            written.write(squeeze.flush())
+        oid = named.hexdigest()
+        self._place(temporary, oid)
+        return oid
+
+    # Object paths are strings, not `Path`s: pathlib interns every part of a path it
+    # parses, and a service writes thousands of objects a day, each named once.
+    def _loose(self, oid: str) -> str:
+        return os.path.join(self._objects, oid[:2], oid[2:])
+
+    def _temporary(self) -> str:
+        return os.path.join(self._objects, f"tmp_obj_{os.getpid()}_{threading.get_ident()}")
+
+    def _place(self, temporary: str, oid: str) -> None:
+        """Make the compressed object at `temporary` git's object `oid` (kept as it is if
+        git has it already)."""
+        target = self._loose(oid)
+        if os.path.exists(target):
+            os.unlink(temporary)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.chmod(temporary, 0o444)
+        os.replace(temporary, target)  # readers see the whole object or none
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A folder of this repository's own for files on their way to becoming objects
+        (on the same disk as the objects; git leaves unknown folders of its own alone),
+        removed with what it holds when the block ends."""
+        import tempfile  # noqa: PLC0415 - the service's checkpoints only
+
+        with tempfile.TemporaryDirectory(prefix="reconciler-", dir=self._common_dir) as folder:
+            yield Path(folder)
+
     def tree_with(self, base_tree: str, files: Mapping[str, bytes]) -> str:
-        """`base_tree` with `files` written (path -> content), as a new tree id.
+        """`base_tree` with `files` written (path -> content), as a new tree id."""
+        written = {path: self.write_object("blob", content) for path, content in files.items()}
+        return self.tree_with_blobs(base_tree, written)
+
+    def tree_with_blobs(self, base_tree: str, blobs: Mapping[str, str]) -> str:
+        """`base_tree` with `blobs` at their paths (path -> blob id), as a new tree id.
 
         Git makes each tree (`git mktree`); the folders it rewrites are read with
         `tree_entries`, so a malformed one (in a refused landing) is written back
         well-formed, the way the walk reads it, never copied.
         """
-        grouped: dict[str, dict[str, bytes]] = {}
-        blobs: dict[str, str] = {}
-        for path, content in files.items():
+        grouped: dict[str, dict[str, str]] = {}
+        here: dict[str, str] = {}
+        for path, blob in blobs.items():
             head, _, rest = path.partition("/")
             if rest:
-                grouped.setdefault(head, {})[rest] = content
+                grouped.setdefault(head, {})[rest] = blob
             else:
-                blobs[head] = self.write_object("blob", content)
+                here[head] = blob
         made = self._make_tree.made(base_tree)  # well-formed: it made them so
         entries = made if made is not None else self._tree_entries(base_tree)
-        for name, blob in blobs.items():
+        for name, blob in here.items():
             entries[name] = ("100644", blob)
         for name, nested in grouped.items():
             mode, oid = entries.get(name, ("40000", ""))
@@ -131,7 +187,7 @@ class GitWriting(GitRunner):
             # under deployments/ and logs/, which only the reconciler may change,
             # so what stands in the way is a refused change, never effective.
             base = oid if mode == "40000" else ""
-            entries[name] = ("40000", self.tree_with(base, nested))
+            entries[name] = ("40000", self.tree_with_blobs(base, nested))
         return self._make_tree.make(entries)
 
     def update_ref(self, branch: str, new: str, expected: str) -> bool:
