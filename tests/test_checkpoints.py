@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.signing import SigningKey
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import checkpoints
+from reconciler.core import checkpoint_sections as sections
 from reconciler.core.checkpoint import (
     CheckpointUnreadable,
     Header,
@@ -730,3 +732,83 @@ def test_a_checkpoint_with_a_huge_signature_is_passed_over_unread(
     assert_still_refused(repo, tmp_path / "ci-again", takeover)
     assert result.json()["checkpoint"]["checkpoint"] == genuine
     assert verdicts(result) == verdicts(fresh_verify(repo, tmp_path / "full", "--full"))
+
+
+# -- written a chunk at a time -----------------------------------------------------------
+
+
+def verified_state(tmp_path: Path, people: People) -> tuple[SeedRepo, Path]:
+    """A repository with plans, runs and sign-offs, and a state that verified all of it."""
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.apply().exit_code == 0
+    repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="one more")})
+    state = tmp_path / "verified"
+    assert fresh_verify(repo, state, "--full").exit_code == 0
+    return repo, state
+
+
+def published_from(repo: SeedRepo, state: Path, people: People, held: int) -> str:
+    """A checkpoint of `state` published on the ref, at most `held` characters in memory."""
+    with GitRepo(repo.path) as git:
+        store = StateStore(state, "main")
+        try:
+            key = SigningKey.load(people.reconciler.key)
+            made = checkpoints.publish(git, store, key, "main", None, SUITE_NOW, held=held)
+        finally:
+            store.close()
+    assert made is not None
+    return made
+
+
+def blob(repo: SeedRepo, rev: str) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "blob", rev], cwd=repo.path, capture_output=True, check=True
+    ).stdout
+
+
+def test_a_checkpoint_written_in_chunks_is_the_bytes_encode_and_cut_make_of_the_rows(
+    tmp_path: Path, people: People
+) -> None:
+    repo, state = verified_state(tmp_path, people)
+    store = StateStore(state, "main")
+    try:
+        rows, open_runs, position = store.journal_rows(), store.open_runs(), store.position()
+        assert position is not None
+        header = Header(position.anchor, "main", position.last_verified, store.version)
+    finally:
+        store.close()
+
+    made = published_from(repo, state, people, held=64)  # a run on disk every few rows
+
+    assert blob(repo, f"{made}:checkpoint.jsonl") == encode(header, rows)
+    cut = sections.cut(rows, open_runs)
+    folder = repo.git("ls-tree", "--name-only", f"{made}:sections").split()
+    assert sorted(folder) == sorted(cut)
+    for name, part in cut.items():
+        assert blob(repo, f"{made}:sections/{name}") == part, name
+    index = sections.decode_index(blob(repo, f"{made}:sections.json"))
+    assert index.rows == digest(encode(header, rows))
+    assert index.sections == {name: digest(part) for name, part in cut.items()}
+
+
+def test_publishing_holds_a_bounded_chunk_of_the_rows_however_many_there_are(
+    tmp_path: Path, people: People
+) -> None:
+    repo, state = verified_state(tmp_path, people)
+    store = StateStore(state, "main")
+    try:
+        with store.transaction():  # 40,000 more carriers: about 5 MB of rows
+            carriers = [[f"{n:064x} SHA256:key", "c" * 40] for n in range(40_000)]
+            store.load_journal({"payloads": carriers}, SUITE_NOW)
+    finally:
+        store.close()
+    tracemalloc.start()
+    try:
+        made = published_from(repo, state, people, held=1 << 18)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    size = len(blob(repo, f"{made}:checkpoint.jsonl"))
+    assert size > 5_000_000
+    assert peak < size / 4, (peak, size)

@@ -77,7 +77,11 @@ class SigningKey(Struct, frozen=True):
 
     def sshsig(self, message: bytes, namespace: bytes = _NAMESPACE) -> bytes:
         """The armored SSHSIG of `message` in `namespace` (default: git's, for commits)."""
-        digest = hashlib.sha512(message).digest()
+        return self.sshsig_of_digest(hashlib.sha512(message).digest(), namespace)
+
+    def sshsig_of_digest(self, digest: bytes, namespace: bytes = _NAMESPACE) -> bytes:
+        """`sshsig` of the message whose SHA-512 is `digest`: SSHSIG signs the message's
+        hash, so a file too large to hold is signed from the hash made as it was written."""
         signed = b"SSHSIG" + _string(namespace) + _string(b"") + _string(_HASH) + _string(digest)
         blob = (
             b"SSHSIG"

@@ -524,24 +524,40 @@ class StateStore:
     # -- checkpoints: the rows a later walk needs, as published and as loaded -------
 
     def journal_rows(self) -> dict[str, list[list[Any]]]:
-        """Every row a walk from the position on needs, per table, in one read: not the
-        signature cache, first-seen times or the outbox, which are this machine's own."""
+        """Every row a walk from the position on needs, per table (`journal`), in memory."""
+        rows: dict[str, list[list[Any]]] = {"meta": [], **{table: [] for table in _CHECKPOINTED}}
+        with self.journal() as found:
+            for table, row in found:
+                rows[table].append(row)
+        return rows
+
+    @contextlib.contextmanager
+    def journal(self) -> Iterator[Iterator[tuple[str, list[Any]]]]:
+        """Every row a walk from the position on needs, one at a time as its table and its
+        columns, read in one read transaction (one moment's rows) while the block lasts:
+        not the signature cache, first-seen times or the outbox, which are this machine's
+        own. A history's rows are hundreds of megabytes: a checkpoint is written from them
+        a chunk at a time (`app.checkpoints.publish`)."""
         self._need_all("")
         self.flush()
-        alone = not self._db.in_transaction  # then one read transaction: one moment's rows
+        alone = not self._db.in_transaction
         with self._errors():
             if alone:
                 self._db.execute("BEGIN")
             try:
-                meta = f"SELECT * FROM meta WHERE key IN {_LISTED}"  # noqa: S608
-                rows = {"meta": [list(row) for row in self._db.execute(meta, (_META_KEPT,))]}
-                for table in _CHECKPOINTED:
-                    query = f"SELECT * FROM {table}"  # noqa: S608 - fixed table names
-                    rows[table] = [list(row) for row in self._db.execute(query)]
+                yield self._journal_rows()
             finally:
                 if alone:
                     self._db.execute("COMMIT")
-        return rows
+
+    def _journal_rows(self) -> Iterator[tuple[str, list[Any]]]:
+        meta = f"SELECT * FROM meta WHERE key IN {_LISTED}"  # noqa: S608
+        with self._errors():
+            for row in self._db.execute(meta, (_META_KEPT,)):
+                yield "meta", list(row)
+            for table in _CHECKPOINTED:
+                for row in self._db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed names
+                    yield table, list(row)
 
     def open_runs(self) -> list[str]:
         """The runs whose last start record no finish record followed yet."""

@@ -12,15 +12,18 @@ speed, never a verdict (`docs/design.md, "Checkpoints"`).
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 from msgspec import Struct
 
 from reconciler.adapters.gitobjects import CommitInfo, commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.spool import SPOOL_CHARACTERS, LinesFile, SortedSpool, Written
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust
 from reconciler.core import checkpoint_sections as sections
@@ -31,7 +34,9 @@ from reconciler.core.checkpoint import (
     Header,
     decode,
     digest,
-    encode,
+    digest_named,
+    header_line,
+    row_line,
     tables,
 )
 from reconciler.core.errors import ReconcilerError
@@ -100,10 +105,13 @@ def publish(
     branch: str,
     remote: str | None,
     when: datetime,
+    *,
+    held: int = SPOOL_CHARACTERS,
 ) -> str | None:
     """Publish the state's rows as a checkpoint of its last verified commit, on the last
     one published (the remote's, with `remote`); the checkpoint commit, or None when the
-    last one describes that commit already or someone moved the ref first."""
+    last one describes that commit already or someone moved the ref first. At most `held`
+    characters of rows are in memory at a time, twice (`_written`)."""
     position = store.position()
     if position is None:
         return None
@@ -120,27 +128,32 @@ def publish(
         return None
     parents = (previous,) if previous is not None else ()
     header = Header(position.anchor, branch, position.last_verified, store.version)
-    rows = store.journal_rows()
-    data = encode(header, rows)
-    named = digest(data)
-    cut = sections.cut(rows, store.open_runs())
-    index = sections.encode_index(
-        sections.Index(
-            header,
-            named,
-            {name: digest(part) for name, part in cut.items()},
-            {name: repo.write_object("blob", part) for name, part in cut.items()},
-            tuple(sorted(repo.root_commits(position.last_verified))[:ROOTS_NAMED]),
+    with repo.scratch() as folder:
+        rows, parts = _written(store, header, folder, held)
+        named = digest_named(rows.sha256)
+        blobs = {name: repo.write_blob_file(part.path) for name, part in parts.items()}
+        index = sections.encode_index(
+            sections.Index(
+                header,
+                named,
+                {name: digest_named(part.sha256) for name, part in parts.items()},
+                blobs,
+                tuple(sorted(repo.root_commits(position.last_verified))[:ROOTS_NAMED]),
+            )
         )
-    )
-    files = {
-        ROWS_FILE: data,
-        SIGNATURE_FILE: key.sshsig(data, NAMESPACE),
-        INDEX_FILE: index,
-        INDEX_SIGNATURE_FILE: key.sshsig(index, sections.NAMESPACE),
-        **{f"{SECTIONS_FOLDER}/{name}": part for name, part in cut.items()},
-    }
-    tree = repo.tree_with("", files)
+        small = {
+            SIGNATURE_FILE: key.sshsig_of_digest(rows.sha512, NAMESPACE),
+            INDEX_FILE: index,
+            INDEX_SIGNATURE_FILE: key.sshsig(index, sections.NAMESPACE),
+        }
+        tree = repo.tree_with_blobs(
+            "",
+            {
+                ROWS_FILE: repo.write_blob_file(rows.path),
+                **{name: repo.write_object("blob", data) for name, data in small.items()},
+                **{f"{SECTIONS_FOLDER}/{name}": blob for name, blob in blobs.items()},
+            },
+        )
     identity = f"reconciler <reconciler@reconciler.invalid> {int(when.timestamp())} +0000"
     message = (
         f"reconciler: checkpoint of {position.last_verified}\n\n"
@@ -155,6 +168,51 @@ def publish(
     if remote is not None and not repo.push_ref(remote, ref, replacing):
         return None
     return made
+
+
+def _written(
+    store: StateStore, header: Header, folder: Path, held: int
+) -> tuple[Written, dict[str, Written]]:
+    """The rows file of the state's rows under `header`, and their sections, written in
+    `folder`: the bytes `checkpoint.encode` and `checkpoint_sections.cut` make, made with
+    a bounded chunk of the rows in memory, however long the history (`SortedSpool`)."""
+    for part in ("rows", "placed", "sections"):
+        (folder / part).mkdir()
+    lines, placed = SortedSpool(folder / "rows", held), SortedSpool(folder / "placed", held)
+    with store.journal() as journal_rows:
+        open_runs = store.open_runs()
+
+        def spooled_rows() -> Iterator[tuple[str, list[Any]]]:
+            for table, row in journal_rows:
+                lines.add(row_line(table, row))
+                yield table, row
+
+        for section, line in sections.placed(spooled_rows(), open_runs):
+            placed.add(sections.spooled(section, line))
+    rows = _lines_file(folder / ROWS_FILE, itertools.chain([header_line(header)], lines.sorted()))
+    parts: dict[str, Written] = {}
+    placed_lines = map(sections.unspooled, placed.sorted())
+    for name, pairs in itertools.groupby(placed_lines, key=lambda pair: pair[0]):
+        parts[name] = _lines_file(folder / "sections" / name, _distinct(line for _, line in pairs))
+    if sections.CORE not in parts:  # no row for it: an empty core, as `cut` makes
+        parts[sections.CORE] = _lines_file(folder / "sections" / sections.CORE, iter(()))
+    return rows, parts
+
+
+def _lines_file(path: Path, lines: Iterator[str]) -> Written:
+    with LinesFile(path) as written:
+        written.write_lines(lines)
+    assert written.written is not None
+    return written.written
+
+
+def _distinct(lines: Iterable[str]) -> Iterator[str]:
+    """Sorted `lines`, each once: a commit landed twice is seen once (`sections.cut`)."""
+    previous = None
+    for line in lines:
+        if line != previous:
+            yield line
+        previous = line
 
 
 def _last(repo: GitRepo, ref: str) -> tuple[str | None, str | None]:

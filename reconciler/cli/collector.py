@@ -1,4 +1,4 @@
-"""CLI, process: how often Python's cyclic collector runs in the `reconciler` process.
+"""CLI: how often Python's cyclic collector runs in the `reconciler` process.
 
 A command allocates its values in bursts that hold no cycles (the imports' classes,
 the 1,000 decisions `plan` reads back from the state): Python's collector, which

@@ -36,7 +36,15 @@ class Header(Struct, frozen=True):
 
 
 def encode(header: Header, rows: Mapping[str, Iterable[list[Any]]]) -> bytes:
-    """The canonical bytes of `rows` (table -> rows of column values) under `header`."""
+    """The canonical bytes of `rows` (table -> rows of column values) under `header`: its
+    `header_line`, then every `row_line`, sorted. (The service writes the same bytes a
+    chunk at a time: `app.checkpoints.publish`.)"""
+    lines = sorted(row_line(table, row) for table, table_rows in rows.items() for row in table_rows)
+    return "".join(f"{line}\n" for line in [header_line(header), *lines]).encode("ascii")
+
+
+def header_line(header: Header) -> str:
+    """The first line of a checkpoint (without its line break)."""
     head = {
         "checkpoint": FORMAT,
         "anchor": header.anchor,
@@ -44,12 +52,13 @@ def encode(header: Header, rows: Mapping[str, Iterable[list[Any]]]) -> bytes:
         "commit": header.commit,
         "journal": header.journal,
     }
-    lines = sorted(
-        canonical_line([table, *(json_column(column) for column in row)])
-        for table, table_rows in rows.items()
-        for row in table_rows
-    )
-    return "".join(f"{line}\n" for line in [canonical_line(head), *lines]).encode("ascii")
+    return canonical_line(head)
+
+
+def row_line(table: str, row: Iterable[object]) -> str:
+    """The line of one row of `table` (without its line break): ASCII, no tab or line break
+    in it (JSON escapes them), so lines sort and split alike everywhere."""
+    return canonical_line([table, *(json_column(column) for column in row)])
 
 
 def decode(data: bytes) -> tuple[Header, dict[str, list[list[Any]]]]:
@@ -135,7 +144,12 @@ def _header(line: str) -> Header:
 
 def digest(data: bytes) -> str:
     """What a checkpoint is named by: the SHA-256 of its bytes."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return digest_named(hashlib.sha256(data).hexdigest())
+
+
+def digest_named(sha256: str) -> str:
+    """`digest` of the bytes whose SHA-256 is `sha256` (hex), made as they were written."""
+    return f"sha256:{sha256}"
 
 
 def canonical_line(value: object) -> str:

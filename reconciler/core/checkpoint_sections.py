@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from msgspec import Struct
@@ -31,7 +31,7 @@ from reconciler.core.checkpoint import (
     Header,
     canonical_line,
     column_of,
-    json_column,
+    row_line,
     split_tables,
 )
 
@@ -114,41 +114,61 @@ def every_section(prefix: str, names: Iterable[str]) -> frozenset[str]:
 
 def cut(rows: Mapping[str, list[list[Any]]], open_runs: Iterable[str]) -> dict[str, bytes]:
     """The sections of a checkpoint's rows (`StateStore.journal_rows`): name -> bytes, each
-    the sorted row lines the rows file holds, plus two tables a fresh state derives when
-    it loads the whole file: `seen` (the anchor and every landed commit) and `open_runs`."""
-    found: dict[str, list[str]] = {}
-
-    def put(section: str, table: str, row: list[Any]) -> None:
-        found.setdefault(section, []).append(canonical_line([table, *map(json_column, row)]))
-
-    for table in ("meta", "effective", "dirty"):
-        for row in rows.get(table, ()):
-            put(CORE, table, row)
-    for run in sorted(set(open_runs)):
-        put(CORE, "open_runs", [run])
-    for table in _NUMBERED:
-        if rows.get(table):
-            put(CORE, table, max(rows[table], key=lambda row: int(row[0])))
-    anchor = [value for key, value in rows.get("meta", ()) if key == "anchor"]
-    seen = set(anchor)
-    for row in rows.get("landings", ()):
-        put(LANDINGS, "landings", row)
-        seen.update(json.loads(row[2]).get("landed", ()))
-    for commit in seen:
-        put(section_of_seen(commit), "seen", [commit])
-    for row in rows.get("payloads", ()):
-        put(section_of_payload(row[0]), "payloads", row)
-    for row in rows.get("plan_versions", ()):
-        put(section_of_versions(row[1]), "plan_versions", row)
-    for row in rows.get("editors", ()):
-        put(section_of_editors(row[0]), "editors", row)
-    for row in rows.get("events", ()):
-        put(EVENT_GROUPS.get(row[3], OTHER_EVENTS), "events", row)
-    found.setdefault(CORE, [])
+    its distinct `placed` lines, sorted. (The service writes the same bytes a chunk at a
+    time: `app.checkpoints.publish`.)"""
+    found: dict[str, set[str]] = {CORE: set()}
+    every_row = ((table, row) for table, table_rows in rows.items() for row in table_rows)
+    for section, line in placed(every_row, open_runs):
+        found.setdefault(section, set()).add(line)
     return {
         name: "".join(f"{line}\n" for line in sorted(lines)).encode("ascii")
         for name, lines in found.items()
     }
+
+
+def placed(
+    rows: Iterable[tuple[str, list[Any]]], open_runs: Iterable[str]
+) -> Iterator[tuple[str, str]]:
+    """Each line of the sections of `rows` (table and row, in any order), with the section
+    it goes to, in no order, and a commit seen as often as it landed: the rows file's
+    lines, plus two tables a fresh state derives when it loads the whole file: `seen`
+    (the anchor and every landed commit) and `open_runs`; and in the core, the last row
+    of each table SQLite numbers (`_NUMBERED`)."""
+    last: dict[str, list[Any]] = {}
+    for table, row in rows:
+        if table in ("meta", "effective", "dirty"):
+            yield CORE, row_line(table, row)
+            if table == "meta" and row[0] == "anchor":
+                yield section_of_seen(row[1]), row_line("seen", [row[1]])
+        elif table == "landings":
+            yield LANDINGS, row_line(table, row)
+            for commit in json.loads(row[2]).get("landed", ()):
+                yield section_of_seen(commit), row_line("seen", [commit])
+        elif table == "payloads":
+            yield section_of_payload(row[0]), row_line(table, row)
+        elif table == "plan_versions":
+            yield section_of_versions(row[1]), row_line(table, row)
+        elif table == "editors":
+            yield section_of_editors(row[0]), row_line(table, row)
+        elif table == "events":
+            yield EVENT_GROUPS.get(row[3], OTHER_EVENTS), row_line(table, row)
+        if table in _NUMBERED and (table not in last or int(row[0]) > int(last[table][0])):
+            last[table] = row
+    for run in set(open_runs):
+        yield CORE, row_line("open_runs", [run])
+    for table, row in last.items():
+        yield CORE, row_line(table, row)
+
+
+def spooled(section: str, line: str) -> str:
+    """`section` and `line` as one text that sorts as the pair does: a tab sorts before
+    every character of a section's name, and no line holds one (`checkpoint.row_line`)."""
+    return f"{section}\t{line}"
+
+
+def unspooled(text: str) -> tuple[str, str]:
+    section, _, line = text.partition("\t")
+    return section, line
 
 
 def encode_index(index: Index) -> bytes:

@@ -1,0 +1,93 @@
+"""Lines sorted on disk and files written with their digests (`adapters.spool`), and blobs
+stored from a file (`GitRepo.write_blob_file`): how a checkpoint of a long history is
+written without holding it."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.spool import MAX_RUNS, LinesFile, SortedSpool
+from tests.repositories import run_git
+
+# Lines as the checkpoint writes them have no line break; anything else may be in one.
+LINES = st.lists(st.text(st.characters(exclude_characters="\n", exclude_categories=["Cs"])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=LINES, held=st.integers(min_value=1, max_value=40))
+def test_a_spool_gives_back_what_sorted_gives_however_small_what_it_holds(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], held: int
+) -> None:
+    folder = tmp_path_factory.mktemp("spool")
+    spool = SortedSpool(folder, held)
+    for line in lines:
+        spool.add(line)
+    assert list(spool.sorted()) == sorted(lines)
+
+
+def test_a_spool_holds_at_most_its_limit_and_writes_the_rest_to_sorted_runs(
+    tmp_path: Path,
+) -> None:
+    spool = SortedSpool(tmp_path, 100)
+    for number in reversed(range(600)):
+        spool.add(f"line {number:04}")
+    runs = sorted(tmp_path.iterdir())
+    assert len(runs) == 600 // 12  # 9 characters a line: a run of 12 reaches 100
+    for run in runs:
+        written = run.read_text().splitlines()
+        assert written == sorted(written)
+    assert list(spool.sorted()) == [f"line {number:04}" for number in range(600)]
+
+
+def test_a_spool_merges_its_runs_into_one_before_it_holds_too_many_open(tmp_path: Path) -> None:
+    chosen = random.Random(7)
+    # A tab and a NUL sort before the line break the runs end their lines with.
+    lines = ["".join(chosen.choices("ab\t\x00z", k=chosen.randint(0, 6))) for _ in range(5000)]
+    spool = SortedSpool(tmp_path, 10)
+    for line in lines:
+        spool.add(line)
+        assert len(list(tmp_path.iterdir())) <= MAX_RUNS
+    assert list(spool.sorted()) == sorted(lines)
+
+
+def test_a_lines_file_knows_the_digests_of_the_bytes_it_wrote(tmp_path: Path) -> None:
+    lines = [f"row {number}" for number in range(10_000)]
+    with LinesFile(tmp_path / "rows") as written:
+        written.write_lines(iter(lines))
+    data = (tmp_path / "rows").read_bytes()
+    assert data == "".join(f"{line}\n" for line in lines).encode("ascii")
+    assert written.written is not None
+    assert written.written.sha256 == hashlib.sha256(data).hexdigest()
+    assert written.written.sha512 == hashlib.sha512(data).digest()
+
+
+def test_a_blob_stored_from_a_file_is_the_object_git_makes_of_it(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", str(repository))
+    content = b"".join(b"line %d\n" % number for number in range(300_000))  # past one chunk
+    source = tmp_path / "content"
+    source.write_bytes(content)
+    with GitRepo(repository) as repo:
+        stored = repo.write_blob_file(source)
+        assert stored == repo.write_object("blob", content)  # already there: kept as it is
+    assert stored == run_git(repository, "hash-object", str(source))
+    assert run_git(repository, "cat-file", "-s", stored) == str(len(content))
+    assert run_git(repository, "fsck", "--strict", "--no-dangling") == ""
+    assert not list((repository / ".git" / "objects").glob("tmp_obj_*"))
+
+
+def test_a_scratch_folder_is_inside_the_repository_and_gone_afterwards(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", str(repository))
+    with GitRepo(repository) as repo, repo.scratch() as folder:
+        (folder / "run-0").write_text("x\n")
+        assert folder.parent == repository / ".git"
+    assert not folder.exists()
+    assert run_git(repository, "status", "--porcelain") == ""
