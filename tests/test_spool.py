@@ -5,7 +5,9 @@ written without holding it."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,30 @@ def test_a_scratch_folder_is_inside_the_repository_and_gone_afterwards(tmp_path:
         assert folder.parent == repository / ".git"
     assert not folder.exists()
     assert run_git(repository, "status", "--porcelain") == ""
+
+
+def test_an_object_is_never_written_through_a_link_planted_where_it_is_made(
+    tmp_path: Path,
+) -> None:
+    """Whoever else writes to the repository's objects (another process, a process of the
+    same number in another container) may have put anything at a name this process would
+    choose: it makes a file of its own, and what a link there points at is left alone."""
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", str(repository))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"not the repository's\n")
+    elsewhere.chmod(0o644)
+    objects = repository / ".git" / "objects"
+    # The names the writer used to pick: this process's number and thread's.
+    (objects / f"tmp_obj_{os.getpid()}_{threading.get_ident()}").symlink_to(elsewhere)
+    source = tmp_path / "content"
+    source.write_bytes(b"stored from a file\n")
+    with GitRepo(repository) as repo:
+        written = repo.write_object("blob", b"stored whole\n")
+        streamed = repo.write_blob_file(source)
+    assert elsewhere.read_bytes() == b"not the repository's\n"
+    assert elsewhere.stat().st_mode & 0o777 == 0o644
+    for stored in (written, streamed):
+        assert not (objects / stored[:2] / stored[2:]).is_symlink()
+    assert run_git(repository, "cat-file", "blob", written) == "stored whole"
+    assert run_git(repository, "cat-file", "blob", streamed) == "stored from a file"
