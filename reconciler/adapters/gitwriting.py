@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -102,8 +101,8 @@ class GitWriting(GitRunner):
         body = f"{kind} {len(data)}".encode() + b"\0" + data
         oid = hashlib.sha1(body, usedforsecurity=False).hexdigest()
         if not os.path.exists(self._loose(oid)):
-            temporary = self._temporary()
-            with open(temporary, "wb") as written:
+            made, temporary = self._temporary()
+            with os.fdopen(made, "wb") as written:
                 written.write(zlib.compress(body, 1))
             self._place(temporary, oid)
         return oid
@@ -117,8 +116,8 @@ class GitWriting(GitRunner):
         header = f"blob {source.stat().st_size}".encode() + b"\0"
         named = hashlib.sha1(header, usedforsecurity=False)
         squeeze = zlib.compressobj(1)
-        temporary = self._temporary()
-        with source.open("rb") as read, open(temporary, "wb") as written:
+        made, temporary = self._temporary()
+        with source.open("rb") as read, os.fdopen(made, "wb") as written:
             written.write(squeeze.compress(header))
             for chunk in iter(lambda: read.read(_CHUNK), b""):
                 named.update(chunk)
@@ -133,8 +132,18 @@ class GitWriting(GitRunner):
     def _loose(self, oid: str) -> str:
         return os.path.join(self._objects, oid[:2], oid[2:])
 
-    def _temporary(self) -> str:
-        return os.path.join(self._objects, f"tmp_obj_{os.getpid()}_{threading.get_ident()}")
+    def _temporary(self) -> tuple[int, str]:
+        """A new file for an object on its way in, open for writing, and its path: made here,
+        never opened if something is there already. Other processes write to the same
+        objects (one of the same number, in another container), and a link put there would
+        have the object written into what it points at. Named as git names its own, so
+        `git prune` removes one a killed writer left."""
+        while True:
+            temporary = os.path.join(self._objects, f"tmp_obj_{os.urandom(6).hex()}")
+            try:
+                return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temporary
+            except FileExistsError:
+                continue
 
     def _place(self, temporary: str, oid: str) -> None:
         """Make the compressed object at `temporary` git's object `oid` (kept as it is if
