@@ -7,8 +7,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import Final
 
 import pytest
 from hypothesis import given, settings
@@ -120,3 +124,64 @@ def test_an_object_is_never_written_through_a_link_planted_where_it_is_made(
         assert not (objects / stored[:2] / stored[2:]).is_symlink()
     assert run_git(repository, "cat-file", "blob", written) == "stored whole"
     assert run_git(repository, "cat-file", "blob", streamed) == "stored from a file"
+
+
+# A process that holds a scratch folder of the repository (argv[1]) with a file in it, says
+# where, and then dies as told (argv[2]): killed, or once its input ends.
+HOLDER: Final = """
+import os, signal, sys
+from pathlib import Path
+from reconciler.adapters.gitrepo import GitRepo
+
+with GitRepo(Path(sys.argv[1])) as repo, repo.scratch() as folder:
+    (folder / "run-0").write_text("x\\n")
+    print(folder, flush=True)
+    if sys.argv[2] == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.stdin.read()
+"""
+
+
+def scratch_folders(repository: Path) -> list[str]:
+    return sorted(
+        entry.name for entry in (repository / ".git").iterdir() if "reconciler" in entry.name
+    )
+
+
+def test_a_scratch_folder_a_killed_writer_left_is_removed_by_the_next_one_made(
+    tmp_path: Path,
+) -> None:
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", str(repository))
+    killed = subprocess.run(
+        [sys.executable, "-c", HOLDER, str(repository), "killed"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = Path(killed.stdout.strip())
+    assert (left / "run-0").exists()
+    with GitRepo(repository) as repo, repo.scratch() as folder:
+        assert scratch_folders(repository) == [folder.name]
+    assert scratch_folders(repository) == []
+
+
+def test_a_scratch_folder_another_process_holds_is_left_to_it(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", str(repository))
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(repository), "waiting"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        held = Path(holder.stdout.readline().strip())
+        with GitRepo(repository) as repo, repo.scratch() as folder:
+            assert scratch_folders(repository) == sorted([held.name, folder.name])
+        assert (held / "run-0").read_text() == "x\n"
+        holder.stdin.close()
+        assert holder.wait() == 0
+    assert scratch_folders(repository) == []
