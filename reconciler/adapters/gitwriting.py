@@ -21,6 +21,7 @@ from reconciler.adapters.gitrun import NETWORK_TIMEOUT, GitRunner, _Failed
 from reconciler.core.errors import GitError
 
 _CHUNK: Final = 1 << 16  # bytes read at a time into a blob
+_SCRATCH: Final = "reconciler-"  # how a scratch folder's name starts (`GitWriting.scratch`)
 
 
 class PushRejected(Struct, frozen=True):
@@ -160,11 +161,35 @@ class GitWriting(GitRunner):
     def scratch(self) -> Iterator[Path]:
         """A folder of this repository's own for files on their way to becoming objects
         (on the same disk as the objects; git leaves unknown folders of its own alone),
-        removed with what it holds when the block ends."""
-        import tempfile  # noqa: PLC0415 - the service's checkpoints only
+        removed with what it holds when the block ends; and the ones killed processes left
+        (SIGKILL, the OOM killer: a checkpoint's files, hundreds of megabytes) removed.
 
-        with tempfile.TemporaryDirectory(prefix="reconciler-", dir=self._common_dir) as folder:
+        The process using a folder locks it for as long as it does (`flock`, let go by the
+        kernel when the process dies), and names it `reconciler-...` only once it holds
+        it: a folder of that name whose lock can be taken is one nobody will come back to."""
+        # Imported here: the service's checkpoints only.
+        import fcntl  # noqa: PLC0415
+        import shutil  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
+
+        made = tempfile.mkdtemp(prefix=f".{_SCRATCH}", dir=self._common_dir)
+        held = os.open(made, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            folder = os.path.join(self._common_dir, os.path.basename(made)[1:])
+            os.rename(made, folder)
+        except BaseException:
+            shutil.rmtree(made, ignore_errors=True)
+            os.close(held)
+            raise
+        try:
+            for name in os.listdir(self._common_dir):
+                if name.startswith(_SCRATCH) and name != os.path.basename(folder):
+                    _remove_if_left(os.path.join(self._common_dir, name))
             yield Path(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(held)
 
     def tree_with(self, base_tree: str, files: Mapping[str, bytes]) -> str:
         """`base_tree` with `files` written (path -> content), as a new tree id."""
@@ -285,3 +310,21 @@ class GitWriting(GitRunner):
             return
         with contextlib.suppress(GitError):
             self._run("read-tree", "-m", "-u", old, new)
+
+
+def _remove_if_left(folder: str) -> None:
+    """Remove the scratch folder `folder` if no live process holds it (`GitWriting.scratch`);
+    a link of that name is left alone, never followed."""
+    import fcntl  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    try:
+        lock = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return  # gone already, or not a folder
+    try:
+        with contextlib.suppress(BlockingIOError):  # else a live process holds it
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(lock)
