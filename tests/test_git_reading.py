@@ -512,6 +512,28 @@ def test_a_commits_author_and_committer_are_the_ones_git_reads(
         assert read == [_AUTHOR, committer]
 
 
+@pytest.mark.parametrize("zone", ["+2400", "-2400", "+9999"])
+def test_a_time_zone_a_day_or_more_away_is_read_with_the_time_git_reads(zone: str) -> None:
+    # Git takes any four digits as a zone (hash-object checks it, fsck --strict lets it
+    # be), hours and minutes past their ranges too; Python holds none a day or more from
+    # UTC. Whoever pushes such a commit must not stop the reading of a history.
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch)
+        run_git(path, "init", "-q")
+        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+        raw = f"tree {tree}\nauthor A <a@example.com> 1000 {zone}\n"
+        raw += f"committer C <c@example.com> 2000 {zone}\n\nmessage\n"
+        (path / "raw").write_text(raw)
+        oid = run_git(path, "hash-object", "-t", "commit", "-w", "raw")
+        assert run_git(path, "fsck", "--strict", "--no-dangling", oid) == ""
+        info = parse_commit(oid, raw.encode())
+        seconds = run_git(path, "show", "-s", "--format=%at %ct", oid).split()
+        assert [int(info.author.when.timestamp()), int(info.committer.when.timestamp())] == [
+            int(second) for second in seconds
+        ]
+        assert (info.author.name, info.committer.email) == ("A", "c@example.com")
+
+
 # -- the rule for a well-formed tree ------------------------------------------------------
 
 
