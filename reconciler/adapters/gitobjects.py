@@ -149,11 +149,18 @@ def _person(text: str) -> Person:
     return Person(name, email, when)
 
 
+_DAY_MINUTES: Final = 24 * 60
+
+
 @lru_cache(maxsize=64)
 def _zone(offset: str) -> timezone:
     """The time zone of a `+hhmm` offset; kept, as a history holds few and every commit
-    names one or two (a walk parses every commit)."""
+    names one or two (a walk parses every commit). UTC for one a day or more away, which
+    git takes (any four digits) and Python cannot hold: the time read is git's all the
+    same, only the zone it is shown in differs."""
     minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+    if minutes >= _DAY_MINUTES:
+        return UTC
     return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
 
 
