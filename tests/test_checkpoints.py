@@ -812,3 +812,110 @@ def test_publishing_holds_a_bounded_chunk_of_the_rows_however_many_there_are(
     size = len(blob(repo, f"{made}:checkpoint.jsonl"))
     assert size > 5_000_000
     assert peak < size / 4, (peak, size)
+
+
+def journal_of(state: Path) -> tuple[dict[str, list[list[Any]]], list[str], Header]:
+    """What `encode` and `cut` are given for the state at `state`."""
+    store = StateStore(state, "main")
+    try:
+        rows, open_runs, position = store.journal_rows(), store.open_runs(), store.position()
+        assert position is not None
+        header = Header(position.anchor, "main", position.last_verified, store.version)
+        return rows, open_runs, header
+    finally:
+        store.close()
+
+
+def test_a_checkpoint_of_odd_rows_written_in_chunks_is_the_bytes_encode_and_cut_make(
+    tmp_path: Path, people: People
+) -> None:
+    # File names that are not UTF-8, control characters JSON escapes (a tab, a NUL, a line
+    # break), a row larger than a run and than a chunk of a blob, a commit landed twice.
+    repo, state = verified_state(tmp_path, people)
+    store = StateStore(state, "main")
+    try:
+        landings = store.journal_rows()["landings"]
+        last = max(int(row[0]) for row in landings)
+        landed = json.loads(landings[-1][2]).get("landed", [])
+        twice = json.dumps({"landed": [*landed, "f" * 40, "f" * 40]})
+        with store.transaction():
+            store.load_journal(
+                {
+                    "effective": [
+                        [b"plans/caf\xe9\t\x00.yaml", "x\x01\x7f\u2028", '"\\n"'],
+                        ["plans/\u00e9\n.yaml", "notes", "z" * 300_000],
+                    ],
+                    "dirty": [[b"\xff\xfe", "\t"]],
+                    "landings": [[last + 1, "e" * 40, twice], [last + 2, "1" * 40, twice]],
+                    "plan_versions": [[99_999, b"plans/\x80.yaml", "b" * 40, "e" * 40, "{}"]],
+                    "editors": [[b"plans/\x80.yaml", "someone\x00"]],
+                    "events": [[99_999, last + 1, "e" * 40, "odd\tkind", "{}"]],
+                },
+                SUITE_NOW,
+            )
+    finally:
+        store.close()
+    rows, open_runs, header = journal_of(state)
+
+    made = published_from(repo, state, people, held=64)
+
+    assert blob(repo, f"{made}:checkpoint.jsonl") == encode(header, rows)
+    cut = sections.cut(rows, open_runs)
+    folder = repo.git("ls-tree", "--name-only", f"{made}:sections").split()
+    assert sorted(folder) == sorted(cut)
+    for name, part in cut.items():
+        assert blob(repo, f"{made}:sections/{name}") == part, name
+
+
+def test_the_sections_signature_is_one_ssh_keygen_verifies(tmp_path: Path, people: People) -> None:
+    repo, state = verified_state(tmp_path, people)
+    made = published_from(repo, state, people, held=64)
+    (tmp_path / "signature").write_bytes(blob(repo, f"{made}:sections.sig"))
+    (tmp_path / "allowed").write_text(f"reconciler {people.reconciler.public_key}\n")
+    verified = subprocess.run(
+        [
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            str(tmp_path / "allowed"),
+            "-I",
+            "reconciler",
+            "-n",
+            "reconciler-checkpoint-sections",
+            "-s",
+            str(tmp_path / "signature"),
+        ],
+        input=blob(repo, f"{made}:sections.json"),
+        capture_output=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
+
+
+def test_a_checkpoint_is_published_in_a_sha256_repository(tmp_path: Path, people: People) -> None:
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", "--object-format=sha256", str(repository))
+    run_git(repository, "commit", "-q", "--allow-empty", "--no-gpg-sign", "-m", "root")
+    root = run_git(repository, "rev-parse", "HEAD")
+    store = StateStore(tmp_path / "state", "main")
+    try:
+        with store.transaction():
+            meta = [["anchor", root], ["last_verified", root], ["schema", "1"]]
+            carriers = [[f"{n:064x}", root] for n in range(2000)]  # runs on disk at held=64
+            store.load_journal({"meta": meta, "payloads": carriers}, SUITE_NOW)
+        key = SigningKey.load(people.reconciler.key)
+        with GitRepo(repository) as git:
+            made = checkpoints.publish(git, store, key, "main", None, SUITE_NOW, held=64)
+        rows, header = store.journal_rows(), Header(root, "main", root, store.version)
+    finally:
+        store.close()
+    assert made is not None
+    written = subprocess.run(
+        ["git", "cat-file", "blob", f"{made}:checkpoint.jsonl"],
+        cwd=repository,
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert written == encode(header, rows)
+    assert run_git(repository, "fsck", "--strict", "--no-dangling") == ""
