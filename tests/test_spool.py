@@ -185,3 +185,17 @@ def test_a_scratch_folder_another_process_holds_is_left_to_it(tmp_path: Path) ->
         holder.stdin.close()
         assert holder.wait() == 0
     assert scratch_folders(repository) == []
+
+
+def test_a_link_named_as_a_scratch_folder_is_not_followed_when_left_ones_are_removed(
+    tmp_path: Path,
+) -> None:
+    repository = tmp_path / "repository"
+    run_git(tmp_path, "init", "-q", str(repository))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept").write_text("not the repository's\n")
+    (repository / ".git" / "reconciler-planted").symlink_to(elsewhere)
+    with GitRepo(repository) as repo, repo.scratch():
+        pass
+    assert (elsewhere / "kept").read_text() == "not the repository's\n"
