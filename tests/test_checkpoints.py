@@ -424,39 +424,29 @@ def test_verify_mergeable_with_a_fresh_state_continues_from_the_checkpoint_at_th
     assert continued == full
 
 
+def ssh_keygen_verifies(
+    folder: Path, person: Person, namespace: str, signature: bytes, message: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    """`ssh-keygen -Y verify` of `signature` over `message` by `person`'s key in `namespace`."""
+    (folder / "signature").write_bytes(signature)
+    (folder / "allowed").write_text(f"{person.name} {person.public_key}\n")
+    verify = ("ssh-keygen", "-Y", "verify", "-f", str(folder / "allowed"), "-I", person.name)
+    return subprocess.run(
+        [*verify, "-n", namespace, "-s", str(folder / "signature")],
+        input=message,
+        capture_output=True,
+        check=False,
+    )
+
+
 def test_the_checkpoint_signature_is_one_ssh_keygen_verifies(
     tmp_path: Path, people: People
 ) -> None:
     repo = proposed_qa_release(tmp_path, people)
     assert repo.apply().exit_code == 0
-    work = tmp_path / "check"
-    work.mkdir()
-    (work / "signature").write_bytes(
-        subprocess.run(
-            ["git", "cat-file", "blob", f"{CHECKPOINTS}:checkpoint.sig"],
-            cwd=repo.path,
-            capture_output=True,
-            check=True,
-        ).stdout
-    )
-    (work / "allowed").write_text(f"reconciler {people.reconciler.public_key}\n")
-    verified = subprocess.run(
-        [
-            "ssh-keygen",
-            "-Y",
-            "verify",
-            "-f",
-            str(work / "allowed"),
-            "-I",
-            "reconciler",
-            "-n",
-            "reconciler-checkpoint",
-            "-s",
-            str(work / "signature"),
-        ],
-        input=checkpoint_bytes(repo),
-        capture_output=True,
-        check=False,
+    signature = blob(repo, f"{CHECKPOINTS}:checkpoint.sig")
+    verified = ssh_keygen_verifies(
+        tmp_path, people.reconciler, "reconciler-checkpoint", signature, checkpoint_bytes(repo)
     )
     assert verified.returncode == 0, verified.stderr
 
@@ -870,25 +860,9 @@ def test_a_checkpoint_of_odd_rows_written_in_chunks_is_the_bytes_encode_and_cut_
 def test_the_sections_signature_is_one_ssh_keygen_verifies(tmp_path: Path, people: People) -> None:
     repo, state = verified_state(tmp_path, people)
     made = published_from(repo, state, people, held=64)
-    (tmp_path / "signature").write_bytes(blob(repo, f"{made}:sections.sig"))
-    (tmp_path / "allowed").write_text(f"reconciler {people.reconciler.public_key}\n")
-    verified = subprocess.run(
-        [
-            "ssh-keygen",
-            "-Y",
-            "verify",
-            "-f",
-            str(tmp_path / "allowed"),
-            "-I",
-            "reconciler",
-            "-n",
-            "reconciler-checkpoint-sections",
-            "-s",
-            str(tmp_path / "signature"),
-        ],
-        input=blob(repo, f"{made}:sections.json"),
-        capture_output=True,
-        check=False,
+    signature, index = blob(repo, f"{made}:sections.sig"), blob(repo, f"{made}:sections.json")
+    verified = ssh_keygen_verifies(
+        tmp_path, people.reconciler, "reconciler-checkpoint-sections", signature, index
     )
     assert verified.returncode == 0, verified.stderr
 
