@@ -756,28 +756,46 @@ def blob(repo: SeedRepo, rev: str) -> bytes:
     ).stdout
 
 
-def test_a_checkpoint_written_in_chunks_is_the_bytes_encode_and_cut_make_of_the_rows(
-    tmp_path: Path, people: People
-) -> None:
-    repo, state = verified_state(tmp_path, people)
+def journal_of(state: Path) -> tuple[dict[str, list[list[Any]]], list[str], Header]:
+    """What `encode` and `cut` are given for the state at `state`."""
     store = StateStore(state, "main")
     try:
         rows, open_runs, position = store.journal_rows(), store.open_runs(), store.position()
         assert position is not None
         header = Header(position.anchor, "main", position.last_verified, store.version)
+        return rows, open_runs, header
     finally:
         store.close()
 
-    made = published_from(repo, state, people, held=64)  # a run on disk every few rows
 
+def assert_published_as_encode_and_cut(
+    repo: SeedRepo,
+    made: str,
+    rows: dict[str, list[list[Any]]],
+    open_runs: list[str],
+    header: Header,
+) -> None:
+    """The checkpoint commit `made` holds exactly the bytes `encode` and `cut` make."""
     assert blob(repo, f"{made}:checkpoint.jsonl") == encode(header, rows)
     cut = sections.cut(rows, open_runs)
     folder = repo.git("ls-tree", "--name-only", f"{made}:sections").split()
     assert sorted(folder) == sorted(cut)
     for name, part in cut.items():
         assert blob(repo, f"{made}:sections/{name}") == part, name
+
+
+def test_a_checkpoint_written_in_chunks_is_the_bytes_encode_and_cut_make_of_the_rows(
+    tmp_path: Path, people: People
+) -> None:
+    repo, state = verified_state(tmp_path, people)
+    rows, open_runs, header = journal_of(state)
+
+    made = published_from(repo, state, people, held=64)  # a run on disk every few rows
+
+    assert_published_as_encode_and_cut(repo, made, rows, open_runs, header)
     index = sections.decode_index(blob(repo, f"{made}:sections.json"))
     assert index.rows == digest(encode(header, rows))
+    cut = sections.cut(rows, open_runs)
     assert index.sections == {name: digest(part) for name, part in cut.items()}
 
 
@@ -802,18 +820,6 @@ def test_publishing_holds_a_bounded_chunk_of_the_rows_however_many_there_are(
     size = len(blob(repo, f"{made}:checkpoint.jsonl"))
     assert size > 5_000_000
     assert peak < size / 4, (peak, size)
-
-
-def journal_of(state: Path) -> tuple[dict[str, list[list[Any]]], list[str], Header]:
-    """What `encode` and `cut` are given for the state at `state`."""
-    store = StateStore(state, "main")
-    try:
-        rows, open_runs, position = store.journal_rows(), store.open_runs(), store.position()
-        assert position is not None
-        header = Header(position.anchor, "main", position.last_verified, store.version)
-        return rows, open_runs, header
-    finally:
-        store.close()
 
 
 def test_a_checkpoint_of_odd_rows_written_in_chunks_is_the_bytes_encode_and_cut_make(
@@ -849,12 +855,7 @@ def test_a_checkpoint_of_odd_rows_written_in_chunks_is_the_bytes_encode_and_cut_
 
     made = published_from(repo, state, people, held=64)
 
-    assert blob(repo, f"{made}:checkpoint.jsonl") == encode(header, rows)
-    cut = sections.cut(rows, open_runs)
-    folder = repo.git("ls-tree", "--name-only", f"{made}:sections").split()
-    assert sorted(folder) == sorted(cut)
-    for name, part in cut.items():
-        assert blob(repo, f"{made}:sections/{name}") == part, name
+    assert_published_as_encode_and_cut(repo, made, rows, open_runs, header)
 
 
 def test_the_sections_signature_is_one_ssh_keygen_verifies(tmp_path: Path, people: People) -> None:
