@@ -1391,16 +1391,17 @@ def test_a_pull_request_from_an_orphan_branch_cannot_choose_its_trust_anchor_in_
 # -- what git log does not show -----------------------------------------------------------------
 
 
-def land_raw_commit(repo: SeedRepo, by: Person, message: bytes) -> str:
-    """An empty commit on main with exactly `message`'s bytes, signed with `by`'s key by
-    ssh-keygen as git signs (`git commit` refuses a NUL byte in a message; the object store
-    and a push take it)."""
+def land_raw_commit(repo: SeedRepo, by: Person, message: bytes, *, more: bytes = b"") -> str:
+    """An empty commit on main with exactly `message`'s bytes (and the header lines `more`
+    after its committer), signed with `by`'s key by ssh-keygen as git signs (`git commit`
+    refuses a NUL byte in a message; the object store and a push take it)."""
     parent = repo.head()
     tree = repo.git("rev-parse", "main^{tree}")
     repo.clock += 60
     when = f"{repo.clock} +0000"
     person = f"{by.name} <{by.email}> {when}"
     headers = f"tree {tree}\nparent {parent}\nauthor {person}\ncommitter {person}\n".encode()
+    headers += more
     payload = headers + b"\n" + message
     signature = subprocess.run(
         ["ssh-keygen", "-q", "-Y", "sign", "-n", "git", "-f", str(by.key)],
@@ -1413,6 +1414,29 @@ def land_raw_commit(repo: SeedRepo, by: Person, message: bytes) -> str:
     commit = stored_copy(repo, raw)
     repo.git("update-ref", "refs/heads/main", commit, parent)
     return commit
+
+
+def test_a_trigger_in_a_commit_with_two_committer_lines_does_not_deploy(
+    tmp_path: Path, people: People
+) -> None:
+    repo = proposed_qa_release(tmp_path, people)
+    repo.approve(people.ravi, QA_PLAN)
+    ref = f"{QA_PLAN}@{repo.blob(QA_PLAN)}"
+    # git log shows the second line, git's own date ordering reads the first: which person
+    # and time the commit has depends on who reads it, so it holds no identity at all.
+    second = f"committer Ravi <{people.ravi.email}> 1 +0000\n".encode()
+    twice = land_raw_commit(
+        repo, people.olga, f"Deploy\n\nDeploy-Plan: {ref}\n".encode(), more=second
+    )
+    assert repo.git("log", "-1", "--format=%cn %ct", twice) == "Ravi 1"
+
+    applied = repo.apply("--format", "json")
+
+    assert applied.exit_code == 0, applied.stderr
+    assert applied.json()["runs"] == []
+    assert not (repo.path / "deployments/quality-assurance.yaml").exists()
+    verify = repo.reconciler("verify")
+    assert "it carries 2 committer lines, where git writes one" in verify.stdout, verify.stdout
 
 
 def test_a_trigger_after_a_nul_byte_that_git_log_never_shows_does_not_deploy(

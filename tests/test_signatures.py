@@ -375,6 +375,28 @@ def test_any_second_signature_header_makes_a_commit_malformed(
         assert check.payload == check_commit_signature(raw).payload
 
 
+@pytest.mark.parametrize("name", ["author", "committer"])
+def test_a_second_author_or_committer_line_makes_a_commit_malformed(
+    repo: Repo, keys: dict[str, Key], name: str
+) -> None:
+    # Git's readers take such a commit apart: `git log`'s %an/%cn name the last line,
+    # the history's dates come from the first, and `git fsck` refuses two authors.
+    for signed in (keys["ed25519"], None):
+        raw = repo.raw(repo.commit(f"{name} twice", signed))
+        end = raw.index(b"\n\n") + 1
+        line = f"{name} Someone Else <else@example.com> 1700000000 +0000\n".encode()
+        check = check_commit_signature(raw[:end] + line + raw[end:])
+        assert (check.status, check.fingerprint) == ("malformed", None), check
+        assert check.reason == f"it carries 2 {name} lines, where git writes one"
+
+
+def test_an_author_or_committer_named_in_the_message_is_not_a_second_line(
+    repo: Repo, keys: dict[str, Key]
+) -> None:
+    message = "subject\n\nauthor Someone <s@example.com> 1 +0000\ncommitter x <x@y> 1 +0000"
+    assert check_commit_signature(repo.raw(repo.commit(message, keys["ed25519"]))).good
+
+
 def test_a_lone_signature_header_git_does_not_read_makes_a_commit_malformed(
     repo: Repo, keys: dict[str, Key]
 ) -> None:

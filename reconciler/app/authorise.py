@@ -16,7 +16,8 @@ transaction (`StateStore.transaction`).
 
 A signed payload counts once: a commit whose payload (the commit without its
 signature headers) another commit carried first, and a malformed commit (two
-signature headers, a signature not armored as ssh-keygen writes it), hold no
+signature headers, a signature not armored as ssh-keygen writes it, two author or
+committer lines), hold no
 identity, and the landing that brings one in is refused (`CommitCache.claim`).
 
 Where main's content and the effective state part, `verify` says so.

@@ -202,6 +202,9 @@ def check_commit_signature(
     if headers > 1:
         reason = f"it carries {headers} signature headers, where git writes one"
         return SignatureCheck("malformed", None, None, reason, digest)
+    repeated = _repeated_person(raw)
+    if repeated is not None:
+        return SignatureCheck("malformed", None, None, repeated, digest)
     if armor is None:
         if headers:
             reason = "its signature header is not one git reads for this repository's hash"
@@ -209,6 +212,19 @@ def check_commit_signature(
         return SignatureCheck("unsigned", None, None, "the commit is not signed", digest)
     check = check_signature(payload, armor, keyring)
     return SignatureCheck(check.status, check.fingerprint, check.key_type, check.reason, digest)
+
+
+def _repeated_person(raw: bytes) -> str | None:
+    """Why a commit's author or committer is not one person, or None: more than one such
+    line, which git's own readers take apart (`git log`'s %an/%cn the last, the history's
+    dates the first; `git fsck` refuses two authors)."""
+    end = raw.find(b"\n\n")
+    head = b"\n" + (raw if end < 0 else raw[: end + 1])
+    for name in (b"author", b"committer"):
+        count = head.count(b"\n" + name + b" ")
+        if count > 1:
+            return f"it carries {count} {name.decode()} lines, where git writes one"
+    return None
 
 
 def _signature_headers(raw: bytes) -> int:
