@@ -768,6 +768,16 @@ def journal_of(state: Path) -> tuple[dict[str, list[list[Any]]], list[str], Head
         store.close()
 
 
+def with_rows(state: Path, rows: dict[str, list[list[Any]]]) -> None:
+    """`rows` added to the state at `state`, as a checkpoint's are loaded."""
+    store = StateStore(state, "main")
+    try:
+        with store.transaction():
+            store.load_journal(rows, SUITE_NOW)
+    finally:
+        store.close()
+
+
 def assert_published_as_encode_and_cut(
     repo: SeedRepo,
     made: str,
@@ -803,13 +813,8 @@ def test_publishing_holds_a_bounded_chunk_of_the_rows_however_many_there_are(
     tmp_path: Path, people: People
 ) -> None:
     repo, state = verified_state(tmp_path, people)
-    store = StateStore(state, "main")
-    try:
-        with store.transaction():  # 40,000 more carriers: about 5 MB of rows
-            carriers = [[f"{n:064x} SHA256:key", "c" * 40] for n in range(40_000)]
-            store.load_journal({"payloads": carriers}, SUITE_NOW)
-    finally:
-        store.close()
+    carriers = [[f"{n:064x} SHA256:key", "c" * 40] for n in range(40_000)]  # about 5 MB
+    with_rows(state, {"payloads": carriers})
     tracemalloc.start()
     try:
         made = published_from(repo, state, people, held=1 << 18)
@@ -828,29 +833,24 @@ def test_a_checkpoint_of_odd_rows_written_in_chunks_is_the_bytes_encode_and_cut_
     # File names that are not UTF-8, control characters JSON escapes (a tab, a NUL, a line
     # break), a row larger than a run and than a chunk of a blob, a commit landed twice.
     repo, state = verified_state(tmp_path, people)
-    store = StateStore(state, "main")
-    try:
-        landings = store.journal_rows()["landings"]
-        last = max(int(row[0]) for row in landings)
-        landed = json.loads(landings[-1][2]).get("landed", [])
-        twice = json.dumps({"landed": [*landed, "f" * 40, "f" * 40]})
-        with store.transaction():
-            store.load_journal(
-                {
-                    "effective": [
-                        [b"plans/caf\xe9\t\x00.yaml", "x\x01\x7f\u2028", '"\\n"'],
-                        ["plans/\u00e9\n.yaml", "notes", "z" * 300_000],
-                    ],
-                    "dirty": [[b"\xff\xfe", "\t"]],
-                    "landings": [[last + 1, "e" * 40, twice], [last + 2, "1" * 40, twice]],
-                    "plan_versions": [[99_999, b"plans/\x80.yaml", "b" * 40, "e" * 40, "{}"]],
-                    "editors": [[b"plans/\x80.yaml", "someone\x00"]],
-                    "events": [[99_999, last + 1, "e" * 40, "odd\tkind", "{}"]],
-                },
-                SUITE_NOW,
-            )
-    finally:
-        store.close()
+    landings = journal_of(state)[0]["landings"]
+    last = max(int(row[0]) for row in landings)
+    landed = json.loads(landings[-1][2]).get("landed", [])
+    twice = json.dumps({"landed": [*landed, "f" * 40, "f" * 40]})
+    with_rows(
+        state,
+        {
+            "effective": [
+                [b"plans/caf\xe9\t\x00.yaml", "x\x01\x7f\u2028", '"\\n"'],
+                ["plans/\u00e9\n.yaml", "notes", "z" * 300_000],
+            ],
+            "dirty": [[b"\xff\xfe", "\t"]],
+            "landings": [[last + 1, "e" * 40, twice], [last + 2, "1" * 40, twice]],
+            "plan_versions": [[99_999, b"plans/\x80.yaml", "b" * 40, "e" * 40, "{}"]],
+            "editors": [[b"plans/\x80.yaml", "someone\x00"]],
+            "events": [[99_999, last + 1, "e" * 40, "odd\tkind", "{}"]],
+        },
+    )
     rows, open_runs, header = journal_of(state)
 
     made = published_from(repo, state, people, held=64)

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.adapters.spool import MAX_RUNS, LinesFile, SortedSpool
+from reconciler.adapters.spool import MAX_RUNS, SortedSpool, write_lines
 from tests.repositories import run_git
 
 # Lines as the checkpoint writes them have no line break; anything else may be in one.
@@ -63,15 +63,13 @@ def test_a_spool_merges_its_runs_into_one_before_it_holds_too_many_open(tmp_path
     assert list(spool.sorted()) == sorted(lines)
 
 
-def test_a_lines_file_knows_the_digests_of_the_bytes_it_wrote(tmp_path: Path) -> None:
+def test_written_lines_come_with_the_digests_of_their_bytes(tmp_path: Path) -> None:
     lines = [f"row {number}" for number in range(10_000)]
-    with LinesFile(tmp_path / "rows") as written:
-        written.write_lines(iter(lines))
+    written = write_lines(tmp_path / "rows", iter(lines))
     data = (tmp_path / "rows").read_bytes()
     assert data == "".join(f"{line}\n" for line in lines).encode("ascii")
-    assert written.written is not None
-    assert written.written.sha256 == hashlib.sha256(data).hexdigest()
-    assert written.written.sha512 == hashlib.sha512(data).digest()
+    assert written.sha256 == hashlib.sha256(data).hexdigest()
+    assert written.sha512 == hashlib.sha512(data).digest()
 
 
 def test_a_blob_stored_from_a_file_is_the_object_git_makes_of_it(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import heapq
 import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 from msgspec import Struct
 
@@ -78,44 +78,22 @@ def _read(runs: list[Path]) -> Iterator[list[Iterator[str]]]:
 
 
 class Written(Struct, frozen=True):
-    """A file `LinesFile` wrote, and the digests of its bytes."""
+    """A file `write_lines` wrote, and the digests of its bytes."""
 
     path: Path
     sha256: str  # hex
     sha512: bytes
 
 
-class LinesFile:
-    """A file written a line at a time (each ended with a line break, ASCII), its SHA-256
-    and SHA-512 made as it is written; `written` once the block ends."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._file: IO[bytes] | None = None
-        self._sha256 = hashlib.sha256()
-        self._sha512 = hashlib.sha512()
-        self.written: Written | None = None
-
-    def __enter__(self) -> LinesFile:
-        self._file = self._path.open("wb")
-        return self
-
-    def write_lines(self, lines: Iterator[str]) -> None:
-        assert self._file is not None
-        for chunk in _chunks(lines):
-            data = chunk.encode("ascii")
-            self._sha256.update(data)
-            self._sha512.update(data)
-            self._file.write(data)
-
-    def __exit__(self, *_: object) -> None:
-        assert self._file is not None
-        self._file.close()
-        self.written = Written(self._path, self._sha256.hexdigest(), self._sha512.digest())
-
-
-def _chunks(lines: Iterator[str], size: int = 256) -> Iterator[str]:
-    """`lines`, each with its line break, joined `size` at a time: one write and one hash
-    update a chunk rather than a line."""
-    while batch := list(itertools.islice(lines, size)):
-        yield "".join(f"{line}\n" for line in batch)
+def write_lines(path: Path, lines: Iterator[str]) -> Written:
+    """`lines` written to `path`, each ended with a line break (ASCII), its SHA-256 and
+    SHA-512 made as it is written, 256 lines at a time: one write and one hash update a
+    chunk rather than a line."""
+    sha256, sha512 = hashlib.sha256(), hashlib.sha512()
+    with path.open("wb") as written:
+        while batch := list(itertools.islice(lines, 256)):
+            data = "".join(f"{line}\n" for line in batch).encode("ascii")
+            sha256.update(data)
+            sha512.update(data)
+            written.write(data)
+    return Written(path, sha256.hexdigest(), sha512.digest())

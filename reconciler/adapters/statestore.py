@@ -551,13 +551,13 @@ class StateStore:
                     self._db.execute("COMMIT")
 
     def _journal_rows(self) -> Iterator[tuple[str, list[Any]]]:
+        """Read while `journal`'s block lasts, whose errors it turns into ours."""
         meta = f"SELECT * FROM meta WHERE key IN {_LISTED}"  # noqa: S608
-        with self._errors():
-            for row in self._db.execute(meta, (_META_KEPT,)):
-                yield "meta", list(row)
-            for table in _CHECKPOINTED:
-                for row in self._db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed names
-                    yield table, list(row)
+        for row in self._db.execute(meta, (_META_KEPT,)):
+            yield "meta", list(row)
+        for table in _CHECKPOINTED:
+            for row in self._db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed names
+                yield table, list(row)
 
     def open_runs(self) -> list[str]:
         """The runs whose last start record no finish record followed yet."""

@@ -17,13 +17,13 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from msgspec import Struct
 
 from reconciler.adapters.gitobjects import CommitInfo, commit_bytes
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.adapters.spool import SPOOL_CHARACTERS, LinesFile, SortedSpool, Written
+from reconciler.adapters.spool import SPOOL_CHARACTERS, SortedSpool, Written, write_lines
 from reconciler.adapters.statestore import StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust
 from reconciler.core import checkpoint_sections as sections
@@ -36,7 +36,6 @@ from reconciler.core.checkpoint import (
     digest,
     digest_named,
     header_line,
-    row_line,
     tables,
 )
 from reconciler.core.errors import ReconcilerError
@@ -180,30 +179,18 @@ def _written(
         (folder / part).mkdir()
     lines, placed = SortedSpool(folder / "rows", held), SortedSpool(folder / "placed", held)
     with store.journal() as journal_rows:
-        open_runs = store.open_runs()
-
-        def spooled_rows() -> Iterator[tuple[str, list[Any]]]:
-            for table, row in journal_rows:
-                lines.add(row_line(table, row))
-                yield table, row
-
-        for section, line in sections.placed(spooled_rows(), open_runs):
+        for section, line, own in sections.placed(journal_rows, store.open_runs()):
             placed.add(sections.spooled(section, line))
-    rows = _lines_file(folder / ROWS_FILE, itertools.chain([header_line(header)], lines.sorted()))
+            if own:
+                lines.add(line)
+    rows = write_lines(folder / ROWS_FILE, itertools.chain([header_line(header)], lines.sorted()))
     parts: dict[str, Written] = {}
     placed_lines = map(sections.unspooled, placed.sorted())
     for name, pairs in itertools.groupby(placed_lines, key=lambda pair: pair[0]):
-        parts[name] = _lines_file(folder / "sections" / name, _distinct(line for _, line in pairs))
+        parts[name] = write_lines(folder / "sections" / name, _distinct(line for _, line in pairs))
     if sections.CORE not in parts:  # no row for it: an empty core, as `cut` makes
-        parts[sections.CORE] = _lines_file(folder / "sections" / sections.CORE, iter(()))
+        parts[sections.CORE] = write_lines(folder / "sections" / sections.CORE, iter(()))
     return rows, parts
-
-
-def _lines_file(path: Path, lines: Iterator[str]) -> Written:
-    with LinesFile(path) as written:
-        written.write_lines(lines)
-    assert written.written is not None
-    return written.written
 
 
 def _distinct(lines: Iterable[str]) -> Iterator[str]:

@@ -118,7 +118,7 @@ def cut(rows: Mapping[str, list[list[Any]]], open_runs: Iterable[str]) -> dict[s
     time: `app.checkpoints.publish`.)"""
     found: dict[str, set[str]] = {CORE: set()}
     every_row = ((table, row) for table, table_rows in rows.items() for row in table_rows)
-    for section, line in placed(every_row, open_runs):
+    for section, line, _ in placed(every_row, open_runs):
         found.setdefault(section, set()).add(line)
     return {
         name: "".join(f"{line}\n" for line in sorted(lines)).encode("ascii")
@@ -128,36 +128,38 @@ def cut(rows: Mapping[str, list[list[Any]]], open_runs: Iterable[str]) -> dict[s
 
 def placed(
     rows: Iterable[tuple[str, list[Any]]], open_runs: Iterable[str]
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[tuple[str, str, bool]]:
     """Each line of the sections of `rows` (table and row, in any order), with the section
-    it goes to, in no order, and a commit seen as often as it landed: the rows file's
-    lines, plus two tables a fresh state derives when it loads the whole file: `seen`
-    (the anchor and every landed commit) and `open_runs`; and in the core, the last row
-    of each table SQLite numbers (`_NUMBERED`)."""
+    it goes to and whether it is a row's own line (the rows file holds exactly those), in
+    no order, a commit seen as often as it landed. Besides each row's own: two tables a
+    fresh state derives when it loads the whole file, `seen` (the anchor and every landed
+    commit) and `open_runs`; and in the core, the last row of each table SQLite numbers
+    (`_NUMBERED`)."""
     last: dict[str, list[Any]] = {}
     for table, row in rows:
+        line = row_line(table, row)
         if table in ("meta", "effective", "dirty"):
-            yield CORE, row_line(table, row)
+            yield CORE, line, True
             if table == "meta" and row[0] == "anchor":
-                yield section_of_seen(row[1]), row_line("seen", [row[1]])
+                yield section_of_seen(row[1]), row_line("seen", [row[1]]), False
         elif table == "landings":
-            yield LANDINGS, row_line(table, row)
+            yield LANDINGS, line, True
             for commit in json.loads(row[2]).get("landed", ()):
-                yield section_of_seen(commit), row_line("seen", [commit])
+                yield section_of_seen(commit), row_line("seen", [commit]), False
         elif table == "payloads":
-            yield section_of_payload(row[0]), row_line(table, row)
+            yield section_of_payload(row[0]), line, True
         elif table == "plan_versions":
-            yield section_of_versions(row[1]), row_line(table, row)
+            yield section_of_versions(row[1]), line, True
         elif table == "editors":
-            yield section_of_editors(row[0]), row_line(table, row)
+            yield section_of_editors(row[0]), line, True
         elif table == "events":
-            yield EVENT_GROUPS.get(row[3], OTHER_EVENTS), row_line(table, row)
+            yield EVENT_GROUPS.get(row[3], OTHER_EVENTS), line, True
         if table in _NUMBERED and (table not in last or int(row[0]) > int(last[table][0])):
             last[table] = row
     for run in set(open_runs):
-        yield CORE, row_line("open_runs", [run])
+        yield CORE, row_line("open_runs", [run]), False
     for table, row in last.items():
-        yield CORE, row_line(table, row)
+        yield CORE, row_line(table, row), False
 
 
 def spooled(section: str, line: str) -> str:

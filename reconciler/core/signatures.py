@@ -218,8 +218,7 @@ def _repeated_person(raw: bytes) -> str | None:
     """Why a commit's author or committer is not one person, or None: more than one such
     line, which git's own readers take apart (`git log`'s %an/%cn the last, the history's
     dates the first; `git fsck` refuses two authors)."""
-    end = raw.find(b"\n\n")
-    head = b"\n" + (raw if end < 0 else raw[: end + 1])
+    head = b"\n" + _headers(raw)
     for name in (b"author", b"committer"):
         count = head.count(b"\n" + name + b" ")
         if count > 1:
@@ -230,9 +229,14 @@ def _repeated_person(raw: bytes) -> str | None:
 def _signature_headers(raw: bytes) -> int:
     """How many header lines are signature headers: every name git sets apart as one
     (`gpgsig`, `gpgsig-sha256`, anything else starting with `gpgsig`)."""
-    end = raw.find(b"\n\n")
-    head = raw if end < 0 else raw[: end + 1]
+    head = _headers(raw)
     return head.count(b"\ngpgsig") + head.startswith(b"gpgsig")
+
+
+def _headers(raw: bytes) -> bytes:
+    """A raw commit's header lines, each with its line break: up to the first empty line."""
+    end = raw.find(b"\n\n")
+    return raw if end < 0 else raw[: end + 1]
 
 
 def check_signature(
