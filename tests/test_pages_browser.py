@@ -202,6 +202,54 @@ def test_a_stop_the_line_lock_shows_on_its_environment_with_who_and_why(
         assert why in page.inner_text("section[aria-labelledby='locks']")
 
 
+def test_the_audit_trail_is_paged_newest_first_and_an_environment_links_to_the_rest(
+    tmp_path: Path, people: People, browser: Any
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    drafts = {
+        f"plans/draft-{number:03d}.yaml": plan(
+            f"draft-{number:03d}", "development", [ECOMMERCE], state="draft"
+        )
+        for number in range(120)
+    }
+    repo.commit(people.alice, drafts, "Add 120 drafts")  # 120 entries, oldest to newest
+    repo.commit(people.alice, {DEV_PLAN: dev_plan(ECOMMERCE)}, "Add the build")  # the newest
+    with served(repo) as address:
+        page = new_page(browser)
+        page.goto(f"{address}history")
+        pager = page.locator("nav.pager p")
+        expect(pager).to_contain_text("Entries 1–100 of ")
+        total = int(pager.inner_text().split(" of ")[1].split(",")[0])
+        assert total > 121  # the drafts, the build's creation and its trigger, and the seed's
+        rows = page.locator("table.entries tbody tr")
+        expect(rows).to_have_count(100)
+        expect(rows.first).to_contain_text(DEV_PLAN)
+        assert "plans/draft-000.yaml" not in page.inner_text("table.entries")
+        assert page.get_by_role("link", name="Newer").count() == 0
+
+        page.get_by_role("link", name="Older").click()
+        expect(pager).to_contain_text(f"Entries 101–{min(total, 200)} of {total}")
+        expect(rows).to_have_count(min(total, 200) - 100)
+        assert "plans/draft-000.yaml" in page.inner_text("table.entries")
+        page.get_by_role("link", name="Newer").click()
+        expect(pager).to_contain_text("Entries 1–100 of ")
+        assert page.url == f"{address}history"
+
+        # An environment shows its newest entries, and links to all of them.
+        page.goto(f"{address}environments/development")
+        more = page.locator("p.more")
+        expect(more).to_contain_text("The newest 100 of ")
+        more.get_by_role("link").click()
+        assert page.url == f"{address}history?env=development"
+        expect(pager).to_contain_text("Entries 1–100 of ")
+
+        # A page that is no page number is refused, and names what is.
+        answer = page.goto(f"{address}history?page=zero")
+        assert answer is not None
+        assert answer.status == 400
+        assert "is not a page number" in page.inner_text("main")
+
+
 # -- hostile content ------------------------------------------------------------------
 
 

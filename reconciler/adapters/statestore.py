@@ -111,6 +111,8 @@ CREATE TABLE IF NOT EXISTS decided (key TEXT PRIMARY KEY, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
 CREATE INDEX IF NOT EXISTS landings_refused ON landings (json_extract(detail, '$.authorised'))
     WHERE json_extract(detail, '$.authorised') = 0;
+CREATE INDEX IF NOT EXISTS landings_superseding ON landings (seq)
+    WHERE json_array_length(detail, '$.superseded') > 0;
 CREATE TABLE IF NOT EXISTS editors (path TEXT NOT NULL, actor TEXT NOT NULL,
     PRIMARY KEY (path, actor));
 CREATE INDEX IF NOT EXISTS plan_versions_ref ON plan_versions (path, blob);
@@ -915,6 +917,27 @@ class StateStore:
             "SELECT seq, detail FROM landings WHERE seq > ? ORDER BY seq", (after_seq,)
         )
         return [journal.decode(Landing, detail, self.version, seq=seq) for seq, detail in rows]
+
+    def refusing_landings(self) -> list[Landing]:
+        """The landings that refused a change, or refused one that later commits undid: by
+        the indexes of those few, not a decode of every landing (the audit trail's)."""
+        self._need([sections.LANDINGS])
+        rows = self._read(
+            "SELECT seq, detail FROM landings WHERE json_extract(detail, '$.authorised') = 0"
+            " UNION SELECT seq, detail FROM landings"
+            " WHERE json_array_length(detail, '$.superseded') > 0 ORDER BY seq"
+        )
+        return [journal.decode(Landing, detail, self.version, seq=seq) for seq, detail in rows]
+
+    def landed_in(self, seqs: Iterable[int]) -> dict[int, tuple[str, ...]]:
+        """The commits each of the landings `seqs` landed, in the walk's order."""
+        self._need([sections.LANDINGS])
+        rows = self._read(
+            "SELECT seq, json_extract(detail, '$.landed') FROM landings"
+            " WHERE seq IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(seqs))),),
+        )
+        return {seq: tuple(json.loads(landed)) for seq, landed in rows}
 
     def landing_details(
         self, after_seq: int, upto_seq: int | None = None, *, refused_only: bool = False

@@ -325,7 +325,9 @@ def trail_of(store: StateStore) -> tuple[Entry, ...]:
     """The trail as the state's rows tell it."""
     environments = Targets()
     edited: dict[str, list[tuple[int, str]]] = {}  # a plan's editors: (landing seq, actor)
-    landings = store.landings()
+    # Only the landings that refused something: the trail follows what happened to plans,
+    # and every landing decoded would be a history's worth of memory on each read.
+    landings = store.refusing_landings()
     entries = _edits(store.events(PlanEdit), _refusal_reasons(landings), environments, edited)
     records = store.events(Record)
     runs = _index_runs(records)
@@ -337,17 +339,33 @@ def trail_of(store: StateStore) -> tuple[Entry, ...]:
         entries.extend(record_entries(record, environments, landed))
     entries.extend(_ignored(store.events(IgnoredTrailer), environments, landed))
     entries.extend(_unauthorised(landings))
-    # Within a landing, commits in the order they were made (the walk's topological order,
-    # as `git log --topo-order`): committer dates come from the committers' clocks.
-    made = {
-        commit: index for landing in landings for index, commit in enumerate(landing.verdict.landed)
-    }
+    made = _made(store, entries)
     return tuple(
         sorted(
             entries,
-            key=lambda entry: (entry.seq, entry.rank, made.get(entry.commit, -1), entry.when),
+            key=lambda entry: (
+                entry.seq,
+                entry.rank,
+                made.get((entry.seq, entry.commit), -1),
+                entry.when,
+            ),
         )
     )
+
+
+def _made(store: StateStore, entries: Iterable[Entry]) -> dict[tuple[int, str], int]:
+    """Within a landing, commits in the order they were made (the walk's topological order,
+    as `git log --topo-order`): committer dates come from the committers' clocks. Asked
+    only of the landings whose entries name more than one commit."""
+    commits: dict[int, set[str]] = {}
+    for entry in entries:
+        commits.setdefault(entry.seq, set()).add(entry.commit)
+    several = (seq for seq, named in commits.items() if len(named) > 1)
+    return {
+        (seq, commit): index
+        for seq, landed in store.landed_in(several).items()
+        for index, commit in enumerate(landed)
+    }
 
 
 class _Runs(Struct, frozen=True):

@@ -1,29 +1,33 @@
 """App: what the pipeline pages show (`reconciler serve`, `status --format html`), as frozen values.
 
 One walk of the branch gives one `Snapshot`: the pipeline `status` computes, every plan
-decided as `plan` decides it, the audit trail `history` gives, and each environment's
-gates. The pages are views of it and decide nothing: a plan's words are `plan`'s words
-(its reasons, waits and sign-off verdicts), a pipeline cell is `status`'s, an entry is
-`history`'s. `access` is asked per user (`api.access`).
+decided as `plan` decides it, and each environment's gates. The pages are views of it and
+decide nothing: a plan's words are `plan`'s words (its reasons, waits and sign-off
+verdicts), a pipeline cell is `status`'s, an entry is `history`'s. The audit trail is
+history, not what is on main: it is read from the state a page at a time when a page shows
+it (`trail`), never held between passes. `access` is asked per user (`api.access`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from msgspec import Struct
 
 from reconciler.adapters.worktree import find_root
-from reconciler.app.api import Note, Source, _quiet, _reading, drift_finder
+from reconciler.app.api import HistoryQuery, Note, Source, _quiet, _reading, drift_finder, history
+from reconciler.app.trail import Entry
 from reconciler.core import gates as gate_rules
 from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
+PAGE: Final = 100  # entries on one page of the audit trail
+
 if TYPE_CHECKING:
     from reconciler.app.session import Session
-    from reconciler.app.trail import Entry
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import Run
     from reconciler.core.status import Move, Pipeline
@@ -63,7 +67,6 @@ class Snapshot(Struct, frozen=True):
     now: datetime
     pipeline: Pipeline
     decisions: tuple[Decision, ...]
-    entries: tuple[Entry, ...]  # the audit trail, in date order
     environments: tuple[EnvironmentInfo, ...]  # in promotion order
     editors: dict[str, tuple[str, ...]]  # plan path -> who edited it
     runs: dict[str, tuple[RunLog, ...]]  # plan path -> its runs, oldest first
@@ -81,24 +84,57 @@ class Snapshot(Struct, frozen=True):
         return next((env for env in self.environments if env.name == name), None)
 
 
+class Trail(Struct, frozen=True):
+    """One page of the audit trail as `history` gives it, newest first."""
+
+    entries: tuple[Entry, ...]  # newest first
+    page: int  # 1 is the newest
+    total: int  # entries that pass the filters, on every page
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PAGE))
+
+    @property
+    def first(self) -> int:
+        """The place of the page's newest entry, counted from the newest of all (1)."""
+        return (self.page - 1) * PAGE + 1
+
+
+def page_of(entries: Sequence[Entry], page: int) -> Trail:
+    """Page `page` of `entries` (the trail in date order, as `history` gives it): `PAGE`
+    of them, newest first, page 1 the newest; a page past the last is the last."""
+    total = len(entries)
+    page = min(max(page, 1), max(1, -(-total // PAGE)))
+    end = total - (page - 1) * PAGE
+    return Trail(tuple(reversed(entries[max(0, end - PAGE) : end])), page, total)
+
+
+def trail(source: Source, query: HistoryQuery, page: int = 1) -> Trail:
+    """A page of the audit trail from the state, as `history` reads it (`api.history`):
+    read when a page shows it, so that nothing of it is held between passes."""
+    return page_of(history(source, query), page)
+
+
 class PlanPage(Struct, frozen=True):
-    """One plan: its decision, its entries in the audit trail, who edited it, its runs."""
+    """One plan: its decision, its newest entries in the audit trail, who edited it, its
+    runs."""
 
     decision: Decision
     label: str  # as the pipeline shows it: running, deployed, saved... (`status.label`)
-    entries: tuple[Entry, ...]
+    trail: Trail
     editors: tuple[str, ...]
     runs: tuple[RunLog, ...]
 
 
-def plan_page(snapshot: Snapshot, name: str) -> PlanPage | None:
+def plan_page(source: Source, snapshot: Snapshot, name: str) -> PlanPage | None:
     decision = snapshot.decision(name)
     if decision is None:
         return None
     return PlanPage(
         decision=decision,
         label=status_label(decision),
-        entries=tuple(entry for entry in snapshot.entries if entry.plan == decision.path),
+        trail=trail(source, HistoryQuery(plan=decision.path)),
         editors=snapshot.editors.get(decision.path, ()),
         runs=snapshot.runs.get(decision.path, ()),
     )
@@ -112,10 +148,10 @@ class EnvironmentPage(Struct, frozen=True):
     running: tuple[tuple[str, str], ...]  # (application, version)
     moves: tuple[Move, ...]
     locks: tuple[Move, ...]  # the runs that hold it
-    entries: tuple[Entry, ...]
+    trail: Trail
 
 
-def environment_page(snapshot: Snapshot, name: str) -> EnvironmentPage | None:
+def environment_page(source: Source, snapshot: Snapshot, name: str) -> EnvironmentPage | None:
     environment = snapshot.environment(name)
     if environment is None:
         return None
@@ -128,7 +164,7 @@ def environment_page(snapshot: Snapshot, name: str) -> EnvironmentPage | None:
         ),
         moves=moves,
         locks=tuple(move for move in moves if move.label == "running"),
-        entries=tuple(entry for entry in snapshot.entries if entry.environment == name),
+        trail=trail(source, HistoryQuery(environment=name)),
     )
 
 
@@ -138,24 +174,10 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _quiet) -> Snapshot:
     """One walk to the branch tip, and every page's values from it; drift as `plan` finds
     it, its drivers loaded from `driver_root` (`api.drift_finder`)."""
-    from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
-
     with _reading(source, note) as session:
         seen = session.observe()
         view = session.pipeline_of(seen, drift=drift_finder(session, driver_root))
         policy = seen.history.policy
-        entries = ordered(
-            select(
-                audit_trail(session.store),
-                lambda: policy,
-                session.effective_paths,
-                plan=None,
-                environment=None,
-                user=None,
-                since=None,
-            ),
-            "time",
-        )
         environments = tuple(
             EnvironmentInfo(
                 name=env.name,
@@ -183,7 +205,6 @@ def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _q
             now=session.now,
             pipeline=view,
             decisions=seen.decisions,
-            entries=entries,
             environments=environments,
             editors=editors,
             runs={path: tuple(items) for path, items in runs.items()},
@@ -250,3 +271,14 @@ def since(text: str) -> datetime:
     except ValueError:
         raise UsageError(f"since '{text}' is not a date", hint="use YYYY-MM-DD") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def page_number(text: str) -> int:
+    """The audit trail's page as the page's links give it (none: the first, the newest)."""
+    from reconciler.core.errors import UsageError  # noqa: PLC0415
+
+    if not text:
+        return 1
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise UsageError(f"page '{text}' is not a page number", hint="1 is the newest page")
+    return int(text)

@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode
 
 import jinja2
 import markupsafe
@@ -24,8 +25,7 @@ import markupsafe
 from reconciler.core.printable import printable
 
 if TYPE_CHECKING:
-    from reconciler.app.pages import EnvironmentPage, PlanPage, Snapshot
-    from reconciler.app.trail import Entry
+    from reconciler.app.pages import EnvironmentPage, PlanPage, Snapshot, Trail
     from reconciler.core.access import AccessReport
     from reconciler.core.status import Move, Pipeline
 
@@ -159,7 +159,9 @@ def plan_page(snapshot: Snapshot, page: PlanPage, version: int) -> str:
         s=snapshot,
         d=page.decision,
         label=page.label,
-        entries=page.entries,
+        entries=page.trail.entries,
+        total=page.trail.total,
+        more=_more(page.trail, {"plan": page.decision.path}),
         editors=page.editors,
         runs=page.runs,
         version=version,
@@ -176,25 +178,42 @@ def environment_page(snapshot: Snapshot, page: EnvironmentPage, version: int) ->
         running=page.running,
         moves=page.moves,
         locks=page.locks,
-        entries=page.entries,
+        entries=page.trail.entries,
+        total=page.trail.total,
+        more=_more(page.trail, {"env": page.environment.name}),
         version=version,
         links=True,
         **_chrome(False),
     )
 
 
-def history_page(
-    snapshot: Snapshot, entries: tuple[Entry, ...], filters: dict[str, str], version: int
-) -> str:
+def history_page(snapshot: Snapshot, trail: Trail, filters: dict[str, str], version: int) -> str:
+    def at(page: int) -> str:
+        return _history_link({**filters, "page": str(page) if page > 1 else ""})
+
     return _render(
         "history.html",
         s=snapshot,
-        entries=entries,
+        entries=trail.entries,
+        trail=trail,
+        newer=at(trail.page - 1) if trail.page > 1 else None,
+        older=at(trail.page + 1) if trail.page < trail.pages else None,
         filters=filters,
         version=version,
         links=True,
         **_chrome(False),
     )
+
+
+def _more(trail: Trail, filters: dict[str, str]) -> str | None:
+    """Where the rest of a page's entries are, when it shows only the newest."""
+    return _history_link(filters) if trail.total > len(trail.entries) else None
+
+
+def _history_link(filters: dict[str, str]) -> str:
+    """The audit trail's page with `filters` (those given), as its form would ask."""
+    given = {key: value for key, value in filters.items() if value}
+    return "/history" + (f"?{urlencode(given)}" if given else "")
 
 
 def access_page(

@@ -174,7 +174,10 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
     def plan(request: Request) -> Response:
         snapshot, version = live.current()
         name = request.path_params["name"]
-        page = pages.plan_page(snapshot, name)
+        try:
+            page = pages.plan_page(live.source, snapshot, name)
+        except ReconcilerError as error:
+            return _page(render.problem_page(snapshot, "Plan", str(error)), 503)
         if page is None:
             text = f"no plan {name} on {snapshot.branch}"
             return _page(render.problem_page(snapshot, "No such plan", text), 404)
@@ -183,7 +186,10 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
     def environment(request: Request) -> Response:
         snapshot, version = live.current()
         name = request.path_params["name"]
-        page = pages.environment_page(snapshot, name)
+        try:
+            page = pages.environment_page(live.source, snapshot, name)
+        except ReconcilerError as error:
+            return _page(render.problem_page(snapshot, "Environment", str(error)), 503)
         if page is None:
             text = f"no environment {name}"
             return _page(render.problem_page(snapshot, "No such environment", text), 404)
@@ -195,8 +201,6 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
             key: request.query_params.get(key, "").strip()
             for key in ("plan", "env", "user", "since")
         }
-        if not any(filters.values()):
-            return _page(render.history_page(snapshot, snapshot.entries, filters, version))
         try:
             query = HistoryQuery(
                 plan=filters["plan"] or None,
@@ -204,10 +208,12 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
                 user=filters["user"] or None,
                 since=pages.since(filters["since"]) if filters["since"] else None,
             )
-            entries = api.history(live.source, query)
+            trail = pages.trail(
+                live.source, query, pages.page_number(request.query_params.get("page", ""))
+            )
         except ReconcilerError as error:
             return _page(render.problem_page(snapshot, "Audit trail", str(error)), 400)
-        return _page(render.history_page(snapshot, entries, filters, version))
+        return _page(render.history_page(snapshot, trail, filters, version))
 
     def access(request: Request) -> Response:
         snapshot, version = live.current()

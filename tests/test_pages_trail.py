@@ -1,0 +1,123 @@
+"""The audit trail on the pages, a page at a time: which entries each page holds (values,
+no Git), and that reading the pages' snapshot neither makes nor holds the trail (a real
+repository), so that a service serving pages keeps what is on main, not its history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from reconciler.adapters.statestore import StateStore
+from reconciler.app import pages
+from reconciler.app.api import HistoryQuery, Source
+from reconciler.app.kept import TRAIL
+from reconciler.app.pages import PAGE, page_number, page_of
+from reconciler.app.trail import Entry
+from reconciler.core.errors import UsageError
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import plan
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def trail(count: int) -> tuple[Entry, ...]:
+    """`count` entries in date order, as `history` gives them, each its own landing."""
+    return tuple(
+        Entry(
+            seq,
+            START + timedelta(minutes=seq),
+            f"{seq:040x}",
+            None,
+            None,
+            "edited",
+            "alice",
+            True,
+            f"entry {seq}",
+        )
+        for seq in range(1, count + 1)
+    )
+
+
+def values_in(value: object) -> Iterator[object]:
+    """`value` and every value it holds, all the way down."""
+    yield value
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            yield from values_in(getattr(value, name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from values_in(key)
+            yield from values_in(item)
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        for item in value:
+            yield from values_in(item)
+
+
+def seqs(entries: tuple[Entry, ...]) -> list[int]:
+    return [entry.seq for entry in entries]
+
+
+def test_the_first_page_is_the_newest_entries_newest_first() -> None:
+    shown = page_of(trail(PAGE + 30), 1)
+    assert seqs(shown.entries) == list(range(PAGE + 30, 30, -1))
+    assert (shown.page, shown.pages, shown.total, shown.first) == (1, 2, PAGE + 30, 1)
+
+
+def test_the_last_page_holds_the_oldest_entries_and_may_be_short() -> None:
+    shown = page_of(trail(PAGE + 30), 2)
+    assert seqs(shown.entries) == list(range(30, 0, -1))
+    assert shown.first == PAGE + 1
+
+
+def test_a_page_past_the_last_is_the_last() -> None:
+    assert page_of(trail(PAGE + 30), 7) == page_of(trail(PAGE + 30), 2)
+
+
+def test_a_trail_of_exactly_one_page_has_one_page() -> None:
+    shown = page_of(trail(PAGE), 1)
+    assert (len(shown.entries), shown.pages) == (PAGE, 1)
+
+
+def test_an_empty_trail_is_one_empty_page() -> None:
+    shown = page_of((), 3)
+    assert (shown.entries, shown.page, shown.pages, shown.total) == ((), 1, 1, 0)
+
+
+def test_no_page_given_is_the_first() -> None:
+    assert page_number("") == 1
+    assert page_number("12") == 12
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "x", "1.5", "\uff12", "\u0662", " 2"])
+def test_a_page_that_is_no_positive_whole_number_is_refused(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a page number"):
+        page_number(text)
+
+
+# -- a real repository ----------------------------------------------------------------
+
+
+def test_reading_the_pages_makes_no_audit_trail_and_holds_none(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    app = [{"name": "ecommerce", "version": "1.0.0"}]
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", app)}, "Add one")
+    source = Source(repo=repo.path, branch="main", state_dir=repo.state_dir)
+    snapshot = pages.snapshot(source)
+    assert "plans/one.yaml" in {decision.path for decision in snapshot.decisions}
+    store = StateStore(repo.state_dir, "main")
+    try:
+        assert store.kept_answer(TRAIL) is None  # the poller's read made no trail
+    finally:
+        store.close()
+    assert not any(isinstance(value, Entry) for value in values_in(snapshot))
+    # The pages that show entries read them when asked, newest first.
+    shown = pages.trail(source, HistoryQuery(plan="plans/one.yaml"))
+    actions = [(entry.action, entry.actor) for entry in shown.entries]
+    assert actions == [("triggered", "alice"), ("created", "alice")]
