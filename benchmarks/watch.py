@@ -15,7 +15,9 @@ every millisecond and notes when each commit first appears.
     waits for the run's finish record before the next. Goal: p50 < 0.25 s,
     p95 < 0.5 s.
 (b) footprint: signed commits are pushed one at a time (every 25th adds a
-    plan, so runs and their records happen too), each awaited until the
+    plan, so runs and their records happen too; `--plan-every N` every Nth,
+    0 never, so that main stays as it is and only the history grows), each
+    awaited until the
     watcher's pass for it is logged, until the watcher has made `--passes`
     passes. Every 10% of the way its resident memory (VmRSS, and the peak,
     VmHWM), open file descriptors (/proc/<pid>/fd), threads and child
@@ -62,7 +64,7 @@ LATENCY_P50_GOAL: Final = 0.25
 LATENCY_P95_GOAL: Final = 0.5
 RSS_GROWTH_GOAL: Final = 0.10
 RSS_PER_COMMIT_GOAL: Final = 1.0  # KiB of resident memory per commit the history grows by
-PLAN_EVERY: Final = 25  # in (b), every 25th commit adds a plan
+PLAN_EVERY: Final = 25  # in (b), by default every 25th commit adds a plan
 WAIT: Final = 60.0  # seconds any one step may take before the benchmark gives up
 ENVIRONMENT: Final = "development"
 APPLICATION: Final = "shop"
@@ -79,12 +81,15 @@ class Settings:
     merges: int = 50
     passes: int = 1000
     seed: int = DEFAULT_SEED
+    plan_every: int = PLAN_EVERY  # in (b), every Nth commit adds a plan; 0: none does
 
     def check(self) -> None:
         if self.merges < 2:
             raise ValueError("--merges must be at least 2")
         if self.passes < 10:
             raise ValueError("--passes must be at least 10")
+        if self.plan_every < 0:
+            raise ValueError("--plan-every must be 0 (never) or more")
 
 
 # -- Git ------------------------------------------------------------------------------------
@@ -491,11 +496,12 @@ def merge_one(fixture: Fixture, poller: RefPoller, index: int) -> float:
     return seen - returned
 
 
-def push_commit(fixture: Fixture, number: int) -> str:
-    """One signed commit by the tech lead on main, pushed (rebuilt on the new tip if it races)."""
+def push_commit(fixture: Fixture, number: int, plan_every: int = PLAN_EVERY) -> str:
+    """One signed commit by the tech lead on main, pushed (rebuilt on the new tip if it
+    races); every `plan_every`th adds a plan (0: none does)."""
     work, lead = fixture.work, fixture.lead
     while True:
-        if number % PLAN_EVERY == 0:
+        if plan_every and number % plan_every == 0:
             name = f"load-{number:05d}"
             add_plan_file(fixture, name, f"2.0.{number}")
             git(work, "add", "plans")
@@ -610,7 +616,7 @@ def measure(settings: Settings, directory: Path) -> Results:
         number = 0
         while len(watcher.passes) < settings.passes:
             number += 1
-            watcher.wait_for_pass(commit=push_commit(fixture, number))
+            watcher.wait_for_pass(commit=push_commit(fixture, number, settings.plan_every))
             while checkpoints and len(watcher.passes) >= checkpoints[0]:
                 length = history_length(fixture.bare)
                 results.samples.append(footprint(watcher.pid, len(watcher.passes), length))
@@ -638,7 +644,12 @@ def render_text(results: Results) -> str:
     window = max(1, min(100, len(passes) // 10))
     lines = [
         f"reconciler watch: {settings.merges} merges into a watched bare repository, then "
-        f"{settings.passes} passes",
+        f"{settings.passes} passes"
+        + (
+            f", a plan added every {settings.plan_every} commits"
+            if settings.plan_every
+            else ", no plan added (main stays as it is)"
+        ),
         f"({results.facts['git']}, Python {results.facts['python']}, {results.facts['platform']})",
         "",
         f"{'metric':<40} {'measured':<30} {'goal':<12} result",
@@ -675,6 +686,7 @@ def render_json(results: Results) -> str:
                 "merges": results.settings.merges,
                 "passes": results.settings.passes,
                 "seed": results.settings.seed,
+                "plan_every": results.settings.plan_every,
             },
             "facts": results.facts,
             "latency_seconds": {
@@ -713,6 +725,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--merges", type=int, default=50)
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--plan-every", type=int, default=PLAN_EVERY, help="in (b), every Nth commit adds a plan"
+    )
     parser.add_argument("--keep", type=Path, help="build in this new directory and keep it")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     return parser.parse_args(argv)
@@ -720,7 +735,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    settings = Settings(merges=arguments.merges, passes=arguments.passes, seed=arguments.seed)
+    settings = Settings(
+        merges=arguments.merges,
+        passes=arguments.passes,
+        seed=arguments.seed,
+        plan_every=arguments.plan_every,
+    )
     try:
         settings.check()
         with scratch(arguments.keep) as directory:
