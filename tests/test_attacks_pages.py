@@ -131,3 +131,16 @@ def test_a_burst_of_event_streams_opens_no_more_than_the_cap(
         finally:
             for sock in burst:
                 sock.close()
+
+
+def test_a_page_number_of_thousands_of_digits_answers_the_last_page_not_500(
+    tmp_path: Path, people: People
+) -> None:
+    # int() reads no number of more than 4,300 digits: `?page=` with 5,000 of them fits
+    # in a request's head (64 KiB) and answered 500, a traceback on serve's stderr.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    with serving(repo.path) as (_server, port):
+        status, body = fetch(port, b"/history?page=" + b"1" * 5000)
+        assert status == b"HTTP/1.1 200 OK", body[-400:]
+        assert "Entries 1\u20132 of 2, newest first." in body

@@ -93,7 +93,17 @@ def test_no_page_given_is_the_first() -> None:
     assert page_number("12") == 12
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "x", "1.5", "\uff12", "\u0662", " 2"])
+def test_a_page_number_too_long_for_python_to_read_is_the_last_page() -> None:
+    # int() reads no number of more than 4,300 digits (a ValueError): `/history?page=`
+    # with 5,000 ones fits in a request's head and answered 500, a traceback on stderr.
+    assert page_of(trail(PAGE + 30), page_number("1" * 5000)) == page_of(trail(PAGE + 30), 2)
+
+
+def test_a_page_number_with_leading_zeros_is_that_page() -> None:
+    assert page_number("0" * 5000 + "2") == 2
+
+
+@pytest.mark.parametrize("text", ["0", "00", "-1", "x", "1.5", "\uff12", "\u0662", " 2"])
 def test_a_page_that_is_no_positive_whole_number_is_refused(text: str) -> None:
     with pytest.raises(UsageError, match="is not a page number"):
         page_number(text)

@@ -25,6 +25,7 @@ from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
 PAGE: Final = 100  # entries on one page of the audit trail
+_PAGE_DIGITS: Final = 18  # a page number of more digits is past the last page of any trail
 
 if TYPE_CHECKING:
     from reconciler.app.session import Session
@@ -279,6 +280,9 @@ def page_number(text: str) -> int:
 
     if not text:
         return 1
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    digits = text.lstrip("0") if text.isascii() and text.isdigit() else ""
+    if not digits:
         raise UsageError(f"page '{text}' is not a page number", hint="1 is the newest page")
-    return int(text)
+    # Past the last page is the last page (`page_of`): a number longer than Python reads
+    # as one (4,300 digits; a request's head holds 64 KiB) is past any trail's.
+    return int(digits) if len(digits) <= _PAGE_DIGITS else 10**_PAGE_DIGITS
