@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from tests import test_watch
 from tests.people import People
@@ -74,9 +77,9 @@ def test_serve_holds_no_connection_past_the_header_deadline_nor_more_than_its_ca
         assert os.path.exists(f"/proc/{server.pid}")
 
 
-def fetch(port: int, path: bytes) -> tuple[bytes, str]:
+def fetch(port: int, path: bytes, timeout: float = 10) -> tuple[bytes, str]:
     """GET `path`: the status line and the body, decoded as the page says (UTF-8)."""
-    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout) as sock:
         sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         head, _, body = read_all(sock).partition(b"\r\n\r\n")
     return head.split(b"\r\n", 1)[0], body.decode("utf-8")
@@ -144,3 +147,56 @@ def test_a_page_number_of_thousands_of_digits_answers_the_last_page_not_500(
         status, body = fetch(port, b"/history?page=" + b"1" * 5000)
         assert status == b"HTTP/1.1 200 OK", body[-400:]
         assert "Entries 1\u20132 of 2, newest first." in body
+
+
+@contextmanager
+def a_pass_holding(repo: SeedRepo) -> Iterator[None]:
+    """The state's write lock held, as a pass holds it while it walks and publishes."""
+    [database] = repo.path.rglob("*.sqlite3")
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [(b"/plans/one", "plans/one.yaml"), (b"/environments/development", "development")],
+)
+def test_a_plan_or_environment_page_is_served_at_once_while_a_pass_holds_the_state(
+    tmp_path: Path, people: People, path: bytes, shown: str
+) -> None:
+    # The pages read a page's entries from the state on each request: while a pass held
+    # it (a walk, a push to a slow remote), each plan and environment page waited the
+    # state's 15 s and answered 503, where it had been served from the snapshot at once.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    with serving(repo.path) as (_server, port):
+        assert fetch(port, path)[0] == b"HTTP/1.1 200 OK"
+        with a_pass_holding(repo):
+            began = time.monotonic()
+            status, body = fetch(port, path, 30)
+            waited = time.monotonic() - began
+        assert status == b"HTTP/1.1 200 OK", body[-600:]
+        assert waited < 5
+        assert shown in body
+        assert "is in use by another reconciler process" in body  # where its entries stand
+
+
+def test_the_audit_trail_while_a_pass_holds_the_state_is_unavailable_not_a_bad_request(
+    tmp_path: Path, people: People
+) -> None:
+    # It waited the state's 15 s, then answered 400, as for a filter that names no one.
+    repo = SeedRepo.create(tmp_path, people)
+    with serving(repo.path) as (_server, port):
+        assert fetch(port, b"/history")[0] == b"HTTP/1.1 200 OK"
+        with a_pass_holding(repo):
+            began = time.monotonic()
+            status, body = fetch(port, b"/history", 30)
+            waited = time.monotonic() - began
+        assert status == b"HTTP/1.1 503 Service Unavailable", body[-600:]
+        assert waited < 5
+        assert "is in use by another reconciler process" in body

@@ -25,6 +25,9 @@ from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
 PAGE: Final = 100  # entries on one page of the audit trail
+# Seconds a page that shows entries waits for a pass holding the state (a walk, a push to
+# a slow remote): the page answers at once, as when the snapshot held the trail.
+TRAIL_WAIT: Final = 1.0
 _PAGE_DIGITS: Final = 18  # a page number of more digits is past the last page of any trail
 
 if TYPE_CHECKING:
@@ -91,6 +94,7 @@ class Trail(Struct, frozen=True):
     entries: tuple[Entry, ...]  # newest first
     page: int  # 1 is the newest
     total: int  # entries that pass the filters, on every page
+    problem: str | None = None  # why none could be read now: the page says so in their place
 
     @property
     def pages(self) -> int:
@@ -113,8 +117,20 @@ def page_of(entries: Sequence[Entry], page: int) -> Trail:
 
 def trail(source: Source, query: HistoryQuery, page: int = 1) -> Trail:
     """A page of the audit trail from the state, as `history` reads it (`api.history`):
-    read when a page shows it, so that nothing of it is held between passes."""
-    return page_of(history(source, query), page)
+    read when a page shows it, so that nothing of it is held between passes. A pass that
+    holds the state is waited for `TRAIL_WAIT` only (`TemporaryError` after)."""
+    return page_of(history(source, query, busy_timeout=TRAIL_WAIT), page)
+
+
+def _newest(source: Source, query: HistoryQuery) -> Trail:
+    """A plan's or environment's newest entries, or why they cannot be read while a pass
+    holds the state: the rest of its page is the snapshot's, and is served all the same."""
+    from reconciler.core.errors import TemporaryError  # noqa: PLC0415
+
+    try:
+        return trail(source, query)
+    except TemporaryError as error:
+        return Trail((), 1, 0, problem=str(error))
 
 
 class PlanPage(Struct, frozen=True):
@@ -135,7 +151,7 @@ def plan_page(source: Source, snapshot: Snapshot, name: str) -> PlanPage | None:
     return PlanPage(
         decision=decision,
         label=status_label(decision),
-        trail=trail(source, HistoryQuery(plan=decision.path)),
+        trail=_newest(source, HistoryQuery(plan=decision.path)),
         editors=snapshot.editors.get(decision.path, ()),
         runs=snapshot.runs.get(decision.path, ()),
     )
@@ -165,7 +181,7 @@ def environment_page(source: Source, snapshot: Snapshot, name: str) -> Environme
         ),
         moves=moves,
         locks=tuple(move for move in moves if move.label == "running"),
-        trail=trail(source, HistoryQuery(environment=name)),
+        trail=_newest(source, HistoryQuery(environment=name)),
     )
 
 

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reconciler.adapters.webhook import MAX_HEAD, pages_protocol
 from reconciler.app import api, pages
 from reconciler.app.api import HistoryQuery, Source
-from reconciler.core.errors import ReconcilerError
+from reconciler.core.errors import ReconcilerError, TemporaryError
 from reconciler.web import render
 
 if TYPE_CHECKING:
@@ -211,6 +211,8 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
             trail = pages.trail(
                 live.source, query, pages.page_number(request.query_params.get("page", ""))
             )
+        except TemporaryError as error:  # a pass holds the state: not the query's fault
+            return _page(render.problem_page(snapshot, "Audit trail", str(error)), 503)
         except ReconcilerError as error:
             return _page(render.problem_page(snapshot, "Audit trail", str(error)), 400)
         return _page(render.history_page(snapshot, trail, filters, version))
