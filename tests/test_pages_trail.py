@@ -15,7 +15,7 @@ from reconciler.adapters.statestore import StateStore
 from reconciler.app import pages
 from reconciler.app.api import HistoryQuery, Source
 from reconciler.app.kept import TRAIL
-from reconciler.app.pages import PAGE, page_number, page_of
+from reconciler.app.pages import PAGE, RUNS_SHOWN, page_number, page_of
 from reconciler.app.trail import Entry
 from reconciler.core.errors import UsageError
 from tests.people import People
@@ -131,3 +131,42 @@ def test_reading_the_pages_makes_no_audit_trail_and_holds_none(
     shown = pages.trail(source, HistoryQuery(plan="plans/one.yaml"))
     actions = [(entry.action, entry.actor) for entry in shown.entries]
     assert actions == [("triggered", "alice"), ("created", "alice")]
+
+
+# -- the runs' logs ---------------------------------------------------------------------
+
+
+def plan_run(repo: SeedRepo, people: People, run: int) -> None:
+    """Version `run` of plans/dev.yaml landed and run, its log committed with its finish."""
+    app = [{"name": "ecommerce", "version": f"1.0.{run}"}]
+    repo.commit(people.alice, {"plans/dev.yaml": plan("dev", "development", app)}, f"v{run}")
+    blob = repo.blob("plans/dev.yaml")
+    said = {"Plan": f"plans/dev.yaml@{blob}", "Environment": "development", "Run": f"dev.{run}"}
+    repo.record({**said, "Result": "started", "Reconciler": "test-instance"})
+    log = {f"logs/development/dev/dev.{run}.log": f"the log of run {run}\n"}
+    repo.record({**said, "Result": "succeeded"}, log)
+
+
+def test_reading_the_pages_holds_no_log_of_a_run(tmp_path: Path, people: People) -> None:
+    # Every run of every plan on main, each with its whole log, read from Git after each
+    # pass and held: 150 runs of one plan with 26 KB logs held 3.9 MB, and its page
+    # showed every log.
+    repo = SeedRepo.create(tmp_path, people)
+    plan_run(repo, people, 1)
+    snapshot = pages.snapshot(Source(repo=repo.path, branch="main", state_dir=repo.state_dir))
+    assert [run.id for run in snapshot.runs["plans/dev.yaml"]] == ["dev.1"]
+    texts = [value for value in values_in(snapshot) if isinstance(value, str)]
+    assert not any("the log of run" in text for text in texts)
+
+
+def test_a_plan_page_shows_its_newest_runs_with_their_logs(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    for run in range(1, RUNS_SHOWN + 3):
+        plan_run(repo, people, run)
+    source = Source(repo=repo.path, branch="main", state_dir=repo.state_dir)
+    page = pages.plan_page(source, pages.snapshot(source), "dev")
+    assert page is not None
+    assert page.run_count == RUNS_SHOWN + 2
+    newest = range(3, RUNS_SHOWN + 3)
+    assert [item.run.id for item in page.runs] == [f"dev.{run}" for run in newest]
+    assert [item.log for item in page.runs] == [f"the log of run {run}\n" for run in newest]

@@ -25,13 +25,14 @@ from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
 PAGE: Final = 100  # entries on one page of the audit trail
+RUNS_SHOWN: Final = 20  # a plan's newest runs its page shows, each with its log
 # Seconds a page that shows entries waits for a pass holding the state (a walk, a push to
 # a slow remote): the page answers at once, as when the snapshot held the trail.
 TRAIL_WAIT: Final = 1.0
 _PAGE_DIGITS: Final = 18  # a page number of more digits is past the last page of any trail
 
 if TYPE_CHECKING:
-    from reconciler.app.session import Session
+    from reconciler.adapters.gitrepo import GitRepo
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import Run
     from reconciler.core.status import Move, Pipeline
@@ -73,7 +74,9 @@ class Snapshot(Struct, frozen=True):
     decisions: tuple[Decision, ...]
     environments: tuple[EnvironmentInfo, ...]  # in promotion order
     editors: dict[str, tuple[str, ...]]  # plan path -> who edited it
-    runs: dict[str, tuple[RunLog, ...]]  # plan path -> its runs, oldest first
+    # plan path -> its runs, oldest first; their logs are read when its page is asked (a
+    # long-lived plan's runs, each log held and read again after every pass, grew without end)
+    runs: dict[str, tuple[Run, ...]]
     users: tuple[str, ...]
 
     def decision(self, name: str) -> Decision | None:
@@ -135,26 +138,39 @@ def _newest(source: Source, query: HistoryQuery) -> Trail:
 
 class PlanPage(Struct, frozen=True):
     """One plan: its decision, its newest entries in the audit trail, who edited it, its
-    runs."""
+    newest runs with their logs."""
 
     decision: Decision
     label: str  # as the pipeline shows it: running, deployed, saved... (`status.label`)
     trail: Trail
     editors: tuple[str, ...]
-    runs: tuple[RunLog, ...]
+    runs: tuple[RunLog, ...]  # the newest `RUNS_SHOWN`, oldest first
+    run_count: int  # all of its runs
 
 
 def plan_page(source: Source, snapshot: Snapshot, name: str) -> PlanPage | None:
     decision = snapshot.decision(name)
     if decision is None:
         return None
+    runs = snapshot.runs.get(decision.path, ())
     return PlanPage(
         decision=decision,
         label=status_label(decision),
         trail=_newest(source, HistoryQuery(plan=decision.path)),
         editors=snapshot.editors.get(decision.path, ()),
-        runs=snapshot.runs.get(decision.path, ()),
+        runs=_logs(source, runs[-RUNS_SHOWN:], decision.plan.name if decision.plan else None),
+        run_count=len(runs),
     )
+
+
+def _logs(source: Source, runs: Sequence[Run], name: str | None) -> tuple[RunLog, ...]:
+    """`runs` with their logs, read from Git when a page shows them."""
+    from reconciler.adapters.gitrepo import GitRepo  # noqa: PLC0415
+
+    if not runs:
+        return ()
+    with GitRepo(find_root(source.repo or Path.cwd())) as repo:
+        return tuple(RunLog(run, _log(repo, run, name)) for run in runs)
 
 
 class EnvironmentPage(Struct, frozen=True):
@@ -208,12 +224,11 @@ def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _q
         editors = {
             path: tuple(sorted(names)) for path, names in seen.history.editors.items() if names
         }
-        names = {d.path: d.plan.name if d.plan else None for d in seen.decisions}
-        runs: dict[str, list[RunLog]] = {}
+        on_main = {decision.path for decision in seen.decisions}
+        runs: dict[str, list[Run]] = {}
         for run in seen.history.runs:
-            if run.plan.path in names:
-                log = _log(session, run, names[run.plan.path])
-                runs.setdefault(run.plan.path, []).append(RunLog(run, log))
+            if run.plan.path in on_main:
+                runs.setdefault(run.plan.path, []).append(run)
         return Snapshot(
             branch=session.branch,
             # The commit the walk read, not the branch as it stands now: a record pushed
@@ -253,16 +268,16 @@ def _approvals(count: int, role: str) -> str:
     return f"{count} approval{'s' * (count != 1)} by {role}"
 
 
-def _log(session: Session, run: Run, name: str | None) -> str | None:
+def _log(repo: GitRepo, run: Run, name: str | None) -> str | None:
     """The log the run's finish record committed (`record.log_path`), if it has ended."""
     from reconciler.app.record import log_path  # noqa: PLC0415
 
     if run.finished is None or name is None:
         return None
-    blob = session.repo.blob_at(run.finished, log_path(run.environment, name, run.id))
+    blob = repo.blob_at(run.finished, log_path(run.environment, name, run.id))
     if blob is None:
         return None
-    return session.repo.read_blob(blob).decode("utf-8", errors="replace")
+    return repo.read_blob(blob).decode("utf-8", errors="replace")
 
 
 def mark(source: Source, branch: str) -> str | None:

@@ -165,6 +165,7 @@ def plan_page(snapshot: Snapshot, page: PlanPage, version: int) -> str:
         trail_problem=page.trail.problem,
         editors=page.editors,
         runs=page.runs,
+        run_count=page.run_count,
         version=version,
         links=True,
         **_chrome(False),
