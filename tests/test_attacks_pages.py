@@ -186,6 +186,42 @@ def test_a_plan_or_environment_page_is_served_at_once_while_a_pass_holds_the_sta
         assert "is in use by another reconciler process" in body  # where its entries stand
 
 
+def damage_the_state(repo: SeedRepo) -> None:
+    """The state database made another file: a disk's fault, a copy gone wrong."""
+    [database] = repo.path.rglob("*.sqlite3")
+    for left in database.parent.glob(database.name + "-*"):  # its write-ahead log
+        left.unlink()
+    database.write_bytes(b"not a database " * 512)
+
+
+def test_a_plan_page_is_served_from_the_snapshot_when_the_state_cannot_be_used(
+    tmp_path: Path, people: People
+) -> None:
+    # It answered 503 with nothing of the plan, where the pages keep the last snapshot
+    # when a read fails (the pipeline page is still served from it).
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    with serving(repo.path) as (_server, port):
+        assert fetch(port, b"/plans/one")[0] == b"HTTP/1.1 200 OK"
+        damage_the_state(repo)
+        status, body = fetch(port, b"/plans/one")
+    assert status == b"HTTP/1.1 200 OK", body[-600:]
+    assert "plans/one.yaml" in body
+    assert "cannot be used" in body  # where its entries stand
+
+
+def test_the_audit_trail_of_a_state_that_cannot_be_used_is_unavailable_not_a_bad_request(
+    tmp_path: Path, people: People
+) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    with serving(repo.path) as (_server, port):
+        assert fetch(port, b"/history")[0] == b"HTTP/1.1 200 OK"
+        damage_the_state(repo)
+        status, body = fetch(port, b"/history")
+    assert status == b"HTTP/1.1 503 Service Unavailable", body[-600:]
+    assert "cannot be used" in body
+
+
 def test_the_audit_trail_while_a_pass_holds_the_state_is_unavailable_not_a_bad_request(
     tmp_path: Path, people: People
 ) -> None:

@@ -126,13 +126,14 @@ def trail(source: Source, query: HistoryQuery, page: int = 1) -> Trail:
 
 
 def _newest(source: Source, query: HistoryQuery) -> Trail:
-    """A plan's or environment's newest entries, or why they cannot be read while a pass
-    holds the state: the rest of its page is the snapshot's, and is served all the same."""
-    from reconciler.core.errors import TemporaryError  # noqa: PLC0415
+    """A plan's or environment's newest entries, or why they cannot be read now (a pass
+    holds the state, the state cannot be used): the rest of its page is the snapshot's,
+    served all the same, as the pages keep the last snapshot when a read fails."""
+    from reconciler.core.errors import ReconcilerError  # noqa: PLC0415
 
     try:
         return trail(source, query)
-    except TemporaryError as error:
+    except ReconcilerError as error:
         return Trail((), 1, 0, problem=str(error))
 
 
