@@ -11,6 +11,7 @@ import re
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from tests.repositories import SeedRepo
 from tests.runner import serve_process
 from tests.scenarios import ECOMMERCE, plan
 from tests.test_attacks_surfaces import commit_path, read_all, served_connections
+from tests.test_crash_races import check_records
 
 
 @contextmanager
@@ -236,3 +238,43 @@ def test_the_audit_trail_while_a_pass_holds_the_state_is_unavailable_not_a_bad_r
         assert status == b"HTTP/1.1 503 Service Unavailable", body[-600:]
         assert waited < 5
         assert "is in use by another reconciler process" in body
+
+
+def test_pages_read_beside_apply_neither_fail_nor_stop_its_runs(
+    tmp_path: Path, people: People
+) -> None:
+    # Each plan, environment and audit-trail page reads the state the service writes (and
+    # may walk it on, as a verify beside the service does): read all along the service's
+    # passes, no page fails and every run is recorded once, as decided.
+    repo = SeedRepo.create(tmp_path, people)
+    answers: list[bytes] = []
+    done = threading.Event()
+    with serve_process(repo.path, "--state-dir", str(repo.state_dir)) as (_server, address):
+        port = int(address.rstrip("/").rsplit(":", 1)[1])
+
+        def read_pages() -> None:
+            paths = (b"/plans/beside-0", b"/environments/development", b"/history")
+            while not done.is_set():
+                for path in paths:
+                    answers.append(fetch(port, path, 30)[0])
+
+        reader = threading.Thread(target=read_pages)
+        reader.start()
+        try:
+            for index in range(4):
+                version = {"name": "ecommerce", "version": f"1.0.{index}"}
+                content = plan(f"beside-{index}", "development", [version])
+                repo.commit(people.alice, {f"plans/beside-{index}.yaml": content})
+                result = subprocess.run(
+                    repo.apply_command(), capture_output=True, text=True, check=False
+                )
+                assert result.returncode == 0, result.stderr
+        finally:
+            done.set()
+            reader.join(60)
+    assert answers
+    assert set(answers) <= {b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found"}, set(answers)
+    found = check_records(repo.path)
+    assert sorted(found) == [f"beside-{index}.1" for index in range(4)]
+    assert all(run["finishes"][0]["Result"] == "succeeded" for run in found.values())
+    assert repo.reconciler("verify").exit_code == 0
