@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.statestore import StateStore
-from reconciler.app import kept
+from reconciler.app import api, history_entries, kept
+from reconciler.app.api import HistoryQuery, Source
 from reconciler.app.history_entries import trail_of
 from reconciler.app.trail import Entry, decode_trail, encode_trail
 from tests.people import People
@@ -206,3 +209,39 @@ def test_a_kept_row_of_other_types_makes_the_trail_again(change: Any) -> None:
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"key": "k"}'])
 def test_a_text_that_is_no_kept_trail_is_none(text: str) -> None:
     assert decode_trail(text, "k") is None
+
+
+def test_readers_asking_at_once_make_the_trail_once_and_read_what_the_first_kept(
+    tmp_path: Path, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After each pass every open page of `serve` asks for its entries at once (live.js),
+    # each in a thread of its own: each made the trail again from the rows (0.23 s at
+    # 10,000 commits, one at a time under the GIL), where one made it and kept it for the
+    # others to read (0.017 s). The build is slowed so that all of them ask before it ends.
+    repo = proposed_qa_release(tmp_path, people)
+    assert repo.reconciler("verify").exit_code == 0
+    made: list[int] = []
+
+    def slow_trail_of(store: StateStore) -> tuple[Entry, ...]:
+        made.append(1)
+        time.sleep(0.5)
+        return trail_of(store)
+
+    monkeypatch.setattr(history_entries, "trail_of", slow_trail_of)
+    source = Source(repo=repo.path, branch="main", state_dir=repo.state_dir)
+    readers = 6
+    at_once = threading.Barrier(readers)
+    answers: list[tuple[Entry, ...]] = []
+
+    def read() -> None:
+        at_once.wait()
+        answers.append(api.history(source, HistoryQuery()))
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == readers
+    assert len(set(answers)) == 1
+    assert made == [1]
