@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from reconciler.adapters.statestore import StateStore
 from reconciler.app import pages
 from reconciler.app.api import HistoryQuery, Source
+from reconciler.app.history import select
 from reconciler.app.kept import TRAIL
 from reconciler.app.pages import PAGE, RUNS_SHOWN, page_number, page_of
 from reconciler.app.trail import Entry
@@ -170,3 +172,23 @@ def test_a_plan_page_shows_its_newest_runs_with_their_logs(tmp_path: Path, peopl
     newest = range(3, RUNS_SHOWN + 3)
     assert [item.run.id for item in page.runs] == [f"dev.{run}" for run in newest]
     assert [item.log for item in page.runs] == [f"the log of run {run}\n" for run in newest]
+
+
+# -- the filters' names -----------------------------------------------------------------
+
+
+def never_asked() -> Any:
+    raise AssertionError("the policy was read for a name the trail holds")
+
+
+def test_a_plan_the_trail_holds_is_known_without_reading_the_policy() -> None:
+    # Each plan page filters by its plan, and reading the policy at the tip was a third
+    # of its time (34 ms of 78 at 10,000 commits) for a plan its own entries name.
+    entries = trail(3)
+    named = tuple(msgspec.structs.replace(entry, plan="plans/one.yaml") for entry in entries)
+    assert select(named, never_asked, never_asked, plan="plans/one.yaml") == named
+
+
+def test_an_environment_the_trail_holds_is_known_without_reading_the_policy() -> None:
+    entries = tuple(msgspec.structs.replace(entry, environment="development") for entry in trail(3))
+    assert select(entries, never_asked, never_asked, environment="development") == entries

@@ -72,13 +72,14 @@ def select(
     A plan, environment or user that neither the effective policy and state
     (`effective`: its paths) nor the trail knows is a typo, refused rather than
     answered with an empty trail. The trail counts: a removed user or a
-    deleted plan keeps its history. Both are asked for only when a name is given: without
-    one, `history` needs no policy, nor the walker that builds it.
+    deleted plan keeps its history. Both are asked for only when a name is given (a plan
+    or environment only when the trail does not hold it): without one, `history` needs no
+    policy, nor the walker that builds it.
     """
     if plan is not None:
-        _known_plan(plan, entries, effective())
+        _known_plan(plan, entries, effective)
     if environment is not None:
-        _known_environment(environment, entries, policy())
+        _known_environment(environment, entries, policy)
     if user is not None:
         _known_user(user, entries, policy())
     return tuple(entry for entry in entries if _passes(entry, plan, environment, user, since))
@@ -100,15 +101,25 @@ def _passes(
     )
 
 
-def _known_plan(plan: str, entries: Sequence[Entry], effective: Iterable[str]) -> None:
-    plans = sorted(path for path in effective if place(path).kind == "plan")
+def _known_plan(
+    plan: str, entries: Sequence[Entry], effective: Callable[[], Iterable[str]]
+) -> None:
+    # The trail first: each plan page filters by its plan, which its own entries name, and
+    # reading the policy at the tip was a third of its time (34 ms of 78 at 10,000 commits).
+    if any(entry.plan == plan for entry in entries):
+        return
+    plans = sorted(path for path in effective() if place(path).kind == "plan")
     plans += sorted({entry.plan for entry in entries if entry.plan})
     if plan not in plans:
         raise unknown_name("plan", plan, plans, "plans on the branch or in the trail")
 
 
-def _known_environment(environment: str, entries: Sequence[Entry], policy: Policy) -> None:
-    environments = [env.name for env in policy.environments_in_order()]
+def _known_environment(
+    environment: str, entries: Sequence[Entry], policy: Callable[[], Policy]
+) -> None:
+    if any(entry.environment == environment for entry in entries):  # as `_known_plan`
+        return
+    environments = [env.name for env in policy().environments_in_order()]
     environments += sorted({entry.environment for entry in entries if entry.environment})
     if environment not in environments:
         raise unknown_name(
