@@ -25,7 +25,15 @@ from reconciler.app.history_entries import trail_of
 from reconciler.app.trail import Entry, decode_trail, encode_trail
 from tests.people import People
 from tests.repositories import SeedRepo
-from tests.scenarios import DEV_PLAN, ECOMMERCE, QA_PLAN, dev_plan, proposed_qa_release
+from tests.scenarios import (
+    DEV_PLAN,
+    ECOMMERCE,
+    PORTAL,
+    QA_PLAN,
+    dev_plan,
+    proposed_qa_release,
+    qa_plan,
+)
 
 STATE_FILE = "state.sqlite3"
 
@@ -245,3 +253,40 @@ def test_readers_asking_at_once_make_the_trail_once_and_read_what_the_first_kept
     assert len(answers) == readers
     assert len(set(answers)) == 1
     assert made == [1]
+
+
+def test_a_merges_entries_come_in_the_order_git_made_its_commits_refused_ones_too(
+    tmp_path: Path, people: People
+) -> None:
+    # The order within a landing is read only for landings whose entries name several
+    # commits, and the refusals only from landings that refused something: alice's clock
+    # runs two hours fast, bob's unsigned edit of the portal is refused, and diana puts it
+    # back (bob's refusal superseded, the merge authorised). As git made them: alice's,
+    # bob's, diana's.
+    repo = proposed_qa_release(tmp_path, people)
+    base = repo.head()
+    with repo.branch("side"):
+        ahead = f"{repo.clock + 7200} +0000"
+        notes = qa_plan(ECOMMERCE, PORTAL, notes="A")
+        alices = repo.commit(people.alice, {QA_PLAN: notes}, date=ahead)
+        bad = {**PORTAL, "version": "9.9", "from": "9.9-dev.1"}
+        bobs = repo.commit(people.bob, {QA_PLAN: qa_plan(ECOMMERCE, bad, notes="A")}, signed=False)
+        dianas = repo.commit(people.diana, {QA_PLAN: notes})
+    merge = repo.merge(people.olga, "side")
+    assert repo.reconciler("verify").exit_code == 0
+    made = repo.git("rev-list", "--topo-order", "--reverse", f"{base}..{merge}").split()
+    assert made[:3] == [alices, bobs, dianas]
+    store = StateStore(repo.state_dir, "main")
+    try:
+        entries = trail_of(store)
+        [landing] = [landing for landing in store.landings() if landing.verdict.commit == merge]
+    finally:
+        store.close()
+    assert landing.verdict.authorised
+    assert [refusal.commit for refusal in landing.verdict.superseded] == [bobs]
+    seq = landing.seq
+    edits = [entry for entry in entries if entry.seq == seq and entry.action == "edited"]
+    assert [entry.commit for entry in edits] == [alices, bobs, dianas]
+    assert [entry.counted for entry in edits] == [True, False, True]
+    # Why, from the superseded refusal: the landing refused nothing that stands.
+    assert "bob is not a member of it" in edits[1].detail
