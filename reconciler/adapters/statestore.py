@@ -55,6 +55,8 @@ BATCH: Final = 500  # commits looked up per query
 # the OS's file cache anyway: a pass over 1,000 commits, or a full verify of
 # 10,000, takes no longer with 256 KiB.
 PAGE_CACHE_KIB: Final = 256
+# Seconds another process's pass is waited for, when the state is busy with it.
+BUSY_TIMEOUT: Final = 15.0
 # A list of values as one JSON-array parameter, not one `?` each: every length
 # of list would be another SQL text, and SQLite's prepared statements, kept by
 # Python's statement cache (128 of them, each the larger the longer its list),
@@ -197,7 +199,7 @@ class _Sections:
 class StateStore:
     """One SQLite database in the state directory."""
 
-    def __init__(self, directory: Path, branch: str, *, busy_timeout: float = 15) -> None:
+    def __init__(self, directory: Path, branch: str, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.directory = directory
         self.path = _database(directory, branch)
         # Signature look-ups since the store opened, answered from the cache or not

@@ -82,10 +82,12 @@ def _session(source: Source) -> Iterator[Session]:
 
 
 @contextmanager
-def _reading(source: Source, note: Note) -> Iterator[Session]:
+def _reading(source: Source, note: Note, *, busy_timeout: float | None = None) -> Iterator[Session]:
     """A session for a command that only reports (`plan`, `status`, `history`, `verify`,
     `access`): it may read a remote's branch, and says when the service that keeps its
-    state here follows another branch than the one it reads."""
+    state here follows another branch than the one it reads. `busy_timeout`: the seconds
+    another process's pass is waited for (None: the store's own)."""
+    from reconciler.adapters.statestore import BUSY_TIMEOUT  # noqa: PLC0415
     from reconciler.app.session import open_session  # noqa: PLC0415
 
     with open_session(
@@ -95,6 +97,7 @@ def _reading(source: Source, note: Note) -> Iterator[Session]:
         now=utc_now(),
         remote=source.remote,
         tracking=True,
+        busy_timeout=BUSY_TIMEOUT if busy_timeout is None else busy_timeout,
     ) as session:
         other = other_branch_note(session)
         if other is not None:
@@ -291,11 +294,17 @@ class HistoryQuery(Struct, frozen=True):
     by: Literal["time", "plan"] = "time"
 
 
-def history(source: Source, query: HistoryQuery, *, note: Note = _quiet) -> tuple[Entry, ...]:
-    """The audit trail from the state, filtered and ordered."""
+def history(
+    source: Source,
+    query: HistoryQuery,
+    *,
+    note: Note = _quiet,
+    busy_timeout: float | None = None,
+) -> tuple[Entry, ...]:
+    """The audit trail from the state, filtered and ordered; `busy_timeout` as `_reading`'s."""
     from reconciler.app.history import audit_trail, ordered, select  # noqa: PLC0415
 
-    with _reading(source, note) as session:
+    with _reading(source, note, busy_timeout=busy_timeout) as session:
         session.verify()  # the trail is the state's, up to the tip: with nothing new, no walk
 
         @functools.cache

@@ -25,9 +25,14 @@ from reconciler.core.model import Gates
 from reconciler.core.status import label as status_label
 
 PAGE: Final = 100  # entries on one page of the audit trail
+RUNS_SHOWN: Final = 20  # a plan's newest runs its page shows, each with its log
+# Seconds a page that shows entries waits for a pass holding the state (a walk, a push to
+# a slow remote): the page answers at once, as when the snapshot held the trail.
+TRAIL_WAIT: Final = 1.0
+_PAGE_DIGITS: Final = 18  # a page number of more digits is past the last page of any trail
 
 if TYPE_CHECKING:
-    from reconciler.app.session import Session
+    from reconciler.adapters.gitrepo import GitRepo
     from reconciler.core.decide import Decision
     from reconciler.core.decide_values import Run
     from reconciler.core.status import Move, Pipeline
@@ -69,7 +74,9 @@ class Snapshot(Struct, frozen=True):
     decisions: tuple[Decision, ...]
     environments: tuple[EnvironmentInfo, ...]  # in promotion order
     editors: dict[str, tuple[str, ...]]  # plan path -> who edited it
-    runs: dict[str, tuple[RunLog, ...]]  # plan path -> its runs, oldest first
+    # plan path -> its runs, oldest first; their logs are read when its page is asked (a
+    # long-lived plan's runs, each log held and read again after every pass, grew without end)
+    runs: dict[str, tuple[Run, ...]]
     users: tuple[str, ...]
 
     def decision(self, name: str) -> Decision | None:
@@ -90,6 +97,7 @@ class Trail(Struct, frozen=True):
     entries: tuple[Entry, ...]  # newest first
     page: int  # 1 is the newest
     total: int  # entries that pass the filters, on every page
+    problem: str | None = None  # why none could be read now: the page says so in their place
 
     @property
     def pages(self) -> int:
@@ -112,32 +120,58 @@ def page_of(entries: Sequence[Entry], page: int) -> Trail:
 
 def trail(source: Source, query: HistoryQuery, page: int = 1) -> Trail:
     """A page of the audit trail from the state, as `history` reads it (`api.history`):
-    read when a page shows it, so that nothing of it is held between passes."""
-    return page_of(history(source, query), page)
+    read when a page shows it, so that nothing of it is held between passes. A pass that
+    holds the state is waited for `TRAIL_WAIT` only (`TemporaryError` after)."""
+    return page_of(history(source, query, busy_timeout=TRAIL_WAIT), page)
+
+
+def _newest(source: Source, query: HistoryQuery) -> Trail:
+    """A plan's or environment's newest entries, or why they cannot be read now (a pass
+    holds the state, the state cannot be used): the rest of its page is the snapshot's,
+    served all the same, as the pages keep the last snapshot when a read fails."""
+    from reconciler.core.errors import ReconcilerError  # noqa: PLC0415
+
+    try:
+        return trail(source, query)
+    except ReconcilerError as error:
+        return Trail((), 1, 0, problem=str(error))
 
 
 class PlanPage(Struct, frozen=True):
     """One plan: its decision, its newest entries in the audit trail, who edited it, its
-    runs."""
+    newest runs with their logs."""
 
     decision: Decision
     label: str  # as the pipeline shows it: running, deployed, saved... (`status.label`)
     trail: Trail
     editors: tuple[str, ...]
-    runs: tuple[RunLog, ...]
+    runs: tuple[RunLog, ...]  # the newest `RUNS_SHOWN`, oldest first
+    run_count: int  # all of its runs
 
 
 def plan_page(source: Source, snapshot: Snapshot, name: str) -> PlanPage | None:
     decision = snapshot.decision(name)
     if decision is None:
         return None
+    runs = snapshot.runs.get(decision.path, ())
     return PlanPage(
         decision=decision,
         label=status_label(decision),
-        trail=trail(source, HistoryQuery(plan=decision.path)),
+        trail=_newest(source, HistoryQuery(plan=decision.path)),
         editors=snapshot.editors.get(decision.path, ()),
-        runs=snapshot.runs.get(decision.path, ()),
+        runs=_logs(source, runs[-RUNS_SHOWN:], decision.plan.name if decision.plan else None),
+        run_count=len(runs),
     )
+
+
+def _logs(source: Source, runs: Sequence[Run], name: str | None) -> tuple[RunLog, ...]:
+    """`runs` with their logs, read from Git when a page shows them."""
+    from reconciler.adapters.gitrepo import GitRepo  # noqa: PLC0415
+
+    if not runs:
+        return ()
+    with GitRepo(find_root(source.repo or Path.cwd())) as repo:
+        return tuple(RunLog(run, _log(repo, run, name)) for run in runs)
 
 
 class EnvironmentPage(Struct, frozen=True):
@@ -164,7 +198,7 @@ def environment_page(source: Source, snapshot: Snapshot, name: str) -> Environme
         ),
         moves=moves,
         locks=tuple(move for move in moves if move.label == "running"),
-        trail=trail(source, HistoryQuery(environment=name)),
+        trail=_newest(source, HistoryQuery(environment=name)),
     )
 
 
@@ -191,12 +225,11 @@ def snapshot(source: Source, *, driver_root: Path | None = None, note: Note = _q
         editors = {
             path: tuple(sorted(names)) for path, names in seen.history.editors.items() if names
         }
-        names = {d.path: d.plan.name if d.plan else None for d in seen.decisions}
-        runs: dict[str, list[RunLog]] = {}
+        on_main = {decision.path for decision in seen.decisions}
+        runs: dict[str, list[Run]] = {}
         for run in seen.history.runs:
-            if run.plan.path in names:
-                log = _log(session, run, names[run.plan.path])
-                runs.setdefault(run.plan.path, []).append(RunLog(run, log))
+            if run.plan.path in on_main:
+                runs.setdefault(run.plan.path, []).append(run)
         return Snapshot(
             branch=session.branch,
             # The commit the walk read, not the branch as it stands now: a record pushed
@@ -236,16 +269,16 @@ def _approvals(count: int, role: str) -> str:
     return f"{count} approval{'s' * (count != 1)} by {role}"
 
 
-def _log(session: Session, run: Run, name: str | None) -> str | None:
+def _log(repo: GitRepo, run: Run, name: str | None) -> str | None:
     """The log the run's finish record committed (`record.log_path`), if it has ended."""
     from reconciler.app.record import log_path  # noqa: PLC0415
 
     if run.finished is None or name is None:
         return None
-    blob = session.repo.blob_at(run.finished, log_path(run.environment, name, run.id))
+    blob = repo.blob_at(run.finished, log_path(run.environment, name, run.id))
     if blob is None:
         return None
-    return session.repo.read_blob(blob).decode("utf-8", errors="replace")
+    return repo.read_blob(blob).decode("utf-8", errors="replace")
 
 
 def mark(source: Source, branch: str) -> str | None:
@@ -279,6 +312,9 @@ def page_number(text: str) -> int:
 
     if not text:
         return 1
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    digits = text.lstrip("0") if text.isascii() and text.isdigit() else ""
+    if not digits:
         raise UsageError(f"page '{text}' is not a page number", hint="1 is the newest page")
-    return int(text)
+    # Past the last page is the last page (`page_of`): a number longer than Python reads
+    # as one (4,300 digits; a request's head holds 64 KiB) is past any trail's.
+    return int(digits) if len(digits) <= _PAGE_DIGITS else 10**_PAGE_DIGITS

@@ -20,7 +20,7 @@ from msgspec.structs import replace
 
 from reconciler.adapters import revocation_file
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.adapters.statestore import Position, StateStore
+from reconciler.adapters.statestore import BUSY_TIMEOUT, Position, StateStore
 from reconciler.app.checkpoint_trust import CheckpointTrust, checkpoint_branch
 from reconciler.app.verified import VerifyResult, differs
 from reconciler.core import journal
@@ -554,16 +554,18 @@ def open_session(
     option: str = "--branch",
     remote: str | None = None,
     tracking: bool = False,
+    busy_timeout: float = BUSY_TIMEOUT,
 ) -> Iterator[Session]:
     """`tracking`: a command that only reads, which may follow a remote's branch
-    (`read_branch`); the others follow a local branch (`followed_branch`)."""
+    (`read_branch`); the others follow a local branch (`followed_branch`). `busy_timeout`:
+    the seconds another process's pass is waited for (`TemporaryError` after)."""
     with GitRepo(repo_dir) as repo:
         if tracking:
             followed, ref = read_branch(repo, branch, remote)
         else:
             followed = followed_branch(repo, branch, option)
             ref = f"refs/heads/{followed}"
-        store = StateStore(state_directory(repo, state_dir), followed)
+        store = StateStore(state_directory(repo, state_dir), followed, busy_timeout=busy_timeout)
         try:
             trust = CheckpointTrust(checkpoint_branch(ref))
             yield Session(

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reconciler.adapters.webhook import MAX_HEAD, pages_protocol
 from reconciler.app import api, pages
 from reconciler.app.api import HistoryQuery, Source
-from reconciler.core.errors import ReconcilerError
+from reconciler.core.errors import ReconcilerError, UsageError
 from reconciler.web import render
 
 if TYPE_CHECKING:
@@ -211,8 +211,10 @@ def app(live: Live, *, allowed_hosts: list[str]) -> Starlette:
             trail = pages.trail(
                 live.source, query, pages.page_number(request.query_params.get("page", ""))
             )
-        except ReconcilerError as error:
+        except UsageError as error:  # the query's: a filter naming no one, no page number
             return _page(render.problem_page(snapshot, "Audit trail", str(error)), 400)
+        except ReconcilerError as error:  # not the query's: a pass holds the state, a damaged one
+            return _page(render.problem_page(snapshot, "Audit trail", str(error)), 503)
         return _page(render.history_page(snapshot, trail, filters, version))
 
     def access(request: Request) -> Response:
