@@ -894,3 +894,30 @@ def test_a_checkpoint_is_published_in_a_sha256_repository(tmp_path: Path, people
     ).stdout
     assert written == encode(header, rows)
     assert run_git(repository, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_a_published_checkpoint_s_trees_are_not_kept_for_records_to_build_on(
+    tmp_path: Path, people: People
+) -> None:
+    # The writer keeps the last trees it made for the next record to build on; a
+    # checkpoint's sections follow the plans on main, and a service kept eight of them
+    # for nobody (4 KiB a plan, most of what a publish left behind).
+    repo = proposed_qa_release(tmp_path, people)
+    assert fresh_verify(repo, repo.state_dir).exit_code == 0
+    with GitRepo(repo.path) as git:
+        record = git.tree_with_blobs(
+            "", {"logs/development/run.log": git.write_object("blob", b"")}
+        )
+        store = StateStore(repo.state_dir, "main")
+        try:
+            made = checkpoints.publish(
+                git, store, SigningKey.load(people.reconciler.key), "main", None, SUITE_NOW
+            )
+        finally:
+            store.close()
+        assert made is not None
+        tree = run_git(repo.path, "rev-parse", f"{made}^{{tree}}")
+        folder = run_git(repo.path, "rev-parse", f"{made}:{checkpoints.SECTIONS_FOLDER}")
+        assert git._make_tree.made(tree) is None
+        assert git._make_tree.made(folder) is None
+        assert git._make_tree.made(record) is not None  # a record's, kept as before

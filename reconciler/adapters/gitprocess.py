@@ -198,8 +198,10 @@ class MakeTree:
             entries = self._made.get(oid)
             return None if entries is None else dict(entries)
 
-    def make(self, entries: Mapping[str, tuple[str, str]]) -> str:
-        """The id of the tree of `entries` (name -> (mode, id)), written to the repository."""
+    def make(self, entries: Mapping[str, tuple[str, str]], *, remember: bool = True) -> str:
+        """The id of the tree of `entries` (name -> (mode, id)), written to the repository;
+        remembered for `made` unless no record will be built on it (a checkpoint's, whose
+        sections follow the plans on main: eight of them were a service's to keep)."""
         listing = b"".join(
             f"{mode} {self.KINDS.get(mode, 'blob')} {oid}\t".encode()
             + name.encode("utf-8", "surrogateescape")
@@ -227,6 +229,8 @@ class MakeTree:
                 _, errors = self._reader.finish()
                 self._reader = None
                 raise GitError(f"git mktree failed: {errors.strip()}")
+            if not remember:
+                return answer
             self._made.pop(answer, None)
             self._made[answer] = dict(entries)
             while len(self._made) > self.REMEMBERED:

@@ -196,8 +196,11 @@ class GitWriting(GitRunner):
         written = {path: self.write_object("blob", content) for path, content in files.items()}
         return self.tree_with_blobs(base_tree, written)
 
-    def tree_with_blobs(self, base_tree: str, blobs: Mapping[str, str]) -> str:
-        """`base_tree` with `blobs` at their paths (path -> blob id), as a new tree id.
+    def tree_with_blobs(
+        self, base_tree: str, blobs: Mapping[str, str], *, remember: bool = True
+    ) -> str:
+        """`base_tree` with `blobs` at their paths (path -> blob id), as a new tree id;
+        `remember`: as `MakeTree.make`'s, for it and every folder it makes.
 
         Git makes each tree (`git mktree`); the folders it rewrites are read with
         `tree_entries`, so a malformed one (in a refused landing) is written back
@@ -221,8 +224,8 @@ class GitWriting(GitRunner):
             # under deployments/ and logs/, which only the reconciler may change,
             # so what stands in the way is a refused change, never effective.
             base = oid if mode == "40000" else ""
-            entries[name] = ("40000", self.tree_with_blobs(base, nested))
-        return self._make_tree.make(entries)
+            entries[name] = ("40000", self.tree_with_blobs(base, nested, remember=remember))
+        return self._make_tree.make(entries, remember=remember)
 
     def update_ref(self, branch: str, new: str, expected: str) -> bool:
         """Move refs/heads/<branch> from `expected` to `new`, atomically; False if it moved."""

@@ -152,6 +152,7 @@ def publish(
                 **{name: repo.write_object("blob", data) for name, data in small.items()},
                 **{f"{SECTIONS_FOLDER}/{name}": blob for name, blob in blobs.items()},
             },
+            remember=False,  # no record is built on it
         )
     identity = f"reconciler <reconciler@reconciler.invalid> {int(when.timestamp())} +0000"
     message = (
