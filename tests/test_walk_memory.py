@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.history import HistorySettings, generate_history
 from reconciler.adapters.gitobjects import NULL_OID
 from reconciler.adapters.gitprocess import ReadAhead
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.readahead import FIELDS_MEMO, STRUCTURED, ParsedVersions
 from reconciler.adapters.statestore import StateStore
+from reconciler.adapters.treechecks import TreeChecks
 from reconciler.app.authorise import Authoriser
 from reconciler.core.fields import FieldMap
 from reconciler.core.layout import place
@@ -88,3 +91,38 @@ def test_what_the_walk_holds_between_batches_is_capped_below_a_long_history() ->
     # read ahead of the walk: 1 MiB, where a 20,000-commit log is 7 MiB.
     assert 2 * FIELDS_MEMO <= 4096
     assert ReadAhead.BLOCK * ReadAhead.BLOCKS <= 1 << 20
+
+
+def whole_tree_reads(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many trees a full walk of the history at `path` reads whole (not as the edit
+    of a tree it remembers)."""
+    reads: list[str] = []
+    read = GitRepo.tree_data
+
+    def counted(repo: GitRepo, oid: str) -> bytes | None:
+        reads.append(oid)
+        return read(repo, oid)
+
+    with monkeypatch.context() as patched, GitRepo(path) as repo:
+        patched.setattr(GitRepo, "tree_data", counted)
+        store = StateStore(tmp_path, "main")
+        try:
+            Authoriser(repo, store, now=SUITE_NOW, batch=BATCH, workers=0).run(repo.resolve("main"))
+        finally:
+            store.close()
+    return len(reads)
+
+
+def test_the_trees_a_walk_remembers_follow_main_and_cost_merges_no_whole_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each remembered tree is one of main's folders (plans/ as it grows): at most KEPT of
+    # them, however long the history. Fewer, a merge's first parent's trees could be gone
+    # by the time the merge is checked, and read whole again.
+    settings = HistorySettings(commits=800, users=12, plans=40, merges=0.3, seed=5)
+    generate_history(settings, tmp_path / "history")
+    cap = TreeChecks.KEPT
+    assert cap * 10 <= settings.commits  # far fewer than the history brings
+    kept = whole_tree_reads(tmp_path / "history", tmp_path / "kept", monkeypatch)
+    monkeypatch.setattr(TreeChecks, "KEPT", 100_000)  # every tree the history has
+    assert whole_tree_reads(tmp_path / "history", tmp_path / "all", monkeypatch) == kept
