@@ -138,13 +138,19 @@ def test_a_burst_of_event_streams_opens_no_more_than_the_cap(
                 sock.close()
 
 
+def with_one_plan(tmp_path: Path, people: People) -> SeedRepo:
+    """The seed repository with one plan into development, landed by alice."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    return repo
+
+
 def test_a_page_number_of_thousands_of_digits_answers_the_last_page_not_500(
     tmp_path: Path, people: People
 ) -> None:
     # int() reads no number of more than 4,300 digits: `?page=` with 5,000 of them fits
     # in a request's head (64 KiB) and answered 500, a traceback on serve's stderr.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    repo = with_one_plan(tmp_path, people)
     with serving(repo.path) as (_server, port):
         status, body = fetch(port, b"/history?page=" + b"1" * 5000)
         assert status == b"HTTP/1.1 200 OK", body[-400:]
@@ -174,8 +180,7 @@ def test_a_plan_or_environment_page_is_served_at_once_while_a_pass_holds_the_sta
     # The pages read a page's entries from the state on each request: while a pass held
     # it (a walk, a push to a slow remote), each plan and environment page waited the
     # state's 15 s and answered 503, where it had been served from the snapshot at once.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    repo = with_one_plan(tmp_path, people)
     with serving(repo.path) as (_server, port):
         assert fetch(port, path)[0] == b"HTTP/1.1 200 OK"
         with a_pass_holding(repo):
@@ -201,8 +206,7 @@ def test_a_plan_page_is_served_from_the_snapshot_when_the_state_cannot_be_used(
 ) -> None:
     # It answered 503 with nothing of the plan, where the pages keep the last snapshot
     # when a read fails (the pipeline page is still served from it).
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    repo = with_one_plan(tmp_path, people)
     with serving(repo.path) as (_server, port):
         assert fetch(port, b"/plans/one")[0] == b"HTTP/1.1 200 OK"
         damage_the_state(repo)
