@@ -101,7 +101,7 @@ class Trail(Struct, frozen=True):
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // PAGE))
+        return _pages(self.total)
 
     @property
     def first(self) -> int:
@@ -113,9 +113,14 @@ def page_of(entries: Sequence[Entry], page: int) -> Trail:
     """Page `page` of `entries` (the trail in date order, as `history` gives it): `PAGE`
     of them, newest first, page 1 the newest; a page past the last is the last."""
     total = len(entries)
-    page = min(max(page, 1), max(1, -(-total // PAGE)))
+    page = min(max(page, 1), _pages(total))
     end = total - (page - 1) * PAGE
     return Trail(tuple(reversed(entries[max(0, end - PAGE) : end])), page, total)
+
+
+def _pages(total: int) -> int:
+    """Pages of `PAGE` entries that `total` entries fill; one when there are none."""
+    return max(1, -(-total // PAGE))
 
 
 def trail(source: Source, query: HistoryQuery, page: int = 1) -> Trail:
