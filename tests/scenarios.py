@@ -114,6 +114,14 @@ def _proposed_qa_release(tmp_path: Path, people: People, **seed: Any) -> SeedRep
     return repo
 
 
+def one_plan_landed(tmp_path: Path, people: People) -> SeedRepo:
+    """The seed repository with one plan into development (plans/one.yaml), landed by
+    alice: its creation and its trigger are the trail's entries."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    return repo
+
+
 def ran(repo: SeedRepo, path: str, run: str, result: str = "succeeded") -> None:
     repo.record(
         {**_run_trailers(repo, path, run), "Result": "started", "Reconciler": "test-instance"}

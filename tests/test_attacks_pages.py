@@ -23,7 +23,7 @@ from tests import test_watch
 from tests.people import People
 from tests.repositories import SeedRepo
 from tests.runner import serve_process
-from tests.scenarios import ECOMMERCE, plan
+from tests.scenarios import ECOMMERCE, one_plan_landed, plan
 from tests.test_attacks_surfaces import commit_path, read_all, served_connections
 from tests.test_crash_races import check_records
 
@@ -138,19 +138,12 @@ def test_a_burst_of_event_streams_opens_no_more_than_the_cap(
                 sock.close()
 
 
-def with_one_plan(tmp_path: Path, people: People) -> SeedRepo:
-    """The seed repository with one plan into development, landed by alice."""
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
-    return repo
-
-
 def test_a_page_number_of_thousands_of_digits_answers_the_last_page_not_500(
     tmp_path: Path, people: People
 ) -> None:
     # int() reads no number of more than 4,300 digits: `?page=` with 5,000 of them fits
     # in a request's head (64 KiB) and answered 500, a traceback on serve's stderr.
-    repo = with_one_plan(tmp_path, people)
+    repo = one_plan_landed(tmp_path, people)
     with serving(repo.path) as (_server, port):
         status, body = fetch(port, b"/history?page=" + b"1" * 5000)
         assert status == b"HTTP/1.1 200 OK", body[-400:]
@@ -180,7 +173,7 @@ def test_a_plan_or_environment_page_is_served_at_once_while_a_pass_holds_the_sta
     # The pages read a page's entries from the state on each request: while a pass held
     # it (a walk, a push to a slow remote), each plan and environment page waited the
     # state's 15 s and answered 503, where it had been served from the snapshot at once.
-    repo = with_one_plan(tmp_path, people)
+    repo = one_plan_landed(tmp_path, people)
     with serving(repo.path) as (_server, port):
         assert fetch(port, path)[0] == b"HTTP/1.1 200 OK"
         with a_pass_holding(repo):
@@ -201,16 +194,20 @@ def damage_the_state(repo: SeedRepo) -> None:
     database.write_bytes(b"not a database " * 512)
 
 
+def served_once_damaged(repo: SeedRepo, path: bytes) -> tuple[bytes, str]:
+    """`path` served (200) from a state that is then damaged; its answer after."""
+    with serving(repo.path) as (_server, port):
+        assert fetch(port, path)[0] == b"HTTP/1.1 200 OK"
+        damage_the_state(repo)
+        return fetch(port, path)
+
+
 def test_a_plan_page_is_served_from_the_snapshot_when_the_state_cannot_be_used(
     tmp_path: Path, people: People
 ) -> None:
     # It answered 503 with nothing of the plan, where the pages keep the last snapshot
     # when a read fails (the pipeline page is still served from it).
-    repo = with_one_plan(tmp_path, people)
-    with serving(repo.path) as (_server, port):
-        assert fetch(port, b"/plans/one")[0] == b"HTTP/1.1 200 OK"
-        damage_the_state(repo)
-        status, body = fetch(port, b"/plans/one")
+    status, body = served_once_damaged(one_plan_landed(tmp_path, people), b"/plans/one")
     assert status == b"HTTP/1.1 200 OK", body[-600:]
     assert "plans/one.yaml" in body
     assert "cannot be used" in body  # where its entries stand
@@ -219,11 +216,7 @@ def test_a_plan_page_is_served_from_the_snapshot_when_the_state_cannot_be_used(
 def test_the_audit_trail_of_a_state_that_cannot_be_used_is_unavailable_not_a_bad_request(
     tmp_path: Path, people: People
 ) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    with serving(repo.path) as (_server, port):
-        assert fetch(port, b"/history")[0] == b"HTTP/1.1 200 OK"
-        damage_the_state(repo)
-        status, body = fetch(port, b"/history")
+    status, body = served_once_damaged(SeedRepo.create(tmp_path, people), b"/history")
     assert status == b"HTTP/1.1 503 Service Unavailable", body[-600:]
     assert "cannot be used" in body
 

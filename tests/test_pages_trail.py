@@ -22,7 +22,7 @@ from reconciler.app.trail import Entry
 from reconciler.core.errors import UsageError
 from tests.people import People
 from tests.repositories import SeedRepo
-from tests.scenarios import plan
+from tests.scenarios import one_plan_landed, plan
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -43,6 +43,11 @@ def trail(count: int) -> tuple[Entry, ...]:
         )
         for seq in range(1, count + 1)
     )
+
+
+def source_of(repo: SeedRepo) -> Source:
+    """Where the pages read `repo`: its main and its state."""
+    return Source(repo=repo.path, branch="main", state_dir=repo.state_dir)
 
 
 def values_in(value: object) -> Iterator[object]:
@@ -117,10 +122,8 @@ def test_a_page_that_is_no_positive_whole_number_is_refused(text: str) -> None:
 def test_reading_the_pages_makes_no_audit_trail_and_holds_none(
     tmp_path: Path, people: People
 ) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    app = [{"name": "ecommerce", "version": "1.0.0"}]
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", app)}, "Add one")
-    source = Source(repo=repo.path, branch="main", state_dir=repo.state_dir)
+    repo = one_plan_landed(tmp_path, people)
+    source = source_of(repo)
     snapshot = pages.snapshot(source)
     assert "plans/one.yaml" in {decision.path for decision in snapshot.decisions}
     store = StateStore(repo.state_dir, "main")
@@ -155,7 +158,7 @@ def test_reading_the_pages_holds_no_log_of_a_run(tmp_path: Path, people: People)
     # showed every log.
     repo = SeedRepo.create(tmp_path, people)
     plan_run(repo, people, 1)
-    snapshot = pages.snapshot(Source(repo=repo.path, branch="main", state_dir=repo.state_dir))
+    snapshot = pages.snapshot(source_of(repo))
     assert [run.id for run in snapshot.runs["plans/dev.yaml"]] == ["dev.1"]
     texts = [value for value in values_in(snapshot) if isinstance(value, str)]
     assert not any("the log of run" in text for text in texts)
@@ -165,7 +168,7 @@ def test_a_plan_page_shows_its_newest_runs_with_their_logs(tmp_path: Path, peopl
     repo = SeedRepo.create(tmp_path, people)
     for run in range(1, RUNS_SHOWN + 3):
         plan_run(repo, people, run)
-    source = Source(repo=repo.path, branch="main", state_dir=repo.state_dir)
+    source = source_of(repo)
     page = pages.plan_page(source, pages.snapshot(source), "dev")
     assert page is not None
     assert page.run_count == RUNS_SHOWN + 2
