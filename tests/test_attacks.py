@@ -997,6 +997,36 @@ def test_a_state_database_that_follows_another_branch_is_refused(
     assert "hint: give each followed branch its own --state-dir" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("committer", "counts"),
+    [
+        ("{bob.name} <{bob.email}>", True),  # the control: Bob's own, unsigned, counts
+        ("{mallory.name} <{mallory.email}> <{bob.email}>", False),
+    ],
+)
+def test_a_committer_line_naming_bobs_email_after_mallorys_is_mallorys_as_git_reads_it(
+    tmp_path: Path, people: People, committer: str, counts: bool
+) -> None:
+    # Unsigned, a commit is its committer email's where the environment needs no
+    # signature. Git reads the email between the first `<` and the first `>`: `git log`
+    # shows this line as Mallory's, and a reading that took the last `<...>` made it Bob's.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.write({QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.git("add", "-A")
+    ident = committer.format(bob=people.bob, mallory=people.mallory) + " 1700000000 +0000"
+    raw = tmp_path / "commit"
+    raw.write_text(
+        f"tree {repo.git('write-tree')}\nparent {repo.head()}\n"
+        f"author {ident}\ncommitter {ident}\n\nThe QA plan\n"
+    )
+    commit = repo.git("hash-object", "--literally", "-t", "commit", "-w", str(raw))
+    repo.git("update-ref", "refs/heads/main", commit)
+    repo.git("reset", "-q", "--hard", "main")
+    shown = repo.git("log", "-1", "--format=%ce")
+    assert shown == (people.bob.email if counts else people.mallory.email)
+    assert repo.verify().judged[-1].authorised is counts
+
+
 def test_a_host_without_emails_is_refused_it_could_vouch_for_any_committer(
     tmp_path: Path, people: People
 ) -> None:

@@ -512,6 +512,77 @@ def test_a_commits_author_and_committer_are_the_ones_git_reads(
         assert read == [_AUTHOR, committer]
 
 
+# The pieces an author line is made of here: brackets in any number, the spaces git skips
+# and one it does not, signs, ASCII digits and digits of other scripts (which git never
+# reads as digits), and whole idents, so that most lines are near a real one.
+_IDENT_PIECES: Final = (
+    "<",
+    ">",
+    " ",
+    "\t",
+    "\r",
+    "\v",
+    "+",
+    "-",
+    "0",
+    "7",
+    "12",
+    "\u0661",
+    "\uff10",
+    "a",
+    "@",
+    "\u00e9",
+    "Mallory",
+    "root@example.com",
+    "<m@x.test>",
+    " 1700000000 +0100",
+)
+idents = st.lists(st.sampled_from(_IDENT_PIECES), max_size=10).map("".join)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ident=idents)
+def test_an_author_line_is_split_into_the_name_email_and_date_git_reads(ident: str) -> None:
+    # The email says who made an unsigned commit: a line git splits one way and this
+    # reading another would let a pusher show one person to `git log` and count as
+    # another here ("M <m@x> <root@example.com> 1 +0000" is m@x to git).
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch)
+        run_git(path, "init", "-q")
+        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+        raw = f"tree {tree}\nauthor {ident}\ncommitter C <c@example.com> 2 +0000\n\nm\n"
+        (path / "raw").write_bytes(raw.encode())
+        oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
+        shown = subprocess.run(
+            ["git", "show", "-s", "--date=unix", "--format=%an%x00%ae%x00%ad%x00", oid],
+            cwd=path,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        name, email, seconds, _ = shown.split("\0")
+        author = parse_commit(oid, raw.encode()).author
+        assert (author.name, author.email) == (name, email)
+        # No date to git (it shows none) is the moment 0 here.
+        assert int(author.when.timestamp()) == int(seconds or 0)
+
+
+@pytest.mark.parametrize(
+    ("date", "seconds"),
+    [
+        ("1700000000 +0100", 1700000000),
+        ("\u0661\u0667\u0660\u0660 +0000", 0),  # Arabic-Indic digits: no date to git
+        ("1700000000 +\uff10\uff11\uff10\uff10", 0),  # full-width digits in the zone
+        ("-1700000000 +0000", 0),  # a sign before the seconds: no date to git
+        ("253402300800 +0000", 0),  # the year 10000: git reads it, Python cannot hold it
+    ],
+)
+def test_a_date_is_read_only_from_ascii_digits(date: str, seconds: int) -> None:
+    raw = (
+        f"tree {'1' * 40}\nauthor A <a@example.com> {date}\ncommitter A <a@example.com> 1 +0000\n\n"
+    )
+    assert int(parse_commit("0" * 40, raw.encode()).author.when.timestamp()) == seconds
+
+
 @pytest.mark.parametrize("zone", ["+2400", "-2400", "+9999"])
 def test_a_time_zone_a_day_or_more_away_is_read_with_the_time_git_reads(zone: str) -> None:
     # Git takes any four digits as a zone (hash-object checks it, fsck --strict lets it

@@ -131,37 +131,68 @@ def _parents(lines: list[str]) -> tuple[str, ...]:
     return tuple(parents)
 
 
-_PERSON = re.compile(
-    r"^(?P<name>.*?) ?<(?P<email>[^<>]*)> (?P<seconds>-?\d+) (?P<offset>[+-]\d{4})$"
-)
+_SPACE: Final = " \t\n\r"  # git's isspace: these four, ASCII alone
+_DIGITS: Final = "0123456789"  # git's digits: ASCII alone, never another script's
+_EPOCH: Final = datetime.fromtimestamp(0, UTC)
+_TIME_T_END: Final = 1 << 63  # git takes a date from here on for an overflow, and reads 0
 
 
 def _person(text: str) -> Person:
-    match = _PERSON.match(text)
-    if match is None:
-        return Person(text, "", datetime.fromtimestamp(0, UTC))
-    name, email, seconds, offset = match.groups()
-    zone = _zone(offset)
+    """An author or committer line as git splits it (ident.c, `split_ident_line`).
+
+    The email is what stands between the first `<` and the first `>` after it, the
+    name what stands before that `<` less its trailing spaces, however many `<` and `>`
+    follow. The date follows the last `>`: ASCII digits, then a sign and ASCII digits;
+    anything else there is no date, which git shows as 0, and so is it read here.
+    A line without `<` and `>` names nobody: git shows no name and no email.
+    """
+    opens = text.find("<")
+    closes = text.find(">", opens + 1) if opens >= 0 else -1
+    if closes < 0:
+        return Person("", "", _EPOCH)
+    return Person(
+        text[:opens].rstrip(_SPACE), text[opens + 1 : closes], _date(text[text.rfind(">") + 1 :])
+    )
+
+
+def _date(rest: str) -> datetime:
+    """The date after an ident's last `>`, as git reads it (`%ad` with `--date=unix`)."""
+    rest = rest.lstrip(_SPACE)
+    seconds = _leading_digits(rest)
+    rest = rest[len(seconds) :].lstrip(_SPACE)
+    sign, zone = rest[:1], _leading_digits(rest[1:])
+    if not seconds or sign not in ("+", "-") or not zone:
+        return _EPOCH
+    moment = int(seconds)
+    if moment >= _TIME_T_END:
+        return _EPOCH
     try:
-        when = datetime.fromtimestamp(int(seconds), zone)
+        return datetime.fromtimestamp(moment, _zone(sign, zone))
     except (OverflowError, OSError, ValueError):
-        when = datetime.fromtimestamp(0, UTC)
-    return Person(name, email, when)
+        # Past the year 9999, which git reads and Python cannot hold: read at 0, as
+        # git reads a date it cannot hold.
+        return _EPOCH
+
+
+def _leading_digits(text: str) -> str:
+    return text[: len(text) - len(text.lstrip(_DIGITS))]
 
 
 _DAY_MINUTES: Final = 24 * 60
 
 
 @lru_cache(maxsize=64)
-def _zone(offset: str) -> timezone:
-    """The time zone of a `+hhmm` offset; kept, as a history holds few and every commit
-    names one or two (a walk parses every commit). UTC for one a day or more away, which
-    git takes (any four digits) and Python cannot hold: the time read is git's all the
-    same, only the zone it is shown in differs."""
-    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+def _zone(sign: str, digits: str) -> timezone:
+    """The time zone of a `+hhmm` offset as git reads it (`strtol`, any number of digits,
+    the last two the minutes); kept, as a history holds few and every commit names one or
+    two (a walk parses every commit). UTC for one a day or more away, which git takes and
+    Python cannot hold: the time read is git's all the same, only the zone it is shown in
+    differs."""
+    hhmm = int(digits) if len(digits) <= 12 else 10**12  # git's `strtol` saturates: past a day
+    minutes = hhmm // 100 * 60 + hhmm % 100
     if minutes >= _DAY_MINUTES:
         return UTC
-    return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+    return timezone(timedelta(minutes=-minutes if sign == "-" else minutes))
 
 
 def is_full_oid(text: str) -> bool:
