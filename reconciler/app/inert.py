@@ -1,12 +1,13 @@
 """App: what lies between two tips that changes no decision (`inert`) or no finish record
 (`only_people`), told without walking it.
 
-Called by the pass (`reconcile`) after a lost race. A short line of
-single-parent commits that leave what the reconciler reads as their parents had
-it, and carry no trailer that may count, lets start records decided on the old
-tip be rebuilt on the new one (`inert`); one in which no commit may be a record
-or changes teams.yaml lets a finish record or heartbeat be rebuilt on it
-(`only_people`). Anything longer, merged or in doubt is walked.
+Called by the pass (`reconcile`). A short line of single-parent commits that
+leave what the reconciler reads as their parents had it, and carry no trailer
+that may count, lets start records decided on the old tip be rebuilt on the new
+one after a lost race, and a pass start from the last one's decisions (`inert`);
+one in which no commit may be a record or changes teams.yaml lets a finish
+record or heartbeat be rebuilt on it (`only_people`). Anything longer, merged or
+in doubt is walked.
 """
 
 from __future__ import annotations

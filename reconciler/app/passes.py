@@ -21,6 +21,7 @@ from reconciler.core.decide import Decision
 from reconciler.core.decide_values import History
 from reconciler.core.errors import ConfigError
 from reconciler.core.events import PlanRef
+from reconciler.core.gates import Horizon
 from reconciler.core.model import Environment, Policy
 from reconciler.core.runs import Dependents
 from reconciler.core.verdicts import LandingVerdict
@@ -107,11 +108,14 @@ class PassReport(Struct):
 
 
 class RoundDecisions(Struct, frozen=True):
-    """A round's decisions, for the next round of the pass to start from.
+    """A round's decisions, for the next round to start from (of the pass, or of the
+    next pass when this one ends with them).
 
     The next round decides again only what this reconciler's own records since
     change (`runs.touched_by`) and the next plan of each environment, with the
-    clock of its start; the rest holds as long as nobody else lands a commit.
+    clock of its start; the rest holds as long as nobody else lands a commit that
+    may change a decision (`inert`) and the clock changes none (`horizon`), for
+    `DECIDE_ALL_AFTER` at most.
     """
 
     on: str  # the tip the round's start records left: the decisions hold there
@@ -119,6 +123,7 @@ class RoundDecisions(Struct, frozen=True):
     history: History
     since: float  # monotonic time every plan was last decided
     plans: Dependents  # `runs.dependents`, of that time
+    horizon: Horizon  # until when the clock leaves every decision as it is
     started: Mapping[str, PlanRef] = field(default_factory=dict)  # run id -> its plan version
 
 

@@ -80,6 +80,7 @@ def observe(
     drivers: DriverCheck | None,
     only: Mapping[str, str] | None = None,
     reuse: bool = False,
+    horizon: Horizon | None = None,
 ) -> Observation:
     """Decide every plan on the tip `walker` has just walked to (`verified`), as of `now`;
     with `only` (path -> blob, as on the tip), those plans alone (`gather`).
@@ -87,14 +88,15 @@ def observe(
     `drivers` None: the drivers are not asked (a merge judged before it lands, whose
     plans run on the service's machine, not this one). `reuse`: the walk was kept on the
     branch, and the decisions the state keeps may answer (`decided_from_state`), which
-    are kept again when decided anew.
+    are kept again when decided anew. `horizon` learns until when the decisions hold
+    with the clock alone (not with `reuse`, whose kept decisions know their own).
     """
     reused = False
     if reuse and only is None:
         history, decisions, reused = decided_from_state(walker, verified.tip, now)
     else:
         history = gather(walker, verified.tip, only)
-        decisions = decide(history, now)
+        decisions = decide(history, now, horizon)
     held: Mapping[str, ConfigError] = {}
     if drivers is not None:
         decisions, held = hold(decisions, driver_problems(walker, history, decisions, drivers))

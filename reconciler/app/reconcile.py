@@ -101,6 +101,7 @@ from reconciler.core.errors import (
     UsageError,
 )
 from reconciler.core.events import PlanRef
+from reconciler.core.gates import Horizon
 from reconciler.core.journal import OutboxEntry
 from reconciler.core.model import Environment, Plan, Policy
 from reconciler.core.revocation import Revocations
@@ -384,6 +385,9 @@ class Reconciler:
                 if not runs.starts:
                     if pending and not self._publish(tip, base, pending, walk):
                         continue
+                    # Main is `tip`, as decided on: the next pass starts from these
+                    # decisions if nothing that changes one lands before it (`_narrowed`).
+                    self._decided = self._round
                     return []
                 freed = {detail.environment for detail in pending.values()}
                 recent = self.store.others_starts(self.instance, RECENT_RECORDS)
@@ -514,19 +518,20 @@ class Reconciler:
         report.landings.extend(verified.judged)
         self._round = None
         if narrowed is None:
-            seen = observe(authoriser, verified, now, drivers=None)
+            horizon = Horizon(now)
+            seen = observe(authoriser, verified, now, drivers=None, horizon=horizon)
             history, every = seen.history, {item.path: item for item in seen.decisions}
             since = time.monotonic()
             plans = dependents(seen.decisions)
             report.decided += len(seen.decisions)
         else:
             decided, only = narrowed
-            history, every = self._decide_again(report, verified, now, decided, only)
+            history, every, horizon = self._decide_again(report, verified, now, decided, only)
             since, plans = decided.since, decided.plans
         self.observed = history
         self._check_shard(history.policy)
         decisions = ordered(every.values())
-        self._round = RoundDecisions(tip, every, history, since, plans)
+        self._round = RoundDecisions(tip, every, history, since, plans, horizon)
         # Before any start record: a plan whose environment's driver cannot load waits;
         # only where this reconciler may start runs (another shard's driver need not load here).
         drivers = DriverCheck(self.options.driver_root or self.state_dir / "releases")
@@ -544,13 +549,19 @@ class Reconciler:
         self, decided: RoundDecisions | None, base: str, pending: Mapping[str, OutboxEntry]
     ) -> tuple[RoundDecisions, dict[str, str]] | None:
         """The last round's decisions and the plans (path -> blob) its start records and the
-        finish records `pending` change (`runs.touched_by`), when those records are all
-        that landed since it decided; None: decide every plan."""
+        finish records `pending` change (`runs.touched_by`), when those records, and
+        commits that change no decision (`inert`), are all that landed since it decided
+        (in this pass, or the last one: a watcher's pass after a push to the README);
+        None: decide every plan."""
         if (
             decided is None
             or self.options.dry_run
-            or base != decided.on  # someone else pushed
+            # Someone else pushed what may change a decision: an approval, an edit, a
+            # record. Commits that change nothing a decision reads (`inert`: an empty
+            # commit, a README) leave them as they were, whoever made them.
+            or (base != decided.on and not inert(self.repo, decided.on, base))
             or not set(pending) <= set(decided.started)  # records of runs it did not start
+            or not decided.horizon.holds_at(self.clock())  # a window opened, an approval lapsed
             or time.monotonic() - decided.since >= DECIDE_ALL_AFTER
         ):
             return None
@@ -569,10 +580,11 @@ class Reconciler:
         now: datetime,
         decided: RoundDecisions,
         only: dict[str, str],
-    ) -> tuple[History, dict[str, Decision]]:
+    ) -> tuple[History, dict[str, Decision], Horizon]:
         """Decide the plans `only` names again, and the next plan to start in each environment
         of the shard, as of `now`, over the last round's decisions; the history of those
-        plans (with every refusal the last round knew) and every plan's decision.
+        plans (with every refusal the last round knew), every plan's decision, and until
+        when the clock leaves them all as they are.
 
         The next plan of an environment is decided now, not taken from a round before:
         a window may have closed, an approval lapsed; when it waits now, the next one is.
@@ -581,8 +593,9 @@ class Reconciler:
         ran = set(decided.started.values())
         waiting = (item for item in every.values() if item.ref not in ran)
         only = {**only, **self._next_up(waiting)}  # those the started runs leave first
+        horizon = Horizon(now)
         while True:
-            seen = observe(self._walker, verified, now, drivers=None, only=only)
+            seen = observe(self._walker, verified, now, drivers=None, only=only, horizon=horizon)
             report.decided += len(seen.decisions)
             every.update((item.path, item) for item in seen.decisions)
             stale = {
@@ -592,7 +605,7 @@ class Reconciler:
             }
             if not stale:
                 refused = seen.history.refused | decided.history.refused
-                return replace(seen.history, refused=refused), every
+                return replace(seen.history, refused=refused), every, decided.horizon.with_(horizon)
             only = {**only, **stale}
 
     def _next_up(self, decisions: Iterable[Decision]) -> dict[str, str]:

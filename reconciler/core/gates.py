@@ -41,6 +41,13 @@ class Horizon:
         """A rule's answer changes with every instant: the decisions hold for no time."""
         self.continuous = True
 
+    def with_(self, other: Horizon) -> Horizon:
+        """Until when these decisions and `other`'s, made later, hold together: the
+        sooner of their moments, from this one's `now`."""
+        joined = Horizon(self.now, self.until, self.continuous or other.continuous)
+        joined.at(other.until)
+        return joined
+
     def holds_at(self, moment: datetime) -> bool:
         """Whether decisions made at `now` are still the decisions at `moment`, as far as
         the clock goes (not before `now`: a clock set back is no later moment)."""

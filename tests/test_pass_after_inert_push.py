@@ -1,0 +1,123 @@
+"""A watcher's pass after a push that changes no decision starts from the last pass's
+decisions instead of deciding every plan on main again; a push that may change one is
+decided in full.
+
+An empty commit, or one that edits only what the reconciler never reads (a README), with
+no trailer that may count, is `inert`; the pass then decides again only the next plan of
+each environment, as it does after its own records. Real repositories, real signed
+commits, the service in this process (its report counts the plans it decided).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from reconciler.app.passes import Options, PassReport
+from reconciler.app.reconcile import Reconciler
+from tests.clock import SUITE_NOW, window_only_tomorrow
+from tests.people import People
+from tests.repositories import SeedRepo
+from tests.scenarios import (
+    ECOMMERCE,
+    PORTAL,
+    PROD_PLAN,
+    QA_PLAN,
+    prod_plan,
+    production_with_windows,
+    proposed_qa_release,
+    qa_plan,
+)
+
+
+@contextmanager
+def watched_after_one_pass(
+    tmp_path: Path, people: People
+) -> Iterator[tuple[SeedRepo, Reconciler, PassReport]]:
+    """The QA release proposed and nothing executable; a watcher in this process that
+    made its first pass, and that pass's report."""
+    repo = proposed_qa_release(tmp_path, people)
+    options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="watcher")
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as service:
+        first, started = service.watch_pass()
+        assert started == []
+        yield repo, service, first
+
+
+def statuses(report: PassReport) -> list[tuple[str, str]]:
+    return [(decision.path, decision.status) for decision in report.decisions]
+
+
+def test_a_pass_after_an_empty_commit_decides_no_plan_again(tmp_path: Path, people: People) -> None:
+    with watched_after_one_pass(tmp_path, people) as (repo, service, first):
+        repo.commit(people.bob, None, "An empty commit")
+        report, _ = service.watch_pass()
+    assert first.decided == len(first.decisions) >= 1
+    assert report.decided == 0  # nothing is executable: no environment's next plan either
+    assert statuses(report) == statuses(first)
+    assert report.tip == repo.head()
+
+
+def test_a_pass_after_a_readme_edit_decides_no_plan_again(tmp_path: Path, people: People) -> None:
+    with watched_after_one_pass(tmp_path, people) as (repo, service, first):
+        repo.commit(people.mallory, {"README.md": "# our deployments\n"}, signed=False)
+        report, _ = service.watch_pass()
+    assert report.decided == 0
+    assert statuses(report) == statuses(first)
+
+
+def test_an_approval_in_an_empty_commit_is_decided_at_the_next_pass(
+    tmp_path: Path, people: People
+) -> None:
+    with watched_after_one_pass(tmp_path, people) as (repo, service, first):
+        repo.approve(people.ravi, QA_PLAN)
+        report, _ = service.watch_pass()
+    assert report.decided == first.decided  # every plan again
+    approved = {decision.path: decision for decision in report.decisions}[QA_PLAN]
+    assert approved.approvers == ("ravi",)
+
+
+def test_an_edit_of_a_plan_is_decided_at_the_next_pass(tmp_path: Path, people: People) -> None:
+    with watched_after_one_pass(tmp_path, people) as (repo, service, first):
+        repo.commit(people.diana, {QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="December")})
+        report, _ = service.watch_pass()
+    assert report.decided == first.decided
+    edited = {decision.path: decision for decision in report.decisions}[QA_PLAN]
+    assert edited.blob == repo.blob(QA_PLAN) != first_blob(first)
+
+
+def first_blob(report: PassReport) -> str:
+    return {decision.path: decision.blob for decision in report.decisions}[QA_PLAN]
+
+
+def test_a_plan_whose_window_opens_is_decided_at_the_next_pass_after_an_empty_commit(
+    tmp_path: Path, people: People
+) -> None:
+    # The last pass's decisions hold until the clock may change one (their horizon): the
+    # production plan waits for tomorrow's window, and the pass after it opens starts it.
+    window, opens = window_only_tomorrow(SUITE_NOW)
+    production = production_with_windows(window).replace("  approval_ttl: 8h\n", "")
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    repo.trigger(people.olga, PROD_PLAN)
+    now = [SUITE_NOW]
+    options = Options(
+        state_dir=repo.state_dir,
+        key=people.reconciler.key,
+        instance="watcher",
+        driver_root=tmp_path / "releases",
+    )
+    with Reconciler(repo.path, options, clock=lambda: now[0], sleep=time.sleep) as service:
+        first, before = service.watch_pass()
+        repo.commit(people.bob, None, "An empty commit")
+        now[0] = opens
+        report, started = service.watch_pass()
+    assert before == []
+    assert {item.path: item.status for item in first.decisions}[PROD_PLAN] == "waiting"
+    assert [run.plan.path for run in started] == [PROD_PLAN]
+    assert report.decided == first.decided
