@@ -13,10 +13,10 @@ import pytest
 
 from reconciler.app.api import Source
 from reconciler.app.session import Session
-from reconciler.web.server import Live
+from reconciler.web.server import REFRESH, Live
 from tests.people import People
 from tests.repositories import SeedRepo
-from tests.scenarios import plan
+from tests.scenarios import ECOMMERCE, plan
 
 
 def test_a_commit_landing_while_the_pages_read_is_read_at_the_next_look(
@@ -45,3 +45,56 @@ def test_a_commit_landing_while_the_pages_read_is_read_at_the_next_look(
     live.refresh()
     assert (live.snapshot.tip, live.version) == (landed[0], 2)
     assert "plans/late.yaml" in {decision.path for decision in live.snapshot.decisions}
+
+
+def test_a_push_that_changes_no_decision_moves_the_pages_tip_without_reading_again(
+    tmp_path: Path, people: People
+) -> None:
+    # An empty commit (or a README) changes no decision: the pages name the new tip and
+    # keep what they read, rather than decide every plan on main again after each.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
+    live.refresh()
+    first = live.snapshot
+    assert first is not None
+    empty = repo.commit(people.bob, None, "An empty commit")
+    live.refresh()
+    assert live.snapshot is not None
+    assert (live.snapshot.tip, live.tip, live.version) == (empty, empty, 2)
+    assert live.snapshot.decisions is first.decisions  # kept, not decided again
+    assert live.snapshot.now == first.now
+
+
+def test_a_push_that_may_change_a_decision_is_read_again(tmp_path: Path, people: People) -> None:
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
+    live.refresh()
+    first = live.snapshot
+    assert first is not None
+    two = plan("two", "development", [ECOMMERCE])
+    added = repo.commit(people.alice, {"plans/two.yaml": two}, "Add two")
+    live.refresh()
+    assert live.snapshot is not None
+    assert live.snapshot.tip == added
+    assert "plans/two.yaml" in {decision.path for decision in live.snapshot.decisions}
+
+
+def test_pushes_that_change_no_decision_keep_no_snapshot_past_the_refresh(
+    tmp_path: Path, people: People
+) -> None:
+    # A page's "now" (windows, expiries) is never older than `REFRESH`, however many
+    # empty commits land: a kept snapshot does not count as a read.
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
+    live.refresh()
+    first = live.snapshot
+    assert first is not None
+    live.read_at -= REFRESH + 1
+    repo.commit(people.bob, None, "An empty commit")
+    live.refresh()
+    assert live.snapshot is not None
+    assert live.snapshot.decisions is not first.decisions
+    assert live.snapshot.now >= first.now

@@ -297,6 +297,19 @@ def mark(source: Source, branch: str) -> str | None:
         return tip if tip is not None else repo.try_resolve(f"refs/remotes/{branch}")
 
 
+def moved_to(source: Source, snapshot: Snapshot, tip: str) -> Snapshot | None:
+    """`snapshot` as of `tip`, when all that lies between the commit it read and `tip`
+    changes no decision (`inert`: a short line of commits that change nothing the
+    reconciler reads and carry no trailer that may count); None: read the branch again."""
+    from msgspec.structs import replace  # noqa: PLC0415
+
+    from reconciler.adapters.gitrepo import GitRepo  # noqa: PLC0415
+    from reconciler.app.inert import inert  # noqa: PLC0415
+
+    with GitRepo(find_root(source.repo or Path.cwd())) as repo:
+        return replace(snapshot, tip=tip) if inert(repo, snapshot.tip, tip) else None
+
+
 def since(text: str) -> datetime:
     """The audit trail's `since` filter as typed on the page: a date or an ISO 8601 time
     (UTC unless it says), as `history --since` reads it."""

@@ -106,10 +106,14 @@ class Live:
         on the pages and the last good snapshot kept."""
         current = self.snapshot
         tip = pages.mark(self.source, current.branch) if current else None
-        if current and tip == self.tip and time.monotonic() - self.read_at < REFRESH:
+        fresh = current is not None and time.monotonic() - self.read_at < REFRESH
+        if fresh and tip == self.tip:
             return
         try:
-            snapshot = pages.snapshot(self.source, driver_root=self.driver_root)
+            # Pushes that change no decision (empty commits, a README) move only the tip
+            # the pages name: every plan decided again after each was most of their work.
+            kept = pages.moved_to(self.source, current, tip) if current and fresh and tip else None
+            snapshot = kept or pages.snapshot(self.source, driver_root=self.driver_root)
         except ReconcilerError as error:
             self._failed(str(error))
             return
@@ -117,7 +121,8 @@ class Live:
             self.on_problem(None)
         with self.lock:
             self.snapshot, self.tip, self.problem = snapshot, snapshot.tip, None
-            self.read_at = time.monotonic()
+            if kept is None:  # a kept snapshot's "now" is no newer: `REFRESH` counts on
+                self.read_at = time.monotonic()
             self.version += 1
 
     def poll(self) -> None:
