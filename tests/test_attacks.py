@@ -1027,6 +1027,62 @@ def test_a_committer_line_naming_bobs_email_after_mallorys_is_mallorys_as_git_re
     assert repo.verify().judged[-1].authorised is counts
 
 
+def _push_raw_commit(repo: SeedRepo, raw: Path, headers: bytes) -> str:
+    """Land the staged tree in a commit whose author and committer headers are `headers`,
+    bytes a pusher writes with `git hash-object --literally`; git log's %ce for it."""
+    tree, parent = repo.git("write-tree"), repo.head()
+    raw.write_bytes(f"tree {tree}\nparent {parent}\n".encode() + headers + b"\n\nThe QA plan\n")
+    commit = repo.git("hash-object", "--literally", "-t", "commit", "-w", str(raw))
+    repo.git("update-ref", "refs/heads/main", commit)
+    repo.git("reset", "-q", "--hard", "main")
+    return repo.git("log", "-1", "--format=%ce")
+
+
+def test_a_committer_line_git_log_reencodes_from_utf7_as_mallorys_is_nobodys(
+    tmp_path: Path, people: People
+) -> None:
+    # `encoding UTF-7` makes git log convert the whole header before it splits the
+    # committer line: '+ADw-' is '<' and '+AD4-' is '>' there, so git shows Mallory's
+    # email where the bytes hold Bob's. `git fsck --strict` finds nothing wrong with it
+    # (a '-0000' zone keeps UTF-7 from failing on '+0000').
+    repo = SeedRepo.create(tmp_path, people)
+    repo.write({QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.git("add", "-A")
+    bob, mallory = people.bob, people.mallory
+    ident = f"{bob.name} <{bob.email}> 1700000000 -0000"
+    forged = f"{mallory.name} +ADw-{mallory.email}+AD4- <{bob.email}> 1700000000 -0000"
+    shown = _push_raw_commit(
+        repo,
+        tmp_path / "commit",
+        f"author {ident}\ncommitter {forged}\nencoding UTF-7".encode(),
+    )
+    assert shown == mallory.email
+    run_git(repo.path, "fsck", "--strict")  # fails on any error it finds
+    assert repo.verify().judged[-1].authorised is False
+
+
+def test_a_committer_line_git_log_reads_after_a_nul_byte_is_nobodys(
+    tmp_path: Path, people: People
+) -> None:
+    # git log reads a header line as ending at a NUL byte and the next line as starting
+    # after it: a second committer line hidden behind one is the one `%ce` shows,
+    # where a reading by line breaks finds Bob's alone. (`git fsck` refuses a NUL in a
+    # header; a host that does not run it takes the push.)
+    repo = SeedRepo.create(tmp_path, people)
+    repo.write({QA_PLAN: qa_plan(ECOMMERCE)})
+    repo.git("add", "-A")
+    bob, mallory = people.bob, people.mallory
+    ident = f"{bob.name} <{bob.email}> 1700000000 +0000"
+    hidden = f"x\0committer {mallory.name} <{mallory.email}> 1700000000 +0000"
+    shown = _push_raw_commit(
+        repo,
+        tmp_path / "commit",
+        f"author {ident}\ncommitter {ident}\n{hidden}".encode(),
+    )
+    assert shown == mallory.email
+    assert repo.verify().judged[-1].authorised is False
+
+
 def test_a_host_without_emails_is_refused_it_could_vouch_for_any_committer(
     tmp_path: Path, people: People
 ) -> None:

@@ -566,6 +566,61 @@ def test_an_author_line_is_split_into_the_name_email_and_date_git_reads(ident: s
         assert int(author.when.timestamp()) == int(seconds or 0)
 
 
+# Pieces of the header lines after an author line: NUL bytes (git log ends a line at one
+# and reads on after it), a committer line hidden behind one, an `encoding` header git
+# converts the whole header from (UTF-7's `+ADw-` is a `<`), bytes that are not UTF-8,
+# and a line continued with a space. No second committer line at the start of a line:
+# `signatures` holds such a commit malformed, whatever its emails.
+_HEADER_PIECES: Final = (
+    b"\0",
+    b"\0committer M <m@x.test> 1 -0000",
+    b"\nencoding ",
+    b"UTF-7",
+    b"UTF-8",
+    b"ISO-8859-1",
+    b"\nx-note ",
+    b"\n ",
+    b"+ADw-",
+    b"+AD4-",
+    b"<",
+    b">",
+    b" ",
+    b"\xff",
+    b"\xe9",
+    b"root@example.com",
+    b" 1 -0000",
+)
+headers = st.lists(st.sampled_from(_HEADER_PIECES), max_size=8).map(b"".join)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(author=headers, committer=headers)
+def test_an_email_read_from_a_commit_is_the_one_git_log_shows_or_none(
+    author: bytes, committer: bytes
+) -> None:
+    # Where no signature is needed, the committer's email is who made a change: an email
+    # read here that `git log` does not show would count a pusher as someone else.
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch)
+        run_git(path, "init", "-q")
+        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+        raw = b"tree %s\nauthor A %s\ncommitter C %s\n\nm\n" % (tree.encode(), author, committer)
+        (path / "raw").write_bytes(raw)
+        oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
+        shown = subprocess.run(
+            ["git", "log", "-1", "--format=%ae%x00%ce", oid],
+            cwd=path,
+            capture_output=True,
+            check=True,
+        ).stdout.decode("utf-8", "replace")
+        emails = shown.removesuffix("\n").split("\0")
+        read = parse_commit(oid, raw)
+        for email, shown_email in zip(
+            (read.author.email, read.committer.email), emails, strict=True
+        ):
+            assert email in ("", shown_email)
+
+
 @pytest.mark.parametrize(
     ("date", "seconds"),
     [

@@ -10,6 +10,7 @@ commits, the service in this process (its report counts the plans it decided).
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,3 +122,55 @@ def test_a_plan_whose_window_opens_is_decided_at_the_next_pass_after_an_empty_co
     assert {item.path: item.status for item in first.decisions}[PROD_PLAN] == "waiting"
     assert [run.plan.path for run in started] == [PROD_PLAN]
     assert report.decided == first.decided
+
+
+def test_a_root_folder_listing_plans_twice_is_decided_as_a_full_pass_decides_it(
+    tmp_path: Path, people: People
+) -> None:
+    # The second `plans` entry holds Mallory's edit of the QA plan. The first is the
+    # parent's, which is what `inert` compares (the first entry of a name counts): a
+    # pass that starts from the last one's decisions must decide as a pass that decides
+    # every plan does, which refuses the landing (git fsck would) and keeps the plan.
+    with watched_after_one_pass(tmp_path, people) as (repo, service, _first):
+        parents = repo.git("ls-tree", "HEAD").splitlines()
+        repo.write({QA_PLAN: qa_plan(ECOMMERCE, PORTAL, notes="Mallory's")})
+        repo.git("add", "-A")
+        [edited] = [
+            line
+            for line in repo.git("ls-tree", repo.git("write-tree")).splitlines()
+            if line.endswith("\tplans")
+        ]
+        repo.git("reset", "-q", "--hard")
+        listing: list[str] = []
+        for line in parents:
+            listing += [line, edited] if line.endswith("\tplans") else [line]
+        tree = (
+            subprocess.run(
+                ["git", "hash-object", "--literally", "-t", "tree", "-w", "--stdin"],
+                cwd=repo.path,
+                input=b"".join(_tree_entry(line) for line in listing),
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        repo.land_commit_tree(people.mallory, tree, repo.head(), message="Plans")
+        narrowed, _ = service.watch_pass()
+    options = Options(state_dir=repo.state_dir, key=people.reconciler.key, instance="watcher")
+    with Reconciler(repo.path, options, clock=lambda: SUITE_NOW, sleep=time.sleep) as fresh:
+        full, _ = fresh.watch_pass()
+    assert narrowed.decided < full.decided  # the first started from the last decisions
+    assert [refusal.path for refusal in narrowed.landings[-1].refusals] == ["the root folder"]
+    assert decided_as(narrowed) == decided_as(full)
+
+
+def _tree_entry(line: str) -> bytes:
+    """An `ls-tree` line as a tree object's entry (a folder's mode as trees write it)."""
+    meta, _, name = line.partition("\t")
+    mode, _kind, oid = meta.split(" ")
+    return f"{mode.lstrip('0')} {name}".encode() + b"\0" + bytes.fromhex(oid)
+
+
+def decided_as(report: PassReport) -> list[tuple[str, str, tuple[str, ...], str]]:
+    return [(item.path, item.status, item.approvers, item.blob) for item in report.decisions]

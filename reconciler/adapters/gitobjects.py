@@ -100,18 +100,41 @@ def parse_commit(oid: str, raw: bytes) -> CommitInfo:
             headers.setdefault(key, text)
     author, committer = headers.get("author", ""), headers.get("committer", "")
     who = _person(author)
+    # Read once when the lines are the same: most commits are committed by their author
+    # as they were written.
+    by = who if committer == author else _person(committer)
+    if not _split_as_git_log_splits(head, headers.get("encoding")):
+        who, by = _nobody(who), _nobody(by)
     return CommitInfo(
         id=oid,
         parents=_parents(lines),
         tree=headers.get("tree", ""),
         author=who,
-        # Read once when the lines are the same: most commits are committed by their author
-        # as they were written.
-        committer=who if committer == author else _person(committer),
+        committer=by,
         message=body.decode("utf-8", "replace"),
         encoding=headers.get("encoding", ""),
         raw=raw,
     )
+
+
+def _split_as_git_log_splits(head: bytes, encoding: str | None) -> bool:
+    """Whether `git log` (%an, %ae, %cn, %ce) reads the author and committer lines of
+    this header as they stand, which the email an unsigned change counts under must be.
+
+    Not where the header holds a NUL byte: git log ends a line at one and starts the
+    next after it, so a committer line hidden behind one is the one it shows. Nor where
+    the commit declares an encoding other than UTF-8 (an empty one too: git converts
+    from that): git log converts the whole header from it before it splits a line, and
+    iconv's UTF-7 reads `+ADw-` as a `<`, its ISO-2022-JP reads `<bob@...>` after an
+    escape as other letters; which conversion iconv makes is not ours to guess.
+    """
+    return b"\0" not in head and (encoding is None or encoding.lower() in ("utf-8", "utf8"))
+
+
+def _nobody(person: Person) -> Person:
+    """A person git's readers do not agree on: no name, no email; the date as read, which
+    an unsigned commit's pusher writes as they like in any case."""
+    return Person("", "", person.when)
 
 
 def _parents(lines: list[str]) -> tuple[str, ...]:
