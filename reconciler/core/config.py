@@ -34,6 +34,7 @@ from reconciler.core.model import (
     Team,
     Verify,
     Window,
+    email_key,
 )
 from reconciler.core.sshkeys import KeyFormatError, parse_public_key
 
@@ -188,7 +189,7 @@ def build_policy(
     email_owner: dict[str, str] = {}
     for user in users.values():
         for email in user.emails:
-            email_owner.setdefault(email.lower(), user.id)
+            email_owner.setdefault(email_key(email), user.id)
     infrastructure = teams["infrastructure"]
     return Policy(
         users=users,

@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from msgspec import Struct
 
-from reconciler.core.model import Policy
+from reconciler.core.model import Policy, email_key
 
 # Signature statuses of commits that hold no identity, whatever their emails say.
 NO_IDENTITY: Final = frozenset({"malformed", "copied"})
@@ -91,7 +91,7 @@ def resolve(facts: CommitFacts, policy: Policy, *, signature_required: bool) -> 
         return Actor(
             None, "unknown", False, f"{unsigned}, and this change needs a verified signature"
         )
-    user = policy.email_owner.get(facts.committer_email.lower())
+    user = policy.email_owner.get(email_key(facts.committer_email))
     if user is None:
         return Actor(
             None,
@@ -109,7 +109,7 @@ def can_verify(policy: Policy, user: str, revoked: frozenset[str] = frozenset())
     if signs_for_itself(policy, user, revoked):
         return True
     emails = (
-        {email.lower() for email in policy.users[user].emails} if user in policy.users else set()
+        {email_key(email) for email in policy.users[user].emails} if user in policy.users else set()
     )
     return any(policy.email_owner.get(email) == user for email in emails) and any(
         host.emails and signs_for_itself(policy, host_id, revoked)
@@ -128,10 +128,10 @@ def signs_for_itself(policy: Policy, identity: str, revoked: frozenset[str] = fr
 
 
 def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
-    host_emails = {email.lower() for email in policy.hosts[host].emails}
+    host_emails = {email_key(email) for email in policy.hosts[host].emails}
     # Only a commit the host itself committed speaks for its author: with no
     # emails to tell, the host's key alone would vouch for any committer.
-    if facts.committer_email.lower() not in host_emails:
+    if email_key(facts.committer_email) not in host_emails:
         return Actor(
             None,
             "unknown",
@@ -153,7 +153,7 @@ def _host_author(facts: CommitFacts, policy: Policy, host: str) -> Actor:
             else f"committed and signed by host {host} as a commit with {facts.parents} "
             f"parents, whose author {facts.author_email} it does not vouch for",
         )
-    user = policy.email_owner.get(facts.author_email.lower())
+    user = policy.email_owner.get(email_key(facts.author_email))
     if user is None:
         return Actor(
             None, "unknown", False, f"{style} by host {host} for {facts.author_email}, no user's"

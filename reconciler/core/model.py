@@ -26,6 +26,17 @@ DEFAULT_PERMISSIONS: Final[Mapping[str, tuple[str, ...]]] = {
 # What `projects` may grant: never the deployment role.
 PROJECTS_GRANTABLE_ROLES: Final = ("tech-lead", "developer", "tester")
 PLAN_STATES: Final = ("draft", "ready", "cancelled")
+# An email as the policy matches it (`email_key`): its ASCII letters in either case alike.
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def email_key(email: str) -> str:
+    """An email as teams.yaml's are matched with a commit's: its ASCII letters in either
+    case alike, every other character as written. `str.lower` folds past ASCII: the
+    Kelvin sign (U+212A) lowers to `k`, so `eri\u212a@example.com`, another address to
+    git, a mail server and a Git host, would count as erik@example.com's."""
+    return email.translate(_ASCII_LOWER)
+
 
 Severity = Literal["error", "warning"]
 
@@ -209,7 +220,7 @@ class Policy(Struct, frozen=True):
     # SSH key fingerprint (SHA256:...) or OpenPGP key fingerprint (hex) -> identity id
     # (first listed wins)
     key_owner: Mapping[str, str]
-    email_owner: Mapping[str, str]  # email (lowercase) -> user id
+    email_owner: Mapping[str, str]  # `email_key` of an email -> user id
     other_paths: tuple[str, ...] = ()  # globs outside the layout that signed users may change
     role_holders: Mapping[str, frozenset[str]] = field(default_factory=dict)  # role -> users
     signers: frozenset[str] = frozenset()  # identities owning a key (`key_owner`'s values)

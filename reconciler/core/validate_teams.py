@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.core import openpgp
 from reconciler.core.documents import Document, JsonPath
+from reconciler.core.model import email_key
 from reconciler.core.sshkeys import KeyFormatError, parse_public_key
 from reconciler.core.validate_findings import Findings, suggest
 
@@ -124,7 +125,7 @@ def _check_emails_held(
 ) -> None:
     """A user's emails belong to no other user."""
     for index, email in enumerate(identity.get("emails", ())):
-        owner = email_holders.setdefault(email.lower(), identity_id)
+        owner = email_holders.setdefault(email_key(email), identity_id)
         if owner != identity_id:
             out.at(
                 document,
