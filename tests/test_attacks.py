@@ -1010,21 +1010,20 @@ def test_a_committer_line_naming_bobs_email_after_mallorys_is_mallorys_as_git_re
     # Unsigned, a commit is its committer email's where the environment needs no
     # signature. Git reads the email between the first `<` and the first `>`: `git log`
     # shows this line as Mallory's, and a reading that took the last `<...>` made it Bob's.
+    repo = _qa_plan_staged(tmp_path, people)
+    ident = committer.format(bob=people.bob, mallory=people.mallory) + " 1700000000 +0000"
+    headers = f"author {ident}\ncommitter {ident}".encode()
+    shown = _push_raw_commit(repo, tmp_path / "commit", headers)
+    assert shown == (people.bob.email if counts else people.mallory.email)
+    assert repo.verify().judged[-1].authorised is counts
+
+
+def _qa_plan_staged(tmp_path: Path, people: People) -> SeedRepo:
+    """The seed repository with an edit of the QA plan staged, for a commit made by hand."""
     repo = SeedRepo.create(tmp_path, people)
     repo.write({QA_PLAN: qa_plan(ECOMMERCE)})
     repo.git("add", "-A")
-    ident = committer.format(bob=people.bob, mallory=people.mallory) + " 1700000000 +0000"
-    raw = tmp_path / "commit"
-    raw.write_text(
-        f"tree {repo.git('write-tree')}\nparent {repo.head()}\n"
-        f"author {ident}\ncommitter {ident}\n\nThe QA plan\n"
-    )
-    commit = repo.git("hash-object", "--literally", "-t", "commit", "-w", str(raw))
-    repo.git("update-ref", "refs/heads/main", commit)
-    repo.git("reset", "-q", "--hard", "main")
-    shown = repo.git("log", "-1", "--format=%ce")
-    assert shown == (people.bob.email if counts else people.mallory.email)
-    assert repo.verify().judged[-1].authorised is counts
+    return repo
 
 
 def _push_raw_commit(repo: SeedRepo, raw: Path, headers: bytes) -> str:
@@ -1045,9 +1044,7 @@ def test_a_committer_line_git_log_reencodes_from_utf7_as_mallorys_is_nobodys(
     # committer line: '+ADw-' is '<' and '+AD4-' is '>' there, so git shows Mallory's
     # email where the bytes hold Bob's. `git fsck --strict` finds nothing wrong with it
     # (a '-0000' zone keeps UTF-7 from failing on '+0000').
-    repo = SeedRepo.create(tmp_path, people)
-    repo.write({QA_PLAN: qa_plan(ECOMMERCE)})
-    repo.git("add", "-A")
+    repo = _qa_plan_staged(tmp_path, people)
     bob, mallory = people.bob, people.mallory
     ident = f"{bob.name} <{bob.email}> 1700000000 -0000"
     forged = f"{mallory.name} +ADw-{mallory.email}+AD4- <{bob.email}> 1700000000 -0000"
@@ -1068,9 +1065,7 @@ def test_a_committer_line_git_log_reads_after_a_nul_byte_is_nobodys(
     # after it: a second committer line hidden behind one is the one `%ce` shows,
     # where a reading by line breaks finds Bob's alone. (`git fsck` refuses a NUL in a
     # header; a host that does not run it takes the push.)
-    repo = SeedRepo.create(tmp_path, people)
-    repo.write({QA_PLAN: qa_plan(ECOMMERCE)})
-    repo.git("add", "-A")
+    repo = _qa_plan_staged(tmp_path, people)
     bob, mallory = people.bob, people.mallory
     ident = f"{bob.name} <{bob.email}> 1700000000 +0000"
     hidden = f"x\0committer {mallory.name} <{mallory.email}> 1700000000 +0000"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from reconciler.app.api import Source
+from reconciler.app.pages import Snapshot
 from reconciler.app.session import Session
 from reconciler.web.server import REFRESH, Live
 from tests.people import People
@@ -47,17 +48,22 @@ def test_a_commit_landing_while_the_pages_read_is_read_at_the_next_look(
     assert "plans/late.yaml" in {decision.path for decision in live.snapshot.decisions}
 
 
+def one_plan_read(tmp_path: Path, people: People) -> tuple[SeedRepo, Live, Snapshot]:
+    """The seed repository with one plan, and pages that have read it once."""
+    repo = SeedRepo.create(tmp_path, people)
+    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
+    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
+    live.refresh()
+    assert live.snapshot is not None
+    return repo, live, live.snapshot
+
+
 def test_a_push_that_changes_no_decision_moves_the_pages_tip_without_reading_again(
     tmp_path: Path, people: People
 ) -> None:
     # An empty commit (or a README) changes no decision: the pages name the new tip and
     # keep what they read, rather than decide every plan on main again after each.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
-    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
-    live.refresh()
-    first = live.snapshot
-    assert first is not None
+    repo, live, first = one_plan_read(tmp_path, people)
     empty = repo.commit(people.bob, None, "An empty commit")
     live.refresh()
     assert live.snapshot is not None
@@ -67,12 +73,7 @@ def test_a_push_that_changes_no_decision_moves_the_pages_tip_without_reading_aga
 
 
 def test_a_push_that_may_change_a_decision_is_read_again(tmp_path: Path, people: People) -> None:
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
-    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
-    live.refresh()
-    first = live.snapshot
-    assert first is not None
+    repo, live, _ = one_plan_read(tmp_path, people)
     two = plan("two", "development", [ECOMMERCE])
     added = repo.commit(people.alice, {"plans/two.yaml": two}, "Add two")
     live.refresh()
@@ -86,12 +87,7 @@ def test_pushes_that_change_no_decision_keep_no_snapshot_past_the_refresh(
 ) -> None:
     # A page's "now" (windows, expiries) is never older than `REFRESH`, however many
     # empty commits land: a kept snapshot does not count as a read.
-    repo = SeedRepo.create(tmp_path, people)
-    repo.commit(people.alice, {"plans/one.yaml": plan("one", "development", [ECOMMERCE])})
-    live = Live(Source(repo=repo.path, branch="main"), interval=3600)
-    live.refresh()
-    first = live.snapshot
-    assert first is not None
+    repo, live, first = one_plan_read(tmp_path, people)
     live.read_at -= REFRESH + 1
     repo.commit(people.bob, None, "An empty commit")
     live.refresh()
