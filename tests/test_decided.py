@@ -251,6 +251,25 @@ def test_a_freeze_ending_bounds_the_decisions() -> None:
     assert not horizon.holds_at(end)
 
 
+def test_two_horizons_joined_hold_until_the_sooner_of_their_moments() -> None:
+    # A round decides a few plans again over the last round's decisions: together they
+    # hold until the first moment either could change.
+    older = Horizon(SUITE_NOW)
+    older.at(SUITE_NOW + timedelta(hours=8))
+    newer = Horizon(SUITE_NOW + timedelta(minutes=1))
+    newer.at(SUITE_NOW + timedelta(hours=2))
+    joined = older.joined(newer)
+    assert joined.holds_at(SUITE_NOW + timedelta(hours=1))
+    assert not joined.holds_at(SUITE_NOW + timedelta(hours=2))
+    assert joined.now == SUITE_NOW
+
+
+def test_a_horizon_joined_with_one_that_holds_for_no_time_holds_for_no_time() -> None:
+    newer = Horizon(SUITE_NOW)
+    newer.unbounded()
+    assert not Horizon(SUITE_NOW).joined(newer).holds_at(SUITE_NOW)
+
+
 # -- attacks: the kept decisions never make a plan look executable or approved ------------
 
 

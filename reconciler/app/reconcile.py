@@ -605,7 +605,8 @@ class Reconciler:
             }
             if not stale:
                 refused = seen.history.refused | decided.history.refused
-                return replace(seen.history, refused=refused), every, decided.horizon.with_(horizon)
+                holds = decided.horizon.joined(horizon)
+                return replace(seen.history, refused=refused), every, holds
             only = {**only, **stale}
 
     def _next_up(self, decisions: Iterable[Decision]) -> dict[str, str]:

@@ -41,7 +41,7 @@ class Horizon:
         """A rule's answer changes with every instant: the decisions hold for no time."""
         self.continuous = True
 
-    def with_(self, other: Horizon) -> Horizon:
+    def joined(self, other: Horizon) -> Horizon:
         """Until when these decisions and `other`'s, made later, hold together: the
         sooner of their moments, from this one's `now`."""
         joined = Horizon(self.now, self.until, self.continuous or other.continuous)
