@@ -15,6 +15,8 @@ from typing import Final
 
 from msgspec import Struct
 
+from reconciler.core.events import reads_as_utf8
+
 NULL_OID: Final = "0" * 40
 FILE_MODES: Final = frozenset({"100644", "100755"})
 SYMLINK_MODE: Final = "120000"
@@ -128,7 +130,7 @@ def _split_as_git_log_splits(head: bytes, encoding: str | None) -> bool:
     iconv's UTF-7 reads `+ADw-` as a `<`, its ISO-2022-JP reads `<bob@...>` after an
     escape as other letters; which conversion iconv makes is not ours to guess.
     """
-    return b"\0" not in head and (encoding is None or encoding.lower() in ("utf-8", "utf8"))
+    return b"\0" not in head and reads_as_utf8(encoding)
 
 
 def _nobody(person: Person) -> Person:

@@ -18,7 +18,7 @@ from typing import Final
 
 from reconciler.adapters.gitobjects import CommitInfo
 from reconciler.adapters.gitrepo import GitRepo
-from reconciler.core.events import HUMAN_TRAILERS, RESULT
+from reconciler.core.events import HUMAN_TRAILERS, RESULT, reads_as_utf8
 from reconciler.core.layout import READ_DIRS, TEAMS_FILE
 
 # The most commits a lost race may have let in that are checked, not walked: past that,
@@ -46,7 +46,7 @@ def inert(repo: GitRepo, checked: str, tip: str) -> bool:
 
     def holds(commit: CommitInfo, parent: CommitInfo) -> bool:
         return (
-            commit.encoding.lower() in ("", "utf-8", "utf8")
+            reads_as_utf8(commit.encoding or None)
             and "\0" not in commit.message
             and not _MAY_COUNT.search(commit.message)
             and repo.top_entries(commit, _READ) == repo.top_entries(parent, _READ)

@@ -115,6 +115,13 @@ class Trailers(Struct, frozen=True):
         return found
 
 
+def reads_as_utf8(encoding: str | None) -> bool:
+    """Whether `git log` reads a commit's text as its bytes stand, by its `encoding`
+    header (None: it has none): else it converts the text from that encoding first,
+    and what it shows (a trailer, an email) is not what the bytes hold."""
+    return encoding is None or encoding.lower() in ("utf-8", "utf8")
+
+
 def read_trailers(message: str, encoding: str = "") -> Trailers:
     """A commit message's trailers as `git log` shows them, and whether they count.
 
@@ -129,7 +136,7 @@ def read_trailers(message: str, encoding: str = "") -> Trailers:
     seen = _git_trailers(text, url_keys=True)
     if "\0" in message:
         return Trailers(seen, NUL_MESSAGE)
-    if encoding and encoding.lower() not in ("utf-8", "utf8"):
+    if not reads_as_utf8(encoding or None):
         return Trailers(
             seen,
             f"the commit declares the encoding '{encoding}', which git log converts its "
