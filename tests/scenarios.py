@@ -5,9 +5,11 @@ around SUITE_NOW."""
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tests.clock import SUITE_NOW, window_only_tomorrow
 from tests.configrepo import dump, example_file
 from tests.people import People
 from tests.repositories import SeedRepo
@@ -156,6 +158,24 @@ def production_with_windows(windows: str, freezes: str = "[]") -> str:
     start = production.index("  windows:")
     end = production.index("driver:")
     return production[:start] + f"  windows: {windows}\n  freezes: {freezes}\n" + production[end:]
+
+
+def production_triggered_before_its_window(
+    tmp_path: Path, people: People
+) -> tuple[SeedRepo, datetime]:
+    """The production plan approved by ravi and carol and triggered by olga, in a
+    production whose one window opens tomorrow (and no approval_ttl, so nothing lapses
+    while it waits); the repository, and when the window opens."""
+    window, opens = window_only_tomorrow(SUITE_NOW)
+    production = production_with_windows(window).replace("  approval_ttl: 8h\n", "")
+    assert "approval_ttl" not in production
+    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
+    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
+    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
+    repo.approve(people.ravi, PROD_PLAN)
+    repo.approve(people.carol, PROD_PLAN)
+    repo.trigger(people.olga, PROD_PLAN)
+    return repo, opens
 
 
 def frozen_until_the_end_of_time(tmp_path: Path, people: People) -> SeedRepo:

@@ -38,6 +38,7 @@ from tests.scenarios import (
     PROD_PLAN,
     QA_PLAN,
     prod_plan,
+    production_triggered_before_its_window,
     production_with_windows,
     proposed_qa_release,
     qa_plan,
@@ -130,15 +131,7 @@ def test_decisions_made_as_an_approval_reaches_its_ttl_are_decided_again_once_it
 def test_plan_and_status_from_the_state_say_what_deciding_afresh_says_as_a_window_opens(
     tmp_path: Path, people: People
 ) -> None:
-    window, opens = window_only_tomorrow(SUITE_NOW)
-    production = production_with_windows(window).replace("  approval_ttl: 8h\n", "")
-    assert "approval_ttl" not in production
-    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(people.carol, PROD_PLAN)
-    repo.trigger(people.olga, PROD_PLAN)
+    repo, opens = production_triggered_before_its_window(tmp_path, people)
 
     closed_now, reused = answers(repo, SUITE_NOW)
     assert not reused

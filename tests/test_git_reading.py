@@ -30,7 +30,8 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -437,6 +438,25 @@ def test_grafts_do_not_change_what_a_commit_s_parents_are(
 
 # -- a commit's headers, as git reads them ------------------------------------------------
 
+
+@contextmanager
+def scratch_repository() -> Iterator[tuple[Path, str]]:
+    """A repository in a folder of its own and the id of its empty tree, for commit
+    objects written by hand: each hypothesis example gets a new one."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch)
+        run_git(path, "init", "-q")
+        yield path, run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+
+
+def stored_commit(path: Path, raw: bytes, *, literally: bool = True) -> str:
+    """The id of the commit object `raw`, stored as it stands (`literally`: unchecked, as
+    a pusher can store anything; else as `hash-object` checks it)."""
+    (path / "raw").write_bytes(raw)
+    unchecked = ("--literally",) if literally else ()
+    return run_git(path, "hash-object", *unchecked, "-t", "commit", "-w", "raw")
+
+
 _PARENTS = ("one", "two", "three")  # the messages of three root commits, made per example
 _OTHER_HEADERS = [
     "author A <a@example.com> 1 +0000",
@@ -460,15 +480,11 @@ header_lines = st.lists(
 def test_a_commits_parents_are_the_ones_git_reads(lines: list[str]) -> None:
     # Git reads parents from the lines right after the tree; a `parent` line anywhere
     # else is a header it does not know, and fsck lets it be.
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch)
-        run_git(path, "init", "-q")
-        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+    with scratch_repository() as (path, tree):
         made = {name: run_git(path, "commit-tree", tree, "-m", name) for name in _PARENTS}
         lines = [" ".join(made.get(word, word) for word in line.split(" ")) for line in lines]
         raw = "\n".join([f"tree {tree}", *lines]) + "\n\nmessage\n"
-        (path / "raw").write_text(raw)
-        oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
+        oid = stored_commit(path, raw.encode())
         git_reads = run_git(path, "show", "-s", "--format=%P", oid).split()
         assert list(parse_commit(oid, raw.encode()).parents) == git_reads
 
@@ -491,10 +507,7 @@ def test_a_commits_author_and_committer_are_the_ones_git_reads(
 ) -> None:
     # Most commits are committed by their author as written (the reading makes one
     # person of both then): a committer that differs in anything must stay its own.
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch)
-        run_git(path, "init", "-q")
-        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+    with scratch_repository() as (path, tree):
         names = ("NAME", "EMAIL", "DATE")
         env = {f"GIT_AUTHOR_{key}": item for key, item in zip(names, _AUTHOR, strict=True)}
         env |= {f"GIT_COMMITTER_{key}": item for key, item in zip(names, committer, strict=True)}
@@ -546,13 +559,9 @@ def test_an_author_line_is_split_into_the_name_email_and_date_git_reads(ident: s
     # The email says who made an unsigned commit: a line git splits one way and this
     # reading another would let a pusher show one person to `git log` and count as
     # another here ("M <m@x> <root@example.com> 1 +0000" is m@x to git).
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch)
-        run_git(path, "init", "-q")
-        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+    with scratch_repository() as (path, tree):
         raw = f"tree {tree}\nauthor {ident}\ncommitter C <c@example.com> 2 +0000\n\nm\n"
-        (path / "raw").write_bytes(raw.encode())
-        oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
+        oid = stored_commit(path, raw.encode())
         shown = subprocess.run(
             ["git", "show", "-s", "--date=unix", "--format=%an%x00%ae%x00%ad%x00", oid],
             cwd=path,
@@ -600,13 +609,9 @@ def test_an_email_read_from_a_commit_is_the_one_git_log_shows_or_none(
 ) -> None:
     # Where no signature is needed, the committer's email is who made a change: an email
     # read here that `git log` does not show would count a pusher as someone else.
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch)
-        run_git(path, "init", "-q")
-        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+    with scratch_repository() as (path, tree):
         raw = b"tree %s\nauthor A %s\ncommitter C %s\n\nm\n" % (tree.encode(), author, committer)
-        (path / "raw").write_bytes(raw)
-        oid = run_git(path, "hash-object", "--literally", "-t", "commit", "-w", "raw")
+        oid = stored_commit(path, raw)
         shown = subprocess.run(
             ["git", "log", "-1", "--format=%ae%x00%ce", oid],
             cwd=path,
@@ -643,14 +648,10 @@ def test_a_time_zone_a_day_or_more_away_is_read_with_the_time_git_reads(zone: st
     # Git takes any four digits as a zone (hash-object checks it, fsck --strict lets it
     # be), hours and minutes past their ranges too; Python holds none a day or more from
     # UTC. Whoever pushes such a commit must not stop the reading of a history.
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch)
-        run_git(path, "init", "-q")
-        tree = run_git(path, "hash-object", "-t", "tree", "-w", "/dev/null")
+    with scratch_repository() as (path, tree):
         raw = f"tree {tree}\nauthor A <a@example.com> 1000 {zone}\n"
         raw += f"committer C <c@example.com> 2000 {zone}\n\nmessage\n"
-        (path / "raw").write_text(raw)
-        oid = run_git(path, "hash-object", "-t", "commit", "-w", "raw")
+        oid = stored_commit(path, raw.encode(), literally=False)
         assert run_git(path, "fsck", "--strict", "--no-dangling", oid) == ""
         info = parse_commit(oid, raw.encode())
         seconds = run_git(path, "show", "-s", "--format=%at %ct", oid).split()

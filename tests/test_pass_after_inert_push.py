@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reconciler.app.passes import Options, PassReport
 from reconciler.app.reconcile import Reconciler
-from tests.clock import SUITE_NOW, window_only_tomorrow
+from tests.clock import SUITE_NOW
 from tests.people import People
 from tests.repositories import SeedRepo
 from tests.scenarios import (
@@ -26,8 +26,7 @@ from tests.scenarios import (
     PORTAL,
     PROD_PLAN,
     QA_PLAN,
-    prod_plan,
-    production_with_windows,
+    production_triggered_before_its_window,
     proposed_qa_release,
     qa_plan,
 )
@@ -98,14 +97,7 @@ def test_a_plan_whose_window_opens_is_decided_at_the_next_pass_after_an_empty_co
 ) -> None:
     # The last pass's decisions hold until the clock may change one (their horizon): the
     # production plan waits for tomorrow's window, and the pass after it opens starts it.
-    window, opens = window_only_tomorrow(SUITE_NOW)
-    production = production_with_windows(window).replace("  approval_ttl: 8h\n", "")
-    repo = SeedRepo.create(tmp_path, people, extra={"environments/production.yaml": production})
-    repo.deployed("quality-assurance", {"ecommerce": "1.4.0"})
-    repo.commit(people.alice, {PROD_PLAN: prod_plan(ECOMMERCE)})
-    repo.approve(people.ravi, PROD_PLAN)
-    repo.approve(people.carol, PROD_PLAN)
-    repo.trigger(people.olga, PROD_PLAN)
+    repo, opens = production_triggered_before_its_window(tmp_path, people)
     now = [SUITE_NOW]
     options = Options(
         state_dir=repo.state_dir,
